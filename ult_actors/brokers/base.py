@@ -1,0 +1,82 @@
+"""The one protocol every broker connector implements.
+
+A connector knows its broker's API and nothing of actors. The broker actor
+(``ult_actors.actors.broker``) drives it: ``connect()``, then
+``stream_updates`` started in a nursery next to its mailbox loop, then
+commands. Any exception escaping ``stream_updates`` means the connection is
+gone: the actor crashes and its supervisor reconnects by restarting it.
+
+Rules every connector keeps (checked by ``tests/brokers/contract.py``):
+
+- ``submit`` receives a request whose ``client_order_id`` is set; it is the
+  idempotency key and must reach the broker so that
+  ``get_order_by_client_id`` finds the order after a lost reply.
+- Broker failures raise the narrowest ``ult_actors.errors.UltError``:
+  ``InvalidOrder``, ``InsufficientFunds``, ``RateLimited`` (with
+  ``retry_after``), ``BrokerUnavailable`` (transient: 5xx, network, timeouts),
+  ``AuthFailed`` (fatal), ``NotFound``.
+- A submit whose outcome is not known (reply lost, timeout after sending)
+  raises ``BrokerUnavailable``; the caller looks the order up by client id
+  before any resubmission.
+- Returned ``Order``/``Position``/``Account`` carry ``broker=self.name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+import trio
+
+from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
+
+#: Where a connector delivers order updates; may apply back-pressure.
+UpdateSink = Callable[[OrderUpdate], Awaitable[None]]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A connection to one broker account."""
+
+    #: The configured connection name, e.g. ``paper`` or ``alpaca-paper``.
+    name: str
+
+    async def connect(self) -> None:
+        """Open the connection and check credentials (``AuthFailed`` if refused)."""
+
+    async def disconnect(self) -> None:
+        """Close the connection; safe to call twice or after a failed connect."""
+
+    async def submit(self, request: OrderRequest) -> Order:
+        """Send a new order; ``request.client_order_id`` is always set."""
+
+    async def cancel(self, order_id: str) -> Order:
+        """Ask the broker to cancel; returns the order as it then stands."""
+
+    async def get_order(self, order_id: str) -> Order:
+        """One order by the broker's id (``NotFound`` if unknown)."""
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        """One order by our client order id (``NotFound`` if it never arrived)."""
+
+    async def open_orders(self) -> list[Order]:
+        """Every order not yet in a terminal state."""
+
+    async def positions(self) -> list[Position]:
+        """Every non-zero position."""
+
+    async def account(self) -> Account:
+        """Cash, buying power and equity."""
+
+    async def stream_updates(
+        self,
+        sink: UpdateSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver order updates to ``sink`` until cancelled.
+
+        Calls ``task_status.started()`` once the stream is live, so that a
+        sweep of open orders made after it cannot miss an update. Raises
+        (typically ``BrokerUnavailable``) when the stream is lost.
+        """

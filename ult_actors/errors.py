@@ -1,0 +1,157 @@
+"""One exception tree; each leaf maps 1:1 to a stable wire error code.
+
+Raise the narrowest class with a message a trader can act on. Connectors map
+every broker failure onto these; the IPC layer turns them into
+``ErrorInfo`` and the client library turns them back into the same classes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ult_actors.messages import ErrorCode, ErrorInfo
+
+
+class UltError(Exception):
+    """Base of every error the service reports to a caller."""
+
+    code: ClassVar[ErrorCode] = "internal"
+    #: Whether retrying the same request (same client order id) may succeed.
+    transient: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        limit: str | None = None,
+        retry_after: float | None = None,
+        broker: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.limit = limit
+        self.retry_after = retry_after
+        self.broker = broker
+
+    def to_info(self) -> ErrorInfo:
+        """The wire form of this error."""
+        return ErrorInfo(
+            code=self.code,
+            message=self.message,
+            field=self.field,
+            limit=self.limit,
+            retry_after=self.retry_after,
+            broker=self.broker,
+        )
+
+
+class InvalidOrder(UltError):
+    """The order is malformed or not allowed as asked; ``field`` names the culprit."""
+
+    code = "invalid_order"
+
+
+class InsufficientFunds(UltError):
+    """The account's buying power does not cover the order."""
+
+    code = "insufficient_funds"
+
+
+class RiskRejected(UltError):
+    """A pre-trade risk limit refused the order; ``limit`` names which."""
+
+    code = "risk_rejected"
+
+
+class RateLimited(UltError):
+    """The broker throttled us; retry after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    transient = True
+
+
+class BrokerUnavailable(UltError):
+    """The broker cannot be reached right now (outage, reconnecting, 5xx)."""
+
+    code = "broker_unavailable"
+    transient = True
+
+
+class AuthFailed(UltError):
+    """The broker refused our credentials. Fatal: fix the configuration."""
+
+    code = "auth_failed"
+
+
+class NotFound(UltError):
+    """No such order, broker or symbol."""
+
+    code = "not_found"
+
+
+class Timeout(UltError):
+    """The request's deadline passed before it could be answered."""
+
+    code = "timeout"
+    transient = True
+
+
+class Internal(UltError):
+    """A bug or unexpected failure inside the service."""
+
+    code = "internal"
+
+
+class BadRequest(UltError):
+    """The IPC frame could not be read as a request."""
+
+    code = "bad_request"
+
+
+class DuplicateOrder(UltError):
+    """A different order already uses this client order id."""
+
+    code = "duplicate_order"
+
+
+class Unauthorized(UltError):
+    """The connecting user is not allowed to use the service."""
+
+    code = "unauthorized"
+
+
+_BY_CODE: dict[str, type[UltError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidOrder,
+        InsufficientFunds,
+        RiskRejected,
+        RateLimited,
+        BrokerUnavailable,
+        AuthFailed,
+        NotFound,
+        Timeout,
+        Internal,
+        BadRequest,
+        DuplicateOrder,
+        Unauthorized,
+    )
+}
+
+
+def error_class(code: str) -> type[UltError]:
+    """The exception class for a wire error code (``Internal`` if unknown)."""
+    return _BY_CODE.get(code, Internal)
+
+
+def from_info(info: ErrorInfo) -> UltError:
+    """Rebuild the exception a reply's ``ErrorInfo`` stands for."""
+    return error_class(info.code)(
+        info.message,
+        field=info.field,
+        limit=info.limit,
+        retry_after=info.retry_after,
+        broker=info.broker,
+    )

@@ -1,0 +1,436 @@
+"""Every message the service speaks: one module, tagged msgspec unions.
+
+The same types travel on in-process channels and, msgpack-encoded, over the
+IPC socket, so there is exactly one schema. Money and quantities are
+``Decimal`` (msgspec encodes them as strings, so they stay exact on the
+wire); timestamps are UTC nanoseconds since the epoch.
+
+Unions are tagged with ``kind`` because an order already has a ``type``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
+TimeInForce = Literal["day", "gtc", "ioc", "fok", "opg", "cls"]
+OrderStatus = Literal[
+    "pending_new",
+    "accepted",
+    "partially_filled",
+    "filled",
+    "canceled",
+    "rejected",
+    "expired",
+    "pending_cancel",
+]
+# How sure we are of what the broker did with a submit (see docs/architecture.md):
+# "local" never left the service, "definitive" the broker answered, "unknown"
+# must be settled by looking the order up by client order id.
+SubmitOutcome = Literal["local", "definitive", "unknown"]
+TradingState = Literal["active", "reducing", "halted"]
+ActorState = Literal["starting", "running", "restarting", "failed", "stopped"]
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
+OPEN_STATUSES: frozenset[str] = frozenset(
+    {"pending_new", "accepted", "partially_filled", "pending_cancel"}
+)
+
+# ---------------------------------------------------------------------------
+# Trading data
+# ---------------------------------------------------------------------------
+
+
+class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a client asks for. Validated by ``ult_actors.validation`` before use."""
+
+    symbol: str
+    side: Side
+    qty: Decimal
+    type: OrderType = "market"
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = "day"
+    extended_hours: bool = False
+    broker: str | None = None
+    client_order_id: str | None = None
+    # Absolute UTC deadline in ns; a command still queued past it is answered
+    # with a ``timeout`` error instead of being sent.
+    deadline_ns: int | None = None
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as the service knows it; one state machine for every broker."""
+
+    id: str
+    client_order_id: str
+    broker: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    type: OrderType
+    time_in_force: TimeInForce
+    status: OrderStatus
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    extended_hours: bool = False
+    filled_qty: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    created_at: int = 0
+    updated_at: int = 0
+    reject_reason: str | None = None
+    outcome: SubmitOutcome = "definitive"
+
+
+class Fill(msgspec.Struct, frozen=True, kw_only=True):
+    """One execution of (part of) an order."""
+
+    fill_id: str
+    order_id: str
+    client_order_id: str
+    broker: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    commission: Decimal = Decimal(0)
+    ts: int = 0
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """A net position at one broker; ``qty`` is signed (negative is short)."""
+
+    broker: str
+    symbol: str
+    qty: Decimal
+    avg_entry_price: Decimal
+    market_value: Decimal | None = None
+    unrealized_pl: Decimal | None = None
+    realized_pl: Decimal | None = None
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """Balances of one broker account."""
+
+    broker: str
+    cash: Decimal
+    buying_power: Decimal
+    equity: Decimal
+    currency: str = "USD"
+
+
+# ---------------------------------------------------------------------------
+# Errors on the wire
+# ---------------------------------------------------------------------------
+
+ErrorCode = Literal[
+    "invalid_order",
+    "insufficient_funds",
+    "risk_rejected",
+    "rate_limited",
+    "broker_unavailable",
+    "auth_failed",
+    "not_found",
+    "timeout",
+    "internal",
+    "bad_request",
+    "duplicate_order",
+    "unauthorized",
+]
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A failure as the caller sees it: a stable code plus what to do about it."""
+
+    code: ErrorCode
+    message: str
+    field: str | None = None
+    limit: str | None = None
+    retry_after: float | None = None
+    broker: str | None = None
+
+
+# ---------------------------------------------------------------------------
+# Events (published to subscribers)
+# ---------------------------------------------------------------------------
+
+
+class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order_update"):
+    """An order changed state; ``fill`` is set when the change was an execution."""
+
+    order: Order
+    fill: Fill | None = None
+    ts: int = 0
+
+
+class PositionDrift(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="position_drift"
+):
+    """The service's book and the broker's report disagree for one symbol."""
+
+    broker: str
+    symbol: str
+    book_qty: Decimal
+    broker_qty: Decimal | None
+    ts: int = 0
+
+
+class ActorHealthChanged(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="actor_health"
+):
+    """An actor changed state (started, crashed, restarting, failed, stopped)."""
+
+    name: str
+    state: ActorState
+    restarts: int
+    error: str | None = None
+    ts: int = 0
+
+
+class TradingStateChanged(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="trading_state"
+):
+    """Risk switched trading state (for example the kill switch)."""
+
+    state: TradingState
+    reason: str
+    broker: str | None = None
+    ts: int = 0
+
+
+Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
+EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
+
+# ---------------------------------------------------------------------------
+# Health snapshot
+# ---------------------------------------------------------------------------
+
+
+class LastError(msgspec.Struct, frozen=True, kw_only=True):
+    """The most recent failure of an actor (message already redacted)."""
+
+    type: str
+    message: str
+    at: int
+
+
+class ActorHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One actor's or supervisor's health, flat; ``parent`` rebuilds the tree."""
+
+    name: str
+    parent: str | None
+    kind: Literal["actor", "supervisor"]
+    state: ActorState
+    restart: Literal["permanent", "transient", "temporary"]
+    restarts: int
+    started_at: int | None
+    last_error: LastError | None
+    mailbox_depth: int
+    handled: int
+    strategy: str | None = None
+    restarts_in_window: int = 0
+
+
+class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole tree in start order, plus process facts."""
+
+    actors: list[ActorHealth]
+    pid: int = 0
+    version: str = ""
+    started_at: int = 0
+    taken_at: int = 0
+    trading_state: TradingState = "active"
+
+
+# ---------------------------------------------------------------------------
+# Requests (IPC and in-process commands). ``id`` is the client's request id,
+# echoed in the reply so a client may pipeline.
+# ---------------------------------------------------------------------------
+
+
+class Submit(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="submit"):
+    """Place an order; ``wait`` holds the reply until the order is terminal."""
+
+    id: int
+    order: OrderRequest
+    wait: bool = False
+
+
+class Cancel(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel"):
+    """Cancel by order id or client order id."""
+
+    id: int
+    order_id: str
+
+
+class GetOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_order"):
+    """One order by order id or client order id."""
+
+    id: int
+    order_id: str
+
+
+class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="list_orders"):
+    """Orders known to the service, optionally only open ones."""
+
+    id: int
+    open_only: bool = False
+    broker: str | None = None
+    limit: int = 1000
+
+
+class GetPositions(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_positions"
+):
+    """Positions of one broker, or aggregated over all."""
+
+    id: int
+    broker: str | None = None
+
+
+class GetAccount(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_account"):
+    """Balances of one broker, or of all."""
+
+    id: int
+    broker: str | None = None
+
+
+class GetHealth(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_health"):
+    """The actor tree's health snapshot."""
+
+    id: int
+
+
+class SetKillSwitch(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="kill_switch"
+):
+    """On: halt trading and cancel every open order. Off: back to active."""
+
+    id: int
+    on: bool
+
+
+class SetTradingState(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="trading_state"
+):
+    """Set active / reducing / halted, globally or for one broker."""
+
+    id: int
+    state: TradingState
+    broker: str | None = None
+
+
+class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
+    """Start receiving events of these topics on this connection."""
+
+    id: int
+    topics: list[EventTopic] = msgspec.field(
+        default_factory=lambda: ["orders", "fills", "health", "positions", "risk"]
+    )
+
+
+class Ping(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="ping"):
+    """Liveness check."""
+
+    id: int
+
+
+Request = (
+    Submit
+    | Cancel
+    | GetOrder
+    | ListOrders
+    | GetPositions
+    | GetAccount
+    | GetHealth
+    | SetKillSwitch
+    | SetTradingState
+    | Subscribe
+    | Ping
+)
+
+# ---------------------------------------------------------------------------
+# Replies
+# ---------------------------------------------------------------------------
+
+
+class OrderReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order"):
+    """One order."""
+
+    id: int
+    order: Order
+
+
+class OrdersReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="orders"):
+    """A list of orders."""
+
+    id: int
+    orders: list[Order]
+
+
+class PositionsReply(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="positions"
+):
+    """Positions."""
+
+    id: int
+    positions: list[Position]
+
+
+class AccountsReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="accounts"):
+    """Accounts, one per broker asked."""
+
+    id: int
+    accounts: list[Account]
+
+
+class HealthReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="health"):
+    """The health snapshot."""
+
+    id: int
+    health: HealthSnapshot
+
+
+class OkReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="ok"):
+    """The request was done; ``detail`` says what, for humans."""
+
+    id: int
+    detail: str = ""
+
+
+class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="error"):
+    """The request failed; ``id`` is 0 when the request could not be read."""
+
+    id: int
+    error: ErrorInfo
+
+
+class EventMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="event"):
+    """An event pushed to a subscriber."""
+
+    event: Event
+
+
+class SubscriptionDropped(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="dropped"
+):
+    """The server stopped this subscription and says why (e.g. fell behind)."""
+
+    reason: str
+
+
+Reply = (
+    OrderReply
+    | OrdersReply
+    | PositionsReply
+    | AccountsReply
+    | HealthReply
+    | OkReply
+    | ErrorReply
+    | EventMessage
+    | SubscriptionDropped
+)

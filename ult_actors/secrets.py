@@ -1,0 +1,57 @@
+"""Secrets that cannot leak by accident: masked in repr, str and logs.
+
+Values come from systemd's credentials directory (``$CREDENTIALS_DIRECTORY``)
+or the environment, never from the TOML file. Call ``reveal()`` only at the
+point where the secret goes on the wire (an HTTP header, a login message).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+MASK = "***"
+
+
+class Secret:
+    """A string whose repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the wire only."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def read_secret(name: str, env: Mapping[str, str] | None = None) -> Secret:
+    """Read ``name`` from ``$CREDENTIALS_DIRECTORY/name``, else the environment.
+
+    The credentials file wins so that a unit using ``LoadCredential=`` never
+    needs the secret in its environment. Missing everywhere gives an empty
+    ``Secret`` (falsy).
+    """
+    env = os.environ if env is None else env
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        path = Path(cred_dir) / name
+        if path.is_file():
+            return Secret(path.read_text().strip())
+    return Secret(env.get(name, ""))
