@@ -122,6 +122,10 @@ class Unauthorized(UltError):
     code = "unauthorized"
 
 
+class ConfigError(ValueError):
+    """The configuration is wrong; raised at start-up, names the key and file."""
+
+
 _BY_CODE: dict[str, type[UltError]] = {
     cls.code: cls
     for cls in (
