@@ -15,6 +15,11 @@ from typing import Literal
 
 import msgspec
 
+# Re-exported: health records are part of the wire schema.
+from ult_actors.runtime.health import ActorHealth as ActorHealth
+from ult_actors.runtime.health import ActorState as ActorState
+from ult_actors.runtime.health import LastError as LastError
+
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 TimeInForce = Literal["day", "gtc", "ioc", "fok", "opg", "cls"]
@@ -33,7 +38,6 @@ OrderStatus = Literal[
 # must be settled by looking the order up by client order id.
 SubmitOutcome = Literal["local", "definitive", "unknown"]
 TradingState = Literal["active", "reducing", "halted"]
-ActorState = Literal["starting", "running", "restarting", "failed", "stopped"]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
 OPEN_STATUSES: frozenset[str] = frozenset(
@@ -210,31 +214,6 @@ EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
 # ---------------------------------------------------------------------------
 
 
-class LastError(msgspec.Struct, frozen=True, kw_only=True):
-    """The most recent failure of an actor (message already redacted)."""
-
-    type: str
-    message: str
-    at: int
-
-
-class ActorHealth(msgspec.Struct, frozen=True, kw_only=True):
-    """One actor's or supervisor's health, flat; ``parent`` rebuilds the tree."""
-
-    name: str
-    parent: str | None
-    kind: Literal["actor", "supervisor"]
-    state: ActorState
-    restart: Literal["permanent", "transient", "temporary"]
-    restarts: int
-    started_at: int | None
-    last_error: LastError | None
-    mailbox_depth: int
-    handled: int
-    strategy: str | None = None
-    restarts_in_window: int = 0
-
-
 class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """The whole tree in start order, plus process facts."""
 
@@ -305,9 +284,7 @@ class GetHealth(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag
     id: int
 
 
-class SetKillSwitch(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="kill_switch"
-):
+class SetKillSwitch(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="kill_switch"):
     """On: halt trading and cancel every open order. Off: back to active."""
 
     id: int
@@ -372,9 +349,7 @@ class OrdersReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     orders: list[Order]
 
 
-class PositionsReply(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="positions"
-):
+class PositionsReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="positions"):
     """Positions."""
 
     id: int

@@ -47,9 +47,7 @@ def validate_order(req: OrderRequest) -> None:
     if needs_limit and req.limit_price is None:
         raise InvalidOrder(f"limit_price is required for {req.type} orders", field="limit_price")
     if not needs_limit and req.limit_price is not None:
-        raise InvalidOrder(
-            f"limit_price does not apply to {req.type} orders", field="limit_price"
-        )
+        raise InvalidOrder(f"limit_price does not apply to {req.type} orders", field="limit_price")
     if needs_stop and req.stop_price is None:
         raise InvalidOrder(f"stop_price is required for {req.type} orders", field="stop_price")
     if not needs_stop and req.stop_price is not None:

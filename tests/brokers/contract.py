@@ -89,9 +89,7 @@ class ContractBattery:
         assert account.buying_power > 0
         assert account.equity > 0
 
-    async def test_market_buy_fills_and_streams_the_fill(
-        self, contract_case: ContractCase
-    ) -> None:
+    async def test_market_buy_fills_and_streams_the_fill(self, contract_case: ContractCase) -> None:
         case = contract_case
         coid = case.client_id()
         order = await case.connector.submit(
@@ -214,9 +212,13 @@ class ContractBattery:
                 client_order_id=coid,
             )
         )
-        done = await case.updates.wait_for(
-            lambda u: u.order.client_order_id == coid and u.order.status in TERMINAL_STATUSES
-        ) if order.status not in TERMINAL_STATUSES else None
+        done = (
+            await case.updates.wait_for(
+                lambda u: u.order.client_order_id == coid and u.order.status in TERMINAL_STATUSES
+            )
+            if order.status not in TERMINAL_STATUSES
+            else None
+        )
         final = done.order if done else order
         assert final.status in {"canceled", "expired"}
         assert final.filled_qty == 0

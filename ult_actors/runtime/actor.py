@@ -1,0 +1,82 @@
+"""What an actor body sees: its context, and the standard mailbox loop.
+
+An actor is an async function ``start(ctx)`` run as a trio task by its
+supervisor. It owns its state (locals or an object it builds), reads
+``ctx.mailbox``, calls ``ctx.started()`` once it is ready to serve, and
+answers requests with ``ctx.reply`` / ``ctx.fail``. Raising is crashing: the
+supervisor decides what happens next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, NoReturn, TypeVar
+
+import structlog
+
+from ult_actors.runtime.mailbox import Envelope, Mailbox
+
+M = TypeVar("M")
+
+
+class ActorContext(Generic[M]):
+    """Handed to each incarnation of an actor by its supervisor."""
+
+    def __init__(
+        self,
+        name: str,
+        mailbox: Mailbox[M] | None,
+        *,
+        incarnation: int,
+        on_started: Callable[[], None],
+        on_failed: Callable[[BaseException], None],
+    ) -> None:
+        self.name = name
+        self._mailbox = mailbox
+        #: 1 for the first start, +1 on every restart.
+        self.incarnation = incarnation
+        self.log: Any = structlog.get_logger().bind(actor=name)
+        self._on_started = on_started
+        self._on_failed = on_failed
+
+    @property
+    def mailbox(self) -> Mailbox[M]:
+        if self._mailbox is None:
+            raise RuntimeError(f"actor {self.name} was given no mailbox")
+        return self._mailbox
+
+    def started(self) -> None:
+        """Report that this incarnation is up; the supervisor starts the next sibling."""
+        self._on_started()
+
+    def mark_failed(self, error: BaseException) -> None:
+        """Report a fatal condition without crashing (no restart loop).
+
+        For errors a restart cannot fix, such as refused credentials: the
+        actor stays alive to answer its mailbox with the error, and health
+        shows it ``failed`` with ``error`` until the configuration changes.
+        """
+        self._on_failed(error)
+
+    def reply(self, env: Envelope[M], value: Any) -> None:
+        """Answer a request."""
+        if env.reply is not None:
+            env.reply.set(value)
+            self.mailbox.answered(env)
+
+    def fail(self, env: Envelope[M], error: BaseException) -> None:
+        """Answer a request with an error the asker will raise."""
+        if env.reply is not None:
+            env.reply.fail(error)
+            self.mailbox.answered(env)
+
+
+async def serve_mailbox(
+    ctx: ActorContext[M], handle: Callable[[Envelope[M]], Awaitable[None]]
+) -> NoReturn:
+    """Report started, then hand every message to ``handle``, one at a time, forever."""
+    mailbox = ctx.mailbox
+    ctx.started()
+    while True:
+        env = await mailbox.receive()
+        await handle(env)

@@ -1,0 +1,174 @@
+"""Mailboxes, envelopes and request/reply.
+
+A ``Mailbox`` belongs to the supervisor, not to the actor incarnation that
+reads it, so a message sent while an actor restarts waits for the next
+incarnation. It is bounded: ``send`` waits while it is full, which pushes
+back on whoever is producing (ultimately the IPC client's socket);
+``send_nowait`` raises ``MailboxFull`` instead, for producers that must not
+block.
+
+A request carries its reply slot (like Erlang's ``From``): the actor answers
+the asker directly. A request has a deadline; one still queued when its
+deadline passes is dropped unread, and the asker gets ``CallTimeout``.
+
+Redelivery: a request taken by an incarnation that then crashes before
+answering is put back at the head of the mailbox for the next incarnation
+(at most ``max_deliveries`` times, then it is answered with the crash). So
+handlers of requests must be idempotent — for orders the client order id
+makes them so.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Generic, TypeVar
+
+import trio
+
+M = TypeVar("M")
+
+
+class MailboxFull(Exception):
+    """``send_nowait`` found the mailbox at capacity."""
+
+
+class CallTimeout(TimeoutError):
+    """A request was not answered before its deadline."""
+
+
+class ActorCrashed(RuntimeError):
+    """The actor crashed on this request more often than redelivery allows."""
+
+
+class ReplySlot:
+    """A one-shot answer: set once by the actor, awaited by the asker."""
+
+    __slots__ = ("_error", "_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, value: Any) -> None:
+        """Answer with a value; later answers are ignored."""
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with an error the asker will raise; later answers are ignored."""
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Envelope(Generic[M]):
+    """A message in a mailbox, with its reply slot (for requests) and deadline."""
+
+    __slots__ = ("deadline", "deliveries", "msg", "reply")
+
+    def __init__(self, msg: M, reply: ReplySlot | None, deadline: float) -> None:
+        self.msg = msg
+        self.reply = reply
+        #: trio clock time after which nobody waits for this any more.
+        self.deadline = deadline
+        self.deliveries = 0
+
+    @property
+    def is_request(self) -> bool:
+        return self.reply is not None
+
+    def expired(self) -> bool:
+        return trio.current_time() > self.deadline
+
+
+class Mailbox(Generic[M]):
+    """A bounded, typed queue that outlives the actor incarnations reading it."""
+
+    def __init__(self, capacity: int = 1024, *, max_deliveries: int = 3) -> None:
+        self.capacity = capacity
+        self.max_deliveries = max_deliveries
+        self._send, self._receive = trio.open_memory_channel[Envelope[M]](capacity)
+        self._redeliver: collections.deque[Envelope[M]] = collections.deque()
+        #: Requests taken by the current incarnation and not answered yet.
+        self.in_flight: dict[Envelope[M], None] = {}  # an ordered set
+        self.handled = 0
+        self.expired = 0
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting to be read."""
+        return self._receive.statistics().current_buffer_used + len(self._redeliver)
+
+    async def send(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
+        """Queue ``msg``, waiting while the mailbox is full."""
+        env = Envelope(msg, reply, trio.current_time() + timeout)
+        await self._send.send(env)
+
+    def send_nowait(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
+        """Queue ``msg`` or raise ``MailboxFull``."""
+        env = Envelope(msg, reply, trio.current_time() + timeout)
+        try:
+            self._send.send_nowait(env)
+        except trio.WouldBlock:
+            raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
+
+    async def receive(self) -> Envelope[M]:
+        """The next live message; expired requests are dropped on the way."""
+        while True:
+            env = self._redeliver.popleft() if self._redeliver else await self._receive.receive()
+            if env.reply is not None and (env.reply.done or env.expired()):
+                self.expired += 1
+                env.reply.fail(CallTimeout("request expired in the mailbox"))
+                continue
+            env.deliveries += 1
+            self.handled += 1
+            if env.reply is not None:
+                self.in_flight[env] = None
+            return env
+
+    def answered(self, env: Envelope[M]) -> None:
+        """Forget a request once it has been answered."""
+        self.in_flight.pop(env, None)
+
+    def requeue_in_flight(self, cause: BaseException) -> int:
+        """After a crash: unanswered requests go back to the head of the queue.
+
+        A request that has already been delivered ``max_deliveries`` times is
+        answered with ``ActorCrashed`` instead (a poison message must not
+        crash-loop the actor). Returns how many were requeued.
+        """
+        requeued = 0
+        for env in reversed(self.in_flight):  # appendleft in reverse keeps arrival order
+            assert env.reply is not None
+            if env.reply.done:
+                continue
+            if env.deliveries >= self.max_deliveries:
+                env.reply.fail(ActorCrashed(f"actor crashed handling this request: {cause}"))
+                continue
+            self._redeliver.appendleft(env)
+            requeued += 1
+        self.in_flight.clear()
+        return requeued
+
+
+async def call(mailbox: Mailbox[M], msg: M, *, timeout: float = 10.0) -> Any:
+    """Send a request and wait for its answer; ``CallTimeout`` past ``timeout``."""
+    slot = ReplySlot()
+    with trio.move_on_after(timeout) as scope:
+        await mailbox.send(msg, reply=slot, timeout=timeout)
+        return await slot.wait()
+    assert scope.cancelled_caught
+    slot.fail(CallTimeout("no answer"))  # so the actor skips it if still queued
+    raise CallTimeout(f"no answer within {timeout:g}s")
