@@ -409,3 +409,61 @@ Reply = (
     | EventMessage
     | SubscriptionDropped
 )
+
+
+# ---------------------------------------------------------------------------
+# In-process commands between actors (never on the IPC socket)
+# ---------------------------------------------------------------------------
+
+
+class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="place_order"):
+    """A validated order on its way to a broker; ``request`` has broker and client id set."""
+
+    request: OrderRequest
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel_order"):
+    """Cancel one order at its broker (by broker order id or client order id)."""
+
+    order_id: str
+
+
+class CancelAll(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel_all"):
+    """Cancel every open order at a broker (kill switch)."""
+
+    reason: str = "kill switch"
+
+
+class QueryOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_order"):
+    """Ask a broker for one order (by broker order id or client order id)."""
+
+    order_id: str
+
+
+class QueryOpenOrders(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_open_orders"
+):
+    """Ask a broker for its open orders."""
+
+
+class QueryPositions(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_positions"
+):
+    """Ask a broker for its positions."""
+
+
+class QueryAccount(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_account"
+):
+    """Ask a broker for its account."""
+
+
+BrokerCommand = (
+    PlaceOrder
+    | CancelOrder
+    | CancelAll
+    | QueryOrder
+    | QueryOpenOrders
+    | QueryPositions
+    | QueryAccount
+)

@@ -140,6 +140,16 @@ class Supervisor:
             if child.spec.supervisor is not None:
                 child.spec.supervisor._adopt(self)
 
+    def add_child(self, spec: ChildSpec) -> None:
+        """Append a child before the supervisor runs (it starts last)."""
+        if self._nursery is not None:
+            raise RuntimeError("add_child is only for building a tree, before it runs")
+        if any(c.spec.id == spec.id for c in self._children):
+            raise ValueError(f"duplicate child id {spec.id!r} in supervisor {self.name}")
+        self._children.append(_Child(spec))
+        if spec.supervisor is not None:
+            spec.supervisor._adopt(self)
+
     def _adopt(self, parent: Supervisor) -> None:
         self._parent = parent.name
         if self.listener is None:

@@ -1,0 +1,170 @@
+"""An in-memory broker for actor tests, with switches for the failures actors must survive.
+
+Its book (``FakeVenue``) outlives connector instances, like a real broker
+outlives our connections to it. Market orders fill at once at ``price``;
+limit orders rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import trio
+
+from ult_actors.brokers.base import UpdateSink
+from ult_actors.errors import AuthFailed, BrokerUnavailable, DuplicateOrder, NotFound
+from ult_actors.messages import (
+    OPEN_STATUSES,
+    Account,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+)
+
+
+class FakeVenue:
+    """The broker side: orders, positions, and fault switches."""
+
+    def __init__(self, name: str = "fake", price: Decimal = Decimal("100")) -> None:
+        self.name = name
+        self.price = price
+        self.orders: dict[str, Order] = {}  # by broker id
+        self.by_client: dict[str, str] = {}
+        self.positions: dict[str, Decimal] = {}
+        self.submits = 0  # submit calls that reached the venue
+        self.ids = itertools.count(1)
+        self.fail_submits = 0  # next N submits raise BrokerUnavailable before applying
+        self.lose_replies = 0  # next N submits apply, then raise BrokerUnavailable
+        self.refuse_auth = False
+        self.connects = 0
+        self.stream_send, self.stream_recv = trio.open_memory_channel[OrderUpdate](math.inf)
+        self.kill_stream = trio.Event()
+        self.submit_gate: trio.Event | None = None  # when set, submits wait for it
+
+    def _update(self, order: Order, fill: Fill | None = None) -> None:
+        self.orders[order.id] = order
+        self.stream_send.send_nowait(OrderUpdate(order=order, fill=fill))
+
+
+class FakeConnector:
+    """A connector onto a ``FakeVenue``."""
+
+    def __init__(self, name: str, venue: FakeVenue) -> None:
+        self.name = name
+        self.venue = venue
+        self.closed = False
+
+    async def connect(self) -> None:
+        self.venue.connects += 1
+        if self.venue.refuse_auth:
+            raise AuthFailed("credentials refused by fake broker")
+
+    async def disconnect(self) -> None:
+        self.closed = True
+
+    async def submit(self, request: OrderRequest) -> Order:
+        venue = self.venue
+        if venue.submit_gate is not None:
+            await venue.submit_gate.wait()
+        await trio.lowlevel.checkpoint()
+        if venue.fail_submits:
+            venue.fail_submits -= 1
+            raise BrokerUnavailable("fake broker: 503")
+        assert request.client_order_id is not None
+        if request.client_order_id in venue.by_client:
+            raise DuplicateOrder("client_order_id must be unique")
+        venue.submits += 1
+        oid = str(next(venue.ids))
+        order = Order(
+            id=oid,
+            client_order_id=request.client_order_id,
+            broker=self.name,
+            symbol=request.symbol,
+            side=request.side,
+            qty=request.qty,
+            type=request.type,
+            time_in_force=request.time_in_force,
+            status="accepted",
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+        )
+        venue.by_client[request.client_order_id] = oid
+        venue._update(order)
+        if request.type == "market":
+            filled = msgspec.structs.replace(
+                order, status="filled", filled_qty=request.qty, avg_fill_price=venue.price
+            )
+            sign = 1 if request.side == "buy" else -1
+            venue.positions[request.symbol] = (
+                venue.positions.get(request.symbol, Decimal(0)) + sign * request.qty
+            )
+            fill = Fill(
+                fill_id=f"f{oid}", order_id=oid, client_order_id=request.client_order_id,
+                broker=self.name, symbol=request.symbol, side=request.side,
+                qty=request.qty, price=venue.price,
+            )
+            venue._update(filled, fill)
+            order = filled
+        if venue.lose_replies:
+            venue.lose_replies -= 1
+            raise BrokerUnavailable("fake broker: connection reset after the order was applied")
+        return order
+
+    async def cancel(self, order_id: str) -> Order:
+        order = self.venue.orders.get(order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id}")
+        if order.status in OPEN_STATUSES:
+            order = msgspec.structs.replace(order, status="canceled")
+            self.venue._update(order)
+        return order
+
+    async def get_order(self, order_id: str) -> Order:
+        try:
+            return self.venue.orders[order_id]
+        except KeyError:
+            raise NotFound(f"no order {order_id}") from None
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        oid = self.venue.by_client.get(client_order_id)
+        if oid is None:
+            raise NotFound(f"no order with client id {client_order_id}")
+        return self.venue.orders[oid]
+
+    async def open_orders(self) -> list[Order]:
+        return [o for o in self.venue.orders.values() if o.status in OPEN_STATUSES]
+
+    async def positions(self) -> list[Position]:
+        return [
+            Position(broker=self.name, symbol=s, qty=q, avg_entry_price=self.venue.price)
+            for s, q in self.venue.positions.items()
+            if q
+        ]
+
+    async def account(self) -> Account:
+        return Account(
+            broker=self.name, cash=Decimal(100000), buying_power=Decimal(100000),
+            equity=Decimal(100000),
+        )
+
+    async def stream_updates(
+        self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        kill = self.venue.kill_stream
+        async with trio.open_nursery() as nursery:
+
+            async def watch_kill() -> None:
+                await kill.wait()
+                self.venue.kill_stream = trio.Event()
+                raise BrokerUnavailable("fake stream dropped")
+
+            nursery.start_soon(watch_kill)
+            async for update in self.venue.stream_recv:
+                await sink(update)

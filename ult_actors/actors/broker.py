@@ -1,0 +1,354 @@
+"""One actor per broker connection: its connection failing is the actor crashing.
+
+Each incarnation builds a fresh connector, connects, starts the order-update
+stream, and serves its mailbox. The supervisor's restart *is* the
+reconnection; commands sent meanwhile wait in the mailbox.
+
+Exactly-once submission: an order is journaled (durably) before it leaves;
+a submit that is redelivered after a crash, or retried after a transient
+error, first looks the order up by client order id, so a retry never makes a
+second order. Refused credentials are fatal: the actor reports ``failed`` and
+answers every command with ``auth_failed`` instead of restart-looping.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from ult_actors.actors.journal import JournalSlot
+from ult_actors.brokers.base import Connector
+from ult_actors.errors import (
+    AuthFailed,
+    BrokerUnavailable,
+    ConfigError,
+    DuplicateOrder,
+    Internal,
+    NotFound,
+    RateLimited,
+    UltError,
+)
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    BrokerCommand,
+    CancelAll,
+    CancelOrder,
+    Event,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    PlaceOrder,
+    QueryAccount,
+    QueryOpenOrders,
+    QueryOrder,
+    QueryPositions,
+)
+from ult_actors.order_state import IllegalTransition, apply_update
+from ult_actors.runtime.actor import ActorContext, serve_mailbox
+from ult_actors.runtime.mailbox import Envelope
+from ult_actors.runtime.pubsub import EventBus
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient submit failures (``ORDER_RETRY_*``)."""
+
+    enabled: bool = True
+    max_retries: int = 3
+    delay_s: float = 0.2
+    max_delay_s: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+        """Full-jitter exponential delay before retry ``attempt`` (1-based)."""
+        bound = min(self.max_delay_s, self.delay_s * 2 ** (attempt - 1))
+        delay = rng.uniform(0.0, bound)
+        return max(delay, retry_after or 0.0)
+
+
+@dataclass
+class BrokerActorDeps:
+    """What a broker actor is built from (one per configured connection)."""
+
+    name: str
+    make_connector: Callable[[], Connector]
+    journal: JournalSlot
+    bus: EventBus[Event]
+    retry: RetryPolicy
+    rng: random.Random
+    now_ns: Callable[[], int] = time.time_ns
+    #: Submits handled at once; 1 keeps the embedded paper broker on the fast inline path.
+    concurrency: int = 16
+
+
+def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
+    """The actor body for one broker connection."""
+
+    async def start(ctx: ActorContext[BrokerCommand]) -> None:
+        await _BrokerIncarnation(deps, ctx).run()
+
+    return start
+
+
+class _BrokerIncarnation:
+    def __init__(self, deps: BrokerActorDeps, ctx: ActorContext[BrokerCommand]) -> None:
+        self.deps = deps
+        self.ctx = ctx
+        self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
+        self.connector = deps.make_connector()
+        #: Latest known state of this broker's orders seen by this incarnation.
+        self.orders: dict[str, Order] = {}
+        self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
+
+    async def run(self) -> None:
+        try:
+            try:
+                await self.connector.connect()
+            except (AuthFailed, ConfigError) as exc:
+                await self._serve_failed(exc)
+                return
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                await nursery.start(self.connector.stream_updates, self._on_update)
+                self.log.info("broker connected", incarnation=self.ctx.incarnation)
+                await serve_mailbox(self.ctx, self._handle)
+        finally:
+            with trio.move_on_after(2) as scope:
+                scope.shield = True
+                await self.connector.disconnect()
+
+    async def _serve_failed(self, exc: Exception) -> None:
+        """Fatal configuration: stay up answering with the error; no restart loop."""
+        error = exc if isinstance(exc, UltError) else AuthFailed(str(exc), broker=self.deps.name)
+        self.log.error("broker connection refused; not retrying", error=str(exc))
+        self.ctx.mark_failed(exc)
+        mailbox = self.ctx.mailbox
+        while True:
+            env = await mailbox.receive()
+            self.ctx.fail(env, error)
+
+    # -- updates ------------------------------------------------------------
+
+    async def _on_update(self, update: OrderUpdate) -> None:
+        await self._track(update.order, fill=update)
+
+    async def _track(self, order: Order, *, fill: OrderUpdate | None = None) -> Order:
+        """Merge a broker report into our view; journal and publish if it changed."""
+        coid = order.client_order_id
+        store = await self.deps.journal.get()
+        current = self.orders.get(coid)
+        if current is None:
+            stored = await store.get(coid)
+            current = self.orders.get(coid) or stored  # re-read: we may have yielded
+        try:
+            merged = apply_update(current, order)
+        except IllegalTransition as exc:
+            self.log.error("illegal order transition ignored", client_order_id=coid, error=str(exc))
+            return current or order
+        if merged is current:
+            return merged
+        # Updated before any await, so concurrent reports of one order merge in turn.
+        self.orders[coid] = merged
+        if len(self.orders) > _MAX_TRACKED:
+            self._forget_terminal()
+        await store.record(merged)
+        self.deps.bus.publish(
+            OrderUpdate(
+                order=merged,
+                fill=fill.fill if fill is not None else None,
+                ts=self.deps.now_ns(),
+            )
+        )
+        return merged
+
+    def _forget_terminal(self) -> None:
+        """Bound memory: drop the oldest final orders (the journal keeps them)."""
+        for coid in [c for c, o in self.orders.items() if o.status in TERMINAL_STATUSES]:
+            del self.orders[coid]
+            if len(self.orders) <= _MAX_TRACKED // 2:
+                break
+
+    # -- commands -----------------------------------------------------------
+
+    async def _handle(self, env: Envelope[BrokerCommand]) -> None:
+        msg = env.msg
+        if isinstance(msg, PlaceOrder) and self.deps.concurrency > 1:
+            await self.limiter.acquire_on_behalf_of(env)
+            self.nursery.start_soon(self._place_released, env)
+            return
+        await self._dispatch(env)
+
+    async def _place_released(self, env: Envelope[BrokerCommand]) -> None:
+        try:
+            await self._dispatch(env)
+        finally:
+            self.limiter.release_on_behalf_of(env)
+
+    async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
+        msg = env.msg
+        try:
+            if isinstance(msg, PlaceOrder):
+                result: Any = await self._place(msg.request)
+            elif isinstance(msg, CancelOrder):
+                result = await self._cancel(msg.order_id)
+            elif isinstance(msg, CancelAll):
+                result = await self._cancel_all(msg.reason)
+            elif isinstance(msg, QueryOrder):
+                result = await self._find(msg.order_id)
+            elif isinstance(msg, QueryOpenOrders):
+                result = await self.connector.open_orders()
+            elif isinstance(msg, QueryPositions):
+                result = await self.connector.positions()
+            elif isinstance(msg, QueryAccount):
+                result = await self.connector.account()
+            else:
+                raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
+        except UltError as exc:
+            if exc.broker is None:
+                exc.broker = self.deps.name
+            self.ctx.fail(env, exc)
+        else:
+            self.ctx.reply(env, result)
+
+    async def _place(self, request: OrderRequest) -> Order:
+        coid = request.client_order_id
+        assert coid is not None
+        store = await self.deps.journal.get()
+        known = await store.get(coid)
+        if known is not None:
+            # It may already be at the broker: find out before sending again.
+            found = await self._lookup(coid)
+            if found is not None:
+                return await self._track(found)
+        if known is None:
+            now = self.deps.now_ns()
+            known = _pending(request, self.deps.name, now)
+            await store.record(known, event="submit")  # durable before it leaves
+        attempt = 0
+        while True:
+            try:
+                order = await self.connector.submit(request)
+            except DuplicateOrder:
+                found = await self._lookup(coid)
+                if found is None:
+                    raise
+                return await self._track(found)
+            except (BrokerUnavailable, RateLimited) as exc:
+                attempt += 1
+                policy = self.deps.retry
+                if not policy.enabled or attempt > policy.max_retries:
+                    return await self._give_up(known, exc)
+                delay = policy.delay(attempt, self.deps.rng, exc.retry_after)
+                self.log.warning(
+                    "submit failed; retrying",
+                    client_order_id=coid,
+                    error=exc.code,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                )
+                await trio.sleep(delay)
+                found = await self._lookup(coid)
+                if found is not None:
+                    return await self._track(found)
+                continue
+            except UltError as exc:
+                # A definitive refusal: the order is final, the caller gets the error.
+                rejected = msgspec.structs.replace(
+                    known,
+                    status="rejected",
+                    reject_reason=f"{exc.code}: {exc.message}",
+                    outcome="definitive",
+                    updated_at=self.deps.now_ns(),
+                )
+                await self._track(rejected)
+                raise
+            return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    async def _give_up(self, known: Order, exc: UltError) -> Order:
+        """Out of retries. Settle what we can: found, never arrived, or unknown."""
+        coid = known.client_order_id
+        try:
+            found = await self._lookup(coid)
+        except UltError:
+            # Cannot even ask: the outcome stays unknown until reconciliation.
+            await self._track(msgspec.structs.replace(known, outcome="unknown"))
+            raise BrokerUnavailable(
+                f"broker {self.deps.name} unavailable; order {coid} outcome unknown,"
+                " it will be reconciled when the broker answers",
+                broker=self.deps.name,
+            ) from exc
+        if found is not None:
+            return await self._track(found)
+        await self._track(
+            msgspec.structs.replace(
+                known,
+                status="rejected",
+                reject_reason=f"{exc.code}: {exc.message}",
+                outcome="definitive",
+                updated_at=self.deps.now_ns(),
+            )
+        )
+        raise exc
+
+    async def _lookup(self, client_order_id: str) -> Order | None:
+        try:
+            return await self.connector.get_order_by_client_id(client_order_id)
+        except NotFound:
+            return None
+
+    async def _find(self, order_id: str) -> Order:
+        try:
+            return await self.connector.get_order(order_id)
+        except NotFound:
+            return await self.connector.get_order_by_client_id(order_id)
+
+    async def _cancel(self, order_id: str) -> Order:
+        try:
+            order = await self.connector.cancel(order_id)
+        except NotFound:
+            by_client = await self.connector.get_order_by_client_id(order_id)
+            order = await self.connector.cancel(by_client.id)
+        return await self._track(order)
+
+    async def _cancel_all(self, reason: str) -> int:
+        canceled = 0
+        for order in await self.connector.open_orders():
+            try:
+                await self._cancel(order.id)
+                canceled += 1
+            except UltError as exc:
+                self.log.warning(
+                    "cancel failed", client_order_id=order.client_order_id, error=str(exc)
+                )
+        self.log.warning("canceled all open orders", reason=reason, count=canceled)
+        return canceled
+
+
+_MAX_TRACKED = 20_000
+
+
+def _pending(request: OrderRequest, broker: str, now: int) -> Order:
+    assert request.client_order_id is not None
+    return Order(
+        id="",
+        client_order_id=request.client_order_id,
+        broker=broker,
+        symbol=request.symbol,
+        side=request.side,
+        qty=request.qty,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        status="pending_new",
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+        extended_hours=request.extended_hours,
+        created_at=now,
+        updated_at=now,
+        outcome="unknown",
+    )

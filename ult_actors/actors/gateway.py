@@ -1,0 +1,203 @@
+"""The service's front door for IPC: turns each request into actor messages.
+
+Submits and cancels go to the router, trading-state changes to risk,
+positions to the positions actor, accounts to the broker actors, order
+queries to the journal. Runtime failures become the wire error codes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import trio
+
+from ult_actors.actors.journal import JournalSlot
+from ult_actors.errors import BrokerUnavailable, Internal, NotFound, Timeout, UltError
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    AccountsReply,
+    ActorHealthChanged,
+    BrokerCommand,
+    Cancel,
+    Event,
+    EventTopic,
+    GetAccount,
+    GetHealth,
+    GetOrder,
+    GetPositions,
+    HealthReply,
+    HealthSnapshot,
+    ListOrders,
+    OkReply,
+    Order,
+    OrderReply,
+    OrdersReply,
+    OrderUpdate,
+    Ping,
+    PositionDrift,
+    PositionsReply,
+    QueryAccount,
+    Reply,
+    Request,
+    SetKillSwitch,
+    SetTradingState,
+    Submit,
+    Subscribe,
+    TradingStateChanged,
+)
+from ult_actors.runtime.mailbox import ActorCrashed, CallTimeout, Mailbox, call
+from ult_actors.runtime.pubsub import EventBus, Subscription
+
+
+def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
+    def accepts(event: Event) -> bool:
+        if isinstance(event, OrderUpdate):
+            return "orders" in topics or ("fills" in topics and event.fill is not None)
+        if isinstance(event, ActorHealthChanged):
+            return "health" in topics
+        if isinstance(event, PositionDrift):
+            return "positions" in topics
+        if isinstance(event, TradingStateChanged):
+            return "risk" in topics
+        return False
+
+    return accepts
+
+
+class ServiceGateway:
+    """Implements ``ult_actors.ipc.gateway.Gateway`` on top of the actor tree."""
+
+    def __init__(
+        self,
+        *,
+        router: Mailbox[Any],
+        risk: Mailbox[Any],
+        positions: Mailbox[Any],
+        brokers: dict[str, Mailbox[BrokerCommand]],
+        journal: JournalSlot,
+        bus: EventBus[Event],
+        health: Callable[[], HealthSnapshot],
+        submit_timeout_s: float = 30.0,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.router = router
+        self.risk = risk
+        self.positions = positions
+        self.brokers = brokers
+        self.journal = journal
+        self.bus = bus
+        self.health = health
+        self.submit_timeout_s = submit_timeout_s
+        self.now_ns = now_ns
+        # Client order ids made here are unique per process start: pid + start time + counter.
+        self._coid_prefix = f"ult-{os.getpid():x}{now_ns() // 1_000_000 % 0xFFFFFFFF:x}"
+        self._coid_seq = itertools.count(1)
+
+    def new_client_order_id(self) -> str:
+        return f"{self._coid_prefix}-{next(self._coid_seq)}"
+
+    def subscribe(self, topics: frozenset[EventTopic], capacity: int) -> Subscription[Event]:
+        """A bounded subscription to events of these topics."""
+        return self.bus.subscribe(_topic_filter(topics), capacity=capacity)
+
+    async def handle(self, request: Request, peer: Any = None) -> Reply:
+        """Answer one request; failures raise the matching ``UltError``."""
+        try:
+            return await self._handle(request)
+        except CallTimeout as exc:
+            raise Timeout(f"the service did not answer in time: {exc}") from None
+        except ActorCrashed as exc:
+            raise Internal(f"request failed: {exc}") from None
+
+    async def _handle(self, request: Request) -> Reply:
+        if isinstance(request, Submit):
+            return await self._submit(request)
+        if isinstance(request, Cancel):
+            order = await call(self.router, request, timeout=self.submit_timeout_s)
+            return OrderReply(id=request.id, order=order)
+        if isinstance(request, GetOrder):
+            return OrderReply(id=request.id, order=await self._find(request.order_id))
+        if isinstance(request, ListOrders):
+            store = await self.journal.get()
+            orders = await store.list_orders(
+                open_only=request.open_only, broker=request.broker, limit=request.limit
+            )
+            return OrdersReply(id=request.id, orders=orders)
+        if isinstance(request, GetPositions):
+            if request.broker is not None:
+                self._broker(request.broker)
+            rows = await call(self.positions, request, timeout=10.0)
+            return PositionsReply(id=request.id, positions=rows)
+        if isinstance(request, GetAccount):
+            names = [request.broker] if request.broker else sorted(self.brokers)
+            accounts = []
+            for name in names:
+                try:
+                    accounts.append(await call(self._broker(name), QueryAccount(), timeout=10.0))
+                except (UltError, CallTimeout) as exc:
+                    if request.broker:
+                        raise
+                    if not isinstance(exc, UltError):
+                        exc = BrokerUnavailable(f"broker {name} did not answer", broker=name)
+            return AccountsReply(id=request.id, accounts=accounts)
+        if isinstance(request, GetHealth):
+            return HealthReply(id=request.id, health=self.health())
+        if isinstance(request, SetKillSwitch | SetTradingState):
+            reply: OkReply = await call(self.risk, request, timeout=60.0)
+            return reply
+        if isinstance(request, Ping):
+            return OkReply(id=request.id, detail="pong")
+        if isinstance(request, Subscribe):
+            raise Internal("subscriptions are served by the IPC server")
+        raise Internal(f"unhandled request {type(request).__name__}")
+
+    def _broker(self, name: str) -> Mailbox[BrokerCommand]:
+        try:
+            return self.brokers[name]
+        except KeyError:
+            configured = ", ".join(sorted(self.brokers))
+            raise NotFound(f"unknown broker {name!r} (configured: {configured})") from None
+
+    async def _find(self, order_id: str) -> Order:
+        store = await self.journal.get()
+        order = await store.get_by_order_id(order_id) or await store.get(order_id)
+        if order is None:
+            raise NotFound(f"no order with id or client order id {order_id!r}")
+        return order
+
+    async def _submit(self, request: Submit) -> Reply:
+        order_req = request.order
+        if order_req.client_order_id is None:
+            order_req = msgspec.structs.replace(
+                order_req, client_order_id=self.new_client_order_id()
+            )
+            request = msgspec.structs.replace(request, order=order_req)
+        coid = order_req.client_order_id
+        timeout = self.submit_timeout_s
+        if order_req.deadline_ns is not None:
+            timeout = max(0.0, (order_req.deadline_ns - self.now_ns()) / 1e9)
+        if not request.wait:
+            order = await call(self.router, request, timeout=timeout)
+            return OrderReply(id=request.id, order=order)
+        # Subscribe before submitting so the terminal update cannot slip past.
+        updates = self.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate) and e.order.client_order_id == coid, capacity=256
+        )
+        try:
+            order = await call(self.router, request, timeout=timeout)
+            while order.status not in TERMINAL_STATUSES:
+                try:
+                    event = await updates.receive()
+                except trio.EndOfChannel:
+                    order = await self._find(order.client_order_id)
+                    break
+                assert isinstance(event, OrderUpdate)
+                order = event.order
+            return OrderReply(id=request.id, order=order)
+        finally:
+            updates.close()

@@ -1,0 +1,186 @@
+"""Position sync: the service's book of positions, kept in step with every broker.
+
+At start and every ``sync_interval_s`` it pulls each broker's positions and
+account; between pulls it applies fills from order updates (cumulative
+``filled_qty`` deltas, so repeats change nothing). When a pull disagrees with
+the book it publishes ``PositionDrift`` and warns, then takes the broker's
+report as the truth. A broker that cannot report is *not* flat: that is
+drift too (``broker_qty=None``), and its book is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+import trio
+
+from ult_actors.errors import UltError
+from ult_actors.messages import (
+    BrokerCommand,
+    Event,
+    GetPositions,
+    OrderUpdate,
+    Position,
+    PositionDrift,
+    QueryPositions,
+)
+from ult_actors.runtime.actor import ActorContext
+from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
+from ult_actors.runtime.pubsub import EventBus
+
+
+@dataclass
+class PositionBook:
+    """Net positions by (broker, symbol), plus the broker's last full report."""
+
+    qty: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    avg: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    reported: dict[tuple[str, str], Position] = field(default_factory=dict)
+    filled: dict[str, Decimal] = field(default_factory=dict)
+    synced_at: dict[str, int] = field(default_factory=dict)
+    drift: dict[str, int] = field(default_factory=dict)  # broker -> drift count
+
+    def apply(self, update: OrderUpdate) -> None:
+        order = update.order
+        before = self.filled.get(order.client_order_id, Decimal(0))
+        delta = order.filled_qty - before
+        if delta > 0:
+            key = (order.broker, order.symbol)
+            signed = delta if order.side == "buy" else -delta
+            old = self.qty.get(key, Decimal(0))
+            new = old + signed
+            price = order.avg_fill_price or Decimal(0)
+            if old == 0 or (old > 0) == (signed > 0):
+                self.avg[key] = (
+                    self.avg.get(key, Decimal(0)) * abs(old) + price * abs(signed)
+                ) / abs(new)
+            elif new != 0 and (new > 0) != (old > 0):
+                self.avg[key] = price
+            self.qty[key] = new
+            self.filled[order.client_order_id] = order.filled_qty
+        if order.status in ("filled", "canceled", "rejected", "expired"):
+            self.filled.pop(order.client_order_id, None)
+
+    def positions(self, broker: str | None = None) -> list[Position]:
+        rows = []
+        for (b, symbol), qty in sorted(self.qty.items()):
+            if qty == 0 or (broker is not None and b != broker):
+                continue
+            reported = self.reported.get((b, symbol))
+            rows.append(
+                Position(
+                    broker=b,
+                    symbol=symbol,
+                    qty=qty,
+                    avg_entry_price=self.avg.get((b, symbol), Decimal(0)),
+                    market_value=reported.market_value if reported else None,
+                    unrealized_pl=reported.unrealized_pl if reported else None,
+                    realized_pl=reported.realized_pl if reported else None,
+                )
+            )
+        return rows
+
+
+@dataclass
+class PositionsDeps:
+    """What the positions actor is built from."""
+
+    brokers: dict[str, Mailbox[BrokerCommand]]
+    bus: EventBus[Event]
+    book: PositionBook
+    sync_interval_s: float = 30.0
+    now_ns: Callable[[], int] = time.time_ns
+
+
+async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
+    """Pull one broker's positions, report drift, and adopt the broker's view."""
+    book = deps.book
+    try:
+        reported: list[Position] = await call(deps.brokers[name], QueryPositions(), timeout=10.0)
+    except (UltError, CallTimeout) as exc:
+        symbols = [s for (b, s), q in book.qty.items() if b == name and q != 0]
+        for symbol in symbols:
+            deps.bus.publish(
+                PositionDrift(
+                    broker=name,
+                    symbol=symbol,
+                    book_qty=book.qty[(name, symbol)],
+                    broker_qty=None,
+                    ts=deps.now_ns(),
+                )
+            )
+        book.drift[name] = book.drift.get(name, 0) + 1
+        log.warning("broker gave no position report", broker=name, error=str(exc))
+        return
+    theirs = {p.symbol: p for p in reported}
+    ours = {s: q for (b, s), q in book.qty.items() if b == name and q != 0}
+    for symbol in sorted(set(theirs) | set(ours)):
+        broker_qty = theirs[symbol].qty if symbol in theirs else Decimal(0)
+        book_qty = ours.get(symbol, Decimal(0))
+        if name in book.synced_at and broker_qty != book_qty:
+            deps.bus.publish(
+                PositionDrift(
+                    broker=name,
+                    symbol=symbol,
+                    book_qty=book_qty,
+                    broker_qty=broker_qty,
+                    ts=deps.now_ns(),
+                )
+            )
+            book.drift[name] = book.drift.get(name, 0) + 1
+            log.warning(
+                "position drift",
+                broker=name,
+                symbol=symbol,
+                book_qty=str(book_qty),
+                broker_qty=str(broker_qty),
+            )
+        book.qty[(name, symbol)] = broker_qty
+        if symbol in theirs:
+            book.avg[(name, symbol)] = theirs[symbol].avg_entry_price
+            book.reported[(name, symbol)] = theirs[symbol]
+        else:
+            book.reported.pop((name, symbol), None)
+    book.synced_at[name] = deps.now_ns()
+
+
+def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]], Any]:
+    """The positions actor's body."""
+
+    async def start(ctx: ActorContext[GetPositions]) -> None:
+        log: Any = structlog.get_logger().bind(actor=ctx.name)
+        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+
+        async def follow_events() -> None:
+            async for event in events:
+                assert isinstance(event, OrderUpdate)
+                deps.book.apply(event)
+            raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
+
+        async def sync_forever() -> None:
+            while True:
+                async with trio.open_nursery() as nursery:
+                    for name in deps.brokers:
+                        nursery.start_soon(sync_broker, deps, name, log)
+                await trio.sleep(deps.sync_interval_s)
+
+        async def handle(env: Envelope[GetPositions]) -> None:
+            ctx.reply(env, deps.book.positions(env.msg.broker))
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(follow_events)
+                nursery.start_soon(sync_forever)
+                ctx.started()
+                mailbox = ctx.mailbox
+                while True:
+                    await handle(await mailbox.receive())
+        finally:
+            events.close()
+
+    return start

@@ -1,0 +1,305 @@
+"""Pre-trade risk: limits, trading state and the kill switch.
+
+Every order passes here between the router and its broker. The checks use
+the risk actor's own view of open orders and net positions, kept from the
+order-update events (cumulative ``filled_qty`` deltas, so a repeated update
+changes nothing). Trading states: ``active`` (all orders), ``reducing``
+(only orders that shrink an existing position), ``halted`` (none; cancels
+still go through). The kill switch halts and cancels every open order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+import trio
+
+from ult_actors.errors import RiskRejected, UltError
+from ult_actors.messages import (
+    OPEN_STATUSES,
+    BrokerCommand,
+    CancelAll,
+    Event,
+    OkReply,
+    OrderRequest,
+    OrderUpdate,
+    PlaceOrder,
+    SetKillSwitch,
+    SetTradingState,
+    TradingState,
+    TradingStateChanged,
+)
+from ult_actors.runtime.actor import ActorContext
+from ult_actors.runtime.mailbox import Envelope, Mailbox, call
+from ult_actors.runtime.pubsub import EventBus
+
+RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState
+
+_DAY_NS = 86_400 * 1_000_000_000
+_STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """Pre-trade limits; ``None`` means not checked."""
+
+    max_order_qty: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position_per_symbol: Decimal | None = None
+    max_open_orders: int | None = None
+    max_orders_per_second: float | None = None
+    daily_loss_limit: Decimal | None = None
+    allowed_symbols: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Book:
+    """Net position and realized P&L of one (broker, symbol), from fills."""
+
+    qty: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+
+
+@dataclass
+class RiskState:
+    """Everything the risk checks look at; rebuilt from events on restart."""
+
+    trading: TradingState = "active"
+    broker_trading: dict[str, TradingState] = field(default_factory=dict)
+    open_orders: dict[str, OrderRequest] = field(default_factory=dict)  # by client order id
+    filled: dict[str, Decimal] = field(default_factory=dict)  # cumulative, by client order id
+    books: dict[tuple[str, str], _Book] = field(default_factory=dict)
+    last_price: dict[str, Decimal] = field(default_factory=dict)
+    realized_today: Decimal = Decimal(0)
+    day: int = 0
+    tokens: float = 0.0
+    tokens_at: float = 0.0
+
+
+@dataclass
+class RiskDeps:
+    """What the risk actor is built from."""
+
+    limits: RiskLimits
+    brokers: dict[str, Mailbox[BrokerCommand]]
+    bus: EventBus[Event]
+    state: RiskState
+    now_ns: Callable[[], int] = time.time_ns
+    on_state_change: Callable[[TradingState], None] = lambda _s: None
+
+
+def position_after(state: RiskState, broker: str, request: OrderRequest) -> tuple[Decimal, Decimal]:
+    """(position now, worst-case position if this and all open same-side orders fill)."""
+    book = state.books.get((broker, request.symbol))
+    now = book.qty if book else Decimal(0)
+    sign = 1 if request.side == "buy" else -1
+    pending = sum(
+        (
+            o.qty
+            for o in state.open_orders.values()
+            if o.symbol == request.symbol and o.side == request.side and o.broker == broker
+        ),
+        Decimal(0),
+    )
+    return now, now + sign * (request.qty + pending)
+
+
+def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now: float) -> None:
+    """Raise ``RiskRejected`` naming the limit the order breaks; consumes a rate token."""
+    broker = request.broker or ""
+    # The stricter of the global and the broker's own trading state applies.
+    trading = max(
+        state.trading, state.broker_trading.get(broker, "active"), key=lambda s: _STRICTNESS[s]
+    )
+    current, worst = position_after(state, broker, request)
+    if trading == "halted":
+        raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
+    if trading == "reducing":
+        sign = 1 if request.side == "buy" else -1
+        reduces = current != 0 and (sign > 0) != (current > 0) and request.qty <= abs(current)
+        if not reduces:
+            raise RiskRejected(
+                "trading is in reducing mode: only orders that shrink a position are allowed",
+                limit="trading_state",
+            )
+    if limits.allowed_symbols and request.symbol not in limits.allowed_symbols:
+        raise RiskRejected(f"{request.symbol} is not in allowed_symbols", limit="allowed_symbols")
+    if limits.max_order_qty is not None and request.qty > limits.max_order_qty:
+        raise RiskRejected(
+            f"qty {request.qty} exceeds max_order_qty {limits.max_order_qty}", limit="max_order_qty"
+        )
+    if limits.max_order_notional is not None:
+        price = request.limit_price or request.stop_price or state.last_price.get(request.symbol)
+        if price is None:
+            raise RiskRejected(
+                f"max_order_notional: no reference price for {request.symbol} yet;"
+                " send a limit order",
+                limit="max_order_notional",
+            )
+        notional = price * request.qty
+        if notional > limits.max_order_notional:
+            raise RiskRejected(
+                f"notional {notional} exceeds max_order_notional {limits.max_order_notional}",
+                limit="max_order_notional",
+            )
+    if limits.max_position_per_symbol is not None and abs(worst) > limits.max_position_per_symbol:
+        raise RiskRejected(
+            f"position in {request.symbol} could reach {worst}, beyond max_position_per_symbol"
+            f" {limits.max_position_per_symbol}",
+            limit="max_position_per_symbol",
+        )
+    if limits.max_open_orders is not None and len(state.open_orders) >= limits.max_open_orders:
+        raise RiskRejected(
+            f"{len(state.open_orders)} open orders already (max_open_orders"
+            f" {limits.max_open_orders})",
+            limit="max_open_orders",
+        )
+    if limits.daily_loss_limit is not None and -state.realized_today >= limits.daily_loss_limit:
+        raise RiskRejected(
+            f"daily loss {-state.realized_today} reached daily_loss_limit {limits.daily_loss_limit}",
+            limit="daily_loss_limit",
+        )
+    if limits.max_orders_per_second is not None:
+        rate = limits.max_orders_per_second
+        state.tokens = min(rate, state.tokens + (now - state.tokens_at) * rate)
+        state.tokens_at = now
+        if state.tokens < 1.0:
+            raise RiskRejected(
+                f"more than {rate:g} orders per second", limit="max_orders_per_second"
+            )
+        state.tokens -= 1.0
+
+
+def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
+    """Fold an order update into the risk view (idempotent)."""
+    order = update.order
+    coid = order.client_order_id
+    day = now_ns // _DAY_NS
+    if day != state.day:
+        state.day = day
+        state.realized_today = Decimal(0)
+    before = state.filled.get(coid, Decimal(0))
+    delta = order.filled_qty - before
+    if delta > 0 and order.avg_fill_price is not None:
+        # The price of just this delta, from the change in cumulative average.
+        prev_avg = state.last_price.get(f"avg:{coid}", Decimal(0))
+        price = (order.avg_fill_price * order.filled_qty - prev_avg * before) / delta
+        state.last_price[f"avg:{coid}"] = order.avg_fill_price
+        state.last_price[order.symbol] = price
+        _apply_fill(
+            state, order.broker, order.symbol, delta if order.side == "buy" else -delta, price
+        )
+        state.filled[coid] = order.filled_qty
+    if order.status in OPEN_STATUSES:
+        state.open_orders[coid] = OrderRequest(
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty - order.filled_qty,
+            type=order.type,
+            broker=order.broker,
+            client_order_id=coid,
+        )
+    else:
+        state.open_orders.pop(coid, None)
+        state.filled.pop(coid, None)
+        state.last_price.pop(f"avg:{coid}", None)
+
+
+def _apply_fill(
+    state: RiskState, broker: str, symbol: str, signed: Decimal, price: Decimal
+) -> None:
+    book = state.books.setdefault((broker, symbol), _Book())
+    if book.qty == 0 or (book.qty > 0) == (signed > 0):
+        total = book.qty + signed
+        book.avg_price = (book.avg_price * abs(book.qty) + price * abs(signed)) / abs(total)
+        book.qty = total
+        return
+    closing = min(abs(signed), abs(book.qty))
+    direction = 1 if book.qty > 0 else -1
+    state.realized_today += (price - book.avg_price) * closing * direction
+    book.qty += signed
+    if book.qty == 0:
+        book.avg_price = Decimal(0)
+    elif (book.qty > 0) != (direction > 0):
+        book.avg_price = price  # flipped: the remainder opened at this price
+
+
+def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
+    """The risk actor's body."""
+
+    async def start(ctx: ActorContext[RiskCommand]) -> None:
+        state = deps.state
+        log: Any = structlog.get_logger().bind(actor=ctx.name)
+        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+
+        def set_state(new: TradingState, reason: str, broker: str | None = None) -> None:
+            if broker is None:
+                state.trading = new
+                state.broker_trading.clear()
+            else:
+                state.broker_trading[broker] = new
+            deps.on_state_change(state.trading)
+            deps.bus.publish(
+                TradingStateChanged(state=new, reason=reason, broker=broker, ts=deps.now_ns())
+            )
+            log.warning("trading state changed", state=new, reason=reason, broker=broker)
+
+        async def follow_events() -> None:
+            async for event in events:
+                assert isinstance(event, OrderUpdate)
+                apply_event(state, event, deps.now_ns())
+            raise RuntimeError(f"risk fell behind the event stream: {events.dropped_reason}")
+
+        async def handle(env: Envelope[RiskCommand]) -> None:
+            msg = env.msg
+            try:
+                if isinstance(msg, PlaceOrder):
+                    request = msg.request
+                    check_order(state, deps.limits, request, trio.current_time())
+                    assert request.client_order_id is not None and request.broker is not None
+                    state.open_orders[request.client_order_id] = request
+                    ctx.mailbox.answered(env)
+                    remaining = max(0.001, env.deadline - trio.current_time())
+                    await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                elif isinstance(msg, SetKillSwitch):
+                    if msg.on:
+                        set_state("halted", "kill switch on")
+                        canceled = 0
+                        for name, mailbox in deps.brokers.items():
+                            try:
+                                canceled += await call(mailbox, CancelAll(), timeout=10.0)
+                            except (UltError, TimeoutError) as exc:
+                                log.error(
+                                    "kill switch: cancel all failed", broker=name, error=str(exc)
+                                )
+                        ctx.reply(
+                            env, OkReply(id=msg.id, detail=f"halted; {canceled} orders canceled")
+                        )
+                    else:
+                        set_state("active", "kill switch off")
+                        ctx.reply(env, OkReply(id=msg.id, detail="trading active"))
+                else:
+                    if msg.broker is not None and msg.broker not in deps.brokers:
+                        raise RiskRejected(f"unknown broker {msg.broker!r}", limit="trading_state")
+                    set_state(msg.state, "operator", msg.broker)
+                    ctx.reply(env, OkReply(id=msg.id, detail=f"trading {msg.state}"))
+            except UltError as exc:
+                ctx.fail(env, exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow_events)
+            ctx.started()
+            mailbox = ctx.mailbox
+            try:
+                while True:
+                    await handle(await mailbox.receive())
+            finally:
+                events.close()
+                nursery.cancel_scope.cancel()
+
+    return start

@@ -1,0 +1,357 @@
+"""Service configuration: ``config/ult.toml`` decoded strictly, then environment overrides.
+
+Every key has a default, so no file at all is a valid configuration (the
+paper broker only). An unknown key or a wrong type is a ``ConfigError`` that
+names the key and the file. Secrets are never read from the file: they come
+from ``$CREDENTIALS_DIRECTORY`` or the environment (see ``secrets.py``), and
+are never printed by ``ult config check``.
+
+Environment overrides keep the names users already know: ``DEFAULT_BROKER``,
+``ENABLE_PAPER_TRADING``, ``ORDER_RETRY_ENABLED``, ``ORDER_MAX_RETRIES``,
+``ORDER_RETRY_DELAY`` (ms), ``ULT_SOCKET``, ``ULT_STATE_DIR``, ``ULT_LOG_LEVEL``,
+and each broker kind's own (``PAPER_*``, ``ALPACA_*``, ``OANDA_*``, ``IB_*``).
+A remote broker kind is added automatically, named after its kind, when its
+credentials are present in the environment (``ALPACA_API_KEY``,
+``OANDA_API_TOKEN``) or ``IB_PORT`` is set, and the file configures none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ult_actors.brokers.registry import BROKER_KINDS, broker_kind
+from ult_actors.errors import ConfigError
+from ult_actors.messages import TradingState
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServiceSection(_Section):
+    """[service]"""
+
+    default_broker: str = "paper"
+    state_dir: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    shutdown_timeout_s: float = 10.0
+    submit_timeout_s: float = 30.0
+
+
+class IpcSection(_Section):
+    """[ipc]"""
+
+    socket: str = ""
+    group: str = ""
+    allowed_uids: list[int] = msgspec.field(default_factory=list)
+    allowed_gids: list[int] = msgspec.field(default_factory=list)
+    max_frame_bytes: int = 1 << 20
+    subscriber_queue: int = 1024
+
+
+class RiskSection(_Section):
+    """[risk] — a limit set to null/absent is not checked."""
+
+    max_order_qty: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position_per_symbol: Decimal | None = None
+    max_open_orders: int | None = None
+    max_orders_per_second: float | None = None
+    daily_loss_limit: Decimal | None = None
+    allowed_symbols: list[str] = msgspec.field(default_factory=list)
+    initial_state: TradingState = "active"
+
+
+class RetrySection(_Section):
+    """[retry] — retries of transient broker errors, always with the same client order id."""
+
+    enabled: bool = True
+    max_retries: int = 3
+    delay_ms: int = 200
+    max_delay_ms: int = 5000
+
+
+class SupervisionSection(_Section):
+    """[supervision] — restart intensity and backoff of broker connections."""
+
+    max_restarts: int = 5
+    period_s: float = 30.0
+    backoff_initial_ms: int = 100
+    backoff_cap_ms: int = 10_000
+    backoff_multiplier: float = 2.0
+    stable_after_s: float = 30.0
+    root_max_restarts: int = 3
+    root_period_s: float = 60.0
+
+
+class PositionsSection(_Section):
+    """[positions]"""
+
+    sync_interval_s: float = 30.0
+
+
+class JournalSection(_Section):
+    """[journal]"""
+
+    enabled: bool = True
+    path: str = ""
+    synchronous: Literal["full", "normal"] = "full"
+
+
+class RoutingRule(_Section):
+    """[[routing]] — first rule whose fnmatch ``pattern`` matches the symbol wins."""
+
+    pattern: str
+    broker: str
+
+
+class BrokerEntry(msgspec.Struct, kw_only=True):
+    """One configured broker connection; ``settings`` is the kind's own Struct."""
+
+    name: str
+    kind: str
+    enabled: bool
+    settings: Any
+
+
+class _FileConfig(_Section):
+    service: ServiceSection = msgspec.field(default_factory=ServiceSection)
+    ipc: IpcSection = msgspec.field(default_factory=IpcSection)
+    risk: RiskSection = msgspec.field(default_factory=RiskSection)
+    retry: RetrySection = msgspec.field(default_factory=RetrySection)
+    supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
+    positions: PositionsSection = msgspec.field(default_factory=PositionsSection)
+    journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    routing: list[RoutingRule] = msgspec.field(default_factory=list)
+    brokers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
+class ServiceConfig(msgspec.Struct, kw_only=True):
+    """The whole, resolved configuration of one service instance."""
+
+    service: ServiceSection = msgspec.field(default_factory=ServiceSection)
+    ipc: IpcSection = msgspec.field(default_factory=IpcSection)
+    risk: RiskSection = msgspec.field(default_factory=RiskSection)
+    retry: RetrySection = msgspec.field(default_factory=RetrySection)
+    supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
+    positions: PositionsSection = msgspec.field(default_factory=PositionsSection)
+    journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    routing: list[RoutingRule] = msgspec.field(default_factory=list)
+    brokers: list[BrokerEntry] = msgspec.field(default_factory=list)
+    source: str = "<defaults>"
+
+    @property
+    def enabled_brokers(self) -> list[BrokerEntry]:
+        return [b for b in self.brokers if b.enabled]
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else ``$XDG_STATE_HOME/ult``, else ``~/.local/state/ult``."""
+    if env.get("ULT_STATE_DIR"):
+        return Path(env["ULT_STATE_DIR"])
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    base = env.get("XDG_STATE_HOME") or str(
+        Path(env.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return Path(base) / "ult"
+
+
+def _bool(env: Mapping[str, str], name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"environment variable {name}: expected true or false, got {value!r}")
+
+
+def _int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name}: expected an integer, got {value!r}"
+        ) from None
+
+
+def _decode_broker(name: str, raw: dict[str, Any], source: str) -> BrokerEntry:
+    table = dict(raw)
+    kind = table.pop("kind", name)
+    enabled = table.pop("enabled", True)
+    if kind not in BROKER_KINDS:
+        known = ", ".join(sorted(BROKER_KINDS))
+        raise ConfigError(f"{source}: brokers.{name}.kind: unknown kind {kind!r} (known: {known})")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{source}: brokers.{name}.enabled: expected true or false")
+    settings_type = broker_kind(kind).settings_type()
+    try:
+        settings = msgspec.convert(table, settings_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: brokers.{name}: {exc}") from None
+    return BrokerEntry(name=name, kind=kind, enabled=enabled, settings=settings)
+
+
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> ServiceConfig:
+    """Read the TOML file (if any), apply environment overrides, check references.
+
+    ``path=None`` uses ``$ULT_CONFIG`` if set, else no file.
+    """
+    env = os.environ if env is None else env
+    path = path if path is not None else (env.get("ULT_CONFIG") or None)
+    source = str(path) if path else "<defaults>"
+    if path:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            file_cfg = msgspec.toml.decode(data, type=_FileConfig)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{path}: {_key_path(exc)}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    else:
+        file_cfg = _FileConfig()
+
+    brokers = [_decode_broker(n, raw, source) for n, raw in file_cfg.brokers.items()]
+    if not any(b.kind == "paper" for b in brokers):
+        brokers.insert(
+            0,
+            BrokerEntry(
+                name="paper",
+                kind="paper",
+                enabled=True,
+                settings=broker_kind("paper").settings_type()(),
+            ),
+        )
+    cfg = ServiceConfig(
+        service=file_cfg.service,
+        ipc=file_cfg.ipc,
+        risk=file_cfg.risk,
+        retry=file_cfg.retry,
+        supervision=file_cfg.supervision,
+        positions=file_cfg.positions,
+        journal=file_cfg.journal,
+        routing=file_cfg.routing,
+        brokers=brokers,
+        source=source,
+    )
+    _apply_env(cfg, env)
+    _check(cfg)
+    return cfg
+
+
+def _key_path(exc: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.risk.max_open_orders`"; say it as a TOML key.
+    text = str(exc)
+    if " - at `$." in text:
+        message, _, where = text.partition(" - at `$.")
+        return f"{where.rstrip('`')}: {message}"
+    return text
+
+
+def _apply_env(cfg: ServiceConfig, env: Mapping[str, str]) -> None:
+    if env.get("DEFAULT_BROKER"):
+        cfg.service.default_broker = env["DEFAULT_BROKER"]
+    if env.get("ULT_SOCKET"):
+        cfg.ipc.socket = env["ULT_SOCKET"]
+    if env.get("ULT_LOG_LEVEL"):
+        level = env["ULT_LOG_LEVEL"].lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"environment variable ULT_LOG_LEVEL: unknown level {level!r}")
+        cfg.service.log_level = level  # type: ignore[assignment]
+    if "ORDER_RETRY_ENABLED" in env:
+        cfg.retry.enabled = _bool(env, "ORDER_RETRY_ENABLED", env["ORDER_RETRY_ENABLED"])
+    if "ORDER_MAX_RETRIES" in env:
+        cfg.retry.max_retries = _int("ORDER_MAX_RETRIES", env["ORDER_MAX_RETRIES"])
+    if "ORDER_RETRY_DELAY" in env:
+        cfg.retry.delay_ms = _int("ORDER_RETRY_DELAY", env["ORDER_RETRY_DELAY"])
+    for kind_name, kind in BROKER_KINDS.items():
+        entries = [b for b in cfg.brokers if b.kind == kind_name]
+        if not entries and kind.auto_enable(env):
+            entries = [
+                BrokerEntry(
+                    name=kind_name, kind=kind_name, enabled=True, settings=kind.settings_type()()
+                )
+            ]
+            cfg.brokers.append(entries[0])
+        for entry in entries:
+            entry.settings = kind.from_env(env, entry.settings)
+    if "ENABLE_PAPER_TRADING" in env:
+        on = _bool(env, "ENABLE_PAPER_TRADING", env["ENABLE_PAPER_TRADING"])
+        for entry in cfg.brokers:
+            if entry.kind == "paper":
+                entry.enabled = on
+
+
+def _check(cfg: ServiceConfig) -> None:
+    names = [b.name for b in cfg.enabled_brokers]
+    if not names:
+        raise ConfigError(f"{cfg.source}: no broker is enabled")
+    if cfg.service.default_broker not in names:
+        raise ConfigError(
+            f"{cfg.source}: service.default_broker: {cfg.service.default_broker!r} is not an"
+            f" enabled broker (enabled: {', '.join(names)})"
+        )
+    for i, rule in enumerate(cfg.routing):
+        if rule.broker not in names:
+            raise ConfigError(
+                f"{cfg.source}: routing[{i}].broker: {rule.broker!r} is not an enabled broker"
+            )
+    if cfg.retry.max_retries < 0 or cfg.retry.delay_ms < 0:
+        raise ConfigError(f"{cfg.source}: retry: max_retries and delay_ms must be >= 0")
+
+
+def describe(cfg: ServiceConfig) -> dict[str, Any]:
+    """The configuration as plain data for ``ult config check``, secrets masked."""
+    from ult_actors.logsetup import redact_secrets
+
+    data: dict[str, Any] = msgspec.to_builtins(
+        {
+            k: getattr(cfg, k)
+            for k in (
+                "service",
+                "ipc",
+                "risk",
+                "retry",
+                "supervision",
+                "positions",
+                "journal",
+                "routing",
+            )
+        }
+    )
+    data["brokers"] = [
+        {
+            "name": b.name,
+            "kind": b.kind,
+            "enabled": b.enabled,
+            "settings": _settings_dict(b.settings),
+        }
+        for b in cfg.brokers
+    ]
+    data["source"] = cfg.source
+    return dict(redact_secrets(None, "", data))
+
+
+def _settings_dict(settings: Any) -> dict[str, Any]:
+    from ult_actors.secrets import MASK, Secret
+
+    out: dict[str, Any] = {}
+    for field in msgspec.structs.fields(settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, Secret):
+            out[field.name] = MASK if value else "(not set)"
+        else:
+            out[field.name] = msgspec.to_builtins(value)
+    return out

@@ -1,0 +1,77 @@
+"""The one order state machine every broker's updates go through.
+
+``pending_new -> accepted -> partially_filled* -> filled | canceled | rejected
+| expired``, plus ``pending_cancel`` from any open state. Updates arrive from
+two sources (the submit reply and the broker's stream) in any order and may
+repeat, so merging is idempotent: a repeat is a no-op, an older state than
+the one held is stale and ignored, ``filled_qty`` never goes down, and a
+terminal state is final. Replacing one terminal state by a different one is
+illegal: ``apply_update`` raises ``IllegalTransition`` and the caller logs it
+and keeps what it had — never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ult_actors.messages import TERMINAL_STATUSES, Order
+
+# How far along the lifecycle a status is; updates never move an order back.
+_RANK = {
+    "pending_new": 0,
+    "accepted": 1,
+    "pending_cancel": 2,
+    "partially_filled": 2,
+    "filled": 3,
+    "canceled": 3,
+    "rejected": 3,
+    "expired": 3,
+}
+
+
+class IllegalTransition(ValueError):
+    """An update tried to change a final order state."""
+
+
+def apply_update(current: Order | None, new: Order) -> Order:
+    """Merge ``new`` into ``current``; returns ``current`` itself when nothing changed."""
+    if current is None:
+        return new
+    if current.status in TERMINAL_STATUSES:
+        if new.status in TERMINAL_STATUSES and new.status != current.status:
+            raise IllegalTransition(
+                f"order {current.client_order_id}: {current.status} is final, got {new.status}"
+            )
+        if new.filled_qty > current.filled_qty and new.status == current.status:
+            return _merge(current, new, current.status)
+        return current
+    filled = max(current.filled_qty, new.filled_qty)
+    if new.filled_qty < current.filled_qty and new.status not in TERMINAL_STATUSES:
+        return current  # stale: an older report of fewer fills
+    if _RANK[new.status] < _RANK[current.status] and not (
+        current.status == "pending_cancel" and new.status == "accepted"  # cancel refused
+    ):
+        if filled == current.filled_qty:
+            return current  # stale
+        status = "partially_filled"
+    else:
+        status = new.status
+    if status == "pending_cancel" and filled > current.filled_qty:
+        status = "partially_filled" if filled < current.qty else "filled"
+    merged = _merge(current, new, status)
+    return current if merged == current else merged
+
+
+def _merge(current: Order, new: Order, status: str) -> Order:
+    more_filled = new.filled_qty >= current.filled_qty
+    return msgspec.structs.replace(
+        current,
+        id=new.id or current.id,
+        status=status,
+        filled_qty=max(current.filled_qty, new.filled_qty),
+        avg_fill_price=(new.avg_fill_price if more_filled else current.avg_fill_price)
+        or current.avg_fill_price,
+        updated_at=max(current.updated_at, new.updated_at),
+        reject_reason=new.reject_reason or current.reject_reason,
+        outcome="definitive" if new.outcome == "definitive" else current.outcome,
+    )

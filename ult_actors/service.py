@@ -1,0 +1,314 @@
+"""Builds the whole actor tree from a configuration: ``build_service(config)``.
+
+No globals: every piece (bus, journal slot, mailboxes, supervisors) is made
+here and handed to the actors that use it, so tests build as many services as
+they like. The tree, in start order::
+
+    ult (root, one_for_one)
+    ├── journal
+    ├── brokers (one_for_one)
+    │   └── broker.<name> ...
+    ├── positions
+    ├── risk
+    ├── router
+    └── ipc
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from ult_actors import __version__
+from ult_actors.actors.broker import BrokerActorDeps, RetryPolicy, broker_actor
+from ult_actors.actors.gateway import ServiceGateway
+from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
+from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
+from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, risk_actor
+from ult_actors.actors.router import RouterDeps, router_actor
+from ult_actors.brokers.base import Connector
+from ult_actors.brokers.registry import broker_kind
+from ult_actors.config import ServiceConfig, default_state_dir
+from ult_actors.messages import (
+    ActorHealth,
+    ActorHealthChanged,
+    BrokerCommand,
+    Event,
+    HealthSnapshot,
+    TradingState,
+)
+from ult_actors.runtime.actor import ActorContext
+from ult_actors.runtime.health import HealthListener
+from ult_actors.runtime.mailbox import Mailbox
+from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime.supervisor import Backoff, ChildSpec, Supervisor
+
+StoreOpener = Callable[[], AbstractAsyncContextManager[OrderStore]]
+#: Extra children appended to the root after the router (the IPC server, in ``app``).
+ExtraChild = Callable[["Service"], ChildSpec]
+
+
+@dataclass
+class Service:
+    """One service instance: its tree, its front door and its shared plumbing."""
+
+    config: ServiceConfig
+    root: Supervisor
+    gateway: ServiceGateway
+    bus: EventBus[Event]
+    journal: JournalSlot
+    brokers: dict[str, Mailbox[BrokerCommand]]
+    risk_state: RiskState
+    book: PositionBook
+    state_dir: Path
+    now_ns: Callable[[], int] = time.time_ns
+    started_at: int = 0
+    trading_state: TradingState = "active"
+    health_listeners: list[HealthListener] = field(default_factory=list)
+
+    def health(self) -> HealthSnapshot:
+        """The whole tree's health, root first, in start order."""
+        return HealthSnapshot(
+            actors=[self.root.own_entry(), *self.root.snapshot()],
+            pid=os.getpid(),
+            version=__version__,
+            started_at=self.started_at,
+            taken_at=self.now_ns(),
+            trading_state=self.trading_state,
+        )
+
+    def brokers_up(self) -> tuple[int, int]:
+        """(running broker actors, configured broker actors)."""
+        rows = [h for h in self.root.snapshot() if h.parent == "brokers"]
+        return sum(1 for h in rows if h.state == "running"), len(rows)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the tree until cancelled; ``started`` once every actor is up.
+
+        Raises ``SupervisorGaveUp`` (inside an exception group) when the root gives up.
+        """
+        self.started_at = self.now_ns()
+
+        def started() -> None:
+            self.root.health.state = "running"
+            self.root.health.started_at = self.now_ns()
+            task_status.started()
+
+        def failed(error: BaseException) -> None:
+            self.root.health.state = "failed"
+
+        ctx: ActorContext[Any] = ActorContext(
+            "ult", None, incarnation=1, on_started=started, on_failed=failed
+        )
+        self.root.health.state = "starting"
+        try:
+            await self.root.run(ctx)
+        except BaseException:
+            self.root.health.state = "failed"
+            raise
+        finally:
+            if self.root.health.state != "failed":
+                self.root.health.state = "stopped"
+
+
+def build_service(
+    config: ServiceConfig,
+    *,
+    env: dict[str, str] | None = None,
+    now_ns: Callable[[], int] = time.time_ns,
+    rng: random.Random | None = None,
+    connector_factories: dict[str, Callable[[], Connector]] | None = None,
+    store_opener: StoreOpener | None = None,
+    extra_children: list[ExtraChild] | None = None,
+) -> Service:
+    """Build a service from ``config``; nothing runs until ``Service.run``."""
+    env = dict(os.environ) if env is None else env
+    rng = rng or random.Random()
+    state_dir = (
+        Path(config.service.state_dir) if config.service.state_dir else default_state_dir(env)
+    )
+    bus: EventBus[Event] = EventBus()
+    slot = JournalSlot()
+    sup = config.supervision
+    backoff = Backoff(
+        initial_s=sup.backoff_initial_ms / 1000,
+        cap_s=sup.backoff_cap_ms / 1000,
+        multiplier=sup.backoff_multiplier,
+        stable_after_s=sup.stable_after_s,
+    )
+    retry = RetryPolicy(
+        enabled=config.retry.enabled,
+        max_retries=config.retry.max_retries,
+        delay_s=config.retry.delay_ms / 1000,
+        max_delay_s=config.retry.max_delay_ms / 1000,
+    )
+
+    broker_mailboxes: dict[str, Mailbox[BrokerCommand]] = {}
+    broker_children: list[ChildSpec] = []
+    for entry in config.enabled_brokers:
+        if connector_factories and entry.name in connector_factories:
+            make = connector_factories[entry.name]
+        else:
+            settings = entry.settings
+            if entry.kind == "paper" and getattr(settings, "state_path", "") is None:
+                settings = msgspec.structs.replace(
+                    settings, state_path=str(state_dir / f"paper-{entry.name}.db")
+                )
+            make = broker_kind(entry.kind).factory(entry.name, settings, now_ns=now_ns)
+        mailbox: Mailbox[BrokerCommand] = Mailbox(capacity=4096)
+        broker_mailboxes[entry.name] = mailbox
+        deps = BrokerActorDeps(
+            name=entry.name,
+            make_connector=make,
+            journal=slot,
+            bus=bus,
+            retry=retry,
+            rng=random.Random(rng.random()),
+            now_ns=now_ns,
+            concurrency=1 if entry.kind == "paper" else 16,
+        )
+        broker_children.append(
+            ChildSpec(id=f"broker.{entry.name}", start=broker_actor(deps), mailbox=mailbox)
+        )
+
+    def publish_health(h: ActorHealth) -> None:
+        bus.publish(
+            ActorHealthChanged(
+                name=h.name,
+                state=h.state,
+                restarts=h.restarts,
+                error=h.last_error.message if h.last_error else None,
+                ts=now_ns(),
+            )
+        )
+
+    brokers_sup = Supervisor(
+        "brokers",
+        broker_children,
+        strategy="one_for_one",
+        max_restarts=sup.max_restarts,
+        period_s=sup.period_s,
+        backoff=backoff,
+        rng=random.Random(rng.random()),
+        now_ns=now_ns,
+    )
+    risk_state = RiskState(trading=config.risk.initial_state)
+    book = PositionBook()
+    positions_mb: Mailbox[Any] = Mailbox(capacity=1024)
+    risk_mb: Mailbox[Any] = Mailbox(capacity=4096)
+    router_mb: Mailbox[Any] = Mailbox(capacity=4096)
+
+    if store_opener is None:
+        store_opener = _default_store_opener(config, state_dir)
+
+    service_ref: list[Service] = []
+
+    def on_state_change(state: TradingState) -> None:
+        service_ref[0].trading_state = state
+
+    risk = config.risk
+    children = [
+        ChildSpec(id="journal", start=journal_actor(slot, store_opener)),
+        brokers_sup.as_child(),
+        ChildSpec(
+            id="positions",
+            start=positions_actor(
+                PositionsDeps(
+                    brokers=broker_mailboxes,
+                    bus=bus,
+                    book=book,
+                    sync_interval_s=config.positions.sync_interval_s,
+                    now_ns=now_ns,
+                )
+            ),
+            mailbox=positions_mb,
+        ),
+        ChildSpec(
+            id="risk",
+            start=risk_actor(
+                RiskDeps(
+                    limits=RiskLimits(
+                        max_order_qty=risk.max_order_qty,
+                        max_order_notional=risk.max_order_notional,
+                        max_position_per_symbol=risk.max_position_per_symbol,
+                        max_open_orders=risk.max_open_orders,
+                        max_orders_per_second=risk.max_orders_per_second,
+                        daily_loss_limit=risk.daily_loss_limit,
+                        allowed_symbols=frozenset(risk.allowed_symbols),
+                    ),
+                    brokers=broker_mailboxes,
+                    bus=bus,
+                    state=risk_state,
+                    now_ns=now_ns,
+                    on_state_change=on_state_change,
+                )
+            ),
+            mailbox=risk_mb,
+        ),
+        ChildSpec(
+            id="router",
+            start=router_actor(
+                RouterDeps(
+                    brokers=broker_mailboxes,
+                    risk=risk_mb,
+                    journal=slot,
+                    default_broker=config.service.default_broker,
+                    rules=[(r.pattern, r.broker) for r in config.routing],
+                    submit_timeout_s=config.service.submit_timeout_s,
+                )
+            ),
+            mailbox=router_mb,
+        ),
+    ]
+    root = Supervisor(
+        "ult",
+        children,
+        strategy="one_for_one",
+        max_restarts=sup.root_max_restarts,
+        period_s=sup.root_period_s,
+        backoff=backoff,
+        rng=random.Random(rng.random()),
+        now_ns=now_ns,
+        listener=publish_health,
+    )
+    service = Service(
+        config=config,
+        root=root,
+        gateway=None,  # type: ignore[arg-type]  # set just below; it needs the service
+        bus=bus,
+        journal=slot,
+        brokers=broker_mailboxes,
+        risk_state=risk_state,
+        book=book,
+        state_dir=state_dir,
+        now_ns=now_ns,
+        trading_state=config.risk.initial_state,
+    )
+    service_ref.append(service)
+    service.gateway = ServiceGateway(
+        router=router_mb,
+        risk=risk_mb,
+        positions=positions_mb,
+        brokers=broker_mailboxes,
+        journal=slot,
+        bus=bus,
+        health=service.health,
+        submit_timeout_s=config.service.submit_timeout_s,
+        now_ns=now_ns,
+    )
+    for extra in extra_children or []:
+        root.add_child(extra(service))
+    return service
+
+
+def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener:
+    return memory_store_opener()
