@@ -1,0 +1,87 @@
+"""The ``ult`` command: one entry point, one sub-command per job.
+
+Service-side commands (``serve``, ``config check``, ``paper reset``) live in
+``ult_actors.app``; ``sim NAME`` runs ``ult_actors.sim.NAME.main``; client
+commands talk to a running service over its socket.
+
+Exit codes: 0 ok, 1 order rejected or failed, 2 usage error, 3 service
+unreachable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+SIMULATORS = ("alpaca", "oanda", "ib")
+
+_USAGE = """\
+usage: ult COMMAND [ARGS...]
+
+service:
+  serve                 run the gateway in the foreground
+  config check          validate the configuration (secrets masked)
+  paper reset           start the paper account afresh
+  sim alpaca|oanda|ib   run a loopback simulator of a broker API
+
+Run `ult COMMAND --help` for a command's options.
+"""
+
+
+def _service_commands() -> dict[str, Callable[[list[str]], int]]:
+    from ult_actors import app
+
+    return {
+        "serve": app.serve_main,
+        "config check": app.config_check_main,
+        "paper reset": app.paper_reset_main,
+    }
+
+
+def _client_commands() -> dict[str, Callable[[list[str]], int]]:
+    try:
+        module = importlib.import_module("ult_actors.client_cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ult_actors.client_cli":
+            raise
+        return {}
+    commands: dict[str, Callable[[list[str]], int]] = module.COMMANDS
+    return commands
+
+
+def sim_main(argv: list[str]) -> int:
+    """``ult sim NAME [ARGS]``: run one broker simulator in the foreground."""
+    if not argv or argv[0] not in SIMULATORS:
+        print(f"usage: ult sim {{{','.join(SIMULATORS)}}} [--port PORT] ...", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(f"ult_actors.sim.{argv[0]}")
+    code: int = module.main(argv[1:])
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``ult ...`` to its sub-command; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_USAGE, end="")
+        return EXIT_OK if args else EXIT_USAGE
+    if args[0] == "sim":
+        return sim_main(args[1:])
+    commands = {**_service_commands(), **_client_commands()}
+    two = " ".join(args[:2])
+    if two in commands:
+        return commands[two](args[2:])
+    if args[0] in commands:
+        return commands[args[0]](args[1:])
+    print(f"ult: unknown command {args[0]!r}\n\n{_USAGE}", end="", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
