@@ -1,0 +1,160 @@
+"""Pieces every benchmark section shares: framing, percentiles, budgets, child processes.
+
+The benchmark's frames are the IPC protocol's: a 4-byte big-endian length,
+then msgpack of a request or reply union from ``ult_actors.messages``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from ult_actors.messages import OrderRequest, Reply, Request, Submit
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+HEADER = 4
+
+encoder = msgspec.msgpack.Encoder()
+request_decoder = msgspec.msgpack.Decoder(Request)
+reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its length prefix."""
+    return len(payload).to_bytes(HEADER, "big") + payload
+
+
+def order_request(i: int) -> OrderRequest:
+    """The order every section sends: a 1-share market buy, unique client order id."""
+    return OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"bench-{i}")
+
+
+def submit_frame(i: int) -> bytes:
+    """A framed ``Submit`` of ``order_request(i)`` with request id ``i``."""
+    return frame(encoder.encode(Submit(id=i, order=order_request(i))))
+
+
+def split_frames(buf: bytearray) -> list[bytes]:
+    """Take every complete frame off the front of ``buf``."""
+    out: list[bytes] = []
+    pos = 0
+    end = len(buf)
+    while end - pos >= HEADER:
+        size = int.from_bytes(buf[pos : pos + HEADER], "big")
+        if end - pos - HEADER < size:
+            break
+        out.append(bytes(buf[pos + HEADER : pos + HEADER + size]))
+        pos += HEADER + size
+    del buf[:pos]
+    return out
+
+
+class Unavailable(Exception):
+    """A section cannot run here; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much one measurement may take: whichever of count and seconds comes first."""
+
+    count: int
+    seconds: float
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; ``nan`` for no values."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+def latency_summary(samples_ns: list[int]) -> dict[str, Any]:
+    """p50/p99/p99.9 in microseconds, plus the sample count and round trips per second."""
+    samples = sorted(samples_ns)
+    total_s = sum(samples) / 1e9
+    return {
+        "n": len(samples),
+        "per_s": round(len(samples) / total_s, 1) if total_s else None,
+        "p50_us": round(percentile(samples, 0.50) / 1e3, 1),
+        "p99_us": round(percentile(samples, 0.99) / 1e3, 1),
+        "p99_9_us": round(percentile(samples, 0.999) / 1e3, 1),
+    }
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (default: this one), from /proc."""
+    path = f"/proc/{pid or 'self'}/status"
+    with open(path) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS in {path}")
+
+
+@contextmanager
+def short_tempdir(prefix: str) -> Iterator[Path]:
+    """A fresh directory under /tmp, short enough for a Unix socket path."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def python() -> str:
+    """The interpreter running the bench (the project's .venv)."""
+    return sys.executable
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for child processes: ours, quiet logs, the project importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), str(SCRIPTS), env.get("PYTHONPATH", "")) if p
+    )
+    env.setdefault("ULT_LOG_LEVEL", "warning")
+    env.update(extra)
+    return env
+
+
+async def read_line(stream: trio.abc.ReceiveStream, limit: int = 65536) -> bytes:
+    """One line from a child's stdout (without the newline); ``EOFError`` if it exits first."""
+    buf = bytearray()
+    while b"\n" not in buf:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            raise EOFError(f"child closed its output after {bytes(buf)!r}")
+        buf += chunk
+        if len(buf) > limit:
+            raise RuntimeError("child wrote an over-long line")
+    return bytes(buf.split(b"\n", 1)[0])
+
+
+async def stop_process(proc: trio.Process, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
+    if proc.returncode is None:
+        proc.terminate()
+        with trio.move_on_after(grace_s):
+            await proc.wait()
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+def now_s() -> float:
+    """A monotonic clock for wall-time budgets."""
+    return time.perf_counter()

@@ -1,0 +1,206 @@
+"""The floor: the least a Unix-socket order server on trio can do, and its two clients.
+
+The server decodes each frame into the same typed ``Request`` union the
+service reads (so the order Struct is fully validated by msgspec) and answers
+with an ``OkReply`` ack. It answers every complete frame of one read with one
+``send_all``, as a well-written server would. Nothing else: no actors, no
+risk, no broker. Whatever the real service costs above this is the price of
+what it does.
+
+Run as a process: ``python scripts/bench_floor.py SOCKET`` serves until
+killed and prints ``ready`` once it listens.
+
+The clients measure the same way for the floor and for ``ult`` (see
+``bench_ult``): sequential round trips, and one pipelining client keeping
+``window`` requests in flight, sending one frame per ``send_all`` like a
+client whose callers each submit one order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from bench_common import (
+    Budget,
+    child_env,
+    encoder,
+    frame,
+    latency_summary,
+    python,
+    read_line,
+    reply_decoder,
+    request_decoder,
+    short_tempdir,
+    split_frames,
+    stop_process,
+    submit_frame,
+)
+
+from ult_actors.messages import OkReply
+
+READ_SIZE = 65536
+_HERE = Path(__file__).resolve()
+
+
+async def _serve_connection(stream: trio.SocketStream) -> None:
+    buf = bytearray()
+    async with stream:
+        while True:
+            try:
+                data = await stream.receive_some(READ_SIZE)
+            except trio.BrokenResourceError:
+                return
+            if not data:
+                return
+            buf += data
+            out = bytearray()
+            for payload in split_frames(buf):
+                request = request_decoder.decode(payload)
+                out += frame(encoder.encode(OkReply(id=request.id, detail="ack")))
+            if out:
+                try:
+                    await stream.send_all(out)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+
+
+async def serve(path: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the floor protocol on a Unix socket at ``path`` until cancelled."""
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(128)
+    listener = trio.SocketListener(sock)
+    task_status.started()
+    await trio.serve_listeners(_serve_connection, [listener])
+
+
+async def _read_reply(stream: trio.SocketStream, buf: bytearray) -> Any:
+    while True:
+        frames = split_frames(buf)
+        if frames:
+            assert len(frames) == 1, "a sequential client gets one reply per request"
+            return reply_decoder.decode(frames[0])
+        data = await stream.receive_some(READ_SIZE)
+        if not data:
+            raise EOFError("server closed the connection")
+        buf += data
+
+
+async def sequential(path: str, budget: Budget, *, first_id: int = 1) -> dict[str, Any]:
+    """One request at a time: send, wait for the ack, repeat."""
+    samples: list[int] = []
+    frames = [submit_frame(first_id + i) for i in range(budget.count)]
+    clock = time.perf_counter_ns
+    stop_at = clock() + int(budget.seconds * 1e9)
+    stream = await trio.open_unix_socket(path)
+    buf = bytearray()
+    async with stream:
+        for data in frames:
+            t0 = clock()
+            await stream.send_all(data)
+            await _read_reply(stream, buf)
+            t1 = clock()
+            samples.append(t1 - t0)
+            if t1 > stop_at:
+                break
+    return latency_summary(samples)
+
+
+async def pipelined(
+    path: str, budget: Budget, *, window: int = 128, first_id: int = 1
+) -> dict[str, Any]:
+    """One connection keeping ``window`` requests in flight; messages answered per second."""
+    frames = [submit_frame(first_id + i) for i in range(budget.count)]
+    stream = await trio.open_unix_socket(path)
+    slots = trio.Semaphore(window)
+    sent = 0
+    received = 0
+    stop_at = time.perf_counter() + budget.seconds
+    done_sending = trio.Event()
+
+    async def send() -> None:
+        nonlocal sent
+        for data in frames:
+            await slots.acquire()
+            await stream.send_all(data)
+            sent += 1
+            if time.perf_counter() > stop_at:
+                break
+        done_sending.set()
+        if received >= sent:
+            nursery.cancel_scope.cancel()
+
+    async def receive() -> None:
+        nonlocal received
+        buf = bytearray()
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                raise EOFError("server closed the connection")
+            buf += data
+            for payload in split_frames(buf):
+                reply_decoder.decode(payload)
+                received += 1
+                slots.release()
+            if done_sending.is_set() and received >= sent:
+                nursery.cancel_scope.cancel()
+
+    async with stream:
+        t0 = time.perf_counter()
+        with trio.fail_after(budget.seconds + 30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                nursery.start_soon(receive)
+        elapsed = time.perf_counter() - t0
+    return {"n": received, "window": window, "per_s": round(received / elapsed, 1)}
+
+
+async def measure(seq: Budget, pipe: Budget, *, window: int = 128) -> dict[str, Any]:
+    """Start the floor server as its own process and measure both clients against it."""
+    with short_tempdir("bf-") as tmp:
+        path = str(tmp / "floor.sock")
+        proc = await trio.lowlevel.open_process(
+            [python(), str(_HERE), path],
+            stdout=subprocess.PIPE,
+            env=child_env(),
+        )
+        try:
+            assert proc.stdout is not None
+            with trio.fail_after(30):
+                line = await read_line(proc.stdout)
+            if line != b"ready":
+                raise RuntimeError(f"floor server said {line!r}")
+            await sequential(path, Budget(min(200, seq.count), 5.0))  # warm up
+            return {
+                "sequential": await sequential(path, seq),
+                "pipelined": await pipelined(path, pipe, window=window),
+            }
+        finally:
+            await stop_process(proc)
+
+
+def main(argv: list[str]) -> int:
+    """``bench_floor.py SOCKET``: serve until killed."""
+    if len(argv) != 1:
+        print("usage: bench_floor.py SOCKET", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, argv[0])
+            print("ready", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,76 @@
+"""How long each benchmark section may run: the quick plan and the full plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench_common import Budget
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Count and time bounds for every measurement of one run."""
+
+    floor_sequential: Budget
+    floor_pipelined: Budget
+    ult_sequential: Budget
+    ult_pipelined: Budget
+    window: int
+    clients: tuple[int, ...]
+    restart_samples: int
+    restart_seconds: float
+    drop_samples: int
+    scale_sizes: tuple[int, ...]
+    peer: Budget
+
+
+QUICK = Plan(
+    floor_sequential=Budget(20_000, 2.0),
+    floor_pipelined=Budget(100_000, 2.0),
+    ult_sequential=Budget(20_000, 3.0),
+    ult_pipelined=Budget(100_000, 3.0),
+    window=128,
+    clients=(1, 4),
+    restart_samples=5,
+    restart_seconds=4.0,
+    drop_samples=2,
+    scale_sizes=(1, 100, 1000),
+    peer=Budget(300, 3.0),
+)
+
+FULL = Plan(
+    floor_sequential=Budget(200_000, 10.0),
+    floor_pipelined=Budget(1_000_000, 10.0),
+    ult_sequential=Budget(200_000, 15.0),
+    ult_pipelined=Budget(1_000_000, 10.0),
+    window=128,
+    clients=(1, 4),
+    restart_samples=20,
+    restart_seconds=20.0,
+    drop_samples=5,
+    scale_sizes=(1, 100, 1000),
+    peer=Budget(3_000, 15.0),
+)
+
+
+#: For the test suite: every section runs its code path once, in seconds; figures meaningless.
+SMOKE = Plan(
+    floor_sequential=Budget(50, 2.0),
+    floor_pipelined=Budget(200, 2.0),
+    ult_sequential=Budget(50, 2.0),
+    ult_pipelined=Budget(200, 2.0),
+    window=16,
+    clients=(1, 2),
+    restart_samples=1,
+    restart_seconds=1.0,
+    drop_samples=1,
+    scale_sizes=(1, 10),
+    peer=Budget(5, 2.0),
+)
+
+
+def plan_for(*, quick: bool, smoke: bool = False) -> Plan:
+    """The plan for a quick or a full run (or the test suite's smoke run)."""
+    if smoke:
+        return SMOKE
+    return QUICK if quick else FULL

@@ -1,0 +1,207 @@
+"""Turning a benchmark document into ratios, goal verdicts and a table people can read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dig(doc: Any, *path: str | int) -> Any:
+    """``doc[p0][p1]...`` or ``None`` when any step is missing."""
+    for key in path:
+        if (isinstance(doc, dict) and key in doc) or (isinstance(doc, list) and isinstance(key, int) and -len(doc) <= key < len(doc)):
+            doc = doc[key]
+        else:
+            return None
+    return doc
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return round(a / b, 3)
+    return None
+
+
+def _scale_row(doc: dict[str, Any], brokers: int) -> dict[str, Any] | None:
+    for row in dig(doc, "scale", "sizes") or []:
+        if row.get("brokers") == brokers:
+            return dict(row)
+    return None
+
+
+def ratios(doc: dict[str, Any]) -> dict[str, Any]:
+    """ult relative to the floor, and through-ult relative to alpaca-py direct."""
+    out: dict[str, Any] = {
+        "sequential_p50": _ratio(
+            dig(doc, "ult", "sequential", "p50_us"), dig(doc, "floor", "sequential", "p50_us")
+        ),
+        "sequential_p99": _ratio(
+            dig(doc, "ult", "sequential", "p99_us"), dig(doc, "floor", "sequential", "p99_us")
+        ),
+        "sequential_per_s": _ratio(
+            dig(doc, "ult", "sequential", "per_s"), dig(doc, "floor", "sequential", "per_s")
+        ),
+    }
+    for clients, row in (dig(doc, "ult", "pipelined") or {}).items():
+        out[f"pipelined_{clients}_clients_per_s"] = _ratio(
+            row.get("per_s"), dig(doc, "floor", "pipelined", "per_s")
+        )
+    out["peer_p50"] = _ratio(dig(doc, "peer", "via_ult", "p50_us"), dig(doc, "peer", "direct", "p50_us"))
+    return out
+
+
+def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the benchmark issue with the figure measured and whether it is met."""
+    r = doc.get("ratios") or ratios(doc)
+    big = _scale_row(doc, 1000) or {}
+    rows = [
+        ("ult pipelined orders/s >= 0.5 x floor pipelined", r.get("pipelined_1_clients_per_s"), ">=", 0.5),
+        ("ult sequential p50 <= 2 x floor p50", r.get("sequential_p50"), "<=", 2.0),
+        ("through ult p50 <= 1.0 x alpaca-py direct p50", r.get("peer_p50"), "<=", 1.0),
+        ("1,000 brokers RSS <= 200 MB", big.get("rss_mb"), "<=", 200.0),
+        ("1,000 brokers ready <= 1 s (build_service to ready)", big.get("ready_s"), "<=", 1.0),
+        ("1,000 brokers ready <= 1 s (process start to ready)", big.get("process_ready_s"), "<=", 1.0),
+    ]
+    out = []
+    for goal, value, op, target in rows:
+        met = None if value is None else (value >= target if op == ">=" else value <= target)
+        out.append({"goal": goal, "value": value, "target": f"{op} {target:g}", "met": met})
+    return out
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            text = f"{value:,.0f}"
+        elif abs(value) >= 100:
+            text = f"{value:.0f}"
+        else:
+            text = f"{value:.3g}"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".rstrip()
+
+
+def _ms(us: Any) -> str:
+    return _fmt(us / 1000 if isinstance(us, int | float) else None, "ms")
+
+
+def _grid(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  " + "  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _status_line(doc: dict[str, Any], name: str) -> str | None:
+    section = doc.get(name)
+    if section is None:
+        return "  (not run)"
+    status = section.get("status", "ok")
+    if status == "ok":
+        return None
+    why = section.get("reason") or section.get("error") or ""
+    return f"  {status}: {why}"
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    """The whole document as aligned text."""
+    meta = doc.get("meta", {})
+    out = [
+        f"ult benchmark  {meta.get('started_at', '')}  commit {meta.get('commit', '?')}"
+        f"  python {meta.get('python', '?')}  trio {meta.get('trio', '?')}"
+        f"  {meta.get('cpus', '?')} cpus  {'quick' if meta.get('quick') else 'full'} run"
+        f"  {meta.get('seconds', '?')} s",
+        "",
+        "round trips over a Unix socket",
+    ]
+    rows = [["", "n", "per s", "p50", "p99", "p99.9"]]
+    for label, path in (
+        ("floor sequential", ("floor", "sequential")),
+        ("ult sequential (submit->ack)", ("ult", "sequential")),
+    ):
+        s = dig(doc, *path) or {}
+        rows.append(
+            [label, _fmt(s.get("n")), _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
+             _fmt(s.get("p99_us"), "us"), _fmt(s.get("p99_9_us"), "us")]
+        )
+    s = dig(doc, "floor", "pipelined") or {}
+    rows.append([f"floor pipelined (window {s.get('window', '?')})", _fmt(s.get("n")), _fmt(s.get("per_s")), "", "", ""])
+    for clients, s in (dig(doc, "ult", "pipelined") or {}).items():
+        rows.append(
+            [f"ult pipelined, {clients} client(s) (window {s.get('window', '?')} each)",
+             _fmt(s.get("n")), _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
+             _fmt(s.get("p99_us"), "us"), ""]
+        )
+    out += _grid(rows)
+    for name in ("floor", "ult"):
+        line = _status_line(doc, name)
+        if line:
+            out.append(f"  {name}:{line}")
+    note = dig(doc, "ult", "setup")
+    if note:
+        out.append(f"  ult setup: {note}")
+
+    out += ["", "ratios ult / floor"]
+    rows = [["", "ratio"]]
+    for key, value in (doc.get("ratios") or {}).items():
+        rows.append([key, _fmt(value)])
+    out += _grid(rows)
+
+    out += ["", "restart"]
+    rows = [["", "samples", "p50", "max"]]
+    for label, key in (("default backoff", "default_backoff"), ("zero backoff", "zero_backoff")):
+        for what, sub in (("running again", "to_running"), ("next order answered", "to_first_order")):
+            s = dig(doc, "restart", "crash", key, sub) or {}
+            rows.append([f"broker crash -> {what} ({label})", _fmt(s.get("n")), _ms(s.get("p50_us")), _ms(s.get("p99_9_us"))])
+    s = dig(doc, "restart", "drop", "to_order") or {}
+    rows.append(["simulator drops connection -> orders flowing", _fmt(s.get("n")), _ms(s.get("p50_us")), _ms(s.get("p99_9_us"))])
+    out += _grid(rows)
+    line = _status_line(doc, "restart")
+    if line:
+        out.append(line)
+    drop = dig(doc, "restart", "drop") or {}
+    if drop.get("status") not in (None, "ok"):
+        out.append(f"  drop: {drop.get('status')}: {drop.get('reason') or drop.get('error')}")
+    connector = dig(doc, "restart", "crash", "connector")
+    if connector and connector != "paper":
+        out.append(f"  (crash measured on the {connector} connector: paper broker not available)")
+
+    out += ["", "scale (one process per size)"]
+    rows = [["brokers", "connector", "running", "RSS", "build->ready", "process->ready"]]
+    for row in dig(doc, "scale", "sizes") or []:
+        rows.append(
+            [_fmt(row.get("brokers")), str(row.get("connector")),
+             f"{row.get('brokers_running')}/{row.get('brokers_configured')}",
+             _fmt(row.get("rss_mb"), "MB"), _fmt(row.get("ready_s"), "s"),
+             _fmt(row.get("process_ready_s"), "s")]
+        )
+    out += _grid(rows) if len(rows) > 1 else []
+    line = _status_line(doc, "scale")
+    if line:
+        out.append(line)
+
+    out += ["", "peer: an order to the Alpaca simulator"]
+    rows = [["", "n", "p50", "p99"]]
+    for label, key in (("alpaca-py direct", "direct"), ("through ult", "via_ult")):
+        s = dig(doc, "peer", key) or {}
+        rows.append([label, _fmt(s.get("n")), _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us")])
+    out += _grid(rows)
+    line = _status_line(doc, "peer")
+    if line:
+        out.append(line)
+
+    out += ["", "goals"]
+    rows = [["goal", "measured", "target", "met"]]
+    for g in doc.get("goals") or []:
+        met = {True: "yes", False: "NO", None: "-"}[g["met"]]
+        rows.append([g["goal"], _fmt(g["value"]), g["target"], met])
+    out += _grid(rows)
+    return "\n".join(out)

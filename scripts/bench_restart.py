@@ -1,0 +1,217 @@
+"""Restart: how long a broker connection is gone when it fails.
+
+Two measurements, each over several samples:
+
+- **crash**: the broker actor's connection raises (injected through a thin
+  wrapper around the real connector); measured from the crash to the
+  supervisor reporting the actor ``running`` again, and to the first order
+  answered after it (sent right at the crash, so it waits in the mailbox).
+  Taken twice: with the default supervision config (the backoff is a jittered
+  draw from [0, 100 ms] on a first restart) and with zero backoff, which is
+  what the restart machinery itself costs. Every sample uses a fresh service,
+  so each crash is a first crash (no growing backoff, no restart intensity).
+- **drop**: the Alpaca simulator drops its connections; measured from the
+  drop to the first order acknowledged again through the service. Needs the
+  Alpaca connector and simulator (``bench_peer`` runs the simulator).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+from bench_common import latency_summary, short_tempdir
+from bench_scale import paper_available
+
+from ult_actors.brokers.base import Connector, UpdateSink
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.errors import BrokerUnavailable
+from ult_actors.messages import (
+    Account,
+    ActorHealthChanged,
+    Order,
+    OrderReply,
+    OrderRequest,
+    Position,
+    Submit,
+)
+from ult_actors.service import Service, build_service
+
+
+class CrashSwitch:
+    """Set ``crash`` to make the wrapped connection fail now."""
+
+    def __init__(self) -> None:
+        self.crash = trio.Event()
+
+
+class CrashableConnector:
+    """A real connector whose update stream can be made to fail on demand."""
+
+    def __init__(self, inner: Connector, switch: CrashSwitch) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.switch = switch
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def disconnect(self) -> None:
+        await self.inner.disconnect()
+
+    async def submit(self, request: OrderRequest) -> Order:
+        return await self.inner.submit(request)
+
+    async def cancel(self, order_id: str) -> Order:
+        return await self.inner.cancel(order_id)
+
+    async def get_order(self, order_id: str) -> Order:
+        return await self.inner.get_order(order_id)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        return await self.inner.get_order_by_client_id(client_order_id)
+
+    async def open_orders(self) -> list[Order]:
+        return await self.inner.open_orders()
+
+    async def positions(self) -> list[Position]:
+        return await self.inner.positions()
+
+    async def account(self) -> Account:
+        return await self.inner.account()
+
+    async def stream_updates(
+        self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.inner.stream_updates, sink)
+            task_status.started()
+            await self.switch.crash.wait()
+            self.switch.crash = trio.Event()  # the next incarnation runs until told again
+            raise BrokerUnavailable("bench: injected connection failure")
+
+
+def _inner_factory(name: str, state_dir: Path) -> tuple[str, Callable[[], Connector]]:
+    if paper_available():
+        from ult_actors.brokers.registry import broker_kind
+
+        kind = broker_kind("paper")
+        settings = kind.settings_type()()
+        settings = _zero_latency(settings, state_dir / f"paper-{name}.db")
+        return "paper", kind.factory(name, settings)
+    from tests.actors.fakes import FakeConnector, FakeVenue
+
+    venue = FakeVenue(name)
+    return "fake", lambda: FakeConnector(name, venue)  # type: ignore[return-value]
+
+
+def _zero_latency(settings: Any, state_path: Path) -> Any:
+    """Paper settings without simulated latency, with their own state file."""
+    import msgspec
+
+    fields = {f.name for f in msgspec.structs.fields(settings)}
+    changes: dict[str, Any] = {}
+    for name in ("latency_ms", "latency_jitter_ms"):
+        if name in fields:
+            changes[name] = 0
+    if "state_path" in fields:
+        changes["state_path"] = str(state_path)
+    return msgspec.structs.replace(settings, **changes)
+
+
+@asynccontextmanager
+async def _service(
+    state_dir: Path, seed: int, *, backoff_ms: int | None
+) -> AsyncIterator[tuple[Service, CrashSwitch, str]]:
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
+        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=None)],
+    )
+    if backoff_ms is not None:
+        cfg.supervision.backoff_initial_ms = backoff_ms
+    switch = CrashSwitch()
+    connector, make_inner = _inner_factory("paper", state_dir)
+    factories = {"paper": lambda: CrashableConnector(make_inner(), switch)}
+    service = build_service(
+        cfg, env={}, rng=random.Random(seed), connector_factories=factories  # type: ignore[dict-item]
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(30):
+            await nursery.start(service.run)
+        yield service, switch, connector
+        nursery.cancel_scope.cancel()
+
+
+async def _one_crash(
+    state_dir: Path, seed: int, backoff_ms: int | None, order_no: int
+) -> tuple[int, int, str]:
+    """(ns to running again, ns to the first order answered) for one crash."""
+    async with _service(state_dir, seed, backoff_ms=backoff_ms) as (service, switch, connector):
+        health = service.bus.subscribe(
+            lambda e: isinstance(e, ActorHealthChanged) and e.name == "broker.paper",
+            capacity=64,
+        )
+        request = Submit(
+            id=order_no,
+            order=OrderRequest(
+                symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"restart-{order_no}"
+            ),
+        )
+        running_ns = order_ns = 0
+        with trio.fail_after(30):
+            t0 = time.perf_counter_ns()
+            switch.crash.set()
+
+            async def wait_running() -> None:
+                nonlocal running_ns
+                saw_down = False
+                async for event in health:
+                    assert isinstance(event, ActorHealthChanged)
+                    if event.state != "running":
+                        saw_down = True
+                    elif saw_down:
+                        running_ns = time.perf_counter_ns() - t0
+                        return
+
+            async def first_order() -> None:
+                nonlocal order_ns
+                reply = await service.gateway.handle(request)
+                assert isinstance(reply, OrderReply)
+                order_ns = time.perf_counter_ns() - t0
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_running)
+                nursery.start_soon(first_order)
+        health.close()
+    return running_ns, order_ns, connector
+
+
+async def measure_crash(samples: int, seconds: float) -> dict[str, Any]:
+    """Crash-to-running and crash-to-first-order, default backoff and zero backoff."""
+    out: dict[str, Any] = {}
+    stop_at = time.perf_counter() + seconds
+    connector = "?"
+    for label, backoff_ms in (("default_backoff", None), ("zero_backoff", 0)):
+        running: list[int] = []
+        orders: list[int] = []
+        with short_tempdir("br-") as tmp:
+            for i in range(samples):
+                sample_dir = tmp / str(i)
+                sample_dir.mkdir()
+                r, o, connector = await _one_crash(sample_dir, 1000 + i, backoff_ms, i + 1)
+                running.append(r)
+                orders.append(o)
+                if time.perf_counter() > stop_at and len(running) >= 3:
+                    break
+        out[label] = {
+            "to_running": latency_summary(running),
+            "to_first_order": latency_summary(orders),
+        }
+    out["connector"] = connector
+    return out

@@ -1,0 +1,60 @@
+"""Smoke tests of ``scripts/bench``: it runs, and its floor path measures. No timings asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "scripts" / "bench"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench_floor  # noqa: E402
+from bench_common import Budget, short_tempdir  # noqa: E402
+
+
+def test_help_describes_the_sections() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={"ULT_BENCH_NO_REEXEC": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert "--quick" in out.stdout and "--json" in out.stdout
+    for section in ("floor", "ult", "restart", "scale", "peer"):
+        assert section in out.stdout
+
+
+async def test_floor_clients_get_every_request_answered() -> None:
+    with short_tempdir("tb-") as tmp:
+        path = str(tmp / "floor.sock")
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(30):
+                await nursery.start(bench_floor.serve, path)
+                seq = await bench_floor.sequential(path, Budget(25, 10.0))
+                pipe = await bench_floor.pipelined(path, Budget(300, 10.0), window=8)
+            nursery.cancel_scope.cancel()
+    assert seq["n"] == 25 and seq["p50_us"] > 0 and seq["p99_us"] >= seq["p50_us"]
+    assert pipe["n"] == 300 and pipe["window"] == 8 and pipe["per_s"] > 0
+
+
+def test_smoke_run_prints_one_json_document_with_every_section() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={"ULT_BENCH_NO_REEXEC": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+    )
+    doc = json.loads(out.stdout)
+    for section in ("meta", "floor", "ult", "restart", "scale", "peer", "ratios", "goals"):
+        assert section in doc
+    for section in ("floor", "ult", "restart", "scale", "peer"):
+        # A section either ran or says plainly why it could not; it never crashes the run.
+        assert doc[section]["status"] in ("ok", "unavailable"), doc[section]
+    assert doc["floor"]["sequential"]["n"] > 0
+    assert doc["floor"]["pipelined"]["n"] > 0
+    assert [row["brokers"] for row in doc["scale"]["sizes"]] == [1, 10]
+    assert all(row["brokers_running"] == row["brokers"] for row in doc["scale"]["sizes"])
+    assert "goals" in out.stderr  # the human table goes to stderr next to the JSON
