@@ -38,6 +38,7 @@ from ult_actors.actors.router import RouterDeps, router_actor
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import ServiceConfig, default_state_dir
+from ult_actors.journal_sqlite import sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
@@ -311,4 +312,19 @@ def build_service(
 
 
 def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener:
-    return memory_store_opener()
+    """The SQLite journal at ``journal.path`` (default ``<state dir>/journal.db``).
+
+    ``journal.enabled = false`` keeps orders in memory only: nothing survives a restart.
+    """
+    path = journal_path(config, state_dir)
+    if path is None:
+        return memory_store_opener()
+    return sqlite_store_opener(path, synchronous=config.journal.synchronous)
+
+
+def journal_path(config: ServiceConfig, state_dir: Path) -> Path | None:
+    """Where the journal file lives; ``None`` when the journal is disabled."""
+    journal = config.journal
+    if not journal.enabled:
+        return None
+    return Path(journal.path).expanduser() if journal.path else state_dir / "journal.db"

@@ -1,0 +1,90 @@
+"""The order journal's SQLite schema and its migrations.
+
+The schema version lives in SQLite's ``PRAGMA user_version`` (0 for a new
+file). Each migration moves the file up by one version inside one
+transaction, so a crash mid-migration leaves the old version intact. A file
+written by a newer ``ult`` than this one is refused rather than guessed at.
+
+Tables (version 2):
+
+``orders``
+    The latest state of each order, keyed by client order id. ``body`` is
+    the msgpack-encoded ``Order``; the other columns are copies for indexes.
+    ``seq`` is the journal sequence of the last write, so "newest first"
+    means "most recently changed first".
+``events``
+    Every write, in order: what happened (``submit``, ``update``,
+    ``reconcile``, ...) and the order as it stood after. The history of an
+    order, for people; the service itself reads only ``orders``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ult_actors.errors import ConfigError
+
+#: Status values that are not final; kept in step with ``messages.OPEN_STATUSES``.
+OPEN_STATUS_SQL = "('pending_new','accepted','partially_filled','pending_cancel')"
+
+_V1 = [
+    """CREATE TABLE orders (
+        client_order_id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        broker TEXT NOT NULL,
+        status TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )""",
+    "CREATE INDEX orders_seq ON orders (seq)",
+    "CREATE INDEX orders_order_id ON orders (order_id) WHERE order_id != ''",
+    f"CREATE INDEX orders_open ON orders (broker) WHERE status IN {OPEN_STATUS_SQL}",
+    """CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )""",
+]
+
+# Version 2: an order's history is read by client order id.
+_V2 = ["CREATE INDEX events_by_order ON events (client_order_id, seq)"]
+
+#: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
+MIGRATIONS: list[list[str]] = [_V1, _V2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version a journal file is at (0: empty)."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, *, target: int = SCHEMA_VERSION, path: str = "") -> int:
+    """Bring ``conn`` up to ``target``, one transaction per step; returns the old version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    found = schema_version(conn)
+    if found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"journal {path or '(file)'} has schema version {found}, newer than this ult"
+            f" understands ({SCHEMA_VERSION}); upgrade ult or point journal.path elsewhere"
+        )
+    for version in range(found, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            # user_version is part of the database header, so it commits with the step.
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return found

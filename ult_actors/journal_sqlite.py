@@ -1,0 +1,479 @@
+"""The durable order journal: an ``OrderStore`` on SQLite (WAL), group-committed.
+
+``record()`` puts the write in the open batch and returns once the batch's
+transaction has committed, so a caller that has been answered knows its
+order is on disk. One writer task commits batches one after another: while
+a commit runs, new records gather in the next batch, so under load many
+orders share one transaction (and one fsync) and at low load nothing waits
+for a timer. ``linger_s`` optionally holds a batch open a little longer;
+``max_batch`` bounds a transaction. The SQLite calls run off the trio
+thread, either on trio's worker threads (``writer="to_thread"``) or on one
+dedicated thread (``writer="thread"``); ``scripts/bench_journal.py``
+compares them.
+
+Reads answer from memory where they can: every client order id ever
+journaled (so "is this id new?" never touches the disk), every order not
+yet final, and the most recently written orders. The file is the truth:
+the index is rebuilt from it on open, and a miss reads it. Records written
+but not yet committed are visible to ``get`` but not to ``list_orders``.
+
+One process at a time: the journal takes an exclusive ``flock`` on
+``<path>.lock``, so a second service on the same state directory is refused
+instead of interleaving writes.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import functools
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import msgspec
+import trio
+
+from ult_actors.errors import ConfigError, Internal
+from ult_actors.journal_schema import OPEN_STATUS_SQL, migrate
+from ult_actors.messages import OPEN_STATUSES, Order
+
+T = TypeVar("T")
+Writer = Literal["thread", "to_thread"]
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_order = msgspec.msgpack.Decoder(Order).decode
+
+_UPSERT = (
+    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET"
+    " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
+    " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
+    " body = excluded.body"
+)
+_APPEND = (
+    "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+class JournalEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of an order's history."""
+
+    seq: int
+    event: str
+    ts: int
+    order: Order
+
+
+_Job = tuple[Callable[[], Any], Callable[[Any, "BaseException | None"], None]]
+
+
+class _Committer(Protocol):
+    async def run(self, fn: Callable[[], T]) -> T: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _ToThreadCommitter:
+    """Runs each commit on one of trio's cached worker threads."""
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        # Not abandoned on cancel: a commit that started finishes, so the file never
+        # holds half a batch and the connection is not used by two threads at once.
+        return await trio.to_thread.run_sync(fn)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _DedicatedThreadCommitter:
+    """Runs each commit on one long-lived thread (no per-commit thread hand-out)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, done = job
+            try:
+                result = fn()
+            except BaseException as exc:  # handed back to the trio side
+                done(None, exc)
+            else:
+                done(result, None)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        token = trio.lowlevel.current_trio_token()
+        finished = trio.Event()
+        outcome: list[Any] = []
+
+        def done(result: Any, error: BaseException | None) -> None:
+            outcome.append((result, error))
+            token.run_sync_soon(finished.set)
+
+        self._jobs.put((fn, done))
+        # Shielded for the same reason as the to_thread variant: wait for the commit.
+        with trio.CancelScope(shield=True):
+            await finished.wait()
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        self._jobs.put(None)
+        await trio.to_thread.run_sync(self._thread.join)
+
+
+class _Batch:
+    """Records that commit in one transaction; everyone waiting on it wakes together."""
+
+    __slots__ = ("done", "error", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, int, Order]] = []  # (seq, event, ts, order)
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
+class SqliteStore:
+    """An ``OrderStore`` on one SQLite file; open it with ``open_sqlite_store``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        group_commit: bool = True,
+        max_batch: int = 4096,
+        linger_s: float = 0.0,
+        cache_size: int = 50_000,
+        writer: Writer = "thread",
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.max_batch = max(1, max_batch) if group_commit else 1
+        self.linger_s = linger_s
+        self.cache_size = cache_size
+        self.writer: Writer = writer
+        self.now_ns = now_ns
+        #: Transactions committed and records written, for benchmarks and health.
+        self.commits = 0
+        self.records = 0
+        self._seq = 0
+        self._known: set[str] = set()
+        self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
+        self._recent: collections.OrderedDict[str, Order] = collections.OrderedDict()
+        self._by_order_id: dict[str, str] = {}
+        self._queue: collections.deque[_Batch] = collections.deque()
+        self._wake = trio.Event()
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._read_lock = trio.Lock()
+        self._lock_fd = -1
+        self._committer: _Committer = _ToThreadCommitter()
+
+    # -- opening and closing --------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        return conn
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise ConfigError(
+                f"journal {self.path} is in use by another ult process;"
+                " stop it or give this one its own state directory"
+            ) from None
+        wconn = self._connect()
+        mode = wconn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"journal {self.path}: SQLite refused WAL mode (got {mode})")
+        migrate(wconn, path=str(self.path))
+        self._wconn = wconn
+        self._rconn = self._connect()
+        self._load()
+
+    def _load(self) -> None:
+        """Rebuild the in-memory index from the file."""
+        assert self._rconn is not None
+        conn = self._rconn
+        self._seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        self._known = {row[0] for row in conn.execute("SELECT client_order_id FROM orders")}
+        for (body,) in conn.execute(
+            f"SELECT body FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
+        ):
+            order = _decode_order(body)
+            self._open[order.client_order_id] = order
+            if order.id:
+                self._by_order_id[order.id] = order.client_order_id
+        recent = conn.execute(
+            "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (self.cache_size,)
+        ).fetchall()
+        for (body,) in reversed(recent):
+            order = _decode_order(body)
+            self._recent[order.client_order_id] = order
+            if order.id:
+                self._by_order_id[order.id] = order.client_order_id
+
+    async def _open_store(self) -> None:
+        await trio.to_thread.run_sync(self._open_sync)
+        if self.writer == "thread":
+            self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
+
+    def _close_sync(self) -> None:
+        for conn in (self._wconn, self._rconn):
+            if conn is not None:
+                conn.close()
+        self._wconn = self._rconn = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    async def _close(self) -> None:
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await self._committer.aclose()
+            await trio.to_thread.run_sync(self._close_sync)
+        error = Internal("the journal closed before this record was written")
+        for batch in self._queue:
+            batch.error = error
+            batch.done.set()
+        self._queue.clear()
+
+    # -- writing ----------------------------------------------------------------
+
+    async def record(self, order: Order, *, event: str = "update") -> None:
+        """Store ``order`` as the latest state of its client order id; return once durable."""
+        if self._failed is not None or self._closed:
+            raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+        self._seq += 1
+        self._index(order)
+        batch = self._queue[-1] if self._queue else None
+        if batch is None or len(batch.rows) >= self.max_batch:
+            batch = _Batch()
+            self._queue.append(batch)
+        batch.rows.append((self._seq, event, self.now_ns(), order))
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise Internal(f"journal write failed: {batch.error}") from batch.error
+
+    def _index(self, order: Order) -> None:
+        coid = order.client_order_id
+        self._known.add(coid)
+        self._open.pop(coid, None)
+        if order.status in OPEN_STATUSES:
+            self._open[coid] = order
+        self._recent[coid] = order
+        self._recent.move_to_end(coid)
+        if order.id:
+            self._by_order_id[order.id] = coid
+        while len(self._recent) > self.cache_size:
+            old_coid, old = self._recent.popitem(last=False)
+            if old.id and old_coid not in self._open:
+                self._by_order_id.pop(old.id, None)
+
+    def _write_rows(self, rows: list[tuple[int, str, int, Order]]) -> None:
+        conn = self._wconn
+        assert conn is not None
+        events = []
+        latest: dict[str, tuple[Any, ...]] = {}
+        for seq, event, ts, order in rows:
+            body = _encode(order)
+            events.append((seq, order.client_order_id, event, order.status, ts, body))
+            latest[order.client_order_id] = (
+                order.client_order_id,
+                order.id,
+                order.broker,
+                order.status,
+                order.outcome,
+                order.updated_at,
+                seq,
+                body,
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_APPEND, events)
+            conn.executemany(_UPSERT, latest.values())
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    async def _write_forever(self) -> None:
+        """The single writer: commit queued batches in order, one transaction each."""
+        while True:
+            while not self._queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
+                await trio.sleep(self.linger_s)
+            batch = self._queue.popleft()
+            try:
+                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+            except Exception as exc:
+                # The file may be unwritable (disk full, removed): fail every waiter and
+                # crash the journal actor, whose restart reopens the file.
+                self._failed = exc
+                for failed in (batch, *self._queue):
+                    failed.error = exc
+                    failed.done.set()
+                self._queue.clear()
+                raise
+            self.commits += 1
+            self.records += len(batch.rows)
+            batch.done.set()
+
+    # -- reading ----------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._read_lock:
+            conn = self._rconn
+            if conn is None:
+                raise Internal(f"journal {self.path} is closed")
+            return await trio.to_thread.run_sync(fn, conn)
+
+    async def get(self, client_order_id: str) -> Order | None:
+        """The latest state of one order by client order id."""
+        if client_order_id not in self._known:
+            return None
+        order = self._open.get(client_order_id) or self._recent.get(client_order_id)
+        if order is not None:
+            return order
+
+        def read(conn: sqlite3.Connection) -> Order | None:
+            row = conn.execute(
+                "SELECT body FROM orders WHERE client_order_id = ?", (client_order_id,)
+            ).fetchone()
+            return _decode_order(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def get_by_order_id(self, order_id: str) -> Order | None:
+        """The latest state of one order by broker order id."""
+        if not order_id:
+            return None
+        coid = self._by_order_id.get(order_id)
+        if coid is not None:
+            return await self.get(coid)
+
+        def read(conn: sqlite3.Connection) -> Order | None:
+            row = conn.execute(
+                "SELECT body FROM orders WHERE order_id = ? ORDER BY seq DESC LIMIT 1",
+                (order_id,),
+            ).fetchone()
+            return _decode_order(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def list_orders(
+        self, *, open_only: bool = False, broker: str | None = None, limit: int = 1000
+    ) -> list[Order]:
+        """Orders, most recently changed first."""
+        if open_only:
+            out = []
+            for order in reversed(self._open.values()):
+                if broker is None or order.broker == broker:
+                    out.append(order)
+                    if len(out) >= limit:
+                        break
+            return out
+
+        def read(conn: sqlite3.Connection) -> list[Order]:
+            if broker is None:
+                rows = conn.execute(
+                    "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM orders WHERE broker = ? ORDER BY seq DESC LIMIT ?",
+                    (broker, limit),
+                ).fetchall()
+            return [_decode_order(row[0]) for row in rows]
+
+        return await self._read(read)
+
+    async def non_terminal(self, broker: str | None = None) -> list[Order]:
+        """Every order not yet final, oldest change first."""
+        return [o for o in self._open.values() if broker is None or o.broker == broker]
+
+    async def history(self, client_order_id: str) -> list[JournalEvent]:
+        """Every journaled state of one order, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[JournalEvent]:
+            rows = conn.execute(
+                "SELECT seq, event, ts, body FROM events WHERE client_order_id = ? ORDER BY seq",
+                (client_order_id,),
+            ).fetchall()
+            return [
+                JournalEvent(seq=s, event=e, ts=t, order=_decode_order(b)) for s, e, t, b in rows
+            ]
+
+        return await self._read(read)
+
+
+@asynccontextmanager
+async def open_sqlite_store(
+    path: Path | str,
+    *,
+    synchronous: Literal["full", "normal"] = "full",
+    group_commit: bool = True,
+    max_batch: int = 4096,
+    linger_s: float = 0.0,
+    cache_size: int = 50_000,
+    writer: Writer = "thread",
+    now_ns: Callable[[], int] = time.time_ns,
+) -> AsyncIterator[SqliteStore]:
+    """Open (creating or migrating) the journal at ``path`` and run its writer."""
+    store = SqliteStore(
+        Path(path),
+        synchronous=synchronous,
+        group_commit=group_commit,
+        max_batch=max_batch,
+        linger_s=linger_s,
+        cache_size=cache_size,
+        writer=writer,
+        now_ns=now_ns,
+    )
+    try:
+        await store._open_store()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store._write_forever)
+            yield store
+            nursery.cancel_scope.cancel()
+    finally:
+        await store._close()
+
+
+def sqlite_store_opener(
+    path: Path, *, synchronous: Literal["full", "normal"] = "full", **options: Any
+) -> Callable[[], Any]:
+    """An opener for ``journal_actor``: each journal incarnation reopens the file."""
+
+    def open_store() -> Any:
+        return open_sqlite_store(path, synchronous=synchronous, **options)
+
+    return open_store
