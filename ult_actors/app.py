@@ -69,8 +69,16 @@ def ipc_child(service: Service) -> ChildSpec:
 
 
 async def run_service(service: Service) -> None:
-    """Run until SIGTERM/SIGINT, then stop the tree in order."""
+    """Run until SIGTERM/SIGINT, then stop the tree in order; tell systemd how it goes."""
+    import os
+
+    from ult_actors.sdnotify import notifier_from_env, watchdog_interval
+    from ult_actors.watchdog import report_to_systemd
+
     log: Any = structlog.get_logger().bind(actor="ult")
+    # Read (and remove from our environment) what systemd handed us.
+    notifier = notifier_from_env(os.environ)
+    watchdog_s = watchdog_interval(os.environ, log=log)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -89,6 +97,7 @@ async def run_service(service: Service) -> None:
                 brokers_up=f"{up}/{total}",
                 state_dir=str(service.state_dir),
             )
+            nursery.start_soon(report_to_systemd, service, notifier, watchdog_s)
 
 
 def serve_main(argv: list[str]) -> int:
