@@ -1,0 +1,62 @@
+"""Talk to a running ult service from Python.
+
+``Client`` is blocking, ``AsyncClient`` runs on trio or asyncio (via anyio);
+both have one method per request, return the message types of
+``ult_actors.messages`` and raise one ``UltError`` subclass per error code::
+
+    from ult_actors.client import Client, AsyncClient
+
+    with Client() as c:
+        order = c.submit("AAPL", "buy", 10, type="limit", limit_price="187.50")
+        c.cancel(order.id)
+
+    async with AsyncClient() as c:
+        order = await c.submit("AAPL", "buy", 10)
+        async for event in c.events():
+            ...
+
+The socket defaults as for the server: ``$ULT_SOCKET``, the systemd runtime
+directory, ``$XDG_RUNTIME_DIR/ult/ult.sock``, ``/tmp/ult-$UID/ult.sock``.
+"""
+
+from ult_actors.client._async import AsyncClient
+from ult_actors.client._blocking import Client
+from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
+from ult_actors.client._requests import order_request
+from ult_actors.errors import (
+    AuthFailed,
+    BadRequest,
+    BrokerUnavailable,
+    DuplicateOrder,
+    InsufficientFunds,
+    Internal,
+    InvalidOrder,
+    NotFound,
+    RateLimited,
+    RiskRejected,
+    Timeout,
+    UltError,
+    Unauthorized,
+)
+
+__all__ = [
+    "AsyncClient",
+    "AuthFailed",
+    "BadRequest",
+    "BrokerUnavailable",
+    "Client",
+    "ConnectionLost",
+    "DuplicateOrder",
+    "InsufficientFunds",
+    "Internal",
+    "InvalidOrder",
+    "NotFound",
+    "RateLimited",
+    "RiskRejected",
+    "ServiceUnreachable",
+    "SubscriptionLost",
+    "Timeout",
+    "UltError",
+    "Unauthorized",
+    "order_request",
+]

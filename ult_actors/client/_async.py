@@ -1,0 +1,321 @@
+"""``AsyncClient``: the service over one connection, from trio or asyncio (via anyio).
+
+Any number of tasks may call it at once: each request gets an id, goes into
+a shared send buffer (written by one task in as few sends as possible), and
+its caller sleeps until the reply with that id arrives, in whatever order
+the service answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
+from ult_actors.client._requests import Number, expect, order_request
+from ult_actors.errors import Internal, Timeout, UltError, from_info
+from ult_actors.ipc.framing import FrameReader, ReplyCodec
+from ult_actors.ipc.paths import resolve_socket
+from ult_actors.messages import (
+    Account,
+    AccountsReply,
+    Cancel,
+    ErrorReply,
+    Event,
+    EventMessage,
+    EventTopic,
+    GetAccount,
+    GetHealth,
+    GetOrder,
+    GetPositions,
+    HealthReply,
+    HealthSnapshot,
+    ListOrders,
+    OkReply,
+    Order,
+    OrderReply,
+    OrderRequest,
+    OrdersReply,
+    OrderType,
+    Ping,
+    Position,
+    PositionsReply,
+    Reply,
+    Request,
+    SetKillSwitch,
+    SetTradingState,
+    Side,
+    Submit,
+    Subscribe,
+    SubscriptionDropped,
+    TimeInForce,
+    TradingState,
+)
+
+R = TypeVar("R")
+_MAX_REPLY_BYTES = 64 << 20
+_UNSET: Any = object()
+
+
+class _Waiter:
+    __slots__ = ("done", "error", "reply")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.reply: Reply | None = None
+        self.error: UltError | None = None
+
+
+class AsyncClient:
+    """An async connection to the service; use as ``async with AsyncClient() as c``.
+
+    ``socket`` defaults as for the server (``$ULT_SOCKET``, the systemd
+    runtime directory, ``$XDG_RUNTIME_DIR/ult``, ``/tmp/ult-$UID``).
+    ``timeout`` bounds each request (``None``: wait as long as it takes);
+    submits with ``wait=True`` are not bounded unless given their own.
+    """
+
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        *,
+        timeout: float | None = 60.0,
+        event_buffer: int = 10_000,
+    ) -> None:
+        self.socket_path = resolve_socket(str(socket) if socket else None).path
+        self.timeout = timeout
+        self._event_buffer = event_buffer
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Waiter] = {}
+        self._codec = ReplyCodec()
+        self._outgoing: list[bytes] = []
+        self._wake = anyio.Event()
+        self._closed_error: UltError | None = None
+        self._stack: AsyncExitStack | None = None
+        self._stream: anyio.abc.SocketStream | None = None
+        self._event_send: MemoryObjectSendStream[EventMessage | SubscriptionDropped]
+        self._event_recv: MemoryObjectReceiveStream[EventMessage | SubscriptionDropped]
+        self._subscribed = False
+        #: Replies whose id matched no waiting request (should stay 0).
+        self.unmatched_replies = 0
+
+    async def __aenter__(self) -> AsyncClient:
+        try:
+            stream = await anyio.connect_unix(self.socket_path)
+        except OSError as exc:
+            raise ServiceUnreachable(self.socket_path, exc.strerror or str(exc)) from None
+        self._stream = stream
+        self._event_send, self._event_recv = anyio.create_memory_object_stream[
+            EventMessage | SubscriptionDropped
+        ](self._event_buffer)
+        stack = AsyncExitStack()
+        await stack.enter_async_context(stream)
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)  # runs before the group waits for its tasks
+        tg.start_soon(self._read_loop, stream)
+        tg.start_soon(self._write_loop, stream)
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection; requests still waiting fail with ``ConnectionLost``."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            self._fail_all(ConnectionLost(self.socket_path, "the client closed the connection"))
+            await stack.aclose()
+
+    # -- requests ---------------------------------------------------------------
+
+    async def submit(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Number,
+        *,
+        type: OrderType = "market",
+        limit_price: Number | None = None,
+        stop_price: Number | None = None,
+        time_in_force: TimeInForce = "day",
+        extended_hours: bool = False,
+        broker: str | None = None,
+        client_order_id: str | None = None,
+        wait: bool = False,
+        timeout: float | None = _UNSET,
+    ) -> Order:
+        """Place an order; with ``wait=True`` the reply comes once it is terminal."""
+        order = order_request(
+            symbol, side, qty, type=type, limit_price=limit_price, stop_price=stop_price,
+            time_in_force=time_in_force, extended_hours=extended_hours, broker=broker,
+            client_order_id=client_order_id,
+        )  # fmt: skip
+        return await self.submit_request(order, wait=wait, timeout=timeout)
+
+    async def submit_request(
+        self, order: OrderRequest, *, wait: bool = False, timeout: float | None = _UNSET
+    ) -> Order:
+        """Place an already built ``OrderRequest``."""
+        if timeout is _UNSET:
+            timeout = None if wait else self.timeout
+        reply = await self._call(Submit(id=self._next_id(), order=order, wait=wait), timeout)
+        return expect(reply, OrderReply).order
+
+    async def cancel(self, order_id: str) -> Order:
+        """Cancel by order id or client order id; returns the order as it now stands."""
+        return expect(await self._call(Cancel(id=self._next_id(), order_id=order_id)), OrderReply).order
+
+    async def order(self, order_id: str) -> Order:
+        """One order by order id or client order id; ``NotFound`` if unknown."""
+        reply = await self._call(GetOrder(id=self._next_id(), order_id=order_id))
+        return expect(reply, OrderReply).order
+
+    async def orders(
+        self, open: bool = False, *, broker: str | None = None, limit: int = 1000
+    ) -> list[Order]:
+        """Orders the service knows, newest last; ``open=True`` for open ones only."""
+        request = ListOrders(id=self._next_id(), open_only=open, broker=broker, limit=limit)
+        return expect(await self._call(request), OrdersReply).orders
+
+    async def positions(self, broker: str | None = None) -> list[Position]:
+        """Positions at one broker, or at all."""
+        request = GetPositions(id=self._next_id(), broker=broker)
+        return expect(await self._call(request), PositionsReply).positions
+
+    async def account(self, broker: str | None = None) -> list[Account]:
+        """Balances: one ``Account`` per broker (just ``broker``'s if given)."""
+        request = GetAccount(id=self._next_id(), broker=broker)
+        return expect(await self._call(request), AccountsReply).accounts
+
+    async def health(self) -> HealthSnapshot:
+        """The actor tree's health, root first."""
+        return expect(await self._call(GetHealth(id=self._next_id())), HealthReply).health
+
+    async def kill_switch(self, on: bool) -> str:
+        """On: halt trading and cancel every open order. Off: trade again. Returns what was done."""
+        request = SetKillSwitch(id=self._next_id(), on=on)
+        return expect(await self._call(request), OkReply).detail
+
+    async def trading_state(self, state: TradingState, broker: str | None = None) -> str:
+        """Set active / reducing / halted, globally or for one broker."""
+        request = SetTradingState(id=self._next_id(), state=state, broker=broker)
+        return expect(await self._call(request), OkReply).detail
+
+    async def ping(self) -> None:
+        """Round trip to the service; raises if it does not answer."""
+        expect(await self._call(Ping(id=self._next_id())), OkReply)
+
+    async def events(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
+        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us."""
+        if self._subscribed:
+            raise Internal("this client already follows events; use one iterator per client")
+        request = (
+            Subscribe(id=self._next_id())
+            if topics is None
+            else Subscribe(id=self._next_id(), topics=list(topics))
+        )
+        expect(await self._call(request), OkReply)
+        self._subscribed = True
+        async for message in self._event_recv:
+            if isinstance(message, SubscriptionDropped):
+                raise SubscriptionLost(message.reason)
+            yield message.event
+        raise self._closed_error or ConnectionLost(self.socket_path, "connection closed")
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    async def _call(self, request: Request, timeout: float | None = _UNSET) -> Reply:
+        if self._closed_error is not None:
+            raise self._closed_error
+        if self._stack is None:
+            raise ConnectionLost(self.socket_path, "the client is not connected (use async with)")
+        if timeout is _UNSET:
+            timeout = self.timeout
+        waiter = _Waiter()
+        self._pending[request.id] = waiter
+        self._outgoing.append(self._codec.encode(request))
+        self._wake.set()
+        try:
+            with anyio.fail_after(timeout):
+                await waiter.done.wait()
+        except TimeoutError:
+            raise Timeout(
+                f"no reply from the service within {timeout} s to {type(request).__name__}"
+            ) from None
+        finally:
+            self._pending.pop(request.id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return waiter.reply
+
+    async def _write_loop(self, stream: anyio.abc.SocketStream) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                # Let other tasks queue their requests too, then send them together.
+                await anyio.lowlevel.checkpoint()
+                self._wake = anyio.Event()
+                chunks, self._outgoing = self._outgoing, []
+                if chunks:
+                    await stream.send(b"".join(chunks))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            self._fail_all(ConnectionLost(self.socket_path, f"sending failed: {exc}"))
+
+    async def _read_loop(self, stream: anyio.abc.SocketStream) -> None:
+        frames = FrameReader(_MAX_REPLY_BYTES)
+        reason = "the service closed the connection"
+        try:
+            while True:
+                data = await stream.receive(1 << 16)
+                for payload in frames.feed(data):
+                    await self._deliver(self._codec.decode(payload))
+        except anyio.EndOfStream:
+            pass
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            reason = f"connection broken: {exc}"
+        except msgspec.DecodeError as exc:
+            reason = f"unreadable reply from the service: {exc}"
+        self._fail_all(ConnectionLost(self.socket_path, reason))
+
+    async def _deliver(self, reply: Reply) -> None:
+        if isinstance(reply, EventMessage | SubscriptionDropped):
+            await self._event_send.send(reply)
+            return
+        waiter = self._pending.pop(reply.id, None)
+        if waiter is None:
+            if isinstance(reply, ErrorReply) and reply.id == 0:
+                # Not about one request (unauthorized, oversize): about the connection.
+                self._closed_error = from_info(reply.error)
+            else:
+                self.unmatched_replies += 1
+            return
+        waiter.reply = reply
+        waiter.done.set()
+
+    def _fail_all(self, error: UltError) -> None:
+        error = self._closed_error or error
+        self._closed_error = error
+        for waiter in self._pending.values():
+            waiter.error = error
+            waiter.done.set()
+        self._pending.clear()
+        self._event_send.close()

@@ -1,0 +1,37 @@
+"""Errors only a client can meet: no service, a lost connection, a dropped subscription.
+
+They sit under ``UltError`` with the wire errors, so ``except UltError``
+catches everything the client library raises about the service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ult_actors.errors import UltError
+
+
+class ServiceUnreachable(UltError):
+    """Nothing answers on the socket; ``socket_path`` says where the client looked."""
+
+    transient = True
+
+    def __init__(self, socket_path: Path, reason: str) -> None:
+        super().__init__(f"cannot reach the ult service at {socket_path}: {reason}")
+        self.socket_path = socket_path
+
+
+class ConnectionLost(ServiceUnreachable):
+    """The connection closed while requests were waiting for their replies.
+
+    A submit caught here may or may not have reached the broker: look the
+    order up by its client order id before sending it again.
+    """
+
+
+class SubscriptionLost(UltError):
+    """The service dropped this event subscription; ``reason`` says why (e.g. fell behind)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"event subscription dropped by the service: {reason}")
+        self.reason = reason

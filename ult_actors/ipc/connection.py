@@ -1,0 +1,215 @@
+"""One client connection: read frames, answer each request in its own task, push events.
+
+Requests are pipelined: every complete frame of a read is decoded and handed
+to its own task, and replies go out in whatever order they finish, each
+carrying the request's id. Back-pressure: at most ``max_in_flight`` requests
+are being answered per connection; past that the connection stops reading
+and the client's writes block in the kernel.
+
+Bad input never costs the connection unless it makes the stream unreadable:
+a frame that is not a request is answered with ``bad_request`` and the next
+frame is read as usual, while a frame header over the size limit is answered
+and then the connection is closed (the rest of the stream cannot be trusted
+to be aligned on frames).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from ult_actors.errors import BadRequest, Internal, UltError
+from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
+from ult_actors.ipc.gateway import Gateway
+from ult_actors.ipc.outbox import Outbox
+from ult_actors.ipc.peercred import PeerCredentials
+from ult_actors.messages import (
+    Cancel,
+    ErrorReply,
+    EventMessage,
+    OkReply,
+    Reply,
+    Request,
+    SetKillSwitch,
+    SetTradingState,
+    Submit,
+    Subscribe,
+    SubscriptionDropped,
+)
+from ult_actors.runtime.pubsub import Subscription
+
+_MUTATING = (Submit, Cancel, SetKillSwitch, SetTradingState)
+_READ_SIZE = 1 << 16
+
+
+class Connection:
+    """Serves one accepted stream until the client leaves or the server stops."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        gateway: Gateway,
+        peer: PeerCredentials,
+        *,
+        log: Any,
+        max_frame_bytes: int,
+        subscriber_queue: int,
+        max_in_flight: int = 4096,
+    ) -> None:
+        self.stream = stream
+        self.gateway = gateway
+        self.peer = peer
+        self.log = log.bind(peer_uid=peer.uid, peer_pid=peer.pid)
+        self.max_frame_bytes = max_frame_bytes
+        self.subscriber_queue = subscriber_queue
+        self.max_in_flight = max_in_flight
+        self.codec = RequestCodec()
+        self.outbox = Outbox()
+        self._in_flight = 0
+        self._capacity = trio.Event()
+        self._capacity.set()
+        self._subscription: Subscription[Any] | None = None
+        self._done = trio.CancelScope()
+
+    async def run(self) -> None:
+        """Serve until EOF, a broken stream, an oversize frame or cancellation."""
+        try:
+            with self._done:
+                async with trio.open_nursery() as writer:
+                    writer.start_soon(self._write)
+                    async with trio.open_nursery() as handlers:
+                        oversize = await self._read(handlers)
+                        if oversize:
+                            handlers.cancel_scope.cancel()
+                        elif self._subscription is not None:
+                            # The client closed its side: nobody will read events any more.
+                            self._subscription.close()
+                    self.outbox.close()
+        finally:
+            if self._subscription is not None:
+                self._subscription.close()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _write(self) -> None:
+        try:
+            await self.outbox.run(self.stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._done.cancel()  # the client is gone; stop answering it
+
+    async def _read(self, handlers: trio.Nursery) -> bool:
+        """Read and dispatch frames; True if the connection must close for an oversize frame."""
+        frames = FrameReader(self.max_frame_bytes)
+        while True:
+            await self._capacity.wait()
+            try:
+                data = await self.stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._done.cancel()
+                return False
+            if not data:
+                return False
+            try:
+                for payload in frames.feed(data):
+                    self._dispatch(payload, handlers)
+            except FrameTooLarge as exc:
+                self.log.warning("oversize frame; closing connection", size=exc.size)
+                self._send(
+                    ErrorReply(
+                        id=0, error=BadRequest(f"{exc}; closing the connection").to_info()
+                    )
+                )
+                return True
+
+    def _dispatch(self, payload: bytes, handlers: trio.Nursery) -> None:
+        try:
+            request = self.codec.decode(payload)
+        except BadRequest as exc:
+            self.log.info("bad request", error=exc.message)
+            self._send(ErrorReply(id=self.codec.request_id(payload), error=exc.to_info()))
+            return
+        if isinstance(request, _MUTATING):
+            self._log_mutation(request)
+        if isinstance(request, Subscribe):
+            self._subscribe(request, handlers)
+            return
+        self._in_flight += 1
+        if self._in_flight >= self.max_in_flight:
+            self._capacity = trio.Event()
+        handlers.start_soon(self._answer, request)
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            reply = await self.gateway.handle(request, self.peer)
+        except UltError as exc:
+            reply = ErrorReply(id=request.id, error=exc.to_info())
+        except Exception:
+            self.log.exception("request failed inside the service", kind=type(request).__name__)
+            reply = ErrorReply(
+                id=request.id,
+                error=Internal(
+                    f"the service failed on this {type(request).__name__} request;"
+                    " see the service log"
+                ).to_info(),
+            )
+        self._send(reply)
+        self._in_flight -= 1
+        if self._in_flight < self.max_in_flight:
+            self._capacity.set()
+
+    def _send(self, reply: Reply) -> None:
+        self.outbox.put(self.codec.encode(reply))
+
+    def _subscribe(self, request: Subscribe, handlers: trio.Nursery) -> None:
+        if self._subscription is not None:
+            self._send(
+                ErrorReply(
+                    id=request.id,
+                    error=BadRequest("this connection is already subscribed").to_info(),
+                )
+            )
+            return
+        sub = self.gateway.subscribe(frozenset(request.topics), self.subscriber_queue)
+        self._subscription = sub
+        # The acknowledgement is queued before any event, so it arrives first.
+        self._send(OkReply(id=request.id, detail="subscribed: " + ", ".join(request.topics)))
+        handlers.start_soon(self._forward_events, sub)
+
+    async def _forward_events(self, sub: Subscription[Any]) -> None:
+        try:
+            while sub.dropped_reason is None:
+                # A client that does not read fills the outbox; then we stop
+                # taking events, its bounded queue fills, and the bus drops it
+                # without ever waiting for it.
+                await self.outbox.wait_for_room()
+                try:
+                    event = await sub.receive()
+                except trio.EndOfChannel:
+                    break
+                self._send(EventMessage(event=event))
+        finally:
+            sub.close()
+        reason = sub.dropped_reason or "the service closed the subscription"
+        self.log.warning("event subscriber dropped", reason=reason)
+        self._send(SubscriptionDropped(reason=reason))
+
+    def _log_mutation(self, request: Request) -> None:
+        fields: dict[str, Any] = {"kind": type(request).__name__, "request_id": request.id}
+        if isinstance(request, Submit):
+            order = request.order
+            fields.update(
+                client_order_id=order.client_order_id,
+                symbol=order.symbol,
+                side=order.side,
+                qty=str(order.qty),
+                type=order.type,
+                broker=order.broker,
+            )
+        elif isinstance(request, Cancel):
+            fields["order_id"] = request.order_id
+        elif isinstance(request, SetKillSwitch):
+            fields["on"] = request.on
+        elif isinstance(request, SetTradingState):
+            fields.update(state=request.state, broker=request.broker)
+        self.log.info("request", **fields)

@@ -1,0 +1,121 @@
+"""Frames on the IPC socket: a 4-byte big-endian length, then that many bytes of msgpack.
+
+The payload is one ``Request`` (client to server) or one ``Reply`` (server
+to client), msgspec-encoded from the tagged unions in ``ult_actors.messages``.
+``FrameReader`` cuts a byte stream into payloads without copying more than it
+must; a header announcing more than the size limit raises ``FrameTooLarge``
+before any of the body is buffered.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import msgspec
+
+from ult_actors.errors import BadRequest
+from ult_actors.messages import Reply, Request
+
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME_BYTES = 1 << 20
+
+
+class FrameTooLarge(Exception):
+    """A frame header announced more bytes than the limit allows."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class FrameReader:
+    """Accumulates received bytes and yields complete frame payloads."""
+
+    __slots__ = ("_buf", "max_frame_bytes")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[bytes]:
+        """Add ``data``; yield each payload now complete, in order."""
+        buf = self._buf
+        buf += data
+        start = 0
+        end = len(buf)
+        try:
+            while end - start >= HEADER.size:
+                (size,) = HEADER.unpack_from(buf, start)
+                if size > self.max_frame_bytes:
+                    raise FrameTooLarge(size, self.max_frame_bytes)
+                if end - start - HEADER.size < size:
+                    break
+                body = start + HEADER.size
+                yield bytes(buf[body : body + size])
+                start = body + size
+        finally:
+            # Drop what was consumed even if the consumer stopped early.
+            del buf[:start]
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its length header."""
+    return HEADER.pack(len(payload)) + payload
+
+
+class _IdOnly(msgspec.Struct):
+    """Just enough of a request to echo its id in an error reply."""
+
+    id: int = 0
+
+
+class RequestCodec:
+    """Server side: decode requests, encode replies."""
+
+    def __init__(self) -> None:
+        self._decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
+        self._encoder = msgspec.msgpack.Encoder()
+        self._id_decoder = msgspec.msgpack.Decoder(_IdOnly)
+
+    def decode(self, payload: bytes) -> Request:
+        """One request; raises ``BadRequest`` naming what was wrong."""
+        try:
+            return self._decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"not a valid request: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"frame is not valid msgpack: {exc}") from None
+
+    def request_id(self, payload: bytes) -> int:
+        """The id a bad frame carried, if it had one readable; else 0."""
+        try:
+            return self._id_decoder.decode(payload).id
+        except (msgspec.DecodeError, OverflowError):
+            return 0
+
+    def encode(self, reply: Reply) -> bytes:
+        """One reply as a complete frame."""
+        return frame(self._encoder.encode(reply))
+
+
+class ReplyCodec:
+    """Client side: encode requests, decode replies."""
+
+    def __init__(self) -> None:
+        self._decoder: msgspec.msgpack.Decoder[Reply] = msgspec.msgpack.Decoder(Reply)
+        self._encoder = msgspec.msgpack.Encoder()
+
+    def encode(self, request: Request) -> bytes:
+        """One request as a complete frame."""
+        return frame(self._encoder.encode(request))
+
+    def decode(self, payload: bytes) -> Reply:
+        """One reply; raises ``msgspec.DecodeError`` on a reply this client cannot read."""
+        return self._decoder.decode(payload)

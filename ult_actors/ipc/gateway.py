@@ -1,0 +1,24 @@
+"""What the IPC server needs from the service: answer a request, open an event subscription.
+
+``ult_actors.actors.gateway.ServiceGateway`` is the real one; tests may pass
+anything with the same two methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ult_actors.messages import Event, EventTopic, Reply, Request
+from ult_actors.runtime.pubsub import Subscription
+
+
+class Gateway(Protocol):
+    """The service as the socket sees it."""
+
+    async def handle(self, request: Request, peer: Any = None) -> Reply:
+        """Answer one request; failures raise the matching ``UltError``."""
+        ...
+
+    def subscribe(self, topics: frozenset[EventTopic], capacity: int) -> Subscription[Event]:
+        """A bounded subscription to events of these topics."""
+        ...

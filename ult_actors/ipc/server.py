@@ -1,0 +1,169 @@
+"""The IPC server actor: the Unix socket every client and the ``ult`` CLI talk to.
+
+``serve_ipc`` takes the instance lock (unless the caller already holds it),
+prepares the private directory, replaces a stale socket, binds a fresh one
+and accepts connections, one task each (see ``connection.py``). A peer whose
+uid/gid the ``PeerPolicy`` does not allow gets one ``unauthorized`` reply and
+is disconnected. On the way out the socket file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from ult_actors.config import ServiceConfig
+from ult_actors.errors import ConfigError, Unauthorized
+from ult_actors.ipc.connection import Connection
+from ult_actors.ipc.framing import DEFAULT_MAX_FRAME_BYTES, RequestCodec
+from ult_actors.ipc.gateway import Gateway
+from ult_actors.ipc.paths import SocketLocation, resolve_socket
+from ult_actors.ipc.peercred import PeerCredentials, PeerPolicy, group_id, peer_credentials
+from ult_actors.ipc.socketfile import (
+    InstanceLock,
+    bind_socket,
+    prepare_directory,
+    remove_stale_socket,
+    socket_inode,
+    unlink_if_ours,
+)
+from ult_actors.messages import ErrorReply
+
+
+@dataclass(frozen=True)
+class IpcSettings:
+    """Everything the server needs to know, resolved from ``[ipc]`` and the environment."""
+
+    location: SocketLocation
+    policy: PeerPolicy = field(default_factory=PeerPolicy.default)
+    group_gid: int | None = None
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    subscriber_queue: int = 1024
+    max_in_flight: int = 4096
+    backlog: int = 128
+
+    @property
+    def socket_path(self) -> Path:
+        return self.location.path
+
+
+def settings_from_config(
+    config: ServiceConfig, env: dict[str, str] | None = None
+) -> IpcSettings:
+    """The server settings of a configuration; ``ConfigError`` names a bad group or path."""
+    ipc = config.ipc
+    location = resolve_socket(ipc.socket or None, dict(os.environ) if env is None else env)
+    gid: int | None = None
+    if ipc.group:
+        try:
+            gid = group_id(ipc.group)
+        except KeyError:
+            raise ConfigError(f"{config.source}: ipc.group: no group named {ipc.group!r}") from None
+    if ipc.max_frame_bytes < 1024:
+        raise ConfigError(f"{config.source}: ipc.max_frame_bytes must be at least 1024")
+    if ipc.subscriber_queue < 1:
+        raise ConfigError(f"{config.source}: ipc.subscriber_queue must be at least 1")
+    gids = [*ipc.allowed_gids, *([gid] if gid is not None else [])]
+    return IpcSettings(
+        location=location,
+        policy=PeerPolicy.default(ipc.allowed_uids, gids),
+        group_gid=gid,
+        max_frame_bytes=ipc.max_frame_bytes,
+        subscriber_queue=ipc.subscriber_queue,
+    )
+
+
+def claim_socket_path(settings: IpcSettings) -> InstanceLock:
+    """Prepare the directory and take the instance lock; ``AlreadyRunning`` if it is taken.
+
+    ``ult serve`` calls this before starting the tree, so a second instance
+    fails at once instead of after the journal and brokers are up.
+    """
+    location = settings.location
+    prepare_directory(
+        location.path.parent, dedicated=location.dedicated, group_gid=settings.group_gid
+    )
+    return InstanceLock.acquire(location.path)
+
+
+async def serve_ipc(
+    gateway: Gateway,
+    settings: IpcSettings,
+    *,
+    lock: InstanceLock | None = None,
+    log: Any = None,
+    task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the socket until cancelled; ``task_status.started(path)`` once it accepts."""
+    log = log if log is not None else structlog.get_logger().bind(actor="ipc")
+    own_lock = lock is None
+    lock = claim_socket_path(settings) if lock is None else lock
+    path = settings.socket_path
+    try:
+        if remove_stale_socket(path):
+            log.info("replaced a stale socket", socket=str(path))
+        sock = bind_socket(path, group_gid=settings.group_gid, backlog=settings.backlog)
+        inode = socket_inode(path)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(path)
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(_serve_connection, stream, gateway, settings, log)
+        finally:
+            unlink_if_ours(path, inode)
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+    finally:
+        if own_lock:
+            lock.release()
+
+
+async def _serve_connection(
+    stream: trio.SocketStream, gateway: Gateway, settings: IpcSettings, log: Any
+) -> None:
+    try:
+        peer = peer_credentials(stream.socket)
+    except OSError as exc:
+        log.warning("cannot read peer credentials; closing", error=str(exc))
+        await stream.aclose()
+        return
+    if not settings.policy.allows(peer):
+        await _refuse(stream, peer, settings, log)
+        return
+    conn = Connection(
+        stream,
+        gateway,
+        peer,
+        log=log,
+        max_frame_bytes=settings.max_frame_bytes,
+        subscriber_queue=settings.subscriber_queue,
+        max_in_flight=settings.max_in_flight,
+    )
+    try:
+        await conn.run()
+    except Exception:
+        # One connection's failure must never take the server down.
+        log.exception("connection failed", peer_uid=peer.uid, peer_pid=peer.pid)
+
+
+async def _refuse(
+    stream: trio.SocketStream, peer: PeerCredentials, settings: IpcSettings, log: Any
+) -> None:
+    log.warning("refused connection", peer_uid=peer.uid, peer_gid=peer.gid, peer_pid=peer.pid)
+    error = Unauthorized(
+        f"uid {peer.uid} is not allowed to use this service (allowed: {settings.policy.describe()})"
+    )
+    try:
+        with trio.move_on_after(1.0):
+            await stream.send_all(RequestCodec().encode(ErrorReply(id=0, error=error.to_info())))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        await stream.aclose()
