@@ -1,0 +1,118 @@
+"""The paper broker's knobs (``[brokers.<name>]`` with ``kind = "paper"``) and their env overrides.
+
+Every field has a default, so the paper broker runs with no configuration
+at all. The defaults favour speed for a local rehearsal venue: orders reach
+the venue at once (``latency_ms = 0``), fills are a little worse than the
+quote (``slippage_bps``), and the price walk ticks once a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+
+from ult_actors.errors import ConfigError
+
+
+class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """How the embedded paper venue behaves."""
+
+    #: Cash of a fresh account (also after ``ult paper reset``).
+    starting_cash: Decimal = Decimal("100000")
+    #: Account currency reported by ``account()``.
+    currency: str = "USD"
+    #: Delay between the venue acknowledging an order and matching it. 0 matches
+    #: inside ``submit``; above 0 ``submit`` returns the accepted order at once and
+    #: fills arrive on the update stream after the delay (it never blocks the caller).
+    latency_ms: int = 0
+    #: Fills are this many basis points worse than the current price.
+    slippage_bps: Decimal = Decimal("1")
+    #: Extra basis points of slippage per share (or unit) of a fill: size impact.
+    size_impact_bps_per_share: Decimal = Decimal("0.001")
+    #: Commission charged per share (or unit) filled.
+    commission_per_share: Decimal = Decimal("0.005")
+    #: Seed of the price walk; the same seed replays the same prices.
+    seed: int = 0
+    #: Starting price of a symbol, e.g. ``{ AAPL = 190.0 }``; others start at ``default_start_price``.
+    start_prices: dict[str, Decimal] = msgspec.field(default_factory=dict)
+    default_start_price: Decimal = Decimal("100")
+    #: Standard deviation of one tick's price move, in basis points.
+    volatility_bps: Decimal = Decimal("2")
+    #: Prices are rounded to this many decimals (4 suits both equities and FX).
+    price_decimals: int = 4
+    #: Most an order can fill per tick; the rest waits for the next tick
+    #: (ioc cancels it, fok refuses the whole order). 0 means no limit.
+    displayed_size: Decimal = Decimal("10000")
+    #: Seconds between price ticks (resting orders are checked on each); 0 stops the clock.
+    tick_interval_s: float = 1.0
+    #: The SQLite file of the account. Absent: ``<state_dir>/paper-<name>.db``;
+    #: ``":memory:"``: an account that lives only as long as one connection.
+    state_path: str | None = None
+
+
+def _decimal(env: Mapping[str, str], name: str) -> Decimal:
+    try:
+        value = Decimal(env[name])
+    except InvalidOperation:
+        raise ConfigError(
+            f"environment variable {name}: expected a number, got {env[name]!r}"
+        ) from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"environment variable {name}: must be a number >= 0, got {env[name]!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    try:
+        value = int(env[name])
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name}: expected an integer, got {env[name]!r}"
+        ) from None
+    if value < 0 and name != "PAPER_SEED":
+        raise ConfigError(f"environment variable {name}: must be >= 0, got {env[name]!r}")
+    return value
+
+
+def paper_settings_from_env(env: Mapping[str, str], base: PaperSettings) -> PaperSettings:
+    """``base`` with ``PAPER_STARTING_CASH``, ``PAPER_LATENCY_MS``, ``PAPER_SLIPPAGE_BPS``,
+    ``PAPER_COMMISSION_PER_SHARE`` and ``PAPER_SEED`` applied (empty values are ignored)."""
+    changes: dict[str, object] = {}
+    if env.get("PAPER_STARTING_CASH"):
+        changes["starting_cash"] = _decimal(env, "PAPER_STARTING_CASH")
+    if env.get("PAPER_LATENCY_MS"):
+        changes["latency_ms"] = _int(env, "PAPER_LATENCY_MS")
+    if env.get("PAPER_SLIPPAGE_BPS"):
+        changes["slippage_bps"] = _decimal(env, "PAPER_SLIPPAGE_BPS")
+    if env.get("PAPER_COMMISSION_PER_SHARE"):
+        changes["commission_per_share"] = _decimal(env, "PAPER_COMMISSION_PER_SHARE")
+    if env.get("PAPER_SEED"):
+        changes["seed"] = _int(env, "PAPER_SEED")
+    settings = msgspec.structs.replace(base, **changes) if changes else base
+    check_paper_settings(settings)
+    return settings
+
+
+def check_paper_settings(settings: PaperSettings) -> None:
+    """Refuse values no venue could run with (``ConfigError`` naming the key)."""
+    for key in (
+        "starting_cash",
+        "slippage_bps",
+        "size_impact_bps_per_share",
+        "commission_per_share",
+        "volatility_bps",
+        "displayed_size",
+    ):
+        value: Decimal = getattr(settings, key)
+        if not value.is_finite() or value < 0:
+            raise ConfigError(f"paper broker: {key} must be a number >= 0, got {value}")
+    if settings.default_start_price <= 0 or any(p <= 0 for p in settings.start_prices.values()):
+        raise ConfigError("paper broker: start prices must be > 0")
+    if settings.latency_ms < 0 or settings.tick_interval_s < 0:
+        raise ConfigError("paper broker: latency_ms and tick_interval_s must be >= 0")
+    if settings.state_path == "":
+        raise ConfigError("paper broker: state_path is empty; leave it out for the default file")
+    if not 0 <= settings.price_decimals <= 10:
+        raise ConfigError("paper broker: price_decimals must be between 0 and 10")
