@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from ult_actors.config import ServiceConfig, describe, load_config
-from ult_actors.errors import ConfigError
+from ult_actors.errors import ConfigError, UltError
 from ult_actors.logsetup import configure_logging
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
@@ -200,7 +200,11 @@ def paper_reset_main(argv: list[str]) -> int:
         if entry.kind != "paper" or (args.broker and entry.name != args.broker):
             continue
         path = entry.settings.state_path or str(state_dir / f"paper-{entry.name}.db")
-        reset_paper_state(path)
+        try:
+            reset_paper_state(path)
+        except UltError as exc:  # the account is open: a service is running on it
+            print(f"ult paper reset: {exc.message}; stop the service first", file=sys.stderr)
+            return EXIT_FAILED
         print(f"paper account {entry.name} reset ({path})")
         done += 1
     if not done:
