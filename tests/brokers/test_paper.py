@@ -21,11 +21,15 @@ MODES = {
 
 
 @pytest.fixture(params=sorted(MODES))
-async def contract_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ContractCase]:
+async def contract_case(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ContractCase]:
     settings = MODES[request.param]
     settings = PaperSettings(
-        **{**{f: getattr(settings, f) for f in settings.__struct_fields__},
-           "state_path": str(tmp_path / "paper.db")}
+        **{
+            **{f: getattr(settings, f) for f in settings.__struct_fields__},
+            "state_path": str(tmp_path / "paper.db"),
+        }
     )
     connector = PaperConnector("paper", settings)
     await connector.connect()

@@ -71,9 +71,7 @@ class PaperVenue:
         self.now_ns = now_ns
         self.emit = emit
         snap = store.load()
-        self.account = PaperAccount(
-            snap.cash if snap.cash is not None else settings.starting_cash
-        )
+        self.account = PaperAccount(snap.cash if snap.cash is not None else settings.starting_cash)
         self.account.holdings = snap.holdings
         feed.load(snap.prices.items())
         self._next_order = snap.next_order
@@ -283,7 +281,9 @@ class PaperVenue:
         if order.type in ("stop", "stop_limit") and not working.triggered:
             price = self.feed.price(order.symbol)
             assert order.stop_price is not None
-            reached = price >= order.stop_price if order.side == "buy" else price <= order.stop_price
+            reached = (
+                price >= order.stop_price if order.side == "buy" else price <= order.stop_price
+            )
             if not reached:
                 return
             working.triggered = True
@@ -299,8 +299,10 @@ class PaperVenue:
         worse = self.feed.round(price + slip if order.side == "buy" else price - slip)
         if order.limit_price is not None:
             # Slippage never trades through the limit.
-            worse = min(worse, order.limit_price) if order.side == "buy" else max(
-                worse, order.limit_price
+            worse = (
+                min(worse, order.limit_price)
+                if order.side == "buy"
+                else max(worse, order.limit_price)
             )
         return worse
 
