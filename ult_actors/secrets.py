@@ -3,6 +3,10 @@
 Values come from systemd's credentials directory (``$CREDENTIALS_DIRECTORY``)
 or the environment, never from the TOML file. Call ``reveal()`` only at the
 point where the secret goes on the wire (an HTTP header, a login message).
+
+The credential names are the environment variable names (``CREDENTIAL_NAMES``);
+the unit loads each with ``LoadCredential=NAME:ult-actors.NAME``, so an operator
+puts the Alpaca key in ``/etc/credstore/ult-actors.ALPACA_API_KEY``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ult_actors.errors import ConfigError
+
 MASK = "***"
+
+#: Every secret the service reads, by the name used both as environment variable
+#: and as systemd credential (see ``systemd/ult-actors.service``).
+CREDENTIAL_NAMES = ("ALPACA_API_KEY", "ALPACA_API_SECRET", "OANDA_API_TOKEN")
 
 
 class Secret:
@@ -45,13 +55,24 @@ def read_secret(name: str, env: Mapping[str, str] | None = None) -> Secret:
     """Read ``name`` from ``$CREDENTIALS_DIRECTORY/name``, else the environment.
 
     The credentials file wins so that a unit using ``LoadCredential=`` never
-    needs the secret in its environment. Missing everywhere gives an empty
-    ``Secret`` (falsy).
+    needs the secret in its environment; an empty file counts as absent.
+    Missing everywhere gives an empty ``Secret`` (falsy). A file that cannot
+    be read is a ``ConfigError`` naming the credential, never its content.
     """
     env = os.environ if env is None else env
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
         path = Path(cred_dir) / name
         if path.is_file():
-            return Secret(path.read_text().strip())
-    return Secret(env.get(name, ""))
+            try:
+                value = path.read_bytes().decode("utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read credential {name} from $CREDENTIALS_DIRECTORY: {exc.strerror}"
+                ) from None
+            except UnicodeDecodeError:
+                # The exception's text quotes the offending byte: keep it out.
+                raise ConfigError(f"credential {name} is not UTF-8 text") from None
+            if value:
+                return Secret(value)
+    return Secret(env.get(name, "").strip())
