@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+from functools import partial
 from typing import Any
 
 import structlog
@@ -19,6 +20,7 @@ import trio
 
 from ult_actors.config import ServiceConfig, describe, load_config
 from ult_actors.errors import ConfigError, UltError
+from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
@@ -55,13 +57,17 @@ def load_for_serve(args: argparse.Namespace) -> ServiceConfig:
 
 def ipc_child(service: Service) -> ChildSpec:
     """The IPC server as the last child of the root: the socket opens once all is up."""
-    from ult_actors.ipc.server import serve_ipc, settings_from_config
+    from ult_actors.ipc.server import claim_socket_path, serve_ipc, settings_from_config
 
     settings = settings_from_config(service.config)
+    # Taken now, before any actor runs: a second instance on this socket fails
+    # at once ("already running, pid N") instead of opening the journal too.
+    lock = claim_socket_path(settings)
 
     async def start(ctx: ActorContext[Any]) -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_ipc, service.gateway, settings)
+            serve = partial(serve_ipc, lock=lock, log=ctx.log)
+            await nursery.start(serve, service.gateway, settings)
             ctx.log.info("ipc listening", socket=str(settings.socket_path))
             ctx.started()
 
@@ -117,6 +123,9 @@ def serve_main(argv: list[str]) -> int:
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_USAGE
+    except AlreadyRunning as exc:
+        log.error("cannot start", error=str(exc))
+        return EXIT_FAILED
     except BaseExceptionGroup as group:
         gave_up = _find(group, SupervisorGaveUp)
         if gave_up is None:

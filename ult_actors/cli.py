@@ -30,6 +30,20 @@ service:
   paper reset           start the paper account afresh
   sim alpaca|oanda|ib   run a loopback simulator of a broker API
 
+client (talk to a running service; all take --socket and --json):
+  submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...)
+  cancel ID             cancel by order id or client order id
+  order ID              show one order
+  orders [--open]       list orders
+  positions             list positions
+  account [--broker]    account balances
+  health [--watch]      the actor tree: state, restarts, last error, mailbox, uptime
+  events                follow order updates, fills, health and risk events
+  kill-switch on|off    halt trading and cancel open orders, or resume
+  socket                print the socket path clients use
+
+Exit codes: 0 ok, 1 rejected or failed, 2 usage error, 3 service unreachable.
+
 Run `ult COMMAND --help` for a command's options.
 """
 

@@ -1,0 +1,299 @@
+"""Human output of the ``ult`` client commands: aligned tables, the health tree, event lines.
+
+Colour is used only when asked for (the CLI asks when stdout is a terminal
+and ``NO_COLOR`` is unset), so piped output stays plain text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ult_actors.messages import (
+    Account,
+    ActorHealth,
+    ActorHealthChanged,
+    Event,
+    HealthSnapshot,
+    Order,
+    OrderUpdate,
+    Position,
+    PositionDrift,
+    TradingStateChanged,
+)
+
+_COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
+_STATE_COLOUR = {
+    "running": "green",
+    "starting": "yellow",
+    "restarting": "yellow",
+    "failed": "red",
+    "stopped": "dim",
+    "filled": "green",
+    "partially_filled": "yellow",
+    "rejected": "red",
+    "expired": "dim",
+    "canceled": "dim",
+    "active": "green",
+    "reducing": "yellow",
+    "halted": "red",
+}
+
+
+class Style:
+    """Optional ANSI colour."""
+
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def paint(self, text: str, colour: str | None) -> str:
+        if not self.colour or colour is None or not text:
+            return text
+        return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m"
+
+    def state(self, text: str) -> str:
+        return self.paint(text, _STATE_COLOUR.get(text))
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    style: Style,
+    *,
+    right: frozenset[int] = frozenset(),
+    colour_column: int | None = None,
+) -> str:
+    """Rows under headers, columns padded to their widest cell (``right``: right-aligned)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str], colour: bool) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            padded = cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            if colour and i == colour_column:
+                padded = padded.replace(cell, style.state(cell), 1)
+            out.append(padded)
+        return "  ".join(out).rstrip()
+
+    lines = [style.paint(line(headers, False), "bold")]
+    lines += [line(row, True) for row in rows]
+    return "\n".join(lines)
+
+
+def num(value: Decimal | None) -> str:
+    return "" if value is None else str(value)
+
+
+def duration(seconds: float) -> str:
+    """``3d04h``, ``2h05m``, ``4m07s``, ``12s``."""
+    s = int(max(0, seconds))
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def orders_table(orders: Sequence[Order], style: Style) -> str:
+    headers = ["ID", "CLIENT ORDER ID", "BROKER", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICE",
+               "TIF", "STATUS", "FILLED", "AVG PRICE"]  # fmt: skip
+    rows = [
+        [o.id, o.client_order_id, o.broker, o.symbol, o.side, num(o.qty), o.type,
+         _price(o), o.time_in_force, o.status, num(o.filled_qty), num(o.avg_fill_price)]
+        for o in orders
+    ]  # fmt: skip
+    if not rows:
+        return "no orders"
+    return table(headers, rows, style, right=frozenset({5, 7, 10, 11}), colour_column=9)
+
+
+def _price(o: Order) -> str:
+    if o.type == "stop_limit":
+        return f"{o.stop_price}/{o.limit_price}"
+    return num(o.limit_price if o.type == "limit" else o.stop_price)
+
+
+def order_detail(o: Order, style: Style) -> str:
+    """One order, one field per line."""
+    fields: list[tuple[str, str]] = [
+        ("id", o.id),
+        ("client order id", o.client_order_id),
+        ("broker", o.broker),
+        ("symbol", o.symbol),
+        ("side", o.side),
+        ("qty", num(o.qty)),
+        ("type", o.type),
+        ("time in force", o.time_in_force),
+        ("status", style.state(o.status)),
+        ("filled", num(o.filled_qty)),
+    ]
+    if o.limit_price is not None:
+        fields.insert(7, ("limit price", num(o.limit_price)))
+    if o.stop_price is not None:
+        fields.insert(7, ("stop price", num(o.stop_price)))
+    if o.avg_fill_price is not None:
+        fields.append(("avg fill price", num(o.avg_fill_price)))
+    if o.reject_reason:
+        fields.append(("reason", o.reject_reason))
+    if o.outcome != "definitive":
+        fields.append(("outcome", o.outcome))
+    width = max(len(k) for k, _ in fields)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
+
+
+def positions_table(positions: Sequence[Position], style: Style) -> str:
+    if not positions:
+        return "no positions"
+    headers = ["BROKER", "SYMBOL", "QTY", "AVG ENTRY", "MARKET VALUE", "UNREALIZED P/L",
+               "REALIZED P/L"]  # fmt: skip
+    rows = [
+        [p.broker, p.symbol, num(p.qty), num(p.avg_entry_price), num(p.market_value),
+         num(p.unrealized_pl), num(p.realized_pl)]
+        for p in positions
+    ]  # fmt: skip
+    return table(headers, rows, style, right=frozenset({2, 3, 4, 5, 6}))
+
+
+def accounts_table(accounts: Sequence[Account], style: Style) -> str:
+    if not accounts:
+        return "no accounts"
+    headers = ["BROKER", "CURRENCY", "CASH", "BUYING POWER", "EQUITY"]
+    rows = [
+        [a.broker, a.currency, num(a.cash), num(a.buying_power), num(a.equity)] for a in accounts
+    ]
+    return table(headers, rows, style, right=frozenset({2, 3, 4}))
+
+
+def _tree_order(actors: Sequence[ActorHealth]) -> list[tuple[ActorHealth, str]]:
+    """Actors depth first in start order, each with its tree-drawing prefix."""
+    children: dict[str | None, list[ActorHealth]] = {}
+    names = {a.name for a in actors}
+    for a in actors:
+        parent = a.parent if a.parent in names else None
+        children.setdefault(parent, []).append(a)
+    out: list[tuple[ActorHealth, str]] = []
+
+    def walk(node: ActorHealth, lead: str, last: bool, root: bool) -> None:
+        out.append((node, "" if root else lead + ("└─ " if last else "├─ ")))
+        kids = children.get(node.name, [])
+        below = "" if root else lead + ("   " if last else "│  ")
+        for i, kid in enumerate(kids):
+            walk(kid, below, i == len(kids) - 1, False)
+
+    for top in children.get(None, []):
+        walk(top, "", True, True)
+    return out
+
+
+def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
+    """The actor tree, indented, with state, restarts, mailbox, uptime and last error."""
+    now = snapshot.taken_at or time.time_ns()
+    up = duration((now - snapshot.started_at) / 1e9) if snapshot.started_at else "?"
+    head = (
+        f"ult {snapshot.version}  pid {snapshot.pid}  up {up}  trading "
+        + style.state(snapshot.trading_state)
+    )
+    headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
+    rows = []
+    for actor, prefix in _tree_order(snapshot.actors):
+        row = health_row(actor, now)
+        rows.append(
+            [prefix + actor.name, actor.state, str(actor.restarts), str(actor.mailbox_depth),
+             str(actor.handled), duration(row["uptime_s"]) if row["uptime_s"] is not None else "",
+             _last_error(row)]
+        )  # fmt: skip
+    return head + "\n" + table(headers, rows, style, right=frozenset({2, 3, 4, 5}), colour_column=1)
+
+
+def _last_error(row: dict[str, Any]) -> str:
+    err = row["last_error"]
+    if err is None:
+        return ""
+    text = f"{err['type']}: {err['message']}".replace("\n", " ")
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({duration(err['age_s'])} ago)"
+
+
+def health_row(actor: ActorHealth, now_ns: int) -> dict[str, Any]:
+    """One actor as the JSON form of ``ult health --json`` has it."""
+    running = actor.state == "running" and actor.started_at
+    last = actor.last_error
+    return {
+        "name": actor.name,
+        "parent": actor.parent,
+        "kind": actor.kind,
+        "state": actor.state,
+        "restart": actor.restart,
+        "restarts": actor.restarts,
+        "last_error": None
+        if last is None
+        else {
+            "type": last.type,
+            "message": last.message,
+            "at": last.at,
+            "age_s": round(max(0, now_ns - last.at) / 1e9, 3),
+        },
+        "mailbox_depth": actor.mailbox_depth,
+        "handled": actor.handled,
+        "uptime_s": round((now_ns - actor.started_at) / 1e9, 3) if running and actor.started_at else None,
+        "started_at": actor.started_at,
+        "strategy": actor.strategy,
+        "restarts_in_window": actor.restarts_in_window,
+    }
+
+
+def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
+    """``ult health --json``: ``{"actors": [...]}`` plus process facts."""
+    now = snapshot.taken_at or time.time_ns()
+    return {
+        "actors": [health_row(a, now) for a in snapshot.actors],
+        "pid": snapshot.pid,
+        "version": snapshot.version,
+        "uptime_s": round((now - snapshot.started_at) / 1e9, 3) if snapshot.started_at else None,
+        "trading_state": snapshot.trading_state,
+        "taken_at": snapshot.taken_at,
+    }
+
+
+def clock(ts_ns: int) -> str:
+    """A UTC wall-clock time with milliseconds."""
+    if not ts_ns:
+        ts_ns = time.time_ns()
+    return time.strftime("%H:%M:%S", time.gmtime(ts_ns // 1_000_000_000)) + (
+        f".{ts_ns // 1_000_000 % 1000:03d}Z"
+    )
+
+
+def event_line(event: Event, style: Style) -> str:
+    """One event as a line for ``ult events``."""
+    if isinstance(event, OrderUpdate):
+        o = event.order
+        text = (
+            f"order   {o.client_order_id} {o.symbol} {o.side} {o.qty} {o.type} "
+            f"{style.state(o.status)} filled {o.filled_qty}"
+        )
+        if event.fill is not None:
+            text += f"  fill {event.fill.qty} @ {event.fill.price}"
+        return f"{clock(event.ts)}  {text}"
+    if isinstance(event, ActorHealthChanged):
+        text = f"actor   {event.name} {style.state(event.state)} restarts {event.restarts}"
+        if event.error:
+            text += f"  error: {event.error}"
+        return f"{clock(event.ts)}  {text}"
+    if isinstance(event, PositionDrift):
+        return (
+            f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book {event.book_qty}"
+            f" broker {event.broker_qty}"
+        )
+    if isinstance(event, TradingStateChanged):
+        where = f" ({event.broker})" if event.broker else ""
+        return f"{clock(event.ts)}  trading {style.state(event.state)}{where}: {event.reason}"
+    return f"{clock(0)}  {type(event).__name__}"
