@@ -33,6 +33,7 @@ from ult_actors.actors.broker import BrokerActorDeps, RetryPolicy, broker_actor
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, risk_actor
 from ult_actors.actors.router import RouterDeps, router_actor
 from ult_actors.brokers.base import Connector
@@ -130,6 +131,7 @@ def build_service(
     connector_factories: dict[str, Callable[[], Connector]] | None = None,
     store_opener: StoreOpener | None = None,
     extra_children: list[ExtraChild] | None = None,
+    reconcile: ReconcilePolicy | None = None,
 ) -> Service:
     """Build a service from ``config``; nothing runs until ``Service.run``."""
     env = dict(os.environ) if env is None else env
@@ -176,6 +178,7 @@ def build_service(
             rng=random.Random(rng.random()),
             now_ns=now_ns,
             concurrency=1 if entry.kind == "paper" else 16,
+            reconcile=reconcile or ReconcilePolicy(),
         )
         broker_children.append(
             ChildSpec(id=f"broker.{entry.name}", start=broker_actor(deps), mailbox=mailbox)

@@ -7,8 +7,14 @@ reconnection; commands sent meanwhile wait in the mailbox.
 Exactly-once submission: an order is journaled (durably) before it leaves;
 a submit that is redelivered after a crash, or retried after a transient
 error, first looks the order up by client order id, so a retry never makes a
-second order. Refused credentials are fatal: the actor reports ``failed`` and
-answers every command with ``auth_failed`` instead of restart-looping.
+second order, and at most one submit of a client order id runs at a time.
+Refused credentials are fatal: the actor reports ``failed`` and answers every
+command with ``auth_failed`` instead of restart-looping.
+
+Reconciliation (``ult_actors.actors.reconcile``): each incarnation, once
+connected and before it reads its mailbox, settles every journaled order of
+its broker that is not final; while running it looks up orders stuck in
+flight and sweeps the broker's open orders for ones the journal lacks.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -24,6 +30,12 @@ import structlog
 import trio
 
 from ult_actors.actors.journal import JournalSlot
+from ult_actors.actors.reconcile import (
+    ReconcilePolicy,
+    ReconcileSummary,
+    reconcile_on_start,
+    reconcile_stuck,
+)
 from ult_actors.brokers.base import Connector
 from ult_actors.errors import (
     AuthFailed,
@@ -85,6 +97,7 @@ class BrokerActorDeps:
     now_ns: Callable[[], int] = time.time_ns
     #: Submits handled at once; 1 keeps the embedded paper broker on the fast inline path.
     concurrency: int = 16
+    reconcile: ReconcilePolicy = field(default_factory=ReconcilePolicy)
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -100,6 +113,9 @@ class _BrokerIncarnation:
     def __init__(self, deps: BrokerActorDeps, ctx: ActorContext[BrokerCommand]) -> None:
         self.deps = deps
         self.ctx = ctx
+        self.name = deps.name
+        #: Client order ids with a submit running now; set when it is over.
+        self.submitting: dict[str, trio.Event] = {}
         self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
         self.connector = deps.make_connector()
         #: Latest known state of this broker's orders seen by this incarnation.
@@ -117,6 +133,13 @@ class _BrokerIncarnation:
                 self.nursery = nursery
                 await nursery.start(self.connector.stream_updates, self._on_update)
                 self.log.info("broker connected", incarnation=self.ctx.incarnation)
+                store = await self.deps.journal.get()
+                # Before any new order: settle what the journal does not know the end of.
+                summary = await reconcile_on_start(
+                    self, store, self.deps.reconcile, now_ns=self.deps.now_ns
+                )
+                self._log_summary("reconciled on start", summary, always=True)
+                nursery.start_soon(self._reconcile_forever)
                 await serve_mailbox(self.ctx, self._handle)
         finally:
             with trio.move_on_after(2) as scope:
@@ -174,6 +197,56 @@ class _BrokerIncarnation:
             if len(self.orders) <= _MAX_TRACKED // 2:
                 break
 
+    # -- reconciliation (the BrokerSide protocol) -----------------------------
+
+    async def lookup(self, client_order_id: str) -> Order | None:
+        """The broker's view of one order, ``None`` if it never arrived."""
+        return await self._lookup(client_order_id)
+
+    async def open_orders(self) -> list[Order]:
+        """The broker's open orders."""
+        return await self.connector.open_orders()
+
+    async def settle(self, order: Order) -> Order:
+        """Merge a broker report (or our final verdict) into the journal."""
+        return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    async def resubmit(self, order: Order) -> Order:
+        """Send a journaled order again, same client order id, through the normal path."""
+        return await self._place(_request_of(order))
+
+    def in_flight(self, client_order_id: str) -> bool:
+        return client_order_id in self.submitting
+
+    def _log_summary(self, what: str, summary: ReconcileSummary, *, always: bool = False) -> None:
+        problems = summary.unresolved or summary.unknown_at_broker or summary.conflicts
+        if problems:
+            self.log.error(what, **summary.fields())
+        elif always or summary.checked:
+            self.log.info(what, **summary.fields())
+
+    async def _reconcile_forever(self) -> None:
+        """Look up orders stuck in flight; sweep open orders now and then."""
+        policy = self.deps.reconcile
+        rounds = 0
+        while True:
+            await trio.sleep(policy.interval_s)
+            rounds += 1
+            store = await self.deps.journal.get()
+            try:
+                summary = await reconcile_stuck(
+                    self,
+                    store,
+                    policy,
+                    now_ns=self.deps.now_ns,
+                    sweep=rounds % max(1, policy.sweep_every) == 0,
+                )
+            except UltError as exc:
+                # Cannot ask now: unknown orders stay visible as unknown; try next round.
+                self.log.warning("reconciliation pass failed", error=str(exc))
+                continue
+            self._log_summary("reconciled stuck orders", summary)
+
     # -- commands -----------------------------------------------------------
 
     async def _handle(self, env: Envelope[BrokerCommand]) -> None:
@@ -219,6 +292,16 @@ class _BrokerIncarnation:
     async def _place(self, request: OrderRequest) -> Order:
         coid = request.client_order_id
         assert coid is not None
+        # One submit per client order id at a time: a second waits, then finds the first.
+        while coid in self.submitting:
+            await self.submitting[coid].wait()
+        self.submitting[coid] = trio.Event()
+        try:
+            return await self._place_once(request, coid)
+        finally:
+            self.submitting.pop(coid).set()
+
+    async def _place_once(self, request: OrderRequest, coid: str) -> Order:
         store = await self.deps.journal.get()
         known = await store.get(coid)
         if known is not None:
@@ -226,6 +309,9 @@ class _BrokerIncarnation:
             found = await self._lookup(coid)
             if found is not None:
                 return await self._track(found)
+            if known.status != "pending_new":
+                # Settled already (e.g. rejected as never arrived): never send it again.
+                return known
         if known is None:
             now = self.deps.now_ns()
             known = _pending(request, self.deps.name, now)
@@ -275,6 +361,10 @@ class _BrokerIncarnation:
         coid = known.client_order_id
         try:
             found = await self._lookup(coid)
+            if found is None and isinstance(exc, BrokerUnavailable):
+                # The last attempt may still be on its way to the broker: ask again later.
+                await trio.sleep(self.deps.reconcile.settle_grace_s)
+                found = await self._lookup(coid)
         except UltError:
             # Cannot even ask: the outcome stays unknown until reconciliation.
             await self._track(msgspec.structs.replace(known, outcome="unknown"))
@@ -331,6 +421,22 @@ class _BrokerIncarnation:
 
 
 _MAX_TRACKED = 20_000
+
+
+def _request_of(order: Order) -> OrderRequest:
+    """The request that made ``order`` (for a resubmission with the same client order id)."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty,
+        type=order.type,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        time_in_force=order.time_in_force,
+        extended_hours=order.extended_hours,
+        broker=order.broker,
+        client_order_id=order.client_order_id,
+    )
 
 
 def _pending(request: OrderRequest, broker: str, now: int) -> Order:

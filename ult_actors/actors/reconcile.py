@@ -1,0 +1,264 @@
+"""Settling journaled orders against their broker: at start, and while running.
+
+The journal is the service's memory of what it sent; the broker is the truth
+of what happened. Reconciliation asks the broker about every order the
+journal does not know the end of (by client order id) and settles it. The
+rule (also in ``docs/architecture.md``, "Durability"):
+
+- **found** at the broker: the broker's state is merged in (filled, canceled,
+  still open, ...), and the outcome becomes definitive;
+- **never arrived** (the broker does not know the client order id, asked at
+  least ``settle_grace_s`` after the order was sent, so a request still in
+  flight has landed or died): at *start*, an order younger than
+  ``resubmit_max_age_s`` is resubmitted with the same client order id (its
+  client was never answered: the crash was ours, so we finish the job while
+  it is still timely); an older one, and any found while *running* (its
+  submit already gave up and answered the client), is marked ``rejected``
+  with reason ``never_reached_broker``;
+- **cannot ask** (the broker is down): the order stays ``unknown`` and is
+  visible as such in ``ult orders`` until a later pass settles it.
+
+Orders the broker has open that the journal lacks are reported (logged, and
+counted in the summary), never adopted silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+import trio
+
+from ult_actors.actors.journal import OrderStore
+from ult_actors.errors import BrokerUnavailable, RateLimited, UltError
+from ult_actors.messages import OPEN_STATUSES, Order
+
+_NS = 1_000_000_000
+#: Statuses that mean "we sent something and have not heard back".
+IN_FLIGHT_STATUSES = frozenset({"pending_new", "pending_cancel"})
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    """Timings of reconciliation (seconds)."""
+
+    #: A sent request may still land this long after it was sent.
+    settle_grace_s: float = 2.0
+    #: At start, never-arrived orders younger than this are resubmitted; older ones rejected.
+    resubmit_max_age_s: float = 30.0
+    #: An order in pending_new / pending_cancel (or of unknown outcome) this long is looked up.
+    stuck_after_s: float = 10.0
+    #: How often the running check for stuck orders runs.
+    interval_s: float = 5.0
+    #: Every this many running checks, sweep the broker's open orders for ones the journal lacks.
+    sweep_every: int = 6
+
+
+@dataclass
+class ReconcileSummary:
+    """What one reconciliation pass found, for the log line and for tests."""
+
+    checked: int = 0
+    settled: dict[str, int] = field(default_factory=dict)  # final status -> count
+    resubmitted: int = 0
+    never_arrived: int = 0
+    unresolved: list[str] = field(default_factory=list)
+    unknown_at_broker: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> None:
+        self.settled[status] = self.settled.get(status, 0) + 1
+
+    def fields(self) -> dict[str, Any]:
+        """Log fields; ids are truncated to a few so one line stays readable."""
+        return {
+            "checked": self.checked,
+            "settled": dict(sorted(self.settled.items())),
+            "resubmitted": self.resubmitted,
+            "never_arrived": self.never_arrived,
+            "unresolved": len(self.unresolved),
+            "unresolved_ids": self.unresolved[:10],
+            "unknown_at_broker": len(self.unknown_at_broker),
+            "unknown_at_broker_ids": self.unknown_at_broker[:10],
+            "conflicts": self.conflicts[:10],
+        }
+
+
+class BrokerSide(Protocol):
+    """What reconciliation needs of a broker actor incarnation."""
+
+    name: str
+
+    async def lookup(self, client_order_id: str) -> Order | None:
+        """The broker's view of one order; ``None`` if it never arrived."""
+
+    async def open_orders(self) -> list[Order]:
+        """The broker's open orders."""
+
+    async def settle(self, order: Order) -> Order:
+        """Merge a broker report into the journal (and publish it)."""
+
+    async def resubmit(self, order: Order) -> Order:
+        """Send a never-arrived order again with the same client order id."""
+
+    def in_flight(self, client_order_id: str) -> bool:
+        """Whether a submit of this order is running right now."""
+
+
+async def _ask(side: BrokerSide, coid: str) -> Order | None:
+    """Look up with a short wait on rate limits; connection errors propagate."""
+    for _ in range(3):
+        try:
+            return await side.lookup(coid)
+        except RateLimited as exc:
+            await trio.sleep(exc.retry_after or 1.0)
+    return await side.lookup(coid)
+
+
+def never_arrived(order: Order, reason: str, now_ns: int) -> Order:
+    """The journal's final record for an order its broker never received."""
+    return msgspec.structs.replace(
+        order,
+        status="rejected",
+        reject_reason=f"never_reached_broker: {reason}",
+        outcome="definitive",
+        updated_at=now_ns,
+    )
+
+
+async def reconcile_on_start(
+    side: BrokerSide,
+    store: OrderStore,
+    policy: ReconcilePolicy,
+    *,
+    now_ns: Callable[[], int] = time.time_ns,
+) -> ReconcileSummary:
+    """Settle every non-terminal journaled order of this broker before it takes new ones.
+
+    Raises ``BrokerUnavailable`` when the broker cannot be asked: the broker
+    actor then crashes and its supervisor tries again after a backoff, with
+    new orders waiting in the mailbox meanwhile.
+    """
+    summary = ReconcileSummary()
+    pending = await store.non_terminal(side.name)
+    broker_open = {o.client_order_id: o for o in await side.open_orders()}
+    missing: list[Order] = []
+    for order in pending:
+        summary.checked += 1
+        found = broker_open.get(order.client_order_id) or await _ask(
+            side, order.client_order_id
+        )
+        if found is None:
+            missing.append(order)
+            continue
+        summary.count((await side.settle(found)).status)
+    for coid, theirs in broker_open.items():
+        ours = await store.get(coid)
+        if ours is None:
+            summary.unknown_at_broker.append(coid)
+        elif ours.status not in OPEN_STATUSES:
+            summary.conflicts.append(f"{coid}: journal {ours.status}, broker {theirs.status}")
+    if missing:
+        await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=True)
+    return summary
+
+
+async def reconcile_stuck(
+    side: BrokerSide,
+    store: OrderStore,
+    policy: ReconcilePolicy,
+    *,
+    now_ns: Callable[[], int] = time.time_ns,
+    sweep: bool = False,
+) -> ReconcileSummary:
+    """One running pass: look up orders stuck in flight; optionally sweep open orders."""
+    summary = ReconcileSummary()
+    now = now_ns()
+    stuck_ns = int(policy.stuck_after_s * _NS)
+    missing: list[Order] = []
+    for order in await store.non_terminal(side.name):
+        if side.in_flight(order.client_order_id):
+            continue
+        if order.status not in IN_FLIGHT_STATUSES and order.outcome != "unknown":
+            continue
+        if now - order.updated_at < stuck_ns:
+            continue
+        summary.checked += 1
+        found = await _ask(side, order.client_order_id)
+        if found is None:
+            if order.status == "pending_new":
+                missing.append(order)
+            else:
+                summary.unresolved.append(order.client_order_id)
+            continue
+        summary.count((await side.settle(found)).status)
+    if missing:
+        await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=False)
+    if sweep:
+        for theirs in await side.open_orders():
+            ours = await store.get(theirs.client_order_id)
+            if ours is None:
+                summary.unknown_at_broker.append(theirs.client_order_id)
+            elif ours.status not in OPEN_STATUSES:
+                summary.conflicts.append(
+                    f"{theirs.client_order_id}: journal {ours.status}, broker {theirs.status}"
+                )
+    return summary
+
+
+async def _settle_missing(
+    side: BrokerSide,
+    store: OrderStore,
+    policy: ReconcilePolicy,
+    missing: list[Order],
+    summary: ReconcileSummary,
+    now_ns: Callable[[], int],
+    *,
+    resubmit: bool,
+) -> None:
+    """Apply the never-arrived rule, after the grace period has passed for each order."""
+    grace_ns = int(policy.settle_grace_s * _NS)
+    youngest = max(o.updated_at for o in missing)
+    wait_s = (youngest + grace_ns - now_ns()) / _NS
+    if wait_s > 0:
+        # A request sent just before a crash may still be on its way: ask again after.
+        await trio.sleep(min(wait_s, policy.settle_grace_s))
+        still: list[Order] = []
+        for order in missing:
+            found = await _ask(side, order.client_order_id)
+            if found is None:
+                still.append(order)
+            else:
+                summary.count((await side.settle(found)).status)
+        missing = still
+    max_age_ns = int(policy.resubmit_max_age_s * _NS)
+    for order in missing:
+        if order.status != "pending_new":
+            # It had been accepted once, yet the broker denies it: a person must look.
+            summary.unresolved.append(order.client_order_id)
+            continue
+        summary.never_arrived += 1
+        age_ns = now_ns() - (order.created_at or order.updated_at)
+        if resubmit and age_ns <= max_age_ns:
+            try:
+                settled = await side.resubmit(order)
+            except BrokerUnavailable:
+                raise
+            except UltError:
+                summary.count("rejected")  # a definitive refusal, journaled by the submit path
+                continue
+            summary.resubmitted += 1
+            summary.count(settled.status)
+            continue
+        reason = (
+            f"not at {side.name} {age_ns / _NS:.0f}s after it was sent"
+            if resubmit
+            else f"{side.name} has no order with this client order id"
+        )
+        current = await store.get(order.client_order_id) or order
+        if current.status in OPEN_STATUSES:
+            await side.settle(never_arrived(current, reason, now_ns()))
+        summary.count("rejected")
