@@ -1,0 +1,219 @@
+"""The service on the real paper broker: restarts of its actor and of the whole service.
+
+A paper broker actor that crashes is restarted with a fresh connector that
+reloads the account from its SQLite file, exactly as a remote connector
+reconnects to its broker. Orders queued or in flight across the crash are
+each answered once, and the venue holds each exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+import trio.testing
+
+from ult_actors.brokers.base import Connector, UpdateSink
+from ult_actors.brokers.paper import PaperConnector, PaperSettings
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection, load_config
+from ult_actors.errors import BrokerUnavailable, NotFound
+from ult_actors.messages import (
+    AccountsReply,
+    GetAccount,
+    GetOrder,
+    GetPositions,
+    Order,
+    OrderReply,
+    OrderRequest,
+    PositionsReply,
+    Submit,
+)
+from ult_actors.service import Service, build_service
+
+QTY = Decimal(3)
+
+
+class Cable:
+    """Switches the test flips to disturb the paper connection."""
+
+    def __init__(self) -> None:
+        self.gate: trio.Event | None = None  # while set and not open, submits wait
+        self.pull = trio.Event()  # set: the update stream drops, the actor crashes
+        self.crash_after_apply = 0  # next N submits reach the venue, then the actor crashes
+        self.connects = 0
+
+
+class DisturbedPaper(PaperConnector):
+    """The real paper connector with a gate in front of submit and a cable to pull."""
+
+    def __init__(self, name: str, settings: PaperSettings, cable: Cable) -> None:
+        super().__init__(name, settings)
+        self.cable = cable
+
+    async def connect(self) -> None:
+        self.cable.connects += 1
+        await super().connect()
+
+    async def submit(self, request: OrderRequest) -> Order:
+        if self.cable.gate is not None:
+            await self.cable.gate.wait()
+        order = await super().submit(request)
+        if self.cable.crash_after_apply:
+            self.cable.crash_after_apply -= 1
+            raise RuntimeError("connection reset after the venue took the order")
+        return order
+
+    async def stream_updates(
+        self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(super().stream_updates, sink)
+            task_status.started()
+            await self.cable.pull.wait()
+            self.cable.pull = trio.Event()
+            raise BrokerUnavailable("paper connection dropped")
+
+
+def paper_config(state_dir: Path) -> ServiceConfig:
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
+        brokers=[
+            BrokerEntry(
+                name="paper", kind="paper", enabled=True, settings=PaperSettings(tick_interval_s=0)
+            )
+        ],
+    )
+    cfg.supervision.backoff_initial_ms = 20
+    cfg.supervision.backoff_cap_ms = 50
+    return cfg
+
+
+@asynccontextmanager
+async def running(
+    cfg: ServiceConfig, factories: dict[str, Callable[[], Connector]] | None = None
+) -> AsyncIterator[Service]:
+    svc = build_service(cfg, env={}, rng=random.Random(11), connector_factories=factories)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(svc.run)
+        yield svc
+        nursery.cancel_scope.cancel()
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+async def submit(svc: Service, coid: str) -> Order:
+    request = OrderRequest(symbol="AAPL", side="buy", qty=QTY, client_order_id=coid)
+    with trio.fail_after(20):
+        reply = await svc.gateway.handle(Submit(id=next(_ids), order=request))
+    assert isinstance(reply, OrderReply), reply
+    return reply.order
+
+
+async def venue_book(path: Path) -> tuple[dict[str, Order], Decimal]:
+    """Every order the paper venue holds for our client ids, and the AAPL position."""
+    connector = PaperConnector("paper", PaperSettings(tick_interval_s=0, state_path=str(path)))
+    await connector.connect()
+    try:
+        orders = {}
+        for i in range(40):
+            for prefix in ("q", "c"):
+                coid = f"{prefix}-{i}"
+                with suppress(NotFound):
+                    orders[coid] = await connector.get_order_by_client_id(coid)
+        position = {p.symbol: p.qty for p in await connector.positions()}.get("AAPL", Decimal(0))
+        return orders, position
+    finally:
+        await connector.disconnect()
+
+
+def disturbed(tmp_path: Path, cable: Cable) -> dict[str, Callable[[], Connector]]:
+    settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper-paper.db"))
+    return {"paper": lambda: DisturbedPaper("paper", settings, cable)}
+
+
+async def test_killing_the_paper_actor_with_orders_queued_answers_each_exactly_once(
+    tmp_path: Path,
+) -> None:
+    cable = Cable()
+    cable.gate = trio.Event()  # hold the first submit so the rest queue up behind it
+    async with running(paper_config(tmp_path), disturbed(tmp_path, cable)) as svc:
+        answers: dict[str, list[Order]] = {}
+
+        async def one(i: int) -> None:
+            order = await submit(svc, f"q-{i}")
+            answers.setdefault(order.client_order_id, []).append(order)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(one, i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert svc.brokers["paper"].depth > 0  # queued behind the held submit
+            cable.pull.set()  # the connection drops: the actor crashes
+            await trio.testing.wait_all_tasks_blocked()
+            cable.gate.set()
+        brokers = svc.root.child("brokers").spec.supervisor
+        assert brokers is not None
+        assert brokers.child("broker.paper").health.restarts == 1
+    assert cable.connects == 2
+    assert sorted(answers) == sorted(f"q-{i}" for i in range(20))
+    assert all(len(v) == 1 and v[0].status == "filled" for v in answers.values())
+    orders, position = await venue_book(tmp_path / "paper-paper.db")
+    assert sorted(orders) == sorted(answers)  # none lost
+    assert position == 20 * QTY  # none doubled
+    assert {o.id for o in orders.values()} == {v[0].id for v in answers.values()}
+
+
+async def test_a_crash_after_the_venue_took_an_order_settles_it_by_client_id(
+    tmp_path: Path,
+) -> None:
+    cable = Cable()
+    cable.crash_after_apply = 1  # the first order is placed, then its reply is lost
+    async with running(paper_config(tmp_path), disturbed(tmp_path, cable)) as svc:
+        answers: dict[str, list[Order]] = {}
+
+        async def one(i: int) -> None:
+            order = await submit(svc, f"c-{i}")
+            answers.setdefault(order.client_order_id, []).append(order)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                nursery.start_soon(one, i)
+    assert cable.connects == 2  # crashed once, reconnected once
+    assert sorted(answers) == sorted(f"c-{i}" for i in range(10))
+    assert all(len(v) == 1 and v[0].status == "filled" for v in answers.values())
+    orders, position = await venue_book(tmp_path / "paper-paper.db")
+    assert sorted(orders) == sorted(answers)
+    assert position == 10 * QTY  # the redelivered order was found, not placed again
+
+
+def default_paper_config(state_dir: Path) -> ServiceConfig:
+    """No file, no environment: the stock paper broker, its account in ``state_dir``."""
+    cfg = load_config(None, env={})
+    cfg.service.state_dir = str(state_dir)
+    cfg.brokers[0].settings = msgspec.structs.replace(cfg.brokers[0].settings, tick_interval_s=0)
+    return cfg
+
+
+async def test_the_service_keeps_its_paper_account_in_the_state_dir_across_restarts(
+    tmp_path: Path,
+) -> None:
+    async with running(default_paper_config(tmp_path)) as svc:
+        first = await submit(svc, "s-1")
+        assert first.status == "filled"
+    assert (tmp_path / "paper-paper.db").is_file()
+    async with running(default_paper_config(tmp_path)) as svc:
+        positions = await svc.gateway.handle(GetPositions(id=1, broker="paper"))
+        assert isinstance(positions, PositionsReply)
+        assert [(p.symbol, p.qty) for p in positions.positions] == [("AAPL", QTY)]
+        again = await svc.gateway.handle(GetOrder(id=2, order_id="s-1"))
+        assert isinstance(again, OrderReply) and again.order.id == first.id
+        accounts = await svc.gateway.handle(GetAccount(id=3, broker="paper"))
+        assert isinstance(accounts, AccountsReply)
+        assert accounts.accounts[0].cash < PaperSettings().starting_cash
