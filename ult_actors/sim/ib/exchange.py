@@ -1,0 +1,452 @@
+"""The simulated back end behind the TWS simulator: one account, a price feed, matching.
+
+Everything here is synchronous and deterministic (a seeded ``random.Random``
+walks the prices; the clock is injected), so the server can call it between
+awaits without locks. Each operation returns the TWS messages it causes,
+addressed to the API client id that owns the order (``None``: everyone).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import msgspec
+
+from ult_actors.brokers.ib import wire
+
+CENT = Decimal("0.01")
+#: Order types the simulator executes.
+ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
+TIFS = frozenset({"DAY", "GTC", "IOC", "FOK", "OPG"})
+OPEN_STATES = frozenset({"PreSubmitted", "Submitted", "PendingCancel"})
+
+#: (client id or None for every client, message)
+Outgoing = tuple[int | None, wire.Incoming]
+
+
+@dataclass
+class SimOrder:
+    """An order as the simulated TWS holds it."""
+
+    client_id: int
+    order_id: int
+    perm_id: int
+    contract: wire.Contract
+    order: wire.IbOrder
+    status: str = "PreSubmitted"
+    filled: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+    last_fill_price: Decimal = Decimal(0)
+    triggered: bool = False
+    completed_time: str = ""
+    completed_status: str = ""
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.order.total_quantity - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATES
+
+
+@dataclass
+class _Holding:
+    qty: Decimal = Decimal(0)
+    avg_cost: Decimal = Decimal(0)
+
+
+@dataclass
+class SimExchange:
+    """Account, positions, prices and the order book of the simulated TWS."""
+
+    rng: random.Random
+    account: str = "DU1234567"
+    cash: Decimal = Decimal(1_000_000)
+    now_ns: Callable[[], int] = time.time_ns
+    commission_per_share: Decimal = Decimal("0.005")
+    min_commission: Decimal = Decimal(1)
+    #: Largest relative move of one price tick.
+    volatility: float = 0.0005
+    orders: dict[int, SimOrder] = field(default_factory=dict)  # by perm id
+    executions: list[tuple[wire.ExecDetails, wire.CommissionReport]] = field(default_factory=list)
+    holdings: dict[str, _Holding] = field(default_factory=dict)
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    realized_pnl: Decimal = Decimal(0)
+    _next_perm_id: int = 1_000_001
+    _exec_seq: int = 0
+
+    # -- prices -------------------------------------------------------------
+
+    def price(self, symbol: str) -> Decimal:
+        """The last price; a new symbol starts at a price derived from its name."""
+        if symbol not in self.prices:
+            base = 20 + zlib.crc32(symbol.encode()) % 480
+            self.prices[symbol] = Decimal(base) + Decimal(zlib.adler32(symbol.encode()) % 100) / 100
+        return self.prices[symbol]
+
+    def quote(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """(bid, ask) around the last price."""
+        last = self.price(symbol)
+        half = max(CENT, (last * Decimal("0.0001")).quantize(CENT))
+        return last - half, last + half
+
+    def set_price(self, symbol: str, price: Decimal) -> list[Outgoing]:
+        """Move a price (tests, admin) and execute what it triggers."""
+        self.prices[symbol] = price.quantize(CENT)
+        return self.match(symbol)
+
+    def tick(self) -> list[Outgoing]:
+        """One random step of every known price, then matching."""
+        out: list[Outgoing] = []
+        for symbol in sorted(self.prices):
+            step = Decimal(str(round(self.rng.uniform(-self.volatility, self.volatility), 6)))
+            moved = (self.prices[symbol] * (1 + step)).quantize(CENT, ROUND_HALF_UP)
+            self.prices[symbol] = max(CENT, moved)
+            out += self.match(symbol)
+        return out
+
+    # -- orders -------------------------------------------------------------
+
+    def find(self, client_id: int, order_id: int) -> SimOrder | None:
+        for o in self.orders.values():
+            if o.client_id == client_id and o.order_id == order_id:
+                return o
+        return None
+
+    def max_order_id(self, client_id: int) -> int:
+        return max(
+            (o.order_id for o in self.orders.values() if o.client_id == client_id), default=0
+        )
+
+    def reject(self, client_id: int, order_id: int, code: int, text: str) -> list[Outgoing]:
+        return [(client_id, wire.ErrorMessage(req_id=order_id, code=code, message=text))]
+
+    def place(self, client_id: int, msg: wire.PlaceOrder) -> list[Outgoing]:
+        """A new order (or, for a live order id, a modification)."""
+        existing = self.find(client_id, msg.order_id)
+        if existing is not None:
+            return self._modify(existing, msg)
+        if msg.order_id <= self.max_order_id(client_id):
+            return self.reject(client_id, msg.order_id, 103, "Duplicate order id")
+        problem = self._validate(msg)
+        if problem is not None:
+            return self.reject(client_id, msg.order_id, *problem)
+        perm_id = self._next_perm_id
+        self._next_perm_id += 1
+        order = msgspec.structs.replace(
+            msg.order,
+            client_id=client_id,
+            perm_id=perm_id,
+            account=msg.order.account or self.account,
+            tif=msg.order.tif or "DAY",  # TWS's default when a client leaves it empty
+        )
+        symbol = msg.contract.symbol
+        contract = wire.Contract(
+            symbol=symbol,
+            exchange=msg.contract.exchange or "SMART",
+            currency=msg.contract.currency or "USD",
+            con_id=_con_id(symbol),
+            local_symbol=symbol,
+            trading_class=symbol,
+        )
+        sim = SimOrder(client_id, msg.order_id, perm_id, contract, order)
+        funds = self._check_funds(sim)
+        if funds is not None:
+            sim.status = "Inactive"
+            self.orders[perm_id] = sim
+            return [*self.reject(client_id, msg.order_id, 201, funds), *self._status(sim)]
+        self.orders[perm_id] = sim
+        sim.status = "PreSubmitted" if order.order_type.startswith("STP") else "Submitted"
+        out = self._status(sim)
+        out += self._try_execute(sim)
+        if sim.is_open and order.tif in ("IOC", "FOK"):
+            out += self._finish(sim, "Cancelled")
+        return out
+
+    def _validate(self, msg: wire.PlaceOrder) -> tuple[int, str] | None:
+        o, c = msg.order, msg.contract
+        if c.sec_type != "STK":
+            return 200, "No security definition has been found for the request"
+        if not c.symbol:
+            return 321, "Error validating request.-'bN' : cause - Missing symbol"
+        if o.order_type not in ORDER_TYPES:
+            return 201, f"Order rejected - reason:Unsupported order type {o.order_type!r}"
+        if o.tif and o.tif not in TIFS:
+            return 201, f"Order rejected - reason:Unsupported time in force {o.tif!r}"
+        if o.action not in ("BUY", "SELL"):
+            return 201, f"Order rejected - reason:Invalid action {o.action!r}"
+        if o.total_quantity <= 0:
+            return 201, "Order rejected - reason:The order size must be positive"
+        if o.order_type in ("LMT", "STP LMT") and (o.lmt_price is None or o.lmt_price <= 0):
+            return 201, "Order rejected - reason:The limit price must be positive"
+        if o.order_type in ("STP", "STP LMT") and (o.aux_price is None or o.aux_price <= 0):
+            return 201, "Order rejected - reason:The stop price must be positive"
+        if o.account and o.account != self.account:
+            return 201, f"Order rejected - reason:Account {o.account} is not managed by this login"
+        return None
+
+    def _check_funds(self, sim: SimOrder) -> str | None:
+        if sim.order.action != "BUY":
+            return None
+        price = sim.order.lmt_price or self.quote(sim.contract.symbol)[1]
+        needed = sim.order.total_quantity * price + self.gross_position_value()
+        equity = self.net_liquidation()
+        if needed > 2 * equity:
+            return (
+                "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED"
+                f" POSITION YOUR EQUITY WITH LOAN VALUE [{equity:.2f} USD] MUST EXCEED THE INITIAL"
+                f" MARGIN [{needed / 2:.2f} USD]"
+            )
+        return None
+
+    def _modify(self, sim: SimOrder, msg: wire.PlaceOrder) -> list[Outgoing]:
+        if not sim.is_open:
+            return self.reject(sim.client_id, sim.order_id, 103, "Duplicate order id")
+        o = msg.order
+        sim.order = msgspec.structs.replace(
+            sim.order,
+            total_quantity=o.total_quantity,
+            lmt_price=o.lmt_price,
+            aux_price=o.aux_price,
+            outside_rth=o.outside_rth,
+        )
+        return self._status(sim) + self._try_execute(sim)
+
+    def cancel(self, client_id: int, order_id: int) -> list[Outgoing]:
+        sim = self.find(client_id, order_id)
+        if sim is None:
+            return self.reject(
+                client_id,
+                order_id,
+                10147,
+                f"OrderId {order_id} that needs to be cancelled is not found.",
+            )
+        if not sim.is_open:
+            return self.reject(
+                client_id,
+                order_id,
+                10148,
+                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {sim.status}.",
+            )
+        return [
+            *self.reject(client_id, order_id, 202, "Order Canceled - reason:"),
+            *self._finish(sim, "Cancelled"),
+        ]
+
+    def cancel_all(self) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for sim in list(self.orders.values()):
+            if sim.is_open:
+                out += self._finish(sim, "Cancelled")
+        return out
+
+    def _finish(self, sim: SimOrder, status: str) -> list[Outgoing]:
+        sim.status = status
+        sim.completed_status = status
+        sim.completed_time = self._ib_time()
+        return self._status(sim)
+
+    def _status(self, sim: SimOrder) -> list[Outgoing]:
+        return [
+            (sim.client_id, self.open_order_msg(sim)),
+            (sim.client_id, self.order_status_msg(sim)),
+        ]
+
+    def open_order_msg(self, sim: SimOrder) -> wire.OpenOrder:
+        return wire.OpenOrder(
+            order_id=sim.order_id, contract=sim.contract, order=sim.order, status=sim.status
+        )
+
+    def order_status_msg(self, sim: SimOrder) -> wire.OrderStatus:
+        return wire.OrderStatus(
+            order_id=sim.order_id,
+            status=sim.status,
+            filled=sim.filled,
+            remaining=sim.remaining if sim.is_open or sim.status == "Filled" else Decimal(0),
+            avg_fill_price=sim.avg_price,
+            perm_id=sim.perm_id,
+            parent_id=sim.order.parent_id,
+            last_fill_price=sim.last_fill_price,
+            client_id=sim.client_id,
+        )
+
+    def completed_order_msg(self, sim: SimOrder) -> wire.CompletedOrder:
+        return wire.CompletedOrder(
+            contract=sim.contract,
+            order=sim.order,
+            status=sim.status,
+            filled_quantity=sim.filled,
+            completed_time=sim.completed_time,
+            completed_status=sim.completed_status,
+        )
+
+    # -- matching -----------------------------------------------------------
+
+    def match(self, symbol: str) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for sim in list(self.orders.values()):
+            if sim.is_open and sim.contract.symbol == symbol:
+                out += self._try_execute(sim)
+        return out
+
+    def _try_execute(self, sim: SimOrder) -> list[Outgoing]:
+        o = sim.order
+        bid, ask = self.quote(sim.contract.symbol)
+        buy = o.action == "BUY"
+        touch = ask if buy else bid
+        out: list[Outgoing] = []
+        if o.order_type.startswith("STP") and not sim.triggered:
+            assert o.aux_price is not None
+            if (buy and touch < o.aux_price) or (not buy and touch > o.aux_price):
+                return out
+            sim.triggered = True
+            sim.status = "Submitted"
+            out += self._status(sim)
+        if o.order_type in ("LMT", "STP LMT"):
+            assert o.lmt_price is not None
+            if (buy and touch > o.lmt_price) or (not buy and touch < o.lmt_price):
+                return out
+        return out + self._fill(sim, sim.remaining, touch)
+
+    def _fill(self, sim: SimOrder, qty: Decimal, price: Decimal) -> list[Outgoing]:
+        self._exec_seq += 1
+        buy = sim.order.action == "BUY"
+        total_before = sim.avg_price * sim.filled
+        sim.filled += qty
+        sim.avg_price = ((total_before + price * qty) / sim.filled).quantize(Decimal("0.0001"))
+        sim.last_fill_price = price
+        commission = max(self.min_commission, (qty * self.commission_per_share).quantize(CENT))
+        realized = self._book(sim.contract.symbol, qty if buy else -qty, price)
+        self.cash -= (qty * price if buy else -qty * price) + commission
+        exec_id = f"{sim.perm_id:08x}.{self._exec_seq:08x}.01.01"
+        details = wire.ExecDetails(
+            req_id=-1,
+            order_id=sim.order_id,
+            contract=sim.contract,
+            exec_id=exec_id,
+            time=self._ib_time(),
+            account=sim.order.account,
+            exchange="ISLAND",
+            side="BOT" if buy else "SLD",
+            shares=qty,
+            price=price,
+            perm_id=sim.perm_id,
+            client_id=sim.client_id,
+            cum_qty=sim.filled,
+            avg_price=sim.avg_price,
+            order_ref=sim.order.order_ref,
+            last_liquidity=2,
+        )
+        report = wire.CommissionReport(
+            exec_id=exec_id, commission=commission, realized_pnl=realized
+        )
+        self.executions.append((details, report))
+        if sim.remaining <= 0:
+            sim.status = "Filled"
+            sim.completed_status = "Filled"
+            sim.completed_time = details.time
+        return [
+            (sim.client_id, details),
+            (sim.client_id, self.order_status_msg(sim)),
+            (sim.client_id, self.open_order_msg(sim)),
+            (sim.client_id, report),
+        ]
+
+    def _book(self, symbol: str, signed_qty: Decimal, price: Decimal) -> Decimal | None:
+        """Apply a fill to the position; returns realized P&L when it reduced one."""
+        h = self.holdings.setdefault(symbol, _Holding())
+        realized: Decimal | None = None
+        if h.qty == 0 or (h.qty > 0) == (signed_qty > 0):
+            total = h.avg_cost * abs(h.qty) + price * abs(signed_qty)
+            h.qty += signed_qty
+            h.avg_cost = (total / abs(h.qty)).quantize(Decimal("0.0001"))
+            return None
+        closing = min(abs(signed_qty), abs(h.qty))
+        direction = 1 if h.qty > 0 else -1
+        realized = ((price - h.avg_cost) * closing * direction).quantize(CENT)
+        self.realized_pnl += realized
+        h.qty += signed_qty
+        if h.qty == 0:
+            h.avg_cost = Decimal(0)
+        elif (h.qty > 0) != (direction > 0):
+            h.avg_cost = price  # flipped: the remainder opened at this price
+        return realized
+
+    # -- account ------------------------------------------------------------
+
+    def gross_position_value(self) -> Decimal:
+        return sum((abs(h.qty) * self.price(s) for s, h in self.holdings.items()), Decimal(0))
+
+    def net_liquidation(self) -> Decimal:
+        return self.cash + sum(
+            (h.qty * self.price(s) for s, h in self.holdings.items()), Decimal(0)
+        )
+
+    def account_values(self) -> dict[str, str]:
+        """Account summary tags and values (all USD)."""
+        equity = self.net_liquidation()
+        gross = self.gross_position_value()
+        buying_power = max(Decimal(0), 2 * equity - gross)
+        values = {
+            "AccountType": "INDIVIDUAL",
+            "NetLiquidation": equity,
+            "TotalCashValue": self.cash,
+            "SettledCash": self.cash,
+            "BuyingPower": buying_power,
+            "EquityWithLoanValue": equity,
+            "GrossPositionValue": gross,
+            "AvailableFunds": buying_power / 2,
+            "ExcessLiquidity": buying_power / 2,
+            "InitMarginReq": gross / 2,
+            "MaintMarginReq": gross / 4,
+            "RealizedPnL": self.realized_pnl,
+        }
+        return {k: v if isinstance(v, str) else f"{v:.2f}" for k, v in values.items()}
+
+    def positions(self) -> list[wire.PositionData]:
+        return [
+            wire.PositionData(
+                account=self.account,
+                contract=wire.Contract(symbol=s, exchange="NASDAQ", con_id=_con_id(s)),
+                position=h.qty,
+                avg_cost=h.avg_cost,
+            )
+            for s, h in sorted(self.holdings.items())
+            if h.qty != 0
+        ]
+
+    def portfolio(self) -> list[wire.PortfolioValue]:
+        out = []
+        for s, h in sorted(self.holdings.items()):
+            if h.qty == 0:
+                continue
+            price = self.price(s)
+            out.append(
+                wire.PortfolioValue(
+                    contract=wire.Contract(
+                        symbol=s, exchange="", primary_exchange="NASDAQ", con_id=_con_id(s)
+                    ),
+                    position=h.qty,
+                    market_price=price,
+                    market_value=h.qty * price,
+                    average_cost=h.avg_cost,
+                    unrealized_pnl=((price - h.avg_cost) * h.qty).quantize(CENT),
+                    realized_pnl=Decimal(0),
+                    account=self.account,
+                )
+            )
+        return out
+
+    def _ib_time(self) -> str:
+        return datetime.fromtimestamp(self.now_ns() / 1e9, UTC).strftime("%Y%m%d  %H:%M:%S")
+
+
+def _con_id(symbol: str) -> int:
+    return 100_000 + zlib.crc32(symbol.encode()) % 900_000

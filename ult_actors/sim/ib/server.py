@@ -1,0 +1,388 @@
+"""The TWS simulator's socket side: handshake, one session per API client, fault switches.
+
+``TwsSimulator.serve`` listens on 127.0.0.1 (port 0 picks a free one and
+``task_status.started`` reports it). Any TWS API client that speaks the
+fields-only protocol (server versions 157 to 178) can connect, trade and
+read back its orders, executions, positions and account, as with TWS.
+
+Fault switches, callable from tests or from another process through the
+admin port (``admin.py``): drop every connection, announce connectivity
+lost (1100) and restored (1101/1102), reject the next orders with 201,
+hold back order acknowledgements, slow every reply, and pretend a client id
+is already in use (326).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import msgspec
+import structlog
+import trio
+
+from ult_actors.brokers.ib import wire
+from ult_actors.brokers.ib.fields import FieldError
+from ult_actors.brokers.ib.protocol import (
+    API_PREFIX,
+    MAX_SERVER_VERSION,
+    MIN_SERVER_VERSION,
+    ConnectionClosed,
+    FrameStream,
+    ProtocolError,
+    choose_version,
+    encode_fields,
+    parse_version_range,
+)
+from ult_actors.sim.ib.codec import encode_message, read_request
+from ult_actors.sim.ib.exchange import Outgoing, SimExchange
+
+#: Farm notices TWS sends to every new API connection.
+FARM_NOTICES = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefil"),
+)
+LOST_TEXT = "Connectivity between IB and Trader Workstation has been lost."
+RESTORED_KEPT = (
+    "Connectivity between IB and Trader Workstation has been restored - data maintained."
+)
+RESTORED_LOST = "Connectivity between IB and Trader Workstation has been restored - data lost."
+
+
+@dataclass
+class Faults:
+    """What the simulator currently does wrong on purpose."""
+
+    #: Reject this many next orders with error 201.
+    reject_next: int = 0
+    reject_text: str = "Order rejected - reason:Simulated rejection"
+    #: Seconds before an order is accepted (and acknowledged).
+    ack_delay_s: float = 0.0
+    #: Seconds before any other request is answered.
+    reply_delay_s: float = 0.0
+    #: Client ids answered with 326 as if another application held them.
+    client_ids_in_use: set[int] = field(default_factory=set)
+
+
+class _Session:
+    """One connected API client."""
+
+    def __init__(self, sim: TwsSimulator, stream: FrameStream, version: int, client_id: int):
+        self.sim = sim
+        self.stream = stream
+        self.version = version
+        self.client_id = client_id
+        self.cancel_scope = trio.CancelScope()
+
+    async def send(self, messages: Sequence[wire.Incoming]) -> None:
+        if not messages:
+            return
+        frames = [encode_fields(encode_message(m, self.version)) for m in messages]
+        try:
+            await self.stream.send_frames(frames)
+        except ConnectionClosed:
+            self.cancel_scope.cancel()
+
+
+class TwsSimulator:
+    """A loopback stand-in for TWS / IB Gateway with one paper account."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        account: str = "DU1234567",
+        cash: Decimal = Decimal(1_000_000),
+        now_ns: Callable[[], int] = time.time_ns,
+        tick_interval_s: float | None = 1.0,
+    ) -> None:
+        self.exchange = SimExchange(random.Random(seed), account=account, cash=cash, now_ns=now_ns)
+        self.faults = Faults()
+        self.now_ns = now_ns
+        self.tick_interval_s = tick_interval_s
+        self.sessions: dict[int, _Session] = {}
+        #: Highest order id handed out per client id (TWS remembers it across connections).
+        self._next_ids: dict[int, int] = {}
+        self.connected_to_ib = True
+        self._held: list[tuple[int, wire.Request]] = []
+        self.log = structlog.get_logger().bind(component="sim.ib")
+        #: Set whenever a session starts or ends; tests wait on it.
+        self.sessions_changed = trio.Event()
+        self.port = 0
+
+    # -- serving ------------------------------------------------------------
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen until cancelled; reports the bound port through ``task_status``."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            if self.tick_interval_s:
+                nursery.start_soon(self._ticker, self.tick_interval_s)
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self.port)
+
+    async def _ticker(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            if self.connected_to_ib:
+                await self._route(self.exchange.tick())
+
+    async def _handle(self, raw: trio.SocketStream) -> None:
+        stream = FrameStream(raw)
+        try:
+            session = await self._handshake(stream)
+            if session is None:
+                return
+            try:
+                self.sessions[session.client_id] = session
+                self._changed()
+                with session.cancel_scope:
+                    await self._greet(session)
+                    while True:
+                        fields = await stream.receive_fields()
+                        await self._dispatch(session, fields)
+            finally:
+                if self.sessions.get(session.client_id) is session:
+                    del self.sessions[session.client_id]
+                self._changed()
+        except (ConnectionClosed, ProtocolError) as exc:
+            self.log.debug("ib client gone", reason=str(exc))
+        finally:
+            await stream.aclose()
+
+    def _changed(self) -> None:
+        self.sessions_changed.set()
+        self.sessions_changed = trio.Event()
+
+    async def _handshake(self, stream: FrameStream) -> _Session | None:
+        if await stream.receive_exactly(len(API_PREFIX)) != API_PREFIX:
+            raise ProtocolError("client did not start with API\\0")
+        low, high, _options = parse_version_range(await stream.receive_payload())
+        version = choose_version(low, high)
+        if version is None:
+            self.log.warning(
+                "ib client version range unsupported",
+                client=f"{low}..{high}",
+                server=f"{MIN_SERVER_VERSION}..{MAX_SERVER_VERSION}",
+            )
+            return None
+        await stream.send_fields([str(version), self._connection_time()])
+        fields = await stream.receive_fields()
+        request = read_request(fields, version)
+        if not isinstance(request, wire.StartApi):
+            raise ProtocolError(f"expected START_API, got message id {fields[0]}")
+        client_id = request.client_id
+        if client_id in self.sessions or client_id in self.faults.client_ids_in_use:
+            msg = wire.ErrorMessage(
+                req_id=-1,
+                code=326,
+                message="Unable to connect as the client id is already in use. Retry with a unique client id.",
+            )
+            await stream.send_fields(encode_message(msg, version))
+            return None
+        return _Session(self, stream, version, client_id)
+
+    async def _greet(self, session: _Session) -> None:
+        messages: list[wire.Incoming] = [
+            wire.ManagedAccounts(accounts=[self.exchange.account]),
+            wire.NextValidId(order_id=self._next_id(session.client_id)),
+        ]
+        messages += [wire.ErrorMessage(req_id=-1, code=c, message=t) for c, t in FARM_NOTICES]
+        await session.send(messages)
+
+    def _next_id(self, client_id: int) -> int:
+        used = max(self._next_ids.get(client_id, 0), self.exchange.max_order_id(client_id))
+        return used + 1
+
+    def _connection_time(self) -> str:
+        when = datetime.fromtimestamp(self.now_ns() / 1e9, UTC)
+        return when.strftime("%Y%m%d %H:%M:%S") + " UTC"
+
+    async def _route(self, outgoing: list[Outgoing]) -> None:
+        by_client: dict[int, list[wire.Incoming]] = {}
+        for client_id, msg in outgoing:
+            targets = self.sessions if client_id is None else [client_id]
+            for cid in targets:
+                by_client.setdefault(cid, []).append(msg)
+        for cid, messages in by_client.items():
+            session = self.sessions.get(cid)
+            if session is not None:
+                await session.send(messages)
+
+    # -- requests -----------------------------------------------------------
+
+    async def _dispatch(self, session: _Session, fields: list[str]) -> None:
+        try:
+            request = read_request(fields, session.version)
+        except FieldError as exc:
+            await session.send(
+                [wire.ErrorMessage(req_id=-1, code=320, message=f"Error reading request: {exc}")]
+            )
+            return
+        if request is None:
+            await session.send(
+                [
+                    wire.ErrorMessage(
+                        req_id=-1,
+                        code=321,
+                        message=f"Error validating request: message id {fields[0]} is not supported by the simulator",
+                    )
+                ]
+            )
+            return
+        if isinstance(request, wire.PlaceOrder | wire.CancelOrder):
+            if self.faults.ack_delay_s and isinstance(request, wire.PlaceOrder):
+                await trio.sleep(self.faults.ack_delay_s)
+            if not self.connected_to_ib:
+                self._held.append((session.client_id, request))
+                return
+            await self._route(self._order_request(session.client_id, request))
+            return
+        if isinstance(request, wire.ReqGlobalCancel):
+            # Reaches every client's orders; each owner hears about its own.
+            await self._route(self.exchange.cancel_all())
+            return
+        if self.faults.reply_delay_s:
+            await trio.sleep(self.faults.reply_delay_s)
+        await session.send(self._answer(session, request))
+
+    def _order_request(
+        self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder
+    ) -> list[Outgoing]:
+        if isinstance(request, wire.CancelOrder):
+            return self.exchange.cancel(client_id, request.order_id)
+        self._next_ids[client_id] = max(self._next_ids.get(client_id, 0), request.order_id)
+        if self.faults.reject_next > 0 and self.exchange.find(client_id, request.order_id) is None:
+            self.faults.reject_next -= 1
+            return self.exchange.reject(client_id, request.order_id, 201, self.faults.reject_text)
+        return self.exchange.place(client_id, request)
+
+    def _answer(self, session: _Session, request: wire.Request) -> list[wire.Incoming]:
+        ex = self.exchange
+        cid = session.client_id
+        if isinstance(request, wire.ReqIds):
+            return [wire.NextValidId(order_id=self._next_id(cid))]
+        if isinstance(request, wire.ReqManagedAccts):
+            return [wire.ManagedAccounts(accounts=[ex.account])]
+        if isinstance(request, wire.ReqCurrentTime):
+            return [wire.CurrentTime(epoch_s=self.now_ns() // 1_000_000_000)]
+        if isinstance(request, wire.ReqOpenOrders | wire.ReqAllOpenOrders):
+            every = isinstance(request, wire.ReqAllOpenOrders) or cid == 0
+            out: list[wire.Incoming] = []
+            for o in ex.orders.values():
+                if o.is_open and (every or o.client_id == cid):
+                    out += [ex.open_order_msg(o), ex.order_status_msg(o)]
+            return [*out, wire.OpenOrderEnd()]
+        if isinstance(request, wire.ReqCompletedOrders):
+            done = [
+                ex.completed_order_msg(o)
+                for o in ex.orders.values()
+                if not o.is_open and o.completed_status
+            ]
+            return [*done, wire.CompletedOrdersEnd()]
+        if isinstance(request, wire.ReqExecutions):
+            return [*self._executions(request), wire.ExecDetailsEnd(req_id=request.req_id)]
+        if isinstance(request, wire.ReqPositions):
+            return [*ex.positions(), wire.PositionEnd()]
+        if isinstance(request, wire.ReqAccountSummary):
+            values = ex.account_values()
+            tags = [t for t in request.tags.split(",") if t in values]
+            summary: list[wire.Incoming] = [
+                wire.AccountSummary(
+                    req_id=request.req_id,
+                    account=ex.account,
+                    tag=t,
+                    value=values[t],
+                    currency="" if t == "AccountType" else "USD",
+                )
+                for t in tags
+            ]
+            return [*summary, wire.AccountSummaryEnd(req_id=request.req_id)]
+        if isinstance(request, wire.ReqAccountUpdates):
+            if not request.subscribe:
+                return []
+            values = ex.account_values()
+            acct: list[wire.Incoming] = [
+                wire.AccountValue(key=k, value=v, currency="USD", account=ex.account)
+                for k, v in values.items()
+            ]
+            acct += ex.portfolio()
+            stamp = datetime.fromtimestamp(self.now_ns() / 1e9, UTC).strftime("%H:%M")
+            return [
+                *acct,
+                wire.AccountUpdateTime(time=stamp),
+                wire.AccountDownloadEnd(account=ex.account),
+            ]
+        if isinstance(request, wire.ReqAccountUpdatesMulti):
+            multi: list[wire.Incoming] = [
+                wire.AccountUpdateMulti(
+                    req_id=request.req_id,
+                    account=ex.account,
+                    model_code=request.model_code,
+                    key=k,
+                    value=v,
+                    currency="USD",
+                )
+                for k, v in ex.account_values().items()
+            ]
+            return [*multi, wire.AccountUpdateMultiEnd(req_id=request.req_id)]
+        # START_API again, auto-open-orders binding, cancels of subscriptions: nothing to say.
+        return []
+
+    def _executions(self, request: wire.ReqExecutions) -> list[wire.Incoming]:
+        f = request.filter
+        out: list[wire.Incoming] = []
+        for details, report in self.exchange.executions:
+            if f.client_id and details.client_id != f.client_id:
+                continue
+            if f.symbol and details.contract.symbol != f.symbol:
+                continue
+            if f.side and details.side != f.side:
+                continue
+            out += [msgspec.structs.replace(details, req_id=request.req_id), report]
+        return out
+
+    # -- fault switches -------------------------------------------------------
+
+    async def drop_connections(self) -> int:
+        """Close every client socket abruptly; returns how many were open."""
+        sessions = list(self.sessions.values())
+        for s in sessions:
+            s.cancel_scope.cancel()
+        return len(sessions)
+
+    async def connectivity_lost(self) -> None:
+        """Tell every client TWS lost IB (1100); orders are held until restored."""
+        self.connected_to_ib = False
+        await self._route([(None, wire.ErrorMessage(req_id=-1, code=1100, message=LOST_TEXT))])
+
+    async def connectivity_restored(self, *, data_lost: bool = False) -> None:
+        """1101 (data lost) or 1102 (data maintained); held orders then go through."""
+        self.connected_to_ib = True
+        code, text = (1101, RESTORED_LOST) if data_lost else (1102, RESTORED_KEPT)
+        await self._route([(None, wire.ErrorMessage(req_id=-1, code=code, message=text))])
+        held, self._held = self._held, []
+        for client_id, request in held:
+            assert isinstance(request, wire.PlaceOrder | wire.CancelOrder)
+            await self._route(self._order_request(client_id, request))
+
+    async def set_price(self, symbol: str, price: Decimal) -> None:
+        """Move a symbol's price and execute the orders it triggers."""
+        await self._route(self.exchange.set_price(symbol, price))
+
+    async def wait_for_session(self, client_id: int, *, present: bool = True) -> None:
+        """Until a client with this id is connected (or, ``present=False``, gone)."""
+        while (client_id in self.sessions) != present:
+            await self.sessions_changed.wait()
