@@ -232,6 +232,8 @@ def build_service(
                     book=book,
                     sync_interval_s=config.positions.sync_interval_s,
                     now_ns=now_ns,
+                    risk=risk_mb,
+                    retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
                 )
             ),
             mailbox=positions_mb,

@@ -326,20 +326,29 @@ class _BrokerIncarnation:
                     raise
                 return await self._track(found)
             except (BrokerUnavailable, RateLimited) as exc:
-                attempt += 1
+                last: UltError = exc
                 policy = self.deps.retry
-                if not policy.enabled or attempt > policy.max_retries:
-                    return await self._give_up(known, exc)
-                delay = policy.delay(attempt, self.deps.rng, exc.retry_after)
-                self.log.warning(
-                    "submit failed; retrying",
-                    client_order_id=coid,
-                    error=exc.code,
-                    attempt=attempt,
-                    delay_s=round(delay, 3),
-                )
-                await trio.sleep(delay)
-                found = await self._lookup(coid)
+                # Never send again before knowing whether that attempt landed; a failed
+                # lookup is one more failed attempt.
+                while True:
+                    attempt += 1
+                    if not policy.enabled or attempt > policy.max_retries:
+                        return await self._give_up(known, last)
+                    delay = policy.delay(attempt, self.deps.rng, last.retry_after)
+                    self.log.warning(
+                        "submit failed; retrying",
+                        client_order_id=coid,
+                        error=last.code,
+                        attempt=attempt,
+                        delay_s=round(delay, 3),
+                    )
+                    await trio.sleep(delay)
+                    try:
+                        found = await self._lookup(coid)
+                    except (BrokerUnavailable, RateLimited) as lookup_failed:
+                        last = lookup_failed
+                        continue
+                    break
                 if found is not None:
                     return await self._track(found)
                 continue

@@ -2,10 +2,13 @@
 
 At start and every ``sync_interval_s`` it pulls each broker's positions and
 account; between pulls it applies fills from order updates (cumulative
-``filled_qty`` deltas, so repeats change nothing). When a pull disagrees with
-the book it publishes ``PositionDrift`` and warns, then takes the broker's
-report as the truth. A broker that cannot report is *not* flat: that is
-drift too (``broker_qty=None``), and its book is kept.
+``filled_qty`` deltas, so repeats change nothing). A pull that disagrees with
+the book may only be ahead of the fill events; a disagreement seen on two
+pulls in a row with no fill of that symbol in between is drift: it publishes
+``PositionDrift`` and warns, then takes the broker's report as the truth. A
+broker that cannot report (after a few tries) is *not* flat: that is drift
+too (``broker_qty=None``), its book is kept, and its trading is put in
+``reducing`` until a person sets it back (fail closed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.risk import RestrictTrading
 from ult_actors.errors import UltError
 from ult_actors.messages import (
     BrokerCommand,
@@ -44,6 +48,10 @@ class PositionBook:
     filled: dict[str, Decimal] = field(default_factory=dict)
     synced_at: dict[str, int] = field(default_factory=dict)
     drift: dict[str, int] = field(default_factory=dict)  # broker -> drift count
+    #: Fills applied per (broker, symbol): tells a lagging book from real drift.
+    fills_seen: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: A disagreement seen on the last pull: (book qty, broker qty, fills_seen then).
+    suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
 
     def apply(self, update: OrderUpdate) -> None:
         order = update.order
@@ -63,6 +71,7 @@ class PositionBook:
                 self.avg[key] = price
             self.qty[key] = new
             self.filled[order.client_order_id] = order.filled_qty
+            self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
         if order.status in ("filled", "canceled", "rejected", "expired"):
             self.filled.pop(order.client_order_id, None)
 
@@ -95,13 +104,18 @@ class PositionsDeps:
     book: PositionBook
     sync_interval_s: float = 30.0
     now_ns: Callable[[], int] = time.time_ns
+    #: Where to fail closed (risk's mailbox); ``None``: only report.
+    risk: Mailbox[Any] | None = None
+    #: Position pulls tried before a broker counts as giving no report.
+    report_attempts: int = 3
+    retry_delay_s: float = 1.0
 
 
 async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
     """Pull one broker's positions, report drift, and adopt the broker's view."""
     book = deps.book
     try:
-        reported: list[Position] = await call(deps.brokers[name], QueryPositions(), timeout=10.0)
+        reported = await _pull(deps, name)
     except (UltError, CallTimeout) as exc:
         symbols = [s for (b, s), q in book.qty.items() if b == name and q != 0]
         for symbol in symbols:
@@ -116,13 +130,23 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
             )
         book.drift[name] = book.drift.get(name, 0) + 1
         log.warning("broker gave no position report", broker=name, error=str(exc))
+        if deps.risk is not None:
+            await deps.risk.send(
+                RestrictTrading(broker=name, reason=f"no position report: {exc}"), timeout=10.0
+            )
         return
     theirs = {p.symbol: p for p in reported}
     ours = {s: q for (b, s), q in book.qty.items() if b == name and q != 0}
     for symbol in sorted(set(theirs) | set(ours)):
         broker_qty = theirs[symbol].qty if symbol in theirs else Decimal(0)
         book_qty = ours.get(symbol, Decimal(0))
+        key = (name, symbol)
         if name in book.synced_at and broker_qty != book_qty:
+            seen = book.fills_seen.get(key, 0)
+            if book.suspect.get(key) != (book_qty, broker_qty, seen):
+                # Maybe only fills on their way to us: look again next pull.
+                book.suspect[key] = (book_qty, broker_qty, seen)
+                continue
             deps.bus.publish(
                 PositionDrift(
                     broker=name,
@@ -140,6 +164,7 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
                 book_qty=str(book_qty),
                 broker_qty=str(broker_qty),
             )
+        book.suspect.pop(key, None)
         book.qty[(name, symbol)] = broker_qty
         if symbol in theirs:
             book.avg[(name, symbol)] = theirs[symbol].avg_entry_price
@@ -147,6 +172,20 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
         else:
             book.reported.pop((name, symbol), None)
     book.synced_at[name] = deps.now_ns()
+
+
+async def _pull(deps: PositionsDeps, name: str) -> list[Position]:
+    """One broker's positions, tried ``report_attempts`` times."""
+    for _ in range(max(1, deps.report_attempts) - 1):
+        try:
+            reported: list[Position] = await call(
+                deps.brokers[name], QueryPositions(), timeout=10.0
+            )
+            return reported
+        except (UltError, CallTimeout):
+            await trio.sleep(deps.retry_delay_s)
+    last: list[Position] = await call(deps.brokers[name], QueryPositions(), timeout=10.0)
+    return last
 
 
 def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]], Any]:

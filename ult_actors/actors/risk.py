@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
@@ -38,7 +39,20 @@ from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
-RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState
+
+class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True):
+    """In-process: tighten one broker's trading state (never loosens it).
+
+    Sent when the service cannot vouch for a broker's positions (fail
+    closed); only a person's ``SetTradingState`` sets it back.
+    """
+
+    broker: str
+    reason: str
+    state: TradingState = "reducing"
+
+
+RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading
 
 _DAY_NS = 86_400 * 1_000_000_000
 _STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
@@ -266,6 +280,10 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                elif isinstance(msg, RestrictTrading):
+                    held = state.broker_trading.get(msg.broker, "active")
+                    if _STRICTNESS[msg.state] > _STRICTNESS[held]:
+                        set_state(msg.state, msg.reason, msg.broker)
                 elif isinstance(msg, SetKillSwitch):
                     if msg.on:
                         set_state("halted", "kill switch on")

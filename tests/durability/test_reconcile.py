@@ -1,0 +1,265 @@
+"""Reconciliation in-process: on start before new orders, while running, and fail-closed positions."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import trio
+
+from tests.actors.fakes import FakeConnector, FakeVenue
+from ult_actors.actors.reconcile import ReconcilePolicy
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.errors import BrokerUnavailable, RiskRejected
+from ult_actors.journal_sqlite import open_sqlite_store
+from ult_actors.messages import (
+    ListOrders,
+    Order,
+    OrderReply,
+    OrderRequest,
+    OrdersReply,
+    OrderUpdate,
+    Position,
+    SetTradingState,
+    Submit,
+    TradingStateChanged,
+)
+from ult_actors.service import Service, build_service
+
+FAST = ReconcilePolicy(settle_grace_s=0.05, stuck_after_s=0.1, interval_s=0.05, sweep_every=2)
+
+
+class FlakyConnector(FakeConnector):
+    """A fake connector whose lookups and position reports can be switched off."""
+
+    fail_lookups = False
+    fail_positions = False
+    mute_stream = False
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        if FlakyConnector.fail_lookups:
+            raise BrokerUnavailable("fake broker: lookups failing")
+        return await super().get_order_by_client_id(client_order_id)
+
+    async def stream_updates(self, sink: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async def maybe(update: OrderUpdate) -> None:
+            if not FlakyConnector.mute_stream:
+                await sink(update)
+
+        await super().stream_updates(maybe, task_status=task_status)
+
+    async def positions(self) -> list[Position]:
+        if FlakyConnector.fail_positions:
+            raise BrokerUnavailable("fake broker: positions failing")
+        return await super().positions()
+
+
+@pytest.fixture(autouse=True)
+def _healthy_broker() -> None:
+    FlakyConnector.fail_lookups = False
+    FlakyConnector.fail_positions = False
+    FlakyConnector.mute_stream = False
+
+
+def config(tmp: Path) -> ServiceConfig:
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="fake", state_dir=str(tmp)),
+        brokers=[BrokerEntry(name="fake", kind="fake", enabled=True, settings=None)],
+    )
+    cfg.retry.delay_ms = 10
+    cfg.retry.max_retries = 2
+    cfg.supervision.backoff_initial_ms = 50
+    cfg.supervision.backoff_cap_ms = 200
+    return cfg
+
+
+@asynccontextmanager
+async def running(cfg: ServiceConfig, venue: FakeVenue) -> AsyncIterator[Service]:
+    svc = build_service(
+        cfg,
+        env={},
+        rng=random.Random(7),
+        connector_factories={"fake": lambda: FlakyConnector("fake", venue)},
+        reconcile=FAST,
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(20):
+            await nursery.start(svc.run)
+        yield svc
+        nursery.cancel_scope.cancel()
+
+
+def order(coid: str, status: str, *, oid: str = "", age_s: float = 0, **more: Any) -> Order:
+    at = time.time_ns() - int(age_s * 1e9)
+    fields: dict[str, Any] = {
+        "broker": "fake",
+        "symbol": "AAPL",
+        "side": "buy",
+        "qty": Decimal(10),
+        "type": "market",
+        "time_in_force": "day",
+        "created_at": at,
+        "updated_at": at,
+        "outcome": "unknown" if status == "pending_new" else "definitive",
+    }
+    fields.update(more)
+    return Order(id=oid, client_order_id=coid, status=status, **fields)  # type: ignore[arg-type]
+
+
+def at_venue(venue: FakeVenue, o: Order) -> None:
+    venue.orders[o.id] = o
+    venue.by_client[o.client_order_id] = o.id
+
+
+async def journal_of(svc: Service, coid: str) -> Order:
+    store = await svc.journal.get()
+    found = await store.get(coid)
+    assert found is not None, coid
+    return found
+
+
+async def test_on_start_each_open_journaled_order_is_settled_before_new_orders(
+    tmp_path: Path,
+) -> None:
+    async with open_sqlite_store(tmp_path / "journal.db") as store:
+        for o in [
+            order("sent-1", "pending_new", age_s=5),  # applied, then the service died
+            order("cancel-1", "accepted", oid="b-2"),  # canceled while we were down
+            order("rest-1", "accepted", oid="b-3", type="limit", limit_price=Decimal(1)),
+            order("young-1", "pending_new"),  # never arrived, just now: resubmitted
+            order("old-1", "pending_new", age_s=3600),  # never arrived, long ago: rejected
+            order("done-1", "filled", oid="b-9", filled_qty=Decimal(10)),  # broker forgot it
+        ]:
+            await store.record(o, event="submit")
+    venue = FakeVenue("fake")
+    at_venue(venue, order("sent-1", "filled", oid="b-1", filled_qty=Decimal(10)))
+    at_venue(venue, order("cancel-1", "canceled", oid="b-2"))
+    at_venue(venue, order("rest-1", "accepted", oid="b-3", type="limit", limit_price=Decimal(1)))
+    at_venue(venue, order("stranger-1", "accepted", oid="b-4"))  # not ours
+    venue.ids = iter(range(100, 200))  # type: ignore[assignment]
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(config(tmp_path), venue) as svc:
+            # Started means reconciled: nothing below waits.
+            assert (await journal_of(svc, "sent-1")).status == "filled"
+            assert (await journal_of(svc, "sent-1")).outcome == "definitive"
+            assert (await journal_of(svc, "cancel-1")).status == "canceled"
+            assert (await journal_of(svc, "rest-1")).status == "accepted"
+            young = await journal_of(svc, "young-1")
+            assert (young.status, young.id) == ("filled", "100")  # sent once, on start
+            old = await journal_of(svc, "old-1")
+            assert old.status == "rejected"
+            assert old.reject_reason and old.reject_reason.startswith("never_reached_broker")
+            # Reported, not adopted: the journal does not invent orders.
+            assert await (await svc.journal.get()).get("stranger-1") is None
+            # A new order goes after the resubmission, never before it.
+            reply = await svc.gateway.handle(
+                Submit(id=1, order=OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1)))
+            )
+            assert isinstance(reply, OrderReply) and reply.order.id == "101"
+            assert venue.submits == 2
+            # The journal answers for orders the broker no longer has.
+            listed = await svc.gateway.handle(ListOrders(id=2))
+            assert isinstance(listed, OrdersReply)
+            assert {"done-1", "old-1", "cancel-1"} <= {o.client_order_id for o in listed.orders}
+    [summary] = [e for e in logs if e["event"] == "reconciled on start"]
+    assert summary["checked"] == 5
+    assert summary["resubmitted"] == 1
+    assert summary["never_arrived"] == 2
+    assert summary["settled"] == {"accepted": 1, "canceled": 1, "filled": 2, "rejected": 1}
+    assert summary["unknown_at_broker_ids"] == ["stranger-1"]
+    assert summary["log_level"] == "error"  # a stranger at the broker needs a person
+
+
+async def test_an_unknown_outcome_is_visible_until_a_lookup_settles_it(tmp_path: Path) -> None:
+    venue = FakeVenue("fake")
+    venue.lose_replies = 1  # the broker takes the order, the reply is lost
+    FlakyConnector.fail_lookups = True  # ... and nobody can ask about it
+    FlakyConnector.mute_stream = True  # ... nor hears of it
+    async with running(config(tmp_path), venue) as svc:
+        updates = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+        with pytest.raises(BrokerUnavailable, match="outcome unknown"):
+            await svc.gateway.handle(
+                Submit(
+                    id=1,
+                    order=OrderRequest(
+                        symbol="AAPL", side="buy", qty=Decimal(3), client_order_id="lost-1"
+                    ),
+                )
+            )
+        listed = await svc.gateway.handle(ListOrders(id=2, open_only=True))
+        assert isinstance(listed, OrdersReply)
+        assert [(o.client_order_id, o.outcome) for o in listed.orders] == [("lost-1", "unknown")]
+        FlakyConnector.fail_lookups = False
+        with trio.fail_after(10):
+            async for event in updates:
+                assert isinstance(event, OrderUpdate)
+                if event.order.client_order_id == "lost-1" and event.order.status == "filled":
+                    break
+        settled = await journal_of(svc, "lost-1")
+        assert (settled.status, settled.outcome) == ("filled", "definitive")
+        assert venue.submits == 1
+
+
+async def test_an_unknown_order_that_never_arrived_is_rejected_not_resent(tmp_path: Path) -> None:
+    venue = FakeVenue("fake")
+    venue.fail_submits = 100  # refused before it is applied
+    FlakyConnector.fail_lookups = True
+    async with running(config(tmp_path), venue) as svc:
+        updates = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+        with pytest.raises(BrokerUnavailable, match="outcome unknown"):
+            await svc.gateway.handle(
+                Submit(
+                    id=1,
+                    order=OrderRequest(
+                        symbol="AAPL", side="buy", qty=Decimal(3), client_order_id="gone-1"
+                    ),
+                )
+            )
+        venue.fail_submits = 0
+        FlakyConnector.fail_lookups = False
+        with trio.fail_after(10):
+            async for event in updates:
+                assert isinstance(event, OrderUpdate)
+                if event.order.status == "rejected":
+                    break
+        final = await journal_of(svc, "gone-1")
+        assert final.reject_reason and final.reject_reason.startswith("never_reached_broker")
+        assert venue.submits == 0 and "gone-1" not in venue.by_client
+
+
+async def test_no_position_report_puts_the_broker_in_reducing_until_a_person_clears_it(
+    tmp_path: Path,
+) -> None:
+    venue = FakeVenue("fake")
+    cfg = config(tmp_path)
+    cfg.positions.sync_interval_s = 0.1
+    async with running(cfg, venue) as svc:
+        changes = svc.bus.subscribe(lambda e: isinstance(e, TradingStateChanged))
+        buy = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(5))
+        assert (await svc.gateway.handle(Submit(id=1, order=buy))).order.status == "filled"  # type: ignore[union-attr]
+        FlakyConnector.fail_positions = True
+        with trio.fail_after(10):
+            event = await changes.receive()
+        assert isinstance(event, TradingStateChanged)
+        assert (event.state, event.broker) == ("reducing", "fake")
+        assert "no position report" in event.reason
+        with pytest.raises(RiskRejected, match="reducing"):
+            await svc.gateway.handle(Submit(id=2, order=buy))
+        FlakyConnector.fail_positions = False
+        # Healthy pulls (two of them) do not clear it by themselves.
+        with trio.fail_after(10):
+            for _ in range(2):
+                before = svc.book.synced_at.get("fake")
+                while svc.book.synced_at.get("fake") == before:
+                    await trio.sleep(0.01)
+        assert svc.risk_state.broker_trading["fake"] == "reducing"
+        await svc.gateway.handle(SetTradingState(id=3, state="active", broker="fake"))
+        assert (await svc.gateway.handle(Submit(id=4, order=buy))).order.status == "filled"  # type: ignore[union-attr]
