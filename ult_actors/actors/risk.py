@@ -55,6 +55,8 @@ class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True):
 RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading
 
 _DAY_NS = 86_400 * 1_000_000_000
+#: How many finished orders the risk view remembers to ignore repeated reports.
+_DONE_KEPT = 100_000
 _STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
 
 
@@ -92,7 +94,10 @@ class RiskState:
     realized_today: Decimal = Decimal(0)
     day: int = 0
     tokens: float = 0.0
-    tokens_at: float = 0.0
+    #: When the rate bucket was last filled; ``None``: not yet, it starts full.
+    tokens_at: float | None = None
+    #: Recently finished orders (client order id), so a repeated final report changes nothing.
+    done: dict[str, None] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,8 +139,8 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
     if trading == "reducing":
-        sign = 1 if request.side == "buy" else -1
-        reduces = current != 0 and (sign > 0) != (current > 0) and request.qty <= abs(current)
+        # It must shrink the position even if the open orders on its side fill too.
+        reduces = 0 <= worst < current if current > 0 else current < worst <= 0
         if not reduces:
             raise RiskRejected(
                 "trading is in reducing mode: only orders that shrink a position are allowed",
@@ -180,7 +185,12 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
         )
     if limits.max_orders_per_second is not None:
         rate = limits.max_orders_per_second
-        state.tokens = min(rate, state.tokens + (now - state.tokens_at) * rate)
+        # A burst of ``rate`` orders, but at least one: below 1/s it means one per 1/rate s.
+        burst = max(1.0, rate)
+        if state.tokens_at is None:
+            state.tokens = burst
+        else:
+            state.tokens = min(burst, state.tokens + (now - state.tokens_at) * rate)
         state.tokens_at = now
         if state.tokens < 1.0:
             raise RiskRejected(
@@ -193,10 +203,9 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     """Fold an order update into the risk view (idempotent)."""
     order = update.order
     coid = order.client_order_id
-    day = now_ns // _DAY_NS
-    if day != state.day:
-        state.day = day
-        state.realized_today = Decimal(0)
+    roll_day(state, now_ns)
+    if coid in state.done and order.status in OPEN_STATUSES:
+        return  # a stale report: a finished order never reopens
     before = state.filled.get(coid, Decimal(0))
     delta = order.filled_qty - before
     if delta > 0 and order.avg_fill_price is not None:
@@ -220,8 +229,21 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         )
     else:
         state.open_orders.pop(coid, None)
-        state.filled.pop(coid, None)
-        state.last_price.pop(f"avg:{coid}", None)
+        # What it filled is kept a while, so a repeated final report adds nothing.
+        state.done[coid] = None
+        while len(state.done) > _DONE_KEPT:
+            oldest = next(iter(state.done))
+            del state.done[oldest]
+            state.filled.pop(oldest, None)
+            state.last_price.pop(f"avg:{oldest}", None)
+
+
+def roll_day(state: RiskState, now_ns: int) -> None:
+    """Start a new trading day (UTC) with no realized loss when the date has changed."""
+    day = now_ns // _DAY_NS
+    if day != state.day:
+        state.day = day
+        state.realized_today = Decimal(0)
 
 
 def _apply_fill(
@@ -274,6 +296,7 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
             try:
                 if isinstance(msg, PlaceOrder):
                     request = msg.request
+                    roll_day(state, deps.now_ns())  # the daily loss resets even with no fills
                     check_order(state, deps.limits, request, trio.current_time())
                     assert request.client_order_id is not None and request.broker is not None
                     state.open_orders[request.client_order_id] = request
