@@ -220,8 +220,12 @@ class AsyncClient:
         """Round trip to the service; raises if it does not answer."""
         expect(await self._call(Ping(id=self._next_id())), OkReply)
 
-    async def events(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
-        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us."""
+    async def subscribe(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
+        """Subscribe now; returns the iterator of events (``SubscriptionLost`` if dropped).
+
+        Unlike ``events()``, the subscription is in place when this returns,
+        so nothing that happens afterwards can be missed.
+        """
         if self._subscribed:
             raise Internal("this client already follows events; use one iterator per client")
         request = (
@@ -231,6 +235,14 @@ class AsyncClient:
         )
         expect(await self._call(request), OkReply)
         self._subscribed = True
+        return self._received_events()
+
+    async def events(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
+        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us."""
+        async for event in await self.subscribe(topics):
+            yield event
+
+    async def _received_events(self) -> AsyncIterator[Event]:
         async for message in self._event_recv:
             if isinstance(message, SubscriptionDropped):
                 raise SubscriptionLost(message.reason)

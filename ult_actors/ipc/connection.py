@@ -56,6 +56,7 @@ class Connection:
         max_frame_bytes: int,
         subscriber_queue: int,
         max_in_flight: int = 4096,
+        outbox_high_water: int = 1 << 20,
     ) -> None:
         self.stream = stream
         self.gateway = gateway
@@ -65,7 +66,7 @@ class Connection:
         self.subscriber_queue = subscriber_queue
         self.max_in_flight = max_in_flight
         self.codec = RequestCodec()
-        self.outbox = Outbox()
+        self.outbox = Outbox(outbox_high_water)
         self._in_flight = 0
         self._capacity = trio.Event()
         self._capacity.set()

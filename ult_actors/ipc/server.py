@@ -45,6 +45,8 @@ class IpcSettings:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     subscriber_queue: int = 1024
     max_in_flight: int = 4096
+    #: Bytes of replies and events queued per connection before event forwarding pauses.
+    outbox_high_water: int = 1 << 20
     backlog: int = 128
 
     @property
@@ -145,6 +147,7 @@ async def _serve_connection(
         max_frame_bytes=settings.max_frame_bytes,
         subscriber_queue=settings.subscriber_queue,
         max_in_flight=settings.max_in_flight,
+        outbox_high_water=settings.outbox_high_water,
     )
     try:
         await conn.run()

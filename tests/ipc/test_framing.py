@@ -1,0 +1,63 @@
+"""Frames and codecs: cut a byte stream into requests, say exactly what is wrong with bad ones."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from ult_actors.errors import BadRequest
+from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec, RequestCodec, frame
+from ult_actors.messages import OkReply, OrderRequest, Ping, Submit
+
+
+def test_frames_split_across_reads_and_packed_into_one_read_are_both_cut_right() -> None:
+    payloads = [b"a", b"", b"x" * 70_000, b"last"]
+    stream = b"".join(frame(p) for p in payloads)
+    reader = FrameReader()
+    got = []
+    for i in range(0, len(stream), 7):  # dribbled in small pieces
+        got.extend(reader.feed(stream[i : i + 7]))
+    assert got == payloads
+    assert list(FrameReader().feed(stream)) == payloads  # all in one read
+    assert reader.buffered == 0
+
+
+def test_a_header_over_the_limit_is_refused_before_its_body_arrives() -> None:
+    reader = FrameReader(max_frame_bytes=1024)
+    with pytest.raises(FrameTooLarge, match="frame of 1025 bytes exceeds the limit of 1024"):
+        list(reader.feed((1025).to_bytes(4, "big")))
+
+
+def test_requests_round_trip_with_decimals_exact() -> None:
+    server, client = RequestCodec(), ReplyCodec()
+    request = Submit(
+        id=7, order=OrderRequest(symbol="AAPL", side="buy", qty=Decimal("0.1"), type="limit",
+                                 limit_price=Decimal("187.50")),
+    )  # fmt: skip
+    (payload,) = FrameReader().feed(client.encode(request))
+    assert server.decode(payload) == request
+    (payload,) = FrameReader().feed(server.encode(OkReply(id=7, detail="x")))
+    assert client.decode(payload) == OkReply(id=7, detail="x")
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (b"\xc1", "not valid msgpack"),
+        (msgspec.msgpack.encode({"kind": "launch_rockets", "id": 3}), "Invalid value 'launch_rockets' - at `$.kind`"),
+        (msgspec.msgpack.encode({"kind": "submit", "id": 4}), "missing required field `order`"),
+        (msgspec.msgpack.encode({"kind": "submit", "id": 5, "order": {"symbol": "A", "side": "up", "qty": "1"}}), "at `$.order.side`"),
+        (msgspec.msgpack.encode([1, 2, 3]), "Expected `object`"),
+    ],
+)  # fmt: skip
+def test_a_bad_request_names_what_was_wrong_and_keeps_its_id(payload: bytes, says: str) -> None:
+    codec = RequestCodec()
+    with pytest.raises(BadRequest) as info:
+        codec.decode(payload)
+    assert says in info.value.message
+    if isinstance(msgspec.msgpack.decode(payload) if payload != b"\xc1" else None, dict):
+        assert codec.request_id(payload) == msgspec.msgpack.decode(payload)["id"]
+    assert codec.request_id(b"\xc1") == 0
+    assert codec.request_id(msgspec.msgpack.encode(Ping(id=9))) == 9
