@@ -212,3 +212,33 @@ async def test_a_group_socket_is_0660_in_a_0750_directory(sock_dir: Path) -> Non
         st = os.stat(path)
         assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == os.getgid()
         assert stat.S_IMODE(os.stat(path.parent).st_mode) & 0o027 == 0
+
+
+class _BuggyGateway:
+    """Fails on every request but pings, like a bug deep in the service would."""
+
+    async def handle(self, request: Any, peer: Any = None) -> Any:
+        if isinstance(request, Ping):
+            return OkReply(id=request.id, detail="pong")
+        raise RuntimeError("secret internals")
+
+    def subscribe(self, topics: Any, capacity: int) -> Any:
+        raise AssertionError("not used")
+
+
+async def test_a_bug_inside_the_service_is_an_internal_error_and_the_connection_lives_on(
+    sock_dir: Path,
+) -> None:
+    from tests.ipc.conftest import settings_for
+    from ult_actors.client import Internal
+    from ult_actors.ipc.server import serve_ipc
+
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(serve_ipc, _BuggyGateway(), settings_for(sock_dir / "s"))
+        async with AsyncClient(path) as client:
+            with trio.fail_after(10):
+                with pytest.raises(Internal, match="failed on this GetHealth request") as info:
+                    await client.health()
+                assert "secret internals" not in info.value.message
+                await client.ping()
+        nursery.cancel_scope.cancel()
