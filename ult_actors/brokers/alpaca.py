@@ -359,7 +359,9 @@ class AlpacaConnector:
                 if not started or failures >= s.stream_max_reconnects:
                     raise
                 failures += 1
-                bound = min(s.stream_backoff_cap_s, s.stream_backoff_initial_s * 2 ** (failures - 1))
+                bound = min(
+                    s.stream_backoff_cap_s, s.stream_backoff_initial_s * 2 ** (failures - 1)
+                )
                 delay = self._rng.uniform(bound / 2, bound)
                 self.log.warning(
                     "trade_updates stream lost; reconnecting",

@@ -121,7 +121,7 @@ def error_from_response(response: httpx.Response, *, broker: str, now_ns: int) -
     if status == 404:
         return NotFound(said, broker=broker)
     if status in (400, 422):
-        if "must be unique" in text or body.code == 40010001:
+        if "client_order_id" in text and "unique" in text:
             return DuplicateOrder(said, field="client_order_id", broker=broker)
         match = _FIELD_RE.search(text)
         return InvalidOrder(said, field=match.group(1) if match else None, broker=broker)

@@ -60,9 +60,7 @@ class FillLedger:
 
     def open_order_ids(self) -> list[str]:
         """Orders last seen in a non-terminal state."""
-        return [
-            oid for oid, d in self._orders.items() if d.status not in TERMINAL_STATUSES
-        ]
+        return [oid for oid, d in self._orders.items() if d.status not in TERMINAL_STATUSES]
 
     def earliest_open_ns(self) -> int | None:
         """Creation time of the oldest order last seen open (to bound a sweep)."""

@@ -96,9 +96,7 @@ def order_body(request: OrderRequest) -> dict[str, Any]:
             f" {MAX_CLIENT_ORDER_ID}",
             field="client_order_id",
         )
-    if request.extended_hours and not (
-        request.type == "limit" and request.time_in_force == "day"
-    ):
+    if request.extended_hours and not (request.type == "limit" and request.time_in_force == "day"):
         raise InvalidOrder(
             "extended_hours needs a limit order with time_in_force day", field="extended_hours"
         )

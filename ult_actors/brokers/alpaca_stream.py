@@ -43,7 +43,9 @@ class StreamTimeouts:
 class TradeUpdatesSession:
     """An authenticated, listening stream; ``next_update`` yields trade updates."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, broker: str, timeouts: StreamTimeouts):
+    def __init__(
+        self, ws: trio_websocket.WebSocketConnection, broker: str, timeouts: StreamTimeouts
+    ):
         self._ws = ws
         self._broker = broker
         self._timeouts = timeouts
