@@ -288,7 +288,10 @@ def events_main(argv: list[str]) -> int:
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
         seen = 0
         try:
-            for event in c.events(topics):
+            events = c.subscribe(topics)
+            print(f"following events on {c.socket_path} (Ctrl-C to stop)", file=sys.stderr)
+            sys.stderr.flush()
+            for event in events:
                 if out.json:
                     out.json_line(event)
                 else:

@@ -214,12 +214,13 @@ class Client:
         """Round trip to the service; raises if it does not answer."""
         expect(self._call(Ping(id=next(self._ids))), OkReply)
 
-    def events(
+    def subscribe(
         self, topics: Iterable[EventTopic] | None = None, *, timeout: float | None = None
     ) -> Iterator[Event]:
-        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us.
+        """Subscribe now; returns the iterator of events (``SubscriptionLost`` if dropped).
 
-        ``timeout`` bounds the wait for each event (``Timeout`` when it passes).
+        The subscription is in place when this returns, so nothing that happens
+        afterwards is missed. ``timeout`` bounds the wait for each event.
         """
         request = (
             Subscribe(id=next(self._ids))
@@ -227,6 +228,18 @@ class Client:
             else Subscribe(id=next(self._ids), topics=list(topics))
         )
         expect(self._call(request), OkReply)
+        return self._received_events(timeout)
+
+    def events(
+        self, topics: Iterable[EventTopic] | None = None, *, timeout: float | None = None
+    ) -> Iterator[Event]:
+        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us.
+
+        ``timeout`` bounds the wait for each event (``Timeout`` when it passes).
+        """
+        yield from self.subscribe(topics, timeout=timeout)
+
+    def _received_events(self, timeout: float | None) -> Iterator[Event]:
         while True:
             with self._lock:
                 while not self._events:
