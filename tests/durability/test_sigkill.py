@@ -1,0 +1,99 @@
+"""``kill -9`` of the real service mid-order, then a restart: the order is settled, once."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.durability.ult_process import UltProcess, journal_status
+from ult_actors.client import Client, UltError
+from ult_actors.messages import TERMINAL_STATUSES, Order
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ult-k", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_for_journal(svc: UltProcess, coid: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := journal_status(svc.journal, coid)) is None:
+        assert time.monotonic() < deadline, f"{coid} never reached the journal:\n{svc.log()}"
+        time.sleep(0.005)
+    return status
+
+
+def settled(client: Client, coid: str, timeout: float = 30.0) -> Order:
+    deadline = time.monotonic() + timeout
+    while (order := client.order(coid)).status not in TERMINAL_STATUSES:
+        assert time.monotonic() < deadline, f"{coid} still {order.status}"
+        time.sleep(0.02)
+    return order
+
+
+def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal) -> None:
+    with Client(svc.socket, timeout=30) as client:
+        order = settled(client, coid)
+        assert (order.status, order.filled_qty, order.outcome) == ("filled", qty, "definitive")
+        # From the broker's side: one order's worth of position, not two.
+        [position] = [p for p in client.positions("paper") if p.symbol == "AAPL"]
+        assert position.qty == qty
+        assert [o.client_order_id for o in client.orders()].count(coid) == 1
+    [summary] = svc.log_events("reconciled on start")[-1:]
+    assert summary["checked"] == 1
+    assert summary["unresolved"] == 0 and summary["unknown_at_broker"] == 0
+
+
+def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -> None:
+    svc = UltProcess(base).start()
+    try:
+        # Hold the paper account's write lock: the venue takes the order and then waits
+        # to write it down, so it never answers before the kill.
+        blocker = sqlite3.connect(svc.state_dir / "paper-paper.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        lost: list[BaseException] = []
+
+        def submit() -> None:
+            try:
+                with Client(svc.socket, timeout=60) as client:
+                    client.submit("AAPL", "buy", 7, client_order_id="kill-1")
+            except UltError as exc:  # the connection dies with the service
+                lost.append(exc)
+
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        assert wait_for_journal(svc, "kill-1") == "pending_new"  # journaled, not answered
+        svc.kill9()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        submitter.join(timeout=30)
+        assert lost, "the client must not have been told anything"
+        svc.start()
+        check_once_and_filled(svc, "kill-1", Decimal(7))
+    finally:
+        svc.stop()
+
+
+def test_sigkill_while_the_broker_still_owes_the_execution(base: Path) -> None:
+    # Paper latency: the venue acknowledges at once and fills ten minutes later.
+    svc = UltProcess(base, env={"PAPER_LATENCY_MS": "600000"}).start()
+    try:
+        with Client(svc.socket, timeout=30) as client:
+            order = client.submit("AAPL", "buy", 5, client_order_id="kill-2")
+        assert order.status == "accepted"
+        assert wait_for_journal(svc, "kill-2") == "accepted"
+        svc.kill9()
+        svc.start()  # the travelling order reaches the venue while we were down
+        check_once_and_filled(svc, "kill-2", Decimal(5))
+    finally:
+        svc.stop()
