@@ -1,0 +1,656 @@
+"""OANDA (forex and CFDs): v20 REST over httpx, fills from the transaction stream.
+
+``OandaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
+(keep-alive, every timeout explicit, no redirects, no proxies from the
+environment) for REST and for the transaction stream. Symbols, units, order
+types and states are mapped as ``oanda_mapping`` documents; errors as
+``oanda_errors`` documents.
+
+Practice or live is chosen by ``environment`` (``OANDA_ENVIRONMENT``,
+default ``practice``); ``base_url``/``stream_url`` (``OANDA_BASE_URL``/
+``OANDA_STREAM_URL``) point the connector anywhere else, e.g. at
+``ult sim oanda`` (a stream URL defaults to the base URL there, since the
+simulator serves both on one port). Live trading refuses to start unless the
+broker's config says ``live_trading_confirmed = true``; like a missing token,
+that is a ``ConfigError`` on connect, which the broker actor treats as fatal
+(no restart loop).
+
+The transaction stream (newline-delimited JSON, a ``HEARTBEAT`` every 5 s)
+has no replay. A stream silent for ``heartbeat_timeout_s`` is dead:
+``stream_updates`` raises ``BrokerUnavailable``, the actor crashes and its
+supervisor restarts it. Every (re)start of the stream fetches
+``/transactions/sinceid`` from the last transaction id delivered before it
+reports the stream live, so no transaction falls in the gap. That id lives in
+a ``TransactionCursor`` shared by all incarnations of one connection (see
+``connector_factory``); a connector given none starts from the account's
+newest transaction at connect.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+import msgspec
+import structlog
+import trio
+
+from ult_actors import __version__
+from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.oanda_errors import error_from_response, error_from_transport
+from ult_actors.brokers.oanda_mapping import (
+    CREATE_TYPES,
+    ENTRY_ORDER_TYPES,
+    account_from_summary,
+    fill_from,
+    order_body,
+    order_from_create,
+    order_from_request,
+    order_from_wire,
+    position_from_wire,
+    with_cancel,
+    with_fill,
+)
+from ult_actors.brokers.oanda_wire import (
+    AccountsReply,
+    CancelReply,
+    CreateReply,
+    OrderReply,
+    OrdersReply,
+    PositionsReply,
+    SummaryReply,
+    TransactionReply,
+    TransactionsReply,
+    WireOrder,
+    WireTransaction,
+    time_ns,
+)
+from ult_actors.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    Internal,
+    NotFound,
+)
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    Account,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+)
+from ult_actors.secrets import Secret, read_secret
+
+PRACTICE_URL = "https://api-fxpractice.oanda.com"
+PRACTICE_STREAM_URL = "https://stream-fxpractice.oanda.com"
+LIVE_URL = "https://api-fxtrade.oanda.com"
+LIVE_STREAM_URL = "https://stream-fxtrade.oanda.com"
+_CACHE = 10_000  # orders and transactions remembered per connector
+
+_T = TypeVar("_T")
+
+
+def _no_secret() -> Secret:
+    return Secret("")
+
+
+class OandaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One OANDA connection; every field has a default. The token comes from the environment."""
+
+    token: Secret = msgspec.field(default_factory=_no_secret)
+    #: ``101-004-1435156-001``; empty: the token's only account (an error if it has several).
+    account_id: str = ""
+    #: ``practice`` (fxTrade Practice) or ``live`` (fxTrade, real money).
+    environment: Literal["practice", "live"] = "practice"
+    #: Real-money trading must be confirmed here, in the config file, on purpose.
+    live_trading_confirmed: bool = False
+    #: REST root, e.g. ``http://127.0.0.1:8620``; empty: OANDA's host for ``environment``.
+    base_url: str = ""
+    #: Streaming root; empty: OANDA's stream host, or ``base_url`` when that is set.
+    stream_url: str = ""
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    write_timeout_s: float = 10.0
+    pool_timeout_s: float = 5.0
+    max_connections: int = 8
+    #: A transaction stream silent this long is dead (OANDA sends a heartbeat every 5 s).
+    heartbeat_timeout_s: float = 10.0
+
+
+def oanda_settings_from_env(env: Mapping[str, str], base: OandaSettings) -> OandaSettings:
+    """``base`` with ``OANDA_*`` applied (the token also from ``$CREDENTIALS_DIRECTORY``)."""
+    changes: dict[str, Any] = {}
+    token = read_secret("OANDA_API_TOKEN", env)
+    if token:
+        changes["token"] = token
+    account = read_secret("OANDA_ACCOUNT_ID", env).reveal().strip()
+    if account:
+        changes["account_id"] = account
+    if env.get("OANDA_ENVIRONMENT"):
+        environment = env["OANDA_ENVIRONMENT"].strip().lower()
+        if environment not in ("practice", "live"):
+            raise ConfigError(
+                f"environment variable OANDA_ENVIRONMENT: expected practice or live,"
+                f" got {env['OANDA_ENVIRONMENT']!r}"
+            )
+        changes["environment"] = environment
+    if env.get("OANDA_BASE_URL"):
+        changes["base_url"] = _checked_url("OANDA_BASE_URL", env["OANDA_BASE_URL"])
+    if env.get("OANDA_STREAM_URL"):
+        changes["stream_url"] = _checked_url("OANDA_STREAM_URL", env["OANDA_STREAM_URL"])
+    return msgspec.structs.replace(base, **changes)
+
+
+def _checked_url(name: str, url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected an http(s) URL like https://host:port, got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError(f"{name}: credentials do not belong in the URL")
+    return url.strip().rstrip("/")
+
+
+def rest_url(settings: OandaSettings) -> str:
+    """The REST root this connection talks to."""
+    if settings.base_url:
+        return _checked_url("base_url", settings.base_url)
+    return LIVE_URL if settings.environment == "live" else PRACTICE_URL
+
+
+def stream_url(settings: OandaSettings) -> str:
+    """The streaming root: explicit, else the base URL override, else OANDA's stream host."""
+    if settings.stream_url:
+        return _checked_url("stream_url", settings.stream_url)
+    if settings.base_url:
+        return rest_url(settings)
+    return LIVE_STREAM_URL if settings.environment == "live" else PRACTICE_STREAM_URL
+
+
+class TransactionCursor:
+    """The id of the last transaction delivered to the sink.
+
+    It outlives connector incarnations, so that a restarted actor's stream
+    fetches everything after it before going live.
+    """
+
+    def __init__(self, last_id: int | None = None) -> None:
+        self.last_id = last_id
+
+    def __repr__(self) -> str:
+        return f"TransactionCursor(last_id={self.last_id})"
+
+
+def connector_factory(
+    name: str, settings: OandaSettings, **kwargs: Any
+) -> Callable[[], OandaConnector]:
+    """A function making one connector per actor incarnation, all sharing one cursor."""
+    cursor = TransactionCursor()
+
+    def make() -> OandaConnector:
+        return OandaConnector(name, settings, cursor=cursor, **kwargs)
+
+    return make
+
+
+class _Bounded(OrderedDict[str, _T]):
+    """A dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: _T) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class OandaConnector:
+    """A connection to one OANDA v20 account (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: OandaSettings,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+        cursor: TransactionCursor | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._now_ns = now_ns
+        self._cursor = cursor if cursor is not None else TransactionCursor()
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._account_id = settings.account_id
+        self._rest = rest_url(settings)
+        self._stream = stream_url(settings)
+        #: Latest known state of orders by v20 id (the stream needs type and size).
+        self._orders: _Bounded[Order] = _Bounded(_CACHE)
+        #: Fill and cancel transactions by id (an order lookup needs their details).
+        self._transactions: _Bounded[WireTransaction] = _Bounded(_CACHE)
+        self.log: Any = structlog.get_logger().bind(broker=name)
+
+    def __repr__(self) -> str:
+        return f"OandaConnector({self.name!r}, account={self._account_id!r}, url={self._rest!r})"
+
+    # -- connection ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check the configuration, open the HTTP pool and verify the token and account."""
+        s = self.settings
+        if s.environment == "live" and not s.live_trading_confirmed:
+            raise ConfigError(
+                f"broker {self.name}: live trading (OANDA_ENVIRONMENT=live) refuses to start"
+                f" until [brokers.{self.name}] sets live_trading_confirmed = true"
+            )
+        if not s.token:
+            raise ConfigError(f"broker {self.name}: OANDA_API_TOKEN is not set")
+        self._client = httpx.AsyncClient(
+            headers={
+                "Authorization": f"Bearer {s.token.reveal()}",
+                "Accept-Datetime-Format": "UNIX",
+                "Accept": "application/json",
+                "User-Agent": f"ult-actors/{__version__}",
+            },
+            timeout=httpx.Timeout(
+                connect=s.connect_timeout_s,
+                read=s.read_timeout_s,
+                write=s.write_timeout_s,
+                pool=s.pool_timeout_s,
+            ),
+            limits=httpx.Limits(
+                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
+            ),
+            follow_redirects=False,  # a redirect means a misconfigured URL: fail fast
+            trust_env=False,  # no proxy or netrc surprises from the environment
+            transport=self._transport,
+        )
+        try:
+            if not self._account_id:
+                self._account_id = await self._only_account()
+            try:
+                summary = await self._get(self._path("/summary"), SummaryReply, what="account")
+            except NotFound:
+                raise ConfigError(
+                    f"broker {self.name}: OANDA has no account {self._account_id!r} for this"
+                    " token (check OANDA_ACCOUNT_ID and OANDA_ENVIRONMENT)"
+                ) from None
+        except BaseException:
+            await self.disconnect()
+            raise
+        if self._cursor.last_id is None:
+            self._cursor.last_id = int(summary.lastTransactionID)
+        self.log.info(
+            "oanda connected",
+            url=self._rest,
+            environment=s.environment,
+            account=self._account_id,
+            last_transaction=self._cursor.last_id,
+        )
+
+    async def _only_account(self) -> str:
+        reply = await self._get("/v3/accounts", AccountsReply, what="account list")
+        if len(reply.accounts) != 1:
+            raise ConfigError(
+                f"broker {self.name}: the token has {len(reply.accounts)} accounts;"
+                " set OANDA_ACCOUNT_ID to the one to trade"
+            )
+        return reply.accounts[0].id
+
+    async def disconnect(self) -> None:
+        """Close the HTTP pool (the stream ends with its task); safe to repeat."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    # -- orders -------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> Order:
+        """``POST .../orders``; a lost reply raises ``BrokerUnavailable`` (outcome unknown)."""
+        body = order_body(request)
+        try:
+            content = await self._request(
+                "POST", self._path("/orders"), what="submit", json=body, request=request
+            )
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{exc.message}; order {request.client_order_id} may have reached OANDA:"
+                " look it up by client order id before sending it again",
+                retry_after=exc.retry_after,
+                broker=self.name,
+            ) from None
+        reply = self._decode(content, CreateReply, "submit")
+        create = reply.orderCreateTransaction
+        if create is None or create.id is None:
+            raise Internal(
+                "OANDA accepted an order but sent no orderCreateTransaction", broker=self.name
+            )
+        order = order_from_request(
+            request, create.id, self.name, time_ns(create.time, self._now_ns())
+        )
+        if reply.orderFillTransaction is not None:
+            order = self._after_fill(order, reply.orderFillTransaction)[0]
+        if reply.orderCancelTransaction is not None:
+            order = self._after_cancel(order, reply.orderCancelTransaction)
+        self._orders.put(order.id, order)
+        return order
+
+    async def cancel(self, order_id: str) -> Order:
+        """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
+
+        ``order_id`` is v20's numeric id or, otherwise, our client order id.
+        An order that is already final is returned as it is.
+        """
+        specifier = self._specifier(order_id)
+        try:
+            content = await self._request(
+                "PUT", self._path(f"/orders/{specifier}/cancel"), what="cancel"
+            )
+        except NotFound:
+            order = await self._lookup(specifier)  # NotFound again if it never existed
+            if order.status in TERMINAL_STATUSES:
+                return order
+            raise
+        reply = self._decode(content, CancelReply, "cancel")
+        cancel = reply.orderCancelTransaction
+        if cancel is not None and cancel.orderID is not None:
+            known = self._orders.get(cancel.orderID)
+            if known is not None:
+                order = self._after_cancel(known, cancel)
+                self._orders.put(order.id, order)
+                return order
+            self._transactions.put(cancel.id or "", cancel)
+        return await self._lookup(specifier)
+
+    async def get_order(self, order_id: str) -> Order:
+        """One order by v20's numeric order id."""
+        if not order_id.isdigit():
+            raise NotFound(
+                f"OANDA order ids are numbers; {order_id!r} is not one", broker=self.name
+            )
+        return await self._lookup(order_id)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        """One order by our client order id (``NotFound`` if it never arrived)."""
+        return await self._lookup("@" + client_order_id)
+
+    async def open_orders(self) -> list[Order]:
+        """Every pending entry order (dependent take-profit/stop-loss orders are not ours)."""
+        reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
+        orders = []
+        for wire in reply.orders:
+            order = self._known_fields(order_from_wire(wire, self.name))
+            if order is not None:
+                orders.append(order)
+        return orders
+
+    async def positions(self) -> list[Position]:
+        """Every open position, long and short sides netted."""
+        reply = await self._get(self._path("/openPositions"), PositionsReply, what="positions")
+        return [p for w in reply.positions if (p := position_from_wire(w, self.name)) is not None]
+
+    async def account(self) -> Account:
+        """Balance, NAV and the buying power of the free margin."""
+        reply = await self._get(self._path("/summary"), SummaryReply, what="account")
+        return account_from_summary(reply.account, self.name)
+
+    async def _lookup(self, specifier: str) -> Order:
+        path = self._path(f"/orders/{quote(specifier, safe='')}")
+        wire = (await self._get(path, OrderReply, what="order lookup")).order
+        order = await self._complete(wire)
+        if order is None:
+            raise NotFound(
+                f"OANDA order {wire.id} is a {wire.type} order, not one the gateway places",
+                broker=self.name,
+            )
+        self._orders.put(order.id, order)
+        return order
+
+    async def _complete(self, wire: WireOrder) -> Order | None:
+        """A v20 order as ours, with its fill and cancel reason looked up."""
+        order = self._known_fields(order_from_wire(wire, self.name))
+        if order is None:
+            return None
+        if wire.fillingTransactionID:
+            order = self._after_fill(order, await self._transaction(wire.fillingTransactionID))[0]
+        if wire.state == "CANCELLED" and wire.cancellingTransactionID:
+            order = self._after_cancel(order, await self._transaction(wire.cancellingTransactionID))
+        return order
+
+    def _known_fields(self, order: Order | None) -> Order | None:
+        # What we asked for reads back differently at v20 (a ``day`` market order is FOK):
+        # keep the request's own terms for orders we placed.
+        if order is None:
+            return None
+        known = self._orders.get(order.id)
+        if known is None:
+            return order
+        return msgspec.structs.replace(order, type=known.type, time_in_force=known.time_in_force)
+
+    async def _transaction(self, txn_id: str) -> WireTransaction:
+        cached = self._transactions.get(txn_id)
+        if cached is not None:
+            return cached
+        path = self._path(f"/transactions/{quote(txn_id, safe='')}")
+        txn = (await self._get(path, TransactionReply, what="transaction lookup")).transaction
+        self._transactions.put(txn_id, txn)
+        return txn
+
+    def _after_fill(self, order: Order, txn: WireTransaction) -> tuple[Order, OrderUpdate]:
+        self._transactions.put(txn.id or "", txn)
+        fill = fill_from(txn, order)
+        filled = with_fill(order, fill)
+        return filled, OrderUpdate(order=filled, fill=fill, ts=fill.ts)
+
+    def _after_cancel(self, order: Order, txn: WireTransaction) -> Order:
+        self._transactions.put(txn.id or "", txn)
+        return with_cancel(order, txn.reason, time_ns(txn.time, self._now_ns()))
+
+    @staticmethod
+    def _specifier(order_id: str) -> str:
+        return order_id if order_id.isdigit() else "@" + order_id
+
+    # -- the transaction stream ---------------------------------------------
+
+    async def stream_updates(
+        self,
+        sink: UpdateSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver order updates until cancelled; raises ``BrokerUnavailable`` when the stream dies.
+
+        The stream is opened first, then the transactions since the cursor
+        are fetched and delivered, then ``started`` is reported: whatever
+        happens after the cursor arrives either in that fetch or on the
+        stream (duplicates are skipped by id).
+        """
+        client = self._require_client()
+        url = f"{self._stream}{self._path('/transactions/stream')}"
+        s = self.settings
+        # No read timeout: silence is judged by the heartbeat watchdog below.
+        timeout = httpx.Timeout(
+            connect=s.connect_timeout_s, read=None, write=s.write_timeout_s, pool=s.pool_timeout_s
+        )
+        try:
+            async with client.stream("GET", url, timeout=timeout) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise error_from_response(response, broker=self.name, what="transaction stream")
+                await self._backfill(sink)
+                task_status.started()
+                await self._read_stream(response, sink)
+        except (httpx.HTTPError, BrokerUnavailable) as exc:
+            if self._client is None:
+                return  # we hung up ourselves (disconnect): not a lost connection
+            if isinstance(exc, BrokerUnavailable):
+                raise
+            raise error_from_transport(exc, broker=self.name, what="transaction stream") from None
+        if self._client is not None:
+            raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
+
+    async def _read_stream(self, response: httpx.Response, sink: UpdateSink) -> None:
+        timeout = self.settings.heartbeat_timeout_s
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as watchdog:
+            async for line in response.aiter_lines():
+                # Time spent handing updates on (back-pressure, lookups) is not silence.
+                watchdog.deadline = math.inf
+                if line.strip():
+                    await self._on_line(line, sink)
+                watchdog.deadline = trio.current_time() + timeout
+        if watchdog.cancelled_caught:
+            self.log.warning("oanda transaction stream silent; reconnecting", silent_s=timeout)
+            raise BrokerUnavailable(
+                f"OANDA transaction stream silent for {timeout:g} s (no heartbeat)",
+                broker=self.name,
+            )
+
+    async def _on_line(self, line: str, sink: UpdateSink) -> None:
+        try:
+            txn = msgspec.json.decode(line, type=WireTransaction)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise BrokerUnavailable(
+                "OANDA transaction stream sent a line that is not a transaction", broker=self.name
+            ) from None
+        last = self._cursor.last_id or 0
+        if txn.type == "HEARTBEAT":
+            newest = int(txn.lastTransactionID or 0)
+            if newest > last:
+                await self._backfill(sink)  # the stream skipped something: fetch it
+            return
+        if txn.id is None or not txn.id.isdigit():
+            return
+        txn_id = int(txn.id)
+        if txn_id <= last:
+            return  # already delivered by a backfill
+        if txn_id > last + 1:
+            await self._backfill(sink)  # includes this one
+            return
+        await self._deliver(txn, sink)
+        self._cursor.last_id = txn_id
+
+    async def _backfill(self, sink: UpdateSink) -> None:
+        """Deliver every transaction after the cursor (``/transactions/sinceid``), in order."""
+        fetched = 0
+        while True:
+            since = self._cursor.last_id or 0
+            reply = await self._get(
+                self._path("/transactions/sinceid"),
+                TransactionsReply,
+                what="transaction backfill",
+                params={"id": str(since)},
+            )
+            for txn in reply.transactions:
+                if (
+                    txn.id is None
+                    or not txn.id.isdigit()
+                    or int(txn.id) <= (self._cursor.last_id or 0)
+                ):
+                    continue
+                await self._deliver(txn, sink)
+                self._cursor.last_id = int(txn.id)
+                fetched += 1
+            newest = int(reply.lastTransactionID)
+            if (self._cursor.last_id or 0) >= newest or (self._cursor.last_id or 0) == since:
+                break
+        if fetched:
+            self.log.info("oanda transactions backfilled", count=fetched, last=self._cursor.last_id)
+
+    async def _deliver(self, txn: WireTransaction, sink: UpdateSink) -> None:
+        """Turn one transaction into an order update, if it is about one of our orders."""
+        update: OrderUpdate | None = None
+        if txn.type in CREATE_TYPES:
+            created = order_from_create(txn, self.name)
+            if created is not None:
+                known = self._orders.get(created.id)
+                order = known if known is not None else created
+                update = OrderUpdate(order=order, ts=order.created_at)
+                self._orders.put(order.id, order)
+        elif txn.type == "ORDER_FILL" and txn.orderID:
+            base = await self._order_for(txn.orderID)
+            if base is not None:
+                order, update = self._after_fill(base, txn)
+                self._orders.put(order.id, order)
+        elif txn.type == "ORDER_CANCEL" and txn.orderID:
+            base = await self._order_for(txn.orderID)
+            if base is not None:
+                order = self._after_cancel(base, txn)
+                self._orders.put(order.id, order)
+                update = OrderUpdate(order=order, ts=order.updated_at)
+        if update is not None:
+            await sink(update)
+
+    async def _order_for(self, order_id: str) -> Order | None:
+        known = self._orders.get(order_id)
+        if known is not None:
+            return known
+        path = self._path(f"/orders/{quote(order_id, safe='')}")
+        try:
+            wire = (await self._get(path, OrderReply, what="order lookup")).order
+        except NotFound:
+            return None
+        if wire.type not in ENTRY_ORDER_TYPES:
+            return None
+        # Its state as of this transaction is applied by the caller, so start from accepted.
+        order = order_from_wire(wire, self.name)
+        if order is None:
+            return None
+        return msgspec.structs.replace(order, status="accepted", filled_qty=Decimal(0))
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def _path(self, tail: str) -> str:
+        return f"/v3/accounts/{quote(self._account_id, safe='')}{tail}"
+
+    def _require_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
+        return self._client
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        request: OrderRequest | None = None,
+    ) -> bytes:
+        client = self._require_client()
+        try:
+            response = await client.request(method, self._rest + path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what=what) from None
+        if response.status_code in (200, 201):
+            return response.content
+        raise error_from_response(response, broker=self.name, what=what, request=request)
+
+    async def _get(
+        self, path: str, type_: type[_T], *, what: str, params: dict[str, str] | None = None
+    ) -> _T:
+        return self._decode(await self._request("GET", path, what=what, params=params), type_, what)
+
+    def _decode(self, content: bytes, type_: type[_T], what: str) -> _T:
+        try:
+            return msgspec.json.decode(content, type=type_)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Internal(f"OANDA {what}: unexpected reply ({exc})", broker=self.name) from None
+
+
+__all__ = [
+    "OandaConnector",
+    "OandaSettings",
+    "TransactionCursor",
+    "connector_factory",
+    "oanda_settings_from_env",
+]
