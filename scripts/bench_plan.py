@@ -17,6 +17,8 @@ class Plan:
     ult_pipelined: Budget
     window: int
     clients: tuple[int, ...]
+    #: Labels of ``bench_ult.VARIANTS`` measured after the default configuration.
+    ult_variants: tuple[str, ...]
     restart_samples: int
     restart_seconds: float
     drop_samples: int
@@ -31,6 +33,7 @@ QUICK = Plan(
     ult_pipelined=Budget(100_000, 3.0),
     window=128,
     clients=(1, 4),
+    ult_variants=("journal off, paper account in memory",),
     restart_samples=5,
     restart_seconds=4.0,
     drop_samples=2,
@@ -45,6 +48,11 @@ FULL = Plan(
     ult_pipelined=Budget(1_000_000, 10.0),
     window=128,
     clients=(1, 4),
+    ult_variants=(
+        "journal synchronous=normal",
+        "journal off",
+        "journal off, paper account in memory",
+    ),
     restart_samples=20,
     restart_seconds=20.0,
     drop_samples=5,
@@ -61,6 +69,7 @@ SMOKE = Plan(
     ult_pipelined=Budget(200, 2.0),
     window=16,
     clients=(1, 2),
+    ult_variants=("journal off, paper account in memory",),
     restart_samples=1,
     restart_seconds=1.0,
     drop_samples=1,

@@ -141,6 +141,19 @@ def render_table(doc: dict[str, Any]) -> str:
              _fmt(s.get("p99_us"), "us"), ""]
         )
     out += _grid(rows)
+    variants = dig(doc, "ult", "variants") or {}
+    if variants:
+        out += ["", "what each layer costs (ult, 1 client; the default keeps every layer)"]
+        rows = [["configuration", "seq p50", "seq p99", "pipelined per s", "ready"]]
+        configs = [("default", doc.get("ult") or {}), *variants.items()]
+        for label, v in configs:
+            pipe = dig(v, "pipelined", "1") or {}
+            rows.append(
+                [label, _fmt(dig(v, "sequential", "p50_us"), "us"),
+                 _fmt(dig(v, "sequential", "p99_us"), "us"), _fmt(pipe.get("per_s")),
+                 _fmt(v.get("process_ready_s"), "s")]
+            )
+        out += _grid(rows)
     for name in ("floor", "ult"):
         line = _status_line(doc, name)
         if line:

@@ -15,7 +15,10 @@ them. The client is the library users would use, in this process.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from bench_common import Budget, child_env, latency_summary, short_tempdir, stop_process
 
 
@@ -48,36 +50,76 @@ RISK_LIMITS = {
 }
 
 
-def write_config(tmp: Path, *, extra_brokers: str = "") -> Path:
+#: Configurations measured besides the default, each removing one cost, so the
+#: figures show what every layer of durability costs. (label, TOML overrides)
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "journal synchronous=normal": {"journal": {"synchronous": "normal"}},
+    "journal off": {"journal": {"enabled": False}},
+    "journal off, paper account in memory": {
+        "journal": {"enabled": False},
+        "brokers.paper": {"state_path": ":memory:"},
+    },
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def write_config(
+    tmp: Path,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    *,
+    extra_brokers: str = "",
+) -> Path:
     """The service config of a benchmark run; everything lives under ``tmp``."""
-    lines = [
-        "[service]",
-        f'state_dir = "{tmp / "state"}"',
-        "",
-        "[ipc]",
-        f'socket = "{tmp / "run" / "ult.sock"}"',
-        "",
-        "[risk]",
-        *(f"{k} = {v}" for k, v in RISK_LIMITS.items()),
-        "",
-        "[brokers.paper]",
-        'kind = "paper"',
-        "latency_ms = 0",
-        "starting_cash = 1000000000000",  # every order of a full run is a buy
-    ]
+    tables: dict[str, dict[str, Any]] = {
+        "service": {"state_dir": str(tmp / "state")},
+        "ipc": {"socket": str(tmp / "run" / "ult.sock")},
+        "risk": dict(RISK_LIMITS),
+        "brokers.paper": {
+            "kind": "paper",
+            "latency_ms": 0,
+            "starting_cash": 1_000_000_000_000,  # every order of a full run is a buy
+        },
+    }
+    for table, values in (overrides or {}).items():
+        tables.setdefault(table, {}).update(values)
+    lines: list[str] = []
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
     path = tmp / "ult.toml"
-    path.write_text("\n".join(lines) + "\n" + extra_brokers)
+    path.write_text("\n".join(lines) + extra_brokers)
     return path
 
 
 class RunningService:
     """``ult serve`` in a child process, with its socket and log file."""
 
-    def __init__(self, proc: trio.Process, socket: Path, log: Path, ready_s: float) -> None:
+    def __init__(
+        self, proc: trio.Process, socket: Path, log: Path, ready_s: float, pid: int
+    ) -> None:
         self.proc = proc
         self.socket = socket
         self.log = log
         self.ready_s = ready_s
+        #: The service's own pid (``proc`` is py-spy when profiling).
+        self.pid = pid
+
+    async def stop(self) -> None:
+        """SIGTERM the service itself (py-spy, if profiling, then writes its file)."""
+        if self.proc.returncode is None and self.pid != self.proc.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            with trio.move_on_after(30):
+                await self.proc.wait()
+        await stop_process(self.proc, grace_s=15.0)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -87,17 +129,33 @@ class RunningService:
 
 
 async def start_service(
-    tmp: Path, config: Path, *, env: dict[str, str] | None = None, timeout_s: float = 60.0
+    tmp: Path,
+    config: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 60.0,
+    profile: Path | None = None,
 ) -> RunningService:
-    """Start ``ult serve`` and wait until a client's ping is answered."""
+    """Start ``ult serve`` and wait until a client's ping is answered.
+
+    With ``profile`` (a file path), the service runs under ``py-spy record``
+    and its collapsed stacks are written there when it stops.
+    """
     from ult_actors.client import AsyncClient, ServiceUnreachable
 
     socket = tmp / "run" / "ult.sock"
     log_path = tmp / "serve.log"
     log = log_path.open("wb")
     t0 = time.perf_counter()
+    command = [sys.executable, "-m", "ult_actors.cli", "serve", "--config", str(config)]
+    if profile is not None:
+        py_spy = Path(sys.executable).parent / "py-spy"
+        if not py_spy.exists():
+            raise RuntimeError("--profile needs py-spy: pip install -e '.[bench]'")
+        command = [str(py_spy), "record", "--format", "raw", "--rate", "250",
+                   "--output", str(profile), "--", *command]  # fmt: skip
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "ult_actors.cli", "serve", "--config", str(config)],
+        command,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -112,14 +170,14 @@ async def start_service(
                     raise RuntimeError(f"ult serve exited {proc.returncode}:\n{text}")
                 try:
                     async with AsyncClient(socket, timeout=10) as client:
-                        await client.ping()
+                        pid = (await client.health()).pid
                     break
                 except ServiceUnreachable:
                     await trio.sleep(0.02)  # the socket is not there yet: poll, bounded above
     except BaseException:
         await stop_process(proc)
         raise
-    return RunningService(proc, socket, log_path, time.perf_counter() - t0)
+    return RunningService(proc, socket, log_path, time.perf_counter() - t0, pid)
 
 
 async def sequential(socket: Path, budget: Budget) -> dict[str, Any]:
@@ -179,14 +237,20 @@ async def pipelined(socket: Path, budget: Budget, *, clients: int, window: int) 
     }
 
 
-async def measure(plan: Any) -> dict[str, Any]:
-    """Start the service, warm it up, then sequential and pipelined submits."""
+async def measure_config(
+    plan: Any,
+    overrides: dict[str, dict[str, Any]] | None,
+    *,
+    clients: tuple[int, ...],
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Start one service configuration, warm it up, then sequential and pipelined submits."""
     from ult_actors.client import AsyncClient
 
     with short_tempdir("bu-") as tmp:
         (tmp / "run").mkdir(mode=0o700)
-        config = write_config(tmp)
-        service = await start_service(tmp, config)
+        config = write_config(tmp, overrides)
+        service = await start_service(tmp, config, profile=profile)
         try:
             await sequential(service.socket, Budget(min(300, plan.ult_sequential.count), 10.0))
             result: dict[str, Any] = {
@@ -194,23 +258,40 @@ async def measure(plan: Any) -> dict[str, Any]:
                 "sequential": await sequential(service.socket, plan.ult_sequential),
                 "pipelined": {},
             }
-            for clients in plan.clients:
-                result["pipelined"][str(clients)] = await pipelined(
-                    service.socket, plan.ult_pipelined, clients=clients, window=plan.window
+            for n in clients:
+                result["pipelined"][str(n)] = await pipelined(
+                    service.socket, plan.ult_pipelined, clients=n, window=plan.window
                 )
             async with AsyncClient(service.socket, timeout=30) as client:
                 health = await client.health()
             result["actors_running"] = sum(1 for a in health.actors if a.state == "running")
             result["actors_total"] = len(health.actors)
-            result["setup"] = (
-                "ult serve child process, paper latency_ms=0, risk limits on,"
-                " journal default (journal.enabled=true), log level info to a file"
-            )
         except BaseException:
             tail = service.log_tail()
             if tail:
                 print(f"ult serve log (tail):\n{tail}", file=sys.stderr)
             raise
         finally:
-            await stop_process(service.proc, grace_s=15.0)
+            await service.stop()
+    if profile is not None:
+        result["profile"] = str(profile)
+    return result
+
+
+async def measure(plan: Any, profile_dir: Path | None = None) -> dict[str, Any]:
+    """The default configuration (the figures the goals use), then the cost ladder."""
+    profile = profile_dir / "ult-serve.txt" if profile_dir else None
+    result = await measure_config(plan, None, clients=plan.clients, profile=profile)
+    result["setup"] = (
+        "ult serve child process, paper latency_ms=0, risk limits on,"
+        " journal default (SQLite, synchronous=full), log level info to a file"
+    )
+    result["variants"] = {}
+    for label in plan.ult_variants:
+        variant_profile = None
+        if profile_dir:
+            variant_profile = profile_dir / ("ult-serve-" + label.replace(" ", "_").replace(",", "") + ".txt")
+        result["variants"][label] = await measure_config(
+            plan, VARIANTS[label], clients=plan.clients[:1], profile=variant_profile
+        )
     return result
