@@ -411,3 +411,23 @@ def test_a_bad_environment_value_is_a_config_error_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=name):
         paper_settings_from_env({name: value}, PaperSettings())
+
+
+async def test_a_damaged_account_file_is_a_config_error_not_a_restart_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    path.write_bytes(b"this is not a database" * 100)  # the test's own file
+    connector = PaperConnector("paper", settings(path))
+    with pytest.raises(ConfigError, match=r"cannot be used.*ult paper reset"):
+        await connector.connect()
+    await connector.disconnect()
+    assert reset_paper_state(str(path)) is True  # the advice works: the lock was released
+    async with paper(path) as (broker, _):
+        assert (await broker.account()).cash == PaperSettings().starting_cash
+
+
+async def test_impossible_settings_refuse_to_connect_naming_the_key(tmp_path: Path) -> None:
+    connector = PaperConnector("paper", settings(tmp_path / "p.db", price_decimals=42))
+    with pytest.raises(ConfigError, match="price_decimals"):
+        await connector.connect()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import trio
 
 from ult_actors.brokers.base import UpdateSink
@@ -33,9 +35,9 @@ from ult_actors.brokers.paper_settings import (
     check_paper_settings,
     paper_settings_from_env,
 )
-from ult_actors.brokers.paper_store import PaperStore, reset_store
+from ult_actors.brokers.paper_store import PaperStore, reset_store, unusable_account
 from ult_actors.brokers.paper_venue import PaperVenue
-from ult_actors.errors import BrokerUnavailable
+from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
 
 __all__ = [
@@ -110,6 +112,12 @@ class PaperConnector:
                 now_ns=self._now_ns,
                 emit=self._updates_in.send_nowait,
             )
+        except (sqlite3.Error, msgspec.DecodeError, ArithmeticError, ValueError) as exc:
+            # A damaged file: refusing it beats a restart loop (ConfigError is fatal).
+            store.close()
+            if isinstance(exc, ConfigError):
+                raise
+            raise unusable_account(store.path, exc) from None
         except BaseException:
             store.close()
             raise

@@ -26,7 +26,7 @@ from pathlib import Path
 import msgspec
 
 from ult_actors.brokers.paper_account import Holding
-from ult_actors.errors import BrokerUnavailable
+from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill, Order
 
 MEMORY = ":memory:"
@@ -96,7 +96,10 @@ class PaperStore:
         self.path = path or MEMORY
         self._lock_fd: int | None = None
         if self.path != MEMORY:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise unusable_account(self.path, exc) from None
             self._lock_fd = _acquire_lock(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -105,7 +108,7 @@ class PaperStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self._release_lock()
-            raise BrokerUnavailable(f"paper account file {self.path}: {exc}") from None
+            raise unusable_account(self.path, exc) from None
         self._depth = 0
 
     def close(self) -> None:
@@ -220,8 +223,20 @@ class PaperStore:
         )
 
 
+def unusable_account(path: str, exc: BaseException) -> ConfigError:
+    """The error for an account file that cannot be opened or read (not worth retrying)."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigError(
+        f"paper account file {path} cannot be used ({reason}); fix its directory or"
+        " permissions, or start afresh with `ult paper reset`"
+    )
+
+
 def _acquire_lock(path: str) -> int:
-    fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise unusable_account(path, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
