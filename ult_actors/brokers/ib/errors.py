@@ -1,0 +1,42 @@
+"""What TWS error codes mean for us: notices, connectivity, fatal, order rejections.
+
+TWS reports everything through ERR_MSG, from "market data farm connection is
+OK" to "order rejected". ``req_id`` is the order id for order errors and -1
+for system messages.
+"""
+
+from __future__ import annotations
+
+from ult_actors.errors import BrokerUnavailable, InsufficientFunds, InvalidOrder, NotFound, UltError
+
+CONNECTIVITY_LOST = 1100
+RESTORED_DATA_LOST = 1101
+RESTORED_DATA_KEPT = 1102
+CLIENT_ID_IN_USE = 326
+DUPLICATE_ORDER_ID = 103
+ORDER_CANCELED = 202
+CANCEL_NOT_FOUND = 10147
+CANCEL_NOT_ALLOWED = 10148
+#: Order-related warnings: the order stays alive (e.g. held until the market opens).
+ORDER_WARNINGS = frozenset({165, 399, 404, 434, 492, 10167})
+#: Phrases of rejections caused by money, not by the order itself.
+_FUNDS_WORDS = ("insufficient", "buying power", "equity with loan", "initial margin", "margin requirement")
+
+
+def is_notice(code: int) -> bool:
+    """Informational: farm connection status and other 21xx messages, logged only."""
+    return 2100 <= code < 2200
+
+
+def order_rejection(code: int, message: str, broker: str) -> UltError:
+    """The error a rejected order (or a failed cancel) raises, with TWS's text."""
+    text = f"TWS error {code}: {message}"
+    if code == CANCEL_NOT_FOUND:
+        return NotFound(text, broker=broker)
+    if code == DUPLICATE_ORDER_ID:
+        # Never placed: our id counter fell behind TWS's. Retryable with a fresh id.
+        return BrokerUnavailable(text, broker=broker)
+    lowered = message.lower()
+    if any(word in lowered for word in _FUNDS_WORDS):
+        return InsufficientFunds(text, broker=broker)
+    return InvalidOrder(text, broker=broker)
