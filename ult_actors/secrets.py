@@ -20,8 +20,9 @@ from ult_actors.errors import ConfigError
 MASK = "***"
 
 #: Every secret the service reads, by the name used both as environment variable
-#: and as systemd credential (see ``systemd/ult-actors.service``).
-CREDENTIAL_NAMES = ("ALPACA_API_KEY", "ALPACA_API_SECRET", "OANDA_API_TOKEN")
+#: and as systemd credential (see ``systemd/ult-actors.service``). The OANDA
+#: account id is not secret, but is read the same way so it can sit with the token.
+CREDENTIAL_NAMES = ("ALPACA_API_KEY", "ALPACA_API_SECRET", "OANDA_API_TOKEN", "OANDA_ACCOUNT_ID")
 
 
 class Secret:
