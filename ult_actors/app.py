@@ -76,11 +76,15 @@ def ipc_child(service: Service) -> ChildSpec:
 
 async def run_service(service: Service) -> None:
     """Run until SIGTERM/SIGINT, then stop the tree in order; tell systemd how it goes."""
+    import faulthandler
     import os
 
     from ult_actors.sdnotify import notifier_from_env, watchdog_interval
     from ult_actors.watchdog import report_to_systemd
 
+    # systemd's watchdog kills with SIGABRT: leave every thread's stack in the journal.
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     log: Any = structlog.get_logger().bind(actor="ult")
     # Read (and remove from our environment) what systemd handed us.
     notifier = notifier_from_env(os.environ)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import trio
 
 from tests.ops.notify_listener import NotifyListener
@@ -36,5 +38,25 @@ async def test_ult_serve_sends_ready_status_periodic_watchdog_and_stopping() -> 
             listener.drain()
             assert listener.messages[-1] == {"STOPPING": "1", "STATUS": "stopping"}
             assert '"signal": "SIGTERM"' in serve.text()
+        finally:
+            await serve.abort()
+
+
+async def test_a_watchdog_kill_leaves_the_stuck_stack_in_the_log() -> None:
+    # systemd kills a service that stops pinging with SIGABRT (WatchdogSignal=).
+    with short_dir() as home, NotifyListener() as listener:
+        env = clean_env(home, NOTIFY_SOCKET=listener.address)
+        args = ["--socket", str(home / "ult.sock"), "--state-dir", str(home / "state")]
+        serve = await Serve.start(args, env, home / "serve.log")
+        try:
+            with trio.fail_after(60):
+                assert await serve.ready_or_exit(listener) is not None, serve.text()
+            serve.process.send_signal(signal.SIGABRT)
+            with trio.fail_after(30):
+                code = await serve.process.wait()
+            assert code == -signal.SIGABRT
+            log = serve.text()
+            assert "Fatal Python error: Aborted" in log
+            assert "Current thread" in log and 'File "' in log  # the event loop's stack
         finally:
             await serve.abort()
