@@ -431,3 +431,22 @@ async def test_impossible_settings_refuse_to_connect_naming_the_key(tmp_path: Pa
     connector = PaperConnector("paper", settings(tmp_path / "p.db", price_decimals=42))
     with pytest.raises(ConfigError, match="price_decimals"):
         await connector.connect()
+
+
+async def test_the_market_clock_moves_prices_and_fills_resting_orders_by_itself(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with paper(
+        tmp_path / "p.db", seed=11, tick_interval_s=1.0, volatility_bps=Decimal(20)
+    ) as (broker, log):
+        placed = await broker.submit(order(type="limit", limit_price="99.5", time_in_force="gtc"))
+        start = trio.current_time()
+        # No manual ticks: the stream task's clock runs (virtual time, so an hour is instant).
+        filled = await log.wait_for(
+            lambda u: u.order.id == placed.id and u.order.status == "filled", timeout=3600
+        )
+        done = filled.order
+        assert done.status == "filled" and done.avg_fill_price is not None
+        assert done.avg_fill_price <= Decimal("99.5")
+        assert trio.current_time() - start >= 1.0  # it took at least one tick
+        assert broker.price("AAPL") != 100
