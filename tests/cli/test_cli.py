@@ -1,0 +1,177 @@
+"""The ``ult`` client commands against the real service: output, JSON shapes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ipc.service_process import ULT, ServiceProcess, run_ult
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[ServiceProcess]:
+    svc = ServiceProcess(env={"PAPER_STARTING_CASH": "10000000"}).start()
+    yield svc
+    svc.cleanup()
+
+
+def ult(svc: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_ult(*args, "--socket", str(svc.socket))
+
+
+def test_submit_json_prints_the_order_and_exits_0(service: ServiceProcess) -> None:
+    done = ult(service, "submit", "AAPL", "buy", "10", "--wait", "--client-order-id", "cli-1", "--json")
+    assert done.returncode == 0, done.stderr
+    order = json.loads(done.stdout)
+    assert {"id", "client_order_id", "status", "filled_qty", "avg_fill_price"} <= set(order)
+    assert (order["client_order_id"], order["status"], order["filled_qty"]) == ("cli-1", "filled", "10")
+    human = ult(service, "order", "cli-1")
+    assert human.returncode == 0
+    assert any(line.split() == ["status", "filled"] for line in human.stdout.splitlines())
+
+
+def test_a_refused_order_exits_1_with_the_error_as_json(service: ServiceProcess) -> None:
+    done = ult(service, "submit", "AAPL", "buy", "1", "--type", "limit", "--json")
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "invalid_order" and error["field"] == "limit_price"
+    assert "limit_price is required" in error["message"]
+    human = ult(service, "submit", "AAPL", "buy", "1", "--type", "limit")
+    assert human.returncode == 1 and "invalid_order: limit_price is required" in human.stderr
+
+
+def test_usage_errors_exit_2(service: ServiceProcess) -> None:
+    assert ult(service, "submit", "AAPL", "upwards", "1").returncode == 2
+    assert ult(service, "kill-switch", "maybe").returncode == 2
+    assert run_ult("no-such-command").returncode == 2
+
+
+def test_an_unreachable_service_exits_3_naming_the_socket(tmp_path: Path) -> None:
+    missing = f"/tmp/ult-none-{os.getpid()}/ult.sock"
+    done = run_ult("orders", "--socket", missing)
+    assert done.returncode == 3 and missing in done.stderr
+    as_json = run_ult("health", "--socket", missing, "--json")
+    assert as_json.returncode == 3
+    error = json.loads(as_json.stdout)["error"]
+    assert (error["code"], error["socket"]) == ("service_unreachable", missing)
+
+
+def test_orders_open_cancel_and_an_aligned_table(service: ServiceProcess) -> None:
+    placed = ult(service, "submit", "MSFT", "buy", "2", "--type", "limit", "--limit-price", "1.5",
+                 "--tif", "gtc", "--client-order-id", "cli-rest", "--json")  # fmt: skip
+    assert placed.returncode == 0, placed.stderr
+    table = ult(service, "orders", "--open")
+    lines = table.stdout.splitlines()
+    header, rows = lines[0], [line for line in lines[1:] if "cli-rest" in line]
+    assert len(rows) == 1
+    assert header.split()[:3] == ["ID", "CLIENT", "ORDER"]
+    # Columns line up: each header starts where its column does.
+    assert rows[0].index("cli-rest") == header.index("CLIENT ORDER ID")
+    assert rows[0].index("MSFT") == header.index("SYMBOL")
+    canceled = ult(service, "cancel", "cli-rest", "--json")
+    assert canceled.returncode == 0 and json.loads(canceled.stdout)["status"] in ("canceled", "pending_cancel")
+    still_open = json.loads(ult(service, "orders", "--open", "--json").stdout)["orders"]
+    assert "cli-rest" not in [o["client_order_id"] for o in still_open]
+    assert ult(service, "order", "nope").returncode == 1
+
+
+def test_account_and_positions_as_tables_and_json(service: ServiceProcess) -> None:
+    ult(service, "submit", "IBM", "buy", "3", "--wait")
+    accounts = json.loads(ult(service, "account", "--json").stdout)["accounts"]
+    assert [a["broker"] for a in accounts] == ["paper"]
+    assert ult(service, "account").stdout.split()[:5] == ["BROKER", "CURRENCY", "CASH", "BUYING", "POWER"]
+    positions = json.loads(ult(service, "positions", "--json").stdout)["positions"]
+    assert any(p["symbol"] == "IBM" for p in positions)
+    assert "IBM" in ult(service, "positions").stdout
+
+
+def test_health_json_has_one_entry_per_actor_and_supervisor(service: ServiceProcess) -> None:
+    done = ult(service, "health", "--json")
+    assert done.returncode == 0
+    actors = json.loads(done.stdout)["actors"]
+    by_name = {a["name"]: a for a in actors}
+    assert {"ult", "journal", "brokers", "broker.paper", "positions", "risk", "router", "ipc"} <= set(by_name)
+    for actor in actors:
+        assert {"name", "parent", "state", "restarts", "last_error", "mailbox_depth", "uptime_s"} <= set(actor)
+    assert by_name["broker.paper"]["parent"] == "brokers"
+    assert by_name["brokers"]["kind"] == "supervisor"
+    assert by_name["ipc"]["state"] == "running" and by_name["ipc"]["uptime_s"] >= 0
+
+
+def test_health_shows_the_tree_indented(service: ServiceProcess) -> None:
+    lines = ult(service, "health").stdout.splitlines()
+    assert lines[0].startswith("ult ") and "trading active" in lines[0]
+    assert lines[1].split()[:4] == ["ACTOR", "STATE", "RESTARTS", "MAILBOX"]
+    indent = {_name(line): _depth(line) for line in lines[2:]}
+    assert indent["ult"] == 0
+    assert indent["brokers"] == indent["router"] == 1
+    assert indent["broker.paper"] == 2
+    assert "LAST ERROR" in lines[1] and "UPTIME" in lines[1]
+
+
+def _name(line: str) -> str:
+    return line.lstrip("│├└─ ").split()[0]
+
+
+def _depth(line: str) -> int:
+    prefix = line[: len(line) - len(line.lstrip("│├└─ "))]
+    return len(prefix) // 3
+
+
+def test_health_watch_refreshes(service: ServiceProcess) -> None:
+    done = ult(service, "health", "--watch", "--interval", "0.05", "--count", "3")
+    assert done.returncode == 0
+    assert sum(1 for line in done.stdout.splitlines() if line.startswith("ult ") and " pid " in line) == 3
+    as_json = ult(service, "health", "--watch", "--json", "--interval", "0.05", "--count", "2")
+    documents = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert len(documents) == 2 and all("actors" in d for d in documents)
+
+
+def test_events_follow_order_updates_as_json_lines(service: ServiceProcess) -> None:
+    follower = subprocess.Popen(
+        [ULT, "events", "--socket", str(service.socket), "--json", "--topics", "orders", "--count", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follower.stderr is not None and follower.stdout is not None
+        ready, _, _ = select.select([follower.stderr], [], [], 20)
+        assert ready and "following events" in follower.stderr.readline()
+        assert ult(service, "submit", "AAPL", "sell", "1", "--client-order-id", "cli-ev").returncode == 0
+        statuses = []
+        for _ in range(50):
+            ready, _, _ = select.select([follower.stdout], [], [], 20)
+            assert ready, "no event arrived"
+            event = json.loads(follower.stdout.readline())
+            assert event["kind"] == "order_update"
+            if event["order"]["client_order_id"] == "cli-ev":
+                statuses.append(event["order"]["status"])
+                if event["order"]["status"] == "filled":
+                    break
+        assert statuses[-1] == "filled"
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
+
+
+def test_the_kill_switch_from_the_command_line(service: ServiceProcess) -> None:
+    on = ult(service, "kill-switch", "on", "--json")
+    try:
+        assert on.returncode == 0 and json.loads(on.stdout)["kill_switch"] == "on"
+        refused = ult(service, "submit", "AAPL", "buy", "1", "--json")
+        assert refused.returncode == 1
+        assert json.loads(refused.stdout)["error"]["code"] == "risk_rejected"
+        assert "trading halted" in ult(service, "health").stdout.splitlines()[0]
+    finally:
+        assert ult(service, "kill-switch", "off").returncode == 0
+    assert ult(service, "submit", "AAPL", "buy", "1").returncode == 0
+
+
+def test_config_check_still_works() -> None:
+    done = run_ult("config", "check", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
