@@ -74,6 +74,9 @@ class PaperVenue:
         self.account = PaperAccount(snap.cash if snap.cash is not None else settings.starting_cash)
         self.account.holdings = snap.holdings
         feed.load(snap.prices.items())
+        for symbol in snap.holdings:
+            # Prices are saved when they move; one never moved is at its start price.
+            feed.price(symbol)
         self._next_order = snap.next_order
         self._next_fill = snap.next_fill
         #: Open orders by broker id, in arrival order; terminal ones live only in the store.
@@ -82,7 +85,8 @@ class PaperVenue:
         self._day = now_ns() // _DAY_NS
         # Written together at the end of each venue call (see ``_commit``).
         self._dirty: dict[str, WorkingOrder] = {}
-        self._dirty_symbols: set[str] = set()
+        self._dirty_prices: set[str] = set()
+        self._dirty_holdings: set[str] = set()
         self._fills: list[Fill] = []
         self._updates: list[OrderUpdate] = []
         if snap.created_at is None:
@@ -229,14 +233,14 @@ class PaperVenue:
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Put ``symbol`` at ``price`` and match its resting orders (tests, rehearsals)."""
         self.feed.set(symbol, price)
-        self._dirty_symbols.add(symbol)
+        self._dirty_prices.add(symbol)
         self._match_resting(symbol)
         self._commit()
 
     def tick(self) -> None:
         """One step of the clock: move every price, expire day orders, match resting orders."""
         self.feed.step()
-        self._dirty_symbols.update(self.feed.known())
+        self._dirty_prices.update(self.feed.known())
         self._expire_day_orders()
         self._match_resting(None)
         self._commit()
@@ -311,7 +315,7 @@ class PaperVenue:
         price = self._fill_price(order, qty)
         commission = self.settings.commission_per_share * qty
         self.account.apply_fill(order.symbol, order.side, qty, price, commission)
-        self._dirty_symbols.add(order.symbol)
+        self._dirty_holdings.add(order.symbol)
         filled = order.filled_qty + qty
         avg = ((order.avg_fill_price or ZERO) * order.filled_qty + price * qty) / filled
         now = self.now_ns()
@@ -402,7 +406,7 @@ class PaperVenue:
 
     def _commit(self) -> None:
         """Write what changed in one transaction, then emit the updates in order."""
-        if not (self._dirty or self._dirty_symbols or self._fills):
+        if not (self._dirty or self._dirty_prices or self._fills):
             return
         store = self.store
         with store.transaction():
@@ -410,17 +414,16 @@ class PaperVenue:
                 store.put_order(working, is_open=working.order.id in self.open)
             for fill in self._fills:
                 store.put_fill(fill)
-            for symbol in self._dirty_symbols:
-                holding = self.account.holdings.get(symbol)
-                if holding is not None:
-                    store.put_holding(symbol, holding)
-            if self._dirty_symbols:
+            for symbol in self._dirty_holdings:
+                store.put_holding(symbol, self.account.holdings[symbol])
+            if self._dirty_prices:
                 known = self.feed.known()
-                store.put_prices({s: known[s] for s in self._dirty_symbols if s in known})
+                store.put_prices({s: known[s] for s in self._dirty_prices})
             store.put_meta(
                 cash=self.account.cash, next_order=self._next_order, next_fill=self._next_fill
             )
         updates = self._updates
-        self._dirty, self._dirty_symbols, self._fills, self._updates = {}, set(), [], []
+        self._dirty, self._fills, self._updates = {}, [], []
+        self._dirty_prices, self._dirty_holdings = set(), set()
         for update in updates:
             self.emit(update)
