@@ -95,12 +95,13 @@ class PaperVenue:
                 store.put_meta(cash=self.account.cash, created_at=snap.created_at)
         # Order ids stay unique across resets of the file: they carry its creation time.
         self._tag = format(snap.created_at // 1_000_000, "x")
-        # Whatever was travelling when we stopped has arrived meanwhile.
+        # Day orders of an earlier date expire, travelling or not; whatever else
+        # was travelling when we stopped has arrived meanwhile.
+        self._expire_day_orders(force=True)
         for working in list(self.open.values()):
             if working.in_transit:
                 working.in_transit = False
                 self._arrive(working)
-        self._expire_day_orders(force=True)
         self._commit()
 
     # -- queries ----------------------------------------------------------------
