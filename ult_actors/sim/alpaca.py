@@ -357,7 +357,9 @@ class AlpacaSim:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_stream, session)
                 await self._read_stream(session)
-                nursery.cancel_scope.cancel()
+                # Let the writer send what is queued (an "unauthorized" reply), briefly.
+                session.close_queue()
+                nursery.cancel_scope.deadline = trio.current_time() + 2.0
         finally:
             self._sessions.discard(session)
             with trio.CancelScope(shield=True):
