@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import select
 import subprocess
 from collections.abc import Iterator
@@ -175,3 +176,33 @@ def test_the_kill_switch_from_the_command_line(service: ServiceProcess) -> None:
 def test_config_check_still_works() -> None:
     done = run_ult("config", "check", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
+
+
+def _on_a_terminal(*args: str, env: dict[str, str]) -> bytes:
+    leader, follower = pty.openpty()
+    try:
+        subprocess.run([ULT, *args], stdout=follower, stderr=follower, env=env, timeout=30,
+                       check=False)  # fmt: skip
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        os.close(leader)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(service: ServiceProcess) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "ULT_SOCKET")}
+    coloured = _on_a_terminal("health", "--socket", str(service.socket), env=env)
+    assert b"\x1b[32mrunning\x1b[0m" in coloured
+    plain = _on_a_terminal("health", "--socket", str(service.socket), env={**env, "NO_COLOR": "1"})
+    assert b"running" in plain and b"\x1b[" not in plain
+    piped = ult(service, "health")
+    assert "running" in piped.stdout and "\x1b[" not in piped.stdout

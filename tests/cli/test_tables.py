@@ -1,0 +1,66 @@
+"""Human output: the health tree with last errors and their age, colour only when asked."""
+
+from __future__ import annotations
+
+from ult_actors.client_tables import Style, duration, health_document, health_tree
+from ult_actors.messages import ActorHealth, HealthSnapshot, LastError
+
+S = 1_000_000_000
+NOW = 1_000_000 * S
+
+
+def _actor(name: str, parent: str | None, **fields: object) -> ActorHealth:
+    base: dict[str, object] = dict(
+        kind="actor", state="running", restart="permanent", restarts=0,
+        started_at=NOW - 125 * S, last_error=None, mailbox_depth=0, handled=0,
+    )  # fmt: skip
+    base.update(fields)
+    return ActorHealth(name=name, parent=parent, **base)  # type: ignore[arg-type]
+
+
+SNAPSHOT = HealthSnapshot(
+    actors=[
+        _actor("ult", None, kind="supervisor", started_at=NOW - 3 * 3600 * S),
+        _actor("brokers", "ult", kind="supervisor"),
+        _actor(
+            "broker.alpaca", "brokers", state="restarting", restarts=3, mailbox_depth=17,
+            last_error=LastError(type="BrokerUnavailable", message="alpaca: 503", at=NOW - 65 * S),
+        ),
+        _actor("broker.paper", "brokers"),
+        _actor("ipc", "ult"),
+    ],
+    pid=42,
+    version="0.1.0",
+    started_at=NOW - 3 * 3600 * S,
+    taken_at=NOW,
+)
+
+
+def test_the_tree_is_indented_with_restarts_mailbox_and_the_last_error_with_its_age() -> None:
+    lines = health_tree(SNAPSHOT, Style(False)).splitlines()
+    assert lines[0] == "ult 0.1.0  pid 42  up 3h00m  trading active"
+    rows = {line.lstrip("│├└─ ").split()[0]: line for line in lines[2:]}
+    assert rows["ult"].startswith("ult ")
+    assert rows["brokers"].startswith("├─ brokers")
+    assert rows["broker.alpaca"].startswith("│  ├─ broker.alpaca")
+    assert rows["broker.paper"].startswith("│  └─ broker.paper")
+    assert rows["ipc"].startswith("└─ ipc")
+    alpaca = rows["broker.alpaca"].split()
+    assert alpaca[3:6] == ["restarting", "3", "17"]
+    assert rows["broker.alpaca"].endswith("BrokerUnavailable: alpaca: 503 (1m05s ago)")
+    assert "\x1b[" not in "\n".join(lines)
+
+
+def test_health_json_gives_ages_and_uptimes_in_seconds() -> None:
+    doc = health_document(SNAPSHOT)
+    alpaca = next(a for a in doc["actors"] if a["name"] == "broker.alpaca")
+    assert alpaca["last_error"]["age_s"] == 65.0
+    assert alpaca["uptime_s"] is None  # not running: no uptime
+    assert next(a for a in doc["actors"] if a["name"] == "ipc")["uptime_s"] == 125.0
+    assert doc["uptime_s"] == 3 * 3600
+
+
+def test_colour_marks_states_only_when_enabled() -> None:
+    coloured = health_tree(SNAPSHOT, Style(True))
+    assert "\x1b[33mrestarting\x1b[0m" in coloured and "\x1b[32mrunning\x1b[0m" in coloured
+    assert duration(59) == "59s" and duration(3 * 86400 + 4 * 3600) == "3d04h"
