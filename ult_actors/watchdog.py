@@ -67,3 +67,4 @@ async def report_to_systemd(
                     last = line
     finally:
         notifier.stopping("stopping")
+        notifier.close()
