@@ -19,6 +19,7 @@ import msgspec
 import trio
 import trio.testing
 
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.base import Connector, UpdateSink
 from ult_actors.brokers.paper import PaperConnector, PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection, load_config
@@ -98,7 +99,14 @@ def paper_config(state_dir: Path) -> ServiceConfig:
 async def running(
     cfg: ServiceConfig, factories: dict[str, Callable[[], Connector]] | None = None
 ) -> AsyncIterator[Service]:
-    svc = build_service(cfg, env={}, rng=random.Random(11), connector_factories=factories)
+    svc = build_service(
+        cfg,
+        env={},
+        rng=random.Random(11),
+        connector_factories=factories,
+        # Paper answers synchronously: nothing can still be in flight after a crash.
+        reconcile=ReconcilePolicy(settle_grace_s=0.05),
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(svc.run)
         yield svc
