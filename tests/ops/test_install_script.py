@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "install-systemd"
 
 
-def run(*args: str, stdin: str = "", prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*(prefix or []), "bash", str(SCRIPT), *args],
+        ["bash", str(SCRIPT), *args],
         input=stdin, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -58,14 +58,28 @@ def test_help_lists_install_credentials_and_uninstall() -> None:
 
 
 def test_it_refuses_to_install_without_root() -> None:
-    prefix = []
-    if os.getuid() == 0:
+    if os.getuid() != 0:
+        done = run("--start")
+    else:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("running as root and setpriv is missing")
-        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-    done = run("--start", prefix=prefix)
-    assert done.returncode == 1
+        # A copy nobody (uid 65534) can read, wherever the checkout lives (CI may keep it under /root).
+        workdir = Path(tempfile.mkdtemp(prefix="ulti", dir="/tmp"))
+        try:
+            workdir.chmod(0o755)
+            (workdir / "scripts").mkdir(mode=0o755)
+            copy = workdir / "scripts" / SCRIPT.name
+            shutil.copy(SCRIPT, copy)
+            copy.chmod(0o755)
+            done = subprocess.run(
+                [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(copy),
+                 "--start"],
+                capture_output=True, text=True, timeout=60, check=False, cwd="/",
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    assert done.returncode == 1, done.stderr
     assert "must run as root" in done.stderr
 
 
