@@ -1,29 +1,221 @@
-"""peer: alpaca-py straight to ``ult sim alpaca`` against the same order through ult."""
+"""peer: alpaca-py straight to ``ult sim alpaca`` against the same order through ult.
+
+The simulator runs as its own process on 127.0.0.1 (any free port). Then,
+one order at a time, a 1-share AAPL market buy:
+
+- **direct**: alpaca-py's ``TradingClient`` (``url_override`` pointing at the
+  simulator), ``submit_order`` -> its reply (the order accepted);
+- **via_ult**: ``ult serve`` with an ``alpaca`` broker pointed at the same
+  simulator, ult's blocking ``Client.submit(..., broker="alpaca")`` -> the
+  order accepted, which ult returns once the simulator's REST reply is in.
+
+Both clients are blocking, as a script using either would be; each loop runs
+in a worker thread so the bench's trio loop stays free.
+
+``measure_drop`` (the restart section) uses the same pair of processes:
+the simulator drops the next ``POST /v2/orders`` connection, or cuts every
+``trade_updates`` stream, and we time how long until an order gets through
+again.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from bench_common import Unavailable
+import trio
+from bench_common import (
+    Budget,
+    child_env,
+    latency_summary,
+    read_line,
+    short_tempdir,
+    stop_process,
+)
+
+KEY = "bench-key"
+SECRET = "bench-secret"  # a throwaway pair the loopback simulator is told to accept
 
 
 def missing() -> str | None:
     """What the peer section still lacks, or None when it can run."""
     needs = {
-        "ult_actors.sim.alpaca": "the Alpaca simulator (not written yet)",
-        "ult_actors.brokers.alpaca": "the Alpaca connector (not written yet)",
+        "ult_actors.sim.alpaca": "the Alpaca simulator",
+        "ult_actors.brokers.alpaca": "the Alpaca connector",
+        "ult_actors.client": "the client library",
         "alpaca": "alpaca-py (pip install -e '.[bench]')",
     }
     absent = [what for mod, what in needs.items() if importlib.util.find_spec(mod) is None]
     return f"missing: {', '.join(absent)}" if absent else None
 
 
+@asynccontextmanager
+async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator[str]:
+    """``ult sim alpaca`` on a free loopback port; yields its base URL."""
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable, "-m", "ult_actors.cli", "sim", "alpaca", "--port", "0",
+            "--key", KEY, "--secret", SECRET, "--cash", "1000000000000",
+            "--fill-delay", str(fill_delay_s), "--fill-slices", str(fill_slices),
+        ],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=child_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(30):
+            line = (await read_line(proc.stdout)).decode()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if not found:
+            raise RuntimeError(f"the simulator said {line!r}")
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        await stop_process(proc)
+
+
+@asynccontextmanager
+async def running_ult_on(base_url: str, *, profile: Path | None = None) -> AsyncIterator[Any]:
+    """``ult serve`` with the paper broker and an ``alpaca`` broker at ``base_url``."""
+    from bench_ult import start_service, write_config
+
+    with short_tempdir("bp-") as tmp:
+        (tmp / "run").mkdir(mode=0o700)
+        config = write_config(
+            tmp,
+            {"brokers.alpaca": {"kind": "alpaca", "base_url": base_url}},
+        )
+        service = await start_service(
+            tmp,
+            config,
+            env={"ALPACA_API_KEY": KEY, "ALPACA_API_SECRET": SECRET},
+            profile=profile,
+        )
+        try:
+            yield service
+        finally:
+            await service.stop()
+
+
+def _direct_loop(base_url: str, budget: Budget) -> list[int]:
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    client = TradingClient(KEY, SECRET, paper=True, url_override=base_url)
+    order = MarketOrderRequest(
+        symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY
+    )
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    stop_at = clock() + int(budget.seconds * 1e9)
+    for _ in range(budget.count):
+        t0 = clock()
+        client.submit_order(order)
+        t1 = clock()
+        samples.append(t1 - t0)
+        if t1 > stop_at:
+            break
+    return samples
+
+
+def _via_ult_loop(socket: Path, budget: Budget) -> list[int]:
+    from ult_actors.client import Client
+
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    stop_at = clock() + int(budget.seconds * 1e9)
+    with Client(socket, timeout=30) as client:
+        for _ in range(budget.count):
+            t0 = clock()
+            client.submit("AAPL", "buy", 1, broker="alpaca")
+            t1 = clock()
+            samples.append(t1 - t0)
+            if t1 > stop_at:
+                break
+    return samples
+
+
 async def measure(plan: Any) -> dict[str, Any]:
-    """p50 of alpaca-py direct against through ult."""
-    raise Unavailable(missing() or "not wired in yet")
+    """p50 of alpaca-py direct against through ult, one order at a time, same simulator."""
+    warm = Budget(min(30, plan.peer.count), 10.0)
+    async with running_sim(fill_delay_s=0.05, fill_slices=1) as base_url:
+        await trio.to_thread.run_sync(_direct_loop, base_url, warm)
+        direct = await trio.to_thread.run_sync(_direct_loop, base_url, plan.peer)
+        async with running_ult_on(base_url) as service:
+            await trio.to_thread.run_sync(_via_ult_loop, service.socket, warm)
+            via = await trio.to_thread.run_sync(_via_ult_loop, service.socket, plan.peer)
+    return {
+        "direct": latency_summary(direct),
+        "via_ult": latency_summary(via),
+        "setup": "ult sim alpaca child process; alpaca-py TradingClient vs ult Client"
+        " (blocking, one order at a time); ult journal default, risk limits on",
+    }
+
+
+def _post(base_url: str, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        base_url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:  # loopback only
+        return json.loads(reply.read() or b"null")
 
 
 async def measure_drop(plan: Any) -> dict[str, Any]:
-    """Simulator drops its connections -> first order acknowledged through ult."""
-    raise Unavailable(missing() or "not wired in yet")
+    """Simulator drops its connections -> the first order through ult again.
+
+    ``rest``: the next ``POST /v2/orders`` connection is dropped unanswered,
+    then an order is submitted (so the broker actor meets the drop and
+    recovers by its retry policy); measured to that order's acknowledgement.
+    ``stream``: every ``trade_updates`` connection is cut, then an order is
+    submitted with ``wait=True``; measured to its fill reported through ult
+    (the connector reconnects the stream or sweeps over REST).
+    """
+    from ult_actors.client import AsyncClient
+
+    rest: list[int] = []
+    stream: list[int] = []
+    baseline: list[int] = []
+    fault = {"kind": "drop", "count": 1, "method": "POST", "path": "/v2/orders"}
+    async with (
+        running_sim(fill_delay_s=0.0, fill_slices=1) as base_url,
+        running_ult_on(base_url) as service,
+        AsyncClient(service.socket, timeout=60) as client,
+    ):
+        for _ in range(3):  # warm: connector pool and stream up
+            await client.submit("AAPL", "buy", 1, broker="alpaca", wait=True, timeout=30)
+        for _ in range(plan.drop_samples):
+            with trio.fail_after(60):
+                t0 = time.perf_counter_ns()
+                await client.submit("AAPL", "buy", 1, broker="alpaca", wait=True)
+                baseline.append(time.perf_counter_ns() - t0)
+
+                await trio.to_thread.run_sync(_post, base_url, "/_sim/faults", fault)
+                t0 = time.perf_counter_ns()
+                await client.submit("AAPL", "buy", 1, broker="alpaca")
+                rest.append(time.perf_counter_ns() - t0)
+
+                await trio.to_thread.run_sync(_post, base_url, "/_sim/stream/drop", {})
+                t0 = time.perf_counter_ns()
+                await client.submit("AAPL", "buy", 1, broker="alpaca", wait=True)
+                stream.append(time.perf_counter_ns() - t0)
+    return {
+        "to_order": latency_summary(rest),
+        "stream_cut_to_fill": latency_summary(stream),
+        "no_fault_submit_to_fill": latency_summary(baseline),
+        "setup": "ult sim alpaca (fill delay 0) + ult serve with an alpaca broker;"
+        " rest = next POST /v2/orders connection dropped, retried by the broker actor"
+        " (retry delay_ms default 200, full jitter)",
+    }

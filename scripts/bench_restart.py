@@ -45,14 +45,20 @@ from ult_actors.service import Service, build_service
 
 
 class CrashSwitch:
-    """Set ``crash`` to make the wrapped connection fail now."""
+    """Set ``crash`` to make the wrapped connection fail now; ``crash_in_submit`` for mid-order."""
 
     def __init__(self) -> None:
         self.crash = trio.Event()
+        #: The next submit is applied at the broker, then the connector raises (no reply).
+        self.crash_in_submit = False
+
+
+class BenchCrash(RuntimeError):
+    """Raised by ``CrashableConnector`` on demand: an unexpected failure, so the actor crashes."""
 
 
 class CrashableConnector:
-    """A real connector whose update stream can be made to fail on demand."""
+    """A real connector whose update stream, or next submit, can be made to fail on demand."""
 
     def __init__(self, inner: Connector, switch: CrashSwitch) -> None:
         self.inner = inner
@@ -66,7 +72,11 @@ class CrashableConnector:
         await self.inner.disconnect()
 
     async def submit(self, request: OrderRequest) -> Order:
-        return await self.inner.submit(request)
+        order = await self.inner.submit(request)
+        if self.switch.crash_in_submit:
+            self.switch.crash_in_submit = False
+            raise BenchCrash("bench: crash after the broker applied the order")
+        return order
 
     async def cancel(self, order_id: str) -> Order:
         return await self.inner.cancel(order_id)
@@ -148,52 +158,75 @@ async def _service(
         nursery.cancel_scope.cancel()
 
 
+def _submit(n: int) -> Submit:
+    return Submit(
+        id=n,
+        order=OrderRequest(
+            symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"restart-{n}"
+        ),
+    )
+
+
 async def _one_crash(
     state_dir: Path, seed: int, backoff_ms: int | None, order_no: int
 ) -> tuple[int, int, str]:
-    """(ns to running again, ns to the first order answered) for one crash."""
+    """An idle broker actor's connection fails: (ns to running again, ns to an order answered).
+
+    The order is sent as soon as the actor is seen down, so it waits in the
+    mailbox for the next incarnation: the time until orders flow again.
+    """
     async with _service(state_dir, seed, backoff_ms=backoff_ms) as (service, switch, connector):
         health = service.bus.subscribe(
             lambda e: isinstance(e, ActorHealthChanged) and e.name == "broker.paper",
             capacity=64,
         )
-        request = Submit(
-            id=order_no,
-            order=OrderRequest(
-                symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"restart-{order_no}"
-            ),
-        )
         running_ns = order_ns = 0
+        down = trio.Event()
         with trio.fail_after(30):
             t0 = time.perf_counter_ns()
             switch.crash.set()
 
             async def wait_running() -> None:
                 nonlocal running_ns
-                saw_down = False
                 async for event in health:
                     assert isinstance(event, ActorHealthChanged)
                     if event.state != "running":
-                        saw_down = True
-                    elif saw_down:
+                        down.set()
+                    elif down.is_set():
                         running_ns = time.perf_counter_ns() - t0
                         return
 
-            async def first_order() -> None:
+            async def next_order() -> None:
                 nonlocal order_ns
-                reply = await service.gateway.handle(request)
+                await down.wait()
+                reply = await service.gateway.handle(_submit(order_no))
                 assert isinstance(reply, OrderReply)
                 order_ns = time.perf_counter_ns() - t0
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(wait_running)
-                nursery.start_soon(first_order)
+                nursery.start_soon(next_order)
         health.close()
     return running_ns, order_ns, connector
 
 
+async def _one_mid_submit_crash(state_dir: Path, seed: int, order_no: int) -> int:
+    """The actor crashes after the broker applied an order and before it answered.
+
+    Measured from the submit to its answer: the crash, the restart, the
+    redelivered request finding the order at the broker by client order id.
+    """
+    async with _service(state_dir, seed, backoff_ms=None) as (service, switch, _connector):
+        switch.crash_in_submit = True
+        with trio.fail_after(60):
+            t0 = time.perf_counter_ns()
+            reply = await service.gateway.handle(_submit(order_no))
+            assert isinstance(reply, OrderReply)
+            return time.perf_counter_ns() - t0
+
+
 async def measure_crash(samples: int, seconds: float) -> dict[str, Any]:
-    """Crash-to-running and crash-to-first-order, default backoff and zero backoff."""
+    """Crash-to-running and crash-to-next-order, default and zero backoff; mid-submit crash."""
     out: dict[str, Any] = {}
     stop_at = time.perf_counter() + seconds
     connector = "?"
@@ -213,5 +246,12 @@ async def measure_crash(samples: int, seconds: float) -> dict[str, Any]:
             "to_running": latency_summary(running),
             "to_first_order": latency_summary(orders),
         }
+    mid: list[int] = []
+    with short_tempdir("br-") as tmp:
+        for i in range(max(1, samples // 5)):
+            sample_dir = tmp / str(i)
+            sample_dir.mkdir()
+            mid.append(await _one_mid_submit_crash(sample_dir, 2000 + i, i + 1))
+    out["mid_submit"] = {"to_answer": latency_summary(mid)}
     out["connector"] = connector
     return out
