@@ -306,7 +306,7 @@ class _BrokerIncarnation:
         known = await store.get(coid)
         if known is not None:
             # It may already be at the broker: find out before sending again.
-            found = await self._lookup(coid)
+            found = await self._lookup_patiently(known)
             if found is not None:
                 return await self._track(found)
             if known.status != "pending_new":
@@ -394,6 +394,24 @@ class _BrokerIncarnation:
             )
         )
         raise exc
+
+    async def _lookup_patiently(self, known: Order) -> Order | None:
+        """Look up with the submit retry policy; still failing: the outcome is unknown."""
+        coid = known.client_order_id
+        policy = self.deps.retry
+        attempt = 0
+        while True:
+            try:
+                return await self._lookup(coid)
+            except (BrokerUnavailable, RateLimited) as exc:
+                attempt += 1
+                if not policy.enabled or attempt > policy.max_retries:
+                    raise BrokerUnavailable(
+                        f"broker {self.deps.name} cannot say whether it has order {coid}"
+                        f" ({exc.code}); its outcome stays unknown until reconciled",
+                        broker=self.deps.name,
+                    ) from exc
+                await trio.sleep(policy.delay(attempt, self.deps.rng, exc.retry_after))
 
     async def _lookup(self, client_order_id: str) -> Order | None:
         try:

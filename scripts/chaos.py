@@ -1,0 +1,510 @@
+#!/usr/bin/env python3
+"""Chaos test: N orders through the real service while its broker and process are broken.
+
+Runs the service (``scripts/chaos_service.py``: the ``ult serve`` tree with
+the paper broker behind seeded faults — dropped connections, 5xx, 429, slow
+replies, orders applied whose reply is lost, broker actor crashes, update
+streams cut) on a socket in a temp dir, and ``--clients`` clients submitting
+``--orders`` orders with their own client order ids (mostly market orders;
+some resting limit orders, half of which they cancel). ``--kills`` times the
+whole service is killed with SIGKILL and started again, mid-flow; clients
+that lose their connection send the same order (same client order id) again
+once the service is back, as a client should.
+
+At the end, once nothing is in flight, it stops the service and checks from
+the broker's side (the paper account file, read through the paper
+connector): every client order id exists at most once and no order exists
+that nobody sent (duplicates); every order a client was told the broker
+took is at the broker (lost); every order is in the same state in the
+journal and at the broker, terminal or open (mismatched); positions at the
+broker equal the fills in the journal. It prints the counts and exits 0
+only if duplicates, lost, mismatched and unsettled are all 0 and positions
+agree.
+
+The order stream, the fault schedule of each service start, and the kill
+points are fixed by ``--seed``; thread timing can still change which call a
+fault lands on.
+
+    scripts/chaos.py --orders 10000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from ult_actors.brokers.paper import PaperConnector
+from ult_actors.brokers.paper_settings import PaperSettings
+from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
+from ult_actors.errors import NotFound, Timeout, UltError
+from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Order
+
+CHILD = Path(__file__).resolve().with_name("chaos_service.py")
+SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "TSLA"]
+#: Reply statuses that mean the broker took the order.
+TAKEN = frozenset({"accepted", "partially_filled", "filled", "canceled", "expired", "pending_cancel"})
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """One order a client will send."""
+
+    coid: str
+    symbol: str
+    side: str
+    qty: int
+    type: str
+    limit_price: Decimal | None
+    cancel: bool
+
+
+def make_plan(n: int, seed: int) -> list[PlannedOrder]:
+    """The orders, fixed by the seed."""
+    rng = random.Random(seed)
+    plan = []
+    for i in range(n):
+        resting = rng.random() < 0.15
+        side = "buy" if rng.random() < 0.6 else "sell"
+        plan.append(
+            PlannedOrder(
+                coid=f"chaos-{seed}-{i}",
+                symbol=rng.choice(SYMBOLS),
+                side=side,
+                qty=rng.randint(1, 20),
+                type="limit" if resting else "market",
+                # Far from the market, so it rests for the whole run.
+                limit_price=(Decimal(1) if side == "buy" else Decimal(100000)) if resting else None,
+                cancel=resting and rng.random() < 0.5,
+            )
+        )
+    return plan
+
+
+@dataclass
+class Tally:
+    """What happened, as the clients and the service saw it."""
+
+    replies: dict[str, Order] = field(default_factory=dict)
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    reconnects: int = 0
+    retried_unavailable: int = 0
+    kills: int = 0
+    exits: int = 0
+    starts: int = 0
+    canceled: int = 0
+    done: int = 0
+
+
+class Child:
+    """The service process: started, killed, restarted, stopped."""
+
+    def __init__(self, base: Path, args: argparse.Namespace, tally: Tally) -> None:
+        self.base = base
+        self.args = args
+        self.tally = tally
+        self.socket = base / "run" / "ult.sock"
+        self.state = base / "state"
+        self.faults = base / "faults.jsonl"
+        self.log_path = base / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.up = trio.Event()
+        self.stopping = False
+
+    async def start(self) -> None:
+        self.tally.starts += 1
+        env = {k: v for k, v in os.environ.items() if k not in ("ULT_SOCKET", "ULT_CONFIG")}
+        env.pop("NOTIFY_SOCKET", None)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220  # a long-lived child we signal
+                [sys.executable, str(CHILD), "--socket", str(self.socket),
+                 "--state-dir", str(self.state), "--faults-log", str(self.faults),
+                 "--seed", str(self.args.seed * 1000 + self.tally.starts),
+                 "--fault-rate", str(self.args.fault_rate),
+                 "--stream-drop-every", str(self.args.stream_drop_every)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            )  # fmt: skip
+        with trio.fail_after(60):
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"service exited at start:\n{self.log_tail()}")
+                try:
+                    async with AsyncClient(self.socket, timeout=5) as client:
+                        await client.ping()
+                    break
+                except UltError:
+                    await trio.sleep(0.05)
+        self.up.set()
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def kill9_and_restart(self) -> None:
+        assert self.proc is not None
+        self.up = trio.Event()
+        self.proc.send_signal(signal.SIGKILL)
+        await trio.to_thread.run_sync(self.proc.wait)
+        self.tally.kills += 1
+        await self.start()
+
+    async def keep_alive(self) -> None:
+        """Like systemd's Restart=on-failure: a service that gave up is started again."""
+        while True:
+            await trio.sleep(0.2)
+            proc = self.proc
+            if self.stopping or proc is None or not self.up.is_set():
+                continue
+            if proc.poll() is not None:
+                self.tally.exits += 1
+                self.up = trio.Event()
+                await self.start()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await trio.to_thread.run_sync(lambda: self.proc.wait(timeout=30))  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            await trio.to_thread.run_sync(self.proc.wait)
+
+
+async def run_clients(
+    child: Child, plan: list[PlannedOrder], args: argparse.Namespace, tally: Tally
+) -> None:
+    kill_rng = random.Random(args.seed + 1)
+    n = len(plan)
+    lo, hi = max(1, n // 10), max(2, n * 9 // 10)
+    kill_at = set(kill_rng.sample(range(lo, hi), min(args.kills, hi - lo)))
+    kill_now = trio.Event()
+
+    async def send(c: AsyncClient, o: PlannedOrder) -> None:
+        """One order to its answer; connection errors propagate (the caller resends it)."""
+        unavailable = 0
+        while True:
+            try:
+                order = await c.submit(
+                    o.symbol, o.side, o.qty, type=o.type,  # type: ignore[arg-type]
+                    limit_price=o.limit_price, client_order_id=o.coid,
+                )  # fmt: skip
+            except (ConnectionLost, ServiceUnreachable, Timeout):
+                raise
+            except UltError as exc:
+                if exc.transient and unavailable < 3:
+                    # Outcome unknown or try later: asking again with the same id is safe.
+                    unavailable += 1
+                    tally.retried_unavailable += 1
+                    await trio.sleep(max(0.05, exc.retry_after or 0))
+                    continue
+                tally.rejected[f"gave up: {exc.code}" if exc.transient else exc.code] += 1
+                return
+            break
+        tally.replies[o.coid] = order
+        if order.status == "rejected":
+            tally.rejected[(order.reject_reason or "rejected").split(":")[0]] += 1
+        elif o.cancel and order.status in OPEN_STATUSES:
+            try:
+                await c.cancel(o.coid)
+                tally.canceled += 1
+            except (ConnectionLost, ServiceUnreachable, Timeout):
+                raise
+            except UltError:
+                pass
+
+    async def client_task(indices: list[int]) -> None:
+        pos = 0
+        while pos < len(indices):
+            await child.up.wait()
+            try:
+                async with AsyncClient(child.socket, timeout=60) as c:
+                    while pos < len(indices):
+                        await send(c, plan[indices[pos]])
+                        pos += 1
+                        tally.done += 1
+                        if tally.done in kill_at:
+                            kill_now.set()
+            except (ConnectionLost, ServiceUnreachable, Timeout):
+                # Maybe sent, maybe not: the same order, same id, once the service is back.
+                tally.reconnects += 1
+                await trio.sleep(0.05)
+
+    async def killer(cancel_scope: trio.CancelScope) -> None:
+        nonlocal kill_now
+        while True:
+            await kill_now.wait()
+            kill_now = trio.Event()
+            await child.kill9_and_restart()
+
+    shares: list[list[int]] = [[] for _ in range(args.clients)]
+    for i in range(n):
+        shares[i % args.clients].append(i)
+    async with trio.open_nursery() as outer:
+        outer.start_soon(killer, outer.cancel_scope)
+        outer.start_soon(child.keep_alive)
+        async with trio.open_nursery() as clients:
+            for share in shares:
+                clients.start_soon(client_task, share)
+        outer.cancel_scope.cancel()
+
+
+async def settle(child: Child, timeout: float) -> tuple[list[Order], list[Any]]:
+    """Wait until no order is in flight; the service's open orders and positions then."""
+    with trio.move_on_after(timeout):
+        while True:
+            await child.up.wait()
+            try:
+                async with AsyncClient(child.socket, timeout=30) as client:
+                    open_orders = await client.orders(open=True, limit=1_000_000)
+                    busy = [
+                        o
+                        for o in open_orders
+                        if o.status in ("pending_new", "pending_cancel") or o.outcome == "unknown"
+                    ]
+                    if not busy:
+                        return open_orders, await client.positions("paper")
+            except UltError:
+                pass
+            await trio.sleep(0.5)
+    return [], []
+
+
+def read_journal(path: Path) -> dict[str, Order]:
+    decode = msgspec.msgpack.Decoder(Order).decode
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {c: decode(b) for c, b in conn.execute("SELECT client_order_id, body FROM orders")}
+    finally:
+        conn.close()
+
+
+async def read_broker(state: Path, coids: list[str]) -> tuple[dict[str, Order], list[str], dict[str, Decimal]]:
+    """The paper account as the broker holds it: orders by client id, every id, positions."""
+    db = state / "paper-paper.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        every_id = [row[0] for row in conn.execute("SELECT client_order_id FROM orders")]
+    finally:
+        conn.close()
+    connector = PaperConnector("paper", PaperSettings(state_path=str(db), tick_interval_s=0))
+    await connector.connect()
+    try:
+        orders = {}
+        for coid in coids:
+            with contextlib.suppress(NotFound):
+                orders[coid] = await connector.get_order_by_client_id(coid)
+        positions = {p.symbol: p.qty for p in await connector.positions()}
+    finally:
+        await connector.disconnect()
+    return orders, every_id, positions
+
+
+def count_faults(path: Path) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                counts[json.loads(line)["kind"]] += 1
+            except (ValueError, KeyError):
+                counts["(torn line)"] += 1
+    return counts
+
+
+def reconcile_totals(log_path: Path) -> dict[str, int]:
+    totals: collections.Counter[str] = collections.Counter()
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"reconciled' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        key = "start" if entry.get("event") == "reconciled on start" else "running"
+        totals[f"{key}_passes"] += 1
+        for name in ("checked", "resubmitted", "never_arrived", "unresolved", "unknown_at_broker"):
+            totals[f"{key}_{name}"] += int(entry.get(name, 0))
+    return dict(totals)
+
+
+async def chaos(args: argparse.Namespace) -> int:
+    plan = make_plan(args.orders, args.seed)
+    base = Path(tempfile.mkdtemp(prefix="ult-chaos-", dir="/tmp"))
+    tally = Tally()
+    child = Child(base, args, tally)
+    started = time.monotonic()
+    try:
+        await child.start()
+        await run_clients(child, plan, args, tally)
+        elapsed = time.monotonic() - started
+        _, service_positions = await settle(child, args.settle_timeout)
+        await child.stop()
+        journal = read_journal(child.state / "journal.db")
+        coids = [o.coid for o in plan]
+        broker, every_id, broker_positions = await read_broker(child.state, coids)
+        report = check(plan, tally, journal, broker, every_id, broker_positions, service_positions)
+        report["faults"] = dict(sorted(count_faults(child.faults).items()))
+        report["faults"]["kill9"] = tally.kills
+        report["faults"]["service_gave_up_and_restarted"] = tally.exits
+        report["reconciliation"] = reconcile_totals(child.log_path)
+        report["elapsed_s"] = round(elapsed, 1)
+        report["orders_per_s"] = round(args.orders / elapsed, 1)
+        report["base"] = str(base) if args.keep else None
+        print_report(report, args)
+        ok = (
+            report["duplicates"] == 0
+            and report["lost"] == 0
+            and report["mismatched"] == 0
+            and report["unsettled"] == 0
+            and report["positions_agree"]
+        )
+        return 0 if ok else 1
+    finally:
+        await child.stop()
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def check(
+    plan: list[PlannedOrder],
+    tally: Tally,
+    journal: dict[str, Order],
+    broker: dict[str, Order],
+    every_id: list[str],
+    broker_positions: dict[str, Decimal],
+    service_positions: list[Any],
+) -> dict[str, Any]:
+    ours = {o.coid for o in plan}
+    seen = collections.Counter(every_id)
+    duplicates = sum(n - 1 for n in seen.values() if n > 1) + sum(
+        1 for c in seen if c not in ours
+    )
+    lost_ids = [
+        c
+        for c, reply in tally.replies.items()
+        if reply.status in TAKEN and c not in broker
+    ] + [c for c, o in journal.items() if o.status != "rejected" and c not in broker]
+    mismatched_ids = []
+    for coid, theirs in broker.items():
+        mine = journal.get(coid)
+        if mine is None or mine.status != theirs.status or mine.filled_qty != theirs.filled_qty:
+            mismatched_ids.append(
+                f"{coid}: journal {mine.status if mine else None}, broker {theirs.status}"
+            )
+    unsettled = [
+        c
+        for c, o in journal.items()
+        if (o.status not in TERMINAL_STATUSES and o.status not in ("accepted", "partially_filled"))
+        or o.outcome == "unknown"
+    ]
+    from_journal: dict[str, Decimal] = collections.defaultdict(Decimal)
+    for o in journal.values():
+        if o.filled_qty:
+            from_journal[o.symbol] += o.filled_qty if o.side == "buy" else -o.filled_qty
+    nonzero = {s: q for s, q in from_journal.items() if q}
+    book = {p.symbol: p.qty for p in service_positions if p.qty}
+    accepted = [r for r in tally.replies.values() if r.status != "rejected"]
+    return {
+        "submitted": len(plan),
+        "accepted": len(accepted),
+        "accepted_outcome_unknown_at_reply": sum(1 for r in accepted if r.outcome == "unknown"),
+        "rejected": sum(tally.rejected.values()),
+        "rejected_by_reason": dict(sorted(tally.rejected.items())),
+        "canceled_by_clients": tally.canceled,
+        "client_reconnects": tally.reconnects,
+        "client_retries_after_unavailable": tally.retried_unavailable,
+        "at_broker": len(broker),
+        "open_at_end": sum(1 for o in broker.values() if o.status in OPEN_STATUSES),
+        "duplicates": duplicates,
+        "lost": len(set(lost_ids)),
+        "lost_ids": sorted(set(lost_ids))[:10],
+        "mismatched": len(mismatched_ids),
+        "mismatched_ids": mismatched_ids[:10],
+        "unsettled": len(unsettled),
+        "unsettled_ids": unsettled[:10],
+        "positions_agree": nonzero == {s: q for s, q in broker_positions.items() if q},
+        "service_book_agrees": book == {s: q for s, q in broker_positions.items() if q},
+        "broker_positions": {s: str(q) for s, q in sorted(broker_positions.items())},
+    }
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    print(f"chaos: seed {args.seed}, {args.clients} clients, fault rate {args.fault_rate}")
+    rows = [
+        ("submitted", report["submitted"]),
+        ("accepted", report["accepted"]),
+        ("  outcome unknown at reply", report["accepted_outcome_unknown_at_reply"]),
+        ("rejected", report["rejected"]),
+        *((f"  {reason}", n) for reason, n in report["rejected_by_reason"].items()),
+        ("canceled by clients", report["canceled_by_clients"]),
+        ("client reconnects", report["client_reconnects"]),
+        ("faults injected", sum(report["faults"].values())),
+        *((f"  {kind}", n) for kind, n in report["faults"].items()),
+        ("reconciliation", ""),
+        *((f"  {k}", n) for k, n in sorted(report["reconciliation"].items())),
+        ("orders at the broker", report["at_broker"]),
+        ("  open at the end", report["open_at_end"]),
+        ("duplicates", report["duplicates"]),
+        ("lost", report["lost"]),
+        ("mismatched journal/broker", report["mismatched"]),
+        ("unsettled", report["unsettled"]),
+        ("positions agree (broker = journal)", "yes" if report["positions_agree"] else "NO"),
+        ("service book = broker", "yes" if report["service_book_agrees"] else "no"),
+        ("elapsed s", report["elapsed_s"]),
+        ("orders/s", report["orders_per_s"]),
+    ]
+    for name, value in rows:
+        print(f"{name:<38}{value}")
+    for key in ("lost_ids", "mismatched_ids", "unsettled_ids"):
+        if report[key]:
+            print(f"{key}: {report[key]}")
+    if report["base"]:
+        print(f"kept: {report['base']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--orders", type=int, default=1000, help="orders to submit (default 1000)")
+    p.add_argument("--seed", type=int, default=1, help="fixes orders, faults, kill points")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    p.add_argument(
+        "--kills", type=int, default=None, help="kill -9 + restarts (default 1 per 2000 orders, >= 1)"
+    )
+    p.add_argument("--fault-rate", type=float, default=0.05, help="share of broker calls broken")
+    p.add_argument(
+        "--stream-drop-every", type=float, default=20.0, help="mean s between stream cuts (0: off)"
+    )
+    p.add_argument("--settle-timeout", type=float, default=120.0, help="max s to wait at the end")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, journal, account)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = p.parse_args(argv)
+    if args.kills is None:
+        args.kills = max(1, args.orders // 2000)
+    if args.orders < 1 or args.clients < 1:
+        p.error("--orders and --clients must be at least 1")
+    return trio.run(chaos, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
