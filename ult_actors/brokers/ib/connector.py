@@ -117,6 +117,7 @@ class IbConnector:
         self._by_ref: dict[str, int] = {}
         self._by_perm: dict[int, int] = {}
         self._seen_execs: set[str] = set()
+        self._untracked_execs: dict[int, wire.ExecDetails] = {}
         self._emit_fills = False
         #: False between 1100 and 1101/1102.
         self.available = True
@@ -555,7 +556,11 @@ class IbConnector:
         if tracked is None and msg.order_ref:
             tracked = self._orders.get(self._by_ref.get(msg.order_ref, 0))
         if tracked is None:
-            return []  # not ours, or not known yet: the sync's order lists settle it
+            # Not tracked (yet): remember which order it was, for completed orders
+            # (which carry no order id) found later by perm id.
+            if msg.client_id == self.settings.client_id:
+                self._untracked_execs[msg.perm_id] = msg
+            return []
         self._seen_execs.add(msg.exec_id)
         fill = None
         if self._emit_fills:
@@ -658,18 +663,16 @@ class IbConnector:
             perm_key = self._by_perm.get(msg.order.perm_id)
             if perm_key is not None and perm_key in self._orders:
                 continue
-            added = self._track_from_ib(
-                self._order_id_for_perm(msg.order.perm_id), msg.contract, msg.order, msg.status
-            )
+            execution = self._untracked_execs.get(msg.order.perm_id)
+            order_id = execution.order_id if execution is not None else 0
+            added = self._track_from_ib(order_id, msg.contract, msg.order, msg.status)
             if added is not None:
                 self._apply_completed(added, msg)
+                if execution is not None:
+                    self._set(added, avg_fill_price=execution.avg_price or execution.price)
                 if match(added):
                     return added.order
         return None
-
-    def _order_id_for_perm(self, perm_id: int) -> int:
-        key = self._by_perm.get(perm_id, 0)
-        return key if key > 0 else 0
 
     # -- the Connector protocol ----------------------------------------------------
 

@@ -378,6 +378,10 @@ class TwsSimulator:
             assert isinstance(request, wire.PlaceOrder | wire.CancelOrder)
             await self._route(self._order_request(client_id, request))
 
+    async def notify(self, code: int, text: str) -> None:
+        """Send every client a system message (req id -1), e.g. a farm notice."""
+        await self._route([(None, wire.ErrorMessage(req_id=-1, code=code, message=text))])
+
     async def set_price(self, symbol: str, price: Decimal) -> None:
         """Move a symbol's price and execute the orders it triggers."""
         await self._route(self.exchange.set_price(symbol, price))
