@@ -242,3 +242,47 @@ async def test_a_bug_inside_the_service_is_an_internal_error_and_the_connection_
                 assert "secret internals" not in info.value.message
                 await client.ping()
         nursery.cancel_scope.cancel()
+
+
+async def test_every_mutating_request_is_logged_with_the_peer_uid_and_pid(sock_dir: Path) -> None:
+    import structlog
+
+    structlog.reset_defaults()
+    with structlog.testing.capture_logs() as logs:
+        async with ipc_service(sock_dir) as (_svc, path), AsyncClient(path) as client:
+            with trio.fail_after(10):
+                await client.submit("AAPL", "buy", 2, client_order_id="logged-1")
+                await client.kill_switch(False)
+                await client.health()  # a read: not logged as a request
+    structlog.reset_defaults()
+    requests = [e for e in logs if e["event"] == "request"]
+    assert [r["kind"] for r in requests] == ["Submit", "SetKillSwitch"]
+    for entry in requests:
+        assert (entry["peer_uid"], entry["peer_pid"]) == (os.getuid(), os.getpid())
+    assert requests[0]["client_order_id"] == "logged-1" and requests[0]["qty"] == "2"
+
+
+async def test_an_async_client_that_stops_reading_events_learns_why_it_was_dropped(
+    sock_dir: Path,
+) -> None:
+    from ult_actors.client import SubscriptionLost
+
+    async with ipc_service(sock_dir, subscriber_queue=8, outbox_high_water=2048) as (svc, path):
+        handed_out: list[Subscription[Any]] = []
+        subscribe = svc.gateway.subscribe
+
+        def recording_subscribe(topics: Any, capacity: int) -> Subscription[Any]:
+            handed_out.append(subscribe(topics, capacity))
+            return handed_out[-1]
+
+        svc.gateway.subscribe = recording_subscribe  # type: ignore[method-assign]
+        async with AsyncClient(path, event_buffer=1) as lazy, AsyncClient(path) as trader:
+            events = await lazy.subscribe(["orders"])
+            with trio.fail_after(60):
+                while handed_out[0].dropped_reason is None:  # trade; the lazy one reads nothing
+                    for _ in range(50):
+                        await trader.submit("AAPL", "buy", 1)
+                with pytest.raises(SubscriptionLost, match="fell behind") as info:
+                    async for _event in events:
+                        pass
+            assert "8 events queued and unread" in info.value.reason
