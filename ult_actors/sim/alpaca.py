@@ -48,6 +48,7 @@ import hmac
 import json
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -524,25 +525,34 @@ def main(argv: list[str]) -> int:
         print(f"ult sim alpaca: bad --fault: {exc}", file=sys.stderr)
         return 2
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(
-                partial(serve_alpaca_sim, sim, host=args.host, port=args.port)
-            )
-            keys = "the configured key pair" if key or secret else "any non-empty key pair"
-            print(
-                f"alpaca simulator on http://{args.host}:{port} (stream ws://{args.host}:{port}"
-                f"{STREAM_PATH}), accepting {keys}\n"
-                f"  export ALPACA_BASE_URL=http://{args.host}:{port}\n"
-                f"  export ALPACA_STREAM_URL=ws://{args.host}:{port}{STREAM_PATH}",
-                flush=True,
-            )
-
-    try:
-        trio.run(run)
-    except KeyboardInterrupt:
+    async def run() -> int:
+        # Ctrl-C and SIGTERM (the chaos script stopping it) are a clean stop.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                refused: list[OSError] = []
+                try:
+                    port = await nursery.start(
+                        partial(serve_alpaca_sim, sim, host=args.host, port=args.port)
+                    )
+                except* OSError as group:
+                    refused.extend(e for e in group.exceptions if isinstance(e, OSError))
+                if refused:
+                    where = f"{args.host}:{args.port}"
+                    print(
+                        f"ult sim alpaca: cannot listen on {where}: {refused[0]}", file=sys.stderr
+                    )
+                    return 1
+                keys = "the configured key pair" if key or secret else "any non-empty key pair"
+                print(
+                    f"alpaca simulator on http://{args.host}:{port} (stream"
+                    f" ws://{args.host}:{port}{STREAM_PATH}), accepting {keys}\n"
+                    f"  export ALPACA_BASE_URL=http://{args.host}:{port}\n"
+                    f"  export ALPACA_STREAM_URL=ws://{args.host}:{port}{STREAM_PATH}",
+                    flush=True,
+                )
+                async for _ in signals:
+                    break
+                nursery.cancel_scope.cancel()
         return 0
-    except OSError as exc:
-        print(f"ult sim alpaca: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return trio.run(run)
