@@ -450,3 +450,22 @@ async def test_the_market_clock_moves_prices_and_fills_resting_orders_by_itself(
         assert done.avg_fill_price <= Decimal("99.5")
         assert trio.current_time() - start >= 1.0  # it took at least one tick
         assert broker.price("AAPL") != 100
+
+
+async def test_an_order_travelling_at_a_restart_arrives_on_reload_unless_its_day_is_over(
+    tmp_path: Path,
+) -> None:
+    day_ns = 86_400 * 10**9
+    now = [20_000 * day_ns + 3_600 * 10**9]
+    path = tmp_path / "p.db"
+    first = PaperConnector("paper", settings(path, latency_ms=60_000), now_ns=lambda: now[0])
+    await first.connect()
+    travelling = await first.submit(order(time_in_force="gtc"))
+    yesterday = await first.submit(order(time_in_force="day"))
+    assert travelling.status == yesterday.status == "accepted"
+    await first.disconnect()  # stopped before either reached the market
+    now[0] += day_ns
+    async with paper(path, now_ns=lambda: now[0], latency_ms=60_000) as (again, _):
+        assert (await again.get_order(travelling.id)).status == "filled"
+        assert (await again.get_order(yesterday.id)).status == "expired"
+        assert {p.symbol: p.qty for p in await again.positions()} == {"AAPL": 10}
