@@ -68,7 +68,8 @@ from ult_actors.sim.oanda_http import (
     HttpRequest,
     HttpResponse,
     StreamResponse,
-    serve_http,
+    bound_port,
+    serve_listeners,
 )
 from ult_actors.sim.oanda_prices import PriceFeed
 from ult_actors.sim.oanda_wire import DatetimeFormat, datetime_format, render
@@ -129,8 +130,11 @@ class OandaSimulator:
         self, port: int = 0, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve on 127.0.0.1:``port`` (0: any free port) until cancelled."""
+        # Bound before any nursery, so a taken port is a plain OSError for the caller.
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        self.port = bound_port(listeners)
         async with trio.open_nursery() as nursery:
-            self.port = await nursery.start(serve_http, self.handle, "127.0.0.1", port)
+            nursery.start_soon(serve_listeners, self.handle, listeners)
             if self.tick_s > 0:
                 nursery.start_soon(self._tick_loop)
             task_status.started(self.port)
@@ -438,9 +442,15 @@ def main(argv: list[str]) -> int:
         balance=balance,
     )
 
+    failure: list[OSError] = []
+
     async def run() -> None:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(sim.serve, args.port)
+            try:
+                port = await nursery.start(sim.serve, args.port)
+            except OSError as exc:  # the port is taken or not ours to use
+                failure.append(exc)
+                return
             # The token itself is never printed unless it is the public default.
             accepted = (
                 f"the token in {token_source}" if token_source else f"token {DEFAULT_TOKEN!r}"
@@ -456,10 +466,8 @@ def main(argv: list[str]) -> int:
         trio.run(run)
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
-        print(
-            f"ult sim oanda: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}",
-            file=sys.stderr,
-        )
+    if failure:
+        reason = failure[0].strerror or str(failure[0])
+        print(f"ult sim oanda: cannot listen on 127.0.0.1:{args.port}: {reason}", file=sys.stderr)
         return 1
     return 0

@@ -75,8 +75,18 @@ async def serve_http(
 ) -> None:
     """Serve ``handler`` on ``host:port`` until cancelled; reports the bound port."""
     listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()[1]
-    task_status.started(bound)
+    task_status.started(bound_port(listeners))
+    await serve_listeners(handler, listeners)
+
+
+def bound_port(listeners: list[trio.SocketListener]) -> int:
+    """The TCP port ``listeners`` are bound to."""
+    port: int = listeners[0].socket.getsockname()[1]
+    return port
+
+
+async def serve_listeners(handler: Handler, listeners: list[trio.SocketListener]) -> None:
+    """Serve ``handler`` on already bound listeners until cancelled."""
 
     async def on_connection(stream: trio.SocketStream) -> None:
         await _serve_connection(stream, handler)
