@@ -41,6 +41,8 @@ from ult_actors.runtime.pubsub import Subscription
 
 _MUTATING = (Submit, Cancel, SetKillSwitch, SetTradingState)
 _READ_SIZE = 1 << 16
+#: How long replies still owed are awaited after the client closed its side.
+_EOF_GRACE_S = 30.0
 
 
 class Connection:
@@ -83,9 +85,14 @@ class Connection:
                         oversize = await self._read(handlers)
                         if oversize:
                             handlers.cancel_scope.cancel()
-                        elif self._subscription is not None:
-                            # The client closed its side: nobody will read events any more.
-                            self._subscription.close()
+                        else:
+                            # The client closed its side. It may still read replies (a
+                            # half-close), but not forever: a ``wait=True`` submit of a
+                            # resting order must not pin a vanished client's tasks. The
+                            # orders themselves are unaffected; only the waiting ends.
+                            handlers.cancel_scope.deadline = trio.current_time() + _EOF_GRACE_S
+                            if self._subscription is not None:
+                                self._subscription.close()  # nobody will read events
                     self.outbox.close()
         finally:
             if self._subscription is not None:
