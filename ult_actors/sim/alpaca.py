@@ -471,11 +471,27 @@ async def serve_alpaca_sim(
         task_status.started(bound)
 
 
+_ADMIN_HELP = """\
+fault switches and admin endpoints (same port, no credentials):
+  POST   /_sim/faults       arm: {"kind": K, "count": N, "method": M, "path": P, ...}
+                            K: drop | status (status=503) | rate_limit (retry_after_s,
+                            retry_after_header) | slow (delay_s) | lose_reply |
+                            stream_drop (after_events) | stream_refuse
+  DELETE /_sim/faults       disarm all
+  POST   /_sim/stream/drop  cut every trade_updates connection now
+  POST   /_sim/prices       {"AAPL": "191.20"}
+  POST   /_sim/market       {"is_open": false}
+  GET    /_sim/state        counters, armed and fired faults
+example: curl -X POST 127.0.0.1:8765/_sim/faults -d '{"kind": "status", "status": 503}'
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ult sim alpaca",
-        description="Loopback Alpaca Trading API v2 + trade_updates simulator"
-        " (fault switches: see POST /_sim/faults in the module docs).",
+        description="Loopback Alpaca Trading API v2 + trade_updates simulator.",
+        epilog=_ADMIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (0: any free)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
