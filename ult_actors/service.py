@@ -204,6 +204,8 @@ def build_service(
         backoff=backoff,
         rng=random.Random(rng.random()),
         now_ns=now_ns,
+        # One broker's outage must not take the others (or the process) down.
+        park_s=sup.park_s,
     )
     risk_state = RiskState(trading=config.risk.initial_state)
     book = PositionBook()

@@ -42,6 +42,7 @@ class FakeVenue:
         self.fail_submits = 0  # next N submits raise BrokerUnavailable before applying
         self.lose_replies = 0  # next N submits apply, then raise BrokerUnavailable
         self.refuse_auth = False
+        self.unreachable = False  # connect raises BrokerUnavailable (an outage)
         self.connects = 0
         self.stream_send, self.stream_recv = trio.open_memory_channel[OrderUpdate](math.inf)
         self.kill_stream = trio.Event()
@@ -64,6 +65,8 @@ class FakeConnector:
         self.venue.connects += 1
         if self.venue.refuse_auth:
             raise AuthFailed("credentials refused by fake broker")
+        if self.venue.unreachable:
+            raise BrokerUnavailable("fake broker: connection refused")
 
     async def disconnect(self) -> None:
         self.closed = True

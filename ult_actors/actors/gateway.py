@@ -50,7 +50,13 @@ from ult_actors.messages import (
     Subscribe,
     TradingStateChanged,
 )
-from ult_actors.runtime.mailbox import ActorCrashed, CallTimeout, Mailbox, call
+from ult_actors.runtime.mailbox import (
+    ActorCrashed,
+    ActorUnavailable,
+    CallTimeout,
+    Mailbox,
+    call,
+)
 from ult_actors.runtime.pubsub import EventBus, Subscription
 
 
@@ -109,6 +115,8 @@ class ServiceGateway:
         """Answer one request; failures raise the matching ``UltError``."""
         try:
             return await self._handle(request)
+        except ActorUnavailable as exc:
+            raise BrokerUnavailable(str(exc)) from None
         except CallTimeout as exc:
             raise Timeout(f"the service did not answer in time: {exc}") from None
         except ActorCrashed as exc:

@@ -36,6 +36,10 @@ class CallTimeout(TimeoutError):
     """A request was not answered before its deadline."""
 
 
+class ActorUnavailable(CallTimeout):
+    """The actor is parked after repeated failures: refused now rather than at the deadline."""
+
+
 class ActorCrashed(RuntimeError):
     """The actor crashed on this request more often than redelivery allows."""
 

@@ -19,6 +19,15 @@ child's restart type and the supervisor's strategy:
 
 Shutdown (cancellation of the supervisor) stops children in reverse start
 order, giving each ``shutdown_s`` to finish.
+
+Parking (``park_s``), a departure from OTP for connection actors: the
+intensity is then counted per child, and a child that exceeds it on its own
+is *parked* instead of failing the supervisor — marked ``failed``, requests in
+its mailbox refused at once with ``ActorUnavailable``, and started again after
+``park_s`` with a fresh window. One broker down for hours must not take its
+healthy siblings (or the process) with it; a crash loop still shows, as a
+parked child with its last error. Under ``one_for_one`` each restart waits out
+its backoff in its own task, so one child's delay never holds up another's.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import trio
 
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.health import ActorHealth, HealthListener, HealthRecord, RestartType
-from ult_actors.runtime.mailbox import Mailbox
+from ult_actors.runtime.mailbox import ActorUnavailable, Mailbox
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 ActorBody = Callable[[ActorContext[Any]], Awaitable[None]]
@@ -98,6 +107,8 @@ class _Child:
         self.consecutive = 0
         #: The last backoff delay slept before restarting this child.
         self.last_delay: float | None = None
+        #: Restart times of this child alone (used when the supervisor parks).
+        self.restart_times: deque[float] = deque()
 
 
 class Supervisor:
@@ -115,6 +126,7 @@ class Supervisor:
         rng: random.Random | None = None,
         now_ns: Callable[[], int] = time.time_ns,
         listener: HealthListener | None = None,
+        park_s: float | None = None,
     ) -> None:
         ids = [c.id for c in children]
         if len(set(ids)) != len(ids):
@@ -127,6 +139,9 @@ class Supervisor:
         self.rng = rng or random.Random()
         self.now_ns = now_ns
         self.listener = listener
+        #: None: OTP intensity (give up and escalate). Else: park a child for this long.
+        self.park_s = park_s
+        self._shutting_down = False
         self.health = HealthRecord()
         self._children = [_Child(spec) for spec in children]
         self._restart_times: deque[float] = deque()
@@ -240,6 +255,7 @@ class Supervisor:
                     ctx.started()
                 await self._watch()
             finally:
+                self._shutting_down = True
                 with trio.CancelScope(shield=True):
                     await self._stop_children(self._children)
                 nursery.cancel_scope.cancel()
@@ -319,10 +335,15 @@ class Supervisor:
                 )
             return
 
-        self._restart_times.append(now)
-        while self._restart_times and now - self._restart_times[0] > self.period_s:
-            self._restart_times.popleft()
-        if len(self._restart_times) > self.max_restarts:
+        for times in (child.restart_times, self._restart_times):
+            times.append(now)
+            while times and now - times[0] > self.period_s:
+                times.popleft()
+        window = child.restart_times if self.park_s is not None else self._restart_times
+        if len(window) > self.max_restarts and self.park_s is not None:
+            self._park(child, error)
+            return
+        if len(window) > self.max_restarts:
             child.health.state = "failed"
             self._changed(child)
             self._log.error(
@@ -363,6 +384,10 @@ class Supervisor:
             delay_s=round(delay, 4),
             restart=child.health.restarts + 1,
         )
+        if self.strategy == "one_for_one":
+            assert self._nursery is not None
+            self._nursery.start_soon(self._restart_after, child, delay)
+            return
         await trio.sleep(delay)
         for member in group:
             if member is not child and member.spec.restart == "temporary":
@@ -371,6 +396,51 @@ class Supervisor:
                 continue
             member.health.restarts += 1
             await self._start(member)
+
+    async def _restart_after(self, child: _Child, delay: float) -> None:
+        """One child's restart, on its own task so siblings' exits are handled meanwhile."""
+        await trio.sleep(delay)
+        if self._shutting_down:
+            return
+        child.health.restarts += 1
+        await self._start(child)
+
+    def _park(self, child: _Child, error: BaseException | None) -> None:
+        """Leave a crash-looping child down for ``park_s``, refusing its requests, then retry."""
+        assert self._nursery is not None and self.park_s is not None
+        child.health.state = "failed"
+        self._changed(child)
+        self._log.error(
+            "actor exceeded its restart intensity; parked",
+            child=child.spec.id,
+            restarts=len(child.restart_times),
+            period_s=self.period_s,
+            retry_in_s=self.park_s,
+            error=_describe(error),
+        )
+        self._nursery.start_soon(self._unpark_after, child, error, self.park_s)
+
+    async def _unpark_after(
+        self, child: _Child, error: BaseException | None, park_s: float
+    ) -> None:
+        reason = ActorUnavailable(
+            f"{child.spec.id} is down after repeated failures"
+            f" (last: {_describe(error)}); retrying in {park_s:g}s"
+        )
+        mailbox = child.spec.mailbox
+        with trio.move_on_after(park_s):
+            while mailbox is not None:
+                env = await mailbox.receive()
+                if env.reply is not None:
+                    env.reply.fail(reason)
+                    mailbox.answered(env)
+        if self._shutting_down:
+            return
+        child.restart_times.clear()
+        child.consecutive = 0
+        self._log.info("retrying parked actor", child=child.spec.id)
+        child.health.restarts += 1
+        await self._start(child)
 
     async def _stop_children(self, children: list[_Child]) -> None:
         for child in reversed(children):

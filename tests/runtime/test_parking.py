@@ -1,0 +1,147 @@
+"""Parking: a connection actor that keeps failing is left down and retried, never taking its siblings."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from ult_actors.runtime.actor import ActorContext, serve_mailbox
+from ult_actors.runtime.health import ActorHealth
+from ult_actors.runtime.mailbox import ActorUnavailable, Envelope, Mailbox, call
+from ult_actors.runtime.supervisor import Backoff, ChildSpec, Supervisor
+
+FAST = Backoff(initial_s=0.01, cap_s=0.1, multiplier=2.0, stable_after_s=10.0)
+
+
+class Link:
+    """A connection that is up or down; the actor crashes at start while it is down."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.starts = 0
+
+    def body(self) -> Any:
+        async def start(ctx: ActorContext[str]) -> None:
+            self.starts += 1
+            if not self.up:
+                raise ConnectionError("connection refused")
+
+            async def handle(env: Envelope[str]) -> None:
+                ctx.reply(env, f"ok:{env.msg}")
+
+            await serve_mailbox(ctx, handle)
+
+        return start
+
+
+class States:
+    """Health changes seen by the supervisor's listener; lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self._changed = trio.Event()
+
+    def __call__(self, health: ActorHealth) -> None:
+        self.seen.append((health.name, health.state))
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, name: str, state: str) -> None:
+        with trio.fail_after(60):
+            while (name, state) not in self.seen:
+                await self._changed.wait()
+
+
+def brokers(
+    links: dict[str, Link], park_s: float = 30.0
+) -> tuple[Supervisor, dict[str, Mailbox[str]], States]:
+    boxes: dict[str, Mailbox[str]] = {name: Mailbox(capacity=16) for name in links}
+    states = States()
+    sup = Supervisor(
+        "brokers",
+        [ChildSpec(id=n, start=link.body(), mailbox=boxes[n]) for n, link in links.items()],
+        max_restarts=3,
+        period_s=10.0,
+        backoff=FAST,
+        rng=random.Random(3),
+        park_s=park_s,
+        listener=states,
+    )
+    return sup, boxes, states
+
+
+async def test_a_child_that_keeps_failing_is_parked_and_its_siblings_keep_serving(
+    autojump_clock: Any,
+) -> None:
+    links = {"a": Link(), "b": Link()}
+    sup, boxes, states = brokers(links)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        links["a"].up = False
+        # Stop it once: from then on every start fails.
+        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await states.wait_for("a", "failed")
+        assert links["a"].starts == 1 + 3  # the first start, then 3 restarts: the 4th exceeds
+        assert "connection refused" in sup.child("a").health.last_error.message  # type: ignore[union-attr]
+        # Parked: a request is refused at once, naming why, instead of waiting its deadline.
+        before = trio.current_time()
+        with pytest.raises(ActorUnavailable, match="down after repeated failures"):
+            await call(boxes["a"], "order", timeout=20.0)
+        assert trio.current_time() - before < 1.0
+        assert await call(boxes["b"], "order") == "ok:order"
+        assert sup.child("b").health.state == "running"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_parked_child_is_retried_after_park_s_and_serves_again(
+    autojump_clock: Any,
+) -> None:
+    links = {"a": Link()}
+    sup, boxes, states = brokers(links, park_s=30.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        links["a"].up = False
+        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await states.wait_for("a", "failed")
+        links["a"].up = True  # the outage ends, but nobody tries before park_s
+        await trio.sleep(29.9)
+        assert links["a"].starts == 4
+        await trio.sleep(0.2)
+        assert await call(boxes["a"], "again") == "ok:again"
+        assert links["a"].starts == 5
+        assert sup.child("a").health.state == "running"
+        nursery.cancel_scope.cancel()
+
+
+async def test_one_childs_backoff_does_not_delay_anothers_restart(autojump_clock: Any) -> None:
+    slow = Backoff(initial_s=100.0, cap_s=100.0, multiplier=1.0, stable_after_s=1000.0)
+    links = {"a": Link(), "b": Link()}
+    boxes: dict[str, Mailbox[str]] = {n: Mailbox(capacity=16) for n in links}
+    sup = Supervisor(
+        "brokers",
+        [ChildSpec(id=n, start=link.body(), mailbox=boxes[n]) for n, link in links.items()],
+        max_restarts=10,
+        period_s=1000.0,
+        backoff=slow,
+        rng=random.Random(11),
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await trio.testing.wait_all_tasks_blocked()
+        sup.child("b").scope.cancel()  # type: ignore[union-attr]
+        await trio.testing.wait_all_tasks_blocked()
+        # b's exit was handled while a waits out its delay, not after it.
+        delay_a, delay_b = sup.child("a").last_delay, sup.child("b").last_delay
+        assert delay_a is not None and delay_b is not None
+        await trio.sleep(max(delay_a, delay_b) + 0.001)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (links["a"].starts, links["b"].starts) == (2, 2)  # still waiting out its own, longer delay
+        nursery.cancel_scope.cancel()
