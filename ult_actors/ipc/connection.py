@@ -57,7 +57,7 @@ class Connection:
         log: Any,
         max_frame_bytes: int,
         subscriber_queue: int,
-        max_in_flight: int = 4096,
+        max_in_flight: int = 1024,
         outbox_high_water: int = 1 << 20,
     ) -> None:
         self.stream = stream

@@ -44,7 +44,7 @@ class IpcSettings:
     group_gid: int | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     subscriber_queue: int = 1024
-    max_in_flight: int = 4096
+    max_in_flight: int = 1024
     #: Bytes of replies and events queued per connection before event forwarding pauses.
     outbox_high_water: int = 1 << 20
     backlog: int = 128
