@@ -105,7 +105,8 @@ class AsyncClient:
         self._event_send: MemoryObjectSendStream[EventMessage | SubscriptionDropped]
         self._event_recv: MemoryObjectReceiveStream[EventMessage | SubscriptionDropped]
         self._subscribed = False
-        #: Replies whose id matched no waiting request (should stay 0).
+        #: Replies whose id matched no waiting request: 0 unless requests timed out
+        #: here before the service answered them (the service answers each once).
         self.unmatched_replies = 0
 
     async def __aenter__(self) -> AsyncClient:
