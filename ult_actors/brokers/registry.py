@@ -44,10 +44,10 @@ class BrokerKind:
         return getattr(self._module(), self.from_env_function)(env, base)
 
     def auto_enable(self, env: Mapping[str, str]) -> bool:
-        return any(env.get(v) for v in self.auto_enable_vars) or any(
-            (env.get("CREDENTIALS_DIRECTORY") or "") and _credential_exists(env, v)
-            for v in self.auto_enable_vars
-        )
+        """Whether a credential of this kind is set (environment or credentials directory)."""
+        from ult_actors.secrets import read_secret
+
+        return any(read_secret(name, env) for name in self.auto_enable_vars)
 
     def factory(self, name: str, settings: Any, **kwargs: Any) -> Callable[[], Connector]:
         """A function making a fresh connector (one per actor incarnation)."""
@@ -57,12 +57,6 @@ class BrokerKind:
             return cls(name, settings, **kwargs)  # type: ignore[no-any-return]
 
         return make
-
-
-def _credential_exists(env: Mapping[str, str], name: str) -> bool:
-    from pathlib import Path
-
-    return (Path(env["CREDENTIALS_DIRECTORY"]) / name).is_file()
 
 
 BROKER_KINDS: dict[str, BrokerKind] = {
