@@ -571,10 +571,13 @@ class OandaConnector:
         if txn.type in CREATE_TYPES:
             created = order_from_create(txn, self.name)
             if created is not None:
-                known = self._orders.get(created.id)
-                order = known if known is not None else created
+                # Report the order as this transaction left it (accepted), even when the
+                # submit reply already told us more: the fill comes with its own transaction.
+                order = self._known_fields(created)
+                assert order is not None
+                if order.id not in self._orders:
+                    self._orders.put(order.id, order)
                 update = OrderUpdate(order=order, ts=order.created_at)
-                self._orders.put(order.id, order)
         elif txn.type == "ORDER_FILL" and txn.orderID:
             base = await self._order_for(txn.orderID)
             if base is not None:

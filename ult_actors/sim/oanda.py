@@ -464,8 +464,8 @@ def main(argv: list[str]) -> int:
 
     try:
         trio.run(run)
-    except KeyboardInterrupt:
-        return 0
+    except* KeyboardInterrupt:
+        pass  # Ctrl-C is how the simulator is meant to stop
     if failure:
         reason = failure[0].strerror or str(failure[0])
         print(f"ult sim oanda: cannot listen on 127.0.0.1:{args.port}: {reason}", file=sys.stderr)
