@@ -130,3 +130,20 @@ async def test_wrong_stream_credentials_are_auth_failed_and_not_retried() -> Non
                 pass  # pragma: no cover - never reached
         assert SECRET not in str(err.value)
         assert sim.listens == 0
+
+
+async def test_the_sweep_leaves_orders_from_before_the_connection_to_reconciliation() -> None:
+    async with running_sim(autofill=False) as (sim, port):
+        # Another tool's open order, placed before the gateway connected.
+        older = sim.venue.submit(
+            {"symbol": "MSFT", "qty": "1", "side": "buy", "type": "market",
+             "time_in_force": "day", "client_order_id": "elsewhere-1"}
+        )  # fmt: skip
+        async with connected(port) as (conn, log):
+            sim.cut_streams()  # its fill happens while the stream is down
+            sim.venue.execute(older.id)
+            ours = await conn.submit(market("ours-1", "1"))
+            sim.venue.execute(ours.id)
+            await log.wait_for(lambda u: u.order.id == ours.id and u.order.status == "filled")
+            assert sim.listens == 2
+            assert log.for_client_id("elsewhere-1") == []

@@ -111,8 +111,6 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stream_max_reconnects: int = 5
     stream_backoff_initial_s: float = 0.1
     stream_backoff_cap_s: float = 5.0
-    #: On the first connect, closed orders this recent are swept.
-    sweep_window_s: float = 600.0
     #: Longest a request waits for a rate-limit window to reset before failing.
     rate_limit_max_wait_s: float = 1.0
 
@@ -388,11 +386,8 @@ class AlpacaConnector:
     async def _sweep(self, sink: UpdateSink) -> None:
         """Bring every order up to date after a (re)connect: the stream does not replay."""
         now = self._now_ns()
-        since = (
-            self._last_heard_ns - _SWEEP_SLACK_NS
-            if self._last_heard_ns is not None
-            else now - int(self.settings.sweep_window_s * 1e9)
-        )
+        heard = self._last_heard_ns
+        since = (heard if heard is not None else self._ledger.watch_from_ns) - _SWEEP_SLACK_NS
         earliest = self._ledger.earliest_open_ns()
         if earliest is not None:
             since = min(since, earliest - _SWEEP_SLACK_NS)
@@ -408,6 +403,10 @@ class AlpacaConnector:
                     continue
         for wire in found:
             order = to_order(wire, self.name)
+            if not self._ledger.watching(order):
+                # Older than this connection and never seen by it: the broker
+                # actor's reconciliation settles such orders from its journal.
+                continue
             changed, fills = self._ledger.settle(order, None)
             if changed:
                 await self._emit(order, fills, sink, now)

@@ -58,6 +58,10 @@ class FillLedger:
             order.id, _Delivered(None, Decimal(0), Decimal(0), order.created_at)
         )
 
+    def watching(self, order: Order) -> bool:
+        """Whether this order is ours to report: seen before, or born since we started."""
+        return order.id in self._orders or order.created_at >= self.watch_from_ns
+
     def open_order_ids(self) -> list[str]:
         """Orders last seen in a non-terminal state."""
         return [oid for oid, d in self._orders.items() if d.status not in TERMINAL_STATUSES]
