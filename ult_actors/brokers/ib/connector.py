@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 import structlog
 import trio
 
@@ -38,7 +37,8 @@ from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.decode import decode_message
 from ult_actors.brokers.ib.encode import encode_request
 from ult_actors.brokers.ib.fields import FieldError
-from ult_actors.brokers.ib.mapping import order_from_ib, same_request, status_from_ib, to_ib
+from ult_actors.brokers.ib.mapping import same_request, to_ib
+from ult_actors.brokers.ib.orders import OrderTracker, TrackedOrder
 from ult_actors.brokers.ib.protocol import (
     API_PREFIX,
     MAX_SERVER_VERSION,
@@ -63,7 +63,6 @@ from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
     Account,
-    Fill,
     Order,
     OrderRequest,
     OrderUpdate,
@@ -71,19 +70,6 @@ from ult_actors.messages import (
 )
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
-
-
-@dataclass
-class _Tracked:
-    """One of our orders as this connection knows it."""
-
-    order_id: int
-    order: Order
-    perm_id: int = 0
-    #: TWS answered the placement (status, open order or error).
-    acked: bool = False
-    error: UltError | None = None
-    cancel_error: UltError | None = None
 
 
 @dataclass
@@ -113,12 +99,7 @@ class IbConnector:
         self._accounts: list[str] | None = None
         self._next_order_id = 0
         self._req_ids = itertools.count(1)
-        self._orders: dict[int, _Tracked] = {}
-        self._by_ref: dict[str, int] = {}
-        self._by_perm: dict[int, int] = {}
-        self._seen_execs: set[str] = set()
-        self._untracked_execs: dict[int, wire.ExecDetails] = {}
-        self._emit_fills = False
+        self._book = OrderTracker(name, settings.client_id, now_ns, log=self._log)
         #: False between 1100 and 1101/1102.
         self.available = True
         self._fatal: Exception | None = None
@@ -161,7 +142,7 @@ class IbConnector:
                 await trio.sleep(s.client_id_in_use_delay_s)
         # Today's executions are history: remember them, do not re-announce them as fills.
         await self._sync(emit_fills=False)
-        self._emit_fills = True
+        self._book.emit_fills = True
         self._log.info(
             "ib connected",
             server_version=self.server_version,
@@ -358,14 +339,14 @@ class IbConnector:
         """Apply one server message; returns the order updates it causes."""
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
-            updates = self._on_order_status(msg)
+            updates = self._book.on_order_status(msg)
         elif isinstance(msg, wire.OpenOrder):
             self._add_to("open_orders", msg)
-            updates = self._on_open_order(msg)
+            updates = self._book.on_open_order(msg)
         elif isinstance(msg, wire.ExecDetails):
             if msg.req_id != -1:
                 self._add_to(("executions", msg.req_id), msg)
-            updates = self._on_execution(msg)
+            updates = self._book.on_execution(msg)
         elif isinstance(msg, wire.ErrorMessage):
             updates = self._on_error(msg)
         elif isinstance(msg, wire.NextValidId):
@@ -427,9 +408,9 @@ class IbConnector:
                 "tws refused the client id", code=code, client_id=self.settings.client_id
             )
             return []
-        tracked = self._orders.get(msg.req_id)
+        tracked = self._book.orders.get(msg.req_id)
         if tracked is not None:
-            return self._on_order_error(tracked, msg)
+            return self._book.on_order_error(tracked, msg)
         for key, collector in self._collectors.items():
             if isinstance(key, tuple) and key[1] == msg.req_id and not collector.done:
                 collector.error = BrokerUnavailable(
@@ -439,153 +420,6 @@ class IbConnector:
                 return []
         self._log.warning("tws error", code=code, req_id=msg.req_id, text=msg.message)
         return []
-
-    def _on_order_error(self, tracked: _Tracked, msg: wire.ErrorMessage) -> list[OrderUpdate]:
-        code = msg.code
-        log = self._log.bind(
-            client_order_id=tracked.order.client_order_id, code=code, text=msg.message
-        )
-        if code in ib_errors.ORDER_WARNINGS or code == ib_errors.ORDER_CANCELED:
-            log.info("tws order notice")
-            return []
-        if code in (ib_errors.CANCEL_NOT_FOUND, ib_errors.CANCEL_NOT_ALLOWED):
-            tracked.cancel_error = ib_errors.order_rejection(code, msg.message, self.name)
-            log.warning("tws refused a cancel")
-            return []
-        error = ib_errors.order_rejection(code, msg.message, self.name)
-        if tracked.acked and tracked.order.status not in ("pending_new",):
-            log.warning("tws error on a live order")  # e.g. a refused modification
-            return []
-        log.warning("tws rejected an order")
-        tracked.error = error
-        tracked.acked = True
-        if code == ib_errors.DUPLICATE_ORDER_ID:
-            # Never placed: forget it so a retry under the same client id goes out anew.
-            self._forget(tracked)
-            return []
-        return self._set(tracked, status="rejected", reject_reason=error.message)
-
-    def _forget(self, tracked: _Tracked) -> None:
-        self._orders.pop(tracked.order_id, None)
-        if self._by_ref.get(tracked.order.client_order_id) == tracked.order_id:
-            del self._by_ref[tracked.order.client_order_id]
-
-    def _set(
-        self, tracked: _Tracked, *, fill: Fill | None = None, **changes: Any
-    ) -> list[OrderUpdate]:
-        """Change a tracked order; an update when something a client sees changed."""
-        current = tracked.order
-        if (
-            current.status in TERMINAL_STATUSES
-            and changes.get("status", current.status) != current.status
-        ):
-            changes.pop("status")  # final states stay final
-        new = msgspec.structs.replace(current, **changes)
-        if new == current and fill is None:
-            return []
-        now = self._now_ns()
-        tracked.order = new = msgspec.structs.replace(new, updated_at=now, outcome="definitive")
-        return [OrderUpdate(order=new, fill=fill, ts=now)]
-
-    def _track_from_ib(
-        self, order_id: int, contract: wire.Contract, order: wire.IbOrder, ib_status: str
-    ) -> _Tracked | None:
-        status = status_from_ib(ib_status, Decimal(0)) or "accepted"
-        filled = order.total_quantity if status == "filled" else Decimal(0)
-        ours = order_from_ib(
-            broker=self.name,
-            order_id=order_id or None,
-            contract=contract,
-            order=order,
-            status=status,
-            now=self._now_ns(),
-            filled=filled,
-        )
-        if ours is None:
-            return None
-        key = order_id or -order.perm_id
-        tracked = _Tracked(order_id=key, order=ours, perm_id=order.perm_id, acked=True)
-        self._orders[key] = tracked
-        self._by_ref.setdefault(ours.client_order_id, key)
-        if order.perm_id:
-            self._by_perm[order.perm_id] = key
-        return tracked
-
-    def _on_open_order(self, msg: wire.OpenOrder) -> list[OrderUpdate]:
-        tracked = self._orders.get(msg.order_id)
-        if tracked is None:
-            if (
-                msg.order.client_id not in (0, self.settings.client_id)
-                and self.settings.client_id != 0
-            ):
-                return []
-            if self._track_from_ib(msg.order_id, msg.contract, msg.order, msg.status) is None:
-                self._log.debug("open order of a kind we do not model", order_id=msg.order_id)
-            return []
-        tracked.acked = True
-        if msg.order.perm_id:
-            tracked.perm_id = msg.order.perm_id
-            self._by_perm[msg.order.perm_id] = tracked.order_id
-        status = status_from_ib(msg.status, tracked.order.filled_qty)
-        if status is None or status == "filled":
-            return []  # fills are counted from executions and order status, which carry quantities
-        return self._set(tracked, status=status)
-
-    def _on_order_status(self, msg: wire.OrderStatus) -> list[OrderUpdate]:
-        tracked = self._orders.get(msg.order_id)
-        if tracked is None:
-            return []  # the open order (which says what it is) comes first
-        tracked.acked = True
-        if msg.perm_id:
-            tracked.perm_id = msg.perm_id
-            self._by_perm[msg.perm_id] = tracked.order_id
-        status = status_from_ib(msg.status, msg.filled)
-        if status is None:
-            return []
-        filled = max(tracked.order.filled_qty, msg.filled)
-        changes: dict[str, Any] = {"status": status, "filled_qty": filled}
-        if msg.filled > 0 and msg.avg_fill_price:
-            changes["avg_fill_price"] = msg.avg_fill_price
-        return self._set(tracked, **changes)
-
-    def _on_execution(self, msg: wire.ExecDetails) -> list[OrderUpdate]:
-        if msg.exec_id in self._seen_execs:
-            return []
-        key = self._by_perm.get(msg.perm_id, msg.order_id)
-        tracked = self._orders.get(key)
-        if tracked is None and msg.order_ref:
-            tracked = self._orders.get(self._by_ref.get(msg.order_ref, 0))
-        if tracked is None:
-            # Not tracked (yet): remember which order it was, for completed orders
-            # (which carry no order id) found later by perm id.
-            if msg.client_id == self.settings.client_id:
-                self._untracked_execs[msg.perm_id] = msg
-            return []
-        self._seen_execs.add(msg.exec_id)
-        fill = None
-        if self._emit_fills:
-            fill = Fill(
-                fill_id=msg.exec_id,
-                order_id=tracked.order.id,
-                client_order_id=tracked.order.client_order_id,
-                broker=self.name,
-                symbol=tracked.order.symbol,
-                side="buy" if msg.side == "BOT" else "sell",
-                qty=msg.shares,
-                price=msg.price,
-                ts=self._now_ns(),
-            )
-        filled = max(tracked.order.filled_qty, msg.cum_qty)
-        status = "filled" if filled >= tracked.order.qty else "partially_filled"
-        if tracked.order.status in TERMINAL_STATUSES and tracked.order.status != "filled":
-            status = tracked.order.status  # e.g. canceled after a partial fill
-        return self._set(
-            tracked,
-            fill=fill,
-            status=status,
-            filled_qty=filled,
-            avg_fill_price=msg.avg_price or msg.price,
-        )
 
     # -- resynchronisation -------------------------------------------------------
 
@@ -600,14 +434,15 @@ class IbConnector:
 
     async def _sync(self, *, emit_fills: bool) -> None:
         """Bring tracked orders up to date: open orders, executions, then the vanished."""
-        was_open = {k for k, t in self._orders.items() if t.order.status in OPEN_STATUSES}
+        orders = self._book.orders
+        was_open = {k for k, t in orders.items() if t.order.status in OPEN_STATUSES}
         answer = await self._collect("open_orders", "open_orders", wire.ReqOpenOrders())
         still_open = {m.order_id for m in answer}
         await self._executions()
         vanished = [
-            self._orders[k]
+            orders[k]
             for k in was_open - still_open
-            if k in self._orders and self._orders[k].order.status in OPEN_STATUSES
+            if k in orders and orders[k].order.status in OPEN_STATUSES
         ]
         if vanished:
             updates: list[OrderUpdate] = []
@@ -617,7 +452,7 @@ class IbConnector:
                     tracked.order.client_order_id
                 )
                 if done is not None:
-                    updates += self._apply_completed(tracked, done)
+                    updates += self._book.apply_completed(tracked, done)
             if emit_fills and self._sink is not None:
                 for update in updates:
                     await self._sink(update)
@@ -643,35 +478,21 @@ class IbConnector:
                 found[msg.order.order_ref] = msg
         return found
 
-    def _apply_completed(self, tracked: _Tracked, msg: wire.CompletedOrder) -> list[OrderUpdate]:
-        filled = msg.filled_quantity or Decimal(0)
-        status = status_from_ib(msg.status, filled) or "canceled"
-        return self._set(tracked, status=status, filled_qty=max(filled, tracked.order.filled_qty))
-
-    async def _find(self, match: Callable[[_Tracked], bool]) -> Order | None:
+    async def _find(self, match: Callable[[TrackedOrder], bool]) -> Order | None:
         """Search tracked orders, then ask TWS (open, executed, completed) and search again."""
-        for tracked in list(self._orders.values()):
-            if match(tracked):
-                return tracked.order
+        found = self._book.find(match)
+        if found is not None:
+            return found
         await self._collect("open_orders", "open_orders", wire.ReqOpenOrders())
         await self._executions()
-        for tracked in list(self._orders.values()):
-            if match(tracked):
-                return tracked.order
+        found = self._book.find(match)
+        if found is not None:
+            return found
         completed = {id(m): m for m in (await self._completed()).values()}
         for msg in completed.values():
-            perm_key = self._by_perm.get(msg.order.perm_id)
-            if perm_key is not None and perm_key in self._orders:
-                continue
-            execution = self._untracked_execs.get(msg.order.perm_id)
-            order_id = execution.order_id if execution is not None else 0
-            added = self._track_from_ib(order_id, msg.contract, msg.order, msg.status)
-            if added is not None:
-                self._apply_completed(added, msg)
-                if execution is not None:
-                    self._set(added, avg_fill_price=execution.avg_price or execution.price)
-                if match(added):
-                    return added.order
+            added = self._book.adopt_completed(msg)
+            if added is not None and match(added):
+                return added.order
         return None
 
     # -- the Connector protocol ----------------------------------------------------
@@ -689,9 +510,9 @@ class IbConnector:
         coid = request.client_order_id
         if not coid:
             raise InvalidOrder("client_order_id is required", field="client_order_id")
-        known = self._by_ref.get(coid)
-        if known is not None and known in self._orders:
-            existing = self._orders[known].order
+        known = self._book.by_client_id(coid)
+        if known is not None:
+            existing = known.order
             if same_request(existing, request):
                 return existing
             raise DuplicateOrder(
@@ -719,9 +540,7 @@ class IbConnector:
             updated_at=now,
             outcome="unknown",
         )
-        tracked = _Tracked(order_id=order_id, order=order)
-        self._orders[order_id] = tracked
-        self._by_ref[coid] = order_id
+        tracked = self._book.add(order_id, order)
         await self._send(wire.PlaceOrder(order_id=order_id, contract=contract, order=ib_order))
         self._log.info("order sent", client_order_id=coid, order_id=order_id)
         try:
@@ -733,7 +552,7 @@ class IbConnector:
                 broker=self.name,
             ) from None
         if tracked.error is not None:
-            if tracked.order_id not in self._orders:  # never placed (duplicate id)
+            if tracked.order_id not in self._book.orders:  # never placed (duplicate id)
                 await self._send(wire.ReqIds())
             raise tracked.error
         return tracked.order
@@ -757,7 +576,7 @@ class IbConnector:
             raise tracked.cancel_error
         return tracked.order
 
-    async def _tracked_by_id(self, order_id: str) -> _Tracked:
+    async def _tracked_by_id(self, order_id: str) -> TrackedOrder:
         try:
             key = int(order_id)
         except ValueError:
@@ -771,7 +590,7 @@ class IbConnector:
             raise NotFound(
                 f"no IB order {order_id} for client id {self.settings.client_id}", broker=self.name
             )
-        return self._orders[key]
+        return self._book.orders[key]
 
     async def get_order(self, order_id: str) -> Order:
         return (await self._tracked_by_id(order_id)).order
@@ -786,7 +605,7 @@ class IbConnector:
         answer = await self._collect("open_orders", "open_orders", wire.ReqOpenOrders())
         out: list[Order] = []
         for msg in answer:
-            tracked = self._orders.get(msg.order_id)
+            tracked = self._book.orders.get(msg.order_id)
             if tracked is not None and tracked.order.status in OPEN_STATUSES:
                 out.append(tracked.order)
         return out

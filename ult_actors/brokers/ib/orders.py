@@ -1,0 +1,244 @@
+"""Our orders as TWS reports them: ids, statuses and fills, and the updates they make.
+
+TWS describes an order in several messages (OPEN_ORDER says what it is,
+ORDER_STATUS how far it got, EXECUTION_DATA each fill, ERR_MSG a refusal)
+that arrive in no promised order and repeat. ``OrderTracker`` folds them
+into one ``Order`` per IB order id and returns an ``OrderUpdate`` whenever
+something a client would see changed. It does no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import structlog
+
+from ult_actors.brokers.ib import errors as ib_errors
+from ult_actors.brokers.ib import wire
+from ult_actors.brokers.ib.mapping import order_from_ib, status_from_ib
+from ult_actors.errors import UltError
+from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderUpdate
+
+
+@dataclass
+class TrackedOrder:
+    """One order as this connection knows it."""
+
+    #: IB's order id; negative (minus the perm id) for an order known only as completed.
+    order_id: int
+    order: Order
+    perm_id: int = 0
+    #: TWS answered the placement (status, open order or error).
+    acked: bool = False
+    error: UltError | None = None
+    cancel_error: UltError | None = None
+
+
+@dataclass
+class OrderTracker:
+    """Every order of one API connection, indexed by order id, client order id, perm id."""
+
+    broker: str
+    client_id: int
+    now_ns: Callable[[], int] = time.time_ns
+    #: Executions before the connection are history: counted, not announced as fills.
+    emit_fills: bool = False
+    orders: dict[int, TrackedOrder] = field(default_factory=dict)
+    by_ref: dict[str, int] = field(default_factory=dict)
+    by_perm: dict[int, int] = field(default_factory=dict)
+    seen_execs: set[str] = field(default_factory=set)
+    #: Executions of orders not tracked when they came, by perm id.
+    untracked_execs: dict[int, wire.ExecDetails] = field(default_factory=dict)
+    log: Any = field(default_factory=structlog.get_logger)
+
+    def add(self, order_id: int, order: Order) -> TrackedOrder:
+        """A new order of ours, about to be sent."""
+        tracked = TrackedOrder(order_id=order_id, order=order)
+        self.orders[order_id] = tracked
+        self.by_ref[order.client_order_id] = order_id
+        return tracked
+
+    def by_client_id(self, client_order_id: str) -> TrackedOrder | None:
+        key = self.by_ref.get(client_order_id)
+        return self.orders.get(key) if key is not None else None
+
+    def find(self, match: Callable[[TrackedOrder], bool]) -> Order | None:
+        for tracked in list(self.orders.values()):
+            if match(tracked):
+                return tracked.order
+        return None
+
+    def forget(self, tracked: TrackedOrder) -> None:
+        """Drop an order that never reached TWS."""
+        self.orders.pop(tracked.order_id, None)
+        if self.by_ref.get(tracked.order.client_order_id) == tracked.order_id:
+            del self.by_ref[tracked.order.client_order_id]
+
+    def set(
+        self, tracked: TrackedOrder, *, fill: Fill | None = None, **changes: Any
+    ) -> list[OrderUpdate]:
+        """Change a tracked order; an update when something a client sees changed."""
+        current = tracked.order
+        if (
+            current.status in TERMINAL_STATUSES
+            and changes.get("status", current.status) != current.status
+        ):
+            changes.pop("status")  # final states stay final
+        new = msgspec.structs.replace(current, **changes)
+        if new == current and fill is None:
+            return []
+        now = self.now_ns()
+        tracked.order = new = msgspec.structs.replace(new, updated_at=now, outcome="definitive")
+        return [OrderUpdate(order=new, fill=fill, ts=now)]
+
+    def _remember_perm(self, tracked: TrackedOrder, perm_id: int) -> None:
+        if perm_id:
+            tracked.perm_id = perm_id
+            self.by_perm[perm_id] = tracked.order_id
+
+    def track_from_ib(
+        self, order_id: int, contract: wire.Contract, order: wire.IbOrder, ib_status: str
+    ) -> TrackedOrder | None:
+        """Start tracking an order TWS told us about (placed before this connection)."""
+        status = status_from_ib(ib_status, Decimal(0)) or "accepted"
+        filled = order.total_quantity if status == "filled" else Decimal(0)
+        ours = order_from_ib(
+            broker=self.broker,
+            order_id=order_id or None,
+            contract=contract,
+            order=order,
+            status=status,
+            now=self.now_ns(),
+            filled=filled,
+        )
+        if ours is None:
+            return None
+        key = order_id or -order.perm_id
+        tracked = TrackedOrder(order_id=key, order=ours, acked=True)
+        self.orders[key] = tracked
+        self.by_ref.setdefault(ours.client_order_id, key)
+        self._remember_perm(tracked, order.perm_id)
+        return tracked
+
+    # -- messages -------------------------------------------------------------
+
+    def on_open_order(self, msg: wire.OpenOrder) -> list[OrderUpdate]:
+        tracked = self.orders.get(msg.order_id)
+        if tracked is None:
+            if msg.order.client_id not in (0, self.client_id) and self.client_id != 0:
+                return []  # another API client's order (seen by a master client id)
+            if self.track_from_ib(msg.order_id, msg.contract, msg.order, msg.status) is None:
+                self.log.debug("open order of a kind we do not model", order_id=msg.order_id)
+            return []
+        tracked.acked = True
+        self._remember_perm(tracked, msg.order.perm_id)
+        status = status_from_ib(msg.status, tracked.order.filled_qty)
+        if status is None or status == "filled":
+            return []  # fills are counted from executions and order status, which carry quantities
+        return self.set(tracked, status=status)
+
+    def on_order_status(self, msg: wire.OrderStatus) -> list[OrderUpdate]:
+        tracked = self.orders.get(msg.order_id)
+        if tracked is None:
+            return []  # the open order (which says what it is) comes first
+        tracked.acked = True
+        self._remember_perm(tracked, msg.perm_id)
+        status = status_from_ib(msg.status, msg.filled)
+        if status is None:
+            return []
+        changes: dict[str, Any] = {
+            "status": status,
+            "filled_qty": max(tracked.order.filled_qty, msg.filled),
+        }
+        if msg.filled > 0 and msg.avg_fill_price:
+            changes["avg_fill_price"] = msg.avg_fill_price
+        return self.set(tracked, **changes)
+
+    def on_execution(self, msg: wire.ExecDetails) -> list[OrderUpdate]:
+        """A fill: counted once per exec id, announced only if ``emit_fills``."""
+        if msg.exec_id in self.seen_execs:
+            return []
+        tracked = self.orders.get(self.by_perm.get(msg.perm_id, msg.order_id))
+        if tracked is None and msg.order_ref:
+            tracked = self.by_client_id(msg.order_ref)
+        if tracked is None:
+            # Remember which order it was: completed orders carry no order id.
+            if msg.client_id == self.client_id:
+                self.untracked_execs[msg.perm_id] = msg
+            return []
+        self.seen_execs.add(msg.exec_id)
+        fill = None
+        if self.emit_fills:
+            fill = Fill(
+                fill_id=msg.exec_id,
+                order_id=tracked.order.id,
+                client_order_id=tracked.order.client_order_id,
+                broker=self.broker,
+                symbol=tracked.order.symbol,
+                side="buy" if msg.side == "BOT" else "sell",
+                qty=msg.shares,
+                price=msg.price,
+                ts=self.now_ns(),
+            )
+        filled = max(tracked.order.filled_qty, msg.cum_qty)
+        status = "filled" if filled >= tracked.order.qty else "partially_filled"
+        if tracked.order.status in TERMINAL_STATUSES and tracked.order.status != "filled":
+            status = tracked.order.status  # e.g. canceled after a partial fill
+        return self.set(
+            tracked,
+            fill=fill,
+            status=status,
+            filled_qty=filled,
+            avg_fill_price=msg.avg_price or msg.price,
+        )
+
+    def on_order_error(self, tracked: TrackedOrder, msg: wire.ErrorMessage) -> list[OrderUpdate]:
+        """ERR_MSG whose request id is one of our orders: notice, refused cancel or rejection."""
+        code = msg.code
+        log = self.log.bind(
+            client_order_id=tracked.order.client_order_id, code=code, text=msg.message
+        )
+        if code in ib_errors.ORDER_WARNINGS or code == ib_errors.ORDER_CANCELED:
+            log.info("tws order notice")
+            return []
+        if code in (ib_errors.CANCEL_NOT_FOUND, ib_errors.CANCEL_NOT_ALLOWED):
+            tracked.cancel_error = ib_errors.order_rejection(code, msg.message, self.broker)
+            log.warning("tws refused a cancel")
+            return []
+        error = ib_errors.order_rejection(code, msg.message, self.broker)
+        if tracked.acked and tracked.order.status != "pending_new":
+            log.warning("tws error on a live order")  # e.g. a refused modification
+            return []
+        log.warning("tws rejected an order")
+        tracked.error = error
+        tracked.acked = True
+        if code == ib_errors.DUPLICATE_ORDER_ID:
+            # Never placed: forget it so a retry under the same client id goes out anew.
+            self.forget(tracked)
+            return []
+        return self.set(tracked, status="rejected", reject_reason=error.message)
+
+    def apply_completed(self, tracked: TrackedOrder, msg: wire.CompletedOrder) -> list[OrderUpdate]:
+        """A completed order's final status and filled quantity."""
+        filled = msg.filled_quantity or Decimal(0)
+        status = status_from_ib(msg.status, filled) or "canceled"
+        return self.set(tracked, status=status, filled_qty=max(filled, tracked.order.filled_qty))
+
+    def adopt_completed(self, msg: wire.CompletedOrder) -> TrackedOrder | None:
+        """Track a completed order not seen before (its id recovered from its executions)."""
+        known = self.by_perm.get(msg.order.perm_id)
+        if known is not None and known in self.orders:
+            return None
+        execution = self.untracked_execs.get(msg.order.perm_id)
+        order_id = execution.order_id if execution is not None else 0
+        tracked = self.track_from_ib(order_id, msg.contract, msg.order, msg.status)
+        if tracked is not None:
+            self.apply_completed(tracked, msg)
+            if execution is not None:
+                self.set(tracked, avg_fill_price=execution.avg_price or execution.price)
+        return tracked
