@@ -278,7 +278,7 @@ def event_line(event: Event, style: Style) -> str:
         o = event.order
         text = (
             f"order   {o.client_order_id} {o.symbol} {o.side} {o.qty} {o.type} "
-            f"{style.state(o.status)} filled {o.filled_qty}"
+            f"{style.state(o.status)} {o.filled_qty}/{o.qty}"
         )
         if event.fill is not None:
             text += f"  fill {event.fill.qty} @ {event.fill.price}"

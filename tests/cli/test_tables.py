@@ -64,3 +64,35 @@ def test_colour_marks_states_only_when_enabled() -> None:
     coloured = health_tree(SNAPSHOT, Style(True))
     assert "\x1b[33mrestarting\x1b[0m" in coloured and "\x1b[32mrunning\x1b[0m" in coloured
     assert duration(59) == "59s" and duration(3 * 86400 + 4 * 3600) == "3d04h"
+
+
+def test_event_lines_say_what_happened() -> None:
+    from decimal import Decimal
+
+    from ult_actors.client_tables import event_line
+    from ult_actors.messages import (
+        ActorHealthChanged,
+        Fill,
+        Order,
+        OrderUpdate,
+        TradingStateChanged,
+    )
+
+    order = Order(
+        id="1", client_order_id="c-1", broker="paper", symbol="AAPL", side="buy",
+        qty=Decimal(10), type="market", time_in_force="day", status="filled",
+        filled_qty=Decimal(10),
+    )  # fmt: skip
+    fill = Fill(
+        fill_id="f", order_id="1", client_order_id="c-1", broker="paper", symbol="AAPL",
+        side="buy", qty=Decimal(10), price=Decimal("187.5"),
+    )  # fmt: skip
+    plain = Style(False)
+    assert event_line(OrderUpdate(order=order, fill=fill, ts=NOW), plain).endswith(
+        "order   c-1 AAPL buy 10 market filled 10/10  fill 10 @ 187.5"
+    )
+    crash = ActorHealthChanged(name="broker.paper", state="restarting", restarts=2, error="boom", ts=NOW)
+    assert event_line(crash, plain).endswith("actor   broker.paper restarting restarts 2  error: boom")
+    halt = TradingStateChanged(state="halted", reason="kill switch", ts=NOW)
+    assert event_line(halt, plain).endswith("trading halted: kill switch")
+    assert event_line(halt, plain).startswith("13:46:40.000Z")

@@ -286,3 +286,39 @@ async def test_an_async_client_that_stops_reading_events_learns_why_it_was_dropp
                     async for _event in events:
                         pass
             assert "8 events queued and unread" in info.value.reason
+
+
+async def test_requests_waiting_when_the_service_goes_away_fail_with_connection_lost(
+    sock_dir: Path,
+) -> None:
+    from tests.ipc.conftest import settings_for
+    from ult_actors.client import ConnectionLost
+    from ult_actors.ipc.server import serve_ipc
+
+    venue = FakeVenue()
+    venue.submit_gate = trio.Event()  # never opened: the submit stays unanswered
+    async with ipc_service(sock_dir, venue) as (svc, _path), trio.open_nursery() as outer:
+        server_scope = trio.CancelScope()
+
+        async def second_server(*, task_status: trio.TaskStatus[Path]) -> None:
+            with server_scope:
+                await serve_ipc(svc.gateway, settings_for(sock_dir / "t"), task_status=task_status)
+
+        path = await outer.start(second_server)
+        lost: list[ConnectionLost] = []
+        async with AsyncClient(path) as client:
+
+            async def submit() -> None:
+                with pytest.raises(ConnectionLost) as info:
+                    await client.submit("AAPL", "buy", 1)
+                lost.append(info.value)
+
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(submit)
+                    await trio.testing.wait_all_tasks_blocked()
+                    server_scope.cancel()  # the server goes away with the submit unanswered
+        venue.submit_gate.set()
+    (error,) = lost
+    assert "the service closed the connection" in error.message
+    assert str(sock_dir / "t") in error.message
