@@ -105,6 +105,35 @@ def rss_bytes(pid: int | None = None) -> int:
     raise RuntimeError(f"no VmRSS in {path}")
 
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far.
+
+    CPU time per message is what the benchmark compares when the machine is
+    shared: wall-clock figures move with other people's load, this moves far
+    less. Resolution is one clock tick (10 ms), so measure seconds, not steps.
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+class CpuMeter:
+    """CPU microseconds a server process spent per message over one measurement."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.start = cpu_seconds(pid) if pid else 0.0
+
+    def per_message_us(self, messages: int) -> float | None:
+        if not self.pid or not messages:
+            return None
+        return round((cpu_seconds(self.pid) - self.start) / messages * 1e6, 1)
+
+
 @contextmanager
 def short_tempdir(prefix: str) -> Iterator[Path]:
     """A fresh directory under /tmp, short enough for a Unix socket path."""

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 from bench_common import (
     Budget,
+    CpuMeter,
     child_env,
     encoder,
     frame,
@@ -93,8 +94,11 @@ async def _read_reply(stream: trio.SocketStream, buf: bytearray) -> Any:
         buf += data
 
 
-async def sequential(path: str, budget: Budget, *, first_id: int = 1) -> dict[str, Any]:
+async def sequential(
+    path: str, budget: Budget, *, first_id: int = 1, server_pid: int | None = None
+) -> dict[str, Any]:
     """One request at a time: send, wait for the ack, repeat."""
+    cpu = CpuMeter(server_pid)
     samples: list[int] = []
     frames = [submit_frame(first_id + i) for i in range(budget.count)]
     clock = time.perf_counter_ns
@@ -110,13 +114,19 @@ async def sequential(path: str, budget: Budget, *, first_id: int = 1) -> dict[st
             samples.append(t1 - t0)
             if t1 > stop_at:
                 break
-    return latency_summary(samples)
+    return {**latency_summary(samples), "server_cpu_us": cpu.per_message_us(len(samples))}
 
 
 async def pipelined(
-    path: str, budget: Budget, *, window: int = 128, first_id: int = 1
+    path: str,
+    budget: Budget,
+    *,
+    window: int = 128,
+    first_id: int = 1,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """One connection keeping ``window`` requests in flight; messages answered per second."""
+    cpu = CpuMeter(server_pid)
     frames = [submit_frame(first_id + i) for i in range(budget.count)]
     stream = await trio.open_unix_socket(path)
     slots = trio.Semaphore(window)
@@ -159,7 +169,12 @@ async def pipelined(
                 nursery.start_soon(send)
                 nursery.start_soon(receive)
         elapsed = time.perf_counter() - t0
-    return {"n": received, "window": window, "per_s": round(received / elapsed, 1)}
+    return {
+        "n": received,
+        "window": window,
+        "per_s": round(received / elapsed, 1),
+        "server_cpu_us": cpu.per_message_us(received),
+    }
 
 
 async def measure(seq: Budget, pipe: Budget, *, window: int = 128) -> dict[str, Any]:
@@ -179,8 +194,8 @@ async def measure(seq: Budget, pipe: Budget, *, window: int = 128) -> dict[str, 
                 raise RuntimeError(f"floor server said {line!r}")
             await sequential(path, Budget(min(200, seq.count), 5.0))  # warm up
             return {
-                "sequential": await sequential(path, seq),
-                "pipelined": await pipelined(path, pipe, window=window),
+                "sequential": await sequential(path, seq, server_pid=proc.pid),
+                "pipelined": await pipelined(path, pipe, window=window, server_pid=proc.pid),
             }
         finally:
             await stop_process(proc)

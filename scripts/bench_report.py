@@ -45,6 +45,14 @@ def ratios(doc: dict[str, Any]) -> dict[str, Any]:
         out[f"pipelined_{clients}_clients_per_s"] = _ratio(
             row.get("per_s"), dig(doc, "floor", "pipelined", "per_s")
         )
+    out["server_cpu_per_msg_sequential"] = _ratio(
+        dig(doc, "ult", "sequential", "server_cpu_us"),
+        dig(doc, "floor", "sequential", "server_cpu_us"),
+    )
+    out["server_cpu_per_msg_pipelined"] = _ratio(
+        dig(doc, "ult", "pipelined", "1", "server_cpu_us"),
+        dig(doc, "floor", "pipelined", "server_cpu_us"),
+    )
     out["peer_p50"] = _ratio(dig(doc, "peer", "via_ult", "p50_us"), dig(doc, "peer", "direct", "p50_us"))
     return out
 
@@ -122,7 +130,7 @@ def render_table(doc: dict[str, Any]) -> str:
         "",
         "round trips over a Unix socket",
     ]
-    rows = [["", "n", "per s", "p50", "p99", "p99.9"]]
+    rows = [["", "n", "per s", "p50", "p99", "p99.9", "server CPU/msg"]]
     for label, path in (
         ("floor sequential", ("floor", "sequential")),
         ("ult sequential (submit->ack)", ("ult", "sequential")),
@@ -130,28 +138,32 @@ def render_table(doc: dict[str, Any]) -> str:
         s = dig(doc, *path) or {}
         rows.append(
             [label, _fmt(s.get("n")), _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
-             _fmt(s.get("p99_us"), "us"), _fmt(s.get("p99_9_us"), "us")]
+             _fmt(s.get("p99_us"), "us"), _fmt(s.get("p99_9_us"), "us"),
+             _fmt(s.get("server_cpu_us"), "us")]
         )
     s = dig(doc, "floor", "pipelined") or {}
-    rows.append([f"floor pipelined (window {s.get('window', '?')})", _fmt(s.get("n")), _fmt(s.get("per_s")), "", "", ""])
+    rows.append([f"floor pipelined (window {s.get('window', '?')})", _fmt(s.get("n")),
+                 _fmt(s.get("per_s")), "", "", "", _fmt(s.get("server_cpu_us"), "us")])
     for clients, s in (dig(doc, "ult", "pipelined") or {}).items():
         rows.append(
             [f"ult pipelined, {clients} client(s) (window {s.get('window', '?')} each)",
              _fmt(s.get("n")), _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
-             _fmt(s.get("p99_us"), "us"), ""]
+             _fmt(s.get("p99_us"), "us"), "", _fmt(s.get("server_cpu_us"), "us")]
         )
     out += _grid(rows)
     variants = dig(doc, "ult", "variants") or {}
     if variants:
         out += ["", "what each layer costs (ult, 1 client; the default keeps every layer)"]
-        rows = [["configuration", "seq p50", "seq p99", "pipelined per s", "ready"]]
+        rows = [["configuration", "seq p50", "seq p99", "pipelined per s",
+                 "CPU/order seq", "CPU/order pipelined"]]
         configs = [("default", doc.get("ult") or {}), *variants.items()]
         for label, v in configs:
             pipe = dig(v, "pipelined", "1") or {}
             rows.append(
                 [label, _fmt(dig(v, "sequential", "p50_us"), "us"),
                  _fmt(dig(v, "sequential", "p99_us"), "us"), _fmt(pipe.get("per_s")),
-                 _fmt(v.get("process_ready_s"), "s")]
+                 _fmt(dig(v, "sequential", "server_cpu_us"), "us"),
+                 _fmt(pipe.get("server_cpu_us"), "us")]
             )
         out += _grid(rows)
     for name in ("floor", "ult"):

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import Budget, child_env, latency_summary, short_tempdir, stop_process
+from bench_common import (
+    Budget,
+    CpuMeter,
+    child_env,
+    latency_summary,
+    short_tempdir,
+    stop_process,
+)
 
 
 def missing() -> str | None:
@@ -152,7 +159,7 @@ async def start_service(
         py_spy = Path(sys.executable).parent / "py-spy"
         if not py_spy.exists():
             raise RuntimeError("--profile needs py-spy: pip install -e '.[bench]'")
-        command = [str(py_spy), "record", "--format", "raw", "--rate", "250",
+        command = [str(py_spy), "record", "--format", "raw", "--rate", "250", "--threads",
                    "--output", str(profile), "--", *command]  # fmt: skip
     proc = await trio.lowlevel.open_process(
         command,
@@ -180,10 +187,13 @@ async def start_service(
     return RunningService(proc, socket, log_path, time.perf_counter() - t0, pid)
 
 
-async def sequential(socket: Path, budget: Budget) -> dict[str, Any]:
+async def sequential(
+    socket: Path, budget: Budget, *, server_pid: int | None = None
+) -> dict[str, Any]:
     """One submit at a time through one client."""
     from ult_actors.client import AsyncClient
 
+    cpu = CpuMeter(server_pid)
     samples: list[int] = []
     clock = time.perf_counter_ns
     stop_at = clock() + int(budget.seconds * 1e9)
@@ -195,13 +205,16 @@ async def sequential(socket: Path, budget: Budget) -> dict[str, Any]:
             samples.append(t1 - t0)
             if t1 > stop_at:
                 break
-    return latency_summary(samples)
+    return {**latency_summary(samples), "server_cpu_us": cpu.per_message_us(len(samples))}
 
 
-async def pipelined(socket: Path, budget: Budget, *, clients: int, window: int) -> dict[str, Any]:
+async def pipelined(
+    socket: Path, budget: Budget, *, clients: int, window: int, server_pid: int | None = None
+) -> dict[str, Any]:
     """``clients`` connections, ``window`` submitting tasks each; orders/s over all."""
     from ult_actors.client import AsyncClient
 
+    cpu = CpuMeter(server_pid)
     samples: list[int] = []
     left = budget.count
     clock = time.perf_counter_ns
@@ -234,6 +247,7 @@ async def pipelined(socket: Path, budget: Budget, *, clients: int, window: int) 
         "per_s": round(len(samples) / elapsed, 1),
         "p50_us": summary["p50_us"],
         "p99_us": summary["p99_us"],
+        "server_cpu_us": cpu.per_message_us(len(samples)),
     }
 
 
@@ -255,12 +269,18 @@ async def measure_config(
             await sequential(service.socket, Budget(min(300, plan.ult_sequential.count), 10.0))
             result: dict[str, Any] = {
                 "process_ready_s": round(service.ready_s, 3),
-                "sequential": await sequential(service.socket, plan.ult_sequential),
+                "sequential": await sequential(
+                    service.socket, plan.ult_sequential, server_pid=service.pid
+                ),
                 "pipelined": {},
             }
             for n in clients:
                 result["pipelined"][str(n)] = await pipelined(
-                    service.socket, plan.ult_pipelined, clients=n, window=plan.window
+                    service.socket,
+                    plan.ult_pipelined,
+                    clients=n,
+                    window=plan.window,
+                    server_pid=service.pid,
                 )
             async with AsyncClient(service.socket, timeout=30) as client:
                 health = await client.health()
