@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.durability.ult_process import UltProcess, journal_status
+from tests.durability.ult_process import UltProcess, journal_status, paper_account
 from ult_actors.client import Client, UltError
 from ult_actors.messages import TERMINAL_STATUSES, Order
 
@@ -45,13 +45,15 @@ def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal) -> None:
     with Client(svc.socket, timeout=30) as client:
         order = settled(client, coid)
         assert (order.status, order.filled_qty, order.outcome) == ("filled", qty, "definitive")
-        # From the broker's side: one order's worth of position, not two.
-        [position] = [p for p in client.positions("paper") if p.symbol == "AAPL"]
-        assert position.qty == qty
         assert [o.client_order_id for o in client.orders()].count(coid) == 1
+    # Settled on start (or by the update stream just before): nothing left over.
     [summary] = svc.log_events("reconciled on start")[-1:]
-    assert summary["checked"] == 1
     assert summary["unresolved"] == 0 and summary["unknown_at_broker"] == 0
+    svc.stop()
+    # From the broker's side: one order, one order's worth of position.
+    orders, positions = paper_account(svc.state_dir, [coid])
+    assert orders[coid].status == "filled"
+    assert positions == {"AAPL": qty}
 
 
 def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -> None:

@@ -25,9 +25,9 @@ counted in the summary), never adopted silently.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -36,6 +36,7 @@ from ult_actors.actors.journal import OrderStore
 from ult_actors.errors import BrokerUnavailable, RateLimited, UltError
 from ult_actors.messages import OPEN_STATUSES, Order
 
+T = TypeVar("T")
 _NS = 1_000_000_000
 #: Statuses that mean "we sent something and have not heard back".
 IN_FLIGHT_STATUSES = frozenset({"pending_new", "pending_cancel"})
@@ -108,14 +109,25 @@ class BrokerSide(Protocol):
         """Whether a submit of this order is running right now."""
 
 
-async def _ask(side: BrokerSide, coid: str) -> Order | None:
-    """Look up with a short wait on rate limits; connection errors propagate."""
-    for _ in range(3):
+async def _patiently(fn: Callable[[], Awaitable[T]], attempts: int = 4) -> T:
+    """Call ``fn``, retrying transient broker errors with a short doubling delay.
+
+    One dropped connection should not cost a whole incarnation (and a tick of
+    the supervisor's restart intensity); a broker that stays down still does.
+    """
+    delay = 0.05
+    for _ in range(attempts - 1):
         try:
-            return await side.lookup(coid)
-        except RateLimited as exc:
-            await trio.sleep(exc.retry_after or 1.0)
-    return await side.lookup(coid)
+            return await fn()
+        except (BrokerUnavailable, RateLimited) as exc:
+            await trio.sleep(max(delay, exc.retry_after or 0.0))
+            delay *= 2
+    return await fn()
+
+
+async def _ask(side: BrokerSide, coid: str) -> Order | None:
+    """Look an order up by client order id; connection errors propagate after retries."""
+    return await _patiently(lambda: side.lookup(coid))
 
 
 def never_arrived(order: Order, reason: str, now_ns: int) -> Order:
@@ -144,7 +156,7 @@ async def reconcile_on_start(
     """
     summary = ReconcileSummary()
     pending = await store.non_terminal(side.name)
-    broker_open = {o.client_order_id: o for o in await side.open_orders()}
+    broker_open = {o.client_order_id: o for o in await _patiently(side.open_orders)}
     missing: list[Order] = []
     for order in pending:
         summary.checked += 1
@@ -198,7 +210,7 @@ async def reconcile_stuck(
     if missing:
         await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=False)
     if sweep:
-        for theirs in await side.open_orders():
+        for theirs in await _patiently(side.open_orders):
             ours = await store.get(theirs.client_order_id)
             if ours is None:
                 summary.unknown_at_broker.append(theirs.client_order_id)
