@@ -20,7 +20,13 @@ CANCEL_NOT_ALLOWED = 10148
 #: Order-related warnings: the order stays alive (e.g. held until the market opens).
 ORDER_WARNINGS = frozenset({165, 399, 404, 434, 492, 10167})
 #: Phrases of rejections caused by money, not by the order itself.
-_FUNDS_WORDS = ("insufficient", "buying power", "equity with loan", "initial margin", "margin requirement")
+_FUNDS_WORDS = (
+    "insufficient",
+    "buying power",
+    "equity with loan",
+    "initial margin",
+    "margin requirement",
+)
 
 
 def is_notice(code: int) -> bool:

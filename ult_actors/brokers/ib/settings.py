@@ -47,7 +47,9 @@ def _int(name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ConfigError(f"environment variable {name}: expected an integer, got {value!r}") from None
+        raise ConfigError(
+            f"environment variable {name}: expected an integer, got {value!r}"
+        ) from None
 
 
 def ib_settings_from_env(env: Mapping[str, str], base: IbSettings) -> IbSettings:

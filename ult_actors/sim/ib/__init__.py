@@ -28,16 +28,22 @@ def _parser() -> argparse.ArgumentParser:
         "(drop, lost, restored [data-lost], reject N [TEXT], slow-ack S, slow-replies S, "
         "client-id-in-use ID|none, price SYMBOL PRICE, status).",
     )
-    p.add_argument("--port", type=int, default=7497, help="TWS API port (default 7497, 0 = any free)")
+    p.add_argument(
+        "--port", type=int, default=7497, help="TWS API port (default 7497, 0 = any free)"
+    )
     p.add_argument("--admin-port", type=int, default=None, help="fault-control port (default: off)")
     p.add_argument("--account", default="DU1234567", help="the simulated paper account id")
     p.add_argument("--seed", type=int, default=7, help="seed of the price feed")
-    p.add_argument("--tick", type=float, default=1.0, help="seconds between price ticks (0: frozen)")
+    p.add_argument(
+        "--tick", type=float, default=1.0, help="seconds between price ticks (0: frozen)"
+    )
     return p
 
 
 def _ctl_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ult sim ib ctl", description="Send one fault-control command.")
+    p = argparse.ArgumentParser(
+        prog="ult sim ib ctl", description="Send one fault-control command."
+    )
     p.add_argument("--admin-port", type=int, required=True)
     p.add_argument("command", nargs=argparse.REMAINDER)
     return p
