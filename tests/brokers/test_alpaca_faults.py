@@ -196,3 +196,15 @@ async def test_a_stream_that_stays_down_ends_the_task_for_the_supervisor() -> No
                     await trio.sleep_forever()
         # Lost once, then refused twice: the third failure in a row ends the task.
         assert sim.faults.fired["stream_refuse"] == 2
+
+
+async def test_a_silent_half_open_stream_is_found_by_ping_and_replaced() -> None:
+    async with (
+        running_sim() as (sim, port),
+        connected(port, stream_ping_interval_s=0.1, stream_ping_timeout_s=0.3) as (conn, log),
+    ):
+        sim.arm(Fault(kind="stream_mute"))
+        await sim.wait_listening(2)
+        order = await conn.submit(market("after-mute"))
+        await log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
+        assert sim.faults.fired == {"stream_mute": 1}

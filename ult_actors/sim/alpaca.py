@@ -28,6 +28,7 @@ the admin endpoints on the same port (no credentials needed; loopback only)::
                                {"kind": "drop"}
                                {"kind": "stream_drop", "after_events": 2}
                                {"kind": "stream_refuse", "count": 3}
+                               {"kind": "stream_mute"}
     DELETE /_sim/faults        disarm everything
     POST   /_sim/stream/drop   cut every trade_updates connection now
     POST   /_sim/prices        {"AAPL": "191.20"}: move prices (resting orders may fill)
@@ -88,6 +89,7 @@ class _StreamSession:
         self.send, self.receive = trio.open_memory_channel[dict[str, Any]](_SESSION_QUEUE)
         self.listening = False
         self.cut = False
+        self.muted = False
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.cut:
@@ -161,6 +163,9 @@ class AlpacaSim:
         self.faults.arm(fault)
         if fault.kind == "stream_drop" and fault.after_events == 0 and self.faults.cut_now():
             self.cut_streams()
+        if fault.kind == "stream_mute":
+            while self.faults.take("stream_mute"):
+                self.mute_streams()
 
     def cut_streams(self) -> int:
         """Cut every stream connection; nothing published from now on reaches them."""
@@ -168,6 +173,14 @@ class AlpacaSim:
         for session in sessions:
             session.close_queue()
         self._sessions.clear()
+        return len(sessions)
+
+    def mute_streams(self) -> int:
+        """Silence every stream connection: open, but no events and no pongs."""
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.muted = True
+            session.channel.answer_pings = False
         return len(sessions)
 
     async def wait_listening(self, count: int, timeout: float = 10.0) -> None:
@@ -345,7 +358,7 @@ class AlpacaSim:
 
     def _publish(self, message: dict[str, Any]) -> None:
         for session in list(self._sessions):
-            if session.listening:
+            if session.listening and not session.muted:
                 session.offer(message)
         if self.faults.stream_cut_due():
             self.cut_streams()
@@ -476,7 +489,7 @@ fault switches and admin endpoints (same port, no credentials):
   POST   /_sim/faults       arm: {"kind": K, "count": N, "method": M, "path": P, ...}
                             K: drop | status (status=503) | rate_limit (retry_after_s,
                             retry_after_header) | slow (delay_s) | lose_reply |
-                            stream_drop (after_events) | stream_refuse
+                            stream_drop (after_events) | stream_refuse | stream_mute
   DELETE /_sim/faults       disarm all
   POST   /_sim/stream/drop  cut every trade_updates connection now
   POST   /_sim/prices       {"AAPL": "191.20"}

@@ -16,6 +16,8 @@ Kinds:
 - ``stream_drop``: cut every ``trade_updates`` connection (no close frame) once
   ``after_events`` more trade updates have been sent; 0 cuts at once.
 - ``stream_refuse``: refuse the next ``count`` stream connections (HTTP 503).
+- ``stream_mute``: every current stream connection stays open but goes silent:
+  no events, no pongs (a half-open connection). Takes effect when armed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from typing import Literal
 import msgspec
 
 FaultKind = Literal[
-    "drop", "status", "rate_limit", "slow", "lose_reply", "stream_drop", "stream_refuse"
+    "drop",
+    "status",
+    "rate_limit",
+    "slow",
+    "lose_reply",
+    "stream_drop",
+    "stream_refuse",
+    "stream_mute",
 ]
 _REQUEST_KINDS = frozenset({"drop", "status", "rate_limit", "slow", "lose_reply"})
 
@@ -109,6 +118,14 @@ class FaultBoard:
             self._events_seen.pop(id(fault), None)
             self._use(fault)
             return True
+        return False
+
+    def take(self, kind: FaultKind) -> bool:
+        """Use up one armed fault of ``kind`` (those that act when armed)."""
+        for fault in self._armed:
+            if fault.kind == kind:
+                self._use(fault)
+                return True
         return False
 
     def cut_now(self) -> bool:

@@ -84,6 +84,8 @@ class WsChannel:
         self._pending: deque[ws_events.Event] = deque()
         self._parts: list[str | bytes] = []
         self.closed = False
+        #: False: pings go unanswered, as on a half-open connection.
+        self.answer_pings = True
 
     async def receive(self) -> str | bytes | None:
         """The next whole message, or ``None`` once the peer has gone."""
@@ -98,7 +100,8 @@ class WsChannel:
                             return b"".join(p for p in parts if isinstance(p, bytes))
                         return "".join(p for p in parts if isinstance(p, str))
                 elif isinstance(event, ws_events.Ping):
-                    await self._send_raw(self._ws.send(event.response()))
+                    if self.answer_pings:
+                        await self._send_raw(self._ws.send(event.response()))
                 elif isinstance(event, ws_events.CloseConnection):
                     await self._send_raw(self._ws.send(event.response()))
                     self.closed = True
