@@ -39,6 +39,7 @@ from ult_actors.brokers.ib.encode import encode_request
 from ult_actors.brokers.ib.fields import FieldError
 from ult_actors.brokers.ib.mapping import same_request, to_ib
 from ult_actors.brokers.ib.orders import OrderTracker, TrackedOrder
+from ult_actors.brokers.ib.pacing import MessagePacer
 from ult_actors.brokers.ib.protocol import (
     API_PREFIX,
     MAX_SERVER_VERSION,
@@ -99,6 +100,7 @@ class IbConnector:
         self._accounts: list[str] | None = None
         self._next_order_id = 0
         self._req_ids = itertools.count(1)
+        self._pacer = MessagePacer(settings.max_messages_per_second)
         self._book = OrderTracker(name, settings.client_id, now_ns, log=self._log)
         #: False between 1100 and 1101/1102.
         self.available = True
@@ -226,8 +228,10 @@ class IbConnector:
         stream = self._stream
         if stream is None or (self._closed and not isinstance(request, wire.StartApi)):
             raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
+        frame = encode_fields(encode_request(request, self.server_version))
+        await self._pacer.wait()
         try:
-            await stream.send_frames([encode_fields(encode_request(request, self.server_version))])
+            await stream.send_frames([frame])
         except ConnectionClosed as exc:
             raise BrokerUnavailable(f"connection to TWS lost: {exc}", broker=self.name) from None
 

@@ -7,8 +7,16 @@ for system messages.
 
 from __future__ import annotations
 
-from ult_actors.errors import BrokerUnavailable, InsufficientFunds, InvalidOrder, NotFound, UltError
+from ult_actors.errors import (
+    BrokerUnavailable,
+    InsufficientFunds,
+    InvalidOrder,
+    NotFound,
+    RateLimited,
+    UltError,
+)
 
+MAX_RATE_EXCEEDED = 100
 CONNECTIVITY_LOST = 1100
 RESTORED_DATA_LOST = 1101
 RESTORED_DATA_KEPT = 1102
@@ -37,6 +45,8 @@ def is_notice(code: int) -> bool:
 def order_rejection(code: int, message: str, broker: str) -> UltError:
     """The error a rejected order (or a failed cancel) raises, with TWS's text."""
     text = f"TWS error {code}: {message}"
+    if code == MAX_RATE_EXCEEDED:
+        return RateLimited(text, retry_after=1.0, broker=broker)
     if code == CANCEL_NOT_FOUND:
         return NotFound(text, broker=broker)
     if code == DUPLICATE_ORDER_ID:

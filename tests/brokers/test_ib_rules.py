@@ -1,0 +1,66 @@
+"""IB rules without a socket: message pacing and what TWS error codes become."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from ult_actors.brokers.ib.errors import is_notice, order_rejection
+from ult_actors.brokers.ib.pacing import MessagePacer
+from ult_actors.errors import (
+    BrokerUnavailable,
+    InsufficientFunds,
+    InvalidOrder,
+    NotFound,
+    RateLimited,
+)
+
+
+def test_pacer_lets_a_burst_through_then_spaces_messages() -> None:
+    pacer = MessagePacer(rate=50, burst=10)
+    delays = [pacer.reserve(0.0) for _ in range(15)]
+    assert delays[:10] == [0.0] * 10
+    assert delays[10:] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    assert pacer.reserve(10.0) == 0.0  # idle time refills the burst
+
+
+async def test_pacer_holds_a_flood_to_the_rate_on_trios_clock(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pacer = MessagePacer(rate=45, burst=10)
+    start = trio.current_time()
+    for _ in range(100):
+        await pacer.wait()
+    assert trio.current_time() - start == pytest.approx(90 / 45)
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "kind"),
+    [
+        (201, "Order rejected - reason:No trading permissions", InvalidOrder),
+        (
+            201,
+            "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED"
+            " POSITION YOUR EQUITY WITH LOAN VALUE [1.00 USD] MUST EXCEED THE INITIAL MARGIN",
+            InsufficientFunds,
+        ),
+        (103, "Duplicate order id", BrokerUnavailable),
+        (100, "Max rate of messages per second has been exceeded", RateLimited),
+        (10147, "OrderId 7 that needs to be cancelled is not found.", NotFound),
+        (200, "No security definition has been found for the request", InvalidOrder),
+    ],
+)
+def test_order_errors_map_to_the_narrowest_class_with_tws_text(
+    code: int, text: str, kind: type[Exception]
+) -> None:
+    error = order_rejection(code, text, "ib")
+    assert type(error) is kind
+    assert error.message == f"TWS error {code}: {text}" and error.broker == "ib"
+    if isinstance(error, RateLimited):
+        assert error.retry_after == 1.0
+
+
+def test_farm_messages_are_notices_and_connectivity_codes_are_not() -> None:
+    assert all(is_notice(c) for c in (2104, 2106, 2158, 2103, 2105, 2157, 2119))
+    assert not any(is_notice(c) for c in (1100, 1101, 1102, 326, 201, 202))
