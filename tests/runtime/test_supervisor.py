@@ -252,3 +252,31 @@ async def test_health_listener_sees_each_state_change(autojump_clock: Any) -> No
     snapshot = {h.name: h for h in sup.snapshot()}
     assert snapshot["a"].restarts == 1
     assert snapshot["a"].parent == "root"
+
+
+async def test_a_child_that_cannot_start_fails_its_supervisor_naming_it(
+    autojump_clock: Any,
+) -> None:
+    later_started = []
+
+    async def broken(ctx: Any) -> None:
+        raise OSError("journal file is not writable")
+
+    async def later(ctx: Any) -> None:
+        later_started.append(True)
+        ctx.started()
+        await trio.sleep_forever()
+
+    sup = Supervisor(
+        "root",
+        [ChildSpec(id="journal", start=broken), ChildSpec(id="router", start=later)],
+        backoff=FAST,
+        rng=random.Random(2),
+    )
+    with pytest.raises(BaseExceptionGroup) as info:
+        await sup.run()
+    gave_up = info.value.exceptions[0]
+    assert isinstance(gave_up, SupervisorGaveUp)
+    assert "child journal failed to start" in str(gave_up)
+    assert isinstance(gave_up.cause, OSError)
+    assert later_started == []  # siblings that may depend on it never start

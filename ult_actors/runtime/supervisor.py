@@ -52,17 +52,20 @@ ActorBody = Callable[[ActorContext[Any]], Awaitable[None]]
 
 
 class SupervisorGaveUp(Exception):
-    """A supervisor exceeded its restart intensity and stopped."""
+    """A supervisor stopped: a child exceeded the restart intensity or failed to start."""
 
-    def __init__(self, supervisor: str, child: str, cause: BaseException | None) -> None:
+    def __init__(
+        self,
+        supervisor: str,
+        child: str,
+        cause: BaseException | None,
+        reason: str = "exceeded the restart intensity",
+    ) -> None:
         self.supervisor = supervisor
         self.child = child
         self.cause = cause
         last = f"{type(cause).__name__}: {cause}" if cause else "exited"
-        super().__init__(
-            f"supervisor {supervisor} gave up: child {child} exceeded the restart intensity;"
-            f" last error: {last}"
-        )
+        super().__init__(f"supervisor {supervisor} gave up: child {child} {reason}; last error: {last}")
 
 
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,6 +110,8 @@ class _Child:
         self.consecutive = 0
         #: The last backoff delay slept before restarting this child.
         self.last_delay: float | None = None
+        #: Why the last incarnation ended (None: a normal exit).
+        self.exit_error: BaseException | None = None
         #: Restart times of this child alone (used when the supervisor parks).
         self.restart_times: deque[float] = deque()
 
@@ -251,6 +256,15 @@ class Supervisor:
             try:
                 for child in self._children:
                     await self._start(child)
+                    crashed_before_started = (
+                        child.finished.is_set() and child.health.state == "starting"
+                    )
+                    if self.park_s is None and crashed_before_started:
+                        # As in OTP, a child that cannot start fails its supervisor:
+                        # its later siblings may depend on it (the journal, say).
+                        raise SupervisorGaveUp(
+                            self.name, child.spec.id, child.exit_error, "failed to start"
+                        )
                 if ctx is not None:
                     ctx.started()
                 await self._watch()
@@ -314,6 +328,7 @@ class Supervisor:
         finally:
             if spec.mailbox is not None:
                 spec.mailbox.requeue_in_flight(error or RuntimeError("actor stopped"))
+            child.exit_error = error
             child.finished.set()
             child.settled.set()
         self._exits_send.send_nowait((child, incarnation, error))
