@@ -13,7 +13,7 @@ import pytest
 import structlog
 import trio
 
-from tests.brokers.test_alpaca_harness import KEY, SECRET, running_sim, settings_for
+from tests.brokers.test_alpaca_harness import KEY, SECRET, connected, running_sim, settings_for
 from ult_actors.brokers.alpaca import (
     LIVE_URL,
     PAPER_URL,
@@ -149,32 +149,25 @@ async def test_no_secret_in_logs_or_errors_across_failures() -> None:
         async with running_sim() as (sim, port):
             bad = AlpacaConnector("alpaca", settings_for(port, api_secret=Secret(SECRET + "x")))
             errors.append(await _error_of(bad.connect()))
-            connector = AlpacaConnector(
-                "alpaca", settings_for(port, read_timeout_s=0.3, rate_limit_max_wait_s=0)
-            )
-            await connector.connect()
-            faults = [
-                Fault(kind="drop"),
-                Fault(kind="status", status=503),
-                Fault(kind="rate_limit", retry_after_s=0),
-                Fault(kind="slow", delay_s=2),
-                Fault(kind="lose_reply"),
-            ]
-            for fault in faults:
-                sim.arm(fault)
-                errors.append(
-                    await _error_of(
-                        connector.submit(
-                            OrderRequest(
-                                symbol="AAPL",
-                                side="buy",
-                                qty=Decimal(1),
-                                client_order_id=f"leak-{fault.kind}",
-                            )
-                        )
+            async with connected(port, read_timeout_s=0.3, rate_limit_max_wait_s=0) as (
+                connector,
+                _,
+            ):
+                faults = [
+                    Fault(kind="drop"),
+                    Fault(kind="status", status=503),
+                    Fault(kind="rate_limit", retry_after_s=0),
+                    Fault(kind="slow", delay_s=2),
+                    Fault(kind="lose_reply"),
+                ]
+                for fault in faults:
+                    sim.arm(fault)
+                    request = OrderRequest(
+                        symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=fault.kind
                     )
-                )
-            await connector.disconnect()
+                    errors.append(await _error_of(connector.submit(request)))
+                sim.cut_streams()  # the stream authenticates again
+                await sim.wait_listening(2)
     assert [type(e) for e in errors] == [
         AuthFailed,
         BrokerUnavailable,

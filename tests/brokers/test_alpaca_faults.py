@@ -208,3 +208,17 @@ async def test_a_silent_half_open_stream_is_found_by_ping_and_replaced() -> None
         order = await conn.submit(market("after-mute"))
         await log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
         assert sim.faults.fired == {"stream_mute": 1}
+
+
+async def test_a_flapping_stream_counts_as_failing_in_a_row() -> None:
+    # Every session is cut as soon as it has listened and swept: it never gets
+    # stable, so the failures add up and the task ends for the supervisor.
+    async with running_sim() as (sim, port):
+        with pytest.RaisesGroup(BrokerUnavailable):
+            async with connected(port, stream_max_reconnects=3) as (_conn, _):
+                for listens in range(1, 5):
+                    await sim.wait_listening(listens)
+                    sim.cut_streams()
+                with trio.fail_after(10):
+                    await trio.sleep_forever()
+        assert sim.listens == 4

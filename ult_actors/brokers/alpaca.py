@@ -109,6 +109,8 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stream_ping_timeout_s: float = 10.0
     #: Stream reconnects in a row before the actor is restarted instead.
     stream_max_reconnects: int = 5
+    #: A stream session that lasted this long resets the count of failures in a row.
+    stream_stable_after_s: float = 30.0
     stream_backoff_initial_s: float = 0.1
     stream_backoff_cap_s: float = 5.0
     #: Longest a request waits for a rate-limit window to reset before failing.
@@ -337,23 +339,29 @@ class AlpacaConnector:
         url = stream_url(s)
         started = False
         failures = 0
+        live_since: float | None = None
         while True:
             try:
                 async with open_trade_updates(
                     url, s.api_key, s.api_secret, broker=self.name, timeouts=timeouts
                 ) as session:
                     await self._sweep(sink)
+                    live_since = trio.current_time()
                     if not started:
                         started = True
                         task_status.started()
                     elif failures:
                         self.log.info("trade_updates stream back", after_failures=failures)
-                    failures = 0
                     while True:
                         update = await session.next_update()
                         self._last_heard_ns = self._now_ns()
                         await self._deliver_stream_update(update, sink)
             except (BrokerUnavailable, RateLimited) as exc:
+                if live_since is not None and (
+                    trio.current_time() - live_since >= s.stream_stable_after_s
+                ):
+                    failures = 0  # it had been fine for a while: a fresh loss, not flapping
+                live_since = None
                 if not started or failures >= s.stream_max_reconnects:
                     raise
                 failures += 1
