@@ -18,15 +18,19 @@ from tests.brokers.test_oanda_harness import running_sim, settings_for
 from tests.ipc.service_process import ULT, ServiceProcess, run_ult
 from ult_actors.brokers.oanda import connector_factory
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.errors import AuthFailed
 from ult_actors.messages import (
     ActorHealthChanged,
+    GetHealth,
     GetPositions,
+    HealthReply,
     OrderReply,
     OrderRequest,
     OrderUpdate,
     PositionsReply,
     Submit,
 )
+from ult_actors.secrets import Secret
 from ult_actors.service import build_service
 
 SIM_TOKEN = "acceptance-token-7d1e"
@@ -160,6 +164,45 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
             positions = await svc.gateway.handle(GetPositions(id=2, broker="oanda"))
             assert isinstance(positions, PositionsReply)
             assert [(p.symbol, p.qty) for p in positions.positions] == [("EUR_USD", Decimal(1000))]
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"token": Secret("not-the-token")}, "401"),
+        ({"environment": "live"}, "live_trading_confirmed"),
+    ],
+)
+async def test_refused_credentials_and_unconfirmed_live_fail_the_actor_without_a_restart_loop(
+    tmp_path: Path, overrides: dict[str, object], says: str
+) -> None:
+    async with running_sim() as sim:
+        settings = settings_for(sim, **overrides)
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings)],
+        )
+        cfg.supervision.backoff_initial_ms = 10
+        svc = build_service(cfg, env={}, rng=random.Random(4))
+        events = svc.bus.subscribe()
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+                while True:
+                    event = await events.receive()
+                    if isinstance(event, ActorHealthChanged) and event.state == "failed":
+                        break
+            assert event.name == "broker.oanda"
+            order = OrderRequest(symbol="EUR_USD", side="buy", qty=Decimal(1000))
+            with pytest.raises(AuthFailed, match=says):
+                await svc.gateway.handle(Submit(id=1, order=order))
+            health = await svc.gateway.handle(GetHealth(id=2))
+            assert isinstance(health, HealthReply)
+            (broker,) = [a for a in health.health.actors if a.name == "broker.oanda"]
+            assert (broker.state, broker.restarts) == ("failed", 0)
+            # One refused account request for a bad token, none at all for live: no retrying.
+            assert sim.requests == (1 if "token" in overrides else 0)
             nursery.cancel_scope.cancel()
 
 
