@@ -176,6 +176,11 @@ async def test_reconnect_after_a_drop_finds_open_and_meanwhile_filled_orders(
                 # Ids keep increasing across connections: TWS's next valid id.
                 new = await second.connector.submit(limit("new-1"))
                 assert int(new.id) > int(fills_later.id)
+                # A resync later does not mistake that history for new fills either.
+                resynced = second.connector.resynced
+                await sim.connectivity_lost()
+                await sim.connectivity_restored()
+                await resynced.wait()
             # Executions from before this connection are history, not new fills.
             assert not [u for u in second.log.updates if u.fill is not None]
         nursery.cancel_scope.cancel()

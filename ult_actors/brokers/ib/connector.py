@@ -104,6 +104,9 @@ class IbConnector:
         self._book = OrderTracker(name, settings.client_id, now_ns, log=self._log)
         #: False between 1100 and 1101/1102.
         self.available = True
+        #: Resyncs after 1101/1102 so far; ``resynced`` is set when the next one ends.
+        self.resyncs = 0
+        self.resynced = trio.Event()
         self._fatal: Exception | None = None
         self._collectors: dict[Hashable, _Collector] = {}
         self._request_locks: dict[str, trio.Lock] = {}
@@ -435,6 +438,10 @@ class IbConnector:
                 self._log.warning("resync after reconnect failed", reason=reason, error=str(exc))
             else:
                 self._log.info("resynchronised open orders", reason=reason)
+            finally:
+                self.resyncs += 1
+                done, self.resynced = self.resynced, trio.Event()
+                done.set()
 
     async def _sync(self, *, emit_fills: bool) -> None:
         """Bring tracked orders up to date: open orders, executions, then the vanished."""

@@ -166,12 +166,13 @@ class OrderTracker:
         tracked = self.orders.get(self.by_perm.get(msg.perm_id, msg.order_id))
         if tracked is None and msg.order_ref:
             tracked = self.by_client_id(msg.order_ref)
+        self.seen_execs.add(msg.exec_id)
         if tracked is None:
-            # Remember which order it was: completed orders carry no order id.
+            # An order from before this connection, finished: history, never a new
+            # fill. Remember which order it was: completed orders carry no order id.
             if msg.client_id == self.client_id:
                 self.untracked_execs[msg.perm_id] = msg
             return []
-        self.seen_execs.add(msg.exec_id)
         fill = None
         if self.emit_fills:
             fill = Fill(
