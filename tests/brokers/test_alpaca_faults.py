@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 
 import pytest
 import trio
 
-from tests.brokers.test_alpaca_harness import connected, running_sim
+from tests.brokers.test_alpaca_harness import connected, running_sim, settings_for
+from ult_actors.brokers.alpaca import AlpacaConnector
 from ult_actors.errors import (
     BrokerUnavailable,
     DuplicateOrder,
@@ -222,3 +224,13 @@ async def test_a_flapping_stream_counts_as_failing_in_a_row() -> None:
                 with trio.fail_after(10):
                     await trio.sleep_forever()
         assert sim.listens == 4
+
+
+async def test_nothing_listening_is_broker_unavailable_not_auth_failed() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connector = AlpacaConnector("alpaca", settings_for(port))
+    with trio.fail_after(10), pytest.raises(BrokerUnavailable, match="network error"):
+        await connector.connect()
+    await connector.disconnect()
