@@ -88,6 +88,8 @@ class RiskState:
     trading: TradingState = "active"
     broker_trading: dict[str, TradingState] = field(default_factory=dict)
     open_orders: dict[str, OrderRequest] = field(default_factory=dict)  # by client order id
+    #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
+    open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     filled: dict[str, Decimal] = field(default_factory=dict)  # cumulative, by client order id
     books: dict[tuple[str, str], _Book] = field(default_factory=dict)
     last_price: dict[str, Decimal] = field(default_factory=dict)
@@ -98,6 +100,25 @@ class RiskState:
     tokens_at: float | None = None
     #: Recently finished orders (client order id), so a repeated final report changes nothing.
     done: dict[str, None] = field(default_factory=dict)
+
+    def set_open(self, request: OrderRequest) -> None:
+        """Track ``request`` (its unfilled qty) as an open order, replacing an earlier view."""
+        assert request.client_order_id is not None
+        self.drop_open(request.client_order_id)
+        self.open_orders[request.client_order_id] = request
+        key = (request.broker or "", request.symbol, request.side)
+        self.open_qty[key] = self.open_qty.get(key, Decimal(0)) + request.qty
+
+    def drop_open(self, client_order_id: str) -> None:
+        """Forget an open order (finished, or about to be replaced)."""
+        old = self.open_orders.pop(client_order_id, None)
+        if old is not None:
+            key = (old.broker or "", old.symbol, old.side)
+            left = self.open_qty[key] - old.qty
+            if left:
+                self.open_qty[key] = left
+            else:
+                del self.open_qty[key]
 
 
 @dataclass
@@ -117,14 +138,7 @@ def position_after(state: RiskState, broker: str, request: OrderRequest) -> tupl
     book = state.books.get((broker, request.symbol))
     now = book.qty if book else Decimal(0)
     sign = 1 if request.side == "buy" else -1
-    pending = sum(
-        (
-            o.qty
-            for o in state.open_orders.values()
-            if o.symbol == request.symbol and o.side == request.side and o.broker == broker
-        ),
-        Decimal(0),
-    )
+    pending = state.open_qty.get((broker, request.symbol, request.side), Decimal(0))
     return now, now + sign * (request.qty + pending)
 
 
@@ -219,16 +233,18 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         )
         state.filled[coid] = order.filled_qty
     if order.status in OPEN_STATUSES:
-        state.open_orders[coid] = OrderRequest(
-            symbol=order.symbol,
-            side=order.side,
-            qty=order.qty - order.filled_qty,
-            type=order.type,
-            broker=order.broker,
-            client_order_id=coid,
+        state.set_open(
+            OrderRequest(
+                symbol=order.symbol,
+                side=order.side,
+                qty=order.qty - order.filled_qty,
+                type=order.type,
+                broker=order.broker,
+                client_order_id=coid,
+            )
         )
     else:
-        state.open_orders.pop(coid, None)
+        state.drop_open(coid)
         # What it filled is kept a while, so a repeated final report adds nothing.
         state.done[coid] = None
         while len(state.done) > _DONE_KEPT:
@@ -299,7 +315,7 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     roll_day(state, deps.now_ns())  # the daily loss resets even with no fills
                     check_order(state, deps.limits, request, trio.current_time())
                     assert request.client_order_id is not None and request.broker is not None
-                    state.open_orders[request.client_order_id] = request
+                    state.set_open(request)
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
