@@ -15,6 +15,7 @@ from ult_actors.actors.journal import memory_store_opener
 from ult_actors.config import load_config
 from ult_actors.errors import AuthFailed
 from ult_actors.messages import (
+    Cancel,
     GetAccount,
     GetPositions,
     OrderReply,
@@ -90,3 +91,24 @@ async def test_refused_keys_leave_the_broker_failed_without_a_restart_loop() -> 
         assert broker.state == "failed" and broker.restarts == 0
         assert sim.requests == 1  # one refused connect; nothing retried it
         assert sim.venue.stats.submits == 0
+
+
+async def test_cancel_by_client_order_id_reaches_the_alpaca_order() -> None:
+    async with running_sim() as (sim, port), service_on(port) as svc:
+        request = OrderRequest(
+            symbol="AAPL",
+            side="buy",
+            qty=Decimal(1),
+            type="limit",
+            limit_price=Decimal("150.00"),
+            time_in_force="gtc",
+            broker="alpaca",
+            client_order_id="svc-rest",
+        )
+        with trio.fail_after(15):
+            placed = await svc.gateway.handle(Submit(id=1, order=request))
+            assert isinstance(placed, OrderReply) and placed.order.status == "accepted"
+            reply = await svc.gateway.handle(Cancel(id=2, order_id="svc-rest"))
+        assert isinstance(reply, OrderReply)
+        assert reply.order.status == "canceled"
+        assert sim.venue.orders[placed.order.id].status == "canceled"
