@@ -224,7 +224,8 @@ class AlpacaConnector:
         try:
             account = await self._get("/v2/account", WireAccount, what="account")
         except BaseException:
-            await self.disconnect()
+            with trio.CancelScope(shield=True):  # close the pool even when cancelled
+                await self.disconnect()
             raise
         if account.trading_blocked or account.account_blocked:
             self.log.warning("alpaca account is blocked from trading", status=account.status)
