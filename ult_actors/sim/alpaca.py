@@ -150,7 +150,7 @@ class AlpacaSim:
         self._rate = _RateWindow(rate_limit_per_minute, venue.now_ns)
         self._sessions: set[_StreamSession] = set()
         self._listening_changed = trio.Event()
-        #: Requests to /v2 seen (including faulted ones).
+        #: Requests to /v2 and /stream seen (including faulted ones).
         self.requests = 0
         #: Stream sessions that have ever reached ``listening``.
         self.listens = 0
