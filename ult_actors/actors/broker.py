@@ -120,6 +120,8 @@ class _BrokerIncarnation:
         self.connector = deps.make_connector()
         #: Latest known state of this broker's orders seen by this incarnation.
         self.orders: dict[str, Order] = {}
+        #: Executions already on the bus (an ordered set, bounded), so each is published once.
+        self.fills_published: dict[str, None] = {}
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
 
     async def run(self) -> None:
@@ -174,7 +176,21 @@ class _BrokerIncarnation:
         except IllegalTransition as exc:
             self.log.error("illegal order transition ignored", client_order_id=coid, error=str(exc))
             return current or order
+        execution = fill.fill if fill is not None else None
+        if execution is not None:
+            if execution.fill_id in self.fills_published:
+                execution = None
+            else:
+                self.fills_published[execution.fill_id] = None
+                if len(self.fills_published) > _MAX_TRACKED:
+                    del self.fills_published[next(iter(self.fills_published))]
         if merged is current:
+            if execution is not None and merged is not None:
+                # The state came first (in the submit reply); the execution still
+                # belongs on the fills stream, once.
+                self.deps.bus.publish(
+                    OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
+                )
             return merged
         # Updated before any await, so concurrent reports of one order merge in turn.
         self.orders[coid] = merged
@@ -182,11 +198,7 @@ class _BrokerIncarnation:
             self._forget_terminal()
         await store.record(merged)
         self.deps.bus.publish(
-            OrderUpdate(
-                order=merged,
-                fill=fill.fill if fill is not None else None,
-                ts=self.deps.now_ns(),
-            )
+            OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
         )
         return merged
 

@@ -38,6 +38,10 @@ from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
 
+#: How many finished orders the book remembers, so their repeats are no-ops.
+_DONE_KEPT = 100_000
+
+
 @dataclass
 class PositionBook:
     """Net positions by (broker, symbol), plus the broker's last full report."""
@@ -52,6 +56,8 @@ class PositionBook:
     fills_seen: dict[tuple[str, str], int] = field(default_factory=dict)
     #: A disagreement seen on the last pull: (book qty, broker qty, fills_seen then).
     suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
+    #: Finished orders whose ``filled`` entry is kept a while (oldest first).
+    done: dict[str, None] = field(default_factory=dict)
 
     def apply(self, update: OrderUpdate) -> None:
         order = update.order
@@ -73,7 +79,12 @@ class PositionBook:
             self.filled[order.client_order_id] = order.filled_qty
             self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
         if order.status in ("filled", "canceled", "rejected", "expired"):
-            self.filled.pop(order.client_order_id, None)
+            # Kept a while, so a repeated final report (or its fill event) adds nothing.
+            self.done[order.client_order_id] = None
+            while len(self.done) > _DONE_KEPT:
+                oldest = next(iter(self.done))
+                del self.done[oldest]
+                self.filled.pop(oldest, None)
 
     def positions(self, broker: str | None = None) -> list[Position]:
         rows = []
