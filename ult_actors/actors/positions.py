@@ -37,7 +37,6 @@ from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
-
 #: How many finished orders the book remembers, so their repeats are no-ops.
 _DONE_KEPT = 100_000
 
