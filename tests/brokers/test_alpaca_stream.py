@@ -147,3 +147,30 @@ async def test_the_sweep_leaves_orders_from_before_the_connection_to_reconciliat
             await log.wait_for(lambda u: u.order.id == ours.id and u.order.status == "filled")
             assert sim.listens == 2
             assert log.for_client_id("elsewhere-1") == []
+
+
+async def test_expired_and_rejected_orders_arrive_final_from_the_stream() -> None:
+    def resting(coid: str, tif: str) -> OrderRequest:
+        return OrderRequest(
+            symbol="AAPL",
+            side="buy",
+            qty=Decimal(1),
+            type="limit",
+            limit_price=Decimal("150.00"),
+            time_in_force=tif,  # type: ignore[arg-type]
+            client_order_id=coid,
+        )
+
+    async with running_sim() as (sim, port), connected(port) as (conn, log):
+        day = await conn.submit(resting("day-1", "day"))
+        gtc = await conn.submit(resting("gtc-1", "gtc"))
+        doomed = await conn.submit(resting("doomed-1", "gtc"))
+        sim.venue.reject(doomed.id)
+        assert sim.venue.close_day() == [day.id]
+        expired = await log.wait_for(lambda u: u.order.id == day.id and u.order.status == "expired")
+        rejected = await log.wait_for(
+            lambda u: u.order.id == doomed.id and u.order.status == "rejected"
+        )
+        assert expired.order.filled_qty == 0 and rejected.order.reject_reason
+        assert {o.id for o in await conn.open_orders()} == {gtc.id}
+        assert not (await conn.market_clock()).is_open

@@ -203,6 +203,10 @@ async def test_admin_endpoints_arm_faults_move_prices_and_report_state() -> None
         assert [f["kind"] for f in state["faults"]] == ["drop", "slow"]
         assert (await http.delete("/_sim/faults")).json() == {"armed": []}
         assert (await http.post("/_sim/stream/drop")).json() == {"cut": 0}
+        day = {**body, "limit_price": "100", "time_in_force": "day"}
+        day_id = (await http.post("/v2/orders", json=day)).json()["id"]
+        assert (await http.post("/_sim/close-day")).json() == {"expired": [day_id]}
+        assert (await http.get(f"/v2/orders/{day_id}")).json()["expired_at"] is not None
 
 
 async def test_ult_sim_alpaca_runs_on_a_free_port_and_stops_on_ctrl_c() -> None:

@@ -33,6 +33,7 @@ the admin endpoints on the same port (no credentials needed; loopback only)::
     POST   /_sim/stream/drop   cut every trade_updates connection now
     POST   /_sim/prices        {"AAPL": "191.20"}: move prices (resting orders may fill)
     POST   /_sim/market        {"is_open": false}: close or open the market
+    POST   /_sim/close-day     close the market; open day orders expire
     GET    /_sim/state         counters, armed faults, fired faults, stream clients
 
 For example: ``curl -X POST localhost:8765/_sim/faults -d '{"kind":"drop","count":3}'``.
@@ -347,6 +348,8 @@ class AlpacaSim:
                 return json_response(400, {"message": f"bad price: {exc}"})
             prices = {s: format(p, "f") for s, p in self.venue.prices.items()}
             return json_response(200, {"prices": prices})
+        if path == "/_sim/close-day" and method == "POST":
+            return json_response(200, {"expired": self.venue.close_day()})
         if path == "/_sim/market" and method == "POST":
             if not isinstance(body, dict) or not isinstance(body.get("is_open"), bool):
                 return json_response(400, {"message": 'expected {"is_open": true|false}'})
@@ -494,6 +497,7 @@ fault switches and admin endpoints (same port, no credentials):
   POST   /_sim/stream/drop  cut every trade_updates connection now
   POST   /_sim/prices       {"AAPL": "191.20"}
   POST   /_sim/market       {"is_open": false}
+  POST   /_sim/close-day    close the market, expire open day orders
   GET    /_sim/state        counters, armed and fired faults
 example: curl -X POST 127.0.0.1:8765/_sim/faults -d '{"kind": "status", "status": 503}'
 """

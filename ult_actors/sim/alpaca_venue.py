@@ -79,6 +79,8 @@ class SimOrder:
     updated_ns: int = 0
     filled_ns: int | None = None
     canceled_ns: int | None = None
+    expired_ns: int | None = None
+    failed_ns: int | None = None
     triggered: bool = False
     working: bool = False
 
@@ -108,10 +110,10 @@ class SimOrder:
             "updated_at": ts(self.updated_ns or self.created_ns),
             "submitted_at": ts(self.created_ns),
             "filled_at": ts(self.filled_ns),
-            "expired_at": None,
+            "expired_at": ts(self.expired_ns),
             "expires_at": None,
             "canceled_at": ts(self.canceled_ns),
-            "failed_at": None,
+            "failed_at": ts(self.failed_ns),
             "replaced_at": None,
             "replaced_by": None,
             "replaces": None,
@@ -434,6 +436,23 @@ class AlpacaVenue:
                 if order.status in OPEN:
                     self._consider(order, arriving=False)
 
+    def close_day(self) -> list[str]:
+        """End of the session: the market closes and open ``day`` orders expire (ids)."""
+        self.market_open = False
+        expired = []
+        for order in list(self.orders.values()):
+            if order.status in OPEN and order.time_in_force in ("day", "opg", "cls"):
+                self._finish(order, "expired")
+                expired.append(order.id)
+        return expired
+
+    def reject(self, order_id: str) -> None:
+        """Reject an accepted order after the fact, as Alpaca's ``rejected`` event does."""
+        order = self.get(order_id)
+        if order.status not in OPEN:
+            raise ValueError(f"order {order_id} is {order.status}")
+        self._finish(order, "rejected")
+
     def execute(
         self, order_id: str, qty: Decimal | None = None, price: Decimal | None = None
     ) -> None:
@@ -533,6 +552,10 @@ class AlpacaVenue:
         order.updated_ns = now
         if status == "canceled":
             order.canceled_ns = now
+        elif status == "expired":
+            order.expired_ns = now
+        elif status == "rejected":
+            order.failed_ns = now
         self._event(status, order)
 
     def _event(self, event: str, order: SimOrder, **extra: str) -> None:
