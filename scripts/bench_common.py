@@ -160,17 +160,31 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def read_line(stream: trio.abc.ReceiveStream, limit: int = 65536) -> bytes:
-    """One line from a child's stdout (without the newline); ``EOFError`` if it exits first."""
-    buf = bytearray()
-    while b"\n" not in buf:
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            raise EOFError(f"child closed its output after {bytes(buf)!r}")
-        buf += chunk
-        if len(buf) > limit:
-            raise RuntimeError("child wrote an over-long line")
-    return bytes(buf.split(b"\n", 1)[0])
+class LineReader:
+    """Lines from a child's stdout, keeping whatever arrived after the last one."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, limit: int = 65536) -> None:
+        self.stream = stream
+        self.limit = limit
+        self._buf = bytearray()
+
+    async def line(self) -> bytes:
+        """The next line without its newline; ``EOFError`` if the child closes first."""
+        while b"\n" not in self._buf:
+            chunk = await self.stream.receive_some(4096)
+            if not chunk:
+                raise EOFError(f"child closed its output after {bytes(self._buf)!r}")
+            self._buf += chunk
+            if len(self._buf) > self.limit:
+                raise RuntimeError("child wrote an over-long line")
+        line, _, rest = bytes(self._buf).partition(b"\n")
+        self._buf = bytearray(rest)
+        return line
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> bytes:
+    """The first line a child writes (for children that say one thing: ``ready``)."""
+    return await LineReader(stream).line()
 
 
 async def stop_process(proc: trio.Process, grace_s: float = 5.0) -> None:

@@ -23,6 +23,8 @@ class Plan:
     restart_seconds: float
     drop_samples: int
     scale_sizes: tuple[int, ...]
+    #: Also start each size a second time on the state it left.
+    scale_restart: bool
     peer: Budget
 
 
@@ -38,6 +40,7 @@ QUICK = Plan(
     restart_seconds=4.0,
     drop_samples=2,
     scale_sizes=(1, 100, 1000),
+    scale_restart=False,
     peer=Budget(300, 3.0),
 )
 
@@ -57,6 +60,7 @@ FULL = Plan(
     restart_seconds=20.0,
     drop_samples=5,
     scale_sizes=(1, 100, 1000),
+    scale_restart=True,
     peer=Budget(3_000, 15.0),
 )
 
@@ -74,6 +78,7 @@ SMOKE = Plan(
     restart_seconds=1.0,
     drop_samples=1,
     scale_sizes=(1, 10),
+    scale_restart=True,
     peer=Budget(5, 2.0),
 )
 

@@ -174,6 +174,24 @@ def render_table(doc: dict[str, Any]) -> str:
     if note:
         out.append(f"  ult setup: {note}")
 
+    a = doc.get("actors") or {}
+    if a:
+        out += ["", "actor path alone, in process (no socket, nothing durable)"]
+        rows = [["", "n", "per s", "p50", "p99", "CPU/order"]]
+        for broker, part in (("paper", a), ("instant broker", a.get("instant_broker") or {})):
+            s = part.get("sequential") or {}
+            rows.append([f"{broker}: sequential", _fmt(s.get("n")), _fmt(s.get("per_s")),
+                         _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us"),
+                         _fmt(s.get("cpu_us"), "us")])
+            s = part.get("pipelined") or {}
+            rows.append([f"{broker}: window {s.get('window', '?')}", _fmt(s.get("n")),
+                         _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
+                         _fmt(s.get("p99_us"), "us"), _fmt(s.get("cpu_us"), "us")])
+        out += _grid(rows)
+        line = _status_line(doc, "actors")
+        if line:
+            out.append(line)
+
     out += ["", "ratios ult / floor"]
     rows = [["", "ratio"]]
     for key, value in (doc.get("ratios") or {}).items():
@@ -207,13 +225,15 @@ def render_table(doc: dict[str, Any]) -> str:
         out.append(f"  (crash measured on the {connector} connector: paper broker not available)")
 
     out += ["", "scale (one process per size)"]
-    rows = [["brokers", "connector", "running", "RSS", "build->ready", "process->ready"]]
-    for row in dig(doc, "scale", "sizes") or []:
+    rows = [["brokers", "connector", "running", "RSS", "build->ready", "process->ready", "idle CPU"]]
+    scale_rows = [(row, "") for row in dig(doc, "scale", "sizes") or []]
+    scale_rows += [(row, " (restart)") for row in dig(doc, "scale", "restart_sizes") or []]
+    for row, note in scale_rows:
         rows.append(
-            [_fmt(row.get("brokers")), str(row.get("connector")),
+            [_fmt(row.get("brokers")) + note, str(row.get("connector")),
              f"{row.get('brokers_running')}/{row.get('brokers_configured')}",
              _fmt(row.get("rss_mb"), "MB"), _fmt(row.get("ready_s"), "s"),
-             _fmt(row.get("process_ready_s"), "s")]
+             _fmt(row.get("process_ready_s"), "s"), _fmt(row.get("idle_cpu_percent"), "%")]
         )
     out += _grid(rows) if len(rows) > 1 else []
     line = _status_line(doc, "scale")

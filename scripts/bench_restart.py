@@ -27,7 +27,6 @@ from typing import Any
 
 import trio
 from bench_common import latency_summary, short_tempdir
-from bench_scale import paper_available
 
 from ult_actors.brokers.base import Connector, UpdateSink
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
@@ -108,17 +107,11 @@ class CrashableConnector:
 
 
 def _inner_factory(name: str, state_dir: Path) -> tuple[str, Callable[[], Connector]]:
-    if paper_available():
-        from ult_actors.brokers.registry import broker_kind
+    from ult_actors.brokers.registry import broker_kind
 
-        kind = broker_kind("paper")
-        settings = kind.settings_type()()
-        settings = _zero_latency(settings, state_dir / f"paper-{name}.db")
-        return "paper", kind.factory(name, settings)
-    from tests.actors.fakes import FakeConnector, FakeVenue
-
-    venue = FakeVenue(name)
-    return "fake", lambda: FakeConnector(name, venue)  # type: ignore[return-value]
+    kind = broker_kind("paper")
+    settings = _zero_latency(kind.settings_type()(), state_dir / f"paper-{name}.db")
+    return "paper", kind.factory(name, settings)
 
 
 def _zero_latency(settings: Any, state_path: Path) -> Any:

@@ -24,7 +24,7 @@ def test_help_describes_the_sections() -> None:
         env={"ULT_BENCH_NO_REEXEC": "1", "PATH": "/usr/bin:/bin"},
     )
     assert "--quick" in out.stdout and "--json" in out.stdout
-    for section in ("floor", "ult", "restart", "scale", "peer"):
+    for section in ("floor", "ult", "actors", "restart", "scale", "peer"):
         assert section in out.stdout
 
 
@@ -50,7 +50,7 @@ def test_smoke_run_prints_one_json_document_with_every_section() -> None:
     doc = json.loads(out.stdout)
     for section in ("meta", "floor", "ult", "restart", "scale", "peer", "ratios", "goals"):
         assert section in doc
-    for section in ("floor", "ult", "restart", "scale", "peer"):
+    for section in ("floor", "ult", "actors", "restart", "scale", "peer"):
         # A section either ran or says plainly why it could not; it never crashes the run.
         assert doc[section]["status"] in ("ok", "unavailable"), doc[section]
     assert doc["floor"]["sequential"]["n"] > 0
