@@ -34,7 +34,7 @@ from ult_actors.errors import (
 )
 from ult_actors.messages import OrderRequest
 from ult_actors.secrets import Secret
-from ult_actors.sim.oanda_faults import FaultRule
+from ult_actors.sim.oanda_faults import Fault
 
 
 def market(
@@ -138,7 +138,7 @@ def test_bad_environment_values_are_named(name: str, value: str) -> None:
 
 async def test_429_is_rate_limited_with_the_servers_retry_after() -> None:
     async with running_sim() as sim, connected(sim, stream=False) as (c, _):
-        sim.faults.add(FaultRule(action="status", status=429, retry_after_s=3))
+        sim.arm(Fault(kind="rate_limit", retry_after_s=3, retry_after_header=True))
         with pytest.raises(RateLimited) as caught:
             await c.account()
         assert caught.value.retry_after == 3.0
@@ -148,14 +148,14 @@ async def test_429_is_rate_limited_with_the_servers_retry_after() -> None:
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_5xx_is_broker_unavailable(status: int) -> None:
     async with running_sim() as sim, connected(sim, stream=False) as (c, _):
-        sim.faults.add(FaultRule(action="status", status=status))
+        sim.arm(Fault(kind="status", status=status))
         with pytest.raises(BrokerUnavailable, match=str(status)):
             await c.positions()
 
 
 async def test_a_dropped_connection_is_broker_unavailable_and_nothing_was_placed() -> None:
     async with running_sim() as sim, connected(sim, stream=False) as (c, _):
-        sim.faults.add(FaultRule(action="drop", method="POST", path="/orders"))
+        sim.arm(Fault(kind="drop", method="POST", path=f"/v3/accounts/{ACCOUNT}/orders"))
         with pytest.raises(BrokerUnavailable, match="look it up by client order id"):
             await c.submit(market("drop-1"))
         with pytest.raises(NotFound):
@@ -164,7 +164,7 @@ async def test_a_dropped_connection_is_broker_unavailable_and_nothing_was_placed
 
 async def test_a_lost_reply_is_unknown_and_the_lookup_finds_the_single_order() -> None:
     async with running_sim() as sim, connected(sim, stream=False) as (c, _):
-        sim.faults.add(FaultRule(action="reply_lost", method="POST", path="/orders"))
+        sim.arm(Fault(kind="lose_reply", method="POST", path=f"/v3/accounts/{ACCOUNT}/orders"))
         with pytest.raises(BrokerUnavailable):
             await c.submit(market("lost-1"))
         found = await c.get_order_by_client_id("lost-1")
@@ -180,7 +180,7 @@ async def test_a_slow_reply_times_out_as_broker_unavailable(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with running_sim() as sim, connected(sim, stream=False, read_timeout_s=2.0) as (c, _):
-        sim.faults.add(FaultRule(action="delay", delay_s=30))
+        sim.arm(Fault(kind="slow", delay_s=30))
         with pytest.raises(BrokerUnavailable, match="timed out"):
             await c.account()
 
@@ -330,7 +330,7 @@ async def test_the_token_never_reaches_logs_errors_or_reprs(
         async with running_sim() as sim:
             async with connected(sim, heartbeat_timeout_s=5.0) as (c, _):
                 texts += [repr(c), repr(c.settings), str(c.settings.token)]
-                sim.faults.add(FaultRule(action="status", status=503))
+                sim.arm(Fault(kind="status", status=503))
                 with pytest.raises(BrokerUnavailable) as unavailable:
                     await c.account()
                 texts.append(str(unavailable.value))

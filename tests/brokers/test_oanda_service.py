@@ -32,6 +32,7 @@ from ult_actors.messages import (
 )
 from ult_actors.secrets import Secret
 from ult_actors.service import build_service
+from ult_actors.sim.oanda_faults import Fault
 
 SIM_TOKEN = "acceptance-token-7d1e"
 SIM_ACCOUNT = "101-001-2468024-001"
@@ -132,7 +133,8 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
             reply = await svc.gateway.handle(Submit(id=1, order=limit))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
 
-            sim.faults.silent = True  # the stream's connection stays up but says nothing
+            # The stream's connection stays up but says nothing more (a new one would work).
+            sim.arm(Fault(kind="stream_mute"))
             sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
             sim.book.on_prices()  # the limit fills while no one hears of it
             assert sim.book.orders[reply.order.id].state == "FILLED"
@@ -146,7 +148,6 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
                         and event.state == "restarting"
                     ):
                         break
-            sim.faults.silent = False
 
             with trio.fail_after(15):
                 while True:

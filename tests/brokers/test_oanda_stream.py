@@ -16,6 +16,7 @@ from tests.brokers.test_oanda_harness import connected, running_sim, settings_fo
 from ult_actors.brokers.oanda import OandaConnector, TransactionCursor
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import OrderRequest
+from ult_actors.sim.oanda_faults import Fault
 
 
 class StreamRun:
@@ -48,7 +49,7 @@ async def test_heartbeats_keep_the_stream_alive_and_their_loss_kills_it(
             await trio.sleep(60)  # twelve heartbeats, each within the 10 s timeout
             assert stream.failure is None
             switched = trio.current_time()
-            sim.faults.heartbeats = False
+            sim.arm(Fault(kind="heartbeat_stop"))
             with trio.fail_after(30):
                 await stream.died.wait()
             silent_for = trio.current_time() - switched
@@ -66,7 +67,7 @@ async def test_a_dropped_stream_connection_raises(autojump_clock: trio.testing.M
         async with trio.open_nursery() as nursery:
             with trio.fail_after(10):
                 await nursery.start(stream.run)
-            sim.drop_streams()
+            assert sim.cut_streams() == 1
             with trio.fail_after(10):
                 await stream.died.wait()
         await connector.disconnect()
@@ -98,7 +99,7 @@ async def test_a_restarted_stream_fetches_what_happened_while_it_was_dead(
             )
             await old.log.wait_for(lambda u: u.order.client_order_id == "gap-rest")
             # The connection stays open but nothing more arrives on it.
-            sim.faults.silent = True
+            sim.arm(Fault(kind="stream_mute"))
             await first.submit(
                 OrderRequest(
                     symbol="EUR_USD", side="sell", qty=Decimal(2000), client_order_id="gap-fill"
@@ -110,7 +111,6 @@ async def test_a_restarted_stream_fetches_what_happened_while_it_was_dead(
         await first.disconnect()
         assert not old.log.for_client_id("gap-fill")  # the dead stream never said
 
-        sim.faults.silent = False
         async with connected(sim, cursor=cursor, heartbeat_timeout_s=10.0) as (_, log):
             # Backfilled before the stream reported itself live: no waiting needed.
             fills = [u.fill for u in log.for_client_id("gap-fill") if u.fill is not None]

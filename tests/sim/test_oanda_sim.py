@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from ult_actors.sim.oanda import UNAUTHORIZED_BODY, OandaSimulator
+from ult_actors.sim.oanda_faults import Fault
 from ult_actors.sim.oanda_prices import PriceFeed
 
 TOKEN = "sim-test-token-93b1"
@@ -179,8 +181,8 @@ async def test_resting_orders_fill_when_the_price_reaches_them_and_gtd_expires()
             )
         clock.ns += 120 * 1_000_000_000
         moved = await client.post(
-            sim.base_url + "/_sim/price",
-            json={"instrument": "EUR_USD", "bid": "1.06986", "ask": "1.07000"},
+            sim.base_url + "/_sim/prices",
+            json={"EUR_USD": {"bid": "1.06986", "ask": "1.07000"}},
         )
         assert moved.status_code == 200
         states = {i: (await client.get(f"/orders/{i}")).json()["order"] for i in ids}
@@ -208,32 +210,39 @@ def test_the_price_walk_is_deterministic_per_seed() -> None:
 
 async def test_faults_set_from_another_process_over_the_admin_endpoint() -> None:
     async with served() as (sim, client), httpx.AsyncClient(base_url=sim.base_url) as admin:
-        rule = {"action": "status", "status": 503, "count": 2, "path": "/summary"}
-        plan = (await admin.post("/_sim/faults", json={"rules": [rule]})).json()
-        assert plan["rules"][0]["status"] == 503
+        summary = f"/v3/accounts/{ACCOUNT}/summary"
+        armed = await admin.post(
+            "/_sim/faults", json={"kind": "status", "status": 503, "count": 2, "path": summary}
+        )
+        assert armed.json()["armed"][0]["count"] == 2
         assert [(await client.get("/summary")).status_code for _ in range(3)] == [503, 503, 200]
         await admin.post(
             "/_sim/faults",
-            json={"rules": [{"action": "status", "status": 429, "retry_after_s": 2}]},
+            json={"kind": "rate_limit", "retry_after_s": 2, "retry_after_header": True},
         )
         limited = await client.get("/summary")
         assert (limited.status_code, limited.headers["Retry-After"]) == (429, "2")
-        await admin.post("/_sim/faults", json={"rules": [{"action": "drop"}]})
+        await admin.post("/_sim/faults", json=[{"kind": "drop"}])
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get("/summary")
-        await admin.post(
-            "/_sim/faults", json={"rules": [{"action": "reply_lost", "method": "POST"}]}
-        )
+        await admin.post("/_sim/faults", json={"kind": "lose_reply", "method": "POST"})
         with pytest.raises(httpx.RemoteProtocolError):
             await client.post("/orders", json=order(clientExtensions={"id": "lost"}))
         applied = (await client.get("/orders/@lost")).json()["order"]
         assert applied["state"] == "FILLED"  # applied though the reply was lost
-        await admin.post("/_sim/faults", json={"rules": [{"action": "drop", "count": 0}]})
-        assert len(sim.faults.rules) == 1
-        cleared = (await admin.delete("/_sim/faults")).json()
-        assert cleared == {"rules": [], "heartbeats": True, "silent": False}
-        bad = await admin.post("/_sim/faults", json={"rules": [{"action": "explode"}]})
+        await admin.post("/_sim/faults", json={"kind": "slow", "delay_s": 0, "count": 5})
+        state = (await admin.get("/_sim/state")).json()
+        assert state["fired"] == {"status": 2, "rate_limit": 1, "drop": 1, "lose_reply": 1}
+        assert [f["kind"] for f in state["faults"]] == ["slow"]
+        assert (await admin.delete("/_sim/faults")).json() == {"armed": []}
+        assert (await admin.get("/_sim/faults")).json() == {"armed": []}
+        bad = await admin.post("/_sim/faults", json={"kind": "explode"})
         assert bad.status_code == 400
+        assert (
+            await admin.post("/_sim/faults", json={"kind": "drop", "count": 0})
+        ).status_code == 400
+        unknown = await admin.post("/_sim/nothing")
+        assert unknown.status_code == 404
 
 
 async def test_the_transaction_stream_sends_transactions_and_heartbeats() -> None:
@@ -256,21 +265,48 @@ async def test_the_transaction_stream_sends_transactions_and_heartbeats() -> Non
         assert float(beat["time"]) > 1e9  # UNIX seconds, as the request asked
 
 
-async def test_stream_switches_silence_and_cut_streams() -> None:
+async def test_stream_faults_refuse_mute_and_cut(autojump_clock: trio.testing.MockClock) -> None:
     async with (
-        served(heartbeat_s=0.05) as (sim, client),
+        served(heartbeat_s=5) as (sim, client),
         httpx.AsyncClient(base_url=sim.base_url) as admin,
     ):
-        with trio.fail_after(10):
-            async with client.stream("GET", "/transactions/stream") as stream:
-                lines = stream.aiter_lines()
-                assert "HEARTBEAT" in await lines.__anext__()
-                await admin.post("/_sim/faults", json={"silent": True})
-                assert sim.faults.silent
-                await admin.post("/_sim/faults", json={"silent": False, "drop_streams": True})
-                with pytest.raises(httpx.RemoteProtocolError):
-                    async for _ in lines:
-                        pass
+        await admin.post("/_sim/faults", json={"kind": "stream_refuse"})
+        async with client.stream("GET", "/transactions/stream") as refused:
+            assert refused.status_code == 503
+        async with client.stream("GET", "/transactions/stream", timeout=None) as muted:
+            lines = muted.aiter_lines()
+            assert "HEARTBEAT" in await lines.__anext__()
+            await admin.post("/_sim/faults", json={"kind": "stream_mute"})
+            with trio.move_on_after(60) as quiet:  # twelve heartbeat periods
+                await lines.__anext__()
+            assert quiet.cancelled_caught  # nothing at all, though the connection is open
+        async with client.stream("GET", "/transactions/stream", timeout=None) as fresh:
+            lines = fresh.aiter_lines()
+            await admin.post("/_sim/faults", json={"kind": "stream_drop", "after_events": 2})
+            await client.post("/orders", json=order())  # two transactions: create and fill
+            got = [await lines.__anext__(), await lines.__anext__()]
+            assert ["MARKET_ORDER" in got[0], "ORDER_FILL" in got[1]] == [True, True]
+            with pytest.raises(httpx.RemoteProtocolError):
+                await lines.__anext__()
+        assert (await admin.post("/_sim/stream/drop")).json() == {"cut": 0}
+
+
+async def test_heartbeats_can_stop_while_transactions_flow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        served(heartbeat_s=5) as (sim, client),
+        client.stream("GET", "/transactions/stream", timeout=None) as stream,
+    ):
+        lines = stream.aiter_lines()
+        assert "HEARTBEAT" in await lines.__anext__()
+        sim.arm(Fault(kind="heartbeat_stop"))
+        await client.post("/orders", json=order())
+        assert "MARKET_ORDER" in await lines.__anext__()
+        assert "ORDER_FILL" in await lines.__anext__()
+        with trio.move_on_after(30) as quiet:
+            await lines.__anext__()
+        assert quiet.cancelled_caught
 
 
 async def test_pricing_snapshot_and_stream() -> None:

@@ -25,25 +25,28 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
 Prices are a seeded random walk (``--seed``), one step every ``--tick``
 seconds; resting orders fill when the walk reaches them.
 
-Admin endpoints (no token; for tests and chaos scripts on this host):
+Admin endpoints (same port, no token; for tests and chaos scripts on this
+host). The fault vocabulary is the Alpaca simulator's, so one chaos script
+drives both (kinds and fields: ``ult_actors/sim/oanda_faults.py``):
 
-- ``GET /_sim/faults`` — the current fault plan.
-- ``POST /_sim/faults`` — body like
-  ``{"rules": [{"action": "status", "status": 503, "count": 2, "method": "POST",
-  "path": "/orders"}], "heartbeats": false, "silent": false,
-  "drop_streams": false, "clear": false}``. Actions: ``drop`` (close without
-  reply, not applied), ``status`` (reply that status, not applied; 429 carries
-  ``Retry-After: retry_after_s``), ``delay`` (``delay_s`` then serve),
-  ``reply_lost`` (apply, then close without reply). ``count`` 0 means until
-  cleared; ``method``/``path`` (substring) narrow a rule. ``heartbeats: false``
-  stops stream heartbeats; ``silent: true`` stops every stream line;
-  ``drop_streams: true`` cuts open streams now; ``clear: true`` resets first.
-- ``DELETE /_sim/faults`` — clear every fault.
-- ``POST /_sim/price`` — ``{"instrument": "EUR_USD", "bid": "1.1", "ask": "1.1002"}``
-  pins a quote and fills/expires what it triggers.
+- ``POST /_sim/faults`` — arm a fault or a list of faults:
+  ``{"kind": K, "count": N, "method": M, "path": P, ...}`` with K one of
+  ``drop`` (close, no reply, not applied), ``status`` (``status``, default
+  503), ``rate_limit`` (429; ``Retry-After`` when ``retry_after_header``),
+  ``slow`` (``delay_s``), ``lose_reply`` (apply, then close without reply),
+  ``stream_drop`` (cut streams after ``after_events`` more transactions),
+  ``stream_refuse`` (503 to the next stream requests), ``stream_mute``
+  (current streams go silent), ``heartbeat_stop`` (current streams stop
+  heartbeats only). ``path`` is a prefix of the request path.
+- ``GET /_sim/faults`` / ``DELETE /_sim/faults`` — list / disarm.
+- ``POST /_sim/stream/drop`` — cut every open stream now.
+- ``POST /_sim/prices`` — ``{"EUR_USD": "1.09000"}`` (mid, usual spread) or
+  ``{"EUR_USD": {"bid": "1.0899", "ask": "1.0901"}}``; fills and expires what
+  the new prices trigger.
 - ``POST /_sim/tick`` — one step of the price walk now.
+- ``GET /_sim/state`` — counters, armed and fired faults, open streams.
 
-Example: ``curl -X POST localhost:PORT/_sim/faults -d '{"rules":[{"action":"status","status":429,"retry_after_s":1}]}'``.
+Example: ``curl -X POST 127.0.0.1:8620/_sim/faults -d '{"kind": "status", "status": 503, "count": 2}'``.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ import msgspec
 import trio
 
 from ult_actors.sim.oanda_book import OandaBook, Transaction
-from ult_actors.sim.oanda_faults import FaultRule, Faults, FaultUpdate
+from ult_actors.sim.oanda_faults import ON_ARM_KINDS, Fault, FaultBoard
 from ult_actors.sim.oanda_http import (
     DropConnection,
     HttpRequest,
@@ -72,6 +75,7 @@ from ult_actors.sim.oanda_http import (
     serve_listeners,
 )
 from ult_actors.sim.oanda_prices import PriceFeed
+from ult_actors.sim.oanda_streams import CUT, StreamSlot, price_lines, transaction_lines
 from ult_actors.sim.oanda_wire import DatetimeFormat, datetime_format, render
 
 DEFAULT_TOKEN = "ult-sim-token"
@@ -80,16 +84,16 @@ DEFAULT_PORT = 8620
 #: OANDA's body for a missing or wrong token.
 UNAUTHORIZED_BODY = {"errorMessage": "Insufficient authorization to perform request."}
 FORBIDDEN_BODY = {"errorMessage": "The provided request was forbidden."}
-_STREAM_BUFFER = 1024
+_STREAM_ENDPOINTS = (["transactions", "stream"], ["pricing", "stream"])
 
-__all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "FaultRule", "OandaSimulator", "main"]
+__all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "Fault", "OandaSimulator", "main"]
 
 
 class OandaSimulator:
     """One simulated account behind a v20-shaped HTTP server on 127.0.0.1.
 
     Start it in a nursery: ``port = await nursery.start(sim.serve)``. Tests
-    steer it through ``faults``, ``feed`` and ``book`` directly; other
+    steer it through ``arm``, ``feed`` and ``book`` directly; other
     processes use the ``/_sim`` endpoints.
     """
 
@@ -111,13 +115,11 @@ class OandaSimulator:
         self.tick_s = tick_s
         self.feed = PriceFeed(seed)
         self.book = OandaBook(account_id, feed=self.feed, now_ns=now_ns, balance=balance)
-        self.faults = Faults()
+        self.faults = FaultBoard()
         self.port: int | None = None
         #: Requests that reached the v20 routes (faulted ones included).
         self.requests = 0
-        self._streams: set[trio.MemorySendChannel[Transaction]] = set()
-        self._price_streams: set[trio.Event] = set()
-        self._drops = 0  # bumped by drop_streams; price streams compare it
+        self._streams: set[StreamSlot] = set()
         self.book.listeners.append(self._publish)
 
     @property
@@ -150,81 +152,63 @@ class OandaSimulator:
         self.book.on_prices()
         self._wake_price_streams()
 
-    # -- streams --------------------------------------------------------------
+    # -- faults and streams ---------------------------------------------------
+
+    def arm(self, fault: Fault) -> None:
+        """Arm a fault (``ValueError`` if it cannot work); stream faults act on open streams now."""
+        self.faults.arm(fault)
+        if fault.kind in ON_ARM_KINDS and self.faults.take(fault.kind):
+            for slot in self._streams:
+                if fault.kind == "stream_mute":
+                    slot.muted = True
+                else:
+                    slot.beats = False
+        elif fault.kind == "stream_drop" and self.faults.cut_now():
+            self.cut_streams()
+
+    def cut_streams(self) -> int:
+        """Close every open stream (after what is already queued); how many."""
+        slots = list(self._streams)
+        for slot in slots:
+            slot.push(CUT)
+        return len(slots)
 
     def _publish(self, txn: Transaction) -> None:
-        for channel in list(self._streams):
-            try:
-                channel.send_nowait(txn)
-            except trio.WouldBlock:
-                channel.close()  # a reader this far behind is cut, as OANDA would
-                self._streams.discard(channel)
-
-    def drop_streams(self) -> None:
-        """Cut every open stream now."""
-        for channel in list(self._streams):
-            channel.close()
-        self._streams.clear()
-        self._drops += 1
-        for event in list(self._price_streams):
-            event.set()
+        for slot in self._streams:
+            if slot.kind == "transactions":
+                slot.push(txn)
+        if self.faults.stream_cut_due():
+            self.cut_streams()
 
     def _wake_price_streams(self) -> None:
-        for event in list(self._price_streams):
-            event.set()
+        for slot in self._streams:
+            if slot.kind == "pricing":
+                slot.poke()
 
-    async def _transaction_lines(self, fmt: DatetimeFormat) -> AsyncIterator[bytes]:
-        send, receive = trio.open_memory_channel[Transaction](_STREAM_BUFFER)
-        self._streams.add(send)
-        try:
-            next_beat = trio.current_time() + self.heartbeat_s
-            while True:
-                txn: Transaction | None = None
-                with trio.move_on_at(next_beat):
-                    try:
-                        txn = await receive.receive()
-                    except trio.EndOfChannel:
-                        raise DropConnection from None
-                if txn is None:
-                    next_beat += self.heartbeat_s
-                    if self.faults.heartbeats and not self.faults.silent:
-                        beat = {
-                            "type": "HEARTBEAT",
-                            "lastTransactionID": self.book.last_id,
-                            "time": self.now_ns(),
-                        }
-                        yield _line(beat, fmt)
-                elif not self.faults.silent:
-                    yield _line(txn, fmt)
-        finally:
-            self._streams.discard(send)
-
-    async def _price_lines(
-        self, instruments: list[str], fmt: DatetimeFormat
-    ) -> AsyncIterator[bytes]:
-        drops = self._drops
-        for name in instruments:
-            yield _line(self.book.price(name), fmt)
-        next_beat = trio.current_time() + self.heartbeat_s
-        while True:
-            wake = trio.Event()
-            self._price_streams.add(wake)
+    def _stream(self, lines: AsyncIterator[bytes], slot: StreamSlot) -> StreamResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            self._streams.add(slot)
             try:
-                with trio.move_on_at(next_beat):
-                    await wake.wait()
+                async for chunk in lines:
+                    yield chunk
             finally:
-                self._price_streams.discard(wake)
-            if self._drops != drops:
-                raise DropConnection
-            if wake.is_set():
-                if self.faults.silent:
-                    continue
-                for name in instruments:
-                    yield _line(self.book.price(name), fmt)
-            else:
-                next_beat += self.heartbeat_s
-                if self.faults.heartbeats and not self.faults.silent:
-                    yield _line({"type": "HEARTBEAT", "time": self.now_ns()}, fmt)
+                self._streams.discard(slot)
+
+        return StreamResponse(200, chunks(), content_type="application/octet-stream")
+
+    def state(self) -> dict[str, Any]:
+        """Counters for ``GET /_sim/state``."""
+        book = self.book
+        return {
+            "requests": self.requests,
+            "last_transaction_id": book.last_id,
+            "orders": len(book.orders),
+            "pending_orders": sum(1 for o in book.orders.values() if o.state == "PENDING"),
+            "balance": f"{book.balance:f}",
+            "stream_clients": len(self._streams),
+            "faults": msgspec.to_builtins(self.faults.armed()),
+            "fired": dict(self.faults.fired),
+        }
 
     # -- requests -------------------------------------------------------------
 
@@ -234,23 +218,31 @@ class OandaSimulator:
         if parts[:1] == ["_sim"]:
             return self._admin(request, parts[1:])
         self.requests += 1
-        rule = self.faults.take(request.method, request.raw_path)
-        if rule is not None:
-            if rule.action == "drop":
+        fault = None
+        if parts[3:] in _STREAM_ENDPOINTS:
+            if self.faults.take("stream_refuse"):
+                return _json(503, {"errorMessage": "Service unavailable"}, "RFC3339")
+        else:
+            fault = self.faults.take_request_fault(request.method, request.raw_path)
+        if fault is not None:
+            if fault.kind == "drop":
                 raise DropConnection
-            if rule.action == "delay":
-                await trio.sleep(rule.delay_s)
-            elif rule.action == "status":
+            if fault.kind == "slow":
+                await trio.sleep(fault.delay_s)
+            elif fault.kind == "status":
+                return _json(
+                    fault.status, {"errorMessage": _REASONS.get(fault.status, "Error")}, "RFC3339"
+                )
+            elif fault.kind == "rate_limit":
                 headers = []
-                if rule.retry_after_s is not None:
-                    headers.append(("Retry-After", f"{math.ceil(rule.retry_after_s)}"))
-                message = "Rate limit exceeded" if rule.status == 429 else "Service unavailable"
-                return _json(rule.status, {"errorMessage": message}, "RFC3339", headers)
+                if fault.retry_after_header:
+                    headers.append(("Retry-After", f"{math.ceil(fault.retry_after_s)}"))
+                return _json(429, {"errorMessage": "Rate limit exceeded"}, "RFC3339", headers)
         fmt = datetime_format(request.headers)
         if request.headers.get("authorization") != f"Bearer {self._token}":
             return _json(401, UNAUTHORIZED_BODY, fmt)
         reply = self._v20(request, parts, fmt)
-        if rule is not None and rule.action == "reply_lost":
+        if fault is not None and fault.kind == "lose_reply":
             raise DropConnection
         return reply
 
@@ -320,9 +312,12 @@ class OandaSimulator:
                 *book.transactions_since(request.query.get("id", "")), fmt
             )
         if rest == ["transactions", "stream"]:
-            return self._only("GET", request, fmt) or StreamResponse(
-                200, self._transaction_lines(fmt), content_type="application/octet-stream"
-            )
+            if wrong := self._only("GET", request, fmt):
+                return wrong
+            slot = StreamSlot("transactions")
+            beat = self._heartbeat
+            lines = transaction_lines(slot, heartbeat_s=self.heartbeat_s, heartbeat=beat, fmt=fmt)
+            return self._stream(lines, slot)
         if head == "transactions" and len(rest) == 2:
             return self._only("GET", request, fmt) or _json(*book.transaction(rest[1]), fmt)
         if head == "pricing" and len(rest) <= 2:
@@ -338,7 +333,15 @@ class OandaSimulator:
                 prices = [book.price(n) for n in names]
                 return _json(200, {"prices": prices, "time": self.now_ns()}, fmt)
             if rest == ["pricing", "stream"]:
-                return StreamResponse(200, self._price_lines(names, fmt))
+                slot = StreamSlot("pricing")
+                lines = price_lines(
+                    slot,
+                    heartbeat_s=self.heartbeat_s,
+                    prices=lambda: [book.price(n) for n in names],
+                    heartbeat=lambda: {"type": "HEARTBEAT", "time": self.now_ns()},
+                    fmt=fmt,
+                )
+                return self._stream(lines, slot)
         return _json(404, {"errorMessage": "No such endpoint"}, fmt)
 
     @staticmethod
@@ -347,47 +350,71 @@ class OandaSimulator:
             return None
         return _json(405, {"errorMessage": f"Method {request.method} not allowed here"}, fmt)
 
+    def _heartbeat(self) -> dict[str, Any]:
+        return {"type": "HEARTBEAT", "lastTransactionID": self.book.last_id, "time": self.now_ns()}
+
     def _admin(self, request: HttpRequest, parts: list[str]) -> HttpResponse:
+        method = request.method
         try:
-            if parts == ["faults"]:
-                if request.method == "GET":
-                    return _json(200, self.faults.snapshot(), "RFC3339")
-                if request.method == "DELETE":
-                    self.faults.clear()
-                    return _json(200, self.faults.snapshot(), "RFC3339")
-                if request.method == "POST":
-                    update = msgspec.json.decode(request.body or b"{}", type=FaultUpdate)
-                    self.apply_faults(update)
-                    return _json(200, self.faults.snapshot(), "RFC3339")
-            if parts == ["price"] and request.method == "POST":
-                body = msgspec.json.decode(request.body, type=dict[str, str])
-                self.feed.set_quote(body["instrument"], Decimal(body["bid"]), Decimal(body["ask"]))
-                self.book.on_prices()
-                self._wake_price_streams()
-                return _json(200, self.book.price(body["instrument"]), "RFC3339")
-            if parts == ["tick"] and request.method == "POST":
+            body = msgspec.json.decode(request.body) if request.body else None
+            if parts == ["state"] and method == "GET":
+                return _json(200, self.state(), "RFC3339")
+            if parts == ["faults"] and method == "GET":
+                return _json(200, {"armed": msgspec.to_builtins(self.faults.armed())}, "RFC3339")
+            if parts == ["faults"] and method == "POST":
+                specs = body if isinstance(body, list) else [body]
+                for fault in [msgspec.convert(spec, Fault) for spec in specs]:
+                    self.arm(fault)
+                return _json(200, {"armed": msgspec.to_builtins(self.faults.armed())}, "RFC3339")
+            if parts == ["faults"] and method == "DELETE":
+                self.faults.clear()
+                return _json(200, {"armed": []}, "RFC3339")
+            if parts == ["stream", "drop"] and method == "POST":
+                return _json(200, {"cut": self.cut_streams()}, "RFC3339")
+            if parts == ["prices"] and method == "POST":
+                if not isinstance(body, dict):
+                    raise ValueError('expected {"EUR_USD": "1.09000", ...}')
+                for name, price in body.items():
+                    self.set_price(str(name), price)
+                prices = {n: self.book.price(n) for n in body}
+                return _json(200, {"prices": prices}, "RFC3339")
+            if parts == ["tick"] and method == "POST":
                 self.tick()
                 return _json(200, {"lastTransactionID": self.book.last_id}, "RFC3339")
-        except (msgspec.DecodeError, KeyError, ValueError, InvalidOperation) as exc:
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            KeyError,
+            ValueError,
+            InvalidOperation,
+        ) as exc:
             return _json(400, {"errorMessage": f"bad admin request: {exc}"}, "RFC3339")
-        return _json(404, {"errorMessage": "No such admin endpoint"}, "RFC3339")
+        return _json(
+            404, {"errorMessage": f"no admin endpoint {method} /_sim/{'/'.join(parts)}"}, "RFC3339"
+        )
 
-    def apply_faults(self, update: FaultUpdate) -> None:
-        """Apply a fault update (what ``POST /_sim/faults`` does)."""
-        if update.clear:
-            self.faults.clear()
-        for rule in update.rules:
-            self.faults.add(rule)
-        if update.heartbeats is not None:
-            self.faults.heartbeats = update.heartbeats
-        if update.silent is not None:
-            self.faults.silent = update.silent
-        if update.drop_streams:
-            self.drop_streams()
+    def set_price(self, instrument: str, price: Any) -> None:
+        """Pin a quote: a mid (the usual spread around it) or ``{"bid", "ask"}``; then trigger."""
+        if instrument not in self.feed.instruments:
+            raise ValueError(f"unknown instrument {instrument!r}")
+        if isinstance(price, dict):
+            bid, ask = Decimal(str(price["bid"])), Decimal(str(price["ask"]))
+        else:
+            spec = self.feed.instruments[instrument]
+            half = spec.point * spec.spread_points / 2
+            mid = Decimal(str(price))
+            bid, ask = (mid - half).quantize(spec.point), (mid + half).quantize(spec.point)
+        self.feed.set_quote(instrument, bid, ask)
+        self.book.on_prices()
+        self._wake_price_streams()
 
 
-def _line(obj: dict[str, Any], fmt: DatetimeFormat) -> bytes:
-    return msgspec.json.encode(render(obj, fmt)) + b"\n"
+_REASONS = {
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
 
 
 def _json(
@@ -400,10 +427,29 @@ def _json(
     return HttpResponse(status, msgspec.json.encode(render(body, fmt)), extra)
 
 
+_ADMIN_HELP = """\
+admin endpoints (same port, no token; the Alpaca simulator's fault vocabulary):
+  POST   /_sim/faults       arm {"kind": K, "count": N, "method": M, "path": PREFIX, ...} or a list
+                            K: drop | status (status) | rate_limit (retry_after_s,
+                            retry_after_header) | slow (delay_s) | lose_reply |
+                            stream_drop (after_events) | stream_refuse | stream_mute |
+                            heartbeat_stop
+  GET    /_sim/faults       armed faults        DELETE /_sim/faults   disarm all
+  POST   /_sim/stream/drop  cut every open stream now
+  POST   /_sim/prices       {"EUR_USD": "1.09000"} or {"EUR_USD": {"bid": ..., "ask": ...}}
+  POST   /_sim/tick         one step of the price walk
+  GET    /_sim/state        counters, armed and fired faults
+example: curl -X POST 127.0.0.1:8620/_sim/faults -d '{"kind": "status", "status": 503}'
+"""
+
+
 def main(argv: list[str]) -> int:
     """``ult sim oanda [--port PORT] ...``: serve until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="ult sim oanda", description="Loopback simulator of OANDA's v20 REST and stream API."
+        prog="ult sim oanda",
+        description="Loopback simulator of OANDA's v20 REST and stream API.",
+        epilog=_ADMIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="TCP port on 127.0.0.1 (0: any)"
@@ -420,6 +466,13 @@ def main(argv: list[str]) -> int:
         "--tick", type=float, default=1.0, help="seconds between price steps (0: frozen)"
     )
     parser.add_argument("--balance", default="100000", help="opening balance in USD")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='arm a fault at start, e.g. \'{"kind": "slow", "delay_s": 3}\' (repeatable)',
+    )
     args = parser.parse_args(argv)
     token = args.token or os.environ.get("OANDA_API_TOKEN") or DEFAULT_TOKEN
     token_source = (
@@ -441,6 +494,11 @@ def main(argv: list[str]) -> int:
         tick_s=args.tick,
         balance=balance,
     )
+    for spec in args.fault:
+        try:
+            sim.arm(msgspec.json.decode(spec, type=Fault))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            parser.error(f"--fault {spec!r}: {exc}")
 
     failure: list[OSError] = []
 

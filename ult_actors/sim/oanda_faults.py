@@ -1,96 +1,148 @@
-"""Failures the OANDA simulator can inject, set from tests or over HTTP.
+"""Fault switches of the OANDA simulator: what to break, for how many requests.
 
-A ``FaultRule`` applies to the next ``count`` requests whose method and path
-match (``count`` 0: every one until cleared); the first matching rule wins.
-Actions:
+The vocabulary is the Alpaca simulator's (``ult_actors/sim/alpaca_faults.py``),
+so one chaos script drives both: a ``Fault`` is data, armed from a test
+(``sim.arm(Fault(...))``), from the command line (``--fault JSON``) or from
+another process (``POST /_sim/faults`` with a fault or a list of faults).
+Faults apply in the order armed; each matching request uses up one ``count``.
 
-- ``drop``: close the connection without reading further or replying (the
-  request is *not* applied).
-- ``status``: reply ``status`` with a v20 error body (503, 500, 429 with a
-  ``Retry-After`` of ``retry_after_s``, ...); not applied.
-- ``delay``: wait ``delay_s`` seconds, then serve normally (slow replies).
-- ``reply_lost``: apply the request, then close the connection instead of
-  replying (applied but the answer lost).
+Kinds:
 
-Stream switches act on open transaction and pricing streams at once:
-``heartbeats = false`` stops heartbeats (transactions still flow);
-``silent = true`` stops every line, so the connection looks alive to TCP
-but is dead to the client.
+- ``drop``: close the connection without a reply (nothing applied).
+- ``status``: answer ``status`` with a v20 error body (nothing applied).
+- ``rate_limit``: answer 429, with ``Retry-After: retry_after_s`` when
+  ``retry_after_header``.
+- ``slow``: wait ``delay_s`` seconds, then handle the request normally.
+- ``lose_reply``: apply the request, then close the connection without a reply.
+- ``stream_drop``: cut every stream connection once ``after_events`` more
+  transactions have been sent; 0 cuts at once.
+- ``stream_refuse``: refuse the next ``count`` stream connections (503).
+- ``stream_mute``: every current stream stays open but sends nothing more,
+  neither transactions nor heartbeats (a half-open connection). New streams
+  are unaffected. Takes effect when armed.
+- ``heartbeat_stop`` (OANDA only): current streams stop sending heartbeats;
+  transactions still flow. Takes effect when armed.
+
+Request faults match ``method`` ("" any) and a path prefix ``path`` ("" any
+``/v3`` path); they never apply to the stream endpoints, which have the
+``stream_*`` kinds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
-FaultAction = Literal["drop", "status", "delay", "reply_lost"]
+FaultKind = Literal[
+    "drop",
+    "status",
+    "rate_limit",
+    "slow",
+    "lose_reply",
+    "stream_drop",
+    "stream_refuse",
+    "stream_mute",
+    "heartbeat_stop",
+]
+_REQUEST_KINDS = frozenset({"drop", "status", "rate_limit", "slow", "lose_reply"})
+#: Kinds that act on the streams open when they are armed, and are used up by it.
+ON_ARM_KINDS = frozenset({"stream_mute", "heartbeat_stop"})
 
 
-class FaultRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """One injected failure for the next ``count`` matching requests."""
+class Fault(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One armed fault (see the module docstring for the kinds)."""
 
-    action: FaultAction
+    kind: FaultKind
+    #: How many requests (or stream cuts / refusals) it affects.
     count: int = 1
-    #: Only requests with this method (any if null).
-    method: str | None = None
-    #: Only requests whose path contains this text (any if null).
-    path: str | None = None
+    #: Only requests with this method, e.g. ``POST`` ("" matches any).
+    method: str = ""
+    #: Only paths starting with this, e.g. ``/v3/accounts/ID/orders`` ("" matches any ``/v3`` path).
+    path: str = ""
     status: int = 503
-    retry_after_s: float | None = None
-    delay_s: float = 0.0
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method.upper()) and (
-            self.path is None or self.path in path
-        )
+    delay_s: float = 2.0
+    retry_after_s: float = 1.0
+    retry_after_header: bool = False
+    after_events: int = 0
 
 
-class FaultUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``POST /_sim/faults``: rules to add and switches to set."""
-
-    rules: list[FaultRule] = msgspec.field(default_factory=list)
-    heartbeats: bool | None = None
-    silent: bool | None = None
-    drop_streams: bool = False
-    clear: bool = False
-
-
-class Faults:
-    """The simulator's current fault plan."""
+class FaultBoard:
+    """The armed faults; the simulator consults it for every request and streamed transaction."""
 
     def __init__(self) -> None:
-        self.rules: list[FaultRule] = []
-        self.heartbeats = True
-        self.silent = False
+        self._armed: list[Fault] = []
+        #: Faults used up so far, by kind (tests and chaos scripts read this).
+        self.fired: dict[str, int] = {}
+        self._sent_since: dict[int, int] = {}  # stream_drop fault -> transactions since armed
 
-    def add(self, rule: FaultRule) -> None:
-        """Queue ``rule`` after the ones already set."""
-        if rule.count < 0:
-            raise ValueError("count must be >= 0")
-        self.rules.append(rule)
+    def arm(self, fault: Fault) -> None:
+        """Add a fault; ``ValueError`` for a spec that cannot work."""
+        if fault.count < 1:
+            raise ValueError("count must be at least 1")
+        if fault.kind == "status" and not 400 <= fault.status <= 599:
+            raise ValueError("status must be an HTTP error status (400-599)")
+        if fault.delay_s < 0 or fault.retry_after_s < 0 or fault.after_events < 0:
+            raise ValueError("delay_s, retry_after_s and after_events must not be negative")
+        self._armed.append(msgspec.structs.replace(fault, method=fault.method.upper()))
 
     def clear(self) -> None:
-        """No rules, heartbeats on, streams talking."""
-        self.rules.clear()
-        self.heartbeats = True
-        self.silent = False
+        """Disarm everything."""
+        self._armed.clear()
+        self._sent_since.clear()
 
-    def take(self, method: str, path: str) -> FaultRule | None:
-        """The first rule matching this request, counting it as used."""
-        for i, rule in enumerate(self.rules):
-            if rule.matches(method, path):
-                if rule.count == 1:
-                    del self.rules[i]
-                elif rule.count > 1:
-                    self.rules[i] = msgspec.structs.replace(rule, count=rule.count - 1)
-                return rule
+    def armed(self) -> list[Fault]:
+        """What is still armed, in order."""
+        return list(self._armed)
+
+    def take_request_fault(self, method: str, path: str) -> Fault | None:
+        """The first request fault matching, with one use taken off it."""
+        for fault in self._armed:
+            if fault.kind not in _REQUEST_KINDS:
+                continue
+            if fault.method and fault.method != method.upper():
+                continue
+            if not path.startswith(fault.path or "/v3"):
+                continue
+            self._use(fault)
+            return fault
         return None
 
-    def snapshot(self) -> dict[str, Any]:
-        """The plan as plain data (``GET /_sim/faults``)."""
-        return {
-            "rules": msgspec.to_builtins(self.rules),
-            "heartbeats": self.heartbeats,
-            "silent": self.silent,
-        }
+    def take(self, kind: FaultKind) -> bool:
+        """Use up one armed fault of ``kind``; whether there was one."""
+        for fault in self._armed:
+            if fault.kind == kind:
+                self._use(fault)
+                return True
+        return False
+
+    def cut_now(self) -> bool:
+        """Whether a ``stream_drop`` with ``after_events=0`` is armed (used up if so)."""
+        for fault in self._armed:
+            if fault.kind == "stream_drop" and fault.after_events == 0:
+                self._use(fault)
+                return True
+        return False
+
+    def stream_cut_due(self) -> bool:
+        """Called once per transaction streamed: whether to cut the streams now."""
+        for fault in self._armed:
+            if fault.kind != "stream_drop":
+                continue
+            sent = self._sent_since.get(id(fault), 0) + 1
+            if sent < fault.after_events:
+                self._sent_since[id(fault)] = sent
+                return False
+            self._sent_since.pop(id(fault), None)
+            self._use(fault)
+            return True
+        return False
+
+    def _use(self, fault: Fault) -> None:
+        self.fired[fault.kind] = self.fired.get(fault.kind, 0) + 1
+        self._sent_since.pop(id(fault), None)
+        index = next(i for i, f in enumerate(self._armed) if f is fault)
+        if fault.count <= 1:
+            del self._armed[index]
+        else:
+            self._armed[index] = msgspec.structs.replace(fault, count=fault.count - 1)
