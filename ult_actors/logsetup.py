@@ -83,5 +83,5 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     # httpx logs full URLs at INFO; keep it quiet.
-    for name in ("httpx", "httpcore", "hypercorn"):
+    for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
