@@ -12,12 +12,12 @@ import trio
 import trio.testing
 
 from tests.brokers.test_oanda_harness import ACCOUNT, TOKEN, connected, running_sim, settings_for
-from ult_actors.brokers.oanda import (
+from ult_actors.brokers.oanda import OandaConnector
+from ult_actors.brokers.oanda_settings import (
     LIVE_STREAM_URL,
     LIVE_URL,
     PRACTICE_STREAM_URL,
     PRACTICE_URL,
-    OandaConnector,
     OandaSettings,
     oanda_settings_from_env,
     rest_url,

@@ -1,19 +1,24 @@
 """The transaction stream: heartbeats keep it alive, silence kills it, a restart misses nothing.
 
 Time is trio's MockClock with autojump, so heartbeat intervals and timeouts
-are exact virtual seconds, not races against a loaded machine.
+are exact virtual seconds, not races against a loaded machine. The delivery
+rules (``TransactionFeed``) are also tested alone, without HTTP.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+import structlog
 import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
 from tests.brokers.test_oanda_harness import connected, running_sim, settings_for
 from ult_actors.brokers.oanda import OandaConnector, TransactionCursor
+from ult_actors.brokers.oanda_stream import TransactionFeed
+from ult_actors.brokers.oanda_wire import TransactionsReply, WireTransaction
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import OrderRequest
 from ult_actors.sim.oanda_faults import Fault
@@ -122,3 +127,89 @@ async def test_a_restarted_stream_fetches_what_happened_while_it_was_dead(
             # Each transaction was delivered once across both incarnations.
             replayed = [u for u in log.updates if u.order.client_order_id == "gap-rest"]
             assert [u.order.status for u in replayed] == ["canceled"]
+
+
+# -- the delivery rules on their own, without HTTP ---------------------------------
+
+
+class Account:
+    """Transactions 1..n as v20 would page them out of ``sinceid``."""
+
+    def __init__(self, newest: int, page: int = 3) -> None:
+        self.newest = newest
+        self.page = page
+        self.fetches: list[int] = []
+
+    async def fetch_since(self, since: int) -> TransactionsReply:
+        self.fetches.append(since)
+        ids = range(since + 1, min(self.newest, since + self.page) + 1)
+        return TransactionsReply(
+            transactions=[WireTransaction(type="ORDER_FILL", id=str(i)) for i in ids],
+            lastTransactionID=str(self.newest),
+        )
+
+
+def feed_for(account: Account, cursor: TransactionCursor) -> tuple[TransactionFeed, list[int]]:
+    delivered: list[int] = []
+
+    async def deliver(txn: WireTransaction) -> None:
+        delivered.append(int(txn.id or 0))
+
+    feed = TransactionFeed(
+        cursor,
+        account.fetch_since,
+        deliver,
+        broker="oanda",
+        heartbeat_timeout_s=10,
+        log=structlog.get_logger(),
+    )
+    return feed, delivered
+
+
+def tx(txn_id: int) -> str:
+    return f'{{"type": "ORDER_FILL", "id": "{txn_id}"}}'
+
+
+async def test_each_transaction_is_delivered_once_in_order_whatever_the_stream_does() -> None:
+    account = Account(newest=7, page=3)
+    cursor = TransactionCursor(2)
+    feed, delivered = feed_for(account, cursor)
+    assert await feed.backfill() == 5  # 3..7, over two pages
+    assert account.fetches == [2, 5]
+    await feed.on_line(tx(6))  # already fetched: skipped
+    account.newest = 9
+    await feed.on_line(tx(9))  # 8 missing on the stream: fetched, 9 with it
+    await feed.on_line(tx(8))  # late duplicate
+    account.newest = 11
+    await feed.on_line('{"type": "HEARTBEAT", "lastTransactionID": "11"}')  # ahead: fetch
+    await feed.on_line('{"type": "HEARTBEAT", "lastTransactionID": "11"}')  # level: nothing
+    await feed.on_line(tx(12))
+    assert delivered == list(range(3, 13))
+    assert cursor.last_id == 12
+
+
+async def test_a_garbled_line_is_a_dead_stream() -> None:
+    feed, _ = feed_for(Account(newest=1), TransactionCursor(1))
+    with pytest.raises(BrokerUnavailable, match="not a transaction"):
+        await feed.on_line("{half a line")
+
+
+async def test_a_failed_delivery_leaves_the_cursor_before_it() -> None:
+    account = Account(newest=3)
+    cursor = TransactionCursor(1)
+
+    async def deliver(txn: WireTransaction) -> None:
+        if txn.id == "3":
+            raise BrokerUnavailable("journal went away")
+
+    feed = TransactionFeed(
+        cursor,
+        account.fetch_since,
+        deliver,
+        broker="oanda",
+        heartbeat_timeout_s=10,
+        log=structlog.get_logger(),
+    )
+    with pytest.raises(BrokerUnavailable):
+        await feed.backfill()
+    assert cursor.last_id == 2  # 3 will be fetched again by the next incarnation

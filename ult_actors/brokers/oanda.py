@@ -6,35 +6,32 @@ environment) for REST and for the transaction stream. Symbols, units, order
 types and states are mapped as ``oanda_mapping`` documents; errors as
 ``oanda_errors`` documents.
 
-Practice or live is chosen by ``environment`` (``OANDA_ENVIRONMENT``,
-default ``practice``); ``base_url``/``stream_url`` (``OANDA_BASE_URL``/
-``OANDA_STREAM_URL``) point the connector anywhere else, e.g. at
-``ult sim oanda`` (a stream URL defaults to the base URL there, since the
-simulator serves both on one port). Live trading refuses to start unless the
-broker's config says ``live_trading_confirmed = true``; like a missing token,
-that is a ``ConfigError`` on connect, which the broker actor treats as fatal
-(no restart loop).
+Settings, their ``OANDA_*`` overrides and the practice/live hosts are in
+``oanda_settings`` (re-exported here for the registry). Live trading refuses
+to start unless the broker's config says ``live_trading_confirmed = true``;
+like a missing token, that is a ``ConfigError`` on connect, which the broker
+actor treats as fatal (no restart loop).
 
-The transaction stream (newline-delimited JSON, a ``HEARTBEAT`` every 5 s)
-has no replay. A stream silent for ``heartbeat_timeout_s`` is dead:
-``stream_updates`` raises ``BrokerUnavailable``, the actor crashes and its
-supervisor restarts it. Every (re)start of the stream fetches
-``/transactions/sinceid`` from the last transaction id delivered before it
-reports the stream live, so no transaction falls in the gap. That id lives in
-a ``TransactionCursor`` shared by all incarnations of one connection (see
+The transaction stream has no replay. A dead one (silent for
+``heartbeat_timeout_s``, dropped, garbled) makes ``stream_updates`` raise
+``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
+Every (re)start fetches ``/transactions/sinceid`` from the last transaction
+delivered before it reports the stream live, so nothing falls in the gap
+(``oanda_stream`` keeps that promise). The id lives in a
+``TransactionCursor`` shared by all incarnations of one connection (see
 ``connector_factory``); a connector given none starts from the account's
 newest transaction at connect.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
-from urllib.parse import quote, urlsplit
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -57,6 +54,13 @@ from ult_actors.brokers.oanda_mapping import (
     with_cancel,
     with_fill,
 )
+from ult_actors.brokers.oanda_settings import (
+    OandaSettings,
+    oanda_settings_from_env,
+    rest_url,
+    stream_url,
+)
+from ult_actors.brokers.oanda_stream import TransactionCursor, TransactionFeed
 from ult_actors.brokers.oanda_wire import (
     AccountsReply,
     CancelReply,
@@ -85,105 +89,10 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.secrets import Secret, read_secret
 
-PRACTICE_URL = "https://api-fxpractice.oanda.com"
-PRACTICE_STREAM_URL = "https://stream-fxpractice.oanda.com"
-LIVE_URL = "https://api-fxtrade.oanda.com"
-LIVE_STREAM_URL = "https://stream-fxtrade.oanda.com"
 _CACHE = 10_000  # orders and transactions remembered per connector
 
 _T = TypeVar("_T")
-
-
-def _no_secret() -> Secret:
-    return Secret("")
-
-
-class OandaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """One OANDA connection; every field has a default. The token comes from the environment."""
-
-    token: Secret = msgspec.field(default_factory=_no_secret)
-    #: ``101-004-1435156-001``; empty: the token's only account (an error if it has several).
-    account_id: str = ""
-    #: ``practice`` (fxTrade Practice) or ``live`` (fxTrade, real money).
-    environment: Literal["practice", "live"] = "practice"
-    #: Real-money trading must be confirmed here, in the config file, on purpose.
-    live_trading_confirmed: bool = False
-    #: REST root, e.g. ``http://127.0.0.1:8620``; empty: OANDA's host for ``environment``.
-    base_url: str = ""
-    #: Streaming root; empty: OANDA's stream host, or ``base_url`` when that is set.
-    stream_url: str = ""
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    write_timeout_s: float = 10.0
-    pool_timeout_s: float = 5.0
-    max_connections: int = 8
-    #: A transaction stream silent this long is dead (OANDA sends a heartbeat every 5 s).
-    heartbeat_timeout_s: float = 10.0
-
-
-def oanda_settings_from_env(env: Mapping[str, str], base: OandaSettings) -> OandaSettings:
-    """``base`` with ``OANDA_*`` applied (the token also from ``$CREDENTIALS_DIRECTORY``)."""
-    changes: dict[str, Any] = {}
-    token = read_secret("OANDA_API_TOKEN", env)
-    if token:
-        changes["token"] = token
-    account = read_secret("OANDA_ACCOUNT_ID", env).reveal().strip()
-    if account:
-        changes["account_id"] = account
-    if env.get("OANDA_ENVIRONMENT"):
-        environment = env["OANDA_ENVIRONMENT"].strip().lower()
-        if environment not in ("practice", "live"):
-            raise ConfigError(
-                f"environment variable OANDA_ENVIRONMENT: expected practice or live,"
-                f" got {env['OANDA_ENVIRONMENT']!r}"
-            )
-        changes["environment"] = environment
-    if env.get("OANDA_BASE_URL"):
-        changes["base_url"] = _checked_url("OANDA_BASE_URL", env["OANDA_BASE_URL"])
-    if env.get("OANDA_STREAM_URL"):
-        changes["stream_url"] = _checked_url("OANDA_STREAM_URL", env["OANDA_STREAM_URL"])
-    return msgspec.structs.replace(base, **changes)
-
-
-def _checked_url(name: str, url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name}: expected an http(s) URL like https://host:port, got {url!r}")
-    if parts.username or parts.password:
-        raise ConfigError(f"{name}: credentials do not belong in the URL")
-    return url.strip().rstrip("/")
-
-
-def rest_url(settings: OandaSettings) -> str:
-    """The REST root this connection talks to."""
-    if settings.base_url:
-        return _checked_url("base_url", settings.base_url)
-    return LIVE_URL if settings.environment == "live" else PRACTICE_URL
-
-
-def stream_url(settings: OandaSettings) -> str:
-    """The streaming root: explicit, else the base URL override, else OANDA's stream host."""
-    if settings.stream_url:
-        return _checked_url("stream_url", settings.stream_url)
-    if settings.base_url:
-        return rest_url(settings)
-    return LIVE_STREAM_URL if settings.environment == "live" else PRACTICE_STREAM_URL
-
-
-class TransactionCursor:
-    """The id of the last transaction delivered to the sink.
-
-    It outlives connector incarnations, so that a restarted actor's stream
-    fetches everything after it before going live.
-    """
-
-    def __init__(self, last_id: int | None = None) -> None:
-        self.last_id = last_id
-
-    def __repr__(self) -> str:
-        return f"TransactionCursor(last_id={self.last_id})"
 
 
 def connector_factory(
@@ -486,9 +395,17 @@ class OandaConnector:
                 if response.status_code != 200:
                     await response.aread()
                     raise error_from_response(response, broker=self.name, what="transaction stream")
-                await self._backfill(sink)
+                feed = TransactionFeed(
+                    self._cursor,
+                    self._fetch_since,
+                    partial(self._deliver, sink=sink),
+                    broker=self.name,
+                    heartbeat_timeout_s=s.heartbeat_timeout_s,
+                    log=self.log,
+                )
+                await feed.backfill()
                 task_status.started()
-                await self._read_stream(response, sink)
+                await feed.read(response.aiter_lines())
         except (httpx.HTTPError, BrokerUnavailable) as exc:
             if self._client is None:
                 return  # we hung up ourselves (disconnect): not a lost connection
@@ -498,74 +415,15 @@ class OandaConnector:
         if self._client is not None:
             raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
 
-    async def _read_stream(self, response: httpx.Response, sink: UpdateSink) -> None:
-        timeout = self.settings.heartbeat_timeout_s
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as watchdog:
-            async for line in response.aiter_lines():
-                # Time spent handing updates on (back-pressure, lookups) is not silence.
-                watchdog.deadline = math.inf
-                if line.strip():
-                    await self._on_line(line, sink)
-                watchdog.deadline = trio.current_time() + timeout
-        if watchdog.cancelled_caught:
-            self.log.warning("oanda transaction stream silent; reconnecting", silent_s=timeout)
-            raise BrokerUnavailable(
-                f"OANDA transaction stream silent for {timeout:g} s (no heartbeat)",
-                broker=self.name,
-            )
+    async def _fetch_since(self, since: int) -> TransactionsReply:
+        return await self._get(
+            self._path("/transactions/sinceid"),
+            TransactionsReply,
+            what="transaction backfill",
+            params={"id": str(since)},
+        )
 
-    async def _on_line(self, line: str, sink: UpdateSink) -> None:
-        try:
-            txn = msgspec.json.decode(line, type=WireTransaction)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise BrokerUnavailable(
-                "OANDA transaction stream sent a line that is not a transaction", broker=self.name
-            ) from None
-        last = self._cursor.last_id or 0
-        if txn.type == "HEARTBEAT":
-            newest = int(txn.lastTransactionID or 0)
-            if newest > last:
-                await self._backfill(sink)  # the stream skipped something: fetch it
-            return
-        if txn.id is None or not txn.id.isdigit():
-            return
-        txn_id = int(txn.id)
-        if txn_id <= last:
-            return  # already delivered by a backfill
-        if txn_id > last + 1:
-            await self._backfill(sink)  # includes this one
-            return
-        await self._deliver(txn, sink)
-        self._cursor.last_id = txn_id
-
-    async def _backfill(self, sink: UpdateSink) -> None:
-        """Deliver every transaction after the cursor (``/transactions/sinceid``), in order."""
-        fetched = 0
-        while True:
-            since = self._cursor.last_id or 0
-            reply = await self._get(
-                self._path("/transactions/sinceid"),
-                TransactionsReply,
-                what="transaction backfill",
-                params={"id": str(since)},
-            )
-            for txn in reply.transactions:
-                if (
-                    txn.id is None
-                    or not txn.id.isdigit()
-                    or int(txn.id) <= (self._cursor.last_id or 0)
-                ):
-                    continue
-                await self._deliver(txn, sink)
-                self._cursor.last_id = int(txn.id)
-                fetched += 1
-            newest = int(reply.lastTransactionID)
-            if (self._cursor.last_id or 0) >= newest or (self._cursor.last_id or 0) == since:
-                break
-        if fetched:
-            self.log.info("oanda transactions backfilled", count=fetched, last=self._cursor.last_id)
-
-    async def _deliver(self, txn: WireTransaction, sink: UpdateSink) -> None:
+    async def _deliver(self, txn: WireTransaction, *, sink: UpdateSink) -> None:
         """Turn one transaction into an order update, if it is about one of our orders."""
         update: OrderUpdate | None = None
         if txn.type in CREATE_TYPES:
@@ -656,4 +514,6 @@ __all__ = [
     "TransactionCursor",
     "connector_factory",
     "oanda_settings_from_env",
+    "rest_url",
+    "stream_url",
 ]
