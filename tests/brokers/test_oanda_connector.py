@@ -35,6 +35,7 @@ from ult_actors.errors import (
 from ult_actors.messages import OrderRequest
 from ult_actors.secrets import Secret
 from ult_actors.sim.oanda_faults import Fault
+from ult_actors.sim.oanda_views import position_wire
 
 
 def market(
@@ -273,7 +274,7 @@ async def test_long_and_short_sides_net_to_a_signed_position() -> None:
         await c.submit(market("p-3", qty="200", symbol="USD_JPY"))
         positions = {p.symbol: p for p in await c.positions()}
         assert positions["EUR_USD"].qty == Decimal(-2000)
-        short_price = sim.book.position_wire("EUR_USD")["short"]["averagePrice"]
+        short_price = position_wire(sim.book, "EUR_USD")["short"]["averagePrice"]
         assert positions["EUR_USD"].avg_entry_price == Decimal(short_price)
         assert positions["USD_JPY"].qty == Decimal(200)
         account = await c.account()

@@ -64,6 +64,7 @@ from urllib.parse import unquote
 import msgspec
 import trio
 
+from ult_actors.sim import oanda_views as views
 from ult_actors.sim.oanda_book import OandaBook, Transaction
 from ult_actors.sim.oanda_faults import ON_ARM_KINDS, Fault, FaultBoard
 from ult_actors.sim.oanda_http import (
@@ -263,22 +264,22 @@ class OandaSimulator:
         if not rest:
             if wrong := self._only("GET", request, fmt):
                 return wrong
-            account = book.summary()
+            account = views.summary(book)
             account.update(
                 orders=[book.order_wire(o) for o in book.orders.values() if o.state == "PENDING"],
-                positions=book.positions(open_only=False)[1]["positions"],
-                trades=book.trades_wire(open_only=True)[1]["trades"],
+                positions=views.positions(book, open_only=False)[1]["positions"],
+                trades=views.trades(book, open_only=True)[1]["trades"],
             )
             return _json(200, {"account": account, "lastTransactionID": book.last_id}, fmt)
         head = rest[0]
         if rest == ["summary"]:
             return self._only("GET", request, fmt) or _json(
-                200, {"account": book.summary(), "lastTransactionID": book.last_id}, fmt
+                200, {"account": views.summary(book), "lastTransactionID": book.last_id}, fmt
             )
         if rest == ["instruments"]:
             return self._only("GET", request, fmt) or _json(
                 200,
-                {"instruments": book.instruments_wire(), "lastTransactionID": book.last_id},
+                {"instruments": views.instruments(book), "lastTransactionID": book.last_id},
                 fmt,
             )
         if rest == ["orders"]:
@@ -299,13 +300,13 @@ class OandaSimulator:
             return self._only("PUT", request, fmt) or _json(*book.cancel_order(rest[1]), fmt)
         if rest in (["positions"], ["openPositions"]):
             return self._only("GET", request, fmt) or _json(
-                *book.positions(open_only=head == "openPositions"), fmt
+                *views.positions(book, open_only=head == "openPositions"), fmt
             )
         if head == "positions" and len(rest) == 2:
-            return self._only("GET", request, fmt) or _json(*book.position(rest[1]), fmt)
+            return self._only("GET", request, fmt) or _json(*views.position(book, rest[1]), fmt)
         if rest in (["trades"], ["openTrades"]):
             return self._only("GET", request, fmt) or _json(
-                *book.trades_wire(open_only=head == "openTrades"), fmt
+                *views.trades(book, open_only=head == "openTrades"), fmt
             )
         if rest == ["transactions", "sinceid"]:
             return self._only("GET", request, fmt) or _json(

@@ -19,62 +19,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from ult_actors.sim.oanda_orders import ORDER_TYPES, Reject, SimOrder, echo, parse_order
 from ult_actors.sim.oanda_prices import Instrument, PriceFeed, Quote
-from ult_actors.sim.oanda_wire import money, parse_time, units
+from ult_actors.sim.oanda_wire import money, units
 
 Reply = tuple[int, dict[str, Any]]
 Transaction = dict[str, Any]
 
-ORDER_TYPES = ("MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED")
-_TIFS_BY_TYPE = {
-    "MARKET": ("FOK", "IOC"),
-    "LIMIT": ("GTC", "GTD", "GFD", "FOK", "IOC"),
-    "STOP": ("GTC", "GTD", "GFD", "FOK", "IOC"),
-    "MARKET_IF_TOUCHED": ("GTC", "GTD", "GFD"),
-}
-_POSITION_FILLS = ("DEFAULT", "OPEN_ONLY", "REDUCE_FIRST", "REDUCE_ONLY")
-_TRIGGER_CONDITIONS = ("DEFAULT", "INVERSE", "BID", "ASK", "MID")
-_MAX_UNITS = Decimal(100_000_000)
-_MAX_PENDING = 500
-_MAX_CLIENT_ID = 128
 #: Transactions returned by one ``sinceid`` call at most; the caller asks again.
 SINCE_ID_PAGE = 1000
-
-
-class _Reject(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-@dataclass
-class SimOrder:
-    """A v20 order (one of the four entry order types)."""
-
-    id: str
-    type: str
-    instrument: str
-    units: Decimal
-    price: Decimal | None
-    price_bound: Decimal | None
-    time_in_force: str
-    gtd_ns: int | None
-    position_fill: str
-    trigger_condition: str
-    client_extensions: dict[str, str] | None
-    create_ns: int
-    state: str = "PENDING"
-    filling_txn: str | None = None
-    filled_ns: int | None = None
-    trade_opened: str | None = None
-    trade_reduced: str | None = None
-    trades_closed: list[str] = field(default_factory=list)
-    cancelling_txn: str | None = None
-    cancelled_ns: int | None = None
 
 
 @dataclass
@@ -194,11 +150,18 @@ class OandaBook:
         if order_type not in ORDER_TYPES:
             return 400, {"errorMessage": "Invalid value specified for 'order.type'"}
         try:
-            order = self._parse_order(spec, order_type)
-        except _Reject as reject:
+            order = parse_order(
+                spec,
+                order_type,
+                instruments=self.feed.instruments,
+                client_ids=self.by_client_id,
+                pending=sum(1 for o in self.orders.values() if o.state == "PENDING"),
+                now_ns=self.now_ns(),
+            )
+        except Reject as reject:
             txn = self._txn(
                 f"{order_type}_ORDER_REJECT",
-                **_echo(spec),
+                **echo(spec),
                 reason="CLIENT_ORDER",
                 rejectReason=reject.reason,
             )
@@ -230,101 +193,6 @@ class OandaBook:
         body["relatedTransactionIDs"] = related
         body["lastTransactionID"] = self.last_id
         return 201, body
-
-    def _parse_order(self, spec: dict[str, Any], order_type: str) -> SimOrder:
-        name = spec.get("instrument")
-        if not name:
-            raise _Reject("INSTRUMENT_MISSING", "The order has no instrument")
-        instrument = self.feed.instruments.get(str(name))
-        if instrument is None:
-            raise _Reject("INSTRUMENT_UNKNOWN", f"The instrument {name} is unknown")
-        if "units" not in spec:
-            raise _Reject("UNITS_MISSING", "The order has no units")
-        amount = _decimal(spec["units"])
-        if amount is None or amount == 0:
-            raise _Reject("UNITS_INVALID", "The order's units must be a non-zero number")
-        if amount != amount.to_integral_value():
-            raise _Reject("UNITS_PRECISION_EXCEEDED", f"{name} trades in whole units")
-        if abs(amount) > _MAX_UNITS:
-            raise _Reject("UNITS_LIMIT_EXCEEDED", "The order's units exceed the maximum")
-        price = None
-        if order_type != "MARKET":
-            if "price" not in spec:
-                raise _Reject("PRICE_MISSING", "The order has no price")
-            price = self._price(spec["price"], instrument, "PRICE")
-        bound = None
-        if spec.get("priceBound") is not None and order_type != "LIMIT":
-            bound = self._price(spec["priceBound"], instrument, "PRICE_BOUND")
-        tif = spec.get("timeInForce") or ("FOK" if order_type == "MARKET" else "GTC")
-        if tif not in _TIFS_BY_TYPE[order_type]:
-            raise _Reject(
-                "TIME_IN_FORCE_INVALID", f"timeInForce {tif} is not allowed for {order_type} orders"
-            )
-        gtd_ns = None
-        if tif == "GTD":
-            if not spec.get("gtdTime"):
-                raise _Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING", "GTD orders need a gtdTime")
-            try:
-                gtd_ns = parse_time(str(spec["gtdTime"]))
-            except ValueError:
-                raise _Reject(
-                    "TIME_IN_FORCE_GTD_TIMESTAMP_INVALID", "gtdTime is not a time"
-                ) from None
-            if gtd_ns <= self.now_ns():
-                raise _Reject("TIME_IN_FORCE_GTD_TIMESTAMP_IN_PAST", "gtdTime is in the past")
-        position_fill = _strip(spec.get("positionFill") or "DEFAULT", "POSITION_")
-        if position_fill not in _POSITION_FILLS:
-            raise _Reject("POSITION_FILL_INVALID", f"positionFill {position_fill} is not valid")
-        trigger = _strip(spec.get("triggerCondition") or "DEFAULT", "TRIGGER_")
-        if trigger not in _TRIGGER_CONDITIONS:
-            raise _Reject("TRIGGER_CONDITION_INVALID", f"triggerCondition {trigger} is not valid")
-        extensions = spec.get("clientExtensions")
-        if extensions is not None:
-            if not isinstance(extensions, dict) or not all(
-                isinstance(v, str) for v in extensions.values()
-            ):
-                raise _Reject(
-                    "CLIENT_ORDER_ID_INVALID", "clientExtensions must map names to strings"
-                )
-            client_id = extensions.get("id")
-            if client_id is not None:
-                if not client_id or len(client_id) > _MAX_CLIENT_ID or client_id.startswith("@"):
-                    raise _Reject("CLIENT_ORDER_ID_INVALID", "clientExtensions.id is not valid")
-                if client_id in self.by_client_id:
-                    raise _Reject(
-                        "CLIENT_ORDER_ID_ALREADY_EXISTS",
-                        f"An order with client id {client_id} already exists",
-                    )
-        if order_type != "MARKET" and tif not in ("FOK", "IOC"):
-            pending = sum(1 for o in self.orders.values() if o.state == "PENDING")
-            if pending >= _MAX_PENDING:
-                raise _Reject("PENDING_ORDERS_ALLOWED_EXCEEDED", "Too many pending orders")
-        return SimOrder(
-            id="",
-            type=order_type,
-            instrument=instrument.name,
-            units=amount,
-            price=price,
-            price_bound=bound,
-            time_in_force=tif,
-            gtd_ns=gtd_ns,
-            position_fill=position_fill,
-            trigger_condition=trigger,
-            client_extensions=dict(extensions) if extensions else None,
-            create_ns=self.now_ns(),
-        )
-
-    @staticmethod
-    def _price(raw: Any, instrument: Instrument, what: str) -> Decimal:
-        value = _decimal(raw)
-        if value is None or value <= 0:
-            raise _Reject(f"{what}_INVALID", f"{what.lower()} {raw!r} is not a positive number")
-        if value.as_tuple().exponent < -instrument.display_precision:  # type: ignore[operator]
-            raise _Reject(
-                f"{what}_PRECISION_EXCEEDED",
-                f"{instrument.name} prices have at most {instrument.display_precision} decimals",
-            )
-        return value
 
     def _inst(self, order: SimOrder) -> Instrument:
         return self.feed.instruments[order.instrument]
@@ -464,7 +332,7 @@ class OandaBook:
             (buy and price > order.price_bound) or (not buy and price < order.price_bound)
         ):
             return self._cancel(order, "BOUNDS_VIOLATION", batch=batch)
-        net = self._net(order.instrument)
+        net = self.net(order.instrument)
         if abs(net + order.units) > abs(net):
             rate = self.feed.home_rate(instrument.quote, self.currency)
             extra = (abs(net + order.units) - abs(net)) * price * rate * self.margin_rate
@@ -487,7 +355,7 @@ class OandaBook:
         closed: list[dict[str, Any]] = []
         reduced: dict[str, Any] | None = None
         realized = Decimal(0)
-        for trade in self._open_trades(order.instrument):
+        for trade in self.open_trades(order.instrument):
             if remaining == 0 or (trade.current_units > 0) == (remaining > 0):
                 break
             take = min(abs(remaining), abs(trade.current_units))
@@ -501,7 +369,7 @@ class OandaBook:
             entry = {
                 "tradeID": trade.id,
                 "units": units(-closing),
-                "price": _px(price, instrument),
+                "price": instrument.text(price),
                 "realizedPL": money(pl),
                 "financing": money(Decimal(0)),
                 "guaranteedExecutionFee": money(Decimal(0)),
@@ -526,7 +394,7 @@ class OandaBook:
             opened = {
                 "tradeID": trade.id,
                 "units": units(remaining),
-                "price": _px(price, instrument),
+                "price": instrument.text(price),
                 "guaranteedExecutionFee": money(Decimal(0)),
                 "halfSpreadCost": money(abs(remaining) * (quote.ask - quote.bid) / 2 * rate),
                 "initialMarginRequired": money(abs(remaining) * price * rate * self.margin_rate),
@@ -541,8 +409,8 @@ class OandaBook:
             "instrument": order.instrument,
             "units": units(order.units),
             "requestedUnits": units(order.units),
-            "price": _px(price, instrument),
-            "fullVWAP": _px(price, instrument),
+            "price": instrument.text(price),
+            "fullVWAP": instrument.text(price),
             "fullPrice": self._price_wire(instrument, quote),
             "reason": f"{order.type}_ORDER",
             "pl": money(realized),
@@ -582,10 +450,10 @@ class OandaBook:
             "time": self.now_ns(),
             "status": "tradeable",
             "tradeable": True,
-            "bids": [{"price": _px(quote.bid, instrument), "liquidity": 10_000_000}],
-            "asks": [{"price": _px(quote.ask, instrument), "liquidity": 10_000_000}],
-            "closeoutBid": _px(quote.bid, instrument),
-            "closeoutAsk": _px(quote.ask, instrument),
+            "bids": [{"price": instrument.text(quote.bid), "liquidity": 10_000_000}],
+            "asks": [{"price": instrument.text(quote.ask), "liquidity": 10_000_000}],
+            "closeoutBid": instrument.text(quote.bid),
+            "closeoutAsk": instrument.text(quote.ask),
         }
 
     def price(self, instrument: str) -> dict[str, Any]:
@@ -608,235 +476,45 @@ class OandaBook:
 
     # -- positions, trades, account -------------------------------------------
 
-    def _open_trades(self, instrument: str) -> list[SimTrade]:
+    def open_trades(self, instrument: str) -> list[SimTrade]:
         return [
             t for t in self.trades.values() if t.instrument == instrument and t.current_units != 0
         ]
 
-    def _net(self, instrument: str) -> Decimal:
-        return sum((t.current_units for t in self._open_trades(instrument)), Decimal(0))
+    def net(self, instrument: str) -> Decimal:
+        return sum((t.current_units for t in self.open_trades(instrument)), Decimal(0))
 
-    def _unrealized(self, trade: SimTrade) -> Decimal:
+    def unrealized(self, trade: SimTrade) -> Decimal:
         instrument = self.feed.instruments[trade.instrument]
         quote = self.feed.quote(trade.instrument)
         close = quote.bid if trade.current_units > 0 else quote.ask
         rate = self.feed.home_rate(instrument.quote, self.currency)
         return (close - trade.price) * trade.current_units * rate
 
-    def _value(self, instrument: str, amount: Decimal) -> Decimal:
+    def value(self, instrument: str, amount: Decimal) -> Decimal:
         inst = self.feed.instruments[instrument]
         rate = self.feed.home_rate(inst.quote, self.currency)
         return abs(amount) * self.feed.quote(instrument).mid * rate
 
     def margin_used(self) -> Decimal:
         return sum(
-            (self._value(i, self._net(i)) * self.margin_rate for i in self._traded()), Decimal(0)
+            (self.value(i, self.net(i)) * self.margin_rate for i in self.traded()), Decimal(0)
         )
 
     def unrealized_pl(self) -> Decimal:
         return sum(
-            (self._unrealized(t) for t in self.trades.values() if t.current_units != 0), Decimal(0)
+            (self.unrealized(t) for t in self.trades.values() if t.current_units != 0), Decimal(0)
         )
 
     def nav(self) -> Decimal:
         return self.balance + self.unrealized_pl()
 
-    def _traded(self) -> list[str]:
+    def traded(self) -> list[str]:
         return sorted({t.instrument for t in self.trades.values()})
-
-    def position_wire(self, instrument: str) -> dict[str, Any]:
-        inst = self.feed.instruments[instrument]
-        open_trades = self._open_trades(instrument)
-        sides = {}
-        for name, trades in (
-            ("long", [t for t in open_trades if t.current_units > 0]),
-            ("short", [t for t in open_trades if t.current_units < 0]),
-        ):
-            total = sum((t.current_units for t in trades), Decimal(0))
-            side_pl = sum(
-                (
-                    t.realized_pl
-                    for t in self.trades.values()
-                    if t.instrument == instrument and (t.initial_units > 0) == (name == "long")
-                ),
-                Decimal(0),
-            )
-            side: dict[str, Any] = {
-                "units": units(total),
-                "pl": money(side_pl),
-                "resettablePL": "0.0000",
-                "financing": money(Decimal(0)),
-                "guaranteedExecutionFees": money(Decimal(0)),
-                "unrealizedPL": money(sum((self._unrealized(t) for t in trades), Decimal(0))),
-            }
-            if total:
-                vwap = sum((t.price * t.current_units for t in trades), Decimal(0)) / total
-                side["averagePrice"] = _px(vwap, inst, extra=1)
-                side["tradeIDs"] = [t.id for t in trades]
-            sides[name] = side
-        unrealized = sum((self._unrealized(t) for t in open_trades), Decimal(0))
-        pl = self.position_pl.get(instrument, Decimal(0))
-        return {
-            "instrument": instrument,
-            "pl": money(pl),
-            "unrealizedPL": money(unrealized),
-            "marginUsed": money(self._value(instrument, self._net(instrument)) * self.margin_rate),
-            "resettablePL": money(pl),
-            "financing": money(Decimal(0)),
-            "commission": money(Decimal(0)),
-            "dividendAdjustment": money(Decimal(0)),
-            "guaranteedExecutionFees": money(Decimal(0)),
-            **sides,
-        }
-
-    def positions(self, *, open_only: bool) -> Reply:
-        names = [i for i in self._traded() if not open_only or self._net(i) != 0]
-        return 200, {
-            "positions": [self.position_wire(i) for i in names],
-            "lastTransactionID": self.last_id,
-        }
-
-    def position(self, instrument: str) -> Reply:
-        if instrument not in self.feed.instruments:
-            return 404, {"errorMessage": f"The instrument {instrument} is unknown"}
-        return 200, {"position": self.position_wire(instrument), "lastTransactionID": self.last_id}
-
-    def trades_wire(self, *, open_only: bool) -> Reply:
-        chosen = [
-            t
-            for t in sorted(self.trades.values(), key=lambda t: int(t.id), reverse=True)
-            if not open_only or t.current_units != 0
-        ]
-        out = []
-        for t in chosen:
-            inst = self.feed.instruments[t.instrument]
-            out.append(
-                {
-                    "id": t.id,
-                    "instrument": t.instrument,
-                    "price": _px(t.price, inst),
-                    "openTime": t.open_ns,
-                    "state": "OPEN" if t.current_units else "CLOSED",
-                    "initialUnits": units(t.initial_units),
-                    "currentUnits": units(t.current_units),
-                    "realizedPL": money(t.realized_pl),
-                    "unrealizedPL": money(self._unrealized(t) if t.current_units else Decimal(0)),
-                    "marginUsed": money(
-                        self._value(t.instrument, t.current_units) * self.margin_rate
-                    ),
-                    "financing": money(Decimal(0)),
-                    **(
-                        {"closeTime": t.close_ns, "closingTransactionIDs": t.closing_txns}
-                        if t.close_ns
-                        else {}
-                    ),
-                }
-            )
-        return 200, {"trades": out, "lastTransactionID": self.last_id}
-
-    def summary(self) -> dict[str, Any]:
-        """The ``AccountSummary`` object."""
-        unrealized = self.unrealized_pl()
-        nav = self.balance + unrealized
-        used = self.margin_used()
-        available = max(Decimal(0), nav - used)
-        position_value = sum((self._value(i, self._net(i)) for i in self._traded()), Decimal(0))
-        percent = (used / 2 / nav) if nav > 0 else Decimal(0)
-        summary: dict[str, Any] = {
-            "id": self.account_id,
-            "alias": "ult simulator",
-            "currency": self.currency,
-            "balance": money(self.balance),
-            "createdByUserID": self.user_id,
-            "createdTime": self.created_ns,
-            "guaranteedStopLossOrderMode": "DISABLED",
-            "pl": money(self.realized_pl),
-            "resettablePL": money(self.realized_pl),
-            "financing": money(Decimal(0)),
-            "commission": money(Decimal(0)),
-            "dividendAdjustment": money(Decimal(0)),
-            "guaranteedExecutionFees": money(Decimal(0)),
-            "marginRate": f"{self.margin_rate:f}",
-            "openTradeCount": sum(1 for t in self.trades.values() if t.current_units),
-            "openPositionCount": sum(1 for i in self._traded() if self._net(i)),
-            "pendingOrderCount": sum(1 for o in self.orders.values() if o.state == "PENDING"),
-            "hedgingEnabled": False,
-            "unrealizedPL": money(unrealized),
-            "NAV": money(nav),
-            "marginUsed": money(used),
-            "marginAvailable": money(available),
-            "positionValue": money(position_value),
-            "marginCloseoutUnrealizedPL": money(unrealized),
-            "marginCloseoutNAV": money(nav),
-            "marginCloseoutMarginUsed": money(used),
-            "marginCloseoutPercent": f"{percent.quantize(Decimal('0.00001')):f}",
-            "marginCloseoutPositionValue": money(position_value),
-            "withdrawalLimit": money(available),
-            "marginCallMarginUsed": money(used),
-            "marginCallPercent": f"{percent.quantize(Decimal('0.00001')):f}",
-            "lastTransactionID": self.last_id,
-        }
-        if self.last_fill_ns is not None:
-            summary["lastOrderFillTimestamp"] = self.last_fill_ns
-        return summary
-
-    def instruments_wire(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": i.name,
-                "type": i.type,
-                "displayName": i.name.replace("_", "/"),
-                "pipLocation": -(i.display_precision - 1),
-                "displayPrecision": i.display_precision,
-                "tradeUnitsPrecision": 0,
-                "minimumTradeSize": "1",
-                "maximumTrailingStopDistance": "1.00000",
-                "minimumTrailingStopDistance": "0.00050",
-                "maximumPositionSize": "0",
-                "maximumOrderUnits": units(_MAX_UNITS),
-                "marginRate": f"{self.margin_rate:f}",
-            }
-            for i in self.feed.instruments.values()
-        ]
-
-
-def _decimal(raw: Any) -> Decimal | None:
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        return None
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() else None
-
-
-def _strip(value: str, prefix: str) -> str:
-    # Orders echo some enums with a prefix (``POSITION_DEFAULT``); accept both spellings.
-    return value[len(prefix) :] if value.startswith(prefix) else value
-
-
-def _px(value: Decimal, instrument: Instrument, *, extra: int = 0) -> str:
-    return f"{value.quantize(Decimal(1).scaleb(-(instrument.display_precision + extra))):f}"
 
 
 def _client_id(order: SimOrder) -> str | None:
     return (order.client_extensions or {}).get("id")
-
-
-def _echo(spec: dict[str, Any]) -> dict[str, Any]:
-    """Request fields a reject transaction repeats (strings only, as sent)."""
-    keys = (
-        "instrument",
-        "units",
-        "price",
-        "priceBound",
-        "timeInForce",
-        "gtdTime",
-        "positionFill",
-        "triggerCondition",
-        "clientExtensions",
-    )
-    return {k: spec[k] for k in keys if k in spec and isinstance(spec[k], str | dict)}
 
 
 def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
@@ -848,10 +526,10 @@ def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
         "positionFill": order.position_fill,
     }
     if order.price is not None:
-        fields["price"] = _px(order.price, instrument)
+        fields["price"] = instrument.text(order.price)
         fields["triggerCondition"] = order.trigger_condition
     if order.price_bound is not None:
-        fields["priceBound"] = _px(order.price_bound, instrument)
+        fields["priceBound"] = instrument.text(order.price_bound)
     if order.gtd_ns is not None:
         fields["gtdTime"] = order.gtd_ns
     if order.client_extensions:

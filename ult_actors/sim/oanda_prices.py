@@ -28,6 +28,10 @@ class Instrument:
     def point(self) -> Decimal:
         return Decimal(1).scaleb(-self.display_precision)
 
+    def text(self, price: Decimal, *, extra: int = 0) -> str:
+        """A price as v20 writes it: the instrument's decimals (plus ``extra``)."""
+        return f"{price.quantize(Decimal(1).scaleb(-(self.display_precision + extra))):f}"
+
     @property
     def base(self) -> str:
         return self.name.split("_")[0]
