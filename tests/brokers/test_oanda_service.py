@@ -16,7 +16,6 @@ import trio
 
 from tests.brokers.test_oanda_harness import running_sim, settings_for
 from tests.ipc.service_process import ULT, ServiceProcess, run_ult
-from ult_actors.brokers.oanda import connector_factory
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import AuthFailed
 from ult_actors.messages import (
@@ -111,12 +110,9 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
         )
         cfg.supervision.backoff_initial_ms = 20
         cfg.supervision.backoff_cap_ms = 100
-        svc = build_service(
-            cfg,
-            env={},
-            rng=random.Random(3),
-            connector_factories={"oanda": connector_factory("oanda", settings)},
-        )
+        # Built from the config alone, as `ult serve` does: the registry must give
+        # every incarnation the same transaction cursor.
+        svc = build_service(cfg, env={}, rng=random.Random(3))
         async with trio.open_nursery() as nursery:
             with trio.fail_after(15):
                 await nursery.start(svc.run)

@@ -50,8 +50,17 @@ class BrokerKind:
         return any(read_secret(name, env) for name in self.auto_enable_vars)
 
     def factory(self, name: str, settings: Any, **kwargs: Any) -> Callable[[], Connector]:
-        """A function making a fresh connector (one per actor incarnation)."""
-        cls = getattr(self._module(), self.connector_class)
+        """A function making a fresh connector (one per actor incarnation).
+
+        A kind whose incarnations must share state (OANDA's transaction cursor,
+        so a restarted actor fetches what it missed) provides its own
+        ``connector_factory(name, settings, **kwargs)``.
+        """
+        module = self._module()
+        custom = getattr(module, "connector_factory", None)
+        if custom is not None:
+            return custom(name, settings, **kwargs)  # type: ignore[no-any-return]
+        cls = getattr(module, self.connector_class)
 
         def make() -> Connector:
             return cls(name, settings, **kwargs)  # type: ignore[no-any-return]
