@@ -57,6 +57,8 @@ RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading
 _DAY_NS = 86_400 * 1_000_000_000
 #: How many finished orders the risk view remembers to ignore repeated reports.
 _DONE_KEPT = 100_000
+#: How long past its deadline an order may go unreported before risk stops counting it.
+_REPORT_GRACE_S = 30.0
 _STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
 
 
@@ -100,6 +102,20 @@ class RiskState:
     tokens_at: float | None = None
     #: Recently finished orders (client order id), so a repeated final report changes nothing.
     done: dict[str, None] = field(default_factory=dict)
+
+    #: Orders sent on with no report from their broker yet: client order id -> when to
+    #: give up on one (its deadline plus a grace). One that never reached its broker
+    #: (its deadline passed in the broker's mailbox) must not hold a slot forever.
+    unconfirmed: dict[str, float] = field(default_factory=dict)
+
+    def forget_unreported(self, now: float) -> None:
+        """Drop open orders whose broker never reported them, oldest first."""
+        while self.unconfirmed:
+            coid, give_up_at = next(iter(self.unconfirmed.items()))
+            if give_up_at > now:
+                return
+            del self.unconfirmed[coid]
+            self.drop_open(coid)
 
     def set_open(self, request: OrderRequest) -> None:
         """Track ``request`` (its unfilled qty) as an open order, replacing an earlier view."""
@@ -218,6 +234,7 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     order = update.order
     coid = order.client_order_id
     roll_day(state, now_ns)
+    state.unconfirmed.pop(coid, None)
     if coid in state.done and order.status in OPEN_STATUSES:
         return  # a stale report: a finished order never reopens
     before = state.filled.get(coid, Decimal(0))
@@ -313,9 +330,12 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                 if isinstance(msg, PlaceOrder):
                     request = msg.request
                     roll_day(state, deps.now_ns())  # the daily loss resets even with no fills
-                    check_order(state, deps.limits, request, trio.current_time())
+                    now = trio.current_time()
+                    state.forget_unreported(now)
+                    check_order(state, deps.limits, request, now)
                     assert request.client_order_id is not None and request.broker is not None
                     state.set_open(request)
+                    state.unconfirmed[request.client_order_id] = env.deadline + _REPORT_GRACE_S
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
