@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import msgspec
 
-from ult_actors.messages import TERMINAL_STATUSES, Order
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    SubmitOutcome,
+)
 
 # How far along the lifecycle a status is; updates never move an order back.
 _RANK = {
@@ -27,6 +33,42 @@ _RANK = {
     "rejected": 3,
     "expired": 3,
 }
+
+
+def order_from_request(
+    request: OrderRequest,
+    *,
+    broker: str,
+    order_id: str,
+    status: OrderStatus,
+    now_ns: int,
+    outcome: SubmitOutcome = "definitive",
+) -> Order:
+    """The first state of the order ``request`` asks for: its terms, nothing filled yet.
+
+    Every place that starts tracking an order (a venue accepting it, a
+    connector placing it, the broker actor before the reply) builds it here,
+    so they agree on which request fields carry over. ``request`` must have
+    its ``client_order_id`` set.
+    """
+    assert request.client_order_id is not None
+    return Order(
+        id=order_id,
+        client_order_id=request.client_order_id,
+        broker=broker,
+        symbol=request.symbol,
+        side=request.side,
+        qty=request.qty,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        status=status,
+        limit_price=request.limit_price,
+        stop_price=request.stop_price,
+        extended_hours=request.extended_hours,
+        created_at=now_ns,
+        updated_at=now_ns,
+        outcome=outcome,
+    )
 
 
 class IllegalTransition(ValueError):

@@ -26,6 +26,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
+from ult_actors.order_state import order_from_request
 
 
 class FakeVenue:
@@ -84,18 +85,8 @@ class FakeConnector:
             raise DuplicateOrder("client_order_id must be unique")
         venue.submits += 1
         oid = str(next(venue.ids))
-        order = Order(
-            id=oid,
-            client_order_id=request.client_order_id,
-            broker=self.name,
-            symbol=request.symbol,
-            side=request.side,
-            qty=request.qty,
-            type=request.type,
-            time_in_force=request.time_in_force,
-            status="accepted",
-            limit_price=request.limit_price,
-            stop_price=request.stop_price,
+        order = order_from_request(
+            request, broker=self.name, order_id=oid, status="accepted", now_ns=0
         )
         venue.by_client[request.client_order_id] = oid
         venue._update(order)

@@ -48,7 +48,6 @@ from ult_actors.brokers.oanda_mapping import (
     fill_from,
     order_body,
     order_from_create,
-    order_from_request,
     order_from_wire,
     position_from_wire,
     with_cancel,
@@ -89,6 +88,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
+from ult_actors.order_state import order_from_request
 
 _CACHE = 10_000  # orders and transactions remembered per connector
 
@@ -244,7 +244,11 @@ class OandaConnector:
                 "OANDA accepted an order but sent no orderCreateTransaction", broker=self.name
             )
         order = order_from_request(
-            request, create.id, self.name, time_ns(create.time, self._now_ns())
+            request,
+            broker=self.name,
+            order_id=create.id,
+            status="accepted",
+            now_ns=time_ns(create.time, self._now_ns()),
         )
         if reply.orderFillTransaction is not None:
             order = self._after_fill(order, reply.orderFillTransaction)[0]

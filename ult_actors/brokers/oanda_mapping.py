@@ -160,26 +160,6 @@ def _price(value: Decimal | None, field: str) -> str:
     return f"{value:f}"
 
 
-def order_from_request(request: OrderRequest, order_id: str, broker: str, ts: int) -> Order:
-    """The order we just placed, accepted under v20 id ``order_id``."""
-    assert request.client_order_id is not None
-    return Order(
-        id=order_id,
-        client_order_id=request.client_order_id,
-        broker=broker,
-        symbol=request.symbol,
-        side=request.side,
-        qty=request.qty,
-        type=request.type,
-        time_in_force=request.time_in_force,
-        status="accepted",
-        limit_price=request.limit_price,
-        stop_price=request.stop_price,
-        created_at=ts,
-        updated_at=ts,
-    )
-
-
 def _our_type(
     v20_type: str, price: Decimal | None, bound: Decimal | None
 ) -> tuple[OrderType, Decimal | None, Decimal | None] | None:

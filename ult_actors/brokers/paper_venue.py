@@ -45,6 +45,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
+from ult_actors.order_state import order_from_request
 from ult_actors.validation import validate_order
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -188,21 +189,8 @@ class PaperVenue:
         now = self.now_ns()
         oid = f"{self.name}.{self._tag}.{self._next_order}"
         self._next_order += 1
-        order = Order(
-            id=oid,
-            client_order_id=coid,
-            broker=self.name,
-            symbol=request.symbol,
-            side=request.side,
-            qty=request.qty,
-            type=request.type,
-            time_in_force=request.time_in_force,
-            status="accepted",
-            limit_price=request.limit_price,
-            stop_price=request.stop_price,
-            extended_hours=request.extended_hours,
-            created_at=now,
-            updated_at=now,
+        order = order_from_request(
+            request, broker=self.name, order_id=oid, status="accepted", now_ns=now
         )
         working = WorkingOrder(order=order, in_transit=in_transit)
         self.open[oid] = working

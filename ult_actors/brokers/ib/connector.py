@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
@@ -69,6 +70,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
+from ult_actors.order_state import order_from_request
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
 
@@ -534,22 +536,19 @@ class IbConnector:
         order_id = self._next_order_id
         self._next_order_id += 1
         now = self._now_ns()
-        order = Order(
-            id=str(order_id),
-            client_order_id=coid,
-            broker=self.name,
+        order = msgspec.structs.replace(
+            order_from_request(
+                request,
+                broker=self.name,
+                order_id=str(order_id),
+                status="pending_new",
+                now_ns=now,
+                outcome="unknown",
+            ),
+            # The terms as IB gets them: symbol normalised, prices only where the type uses one.
             symbol=contract.symbol,
-            side=request.side,
-            qty=request.qty,
-            type=request.type,
-            time_in_force=request.time_in_force,
-            status="pending_new",
             limit_price=ib_order.lmt_price,
             stop_price=ib_order.aux_price,
-            extended_hours=request.extended_hours,
-            created_at=now,
-            updated_at=now,
-            outcome="unknown",
         )
         tracked = self._book.add(order_id, order)
         await self._send(wire.PlaceOrder(order_id=order_id, contract=contract, order=ib_order))
