@@ -8,62 +8,51 @@ the service answers.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.abc
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
-from ult_actors.client._requests import Number, expect, order_request
-from ult_actors.errors import Internal, Timeout, UltError, from_info
+from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
+from ult_actors.client._requests import (
+    EVENT_FRAMES,
+    MAX_REPLY_BYTES,
+    UNSET,
+    Call,
+    Number,
+    Requests,
+    connection_error,
+    event_of,
+    order_request,
+    submit_timeout,
+)
+from ult_actors.errors import Internal, Timeout, UltError
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
     Account,
-    AccountsReply,
-    Cancel,
-    ErrorReply,
     Event,
     EventMessage,
     EventTopic,
-    GetAccount,
-    GetHealth,
-    GetOrder,
-    GetPositions,
-    HealthReply,
     HealthSnapshot,
-    ListOrders,
-    OkReply,
     Order,
-    OrderReply,
     OrderRequest,
-    OrdersReply,
     OrderType,
-    Ping,
     Position,
-    PositionsReply,
     Reply,
-    Request,
-    SetKillSwitch,
-    SetTradingState,
     Side,
-    Submit,
-    Subscribe,
     SubscriptionDropped,
     TimeInForce,
     TradingState,
 )
 
-R = TypeVar("R")
-_MAX_REPLY_BYTES = 64 << 20
-_UNSET: Any = object()
+T = TypeVar("T")
 
 
 class _Waiter:
@@ -94,7 +83,7 @@ class AsyncClient:
         self.socket_path = resolve_socket(str(socket) if socket else None).path
         self.timeout = timeout
         self._event_buffer = event_buffer
-        self._ids = itertools.count(1)
+        self._requests = Requests()
         self._pending: dict[int, _Waiter] = {}
         self._codec = ReplyCodec()
         self._outgoing: list[bytes] = []
@@ -158,7 +147,7 @@ class AsyncClient:
         broker: str | None = None,
         client_order_id: str | None = None,
         wait: bool = False,
-        timeout: float | None = _UNSET,
+        timeout: float | None = UNSET,
     ) -> Order:
         """Place an order; with ``wait=True`` the reply comes once it is terminal."""
         order = order_request(
@@ -169,57 +158,49 @@ class AsyncClient:
         return await self.submit_request(order, wait=wait, timeout=timeout)
 
     async def submit_request(
-        self, order: OrderRequest, *, wait: bool = False, timeout: float | None = _UNSET
+        self, order: OrderRequest, *, wait: bool = False, timeout: float | None = UNSET
     ) -> Order:
         """Place an already built ``OrderRequest``."""
-        if timeout is _UNSET:
-            timeout = None if wait else self.timeout
-        reply = await self._call(Submit(id=self._next_id(), order=order, wait=wait), timeout)
-        return expect(reply, OrderReply).order
+        timeout = submit_timeout(timeout, wait=wait, default=self.timeout)
+        return await self._call(self._requests.submit(order, wait=wait), timeout)
 
     async def cancel(self, order_id: str) -> Order:
         """Cancel by order id or client order id; returns the order as it now stands."""
-        return expect(await self._call(Cancel(id=self._next_id(), order_id=order_id)), OrderReply).order
+        return await self._call(self._requests.cancel(order_id))
 
     async def order(self, order_id: str) -> Order:
         """One order by order id or client order id; ``NotFound`` if unknown."""
-        reply = await self._call(GetOrder(id=self._next_id(), order_id=order_id))
-        return expect(reply, OrderReply).order
+        return await self._call(self._requests.order(order_id))
 
     async def orders(
         self, open: bool = False, *, broker: str | None = None, limit: int = 1000
     ) -> list[Order]:
         """Orders the service knows, newest last; ``open=True`` for open ones only."""
-        request = ListOrders(id=self._next_id(), open_only=open, broker=broker, limit=limit)
-        return expect(await self._call(request), OrdersReply).orders
+        return await self._call(self._requests.orders(open, broker, limit))
 
     async def positions(self, broker: str | None = None) -> list[Position]:
         """Positions at one broker, or at all."""
-        request = GetPositions(id=self._next_id(), broker=broker)
-        return expect(await self._call(request), PositionsReply).positions
+        return await self._call(self._requests.positions(broker))
 
     async def account(self, broker: str | None = None) -> list[Account]:
         """Balances: one ``Account`` per broker (just ``broker``'s if given)."""
-        request = GetAccount(id=self._next_id(), broker=broker)
-        return expect(await self._call(request), AccountsReply).accounts
+        return await self._call(self._requests.account(broker))
 
     async def health(self) -> HealthSnapshot:
         """The actor tree's health, root first."""
-        return expect(await self._call(GetHealth(id=self._next_id())), HealthReply).health
+        return await self._call(self._requests.health())
 
     async def kill_switch(self, on: bool) -> str:
         """On: halt trading and cancel every open order. Off: trade again. Returns what was done."""
-        request = SetKillSwitch(id=self._next_id(), on=on)
-        return expect(await self._call(request), OkReply).detail
+        return await self._call(self._requests.kill_switch(on))
 
     async def trading_state(self, state: TradingState, broker: str | None = None) -> str:
         """Set active / reducing / halted, globally or for one broker."""
-        request = SetTradingState(id=self._next_id(), state=state, broker=broker)
-        return expect(await self._call(request), OkReply).detail
+        return await self._call(self._requests.trading_state(state, broker))
 
     async def ping(self) -> None:
         """Round trip to the service; raises if it does not answer."""
-        expect(await self._call(Ping(id=self._next_id())), OkReply)
+        await self._call(self._requests.ping())
 
     async def subscribe(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
         """Subscribe now; returns the iterator of events (``SubscriptionLost`` if dropped).
@@ -229,12 +210,7 @@ class AsyncClient:
         """
         if self._subscribed:
             raise Internal("this client already follows events; use one iterator per client")
-        request = (
-            Subscribe(id=self._next_id())
-            if topics is None
-            else Subscribe(id=self._next_id(), topics=list(topics))
-        )
-        expect(await self._call(request), OkReply)
+        await self._call(self._requests.subscribe(topics))
         self._subscribed = True
         return self._received_events()
 
@@ -245,22 +221,18 @@ class AsyncClient:
 
     async def _received_events(self) -> AsyncIterator[Event]:
         async for message in self._event_recv:
-            if isinstance(message, SubscriptionDropped):
-                raise SubscriptionLost(message.reason)
-            yield message.event
+            yield event_of(message)
         raise self._closed_error or ConnectionLost(self.socket_path, "connection closed")
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _next_id(self) -> int:
-        return next(self._ids)
-
-    async def _call(self, request: Request, timeout: float | None = _UNSET) -> Reply:
+    async def _call(self, call: Call[T], timeout: float | None = UNSET) -> T:
+        request = call.request
         if self._closed_error is not None:
             raise self._closed_error
         if self._stack is None:
             raise ConnectionLost(self.socket_path, "the client is not connected (use async with)")
-        if timeout is _UNSET:
+        if timeout is UNSET:
             timeout = self.timeout
         waiter = _Waiter()
         self._pending[request.id] = waiter
@@ -278,7 +250,7 @@ class AsyncClient:
         if waiter.error is not None:
             raise waiter.error
         assert waiter.reply is not None
-        return waiter.reply
+        return call.read(waiter.reply)
 
     async def _write_loop(self, stream: anyio.abc.SocketStream) -> None:
         try:
@@ -294,7 +266,7 @@ class AsyncClient:
             self._fail_all(ConnectionLost(self.socket_path, f"sending failed: {exc}"))
 
     async def _read_loop(self, stream: anyio.abc.SocketStream) -> None:
-        frames = FrameReader(_MAX_REPLY_BYTES)
+        frames = FrameReader(MAX_REPLY_BYTES)
         reason = "the service closed the connection"
         try:
             while True:
@@ -310,14 +282,14 @@ class AsyncClient:
         self._fail_all(ConnectionLost(self.socket_path, reason))
 
     async def _deliver(self, reply: Reply) -> None:
-        if isinstance(reply, EventMessage | SubscriptionDropped):
+        if isinstance(reply, EVENT_FRAMES):
             await self._event_send.send(reply)
             return
         waiter = self._pending.pop(reply.id, None)
         if waiter is None:
-            if isinstance(reply, ErrorReply) and reply.id == 0:
-                # Not about one request (unauthorized, oversize): about the connection.
-                self._closed_error = from_info(reply.error)
+            error = connection_error(reply)
+            if error is not None:
+                self._closed_error = error
             else:
                 self.unmatched_replies += 1
             return

@@ -9,59 +9,50 @@ pipelines a batch over the one connection.
 from __future__ import annotations
 
 import collections
-import itertools
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
-from ult_actors.client._requests import Number, expect, order_request
-from ult_actors.errors import Timeout, UltError, from_info
+from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
+from ult_actors.client._requests import (
+    EVENT_FRAMES,
+    MAX_REPLY_BYTES,
+    UNSET,
+    Call,
+    Number,
+    Requests,
+    connection_error,
+    event_of,
+    order_request,
+    read_order,
+    submit_timeout,
+)
+from ult_actors.errors import Timeout, UltError
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
     Account,
-    AccountsReply,
-    Cancel,
-    ErrorReply,
     Event,
     EventMessage,
     EventTopic,
-    GetAccount,
-    GetHealth,
-    GetOrder,
-    GetPositions,
-    HealthReply,
     HealthSnapshot,
-    ListOrders,
-    OkReply,
     Order,
-    OrderReply,
     OrderRequest,
-    OrdersReply,
     OrderType,
-    Ping,
     Position,
-    PositionsReply,
     Reply,
-    Request,
-    SetKillSwitch,
-    SetTradingState,
     Side,
-    Submit,
-    Subscribe,
     SubscriptionDropped,
     TimeInForce,
     TradingState,
 )
 
-_MAX_REPLY_BYTES = 64 << 20
-_UNSET: Any = object()
+T = TypeVar("T")
 
 
 class Client:
@@ -76,9 +67,9 @@ class Client:
         self.socket_path = resolve_socket(str(socket) if socket else None).path
         self.timeout = timeout
         self._sock: Any = None
-        self._ids = itertools.count(1)
+        self._requests = Requests()
         self._codec = ReplyCodec()
-        self._frames = FrameReader(_MAX_REPLY_BYTES)
+        self._frames = FrameReader(MAX_REPLY_BYTES)
         self._ready: collections.deque[Reply] = collections.deque()
         self._events: collections.deque[EventMessage | SubscriptionDropped] = collections.deque()
         self._lock = threading.RLock()
@@ -128,7 +119,7 @@ class Client:
         broker: str | None = None,
         client_order_id: str | None = None,
         wait: bool = False,
-        timeout: float | None = _UNSET,
+        timeout: float | None = UNSET,
     ) -> Order:
         """Place an order; with ``wait=True`` the reply comes once it is terminal."""
         order = order_request(
@@ -136,10 +127,8 @@ class Client:
             time_in_force=time_in_force, extended_hours=extended_hours, broker=broker,
             client_order_id=client_order_id,
         )  # fmt: skip
-        if timeout is _UNSET:
-            timeout = None if wait else self.timeout
-        reply = self._call(Submit(id=next(self._ids), order=order, wait=wait), timeout)
-        return expect(reply, OrderReply).order
+        timeout = submit_timeout(timeout, wait=wait, default=self.timeout)
+        return self._call(self._requests.submit(order, wait=wait), timeout)
 
     def submit_many(
         self, orders: Sequence[OrderRequest], *, window: int = 512
@@ -155,9 +144,9 @@ class Client:
             while answered < len(orders):
                 batch = []
                 while sent < len(orders) and sent - answered < window:
-                    rid = next(self._ids)
-                    index[rid] = sent
-                    batch.append(self._codec.encode(Submit(id=rid, order=orders[sent])))
+                    request = self._requests.submit(orders[sent]).request
+                    index[request.id] = sent
+                    batch.append(self._codec.encode(request))
                     sent += 1
                 if batch:
                     self._sendall(b"".join(batch))
@@ -166,7 +155,7 @@ class Client:
                 if position is None:
                     continue
                 try:
-                    results[position] = expect(reply, OrderReply).order
+                    results[position] = read_order(reply)
                 except UltError as exc:
                     results[position] = exc
                 answered += 1
@@ -174,45 +163,41 @@ class Client:
 
     def cancel(self, order_id: str) -> Order:
         """Cancel by order id or client order id; returns the order as it now stands."""
-        return expect(self._call(Cancel(id=next(self._ids), order_id=order_id)), OrderReply).order
+        return self._call(self._requests.cancel(order_id))
 
     def order(self, order_id: str) -> Order:
         """One order by order id or client order id; ``NotFound`` if unknown."""
-        return expect(self._call(GetOrder(id=next(self._ids), order_id=order_id)), OrderReply).order
+        return self._call(self._requests.order(order_id))
 
     def orders(
         self, open: bool = False, *, broker: str | None = None, limit: int = 1000
     ) -> list[Order]:
         """Orders the service knows; ``open=True`` for open ones only."""
-        request = ListOrders(id=next(self._ids), open_only=open, broker=broker, limit=limit)
-        return expect(self._call(request), OrdersReply).orders
+        return self._call(self._requests.orders(open, broker, limit))
 
     def positions(self, broker: str | None = None) -> list[Position]:
         """Positions at one broker, or at all."""
-        request = GetPositions(id=next(self._ids), broker=broker)
-        return expect(self._call(request), PositionsReply).positions
+        return self._call(self._requests.positions(broker))
 
     def account(self, broker: str | None = None) -> list[Account]:
         """Balances: one ``Account`` per broker (just ``broker``'s if given)."""
-        request = GetAccount(id=next(self._ids), broker=broker)
-        return expect(self._call(request), AccountsReply).accounts
+        return self._call(self._requests.account(broker))
 
     def health(self) -> HealthSnapshot:
         """The actor tree's health, root first."""
-        return expect(self._call(GetHealth(id=next(self._ids))), HealthReply).health
+        return self._call(self._requests.health())
 
     def kill_switch(self, on: bool) -> str:
         """On: halt trading and cancel every open order. Off: trade again. Returns what was done."""
-        return expect(self._call(SetKillSwitch(id=next(self._ids), on=on)), OkReply).detail
+        return self._call(self._requests.kill_switch(on))
 
     def trading_state(self, state: TradingState, broker: str | None = None) -> str:
         """Set active / reducing / halted, globally or for one broker."""
-        request = SetTradingState(id=next(self._ids), state=state, broker=broker)
-        return expect(self._call(request), OkReply).detail
+        return self._call(self._requests.trading_state(state, broker))
 
     def ping(self) -> None:
         """Round trip to the service; raises if it does not answer."""
-        expect(self._call(Ping(id=next(self._ids))), OkReply)
+        self._call(self._requests.ping())
 
     def subscribe(
         self, topics: Iterable[EventTopic] | None = None, *, timeout: float | None = None
@@ -222,12 +207,7 @@ class Client:
         The subscription is in place when this returns, so nothing that happens
         afterwards is missed. ``timeout`` bounds the wait for each event.
         """
-        request = (
-            Subscribe(id=next(self._ids))
-            if topics is None
-            else Subscribe(id=next(self._ids), topics=list(topics))
-        )
-        expect(self._call(request), OkReply)
+        self._call(self._requests.subscribe(topics))
         return self._received_events(timeout)
 
     def events(
@@ -245,21 +225,20 @@ class Client:
                 while not self._events:
                     self._read_more(timeout)
                 message = self._events.popleft()
-            if isinstance(message, SubscriptionDropped):
-                raise SubscriptionLost(message.reason)
-            yield message.event
+            yield event_of(message)
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _call(self, request: Request, timeout: float | None = _UNSET) -> Reply:
-        if timeout is _UNSET:
+    def _call(self, call: Call[T], timeout: float | None = UNSET) -> T:
+        if timeout is UNSET:
             timeout = self.timeout
         with self._lock:
-            self._sendall(self._codec.encode(request))
+            self._sendall(self._codec.encode(call.request))
             while True:
                 reply = self._next_reply(timeout)
-                if getattr(reply, "id", None) == request.id:
-                    return reply
+                if getattr(reply, "id", None) == call.request.id:
+                    break
+        return call.read(reply)
 
     def _sendall(self, data: bytes) -> None:
         if self._closed_error is not None:
@@ -295,11 +274,10 @@ class Client:
         try:
             for payload in self._frames.feed(data):
                 reply = self._codec.decode(payload)
-                if isinstance(reply, EventMessage | SubscriptionDropped):
+                if isinstance(reply, EVENT_FRAMES):
                     self._events.append(reply)
-                elif isinstance(reply, ErrorReply) and reply.id == 0:
-                    # About the connection, not one request (unauthorized, oversize).
-                    self._closed_error = from_info(reply.error)
+                elif (error := connection_error(reply)) is not None:
+                    self._closed_error = error
                 else:
                     self._ready.append(reply)
         except msgspec.DecodeError as exc:

@@ -1,24 +1,70 @@
-"""What both clients share: building requests from method arguments, reading replies."""
+"""What both clients share: each request built from method arguments, paired with
+how to read its reply, and how replies and events are told apart.
+
+``Client`` and ``AsyncClient`` differ only in how bytes travel; what a method
+sends and what it returns live here once.
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
-from ult_actors.errors import Internal, InvalidOrder, from_info
+from ult_actors.client._errors import SubscriptionLost
+from ult_actors.errors import Internal, InvalidOrder, UltError, from_info
 from ult_actors.messages import (
+    Account,
+    AccountsReply,
+    Cancel,
     ErrorReply,
+    Event,
+    EventMessage,
+    EventTopic,
+    GetAccount,
+    GetHealth,
+    GetOrder,
+    GetPositions,
+    HealthReply,
+    HealthSnapshot,
+    ListOrders,
+    OkReply,
+    Order,
+    OrderReply,
     OrderRequest,
+    OrdersReply,
     OrderType,
+    Ping,
+    Position,
+    PositionsReply,
     Reply,
+    Request,
+    SetKillSwitch,
+    SetTradingState,
     Side,
+    Submit,
+    Subscribe,
+    SubscriptionDropped,
     TimeInForce,
+    TradingState,
 )
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 #: What a quantity or price may be given as: never a float, which cannot hold 0.1 exactly.
 Number = Decimal | int | str
+
+#: The largest reply a client accepts (a long order list is big, but not this big).
+MAX_REPLY_BYTES = 64 << 20
+
+#: "Not given" for a ``timeout`` argument, where ``None`` already means "no bound".
+UNSET: Any = object()
+
+#: What the service pushes on a subscribed connection, outside any request.
+EVENT_FRAMES = (EventMessage, SubscriptionDropped)
 
 
 def to_decimal(name: str, value: Number) -> Decimal:
@@ -73,3 +119,111 @@ def expect(reply: Reply, kind: type[R]) -> R:
     if not isinstance(reply, kind):
         raise Internal(f"expected a {kind.__name__} from the service, got {type(reply).__name__}")
     return reply
+
+
+def submit_timeout(timeout: float | None, *, wait: bool, default: float | None) -> float | None:
+    """A submit's bound: as given; else none with ``wait=True`` (an order may rest for
+    long), else the client's ``default``."""
+    if timeout is UNSET:
+        return None if wait else default
+    return timeout
+
+
+def connection_error(reply: Reply) -> UltError | None:
+    """The error an id-0 ``ErrorReply`` carries about the whole connection (unauthorized,
+    oversize frame) rather than one request; ``None`` for any other reply."""
+    if isinstance(reply, ErrorReply) and reply.id == 0:
+        return from_info(reply.error)
+    return None
+
+
+def event_of(message: EventMessage | SubscriptionDropped) -> Event:
+    """The event a pushed message carries; ``SubscriptionLost`` if it says we were dropped."""
+    if isinstance(message, SubscriptionDropped):
+        raise SubscriptionLost(message.reason)
+    return message.event
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request ready to send, and how its reply becomes the method's result."""
+
+    request: Request
+    read: Callable[[Reply], T]
+
+
+def read_order(reply: Reply) -> Order:
+    """The order an ``OrderReply`` carries (submit, cancel, order lookup)."""
+    return expect(reply, OrderReply).order
+
+
+def _read_detail(reply: Reply) -> str:
+    return expect(reply, OkReply).detail
+
+
+def _read_ok(reply: Reply) -> None:
+    expect(reply, OkReply)
+
+
+class Requests:
+    """The requests of one connection, each with the connection's next id."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        """A request id not used before on this connection (they start at 1: 0 is the
+        connection's own)."""
+        return next(self._ids)
+
+    def submit(self, order: OrderRequest, *, wait: bool = False) -> Call[Order]:
+        """Place ``order``; with ``wait`` the reply comes once it is terminal."""
+        return Call(Submit(id=self.next_id(), order=order, wait=wait), read_order)
+
+    def cancel(self, order_id: str) -> Call[Order]:
+        """Cancel by order id or client order id."""
+        return Call(Cancel(id=self.next_id(), order_id=order_id), read_order)
+
+    def order(self, order_id: str) -> Call[Order]:
+        """One order by order id or client order id."""
+        return Call(GetOrder(id=self.next_id(), order_id=order_id), read_order)
+
+    def orders(self, open_only: bool, broker: str | None, limit: int) -> Call[list[Order]]:
+        """Orders the service knows."""
+        request = ListOrders(id=self.next_id(), open_only=open_only, broker=broker, limit=limit)
+        return Call(request, lambda reply: expect(reply, OrdersReply).orders)
+
+    def positions(self, broker: str | None) -> Call[list[Position]]:
+        """Positions at one broker, or at all."""
+        request = GetPositions(id=self.next_id(), broker=broker)
+        return Call(request, lambda reply: expect(reply, PositionsReply).positions)
+
+    def account(self, broker: str | None) -> Call[list[Account]]:
+        """Balances per broker."""
+        request = GetAccount(id=self.next_id(), broker=broker)
+        return Call(request, lambda reply: expect(reply, AccountsReply).accounts)
+
+    def health(self) -> Call[HealthSnapshot]:
+        """The actor tree's health."""
+        return Call(GetHealth(id=self.next_id()), lambda reply: expect(reply, HealthReply).health)
+
+    def kill_switch(self, on: bool) -> Call[str]:
+        """Halt (and cancel everything) or resume."""
+        return Call(SetKillSwitch(id=self.next_id(), on=on), _read_detail)
+
+    def trading_state(self, state: TradingState, broker: str | None) -> Call[str]:
+        """Set active / reducing / halted, globally or for one broker."""
+        return Call(SetTradingState(id=self.next_id(), state=state, broker=broker), _read_detail)
+
+    def ping(self) -> Call[None]:
+        """A round trip."""
+        return Call(Ping(id=self.next_id()), _read_ok)
+
+    def subscribe(self, topics: Iterable[EventTopic] | None) -> Call[None]:
+        """Start events on this connection: the given topics, or the service's default."""
+        request = (
+            Subscribe(id=self.next_id())
+            if topics is None
+            else Subscribe(id=self.next_id(), topics=list(topics))
+        )
+        return Call(request, _read_ok)
