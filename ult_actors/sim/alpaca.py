@@ -16,7 +16,7 @@ Run it::
 
 With no keys given (flags or environment) it accepts any non-empty pair.
 
-Fault switches (see ``alpaca_faults`` for the kinds): arm them at start with
+Fault switches (kinds: ``faults`` and ``alpaca_faults``): arm them at start with
 ``--fault JSON`` (repeatable), or at any time from another process through
 the admin endpoints on the same port (no credentials needed; loopback only)::
 
@@ -62,7 +62,7 @@ import msgspec
 import trio
 
 from ult_actors.secrets import Secret
-from ult_actors.sim.alpaca_faults import Fault, FaultBoard
+from ult_actors.sim.alpaca_faults import API_PREFIX, Fault
 from ult_actors.sim.alpaca_http import (
     DROP,
     UPGRADE,
@@ -75,6 +75,7 @@ from ult_actors.sim.alpaca_http import (
     serve_http,
 )
 from ult_actors.sim.alpaca_venue import OPEN, AlpacaVenue, ApiError
+from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults
 
 DEFAULT_PORT = 8765
 STREAM_PATH = "/stream"
@@ -145,7 +146,7 @@ class AlpacaSim:
         rate_limit_per_minute: int = 0,
     ) -> None:
         self.venue = venue
-        self.faults = faults or FaultBoard()
+        self.faults = faults or FaultBoard(API_PREFIX)
         self._key = key
         self._secret = secret
         self._rate = _RateWindow(rate_limit_per_minute, venue.now_ns)
@@ -203,8 +204,7 @@ class AlpacaSim:
             "stream_clients": len(self._sessions),
             "stream_listens": self.listens,
             "market_open": self.venue.market_open,
-            "faults": msgspec.to_builtins(self.faults.armed()),
-            "fired": dict(self.faults.fired),
+            **self.faults.report(),
         }
 
     # -- HTTP ---------------------------------------------------------------
@@ -215,7 +215,7 @@ class AlpacaSim:
             return self._admin(request)
         self.requests += 1
         if request.path == STREAM_PATH:
-            if self.faults.take_stream_refusal():
+            if self.faults.take("stream_refuse"):
                 return json_response(503, {"message": "service unavailable"})
             return UPGRADE
         fault = self.faults.take_request_fault(request.method, request.path)
@@ -261,7 +261,7 @@ class AlpacaSim:
             secret.encode(), self._secret.reveal().encode()
         )
 
-    def _rate_limited(self, fault: Fault) -> HttpResponse:
+    def _rate_limited(self, fault: FaultSpec) -> HttpResponse:
         now_s = self.venue.now_ns() / 1e9
         reset = int(now_s + fault.retry_after_s) + (1 if fault.retry_after_s % 1 else 0)
         headers = [
@@ -325,14 +325,12 @@ class AlpacaSim:
         if path == "/_sim/state" and method == "GET":
             return json_response(200, self.state())
         if path == "/_sim/faults" and method == "POST":
-            specs = body if isinstance(body, list) else [body]
             try:
-                faults = [msgspec.convert(spec, Fault) for spec in specs]
-                for fault in faults:
+                for fault in decode_faults(body, Fault):
                     self.arm(fault)
             except (msgspec.ValidationError, ValueError) as exc:
                 return json_response(400, {"message": f"bad fault: {exc}"})
-            return json_response(200, {"armed": msgspec.to_builtins(self.faults.armed())})
+            return json_response(200, self.faults.listing())
         if path == "/_sim/faults" and method == "DELETE":
             self.faults.clear()
             return json_response(200, {"armed": []})

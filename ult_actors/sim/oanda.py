@@ -27,7 +27,7 @@ seconds; resting orders fill when the walk reaches them.
 
 Admin endpoints (same port, no token; for tests and chaos scripts on this
 host). The fault vocabulary is the Alpaca simulator's, so one chaos script
-drives both (kinds and fields: ``ult_actors/sim/oanda_faults.py``):
+drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``oanda_faults.py``):
 
 - ``POST /_sim/faults`` — arm a fault or a list of faults:
   ``{"kind": K, "count": N, "method": M, "path": P, ...}`` with K one of
@@ -65,8 +65,9 @@ import msgspec
 import trio
 
 from ult_actors.sim import oanda_views as views
+from ult_actors.sim.faults import FaultBoard, decode_faults
 from ult_actors.sim.oanda_book import OandaBook, Transaction
-from ult_actors.sim.oanda_faults import ON_ARM_KINDS, Fault, FaultBoard
+from ult_actors.sim.oanda_faults import API_PREFIX, ON_ARM_KINDS, Fault
 from ult_actors.sim.oanda_http import (
     DropConnection,
     HttpRequest,
@@ -116,7 +117,7 @@ class OandaSimulator:
         self.tick_s = tick_s
         self.feed = PriceFeed(seed)
         self.book = OandaBook(account_id, feed=self.feed, now_ns=now_ns, balance=balance)
-        self.faults = FaultBoard()
+        self.faults = FaultBoard(API_PREFIX)
         self.port: int | None = None
         #: Requests that reached the v20 routes (faulted ones included).
         self.requests = 0
@@ -207,8 +208,7 @@ class OandaSimulator:
             "pending_orders": sum(1 for o in book.orders.values() if o.state == "PENDING"),
             "balance": f"{book.balance:f}",
             "stream_clients": len(self._streams),
-            "faults": msgspec.to_builtins(self.faults.armed()),
-            "fired": dict(self.faults.fired),
+            **self.faults.report(),
         }
 
     # -- requests -------------------------------------------------------------
@@ -361,12 +361,11 @@ class OandaSimulator:
             if parts == ["state"] and method == "GET":
                 return _json(200, self.state(), "RFC3339")
             if parts == ["faults"] and method == "GET":
-                return _json(200, {"armed": msgspec.to_builtins(self.faults.armed())}, "RFC3339")
+                return _json(200, self.faults.listing(), "RFC3339")
             if parts == ["faults"] and method == "POST":
-                specs = body if isinstance(body, list) else [body]
-                for fault in [msgspec.convert(spec, Fault) for spec in specs]:
+                for fault in decode_faults(body, Fault):
                     self.arm(fault)
-                return _json(200, {"armed": msgspec.to_builtins(self.faults.armed())}, "RFC3339")
+                return _json(200, self.faults.listing(), "RFC3339")
             if parts == ["faults"] and method == "DELETE":
                 self.faults.clear()
                 return _json(200, {"armed": []}, "RFC3339")
