@@ -1,29 +1,35 @@
 #!/usr/bin/env python3
-"""Chaos test: N orders through the real service while its broker and process are broken.
+"""Chaos test: N orders through the real service while its brokers and its process are broken.
 
-Runs the service (``scripts/chaos_service.py``: the ``ult serve`` tree with
-the paper broker behind seeded faults — dropped connections, 5xx, 429, slow
-replies, orders applied whose reply is lost, broker actor crashes, update
-streams cut) on a socket in a temp dir, and ``--clients`` clients submitting
-``--orders`` orders with their own client order ids (mostly market orders;
-some resting limit orders, half of which they cancel). ``--kills`` times the
-whole service is killed with SIGKILL and started again, mid-flow; clients
-that lose their connection send the same order (same client order id) again
-once the service is back, as a client should.
+Brokers (``--brokers``, default all): the embedded paper broker, behind
+seeded faults injected at its connector (``scripts/chaos_service.py``:
+dropped connections, 5xx, 429, slow replies, orders applied whose reply is
+lost, broker actor crashes, update streams cut), and the loopback
+simulators (``ult sim alpaca|oanda|ib``, own processes that outlive the
+service), broken at random through their admin switches
+(``scripts/chaos_sims.py``: the same kinds, plus IB's connectivity
+lost/restored). The service runs as a process on a socket in a temp dir;
+``--clients`` clients submit ``--orders`` orders with their own client order
+ids (mostly market orders; some resting limit orders, half of which they
+cancel), each to a broker drawn by the seed. ``--kills`` times the whole
+service is killed with SIGKILL and started again mid-flow; a client that
+loses its connection sends the same order (same client order id) again once
+the service is back, as a client should; a service that gives up is started
+again, as systemd would.
 
 At the end, once nothing is in flight, it stops the service and checks from
-the broker's side (the paper account file, read through the paper
-connector): every client order id exists at most once and no order exists
-that nobody sent (duplicates); every order a client was told the broker
-took is at the broker (lost); every order is in the same state in the
-journal and at the broker, terminal or open (mismatched); positions at the
+the brokers' side (each read back through its own connector, and the
+paper account file): every client order id exists at most once and no order
+exists that nobody sent (duplicates); every order a client was told a broker
+took is at that broker (lost); every order is in the same state, terminal or
+open, in the journal and at the broker (mismatched); positions at each
 broker equal the fills in the journal. It prints the counts and exits 0
 only if duplicates, lost, mismatched and unsettled are all 0 and positions
 agree.
 
-The order stream, the fault schedule of each service start, and the kill
-points are fixed by ``--seed``; thread timing can still change which call a
-fault lands on.
+The order stream, the fault schedule of each service start, the simulator
+fault schedule and the kill points are fixed by ``--seed``; thread and
+network timing can still change which call a fault lands on.
 
     scripts/chaos.py --orders 10000 --seed 1
 """
@@ -34,6 +40,7 @@ import argparse
 import collections
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -43,22 +50,37 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 import trio
+from chaos_sims import (
+    SIM_NAMES,
+    Sim,
+    alpaca_orders_created,
+    disarm,
+    inject_faults,
+    start_sims,
+    stop_sims,
+)
 
 from ult_actors.brokers.paper import PaperConnector
 from ult_actors.brokers.paper_settings import PaperSettings
+from ult_actors.brokers.registry import broker_kind
 from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
+from ult_actors.config import load_config
 from ult_actors.errors import NotFound, Timeout, UltError
 from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Order
 
 CHILD = Path(__file__).resolve().with_name("chaos_service.py")
 SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "TSLA"]
+FX = ["EUR_USD", "GBP_USD"]
+BROKERS = ("paper", *SIM_NAMES)
 #: Reply statuses that mean the broker took the order.
 TAKEN = frozenset({"accepted", "partially_filled", "filled", "canceled", "expired", "pending_cancel"})
 
@@ -68,6 +90,7 @@ class PlannedOrder:
     """One order a client will send."""
 
     coid: str
+    broker: str
     symbol: str
     side: str
     qty: int
@@ -76,22 +99,26 @@ class PlannedOrder:
     cancel: bool
 
 
-def make_plan(n: int, seed: int) -> list[PlannedOrder]:
+def make_plan(n: int, seed: int, brokers: list[str]) -> list[PlannedOrder]:
     """The orders, fixed by the seed."""
     rng = random.Random(seed)
     plan = []
     for i in range(n):
+        broker = rng.choice(brokers)
         resting = rng.random() < 0.15
         side = "buy" if rng.random() < 0.6 else "sell"
+        fx = broker == "oanda"
+        # Far from the market, so it rests for the whole run.
+        far = (Decimal("0.5") if fx else Decimal(1)) if side == "buy" else Decimal(100000)
         plan.append(
             PlannedOrder(
                 coid=f"chaos-{seed}-{i}",
-                symbol=rng.choice(SYMBOLS),
+                broker=broker,
+                symbol=rng.choice(FX if fx else SYMBOLS),
                 side=side,
-                qty=rng.randint(1, 20),
+                qty=rng.randint(1, 20) * (100 if fx else 1),
                 type="limit" if resting else "market",
-                # Far from the market, so it rests for the whole run.
-                limit_price=(Decimal(1) if side == "buy" else Decimal(100000)) if resting else None,
+                limit_price=far if resting else None,
                 cancel=resting and rng.random() < 0.5,
             )
         )
@@ -116,8 +143,11 @@ class Tally:
 class Child:
     """The service process: started, killed, restarted, stopped."""
 
-    def __init__(self, base: Path, args: argparse.Namespace, tally: Tally) -> None:
+    def __init__(
+        self, base: Path, args: argparse.Namespace, tally: Tally, env: dict[str, str]
+    ) -> None:
         self.base = base
+        self.env = env
         self.args = args
         self.tally = tally
         self.socket = base / "run" / "ult.sock"
@@ -132,6 +162,7 @@ class Child:
         self.tally.starts += 1
         env = {k: v for k, v in os.environ.items() if k not in ("ULT_SOCKET", "ULT_CONFIG")}
         env.pop("NOTIFY_SOCKET", None)
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: ASYNC220  # a long-lived child we signal
                 [sys.executable, str(CHILD), "--socket", str(self.socket),
@@ -190,7 +221,11 @@ class Child:
 
 
 async def run_clients(
-    child: Child, plan: list[PlannedOrder], args: argparse.Namespace, tally: Tally
+    child: Child,
+    plan: list[PlannedOrder],
+    args: argparse.Namespace,
+    tally: Tally,
+    meanwhile: Callable[[], Awaitable[None]],
 ) -> None:
     kill_rng = random.Random(args.seed + 1)
     n = len(plan)
@@ -205,7 +240,7 @@ async def run_clients(
             try:
                 order = await c.submit(
                     o.symbol, o.side, o.qty, type=o.type,  # type: ignore[arg-type]
-                    limit_price=o.limit_price, client_order_id=o.coid,
+                    limit_price=o.limit_price, client_order_id=o.coid, broker=o.broker,
                 )  # fmt: skip
             except (ConnectionLost, ServiceUnreachable, Timeout):
                 raise
@@ -261,6 +296,7 @@ async def run_clients(
     async with trio.open_nursery() as outer:
         outer.start_soon(killer, outer.cancel_scope)
         outer.start_soon(child.keep_alive)
+        outer.start_soon(meanwhile)
         async with trio.open_nursery() as clients:
             for share in shares:
                 clients.start_soon(client_task, share)
@@ -268,24 +304,29 @@ async def run_clients(
 
 
 async def settle(child: Child, timeout: float) -> tuple[list[Order], list[Any]]:
-    """Wait until no order is in flight; the service's open orders and positions then."""
+    """Wait until no order is in flight; (orders still busy if it timed out, positions)."""
+    last_busy: list[Order] = []
     with trio.move_on_after(timeout):
         while True:
             await child.up.wait()
             try:
                 async with AsyncClient(child.socket, timeout=30) as client:
                     open_orders = await client.orders(open=True, limit=1_000_000)
+                    # In flight, unknown, or a market order still filling.
                     busy = [
                         o
                         for o in open_orders
-                        if o.status in ("pending_new", "pending_cancel") or o.outcome == "unknown"
+                        if o.status in ("pending_new", "pending_cancel")
+                        or o.outcome == "unknown"
+                        or o.type == "market"
                     ]
                     if not busy:
-                        return open_orders, await client.positions("paper")
+                        return [], await client.positions()
+                    last_busy = busy
             except UltError:
                 pass
             await trio.sleep(0.5)
-    return [], []
+    return last_busy, []
 
 
 def read_journal(path: Path) -> dict[str, Order]:
@@ -297,25 +338,40 @@ def read_journal(path: Path) -> dict[str, Order]:
         conn.close()
 
 
-async def read_broker(state: Path, coids: list[str]) -> tuple[dict[str, Order], list[str], dict[str, Decimal]]:
-    """The paper account as the broker holds it: orders by client id, every id, positions."""
-    db = state / "paper-paper.db"
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+async def read_brokers(
+    state: Path, plan: list[PlannedOrder], env: dict[str, str]
+) -> tuple[dict[str, Order], dict[tuple[str, str], Decimal]]:
+    """Every broker as it holds things: our orders by client id, and positions."""
+    entries = {e.name: e for e in load_config(None, env=env).enabled_brokers}
+    orders: dict[str, Order] = {}
+    positions: dict[tuple[str, str], Decimal] = {}
+    for name in sorted({o.broker for o in plan}):
+        if name == "paper":
+            settings = PaperSettings(state_path=str(state / "paper-paper.db"), tick_interval_s=0)
+            connector: Any = PaperConnector("paper", settings)
+        else:
+            entry = entries[name]
+            connector = broker_kind(entry.kind).factory(entry.name, entry.settings)()
+        await connector.connect()
+        try:
+            for o in plan:
+                if o.broker == name:
+                    with contextlib.suppress(NotFound):
+                        orders[o.coid] = await connector.get_order_by_client_id(o.coid)
+            for p in await connector.positions():
+                positions[(name, p.symbol)] = p.qty
+        finally:
+            await connector.disconnect()
+    return orders, positions
+
+
+def paper_ids(state: Path) -> list[str]:
+    """Every client order id in the paper account (duplicates would show here)."""
+    conn = sqlite3.connect(f"file:{state / 'paper-paper.db'}?mode=ro", uri=True)
     try:
-        every_id = [row[0] for row in conn.execute("SELECT client_order_id FROM orders")]
+        return [row[0] for row in conn.execute("SELECT client_order_id FROM orders")]
     finally:
         conn.close()
-    connector = PaperConnector("paper", PaperSettings(state_path=str(db), tick_interval_s=0))
-    await connector.connect()
-    try:
-        orders = {}
-        for coid in coids:
-            with contextlib.suppress(NotFound):
-                orders[coid] = await connector.get_order_by_client_id(coid)
-        positions = {p.symbol: p.qty for p in await connector.positions()}
-    finally:
-        await connector.disconnect()
-    return orders, every_id, positions
 
 
 def count_faults(path: Path) -> collections.Counter[str]:
@@ -323,7 +379,7 @@ def count_faults(path: Path) -> collections.Counter[str]:
     if path.exists():
         for line in path.read_text().splitlines():
             try:
-                counts[json.loads(line)["kind"]] += 1
+                counts[f"paper:{json.loads(line)['kind']}"] += 1
             except (ValueError, KeyError):
                 counts["(torn line)"] += 1
     return counts
@@ -346,26 +402,52 @@ def reconcile_totals(log_path: Path) -> dict[str, int]:
 
 
 async def chaos(args: argparse.Namespace) -> int:
-    plan = make_plan(args.orders, args.seed)
+    plan = make_plan(args.orders, args.seed, args.brokers)
     base = Path(tempfile.mkdtemp(prefix="ult-chaos-", dir="/tmp"))
     tally = Tally()
-    child = Child(base, args, tally)
-    started = time.monotonic()
+    sim_faults: collections.Counter[str] = collections.Counter()
+    sims: list[Sim] = []
+    child: Child | None = None
     try:
+        sims = start_sims([b for b in args.brokers if b != "paper"], base, args.seed)
+        env = {k: v for sim in sims for k, v in sim.env.items()}
+        child = Child(base, args, tally, env)
+        started = time.monotonic()
         await child.start()
-        await run_clients(child, plan, args, tally)
+        rng = random.Random(args.seed + 2)
+
+        async def break_sims() -> None:
+            await inject_faults(sims, rng, args.sim_faults_per_s, sim_faults)
+
+        await run_clients(child, plan, args, tally, break_sims)
         elapsed = time.monotonic() - started
-        _, service_positions = await settle(child, args.settle_timeout)
+        await disarm(sims)
+        settle_started = time.monotonic()
+        service_open, service_positions = await settle(child, args.settle_timeout)
+        settle_s = time.monotonic() - settle_started
         await child.stop()
         journal = read_journal(child.state / "journal.db")
-        coids = [o.coid for o in plan]
-        broker, every_id, broker_positions = await read_broker(child.state, coids)
+        broker, broker_positions = await read_brokers(child.state, plan, env)
+        every_id = paper_ids(child.state) if "paper" in args.brokers else []
+        strays = 0
+        for sim in sims:
+            if sim.name == "alpaca":
+                created = await alpaca_orders_created(sim)
+                found = sum(1 for o in broker.values() if o.broker == "alpaca")
+                strays += max(0, (created or found) - found)
         report = check(plan, tally, journal, broker, every_id, broker_positions, service_positions)
-        report["faults"] = dict(sorted(count_faults(child.faults).items()))
+        report["duplicates"] += strays
+        faults = count_faults(child.faults)
+        faults.update(sim_faults)
+        report["faults"] = dict(sorted(faults.items()))
         report["faults"]["kill9"] = tally.kills
         report["faults"]["service_gave_up_and_restarted"] = tally.exits
         report["reconciliation"] = reconcile_totals(child.log_path)
         report["elapsed_s"] = round(elapsed, 1)
+        report["settle_s"] = round(settle_s, 1)
+        report["still_busy_at_end"] = [
+            f"{o.client_order_id}@{o.broker}:{o.status}" for o in service_open
+        ][:10]
         report["orders_per_s"] = round(args.orders / elapsed, 1)
         report["base"] = str(base) if args.keep else None
         print_report(report, args)
@@ -378,7 +460,9 @@ async def chaos(args: argparse.Namespace) -> int:
         )
         return 0 if ok else 1
     finally:
-        await child.stop()
+        if child is not None:
+            await child.stop()
+        stop_sims(sims)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -389,7 +473,7 @@ def check(
     journal: dict[str, Order],
     broker: dict[str, Order],
     every_id: list[str],
-    broker_positions: dict[str, Decimal],
+    broker_positions: dict[tuple[str, str], Decimal],
     service_positions: list[Any],
 ) -> dict[str, Any]:
     ours = {o.coid for o in plan}
@@ -407,7 +491,8 @@ def check(
         mine = journal.get(coid)
         if mine is None or mine.status != theirs.status or mine.filled_qty != theirs.filled_qty:
             mismatched_ids.append(
-                f"{coid}: journal {mine.status if mine else None}, broker {theirs.status}"
+                f"{coid}@{theirs.broker}: journal {mine.status if mine else None}"
+                f" {mine.filled_qty if mine else ''}, broker {theirs.status} {theirs.filled_qty}"
             )
     unsettled = [
         c
@@ -415,15 +500,17 @@ def check(
         if (o.status not in TERMINAL_STATUSES and o.status not in ("accepted", "partially_filled"))
         or o.outcome == "unknown"
     ]
-    from_journal: dict[str, Decimal] = collections.defaultdict(Decimal)
+    from_journal: dict[tuple[str, str], Decimal] = collections.defaultdict(Decimal)
     for o in journal.values():
         if o.filled_qty:
-            from_journal[o.symbol] += o.filled_qty if o.side == "buy" else -o.filled_qty
-    nonzero = {s: q for s, q in from_journal.items() if q}
-    book = {p.symbol: p.qty for p in service_positions if p.qty}
+            from_journal[(o.broker, o.symbol)] += o.filled_qty if o.side == "buy" else -o.filled_qty
+    at_broker = {k: q for k, q in broker_positions.items() if q}
+    book = {(p.broker, p.symbol): p.qty for p in service_positions if p.qty}
     accepted = [r for r in tally.replies.values() if r.status != "rejected"]
+    by_broker = collections.Counter(o.broker for o in plan)
     return {
         "submitted": len(plan),
+        "submitted_by_broker": dict(sorted(by_broker.items())),
         "accepted": len(accepted),
         "accepted_outcome_unknown_at_reply": sum(1 for r in accepted if r.outcome == "unknown"),
         "rejected": sum(tally.rejected.values()),
@@ -440,9 +527,13 @@ def check(
         "mismatched_ids": mismatched_ids[:10],
         "unsettled": len(unsettled),
         "unsettled_ids": unsettled[:10],
-        "positions_agree": nonzero == {s: q for s, q in broker_positions.items() if q},
-        "service_book_agrees": book == {s: q for s, q in broker_positions.items() if q},
-        "broker_positions": {s: str(q) for s, q in sorted(broker_positions.items())},
+        "positions_agree": {k: q for k, q in from_journal.items() if q} == at_broker,
+        "service_book_agrees": book == at_broker,
+        "broker_positions": {f"{b}:{s}": str(q) for (b, s), q in sorted(at_broker.items())},
+        "service_book": {f"{b}:{s}": str(q) for (b, s), q in sorted(book.items())},
+        "journal_positions": {
+            f"{b}:{s}": str(q) for (b, s), q in sorted(from_journal.items()) if q
+        },
     }
 
 
@@ -453,6 +544,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"chaos: seed {args.seed}, {args.clients} clients, fault rate {args.fault_rate}")
     rows = [
         ("submitted", report["submitted"]),
+        *((f"  to {b}", n) for b, n in report["submitted_by_broker"].items()),
         ("accepted", report["accepted"]),
         ("  outcome unknown at reply", report["accepted_outcome_unknown_at_reply"]),
         ("rejected", report["rejected"]),
@@ -472,11 +564,16 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("positions agree (broker = journal)", "yes" if report["positions_agree"] else "NO"),
         ("service book = broker", "yes" if report["service_book_agrees"] else "no"),
         ("elapsed s", report["elapsed_s"]),
+        ("settled in s", report["settle_s"]),
         ("orders/s", report["orders_per_s"]),
     ]
     for name, value in rows:
         print(f"{name:<38}{value}")
-    for key in ("lost_ids", "mismatched_ids", "unsettled_ids"):
+    if not (report["positions_agree"] and report["service_book_agrees"]):
+        print(f"broker positions:  {report['broker_positions']}")
+        print(f"journal positions: {report['journal_positions']}")
+        print(f"service book:      {report['service_book']}")
+    for key in ("lost_ids", "mismatched_ids", "unsettled_ids", "still_busy_at_end"):
         if report[key]:
             print(f"{key}: {report[key]}")
     if report["base"]:
@@ -495,14 +592,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--stream-drop-every", type=float, default=20.0, help="mean s between stream cuts (0: off)"
     )
+    p.add_argument(
+        "--brokers",
+        default=",".join(BROKERS),
+        help=f"comma-separated, from {', '.join(BROKERS)} (default: all)",
+    )
+    p.add_argument(
+        "--sim-faults-per-s", type=float, default=3.0, help="simulator faults armed per second"
+    )
     p.add_argument("--settle-timeout", type=float, default=120.0, help="max s to wait at the end")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, journal, account)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
+    # The connectors used to read the brokers back log at info; only problems matter here.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     if args.kills is None:
         args.kills = max(1, args.orders // 2000)
     if args.orders < 1 or args.clients < 1:
         p.error("--orders and --clients must be at least 1")
+    args.brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = sorted(set(args.brokers) - set(BROKERS))
+    if unknown or not args.brokers:
+        p.error(f"--brokers: unknown {', '.join(unknown) or '(none given)'}")
     return trio.run(chaos, args)
 
 

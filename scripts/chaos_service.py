@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     # Short retry delays: paper runs one order at a time, so a retry's sleep holds the line.
     cfg.retry.delay_ms = 20
     cfg.retry.max_delay_ms = 200
+    # A broker over its restart intensity is parked; retry soon so a run can settle.
+    cfg.supervision.park_s = 5.0
     state = Path(args.state_dir)
     configure_logging(json=True, level="info")
     plan = FaultPlan(

@@ -210,15 +210,37 @@ async def reconcile_stuck(
     if missing:
         await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=False)
     if sweep:
-        for theirs in await _patiently(side.open_orders):
-            ours = await store.get(theirs.client_order_id)
-            if ours is None:
-                summary.unknown_at_broker.append(theirs.client_order_id)
-            elif ours.status not in OPEN_STATUSES:
-                summary.conflicts.append(
-                    f"{theirs.client_order_id}: journal {ours.status}, broker {theirs.status}"
-                )
+        await _sweep(side, store, summary)
     return summary
+
+
+async def _sweep(side: BrokerSide, store: OrderStore, summary: ReconcileSummary) -> None:
+    """Compare open orders both ways; catch up on what the update stream missed."""
+    broker_open: dict[str, Order] = {}
+    for theirs in await _patiently(side.open_orders):
+        broker_open[theirs.client_order_id] = theirs
+        ours = await store.get(theirs.client_order_id)
+        if ours is None:
+            summary.unknown_at_broker.append(theirs.client_order_id)
+        elif ours.status not in OPEN_STATUSES:
+            summary.conflicts.append(
+                f"{theirs.client_order_id}: journal {ours.status}, broker {theirs.status}"
+            )
+        elif theirs.filled_qty > ours.filled_qty or theirs.status != ours.status:
+            summary.checked += 1
+            summary.count((await side.settle(theirs)).status)
+    # Open in the journal, no longer open at the broker: filled or canceled while an
+    # update was lost on the way (a dropped stream). Ask, and settle.
+    for ours in await store.non_terminal(side.name):
+        coid = ours.client_order_id
+        if coid in broker_open or ours.status == "pending_new" or side.in_flight(coid):
+            continue
+        summary.checked += 1
+        found = await _ask(side, coid)
+        if found is None:
+            summary.unresolved.append(coid)
+        else:
+            summary.count((await side.settle(found)).status)
 
 
 async def _settle_missing(

@@ -1,0 +1,222 @@
+"""The loopback broker simulators for ``scripts/chaos.py``: started, broken at random, stopped.
+
+Each simulator runs as its own process (``ult sim NAME --port 0``), outlives
+every ``kill -9`` of the service (a broker does not die with its client),
+and is broken through its own admin switches:
+
+- ``alpaca``: ``POST /_sim/faults`` (drop, 503, 429, slow, lose_reply) and
+  ``POST /_sim/stream/drop``;
+- ``oanda``: the same vocabulary and endpoints as Alpaca's;
+- ``ib``: the text admin port (``drop``, ``slow-replies``, ``slow-ack``,
+  ``lost`` then ``restored``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+ULT = str(Path(sys.executable).with_name("ult"))
+SIM_NAMES = ("alpaca", "oanda", "ib")
+_KEY, _SECRET = "chaos-key", "chaos-secret"
+_TOKEN, _ACCOUNT = "chaos-token", "101-001-7777777-001"
+
+
+@dataclass
+class Sim:
+    """One running simulator and what the service needs to reach it."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    admin_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _start(name: str, argv: list[str], log: Path, extra_env: dict[str, str]) -> tuple[Any, list[int]]:
+    import os
+
+    env = {**os.environ, **extra_env}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [ULT, "sim", name, *argv], stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        text = log.read_text(errors="replace")
+        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text.split("\n\n")[0])]
+        if ports:
+            return proc, ports
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"ult sim {name} did not start:\n{text}")
+        time.sleep(0.05)
+
+
+def start_sims(names: list[str], base: Path, seed: int) -> list[Sim]:
+    """Start the named simulators on free loopback ports (all or none)."""
+    sims: list[Sim] = []
+    try:
+        _start_each(names, base, seed, sims)
+    except BaseException:
+        stop_sims(sims)
+        raise
+    return sims
+
+
+def _start_each(names: list[str], base: Path, seed: int, sims: list[Sim]) -> None:
+    for name in names:
+        log = base / f"sim-{name}.log"
+        if name == "alpaca":
+            proc, ports = _start(
+                name,
+                ["--port", "0", "--key", _KEY, "--secret", _SECRET, "--seed", str(seed),
+                 "--cash", "1000000000"],
+                log, {},
+            )  # fmt: skip
+            url = f"http://127.0.0.1:{ports[0]}"
+            env = {
+                "ALPACA_API_KEY": _KEY,
+                "ALPACA_API_SECRET": _SECRET,
+                "ALPACA_BASE_URL": url,
+                "ALPACA_STREAM_URL": f"ws://127.0.0.1:{ports[0]}/stream",
+            }
+            sims.append(Sim(name, proc, ports[0], env=env))
+        elif name == "oanda":
+            creds = {"OANDA_API_TOKEN": _TOKEN, "OANDA_ACCOUNT_ID": _ACCOUNT}
+            proc, ports = _start(
+                name,
+                ["--port", "0", "--tick", "0", "--seed", str(seed), "--balance", "1000000000"],
+                log, creds,
+            )  # fmt: skip
+            env = {**creds, "OANDA_BASE_URL": f"http://127.0.0.1:{ports[0]}"}
+            sims.append(Sim(name, proc, ports[0], env=env))
+        elif name == "ib":
+            proc, ports = _start(
+                name, ["--port", "0", "--admin-port", "0", "--tick", "0", "--seed", str(seed)],
+                log, {},
+            )  # fmt: skip
+            env = {"IB_HOST": "127.0.0.1", "IB_PORT": str(ports[0])}
+            sims.append(Sim(name, proc, ports[0], admin_port=ports[1], env=env))
+        else:
+            raise ValueError(f"no simulator called {name!r} (known: {', '.join(SIM_NAMES)})")
+
+
+def stop_sims(sims: list[Sim]) -> None:
+    """Stop the simulators this script started (by their process, nothing else)."""
+    for sim in sims:
+        if sim.proc.poll() is None:
+            sim.proc.terminate()
+    for sim in sims:
+        try:
+            sim.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sim.proc.kill()
+            sim.proc.wait(timeout=10)
+
+
+async def _ib(sim: Sim, command: str) -> str:
+    assert sim.admin_port is not None
+    stream = await trio.open_tcp_stream("127.0.0.1", sim.admin_port)
+    async with stream:
+        await stream.send_all(command.encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.decode(errors="replace").strip()
+
+
+_ALPACA = {
+    "drop": {"kind": "drop"},
+    "http_5xx": {"kind": "status", "status": 503},
+    "http_429": {"kind": "rate_limit", "retry_after_s": 0.2, "retry_after_header": True},
+    "slow": {"kind": "slow", "delay_s": 0.3},
+    "lose_reply": {"kind": "lose_reply", "method": "POST", "path": "/v2/orders"},
+}
+# The OANDA simulator speaks the Alpaca simulator's fault vocabulary.
+_OANDA = {**_ALPACA, "lose_reply": {"kind": "lose_reply", "method": "POST"}}
+_IB = ("drop", "slow_replies", "slow_ack", "connectivity_lost")
+
+
+async def _one_fault(
+    http: httpx.AsyncClient, sim: Sim, rng: random.Random, nursery: trio.Nursery
+) -> str:
+    base = f"http://127.0.0.1:{sim.port}"
+    if sim.name in ("alpaca", "oanda"):
+        faults = _ALPACA if sim.name == "alpaca" else _OANDA
+        kind = rng.choice([*faults, "stream_drop"])
+        if kind == "stream_drop":
+            (await http.post(f"{base}/_sim/stream/drop")).raise_for_status()
+        else:
+            (await http.post(f"{base}/_sim/faults", json=faults[kind])).raise_for_status()
+        return kind
+    kind = rng.choice(_IB)
+    if kind == "drop":
+        await _ib(sim, "drop")
+    else:
+        on, off = {
+            "slow_replies": ("slow-replies 0.3", "slow-replies 0"),
+            "slow_ack": ("slow-ack 0.3", "slow-ack 0"),
+            "connectivity_lost": ("lost", "restored"),
+        }[kind]
+        await _ib(sim, on)
+
+        async def later() -> None:
+            await trio.sleep(rng.uniform(0.2, 1.0))
+            await _ib(sim, off)
+
+        nursery.start_soon(later)
+    return kind
+
+
+async def inject_faults(
+    sims: list[Sim], rng: random.Random, per_s: float, counts: Counter[str]
+) -> None:
+    """Break a random simulator, ``per_s`` times a second on average, until cancelled."""
+    if not sims or per_s <= 0:
+        await trio.sleep_forever()
+    async with httpx.AsyncClient(timeout=5) as http, trio.open_nursery() as nursery:
+        while True:
+            await trio.sleep(rng.expovariate(per_s))
+            sim = rng.choice(sims)
+            try:
+                kind = await _one_fault(http, sim, rng, nursery)
+            except (httpx.HTTPError, OSError) as exc:
+                counts[f"{sim.name}:admin_error"] += 1
+                print(f"chaos: could not break {sim.name}: {exc}", file=sys.stderr)
+                continue
+            counts[f"{sim.name}:{kind}"] += 1
+
+
+async def disarm(sims: list[Sim]) -> None:
+    """Clear every switch, so the end of the run can settle."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        for sim in sims:
+            base = f"http://127.0.0.1:{sim.port}"
+            if sim.name in ("alpaca", "oanda"):
+                (await http.delete(f"{base}/_sim/faults")).raise_for_status()
+            else:
+                for command in ("slow-replies 0", "slow-ack 0", "restored"):
+                    await _ib(sim, command)
+
+
+async def alpaca_orders_created(sim: Sim) -> int | None:
+    """How many orders the Alpaca simulator made in all (its own counter)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        state = (await http.get(f"http://127.0.0.1:{sim.port}/_sim/state")).json()
+    value = state.get("orders")
+    return int(value) if value is not None else None
