@@ -20,23 +20,28 @@ headers only and so can never end up in an error.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import re
 from collections.abc import Mapping
 
 import httpx
-import msgspec
 
 from ult_actors.brokers.alpaca_wire import WireError
+from ult_actors.brokers.http_errors import (
+    MAX_MESSAGE,
+    decode_error_body,
+    error_for_status,
+    rate_limit_exhausted,
+    reset_header_s,
+    retry_after_header_s,
+    transport_error,
+)
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
     DuplicateOrder,
     InsufficientFunds,
-    Internal,
     InvalidOrder,
-    NotFound,
     RateLimited,
     UltError,
 )
@@ -55,96 +60,84 @@ _FIELDS = (
 )
 _FIELD_RE = re.compile(r"\b(" + "|".join(_FIELDS) + r")\b")
 _FUNDS_RE = re.compile(r"insufficient|buying power|not sufficient", re.IGNORECASE)
-_MAX_MESSAGE = 300
-
 
 def read_error_body(content: bytes) -> WireError:
     """Alpaca's ``{"code", "message"}``, or an empty one when the body is not that JSON."""
-    try:
-        return msgspec.json.decode(content, type=WireError)
-    except msgspec.DecodeError:
-        return WireError()
+    return decode_error_body(content, WireError)
 
 
 def retry_after_s(headers: Mapping[str, str], now_ns: int) -> float | None:
     """Seconds to wait, from ``Retry-After`` or ``X-RateLimit-Reset`` (Unix seconds)."""
-    value = headers.get("retry-after")
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - now_ns / 1e9)
-    reset = headers.get("x-ratelimit-reset")
-    if reset:
-        try:
-            return max(0.0, float(reset) - now_ns / 1e9)
-        except ValueError:
-            return None
-    return None
+    wait = retry_after_header_s(headers.get("retry-after"), now_ns)
+    if wait is not None:
+        return wait
+    return reset_header_s(headers.get("x-ratelimit-reset"), now_ns)
 
 
-def rate_limit_exhausted(headers: Mapping[str, str]) -> bool:
-    """Whether a successful reply says the window has no requests left."""
-    remaining = headers.get("x-ratelimit-remaining")
-    if remaining is None:
-        return False
-    try:
-        return int(remaining) <= 0
-    except ValueError:
-        return False
+class _AlpacaReply:
+    """Alpaca's side of mapping one non-2xx reply (``http_errors.ReplyReading``)."""
+
+    def __init__(self, response: httpx.Response, *, broker: str, now_ns: int) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.broker = broker
+        self.now_ns = now_ns
+        self.body = read_error_body(response.content)
+        self.message = (
+            " ".join(self.body.message.split())[:MAX_MESSAGE]
+            or response.reason_phrase
+            or "no reason"
+        )
+        self.said = f"Alpaca answered HTTP {self.status}: {self.message}"
+
+    def narrowed(self) -> UltError | None:
+        status, text, said, broker = self.status, self.message, self.said, self.broker
+        if status == 403:
+            if _FUNDS_RE.search(text):
+                return InsufficientFunds(said, broker=broker)
+            if self.body.code is not None:
+                # Shorting, wash trade, PDT: an order refusal. A bare {"message":
+                # "forbidden."} has no code: the keys, as the status says.
+                return InvalidOrder(said, broker=broker)
+        if status in (400, 422):
+            if "client_order_id" in text and "unique" in text:
+                return DuplicateOrder(said, field="client_order_id", broker=broker)
+            match = _FIELD_RE.search(text)
+            return InvalidOrder(said, field=match.group(1) if match else None, broker=broker)
+        return None
+
+    def text(self, error: type[UltError]) -> str:
+        if error is AuthFailed:
+            if self.status == 401:
+                return f"{self.said}; check ALPACA_API_KEY / ALPACA_API_SECRET"
+            return f"{self.said}; the key may belong to the other (paper/live) environment"
+        if error is RateLimited:
+            return f"Alpaca rate limit reached; retry in {_seconds(self.retry_after(error))}"
+        return self.said
+
+    def retry_after(self, error: type[UltError]) -> float | None:
+        return retry_after_s(self.response.headers, self.now_ns)
 
 
 def error_from_response(response: httpx.Response, *, broker: str, now_ns: int) -> UltError:
     """The narrowest ``UltError`` for a non-2xx Alpaca reply."""
-    status = response.status_code
-    body = read_error_body(response.content)
-    text = " ".join(body.message.split())[:_MAX_MESSAGE] or response.reason_phrase or "no reason"
-    said = f"Alpaca answered HTTP {status}: {text}"
-    if status == 401:
-        return AuthFailed(f"{said}; check ALPACA_API_KEY / ALPACA_API_SECRET", broker=broker)
-    if status == 403:
-        if _FUNDS_RE.search(text):
-            return InsufficientFunds(said, broker=broker)
-        if body.code is None:
-            # A bare {"message": "forbidden."}: the keys are not valid for this host.
-            return AuthFailed(
-                f"{said}; the key may belong to the other (paper/live) environment",
-                broker=broker,
-            )
-        return InvalidOrder(said, broker=broker)
-    if status == 404:
-        return NotFound(said, broker=broker)
-    if status in (400, 422):
-        if "client_order_id" in text and "unique" in text:
-            return DuplicateOrder(said, field="client_order_id", broker=broker)
-        match = _FIELD_RE.search(text)
-        return InvalidOrder(said, field=match.group(1) if match else None, broker=broker)
-    if status == 429:
-        wait = retry_after_s(response.headers, now_ns)
-        return RateLimited(
-            f"Alpaca rate limit reached; retry in {_seconds(wait)}",
-            retry_after=wait,
-            broker=broker,
-        )
-    if status >= 500:
-        return BrokerUnavailable(
-            said, retry_after=retry_after_s(response.headers, now_ns), broker=broker
-        )
-    return Internal(said, broker=broker)
+    reading = _AlpacaReply(response, broker=broker, now_ns=now_ns)
+    return error_for_status(response.status_code, reading, broker=broker)
 
 
 def error_from_transport(exc: httpx.HTTPError, *, broker: str, what: str) -> BrokerUnavailable:
     """``BrokerUnavailable`` for a timeout or network failure while doing ``what``."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "network error"
-    # The exception's text names the host at most; the request (and its headers) stay out.
-    return BrokerUnavailable(f"Alpaca {what}: {kind} ({type(exc).__name__})", broker=broker)
+    return transport_error(exc, broker=broker, doing=f"Alpaca {what}:", network="network error")
 
 
 def _seconds(wait: float | None) -> str:
     return "a moment" if wait is None else f"{math.ceil(wait * 10) / 10:g} s"
+
+
+__all__ = [
+    "error_from_response",
+    "error_from_transport",
+    "rate_limit_exhausted",
+    "read_error_body",
+    "retry_after_s",
+]

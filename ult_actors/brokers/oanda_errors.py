@@ -17,15 +17,22 @@ token cannot leak through an error.
 from __future__ import annotations
 
 import httpx
-import msgspec
 
+from ult_actors.brokers.http_errors import (
+    MAX_MESSAGE,
+    error_for_status,
+    retry_after_header_s,
+    transport_error,
+)
+from ult_actors.brokers.http_errors import (
+    decode_error_body as _decode,
+)
 from ult_actors.brokers.oanda_wire import ErrorBody
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
     DuplicateOrder,
     InsufficientFunds,
-    Internal,
     InvalidOrder,
     NotFound,
     RateLimited,
@@ -35,7 +42,6 @@ from ult_actors.messages import OrderRequest
 
 #: Wait this long after a 429 that names no ``Retry-After``.
 DEFAULT_RETRY_AFTER_S = 1.0
-_MAX_MESSAGE = 300
 
 # Reject-reason prefixes and the request field they are about.
 _FIELD_BY_PREFIX: tuple[tuple[str, str], ...] = (
@@ -53,10 +59,7 @@ _UNAVAILABLE_REASONS = frozenset({"INTERNAL_SERVER_ERROR", "INSTRUMENT_PRICE_UNK
 
 def decode_error_body(content: bytes) -> ErrorBody:
     """The error body, or an empty one if the server sent something else."""
-    try:
-        return msgspec.json.decode(content, type=ErrorBody)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ErrorBody()
+    return _decode(content, ErrorBody)
 
 
 def reject_reason(body: ErrorBody) -> str | None:
@@ -69,10 +72,64 @@ def reject_reason(body: ErrorBody) -> str | None:
 
 def retry_after_s(value: str | None) -> float:
     """Seconds from a ``Retry-After`` header (seconds form), else the default."""
-    try:
-        return max(0.0, float(value)) if value else DEFAULT_RETRY_AFTER_S
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_S
+    wait = retry_after_header_s(value)
+    return DEFAULT_RETRY_AFTER_S if wait is None else wait
+
+
+class _OandaReply:
+    """OANDA's side of mapping one non-2xx reply (``http_errors.ReplyReading``)."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        broker: str,
+        what: str,
+        request: OrderRequest | None,
+    ) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.broker = broker
+        self.what = what
+        self.request = request
+        body = decode_error_body(response.content)
+        self.message = (body.errorMessage or response.reason_phrase or "no message")[:MAX_MESSAGE]
+        self.reason = reject_reason(body)
+
+    def narrowed(self) -> UltError | None:
+        reason, message = self.reason, self.message
+        if self.status not in (400, 404) or not reason:
+            return None
+        said = f"{reason}: {message}" if reason not in message else message
+        error = error_for_reason(
+            reason, f"OANDA {self.what}: {said}", broker=self.broker, request=self.request
+        )
+        if self.status == 404 and isinstance(error, InvalidOrder):
+            return NotFound(error.message, broker=self.broker)  # e.g. NO_SUCH_ORDER
+        return error
+
+    def text(self, error: type[UltError]) -> str:
+        status, message, what = self.status, self.message, self.what
+        if error is AuthFailed:
+            return (
+                f"OANDA refused the credentials of broker {self.broker} ({status} {message});"
+                " check OANDA_API_TOKEN, OANDA_ACCOUNT_ID and OANDA_ENVIRONMENT"
+            )
+        if error is RateLimited:
+            return f"OANDA rate limit hit during {what}"
+        if error is BrokerUnavailable:
+            return f"OANDA {what} failed: {status} {message}"
+        if error is NotFound:
+            return f"OANDA {what}: {message}"
+        if error is InvalidOrder:
+            return f"OANDA refused {what}: {message}"
+        return f"OANDA {what}: unexpected status {status} ({message})"
+
+    def retry_after(self, error: type[UltError]) -> float | None:
+        # Only a 429 says when to come back; a 5xx is retried on the caller's own schedule.
+        if error is RateLimited:
+            return retry_after_s(self.response.headers.get("Retry-After"))
+        return None
 
 
 def error_from_response(
@@ -83,35 +140,8 @@ def error_from_response(
     request: OrderRequest | None = None,
 ) -> UltError:
     """The error a non-2xx reply stands for."""
-    status = response.status_code
-    body = decode_error_body(response.content)
-    message = (body.errorMessage or response.reason_phrase or "no message")[:_MAX_MESSAGE]
-    reason = reject_reason(body)
-    said = f"{reason}: {message}" if reason and reason not in message else message
-    if status in (401, 403):
-        return AuthFailed(
-            f"OANDA refused the credentials of broker {broker} ({status} {message});"
-            " check OANDA_API_TOKEN, OANDA_ACCOUNT_ID and OANDA_ENVIRONMENT",
-            broker=broker,
-        )
-    if status == 429:
-        return RateLimited(
-            f"OANDA rate limit hit during {what}",
-            retry_after=retry_after_s(response.headers.get("Retry-After")),
-            broker=broker,
-        )
-    if status >= 500:
-        return BrokerUnavailable(f"OANDA {what} failed: {status} {message}", broker=broker)
-    if status in (400, 404) and reason:
-        error = error_for_reason(reason, f"OANDA {what}: {said}", broker=broker, request=request)
-        if status == 404 and isinstance(error, InvalidOrder):
-            return NotFound(error.message, broker=broker)  # e.g. NO_SUCH_ORDER
-        return error
-    if status == 404:
-        return NotFound(f"OANDA {what}: {message}", broker=broker)
-    if status == 400:
-        return InvalidOrder(f"OANDA refused {what}: {message}", broker=broker)
-    return Internal(f"OANDA {what}: unexpected status {status} ({message})", broker=broker)
+    reading = _OandaReply(response, broker=broker, what=what, request=request)
+    return error_for_status(response.status_code, reading, broker=broker)
 
 
 def error_for_reason(
@@ -142,5 +172,4 @@ def field_for_reason(reason: str, request: OrderRequest | None) -> str | None:
 
 def error_from_transport(exc: httpx.HTTPError, *, broker: str, what: str) -> BrokerUnavailable:
     """A network failure or timeout: transient, the outcome of a write unknown."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
-    return BrokerUnavailable(f"OANDA {what} {kind} ({type(exc).__name__})", broker=broker)
+    return transport_error(exc, broker=broker, doing=f"OANDA {what}", network="connection failed")
