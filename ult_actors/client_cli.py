@@ -13,8 +13,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TextIO, TypeVar
 
 import msgspec
 
@@ -39,6 +40,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 Command = Callable[[Client, argparse.Namespace, "Output"], int]
+Row = TypeVar("Row")
 
 
 class Output:
@@ -64,6 +66,13 @@ class Output:
     def text(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
+
+    def show(self, document: Any, render: Callable[[Style], str]) -> None:
+        """``document`` as JSON, or for people the text ``render`` makes in this style."""
+        if self.json:
+            self.document(document)
+        else:
+            self.text(render(self.style))
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -115,10 +124,15 @@ def _order_exit(order: Order, waited: bool) -> int:
 
 
 def _show_order(order: Order, out: Output) -> None:
-    if out.json:
-        out.document(order)
-    else:
-        out.text(order_detail(order, out.style))
+    out.show(order, partial(order_detail, order))
+
+
+def _show_rows(
+    out: Output, key: str, rows: Sequence[Row], table: Callable[[Sequence[Row], Style], str]
+) -> int:
+    """A listing: ``{key: rows}`` as JSON, else ``table``; always exit 0."""
+    out.show({key: rows}, partial(table, rows))
+    return EXIT_OK
 
 
 # -- submit ----------------------------------------------------------------------
@@ -161,30 +175,30 @@ def submit_main(argv: list[str]) -> int:
     return _run(args, run)
 
 
-def cancel_main(argv: list[str]) -> int:
-    """``ult cancel ID``: cancel by order id or client order id."""
-    p = _parser("cancel", "Cancel an order (by order id or client order id).")
+def _order_main(
+    argv: list[str], name: str, description: str, action: Callable[[Client, str], Order]
+) -> int:
+    """A command given one order id (or client order id) that prints the order ``action`` returns."""
+    p = _parser(name, description)
     p.add_argument("order_id")
-    args = p.parse_args(argv)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        _show_order(c.cancel(a.order_id), out)
+        _show_order(action(c, a.order_id), out)
         return EXIT_OK
 
-    return _run(args, run)
+    return _run(p.parse_args(argv), run)
+
+
+def cancel_main(argv: list[str]) -> int:
+    """``ult cancel ID``: cancel by order id or client order id."""
+    description = "Cancel an order (by order id or client order id)."
+    return _order_main(argv, "cancel", description, Client.cancel)
 
 
 def order_main(argv: list[str]) -> int:
     """``ult order ID``: show one order (by order id or client order id)."""
-    p = _parser("order", "Show one order (by order id or client order id).")
-    p.add_argument("order_id")
-    args = p.parse_args(argv)
-
-    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        _show_order(c.order(a.order_id), out)
-        return EXIT_OK
-
-    return _run(args, run)
+    description = "Show one order (by order id or client order id)."
+    return _order_main(argv, "order", description, Client.order)
 
 
 def orders_main(argv: list[str]) -> int:
@@ -193,51 +207,34 @@ def orders_main(argv: list[str]) -> int:
     p.add_argument("--open", action="store_true", help="only open orders")
     p.add_argument("--broker")
     p.add_argument("--limit", type=int, default=1000)
-    args = p.parse_args(argv)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
         orders = c.orders(open=a.open, broker=a.broker, limit=a.limit)
-        if out.json:
-            out.document({"orders": orders})
-        else:
-            out.text(orders_table(orders, out.style))
-        return EXIT_OK
+        return _show_rows(out, "orders", orders, orders_table)
 
-    return _run(args, run)
+    return _run(p.parse_args(argv), run)
 
 
 def positions_main(argv: list[str]) -> int:
     """``ult positions [--broker NAME]``: list positions."""
     p = _parser("positions", "List positions.")
     p.add_argument("--broker")
-    args = p.parse_args(argv)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        positions = c.positions(a.broker)
-        if out.json:
-            out.document({"positions": positions})
-        else:
-            out.text(positions_table(positions, out.style))
-        return EXIT_OK
+        return _show_rows(out, "positions", c.positions(a.broker), positions_table)
 
-    return _run(args, run)
+    return _run(p.parse_args(argv), run)
 
 
 def account_main(argv: list[str]) -> int:
     """``ult account [--broker NAME]``: balances per broker."""
     p = _parser("account", "Show account balances, one row per broker.")
     p.add_argument("--broker")
-    args = p.parse_args(argv)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        accounts = c.account(a.broker)
-        if out.json:
-            out.document({"accounts": accounts})
-        else:
-            out.text(accounts_table(accounts, out.style))
-        return EXIT_OK
+        return _show_rows(out, "accounts", c.account(a.broker), accounts_table)
 
-    return _run(args, run)
+    return _run(p.parse_args(argv), run)
 
 
 def health_main(argv: list[str]) -> int:
@@ -318,10 +315,8 @@ def kill_switch_main(argv: list[str]) -> int:
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
         detail = c.kill_switch(a.state == "on")
-        if out.json:
-            out.document({"ok": True, "kill_switch": a.state, "detail": detail})
-        else:
-            out.text(detail or f"kill switch {a.state}")
+        document = {"ok": True, "kill_switch": a.state, "detail": detail}
+        out.show(document, lambda _style: detail or f"kill switch {a.state}")
         return EXIT_OK
 
     return _run(args, run)
