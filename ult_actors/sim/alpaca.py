@@ -63,24 +63,29 @@ import trio
 
 from ult_actors.secrets import Secret
 from ult_actors.sim.alpaca_faults import API_PREFIX, Fault
-from ult_actors.sim.alpaca_http import (
-    DROP,
+from ult_actors.sim.alpaca_venue import OPEN, AlpacaVenue, ApiError
+from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults
+from ult_actors.sim.http import (
     UPGRADE,
-    Drop,
+    DropConnection,
     HttpRequest,
     HttpResponse,
+    ReplyStyle,
     Upgrade,
     WsChannel,
     json_response,
     serve_http,
 )
-from ult_actors.sim.alpaca_venue import OPEN, AlpacaVenue, ApiError
-from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults
 
 DEFAULT_PORT = 8765
 STREAM_PATH = "/stream"
 _AUTH_TIMEOUT_S = 10.0
 _SESSION_QUEUE = 1000
+#: What the HTTP server answers on its own, in Alpaca's error shape.
+_REPLY_STYLE = ReplyStyle(
+    too_large=json_response(413, {"message": "request body too large"}),
+    malformed=json_response(400, {"message": "malformed request"}),
+)
 
 
 class _StreamSession:
@@ -209,19 +214,21 @@ class AlpacaSim:
 
     # -- HTTP ---------------------------------------------------------------
 
-    async def handle(self, request: HttpRequest) -> HttpResponse | Drop | Upgrade:
-        """Answer one request (the ``serve_http`` handler)."""
+    async def handle(self, request: HttpRequest) -> HttpResponse | Upgrade:
+        """Answer one request (the ``serve_http`` handler; ``DropConnection`` cuts it)."""
         if request.path.startswith("/_sim/"):
             return self._admin(request)
         self.requests += 1
         if request.path == STREAM_PATH:
             if self.faults.take("stream_refuse"):
                 return json_response(503, {"message": "service unavailable"})
+            if not request.wants_websocket:
+                return json_response(400, {"message": "expected a WebSocket upgrade"})
             return UPGRADE
         fault = self.faults.take_request_fault(request.method, request.path)
         if fault is not None:
             if fault.kind == "drop":
-                return DROP
+                raise DropConnection
             if fault.kind == "status":
                 return _error_page(fault.status)
             if fault.kind == "rate_limit":
@@ -241,7 +248,7 @@ class AlpacaSim:
         except ApiError as exc:
             reply = json_response(exc.status, exc.body)
         if fault is not None and fault.kind == "lose_reply":
-            return DROP  # applied, but the client never hears of it
+            raise DropConnection  # applied, but the client never hears of it
         reply.headers.extend(limit_headers)
         return reply
 
@@ -480,7 +487,14 @@ async def serve_alpaca_sim(
     async with trio.open_nursery() as nursery:
         sim.venue.attach(nursery)
         bound = await nursery.start(
-            partial(serve_http, sim.handle, sim.stream, ws_path=STREAM_PATH, host=host, port=port)
+            partial(
+                serve_http,
+                sim.handle,
+                style=_REPLY_STYLE,
+                ws_handler=sim.stream,
+                host=host,
+                port=port,
+            )
         )
         task_status.started(bound)
 

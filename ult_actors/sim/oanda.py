@@ -58,6 +58,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -66,16 +67,17 @@ import trio
 
 from ult_actors.sim import oanda_views as views
 from ult_actors.sim.faults import FaultBoard, decode_faults
-from ult_actors.sim.oanda_book import OandaBook, Transaction
-from ult_actors.sim.oanda_faults import API_PREFIX, ON_ARM_KINDS, Fault
-from ult_actors.sim.oanda_http import (
+from ult_actors.sim.http import (
     DropConnection,
     HttpRequest,
     HttpResponse,
+    ReplyStyle,
     StreamResponse,
     bound_port,
     serve_listeners,
 )
+from ult_actors.sim.oanda_book import OandaBook, Transaction
+from ult_actors.sim.oanda_faults import API_PREFIX, ON_ARM_KINDS, Fault
 from ult_actors.sim.oanda_prices import PriceFeed
 from ult_actors.sim.oanda_streams import CUT, StreamSlot, price_lines, transaction_lines
 from ult_actors.sim.oanda_wire import DatetimeFormat, datetime_format, render
@@ -87,6 +89,11 @@ DEFAULT_PORT = 8620
 UNAUTHORIZED_BODY = {"errorMessage": "Insufficient authorization to perform request."}
 FORBIDDEN_BODY = {"errorMessage": "The provided request was forbidden."}
 _STREAM_ENDPOINTS = (["transactions", "stream"], ["pricing", "stream"])
+#: What the HTTP server answers on its own: OANDA's error shape, reason phrases, and a
+#: request it cannot parse just closes the connection.
+_REPLY_STYLE = ReplyStyle(
+    too_large=HttpResponse(413, b'{"errorMessage":"too large"}'), reason_phrases=True
+)
 
 __all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "Fault", "OandaSimulator", "main"]
 
@@ -138,7 +145,7 @@ class OandaSimulator:
         listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
         self.port = bound_port(listeners)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve_listeners, self.handle, listeners)
+            nursery.start_soon(partial(serve_listeners, self.handle, listeners, style=_REPLY_STYLE))
             if self.tick_s > 0:
                 nursery.start_soon(self._tick_loop)
             task_status.started(self.port)
@@ -215,7 +222,7 @@ class OandaSimulator:
 
     async def handle(self, request: HttpRequest) -> HttpResponse | StreamResponse:
         """Route one request (the HTTP server calls this)."""
-        parts = [unquote(p) for p in request.raw_path.split("/") if p]
+        parts = [unquote(p) for p in request.path.split("/") if p]
         if parts[:1] == ["_sim"]:
             return self._admin(request, parts[1:])
         self.requests += 1
@@ -224,7 +231,7 @@ class OandaSimulator:
             if self.faults.take("stream_refuse"):
                 return _json(503, {"errorMessage": "Service unavailable"}, "RFC3339")
         else:
-            fault = self.faults.take_request_fault(request.method, request.raw_path)
+            fault = self.faults.take_request_fault(request.method, request.path)
         if fault is not None:
             if fault.kind == "drop":
                 raise DropConnection

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from ult_actors.sim.oanda_http import DropConnection
+from ult_actors.sim.http import DropConnection
 from ult_actors.sim.oanda_wire import DatetimeFormat, render
 
 #: Queue entry that closes the connection.
