@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from tests.brokers.contract import UpdateLog
+from tests.sim.harness import connected_connector
 from ult_actors.brokers.alpaca import AlpacaConnector, AlpacaSettings
 from ult_actors.secrets import Secret
 from ult_actors.sim.alpaca import AlpacaSim, make_alpaca_sim, serve_alpaca_sim
@@ -54,15 +55,5 @@ async def connected(
 ) -> AsyncIterator[tuple[AlpacaConnector, UpdateLog]]:
     """A connected connector (and its stream running into an ``UpdateLog``)."""
     connector = AlpacaConnector("alpaca", settings_for(port, **overrides), rng=random.Random(3))
-    log = UpdateLog()
-    with trio.fail_after(10):
-        await connector.connect()
-    try:
-        async with trio.open_nursery() as nursery:
-            if stream:
-                with trio.fail_after(10):
-                    await nursery.start(partial(connector.stream_updates, log.sink))
-            yield connector, log
-            nursery.cancel_scope.cancel()
-    finally:
-        await connector.disconnect()
+    async with connected_connector(connector, stream=stream) as log:
+        yield connector, log

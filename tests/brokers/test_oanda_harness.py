@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import trio
 
 from tests.brokers.contract import UpdateLog
+from tests.sim.harness import connected_connector
 from ult_actors.brokers.oanda import OandaConnector, OandaSettings, TransactionCursor
 from ult_actors.secrets import Secret
 from ult_actors.sim.oanda import OandaSimulator
@@ -55,15 +55,5 @@ async def connected(
 ) -> AsyncIterator[tuple[OandaConnector, UpdateLog]]:
     """A connected connector (and its stream running into an ``UpdateLog``)."""
     connector = OandaConnector("oanda", settings_for(sim, **overrides), cursor=cursor)
-    log = UpdateLog()
-    with trio.fail_after(10):
-        await connector.connect()
-    try:
-        async with trio.open_nursery() as nursery:
-            if stream:
-                with trio.fail_after(10):
-                    await nursery.start(partial(connector.stream_updates, log.sink))
-            yield connector, log
-            nursery.cancel_scope.cancel()
-    finally:
-        await connector.disconnect()
+    async with connected_connector(connector, stream=stream) as log:
+        yield connector, log
