@@ -1,8 +1,8 @@
 """Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
 
 ``AlpacaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
-(keep-alive, every timeout explicit, no redirects) and one WebSocket for the
-``trade_updates`` stream. The stream has no replay, so every (re)connect is
+(``http_client.HttpPool``: keep-alive, every timeout explicit, no redirects)
+and one WebSocket for the ``trade_updates`` stream. The stream has no replay, so every (re)connect is
 followed by a REST sweep of open and recently closed orders; the fill ledger
 (``alpaca_ledger``) turns what the sweep finds into the fills the stream
 missed, and never delivers a fill twice.
@@ -32,7 +32,6 @@ import msgspec
 import structlog
 import trio
 
-from ult_actors import __version__
 from ult_actors.brokers.alpaca_errors import (
     error_from_response,
     error_from_transport,
@@ -59,6 +58,7 @@ from ult_actors.brokers.alpaca_wire import (
     optional_ns,
 )
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.http_client import HttpPool, require_live_confirmed
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -178,8 +178,7 @@ class AlpacaConnector:
         self.settings = settings
         self._now_ns = now_ns
         self._rng = rng or random.Random()
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._http = HttpPool(name, settings, transport=transport)
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
         self._ledger = FillLedger(watch_from_ns=now_ns())
         self._last_heard_ns: int | None = None
@@ -190,36 +189,23 @@ class AlpacaConnector:
     async def connect(self) -> None:
         """Check the configuration, open the HTTP pool and verify the keys."""
         s = self.settings
-        if not s.paper and not s.live_trading_confirmed:
-            raise ConfigError(
-                f"broker {self.name}: live trading (ALPACA_PAPER_TRADING=false) refuses to"
-                f" start until [brokers.{self.name}] sets live_trading_confirmed = true"
-            )
+        require_live_confirmed(
+            self.name,
+            live=not s.paper,
+            confirmed=s.live_trading_confirmed,
+            switch="ALPACA_PAPER_TRADING=false",
+        )
         if not s.api_key or not s.api_secret:
             raise ConfigError(
                 f"broker {self.name}: ALPACA_API_KEY and ALPACA_API_SECRET must both be set"
             )
         base = rest_url(s)
-        self._client = httpx.AsyncClient(
+        self._http.open(
             base_url=base,
             headers={
                 "APCA-API-KEY-ID": s.api_key.reveal(),
                 "APCA-API-SECRET-KEY": s.api_secret.reveal(),
-                "User-Agent": f"ult-actors/{__version__}",
-                "Accept": "application/json",
             },
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout_s,
-                read=s.read_timeout_s,
-                write=s.write_timeout_s,
-                pool=s.pool_timeout_s,
-            ),
-            limits=httpx.Limits(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
-            ),
-            follow_redirects=False,  # a redirect would be a misconfigured URL: fail fast
-            trust_env=False,  # no proxy or netrc surprises from the environment
-            transport=self._transport,
         )
         try:
             account = await self._get("/v2/account", WireAccount, what="account")
@@ -233,9 +219,7 @@ class AlpacaConnector:
 
     async def disconnect(self) -> None:
         """Close the HTTP pool (the stream ends with its task); safe to repeat."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self._http.close()
 
     # -- orders -------------------------------------------------------------
 
@@ -460,9 +444,7 @@ class AlpacaConnector:
         params: dict[str, str] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        client = self._client
-        if client is None:
-            raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
+        client = self._http.client()
         await self._gate.wait()
         content = msgspec.json.encode(json) if json is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None

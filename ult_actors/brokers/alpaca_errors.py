@@ -61,6 +61,7 @@ _FIELDS = (
 _FIELD_RE = re.compile(r"\b(" + "|".join(_FIELDS) + r")\b")
 _FUNDS_RE = re.compile(r"insufficient|buying power|not sufficient", re.IGNORECASE)
 
+
 def read_error_body(content: bytes) -> WireError:
     """Alpaca's ``{"code", "message"}``, or an empty one when the body is not that JSON."""
     return decode_error_body(content, WireError)

@@ -1,8 +1,8 @@
 """OANDA (forex and CFDs): v20 REST over httpx, fills from the transaction stream.
 
 ``OandaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
-(keep-alive, every timeout explicit, no redirects, no proxies from the
-environment) for REST and for the transaction stream. Symbols, units, order
+(``http_client.HttpPool``: keep-alive, every timeout explicit, no redirects,
+no proxies from the environment) for REST and for the transaction stream. Symbols, units, order
 types and states are mapped as ``oanda_mapping`` documents; errors as
 ``oanda_errors`` documents.
 
@@ -38,8 +38,8 @@ import msgspec
 import structlog
 import trio
 
-from ult_actors import __version__
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.http_client import HttpPool, http_timeouts, require_live_confirmed
 from ult_actors.brokers.oanda_errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda_mapping import (
     CREATE_TYPES,
@@ -137,8 +137,7 @@ class OandaConnector:
         self.settings = settings
         self._now_ns = now_ns
         self._cursor = cursor if cursor is not None else TransactionCursor()
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._http = HttpPool(name, settings, transport=transport)
         self._account_id = settings.account_id
         self._rest = rest_url(settings)
         self._stream = stream_url(settings)
@@ -156,32 +155,19 @@ class OandaConnector:
     async def connect(self) -> None:
         """Check the configuration, open the HTTP pool and verify the token and account."""
         s = self.settings
-        if s.environment == "live" and not s.live_trading_confirmed:
-            raise ConfigError(
-                f"broker {self.name}: live trading (OANDA_ENVIRONMENT=live) refuses to start"
-                f" until [brokers.{self.name}] sets live_trading_confirmed = true"
-            )
+        require_live_confirmed(
+            self.name,
+            live=s.environment == "live",
+            confirmed=s.live_trading_confirmed,
+            switch="OANDA_ENVIRONMENT=live",
+        )
         if not s.token:
             raise ConfigError(f"broker {self.name}: OANDA_API_TOKEN is not set")
-        self._client = httpx.AsyncClient(
+        self._http.open(
             headers={
                 "Authorization": f"Bearer {s.token.reveal()}",
                 "Accept-Datetime-Format": "UNIX",
-                "Accept": "application/json",
-                "User-Agent": f"ult-actors/{__version__}",
-            },
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout_s,
-                read=s.read_timeout_s,
-                write=s.write_timeout_s,
-                pool=s.pool_timeout_s,
-            ),
-            limits=httpx.Limits(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
-            ),
-            follow_redirects=False,  # a redirect means a misconfigured URL: fail fast
-            trust_env=False,  # no proxy or netrc surprises from the environment
-            transport=self._transport,
+            }
         )
         try:
             if not self._account_id:
@@ -217,9 +203,7 @@ class OandaConnector:
 
     async def disconnect(self) -> None:
         """Close the HTTP pool (the stream ends with its task); safe to repeat."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self._http.close()
 
     # -- orders -------------------------------------------------------------
 
@@ -387,13 +371,11 @@ class OandaConnector:
         happens after the cursor arrives either in that fetch or on the
         stream (duplicates are skipped by id).
         """
-        client = self._require_client()
+        client = self._http.client()
         url = f"{self._stream}{self._path('/transactions/stream')}"
         s = self.settings
         # No read timeout: silence is judged by the heartbeat watchdog below.
-        timeout = httpx.Timeout(
-            connect=s.connect_timeout_s, read=None, write=s.write_timeout_s, pool=s.pool_timeout_s
-        )
+        timeout = http_timeouts(s, streaming=True)
         try:
             async with client.stream("GET", url, timeout=timeout) as response:
                 if response.status_code != 200:
@@ -411,12 +393,12 @@ class OandaConnector:
                 task_status.started()
                 await feed.read(response.aiter_lines())
         except (httpx.HTTPError, BrokerUnavailable) as exc:
-            if self._client is None:
+            if not self._http.is_open:
                 return  # we hung up ourselves (disconnect): not a lost connection
             if isinstance(exc, BrokerUnavailable):
                 raise
             raise error_from_transport(exc, broker=self.name, what="transaction stream") from None
-        if self._client is not None:
+        if self._http.is_open:
             raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
 
     async def _fetch_since(self, since: int) -> TransactionsReply:
@@ -476,11 +458,6 @@ class OandaConnector:
     def _path(self, tail: str) -> str:
         return f"/v3/accounts/{quote(self._account_id, safe='')}{tail}"
 
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
-        return self._client
-
     async def _request(
         self,
         method: str,
@@ -491,7 +468,7 @@ class OandaConnector:
         params: dict[str, str] | None = None,
         request: OrderRequest | None = None,
     ) -> bytes:
-        client = self._require_client()
+        client = self._http.client()
         try:
             response = await client.request(method, self._rest + path, json=json, params=params)
         except httpx.HTTPError as exc:
