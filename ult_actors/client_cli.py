@@ -215,26 +215,38 @@ def orders_main(argv: list[str]) -> int:
     return _run(p.parse_args(argv), run)
 
 
-def positions_main(argv: list[str]) -> int:
-    """``ult positions [--broker NAME]``: list positions."""
-    p = _parser("positions", "List positions.")
+def _per_broker_main(
+    argv: list[str],
+    name: str,
+    description: str,
+    key: str,
+    fetch: Callable[[Client, str | None], Sequence[Row]],
+    table: Callable[[Sequence[Row], Style], str],
+) -> int:
+    """A listing of what ``fetch`` returns, for one broker (``--broker``) or all."""
+    p = _parser(name, description)
     p.add_argument("--broker")
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        return _show_rows(out, "positions", c.positions(a.broker), positions_table)
+        return _show_rows(out, key, fetch(c, a.broker), table)
 
     return _run(p.parse_args(argv), run)
+
+
+def positions_main(argv: list[str]) -> int:
+    """``ult positions [--broker NAME]``: list positions."""
+    description = "List positions."
+    return _per_broker_main(
+        argv, "positions", description, "positions", Client.positions, positions_table
+    )
 
 
 def account_main(argv: list[str]) -> int:
     """``ult account [--broker NAME]``: balances per broker."""
-    p = _parser("account", "Show account balances, one row per broker.")
-    p.add_argument("--broker")
-
-    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        return _show_rows(out, "accounts", c.account(a.broker), accounts_table)
-
-    return _run(p.parse_args(argv), run)
+    description = "Show account balances, one row per broker."
+    return _per_broker_main(
+        argv, "account", description, "accounts", Client.account, accounts_table
+    )
 
 
 def health_main(argv: list[str]) -> int:
