@@ -14,22 +14,12 @@ Request faults with no ``path`` match any ``/v2`` path.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from ult_actors.sim.faults import FaultBoard, FaultSpec
+from ult_actors.sim.faults import FaultBoard, FaultSpec, SharedKind
 
 __all__ = ["API_PREFIX", "Fault", "FaultBoard", "FaultKind"]
 
-FaultKind = Literal[
-    "drop",
-    "status",
-    "rate_limit",
-    "slow",
-    "lose_reply",
-    "stream_drop",
-    "stream_refuse",
-    "stream_mute",
-]
+#: Alpaca's kinds are the shared ones.
+FaultKind = SharedKind
 #: Where a request fault with no ``path`` applies.
 API_PREFIX = "/v2"
 

@@ -26,10 +26,21 @@ any path under the board's ``api_prefix``).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
+#: The kinds every simulator knows (a simulator's own ``Fault`` may add more).
+SharedKind = Literal[
+    "drop",
+    "status",
+    "rate_limit",
+    "slow",
+    "lose_reply",
+    "stream_drop",
+    "stream_refuse",
+    "stream_mute",
+]
 #: The kinds a request (not a stream) can trip.
 REQUEST_KINDS = frozenset({"drop", "status", "rate_limit", "slow", "lose_reply"})
 

@@ -19,21 +19,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ult_actors.sim.faults import FaultBoard, FaultSpec
+from ult_actors.sim.faults import FaultBoard, FaultSpec, SharedKind
 
 __all__ = ["API_PREFIX", "ON_ARM_KINDS", "Fault", "FaultBoard", "FaultKind"]
 
-FaultKind = Literal[
-    "drop",
-    "status",
-    "rate_limit",
-    "slow",
-    "lose_reply",
-    "stream_drop",
-    "stream_refuse",
-    "stream_mute",
-    "heartbeat_stop",
-]
+FaultKind = Literal[SharedKind, "heartbeat_stop"]
 #: Kinds that act on the streams open when they are armed, and are used up by it.
 ON_ARM_KINDS = frozenset({"stream_mute", "heartbeat_stop"})
 #: Where a request fault with no ``path`` applies.
