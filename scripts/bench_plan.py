@@ -16,6 +16,8 @@ class Plan:
     ult_sequential: Budget
     ult_pipelined: Budget
     window: int
+    actors_sequential: Budget
+    actors_pipelined: Budget
     clients: tuple[int, ...]
     #: Labels of ``bench_ult.VARIANTS`` measured after the default configuration.
     ult_variants: tuple[str, ...]
@@ -31,9 +33,11 @@ class Plan:
 QUICK = Plan(
     floor_sequential=Budget(20_000, 2.0),
     floor_pipelined=Budget(100_000, 2.0),
-    ult_sequential=Budget(20_000, 3.0),
-    ult_pipelined=Budget(100_000, 3.0),
+    ult_sequential=Budget(20_000, 2.0),
+    ult_pipelined=Budget(100_000, 2.0),
     window=128,
+    actors_sequential=Budget(20_000, 1.5),
+    actors_pipelined=Budget(50_000, 1.5),
     clients=(1, 4),
     ult_variants=("journal off, paper account in memory",),
     restart_samples=5,
@@ -50,6 +54,8 @@ FULL = Plan(
     ult_sequential=Budget(200_000, 15.0),
     ult_pipelined=Budget(1_000_000, 10.0),
     window=128,
+    actors_sequential=Budget(200_000, 10.0),
+    actors_pipelined=Budget(1_000_000, 10.0),
     clients=(1, 4),
     ult_variants=(
         "journal synchronous=normal",
@@ -72,8 +78,10 @@ SMOKE = Plan(
     ult_sequential=Budget(50, 2.0),
     ult_pipelined=Budget(200, 2.0),
     window=16,
+    actors_sequential=Budget(50, 2.0),
+    actors_pipelined=Budget(200, 2.0),
     clients=(1, 2),
-    ult_variants=("journal off, paper account in memory",),
+    ult_variants=(),
     restart_samples=1,
     restart_seconds=1.0,
     drop_samples=1,
