@@ -31,10 +31,24 @@ from ult_actors.messages import (
     SubscriptionDropped,
 )
 from ult_actors.runtime.pubsub import Subscription
+from ult_actors.service import Service
 
 
 def _order(coid: str, **fields: Any) -> OrderRequest:
     return OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=coid, **fields)
+
+
+def _record_subscriptions(svc: Service) -> list[Subscription[Any]]:
+    """Every subscription the gateway hands out from now on, in order."""
+    handed_out: list[Subscription[Any]] = []
+    subscribe = svc.gateway.subscribe
+
+    def recording_subscribe(topics: Any, capacity: int) -> Subscription[Any]:
+        handed_out.append(subscribe(topics, capacity))
+        return handed_out[-1]
+
+    svc.gateway.subscribe = recording_subscribe  # type: ignore[method-assign]
+    return handed_out
 
 
 async def test_replies_come_back_in_the_order_they_finish_each_with_its_request_id(
@@ -144,15 +158,7 @@ async def test_events_follow_orders_and_a_slow_subscriber_is_dropped_while_order
     sock_dir: Path,
 ) -> None:
     async with ipc_service(sock_dir, subscriber_queue=16, outbox_high_water=4096) as (svc, path):
-        handed_out: list[Subscription[Any]] = []
-        subscribe = svc.gateway.subscribe
-
-        def recording_subscribe(topics: Any, capacity: int) -> Subscription[Any]:
-            sub = subscribe(topics, capacity)
-            handed_out.append(sub)
-            return sub
-
-        svc.gateway.subscribe = recording_subscribe  # type: ignore[method-assign]
+        handed_out = _record_subscriptions(svc)
         # A subscriber that reads nothing after its acknowledgement.
         stuck = await RawConnection.open(path)
         await stuck.send(Subscribe(id=1, topics=["orders"]))
@@ -268,14 +274,7 @@ async def test_an_async_client_that_stops_reading_events_learns_why_it_was_dropp
     from ult_actors.client import SubscriptionLost
 
     async with ipc_service(sock_dir, subscriber_queue=8, outbox_high_water=2048) as (svc, path):
-        handed_out: list[Subscription[Any]] = []
-        subscribe = svc.gateway.subscribe
-
-        def recording_subscribe(topics: Any, capacity: int) -> Subscription[Any]:
-            handed_out.append(subscribe(topics, capacity))
-            return handed_out[-1]
-
-        svc.gateway.subscribe = recording_subscribe  # type: ignore[method-assign]
+        handed_out = _record_subscriptions(svc)
         async with AsyncClient(path, event_buffer=1) as lazy, AsyncClient(path) as trader:
             events = await lazy.subscribe(["orders"])
             with trio.fail_after(60):
