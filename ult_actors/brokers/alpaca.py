@@ -59,6 +59,7 @@ from ult_actors.brokers.alpaca_wire import (
 )
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http_client import HttpPool, require_live_confirmed
+from ult_actors.brokers.settings_env import env_bool, no_secret
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -83,15 +84,11 @@ _PAGE = 500  # Alpaca's maximum page size for GET /v2/orders
 _SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew between us and Alpaca
 
 
-def _no_secret() -> Secret:
-    return Secret("")
-
-
 class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One Alpaca connection; every field has a default. Keys come from the environment."""
 
-    api_key: Secret = msgspec.field(default_factory=_no_secret)
-    api_secret: Secret = msgspec.field(default_factory=_no_secret)
+    api_key: Secret = msgspec.field(default_factory=no_secret)
+    api_secret: Secret = msgspec.field(default_factory=no_secret)
     #: Paper account (``ALPACA_PAPER_TRADING``); false means real money.
     paper: bool = True
     #: Real-money trading must be confirmed here, in the config file, on purpose.
@@ -125,7 +122,7 @@ def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> Al
         if secret:
             changes[field] = secret
     if "ALPACA_PAPER_TRADING" in env:
-        changes["paper"] = _env_bool("ALPACA_PAPER_TRADING", env["ALPACA_PAPER_TRADING"])
+        changes["paper"] = env_bool("ALPACA_PAPER_TRADING", env["ALPACA_PAPER_TRADING"])
     if env.get("ALPACA_BASE_URL"):
         changes["base_url"] = _checked_url(
             "ALPACA_BASE_URL", env["ALPACA_BASE_URL"], ("http", "https")
@@ -502,15 +499,6 @@ class _RateGate:
                 broker=self._broker,
             )
         await trio.sleep(delay)
-
-
-def _env_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"environment variable {name}: expected true or false, got {value!r}")
 
 
 def _checked_url(name: str, url: str, schemes: tuple[str, ...]) -> str:

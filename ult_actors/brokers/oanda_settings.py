@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from ult_actors.brokers.settings_env import no_secret
 from ult_actors.errors import ConfigError
 from ult_actors.secrets import Secret, read_secret
 
@@ -25,14 +26,10 @@ LIVE_URL = "https://api-fxtrade.oanda.com"
 LIVE_STREAM_URL = "https://stream-fxtrade.oanda.com"
 
 
-def _no_secret() -> Secret:
-    return Secret("")
-
-
 class OandaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One OANDA connection; every field has a default. The token comes from the environment."""
 
-    token: Secret = msgspec.field(default_factory=_no_secret)
+    token: Secret = msgspec.field(default_factory=no_secret)
     #: ``101-004-1435156-001``; empty: the token's only account (an error if it has several).
     account_id: str = ""
     #: ``practice`` (fxTrade Practice) or ``live`` (fxTrade, real money).

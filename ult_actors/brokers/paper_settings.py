@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 import msgspec
 
+from ult_actors.brokers.settings_env import env_int
 from ult_actors.errors import ConfigError
 
 
@@ -65,12 +66,7 @@ def _decimal(env: Mapping[str, str], name: str) -> Decimal:
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
-    try:
-        value = int(env[name])
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {name}: expected an integer, got {env[name]!r}"
-        ) from None
+    value = env_int(name, env[name])
     if value < 0 and name != "PAPER_SEED":
         raise ConfigError(f"environment variable {name}: must be >= 0, got {env[name]!r}")
     return value

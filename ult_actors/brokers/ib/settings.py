@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from ult_actors.brokers.settings_env import env_int
 from ult_actors.errors import ConfigError
 
 #: TWS and IB Gateway ports that trade real money by IB's convention.
@@ -45,27 +46,18 @@ class IbSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     client_id_in_use_delay_s: float = 1.0
 
 
-def _int(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {name}: expected an integer, got {value!r}"
-        ) from None
-
-
 def ib_settings_from_env(env: Mapping[str, str], base: IbSettings) -> IbSettings:
     """``base`` with ``IB_HOST``, ``IB_PORT``, ``IB_CLIENT_ID``, ``IB_ACCOUNT`` applied."""
     changes: dict[str, Any] = {}
     if env.get("IB_HOST"):
         changes["host"] = env["IB_HOST"]
     if env.get("IB_PORT"):
-        port = _int("IB_PORT", env["IB_PORT"])
+        port = env_int("IB_PORT", env["IB_PORT"])
         if not 0 < port < 65536:
             raise ConfigError(f"environment variable IB_PORT: {port} is not a TCP port")
         changes["port"] = port
     if env.get("IB_CLIENT_ID"):
-        changes["client_id"] = _int("IB_CLIENT_ID", env["IB_CLIENT_ID"])
+        changes["client_id"] = env_int("IB_CLIENT_ID", env["IB_CLIENT_ID"])
     if env.get("IB_ACCOUNT"):
         changes["account"] = env["IB_ACCOUNT"]
     return msgspec.structs.replace(base, **changes)
