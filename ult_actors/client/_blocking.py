@@ -240,14 +240,20 @@ class Client:
                     break
         return call.read(reply)
 
-    def _sendall(self, data: bytes) -> None:
+    def _open_socket(self) -> Any:
+        """The socket to use; the error that ended the connection, or ``ConnectionLost``
+        if it was never opened."""
         if self._closed_error is not None:
             raise self._closed_error
         if self._sock is None:
             raise ConnectionLost(self.socket_path, "the client is not connected (use with)")
+        return self._sock
+
+    def _sendall(self, data: bytes) -> None:
+        sock = self._open_socket()
         try:
-            self._sock.settimeout(self.timeout)
-            self._sock.sendall(data)
+            sock.settimeout(self.timeout)
+            sock.sendall(data)
         except OSError as exc:
             raise self._lost(f"sending failed: {exc}") from None
 
@@ -258,13 +264,10 @@ class Client:
         return self._ready.popleft()
 
     def _read_more(self, timeout: float | None) -> None:
-        if self._closed_error is not None:
-            raise self._closed_error
-        if self._sock is None:
-            raise ConnectionLost(self.socket_path, "the client is not connected (use with)")
+        sock = self._open_socket()
         try:
-            self._sock.settimeout(timeout)
-            data = self._sock.recv(1 << 16)
+            sock.settimeout(timeout)
+            data = sock.recv(1 << 16)
         except TimeoutError:
             raise Timeout(f"no reply from the service within {timeout} s") from None
         except OSError as exc:
