@@ -26,6 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from ult_actors.brokers.registry import BROKER_KINDS, broker_kind
+from ult_actors.brokers.settings_env import env_bool, env_int
 from ult_actors.errors import ConfigError
 from ult_actors.messages import TradingState
 
@@ -166,24 +167,6 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "ult"
 
 
-def _bool(env: Mapping[str, str], name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"environment variable {name}: expected true or false, got {value!r}")
-
-
-def _int(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {name}: expected an integer, got {value!r}"
-        ) from None
-
-
 def _decode_broker(name: str, raw: dict[str, Any], source: str) -> BrokerEntry:
     table = dict(raw)
     kind = table.pop("kind", name)
@@ -273,11 +256,11 @@ def _apply_env(cfg: ServiceConfig, env: Mapping[str, str]) -> None:
             raise ConfigError(f"environment variable ULT_LOG_LEVEL: unknown level {level!r}")
         cfg.service.log_level = level  # type: ignore[assignment]
     if "ORDER_RETRY_ENABLED" in env:
-        cfg.retry.enabled = _bool(env, "ORDER_RETRY_ENABLED", env["ORDER_RETRY_ENABLED"])
+        cfg.retry.enabled = env_bool("ORDER_RETRY_ENABLED", env["ORDER_RETRY_ENABLED"])
     if "ORDER_MAX_RETRIES" in env:
-        cfg.retry.max_retries = _int("ORDER_MAX_RETRIES", env["ORDER_MAX_RETRIES"])
+        cfg.retry.max_retries = env_int("ORDER_MAX_RETRIES", env["ORDER_MAX_RETRIES"])
     if "ORDER_RETRY_DELAY" in env:
-        cfg.retry.delay_ms = _int("ORDER_RETRY_DELAY", env["ORDER_RETRY_DELAY"])
+        cfg.retry.delay_ms = env_int("ORDER_RETRY_DELAY", env["ORDER_RETRY_DELAY"])
     for kind_name, kind in BROKER_KINDS.items():
         entries = [b for b in cfg.brokers if b.kind == kind_name]
         if not entries and kind.auto_enable(env):
@@ -290,7 +273,7 @@ def _apply_env(cfg: ServiceConfig, env: Mapping[str, str]) -> None:
         for entry in entries:
             entry.settings = kind.from_env(env, entry.settings)
     if "ENABLE_PAPER_TRADING" in env:
-        on = _bool(env, "ENABLE_PAPER_TRADING", env["ENABLE_PAPER_TRADING"])
+        on = env_bool("ENABLE_PAPER_TRADING", env["ENABLE_PAPER_TRADING"])
         for entry in cfg.brokers:
             if entry.kind == "paper":
                 entry.enabled = on
