@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
+
+import msgspec
 
 from ult_actors.client._errors import SubscriptionLost
 from ult_actors.errors import Internal, InvalidOrder, UltError, from_info
@@ -144,9 +145,12 @@ def event_of(message: EventMessage | SubscriptionDropped) -> Event:
     return message.event
 
 
-@dataclass(frozen=True, slots=True)
-class Call(Generic[T]):
-    """One request ready to send, and how its reply becomes the method's result."""
+class Call(msgspec.Struct, Generic[T], frozen=True):
+    """One request ready to send, and how its reply becomes the method's result.
+
+    Never encoded: it stays in the client (a Struct only because it is the
+    cheapest frozen record to make, and one is made per request).
+    """
 
     request: Request
     read: Callable[[Reply], T]
