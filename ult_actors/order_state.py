@@ -12,13 +12,17 @@ and keeps what it had — never a silent overwrite.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    Fill,
     Order,
     OrderRequest,
     OrderStatus,
+    Side,
     SubmitOutcome,
 )
 
@@ -68,6 +72,36 @@ def order_from_request(
         created_at=now_ns,
         updated_at=now_ns,
         outcome=outcome,
+    )
+
+
+def fill_of(
+    order: Order,
+    *,
+    fill_id: str,
+    qty: Decimal,
+    price: Decimal,
+    ts: int,
+    commission: Decimal = Decimal(0),
+    side: Side | None = None,
+    broker: str | None = None,
+) -> Fill:
+    """One execution of ``order``: ids, symbol, side and broker from the order.
+
+    ``side`` and ``broker`` are for a venue that reports its own (the side of
+    the execution, the name the connection runs under).
+    """
+    return Fill(
+        fill_id=fill_id,
+        order_id=order.id,
+        client_order_id=order.client_order_id,
+        broker=order.broker if broker is None else broker,
+        symbol=order.symbol,
+        side=order.side if side is None else side,
+        qty=qty,
+        price=price,
+        commission=commission,
+        ts=ts,
     )
 
 

@@ -26,7 +26,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import order_from_request
+from ult_actors.order_state import fill_of, order_from_request
 
 
 class FakeVenue:
@@ -98,11 +98,7 @@ class FakeConnector:
             venue.positions[request.symbol] = (
                 venue.positions.get(request.symbol, Decimal(0)) + sign * request.qty
             )
-            fill = Fill(
-                fill_id=f"f{oid}", order_id=oid, client_order_id=request.client_order_id,
-                broker=self.name, symbol=request.symbol, side=request.side,
-                qty=request.qty, price=venue.price,
-            )
+            fill = fill_of(filled, fill_id=f"f{oid}", qty=request.qty, price=venue.price, ts=0)
             venue._update(filled, fill)
             order = filled
         if venue.lose_replies:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ult_actors.messages import TERMINAL_STATUSES, Fill, Order
+from ult_actors.order_state import fill_of
 
 #: Precision of a synthesised fill price (derived from Alpaca's average price).
 _PRICE_STEP = Decimal("0.000000001")
@@ -89,12 +90,12 @@ class FillLedger:
                 if gap > 0:
                     fills.append(self._synthesised(order, seen, gap, execution))
                 fills.append(
-                    _fill(
+                    fill_of(
                         order,
-                        execution.execution_id,
-                        min(execution.qty, missing),
-                        execution.price,
-                        execution.ts,
+                        fill_id=execution.execution_id,
+                        qty=min(execution.qty, missing),
+                        price=execution.price,
+                        ts=execution.ts,
                     )
                 )
             else:
@@ -134,23 +135,11 @@ class FillLedger:
         if price.as_tuple().exponent < _PRICE_STEP.as_tuple().exponent:  # type: ignore[operator]
             price = price.quantize(_PRICE_STEP)
         ts = execution.ts if execution else order.updated_at
-        return _fill(order, f"{order.id}:gap:{seen.qty + qty}", qty, price, ts)
+        return fill_of(
+            order, fill_id=f"{order.id}:gap:{seen.qty + qty}", qty=qty, price=price, ts=ts
+        )
 
     def _forget_terminal(self) -> None:
         for oid in [o for o, d in self._orders.items() if d.status in TERMINAL_STATUSES]:
             del self._orders[oid]
         self._terminal = 0
-
-
-def _fill(order: Order, fill_id: str, qty: Decimal, price: Decimal, ts: int) -> Fill:
-    return Fill(
-        fill_id=fill_id,
-        order_id=order.id,
-        client_order_id=order.client_order_id,
-        broker=order.broker,
-        symbol=order.symbol,
-        side=order.side,
-        qty=qty,
-        price=price,
-        ts=ts,
-    )

@@ -68,6 +68,7 @@ from ult_actors.messages import (
     Position,
     TimeInForce,
 )
+from ult_actors.order_state import fill_of
 
 INSTRUMENT_RE = re.compile(r"^[A-Z0-9]{2,10}_[A-Z0-9]{2,10}$")
 #: v20 transaction types that create one of the four entry orders.
@@ -241,17 +242,14 @@ def fill_from(txn: WireTransaction, order: Order) -> Fill:
     """
     units = txn.units or Decimal(0)
     price = txn.fullVWAP if txn.fullVWAP is not None else txn.price
-    return Fill(
+    return fill_of(
+        order,
         fill_id=txn.id or "",
-        order_id=order.id,
-        client_order_id=order.client_order_id,
-        broker=order.broker,
-        symbol=order.symbol,
-        side="buy" if units > 0 else "sell",
         qty=abs(units),
         price=price or Decimal(0),
-        commission=abs(txn.commission or Decimal(0)),
         ts=time_ns(txn.time),
+        commission=abs(txn.commission or Decimal(0)),
+        side="buy" if units > 0 else "sell",
     )
 
 

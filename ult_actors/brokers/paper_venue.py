@@ -45,7 +45,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import order_from_request
+from ult_actors.order_state import fill_of, order_from_request
 from ult_actors.validation import validate_order
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -308,17 +308,14 @@ class PaperVenue:
         filled = order.filled_qty + qty
         avg = ((order.avg_fill_price or ZERO) * order.filled_qty + price * qty) / filled
         now = self.now_ns()
-        fill = Fill(
+        fill = fill_of(
+            order,
             fill_id=f"{self._tag}.f{self._next_fill}",
-            order_id=order.id,
-            client_order_id=order.client_order_id,
-            broker=self.name,
-            symbol=order.symbol,
-            side=order.side,
             qty=qty,
             price=price,
-            commission=commission,
             ts=now,
+            commission=commission,
+            broker=self.name,
         )
         self._next_fill += 1
         self._fills.append(fill)

@@ -23,6 +23,7 @@ from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.mapping import order_from_ib, status_from_ib
 from ult_actors.errors import UltError
 from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderUpdate
+from ult_actors.order_state import fill_of
 
 
 @dataclass
@@ -175,16 +176,14 @@ class OrderTracker:
             return []
         fill = None
         if self.emit_fills:
-            fill = Fill(
+            fill = fill_of(
+                tracked.order,
                 fill_id=msg.exec_id,
-                order_id=tracked.order.id,
-                client_order_id=tracked.order.client_order_id,
-                broker=self.broker,
-                symbol=tracked.order.symbol,
-                side="buy" if msg.side == "BOT" else "sell",
                 qty=msg.shares,
                 price=msg.price,
                 ts=self.now_ns(),
+                side="buy" if msg.side == "BOT" else "sell",
+                broker=self.broker,
             )
         filled = max(tracked.order.filled_qty, msg.cum_qty)
         status = "filled" if filled >= tracked.order.qty else "partially_filled"
