@@ -20,15 +20,12 @@ import trio
 
 from ult_actors.config import ServiceConfig, describe, load_config
 from ult_actors.errors import ConfigError, UltError
+from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
 from ult_actors.service import Service, build_service
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def _serve_parser() -> argparse.ArgumentParser:

@@ -14,10 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
+from ult_actors.exit_codes import EXIT_OK, EXIT_USAGE
 
 SIMULATORS = ("alpaca", "oanda", "ib")
 

@@ -31,13 +31,9 @@ from ult_actors.client_tables import (
     positions_table,
 )
 from ult_actors.errors import ConfigError, UltError
+from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import Order
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 
 Command = Callable[[Client, argparse.Namespace, "Output"], int]
 Row = TypeVar("Row")
