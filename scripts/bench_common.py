@@ -85,6 +85,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 def latency_summary(samples_ns: list[int]) -> dict[str, Any]:
     """p50/p99/p99.9 in microseconds, plus the sample count and round trips per second."""
     samples = sorted(samples_ns)
+    if not samples:  # JSON has no NaN: say "no figure" instead
+        return {"n": 0, "per_s": None, "p50_us": None, "p99_us": None, "p99_9_us": None}
     total_s = sum(samples) / 1e9
     return {
         "n": len(samples),

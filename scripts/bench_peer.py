@@ -145,15 +145,24 @@ def _via_ult_loop(socket: Path, budget: Budget) -> list[int]:
     return samples
 
 
+async def _bounded(loop: Any, target: Any, budget: Budget) -> list[int]:
+    """Run a blocking client loop in a thread, given up on (not waited for) if it hangs."""
+    with trio.fail_after(budget.seconds + 60):
+        result: list[int] = await trio.to_thread.run_sync(
+            loop, target, budget, abandon_on_cancel=True
+        )
+    return result
+
+
 async def measure(plan: Any) -> dict[str, Any]:
     """p50 of alpaca-py direct against through ult, one order at a time, same simulator."""
     warm = Budget(min(30, plan.peer.count), 10.0)
     async with running_sim(fill_delay_s=0.05, fill_slices=1) as base_url:
-        await trio.to_thread.run_sync(_direct_loop, base_url, warm)
-        direct = await trio.to_thread.run_sync(_direct_loop, base_url, plan.peer)
+        await _bounded(_direct_loop, base_url, warm)
+        direct = await _bounded(_direct_loop, base_url, plan.peer)
         async with running_ult_on(base_url) as service:
-            await trio.to_thread.run_sync(_via_ult_loop, service.socket, warm)
-            via = await trio.to_thread.run_sync(_via_ult_loop, service.socket, plan.peer)
+            await _bounded(_via_ult_loop, service.socket, warm)
+            via = await _bounded(_via_ult_loop, service.socket, plan.peer)
     return {
         "direct": latency_summary(direct),
         "via_ult": latency_summary(via),
