@@ -62,7 +62,7 @@ from ult_actors.messages import (
     QueryOrder,
     QueryPositions,
 )
-from ult_actors.order_state import IllegalTransition, apply_update
+from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
 from ult_actors.runtime.actor import ActorContext, serve_mailbox
 from ult_actors.runtime.mailbox import Envelope
 from ult_actors.runtime.pubsub import EventBus
@@ -479,21 +479,7 @@ def _request_of(order: Order) -> OrderRequest:
 
 
 def _pending(request: OrderRequest, broker: str, now: int) -> Order:
-    assert request.client_order_id is not None
-    return Order(
-        id="",
-        client_order_id=request.client_order_id,
-        broker=broker,
-        symbol=request.symbol,
-        side=request.side,
-        qty=request.qty,
-        type=request.type,
-        time_in_force=request.time_in_force,
-        status="pending_new",
-        limit_price=request.limit_price,
-        stop_price=request.stop_price,
-        extended_hours=request.extended_hours,
-        created_at=now,
-        updated_at=now,
-        outcome="unknown",
+    """The journal's first record of an order: not sent yet, so its outcome is unknown."""
+    return order_from_request(
+        request, broker=broker, order_id="", status="pending_new", now_ns=now, outcome="unknown"
     )
