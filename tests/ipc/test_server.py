@@ -231,6 +231,9 @@ class _BuggyGateway:
     def subscribe(self, topics: Any, capacity: int) -> Any:
         raise AssertionError("not used")
 
+    def prepare(self, request: Any) -> Any:
+        return request
+
 
 async def test_a_bug_inside_the_service_is_an_internal_error_and_the_connection_lives_on(
     sock_dir: Path,
@@ -258,11 +261,14 @@ async def test_every_mutating_request_is_logged_with_the_peer_uid_and_pid(sock_d
         async with ipc_service(sock_dir) as (_svc, path), AsyncClient(path) as client:
             with trio.fail_after(10):
                 await client.submit("AAPL", "buy", 2, client_order_id="logged-1")
+                unnamed = await client.submit("AAPL", "buy", 1)
                 await client.kill_switch(False)
                 await client.health()  # a read: not logged as a request
     structlog.reset_defaults()
     requests = [e for e in logs if e["event"] == "request"]
-    assert [r["kind"] for r in requests] == ["Submit", "SetKillSwitch"]
+    assert [r["kind"] for r in requests] == ["Submit", "Submit", "SetKillSwitch"]
+    # The line names the order even when the service chose its client order id.
+    assert requests[1]["client_order_id"] == unnamed.client_order_id
     for entry in requests:
         assert (entry["peer_uid"], entry["peer_pid"]) == (os.getuid(), os.getpid())
     assert requests[0]["client_order_id"] == "logged-1" and requests[0]["qty"] == "2"

@@ -178,13 +178,20 @@ class ServiceGateway:
             raise NotFound(f"no order with id or client order id {order_id!r}")
         return order
 
-    async def _submit(self, request: Submit) -> Reply:
-        order_req = request.order
-        if order_req.client_order_id is None:
-            order_req = msgspec.structs.replace(
-                order_req, client_order_id=self.new_client_order_id()
+    def prepare(self, request: Request) -> Request:
+        """``request`` as the service will handle it: a submit gets its client order id."""
+        if isinstance(request, Submit) and request.order.client_order_id is None:
+            order = msgspec.structs.replace(
+                request.order, client_order_id=self.new_client_order_id()
             )
-            request = msgspec.structs.replace(request, order=order_req)
+            return msgspec.structs.replace(request, order=order)
+        return request
+
+    async def _submit(self, request: Submit) -> Reply:
+        prepared = self.prepare(request)
+        assert isinstance(prepared, Submit)
+        request = prepared
+        order_req = request.order
         coid = order_req.client_order_id
         timeout = self.submit_timeout_s
         if order_req.deadline_ns is not None:

@@ -138,6 +138,7 @@ class Connection:
             self._send(ErrorReply(id=self.codec.request_id(payload), error=exc.to_info()))
             return
         if isinstance(request, _MUTATING):
+            request = self.gateway.prepare(request)
             self._log_mutation(request)
         if isinstance(request, Subscribe):
             self._subscribe(request, handlers)

@@ -22,3 +22,8 @@ class Gateway(Protocol):
     def subscribe(self, topics: frozenset[EventTopic], capacity: int) -> Subscription[Event]:
         """A bounded subscription to events of these topics."""
         ...
+
+    def prepare(self, request: Request) -> Request:
+        """The request as it will be handled (a submit gets its client order id), so the
+        server's log line for it names the order."""
+        ...
