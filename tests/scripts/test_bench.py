@@ -58,3 +58,36 @@ def test_smoke_run_prints_one_json_document_with_every_section() -> None:
     assert [row["brokers"] for row in doc["scale"]["sizes"]] == [1, 10]
     assert all(row["brokers_running"] == row["brokers"] for row in doc["scale"]["sizes"])
     assert "goals" in out.stderr  # the human table goes to stderr next to the JSON
+
+
+def test_report_of_a_partial_run_says_what_is_missing_instead_of_failing() -> None:
+    from bench_report import goals, ratios, render_table
+
+    doc = {
+        "meta": {"quick": True},
+        "floor": {"status": "ok", "sequential": {"n": 10, "p50_us": 50.0}},
+        "ult": {"status": "unavailable", "reason": "not written yet: the IPC server"},
+    }
+    doc["ratios"] = ratios(doc)
+    doc["goals"] = goals(doc)
+    assert doc["ratios"]["sequential_p50"] is None
+    assert all(goal["met"] is None for goal in doc["goals"])
+    table = render_table(doc)
+    assert "unavailable: not written yet: the IPC server" in table
+    assert "(not run)" in table  # sections absent from the document
+
+
+def test_goal_verdicts_follow_the_figures() -> None:
+    from bench_report import goals, ratios
+
+    doc = {
+        "floor": {"sequential": {"p50_us": 100.0}, "pipelined": {"per_s": 10_000.0}},
+        "ult": {"sequential": {"p50_us": 150.0}, "pipelined": {"1": {"per_s": 4_000.0}}},
+        "scale": {"sizes": [{"brokers": 1000, "rss_mb": 150.0, "ready_s": 1.5}]},
+    }
+    doc["ratios"] = ratios(doc)
+    met = {g["goal"]: g["met"] for g in goals(doc)}
+    assert met["ult sequential p50 <= 2 x floor p50"] is True
+    assert met["ult pipelined orders/s >= 0.5 x floor pipelined"] is False
+    assert met["1,000 brokers RSS <= 200 MB"] is True
+    assert met["1,000 brokers ready <= 1 s (build_service to ready)"] is False
