@@ -84,16 +84,20 @@ async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator
 
 
 @asynccontextmanager
-async def running_ult_on(base_url: str, *, profile: Path | None = None) -> AsyncIterator[Any]:
+async def running_ult_on(
+    base_url: str, *, profile: Path | None = None, journal: bool = True
+) -> AsyncIterator[Any]:
     """``ult serve`` with the paper broker and an ``alpaca`` broker at ``base_url``."""
     from bench_ult import start_service, write_config
 
+    overrides: dict[str, dict[str, Any]] = {
+        "brokers.alpaca": {"kind": "alpaca", "base_url": base_url}
+    }
+    if not journal:
+        overrides["journal"] = {"enabled": False}
     with short_tempdir("bp-") as tmp:
         (tmp / "run").mkdir(mode=0o700)
-        config = write_config(
-            tmp,
-            {"brokers.alpaca": {"kind": "alpaca", "base_url": base_url}},
-        )
+        config = write_config(tmp, overrides)
         service = await start_service(
             tmp,
             config,
@@ -163,7 +167,16 @@ async def measure(plan: Any) -> dict[str, Any]:
         async with running_ult_on(base_url) as service:
             await _bounded(_via_ult_loop, service.socket, warm)
             via = await _bounded(_via_ult_loop, service.socket, plan.peer)
+        out: dict[str, Any] = {}
+        if plan.peer_journal_off:
+            # How much of the difference is the journal's fsyncs.
+            async with running_ult_on(base_url, journal=False) as service:
+                await _bounded(_via_ult_loop, service.socket, warm)
+                out["via_ult_journal_off"] = latency_summary(
+                    await _bounded(_via_ult_loop, service.socket, plan.peer)
+                )
     return {
+        **out,
         "direct": latency_summary(direct),
         "via_ult": latency_summary(via),
         "setup": "ult sim alpaca child process; alpaca-py TradingClient vs ult Client"

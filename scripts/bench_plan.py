@@ -28,6 +28,8 @@ class Plan:
     #: Also start each size a second time on the state it left.
     scale_restart: bool
     peer: Budget
+    #: Also through ult with the journal off (what the journal adds to each order).
+    peer_journal_off: bool
 
 
 QUICK = Plan(
@@ -46,6 +48,7 @@ QUICK = Plan(
     scale_sizes=(1, 100, 1000),
     scale_restart=False,
     peer=Budget(300, 3.0),
+    peer_journal_off=False,
 )
 
 FULL = Plan(
@@ -68,6 +71,7 @@ FULL = Plan(
     scale_sizes=(1, 100, 1000),
     scale_restart=True,
     peer=Budget(3_000, 15.0),
+    peer_journal_off=True,
 )
 
 
@@ -88,6 +92,7 @@ SMOKE = Plan(
     scale_sizes=(1, 10),
     scale_restart=True,
     peer=Budget(5, 2.0),
+    peer_journal_off=False,
 )
 
 

@@ -242,7 +242,13 @@ def render_table(doc: dict[str, Any]) -> str:
 
     out += ["", "peer: an order to the Alpaca simulator"]
     rows = [["", "n", "p50", "p99"]]
-    for label, key in (("alpaca-py direct", "direct"), ("through ult", "via_ult")):
+    for label, key in (
+        ("alpaca-py direct", "direct"),
+        ("through ult", "via_ult"),
+        ("through ult, journal off", "via_ult_journal_off"),
+    ):
+        if key not in (doc.get("peer") or {}) and key == "via_ult_journal_off":
+            continue
         s = dig(doc, "peer", key) or {}
         rows.append([label, _fmt(s.get("n")), _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us")])
     out += _grid(rows)
