@@ -228,6 +228,9 @@ def render_table(doc: dict[str, Any]) -> str:
     rows = [["brokers", "connector", "running", "RSS", "build->ready", "process->ready", "idle CPU"]]
     scale_rows = [(row, "") for row in dig(doc, "scale", "sizes") or []]
     scale_rows += [(row, " (restart)") for row in dig(doc, "scale", "restart_sizes") or []]
+    instant = dig(doc, "scale", "instant_broker")
+    if instant:
+        scale_rows.append((instant, ""))
     for row, note in scale_rows:
         rows.append(
             [_fmt(row.get("brokers")) + note, str(row.get("connector")),

@@ -5,7 +5,9 @@ one size's memory never counts against another. The child writes a config
 with N paper connections (all defaults otherwise), builds the service, runs
 it until every actor has started, then prints one JSON line: resident
 memory and the time from ``build_service`` to ready (the parent adds process
-start to ready); then a second line with the CPU the idle service uses.
+start to ready); then a second line with the CPU the idle service uses. The
+largest size is also run with an instant broker that stores nothing, to
+tell the actors' own cost from the paper connector's.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _paper_config(n: int, state_dir: Path) -> Any:
     return load_config(path, env={})
 
 
-async def _run_child(n: int, state_dir: Path) -> dict[str, Any]:
+async def _run_child(n: int, state_dir: Path, connector: str) -> dict[str, Any]:
     from ult_actors.logsetup import configure_logging
     from ult_actors.service import build_service
 
@@ -58,7 +60,17 @@ async def _run_child(n: int, state_dir: Path) -> dict[str, Any]:
     if not paper_available():
         raise SystemExit("the paper broker is not available")
     t0 = time.perf_counter()
-    service = build_service(_paper_config(n, state_dir), env={})
+    config = _paper_config(n, state_dir)
+    if connector == "instant":
+        # The same tree with a broker that stores nothing: what the actors themselves cost.
+        from bench_actors import InstantConnector
+
+        factories: Any = {
+            b.name: (lambda name=b.name: InstantConnector(name)) for b in config.brokers
+        }
+        service = build_service(config, env={}, connector_factories=factories)
+    else:
+        service = build_service(config, env={})
     built = time.perf_counter()
     async with trio.open_nursery() as nursery:
         with trio.fail_after(300):
@@ -67,7 +79,7 @@ async def _run_child(n: int, state_dir: Path) -> dict[str, Any]:
         up, total = service.brokers_up()
         result = {
             "brokers": n,
-            "connector": "paper",
+            "connector": connector,
             "brokers_running": up,
             "brokers_configured": total,
             "build_s": round(built - t0, 4),
@@ -87,16 +99,18 @@ async def _run_child(n: int, state_dir: Path) -> dict[str, Any]:
 
 
 def child_main(argv: list[str]) -> int:
-    """``bench_scale.py N STATE_DIR``: start a service with N brokers, print JSON lines."""
-    trio.run(_run_child, int(argv[0]), Path(argv[1]))
+    """``bench_scale.py N STATE_DIR [paper|instant]``: start a service, print JSON lines."""
+    trio.run(_run_child, int(argv[0]), Path(argv[1]), argv[2] if len(argv) > 2 else "paper")
     return 0
 
 
-async def measure_one(n: int, state_dir: Path, timeout_s: float = 120.0) -> dict[str, Any]:
+async def measure_one(
+    n: int, state_dir: Path, timeout_s: float = 120.0, connector: str = "paper"
+) -> dict[str, Any]:
     """Run one size in a fresh process; add process start to ready as the parent saw it."""
     t0 = time.perf_counter()
     proc = await trio.lowlevel.open_process(
-        [python(), str(_HERE), str(n), str(state_dir)],
+        [python(), str(_HERE), str(n), str(state_dir), connector],
         stdout=subprocess.PIPE,
         env=child_env(),
     )
@@ -133,6 +147,8 @@ async def measure(sizes: list[int], *, restart: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"sizes": fresh}
     if restart:
         out["restart_sizes"] = again
+    with short_tempdir("bs-") as tmp:
+        out["instant_broker"] = await measure_one(max(sizes), tmp, connector="instant")
     return out
 
 
