@@ -319,17 +319,27 @@ class _BrokerIncarnation:
         if known is not None:
             # It may already be at the broker: find out before sending again.
             found = await self._lookup_patiently(known)
+            if found is None and known.status == "pending_new":
+                # Sent moments ago (then a crash or a second submit): it may still land.
+                wait_s = self._grace_left(known)
+                if wait_s > 0:
+                    await trio.sleep(wait_s)
+                    found = await self._lookup_patiently(known)
             if found is not None:
                 return await self._track(found)
             if known.status != "pending_new":
                 # Settled already (e.g. rejected as never arrived): never send it again.
                 return known
+            known = await self._stamp_resend(known)
+            if known.status != "pending_new":
+                return known  # the broker reported it meanwhile
         if known is None:
             now = self.deps.now_ns()
             known = _pending(request, self.deps.name, now)
             await store.record(known, event="submit")  # durable before it leaves
         attempt = 0
         while True:
+            sent_at = trio.current_time()
             try:
                 order = await self.connector.submit(request)
             except DuplicateOrder:
@@ -347,6 +357,11 @@ class _BrokerIncarnation:
                     if not policy.enabled or attempt > policy.max_retries:
                         return await self._give_up(known, last)
                     delay = policy.delay(attempt, self.deps.rng, last.retry_after)
+                    grace = self.deps.reconcile.settle_grace_s
+                    if trio.current_time() - sent_at >= grace:
+                        # A send that hung this long may be a timeout with the request
+                        # still being processed: give it the grace before asking.
+                        delay = max(delay, grace)
                     self.log.warning(
                         "submit failed; retrying",
                         client_order_id=coid,
@@ -363,6 +378,10 @@ class _BrokerIncarnation:
                     break
                 if found is not None:
                     return await self._track(found)
+                stamped = await self._stamp_resend(known)
+                if stamped.status != "pending_new":
+                    return stamped  # the broker reported it meanwhile
+                known = stamped
                 continue
             except UltError as exc:
                 # A definitive refusal: the order is final, the caller gets the error.
@@ -376,6 +395,23 @@ class _BrokerIncarnation:
                 await self._track(rejected)
                 raise
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    def _grace_left(self, known: Order) -> float:
+        """Seconds until the last send of ``known`` is ``settle_grace_s`` old."""
+        since_s = (self.deps.now_ns() - known.updated_at) / 1e9
+        return max(0.0, self.deps.reconcile.settle_grace_s - since_s)
+
+    async def _stamp_resend(self, known: Order) -> Order:
+        """Journal that ``known`` is sent again (its time is the last send's), unless the
+        broker reported it meanwhile, in which case that report is returned."""
+        coid = known.client_order_id
+        store = await self.deps.journal.get()
+        current = self.orders.get(coid) or await store.get(coid)
+        if current is not None and current.status != "pending_new":
+            return current
+        stamped = msgspec.structs.replace(known, updated_at=self.deps.now_ns())
+        await store.record(stamped, event="resend")
+        return stamped
 
     async def _give_up(self, known: Order, exc: UltError) -> Order:
         """Out of retries. Settle what we can: found, never arrived, or unknown."""
