@@ -37,6 +37,7 @@ client (talk to a running service; all take --socket and --json):
   health [--watch]      the actor tree: state, restarts, last error, mailbox, uptime
   events                follow order updates, fills, health and risk events
   kill-switch on|off    halt trading and cancel open orders, or resume
+  trading-state STATE   active | reducing | halted, for all brokers or --broker B
   socket                print the socket path clients use
 
 Exit codes: 0 ok, 1 rejected or failed, 2 usage error, 3 service unreachable.

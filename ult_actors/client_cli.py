@@ -330,6 +330,27 @@ def kill_switch_main(argv: list[str]) -> int:
     return _run(args, run)
 
 
+def trading_state_main(argv: list[str]) -> int:
+    """``ult trading-state active|reducing|halted [--broker B]``: set the trading state."""
+    p = _parser(
+        "trading-state",
+        "Set trading to active, reducing (only orders that shrink a position) or halted,"
+        " for every broker or one. Clears a broker put in reducing after a missing"
+        " position report, once a person has checked it.",
+    )
+    p.add_argument("state", choices=["active", "reducing", "halted"])
+    p.add_argument("--broker", help="only this broker connection (default: all)")
+    args = p.parse_args(argv)
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        detail = c.trading_state(a.state, broker=a.broker)
+        document = {"ok": True, "trading_state": a.state, "broker": a.broker, "detail": detail}
+        out.show(document, lambda _style: detail or f"trading {a.state}")
+        return EXIT_OK
+
+    return _run(args, run)
+
+
 def socket_main(argv: list[str]) -> int:
     """``ult socket``: print the socket path clients would use, and why."""
     p = argparse.ArgumentParser(prog="ult socket", description=socket_main.__doc__)
@@ -359,5 +380,6 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "health": health_main,
     "events": events_main,
     "kill-switch": kill_switch_main,
+    "trading-state": trading_state_main,
     "socket": socket_main,
 }

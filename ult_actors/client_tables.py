@@ -106,12 +106,17 @@ def orders_table(orders: Sequence[Order], style: Style) -> str:
                "TIF", "STATUS", "FILLED", "AVG PRICE"]  # fmt: skip
     rows = [
         [o.id, o.client_order_id, o.broker, o.symbol, o.side, num(o.qty), o.type,
-         _price(o), o.time_in_force, o.status, num(o.filled_qty), num(o.avg_fill_price)]
+         _price(o), o.time_in_force, _status(o), num(o.filled_qty), num(o.avg_fill_price)]
         for o in orders
     ]  # fmt: skip
     if not rows:
         return "no orders"
     return table(headers, rows, style, right=frozenset({5, 7, 10, 11}), colour_column=9)
+
+
+def _status(o: Order) -> str:
+    # An unsettled submit must stand out until reconciliation settles it.
+    return f"{o.status}?" if o.outcome == "unknown" else o.status
 
 
 def _price(o: Order) -> str:

@@ -173,6 +173,21 @@ def test_the_kill_switch_from_the_command_line(service: ServiceProcess) -> None:
     assert ult(service, "submit", "AAPL", "buy", "1").returncode == 0
 
 
+def test_trading_state_from_the_command_line_for_one_broker(service: ServiceProcess) -> None:
+    reducing = ult(service, "trading-state", "reducing", "--broker", "paper", "--json")
+    try:
+        assert reducing.returncode == 0
+        assert json.loads(reducing.stdout)["trading_state"] == "reducing"
+        refused = ult(service, "submit", "MSFT", "buy", "1", "--json")  # opens a position
+        assert refused.returncode == 1
+        error = json.loads(refused.stdout)["error"]
+        assert (error["code"], error["limit"]) == ("risk_rejected", "trading_state")
+        assert ult(service, "trading-state", "active", "--broker", "nope").returncode == 1
+    finally:
+        assert ult(service, "trading-state", "active", "--broker", "paper").returncode == 0
+    assert ult(service, "submit", "MSFT", "buy", "1").returncode == 0
+
+
 def test_config_check_still_works() -> None:
     done = run_ult("config", "check", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True

@@ -96,3 +96,22 @@ def test_event_lines_say_what_happened() -> None:
     halt = TradingStateChanged(state="halted", reason="kill switch", ts=NOW)
     assert event_line(halt, plain).endswith("trading halted: kill switch")
     assert event_line(halt, plain).startswith("13:46:40.000Z")
+
+
+def test_an_order_of_unknown_outcome_is_marked_in_the_orders_table() -> None:
+    from decimal import Decimal
+
+    from ult_actors.client_tables import orders_table
+    from ult_actors.messages import Order
+
+    def order(coid: str, outcome: str) -> Order:
+        return Order(
+            id="", client_order_id=coid, broker="paper", symbol="AAPL", side="buy",
+            qty=Decimal(1), type="market", time_in_force="day", status="pending_new",
+            outcome=outcome,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    lines = orders_table([order("sure-1", "definitive"), order("lost-1", "unknown")], Style(False))
+    rows = {line.split()[0]: line for line in lines.splitlines()[1:]}
+    assert "pending_new?" in rows["lost-1"]
+    assert "pending_new?" not in rows["sure-1"]
