@@ -458,6 +458,25 @@ class QueryAccount(
     """Ask a broker for its account."""
 
 
+class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="restrict"):
+    """Tighten one broker's trading state (never loosens it).
+
+    Sent by positions when the service cannot vouch for a broker's positions
+    (fail closed); only a person's ``SetTradingState`` sets it back.
+    """
+
+    broker: str
+    reason: str
+    state: TradingState = "reducing"
+
+
+class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="seed"):
+    """A broker's first position report since start: risk's book for it begins here."""
+
+    broker: str
+    positions: list[Position]
+
+
 BrokerCommand = (
     PlaceOrder
     | CancelOrder

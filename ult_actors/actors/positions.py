@@ -22,7 +22,6 @@ from typing import Any
 import structlog
 import trio
 
-from ult_actors.actors.risk import RestrictTrading
 from ult_actors.errors import UltError
 from ult_actors.messages import (
     BrokerCommand,
@@ -32,6 +31,8 @@ from ult_actors.messages import (
     Position,
     PositionDrift,
     QueryPositions,
+    RestrictTrading,
+    SeedPositions,
 )
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
@@ -145,6 +146,8 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
                 RestrictTrading(broker=name, reason=f"no position report: {exc}"), timeout=10.0
             )
         return
+    if name not in book.synced_at and deps.risk is not None:
+        await deps.risk.send(SeedPositions(broker=name, positions=reported), timeout=10.0)
     theirs = {p.symbol: p for p in reported}
     ours = {s: q for (b, s), q in book.qty.items() if b == name and q != 0}
     for symbol in sorted(set(theirs) | set(ours)):

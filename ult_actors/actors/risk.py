@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 import structlog
 import trio
 
@@ -30,6 +29,8 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     PlaceOrder,
+    RestrictTrading,
+    SeedPositions,
     SetKillSwitch,
     SetTradingState,
     TradingState,
@@ -39,20 +40,7 @@ from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
-
-class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True):
-    """In-process: tighten one broker's trading state (never loosens it).
-
-    Sent when the service cannot vouch for a broker's positions (fail
-    closed); only a person's ``SetTradingState`` sets it back.
-    """
-
-    broker: str
-    reason: str
-    state: TradingState = "reducing"
-
-
-RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading
+RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading | SeedPositions
 
 _DAY_NS = 86_400 * 1_000_000_000
 #: How many finished orders the risk view remembers to ignore repeated reports.
@@ -107,6 +95,8 @@ class RiskState:
     #: give up on one (its deadline plus a grace). One that never reached its broker
     #: (its deadline passed in the broker's mailbox) must not hold a slot forever.
     unconfirmed: dict[str, float] = field(default_factory=dict)
+    #: Brokers whose first position report has been offered (``seed_books``).
+    seeded: set[str] = field(default_factory=set)
 
     def forget_unreported(self, now: float) -> None:
         """Drop open orders whose broker never reported them, oldest first."""
@@ -229,6 +219,23 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
         state.tokens -= 1.0
 
 
+def seed_books(state: RiskState, seed: SeedPositions) -> None:
+    """Start a broker's books from its report, unless fills have built them already.
+
+    After a restart risk knows no positions, so ``reducing`` would refuse
+    even the orders that shrink one; the broker's first report fixes that.
+    """
+    if seed.broker in state.seeded:
+        return
+    state.seeded.add(seed.broker)
+    if any(broker == seed.broker for broker, _ in state.books):
+        return  # fills came first; they are newer than any report
+    for position in seed.positions:
+        state.books[(seed.broker, position.symbol)] = _Book(
+            qty=position.qty, avg_price=position.avg_entry_price
+        )
+
+
 def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     """Fold an order update into the risk view (idempotent)."""
     order = update.order
@@ -339,6 +346,8 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                elif isinstance(msg, SeedPositions):
+                    seed_books(state, msg)
                 elif isinstance(msg, RestrictTrading):
                     held = state.broker_trading.get(msg.broker, "active")
                     if _STRICTNESS[msg.state] > _STRICTNESS[held]:
