@@ -36,6 +36,8 @@ from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_a
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, risk_actor
 from ult_actors.actors.router import RouterDeps, router_actor
+from ult_actors.actors.trading_state_store import FILE_NAME as TRADING_STATE_FILE
+from ult_actors.actors.trading_state_store import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import ServiceConfig, default_state_dir
@@ -207,7 +209,13 @@ def build_service(
         # One broker's outage must not take the others (or the process) down.
         park_s=sup.park_s,
     )
-    risk_state = RiskState(trading=config.risk.initial_state)
+    trading_state_path = state_dir / TRADING_STATE_FILE
+    saved = load_trading_state(trading_state_path)
+    risk_state = (
+        RiskState(trading=saved.trading, broker_trading=dict(saved.broker_trading))
+        if saved is not None
+        else RiskState(trading=config.risk.initial_state)
+    )
     book = PositionBook()
     positions_mb: Mailbox[Any] = Mailbox(capacity=1024)
     risk_mb: Mailbox[Any] = Mailbox(capacity=4096)
@@ -258,6 +266,7 @@ def build_service(
                     state=risk_state,
                     now_ns=now_ns,
                     on_state_change=on_state_change,
+                    state_path=trading_state_path,
                 )
             ),
             mailbox=risk_mb,
@@ -299,7 +308,7 @@ def build_service(
         book=book,
         state_dir=state_dir,
         now_ns=now_ns,
-        trading_state=config.risk.initial_state,
+        trading_state=risk_state.trading,
     )
     service_ref.append(service)
     service.gateway = ServiceGateway(

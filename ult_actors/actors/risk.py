@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import structlog
 import trio
 
+from ult_actors.actors.trading_state_store import SavedTradingState, save_trading_state
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.messages import (
     OPEN_STATUSES,
@@ -137,6 +139,8 @@ class RiskDeps:
     state: RiskState
     now_ns: Callable[[], int] = time.time_ns
     on_state_change: Callable[[TradingState], None] = lambda _s: None
+    #: Where every change of trading state is saved (``None``: not kept across restarts).
+    state_path: Path | None = None
 
 
 def position_after(state: RiskState, broker: str, request: OrderRequest) -> tuple[Decimal, Decimal]:
@@ -320,6 +324,17 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
             else:
                 state.broker_trading[broker] = new
             deps.on_state_change(state.trading)
+            if deps.state_path is not None:
+                saved = SavedTradingState(
+                    trading=state.trading,
+                    broker_trading=dict(state.broker_trading),
+                    reason=reason,
+                    at_ns=deps.now_ns(),
+                )
+                try:
+                    save_trading_state(deps.state_path, saved)
+                except OSError as exc:
+                    log.error("trading state not saved", path=str(deps.state_path), error=str(exc))
             deps.bus.publish(
                 TradingStateChanged(state=new, reason=reason, broker=broker, ts=deps.now_ns())
             )
