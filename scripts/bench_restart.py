@@ -1,18 +1,22 @@
 """Restart: how long a broker connection is gone when it fails.
 
-Two measurements, each over several samples:
+Measured here, each over several samples, on in-process services whose
+paper connector is wrapped so it can be made to fail on demand:
 
-- **crash**: the broker actor's connection raises (injected through a thin
-  wrapper around the real connector); measured from the crash to the
-  supervisor reporting the actor ``running`` again, and to the first order
-  answered after it (sent right at the crash, so it waits in the mailbox).
-  Taken twice: with the default supervision config (the backoff is a jittered
-  draw from [0, 100 ms] on a first restart) and with zero backoff, which is
-  what the restart machinery itself costs. Every sample uses a fresh service,
-  so each crash is a first crash (no growing backoff, no restart intensity).
-- **drop**: the Alpaca simulator drops its connections; measured from the
-  drop to the first order acknowledged again through the service. Needs the
-  Alpaca connector and simulator (``bench_peer`` runs the simulator).
+- **crash**: an idle broker actor's update stream raises; measured from the
+  crash to the supervisor reporting the actor ``running`` again, and to the
+  answer of an order sent as soon as the actor is seen down (it waits in the
+  mailbox for the next incarnation). Taken with the default supervision
+  config (the backoff is a jittered draw from [0, 100 ms] on a first
+  restart) and with zero backoff, which is what the restart machinery itself
+  costs. Every sample uses a fresh service, so each crash is a first crash
+  (no growing backoff, no restart intensity).
+- **mid-submit**: the connector raises after the broker applied an order and
+  before it answered; measured from the submit to its answer (restart,
+  redelivery, the order found by client order id).
+
+The Alpaca simulator dropping its connections is measured by
+``bench_peer.measure_drop`` (it runs the simulator and ``ult serve``).
 """
 
 from __future__ import annotations
