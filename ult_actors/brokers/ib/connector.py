@@ -39,6 +39,7 @@ from ult_actors.brokers.ib.decode import decode_message
 from ult_actors.brokers.ib.encode import encode_request
 from ult_actors.brokers.ib.fields import FieldError
 from ult_actors.brokers.ib.mapping import same_request, to_ib
+from ult_actors.brokers.ib.order_ids import OrderIdSequence
 from ult_actors.brokers.ib.orders import OrderTracker, TrackedOrder
 from ult_actors.brokers.ib.pacing import MessagePacer
 from ult_actors.brokers.ib.protocol import (
@@ -88,7 +89,12 @@ class IbConnector:
     """A TWS / IB Gateway API connection; see the module docstring."""
 
     def __init__(
-        self, name: str, settings: IbSettings, *, now_ns: Callable[[], int] = time.time_ns
+        self,
+        name: str,
+        settings: IbSettings,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+        order_ids: OrderIdSequence | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -100,7 +106,10 @@ class IbConnector:
         self.server_version = 0
         self.account_id = ""
         self._accounts: list[str] | None = None
-        self._next_order_id = 0
+        #: Shared by every incarnation of this connection (see ``order_ids``).
+        self._order_ids = order_ids if order_ids is not None else OrderIdSequence()
+        #: TWS sent nextValidId on the current socket (the handshake waits for it).
+        self._told_next_id = False
         self._req_ids = itertools.count(1)
         self._pacer = MessagePacer(settings.max_messages_per_second)
         self._book = OrderTracker(name, settings.client_id, now_ns, log=self._log)
@@ -155,7 +164,7 @@ class IbConnector:
             server_version=self.server_version,
             account=self.account_id,
             client_id=s.client_id,
-            next_order_id=self._next_order_id,
+            next_order_id=self._order_ids.next_id,
         )
 
     async def _open(self) -> None:
@@ -163,6 +172,7 @@ class IbConnector:
         self._closed = False
         self._fatal = None
         self._accounts = None
+        self._told_next_id = False
         try:
             with trio.fail_after(s.connect_timeout_s):
                 raw = await trio.open_tcp_stream(s.host, s.port)
@@ -190,9 +200,7 @@ class IbConnector:
                         f" {MIN_SERVER_VERSION}..{MAX_SERVER_VERSION} (upgrade TWS / IB Gateway)"
                     )
                 await self._send(wire.StartApi(client_id=s.client_id))
-                await self._read_until(
-                    lambda: self._accounts is not None and self._next_order_id > 0
-                )
+                await self._read_until(lambda: self._accounts is not None and self._told_next_id)
         except trio.TooSlowError:
             raise BrokerUnavailable(
                 f"TWS at {s.host}:{s.port} did not complete the API handshake in"
@@ -348,18 +356,22 @@ class IbConnector:
         """Apply one server message; returns the order updates it causes."""
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
+            self._saw_order_id(msg.client_id, msg.order_id)
             updates = self._book.on_order_status(msg)
         elif isinstance(msg, wire.OpenOrder):
+            self._saw_order_id(msg.order.client_id, msg.order_id)
             self._add_to("open_orders", msg)
             updates = self._book.on_open_order(msg)
         elif isinstance(msg, wire.ExecDetails):
+            self._saw_order_id(msg.client_id, msg.order_id)
             if msg.req_id != -1:
                 self._add_to(("executions", msg.req_id), msg)
             updates = self._book.on_execution(msg)
         elif isinstance(msg, wire.ErrorMessage):
             updates = self._on_error(msg)
         elif isinstance(msg, wire.NextValidId):
-            self._next_order_id = max(self._next_order_id, msg.order_id)
+            self._order_ids.offer(msg.order_id)
+            self._told_next_id = True
         elif isinstance(msg, wire.ManagedAccounts):
             self._accounts = msg.accounts
         elif isinstance(msg, wire.OpenOrderEnd):
@@ -383,6 +395,11 @@ class IbConnector:
             self._end("time")
         self._notify()
         return updates
+
+    def _saw_order_id(self, client_id: int, order_id: int) -> None:
+        # TWS: new ids must exceed every id seen for this client, whoever placed it.
+        if client_id == self.settings.client_id and order_id > 0:
+            self._order_ids.advance_past(order_id)
 
     def _add_to(self, key: Hashable, msg: Any) -> None:
         collector = self._collectors.get(key)
@@ -533,8 +550,7 @@ class IbConnector:
             )
         self._require_trading()
         contract, ib_order = to_ib(request, self.settings, self.account_id)
-        order_id = self._next_order_id
-        self._next_order_id += 1
+        order_id = self._order_ids.take(self._book.orders)
         now = self._now_ns()
         order = msgspec.structs.replace(
             order_from_request(

@@ -58,7 +58,10 @@ class OrderTracker:
     log: Any = field(default_factory=structlog.get_logger)
 
     def add(self, order_id: int, order: Order) -> TrackedOrder:
-        """A new order of ours, about to be sent."""
+        """A new order of ours, about to be sent, under an id no tracked order has."""
+        if order_id in self.orders:
+            # One broker id for two orders would let TWS's reports of one update the other.
+            raise ValueError(f"IB order id {order_id} is already tracked")
         tracked = TrackedOrder(order_id=order_id, order=order)
         self.orders[order_id] = tracked
         self.by_ref[order.client_order_id] = order_id
@@ -120,6 +123,10 @@ class OrderTracker:
         if ours is None:
             return None
         key = order_id or -order.perm_id
+        if key in self.orders and order.perm_id:
+            # The id names another order (e.g. a completed one from an earlier TWS
+            # session): keep each under its own key rather than overwrite ours.
+            key = -order.perm_id
         tracked = TrackedOrder(order_id=key, order=ours, acked=True)
         self.orders[key] = tracked
         self.by_ref.setdefault(ours.client_order_id, key)

@@ -210,6 +210,14 @@ class SimExchange:
         if not sim.is_open:
             return self.reject(sim.client_id, sim.order_id, 103, "Duplicate order id")
         o = msg.order
+        if msg.contract.symbol != sim.contract.symbol or o.action != sim.order.action:
+            # An id reused for another order, not a modification: TWS refuses it.
+            return self.reject(
+                sim.client_id,
+                sim.order_id,
+                105,
+                "Order being modified does not match original order",
+            )
         sim.order = msgspec.structs.replace(
             sim.order,
             total_quantity=o.total_quantity,

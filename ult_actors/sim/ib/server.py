@@ -67,6 +67,9 @@ class Faults:
     reply_delay_s: float = 0.0
     #: Client ids answered with 326 as if another application held them.
     client_ids_in_use: set[int] = field(default_factory=set)
+    #: Answer nextValidId with this instead of the truth: a TWS whose answer
+    #: predates orders it has yet to read from a client's dropped socket.
+    stale_next_valid_id: int | None = None
 
 
 class _Session:
@@ -106,9 +109,12 @@ class TwsSimulator:
         self.now_ns = now_ns
         self.tick_interval_s = tick_interval_s
         self.sessions: dict[int, _Session] = {}
-        #: Highest order id handed out per client id (TWS remembers it across connections).
-        self._next_ids: dict[int, int] = {}
+        #: Highest order id each client id has sent, counted when it arrives (held
+        #: and delayed orders included): TWS remembers it across connections.
+        self._highest_ids: dict[int, int] = {}
         self.connected_to_ib = True
+        #: Bumped by every lost/restored, so a restore can tell it was overtaken.
+        self._ib_epoch = 0
         self._held: list[tuple[int, wire.Request]] = []
         self.log = structlog.get_logger().bind(component="sim.ib")
         #: Set whenever a session starts or ends; tests wait on it.
@@ -203,8 +209,25 @@ class TwsSimulator:
         await session.send(messages)
 
     def _next_id(self, client_id: int) -> int:
-        used = max(self._next_ids.get(client_id, 0), self.exchange.max_order_id(client_id))
-        return used + 1
+        if self.faults.stale_next_valid_id is not None:
+            return self.faults.stale_next_valid_id
+        return self._highest_used(client_id) + 1
+
+    def _highest_used(self, client_id: int) -> int:
+        return max(self._highest_ids.get(client_id, 0), self.exchange.max_order_id(client_id))
+
+    def _claim(self, client_id: int, order_id: int) -> list[Outgoing]:
+        """Accept a new order id (above every id the client used) or a live order's; else 103."""
+        live = self.exchange.find(client_id, order_id) is not None or any(
+            cid == client_id and isinstance(r, wire.PlaceOrder) and r.order_id == order_id
+            for cid, r in self._held
+        )
+        if live:
+            return []  # a modification; the exchange decides whether it may be one
+        if order_id <= self._highest_used(client_id):
+            return self.exchange.reject(client_id, order_id, 103, "Duplicate order id")
+        self._highest_ids[client_id] = order_id
+        return []
 
     def _connection_time(self) -> str:
         when = datetime.fromtimestamp(self.now_ns() / 1e9, UTC)
@@ -243,8 +266,15 @@ class TwsSimulator:
             )
             return
         if isinstance(request, wire.PlaceOrder | wire.CancelOrder):
-            if self.faults.ack_delay_s and isinstance(request, wire.PlaceOrder):
-                await trio.sleep(self.faults.ack_delay_s)
+            if isinstance(request, wire.PlaceOrder):
+                # The id counts as used from the moment it arrives, as at TWS, even
+                # if the order waits (delayed, held) and its client drops meanwhile.
+                refused = self._claim(session.client_id, request.order_id)
+                if refused:
+                    await self._route(refused)
+                    return
+                if self.faults.ack_delay_s:
+                    await trio.sleep(self.faults.ack_delay_s)
             if not self.connected_to_ib:
                 self._held.append((session.client_id, request))
                 return
@@ -263,7 +293,6 @@ class TwsSimulator:
     ) -> list[Outgoing]:
         if isinstance(request, wire.CancelOrder):
             return self.exchange.cancel(client_id, request.order_id)
-        self._next_ids[client_id] = max(self._next_ids.get(client_id, 0), request.order_id)
         if self.faults.reject_next > 0 and self.exchange.find(client_id, request.order_id) is None:
             self.faults.reject_next -= 1
             return self.exchange.reject(client_id, request.order_id, 201, self.faults.reject_text)
@@ -366,17 +395,24 @@ class TwsSimulator:
     async def connectivity_lost(self) -> None:
         """Tell every client TWS lost IB (1100); orders are held until restored."""
         self.connected_to_ib = False
+        self._ib_epoch += 1
         await self._route([(None, wire.ErrorMessage(req_id=-1, code=1100, message=LOST_TEXT))])
 
     async def connectivity_restored(self, *, data_lost: bool = False) -> None:
         """1101 (data lost) or 1102 (data maintained); held orders then go through."""
-        self.connected_to_ib = True
         code, text = (1101, RESTORED_LOST) if data_lost else (1102, RESTORED_KEPT)
         await self._route([(None, wire.ErrorMessage(req_id=-1, code=code, message=text))])
-        held, self._held = self._held, []
-        for client_id, request in held:
+        # Held orders go first, in arrival order: an order sent after the restore
+        # must not overtake one that was waiting (its id is lower). A loss
+        # announced meanwhile stops the release and wins.
+        self._ib_epoch += 1
+        epoch = self._ib_epoch
+        while self._held and self._ib_epoch == epoch:
+            client_id, request = self._held.pop(0)
             assert isinstance(request, wire.PlaceOrder | wire.CancelOrder)
             await self._route(self._order_request(client_id, request))
+        if self._ib_epoch == epoch:
+            self.connected_to_ib = True
 
     async def notify(self, code: int, text: str) -> None:
         """Send every client a system message (req id -1), e.g. a farm notice."""
