@@ -244,6 +244,32 @@ async def test_a_fresh_process_skips_ids_of_open_orders_tws_reports(sim: TwsSimu
     assert sorted(v[0] for v in sim_orders(sim).values()) == ["open-0", "open-1"]
 
 
+async def test_an_id_tws_refuses_as_used_is_never_placed_and_the_retry_gets_a_fresh_one(
+    sim: TwsSimulator,
+) -> None:
+    """Nothing tells a fresh process about a rejected order's id; TWS's 103 does."""
+    sim.faults.stale_next_valid_id = 1
+    first = IbConnector("ib", settings(sim.port))
+    with trio.fail_after(BOUND):
+        await first.connect()
+        sim.faults.reject_next = 1
+        with pytest.raises(InvalidOrder):
+            await first.submit(resting("rejected", "AAPL", 1))
+        await first.disconnect()
+        await sim.wait_for_session(1, present=False)
+
+    second = IbConnector("ib", settings(sim.port))  # a restarted service: no shared sequence
+    request = resting("retried", "MSFT", 2)
+    with trio.fail_after(BOUND):
+        await second.connect()
+        with pytest.raises(BrokerUnavailable, match="103"):
+            await second.submit(request)
+        placed = await second.submit(request)  # the actor's retry: same client order id
+        await second.disconnect()
+    assert int(placed.id) == 2
+    assert sim_orders(sim) == {2: ("retried", "MSFT", 2)}
+
+
 # -- the tracker: one IB order id, one order ---------------------------------------
 
 

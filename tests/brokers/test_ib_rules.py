@@ -46,6 +46,7 @@ async def test_pacer_holds_a_flood_to_the_rate_on_trios_clock(
             InsufficientFunds,
         ),
         (103, "Duplicate order id", BrokerUnavailable),
+        (105, "Order being modified does not match original order", BrokerUnavailable),
         (100, "Max rate of messages per second has been exceeded", RateLimited),
         (10147, "OrderId 7 that needs to be cancelled is not found.", NotFound),
         (200, "No security definition has been found for the request", InvalidOrder),

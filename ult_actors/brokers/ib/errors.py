@@ -22,6 +22,11 @@ RESTORED_DATA_LOST = 1101
 RESTORED_DATA_KEPT = 1102
 CLIENT_ID_IN_USE = 326
 DUPLICATE_ORDER_ID = 103
+#: "Order being modified does not match original order": for a new order, its id
+#: named another live order (so it was a reused id, and nothing was placed).
+MODIFIED_ORDER_MISMATCH = 105
+#: Codes meaning the order id, not the order, was refused: never placed, retryable.
+ORDER_ID_REFUSED = frozenset({DUPLICATE_ORDER_ID, MODIFIED_ORDER_MISMATCH})
 ORDER_CANCELED = 202
 CANCEL_NOT_FOUND = 10147
 CANCEL_NOT_ALLOWED = 10148
@@ -49,7 +54,7 @@ def order_rejection(code: int, message: str, broker: str) -> UltError:
         return RateLimited(text, retry_after=1.0, broker=broker)
     if code == CANCEL_NOT_FOUND:
         return NotFound(text, broker=broker)
-    if code == DUPLICATE_ORDER_ID:
+    if code in ORDER_ID_REFUSED:
         # Never placed: our id counter fell behind TWS's. Retryable with a fresh id.
         return BrokerUnavailable(text, broker=broker)
     lowered = message.lower()

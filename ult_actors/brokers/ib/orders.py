@@ -224,7 +224,7 @@ class OrderTracker:
         log.warning("tws rejected an order")
         tracked.error = error
         tracked.acked = True
-        if code == ib_errors.DUPLICATE_ORDER_ID:
+        if code in ib_errors.ORDER_ID_REFUSED:
             # Never placed: forget it so a retry under the same client id goes out anew.
             self.forget(tracked)
             return []
