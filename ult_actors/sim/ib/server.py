@@ -271,6 +271,7 @@ class TwsSimulator:
                 # if the order waits (delayed, held) and its client drops meanwhile.
                 refused = self._claim(session.client_id, request.order_id)
                 if refused:
+                    self._log_placement(session.client_id, request, refused)
                     await self._route(refused)
                     return
                 if self.faults.ack_delay_s:
@@ -295,8 +296,27 @@ class TwsSimulator:
             return self.exchange.cancel(client_id, request.order_id)
         if self.faults.reject_next > 0 and self.exchange.find(client_id, request.order_id) is None:
             self.faults.reject_next -= 1
-            return self.exchange.reject(client_id, request.order_id, 201, self.faults.reject_text)
-        return self.exchange.place(client_id, request)
+            out = self.exchange.reject(client_id, request.order_id, 201, self.faults.reject_text)
+        else:
+            out = self.exchange.place(client_id, request)
+        self._log_placement(client_id, request, out)
+        return out
+
+    def _log_placement(
+        self, client_id: int, request: wire.PlaceOrder, outcome: list[Outgoing]
+    ) -> None:
+        # One line per order, so a chaos run's orders can be audited afterwards.
+        codes = [m.code for _, m in outcome if isinstance(m, wire.ErrorMessage)]
+        self.log.debug(
+            "order placed" if not codes else "order refused",
+            client_id=client_id,
+            order_id=request.order_id,
+            order_ref=request.order.order_ref,
+            symbol=request.contract.symbol,
+            action=request.order.action,
+            qty=str(request.order.total_quantity),
+            codes=codes,
+        )
 
     def _answer(self, session: _Session, request: wire.Request) -> list[wire.Incoming]:
         ex = self.exchange
