@@ -420,13 +420,13 @@ class TwsSimulator:
 
     async def connectivity_restored(self, *, data_lost: bool = False) -> None:
         """1101 (data lost) or 1102 (data maintained); held orders then go through."""
+        # A loss announced while this restore is under way wins over it.
+        self._ib_epoch += 1
+        epoch = self._ib_epoch
         code, text = (1101, RESTORED_LOST) if data_lost else (1102, RESTORED_KEPT)
         await self._route([(None, wire.ErrorMessage(req_id=-1, code=code, message=text))])
         # Held orders go first, in arrival order: an order sent after the restore
-        # must not overtake one that was waiting (its id is lower). A loss
-        # announced meanwhile stops the release and wins.
-        self._ib_epoch += 1
-        epoch = self._ib_epoch
+        # must not overtake one that was waiting (its id is lower).
         while self._held and self._ib_epoch == epoch:
             client_id, request = self._held.pop(0)
             assert isinstance(request, wire.PlaceOrder | wire.CancelOrder)
