@@ -38,6 +38,8 @@ from ult_actors.messages import (
 from ult_actors.service import Service, build_service
 
 QTY = Decimal(3)
+#: More orders than a broker actor submits at once, so some wait in its mailbox.
+QUEUED = 100
 
 
 class Cable:
@@ -130,7 +132,7 @@ async def venue_book(path: Path) -> tuple[dict[str, Order], Decimal]:
     await connector.connect()
     try:
         orders = {}
-        for i in range(40):
+        for i in range(QUEUED):
             for prefix in ("q", "c"):
                 coid = f"{prefix}-{i}"
                 with suppress(NotFound):
@@ -150,7 +152,7 @@ async def test_killing_the_paper_actor_with_orders_queued_answers_each_exactly_o
     tmp_path: Path,
 ) -> None:
     cable = Cable()
-    cable.gate = trio.Event()  # hold the first submit so the rest queue up behind it
+    cable.gate = trio.Event()  # hold the submits in flight so the rest queue up behind them
     async with running(paper_config(tmp_path), disturbed(tmp_path, cable)) as svc:
         answers: dict[str, list[Order]] = {}
 
@@ -159,7 +161,7 @@ async def test_killing_the_paper_actor_with_orders_queued_answers_each_exactly_o
             answers.setdefault(order.client_order_id, []).append(order)
 
         async with trio.open_nursery() as nursery:
-            for i in range(20):
+            for i in range(QUEUED):
                 nursery.start_soon(one, i)
             await trio.testing.wait_all_tasks_blocked()
             assert svc.brokers["paper"].depth > 0  # queued behind the held submit
@@ -170,11 +172,11 @@ async def test_killing_the_paper_actor_with_orders_queued_answers_each_exactly_o
         assert brokers is not None
         assert brokers.child("broker.paper").health.restarts == 1
     assert cable.connects == 2
-    assert sorted(answers) == sorted(f"q-{i}" for i in range(20))
+    assert sorted(answers) == sorted(f"q-{i}" for i in range(QUEUED))
     assert all(len(v) == 1 and v[0].status == "filled" for v in answers.values())
     orders, position = await venue_book(tmp_path / "paper-paper.db")
     assert sorted(orders) == sorted(answers)  # none lost
-    assert position == 20 * QTY  # none doubled
+    assert position == QUEUED * QTY  # none doubled
     assert {o.id for o in orders.values()} == {v[0].id for v in answers.values()}
 
 

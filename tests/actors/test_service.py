@@ -189,6 +189,9 @@ async def test_retries_give_up_with_broker_unavailable_and_a_rejected_record(
         assert record.reject_reason is not None and "broker_unavailable" in record.reject_reason
 
 
+#: More orders than a broker actor submits at once, so some wait in its mailbox.
+QUEUED = 100
+
 async def test_killing_the_broker_actor_with_orders_queued_answers_each_exactly_once(
     tmp_path: Path,
 ) -> None:
@@ -202,7 +205,7 @@ async def test_killing_the_broker_actor_with_orders_queued_answers_each_exactly_
             answers.setdefault(order.client_order_id, []).append(order)
 
         async with trio.open_nursery() as nursery:
-            for i in range(20):
+            for i in range(QUEUED):
                 nursery.start_soon(one, i)
             await trio.testing.wait_all_tasks_blocked()
             brokers = svc.root.child("brokers").spec.supervisor
@@ -211,10 +214,10 @@ async def test_killing_the_broker_actor_with_orders_queued_answers_each_exactly_
             venue.kill_stream.set()  # the connection drops: the actor crashes
             await trio.testing.wait_all_tasks_blocked()
             venue.submit_gate.set()
-        assert sorted(answers) == sorted(f"q-{i}" for i in range(20))
+        assert sorted(answers) == sorted(f"q-{i}" for i in range(QUEUED))
         assert all(len(v) == 1 for v in answers.values())
         assert sorted(venue.by_client) == sorted(answers)  # none lost, none doubled
-        assert venue.submits == 20
+        assert venue.submits == QUEUED
         assert brokers.child("broker.fake").health.restarts == 1
 
 

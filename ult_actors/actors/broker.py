@@ -95,7 +95,7 @@ class BrokerActorDeps:
     retry: RetryPolicy
     rng: random.Random
     now_ns: Callable[[], int] = time.time_ns
-    #: Submits handled at once; 1 keeps the embedded paper broker on the fast inline path.
+    #: Submits handled at once (1: each in turn, inline in the mailbox loop).
     concurrency: int = 16
     reconcile: ReconcilePolicy = field(default_factory=ReconcilePolicy)
 
