@@ -127,6 +127,9 @@ class IbConnector:
         self._sink: UpdateSink | None = None
         self._resync_send, self._resync_receive = trio.open_memory_channel[str](1)
         self._closed = False
+        #: Why the current socket is known dead (read side closed, or disconnect):
+        #: every wait for an answer on it fails at once instead of timing out.
+        self._dead: BrokerUnavailable | None = None
 
     # -- connection ------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class IbConnector:
     async def _open(self) -> None:
         s = self.settings
         self._closed = False
+        self._dead = None
         self._fatal = None
         self._accounts = None
         self._told_next_id = False
@@ -230,10 +234,10 @@ class IbConnector:
     async def disconnect(self) -> None:
         """Close the socket; safe to call twice or after a failed connect."""
         self._closed = True
+        self._fail_waiters(BrokerUnavailable(f"broker {self.name} disconnected", broker=self.name))
         stream, self._stream = self._stream, None
         if stream is not None:
             await stream.aclose()
-        self._fail_waiters(BrokerUnavailable(f"broker {self.name} disconnected", broker=self.name))
 
     # -- sending and reading ----------------------------------------------------
 
@@ -270,7 +274,13 @@ class IbConnector:
         """Read and handle messages ourselves until ``done()`` (only while not streaming)."""
         async with self._read_lock:
             while not done():
-                msg = await self._receive()
+                try:
+                    msg = await self._receive()
+                except BrokerUnavailable as exc:
+                    # Others may be parked waiting for this reader: the socket is dead
+                    # for them too, now rather than at their timeouts.
+                    self._fail_waiters(exc)
+                    raise
                 if msg is not None:
                     self._on_message(msg)  # no sink yet: nothing to deliver
                 if self._fatal is not None:
@@ -301,8 +311,10 @@ class IbConnector:
                             for update in self._on_message(msg):
                                 await sink(update)
                     except BrokerUnavailable as exc:
-                        # Raised after the nursery, so callers see it unwrapped.
+                        # Raised after the nursery, so callers see it unwrapped; whoever
+                        # waits for an answer on this socket hears of it now.
                         lost = exc
+                        self._fail_waiters(exc)
                         nursery.cancel_scope.cancel()
             finally:
                 self._streaming = False
@@ -311,7 +323,10 @@ class IbConnector:
             self._fail_waiters(lost)
             raise lost
 
-    def _fail_waiters(self, error: UltError) -> None:
+    def _fail_waiters(self, error: BrokerUnavailable) -> None:
+        """The socket is gone: every pending answer (request, ack, cancel) fails now."""
+        if self._dead is None:
+            self._dead = error
         for collector in self._collectors.values():
             if not collector.done:
                 collector.error = error
@@ -327,6 +342,9 @@ class IbConnector:
         try:
             with trio.fail_after(timeout_s):
                 while not done():
+                    if self._dead is not None:
+                        # No answer can come on a dead socket: say so now, not at the timeout.
+                        raise self._dead
                     if self._streaming or self._read_lock.locked():
                         await self._changed.wait()
                     else:
@@ -571,9 +589,9 @@ class IbConnector:
         self._log.info("order sent", client_order_id=coid, order_id=order_id)
         try:
             await self._wait(lambda: tracked.acked, self.settings.ack_timeout_s, f"order {coid}")
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
             raise BrokerUnavailable(
-                f"TWS did not acknowledge order {coid} within {self.settings.ack_timeout_s}s;"
+                f"TWS did not acknowledge order {coid} ({exc.message});"
                 " its outcome is unknown until it is looked up by client order id",
                 broker=self.name,
             ) from None

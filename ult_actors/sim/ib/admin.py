@@ -9,9 +9,13 @@ commands, answered with one line starting ``ok`` or ``error``::
     reject N [TEXT]           reject the next N orders with error 201
     slow-ack SECONDS          delay every order acknowledgement
     slow-replies SECONDS      delay every other answer
+    drop-on-order N           drop the sender of the next N orders before answering
     client-id-in-use ID|none  answer connects with that client id with 326
     price SYMBOL PRICE        move a price (fills what it triggers)
     status                    sessions, orders, faults
+    orders                    every order TWS holds, as one JSON list after ``ok``
+                              (client id, order id, order ref, status): a chaos
+                              run counts order refs from the broker's side here
 
 ``ult sim ib ctl --admin-port P COMMAND...`` sends one command and prints
 the answer, e.g. from a chaos script: ``ult sim ib ctl --admin-port 7498 lost``.
@@ -19,6 +23,7 @@ the answer, e.g. from a chaos script: ``ult sim ib ctl --admin-port 7498 lost``.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal, InvalidOperation
 
 import trio
@@ -55,6 +60,9 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
         if cmd == "slow-replies":
             sim.faults.reply_delay_s = float(args[0])
             return f"ok replies delayed {sim.faults.reply_delay_s}s"
+        if cmd == "drop-on-order":
+            sim.faults.drop_on_order = int(args[0])
+            return f"ok dropping the sender of the next {sim.faults.drop_on_order} orders"
         if cmd == "client-id-in-use":
             if args[0] == "none":
                 sim.faults.client_ids_in_use.clear()
@@ -64,6 +72,17 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
         if cmd == "price":
             await sim.set_price(args[0].upper(), Decimal(args[1]))
             return f"ok {args[0].upper()} at {sim.exchange.price(args[0].upper())}"
+        if cmd == "orders":
+            listed = [
+                {
+                    "client_id": o.client_id,
+                    "order_id": o.order_id,
+                    "order_ref": o.order.order_ref,
+                    "status": o.status,
+                }
+                for o in sim.exchange.orders.values()
+            ]
+            return "ok " + json.dumps(listed, separators=(",", ":"))
         if cmd == "status":
             open_orders = sum(1 for o in sim.exchange.orders.values() if o.is_open)
             return (

@@ -24,7 +24,9 @@ CENT = Decimal("0.01")
 #: Order types the simulator executes.
 ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
 TIFS = frozenset({"DAY", "GTC", "IOC", "FOK", "OPG"})
-OPEN_STATES = frozenset({"PreSubmitted", "Submitted", "PendingCancel"})
+#: PendingSubmit: accepted by TWS while cut off from IB, not transmitted yet (held).
+OPEN_STATES = frozenset({"PendingSubmit", "PreSubmitted", "Submitted", "PendingCancel"})
+HELD = "PendingSubmit"
 
 #: (client id or None for every client, message)
 Outgoing = tuple[int | None, wire.Incoming]
@@ -54,6 +56,11 @@ class SimOrder:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATES
+
+    @property
+    def is_held(self) -> bool:
+        """Accepted by TWS but not yet transmitted to IB: listed, never matched."""
+        return self.status == HELD
 
 
 @dataclass
@@ -138,6 +145,28 @@ class SimExchange:
         problem = self._validate(msg)
         if problem is not None:
             return self.reject(client_id, msg.order_id, *problem)
+        sim = self._new_order(client_id, msg)
+        return self._work(sim)
+
+    def hold(self, client_id: int, msg: wire.PlaceOrder) -> list[Outgoing]:
+        """A new order TWS accepts while cut off from IB: open as PendingSubmit, not worked.
+
+        Real TWS lists such an order among the open orders (and finds it by its
+        order ref) until it can transmit it; ``release`` does that. What TWS can
+        check by itself (the order's own fields) it refuses at once.
+        """
+        problem = self._validate(msg)
+        if problem is not None:
+            return self.reject(client_id, msg.order_id, *problem)
+        sim = self._new_order(client_id, msg)
+        sim.status = HELD
+        return self._status(sim)
+
+    def release(self, sim: SimOrder) -> list[Outgoing]:
+        """Transmit a held order now that IB is back: worked, or refused for funds."""
+        return self._work(sim)
+
+    def _new_order(self, client_id: int, msg: wire.PlaceOrder) -> SimOrder:
         perm_id = self._next_perm_id
         self._next_perm_id += 1
         order = msgspec.structs.replace(
@@ -157,12 +186,16 @@ class SimExchange:
             trading_class=symbol,
         )
         sim = SimOrder(client_id, msg.order_id, perm_id, contract, order)
+        self.orders[perm_id] = sim
+        return sim
+
+    def _work(self, sim: SimOrder) -> list[Outgoing]:
+        """Check funds, then submit (stops wait for their trigger) and try to execute."""
         funds = self._check_funds(sim)
         if funds is not None:
             sim.status = "Inactive"
-            self.orders[perm_id] = sim
-            return [*self.reject(client_id, msg.order_id, 201, funds), *self._status(sim)]
-        self.orders[perm_id] = sim
+            return [*self.reject(sim.client_id, sim.order_id, 201, funds), *self._status(sim)]
+        order = sim.order
         sim.status = "PreSubmitted" if order.order_type.startswith("STP") else "Submitted"
         out = self._status(sim)
         out += self._try_execute(sim)
@@ -300,7 +333,7 @@ class SimExchange:
     def match(self, symbol: str) -> list[Outgoing]:
         out: list[Outgoing] = []
         for sim in list(self.orders.values()):
-            if sim.is_open and sim.contract.symbol == symbol:
+            if sim.is_open and not sim.is_held and sim.contract.symbol == symbol:
                 out += self._try_execute(sim)
         return out
 

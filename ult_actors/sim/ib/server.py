@@ -70,6 +70,16 @@ class Faults:
     #: Answer nextValidId with this instead of the truth: a TWS whose answer
     #: predates orders it has yet to read from a client's dropped socket.
     stale_next_valid_id: int | None = None
+    #: Drop the sender's socket right after reading this many next orders,
+    #: before answering them; each order is still placed (or held) as usual.
+    drop_on_order: int = 0
+
+
+@dataclass(frozen=True)
+class _Release:
+    """A held new order's turn to go to IB (it already sits in the exchange)."""
+
+    order_id: int
 
 
 class _Session:
@@ -115,7 +125,9 @@ class TwsSimulator:
         self.connected_to_ib = True
         #: Bumped by every lost/restored, so a restore can tell it was overtaken.
         self._ib_epoch = 0
-        self._held: list[tuple[int, wire.Request]] = []
+        #: What waits for IB, in arrival order: held new orders (already open as
+        #: PendingSubmit in the exchange), then modifications and cancels.
+        self._held: list[tuple[int, wire.PlaceOrder | wire.CancelOrder | _Release]] = []
         self.log = structlog.get_logger().bind(component="sim.ib")
         #: Set whenever a session starts or ends; tests wait on it.
         self.sessions_changed = trio.Event()
@@ -218,10 +230,8 @@ class TwsSimulator:
 
     def _claim(self, client_id: int, order_id: int) -> list[Outgoing]:
         """Accept a new order id (above every id the client used) or a live order's; else 103."""
-        live = self.exchange.find(client_id, order_id) is not None or any(
-            cid == client_id and isinstance(r, wire.PlaceOrder) and r.order_id == order_id
-            for cid, r in self._held
-        )
+        # Held new orders sit in the exchange (PendingSubmit), so this finds them too.
+        live = self.exchange.find(client_id, order_id) is not None
         if live:
             return []  # a modification; the exchange decides whether it may be one
         if order_id <= self._highest_used(client_id):
@@ -276,8 +286,12 @@ class TwsSimulator:
                     return
                 if self.faults.ack_delay_s:
                     await trio.sleep(self.faults.ack_delay_s)
+                if self.faults.drop_on_order > 0:
+                    self.faults.drop_on_order -= 1
+                    # Cancelled at its next await: the order is taken, its answer lost.
+                    session.cancel_scope.cancel()
             if not self.connected_to_ib:
-                self._held.append((session.client_id, request))
+                await self._hold(session.client_id, request)
                 return
             await self._route(self._order_request(session.client_id, request))
             return
@@ -289,9 +303,37 @@ class TwsSimulator:
             await trio.sleep(self.faults.reply_delay_s)
         await session.send(self._answer(session, request))
 
+    async def _hold(self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder) -> None:
+        """Cut off from IB: keep the request for the restore.
+
+        A new order is accepted at once as an open order in PendingSubmit, as
+        TWS does, so it is listed (reqOpenOrders) and found by its order ref
+        even if its client reconnects meanwhile; it is worked on the restore.
+        Modifications and cancels wait in arrival order behind it.
+        """
+        if isinstance(request, wire.PlaceOrder) and (
+            self.exchange.find(client_id, request.order_id) is None
+        ):
+            out = self.exchange.hold(client_id, request)
+            self._log_placement(client_id, request, out, held=True)
+            if any(isinstance(m, wire.ErrorMessage) for _, m in out):
+                await self._route(out)  # refused at once: nothing to hold
+                return
+            self._held.append((client_id, _Release(request.order_id)))
+            await self._route(out)
+            return
+        self._held.append((client_id, request))
+
     def _order_request(
-        self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder
+        self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder | _Release
     ) -> list[Outgoing]:
+        if isinstance(request, _Release):
+            held = self.exchange.find(client_id, request.order_id)
+            if held is None or not held.is_held:
+                return []  # cancelled meanwhile (global cancel)
+            out = self.exchange.release(held)
+            self._log_released(client_id, held.order_id, held.order.order_ref, out)
+            return out
         if isinstance(request, wire.CancelOrder):
             return self.exchange.cancel(client_id, request.order_id)
         if self.faults.reject_next > 0 and self.exchange.find(client_id, request.order_id) is None:
@@ -303,18 +345,35 @@ class TwsSimulator:
         return out
 
     def _log_placement(
-        self, client_id: int, request: wire.PlaceOrder, outcome: list[Outgoing]
+        self,
+        client_id: int,
+        request: wire.PlaceOrder,
+        outcome: list[Outgoing],
+        *,
+        held: bool = False,
     ) -> None:
         # One line per order, so a chaos run's orders can be audited afterwards.
         codes = [m.code for _, m in outcome if isinstance(m, wire.ErrorMessage)]
         self.log.debug(
-            "order placed" if not codes else "order refused",
+            "order refused" if codes else "order held" if held else "order placed",
             client_id=client_id,
             order_id=request.order_id,
             order_ref=request.order.order_ref,
             symbol=request.contract.symbol,
             action=request.order.action,
             qty=str(request.order.total_quantity),
+            codes=codes,
+        )
+
+    def _log_released(
+        self, client_id: int, order_id: int, order_ref: str, outcome: list[Outgoing]
+    ) -> None:
+        codes = [m.code for _, m in outcome if isinstance(m, wire.ErrorMessage)]
+        self.log.debug(
+            "held order refused" if codes else "held order released",
+            client_id=client_id,
+            order_id=order_id,
+            order_ref=order_ref,
             codes=codes,
         )
 
@@ -429,7 +488,6 @@ class TwsSimulator:
         # must not overtake one that was waiting (its id is lower).
         while self._held and self._ib_epoch == epoch:
             client_id, request = self._held.pop(0)
-            assert isinstance(request, wire.PlaceOrder | wire.CancelOrder)
             await self._route(self._order_request(client_id, request))
         if self._ib_epoch == epoch:
             self.connected_to_ib = True
