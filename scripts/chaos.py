@@ -20,7 +20,10 @@ again, as systemd would.
 At the end, once nothing is in flight, it stops the service and checks from
 the brokers' side (each read back through its own connector, and the
 paper account file): every client order id exists at most once and no order
-exists that nobody sent (duplicates); every order a client was told a broker
+exists that nobody sent (duplicates, counted per broker: the paper account's
+client order ids, the TWS simulator's order refs from its admin port, and
+for Alpaca and OANDA the orders each simulator made by its own
+``/_sim/state`` counter beyond those found by client order id); every order a client was told a broker
 took is at that broker (lost); every order is in the same state, terminal or
 open, in the journal and at the broker (mismatched); positions at each
 broker equal the fills in the journal. It prints the counts and exits 0
@@ -62,9 +65,10 @@ import trio
 from chaos_sims import (
     SIM_NAMES,
     Sim,
-    alpaca_orders_created,
     disarm,
+    ib_order_refs,
     inject_faults,
+    orders_created,
     start_sims,
     stop_sims,
 )
@@ -374,6 +378,36 @@ def paper_ids(state: Path) -> list[str]:
         conn.close()
 
 
+def id_duplicates(ids: list[str], ours: set[str]) -> int:
+    """Orders beyond the first under one client order id, plus orders nobody sent."""
+    seen = collections.Counter(ids)
+    return sum(n - 1 for n in seen.values() if n > 1) + sum(1 for c in seen if c not in ours)
+
+
+async def duplicates_by_broker(
+    brokers: list[str],
+    state: Path,
+    sims: list[Sim],
+    plan: list[PlannedOrder],
+    found: dict[str, Order],
+) -> dict[str, int]:
+    """Duplicate orders at each broker, counted from the broker's side."""
+    ours = {o.coid for o in plan}
+    out: dict[str, int] = {}
+    if "paper" in brokers:
+        out["paper"] = id_duplicates(paper_ids(state), ours)
+    for sim in sims:
+        if sim.name == "ib":
+            out["ib"] = id_duplicates(await ib_order_refs(sim), ours)
+        else:
+            # No listing by client id there: every order it made beyond the ones
+            # found by our client order ids is a second copy (or a stray).
+            created = await orders_created(sim)
+            at_broker = sum(1 for o in found.values() if o.broker == sim.name)
+            out[sim.name] = max(0, (created if created is not None else at_broker) - at_broker)
+    return out
+
+
 def count_faults(path: Path) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     if path.exists():
@@ -428,15 +462,8 @@ async def chaos(args: argparse.Namespace) -> int:
         await child.stop()
         journal = read_journal(child.state / "journal.db")
         broker, broker_positions = await read_brokers(child.state, plan, env)
-        every_id = paper_ids(child.state) if "paper" in args.brokers else []
-        strays = 0
-        for sim in sims:
-            if sim.name == "alpaca":
-                created = await alpaca_orders_created(sim)
-                found = sum(1 for o in broker.values() if o.broker == "alpaca")
-                strays += max(0, (created or found) - found)
-        report = check(plan, tally, journal, broker, every_id, broker_positions, service_positions)
-        report["duplicates"] += strays
+        duplicates = await duplicates_by_broker(args.brokers, child.state, sims, plan, broker)
+        report = check(plan, tally, journal, broker, duplicates, broker_positions, service_positions)
         faults = count_faults(child.faults)
         faults.update(sim_faults)
         report["faults"] = dict(sorted(faults.items()))
@@ -472,15 +499,10 @@ def check(
     tally: Tally,
     journal: dict[str, Order],
     broker: dict[str, Order],
-    every_id: list[str],
+    duplicates_at: dict[str, int],
     broker_positions: dict[tuple[str, str], Decimal],
     service_positions: list[Any],
 ) -> dict[str, Any]:
-    ours = {o.coid for o in plan}
-    seen = collections.Counter(every_id)
-    duplicates = sum(n - 1 for n in seen.values() if n > 1) + sum(
-        1 for c in seen if c not in ours
-    )
     lost_ids = [
         c
         for c, reply in tally.replies.items()
@@ -520,7 +542,8 @@ def check(
         "client_retries_after_unavailable": tally.retried_unavailable,
         "at_broker": len(broker),
         "open_at_end": sum(1 for o in broker.values() if o.status in OPEN_STATUSES),
-        "duplicates": duplicates,
+        "duplicates": sum(duplicates_at.values()),
+        "duplicates_by_broker": dict(sorted(duplicates_at.items())),
         "lost": len(set(lost_ids)),
         "lost_ids": sorted(set(lost_ids))[:10],
         "mismatched": len(mismatched_ids),
@@ -558,6 +581,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("orders at the broker", report["at_broker"]),
         ("  open at the end", report["open_at_end"]),
         ("duplicates", report["duplicates"]),
+        *((f"  at {b}", n) for b, n in report["duplicates_by_broker"].items()),
         ("lost", report["lost"]),
         ("mismatched journal/broker", report["mismatched"]),
         ("unsettled", report["unsettled"]),

@@ -13,6 +13,7 @@ and is broken through its own admin switches:
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import subprocess
@@ -214,9 +215,19 @@ async def disarm(sims: list[Sim]) -> None:
                     await _ib(sim, command)
 
 
-async def alpaca_orders_created(sim: Sim) -> int | None:
-    """How many orders the Alpaca simulator made in all (its own counter)."""
+async def orders_created(sim: Sim) -> int | None:
+    """How many orders an HTTP simulator (Alpaca, OANDA) made in all: its own counter
+    in ``GET /_sim/state``, whatever client order ids they carry."""
     async with httpx.AsyncClient(timeout=5) as http:
         state = (await http.get(f"http://127.0.0.1:{sim.port}/_sim/state")).json()
     value = state.get("orders")
     return int(value) if value is not None else None
+
+
+async def ib_order_refs(sim: Sim) -> list[str]:
+    """The order ref (our client order id) of every order the TWS simulator holds,
+    held ones included, from its admin port (``orders``)."""
+    answer = await _ib(sim, "orders")
+    if not answer.startswith("ok "):
+        raise RuntimeError(f"ib simulator: orders: {answer}")
+    return [str(o["order_ref"]) for o in json.loads(answer[3:])]

@@ -24,6 +24,10 @@ def test_short_chaos_run_loses_and_doubles_nothing() -> None:
     }
     assert lines["submitted"] == "300"
     assert lines["duplicates"] == "0"
+    # Counted from each broker's own side, every broker the run used.
+    assert {b: lines.get(f"at {b}") for b in ("paper", "alpaca", "oanda", "ib")} == {
+        "paper": "0", "alpaca": "0", "oanda": "0", "ib": "0",
+    }  # fmt: skip
     assert lines["lost"] == "0"
     assert lines["mismatched journal/broker"] == "0"
     assert lines["unsettled"] == "0"
