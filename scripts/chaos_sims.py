@@ -8,7 +8,7 @@ and is broken through its own admin switches:
   ``POST /_sim/stream/drop``;
 - ``oanda``: the same vocabulary and endpoints as Alpaca's;
 - ``ib``: the text admin port (``drop``, ``slow-replies``, ``slow-ack``,
-  ``lost`` then ``restored``).
+  ``lost`` then ``restored``, ``drop-on-order``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,9 @@ _ALPACA = {
 }
 # The OANDA simulator speaks the Alpaca simulator's fault vocabulary.
 _OANDA = {**_ALPACA, "lose_reply": {"kind": "lose_reply", "method": "POST"}}
-_IB = ("drop", "slow_replies", "slow_ack", "connectivity_lost")
+#: drop_on_order: the socket drops right after TWS reads an order, before its
+#: answer (with connectivity_lost: an order held and its acknowledgement lost).
+_IB = ("drop", "slow_replies", "slow_ack", "connectivity_lost", "drop_on_order")
 
 
 async def _one_fault(
@@ -168,6 +170,8 @@ async def _one_fault(
     kind = rng.choice(_IB)
     if kind == "drop":
         await _ib(sim, "drop")
+    elif kind == "drop_on_order":
+        await _ib(sim, "drop-on-order 1")
     else:
         on, off = {
             "slow_replies": ("slow-replies 0.3", "slow-replies 0"),
@@ -211,7 +215,7 @@ async def disarm(sims: list[Sim]) -> None:
             if sim.name in ("alpaca", "oanda"):
                 (await http.delete(f"{base}/_sim/faults")).raise_for_status()
             else:
-                for command in ("slow-replies 0", "slow-ack 0", "restored"):
+                for command in ("slow-replies 0", "slow-ack 0", "drop-on-order 0", "restored"):
                     await _ib(sim, command)
 
 
