@@ -6,10 +6,11 @@ fields-only protocol (server versions 157 to 178) can connect, trade and
 read back its orders, executions, positions and account, as with TWS.
 
 Fault switches, callable from tests or from another process through the
-admin port (``admin.py``): drop every connection, announce connectivity
-lost (1100) and restored (1101/1102), reject the next orders with 201,
-hold back order acknowledgements, slow every reply, and pretend a client id
-is already in use (326).
+admin port (``admin.py``): drop every connection (or the sender of the next
+order, before answering it), announce connectivity lost (1100; new orders
+are then held as open PendingSubmit orders) and restored (1101/1102), reject
+the next orders with 201, hold back order acknowledgements, slow every
+reply, and pretend a client id is already in use (326).
 """
 
 from __future__ import annotations
