@@ -118,7 +118,14 @@ class Mailbox(Generic[M]):
     async def send(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
         """Queue ``msg``, waiting while the mailbox is full."""
         env = Envelope(msg, reply, trio.current_time() + timeout)
-        await self._send.send(env)
+        try:
+            self._send.send_nowait(env)
+        except trio.WouldBlock:
+            await self._send.send(env)
+        else:
+            # With room, hand over without yielding: an order crosses three mailboxes,
+            # and a scheduler round per hop on the sending side was ~10 % of its CPU.
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     def send_nowait(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
         """Queue ``msg`` or raise ``MailboxFull``."""
