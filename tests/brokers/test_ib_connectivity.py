@@ -21,14 +21,13 @@ import structlog
 import trio
 
 from tests.brokers.contract import UpdateLog
-from ult_actors.brokers.ib import IbConnector, IbSettings
+from tests.brokers.ib_harness import BOUND, settings
+from ult_actors.brokers.ib import IbConnector
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, ConfigError, InsufficientFunds, InvalidOrder
 from ult_actors.messages import ListOrders, OrderReply, OrderRequest, OrdersReply, Submit
 from ult_actors.service import build_service
 from ult_actors.sim.ib import TwsSimulator
-
-BOUND = 10  # seconds any single step may take before the test fails
 
 
 @dataclass
@@ -38,16 +37,6 @@ class Session:
     log: UpdateLog
     stream_error: list[BaseException] = field(default_factory=list)
     stream_ended: trio.Event = field(default_factory=trio.Event)
-
-
-def settings(port: int, **overrides: Any) -> IbSettings:
-    base: dict[str, Any] = {
-        "port": port,
-        "ack_timeout_s": 5.0,
-        "request_timeout_s": 5.0,
-        "client_id_in_use_retries": 0,
-    }
-    return IbSettings(**{**base, **overrides})
 
 
 async def _stream(

@@ -12,45 +12,23 @@ PendingSubmit, which is what we now look it up by.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
+from tests.brokers.ib_harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
 from tests.brokers.test_ib_sim import RawClient
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.brokers.ib import IbConnector, IbSettings, wire
+from ult_actors.brokers.ib import IbConnector, wire
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import GetOrder, OrderReply, OrderRequest, Submit
 from ult_actors.service import Service, build_service
 from ult_actors.sim.ib import TwsSimulator
-
-BOUND = 10  # seconds any single step may take before the test fails
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[TwsSimulator]:
-    server = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
-
-
-def settings(port: int, **overrides: Any) -> IbSettings:
-    base: dict[str, Any] = {
-        "port": port,
-        "ack_timeout_s": 5.0,
-        "request_timeout_s": 5.0,
-        "client_id_in_use_retries": 0,
-    }
-    return IbSettings(**{**base, **overrides})
 
 
 def market(coid: str, qty: int = 3) -> OrderRequest:

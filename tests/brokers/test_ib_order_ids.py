@@ -11,42 +11,20 @@ refused with error 103.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import pytest
 import trio
 
 from tests.brokers.contract import UpdateLog
+from tests.brokers.ib_harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
 from tests.brokers.test_ib_sim import RawClient
-from ult_actors.brokers.ib import IbConnector, IbSettings, connector_factory, wire
+from ult_actors.brokers.ib import IbConnector, connector_factory, wire
 from ult_actors.brokers.ib.orders import OrderTracker
 from ult_actors.errors import BrokerUnavailable, InvalidOrder
 from ult_actors.messages import Order, OrderRequest
 from ult_actors.sim.ib import TwsSimulator
-
-BOUND = 10  # seconds any single step may take before the test fails
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[TwsSimulator]:
-    server = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
-
-
-def settings(port: int, **overrides: Any) -> IbSettings:
-    base: dict[str, Any] = {
-        "port": port,
-        "ack_timeout_s": 5.0,
-        "request_timeout_s": 5.0,
-        "client_id_in_use_retries": 0,
-    }
-    return IbSettings(**{**base, **overrides})
 
 
 def resting(coid: str, symbol: str, qty: int) -> OrderRequest:

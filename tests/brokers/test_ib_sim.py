@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 import trio
 
+from tests.brokers.ib_harness import BOUND, sim_fixture  # noqa: F401 (fixture)
 from ult_actors.brokers.ib import encode, wire
 from ult_actors.brokers.ib.decode import decode_message
 from ult_actors.brokers.ib.protocol import (
@@ -19,17 +19,6 @@ from ult_actors.brokers.ib.protocol import (
     version_range_text,
 )
 from ult_actors.sim.ib import TwsSimulator, run_command
-
-BOUND = 10
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[TwsSimulator]:
-    server = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
 
 
 class RawClient:
