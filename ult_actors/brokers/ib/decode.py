@@ -28,8 +28,12 @@ _CONDITION_FIELDS = {1: 6, 3: 3, 4: 3, 5: 4, 6: 5, 7: 5}
 _PEG_BENCH_TYPES = frozenset({"PEG BENCH", "PEGBENCH"})
 
 
-def _contract(r: FieldReader) -> wire.Contract:
-    """The 11 contract fields of OPEN_ORDER, COMPLETED_ORDER and EXECUTION_DATA."""
+def _contract(r: FieldReader, *, primary_venue: bool = False) -> wire.Contract:
+    """The 11 contract fields of OPEN_ORDER, COMPLETED_ORDER, EXECUTION_DATA, POSITION_DATA.
+
+    PORTFOLIO_VALUE has the same 11, but its venue field is the primary
+    exchange (``primary_venue``), and it has no routing exchange.
+    """
     con_id = r.integer()
     symbol = r.text()
     sec_type = r.text()
@@ -37,16 +41,17 @@ def _contract(r: FieldReader) -> wire.Contract:
     strike = r.decimal_or_zero()
     right = r.text()
     multiplier = r.text()
-    exchange = r.text()
+    venue = r.text()
     currency = r.text()
     local_symbol = r.text()
     trading_class = r.text()
     return wire.Contract(
         symbol=symbol,
         sec_type=sec_type,
-        exchange=exchange,
+        exchange="" if primary_venue else venue,
         currency=currency,
         con_id=con_id,
+        primary_exchange=venue if primary_venue else "",
         local_symbol=local_symbol,
         trading_class=trading_class,
         last_trade_date=last_trade_date,
@@ -340,33 +345,8 @@ def account_value(fields: list[str], version: int) -> wire.AccountValue:
 
 def portfolio_value(fields: list[str], version: int) -> wire.PortfolioValue:
     r = FieldReader(fields, 2)  # id, version 8
-    con_id = r.integer()
-    symbol = r.text()
-    sec_type = r.text()
-    last_trade_date = r.text()
-    strike = r.decimal_or_zero()
-    right = r.text()
-    multiplier = r.text()
-    primary_exchange = r.text()
-    currency = r.text()
-    local_symbol = r.text()
-    trading_class = r.text()
-    contract = wire.Contract(
-        symbol=symbol,
-        sec_type=sec_type,
-        exchange="",
-        currency=currency,
-        con_id=con_id,
-        primary_exchange=primary_exchange,
-        local_symbol=local_symbol,
-        trading_class=trading_class,
-        last_trade_date=last_trade_date,
-        strike=strike,
-        right=right,
-        multiplier=multiplier,
-    )
     return wire.PortfolioValue(
-        contract=contract,
+        contract=_contract(r, primary_venue=True),
         position=r.decimal_or_zero(),
         market_price=r.decimal_or_zero(),
         market_value=r.decimal_or_zero(),

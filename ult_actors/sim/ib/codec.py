@@ -159,8 +159,11 @@ def read_request(fields: list[str], version: int) -> wire.Request | None:
 # -- server messages (server -> client) --------------------------------------
 
 
-def _contract_fields(c: wire.Contract) -> list[str]:
-    """The 11 contract fields of OPEN_ORDER, COMPLETED_ORDER, EXECUTION_DATA, POSITION_DATA."""
+def _contract_fields(c: wire.Contract, *, primary_venue: bool = False) -> list[str]:
+    """The 11 contract fields of OPEN_ORDER, COMPLETED_ORDER, EXECUTION_DATA, POSITION_DATA.
+
+    PORTFOLIO_VALUE writes the same 11 with the primary exchange in the venue slot.
+    """
     return [
         str(c.con_id),
         c.symbol,
@@ -169,7 +172,7 @@ def _contract_fields(c: wire.Contract) -> list[str]:
         fmt_price(c.strike),
         c.right,
         c.multiplier,
-        c.exchange,
+        c.primary_exchange if primary_venue else c.exchange,
         c.currency,
         c.local_symbol or c.symbol,
         c.trading_class or c.symbol,
@@ -377,21 +380,10 @@ def position_data(m: wire.PositionData, version: int) -> list[str]:
 
 
 def portfolio_value(m: wire.PortfolioValue, version: int) -> list[str]:
-    c = m.contract
     return [
         str(In.PORTFOLIO_VALUE),
         "8",
-        str(c.con_id),
-        c.symbol,
-        c.sec_type,
-        c.last_trade_date,
-        fmt_price(c.strike),
-        c.right,
-        c.multiplier,
-        c.primary_exchange,
-        c.currency,
-        c.local_symbol or c.symbol,
-        c.trading_class or c.symbol,
+        *_contract_fields(m.contract, primary_venue=True),
         fmt_decimal(m.position),
         fmt_price(m.market_price),
         fmt_price(m.market_value),
