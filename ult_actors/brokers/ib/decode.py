@@ -15,7 +15,7 @@ from collections.abc import Callable
 import msgspec
 
 from ult_actors.brokers.ib import wire
-from ult_actors.brokers.ib.fields import FieldError, FieldReader
+from ult_actors.brokers.ib.fields import FieldError, FieldReader, message_id
 from ult_actors.brokers.ib.wire import In
 
 V_ADVANCED_ORDER_REJECT = 166
@@ -412,9 +412,6 @@ def decode_message(fields: list[str], version: int) -> wire.Incoming | None:
 
     Raises ``FieldError`` when a message we use is malformed.
     """
-    try:
-        msg_id = int(fields[0])
-    except (IndexError, ValueError):
-        raise FieldError(f"message id is not a number: {fields[:1]!r}") from None
+    msg_id = message_id(fields)
     decoder = DECODERS.get(msg_id)
     return decoder(fields, version) if decoder is not None else None

@@ -96,6 +96,14 @@ class FieldReader:
         return Decimal(0) if value is None else value
 
 
+def message_id(fields: list[str]) -> int:
+    """The id every TWS message starts with, in either direction."""
+    try:
+        return int(fields[0])
+    except (IndexError, ValueError):
+        raise FieldError(f"message id is not a number: {fields[:1]!r}") from None
+
+
 def fmt_bool(value: bool) -> str:
     return "1" if value else "0"
 

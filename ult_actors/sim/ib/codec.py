@@ -13,7 +13,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from ult_actors.brokers.ib import wire
-from ult_actors.brokers.ib.fields import FieldError, FieldReader, fmt_bool, fmt_decimal, fmt_price
+from ult_actors.brokers.ib.fields import FieldReader, fmt_bool, fmt_decimal, fmt_price, message_id
 from ult_actors.brokers.ib.wire import In, Out
 
 V_DURATION = 158
@@ -96,10 +96,7 @@ def read_place_order(fields: list[str], version: int) -> wire.PlaceOrder:
 
 def read_request(fields: list[str], version: int) -> wire.Request | None:
     """The request a client's message stands for; ``None`` for ids the simulator ignores."""
-    try:
-        msg_id = int(fields[0])
-    except (IndexError, ValueError):
-        raise FieldError(f"message id is not a number: {fields[:1]!r}") from None
+    msg_id = message_id(fields)
     r = FieldReader(fields, 2)  # most requests: id, version
     if msg_id == Out.PLACE_ORDER:
         return read_place_order(fields, version)
