@@ -228,25 +228,9 @@ def completed_order(fields: list[str], version: int) -> wire.CompletedOrder:
     )
 
 
-def next_valid_id(fields: list[str], version: int) -> wire.NextValidId:
-    return wire.NextValidId(order_id=FieldReader(fields, 2).integer())
-
-
 def managed_accounts(fields: list[str], version: int) -> wire.ManagedAccounts:
     text = FieldReader(fields, 2).text()
     return wire.ManagedAccounts(accounts=[a for a in text.split(",") if a])
-
-
-def current_time(fields: list[str], version: int) -> wire.CurrentTime:
-    return wire.CurrentTime(epoch_s=FieldReader(fields, 2).integer())
-
-
-def open_order_end(fields: list[str], version: int) -> wire.OpenOrderEnd:
-    return wire.OpenOrderEnd()
-
-
-def completed_orders_end(fields: list[str], version: int) -> wire.CompletedOrdersEnd:
-    return wire.CompletedOrdersEnd()
 
 
 def exec_details(fields: list[str], version: int) -> wire.ExecDetails:
@@ -297,10 +281,6 @@ def exec_details(fields: list[str], version: int) -> wire.ExecDetails:
     )
 
 
-def exec_details_end(fields: list[str], version: int) -> wire.ExecDetailsEnd:
-    return wire.ExecDetailsEnd(req_id=FieldReader(fields, 2).integer(-1))
-
-
 def commission_report(fields: list[str], version: int) -> wire.CommissionReport:
     r = FieldReader(fields, 2)
     return wire.CommissionReport(
@@ -323,19 +303,11 @@ def position_data(fields: list[str], version: int) -> wire.PositionData:
     )
 
 
-def position_end(fields: list[str], version: int) -> wire.PositionEnd:
-    return wire.PositionEnd()
-
-
 def account_summary(fields: list[str], version: int) -> wire.AccountSummary:
     r = FieldReader(fields, 2)
     return wire.AccountSummary(
         req_id=r.integer(), account=r.text(), tag=r.text(), value=r.text(), currency=r.text()
     )
-
-
-def account_summary_end(fields: list[str], version: int) -> wire.AccountSummaryEnd:
-    return wire.AccountSummaryEnd(req_id=FieldReader(fields, 2).integer())
 
 
 def account_value(fields: list[str], version: int) -> wire.AccountValue:
@@ -357,14 +329,6 @@ def portfolio_value(fields: list[str], version: int) -> wire.PortfolioValue:
     )
 
 
-def account_update_time(fields: list[str], version: int) -> wire.AccountUpdateTime:
-    return wire.AccountUpdateTime(time=FieldReader(fields, 2).text())
-
-
-def account_download_end(fields: list[str], version: int) -> wire.AccountDownloadEnd:
-    return wire.AccountDownloadEnd(account=FieldReader(fields, 2).text())
-
-
 def account_update_multi(fields: list[str], version: int) -> wire.AccountUpdateMulti:
     r = FieldReader(fields, 2)
     return wire.AccountUpdateMulti(
@@ -377,33 +341,35 @@ def account_update_multi(fields: list[str], version: int) -> wire.AccountUpdateM
     )
 
 
-def account_update_multi_end(fields: list[str], version: int) -> wire.AccountUpdateMultiEnd:
-    return wire.AccountUpdateMultiEnd(req_id=FieldReader(fields, 2).integer())
+def _body(fields: list[str]) -> FieldReader:
+    """A reader past the id and version fields most server messages start with."""
+    return FieldReader(fields, 2)
 
 
+# Messages of one field or none are decoded in place; the rest by the functions above.
 DECODERS: dict[int, Callable[[list[str], int], wire.Incoming]] = {
     In.ORDER_STATUS: order_status,
     In.ERR_MSG: error_message,
     In.OPEN_ORDER: open_order,
     In.ACCT_VALUE: account_value,
     In.PORTFOLIO_VALUE: portfolio_value,
-    In.ACCT_UPDATE_TIME: account_update_time,
-    In.NEXT_VALID_ID: next_valid_id,
+    In.ACCT_UPDATE_TIME: lambda f, v: wire.AccountUpdateTime(time=_body(f).text()),
+    In.NEXT_VALID_ID: lambda f, v: wire.NextValidId(order_id=_body(f).integer()),
     In.EXECUTION_DATA: exec_details,
     In.MANAGED_ACCTS: managed_accounts,
-    In.CURRENT_TIME: current_time,
-    In.OPEN_ORDER_END: open_order_end,
-    In.ACCT_DOWNLOAD_END: account_download_end,
-    In.EXECUTION_DATA_END: exec_details_end,
+    In.CURRENT_TIME: lambda f, v: wire.CurrentTime(epoch_s=_body(f).integer()),
+    In.OPEN_ORDER_END: lambda f, v: wire.OpenOrderEnd(),
+    In.ACCT_DOWNLOAD_END: lambda f, v: wire.AccountDownloadEnd(account=_body(f).text()),
+    In.EXECUTION_DATA_END: lambda f, v: wire.ExecDetailsEnd(req_id=_body(f).integer(-1)),
     In.COMMISSION_REPORT: commission_report,
     In.POSITION_DATA: position_data,
-    In.POSITION_END: position_end,
+    In.POSITION_END: lambda f, v: wire.PositionEnd(),
     In.ACCOUNT_SUMMARY: account_summary,
-    In.ACCOUNT_SUMMARY_END: account_summary_end,
+    In.ACCOUNT_SUMMARY_END: lambda f, v: wire.AccountSummaryEnd(req_id=_body(f).integer()),
     In.ACCOUNT_UPDATE_MULTI: account_update_multi,
-    In.ACCOUNT_UPDATE_MULTI_END: account_update_multi_end,
+    In.ACCOUNT_UPDATE_MULTI_END: lambda f, v: wire.AccountUpdateMultiEnd(req_id=_body(f).integer()),
     In.COMPLETED_ORDER: completed_order,
-    In.COMPLETED_ORDERS_END: completed_orders_end,
+    In.COMPLETED_ORDERS_END: lambda f, v: wire.CompletedOrdersEnd(),
 }
 
 
