@@ -1,4 +1,4 @@
-"""Setup shared by the IB tests: a running simulator and connector settings.
+"""Setup shared by the IB tests: a running simulator, connector settings, a raw client.
 
 The ``sim`` fixture is exported as ``sim_fixture`` so that a test module
 importing it does not shadow the name its tests take as a parameter.
@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from ult_actors.brokers.ib import IbSettings
+from ult_actors.brokers.ib import IbSettings, encode, wire
+from ult_actors.brokers.ib.decode import decode_message
+from ult_actors.brokers.ib.protocol import API_PREFIX, FrameStream, encode_raw, version_range_text
 from ult_actors.sim.ib import TwsSimulator
 
 BOUND = 10  # seconds any single step may take before the test fails
@@ -37,3 +39,33 @@ def settings(port: int, **overrides: Any) -> IbSettings:
         "client_id_in_use_retries": 0,
     }
     return IbSettings(**{**base, **overrides})
+
+
+class RawClient:
+    """A minimal TWS API client speaking through our codec, for poking the server."""
+
+    def __init__(self, stream: FrameStream) -> None:
+        self.stream = stream
+        self.version = 0
+
+    @classmethod
+    async def connect(cls, port: int, low: int = 157, high: int = 178) -> RawClient:
+        client = cls(FrameStream(await trio.open_tcp_stream("127.0.0.1", port)))
+        await client.stream.send_frames([API_PREFIX + encode_raw(version_range_text(low, high))])
+        fields = await client.stream.receive_fields()
+        assert len(fields) == 2  # server version, connection time
+        client.version = int(fields[0])
+        return client
+
+    async def send(self, request: wire.Request) -> None:
+        await self.stream.send_fields(encode.encode_request(request, self.version))
+
+    async def receive(self) -> wire.Incoming | None:
+        return decode_message(await self.stream.receive_fields(), self.version)
+
+    async def until(self, kind: type[wire.Incoming]) -> list[wire.Incoming]:
+        seen: list[wire.Incoming] = []
+        while not isinstance(msg := await self.receive(), kind):
+            if msg is not None:
+                seen.append(msg)
+        return [*seen, msg]

@@ -21,7 +21,7 @@ import structlog
 import trio
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib_harness import BOUND, settings
+from tests.brokers.ib_harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
 from ult_actors.brokers.ib import IbConnector
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, ConfigError, InsufficientFunds, InvalidOrder
@@ -66,12 +66,8 @@ async def connected(
 
 
 @pytest.fixture
-async def sim_port() -> AsyncIterator[tuple[TwsSimulator, int]]:
-    sim = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim.serve)
-        yield sim, port
-        nursery.cancel_scope.cancel()
+def sim_port(sim: TwsSimulator) -> tuple[TwsSimulator, int]:
+    return sim, sim.port
 
 
 def limit(coid: str, price: str = "1.00", **kw: Any) -> OrderRequest:

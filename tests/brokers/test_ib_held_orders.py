@@ -20,8 +20,7 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib_harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
-from tests.brokers.test_ib_sim import RawClient
+from tests.brokers.ib_harness import BOUND, RawClient, settings, sim_fixture  # noqa: F401 (fixture)
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.ib import IbConnector, wire
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection

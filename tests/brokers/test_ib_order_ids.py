@@ -18,8 +18,7 @@ import pytest
 import trio
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib_harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
-from tests.brokers.test_ib_sim import RawClient
+from tests.brokers.ib_harness import BOUND, RawClient, settings, sim_fixture  # noqa: F401 (fixture)
 from ult_actors.brokers.ib import IbConnector, connector_factory, wire
 from ult_actors.brokers.ib.orders import OrderTracker
 from ult_actors.errors import BrokerUnavailable, InvalidOrder

@@ -7,9 +7,8 @@ from decimal import Decimal
 import pytest
 import trio
 
-from tests.brokers.ib_harness import BOUND, sim_fixture  # noqa: F401 (fixture)
-from ult_actors.brokers.ib import encode, wire
-from ult_actors.brokers.ib.decode import decode_message
+from tests.brokers.ib_harness import BOUND, RawClient, sim_fixture  # noqa: F401 (fixture)
+from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.protocol import (
     API_PREFIX,
     ConnectionClosed,
@@ -19,36 +18,6 @@ from ult_actors.brokers.ib.protocol import (
     version_range_text,
 )
 from ult_actors.sim.ib import TwsSimulator, run_command
-
-
-class RawClient:
-    """A minimal TWS API client speaking through our codec, for poking the server."""
-
-    def __init__(self, stream: FrameStream) -> None:
-        self.stream = stream
-        self.version = 0
-
-    @classmethod
-    async def connect(cls, port: int, low: int = 157, high: int = 178) -> RawClient:
-        client = cls(FrameStream(await trio.open_tcp_stream("127.0.0.1", port)))
-        await client.stream.send_frames([API_PREFIX + encode_raw(version_range_text(low, high))])
-        fields = await client.stream.receive_fields()
-        assert len(fields) == 2  # server version, connection time
-        client.version = int(fields[0])
-        return client
-
-    async def send(self, request: wire.Request) -> None:
-        await self.stream.send_fields(encode.encode_request(request, self.version))
-
-    async def receive(self) -> wire.Incoming | None:
-        return decode_message(await self.stream.receive_fields(), self.version)
-
-    async def until(self, kind: type[wire.Incoming]) -> list[wire.Incoming]:
-        seen: list[wire.Incoming] = []
-        while not isinstance(msg := await self.receive(), kind):
-            if msg is not None:
-                seen.append(msg)
-        return [*seen, msg]
 
 
 @pytest.mark.parametrize(
