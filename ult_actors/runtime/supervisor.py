@@ -449,13 +449,10 @@ class Supervisor:
                 if env.reply is not None:
                     env.reply.fail(reason)
                     mailbox.answered(env)
-        if self._shutting_down:
-            return
         child.restart_times.clear()
         child.consecutive = 0
         self._log.info("retrying parked actor", child=child.spec.id)
-        child.health.restarts += 1
-        await self._start(child)
+        await self._restart_after(child, 0.0)
 
     async def _stop_children(self, children: list[_Child]) -> None:
         for child in reversed(children):
