@@ -59,7 +59,16 @@ class InstanceLock:
         The socket's directory must already exist (see ``prepare_directory``).
         """
         path = lock_path_for(socket_path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SocketPathError(
+                    f"lock file {path} is a symbolic link; refusing to follow it (remove it)"
+                ) from None
+            raise SocketPathError(
+                f"lock file {path} cannot be opened: {exc.strerror or exc}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
