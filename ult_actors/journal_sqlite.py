@@ -25,7 +25,6 @@ instead of interleaving writes.
 from __future__ import annotations
 
 import collections
-import errno
 import fcntl
 import functools
 import os
@@ -43,6 +42,7 @@ import trio
 
 from ult_actors.errors import ConfigError, Internal
 from ult_actors.journal_schema import OPEN_STATUS_SQL, migrate
+from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Order
 
 T = TypeVar("T")
@@ -209,7 +209,7 @@ class SqliteStore:
             raise ConfigError(
                 f"journal directory {self.path.parent} cannot be created: {_why(exc)}"
             ) from None
-        self._lock_fd = _open_lock(Path(f"{self.path}.lock"))
+        self._lock_fd = open_lock_file(Path(f"{self.path}.lock"))
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -454,21 +454,6 @@ class SqliteStore:
 
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def _open_lock(path: Path) -> int:
-    """Open (creating) the journal's lock file; never through a symbolic link."""
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigError(
-                f"journal lock {path} is a symbolic link; refusing to follow it (remove it)"
-            ) from None
-        raise ConfigError(
-            f"journal lock {path} cannot be opened: {_why(exc)}"
-            " (is the state directory read-only or owned by another user?)"
-        ) from None
 
 
 def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> str:

@@ -137,7 +137,7 @@ def test_a_symlinked_lock_file_is_a_clean_error_naming_it_exit_2(root: Path, whi
     lock.symlink_to(target)
     proc, lines = serve(root)
     assert proc.returncode == 2, proc.stderr
-    assert f"{lock} is a symbolic link" in the_error(proc, lines)
+    assert f"lock file {lock} is a symbolic link" in the_error(proc, lines)
     assert target.read_text() == ""  # nothing written through the link
 
 

@@ -24,6 +24,7 @@ import stat
 from pathlib import Path
 
 from ult_actors.errors import ConfigError
+from ult_actors.lockfile import open_lock_file
 
 
 class AlreadyRunning(RuntimeError):
@@ -59,16 +60,7 @@ class InstanceLock:
         The socket's directory must already exist (see ``prepare_directory``).
         """
         path = lock_path_for(socket_path)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise SocketPathError(
-                    f"lock file {path} is a symbolic link; refusing to follow it (remove it)"
-                ) from None
-            raise SocketPathError(
-                f"lock file {path} cannot be opened: {exc.strerror or exc}"
-            ) from None
+        fd = open_lock_file(path, SocketPathError)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
