@@ -16,8 +16,9 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
   ``GET .../orders``, ``.../pendingOrders``, ``.../orders/{id or @clientID}``,
   ``PUT .../orders/{specifier}/cancel``
 - ``GET .../positions``, ``.../openPositions``, ``.../positions/{instrument}``,
-  ``.../trades``, ``.../openTrades``
-- ``GET .../transactions/sinceid?id=N``, ``.../transactions/{id}``,
+  ``.../trades``, ``.../openTrades``; ``PUT .../positions/{instrument}/close``
+- ``GET .../transactions`` (pages of ``idrange`` URLs), ``.../transactions/idrange``,
+  ``.../transactions/sinceid?id=N``, ``.../transactions/{id}``,
   ``.../transactions/stream`` (JSON lines, ``HEARTBEAT`` every
   ``--heartbeat`` seconds, default 5)
 - ``GET .../pricing?instruments=A,B`` and ``.../pricing/stream?instruments=A,B``

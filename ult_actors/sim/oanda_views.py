@@ -229,8 +229,6 @@ def transaction_range(book: OandaBook, query: dict[str, str]) -> Reply:
         return 416, {"errorMessage": f"Transaction ID {first} is out of range"}
     types = {t for t in query.get("type", "").split(",") if t}
     chosen = [
-        t
-        for t in book.transactions[int(first) - 1 : int(last)]
-        if not types or t["type"] in types
+        t for t in book.transactions[int(first) - 1 : int(last)] if not types or t["type"] in types
     ]
     return 200, {"transactions": chosen, "lastTransactionID": book.last_id}
