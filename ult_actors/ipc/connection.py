@@ -2,9 +2,18 @@
 
 Requests are pipelined: every complete frame of a read is decoded and handed
 to its own task, and replies go out in whatever order they finish, each
-carrying the request's id. Back-pressure: at most ``max_in_flight`` requests
-are being answered per connection; past that the connection stops reading
-and the client's writes block in the kernel.
+carrying the request's id. Back-pressure: the connection stops taking frames
+(and the client's writes block in the kernel) while ``max_in_flight``
+requests are being answered, while its outbox holds more than its high-water
+mark of unsent bytes, and while all outboxes together are over the server's
+budget. A client that does not read its replies therefore costs at most the
+high-water mark plus the replies of the requests it had in flight.
+
+Past ``max_queued_bytes`` unsent (a client that pipelines requests with big
+answers, like order lists, and does not read them), or above the high-water
+mark while the shared budget is exhausted, the connection is closed with a
+logged reason: holding its replies would hold their memory, and a client
+that does not read cannot be told anything anyway.
 
 Bad input never costs the connection unless it makes the stream unreadable:
 a frame that is not a request is answered with ``bad_request`` and the next
@@ -22,7 +31,7 @@ import trio
 from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
-from ult_actors.ipc.outbox import Outbox
+from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
 from ult_actors.messages import (
     Cancel,
@@ -59,6 +68,8 @@ class Connection:
         subscriber_queue: int,
         max_in_flight: int = 1024,
         outbox_high_water: int = 1 << 20,
+        max_queued_bytes: int = 16 << 20,
+        budget: OutboxBudget | None = None,
     ) -> None:
         self.stream = stream
         self.gateway = gateway
@@ -67,8 +78,11 @@ class Connection:
         self.max_frame_bytes = max_frame_bytes
         self.subscriber_queue = subscriber_queue
         self.max_in_flight = max_in_flight
+        self.max_queued_bytes = max_queued_bytes
         self.codec = RequestCodec()
-        self.outbox = Outbox(outbox_high_water)
+        self.outbox = Outbox(outbox_high_water, budget)
+        #: Why the server closed this connection for not reading, if it did.
+        self.dropped: str | None = None
         self._in_flight = 0
         self._capacity = trio.Event()
         self._capacity.set()
@@ -95,6 +109,7 @@ class Connection:
                                 self._subscription.close()  # nobody will read events
                     self.outbox.close()
         finally:
+            self.outbox.discard()  # nobody will send it now; give its bytes back
             if self._subscription is not None:
                 self._subscription.close()
             with trio.CancelScope(shield=True):
@@ -109,26 +124,54 @@ class Connection:
     async def _read(self, handlers: trio.Nursery) -> bool:
         """Read and dispatch frames; True if the connection must close for an oversize frame."""
         frames = FrameReader(self.max_frame_bytes)
+        paused = False
         while True:
-            await self._capacity.wait()
+            await self._wait_for_room()
+            data: bytes | bytearray = b""  # paused: finish the frames already buffered first
+            if not paused:
+                try:
+                    data = await self.stream.receive_some(_READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._done.cancel()
+                    return False
+                if not data:
+                    return False
             try:
-                data = await self.stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._done.cancel()
-                return False
-            if not data:
-                return False
-            try:
-                for payload in frames.feed(data):
-                    self._dispatch(payload, handlers)
+                paused = self._dispatch_until_full(frames, data, handlers)
             except FrameTooLarge as exc:
                 self.log.warning("oversize frame; closing connection", size=exc.size)
                 self._send(
-                    ErrorReply(
-                        id=0, error=BadRequest(f"{exc}; closing the connection").to_info()
-                    )
+                    ErrorReply(id=0, error=BadRequest(f"{exc}; closing the connection").to_info())
                 )
                 return True
+
+    async def _wait_for_room(self) -> None:
+        """Wait until this connection may take another request (see the module doc)."""
+        await self._capacity.wait()
+        await self.outbox.wait_for_room()
+        await self.outbox.budget.wait_for_room()
+
+    def _full(self) -> bool:
+        return (
+            not self._capacity.is_set()
+            or self.outbox.queued_bytes > self.outbox.high_water
+            or self.outbox.budget.over
+        )
+
+    def _dispatch_until_full(
+        self, frames: FrameReader, data: bytes | bytearray, handlers: trio.Nursery
+    ) -> bool:
+        """Dispatch the complete frames of ``data``; True if it stopped at a limit with
+        frames left in ``frames`` (one read may hold thousands of small requests)."""
+        batch = frames.feed(data)
+        try:
+            for payload in batch:
+                self._dispatch(payload, handlers)
+                if self._full():
+                    return True
+            return False
+        finally:
+            batch.close()  # keeps the frames not yet taken
 
     def _dispatch(self, payload: bytes, handlers: trio.Nursery) -> None:
         try:
@@ -169,6 +212,26 @@ class Connection:
 
     def _send(self, reply: Reply) -> None:
         self.outbox.put(self.codec.encode(reply))
+        queued = self.outbox.queued_bytes
+        if queued > self.max_queued_bytes:
+            self._drop(
+                f"{queued} bytes of replies unread, over its limit of {self.max_queued_bytes}"
+            )
+        elif self.outbox.budget.over and queued > self.outbox.high_water:
+            self._drop(
+                f"{queued} bytes of replies unread while all connections together are over"
+                f" their limit of {self.outbox.budget.cap}"
+            )
+
+    def _drop(self, reason: str) -> None:
+        """Close a connection whose client does not read what it asked for."""
+        if self.dropped is None:
+            self.dropped = reason
+            self.log.warning(
+                "client not reading its replies; closing the connection", reason=reason
+            )
+            self.outbox.discard()
+            self._done.cancel()
 
     def _subscribe(self, request: Subscribe, handlers: trio.Nursery) -> None:
         if self._subscription is not None:
