@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -122,29 +124,33 @@ async def test_a_request_past_its_deadline_gets_a_clear_timeout(autojump_clock: 
         nursery.cancel_scope.cancel()
 
 
-async def test_the_request_that_crashed_its_actor_is_answered_and_never_redelivered(
-    autojump_clock: Any,
-) -> None:
+@asynccontextmanager
+async def echo_tree() -> AsyncIterator[tuple[Mailbox[Msg], list[tuple[int, int]], Supervisor]]:
+    """The echo actor running under a supervisor (``max_deliveries`` 3): its mailbox,
+    what it handled, and the supervisor."""
     mailbox: Mailbox[Msg] = Mailbox(capacity=100, max_deliveries=3)
     handled: list[tuple[int, int]] = []
     sup = tree(mailbox, handled, delay=0.5)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sup.run)
+        yield mailbox, handled, sup
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_request_that_crashed_its_actor_is_answered_and_never_redelivered(
+    autojump_clock: Any,
+) -> None:
+    async with echo_tree() as (mailbox, _handled, sup):
         with pytest.raises(ActorCrashed, match=r"crashed actor echo \(RuntimeError\)"):
             await call(mailbox, Crash(), timeout=10.0)
         assert await call(mailbox, Echo(1)) == 1  # and the actor serves again
         assert sup.child("echo").health.restarts == 1  # one crash, not max_deliveries
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_concurrent_handler_s_crash_is_its_own_request_s_and_bystanders_are_redelivered(
     autojump_clock: Any,
 ) -> None:
-    mailbox: Mailbox[Msg] = Mailbox(capacity=100, max_deliveries=3)
-    handled: list[tuple[int, int]] = []
-    sup = tree(mailbox, handled, delay=0.5)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
+    async with echo_tree() as (mailbox, handled, sup):
         bystander = ReplySlot()
         await mailbox.send(Slow(7, s=5.0), reply=bystander)  # in flight when the crash comes
         with pytest.raises(ActorCrashed, match="crashed actor echo"):
@@ -152,17 +158,12 @@ async def test_a_concurrent_handler_s_crash_is_its_own_request_s_and_bystanders_
         assert await bystander.wait() == 7
         assert handled == [(2, 7)]  # answered by the next incarnation
         assert sup.child("echo").health.restarts == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_bystander_is_answered_with_the_crash_after_max_deliveries(
     autojump_clock: Any,
 ) -> None:
-    mailbox: Mailbox[Msg] = Mailbox(capacity=100, max_deliveries=3)
-    handled: list[tuple[int, int]] = []
-    sup = tree(mailbox, handled, delay=0.5)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
+    async with echo_tree() as (mailbox, handled, _sup):
         bystander = ReplySlot()
         await mailbox.send(Slow(7, s=100.0), reply=bystander)
         for _ in range(3):
@@ -171,7 +172,6 @@ async def test_a_bystander_is_answered_with_the_crash_after_max_deliveries(
         with pytest.raises(ActorCrashed, match="crashed 3 times with this request in flight"):
             await bystander.wait()
         assert handled == []
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_full_mailbox_pushes_back_on_senders() -> None:
