@@ -251,3 +251,24 @@ def test_an_unknown_broker_is_not_found_in_every_command(service: ServiceProcess
         error = json.loads(done.stdout)["error"]
         assert (error["code"], error.get("field")) == ("not_found", "broker"), command
         assert "unknown broker 'nope' (configured: paper)" in error["message"], command
+
+
+@pytest.mark.parametrize("args", [("orders",), ("orders", "--json"), ("health",)])
+def test_a_reader_that_closes_early_gets_no_traceback(
+    service: ServiceProcess, args: tuple[str, ...]
+) -> None:
+    # `ult orders | head`: the reading end is gone before the command writes, so
+    # every write fails with EPIPE (Python ignores SIGPIPE, so it is an exception).
+    placed = ult(service, "submit", "AAPL", "buy", "1", "--client-order-id", f"pipe{len(args)}")
+    assert placed.returncode == 0
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [ULT, *args, "--socket", str(service.socket)],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == 0
