@@ -176,3 +176,17 @@ def test_json_keeps_full_precision_in_plain_notation() -> None:
     doc = plain_json({"orders": [_filled("AAPL", "1E+1", "99.98618861784489655634976165")]})
     (order,) = doc["orders"]
     assert order["qty"] == "10" and order["avg_fill_price"] == "99.98618861784489655634976165"
+
+
+def test_a_connection_that_cannot_connect_shows_its_failures_and_next_try() -> None:
+    connecting = _actor(
+        "broker.oanda", "brokers", state="connecting", connect_failures=7,
+        next_retry_at=NOW + 12 * S,
+        last_error=LastError(type="BrokerUnavailable", message="refused", at=NOW - 3 * S),
+    )  # fmt: skip
+    snapshot = HealthSnapshot(actors=[connecting], taken_at=NOW, started_at=NOW)
+    line = health_tree(snapshot, Style(False)).splitlines()[2]
+    assert line.split()[1] == "connecting"
+    assert line.endswith("7 failed, next try in 12s; BrokerUnavailable: refused (3s ago)")
+    row = health_document(snapshot)["actors"][0]
+    assert (row["connect_failures"], row["next_retry_at"]) == (7, NOW + 12 * S)
