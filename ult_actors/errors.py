@@ -132,6 +132,13 @@ class Unauthorized(UltError):
     code = "unauthorized"
 
 
+class ServiceBusy(UltError):
+    """The service is at a limit of its own (connections, memory for replies); try later."""
+
+    code = "busy"
+    transient = True
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; raised at start-up, names the key and file."""
 
@@ -152,6 +159,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         BadRequest,
         DuplicateOrder,
         Unauthorized,
+        ServiceBusy,
     )
 }
 

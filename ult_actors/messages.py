@@ -155,6 +155,7 @@ ErrorCode = Literal[
     "bad_request",
     "duplicate_order",
     "unauthorized",
+    "busy",
 ]
 
 

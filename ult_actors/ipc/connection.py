@@ -94,7 +94,8 @@ class Connection:
         try:
             with self._done:
                 async with trio.open_nursery() as writer:
-                    writer.start_soon(self._write)
+                    writer.start_soon(self._write, writer.cancel_scope)
+                    writer.start_soon(self._watch_budget)
                     async with trio.open_nursery() as handlers:
                         oversize = await self._read(handlers)
                         if oversize:
@@ -115,11 +116,23 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _write(self) -> None:
+    async def _write(self, writer: trio.CancelScope) -> None:
         try:
             await self.outbox.run(self.stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._done.cancel()  # the client is gone; stop answering it
+        writer.cancel()  # all is sent: the budget watcher is done too
+
+    async def _watch_budget(self) -> None:
+        """Close this connection if it holds over its high-water mark while all
+        connections together are over budget (silent subscribers add nothing more,
+        so no ``put`` would notice)."""
+        budget = self.outbox.budget
+        while True:
+            await budget.wait_until_over()
+            if self._enforce_limits():
+                return
+            await budget.wait_for_room()
 
     async def _read(self, handlers: trio.Nursery) -> bool:
         """Read and dispatch frames; True if the connection must close for an oversize frame."""
@@ -212,16 +225,20 @@ class Connection:
 
     def _send(self, reply: Reply) -> None:
         self.outbox.put(self.codec.encode(reply))
+        self._enforce_limits()
+
+    def _enforce_limits(self) -> bool:
+        """Close the connection if it holds more unsent bytes than allowed; True if so."""
         queued = self.outbox.queued_bytes
+        budget = self.outbox.budget
         if queued > self.max_queued_bytes:
+            self._drop(f"{queued} bytes unread, over its limit of {self.max_queued_bytes}")
+        elif budget.over and queued > self.outbox.high_water:
             self._drop(
-                f"{queued} bytes of replies unread, over its limit of {self.max_queued_bytes}"
+                f"{queued} bytes unread while all connections together are over"
+                f" their limit of {budget.cap}"
             )
-        elif self.outbox.budget.over and queued > self.outbox.high_water:
-            self._drop(
-                f"{queued} bytes of replies unread while all connections together are over"
-                f" their limit of {self.outbox.budget.cap}"
-            )
+        return self.dropped is not None
 
     def _drop(self, reason: str) -> None:
         """Close a connection whose client does not read what it asked for."""

@@ -24,8 +24,11 @@ class OutboxBudget:
         #: Above this many bytes in all outboxes, no connection's requests are read.
         self.cap = cap
         self.queued = 0
+        #: The most ``queued`` has been.
+        self.peak = 0
         self._room = trio.Event()
         self._room.set()
+        self._over = trio.Event()
 
     @property
     def over(self) -> bool:
@@ -35,14 +38,21 @@ class OutboxBudget:
     def add(self, size: int) -> None:
         """Count ``size`` more bytes queued somewhere."""
         self.queued += size
+        self.peak = max(self.peak, self.queued)
         if self.over and self._room.is_set():
             self._room = trio.Event()
+            self._over.set()
 
     def remove(self, size: int) -> None:
         """Count ``size`` bytes as gone (sent or discarded)."""
         self.queued -= size
-        if not self.over:
+        if not self.over and not self._room.is_set():
             self._room.set()
+            self._over = trio.Event()
+
+    async def wait_until_over(self) -> None:
+        """Wait until the outboxes together hold more than the cap."""
+        await self._over.wait()
 
     async def wait_for_room(self) -> None:
         """Wait until the outboxes together are at or below the cap."""
