@@ -1,7 +1,8 @@
 """Process entry points behind ``ult serve``, ``ult config check`` and ``ult paper reset``.
 
 ``serve`` runs the tree in the foreground until SIGTERM or SIGINT, then
-shuts it down in reverse start order and exits 0. If the root supervisor
+shuts it down in reverse start order and exits 0; SIGHUP is logged and
+ignored. If the root supervisor
 gives up, it logs one line naming the failed child and its last error and
 exits 1, so systemd's ``Restart=on-failure`` starts a fresh process.
 """
@@ -86,11 +87,16 @@ async def run_service(service: Service) -> None:
     # Read (and remove from our environment) what systemd handed us.
     notifier = notifier_from_env(os.environ)
     watchdog_s = watchdog_interval(os.environ, log=log)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        # A closed terminal or a reload request: logs go to stderr, so
+                        # there is nothing to reopen, and dying would strand the socket.
+                        log.info("SIGHUP ignored; the service keeps running")
+                        continue
                     log.info("stopping", signal=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     return
@@ -118,6 +124,8 @@ def serve_main(argv: list[str]) -> int:
     fmt = cfg.service.log_format
     configure_logging(json=None if fmt == "auto" else fmt == "json", level=cfg.service.log_level)
     log: Any = structlog.get_logger().bind(actor="ult")
+    # Until run_service listens for it, a SIGHUP (terminal closed) must not kill us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         service = build_service(cfg, extra_children=[ipc_child])
         trio.run(run_service, service)

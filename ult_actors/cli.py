@@ -11,6 +11,7 @@ unreachable.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -80,6 +81,19 @@ def sim_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``ult ...`` to its sub-command; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # The reader went away (`ult orders | head`): what it wanted is printed, so
+        # this is success, not a traceback. Point stdout at /dev/null so the
+        # interpreter's own flush at exit does not fail on the dead pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_USAGE, end="")
         return EXIT_OK if args else EXIT_USAGE

@@ -29,6 +29,7 @@ _STATE_COLOUR = {
     "running": "green",
     "starting": "yellow",
     "restarting": "yellow",
+    "connecting": "yellow",
     "failed": "red",
     "stopped": "dim",
     "filled": "green",
@@ -212,9 +213,17 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         rows.append(
             [prefix + actor.name, actor.state, str(actor.restarts), str(actor.mailbox_depth),
              str(actor.handled), duration(row["uptime_s"]) if row["uptime_s"] is not None else "",
-             _last_error(row)]
+             _retry(row, now) + _last_error(row)]
         )  # fmt: skip
     return head + "\n" + table(headers, rows, style, right=frozenset({2, 3, 4, 5}), colour_column=1)
+
+
+def _retry(row: dict[str, Any], now_ns: int) -> str:
+    """For a connection that cannot connect: how many tries failed and when the next is."""
+    at = row["next_retry_at"]
+    if row["state"] != "connecting" or at is None:
+        return ""
+    return f"{row['connect_failures']} failed, next try in {duration(max(0, at - now_ns) / 1e9)}; "
 
 
 def _last_error(row: dict[str, Any]) -> str:
@@ -252,6 +261,8 @@ def health_row(actor: ActorHealth, now_ns: int) -> dict[str, Any]:
         "started_at": actor.started_at,
         "strategy": actor.strategy,
         "restarts_in_window": actor.restarts_in_window,
+        "connect_failures": actor.connect_failures,
+        "next_retry_at": actor.next_retry_at,
     }
 
 

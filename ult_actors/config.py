@@ -86,6 +86,8 @@ class SupervisionSection(_Section):
     period_s: float = 30.0
     #: A broker connection over its intensity waits this long before it is tried again.
     park_s: float = 60.0
+    #: Most seconds between tries of a broker connection that cannot connect.
+    connect_backoff_cap_s: float = 30.0
     backoff_initial_ms: int = 100
     backoff_cap_ms: int = 10_000
     backoff_multiplier: float = 2.0

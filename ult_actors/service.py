@@ -211,6 +211,8 @@ def build_service(
         now_ns=now_ns,
         # One broker's outage must not take the others (or the process) down.
         park_s=sup.park_s,
+        # A connection that cannot connect is tried again at least this often, unparked.
+        connect_cap_s=sup.connect_backoff_cap_s,
     )
     trading_state_path = state_dir / TRADING_STATE_FILE
     saved = load_trading_state(trading_state_path)

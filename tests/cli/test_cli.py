@@ -221,3 +221,24 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(service: ServiceProce
     assert b"running" in plain and b"\x1b[" not in plain
     piped = ult(service, "health")
     assert "running" in piped.stdout and "\x1b[" not in piped.stdout
+
+
+@pytest.mark.parametrize("args", [("orders",), ("orders", "--json"), ("health",)])
+def test_a_reader_that_closes_early_gets_no_traceback(
+    service: ServiceProcess, args: tuple[str, ...]
+) -> None:
+    # `ult orders | head`: the reading end is gone before the command writes, so
+    # every write fails with EPIPE (Python ignores SIGPIPE, so it is an exception).
+    placed = ult(service, "submit", "AAPL", "buy", "1", "--client-order-id", f"pipe{len(args)}")
+    assert placed.returncode == 0
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [ULT, *args, "--socket", str(service.socket)],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == 0

@@ -115,3 +115,17 @@ def test_an_order_of_unknown_outcome_is_marked_in_the_orders_table() -> None:
     rows = {line.split()[0]: line for line in lines.splitlines()[1:]}
     assert "pending_new?" in rows["lost-1"]
     assert "pending_new?" not in rows["sure-1"]
+
+
+def test_a_connection_that_cannot_connect_shows_its_failures_and_next_try() -> None:
+    connecting = _actor(
+        "broker.oanda", "brokers", state="connecting", connect_failures=7,
+        next_retry_at=NOW + 12 * S,
+        last_error=LastError(type="BrokerUnavailable", message="refused", at=NOW - 3 * S),
+    )  # fmt: skip
+    snapshot = HealthSnapshot(actors=[connecting], taken_at=NOW, started_at=NOW)
+    line = health_tree(snapshot, Style(False)).splitlines()[2]
+    assert line.split()[1] == "connecting"
+    assert line.endswith("7 failed, next try in 12s; BrokerUnavailable: refused (3s ago)")
+    row = health_document(snapshot)["actors"][0]
+    assert (row["connect_failures"], row["next_retry_at"]) == (7, NOW + 12 * S)

@@ -60,3 +60,31 @@ async def test_a_watchdog_kill_leaves_the_stuck_stack_in_the_log() -> None:
             assert "Current thread" in log and 'File "' in log  # the event loop's stack
         finally:
             await serve.abort()
+
+
+async def test_sighup_is_logged_and_ignored_and_the_service_keeps_answering() -> None:
+    from ult_actors.client import AsyncClient
+
+    with short_dir() as home, NotifyListener() as listener:
+        env = clean_env(home, NOTIFY_SOCKET=listener.address)
+        socket = home / "ult.sock"
+        args = ["--socket", str(socket), "--state-dir", str(home / "state"),
+                "--log-format", "json"]
+        serve = await Serve.start(args, env, home / "serve.log")
+        try:
+            with trio.fail_after(60):
+                assert await serve.ready_or_exit(listener) is not None, serve.text()
+            serve.process.send_signal(signal.SIGHUP)
+            with trio.fail_after(30):
+                async with AsyncClient(socket, timeout=20) as client:
+                    await client.ping()
+                    orders = await client.orders()
+            assert orders == []
+            assert serve.process.returncode is None
+            with trio.fail_after(30):
+                code = await serve.stop()
+            assert code == 0, serve.text()
+            assert serve.text().count("SIGHUP ignored") == 1
+            assert not socket.exists()  # a clean stop removes the socket
+        finally:
+            await serve.abort()

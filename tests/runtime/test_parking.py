@@ -18,10 +18,15 @@ FAST = Backoff(initial_s=0.01, cap_s=0.1, multiplier=2.0, stable_after_s=10.0)
 
 
 class Link:
-    """A connection that is up or down; the actor crashes at start while it is down."""
+    """A connection that is up or down; the actor crashes at start while it is down.
+
+    With ``crash_after_start`` it instead comes up and then crashes (a crash
+    loop after connecting, which is what parking is for).
+    """
 
     def __init__(self) -> None:
         self.up = True
+        self.crash_after_start = False
         self.starts = 0
 
     def body(self) -> Any:
@@ -29,6 +34,10 @@ class Link:
             self.starts += 1
             if not self.up:
                 raise ConnectionError("connection refused")
+            if self.crash_after_start:
+                ctx.started()
+                await trio.sleep(0.5)
+                raise ConnectionError("stream dropped")
 
             async def handle(env: Envelope[str]) -> None:
                 ctx.reply(env, f"ok:{env.msg}")
@@ -57,7 +66,7 @@ class States:
 
 
 def brokers(
-    links: dict[str, Link], park_s: float = 30.0
+    links: dict[str, Link], park_s: float = 30.0, connect_cap_s: float = 30.0
 ) -> tuple[Supervisor, dict[str, Mailbox[str]], States]:
     boxes: dict[str, Mailbox[str]] = {name: Mailbox(capacity=16) for name in links}
     states = States()
@@ -69,12 +78,13 @@ def brokers(
         backoff=FAST,
         rng=random.Random(3),
         park_s=park_s,
+        connect_cap_s=connect_cap_s,
         listener=states,
     )
     return sup, boxes, states
 
 
-async def test_a_child_that_keeps_failing_is_parked_and_its_siblings_keep_serving(
+async def test_a_child_that_keeps_crashing_after_it_came_up_is_parked_and_its_siblings_keep_serving(
     autojump_clock: Any,
 ) -> None:
     links = {"a": Link(), "b": Link()}
@@ -82,12 +92,12 @@ async def test_a_child_that_keeps_failing_is_parked_and_its_siblings_keep_servin
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sup.run)
         await trio.testing.wait_all_tasks_blocked()
-        links["a"].up = False
-        # Stop it once: from then on every start fails.
+        links["a"].crash_after_start = True
+        # Stop it once: from then on every incarnation comes up, then crashes.
         sup.child("a").scope.cancel()  # type: ignore[union-attr]
         await states.wait_for("a", "failed")
         assert links["a"].starts == 1 + 3  # the first start, then 3 restarts: the 4th exceeds
-        assert "connection refused" in sup.child("a").health.last_error.message  # type: ignore[union-attr]
+        assert "stream dropped" in sup.child("a").health.last_error.message  # type: ignore[union-attr]
         # Parked: a request is refused at once, naming why, instead of waiting its deadline.
         before = trio.current_time()
         with pytest.raises(ActorUnavailable, match="down after repeated failures"):
@@ -106,10 +116,10 @@ async def test_a_parked_child_is_retried_after_park_s_and_serves_again(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sup.run)
         await trio.testing.wait_all_tasks_blocked()
-        links["a"].up = False
+        links["a"].crash_after_start = True
         sup.child("a").scope.cancel()  # type: ignore[union-attr]
         await states.wait_for("a", "failed")
-        links["a"].up = True  # the outage ends, but nobody tries before park_s
+        links["a"].crash_after_start = False  # fixed, but nobody tries before park_s
         await trio.sleep(29.9)
         assert links["a"].starts == 4
         await trio.sleep(0.2)
@@ -144,4 +154,41 @@ async def test_one_childs_backoff_does_not_delay_anothers_restart(autojump_clock
         await trio.sleep(max(delay_a, delay_b) + 0.001)
         await trio.testing.wait_all_tasks_blocked()
         assert (links["a"].starts, links["b"].starts) == (2, 2)  # still waiting out its own, longer delay
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_child_that_cannot_connect_keeps_trying_within_the_cap_and_is_never_parked(
+    autojump_clock: Any,
+) -> None:
+    links = {"a": Link(), "b": Link()}
+    sup, boxes, states = brokers(links, park_s=1000.0, connect_cap_s=5.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        links["a"].up = False
+        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await states.wait_for("a", "connecting")
+        # A long outage: far more failed tries than max_restarts (3), none parks it.
+        await trio.sleep(120.0)
+        assert links["a"].starts > 1 + 3 + 10
+        assert ("a", "failed") not in states.seen
+        health = {h.name: h for h in sup.snapshot()}["a"]
+        assert health.state == "connecting"
+        assert health.connect_failures == links["a"].starts - 1
+        assert health.next_retry_at is not None
+        assert health.last_error is not None and "connection refused" in health.last_error.message
+        # Refused at once while it waits, naming why, instead of waiting its deadline.
+        before = trio.current_time()
+        with pytest.raises(ActorUnavailable, match="cannot connect"):
+            await call(boxes["a"], "order", timeout=20.0)
+        assert trio.current_time() - before < 5.0
+        assert await call(boxes["b"], "order") == "ok:order"
+        # The far side returns: it serves again within the cap (plus the try itself).
+        states.seen.clear()
+        links["a"].up = True
+        back = trio.current_time()
+        await states.wait_for("a", "running")
+        assert trio.current_time() - back <= 5.0
+        assert await call(boxes["a"], "again") == "ok:again"
+        assert sup.child("a").health.connect_failures == 0
         nursery.cancel_scope.cancel()

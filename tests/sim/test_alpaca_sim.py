@@ -137,6 +137,92 @@ async def test_cancel_is_204_cancel_all_is_207_and_unknown_is_404() -> None:
         assert (await http.get("/v2/orders/no-such-order")).status_code == 404
 
 
+async def wait_status(http: httpx.AsyncClient, order_id: str, status: str) -> dict[str, Any]:
+    """Poll one order until it reaches ``status`` (the venue fills on its own clock)."""
+    with trio.fail_after(10):
+        while True:
+            order = dict((await http.get(f"/v2/orders/{order_id}")).json())
+            if order["status"] == status:
+                return order
+            await trio.sleep(0.01)
+
+
+async def buy(http: httpx.AsyncClient, symbol: str, qty: str) -> dict[str, Any]:
+    """A filled market buy."""
+    body = {"symbol": symbol, "qty": qty, "side": "buy", "type": "market", "time_in_force": "day"}
+    return await wait_status(
+        http, (await http.post("/v2/orders", json=body)).json()["id"], "filled"
+    )
+
+
+async def test_delete_position_sells_it_with_a_market_order_and_404s_when_flat() -> None:
+    async with client() as (_sim, http):
+        await buy(http, "AAPL", "5")
+        partly = await http.delete("/v2/positions/AAPL", params={"qty": "2"})
+        assert partly.status_code == 200 and set(partly.json()) == ORDER_FIELDS
+        assert partly.json()["side"] == "sell" and partly.json()["qty"] == "2"
+        await wait_status(http, partly.json()["id"], "filled")
+        assert (await http.get("/v2/positions/AAPL")).json()["qty"] == "3"
+        rest = await http.delete("/v2/positions/AAPL")
+        assert rest.json()["type"] == "market" and rest.json()["qty"] == "3"
+        await wait_status(http, rest.json()["id"], "filled")
+        assert (await http.get("/v2/positions")).json() == []
+        flat = await http.delete("/v2/positions/AAPL")
+        assert flat.status_code == 404
+        both = await http.delete("/v2/positions/AAPL", params={"qty": "1", "percentage": "5"})
+        assert both.status_code in (404, 422)
+
+
+async def test_delete_all_positions_cancels_orders_and_answers_207_per_symbol() -> None:
+    async with client() as (_sim, http):
+        await buy(http, "AAPL", "2")
+        await buy(http, "MSFT", "1")
+        resting = {"symbol": "AAPL", "qty": "2", "side": "sell", "type": "limit",
+                   "limit_price": "500", "time_in_force": "gtc"}  # fmt: skip
+        resting_id = (await http.post("/v2/orders", json=resting)).json()["id"]
+        held = await http.delete("/v2/positions")  # the resting sell holds AAPL's shares
+        assert held.status_code == 207
+        by_symbol = {r["symbol"]: r for r in held.json()}
+        assert by_symbol["AAPL"]["status"] == 403 and by_symbol["MSFT"]["status"] == 200
+        assert {"code", "message", "available", "held_for_orders"} <= set(by_symbol["AAPL"]["body"])
+        await wait_status(http, by_symbol["MSFT"]["body"]["id"], "filled")
+        closed = await http.delete("/v2/positions", params={"cancel_orders": "true"})
+        assert [(r["symbol"], r["status"]) for r in closed.json()] == [("AAPL", 200)]
+        assert (await http.get(f"/v2/orders/{resting_id}")).json()["status"] == "canceled"
+        await wait_status(http, closed.json()[0]["body"]["id"], "filled")
+        assert (await http.get("/v2/positions")).json() == []
+
+
+async def test_assets_are_served_with_the_documented_fields() -> None:
+    async with client() as (_sim, http):
+        asset = (await http.get("/v2/assets/AAPL")).json()
+        assert {"id", "class", "exchange", "symbol", "name", "status", "tradable", "marginable",
+                "shortable", "easy_to_borrow", "fractionable"} <= set(asset)  # fmt: skip
+        assert asset["symbol"] == "AAPL" and asset["class"] == "us_equity"
+        assert asset["status"] == "active" and asset["tradable"] is True
+        missing = await http.get("/v2/assets/not-a-symbol")
+        assert missing.status_code == 404 and set(missing.json()) == {"code", "message"}
+
+
+async def test_notional_market_day_orders_buy_a_fractional_qty() -> None:
+    async with client() as (_sim, http):
+        body = {"symbol": "AAPL", "notional": "500", "side": "buy", "type": "market",
+                "time_in_force": "day"}  # fmt: skip
+        placed = await http.post("/v2/orders", json=body)
+        assert placed.status_code == 200
+        assert placed.json()["notional"] == "500" and placed.json()["qty"] is None
+        filled = await wait_status(http, placed.json()["id"], "filled")
+        assert filled["filled_qty"] == "2.631578947"  # 500 / 190, to nine places, rounded down
+        position = (await http.get("/v2/positions/AAPL")).json()
+        assert position["qty"] == "2.631578947"
+        for bad in ({**body, "type": "limit", "limit_price": "100"},
+                    {**body, "time_in_force": "gtc"},
+                    {**body, "qty": "1"},
+                    {**body, "notional": "0"}):  # fmt: skip
+            reply = await http.post("/v2/orders", json=bad)
+            assert reply.status_code == 422, bad
+
+
 async def test_stream_speaks_alpacas_authenticate_listen_protocol() -> None:
     async with client() as (_sim, http):
         url = str(http.base_url).replace("http://", "ws://").rstrip("/") + "/stream"
@@ -168,6 +254,8 @@ async def test_stream_speaks_alpacas_authenticate_listen_protocol() -> None:
                     assert message["stream"] == "trade_updates"
                     events.append(message["data"])
         assert [e["event"] for e in events] == ["new", "fill"]
+        # alpaca-py's TradeUpdate requires ``timestamp`` on every event, ``new`` included.
+        assert all(isinstance(e.get("timestamp"), str) for e in events), events
         fill = events[-1]
         assert {"timestamp", "price", "qty", "position_qty", "execution_id"} <= set(fill)
         assert fill["order"]["status"] == "filled" and fill["position_qty"] == "1"

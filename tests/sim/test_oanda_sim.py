@@ -325,3 +325,75 @@ async def test_pricing_snapshot_and_stream() -> None:
                 sim.tick()
                 second = httpx.Response(200, content=await lines.__anext__()).json()
                 assert second["type"] in ("PRICE", "HEARTBEAT")
+
+
+async def test_position_close_sells_the_long_side_at_market_with_oandas_reply() -> None:
+    async with served() as (_sim, client):
+        await client.post("/orders", json=order(units="3000"))
+        part = await client.put(
+            "/positions/EUR_USD/close",
+            json={"longUnits": "1000", "longClientExtensions": {"id": "close-1"}},
+        )
+        assert part.status_code == 200
+        body = part.json()
+        create, fill = body["longOrderCreateTransaction"], body["longOrderFillTransaction"]
+        assert create["type"] == "MARKET_ORDER" and create["reason"] == "POSITION_CLOSEOUT"
+        assert create["longPositionCloseout"] == {"instrument": "EUR_USD", "units": "1000"}
+        assert fill["units"] == "-1000" and fill["reason"] == "MARKET_ORDER_POSITION_CLOSEOUT"
+        assert fill["clientOrderID"] == "close-1"
+        assert body["relatedTransactionIDs"] == [create["id"], fill["id"]]
+        assert (await client.get("/orders/@close-1")).json()["order"]["state"] == "FILLED"
+
+        rest = (await client.put("/positions/EUR_USD/close", json={"longUnits": "ALL"})).json()
+        assert rest["longOrderFillTransaction"]["units"] == "-2000"
+        assert (await client.get("/openPositions")).json()["positions"] == []
+
+        flat = await client.put("/positions/EUR_USD/close", json={"longUnits": "ALL"})
+        assert flat.status_code == 400
+        assert flat.json()["errorCode"] == "CLOSEOUT_POSITION_DOESNT_EXIST"
+        assert flat.json()["longOrderRejectTransaction"]["type"] == "MARKET_ORDER_REJECT"
+        assert (await client.get("/positions/EUR_USD/close")).status_code == 405
+
+
+async def test_position_close_with_v20_defaults_closes_a_short_and_checks_units() -> None:
+    async with served() as (_sim, client):
+        await client.post("/orders", json=order(units="-2000"))
+        too_many = await client.put("/positions/EUR_USD/close", json={"shortUnits": "5000"})
+        assert too_many.status_code == 400
+        assert too_many.json()["errorCode"] == "CLOSEOUT_POSITION_UNITS_EXCEED_POSITION_SIZE"
+        closed = (await client.put("/positions/EUR_USD/close")).json()  # both sides "ALL"
+        assert closed["shortOrderFillTransaction"]["units"] == "2000"
+        assert "longOrderCreateTransaction" not in closed
+        assert (await client.get("/openPositions")).json()["positions"] == []
+
+
+async def test_transactions_list_is_paged_into_idrange_urls_that_fetch_every_transaction() -> None:
+    async with served() as (sim, client):
+        for _ in range(5):
+            await client.post("/orders", json=order())  # create + fill: two transactions each
+        listed = await client.get("/transactions", params={"pageSize": "4"})
+        assert listed.status_code == 200
+        body = listed.json()
+        assert {"from", "to", "pageSize", "count", "pages", "lastTransactionID"} <= set(body)
+        assert body["count"] == int(body["lastTransactionID"]) == 12  # CREATE, TRANSFER_FUNDS, 10
+        assert len(body["pages"]) == 3
+        assert body["pages"][0] == (
+            f"{sim.base_url}/v3/accounts/{ACCOUNT}/transactions/idrange?from=1&to=4"
+        )
+        seen: list[str] = []
+        for url in body["pages"]:
+            page = await client.get(url)
+            assert page.status_code == 200
+            seen += [t["id"] for t in page.json()["transactions"]]
+        assert seen == [str(n) for n in range(1, 13)]
+
+        fills = (await client.get("/transactions", params={"type": "ORDER_FILL"})).json()
+        assert fills["count"] == 5 and fills["type"] == ["ORDER_FILL"]
+        (only_page,) = fills["pages"]
+        fetched = (await client.get(only_page)).json()["transactions"]
+        assert {t["type"] for t in fetched} == {"ORDER_FILL"} and len(fetched) == 5
+
+        assert (await client.get("/transactions", params={"pageSize": "0"})).status_code == 400
+        assert (await client.get("/transactions", params={"from": "yesterday"})).status_code == 400
+        beyond = await client.get("/transactions/idrange", params={"from": "99", "to": "100"})
+        assert beyond.status_code == 416

@@ -195,7 +195,14 @@ class ServiceGateway:
         coid = order_req.client_order_id
         timeout = self.submit_timeout_s
         if order_req.deadline_ns is not None:
-            timeout = max(0.0, (order_req.deadline_ns - self.now_ns()) / 1e9)
+            left_ns = order_req.deadline_ns - self.now_ns()
+            if left_ns <= 0:
+                # Read too late (a stopped or overloaded service): the client has given up.
+                raise Timeout(
+                    f"order {coid}: its deadline passed {-left_ns / 1e6:.0f} ms before the"
+                    " service read it; it was not sent to any broker"
+                )
+            timeout = left_ns / 1e9
         if not request.wait:
             order = await call(self.router, request, timeout=timeout)
             return OrderReply(id=request.id, order=order)

@@ -11,7 +11,9 @@ from typing import Literal
 
 import msgspec
 
-ActorState = Literal["starting", "running", "restarting", "failed", "stopped"]
+#: ``connecting``: it failed before it came up (a connection that cannot connect)
+#: and waits for its next try.
+ActorState = Literal["starting", "running", "restarting", "connecting", "failed", "stopped"]
 RestartType = Literal["permanent", "transient", "temporary"]
 
 
@@ -38,6 +40,9 @@ class ActorHealth(msgspec.Struct, frozen=True, kw_only=True):
     handled: int
     strategy: str | None = None
     restarts_in_window: int = 0
+    #: While ``connecting``: failed tries in a row, and when (ns) the next one starts.
+    connect_failures: int = 0
+    next_retry_at: int | None = None
 
 
 #: Called with a fresh snapshot of one actor whenever its state changes.
@@ -47,13 +52,17 @@ HealthListener = Callable[[ActorHealth], None]
 class HealthRecord:
     """Mutable health of one child, owned by its supervisor."""
 
-    __slots__ = ("last_error", "restarts", "started_at", "state")
+    __slots__ = (
+        "connect_failures", "last_error", "next_retry_at", "restarts", "started_at", "state"
+    )
 
     def __init__(self) -> None:
         self.state: ActorState = "stopped"
         self.restarts = 0
         self.started_at: int | None = None
         self.last_error: LastError | None = None
+        self.connect_failures = 0
+        self.next_retry_at: int | None = None
 
     def record_error(self, exc: BaseException, now_ns: int) -> None:
         self.last_error = LastError(type=type(exc).__name__, message=str(exc)[:500], at=now_ns)

@@ -28,6 +28,15 @@ its mailbox refused at once with ``ActorUnavailable``, and started again after
 healthy siblings (or the process) with it; a crash loop still shows, as a
 parked child with its last error. Under ``one_for_one`` each restart waits out
 its backoff in its own task, so one child's delay never holds up another's.
+
+Connecting, in a parking supervisor: a child that crashes *before* it calls
+``started()`` (a connection that cannot connect) is not crash-looping, the
+far side is away. Such failures do not count toward the intensity; the child
+is shown ``connecting`` (with its failures in a row and the time of the next
+try), its requests are refused at once while it waits, and it is tried again
+and again with the backoff capped at ``connect_cap_s``, so it is back at most
+that long after the far side is. Parking is left for a child that comes up,
+then crashes, over and over.
 """
 
 from __future__ import annotations
@@ -114,6 +123,8 @@ class _Child:
         self.exit_error: BaseException | None = None
         #: Restart times of this child alone (used when the supervisor parks).
         self.restart_times: deque[float] = deque()
+        #: Whether the current incarnation called ``started()``.
+        self.came_up = False
 
 
 class Supervisor:
@@ -132,6 +143,7 @@ class Supervisor:
         now_ns: Callable[[], int] = time.time_ns,
         listener: HealthListener | None = None,
         park_s: float | None = None,
+        connect_cap_s: float = 30.0,
     ) -> None:
         ids = [c.id for c in children]
         if len(set(ids)) != len(ids):
@@ -146,6 +158,8 @@ class Supervisor:
         self.listener = listener
         #: None: OTP intensity (give up and escalate). Else: park a child for this long.
         self.park_s = park_s
+        #: Backoff between tries of a child that cannot come up (parking supervisors only).
+        self.connect_backoff = msgspec.structs.replace(self.backoff, cap_s=connect_cap_s)
         self._shutting_down = False
         self.health = HealthRecord()
         self._children = [_Child(spec) for spec in children]
@@ -213,6 +227,8 @@ class Supervisor:
             handled=mailbox.handled if mailbox else 0,
             strategy=sup.strategy if sup else None,
             restarts_in_window=sup.restarts_in_window() if sup else 0,
+            connect_failures=child.health.connect_failures,
+            next_retry_at=child.health.next_retry_at,
         )
 
     def own_entry(self) -> ActorHealth:
@@ -284,6 +300,8 @@ class Supervisor:
         assert self._nursery is not None
         child.incarnation += 1
         child.stopping = False
+        child.came_up = False
+        child.running_since = None
         child.settled = trio.Event()
         child.finished = trio.Event()
         child.health.state = "starting"
@@ -296,8 +314,11 @@ class Supervisor:
 
         def started() -> None:
             if incarnation == child.incarnation and child.health.state != "running":
+                child.came_up = True
                 child.health.state = "running"
                 child.health.started_at = self.now_ns()
+                child.health.connect_failures = 0
+                child.health.next_retry_at = None
                 child.running_since = trio.current_time()
                 self._changed(child)
             child.settled.set()
@@ -348,6 +369,9 @@ class Supervisor:
                 self._log.error(
                     "actor crashed; not restarted", child=spec.id, error=_describe(error)
                 )
+            return
+        if self.park_s is not None and error is not None and not child.came_up:
+            self._retry_connect(child, error)
             return
 
         for times in (child.restart_times, self._restart_times):
@@ -420,6 +444,33 @@ class Supervisor:
         child.health.restarts += 1
         await self._start(child)
 
+    def _retry_connect(self, child: _Child, error: BaseException) -> None:
+        """Try a child that failed before it came up again, after a capped backoff.
+
+        Not counted toward the intensity: the far side being away is not a
+        crash loop, and parking it would add ``park_s`` to every outage.
+        """
+        assert self._nursery is not None
+        health = child.health
+        delay = self.rng.uniform(0.0, self.connect_backoff.bound(health.connect_failures))
+        health.connect_failures += 1
+        health.state = "connecting"
+        health.next_retry_at = self.now_ns() + int(delay * 1e9)
+        child.last_delay = delay
+        self._changed(child)
+        self._log.warning(
+            "actor failed before it came up; trying again",
+            child=child.spec.id,
+            failures=health.connect_failures,
+            delay_s=round(delay, 4),
+            error=_describe(error),
+        )
+        reason = ActorUnavailable(
+            f"{child.spec.id} cannot connect ({health.connect_failures} tries in a row,"
+            f" last: {_describe(error)}); next try in {delay:.1f}s"
+        )
+        self._nursery.start_soon(self._refuse_then_restart, child, reason, delay)
+
     def _park(self, child: _Child, error: BaseException | None) -> None:
         """Leave a crash-looping child down for ``park_s``, refusing its requests, then retry."""
         assert self._nursery is not None and self.park_s is not None
@@ -442,17 +493,27 @@ class Supervisor:
             f"{child.spec.id} is down after repeated failures"
             f" (last: {_describe(error)}); retrying in {park_s:g}s"
         )
+        await self._refuse_for(child, reason, park_s)
+        child.restart_times.clear()
+        child.consecutive = 0
+        self._log.info("retrying parked actor", child=child.spec.id)
+        await self._restart_after(child, 0.0)
+
+    async def _refuse_then_restart(
+        self, child: _Child, reason: ActorUnavailable, delay: float
+    ) -> None:
+        await self._refuse_for(child, reason, delay)
+        await self._restart_after(child, 0.0)
+
+    async def _refuse_for(self, child: _Child, reason: ActorUnavailable, seconds: float) -> None:
+        """Answer every request to a child that is down with ``reason``, for ``seconds``."""
         mailbox = child.spec.mailbox
-        with trio.move_on_after(park_s):
+        with trio.move_on_after(seconds):
             while mailbox is not None:
                 env = await mailbox.receive()
                 if env.reply is not None:
                     env.reply.fail(reason)
                     mailbox.answered(env)
-        child.restart_times.clear()
-        child.consecutive = 0
-        self._log.info("retrying parked actor", child=child.spec.id)
-        await self._restart_after(child, 0.0)
 
     async def _stop_children(self, children: list[_Child]) -> None:
         for child in reversed(children):

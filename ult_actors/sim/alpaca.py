@@ -6,7 +6,7 @@ paths, JSON shapes and error bodies (401/403 for bad keys, 403 for
 insufficient buying power or shares, 404, 422 for malformed orders or a
 reused ``client_order_id``). Orders fill over time and every step is
 published on the stream. What is simulated and what is not is in
-``alpaca_venue`` (cash account, no shorting, simple orders, no notional).
+``alpaca_venue`` (cash account, no shorting, simple orders).
 
 Run it::
 
@@ -291,10 +291,18 @@ class AlpacaSim:
         if path == "/v2/clock":
             return _only(method, "GET") or json_response(200, venue.clock_json())
         if path == "/v2/positions":
+            if method == "DELETE":
+                cancel = request.query.get("cancel_orders", "false").lower() == "true"
+                return json_response(207, venue.close_all(cancel_orders=cancel))
             return _only(method, "GET") or json_response(200, venue.positions_json())
         if path.startswith("/v2/positions/"):
             symbol = path.removeprefix("/v2/positions/")
+            if method == "DELETE":
+                return json_response(200, venue.close_position(symbol, request.query).to_json())
             return _only(method, "GET") or json_response(200, venue.position_json(symbol))
+        if path.startswith("/v2/assets/"):
+            symbol = path.removeprefix("/v2/assets/")
+            return _only(method, "GET") or json_response(200, venue.asset_json(symbol))
         if path == "/v2/orders":
             if method == "GET":
                 return json_response(200, [o.to_json() for o in venue.list_orders(request.query)])

@@ -6,6 +6,9 @@ fill in ``fill_slices`` slices, ``fill_delay_s`` apart, at the symbol's
 current price (a buy limit never above its limit, a sell limit never below).
 Resting orders are re-checked whenever a price is set. Prices are fixed
 unless set; unknown symbols get a stable price derived from the name.
+Notional (dollar amount) orders are market ``day`` orders for a fractional
+qty worked out at the current price, as Alpaca does. Positions close
+through ``close_position`` / ``close_all`` (``DELETE /v2/positions``).
 
 Every state change is published as a ``trade_updates`` message with the
 documented shape; whoever listens at that moment gets it, and nobody else
@@ -39,6 +42,8 @@ _SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 _TYPES = frozenset({"market", "limit", "stop", "stop_limit"})
 _TIFS = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 MAX_CLIENT_ORDER_ID = 48
+#: Alpaca computes fractional quantities to nine decimal places.
+_FRACTION = Decimal("0.000000001")
 
 
 class ApiError(Exception):
@@ -83,6 +88,8 @@ class SimOrder:
     failed_ns: int | None = None
     triggered: bool = False
     working: bool = False
+    #: The dollar amount of a notional order (its ``qty`` is then derived).
+    notional: Decimal | None = None
 
     @property
     def remaining(self) -> Decimal:
@@ -120,8 +127,8 @@ class SimOrder:
             "asset_id": self.asset_id,
             "symbol": self.symbol,
             "asset_class": "us_equity",
-            "notional": None,
-            "qty": dec(self.qty),
+            "notional": dec(self.notional),
+            "qty": dec(self.qty) if self.notional is None else None,
             "filled_qty": dec(self.filled_qty),
             "filled_avg_price": dec(self.avg_price),
             "order_class": "",
@@ -355,13 +362,14 @@ class AlpacaVenue:
         order_class = body.get("order_class") or "simple"
         if order_class != "simple":
             raise _invalid(f"order_class {order_class} is not supported by the simulator")
-        if body.get("notional") is not None:
-            raise _invalid("notional orders are not supported by the simulator; send qty")
-        qty = _decimal(body.get("qty"), "qty")
+        notional = _notional(body, kind, tif)
+        qty: Decimal | None = _decimal(body.get("qty"), "qty")
+        if notional is not None:
+            qty = (notional / self.price(symbol)).quantize(_FRACTION, rounding=ROUND_DOWN)
         if qty is None or qty <= 0:
             raise _invalid("qty must be > 0")
-        if qty != qty.to_integral_value() and tif != "day":
-            raise _invalid("fractional orders must be DAY orders")
+        if qty != qty.to_integral_value() and not (kind == "market" and tif == "day"):
+            raise _invalid("fractional orders must be DAY market orders")
         limit = _price(body.get("limit_price"), "limit_price")
         stop = _price(body.get("stop_price"), "stop_price")
         if kind in ("limit", "stop_limit") and limit is None:
@@ -381,6 +389,34 @@ class AlpacaVenue:
         if coid in self.by_client:
             raise ApiError(422, 40010001, "client_order_id must be unique")
         self._check_funds(symbol, side, qty, kind, limit, stop)
+        return self._place(
+            symbol=symbol,
+            side=side,
+            kind=kind,
+            tif=tif,
+            qty=qty,
+            coid=coid,
+            limit=limit,
+            stop=stop,
+            extended=extended,
+            notional=notional,
+        )
+
+    def _place(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        kind: str,
+        tif: str,
+        qty: Decimal,
+        coid: str,
+        limit: Decimal | None = None,
+        stop: Decimal | None = None,
+        extended: bool = False,
+        notional: Decimal | None = None,
+    ) -> SimOrder:
+        """Put a checked order on the book, publish ``new`` and start working it."""
         now = self.now_ns()
         order = SimOrder(
             id=self._uuid(),
@@ -396,6 +432,7 @@ class AlpacaVenue:
             extended_hours=extended,
             created_ns=now,
             updated_ns=now,
+            notional=notional,
         )
         self.orders[order.id] = order
         self.by_client[coid] = order.id
@@ -403,6 +440,65 @@ class AlpacaVenue:
         self._event("new", order)
         self._consider(order, arriving=True)
         return order
+
+    def close_position(self, symbol: str, query: dict[str, str]) -> SimOrder:
+        """``DELETE /v2/positions/{symbol}``: a market order selling all, ``qty`` or ``percentage``."""
+        holding = self.holdings.get(symbol)
+        if holding is None:
+            raise ApiError(404, 40410000, "position does not exist")
+        if "qty" in query and "percentage" in query:
+            raise _invalid("only one of qty or percentage may be given")
+        qty = holding.qty
+        if "qty" in query:
+            qty = _decimal(query["qty"], "qty") or Decimal(0)
+        elif "percentage" in query:
+            share = _decimal(query["percentage"], "percentage") or Decimal(0)
+            if not 0 < share <= 100:
+                raise _invalid("percentage must be in (0, 100]")
+            qty = (holding.qty * share / 100).quantize(_FRACTION, rounding=ROUND_DOWN)
+        if qty <= 0:
+            raise _invalid("qty must be > 0")
+        self._check_funds(symbol, "sell", qty, "market", None, None)
+        return self._place(
+            symbol=symbol, side="sell", kind="market", tif="day", qty=qty, coid=self._uuid()
+        )
+
+    def close_all(self, *, cancel_orders: bool) -> list[dict[str, Any]]:
+        """``DELETE /v2/positions``: the 207 body, one ``{symbol, status, body}`` per position."""
+        if cancel_orders:
+            self.cancel_all()
+        results: list[dict[str, Any]] = []
+        for symbol in sorted(self.holdings):
+            try:
+                order = self.close_position(symbol, {})
+            except ApiError as exc:
+                results.append({"symbol": symbol, "status": exc.status, "body": exc.body})
+            else:
+                results.append({"symbol": symbol, "status": 200, "body": order.to_json()})
+        return results
+
+    def asset_json(self, symbol: str) -> dict[str, Any]:
+        """``GET /v2/assets/{symbol}``: every symbol the simulator trades is an active asset."""
+        if not _SYMBOL_RE.match(symbol):
+            raise ApiError(404, 40410000, "asset not found")
+        return {
+            "id": self._asset_id(symbol),
+            "class": "us_equity",
+            "exchange": "NASDAQ",
+            "symbol": symbol,
+            "name": f"{symbol} (simulated)",
+            "status": "active",
+            "tradable": True,
+            "marginable": True,
+            "shortable": False,
+            "easy_to_borrow": False,
+            "fractionable": True,
+            "min_order_size": "0.000000001",
+            "min_trade_increment": "0.000000001",
+            "price_increment": "0.01",
+            "maintenance_margin_requirement": 100,
+            "attributes": ["fractional_eh_enabled"],
+        }
 
     def cancel(self, order_id: str) -> None:
         """Cancel an open order (404 unknown, 422 when already final)."""
@@ -559,9 +655,12 @@ class AlpacaVenue:
         self._event(status, order)
 
     def _event(self, event: str, order: SimOrder, **extra: str) -> None:
-        data: dict[str, Any] = {"event": event, "order": order.to_json()}
-        if event != "new":
-            data["timestamp"] = ns_to_rfc3339(order.updated_ns)
+        # Every event carries ``timestamp``: alpaca-py's TradeUpdate requires it.
+        data: dict[str, Any] = {
+            "event": event,
+            "order": order.to_json(),
+            "timestamp": ns_to_rfc3339(order.updated_ns),
+        }
         data.update(extra)
         self.stats.events_published += 1
         self.publish({"stream": "trade_updates", "data": data})
@@ -640,6 +739,20 @@ def _decimal(value: Any, name: str) -> Decimal | None:
     if not number.is_finite():
         raise _invalid(f"invalid {name} {value!r}")
     return number
+
+
+def _notional(body: dict[str, Any], kind: str, tif: str) -> Decimal | None:
+    """The dollar amount of a notional order (``None``: a qty order), checked as Alpaca does."""
+    notional = _decimal(body.get("notional"), "notional")
+    if notional is None:
+        return None
+    if body.get("qty") is not None:
+        raise _invalid("qty and notional must not both be given")
+    if kind != "market" or tif != "day":
+        raise _invalid("notional orders must be DAY market orders")
+    if notional <= 0 or notional.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise _invalid("notional must be > 0 with at most two decimal places")
+    return notional
 
 
 def _price(value: Any, name: str) -> Decimal | None:

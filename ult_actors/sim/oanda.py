@@ -16,8 +16,9 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
   ``GET .../orders``, ``.../pendingOrders``, ``.../orders/{id or @clientID}``,
   ``PUT .../orders/{specifier}/cancel``
 - ``GET .../positions``, ``.../openPositions``, ``.../positions/{instrument}``,
-  ``.../trades``, ``.../openTrades``
-- ``GET .../transactions/sinceid?id=N``, ``.../transactions/{id}``,
+  ``.../trades``, ``.../openTrades``; ``PUT .../positions/{instrument}/close``
+- ``GET .../transactions`` (pages of ``idrange`` URLs), ``.../transactions/idrange``,
+  ``.../transactions/sinceid?id=N``, ``.../transactions/{id}``,
   ``.../transactions/stream`` (JSON lines, ``HEARTBEAT`` every
   ``--heartbeat`` seconds, default 5)
 - ``GET .../pricing?instruments=A,B`` and ``.../pricing/stream?instruments=A,B``
@@ -314,6 +315,14 @@ class OandaSimulator:
             )
         if head == "positions" and len(rest) == 2:
             return self._only("GET", request, fmt) or _json(*views.position(book, rest[1]), fmt)
+        if head == "positions" and len(rest) == 3 and rest[2] == "close":
+            if wrong := self._only("PUT", request, fmt):
+                return wrong
+            try:
+                payload = msgspec.json.decode(request.body) if request.body else None
+            except msgspec.DecodeError:
+                return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
+            return _json(*book.close_position(rest[1], payload), fmt)
         if rest in (["trades"], ["openTrades"]):
             return self._only("GET", request, fmt) or _json(
                 *views.trades(book, open_only=head == "openTrades"), fmt
@@ -321,6 +330,15 @@ class OandaSimulator:
         if rest == ["transactions", "sinceid"]:
             return self._only("GET", request, fmt) or _json(
                 *book.transactions_since(request.query.get("id", "")), fmt
+            )
+        if rest == ["transactions"]:
+            return self._only("GET", request, fmt) or _json(
+                *views.transaction_pages(book, request.query, base_url=self.base_url, fmt=fmt),
+                fmt,
+            )
+        if rest == ["transactions", "idrange"]:
+            return self._only("GET", request, fmt) or _json(
+                *views.transaction_range(book, request.query), fmt
             )
         if rest == ["transactions", "stream"]:
             if wrong := self._only("GET", request, fmt):

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ult_actors.sim.oanda_orders import ORDER_TYPES, Reject, SimOrder, echo, parse_order
+from ult_actors.sim.oanda_orders import (
+    MAX_CLIENT_ID,
+    ORDER_TYPES,
+    Reject,
+    SimOrder,
+    echo,
+    parse_order,
+    parse_units,
+)
 from ult_actors.sim.oanda_prices import Instrument, PriceFeed, Quote
 from ult_actors.sim.oanda_wire import money, units
 
@@ -172,16 +180,9 @@ class OandaBook:
                 "errorCode": reject.reason,
                 "errorMessage": reject.message,
             }
-        fields = _order_fields(order, self._inst(order))
-        del fields["type"]  # the transaction's type says which order it creates
-        create = self._txn(f"{order_type}_ORDER", **fields, reason="CLIENT_ORDER")
-        order.id = create["id"]
-        self.orders[order.id] = order
-        if order.client_extensions and "id" in order.client_extensions:
-            self.by_client_id[order.client_extensions["id"]] = order.id
+        create, outcome = self._enter(order, reason="CLIENT_ORDER")
         body: dict[str, Any] = {"orderCreateTransaction": create}
         related = [create["id"]]
-        outcome = self._execute_on_create(order, batch=create["id"])
         if outcome is not None:
             key = (
                 "orderFillTransaction"
@@ -194,8 +195,119 @@ class OandaBook:
         body["lastTransactionID"] = self.last_id
         return 201, body
 
+    def close_position(self, instrument: str, payload: Any) -> Reply:
+        """``PUT .../positions/{instrument}/close``: close the long and/or short side at market.
+
+        ``longUnits``/``shortUnits`` are ``"ALL"``, ``"NONE"`` or a number of
+        units (v20's default is ``"ALL"``). Under netting only one side is
+        ever held: an absent side left at the default is skipped, one asked
+        for by name is refused with ``CLOSEOUT_POSITION_DOESNT_EXIST``.
+        """
+        if instrument not in self.feed.instruments:
+            return 404, {"errorMessage": f"The instrument {instrument} is unknown"}
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            return 400, {"errorMessage": "Invalid JSON in the request body"}
+        net = self.net(instrument)
+        body: dict[str, Any] = {}
+        related: list[str] = []
+        status = 200
+        for side in ("long", "short"):
+            asked = payload.get(f"{side}Units")
+            held = max(net, Decimal(0)) if side == "long" else max(-net, Decimal(0))
+            if asked == "NONE" or (asked is None and not held):
+                continue
+            spec = {
+                "instrument": instrument,
+                "units": "ALL" if asked is None else asked,
+                "clientExtensions": payload.get(f"{side}ClientExtensions"),
+            }
+            try:
+                order = self._closeout_order(side, spec, held)
+            except Reject as reject:
+                txn = self._txn(
+                    "MARKET_ORDER_REJECT",
+                    instrument=instrument,
+                    reason="POSITION_CLOSEOUT",
+                    rejectReason=reject.reason,
+                )
+                body[f"{side}OrderRejectTransaction"] = txn
+                body.update(errorCode=reject.reason, errorMessage=reject.message)
+                related.append(txn["id"])
+                status = 400
+                continue
+            create, outcome = self._enter(order, reason="POSITION_CLOSEOUT")
+            body[f"{side}OrderCreateTransaction"] = create
+            related.append(create["id"])
+            if outcome is not None:
+                kind = "Fill" if outcome["type"] == "ORDER_FILL" else "Cancel"
+                body[f"{side}Order{kind}Transaction"] = outcome
+                related.append(outcome["id"])
+        if not body:
+            status = 400
+            body = {
+                "errorCode": "CLOSEOUT_POSITION_DOESNT_EXIST",
+                "errorMessage": "The Position requested to be closed out does not exist",
+            }
+        body.update(relatedTransactionIDs=related, lastTransactionID=self.last_id)
+        return status, body
+
+    def _closeout_order(self, side: str, spec: dict[str, Any], held: Decimal) -> SimOrder:
+        """The market order closing ``side``; ``Reject`` with v20's reason if it cannot be."""
+        if not held:
+            raise Reject(
+                "CLOSEOUT_POSITION_DOESNT_EXIST",
+                "The Position requested to be closed out does not exist",
+            )
+        asked = str(spec["units"])
+        amount = held if asked == "ALL" else parse_units(spec["units"])
+        if amount <= 0:
+            raise Reject("CLOSEOUT_POSITION_UNITS_INVALID", "Closeout units must be positive")
+        if amount > held:
+            raise Reject(
+                "CLOSEOUT_POSITION_UNITS_EXCEED_POSITION_SIZE",
+                f"Cannot close {amount} units of a {held} unit {side} position",
+            )
+        extensions = spec["clientExtensions"]
+        if extensions is not None:
+            client_id = extensions.get("id") if isinstance(extensions, dict) else ""
+            if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
+                raise Reject("CLIENT_ORDER_ID_INVALID", "clientExtensions.id is not valid")
+            if client_id in self.by_client_id:
+                raise Reject(
+                    "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                    f"An order with client id {client_id} already exists",
+                )
+        return SimOrder(
+            id="",
+            type="MARKET",
+            instrument=spec["instrument"],
+            units=-amount if side == "long" else amount,
+            price=None,
+            price_bound=None,
+            time_in_force="FOK",
+            gtd_ns=None,
+            position_fill="REDUCE_ONLY",
+            trigger_condition="DEFAULT",
+            client_extensions=dict(extensions) if extensions else None,
+            create_ns=self.now_ns(),
+            closeout=(side, asked),
+        )
+
     def _inst(self, order: SimOrder) -> Instrument:
         return self.feed.instruments[order.instrument]
+
+    def _enter(self, order: SimOrder, *, reason: str) -> tuple[Transaction, Transaction | None]:
+        """Book a checked order: its create transaction, then its fill or cancel if at once."""
+        fields = _order_fields(order, self._inst(order))
+        del fields["type"]  # the transaction's type says which order it creates
+        create = self._txn(f"{order.type}_ORDER", **fields, reason=reason)
+        order.id = create["id"]
+        self.orders[order.id] = order
+        if order.client_extensions and "id" in order.client_extensions:
+            self.by_client_id[order.client_extensions["id"]] = order.id
+        return create, self._execute_on_create(order, batch=create["id"])
 
     def _execute_on_create(self, order: SimOrder, *, batch: str) -> Transaction | None:
         """Fill or cancel at once when the order says so; ``None`` if it rests."""
@@ -412,7 +524,7 @@ class OandaBook:
             "price": instrument.text(price),
             "fullVWAP": instrument.text(price),
             "fullPrice": self._price_wire(instrument, quote),
-            "reason": f"{order.type}_ORDER",
+            "reason": "MARKET_ORDER_POSITION_CLOSEOUT" if order.closeout else f"{order.type}_ORDER",
             "pl": money(realized),
             "quotePL": f"{(realized / rate) if rate else realized:f}",
             "financing": money(Decimal(0)),
@@ -534,6 +646,9 @@ def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
         fields["gtdTime"] = order.gtd_ns
     if order.client_extensions:
         fields["clientExtensions"] = dict(order.client_extensions)
+    if order.closeout is not None:
+        side, asked = order.closeout
+        fields[f"{side}PositionCloseout"] = {"instrument": order.instrument, "units": asked}
     if order.type in ("LIMIT", "STOP", "MARKET_IF_TOUCHED"):
         fields["partialFill"] = "DEFAULT_FILL"
     return fields

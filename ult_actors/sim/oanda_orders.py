@@ -27,7 +27,7 @@ _POSITION_FILLS = ("DEFAULT", "OPEN_ONLY", "REDUCE_FIRST", "REDUCE_ONLY")
 _TRIGGER_CONDITIONS = ("DEFAULT", "INVERSE", "BID", "ASK", "MID")
 MAX_UNITS = Decimal(100_000_000)
 _MAX_PENDING = 500
-_MAX_CLIENT_ID = 128
+MAX_CLIENT_ID = 128
 
 
 class Reject(Exception):
@@ -63,6 +63,8 @@ class SimOrder:
     trades_closed: list[str] = field(default_factory=list)
     cancelling_txn: str | None = None
     cancelled_ns: int | None = None
+    #: A position closeout order: ``("long" | "short", units asked: "ALL" or a number)``.
+    closeout: tuple[str, str] | None = None
 
 
 def parse_order(
@@ -83,13 +85,7 @@ def parse_order(
         raise Reject("INSTRUMENT_UNKNOWN", f"The instrument {name} is unknown")
     if "units" not in spec:
         raise Reject("UNITS_MISSING", "The order has no units")
-    amount = _decimal(spec["units"])
-    if amount is None or amount == 0:
-        raise Reject("UNITS_INVALID", "The order's units must be a non-zero number")
-    if amount != amount.to_integral_value():
-        raise Reject("UNITS_PRECISION_EXCEEDED", f"{name} trades in whole units")
-    if abs(amount) > MAX_UNITS:
-        raise Reject("UNITS_LIMIT_EXCEEDED", "The order's units exceed the maximum")
+    amount = parse_units(spec["units"])
     price = None
     if order_type != "MARKET":
         if "price" not in spec:
@@ -127,7 +123,7 @@ def parse_order(
             raise Reject("CLIENT_ORDER_ID_INVALID", "clientExtensions must map names to strings")
         client_id = extensions.get("id")
         if client_id is not None:
-            if not client_id or len(client_id) > _MAX_CLIENT_ID or client_id.startswith("@"):
+            if not client_id or len(client_id) > MAX_CLIENT_ID or client_id.startswith("@"):
                 raise Reject("CLIENT_ORDER_ID_INVALID", "clientExtensions.id is not valid")
             if client_id in client_ids:
                 raise Reject(
@@ -151,6 +147,18 @@ def parse_order(
         client_extensions=dict(extensions) if extensions else None,
         create_ns=now_ns,
     )
+
+
+def parse_units(raw: Any) -> Decimal:
+    """Signed whole units, non-zero and within the maximum; ``Reject`` otherwise."""
+    amount = _decimal(raw)
+    if amount is None or amount == 0:
+        raise Reject("UNITS_INVALID", "The order's units must be a non-zero number")
+    if amount != amount.to_integral_value():
+        raise Reject("UNITS_PRECISION_EXCEEDED", "Units must be whole numbers")
+    if abs(amount) > MAX_UNITS:
+        raise Reject("UNITS_LIMIT_EXCEEDED", "The order's units exceed the maximum")
+    return amount
 
 
 def _price(raw: Any, instrument: Instrument, what: str) -> Decimal:

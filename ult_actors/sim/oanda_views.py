@@ -1,4 +1,4 @@
-"""Read-only v20 views of the simulated account: positions, trades, summary, instruments.
+"""Read-only v20 views of the simulated account: positions, trades, summary, instruments, transactions.
 
 Each function renders ``OandaBook`` state in v20's shapes (``(status, body)``
 replies or plain objects), times still in nanoseconds.
@@ -11,7 +11,11 @@ from typing import Any
 
 from ult_actors.sim.oanda_book import OandaBook, Reply
 from ult_actors.sim.oanda_orders import MAX_UNITS
-from ult_actors.sim.oanda_wire import money, units
+from ult_actors.sim.oanda_wire import DatetimeFormat, format_time, money, parse_time, units
+
+#: ``GET .../transactions`` page size: v20's default and its maximum.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 
 
 def position_wire(book: OandaBook, instrument: str) -> dict[str, Any]:
@@ -171,3 +175,60 @@ def instruments(book: OandaBook) -> list[dict[str, Any]]:
         }
         for i in book.feed.instruments.values()
     ]
+
+
+def transaction_pages(
+    book: OandaBook, query: dict[str, str], *, base_url: str, fmt: DatetimeFormat
+) -> Reply:
+    """``GET .../transactions``: how many transactions match, as pages of ``idrange`` URLs.
+
+    ``from``/``to`` (times, default: the account's creation and now),
+    ``pageSize`` (1..1000, default 100) and ``type`` (comma-separated) select;
+    each page URL fetches up to ``pageSize`` of them, as the real API does.
+    """
+    try:
+        start = parse_time(query["from"]) if query.get("from") else book.created_ns
+        end = parse_time(query["to"]) if query.get("to") else book.now_ns()
+    except ValueError:
+        return 400, {"errorMessage": "Invalid value specified for 'from' or 'to'"}
+    size_text = query.get("pageSize", str(DEFAULT_PAGE_SIZE))
+    if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+        return 400, {"errorMessage": "Invalid value specified for 'pageSize'"}
+    size = int(size_text)
+    types = [t for t in query.get("type", "").split(",") if t]
+    ids = [
+        int(t["id"])
+        for t in book.transactions
+        if start <= t["time"] <= end and (not types or t["type"] in types)
+    ]
+    suffix = f"&type={','.join(types)}" if types else ""
+    root = f"{base_url}/v3/accounts/{book.account_id}/transactions/idrange"
+    pages = [
+        f"{root}?from={chunk[0]}&to={chunk[-1]}{suffix}"
+        for chunk in (ids[i : i + size] for i in range(0, len(ids), size))
+    ]
+    body: dict[str, Any] = {
+        "from": format_time(start, fmt),
+        "to": format_time(end, fmt),
+        "pageSize": size,
+        "count": len(ids),
+        "pages": pages,
+        "lastTransactionID": book.last_id,
+    }
+    if types:
+        body["type"] = types
+    return 200, body
+
+
+def transaction_range(book: OandaBook, query: dict[str, str]) -> Reply:
+    """``GET .../transactions/idrange?from=&to=[&type=]``: the transactions with ids in range."""
+    first, last = query.get("from", ""), query.get("to", "")
+    if not first.isdigit() or not last.isdigit() or int(first) > int(last):
+        return 400, {"errorMessage": "Invalid value specified for 'from' or 'to'"}
+    if int(first) > len(book.transactions):
+        return 416, {"errorMessage": f"Transaction ID {first} is out of range"}
+    types = {t for t in query.get("type", "").split(",") if t}
+    chosen = [
+        t for t in book.transactions[int(first) - 1 : int(last)] if not types or t["type"] in types
+    ]
+    return 200, {"transactions": chosen, "lastTransactionID": book.last_id}
