@@ -274,7 +274,8 @@ class _BrokerIncarnation:
 
     async def _place_released(self, env: Envelope[BrokerCommand]) -> None:
         try:
-            await self._dispatch(env)
+            with self.ctx.handling(env):  # a crash here is this order's, not its neighbours'
+                await self._dispatch(env)
         finally:
             self.limiter.release_on_behalf_of(env)
 
