@@ -2,9 +2,12 @@
 
 ``serve`` runs the tree in the foreground until SIGTERM or SIGINT, then
 shuts it down in reverse start order and exits 0; SIGHUP is logged and
-ignored. If the root supervisor
-gives up, it logs one line naming the failed child and its last error and
-exits 1, so systemd's ``Restart=on-failure`` starts a fresh process.
+ignored. If the root supervisor gives up, it logs one line naming the failed
+child and its last error and exits 1, so systemd's ``Restart=on-failure``
+starts a fresh process; when the cause is one a restart cannot fix (a
+``ConfigError``: corrupt or locked journal, read-only state directory, a
+non-socket file at the socket path) it exits 2, which the unit's
+``RestartPreventExitStatus=2`` does not retry.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import trio
 
 from ult_actors.config import ServiceConfig, describe, load_config
 from ult_actors.errors import ConfigError, UltError
-from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ult_actors.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.runtime.actor import ActorContext
@@ -114,7 +117,11 @@ async def run_service(service: Service) -> None:
 
 
 def serve_main(argv: list[str]) -> int:
-    """``ult serve``: run in the foreground; exit 0 on SIGTERM/SIGINT, 1 if the tree gives up."""
+    """``ult serve``: run in the foreground.
+
+    Exits 0 on SIGTERM/SIGINT, 1 if the tree gives up, 2 if the configuration
+    or the environment (journal, state directory, socket path) is unusable.
+    """
     args = _serve_parser().parse_args(argv)
     try:
         cfg = load_for_serve(args)
@@ -131,7 +138,7 @@ def serve_main(argv: list[str]) -> int:
         trio.run(run_service, service)
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
-        return EXIT_USAGE
+        return EXIT_CONFIG
     except AlreadyRunning as exc:
         log.error("cannot start", error=str(exc))
         return EXIT_FAILED
@@ -139,12 +146,17 @@ def serve_main(argv: list[str]) -> int:
         gave_up = _find(group, SupervisorGaveUp)
         if gave_up is None:
             raise
+        unfixable = isinstance(gave_up.cause, ConfigError)
         log.critical(
-            "root supervisor gave up; exiting",
+            "cannot run: fix the configuration or environment; exiting"
+            if unfixable
+            else "root supervisor gave up; exiting",
             child=gave_up.child,
             error=f"{type(gave_up.cause).__name__}: {gave_up.cause}" if gave_up.cause else None,
         )
-        return EXIT_FAILED
+        # A restart cannot fix a configuration or environment problem: exit 2, which
+        # systemd's RestartPreventExitStatus=2 does not retry.
+        return EXIT_CONFIG if unfixable else EXIT_FAILED
     except KeyboardInterrupt:
         pass
     log.info("stopped")

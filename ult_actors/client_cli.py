@@ -19,7 +19,7 @@ from typing import Any, TextIO, TypeVar
 
 import msgspec
 
-from ult_actors.client import Client, ServiceUnreachable, SubscriptionLost
+from ult_actors.client import Client, OutcomeUnknown, ServiceUnreachable, SubscriptionLost
 from ult_actors.client_tables import (
     Style,
     accounts_table,
@@ -96,6 +96,9 @@ def _run(args: argparse.Namespace, command: Command) -> int:
         if not out.json:
             print("is `ult serve` running, and is --socket / $ULT_SOCKET right?", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except OutcomeUnknown as exc:
+        _report(out, exc, code=exc.code, client_order_id=exc.client_order_id)
+        return EXIT_FAILED
     except UltError as exc:
         _report(out, exc, code=exc.code)
         return EXIT_FAILED
@@ -146,7 +149,7 @@ def submit_main(argv: list[str]) -> int:
     p.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok", "opg", "cls"])
     p.add_argument("--extended-hours", action="store_true")
     p.add_argument("--broker", help="broker connection (default: by routing rules)")
-    p.add_argument("--client-order-id", help="idempotency key (default: made by the service)")
+    p.add_argument("--client-order-id", help="idempotency key (default: made by the client)")
     p.add_argument("--wait", action="store_true", help="wait until the order is terminal")
     args = p.parse_args(argv)
 

@@ -42,6 +42,7 @@ import trio
 
 from ult_actors.errors import ConfigError, Internal
 from ult_actors.journal_schema import OPEN_STATUS_SQL, migrate
+from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Order
 
 T = TypeVar("T")
@@ -196,8 +197,19 @@ class SqliteStore:
         return conn
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        """Lock, open, migrate and index the file; ``ConfigError`` naming it if it cannot be.
+
+        Every failure here is one a restart cannot fix (a corrupt file, a
+        read-only directory, another process holding the lock), so it is a
+        ``ConfigError``: ``ult serve`` exits 2 and systemd does not retry.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"journal directory {self.path.parent} cannot be created: {_why(exc)}"
+            ) from None
+        self._lock_fd = open_lock_file(Path(f"{self.path}.lock"))
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -207,12 +219,17 @@ class SqliteStore:
                 f"journal {self.path} is in use by another ult process;"
                 " stop it or give this one its own state directory"
             ) from None
-        wconn = self._connect()
+        try:
+            self._open_connections()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(_unopenable(self.path, exc)) from None
+
+    def _open_connections(self) -> None:
+        self._wconn = wconn = self._connect()
         mode = wconn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise ConfigError(f"journal {self.path}: SQLite refused WAL mode (got {mode})")
         migrate(wconn, path=str(self.path))
-        self._wconn = wconn
         self._rconn = self._connect()
         self._load()
 
@@ -433,6 +450,26 @@ class SqliteStore:
             ]
 
         return await self._read(read)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """What to tell the operator about a journal file SQLite cannot open."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return (
+            f"journal {path} is corrupt ({exc}); move it aside and restore it from a"
+            " backup (the brokers still know every order), then start again"
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        return (
+            f"journal {path} cannot be written ({exc}); is the state directory"
+            " read-only or owned by another user?"
+        )
+    return f"journal {path} cannot be opened: {exc}"
 
 
 @asynccontextmanager

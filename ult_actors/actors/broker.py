@@ -45,6 +45,7 @@ from ult_actors.errors import (
     Internal,
     NotFound,
     RateLimited,
+    Timeout,
     UltError,
 )
 from ult_actors.messages import (
@@ -339,6 +340,11 @@ class _BrokerIncarnation:
             await store.record(known, event="submit")  # durable before it leaves
         attempt = 0
         while True:
+            late = self._too_late(request)
+            if late is not None:
+                # The client stopped waiting: sending now would place an order it was
+                # told has an unknown outcome. Settle what an earlier attempt did instead.
+                return await self._give_up(known, late)
             sent_at = trio.current_time()
             try:
                 order = await self.connector.submit(request)
@@ -395,6 +401,19 @@ class _BrokerIncarnation:
                 await self._track(rejected)
                 raise
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    def _too_late(self, request: OrderRequest) -> Timeout | None:
+        """The refusal for an order whose client's deadline (``deadline_ns``) has passed."""
+        if request.deadline_ns is None:
+            return None
+        late_ms = (self.deps.now_ns() - request.deadline_ns) / 1e6
+        if late_ms < 0:
+            return None
+        return Timeout(
+            f"order {request.client_order_id}: its client's deadline passed {late_ms:.0f} ms"
+            f" ago; not sending it to broker {self.deps.name}",
+            broker=self.deps.name,
+        )
 
     def _grace_left(self, known: Order) -> float:
         """Seconds until the last send of ``known`` is ``settle_grace_s`` old."""

@@ -76,6 +76,9 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
             coid = request.client_order_id
             assert coid is not None, "the gateway assigns client order ids"
             request = msgspec.structs.replace(request, broker=broker)
+            # A deadline is when one attempt's client stops waiting, not part of the
+            # order: a retry of the same order comes with a later one.
+            order_only = msgspec.structs.replace(request, deadline_ns=None)
             earlier = recent.get(coid)
             if earlier is None:
                 store = await deps.journal.get()
@@ -88,12 +91,12 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
                         )
                     ctx.reply(env, existing)  # idempotent: the same order, not a second one
                     return
-            elif earlier != request:
+            elif earlier != order_only:
                 raise DuplicateOrder(
                     f"client_order_id {coid} is already used by a different order",
                     field="client_order_id",
                 )
-            recent[coid] = request
+            recent[coid] = order_only
             if len(recent) > _RECENT:
                 recent.popitem(last=False)
             # Hand the asker's reply slot on: the broker answers the client directly.

@@ -21,7 +21,12 @@ directory, ``$XDG_RUNTIME_DIR/ult/ult.sock``, ``/tmp/ult-$UID/ult.sock``.
 
 from ult_actors.client._async import AsyncClient
 from ult_actors.client._blocking import Client
-from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
+from ult_actors.client._errors import (
+    ConnectionLost,
+    OutcomeUnknown,
+    ServiceUnreachable,
+    SubscriptionLost,
+)
 from ult_actors.client._requests import order_request
 from ult_actors.errors import (
     AuthFailed,
@@ -51,6 +56,7 @@ __all__ = [
     "Internal",
     "InvalidOrder",
     "NotFound",
+    "OutcomeUnknown",
     "RateLimited",
     "RiskRejected",
     "ServiceUnreachable",

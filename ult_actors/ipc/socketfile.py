@@ -24,6 +24,7 @@ import stat
 from pathlib import Path
 
 from ult_actors.errors import ConfigError
+from ult_actors.lockfile import open_lock_file
 
 
 class AlreadyRunning(RuntimeError):
@@ -59,7 +60,7 @@ class InstanceLock:
         The socket's directory must already exist (see ``prepare_directory``).
         """
         path = lock_path_for(socket_path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = open_lock_file(path, SocketPathError)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
