@@ -20,6 +20,7 @@ from typing import Any, TextIO, TypeVar
 import msgspec
 
 from ult_actors.client import Client, OutcomeUnknown, ServiceUnreachable, SubscriptionLost
+from ult_actors.client_numbers import plain_json
 from ult_actors.client_tables import (
     Style,
     accounts_table,
@@ -50,13 +51,14 @@ class Output:
         self.tty = tty
 
     def document(self, value: Any) -> None:
-        """One JSON document (Structs and Decimals encoded as on the wire)."""
-        self.stream.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+        """One JSON document (as on the wire, decimals in plain notation at full precision)."""
+        encoded = msgspec.json.encode(plain_json(value))
+        self.stream.write(msgspec.json.format(encoded, indent=2).decode())
         self.stream.write("\n")
         self.stream.flush()
 
     def json_line(self, value: Any) -> None:
-        self.stream.write(msgspec.json.encode(value).decode() + "\n")
+        self.stream.write(msgspec.json.encode(plain_json(value)).decode() + "\n")
         self.stream.flush()
 
     def text(self, text: str) -> None:

@@ -92,6 +92,16 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     reject_reason: str | None = None
     outcome: SubmitOutcome = "definitive"
 
+    @property
+    def ref(self) -> str:
+        """The id to show people and to look the order up by: ``broker:id``.
+
+        ``id`` is the venue's own id (what the connectors need), unique only
+        within one broker connection; the prefix makes it unique in the service.
+        Before the broker has given an id, the client order id stands in.
+        """
+        return f"{self.broker}:{self.id}" if self.id else self.client_order_id
+
 
 class Fill(msgspec.Struct, frozen=True, kw_only=True):
     """One execution of (part of) an order."""
@@ -142,6 +152,7 @@ ErrorCode = Literal[
     "broker_unavailable",
     "auth_failed",
     "not_found",
+    "ambiguous",
     "timeout",
     "internal",
     "bad_request",

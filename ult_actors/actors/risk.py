@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state_store import SavedTradingState, save_trading_state
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.messages import (
@@ -428,8 +429,8 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                         set_state("active", "kill switch off")
                         ctx.reply(env, OkReply(id=msg.id, detail="trading active"))
                 else:
-                    if msg.broker is not None and msg.broker not in deps.brokers:
-                        raise RiskRejected(f"unknown broker {msg.broker!r}", limit="trading_state")
+                    if msg.broker is not None:
+                        known_broker(msg.broker, deps.brokers)
                     set_state(msg.state, "operator", msg.broker)
                     ctx.reply(env, OkReply(id=msg.id, detail=f"trading {msg.state}"))
             except UltError as exc:

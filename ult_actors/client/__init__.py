@@ -8,7 +8,7 @@ both have one method per request, return the message types of
 
     with Client() as c:
         order = c.submit("AAPL", "buy", 10, type="limit", limit_price="187.50")
-        c.cancel(order.id)
+        c.cancel(order.ref)  # broker:id, unique across brokers
 
     async with AsyncClient() as c:
         order = await c.submit("AAPL", "buy", 10)
@@ -29,6 +29,7 @@ from ult_actors.client._errors import (
 )
 from ult_actors.client._requests import order_request
 from ult_actors.errors import (
+    AmbiguousOrderId,
     AuthFailed,
     BadRequest,
     BrokerUnavailable,
@@ -45,6 +46,7 @@ from ult_actors.errors import (
 )
 
 __all__ = [
+    "AmbiguousOrderId",
     "AsyncClient",
     "AuthFailed",
     "BadRequest",
