@@ -38,6 +38,9 @@ OrderStatus = Literal[
 # must be settled by looking the order up by client order id.
 SubmitOutcome = Literal["local", "definitive", "unknown"]
 TradingState = Literal["active", "reducing", "halted"]
+#: Who set a trading state: a person (``ult trading-state``, the kill switch), the
+#: service itself (for a cause it lifts once the cause is gone), or the configuration.
+SetBy = Literal["person", "service", "config"]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
 OPEN_STATUSES: frozenset[str] = frozenset(
@@ -215,6 +218,16 @@ class TradingStateChanged(
     reason: str
     broker: str | None = None
     ts: int = 0
+    set_by: SetBy = "person"
+
+
+class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
+    """A trading state with who set it, why, and when (ns)."""
+
+    state: TradingState = "active"
+    set_by: SetBy = "config"
+    reason: str = ""
+    at: int = 0
 
 
 Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
@@ -233,7 +246,12 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     version: str = ""
     started_at: int = 0
     taken_at: int = 0
+    #: The global trading state (each broker's own may be stricter: ``broker_trading``).
     trading_state: TradingState = "active"
+    #: The global state with who set it and why.
+    trading: TradingSetting | None = None
+    #: Every configured broker's state in force: the stricter of the global one and its own.
+    broker_trading: dict[str, TradingSetting] = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -482,12 +500,24 @@ class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind
     """Tighten one broker's trading state (never loosens it).
 
     Sent by positions when the service cannot vouch for a broker's positions
-    (fail closed); only a person's ``SetTradingState`` sets it back.
+    (fail closed). The service lifts it itself (``LiftRestriction``) once the
+    cause is gone; a person's ``SetTradingState`` replaces it at any time.
     """
 
     broker: str
     reason: str
     state: TradingState = "reducing"
+
+
+class LiftRestriction(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="lift"):
+    """The cause of a service restriction is gone: set the broker active again.
+
+    Sent by positions when a broker's report arrived and the book agrees with
+    it. Risk lifts only a restriction the service set; one a person set stays.
+    """
+
+    broker: str
+    reason: str
 
 
 class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="seed"):
