@@ -231,7 +231,9 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
                 ctx.started()
                 mailbox = ctx.mailbox
                 while True:
-                    await handle(await mailbox.receive())
+                    env = await mailbox.receive()
+                    with ctx.handling(env):
+                        await handle(env)
         finally:
             events.close()
 

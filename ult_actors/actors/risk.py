@@ -399,7 +399,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
             mailbox = ctx.mailbox
             try:
                 while True:
-                    await handle(await mailbox.receive())
+                    env = await mailbox.receive()
+                    with ctx.handling(env):
+                        await handle(env)
             finally:
                 events.close()
                 nursery.cancel_scope.cancel()

@@ -8,10 +8,11 @@ sends and what it returns live here once.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -53,6 +54,7 @@ from ult_actors.messages import (
     TimeInForce,
     TradingState,
 )
+from ult_actors.validation import check_decimal
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -70,20 +72,37 @@ UNSET: Any = object()
 EVENT_FRAMES = (EventMessage, SubscriptionDropped)
 
 
+#: A quantity or price as text: ASCII digits with at most one '.', nothing else
+#: (no exponent, sign, underscore or space: "1e1" and "1_0" are not 10 here).
+PLAIN_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+
+
 def to_decimal(name: str, value: Number) -> Decimal:
-    """A number argument as a ``Decimal``; ``InvalidOrder`` naming the field otherwise."""
+    """A number argument as a ``Decimal``; ``InvalidOrder`` naming the field otherwise.
+
+    Text must be a plain decimal (``PLAIN_DECIMAL``); the result is bounded as the
+    service bounds it (``ult_actors.validation.check_decimal``), so a bad number is
+    refused before it is sent.
+    """
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise InvalidOrder(
             f"{name} must be a str, int or Decimal, not {type(value).__name__}"
             " (floats cannot hold prices exactly)",
             field=name,
         )
-    try:
-        result = Decimal(value)
-    except InvalidOperation:
-        raise InvalidOrder(f"{name} {value!r} is not a number", field=name) from None
-    if not result.is_finite():
-        raise InvalidOrder(f"{name} must be a finite number", field=name)
+    if isinstance(value, str):
+        if not PLAIN_DECIMAL.fullmatch(value):
+            raise InvalidOrder(
+                f"{name} {value!r} is not a plain positive decimal (digits with at most"
+                " one '.', e.g. 10 or 187.25)",
+                field=name,
+            )
+        value = Decimal(value)
+    result = Decimal(value)
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0 and result.adjusted() < 28:
+        result = Decimal(int(result))  # a Decimal such as 1E+1 is sent as plain 10
+    check_decimal(result, name)
     return result
 
 
