@@ -7,7 +7,9 @@ repeat, so merging is idempotent: a repeat is a no-op, an older state than
 the one held is stale and ignored, ``filled_qty`` never goes down, and a
 terminal state is final. Replacing one terminal state by a different one is
 illegal: ``apply_update`` raises ``IllegalTransition`` and the caller logs it
-and keeps what it had — never a silent overwrite.
+and keeps what it had — never a silent overwrite. The one exception is
+``lost``: it is the service's verdict, not the broker's, so a broker record
+found later replaces it (the broker is the final truth).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _RANK = {
     "canceled": 3,
     "rejected": 3,
     "expired": 3,
+    "lost": 3,
 }
 
 
@@ -113,6 +116,10 @@ def apply_update(current: Order | None, new: Order) -> Order:
     """Merge ``new`` into ``current``; returns ``current`` itself when nothing changed."""
     if current is None:
         return new
+    if current.status == "lost" and new.status != "lost":
+        # The broker's record beats our verdict (and our reason for it).
+        found = msgspec.structs.replace(current, reject_reason=new.reject_reason)
+        return _merge(found, new, new.status)
     if current.status in TERMINAL_STATUSES:
         if new.status in TERMINAL_STATUSES and new.status != current.status:
             raise IllegalTransition(

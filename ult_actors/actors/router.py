@@ -107,6 +107,13 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
             order = await store.get_by_order_id(msg.order_id) or await store.get(msg.order_id)
             if order is None:
                 raise NotFound(f"no order with id or client order id {msg.order_id!r}")
+            if order.status == "lost":
+                # Nothing to cancel: its broker no longer has it (reconciliation's verdict).
+                raise NotFound(
+                    f"order {order.client_order_id} is lost, nothing to cancel:"
+                    f" {order.reject_reason or 'its broker no longer has it'}",
+                    broker=order.broker,
+                )
             broker = deps.brokers.get(order.broker)
             if broker is None:
                 raise NotFound(f"order {msg.order_id} belongs to unknown broker {order.broker!r}")
