@@ -41,6 +41,9 @@ OrderStatus = Literal[
 # must be settled by looking the order up by client order id.
 SubmitOutcome = Literal["local", "definitive", "unknown"]
 TradingState = Literal["active", "reducing", "halted"]
+#: Who set a trading state: a person (``ult trading-state``, the kill switch), the
+#: service itself (for a cause it lifts once the cause is gone), or the configuration.
+SetBy = Literal["person", "service", "config"]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset(
     {"filled", "canceled", "rejected", "expired", "lost"}
@@ -94,6 +97,16 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     reject_reason: str | None = None
     outcome: SubmitOutcome = "definitive"
 
+    @property
+    def ref(self) -> str:
+        """The id to show people and to look the order up by: ``broker:id``.
+
+        ``id`` is the venue's own id (what the connectors need), unique only
+        within one broker connection; the prefix makes it unique in the service.
+        Before the broker has given an id, the client order id stands in.
+        """
+        return f"{self.broker}:{self.id}" if self.id else self.client_order_id
+
 
 class Fill(msgspec.Struct, frozen=True, kw_only=True):
     """One execution of (part of) an order."""
@@ -144,6 +157,7 @@ ErrorCode = Literal[
     "broker_unavailable",
     "auth_failed",
     "not_found",
+    "ambiguous",
     "timeout",
     "internal",
     "bad_request",
@@ -209,6 +223,16 @@ class TradingStateChanged(
     reason: str
     broker: str | None = None
     ts: int = 0
+    set_by: SetBy = "person"
+
+
+class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
+    """A trading state with who set it, why, and when (ns)."""
+
+    state: TradingState = "active"
+    set_by: SetBy = "config"
+    reason: str = ""
+    at: int = 0
 
 
 Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
@@ -227,7 +251,12 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     version: str = ""
     started_at: int = 0
     taken_at: int = 0
+    #: The global trading state (each broker's own may be stricter: ``broker_trading``).
     trading_state: TradingState = "active"
+    #: The global state with who set it and why.
+    trading: TradingSetting | None = None
+    #: Every configured broker's state in force: the stricter of the global one and its own.
+    broker_trading: dict[str, TradingSetting] = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -467,12 +496,24 @@ class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind
     """Tighten one broker's trading state (never loosens it).
 
     Sent by positions when the service cannot vouch for a broker's positions
-    (fail closed); only a person's ``SetTradingState`` sets it back.
+    (fail closed). The service lifts it itself (``LiftRestriction``) once the
+    cause is gone; a person's ``SetTradingState`` replaces it at any time.
     """
 
     broker: str
     reason: str
     state: TradingState = "reducing"
+
+
+class LiftRestriction(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="lift"):
+    """The cause of a service restriction is gone: set the broker active again.
+
+    Sent by positions when a broker's report arrived and the book agrees with
+    it. Risk lifts only a restriction the service set; one a person set stays.
+    """
+
+    broker: str
+    reason: str
 
 
 class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="seed"):

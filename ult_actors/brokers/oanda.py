@@ -43,6 +43,7 @@ import trio
 
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http_client import HttpPool, http_timeouts, require_live_confirmed
+from ult_actors.brokers.http_errors import unreadable_reply
 from ult_actors.brokers.oanda_errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda_mapping import (
     CREATE_TYPES,
@@ -80,7 +81,6 @@ from ult_actors.brokers.oanda_wire import (
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
-    Internal,
     NotFound,
 )
 from ult_actors.messages import (
@@ -236,6 +236,12 @@ class OandaConnector:
             content = await self._request(
                 "POST", self._path("/orders"), what="submit", json=body, request=request
             )
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            reply = self._decode(content, CreateReply, "submit")
+            create = reply.orderCreateTransaction
+            if create is None or create.id is None:
+                missing = ValueError("no orderCreateTransaction")
+                raise unreadable_reply(missing, broker=self.name, doing="OANDA submit")
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{exc.message}; order {request.client_order_id} may have reached OANDA:"
@@ -243,12 +249,6 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        reply = self._decode(content, CreateReply, "submit")
-        create = reply.orderCreateTransaction
-        if create is None or create.id is None:
-            raise Internal(
-                "OANDA accepted an order but sent no orderCreateTransaction", broker=self.name
-            )
         order = order_from_request(
             request,
             broker=self.name,
@@ -525,8 +525,8 @@ class OandaConnector:
     def _decode(self, content: bytes, type_: type[_T], what: str) -> _T:
         try:
             return msgspec.json.decode(content, type=type_)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Internal(f"OANDA {what}: unexpected reply ({exc})", broker=self.name) from None
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(exc, broker=self.name, doing=f"OANDA {what}") from None
 
 
 __all__ = [
