@@ -19,7 +19,8 @@ from typing import Any, TextIO, TypeVar
 
 import msgspec
 
-from ult_actors.client import Client, ServiceUnreachable, SubscriptionLost
+from ult_actors.client import Client, OutcomeUnknown, ServiceUnreachable, SubscriptionLost
+from ult_actors.client_numbers import plain_json
 from ult_actors.client_tables import (
     Style,
     accounts_table,
@@ -50,13 +51,14 @@ class Output:
         self.tty = tty
 
     def document(self, value: Any) -> None:
-        """One JSON document (Structs and Decimals encoded as on the wire)."""
-        self.stream.write(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+        """One JSON document (as on the wire, decimals in plain notation at full precision)."""
+        encoded = msgspec.json.encode(plain_json(value))
+        self.stream.write(msgspec.json.format(encoded, indent=2).decode())
         self.stream.write("\n")
         self.stream.flush()
 
     def json_line(self, value: Any) -> None:
-        self.stream.write(msgspec.json.encode(value).decode() + "\n")
+        self.stream.write(msgspec.json.encode(plain_json(value)).decode() + "\n")
         self.stream.flush()
 
     def text(self, text: str) -> None:
@@ -96,6 +98,9 @@ def _run(args: argparse.Namespace, command: Command) -> int:
         if not out.json:
             print("is `ult serve` running, and is --socket / $ULT_SOCKET right?", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except OutcomeUnknown as exc:
+        _report(out, exc, code=exc.code, client_order_id=exc.client_order_id)
+        return EXIT_FAILED
     except UltError as exc:
         _report(out, exc, code=exc.code)
         return EXIT_FAILED
@@ -146,7 +151,7 @@ def submit_main(argv: list[str]) -> int:
     p.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok", "opg", "cls"])
     p.add_argument("--extended-hours", action="store_true")
     p.add_argument("--broker", help="broker connection (default: by routing rules)")
-    p.add_argument("--client-order-id", help="idempotency key (default: made by the service)")
+    p.add_argument("--client-order-id", help="idempotency key (default: made by the client)")
     p.add_argument("--wait", action="store_true", help="wait until the order is terminal")
     args = p.parse_args(argv)
 

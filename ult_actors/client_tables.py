@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
+from ult_actors.client_numbers import money, plain, price
 from ult_actors.messages import (
     Account,
     ActorHealth,
@@ -86,10 +86,6 @@ def table(
     return "\n".join(lines)
 
 
-def num(value: Decimal | None) -> str:
-    return "" if value is None else str(value)
-
-
 def duration(seconds: float) -> str:
     """``3d04h``, ``2h05m``, ``4m07s``, ``12s``."""
     s = int(max(0, seconds))
@@ -106,8 +102,9 @@ def orders_table(orders: Sequence[Order], style: Style) -> str:
     headers = ["ID", "CLIENT ORDER ID", "BROKER", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICE",
                "TIF", "STATUS", "FILLED", "AVG PRICE"]  # fmt: skip
     rows = [
-        [o.id, o.client_order_id, o.broker, o.symbol, o.side, num(o.qty), o.type,
-         _price(o), o.time_in_force, _status(o), num(o.filled_qty), num(o.avg_fill_price)]
+        [o.ref, o.client_order_id, o.broker, o.symbol, o.side, plain(o.qty), o.type,
+         _price(o), o.time_in_force, _status(o), plain(o.filled_qty),
+         price(o.avg_fill_price, o.symbol)]
         for o in orders
     ]  # fmt: skip
     if not rows:
@@ -121,31 +118,32 @@ def _status(o: Order) -> str:
 
 
 def _price(o: Order) -> str:
+    # Prices a person set are shown exactly (they are at the venue's tick already).
     if o.type == "stop_limit":
-        return f"{o.stop_price}/{o.limit_price}"
-    return num(o.limit_price if o.type == "limit" else o.stop_price)
+        return f"{plain(o.stop_price)}/{plain(o.limit_price)}"
+    return plain(o.limit_price if o.type == "limit" else o.stop_price)
 
 
 def order_detail(o: Order, style: Style) -> str:
     """One order, one field per line."""
     fields: list[tuple[str, str]] = [
-        ("id", o.id),
+        ("id", o.ref),
         ("client order id", o.client_order_id),
         ("broker", o.broker),
         ("symbol", o.symbol),
         ("side", o.side),
-        ("qty", num(o.qty)),
+        ("qty", plain(o.qty)),
         ("type", o.type),
         ("time in force", o.time_in_force),
         ("status", style.state(o.status)),
-        ("filled", num(o.filled_qty)),
+        ("filled", plain(o.filled_qty)),
     ]
     if o.limit_price is not None:
-        fields.insert(7, ("limit price", num(o.limit_price)))
+        fields.insert(7, ("limit price", plain(o.limit_price)))
     if o.stop_price is not None:
-        fields.insert(7, ("stop price", num(o.stop_price)))
+        fields.insert(7, ("stop price", plain(o.stop_price)))
     if o.avg_fill_price is not None:
-        fields.append(("avg fill price", num(o.avg_fill_price)))
+        fields.append(("avg fill price", price(o.avg_fill_price, o.symbol)))
     if o.reject_reason:
         fields.append(("reason", o.reject_reason))
     if o.outcome != "definitive":
@@ -160,8 +158,8 @@ def positions_table(positions: Sequence[Position], style: Style) -> str:
     headers = ["BROKER", "SYMBOL", "QTY", "AVG ENTRY", "MARKET VALUE", "UNREALIZED P/L",
                "REALIZED P/L"]  # fmt: skip
     rows = [
-        [p.broker, p.symbol, num(p.qty), num(p.avg_entry_price), num(p.market_value),
-         num(p.unrealized_pl), num(p.realized_pl)]
+        [p.broker, p.symbol, plain(p.qty), price(p.avg_entry_price, p.symbol),
+         money(p.market_value), money(p.unrealized_pl), money(p.realized_pl)]
         for p in positions
     ]  # fmt: skip
     return table(headers, rows, style, right=frozenset({2, 3, 4, 5, 6}))
@@ -172,7 +170,8 @@ def accounts_table(accounts: Sequence[Account], style: Style) -> str:
         return "no accounts"
     headers = ["BROKER", "CURRENCY", "CASH", "BUYING POWER", "EQUITY"]
     rows = [
-        [a.broker, a.currency, num(a.cash), num(a.buying_power), num(a.equity)] for a in accounts
+        [a.broker, a.currency, money(a.cash), money(a.buying_power), money(a.equity)]
+        for a in accounts
     ]
     return table(headers, rows, style, right=frozenset({2, 3, 4}))
 
@@ -293,11 +292,11 @@ def event_line(event: Event, style: Style) -> str:
     if isinstance(event, OrderUpdate):
         o = event.order
         text = (
-            f"order   {o.client_order_id} {o.symbol} {o.side} {o.qty} {o.type} "
-            f"{style.state(o.status)} {o.filled_qty}/{o.qty}"
+            f"order   {o.client_order_id} {o.symbol} {o.side} {plain(o.qty)} {o.type} "
+            f"{style.state(o.status)} {plain(o.filled_qty)}/{plain(o.qty)}"
         )
         if event.fill is not None:
-            text += f"  fill {event.fill.qty} @ {event.fill.price}"
+            text += f"  fill {plain(event.fill.qty)} @ {price(event.fill.price, o.symbol)}"
         return f"{clock(event.ts)}  {text}"
     if isinstance(event, ActorHealthChanged):
         text = f"actor   {event.name} {style.state(event.state)} restarts {event.restarts}"
@@ -306,8 +305,8 @@ def event_line(event: Event, style: Style) -> str:
         return f"{clock(event.ts)}  {text}"
     if isinstance(event, PositionDrift):
         return (
-            f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book {event.book_qty}"
-            f" broker {event.broker_qty}"
+            f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book"
+            f" {plain(event.book_qty)} broker {plain(event.broker_qty) or 'gave no report'}"
         )
     if isinstance(event, TradingStateChanged):
         where = f" ({event.broker})" if event.broker else ""

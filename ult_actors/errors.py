@@ -91,6 +91,16 @@ class NotFound(UltError):
     code = "not_found"
 
 
+class AmbiguousOrderId(UltError):
+    """An order id matches more than one order (ids are only unique per broker).
+
+    The message lists the candidates as ``broker:id``; ask again with one of them
+    or with the client order id.
+    """
+
+    code = "ambiguous"
+
+
 class Timeout(UltError):
     """The request's deadline passed before it could be answered."""
 
@@ -136,6 +146,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         BrokerUnavailable,
         AuthFailed,
         NotFound,
+        AmbiguousOrderId,
         Timeout,
         Internal,
         BadRequest,

@@ -471,6 +471,26 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def find_by_order_id(self, order_id: str) -> list[Order]:
+        """Every order, at any broker, whose broker order id is ``order_id``.
+
+        Broker ids are unique only per connection, so there may be several.
+        """
+        if not order_id:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT client_order_id FROM orders WHERE order_id = ?", (order_id,))
+            return [row[0] for row in rows]
+
+        coids = set(await self._read(read))
+        newest = self._by_order_id.get(order_id)  # may not be committed yet
+        if newest is not None:
+            coids.add(newest)
+        found = [await self.get(coid) for coid in sorted(coids)]
+        # A client order id whose order since got another id is no match.
+        return [o for o in found if o is not None and o.id == order_id]
+
     async def list_orders(
         self, *, open_only: bool = False, broker: str | None = None, limit: int = 1000
     ) -> list[Order]:

@@ -3,6 +3,13 @@
 Broker-independent rules only; a connector may refuse more (for example a
 venue that has no ``opg``). Every failure is an ``InvalidOrder`` naming the
 field, with a message a trader can act on.
+
+Every decimal a client sends is bounded here, before any actor does
+arithmetic on it (see "Client numbers" in docs/architecture.md): finite,
+written as plain digits (no exponent), at most ``MAX_DECIMAL_PLACES``
+places and below ``MAX_DECIMAL`` in magnitude. Within those bounds no sum,
+product or comparison in risk, positions or a connector can leave the
+default decimal context (28 digits, exponents to 999999), so none can raise.
 """
 
 from __future__ import annotations
@@ -26,9 +33,46 @@ _TIFS_BY_TYPE: dict[str, frozenset[str]] = {
 }
 
 
+#: Most decimal places of a quantity or price: Alpaca's crypto quantities go to 9,
+#: no venue quotes a price finer, and 1e-9 is far below any lot or tick size.
+MAX_DECIMAL_PLACES = 9
+#: Quantities and prices must be below this (a trillion): beyond any real order,
+#: and it keeps ``qty * price`` (at most 42 digits) far from the context's limits.
+MAX_DECIMAL = Decimal(10) ** 12
+_MAX_ADJUSTED = 11  # the exponent of the leading digit of anything below MAX_DECIMAL
+
+
+def check_decimal(value: Decimal, field: str) -> None:
+    """Raise ``InvalidOrder`` naming ``field`` unless ``value`` is a plain, bounded, positive
+    decimal: finite, no exponent form, at most ``MAX_DECIMAL_PLACES`` places, below
+    ``MAX_DECIMAL``.
+
+    Reads only the sign, digits and exponent, never computes with ``value``, so any
+    ``Decimal`` (``1E+999999999``, ``sNaN``) gets an answer rather than an exception.
+    """
+    if not value.is_finite():
+        raise InvalidOrder(f"{field} must be a finite number, got {value}", field=field)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if value.adjusted() > _MAX_ADJUSTED:
+        raise InvalidOrder(f"{field} is too large (must be below {MAX_DECIMAL:,})", field=field)
+    if exponent > 0:
+        # Plain digits never decode to a positive exponent: "1e1" did, which is 10.
+        raise InvalidOrder(
+            f"{field} must be written as plain digits such as 10 or 0.25, not {value}",
+            field=field,
+        )
+    if -exponent > MAX_DECIMAL_PLACES:
+        raise InvalidOrder(
+            f"{field} has more than {MAX_DECIMAL_PLACES} decimal places: {value}", field=field
+        )
+    if value <= 0:
+        raise InvalidOrder(f"{field} must be greater than 0, got {value}", field=field)
+
+
 def _positive(value: Decimal | None, field: str) -> None:
-    if value is not None and (not value.is_finite() or value <= 0):
-        raise InvalidOrder(f"{field} must be a positive number, got {value}", field=field)
+    if value is not None:
+        check_decimal(value, field)
 
 
 def validate_order(req: OrderRequest) -> None:
@@ -38,8 +82,7 @@ def validate_order(req: OrderRequest) -> None:
             f"symbol {req.symbol!r} is not a valid symbol (upper-case, e.g. AAPL or EUR_USD)",
             field="symbol",
         )
-    if not req.qty.is_finite() or req.qty <= 0:
-        raise InvalidOrder(f"qty must be greater than 0, got {req.qty}", field="qty")
+    check_decimal(req.qty, "qty")
     _positive(req.limit_price, "limit_price")
     _positive(req.stop_price, "stop_price")
     needs_limit = req.type in ("limit", "stop_limit")

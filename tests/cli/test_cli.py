@@ -8,6 +8,7 @@ import pty
 import select
 import subprocess
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,35 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(service: ServiceProce
     assert b"running" in plain and b"\x1b[" not in plain
     piped = ult(service, "health")
     assert "running" in piped.stdout and "\x1b[" not in piped.stdout
+
+
+def test_tables_round_for_people_and_json_keeps_every_digit(service: ServiceProcess) -> None:
+    done = ult(service, "submit", "IBM", "buy", "3", "--wait", "--client-order-id", "cli-round", "--json")
+    assert done.returncode == 0, done.stderr
+    exact = json.loads(done.stdout)["avg_fill_price"]
+    assert "E" not in exact.upper()
+    shown = dict(line.split(None, 1) for line in ult(service, "order", "cli-round").stdout.splitlines()
+                 if line.startswith(("id ", "avg")))  # fmt: skip
+    assert shown["id"].startswith("paper:")
+    cents = shown["avg"].split()[-1]
+    assert cents == str(Decimal(exact).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    (cash,) = [line.split()[2] for line in ult(service, "account").stdout.splitlines()[1:]]
+    assert len(cash.split(".")[1]) == 2
+
+
+def test_an_unknown_broker_is_not_found_in_every_command(service: ServiceProcess) -> None:
+    for command in (
+        ["submit", "AAPL", "buy", "1", "--broker", "nope"],
+        ["account", "--broker", "nope"],
+        ["positions", "--broker", "nope"],
+        ["orders", "--broker", "nope"],
+        ["trading-state", "reducing", "--broker", "nope"],
+    ):
+        done = ult(service, *command, "--json")
+        assert done.returncode == 1, command
+        error = json.loads(done.stdout)["error"]
+        assert (error["code"], error.get("field")) == ("not_found", "broker"), command
+        assert "unknown broker 'nope' (configured: paper)" in error["message"], command
 
 
 @pytest.mark.parametrize("args", [("orders",), ("orders", "--json"), ("health",)])

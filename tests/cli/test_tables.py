@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from ult_actors.client_tables import Style, duration, health_document, health_tree
-from ult_actors.messages import ActorHealth, HealthSnapshot, LastError
+from decimal import Decimal
+
+from ult_actors.client_numbers import plain, plain_json
+from ult_actors.client_tables import (
+    Style,
+    accounts_table,
+    duration,
+    health_document,
+    health_tree,
+    order_detail,
+    orders_table,
+    positions_table,
+)
+from ult_actors.messages import Account, ActorHealth, HealthSnapshot, LastError, Order, Position
 
 S = 1_000_000_000
 NOW = 1_000_000 * S
@@ -89,7 +101,7 @@ def test_event_lines_say_what_happened() -> None:
     )  # fmt: skip
     plain = Style(False)
     assert event_line(OrderUpdate(order=order, fill=fill, ts=NOW), plain).endswith(
-        "order   c-1 AAPL buy 10 market filled 10/10  fill 10 @ 187.5"
+        "order   c-1 AAPL buy 10 market filled 10/10  fill 10 @ 187.50"
     )
     crash = ActorHealthChanged(name="broker.paper", state="restarting", restarts=2, error="boom", ts=NOW)
     assert event_line(crash, plain).endswith("actor   broker.paper restarting restarts 2  error: boom")
@@ -115,6 +127,55 @@ def test_an_order_of_unknown_outcome_is_marked_in_the_orders_table() -> None:
     rows = {line.split()[0]: line for line in lines.splitlines()[1:]}
     assert "pending_new?" in rows["lost-1"]
     assert "pending_new?" not in rows["sure-1"]
+
+
+def _filled(symbol: str, qty: str, avg: str, **fields: object) -> Order:
+    base: dict[str, object] = dict(
+        id="7", client_order_id="c-7", broker="paper", symbol=symbol, side="buy",
+        qty=Decimal(qty), type="market", time_in_force="day", status="filled",
+        filled_qty=Decimal(qty), avg_fill_price=Decimal(avg),
+    )  # fmt: skip
+    base.update(fields)
+    return Order(**base)  # type: ignore[arg-type]
+
+
+def test_decimals_are_written_in_plain_notation_never_exponents() -> None:
+    assert plain(Decimal("1E+1")) == "10"
+    assert plain(Decimal("1E-7")) == "0.0000001"
+    assert plain(Decimal("2.500")) == "2.5" and plain(Decimal("-0.000")) == "0"
+    order = _filled("AAPL", "1E+1", "187.5", limit_price=Decimal("1E+2"), type="limit")
+    detail = {line[:17].strip(): line[17:] for line in order_detail(order, Style(False)).splitlines()}
+    assert (detail["qty"], detail["filled"], detail["limit price"]) == ("10", "10", "100")
+    assert "E+" not in orders_table([order], Style(False))
+
+
+def test_tables_round_prices_to_the_tick_and_money_to_cents() -> None:
+    stock = _filled("AAPL", "3", "99.98618861784489655634976165")
+    fx = _filled("EUR_USD", "1000", "1.084512345")
+    yen = _filled("USD_JPY", "1000", "151.23456")
+    penny = _filled("X.Y", "5", "0.000123456789")
+    rows = [line.split() for line in orders_table([stock, fx, yen, penny], Style(False))
+            .splitlines()[1:]]  # fmt: skip
+    assert [row[-1] for row in rows] == ["99.99", "1.08451", "151.235", "0.000123457"]
+    position = Position(
+        broker="paper", symbol="AAPL", qty=Decimal(23), avg_entry_price=Decimal("187.123456"),
+        market_value=Decimal("4306.9750001"), unrealized_pl=Decimal("-1E+1"),
+        realized_pl=Decimal("0.005"),
+    )  # fmt: skip
+    (row,) = [line.split() for line in positions_table([position], Style(False)).splitlines()[1:]]
+    assert row[2:] == ["23", "187.12", "4306.98", "-10.00", "0.01"]
+    account = Account(
+        broker="paper", cash=Decimal("93650.40229000342"), buying_power=Decimal("1E+5"),
+        equity=Decimal("93650.4"),
+    )  # fmt: skip
+    (row,) = [line.split() for line in accounts_table([account], Style(False)).splitlines()[1:]]
+    assert row[2:] == ["93650.40", "100000.00", "93650.40"]
+
+
+def test_json_keeps_full_precision_in_plain_notation() -> None:
+    doc = plain_json({"orders": [_filled("AAPL", "1E+1", "99.98618861784489655634976165")]})
+    (order,) = doc["orders"]
+    assert order["qty"] == "10" and order["avg_fill_price"] == "99.98618861784489655634976165"
 
 
 def test_a_connection_that_cannot_connect_shows_its_failures_and_next_try() -> None:

@@ -45,15 +45,20 @@ def settings_for(path: Path, **overrides: Any) -> IpcSettings:
 
 @asynccontextmanager
 async def ipc_service(
-    sock_dir: Path, venue: FakeVenue | None = None, **overrides: Any
+    sock_dir: Path,
+    venue: FakeVenue | None = None,
+    *,
+    connector: type[FakeConnector] = FakeConnector,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[Service, Path]]:
-    """The tree with one fake broker, served on ``sock_dir/s``; yields (service, socket path)."""
+    """The tree with one fake broker (a ``connector`` onto ``venue``), served on
+    ``sock_dir/s``; yields (service, socket path)."""
     venue = venue or FakeVenue("fake")
     svc = build_service(
         fake_config(sock_dir),
         env={},
         rng=random.Random(7),
-        connector_factories={"fake": lambda: FakeConnector("fake", venue)},
+        connector_factories={"fake": lambda: connector("fake", venue)},
     )
     settings = settings_for(sock_dir / "s", **overrides)
     async with trio.open_nursery() as nursery:

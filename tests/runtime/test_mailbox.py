@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -31,28 +33,42 @@ class Crash(msgspec.Struct, frozen=True):
     pass
 
 
-class CrashOnce(msgspec.Struct, frozen=True):
+class Slow(msgspec.Struct, frozen=True):
+    """Answered after ``s`` seconds by a concurrent handler; ``n < 0`` crashes it then."""
+
     n: int
+    s: float
 
 
-Msg = Echo | Crash | CrashOnce
+Msg = Echo | Crash | Slow
 
 
 def echo_actor(handled: list[tuple[int, int]]) -> Any:
-    """Answers Echo with n; crashes on Crash; crashes on CrashOnce's first delivery."""
+    """Answers Echo with n; crashes on Crash; answers Slow concurrently, after a while."""
 
     async def start(ctx: ActorContext[Msg]) -> None:
-        async def handle(env: Envelope[Msg]) -> None:
-            msg = env.msg
-            if isinstance(msg, Crash):
-                raise RuntimeError("asked to crash")
-            if isinstance(msg, CrashOnce) and env.deliveries == 1:
-                raise RuntimeError("crash on first delivery")
-            assert isinstance(msg, Echo | CrashOnce)
-            handled.append((ctx.incarnation, msg.n))
-            ctx.reply(env, msg.n)
+        async def slow(env: Envelope[Msg]) -> None:
+            assert isinstance(env.msg, Slow)
+            with ctx.handling(env):
+                await trio.sleep(env.msg.s)
+                if env.msg.n < 0:
+                    raise RuntimeError("slow handler crashed")
+                handled.append((ctx.incarnation, env.msg.n))
+                ctx.reply(env, env.msg.n)
 
-        await serve_mailbox(ctx, handle)
+        async with trio.open_nursery() as nursery:
+
+            async def handle(env: Envelope[Msg]) -> None:
+                msg = env.msg
+                if isinstance(msg, Slow):
+                    nursery.start_soon(slow, env)
+                    return
+                if isinstance(msg, Crash):
+                    raise RuntimeError("asked to crash")
+                handled.append((ctx.incarnation, msg.n))
+                ctx.reply(env, msg.n)
+
+            await serve_mailbox(ctx, handle)
 
     return start
 
@@ -108,31 +124,54 @@ async def test_a_request_past_its_deadline_gets_a_clear_timeout(autojump_clock: 
         nursery.cancel_scope.cancel()
 
 
-async def test_a_request_in_flight_during_a_crash_is_redelivered(autojump_clock: Any) -> None:
-    mailbox: Mailbox[Msg] = Mailbox(capacity=100)
-    handled: list[tuple[int, int]] = []
-    sup = tree(mailbox, handled, delay=0.5)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
-        assert await call(mailbox, CrashOnce(7), timeout=10.0) == 7
-        assert handled == [(2, 7)]
-        assert sup.child("echo").health.restarts == 1
-        nursery.cancel_scope.cancel()
-
-
-async def test_a_poison_request_is_answered_with_the_crash_after_max_deliveries(
-    autojump_clock: Any,
-) -> None:
+@asynccontextmanager
+async def echo_tree() -> AsyncIterator[tuple[Mailbox[Msg], list[tuple[int, int]], Supervisor]]:
+    """The echo actor running under a supervisor (``max_deliveries`` 3): its mailbox,
+    what it handled, and the supervisor."""
     mailbox: Mailbox[Msg] = Mailbox(capacity=100, max_deliveries=3)
     handled: list[tuple[int, int]] = []
     sup = tree(mailbox, handled, delay=0.5)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sup.run)
-        with pytest.raises(ActorCrashed, match="asked to crash"):
+        yield mailbox, handled, sup
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_request_that_crashed_its_actor_is_answered_and_never_redelivered(
+    autojump_clock: Any,
+) -> None:
+    async with echo_tree() as (mailbox, _handled, sup):
+        with pytest.raises(ActorCrashed, match=r"crashed actor echo \(RuntimeError\)"):
             await call(mailbox, Crash(), timeout=10.0)
         assert await call(mailbox, Echo(1)) == 1  # and the actor serves again
-        assert sup.child("echo").health.restarts == 3
-        nursery.cancel_scope.cancel()
+        assert sup.child("echo").health.restarts == 1  # one crash, not max_deliveries
+
+
+async def test_a_concurrent_handler_s_crash_is_its_own_request_s_and_bystanders_are_redelivered(
+    autojump_clock: Any,
+) -> None:
+    async with echo_tree() as (mailbox, handled, sup):
+        bystander = ReplySlot()
+        await mailbox.send(Slow(7, s=5.0), reply=bystander)  # in flight when the crash comes
+        with pytest.raises(ActorCrashed, match="crashed actor echo"):
+            await call(mailbox, Slow(-1, s=1.0), timeout=10.0)
+        assert await bystander.wait() == 7
+        assert handled == [(2, 7)]  # answered by the next incarnation
+        assert sup.child("echo").health.restarts == 1
+
+
+async def test_a_bystander_is_answered_with_the_crash_after_max_deliveries(
+    autojump_clock: Any,
+) -> None:
+    async with echo_tree() as (mailbox, handled, _sup):
+        bystander = ReplySlot()
+        await mailbox.send(Slow(7, s=100.0), reply=bystander)
+        for _ in range(3):
+            with pytest.raises(ActorCrashed, match="crashed actor echo"):
+                await call(mailbox, Crash(), timeout=10.0)
+        with pytest.raises(ActorCrashed, match="crashed 3 times with this request in flight"):
+            await bystander.wait()
+        assert handled == []
 
 
 async def test_a_full_mailbox_pushes_back_on_senders() -> None:

@@ -42,9 +42,12 @@ from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
     DuplicateOrder,
+    InsufficientFunds,
     Internal,
+    InvalidOrder,
     NotFound,
     RateLimited,
+    Timeout,
     UltError,
 )
 from ult_actors.messages import (
@@ -271,7 +274,8 @@ class _BrokerIncarnation:
 
     async def _place_released(self, env: Envelope[BrokerCommand]) -> None:
         try:
-            await self._dispatch(env)
+            with self.ctx.handling(env):  # a crash here is this order's, not its neighbours'
+                await self._dispatch(env)
         finally:
             self.limiter.release_on_behalf_of(env)
 
@@ -339,6 +343,11 @@ class _BrokerIncarnation:
             await store.record(known, event="submit")  # durable before it leaves
         attempt = 0
         while True:
+            late = self._too_late(request)
+            if late is not None:
+                # The client stopped waiting: sending now would place an order it was
+                # told has an unknown outcome. Settle what an earlier attempt did instead.
+                return await self._give_up(known, late)
             sent_at = trio.current_time()
             try:
                 order = await self.connector.submit(request)
@@ -347,7 +356,20 @@ class _BrokerIncarnation:
                 if found is None:
                     raise
                 return await self._track(found)
-            except (BrokerUnavailable, RateLimited) as exc:
+            except _REFUSALS as exc:
+                # A definitive refusal: the order is final, the caller gets the error.
+                rejected = msgspec.structs.replace(
+                    known,
+                    status="rejected",
+                    reject_reason=f"{exc.code}: {exc.message}",
+                    outcome="definitive",
+                    updated_at=self.deps.now_ns(),
+                )
+                await self._track(rejected)
+                raise
+            except UltError as exc:
+                # Anything else (lost, unreadable or unexpected answer, throttled) leaves
+                # the outcome unknown: find out before sending again or giving an answer.
                 last: UltError = exc
                 policy = self.deps.retry
                 # Never send again before knowing whether that attempt landed; a failed
@@ -372,7 +394,7 @@ class _BrokerIncarnation:
                     await trio.sleep(delay)
                     try:
                         found = await self._lookup(coid)
-                    except (BrokerUnavailable, RateLimited) as lookup_failed:
+                    except UltError as lookup_failed:
                         last = lookup_failed
                         continue
                     break
@@ -383,18 +405,20 @@ class _BrokerIncarnation:
                     return stamped  # the broker reported it meanwhile
                 known = stamped
                 continue
-            except UltError as exc:
-                # A definitive refusal: the order is final, the caller gets the error.
-                rejected = msgspec.structs.replace(
-                    known,
-                    status="rejected",
-                    reject_reason=f"{exc.code}: {exc.message}",
-                    outcome="definitive",
-                    updated_at=self.deps.now_ns(),
-                )
-                await self._track(rejected)
-                raise
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    def _too_late(self, request: OrderRequest) -> Timeout | None:
+        """The refusal for an order whose client's deadline (``deadline_ns``) has passed."""
+        if request.deadline_ns is None:
+            return None
+        late_ms = (self.deps.now_ns() - request.deadline_ns) / 1e6
+        if late_ms < 0:
+            return None
+        return Timeout(
+            f"order {request.client_order_id}: its client's deadline passed {late_ms:.0f} ms"
+            f" ago; not sending it to broker {self.deps.name}",
+            broker=self.deps.name,
+        )
 
     def _grace_left(self, known: Order) -> float:
         """Seconds until the last send of ``known`` is ``settle_grace_s`` old."""
@@ -418,7 +442,7 @@ class _BrokerIncarnation:
         coid = known.client_order_id
         try:
             found = await self._lookup(coid)
-            if found is None and isinstance(exc, BrokerUnavailable):
+            if found is None and not isinstance(exc, RateLimited):
                 # The last attempt may still be on its way to the broker: ask again later.
                 await trio.sleep(self.deps.reconcile.settle_grace_s)
                 found = await self._lookup(coid)
@@ -496,6 +520,10 @@ class _BrokerIncarnation:
 
 
 _MAX_TRACKED = 20_000
+
+#: Answers to a submit that say the broker refused the order: nothing was placed.
+#: Every other error leaves its outcome unknown until the order is looked up.
+_REFUSALS = (InvalidOrder, InsufficientFunds, AuthFailed, NotFound)
 
 
 def _request_of(order: Order) -> OrderRequest:

@@ -17,7 +17,8 @@ import msgspec
 import trio
 
 from ult_actors.actors.journal import JournalSlot
-from ult_actors.errors import BrokerUnavailable, Internal, NotFound, Timeout, UltError
+from ult_actors.actors.lookup import find_order, known_broker
+from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     AccountsReply,
@@ -131,6 +132,8 @@ class ServiceGateway:
         if isinstance(request, GetOrder):
             return OrderReply(id=request.id, order=await self._find(request.order_id))
         if isinstance(request, ListOrders):
+            if request.broker is not None:
+                self._broker(request.broker)
             store = await self.journal.get()
             orders = await store.list_orders(
                 open_only=request.open_only, broker=request.broker, limit=request.limit
@@ -156,6 +159,8 @@ class ServiceGateway:
         if isinstance(request, GetHealth):
             return HealthReply(id=request.id, health=self.health())
         if isinstance(request, SetKillSwitch | SetTradingState):
+            if isinstance(request, SetTradingState) and request.broker is not None:
+                self._broker(request.broker)
             reply: OkReply = await call(self.risk, request, timeout=60.0)
             return reply
         if isinstance(request, Ping):
@@ -165,18 +170,10 @@ class ServiceGateway:
         raise Internal(f"unhandled request {type(request).__name__}")
 
     def _broker(self, name: str) -> Mailbox[BrokerCommand]:
-        try:
-            return self.brokers[name]
-        except KeyError:
-            configured = ", ".join(sorted(self.brokers))
-            raise NotFound(f"unknown broker {name!r} (configured: {configured})") from None
+        return self.brokers[known_broker(name, self.brokers)]
 
     async def _find(self, order_id: str) -> Order:
-        store = await self.journal.get()
-        order = await store.get_by_order_id(order_id) or await store.get(order_id)
-        if order is None:
-            raise NotFound(f"no order with id or client order id {order_id!r}")
-        return order
+        return await find_order(await self.journal.get(), order_id)
 
     def prepare(self, request: Request) -> Request:
         """``request`` as the service will handle it: a submit gets its client order id."""
@@ -216,7 +213,8 @@ class ServiceGateway:
                 try:
                     event = await updates.receive()
                 except trio.EndOfChannel:
-                    order = await self._find(order.client_order_id)
+                    store = await self.journal.get()
+                    order = await store.get(order.client_order_id) or order
                     break
                 assert isinstance(event, OrderUpdate)
                 order = event.order

@@ -30,6 +30,9 @@ class OrderStore(Protocol):
     async def get_by_order_id(self, order_id: str) -> Order | None:
         """The latest state of one order by broker order id."""
 
+    async def find_by_order_id(self, order_id: str) -> list[Order]:
+        """Every order, at any broker, whose broker order id is ``order_id``."""
+
     async def list_orders(
         self, *, open_only: bool = False, broker: str | None = None, limit: int = 1000
     ) -> list[Order]:
@@ -44,7 +47,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._by_client_id: dict[str, Order] = {}
-        self._by_order_id: dict[str, str] = {}
+        #: Broker order id -> client order ids (ids are unique per broker only).
+        self._by_order_id: dict[str, set[str]] = {}
         self.writes = 0
 
     async def record(self, order: Order, *, event: str = "update") -> None:
@@ -52,14 +56,18 @@ class MemoryStore:
         self._by_client_id.pop(order.client_order_id, None)  # re-insert: newest last
         self._by_client_id[order.client_order_id] = order
         if order.id:
-            self._by_order_id[order.id] = order.client_order_id
+            self._by_order_id.setdefault(order.id, set()).add(order.client_order_id)
 
     async def get(self, client_order_id: str) -> Order | None:
         return self._by_client_id.get(client_order_id)
 
     async def get_by_order_id(self, order_id: str) -> Order | None:
-        coid = self._by_order_id.get(order_id)
-        return self._by_client_id.get(coid) if coid else None
+        found = await self.find_by_order_id(order_id)
+        return found[-1] if found else None
+
+    async def find_by_order_id(self, order_id: str) -> list[Order]:
+        orders = (self._by_client_id[c] for c in sorted(self._by_order_id.get(order_id, ())))
+        return [o for o in orders if o.id == order_id]
 
     async def list_orders(
         self, *, open_only: bool = False, broker: str | None = None, limit: int = 1000

@@ -35,6 +35,7 @@ import trio
 from ult_actors.actors.journal import OrderStore
 from ult_actors.errors import BrokerUnavailable, RateLimited, UltError
 from ult_actors.messages import OPEN_STATUSES, Order
+from ult_actors.order_state import is_local_verdict
 
 T = TypeVar("T")
 _NS = 1_000_000_000
@@ -172,7 +173,7 @@ async def reconcile_on_start(
         if ours is None:
             summary.unknown_at_broker.append(coid)
         elif ours.status not in OPEN_STATUSES:
-            summary.conflicts.append(f"{coid}: journal {ours.status}, broker {theirs.status}")
+            await _final_here_open_there(side, ours, theirs, summary)
     if missing:
         await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=True)
     return summary
@@ -223,9 +224,7 @@ async def _sweep(side: BrokerSide, store: OrderStore, summary: ReconcileSummary)
         if ours is None:
             summary.unknown_at_broker.append(theirs.client_order_id)
         elif ours.status not in OPEN_STATUSES:
-            summary.conflicts.append(
-                f"{theirs.client_order_id}: journal {ours.status}, broker {theirs.status}"
-            )
+            await _final_here_open_there(side, ours, theirs, summary)
         elif theirs.filled_qty > ours.filled_qty or theirs.status != ours.status:
             summary.checked += 1
             summary.count((await side.settle(theirs)).status)
@@ -241,6 +240,23 @@ async def _sweep(side: BrokerSide, store: OrderStore, summary: ReconcileSummary)
             summary.unresolved.append(coid)
         else:
             summary.count((await side.settle(found)).status)
+
+
+async def _final_here_open_there(
+    side: BrokerSide, ours: Order, theirs: Order, summary: ReconcileSummary
+) -> None:
+    """The journal has ``ours`` final while the broker reports it open as ``theirs``.
+
+    The broker's record wins over a verdict the service reached on its own
+    (``is_local_verdict``, e.g. rejected after an unreadable or lost answer);
+    two broker records that disagree are a conflict for a person to read.
+    """
+    if is_local_verdict(ours):
+        summary.checked += 1
+        summary.count((await side.settle(theirs)).status)
+        return
+    coid = ours.client_order_id
+    summary.conflicts.append(f"{coid}: journal {ours.status}, broker {theirs.status}")
 
 
 async def _settle_missing(

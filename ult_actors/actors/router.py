@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from ult_actors.actors.journal import JournalSlot
+from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
     BrokerCommand,
@@ -57,10 +58,7 @@ def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
             (b for pattern, b in deps.rules if fnmatch.fnmatchcase(request.symbol, pattern)),
             deps.default_broker,
         )
-    if name not in deps.brokers:
-        configured = ", ".join(sorted(deps.brokers))
-        raise NotFound(f"unknown broker {name!r} (configured: {configured})", field="broker")
-    return name
+    return known_broker(name, deps.brokers)
 
 
 def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], Any]:
@@ -76,6 +74,9 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
             coid = request.client_order_id
             assert coid is not None, "the gateway assigns client order ids"
             request = msgspec.structs.replace(request, broker=broker)
+            # A deadline is when one attempt's client stops waiting, not part of the
+            # order: a retry of the same order comes with a later one.
+            order_only = msgspec.structs.replace(request, deadline_ns=None)
             earlier = recent.get(coid)
             if earlier is None:
                 store = await deps.journal.get()
@@ -88,12 +89,12 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
                         )
                     ctx.reply(env, existing)  # idempotent: the same order, not a second one
                     return
-            elif earlier != request:
+            elif earlier != order_only:
                 raise DuplicateOrder(
                     f"client_order_id {coid} is already used by a different order",
                     field="client_order_id",
                 )
-            recent[coid] = request
+            recent[coid] = order_only
             if len(recent) > _RECENT:
                 recent.popitem(last=False)
             # Hand the asker's reply slot on: the broker answers the client directly.
@@ -103,10 +104,7 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
             await deps.risk.send(PlaceOrder(request=request), reply=env.reply, timeout=remaining)
 
         async def cancel(env: Envelope[RouterCommand], msg: Cancel) -> None:
-            store = await deps.journal.get()
-            order = await store.get_by_order_id(msg.order_id) or await store.get(msg.order_id)
-            if order is None:
-                raise NotFound(f"no order with id or client order id {msg.order_id!r}")
+            order = await find_order(await deps.journal.get(), msg.order_id)
             broker = deps.brokers.get(order.broker)
             if broker is None:
                 raise NotFound(f"order {msg.order_id} belongs to unknown broker {order.broker!r}")

@@ -59,11 +59,11 @@ from ult_actors.brokers.alpaca_wire import (
 )
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http_client import HttpPool, require_live_confirmed
+from ult_actors.brokers.http_errors import unreadable_reply
 from ult_actors.brokers.settings_env import env_bool, no_secret
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
-    Internal,
     InvalidOrder,
     NotFound,
     RateLimited,
@@ -225,6 +225,8 @@ class AlpacaConnector:
         body = order_body(request)
         try:
             response = await self._request("POST", "/v2/orders", what="submit", json=body)
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            order = to_order(self._decode(response, WireOrder, what="submit"), self.name)
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{exc.message}; order {request.client_order_id} may have reached Alpaca:"
@@ -232,7 +234,6 @@ class AlpacaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        order = to_order(self._decode(response, WireOrder), self.name)
         self._ledger.expect(order)
         return order
 
@@ -255,7 +256,7 @@ class AlpacaConnector:
     async def cancel_all(self) -> dict[str, int]:
         """``DELETE /v2/orders``: order id -> HTTP status of its cancel (200 accepted)."""
         response = await self._request("DELETE", "/v2/orders", what="cancel all")
-        results = self._decode(response, list[WireCancelResult])
+        results = self._decode(response, list[WireCancelResult], what="cancel all")
         return {r.id: r.status for r in results}
 
     async def get_order(self, order_id: str) -> Order:
@@ -430,7 +431,8 @@ class AlpacaConnector:
     async def _get(
         self, path: str, into: Any, *, what: str, params: dict[str, str] | None = None
     ) -> Any:
-        return self._decode(await self._request("GET", path, what=what, params=params), into)
+        response = await self._request("GET", path, what=what, params=params)
+        return self._decode(response, into, what=what)
 
     async def _request(
         self,
@@ -461,13 +463,12 @@ class AlpacaConnector:
             return response
         raise error_from_response(response, broker=self.name, now_ns=self._now_ns())
 
-    def _decode(self, response: httpx.Response, into: Any) -> Any:
+    def _decode(self, response: httpx.Response, into: Any, *, what: str) -> Any:
         try:
             return msgspec.json.decode(response.content, type=into)
-        except msgspec.DecodeError as exc:
-            raise Internal(
-                f"Alpaca sent a reply the gateway cannot read ({response.status_code}): {exc}",
-                broker=self.name,
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(
+                exc, broker=self.name, doing=f"Alpaca {what}", status=response.status_code
             ) from None
 
     def _check_order_id(self, order_id: str) -> None:

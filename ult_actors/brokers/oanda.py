@@ -20,7 +20,10 @@ delivered before it reports the stream live, so nothing falls in the gap
 (``oanda_stream`` keeps that promise). The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
 ``connector_factory``); a connector given none starts from the account's
-newest transaction at connect.
+newest transaction at connect. A cursor *ahead* of the account (v20's 416:
+the account's history restarted) is realigned to the account's newest
+transaction with a warning, and the broker actor's start reconciliation then
+settles every journaled order from the broker's record.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import trio
 
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http_client import HttpPool, http_timeouts, require_live_confirmed
+from ult_actors.brokers.http_errors import unreadable_reply
 from ult_actors.brokers.oanda_errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda_mapping import (
     CREATE_TYPES,
@@ -77,7 +81,6 @@ from ult_actors.brokers.oanda_wire import (
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
-    Internal,
     NotFound,
 )
 from ult_actors.messages import (
@@ -182,8 +185,7 @@ class OandaConnector:
         except BaseException:
             await self.disconnect()
             raise
-        if self._cursor.last_id is None:
-            self._cursor.last_id = int(summary.lastTransactionID)
+        self._align_cursor(int(summary.lastTransactionID))
         self.log.info(
             "oanda connected",
             url=self._rest,
@@ -191,6 +193,26 @@ class OandaConnector:
             account=self._account_id,
             last_transaction=self._cursor.last_id,
         )
+
+    def _align_cursor(self, newest: int) -> None:
+        """Start from the account's newest transaction if we have no cursor or ours is ahead.
+
+        A cursor ahead of the account (v20 answers 416 to it) means the
+        account's history restarted (a reset practice account, a restarted
+        simulator): our cursor is wrong, not the broker. Nothing after the
+        new position is missed, and the broker actor reconciles every
+        journaled order in full when the stream is live.
+        """
+        last = self._cursor.last_id
+        if last is not None and last > newest:
+            self.log.warning(
+                "oanda transaction cursor ahead of the account; resuming from the account's"
+                " newest transaction and reconciling orders in full",
+                cursor=last,
+                account_last_transaction=newest,
+            )
+        if last is None or last > newest:
+            self._cursor.last_id = newest
 
     async def _only_account(self) -> str:
         reply = await self._get("/v3/accounts", AccountsReply, what="account list")
@@ -214,6 +236,12 @@ class OandaConnector:
             content = await self._request(
                 "POST", self._path("/orders"), what="submit", json=body, request=request
             )
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            reply = self._decode(content, CreateReply, "submit")
+            create = reply.orderCreateTransaction
+            if create is None or create.id is None:
+                missing = ValueError("no orderCreateTransaction")
+                raise unreadable_reply(missing, broker=self.name, doing="OANDA submit")
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{exc.message}; order {request.client_order_id} may have reached OANDA:"
@@ -221,12 +249,6 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        reply = self._decode(content, CreateReply, "submit")
-        create = reply.orderCreateTransaction
-        if create is None or create.id is None:
-            raise Internal(
-                "OANDA accepted an order but sent no orderCreateTransaction", broker=self.name
-            )
         order = order_from_request(
             request,
             broker=self.name,
@@ -402,12 +424,18 @@ class OandaConnector:
             raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
 
     async def _fetch_since(self, since: int) -> TransactionsReply:
-        return await self._get(
-            self._path("/transactions/sinceid"),
-            TransactionsReply,
-            what="transaction backfill",
-            params={"id": str(since)},
-        )
+        what = "transaction backfill"
+        params = {"id": str(since)}
+        response = await self._send("GET", self._path("/transactions/sinceid"), what, params=params)
+        if response.status_code == 416:
+            # Our cursor is past the account's newest transaction (its history restarted
+            # since we connected): realign to the account and deliver nothing.
+            summary = await self._get(self._path("/summary"), SummaryReply, what="account")
+            self._align_cursor(int(summary.lastTransactionID))
+            return TransactionsReply(transactions=[], lastTransactionID=summary.lastTransactionID)
+        if response.status_code != 200:
+            raise error_from_response(response, broker=self.name, what=what)
+        return self._decode(response.content, TransactionsReply, what)
 
     async def _deliver(self, txn: WireTransaction, *, sink: UpdateSink) -> None:
         """Turn one transaction into an order update, if it is about one of our orders."""
@@ -468,14 +496,26 @@ class OandaConnector:
         params: dict[str, str] | None = None,
         request: OrderRequest | None = None,
     ) -> bytes:
-        client = self._http.client()
-        try:
-            response = await client.request(method, self._rest + path, json=json, params=params)
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc, broker=self.name, what=what) from None
+        response = await self._send(method, path, what, json=json, params=params)
         if response.status_code in (200, 201):
             return response.content
         raise error_from_response(response, broker=self.name, what=what, request=request)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One REST request; a transport failure is ``BrokerUnavailable``, any status returns."""
+        client = self._http.client()
+        try:
+            return await client.request(method, self._rest + path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what=what) from None
 
     async def _get(
         self, path: str, type_: type[_T], *, what: str, params: dict[str, str] | None = None
@@ -485,8 +525,8 @@ class OandaConnector:
     def _decode(self, content: bytes, type_: type[_T], what: str) -> _T:
         try:
             return msgspec.json.decode(content, type=type_)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Internal(f"OANDA {what}: unexpected reply ({exc})", broker=self.name) from None
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(exc, broker=self.name, doing=f"OANDA {what}") from None
 
 
 __all__ = [

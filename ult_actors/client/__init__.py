@@ -8,7 +8,7 @@ both have one method per request, return the message types of
 
     with Client() as c:
         order = c.submit("AAPL", "buy", 10, type="limit", limit_price="187.50")
-        c.cancel(order.id)
+        c.cancel(order.ref)  # broker:id, unique across brokers
 
     async with AsyncClient() as c:
         order = await c.submit("AAPL", "buy", 10)
@@ -21,9 +21,15 @@ directory, ``$XDG_RUNTIME_DIR/ult/ult.sock``, ``/tmp/ult-$UID/ult.sock``.
 
 from ult_actors.client._async import AsyncClient
 from ult_actors.client._blocking import Client
-from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
+from ult_actors.client._errors import (
+    ConnectionLost,
+    OutcomeUnknown,
+    ServiceUnreachable,
+    SubscriptionLost,
+)
 from ult_actors.client._requests import order_request
 from ult_actors.errors import (
+    AmbiguousOrderId,
     AuthFailed,
     BadRequest,
     BrokerUnavailable,
@@ -40,6 +46,7 @@ from ult_actors.errors import (
 )
 
 __all__ = [
+    "AmbiguousOrderId",
     "AsyncClient",
     "AuthFailed",
     "BadRequest",
@@ -51,6 +58,7 @@ __all__ = [
     "Internal",
     "InvalidOrder",
     "NotFound",
+    "OutcomeUnknown",
     "RateLimited",
     "RiskRejected",
     "ServiceUnreachable",

@@ -29,10 +29,11 @@ from ult_actors.client._requests import (
     Requests,
     connection_error,
     event_of,
+    no_reply,
     order_request,
     submit_timeout,
 )
-from ult_actors.errors import Internal, Timeout, UltError
+from ult_actors.errors import Internal, UltError
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
@@ -162,7 +163,8 @@ class AsyncClient:
     ) -> Order:
         """Place an already built ``OrderRequest``."""
         timeout = submit_timeout(timeout, wait=wait, default=self.timeout)
-        return await self._call(self._requests.submit(order, wait=wait), timeout)
+        call = self._requests.submit(order, wait=wait, timeout=timeout)
+        return await self._call(call, timeout)
 
     async def cancel(self, order_id: str) -> Order:
         """Cancel by order id or client order id; returns the order as it now stands."""
@@ -242,9 +244,7 @@ class AsyncClient:
             with anyio.fail_after(timeout):
                 await waiter.done.wait()
         except TimeoutError:
-            raise Timeout(
-                f"no reply from the service within {timeout} s to {type(request).__name__}"
-            ) from None
+            raise no_reply(request, timeout) from None
         finally:
             self._pending.pop(request.id, None)
         if waiter.error is not None:

@@ -28,6 +28,7 @@ from ult_actors.client._requests import (
     Requests,
     connection_error,
     event_of,
+    no_reply,
     order_request,
     read_order,
     submit_timeout,
@@ -128,7 +129,7 @@ class Client:
             client_order_id=client_order_id,
         )  # fmt: skip
         timeout = submit_timeout(timeout, wait=wait, default=self.timeout)
-        return self._call(self._requests.submit(order, wait=wait), timeout)
+        return self._call(self._requests.submit(order, wait=wait, timeout=timeout), timeout)
 
     def submit_many(
         self, orders: Sequence[OrderRequest], *, window: int = 512
@@ -144,7 +145,7 @@ class Client:
             while answered < len(orders):
                 batch = []
                 while sent < len(orders) and sent - answered < window:
-                    request = self._requests.submit(orders[sent]).request
+                    request = self._requests.submit(orders[sent], timeout=self.timeout).request
                     index[request.id] = sent
                     batch.append(self._codec.encode(request))
                     sent += 1
@@ -234,10 +235,13 @@ class Client:
             timeout = self.timeout
         with self._lock:
             self._sendall(self._codec.encode(call.request))
-            while True:
-                reply = self._next_reply(timeout)
-                if getattr(reply, "id", None) == call.request.id:
-                    break
+            try:
+                while True:
+                    reply = self._next_reply(timeout)
+                    if getattr(reply, "id", None) == call.request.id:
+                        break
+            except Timeout:
+                raise no_reply(call.request, timeout) from None
         return call.read(reply)
 
     def _open_socket(self) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ult_actors.errors import UltError
+from ult_actors.errors import Timeout, UltError
 
 
 class ServiceUnreachable(UltError):
@@ -35,3 +35,21 @@ class SubscriptionLost(UltError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"event subscription dropped by the service: {reason}")
         self.reason = reason
+
+
+class OutcomeUnknown(Timeout):
+    """A submit got no reply in time: the order may or may not have been placed.
+
+    The request carried its deadline, so the service does not send the order
+    once it has passed; but it may have reached the broker before. Look it up
+    by ``client_order_id`` (``ult order ID``) before submitting it again.
+    """
+
+    def __init__(self, client_order_id: str, timeout: float | None) -> None:
+        super().__init__(
+            f"no reply from the service within {timeout} s to the submit of order"
+            f" {client_order_id}: its outcome is unknown (it may have reached the broker"
+            " before its deadline; it is not sent after it). Check with"
+            f" `ult order {client_order_id}` before submitting it again"
+        )
+        self.client_order_id = client_order_id

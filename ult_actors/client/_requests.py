@@ -8,14 +8,17 @@ sends and what it returns live here once.
 from __future__ import annotations
 
 import itertools
+import re
+import time
+import uuid
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from ult_actors.client._errors import SubscriptionLost
-from ult_actors.errors import Internal, InvalidOrder, UltError, from_info
+from ult_actors.client._errors import OutcomeUnknown, SubscriptionLost
+from ult_actors.errors import Internal, InvalidOrder, Timeout, UltError, from_info
 from ult_actors.messages import (
     Account,
     AccountsReply,
@@ -51,6 +54,7 @@ from ult_actors.messages import (
     TimeInForce,
     TradingState,
 )
+from ult_actors.validation import check_decimal
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -68,20 +72,37 @@ UNSET: Any = object()
 EVENT_FRAMES = (EventMessage, SubscriptionDropped)
 
 
+#: A quantity or price as text: ASCII digits with at most one '.', nothing else
+#: (no exponent, sign, underscore or space: "1e1" and "1_0" are not 10 here).
+PLAIN_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+
+
 def to_decimal(name: str, value: Number) -> Decimal:
-    """A number argument as a ``Decimal``; ``InvalidOrder`` naming the field otherwise."""
+    """A number argument as a ``Decimal``; ``InvalidOrder`` naming the field otherwise.
+
+    Text must be a plain decimal (``PLAIN_DECIMAL``); the result is bounded as the
+    service bounds it (``ult_actors.validation.check_decimal``), so a bad number is
+    refused before it is sent.
+    """
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise InvalidOrder(
             f"{name} must be a str, int or Decimal, not {type(value).__name__}"
             " (floats cannot hold prices exactly)",
             field=name,
         )
-    try:
-        result = Decimal(value)
-    except InvalidOperation:
-        raise InvalidOrder(f"{name} {value!r} is not a number", field=name) from None
-    if not result.is_finite():
-        raise InvalidOrder(f"{name} must be a finite number", field=name)
+    if isinstance(value, str):
+        if not PLAIN_DECIMAL.fullmatch(value):
+            raise InvalidOrder(
+                f"{name} {value!r} is not a plain positive decimal (digits with at most"
+                " one '.', e.g. 10 or 187.25)",
+                field=name,
+            )
+        value = Decimal(value)
+    result = Decimal(value)
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0 and result.adjusted() < 28:
+        result = Decimal(int(result))  # a Decimal such as 1E+1 is sent as plain 10
+    check_decimal(result, name)
     return result
 
 
@@ -130,6 +151,15 @@ def submit_timeout(timeout: float | None, *, wait: bool, default: float | None) 
     return timeout
 
 
+def no_reply(request: Request, timeout: float | None) -> Timeout:
+    """The error for a request whose reply did not come in time; for a submit it says
+    the outcome is unknown and names the order to look up."""
+    if isinstance(request, Submit):
+        assert request.order.client_order_id is not None  # ``Requests.submit`` set it
+        return OutcomeUnknown(request.order.client_order_id, timeout)
+    return Timeout(f"no reply from the service within {timeout} s to {type(request).__name__}")
+
+
 def connection_error(reply: Reply) -> UltError | None:
     """The error an id-0 ``ErrorReply`` carries about the whole connection (unauthorized,
     oversize frame) rather than one request; ``None`` for any other reply."""
@@ -170,19 +200,46 @@ def _read_ok(reply: Reply) -> None:
 
 
 class Requests:
-    """The requests of one connection, each with the connection's next id."""
+    """The requests of one connection, each with the connection's next id.
 
-    def __init__(self) -> None:
+    Submits leave with a client order id made here when the caller gave none
+    (``coid_prefix`` plus a counter; the prefix is random per connection
+    unless given), so a timeout can name the order to look up.
+    """
+
+    def __init__(
+        self, *, coid_prefix: str | None = None, now_ns: Callable[[], int] = time.time_ns
+    ) -> None:
         self._ids = itertools.count(1)
+        self._coid_prefix = coid_prefix or f"ult-{uuid.uuid4().hex[:12]}"
+        self._coids = itertools.count(1)
+        self._now_ns = now_ns
 
     def next_id(self) -> int:
         """A request id not used before on this connection (they start at 1: 0 is the
         connection's own)."""
         return next(self._ids)
 
-    def submit(self, order: OrderRequest, *, wait: bool = False) -> Call[Order]:
-        """Place ``order``; with ``wait`` the reply comes once it is terminal."""
-        return Call(Submit(id=self.next_id(), order=order, wait=wait), read_order)
+    def submit(
+        self, order: OrderRequest, *, wait: bool = False, timeout: float | None = None
+    ) -> Call[Order]:
+        """Place ``order``; with ``wait`` the reply comes once it is terminal.
+
+        The order gets a client order id if it has none and, with a ``timeout``,
+        the deadline (``deadline_ns``) past which the service must not send it:
+        the moment this client stops waiting.
+        """
+        return Call(
+            Submit(id=self.next_id(), order=self._stamped(order, timeout), wait=wait), read_order
+        )
+
+    def _stamped(self, order: OrderRequest, timeout: float | None) -> OrderRequest:
+        changes: dict[str, Any] = {}
+        if order.client_order_id is None:
+            changes["client_order_id"] = f"{self._coid_prefix}-{next(self._coids)}"
+        if timeout is not None and order.deadline_ns is None:
+            changes["deadline_ns"] = self._now_ns() + int(timeout * 1e9)
+        return msgspec.structs.replace(order, **changes) if changes else order
 
     def cancel(self, order_id: str) -> Call[Order]:
         """Cancel by order id or client order id."""

@@ -9,7 +9,8 @@ supervisor decides what happens next.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
@@ -70,6 +71,17 @@ class ActorContext(Generic[M]):
             env.reply.fail(error)
             self.mailbox.answered(env)
 
+    @contextmanager
+    def handling(self, env: Envelope[M]) -> Iterator[None]:
+        """Run the handler of ``env`` inside: if it raises, ``env`` is what crashed the
+        actor, so it is answered with ``ActorCrashed`` and not redelivered (the
+        exception still propagates: the actor crashes as before)."""
+        try:
+            yield
+        except Exception as exc:
+            self.mailbox.poisoned(env, self.name, exc)
+            raise
+
 
 async def serve_mailbox(
     ctx: ActorContext[M], handle: Callable[[Envelope[M]], Awaitable[None]]
@@ -79,4 +91,5 @@ async def serve_mailbox(
     ctx.started()
     while True:
         env = await mailbox.receive()
-        await handle(env)
+        with ctx.handling(env):
+            await handle(env)

@@ -15,7 +15,11 @@ Redelivery: a request taken by an incarnation that then crashes before
 answering is put back at the head of the mailbox for the next incarnation
 (at most ``max_deliveries`` times, then it is answered with the crash). So
 handlers of requests must be idempotent — for orders the client order id
-makes them so.
+makes them so. The request whose own handler raised (``poisoned``) is the
+exception: it is answered with ``ActorCrashed`` at once and never
+redelivered, so one poison message crashes its actor once and spends the
+supervisor's intensity once; only the innocent bystanders of that crash
+(requests in flight in other handlers) are redelivered.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class ActorUnavailable(CallTimeout):
 
 
 class ActorCrashed(RuntimeError):
-    """The actor crashed on this request more often than redelivery allows."""
+    """The actor crashed handling this request (not redelivered), or crashed with it in
+    flight more often than redelivery allows."""
 
 
 class ReplySlot:
@@ -153,12 +158,29 @@ class Mailbox(Generic[M]):
         """Forget a request once it has been answered."""
         self.in_flight.pop(env, None)
 
+    def poisoned(self, env: Envelope[M], actor: str, error: BaseException) -> None:
+        """``env``'s own handler raised ``error``: answer it with ``ActorCrashed``, never
+        redeliver it. A request already answered or handed on (no longer in flight) is
+        left alone: whoever holds its reply slot now answers it."""
+        if env.reply is None or env not in self.in_flight:
+            return
+        del self.in_flight[env]
+        # The type only: an exception's text may quote anything, and this goes to the client.
+        env.reply.fail(
+            ActorCrashed(
+                f"this request crashed actor {actor} ({type(error).__name__});"
+                " it was not retried"
+            )
+        )
+
     def requeue_in_flight(self, cause: BaseException) -> int:
         """After a crash: unanswered requests go back to the head of the queue.
 
-        A request that has already been delivered ``max_deliveries`` times is
-        answered with ``ActorCrashed`` instead (a poison message must not
-        crash-loop the actor). Returns how many were requeued.
+        These are bystanders (the request that crashed the actor was answered by
+        ``poisoned`` already). One that has already been delivered
+        ``max_deliveries`` times is answered with ``ActorCrashed`` instead, in case
+        a crash no handler owned keeps recurring while it is in flight. Returns how
+        many were requeued.
         """
         requeued = 0
         for env in reversed(self.in_flight):  # appendleft in reverse keeps arrival order
@@ -166,7 +188,12 @@ class Mailbox(Generic[M]):
             if env.reply.done:
                 continue
             if env.deliveries >= self.max_deliveries:
-                env.reply.fail(ActorCrashed(f"actor crashed handling this request: {cause}"))
+                env.reply.fail(
+                    ActorCrashed(
+                        f"actor crashed {env.deliveries} times with this request in flight"
+                        f" ({type(cause).__name__})"
+                    )
+                )
                 continue
             self._redeliver.appendleft(env)
             requeued += 1
