@@ -20,34 +20,14 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
+from bench_journal import _order  # the same order the throughput benchmark writes
 
 from ult_actors.journal_sqlite import SqliteStore, open_sqlite_store
-from ult_actors.messages import Order
-
-
-def _order(i: int) -> Order:
-    now = time.time_ns()
-    return Order(
-        id=f"b-{i:09d}",
-        client_order_id=f"bench-{i:09d}",
-        broker="paper",
-        symbol="AAPL",
-        side="buy",
-        qty=Decimal(10),
-        type="limit",
-        time_in_force="day",
-        status="pending_new",
-        limit_price=Decimal("187.25"),
-        created_at=now,
-        updated_at=now,
-        outcome="unknown",
-    )
 
 
 async def _write(store: SqliteStore, start: int, stop: int, writers: int) -> None:
@@ -88,7 +68,7 @@ async def _run(
         await _write(store, window, orders, writers)
         at_end = tracemalloc.get_traced_memory()[0]
         rng = random.Random(7)
-        old = [f"bench-{rng.randrange(orders - window):09d}" for _ in range(lookups)]
+        old = [f"bench-{rng.randrange(orders - window)}" for _ in range(lookups)]
         new = [f"never-{i}" for i in range(lookups)]
         old_get = await _lookups(store, old)
         new_get = await _lookups(store, new)
