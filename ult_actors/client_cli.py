@@ -235,17 +235,11 @@ def close_main(argv: list[str]) -> int:
 
 def flatten_main(argv: list[str]) -> int:
     """``ult flatten [--broker NAME]``: cancel every open order and close every position."""
-    p = _parser(
-        "flatten",
-        "Cancel every open order and close every position, at one broker or at all."
-        " Passes in every trading state (halted included): it only reduces exposure.",
+    description = (
+        "Cancel every open order and close every position, at one broker (--broker) or at all."
+        " Passes in every trading state (halted included): it only reduces exposure."
     )
-    p.add_argument("--broker", help="only this broker connection (default: all)")
-
-    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
-        return _show_rows(out, "orders", c.flatten(broker=a.broker), orders_table)
-
-    return _run(p.parse_args(argv), run)
+    return _per_broker_main(argv, "flatten", description, "orders", Client.flatten, orders_table)
 
 
 def _per_broker_main(
