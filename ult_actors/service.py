@@ -39,7 +39,14 @@ from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, risk_actor
+from ult_actors.actors.risk import (
+    RiskDeps,
+    RiskLimits,
+    RiskState,
+    in_force,
+    risk_actor,
+    setting_of,
+)
 from ult_actors.actors.router import RouterDeps, router_actor
 from ult_actors.actors.trading_state_store import FILE_NAME as TRADING_STATE_FILE
 from ult_actors.actors.trading_state_store import load_trading_state
@@ -53,6 +60,7 @@ from ult_actors.messages import (
     BrokerCommand,
     Event,
     HealthSnapshot,
+    TradingSetting,
     TradingState,
 )
 from ult_actors.runtime.actor import ActorContext
@@ -93,6 +101,8 @@ class Service:
             started_at=self.started_at,
             taken_at=self.now_ns(),
             trading_state=self.trading_state,
+            trading=setting_of(self.risk_state),
+            broker_trading={name: in_force(self.risk_state, name) for name in sorted(self.brokers)},
         )
 
     def brokers_up(self) -> tuple[int, int]:
@@ -164,6 +174,7 @@ def build_service(
 
     broker_mailboxes: dict[str, Mailbox[BrokerCommand]] = {}
     broker_children: list[ChildSpec] = []
+    broker_actors: dict[str, str] = {}  # broker by the name of its actor
     for entry in config.enabled_brokers:
         if connector_factories and entry.name in connector_factories:
             make = connector_factories[entry.name]
@@ -190,9 +201,9 @@ def build_service(
             concurrency=64,
             reconcile=reconcile or ReconcilePolicy(),
         )
-        broker_children.append(
-            ChildSpec(id=f"broker.{entry.name}", start=broker_actor(deps), mailbox=mailbox)
-        )
+        child_id = f"broker.{entry.name}"
+        broker_actors[child_id] = entry.name
+        broker_children.append(ChildSpec(id=child_id, start=broker_actor(deps), mailbox=mailbox))
 
     def publish_health(h: ActorHealth) -> None:
         bus.publish(
@@ -222,9 +233,18 @@ def build_service(
     trading_state_path = state_dir / TRADING_STATE_FILE
     saved = load_trading_state(trading_state_path)
     risk_state = (
-        RiskState(trading=saved.trading, broker_trading=dict(saved.broker_trading))
+        RiskState(
+            trading=saved.trading,
+            broker_trading=dict(saved.broker_trading),
+            settings=saved.who_set(),
+        )
         if saved is not None
-        else RiskState(trading=config.risk.initial_state)
+        else RiskState(
+            trading=config.risk.initial_state,
+            settings={
+                "": TradingSetting(state=config.risk.initial_state, reason="risk.initial_state")
+            },
+        )
     )
     book = PositionBook()
     positions_mb: Mailbox[Any] = Mailbox(capacity=1024)
@@ -254,6 +274,7 @@ def build_service(
                     now_ns=now_ns,
                     risk=risk_mb,
                     retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
+                    actors=broker_actors,
                 )
             ),
             mailbox=positions_mb,
