@@ -11,7 +11,7 @@ Unions are tagged with ``kind`` because an order already has a ``type``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -63,7 +63,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     stop_price: Decimal | None = None
     time_in_force: TimeInForce = "day"
     extended_hours: bool = False
-    broker: str | None = None
+    broker: BrokerName | None = None
     client_order_id: str | None = None
     # Absolute UTC deadline in ns; a command still queued past it is answered
     # with a ``timeout`` error instead of being sent.
@@ -260,6 +260,15 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 # ---------------------------------------------------------------------------
 
 
+#: An order id, ``broker:id`` reference or client order id as a client sends one;
+#: bounded so a lookup, and an error quoting it, stay small.
+OrderRef = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+#: How many orders one ``list_orders`` may ask for (SQLite reads a negative LIMIT as none).
+ListLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+#: A broker connection's name as a client sends one.
+BrokerName = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class Submit(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="submit"):
     """Place an order; ``wait`` holds the reply until the order is terminal."""
 
@@ -272,14 +281,14 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="c
     """Cancel by order id or client order id."""
 
     id: int
-    order_id: str
+    order_id: OrderRef
 
 
 class GetOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_order"):
     """One order by order id or client order id."""
 
     id: int
-    order_id: str
+    order_id: OrderRef
 
 
 class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="list_orders"):
@@ -287,8 +296,8 @@ class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
 
     id: int
     open_only: bool = False
-    broker: str | None = None
-    limit: int = 1000
+    broker: BrokerName | None = None
+    limit: ListLimit = 1000
 
 
 class GetPositions(
@@ -297,14 +306,14 @@ class GetPositions(
     """Positions of one broker, or aggregated over all."""
 
     id: int
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class GetAccount(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_account"):
     """Balances of one broker, or of all."""
 
     id: int
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class GetHealth(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_health"):
@@ -327,7 +336,7 @@ class SetTradingState(
 
     id: int
     state: TradingState
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):

@@ -34,6 +34,7 @@ from ult_actors.brokers.paper_settings import (
     PaperSettings,
     check_paper_settings,
     paper_settings_from_env,
+    start_prices,
 )
 from ult_actors.brokers.paper_store import PaperStore, reset_store, unusable_account
 from ult_actors.brokers.paper_venue import PaperVenue
@@ -99,7 +100,7 @@ class PaperConnector:
         try:
             feed = PriceFeed(
                 self._rng,
-                start_prices=self.settings.start_prices,
+                start_prices=start_prices(self.settings),
                 default_start_price=self.settings.default_start_price,
                 volatility_bps=self.settings.volatility_bps,
                 price_decimals=self.settings.price_decimals,

@@ -4,6 +4,11 @@ Every field has a default, so the paper broker runs with no configuration
 at all. The defaults favour speed for a local rehearsal venue: orders reach
 the venue at once (``latency_ms = 0``), fills are a little worse than the
 quote (``slippage_bps``), and the price walk ticks once a second.
+
+Like a real venue, paper trades a list of instruments (``symbols``): by
+default liquid US stocks and ETFs and the major FX pairs, each starting at
+a plausible price (``DEFAULT_START_PRICES``); ``symbols = ["*"]`` trades
+any well-formed symbol.
 """
 
 from __future__ import annotations
@@ -15,6 +20,22 @@ import msgspec
 
 from ult_actors.brokers.settings_env import env_int
 from ult_actors.errors import ConfigError
+
+#: The default instruments and their starting prices (a rough recent level of each).
+DEFAULT_START_PRICES: dict[str, Decimal] = {
+    symbol: Decimal(price)
+    for symbol, price in (
+        ("AAPL", "190"), ("MSFT", "410"), ("AMZN", "180"), ("GOOGL", "165"),
+        ("META", "500"), ("NVDA", "120"), ("TSLA", "175"), ("JPM", "200"),
+        ("V", "275"), ("XOM", "115"), ("IBM", "185"), ("SPY", "520"), ("QQQ", "440"),
+        ("IWM", "205"), ("DIA", "390"), ("GLD", "215"), ("TLT", "92"),
+        ("EUR_USD", "1.085"), ("GBP_USD", "1.27"), ("USD_JPY", "155"),
+        ("USD_CHF", "0.9"), ("AUD_USD", "0.66"), ("USD_CAD", "1.36"),
+        ("NZD_USD", "0.6"), ("EUR_GBP", "0.855"), ("EUR_JPY", "168"),
+    )
+}  # fmt: skip
+#: ``symbols = ["*"]``: any well-formed symbol trades.
+ANY_SYMBOL = "*"
 
 
 class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -36,7 +57,11 @@ class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     commission_per_share: Decimal = Decimal("0.005")
     #: Seed of the price walk; the same seed replays the same prices.
     seed: int = 0
-    #: Starting price of a symbol, e.g. ``{ AAPL = 190.0 }``; others start at ``default_start_price``.
+    #: The instruments this venue trades; an order for another is refused
+    #: (``invalid_order``, field ``symbol``). ``["*"]``: any symbol.
+    symbols: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_START_PRICES))
+    #: Starting price of a symbol, e.g. ``{ AAPL = 190.0 }``, over ``DEFAULT_START_PRICES``;
+    #: others start at ``default_start_price``.
     start_prices: dict[str, Decimal] = msgspec.field(default_factory=dict)
     default_start_price: Decimal = Decimal("100")
     #: Standard deviation of one tick's price move, in basis points.
@@ -112,3 +137,15 @@ def check_paper_settings(settings: PaperSettings) -> None:
         raise ConfigError("paper broker: state_path is empty; leave it out for the default file")
     if not 0 <= settings.price_decimals <= 10:
         raise ConfigError("paper broker: price_decimals must be between 0 and 10")
+    if not settings.symbols:
+        raise ConfigError('paper broker: symbols is empty; list instruments, or ["*"] for any')
+
+
+def start_prices(settings: PaperSettings) -> dict[str, Decimal]:
+    """Every symbol's configured start price: ``start_prices`` over the defaults."""
+    return {**DEFAULT_START_PRICES, **settings.start_prices}
+
+
+def trades_symbol(settings: PaperSettings, symbol: str) -> bool:
+    """Whether the paper venue trades ``symbol`` (``symbols``, or ``["*"]`` for any)."""
+    return ANY_SYMBOL in settings.symbols or symbol in settings.symbols
