@@ -11,11 +11,14 @@ thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``scripts/bench_journal.py``
 compares them.
 
-Reads answer from memory where they can: every client order id ever
-journaled (so "is this id new?" never touches the disk), every order not
-yet final, and the most recently written orders. The file is the truth:
-the index is rebuilt from it on open, and a miss reads it. Records written
-but not yet committed are visible to ``get`` but not to ``list_orders``.
+Memory is bounded whatever the journal's size: it holds every order not yet
+final, the ``cache_size`` most recently written orders, the records not yet
+committed, and a fixed-size filter of the client order ids ever journaled
+(``_SeenFilter``), which answers "is this id new?" without touching the disk
+for nearly every new id. Anything else is read from the file (its primary
+key and indexes), off the trio thread. The file is the truth: the memory is
+rebuilt from it on open. Records written but not yet committed are visible
+to ``get`` but not to ``list_orders``.
 
 One process at a time: the journal takes an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory is refused
@@ -137,6 +140,51 @@ class _DedicatedThreadCommitter:
         await trio.to_thread.run_sync(self._thread.join)
 
 
+class _SeenFilter:
+    """A Bloom filter of client order ids: "never journaled" for sure, or "maybe".
+
+    Fixed size, so memory stays bounded however many orders the journal
+    holds; as it fills, more "maybe" answers send a lookup to the file (never
+    a wrong answer). Python's string hash is stable within a process and the
+    filter is rebuilt from the file on every open, so no hash is persisted.
+    """
+
+    __slots__ = ("_bits", "_mask")
+
+    #: Bit positions per id; with the default 2**26 bits, 10 million ids give
+    #: about 1 false "maybe" in 40 and 1 million ids about 1 in 100,000.
+    HASHES = 4
+
+    def __init__(self, bits: int) -> None:
+        size = 1 << max(3, (bits - 1).bit_length())  # a power of two: masking, not modulo
+        self._bits = bytearray(size // 8)
+        self._mask = size - 1
+
+    def add(self, key: str) -> None:
+        bits, mask = self._bits, self._mask
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        step = (h >> 32) | 1  # odd: the positions differ (double hashing)
+        for _ in range(self.HASHES):
+            pos = h & mask
+            bits[pos >> 3] |= 1 << (pos & 7)
+            h += step
+
+    def __contains__(self, key: str) -> bool:
+        bits, mask = self._bits, self._mask
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        step = (h >> 32) | 1
+        for _ in range(self.HASHES):
+            pos = h & mask
+            if not bits[pos >> 3] & (1 << (pos & 7)):
+                return False
+            h += step
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._bits)
+
+
 class _Batch:
     """Records that commit in one transaction; everyone waiting on it wakes together."""
 
@@ -160,6 +208,7 @@ class SqliteStore:
         max_batch: int = 4096,
         linger_s: float = 0.0,
         cache_size: int = 50_000,
+        seen_filter_bits: int = 1 << 26,
         writer: Writer = "thread",
         now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -174,9 +223,11 @@ class SqliteStore:
         self.commits = 0
         self.records = 0
         self._seq = 0
-        self._known: set[str] = set()
+        self._seen = _SeenFilter(seen_filter_bits)
         self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
         self._recent: collections.OrderedDict[str, Order] = collections.OrderedDict()
+        #: Written but not committed yet: found by ``get`` even once out of the window.
+        self._unwritten: dict[str, Order] = {}
         self._by_order_id: dict[str, str] = {}
         self._queue: collections.deque[_Batch] = collections.deque()
         self._wake = trio.Event()
@@ -238,7 +289,8 @@ class SqliteStore:
         assert self._rconn is not None
         conn = self._rconn
         self._seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-        self._known = {row[0] for row in conn.execute("SELECT client_order_id FROM orders")}
+        for (coid,) in conn.execute("SELECT client_order_id FROM orders"):
+            self._seen.add(coid)
         for (body,) in conn.execute(
             f"SELECT body FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
         ):
@@ -300,7 +352,8 @@ class SqliteStore:
 
     def _index(self, order: Order) -> None:
         coid = order.client_order_id
-        self._known.add(coid)
+        self._seen.add(coid)
+        self._unwritten[coid] = order
         self._open.pop(coid, None)
         if order.status in OPEN_STATUSES:
             self._open[coid] = order
@@ -362,7 +415,15 @@ class SqliteStore:
                 raise
             self.commits += 1
             self.records += len(batch.rows)
+            self._forget_written(batch.rows)
             batch.done.set()
+
+    def _forget_written(self, rows: list[tuple[int, str, int, Order]]) -> None:
+        """Committed rows are in the file: only later, uncommitted writes stay here."""
+        for _, _, _, order in rows:
+            coid = order.client_order_id
+            if self._unwritten.get(coid) is order:
+                del self._unwritten[coid]
 
     # -- reading ----------------------------------------------------------------
 
@@ -375,9 +436,13 @@ class SqliteStore:
 
     async def get(self, client_order_id: str) -> Order | None:
         """The latest state of one order by client order id."""
-        if client_order_id not in self._known:
-            return None
-        order = self._open.get(client_order_id) or self._recent.get(client_order_id)
+        if client_order_id not in self._seen:
+            return None  # never journaled: no need to ask the file
+        order = (
+            self._unwritten.get(client_order_id)
+            or self._open.get(client_order_id)
+            or self._recent.get(client_order_id)
+        )
         if order is not None:
             return order
 
@@ -501,6 +566,7 @@ async def open_sqlite_store(
     max_batch: int = 4096,
     linger_s: float = 0.0,
     cache_size: int = 50_000,
+    seen_filter_bits: int = 1 << 26,
     writer: Writer = "thread",
     now_ns: Callable[[], int] = time.time_ns,
 ) -> AsyncIterator[SqliteStore]:
@@ -512,6 +578,7 @@ async def open_sqlite_store(
         max_batch=max_batch,
         linger_s=linger_s,
         cache_size=cache_size,
+        seen_filter_bits=seen_filter_bits,
         writer=writer,
         now_ns=now_ns,
     )
