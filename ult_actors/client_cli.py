@@ -119,7 +119,7 @@ def _report(out: Output, exc: UltError, *, code: str, **extra: Any) -> None:
 
 
 def _order_exit(order: Order, waited: bool) -> int:
-    if order.status == "rejected":
+    if order.status in ("rejected", "lost"):
         return EXIT_FAILED
     if waited and order.status in ("canceled", "expired"):
         return EXIT_FAILED

@@ -39,6 +39,7 @@ _STATE_COLOUR = {
     "partially_filled": "yellow",
     "rejected": "red",
     "expired": "dim",
+    "lost": "red",
     "canceled": "dim",
     "active": "green",
     "reducing": "yellow",

@@ -32,6 +32,9 @@ OrderStatus = Literal[
     "rejected",
     "expired",
     "pending_cancel",
+    # Final, set by the service: the broker had the order and, asked twice, no longer
+    # knows it (e.g. it restarted and lost its book). ``reject_reason`` says why.
+    "lost",
 ]
 # How sure we are of what the broker did with a submit (see docs/architecture.md):
 # "local" never left the service, "definitive" the broker answered, "unknown"
@@ -42,7 +45,9 @@ TradingState = Literal["active", "reducing", "halted"]
 #: service itself (for a cause it lifts once the cause is gone), or the configuration.
 SetBy = Literal["person", "service", "config"]
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"filled", "canceled", "rejected", "expired", "lost"}
+)
 OPEN_STATUSES: frozenset[str] = frozenset(
     {"pending_new", "accepted", "partially_filled", "pending_cancel"}
 )

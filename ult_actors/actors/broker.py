@@ -234,7 +234,9 @@ class _BrokerIncarnation:
         return client_order_id in self.submitting
 
     def _log_summary(self, what: str, summary: ReconcileSummary, *, always: bool = False) -> None:
-        problems = summary.unresolved or summary.unknown_at_broker or summary.conflicts
+        problems = (
+            summary.unresolved or summary.unknown_at_broker or summary.conflicts or summary.lost
+        )
         if problems:
             self.log.error(what, **summary.fields())
         elif always or summary.checked:
@@ -501,7 +503,15 @@ class _BrokerIncarnation:
         try:
             order = await self.connector.cancel(order_id)
         except NotFound:
-            by_client = await self.connector.get_order_by_client_id(order_id)
+            try:
+                by_client = await self.connector.get_order_by_client_id(order_id)
+            except NotFound:
+                # Name what was asked for: ``order_id`` may be either kind of id.
+                raise NotFound(
+                    f"{self.name} has no order {order_id!r} (neither by order id nor by"
+                    " client order id)",
+                    broker=self.name,
+                ) from None
             order = await self.connector.cancel(by_client.id)
         return await self._track(order)
 

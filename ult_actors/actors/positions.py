@@ -27,6 +27,7 @@ import trio
 
 from ult_actors.errors import UltError
 from ult_actors.messages import (
+    TERMINAL_STATUSES,
     ActorHealthChanged,
     BrokerCommand,
     Event,
@@ -83,7 +84,7 @@ class PositionBook:
             self.qty[key] = new
             self.filled[order.client_order_id] = order.filled_qty
             self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
-        if order.status in ("filled", "canceled", "rejected", "expired"):
+        if order.status in TERMINAL_STATUSES:
             # Kept a while, so a repeated final report (or its fill event) adds nothing.
             self.done[order.client_order_id] = None
             while len(self.done) > _DONE_KEPT:
