@@ -338,6 +338,13 @@ def event_line(event: Event, style: Style) -> str:
     """One event as a line for ``ult events``."""
     if isinstance(event, OrderUpdate):
         o = event.order
+        if event.fill_only and event.fill is not None:
+            # The order's new state had its own line already: this is only its execution.
+            f = event.fill
+            return (
+                f"{clock(event.ts)}  fill    {o.client_order_id} {o.symbol} {f.side}"
+                f" {plain(f.qty)} @ {price(f.price, o.symbol)}  ({plain(o.filled_qty)}/{plain(o.qty)})"
+            )
         text = (
             f"order   {o.client_order_id} {o.symbol} {o.side} {plain(o.qty)} {o.type} "
             f"{style.state(o.status)} {plain(o.filled_qty)}/{plain(o.qty)}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pty
+import queue
 import select
 import subprocess
+import threading
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -298,3 +300,42 @@ def test_a_reader_that_closes_early_gets_no_traceback(
         os.close(write)
     assert done.stderr == ""
     assert done.returncode == 0
+
+
+def _events_until_filled(service: ServiceProcess, topics: str, first: str, then: str) -> list[dict[str, object]]:
+    """``ult events --json`` while ``first`` then ``then`` fill; every event of ``first``."""
+    follower = subprocess.Popen(
+        [ULT, "events", "--socket", str(service.socket), "--json", "--topics", topics],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follower.stderr is not None and follower.stdout is not None
+        ready, _, _ = select.select([follower.stderr], [], [], 20)
+        assert ready and "following events" in follower.stderr.readline()
+        for coid in (first, then):
+            assert ult(service, "submit", "AAPL", "buy", "2", "--client-order-id", coid).returncode == 0
+        lines: queue.Queue[str] = queue.Queue()
+        # A reader thread: select() on the pipe would miss lines already in Python's buffer.
+        threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout], daemon=True).start()  # type: ignore[union-attr]
+        seen = []
+        while True:
+            event = json.loads(lines.get(timeout=20))
+            coid = event["order"]["client_order_id"]
+            if coid == first:
+                seen.append(event)
+            # One publisher, in order: once the second order is done, the first's events are in.
+            done = event["fill"] is not None if "fills" in topics else event["order"]["status"] == "filled"
+            if coid == then and done:
+                return seen
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
+
+
+def test_events_show_a_market_fill_once(service: ServiceProcess) -> None:
+    everything = _events_until_filled(service, "orders,fills", "cli-once-1", "cli-once-2")
+    assert [e["fill"]["qty"] for e in everything if e["fill"] is not None] == ["2"]
+    # The filled state once too: a late execution comes as a fill, not a second `filled`.
+    assert [e["order"]["status"] for e in everything if not e.get("fill_only")].count("filled") == 1
+    orders_only = _events_until_filled(service, "orders", "cli-once-3", "cli-once-4")
+    assert [e["order"]["status"] for e in orders_only].count("filled") == 1
