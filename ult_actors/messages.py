@@ -32,6 +32,9 @@ OrderStatus = Literal[
     "rejected",
     "expired",
     "pending_cancel",
+    # Final, set by the service: the broker had the order and, asked twice, no longer
+    # knows it (e.g. it restarted and lost its book). ``reject_reason`` says why.
+    "lost",
 ]
 # How sure we are of what the broker did with a submit (see docs/architecture.md):
 # "local" never left the service, "definitive" the broker answered, "unknown"
@@ -42,7 +45,9 @@ TradingState = Literal["active", "reducing", "halted"]
 #: service itself (for a cause it lifts once the cause is gone), or the configuration.
 SetBy = Literal["person", "service", "config"]
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"filled", "canceled", "rejected", "expired", "lost"}
+)
 OPEN_STATUSES: frozenset[str] = frozenset(
     {"pending_new", "accepted", "partially_filled", "pending_cancel"}
 )
@@ -179,11 +184,17 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order_update"):
-    """An order changed state; ``fill`` is set when the change was an execution."""
+    """An order changed state; ``fill`` is set when the change was an execution.
+
+    ``fill_only``: the order's state was published already (say, by the submit
+    reply) and this event only brings the execution that made it; it goes to
+    ``fills`` subscribers, not again to ``orders`` ones.
+    """
 
     order: Order
     fill: Fill | None = None
     ts: int = 0
+    fill_only: bool = False
 
 
 class PositionDrift(

@@ -632,7 +632,8 @@ class IbConnector:
         found = await self._find(lambda t: t.order_id == key)
         if found is None:
             raise NotFound(
-                f"no IB order {order_id} for client id {self.settings.client_id}", broker=self.name
+                f"no IB order with order id {order_id} (API client id {self.settings.client_id})",
+                broker=self.name,
             )
         return self._book.orders[key]
 
