@@ -10,26 +10,19 @@ Unix socket, the client library.
 
 from __future__ import annotations
 
-import random
-import shutil
 import sqlite3
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from ult_actors.brokers.paper import PaperSettings
+from tests.durability.journal_service import paper_service, short_socket_path
 from ult_actors.client import AsyncClient, JournalUnavailable, NotFound
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal_sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 from ult_actors.messages import QueryOrder
 from ult_actors.runtime.mailbox import call
-from ult_actors.service import Service, build_service
 from ult_actors.watchdog import status_line
 
 #: Pages the journal file may grow by before the ballast takes them.
@@ -38,9 +31,8 @@ ROOM = 300
 
 @pytest.fixture
 def sock() -> Iterator[Path]:
-    short = Path(tempfile.mkdtemp(prefix="ultf", dir="/tmp"))
-    yield short / "s"
-    shutil.rmtree(short, ignore_errors=True)
+    with short_socket_path() as path:
+        yield path
 
 
 class Disk:
@@ -84,29 +76,10 @@ async def prepare(state_dir: Path) -> Disk:
     return Disk(path, pages + ROOM)
 
 
-@asynccontextmanager
-async def serving(state_dir: Path, sock: Path, disk: Disk) -> AsyncIterator[Service]:
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
-        brokers=[
-            BrokerEntry(
-                name="paper", kind="paper", enabled=True, settings=PaperSettings(tick_interval_s=0)
-            )
-        ],
-    )
-    svc = build_service(
-        cfg,
-        env={},
-        rng=random.Random(5),
-        store_opener=sqlite_store_opener(disk.path, max_pages=disk.cap, probe_interval_s=0.05),
-    )
-    settings = IpcSettings(location=SocketLocation(sock, dedicated=False, source="test"))
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(20):
-            await nursery.start(svc.run)
-            await nursery.start(serve_ipc, svc.gateway, settings)
-        yield svc
-        nursery.cancel_scope.cancel()
+def serving(state_dir: Path, sock: Path, disk: Disk) -> Any:
+    """The service on ``sock``; its journal's disk is ``disk``, probed every 50 ms."""
+    opener = sqlite_store_opener(disk.path, max_pages=disk.cap, probe_interval_s=0.05)
+    return paper_service(state_dir, sock, opener)
 
 
 async def journal_state(client: AsyncClient) -> tuple[str, str]:
