@@ -163,6 +163,7 @@ ErrorCode = Literal[
     "bad_request",
     "duplicate_order",
     "unauthorized",
+    "journal_unavailable",
 ]
 
 
