@@ -30,8 +30,10 @@ from ult_actors.client_tables import (
     order_detail,
     orders_table,
     positions_table,
+    trading_document,
+    trading_table,
 )
-from ult_actors.errors import ConfigError, UltError
+from ult_actors.errors import ConfigError, NotFound, UltError
 from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import Order
@@ -117,7 +119,7 @@ def _report(out: Output, exc: UltError, *, code: str, **extra: Any) -> None:
 
 
 def _order_exit(order: Order, waited: bool) -> int:
-    if order.status == "rejected":
+    if order.status in ("rejected", "lost"):
         return EXIT_FAILED
     if waited and order.status in ("canceled", "expired"):
         return EXIT_FAILED
@@ -214,6 +216,32 @@ def orders_main(argv: list[str]) -> int:
         return _show_rows(out, "orders", orders, orders_table)
 
     return _run(p.parse_args(argv), run)
+
+
+def close_main(argv: list[str]) -> int:
+    """``ult close SYMBOL [--broker NAME]``: close one position."""
+    p = _parser(
+        "close",
+        "Close the position in SYMBOL: cancel its open orders, then close it (the broker's"
+        " own close where it has one, else a market order). Passes in every trading state.",
+    )
+    p.add_argument("symbol")
+    p.add_argument("--broker", help="broker connection (default: the one holding SYMBOL)")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        orders = c.close_position(a.symbol, broker=a.broker)
+        return _show_rows(out, "orders", orders, orders_table)
+
+    return _run(p.parse_args(argv), run)
+
+
+def flatten_main(argv: list[str]) -> int:
+    """``ult flatten [--broker NAME]``: cancel every open order and close every position."""
+    description = (
+        "Cancel every open order and close every position, at one broker (--broker) or at all."
+        " Passes in every trading state (halted included): it only reduces exposure."
+    )
+    return _per_broker_main(argv, "flatten", description, "orders", Client.flatten, orders_table)
 
 
 def _per_broker_main(
@@ -336,18 +364,30 @@ def kill_switch_main(argv: list[str]) -> int:
 
 
 def trading_state_main(argv: list[str]) -> int:
-    """``ult trading-state active|reducing|halted [--broker B]``: set the trading state."""
+    """``ult trading-state [active|reducing|halted] [--broker B]``: show or set the trading state."""
     p = _parser(
         "trading-state",
-        "Set trading to active, reducing (only orders that shrink a position) or halted,"
-        " for every broker or one. Clears a broker put in reducing after a missing"
-        " position report, once a person has checked it.",
+        "With no state: show the global trading state and every broker's, with who set it"
+        " and why. With one: set trading to active, reducing (only orders that shrink a"
+        " position) or halted, for every broker or one. The service lifts a restriction it"
+        " set itself (no position report) once positions reconcile; one a person set waits"
+        " for a person.",
     )
-    p.add_argument("state", choices=["active", "reducing", "halted"])
+    p.add_argument("state", nargs="?", choices=["active", "reducing", "halted"])
     p.add_argument("--broker", help="only this broker connection (default: all)")
     args = p.parse_args(argv)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        if a.state is None:
+            snapshot = c.health()
+            if a.broker is not None and a.broker not in snapshot.broker_trading:
+                raise NotFound(f"unknown broker {a.broker!r}")
+            if a.broker is not None:
+                snapshot = msgspec.structs.replace(
+                    snapshot, broker_trading={a.broker: snapshot.broker_trading[a.broker]}
+                )
+            out.show(trading_document(snapshot), lambda style: trading_table(snapshot, style))
+            return EXIT_OK
         detail = c.trading_state(a.state, broker=a.broker)
         document = {"ok": True, "trading_state": a.state, "broker": a.broker, "detail": detail}
         out.show(document, lambda _style: detail or f"trading {a.state}")
@@ -378,6 +418,8 @@ def socket_main(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "submit": submit_main,
     "cancel": cancel_main,
+    "close": close_main,
+    "flatten": flatten_main,
     "order": order_main,
     "orders": orders_main,
     "positions": positions_main,

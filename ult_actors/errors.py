@@ -139,6 +139,18 @@ class ServiceBusy(UltError):
     transient = True
 
 
+class JournalUnavailable(UltError):
+    """The order journal cannot be written (disk full, read-only, I/O errors).
+
+    New orders are refused before they are sent; cancels, queries and the kill
+    switch keep working, and orders are accepted again once the journal can
+    be written. The message says whether the order reached the broker.
+    """
+
+    code = "journal_unavailable"
+    transient = True
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; raised at start-up, names the key and file."""
 
@@ -160,6 +172,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         DuplicateOrder,
         Unauthorized,
         ServiceBusy,
+        JournalUnavailable,
     )
 }
 

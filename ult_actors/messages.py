@@ -11,7 +11,7 @@ Unions are tagged with ``kind`` because an order already has a ``type``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -32,14 +32,22 @@ OrderStatus = Literal[
     "rejected",
     "expired",
     "pending_cancel",
+    # Final, set by the service: the broker had the order and, asked twice, no longer
+    # knows it (e.g. it restarted and lost its book). ``reject_reason`` says why.
+    "lost",
 ]
 # How sure we are of what the broker did with a submit (see docs/architecture.md):
 # "local" never left the service, "definitive" the broker answered, "unknown"
 # must be settled by looking the order up by client order id.
 SubmitOutcome = Literal["local", "definitive", "unknown"]
 TradingState = Literal["active", "reducing", "halted"]
+#: Who set a trading state: a person (``ult trading-state``, the kill switch), the
+#: service itself (for a cause it lifts once the cause is gone), or the configuration.
+SetBy = Literal["person", "service", "config"]
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"filled", "canceled", "rejected", "expired"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"filled", "canceled", "rejected", "expired", "lost"}
+)
 OPEN_STATUSES: frozenset[str] = frozenset(
     {"pending_new", "accepted", "partially_filled", "pending_cancel"}
 )
@@ -60,7 +68,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     stop_price: Decimal | None = None
     time_in_force: TimeInForce = "day"
     extended_hours: bool = False
-    broker: str | None = None
+    broker: BrokerName | None = None
     client_order_id: str | None = None
     # Absolute UTC deadline in ns; a command still queued past it is answered
     # with a ``timeout`` error instead of being sent.
@@ -155,6 +163,7 @@ ErrorCode = Literal[
     "bad_request",
     "duplicate_order",
     "unauthorized",
+    "journal_unavailable",
     "busy",
 ]
 
@@ -176,11 +185,17 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order_update"):
-    """An order changed state; ``fill`` is set when the change was an execution."""
+    """An order changed state; ``fill`` is set when the change was an execution.
+
+    ``fill_only``: the order's state was published already (say, by the submit
+    reply) and this event only brings the execution that made it; it goes to
+    ``fills`` subscribers, not again to ``orders`` ones.
+    """
 
     order: Order
     fill: Fill | None = None
     ts: int = 0
+    fill_only: bool = False
 
 
 class PositionDrift(
@@ -216,6 +231,16 @@ class TradingStateChanged(
     reason: str
     broker: str | None = None
     ts: int = 0
+    set_by: SetBy = "person"
+
+
+class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
+    """A trading state with who set it, why, and when (ns)."""
+
+    state: TradingState = "active"
+    set_by: SetBy = "config"
+    reason: str = ""
+    at: int = 0
 
 
 Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
@@ -234,13 +259,27 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     version: str = ""
     started_at: int = 0
     taken_at: int = 0
+    #: The global trading state (each broker's own may be stricter: ``broker_trading``).
     trading_state: TradingState = "active"
+    #: The global state with who set it and why.
+    trading: TradingSetting | None = None
+    #: Every configured broker's state in force: the stricter of the global one and its own.
+    broker_trading: dict[str, TradingSetting] = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
 # Requests (IPC and in-process commands). ``id`` is the client's request id,
 # echoed in the reply so a client may pipeline.
 # ---------------------------------------------------------------------------
+
+
+#: An order id, ``broker:id`` reference or client order id as a client sends one;
+#: bounded so a lookup, and an error quoting it, stay small.
+OrderRef = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+#: How many orders one ``list_orders`` may ask for (SQLite reads a negative LIMIT as none).
+ListLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+#: A broker connection's name as a client sends one.
+BrokerName = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class Submit(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="submit"):
@@ -255,14 +294,14 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="c
     """Cancel by order id or client order id."""
 
     id: int
-    order_id: str
+    order_id: OrderRef
 
 
 class GetOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_order"):
     """One order by order id or client order id."""
 
     id: int
-    order_id: str
+    order_id: OrderRef
 
 
 class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="list_orders"):
@@ -270,8 +309,8 @@ class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
 
     id: int
     open_only: bool = False
-    broker: str | None = None
-    limit: int = 1000
+    broker: BrokerName | None = None
+    limit: ListLimit = 1000
 
 
 class GetPositions(
@@ -280,14 +319,14 @@ class GetPositions(
     """Positions of one broker, or aggregated over all."""
 
     id: int
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class GetAccount(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_account"):
     """Balances of one broker, or of all."""
 
     id: int
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class GetHealth(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_health"):
@@ -310,6 +349,30 @@ class SetTradingState(
 
     id: int
     state: TradingState
+    broker: BrokerName | None = None
+
+
+class ClosePosition(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_position"
+):
+    """Close the whole position in ``symbol``: cancel its open orders, then close it.
+
+    ``broker`` may be left out when exactly one broker holds the symbol. The
+    reply is an ``OrdersReply`` with the canceled orders and the closing order.
+    """
+
+    id: int
+    symbol: str
+    broker: str | None = None
+
+
+class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="flatten"):
+    """Cancel every open order and close every position, at one broker or at all.
+
+    The reply is an ``OrdersReply`` with the canceled and the closing orders.
+    """
+
+    id: int
     broker: str | None = None
 
 
@@ -338,6 +401,8 @@ Request = (
     | GetHealth
     | SetKillSwitch
     | SetTradingState
+    | ClosePosition
+    | Flatten
     | Subscribe
     | Ping
 )
@@ -470,16 +535,41 @@ class QueryAccount(
     """Ask a broker for its account."""
 
 
+class CloseOut(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_out"):
+    """Close positions at one broker: ``symbol``'s, or (``None``) all of them.
+
+    Open orders of what is closed are canceled first, so none can reopen it.
+    The closing orders take ``client_order_id`` (suffixed ``-1``, ``-2`` ...
+    when several). Answered with the canceled and closing orders.
+    """
+
+    broker: str
+    symbol: str | None
+    client_order_id: str
+
+
 class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="restrict"):
     """Tighten one broker's trading state (never loosens it).
 
     Sent by positions when the service cannot vouch for a broker's positions
-    (fail closed); only a person's ``SetTradingState`` sets it back.
+    (fail closed). The service lifts it itself (``LiftRestriction``) once the
+    cause is gone; a person's ``SetTradingState`` replaces it at any time.
     """
 
     broker: str
     reason: str
     state: TradingState = "reducing"
+
+
+class LiftRestriction(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="lift"):
+    """The cause of a service restriction is gone: set the broker active again.
+
+    Sent by positions when a broker's report arrived and the book agrees with
+    it. Risk lifts only a restriction the service set; one a person set stays.
+    """
+
+    broker: str
+    reason: str
 
 
 class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="seed"):
@@ -491,6 +581,7 @@ class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
 
 BrokerCommand = (
     PlaceOrder
+    | CloseOut
     | CancelOrder
     | CancelAll
     | QueryOrder

@@ -8,6 +8,13 @@ the one held is stale and ignored, ``filled_qty`` never goes down, and a
 terminal state is final. Replacing one terminal state by a different one is
 illegal: ``apply_update`` raises ``IllegalTransition`` and the caller logs it
 and keeps what it had — never a silent overwrite.
+
+One exception: a final state the service concluded on its own, without the
+broker's record of the order (``is_local_verdict``: rejected with no broker
+order id, e.g. judged never to have arrived, or a refusal read from an answer
+that was not the order; or ``lost``, the broker no longer knowing an order it
+had). The broker is the final truth: a later report of that order from the
+broker (it carries the broker's order id) replaces it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ _RANK = {
     "canceled": 3,
     "rejected": 3,
     "expired": 3,
+    "lost": 3,
 }
 
 
@@ -109,10 +117,23 @@ class IllegalTransition(ValueError):
     """An update tried to change a final order state."""
 
 
+def is_local_verdict(order: Order) -> bool:
+    """Whether ``order``'s final state is the service's own conclusion, not the broker's record.
+
+    Such an order was never acknowledged with a broker order id, or its
+    broker no longer knew it (``lost``); a later broker report of it wins
+    (see the module docstring).
+    """
+    return order.status == "lost" or (order.status == "rejected" and not order.id)
+
+
 def apply_update(current: Order | None, new: Order) -> Order:
     """Merge ``new`` into ``current``; returns ``current`` itself when nothing changed."""
     if current is None:
         return new
+    if is_local_verdict(current) and new.id and new.status != "lost":
+        # The broker's record of an order we had given up on: it wins over our guess.
+        return msgspec.structs.replace(new, created_at=current.created_at, outcome="definitive")
     if current.status in TERMINAL_STATUSES:
         if new.status in TERMINAL_STATUSES and new.status != current.status:
             raise IllegalTransition(

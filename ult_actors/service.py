@@ -29,18 +29,30 @@ import msgspec
 import trio
 
 from ult_actors import __version__
-from ult_actors.actors.broker import BrokerActorDeps, RetryPolicy, broker_actor
+from ult_actors.actors.broker import (
+    BrokerActorDeps,
+    RetryPolicy,
+    broker_actor,
+    broker_mailbox,
+)
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, risk_actor
+from ult_actors.actors.risk import (
+    RiskDeps,
+    RiskLimits,
+    RiskState,
+    in_force,
+    risk_actor,
+    setting_of,
+)
 from ult_actors.actors.router import RouterDeps, router_actor
 from ult_actors.actors.trading_state_store import FILE_NAME as TRADING_STATE_FILE
 from ult_actors.actors.trading_state_store import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
-from ult_actors.config import ServiceConfig, default_state_dir
+from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
 from ult_actors.journal_sqlite import sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
@@ -48,6 +60,7 @@ from ult_actors.messages import (
     BrokerCommand,
     Event,
     HealthSnapshot,
+    TradingSetting,
     TradingState,
 )
 from ult_actors.runtime.actor import ActorContext
@@ -88,6 +101,8 @@ class Service:
             started_at=self.started_at,
             taken_at=self.now_ns(),
             trading_state=self.trading_state,
+            trading=setting_of(self.risk_state),
+            broker_trading={name: in_force(self.risk_state, name) for name in sorted(self.brokers)},
         )
 
     def brokers_up(self) -> tuple[int, int]:
@@ -135,7 +150,11 @@ def build_service(
     extra_children: list[ExtraChild] | None = None,
     reconcile: ReconcilePolicy | None = None,
 ) -> Service:
-    """Build a service from ``config``; nothing runs until ``Service.run``."""
+    """Build a service from ``config``; nothing runs until ``Service.run``.
+
+    ``ConfigError`` naming the key if a value is out of its range.
+    """
+    check_ranges(config)
     env = dict(os.environ) if env is None else env
     rng = rng or random.Random()
     state_dir = (
@@ -159,6 +178,7 @@ def build_service(
 
     broker_mailboxes: dict[str, Mailbox[BrokerCommand]] = {}
     broker_children: list[ChildSpec] = []
+    broker_actors: dict[str, str] = {}  # broker by the name of its actor
     for entry in config.enabled_brokers:
         if connector_factories and entry.name in connector_factories:
             make = connector_factories[entry.name]
@@ -169,7 +189,7 @@ def build_service(
                     settings, state_path=str(state_dir / f"paper-{entry.name}.db")
                 )
             make = broker_kind(entry.kind).factory(entry.name, settings, now_ns=now_ns)
-        mailbox: Mailbox[BrokerCommand] = Mailbox(capacity=4096)
+        mailbox = broker_mailbox(capacity=4096)
         broker_mailboxes[entry.name] = mailbox
         deps = BrokerActorDeps(
             name=entry.name,
@@ -185,9 +205,9 @@ def build_service(
             concurrency=64,
             reconcile=reconcile or ReconcilePolicy(),
         )
-        broker_children.append(
-            ChildSpec(id=f"broker.{entry.name}", start=broker_actor(deps), mailbox=mailbox)
-        )
+        child_id = f"broker.{entry.name}"
+        broker_actors[child_id] = entry.name
+        broker_children.append(ChildSpec(id=child_id, start=broker_actor(deps), mailbox=mailbox))
 
     def publish_health(h: ActorHealth) -> None:
         bus.publish(
@@ -217,9 +237,18 @@ def build_service(
     trading_state_path = state_dir / TRADING_STATE_FILE
     saved = load_trading_state(trading_state_path)
     risk_state = (
-        RiskState(trading=saved.trading, broker_trading=dict(saved.broker_trading))
+        RiskState(
+            trading=saved.trading,
+            broker_trading=dict(saved.broker_trading),
+            settings=saved.who_set(),
+        )
         if saved is not None
-        else RiskState(trading=config.risk.initial_state)
+        else RiskState(
+            trading=config.risk.initial_state,
+            settings={
+                "": TradingSetting(state=config.risk.initial_state, reason="risk.initial_state")
+            },
+        )
     )
     book = PositionBook()
     positions_mb: Mailbox[Any] = Mailbox(capacity=1024)
@@ -249,6 +278,7 @@ def build_service(
                     now_ns=now_ns,
                     risk=risk_mb,
                     retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
+                    actors=broker_actors,
                 )
             ),
             mailbox=positions_mb,

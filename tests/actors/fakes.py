@@ -44,6 +44,7 @@ class FakeVenue:
         self.lose_replies = 0  # next N submits apply, then raise BrokerUnavailable
         self.refuse_auth = False
         self.unreachable = False  # connect raises BrokerUnavailable (an outage)
+        self.fail_positions = False  # position reports raise BrokerUnavailable
         self.connects = 0
         self.stream_send, self.stream_recv = trio.open_memory_channel[OrderUpdate](math.inf)
         self.kill_stream = trio.Event()
@@ -131,11 +132,19 @@ class FakeConnector:
         return [o for o in self.venue.orders.values() if o.status in OPEN_STATUSES]
 
     async def positions(self) -> list[Position]:
+        if self.venue.fail_positions:
+            raise BrokerUnavailable("fake broker: positions failing")
         return [
             Position(broker=self.name, symbol=s, qty=q, avg_entry_price=self.venue.price)
             for s, q in self.venue.positions.items()
             if q
         ]
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        return None  # no close of its own: the broker actor submits a market order
+
+    async def close_all_positions(self) -> list[Order] | None:
+        return None
 
     async def account(self) -> Account:
         return Account(

@@ -31,9 +31,7 @@ def _sim() -> OandaSimulator:
 def _config(tmp: Path, sim: OandaSimulator) -> ServiceConfig:
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="oanda", state_dir=str(tmp)),
-        brokers=[
-            BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
-        ],
+        brokers=[BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))],
     )
     cfg.supervision.backoff_initial_ms = 20
     cfg.supervision.backoff_cap_ms = 100

@@ -42,7 +42,7 @@ async def contract_case(
             symbol="AAPL",
             qty=Decimal(10),
             resting_buy_limit=Decimal(50),
-            resting_buy_stop=Decimal(150),
+            resting_buy_stop=Decimal(250),  # AAPL starts at 190
             id_prefix=f"paper-{request.param}",
         )
         nursery.cancel_scope.cancel()

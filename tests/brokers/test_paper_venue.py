@@ -469,3 +469,37 @@ async def test_an_order_travelling_at_a_restart_arrives_on_reload_unless_its_day
         assert (await again.get_order(travelling.id)).status == "filled"
         assert (await again.get_order(yesterday.id)).status == "expired"
         assert {p.symbol: p.qty for p in await again.positions()} == {"AAPL": 10}
+
+
+# -- the symbols paper trades ---------------------------------------------------------
+
+
+async def test_an_unlisted_symbol_is_refused_naming_the_symbol_and_nothing_is_booked(
+    tmp_path: Path,
+) -> None:
+    async with paper(tmp_path / "p.db") as (connector, _log):
+        with pytest.raises(InvalidOrder) as info:
+            await connector.submit(order(symbol="FOOBARXYZ", client_order_id="odd-1"))
+        assert info.value.field == "symbol" and "FOOBARXYZ" in info.value.message
+        assert await connector.open_orders() == [] and await connector.positions() == []
+        # The venue goes on trading what it lists, at a plausible start price.
+        placed = await connector.submit(order(symbol="MSFT", qty=1))
+        assert placed.status == "filled" and placed.avg_fill_price == Decimal(410)
+        fx = await connector.submit(order(symbol="EUR_USD", qty=1000))
+        assert fx.avg_fill_price == Decimal("1.085")
+
+
+async def test_a_star_trades_any_symbol_and_a_custom_list_only_its_own(tmp_path: Path) -> None:
+    async with paper(tmp_path / "any.db", symbols=["*"]) as (connector, _log):
+        placed = await connector.submit(order(symbol="FOOBARXYZ", qty=1))
+        assert placed.status == "filled" and placed.avg_fill_price == Decimal(100)
+    async with paper(tmp_path / "own.db", symbols=["ACME"]) as (connector, _log):
+        assert (await connector.submit(order(symbol="ACME", qty=1))).status == "filled"
+        with pytest.raises(InvalidOrder):
+            await connector.submit(order(symbol="AAPL", qty=1))
+
+
+async def test_an_empty_symbol_list_is_a_config_error(tmp_path: Path) -> None:
+    connector = PaperConnector("paper", settings(tmp_path / "p.db", symbols=[]))
+    with pytest.raises(ConfigError, match="symbols"):
+        await connector.connect()

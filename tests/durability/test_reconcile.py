@@ -27,7 +27,6 @@ from ult_actors.messages import (
     OrdersReply,
     OrderUpdate,
     Position,
-    SetTradingState,
     Submit,
     TradingStateChanged,
 )
@@ -235,7 +234,7 @@ async def test_an_unknown_order_that_never_arrived_is_rejected_not_resent(tmp_pa
         assert venue.submits == 0 and "gone-1" not in venue.by_client
 
 
-async def test_no_position_report_puts_the_broker_in_reducing_until_a_person_clears_it(
+async def test_no_position_report_puts_the_broker_in_reducing_until_a_report_reconciles(
     tmp_path: Path,
 ) -> None:
     venue = FakeVenue("fake")
@@ -249,17 +248,15 @@ async def test_no_position_report_puts_the_broker_in_reducing_until_a_person_cle
         with trio.fail_after(10):
             event = await changes.receive()
         assert isinstance(event, TradingStateChanged)
-        assert (event.state, event.broker) == ("reducing", "fake")
+        assert (event.state, event.broker, event.set_by) == ("reducing", "fake", "service")
         assert "no position report" in event.reason
         with pytest.raises(RiskRejected, match="reducing"):
             await svc.gateway.handle(Submit(id=2, order=buy))
         FlakyConnector.fail_positions = False
-        # Healthy pulls (two of them) do not clear it by themselves.
+        # The cause is gone and the report agrees with the book: the service lifts it, said so.
         with trio.fail_after(10):
-            for _ in range(2):
-                before = svc.book.synced_at.get("fake")
-                while svc.book.synced_at.get("fake") == before:
-                    await trio.sleep(0.01)
-        assert svc.risk_state.broker_trading["fake"] == "reducing"
-        await svc.gateway.handle(SetTradingState(id=3, state="active", broker="fake"))
+            event = await changes.receive()
+        assert isinstance(event, TradingStateChanged)
+        assert (event.state, event.broker, event.set_by) == ("active", "fake", "service")
+        assert "reconciled" in event.reason and "no position report" in event.reason
         assert (await svc.gateway.handle(Submit(id=4, order=buy))).order.status == "filled"  # type: ignore[union-attr]

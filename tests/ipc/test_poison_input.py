@@ -13,11 +13,16 @@ import trio
 from tests.ipc.conftest import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.messages import (
+    Cancel,
     ErrorReply,
     GetHealth,
+    GetOrder,
     HealthReply,
+    ListOrders,
     OrderReply,
     OrderRequest,
+    OrdersReply,
+    Request,
     Submit,
 )
 
@@ -73,4 +78,33 @@ async def test_nine_decimal_places_are_accepted(sock_dir: Path) -> None:
             reply = await conn.receive()
             assert isinstance(reply, OrderReply), reply
             assert reply.order.qty == Decimal("0.000000001")
+        await conn.aclose()
+
+
+async def test_out_of_range_query_and_cancel_fields_are_refused_naming_them(
+    sock_dir: Path,
+) -> None:
+    async with ipc_service(sock_dir) as (_svc, path):
+        conn = await RawConnection.open(path)
+        with trio.fail_after(20):
+            await conn.send(Submit(id=1, order=_order("qty", "2")))
+            assert isinstance(await conn.receive(), OrderReply)
+            bad: list[tuple[Request, str]] = [
+                (ListOrders(id=2, limit=-1), "$.limit"),  # SQLite reads LIMIT -1 as no limit
+                (ListOrders(id=3, limit=0), "$.limit"),
+                (ListOrders(id=4, limit=2**64 - 1), "$.limit"),
+                (GetOrder(id=5, order_id=""), "$.order_id"),
+                (GetOrder(id=6, order_id="x" * 100_000), "$.order_id"),
+                (Cancel(id=7, order_id="y" * 100_000), "$.order_id"),
+            ]
+            for request, where in bad:
+                await conn.send(request)
+                reply = await conn.receive()
+                assert isinstance(reply, ErrorReply), (request, reply)
+                assert (reply.id, reply.error.code) == (request.id, "bad_request"), reply
+                assert where in reply.error.message and len(reply.error.message) < 200
+            await conn.send(ListOrders(id=8, limit=1))
+            listed = await conn.receive()
+            assert isinstance(listed, OrdersReply) and len(listed.orders) == 1
+            assert set((await _restarts(conn)).values()) == {0}
         await conn.aclose()

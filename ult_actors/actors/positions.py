@@ -8,7 +8,10 @@ pulls in a row with no fill of that symbol in between is drift: it publishes
 ``PositionDrift`` and warns, then takes the broker's report as the truth. A
 broker that cannot report (after a few tries) is *not* flat: that is drift
 too (``broker_qty=None``), its book is kept, and its trading is put in
-``reducing`` until a person sets it back (fail closed).
+``reducing`` (fail closed). That restriction is the service's: once a report
+arrives and the book agrees with it, positions asks risk to lift it. A
+broker connection that comes back up is pulled at once, not at the next
+interval, so trading resumes as soon as the broker does.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ import trio
 
 from ult_actors.errors import UltError
 from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    ActorHealthChanged,
     BrokerCommand,
     Event,
     GetPositions,
+    LiftRestriction,
     OrderUpdate,
     Position,
     PositionDrift,
@@ -78,7 +84,7 @@ class PositionBook:
             self.qty[key] = new
             self.filled[order.client_order_id] = order.filled_qty
             self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
-        if order.status in ("filled", "canceled", "rejected", "expired"):
+        if order.status in TERMINAL_STATUSES:
             # Kept a while, so a repeated final report (or its fill event) adds nothing.
             self.done[order.client_order_id] = None
             while len(self.done) > _DONE_KEPT:
@@ -120,6 +126,12 @@ class PositionsDeps:
     #: Position pulls tried before a broker counts as giving no report.
     report_attempts: int = 3
     retry_delay_s: float = 1.0
+    #: Broker by the name of its actor: a ``running`` health event of one triggers a pull.
+    actors: dict[str, str] = field(default_factory=dict)
+
+
+#: Longest a position request waits for a broker's first pull after a start.
+_FIRST_PULL_WAIT_S = 5.0
 
 
 async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
@@ -185,6 +197,13 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
         else:
             book.reported.pop((name, symbol), None)
     book.synced_at[name] = deps.now_ns()
+    agrees = not any(broker == name for broker, _ in book.suspect)
+    if agrees and deps.risk is not None:
+        # Risk lifts a restriction only if the service set it; otherwise a no-op.
+        await deps.risk.send(
+            LiftRestriction(broker=name, reason="position report received and reconciled"),
+            timeout=10.0,
+        )
 
 
 async def _pull(deps: PositionsDeps, name: str) -> list[Position]:
@@ -207,6 +226,12 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
     async def start(ctx: ActorContext[GetPositions]) -> None:
         log: Any = structlog.get_logger().bind(actor=ctx.name)
         events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+        reconnects = deps.bus.subscribe(
+            lambda e: isinstance(e, ActorHealthChanged)
+            and e.state == "running"
+            and e.name in deps.actors,
+            capacity=1024,
+        )
 
         async def follow_events() -> None:
             async for event in events:
@@ -214,20 +239,42 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
                 deps.book.apply(event)
             raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
 
+        # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
+        locks = {name: trio.Lock() for name in deps.brokers}
+
+        # Set once a broker's first pull is over: an answer before it would show an empty
+        # book as if it were the broker's (right after a start, say).
+        first_pull = {name: trio.Event() for name in deps.brokers}
+
+        async def sync(name: str) -> None:
+            async with locks[name]:
+                await sync_broker(deps, name, log)
+            first_pull[name].set()
+
         async def sync_forever() -> None:
             while True:
                 async with trio.open_nursery() as nursery:
                     for name in deps.brokers:
-                        nursery.start_soon(sync_broker, deps, name, log)
+                        nursery.start_soon(sync, name)
                 await trio.sleep(deps.sync_interval_s)
 
+        async def sync_on_reconnect(nursery: trio.Nursery) -> None:
+            async for event in reconnects:
+                assert isinstance(event, ActorHealthChanged)
+                nursery.start_soon(sync, deps.actors[event.name])
+
         async def handle(env: Envelope[GetPositions]) -> None:
+            asked = [env.msg.broker] if env.msg.broker in first_pull else list(first_pull)
+            with trio.move_on_after(_FIRST_PULL_WAIT_S):
+                for name in asked:
+                    await first_pull[name].wait()
             ctx.reply(env, deps.book.positions(env.msg.broker))
 
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(follow_events)
                 nursery.start_soon(sync_forever)
+                nursery.start_soon(sync_on_reconnect, nursery)
                 ctx.started()
                 mailbox = ctx.mailbox
                 while True:
@@ -236,5 +283,6 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
                         await handle(env)
         finally:
             events.close()
+            reconnects.close()
 
     return start

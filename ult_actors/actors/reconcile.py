@@ -15,6 +15,11 @@ rule (also in ``docs/architecture.md``, "Durability"):
   it is still timely); an older one, and any found while *running* (its
   submit already gave up and answered the client), is marked ``rejected``
   with reason ``never_reached_broker``;
+- **lost** (the broker had accepted it, and now does not know it: it
+  restarted and lost its book, or a person cleared it): after a grace period
+  the order is asked about a second time; a second successful answer that
+  does not know it either makes it ``lost`` (final, with the reason), journaled
+  and published once. A failed lookup is never read as "not there";
 - **cannot ask** (the broker is down): the order stays ``unknown`` and is
   visible as such in ``ult orders`` until a later pass settles it.
 
@@ -35,6 +40,7 @@ import trio
 from ult_actors.actors.journal import OrderStore
 from ult_actors.errors import BrokerUnavailable, RateLimited, UltError
 from ult_actors.messages import OPEN_STATUSES, Order
+from ult_actors.order_state import is_local_verdict
 
 T = TypeVar("T")
 _NS = 1_000_000_000
@@ -69,6 +75,8 @@ class ReconcileSummary:
     unresolved: list[str] = field(default_factory=list)
     unknown_at_broker: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    #: Orders the broker had and no longer knows, now final as ``lost``.
+    lost: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> None:
         self.settled[status] = self.settled.get(status, 0) + 1
@@ -85,6 +93,8 @@ class ReconcileSummary:
             "unknown_at_broker": len(self.unknown_at_broker),
             "unknown_at_broker_ids": self.unknown_at_broker[:10],
             "conflicts": self.conflicts[:10],
+            "lost": len(self.lost),
+            "lost_ids": self.lost[:10],
         }
 
 
@@ -130,6 +140,17 @@ async def _ask(side: BrokerSide, coid: str) -> Order | None:
     return await _patiently(lambda: side.lookup(coid))
 
 
+def lost(order: Order, reason: str, now_ns: int) -> Order:
+    """The journal's final record for an order its broker had and no longer knows."""
+    return msgspec.structs.replace(
+        order,
+        status="lost",
+        reject_reason=f"lost: {reason}",
+        outcome="definitive",
+        updated_at=now_ns,
+    )
+
+
 def never_arrived(order: Order, reason: str, now_ns: int) -> Order:
     """The journal's final record for an order its broker never received."""
     return msgspec.structs.replace(
@@ -172,7 +193,7 @@ async def reconcile_on_start(
         if ours is None:
             summary.unknown_at_broker.append(coid)
         elif ours.status not in OPEN_STATUSES:
-            summary.conflicts.append(f"{coid}: journal {ours.status}, broker {theirs.status}")
+            await _final_here_open_there(side, ours, theirs, summary)
     if missing:
         await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=True)
     return summary
@@ -201,20 +222,23 @@ async def reconcile_stuck(
         summary.checked += 1
         found = await _ask(side, order.client_order_id)
         if found is None:
-            if order.status == "pending_new":
-                missing.append(order)
-            else:
-                summary.unresolved.append(order.client_order_id)
+            missing.append(order)
             continue
         summary.count((await side.settle(found)).status)
     if missing:
         await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=False)
     if sweep:
-        await _sweep(side, store, summary)
+        await _sweep(side, store, policy, summary, now_ns)
     return summary
 
 
-async def _sweep(side: BrokerSide, store: OrderStore, summary: ReconcileSummary) -> None:
+async def _sweep(
+    side: BrokerSide,
+    store: OrderStore,
+    policy: ReconcilePolicy,
+    summary: ReconcileSummary,
+    now_ns: Callable[[], int],
+) -> None:
     """Compare open orders both ways; catch up on what the update stream missed."""
     broker_open: dict[str, Order] = {}
     for theirs in await _patiently(side.open_orders):
@@ -223,14 +247,13 @@ async def _sweep(side: BrokerSide, store: OrderStore, summary: ReconcileSummary)
         if ours is None:
             summary.unknown_at_broker.append(theirs.client_order_id)
         elif ours.status not in OPEN_STATUSES:
-            summary.conflicts.append(
-                f"{theirs.client_order_id}: journal {ours.status}, broker {theirs.status}"
-            )
+            await _final_here_open_there(side, ours, theirs, summary)
         elif theirs.filled_qty > ours.filled_qty or theirs.status != ours.status:
             summary.checked += 1
             summary.count((await side.settle(theirs)).status)
     # Open in the journal, no longer open at the broker: filled or canceled while an
-    # update was lost on the way (a dropped stream). Ask, and settle.
+    # update was lost on the way (a dropped stream), or lost by the broker. Ask, and settle.
+    gone: list[Order] = []
     for ours in await store.non_terminal(side.name):
         coid = ours.client_order_id
         if coid in broker_open or ours.status == "pending_new" or side.in_flight(coid):
@@ -238,9 +261,28 @@ async def _sweep(side: BrokerSide, store: OrderStore, summary: ReconcileSummary)
         summary.checked += 1
         found = await _ask(side, coid)
         if found is None:
-            summary.unresolved.append(coid)
+            gone.append(ours)
         else:
             summary.count((await side.settle(found)).status)
+    if gone:
+        await _settle_gone(side, store, policy, gone, summary, now_ns)
+
+
+async def _final_here_open_there(
+    side: BrokerSide, ours: Order, theirs: Order, summary: ReconcileSummary
+) -> None:
+    """The journal has ``ours`` final while the broker reports it open as ``theirs``.
+
+    The broker's record wins over a verdict the service reached on its own
+    (``is_local_verdict``, e.g. rejected after an unreadable or lost answer);
+    two broker records that disagree are a conflict for a person to read.
+    """
+    if is_local_verdict(ours):
+        summary.checked += 1
+        summary.count((await side.settle(theirs)).status)
+        return
+    coid = ours.client_order_id
+    summary.conflicts.append(f"{coid}: journal {ours.status}, broker {theirs.status}")
 
 
 async def _settle_missing(
@@ -269,10 +311,12 @@ async def _settle_missing(
                 summary.count((await side.settle(found)).status)
         missing = still
     max_age_ns = int(policy.resubmit_max_age_s * _NS)
+    gone = [o for o in missing if o.status != "pending_new"]
+    if gone:
+        # It had been accepted once, yet the broker denies it.
+        await _settle_gone(side, store, policy, gone, summary, now_ns)
     for order in missing:
         if order.status != "pending_new":
-            # It had been accepted once, yet the broker denies it: a person must look.
-            summary.unresolved.append(order.client_order_id)
             continue
         summary.never_arrived += 1
         age_ns = now_ns() - (order.created_at or order.updated_at)
@@ -296,3 +340,37 @@ async def _settle_missing(
         if current.status in OPEN_STATUSES:
             await side.settle(never_arrived(current, reason, now_ns()))
         summary.count("rejected")
+
+
+async def _settle_gone(
+    side: BrokerSide,
+    store: OrderStore,
+    policy: ReconcilePolicy,
+    gone: list[Order],
+    summary: ReconcileSummary,
+    now_ns: Callable[[], int],
+) -> None:
+    """Orders the broker had accepted and just denied knowing: confirm, then ``lost``.
+
+    The miss is confirmed by a second successful lookup ``settle_grace_s``
+    later (a broker still replaying its book after a restart, a report on its
+    way); a lookup that fails raises, so the order stays open for a later pass.
+    """
+    await trio.sleep(policy.settle_grace_s)
+    for order in gone:
+        coid = order.client_order_id
+        found = await _ask(side, coid)
+        if found is not None:
+            summary.count((await side.settle(found)).status)
+            continue
+        current = await store.get(coid) or order
+        if current.status not in OPEN_STATUSES or side.in_flight(coid):
+            continue  # settled (or sent again) meanwhile
+        was = "accepted" if current.status == "pending_new" else current.status
+        reason = (
+            f"{side.name} no longer has this order (it was {was}; asked twice,"
+            f" {policy.settle_grace_s:g} s apart)"
+        )
+        await side.settle(lost(current, reason, now_ns()))
+        summary.lost.append(coid)
+        summary.count("lost")

@@ -6,6 +6,11 @@ order-update events (cumulative ``filled_qty`` deltas, so a repeated update
 changes nothing). Trading states: ``active`` (all orders), ``reducing``
 (only orders that shrink an existing position), ``halted`` (none; cancels
 still go through). The kill switch halts and cancels every open order.
+
+Each state records who set it (a person, the service, the configuration),
+why and when. The service restricts a broker for a cause (no position
+report) and lifts that restriction itself once the cause is gone; a state a
+person set waits for a person, and a person's word replaces the service's.
 """
 
 from __future__ import annotations
@@ -27,15 +32,19 @@ from ult_actors.messages import (
     OPEN_STATUSES,
     BrokerCommand,
     CancelAll,
+    CloseOut,
     Event,
+    LiftRestriction,
     OkReply,
     OrderRequest,
     OrderUpdate,
     PlaceOrder,
     RestrictTrading,
     SeedPositions,
+    SetBy,
     SetKillSwitch,
     SetTradingState,
+    TradingSetting,
     TradingState,
     TradingStateChanged,
 )
@@ -43,7 +52,15 @@ from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
-RiskCommand = PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading | SeedPositions
+RiskCommand = (
+    PlaceOrder
+    | CloseOut
+    | SetKillSwitch
+    | SetTradingState
+    | RestrictTrading
+    | LiftRestriction
+    | SeedPositions
+)
 
 _DAY_NS = 86_400 * 1_000_000_000
 #: How many finished orders the risk view remembers to ignore repeated reports.
@@ -80,6 +97,8 @@ class RiskState:
 
     trading: TradingState = "active"
     broker_trading: dict[str, TradingState] = field(default_factory=dict)
+    #: Who set each state and why: ``""`` for the global one, else the broker's name.
+    settings: dict[str, TradingSetting] = field(default_factory=dict)
     open_orders: dict[str, OrderRequest] = field(default_factory=dict)  # by client order id
     #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
     open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
@@ -144,6 +163,25 @@ class RiskDeps:
     state_path: Path | None = None
 
 
+def setting_of(state: RiskState, broker: str | None = None) -> TradingSetting:
+    """The global state (``broker`` None) or a broker's own, with who set it and why."""
+    held = state.trading if broker is None else state.broker_trading.get(broker, "active")
+    known = state.settings.get(broker or "")
+    if known is not None and known.state == held:
+        return known
+    return TradingSetting(state=held)
+
+
+def in_force(state: RiskState, broker: str) -> TradingSetting:
+    """What applies to ``broker``'s orders: the stricter of the global state and its own.
+
+    On a tie the broker's own, when it has one: it tells the latest word about it.
+    """
+    glob, own = setting_of(state), setting_of(state, broker)
+    stricter, same = _STRICTNESS[own.state] - _STRICTNESS[glob.state], own.state == glob.state
+    return own if stricter > 0 or (same and broker in state.settings) else glob
+
+
 def position_after(state: RiskState, broker: str, request: OrderRequest) -> tuple[Decimal, Decimal]:
     """(position now, worst-case position if this and all open same-side orders fill)."""
     book = state.books.get((broker, request.symbol))
@@ -156,10 +194,7 @@ def position_after(state: RiskState, broker: str, request: OrderRequest) -> tupl
 def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now: float) -> None:
     """Raise ``RiskRejected`` naming the limit the order breaks; consumes a rate token."""
     broker = request.broker or ""
-    # The stricter of the global and the broker's own trading state applies.
-    trading = max(
-        state.trading, state.broker_trading.get(broker, "active"), key=lambda s: _STRICTNESS[s]
-    )
+    trading = in_force(state, broker).state
     current, worst = position_after(state, broker, request)
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
@@ -318,28 +353,36 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
         log: Any = structlog.get_logger().bind(actor=ctx.name)
         events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
 
-        def set_state(new: TradingState, reason: str, broker: str | None = None) -> None:
+        def set_state(
+            new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"
+        ) -> None:
+            now_ns = deps.now_ns()
             if broker is None:
                 state.trading = new
                 state.broker_trading.clear()
+                state.settings.clear()
             else:
                 state.broker_trading[broker] = new
+            state.settings[broker or ""] = TradingSetting(
+                state=new, set_by=by, reason=reason, at=now_ns
+            )
             deps.on_state_change(state.trading)
             if deps.state_path is not None:
                 saved = SavedTradingState(
                     trading=state.trading,
                     broker_trading=dict(state.broker_trading),
                     reason=reason,
-                    at_ns=deps.now_ns(),
+                    at_ns=now_ns,
+                    settings=dict(state.settings),
                 )
                 try:
                     save_trading_state(deps.state_path, saved)
                 except OSError as exc:
                     log.error("trading state not saved", path=str(deps.state_path), error=str(exc))
             deps.bus.publish(
-                TradingStateChanged(state=new, reason=reason, broker=broker, ts=deps.now_ns())
+                TradingStateChanged(state=new, reason=reason, broker=broker, ts=now_ns, set_by=by)
             )
-            log.warning("trading state changed", state=new, reason=reason, broker=broker)
+            log.warning("trading state changed", state=new, reason=reason, broker=broker, by=by)
 
         async def follow_events() -> None:
             async for event in events:
@@ -362,12 +405,31 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                elif isinstance(msg, CloseOut):
+                    # Closing only shrinks exposure, so it passes in every trading state:
+                    # a flatten is what a person does in an emergency, often once halted.
+                    log.warning(
+                        "closing positions",
+                        broker=msg.broker,
+                        symbol=msg.symbol or "all",
+                        trading=state.trading,
+                    )
+                    ctx.mailbox.answered(env)
+                    remaining = max(0.001, env.deadline - trio.current_time())
+                    await deps.brokers[msg.broker].send(msg, reply=env.reply, timeout=remaining)
                 elif isinstance(msg, SeedPositions):
                     seed_books(state, msg)
                 elif isinstance(msg, RestrictTrading):
                     held = state.broker_trading.get(msg.broker, "active")
                     if _STRICTNESS[msg.state] > _STRICTNESS[held]:
-                        set_state(msg.state, msg.reason, msg.broker)
+                        set_state(msg.state, msg.reason, msg.broker, by="service")
+                elif isinstance(msg, LiftRestriction):
+                    own = setting_of(state, msg.broker)
+                    # Only the service's own restriction: what a person set waits for a person.
+                    if own.state != "active" and own.set_by == "service":
+                        set_state(
+                            "active", f"{msg.reason} (was: {own.reason})", msg.broker, by="service"
+                        )
                 elif isinstance(msg, SetKillSwitch):
                     if msg.on:
                         set_state("halted", "kill switch on")

@@ -94,6 +94,7 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
                     f"client_order_id {coid} is already used by a different order",
                     field="client_order_id",
                 )
+            deps.journal.check_writable()  # refused here, before risk or the broker sees it
             recent[coid] = order_only
             if len(recent) > _RECENT:
                 recent.popitem(last=False)
@@ -105,6 +106,13 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
 
         async def cancel(env: Envelope[RouterCommand], msg: Cancel) -> None:
             order = await find_order(await deps.journal.get(), msg.order_id)
+            if order.status == "lost":
+                # Nothing to cancel: its broker no longer has it (reconciliation's verdict).
+                raise NotFound(
+                    f"order {order.client_order_id} is lost, nothing to cancel:"
+                    f" {order.reject_reason or 'its broker no longer has it'}",
+                    broker=order.broker,
+                )
             broker = deps.brokers.get(order.broker)
             if broker is None:
                 raise NotFound(f"order {msg.order_id} belongs to unknown broker {order.broker!r}")

@@ -25,13 +25,14 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import msgspec
 import structlog
 import trio
 
+from ult_actors.bounds import Count, Seconds, SecondsOrZero, Times
 from ult_actors.brokers.alpaca_errors import (
     error_from_response,
     error_from_transport,
@@ -51,6 +52,8 @@ from ult_actors.brokers.alpaca_wire import (
     WireAccount,
     WireCancelResult,
     WireClock,
+    WireCloseResult,
+    WireError,
     WireOrder,
     WirePosition,
     WireTradeUpdate,
@@ -59,11 +62,11 @@ from ult_actors.brokers.alpaca_wire import (
 )
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http_client import HttpPool, require_live_confirmed
+from ult_actors.brokers.http_errors import unreadable_reply
 from ult_actors.brokers.settings_env import env_bool, no_secret
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
-    Internal,
     InvalidOrder,
     NotFound,
     RateLimited,
@@ -97,21 +100,21 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_url: str = ""
     #: WebSocket URL of ``trade_updates``; empty: ``base_url`` with ws(s) and ``/stream``.
     stream_url: str = ""
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    write_timeout_s: float = 10.0
-    pool_timeout_s: float = 5.0
-    max_connections: int = 8
-    stream_ping_interval_s: float = 10.0
-    stream_ping_timeout_s: float = 10.0
+    connect_timeout_s: Seconds = 5.0
+    read_timeout_s: Seconds = 10.0
+    write_timeout_s: Seconds = 10.0
+    pool_timeout_s: Seconds = 5.0
+    max_connections: Count = 8
+    stream_ping_interval_s: Seconds = 10.0
+    stream_ping_timeout_s: Seconds = 10.0
     #: Stream reconnects in a row before the actor is restarted instead.
-    stream_max_reconnects: int = 5
+    stream_max_reconnects: Times = 5
     #: A stream session that lasted this long resets the count of failures in a row.
-    stream_stable_after_s: float = 30.0
-    stream_backoff_initial_s: float = 0.1
-    stream_backoff_cap_s: float = 5.0
+    stream_stable_after_s: Seconds = 30.0
+    stream_backoff_initial_s: Seconds = 0.1
+    stream_backoff_cap_s: Seconds = 5.0
     #: Longest a request waits for a rate-limit window to reset before failing.
-    rate_limit_max_wait_s: float = 1.0
+    rate_limit_max_wait_s: SecondsOrZero = 1.0
 
 
 def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> AlpacaSettings:
@@ -225,6 +228,8 @@ class AlpacaConnector:
         body = order_body(request)
         try:
             response = await self._request("POST", "/v2/orders", what="submit", json=body)
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            order = to_order(self._decode(response, WireOrder, what="submit"), self.name)
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{exc.message}; order {request.client_order_id} may have reached Alpaca:"
@@ -232,7 +237,6 @@ class AlpacaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        order = to_order(self._decode(response, WireOrder), self.name)
         self._ledger.expect(order)
         return order
 
@@ -255,8 +259,45 @@ class AlpacaConnector:
     async def cancel_all(self) -> dict[str, int]:
         """``DELETE /v2/orders``: order id -> HTTP status of its cancel (200 accepted)."""
         response = await self._request("DELETE", "/v2/orders", what="cancel all")
-        results = self._decode(response, list[WireCancelResult])
+        results = self._decode(response, list[WireCancelResult], what="cancel all")
         return {r.id: r.status for r in results}
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``DELETE /v2/positions/{symbol}``: Alpaca's market order liquidating it.
+
+        Alpaca's close takes no client order id: the order comes back under
+        the one Alpaca made, and is tracked under it.
+        """
+        path = f"/v2/positions/{quote(position.symbol, safe='')}"
+        response = await self._request("DELETE", path, what="close position")
+        order = to_order(self._decode(response, WireOrder, what="close position"), self.name)
+        self._ledger.expect(order)
+        return order
+
+    async def close_all_positions(self) -> list[Order]:
+        """``DELETE /v2/positions?cancel_orders=true``: the closing orders Alpaca made.
+
+        A position Alpaca would not close is logged and left out; the caller
+        sees it still open and closes it on its own, getting the error.
+        """
+        response = await self._request(
+            "DELETE", "/v2/positions", what="close all positions", params={"cancel_orders": "true"}
+        )
+        orders = []
+        for result in self._decode(response, list[WireCloseResult], what="close all positions"):
+            if 200 <= result.status < 300:
+                order = to_order(self._decode_raw(result.body, WireOrder), self.name)
+                self._ledger.expect(order)
+                orders.append(order)
+            else:
+                error = self._decode_raw(result.body, WireError)
+                self.log.warning(
+                    "alpaca did not close a position",
+                    symbol=result.symbol,
+                    status=result.status,
+                    error=error.message,
+                )
+        return orders
 
     async def get_order(self, order_id: str) -> Order:
         """One order by Alpaca's order id."""
@@ -430,7 +471,8 @@ class AlpacaConnector:
     async def _get(
         self, path: str, into: Any, *, what: str, params: dict[str, str] | None = None
     ) -> Any:
-        return self._decode(await self._request("GET", path, what=what, params=params), into)
+        response = await self._request("GET", path, what=what, params=params)
+        return self._decode(response, into, what=what)
 
     async def _request(
         self,
@@ -461,13 +503,21 @@ class AlpacaConnector:
             return response
         raise error_from_response(response, broker=self.name, now_ns=self._now_ns())
 
-    def _decode(self, response: httpx.Response, into: Any) -> Any:
+    def _decode(self, response: httpx.Response, into: Any, *, what: str) -> Any:
         try:
             return msgspec.json.decode(response.content, type=into)
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(
+                exc, broker=self.name, doing=f"Alpaca {what}", status=response.status_code
+            ) from None
+
+    def _decode_raw(self, raw: msgspec.Raw, into: Any) -> Any:
+        """One entry of a multi-status reply (its body arrives undecoded)."""
+        try:
+            return msgspec.json.decode(raw, type=into)
         except msgspec.DecodeError as exc:
-            raise Internal(
-                f"Alpaca sent a reply the gateway cannot read ({response.status_code}): {exc}",
-                broker=self.name,
+            raise unreadable_reply(
+                exc, broker=self.name, doing="Alpaca close all positions"
             ) from None
 
     def _check_order_id(self, order_id: str) -> None:

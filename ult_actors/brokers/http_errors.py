@@ -17,6 +17,8 @@ Each broker supplies that first step and the words of every message through
 a ``ReplyReading`` (see ``alpaca_errors`` and ``oanda_errors``), so messages
 keep naming the broker and the environment variables to check. A timeout or
 network failure is ``BrokerUnavailable``: the outcome of a write is unknown.
+So is a 2xx whose body cannot be read (truncated, mangled by a proxy, fields
+missing): ``unreadable_reply`` says so, and the caller looks the order up.
 Messages are built from the broker's reply text and exception class names
 only, never from a request, so credentials (headers) cannot leak into them.
 """
@@ -145,3 +147,20 @@ def transport_error(
     """
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else network
     return BrokerUnavailable(f"{doing} {kind} ({type(exc).__name__})", broker=broker)
+
+
+def unreadable_reply(
+    exc: Exception, *, broker: str, doing: str, status: int | None = None
+) -> BrokerUnavailable:
+    """``BrokerUnavailable`` for a success reply to ``doing`` whose body cannot be read.
+
+    The broker may have done what was asked (a mangled 2xx is still a 2xx), so
+    this is an unknown outcome, never a refusal: a write must be looked up
+    before it is sent again. Only the decoder's message is quoted, never the body.
+    """
+    answer = "the reply" if status is None else f"the reply (HTTP {status})"
+    return BrokerUnavailable(
+        f"{doing}: {answer} cannot be read ({str(exc)[:MAX_MESSAGE]});"
+        " whether it was applied is unknown",
+        broker=broker,
+    )

@@ -43,6 +43,7 @@ import trio
 
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http_client import HttpPool, http_timeouts, require_live_confirmed
+from ult_actors.brokers.http_errors import unreadable_reply
 from ult_actors.brokers.oanda_errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda_mapping import (
     CREATE_TYPES,
@@ -66,6 +67,7 @@ from ult_actors.brokers.oanda_stream import TransactionCursor, TransactionFeed
 from ult_actors.brokers.oanda_wire import (
     AccountsReply,
     CancelReply,
+    ClosePositionReply,
     CreateReply,
     OrderReply,
     OrdersReply,
@@ -80,7 +82,6 @@ from ult_actors.brokers.oanda_wire import (
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
-    Internal,
     NotFound,
 )
 from ult_actors.messages import (
@@ -236,6 +237,12 @@ class OandaConnector:
             content = await self._request(
                 "POST", self._path("/orders"), what="submit", json=body, request=request
             )
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            reply = self._decode(content, CreateReply, "submit")
+            create = reply.orderCreateTransaction
+            if create is None or create.id is None:
+                missing = ValueError("no orderCreateTransaction")
+                raise unreadable_reply(missing, broker=self.name, doing="OANDA submit")
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{exc.message}; order {request.client_order_id} may have reached OANDA:"
@@ -243,12 +250,6 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        reply = self._decode(content, CreateReply, "submit")
-        create = reply.orderCreateTransaction
-        if create is None or create.id is None:
-            raise Internal(
-                "OANDA accepted an order but sent no orderCreateTransaction", broker=self.name
-            )
         order = order_from_request(
             request,
             broker=self.name,
@@ -321,6 +322,39 @@ class OandaConnector:
         """Balance, NAV and the buying power of the free margin."""
         reply = await self._get(self._path("/summary"), SummaryReply, what="account")
         return account_from_summary(reply.account, self.name)
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``PUT .../positions/{instrument}/close``: v20's closeout market order of its side.
+
+        The closing order carries ``client_order_id`` (its client extensions),
+        so it is found by it like any order the gateway places.
+        """
+        side, other = ("long", "short") if position.qty > 0 else ("short", "long")
+        body = {
+            f"{side}Units": "ALL",
+            f"{other}Units": "NONE",
+            f"{side}ClientExtensions": {"id": client_order_id},
+        }
+        path = self._path(f"/positions/{quote(position.symbol, safe='')}/close")
+        content = await self._request("PUT", path, what="close position", json=body)
+        reply = self._decode(content, ClosePositionReply, "close position")
+        create = getattr(reply, f"{side}OrderCreateTransaction")
+        order = order_from_create(create, self.name) if create is not None else None
+        if order is None:
+            missing = ValueError(f"no {side}OrderCreateTransaction")
+            raise unreadable_reply(missing, broker=self.name, doing="OANDA close position")
+        fill = getattr(reply, f"{side}OrderFillTransaction")
+        if fill is not None:
+            order = self._after_fill(order, fill)[0]
+        cancel = getattr(reply, f"{side}OrderCancelTransaction")
+        if cancel is not None:
+            order = self._after_cancel(order, cancel)
+        self._orders.put(order.id, order)
+        return order
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """v20 closes one instrument at a time: ``None`` (each position is closed in turn)."""
+        return None
 
     async def _lookup(self, specifier: str) -> Order:
         path = self._path(f"/orders/{quote(specifier, safe='')}")
@@ -525,8 +559,8 @@ class OandaConnector:
     def _decode(self, content: bytes, type_: type[_T], what: str) -> _T:
         try:
             return msgspec.json.decode(content, type=type_)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Internal(f"OANDA {what}: unexpected reply ({exc})", broker=self.name) from None
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(exc, broker=self.name, doing=f"OANDA {what}") from None
 
 
 __all__ = [

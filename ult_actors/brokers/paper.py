@@ -34,6 +34,7 @@ from ult_actors.brokers.paper_settings import (
     PaperSettings,
     check_paper_settings,
     paper_settings_from_env,
+    start_prices,
 )
 from ult_actors.brokers.paper_store import PaperStore, reset_store, unusable_account
 from ult_actors.brokers.paper_venue import PaperVenue
@@ -99,7 +100,7 @@ class PaperConnector:
         try:
             feed = PriceFeed(
                 self._rng,
-                start_prices=self.settings.start_prices,
+                start_prices=start_prices(self.settings),
                 default_start_price=self.settings.default_start_price,
                 volatility_bps=self.settings.volatility_bps,
                 price_decimals=self.settings.price_decimals,
@@ -166,6 +167,14 @@ class PaperConnector:
     async def account(self) -> Account:
         await trio.lowlevel.checkpoint_if_cancelled()
         return self.venue.account_info()
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        """The paper venue has no close of its own: ``None``, so the closing order is a market order."""
+        return None
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """The paper venue has no close-all of its own: ``None`` (each position is closed in turn)."""
+        return None
 
     async def stream_updates(
         self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED

@@ -16,6 +16,8 @@ connector protocol. Rules:
   and cancels the rest; ``fok`` fills whole or is canceled without a fill.
   ``day`` orders expire when the UTC date changes; ``gtc`` orders rest.
   ``opg``/``cls`` are refused: the paper market has no auctions.
+- Only the configured ``symbols`` trade; another symbol is ``InvalidOrder``
+  (field ``symbol``), as a real venue refuses an unknown instrument.
 - A buy (or a sell beyond the long position) needs buying power for the
   exposure it adds (see ``paper_account``), else ``InsufficientFunds``.
 
@@ -32,7 +34,7 @@ import msgspec
 
 from ult_actors.brokers.paper_account import ZERO, PaperAccount, exposure_increase
 from ult_actors.brokers.paper_feed import PriceFeed
-from ult_actors.brokers.paper_settings import PaperSettings
+from ult_actors.brokers.paper_settings import PaperSettings, trades_symbol
 from ult_actors.brokers.paper_store import PaperStore, WorkingOrder
 from ult_actors.errors import DuplicateOrder, InsufficientFunds, InvalidOrder, NotFound
 from ult_actors.messages import (
@@ -172,6 +174,12 @@ class PaperVenue:
     def submit(self, request: OrderRequest, *, in_transit: bool = False) -> Order:
         """Accept (and, unless ``in_transit``, match) a new order."""
         validate_order(request)
+        if not trades_symbol(self.settings, request.symbol):
+            raise InvalidOrder(
+                f"unknown symbol {request.symbol}: paper broker {self.name} does not trade it"
+                " (its symbols setting lists what it trades)",
+                field="symbol",
+            )
         coid = request.client_order_id
         if coid is None:
             raise InvalidOrder("client_order_id is required", field="client_order_id")

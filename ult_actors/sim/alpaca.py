@@ -24,6 +24,7 @@ the admin endpoints on the same port (no credentials needed; loopback only)::
                                {"kind": "status", "status": 503, "count": 2, "path": "/v2/orders"}
                                {"kind": "rate_limit", "retry_after_s": 3}
                                {"kind": "lose_reply", "method": "POST", "path": "/v2/orders"}
+                               {"kind": "garble_reply", "method": "POST", "path": "/v2/orders"}
                                {"kind": "slow", "delay_s": 5}
                                {"kind": "drop"}
                                {"kind": "stream_drop", "after_events": 2}
@@ -64,7 +65,7 @@ import trio
 from ult_actors.secrets import Secret
 from ult_actors.sim.alpaca_faults import API_PREFIX, Fault
 from ult_actors.sim.alpaca_venue import OPEN, AlpacaVenue, ApiError
-from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults
+from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults, garbled
 from ult_actors.sim.http import (
     UPGRADE,
     DropConnection,
@@ -249,6 +250,8 @@ class AlpacaSim:
             reply = json_response(exc.status, exc.body)
         if fault is not None and fault.kind == "lose_reply":
             raise DropConnection  # applied, but the client never hears of it
+        if fault is not None and fault.kind == "garble_reply":
+            reply.body = garbled(reply.body)  # applied, but the answer cannot be read
         reply.headers.extend(limit_headers)
         return reply
 
@@ -512,7 +515,7 @@ fault switches and admin endpoints (same port, no credentials):
   POST   /_sim/faults       arm: {"kind": K, "count": N, "method": M, "path": P, ...}
                             K: drop | status (status=503) | rate_limit (retry_after_s,
                             retry_after_header) | slow (delay_s) | lose_reply |
-                            stream_drop (after_events) | stream_refuse | stream_mute
+                            garble_reply | stream_drop (after_events) | stream_refuse | stream_mute
   DELETE /_sim/faults       disarm all
   POST   /_sim/stream/drop  cut every trade_updates connection now
   POST   /_sim/prices       {"AAPL": "191.20"}
@@ -526,7 +529,12 @@ example: curl -X POST 127.0.0.1:8765/_sim/faults -d '{"kind": "status", "status"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ult sim alpaca",
-        description="Loopback Alpaca Trading API v2 + trade_updates simulator.",
+        description=(
+            "Loopback Alpaca Trading API v2 + trade_updates simulator, both on one port:"
+            " REST under http://HOST:PORT/v2 (ALPACA_BASE_URL=http://HOST:PORT) and the"
+            f" trade_updates WebSocket at ws://HOST:PORT{STREAM_PATH}"
+            f" (ALPACA_STREAM_URL=ws://HOST:PORT{STREAM_PATH})."
+        ),
         epilog=_ADMIN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

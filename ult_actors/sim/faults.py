@@ -14,6 +14,8 @@ broker shapes the replies, and may add kinds of its own):
   ``retry_after_header``).
 - ``slow``: wait ``delay_s`` seconds, then handle the request normally.
 - ``lose_reply``: apply the request, then close the connection without a reply.
+- ``garble_reply``: apply the request, then answer its status with the body
+  cut in half (what a mangling proxy hands on): the client cannot read it.
 - ``stream_drop``: cut every stream connection once ``after_events`` more
   events have been streamed; 0 cuts at once.
 - ``stream_refuse``: refuse the next ``count`` stream connections (503).
@@ -37,12 +39,13 @@ SharedKind = Literal[
     "rate_limit",
     "slow",
     "lose_reply",
+    "garble_reply",
     "stream_drop",
     "stream_refuse",
     "stream_mute",
 ]
 #: The kinds a request (not a stream) can trip.
-REQUEST_KINDS = frozenset({"drop", "status", "rate_limit", "slow", "lose_reply"})
+REQUEST_KINDS = frozenset({"drop", "status", "rate_limit", "slow", "lose_reply", "garble_reply"})
 
 
 class FaultSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -63,6 +66,11 @@ class FaultSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 F = TypeVar("F", bound=FaultSpec)
+
+
+def garbled(body: bytes) -> bytes:
+    """``body`` cut in half: a reply a mangling or truncating proxy would pass on."""
+    return body[: len(body) // 2]
 
 
 def decode_faults(body: Any, fault_type: type[F]) -> list[F]:

@@ -35,6 +35,7 @@ drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``oanda_faults.py``):
   ``drop`` (close, no reply, not applied), ``status`` (``status``, default
   503), ``rate_limit`` (429; ``Retry-After`` when ``retry_after_header``),
   ``slow`` (``delay_s``), ``lose_reply`` (apply, then close without reply),
+  ``garble_reply`` (apply, then answer with the body cut in half),
   ``stream_drop`` (cut streams after ``after_events`` more transactions),
   ``stream_refuse`` (503 to the next stream requests), ``stream_mute``
   (current streams go silent), ``heartbeat_stop`` (current streams stop
@@ -67,7 +68,7 @@ import msgspec
 import trio
 
 from ult_actors.sim import oanda_views as views
-from ult_actors.sim.faults import FaultBoard, decode_faults
+from ult_actors.sim.faults import FaultBoard, decode_faults, garbled
 from ult_actors.sim.http import (
     DropConnection,
     HttpRequest,
@@ -253,6 +254,8 @@ class OandaSimulator:
         reply = self._v20(request, parts, fmt)
         if fault is not None and fault.kind == "lose_reply":
             raise DropConnection
+        if fault is not None and fault.kind == "garble_reply" and isinstance(reply, HttpResponse):
+            reply.body = garbled(reply.body)  # applied, but the answer cannot be read
         return reply
 
     def _v20(
@@ -456,7 +459,7 @@ _ADMIN_HELP = """\
 admin endpoints (same port, no token; the Alpaca simulator's fault vocabulary):
   POST   /_sim/faults       arm {"kind": K, "count": N, "method": M, "path": PREFIX, ...} or a list
                             K: drop | status (status) | rate_limit (retry_after_s,
-                            retry_after_header) | slow (delay_s) | lose_reply |
+                            retry_after_header) | slow (delay_s) | lose_reply | garble_reply |
                             stream_drop (after_events) | stream_refuse | stream_mute |
                             heartbeat_stop
   GET    /_sim/faults       armed faults        DELETE /_sim/faults   disarm all

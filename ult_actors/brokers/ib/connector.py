@@ -632,7 +632,8 @@ class IbConnector:
         found = await self._find(lambda t: t.order_id == key)
         if found is None:
             raise NotFound(
-                f"no IB order {order_id} for client id {self.settings.client_id}", broker=self.name
+                f"no IB order with order id {order_id} (API client id {self.settings.client_id})",
+                broker=self.name,
             )
         return self._book.orders[key]
 
@@ -674,6 +675,14 @@ class IbConnector:
                 )
             )
         return out
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        """TWS has no close of its own: ``None``, so the closing order is a market order."""
+        return None
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """TWS has no close-all of its own: ``None`` (each position is closed in turn)."""
+        return None
 
     async def account(self) -> Account:
         req_id = next(self._req_ids)
