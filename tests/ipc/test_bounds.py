@@ -170,3 +170,23 @@ async def test_a_subscriber_that_never_reads_is_bounded_and_dropped(sock_dir: Pa
             kinds.append(type(await silent.receive()))
         assert set(kinds[:-1]) == {EventMessage} and len(kinds) < 1_200
         await silent.aclose()
+
+
+async def test_silent_subscribers_over_the_total_budget_are_closed(sock_dir: Path) -> None:
+    # Each silent subscriber stays under its own high-water mark's worth, but together
+    # they pass the total: the ones holding over their mark are closed, logged.
+    load = IpcLoad(max_queued_bytes_total=64 * KIB)
+    async with ipc_service(
+        sock_dir, load=load, outbox_high_water=16 * KIB, subscriber_queue=10_000, stalled_s=0.5
+    ) as (_svc, path):
+        silent = [await RawConnection.open(path) for _ in range(8)]
+        for conn in silent:
+            await conn.send(Subscribe(id=1, topics=["orders"]))
+            assert isinstance(await conn.receive(), OkReply)
+        await place_orders(path, 300)
+        await until(lambda: load.dropped >= 1)
+        async with AsyncClient(path) as client:
+            await client.ping()  # reading resumed for the others
+        assert load.budget.queued <= 64 * KIB
+        for conn in silent:
+            await conn.aclose()

@@ -11,9 +11,10 @@ high-water mark plus the replies of the requests it had in flight.
 
 Past ``max_queued_bytes`` unsent (a client that pipelines requests with big
 answers, like order lists, and does not read them), or above the high-water
-mark while the shared budget is exhausted, the connection is closed with a
-logged reason: holding its replies would hold their memory, and a client
-that does not read cannot be told anything anyway.
+mark having read nothing for ``stalled_s`` while the shared budget is
+exhausted (silent subscribers), the connection is closed with a logged
+reason: holding its replies would hold their memory, and a client that does
+not read cannot be told anything anyway.
 
 Bad input never costs the connection unless it makes the stream unreadable:
 a frame that is not a request is answered with ``bad_request`` and the next
@@ -70,6 +71,7 @@ class Connection:
         outbox_high_water: int = 1 << 20,
         max_queued_bytes: int = 16 << 20,
         budget: OutboxBudget | None = None,
+        stalled_s: float = 5.0,
     ) -> None:
         self.stream = stream
         self.gateway = gateway
@@ -79,6 +81,7 @@ class Connection:
         self.subscriber_queue = subscriber_queue
         self.max_in_flight = max_in_flight
         self.max_queued_bytes = max_queued_bytes
+        self.stalled_s = stalled_s
         self.codec = RequestCodec()
         self.outbox = Outbox(outbox_high_water, budget)
         #: Why the server closed this connection for not reading, if it did.
@@ -130,9 +133,18 @@ class Connection:
         budget = self.outbox.budget
         while True:
             await budget.wait_until_over()
-            if self._enforce_limits():
-                return
-            await budget.wait_for_room()
+            while budget.over:
+                queued = self.outbox.queued_bytes
+                stalled = self.outbox.stalled_for()
+                if queued > self.outbox.high_water and stalled >= self.stalled_s:
+                    self._drop(
+                        f"{queued} bytes unread for {stalled:.1f} s while all connections"
+                        f" together are over their limit of {budget.cap}"
+                    )
+                    return
+                # A big reply being read is not a stall: look again shortly.
+                with trio.move_on_after(self.stalled_s / 4):
+                    await budget.wait_for_room()
 
     async def _read(self, handlers: trio.Nursery) -> bool:
         """Read and dispatch frames; True if the connection must close for an oversize frame."""
@@ -227,18 +239,11 @@ class Connection:
         self.outbox.put(self.codec.encode(reply))
         self._enforce_limits()
 
-    def _enforce_limits(self) -> bool:
-        """Close the connection if it holds more unsent bytes than allowed; True if so."""
+    def _enforce_limits(self) -> None:
+        """Close the connection if it holds more unsent bytes than its limit."""
         queued = self.outbox.queued_bytes
-        budget = self.outbox.budget
         if queued > self.max_queued_bytes:
             self._drop(f"{queued} bytes unread, over its limit of {self.max_queued_bytes}")
-        elif budget.over and queued > self.outbox.high_water:
-            self._drop(
-                f"{queued} bytes unread while all connections together are over"
-                f" their limit of {budget.cap}"
-            )
-        return self.dropped is not None
 
     def _drop(self, reason: str) -> None:
         """Close a connection whose client does not read what it asked for."""

@@ -73,6 +73,8 @@ class Outbox:
         self._room = trio.Event()
         self._room.set()
         self._closing = False
+        #: When the client last took bytes, or the queue last became non-empty.
+        self._progress_at = trio.current_time()
         #: Frames and ``send_all`` calls so far (the ratio shows the coalescing).
         self.frames_sent = 0
         self.sends = 0
@@ -86,9 +88,15 @@ class Outbox:
         """Queue one encoded frame for sending."""
         if self._closing:
             return
+        if not self._size:
+            self._progress_at = trio.current_time()
         self._chunks.append(data)
         self._grow(len(data))
         self._wake.set()
+
+    def stalled_for(self) -> float:
+        """Seconds the client has taken none of the bytes queued for it (0 if none are)."""
+        return trio.current_time() - self._progress_at if self._size else 0.0
 
     async def wait_for_room(self) -> None:
         """Wait until the queue is at or below its high-water mark."""
@@ -120,6 +128,7 @@ class Outbox:
             self._wake = trio.Event()
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             await stream.send_all(data)
+            self._progress_at = trio.current_time()
             if self._size:  # not discarded meanwhile
                 self._grow(-len(data))
             self.frames_sent += len(chunks)

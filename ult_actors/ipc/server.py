@@ -57,6 +57,9 @@ class IpcSettings:
     max_queued_bytes_per_connection: int = 16 << 20
     #: Unsent bytes of all connections together; above it no request is read.
     max_queued_bytes_total: int = 256 << 20
+    #: Over the total, a connection over its high-water mark that has read nothing
+    #: for this long is closed.
+    stalled_s: float = 5.0
 
     @property
     def socket_path(self) -> Path:
@@ -204,6 +207,7 @@ async def _serve_connection(
         outbox_high_water=settings.outbox_high_water,
         max_queued_bytes=settings.max_queued_bytes_per_connection,
         budget=load.budget,
+        stalled_s=settings.stalled_s,
     )
     load.connections += 1
     try:
