@@ -29,6 +29,7 @@ import msgspec
 import structlog
 import trio
 
+from ult_actors.actors.closeout import CloseOutSide, close_out
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
@@ -57,6 +58,7 @@ from ult_actors.messages import (
     BrokerCommand,
     CancelAll,
     CancelOrder,
+    CloseOut,
     Event,
     Order,
     OrderRequest,
@@ -335,6 +337,9 @@ class _BrokerIncarnation:
         try:
             if isinstance(msg, PlaceOrder):
                 result: Any = await self._place(msg.request)
+            elif isinstance(msg, CloseOut):
+                side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
+                result = await close_out(side, msg)
             elif isinstance(msg, CancelOrder):
                 result = await self._cancel(msg.order_id)
             elif isinstance(msg, CancelAll):
