@@ -172,9 +172,17 @@ class Connection:
 
     async def _wait_for_room(self) -> None:
         """Wait until this connection may take another request (see the module doc)."""
-        await self._capacity.wait()
-        await self.outbox.wait_for_room()
-        await self.outbox.budget.wait_for_room()
+        if not self._full():
+            return
+        budget = self.outbox.budget
+        budget.paused_readers += 1
+        try:
+            while self._full():
+                await self._capacity.wait()
+                await self.outbox.wait_for_room()
+                await budget.wait_for_room()
+        finally:
+            budget.paused_readers -= 1
 
     def _full(self) -> bool:
         return (

@@ -26,6 +26,8 @@ class OutboxBudget:
         self.queued = 0
         #: The most ``queued`` has been.
         self.peak = 0
+        #: Connections not reading requests now because of a limit (for health and tests).
+        self.paused_readers = 0
         self._room = trio.Event()
         self._room.set()
         self._over = trio.Event()
