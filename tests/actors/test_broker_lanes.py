@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.service_harness import served
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.paper import PaperConnector, PaperSettings
 from ult_actors.client import AsyncClient
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import RiskRejected
-from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.messages import Order, OrderRequest, SetKillSwitch, Submit
 from ult_actors.service import Service, build_service
 
@@ -73,15 +72,9 @@ async def jammed_service(state: Path) -> AsyncIterator[tuple[Service, AsyncClien
         connector_factories={"paper": lambda: SlowPaper("paper", settings)},
         reconcile=ReconcilePolicy(settle_grace_s=0.05),
     )
-    ipc = IpcSettings(location=SocketLocation(state / "s", dedicated=False, source="test"))
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(15):
-            await nursery.start(svc.run)
-            path = await nursery.start(serve_ipc, svc.gateway, ipc)
-        async with AsyncClient(path, timeout=60) as client:
-            yield svc, client
+    async with served(svc, state) as client:
+        yield svc, client
         SlowPaper.gate.set()
-        nursery.cancel_scope.cancel()
 
 
 async def queue_orders(svc: Service, nursery: trio.Nursery, answers: list[object]) -> None:
