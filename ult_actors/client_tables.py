@@ -37,6 +37,7 @@ _STATE_COLOUR = {
     "rejected": "red",
     "expired": "dim",
     "lost": "red",
+    "degraded": "red",
     "canceled": "dim",
     "active": "green",
     "reducing": "yellow",
@@ -206,6 +207,8 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         f"ult {snapshot.version}  pid {snapshot.pid}  up {up}  trading "
         + style.state(snapshot.trading_state)
     )
+    for reason in snapshot.degraded:
+        head += f"\n{style.state('degraded')}: {reason}"
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
     for actor, prefix in _tree_order(snapshot.actors):
@@ -275,6 +278,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "version": snapshot.version,
         "uptime_s": round((now - snapshot.started_at) / 1e9, 3) if snapshot.started_at else None,
         "trading_state": snapshot.trading_state,
+        "degraded": list(snapshot.degraded),
         "taken_at": snapshot.taken_at,
     }
 
