@@ -187,11 +187,17 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order_update"):
-    """An order changed state; ``fill`` is set when the change was an execution."""
+    """An order changed state; ``fill`` is set when the change was an execution.
+
+    ``fill_only``: the order's state was published already (say, by the submit
+    reply) and this event only brings the execution that made it; it goes to
+    ``fills`` subscribers, not again to ``orders`` ones.
+    """
 
     order: Order
     fill: Fill | None = None
     ts: int = 0
+    fill_only: bool = False
 
 
 class PositionDrift(

@@ -48,7 +48,7 @@ from ult_actors.actors.trading_state_store import FILE_NAME as TRADING_STATE_FIL
 from ult_actors.actors.trading_state_store import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
-from ult_actors.config import ServiceConfig, default_state_dir
+from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
 from ult_actors.journal_sqlite import sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
@@ -164,7 +164,11 @@ def build_service(
     extra_children: list[ExtraChild] | None = None,
     reconcile: ReconcilePolicy | None = None,
 ) -> Service:
-    """Build a service from ``config``; nothing runs until ``Service.run``."""
+    """Build a service from ``config``; nothing runs until ``Service.run``.
+
+    ``ConfigError`` naming the key if a value is out of its range.
+    """
+    check_ranges(config)
     env = dict(os.environ) if env is None else env
     rng = rng or random.Random()
     state_dir = (

@@ -75,3 +75,13 @@ async def test_ult_submit_through_the_service_fills_at_the_simulator_and_shows_a
                 with trio.fail_after(30):
                     await serve.stop()
                 await serve.abort()
+
+
+def test_ult_sim_alpaca_help_names_the_rest_base_and_the_stream_path() -> None:
+    import subprocess
+
+    done = subprocess.run(ult("sim", "alpaca", "--help"), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "http://HOST:PORT/v2" in text and "ALPACA_BASE_URL=http://HOST:PORT" in text
+    assert "ws://HOST:PORT/stream" in text and "ALPACA_STREAM_URL=ws://HOST:PORT/stream" in text

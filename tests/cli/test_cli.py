@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pty
+import queue
 import select
 import subprocess
+import threading
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -110,7 +112,8 @@ def test_health_shows_the_tree_indented(service: ServiceProcess) -> None:
     lines = ult(service, "health").stdout.splitlines()
     assert lines[0].startswith("ult ") and "trading active" in lines[0]
     assert lines[1].split()[:4] == ["ACTOR", "STATE", "RESTARTS", "MAILBOX"]
-    indent = {_name(line): _depth(line) for line in lines[2:]}
+    tree = lines[2 : lines.index("")]  # the trading states follow, after a blank line
+    indent = {_name(line): _depth(line) for line in tree}
     assert indent["ult"] == 0
     assert indent["brokers"] == indent["router"] == 1
     assert indent["broker.paper"] == 2
@@ -187,6 +190,31 @@ def test_trading_state_from_the_command_line_for_one_broker(service: ServiceProc
     finally:
         assert ult(service, "trading-state", "active", "--broker", "paper").returncode == 0
     assert ult(service, "submit", "MSFT", "buy", "1").returncode == 0
+
+
+def test_health_and_trading_state_show_each_brokers_state_and_who_set_it(
+    service: ServiceProcess,
+) -> None:
+    assert ult(service, "trading-state", "reducing", "--broker", "paper").returncode == 0
+    try:
+        head = ult(service, "health").stdout.splitlines()[0]
+        assert head.endswith("trading active  (reducing: paper)")
+        doc = json.loads(ult(service, "health", "--json").stdout)
+        assert doc["trading_state"] == "active"
+        assert (doc["broker_trading"]["paper"]["state"], doc["broker_trading"]["paper"]["set_by"]) == (
+            "reducing",
+            "person",
+        )
+        shown = ult(service, "trading-state")
+        assert shown.returncode == 0
+        rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
+        assert rows["paper"][1:3] == ["reducing", "person"]
+        assert rows["*"][1] == "active"
+        one = json.loads(ult(service, "trading-state", "--broker", "paper", "--json").stdout)
+        assert list(one["broker_trading"]) == ["paper"]
+        assert ult(service, "trading-state", "--broker", "nope").returncode == 1
+    finally:
+        assert ult(service, "trading-state", "active", "--broker", "paper").returncode == 0
 
 
 def test_config_check_still_works() -> None:
@@ -272,3 +300,42 @@ def test_a_reader_that_closes_early_gets_no_traceback(
         os.close(write)
     assert done.stderr == ""
     assert done.returncode == 0
+
+
+def _events_until_filled(service: ServiceProcess, topics: str, first: str, then: str) -> list[dict[str, object]]:
+    """``ult events --json`` while ``first`` then ``then`` fill; every event of ``first``."""
+    follower = subprocess.Popen(
+        [ULT, "events", "--socket", str(service.socket), "--json", "--topics", topics],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follower.stderr is not None and follower.stdout is not None
+        ready, _, _ = select.select([follower.stderr], [], [], 20)
+        assert ready and "following events" in follower.stderr.readline()
+        for coid in (first, then):
+            assert ult(service, "submit", "AAPL", "buy", "2", "--client-order-id", coid).returncode == 0
+        lines: queue.Queue[str] = queue.Queue()
+        # A reader thread: select() on the pipe would miss lines already in Python's buffer.
+        threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout], daemon=True).start()  # type: ignore[union-attr]
+        seen = []
+        while True:
+            event = json.loads(lines.get(timeout=20))
+            coid = event["order"]["client_order_id"]
+            if coid == first:
+                seen.append(event)
+            # One publisher, in order: once the second order is done, the first's events are in.
+            done = event["fill"] is not None if "fills" in topics else event["order"]["status"] == "filled"
+            if coid == then and done:
+                return seen
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
+
+
+def test_events_show_a_market_fill_once(service: ServiceProcess) -> None:
+    everything = _events_until_filled(service, "orders,fills", "cli-once-1", "cli-once-2")
+    assert [e["fill"]["qty"] for e in everything if e["fill"] is not None] == ["2"]
+    # The filled state once too: a late execution comes as a fill, not a second `filled`.
+    assert [e["order"]["status"] for e in everything if not e.get("fill_only")].count("filled") == 1
+    orders_only = _events_until_filled(service, "orders", "cli-once-3", "cli-once-4")
+    assert [e["order"]["status"] for e in orders_only].count("filled") == 1

@@ -199,7 +199,9 @@ class _BrokerIncarnation:
                 # The state came first (in the submit reply); the execution still
                 # belongs on the fills stream, once.
                 self.deps.bus.publish(
-                    OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
+                    OrderUpdate(
+                        order=merged, fill=execution, ts=self.deps.now_ns(), fill_only=True
+                    )
                 )
             return merged
         # Updated before any await, so concurrent reports of one order merge in turn.

@@ -64,7 +64,9 @@ from ult_actors.runtime.pubsub import EventBus, Subscription
 def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
     def accepts(event: Event) -> bool:
         if isinstance(event, OrderUpdate):
-            return "orders" in topics or ("fills" in topics and event.fill is not None)
+            if "fills" in topics and event.fill is not None:
+                return True
+            return "orders" in topics and not event.fill_only
         if isinstance(event, ActorHealthChanged):
             return "health" in topics
         if isinstance(event, PositionDrift):

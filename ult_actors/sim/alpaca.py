@@ -529,7 +529,12 @@ example: curl -X POST 127.0.0.1:8765/_sim/faults -d '{"kind": "status", "status"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ult sim alpaca",
-        description="Loopback Alpaca Trading API v2 + trade_updates simulator.",
+        description=(
+            "Loopback Alpaca Trading API v2 + trade_updates simulator, both on one port:"
+            " REST under http://HOST:PORT/v2 (ALPACA_BASE_URL=http://HOST:PORT) and the"
+            f" trade_updates WebSocket at ws://HOST:PORT{STREAM_PATH}"
+            f" (ALPACA_STREAM_URL=ws://HOST:PORT{STREAM_PATH})."
+        ),
         epilog=_ADMIN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
