@@ -294,16 +294,7 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         )
         state.filled[coid] = order.filled_qty
     if order.status in OPEN_STATUSES:
-        state.set_open(
-            OrderRequest(
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty - order.filled_qty,
-                type=order.type,
-                broker=order.broker,
-                client_order_id=coid,
-            )
-        )
+        state.set_open(unfilled_rest(order))
     else:
         state.drop_open(coid)
         # What it filled is kept a while, so a repeated final report adds nothing.
@@ -313,6 +304,18 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
             del state.done[oldest]
             state.filled.pop(oldest, None)
             state.last_price.pop(f"avg:{oldest}", None)
+
+
+def unfilled_rest(order: Order) -> OrderRequest:
+    """What of an open order may still fill, as risk tracks it."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty - order.filled_qty,
+        type=order.type,
+        broker=order.broker,
+        client_order_id=order.client_order_id,
+    )
 
 
 def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
@@ -328,16 +331,7 @@ def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
         if coid in state.open_orders or coid in state.done or order.status not in OPEN_STATUSES:
             continue
         state.filled[coid] = order.filled_qty
-        state.set_open(
-            OrderRequest(
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty - order.filled_qty,
-                type=order.type,
-                broker=order.broker,
-                client_order_id=coid,
-            )
-        )
+        state.set_open(unfilled_rest(order))
 
 
 def roll_day(state: RiskState, now_ns: int) -> None:
