@@ -111,6 +111,9 @@ class BrokerActorDeps:
     #: Submits handled at once (1: each in turn, inline in the mailbox loop).
     concurrency: int = 16
     reconcile: ReconcilePolicy = field(default_factory=ReconcilePolicy)
+    #: Told (broker, how many) when the journal had no order of this broker at start while
+    #: the broker held some (a deleted or new journal): they were adopted.
+    on_adopted_unjournaled: Callable[[str, int], None] = lambda _broker, _count: None
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -160,6 +163,8 @@ class _BrokerIncarnation:
                     self, store, self.deps.reconcile, now_ns=self.deps.now_ns
                 )
                 self._log_summary("reconciled on start", summary, always=True)
+                if summary.adopted and summary.journal_empty:
+                    self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
                 self.ctx.started()
                 # New orders in one task, everything else in another: a query or a
@@ -194,6 +199,8 @@ class _BrokerIncarnation:
         if current is None:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
+        if current is None and coid not in self.submitting:
+            order = self._adopted(order)
         try:
             merged = apply_update(current, order)
         except IllegalTransition as exc:
@@ -226,6 +233,23 @@ class _BrokerIncarnation:
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
         )
         return merged
+
+    def _adopted(self, order: Order) -> Order:
+        """An order this service never sent (no journal record, no submit running): adopt it.
+
+        Our own orders are journaled before they leave, so a report of one the
+        journal lacks is someone else's (or from a journal that lost its tail).
+        """
+        self.log.warning(
+            "adopting an order found at the broker that the journal lacks",
+            client_order_id=order.client_order_id,
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=str(order.qty),
+            status=order.status,
+        )
+        return msgspec.structs.replace(order, origin="adopted")
 
     def _forget_terminal(self) -> None:
         """Bound memory: drop the oldest final orders (the journal keeps them)."""
@@ -269,11 +293,10 @@ class _BrokerIncarnation:
         return client_order_id in self.submitting
 
     def _log_summary(self, what: str, summary: ReconcileSummary, *, always: bool = False) -> None:
-        problems = (
-            summary.unresolved or summary.unknown_at_broker or summary.conflicts or summary.lost
-        )
-        if problems:
+        if summary.unresolved or summary.conflicts or summary.lost:
             self.log.error(what, **summary.fields())
+        elif summary.adopted:
+            self.log.warning(what, **summary.fields())
         elif always or summary.checked:
             self.log.info(what, **summary.fields())
 
