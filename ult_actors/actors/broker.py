@@ -34,6 +34,7 @@ from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
     ReconcileSummary,
+    never_arrived,
     reconcile_on_start,
     reconcile_stuck,
 )
@@ -242,7 +243,20 @@ class _BrokerIncarnation:
         return await self._track(msgspec.structs.replace(order, outcome="definitive"))
 
     async def resubmit(self, order: Order) -> Order:
-        """Send a journaled order again, same client order id, through the normal path."""
+        """Send a journaled order again, same client order id, through the normal path.
+
+        Not one whose own submit crashed this actor: its client was answered with the
+        crash, and sending it again would crash the actor again. It is settled as never
+        sent (reconciliation found it missing at the broker) and refused.
+        """
+        coid = order.client_order_id
+        if any(
+            isinstance(m, PlaceOrder) and m.request.client_order_id == coid
+            for m in self.ctx.mailbox.poison
+        ):
+            reason = f"its submit crashed actor {self.ctx.name}; not sent again"
+            await self.settle(never_arrived(order, reason, self.deps.now_ns()))
+            raise Internal(f"order {coid}: {reason}", broker=self.name)
         return await self._place(_request_of(order))
 
     def in_flight(self, client_order_id: str) -> bool:
