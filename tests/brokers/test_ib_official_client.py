@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -119,6 +120,36 @@ class Recorder(EWrapper, ibapi_client.EClient):  # type: ignore[misc]
         self._record("tickSnapshotEnd", reqId)
 
 
+Session = Callable[[Recorder], None]
+
+
+def run_client(port: int, client_id: int, session: Session) -> dict[str, list[tuple[Any, ...]]]:
+    """Connect a ``Recorder`` as ``client_id``, run ``session`` with it; every callback seen."""
+    app = Recorder()
+    app.connect("127.0.0.1", port, clientId=client_id)
+    reader = threading.Thread(target=app.run, daemon=True)
+    reader.start()
+    try:
+        session(app)
+        return dict(app.calls)
+    finally:
+        app.disconnect()
+        reader.join(timeout=WAIT_S)
+
+
+async def against_the_simulator(
+    client_id: int, session: Session
+) -> dict[str, list[tuple[Any, ...]]]:
+    """``session`` run by the official client against a simulator without market ticks."""
+    sim = TwsSimulator(tick_interval_s=None)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve)
+        with trio.fail_after(4 * WAIT_S):
+            calls = await trio.to_thread.run_sync(run_client, port, client_id, session)
+        nursery.cancel_scope.cancel()
+    return calls
+
+
 def stock(symbol: str) -> Any:
     c = Contract()
     c.symbol, c.secType, c.exchange, c.currency = symbol, "STK", "SMART", "USD"
@@ -140,55 +171,41 @@ def order(action: str, qty: int, order_type: str, ref: str, limit: float | None 
     return o
 
 
-def trade_like_a_standard_client(port: int) -> dict[str, list[tuple[Any, ...]]]:
-    app = Recorder()
-    app.connect("127.0.0.1", port, clientId=9)
-    reader = threading.Thread(target=app.run, daemon=True)
-    reader.start()
-    try:
-        (first_id,) = app.wait_for("nextValidId")
-        assert app.wait_for("managedAccounts") == ("DU1234567",)
-        assert app.serverVersion() == 157  # the highest this client offers
+def trade_like_a_standard_client(app: Recorder) -> None:
+    (first_id,) = app.wait_for("nextValidId")
+    assert app.wait_for("managedAccounts") == ("DU1234567",)
+    assert app.serverVersion() == 157  # the highest this client offers
 
-        app.placeOrder(first_id, stock("AAPL"), order("BUY", 10, "MKT", "std-mkt"))
-        app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
-        app.wait_for("execDetails", lambda a: a[1] == first_id and a[3] == "std-mkt")
-        app.wait_for("commissionReport")
+    app.placeOrder(first_id, stock("AAPL"), order("BUY", 10, "MKT", "std-mkt"))
+    app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
+    app.wait_for("execDetails", lambda a: a[1] == first_id and a[3] == "std-mkt")
+    app.wait_for("commissionReport")
 
-        resting = first_id + 1
-        app.placeOrder(resting, stock("AAPL"), order("BUY", 5, "LMT", "std-lmt", limit=1.0))
-        app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Submitted")
-        app.reqOpenOrders()
-        app.wait_for("openOrderEnd")
-        assert ("openOrder", resting, "AAPL", "std-lmt", "Submitted") in [
-            ("openOrder", *a) for a in app.calls["openOrder"]
-        ]
-        app.cancelOrder(resting)
-        app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Cancelled")
+    resting = first_id + 1
+    app.placeOrder(resting, stock("AAPL"), order("BUY", 5, "LMT", "std-lmt", limit=1.0))
+    app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Submitted")
+    app.reqOpenOrders()
+    app.wait_for("openOrderEnd")
+    assert ("openOrder", resting, "AAPL", "std-lmt", "Submitted") in [
+        ("openOrder", *a) for a in app.calls["openOrder"]
+    ]
+    app.cancelOrder(resting)
+    app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Cancelled")
 
-        app.reqCompletedOrders(False)
-        app.wait_for("completedOrdersEnd")
-        app.reqExecutions(7, ibapi_client.ExecutionFilter())
-        app.wait_for("execDetailsEnd", lambda a: a[0] == 7)
-        app.reqPositions()
-        app.wait_for("positionEnd")
-        app.reqAccountSummary(8, "All", "NetLiquidation,BuyingPower,TotalCashValue")
-        app.wait_for("accountSummaryEnd", lambda a: a[0] == 8)
-        app.reqCurrentTime()
-        app.wait_for("currentTime")
-        return dict(app.calls)
-    finally:
-        app.disconnect()
-        reader.join(timeout=WAIT_S)
+    app.reqCompletedOrders(False)
+    app.wait_for("completedOrdersEnd")
+    app.reqExecutions(7, ibapi_client.ExecutionFilter())
+    app.wait_for("execDetailsEnd", lambda a: a[0] == 7)
+    app.reqPositions()
+    app.wait_for("positionEnd")
+    app.reqAccountSummary(8, "All", "NetLiquidation,BuyingPower,TotalCashValue")
+    app.wait_for("accountSummaryEnd", lambda a: a[0] == 8)
+    app.reqCurrentTime()
+    app.wait_for("currentTime")
 
 
 async def test_ibs_official_client_connects_trades_and_reads_back() -> None:
-    sim = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim.serve)
-        with trio.fail_after(4 * WAIT_S):
-            calls = await trio.to_thread.run_sync(trade_like_a_standard_client, port)
-        nursery.cancel_scope.cancel()
+    calls = await against_the_simulator(9, trade_like_a_standard_client)
     notices = {code for _, code, _ in calls["error"] if code >= 2100}
     assert notices == {2104, 2106, 2158}
     assert ("std-mkt", "Filled") in calls["completedOrder"]
@@ -204,46 +221,32 @@ async def test_ibs_official_client_connects_trades_and_reads_back() -> None:
     }
 
 
-def look_up_quote_and_trade_fx(port: int) -> dict[str, list[tuple[Any, ...]]]:
-    app = Recorder()
-    app.connect("127.0.0.1", port, clientId=11)
-    reader = threading.Thread(target=app.run, daemon=True)
-    reader.start()
-    try:
-        (first_id,) = app.wait_for("nextValidId")
-        app.reqContractDetails(21, stock("AAPL"))
-        app.wait_for("contractDetailsEnd", lambda a: a[0] == 21)
-        app.reqContractDetails(22, fx("EUR.USD"))
-        app.wait_for("contractDetailsEnd", lambda a: a[0] == 22)
-        app.reqContractDetails(23, fx("EUR.XYZ"))
-        app.wait_for("error", lambda a: a[0] == 23)
+def look_up_quote_and_trade_fx(app: Recorder) -> None:
+    (first_id,) = app.wait_for("nextValidId")
+    app.reqContractDetails(21, stock("AAPL"))
+    app.wait_for("contractDetailsEnd", lambda a: a[0] == 21)
+    app.reqContractDetails(22, fx("EUR.USD"))
+    app.wait_for("contractDetailsEnd", lambda a: a[0] == 22)
+    app.reqContractDetails(23, fx("EUR.XYZ"))
+    app.wait_for("error", lambda a: a[0] == 23)
 
-        app.reqMktData(31, stock("AAPL"), "", True, False, [])
-        app.wait_for("tickSnapshotEnd", lambda a: a[0] == 31)
-        app.reqMktData(32, fx("EUR.USD"), "", True, False, [])
-        app.wait_for("tickSnapshotEnd", lambda a: a[0] == 32)
+    app.reqMktData(31, stock("AAPL"), "", True, False, [])
+    app.wait_for("tickSnapshotEnd", lambda a: a[0] == 31)
+    app.reqMktData(32, fx("EUR.USD"), "", True, False, [])
+    app.wait_for("tickSnapshotEnd", lambda a: a[0] == 32)
 
-        app.placeOrder(first_id, fx("EUR.USD"), order("BUY", 20000, "MKT", "fx-mkt"))
-        app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
-        app.wait_for("commissionReport")
-        app.placeOrder(first_id + 1, stock("MSFT"), order("BUY", 300, "MKT", "stk-mkt"))
-        app.wait_for("orderStatus", lambda a: a[0] == first_id + 1 and a[1] == "Filled")
-        app.wait_for("commissionReport", lambda a: a[0] != 2.0)
-        app.reqPositions()
-        app.wait_for("positionEnd")
-        return dict(app.calls)
-    finally:
-        app.disconnect()
-        reader.join(timeout=WAIT_S)
+    app.placeOrder(first_id, fx("EUR.USD"), order("BUY", 20000, "MKT", "fx-mkt"))
+    app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
+    app.wait_for("commissionReport")
+    app.placeOrder(first_id + 1, stock("MSFT"), order("BUY", 300, "MKT", "stk-mkt"))
+    app.wait_for("orderStatus", lambda a: a[0] == first_id + 1 and a[1] == "Filled")
+    app.wait_for("commissionReport", lambda a: a[0] != 2.0)
+    app.reqPositions()
+    app.wait_for("positionEnd")
 
 
 async def test_contract_details_snapshots_commissions_and_fx_for_the_official_client() -> None:
-    sim = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim.serve)
-        with trio.fail_after(4 * WAIT_S):
-            calls = await trio.to_thread.run_sync(look_up_quote_and_trade_fx, port)
-        nursery.cancel_scope.cancel()
+    calls = await against_the_simulator(11, look_up_quote_and_trade_fx)
     details = {req: (contract, tick) for req, contract, tick in calls["contractDetails"]}
     (symbol, sec_type, exchange, currency, local, con_id), tick = details[21]
     assert (symbol, sec_type, exchange, currency, local, tick) == (
