@@ -29,7 +29,12 @@ import msgspec
 import trio
 
 from ult_actors import __version__
-from ult_actors.actors.broker import BrokerActorDeps, RetryPolicy, broker_actor
+from ult_actors.actors.broker import (
+    BrokerActorDeps,
+    RetryPolicy,
+    broker_actor,
+    broker_mailbox,
+)
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
@@ -184,7 +189,7 @@ def build_service(
                     settings, state_path=str(state_dir / f"paper-{entry.name}.db")
                 )
             make = broker_kind(entry.kind).factory(entry.name, settings, now_ns=now_ns)
-        mailbox: Mailbox[BrokerCommand] = Mailbox(capacity=4096)
+        mailbox = broker_mailbox(capacity=4096)
         broker_mailboxes[entry.name] = mailbox
         deps = BrokerActorDeps(
             name=entry.name,
