@@ -218,6 +218,32 @@ def orders_main(argv: list[str]) -> int:
     return _run(p.parse_args(argv), run)
 
 
+def close_main(argv: list[str]) -> int:
+    """``ult close SYMBOL [--broker NAME]``: close one position."""
+    p = _parser(
+        "close",
+        "Close the position in SYMBOL: cancel its open orders, then close it (the broker's"
+        " own close where it has one, else a market order). Passes in every trading state.",
+    )
+    p.add_argument("symbol")
+    p.add_argument("--broker", help="broker connection (default: the one holding SYMBOL)")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        orders = c.close_position(a.symbol, broker=a.broker)
+        return _show_rows(out, "orders", orders, orders_table)
+
+    return _run(p.parse_args(argv), run)
+
+
+def flatten_main(argv: list[str]) -> int:
+    """``ult flatten [--broker NAME]``: cancel every open order and close every position."""
+    description = (
+        "Cancel every open order and close every position, at one broker (--broker) or at all."
+        " Passes in every trading state (halted included): it only reduces exposure."
+    )
+    return _per_broker_main(argv, "flatten", description, "orders", Client.flatten, orders_table)
+
+
 def _per_broker_main(
     argv: list[str],
     name: str,
@@ -392,6 +418,8 @@ def socket_main(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "submit": submit_main,
     "cancel": cancel_main,
+    "close": close_main,
+    "flatten": flatten_main,
     "order": order_main,
     "orders": orders_main,
     "positions": positions_main,

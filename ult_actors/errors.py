@@ -132,6 +132,18 @@ class Unauthorized(UltError):
     code = "unauthorized"
 
 
+class JournalUnavailable(UltError):
+    """The order journal cannot be written (disk full, read-only, I/O errors).
+
+    New orders are refused before they are sent; cancels, queries and the kill
+    switch keep working, and orders are accepted again once the journal can
+    be written. The message says whether the order reached the broker.
+    """
+
+    code = "journal_unavailable"
+    transient = True
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; raised at start-up, names the key and file."""
 
@@ -152,6 +164,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         BadRequest,
         DuplicateOrder,
         Unauthorized,
+        JournalUnavailable,
     )
 }
 

@@ -163,6 +163,7 @@ ErrorCode = Literal[
     "bad_request",
     "duplicate_order",
     "unauthorized",
+    "journal_unavailable",
 ]
 
 
@@ -350,6 +351,30 @@ class SetTradingState(
     broker: BrokerName | None = None
 
 
+class ClosePosition(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_position"
+):
+    """Close the whole position in ``symbol``: cancel its open orders, then close it.
+
+    ``broker`` may be left out when exactly one broker holds the symbol. The
+    reply is an ``OrdersReply`` with the canceled orders and the closing order.
+    """
+
+    id: int
+    symbol: str
+    broker: str | None = None
+
+
+class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="flatten"):
+    """Cancel every open order and close every position, at one broker or at all.
+
+    The reply is an ``OrdersReply`` with the canceled and the closing orders.
+    """
+
+    id: int
+    broker: str | None = None
+
+
 class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
     """Start receiving events of these topics on this connection."""
 
@@ -375,6 +400,8 @@ Request = (
     | GetHealth
     | SetKillSwitch
     | SetTradingState
+    | ClosePosition
+    | Flatten
     | Subscribe
     | Ping
 )
@@ -507,6 +534,19 @@ class QueryAccount(
     """Ask a broker for its account."""
 
 
+class CloseOut(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_out"):
+    """Close positions at one broker: ``symbol``'s, or (``None``) all of them.
+
+    Open orders of what is closed are canceled first, so none can reopen it.
+    The closing orders take ``client_order_id`` (suffixed ``-1``, ``-2`` ...
+    when several). Answered with the canceled and closing orders.
+    """
+
+    broker: str
+    symbol: str | None
+    client_order_id: str
+
+
 class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="restrict"):
     """Tighten one broker's trading state (never loosens it).
 
@@ -540,6 +580,7 @@ class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
 
 BrokerCommand = (
     PlaceOrder
+    | CloseOut
     | CancelOrder
     | CancelAll
     | QueryOrder

@@ -75,13 +75,18 @@ def _positive(value: Decimal | None, field: str) -> None:
         check_decimal(value, field)
 
 
-def validate_order(req: OrderRequest) -> None:
-    """Raise ``InvalidOrder`` if ``req`` breaks a broker-independent rule."""
-    if not SYMBOL_RE.match(req.symbol):
+def validate_symbol(symbol: str) -> None:
+    """Raise ``InvalidOrder`` (field ``symbol``) unless ``symbol`` is a well-formed symbol."""
+    if not SYMBOL_RE.match(symbol):
         raise InvalidOrder(
-            f"symbol {req.symbol!r} is not a valid symbol (upper-case, e.g. AAPL or EUR_USD)",
+            f"symbol {symbol!r} is not a valid symbol (upper-case, e.g. AAPL or EUR_USD)",
             field="symbol",
         )
+
+
+def validate_order(req: OrderRequest) -> None:
+    """Raise ``InvalidOrder`` if ``req`` breaks a broker-independent rule."""
+    validate_symbol(req.symbol)
     check_decimal(req.qty, "qty")
     _positive(req.limit_price, "limit_price")
     _positive(req.stop_price, "stop_price")

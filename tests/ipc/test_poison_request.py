@@ -16,6 +16,7 @@ from ult_actors.messages import (
     Cancel,
     ErrorReply,
     GetHealth,
+    GetOrder,
     HealthReply,
     Order,
     OrderReply,
@@ -26,12 +27,18 @@ from ult_actors.service import Service
 
 
 class BuggyConnector(FakeConnector):
-    """A connector with a bug that only the cancel of a ``BUG`` order reaches."""
+    """A connector with a bug that only a ``BUG`` order's cancel, or a ``BUGSUBMIT``
+    order's submit, reaches."""
 
     async def cancel(self, order_id: str) -> Order:
         if self.venue.orders[order_id].symbol == "BUG":
             raise ZeroDivisionError("connector bug")
         return await super().cancel(order_id)
+
+    async def submit(self, request: OrderRequest) -> Order:
+        if request.symbol == "BUGSUBMIT":
+            raise ZeroDivisionError("connector bug")
+        return await super().submit(request)
 
 
 def _order(symbol: str, coid: str, **fields: object) -> OrderRequest:
@@ -83,4 +90,32 @@ async def test_a_poison_cancel_crashes_the_broker_once_and_bystanders_are_answer
             assert isinstance(health, HealthReply)
             restarts = {a.name: a.restarts for a in health.health.actors}
             assert restarts["broker.fake"] == 1, restarts  # not once per redelivery
+        await conn.aclose()
+
+
+async def test_a_poison_submit_is_not_sent_again_by_the_reconciliation_at_restart(
+    sock_dir: Path,
+) -> None:
+    venue = FakeVenue("fake")
+    async with ipc_service(sock_dir, venue, connector=BuggyConnector) as (_svc, path):
+        conn = await RawConnection.open(path)
+        with trio.fail_after(30):
+            await conn.send(Submit(id=1, order=_order("BUGSUBMIT", "poison-1")))
+            crashed = await conn.receive()
+            assert isinstance(crashed, ErrorReply) and crashed.error.code == "internal", crashed
+            # The restarted broker reconciles its journal before it serves the next order:
+            # the poison order is journaled pending, missing at the venue, and young.
+            await conn.send(Submit(id=2, order=_order("AAPL", "after-1")))
+            after = await conn.receive()
+            assert isinstance(after, OrderReply) and after.order.status == "filled", after
+            await conn.send(GetOrder(id=3, order_id="poison-1"))
+            poison = await conn.receive()
+            assert isinstance(poison, OrderReply), poison
+            assert poison.order.status == "rejected"
+            assert "crashed actor broker.fake; not sent again" in (poison.order.reject_reason or "")
+            await conn.send(GetHealth(id=4))
+            health = await conn.receive()
+            assert isinstance(health, HealthReply)
+            broker = next(a for a in health.health.actors if a.name == "broker.fake")
+            assert (broker.restarts, broker.state) == (1, "running")
         await conn.aclose()

@@ -29,10 +29,12 @@ import msgspec
 import structlog
 import trio
 
+from ult_actors.actors.closeout import CloseOutSide, close_out
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
     ReconcileSummary,
+    never_arrived,
     reconcile_on_start,
     reconcile_stuck,
 )
@@ -56,6 +58,7 @@ from ult_actors.messages import (
     BrokerCommand,
     CancelAll,
     CancelOrder,
+    CloseOut,
     Event,
     Order,
     OrderRequest,
@@ -240,7 +243,20 @@ class _BrokerIncarnation:
         return await self._track(msgspec.structs.replace(order, outcome="definitive"))
 
     async def resubmit(self, order: Order) -> Order:
-        """Send a journaled order again, same client order id, through the normal path."""
+        """Send a journaled order again, same client order id, through the normal path.
+
+        Not one whose own submit crashed this actor: its client was answered with the
+        crash, and sending it again would crash the actor again. It is settled as never
+        sent (reconciliation found it missing at the broker) and refused.
+        """
+        coid = order.client_order_id
+        if any(
+            isinstance(m, PlaceOrder) and m.request.client_order_id == coid
+            for m in self.ctx.mailbox.poison
+        ):
+            reason = f"its submit crashed actor {self.ctx.name}; not sent again"
+            await self.settle(never_arrived(order, reason, self.deps.now_ns()))
+            raise Internal(f"order {coid}: {reason}", broker=self.name)
         return await self._place(_request_of(order))
 
     def in_flight(self, client_order_id: str) -> bool:
@@ -321,6 +337,9 @@ class _BrokerIncarnation:
         try:
             if isinstance(msg, PlaceOrder):
                 result: Any = await self._place(msg.request)
+            elif isinstance(msg, CloseOut):
+                side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
+                result = await close_out(side, msg)
             elif isinstance(msg, CancelOrder):
                 result = await self._cancel(msg.order_id)
             elif isinstance(msg, CancelAll):

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ult_actors.actors.closeout import close_positions
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
@@ -25,8 +26,10 @@ from ult_actors.messages import (
     ActorHealthChanged,
     BrokerCommand,
     Cancel,
+    ClosePosition,
     Event,
     EventTopic,
+    Flatten,
     GetAccount,
     GetHealth,
     GetOrder,
@@ -165,6 +168,15 @@ class ServiceGateway:
                 self._broker(request.broker)
             reply: OkReply = await call(self.risk, request, timeout=60.0)
             return reply
+        if isinstance(request, ClosePosition | Flatten):
+            orders = await close_positions(
+                request,
+                brokers=self.brokers,
+                risk=self.risk,
+                client_order_id=self.new_client_order_id(),
+                timeout=self.submit_timeout_s,
+            )
+            return OrdersReply(id=request.id, orders=orders)
         if isinstance(request, Ping):
             return OkReply(id=request.id, detail="pong")
         if isinstance(request, Subscribe):

@@ -32,6 +32,7 @@ from ult_actors.messages import (
     OPEN_STATUSES,
     BrokerCommand,
     CancelAll,
+    CloseOut,
     Event,
     LiftRestriction,
     OkReply,
@@ -52,7 +53,13 @@ from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
 RiskCommand = (
-    PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading | LiftRestriction | SeedPositions
+    PlaceOrder
+    | CloseOut
+    | SetKillSwitch
+    | SetTradingState
+    | RestrictTrading
+    | LiftRestriction
+    | SeedPositions
 )
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -398,6 +405,18 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                elif isinstance(msg, CloseOut):
+                    # Closing only shrinks exposure, so it passes in every trading state:
+                    # a flatten is what a person does in an emergency, often once halted.
+                    log.warning(
+                        "closing positions",
+                        broker=msg.broker,
+                        symbol=msg.symbol or "all",
+                        trading=state.trading,
+                    )
+                    ctx.mailbox.answered(env)
+                    remaining = max(0.001, env.deadline - trio.current_time())
+                    await deps.brokers[msg.broker].send(msg, reply=env.reply, timeout=remaining)
                 elif isinstance(msg, SeedPositions):
                     seed_books(state, msg)
                 elif isinstance(msg, RestrictTrading):

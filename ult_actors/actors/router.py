@@ -94,6 +94,7 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
                     f"client_order_id {coid} is already used by a different order",
                     field="client_order_id",
                 )
+            deps.journal.check_writable()  # refused here, before risk or the broker sees it
             recent[coid] = order_only
             if len(recent) > _RECENT:
                 recent.popitem(last=False)

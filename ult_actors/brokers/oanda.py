@@ -67,6 +67,7 @@ from ult_actors.brokers.oanda_stream import TransactionCursor, TransactionFeed
 from ult_actors.brokers.oanda_wire import (
     AccountsReply,
     CancelReply,
+    ClosePositionReply,
     CreateReply,
     OrderReply,
     OrdersReply,
@@ -321,6 +322,39 @@ class OandaConnector:
         """Balance, NAV and the buying power of the free margin."""
         reply = await self._get(self._path("/summary"), SummaryReply, what="account")
         return account_from_summary(reply.account, self.name)
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``PUT .../positions/{instrument}/close``: v20's closeout market order of its side.
+
+        The closing order carries ``client_order_id`` (its client extensions),
+        so it is found by it like any order the gateway places.
+        """
+        side, other = ("long", "short") if position.qty > 0 else ("short", "long")
+        body = {
+            f"{side}Units": "ALL",
+            f"{other}Units": "NONE",
+            f"{side}ClientExtensions": {"id": client_order_id},
+        }
+        path = self._path(f"/positions/{quote(position.symbol, safe='')}/close")
+        content = await self._request("PUT", path, what="close position", json=body)
+        reply = self._decode(content, ClosePositionReply, "close position")
+        create = getattr(reply, f"{side}OrderCreateTransaction")
+        order = order_from_create(create, self.name) if create is not None else None
+        if order is None:
+            missing = ValueError(f"no {side}OrderCreateTransaction")
+            raise unreadable_reply(missing, broker=self.name, doing="OANDA close position")
+        fill = getattr(reply, f"{side}OrderFillTransaction")
+        if fill is not None:
+            order = self._after_fill(order, fill)[0]
+        cancel = getattr(reply, f"{side}OrderCancelTransaction")
+        if cancel is not None:
+            order = self._after_cancel(order, cancel)
+        self._orders.put(order.id, order)
+        return order
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """v20 closes one instrument at a time: ``None`` (each position is closed in turn)."""
+        return None
 
     async def _lookup(self, specifier: str) -> Order:
         path = self._path(f"/orders/{quote(specifier, safe='')}")

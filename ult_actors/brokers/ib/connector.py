@@ -676,6 +676,14 @@ class IbConnector:
             )
         return out
 
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        """TWS has no close of its own: ``None``, so the closing order is a market order."""
+        return None
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """TWS has no close-all of its own: ``None`` (each position is closed in turn)."""
+        return None
+
     async def account(self) -> Account:
         req_id = next(self._req_ids)
         request = wire.ReqAccountSummary(req_id=req_id, group="All", tags=_SUMMARY_TAGS)
