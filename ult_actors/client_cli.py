@@ -37,6 +37,7 @@ from ult_actors.errors import ConfigError, NotFound, UltError
 from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import Order
+from ult_actors.validation import PLAIN_DECIMAL
 
 Command = Callable[[Client, argparse.Namespace, "Output"], int]
 Row = TypeVar("Row")
@@ -75,12 +76,26 @@ class Output:
             self.text(render(self.style))
 
 
+def _count(text: str) -> int:
+    """An argparse type: a count written as plain digits (``1_0``, ``1e3``, `` 5`` refused)."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (digits only)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds above 0 written as a plain decimal (no exponent, nan, inf)."""
+    if not PLAIN_DECIMAL.fullmatch(text) or float(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return float(text)
+
+
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"ult {prog}", description=description)
     p.add_argument("--socket", help="service socket (default: $ULT_SOCKET, then the usual places)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default 60)"
+        "--timeout", type=_seconds, default=60.0, help="seconds to wait for a reply (default 60)"
     )
     return p
 
@@ -209,7 +224,7 @@ def orders_main(argv: list[str]) -> int:
     p = _parser("orders", "List the orders the service knows.")
     p.add_argument("--open", action="store_true", help="only open orders")
     p.add_argument("--broker")
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--limit", type=_count, default=1000)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
         orders = c.orders(open=a.open, broker=a.broker, limit=a.limit)
@@ -282,8 +297,8 @@ def health_main(argv: list[str]) -> int:
     """``ult health [--watch] [--json]``: the actor tree."""
     p = _parser("health", "Show the actor tree: state, restarts, last error, mailbox, uptime.")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
-    p.add_argument("--count", type=int, default=0, help="with --watch: stop after N refreshes")
+    p.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes")
+    p.add_argument("--count", type=_count, default=0, help="with --watch: stop after N refreshes")
     args = p.parse_args(argv)
     if args.interval <= 0:
         p.error("--interval must be positive")
@@ -316,7 +331,7 @@ def events_main(argv: list[str]) -> int:
         default="orders,fills,health,positions,risk",
         help="comma-separated: orders, fills, health, positions, risk",
     )
-    p.add_argument("--count", type=int, default=0, help="stop after N events")
+    p.add_argument("--count", type=_count, default=0, help="stop after N events")
     args = p.parse_args(argv)
     topics = [t.strip() for t in args.topics.split(",") if t.strip()]
     known = {"orders", "fills", "health", "positions", "risk"}

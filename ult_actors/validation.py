@@ -33,6 +33,9 @@ _TIFS_BY_TYPE: dict[str, frozenset[str]] = {
 }
 
 
+#: A quantity or price as text: ASCII digits with at most one '.', nothing else
+#: (no exponent, sign, underscore or space: "1e1" and "1_0" are not 10 here).
+PLAIN_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 #: Most decimal places of a quantity or price: Alpaca's crypto quantities go to 9,
 #: no venue quotes a price finer, and 1e-9 is far below any lot or tick size.
 MAX_DECIMAL_PLACES = 9

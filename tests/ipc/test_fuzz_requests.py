@@ -179,12 +179,15 @@ def _exchange(svc: ServiceProcess, request: dict[str, Any]) -> None:
         conn.sock.close()
 
 
-# (``wait`` is left out: a resting order would hold the answer until it is final.)
-@settings(
-    max_examples=200,
+#: Each example is three round trips to a real process: no per-example deadline.
+FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+# (``wait`` is left out: a resting order would hold the answer until it is final.)
+@settings(FUZZ, max_examples=200)
 @given(request=_submit)
 def test_hostile_values_in_a_submit_get_an_answer_and_crash_no_actor(
     service: ServiceProcess, request: dict[str, Any]
@@ -192,11 +195,7 @@ def test_hostile_values_in_a_submit_get_an_answer_and_crash_no_actor(
     _exchange(service, request)
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FUZZ, max_examples=100)
 @given(request=_others)
 def test_hostile_values_in_every_other_request_get_an_answer_and_crash_no_actor(
     service: ServiceProcess, request: dict[str, Any]

@@ -8,7 +8,6 @@ sends and what it returns live here once.
 from __future__ import annotations
 
 import itertools
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -56,7 +55,7 @@ from ult_actors.messages import (
     TimeInForce,
     TradingState,
 )
-from ult_actors.validation import check_decimal
+from ult_actors.validation import PLAIN_DECIMAL, check_decimal
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -72,11 +71,6 @@ UNSET: Any = object()
 
 #: What the service pushes on a subscribed connection, outside any request.
 EVENT_FRAMES = (EventMessage, SubscriptionDropped)
-
-
-#: A quantity or price as text: ASCII digits with at most one '.', nothing else
-#: (no exponent, sign, underscore or space: "1e1" and "1_0" are not 10 here).
-PLAIN_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
 def to_decimal(name: str, value: Number) -> Decimal:
