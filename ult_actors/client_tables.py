@@ -15,6 +15,7 @@ import msgspec
 from ult_actors.client_numbers import money, plain, price
 from ult_actors.messages import (
     Account,
+    AccountReset,
     ActorHealth,
     ActorHealthChanged,
     Event,
@@ -369,6 +370,11 @@ def event_line(event: Event, style: Style) -> str:
         return (
             f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book"
             f" {plain(event.book_qty)} broker {plain(event.broker_qty) or 'gave no report'}"
+        )
+    if isinstance(event, AccountReset):
+        return (
+            f"{clock(event.ts)}  reset   {event.broker}: {event.reason};"
+            f" books now its {len(event.positions)} position(s)"
         )
     if isinstance(event, TradingStateChanged):
         where = f" ({event.broker})" if event.broker else ""
