@@ -162,6 +162,7 @@ ErrorCode = Literal[
     "auth_failed",
     "not_found",
     "ambiguous",
+    "already_final",
     "timeout",
     "internal",
     "bad_request",

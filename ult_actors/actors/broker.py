@@ -70,7 +70,13 @@ from ult_actors.messages import (
     QueryOrder,
     QueryPositions,
 )
-from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
+from ult_actors.order_state import (
+    IllegalTransition,
+    already_final,
+    apply_update,
+    is_local_verdict,
+    order_from_request,
+)
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox
 from ult_actors.runtime.pubsub import EventBus
@@ -596,6 +602,15 @@ class _BrokerIncarnation:
             return await self.connector.get_order_by_client_id(order_id)
 
     async def _cancel(self, order_id: str) -> Order:
+        """Cancel by broker or client order id; ``AlreadyFinal`` (naming the state) if final.
+
+        The state we know is asked first; then the broker's own "too late"
+        (each connector raises ``AlreadyFinal``), or an answer showing the order
+        ended otherwise meanwhile (filled while we asked), says the same.
+        """
+        known = await self._known(order_id)
+        if known is not None and known.status in TERMINAL_STATUSES and not is_local_verdict(known):
+            raise already_final(known)
         try:
             order = await self.connector.cancel(order_id)
         except NotFound:
@@ -609,22 +624,38 @@ class _BrokerIncarnation:
                     broker=self.name,
                 ) from None
             order = await self.connector.cancel(by_client.id)
-        return await self._track(order)
+        tracked = await self._track(order)
+        if tracked.status in TERMINAL_STATUSES and tracked.status != "canceled":
+            raise already_final(tracked)
+        return tracked
+
+    async def _known(self, order_id: str) -> Order | None:
+        """Our latest state of this broker's order named by client or broker order id."""
+        store = await self.deps.journal.get()
+        known = self.orders.get(order_id) or await store.get(order_id)
+        if known is None:
+            mine = [o for o in await store.find_by_order_id(order_id) if o.broker == self.name]
+            known = mine[0] if len(mine) == 1 else None
+        if known is None or known.broker != self.name:
+            return None
+        return self.orders.get(known.client_order_id) or known
 
     async def _refuse_queued_orders(self, reason: str) -> None:
         """Refuse every new order still queued: none of them has left."""
         self.halts += 1
         self.halt_reason = reason
-        refused = 0
+        queued: list[Envelope[BrokerCommand]] = []
         while True:
             try:
-                env = self.ctx.mailbox.receive_nowait((ORDER_LANE,))
+                queued.append(self.ctx.mailbox.receive_nowait((ORDER_LANE,)))
             except trio.WouldBlock:
                 break
-            await self._refuse_unsent(env, reason)
-            refused += 1
-        if refused:
-            self.log.warning("refused queued orders", reason=reason, count=refused)
+        # All at once, so their journal writes share group commits.
+        async with trio.open_nursery() as nursery:
+            for env in queued:
+                nursery.start_soon(self._refuse_unsent, env, reason)
+        if queued:
+            self.log.warning("refused queued orders", reason=reason, count=len(queued))
 
     async def _refuse_unsent(self, env: Envelope[BrokerCommand], reason: str) -> None:
         """Answer a new order that never left with a refusal; journal and publish it."""
