@@ -40,6 +40,7 @@ _STATE_COLOUR = {
     "rejected": "red",
     "expired": "dim",
     "lost": "red",
+    "degraded": "red",
     "canceled": "dim",
     "active": "green",
     "reducing": "yellow",
@@ -210,6 +211,8 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         + style.state(snapshot.trading_state)
         + _stricter_brokers(snapshot, style)
     )
+    for reason in snapshot.degraded:
+        head += f"\n{style.state('degraded')}: {reason}"
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
     for actor, prefix in _tree_order(snapshot.actors):
@@ -321,6 +324,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "uptime_s": round((now - snapshot.started_at) / 1e9, 3) if snapshot.started_at else None,
         "trading_state": snapshot.trading_state,
         **trading_document(snapshot),
+        "degraded": list(snapshot.degraded),
         "taken_at": snapshot.taken_at,
     }
 

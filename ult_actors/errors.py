@@ -101,6 +101,15 @@ class AmbiguousOrderId(UltError):
     code = "ambiguous"
 
 
+class AlreadyFinal(UltError):
+    """The order is already final (filled, canceled, rejected, expired): nothing to cancel.
+
+    The message names the state, e.g. "order 42 (client order id c-1) is already filled".
+    """
+
+    code = "already_final"
+
+
 class Timeout(UltError):
     """The request's deadline passed before it could be answered."""
 
@@ -159,6 +168,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         AuthFailed,
         NotFound,
         AmbiguousOrderId,
+        AlreadyFinal,
         Timeout,
         Internal,
         BadRequest,

@@ -442,11 +442,6 @@ class SqliteStore:
             f" is unknown; check with `ult order {coid}`"
         )
 
-    @property
-    def held(self) -> int:
-        """Records kept in memory because the journal could not write them yet."""
-        return len(self._held)
-
     async def availability_changed(self) -> None:
         """Return at the next change of ``unavailable``."""
         await self._availability.wait()

@@ -40,6 +40,9 @@ OrderStatus = Literal[
 # "local" never left the service, "definitive" the broker answered, "unknown"
 # must be settled by looking the order up by client order id.
 SubmitOutcome = Literal["local", "definitive", "unknown"]
+# Who placed an order: a client through the service, or someone else (found open at the
+# broker with no journal record, then journaled by reconciliation: "adopted").
+OrderOrigin = Literal["client", "adopted"]
 TradingState = Literal["active", "reducing", "halted"]
 #: Who set a trading state: a person (``ult trading-state``, the kill switch), the
 #: service itself (for a cause it lifts once the cause is gone), or the configuration.
@@ -96,6 +99,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int = 0
     reject_reason: str | None = None
     outcome: SubmitOutcome = "definitive"
+    origin: OrderOrigin = "client"
 
     @property
     def ref(self) -> str:
@@ -158,6 +162,7 @@ ErrorCode = Literal[
     "auth_failed",
     "not_found",
     "ambiguous",
+    "already_final",
     "timeout",
     "internal",
     "bad_request",
@@ -264,6 +269,9 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     trading: TradingSetting | None = None
     #: Every configured broker's state in force: the stricter of the global one and its own.
     broker_trading: dict[str, TradingSetting] = msgspec.field(default_factory=dict)
+    #: Why the service runs degraded (empty: it does not), e.g. it started with a
+    #: journal that had no record of orders a broker holds (they were adopted).
+    degraded: list[str] = msgspec.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------

@@ -23,11 +23,10 @@ import trio
 from tests.brokers import test_alpaca_harness as alpaca
 from tests.brokers import test_oanda_harness as oanda
 from tests.brokers.ib_harness import settings as ib_settings
+from tests.service_harness import served
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.client import AsyncClient, BrokerUnavailable
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal_sqlite import open_sqlite_store
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 from ult_actors.order_state import order_from_request
@@ -134,14 +133,8 @@ async def service_on(venue: Venue, state: Path) -> AsyncIterator[tuple[Service, 
     cfg.retry.max_retries = 2
     cfg.supervision.backoff_initial_ms = 20
     svc = build_service(cfg, env={}, rng=random.Random(11), reconcile=FAST)
-    ipc = IpcSettings(location=SocketLocation(state / "s", dedicated=False, source="test"))
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(15):
-            await nursery.start(svc.run)
-            path = await nursery.start(serve_ipc, svc.gateway, ipc)
-        async with AsyncClient(path, timeout=20) as client:
-            yield svc, client
-        nursery.cancel_scope.cancel()
+    async with served(svc, state, timeout=20) as client:
+        yield svc, client
 
 
 async def journaled(svc: Service, coid: str) -> Order:

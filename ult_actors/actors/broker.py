@@ -69,7 +69,13 @@ from ult_actors.messages import (
     QueryOrder,
     QueryPositions,
 )
-from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
+from ult_actors.order_state import (
+    IllegalTransition,
+    already_final,
+    apply_update,
+    is_local_verdict,
+    order_from_request,
+)
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox
 from ult_actors.runtime.pubsub import EventBus
@@ -105,6 +111,9 @@ class BrokerActorDeps:
     #: Submits handled at once (1: each in turn, inline in the mailbox loop).
     concurrency: int = 16
     reconcile: ReconcilePolicy = field(default_factory=ReconcilePolicy)
+    #: Told (broker, how many) when the journal had no order of this broker at start while
+    #: the broker held some (a deleted or new journal): they were adopted.
+    on_adopted_unjournaled: Callable[[str, int], None] = lambda _broker, _count: None
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -154,6 +163,8 @@ class _BrokerIncarnation:
                     self, store, self.deps.reconcile, now_ns=self.deps.now_ns
                 )
                 self._log_summary("reconciled on start", summary, always=True)
+                if summary.adopted and summary.journal_empty:
+                    self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
                 self.ctx.started()
                 # New orders in one task, everything else in another: a query or a
@@ -188,6 +199,8 @@ class _BrokerIncarnation:
         if current is None:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
+        if current is None and coid not in self.submitting:
+            order = self._adopted(order)
         try:
             merged = apply_update(current, order)
         except IllegalTransition as exc:
@@ -220,6 +233,23 @@ class _BrokerIncarnation:
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
         )
         return merged
+
+    def _adopted(self, order: Order) -> Order:
+        """An order this service never sent (no journal record, no submit running): adopt it.
+
+        Our own orders are journaled before they leave, so a report of one the
+        journal lacks is someone else's (or from a journal that lost its tail).
+        """
+        self.log.warning(
+            "adopting an order found at the broker that the journal lacks",
+            client_order_id=order.client_order_id,
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=str(order.qty),
+            status=order.status,
+        )
+        return msgspec.structs.replace(order, origin="adopted")
 
     def _forget_terminal(self) -> None:
         """Bound memory: drop the oldest final orders (the journal keeps them)."""
@@ -263,11 +293,10 @@ class _BrokerIncarnation:
         return client_order_id in self.submitting
 
     def _log_summary(self, what: str, summary: ReconcileSummary, *, always: bool = False) -> None:
-        problems = (
-            summary.unresolved or summary.unknown_at_broker or summary.conflicts or summary.lost
-        )
-        if problems:
+        if summary.unresolved or summary.conflicts or summary.lost:
             self.log.error(what, **summary.fields())
+        elif summary.adopted:
+            self.log.warning(what, **summary.fields())
         elif always or summary.checked:
             self.log.info(what, **summary.fields())
 
@@ -554,6 +583,15 @@ class _BrokerIncarnation:
             return await self.connector.get_order_by_client_id(order_id)
 
     async def _cancel(self, order_id: str) -> Order:
+        """Cancel by broker or client order id; ``AlreadyFinal`` (naming the state) if final.
+
+        The state we know is asked first; then the broker's own "too late"
+        (each connector raises ``AlreadyFinal``), or an answer showing the order
+        ended otherwise meanwhile (filled while we asked), says the same.
+        """
+        known = await self._known(order_id)
+        if known is not None and known.status in TERMINAL_STATUSES and not is_local_verdict(known):
+            raise already_final(known)
         try:
             order = await self.connector.cancel(order_id)
         except NotFound:
@@ -567,22 +605,38 @@ class _BrokerIncarnation:
                     broker=self.name,
                 ) from None
             order = await self.connector.cancel(by_client.id)
-        return await self._track(order)
+        tracked = await self._track(order)
+        if tracked.status in TERMINAL_STATUSES and tracked.status != "canceled":
+            raise already_final(tracked)
+        return tracked
+
+    async def _known(self, order_id: str) -> Order | None:
+        """Our latest state of this broker's order named by client or broker order id."""
+        store = await self.deps.journal.get()
+        known = self.orders.get(order_id) or await store.get(order_id)
+        if known is None:
+            mine = [o for o in await store.find_by_order_id(order_id) if o.broker == self.name]
+            known = mine[0] if len(mine) == 1 else None
+        if known is None or known.broker != self.name:
+            return None
+        return self.orders.get(known.client_order_id) or known
 
     async def _refuse_queued_orders(self, reason: str) -> None:
         """Refuse every new order still queued: none of them has left."""
         self.halts += 1
         self.halt_reason = reason
-        refused = 0
+        queued: list[Envelope[BrokerCommand]] = []
         while True:
             try:
-                env = self.ctx.mailbox.receive_nowait((ORDER_LANE,))
+                queued.append(self.ctx.mailbox.receive_nowait((ORDER_LANE,)))
             except trio.WouldBlock:
                 break
-            await self._refuse_unsent(env, reason)
-            refused += 1
-        if refused:
-            self.log.warning("refused queued orders", reason=reason, count=refused)
+        # All at once, so their journal writes share group commits.
+        async with trio.open_nursery() as nursery:
+            for env in queued:
+                nursery.start_soon(self._refuse_unsent, env, reason)
+        if queued:
+            self.log.warning("refused queued orders", reason=reason, count=len(queued))
 
     async def _refuse_unsent(self, env: Envelope[BrokerCommand], reason: str) -> None:
         """Answer a new order that never left with a refusal; journal and publish it."""

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state_store import SavedTradingState, save_trading_state
 from ult_actors.errors import RiskRejected, UltError
@@ -36,6 +37,7 @@ from ult_actors.messages import (
     Event,
     LiftRestriction,
     OkReply,
+    Order,
     OrderRequest,
     OrderUpdate,
     PlaceOrder,
@@ -161,6 +163,8 @@ class RiskDeps:
     on_state_change: Callable[[TradingState], None] = lambda _s: None
     #: Where every change of trading state is saved (``None``: not kept across restarts).
     state_path: Path | None = None
+    #: The journal, whose open orders risk counts at start (``None``: only from events).
+    journal: JournalSlot | None = None
 
 
 def setting_of(state: RiskState, broker: str | None = None) -> TradingSetting:
@@ -297,16 +301,7 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         )
         state.filled[coid] = order.filled_qty
     if order.status in OPEN_STATUSES:
-        state.set_open(
-            OrderRequest(
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty - order.filled_qty,
-                type=order.type,
-                broker=order.broker,
-                client_order_id=coid,
-            )
-        )
+        state.set_open(unfilled_rest(order))
     else:
         state.drop_open(coid)
         # What it filled is kept a while, so a repeated final report adds nothing.
@@ -316,6 +311,34 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
             del state.done[oldest]
             state.filled.pop(oldest, None)
             state.last_price.pop(f"avg:{oldest}", None)
+
+
+def unfilled_rest(order: Order) -> OrderRequest:
+    """What of an open order may still fill, as risk tracks it."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty - order.filled_qty,
+        type=order.type,
+        broker=order.broker,
+        client_order_id=order.client_order_id,
+    )
+
+
+def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
+    """Count the journal's open orders risk has not heard of (at start, before any event).
+
+    Orders settled or adopted by the brokers' start reconciliation were
+    published before risk subscribed; the journal has them. Their fills so
+    far are in the brokers' position reports (``seed_books``), so only the
+    unfilled rest counts, and later fills count from here.
+    """
+    for order in orders:
+        coid = order.client_order_id
+        if coid in state.open_orders or coid in state.done or order.status not in OPEN_STATUSES:
+            continue
+        state.filled[coid] = order.filled_qty
+        state.set_open(unfilled_rest(order))
 
 
 def roll_day(state: RiskState, now_ns: int) -> None:
@@ -457,6 +480,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow_events)
+            if deps.journal is not None:
+                store = await deps.journal.get()
+                seed_open_orders(state, await store.non_terminal())
             ctx.started()
             mailbox = ctx.mailbox
             try:

@@ -79,6 +79,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
+from ult_actors.order_state import already_final
 from ult_actors.secrets import Secret, read_secret
 
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -243,8 +244,7 @@ class AlpacaConnector:
     async def cancel(self, order_id: str) -> Order:
         """``DELETE /v2/orders/{id}``, then the order as it stands.
 
-        An order that is already final is returned as it is: there is nothing
-        left to cancel.
+        Alpaca's 422 for an order that is already final is ``AlreadyFinal``.
         """
         self._check_order_id(order_id)
         try:
@@ -252,7 +252,7 @@ class AlpacaConnector:
         except InvalidOrder:
             order = await self.get_order(order_id)
             if order.status in TERMINAL_STATUSES:
-                return order
+                raise already_final(order) from None
             raise
         return await self.get_order(order_id)
 

@@ -92,7 +92,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import order_from_request
+from ult_actors.order_state import already_final, order_from_request
 
 _CACHE = 10_000  # orders and transactions remembered per connector
 
@@ -268,7 +268,7 @@ class OandaConnector:
         """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
 
         ``order_id`` is v20's numeric id or, otherwise, our client order id.
-        An order that is already final is returned as it is.
+        v20's 404 for an order that is already final is ``AlreadyFinal``.
         """
         specifier = self._specifier(order_id)
         try:
@@ -278,7 +278,7 @@ class OandaConnector:
         except NotFound:
             order = await self._lookup(specifier)  # NotFound again if it never existed
             if order.status in TERMINAL_STATUSES:
-                return order
+                raise already_final(order) from None
             raise
         reply = self._decode(content, CancelReply, "cancel")
         cancel = reply.orderCancelTransaction

@@ -29,6 +29,7 @@ from ult_actors.client._errors import (
 )
 from ult_actors.client._requests import order_request
 from ult_actors.errors import (
+    AlreadyFinal,
     AmbiguousOrderId,
     AuthFailed,
     BadRequest,
@@ -47,6 +48,7 @@ from ult_actors.errors import (
 )
 
 __all__ = [
+    "AlreadyFinal",
     "AmbiguousOrderId",
     "AsyncClient",
     "AuthFailed",

@@ -71,7 +71,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import order_from_request
+from ult_actors.order_state import already_final, order_from_request
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
 
@@ -604,7 +604,7 @@ class IbConnector:
     async def cancel(self, order_id: str) -> Order:
         tracked = await self._tracked_by_id(order_id)
         if tracked.order.status in TERMINAL_STATUSES:
-            return tracked.order
+            raise already_final(tracked.order)
         self._require_trading()
         tracked.cancel_error = None
         await self._send(wire.CancelOrder(order_id=tracked.order_id))
