@@ -169,6 +169,7 @@ ErrorCode = Literal[
     "duplicate_order",
     "unauthorized",
     "journal_unavailable",
+    "busy",
 ]
 
 

@@ -10,8 +10,9 @@ broker that cannot report (after a few tries) is *not* flat: that is drift
 too (``broker_qty=None``), its book is kept, and its trading is put in
 ``reducing`` (fail closed). That restriction is the service's: once a report
 arrives and the book agrees with it, positions asks risk to lift it. A
-broker connection that comes back up is pulled at once, not at the next
-interval, so trading resumes as soon as the broker does.
+broker that gave no report is pulled again every ``unreported_retry_s``
+rather than at the next interval, and one whose connection comes back up is
+pulled at once, so trading resumes as soon as the broker does.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class PositionBook:
     suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
     #: Finished orders whose ``filled`` entry is kept a while (oldest first).
     done: dict[str, None] = field(default_factory=dict)
+    #: Brokers whose last pull gave no report (their outage is reported once).
+    unreported: set[str] = field(default_factory=set)
 
     def apply(self, update: OrderUpdate) -> None:
         order = update.order
@@ -126,6 +129,8 @@ class PositionsDeps:
     #: Position pulls tried before a broker counts as giving no report.
     report_attempts: int = 3
     retry_delay_s: float = 1.0
+    #: After a pull that gave no report, the next one comes this soon.
+    unreported_retry_s: float = 5.0
     #: Broker by the name of its actor: a ``running`` health event of one triggers a pull.
     actors: dict[str, str] = field(default_factory=dict)
 
@@ -134,12 +139,23 @@ class PositionsDeps:
 _FIRST_PULL_WAIT_S = 5.0
 
 
-async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
-    """Pull one broker's positions, report drift, and adopt the broker's view."""
+async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> bool:
+    """Pull one broker's positions, report drift, and adopt the broker's view.
+
+    Returns whether the broker reported.
+    """
     book = deps.book
     try:
         reported = await _pull(deps, name)
     except (UltError, CallTimeout) as exc:
+        if deps.risk is not None:
+            await deps.risk.send(
+                RestrictTrading(broker=name, reason=f"no position report: {exc}"), timeout=10.0
+            )
+        if name in book.unreported:
+            log.debug("broker still gives no position report", broker=name, error=str(exc))
+            return False
+        book.unreported.add(name)
         symbols = [s for (b, s), q in book.qty.items() if b == name and q != 0]
         for symbol in symbols:
             deps.bus.publish(
@@ -153,11 +169,8 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
             )
         book.drift[name] = book.drift.get(name, 0) + 1
         log.warning("broker gave no position report", broker=name, error=str(exc))
-        if deps.risk is not None:
-            await deps.risk.send(
-                RestrictTrading(broker=name, reason=f"no position report: {exc}"), timeout=10.0
-            )
-        return
+        return False
+    book.unreported.discard(name)
     if name not in book.synced_at and deps.risk is not None:
         await deps.risk.send(SeedPositions(broker=name, positions=reported), timeout=10.0)
     theirs = {p.symbol: p for p in reported}
@@ -204,6 +217,7 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> None:
             LiftRestriction(broker=name, reason="position report received and reconciled"),
             timeout=10.0,
         )
+    return True
 
 
 async def _pull(deps: PositionsDeps, name: str) -> list[Position]:
@@ -246,17 +260,16 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
         # book as if it were the broker's (right after a start, say).
         first_pull = {name: trio.Event() for name in deps.brokers}
 
-        async def sync(name: str) -> None:
+        async def sync(name: str) -> bool:
             async with locks[name]:
-                await sync_broker(deps, name, log)
+                reported = await sync_broker(deps, name, log)
             first_pull[name].set()
+            return reported
 
-        async def sync_forever() -> None:
+        async def sync_forever(name: str) -> None:
             while True:
-                async with trio.open_nursery() as nursery:
-                    for name in deps.brokers:
-                        nursery.start_soon(sync, name)
-                await trio.sleep(deps.sync_interval_s)
+                reported = await sync(name)
+                await trio.sleep(deps.sync_interval_s if reported else deps.unreported_retry_s)
 
         async def sync_on_reconnect(nursery: trio.Nursery) -> None:
             async for event in reconnects:
@@ -273,7 +286,8 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(follow_events)
-                nursery.start_soon(sync_forever)
+                for name in deps.brokers:
+                    nursery.start_soon(sync_forever, name)
                 nursery.start_soon(sync_on_reconnect, nursery)
                 ctx.started()
                 mailbox = ctx.mailbox
