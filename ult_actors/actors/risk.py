@@ -51,6 +51,7 @@ from ult_actors.messages import (
     TradingState,
     TradingStateChanged,
 )
+from ult_actors.order_state import is_local_verdict
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
@@ -313,6 +314,10 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         state.filled[coid] = order.filled_qty
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))
+    elif is_local_verdict(order):
+        # The service's own conclusion, not the broker's: its record may still come and
+        # reopen the order, which must then count again (so it is not marked done).
+        state.drop_open(coid)
     else:
         state.drop_open(coid)
         # What it filled is kept a while, so a repeated final report adds nothing.
