@@ -9,9 +9,9 @@ from pathlib import Path
 import msgspec
 import trio
 
+from tests.service_harness import one_broker_config
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.paper import PaperConnector, PaperSettings
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
     Flatten,
     Order,
@@ -34,12 +34,8 @@ class LaggingListPaper(PaperConnector):
 
 async def test_flatten_skips_an_order_that_filled_after_it_was_listed(tmp_path: Path) -> None:
     settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper.db"))
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
-        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
-    )
     svc = build_service(
-        cfg,
+        one_broker_config(tmp_path, "paper", settings),
         env={},
         rng=random.Random(5),
         connector_factories={"paper": lambda: LaggingListPaper("paper", settings)},
