@@ -31,6 +31,7 @@ from ult_actors.actors.trading_state_store import SavedTradingState, save_tradin
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.messages import (
     OPEN_STATUSES,
+    AccountReset,
     BrokerCommand,
     CancelAll,
     CloseOut,
@@ -264,6 +265,16 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
         state.tokens -= 1.0
 
 
+def reset_books(state: RiskState, event: AccountReset) -> None:
+    """A broker's account history restarted: its books are its report now."""
+    for key in [k for k in state.books if k[0] == event.broker]:
+        del state.books[key]
+    for position in event.positions:
+        state.books[(event.broker, position.symbol)] = _Book(
+            qty=position.qty, avg_price=position.avg_entry_price
+        )
+
+
 def seed_books(state: RiskState, seed: SeedPositions) -> None:
     """Start a broker's books from its report, unless fills have built them already.
 
@@ -379,7 +390,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
     async def start(ctx: ActorContext[RiskCommand]) -> None:
         state = deps.state
         log: Any = structlog.get_logger().bind(actor=ctx.name)
-        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+        events = deps.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+        )
 
         def set_state(
             new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"
@@ -414,6 +427,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
 
         async def follow_events() -> None:
             async for event in events:
+                if isinstance(event, AccountReset):
+                    reset_books(state, event)
+                    continue
                 assert isinstance(event, OrderUpdate)
                 apply_event(state, event, deps.now_ns())
             raise RuntimeError(f"risk fell behind the event stream: {events.dropped_reason}")
