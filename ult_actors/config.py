@@ -32,7 +32,6 @@ from ult_actors.bounds import (
     Multiplier,
     NonEmpty,
     PerSecond,
-    PositiveMillis,
     PosixId,
     Seconds,
     Times,
@@ -111,8 +110,9 @@ class SupervisionSection(_Section):
     park_s: Seconds = 60.0
     #: Most seconds between tries of a broker connection that cannot connect.
     connect_backoff_cap_s: Seconds = 30.0
-    backoff_initial_ms: PositiveMillis = 100
-    backoff_cap_ms: PositiveMillis = 10_000
+    #: 0: restart at once (the intensity still bounds a crash loop).
+    backoff_initial_ms: Millis = 100
+    backoff_cap_ms: Millis = 10_000
     backoff_multiplier: Multiplier = 2.0
     stable_after_s: Seconds = 30.0
     root_max_restarts: Times = 3

@@ -203,6 +203,18 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     fill_only: bool = False
 
 
+class AccountReset(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="account_reset"
+):
+    """A broker account's history restarted (e.g. a reset practice account): its
+    positions are these now; books built from its earlier fills are void."""
+
+    broker: str
+    positions: list[Position]
+    reason: str
+    ts: int = 0
+
+
 class PositionDrift(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="position_drift"
 ):
@@ -248,7 +260,7 @@ class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
     at: int = 0
 
 
-Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
+Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged | AccountReset
 EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
 
 # ---------------------------------------------------------------------------
@@ -371,7 +383,7 @@ class ClosePosition(
 
     id: int
     symbol: str
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="flatten"):
@@ -381,7 +393,7 @@ class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="
     """
 
     id: int
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):

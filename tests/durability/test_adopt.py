@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from tests.durability.test_lost_orders import OpenOrderCalls
 from tests.durability.test_reconcile import FAST, at_venue, config, order
 from tests.durability.ult_process import paper_account
 from tests.ipc.service_process import ServiceProcess, run_ult
-from ult_actors.actors.reconcile import ReconcilePolicy
+from ult_actors.actors.journal import MemoryStore
+from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.messages import Event, OrderReply, OrderRequest, OrderUpdate, Submit
+from ult_actors.messages import Event, Order, OrderReply, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
 from ult_actors.watchdog import status_line
 
@@ -110,12 +112,7 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
     first = ServiceProcess(state_dir=state)
     try:
         first.start()
-        for coid in coids:
-            placed = run_ult(
-                "submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",
-                "--tif", "gtc", "--client-order-id", coid, "--socket", str(first.socket),
-            )  # fmt: skip
-            assert placed.returncode == 0, placed.stderr
+        _rest_at_paper(first, coids)
     finally:
         first.cleanup()
     for leftover in state.glob("journal.db*"):
@@ -130,6 +127,10 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
         rows = json.loads(listed.stdout)["orders"]
         assert sorted(r["client_order_id"] for r in rows) == coids
         assert {r["origin"] for r in rows} == {"adopted"}
+        table = run_ult("orders", "--open", "--socket", sock)
+        assert table.stdout.count("accepted (adopted)") == 3, table.stdout
+        detail = run_ult("order", "rest-0", "--socket", sock)
+        assert "origin" in detail.stdout and "adopted" in detail.stdout, detail.stdout
         health = run_ult("health", "--json", "--socket", sock)
         degraded = json.loads(health.stdout)["degraded"]
         assert degraded == ["journal had no record of 3 open orders at paper (adopted)"]
@@ -176,20 +177,7 @@ async def test_an_order_another_client_places_at_the_alpaca_simulator_is_adopted
                 await nursery.start(svc.run)
             events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
             sim.mute_streams()  # the stream says nothing of it: only the sweep can find it
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other:
-                answer = await other.post(
-                    "/v2/orders",
-                    headers={
-                        "APCA-API-KEY-ID": alpaca_harness.KEY,
-                        "APCA-API-SECRET-KEY": alpaca_harness.SECRET,
-                    },
-                    json={
-                        "symbol": "AAPL", "qty": "3", "side": "buy", "type": "limit",
-                        "limit_price": "1.00", "time_in_force": "gtc",
-                        "client_order_id": "elsewhere-1",
-                    },
-                )  # fmt: skip
-            assert answer.status_code == 200, answer.text
+            await _place_elsewhere(port, "elsewhere-1", qty="3", type="limit", limit_price="1.00")
             with trio.fail_after(15):
                 update = await events.receive()
             assert isinstance(update, OrderUpdate)
@@ -204,3 +192,142 @@ async def test_an_order_another_client_places_at_the_alpaca_simulator_is_adopted
                 await calls.wait_for(calls.count + 4)
             assert events.queued == 0  # not adopted (nor published) a second time
             nursery.cancel_scope.cancel()
+
+
+async def _place_elsewhere(port: int, coid: str, **order: str) -> None:
+    """Another client of the same account places an order through Alpaca's REST API."""
+    body = {"symbol": "AAPL", "side": "buy", "time_in_force": "gtc", "client_order_id": coid}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other:
+        answer = await other.post(
+            "/v2/orders",
+            headers={
+                "APCA-API-KEY-ID": alpaca_harness.KEY,
+                "APCA-API-SECRET-KEY": alpaca_harness.SECRET,
+            },
+            json={**body, **order},
+        )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_fill_of_another_clients_order_on_the_stream_is_adopted_and_counted(
+    tmp_path: Path,
+) -> None:
+    async with alpaca_harness.running_sim() as (_sim, port):
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="alpaca", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(
+                    name="alpaca",
+                    kind="alpaca",
+                    enabled=True,
+                    settings=alpaca_harness.settings_for(port),
+                )
+            ],
+        )
+        svc = build_service(cfg, env={}, rng=random.Random(3))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+            await _place_elsewhere(port, "elsewhere-2", qty="2", type="market", time_in_force="day")
+            with trio.fail_after(15):
+                while True:
+                    update = await events.receive()
+                    assert isinstance(update, OrderUpdate)
+                    assert update.order.origin == "adopted"  # every report of it, from the first
+                    if update.order.status == "filled":
+                        break
+            journaled = await (await svc.journal.get()).get("elsewhere-2")
+            assert journaled is not None
+            assert (journaled.status, journaled.origin) == ("filled", "adopted")
+            await trio.testing.wait_all_tasks_blocked()  # positions has read the fill
+            held = {(p.broker, p.symbol): p.qty for p in svc.book.positions("alpaca")}
+            assert held == {("alpaca", "AAPL"): Decimal(2)}
+            nursery.cancel_scope.cancel()
+
+
+class _Side:
+    """A broker side for ``reconcile_stuck`` alone: one open order, a submit of it maybe running."""
+
+    name = "fake"
+
+    def __init__(self, theirs: Order, store: MemoryStore) -> None:
+        self.theirs = theirs
+        self.store = store
+        self.submitting = {theirs.client_order_id}
+
+    async def lookup(self, client_order_id: str) -> Order | None:
+        return self.theirs if client_order_id == self.theirs.client_order_id else None
+
+    async def open_orders(self) -> list[Order]:
+        return [self.theirs]
+
+    async def settle(self, order: Order) -> Order:
+        await self.store.record(order)
+        return order
+
+    async def resubmit(self, order: Order) -> Order:
+        raise AssertionError("nothing is sent by a sweep")
+
+    def in_flight(self, client_order_id: str) -> bool:
+        return client_order_id in self.submitting
+
+
+async def test_an_order_being_submitted_is_never_adopted_even_before_its_record_is_readable() -> None:
+    store = MemoryStore()
+    side = _Side(order("mine-1", "accepted", oid="b-1"), store)
+    # Our submit of it is running and its journal record is not readable yet.
+    summary = await reconcile_stuck(side, store, FAST, sweep=True)
+    assert summary.adopted == [] and await store.get("mine-1") is None
+    side.submitting.clear()  # no submit of ours, and the journal still lacks it: foreign
+    summary = await reconcile_stuck(side, store, FAST, sweep=True)
+    adopted = await store.get("mine-1")
+    assert summary.adopted == ["mine-1"] and adopted is not None and adopted.origin == "adopted"
+    summary = await reconcile_stuck(side, store, FAST, sweep=True)
+    assert summary.adopted == []  # known now: never adopted twice
+
+
+def test_a_journal_that_lost_its_tail_gets_the_orders_back_from_the_broker(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    early, late = ["early-0", "early-1"], ["late-0", "late-1", "late-2"]
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    service = ServiceProcess(state_dir=state)
+    try:
+        service.start()
+        _rest_at_paper(service, early)
+        for part in state.glob("journal.db*"):  # a copy of the journal as it stands
+            shutil.copy(part, backup / part.name)
+        _rest_at_paper(service, late)
+        service.kill()  # kill -9, then the journal loses its tail: the old copy is back
+    finally:
+        service.cleanup()
+    for part in state.glob("journal.db*"):
+        part.unlink()
+    for part in backup.iterdir():
+        shutil.copy(part, state / part.name)
+
+    again = ServiceProcess(state_dir=state)
+    try:
+        again.start()
+        listed = run_ult("orders", "--open", "--json", "--socket", str(again.socket))
+        origins = {r["client_order_id"]: r["origin"] for r in json.loads(listed.stdout)["orders"]}
+        assert origins == {**dict.fromkeys(early, "client"), **dict.fromkeys(late, "adopted")}
+        health = json.loads(run_ult("health", "--json", "--socket", str(again.socket)).stdout)
+        assert health["degraded"] == []  # the journal knew this broker: a tail, not a new journal
+    finally:
+        again.stop()
+    orders, _ = paper_account(state, early + late)
+    assert sorted(orders) == sorted(early + late)  # each once at the broker: nothing resent
+    again.cleanup()
+
+
+def _rest_at_paper(service: ServiceProcess, coids: list[str]) -> None:
+    for coid in coids:
+        placed = run_ult(
+            "submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",
+            "--tif", "gtc", "--client-order-id", coid, "--socket", str(service.socket),
+        )  # fmt: skip
+        assert placed.returncode == 0, placed.stderr
