@@ -134,13 +134,9 @@ class Connection:
         while True:
             await budget.wait_until_over()
             while budget.over:
-                queued = self.outbox.queued_bytes
-                stalled = self.outbox.stalled_for()
-                if queued > self.outbox.high_water and stalled >= self.stalled_s:
-                    self._drop(
-                        f"{queued} bytes unread for {stalled:.1f} s while all connections"
-                        f" together are over their limit of {budget.cap}"
-                    )
+                if self._close_if_stalled(
+                    f"while all connections together are over their limit of {budget.cap}"
+                ):
                     return
                 # A big reply being read is not a stall: look again shortly.
                 with trio.move_on_after(self.stalled_s / 4):
@@ -253,6 +249,16 @@ class Connection:
         if queued > self.max_queued_bytes:
             self._drop(f"{queued} bytes unread, over its limit of {self.max_queued_bytes}")
 
+    def _close_if_stalled(self, why: str) -> bool:
+        """Close the connection if it holds over its high-water mark and its client has
+        taken nothing for ``stalled_s``; True if so."""
+        queued = self.outbox.queued_bytes
+        stalled = self.outbox.stalled_for()
+        if queued > self.outbox.high_water and stalled >= self.stalled_s:
+            self._drop(f"{queued} bytes unread for {stalled:.1f} s {why}")
+            return True
+        return False
+
     def _drop(self, reason: str) -> None:
         """Close a connection whose client does not read what it asked for."""
         if self.dropped is None:
@@ -306,9 +312,7 @@ class Connection:
             with trio.move_on_after(self.stalled_s):
                 await self.outbox.wait_for_room()
                 return True
-            stalled = self.outbox.stalled_for()
-            if stalled >= self.stalled_s:
-                self._drop(f"{self.outbox.queued_bytes} bytes of events unread for {stalled:.1f} s")
+            if self._close_if_stalled("by an event subscriber"):
                 return False
 
     def _log_mutation(self, request: Request) -> None:
