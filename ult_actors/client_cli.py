@@ -158,7 +158,12 @@ def _show_rows(
 
 def submit_main(argv: list[str]) -> int:
     """``ult submit SYMBOL SIDE QTY [...]``: place an order."""
-    p = _parser("submit", "Place an order. Prints the order; exit 1 if it was rejected.")
+    p = _parser(
+        "submit",
+        "Place an order. Prints the order; exit 1 if it was rejected. Without --wait,"
+        " --timeout is also the order's deadline: the service does not send it later, and"
+        " a timeout names the client order id to look up (`ult order ID`).",
+    )
     p.add_argument("symbol")
     p.add_argument("side", choices=["buy", "sell"])
     p.add_argument("qty")
