@@ -141,6 +141,13 @@ class Unauthorized(UltError):
     code = "unauthorized"
 
 
+class ServiceBusy(UltError):
+    """The service is at a limit of its own (connections, memory for replies); try later."""
+
+    code = "busy"
+    transient = True
+
+
 class JournalUnavailable(UltError):
     """The order journal cannot be written (disk full, read-only, I/O errors).
 
@@ -174,6 +181,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         BadRequest,
         DuplicateOrder,
         Unauthorized,
+        ServiceBusy,
         JournalUnavailable,
     )
 }

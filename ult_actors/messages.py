@@ -169,6 +169,7 @@ ErrorCode = Literal[
     "duplicate_order",
     "unauthorized",
     "journal_unavailable",
+    "busy",
 ]
 
 
@@ -200,6 +201,18 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     fill: Fill | None = None
     ts: int = 0
     fill_only: bool = False
+
+
+class AccountReset(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="account_reset"
+):
+    """A broker account's history restarted (e.g. a reset practice account): its
+    positions are these now; books built from its earlier fills are void."""
+
+    broker: str
+    positions: list[Position]
+    reason: str
+    ts: int = 0
 
 
 class PositionDrift(
@@ -247,7 +260,7 @@ class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
     at: int = 0
 
 
-Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
+Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged | AccountReset
 EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
 
 # ---------------------------------------------------------------------------

@@ -50,8 +50,9 @@ def check_decimal(value: Decimal, field: str) -> None:
     decimal: finite, no exponent form, at most ``MAX_DECIMAL_PLACES`` places, below
     ``MAX_DECIMAL``.
 
-    Reads only the sign, digits and exponent, never computes with ``value``, so any
-    ``Decimal`` (``1E+999999999``, ``sNaN``) gets an answer rather than an exception.
+    Reads the sign, digits and exponent first and compares ``value`` only once it is
+    bounded, so any ``Decimal`` (``1E+999999999``, ``sNaN``) gets an answer rather
+    than an exception.
     """
     if not value.is_finite():
         raise InvalidOrder(f"{field} must be a finite number, got {value}", field=field)

@@ -15,11 +15,19 @@ from pathlib import Path
 
 import structlog
 import trio
+import trio.testing
 
 from tests.brokers.test_oanda_harness import ACCOUNT, TOKEN, settings_for
 from ult_actors.brokers.oanda_mapping import order_body
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.messages import OrderReply, OrderRequest, OrderUpdate, Submit
+from ult_actors.messages import (
+    GetPositions,
+    OrderReply,
+    OrderRequest,
+    OrderUpdate,
+    PositionsReply,
+    Submit,
+)
 from ult_actors.service import Service, build_service
 from ult_actors.sim.oanda import OandaSimulator
 
@@ -105,6 +113,14 @@ async def test_a_restarted_account_history_is_followed_and_the_known_order_settl
             with trio.fail_after(20):
                 after = await _submit(svc, sell, 20)
         assert after.order.status == "filled"
+        # Positions too: the books are the fresh account's, not the old one's plus fills.
+        await trio.testing.wait_all_tasks_blocked()  # positions and risk read the fill
+        held = await svc.gateway.handle(GetPositions(id=30, broker="oanda"))
+        assert isinstance(held, PositionsReply)
+        assert [(p.symbol, p.qty) for p in held.positions] == [
+            ("EUR_USD", second.book.net("EUR_USD"))
+        ]
+        assert svc.risk_state.books[("oanda", "EUR_USD")].qty == second.book.net("EUR_USD")
         assert "after-1" in second.book.by_client_id
         store = await svc.journal.get()
         settled = await store.get("rest-1")

@@ -255,3 +255,43 @@ async def test_a_journaled_local_rejection_gives_way_to_the_brokers_record(state
                 ):
                     await trio.sleep(0.02)
         assert sim.venue.stats.orders_created == 1
+
+
+async def test_an_order_arriving_after_the_service_gave_up_on_it_is_taken_from_the_broker(
+    state: Path,
+) -> None:
+    # Alpaca takes the order only after the service has judged it never arrived
+    # (sent, timed out, looked up, not there, after the grace: "rejected").
+    async with alpaca.running_sim() as (sim, port):
+        venue = Venue(
+            kind="alpaca",
+            symbol="AAPL",
+            qty=Decimal(4),
+            settings=alpaca.settings_for(port, read_timeout_s=0.3),
+            arm=lambda f: None,
+            clear=lambda: None,
+            orders_path="/v2/orders",
+            garble_orders=lambda n: None,
+            created=lambda: sim.venue.stats.orders_created,
+        )
+        async with service_on(venue, state) as (svc, client):
+            # Every send (the first and its retries) times out before Alpaca takes it.
+            sim.arm(
+                AlpacaFault(kind="slow", delay_s=2.0, method="POST", path="/v2/orders", count=3)
+            )
+            with trio.fail_after(20), pytest.raises(BrokerUnavailable):
+                await client.submit(
+                    "AAPL", "buy", 4, type="limit", limit_price="150.00", time_in_force="gtc",
+                    client_order_id="late-1",
+                )  # fmt: skip
+            guess = await journaled(svc, "late-1")
+            assert (guess.status, guess.id) == ("rejected", "")  # the local verdict
+            assert svc.risk_state.open_qty.get(("alpaca", "AAPL", "buy"), 0) == 0
+            # The broker's record arrives on the stream: it wins, everywhere.
+            taken = await until_journal_says(svc, "late-1", "accepted")
+            assert taken.id and taken.reject_reason is None
+            with trio.fail_after(10):  # risk counts it as open again
+                while svc.risk_state.open_qty.get(("alpaca", "AAPL", "buy"), 0) != 4:
+                    await trio.sleep(0.02)
+            assert [o.client_order_id for o in await client.orders(open=True)] == ["late-1"]
+        assert sim.venue.stats.orders_created == 1

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.ipc.service_process import ServiceProcess, run_ult
-from ult_actors.client import Client
+from ult_actors.client import AsyncClient, Client
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,15 @@ def test_the_client_library_closes_and_flattens(service: ServiceProcess) -> None
         c.submit("GLD", "buy", 1, wait=True)
         assert [o.symbol for o in c.flatten()] == ["GLD"]
         assert [p for p in c.positions() if p.qty] == []
+
+
+async def test_the_async_client_closes_and_flattens(service: ServiceProcess) -> None:
+    async with AsyncClient(service.socket, timeout=20) as c:
+        await c.submit("TLT", "buy", 6, wait=True)
+        (closing,) = await c.close_position("TLT")
+        assert (closing.broker, closing.symbol, closing.side, closing.qty) == (
+            "paper", "TLT", "sell", 6
+        )  # fmt: skip
+        await c.submit("XOM", "buy", 2, wait=True)
+        assert [o.symbol for o in await c.flatten(broker="paper")] == ["XOM"]
+        assert [p for p in await c.positions() if p.qty] == []

@@ -130,6 +130,10 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
         rows = json.loads(listed.stdout)["orders"]
         assert sorted(r["client_order_id"] for r in rows) == coids
         assert {r["origin"] for r in rows} == {"adopted"}
+        table = run_ult("orders", "--open", "--socket", sock)
+        assert table.stdout.count("accepted (adopted)") == 3, table.stdout
+        detail = run_ult("order", "rest-0", "--socket", sock)
+        assert "origin" in detail.stdout and "adopted" in detail.stdout, detail.stdout
         health = run_ult("health", "--json", "--socket", sock)
         degraded = json.loads(health.stdout)["degraded"]
         assert degraded == ["journal had no record of 3 open orders at paper (adopted)"]

@@ -55,6 +55,7 @@ from ult_actors.errors import (
 )
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    AccountReset,
     BrokerCommand,
     CancelAll,
     CancelOrder,
@@ -163,6 +164,7 @@ class _BrokerIncarnation:
                     self, store, self.deps.reconcile, now_ns=self.deps.now_ns
                 )
                 self._log_summary("reconciled on start", summary, always=True)
+                await self._announce_account_reset()
                 if summary.adopted and summary.journal_empty:
                     self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
@@ -175,6 +177,23 @@ class _BrokerIncarnation:
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.connector.disconnect()
+
+    async def _announce_account_reset(self) -> None:
+        """If the connector found the account's history restarted, publish its positions.
+
+        Only a connector that can tell has ``account_reset`` (OANDA: transaction
+        ids went back); done before the mailbox is served, so no order of ours
+        fills between this report and the books taking it.
+        """
+        reason: str | None = getattr(self.connector, "account_reset", None)
+        if not reason:
+            return
+        positions = await self.connector.positions()
+        self.log.warning("account history restarted; books reset to the broker's positions",
+                         reason=reason, positions=len(positions))  # fmt: skip
+        self.deps.bus.publish(
+            AccountReset(broker=self.name, positions=positions, reason=reason, ts=self.deps.now_ns())
+        )
 
     async def _serve_failed(self, exc: Exception) -> None:
         """Fatal configuration: stay up answering with the error; no restart loop."""

@@ -22,6 +22,7 @@ from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    AccountReset,
     AccountsReply,
     ActorHealthChanged,
     BrokerCommand,
@@ -72,7 +73,7 @@ def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
             return "orders" in topics and not event.fill_only
         if isinstance(event, ActorHealthChanged):
             return "health" in topics
-        if isinstance(event, PositionDrift):
+        if isinstance(event, PositionDrift | AccountReset):
             return "positions" in topics
         if isinstance(event, TradingStateChanged):
             return "risk" in topics

@@ -29,6 +29,7 @@ import trio
 from ult_actors.errors import UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    AccountReset,
     ActorHealthChanged,
     BrokerCommand,
     Event,
@@ -67,6 +68,18 @@ class PositionBook:
     done: dict[str, None] = field(default_factory=dict)
     #: Brokers whose last pull gave no report (their outage is reported once).
     unreported: set[str] = field(default_factory=set)
+
+    def reset(self, event: AccountReset) -> None:
+        """Take ``event``'s positions as the broker's whole book (its history restarted)."""
+        broker = event.broker
+        for table in (self.qty, self.avg, self.reported, self.fills_seen, self.suspect):
+            for key in [k for k in table if k[0] == broker]:
+                del table[key]
+        for position in event.positions:
+            key = (broker, position.symbol)
+            self.qty[key] = position.qty
+            self.avg[key] = position.avg_entry_price
+            self.reported[key] = position
 
     def apply(self, update: OrderUpdate) -> None:
         order = update.order
@@ -239,7 +252,10 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
 
     async def start(ctx: ActorContext[GetPositions]) -> None:
         log: Any = structlog.get_logger().bind(actor=ctx.name)
-        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+        # One subscription, in publication order: a reset lands after the updates before it.
+        events = deps.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+        )
         reconnects = deps.bus.subscribe(
             lambda e: isinstance(e, ActorHealthChanged)
             and e.state == "running"
@@ -249,8 +265,11 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
 
         async def follow_events() -> None:
             async for event in events:
-                assert isinstance(event, OrderUpdate)
-                deps.book.apply(event)
+                if isinstance(event, AccountReset):
+                    deps.book.reset(event)
+                else:
+                    assert isinstance(event, OrderUpdate)
+                    deps.book.apply(event)
             raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
 
         # One pull of a broker at a time: a pull on reconnect may meet the periodic one.

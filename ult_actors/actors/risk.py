@@ -31,6 +31,7 @@ from ult_actors.actors.trading_state_store import SavedTradingState, save_tradin
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.messages import (
     OPEN_STATUSES,
+    AccountReset,
     BrokerCommand,
     CancelAll,
     CloseOut,
@@ -50,6 +51,7 @@ from ult_actors.messages import (
     TradingState,
     TradingStateChanged,
 )
+from ult_actors.order_state import is_local_verdict
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
@@ -263,6 +265,16 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
         state.tokens -= 1.0
 
 
+def reset_books(state: RiskState, event: AccountReset) -> None:
+    """A broker's account history restarted: its books are its report now."""
+    for key in [k for k in state.books if k[0] == event.broker]:
+        del state.books[key]
+    for position in event.positions:
+        state.books[(event.broker, position.symbol)] = _Book(
+            qty=position.qty, avg_price=position.avg_entry_price
+        )
+
+
 def seed_books(state: RiskState, seed: SeedPositions) -> None:
     """Start a broker's books from its report, unless fills have built them already.
 
@@ -302,6 +314,10 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         state.filled[coid] = order.filled_qty
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))
+    elif is_local_verdict(order):
+        # The service's own conclusion, not the broker's: its record may still come and
+        # reopen the order, which must then count again (so it is not marked done).
+        state.drop_open(coid)
     else:
         state.drop_open(coid)
         # What it filled is kept a while, so a repeated final report adds nothing.
@@ -374,7 +390,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
     async def start(ctx: ActorContext[RiskCommand]) -> None:
         state = deps.state
         log: Any = structlog.get_logger().bind(actor=ctx.name)
-        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+        events = deps.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+        )
 
         def set_state(
             new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"
@@ -409,6 +427,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
 
         async def follow_events() -> None:
             async for event in events:
+                if isinstance(event, AccountReset):
+                    reset_books(state, event)
+                    continue
                 assert isinstance(event, OrderUpdate)
                 apply_event(state, event, deps.now_ns())
             raise RuntimeError(f"risk fell behind the event stream: {events.dropped_reason}")

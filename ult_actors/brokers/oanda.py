@@ -150,6 +150,9 @@ class OandaConnector:
         #: Fill and cancel transactions by id (an order lookup needs their details).
         self._transactions: _Bounded[WireTransaction] = _Bounded(_CACHE)
         self.log: Any = structlog.get_logger().bind(broker=name)
+        #: Why this connection found the account's history restarted (``None``: it did not);
+        #: the broker actor then resets the books to the account's positions.
+        self.account_reset: str | None = None
 
     def __repr__(self) -> str:
         return f"OandaConnector({self.name!r}, account={self._account_id!r}, url={self._rest!r})"
@@ -206,6 +209,9 @@ class OandaConnector:
         """
         last = self._cursor.last_id
         if last is not None and last > newest:
+            self.account_reset = (
+                f"OANDA transaction ids went back (ours {last}, the account's newest {newest})"
+            )
             self.log.warning(
                 "oanda transaction cursor ahead of the account; resuming from the account's"
                 " newest transaction and reconciling orders in full",
