@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ult_actors.client import AsyncClient
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.service import Service
@@ -27,3 +29,11 @@ async def served(
         async with AsyncClient(path, timeout=timeout) as client:
             yield client
         nursery.cancel_scope.cancel()
+
+
+def one_broker_config(state_dir: Path, kind: str, settings: Any) -> ServiceConfig:
+    """A configuration with one broker connection, named as its kind, state in ``state_dir``."""
+    return ServiceConfig(
+        service=ServiceSection(default_broker=kind, state_dir=str(state_dir)),
+        brokers=[BrokerEntry(name=kind, kind=kind, enabled=True, settings=settings)],
+    )

@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.service_harness import served
+from tests.service_harness import one_broker_config, served
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.paper import PaperConnector, PaperSettings
 from ult_actors.client import AsyncClient
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import Order, OrderRequest, SetKillSwitch, Submit
 from ult_actors.service import Service, build_service
@@ -59,10 +58,7 @@ async def jammed_service(state: Path) -> AsyncIterator[tuple[Service, AsyncClien
     settings = PaperSettings(
         tick_interval_s=0, state_path=str(state / "paper.db"), starting_cash=Decimal(10**9)
     )
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="paper", state_dir=str(state)),
-        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
-    )
+    cfg = one_broker_config(state, "paper", settings)
     cfg.positions.sync_interval_s = 0.1
     cfg.risk.max_orders_per_second = 1_000_000
     svc = build_service(

@@ -23,10 +23,9 @@ import trio
 from tests.brokers import test_alpaca_harness as alpaca
 from tests.brokers import test_oanda_harness as oanda
 from tests.brokers.ib_harness import settings as ib_settings
-from tests.service_harness import served
+from tests.service_harness import one_broker_config, served
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.client import AsyncClient, BrokerUnavailable
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.journal_sqlite import open_sqlite_store
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 from ult_actors.order_state import order_from_request
@@ -123,12 +122,7 @@ def fault(venue: Venue, kind: str, **more: Any) -> FaultSpec:
 @asynccontextmanager
 async def service_on(venue: Venue, state: Path) -> AsyncIterator[tuple[Service, AsyncClient]]:
     """The service with one broker on ``venue``, journal in ``state``; a client on its socket."""
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker=venue.kind, state_dir=str(state)),
-        brokers=[
-            BrokerEntry(name=venue.kind, kind=venue.kind, enabled=True, settings=venue.settings)
-        ],
-    )
+    cfg = one_broker_config(state, venue.kind, venue.settings)
     cfg.retry.delay_ms = 10
     cfg.retry.max_retries = 2
     cfg.supervision.backoff_initial_ms = 20

@@ -22,7 +22,7 @@ from typing import Any
 
 from ult_actors.actors.lookup import known_broker
 from ult_actors.brokers.base import Connector, closing_order
-from ult_actors.errors import BrokerUnavailable, InvalidOrder, NotFound, UltError
+from ult_actors.errors import AlreadyFinal, BrokerUnavailable, InvalidOrder, NotFound, UltError
 from ult_actors.messages import (
     BrokerCommand,
     CloseOut,
@@ -88,11 +88,14 @@ async def close_out(side: CloseOutSide, msg: CloseOut) -> list[Order]:
 
 async def _cancel_open(side: CloseOutSide, symbol: str | None) -> list[Order]:
     """Cancel every open order (of ``symbol``, if given); the orders as they then stand."""
-    return [
-        await side.cancel(order.id)
-        for order in await side.connector.open_orders()
-        if symbol in (None, order.symbol)
-    ]
+    canceled = []
+    for order in await side.connector.open_orders():
+        if symbol in (None, order.symbol):
+            try:
+                canceled.append(await side.cancel(order.id))
+            except AlreadyFinal:
+                continue  # it ended while we asked: nothing left to cancel
+    return canceled
 
 
 async def _close_one(side: CloseOutSide, position: Position, client_order_id: str) -> Order:
