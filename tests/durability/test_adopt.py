@@ -25,10 +25,11 @@ from tests.durability.test_lost_orders import OpenOrderCalls
 from tests.durability.test_reconcile import FAST, at_venue, config, order
 from tests.durability.ult_process import paper_account
 from tests.ipc.service_process import ServiceProcess, run_ult
-from ult_actors.actors.reconcile import ReconcilePolicy
+from ult_actors.actors.journal import MemoryStore
+from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.messages import Event, OrderReply, OrderRequest, OrderUpdate, Submit
+from ult_actors.messages import Event, Order, OrderReply, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
 from ult_actors.watchdog import status_line
 
@@ -180,20 +181,7 @@ async def test_an_order_another_client_places_at_the_alpaca_simulator_is_adopted
                 await nursery.start(svc.run)
             events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
             sim.mute_streams()  # the stream says nothing of it: only the sweep can find it
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other:
-                answer = await other.post(
-                    "/v2/orders",
-                    headers={
-                        "APCA-API-KEY-ID": alpaca_harness.KEY,
-                        "APCA-API-SECRET-KEY": alpaca_harness.SECRET,
-                    },
-                    json={
-                        "symbol": "AAPL", "qty": "3", "side": "buy", "type": "limit",
-                        "limit_price": "1.00", "time_in_force": "gtc",
-                        "client_order_id": "elsewhere-1",
-                    },
-                )  # fmt: skip
-            assert answer.status_code == 200, answer.text
+            await _place_elsewhere(port, "elsewhere-1", qty="3", type="limit", limit_price="1.00")
             with trio.fail_after(15):
                 update = await events.receive()
             assert isinstance(update, OrderUpdate)
@@ -208,3 +196,96 @@ async def test_an_order_another_client_places_at_the_alpaca_simulator_is_adopted
                 await calls.wait_for(calls.count + 4)
             assert events.queued == 0  # not adopted (nor published) a second time
             nursery.cancel_scope.cancel()
+
+
+async def _place_elsewhere(port: int, coid: str, **order: str) -> None:
+    """Another client of the same account places an order through Alpaca's REST API."""
+    body = {"symbol": "AAPL", "side": "buy", "time_in_force": "gtc", "client_order_id": coid}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as other:
+        answer = await other.post(
+            "/v2/orders",
+            headers={
+                "APCA-API-KEY-ID": alpaca_harness.KEY,
+                "APCA-API-SECRET-KEY": alpaca_harness.SECRET,
+            },
+            json={**body, **order},
+        )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_fill_of_another_clients_order_on_the_stream_is_adopted_and_counted(
+    tmp_path: Path,
+) -> None:
+    async with alpaca_harness.running_sim() as (_sim, port):
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="alpaca", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(
+                    name="alpaca",
+                    kind="alpaca",
+                    enabled=True,
+                    settings=alpaca_harness.settings_for(port),
+                )
+            ],
+        )
+        svc = build_service(cfg, env={}, rng=random.Random(3))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+            await _place_elsewhere(port, "elsewhere-2", qty="2", type="market", time_in_force="day")
+            with trio.fail_after(15):
+                while True:
+                    update = await events.receive()
+                    assert isinstance(update, OrderUpdate)
+                    assert update.order.origin == "adopted"  # every report of it, from the first
+                    if update.order.status == "filled":
+                        break
+            journaled = await (await svc.journal.get()).get("elsewhere-2")
+            assert journaled is not None
+            assert (journaled.status, journaled.origin) == ("filled", "adopted")
+            await trio.testing.wait_all_tasks_blocked()  # positions has read the fill
+            held = {(p.broker, p.symbol): p.qty for p in svc.book.positions("alpaca")}
+            assert held == {("alpaca", "AAPL"): Decimal(2)}
+            nursery.cancel_scope.cancel()
+
+
+class _Side:
+    """A broker side for ``reconcile_stuck`` alone: one open order, a submit of it maybe running."""
+
+    name = "fake"
+
+    def __init__(self, theirs: Order, store: MemoryStore) -> None:
+        self.theirs = theirs
+        self.store = store
+        self.submitting = {theirs.client_order_id}
+
+    async def lookup(self, client_order_id: str) -> Order | None:
+        return self.theirs if client_order_id == self.theirs.client_order_id else None
+
+    async def open_orders(self) -> list[Order]:
+        return [self.theirs]
+
+    async def settle(self, order: Order) -> Order:
+        await self.store.record(order)
+        return order
+
+    async def resubmit(self, order: Order) -> Order:
+        raise AssertionError("nothing is sent by a sweep")
+
+    def in_flight(self, client_order_id: str) -> bool:
+        return client_order_id in self.submitting
+
+
+async def test_an_order_being_submitted_is_never_adopted_even_before_its_record_is_readable() -> None:
+    store = MemoryStore()
+    side = _Side(order("mine-1", "accepted", oid="b-1"), store)
+    # Our submit of it is running and its journal record is not readable yet.
+    summary = await reconcile_stuck(side, store, FAST, sweep=True)
+    assert summary.adopted == [] and await store.get("mine-1") is None
+    side.submitting.clear()  # no submit of ours, and the journal still lacks it: foreign
+    summary = await reconcile_stuck(side, store, FAST, sweep=True)
+    adopted = await store.get("mine-1")
+    assert summary.adopted == ["mine-1"] and adopted is not None and adopted.origin == "adopted"
+    summary = await reconcile_stuck(side, store, FAST, sweep=True)
+    assert summary.adopted == []  # known now: never adopted twice
