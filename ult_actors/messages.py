@@ -383,7 +383,7 @@ class ClosePosition(
 
     id: int
     symbol: str
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="flatten"):
@@ -393,7 +393,7 @@ class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="
     """
 
     id: int
-    broker: str | None = None
+    broker: BrokerName | None = None
 
 
 class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):

@@ -131,6 +131,8 @@ _others = st.one_of(
     _request(
         "trading_state", state=st.sampled_from(["active", "reducing", "halted"]), broker=_maybe
     ).filter(lambda r: "state" in r),
+    _request("close_position", symbol=_text, broker=_maybe).filter(lambda r: "symbol" in r),
+    _request("flatten", broker=_maybe),
     _request(
         "subscribe",
         topics=st.lists(st.sampled_from(["orders", "fills", "health", "positions", "risk"])),
