@@ -130,3 +130,38 @@ async def test_a_restarted_account_history_is_followed_and_the_known_order_settl
         assert realigned and realigned[0]["log_level"] == "warning"
         assert realigned[0]["cursor"] >= ahead
         nursery.cancel_scope.cancel()
+
+
+async def test_an_order_placed_on_oandas_own_platform_is_adopted_and_later_settled_by_its_id(
+    tmp_path: Path,
+) -> None:
+    sim = _sim()
+    async with trio.open_nursery() as outer:
+        await outer.start(sim.serve)
+        # Placed without a client id (as OANDA's web platform does): ours calls it oanda-<id>.
+        spec = order_body(_limit("unused"))["order"]
+        del spec["clientExtensions"]
+        async with trio.open_nursery() as nursery:
+            svc = build_service(_config(tmp_path, sim), env={}, rng=random.Random(5))
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+            status, created = sim.book.create_order({"order": spec})
+            assert status == 201
+            coid = f"oanda-{created['orderCreateTransaction']['id']}"
+            with trio.fail_after(15):
+                update = await events.receive()
+            assert isinstance(update, OrderUpdate)
+            assert (update.order.client_order_id, update.order.origin) == (coid, "adopted")
+            nursery.cancel_scope.cancel()  # the service stops...
+        sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
+        sim.book.on_prices()  # ... and the order fills meanwhile
+        again = build_service(_config(tmp_path, sim), env={}, rng=random.Random(6))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(again.run)  # started: reconciled
+            settled = await (await again.journal.get()).get(coid)
+            nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+    assert settled is not None
+    assert (settled.status, settled.filled_qty, settled.origin) == ("filled", Decimal(1000), "adopted")

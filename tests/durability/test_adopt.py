@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -111,12 +112,7 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
     first = ServiceProcess(state_dir=state)
     try:
         first.start()
-        for coid in coids:
-            placed = run_ult(
-                "submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",
-                "--tif", "gtc", "--client-order-id", coid, "--socket", str(first.socket),
-            )  # fmt: skip
-            assert placed.returncode == 0, placed.stderr
+        _rest_at_paper(first, coids)
     finally:
         first.cleanup()
     for leftover in state.glob("journal.db*"):
@@ -289,3 +285,49 @@ async def test_an_order_being_submitted_is_never_adopted_even_before_its_record_
     assert summary.adopted == ["mine-1"] and adopted is not None and adopted.origin == "adopted"
     summary = await reconcile_stuck(side, store, FAST, sweep=True)
     assert summary.adopted == []  # known now: never adopted twice
+
+
+def test_a_journal_that_lost_its_tail_gets_the_orders_back_from_the_broker(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    early, late = ["early-0", "early-1"], ["late-0", "late-1", "late-2"]
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    service = ServiceProcess(state_dir=state)
+    try:
+        service.start()
+        _rest_at_paper(service, early)
+        for part in state.glob("journal.db*"):  # a copy of the journal as it stands
+            shutil.copy(part, backup / part.name)
+        _rest_at_paper(service, late)
+        service.kill()  # kill -9, then the journal loses its tail: the old copy is back
+    finally:
+        service.cleanup()
+    for part in state.glob("journal.db*"):
+        part.unlink()
+    for part in backup.iterdir():
+        shutil.copy(part, state / part.name)
+
+    again = ServiceProcess(state_dir=state)
+    try:
+        again.start()
+        listed = run_ult("orders", "--open", "--json", "--socket", str(again.socket))
+        origins = {r["client_order_id"]: r["origin"] for r in json.loads(listed.stdout)["orders"]}
+        assert origins == {**dict.fromkeys(early, "client"), **dict.fromkeys(late, "adopted")}
+        health = json.loads(run_ult("health", "--json", "--socket", str(again.socket)).stdout)
+        assert health["degraded"] == []  # the journal knew this broker: a tail, not a new journal
+    finally:
+        again.stop()
+    orders, _ = paper_account(state, early + late)
+    assert sorted(orders) == sorted(early + late)  # each once at the broker: nothing resent
+    again.cleanup()
+
+
+def _rest_at_paper(service: ServiceProcess, coids: list[str]) -> None:
+    for coid in coids:
+        placed = run_ult(
+            "submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",
+            "--tif", "gtc", "--client-order-id", coid, "--socket", str(service.socket),
+        )  # fmt: skip
+        assert placed.returncode == 0, placed.stderr

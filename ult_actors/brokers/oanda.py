@@ -48,6 +48,7 @@ from ult_actors.brokers.oanda_errors import error_from_response, error_from_tran
 from ult_actors.brokers.oanda_mapping import (
     CREATE_TYPES,
     ENTRY_ORDER_TYPES,
+    SYNTHETIC_CLIENT_ID_PREFIX,
     account_from_summary,
     fill_from,
     order_body,
@@ -306,8 +307,22 @@ class OandaConnector:
         return await self._lookup(order_id)
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
-        """One order by our client order id (``NotFound`` if it never arrived)."""
-        return await self._lookup("@" + client_order_id)
+        """One order by our client order id (``NotFound`` if it never arrived).
+
+        An order placed without a client id (on OANDA's own platform, then
+        adopted) goes by ``oanda-<v20 id>`` (``oanda_mapping``): it is found
+        by that id.
+        """
+        try:
+            return await self._lookup("@" + client_order_id)
+        except NotFound:
+            made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
+            if made_up == client_order_id or not made_up.isdigit():
+                raise
+            order = await self._lookup(made_up)
+            if order.client_order_id != client_order_id:
+                raise  # that order has a client id of its own: not the one asked for
+            return order
 
     async def open_orders(self) -> list[Order]:
         """Every pending entry order (dependent take-profit/stop-loss orders are not ours)."""
