@@ -555,7 +555,7 @@ class _BrokerIncarnation:
             await self._track(msgspec.structs.replace(known, outcome="unknown"))
             raise BrokerUnavailable(
                 f"broker {self.deps.name} unavailable; order {coid} outcome unknown,"
-                " it will be reconciled when the broker answers",
+                f" it will be reconciled when the broker answers (check: ult order {coid})",
                 broker=self.deps.name,
             ) from exc
         if found is not None:
@@ -584,7 +584,8 @@ class _BrokerIncarnation:
                 if not policy.enabled or attempt > policy.max_retries:
                     raise BrokerUnavailable(
                         f"broker {self.deps.name} cannot say whether it has order {coid}"
-                        f" ({exc.code}); its outcome stays unknown until reconciled",
+                        f" ({exc.code}); its outcome stays unknown until reconciled"
+                        f" (check: ult order {coid})",
                         broker=self.deps.name,
                     ) from exc
                 await trio.sleep(policy.delay(attempt, self.deps.rng, exc.retry_after))

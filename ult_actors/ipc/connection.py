@@ -284,7 +284,8 @@ class Connection:
                 # A client that does not read fills the outbox; then we stop
                 # taking events, its bounded queue fills, and the bus drops it
                 # without ever waiting for it.
-                await self.outbox.wait_for_room()
+                if not await self._room_for_events():
+                    return
                 try:
                     event = await sub.receive()
                 except trio.EndOfChannel:
@@ -295,6 +296,20 @@ class Connection:
         reason = sub.dropped_reason or "the service closed the subscription"
         self.log.warning("event subscriber dropped", reason=reason)
         self._send(SubscriptionDropped(reason=reason))
+        await self._room_for_events()
+
+    async def _room_for_events(self) -> bool:
+        """Wait until the outbox is below its high-water mark; False, with the connection
+        closed, if meanwhile the client took nothing for ``stalled_s``: what is queued
+        for it would be held for as long as it stays connected."""
+        while True:
+            with trio.move_on_after(self.stalled_s):
+                await self.outbox.wait_for_room()
+                return True
+            stalled = self.outbox.stalled_for()
+            if stalled >= self.stalled_s:
+                self._drop(f"{self.outbox.queued_bytes} bytes of events unread for {stalled:.1f} s")
+                return False
 
     def _log_mutation(self, request: Request) -> None:
         fields: dict[str, Any] = {"kind": type(request).__name__, "request_id": request.id}
