@@ -102,7 +102,7 @@ class AmbiguousOrderId(UltError):
 
 
 class AlreadyFinal(UltError):
-    """The order is already final (filled, canceled, rejected, expired): nothing to cancel.
+    """The order is already final (filled, canceled, rejected, expired, lost): nothing to cancel.
 
     The message names the state, e.g. "order 42 (client order id c-1) is already filled".
     """
