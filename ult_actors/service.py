@@ -270,6 +270,7 @@ def build_service(
                     risk=risk_mb,
                     retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
                     actors=broker_actors,
+                    journal=slot,
                 )
             ),
             mailbox=positions_mb,
@@ -293,6 +294,7 @@ def build_service(
                     now_ns=now_ns,
                     on_state_change=on_state_change,
                     state_path=trading_state_path,
+                    journal=slot,
                 )
             ),
             mailbox=risk_mb,
