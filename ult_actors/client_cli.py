@@ -30,8 +30,10 @@ from ult_actors.client_tables import (
     order_detail,
     orders_table,
     positions_table,
+    trading_document,
+    trading_table,
 )
-from ult_actors.errors import ConfigError, UltError
+from ult_actors.errors import ConfigError, NotFound, UltError
 from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import Order
@@ -336,18 +338,30 @@ def kill_switch_main(argv: list[str]) -> int:
 
 
 def trading_state_main(argv: list[str]) -> int:
-    """``ult trading-state active|reducing|halted [--broker B]``: set the trading state."""
+    """``ult trading-state [active|reducing|halted] [--broker B]``: show or set the trading state."""
     p = _parser(
         "trading-state",
-        "Set trading to active, reducing (only orders that shrink a position) or halted,"
-        " for every broker or one. Clears a broker put in reducing after a missing"
-        " position report, once a person has checked it.",
+        "With no state: show the global trading state and every broker's, with who set it"
+        " and why. With one: set trading to active, reducing (only orders that shrink a"
+        " position) or halted, for every broker or one. The service lifts a restriction it"
+        " set itself (no position report) once positions reconcile; one a person set waits"
+        " for a person.",
     )
-    p.add_argument("state", choices=["active", "reducing", "halted"])
+    p.add_argument("state", nargs="?", choices=["active", "reducing", "halted"])
     p.add_argument("--broker", help="only this broker connection (default: all)")
     args = p.parse_args(argv)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        if a.state is None:
+            snapshot = c.health()
+            if a.broker is not None and a.broker not in snapshot.broker_trading:
+                raise NotFound(f"unknown broker {a.broker!r}")
+            if a.broker is not None:
+                snapshot = msgspec.structs.replace(
+                    snapshot, broker_trading={a.broker: snapshot.broker_trading[a.broker]}
+                )
+            out.show(trading_document(snapshot), lambda style: trading_table(snapshot, style))
+            return EXIT_OK
         detail = c.trading_state(a.state, broker=a.broker)
         document = {"ok": True, "trading_state": a.state, "broker": a.broker, "detail": detail}
         out.show(document, lambda _style: detail or f"trading {a.state}")

@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from ult_actors.client_numbers import money, plain, price
 from ult_actors.messages import (
     Account,
@@ -21,6 +23,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
     PositionDrift,
+    TradingSetting,
     TradingStateChanged,
 )
 
@@ -205,6 +208,7 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     head = (
         f"ult {snapshot.version}  pid {snapshot.pid}  up {up}  trading "
         + style.state(snapshot.trading_state)
+        + _stricter_brokers(snapshot, style)
     )
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
@@ -215,7 +219,50 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
              str(actor.handled), duration(row["uptime_s"]) if row["uptime_s"] is not None else "",
              _retry(row, now) + _last_error(row)]
         )  # fmt: skip
-    return head + "\n" + table(headers, rows, style, right=frozenset({2, 3, 4, 5}), colour_column=1)
+    tree = table(headers, rows, style, right=frozenset({2, 3, 4, 5}), colour_column=1)
+    if not snapshot.broker_trading:
+        return head + "\n" + tree
+    return head + "\n" + tree + "\n\n" + trading_table(snapshot, style)
+
+
+def _stricter_brokers(snapshot: HealthSnapshot, style: Style) -> str:
+    """``  (reducing: alpaca)``: the brokers whose state in force is not the global one."""
+    by_state: dict[str, list[str]] = {}
+    for name, setting in sorted(snapshot.broker_trading.items()):
+        if setting.state != snapshot.trading_state:
+            by_state.setdefault(setting.state, []).append(name)
+    parts = [f"{style.state(state)}: {', '.join(names)}" for state, names in by_state.items()]
+    return f"  ({'; '.join(parts)})" if parts else ""
+
+
+def _trading_rows(snapshot: HealthSnapshot) -> list[tuple[str, TradingSetting]]:
+    """The global setting (as ``*``), then every broker's in force."""
+    glob = snapshot.trading or TradingSetting(state=snapshot.trading_state)
+    return [("*", glob), *sorted(snapshot.broker_trading.items())]
+
+
+def trading_table(snapshot: HealthSnapshot, style: Style) -> str:
+    """The global trading state and every broker's, with who set it, why and since when."""
+    headers = ["BROKER", "TRADING", "SET BY", "SINCE", "REASON"]
+    rows = [
+        [name, s.state, s.set_by, clock(s.at) if s.at else "", _clip(s.reason, 80)]
+        for name, s in _trading_rows(snapshot)
+    ]
+    return table(headers, rows, style, colour_column=1)
+
+
+def trading_document(snapshot: HealthSnapshot) -> dict[str, Any]:
+    """The trading states as JSON: ``{"trading": {...}, "broker_trading": {name: {...}}}``."""
+    rows = _trading_rows(snapshot)
+    return {
+        "trading": msgspec.to_builtins(rows[0][1]),
+        "broker_trading": {name: msgspec.to_builtins(s) for name, s in rows[1:]},
+    }
+
+
+def _clip(text: str, width: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _retry(row: dict[str, Any], now_ns: int) -> str:
@@ -230,9 +277,7 @@ def _last_error(row: dict[str, Any]) -> str:
     err = row["last_error"]
     if err is None:
         return ""
-    text = f"{err['type']}: {err['message']}".replace("\n", " ")
-    if len(text) > 60:
-        text = text[:57] + "..."
+    text = _clip(f"{err['type']}: {err['message']}", 60)
     return f"{text} ({duration(err['age_s'])} ago)"
 
 
@@ -275,6 +320,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "version": snapshot.version,
         "uptime_s": round((now - snapshot.started_at) / 1e9, 3) if snapshot.started_at else None,
         "trading_state": snapshot.trading_state,
+        **trading_document(snapshot),
         "taken_at": snapshot.taken_at,
     }
 
@@ -318,5 +364,6 @@ def event_line(event: Event, style: Style) -> str:
         )
     if isinstance(event, TradingStateChanged):
         where = f" ({event.broker})" if event.broker else ""
-        return f"{clock(event.ts)}  trading {style.state(event.state)}{where}: {event.reason}"
+        by = " [by the service]" if event.set_by == "service" else ""
+        return f"{clock(event.ts)}  trading {style.state(event.state)}{where}: {event.reason}{by}"
     return f"{clock(0)}  {type(event).__name__}"

@@ -25,6 +25,20 @@ from typing import Any, Literal
 
 import msgspec
 
+from ult_actors.bounds import (
+    Count,
+    FrameBytes,
+    Millis,
+    Multiplier,
+    NonEmpty,
+    PerSecond,
+    PositiveMillis,
+    PosixId,
+    Seconds,
+    Times,
+    check_decimal_setting,
+    key_error,
+)
 from ult_actors.brokers.registry import BROKER_KINDS, broker_kind
 from ult_actors.brokers.settings_env import env_bool, env_int
 from ult_actors.errors import ConfigError
@@ -42,8 +56,8 @@ class ServiceSection(_Section):
     state_dir: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    shutdown_timeout_s: float = 10.0
-    submit_timeout_s: float = 30.0
+    shutdown_timeout_s: Seconds = 10.0
+    submit_timeout_s: Seconds = 30.0
 
 
 class IpcSection(_Section):
@@ -51,10 +65,10 @@ class IpcSection(_Section):
 
     socket: str = ""
     group: str = ""
-    allowed_uids: list[int] = msgspec.field(default_factory=list)
-    allowed_gids: list[int] = msgspec.field(default_factory=list)
-    max_frame_bytes: int = 1 << 20
-    subscriber_queue: int = 1024
+    allowed_uids: list[PosixId] = msgspec.field(default_factory=list)
+    allowed_gids: list[PosixId] = msgspec.field(default_factory=list)
+    max_frame_bytes: FrameBytes = 1 << 20
+    subscriber_queue: Count = 1024
 
 
 class RiskSection(_Section):
@@ -63,8 +77,9 @@ class RiskSection(_Section):
     max_order_qty: Decimal | None = None
     max_order_notional: Decimal | None = None
     max_position_per_symbol: Decimal | None = None
-    max_open_orders: int | None = None
-    max_orders_per_second: float | None = None
+    max_open_orders: Count | None = None
+    #: Above 0: to stop all orders use the trading state (halted), not a rate of 0.
+    max_orders_per_second: PerSecond | None = None
     daily_loss_limit: Decimal | None = None
     allowed_symbols: list[str] = msgspec.field(default_factory=list)
     initial_state: TradingState = "active"
@@ -74,32 +89,32 @@ class RetrySection(_Section):
     """[retry] — retries of transient broker errors, always with the same client order id."""
 
     enabled: bool = True
-    max_retries: int = 3
-    delay_ms: int = 200
-    max_delay_ms: int = 5000
+    max_retries: Times = 3
+    delay_ms: Millis = 200
+    max_delay_ms: Millis = 5000
 
 
 class SupervisionSection(_Section):
     """[supervision] — restart intensity and backoff of broker connections."""
 
-    max_restarts: int = 5
-    period_s: float = 30.0
+    max_restarts: Times = 5
+    period_s: Seconds = 30.0
     #: A broker connection over its intensity waits this long before it is tried again.
-    park_s: float = 60.0
+    park_s: Seconds = 60.0
     #: Most seconds between tries of a broker connection that cannot connect.
-    connect_backoff_cap_s: float = 30.0
-    backoff_initial_ms: int = 100
-    backoff_cap_ms: int = 10_000
-    backoff_multiplier: float = 2.0
-    stable_after_s: float = 30.0
-    root_max_restarts: int = 3
-    root_period_s: float = 60.0
+    connect_backoff_cap_s: Seconds = 30.0
+    backoff_initial_ms: PositiveMillis = 100
+    backoff_cap_ms: PositiveMillis = 10_000
+    backoff_multiplier: Multiplier = 2.0
+    stable_after_s: Seconds = 30.0
+    root_max_restarts: Times = 3
+    root_period_s: Seconds = 60.0
 
 
 class PositionsSection(_Section):
     """[positions]"""
 
-    sync_interval_s: float = 30.0
+    sync_interval_s: Seconds = 30.0
 
 
 class JournalSection(_Section):
@@ -113,7 +128,7 @@ class JournalSection(_Section):
 class RoutingRule(_Section):
     """[[routing]] — first rule whose fnmatch ``pattern`` matches the symbol wins."""
 
-    pattern: str
+    pattern: NonEmpty
     broker: str
 
 
@@ -182,7 +197,7 @@ def _decode_broker(name: str, raw: dict[str, Any], source: str) -> BrokerEntry:
     try:
         settings = msgspec.convert(table, settings_type, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: brokers.{name}: {exc}") from None
+        raise ConfigError(f"{source}: {key_error(exc, f'brokers.{name}')}") from None
     return BrokerEntry(name=name, kind=kind, enabled=enabled, settings=settings)
 
 
@@ -204,7 +219,7 @@ def load_config(
         try:
             file_cfg = msgspec.toml.decode(data, type=_FileConfig)
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"{path}: {_key_path(exc)}") from None
+            raise ConfigError(f"{path}: {key_error(exc)}") from None
         except msgspec.DecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     else:
@@ -234,17 +249,44 @@ def load_config(
         source=source,
     )
     _apply_env(cfg, env)
+    check_ranges(cfg)
     _check(cfg)
     return cfg
 
 
-def _key_path(exc: msgspec.ValidationError) -> str:
-    # msgspec says "... - at `$.risk.max_open_orders`"; say it as a TOML key.
-    text = str(exc)
-    if " - at `$." in text:
-        message, _, where = text.partition(" - at `$.")
-        return f"{where.rstrip('`')}: {message}"
-    return text
+_SECTIONS = ("service", "ipc", "risk", "retry", "supervision", "positions", "journal")
+#: The risk limits held as decimals (msgspec cannot bound those), and whether 0 is allowed.
+_RISK_DECIMALS = {
+    "max_order_qty": False,
+    "max_order_notional": False,
+    "max_position_per_symbol": True,  # 0: no position may be opened, only closed
+    "daily_loss_limit": False,
+}
+
+
+def check_ranges(cfg: ServiceConfig) -> None:
+    """``ConfigError`` naming the first key whose value is out of its declared range.
+
+    Decoding the file checks the same ranges; this catches what came from the
+    environment, and a configuration built in code (``build_service`` calls it).
+    """
+    for name in _SECTIONS:
+        section = getattr(cfg, name)
+        _revalidate(section, name, cfg.source)
+    for i, rule in enumerate(cfg.routing):
+        _revalidate(rule, f"routing[{i}]", cfg.source)
+    for key, allow_zero in _RISK_DECIMALS.items():
+        value = getattr(cfg.risk, key)
+        problem = None if value is None else check_decimal_setting(value, allow_zero=allow_zero)
+        if problem:
+            raise ConfigError(f"{cfg.source}: risk.{key}: {problem}")
+
+
+def _revalidate(section: msgspec.Struct, where: str, source: str) -> None:
+    try:
+        msgspec.convert(msgspec.structs.asdict(section), type(section))
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {key_error(exc, where)}") from None
 
 
 def _apply_env(cfg: ServiceConfig, env: Mapping[str, str]) -> None:
@@ -295,8 +337,6 @@ def _check(cfg: ServiceConfig) -> None:
             raise ConfigError(
                 f"{cfg.source}: routing[{i}].broker: {rule.broker!r} is not an enabled broker"
             )
-    if cfg.retry.max_retries < 0 or cfg.retry.delay_ms < 0:
-        raise ConfigError(f"{cfg.source}: retry: max_retries and delay_ms must be >= 0")
 
 
 def describe(cfg: ServiceConfig) -> dict[str, Any]:

@@ -29,7 +29,12 @@ import msgspec
 import trio
 
 from ult_actors import __version__
-from ult_actors.actors.broker import BrokerActorDeps, RetryPolicy, broker_actor
+from ult_actors.actors.broker import (
+    BrokerActorDeps,
+    RetryPolicy,
+    broker_actor,
+    broker_mailbox,
+)
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
@@ -47,7 +52,7 @@ from ult_actors.actors.trading_state_store import FILE_NAME as TRADING_STATE_FIL
 from ult_actors.actors.trading_state_store import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
-from ult_actors.config import ServiceConfig, default_state_dir
+from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
 from ult_actors.journal_sqlite import sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
@@ -145,7 +150,11 @@ def build_service(
     extra_children: list[ExtraChild] | None = None,
     reconcile: ReconcilePolicy | None = None,
 ) -> Service:
-    """Build a service from ``config``; nothing runs until ``Service.run``."""
+    """Build a service from ``config``; nothing runs until ``Service.run``.
+
+    ``ConfigError`` naming the key if a value is out of its range.
+    """
+    check_ranges(config)
     env = dict(os.environ) if env is None else env
     rng = rng or random.Random()
     state_dir = (
@@ -180,7 +189,7 @@ def build_service(
                     settings, state_path=str(state_dir / f"paper-{entry.name}.db")
                 )
             make = broker_kind(entry.kind).factory(entry.name, settings, now_ns=now_ns)
-        mailbox: Mailbox[BrokerCommand] = Mailbox(capacity=4096)
+        mailbox = broker_mailbox(capacity=4096)
         broker_mailboxes[entry.name] = mailbox
         deps = BrokerActorDeps(
             name=entry.name,

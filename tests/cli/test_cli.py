@@ -112,7 +112,8 @@ def test_health_shows_the_tree_indented(service: ServiceProcess) -> None:
     lines = ult(service, "health").stdout.splitlines()
     assert lines[0].startswith("ult ") and "trading active" in lines[0]
     assert lines[1].split()[:4] == ["ACTOR", "STATE", "RESTARTS", "MAILBOX"]
-    indent = {_name(line): _depth(line) for line in lines[2:]}
+    tree = lines[2 : lines.index("")]  # the trading states follow, after a blank line
+    indent = {_name(line): _depth(line) for line in tree}
     assert indent["ult"] == 0
     assert indent["brokers"] == indent["router"] == 1
     assert indent["broker.paper"] == 2
@@ -189,6 +190,31 @@ def test_trading_state_from_the_command_line_for_one_broker(service: ServiceProc
     finally:
         assert ult(service, "trading-state", "active", "--broker", "paper").returncode == 0
     assert ult(service, "submit", "MSFT", "buy", "1").returncode == 0
+
+
+def test_health_and_trading_state_show_each_brokers_state_and_who_set_it(
+    service: ServiceProcess,
+) -> None:
+    assert ult(service, "trading-state", "reducing", "--broker", "paper").returncode == 0
+    try:
+        head = ult(service, "health").stdout.splitlines()[0]
+        assert head.endswith("trading active  (reducing: paper)")
+        doc = json.loads(ult(service, "health", "--json").stdout)
+        assert doc["trading_state"] == "active"
+        assert (doc["broker_trading"]["paper"]["state"], doc["broker_trading"]["paper"]["set_by"]) == (
+            "reducing",
+            "person",
+        )
+        shown = ult(service, "trading-state")
+        assert shown.returncode == 0
+        rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
+        assert rows["paper"][1:3] == ["reducing", "person"]
+        assert rows["*"][1] == "active"
+        one = json.loads(ult(service, "trading-state", "--broker", "paper", "--json").stdout)
+        assert list(one["broker_trading"]) == ["paper"]
+        assert ult(service, "trading-state", "--broker", "nope").returncode == 1
+    finally:
+        assert ult(service, "trading-state", "active", "--broker", "paper").returncode == 0
 
 
 def test_config_check_still_works() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from ult_actors.client_numbers import plain, plain_json
 from ult_actors.client_tables import (
     Style,
@@ -15,7 +17,15 @@ from ult_actors.client_tables import (
     orders_table,
     positions_table,
 )
-from ult_actors.messages import Account, ActorHealth, HealthSnapshot, LastError, Order, Position
+from ult_actors.messages import (
+    Account,
+    ActorHealth,
+    HealthSnapshot,
+    LastError,
+    Order,
+    Position,
+    TradingSetting,
+)
 
 S = 1_000_000_000
 NOW = 1_000_000 * S
@@ -190,3 +200,31 @@ def test_a_connection_that_cannot_connect_shows_its_failures_and_next_try() -> N
     assert line.endswith("7 failed, next try in 12s; BrokerUnavailable: refused (3s ago)")
     row = health_document(snapshot)["actors"][0]
     assert (row["connect_failures"], row["next_retry_at"]) == (7, NOW + 12 * S)
+
+
+def test_health_shows_every_brokers_trading_state_with_who_set_it_and_why() -> None:
+    snapshot = msgspec.structs.replace(
+        SNAPSHOT,
+        trading=TradingSetting(state="active", set_by="config", reason="risk.initial_state"),
+        broker_trading={
+            "alpaca": TradingSetting(
+                state="reducing", set_by="service", reason="no position report: 503", at=NOW
+            ),
+            "paper": TradingSetting(state="active", set_by="person", reason="operator", at=NOW),
+        },
+    )
+    text = health_tree(snapshot, Style(False))
+    lines = text.splitlines()
+    assert lines[0] == "ult 0.1.0  pid 42  up 3h00m  trading active  (reducing: alpaca)"
+    below = lines[lines.index("") + 1 :]  # the trading table, after the tree
+    assert below[0].split() == ["BROKER", "TRADING", "SET", "BY", "SINCE", "REASON"]
+    trading = {line.split()[0]: line.split(None, 4) for line in below[1:]}
+    assert trading["*"][1:3] == ["active", "config"]
+    assert trading["alpaca"][1:3] == ["reducing", "service"]
+    assert trading["alpaca"][4].endswith("no position report: 503")
+    doc = health_document(snapshot)
+    assert doc["trading_state"] == "active"
+    assert doc["broker_trading"]["alpaca"] == {
+        "state": "reducing", "set_by": "service", "reason": "no position report: 503", "at": NOW,
+    }  # fmt: skip
+    assert doc["trading"]["set_by"] == "config"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ from ult_actors.errors import (
     InvalidOrder,
     NotFound,
     RateLimited,
+    RiskRejected,
     Timeout,
     UltError,
 )
@@ -66,8 +67,8 @@ from ult_actors.messages import (
     QueryPositions,
 )
 from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
-from ult_actors.runtime.actor import ActorContext, serve_mailbox
-from ult_actors.runtime.mailbox import Envelope
+from ult_actors.runtime.actor import ActorContext
+from ult_actors.runtime.mailbox import Envelope, Mailbox
 from ult_actors.runtime.pubsub import EventBus
 
 
@@ -126,6 +127,12 @@ class _BrokerIncarnation:
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
         self.fills_published: dict[str, None] = {}
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
+        #: Cancels and queries handled at once.
+        self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
+        #: Cancel-alls so far, and the last one's reason: queued orders they overtook
+        #: are refused, never sent after them.
+        self.halts = 0
+        self.halt_reason = ""
 
     async def run(self) -> None:
         try:
@@ -145,7 +152,11 @@ class _BrokerIncarnation:
                 )
                 self._log_summary("reconciled on start", summary, always=True)
                 nursery.start_soon(self._reconcile_forever)
-                await serve_mailbox(self.ctx, self._handle)
+                self.ctx.started()
+                # New orders in one task, everything else in another: a query or a
+                # cancel never waits behind queued orders (see ``broker_mailbox``).
+                nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
+                await self._serve((CANCEL_LANE, QUERY_LANE), self._handle_command)
         finally:
             with trio.move_on_after(2) as scope:
                 scope.shield = True
@@ -268,20 +279,42 @@ class _BrokerIncarnation:
 
     # -- commands -----------------------------------------------------------
 
-    async def _handle(self, env: Envelope[BrokerCommand]) -> None:
-        msg = env.msg
-        if isinstance(msg, PlaceOrder) and self.deps.concurrency > 1:
-            await self.limiter.acquire_on_behalf_of(env)
-            self.nursery.start_soon(self._place_released, env)
-            return
-        await self._dispatch(env)
+    async def _serve(
+        self,
+        lanes: tuple[int, ...],
+        handle: Callable[[Envelope[BrokerCommand]], Awaitable[None]],
+    ) -> None:
+        """Hand every message of ``lanes`` to ``handle``, forever."""
+        mailbox = self.ctx.mailbox
+        while True:
+            await handle(await mailbox.receive(lanes))
 
-    async def _place_released(self, env: Envelope[BrokerCommand]) -> None:
+    async def _handle_order(self, env: Envelope[BrokerCommand]) -> None:
+        if self.deps.concurrency > 1:
+            halts = self.halts
+            await self.limiter.acquire_on_behalf_of(env)
+            if self.halts != halts:  # a cancel-all came while it waited for its turn
+                self.limiter.release_on_behalf_of(env)
+                await self._refuse_unsent(env, self.halt_reason)
+                return
+            self.nursery.start_soon(self._dispatch_released, env, self.limiter)
+            return
+        with self.ctx.handling(env):
+            await self._dispatch(env)
+
+    async def _handle_command(self, env: Envelope[BrokerCommand]) -> None:
+        # Each in its own task (a few at once): a slow query does not hold up a cancel.
+        await self.commands.acquire_on_behalf_of(env)
+        self.nursery.start_soon(self._dispatch_released, env, self.commands)
+
+    async def _dispatch_released(
+        self, env: Envelope[BrokerCommand], limiter: trio.CapacityLimiter
+    ) -> None:
         try:
-            with self.ctx.handling(env):  # a crash here is this order's, not its neighbours'
+            with self.ctx.handling(env):  # a crash here is this request's, not its neighbours'
                 await self._dispatch(env)
         finally:
-            self.limiter.release_on_behalf_of(env)
+            limiter.release_on_behalf_of(env)
 
     async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
         msg = env.msg
@@ -517,7 +550,47 @@ class _BrokerIncarnation:
             order = await self.connector.cancel(by_client.id)
         return await self._track(order)
 
+    async def _refuse_queued_orders(self, reason: str) -> None:
+        """Refuse every new order still queued: none of them has left."""
+        self.halts += 1
+        self.halt_reason = reason
+        refused = 0
+        while True:
+            try:
+                env = self.ctx.mailbox.receive_nowait((ORDER_LANE,))
+            except trio.WouldBlock:
+                break
+            await self._refuse_unsent(env, reason)
+            refused += 1
+        if refused:
+            self.log.warning("refused queued orders", reason=reason, count=refused)
+
+    async def _refuse_unsent(self, env: Envelope[BrokerCommand], reason: str) -> None:
+        """Answer a new order that never left with a refusal; journal and publish it."""
+        assert isinstance(env.msg, PlaceOrder)
+        request = env.msg.request
+        coid = request.client_order_id
+        assert coid is not None
+        error = RiskRejected(
+            f"trading halted ({reason}) before order {coid} was sent; it was not placed",
+            limit="trading_state",
+            broker=self.name,
+        )
+        with self.ctx.handling(env):
+            store = await self.deps.journal.get()
+            if await store.get(coid) is None:  # a resend of a known order keeps its record
+                never_sent = msgspec.structs.replace(
+                    _pending(request, self.name, self.deps.now_ns()),
+                    status="rejected",
+                    reject_reason=f"{error.code}: {error.message}",
+                    outcome="definitive",
+                )
+                await self._track(never_sent)
+        self.ctx.fail(env, error)
+
     async def _cancel_all(self, reason: str) -> int:
+        # It jumped the queue: orders queued before it must not leave after it.
+        await self._refuse_queued_orders(reason)
         canceled = 0
         for order in await self.connector.open_orders():
             try:
@@ -532,6 +605,30 @@ class _BrokerIncarnation:
 
 
 _MAX_TRACKED = 20_000
+_COMMANDS_AT_ONCE = 8
+
+#: The broker actor's mailbox lanes, read in this order: cancels (and the kill
+#: switch's cancel-all), then queries (orders, positions, account), then new orders.
+CANCEL_LANE, QUERY_LANE, ORDER_LANE = 0, 1, 2
+
+
+def broker_lane(msg: BrokerCommand) -> int:
+    """The mailbox lane of a broker command."""
+    if isinstance(msg, PlaceOrder):
+        return ORDER_LANE
+    if isinstance(msg, CancelOrder | CancelAll):
+        return CANCEL_LANE
+    return QUERY_LANE
+
+
+def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:
+    """A broker actor's mailbox: three lanes of ``capacity`` each (see ``broker_lane``).
+
+    A position query or a cancel is read before queued new orders, and a lane
+    full of orders does not block the senders of the others (issue: a position
+    report timing out behind thousands of orders put the broker in ``reducing``).
+    """
+    return Mailbox(capacity, lanes=3, lane_of=broker_lane)
 
 #: Answers to a submit that say the broker refused the order: nothing was placed.
 #: Every other error leaves its outcome unknown until the order is looked up.

@@ -165,6 +165,10 @@ class PositionsDeps:
     journal: JournalSlot | None = None
 
 
+#: Longest a position request waits for a broker's first pull after a start.
+_FIRST_PULL_WAIT_S = 5.0
+
+
 async def sync_broker(
     deps: PositionsDeps,
     name: str,
@@ -289,9 +293,14 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
         # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
         locks = {name: trio.Lock() for name in deps.brokers}
 
+        # Set once a broker's first pull is over: an answer before it would show an empty
+        # book as if it were the broker's (right after a start, say).
+        first_pull = {name: trio.Event() for name in deps.brokers}
+
         async def sync(name: str) -> None:
             async with locks[name]:
                 await sync_broker(deps, name, log, catch_up)
+            first_pull[name].set()
 
         async def sync_forever() -> None:
             while True:
@@ -306,6 +315,10 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
                 nursery.start_soon(sync, deps.actors[event.name])
 
         async def handle(env: Envelope[GetPositions]) -> None:
+            asked = [env.msg.broker] if env.msg.broker in first_pull else list(first_pull)
+            with trio.move_on_after(_FIRST_PULL_WAIT_S):
+                for name in asked:
+                    await first_pull[name].wait()
             ctx.reply(env, deps.book.positions(env.msg.broker))
 
         try:

@@ -32,6 +32,7 @@ import msgspec
 import structlog
 import trio
 
+from ult_actors.bounds import Count, Seconds, SecondsOrZero, Times
 from ult_actors.brokers.alpaca_errors import (
     error_from_response,
     error_from_transport,
@@ -97,21 +98,21 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_url: str = ""
     #: WebSocket URL of ``trade_updates``; empty: ``base_url`` with ws(s) and ``/stream``.
     stream_url: str = ""
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    write_timeout_s: float = 10.0
-    pool_timeout_s: float = 5.0
-    max_connections: int = 8
-    stream_ping_interval_s: float = 10.0
-    stream_ping_timeout_s: float = 10.0
+    connect_timeout_s: Seconds = 5.0
+    read_timeout_s: Seconds = 10.0
+    write_timeout_s: Seconds = 10.0
+    pool_timeout_s: Seconds = 5.0
+    max_connections: Count = 8
+    stream_ping_interval_s: Seconds = 10.0
+    stream_ping_timeout_s: Seconds = 10.0
     #: Stream reconnects in a row before the actor is restarted instead.
-    stream_max_reconnects: int = 5
+    stream_max_reconnects: Times = 5
     #: A stream session that lasted this long resets the count of failures in a row.
-    stream_stable_after_s: float = 30.0
-    stream_backoff_initial_s: float = 0.1
-    stream_backoff_cap_s: float = 5.0
+    stream_stable_after_s: Seconds = 30.0
+    stream_backoff_initial_s: Seconds = 0.1
+    stream_backoff_cap_s: Seconds = 5.0
     #: Longest a request waits for a rate-limit window to reset before failing.
-    rate_limit_max_wait_s: float = 1.0
+    rate_limit_max_wait_s: SecondsOrZero = 1.0
 
 
 def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> AlpacaSettings:

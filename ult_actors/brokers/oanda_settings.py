@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from ult_actors.bounds import Count, Seconds
 from ult_actors.brokers.settings_env import no_secret
 from ult_actors.errors import ConfigError
 from ult_actors.secrets import Secret, read_secret
@@ -40,13 +41,13 @@ class OandaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_url: str = ""
     #: Streaming root; empty: OANDA's stream host, or ``base_url`` when that is set.
     stream_url: str = ""
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    write_timeout_s: float = 10.0
-    pool_timeout_s: float = 5.0
-    max_connections: int = 8
+    connect_timeout_s: Seconds = 5.0
+    read_timeout_s: Seconds = 10.0
+    write_timeout_s: Seconds = 10.0
+    pool_timeout_s: Seconds = 5.0
+    max_connections: Count = 8
     #: A transaction stream silent this long is dead (OANDA sends a heartbeat every 5 s).
-    heartbeat_timeout_s: float = 10.0
+    heartbeat_timeout_s: Seconds = 10.0
 
 
 def oanda_settings_from_env(env: Mapping[str, str], base: OandaSettings) -> OandaSettings:

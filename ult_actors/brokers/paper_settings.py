@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import Annotated
 
 import msgspec
 
+from ult_actors.bounds import Millis, SecondsOrZero, check_decimal_setting, key_error
 from ult_actors.brokers.settings_env import env_int
 from ult_actors.errors import ConfigError
 
@@ -48,7 +50,7 @@ class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     #: Delay between the venue acknowledging an order and matching it. 0 matches
     #: inside ``submit``; above 0 ``submit`` returns the accepted order at once and
     #: fills arrive on the update stream after the delay (it never blocks the caller).
-    latency_ms: int = 0
+    latency_ms: Millis = 0
     #: Fills are this many basis points worse than the current price.
     slippage_bps: Decimal = Decimal("1")
     #: Extra basis points of slippage per share (or unit) of a fill: size impact.
@@ -67,12 +69,12 @@ class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     #: Standard deviation of one tick's price move, in basis points.
     volatility_bps: Decimal = Decimal("2")
     #: Prices are rounded to this many decimals (4 suits both equities and FX).
-    price_decimals: int = 4
+    price_decimals: Annotated[int, msgspec.Meta(ge=0, le=10)] = 4
     #: Most an order can fill per tick; the rest waits for the next tick
     #: (ioc cancels it, fok refuses the whole order). 0 means no limit.
     displayed_size: Decimal = Decimal("10000")
     #: Seconds between price ticks (resting orders are checked on each); 0 stops the clock.
-    tick_interval_s: float = 1.0
+    tick_interval_s: SecondsOrZero = 1.0
     #: The SQLite file of the account. Absent: ``<state_dir>/paper-<name>.db``;
     #: ``":memory:"``: an account that lives only as long as one connection.
     state_path: str | None = None
@@ -126,17 +128,21 @@ def check_paper_settings(settings: PaperSettings) -> None:
         "volatility_bps",
         "displayed_size",
     ):
-        value: Decimal = getattr(settings, key)
-        if not value.is_finite() or value < 0:
-            raise ConfigError(f"paper broker: {key} must be a number >= 0, got {value}")
-    if settings.default_start_price <= 0 or any(p <= 0 for p in settings.start_prices.values()):
-        raise ConfigError("paper broker: start prices must be > 0")
-    if settings.latency_ms < 0 or settings.tick_interval_s < 0:
-        raise ConfigError("paper broker: latency_ms and tick_interval_s must be >= 0")
+        problem = check_decimal_setting(getattr(settings, key), allow_zero=True)
+        if problem:
+            raise ConfigError(f"paper broker: {key}: {problem}")
+    prices = {"default_start_price": settings.default_start_price}
+    prices.update({f"start_prices.{k}": v for k, v in settings.start_prices.items()})
+    for key, price in prices.items():
+        problem = check_decimal_setting(price, allow_zero=False)
+        if problem:
+            raise ConfigError(f"paper broker: {key}: {problem}")
     if settings.state_path == "":
         raise ConfigError("paper broker: state_path is empty; leave it out for the default file")
-    if not 0 <= settings.price_decimals <= 10:
-        raise ConfigError("paper broker: price_decimals must be between 0 and 10")
+    try:  # the declared ranges, again for what the environment changed
+        msgspec.convert(msgspec.structs.asdict(settings), PaperSettings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"paper broker: {key_error(exc)}") from None
     if not settings.symbols:
         raise ConfigError('paper broker: symbols is empty; list instruments, or ["*"] for any')
 

@@ -11,6 +11,12 @@ A request carries its reply slot (like Erlang's ``From``): the actor answers
 the asker directly. A request has a deadline; one still queued when its
 deadline passes is dropped unread, and the asker gets ``CallTimeout``.
 
+Lanes: a mailbox may sort messages into priority lanes (``lane_of``; lane
+0 first), each bounded by ``capacity`` on its own, so a full lane (say,
+thousands of queued new orders) neither delays nor blocks the senders of
+another (a position query, a cancel). ``receive(lanes=...)`` reads some
+lanes only, so an actor can serve each lane from its own task.
+
 Redelivery: a request taken by an incarnation that then crashes before
 answering is put back at the head of the mailbox for the next incarnation
 (at most ``max_deliveries`` times, then it is answered with the crash). So
@@ -25,6 +31,7 @@ supervisor's intensity once; only the innocent bystanders of that crash
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -85,14 +92,16 @@ class ReplySlot:
 class Envelope(Generic[M]):
     """A message in a mailbox, with its reply slot (for requests) and deadline."""
 
-    __slots__ = ("deadline", "deliveries", "msg", "reply")
+    __slots__ = ("deadline", "deliveries", "lane", "msg", "reply")
 
-    def __init__(self, msg: M, reply: ReplySlot | None, deadline: float) -> None:
+    def __init__(self, msg: M, reply: ReplySlot | None, deadline: float, lane: int = 0) -> None:
         self.msg = msg
         self.reply = reply
         #: trio clock time after which nobody waits for this any more.
         self.deadline = deadline
         self.deliveries = 0
+        #: The mailbox lane it waits in (0 is read first).
+        self.lane = lane
 
     @property
     def is_request(self) -> bool:
@@ -105,11 +114,24 @@ class Envelope(Generic[M]):
 class Mailbox(Generic[M]):
     """A bounded, typed queue that outlives the actor incarnations reading it."""
 
-    def __init__(self, capacity: int = 1024, *, max_deliveries: int = 3) -> None:
+    def __init__(
+        self,
+        capacity: int = 1024,
+        *,
+        max_deliveries: int = 3,
+        lanes: int = 1,
+        lane_of: Callable[[M], int] | None = None,
+    ) -> None:
+        """``capacity`` bounds each of ``lanes`` lanes; ``lane_of`` picks a message's lane."""
         self.capacity = capacity
         self.max_deliveries = max_deliveries
-        self._send, self._receive = trio.open_memory_channel[Envelope[M]](capacity)
-        self._redeliver: collections.deque[Envelope[M]] = collections.deque()
+        self._lane_of = lane_of
+        channels = [trio.open_memory_channel[Envelope[M]](capacity) for _ in range(lanes)]
+        self._sends = [send for send, _ in channels]
+        self._receives = [receive for _, receive in channels]
+        self._redeliver = [collections.deque[Envelope[M]]() for _ in range(lanes)]
+        #: Readers of a mailbox with lanes park here until a message arrives.
+        self._arrived = trio.lowlevel.ParkingLot()
         #: Requests taken by the current incarnation and not answered yet.
         self.in_flight: dict[Envelope[M], None] = {}  # an ordered set
         self.handled = 0
@@ -118,41 +140,81 @@ class Mailbox(Generic[M]):
     @property
     def depth(self) -> int:
         """Messages waiting to be read."""
-        return self._receive.statistics().current_buffer_used + len(self._redeliver)
+        waiting = sum(r.statistics().current_buffer_used for r in self._receives)
+        return waiting + sum(len(d) for d in self._redeliver)
+
+    def _envelope(self, msg: M, reply: ReplySlot | None, timeout: float) -> Envelope[M]:
+        lane = self._lane_of(msg) if self._lane_of is not None else 0
+        return Envelope(msg, reply, trio.current_time() + timeout, lane)
 
     async def send(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
-        """Queue ``msg``, waiting while the mailbox is full."""
-        env = Envelope(msg, reply, trio.current_time() + timeout)
+        """Queue ``msg``, waiting while its lane is full."""
+        env = self._envelope(msg, reply, timeout)
+        channel = self._sends[env.lane]
         try:
-            self._send.send_nowait(env)
+            channel.send_nowait(env)
         except trio.WouldBlock:
-            await self._send.send(env)
+            await channel.send(env)
+            self._arrived.unpark_all()
         else:
+            self._arrived.unpark_all()
             # With room, hand over without yielding: an order crosses three mailboxes,
             # and a scheduler round per hop on the sending side was ~10 % of its CPU.
             await trio.lowlevel.checkpoint_if_cancelled()
 
     def send_nowait(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
         """Queue ``msg`` or raise ``MailboxFull``."""
-        env = Envelope(msg, reply, trio.current_time() + timeout)
+        env = self._envelope(msg, reply, timeout)
         try:
-            self._send.send_nowait(env)
+            self._sends[env.lane].send_nowait(env)
         except trio.WouldBlock:
             raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
+        self._arrived.unpark_all()
 
-    async def receive(self) -> Envelope[M]:
-        """The next live message; expired requests are dropped on the way."""
-        while True:
-            env = self._redeliver.popleft() if self._redeliver else await self._receive.receive()
-            if env.reply is not None and (env.reply.done or env.expired()):
-                self.expired += 1
-                env.reply.fail(CallTimeout("request expired in the mailbox"))
+    def _take(self, lanes: Sequence[int] | None) -> Envelope[M] | None:
+        """The next queued message of ``lanes`` (all, by default), the lowest lane first."""
+        for lane in range(len(self._receives)) if lanes is None else lanes:
+            if self._redeliver[lane]:
+                return self._redeliver[lane].popleft()
+            try:
+                return self._receives[lane].receive_nowait()
+            except trio.WouldBlock:
                 continue
-            env.deliveries += 1
-            self.handled += 1
-            if env.reply is not None:
-                self.in_flight[env] = None
-            return env
+        return None
+
+    async def _next(self, lanes: Sequence[int] | None) -> Envelope[M]:
+        if len(self._receives) == 1:  # no lanes: the channel wakes its reader itself
+            redeliver = self._redeliver[0]
+            return redeliver.popleft() if redeliver else await self._receives[0].receive()
+        while (env := self._take(lanes)) is None:
+            await self._arrived.park()
+        return env
+
+    def _delivered(self, env: Envelope[M]) -> bool:
+        """Count ``env`` as taken; ``False`` (and the asker told) if nobody waits for it now."""
+        if env.reply is not None and (env.reply.done or env.expired()):
+            self.expired += 1
+            env.reply.fail(CallTimeout("request expired in the mailbox"))
+            return False
+        env.deliveries += 1
+        self.handled += 1
+        if env.reply is not None:
+            self.in_flight[env] = None
+        return True
+
+    async def receive(self, lanes: Sequence[int] | None = None) -> Envelope[M]:
+        """The next live message (of ``lanes`` only, if given); expired requests are dropped."""
+        while True:
+            env = await self._next(lanes)
+            if self._delivered(env):
+                return env
+
+    def receive_nowait(self, lanes: Sequence[int] | None = None) -> Envelope[M]:
+        """``receive`` without waiting: ``trio.WouldBlock`` when nothing live is queued."""
+        while (env := self._take(lanes)) is not None:
+            if self._delivered(env):
+                return env
+        raise trio.WouldBlock
 
     def answered(self, env: Envelope[M]) -> None:
         """Forget a request once it has been answered."""
@@ -195,7 +257,7 @@ class Mailbox(Generic[M]):
                     )
                 )
                 continue
-            self._redeliver.appendleft(env)
+            self._redeliver[env.lane].appendleft(env)
             requeued += 1
         self.in_flight.clear()
         return requeued

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from ult_actors.bounds import PerSecond, Port, Seconds, SecondsOrZero, Times
 from ult_actors.brokers.settings_env import env_int
 from ult_actors.errors import ConfigError
 
@@ -24,26 +25,26 @@ class IbSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     host: str = "127.0.0.1"
     #: 7497 paper TWS (default), 7496 live TWS, 4002 paper Gateway, 4001 live Gateway.
-    port: int = 7497
+    port: Port = 7497
     #: Unique per API connection to the same TWS; 0 also sees orders typed into TWS.
-    client_id: int = 1
+    client_id: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 1
     #: Account to trade; empty: the only account of the login (an error if there are several).
     account: str = ""
     live_trading_confirmed: bool = False
     #: Routing of stock orders.
     exchange: str = "SMART"
     currency: str = "USD"
-    connect_timeout_s: float = 5.0
+    connect_timeout_s: Seconds = 5.0
     #: Bound on every request/answer exchange (open orders, positions, account...).
-    request_timeout_s: float = 10.0
+    request_timeout_s: Seconds = 10.0
     #: How long a submit waits for TWS to acknowledge before its outcome is "unknown".
-    ack_timeout_s: float = 10.0
+    ack_timeout_s: Seconds = 10.0
     #: Outgoing messages per second (TWS allows 50, then answers error 100).
-    max_messages_per_second: float = 45.0
+    max_messages_per_second: PerSecond = 45.0
     #: Connect attempts repeated after error 326, for the old socket of a restarted
     #: actor that TWS has not noticed closing yet.
-    client_id_in_use_retries: int = 1
-    client_id_in_use_delay_s: float = 1.0
+    client_id_in_use_retries: Times = 1
+    client_id_in_use_delay_s: SecondsOrZero = 1.0
 
 
 def ib_settings_from_env(env: Mapping[str, str], base: IbSettings) -> IbSettings:

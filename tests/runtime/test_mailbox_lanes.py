@@ -1,0 +1,68 @@
+"""Mailbox lanes: urgent messages are read first and are never blocked by a full lane."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from ult_actors.runtime.mailbox import Mailbox, ReplySlot
+
+
+def lane_of(msg: str) -> int:
+    return {"cancel": 0, "query": 1}.get(msg.split("-")[0], 2)
+
+
+def lanes_mailbox(capacity: int = 3) -> Mailbox[str]:
+    return Mailbox(capacity, lanes=3, lane_of=lane_of)
+
+
+async def test_each_lane_is_read_before_the_next_whatever_the_arrival_order() -> None:
+    mailbox = lanes_mailbox()
+    for msg in ["order-1", "query-1", "order-2", "cancel-1", "query-2"]:
+        await mailbox.send(msg)
+    assert mailbox.depth == 5
+    got = [(await mailbox.receive()).msg for _ in range(5)]
+    assert got == ["cancel-1", "query-1", "query-2", "order-1", "order-2"]
+
+
+async def test_a_full_lane_blocks_neither_the_senders_nor_the_reader_of_another() -> None:
+    mailbox = lanes_mailbox(capacity=2)
+    await mailbox.send("order-1")
+    await mailbox.send("order-2")
+    with pytest.raises(trio.TooSlowError), trio.fail_after(0.05):
+        await mailbox.send("order-3")  # that lane is full: its sender waits
+    with trio.fail_after(1):
+        await mailbox.send("query-1")  # this one is not
+        assert (await mailbox.receive(lanes=(0, 1))).msg == "query-1"
+
+
+async def test_a_reader_of_some_lanes_waits_for_them_only() -> None:
+    mailbox = lanes_mailbox()
+    got: list[str] = []
+
+    async def read_urgent() -> None:
+        got.append((await mailbox.receive(lanes=(0, 1))).msg)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_urgent)
+        await mailbox.send("order-1")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []  # an order does not wake it into taking it
+        await mailbox.send("cancel-1")
+    assert got == ["cancel-1"]
+    assert mailbox.receive_nowait(lanes=(2,)).msg == "order-1"
+    with pytest.raises(trio.WouldBlock):
+        mailbox.receive_nowait()
+
+
+async def test_a_requeued_request_goes_back_to_the_head_of_its_own_lane() -> None:
+    mailbox = lanes_mailbox()
+    await mailbox.send("order-1", reply=ReplySlot())
+    await mailbox.send("order-2", reply=ReplySlot())
+    taken = await mailbox.receive()
+    assert taken.msg == "order-1"
+    await mailbox.send("query-1", reply=ReplySlot())
+    assert mailbox.requeue_in_flight(RuntimeError("crash")) == 1
+    got = [(await mailbox.receive()).msg for _ in range(3)]
+    assert got == ["query-1", "order-1", "order-2"]
