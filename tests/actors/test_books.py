@@ -60,6 +60,11 @@ def test_one_fill_reported_by_stream_submit_reply_and_sweep_moves_the_book_once(
     book.apply(OrderUpdate(order=partial))  # a late, older report
     (position,) = book.positions()
     assert (position.qty, position.avg_entry_price) == (Decimal(4), Decimal(101))
+    # After a restart the stream repeats the execution of an order the journal had final:
+    # the new book (started from the broker's report) must not count it again.
+    restarted = PositionBook()
+    restarted.apply(OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True))
+    assert restarted.positions() == []
 
 
 def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:

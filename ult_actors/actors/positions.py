@@ -17,7 +17,7 @@ interval, so trading resumes as soon as the broker does.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -45,9 +45,6 @@ from ult_actors.messages import (
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
-
-#: Recent orders whose journaled fills a book started from a report already holds.
-_BASELINE_RECENT = 20_000
 
 
 @dataclass
@@ -81,6 +78,8 @@ class PositionBook:
 
     def apply(self, update: OrderUpdate) -> None:
         """Fold one order update in: only what it adds to the order's fill moves the book."""
+        if update.fill_only:
+            return  # its state, and so its quantity, was published (or journaled) before
         order = update.order
         new = self.applied.take(order)
         if new is None:
@@ -136,12 +135,14 @@ class PositionBook:
 
 
 async def baseline_from_journal(journal: JournalSlot, applied: AppliedFills) -> None:
-    """Count the journal's known fills as applied: a book started after a restart
-    begins from the brokers' reports, which hold them already."""
+    """Count the fills the journal knows of open orders as applied: a book started after
+    a restart begins from the brokers' reports, which hold them already.
+
+    Finished orders need no baseline: a later report of one repeats its final state
+    (``fill_only``), which the books skip.
+    """
     store = await journal.get()
     for order in await store.non_terminal():
-        applied.baseline(order)
-    for order in reversed(await store.list_orders(limit=_BASELINE_RECENT)):
         applied.baseline(order)
 
 
@@ -173,7 +174,7 @@ async def sync_broker(
     deps: PositionsDeps,
     name: str,
     log: Any,
-    catch_up: Callable[[], Awaitable[None]] | None = None,
+    catch_up: Callable[[], None] | None = None,
 ) -> None:
     """Pull one broker's positions, report drift, and adopt the broker's view.
 
@@ -205,7 +206,7 @@ async def sync_broker(
     if name not in book.synced_at and deps.risk is not None:
         await deps.risk.send(SeedPositions(broker=name, positions=reported), timeout=10.0)
     if catch_up is not None:
-        await catch_up()
+        catch_up()
     theirs = {p.symbol: p for p in reported}
     ours = book.qty(name)
     for symbol in sorted(set(theirs) | set(ours)):
@@ -284,9 +285,8 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
                 deps.book.apply(event)
             raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
 
-        async def catch_up() -> None:
-            while events.queued:
-                event = await events.receive()
+        def catch_up() -> None:
+            for event in events.drain():
                 assert isinstance(event, OrderUpdate)
                 deps.book.apply(event)
 

@@ -265,6 +265,8 @@ def seed_books(state: RiskState, seed: SeedPositions) -> None:
 
 def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     """Fold an order update into the risk view (idempotent)."""
+    if update.fill_only:
+        return  # its state, and so its quantity, was published (or journaled) before
     order = update.order
     coid = order.client_order_id
     roll_day(state, now_ns)
