@@ -204,8 +204,9 @@ def render_table(doc: dict[str, Any]) -> str:
         for what, sub in (("running again", "to_running"), ("next order answered", "to_first_order")):
             s = dig(doc, "restart", "crash", key, sub) or {}
             rows.append([f"broker crash -> {what} ({label})", _fmt(s.get("n")), _ms(s.get("p50_us")), _ms(s.get("p99_9_us"))])
-    s = dig(doc, "restart", "crash", "mid_submit", "to_answer") or {}
-    rows.append(["broker crash mid-submit -> that order answered", _fmt(s.get("n")), _ms(s.get("p50_us")), _ms(s.get("p99_9_us"))])
+    for what, sub in (("answered (internal)", "to_answer"), ("settled by reconciliation", "to_settled")):
+        s = dig(doc, "restart", "crash", "mid_submit", sub) or {}
+        rows.append([f"broker crash mid-submit -> that order {what}", _fmt(s.get("n")), _ms(s.get("p50_us")), _ms(s.get("p99_9_us"))])
     for label, key in (
         ("alpaca sim drops order connection -> order acked", "to_order"),
         ("alpaca sim cuts trade_updates -> order filled", "stream_cut_to_fill"),

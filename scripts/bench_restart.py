@@ -12,8 +12,10 @@ paper connector is wrapped so it can be made to fail on demand:
   costs. Every sample uses a fresh service, so each crash is a first crash
   (no growing backoff, no restart intensity).
 - **mid-submit**: the connector raises after the broker applied an order and
-  before it answered; measured from the submit to its answer (restart,
-  redelivery, the order found by client order id).
+  before it answered; measured from the submit to its answer (``internal``:
+  the request that crashed the actor is answered, not redelivered) and to the
+  order settled in the journal (restart, reconciliation finding it at the
+  broker by client order id).
 
 The Alpaca simulator dropping its connections is measured by
 ``bench_peer.measure_drop`` (it runs the simulator and ``ult serve``).
@@ -34,13 +36,14 @@ from bench_common import latency_summary, short_tempdir
 
 from ult_actors.brokers.base import Connector, UpdateSink
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.errors import BrokerUnavailable
+from ult_actors.errors import BrokerUnavailable, Internal
 from ult_actors.messages import (
     Account,
     ActorHealthChanged,
     Order,
     OrderReply,
     OrderRequest,
+    OrderUpdate,
     Position,
     Submit,
 )
@@ -207,19 +210,34 @@ async def _one_crash(
     return running_ns, order_ns, connector
 
 
-async def _one_mid_submit_crash(state_dir: Path, seed: int, order_no: int) -> int:
+async def _one_mid_submit_crash(state_dir: Path, seed: int, order_no: int) -> tuple[int, int]:
     """The actor crashes after the broker applied an order and before it answered.
 
-    Measured from the submit to its answer: the crash, the restart, the
-    redelivered request finding the order at the broker by client order id.
+    Measured from the submit: to its answer (the crash, as ``internal``), and to the
+    order filled in the journal (the restart's reconciliation found it at the broker).
     """
     async with _service(state_dir, seed, backoff_ms=None) as (service, switch, _connector):
         switch.crash_in_submit = True
+        coid = f"restart-{order_no}"
+        filled = service.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate)
+            and e.order.client_order_id == coid
+            and e.order.status == "filled",
+            capacity=16,
+        )
         with trio.fail_after(60):
             t0 = time.perf_counter_ns()
-            reply = await service.gateway.handle(_submit(order_no))
-            assert isinstance(reply, OrderReply)
-            return time.perf_counter_ns() - t0
+            try:
+                await service.gateway.handle(_submit(order_no))
+            except Internal:
+                pass
+            else:
+                raise AssertionError("the submit that crashed its actor was answered as a success")
+            answered_ns = time.perf_counter_ns() - t0
+            await filled.receive()  # journaled, then published
+            settled_ns = time.perf_counter_ns() - t0
+        filled.close()
+        return answered_ns, settled_ns
 
 
 async def measure_crash(samples: int, seconds: float) -> dict[str, Any]:
@@ -243,12 +261,18 @@ async def measure_crash(samples: int, seconds: float) -> dict[str, Any]:
             "to_running": latency_summary(running),
             "to_first_order": latency_summary(orders),
         }
-    mid: list[int] = []
+    answered: list[int] = []
+    settled: list[int] = []
     with short_tempdir("br-") as tmp:
         for i in range(max(1, samples // 5)):
             sample_dir = tmp / str(i)
             sample_dir.mkdir()
-            mid.append(await _one_mid_submit_crash(sample_dir, 2000 + i, i + 1))
-    out["mid_submit"] = {"to_answer": latency_summary(mid)}
+            a, b = await _one_mid_submit_crash(sample_dir, 2000 + i, i + 1)
+            answered.append(a)
+            settled.append(b)
+    out["mid_submit"] = {
+        "to_answer": latency_summary(answered),
+        "to_settled": latency_summary(settled),
+    }
     out["connector"] = connector
     return out

@@ -444,7 +444,7 @@ def reconcile_totals(log_path: Path) -> dict[str, int]:
             continue
         key = "start" if entry.get("event") == "reconciled on start" else "running"
         totals[f"{key}_passes"] += 1
-        for name in ("checked", "resubmitted", "never_arrived", "unresolved", "unknown_at_broker"):
+        for name in ("checked", "resubmitted", "never_arrived", "unresolved", "adopted"):
             totals[f"{key}_{name}"] += int(entry.get(name, 0))
     return dict(totals)
 

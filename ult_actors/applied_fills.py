@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ult_actors.messages import TERMINAL_STATUSES, Order
+from ult_actors.order_state import is_local_verdict
 
 #: How many finished orders are remembered, so their repeats are no-ops.
 DONE_KEPT = 100_000
@@ -74,7 +75,9 @@ class AppliedFills:
         return new
 
     def _finish_if_final(self, order: Order) -> None:
-        if order.status not in TERMINAL_STATUSES:
+        # The service's own verdict (lost, never acknowledged) may be overturned by the
+        # broker's record, which must then count: only the broker's final states are final.
+        if order.status not in TERMINAL_STATUSES or is_local_verdict(order):
             return
         coid = order.client_order_id
         self._done.pop(coid, None)

@@ -24,16 +24,14 @@ Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=_DAY_S)]
 SecondsOrZero = Annotated[float, msgspec.Meta(ge=0.0, le=_DAY_S)]
 #: A delay in milliseconds, 0 to an hour.
 Millis = Annotated[int, msgspec.Meta(ge=0, le=_HOUR_MS)]
-#: A delay in milliseconds above 0 (a backoff that starts at 0 never grows), up to an hour.
-PositiveMillis = Annotated[int, msgspec.Meta(ge=1, le=_HOUR_MS)]
 #: How many times something may happen (restarts, retries): 0 to 1000.
 Times = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 #: A size or count that must be at least one (queues, connections, limits).
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 #: A growth factor of a backoff: at least 1 (below it delays shrink), at most 100.
 Multiplier = Annotated[float, msgspec.Meta(ge=1.0, le=100.0)]
-#: A rate per second: above 0, at most a million.
-PerSecond = Annotated[float, msgspec.Meta(gt=0.0, le=1_000_000.0)]
+#: A rate per second: above 0, at most a billion (a benchmark sets 10 million: checked, never hit).
+PerSecond = Annotated[float, msgspec.Meta(gt=0.0, le=1e9)]
 #: A TCP port.
 Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 #: A user or group id.

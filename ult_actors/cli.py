@@ -31,6 +31,8 @@ service:
 client (talk to a running service; all take --socket and --json):
   submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...)
   cancel ID             cancel by order id or client order id
+  close SYMBOL          close one position (its open orders canceled first; --broker B)
+  flatten               cancel every open order and close every position (--broker B)
   order ID              show one order
   orders [--open]       list orders
   positions             list positions

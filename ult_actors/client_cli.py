@@ -37,6 +37,7 @@ from ult_actors.errors import ConfigError, NotFound, UltError
 from ult_actors.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import Order
+from ult_actors.validation import PLAIN_DECIMAL
 
 Command = Callable[[Client, argparse.Namespace, "Output"], int]
 Row = TypeVar("Row")
@@ -75,12 +76,26 @@ class Output:
             self.text(render(self.style))
 
 
+def _count(text: str) -> int:
+    """An argparse type: a count written as plain digits (``1_0``, ``1e3``, `` 5`` refused)."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (digits only)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds above 0 written as a plain decimal (no exponent, nan, inf)."""
+    if not PLAIN_DECIMAL.fullmatch(text) or float(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return float(text)
+
+
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"ult {prog}", description=description)
     p.add_argument("--socket", help="service socket (default: $ULT_SOCKET, then the usual places)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for a reply (default 60)"
+        "--timeout", type=_seconds, default=60.0, help="seconds to wait for a reply (default 60)"
     )
     return p
 
@@ -143,7 +158,12 @@ def _show_rows(
 
 def submit_main(argv: list[str]) -> int:
     """``ult submit SYMBOL SIDE QTY [...]``: place an order."""
-    p = _parser("submit", "Place an order. Prints the order; exit 1 if it was rejected.")
+    p = _parser(
+        "submit",
+        "Place an order. Prints the order; exit 1 if it was rejected. Without --wait,"
+        " --timeout is also the order's deadline: the service does not send it later, and"
+        " a timeout names the client order id to look up (`ult order ID`).",
+    )
     p.add_argument("symbol")
     p.add_argument("side", choices=["buy", "sell"])
     p.add_argument("qty")
@@ -209,13 +229,39 @@ def orders_main(argv: list[str]) -> int:
     p = _parser("orders", "List the orders the service knows.")
     p.add_argument("--open", action="store_true", help="only open orders")
     p.add_argument("--broker")
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--limit", type=_count, default=1000)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
         orders = c.orders(open=a.open, broker=a.broker, limit=a.limit)
         return _show_rows(out, "orders", orders, orders_table)
 
     return _run(p.parse_args(argv), run)
+
+
+def close_main(argv: list[str]) -> int:
+    """``ult close SYMBOL [--broker NAME]``: close one position."""
+    p = _parser(
+        "close",
+        "Close the position in SYMBOL: cancel its open orders, then close it (the broker's"
+        " own close where it has one, else a market order). Passes in every trading state.",
+    )
+    p.add_argument("symbol")
+    p.add_argument("--broker", help="broker connection (default: the one holding SYMBOL)")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        orders = c.close_position(a.symbol, broker=a.broker)
+        return _show_rows(out, "orders", orders, orders_table)
+
+    return _run(p.parse_args(argv), run)
+
+
+def flatten_main(argv: list[str]) -> int:
+    """``ult flatten [--broker NAME]``: cancel every open order and close every position."""
+    description = (
+        "Cancel every open order and close every position, at one broker (--broker) or at all."
+        " Passes in every trading state (halted included): it only reduces exposure."
+    )
+    return _per_broker_main(argv, "flatten", description, "orders", Client.flatten, orders_table)
 
 
 def _per_broker_main(
@@ -256,8 +302,8 @@ def health_main(argv: list[str]) -> int:
     """``ult health [--watch] [--json]``: the actor tree."""
     p = _parser("health", "Show the actor tree: state, restarts, last error, mailbox, uptime.")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
-    p.add_argument("--count", type=int, default=0, help="with --watch: stop after N refreshes")
+    p.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes")
+    p.add_argument("--count", type=_count, default=0, help="with --watch: stop after N refreshes")
     args = p.parse_args(argv)
     if args.interval <= 0:
         p.error("--interval must be positive")
@@ -290,7 +336,7 @@ def events_main(argv: list[str]) -> int:
         default="orders,fills,health,positions,risk",
         help="comma-separated: orders, fills, health, positions, risk",
     )
-    p.add_argument("--count", type=int, default=0, help="stop after N events")
+    p.add_argument("--count", type=_count, default=0, help="stop after N events")
     args = p.parse_args(argv)
     topics = [t.strip() for t in args.topics.split(",") if t.strip()]
     known = {"orders", "fills", "health", "positions", "risk"}
@@ -392,6 +438,8 @@ def socket_main(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "submit": submit_main,
     "cancel": cancel_main,
+    "close": close_main,
+    "flatten": flatten_main,
     "order": order_main,
     "orders": orders_main,
     "positions": positions_main,

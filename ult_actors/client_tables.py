@@ -15,6 +15,7 @@ import msgspec
 from ult_actors.client_numbers import money, plain, price
 from ult_actors.messages import (
     Account,
+    AccountReset,
     ActorHealth,
     ActorHealthChanged,
     Event,
@@ -40,6 +41,7 @@ _STATE_COLOUR = {
     "rejected": "red",
     "expired": "dim",
     "lost": "red",
+    "degraded": "red",
     "canceled": "dim",
     "active": "green",
     "reducing": "yellow",
@@ -117,8 +119,10 @@ def orders_table(orders: Sequence[Order], style: Style) -> str:
 
 
 def _status(o: Order) -> str:
-    # An unsettled submit must stand out until reconciliation settles it.
-    return f"{o.status}?" if o.outcome == "unknown" else o.status
+    # An unsettled submit must stand out until reconciliation settles it; so must an
+    # order no client of this service placed (found at the broker, adopted).
+    status = f"{o.status}?" if o.outcome == "unknown" else o.status
+    return f"{status} (adopted)" if o.origin == "adopted" else status
 
 
 def _price(o: Order) -> str:
@@ -152,6 +156,8 @@ def order_detail(o: Order, style: Style) -> str:
         fields.append(("reason", o.reject_reason))
     if o.outcome != "definitive":
         fields.append(("outcome", o.outcome))
+    if o.origin != "client":
+        fields.append(("origin", f"{o.origin} (found at the broker, not placed through ult)"))
     width = max(len(k) for k, _ in fields)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
 
@@ -210,6 +216,8 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         + style.state(snapshot.trading_state)
         + _stricter_brokers(snapshot, style)
     )
+    for reason in snapshot.degraded:
+        head += f"\n{style.state('degraded')}: {reason}"
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
     for actor, prefix in _tree_order(snapshot.actors):
@@ -321,6 +329,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "uptime_s": round((now - snapshot.started_at) / 1e9, 3) if snapshot.started_at else None,
         "trading_state": snapshot.trading_state,
         **trading_document(snapshot),
+        "degraded": list(snapshot.degraded),
         "taken_at": snapshot.taken_at,
     }
 
@@ -361,6 +370,11 @@ def event_line(event: Event, style: Style) -> str:
         return (
             f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book"
             f" {plain(event.book_qty)} broker {plain(event.broker_qty) or 'gave no report'}"
+        )
+    if isinstance(event, AccountReset):
+        return (
+            f"{clock(event.ts)}  reset   {event.broker}: {event.reason};"
+            f" books now its {len(event.positions)} position(s)"
         )
     if isinstance(event, TradingStateChanged):
         where = f" ({event.broker})" if event.broker else ""

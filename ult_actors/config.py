@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -32,7 +32,6 @@ from ult_actors.bounds import (
     Multiplier,
     NonEmpty,
     PerSecond,
-    PositiveMillis,
     PosixId,
     Seconds,
     Times,
@@ -69,6 +68,14 @@ class IpcSection(_Section):
     allowed_gids: list[PosixId] = msgspec.field(default_factory=list)
     max_frame_bytes: FrameBytes = 1 << 20
     subscriber_queue: Count = 1024
+    #: Clients connected at once; one more is refused with ``busy``.
+    max_connections: Count = 256
+    #: Unsent reply bytes one connection may hold before it is closed for not reading.
+    max_queued_bytes_per_connection: Annotated[int, msgspec.Meta(ge=1 << 20, le=1 << 40)] = (
+        16 << 20
+    )
+    #: Unsent reply bytes of all connections together; above it no request is read.
+    max_queued_bytes_total: Annotated[int, msgspec.Meta(ge=1 << 20, le=1 << 42)] = 256 << 20
 
 
 class RiskSection(_Section):
@@ -103,8 +110,9 @@ class SupervisionSection(_Section):
     park_s: Seconds = 60.0
     #: Most seconds between tries of a broker connection that cannot connect.
     connect_backoff_cap_s: Seconds = 30.0
-    backoff_initial_ms: PositiveMillis = 100
-    backoff_cap_ms: PositiveMillis = 10_000
+    #: 0: restart at once (the intensity still bounds a crash loop).
+    backoff_initial_ms: Millis = 100
+    backoff_cap_ms: Millis = 10_000
     backoff_multiplier: Multiplier = 2.0
     stable_after_s: Seconds = 30.0
     root_max_restarts: Times = 3

@@ -101,6 +101,15 @@ class AmbiguousOrderId(UltError):
     code = "ambiguous"
 
 
+class AlreadyFinal(UltError):
+    """The order is already final (filled, canceled, rejected, expired, lost): nothing to cancel.
+
+    The message names the state, e.g. "order 42 (client order id c-1) is already filled".
+    """
+
+    code = "already_final"
+
+
 class Timeout(UltError):
     """The request's deadline passed before it could be answered."""
 
@@ -132,6 +141,25 @@ class Unauthorized(UltError):
     code = "unauthorized"
 
 
+class ServiceBusy(UltError):
+    """The service is at a limit of its own (connections, memory for replies); try later."""
+
+    code = "busy"
+    transient = True
+
+
+class JournalUnavailable(UltError):
+    """The order journal cannot be written (disk full, read-only, I/O errors).
+
+    New orders are refused before they are sent; cancels, queries and the kill
+    switch keep working, and orders are accepted again once the journal can
+    be written. The message says whether the order reached the broker.
+    """
+
+    code = "journal_unavailable"
+    transient = True
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; raised at start-up, names the key and file."""
 
@@ -147,11 +175,14 @@ _BY_CODE: dict[str, type[UltError]] = {
         AuthFailed,
         NotFound,
         AmbiguousOrderId,
+        AlreadyFinal,
         Timeout,
         Internal,
         BadRequest,
         DuplicateOrder,
         Unauthorized,
+        ServiceBusy,
+        JournalUnavailable,
     )
 }
 

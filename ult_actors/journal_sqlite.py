@@ -18,16 +18,25 @@ committed, and a fixed-size filter of the client order ids ever journaled
 for nearly every new id. Anything else is read from the file (its primary
 key and indexes), off the trio thread. The file is the truth: the memory is
 rebuilt from it on open. Records written but not yet committed are visible
-to ``get`` but not to ``list_orders``.
+to ``get``, and to ``list_orders`` for orders already in the file.
 
 One process at a time: the journal takes an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory is refused
 instead of interleaving writes.
+
+A file that cannot be written (disk full, read-only, I/O errors) is an
+outage, not a crash: ``unavailable`` says why, and until a probe every
+``probe_interval_s`` commits again, a record made before an order leaves
+(``submit``, ``resend``) is refused with ``JournalUnavailable`` (so nothing
+is sent that is not on disk), while the brokers' news about orders already
+sent (fills, cancels) is kept in memory, answered from there and written by
+the probe that succeeds. Cancels, queries and the kill switch keep working.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import functools
 import os
@@ -43,7 +52,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import msgspec
 import trio
 
-from ult_actors.errors import ConfigError, Internal
+from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal_schema import OPEN_STATUS_SQL, migrate
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Order
@@ -64,6 +73,22 @@ _UPSERT = (
 _APPEND = (
     "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (?, ?, ?, ?, ?, ?)"
 )
+# A recovery probe writes this much (and deletes it in the same transaction):
+# the file must be able to grow, not only rewrite a page in place.
+_PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
+_UNPROBE = "DELETE FROM events WHERE seq = -1"
+
+_Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
+
+#: Events recorded just before an order (re)leaves for the broker. While the
+#: journal cannot be written they are refused: nothing leaves that is not on disk.
+_BEFORE_SENDING = frozenset({"submit", "resend"})
+
+#: SQLite error names (prefixes) that mean the file or the disk failed, not the code.
+_OUTAGE_ERRORS = (
+    "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT",
+    "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOLFS",
+)  # fmt: skip
 
 
 class JournalEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -191,7 +216,7 @@ class _Batch:
     __slots__ = ("done", "error", "rows")
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, str, int, Order]] = []  # (seq, event, ts, order)
+        self.rows: list[_Row] = []
         self.done = trio.Event()
         self.error: BaseException | None = None
 
@@ -211,6 +236,9 @@ class SqliteStore:
         seen_filter_bits: int = 1 << 26,
         writer: Writer = "thread",
         now_ns: Callable[[], int] = time.time_ns,
+        probe_interval_s: float = 5.0,
+        probe_bytes: int = 64 * 1024,
+        max_pages: int | None = None,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -219,6 +247,15 @@ class SqliteStore:
         self.cache_size = cache_size
         self.writer: Writer = writer
         self.now_ns = now_ns
+        self.probe_interval_s = probe_interval_s
+        self.probe_bytes = probe_bytes
+        #: A cap on the file's size in pages (SQLite ``max_page_count``); None: none.
+        self.max_pages = max_pages
+        #: Why the file cannot be written now (e.g. "disk full"); None while it can.
+        self.unavailable: str | None = None
+        #: Brokers' news recorded while unavailable, latest per order, oldest first.
+        self._held: dict[str, _Row] = {}
+        self._availability = trio.Event()
         #: Transactions committed and records written, for benchmarks and health.
         self.commits = 0
         self.records = 0
@@ -245,6 +282,8 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        if self.max_pages is not None:
+            conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
         return conn
 
     def _open_sync(self) -> None:
@@ -335,20 +374,83 @@ class SqliteStore:
     # -- writing ----------------------------------------------------------------
 
     async def record(self, order: Order, *, event: str = "update") -> None:
-        """Store ``order`` as the latest state of its client order id; return once durable."""
+        """Store ``order`` as the latest state of its client order id; return once durable.
+
+        While the journal is unavailable, a ``submit``/``resend`` record raises
+        ``JournalUnavailable`` (the order must not leave) and any other is kept
+        in memory and returns at once; it is written when the journal recovers.
+        """
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+        if self.unavailable is not None and event in _BEFORE_SENDING:
+            raise self._refusal(order, event)
         self._seq += 1
+        row = (self._seq, event, self.now_ns(), order)
         self._index(order)
+        if self.unavailable is not None:
+            self._hold(row)
+            return
         batch = self._queue[-1] if self._queue else None
         if batch is None or len(batch.rows) >= self.max_batch:
             batch = _Batch()
             self._queue.append(batch)
-        batch.rows.append((self._seq, event, self.now_ns(), order))
+        batch.rows.append(row)
         self._wake.set()
         await batch.done.wait()
-        if batch.error is not None:
+        if batch.error is None:
+            return
+        if not _is_outage(batch.error):
             raise Internal(f"journal write failed: {batch.error}") from batch.error
+        if event not in _BEFORE_SENDING:
+            return  # the broker's news: held by the writer, written on recovery
+        raise self._refusal(order, event)
+
+    def _settle_failed(self, rows: list[_Row]) -> None:
+        """After an outage hit ``rows``: hold the brokers' news, undo what never left.
+
+        Done here, not by each waiter, since a waiter may have been cancelled.
+        """
+        for row in rows:
+            event, order = row[1], row[3]
+            if event not in _BEFORE_SENDING:
+                self._hold(row)
+                continue
+            coid = order.client_order_id
+            if self._unwritten.get(coid) is order:
+                del self._unwritten[coid]
+            if event == "submit":  # refused: it never happened
+                if self._open.get(coid) is order:
+                    del self._open[coid]
+                if self._recent.get(coid) is order:
+                    del self._recent[coid]
+
+    def _hold(self, row: _Row) -> None:
+        coid = row[3].client_order_id
+        self._held.pop(coid, None)  # re-inserted: the dict stays in seq order
+        self._held[coid] = row
+
+    def _refusal(self, order: Order, event: str) -> JournalUnavailable:
+        coid = order.client_order_id
+        why = f"journal {self.path} cannot be written ({self.unavailable or 'write failed'})"
+        if event == "submit":
+            return JournalUnavailable(
+                f"{why}: order {coid} was not sent; new orders are refused until the journal"
+                " can be written again (cancels, queries and the kill switch still work)"
+            )
+        return JournalUnavailable(
+            f"{why}: order {coid} was sent before and may be at the broker, so its outcome"
+            f" is unknown; check with `ult order {coid}`"
+        )
+
+    async def availability_changed(self) -> None:
+        """Return at the next change of ``unavailable``."""
+        await self._availability.wait()
+
+    def _set_unavailable(self, reason: str | None) -> None:
+        if reason != self.unavailable:
+            self.unavailable = reason
+            self._availability.set()
+            self._availability = trio.Event()
 
     def _index(self, order: Order) -> None:
         coid = order.client_order_id
@@ -366,7 +468,7 @@ class SqliteStore:
             if old.id and old_coid not in self._open:
                 self._by_order_id.pop(old.id, None)
 
-    def _write_rows(self, rows: list[tuple[int, str, int, Order]]) -> None:
+    def _write_rows(self, rows: list[_Row], *, probe: bool = False) -> None:
         conn = self._wconn
         assert conn is not None
         events = []
@@ -388,10 +490,15 @@ class SqliteStore:
         try:
             conn.executemany(_APPEND, events)
             conn.executemany(_UPSERT, latest.values())
+            if probe:
+                conn.execute(_PROBE, (self.probe_bytes,))
+                conn.execute(_UNPROBE)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL among them).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     async def _write_forever(self) -> None:
         """The single writer: commit queued batches in order, one transaction each."""
@@ -405,20 +512,52 @@ class SqliteStore:
             try:
                 await self._committer.run(functools.partial(self._write_rows, batch.rows))
             except Exception as exc:
-                # The file may be unwritable (disk full, removed): fail every waiter and
-                # crash the journal actor, whose restart reopens the file.
-                self._failed = exc
+                outage = _is_outage(exc)
                 for failed in (batch, *self._queue):
+                    if outage:
+                        self._settle_failed(failed.rows)
                     failed.error = exc
                     failed.done.set()
                 self._queue.clear()
-                raise
-            self.commits += 1
-            self.records += len(batch.rows)
-            self._forget_written(batch.rows)
+                if not outage:
+                    # A bug, not the disk: crash the journal actor; its restart reopens.
+                    self._failed = exc
+                    raise
+                self._set_unavailable(_outage_reason(exc))
+                await self._probe_until_writable()
+                continue
+            self._committed(batch.rows)
             batch.done.set()
 
-    def _forget_written(self, rows: list[tuple[int, str, int, Order]]) -> None:
+    def _committed(self, rows: list[_Row]) -> None:
+        self.commits += 1
+        self.records += len(rows)
+        self._forget_written(rows)
+
+    async def _probe_until_writable(self) -> None:
+        """While unavailable: every ``probe_interval_s``, try to write the held records
+        plus ``probe_bytes`` more; the first success makes the journal available again."""
+        while self.unavailable is not None:
+            await trio.sleep(self.probe_interval_s)
+            rows = list(self._held.values())
+            try:
+                write = functools.partial(self._write_rows, rows, probe=True)
+                await self._committer.run(write)
+            except Exception as exc:
+                if not _is_outage(exc):
+                    self._failed = exc
+                    raise
+                self._set_unavailable(_outage_reason(exc))
+                continue
+            for row in rows:
+                coid = row[3].client_order_id
+                if self._held.get(coid) is row:  # unless held again meanwhile
+                    del self._held[coid]
+            self._committed(rows)
+            if not self._held:
+                self._set_unavailable(None)
+
+    def _forget_written(self, rows: list[_Row]) -> None:
         """Committed rows are in the file: only later, uncommitted writes stay here."""
         for _, _, _, order in rows:
             coid = order.client_order_id
@@ -516,7 +655,9 @@ class SqliteStore:
                 ).fetchall()
             return [_decode_order(row[0]) for row in rows]
 
-        return await self._read(read)
+        listed = await self._read(read)
+        # Held while the disk is full: the file has an older state of these orders.
+        return [self._unwritten.get(o.client_order_id, o) for o in listed]
 
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final, oldest change first."""
@@ -535,6 +676,28 @@ class SqliteStore:
             ]
 
         return await self._read(read)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether a failed write is the file's or the disk's doing (full, read-only, I/O)."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and str(
+        getattr(exc, "sqlite_errorname", "")
+    ).startswith(_OUTAGE_ERRORS)
+
+
+def _outage_reason(exc: BaseException) -> str:
+    """A short, stable description of an outage for health and STATUS."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    code = getattr(exc, "errno", None)
+    if name == "SQLITE_FULL" or code in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if name.startswith("SQLITE_READONLY") or code == errno.EROFS:
+        return "read-only"
+    if name.startswith("SQLITE_IOERR") or code == errno.EIO:
+        return "I/O error"
+    return f"{name or type(exc).__name__}: {exc}"
 
 
 def _why(exc: OSError) -> str:
@@ -569,6 +732,8 @@ async def open_sqlite_store(
     seen_filter_bits: int = 1 << 26,
     writer: Writer = "thread",
     now_ns: Callable[[], int] = time.time_ns,
+    probe_interval_s: float = 5.0,
+    max_pages: int | None = None,
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
     store = SqliteStore(
@@ -581,6 +746,8 @@ async def open_sqlite_store(
         seen_filter_bits=seen_filter_bits,
         writer=writer,
         now_ns=now_ns,
+        probe_interval_s=probe_interval_s,
+        max_pages=max_pages,
     )
     try:
         await store._open_store()

@@ -40,6 +40,9 @@ OrderStatus = Literal[
 # "local" never left the service, "definitive" the broker answered, "unknown"
 # must be settled by looking the order up by client order id.
 SubmitOutcome = Literal["local", "definitive", "unknown"]
+# Who placed an order: a client through the service, or someone else (found open at the
+# broker with no journal record, then journaled by reconciliation: "adopted").
+OrderOrigin = Literal["client", "adopted"]
 TradingState = Literal["active", "reducing", "halted"]
 #: Who set a trading state: a person (``ult trading-state``, the kill switch), the
 #: service itself (for a cause it lifts once the cause is gone), or the configuration.
@@ -96,6 +99,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int = 0
     reject_reason: str | None = None
     outcome: SubmitOutcome = "definitive"
+    origin: OrderOrigin = "client"
 
     @property
     def ref(self) -> str:
@@ -158,11 +162,14 @@ ErrorCode = Literal[
     "auth_failed",
     "not_found",
     "ambiguous",
+    "already_final",
     "timeout",
     "internal",
     "bad_request",
     "duplicate_order",
     "unauthorized",
+    "journal_unavailable",
+    "busy",
 ]
 
 
@@ -194,6 +201,18 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     fill: Fill | None = None
     ts: int = 0
     fill_only: bool = False
+
+
+class AccountReset(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="account_reset"
+):
+    """A broker account's history restarted (e.g. a reset practice account): its
+    positions are these now; books built from its earlier fills are void."""
+
+    broker: str
+    positions: list[Position]
+    reason: str
+    ts: int = 0
 
 
 class PositionDrift(
@@ -241,7 +260,7 @@ class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
     at: int = 0
 
 
-Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged
+Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged | AccountReset
 EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
 
 # ---------------------------------------------------------------------------
@@ -263,6 +282,9 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     trading: TradingSetting | None = None
     #: Every configured broker's state in force: the stricter of the global one and its own.
     broker_trading: dict[str, TradingSetting] = msgspec.field(default_factory=dict)
+    #: Why the service runs degraded (empty: it does not), e.g. it started with a
+    #: journal that had no record of orders a broker holds (they were adopted).
+    degraded: list[str] = msgspec.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -350,6 +372,30 @@ class SetTradingState(
     broker: BrokerName | None = None
 
 
+class ClosePosition(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_position"
+):
+    """Close the whole position in ``symbol``: cancel its open orders, then close it.
+
+    ``broker`` may be left out when exactly one broker holds the symbol. The
+    reply is an ``OrdersReply`` with the canceled orders and the closing order.
+    """
+
+    id: int
+    symbol: str
+    broker: BrokerName | None = None
+
+
+class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="flatten"):
+    """Cancel every open order and close every position, at one broker or at all.
+
+    The reply is an ``OrdersReply`` with the canceled and the closing orders.
+    """
+
+    id: int
+    broker: BrokerName | None = None
+
+
 class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
     """Start receiving events of these topics on this connection."""
 
@@ -375,6 +421,8 @@ Request = (
     | GetHealth
     | SetKillSwitch
     | SetTradingState
+    | ClosePosition
+    | Flatten
     | Subscribe
     | Ping
 )
@@ -507,6 +555,19 @@ class QueryAccount(
     """Ask a broker for its account."""
 
 
+class CloseOut(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_out"):
+    """Close positions at one broker: ``symbol``'s, or (``None``) all of them.
+
+    Open orders of what is closed are canceled first, so none can reopen it.
+    The closing orders take ``client_order_id`` (suffixed ``-1``, ``-2`` ...
+    when several). Answered with the canceled and closing orders.
+    """
+
+    broker: str
+    symbol: str | None
+    client_order_id: str
+
+
 class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="restrict"):
     """Tighten one broker's trading state (never loosens it).
 
@@ -540,6 +601,7 @@ class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
 
 BrokerCommand = (
     PlaceOrder
+    | CloseOut
     | CancelOrder
     | CancelAll
     | QueryOrder

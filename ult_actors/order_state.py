@@ -23,6 +23,7 @@ from decimal import Decimal
 
 import msgspec
 
+from ult_actors.errors import AlreadyFinal
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     Fill,
@@ -115,6 +116,15 @@ def fill_of(
 
 class IllegalTransition(ValueError):
     """An update tried to change a final order state."""
+
+
+def already_final(order: Order) -> AlreadyFinal:
+    """The one answer to a cancel of a final order, for every broker: it names the state."""
+    return AlreadyFinal(
+        f"order {order.ref} (client order id {order.client_order_id}) is already"
+        f" {order.status}; there is nothing to cancel",
+        broker=order.broker or None,
+    )
 
 
 def is_local_verdict(order: Order) -> bool:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 import trio
 
 from ult_actors import __version__
@@ -91,6 +92,17 @@ class Service:
     started_at: int = 0
     trading_state: TradingState = "active"
     health_listeners: list[HealthListener] = field(default_factory=list)
+    #: Brokers that held open orders the journal had none of at start (adopted), by
+    #: broker: the service runs degraded and says so (health, STATUS, the log).
+    adopted_unjournaled: dict[str, int] = field(default_factory=dict)
+
+    def degraded(self) -> list[str]:
+        """Why the service runs degraded, one reason each; empty when it does not."""
+        return [
+            f"journal had no record of {count} open order{'s' if count != 1 else ''}"
+            f" at {broker} (adopted)"
+            for broker, count in sorted(self.adopted_unjournaled.items())
+        ]
 
     def health(self) -> HealthSnapshot:
         """The whole tree's health, root first, in start order."""
@@ -103,6 +115,7 @@ class Service:
             trading_state=self.trading_state,
             trading=setting_of(self.risk_state),
             broker_trading={name: in_force(self.risk_state, name) for name in sorted(self.brokers)},
+            degraded=self.degraded(),
         )
 
     def brokers_up(self) -> tuple[int, int]:
@@ -120,6 +133,12 @@ class Service:
         def started() -> None:
             self.root.health.state = "running"
             self.root.health.started_at = self.now_ns()
+            if self.adopted_unjournaled:
+                structlog.get_logger().bind(actor="ult").warning(
+                    "starting degraded: the journal had no record of orders open at brokers;"
+                    " they are adopted (check the journal's path and history)",
+                    adopted=dict(sorted(self.adopted_unjournaled.items())),
+                )
             task_status.started()
 
         def failed(error: BaseException) -> None:
@@ -178,6 +197,7 @@ def build_service(
 
     broker_mailboxes: dict[str, Mailbox[BrokerCommand]] = {}
     broker_children: list[ChildSpec] = []
+    adopted_unjournaled: dict[str, int] = {}  # the service's, filled in by broker actors
     broker_actors: dict[str, str] = {}  # broker by the name of its actor
     for entry in config.enabled_brokers:
         if connector_factories and entry.name in connector_factories:
@@ -204,6 +224,7 @@ def build_service(
             # (measured: pipelined 530 -> 2,080 orders/s, CPU/order 1.3 -> 0.43 ms).
             concurrency=64,
             reconcile=reconcile or ReconcilePolicy(),
+            on_adopted_unjournaled=adopted_unjournaled.__setitem__,
         )
         child_id = f"broker.{entry.name}"
         broker_actors[child_id] = entry.name
@@ -278,6 +299,7 @@ def build_service(
                     now_ns=now_ns,
                     risk=risk_mb,
                     retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
+                    unreported_retry_s=min(5.0, config.positions.sync_interval_s),
                     actors=broker_actors,
                     journal=slot,
                 )
@@ -346,6 +368,7 @@ def build_service(
         state_dir=state_dir,
         now_ns=now_ns,
         trading_state=risk_state.trading,
+        adopted_unjournaled=adopted_unjournaled,
     )
     service_ref.append(service)
     service.gateway = ServiceGateway(

@@ -33,6 +33,9 @@ _TIFS_BY_TYPE: dict[str, frozenset[str]] = {
 }
 
 
+#: A quantity or price as text: ASCII digits with at most one '.', nothing else
+#: (no exponent, sign, underscore or space: "1e1" and "1_0" are not 10 here).
+PLAIN_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 #: Most decimal places of a quantity or price: Alpaca's crypto quantities go to 9,
 #: no venue quotes a price finer, and 1e-9 is far below any lot or tick size.
 MAX_DECIMAL_PLACES = 9
@@ -47,8 +50,9 @@ def check_decimal(value: Decimal, field: str) -> None:
     decimal: finite, no exponent form, at most ``MAX_DECIMAL_PLACES`` places, below
     ``MAX_DECIMAL``.
 
-    Reads only the sign, digits and exponent, never computes with ``value``, so any
-    ``Decimal`` (``1E+999999999``, ``sNaN``) gets an answer rather than an exception.
+    Reads the sign, digits and exponent first and compares ``value`` only once it is
+    bounded, so any ``Decimal`` (``1E+999999999``, ``sNaN``) gets an answer rather
+    than an exception.
     """
     if not value.is_finite():
         raise InvalidOrder(f"{field} must be a finite number, got {value}", field=field)
@@ -75,13 +79,18 @@ def _positive(value: Decimal | None, field: str) -> None:
         check_decimal(value, field)
 
 
-def validate_order(req: OrderRequest) -> None:
-    """Raise ``InvalidOrder`` if ``req`` breaks a broker-independent rule."""
-    if not SYMBOL_RE.match(req.symbol):
+def validate_symbol(symbol: str) -> None:
+    """Raise ``InvalidOrder`` (field ``symbol``) unless ``symbol`` is a well-formed symbol."""
+    if not SYMBOL_RE.match(symbol):
         raise InvalidOrder(
-            f"symbol {req.symbol!r} is not a valid symbol (upper-case, e.g. AAPL or EUR_USD)",
+            f"symbol {symbol!r} is not a valid symbol (upper-case, e.g. AAPL or EUR_USD)",
             field="symbol",
         )
+
+
+def validate_order(req: OrderRequest) -> None:
+    """Raise ``InvalidOrder`` if ``req`` breaks a broker-independent rule."""
+    validate_symbol(req.symbol)
     check_decimal(req.qty, "qty")
     _positive(req.limit_price, "limit_price")
     _positive(req.stop_price, "stop_price")

@@ -32,6 +32,11 @@ def status_line(service: Service) -> str:
         text += f" (down: {', '.join(down)})"
     opened = len(service.risk_state.open_orders)
     text += f"; {opened} open order{'' if opened == 1 else 's'}; trading {service.trading_state}"
+    if service.journal.unavailable is not None:
+        text += f"; journal unavailable ({service.journal.unavailable}): new orders refused"
+    degraded = service.degraded()
+    if degraded:
+        text += f"; DEGRADED: {'; '.join(degraded)}"
     return text
 
 

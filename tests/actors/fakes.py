@@ -140,6 +140,12 @@ class FakeConnector:
             if q
         ]
 
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        return None  # no close of its own: the broker actor submits a market order
+
+    async def close_all_positions(self) -> list[Order] | None:
+        return None
+
     async def account(self) -> Account:
         return Account(
             broker=self.name, cash=Decimal(100000), buying_power=Decimal(100000),

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from ult_actors.brokers.base import Connector
-from ult_actors.errors import DuplicateOrder, NotFound
+from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound
 from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
@@ -137,6 +137,39 @@ class ContractBattery:
         )
         assert (await case.connector.get_order(order.id)).status == "canceled"
         assert order.id not in {o.id for o in await case.connector.open_orders()}
+
+    async def test_cancel_of_a_final_order_is_refused_naming_its_state(
+        self, contract_case: ContractCase
+    ) -> None:
+        case = contract_case
+        coid = case.client_id()
+        filled = await case.connector.submit(
+            OrderRequest(symbol=case.symbol, side="buy", qty=case.qty, client_order_id=coid)
+        )
+        await case.updates.wait_for(
+            lambda u: u.order.client_order_id == coid and u.order.status == "filled"
+        )
+        with pytest.raises(AlreadyFinal, match="is already filled") as err:
+            await case.connector.cancel(filled.id)
+        assert coid in err.value.message
+        resting = await case.connector.submit(
+            OrderRequest(
+                symbol=case.symbol,
+                side="buy",
+                qty=case.qty,
+                type="limit",
+                limit_price=case.resting_buy_limit,
+                time_in_force=case.resting_tifs[0],
+                client_order_id=case.client_id(),
+            )
+        )
+        await case.connector.cancel(resting.id)
+        await case.updates.wait_for(
+            lambda u: u.order.id == resting.id and u.order.status == "canceled"
+        )
+        with pytest.raises(AlreadyFinal, match="is already canceled"):
+            await case.connector.cancel(resting.id)
+        assert (await case.connector.get_order(filled.id)).status == "filled"
 
     async def test_resting_stop_and_stop_limit_are_accepted(
         self, contract_case: ContractCase

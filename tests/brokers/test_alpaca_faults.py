@@ -11,6 +11,7 @@ import trio
 from tests.brokers.test_alpaca_harness import connected, running_sim, settings_for
 from ult_actors.brokers.alpaca import AlpacaConnector
 from ult_actors.errors import (
+    AlreadyFinal,
     BrokerUnavailable,
     DuplicateOrder,
     InsufficientFunds,
@@ -155,13 +156,12 @@ async def test_broker_refusals_map_to_named_errors() -> None:
         assert sim.venue.stats.orders_created == 0
 
 
-async def test_canceling_a_filled_order_returns_it_as_it_stands() -> None:
+async def test_canceling_a_filled_order_is_already_final_naming_the_state() -> None:
     async with running_sim() as (_sim, port), connected(port) as (conn, log):
         order = await conn.submit(market("fill-then-cancel"))
         await log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
-        with trio.fail_after(10):
-            after = await conn.cancel(order.id)
-        assert after.status == "filled"
+        with trio.fail_after(10), pytest.raises(AlreadyFinal, match="is already filled"):
+            await conn.cancel(order.id)  # Alpaca's 422: not cancelable
 
 
 async def test_stream_drop_mid_fills_loses_no_fill() -> None:

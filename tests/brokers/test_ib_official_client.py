@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -97,10 +98,68 @@ class Recorder(EWrapper, ibapi_client.EClient):  # type: ignore[misc]
     def currentTime(self, time: int) -> None:
         self._record("currentTime", time)
 
+    def contractDetails(self, reqId: int, contractDetails: Any) -> None:
+        c = contractDetails.contract
+        self._record(
+            "contractDetails",
+            reqId,
+            (c.symbol, c.secType, c.exchange, c.currency, c.localSymbol, c.conId),
+            contractDetails.minTick,
+        )
+
+    def contractDetailsEnd(self, reqId: int) -> None:
+        self._record("contractDetailsEnd", reqId)
+
+    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
+        self._record("tickPrice", reqId, tickType, price)
+
+    def tickSize(self, reqId: int, tickType: int, size: int) -> None:
+        self._record("tickSize", reqId, tickType, size)
+
+    def tickSnapshotEnd(self, reqId: int) -> None:
+        self._record("tickSnapshotEnd", reqId)
+
+
+Session = Callable[[Recorder], None]
+
+
+def run_client(port: int, client_id: int, session: Session) -> dict[str, list[tuple[Any, ...]]]:
+    """Connect a ``Recorder`` as ``client_id``, run ``session`` with it; every callback seen."""
+    app = Recorder()
+    app.connect("127.0.0.1", port, clientId=client_id)
+    reader = threading.Thread(target=app.run, daemon=True)
+    reader.start()
+    try:
+        session(app)
+        return dict(app.calls)
+    finally:
+        app.disconnect()
+        reader.join(timeout=WAIT_S)
+
+
+async def against_the_simulator(
+    client_id: int, session: Session
+) -> dict[str, list[tuple[Any, ...]]]:
+    """``session`` run by the official client against a simulator without market ticks."""
+    sim = TwsSimulator(tick_interval_s=None)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve)
+        with trio.fail_after(4 * WAIT_S):
+            calls = await trio.to_thread.run_sync(run_client, port, client_id, session)
+        nursery.cancel_scope.cancel()
+    return calls
+
 
 def stock(symbol: str) -> Any:
     c = Contract()
     c.symbol, c.secType, c.exchange, c.currency = symbol, "STK", "SMART", "USD"
+    return c
+
+
+def fx(pair: str) -> Any:
+    c = Contract()
+    c.symbol, c.currency = pair.split(".")
+    c.secType, c.exchange = "CASH", "IDEALPRO"
     return c
 
 
@@ -112,55 +171,41 @@ def order(action: str, qty: int, order_type: str, ref: str, limit: float | None 
     return o
 
 
-def trade_like_a_standard_client(port: int) -> dict[str, list[tuple[Any, ...]]]:
-    app = Recorder()
-    app.connect("127.0.0.1", port, clientId=9)
-    reader = threading.Thread(target=app.run, daemon=True)
-    reader.start()
-    try:
-        (first_id,) = app.wait_for("nextValidId")
-        assert app.wait_for("managedAccounts") == ("DU1234567",)
-        assert app.serverVersion() == 157  # the highest this client offers
+def trade_like_a_standard_client(app: Recorder) -> None:
+    (first_id,) = app.wait_for("nextValidId")
+    assert app.wait_for("managedAccounts") == ("DU1234567",)
+    assert app.serverVersion() == 157  # the highest this client offers
 
-        app.placeOrder(first_id, stock("AAPL"), order("BUY", 10, "MKT", "std-mkt"))
-        app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
-        app.wait_for("execDetails", lambda a: a[1] == first_id and a[3] == "std-mkt")
-        app.wait_for("commissionReport")
+    app.placeOrder(first_id, stock("AAPL"), order("BUY", 10, "MKT", "std-mkt"))
+    app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
+    app.wait_for("execDetails", lambda a: a[1] == first_id and a[3] == "std-mkt")
+    app.wait_for("commissionReport")
 
-        resting = first_id + 1
-        app.placeOrder(resting, stock("AAPL"), order("BUY", 5, "LMT", "std-lmt", limit=1.0))
-        app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Submitted")
-        app.reqOpenOrders()
-        app.wait_for("openOrderEnd")
-        assert ("openOrder", resting, "AAPL", "std-lmt", "Submitted") in [
-            ("openOrder", *a) for a in app.calls["openOrder"]
-        ]
-        app.cancelOrder(resting)
-        app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Cancelled")
+    resting = first_id + 1
+    app.placeOrder(resting, stock("AAPL"), order("BUY", 5, "LMT", "std-lmt", limit=1.0))
+    app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Submitted")
+    app.reqOpenOrders()
+    app.wait_for("openOrderEnd")
+    assert ("openOrder", resting, "AAPL", "std-lmt", "Submitted") in [
+        ("openOrder", *a) for a in app.calls["openOrder"]
+    ]
+    app.cancelOrder(resting)
+    app.wait_for("orderStatus", lambda a: a[0] == resting and a[1] == "Cancelled")
 
-        app.reqCompletedOrders(False)
-        app.wait_for("completedOrdersEnd")
-        app.reqExecutions(7, ibapi_client.ExecutionFilter())
-        app.wait_for("execDetailsEnd", lambda a: a[0] == 7)
-        app.reqPositions()
-        app.wait_for("positionEnd")
-        app.reqAccountSummary(8, "All", "NetLiquidation,BuyingPower,TotalCashValue")
-        app.wait_for("accountSummaryEnd", lambda a: a[0] == 8)
-        app.reqCurrentTime()
-        app.wait_for("currentTime")
-        return dict(app.calls)
-    finally:
-        app.disconnect()
-        reader.join(timeout=WAIT_S)
+    app.reqCompletedOrders(False)
+    app.wait_for("completedOrdersEnd")
+    app.reqExecutions(7, ibapi_client.ExecutionFilter())
+    app.wait_for("execDetailsEnd", lambda a: a[0] == 7)
+    app.reqPositions()
+    app.wait_for("positionEnd")
+    app.reqAccountSummary(8, "All", "NetLiquidation,BuyingPower,TotalCashValue")
+    app.wait_for("accountSummaryEnd", lambda a: a[0] == 8)
+    app.reqCurrentTime()
+    app.wait_for("currentTime")
 
 
 async def test_ibs_official_client_connects_trades_and_reads_back() -> None:
-    sim = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim.serve)
-        with trio.fail_after(4 * WAIT_S):
-            calls = await trio.to_thread.run_sync(trade_like_a_standard_client, port)
-        nursery.cancel_scope.cancel()
+    calls = await against_the_simulator(9, trade_like_a_standard_client)
     notices = {code for _, code, _ in calls["error"] if code >= 2100}
     assert notices == {2104, 2106, 2158}
     assert ("std-mkt", "Filled") in calls["completedOrder"]
@@ -174,3 +219,59 @@ async def test_ibs_official_client_connects_trades_and_reads_back() -> None:
         "BuyingPower",
         "TotalCashValue",
     }
+
+
+def look_up_quote_and_trade_fx(app: Recorder) -> None:
+    (first_id,) = app.wait_for("nextValidId")
+    app.reqContractDetails(21, stock("AAPL"))
+    app.wait_for("contractDetailsEnd", lambda a: a[0] == 21)
+    app.reqContractDetails(22, fx("EUR.USD"))
+    app.wait_for("contractDetailsEnd", lambda a: a[0] == 22)
+    app.reqContractDetails(23, fx("EUR.XYZ"))
+    app.wait_for("error", lambda a: a[0] == 23)
+
+    app.reqMktData(31, stock("AAPL"), "", True, False, [])
+    app.wait_for("tickSnapshotEnd", lambda a: a[0] == 31)
+    app.reqMktData(32, fx("EUR.USD"), "", True, False, [])
+    app.wait_for("tickSnapshotEnd", lambda a: a[0] == 32)
+
+    app.placeOrder(first_id, fx("EUR.USD"), order("BUY", 20000, "MKT", "fx-mkt"))
+    app.wait_for("orderStatus", lambda a: a[0] == first_id and a[1] == "Filled")
+    app.wait_for("commissionReport")
+    app.placeOrder(first_id + 1, stock("MSFT"), order("BUY", 300, "MKT", "stk-mkt"))
+    app.wait_for("orderStatus", lambda a: a[0] == first_id + 1 and a[1] == "Filled")
+    app.wait_for("commissionReport", lambda a: a[0] != 2.0)
+    app.reqPositions()
+    app.wait_for("positionEnd")
+
+
+async def test_contract_details_snapshots_commissions_and_fx_for_the_official_client() -> None:
+    calls = await against_the_simulator(11, look_up_quote_and_trade_fx)
+    details = {req: (contract, tick) for req, contract, tick in calls["contractDetails"]}
+    (symbol, sec_type, exchange, currency, local, con_id), tick = details[21]
+    assert (symbol, sec_type, exchange, currency, local, tick) == (
+        "AAPL", "STK", "SMART", "USD", "AAPL", 0.01
+    )  # fmt: skip
+    assert con_id > 0
+    (symbol, sec_type, exchange, currency, local, _), tick = details[22]
+    assert (symbol, sec_type, exchange, currency, local) == (
+        "EUR", "CASH", "IDEALPRO", "USD", "EUR.USD"
+    )  # fmt: skip
+    assert tick == 0.00005
+    assert 23 not in details
+    assert (23, 200) in [(req, code) for req, code, _ in calls["error"]]
+
+    quotes: dict[int, dict[int, float]] = defaultdict(dict)
+    for req, tick_type, price in calls["tickPrice"]:
+        quotes[req][tick_type] = price
+    assert set(quotes[31]) == {1, 2, 4}  # bid, ask, last
+    assert quotes[31][1] < quotes[31][4] < quotes[31][2]
+    assert set(quotes[32]) == {1, 2}  # IDEALPRO: no last
+    assert 1.08 < quotes[32][1] < quotes[32][2] < 1.09
+    assert {(req, t) for req, t, size in calls["tickSize"] if size > 0} >= {(31, 0), (31, 3)}
+
+    commissions = sorted(c for (c,) in calls["commissionReport"])
+    # IB fixed: FX 0.2 bp of value, at least $2; stocks $0.005 a share, at least $1.
+    assert commissions == [1.5, 2.0]
+    held = {(s, Decimal(str(q))) for _, s, q in calls["position"]}
+    assert {("EUR", Decimal(20000)), ("MSFT", Decimal(300))} <= held

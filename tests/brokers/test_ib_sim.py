@@ -73,17 +73,20 @@ async def test_unsupported_and_malformed_requests_get_errors_not_a_hangup(
         await client.send(wire.StartApi(client_id=4))
         await client.until(wire.NextValidId)
         await client.stream.send_frames(
-            [encode_fields(["1", "11", "5", "0", "AAPL"])]
-        )  # market data
+            [encode_fields(["10", "5", "5", "0", "AAPL"])]
+        )  # market depth: not simulated
         await client.stream.send_frames([encode_fields(["3", "not-a-number"])])
+        await client.stream.send_frames(
+            [encode_fields(["1", "11", "5", "0", "AAPL"])]
+        )  # market data, cut short
         codes = []
-        for _ in range(5):
+        for _ in range(6):
             msg = await client.receive()
             if isinstance(msg, wire.ErrorMessage) and msg.code < 2100:
                 codes.append(msg.code)
-            if len(codes) == 2:
+            if len(codes) == 3:
                 break
-        assert codes == [321, 320]
+        assert codes == [321, 320, 320]
         await client.send(wire.ReqIds())
         assert await client.until(wire.NextValidId)
 

@@ -24,6 +24,7 @@ from ult_actors.brokers.oanda_settings import (
     stream_url,
 )
 from ult_actors.errors import (
+    AlreadyFinal,
     AuthFailed,
     BrokerUnavailable,
     ConfigError,
@@ -259,8 +260,8 @@ async def test_cancel_by_client_id_and_of_unknown_orders() -> None:
         assert sim.book.orders[placed.id].time_in_force == "GFD"
         canceled = await c.cancel("by-client-1")
         assert (canceled.id, canceled.status) == (placed.id, "canceled")
-        again = await c.cancel(placed.id)  # already final: returned as it stands
-        assert again.status == "canceled"
+        with pytest.raises(AlreadyFinal, match="is already canceled"):
+            await c.cancel(placed.id)
         with pytest.raises(NotFound):
             await c.cancel("77777")
         with pytest.raises(NotFound):

@@ -15,11 +15,19 @@ from pathlib import Path
 
 import structlog
 import trio
+import trio.testing
 
 from tests.brokers.test_oanda_harness import ACCOUNT, TOKEN, settings_for
 from ult_actors.brokers.oanda_mapping import order_body
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.messages import OrderReply, OrderRequest, OrderUpdate, Submit
+from ult_actors.messages import (
+    GetPositions,
+    OrderReply,
+    OrderRequest,
+    OrderUpdate,
+    PositionsReply,
+    Submit,
+)
 from ult_actors.service import Service, build_service
 from ult_actors.sim.oanda import OandaSimulator
 
@@ -105,6 +113,14 @@ async def test_a_restarted_account_history_is_followed_and_the_known_order_settl
             with trio.fail_after(20):
                 after = await _submit(svc, sell, 20)
         assert after.order.status == "filled"
+        # Positions too: the books are the fresh account's, not the old one's plus fills.
+        await trio.testing.wait_all_tasks_blocked()  # positions and risk read the fill
+        held = await svc.gateway.handle(GetPositions(id=30, broker="oanda"))
+        assert isinstance(held, PositionsReply)
+        assert [(p.symbol, p.qty) for p in held.positions] == [
+            ("EUR_USD", second.book.net("EUR_USD"))
+        ]
+        assert svc.risk_state.books[("oanda", "EUR_USD")].qty == second.book.net("EUR_USD")
         assert "after-1" in second.book.by_client_id
         store = await svc.journal.get()
         settled = await store.get("rest-1")
@@ -114,3 +130,38 @@ async def test_a_restarted_account_history_is_followed_and_the_known_order_settl
         assert realigned and realigned[0]["log_level"] == "warning"
         assert realigned[0]["cursor"] >= ahead
         nursery.cancel_scope.cancel()
+
+
+async def test_an_order_placed_on_oandas_own_platform_is_adopted_and_later_settled_by_its_id(
+    tmp_path: Path,
+) -> None:
+    sim = _sim()
+    async with trio.open_nursery() as outer:
+        await outer.start(sim.serve)
+        # Placed without a client id (as OANDA's web platform does): ours calls it oanda-<id>.
+        spec = order_body(_limit("unused"))["order"]
+        del spec["clientExtensions"]
+        async with trio.open_nursery() as nursery:
+            svc = build_service(_config(tmp_path, sim), env={}, rng=random.Random(5))
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+            status, created = sim.book.create_order({"order": spec})
+            assert status == 201
+            coid = f"oanda-{created['orderCreateTransaction']['id']}"
+            with trio.fail_after(15):
+                update = await events.receive()
+            assert isinstance(update, OrderUpdate)
+            assert (update.order.client_order_id, update.order.origin) == (coid, "adopted")
+            nursery.cancel_scope.cancel()  # the service stops...
+        sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
+        sim.book.on_prices()  # ... and the order fills meanwhile
+        again = build_service(_config(tmp_path, sim), env={}, rng=random.Random(6))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(again.run)  # started: reconciled
+            settled = await (await again.journal.get()).get(coid)
+            nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+    assert settled is not None
+    assert (settled.status, settled.filled_qty, settled.origin) == ("filled", Decimal(1000), "adopted")

@@ -23,11 +23,9 @@ import trio
 from tests.brokers import test_alpaca_harness as alpaca
 from tests.brokers import test_oanda_harness as oanda
 from tests.brokers.ib_harness import settings as ib_settings
+from tests.service_harness import one_broker_config, served
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.client import AsyncClient, BrokerUnavailable
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal_sqlite import open_sqlite_store
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 from ult_actors.order_state import order_from_request
@@ -124,24 +122,13 @@ def fault(venue: Venue, kind: str, **more: Any) -> FaultSpec:
 @asynccontextmanager
 async def service_on(venue: Venue, state: Path) -> AsyncIterator[tuple[Service, AsyncClient]]:
     """The service with one broker on ``venue``, journal in ``state``; a client on its socket."""
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker=venue.kind, state_dir=str(state)),
-        brokers=[
-            BrokerEntry(name=venue.kind, kind=venue.kind, enabled=True, settings=venue.settings)
-        ],
-    )
+    cfg = one_broker_config(state, venue.kind, venue.settings)
     cfg.retry.delay_ms = 10
     cfg.retry.max_retries = 2
     cfg.supervision.backoff_initial_ms = 20
     svc = build_service(cfg, env={}, rng=random.Random(11), reconcile=FAST)
-    ipc = IpcSettings(location=SocketLocation(state / "s", dedicated=False, source="test"))
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(15):
-            await nursery.start(svc.run)
-            path = await nursery.start(serve_ipc, svc.gateway, ipc)
-        async with AsyncClient(path, timeout=20) as client:
-            yield svc, client
-        nursery.cancel_scope.cancel()
+    async with served(svc, state, timeout=20) as client:
+        yield svc, client
 
 
 async def journaled(svc: Service, coid: str) -> Order:
@@ -199,7 +186,8 @@ async def test_when_nothing_can_be_read_the_answer_says_unknown_and_the_broker_s
         # The order is placed; every answer about it (the reply, each lookup) is unreadable.
         venue.arm(fault(venue, "garble_reply", path=venue.orders_path, count=1000))
         events = await client.subscribe(["orders"])
-        with trio.fail_after(20), pytest.raises(BrokerUnavailable, match="unknown"):
+        unknown = r"outcome (stays )?unknown.*\(check: ult order blind-1\)"
+        with trio.fail_after(20), pytest.raises(BrokerUnavailable, match=unknown):
             await client.submit(venue.symbol, "buy", venue.qty, client_order_id="blind-1")
         assert (await journaled(svc, "blind-1")).status != "rejected"  # maybe streamed already
         venue.clear()  # the proxy behaves again: reconciliation asks, the broker's record wins
@@ -261,4 +249,44 @@ async def test_a_journaled_local_rejection_gives_way_to_the_brokers_record(state
                     p.symbol == "AAPL" and p.qty == 3 for p in await client.positions("alpaca")
                 ):
                     await trio.sleep(0.02)
+        assert sim.venue.stats.orders_created == 1
+
+
+async def test_an_order_arriving_after_the_service_gave_up_on_it_is_taken_from_the_broker(
+    state: Path,
+) -> None:
+    # Alpaca takes the order only after the service has judged it never arrived
+    # (sent, timed out, looked up, not there, after the grace: "rejected").
+    async with alpaca.running_sim() as (sim, port):
+        venue = Venue(
+            kind="alpaca",
+            symbol="AAPL",
+            qty=Decimal(4),
+            settings=alpaca.settings_for(port, read_timeout_s=0.3),
+            arm=lambda f: None,
+            clear=lambda: None,
+            orders_path="/v2/orders",
+            garble_orders=lambda n: None,
+            created=lambda: sim.venue.stats.orders_created,
+        )
+        async with service_on(venue, state) as (svc, client):
+            # Every send (the first and its retries) times out before Alpaca takes it.
+            sim.arm(
+                AlpacaFault(kind="slow", delay_s=2.0, method="POST", path="/v2/orders", count=3)
+            )
+            with trio.fail_after(20), pytest.raises(BrokerUnavailable):
+                await client.submit(
+                    "AAPL", "buy", 4, type="limit", limit_price="150.00", time_in_force="gtc",
+                    client_order_id="late-1",
+                )  # fmt: skip
+            guess = await journaled(svc, "late-1")
+            assert (guess.status, guess.id) == ("rejected", "")  # the local verdict
+            assert svc.risk_state.open_qty.get(("alpaca", "AAPL", "buy"), 0) == 0
+            # The broker's record arrives on the stream: it wins, everywhere.
+            taken = await until_journal_says(svc, "late-1", "accepted")
+            assert taken.id and taken.reject_reason is None
+            with trio.fail_after(10):  # risk counts it as open again
+                while svc.risk_state.open_qty.get(("alpaca", "AAPL", "buy"), 0) != 4:
+                    await trio.sleep(0.02)
+            assert [o.client_order_id for o in await client.orders(open=True)] == ["late-1"]
         assert sim.venue.stats.orders_created == 1

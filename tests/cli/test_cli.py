@@ -85,6 +85,24 @@ def test_orders_open_cancel_and_an_aligned_table(service: ServiceProcess) -> Non
     assert ult(service, "order", "nope").returncode == 1
 
 
+def test_cancel_of_a_filled_or_canceled_order_exits_1_naming_its_state(
+    service: ServiceProcess,
+) -> None:
+    done = ult(service, "submit", "AAPL", "buy", "1", "--wait", "--client-order-id", "cli-done")
+    assert done.returncode == 0, done.stderr
+    late = ult(service, "cancel", "cli-done")
+    assert late.returncode == 1
+    assert "already_final" in late.stderr and "is already filled" in late.stderr
+    as_json = ult(service, "cancel", "cli-done", "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"]["code"] == "already_final"
+    assert ult(service, "submit", "MSFT", "buy", "1", "--type", "limit", "--limit-price", "1",
+               "--tif", "gtc", "--client-order-id", "cli-twice").returncode == 0  # fmt: skip
+    assert ult(service, "cancel", "cli-twice").returncode == 0
+    again = ult(service, "cancel", "cli-twice")
+    assert again.returncode == 1 and "is already canceled" in again.stderr
+
+
 def test_account_and_positions_as_tables_and_json(service: ServiceProcess) -> None:
     ult(service, "submit", "IBM", "buy", "3", "--wait")
     accounts = json.loads(ult(service, "account", "--json").stdout)["accounts"]

@@ -47,3 +47,21 @@ def test_a_plain_decimal_with_nine_places_is_taken_as_written(service: ServicePr
                    "plain-9", "--socket", str(service.socket))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert Decimal(json.loads(done.stdout)["qty"]) == Decimal("0.000000001")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["orders", "--limit", "1_0"],
+        ["orders", "--limit", "1e3"],
+        ["orders", "--limit", "-1"],
+        ["health", "--timeout", "nan"],
+        ["health", "--timeout", "1e1"],
+        ["health", "--timeout", "0"],
+        ["health", "--watch", "--interval", "inf", "--count", "1"],
+    ],
+)
+def test_loose_numbers_in_options_are_usage_errors(service: ServiceProcess, args: list[str]) -> None:
+    done = run_ult(*args, "--socket", str(service.socket))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not a" in done.stderr

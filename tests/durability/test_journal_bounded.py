@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import collections
 import functools
-import random
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from trio.testing import MockClock
 
-from ult_actors.brokers.paper import PaperSettings
+from tests.durability.journal_service import paper_service, short_socket_path
 from ult_actors.client import AsyncClient, DuplicateOrder
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal_sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 from ult_actors.messages import Order
-from ult_actors.service import Service, build_service
+from ult_actors.service import Service
 
 WINDOW = 8
 
@@ -117,35 +111,6 @@ async def test_records_not_yet_committed_are_found_even_out_of_the_window(
 # -- over the real socket ------------------------------------------------------
 
 
-def paper_config(state_dir: Path) -> ServiceConfig:
-    return ServiceConfig(
-        service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
-        brokers=[
-            BrokerEntry(
-                name="paper", kind="paper", enabled=True, settings=PaperSettings(tick_interval_s=0)
-            )
-        ],
-    )
-
-
-@asynccontextmanager
-async def serving(state_dir: Path, sock: Path) -> AsyncIterator[Service]:
-    """The service with a real paper broker and a journal whose window holds 8 orders."""
-    svc = build_service(
-        paper_config(state_dir),
-        env={},
-        rng=random.Random(3),
-        store_opener=sqlite_store_opener(state_dir / "journal.db", cache_size=WINDOW),
-    )
-    settings = IpcSettings(location=SocketLocation(sock, dedicated=False, source="test"))
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(20):
-            await nursery.start(svc.run)
-            await nursery.start(serve_ipc, svc.gateway, settings)
-        yield svc
-        nursery.cancel_scope.cancel()
-
-
 async def journal_sizes(svc: Service) -> dict[str, int]:
     store = await svc.journal.get()
     assert isinstance(store, SqliteStore)
@@ -154,9 +119,14 @@ async def journal_sizes(svc: Service) -> dict[str, int]:
 
 @pytest.fixture
 def sock() -> Iterator[Path]:
-    short = Path(tempfile.mkdtemp(prefix="ultj", dir="/tmp"))
-    yield short / "s"
-    shutil.rmtree(short, ignore_errors=True)
+    with short_socket_path() as path:
+        yield path
+
+
+def serving(state_dir: Path, sock: Path) -> Any:
+    """The service on ``sock`` with a journal whose window holds ``WINDOW`` orders."""
+    opener = sqlite_store_opener(state_dir / "journal.db", cache_size=WINDOW)
+    return paper_service(state_dir, sock, opener)
 
 
 async def test_a_client_order_id_used_long_ago_is_still_refused_or_answered_idempotently(

@@ -214,7 +214,8 @@ async def test_an_order_the_restarted_broker_lost_becomes_lost_once_and_cancel_s
             done = await _ult("cancel", given, "--socket", str(sock))
             assert done.returncode == 1, done
             said = done.stderr.decode()
-            assert "not_found" in said and "rest-1 is lost" in said and "no longer has" in said
+            assert "already_final" in said and "rest-1) is lost" in said
+            assert "no longer has this order" in said
         listed = await _ult("orders", "--open", "--json", "--socket", str(sock))
         assert b"rest-1" not in listed.stdout
         nursery.cancel_scope.cancel()

@@ -156,8 +156,10 @@ async def test_on_start_each_open_journaled_order_is_settled_before_new_orders(
             old = await journal_of(svc, "old-1")
             assert old.status == "rejected"
             assert old.reject_reason and old.reject_reason.startswith("never_reached_broker")
-            # Reported, not adopted: the journal does not invent orders.
-            assert await (await svc.journal.get()).get("stranger-1") is None
+            # Open at the broker, unknown to the journal: adopted, as the broker has it.
+            stranger = await journal_of(svc, "stranger-1")
+            assert (stranger.status, stranger.id, stranger.origin) == ("accepted", "b-4", "adopted")
+            assert (await journal_of(svc, "rest-1")).origin == "client"
             # A new order goes after the resubmission, never before it.
             reply = await svc.gateway.handle(
                 Submit(id=1, order=OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1)))
@@ -173,8 +175,8 @@ async def test_on_start_each_open_journaled_order_is_settled_before_new_orders(
     assert summary["resubmitted"] == 1
     assert summary["never_arrived"] == 2
     assert summary["settled"] == {"accepted": 1, "canceled": 1, "filled": 2, "rejected": 1}
-    assert summary["unknown_at_broker_ids"] == ["stranger-1"]
-    assert summary["log_level"] == "error"  # a stranger at the broker needs a person
+    assert summary["adopted_ids"] == ["stranger-1"]
+    assert summary["log_level"] == "warning"  # adopted: said loudly, nothing for a person to fix
 
 
 async def test_an_unknown_outcome_is_visible_until_a_lookup_settles_it(tmp_path: Path) -> None:

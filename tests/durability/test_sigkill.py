@@ -48,7 +48,7 @@ def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal) -> None:
         assert [o.client_order_id for o in client.orders()].count(coid) == 1
     # Settled on start (or by the update stream just before): nothing left over.
     [summary] = svc.log_events("reconciled on start")[-1:]
-    assert summary["unresolved"] == 0 and summary["unknown_at_broker"] == 0
+    assert summary["unresolved"] == 0 and summary["adopted"] == 0
     svc.stop()
     # From the broker's side: one order, one order's worth of position.
     orders, positions = paper_account(svc.state_dir, [coid])

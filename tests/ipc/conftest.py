@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import trio
 from tests.actors.fakes import FakeConnector, FakeVenue
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcSettings, serve_ipc
+from ult_actors.ipc.server import IpcLoad, IpcSettings, serve_ipc
 from ult_actors.service import Service, build_service
 
 
@@ -49,10 +50,12 @@ async def ipc_service(
     venue: FakeVenue | None = None,
     *,
     connector: type[FakeConnector] = FakeConnector,
+    load: IpcLoad | None = None,
     **overrides: Any,
 ) -> AsyncIterator[tuple[Service, Path]]:
     """The tree with one fake broker (a ``connector`` onto ``venue``), served on
-    ``sock_dir/s``; yields (service, socket path)."""
+    ``sock_dir/s``; yields (service, socket path). ``load``, if given, is the
+    server's count of connections and unsent bytes, for the test to watch."""
     venue = venue or FakeVenue("fake")
     svc = build_service(
         fake_config(sock_dir),
@@ -64,6 +67,6 @@ async def ipc_service(
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             await nursery.start(svc.run)
-            path = await nursery.start(serve_ipc, svc.gateway, settings)
+            path = await nursery.start(partial(serve_ipc, load=load), svc.gateway, settings)
         yield svc, path
         nursery.cancel_scope.cancel()

@@ -61,3 +61,11 @@ def test_a_bad_request_names_what_was_wrong_and_keeps_its_id(payload: bytes, say
         assert codec.request_id(payload) == msgspec.msgpack.decode(payload)["id"]
     assert codec.request_id(b"\xc1") == 0
     assert codec.request_id(msgspec.msgpack.encode(Ping(id=9))) == 9
+
+
+def test_a_consumer_that_stops_early_gets_the_rest_on_the_next_feed() -> None:
+    reader = FrameReader()
+    batch = reader.feed(b"".join(frame(b"p%d" % i) for i in range(3)))
+    assert next(batch) == b"p0"
+    batch.close()  # stopped at a limit: p0 is taken, p1 and p2 wait
+    assert list(reader.feed(b"")) == [b"p1", b"p2"]

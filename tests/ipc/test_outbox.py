@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ult_actors.ipc.outbox import Outbox
+from ult_actors.ipc.outbox import Outbox, OutboxBudget
 
 
 async def test_frames_queued_in_one_scheduler_round_go_out_in_one_send() -> None:
@@ -33,6 +33,32 @@ async def test_room_closes_above_the_high_water_mark_and_reopens_once_sent() -> 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(outbox.run, sender)
         with trio.fail_after(5):
-            await outbox.wait_for_room()  # taken for sending: room again
+            await trio.testing.wait_all_tasks_blocked()
+            # Taken for sending but not read by the peer: still queued, still no room
+            # (a client that does not read must not make room by being written to).
+            assert outbox.queued_bytes == 11
+            with trio.move_on_after(0.05):
+                await outbox.wait_for_room()
+                raise AssertionError("room before the bytes were sent")
             assert await receiver.receive_some() == b"x" * 11
+            await outbox.wait_for_room()  # sent: room again
+            assert outbox.queued_bytes == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_bytes_count_against_the_shared_budget_until_sent_or_discarded() -> None:
+    sender, receiver = trio.testing.lockstep_stream_pair()
+    budget = OutboxBudget(cap=15)
+    first, second = Outbox(high_water=100, budget=budget), Outbox(high_water=100, budget=budget)
+    first.put(b"a" * 10)
+    second.put(b"b" * 10)
+    assert (budget.queued, budget.over) == (20, True)
+    second.discard()  # its connection closed
+    assert (budget.queued, budget.over) == (10, False)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first.run, sender)
+        with trio.fail_after(5):
+            assert await receiver.receive_some() == b"a" * 10
+            await trio.testing.wait_all_tasks_blocked()
+        assert budget.queued == 0
         nursery.cancel_scope.cancel()

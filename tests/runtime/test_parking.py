@@ -192,3 +192,23 @@ async def test_a_child_that_cannot_connect_keeps_trying_within_the_cap_and_is_ne
         assert await call(boxes["a"], "again") == "ok:again"
         assert sup.child("a").health.connect_failures == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_away_for_thousands_of_tries_is_still_tried(autojump_clock: Any) -> None:
+    # 1,100 failed tries: the backoff's exponent alone would overflow a float.
+    links = {"a": Link()}
+    sup, boxes, states = brokers(links, connect_cap_s=0.001)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        links["a"].up = False
+        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        with trio.fail_after(600):
+            while links["a"].starts < 1_100:
+                await trio.sleep(1.0)
+        assert sup.child("a").health.state in ("connecting", "starting")
+        states.seen.clear()
+        links["a"].up = True
+        await states.wait_for("a", "running")
+        assert await call(boxes["a"], "x") == "ok:x"
+        nursery.cancel_scope.cancel()

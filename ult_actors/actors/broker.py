@@ -29,10 +29,12 @@ import msgspec
 import structlog
 import trio
 
+from ult_actors.actors.closeout import CloseOutSide, close_out
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
     ReconcileSummary,
+    never_arrived,
     reconcile_on_start,
     reconcile_stuck,
 )
@@ -53,9 +55,11 @@ from ult_actors.errors import (
 )
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    AccountReset,
     BrokerCommand,
     CancelAll,
     CancelOrder,
+    CloseOut,
     Event,
     Order,
     OrderRequest,
@@ -66,7 +70,13 @@ from ult_actors.messages import (
     QueryOrder,
     QueryPositions,
 )
-from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
+from ult_actors.order_state import (
+    IllegalTransition,
+    already_final,
+    apply_update,
+    is_local_verdict,
+    order_from_request,
+)
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox
 from ult_actors.runtime.pubsub import EventBus
@@ -102,6 +112,9 @@ class BrokerActorDeps:
     #: Submits handled at once (1: each in turn, inline in the mailbox loop).
     concurrency: int = 16
     reconcile: ReconcilePolicy = field(default_factory=ReconcilePolicy)
+    #: Told (broker, how many) when the journal had no order of this broker at start while
+    #: the broker held some (a deleted or new journal): they were adopted.
+    on_adopted_unjournaled: Callable[[str, int], None] = lambda _broker, _count: None
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -151,6 +164,9 @@ class _BrokerIncarnation:
                     self, store, self.deps.reconcile, now_ns=self.deps.now_ns
                 )
                 self._log_summary("reconciled on start", summary, always=True)
+                await self._announce_account_reset()
+                if summary.adopted and summary.journal_empty:
+                    self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
                 self.ctx.started()
                 # New orders in one task, everything else in another: a query or a
@@ -161,6 +177,23 @@ class _BrokerIncarnation:
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.connector.disconnect()
+
+    async def _announce_account_reset(self) -> None:
+        """If the connector found the account's history restarted, publish its positions.
+
+        Only a connector that can tell has ``account_reset`` (OANDA: transaction
+        ids went back); done before the mailbox is served, so no order of ours
+        fills between this report and the books taking it.
+        """
+        reason: str | None = getattr(self.connector, "account_reset", None)
+        if not reason:
+            return
+        positions = await self.connector.positions()
+        self.log.warning("account history restarted; books reset to the broker's positions",
+                         reason=reason, positions=len(positions))  # fmt: skip
+        self.deps.bus.publish(
+            AccountReset(broker=self.name, positions=positions, reason=reason, ts=self.deps.now_ns())
+        )
 
     async def _serve_failed(self, exc: Exception) -> None:
         """Fatal configuration: stay up answering with the error; no restart loop."""
@@ -185,6 +218,8 @@ class _BrokerIncarnation:
         if current is None:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
+        if current is None and coid not in self.submitting:
+            order = self._adopted(order)
         try:
             merged = apply_update(current, order)
         except IllegalTransition as exc:
@@ -218,6 +253,23 @@ class _BrokerIncarnation:
         )
         return merged
 
+    def _adopted(self, order: Order) -> Order:
+        """An order this service never sent (no journal record, no submit running): adopt it.
+
+        Our own orders are journaled before they leave, so a report of one the
+        journal lacks is someone else's (or from a journal that lost its tail).
+        """
+        self.log.warning(
+            "adopting an order found at the broker that the journal lacks",
+            client_order_id=order.client_order_id,
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=str(order.qty),
+            status=order.status,
+        )
+        return msgspec.structs.replace(order, origin="adopted")
+
     def _forget_terminal(self) -> None:
         """Bound memory: drop the oldest final orders (the journal keeps them)."""
         for coid in [c for c, o in self.orders.items() if o.status in TERMINAL_STATUSES]:
@@ -240,18 +292,30 @@ class _BrokerIncarnation:
         return await self._track(msgspec.structs.replace(order, outcome="definitive"))
 
     async def resubmit(self, order: Order) -> Order:
-        """Send a journaled order again, same client order id, through the normal path."""
+        """Send a journaled order again, same client order id, through the normal path.
+
+        Not one whose own submit crashed this actor: its client was answered with the
+        crash, and sending it again would crash the actor again. It is settled as never
+        sent (reconciliation found it missing at the broker) and refused.
+        """
+        coid = order.client_order_id
+        if any(
+            isinstance(m, PlaceOrder) and m.request.client_order_id == coid
+            for m in self.ctx.mailbox.poison
+        ):
+            reason = f"its submit crashed actor {self.ctx.name}; not sent again"
+            await self.settle(never_arrived(order, reason, self.deps.now_ns()))
+            raise Internal(f"order {coid}: {reason}", broker=self.name)
         return await self._place(_request_of(order))
 
     def in_flight(self, client_order_id: str) -> bool:
         return client_order_id in self.submitting
 
     def _log_summary(self, what: str, summary: ReconcileSummary, *, always: bool = False) -> None:
-        problems = (
-            summary.unresolved or summary.unknown_at_broker or summary.conflicts or summary.lost
-        )
-        if problems:
+        if summary.unresolved or summary.conflicts or summary.lost:
             self.log.error(what, **summary.fields())
+        elif summary.adopted:
+            self.log.warning(what, **summary.fields())
         elif always or summary.checked:
             self.log.info(what, **summary.fields())
 
@@ -321,6 +385,9 @@ class _BrokerIncarnation:
         try:
             if isinstance(msg, PlaceOrder):
                 result: Any = await self._place(msg.request)
+            elif isinstance(msg, CloseOut):
+                side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
+                result = await close_out(side, msg)
             elif isinstance(msg, CancelOrder):
                 result = await self._cancel(msg.order_id)
             elif isinstance(msg, CancelAll):
@@ -488,7 +555,7 @@ class _BrokerIncarnation:
             await self._track(msgspec.structs.replace(known, outcome="unknown"))
             raise BrokerUnavailable(
                 f"broker {self.deps.name} unavailable; order {coid} outcome unknown,"
-                " it will be reconciled when the broker answers",
+                f" it will be reconciled when the broker answers (check: ult order {coid})",
                 broker=self.deps.name,
             ) from exc
         if found is not None:
@@ -517,7 +584,8 @@ class _BrokerIncarnation:
                 if not policy.enabled or attempt > policy.max_retries:
                     raise BrokerUnavailable(
                         f"broker {self.deps.name} cannot say whether it has order {coid}"
-                        f" ({exc.code}); its outcome stays unknown until reconciled",
+                        f" ({exc.code}); its outcome stays unknown until reconciled"
+                        f" (check: ult order {coid})",
                         broker=self.deps.name,
                     ) from exc
                 await trio.sleep(policy.delay(attempt, self.deps.rng, exc.retry_after))
@@ -535,6 +603,15 @@ class _BrokerIncarnation:
             return await self.connector.get_order_by_client_id(order_id)
 
     async def _cancel(self, order_id: str) -> Order:
+        """Cancel by broker or client order id; ``AlreadyFinal`` (naming the state) if final.
+
+        The state we know is asked first; then the broker's own "too late"
+        (each connector raises ``AlreadyFinal``), or an answer showing the order
+        ended otherwise meanwhile (filled while we asked), says the same.
+        """
+        known = await self._known(order_id)
+        if known is not None and known.status in TERMINAL_STATUSES and not is_local_verdict(known):
+            raise already_final(known)
         try:
             order = await self.connector.cancel(order_id)
         except NotFound:
@@ -548,22 +625,38 @@ class _BrokerIncarnation:
                     broker=self.name,
                 ) from None
             order = await self.connector.cancel(by_client.id)
-        return await self._track(order)
+        tracked = await self._track(order)
+        if tracked.status in TERMINAL_STATUSES and tracked.status != "canceled":
+            raise already_final(tracked)
+        return tracked
+
+    async def _known(self, order_id: str) -> Order | None:
+        """Our latest state of this broker's order named by client or broker order id."""
+        store = await self.deps.journal.get()
+        known = self.orders.get(order_id) or await store.get(order_id)
+        if known is None:
+            mine = [o for o in await store.find_by_order_id(order_id) if o.broker == self.name]
+            known = mine[0] if len(mine) == 1 else None
+        if known is None or known.broker != self.name:
+            return None
+        return self.orders.get(known.client_order_id) or known
 
     async def _refuse_queued_orders(self, reason: str) -> None:
         """Refuse every new order still queued: none of them has left."""
         self.halts += 1
         self.halt_reason = reason
-        refused = 0
+        queued: list[Envelope[BrokerCommand]] = []
         while True:
             try:
-                env = self.ctx.mailbox.receive_nowait((ORDER_LANE,))
+                queued.append(self.ctx.mailbox.receive_nowait((ORDER_LANE,)))
             except trio.WouldBlock:
                 break
-            await self._refuse_unsent(env, reason)
-            refused += 1
-        if refused:
-            self.log.warning("refused queued orders", reason=reason, count=refused)
+        # All at once, so their journal writes share group commits.
+        async with trio.open_nursery() as nursery:
+            for env in queued:
+                nursery.start_soon(self._refuse_unsent, env, reason)
+        if queued:
+            self.log.warning("refused queued orders", reason=reason, count=len(queued))
 
     async def _refuse_unsent(self, env: Envelope[BrokerCommand], reason: str) -> None:
         """Answer a new order that never left with a refusal; journal and publish it."""

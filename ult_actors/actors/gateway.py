@@ -16,17 +16,21 @@ from typing import Any
 import msgspec
 import trio
 
+from ult_actors.actors.closeout import close_positions
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    AccountReset,
     AccountsReply,
     ActorHealthChanged,
     BrokerCommand,
     Cancel,
+    ClosePosition,
     Event,
     EventTopic,
+    Flatten,
     GetAccount,
     GetHealth,
     GetOrder,
@@ -69,7 +73,7 @@ def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
             return "orders" in topics and not event.fill_only
         if isinstance(event, ActorHealthChanged):
             return "health" in topics
-        if isinstance(event, PositionDrift):
+        if isinstance(event, PositionDrift | AccountReset):
             return "positions" in topics
         if isinstance(event, TradingStateChanged):
             return "risk" in topics
@@ -165,6 +169,15 @@ class ServiceGateway:
                 self._broker(request.broker)
             reply: OkReply = await call(self.risk, request, timeout=60.0)
             return reply
+        if isinstance(request, ClosePosition | Flatten):
+            orders = await close_positions(
+                request,
+                brokers=self.brokers,
+                risk=self.risk,
+                client_order_id=self.new_client_order_id(),
+                timeout=self.submit_timeout_s,
+            )
+            return OrdersReply(id=request.id, orders=orders)
         if isinstance(request, Ping):
             return OkReply(id=request.id, detail="pong")
         if isinstance(request, Subscribe):

@@ -4,6 +4,11 @@ Other actors reach the store through a ``JournalSlot``: it waits while the
 journal actor (re)opens the store, so a restart of the journal delays writers
 instead of losing their records. The store records each order's latest state;
 a write returns only once the record is durable.
+
+A store that cannot be written (disk full) stays open: the journal actor shows
+``failed`` in health with the reason while it lasts and ``running`` again once
+the store recovers by itself; the router asks ``JournalSlot.check_writable``
+before an order goes on, so new orders are refused before they are sent.
 """
 
 from __future__ import annotations
@@ -14,12 +19,19 @@ from typing import Any, Protocol
 
 import trio
 
+from ult_actors.errors import JournalUnavailable
 from ult_actors.messages import OPEN_STATUSES, Order
 from ult_actors.runtime.actor import ActorContext
 
 
 class OrderStore(Protocol):
     """What the service needs of a journal."""
+
+    #: Why the store cannot be written now (e.g. "disk full"); None while it can.
+    unavailable: str | None
+
+    async def availability_changed(self) -> None:
+        """Return at the next change of ``unavailable``."""
 
     async def record(self, order: Order, *, event: str = "update") -> None:
         """Store ``order`` as the latest state of its client order id; return once durable."""
@@ -50,6 +62,10 @@ class MemoryStore:
         #: Broker order id -> client order ids (ids are unique per broker only).
         self._by_order_id: dict[str, set[str]] = {}
         self.writes = 0
+        self.unavailable: str | None = None
+
+    async def availability_changed(self) -> None:
+        await trio.sleep_forever()  # memory is always writable
 
     async def record(self, order: Order, *, event: str = "update") -> None:
         self.writes += 1
@@ -111,6 +127,20 @@ class JournalSlot:
         assert self._store is not None
         return self._store
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why the journal cannot be written now; None while it can (or is reopening)."""
+        return self._store.unavailable if self._store is not None else None
+
+    def check_writable(self) -> None:
+        """Raise ``JournalUnavailable`` when a new order could not be journaled now."""
+        reason = self.unavailable
+        if reason is not None:
+            raise JournalUnavailable(
+                f"journal cannot be written ({reason}): new orders are refused until it"
+                " can; cancels, queries and the kill switch still work"
+            )
+
 
 def memory_store_opener(store: MemoryStore | None = None) -> Callable[[], Any]:
     """An opener for a memory store that survives journal actor restarts."""
@@ -133,8 +163,26 @@ def journal_actor(
             slot.set(store)
             try:
                 ctx.started()
-                await trio.sleep_forever()
+                await _report_availability(ctx, store)
             finally:
                 slot.set(None)
 
     return start
+
+
+async def _report_availability(ctx: ActorContext[Any], store: OrderStore) -> None:
+    """Health follows the store: ``failed`` with the reason while it cannot be written."""
+    while True:
+        await store.availability_changed()
+        reason = store.unavailable
+        if reason is not None:
+            ctx.log.error("journal cannot be written; refusing new orders", reason=reason)
+            ctx.mark_failed(
+                JournalUnavailable(
+                    f"journal cannot be written ({reason}); new orders refused until it can,"
+                    " cancels and queries still work"
+                )
+            )
+        else:
+            ctx.log.info("journal writable again; accepting new orders")
+            ctx.started()

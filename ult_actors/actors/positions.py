@@ -10,8 +10,9 @@ broker that cannot report (after a few tries) is *not* flat: that is drift
 too (``broker_qty=None``), its book is kept, and its trading is put in
 ``reducing`` (fail closed). That restriction is the service's: once a report
 arrives and the book agrees with it, positions asks risk to lift it. A
-broker connection that comes back up is pulled at once, not at the next
-interval, so trading resumes as soon as the broker does.
+broker that gave no report is pulled again every ``unreported_retry_s``
+rather than at the next interval, and one whose connection comes back up is
+pulled at once, so trading resumes as soon as the broker does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import UltError
 from ult_actors.holding import Holding
 from ult_actors.messages import (
+    AccountReset,
     ActorHealthChanged,
     BrokerCommand,
     Event,
@@ -71,6 +73,21 @@ class PositionBook:
     fills_seen: dict[tuple[str, str], int] = field(default_factory=dict)
     #: A disagreement seen on the last pull: (book qty, broker qty, fills_seen then).
     suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
+
+    #: Brokers whose last pull gave no report (their outage is reported once).
+    unreported: set[str] = field(default_factory=set)
+
+    def reset(self, event: AccountReset) -> None:
+        """Take ``event``'s positions as the broker's whole book (its history restarted)."""
+        broker = event.broker
+        tables: tuple[dict[tuple[str, str], Any], ...] = (
+            self.holdings, self.realized, self.mark, self.reported, self.fills_seen, self.suspect
+        )
+        for table in tables:
+            for key in [k for k in table if k[0] == broker]:
+                del table[key]
+        for position in event.positions:
+            self.adopt(broker, position, position.symbol)
 
     def qty(self, broker: str) -> dict[str, Decimal]:
         """Non-zero quantities of one broker by symbol."""
@@ -160,6 +177,8 @@ class PositionsDeps:
     #: Position pulls tried before a broker counts as giving no report.
     report_attempts: int = 3
     retry_delay_s: float = 1.0
+    #: After a pull that gave no report, the next one comes this soon.
+    unreported_retry_s: float = 5.0
     #: Broker by the name of its actor: a ``running`` health event of one triggers a pull.
     actors: dict[str, str] = field(default_factory=dict)
     #: Where the fills known before a restart are read (``None``: start from nothing).
@@ -175,17 +194,26 @@ async def sync_broker(
     name: str,
     log: Any,
     catch_up: Callable[[], None] | None = None,
-) -> None:
+) -> bool:
     """Pull one broker's positions, report drift, and adopt the broker's view.
 
     ``catch_up`` applies the order updates already published when the report
     arrives: the report holds their fills, so they must be in the book before
-    it is compared or adopted, or they would count twice.
+    it is compared or adopted, or they would count twice. Returns whether the
+    broker reported.
     """
     book = deps.book
     try:
         reported = await _pull(deps, name)
     except (UltError, CallTimeout) as exc:
+        if deps.risk is not None:
+            await deps.risk.send(
+                RestrictTrading(broker=name, reason=f"no position report: {exc}"), timeout=10.0
+            )
+        if name in book.unreported:
+            log.debug("broker still gives no position report", broker=name, error=str(exc))
+            return False
+        book.unreported.add(name)
         for symbol, book_qty in sorted(book.qty(name).items()):
             deps.bus.publish(
                 PositionDrift(
@@ -198,11 +226,8 @@ async def sync_broker(
             )
         book.drift[name] = book.drift.get(name, 0) + 1
         log.warning("broker gave no position report", broker=name, error=str(exc))
-        if deps.risk is not None:
-            await deps.risk.send(
-                RestrictTrading(broker=name, reason=f"no position report: {exc}"), timeout=10.0
-            )
-        return
+        return False
+    book.unreported.discard(name)
     if name not in book.synced_at and deps.risk is not None:
         await deps.risk.send(SeedPositions(broker=name, positions=reported), timeout=10.0)
     if catch_up is not None:
@@ -246,6 +271,7 @@ async def sync_broker(
             LiftRestriction(broker=name, reason="position report received and reconciled"),
             timeout=10.0,
         )
+    return True
 
 
 async def _pull(deps: PositionsDeps, name: str) -> list[Position]:
@@ -267,7 +293,10 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
 
     async def start(ctx: ActorContext[GetPositions]) -> None:
         log: Any = structlog.get_logger().bind(actor=ctx.name)
-        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
+        # One subscription, in publication order: a reset lands after the updates before it.
+        events = deps.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+        )
         reconnects = deps.bus.subscribe(
             lambda e: isinstance(e, ActorHealthChanged)
             and e.state == "running"
@@ -281,14 +310,20 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
 
         async def follow_events() -> None:
             async for event in events:
-                assert isinstance(event, OrderUpdate)
-                deps.book.apply(event)
+                if isinstance(event, AccountReset):
+                    deps.book.reset(event)
+                else:
+                    assert isinstance(event, OrderUpdate)
+                    deps.book.apply(event)
             raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
 
         def catch_up() -> None:
             for event in events.drain():
-                assert isinstance(event, OrderUpdate)
-                deps.book.apply(event)
+                if isinstance(event, AccountReset):
+                    deps.book.reset(event)
+                else:
+                    assert isinstance(event, OrderUpdate)
+                    deps.book.apply(event)
 
         # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
         locks = {name: trio.Lock() for name in deps.brokers}
@@ -297,17 +332,16 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
         # book as if it were the broker's (right after a start, say).
         first_pull = {name: trio.Event() for name in deps.brokers}
 
-        async def sync(name: str) -> None:
+        async def sync(name: str) -> bool:
             async with locks[name]:
-                await sync_broker(deps, name, log, catch_up)
+                reported = await sync_broker(deps, name, log, catch_up)
             first_pull[name].set()
+            return reported
 
-        async def sync_forever() -> None:
+        async def sync_forever(name: str) -> None:
             while True:
-                async with trio.open_nursery() as nursery:
-                    for name in deps.brokers:
-                        nursery.start_soon(sync, name)
-                await trio.sleep(deps.sync_interval_s)
+                reported = await sync(name)
+                await trio.sleep(deps.sync_interval_s if reported else deps.unreported_retry_s)
 
         async def sync_on_reconnect(nursery: trio.Nursery) -> None:
             async for event in reconnects:
@@ -324,7 +358,8 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(follow_events)
-                nursery.start_soon(sync_forever)
+                for name in deps.brokers:
+                    nursery.start_soon(sync_forever, name)
                 nursery.start_soon(sync_on_reconnect, nursery)
                 ctx.started()
                 mailbox = ctx.mailbox

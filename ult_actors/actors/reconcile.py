@@ -23,8 +23,13 @@ rule (also in ``docs/architecture.md``, "Durability"):
 - **cannot ask** (the broker is down): the order stays ``unknown`` and is
   visible as such in ``ult orders`` until a later pass settles it.
 
-Orders the broker has open that the journal lacks are reported (logged, and
-counted in the summary), never adopted silently.
+Orders the broker has open that the journal lacks (a journal that lost its
+tail or was deleted, an order a person placed on the broker's web page) are
+**adopted**: journaled with the broker's state, marked ``origin = "adopted"``,
+published as an order update (risk and positions count them from it), counted
+and logged at warning. Never adopted: an order the journal has (by client
+order id, whatever its state), and an order being submitted right now
+(``in_flight``: its journal record may not be readable yet).
 """
 
 from __future__ import annotations
@@ -73,7 +78,10 @@ class ReconcileSummary:
     resubmitted: int = 0
     never_arrived: int = 0
     unresolved: list[str] = field(default_factory=list)
-    unknown_at_broker: list[str] = field(default_factory=list)
+    #: Open at the broker, unknown to the journal: journaled as ``origin = "adopted"``.
+    adopted: list[str] = field(default_factory=list)
+    #: The journal held no order of this broker when the pass began (start only).
+    journal_empty: bool = False
     conflicts: list[str] = field(default_factory=list)
     #: Orders the broker had and no longer knows, now final as ``lost``.
     lost: list[str] = field(default_factory=list)
@@ -90,8 +98,8 @@ class ReconcileSummary:
             "never_arrived": self.never_arrived,
             "unresolved": len(self.unresolved),
             "unresolved_ids": self.unresolved[:10],
-            "unknown_at_broker": len(self.unknown_at_broker),
-            "unknown_at_broker_ids": self.unknown_at_broker[:10],
+            "adopted": len(self.adopted),
+            "adopted_ids": self.adopted[:10],
             "conflicts": self.conflicts[:10],
             "lost": len(self.lost),
             "lost_ids": self.lost[:10],
@@ -176,6 +184,7 @@ async def reconcile_on_start(
     new orders waiting in the mailbox meanwhile.
     """
     summary = ReconcileSummary()
+    summary.journal_empty = not await store.list_orders(broker=side.name, limit=1)
     pending = await store.non_terminal(side.name)
     broker_open = {o.client_order_id: o for o in await _patiently(side.open_orders)}
     missing: list[Order] = []
@@ -191,7 +200,7 @@ async def reconcile_on_start(
     for coid, theirs in broker_open.items():
         ours = await store.get(coid)
         if ours is None:
-            summary.unknown_at_broker.append(coid)
+            await _adopt(side, store, theirs, summary)
         elif ours.status not in OPEN_STATUSES:
             await _final_here_open_there(side, ours, theirs, summary)
     if missing:
@@ -245,7 +254,7 @@ async def _sweep(
         broker_open[theirs.client_order_id] = theirs
         ours = await store.get(theirs.client_order_id)
         if ours is None:
-            summary.unknown_at_broker.append(theirs.client_order_id)
+            await _adopt(side, store, theirs, summary)
         elif ours.status not in OPEN_STATUSES:
             await _final_here_open_there(side, ours, theirs, summary)
         elif theirs.filled_qty > ours.filled_qty or theirs.status != ours.status:
@@ -266,6 +275,22 @@ async def _sweep(
             summary.count((await side.settle(found)).status)
     if gone:
         await _settle_gone(side, store, policy, gone, summary, now_ns)
+
+
+async def _adopt(
+    side: BrokerSide, store: OrderStore, theirs: Order, summary: ReconcileSummary
+) -> None:
+    """Journal an order the broker holds and the journal lacks, as the broker has it.
+
+    Not one being submitted now (it is ours; its record may be on its way),
+    and only if the journal still lacks it after that check, so an order is
+    adopted at most once and never one the service sent.
+    """
+    coid = theirs.client_order_id
+    if side.in_flight(coid) or await store.get(coid) is not None:
+        return
+    await side.settle(msgspec.structs.replace(theirs, origin="adopted"))
+    summary.adopted.append(coid)
 
 
 async def _final_here_open_there(

@@ -27,18 +27,20 @@ import trio
 
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
-from ult_actors.actors.positions import baseline_from_journal
 from ult_actors.actors.trading_state_store import SavedTradingState, save_trading_state
 from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.holding import Holding
 from ult_actors.messages import (
     OPEN_STATUSES,
+    AccountReset,
     BrokerCommand,
     CancelAll,
+    CloseOut,
     Event,
     LiftRestriction,
     OkReply,
+    Order,
     OrderRequest,
     OrderUpdate,
     PlaceOrder,
@@ -51,12 +53,19 @@ from ult_actors.messages import (
     TradingState,
     TradingStateChanged,
 )
+from ult_actors.order_state import is_local_verdict
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
 RiskCommand = (
-    PlaceOrder | SetKillSwitch | SetTradingState | RestrictTrading | LiftRestriction | SeedPositions
+    PlaceOrder
+    | CloseOut
+    | SetKillSwitch
+    | SetTradingState
+    | RestrictTrading
+    | LiftRestriction
+    | SeedPositions
 )
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -98,6 +107,7 @@ class RiskState:
     tokens: float = 0.0
     #: When the rate bucket was last filled; ``None``: not yet, it starts full.
     tokens_at: float | None = None
+
     #: Orders sent on with no report from their broker yet: client order id -> when to
     #: give up on one (its deadline plus a grace). One that never reached its broker
     #: (its deadline passed in the broker's mailbox) must not hold a slot forever.
@@ -146,7 +156,7 @@ class RiskDeps:
     on_state_change: Callable[[TradingState], None] = lambda _s: None
     #: Where every change of trading state is saved (``None``: not kept across restarts).
     state_path: Path | None = None
-    #: Where the fills known before a restart are read (``None``: start from nothing).
+    #: The journal, whose open orders risk counts at start (``None``: only from events).
     journal: JournalSlot | None = None
 
 
@@ -246,6 +256,16 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
         state.tokens -= 1.0
 
 
+def reset_books(state: RiskState, event: AccountReset) -> None:
+    """A broker's account history restarted: its books are its report now."""
+    for key in [k for k in state.books if k[0] == event.broker]:
+        del state.books[key]
+    for position in event.positions:
+        state.books[(event.broker, position.symbol)] = Holding(
+            qty=position.qty, avg_price=position.avg_entry_price
+        )
+
+
 def seed_books(state: RiskState, seed: SeedPositions) -> None:
     """Start a broker's books from its report, unless fills have built them already.
 
@@ -281,18 +301,43 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         signed = new.qty if order.side == "buy" else -new.qty
         state.realized_today += book.fill(signed, price)
     if order.status in OPEN_STATUSES:
-        state.set_open(
-            OrderRequest(
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty - order.filled_qty,
-                type=order.type,
-                broker=order.broker,
-                client_order_id=coid,
-            )
-        )
+        state.set_open(unfilled_rest(order))
+    elif is_local_verdict(order):
+        # The service's own conclusion, not the broker's: its record may still come and
+        # reopen the order, which must then count again (so it is not marked done).
+        state.drop_open(coid)
     else:
         state.drop_open(coid)
+
+
+def unfilled_rest(order: Order) -> OrderRequest:
+    """What of an open order may still fill, as risk tracks it."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty - order.filled_qty,
+        type=order.type,
+        broker=order.broker,
+        client_order_id=order.client_order_id,
+    )
+
+
+def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
+    """Count the journal's open orders risk has not heard of (at start, before any event).
+
+    Orders settled or adopted by the brokers' start reconciliation were
+    published before risk subscribed; the journal has them. Their fills so
+    far are in the brokers' position reports (``seed_books``), so only the
+    unfilled rest counts, and later fills count from here.
+    """
+    for order in orders:
+        coid = order.client_order_id
+        if coid in state.open_orders or state.applied.is_done(coid):
+            continue
+        if order.status not in OPEN_STATUSES:
+            continue
+        state.applied.baseline(order)
+        state.set_open(unfilled_rest(order))
 
 
 def roll_day(state: RiskState, now_ns: int) -> None:
@@ -309,10 +354,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
     async def start(ctx: ActorContext[RiskCommand]) -> None:
         state = deps.state
         log: Any = structlog.get_logger().bind(actor=ctx.name)
-        events = deps.bus.subscribe(lambda e: isinstance(e, OrderUpdate), capacity=1 << 16)
-        if deps.journal is not None:
-            # Fills the journal has are in the brokers' reports that seed the books.
-            await baseline_from_journal(deps.journal, state.applied)
+        events = deps.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+        )
 
         def set_state(
             new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"
@@ -347,6 +391,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
 
         async def follow_events() -> None:
             async for event in events:
+                if isinstance(event, AccountReset):
+                    reset_books(state, event)
+                    continue
                 assert isinstance(event, OrderUpdate)
                 apply_event(state, event, deps.now_ns())
             raise RuntimeError(f"risk fell behind the event stream: {events.dropped_reason}")
@@ -366,6 +413,18 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     ctx.mailbox.answered(env)
                     remaining = max(0.001, env.deadline - trio.current_time())
                     await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                elif isinstance(msg, CloseOut):
+                    # Closing only shrinks exposure, so it passes in every trading state:
+                    # a flatten is what a person does in an emergency, often once halted.
+                    log.warning(
+                        "closing positions",
+                        broker=msg.broker,
+                        symbol=msg.symbol or "all",
+                        trading=state.trading,
+                    )
+                    ctx.mailbox.answered(env)
+                    remaining = max(0.001, env.deadline - trio.current_time())
+                    await deps.brokers[msg.broker].send(msg, reply=env.reply, timeout=remaining)
                 elif isinstance(msg, SeedPositions):
                     seed_books(state, msg)
                 elif isinstance(msg, RestrictTrading):
@@ -406,6 +465,9 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow_events)
+            if deps.journal is not None:
+                store = await deps.journal.get()
+                seed_open_orders(state, await store.non_terminal())
             ctx.started()
             mailbox = ctx.mailbox
             try:

@@ -18,7 +18,7 @@ import msgspec
 
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
-from ult_actors.errors import DuplicateOrder, NotFound, UltError
+from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
     BrokerCommand,
     Cancel,
@@ -94,6 +94,7 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
                     f"client_order_id {coid} is already used by a different order",
                     field="client_order_id",
                 )
+            deps.journal.check_writable()  # refused here, before risk or the broker sees it
             recent[coid] = order_only
             if len(recent) > _RECENT:
                 recent.popitem(last=False)
@@ -106,10 +107,11 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
         async def cancel(env: Envelope[RouterCommand], msg: Cancel) -> None:
             order = await find_order(await deps.journal.get(), msg.order_id)
             if order.status == "lost":
-                # Nothing to cancel: its broker no longer has it (reconciliation's verdict).
-                raise NotFound(
-                    f"order {order.client_order_id} is lost, nothing to cancel:"
-                    f" {order.reject_reason or 'its broker no longer has it'}",
+                # Final like any other state (the broker no longer has it), with the reason.
+                raise AlreadyFinal(
+                    f"order {order.ref} (client order id {order.client_order_id}) is lost"
+                    f" ({order.reject_reason or 'its broker no longer has it'});"
+                    " there is nothing to cancel",
                     broker=order.broker,
                 )
             broker = deps.brokers.get(order.broker)

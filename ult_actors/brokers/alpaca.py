@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import msgspec
@@ -52,6 +52,8 @@ from ult_actors.brokers.alpaca_wire import (
     WireAccount,
     WireCancelResult,
     WireClock,
+    WireCloseResult,
+    WireError,
     WireOrder,
     WirePosition,
     WireTradeUpdate,
@@ -77,6 +79,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
+from ult_actors.order_state import already_final
 from ult_actors.secrets import Secret, read_secret
 
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -241,8 +244,7 @@ class AlpacaConnector:
     async def cancel(self, order_id: str) -> Order:
         """``DELETE /v2/orders/{id}``, then the order as it stands.
 
-        An order that is already final is returned as it is: there is nothing
-        left to cancel.
+        Alpaca's 422 for an order that is already final is ``AlreadyFinal``.
         """
         self._check_order_id(order_id)
         try:
@@ -250,7 +252,7 @@ class AlpacaConnector:
         except InvalidOrder:
             order = await self.get_order(order_id)
             if order.status in TERMINAL_STATUSES:
-                return order
+                raise already_final(order) from None
             raise
         return await self.get_order(order_id)
 
@@ -259,6 +261,43 @@ class AlpacaConnector:
         response = await self._request("DELETE", "/v2/orders", what="cancel all")
         results = self._decode(response, list[WireCancelResult], what="cancel all")
         return {r.id: r.status for r in results}
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``DELETE /v2/positions/{symbol}``: Alpaca's market order liquidating it.
+
+        Alpaca's close takes no client order id: the order comes back under
+        the one Alpaca made, and is tracked under it.
+        """
+        path = f"/v2/positions/{quote(position.symbol, safe='')}"
+        response = await self._request("DELETE", path, what="close position")
+        order = to_order(self._decode(response, WireOrder, what="close position"), self.name)
+        self._ledger.expect(order)
+        return order
+
+    async def close_all_positions(self) -> list[Order]:
+        """``DELETE /v2/positions?cancel_orders=true``: the closing orders Alpaca made.
+
+        A position Alpaca would not close is logged and left out; the caller
+        sees it still open and closes it on its own, getting the error.
+        """
+        response = await self._request(
+            "DELETE", "/v2/positions", what="close all positions", params={"cancel_orders": "true"}
+        )
+        orders = []
+        for result in self._decode(response, list[WireCloseResult], what="close all positions"):
+            if 200 <= result.status < 300:
+                order = to_order(self._decode_raw(result.body, WireOrder), self.name)
+                self._ledger.expect(order)
+                orders.append(order)
+            else:
+                error = self._decode_raw(result.body, WireError)
+                self.log.warning(
+                    "alpaca did not close a position",
+                    symbol=result.symbol,
+                    status=result.status,
+                    error=error.message,
+                )
+        return orders
 
     async def get_order(self, order_id: str) -> Order:
         """One order by Alpaca's order id."""
@@ -470,6 +509,15 @@ class AlpacaConnector:
         except msgspec.DecodeError as exc:  # also a valid JSON missing fields
             raise unreadable_reply(
                 exc, broker=self.name, doing=f"Alpaca {what}", status=response.status_code
+            ) from None
+
+    def _decode_raw(self, raw: msgspec.Raw, into: Any) -> Any:
+        """One entry of a multi-status reply (its body arrives undecoded)."""
+        try:
+            return msgspec.json.decode(raw, type=into)
+        except msgspec.DecodeError as exc:
+            raise unreadable_reply(
+                exc, broker=self.name, doing="Alpaca close all positions"
             ) from None
 
     def _check_order_id(self, order_id: str) -> None:

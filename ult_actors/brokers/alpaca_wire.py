@@ -89,6 +89,14 @@ class WireCancelResult(msgspec.Struct, kw_only=True):
     status: int
 
 
+class WireCloseResult(msgspec.Struct, kw_only=True):
+    """One entry of the 207 reply to ``DELETE /v2/positions``: an order, or why not."""
+
+    symbol: str
+    status: int
+    body: msgspec.Raw
+
+
 class WireTradeUpdate(msgspec.Struct, kw_only=True):
     """The ``data`` of a ``trade_updates`` message; fill events carry price/qty."""
 

@@ -19,6 +19,9 @@ Rules every connector keeps (checked by ``tests/brokers/contract.py``):
   raises ``BrokerUnavailable``; the caller looks the order up by client id
   before any resubmission.
 - Returned ``Order``/``Position``/``Account`` carry ``broker=self.name``.
+- Closing positions is native where the venue has a close (Alpaca, OANDA);
+  elsewhere ``close_position`` returns ``None`` and the broker actor submits
+  ``closing_order`` like any order (journaled first, looked up on retry).
 """
 
 from __future__ import annotations
@@ -68,6 +71,17 @@ class Connector(Protocol):
     async def account(self) -> Account:
         """Cash, buying power and equity."""
 
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        """Close ``position`` with the venue's own close, or return ``None`` if it has none.
+
+        ``None`` tells the caller to send ``closing_order(position, ...)``
+        through ``submit``. A venue that cannot carry ``client_order_id`` on
+        its close returns the order under the id the venue gave it.
+        """
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """Close every position with the venue's own call; ``None`` if it has none."""
+
     async def stream_updates(
         self,
         sink: UpdateSink,
@@ -80,3 +94,16 @@ class Connector(Protocol):
         sweep of open orders made after it cannot miss an update. Raises
         (typically ``BrokerUnavailable``) when the stream is lost.
         """
+
+
+def closing_order(position: Position, client_order_id: str) -> OrderRequest:
+    """The market order that takes ``position`` to flat."""
+    return OrderRequest(
+        symbol=position.symbol,
+        side="sell" if position.qty > 0 else "buy",
+        qty=abs(position.qty),
+        type="market",
+        time_in_force="day",
+        broker=position.broker,
+        client_order_id=client_order_id,
+    )

@@ -48,6 +48,7 @@ from ult_actors.brokers.oanda_errors import error_from_response, error_from_tran
 from ult_actors.brokers.oanda_mapping import (
     CREATE_TYPES,
     ENTRY_ORDER_TYPES,
+    SYNTHETIC_CLIENT_ID_PREFIX,
     account_from_summary,
     fill_from,
     order_body,
@@ -67,6 +68,7 @@ from ult_actors.brokers.oanda_stream import TransactionCursor, TransactionFeed
 from ult_actors.brokers.oanda_wire import (
     AccountsReply,
     CancelReply,
+    ClosePositionReply,
     CreateReply,
     OrderReply,
     OrdersReply,
@@ -91,7 +93,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import order_from_request
+from ult_actors.order_state import already_final, order_from_request
 
 _CACHE = 10_000  # orders and transactions remembered per connector
 
@@ -149,6 +151,9 @@ class OandaConnector:
         #: Fill and cancel transactions by id (an order lookup needs their details).
         self._transactions: _Bounded[WireTransaction] = _Bounded(_CACHE)
         self.log: Any = structlog.get_logger().bind(broker=name)
+        #: Why this connection found the account's history restarted (``None``: it did not);
+        #: the broker actor then resets the books to the account's positions.
+        self.account_reset: str | None = None
 
     def __repr__(self) -> str:
         return f"OandaConnector({self.name!r}, account={self._account_id!r}, url={self._rest!r})"
@@ -205,6 +210,9 @@ class OandaConnector:
         """
         last = self._cursor.last_id
         if last is not None and last > newest:
+            self.account_reset = (
+                f"OANDA transaction ids went back (ours {last}, the account's newest {newest})"
+            )
             self.log.warning(
                 "oanda transaction cursor ahead of the account; resuming from the account's"
                 " newest transaction and reconciling orders in full",
@@ -267,7 +275,7 @@ class OandaConnector:
         """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
 
         ``order_id`` is v20's numeric id or, otherwise, our client order id.
-        An order that is already final is returned as it is.
+        v20's 404 for an order that is already final is ``AlreadyFinal``.
         """
         specifier = self._specifier(order_id)
         try:
@@ -277,7 +285,7 @@ class OandaConnector:
         except NotFound:
             order = await self._lookup(specifier)  # NotFound again if it never existed
             if order.status in TERMINAL_STATUSES:
-                return order
+                raise already_final(order) from None
             raise
         reply = self._decode(content, CancelReply, "cancel")
         cancel = reply.orderCancelTransaction
@@ -299,8 +307,22 @@ class OandaConnector:
         return await self._lookup(order_id)
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
-        """One order by our client order id (``NotFound`` if it never arrived)."""
-        return await self._lookup("@" + client_order_id)
+        """One order by our client order id (``NotFound`` if it never arrived).
+
+        An order placed without a client id (on OANDA's own platform, then
+        adopted) goes by ``oanda-<v20 id>`` (``oanda_mapping``): it is found
+        by that id.
+        """
+        try:
+            return await self._lookup("@" + client_order_id)
+        except NotFound:
+            made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
+            if made_up == client_order_id or not made_up.isdigit():
+                raise
+            order = await self._lookup(made_up)
+            if order.client_order_id != client_order_id:
+                raise  # that order has a client id of its own: not the one asked for
+            return order
 
     async def open_orders(self) -> list[Order]:
         """Every pending entry order (dependent take-profit/stop-loss orders are not ours)."""
@@ -321,6 +343,39 @@ class OandaConnector:
         """Balance, NAV and the buying power of the free margin."""
         reply = await self._get(self._path("/summary"), SummaryReply, what="account")
         return account_from_summary(reply.account, self.name)
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``PUT .../positions/{instrument}/close``: v20's closeout market order of its side.
+
+        The closing order carries ``client_order_id`` (its client extensions),
+        so it is found by it like any order the gateway places.
+        """
+        side, other = ("long", "short") if position.qty > 0 else ("short", "long")
+        body = {
+            f"{side}Units": "ALL",
+            f"{other}Units": "NONE",
+            f"{side}ClientExtensions": {"id": client_order_id},
+        }
+        path = self._path(f"/positions/{quote(position.symbol, safe='')}/close")
+        content = await self._request("PUT", path, what="close position", json=body)
+        reply = self._decode(content, ClosePositionReply, "close position")
+        create = getattr(reply, f"{side}OrderCreateTransaction")
+        order = order_from_create(create, self.name) if create is not None else None
+        if order is None:
+            missing = ValueError(f"no {side}OrderCreateTransaction")
+            raise unreadable_reply(missing, broker=self.name, doing="OANDA close position")
+        fill = getattr(reply, f"{side}OrderFillTransaction")
+        if fill is not None:
+            order = self._after_fill(order, fill)[0]
+        cancel = getattr(reply, f"{side}OrderCancelTransaction")
+        if cancel is not None:
+            order = self._after_cancel(order, cancel)
+        self._orders.put(order.id, order)
+        return order
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """v20 closes one instrument at a time: ``None`` (each position is closed in turn)."""
+        return None
 
     async def _lookup(self, specifier: str) -> Order:
         path = self._path(f"/orders/{quote(specifier, safe='')}")

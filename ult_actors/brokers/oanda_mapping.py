@@ -174,9 +174,13 @@ def _our_type(
     return None
 
 
+#: The client order id of an order placed without one (e.g. on OANDA's own platform).
+SYNTHETIC_CLIENT_ID_PREFIX = "oanda-"
+
+
 def _client_id(order_id: str, extensions: Any) -> str:
     client_id = getattr(extensions, "id", None)
-    return client_id if client_id else f"oanda-{order_id}"
+    return client_id if client_id else f"{SYNTHETIC_CLIENT_ID_PREFIX}{order_id}"
 
 
 def order_from_wire(wire: WireOrder, broker: str) -> Order | None:

@@ -143,6 +143,17 @@ class CreateReply(_Wire):
     orderCancelTransaction: WireTransaction | None = None
 
 
+class ClosePositionReply(_Wire):
+    """``PUT .../positions/{instrument}/close``: the closing order of each side asked."""
+
+    longOrderCreateTransaction: WireTransaction | None = None
+    longOrderFillTransaction: WireTransaction | None = None
+    longOrderCancelTransaction: WireTransaction | None = None
+    shortOrderCreateTransaction: WireTransaction | None = None
+    shortOrderFillTransaction: WireTransaction | None = None
+    shortOrderCancelTransaction: WireTransaction | None = None
+
+
 class CancelReply(_Wire):
     orderCancelTransaction: WireTransaction | None = None
 

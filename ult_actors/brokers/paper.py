@@ -168,6 +168,14 @@ class PaperConnector:
         await trio.lowlevel.checkpoint_if_cancelled()
         return self.venue.account_info()
 
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        """The paper venue has no close of its own: ``None``, so the closing order is a market order."""
+        return None
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """The paper venue has no close-all of its own: ``None`` (each position is closed in turn)."""
+        return None
+
     async def stream_updates(
         self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:

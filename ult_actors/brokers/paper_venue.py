@@ -47,7 +47,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import fill_of, order_from_request
+from ult_actors.order_state import already_final, fill_of, order_from_request
 from ult_actors.validation import validate_order
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -219,10 +219,10 @@ class PaperVenue:
         self._commit()
 
     def cancel(self, order_id: str) -> Order:
-        """Cancel an open order; a final order is returned as it stands."""
+        """Cancel an open order; ``AlreadyFinal`` for a final one, ``NotFound`` for none."""
         working = self.open.get(order_id)
         if working is None:
-            return self.get(order_id)  # final already, or NotFound
+            raise already_final(self.get(order_id))  # self.get: NotFound if it never existed
         self._finish(working, "canceled")
         self._commit()
         return working.order

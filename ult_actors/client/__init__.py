@@ -29,6 +29,7 @@ from ult_actors.client._errors import (
 )
 from ult_actors.client._requests import order_request
 from ult_actors.errors import (
+    AlreadyFinal,
     AmbiguousOrderId,
     AuthFailed,
     BadRequest,
@@ -37,15 +38,18 @@ from ult_actors.errors import (
     InsufficientFunds,
     Internal,
     InvalidOrder,
+    JournalUnavailable,
     NotFound,
     RateLimited,
     RiskRejected,
+    ServiceBusy,
     Timeout,
     UltError,
     Unauthorized,
 )
 
 __all__ = [
+    "AlreadyFinal",
     "AmbiguousOrderId",
     "AsyncClient",
     "AuthFailed",
@@ -57,10 +61,12 @@ __all__ = [
     "InsufficientFunds",
     "Internal",
     "InvalidOrder",
+    "JournalUnavailable",
     "NotFound",
     "OutcomeUnknown",
     "RateLimited",
     "RiskRejected",
+    "ServiceBusy",
     "ServiceUnreachable",
     "SubscriptionLost",
     "Timeout",

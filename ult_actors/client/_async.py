@@ -188,6 +188,22 @@ class AsyncClient:
         """Balances: one ``Account`` per broker (just ``broker``'s if given)."""
         return await self._call(self._requests.account(broker))
 
+    async def close_position(self, symbol: str, broker: str | None = None) -> list[Order]:
+        """Close the position in ``symbol``: its open orders canceled, then a closing order.
+
+        ``broker`` may be left out when one broker holds the symbol. Returns the
+        canceled orders and the closing order (journaled like any order).
+        """
+        return await self._call(self._requests.close_position(symbol, broker))
+
+    async def flatten(self, broker: str | None = None) -> list[Order]:
+        """Cancel every open order and close every position, at ``broker`` or at all.
+
+        Passes in every trading state (it only reduces exposure). Returns the
+        canceled and the closing orders.
+        """
+        return await self._call(self._requests.flatten(broker))
+
     async def health(self) -> HealthSnapshot:
         """The actor tree's health, root first."""
         return await self._call(self._requests.health())

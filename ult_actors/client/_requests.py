@@ -8,7 +8,6 @@ sends and what it returns live here once.
 from __future__ import annotations
 
 import itertools
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,10 +22,12 @@ from ult_actors.messages import (
     Account,
     AccountsReply,
     Cancel,
+    ClosePosition,
     ErrorReply,
     Event,
     EventMessage,
     EventTopic,
+    Flatten,
     GetAccount,
     GetHealth,
     GetOrder,
@@ -54,7 +55,7 @@ from ult_actors.messages import (
     TimeInForce,
     TradingState,
 )
-from ult_actors.validation import check_decimal
+from ult_actors.validation import PLAIN_DECIMAL, check_decimal
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -70,11 +71,6 @@ UNSET: Any = object()
 
 #: What the service pushes on a subscribed connection, outside any request.
 EVENT_FRAMES = (EventMessage, SubscriptionDropped)
-
-
-#: A quantity or price as text: ASCII digits with at most one '.', nothing else
-#: (no exponent, sign, underscore or space: "1e1" and "1_0" are not 10 here).
-PLAIN_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
 def to_decimal(name: str, value: Number) -> Decimal:
@@ -191,6 +187,10 @@ def read_order(reply: Reply) -> Order:
     return expect(reply, OrderReply).order
 
 
+def _read_orders(reply: Reply) -> list[Order]:
+    return expect(reply, OrdersReply).orders
+
+
 def _read_detail(reply: Reply) -> str:
     return expect(reply, OkReply).detail
 
@@ -252,7 +252,7 @@ class Requests:
     def orders(self, open_only: bool, broker: str | None, limit: int) -> Call[list[Order]]:
         """Orders the service knows."""
         request = ListOrders(id=self.next_id(), open_only=open_only, broker=broker, limit=limit)
-        return Call(request, lambda reply: expect(reply, OrdersReply).orders)
+        return Call(request, _read_orders)
 
     def positions(self, broker: str | None) -> Call[list[Position]]:
         """Positions at one broker, or at all."""
@@ -275,6 +275,15 @@ class Requests:
     def trading_state(self, state: TradingState, broker: str | None) -> Call[str]:
         """Set active / reducing / halted, globally or for one broker."""
         return Call(SetTradingState(id=self.next_id(), state=state, broker=broker), _read_detail)
+
+    def close_position(self, symbol: str, broker: str | None) -> Call[list[Order]]:
+        """Close the position in ``symbol`` (its open orders canceled first)."""
+        request = ClosePosition(id=self.next_id(), symbol=symbol, broker=broker)
+        return Call(request, _read_orders)
+
+    def flatten(self, broker: str | None) -> Call[list[Order]]:
+        """Cancel every open order and close every position, at ``broker`` or at all."""
+        return Call(Flatten(id=self.next_id(), broker=broker), _read_orders)
 
     def ping(self) -> Call[None]:
         """A round trip."""

@@ -2,9 +2,19 @@
 
 Requests are pipelined: every complete frame of a read is decoded and handed
 to its own task, and replies go out in whatever order they finish, each
-carrying the request's id. Back-pressure: at most ``max_in_flight`` requests
-are being answered per connection; past that the connection stops reading
-and the client's writes block in the kernel.
+carrying the request's id. Back-pressure: the connection stops taking frames
+(and the client's writes block in the kernel) while ``max_in_flight``
+requests are being answered, while its outbox holds more than its high-water
+mark of unsent bytes, and while all outboxes together are over the server's
+budget. A client that does not read its replies therefore costs at most the
+high-water mark plus the replies of the requests it had in flight.
+
+Past ``max_queued_bytes`` unsent (a client that pipelines requests with big
+answers, like order lists, and does not read them), or above the high-water
+mark having read nothing for ``stalled_s`` while the shared budget is
+exhausted (silent subscribers), the connection is closed with a logged
+reason: holding its replies would hold their memory, and a client that does
+not read cannot be told anything anyway.
 
 Bad input never costs the connection unless it makes the stream unreadable:
 a frame that is not a request is answered with ``bad_request`` and the next
@@ -22,7 +32,7 @@ import trio
 from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
-from ult_actors.ipc.outbox import Outbox
+from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
 from ult_actors.messages import (
     Cancel,
@@ -59,6 +69,9 @@ class Connection:
         subscriber_queue: int,
         max_in_flight: int = 1024,
         outbox_high_water: int = 1 << 20,
+        max_queued_bytes: int = 16 << 20,
+        budget: OutboxBudget | None = None,
+        stalled_s: float = 5.0,
     ) -> None:
         self.stream = stream
         self.gateway = gateway
@@ -67,8 +80,12 @@ class Connection:
         self.max_frame_bytes = max_frame_bytes
         self.subscriber_queue = subscriber_queue
         self.max_in_flight = max_in_flight
+        self.max_queued_bytes = max_queued_bytes
+        self.stalled_s = stalled_s
         self.codec = RequestCodec()
-        self.outbox = Outbox(outbox_high_water)
+        self.outbox = Outbox(outbox_high_water, budget)
+        #: Why the server closed this connection for not reading, if it did.
+        self.dropped: str | None = None
         self._in_flight = 0
         self._capacity = trio.Event()
         self._capacity.set()
@@ -80,7 +97,8 @@ class Connection:
         try:
             with self._done:
                 async with trio.open_nursery() as writer:
-                    writer.start_soon(self._write)
+                    writer.start_soon(self._write, writer.cancel_scope)
+                    writer.start_soon(self._watch_budget)
                     async with trio.open_nursery() as handlers:
                         oversize = await self._read(handlers)
                         if oversize:
@@ -95,40 +113,94 @@ class Connection:
                                 self._subscription.close()  # nobody will read events
                     self.outbox.close()
         finally:
+            self.outbox.discard()  # nobody will send it now; give its bytes back
             if self._subscription is not None:
                 self._subscription.close()
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _write(self) -> None:
+    async def _write(self, writer: trio.CancelScope) -> None:
         try:
             await self.outbox.run(self.stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._done.cancel()  # the client is gone; stop answering it
+        writer.cancel()  # all is sent: the budget watcher is done too
+
+    async def _watch_budget(self) -> None:
+        """Close this connection if it holds over its high-water mark while all
+        connections together are over budget (silent subscribers add nothing more,
+        so no ``put`` would notice)."""
+        budget = self.outbox.budget
+        while True:
+            await budget.wait_until_over()
+            while budget.over:
+                if self._close_if_stalled(
+                    f"while all connections together are over their limit of {budget.cap}"
+                ):
+                    return
+                # A big reply being read is not a stall: look again shortly.
+                with trio.move_on_after(self.stalled_s / 4):
+                    await budget.wait_for_room()
 
     async def _read(self, handlers: trio.Nursery) -> bool:
         """Read and dispatch frames; True if the connection must close for an oversize frame."""
         frames = FrameReader(self.max_frame_bytes)
+        paused = False
         while True:
-            await self._capacity.wait()
+            await self._wait_for_room()
+            data: bytes | bytearray = b""  # paused: finish the frames already buffered first
+            if not paused:
+                try:
+                    data = await self.stream.receive_some(_READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._done.cancel()
+                    return False
+                if not data:
+                    return False
             try:
-                data = await self.stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._done.cancel()
-                return False
-            if not data:
-                return False
-            try:
-                for payload in frames.feed(data):
-                    self._dispatch(payload, handlers)
+                paused = self._dispatch_until_full(frames, data, handlers)
             except FrameTooLarge as exc:
                 self.log.warning("oversize frame; closing connection", size=exc.size)
                 self._send(
-                    ErrorReply(
-                        id=0, error=BadRequest(f"{exc}; closing the connection").to_info()
-                    )
+                    ErrorReply(id=0, error=BadRequest(f"{exc}; closing the connection").to_info())
                 )
                 return True
+
+    async def _wait_for_room(self) -> None:
+        """Wait until this connection may take another request (see the module doc)."""
+        if not self._full():
+            return
+        budget = self.outbox.budget
+        budget.paused_readers += 1
+        try:
+            while self._full():
+                await self._capacity.wait()
+                await self.outbox.wait_for_room()
+                await budget.wait_for_room()
+        finally:
+            budget.paused_readers -= 1
+
+    def _full(self) -> bool:
+        return (
+            not self._capacity.is_set()
+            or self.outbox.queued_bytes > self.outbox.high_water
+            or self.outbox.budget.over
+        )
+
+    def _dispatch_until_full(
+        self, frames: FrameReader, data: bytes | bytearray, handlers: trio.Nursery
+    ) -> bool:
+        """Dispatch the complete frames of ``data``; True if it stopped at a limit with
+        frames left in ``frames`` (one read may hold thousands of small requests)."""
+        batch = frames.feed(data)
+        try:
+            for payload in batch:
+                self._dispatch(payload, handlers)
+                if self._full():
+                    return True
+            return False
+        finally:
+            batch.close()  # keeps the frames not yet taken
 
     def _dispatch(self, payload: bytes, handlers: trio.Nursery) -> None:
         try:
@@ -169,6 +241,33 @@ class Connection:
 
     def _send(self, reply: Reply) -> None:
         self.outbox.put(self.codec.encode(reply))
+        self._enforce_limits()
+
+    def _enforce_limits(self) -> None:
+        """Close the connection if it holds more unsent bytes than its limit."""
+        queued = self.outbox.queued_bytes
+        if queued > self.max_queued_bytes:
+            self._drop(f"{queued} bytes unread, over its limit of {self.max_queued_bytes}")
+
+    def _close_if_stalled(self, why: str) -> bool:
+        """Close the connection if it holds over its high-water mark and its client has
+        taken nothing for ``stalled_s``; True if so."""
+        queued = self.outbox.queued_bytes
+        stalled = self.outbox.stalled_for()
+        if queued > self.outbox.high_water and stalled >= self.stalled_s:
+            self._drop(f"{queued} bytes unread for {stalled:.1f} s {why}")
+            return True
+        return False
+
+    def _drop(self, reason: str) -> None:
+        """Close a connection whose client does not read what it asked for."""
+        if self.dropped is None:
+            self.dropped = reason
+            self.log.warning(
+                "client not reading its replies; closing the connection", reason=reason
+            )
+            self.outbox.discard()
+            self._done.cancel()
 
     def _subscribe(self, request: Subscribe, handlers: trio.Nursery) -> None:
         if self._subscription is not None:
@@ -191,7 +290,8 @@ class Connection:
                 # A client that does not read fills the outbox; then we stop
                 # taking events, its bounded queue fills, and the bus drops it
                 # without ever waiting for it.
-                await self.outbox.wait_for_room()
+                if not await self._room_for_events():
+                    return
                 try:
                     event = await sub.receive()
                 except trio.EndOfChannel:
@@ -202,6 +302,18 @@ class Connection:
         reason = sub.dropped_reason or "the service closed the subscription"
         self.log.warning("event subscriber dropped", reason=reason)
         self._send(SubscriptionDropped(reason=reason))
+        await self._room_for_events()
+
+    async def _room_for_events(self) -> bool:
+        """Wait until the outbox is below its high-water mark; False, with the connection
+        closed, if meanwhile the client took nothing for ``stalled_s``: what is queued
+        for it would be held for as long as it stays connected."""
+        while True:
+            with trio.move_on_after(self.stalled_s):
+                await self.outbox.wait_for_room()
+                return True
+            if self._close_if_stalled("by an event subscriber"):
+                return False
 
     def _log_mutation(self, request: Request) -> None:
         fields: dict[str, Any] = {"kind": type(request).__name__, "request_id": request.id}

@@ -10,7 +10,7 @@ before any of the body is buffered.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import msgspec
 
@@ -44,7 +44,7 @@ class FrameReader:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[bytes]:
+    def feed(self, data: bytes | bytearray | memoryview) -> Generator[bytes, None, None]:
         """Add ``data``; yield each payload now complete, in order."""
         buf = self._buf
         buf += data
@@ -58,10 +58,11 @@ class FrameReader:
                 if end - start - HEADER.size < size:
                     break
                 body = start + HEADER.size
-                yield bytes(buf[body : body + size])
                 start = body + size
+                yield bytes(buf[body:start])
         finally:
-            # Drop what was consumed even if the consumer stopped early.
+            # Drop what was consumed (every frame yielded) even if the consumer stopped
+            # early; the rest waits for the next ``feed``.
             del buf[:start]
 
 

@@ -5,6 +5,11 @@ the performance notes), so producers only append encoded frames here and a
 single writer task sends everything that has accumulated in one
 ``send_all``: the replies finished in the same scheduler round, and all that
 piled up while the previous send was blocked, travel together.
+
+Bytes count as queued until the kernel has taken them (a ``send_all``
+blocked on a client that does not read still holds its buffer), both in the
+outbox's own ``queued_bytes`` and in the ``OutboxBudget`` all connections
+share, so the server can stop reading from clients that do not read.
 """
 
 from __future__ import annotations
@@ -12,44 +17,103 @@ from __future__ import annotations
 import trio
 
 
+class OutboxBudget:
+    """The bytes queued in every connection's outbox together, against one cap."""
+
+    def __init__(self, cap: int) -> None:
+        #: Above this many bytes in all outboxes, no connection's requests are read.
+        self.cap = cap
+        self.queued = 0
+        #: The most ``queued`` has been.
+        self.peak = 0
+        #: Connections not reading requests now because of a limit (for health and tests).
+        self.paused_readers = 0
+        self._room = trio.Event()
+        self._room.set()
+        self._over = trio.Event()
+
+    @property
+    def over(self) -> bool:
+        """True while the outboxes together hold more than ``cap`` bytes."""
+        return self.queued > self.cap
+
+    def add(self, size: int) -> None:
+        """Count ``size`` more bytes queued somewhere."""
+        self.queued += size
+        self.peak = max(self.peak, self.queued)
+        if self.over and self._room.is_set():
+            self._room = trio.Event()
+            self._over.set()
+
+    def remove(self, size: int) -> None:
+        """Count ``size`` bytes as gone (sent or discarded)."""
+        self.queued -= size
+        if not self.over and not self._room.is_set():
+            self._room.set()
+            self._over = trio.Event()
+
+    async def wait_until_over(self) -> None:
+        """Wait until the outboxes together hold more than the cap."""
+        await self._over.wait()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the outboxes together are at or below the cap."""
+        await self._room.wait()
+
+
 class Outbox:
     """A byte queue with one writer task; ``put`` never blocks."""
 
-    def __init__(self, high_water: int = 1 << 20) -> None:
-        #: Above this many queued bytes, ``wait_for_room`` blocks (event forwarders use it).
+    def __init__(self, high_water: int = 1 << 20, budget: OutboxBudget | None = None) -> None:
+        #: Above this many queued bytes, ``wait_for_room`` blocks (the reader and the
+        #: event forwarder use it).
         self.high_water = high_water
+        self.budget = budget if budget is not None else OutboxBudget(cap=1 << 62)
         self._chunks: list[bytes] = []
         self._size = 0
         self._wake = trio.Event()
         self._room = trio.Event()
         self._room.set()
         self._closing = False
+        #: When the client last took bytes, or the queue last became non-empty.
+        self._progress_at = trio.current_time()
         #: Frames and ``send_all`` calls so far (the ratio shows the coalescing).
         self.frames_sent = 0
         self.sends = 0
 
     @property
     def queued_bytes(self) -> int:
+        """Bytes put and not yet taken by the kernel (those of a blocked send included)."""
         return self._size
 
     def put(self, data: bytes) -> None:
         """Queue one encoded frame for sending."""
         if self._closing:
             return
+        if not self._size:
+            self._progress_at = trio.current_time()
         self._chunks.append(data)
-        self._size += len(data)
-        if self._size > self.high_water and self._room.is_set():
-            self._room = trio.Event()
+        self._grow(len(data))
         self._wake.set()
 
+    def stalled_for(self) -> float:
+        """Seconds the client has taken none of the bytes queued for it (0 if none are)."""
+        return trio.current_time() - self._progress_at if self._size else 0.0
+
     async def wait_for_room(self) -> None:
-        """Wait until the queue is below its high-water mark."""
+        """Wait until the queue is at or below its high-water mark."""
         await self._room.wait()
 
     def close(self) -> None:
         """Send what is queued, then let ``run`` return; later ``put`` calls are dropped."""
         self._closing = True
         self._wake.set()
+
+    def discard(self) -> None:
+        """Drop everything still queued (the connection is gone) and give back its budget."""
+        self._closing = True
+        self._chunks = []
+        self._grow(-self._size)
 
     async def run(self, stream: trio.abc.SendStream) -> None:
         """The writer: send queued frames until closed and drained."""
@@ -63,12 +127,25 @@ class Outbox:
                 self._wake = trio.Event()
                 continue
             chunks, self._chunks = self._chunks, []
-            self._size = 0
-            self._room.set()
             self._wake = trio.Event()
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             await stream.send_all(data)
+            self._progress_at = trio.current_time()
+            if self._size:  # not discarded meanwhile
+                self._grow(-len(data))
             self.frames_sent += len(chunks)
             self.sends += 1
             if self._chunks or self._closing:
                 self._wake.set()
+
+    def _grow(self, size: int) -> None:
+        self._size += size
+        if size >= 0:
+            self.budget.add(size)
+        else:
+            self.budget.remove(-size)
+        if self._size > self.high_water:
+            if self._room.is_set():
+                self._room = trio.Event()
+        else:
+            self._room.set()

@@ -4,7 +4,9 @@ An actor is an async function ``start(ctx)`` run as a trio task by its
 supervisor. It owns its state (locals or an object it builds), reads
 ``ctx.mailbox``, calls ``ctx.started()`` once it is ready to serve, and
 answers requests with ``ctx.reply`` / ``ctx.fail``. Raising is crashing: the
-supervisor decides what happens next.
+supervisor decides what happens next. A handler run inside ``ctx.handling(env)``
+(``serve_mailbox`` does so) that raises has its request answered with the
+crash, never redelivered: one poison message crashes its actor once.
 """
 
 from __future__ import annotations

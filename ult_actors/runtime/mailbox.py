@@ -39,6 +39,10 @@ import trio
 M = TypeVar("M")
 
 
+#: How many messages that crashed their actor a mailbox remembers (``Mailbox.poison``).
+_POISON_KEPT = 256
+
+
 class MailboxFull(Exception):
     """``send_nowait`` found the mailbox at capacity."""
 
@@ -134,6 +138,10 @@ class Mailbox(Generic[M]):
         self._arrived = trio.lowlevel.ParkingLot()
         #: Requests taken by the current incarnation and not answered yet.
         self.in_flight: dict[Envelope[M], None] = {}  # an ordered set
+        #: The latest messages whose handler crashed the actor (bounded), so an incarnation
+        #: can tell one coming back another way (a journal replayed at start) and not run
+        #: it a second time.
+        self.poison: collections.deque[M] = collections.deque(maxlen=_POISON_KEPT)
         self.handled = 0
         self.expired = 0
 
@@ -224,6 +232,7 @@ class Mailbox(Generic[M]):
         """``env``'s own handler raised ``error``: answer it with ``ActorCrashed``, never
         redeliver it. A request already answered or handed on (no longer in flight) is
         left alone: whoever holds its reply slot now answers it."""
+        self.poison.append(env.msg)
         if env.reply is None or env not in self.in_flight:
             return
         del self.in_flight[env]

@@ -87,7 +87,11 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
 
     def bound(self, consecutive: int) -> float:
         """Upper bound of the delay before restart number ``consecutive`` (0-based)."""
-        return min(self.cap_s, self.initial_s * self.multiplier**consecutive)
+        try:
+            grown = self.initial_s * self.multiplier**consecutive
+        except OverflowError:  # some 1,000 tries in a row: hours of a broker away
+            return self.cap_s
+        return min(self.cap_s, grown)
 
 
 class ChildSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -71,7 +71,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
 )
-from ult_actors.order_state import order_from_request
+from ult_actors.order_state import already_final, order_from_request
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
 
@@ -604,7 +604,7 @@ class IbConnector:
     async def cancel(self, order_id: str) -> Order:
         tracked = await self._tracked_by_id(order_id)
         if tracked.order.status in TERMINAL_STATUSES:
-            return tracked.order
+            raise already_final(tracked.order)
         self._require_trading()
         tracked.cancel_error = None
         await self._send(wire.CancelOrder(order_id=tracked.order_id))
@@ -675,6 +675,14 @@ class IbConnector:
                 )
             )
         return out
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        """TWS has no close of its own: ``None``, so the closing order is a market order."""
+        return None
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """TWS has no close-all of its own: ``None`` (each position is closed in turn)."""
+        return None
 
     async def account(self) -> Account:
         req_id = next(self._req_ids)

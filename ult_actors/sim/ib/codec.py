@@ -28,6 +28,13 @@ V_PENDING_PRICE_REVISION = 178
 
 
 def _read_contract_request(r: FieldReader) -> wire.Contract:
+    contract = read_contract(r)
+    r.skip(2)  # secIdType, secId
+    return contract
+
+
+def read_contract(r: FieldReader) -> wire.Contract:
+    """The 12 contract fields every request carries (conId .. tradingClass)."""
     con_id = r.integer()
     symbol = r.text()
     sec_type = r.text()
@@ -40,7 +47,6 @@ def _read_contract_request(r: FieldReader) -> wire.Contract:
     currency = r.text()
     local_symbol = r.text()
     trading_class = r.text()
-    r.skip(2)  # secIdType, secId
     return wire.Contract(
         symbol=symbol,
         sec_type=sec_type,

@@ -19,8 +19,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import msgspec
 
 from ult_actors.brokers.ib import wire
+from ult_actors.sim.ib.instruments import FX_PAIRS, Instrument, commission, resolve, stock
 
 CENT = Decimal("0.01")
+_BPS = Decimal("0.0001")
 #: Order types the simulator executes.
 ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
 TIFS = frozenset({"DAY", "GTC", "IOC", "FOK", "OPG"})
@@ -85,6 +87,8 @@ class SimExchange:
     executions: list[tuple[wire.ExecDetails, wire.CommissionReport]] = field(default_factory=list)
     holdings: dict[str, _Holding] = field(default_factory=dict)
     prices: dict[str, Decimal] = field(default_factory=dict)
+    #: Every instrument traded or quoted so far, by key (``AAPL``, ``EUR.USD``).
+    instruments: dict[str, Instrument] = field(default_factory=dict)
     realized_pnl: Decimal = Decimal(0)
     _next_perm_id: int = 1_000_001
     _exec_seq: int = 0
@@ -92,30 +96,46 @@ class SimExchange:
     # -- prices -------------------------------------------------------------
 
     def price(self, symbol: str) -> Decimal:
-        """The last price; a new symbol starts at a price derived from its name."""
+        """The last price of an instrument key; a new stock starts at a price derived
+        from its name, an FX pair at its usual level."""
         if symbol not in self.prices:
-            base = 20 + zlib.crc32(symbol.encode()) % 480
-            self.prices[symbol] = Decimal(base) + Decimal(zlib.adler32(symbol.encode()) % 100) / 100
+            if symbol in FX_PAIRS:
+                self.prices[symbol] = FX_PAIRS[symbol][0]
+            else:
+                base = 20 + zlib.crc32(symbol.encode()) % 480
+                cents = Decimal(zlib.adler32(symbol.encode()) % 100) / 100
+                self.prices[symbol] = Decimal(base) + cents
         return self.prices[symbol]
 
     def quote(self, symbol: str) -> tuple[Decimal, Decimal]:
-        """(bid, ask) around the last price."""
+        """(bid, ask) around the last price, a basis point or one tick either side."""
         last = self.price(symbol)
-        half = max(CENT, (last * Decimal("0.0001")).quantize(CENT))
+        tick = _tick(symbol)
+        half = max(tick, (last * _BPS).quantize(tick))
         return last - half, last + half
 
     def set_price(self, symbol: str, price: Decimal) -> list[Outgoing]:
         """Move a price (tests, admin) and execute what it triggers."""
-        self.prices[symbol] = price.quantize(CENT)
+        self.prices[symbol] = price.quantize(_tick(symbol))
         return self.match(symbol)
+
+    def usd(self, symbol: str, amount: Decimal) -> Decimal:
+        """An amount in the quote currency of ``symbol`` in USD (the account's currency)."""
+        quote = symbol.split(".")[1] if symbol in FX_PAIRS else "USD"
+        if quote == "USD":
+            return amount
+        if f"USD.{quote}" in FX_PAIRS:
+            return amount / self.price(f"USD.{quote}")
+        return amount * self.price(f"{quote}.USD")
 
     def tick(self) -> list[Outgoing]:
         """One random step of every known price, then matching."""
         out: list[Outgoing] = []
         for symbol in sorted(self.prices):
             step = Decimal(str(round(self.rng.uniform(-self.volatility, self.volatility), 6)))
-            moved = (self.prices[symbol] * (1 + step)).quantize(CENT, ROUND_HALF_UP)
-            self.prices[symbol] = max(CENT, moved)
+            tick = _tick(symbol)
+            moved = (self.prices[symbol] * (1 + step)).quantize(tick, ROUND_HALF_UP)
+            self.prices[symbol] = max(tick, moved)
             out += self.match(symbol)
         return out
 
@@ -176,14 +196,13 @@ class SimExchange:
             account=msg.order.account or self.account,
             tif=msg.order.tif or "DAY",  # TWS's default when a client leaves it empty
         )
-        symbol = msg.contract.symbol
-        contract = wire.Contract(
-            symbol=symbol,
-            exchange=msg.contract.exchange or "SMART",
-            currency=msg.contract.currency or "USD",
-            con_id=_con_id(symbol),
-            local_symbol=symbol,
-            trading_class=symbol,
+        instrument = resolve(msg.contract)
+        assert instrument is not None, "checked by _validate"
+        self.instruments[instrument.key] = instrument
+        contract = msgspec.structs.replace(
+            instrument.contract,
+            exchange=msg.contract.exchange or instrument.contract.exchange,
+            primary_exchange="",
         )
         sim = SimOrder(client_id, msg.order_id, perm_id, contract, order)
         self.orders[perm_id] = sim
@@ -205,10 +224,10 @@ class SimExchange:
 
     def _validate(self, msg: wire.PlaceOrder) -> tuple[int, str] | None:
         o, c = msg.order, msg.contract
-        if c.sec_type != "STK":
-            return 200, "No security definition has been found for the request"
-        if not c.symbol:
+        if not c.symbol and not c.local_symbol:
             return 321, "Error validating request.-'bN' : cause - Missing symbol"
+        if resolve(c) is None:
+            return 200, "No security definition has been found for the request"
         if o.order_type not in ORDER_TYPES:
             return 201, f"Order rejected - reason:Unsupported order type {o.order_type!r}"
         if o.tif and o.tif not in TIFS:
@@ -228,8 +247,9 @@ class SimExchange:
     def _check_funds(self, sim: SimOrder) -> str | None:
         if sim.order.action != "BUY":
             return None
-        price = sim.order.lmt_price or self.quote(sim.contract.symbol)[1]
-        needed = sim.order.total_quantity * price + self.gross_position_value()
+        key = key_of(sim.contract)
+        price = sim.order.lmt_price or self.quote(key)[1]
+        needed = self.usd(key, sim.order.total_quantity * price) + self.gross_position_value()
         equity = self.net_liquidation()
         if needed > 2 * equity:
             return (
@@ -243,7 +263,8 @@ class SimExchange:
         if not sim.is_open:
             return self.reject(sim.client_id, sim.order_id, 103, "Duplicate order id")
         o = msg.order
-        if msg.contract.symbol != sim.contract.symbol or o.action != sim.order.action:
+        same = resolve(msg.contract)
+        if same is None or same.key != key_of(sim.contract) or o.action != sim.order.action:
             # An id reused for another order, not a modification: TWS refuses it.
             return self.reject(
                 sim.client_id,
@@ -333,13 +354,13 @@ class SimExchange:
     def match(self, symbol: str) -> list[Outgoing]:
         out: list[Outgoing] = []
         for sim in list(self.orders.values()):
-            if sim.is_open and not sim.is_held and sim.contract.symbol == symbol:
+            if sim.is_open and not sim.is_held and key_of(sim.contract) == symbol:
                 out += self._try_execute(sim)
         return out
 
     def _try_execute(self, sim: SimOrder) -> list[Outgoing]:
         o = sim.order
-        bid, ask = self.quote(sim.contract.symbol)
+        bid, ask = self.quote(key_of(sim.contract))
         buy = o.action == "BUY"
         touch = ask if buy else bid
         out: list[Outgoing] = []
@@ -363,9 +384,17 @@ class SimExchange:
         sim.filled += qty
         sim.avg_price = ((total_before + price * qty) / sim.filled).quantize(Decimal("0.0001"))
         sim.last_fill_price = price
-        commission = max(self.min_commission, (qty * self.commission_per_share).quantize(CENT))
-        realized = self._book(sim.contract.symbol, qty if buy else -qty, price)
-        self.cash -= (qty * price if buy else -qty * price) + commission
+        key = key_of(sim.contract)
+        value = self.usd(key, qty * price)
+        fee = commission(
+            self.instruments.get(key) or stock(key),
+            qty,
+            value,
+            per_share=self.commission_per_share,
+            minimum=self.min_commission,
+        )
+        realized = self._book(key, qty if buy else -qty, price)
+        self.cash -= (value if buy else -value) + fee
         exec_id = f"{sim.perm_id:08x}.{self._exec_seq:08x}.01.01"
         details = wire.ExecDetails(
             req_id=-1,
@@ -385,9 +414,7 @@ class SimExchange:
             order_ref=sim.order.order_ref,
             last_liquidity=2,
         )
-        report = wire.CommissionReport(
-            exec_id=exec_id, commission=commission, realized_pnl=realized
-        )
+        report = wire.CommissionReport(exec_id=exec_id, commission=fee, realized_pnl=realized)
         self.executions.append((details, report))
         if sim.remaining <= 0:
             sim.status = "Filled"
@@ -411,7 +438,7 @@ class SimExchange:
             return None
         closing = min(abs(signed_qty), abs(h.qty))
         direction = 1 if h.qty > 0 else -1
-        realized = ((price - h.avg_cost) * closing * direction).quantize(CENT)
+        realized = self.usd(symbol, (price - h.avg_cost) * closing * direction).quantize(CENT)
         self.realized_pnl += realized
         h.qty += signed_qty
         if h.qty == 0:
@@ -423,11 +450,14 @@ class SimExchange:
     # -- account ------------------------------------------------------------
 
     def gross_position_value(self) -> Decimal:
-        return sum((abs(h.qty) * self.price(s) for s, h in self.holdings.items()), Decimal(0))
+        return sum(
+            (self.usd(s, abs(h.qty) * self.price(s)) for s, h in self.holdings.items()),
+            Decimal(0),
+        )
 
     def net_liquidation(self) -> Decimal:
         return self.cash + sum(
-            (h.qty * self.price(s) for s, h in self.holdings.items()), Decimal(0)
+            (self.usd(s, h.qty * self.price(s)) for s, h in self.holdings.items()), Decimal(0)
         )
 
     def account_values(self) -> dict[str, str]:
@@ -455,7 +485,7 @@ class SimExchange:
         return [
             wire.PositionData(
                 account=self.account,
-                contract=wire.Contract(symbol=s, exchange="NASDAQ", con_id=_con_id(s)),
+                contract=self._held_contract(s, exchange="NASDAQ"),
                 position=h.qty,
                 avg_cost=h.avg_cost,
             )
@@ -471,23 +501,40 @@ class SimExchange:
             price = self.price(s)
             out.append(
                 wire.PortfolioValue(
-                    contract=wire.Contract(
-                        symbol=s, exchange="", primary_exchange="NASDAQ", con_id=_con_id(s)
-                    ),
+                    contract=self._held_contract(s, exchange="", primary_exchange="NASDAQ"),
                     position=h.qty,
                     market_price=price,
-                    market_value=h.qty * price,
+                    market_value=self.usd(s, h.qty * price),
                     average_cost=h.avg_cost,
-                    unrealized_pnl=((price - h.avg_cost) * h.qty).quantize(CENT),
+                    unrealized_pnl=self.usd(s, (price - h.avg_cost) * h.qty).quantize(CENT),
                     realized_pnl=Decimal(0),
                     account=self.account,
                 )
             )
         return out
 
+    def _held_contract(
+        self, key: str, *, exchange: str, primary_exchange: str = ""
+    ) -> wire.Contract:
+        """The contract a position report shows: an FX pair as such, a stock with its listing."""
+        instrument = self.instruments.get(key) or stock(key)
+        if instrument.is_fx:
+            return instrument.contract
+        return wire.Contract(
+            symbol=key,
+            con_id=instrument.contract.con_id,
+            exchange=exchange,
+            primary_exchange=primary_exchange,
+        )
+
     def _ib_time(self) -> str:
         return datetime.fromtimestamp(self.now_ns() / 1e9, UTC).strftime("%Y%m%d  %H:%M:%S")
 
 
-def _con_id(symbol: str) -> int:
-    return 100_000 + zlib.crc32(symbol.encode()) % 900_000
+def key_of(contract: wire.Contract) -> str:
+    """The exchange's key of an order's contract: the symbol, or ``EUR.USD`` for FX."""
+    return contract.local_symbol if contract.sec_type == "CASH" else contract.symbol
+
+
+def _tick(key: str) -> Decimal:
+    return FX_PAIRS[key][1] if key in FX_PAIRS else CENT

@@ -3,7 +3,10 @@
 ``TwsSimulator.serve`` listens on 127.0.0.1 (port 0 picks a free one and
 ``task_status.started`` reports it). Any TWS API client that speaks the
 fields-only protocol (server versions 157 to 178) can connect, trade and
-read back its orders, executions, positions and account, as with TWS.
+read back its orders, executions, positions and account, as with TWS, and
+look up contracts and quote snapshots (``market.py``) for US stocks and the
+major FX pairs (``CASH`` on ``IDEALPRO``; ``instruments.py``), with IB's
+fixed-rate commissions in every commission report.
 
 Fault switches, callable from tests or from another process through the
 admin port (``admin.py``): drop every connection (or the sender of the next
@@ -41,6 +44,7 @@ from ult_actors.brokers.ib.protocol import (
 )
 from ult_actors.sim.ib.codec import encode_message, read_request
 from ult_actors.sim.ib.exchange import Outgoing, SimExchange
+from ult_actors.sim.ib.market import answer_market_request, read_market_request
 
 #: Farm notices TWS sends to every new API connection.
 FARM_NOTICES = (
@@ -94,9 +98,13 @@ class _Session:
         self.cancel_scope = trio.CancelScope()
 
     async def send(self, messages: Sequence[wire.Incoming]) -> None:
+        await self.send_fields([encode_message(m, self.version) for m in messages])
+
+    async def send_fields(self, messages: Sequence[list[str]]) -> None:
+        """Send messages already written as fields."""
         if not messages:
             return
-        frames = [encode_fields(encode_message(m, self.version)) for m in messages]
+        frames = [encode_fields(fields) for fields in messages]
         try:
             await self.stream.send_frames(frames)
         except ConnectionClosed:
@@ -259,6 +267,11 @@ class TwsSimulator:
 
     async def _dispatch(self, session: _Session, fields: list[str]) -> None:
         try:
+            market = read_market_request(fields)
+            if market is not None:
+                answer = answer_market_request(market, self.exchange, session.version)
+                await session.send_fields(answer)
+                return
             request = read_request(fields, session.version)
         except FieldError as exc:
             await session.send(

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Broker outages of 2, 20 and 90 s with real processes: the service trades again by itself.
+
+Runs ``ult sim alpaca`` and ``ult serve`` (a config written for the run, the
+connection's connect backoff capped at ``--cap`` seconds) as child processes.
+For each outage the simulator is killed (SIGKILL), kept away that long, and
+started again on the same port. A killed simulator forgets its book (a real
+broker's survives), so the script trades back to flat before each outage and
+the service's book agrees with the fresh simulator after it.
+
+After the simulator returns, the script sends a 1-share buy every
+``--probe-s`` until one is accepted, with no other command, and reports:
+the seconds from the simulator's return to that order; what health showed
+during the outage (the connection's states, the broker's trading state and
+who set it); and whether trading came back to ``active`` by itself. Exit 1
+if an outage did not heal within ``--cap`` plus ``--slack`` seconds.
+
+    .venv/bin/python scripts/outage.py                 # 2, 20, 90 s; about 3 minutes
+    .venv/bin/python scripts/outage.py --outages 2 5 --cap 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import short_tempdir
+from bench_ult import start_service, write_config
+from chaos_sims import _start as start_sim_process
+
+from ult_actors.client import AsyncClient
+from ult_actors.errors import UltError
+
+KEY, SECRET = "outage-key", "outage-secret"
+BROKER = "alpaca"
+
+
+@dataclass
+class Outcome:
+    """What one outage did."""
+
+    outage_s: float
+    #: Seconds from the simulator's return to the first order accepted (None: never).
+    first_order_s: float | None = None
+    #: States health showed for the connection while the broker was away.
+    connection_states: list[str] = field(default_factory=list)
+    #: The broker's trading states seen meanwhile, as ``state (set_by)``.
+    trading_seen: list[str] = field(default_factory=list)
+    #: The broker's trading state once the order was accepted, as ``state (set_by)``.
+    trading_after: str = ""
+    #: Refusals while probing, by error code.
+    refused: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def healed_by_itself(self) -> bool:
+        return self.first_order_s is not None and self.trading_after.startswith("active")
+
+
+class Simulator:
+    """``ult sim alpaca`` as a child process, killed and started again on its port."""
+
+    def __init__(self, base: Path, seed: int) -> None:
+        self.base = base
+        self.seed = seed
+        self.port = 0
+        self.proc: Any = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        argv = ["--port", str(self.port), "--key", KEY, "--secret", SECRET,
+                "--seed", str(self.seed + self.starts), "--cash", "1000000000"]  # fmt: skip
+        log = self.base / f"sim-{self.starts}.log"
+        self.proc, ports = start_sim_process(BROKER, argv, log, {})
+        self.port = ports[0]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+async def flatten(client: AsyncClient) -> None:
+    """Sell what the service says it holds at the broker, so a fresh simulator agrees."""
+    for position in await client.positions(BROKER):
+        if position.qty > 0:
+            await client.submit(position.symbol, "sell", position.qty, broker=BROKER, wait=True)
+
+
+async def watch(client: AsyncClient, outcome: Outcome, seconds: float) -> None:
+    """Look at health twice a second for ``seconds``, noting what it shows of the broker."""
+    end = trio.current_time() + seconds
+    while trio.current_time() < end:
+        try:
+            health = await client.health()
+        except UltError:
+            health = None
+        if health is not None:
+            for actor in health.actors:
+                if actor.name == f"broker.{BROKER}" and actor.state not in outcome.connection_states:
+                    outcome.connection_states.append(actor.state)
+            setting = health.broker_trading.get(BROKER)
+            seen = f"{setting.state} ({setting.set_by})" if setting else "?"
+            if seen not in outcome.trading_seen:
+                outcome.trading_seen.append(seen)
+        await trio.sleep(min(0.5, max(0.0, end - trio.current_time())))
+
+
+async def first_order(client: AsyncClient, outcome: Outcome, back: float, give_up_s: float) -> None:
+    """Send a buy every ``probe_s`` until one is accepted; note how long it took."""
+    while time.monotonic() - back < give_up_s:
+        try:
+            await client.submit("AAPL", "buy", 1, broker=BROKER, wait=True, timeout=10)
+        except UltError as exc:
+            outcome.refused[exc.code] = outcome.refused.get(exc.code, 0) + 1
+            await trio.sleep(PROBE_S)
+            continue
+        outcome.first_order_s = round(time.monotonic() - back, 2)
+        setting = (await client.health()).broker_trading.get(BROKER)
+        outcome.trading_after = f"{setting.state} ({setting.set_by})" if setting else "?"
+        return
+
+
+PROBE_S = 0.2
+
+
+async def run(args: argparse.Namespace) -> list[Outcome]:
+    with short_tempdir("uo-") as tmp:
+        (tmp / "run").mkdir(mode=0o700)
+        sim = Simulator(tmp, args.seed)
+        sim.start()
+        config = write_config(
+            tmp,
+            {
+                "service": {"default_broker": BROKER},
+                "supervision": {"connect_backoff_cap_s": args.cap},
+                "risk": {"max_orders_per_second": 1000},
+                f"brokers.{BROKER}": {"kind": BROKER, "base_url": f"http://127.0.0.1:{sim.port}"},
+            },
+        )
+        env = {"ALPACA_API_KEY": KEY, "ALPACA_API_SECRET": SECRET}
+        service = await start_service(tmp, config, env=env)
+        outcomes: list[Outcome] = []
+        try:
+            async with AsyncClient(service.socket, timeout=30) as client:
+                await client.submit("AAPL", "buy", 1, broker=BROKER, wait=True)
+                for seconds in args.outages:
+                    await flatten(client)
+                    outcome = Outcome(outage_s=seconds)
+                    sim.kill()
+                    await watch(client, outcome, seconds)
+                    sim.start()
+                    back = time.monotonic()
+                    await first_order(client, outcome, back, args.cap + args.slack + 60)
+                    outcomes.append(outcome)
+                    _print_one(outcome, args)
+        finally:
+            await service.stop()
+            sim.kill()
+    return outcomes
+
+
+def _print_one(outcome: Outcome, args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps({**asdict(outcome), "healed_by_itself": outcome.healed_by_itself}))
+        return
+    took = "never" if outcome.first_order_s is None else f"{outcome.first_order_s:.2f}s"
+    print(
+        f"outage {outcome.outage_s:g}s: first order accepted {took} after the simulator returned"
+        f" (cap {args.cap:g}s); connection during: {', '.join(outcome.connection_states)};"
+        f" trading during: {', '.join(outcome.trading_seen)}; after: {outcome.trading_after};"
+        f" refused while probing: {outcome.refused or 'none'};"
+        f" back to active by itself: {'yes' if outcome.healed_by_itself else 'NO'}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="scripts/outage.py",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Runs on loopback only; leaves nothing behind (a temporary directory).",
+    )
+    p.add_argument("--outages", type=float, nargs="+", default=[2.0, 20.0, 90.0],
+                   help="outage lengths in seconds (default: 2 20 90)")  # fmt: skip
+    p.add_argument("--cap", type=float, default=30.0,
+                   help="supervision.connect_backoff_cap_s for the run (default: 30)")  # fmt: skip
+    p.add_argument("--slack", type=float, default=10.0,
+                   help="seconds beyond the cap still counted as healed in time (default: 10)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=7, help="simulator seed")
+    p.add_argument("--json", action="store_true", help="one JSON line per outage")
+    args = p.parse_args(argv)
+    os.environ.pop("ULT_CONFIG", None)
+    outcomes = trio.run(run, args)
+    late = [
+        o for o in outcomes
+        if not o.healed_by_itself or (o.first_order_s or 0) > args.cap + args.slack
+    ]  # fmt: skip
+    return 1 if late else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
