@@ -84,17 +84,25 @@ def brokers(
     return sup, boxes, states
 
 
+async def start_then_break(nursery: trio.Nursery, sup: Supervisor, link: Link, how: str) -> None:
+    """Run ``sup``, then break child ``a``'s link (``up``: refuse; ``crash_after_start``)."""
+    nursery.start_soon(sup.run)
+    await trio.testing.wait_all_tasks_blocked()
+    if how == "up":
+        link.up = False
+    else:
+        link.crash_after_start = True
+    sup.child("a").scope.cancel()  # type: ignore[union-attr]
+
+
 async def test_a_child_that_keeps_crashing_after_it_came_up_is_parked_and_its_siblings_keep_serving(
     autojump_clock: Any,
 ) -> None:
     links = {"a": Link(), "b": Link()}
     sup, boxes, states = brokers(links)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
-        await trio.testing.wait_all_tasks_blocked()
-        links["a"].crash_after_start = True
-        # Stop it once: from then on every incarnation comes up, then crashes.
-        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        # Stopped once: from then on every incarnation comes up, then crashes.
+        await start_then_break(nursery, sup, links["a"], "crash_after_start")
         await states.wait_for("a", "failed")
         assert links["a"].starts == 1 + 3  # the first start, then 3 restarts: the 4th exceeds
         assert "stream dropped" in sup.child("a").health.last_error.message  # type: ignore[union-attr]
@@ -114,10 +122,7 @@ async def test_a_parked_child_is_retried_after_park_s_and_serves_again(
     links = {"a": Link()}
     sup, boxes, states = brokers(links, park_s=30.0)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
-        await trio.testing.wait_all_tasks_blocked()
-        links["a"].crash_after_start = True
-        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await start_then_break(nursery, sup, links["a"], "crash_after_start")
         await states.wait_for("a", "failed")
         links["a"].crash_after_start = False  # fixed, but nobody tries before park_s
         await trio.sleep(29.9)
@@ -163,10 +168,7 @@ async def test_a_child_that_cannot_connect_keeps_trying_within_the_cap_and_is_ne
     links = {"a": Link(), "b": Link()}
     sup, boxes, states = brokers(links, park_s=1000.0, connect_cap_s=5.0)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
-        await trio.testing.wait_all_tasks_blocked()
-        links["a"].up = False
-        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await start_then_break(nursery, sup, links["a"], "up")
         await states.wait_for("a", "connecting")
         # A long outage: far more failed tries than max_restarts (3), none parks it.
         await trio.sleep(120.0)
@@ -199,10 +201,7 @@ async def test_a_connection_away_for_thousands_of_tries_is_still_tried(autojump_
     links = {"a": Link()}
     sup, boxes, states = brokers(links, connect_cap_s=0.001)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
-        await trio.testing.wait_all_tasks_blocked()
-        links["a"].up = False
-        sup.child("a").scope.cancel()  # type: ignore[union-attr]
+        await start_then_break(nursery, sup, links["a"], "up")
         with trio.fail_after(600):
             while links["a"].starts < 1_100:
                 await trio.sleep(1.0)
