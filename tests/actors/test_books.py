@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import trio
 import trio.testing
 
@@ -62,9 +63,15 @@ def test_one_fill_reported_by_stream_submit_reply_and_sweep_moves_the_book_once(
     assert (position.qty, position.avg_entry_price) == (Decimal(4), Decimal(101))
     # After a restart the stream repeats the execution of an order the journal had final:
     # the new book (started from the broker's report) must not count it again.
-    restarted = PositionBook()
+    restarted = PositionBook(started_ns=filled.updated_at + 1)
     restarted.apply(OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True))
     assert restarted.positions() == []
+    # But a state journaled after the book began and repeated as fill_only (its broker actor
+    # crashed between journaling and publishing it) is news to the book: it counts, once.
+    later = msgspec.structs.replace(filled, updated_at=restarted.started_ns + 1)
+    for _ in range(2):
+        restarted.apply(OrderUpdate(order=later, fill=execution(later, "2", "102"), fill_only=True))
+    assert [p.qty for p in restarted.positions()] == [Decimal(4)]
 
 
 def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:
