@@ -26,9 +26,10 @@ for Alpaca and OANDA the orders each simulator made by its own
 ``/_sim/state`` counter beyond those found by client order id); every order a client was told a broker
 took is at that broker (lost); every order is in the same state, terminal or
 open, in the journal and at the broker (mismatched); positions at each
-broker equal the fills in the journal. It prints the counts and exits 0
-only if duplicates, lost, mismatched and unsettled are all 0 and positions
-agree.
+broker equal the fills in the journal, and the service's own book of
+positions (read before it stops) equals the broker's: each fill counted once.
+It prints the counts and exits 0 only if duplicates, lost, mismatched and
+unsettled are all 0 and both position checks agree.
 
 The order stream, the fault schedule of each service start, the simulator
 fault schedule and the kill points are fixed by ``--seed``; thread and
@@ -325,12 +326,25 @@ async def settle(child: Child, timeout: float) -> tuple[list[Order], list[Any]]:
                         or o.type == "market"
                     ]
                     if not busy:
-                        return [], await client.positions()
+                        return [], await steady_positions(client)
                     last_busy = busy
             except UltError:
                 pass
             await trio.sleep(0.5)
     return last_busy, []
+
+
+async def steady_positions(client: AsyncClient, tries: int = 10) -> list[Any]:
+    """The service's book once two reads in a row agree (it may still be taking in the
+    last fills); a fill counted twice stays, and is reported."""
+    last = await client.positions()
+    for _ in range(tries):
+        await trio.sleep(0.2)
+        now = await client.positions()
+        if [(p.broker, p.symbol, p.qty) for p in now] == [(p.broker, p.symbol, p.qty) for p in last]:
+            return now
+        last = now
+    return last
 
 
 def read_journal(path: Path) -> dict[str, Order]:
@@ -484,6 +498,7 @@ async def chaos(args: argparse.Namespace) -> int:
             and report["mismatched"] == 0
             and report["unsettled"] == 0
             and report["positions_agree"]
+            and report["service_book_agrees"]
         )
         return 0 if ok else 1
     finally:
@@ -586,7 +601,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("mismatched journal/broker", report["mismatched"]),
         ("unsettled", report["unsettled"]),
         ("positions agree (broker = journal)", "yes" if report["positions_agree"] else "NO"),
-        ("service book = broker", "yes" if report["service_book_agrees"] else "no"),
+        ("service book = broker", "yes" if report["service_book_agrees"] else "NO"),
         ("elapsed s", report["elapsed_s"]),
         ("settled in s", report["settle_s"]),
         ("orders/s", report["orders_per_s"]),

@@ -8,7 +8,12 @@ dir, then for ``--minutes`` (or ``--seconds``):
     turn, so the paper position stays small), each answered;
   * a slow client keeps asking for order lists and reads its replies a
     little at a time (1 KiB every ``--slow-read-s``);
-  * a silent subscriber subscribes to every event and never reads.
+  * a silent subscriber subscribes to every event and never reads (the
+    service closes it once it has read nothing for 5 s over its high-water
+    mark; the count of such closings is printed at the end).
+
+``--trader-only`` leaves the two bad clients out, to tell their cost from
+the orders'.
 
 Every ``--interval`` seconds it prints the service's RSS and open file
 count (from /proc), orders answered and refused so far. At the end a verdict
@@ -71,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--tolerance", type=float, default=10.0, help="RSS growth %% still flat")
     p.add_argument("--slow-read-s", type=float, default=1.0, help="the slow client's read pace")
+    p.add_argument(
+        "--trader-only", action="store_true",
+        help="no slow client and no silent subscriber (to tell their cost from the orders')",
+    )  # fmt: skip
     args = p.parse_args(argv)
     args.duration = args.seconds if args.seconds is not None else 60.0 * (args.minutes or 10.0)
     if args.warmup is None:
@@ -177,6 +186,13 @@ async def sampler(pid: int, args: argparse.Namespace, counts: Counts, started: f
         )
 
 
+def closed_for_not_reading(log: Path) -> int:
+    """How many connections the service closed for not reading (from its JSON log)."""
+    if not log.exists():
+        return 0
+    return log.read_text(errors="replace").count("client not reading its replies")
+
+
 def verdict(counts: Counts, args: argparse.Namespace) -> tuple[str, str]:
     """(FLAT|GROWING|UNKNOWN, the line that says why)."""
     after = [s for s in counts.samples if s[0] >= args.warmup]
@@ -209,8 +225,9 @@ async def soak(args: argparse.Namespace, base: Path) -> int:
         )
         with trio.move_on_after(args.duration):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(silent_subscriber, sock)
-                nursery.start_soon(slow_client, sock, args.slow_read_s, counts)
+                if not args.trader_only:
+                    nursery.start_soon(silent_subscriber, sock)
+                    nursery.start_soon(slow_client, sock, args.slow_read_s, counts)
                 nursery.start_soon(trader, sock, args.rate, counts)
                 nursery.start_soon(sampler, proc.pid, args, counts, started)
         if proc.poll() is not None:
@@ -218,6 +235,8 @@ async def soak(args: argparse.Namespace, base: Path) -> int:
             return 2
         word, line = verdict(counts, args)
         print(line, flush=True)
+        closed = closed_for_not_reading(base / "service.log")
+        print(f"connections the service closed for not reading: {closed}", flush=True)
         return {"FLAT": 0, "GROWING": 1}.get(word, 2)
     finally:
         if proc.poll() is None:

@@ -301,6 +301,7 @@ def build_service(
                     retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
                     unreported_retry_s=min(5.0, config.positions.sync_interval_s),
                     actors=broker_actors,
+                    journal=slot,
                 )
             ),
             mailbox=positions_mb,

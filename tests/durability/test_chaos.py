@@ -32,6 +32,8 @@ def test_short_chaos_run_loses_and_doubles_nothing() -> None:
     assert lines["mismatched journal/broker"] == "0"
     assert lines["unsettled"] == "0"
     assert lines["positions agree (broker = journal)"] == "yes"
+    # The service's own book too: every fill applied once, across kills and stream cuts.
+    assert lines["service book = broker"] == "yes"
     assert lines["kill9"] == "2"
     # The faults really happened, at the paper broker and at every simulator.
     fault_rows = re.findall(r"^  (\w+):\w+ +(\d+)$", report, flags=re.MULTILINE)

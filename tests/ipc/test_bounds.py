@@ -18,7 +18,7 @@ import trio
 from tests.actors.fakes import FakeVenue
 from tests.ipc.conftest import ipc_service
 from tests.ipc.rawconn import RawConnection
-from ult_actors.client import AsyncClient, ServiceBusy
+from ult_actors.client import AsyncClient, Client, ServiceBusy
 from ult_actors.ipc.framing import ReplyCodec, RequestCodec
 from ult_actors.ipc.server import IpcLoad
 from ult_actors.messages import (
@@ -142,13 +142,20 @@ async def test_one_connection_past_the_limit_is_refused_with_busy(sock_dir: Path
         async with AsyncClient(path) as client:
             with pytest.raises(ServiceBusy):
                 await client.ping()
-        assert load.refused == 2
+        with pytest.raises(ServiceBusy):
+            await trio.to_thread.run_sync(blocking_ping, path)
+        assert load.refused == 3
         await held[0].aclose()
         await until(lambda: load.connections == 2)
         async with AsyncClient(path) as client:
             await client.ping()  # a place came free
         for conn in held[1:]:
             await conn.aclose()
+
+
+def blocking_ping(path: Path) -> None:
+    with Client(path) as client:
+        client.ping()
 
 
 async def test_a_subscriber_that_never_reads_is_bounded_then_closed(sock_dir: Path) -> None:
@@ -192,3 +199,41 @@ async def test_silent_subscribers_over_the_total_budget_are_closed(sock_dir: Pat
         assert load.budget.queued <= 64 * KIB
         for conn in silent:
             await conn.aclose()
+
+
+async def test_the_refusal_is_the_error_raised_even_when_the_first_send_fails(
+    sock_dir: Path,
+) -> None:
+    # The server refuses and hangs up before the client sends anything, so the
+    # client's send fails (EPIPE); the error it raises must still be the refusal.
+    path = sock_dir / "refusing.sock"
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(str(path))
+    sock.listen(8)
+    listener = trio.SocketListener(sock)
+    refusal = RequestCodec().encode(ErrorReply(id=0, error=ServiceBusy("too many").to_info()))
+
+    async def refuse_one(hung_up: trio.Event) -> None:
+        stream = await listener.accept()
+        await stream.send_all(refusal)
+        await stream.aclose()
+        hung_up.set()
+
+    def blocking_ping_after(hung_up: trio.Event) -> None:
+        with Client(path) as client:
+            trio.from_thread.run(hung_up.wait)
+            client.ping()
+
+    async with trio.open_nursery() as nursery:
+        hung_up = trio.Event()
+        nursery.start_soon(refuse_one, hung_up)
+        with pytest.raises(ServiceBusy):
+            await trio.to_thread.run_sync(blocking_ping_after, hung_up)
+    async with trio.open_nursery() as nursery:
+        hung_up = trio.Event()
+        nursery.start_soon(refuse_one, hung_up)
+        async with AsyncClient(path) as client:
+            await hung_up.wait()
+            with pytest.raises(ServiceBusy):
+                await client.ping()
+    await listener.aclose()

@@ -26,9 +26,11 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.journal import JournalSlot
+from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import UltError
+from ult_actors.holding import Holding
 from ult_actors.messages import (
-    TERMINAL_STATUSES,
     AccountReset,
     ActorHealthChanged,
     BrokerCommand,
@@ -46,86 +48,119 @@ from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
 from ult_actors.runtime.pubsub import EventBus
 
-#: How many finished orders the book remembers, so their repeats are no-ops.
-_DONE_KEPT = 100_000
-
 
 @dataclass
 class PositionBook:
-    """Net positions by (broker, symbol), plus the broker's last full report."""
+    """Net positions by (broker, symbol) with their value and P&L, moved by each fill once.
 
-    qty: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    avg: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    Between broker reports, a fill moves the quantity, the average price, the
+    realized P&L (of the part it closes) and the mark (its price), so value
+    and P&L move with the quantity; a broker report then replaces them with
+    the broker's own figures.
+    """
+
+    holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)
+    #: Realized P&L per (broker, symbol): the broker's last figure plus fills since.
+    realized: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    #: Last known price per (broker, symbol): the last fill's, or implied by a report.
+    mark: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    #: The broker's report, shown as it is until a fill moves that position.
     reported: dict[tuple[str, str], Position] = field(default_factory=dict)
-    filled: dict[str, Decimal] = field(default_factory=dict)
+    applied: AppliedFills = field(default_factory=AppliedFills)
     synced_at: dict[str, int] = field(default_factory=dict)
     drift: dict[str, int] = field(default_factory=dict)  # broker -> drift count
     #: Fills applied per (broker, symbol): tells a lagging book from real drift.
     fills_seen: dict[tuple[str, str], int] = field(default_factory=dict)
     #: A disagreement seen on the last pull: (book qty, broker qty, fills_seen then).
     suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
-    #: Finished orders whose ``filled`` entry is kept a while (oldest first).
-    done: dict[str, None] = field(default_factory=dict)
+
     #: Brokers whose last pull gave no report (their outage is reported once).
     unreported: set[str] = field(default_factory=set)
 
     def reset(self, event: AccountReset) -> None:
         """Take ``event``'s positions as the broker's whole book (its history restarted)."""
         broker = event.broker
-        for table in (self.qty, self.avg, self.reported, self.fills_seen, self.suspect):
+        tables: tuple[dict[tuple[str, str], Any], ...] = (
+            self.holdings, self.realized, self.mark, self.reported, self.fills_seen, self.suspect
+        )
+        for table in tables:
             for key in [k for k in table if k[0] == broker]:
                 del table[key]
         for position in event.positions:
-            key = (broker, position.symbol)
-            self.qty[key] = position.qty
-            self.avg[key] = position.avg_entry_price
-            self.reported[key] = position
+            self.adopt(broker, position, position.symbol)
+
+    def qty(self, broker: str) -> dict[str, Decimal]:
+        """Non-zero quantities of one broker by symbol."""
+        return {s: h.qty for (b, s), h in self.holdings.items() if b == broker and h.qty}
 
     def apply(self, update: OrderUpdate) -> None:
+        """Fold one order update in: only what it adds to the order's fill moves the book."""
+        if update.fill_only:
+            return  # its state, and so its quantity, was published (or journaled) before
         order = update.order
-        before = self.filled.get(order.client_order_id, Decimal(0))
-        delta = order.filled_qty - before
-        if delta > 0:
-            key = (order.broker, order.symbol)
-            signed = delta if order.side == "buy" else -delta
-            old = self.qty.get(key, Decimal(0))
-            new = old + signed
-            price = order.avg_fill_price or Decimal(0)
-            if old == 0 or (old > 0) == (signed > 0):
-                self.avg[key] = (
-                    self.avg.get(key, Decimal(0)) * abs(old) + price * abs(signed)
-                ) / abs(new)
-            elif new != 0 and (new > 0) != (old > 0):
-                self.avg[key] = price
-            self.qty[key] = new
-            self.filled[order.client_order_id] = order.filled_qty
-            self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
-        if order.status in TERMINAL_STATUSES:
-            # Kept a while, so a repeated final report (or its fill event) adds nothing.
-            self.done[order.client_order_id] = None
-            while len(self.done) > _DONE_KEPT:
-                oldest = next(iter(self.done))
-                del self.done[oldest]
-                self.filled.pop(oldest, None)
+        new = self.applied.take(order)
+        if new is None:
+            return
+        key = (order.broker, order.symbol)
+        holding = self.holdings.setdefault(key, Holding())
+        price = new.price or self.mark.get(key) or holding.avg_price
+        signed = new.qty if order.side == "buy" else -new.qty
+        self.realized[key] = self.realized.get(key, Decimal(0)) + holding.fill(signed, price)
+        self.mark[key] = price
+        self.reported.pop(key, None)
+        self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
+
+    def adopt(self, broker: str, report: Position | None, symbol: str) -> None:
+        """Take the broker's figures for one symbol (``None``: it holds none)."""
+        key = (broker, symbol)
+        if report is None:
+            self.holdings[key] = Holding()
+            self.reported.pop(key, None)
+            return
+        self.reported[key] = report
+        self.holdings[key] = Holding(qty=report.qty, avg_price=report.avg_entry_price)
+        if report.realized_pl is not None:
+            self.realized[key] = report.realized_pl
+        if report.market_value is not None and report.qty:
+            self.mark[key] = report.market_value / report.qty
 
     def positions(self, broker: str | None = None) -> list[Position]:
+        """Open positions, valued at the last known price."""
         rows = []
-        for (b, symbol), qty in sorted(self.qty.items()):
-            if qty == 0 or (broker is not None and b != broker):
+        for (b, symbol), holding in sorted(self.holdings.items()):
+            if holding.qty == 0 or (broker is not None and b != broker):
                 continue
             reported = self.reported.get((b, symbol))
+            if reported is not None:
+                rows.append(reported)
+                continue
+            mark = self.mark.get((b, symbol))
             rows.append(
                 Position(
                     broker=b,
                     symbol=symbol,
-                    qty=qty,
-                    avg_entry_price=self.avg.get((b, symbol), Decimal(0)),
-                    market_value=reported.market_value if reported else None,
-                    unrealized_pl=reported.unrealized_pl if reported else None,
-                    realized_pl=reported.realized_pl if reported else None,
+                    qty=holding.qty,
+                    avg_entry_price=holding.avg_price,
+                    market_value=None if mark is None else mark * holding.qty,
+                    unrealized_pl=None
+                    if mark is None
+                    else (mark - holding.avg_price) * holding.qty,
+                    realized_pl=self.realized.get((b, symbol)),
                 )
             )
         return rows
+
+
+async def baseline_from_journal(journal: JournalSlot, applied: AppliedFills) -> None:
+    """Count the fills the journal knows of open orders as applied: a book started after
+    a restart begins from the brokers' reports, which hold them already.
+
+    Finished orders need no baseline: a later report of one repeats its final state
+    (``fill_only``), which the books skip.
+    """
+    store = await journal.get()
+    for order in await store.non_terminal():
+        applied.baseline(order)
 
 
 @dataclass
@@ -146,16 +181,26 @@ class PositionsDeps:
     unreported_retry_s: float = 5.0
     #: Broker by the name of its actor: a ``running`` health event of one triggers a pull.
     actors: dict[str, str] = field(default_factory=dict)
+    #: Where the fills known before a restart are read (``None``: start from nothing).
+    journal: JournalSlot | None = None
 
 
 #: Longest a position request waits for a broker's first pull after a start.
 _FIRST_PULL_WAIT_S = 5.0
 
 
-async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> bool:
+async def sync_broker(
+    deps: PositionsDeps,
+    name: str,
+    log: Any,
+    catch_up: Callable[[], None] | None = None,
+) -> bool:
     """Pull one broker's positions, report drift, and adopt the broker's view.
 
-    Returns whether the broker reported.
+    ``catch_up`` applies the order updates already published when the report
+    arrives: the report holds their fills, so they must be in the book before
+    it is compared or adopted, or they would count twice. Returns whether the
+    broker reported.
     """
     book = deps.book
     try:
@@ -169,13 +214,12 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> bool:
             log.debug("broker still gives no position report", broker=name, error=str(exc))
             return False
         book.unreported.add(name)
-        symbols = [s for (b, s), q in book.qty.items() if b == name and q != 0]
-        for symbol in symbols:
+        for symbol, book_qty in sorted(book.qty(name).items()):
             deps.bus.publish(
                 PositionDrift(
                     broker=name,
                     symbol=symbol,
-                    book_qty=book.qty[(name, symbol)],
+                    book_qty=book_qty,
                     broker_qty=None,
                     ts=deps.now_ns(),
                 )
@@ -186,8 +230,10 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> bool:
     book.unreported.discard(name)
     if name not in book.synced_at and deps.risk is not None:
         await deps.risk.send(SeedPositions(broker=name, positions=reported), timeout=10.0)
+    if catch_up is not None:
+        catch_up()
     theirs = {p.symbol: p for p in reported}
-    ours = {s: q for (b, s), q in book.qty.items() if b == name and q != 0}
+    ours = book.qty(name)
     for symbol in sorted(set(theirs) | set(ours)):
         broker_qty = theirs[symbol].qty if symbol in theirs else Decimal(0)
         book_qty = ours.get(symbol, Decimal(0))
@@ -216,12 +262,7 @@ async def sync_broker(deps: PositionsDeps, name: str, log: Any) -> bool:
                 broker_qty=str(broker_qty),
             )
         book.suspect.pop(key, None)
-        book.qty[(name, symbol)] = broker_qty
-        if symbol in theirs:
-            book.avg[(name, symbol)] = theirs[symbol].avg_entry_price
-            book.reported[(name, symbol)] = theirs[symbol]
-        else:
-            book.reported.pop((name, symbol), None)
+        book.adopt(name, theirs.get(symbol), symbol)
     book.synced_at[name] = deps.now_ns()
     agrees = not any(broker == name for broker, _ in book.suspect)
     if agrees and deps.risk is not None:
@@ -263,6 +304,10 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
             capacity=1024,
         )
 
+        if deps.journal is not None:
+            # Before any update is applied: those the journal has are in the reports.
+            await baseline_from_journal(deps.journal, deps.book.applied)
+
         async def follow_events() -> None:
             async for event in events:
                 if isinstance(event, AccountReset):
@@ -271,6 +316,14 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
                     assert isinstance(event, OrderUpdate)
                     deps.book.apply(event)
             raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
+
+        def catch_up() -> None:
+            for event in events.drain():
+                if isinstance(event, AccountReset):
+                    deps.book.reset(event)
+                else:
+                    assert isinstance(event, OrderUpdate)
+                    deps.book.apply(event)
 
         # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
         locks = {name: trio.Lock() for name in deps.brokers}
@@ -281,7 +334,7 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
 
         async def sync(name: str) -> bool:
             async with locks[name]:
-                reported = await sync_broker(deps, name, log)
+                reported = await sync_broker(deps, name, log, catch_up)
             first_pull[name].set()
             return reported
 

@@ -28,7 +28,9 @@ import trio
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state_store import SavedTradingState, save_trading_state
+from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import RiskRejected, UltError
+from ult_actors.holding import Holding
 from ult_actors.messages import (
     OPEN_STATUSES,
     AccountReset,
@@ -67,8 +69,6 @@ RiskCommand = (
 )
 
 _DAY_NS = 86_400 * 1_000_000_000
-#: How many finished orders the risk view remembers to ignore repeated reports.
-_DONE_KEPT = 100_000
 #: How long past its deadline an order may go unreported before risk stops counting it.
 _REPORT_GRACE_S = 30.0
 _STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
@@ -88,14 +88,6 @@ class RiskLimits:
 
 
 @dataclass
-class _Book:
-    """Net position and realized P&L of one (broker, symbol), from fills."""
-
-    qty: Decimal = Decimal(0)
-    avg_price: Decimal = Decimal(0)
-
-
-@dataclass
 class RiskState:
     """Everything the risk checks look at; rebuilt from events on restart."""
 
@@ -106,16 +98,15 @@ class RiskState:
     open_orders: dict[str, OrderRequest] = field(default_factory=dict)  # by client order id
     #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
     open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
-    filled: dict[str, Decimal] = field(default_factory=dict)  # cumulative, by client order id
-    books: dict[tuple[str, str], _Book] = field(default_factory=dict)
+    #: What each order's fill has added to ``books`` (each fill counted once).
+    applied: AppliedFills = field(default_factory=AppliedFills)
+    books: dict[tuple[str, str], Holding] = field(default_factory=dict)
     last_price: dict[str, Decimal] = field(default_factory=dict)
     realized_today: Decimal = Decimal(0)
     day: int = 0
     tokens: float = 0.0
     #: When the rate bucket was last filled; ``None``: not yet, it starts full.
     tokens_at: float | None = None
-    #: Recently finished orders (client order id), so a repeated final report changes nothing.
-    done: dict[str, None] = field(default_factory=dict)
 
     #: Orders sent on with no report from their broker yet: client order id -> when to
     #: give up on one (its deadline plus a grace). One that never reached its broker
@@ -270,7 +261,7 @@ def reset_books(state: RiskState, event: AccountReset) -> None:
     for key in [k for k in state.books if k[0] == event.broker]:
         del state.books[key]
     for position in event.positions:
-        state.books[(event.broker, position.symbol)] = _Book(
+        state.books[(event.broker, position.symbol)] = Holding(
             qty=position.qty, avg_price=position.avg_entry_price
         )
 
@@ -287,31 +278,28 @@ def seed_books(state: RiskState, seed: SeedPositions) -> None:
     if any(broker == seed.broker for broker, _ in state.books):
         return  # fills came first; they are newer than any report
     for position in seed.positions:
-        state.books[(seed.broker, position.symbol)] = _Book(
+        state.books[(seed.broker, position.symbol)] = Holding(
             qty=position.qty, avg_price=position.avg_entry_price
         )
 
 
 def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     """Fold an order update into the risk view (idempotent)."""
+    if update.fill_only:
+        return  # its state, and so its quantity, was published (or journaled) before
     order = update.order
     coid = order.client_order_id
     roll_day(state, now_ns)
     state.unconfirmed.pop(coid, None)
-    if coid in state.done and order.status in OPEN_STATUSES:
+    if state.applied.is_done(coid) and order.status in OPEN_STATUSES:
         return  # a stale report: a finished order never reopens
-    before = state.filled.get(coid, Decimal(0))
-    delta = order.filled_qty - before
-    if delta > 0 and order.avg_fill_price is not None:
-        # The price of just this delta, from the change in cumulative average.
-        prev_avg = state.last_price.get(f"avg:{coid}", Decimal(0))
-        price = (order.avg_fill_price * order.filled_qty - prev_avg * before) / delta
-        state.last_price[f"avg:{coid}"] = order.avg_fill_price
+    new = state.applied.take(order)
+    if new is not None:
+        book = state.books.setdefault((order.broker, order.symbol), Holding())
+        price = new.price or state.last_price.get(order.symbol) or book.avg_price
         state.last_price[order.symbol] = price
-        _apply_fill(
-            state, order.broker, order.symbol, delta if order.side == "buy" else -delta, price
-        )
-        state.filled[coid] = order.filled_qty
+        signed = new.qty if order.side == "buy" else -new.qty
+        state.realized_today += book.fill(signed, price)
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))
     elif is_local_verdict(order):
@@ -320,13 +308,6 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         state.drop_open(coid)
     else:
         state.drop_open(coid)
-        # What it filled is kept a while, so a repeated final report adds nothing.
-        state.done[coid] = None
-        while len(state.done) > _DONE_KEPT:
-            oldest = next(iter(state.done))
-            del state.done[oldest]
-            state.filled.pop(oldest, None)
-            state.last_price.pop(f"avg:{oldest}", None)
 
 
 def unfilled_rest(order: Order) -> OrderRequest:
@@ -351,9 +332,11 @@ def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
     """
     for order in orders:
         coid = order.client_order_id
-        if coid in state.open_orders or coid in state.done or order.status not in OPEN_STATUSES:
+        if coid in state.open_orders or state.applied.is_done(coid):
             continue
-        state.filled[coid] = order.filled_qty
+        if order.status not in OPEN_STATUSES:
+            continue
+        state.applied.baseline(order)
         state.set_open(unfilled_rest(order))
 
 
@@ -363,25 +346,6 @@ def roll_day(state: RiskState, now_ns: int) -> None:
     if day != state.day:
         state.day = day
         state.realized_today = Decimal(0)
-
-
-def _apply_fill(
-    state: RiskState, broker: str, symbol: str, signed: Decimal, price: Decimal
-) -> None:
-    book = state.books.setdefault((broker, symbol), _Book())
-    if book.qty == 0 or (book.qty > 0) == (signed > 0):
-        total = book.qty + signed
-        book.avg_price = (book.avg_price * abs(book.qty) + price * abs(signed)) / abs(total)
-        book.qty = total
-        return
-    closing = min(abs(signed), abs(book.qty))
-    direction = 1 if book.qty > 0 else -1
-    state.realized_today += (price - book.avg_price) * closing * direction
-    book.qty += signed
-    if book.qty == 0:
-        book.avg_price = Decimal(0)
-    elif (book.qty > 0) != (direction > 0):
-        book.avg_price = price  # flipped: the remainder opened at this price
 
 
 def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:

@@ -95,6 +95,7 @@ class AsyncClient:
         self._event_send: MemoryObjectSendStream[EventMessage | SubscriptionDropped]
         self._event_recv: MemoryObjectReceiveStream[EventMessage | SubscriptionDropped]
         self._subscribed = False
+        self._read_done = anyio.Event()
         #: Replies whose id matched no waiting request: 0 unless requests timed out
         #: here before the service answered them (the service answers each once).
         self.unmatched_replies = 0
@@ -279,6 +280,10 @@ class AsyncClient:
                 if chunks:
                     await stream.send(b"".join(chunks))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            # What the service sent before it closed may say why (``busy``): let the
+            # reader reach the end first, so that error is the one raised.
+            with anyio.move_on_after(1.0):
+                await self._read_done.wait()
             self._fail_all(ConnectionLost(self.socket_path, f"sending failed: {exc}"))
 
     async def _read_loop(self, stream: anyio.abc.SocketStream) -> None:
@@ -296,6 +301,7 @@ class AsyncClient:
         except msgspec.DecodeError as exc:
             reason = f"unreadable reply from the service: {exc}"
         self._fail_all(ConnectionLost(self.socket_path, reason))
+        self._read_done.set()
 
     async def _deliver(self, reply: Reply) -> None:
         if isinstance(reply, EVENT_FRAMES):

@@ -275,7 +275,19 @@ class Client:
             sock.settimeout(self.timeout)
             sock.sendall(data)
         except OSError as exc:
+            self._read_what_is_left()
             raise self._lost(f"sending failed: {exc}") from None
+
+    def _read_what_is_left(self) -> None:
+        """After a failed send: read what the service sent before it closed, so the
+        error it gave for the whole connection (``busy``, ``unauthorized``) is the
+        one raised rather than a bare ``ConnectionLost``."""
+        try:
+            self._read_more(0.1)
+            while True:
+                self._read_more(0.1)
+        except UltError:
+            pass
 
     def _next_reply(self, timeout: float | None) -> Reply:
         """The next reply that answers a request (events are set aside)."""

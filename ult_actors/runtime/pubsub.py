@@ -52,6 +52,15 @@ class Subscription(Generic[E]):
         """The next event; raises ``trio.EndOfChannel`` once dropped or closed."""
         return await self._receive.receive()
 
+    def drain(self) -> list[E]:
+        """Every event waiting to be read, without waiting for more."""
+        out: list[E] = []
+        while True:
+            try:
+                out.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return out
+
     def close(self) -> None:
         """Stop receiving; safe to call twice."""
         self._bus._remove(self)

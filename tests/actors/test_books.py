@@ -1,0 +1,162 @@
+"""The service's books: each fill reaches positions and risk once; value and P&L move with fills."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from ult_actors.actors.positions import PositionBook
+from ult_actors.brokers.paper import PaperConnector, PaperSettings
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.messages import (
+    Fill,
+    GetPositions,
+    Order,
+    OrderReply,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    PositionsReply,
+    Submit,
+)
+from ult_actors.service import Service, build_service
+
+NOW_NS = 1_800_000_000 * 10**9
+
+
+def order(coid: str, status: OrderStatus, filled: str, avg: str | None, *, side: str = "buy",
+          qty: str = "10") -> Order:  # fmt: skip
+    return Order(
+        id=f"id-{coid}", client_order_id=coid, broker="alpaca", symbol="MSFT",
+        side=side, qty=Decimal(qty), type="market",  # type: ignore[arg-type]
+        time_in_force="day", status=status, filled_qty=Decimal(filled),
+        avg_fill_price=None if avg is None else Decimal(avg),
+    )  # fmt: skip
+
+
+def execution(o: Order, qty: str, price: str) -> Fill:
+    return Fill(
+        fill_id=f"x-{o.client_order_id}-{o.filled_qty}", order_id=o.id,
+        client_order_id=o.client_order_id, broker=o.broker, symbol=o.symbol, side=o.side,
+        qty=Decimal(qty), price=Decimal(price),
+    )  # fmt: skip
+
+
+def test_one_fill_reported_by_stream_submit_reply_and_sweep_moves_the_book_once() -> None:
+    book = PositionBook()
+    partial = order("c-1", "partially_filled", "2", "100")
+    filled = order("c-1", "filled", "4", "101")
+    book.apply(OrderUpdate(order=partial, fill=execution(partial, "2", "100")))  # stream
+    book.apply(OrderUpdate(order=partial))  # the submit reply, same state
+    book.apply(OrderUpdate(order=filled))  # a sweep that saw the rest first
+    book.apply(OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True))
+    book.apply(OrderUpdate(order=partial))  # a late, older report
+    (position,) = book.positions()
+    assert (position.qty, position.avg_entry_price) == (Decimal(4), Decimal(101))
+    # After a restart the stream repeats the execution of an order the journal had final:
+    # the new book (started from the broker's report) must not count it again.
+    restarted = PositionBook()
+    restarted.apply(OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True))
+    assert restarted.positions() == []
+
+
+def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:
+    book = PositionBook()
+    report = Position(
+        broker="alpaca", symbol="MSFT", qty=Decimal(20), avg_entry_price=Decimal(100),
+        market_value=Decimal(2000), unrealized_pl=Decimal(0), realized_pl=Decimal(5),
+    )  # fmt: skip
+    book.adopt("alpaca", report, "MSFT")
+    book.apply(OrderUpdate(order=order("b-1", "filled", "3", "110", qty="3")))
+    (held,) = book.positions()
+    avg = (Decimal(2000) + Decimal(330)) / 23
+    assert (held.qty, held.avg_entry_price) == (Decimal(23), avg)
+    assert held.market_value == Decimal(23 * 110)  # not the report's 20 shares' worth
+    assert held.unrealized_pl == (Decimal(110) - avg) * 23
+    book.apply(OrderUpdate(order=order("s-1", "filled", "5", "120", side="sell", qty="5")))
+    (held,) = book.positions()
+    assert held.qty == 18 and held.market_value == Decimal(18 * 120)
+    assert held.realized_pl == Decimal(5) + (Decimal(120) - avg) * 5
+    # The broker's next report wins, whatever the book had worked out.
+    book.adopt("alpaca", Position(
+        broker="alpaca", symbol="MSFT", qty=Decimal(18), avg_entry_price=Decimal(101),
+        market_value=Decimal(2100), unrealized_pl=Decimal(282), realized_pl=Decimal(90),
+    ), "MSFT")  # fmt: skip
+    (held,) = book.positions()
+    assert (held.avg_entry_price, held.market_value, held.realized_pl) == (
+        Decimal(101), Decimal(2100), Decimal(90),
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def paper_service(state_dir: Path) -> AsyncIterator[tuple[Service, list[PaperConnector]]]:
+    """The tree on the paper broker; its account file (and the journal) outlive the service."""
+    settings = PaperSettings(
+        tick_interval_s=0, slippage_bps=Decimal(0), size_impact_bps_per_share=Decimal(0),
+        commission_per_share=Decimal(0), start_prices={"AAPL": Decimal(100)},
+        displayed_size=Decimal(4), state_path=str(state_dir / "paper-paper.db"),
+    )  # fmt: skip
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
+        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
+    )
+    made: list[PaperConnector] = []
+
+    def connector() -> PaperConnector:
+        made.append(PaperConnector("paper", settings, now_ns=lambda: NOW_NS))
+        return made[-1]
+
+    svc = build_service(
+        cfg, env={}, rng=random.Random(3), now_ns=lambda: NOW_NS,
+        connector_factories={"paper": connector},  # type: ignore[dict-item]
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(15):
+            await nursery.start(svc.run)
+            await trio.testing.wait_all_tasks_blocked()  # the first position pull is in
+        yield svc, made
+        nursery.cancel_scope.cancel()
+
+
+async def book_of(svc: Service) -> tuple[Decimal, Decimal]:
+    """(positions' AAPL quantity, risk's), once every actor has taken in what was published."""
+    with trio.fail_after(10):
+        await trio.testing.wait_all_tasks_blocked()
+    reply = await svc.gateway.handle(GetPositions(id=1))
+    assert isinstance(reply, PositionsReply)
+    held = {p.symbol: p.qty for p in reply.positions}
+    return held.get("AAPL", Decimal(0)), svc.risk_state.books[("paper", "AAPL")].qty
+
+
+async def test_fills_before_a_restart_are_not_counted_again_after_it(tmp_path: Path) -> None:
+    # 10 to buy, the venue shows 4 per match: 4 now, 4 at the next price, 2 at the one after.
+    limit = OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal(10), type="limit", limit_price=Decimal(100),
+        time_in_force="gtc", client_order_id="book-1",
+    )  # fmt: skip
+    async with paper_service(tmp_path) as (svc, _):
+        reply = await svc.gateway.handle(Submit(id=1, order=limit))
+        assert isinstance(reply, OrderReply) and reply.order.filled_qty == 4
+        assert await book_of(svc) == (4, 4)
+    # Started again: both books begin from the broker's report, which holds those 4.
+    async with paper_service(tmp_path) as (svc, made):
+        assert await book_of(svc) == (4, 4)
+        updates = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+        for filled in (8, 10):
+            made[-1].venue.set_price("AAPL", Decimal(100))  # 4 more, then the last 2
+            with trio.fail_after(10):
+                while True:
+                    event = await updates.receive()
+                    if isinstance(event, OrderUpdate) and event.order.filled_qty == filled:
+                        break
+            assert await book_of(svc) == (filled, filled)
+        (position,) = (await svc.gateway.handle(GetPositions(id=2))).positions  # type: ignore[union-attr]
+        # Valued at the last fill's price even before the next report.
+        assert position.market_value == 10 * Decimal(100)

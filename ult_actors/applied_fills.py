@@ -1,0 +1,88 @@
+"""How much of each order's fill a book has applied: the one rule that counts each fill once.
+
+Every path that reports an order — the broker's stream, the submit reply, a
+lookup, a sweep, reconciliation after a restart — carries the order's
+cumulative ``filled_qty`` (and average price); only the stream has execution
+ids. So a book keys what it has applied by client order id and cumulative
+quantity: the same execution reported by two paths, or twice by one, moves
+the book once, and a report that skipped executions (a stream gap) still
+moves it by all of them.
+
+A book that starts from a broker's position report (after a restart) already
+contains the fills the journal knew of: ``baseline`` records them as applied,
+so a later report of the same order adds only what is new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ult_actors.messages import TERMINAL_STATUSES, Order
+from ult_actors.order_state import is_local_verdict
+
+#: How many finished orders are remembered, so their repeats are no-ops.
+DONE_KEPT = 100_000
+
+
+@dataclass(frozen=True)
+class NewFill:
+    """The part of an order's fill a book has not applied yet."""
+
+    qty: Decimal
+    #: Average price of just this part; ``None`` when the broker gave no price.
+    price: Decimal | None
+
+
+@dataclass
+class AppliedFills:
+    """Cumulative quantity (and average price) applied per client order id, bounded."""
+
+    keep_done: int = DONE_KEPT
+    _applied: dict[str, tuple[Decimal, Decimal | None]] = field(default_factory=dict)
+    #: Finished orders, oldest first: forgotten (with their entry) beyond ``keep_done``.
+    _done: dict[str, None] = field(default_factory=dict)
+
+    def is_done(self, client_order_id: str) -> bool:
+        """Whether the order is known to be final (a later open report of it is stale)."""
+        return client_order_id in self._done
+
+    def applied_qty(self, client_order_id: str) -> Decimal:
+        """How much of the order's fill has been applied."""
+        return self._applied.get(client_order_id, (Decimal(0), None))[0]
+
+    def baseline(self, order: Order) -> None:
+        """Record ``order``'s fills as already in the book (it started from a report)."""
+        if order.filled_qty > self.applied_qty(order.client_order_id):
+            self._applied[order.client_order_id] = (order.filled_qty, order.avg_fill_price)
+        self._finish_if_final(order)
+
+    def take(self, order: Order) -> NewFill | None:
+        """What ``order`` adds to what was applied (recorded as applied now), or ``None``."""
+        coid = order.client_order_id
+        before, before_avg = self._applied.get(coid, (Decimal(0), None))
+        delta = order.filled_qty - before
+        new: NewFill | None = None
+        if delta > 0:
+            avg = order.avg_fill_price
+            price = avg
+            if avg is not None and before and before_avg is not None:
+                # The price of just this part, from the change of the cumulative average.
+                price = (avg * order.filled_qty - before_avg * before) / delta
+            self._applied[coid] = (order.filled_qty, avg if avg is not None else before_avg)
+            new = NewFill(qty=delta, price=price)
+        self._finish_if_final(order)
+        return new
+
+    def _finish_if_final(self, order: Order) -> None:
+        # The service's own verdict (lost, never acknowledged) may be overturned by the
+        # broker's record, which must then count: only the broker's final states are final.
+        if order.status not in TERMINAL_STATUSES or is_local_verdict(order):
+            return
+        coid = order.client_order_id
+        self._done.pop(coid, None)
+        self._done[coid] = None
+        while len(self._done) > self.keep_done:
+            oldest = next(iter(self._done))
+            del self._done[oldest]
+            self._applied.pop(oldest, None)

@@ -1,0 +1,42 @@
+"""A net position and its average price, moved by fills: the one copy of that arithmetic.
+
+Risk's books and the positions book both fold fills with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class Holding:
+    """Signed quantity (negative is short) and the average price it was opened at."""
+
+    qty: Decimal = ZERO
+    avg_price: Decimal = ZERO
+
+    def fill(self, signed_qty: Decimal, price: Decimal) -> Decimal:
+        """Apply one fill (a buy positive, a sell negative); returns the P&L it realized.
+
+        Adding to a position moves the average price; closing (part of) one
+        realizes ``(price - avg) * closed`` for a long and the opposite for a
+        short; a fill that flips the position opens the remainder at ``price``.
+        """
+        old = self.qty
+        new = old + signed_qty
+        realized = ZERO
+        if old == 0 or (old > 0) == (signed_qty > 0):
+            self.avg_price = (self.avg_price * abs(old) + price * abs(signed_qty)) / abs(new)
+        else:
+            closed = min(abs(signed_qty), abs(old))
+            direction = 1 if old > 0 else -1
+            realized = (price - self.avg_price) * closed * direction
+            if new == 0:
+                self.avg_price = ZERO
+            elif (new > 0) != (old > 0):
+                self.avg_price = price
+        self.qty = new
+        return realized
