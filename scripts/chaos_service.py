@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.retry.max_delay_ms = 200
     # A broker over its restart intensity is parked; retry soon so a run can settle.
     cfg.supervision.park_s = 5.0
+    # Pull positions often, so a book a race put off is put right (drift, two pulls) soon.
+    cfg.positions.sync_interval_s = 2.0
     state = Path(args.state_dir)
     configure_logging(json=True, level="info")
     plan = FaultPlan(

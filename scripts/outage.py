@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Broker outages of 2, 20 and 90 s with real processes: the service trades again by itself.
 
-Runs ``ult sim alpaca`` and ``ult serve`` (a config written for the run, the
-connection's connect backoff capped at ``--cap`` seconds) as child processes.
+Runs ``ult sim alpaca`` (or ``oanda``, ``--broker``) and ``ult serve`` (a
+config written for the run, the connection's connect backoff capped at
+``--cap`` seconds) as child processes.
 For each outage the simulator is killed (SIGKILL), kept away that long, and
 started again on the same port. A killed simulator forgets its book (a real
 broker's survives), so the script trades back to flat before each outage and
@@ -16,7 +17,7 @@ who set it); and whether trading came back to ``active`` by itself. Exit 1
 if an outage did not heal within ``--cap`` plus ``--slack`` seconds.
 
     .venv/bin/python scripts/outage.py                 # 2, 20, 90 s; about 3 minutes
-    .venv/bin/python scripts/outage.py --outages 2 5 --cap 5
+    .venv/bin/python scripts/outage.py --outages 2 5 --cap 5 --broker oanda
 """
 
 from __future__ import annotations
@@ -42,7 +43,40 @@ from ult_actors.client import AsyncClient
 from ult_actors.errors import UltError
 
 KEY, SECRET = "outage-key", "outage-secret"
-BROKER = "alpaca"
+ACCOUNT = "101-001-7777777-001"
+#: Seconds between buys while waiting for the first one accepted after an outage.
+PROBE_S = 0.2
+
+
+@dataclass(frozen=True)
+class Venue:
+    """How to run one simulator and trade on it."""
+
+    sim_args: tuple[str, ...]
+    #: Credentials, given to the simulator and the service alike.
+    env: dict[str, str]
+    #: Extra keys of the ``[brokers.NAME]`` table besides kind and base_url.
+    settings: dict[str, str]
+    symbol: str
+    qty: int
+
+
+VENUES = {
+    "alpaca": Venue(
+        sim_args=("--key", KEY, "--secret", SECRET, "--cash", "1000000000"),
+        env={"ALPACA_API_KEY": KEY, "ALPACA_API_SECRET": SECRET},
+        settings={},
+        symbol="AAPL",
+        qty=1,
+    ),
+    "oanda": Venue(
+        sim_args=("--token", KEY, "--account", ACCOUNT, "--tick", "0", "--balance", "1000000000"),
+        env={"OANDA_API_TOKEN": KEY},
+        settings={"account_id": ACCOUNT},
+        symbol="EUR_USD",
+        qty=1000,
+    ),
+}
 
 
 @dataclass
@@ -67,21 +101,22 @@ class Outcome:
 
 
 class Simulator:
-    """``ult sim alpaca`` as a child process, killed and started again on its port."""
+    """``ult sim NAME`` as a child process, killed and started again on its port."""
 
-    def __init__(self, base: Path, seed: int) -> None:
+    def __init__(self, base: Path, seed: int, name: str) -> None:
         self.base = base
         self.seed = seed
+        self.name = name
         self.port = 0
         self.proc: Any = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        argv = ["--port", str(self.port), "--key", KEY, "--secret", SECRET,
-                "--seed", str(self.seed + self.starts), "--cash", "1000000000"]  # fmt: skip
+        argv = ["--port", str(self.port), "--seed", str(self.seed + self.starts),
+                *VENUES[self.name].sim_args]  # fmt: skip
         log = self.base / f"sim-{self.starts}.log"
-        self.proc, ports = start_sim_process(BROKER, argv, log, {})
+        self.proc, ports = start_sim_process(self.name, argv, log, VENUES[self.name].env)
         self.port = ports[0]
 
     def kill(self) -> None:
@@ -90,14 +125,14 @@ class Simulator:
             self.proc.wait(timeout=10)
 
 
-async def flatten(client: AsyncClient) -> None:
+async def flatten(client: AsyncClient, broker: str) -> None:
     """Sell what the service says it holds at the broker, so a fresh simulator agrees."""
-    for position in await client.positions(BROKER):
+    for position in await client.positions(broker):
         if position.qty > 0:
-            await client.submit(position.symbol, "sell", position.qty, broker=BROKER, wait=True)
+            await client.submit(position.symbol, "sell", position.qty, broker=broker, wait=True)
 
 
-async def watch(client: AsyncClient, outcome: Outcome, seconds: float) -> None:
+async def watch(client: AsyncClient, broker: str, outcome: Outcome, seconds: float) -> None:
     """Look at health twice a second for ``seconds``, noting what it shows of the broker."""
     end = trio.current_time() + seconds
     while trio.current_time() < end:
@@ -107,61 +142,65 @@ async def watch(client: AsyncClient, outcome: Outcome, seconds: float) -> None:
             health = None
         if health is not None:
             for actor in health.actors:
-                if actor.name == f"broker.{BROKER}" and actor.state not in outcome.connection_states:
+                if actor.name == f"broker.{broker}" and actor.state not in outcome.connection_states:
                     outcome.connection_states.append(actor.state)
-            setting = health.broker_trading.get(BROKER)
+            setting = health.broker_trading.get(broker)
             seen = f"{setting.state} ({setting.set_by})" if setting else "?"
             if seen not in outcome.trading_seen:
                 outcome.trading_seen.append(seen)
         await trio.sleep(min(0.5, max(0.0, end - trio.current_time())))
 
 
-async def first_order(client: AsyncClient, outcome: Outcome, back: float, give_up_s: float) -> None:
-    """Send a buy every ``probe_s`` until one is accepted; note how long it took."""
+async def first_order(
+    client: AsyncClient, broker: str, outcome: Outcome, back: float, give_up_s: float
+) -> None:
+    """Send a buy every ``PROBE_S`` until one is accepted; note how long it took."""
+    venue = VENUES[broker]
     while time.monotonic() - back < give_up_s:
         try:
-            await client.submit("AAPL", "buy", 1, broker=BROKER, wait=True, timeout=10)
+            await client.submit(
+                venue.symbol, "buy", venue.qty, broker=broker, wait=True, timeout=10
+            )
         except UltError as exc:
             outcome.refused[exc.code] = outcome.refused.get(exc.code, 0) + 1
             await trio.sleep(PROBE_S)
             continue
         outcome.first_order_s = round(time.monotonic() - back, 2)
-        setting = (await client.health()).broker_trading.get(BROKER)
+        setting = (await client.health()).broker_trading.get(broker)
         outcome.trading_after = f"{setting.state} ({setting.set_by})" if setting else "?"
         return
 
-
-PROBE_S = 0.2
 
 
 async def run(args: argparse.Namespace) -> list[Outcome]:
     with short_tempdir("uo-") as tmp:
         (tmp / "run").mkdir(mode=0o700)
-        sim = Simulator(tmp, args.seed)
+        broker, venue = args.broker, VENUES[args.broker]
+        sim = Simulator(tmp, args.seed, broker)
         sim.start()
+        table = {"kind": broker, "base_url": f"http://127.0.0.1:{sim.port}", **venue.settings}
         config = write_config(
             tmp,
             {
-                "service": {"default_broker": BROKER},
+                "service": {"default_broker": broker},
                 "supervision": {"connect_backoff_cap_s": args.cap},
                 "risk": {"max_orders_per_second": 1000},
-                f"brokers.{BROKER}": {"kind": BROKER, "base_url": f"http://127.0.0.1:{sim.port}"},
+                f"brokers.{broker}": table,
             },
         )
-        env = {"ALPACA_API_KEY": KEY, "ALPACA_API_SECRET": SECRET}
-        service = await start_service(tmp, config, env=env)
+        service = await start_service(tmp, config, env=venue.env)
         outcomes: list[Outcome] = []
         try:
             async with AsyncClient(service.socket, timeout=30) as client:
-                await client.submit("AAPL", "buy", 1, broker=BROKER, wait=True)
+                await client.submit(venue.symbol, "buy", venue.qty, broker=broker, wait=True)
                 for seconds in args.outages:
-                    await flatten(client)
+                    await flatten(client, broker)
                     outcome = Outcome(outage_s=seconds)
                     sim.kill()
-                    await watch(client, outcome, seconds)
+                    await watch(client, broker, outcome, seconds)
                     sim.start()
                     back = time.monotonic()
-                    await first_order(client, outcome, back, args.cap + args.slack + 60)
+                    await first_order(client, broker, outcome, back, args.cap + args.slack + 60)
                     outcomes.append(outcome)
                     _print_one(outcome, args)
         finally:
@@ -197,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="supervision.connect_backoff_cap_s for the run (default: 30)")  # fmt: skip
     p.add_argument("--slack", type=float, default=10.0,
                    help="seconds beyond the cap still counted as healed in time (default: 10)")  # fmt: skip
+    p.add_argument("--broker", choices=sorted(VENUES), default="alpaca",
+                   help="which simulator to take away (default: alpaca)")  # fmt: skip
     p.add_argument("--seed", type=int, default=7, help="simulator seed")
     p.add_argument("--json", action="store_true", help="one JSON line per outage")
     args = p.parse_args(argv)

@@ -214,13 +214,19 @@ def _order_main(
 
 def cancel_main(argv: list[str]) -> int:
     """``ult cancel ID``: cancel by order id or client order id."""
-    description = "Cancel an order (by order id or client order id)."
+    description = (
+        "Cancel an order, by broker:id (as shown), client order id, or the broker's own id"
+        " when only one broker has it (several: refused as ambiguous, listing them)."
+    )
     return _order_main(argv, "cancel", description, Client.cancel)
 
 
 def order_main(argv: list[str]) -> int:
     """``ult order ID``: show one order (by order id or client order id)."""
-    description = "Show one order (by order id or client order id)."
+    description = (
+        "Show one order, by broker:id (as shown), client order id, or the broker's own id"
+        " when only one broker has it (several: refused as ambiguous, listing them)."
+    )
     return _order_main(argv, "order", description, Client.order)
 
 

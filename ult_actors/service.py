@@ -114,9 +114,13 @@ class Service:
             taken_at=self.now_ns(),
             trading_state=self.trading_state,
             trading=setting_of(self.risk_state),
-            broker_trading={name: in_force(self.risk_state, name) for name in sorted(self.brokers)},
+            broker_trading=self.broker_trading(),
             degraded=self.degraded(),
         )
+
+    def broker_trading(self) -> dict[str, TradingSetting]:
+        """Each broker's trading state in force (the stricter of the global one and its own)."""
+        return {name: in_force(self.risk_state, name) for name in sorted(self.brokers)}
 
     def brokers_up(self) -> tuple[int, int]:
         """(running broker actors, configured broker actors)."""

@@ -32,6 +32,14 @@ def status_line(service: Service) -> str:
         text += f" (down: {', '.join(down)})"
     opened = len(service.risk_state.open_orders)
     text += f"; {opened} open order{'' if opened == 1 else 's'}; trading {service.trading_state}"
+    # A broker's own state may be stricter than the global one (a missed position report).
+    stricter = [
+        f"{name} {setting.state}"
+        for name, setting in service.broker_trading().items()
+        if setting.state != service.trading_state
+    ]
+    if stricter:
+        text += f" ({', '.join(stricter)})"
     if service.journal.unavailable is not None:
         text += f"; journal unavailable ({service.journal.unavailable}): new orders refused"
     degraded = service.degraded()

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import trio
 import trio.testing
 
 from ult_actors.actors.positions import PositionBook
+from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.paper import PaperConnector, PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
@@ -50,21 +52,33 @@ def execution(o: Order, qty: str, price: str) -> Fill:
 
 
 def test_one_fill_reported_by_stream_submit_reply_and_sweep_moves_the_book_once() -> None:
-    book = PositionBook()
+    book, risk = PositionBook(), RiskState()
     partial = order("c-1", "partially_filled", "2", "100")
     filled = order("c-1", "filled", "4", "101")
-    book.apply(OrderUpdate(order=partial, fill=execution(partial, "2", "100")))  # stream
-    book.apply(OrderUpdate(order=partial))  # the submit reply, same state
-    book.apply(OrderUpdate(order=filled))  # a sweep that saw the rest first
-    book.apply(OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True))
-    book.apply(OrderUpdate(order=partial))  # a late, older report
+    for update in (
+        OrderUpdate(order=partial, fill=execution(partial, "2", "100")),  # stream
+        OrderUpdate(order=partial),  # the submit reply, same state
+        OrderUpdate(order=filled),  # a sweep that saw the rest first
+        OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True),
+        OrderUpdate(order=partial),  # a late, older report
+    ):
+        book.apply(update)
+        apply_event(risk, update, NOW_NS)
     (position,) = book.positions()
     assert (position.qty, position.avg_entry_price) == (Decimal(4), Decimal(101))
+    held = risk.books[("alpaca", "MSFT")]
+    assert (held.qty, held.avg_price) == (Decimal(4), Decimal(101))
     # After a restart the stream repeats the execution of an order the journal had final:
     # the new book (started from the broker's report) must not count it again.
-    restarted = PositionBook()
+    restarted = PositionBook(started_ns=filled.updated_at + 1)
     restarted.apply(OrderUpdate(order=filled, fill=execution(filled, "2", "102"), fill_only=True))
     assert restarted.positions() == []
+    # But a state journaled after the book began and repeated as fill_only (its broker actor
+    # crashed between journaling and publishing it) is news to the book: it counts, once.
+    later = msgspec.structs.replace(filled, updated_at=restarted.started_ns + 1)
+    for _ in range(2):
+        restarted.apply(OrderUpdate(order=later, fill=execution(later, "2", "102"), fill_only=True))
+    assert [p.qty for p in restarted.positions()] == [Decimal(4)]
 
 
 def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:

@@ -26,6 +26,7 @@ from ult_actors.messages import (
 )
 from ult_actors.runtime.pubsub import Subscription
 from ult_actors.service import Service, build_service
+from ult_actors.watchdog import status_line
 
 BUY = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(5))
 
@@ -91,6 +92,7 @@ async def test_a_persons_setting_wins_over_the_service_lifting_its_own(tmp_path:
         venue.fail_positions = True
         restricted = await next_change(changes)
         assert (restricted.state, restricted.set_by) == ("reducing", "service")
+        assert "trading active (fake reducing)" in status_line(svc)
         # A person tightens it while the service's restriction holds.
         await svc.gateway.handle(SetTradingState(id=1, state="halted", broker="fake"))
         venue.fail_positions = False

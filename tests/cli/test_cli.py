@@ -291,6 +291,8 @@ def test_an_unknown_broker_is_not_found_in_every_command(service: ServiceProcess
         ["positions", "--broker", "nope"],
         ["orders", "--broker", "nope"],
         ["trading-state", "reducing", "--broker", "nope"],
+        ["close", "AAPL", "--broker", "nope"],
+        ["flatten", "--broker", "nope"],
     ):
         done = ult(service, *command, "--json")
         assert done.returncode == 1, command

@@ -76,6 +76,8 @@ class PositionBook:
 
     #: Brokers whose last pull gave no report (their outage is reported once).
     unreported: set[str] = field(default_factory=set)
+    #: When this book began (UTC ns); set by the first positions incarnation.
+    started_ns: int = 0
 
     def reset(self, event: AccountReset) -> None:
         """Take ``event``'s positions as the broker's whole book (its history restarted)."""
@@ -95,8 +97,11 @@ class PositionBook:
 
     def apply(self, update: OrderUpdate) -> None:
         """Fold one order update in: only what it adds to the order's fill moves the book."""
-        if update.fill_only:
-            return  # its state, and so its quantity, was published (or journaled) before
+        if update.fill_only and update.order.updated_at < self.started_ns:
+            # A state journaled before this book began: the reports it began from hold it.
+            # (Newer ones are folded as usual: a broker actor that crashed between
+            # journaling a state and publishing it repeats that state as fill_only.)
+            return
         order = update.order
         new = self.applied.take(order)
         if new is None:
@@ -156,7 +161,7 @@ async def baseline_from_journal(journal: JournalSlot, applied: AppliedFills) -> 
     a restart begins from the brokers' reports, which hold them already.
 
     Finished orders need no baseline: a later report of one repeats its final state
-    (``fill_only``), which the books skip.
+    (``fill_only``, last updated before the book began), which the books skip.
     """
     store = await journal.get()
     for order in await store.non_terminal():
@@ -304,6 +309,8 @@ def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]
             capacity=1024,
         )
 
+        if not deps.book.started_ns:
+            deps.book.started_ns = deps.now_ns()
         if deps.journal is not None:
             # Before any update is applied: those the journal has are in the reports.
             await baseline_from_journal(deps.journal, deps.book.applied)

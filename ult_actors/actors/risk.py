@@ -112,6 +112,8 @@ class RiskState:
     #: give up on one (its deadline plus a grace). One that never reached its broker
     #: (its deadline passed in the broker's mailbox) must not hold a slot forever.
     unconfirmed: dict[str, float] = field(default_factory=dict)
+    #: When risk's books began (UTC ns); set by the first risk incarnation.
+    started_ns: int = 0
     #: Brokers whose first position report has been offered (``seed_books``).
     seeded: set[str] = field(default_factory=set)
 
@@ -285,8 +287,8 @@ def seed_books(state: RiskState, seed: SeedPositions) -> None:
 
 def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     """Fold an order update into the risk view (idempotent)."""
-    if update.fill_only:
-        return  # its state, and so its quantity, was published (or journaled) before
+    if update.fill_only and update.order.updated_at < state.started_ns:
+        return  # journaled before risk began: the reports that seed its books hold it
     order = update.order
     coid = order.client_order_id
     roll_day(state, now_ns)
@@ -357,6 +359,8 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
         events = deps.bus.subscribe(
             lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
         )
+        if not state.started_ns:
+            state.started_ns = deps.now_ns()
 
         def set_state(
             new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"

@@ -163,11 +163,17 @@ class Client:
             return [r for r in results if r is not None]
 
     def cancel(self, order_id: str) -> Order:
-        """Cancel by order id or client order id; returns the order as it now stands."""
+        """Cancel by ``broker:id``, client order id or bare order id; returns the order now.
+
+        A bare order id held by orders at several brokers raises ``AmbiguousOrderId``.
+        """
         return self._call(self._requests.cancel(order_id))
 
     def order(self, order_id: str) -> Order:
-        """One order by order id or client order id; ``NotFound`` if unknown."""
+        """One order by ``broker:id``, client order id or bare order id; ``NotFound`` if unknown.
+
+        A bare order id held by orders at several brokers raises ``AmbiguousOrderId``.
+        """
         return self._call(self._requests.order(order_id))
 
     def orders(
