@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from ult_actors.journal_sqlite import Writer, open_sqlite_store
+from ult_actors.journal.sqlite import Writer, open_sqlite_store
 from ult_actors.messages import Order
 
 

@@ -27,7 +27,7 @@ import msgspec
 import trio
 from bench_journal import _order  # the same order the throughput benchmark writes
 
-from ult_actors.journal_sqlite import SqliteStore, open_sqlite_store
+from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
 
 
 async def _write(store: SqliteStore, start: int, stop: int, writers: int) -> None:

@@ -49,8 +49,8 @@ SECRET = "bench-secret"  # a throwaway pair the loopback simulator is told to ac
 def missing() -> str | None:
     """What the peer section still lacks, or None when it can run."""
     needs = {
-        "ult_actors.sim.alpaca": "the Alpaca simulator",
-        "ult_actors.brokers.alpaca": "the Alpaca connector",
+        "ult_actors.sim.alpaca.server": "the Alpaca simulator",
+        "ult_actors.brokers.alpaca.connector": "the Alpaca connector",
         "ult_actors.client": "the client library",
         "alpaca": "alpaca-py (pip install -e '.[bench]')",
     }

@@ -30,7 +30,7 @@ IDLE_S = 1.0
 
 def paper_available() -> bool:
     """Whether the embedded paper broker has been written yet."""
-    return importlib.util.find_spec("ult_actors.brokers.paper") is not None
+    return importlib.util.find_spec("ult_actors.brokers.paper.connector") is not None
 
 
 def _paper_config(n: int, state_dir: Path) -> Any:

@@ -41,7 +41,7 @@ def missing() -> str | None:
     needs = {
         "ult_actors.client": "the client library",
         "ult_actors.ipc.server": "the IPC server",
-        "ult_actors.brokers.paper": "the paper broker",
+        "ult_actors.brokers.paper.connector": "the paper broker",
     }
     absent = [what for mod, what in needs.items() if importlib.util.find_spec(mod) is None]
     return f"not written yet: {', '.join(absent)}" if absent else None

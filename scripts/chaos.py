@@ -74,8 +74,8 @@ from chaos_sims import (
     stop_sims,
 )
 
-from ult_actors.brokers.paper import PaperConnector
-from ult_actors.brokers.paper_settings import PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
 from ult_actors.config import load_config

@@ -34,10 +34,10 @@ from typing import Any
 import trio
 
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.app import ipc_child, run_service
 from ult_actors.brokers.base import UpdateSink
-from ult_actors.brokers.paper import PaperConnector
-from ult_actors.brokers.paper_settings import PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.cli.serve import ipc_child, run_service
 from ult_actors.config import load_config
 from ult_actors.errors import BrokerUnavailable, RateLimited
 from ult_actors.logsetup import configure_logging

@@ -49,12 +49,12 @@ from ult_actors.actors.risk import (
     setting_of,
 )
 from ult_actors.actors.router import RouterDeps, router_actor
-from ult_actors.actors.trading_state_store import FILE_NAME as TRADING_STATE_FILE
-from ult_actors.actors.trading_state_store import load_trading_state
+from ult_actors.actors.trading_state import FILE_NAME as TRADING_STATE_FILE
+from ult_actors.actors.trading_state import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
-from ult_actors.journal_sqlite import sqlite_store_opener
+from ult_actors.journal.sqlite import sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,

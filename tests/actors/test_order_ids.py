@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.brokers.test_oanda_harness import running_sim, settings_for
+from tests.brokers.oanda.harness import running_sim, settings_for
 from tests.ipc.conftest import settings_for as ipc_settings
+from ult_actors.cli.tables import Style, order_detail, orders_table
 from ult_actors.client import AmbiguousOrderId, AsyncClient, NotFound
-from ult_actors.client_tables import Style, order_detail, orders_table
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.server import serve_ipc
 from ult_actors.messages import Order

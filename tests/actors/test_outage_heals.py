@@ -33,7 +33,7 @@ from ult_actors.messages import (
 )
 from ult_actors.runtime.pubsub import Subscription
 from ult_actors.service import Service, build_service
-from ult_actors.sim.alpaca import AlpacaSim, make_alpaca_sim, serve_alpaca_sim
+from ult_actors.sim.alpaca.server import AlpacaSim, make_alpaca_sim, serve_alpaca_sim
 
 KEY = "PKOUTAGEKEY00000001"
 SECRET = "outage-secret-0123456789abcdef"

@@ -21,7 +21,7 @@ import trio.testing
 
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.base import Connector, UpdateSink
-from ult_actors.brokers.paper import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection, load_config
 from ult_actors.errors import BrokerUnavailable, Internal, NotFound
 from ult_actors.messages import (

@@ -21,7 +21,7 @@ import trio.testing
 
 from ult_actors.actors.risk import RiskLimits, RiskState, apply_event, check_order
 from ult_actors.brokers.base import Connector
-from ult_actors.brokers.paper import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
 from ult_actors.config import BrokerEntry, RiskSection, ServiceConfig, ServiceSection
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import (

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.actors.fakes import FakeConnector, FakeVenue
+from tests.fakes import FakeConnector, FakeVenue
 from ult_actors.config import BrokerEntry, RiskSection, ServiceConfig, ServiceSection
 from ult_actors.errors import (
     AuthFailed,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.actors.fakes import FakeConnector, FakeVenue
-from ult_actors.actors.trading_state_store import FILE_NAME
+from tests.fakes import FakeConnector, FakeVenue
+from ult_actors.actors.trading_state import FILE_NAME
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import (
@@ -26,7 +26,7 @@ from ult_actors.messages import (
 )
 from ult_actors.runtime.pubsub import Subscription
 from ult_actors.service import Service, build_service
-from ult_actors.watchdog import status_line
+from ult_actors.systemd.watchdog import status_line
 
 BUY = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(5))
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.brokers.ib_harness import sim_fixture as sim_fixture
-from tests.brokers.test_alpaca_harness import KEY, SECRET
-from tests.brokers.test_alpaca_harness import running_sim as alpaca_sim
-from tests.brokers.test_oanda_harness import ACCOUNT, TOKEN
-from tests.brokers.test_oanda_harness import running_sim as oanda_sim
+from tests.brokers.alpaca.harness import KEY, SECRET
+from tests.brokers.alpaca.harness import running_sim as alpaca_sim
+from tests.brokers.ib.harness import sim_fixture as sim_fixture
+from tests.brokers.oanda.harness import ACCOUNT, TOKEN
+from tests.brokers.oanda.harness import running_sim as oanda_sim
 from ult_actors.config import load_config
 from ult_actors.errors import InvalidOrder, NotFound, RiskRejected, UltError
 from ult_actors.messages import (

@@ -20,20 +20,20 @@ import msgspec
 import pytest
 import trio
 
-from tests.brokers import test_alpaca_harness as alpaca
-from tests.brokers import test_oanda_harness as oanda
-from tests.brokers.ib_harness import settings as ib_settings
+from tests.brokers.alpaca import harness as alpaca
+from tests.brokers.ib.harness import settings as ib_settings
+from tests.brokers.oanda import harness as oanda
 from tests.service_harness import one_broker_config, served
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.client import AsyncClient, BrokerUnavailable
-from ult_actors.journal_sqlite import open_sqlite_store
+from ult_actors.journal.sqlite import open_sqlite_store
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 from ult_actors.order_state import order_from_request
 from ult_actors.service import Service, build_service
-from ult_actors.sim.alpaca_faults import Fault as AlpacaFault
+from ult_actors.sim.alpaca.faults import Fault as AlpacaFault
 from ult_actors.sim.faults import FaultSpec
 from ult_actors.sim.ib import TwsSimulator
-from ult_actors.sim.oanda_faults import Fault as OandaFault
+from ult_actors.sim.oanda.faults import Fault as OandaFault
 
 FAST = ReconcilePolicy(settle_grace_s=0.05, stuck_after_s=0.2, interval_s=0.05, sweep_every=2)
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import msgspec
 
-from ult_actors.client_numbers import plain, plain_json
-from ult_actors.client_tables import (
+from ult_actors.cli.numbers import plain, plain_json
+from ult_actors.cli.tables import (
     Style,
     accounts_table,
     duration,
@@ -91,7 +91,7 @@ def test_colour_marks_states_only_when_enabled() -> None:
 def test_event_lines_say_what_happened() -> None:
     from decimal import Decimal
 
-    from ult_actors.client_tables import event_line
+    from ult_actors.cli.tables import event_line
     from ult_actors.messages import (
         ActorHealthChanged,
         Fill,
@@ -123,7 +123,7 @@ def test_event_lines_say_what_happened() -> None:
 def test_an_order_of_unknown_outcome_is_marked_in_the_orders_table() -> None:
     from decimal import Decimal
 
-    from ult_actors.client_tables import orders_table
+    from ult_actors.cli.tables import orders_table
     from ult_actors.messages import Order
 
     def order(coid: str, outcome: str) -> Order:

@@ -20,11 +20,11 @@ import structlog
 import trio
 import trio.testing
 
-from tests.actors.fakes import FakeConnector, FakeVenue
-from tests.brokers import test_alpaca_harness as alpaca_harness
+from tests.brokers.alpaca import harness as alpaca_harness
 from tests.durability.test_lost_orders import OpenOrderCalls
 from tests.durability.test_reconcile import FAST, at_venue, config, order
 from tests.durability.ult_process import paper_account
+from tests.fakes import FakeConnector, FakeVenue
 from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.actors.journal import MemoryStore
 from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
@@ -32,7 +32,7 @@ from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import Event, Order, OrderReply, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
-from ult_actors.watchdog import status_line
+from ult_actors.systemd.watchdog import status_line
 
 
 async def test_an_empty_journal_adopts_the_broker_orders_and_starts_degraded(

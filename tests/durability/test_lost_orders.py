@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import trio
 
-from tests.actors.fakes import FakeConnector, FakeVenue
-from tests.brokers import ib_harness
-from tests.brokers import test_alpaca_harness as alpaca_harness
-from tests.brokers import test_oanda_harness as oanda_harness
+from tests.brokers.alpaca import harness as alpaca_harness
+from tests.brokers.ib import harness as ib_harness
+from tests.brokers.oanda import harness as oanda_harness
 from tests.durability.test_reconcile import at_venue, config, order, running
+from tests.fakes import FakeConnector, FakeVenue
 from tests.ipc.conftest import settings_for as ipc_settings
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.base import Connector
@@ -33,7 +33,7 @@ from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import NotFound
 from ult_actors.ipc.server import serve_ipc
-from ult_actors.journal_sqlite import open_sqlite_store
+from ult_actors.journal.sqlite import open_sqlite_store
 from ult_actors.messages import (
     Cancel,
     Event,
@@ -43,9 +43,9 @@ from ult_actors.messages import (
     Submit,
 )
 from ult_actors.service import build_service
-from ult_actors.sim.alpaca import make_alpaca_sim, serve_alpaca_sim
+from ult_actors.sim.alpaca.server import make_alpaca_sim, serve_alpaca_sim
 from ult_actors.sim.ib import TwsSimulator
-from ult_actors.sim.oanda import OandaSimulator
+from ult_actors.sim.oanda.server import OandaSimulator
 
 POLICY = ReconcilePolicy(settle_grace_s=0.2, stuck_after_s=0.5, interval_s=0.05, sweep_every=2)
 

@@ -14,11 +14,11 @@ import pytest
 import structlog
 import trio
 
-from tests.actors.fakes import FakeConnector, FakeVenue
+from tests.fakes import FakeConnector, FakeVenue
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, RiskRejected
-from ult_actors.journal_sqlite import open_sqlite_store
+from ult_actors.journal.sqlite import open_sqlite_store
 from ult_actors.messages import (
     ListOrders,
     Order,

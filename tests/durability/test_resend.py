@@ -7,9 +7,9 @@ from pathlib import Path
 
 import trio
 
-from tests.actors.fakes import FakeVenue
 from tests.durability.test_reconcile import config, running
-from ult_actors.journal_sqlite import SqliteStore
+from tests.fakes import FakeVenue
+from ult_actors.journal.sqlite import SqliteStore
 from ult_actors.messages import OrderReply, OrderRequest, Submit
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import trio
 
-from ult_actors.brokers.paper import PaperConnector
-from ult_actors.brokers.paper_settings import PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.client import Client, UltError
 from ult_actors.errors import NotFound
 from ult_actors.messages import Order

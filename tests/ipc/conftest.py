@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.actors.fakes import FakeConnector, FakeVenue
+from tests.fakes import FakeConnector, FakeVenue
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcLoad, IpcSettings, serve_ipc

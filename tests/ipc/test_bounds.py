@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.actors.fakes import FakeVenue
+from tests.fakes import FakeVenue
 from tests.ipc.conftest import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.client import AsyncClient, Client, ServiceBusy

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.actors.fakes import FakeConnector, FakeVenue
+from tests.fakes import FakeConnector, FakeVenue
 from tests.ipc.conftest import ipc_service
 from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.client import AsyncClient, Client, NotFound, OutcomeUnknown

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from tests.actors.fakes import FakeVenue
+from tests.fakes import FakeVenue
 from tests.ipc.conftest import ipc_service
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.messages import OrderReply, OrderRequest, Ping, Submit

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.actors.fakes import FakeVenue
+from tests.fakes import FakeVenue
 from tests.ipc.conftest import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.client import AsyncClient, InvalidOrder, NotFound, Unauthorized

@@ -15,7 +15,7 @@ import trio
 from structlog.testing import capture_logs
 
 from tests.ops.notify_listener import NotifyListener
-from ult_actors.sdnotify import (
+from ult_actors.systemd.notify import (
     Notifier,
     feed_watchdog,
     notifier_from_env,

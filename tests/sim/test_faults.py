@@ -5,8 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from ult_actors.sim import alpaca_faults, oanda_faults
+from ult_actors.sim.alpaca import faults as alpaca_faults
 from ult_actors.sim.faults import FaultBoard, decode_faults
+from ult_actors.sim.oanda import faults as oanda_faults
 
 
 def test_each_simulator_accepts_only_its_own_kinds() -> None:

@@ -27,7 +27,7 @@ import trio
 
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
-from ult_actors.actors.trading_state_store import SavedTradingState, save_trading_state
+from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
 from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.holding import Holding

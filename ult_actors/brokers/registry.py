@@ -71,14 +71,14 @@ class BrokerKind:
 BROKER_KINDS: dict[str, BrokerKind] = {
     "paper": BrokerKind(
         "paper",
-        "ult_actors.brokers.paper",
+        "ult_actors.brokers.paper.connector",
         "PaperSettings",
         "paper_settings_from_env",
         "PaperConnector",
     ),
     "alpaca": BrokerKind(
         "alpaca",
-        "ult_actors.brokers.alpaca",
+        "ult_actors.brokers.alpaca.connector",
         "AlpacaSettings",
         "alpaca_settings_from_env",
         "AlpacaConnector",
@@ -86,7 +86,7 @@ BROKER_KINDS: dict[str, BrokerKind] = {
     ),
     "oanda": BrokerKind(
         "oanda",
-        "ult_actors.brokers.oanda",
+        "ult_actors.brokers.oanda.connector",
         "OandaSettings",
         "oanda_settings_from_env",
         "OandaConnector",

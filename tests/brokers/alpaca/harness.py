@@ -1,0 +1,59 @@
+"""Shared pieces of the Alpaca tests: a simulator on a real loopback socket and a connector on it.
+
+No tests live here; the test modules import these helpers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import trio
+
+from tests.brokers.contract import UpdateLog
+from tests.brokers.harness import connected_connector
+from ult_actors.brokers.alpaca.connector import AlpacaConnector, AlpacaSettings
+from ult_actors.secrets import Secret
+from ult_actors.sim.alpaca.server import AlpacaSim, make_alpaca_sim, serve_alpaca_sim
+
+KEY = "PKTESTKEY0000000001"
+SECRET = "sim-secret-do-not-leak-0123456789"
+
+
+@asynccontextmanager
+async def running_sim(**options: Any) -> AsyncIterator[tuple[AlpacaSim, int]]:
+    """A simulator on 127.0.0.1 (any free port), fills 10 ms apart unless told otherwise."""
+    options.setdefault("fill_delay_s", 0.01)
+    sim = make_alpaca_sim(key=KEY, secret=SECRET, seed=7, **options)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(serve_alpaca_sim, sim))
+        yield sim, port
+        nursery.cancel_scope.cancel()
+
+
+def settings_for(port: int, **overrides: Any) -> AlpacaSettings:
+    """Settings pointing at the simulator, with test-sized timeouts and backoff."""
+    values: dict[str, Any] = {
+        "api_key": Secret(KEY),
+        "api_secret": Secret(SECRET),
+        "base_url": f"http://127.0.0.1:{port}",
+        "connect_timeout_s": 5.0,
+        "read_timeout_s": 5.0,
+        "stream_backoff_initial_s": 0.02,
+        "stream_backoff_cap_s": 0.1,
+        **overrides,
+    }
+    return AlpacaSettings(**values)
+
+
+@asynccontextmanager
+async def connected(
+    port: int, *, stream: bool = True, **overrides: Any
+) -> AsyncIterator[tuple[AlpacaConnector, UpdateLog]]:
+    """A connected connector (and its stream running into an ``UpdateLog``)."""
+    connector = AlpacaConnector("alpaca", settings_for(port, **overrides), rng=random.Random(3))
+    async with connected_connector(connector, stream=stream) as log:
+        yield connector, log

@@ -1,0 +1,114 @@
+"""The whole service on the Alpaca simulator: configured from the environment, as users do."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+
+import pytest
+import trio
+
+from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
+from ult_actors.actors.journal import memory_store_opener
+from ult_actors.config import load_config
+from ult_actors.errors import AuthFailed
+from ult_actors.messages import (
+    Cancel,
+    GetAccount,
+    GetPositions,
+    OrderReply,
+    OrderRequest,
+    PositionsReply,
+    Submit,
+)
+from ult_actors.service import Service, build_service
+from ult_actors.sim.alpaca.faults import Fault
+
+
+@asynccontextmanager
+async def service_on(port: int, secret: str = SECRET) -> AsyncIterator[Service]:
+    env = {
+        "ALPACA_API_KEY": KEY,
+        "ALPACA_API_SECRET": secret,
+        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
+        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
+        "ENABLE_PAPER_TRADING": "false",
+        "DEFAULT_BROKER": "alpaca",
+        "ORDER_RETRY_DELAY": "10",
+    }
+    cfg = load_config(None, env=env)
+    svc = build_service(cfg, env=env, rng=random.Random(5), store_opener=memory_store_opener())
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(15):
+            await nursery.start(svc.run)
+        yield svc
+        nursery.cancel_scope.cancel()
+
+
+def buy(coid: str, qty: str = "1") -> OrderRequest:
+    return OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal(qty), broker="alpaca", client_order_id=coid
+    )
+
+
+async def test_a_submit_with_wait_fills_and_the_position_shows_it() -> None:
+    async with running_sim() as (_sim, port), service_on(port) as svc:
+        with trio.fail_after(15):
+            reply = await svc.gateway.handle(Submit(id=1, order=buy("svc-1"), wait=True))
+        assert isinstance(reply, OrderReply)
+        assert reply.order.status == "filled" and reply.order.filled_qty == 1
+        assert reply.order.avg_fill_price == Decimal("190.00")
+        with trio.fail_after(10):
+            while True:  # the positions actor applies the same fill as its own event
+                rows = await svc.gateway.handle(GetPositions(id=2, broker="alpaca"))
+                assert isinstance(rows, PositionsReply)
+                if any(p.symbol == "AAPL" and p.qty == 1 for p in rows.positions):
+                    break
+                await trio.sleep(0.02)
+
+
+async def test_a_lost_submit_reply_is_settled_by_lookup_and_sent_only_once() -> None:
+    async with running_sim() as (sim, port), service_on(port) as svc:
+        sim.arm(Fault(kind="lose_reply", method="POST", path="/v2/orders"))
+        with trio.fail_after(15):
+            reply = await svc.gateway.handle(Submit(id=1, order=buy("svc-lost"), wait=True))
+        assert isinstance(reply, OrderReply)
+        assert reply.order.status == "filled"
+        assert sim.venue.stats.submits == 1  # found by client order id: never resent
+        assert sim.venue.stats.orders_created == 1
+
+
+async def test_refused_keys_leave_the_broker_failed_without_a_restart_loop() -> None:
+    async with running_sim() as (sim, port), service_on(port, secret="not-the-secret") as svc:
+        with trio.fail_after(10), pytest.raises(AuthFailed):
+            await svc.gateway.handle(GetAccount(id=1, broker="alpaca"))
+        with trio.fail_after(10), pytest.raises(AuthFailed):
+            await svc.gateway.handle(Submit(id=2, order=buy("svc-refused")))
+        health = {h.name: h for h in svc.health().actors}
+        broker = next(h for name, h in health.items() if name.endswith("alpaca"))
+        assert broker.state == "failed" and broker.restarts == 0
+        assert sim.requests == 1  # one refused connect; nothing retried it
+        assert sim.venue.stats.submits == 0
+
+
+async def test_cancel_by_client_order_id_reaches_the_alpaca_order() -> None:
+    async with running_sim() as (sim, port), service_on(port) as svc:
+        request = OrderRequest(
+            symbol="AAPL",
+            side="buy",
+            qty=Decimal(1),
+            type="limit",
+            limit_price=Decimal("150.00"),
+            time_in_force="gtc",
+            broker="alpaca",
+            client_order_id="svc-rest",
+        )
+        with trio.fail_after(15):
+            placed = await svc.gateway.handle(Submit(id=1, order=request))
+            assert isinstance(placed, OrderReply) and placed.order.status == "accepted"
+            reply = await svc.gateway.handle(Cancel(id=2, order_id="svc-rest"))
+        assert isinstance(reply, OrderReply)
+        assert reply.order.status == "canceled"
+        assert sim.venue.orders[placed.order.id].status == "canceled"

@@ -1,0 +1,33 @@
+"""What the broker test harnesses share: a connector connected, its stream running into a log.
+
+``tests/brokers/alpaca/harness.py`` and ``test_oanda_harness.py`` build
+the connector for their simulator and hand it to ``connected_connector``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import trio
+
+from tests.brokers.contract import UpdateLog
+from ult_actors.brokers.base import Connector
+
+
+@asynccontextmanager
+async def connected_connector(connector: Connector, *, stream: bool) -> AsyncIterator[UpdateLog]:
+    """Connect ``connector`` (and run its stream into the ``UpdateLog`` yielded); disconnect after."""
+    log = UpdateLog()
+    with trio.fail_after(10):
+        await connector.connect()
+    try:
+        async with trio.open_nursery() as nursery:
+            if stream:
+                with trio.fail_after(10):
+                    await nursery.start(partial(connector.stream_updates, log.sink))
+            yield log
+            nursery.cancel_scope.cancel()
+    finally:
+        await connector.disconnect()

@@ -1,0 +1,59 @@
+"""Shared pieces of the OANDA tests: a simulator on a real loopback socket and a connector on it.
+
+No tests live here; the test modules import these helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from tests.brokers.contract import UpdateLog
+from tests.brokers.harness import connected_connector
+from ult_actors.brokers.oanda.connector import OandaConnector, OandaSettings, TransactionCursor
+from ult_actors.secrets import Secret
+from ult_actors.sim.oanda.server import OandaSimulator
+
+TOKEN = "sim-token-do-not-leak-5f3a9c0e7b21"
+ACCOUNT = "101-001-7654321-001"
+
+
+@asynccontextmanager
+async def running_sim(**options: Any) -> AsyncIterator[OandaSimulator]:
+    """A simulator on 127.0.0.1 (any free port); prices frozen unless ``tick_s`` is given."""
+    options.setdefault("tick_s", 0)
+    sim = OandaSimulator(token=TOKEN, account_id=ACCOUNT, seed=7, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.serve)
+        yield sim
+        nursery.cancel_scope.cancel()
+
+
+def settings_for(sim: OandaSimulator, **overrides: Any) -> OandaSettings:
+    """Settings pointing at the simulator, with test-sized timeouts."""
+    values: dict[str, Any] = {
+        "token": Secret(TOKEN),
+        "account_id": ACCOUNT,
+        "base_url": sim.base_url,
+        "connect_timeout_s": 5.0,
+        "read_timeout_s": 5.0,
+        **overrides,
+    }
+    return OandaSettings(**values)
+
+
+@asynccontextmanager
+async def connected(
+    sim: OandaSimulator,
+    *,
+    stream: bool = True,
+    cursor: TransactionCursor | None = None,
+    **overrides: Any,
+) -> AsyncIterator[tuple[OandaConnector, UpdateLog]]:
+    """A connected connector (and its stream running into an ``UpdateLog``)."""
+    connector = OandaConnector("oanda", settings_for(sim, **overrides), cursor=cursor)
+    async with connected_connector(connector, stream=stream) as log:
+        yield connector, log

@@ -1,0 +1,215 @@
+"""OANDA through the whole service: the CLI acceptance run, and a dead stream restarted without loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.brokers.oanda.harness import running_sim, settings_for
+from tests.ipc.service_process import ULT, ServiceProcess, run_ult
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.errors import AuthFailed
+from ult_actors.messages import (
+    ActorHealthChanged,
+    GetHealth,
+    GetPositions,
+    HealthReply,
+    OrderReply,
+    OrderRequest,
+    OrderUpdate,
+    PositionsReply,
+    Submit,
+)
+from ult_actors.secrets import Secret
+from ult_actors.service import build_service
+from ult_actors.sim.oanda.faults import Fault
+
+SIM_TOKEN = "acceptance-token-7d1e"
+SIM_ACCOUNT = "101-001-2468024-001"
+
+
+@pytest.fixture
+def sim_process() -> Iterator[str]:
+    """``ult sim oanda --port 0`` as its own process; yields its base URL."""
+    env = {**os.environ, "OANDA_API_TOKEN": SIM_TOKEN, "OANDA_ACCOUNT_ID": SIM_ACCOUNT}
+    proc = subprocess.Popen(
+        [ULT, "sim", "oanda", "--port", "0", "--tick", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # printed once it listens
+        assert "http://127.0.0.1:" in first, proc.stderr.read() if proc.stderr else first
+        assert SIM_TOKEN not in first
+        url = re.search(r"http://127\.0\.0\.1:\d+", first)
+        assert url is not None
+        yield url.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_ult_submit_wait_fills_at_the_simulator_and_ult_positions_shows_it(
+    sim_process: str,
+) -> None:
+    service = ServiceProcess(
+        env={
+            "OANDA_API_TOKEN": SIM_TOKEN,
+            "OANDA_ACCOUNT_ID": SIM_ACCOUNT,
+            "OANDA_BASE_URL": sim_process,
+        }
+    )
+    try:
+        service.start()
+        sock = str(service.socket)
+        submitted = run_ult(
+            "submit", "EUR_USD", "buy", "1000", "--broker", "oanda", "--wait", "--json",
+            "--socket", sock,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        order = json.loads(submitted.stdout)
+        assert (order["status"], order["broker"], Decimal(order["filled_qty"])) == (
+            "filled",
+            "oanda",
+            Decimal(1000),
+        )
+        positions = run_ult("positions", "--json", "--socket", sock)
+        assert positions.returncode == 0, positions.stderr
+        held = {
+            (p["broker"], p["symbol"]): Decimal(p["qty"])
+            for p in json.loads(positions.stdout)["positions"]
+        }
+        assert held[("oanda", "EUR_USD")] == Decimal(1000)
+        table = run_ult("positions", "--socket", sock)
+        assert "EUR_USD" in table.stdout
+        assert SIM_TOKEN not in service.log()
+    finally:
+        service.cleanup()
+
+
+async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives(
+    tmp_path: Path,
+) -> None:
+    async with running_sim(heartbeat_s=0.1) as sim:
+        settings = settings_for(sim, heartbeat_timeout_s=1.0)
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings)],
+        )
+        cfg.supervision.backoff_initial_ms = 20
+        cfg.supervision.backoff_cap_ms = 100
+        # Built from the config alone, as `ult serve` does: the registry must give
+        # every incarnation the same transaction cursor.
+        svc = build_service(cfg, env={}, rng=random.Random(3))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe()
+            limit = OrderRequest(
+                symbol="EUR_USD",
+                side="buy",
+                qty=Decimal(1000),
+                type="limit",
+                limit_price=Decimal("1.00000"),
+                time_in_force="gtc",
+                client_order_id="svc-gap-1",
+            )
+            reply = await svc.gateway.handle(Submit(id=1, order=limit))
+            assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+
+            # The stream's connection stays up but says nothing more (a new one would work).
+            sim.arm(Fault(kind="stream_mute"))
+            sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
+            sim.book.on_prices()  # the limit fills while no one hears of it
+            assert sim.book.orders[reply.order.id].state == "FILLED"
+
+            with trio.fail_after(15):
+                while True:
+                    event = await events.receive()
+                    if (
+                        isinstance(event, ActorHealthChanged)
+                        and event.name == "broker.oanda"
+                        and event.state == "restarting"
+                    ):
+                        break
+
+            with trio.fail_after(15):
+                while True:
+                    event = await events.receive()
+                    if (
+                        isinstance(event, OrderUpdate)
+                        and event.order.client_order_id == "svc-gap-1"
+                        and event.order.status == "filled"
+                    ):
+                        break
+            assert event.fill is not None and event.fill.price == Decimal("1.00000")
+            store = await svc.journal.get()
+            journaled = await store.get("svc-gap-1")
+            assert journaled is not None and journaled.status == "filled"
+            positions = await svc.gateway.handle(GetPositions(id=2, broker="oanda"))
+            assert isinstance(positions, PositionsReply)
+            assert [(p.symbol, p.qty) for p in positions.positions] == [("EUR_USD", Decimal(1000))]
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"token": Secret("not-the-token")}, "401"),
+        ({"environment": "live"}, "live_trading_confirmed"),
+    ],
+)
+async def test_refused_credentials_and_unconfirmed_live_fail_the_actor_without_a_restart_loop(
+    tmp_path: Path, overrides: dict[str, object], says: str
+) -> None:
+    async with running_sim() as sim:
+        settings = settings_for(sim, **overrides)
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings)],
+        )
+        cfg.supervision.backoff_initial_ms = 10
+        svc = build_service(cfg, env={}, rng=random.Random(4))
+        events = svc.bus.subscribe()
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+                while True:
+                    event = await events.receive()
+                    if isinstance(event, ActorHealthChanged) and event.state == "failed":
+                        break
+            assert event.name == "broker.oanda"
+            order = OrderRequest(symbol="EUR_USD", side="buy", qty=Decimal(1000))
+            with pytest.raises(AuthFailed, match=says):
+                await svc.gateway.handle(Submit(id=1, order=order))
+            health = await svc.gateway.handle(GetHealth(id=2))
+            assert isinstance(health, HealthReply)
+            (broker,) = [a for a in health.health.actors if a.name == "broker.oanda"]
+            assert (broker.state, broker.restarts) == ("failed", 0)
+            # One refused account request for a bad token, none at all for live: no retrying.
+            assert sim.requests == (1 if "token" in overrides else 0)
+            nursery.cancel_scope.cancel()
+
+
+def test_the_simulator_command_explains_itself() -> None:
+    done = subprocess.run(
+        [ULT, "sim", "oanda", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "--port" in done.stdout

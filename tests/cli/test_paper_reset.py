@@ -1,0 +1,46 @@
+"""``ult paper reset``: starts the paper account afresh, and refuses under a running service."""
+
+from __future__ import annotations
+
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.cli.serve import EXIT_FAILED, EXIT_OK, paper_reset_main
+from ult_actors.messages import OrderRequest
+
+
+def connector(state_dir: str) -> PaperConnector:
+    path = str(Path(state_dir) / "paper-paper.db")
+    return PaperConnector("paper", PaperSettings(tick_interval_s=0, state_path=path))
+
+
+async def test_paper_reset_starts_afresh_and_refuses_while_the_account_is_open(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ULT_CONFIG", "ULT_STATE_DIR", "ENABLE_PAPER_TRADING", "PAPER_STARTING_CASH"):
+        monkeypatch.delenv(name, raising=False)
+    state_dir = tempfile.mkdtemp(dir="/tmp")
+    paper = connector(state_dir)
+    await paper.connect()
+    await paper.submit(
+        OrderRequest(symbol="AAPL", side="buy", qty=Decimal(10), client_order_id="before")
+    )
+    # While a service holds the account, reset refuses instead of deleting it.
+    assert paper_reset_main(["--state-dir", state_dir]) == EXIT_FAILED
+    assert "stop the service first" in capsys.readouterr().err
+    await paper.disconnect()
+
+    assert paper_reset_main(["--state-dir", state_dir]) == EXIT_OK
+    assert "paper account paper reset" in capsys.readouterr().out
+    fresh = connector(state_dir)
+    await fresh.connect()
+    try:
+        assert await fresh.positions() == []
+        assert (await fresh.account()).cash == PaperSettings().starting_cash
+    finally:
+        await fresh.disconnect()
+    assert paper_reset_main(["--state-dir", state_dir, "--broker", "nope"]) == EXIT_FAILED

@@ -1,0 +1,52 @@
+"""The service in-process with the real paper broker, its journal opened as a test says, on a real socket."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ult_actors.brokers.paper.connector import PaperSettings
+from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.ipc.paths import SocketLocation
+from ult_actors.ipc.server import IpcSettings, serve_ipc
+from ult_actors.service import Service, build_service
+
+
+@contextmanager
+def short_socket_path() -> Iterator[Path]:
+    """A socket path under a fresh /tmp directory (sun_path holds only 108 bytes)."""
+    short = Path(tempfile.mkdtemp(prefix="ultj", dir="/tmp"))
+    try:
+        yield short / "s"
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@asynccontextmanager
+async def paper_service(
+    state_dir: Path, sock: Path, store_opener: Callable[[], Any]
+) -> AsyncIterator[Service]:
+    """The whole tree with one paper broker (matching inside ``submit``), served on ``sock``."""
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
+        brokers=[
+            BrokerEntry(
+                name="paper", kind="paper", enabled=True, settings=PaperSettings(tick_interval_s=0)
+            )
+        ],
+    )
+    svc = build_service(cfg, env={}, rng=random.Random(3), store_opener=store_opener)
+    settings = IpcSettings(location=SocketLocation(sock, dedicated=False, source="test"))
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(20):
+            await nursery.start(svc.run)
+            await nursery.start(serve_ipc, svc.gateway, settings)
+        yield svc
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,163 @@
+"""The SQLite journal: durable on return, group-committed, reopened intact, migrated."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from ult_actors.config import ServiceConfig, ServiceSection
+from ult_actors.errors import ConfigError
+from ult_actors.journal.schema import SCHEMA_VERSION, migrate, schema_version
+from ult_actors.journal.sqlite import Writer, open_sqlite_store
+from ult_actors.messages import Order
+from ult_actors.service import build_service, journal_path
+
+
+def order(coid: str, status: str = "pending_new", *, oid: str = "", broker: str = "paper") -> Order:
+    return Order(
+        id=oid,
+        client_order_id=coid,
+        broker=broker,
+        symbol="AAPL",
+        side="buy",
+        qty=Decimal("1.5"),
+        type="market",
+        time_in_force="day",
+        status=status,  # type: ignore[arg-type]
+        outcome="unknown" if status == "pending_new" else "definitive",
+    )
+
+
+def rows_on_disk(path: Path) -> dict[str, str]:
+    """What another process reading the file sees: client order id -> status."""
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT client_order_id, status FROM orders"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("writer", ["thread", "to_thread"])
+async def test_a_record_is_on_disk_when_record_returns(tmp_path: Path, writer: Writer) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, writer=writer) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        assert rows_on_disk(path) == {"c-1": "pending_new"}
+        with trio.fail_after(10):
+            await store.record(order("c-1", "filled", oid="b-1"))
+        assert rows_on_disk(path) == {"c-1": "filled"}
+        assert [(e.event, e.order.status) for e in await store.history("c-1")] == [
+            ("submit", "pending_new"),
+            ("update", "filled"),
+        ]
+
+
+async def test_concurrent_records_share_transactions(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "journal.db") as store:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for i in range(500):
+                    nursery.start_soon(store.record, order(f"c-{i}"))
+        assert store.records == 500
+        assert store.commits < 500 // 4  # grouped, not one fsync per order
+        assert len(rows_on_disk(tmp_path / "journal.db")) == 500
+
+
+async def test_without_group_commit_every_record_is_its_own_transaction(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "journal.db", group_commit=False) as store:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(store.record, order(f"c-{i}"))
+        assert (store.records, store.commits) == (50, 50)
+
+
+async def test_a_reopened_journal_answers_every_read_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    with trio.fail_after(20):
+        async with open_sqlite_store(path) as store:
+            await store.record(order("open-1", "accepted", oid="b-1"))
+            await store.record(order("done-1", "filled", oid="b-2"))
+            await store.record(order("other-1", "pending_new", broker="alpaca"))
+            await store.record(order("open-1", "partially_filled", oid="b-1"))
+        # A small cache forces reads of older orders to go to the file.
+        async with open_sqlite_store(path, cache_size=1) as store:
+            assert (await store.get("done-1")) == order("done-1", "filled", oid="b-2")
+            assert (await store.get_by_order_id("b-2")) == order("done-1", "filled", oid="b-2")
+            got = await store.get("open-1")
+            assert got is not None and got.status == "partially_filled"
+            assert await store.get("never") is None
+            assert await store.get_by_order_id("b-404") is None
+            newest = await store.list_orders()
+            assert [o.client_order_id for o in newest] == ["open-1", "other-1", "done-1"]
+            assert [o.client_order_id for o in await store.list_orders(limit=1)] == ["open-1"]
+            only_open = await store.list_orders(open_only=True, broker="paper")
+            assert [o.client_order_id for o in only_open] == ["open-1"]
+            pending = await store.non_terminal("alpaca")
+            assert [(o.client_order_id, o.outcome) for o in pending] == [("other-1", "unknown")]
+            assert {o.client_order_id for o in await store.non_terminal()} == {"open-1", "other-1"}
+            # Decimals come back exact.
+            assert got.qty == Decimal("1.5")
+
+
+async def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path):
+        with pytest.raises(ConfigError, match="in use by another ult process"):
+            async with open_sqlite_store(path):
+                pass  # pragma: no cover
+    async with open_sqlite_store(path):
+        pass  # released when the first one closed
+
+
+async def test_an_old_journal_is_migrated_and_keeps_its_orders(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=1)
+    body = msgspec.msgpack.encode(order("old-1", "accepted", oid="b-9"))
+    conn.execute(
+        "INSERT INTO orders VALUES ('old-1', 'b-9', 'paper', 'accepted', 'definitive', 0, 1, ?)",
+        (body,),
+    )
+    conn.execute(
+        "INSERT INTO events VALUES (1, 'old-1', 'update', 'accepted', 0, ?)", (body,)
+    )
+    conn.close()
+    async with open_sqlite_store(path) as store:
+        assert [o.client_order_id for o in await store.non_terminal()] == ["old-1"]
+        with trio.fail_after(10):
+            await store.record(order("new-1"))  # sequence continues after the old rows
+        assert [e.seq for e in await store.history("new-1")] == [2]
+    conn = sqlite3.connect(path)
+    assert schema_version(conn) == SCHEMA_VERSION
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "events_by_order" in indexes
+    conn.close()
+
+
+async def test_a_journal_from_a_newer_ult_is_refused_not_guessed_at(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(ConfigError, match="newer than this ult understands"):
+        async with open_sqlite_store(path):
+            pass  # pragma: no cover
+
+
+def test_the_journal_path_follows_systemd_then_xdg_then_config(tmp_path: Path) -> None:
+    cfg = ServiceConfig(service=ServiceSection(default_broker="paper"))
+    svc = build_service(cfg, env={"STATE_DIRECTORY": "/var/lib/ult-actors"})
+    assert journal_path(cfg, svc.state_dir) == Path("/var/lib/ult-actors/journal.db")
+    svc = build_service(cfg, env={"XDG_STATE_HOME": str(tmp_path), "HOME": "/nowhere"})
+    assert journal_path(cfg, svc.state_dir) == tmp_path / "ult" / "journal.db"
+    cfg.journal.path = str(tmp_path / "elsewhere.db")
+    assert journal_path(cfg, svc.state_dir) == tmp_path / "elsewhere.db"
+    cfg.journal.enabled = False
+    assert journal_path(cfg, svc.state_dir) is None

@@ -1,0 +1,1 @@
+"""Alpaca Trading API v2: connector, stream, mapping, wire records, errors, fill ledger."""

@@ -1,0 +1,574 @@
+"""Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
+
+``AlpacaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
+(``http_client.HttpPool``: keep-alive, every timeout explicit, no redirects)
+and one WebSocket for the ``trade_updates`` stream. The stream has no replay, so every (re)connect is
+followed by a REST sweep of open and recently closed orders; the fill ledger
+(``alpaca_ledger``) turns what the sweep finds into the fills the stream
+missed, and never delivers a fill twice.
+
+Paper or live is chosen by ``paper`` (``ALPACA_PAPER_TRADING``, default
+true); ``base_url``/``stream_url`` (``ALPACA_BASE_URL``/``ALPACA_STREAM_URL``)
+point the connector anywhere else, e.g. at ``ult sim alpaca``. Live trading
+refuses to start unless the broker's config says
+``live_trading_confirmed = true``.
+
+Rate limits: a 429 (or a reply saying no requests are left) closes a gate
+until the window resets; requests meanwhile wait if the wait is short
+(``rate_limit_max_wait_s``) and fail with ``RateLimited`` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import httpx
+import msgspec
+import structlog
+import trio
+
+from ult_actors.bounds import Count, Seconds, SecondsOrZero, Times
+from ult_actors.brokers.alpaca.errors import (
+    error_from_response,
+    error_from_transport,
+    rate_limit_exhausted,
+    retry_after_s,
+)
+from ult_actors.brokers.alpaca.ledger import Execution, FillLedger
+from ult_actors.brokers.alpaca.mapping import (
+    ORDER_ID_RE,
+    order_body,
+    to_account,
+    to_order,
+    to_position,
+)
+from ult_actors.brokers.alpaca.stream import StreamTimeouts, open_trade_updates
+from ult_actors.brokers.alpaca.wire import (
+    WireAccount,
+    WireCancelResult,
+    WireClock,
+    WireCloseResult,
+    WireError,
+    WireOrder,
+    WirePosition,
+    WireTradeUpdate,
+    ns_to_rfc3339,
+    optional_ns,
+)
+from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.http.client import HttpPool, require_live_confirmed
+from ult_actors.brokers.http.errors import unreadable_reply
+from ult_actors.brokers.settings_env import env_bool, no_secret
+from ult_actors.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    InvalidOrder,
+    NotFound,
+    RateLimited,
+)
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    Account,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+)
+from ult_actors.order_state import already_final
+from ult_actors.secrets import Secret, read_secret
+
+PAPER_URL = "https://paper-api.alpaca.markets"
+LIVE_URL = "https://api.alpaca.markets"
+_PAGE = 500  # Alpaca's maximum page size for GET /v2/orders
+_SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew between us and Alpaca
+
+
+class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One Alpaca connection; every field has a default. Keys come from the environment."""
+
+    api_key: Secret = msgspec.field(default_factory=no_secret)
+    api_secret: Secret = msgspec.field(default_factory=no_secret)
+    #: Paper account (``ALPACA_PAPER_TRADING``); false means real money.
+    paper: bool = True
+    #: Real-money trading must be confirmed here, in the config file, on purpose.
+    live_trading_confirmed: bool = False
+    #: REST root, e.g. ``http://127.0.0.1:8765``; empty: Alpaca's paper or live host.
+    base_url: str = ""
+    #: WebSocket URL of ``trade_updates``; empty: ``base_url`` with ws(s) and ``/stream``.
+    stream_url: str = ""
+    connect_timeout_s: Seconds = 5.0
+    read_timeout_s: Seconds = 10.0
+    write_timeout_s: Seconds = 10.0
+    pool_timeout_s: Seconds = 5.0
+    max_connections: Count = 8
+    stream_ping_interval_s: Seconds = 10.0
+    stream_ping_timeout_s: Seconds = 10.0
+    #: Stream reconnects in a row before the actor is restarted instead.
+    stream_max_reconnects: Times = 5
+    #: A stream session that lasted this long resets the count of failures in a row.
+    stream_stable_after_s: Seconds = 30.0
+    stream_backoff_initial_s: Seconds = 0.1
+    stream_backoff_cap_s: Seconds = 5.0
+    #: Longest a request waits for a rate-limit window to reset before failing.
+    rate_limit_max_wait_s: SecondsOrZero = 1.0
+
+
+def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> AlpacaSettings:
+    """``base`` with ``ALPACA_*`` applied (secrets also from ``$CREDENTIALS_DIRECTORY``)."""
+    changes: dict[str, Any] = {}
+    for field, var in (("api_key", "ALPACA_API_KEY"), ("api_secret", "ALPACA_API_SECRET")):
+        secret = read_secret(var, env)
+        if secret:
+            changes[field] = secret
+    if "ALPACA_PAPER_TRADING" in env:
+        changes["paper"] = env_bool("ALPACA_PAPER_TRADING", env["ALPACA_PAPER_TRADING"])
+    if env.get("ALPACA_BASE_URL"):
+        changes["base_url"] = _checked_url(
+            "ALPACA_BASE_URL", env["ALPACA_BASE_URL"], ("http", "https")
+        )
+    if env.get("ALPACA_STREAM_URL"):
+        changes["stream_url"] = _checked_url(
+            "ALPACA_STREAM_URL", env["ALPACA_STREAM_URL"], ("ws", "wss")
+        )
+    return msgspec.structs.replace(base, **changes)
+
+
+def rest_url(settings: AlpacaSettings) -> str:
+    """The REST root this connection talks to."""
+    if settings.base_url:
+        return _checked_url("base_url", settings.base_url, ("http", "https"))
+    return PAPER_URL if settings.paper else LIVE_URL
+
+
+def stream_url(settings: AlpacaSettings) -> str:
+    """The ``trade_updates`` WebSocket URL: explicit, else derived from the REST root."""
+    if settings.stream_url:
+        return _checked_url("stream_url", settings.stream_url, ("ws", "wss"))
+    root = rest_url(settings)
+    scheme, _, rest = root.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest.rstrip('/')}/stream"
+
+
+class MarketClock(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the US market is open now, and the next open and close (UTC ns)."""
+
+    is_open: bool
+    timestamp: int
+    next_open: int
+    next_close: int
+
+
+class AlpacaConnector:
+    """A connection to one Alpaca account (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: AlpacaSettings,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._now_ns = now_ns
+        self._rng = rng or random.Random()
+        self._http = HttpPool(name, settings, transport=transport)
+        self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
+        self._ledger = FillLedger(watch_from_ns=now_ns())
+        self._last_heard_ns: int | None = None
+        self.log: Any = structlog.get_logger().bind(broker=name)
+
+    # -- connection ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check the configuration, open the HTTP pool and verify the keys."""
+        s = self.settings
+        require_live_confirmed(
+            self.name,
+            live=not s.paper,
+            confirmed=s.live_trading_confirmed,
+            switch="ALPACA_PAPER_TRADING=false",
+        )
+        if not s.api_key or not s.api_secret:
+            raise ConfigError(
+                f"broker {self.name}: ALPACA_API_KEY and ALPACA_API_SECRET must both be set"
+            )
+        base = rest_url(s)
+        self._http.open(
+            base_url=base,
+            headers={
+                "APCA-API-KEY-ID": s.api_key.reveal(),
+                "APCA-API-SECRET-KEY": s.api_secret.reveal(),
+            },
+        )
+        try:
+            account = await self._get("/v2/account", WireAccount, what="account")
+        except BaseException:
+            with trio.CancelScope(shield=True):  # close the pool even when cancelled
+                await self.disconnect()
+            raise
+        if account.trading_blocked or account.account_blocked:
+            self.log.warning("alpaca account is blocked from trading", status=account.status)
+        self.log.info("alpaca connected", url=base, paper=s.paper)
+
+    async def disconnect(self) -> None:
+        """Close the HTTP pool (the stream ends with its task); safe to repeat."""
+        await self._http.close()
+
+    # -- orders -------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> Order:
+        """``POST /v2/orders``; a lost reply raises ``BrokerUnavailable`` (outcome unknown)."""
+        body = order_body(request)
+        try:
+            response = await self._request("POST", "/v2/orders", what="submit", json=body)
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            order = to_order(self._decode(response, WireOrder, what="submit"), self.name)
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{exc.message}; order {request.client_order_id} may have reached Alpaca:"
+                " look it up by client order id before sending it again",
+                retry_after=exc.retry_after,
+                broker=self.name,
+            ) from None
+        self._ledger.expect(order)
+        return order
+
+    async def cancel(self, order_id: str) -> Order:
+        """``DELETE /v2/orders/{id}``, then the order as it stands.
+
+        Alpaca's 422 for an order that is already final is ``AlreadyFinal``.
+        """
+        self._check_order_id(order_id)
+        try:
+            await self._request("DELETE", f"/v2/orders/{order_id}", what="cancel")
+        except InvalidOrder:
+            order = await self.get_order(order_id)
+            if order.status in TERMINAL_STATUSES:
+                raise already_final(order) from None
+            raise
+        return await self.get_order(order_id)
+
+    async def cancel_all(self) -> dict[str, int]:
+        """``DELETE /v2/orders``: order id -> HTTP status of its cancel (200 accepted)."""
+        response = await self._request("DELETE", "/v2/orders", what="cancel all")
+        results = self._decode(response, list[WireCancelResult], what="cancel all")
+        return {r.id: r.status for r in results}
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``DELETE /v2/positions/{symbol}``: Alpaca's market order liquidating it.
+
+        Alpaca's close takes no client order id: the order comes back under
+        the one Alpaca made, and is tracked under it.
+        """
+        path = f"/v2/positions/{quote(position.symbol, safe='')}"
+        response = await self._request("DELETE", path, what="close position")
+        order = to_order(self._decode(response, WireOrder, what="close position"), self.name)
+        self._ledger.expect(order)
+        return order
+
+    async def close_all_positions(self) -> list[Order]:
+        """``DELETE /v2/positions?cancel_orders=true``: the closing orders Alpaca made.
+
+        A position Alpaca would not close is logged and left out; the caller
+        sees it still open and closes it on its own, getting the error.
+        """
+        response = await self._request(
+            "DELETE", "/v2/positions", what="close all positions", params={"cancel_orders": "true"}
+        )
+        orders = []
+        for result in self._decode(response, list[WireCloseResult], what="close all positions"):
+            if 200 <= result.status < 300:
+                order = to_order(self._decode_raw(result.body, WireOrder), self.name)
+                self._ledger.expect(order)
+                orders.append(order)
+            else:
+                error = self._decode_raw(result.body, WireError)
+                self.log.warning(
+                    "alpaca did not close a position",
+                    symbol=result.symbol,
+                    status=result.status,
+                    error=error.message,
+                )
+        return orders
+
+    async def get_order(self, order_id: str) -> Order:
+        """One order by Alpaca's order id."""
+        self._check_order_id(order_id)
+        wire = await self._get(f"/v2/orders/{order_id}", WireOrder, what="order lookup")
+        return to_order(wire, self.name)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        """One order by our client order id (``NotFound`` if it never arrived)."""
+        wire = await self._get(
+            "/v2/orders:by_client_order_id",
+            WireOrder,
+            what="order lookup",
+            params={"client_order_id": client_order_id},
+        )
+        return to_order(wire, self.name)
+
+    async def open_orders(self) -> list[Order]:
+        """Every open order, all pages."""
+        return [to_order(w, self.name) for w in await self._list_orders("open")]
+
+    async def positions(self) -> list[Position]:
+        """Every non-zero position."""
+        wires = await self._get("/v2/positions", list[WirePosition], what="positions")
+        return [to_position(w, self.name) for w in wires if w.qty != 0]
+
+    async def account(self) -> Account:
+        """Cash, buying power and equity."""
+        return to_account(await self._get("/v2/account", WireAccount, what="account"), self.name)
+
+    async def market_clock(self) -> MarketClock:
+        """``GET /v2/clock``: is the market open, and when it next opens and closes."""
+        wire = await self._get("/v2/clock", WireClock, what="clock")
+        return MarketClock(
+            is_open=wire.is_open,
+            timestamp=optional_ns(wire.timestamp),
+            next_open=optional_ns(wire.next_open),
+            next_close=optional_ns(wire.next_close),
+        )
+
+    # -- the trade_updates stream -------------------------------------------
+
+    async def stream_updates(
+        self,
+        sink: UpdateSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver order updates until cancelled, reconnecting and sweeping after each loss.
+
+        ``started`` is reported once the first session listens and its sweep
+        is done. A first connection that fails, refused credentials, or more
+        than ``stream_max_reconnects`` failures in a row end the task.
+        """
+        s = self.settings
+        timeouts = StreamTimeouts(
+            connect=s.connect_timeout_s,
+            handshake=s.read_timeout_s,
+            ping_interval=s.stream_ping_interval_s,
+            ping_timeout=s.stream_ping_timeout_s,
+        )
+        url = stream_url(s)
+        started = False
+        failures = 0
+        live_since: float | None = None
+        while True:
+            try:
+                async with open_trade_updates(
+                    url, s.api_key, s.api_secret, broker=self.name, timeouts=timeouts
+                ) as session:
+                    await self._sweep(sink)
+                    live_since = trio.current_time()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    elif failures:
+                        self.log.info("trade_updates stream back", after_failures=failures)
+                    while True:
+                        update = await session.next_update()
+                        self._last_heard_ns = self._now_ns()
+                        await self._deliver_stream_update(update, sink)
+            except (BrokerUnavailable, RateLimited) as exc:
+                if live_since is not None and (
+                    trio.current_time() - live_since >= s.stream_stable_after_s
+                ):
+                    failures = 0  # it had been fine for a while: a fresh loss, not flapping
+                live_since = None
+                if not started or failures >= s.stream_max_reconnects:
+                    raise
+                failures += 1
+                bound = min(
+                    s.stream_backoff_cap_s, s.stream_backoff_initial_s * 2 ** (failures - 1)
+                )
+                delay = self._rng.uniform(bound / 2, bound)
+                self.log.warning(
+                    "trade_updates stream lost; reconnecting",
+                    error=exc.message,
+                    attempt=failures,
+                    delay_s=round(delay, 3),
+                )
+                await trio.sleep(delay)
+
+    async def _deliver_stream_update(self, update: WireTradeUpdate, sink: UpdateSink) -> None:
+        order = to_order(update.order, self.name)
+        ts = optional_ns(update.timestamp) or self._now_ns()
+        execution = None
+        if update.event in ("fill", "partial_fill") and update.qty and update.price:
+            execution = Execution(
+                execution_id=update.execution_id or f"{order.id}:{order.filled_qty}",
+                qty=update.qty,
+                price=update.price,
+                ts=ts,
+            )
+        _, fills = self._ledger.settle(order, execution)
+        await self._emit(order, fills, sink, ts)
+
+    async def _sweep(self, sink: UpdateSink) -> None:
+        """Bring every order up to date after a (re)connect: the stream does not replay."""
+        now = self._now_ns()
+        heard = self._last_heard_ns
+        since = (heard if heard is not None else self._ledger.watch_from_ns) - _SWEEP_SLACK_NS
+        earliest = self._ledger.earliest_open_ns()
+        if earliest is not None:
+            since = min(since, earliest - _SWEEP_SLACK_NS)
+        found = await self._list_orders("open") + await self._list_orders("closed", since)
+        seen = {w.id for w in found}
+        for oid in self._ledger.open_order_ids():
+            if oid not in seen:
+                try:
+                    found.append(
+                        await self._get(f"/v2/orders/{oid}", WireOrder, what="order lookup")
+                    )
+                except NotFound:
+                    continue
+        for wire in found:
+            order = to_order(wire, self.name)
+            if not self._ledger.watching(order):
+                # Older than this connection and never seen by it: the broker
+                # actor's reconciliation settles such orders from its journal.
+                continue
+            changed, fills = self._ledger.settle(order, None)
+            if changed:
+                await self._emit(order, fills, sink, now)
+        self._last_heard_ns = now
+        self.log.debug("alpaca order sweep done", orders=len(found))
+
+    async def _emit(self, order: Order, fills: list[Any], sink: UpdateSink, ts: int) -> None:
+        if not fills:
+            await sink(OrderUpdate(order=order, ts=ts))
+        for fill in fills:
+            await sink(OrderUpdate(order=order, fill=fill, ts=ts))
+
+    # -- HTTP ---------------------------------------------------------------
+
+    async def _list_orders(
+        self, status: Literal["open", "closed"], after_ns: int | None = None
+    ) -> list[WireOrder]:
+        """All pages of ``GET /v2/orders``, oldest first."""
+        out: list[WireOrder] = []
+        after = ns_to_rfc3339(after_ns) if after_ns is not None else None
+        while True:
+            params = {"status": status, "limit": str(_PAGE), "direction": "asc"}
+            if after is not None:
+                params["after"] = after
+            page = await self._get("/v2/orders", list[WireOrder], what="order list", params=params)
+            out.extend(page)
+            if len(page) < _PAGE or not page[-1].submitted_at:
+                return out
+            after = page[-1].submitted_at
+
+    async def _get(
+        self, path: str, into: Any, *, what: str, params: dict[str, str] | None = None
+    ) -> Any:
+        response = await self._request("GET", path, what=what, params=params)
+        return self._decode(response, into, what=what)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        client = self._http.client()
+        await self._gate.wait()
+        content = msgspec.json.encode(json) if json is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        try:
+            response = await client.request(
+                method, path, params=params, content=content, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what=what) from None
+        if response.status_code == 429:
+            error = error_from_response(response, broker=self.name, now_ns=self._now_ns())
+            self._gate.close_for(error.retry_after)
+            raise error
+        if rate_limit_exhausted(response.headers):
+            self._gate.close_for(retry_after_s(response.headers, self._now_ns()))
+        if response.is_success:
+            return response
+        raise error_from_response(response, broker=self.name, now_ns=self._now_ns())
+
+    def _decode(self, response: httpx.Response, into: Any, *, what: str) -> Any:
+        try:
+            return msgspec.json.decode(response.content, type=into)
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(
+                exc, broker=self.name, doing=f"Alpaca {what}", status=response.status_code
+            ) from None
+
+    def _decode_raw(self, raw: msgspec.Raw, into: Any) -> Any:
+        """One entry of a multi-status reply (its body arrives undecoded)."""
+        try:
+            return msgspec.json.decode(raw, type=into)
+        except msgspec.DecodeError as exc:
+            raise unreadable_reply(
+                exc, broker=self.name, doing="Alpaca close all positions"
+            ) from None
+
+    def _check_order_id(self, order_id: str) -> None:
+        if not ORDER_ID_RE.match(order_id):
+            # Not an Alpaca order id (perhaps a client order id): never put it in a path.
+            raise NotFound(f"no Alpaca order with id {order_id!r}", broker=self.name)
+
+
+class _RateGate:
+    """Holds requests back while Alpaca's rate-limit window is exhausted."""
+
+    def __init__(self, broker: str, max_wait_s: float) -> None:
+        self._broker = broker
+        self._max_wait_s = max_wait_s
+        self._until = -math.inf
+
+    def close_for(self, seconds: float | None) -> None:
+        wait = 1.0 if seconds is None else seconds
+        self._until = max(self._until, trio.current_time() + wait)
+
+    async def wait(self) -> None:
+        delay = self._until - trio.current_time()
+        if delay <= 0:
+            return
+        if delay > self._max_wait_s:
+            raise RateLimited(
+                f"Alpaca rate limit reached; retry in {delay:.1f} s",
+                retry_after=delay,
+                broker=self._broker,
+            )
+        await trio.sleep(delay)
+
+
+def _checked_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(
+            f"{name}: expected a {' or '.join(schemes)} URL such as"
+            f" {schemes[0]}://127.0.0.1:8765, got scheme {parts.scheme!r}"
+        )
+    if parts.username or parts.password:
+        # Keys go in headers only; a URL is logged and shown in errors.
+        raise ConfigError(f"{name}: must not carry credentials; use ALPACA_API_KEY/SECRET")
+    return url.rstrip("/")
+
+
+__all__ = [
+    "AlpacaConnector",
+    "AlpacaSettings",
+    "MarketClock",
+    "alpaca_settings_from_env",
+    "rest_url",
+    "stream_url",
+]

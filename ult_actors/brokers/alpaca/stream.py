@@ -1,0 +1,169 @@
+"""The ``trade_updates`` WebSocket: connect, authenticate, listen, read.
+
+One session is one WebSocket connection. ``open_trade_updates`` yields a
+session only once Alpaca has acknowledged both the authentication and the
+subscription, so the caller's REST sweep made after it cannot miss an
+update. Every way the connection can fail surfaces as ``BrokerUnavailable``
+(reconnect) or ``AuthFailed`` (fatal); the credentials go out in the
+authenticate frame only and appear in no error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import msgspec
+import trio
+import trio_websocket
+
+from ult_actors.brokers.alpaca.wire import WireAuthorization, WireStreamMessage, WireTradeUpdate
+from ult_actors.errors import AuthFailed, BrokerUnavailable
+from ult_actors.secrets import Secret
+
+_STREAM_ERRORS = (
+    trio_websocket.HandshakeError,
+    trio_websocket.ConnectionClosed,
+    OSError,
+    trio.TooSlowError,
+)
+
+
+@dataclass(frozen=True)
+class StreamTimeouts:
+    """How long each step of a session may take, in seconds."""
+
+    connect: float = 5.0
+    handshake: float = 5.0
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+
+
+class TradeUpdatesSession:
+    """An authenticated, listening stream; ``next_update`` yields trade updates."""
+
+    def __init__(
+        self, ws: trio_websocket.WebSocketConnection, broker: str, timeouts: StreamTimeouts
+    ):
+        self._ws = ws
+        self._broker = broker
+        self._timeouts = timeouts
+
+    async def next_update(self) -> WireTradeUpdate:
+        """The next trade update; pings the server when the line is quiet.
+
+        Raises ``BrokerUnavailable`` when the connection is lost or a ping
+        goes unanswered, ``AuthFailed`` if Alpaca revokes the session.
+        """
+        while True:
+            raw: str | bytes | None = None
+            try:
+                with trio.move_on_after(self._timeouts.ping_interval):
+                    raw = await self._ws.get_message()
+                if raw is None:
+                    with trio.fail_after(self._timeouts.ping_timeout):
+                        await self._ws.ping()
+                    continue
+            except _STREAM_ERRORS as exc:
+                raise _lost(exc, self._broker) from None
+            message = _decode(raw)
+            if message is None:
+                continue
+            if message.stream == "trade_updates":
+                try:
+                    return msgspec.json.decode(message.data, type=WireTradeUpdate)
+                except msgspec.DecodeError:
+                    continue  # one unreadable update must not end the stream
+            if message.stream == "authorization" and _status(message) == "unauthorized":
+                raise AuthFailed("Alpaca revoked the trade_updates session", broker=self._broker)
+
+
+@asynccontextmanager
+async def open_trade_updates(
+    url: str,
+    key: Secret,
+    secret: Secret,
+    *,
+    broker: str,
+    timeouts: StreamTimeouts,
+) -> AsyncIterator[TradeUpdatesSession]:
+    """Connect to ``url``, authenticate and listen to ``trade_updates``."""
+    try:
+        async with trio_websocket.open_websocket_url(
+            url,
+            connect_timeout=timeouts.connect,
+            disconnect_timeout=1.0,
+            message_queue_size=64,
+        ) as ws:
+            with trio.fail_after(timeouts.handshake):
+                await _authenticate(ws, key, secret, broker)
+                await _listen(ws)
+            yield TradeUpdatesSession(ws, broker, timeouts)
+    except trio_websocket.ConnectionRejected as exc:
+        if exc.status_code in (401, 403):
+            raise AuthFailed(
+                f"Alpaca refused the trade_updates connection (HTTP {exc.status_code})",
+                broker=broker,
+            ) from None
+        raise BrokerUnavailable(
+            f"Alpaca refused the trade_updates connection (HTTP {exc.status_code})",
+            broker=broker,
+        ) from None
+    except _STREAM_ERRORS as exc:
+        raise _lost(exc, broker) from None
+
+
+async def _authenticate(
+    ws: trio_websocket.WebSocketConnection, key: Secret, secret: Secret, broker: str
+) -> None:
+    frame = {
+        "action": "authenticate",
+        "data": {"key_id": key.reveal(), "secret_key": secret.reveal()},
+    }
+    await ws.send_message(msgspec.json.encode(frame).decode())
+    while True:
+        message = _decode(await ws.get_message())
+        if message is None or message.stream != "authorization":
+            continue
+        if _status(message) == "authorized":
+            return
+        raise AuthFailed(
+            "Alpaca refused the trade_updates credentials; check ALPACA_API_KEY /"
+            " ALPACA_API_SECRET",
+            broker=broker,
+        )
+
+
+async def _listen(ws: trio_websocket.WebSocketConnection) -> None:
+    frame = {"action": "listen", "data": {"streams": ["trade_updates"]}}
+    await ws.send_message(msgspec.json.encode(frame).decode())
+    while True:
+        message = _decode(await ws.get_message())
+        if message is not None and message.stream == "listening":
+            return
+
+
+def _decode(raw: str | bytes) -> WireStreamMessage | None:
+    # Alpaca's paper stream sends JSON in binary frames; live sends text.
+    try:
+        return msgspec.json.decode(raw, type=WireStreamMessage)
+    except msgspec.DecodeError:
+        return None
+
+
+def _status(message: WireStreamMessage) -> str:
+    try:
+        return msgspec.json.decode(message.data, type=WireAuthorization).status
+    except msgspec.DecodeError:
+        return ""
+
+
+def _lost(exc: BaseException, broker: str) -> BrokerUnavailable:
+    if isinstance(exc, trio.TooSlowError):
+        what = "timed out"
+    elif isinstance(exc, trio_websocket.ConnectionClosed):
+        what = "connection closed"
+    else:
+        what = type(exc).__name__
+    return BrokerUnavailable(f"Alpaca trade_updates stream lost: {what}", broker=broker)

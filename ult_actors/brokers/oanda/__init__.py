@@ -1,0 +1,1 @@
+"""OANDA v20: connector, stream, mapping, wire records, errors, settings."""

@@ -1,0 +1,595 @@
+"""OANDA (forex and CFDs): v20 REST over httpx, fills from the transaction stream.
+
+``OandaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
+(``http_client.HttpPool``: keep-alive, every timeout explicit, no redirects,
+no proxies from the environment) for REST and for the transaction stream. Symbols, units, order
+types and states are mapped as ``oanda_mapping`` documents; errors as
+``oanda_errors`` documents.
+
+Settings, their ``OANDA_*`` overrides and the practice/live hosts are in
+``oanda_settings`` (re-exported here for the registry). Live trading refuses
+to start unless the broker's config says ``live_trading_confirmed = true``;
+like a missing token, that is a ``ConfigError`` on connect, which the broker
+actor treats as fatal (no restart loop).
+
+The transaction stream has no replay. A dead one (silent for
+``heartbeat_timeout_s``, dropped, garbled) makes ``stream_updates`` raise
+``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
+Every (re)start fetches ``/transactions/sinceid`` from the last transaction
+delivered before it reports the stream live, so nothing falls in the gap
+(``oanda_stream`` keeps that promise). The id lives in a
+``TransactionCursor`` shared by all incarnations of one connection (see
+``connector_factory``); a connector given none starts from the account's
+newest transaction at connect. A cursor *ahead* of the account (v20's 416:
+the account's history restarted) is realigned to the account's newest
+transaction with a warning, and the broker actor's start reconciliation then
+settles every journaled order from the broker's record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import msgspec
+import structlog
+import trio
+
+from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.http.client import HttpPool, http_timeouts, require_live_confirmed
+from ult_actors.brokers.http.errors import unreadable_reply
+from ult_actors.brokers.oanda.errors import error_from_response, error_from_transport
+from ult_actors.brokers.oanda.mapping import (
+    CREATE_TYPES,
+    ENTRY_ORDER_TYPES,
+    SYNTHETIC_CLIENT_ID_PREFIX,
+    account_from_summary,
+    fill_from,
+    order_body,
+    order_from_create,
+    order_from_wire,
+    position_from_wire,
+    with_cancel,
+    with_fill,
+)
+from ult_actors.brokers.oanda.settings import (
+    OandaSettings,
+    oanda_settings_from_env,
+    rest_url,
+    stream_url,
+)
+from ult_actors.brokers.oanda.stream import TransactionCursor, TransactionFeed
+from ult_actors.brokers.oanda.wire import (
+    AccountsReply,
+    CancelReply,
+    ClosePositionReply,
+    CreateReply,
+    OrderReply,
+    OrdersReply,
+    PositionsReply,
+    SummaryReply,
+    TransactionReply,
+    TransactionsReply,
+    WireOrder,
+    WireTransaction,
+    time_ns,
+)
+from ult_actors.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    NotFound,
+)
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    Account,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+)
+from ult_actors.order_state import already_final, order_from_request
+
+_CACHE = 10_000  # orders and transactions remembered per connector
+
+_T = TypeVar("_T")
+
+
+def connector_factory(
+    name: str, settings: OandaSettings, **kwargs: Any
+) -> Callable[[], OandaConnector]:
+    """A function making one connector per actor incarnation, all sharing one cursor."""
+    cursor = TransactionCursor()
+
+    def make() -> OandaConnector:
+        return OandaConnector(name, settings, cursor=cursor, **kwargs)
+
+    return make
+
+
+class _Bounded(OrderedDict[str, _T]):
+    """A dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: _T) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class OandaConnector:
+    """A connection to one OANDA v20 account (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: OandaSettings,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+        cursor: TransactionCursor | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._now_ns = now_ns
+        self._cursor = cursor if cursor is not None else TransactionCursor()
+        self._http = HttpPool(name, settings, transport=transport)
+        self._account_id = settings.account_id
+        self._rest = rest_url(settings)
+        self._stream = stream_url(settings)
+        #: Latest known state of orders by v20 id (the stream needs type and size).
+        self._orders: _Bounded[Order] = _Bounded(_CACHE)
+        #: Fill and cancel transactions by id (an order lookup needs their details).
+        self._transactions: _Bounded[WireTransaction] = _Bounded(_CACHE)
+        self.log: Any = structlog.get_logger().bind(broker=name)
+        #: Why this connection found the account's history restarted (``None``: it did not);
+        #: the broker actor then resets the books to the account's positions.
+        self.account_reset: str | None = None
+
+    def __repr__(self) -> str:
+        return f"OandaConnector({self.name!r}, account={self._account_id!r}, url={self._rest!r})"
+
+    # -- connection ---------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check the configuration, open the HTTP pool and verify the token and account."""
+        s = self.settings
+        require_live_confirmed(
+            self.name,
+            live=s.environment == "live",
+            confirmed=s.live_trading_confirmed,
+            switch="OANDA_ENVIRONMENT=live",
+        )
+        if not s.token:
+            raise ConfigError(f"broker {self.name}: OANDA_API_TOKEN is not set")
+        self._http.open(
+            headers={
+                "Authorization": f"Bearer {s.token.reveal()}",
+                "Accept-Datetime-Format": "UNIX",
+            }
+        )
+        try:
+            if not self._account_id:
+                self._account_id = await self._only_account()
+            try:
+                summary = await self._get(self._path("/summary"), SummaryReply, what="account")
+            except NotFound:
+                raise ConfigError(
+                    f"broker {self.name}: OANDA has no account {self._account_id!r} for this"
+                    " token (check OANDA_ACCOUNT_ID and OANDA_ENVIRONMENT)"
+                ) from None
+        except BaseException:
+            await self.disconnect()
+            raise
+        self._align_cursor(int(summary.lastTransactionID))
+        self.log.info(
+            "oanda connected",
+            url=self._rest,
+            environment=s.environment,
+            account=self._account_id,
+            last_transaction=self._cursor.last_id,
+        )
+
+    def _align_cursor(self, newest: int) -> None:
+        """Start from the account's newest transaction if we have no cursor or ours is ahead.
+
+        A cursor ahead of the account (v20 answers 416 to it) means the
+        account's history restarted (a reset practice account, a restarted
+        simulator): our cursor is wrong, not the broker. Nothing after the
+        new position is missed, and the broker actor reconciles every
+        journaled order in full when the stream is live.
+        """
+        last = self._cursor.last_id
+        if last is not None and last > newest:
+            self.account_reset = (
+                f"OANDA transaction ids went back (ours {last}, the account's newest {newest})"
+            )
+            self.log.warning(
+                "oanda transaction cursor ahead of the account; resuming from the account's"
+                " newest transaction and reconciling orders in full",
+                cursor=last,
+                account_last_transaction=newest,
+            )
+        if last is None or last > newest:
+            self._cursor.last_id = newest
+
+    async def _only_account(self) -> str:
+        reply = await self._get("/v3/accounts", AccountsReply, what="account list")
+        if len(reply.accounts) != 1:
+            raise ConfigError(
+                f"broker {self.name}: the token has {len(reply.accounts)} accounts;"
+                " set OANDA_ACCOUNT_ID to the one to trade"
+            )
+        return reply.accounts[0].id
+
+    async def disconnect(self) -> None:
+        """Close the HTTP pool (the stream ends with its task); safe to repeat."""
+        await self._http.close()
+
+    # -- orders -------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> Order:
+        """``POST .../orders``; a lost reply raises ``BrokerUnavailable`` (outcome unknown)."""
+        body = order_body(request)
+        try:
+            content = await self._request(
+                "POST", self._path("/orders"), what="submit", json=body, request=request
+            )
+            # An unreadable 2xx is as unknown as a lost one: inside the same handler.
+            reply = self._decode(content, CreateReply, "submit")
+            create = reply.orderCreateTransaction
+            if create is None or create.id is None:
+                missing = ValueError("no orderCreateTransaction")
+                raise unreadable_reply(missing, broker=self.name, doing="OANDA submit")
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{exc.message}; order {request.client_order_id} may have reached OANDA:"
+                " look it up by client order id before sending it again",
+                retry_after=exc.retry_after,
+                broker=self.name,
+            ) from None
+        order = order_from_request(
+            request,
+            broker=self.name,
+            order_id=create.id,
+            status="accepted",
+            now_ns=time_ns(create.time, self._now_ns()),
+        )
+        if reply.orderFillTransaction is not None:
+            order = self._after_fill(order, reply.orderFillTransaction)[0]
+        if reply.orderCancelTransaction is not None:
+            order = self._after_cancel(order, reply.orderCancelTransaction)
+        self._orders.put(order.id, order)
+        return order
+
+    async def cancel(self, order_id: str) -> Order:
+        """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
+
+        ``order_id`` is v20's numeric id or, otherwise, our client order id.
+        v20's 404 for an order that is already final is ``AlreadyFinal``.
+        """
+        specifier = self._specifier(order_id)
+        try:
+            content = await self._request(
+                "PUT", self._path(f"/orders/{specifier}/cancel"), what="cancel"
+            )
+        except NotFound:
+            order = await self._lookup(specifier)  # NotFound again if it never existed
+            if order.status in TERMINAL_STATUSES:
+                raise already_final(order) from None
+            raise
+        reply = self._decode(content, CancelReply, "cancel")
+        cancel = reply.orderCancelTransaction
+        if cancel is not None and cancel.orderID is not None:
+            known = self._orders.get(cancel.orderID)
+            if known is not None:
+                order = self._after_cancel(known, cancel)
+                self._orders.put(order.id, order)
+                return order
+            self._transactions.put(cancel.id or "", cancel)
+        return await self._lookup(specifier)
+
+    async def get_order(self, order_id: str) -> Order:
+        """One order by v20's numeric order id."""
+        if not order_id.isdigit():
+            raise NotFound(
+                f"OANDA order ids are numbers; {order_id!r} is not one", broker=self.name
+            )
+        return await self._lookup(order_id)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        """One order by our client order id (``NotFound`` if it never arrived).
+
+        An order placed without a client id (on OANDA's own platform, then
+        adopted) goes by ``oanda-<v20 id>`` (``oanda_mapping``): it is found
+        by that id.
+        """
+        try:
+            return await self._lookup("@" + client_order_id)
+        except NotFound:
+            made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
+            if made_up == client_order_id or not made_up.isdigit():
+                raise
+            order = await self._lookup(made_up)
+            if order.client_order_id != client_order_id:
+                raise  # that order has a client id of its own: not the one asked for
+            return order
+
+    async def open_orders(self) -> list[Order]:
+        """Every pending entry order (dependent take-profit/stop-loss orders are not ours)."""
+        reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
+        orders = []
+        for wire in reply.orders:
+            order = self._known_fields(order_from_wire(wire, self.name))
+            if order is not None:
+                orders.append(order)
+        return orders
+
+    async def positions(self) -> list[Position]:
+        """Every open position, long and short sides netted."""
+        reply = await self._get(self._path("/openPositions"), PositionsReply, what="positions")
+        return [p for w in reply.positions if (p := position_from_wire(w, self.name)) is not None]
+
+    async def account(self) -> Account:
+        """Balance, NAV and the buying power of the free margin."""
+        reply = await self._get(self._path("/summary"), SummaryReply, what="account")
+        return account_from_summary(reply.account, self.name)
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order:
+        """``PUT .../positions/{instrument}/close``: v20's closeout market order of its side.
+
+        The closing order carries ``client_order_id`` (its client extensions),
+        so it is found by it like any order the gateway places.
+        """
+        side, other = ("long", "short") if position.qty > 0 else ("short", "long")
+        body = {
+            f"{side}Units": "ALL",
+            f"{other}Units": "NONE",
+            f"{side}ClientExtensions": {"id": client_order_id},
+        }
+        path = self._path(f"/positions/{quote(position.symbol, safe='')}/close")
+        content = await self._request("PUT", path, what="close position", json=body)
+        reply = self._decode(content, ClosePositionReply, "close position")
+        create = getattr(reply, f"{side}OrderCreateTransaction")
+        order = order_from_create(create, self.name) if create is not None else None
+        if order is None:
+            missing = ValueError(f"no {side}OrderCreateTransaction")
+            raise unreadable_reply(missing, broker=self.name, doing="OANDA close position")
+        fill = getattr(reply, f"{side}OrderFillTransaction")
+        if fill is not None:
+            order = self._after_fill(order, fill)[0]
+        cancel = getattr(reply, f"{side}OrderCancelTransaction")
+        if cancel is not None:
+            order = self._after_cancel(order, cancel)
+        self._orders.put(order.id, order)
+        return order
+
+    async def close_all_positions(self) -> list[Order] | None:
+        """v20 closes one instrument at a time: ``None`` (each position is closed in turn)."""
+        return None
+
+    async def _lookup(self, specifier: str) -> Order:
+        path = self._path(f"/orders/{quote(specifier, safe='')}")
+        wire = (await self._get(path, OrderReply, what="order lookup")).order
+        order = await self._complete(wire)
+        if order is None:
+            raise NotFound(
+                f"OANDA order {wire.id} is a {wire.type} order, not one the gateway places",
+                broker=self.name,
+            )
+        self._orders.put(order.id, order)
+        return order
+
+    async def _complete(self, wire: WireOrder) -> Order | None:
+        """A v20 order as ours, with its fill and cancel reason looked up."""
+        order = self._known_fields(order_from_wire(wire, self.name))
+        if order is None:
+            return None
+        if wire.fillingTransactionID:
+            order = self._after_fill(order, await self._transaction(wire.fillingTransactionID))[0]
+        if wire.state == "CANCELLED" and wire.cancellingTransactionID:
+            order = self._after_cancel(order, await self._transaction(wire.cancellingTransactionID))
+        return order
+
+    def _known_fields(self, order: Order | None) -> Order | None:
+        # What we asked for reads back differently at v20 (a ``day`` market order is FOK):
+        # keep the request's own terms for orders we placed.
+        if order is None:
+            return None
+        known = self._orders.get(order.id)
+        if known is None:
+            return order
+        return msgspec.structs.replace(order, type=known.type, time_in_force=known.time_in_force)
+
+    async def _transaction(self, txn_id: str) -> WireTransaction:
+        cached = self._transactions.get(txn_id)
+        if cached is not None:
+            return cached
+        path = self._path(f"/transactions/{quote(txn_id, safe='')}")
+        txn = (await self._get(path, TransactionReply, what="transaction lookup")).transaction
+        self._transactions.put(txn_id, txn)
+        return txn
+
+    def _after_fill(self, order: Order, txn: WireTransaction) -> tuple[Order, OrderUpdate]:
+        self._transactions.put(txn.id or "", txn)
+        fill = fill_from(txn, order)
+        filled = with_fill(order, fill)
+        return filled, OrderUpdate(order=filled, fill=fill, ts=fill.ts)
+
+    def _after_cancel(self, order: Order, txn: WireTransaction) -> Order:
+        self._transactions.put(txn.id or "", txn)
+        return with_cancel(order, txn.reason, time_ns(txn.time, self._now_ns()))
+
+    @staticmethod
+    def _specifier(order_id: str) -> str:
+        return order_id if order_id.isdigit() else "@" + order_id
+
+    # -- the transaction stream ---------------------------------------------
+
+    async def stream_updates(
+        self,
+        sink: UpdateSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver order updates until cancelled; raises ``BrokerUnavailable`` when the stream dies.
+
+        The stream is opened first, then the transactions since the cursor
+        are fetched and delivered, then ``started`` is reported: whatever
+        happens after the cursor arrives either in that fetch or on the
+        stream (duplicates are skipped by id).
+        """
+        client = self._http.client()
+        url = f"{self._stream}{self._path('/transactions/stream')}"
+        s = self.settings
+        # No read timeout: silence is judged by the heartbeat watchdog below.
+        timeout = http_timeouts(s, streaming=True)
+        try:
+            async with client.stream("GET", url, timeout=timeout) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise error_from_response(response, broker=self.name, what="transaction stream")
+                feed = TransactionFeed(
+                    self._cursor,
+                    self._fetch_since,
+                    partial(self._deliver, sink=sink),
+                    broker=self.name,
+                    heartbeat_timeout_s=s.heartbeat_timeout_s,
+                    log=self.log,
+                )
+                await feed.backfill()
+                task_status.started()
+                await feed.read(response.aiter_lines())
+        except (httpx.HTTPError, BrokerUnavailable) as exc:
+            if not self._http.is_open:
+                return  # we hung up ourselves (disconnect): not a lost connection
+            if isinstance(exc, BrokerUnavailable):
+                raise
+            raise error_from_transport(exc, broker=self.name, what="transaction stream") from None
+        if self._http.is_open:
+            raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
+
+    async def _fetch_since(self, since: int) -> TransactionsReply:
+        what = "transaction backfill"
+        params = {"id": str(since)}
+        response = await self._send("GET", self._path("/transactions/sinceid"), what, params=params)
+        if response.status_code == 416:
+            # Our cursor is past the account's newest transaction (its history restarted
+            # since we connected): realign to the account and deliver nothing.
+            summary = await self._get(self._path("/summary"), SummaryReply, what="account")
+            self._align_cursor(int(summary.lastTransactionID))
+            return TransactionsReply(transactions=[], lastTransactionID=summary.lastTransactionID)
+        if response.status_code != 200:
+            raise error_from_response(response, broker=self.name, what=what)
+        return self._decode(response.content, TransactionsReply, what)
+
+    async def _deliver(self, txn: WireTransaction, *, sink: UpdateSink) -> None:
+        """Turn one transaction into an order update, if it is about one of our orders."""
+        update: OrderUpdate | None = None
+        if txn.type in CREATE_TYPES:
+            created = order_from_create(txn, self.name)
+            if created is not None:
+                # Report the order as this transaction left it (accepted), even when the
+                # submit reply already told us more: the fill comes with its own transaction.
+                order = self._known_fields(created)
+                assert order is not None
+                if order.id not in self._orders:
+                    self._orders.put(order.id, order)
+                update = OrderUpdate(order=order, ts=order.created_at)
+        elif txn.type == "ORDER_FILL" and txn.orderID:
+            base = await self._order_for(txn.orderID)
+            if base is not None:
+                order, update = self._after_fill(base, txn)
+                self._orders.put(order.id, order)
+        elif txn.type == "ORDER_CANCEL" and txn.orderID:
+            base = await self._order_for(txn.orderID)
+            if base is not None:
+                order = self._after_cancel(base, txn)
+                self._orders.put(order.id, order)
+                update = OrderUpdate(order=order, ts=order.updated_at)
+        if update is not None:
+            await sink(update)
+
+    async def _order_for(self, order_id: str) -> Order | None:
+        known = self._orders.get(order_id)
+        if known is not None:
+            return known
+        path = self._path(f"/orders/{quote(order_id, safe='')}")
+        try:
+            wire = (await self._get(path, OrderReply, what="order lookup")).order
+        except NotFound:
+            return None
+        if wire.type not in ENTRY_ORDER_TYPES:
+            return None
+        # Its state as of this transaction is applied by the caller, so start from accepted.
+        order = order_from_wire(wire, self.name)
+        if order is None:
+            return None
+        return msgspec.structs.replace(order, status="accepted", filled_qty=Decimal(0))
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def _path(self, tail: str) -> str:
+        return f"/v3/accounts/{quote(self._account_id, safe='')}{tail}"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        request: OrderRequest | None = None,
+    ) -> bytes:
+        response = await self._send(method, path, what, json=json, params=params)
+        if response.status_code in (200, 201):
+            return response.content
+        raise error_from_response(response, broker=self.name, what=what, request=request)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One REST request; a transport failure is ``BrokerUnavailable``, any status returns."""
+        client = self._http.client()
+        try:
+            return await client.request(method, self._rest + path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what=what) from None
+
+    async def _get(
+        self, path: str, type_: type[_T], *, what: str, params: dict[str, str] | None = None
+    ) -> _T:
+        return self._decode(await self._request("GET", path, what=what, params=params), type_, what)
+
+    def _decode(self, content: bytes, type_: type[_T], what: str) -> _T:
+        try:
+            return msgspec.json.decode(content, type=type_)
+        except msgspec.DecodeError as exc:  # also a valid JSON missing fields
+            raise unreadable_reply(exc, broker=self.name, doing=f"OANDA {what}") from None
+
+
+__all__ = [
+    "OandaConnector",
+    "OandaSettings",
+    "TransactionCursor",
+    "connector_factory",
+    "oanda_settings_from_env",
+    "rest_url",
+    "stream_url",
+]

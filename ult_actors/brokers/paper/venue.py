@@ -1,0 +1,423 @@
+"""The paper venue: order book, matching rules and the account, all synchronous.
+
+The venue knows nothing of trio or actors; ``PaperConnector`` drives it
+(submits, cancels, clock ticks, latency) and turns what it emits into the
+connector protocol. Rules:
+
+- An order matches against the current price of its symbol. A buy limit is
+  marketable at or below its limit, a sell limit at or above. A stop (or
+  stop-limit) triggers when the price reaches its stop (buy: at or above,
+  sell: at or below) and then acts as a market (or limit) order.
+- Fills are ``slippage_bps + size_impact_bps_per_share * qty`` worse than
+  the price, never through a limit. Commission is ``commission_per_share``
+  per unit filled.
+- An order takes at most ``displayed_size`` per match; the rest waits for
+  the next tick (``partially_filled``). On arrival ``ioc`` fills what it can
+  and cancels the rest; ``fok`` fills whole or is canceled without a fill.
+  ``day`` orders expire when the UTC date changes; ``gtc`` orders rest.
+  ``opg``/``cls`` are refused: the paper market has no auctions.
+- Only the configured ``symbols`` trade; another symbol is ``InvalidOrder``
+  (field ``symbol``), as a real venue refuses an unknown instrument.
+- A buy (or a sell beyond the long position) needs buying power for the
+  exposure it adds (see ``paper_account``), else ``InsufficientFunds``.
+
+Every call that changes the venue writes its changes in one transaction
+before it returns, then emits the order updates in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import msgspec
+
+from ult_actors.brokers.paper.account import ZERO, PaperAccount, exposure_increase
+from ult_actors.brokers.paper.feed import PriceFeed
+from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
+from ult_actors.brokers.paper.store import PaperStore, WorkingOrder
+from ult_actors.errors import DuplicateOrder, InsufficientFunds, InvalidOrder, NotFound
+from ult_actors.messages import (
+    OPEN_STATUSES,
+    Account,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+)
+from ult_actors.order_state import already_final, fill_of, order_from_request
+from ult_actors.validation import validate_order
+
+_DAY_NS = 86_400 * 1_000_000_000
+_BPS = Decimal(10_000)
+
+
+class PaperVenue:
+    """One paper account and its market, persisted in a ``PaperStore``."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: PaperSettings,
+        store: PaperStore,
+        feed: PriceFeed,
+        *,
+        now_ns: Callable[[], int],
+        emit: Callable[[OrderUpdate], None],
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.store = store
+        self.feed = feed
+        self.now_ns = now_ns
+        self.emit = emit
+        snap = store.load()
+        self.account = PaperAccount(snap.cash if snap.cash is not None else settings.starting_cash)
+        self.account.holdings = snap.holdings
+        feed.load(snap.prices.items())
+        for symbol in snap.holdings:
+            # Prices are saved when they move; one never moved is at its start price.
+            feed.price(symbol)
+        self._next_order = snap.next_order
+        self._next_fill = snap.next_fill
+        #: Open orders by broker id, in arrival order; terminal ones live only in the store.
+        self.open: dict[str, WorkingOrder] = {w.order.id: w for w in snap.open_orders}
+        self._open_by_client = {w.order.client_order_id: w.order.id for w in self.open.values()}
+        self._day = now_ns() // _DAY_NS
+        # Written together at the end of each venue call (see ``_commit``).
+        self._dirty: dict[str, WorkingOrder] = {}
+        self._dirty_prices: set[str] = set()
+        self._dirty_holdings: set[str] = set()
+        self._fills: list[Fill] = []
+        self._updates: list[OrderUpdate] = []
+        if snap.created_at is None:
+            snap.created_at = now_ns()
+            with store.transaction():  # a fresh file: record how it started
+                store.put_meta(cash=self.account.cash, created_at=snap.created_at)
+        # Order ids stay unique across resets of the file: they carry its creation time.
+        self._tag = format(snap.created_at // 1_000_000, "x")
+        # Day orders of an earlier date expire, travelling or not; whatever else
+        # was travelling when we stopped has arrived meanwhile.
+        self._expire_day_orders(force=True)
+        for working in list(self.open.values()):
+            if working.in_transit:
+                working.in_transit = False
+                self._arrive(working)
+        self._commit()
+
+    # -- queries ----------------------------------------------------------------
+
+    def get(self, order_id: str) -> Order:
+        working = self.open.get(order_id) or self.store.order(order_id)
+        if working is None:
+            raise NotFound(f"paper broker {self.name}: no order {order_id!r}")
+        return working.order
+
+    def get_by_client_id(self, client_order_id: str) -> Order:
+        oid = self._open_by_client.get(client_order_id)
+        if oid is not None:
+            return self.open[oid].order
+        working = self.store.order_by_client_id(client_order_id)
+        if working is None:
+            raise NotFound(
+                f"paper broker {self.name}: no order with client_order_id {client_order_id!r}"
+            )
+        return working.order
+
+    def open_orders(self) -> list[Order]:
+        return [w.order for w in self.open.values()]
+
+    def marks(self) -> dict[str, Decimal]:
+        return self.feed.known()
+
+    def positions(self) -> list[Position]:
+        rows = []
+        for symbol, holding in sorted(self.account.holdings.items()):
+            if holding.qty == 0:
+                continue
+            mark = self.feed.price(symbol)
+            rows.append(
+                Position(
+                    broker=self.name,
+                    symbol=symbol,
+                    qty=holding.qty,
+                    avg_entry_price=holding.avg_price,
+                    market_value=holding.qty * mark,
+                    unrealized_pl=(mark - holding.avg_price) * holding.qty,
+                    realized_pl=holding.realized_pl,
+                )
+            )
+        return rows
+
+    def realized_pl(self, symbol: str) -> Decimal:
+        """Realized P&L of ``symbol`` so far (net of commissions), even once flat."""
+        holding = self.account.holdings.get(symbol)
+        return holding.realized_pl if holding else ZERO
+
+    def account_info(self) -> Account:
+        marks = self.marks()
+        return Account(
+            broker=self.name,
+            cash=self.account.cash,
+            buying_power=self.account.buying_power(marks, self._reserved()),
+            equity=self.account.equity(marks),
+            currency=self.settings.currency,
+        )
+
+    def fills(self, order_id: str) -> list[Fill]:
+        return self.store.fills(order_id)
+
+    # -- commands ---------------------------------------------------------------
+
+    def submit(self, request: OrderRequest, *, in_transit: bool = False) -> Order:
+        """Accept (and, unless ``in_transit``, match) a new order."""
+        validate_order(request)
+        if not trades_symbol(self.settings, request.symbol):
+            raise InvalidOrder(
+                f"unknown symbol {request.symbol}: paper broker {self.name} does not trade it"
+                " (its symbols setting lists what it trades)",
+                field="symbol",
+            )
+        coid = request.client_order_id
+        if coid is None:
+            raise InvalidOrder("client_order_id is required", field="client_order_id")
+        if request.time_in_force in ("opg", "cls"):
+            raise InvalidOrder(
+                f"the paper broker has no opening or closing auction ({request.time_in_force})",
+                field="time_in_force",
+            )
+        if coid in self._open_by_client or self.store.order_by_client_id(coid) is not None:
+            raise DuplicateOrder(
+                f"client_order_id {coid} is already used at paper broker {self.name}",
+                field="client_order_id",
+            )
+        self._check_funds(request)
+        now = self.now_ns()
+        oid = f"{self.name}.{self._tag}.{self._next_order}"
+        self._next_order += 1
+        order = order_from_request(
+            request, broker=self.name, order_id=oid, status="accepted", now_ns=now
+        )
+        working = WorkingOrder(order=order, in_transit=in_transit)
+        self.open[oid] = working
+        self._open_by_client[coid] = oid
+        self._changed(working, None)
+        if not in_transit:
+            self._arrive(working)
+        self._commit()
+        return working.order
+
+    def arrive(self, order_id: str) -> None:
+        """An order that was travelling (``latency_ms``) reaches the venue and is matched."""
+        working = self.open.get(order_id)
+        if working is None or not working.in_transit:
+            return  # canceled on the way
+        working.in_transit = False
+        self._arrive(working)
+        self._commit()
+
+    def cancel(self, order_id: str) -> Order:
+        """Cancel an open order; ``AlreadyFinal`` for a final one, ``NotFound`` for none."""
+        working = self.open.get(order_id)
+        if working is None:
+            raise already_final(self.get(order_id))  # self.get: NotFound if it never existed
+        self._finish(working, "canceled")
+        self._commit()
+        return working.order
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        """Put ``symbol`` at ``price`` and match its resting orders (tests, rehearsals)."""
+        self.feed.set(symbol, price)
+        self._dirty_prices.add(symbol)
+        self._match_resting(symbol)
+        self._commit()
+
+    def tick(self) -> None:
+        """One step of the clock: move every price, expire day orders, match resting orders."""
+        self.feed.step()
+        self._dirty_prices.update(self.feed.known())
+        self._expire_day_orders()
+        self._match_resting(None)
+        self._commit()
+
+    # -- matching ---------------------------------------------------------------
+
+    def _arrive(self, working: WorkingOrder) -> None:
+        order = working.order
+        tif = order.time_in_force
+        if tif == "fok" and self._executable_qty(working) < order.qty:
+            self._finish(working, "canceled")
+            return
+        self._match(working)
+        if tif in ("ioc", "fok") and working.order.status in OPEN_STATUSES:
+            self._finish(working, "canceled")
+
+    def _match_resting(self, symbol: str | None) -> None:
+        for working in list(self.open.values()):
+            if working.in_transit or (symbol is not None and working.order.symbol != symbol):
+                continue
+            self._match(working)
+
+    def _executable_qty(self, working: WorkingOrder) -> Decimal:
+        """How much of the order could fill right now."""
+        order = working.order
+        price = self.feed.price(order.symbol)
+        buy = order.side == "buy"
+        if order.type in ("stop", "stop_limit") and not working.triggered:
+            assert order.stop_price is not None
+            if (price < order.stop_price) if buy else (price > order.stop_price):
+                return ZERO
+        if order.type in ("limit", "stop_limit"):
+            assert order.limit_price is not None
+            if (price > order.limit_price) if buy else (price < order.limit_price):
+                return ZERO
+        remaining = order.qty - order.filled_qty
+        shown = self.settings.displayed_size
+        return remaining if shown == 0 else min(remaining, shown)
+
+    def _match(self, working: WorkingOrder) -> None:
+        order = working.order
+        if order.type in ("stop", "stop_limit") and not working.triggered:
+            price = self.feed.price(order.symbol)
+            assert order.stop_price is not None
+            reached = (
+                price >= order.stop_price if order.side == "buy" else price <= order.stop_price
+            )
+            if not reached:
+                return
+            working.triggered = True
+            self._dirty[order.id] = working
+        qty = self._executable_qty(working)
+        if qty > 0:
+            self._fill(working, qty)
+
+    def _fill_price(self, order: Order, qty: Decimal) -> Decimal:
+        price = self.feed.price(order.symbol)
+        bps = self.settings.slippage_bps + self.settings.size_impact_bps_per_share * qty
+        slip = price * bps / _BPS
+        worse = self.feed.round(price + slip if order.side == "buy" else price - slip)
+        if order.limit_price is not None:
+            # Slippage never trades through the limit.
+            worse = (
+                min(worse, order.limit_price)
+                if order.side == "buy"
+                else max(worse, order.limit_price)
+            )
+        return worse
+
+    def _fill(self, working: WorkingOrder, qty: Decimal) -> None:
+        order = working.order
+        price = self._fill_price(order, qty)
+        commission = self.settings.commission_per_share * qty
+        self.account.apply_fill(order.symbol, order.side, qty, price, commission)
+        self._dirty_holdings.add(order.symbol)
+        filled = order.filled_qty + qty
+        avg = ((order.avg_fill_price or ZERO) * order.filled_qty + price * qty) / filled
+        now = self.now_ns()
+        fill = fill_of(
+            order,
+            fill_id=f"{self._tag}.f{self._next_fill}",
+            qty=qty,
+            price=price,
+            ts=now,
+            commission=commission,
+            broker=self.name,
+        )
+        self._next_fill += 1
+        self._fills.append(fill)
+        working.commission += commission
+        status: OrderStatus = "filled" if filled == order.qty else "partially_filled"
+        working.order = msgspec.structs.replace(
+            order, status=status, filled_qty=filled, avg_fill_price=avg, updated_at=now
+        )
+        self._changed(working, fill)
+        if status == "filled":
+            self._close(working)
+
+    def _finish(self, working: WorkingOrder, status: OrderStatus) -> None:
+        working.order = msgspec.structs.replace(
+            working.order, status=status, updated_at=self.now_ns()
+        )
+        self._changed(working, None)
+        self._close(working)
+
+    def _close(self, working: WorkingOrder) -> None:
+        del self.open[working.order.id]
+        del self._open_by_client[working.order.client_order_id]
+
+    def _expire_day_orders(self, *, force: bool = False) -> None:
+        today = self.now_ns() // _DAY_NS
+        if today == self._day and not force:
+            return
+        self._day = today
+        for working in list(self.open.values()):
+            order = working.order
+            if order.time_in_force == "day" and order.created_at // _DAY_NS < today:
+                self._finish(working, "expired")
+
+    def _changed(self, working: WorkingOrder, fill: Fill | None) -> None:
+        self._dirty[working.order.id] = working
+        self._updates.append(OrderUpdate(order=working.order, fill=fill, ts=self.now_ns()))
+
+    # -- money ------------------------------------------------------------------
+
+    def _reference_price(self, order: Order | OrderRequest) -> Decimal:
+        mark = self.feed.price(order.symbol)
+        if order.limit_price is not None:
+            return order.limit_price
+        if order.stop_price is not None:
+            return max(order.stop_price, mark) if order.side == "buy" else order.stop_price
+        return mark * (1 + self.settings.slippage_bps / _BPS)
+
+    def _reserved(self) -> Decimal:
+        """Buying power held by open orders for the exposure they would add."""
+        total = ZERO
+        for working in self.open.values():
+            order = working.order
+            remaining = order.qty - order.filled_qty
+            adds = exposure_increase(self.account.position(order.symbol), order.side, remaining)
+            if adds:
+                total += adds * self._reference_price(order)
+        return total
+
+    def _check_funds(self, request: OrderRequest) -> None:
+        adds = exposure_increase(self.account.position(request.symbol), request.side, request.qty)
+        if adds == 0:
+            return  # it only closes (part of) a position: always allowed
+        commission = self.settings.commission_per_share * request.qty
+        cost = adds * self._reference_price(request) + commission
+        available = self.account.buying_power(self.marks(), self._reserved())
+        if cost > available:
+            raise InsufficientFunds(
+                f"order needs {cost:.2f} {self.settings.currency} of buying power;"
+                f" {max(available, ZERO):.2f} available",
+                broker=self.name,
+            )
+
+    # -- persistence --------------------------------------------------------------
+
+    def _commit(self) -> None:
+        """Write what changed in one transaction, then emit the updates in order."""
+        if not (self._dirty or self._dirty_prices or self._fills):
+            return
+        store = self.store
+        with store.transaction():
+            for working in self._dirty.values():
+                store.put_order(working, is_open=working.order.id in self.open)
+            for fill in self._fills:
+                store.put_fill(fill)
+            for symbol in self._dirty_holdings:
+                store.put_holding(symbol, self.account.holdings[symbol])
+            if self._dirty_prices:
+                known = self.feed.known()
+                store.put_prices({s: known[s] for s in self._dirty_prices})
+            store.put_meta(
+                cash=self.account.cash, next_order=self._next_order, next_fill=self._next_fill
+            )
+        updates = self._updates
+        self._dirty, self._fills, self._updates = {}, [], []
+        self._dirty_prices, self._dirty_holdings = set(), set()
+        for update in updates:
+            self.emit(update)

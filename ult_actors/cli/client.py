@@ -1,0 +1,458 @@
+"""The ``ult`` commands that talk to a running service over its socket.
+
+Every command takes ``--socket`` (default: as for the server) and ``--json``
+(one JSON document; JSON lines for ``events`` and ``health --watch``).
+Exit codes: 0 ok, 1 the order was rejected or the request failed, 2 usage
+error, 3 the service is unreachable (the message names the socket tried).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TextIO, TypeVar
+
+import msgspec
+
+from ult_actors.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from ult_actors.cli.numbers import plain_json
+from ult_actors.cli.tables import (
+    Style,
+    accounts_table,
+    event_line,
+    health_document,
+    health_tree,
+    order_detail,
+    orders_table,
+    positions_table,
+    trading_document,
+    trading_table,
+)
+from ult_actors.client import Client, OutcomeUnknown, ServiceUnreachable, SubscriptionLost
+from ult_actors.errors import ConfigError, NotFound, UltError
+from ult_actors.ipc.paths import resolve_socket
+from ult_actors.messages import Order
+from ult_actors.validation import PLAIN_DECIMAL
+
+Command = Callable[[Client, argparse.Namespace, "Output"], int]
+Row = TypeVar("Row")
+
+
+class Output:
+    """Where and how a command prints: JSON or human, colour only on a terminal."""
+
+    def __init__(self, as_json: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.json = as_json
+        tty = self.stream.isatty()
+        self.style = Style(tty and not as_json and not os.environ.get("NO_COLOR"))
+        self.tty = tty
+
+    def document(self, value: Any) -> None:
+        """One JSON document (as on the wire, decimals in plain notation at full precision)."""
+        encoded = msgspec.json.encode(plain_json(value))
+        self.stream.write(msgspec.json.format(encoded, indent=2).decode())
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def json_line(self, value: Any) -> None:
+        self.stream.write(msgspec.json.encode(plain_json(value)).decode() + "\n")
+        self.stream.flush()
+
+    def text(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def show(self, document: Any, render: Callable[[Style], str]) -> None:
+        """``document`` as JSON, or for people the text ``render`` makes in this style."""
+        if self.json:
+            self.document(document)
+        else:
+            self.text(render(self.style))
+
+
+def _count(text: str) -> int:
+    """An argparse type: a count written as plain digits (``1_0``, ``1e3``, `` 5`` refused)."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (digits only)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds above 0 written as a plain decimal (no exponent, nan, inf)."""
+    if not PLAIN_DECIMAL.fullmatch(text) or float(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return float(text)
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"ult {prog}", description=description)
+    p.add_argument("--socket", help="service socket (default: $ULT_SOCKET, then the usual places)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument(
+        "--timeout", type=_seconds, default=60.0, help="seconds to wait for a reply (default 60)"
+    )
+    return p
+
+
+def _run(args: argparse.Namespace, command: Command) -> int:
+    out = Output(args.json)
+    try:
+        client = Client(args.socket, timeout=args.timeout)
+    except ConfigError as exc:
+        print(f"ult: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with client:
+            return command(client, args, out)
+    except ServiceUnreachable as exc:
+        _report(out, exc, code="service_unreachable", socket=str(exc.socket_path))
+        if not out.json:
+            print("is `ult serve` running, and is --socket / $ULT_SOCKET right?", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except OutcomeUnknown as exc:
+        _report(out, exc, code=exc.code, client_order_id=exc.client_order_id)
+        return EXIT_FAILED
+    except UltError as exc:
+        _report(out, exc, code=exc.code)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _report(out: Output, exc: UltError, *, code: str, **extra: Any) -> None:
+    if out.json:
+        info = {k: v for k, v in msgspec.to_builtins(exc.to_info()).items() if v is not None}
+        out.document({"error": {**info, "code": code, **extra}})
+    else:
+        print(f"ult: {code}: {exc.message}", file=sys.stderr)
+
+
+def _order_exit(order: Order, waited: bool) -> int:
+    if order.status in ("rejected", "lost"):
+        return EXIT_FAILED
+    if waited and order.status in ("canceled", "expired"):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _show_order(order: Order, out: Output) -> None:
+    out.show(order, partial(order_detail, order))
+
+
+def _show_rows(
+    out: Output, key: str, rows: Sequence[Row], table: Callable[[Sequence[Row], Style], str]
+) -> int:
+    """A listing: ``{key: rows}`` as JSON, else ``table``; always exit 0."""
+    out.show({key: rows}, partial(table, rows))
+    return EXIT_OK
+
+
+# -- submit ----------------------------------------------------------------------
+
+
+def submit_main(argv: list[str]) -> int:
+    """``ult submit SYMBOL SIDE QTY [...]``: place an order."""
+    p = _parser(
+        "submit",
+        "Place an order. Prints the order; exit 1 if it was rejected. Without --wait,"
+        " --timeout is also the order's deadline: the service does not send it later, and"
+        " a timeout names the client order id to look up (`ult order ID`).",
+    )
+    p.add_argument("symbol")
+    p.add_argument("side", choices=["buy", "sell"])
+    p.add_argument("qty")
+    p.add_argument("--type", default="market", choices=["market", "limit", "stop", "stop_limit"])
+    p.add_argument("--limit-price")
+    p.add_argument("--stop-price")
+    p.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok", "opg", "cls"])
+    p.add_argument("--extended-hours", action="store_true")
+    p.add_argument("--broker", help="broker connection (default: by routing rules)")
+    p.add_argument("--client-order-id", help="idempotency key (default: made by the client)")
+    p.add_argument("--wait", action="store_true", help="wait until the order is terminal")
+    args = p.parse_args(argv)
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        order = c.submit(
+            a.symbol,
+            a.side,
+            a.qty,
+            type=a.type,
+            limit_price=a.limit_price,
+            stop_price=a.stop_price,
+            time_in_force=a.tif,
+            extended_hours=a.extended_hours,
+            broker=a.broker,
+            client_order_id=a.client_order_id,
+            wait=a.wait,
+            timeout=None if a.wait else a.timeout,
+        )
+        _show_order(order, out)
+        return _order_exit(order, a.wait)
+
+    return _run(args, run)
+
+
+def _order_main(
+    argv: list[str], name: str, description: str, action: Callable[[Client, str], Order]
+) -> int:
+    """A command given one order id (or client order id) that prints the order ``action`` returns."""
+    p = _parser(name, description)
+    p.add_argument("order_id")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        _show_order(action(c, a.order_id), out)
+        return EXIT_OK
+
+    return _run(p.parse_args(argv), run)
+
+
+def cancel_main(argv: list[str]) -> int:
+    """``ult cancel ID``: cancel by order id or client order id."""
+    description = (
+        "Cancel an order, by broker:id (as shown), client order id, or the broker's own id"
+        " when only one broker has it (several: refused as ambiguous, listing them)."
+    )
+    return _order_main(argv, "cancel", description, Client.cancel)
+
+
+def order_main(argv: list[str]) -> int:
+    """``ult order ID``: show one order (by order id or client order id)."""
+    description = (
+        "Show one order, by broker:id (as shown), client order id, or the broker's own id"
+        " when only one broker has it (several: refused as ambiguous, listing them)."
+    )
+    return _order_main(argv, "order", description, Client.order)
+
+
+def orders_main(argv: list[str]) -> int:
+    """``ult orders [--open]``: list orders."""
+    p = _parser("orders", "List the orders the service knows.")
+    p.add_argument("--open", action="store_true", help="only open orders")
+    p.add_argument("--broker")
+    p.add_argument("--limit", type=_count, default=1000)
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        orders = c.orders(open=a.open, broker=a.broker, limit=a.limit)
+        return _show_rows(out, "orders", orders, orders_table)
+
+    return _run(p.parse_args(argv), run)
+
+
+def close_main(argv: list[str]) -> int:
+    """``ult close SYMBOL [--broker NAME]``: close one position."""
+    p = _parser(
+        "close",
+        "Close the position in SYMBOL: cancel its open orders, then close it (the broker's"
+        " own close where it has one, else a market order). Passes in every trading state.",
+    )
+    p.add_argument("symbol")
+    p.add_argument("--broker", help="broker connection (default: the one holding SYMBOL)")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        orders = c.close_position(a.symbol, broker=a.broker)
+        return _show_rows(out, "orders", orders, orders_table)
+
+    return _run(p.parse_args(argv), run)
+
+
+def flatten_main(argv: list[str]) -> int:
+    """``ult flatten [--broker NAME]``: cancel every open order and close every position."""
+    description = (
+        "Cancel every open order and close every position, at one broker (--broker) or at all."
+        " Passes in every trading state (halted included): it only reduces exposure."
+    )
+    return _per_broker_main(argv, "flatten", description, "orders", Client.flatten, orders_table)
+
+
+def _per_broker_main(
+    argv: list[str],
+    name: str,
+    description: str,
+    key: str,
+    fetch: Callable[[Client, str | None], Sequence[Row]],
+    table: Callable[[Sequence[Row], Style], str],
+) -> int:
+    """A listing of what ``fetch`` returns, for one broker (``--broker``) or all."""
+    p = _parser(name, description)
+    p.add_argument("--broker")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        return _show_rows(out, key, fetch(c, a.broker), table)
+
+    return _run(p.parse_args(argv), run)
+
+
+def positions_main(argv: list[str]) -> int:
+    """``ult positions [--broker NAME]``: list positions."""
+    description = "List positions."
+    return _per_broker_main(
+        argv, "positions", description, "positions", Client.positions, positions_table
+    )
+
+
+def account_main(argv: list[str]) -> int:
+    """``ult account [--broker NAME]``: balances per broker."""
+    description = "Show account balances, one row per broker."
+    return _per_broker_main(
+        argv, "account", description, "accounts", Client.account, accounts_table
+    )
+
+
+def health_main(argv: list[str]) -> int:
+    """``ult health [--watch] [--json]``: the actor tree."""
+    p = _parser("health", "Show the actor tree: state, restarts, last error, mailbox, uptime.")
+    p.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    p.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes")
+    p.add_argument("--count", type=_count, default=0, help="with --watch: stop after N refreshes")
+    args = p.parse_args(argv)
+    if args.interval <= 0:
+        p.error("--interval must be positive")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        shown = 0
+        while True:
+            snapshot = c.health()
+            if out.json:
+                (out.json_line if a.watch else out.document)(health_document(snapshot))
+            else:
+                if a.watch and out.tty:
+                    out.stream.write("\x1b[H\x1b[2J")  # home + clear: redraw in place
+                out.text(health_tree(snapshot, out.style))
+            shown += 1
+            if not a.watch or (a.count and shown >= a.count):
+                return EXIT_OK
+            if not out.tty and not out.json:
+                out.text("")
+            time.sleep(a.interval)
+
+    return _run(args, run)
+
+
+def events_main(argv: list[str]) -> int:
+    """``ult events``: follow order updates, fills, health and risk events."""
+    p = _parser("events", "Follow the event stream (JSON lines with --json).")
+    p.add_argument(
+        "--topics",
+        default="orders,fills,health,positions,risk",
+        help="comma-separated: orders, fills, health, positions, risk",
+    )
+    p.add_argument("--count", type=_count, default=0, help="stop after N events")
+    args = p.parse_args(argv)
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()]
+    known = {"orders", "fills", "health", "positions", "risk"}
+    if not topics or not set(topics) <= known:
+        p.error(f"--topics: choose from {', '.join(sorted(known))}")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        seen = 0
+        try:
+            events = c.subscribe(topics)
+            print(f"following events on {c.socket_path} (Ctrl-C to stop)", file=sys.stderr)
+            sys.stderr.flush()
+            for event in events:
+                if out.json:
+                    out.json_line(event)
+                else:
+                    out.text(event_line(event, out.style))
+                seen += 1
+                if a.count and seen >= a.count:
+                    return EXIT_OK
+        except SubscriptionLost as exc:
+            if out.json:
+                out.json_line({"dropped": exc.reason})
+            print(f"ult: {exc.message}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
+
+    # --timeout bounds the subscribe; the wait for each event is unbounded.
+    return _run(args, run)
+
+
+def kill_switch_main(argv: list[str]) -> int:
+    """``ult kill-switch on|off``: halt trading and cancel open orders, or resume."""
+    p = _parser("kill-switch", "on: halt trading and cancel every open order; off: resume.")
+    p.add_argument("state", choices=["on", "off"])
+    args = p.parse_args(argv)
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        detail = c.kill_switch(a.state == "on")
+        document = {"ok": True, "kill_switch": a.state, "detail": detail}
+        out.show(document, lambda _style: detail or f"kill switch {a.state}")
+        return EXIT_OK
+
+    return _run(args, run)
+
+
+def trading_state_main(argv: list[str]) -> int:
+    """``ult trading-state [active|reducing|halted] [--broker B]``: show or set the trading state."""
+    p = _parser(
+        "trading-state",
+        "With no state: show the global trading state and every broker's, with who set it"
+        " and why. With one: set trading to active, reducing (only orders that shrink a"
+        " position) or halted, for every broker or one. The service lifts a restriction it"
+        " set itself (no position report) once positions reconcile; one a person set waits"
+        " for a person.",
+    )
+    p.add_argument("state", nargs="?", choices=["active", "reducing", "halted"])
+    p.add_argument("--broker", help="only this broker connection (default: all)")
+    args = p.parse_args(argv)
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        if a.state is None:
+            snapshot = c.health()
+            if a.broker is not None and a.broker not in snapshot.broker_trading:
+                raise NotFound(f"unknown broker {a.broker!r}")
+            if a.broker is not None:
+                snapshot = msgspec.structs.replace(
+                    snapshot, broker_trading={a.broker: snapshot.broker_trading[a.broker]}
+                )
+            out.show(trading_document(snapshot), lambda style: trading_table(snapshot, style))
+            return EXIT_OK
+        detail = c.trading_state(a.state, broker=a.broker)
+        document = {"ok": True, "trading_state": a.state, "broker": a.broker, "detail": detail}
+        out.show(document, lambda _style: detail or f"trading {a.state}")
+        return EXIT_OK
+
+    return _run(args, run)
+
+
+def socket_main(argv: list[str]) -> int:
+    """``ult socket``: print the socket path clients would use, and why."""
+    p = argparse.ArgumentParser(prog="ult socket", description=socket_main.__doc__)
+    p.add_argument("--socket")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        loc = resolve_socket(args.socket)
+    except ConfigError as exc:
+        print(f"ult: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps({"socket": str(loc.path), "source": loc.source}))
+    else:
+        print(f"{loc.path}  (from {loc.source})")
+    return EXIT_OK
+
+
+#: Read by ``ult_actors.cli``: command name (one or two words) to its entry point.
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "submit": submit_main,
+    "cancel": cancel_main,
+    "close": close_main,
+    "flatten": flatten_main,
+    "order": order_main,
+    "orders": orders_main,
+    "positions": positions_main,
+    "account": account_main,
+    "health": health_main,
+    "events": events_main,
+    "kill-switch": kill_switch_main,
+    "trading-state": trading_state_main,
+    "socket": socket_main,
+}

@@ -1,0 +1,770 @@
+"""The durable order journal: an ``OrderStore`` on SQLite (WAL), group-committed.
+
+``record()`` puts the write in the open batch and returns once the batch's
+transaction has committed, so a caller that has been answered knows its
+order is on disk. One writer task commits batches one after another: while
+a commit runs, new records gather in the next batch, so under load many
+orders share one transaction (and one fsync) and at low load nothing waits
+for a timer. ``linger_s`` optionally holds a batch open a little longer;
+``max_batch`` bounds a transaction. The SQLite calls run off the trio
+thread, either on trio's worker threads (``writer="to_thread"``) or on one
+dedicated thread (``writer="thread"``); ``scripts/bench_journal.py``
+compares them.
+
+Memory is bounded whatever the journal's size: it holds every order not yet
+final, the ``cache_size`` most recently written orders, the records not yet
+committed, and a fixed-size filter of the client order ids ever journaled
+(``_SeenFilter``), which answers "is this id new?" without touching the disk
+for nearly every new id. Anything else is read from the file (its primary
+key and indexes), off the trio thread. The file is the truth: the memory is
+rebuilt from it on open. Records written but not yet committed are visible
+to ``get``, and to ``list_orders`` for orders already in the file.
+
+One process at a time: the journal takes an exclusive ``flock`` on
+``<path>.lock``, so a second service on the same state directory is refused
+instead of interleaving writes.
+
+A file that cannot be written (disk full, read-only, I/O errors) is an
+outage, not a crash: ``unavailable`` says why, and until a probe every
+``probe_interval_s`` commits again, a record made before an order leaves
+(``submit``, ``resend``) is refused with ``JournalUnavailable`` (so nothing
+is sent that is not on disk), while the brokers' news about orders already
+sent (fills, cancels) is kept in memory, answered from there and written by
+the probe that succeeds. Cancels, queries and the kill switch keep working.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import functools
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import msgspec
+import trio
+
+from ult_actors.errors import ConfigError, Internal, JournalUnavailable
+from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
+from ult_actors.lockfile import open_lock_file
+from ult_actors.messages import OPEN_STATUSES, Order
+
+T = TypeVar("T")
+Writer = Literal["thread", "to_thread"]
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_order = msgspec.msgpack.Decoder(Order).decode
+
+_UPSERT = (
+    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET"
+    " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
+    " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
+    " body = excluded.body"
+)
+_APPEND = (
+    "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (?, ?, ?, ?, ?, ?)"
+)
+# A recovery probe writes this much (and deletes it in the same transaction):
+# the file must be able to grow, not only rewrite a page in place.
+_PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
+_UNPROBE = "DELETE FROM events WHERE seq = -1"
+
+_Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
+
+#: Events recorded just before an order (re)leaves for the broker. While the
+#: journal cannot be written they are refused: nothing leaves that is not on disk.
+_BEFORE_SENDING = frozenset({"submit", "resend"})
+
+#: SQLite error names (prefixes) that mean the file or the disk failed, not the code.
+_OUTAGE_ERRORS = (
+    "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT",
+    "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOLFS",
+)  # fmt: skip
+
+
+class JournalEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of an order's history."""
+
+    seq: int
+    event: str
+    ts: int
+    order: Order
+
+
+_Job = tuple[Callable[[], Any], Callable[[Any, "BaseException | None"], None]]
+
+
+class _Committer(Protocol):
+    async def run(self, fn: Callable[[], T]) -> T: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _ToThreadCommitter:
+    """Runs each commit on one of trio's cached worker threads."""
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        # Not abandoned on cancel: a commit that started finishes, so the file never
+        # holds half a batch and the connection is not used by two threads at once.
+        return await trio.to_thread.run_sync(fn)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _DedicatedThreadCommitter:
+    """Runs each commit on one long-lived thread (no per-commit thread hand-out)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, done = job
+            try:
+                result = fn()
+            except BaseException as exc:  # handed back to the trio side
+                done(None, exc)
+            else:
+                done(result, None)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        token = trio.lowlevel.current_trio_token()
+        finished = trio.Event()
+        outcome: list[Any] = []
+
+        def done(result: Any, error: BaseException | None) -> None:
+            outcome.append((result, error))
+            token.run_sync_soon(finished.set)
+
+        self._jobs.put((fn, done))
+        # Shielded for the same reason as the to_thread variant: wait for the commit.
+        with trio.CancelScope(shield=True):
+            await finished.wait()
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        self._jobs.put(None)
+        await trio.to_thread.run_sync(self._thread.join)
+
+
+class _SeenFilter:
+    """A Bloom filter of client order ids: "never journaled" for sure, or "maybe".
+
+    Fixed size, so memory stays bounded however many orders the journal
+    holds; as it fills, more "maybe" answers send a lookup to the file (never
+    a wrong answer). Python's string hash is stable within a process and the
+    filter is rebuilt from the file on every open, so no hash is persisted.
+    """
+
+    __slots__ = ("_bits", "_mask")
+
+    #: Bit positions per id; with the default 2**26 bits, 10 million ids give
+    #: about 1 false "maybe" in 40 and 1 million ids about 1 in 100,000.
+    HASHES = 4
+
+    def __init__(self, bits: int) -> None:
+        size = 1 << max(3, (bits - 1).bit_length())  # a power of two: masking, not modulo
+        self._bits = bytearray(size // 8)
+        self._mask = size - 1
+
+    def add(self, key: str) -> None:
+        bits, mask = self._bits, self._mask
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        step = (h >> 32) | 1  # odd: the positions differ (double hashing)
+        for _ in range(self.HASHES):
+            pos = h & mask
+            bits[pos >> 3] |= 1 << (pos & 7)
+            h += step
+
+    def __contains__(self, key: str) -> bool:
+        bits, mask = self._bits, self._mask
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        step = (h >> 32) | 1
+        for _ in range(self.HASHES):
+            pos = h & mask
+            if not bits[pos >> 3] & (1 << (pos & 7)):
+                return False
+            h += step
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._bits)
+
+
+class _Batch:
+    """Records that commit in one transaction; everyone waiting on it wakes together."""
+
+    __slots__ = ("done", "error", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[_Row] = []
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
+class SqliteStore:
+    """An ``OrderStore`` on one SQLite file; open it with ``open_sqlite_store``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        group_commit: bool = True,
+        max_batch: int = 4096,
+        linger_s: float = 0.0,
+        cache_size: int = 50_000,
+        seen_filter_bits: int = 1 << 26,
+        writer: Writer = "thread",
+        now_ns: Callable[[], int] = time.time_ns,
+        probe_interval_s: float = 5.0,
+        probe_bytes: int = 64 * 1024,
+        max_pages: int | None = None,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.max_batch = max(1, max_batch) if group_commit else 1
+        self.linger_s = linger_s
+        self.cache_size = cache_size
+        self.writer: Writer = writer
+        self.now_ns = now_ns
+        self.probe_interval_s = probe_interval_s
+        self.probe_bytes = probe_bytes
+        #: A cap on the file's size in pages (SQLite ``max_page_count``); None: none.
+        self.max_pages = max_pages
+        #: Why the file cannot be written now (e.g. "disk full"); None while it can.
+        self.unavailable: str | None = None
+        #: Brokers' news recorded while unavailable, latest per order, oldest first.
+        self._held: dict[str, _Row] = {}
+        self._availability = trio.Event()
+        #: Transactions committed and records written, for benchmarks and health.
+        self.commits = 0
+        self.records = 0
+        self._seq = 0
+        self._seen = _SeenFilter(seen_filter_bits)
+        self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
+        self._recent: collections.OrderedDict[str, Order] = collections.OrderedDict()
+        #: Written but not committed yet: found by ``get`` even once out of the window.
+        self._unwritten: dict[str, Order] = {}
+        self._by_order_id: dict[str, str] = {}
+        self._queue: collections.deque[_Batch] = collections.deque()
+        self._wake = trio.Event()
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._read_lock = trio.Lock()
+        self._lock_fd = -1
+        self._committer: _Committer = _ToThreadCommitter()
+
+    # -- opening and closing --------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        if self.max_pages is not None:
+            conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
+        return conn
+
+    def _open_sync(self) -> None:
+        """Lock, open, migrate and index the file; ``ConfigError`` naming it if it cannot be.
+
+        Every failure here is one a restart cannot fix (a corrupt file, a
+        read-only directory, another process holding the lock), so it is a
+        ``ConfigError``: ``ult serve`` exits 2 and systemd does not retry.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"journal directory {self.path.parent} cannot be created: {_why(exc)}"
+            ) from None
+        self._lock_fd = open_lock_file(Path(f"{self.path}.lock"))
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise ConfigError(
+                f"journal {self.path} is in use by another ult process;"
+                " stop it or give this one its own state directory"
+            ) from None
+        try:
+            self._open_connections()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(_unopenable(self.path, exc)) from None
+
+    def _open_connections(self) -> None:
+        self._wconn = wconn = self._connect()
+        mode = wconn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"journal {self.path}: SQLite refused WAL mode (got {mode})")
+        migrate(wconn, path=str(self.path))
+        self._rconn = self._connect()
+        self._load()
+
+    def _load(self) -> None:
+        """Rebuild the in-memory index from the file."""
+        assert self._rconn is not None
+        conn = self._rconn
+        self._seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        for (coid,) in conn.execute("SELECT client_order_id FROM orders"):
+            self._seen.add(coid)
+        for (body,) in conn.execute(
+            f"SELECT body FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
+        ):
+            order = _decode_order(body)
+            self._open[order.client_order_id] = order
+            if order.id:
+                self._by_order_id[order.id] = order.client_order_id
+        recent = conn.execute(
+            "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (self.cache_size,)
+        ).fetchall()
+        for (body,) in reversed(recent):
+            order = _decode_order(body)
+            self._recent[order.client_order_id] = order
+            if order.id:
+                self._by_order_id[order.id] = order.client_order_id
+
+    async def _open_store(self) -> None:
+        await trio.to_thread.run_sync(self._open_sync)
+        if self.writer == "thread":
+            self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
+
+    def _close_sync(self) -> None:
+        for conn in (self._wconn, self._rconn):
+            if conn is not None:
+                conn.close()
+        self._wconn = self._rconn = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    async def _close(self) -> None:
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await self._committer.aclose()
+            await trio.to_thread.run_sync(self._close_sync)
+        error = Internal("the journal closed before this record was written")
+        for batch in self._queue:
+            batch.error = error
+            batch.done.set()
+        self._queue.clear()
+
+    # -- writing ----------------------------------------------------------------
+
+    async def record(self, order: Order, *, event: str = "update") -> None:
+        """Store ``order`` as the latest state of its client order id; return once durable.
+
+        While the journal is unavailable, a ``submit``/``resend`` record raises
+        ``JournalUnavailable`` (the order must not leave) and any other is kept
+        in memory and returns at once; it is written when the journal recovers.
+        """
+        if self._failed is not None or self._closed:
+            raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+        if self.unavailable is not None and event in _BEFORE_SENDING:
+            raise self._refusal(order, event)
+        self._seq += 1
+        row = (self._seq, event, self.now_ns(), order)
+        self._index(order)
+        if self.unavailable is not None:
+            self._hold(row)
+            return
+        batch = self._queue[-1] if self._queue else None
+        if batch is None or len(batch.rows) >= self.max_batch:
+            batch = _Batch()
+            self._queue.append(batch)
+        batch.rows.append(row)
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is None:
+            return
+        if not _is_outage(batch.error):
+            raise Internal(f"journal write failed: {batch.error}") from batch.error
+        if event not in _BEFORE_SENDING:
+            return  # the broker's news: held by the writer, written on recovery
+        raise self._refusal(order, event)
+
+    def _settle_failed(self, rows: list[_Row]) -> None:
+        """After an outage hit ``rows``: hold the brokers' news, undo what never left.
+
+        Done here, not by each waiter, since a waiter may have been cancelled.
+        """
+        for row in rows:
+            event, order = row[1], row[3]
+            if event not in _BEFORE_SENDING:
+                self._hold(row)
+                continue
+            coid = order.client_order_id
+            if self._unwritten.get(coid) is order:
+                del self._unwritten[coid]
+            if event == "submit":  # refused: it never happened
+                if self._open.get(coid) is order:
+                    del self._open[coid]
+                if self._recent.get(coid) is order:
+                    del self._recent[coid]
+
+    def _hold(self, row: _Row) -> None:
+        coid = row[3].client_order_id
+        self._held.pop(coid, None)  # re-inserted: the dict stays in seq order
+        self._held[coid] = row
+
+    def _refusal(self, order: Order, event: str) -> JournalUnavailable:
+        coid = order.client_order_id
+        why = f"journal {self.path} cannot be written ({self.unavailable or 'write failed'})"
+        if event == "submit":
+            return JournalUnavailable(
+                f"{why}: order {coid} was not sent; new orders are refused until the journal"
+                " can be written again (cancels, queries and the kill switch still work)"
+            )
+        return JournalUnavailable(
+            f"{why}: order {coid} was sent before and may be at the broker, so its outcome"
+            f" is unknown; check with `ult order {coid}`"
+        )
+
+    async def availability_changed(self) -> None:
+        """Return at the next change of ``unavailable``."""
+        await self._availability.wait()
+
+    def _set_unavailable(self, reason: str | None) -> None:
+        if reason != self.unavailable:
+            self.unavailable = reason
+            self._availability.set()
+            self._availability = trio.Event()
+
+    def _index(self, order: Order) -> None:
+        coid = order.client_order_id
+        self._seen.add(coid)
+        self._unwritten[coid] = order
+        self._open.pop(coid, None)
+        if order.status in OPEN_STATUSES:
+            self._open[coid] = order
+        self._recent[coid] = order
+        self._recent.move_to_end(coid)
+        if order.id:
+            self._by_order_id[order.id] = coid
+        while len(self._recent) > self.cache_size:
+            old_coid, old = self._recent.popitem(last=False)
+            if old.id and old_coid not in self._open:
+                self._by_order_id.pop(old.id, None)
+
+    def _write_rows(self, rows: list[_Row], *, probe: bool = False) -> None:
+        conn = self._wconn
+        assert conn is not None
+        events = []
+        latest: dict[str, tuple[Any, ...]] = {}
+        for seq, event, ts, order in rows:
+            body = _encode(order)
+            events.append((seq, order.client_order_id, event, order.status, ts, body))
+            latest[order.client_order_id] = (
+                order.client_order_id,
+                order.id,
+                order.broker,
+                order.status,
+                order.outcome,
+                order.updated_at,
+                seq,
+                body,
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_APPEND, events)
+            conn.executemany(_UPSERT, latest.values())
+            if probe:
+                conn.execute(_PROBE, (self.probe_bytes,))
+                conn.execute(_UNPROBE)
+            conn.execute("COMMIT")
+        except BaseException:
+            # SQLite has already rolled back after some errors (SQLITE_FULL among them).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def _write_forever(self) -> None:
+        """The single writer: commit queued batches in order, one transaction each."""
+        while True:
+            while not self._queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
+                await trio.sleep(self.linger_s)
+            batch = self._queue.popleft()
+            try:
+                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+            except Exception as exc:
+                outage = _is_outage(exc)
+                for failed in (batch, *self._queue):
+                    if outage:
+                        self._settle_failed(failed.rows)
+                    failed.error = exc
+                    failed.done.set()
+                self._queue.clear()
+                if not outage:
+                    # A bug, not the disk: crash the journal actor; its restart reopens.
+                    self._failed = exc
+                    raise
+                self._set_unavailable(_outage_reason(exc))
+                await self._probe_until_writable()
+                continue
+            self._committed(batch.rows)
+            batch.done.set()
+
+    def _committed(self, rows: list[_Row]) -> None:
+        self.commits += 1
+        self.records += len(rows)
+        self._forget_written(rows)
+
+    async def _probe_until_writable(self) -> None:
+        """While unavailable: every ``probe_interval_s``, try to write the held records
+        plus ``probe_bytes`` more; the first success makes the journal available again."""
+        while self.unavailable is not None:
+            await trio.sleep(self.probe_interval_s)
+            rows = list(self._held.values())
+            try:
+                write = functools.partial(self._write_rows, rows, probe=True)
+                await self._committer.run(write)
+            except Exception as exc:
+                if not _is_outage(exc):
+                    self._failed = exc
+                    raise
+                self._set_unavailable(_outage_reason(exc))
+                continue
+            for row in rows:
+                coid = row[3].client_order_id
+                if self._held.get(coid) is row:  # unless held again meanwhile
+                    del self._held[coid]
+            self._committed(rows)
+            if not self._held:
+                self._set_unavailable(None)
+
+    def _forget_written(self, rows: list[_Row]) -> None:
+        """Committed rows are in the file: only later, uncommitted writes stay here."""
+        for _, _, _, order in rows:
+            coid = order.client_order_id
+            if self._unwritten.get(coid) is order:
+                del self._unwritten[coid]
+
+    # -- reading ----------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._read_lock:
+            conn = self._rconn
+            if conn is None:
+                raise Internal(f"journal {self.path} is closed")
+            return await trio.to_thread.run_sync(fn, conn)
+
+    async def get(self, client_order_id: str) -> Order | None:
+        """The latest state of one order by client order id."""
+        if client_order_id not in self._seen:
+            return None  # never journaled: no need to ask the file
+        order = (
+            self._unwritten.get(client_order_id)
+            or self._open.get(client_order_id)
+            or self._recent.get(client_order_id)
+        )
+        if order is not None:
+            return order
+
+        def read(conn: sqlite3.Connection) -> Order | None:
+            row = conn.execute(
+                "SELECT body FROM orders WHERE client_order_id = ?", (client_order_id,)
+            ).fetchone()
+            return _decode_order(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def get_by_order_id(self, order_id: str) -> Order | None:
+        """The latest state of one order by broker order id."""
+        if not order_id:
+            return None
+        coid = self._by_order_id.get(order_id)
+        if coid is not None:
+            return await self.get(coid)
+
+        def read(conn: sqlite3.Connection) -> Order | None:
+            row = conn.execute(
+                "SELECT body FROM orders WHERE order_id = ? ORDER BY seq DESC LIMIT 1",
+                (order_id,),
+            ).fetchone()
+            return _decode_order(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def find_by_order_id(self, order_id: str) -> list[Order]:
+        """Every order, at any broker, whose broker order id is ``order_id``.
+
+        Broker ids are unique only per connection, so there may be several.
+        """
+        if not order_id:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT client_order_id FROM orders WHERE order_id = ?", (order_id,))
+            return [row[0] for row in rows]
+
+        coids = set(await self._read(read))
+        newest = self._by_order_id.get(order_id)  # may not be committed yet
+        if newest is not None:
+            coids.add(newest)
+        found = [await self.get(coid) for coid in sorted(coids)]
+        # A client order id whose order since got another id is no match.
+        return [o for o in found if o is not None and o.id == order_id]
+
+    async def list_orders(
+        self, *, open_only: bool = False, broker: str | None = None, limit: int = 1000
+    ) -> list[Order]:
+        """Orders, most recently changed first."""
+        if open_only:
+            out = []
+            for order in reversed(self._open.values()):
+                if broker is None or order.broker == broker:
+                    out.append(order)
+                    if len(out) >= limit:
+                        break
+            return out
+
+        def read(conn: sqlite3.Connection) -> list[Order]:
+            if broker is None:
+                rows = conn.execute(
+                    "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM orders WHERE broker = ? ORDER BY seq DESC LIMIT ?",
+                    (broker, limit),
+                ).fetchall()
+            return [_decode_order(row[0]) for row in rows]
+
+        listed = await self._read(read)
+        # Held while the disk is full: the file has an older state of these orders.
+        return [self._unwritten.get(o.client_order_id, o) for o in listed]
+
+    async def non_terminal(self, broker: str | None = None) -> list[Order]:
+        """Every order not yet final, oldest change first."""
+        return [o for o in self._open.values() if broker is None or o.broker == broker]
+
+    async def history(self, client_order_id: str) -> list[JournalEvent]:
+        """Every journaled state of one order, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[JournalEvent]:
+            rows = conn.execute(
+                "SELECT seq, event, ts, body FROM events WHERE client_order_id = ? ORDER BY seq",
+                (client_order_id,),
+            ).fetchall()
+            return [
+                JournalEvent(seq=s, event=e, ts=t, order=_decode_order(b)) for s, e, t, b in rows
+            ]
+
+        return await self._read(read)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether a failed write is the file's or the disk's doing (full, read-only, I/O)."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and str(
+        getattr(exc, "sqlite_errorname", "")
+    ).startswith(_OUTAGE_ERRORS)
+
+
+def _outage_reason(exc: BaseException) -> str:
+    """A short, stable description of an outage for health and STATUS."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    code = getattr(exc, "errno", None)
+    if name == "SQLITE_FULL" or code in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if name.startswith("SQLITE_READONLY") or code == errno.EROFS:
+        return "read-only"
+    if name.startswith("SQLITE_IOERR") or code == errno.EIO:
+        return "I/O error"
+    return f"{name or type(exc).__name__}: {exc}"
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """What to tell the operator about a journal file SQLite cannot open."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return (
+            f"journal {path} is corrupt ({exc}); move it aside and restore it from a"
+            " backup (the brokers still know every order), then start again"
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        return (
+            f"journal {path} cannot be written ({exc}); is the state directory"
+            " read-only or owned by another user?"
+        )
+    return f"journal {path} cannot be opened: {exc}"
+
+
+@asynccontextmanager
+async def open_sqlite_store(
+    path: Path | str,
+    *,
+    synchronous: Literal["full", "normal"] = "full",
+    group_commit: bool = True,
+    max_batch: int = 4096,
+    linger_s: float = 0.0,
+    cache_size: int = 50_000,
+    seen_filter_bits: int = 1 << 26,
+    writer: Writer = "thread",
+    now_ns: Callable[[], int] = time.time_ns,
+    probe_interval_s: float = 5.0,
+    max_pages: int | None = None,
+) -> AsyncIterator[SqliteStore]:
+    """Open (creating or migrating) the journal at ``path`` and run its writer."""
+    store = SqliteStore(
+        Path(path),
+        synchronous=synchronous,
+        group_commit=group_commit,
+        max_batch=max_batch,
+        linger_s=linger_s,
+        cache_size=cache_size,
+        seen_filter_bits=seen_filter_bits,
+        writer=writer,
+        now_ns=now_ns,
+        probe_interval_s=probe_interval_s,
+        max_pages=max_pages,
+    )
+    try:
+        await store._open_store()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store._write_forever)
+            yield store
+            nursery.cancel_scope.cancel()
+    finally:
+        await store._close()
+
+
+def sqlite_store_opener(
+    path: Path, *, synchronous: Literal["full", "normal"] = "full", **options: Any
+) -> Callable[[], Any]:
+    """An opener for ``journal_actor``: each journal incarnation reopens the file."""
+
+    def open_store() -> Any:
+        return open_sqlite_store(path, synchronous=synchronous, **options)
+
+    return open_store

@@ -1,0 +1,204 @@
+"""v20 order requests: checking one, and the order record it becomes.
+
+``parse_order`` applies v20's rules to the ``order`` object of ``POST
+.../orders`` and returns a ``SimOrder``, or raises ``Reject`` with the
+``rejectReason`` OANDA would give (``UNITS_PRECISION_EXCEEDED``,
+``TIME_IN_FORCE_INVALID``, ``CLIENT_ORDER_ID_ALREADY_EXISTS`` ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ult_actors.sim.oanda.prices import Instrument
+from ult_actors.sim.oanda.wire import parse_time
+
+ORDER_TYPES = ("MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED")
+_TIFS_BY_TYPE = {
+    "MARKET": ("FOK", "IOC"),
+    "LIMIT": ("GTC", "GTD", "GFD", "FOK", "IOC"),
+    "STOP": ("GTC", "GTD", "GFD", "FOK", "IOC"),
+    "MARKET_IF_TOUCHED": ("GTC", "GTD", "GFD"),
+}
+_POSITION_FILLS = ("DEFAULT", "OPEN_ONLY", "REDUCE_FIRST", "REDUCE_ONLY")
+_TRIGGER_CONDITIONS = ("DEFAULT", "INVERSE", "BID", "ASK", "MID")
+MAX_UNITS = Decimal(100_000_000)
+_MAX_PENDING = 500
+MAX_CLIENT_ID = 128
+
+
+class Reject(Exception):
+    """v20 refuses the order request: ``reason`` is its ``rejectReason``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class SimOrder:
+    """A v20 order (one of the four entry order types)."""
+
+    id: str
+    type: str
+    instrument: str
+    units: Decimal
+    price: Decimal | None
+    price_bound: Decimal | None
+    time_in_force: str
+    gtd_ns: int | None
+    position_fill: str
+    trigger_condition: str
+    client_extensions: dict[str, str] | None
+    create_ns: int
+    state: str = "PENDING"
+    filling_txn: str | None = None
+    filled_ns: int | None = None
+    trade_opened: str | None = None
+    trade_reduced: str | None = None
+    trades_closed: list[str] = field(default_factory=list)
+    cancelling_txn: str | None = None
+    cancelled_ns: int | None = None
+    #: A position closeout order: ``("long" | "short", units asked: "ALL" or a number)``.
+    closeout: tuple[str, str] | None = None
+
+
+def parse_order(
+    spec: dict[str, Any],
+    order_type: str,
+    *,
+    instruments: dict[str, Instrument],
+    client_ids: Container[str],
+    pending: int,
+    now_ns: int,
+) -> SimOrder:
+    """The order a v20 order request asks for; ``Reject`` with v20's reason if it cannot be."""
+    name = spec.get("instrument")
+    if not name:
+        raise Reject("INSTRUMENT_MISSING", "The order has no instrument")
+    instrument = instruments.get(str(name))
+    if instrument is None:
+        raise Reject("INSTRUMENT_UNKNOWN", f"The instrument {name} is unknown")
+    if "units" not in spec:
+        raise Reject("UNITS_MISSING", "The order has no units")
+    amount = parse_units(spec["units"])
+    price = None
+    if order_type != "MARKET":
+        if "price" not in spec:
+            raise Reject("PRICE_MISSING", "The order has no price")
+        price = _price(spec["price"], instrument, "PRICE")
+    bound = None
+    if spec.get("priceBound") is not None and order_type != "LIMIT":
+        bound = _price(spec["priceBound"], instrument, "PRICE_BOUND")
+    tif = spec.get("timeInForce") or ("FOK" if order_type == "MARKET" else "GTC")
+    if tif not in _TIFS_BY_TYPE[order_type]:
+        raise Reject(
+            "TIME_IN_FORCE_INVALID", f"timeInForce {tif} is not allowed for {order_type} orders"
+        )
+    gtd_ns = None
+    if tif == "GTD":
+        if not spec.get("gtdTime"):
+            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING", "GTD orders need a gtdTime")
+        try:
+            gtd_ns = parse_time(str(spec["gtdTime"]))
+        except ValueError:
+            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_INVALID", "gtdTime is not a time") from None
+        if gtd_ns <= now_ns:
+            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_IN_PAST", "gtdTime is in the past")
+    position_fill = _strip(spec.get("positionFill") or "DEFAULT", "POSITION_")
+    if position_fill not in _POSITION_FILLS:
+        raise Reject("POSITION_FILL_INVALID", f"positionFill {position_fill} is not valid")
+    trigger = _strip(spec.get("triggerCondition") or "DEFAULT", "TRIGGER_")
+    if trigger not in _TRIGGER_CONDITIONS:
+        raise Reject("TRIGGER_CONDITION_INVALID", f"triggerCondition {trigger} is not valid")
+    extensions = spec.get("clientExtensions")
+    if extensions is not None:
+        if not isinstance(extensions, dict) or not all(
+            isinstance(v, str) for v in extensions.values()
+        ):
+            raise Reject("CLIENT_ORDER_ID_INVALID", "clientExtensions must map names to strings")
+        client_id = extensions.get("id")
+        if client_id is not None:
+            if not client_id or len(client_id) > MAX_CLIENT_ID or client_id.startswith("@"):
+                raise Reject("CLIENT_ORDER_ID_INVALID", "clientExtensions.id is not valid")
+            if client_id in client_ids:
+                raise Reject(
+                    "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                    f"An order with client id {client_id} already exists",
+                )
+    rests = order_type != "MARKET" and tif not in ("FOK", "IOC")
+    if rests and pending >= _MAX_PENDING:
+        raise Reject("PENDING_ORDERS_ALLOWED_EXCEEDED", "Too many pending orders")
+    return SimOrder(
+        id="",
+        type=order_type,
+        instrument=instrument.name,
+        units=amount,
+        price=price,
+        price_bound=bound,
+        time_in_force=tif,
+        gtd_ns=gtd_ns,
+        position_fill=position_fill,
+        trigger_condition=trigger,
+        client_extensions=dict(extensions) if extensions else None,
+        create_ns=now_ns,
+    )
+
+
+def parse_units(raw: Any) -> Decimal:
+    """Signed whole units, non-zero and within the maximum; ``Reject`` otherwise."""
+    amount = _decimal(raw)
+    if amount is None or amount == 0:
+        raise Reject("UNITS_INVALID", "The order's units must be a non-zero number")
+    if amount != amount.to_integral_value():
+        raise Reject("UNITS_PRECISION_EXCEEDED", "Units must be whole numbers")
+    if abs(amount) > MAX_UNITS:
+        raise Reject("UNITS_LIMIT_EXCEEDED", "The order's units exceed the maximum")
+    return amount
+
+
+def _price(raw: Any, instrument: Instrument, what: str) -> Decimal:
+    value = _decimal(raw)
+    if value is None or value <= 0:
+        raise Reject(f"{what}_INVALID", f"{what.lower()} {raw!r} is not a positive number")
+    if value.as_tuple().exponent < -instrument.display_precision:  # type: ignore[operator]
+        raise Reject(
+            f"{what}_PRECISION_EXCEEDED",
+            f"{instrument.name} prices have at most {instrument.display_precision} decimals",
+        )
+    return value
+
+
+def _decimal(raw: Any) -> Decimal | None:
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return None
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def _strip(value: str, prefix: str) -> str:
+    # Orders echo some enums with a prefix (``POSITION_DEFAULT``); accept both spellings.
+    return value[len(prefix) :] if value.startswith(prefix) else value
+
+
+def echo(spec: dict[str, Any]) -> dict[str, Any]:
+    """Request fields a reject transaction repeats (strings only, as sent)."""
+    keys = (
+        "instrument",
+        "units",
+        "price",
+        "priceBound",
+        "timeInForce",
+        "gtdTime",
+        "positionFill",
+        "triggerCondition",
+        "clientExtensions",
+    )
+    return {k: spec[k] for k in keys if k in spec and isinstance(spec[k], str | dict)}
