@@ -10,8 +10,7 @@ import msgspec
 import pytest
 
 from ult_actors import messages as m
-
-c = m  # the in-process commands
+from ult_actors.actors import commands as c
 
 REQUEST = m.OrderRequest(
     symbol="AAPL",

@@ -30,6 +30,17 @@ import structlog
 import trio
 
 from ult_actors.actors.closeout import CloseOutSide, close_out
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    CancelAll,
+    CancelOrder,
+    CloseOut,
+    PlaceOrder,
+    QueryAccount,
+    QueryOpenOrders,
+    QueryOrder,
+    QueryPositions,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
@@ -56,19 +67,10 @@ from ult_actors.errors import (
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     AccountReset,
-    BrokerCommand,
-    CancelAll,
-    CancelOrder,
-    CloseOut,
     Event,
     Order,
     OrderRequest,
     OrderUpdate,
-    PlaceOrder,
-    QueryAccount,
-    QueryOpenOrders,
-    QueryOrder,
-    QueryPositions,
 )
 from ult_actors.order_state import (
     IllegalTransition,

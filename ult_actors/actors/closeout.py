@@ -20,18 +20,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ult_actors.actors.commands import BrokerCommand, CloseOut, QueryPositions
 from ult_actors.actors.lookup import known_broker
 from ult_actors.brokers.base import Connector, closing_order
 from ult_actors.errors import AlreadyFinal, BrokerUnavailable, InvalidOrder, NotFound, UltError
 from ult_actors.messages import (
-    BrokerCommand,
-    CloseOut,
     ClosePosition,
     Flatten,
     Order,
     OrderRequest,
     Position,
-    QueryPositions,
 )
 from ult_actors.runtime.mailbox import CallTimeout, Mailbox, call
 from ult_actors.validation import validate_symbol

@@ -17,6 +17,7 @@ import msgspec
 import trio
 
 from ult_actors.actors.closeout import close_positions
+from ult_actors.actors.commands import BrokerCommand, QueryAccount
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
@@ -25,7 +26,6 @@ from ult_actors.messages import (
     AccountReset,
     AccountsReply,
     ActorHealthChanged,
-    BrokerCommand,
     Cancel,
     ClosePosition,
     Event,
@@ -46,7 +46,6 @@ from ult_actors.messages import (
     Ping,
     PositionDrift,
     PositionsReply,
-    QueryAccount,
     Reply,
     Request,
     SetKillSwitch,

@@ -26,6 +26,13 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    LiftRestriction,
+    QueryPositions,
+    RestrictTrading,
+    SeedPositions,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import UltError
@@ -33,16 +40,11 @@ from ult_actors.holding import Holding
 from ult_actors.messages import (
     AccountReset,
     ActorHealthChanged,
-    BrokerCommand,
     Event,
     GetPositions,
-    LiftRestriction,
     OrderUpdate,
     Position,
     PositionDrift,
-    QueryPositions,
-    RestrictTrading,
-    SeedPositions,
 )
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call

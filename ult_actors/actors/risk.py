@@ -25,6 +25,15 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    CancelAll,
+    CloseOut,
+    LiftRestriction,
+    PlaceOrder,
+    RestrictTrading,
+    SeedPositions,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
@@ -34,18 +43,11 @@ from ult_actors.holding import Holding
 from ult_actors.messages import (
     OPEN_STATUSES,
     AccountReset,
-    BrokerCommand,
-    CancelAll,
-    CloseOut,
     Event,
-    LiftRestriction,
     OkReply,
     Order,
     OrderRequest,
     OrderUpdate,
-    PlaceOrder,
-    RestrictTrading,
-    SeedPositions,
     SetBy,
     SetKillSwitch,
     SetTradingState,

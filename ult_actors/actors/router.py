@@ -16,16 +16,14 @@ from typing import Any
 
 import msgspec
 
+from ult_actors.actors.commands import BrokerCommand, CancelOrder, PlaceOrder
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
-    BrokerCommand,
     Cancel,
-    CancelOrder,
     Order,
     OrderRequest,
-    PlaceOrder,
     Submit,
 )
 from ult_actors.runtime.actor import ActorContext, serve_mailbox
