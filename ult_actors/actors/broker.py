@@ -79,9 +79,7 @@ from ult_actors.order_state import (
     is_local_verdict,
     order_from_request,
 )
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import Envelope, Mailbox
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ult_actors.messages import (
     OrderRequest,
     Position,
 )
-from ult_actors.runtime.mailbox import CallTimeout, Mailbox, call
+from ult_actors.runtime import CallTimeout, Mailbox, call
 from ult_actors.validation import validate_symbol
 
 
@@ -142,7 +142,7 @@ async def close_positions(
         coid = client_order_id if len(names) == 1 else f"{client_order_id}-{name}"
         command = CloseOut(broker=name, symbol=symbol, client_order_id=coid)
         try:
-            orders += await call(risk, command, timeout=timeout)
+            orders += await call(risk, command, timeout=timeout, answer=list)
         except UltError as exc:
             failures.append((name, exc))
     if failures:
@@ -156,7 +156,9 @@ async def _holder(symbol: str, brokers: Mapping[str, Mailbox[BrokerCommand]]) ->
     silent: list[str] = []
     for name in sorted(brokers):
         try:
-            positions: list[Position] = await call(brokers[name], QueryPositions(), timeout=10.0)
+            positions: list[Position] = await call(
+                brokers[name], QueryPositions(), timeout=10.0, answer=list
+            )
         except (UltError, CallTimeout):
             silent.append(name)
             continue

@@ -23,6 +23,7 @@ from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    Account,
     AccountReset,
     AccountsReply,
     ActorHealthChanged,
@@ -44,6 +45,7 @@ from ult_actors.messages import (
     OrdersReply,
     OrderUpdate,
     Ping,
+    Position,
     PositionDrift,
     PositionsReply,
     Reply,
@@ -54,14 +56,15 @@ from ult_actors.messages import (
     Subscribe,
     TradingStateChanged,
 )
-from ult_actors.runtime.mailbox import (
+from ult_actors.runtime import (
     ActorCrashed,
     ActorUnavailable,
     CallTimeout,
+    EventBus,
     Mailbox,
+    Subscription,
     call,
 )
-from ult_actors.runtime.pubsub import EventBus, Subscription
 
 
 def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
@@ -132,7 +135,7 @@ class ServiceGateway:
         if isinstance(request, Submit):
             return await self._submit(request)
         if isinstance(request, Cancel):
-            order = await call(self.router, request, timeout=self.submit_timeout_s)
+            order = await call(self.router, request, timeout=self.submit_timeout_s, answer=Order)
             return OrderReply(id=request.id, order=order)
         if isinstance(request, GetOrder):
             return OrderReply(id=request.id, order=await self._find(request.order_id))
@@ -147,14 +150,16 @@ class ServiceGateway:
         if isinstance(request, GetPositions):
             if request.broker is not None:
                 self._broker(request.broker)
-            rows = await call(self.positions, request, timeout=10.0)
+            rows: list[Position] = await call(self.positions, request, timeout=10.0, answer=list)
             return PositionsReply(id=request.id, positions=rows)
         if isinstance(request, GetAccount):
             names = [request.broker] if request.broker else sorted(self.brokers)
             accounts = []
             for name in names:
                 try:
-                    accounts.append(await call(self._broker(name), QueryAccount(), timeout=10.0))
+                    accounts.append(
+                        await call(self._broker(name), QueryAccount(), timeout=10.0, answer=Account)
+                    )
                 except (UltError, CallTimeout) as exc:
                     if request.broker:
                         raise
@@ -166,8 +171,7 @@ class ServiceGateway:
         if isinstance(request, SetKillSwitch | SetTradingState):
             if isinstance(request, SetTradingState) and request.broker is not None:
                 self._broker(request.broker)
-            reply: OkReply = await call(self.risk, request, timeout=60.0)
-            return reply
+            return await call(self.risk, request, timeout=60.0, answer=OkReply)
         if isinstance(request, ClosePosition | Flatten):
             orders = await close_positions(
                 request,
@@ -215,14 +219,14 @@ class ServiceGateway:
                 )
             timeout = left_ns / 1e9
         if not request.wait:
-            order = await call(self.router, request, timeout=timeout)
+            order = await call(self.router, request, timeout=timeout, answer=Order)
             return OrderReply(id=request.id, order=order)
         # Subscribe before submitting so the terminal update cannot slip past.
         updates = self.bus.subscribe(
             lambda e: isinstance(e, OrderUpdate) and e.order.client_order_id == coid, capacity=256
         )
         try:
-            order = await call(self.router, request, timeout=timeout)
+            order = await call(self.router, request, timeout=timeout, answer=Order)
             while order.status not in TERMINAL_STATUSES:
                 try:
                     event = await updates.receive()

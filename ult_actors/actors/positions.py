@@ -46,9 +46,7 @@ from ult_actors.messages import (
     Position,
     PositionDrift,
 )
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime import ActorContext, CallTimeout, Envelope, EventBus, Mailbox, call
 
 
 @dataclass
@@ -286,12 +284,14 @@ async def _pull(deps: PositionsDeps, name: str) -> list[Position]:
     for _ in range(max(1, deps.report_attempts) - 1):
         try:
             reported: list[Position] = await call(
-                deps.brokers[name], QueryPositions(), timeout=10.0
+                deps.brokers[name], QueryPositions(), timeout=10.0, answer=list
             )
             return reported
         except (UltError, CallTimeout):
             await trio.sleep(deps.retry_delay_s)
-    last: list[Position] = await call(deps.brokers[name], QueryPositions(), timeout=10.0)
+    last: list[Position] = await call(
+        deps.brokers[name], QueryPositions(), timeout=10.0, answer=list
+    )
     return last
 
 

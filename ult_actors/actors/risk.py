@@ -56,9 +56,7 @@ from ult_actors.messages import (
     TradingStateChanged,
 )
 from ult_actors.order_state import is_local_verdict
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import Envelope, Mailbox, call
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox, call
 
 RiskCommand = (
     PlaceOrder
@@ -416,9 +414,7 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                     assert request.client_order_id is not None and request.broker is not None
                     state.set_open(request)
                     state.unconfirmed[request.client_order_id] = env.deadline + _REPORT_GRACE_S
-                    ctx.mailbox.answered(env)
-                    remaining = max(0.001, env.deadline - trio.current_time())
-                    await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
+                    await ctx.forward(env, deps.brokers[request.broker], msg)
                 elif isinstance(msg, CloseOut):
                     # Closing only shrinks exposure, so it passes in every trading state:
                     # a flatten is what a person does in an emergency, often once halted.
@@ -428,9 +424,7 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                         symbol=msg.symbol or "all",
                         trading=state.trading,
                     )
-                    ctx.mailbox.answered(env)
-                    remaining = max(0.001, env.deadline - trio.current_time())
-                    await deps.brokers[msg.broker].send(msg, reply=env.reply, timeout=remaining)
+                    await ctx.forward(env, deps.brokers[msg.broker], msg)
                 elif isinstance(msg, SeedPositions):
                     seed_books(state, msg)
                 elif isinstance(msg, RestrictTrading):
@@ -450,7 +444,7 @@ def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
                         canceled = 0
                         for name, mailbox in deps.brokers.items():
                             try:
-                                canceled += await call(mailbox, CancelAll(), timeout=10.0)
+                                canceled += await call(mailbox, CancelAll(), timeout=10.0, answer=int)
                             except (UltError, TimeoutError) as exc:
                                 log.error(
                                     "kill switch: cancel all failed", broker=name, error=str(exc)

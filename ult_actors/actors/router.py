@@ -26,8 +26,7 @@ from ult_actors.messages import (
     OrderRequest,
     Submit,
 )
-from ult_actors.runtime.actor import ActorContext, serve_mailbox
-from ult_actors.runtime.mailbox import Envelope, Mailbox
+from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
 from ult_actors.validation import validate_order
 
 RouterCommand = Submit | Cancel
@@ -98,9 +97,7 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
                 recent.popitem(last=False)
             # Hand the asker's reply slot on: the broker answers the client directly.
             assert env.reply is not None
-            ctx.mailbox.answered(env)
-            remaining = max(0.001, env.deadline - _now())
-            await deps.risk.send(PlaceOrder(request=request), reply=env.reply, timeout=remaining)
+            await ctx.forward(env, deps.risk, PlaceOrder(request=request))
 
         async def cancel(env: Envelope[RouterCommand], msg: Cancel) -> None:
             order = await find_order(await deps.journal.get(), msg.order_id)
@@ -115,11 +112,8 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], An
             broker = deps.brokers.get(order.broker)
             if broker is None:
                 raise NotFound(f"order {msg.order_id} belongs to unknown broker {order.broker!r}")
-            ctx.mailbox.answered(env)
             assert env.reply is not None
-            remaining = max(0.001, env.deadline - _now())
-            target = order.id or order.client_order_id
-            await broker.send(CancelOrder(order_id=target), reply=env.reply, timeout=remaining)
+            await ctx.forward(env, broker, CancelOrder(order_id=order.id or order.client_order_id))
 
         async def handle(env: Envelope[RouterCommand]) -> None:
             msg = env.msg
@@ -144,9 +138,3 @@ def _same_order(existing: Order, request: OrderRequest) -> bool:
         and existing.type == request.type
         and existing.broker == request.broker
     )
-
-
-def _now() -> float:
-    import trio
-
-    return trio.current_time()
