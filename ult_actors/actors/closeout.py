@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ult_actors.actors.commands import BrokerCommand, CloseOut, QueryPositions
 from ult_actors.actors.lookup import known_broker
+from ult_actors.actors.risk import RiskCommand
 from ult_actors.brokers.base import Connector, closing_order
 from ult_actors.errors import AlreadyFinal, BrokerUnavailable, InvalidOrder, NotFound, UltError
 from ult_actors.messages import (
@@ -117,7 +117,7 @@ async def close_positions(
     request: ClosePosition | Flatten,
     *,
     brokers: Mapping[str, Mailbox[BrokerCommand]],
-    risk: Mailbox[Any],
+    risk: Mailbox[RiskCommand],
     client_order_id: str,
     timeout: float,
 ) -> list[Order]:
