@@ -26,7 +26,7 @@ from tests.brokers.ib import harness as ib_harness
 from tests.brokers.oanda import harness as oanda_harness
 from tests.durability.test_reconcile import at_venue, config, order, running
 from tests.fakes import FakeConnector, FakeVenue
-from tests.ipc.conftest import settings_for as ipc_settings
+from tests.ipc.harness import settings_for as ipc_settings
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
