@@ -1,0 +1,164 @@
+"""The fault-injecting connector wrapper: drawn faults, switched faults, and nothing else."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from tests.fakes import FakeConnector, FakeVenue
+from ult_actors.brokers.base import Connector
+from ult_actors.errors import BrokerUnavailable, RateLimited
+from ult_actors.messages import OrderRequest, OrderUpdate
+from ult_actors.testing.connector import (
+    SUBMIT_FAULTS,
+    FaultPlan,
+    FaultyConnector,
+    InjectedCrash,
+)
+
+_ids = iter(range(1, 1_000_000))
+
+
+def order() -> OrderRequest:
+    return OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal(1), type="market", client_order_id=f"c{next(_ids)}"
+    )
+
+
+def wrapped(plan: FaultPlan) -> tuple[FakeVenue, FaultyConnector]:
+    venue = FakeVenue()
+    return venue, FaultyConnector(FakeConnector("fake", venue), plan)
+
+
+async def test_with_a_default_plan_every_call_reaches_the_inner_connector_unchanged() -> None:
+    venue, conn = wrapped(FaultPlan())
+    assert isinstance(conn, Connector)
+    await conn.connect()
+    placed = await conn.submit(order())
+    assert placed.status == "filled"
+    assert await conn.get_order(placed.id) == placed
+    assert await conn.get_order_by_client_id(placed.client_order_id) == placed
+    assert [p.symbol for p in await conn.positions()] == ["AAPL"]
+    assert await conn.open_orders() == []
+    assert await conn.close_all_positions() is None
+    assert (await conn.account()).cash == Decimal(100000)
+    assert venue.submits == 1 and conn.plan.connects == 1
+
+
+async def test_crash_after_apply_lets_the_order_reach_the_venue_then_raises() -> None:
+    plan = FaultPlan()
+    plan.crash_after_apply = 1
+    venue, conn = wrapped(plan)
+    request = order()
+    with pytest.raises(InjectedCrash):
+        await conn.submit(request)
+    assert venue.submits == 1 and request.client_order_id in venue.by_client
+    assert plan.crash_after_apply == 0
+    assert (await conn.submit(order())).status == "filled"  # only the next N
+
+
+async def test_a_closed_gate_holds_submits_until_it_opens() -> None:
+    plan = FaultPlan()
+    plan.gate = trio.Event()
+    venue, conn = wrapped(plan)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.submit, order())
+        await trio.testing.wait_all_tasks_blocked()
+        assert venue.submits == 0
+        plan.gate.set()
+    assert venue.submits == 1
+
+
+async def test_pulling_the_cable_cuts_the_stream_and_arms_a_fresh_one() -> None:
+    plan = FaultPlan()
+    _, conn = wrapped(plan)
+    updates: list[OrderUpdate] = []
+
+    async def sink(update: OrderUpdate) -> None:
+        updates.append(update)
+
+    first = plan.pull
+    with pytest.RaisesGroup(BrokerUnavailable, flatten_subgroups=True, allow_unwrapped=True):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.stream_updates, sink)
+            await conn.submit(order())
+            await trio.testing.wait_all_tasks_blocked()
+            assert [u.order.status for u in updates] == ["accepted", "filled"]
+            first.set()
+    assert plan.pull is not first and not plan.pull.is_set()
+
+
+async def test_the_stream_drops_on_its_own_at_the_drawn_interval(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    plan = FaultPlan(seed=3, log_path=log, stream_drop_every_s=5.0)
+    _, conn = wrapped(plan)
+
+    async def sink(update: OrderUpdate) -> None:
+        pass
+
+    with pytest.RaisesGroup(BrokerUnavailable, flatten_subgroups=True, allow_unwrapped=True):
+        await conn.stream_updates(sink)
+    plan.close()
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [
+        {"kind": "stream_drop", "op": "stream"}
+    ]
+
+
+async def test_drawn_submit_faults_are_applied_or_not_as_their_kind_says(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    plan = FaultPlan(seed=7, rate=1.0, log_path=log)
+    venue, conn = wrapped(plan)
+    seen: list[str] = []
+    for _ in range(60):
+        before = venue.submits
+        try:
+            await conn.submit(order())
+            outcome = "ok"
+        except RateLimited:
+            outcome = "429"
+        except BrokerUnavailable:
+            outcome = "unavailable"
+        except InjectedCrash:
+            outcome = "crash"
+        kind = json.loads(log.read_text().splitlines()[-1])["kind"]
+        applied = venue.submits - before
+        expected = {
+            "drop": ("unavailable", 0),
+            "http_5xx": ("unavailable", 0),
+            "http_429": ("429", 0),
+            "slow": ("ok", 1),
+            "lose_reply": ("unavailable", 1),
+            "actor_crash": ("crash", 1),
+        }[kind]
+        assert (outcome, applied) == expected, kind
+        seen.append(kind)
+    assert set(seen) == set(SUBMIT_FAULTS)
+
+
+def test_the_same_seed_draws_the_same_faults() -> None:
+    def draws(seed: int) -> list[str | None]:
+        plan = FaultPlan(seed=seed, rate=0.5)
+        return [plan.roll("submit", SUBMIT_FAULTS) for _ in range(50)]
+
+    assert draws(1) == draws(1)
+    assert draws(1) != draws(2)
+    assert None in draws(1) and set(draws(1)) - {None}
+
+
+async def test_query_faults_fail_queries_before_they_reach_the_venue(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    plan = FaultPlan(seed=5, rate=1.0, log_path=log)
+    venue, conn = wrapped(plan)
+    venue.fail_positions = True  # a call that reaches the venue fails with the venue's words
+    for _ in range(30):
+        with pytest.raises((BrokerUnavailable, RateLimited)) as failed:
+            await conn.positions()
+        drawn = json.loads(log.read_text().splitlines()[-1])
+        assert drawn["op"] == "positions"
+        reached = drawn["kind"] == "slow"
+        assert ("injected" not in str(failed.value)) == reached, drawn

@@ -1,0 +1,206 @@
+"""A connector wrapper that breaks calls the way a remote broker does, on purpose.
+
+``FaultyConnector`` wraps any ``Connector`` and consults one ``FaultPlan``
+before and after each call. The plan holds two kinds of fault:
+
+- **drawn**: with probability ``rate`` a call fails, its kind drawn by the
+  weights in ``SUBMIT_FAULTS`` / ``QUERY_FAULTS`` from a ``random.Random``
+  seeded by ``seed`` (so a run can be replayed); the update stream drops
+  after exponentially distributed intervals of mean ``stream_drop_every_s``.
+  Each is appended to ``log_path`` as one JSON line (one ``write`` each, so
+  a ``kill -9`` loses none already made).
+- **switched** by the caller: ``gate`` holds submits until set, ``pull``
+  cuts the update stream now, ``crash_after_apply`` makes the next N submits
+  reach the venue and then raise ``InjectedCrash`` (an unexpected failure:
+  the broker actor crashes with the order applied and unanswered).
+
+Fault kinds on a call:
+
+- ``drop``: the connection drops before the broker read the request (not applied);
+- ``http_5xx``: the broker answers 503 (not applied);
+- ``http_429``: rate limited, with a retry-after (not applied);
+- ``slow``: the reply comes late (applied);
+- ``lose_reply``: the broker applied the order, then the reply was lost;
+- ``actor_crash``: the broker actor crashes right after the order was applied;
+- ``stream_drop``: the update stream is cut, which restarts the broker actor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import trio
+
+from ult_actors.brokers.base import Connector, UpdateSink
+from ult_actors.errors import BrokerUnavailable, RateLimited
+from ult_actors.messages import Account, Order, OrderRequest, Position
+
+#: Relative weights of the fault kinds drawn on a submit.
+SUBMIT_FAULTS = {
+    "drop": 3,
+    "http_5xx": 3,
+    "http_429": 2,
+    "slow": 2,
+    "lose_reply": 3,
+    "actor_crash": 1,
+}
+#: Relative weights of the fault kinds drawn on a query or a cancel.
+QUERY_FAULTS = {"drop": 2, "http_5xx": 2, "http_429": 1, "slow": 1}
+
+
+class InjectedCrash(RuntimeError):
+    """An unexpected failure raised on purpose: the broker actor treats it as a bug and crashes."""
+
+
+class FaultPlan:
+    """What goes wrong, and when: seeded draws, switches the caller flips, and a log of each fault.
+
+    With the defaults nothing is drawn; only the switches act.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        rate: float = 0.0,
+        log_path: Path | None = None,
+        *,
+        stream_drop_every_s: float = 0.0,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.stream_drop_every_s = stream_drop_every_s
+        self._fd = (
+            os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if log_path else None
+        )
+        #: While set to an event not yet set, submits wait for it.
+        self.gate: trio.Event | None = None
+        #: Set it to cut the update stream now; the next incarnation gets a fresh one.
+        self.pull = trio.Event()
+        #: The next N submits reach the venue, then raise ``InjectedCrash``.
+        self.crash_after_apply = 0
+        #: How many times a wrapped connector connected (the first connect and each restart).
+        self.connects = 0
+
+    def roll(self, op: str, weights: dict[str, int]) -> str | None:
+        """The fault for this call, or ``None``."""
+        if self.rng.random() >= self.rate:
+            return None
+        kinds = list(weights)
+        kind = self.rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+        self.note(kind, op)
+        return kind
+
+    def note(self, kind: str, op: str) -> None:
+        """Record one fault in the log file (if there is one)."""
+        if self._fd is not None:
+            os.write(self._fd, json.dumps({"kind": kind, "op": op}).encode() + b"\n")
+
+    def slow_s(self) -> float:
+        """How late a ``slow`` reply comes."""
+        return self.rng.uniform(0.01, 0.15)
+
+    def close(self) -> None:
+        """Close the log file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class FaultyConnector:
+    """A connector that breaks calls to the one it wraps, as its ``FaultPlan`` says."""
+
+    def __init__(self, inner: Connector, plan: FaultPlan) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.name = inner.name
+
+    async def _fail(self, kind: str | None, what: str) -> None:
+        """Raise (or wait) as fault ``kind`` does before the call reaches the broker."""
+        if kind == "drop":
+            raise BrokerUnavailable(f"injected: connection dropped{what}", broker=self.name)
+        if kind == "http_5xx":
+            raise BrokerUnavailable("injected: HTTP 503", broker=self.name)
+        if kind == "http_429":
+            raise RateLimited("injected: HTTP 429", retry_after=0.02, broker=self.name)
+        if kind == "slow":
+            await trio.sleep(self.plan.slow_s())
+
+    async def connect(self) -> None:
+        self.plan.connects += 1
+        await self.inner.connect()
+
+    async def disconnect(self) -> None:
+        await self.inner.disconnect()
+
+    async def submit(self, request: OrderRequest) -> Order:
+        if self.plan.gate is not None:
+            await self.plan.gate.wait()
+        kind = self.plan.roll("submit", SUBMIT_FAULTS)
+        await self._fail(kind, " before the order")
+        order = await self.inner.submit(request)
+        if kind == "lose_reply":
+            raise BrokerUnavailable("injected: reply lost after the order was applied")
+        if kind == "actor_crash":
+            raise InjectedCrash("injected: broker actor crashed after the order was applied")
+        if self.plan.crash_after_apply > 0:
+            self.plan.crash_after_apply -= 1
+            raise InjectedCrash("injected: connection reset after the venue took the order")
+        return order
+
+    async def cancel(self, order_id: str) -> Order:
+        await self._fail(self.plan.roll("cancel", QUERY_FAULTS), "")
+        return await self.inner.cancel(order_id)
+
+    async def get_order(self, order_id: str) -> Order:
+        await self._fail(self.plan.roll("lookup", QUERY_FAULTS), "")
+        return await self.inner.get_order(order_id)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        await self._fail(self.plan.roll("lookup", QUERY_FAULTS), "")
+        return await self.inner.get_order_by_client_id(client_order_id)
+
+    async def open_orders(self) -> list[Order]:
+        await self._fail(self.plan.roll("open_orders", QUERY_FAULTS), "")
+        return await self.inner.open_orders()
+
+    async def positions(self) -> list[Position]:
+        await self._fail(self.plan.roll("positions", QUERY_FAULTS), "")
+        return await self.inner.positions()
+
+    async def account(self) -> Account:
+        return await self.inner.account()
+
+    async def close_position(self, position: Position, client_order_id: str) -> Order | None:
+        return await self.inner.close_position(position, client_order_id)
+
+    async def close_all_positions(self) -> list[Order] | None:
+        return await self.inner.close_all_positions()
+
+    async def stream_updates(
+        self,
+        sink: UpdateSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.inner.stream_updates, sink)
+            task_status.started()
+            await self._stream_cut()
+
+    async def _stream_cut(self) -> None:
+        """Return never, or raise ``BrokerUnavailable`` when the plan cuts the stream."""
+        plan = self.plan
+        pulled = plan.pull
+        if plan.stream_drop_every_s > 0:
+            with trio.move_on_after(plan.rng.expovariate(1 / plan.stream_drop_every_s)):
+                await pulled.wait()
+                plan.pull = trio.Event()  # the next incarnation runs until pulled again
+                raise BrokerUnavailable("injected: update stream cut", broker=self.name)
+            plan.note("stream_drop", "stream")
+            raise BrokerUnavailable("injected: update stream dropped", broker=self.name)
+        await pulled.wait()
+        plan.pull = trio.Event()
+        raise BrokerUnavailable("injected: update stream cut", broker=self.name)
