@@ -34,6 +34,7 @@ from ult_actors.actors.broker import (
     broker_actor,
     broker_mailbox,
 )
+from ult_actors.actors.commands import BrokerCommand
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, journal_actor
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
@@ -57,7 +58,6 @@ from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_op
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
-    BrokerCommand,
     Event,
     GetPositions,
     HealthSnapshot,
