@@ -23,6 +23,7 @@ from tests.brokers.alpaca.harness import running_sim as alpaca_sim
 from tests.brokers.ib.harness import sim_fixture as sim_fixture
 from tests.brokers.oanda.harness import ACCOUNT, TOKEN
 from tests.brokers.oanda.harness import running_sim as oanda_sim
+from ult_actors.actors.commands import QueryPositions
 from ult_actors.config import load_config
 from ult_actors.errors import InvalidOrder, NotFound, RiskRejected, UltError
 from ult_actors.messages import (
@@ -36,7 +37,6 @@ from ult_actors.messages import (
     OrderRequest,
     OrdersReply,
     PositionsReply,
-    QueryPositions,
     Request,
     SetKillSwitch,
     Submit,

@@ -30,6 +30,17 @@ import structlog
 import trio
 
 from ult_actors.actors.closeout import CloseOutSide, close_out
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    CancelAll,
+    CancelOrder,
+    CloseOut,
+    PlaceOrder,
+    QueryAccount,
+    QueryOpenOrders,
+    QueryOrder,
+    QueryPositions,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
@@ -56,19 +67,10 @@ from ult_actors.errors import (
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     AccountReset,
-    BrokerCommand,
-    CancelAll,
-    CancelOrder,
-    CloseOut,
     Event,
     Order,
     OrderRequest,
     OrderUpdate,
-    PlaceOrder,
-    QueryAccount,
-    QueryOpenOrders,
-    QueryOrder,
-    QueryPositions,
 )
 from ult_actors.order_state import (
     IllegalTransition,
@@ -77,9 +79,7 @@ from ult_actors.order_state import (
     is_local_verdict,
     order_from_request,
 )
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import Envelope, Mailbox
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
 @dataclass(frozen=True)
@@ -382,26 +382,28 @@ class _BrokerIncarnation:
 
     async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
         msg = env.msg
+        result: object
         try:
-            if isinstance(msg, PlaceOrder):
-                result: Any = await self._place(msg.request)
-            elif isinstance(msg, CloseOut):
-                side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
-                result = await close_out(side, msg)
-            elif isinstance(msg, CancelOrder):
-                result = await self._cancel(msg.order_id)
-            elif isinstance(msg, CancelAll):
-                result = await self._cancel_all(msg.reason)
-            elif isinstance(msg, QueryOrder):
-                result = await self._find(msg.order_id)
-            elif isinstance(msg, QueryOpenOrders):
-                result = await self.connector.open_orders()
-            elif isinstance(msg, QueryPositions):
-                result = await self.connector.positions()
-            elif isinstance(msg, QueryAccount):
-                result = await self.connector.account()
-            else:
-                raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
+            match msg:
+                case PlaceOrder(request=request):
+                    result = await self._place(request)
+                case CloseOut():
+                    side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
+                    result = await close_out(side, msg)
+                case CancelOrder(order_id=order_id):
+                    result = await self._cancel(order_id)
+                case CancelAll(reason=reason):
+                    result = await self._cancel_all(reason)
+                case QueryOrder(order_id=order_id):
+                    result = await self._find(order_id)
+                case QueryOpenOrders():
+                    result = await self.connector.open_orders()
+                case QueryPositions():
+                    result = await self.connector.positions()
+                case QueryAccount():
+                    result = await self.connector.account()
+                case _:
+                    raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
         except UltError as exc:
             if exc.broker is None:
                 exc.broker = self.deps.name
@@ -707,11 +709,13 @@ CANCEL_LANE, QUERY_LANE, ORDER_LANE = 0, 1, 2
 
 def broker_lane(msg: BrokerCommand) -> int:
     """The mailbox lane of a broker command."""
-    if isinstance(msg, PlaceOrder):
-        return ORDER_LANE
-    if isinstance(msg, CancelOrder | CancelAll):
-        return CANCEL_LANE
-    return QUERY_LANE
+    match msg:
+        case PlaceOrder():
+            return ORDER_LANE
+        case CancelOrder() | CancelAll():
+            return CANCEL_LANE
+        case _:
+            return QUERY_LANE
 
 
 def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:

@@ -7,7 +7,7 @@ types and states are mapped as ``oanda_mapping`` documents; errors as
 ``oanda_errors`` documents.
 
 Settings, their ``OANDA_*`` overrides and the practice/live hosts are in
-``oanda_settings`` (re-exported here for the registry). Live trading refuses
+``settings``. Live trading refuses
 to start unless the broker's config says ``live_trading_confirmed = true``;
 like a missing token, that is a ``ConfigError`` on connect, which the broker
 actor treats as fatal (no restart loop).
@@ -19,7 +19,7 @@ Every (re)start fetches ``/transactions/sinceid`` from the last transaction
 delivered before it reports the stream live, so nothing falls in the gap
 (``oanda_stream`` keeps that promise). The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
-``connector_factory``); a connector given none starts from the account's
+``kind.connector_factory``); a connector given none starts from the account's
 newest transaction at connect. A cursor *ahead* of the account (v20's 416:
 the account's history restarted) is realigned to the account's newest
 transaction with a warning, and the broker actor's start reconciliation then
@@ -98,18 +98,6 @@ from ult_actors.recent import Recent
 _CACHE = 10_000  # orders and transactions remembered per connector
 
 _T = TypeVar("_T")
-
-
-def connector_factory(
-    name: str, settings: OandaSettings, **kwargs: Any
-) -> Callable[[], OandaConnector]:
-    """A function making one connector per actor incarnation, all sharing one cursor."""
-    cursor = TransactionCursor()
-
-    def make() -> OandaConnector:
-        return OandaConnector(name, settings, cursor=cursor, **kwargs)
-
-    return make
 
 
 class OandaConnector:
@@ -574,7 +562,6 @@ __all__ = [
     "OandaConnector",
     "OandaSettings",
     "TransactionCursor",
-    "connector_factory",
     "oanda_settings_from_env",
     "rest_url",
     "stream_url",
