@@ -21,9 +21,7 @@ import trio
 import trio.testing
 
 from tests.brokers.alpaca import harness as alpaca_harness
-from tests.durability.test_lost_orders import OpenOrderCalls
-from tests.durability.test_reconcile import FAST, at_venue, config, order
-from tests.durability.ult_process import paper_account
+from tests.durability.harness import FAST, OpenOrderCalls, at_venue, config, order, paper_account
 from tests.fakes import FakeConnector, FakeVenue
 from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck

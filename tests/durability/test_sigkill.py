@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.durability.ult_process import UltProcess, journal_status, paper_account
+from tests.durability.harness import journal_status, paper_account
+from tests.durability.ult_process import UltProcess
 from ult_actors.client import Client, UltError
 from ult_actors.messages import TERMINAL_STATUSES, Order
 

@@ -6,23 +6,15 @@ limit). Readiness is what a client sees: the socket answers a ping.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from ult_actors.brokers.paper.connector import PaperConnector
-from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.client import Client, UltError
-from ult_actors.errors import NotFound
-from ult_actors.messages import Order
 
 ULT = str(Path(sys.executable).with_name("ult"))
 
@@ -102,36 +94,3 @@ class UltProcess:
         return self.state_dir / "journal.db"
 
 
-def journal_status(path: Path, client_order_id: str) -> str | None:
-    """The status the journal file holds for one order (read as another process would)."""
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        row = conn.execute(
-            "SELECT status FROM orders WHERE client_order_id = ?", (client_order_id,)
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return None  # not created yet
-    finally:
-        conn.close()
-    return str(row[0]) if row else None
-
-
-def paper_account(state_dir: Path, coids: list[str]) -> tuple[dict[str, Order], dict[str, Any]]:
-    """What the paper broker itself holds (read with the service stopped): orders, positions."""
-
-    async def read() -> tuple[dict[str, Order], dict[str, Any]]:
-        settings = PaperSettings(state_path=str(state_dir / "paper-paper.db"), tick_interval_s=0)
-        connector = PaperConnector("paper", settings)
-        await connector.connect()
-        try:
-            orders = {}
-            for coid in coids:
-                with contextlib.suppress(NotFound):
-                    orders[coid] = await connector.get_order_by_client_id(coid)
-            return orders, {p.symbol: p.qty for p in await connector.positions()}
-        finally:
-            await connector.disconnect()
-
-    return trio.run(read)

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.fakes import FakeConnector, FakeVenue
-from tests.ipc.conftest import ipc_service
+from tests.ipc.harness import ipc_service
 from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.client import AsyncClient, Client, NotFound, OutcomeUnknown
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
