@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import trio
 
-from ult_actors.brokers.ib import IbSettings, encode, wire
+from ult_actors.brokers.ib import encode, wire
 from ult_actors.brokers.ib.decode import decode_message
 from ult_actors.brokers.ib.protocol import API_PREFIX, FrameStream, encode_raw, version_range_text
+from ult_actors.brokers.ib.settings import IbSettings
 from ult_actors.sim.ib import TwsSimulator
 
 BOUND = 10  # seconds any single step may take before the test fails

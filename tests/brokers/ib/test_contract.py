@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from tests.brokers.contract import ContractBattery, ContractCase, UpdateLog
-from ult_actors.brokers.ib import IbConnector, IbSettings
+from ult_actors.brokers.ib.connector import IbConnector
+from ult_actors.brokers.ib.settings import IbSettings
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import OrderUpdate
 from ult_actors.sim.ib import TwsSimulator
