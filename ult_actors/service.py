@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 import trio
 
@@ -340,12 +339,9 @@ def _broker_actors(
         if entry.name in connector_factories:
             make = connector_factories[entry.name]
         else:
-            settings = entry.settings
-            if entry.kind == "paper" and getattr(settings, "state_path", "") is None:
-                settings = msgspec.structs.replace(
-                    settings, state_path=str(state_dir / f"paper-{entry.name}.db")
-                )
-            make = broker_kind(entry.kind).factory(entry.name, settings, now_ns=now_ns)
+            kind = broker_kind(entry.kind)
+            settings = kind.with_state_dir(entry.settings, state_dir, entry.name)
+            make = kind.factory(entry.name, settings, now_ns=now_ns)
         mailbox = broker_mailbox(capacity=4096)
         brokers.mailboxes[entry.name] = mailbox
         deps = BrokerActorDeps(
