@@ -16,8 +16,8 @@ during the outage (the connection's states, the broker's trading state and
 who set it); and whether trading came back to ``active`` by itself. Exit 1
 if an outage did not heal within ``--cap`` plus ``--slack`` seconds.
 
-    .venv/bin/python scripts/outage.py                 # 2, 20, 90 s; about 3 minutes
-    .venv/bin/python scripts/outage.py --outages 2 5 --cap 5 --broker oanda
+    scripts/outage                 # 2, 20, 90 s; about 3 minutes (python -m bench.outage)
+    scripts/outage --outages 2 5 --cap 5 --broker oanda
 """
 
 from __future__ import annotations
@@ -33,12 +33,9 @@ from typing import Any
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_common import short_tempdir
-from bench_ult import start_service, write_config
-from chaos_sims import _start as start_sim_process
-
+from bench.chaos.sims import _start as start_sim_process
+from bench.common import short_tempdir
+from bench.ult import start_service, write_config
 from ult_actors.client import AsyncClient
 from ult_actors.errors import UltError
 
@@ -226,7 +223,7 @@ def _print_one(outcome: Outcome, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="scripts/outage.py",
+        prog="scripts/outage",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Runs on loopback only; leaves nothing behind (a temporary directory).",
     )

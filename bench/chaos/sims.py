@@ -1,4 +1,4 @@
-"""The loopback broker simulators for ``scripts/chaos.py``: started, broken at random, stopped.
+"""The loopback broker simulators for ``python -m bench.chaos``: started, broken at random, stopped.
 
 Each simulator runs as its own process (``ult sim NAME --port 0``), outlives
 every ``kill -9`` of the service (a broker does not die with its client),

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import (
+
+from bench.common import (
     Budget,
     child_env,
     latency_summary,
@@ -88,7 +89,7 @@ async def running_ult_on(
     base_url: str, *, profile: Path | None = None, journal: bool = True
 ) -> AsyncIterator[Any]:
     """``ult serve`` with the paper broker and an ``alpaca`` broker at ``base_url``."""
-    from bench_ult import start_service, write_config
+    from bench.ult import start_service, write_config
 
     overrides: dict[str, dict[str, Any]] = {
         "brokers.alpaca": {"kind": "alpaca", "base_url": base_url}

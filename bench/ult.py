@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import (
+
+from bench.common import (
     Budget,
     CpuMeter,
     child_env,
