@@ -130,7 +130,7 @@ async def measure_one(
     sequential: Budget, pipelined: Budget, *, window: int, instant: bool
 ) -> dict[str, Any]:
     """Sequential and windowed submits straight into the gateway."""
-    from ult_actors.actors.journal import memory_store_opener
+    from ult_actors.journal import memory_store_opener
     from ult_actors.service import build_service
 
     factories: Any = {"paper": lambda: InstantConnector("paper")} if instant else None

@@ -18,7 +18,7 @@ class Holding:
     qty: Decimal = ZERO
     avg_price: Decimal = ZERO
 
-    def fill(self, signed_qty: Decimal, price: Decimal) -> Decimal:
+    def book(self, signed_qty: Decimal, price: Decimal) -> Decimal:
         """Apply one fill (a buy positive, a sell negative); returns the P&L it realized.
 
         Adding to a position moves the average price; closing (part of) one

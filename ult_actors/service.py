@@ -20,7 +20,6 @@ import os
 import random
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from ult_actors.actors.broker import (
     broker_mailbox,
 )
 from ult_actors.actors.gateway import ServiceGateway
-from ult_actors.actors.journal import JournalSlot, OrderStore, journal_actor, memory_store_opener
+from ult_actors.actors.journal import JournalSlot, journal_actor
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.actors.risk import (
@@ -54,7 +53,7 @@ from ult_actors.actors.trading_state import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
-from ult_actors.journal.sqlite import sqlite_store_opener
+from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
@@ -70,7 +69,6 @@ from ult_actors.runtime.mailbox import Mailbox
 from ult_actors.runtime.pubsub import EventBus
 from ult_actors.runtime.supervisor import Backoff, ChildSpec, Supervisor
 
-StoreOpener = Callable[[], AbstractAsyncContextManager[OrderStore]]
 #: Extra children appended to the root after the router (the IPC server, in ``app``).
 ExtraChild = Callable[["Service"], ChildSpec]
 

@@ -26,10 +26,10 @@ from tests.durability.test_reconcile import FAST, at_venue, config, order
 from tests.durability.ult_process import paper_account
 from tests.fakes import FakeConnector, FakeVenue
 from tests.ipc.service_process import ServiceProcess, run_ult
-from ult_actors.actors.journal import MemoryStore
 from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from ult_actors.journal import MemoryStore
 from ult_actors.messages import Event, Order, OrderReply, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
 from ult_actors.systemd.watchdog import status_line

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ult_actors.actors.journal import OrderStore
 from ult_actors.errors import AmbiguousOrderId, NotFound
+from ult_actors.journal import OrderStore
 from ult_actors.messages import Order
 
 

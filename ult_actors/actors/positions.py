@@ -27,8 +27,8 @@ import structlog
 import trio
 
 from ult_actors.actors.journal import JournalSlot
-from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import UltError
+from ult_actors.fills import FillLedger
 from ult_actors.holding import Holding
 from ult_actors.messages import (
     AccountReset,
@@ -66,7 +66,7 @@ class PositionBook:
     mark: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     #: The broker's report, shown as it is until a fill moves that position.
     reported: dict[tuple[str, str], Position] = field(default_factory=dict)
-    applied: AppliedFills = field(default_factory=AppliedFills)
+    applied: FillLedger = field(default_factory=FillLedger)
     synced_at: dict[str, int] = field(default_factory=dict)
     drift: dict[str, int] = field(default_factory=dict)  # broker -> drift count
     #: Fills applied per (broker, symbol): tells a lagging book from real drift.
@@ -103,14 +103,14 @@ class PositionBook:
             # journaling a state and publishing it repeats that state as fill_only.)
             return
         order = update.order
-        new = self.applied.take(order)
+        new = self.applied.advance(order)
         if new is None:
             return
         key = (order.broker, order.symbol)
         holding = self.holdings.setdefault(key, Holding())
         price = new.price or self.mark.get(key) or holding.avg_price
         signed = new.qty if order.side == "buy" else -new.qty
-        self.realized[key] = self.realized.get(key, Decimal(0)) + holding.fill(signed, price)
+        self.realized[key] = self.realized.get(key, Decimal(0)) + holding.book(signed, price)
         self.mark[key] = price
         self.reported.pop(key, None)
         self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
@@ -156,7 +156,7 @@ class PositionBook:
         return rows
 
 
-async def baseline_from_journal(journal: JournalSlot, applied: AppliedFills) -> None:
+async def baseline_from_journal(journal: JournalSlot, applied: FillLedger) -> None:
     """Count the fills the journal knows of open orders as applied: a book started after
     a restart begins from the brokers' reports, which hold them already.
 

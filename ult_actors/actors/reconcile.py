@@ -42,8 +42,8 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 import trio
 
-from ult_actors.actors.journal import OrderStore
 from ult_actors.errors import BrokerUnavailable, RateLimited, UltError
+from ult_actors.journal import OrderStore
 from ult_actors.messages import OPEN_STATUSES, Order
 from ult_actors.order_state import is_local_verdict
 

@@ -28,8 +28,8 @@ import trio
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
-from ult_actors.applied_fills import AppliedFills
 from ult_actors.errors import RiskRejected, UltError
+from ult_actors.fills import FillLedger
 from ult_actors.holding import Holding
 from ult_actors.messages import (
     OPEN_STATUSES,
@@ -99,7 +99,7 @@ class RiskState:
     #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
     open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     #: What each order's fill has added to ``books`` (each fill counted once).
-    applied: AppliedFills = field(default_factory=AppliedFills)
+    applied: FillLedger = field(default_factory=FillLedger)
     books: dict[tuple[str, str], Holding] = field(default_factory=dict)
     last_price: dict[str, Decimal] = field(default_factory=dict)
     realized_today: Decimal = Decimal(0)
@@ -295,13 +295,13 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     state.unconfirmed.pop(coid, None)
     if state.applied.is_done(coid) and order.status in OPEN_STATUSES:
         return  # a stale report: a finished order never reopens
-    new = state.applied.take(order)
+    new = state.applied.advance(order)
     if new is not None:
         book = state.books.setdefault((order.broker, order.symbol), Holding())
         price = new.price or state.last_price.get(order.symbol) or book.avg_price
         state.last_price[order.symbol] = price
         signed = new.qty if order.side == "buy" else -new.qty
-        state.realized_today += book.fill(signed, price)
+        state.realized_today += book.book(signed, price)
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))
     elif is_local_verdict(order):

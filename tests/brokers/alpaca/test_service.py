@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
-from ult_actors.actors.journal import memory_store_opener
 from ult_actors.config import load_config
 from ult_actors.errors import AuthFailed
+from ult_actors.journal import memory_store_opener
 from ult_actors.messages import (
     Cancel,
     GetAccount,

@@ -1,8 +1,7 @@
 """alpaca-py (Alpaca's own SDK) against the Alpaca simulator: its models accept every reply.
 
 alpaca-py validates each reply into pydantic models, so a missing or
-mistyped field fails here the way it fails for a user. It is in the
-``bench`` extra, not ``test``: skipped when not installed.
+mistyped field fails here the way it fails for a user (in the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -12,16 +11,13 @@ import time
 from decimal import Decimal
 from typing import Any
 
-import pytest
 import trio
-
-from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
-
-pytest.importorskip("alpaca")
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import ClosePositionRequest, MarketOrderRequest
 from alpaca.trading.stream import TradingStream
+
+from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
 
 WAIT_S = 10.0
 

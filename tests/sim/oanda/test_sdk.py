@@ -1,25 +1,23 @@
 """oandapyV20 (OANDA's community SDK) against the OANDA simulator: position close and transactions.
 
 oandapyV20 builds each endpoint's method and path itself, so these calls
-fail here as they fail for a user if the simulator's routes differ. Not in
-any extra (it needs requests and six): skipped when not installed.
+fail here as they fail for a user if the simulator's routes differ (in the
+``test`` extra, with the requests and six it imports).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-import trio
-
-from tests.brokers.oanda.harness import ACCOUNT, TOKEN, running_sim
-
-pytest.importorskip("oandapyV20")
 import oandapyV20.endpoints.orders as orders
 import oandapyV20.endpoints.positions as positions
 import oandapyV20.endpoints.transactions as transactions
+import pytest
+import trio
 from oandapyV20 import API
 from oandapyV20 import oandapyV20 as sdk
+
+from tests.brokers.oanda.harness import ACCOUNT, TOKEN, running_sim
 
 
 def _close_and_page() -> dict[str, Any]:

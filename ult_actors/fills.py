@@ -15,18 +15,18 @@ so a later report of the same order adds only what is new.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from ult_actors.messages import TERMINAL_STATUSES, Order
 from ult_actors.order_state import is_local_verdict
+from ult_actors.recent import Recent
 
 #: How many finished orders are remembered, so their repeats are no-ops.
 DONE_KEPT = 100_000
 
 
-@dataclass(frozen=True)
-class NewFill:
+class FillDelta(NamedTuple):
     """The part of an order's fill a book has not applied yet."""
 
     qty: Decimal
@@ -34,14 +34,19 @@ class NewFill:
     price: Decimal | None
 
 
-@dataclass
-class AppliedFills:
-    """Cumulative quantity (and average price) applied per client order id, bounded."""
+class FillLedger:
+    """Cumulative filled quantity per order, so a repeated report adds nothing.
 
-    keep_done: int = DONE_KEPT
-    _applied: dict[str, tuple[Decimal, Decimal | None]] = field(default_factory=dict)
-    #: Finished orders, oldest first: forgotten (with their entry) beyond ``keep_done``.
-    _done: dict[str, None] = field(default_factory=dict)
+    Finished orders are remembered (the latest ``keep_done`` of them), so a
+    late repeat of one is recognised; beyond that they are forgotten.
+    """
+
+    def __init__(self, keep_done: int = DONE_KEPT) -> None:
+        #: Cumulative quantity and average price applied, per client order id.
+        self._applied: dict[str, tuple[Decimal, Decimal | None]] = {}
+        self._done: Recent[str, None] = Recent(
+            keep_done, refresh=True, on_evict=lambda coid, _: self._forget(coid)
+        )
 
     def is_done(self, client_order_id: str) -> bool:
         """Whether the order is known to be final (a later open report of it is stale)."""
@@ -57,12 +62,12 @@ class AppliedFills:
             self._applied[order.client_order_id] = (order.filled_qty, order.avg_fill_price)
         self._finish_if_final(order)
 
-    def take(self, order: Order) -> NewFill | None:
+    def advance(self, order: Order) -> FillDelta | None:
         """What ``order`` adds to what was applied (recorded as applied now), or ``None``."""
         coid = order.client_order_id
         before, before_avg = self._applied.get(coid, (Decimal(0), None))
         delta = order.filled_qty - before
-        new: NewFill | None = None
+        new: FillDelta | None = None
         if delta > 0:
             avg = order.avg_fill_price
             price = avg
@@ -70,19 +75,19 @@ class AppliedFills:
                 # The price of just this part, from the change of the cumulative average.
                 price = (avg * order.filled_qty - before_avg * before) / delta
             self._applied[coid] = (order.filled_qty, avg if avg is not None else before_avg)
-            new = NewFill(qty=delta, price=price)
+            new = FillDelta(qty=delta, price=price)
         self._finish_if_final(order)
         return new
+
+    def finish(self, client_order_id: str) -> None:
+        """The order is final: remember that a while (its repeats then add nothing)."""
+        self._done.add(client_order_id)
 
     def _finish_if_final(self, order: Order) -> None:
         # The service's own verdict (lost, never acknowledged) may be overturned by the
         # broker's record, which must then count: only the broker's final states are final.
-        if order.status not in TERMINAL_STATUSES or is_local_verdict(order):
-            return
-        coid = order.client_order_id
-        self._done.pop(coid, None)
-        self._done[coid] = None
-        while len(self._done) > self.keep_done:
-            oldest = next(iter(self._done))
-            del self._done[oldest]
-            self._applied.pop(oldest, None)
+        if order.status in TERMINAL_STATUSES and not is_local_verdict(order):
+            self.finish(order.client_order_id)
+
+    def _forget(self, client_order_id: str) -> None:
+        self._applied.pop(client_order_id, None)

@@ -1,0 +1,43 @@
+"""What the service needs of an order journal: the ``OrderStore`` protocol and its opener."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from ult_actors.messages import Order
+
+
+class OrderStore(Protocol):
+    """What the service needs of a journal."""
+
+    #: Why the store cannot be written now (e.g. "disk full"); None while it can.
+    unavailable: str | None
+
+    async def availability_changed(self) -> None:
+        """Return at the next change of ``unavailable``."""
+
+    async def record(self, order: Order, *, event: str = "update") -> None:
+        """Store ``order`` as the latest state of its client order id; return once durable."""
+
+    async def get(self, client_order_id: str) -> Order | None:
+        """The latest state of one order by client order id."""
+
+    async def get_by_order_id(self, order_id: str) -> Order | None:
+        """The latest state of one order by broker order id."""
+
+    async def find_by_order_id(self, order_id: str) -> list[Order]:
+        """Every order, at any broker, whose broker order id is ``order_id``."""
+
+    async def list_orders(
+        self, *, open_only: bool = False, broker: str | None = None, limit: int = 1000
+    ) -> list[Order]:
+        """Orders, newest first."""
+
+    async def non_terminal(self, broker: str | None = None) -> list[Order]:
+        """Every order not yet final (restart reconciliation works from these)."""
+
+
+#: Opens a store for one journal incarnation; the journal actor calls it on each (re)start.
+StoreOpener = Callable[[], AbstractAsyncContextManager[OrderStore]]

@@ -1,0 +1,102 @@
+"""A bounded, ordered dict: remember the latest entries, forget the oldest.
+
+The one copy of "keep the last N": the router's recently submitted orders,
+the broker actor's tracked orders and published fills, the books' finished
+orders, OANDA's caches and the journal's window of recent orders all use it.
+Entries are kept in insertion order (or recency order, with ``refresh``);
+once there are more than ``limit``, the oldest are dropped, and ``on_evict``
+hears of each one that goes, so a caller can drop what it keyed on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, ItemsView, Iterator, ValuesView
+from itertools import islice
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """A dict that remembers at most ``limit`` keys, forgetting the oldest first.
+
+    ``evictable``: only entries it accepts may be forgotten (the others stay,
+    even beyond ``limit``). ``on_evict(key, value)``: called for each entry
+    forgotten. ``refresh``: ``put`` of a known key moves it to the newest end
+    (recency order); without it the key keeps its place (insertion order).
+    ``trim_to``: how far to shrink once past ``limit`` (default ``limit``); a
+    lower mark means trimming is rarer and each trim forgets more.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        evictable: Callable[[V], bool] | None = None,
+        on_evict: Callable[[K, V], None] | None = None,
+        refresh: bool = False,
+        trim_to: int | None = None,
+    ) -> None:
+        self.limit = limit
+        self._trim_to = limit if trim_to is None else trim_to
+        self._evictable = evictable
+        self._on_evict = on_evict
+        self._refresh = refresh
+        self._items: dict[K, V] = {}
+
+    def put(self, key: K, value: V) -> None:
+        """Insert or replace ``key``, then forget the oldest if past ``limit``."""
+        if self._refresh:
+            self._items.pop(key, None)  # re-inserted below: now the newest
+        self._items[key] = value
+        if len(self._items) > self.limit:
+            self.trim(self._trim_to)
+
+    def add(self: Recent[K, None], key: K) -> bool:
+        """Remember ``key`` (a set of keys); ``True`` if it was not known."""
+        new = key not in self._items
+        self.put(key, None)
+        return new
+
+    def trim(self, down_to: int | None = None) -> None:
+        """Forget the oldest (evictable) entries until at most ``down_to`` remain."""
+        excess = len(self._items) - (self.limit if down_to is None else down_to)
+        if excess <= 0:
+            return
+        keys: Iterator[K] = iter(self._items)
+        if self._evictable is not None:
+            accept = self._evictable
+            keys = (k for k, v in self._items.items() if accept(v))
+        for key in list(islice(keys, excess)):
+            value = self._items.pop(key)
+            if self._on_evict is not None:
+                self._on_evict(key, value)
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        return self._items.get(key, default)
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        """Forget ``key`` now (no ``on_evict``); its value, or ``default``."""
+        return self._items.pop(key, default)
+
+    def items(self) -> ItemsView[K, V]:
+        return self._items.items()
+
+    def values(self) -> ValuesView[V]:
+        return self._items.values()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __getitem__(self, key: K) -> V:
+        return self._items[key]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"Recent(limit={self.limit}, {self._items!r})"
