@@ -1,7 +1,8 @@
-"""Every message the service speaks: one module, tagged msgspec unions.
+"""The wire schema: every message that crosses the IPC socket, as tagged msgspec unions.
 
 The same types travel on in-process channels and, msgpack-encoded, over the
-IPC socket, so there is exactly one schema. Money and quantities are
+IPC socket, so there is exactly one schema (the commands actors send only
+each other are ``ult_actors.actors.commands``). Money and quantities are
 ``Decimal`` (msgspec encodes them as strings, so they stay exact on the
 wire); timestamps are UTC nanoseconds since the epoch.
 
@@ -55,12 +56,28 @@ OPEN_STATUSES: frozenset[str] = frozenset(
     {"pending_new", "accepted", "partially_filled", "pending_cancel"}
 )
 
+
+class _Value(msgspec.Struct, frozen=True, kw_only=True):
+    """A record inside messages: immutable, built by keyword.
+
+    Subclasses say ``frozen=True`` again: msgspec inherits it, but type
+    checkers do not (PEP 681) and would take them for mutable.
+    """
+
+
+class _Tagged(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """A message of a tagged union: its ``kind`` field (the subclass's ``tag``) names it.
+
+    Subclasses say ``frozen=True`` again, as for ``_Value``.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Trading data
 # ---------------------------------------------------------------------------
 
 
-class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+class OrderRequest(_Value, frozen=True):
     """What a client asks for. Validated by ``ult_actors.validation`` before use."""
 
     symbol: str
@@ -78,7 +95,7 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     deadline_ns: int | None = None
 
 
-class Order(msgspec.Struct, frozen=True, kw_only=True):
+class Order(_Value, frozen=True):
     """An order as the service knows it; one state machine for every broker."""
 
     id: str
@@ -112,7 +129,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.broker}:{self.id}" if self.id else self.client_order_id
 
 
-class Fill(msgspec.Struct, frozen=True, kw_only=True):
+class Fill(_Value, frozen=True):
     """One execution of (part of) an order."""
 
     fill_id: str
@@ -127,7 +144,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     ts: int = 0
 
 
-class Position(msgspec.Struct, frozen=True, kw_only=True):
+class Position(_Value, frozen=True):
     """A net position at one broker; ``qty`` is signed (negative is short)."""
 
     broker: str
@@ -139,7 +156,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     realized_pl: Decimal | None = None
 
 
-class Account(msgspec.Struct, frozen=True, kw_only=True):
+class Account(_Value, frozen=True):
     """Balances of one broker account."""
 
     broker: str
@@ -173,7 +190,7 @@ ErrorCode = Literal[
 ]
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ErrorInfo(_Value, frozen=True, omit_defaults=True):
     """A failure as the caller sees it: a stable code plus what to do about it."""
 
     code: ErrorCode
@@ -189,7 +206,7 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 # ---------------------------------------------------------------------------
 
 
-class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order_update"):
+class OrderUpdate(_Tagged, frozen=True, tag="order_update"):
     """An order changed state; ``fill`` is set when the change was an execution.
 
     ``fill_only``: the order's state was published already (say, by the submit
@@ -203,9 +220,7 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     fill_only: bool = False
 
 
-class AccountReset(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="account_reset"
-):
+class AccountReset(_Tagged, frozen=True, tag="account_reset"):
     """A broker account's history restarted (e.g. a reset practice account): its
     positions are these now; books built from its earlier fills are void."""
 
@@ -215,9 +230,7 @@ class AccountReset(
     ts: int = 0
 
 
-class PositionDrift(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="position_drift"
-):
+class PositionDrift(_Tagged, frozen=True, tag="position_drift"):
     """The service's book and the broker's report disagree for one symbol."""
 
     broker: str
@@ -227,9 +240,7 @@ class PositionDrift(
     ts: int = 0
 
 
-class ActorHealthChanged(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="actor_health"
-):
+class ActorHealthChanged(_Tagged, frozen=True, tag="actor_health"):
     """An actor changed state (started, crashed, restarting, failed, stopped)."""
 
     name: str
@@ -239,9 +250,7 @@ class ActorHealthChanged(
     ts: int = 0
 
 
-class TradingStateChanged(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="trading_state"
-):
+class TradingStateChanged(_Tagged, frozen=True, tag="trading_state"):
     """Risk switched trading state (for example the kill switch)."""
 
     state: TradingState
@@ -251,7 +260,7 @@ class TradingStateChanged(
     set_by: SetBy = "person"
 
 
-class TradingSetting(msgspec.Struct, frozen=True, kw_only=True):
+class TradingSetting(_Value, frozen=True):
     """A trading state with who set it, why, and when (ns)."""
 
     state: TradingState = "active"
@@ -268,7 +277,7 @@ EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
 # ---------------------------------------------------------------------------
 
 
-class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class HealthSnapshot(_Value, frozen=True):
     """The whole tree in start order, plus process facts."""
 
     actors: list[ActorHealth]
@@ -288,8 +297,7 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # ---------------------------------------------------------------------------
-# Requests (IPC and in-process commands). ``id`` is the client's request id,
-# echoed in the reply so a client may pipeline.
+# Requests. ``id`` is the client's request id, echoed in the reply so a client may pipeline.
 # ---------------------------------------------------------------------------
 
 
@@ -302,7 +310,7 @@ ListLimit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 BrokerName = Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class Submit(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="submit"):
+class Submit(_Tagged, frozen=True, tag="submit"):
     """Place an order; ``wait`` holds the reply until the order is terminal."""
 
     id: int
@@ -310,21 +318,21 @@ class Submit(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="s
     wait: bool = False
 
 
-class Cancel(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel"):
+class Cancel(_Tagged, frozen=True, tag="cancel"):
     """Cancel by order id or client order id."""
 
     id: int
     order_id: OrderRef
 
 
-class GetOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_order"):
+class GetOrder(_Tagged, frozen=True, tag="get_order"):
     """One order by order id or client order id."""
 
     id: int
     order_id: OrderRef
 
 
-class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="list_orders"):
+class ListOrders(_Tagged, frozen=True, tag="list_orders"):
     """Orders known to the service, optionally only open ones."""
 
     id: int
@@ -333,38 +341,34 @@ class ListOrders(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
     limit: ListLimit = 1000
 
 
-class GetPositions(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_positions"
-):
+class GetPositions(_Tagged, frozen=True, tag="get_positions"):
     """Positions of one broker, or aggregated over all."""
 
     id: int
     broker: BrokerName | None = None
 
 
-class GetAccount(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_account"):
+class GetAccount(_Tagged, frozen=True, tag="get_account"):
     """Balances of one broker, or of all."""
 
     id: int
     broker: BrokerName | None = None
 
 
-class GetHealth(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="get_health"):
+class GetHealth(_Tagged, frozen=True, tag="get_health"):
     """The actor tree's health snapshot."""
 
     id: int
 
 
-class SetKillSwitch(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="kill_switch"):
+class SetKillSwitch(_Tagged, frozen=True, tag="kill_switch"):
     """On: halt trading and cancel every open order. Off: back to active."""
 
     id: int
     on: bool
 
 
-class SetTradingState(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="trading_state"
-):
+class SetTradingState(_Tagged, frozen=True, tag="trading_state"):
     """Set active / reducing / halted, globally or for one broker."""
 
     id: int
@@ -372,9 +376,7 @@ class SetTradingState(
     broker: BrokerName | None = None
 
 
-class ClosePosition(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_position"
-):
+class ClosePosition(_Tagged, frozen=True, tag="close_position"):
     """Close the whole position in ``symbol``: cancel its open orders, then close it.
 
     ``broker`` may be left out when exactly one broker holds the symbol. The
@@ -386,7 +388,7 @@ class ClosePosition(
     broker: BrokerName | None = None
 
 
-class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="flatten"):
+class Flatten(_Tagged, frozen=True, tag="flatten"):
     """Cancel every open order and close every position, at one broker or at all.
 
     The reply is an ``OrdersReply`` with the canceled and the closing orders.
@@ -396,7 +398,7 @@ class Flatten(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="
     broker: BrokerName | None = None
 
 
-class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
+class Subscribe(_Tagged, frozen=True, tag="subscribe"):
     """Start receiving events of these topics on this connection."""
 
     id: int
@@ -405,7 +407,7 @@ class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag
     )
 
 
-class Ping(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="ping"):
+class Ping(_Tagged, frozen=True, tag="ping"):
     """Liveness check."""
 
     id: int
@@ -432,64 +434,62 @@ Request = (
 # ---------------------------------------------------------------------------
 
 
-class OrderReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="order"):
+class OrderReply(_Tagged, frozen=True, tag="order"):
     """One order."""
 
     id: int
     order: Order
 
 
-class OrdersReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="orders"):
+class OrdersReply(_Tagged, frozen=True, tag="orders"):
     """A list of orders."""
 
     id: int
     orders: list[Order]
 
 
-class PositionsReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="positions"):
+class PositionsReply(_Tagged, frozen=True, tag="positions"):
     """Positions."""
 
     id: int
     positions: list[Position]
 
 
-class AccountsReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="accounts"):
+class AccountsReply(_Tagged, frozen=True, tag="accounts"):
     """Accounts, one per broker asked."""
 
     id: int
     accounts: list[Account]
 
 
-class HealthReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="health"):
+class HealthReply(_Tagged, frozen=True, tag="health"):
     """The health snapshot."""
 
     id: int
     health: HealthSnapshot
 
 
-class OkReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="ok"):
+class OkReply(_Tagged, frozen=True, tag="ok"):
     """The request was done; ``detail`` says what, for humans."""
 
     id: int
     detail: str = ""
 
 
-class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="error"):
+class ErrorReply(_Tagged, frozen=True, tag="error"):
     """The request failed; ``id`` is 0 when the request could not be read."""
 
     id: int
     error: ErrorInfo
 
 
-class EventMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="event"):
+class EventMessage(_Tagged, frozen=True, tag="event"):
     """An event pushed to a subscriber."""
 
     event: Event
 
 
-class SubscriptionDropped(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="dropped"
-):
+class SubscriptionDropped(_Tagged, frozen=True, tag="dropped"):
     """The server stopped this subscription and says why (e.g. fell behind)."""
 
     reason: str
@@ -505,107 +505,4 @@ Reply = (
     | ErrorReply
     | EventMessage
     | SubscriptionDropped
-)
-
-
-# ---------------------------------------------------------------------------
-# In-process commands between actors (never on the IPC socket)
-# ---------------------------------------------------------------------------
-
-
-class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="place_order"):
-    """A validated order on its way to a broker; ``request`` has broker and client id set."""
-
-    request: OrderRequest
-
-
-class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel_order"):
-    """Cancel one order at its broker (by broker order id or client order id)."""
-
-    order_id: str
-
-
-class CancelAll(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="cancel_all"):
-    """Cancel every open order at a broker (kill switch)."""
-
-    reason: str = "kill switch"
-
-
-class QueryOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_order"):
-    """Ask a broker for one order (by broker order id or client order id)."""
-
-    order_id: str
-
-
-class QueryOpenOrders(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_open_orders"
-):
-    """Ask a broker for its open orders."""
-
-
-class QueryPositions(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_positions"
-):
-    """Ask a broker for its positions."""
-
-
-class QueryAccount(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="query_account"
-):
-    """Ask a broker for its account."""
-
-
-class CloseOut(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="close_out"):
-    """Close positions at one broker: ``symbol``'s, or (``None``) all of them.
-
-    Open orders of what is closed are canceled first, so none can reopen it.
-    The closing orders take ``client_order_id`` (suffixed ``-1``, ``-2`` ...
-    when several). Answered with the canceled and closing orders.
-    """
-
-    broker: str
-    symbol: str | None
-    client_order_id: str
-
-
-class RestrictTrading(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="restrict"):
-    """Tighten one broker's trading state (never loosens it).
-
-    Sent by positions when the service cannot vouch for a broker's positions
-    (fail closed). The service lifts it itself (``LiftRestriction``) once the
-    cause is gone; a person's ``SetTradingState`` replaces it at any time.
-    """
-
-    broker: str
-    reason: str
-    state: TradingState = "reducing"
-
-
-class LiftRestriction(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="lift"):
-    """The cause of a service restriction is gone: set the broker active again.
-
-    Sent by positions when a broker's report arrived and the book agrees with
-    it. Risk lifts only a restriction the service set; one a person set stays.
-    """
-
-    broker: str
-    reason: str
-
-
-class SeedPositions(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="seed"):
-    """A broker's first position report since start: risk's book for it begins here."""
-
-    broker: str
-    positions: list[Position]
-
-
-BrokerCommand = (
-    PlaceOrder
-    | CloseOut
-    | CancelOrder
-    | CancelAll
-    | QueryOrder
-    | QueryOpenOrders
-    | QueryPositions
-    | QueryAccount
 )

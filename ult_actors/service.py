@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 import trio
 
@@ -35,11 +34,13 @@ from ult_actors.actors.broker import (
     broker_actor,
     broker_mailbox,
 )
+from ult_actors.actors.commands import BrokerCommand
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, journal_actor
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.actors.risk import (
+    RiskCommand,
     RiskDeps,
     RiskLimits,
     RiskState,
@@ -47,7 +48,7 @@ from ult_actors.actors.risk import (
     risk_actor,
     setting_of,
 )
-from ult_actors.actors.router import RouterDeps, router_actor
+from ult_actors.actors.router import RouterCommand, RouterDeps, router_actor
 from ult_actors.actors.trading_state import FILE_NAME as TRADING_STATE_FILE
 from ult_actors.actors.trading_state import load_trading_state
 from ult_actors.brokers.base import Connector
@@ -57,8 +58,8 @@ from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_op
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
-    BrokerCommand,
     Event,
+    GetPositions,
     HealthSnapshot,
     TradingSetting,
     TradingState,
@@ -69,8 +70,18 @@ from ult_actors.runtime.mailbox import Mailbox
 from ult_actors.runtime.pubsub import EventBus
 from ult_actors.runtime.supervisor import Backoff, ChildSpec, Supervisor
 
-#: Extra children appended to the root after the router (the IPC server, in ``app``).
+#: Extra children appended to the root after the router (the IPC server, in ``serve``).
 ExtraChild = Callable[["Service"], ChildSpec]
+
+
+@dataclass(frozen=True)
+class Mailboxes:
+    """Every actor's mailbox, made before any actor so each can be handed the others'."""
+
+    router: Mailbox[RouterCommand]
+    risk: Mailbox[RiskCommand]
+    positions: Mailbox[GetPositions]
+    brokers: dict[str, Mailbox[BrokerCommand]]
 
 
 @dataclass
@@ -79,20 +90,43 @@ class Service:
 
     config: ServiceConfig
     root: Supervisor
-    gateway: ServiceGateway
     bus: EventBus[Event]
     journal: JournalSlot
-    brokers: dict[str, Mailbox[BrokerCommand]]
+    mailboxes: Mailboxes
     risk_state: RiskState
     book: PositionBook
     state_dir: Path
     now_ns: Callable[[], int] = time.time_ns
     started_at: int = 0
-    trading_state: TradingState = "active"
     health_listeners: list[HealthListener] = field(default_factory=list)
     #: Brokers that held open orders the journal had none of at start (adopted), by
     #: broker: the service runs degraded and says so (health, STATUS, the log).
     adopted_unjournaled: dict[str, int] = field(default_factory=dict)
+    #: The front door for IPC: made from the mailboxes and this service's health.
+    gateway: ServiceGateway = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gateway = ServiceGateway(
+            router=self.mailboxes.router,
+            risk=self.mailboxes.risk,
+            positions=self.mailboxes.positions,
+            brokers=self.mailboxes.brokers,
+            journal=self.journal,
+            bus=self.bus,
+            health=self.health,
+            submit_timeout_s=self.config.service.submit_timeout_s,
+            now_ns=self.now_ns,
+        )
+
+    @property
+    def brokers(self) -> dict[str, Mailbox[BrokerCommand]]:
+        """Each broker actor's mailbox, by broker name."""
+        return self.mailboxes.brokers
+
+    @property
+    def trading_state(self) -> TradingState:
+        """The global trading state (risk's; a broker's own may be stricter)."""
+        return self.risk_state.trading
 
     def degraded(self) -> list[str]:
         """Why the service runs degraded, one reason each; empty when it does not."""
@@ -160,6 +194,29 @@ class Service:
                 self.root.health.state = "stopped"
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What every actor of one service is built with."""
+
+    config: ServiceConfig
+    bus: EventBus[Event]
+    journal: JournalSlot
+    mailboxes: Mailboxes
+    now_ns: Callable[[], int]
+
+
+@dataclass
+class _Brokers:
+    """The broker actors: their mailboxes and specs, and what they report back."""
+
+    mailboxes: dict[str, Mailbox[BrokerCommand]] = field(default_factory=dict)
+    children: list[ChildSpec] = field(default_factory=list)
+    #: Broker by the name of its actor.
+    actors: dict[str, str] = field(default_factory=dict)
+    #: The service's, filled in by broker actors.
+    adopted_unjournaled: dict[str, int] = field(default_factory=dict)
+
+
 def build_service(
     config: ServiceConfig,
     *,
@@ -183,40 +240,114 @@ def build_service(
     )
     bus: EventBus[Event] = EventBus()
     slot = JournalSlot()
+    backoff = _backoff(config)
+    brokers = _broker_actors(
+        config,
+        state_dir,
+        bus=bus,
+        journal=slot,
+        rng=rng,
+        now_ns=now_ns,
+        connector_factories=connector_factories or {},
+        reconcile=reconcile or ReconcilePolicy(),
+    )
+    shared = _Shared(
+        config=config,
+        bus=bus,
+        journal=slot,
+        mailboxes=Mailboxes(
+            router=Mailbox(capacity=4096),
+            risk=Mailbox(capacity=4096),
+            positions=Mailbox(capacity=1024),
+            brokers=brokers.mailboxes,
+        ),
+        now_ns=now_ns,
+    )
+    brokers_sup = _brokers_supervisor(config, brokers, backoff, rng=rng, now_ns=now_ns)
+    trading_state_path = state_dir / TRADING_STATE_FILE
+    risk_state = _risk_state(config, trading_state_path)
+    book = PositionBook()
+    if store_opener is None:
+        store_opener = _default_store_opener(config, state_dir)
+
     sup = config.supervision
-    backoff = Backoff(
+    root = Supervisor(
+        "ult",
+        [
+            ChildSpec(id="journal", start=journal_actor(slot, store_opener)),
+            brokers_sup.as_child(),
+            _positions_child(shared, book, brokers.actors),
+            _risk_child(shared, risk_state, trading_state_path),
+            _router_child(shared),
+        ],
+        strategy="one_for_one",
+        max_restarts=sup.root_max_restarts,
+        period_s=sup.root_period_s,
+        backoff=backoff,
+        rng=random.Random(rng.random()),
+        now_ns=now_ns,
+        listener=_health_publisher(bus, now_ns),
+    )
+    service = Service(
+        config=config,
+        root=root,
+        bus=bus,
+        journal=slot,
+        mailboxes=shared.mailboxes,
+        risk_state=risk_state,
+        book=book,
+        state_dir=state_dir,
+        now_ns=now_ns,
+        adopted_unjournaled=brokers.adopted_unjournaled,
+    )
+    for extra in extra_children or []:
+        root.add_child(extra(service))
+    return service
+
+
+def _backoff(config: ServiceConfig) -> Backoff:
+    """The restart backoff every supervisor of the tree uses."""
+    sup = config.supervision
+    return Backoff(
         initial_s=sup.backoff_initial_ms / 1000,
         cap_s=sup.backoff_cap_ms / 1000,
         multiplier=sup.backoff_multiplier,
         stable_after_s=sup.stable_after_s,
     )
+
+
+def _broker_actors(
+    config: ServiceConfig,
+    state_dir: Path,
+    *,
+    bus: EventBus[Event],
+    journal: JournalSlot,
+    rng: random.Random,
+    now_ns: Callable[[], int],
+    connector_factories: dict[str, Callable[[], Connector]],
+    reconcile: ReconcilePolicy,
+) -> _Brokers:
+    """One broker actor (mailbox and child spec) per enabled broker, in config order."""
     retry = RetryPolicy(
         enabled=config.retry.enabled,
         max_retries=config.retry.max_retries,
         delay_s=config.retry.delay_ms / 1000,
         max_delay_s=config.retry.max_delay_ms / 1000,
     )
-
-    broker_mailboxes: dict[str, Mailbox[BrokerCommand]] = {}
-    broker_children: list[ChildSpec] = []
-    adopted_unjournaled: dict[str, int] = {}  # the service's, filled in by broker actors
-    broker_actors: dict[str, str] = {}  # broker by the name of its actor
+    brokers = _Brokers()
     for entry in config.enabled_brokers:
-        if connector_factories and entry.name in connector_factories:
+        if entry.name in connector_factories:
             make = connector_factories[entry.name]
         else:
-            settings = entry.settings
-            if entry.kind == "paper" and getattr(settings, "state_path", "") is None:
-                settings = msgspec.structs.replace(
-                    settings, state_path=str(state_dir / f"paper-{entry.name}.db")
-                )
-            make = broker_kind(entry.kind).factory(entry.name, settings, now_ns=now_ns)
+            kind = broker_kind(entry.kind)
+            settings = kind.with_state_dir(entry.settings, state_dir, entry.name)
+            make = kind.factory(entry.name, settings, now_ns=now_ns)
         mailbox = broker_mailbox(capacity=4096)
-        broker_mailboxes[entry.name] = mailbox
+        brokers.mailboxes[entry.name] = mailbox
         deps = BrokerActorDeps(
             name=entry.name,
             make_connector=make,
-            journal=slot,
+            journal=journal,
             bus=bus,
             retry=retry,
             rng=random.Random(rng.random()),
@@ -225,27 +356,28 @@ def build_service(
             # waited for its own journal fsyncs and group commit had nothing to group
             # (measured: pipelined 530 -> 2,080 orders/s, CPU/order 1.3 -> 0.43 ms).
             concurrency=64,
-            reconcile=reconcile or ReconcilePolicy(),
-            on_adopted_unjournaled=adopted_unjournaled.__setitem__,
+            reconcile=reconcile,
+            on_adopted_unjournaled=brokers.adopted_unjournaled.__setitem__,
         )
         child_id = f"broker.{entry.name}"
-        broker_actors[child_id] = entry.name
-        broker_children.append(ChildSpec(id=child_id, start=broker_actor(deps), mailbox=mailbox))
+        brokers.actors[child_id] = entry.name
+        brokers.children.append(ChildSpec(id=child_id, start=broker_actor(deps), mailbox=mailbox))
+    return brokers
 
-    def publish_health(h: ActorHealth) -> None:
-        bus.publish(
-            ActorHealthChanged(
-                name=h.name,
-                state=h.state,
-                restarts=h.restarts,
-                error=h.last_error.message if h.last_error else None,
-                ts=now_ns(),
-            )
-        )
 
-    brokers_sup = Supervisor(
+def _brokers_supervisor(
+    config: ServiceConfig,
+    brokers: _Brokers,
+    backoff: Backoff,
+    *,
+    rng: random.Random,
+    now_ns: Callable[[], int],
+) -> Supervisor:
+    """The ``brokers`` supervisor: one broker's outage must not take the others down."""
+    sup = config.supervision
+    return Supervisor(
         "brokers",
-        broker_children,
+        brokers.children,
         strategy="one_for_one",
         max_restarts=sup.max_restarts,
         period_s=sup.period_s,
@@ -257,136 +389,95 @@ def build_service(
         # A connection that cannot connect is tried again at least this often, unparked.
         connect_cap_s=sup.connect_backoff_cap_s,
     )
-    trading_state_path = state_dir / TRADING_STATE_FILE
+
+
+def _risk_state(config: ServiceConfig, trading_state_path: Path) -> RiskState:
+    """Risk's state at start: the trading state saved last, else ``risk.initial_state``."""
     saved = load_trading_state(trading_state_path)
-    risk_state = (
-        RiskState(
+    if saved is not None:
+        return RiskState(
             trading=saved.trading,
             broker_trading=dict(saved.broker_trading),
             settings=saved.who_set(),
         )
-        if saved is not None
-        else RiskState(
-            trading=config.risk.initial_state,
-            settings={
-                "": TradingSetting(state=config.risk.initial_state, reason="risk.initial_state")
-            },
-        )
+    return RiskState(
+        trading=config.risk.initial_state,
+        settings={"": TradingSetting(state=config.risk.initial_state, reason="risk.initial_state")},
     )
-    book = PositionBook()
-    positions_mb: Mailbox[Any] = Mailbox(capacity=1024)
-    risk_mb: Mailbox[Any] = Mailbox(capacity=4096)
-    router_mb: Mailbox[Any] = Mailbox(capacity=4096)
 
-    if store_opener is None:
-        store_opener = _default_store_opener(config, state_dir)
 
-    service_ref: list[Service] = []
-
-    def on_state_change(state: TradingState) -> None:
-        service_ref[0].trading_state = state
-
-    risk = config.risk
-    children = [
-        ChildSpec(id="journal", start=journal_actor(slot, store_opener)),
-        brokers_sup.as_child(),
-        ChildSpec(
-            id="positions",
-            start=positions_actor(
-                PositionsDeps(
-                    brokers=broker_mailboxes,
-                    bus=bus,
-                    book=book,
-                    sync_interval_s=config.positions.sync_interval_s,
-                    now_ns=now_ns,
-                    risk=risk_mb,
-                    retry_delay_s=min(1.0, config.positions.sync_interval_s / 10),
-                    unreported_retry_s=min(5.0, config.positions.sync_interval_s),
-                    actors=broker_actors,
-                    journal=slot,
-                )
-            ),
-            mailbox=positions_mb,
-        ),
-        ChildSpec(
-            id="risk",
-            start=risk_actor(
-                RiskDeps(
-                    limits=RiskLimits(
-                        max_order_qty=risk.max_order_qty,
-                        max_order_notional=risk.max_order_notional,
-                        max_position_per_symbol=risk.max_position_per_symbol,
-                        max_open_orders=risk.max_open_orders,
-                        max_orders_per_second=risk.max_orders_per_second,
-                        daily_loss_limit=risk.daily_loss_limit,
-                        allowed_symbols=frozenset(risk.allowed_symbols),
-                    ),
-                    brokers=broker_mailboxes,
-                    bus=bus,
-                    state=risk_state,
-                    now_ns=now_ns,
-                    on_state_change=on_state_change,
-                    state_path=trading_state_path,
-                    journal=slot,
-                )
-            ),
-            mailbox=risk_mb,
-        ),
-        ChildSpec(
-            id="router",
-            start=router_actor(
-                RouterDeps(
-                    brokers=broker_mailboxes,
-                    risk=risk_mb,
-                    journal=slot,
-                    default_broker=config.service.default_broker,
-                    rules=[(r.pattern, r.broker) for r in config.routing],
-                    submit_timeout_s=config.service.submit_timeout_s,
-                )
-            ),
-            mailbox=router_mb,
-        ),
-    ]
-    root = Supervisor(
-        "ult",
-        children,
-        strategy="one_for_one",
-        max_restarts=sup.root_max_restarts,
-        period_s=sup.root_period_s,
-        backoff=backoff,
-        rng=random.Random(rng.random()),
-        now_ns=now_ns,
-        listener=publish_health,
-    )
-    service = Service(
-        config=config,
-        root=root,
-        gateway=None,  # type: ignore[arg-type]  # set just below; it needs the service
-        bus=bus,
-        journal=slot,
-        brokers=broker_mailboxes,
-        risk_state=risk_state,
+def _positions_child(shared: _Shared, book: PositionBook, actors: dict[str, str]) -> ChildSpec:
+    """The positions actor: the book of positions, pulled from brokers and folded from fills."""
+    interval = shared.config.positions.sync_interval_s
+    deps = PositionsDeps(
+        brokers=shared.mailboxes.brokers,
+        bus=shared.bus,
         book=book,
-        state_dir=state_dir,
-        now_ns=now_ns,
-        trading_state=risk_state.trading,
-        adopted_unjournaled=adopted_unjournaled,
+        sync_interval_s=interval,
+        now_ns=shared.now_ns,
+        risk=shared.mailboxes.risk,
+        retry_delay_s=min(1.0, interval / 10),
+        unreported_retry_s=min(5.0, interval),
+        actors=actors,
+        journal=shared.journal,
     )
-    service_ref.append(service)
-    service.gateway = ServiceGateway(
-        router=router_mb,
-        risk=risk_mb,
-        positions=positions_mb,
-        brokers=broker_mailboxes,
-        journal=slot,
-        bus=bus,
-        health=service.health,
-        submit_timeout_s=config.service.submit_timeout_s,
-        now_ns=now_ns,
+    return ChildSpec(
+        id="positions", start=positions_actor(deps), mailbox=shared.mailboxes.positions
     )
-    for extra in extra_children or []:
-        root.add_child(extra(service))
-    return service
+
+
+def _risk_child(shared: _Shared, state: RiskState, state_path: Path) -> ChildSpec:
+    """The risk actor: limits on every order, the trading state, the kill switch."""
+    risk = shared.config.risk
+    deps = RiskDeps(
+        limits=RiskLimits(
+            max_order_qty=risk.max_order_qty,
+            max_order_notional=risk.max_order_notional,
+            max_position_per_symbol=risk.max_position_per_symbol,
+            max_open_orders=risk.max_open_orders,
+            max_orders_per_second=risk.max_orders_per_second,
+            daily_loss_limit=risk.daily_loss_limit,
+            allowed_symbols=frozenset(risk.allowed_symbols),
+        ),
+        brokers=shared.mailboxes.brokers,
+        bus=shared.bus,
+        state=state,
+        now_ns=shared.now_ns,
+        state_path=state_path,
+        journal=shared.journal,
+    )
+    return ChildSpec(id="risk", start=risk_actor(deps), mailbox=shared.mailboxes.risk)
+
+
+def _router_child(shared: _Shared) -> ChildSpec:
+    """The router actor: validates, de-duplicates and routes each order to a broker."""
+    service = shared.config.service
+    deps = RouterDeps(
+        brokers=shared.mailboxes.brokers,
+        risk=shared.mailboxes.risk,
+        journal=shared.journal,
+        default_broker=service.default_broker,
+        rules=[(r.pattern, r.broker) for r in shared.config.routing],
+        submit_timeout_s=service.submit_timeout_s,
+    )
+    return ChildSpec(id="router", start=router_actor(deps), mailbox=shared.mailboxes.router)
+
+
+def _health_publisher(bus: EventBus[Event], now_ns: Callable[[], int]) -> HealthListener:
+    """Publish each change of an actor's health on the bus (topic ``health``)."""
+
+    def publish(h: ActorHealth) -> None:
+        bus.publish(
+            ActorHealthChanged(
+                name=h.name,
+                state=h.state,
+                restarts=h.restarts,
+                error=h.last_error.message if h.last_error else None,
+                ts=now_ns(),
+            )
+        )
+
+    return publish
 
 
 def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from tests.actors.test_risk_limits import paper_service
+from tests.actors.harness import paper_service
 from ult_actors.messages import OrderReply, OrderRequest, OrderUpdate, Submit
 
 

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from tests.brokers.oanda.harness import running_sim, settings_for
-from tests.ipc.conftest import settings_for as ipc_settings
+from tests.ipc.harness import settings_for as ipc_settings
 from ult_actors.cli.tables import Style, order_detail, orders_table
 from ult_actors.client import AmbiguousOrderId, AsyncClient, NotFound
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection

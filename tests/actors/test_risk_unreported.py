@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.actors.test_risk_limits import NOW_NS, paper_service, req, update
+from tests.actors.harness import NOW_NS, paper_service, req, update
 from ult_actors.actors.risk import RiskLimits, RiskState, apply_event, check_order
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import OrderReply, SetTradingState, Submit

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.actors.test_risk_limits import paper_service, req
+from tests.actors.harness import paper_service, req
 from ult_actors.actors.trading_state import FILE_NAME
 from ult_actors.errors import ConfigError, RiskRejected
 from ult_actors.messages import OrderReply, SetKillSwitch, SetTradingState, Submit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -24,11 +24,10 @@ import trio
 from tests.brokers.alpaca import harness as alpaca_harness
 from tests.brokers.ib import harness as ib_harness
 from tests.brokers.oanda import harness as oanda_harness
-from tests.durability.test_reconcile import at_venue, config, order, running
+from tests.durability.harness import OpenOrderCalls, at_venue, config, order, running
 from tests.fakes import FakeConnector, FakeVenue
-from tests.ipc.conftest import settings_for as ipc_settings
+from tests.ipc.harness import settings_for as ipc_settings
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.brokers.base import Connector
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import NotFound
@@ -100,35 +99,6 @@ VENUES = {
     ),
     "oanda": Venue("oanda", _oanda_serve, _oanda_settings, _limit("EUR_USD", 1000, "1.00000")),
 }
-
-
-@dataclass
-class OpenOrderCalls:
-    """Counts the broker's open-orders answers (each sweep asks once), to wait on sweeps."""
-
-    count: int = 0
-    changed: trio.Event = field(default_factory=trio.Event)
-
-    def counting(self, make: Callable[[], Connector]) -> Callable[[], Connector]:
-        def build() -> Connector:
-            connector = make()
-            inner = connector.open_orders
-
-            async def open_orders() -> list[Any]:
-                answer = await inner()
-                self.count += 1
-                self.changed.set()
-                self.changed = trio.Event()
-                return answer
-
-            connector.open_orders = open_orders  # type: ignore[method-assign]
-            return connector
-
-        return build
-
-    async def wait_for(self, count: int) -> None:
-        while self.count < count:
-            await self.changed.wait()
 
 
 def _config(tmp: Path, venue: Venue, port: int) -> ServiceConfig:

@@ -2,126 +2,33 @@
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
 import trio
 
-from tests.fakes import FakeConnector, FakeVenue
-from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
+from tests.durability.harness import (
+    FlakyConnector,
+    at_venue,
+    config,
+    journal_of,
+    order,
+    running,
+)
+from tests.fakes import FakeVenue
 from ult_actors.errors import BrokerUnavailable, RiskRejected
 from ult_actors.journal.sqlite import open_sqlite_store
 from ult_actors.messages import (
     ListOrders,
-    Order,
     OrderReply,
     OrderRequest,
     OrdersReply,
     OrderUpdate,
-    Position,
     Submit,
     TradingStateChanged,
 )
-from ult_actors.service import Service, build_service
-
-FAST = ReconcilePolicy(settle_grace_s=0.05, stuck_after_s=0.1, interval_s=0.05, sweep_every=2)
-
-
-class FlakyConnector(FakeConnector):
-    """A fake connector whose lookups and position reports can be switched off."""
-
-    fail_lookups = False
-    fail_positions = False
-    mute_stream = False
-
-    async def get_order_by_client_id(self, client_order_id: str) -> Order:
-        if FlakyConnector.fail_lookups:
-            raise BrokerUnavailable("fake broker: lookups failing")
-        return await super().get_order_by_client_id(client_order_id)
-
-    async def stream_updates(self, sink: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async def maybe(update: OrderUpdate) -> None:
-            if not FlakyConnector.mute_stream:
-                await sink(update)
-
-        await super().stream_updates(maybe, task_status=task_status)
-
-    async def positions(self) -> list[Position]:
-        if FlakyConnector.fail_positions:
-            raise BrokerUnavailable("fake broker: positions failing")
-        return await super().positions()
-
-
-@pytest.fixture(autouse=True)
-def _healthy_broker() -> None:
-    FlakyConnector.fail_lookups = False
-    FlakyConnector.fail_positions = False
-    FlakyConnector.mute_stream = False
-
-
-def config(tmp: Path) -> ServiceConfig:
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="fake", state_dir=str(tmp)),
-        brokers=[BrokerEntry(name="fake", kind="fake", enabled=True, settings=None)],
-    )
-    cfg.retry.delay_ms = 10
-    cfg.retry.max_retries = 2
-    cfg.supervision.backoff_initial_ms = 50
-    cfg.supervision.backoff_cap_ms = 200
-    return cfg
-
-
-@asynccontextmanager
-async def running(cfg: ServiceConfig, venue: FakeVenue) -> AsyncIterator[Service]:
-    svc = build_service(
-        cfg,
-        env={},
-        rng=random.Random(7),
-        connector_factories={"fake": lambda: FlakyConnector("fake", venue)},
-        reconcile=FAST,
-    )
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(20):
-            await nursery.start(svc.run)
-        yield svc
-        nursery.cancel_scope.cancel()
-
-
-def order(coid: str, status: str, *, oid: str = "", age_s: float = 0, **more: Any) -> Order:
-    at = time.time_ns() - int(age_s * 1e9)
-    fields: dict[str, Any] = {
-        "broker": "fake",
-        "symbol": "AAPL",
-        "side": "buy",
-        "qty": Decimal(10),
-        "type": "market",
-        "time_in_force": "day",
-        "created_at": at,
-        "updated_at": at,
-        "outcome": "unknown" if status == "pending_new" else "definitive",
-    }
-    fields.update(more)
-    return Order(id=oid, client_order_id=coid, status=status, **fields)  # type: ignore[arg-type]
-
-
-def at_venue(venue: FakeVenue, o: Order) -> None:
-    venue.orders[o.id] = o
-    venue.by_client[o.client_order_id] = o.id
-
-
-async def journal_of(svc: Service, coid: str) -> Order:
-    store = await svc.journal.get()
-    found = await store.get(coid)
-    assert found is not None, coid
-    return found
 
 
 async def test_on_start_each_open_journaled_order_is_settled_before_new_orders(

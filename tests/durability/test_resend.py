@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from tests.durability.test_reconcile import config, running
+from tests.durability.harness import config, running
 from tests.fakes import FakeVenue
 from ult_actors.journal.sqlite import SqliteStore
 from ult_actors.messages import OrderReply, OrderRequest, Submit

@@ -1,25 +1,13 @@
-"""Fixtures: the service tree in-process (fake broker) behind a real IPC socket."""
+"""Fixtures of the IPC tests: a short private directory for the socket (the service tree is in ``harness.py``)."""
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
-
-from tests.fakes import FakeConnector, FakeVenue
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.ipc.paths import SocketLocation
-from ult_actors.ipc.server import IpcLoad, IpcSettings, serve_ipc
-from ult_actors.service import Service, build_service
 
 
 @pytest.fixture
@@ -28,45 +16,3 @@ def sock_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ult-t", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def fake_config(state_dir: Path) -> ServiceConfig:
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="fake", state_dir=str(state_dir)),
-        brokers=[BrokerEntry(name="fake", kind="fake", enabled=True, settings=None)],
-    )
-    cfg.supervision.backoff_initial_ms = 10
-    return cfg
-
-
-def settings_for(path: Path, **overrides: Any) -> IpcSettings:
-    settings = IpcSettings(location=SocketLocation(path, dedicated=False, source="test"))
-    return replace(settings, **overrides)
-
-
-@asynccontextmanager
-async def ipc_service(
-    sock_dir: Path,
-    venue: FakeVenue | None = None,
-    *,
-    connector: type[FakeConnector] = FakeConnector,
-    load: IpcLoad | None = None,
-    **overrides: Any,
-) -> AsyncIterator[tuple[Service, Path]]:
-    """The tree with one fake broker (a ``connector`` onto ``venue``), served on
-    ``sock_dir/s``; yields (service, socket path). ``load``, if given, is the
-    server's count of connections and unsent bytes, for the test to watch."""
-    venue = venue or FakeVenue("fake")
-    svc = build_service(
-        fake_config(sock_dir),
-        env={},
-        rng=random.Random(7),
-        connector_factories={"fake": lambda: connector("fake", venue)},
-    )
-    settings = settings_for(sock_dir / "s", **overrides)
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(10):
-            await nursery.start(svc.run)
-            path = await nursery.start(partial(serve_ipc, load=load), svc.gateway, settings)
-        yield svc, path
-        nursery.cancel_scope.cancel()

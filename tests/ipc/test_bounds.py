@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from tests.fakes import FakeVenue
-from tests.ipc.conftest import ipc_service
+from tests.ipc.harness import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.client import AsyncClient, Client, ServiceBusy
 from ult_actors.ipc.framing import ReplyCodec, RequestCodec

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from tests.fakes import FakeVenue
-from tests.ipc.conftest import ipc_service
+from tests.ipc.harness import ipc_service
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.messages import OrderReply, OrderRequest, Ping, Submit
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.ipc.conftest import ipc_service
+from tests.ipc.harness import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.messages import (
     Cancel,

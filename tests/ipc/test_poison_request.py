@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from tests.fakes import FakeConnector, FakeVenue
-from tests.ipc.conftest import ipc_service
+from tests.ipc.harness import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.messages import (
     Cancel,

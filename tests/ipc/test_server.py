@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from tests.fakes import FakeVenue
-from tests.ipc.conftest import ipc_service
+from tests.ipc.harness import ipc_service
 from tests.ipc.rawconn import RawConnection
 from ult_actors.client import AsyncClient, InvalidOrder, NotFound, Unauthorized
 from ult_actors.ipc.peercred import PeerPolicy
@@ -238,7 +238,7 @@ class _BuggyGateway:
 async def test_a_bug_inside_the_service_is_an_internal_error_and_the_connection_lives_on(
     sock_dir: Path,
 ) -> None:
-    from tests.ipc.conftest import settings_for
+    from tests.ipc.harness import settings_for
     from ult_actors.client import Internal
     from ult_actors.ipc.server import serve_ipc
 
@@ -296,7 +296,7 @@ async def test_an_async_client_that_stops_reading_events_learns_why_it_was_dropp
 async def test_requests_waiting_when_the_service_goes_away_fail_with_connection_lost(
     sock_dir: Path,
 ) -> None:
-    from tests.ipc.conftest import settings_for
+    from tests.ipc.harness import settings_for
     from ult_actors.client import ConnectionLost
     from ult_actors.ipc.server import serve_ipc
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.ipc.conftest import ipc_service, settings_for
+from tests.ipc.harness import ipc_service, settings_for
 from ult_actors.client import AsyncClient
 from ult_actors.ipc.server import serve_ipc
 from ult_actors.ipc.socketfile import (

@@ -19,9 +19,9 @@ import pytest
 import trio
 
 from tests.journal.harness import paper_service, short_socket_path
+from ult_actors.actors.commands import QueryOrder
 from ult_actors.client import AsyncClient, JournalUnavailable, NotFound
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
-from ult_actors.messages import QueryOrder
 from ult_actors.runtime.mailbox import call
 from ult_actors.systemd.watchdog import status_line
 

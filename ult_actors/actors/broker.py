@@ -30,6 +30,17 @@ import structlog
 import trio
 
 from ult_actors.actors.closeout import CloseOutSide, close_out
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    CancelAll,
+    CancelOrder,
+    CloseOut,
+    PlaceOrder,
+    QueryAccount,
+    QueryOpenOrders,
+    QueryOrder,
+    QueryPositions,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
@@ -56,19 +67,10 @@ from ult_actors.errors import (
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     AccountReset,
-    BrokerCommand,
-    CancelAll,
-    CancelOrder,
-    CloseOut,
     Event,
     Order,
     OrderRequest,
     OrderUpdate,
-    PlaceOrder,
-    QueryAccount,
-    QueryOpenOrders,
-    QueryOrder,
-    QueryPositions,
 )
 from ult_actors.order_state import (
     IllegalTransition,
@@ -77,9 +79,8 @@ from ult_actors.order_state import (
     is_local_verdict,
     order_from_request,
 )
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import Envelope, Mailbox
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.recent import Recent
+from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,15 @@ class _BrokerIncarnation:
         self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
         self.connector = deps.make_connector()
         #: Latest known state of this broker's orders seen by this incarnation.
-        self.orders: dict[str, Order] = {}
+        self.orders: Recent[str, Order] = Recent(
+            _MAX_TRACKED,
+            # Only final orders are forgotten (the journal keeps them), oldest first, and
+            # then down to half, so trimming (a scan of the orders) is rare.
+            evictable=lambda order: order.status in TERMINAL_STATUSES,
+            trim_to=_MAX_TRACKED // 2,
+        )
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
-        self.fills_published: dict[str, None] = {}
+        self.fills_published: Recent[str, None] = Recent(_MAX_TRACKED)
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
@@ -226,13 +233,8 @@ class _BrokerIncarnation:
             self.log.error("illegal order transition ignored", client_order_id=coid, error=str(exc))
             return current or order
         execution = fill.fill if fill is not None else None
-        if execution is not None:
-            if execution.fill_id in self.fills_published:
-                execution = None
-            else:
-                self.fills_published[execution.fill_id] = None
-                if len(self.fills_published) > _MAX_TRACKED:
-                    del self.fills_published[next(iter(self.fills_published))]
+        if execution is not None and not self.fills_published.add(execution.fill_id):
+            execution = None  # published already
         if merged is current:
             if execution is not None and merged is not None:
                 # The state came first (in the submit reply); the execution still
@@ -244,9 +246,7 @@ class _BrokerIncarnation:
                 )
             return merged
         # Updated before any await, so concurrent reports of one order merge in turn.
-        self.orders[coid] = merged
-        if len(self.orders) > _MAX_TRACKED:
-            self._forget_terminal()
+        self.orders.put(coid, merged)
         await store.record(merged)
         self.deps.bus.publish(
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
@@ -269,13 +269,6 @@ class _BrokerIncarnation:
             status=order.status,
         )
         return msgspec.structs.replace(order, origin="adopted")
-
-    def _forget_terminal(self) -> None:
-        """Bound memory: drop the oldest final orders (the journal keeps them)."""
-        for coid in [c for c, o in self.orders.items() if o.status in TERMINAL_STATUSES]:
-            del self.orders[coid]
-            if len(self.orders) <= _MAX_TRACKED // 2:
-                break
 
     # -- reconciliation (the BrokerSide protocol) -----------------------------
 
@@ -382,26 +375,28 @@ class _BrokerIncarnation:
 
     async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
         msg = env.msg
+        result: object
         try:
-            if isinstance(msg, PlaceOrder):
-                result: Any = await self._place(msg.request)
-            elif isinstance(msg, CloseOut):
-                side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
-                result = await close_out(side, msg)
-            elif isinstance(msg, CancelOrder):
-                result = await self._cancel(msg.order_id)
-            elif isinstance(msg, CancelAll):
-                result = await self._cancel_all(msg.reason)
-            elif isinstance(msg, QueryOrder):
-                result = await self._find(msg.order_id)
-            elif isinstance(msg, QueryOpenOrders):
-                result = await self.connector.open_orders()
-            elif isinstance(msg, QueryPositions):
-                result = await self.connector.positions()
-            elif isinstance(msg, QueryAccount):
-                result = await self.connector.account()
-            else:
-                raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
+            match msg:
+                case PlaceOrder(request=request):
+                    result = await self._place(request)
+                case CloseOut():
+                    side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
+                    result = await close_out(side, msg)
+                case CancelOrder(order_id=order_id):
+                    result = await self._cancel(order_id)
+                case CancelAll(reason=reason):
+                    result = await self._cancel_all(reason)
+                case QueryOrder(order_id=order_id):
+                    result = await self._find(order_id)
+                case QueryOpenOrders():
+                    result = await self.connector.open_orders()
+                case QueryPositions():
+                    result = await self.connector.positions()
+                case QueryAccount():
+                    result = await self.connector.account()
+                case _:
+                    raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
         except UltError as exc:
             if exc.broker is None:
                 exc.broker = self.deps.name
@@ -707,11 +702,13 @@ CANCEL_LANE, QUERY_LANE, ORDER_LANE = 0, 1, 2
 
 def broker_lane(msg: BrokerCommand) -> int:
     """The mailbox lane of a broker command."""
-    if isinstance(msg, PlaceOrder):
-        return ORDER_LANE
-    if isinstance(msg, CancelOrder | CancelAll):
-        return CANCEL_LANE
-    return QUERY_LANE
+    match msg:
+        case PlaceOrder():
+            return ORDER_LANE
+        case CancelOrder() | CancelAll():
+            return CANCEL_LANE
+        case _:
+            return QUERY_LANE
 
 
 def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:

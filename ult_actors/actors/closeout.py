@@ -18,22 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from ult_actors.actors.commands import BrokerCommand, CloseOut, QueryPositions
 from ult_actors.actors.lookup import known_broker
+from ult_actors.actors.risk import RiskCommand
 from ult_actors.brokers.base import Connector, closing_order
 from ult_actors.errors import AlreadyFinal, BrokerUnavailable, InvalidOrder, NotFound, UltError
 from ult_actors.messages import (
-    BrokerCommand,
-    CloseOut,
     ClosePosition,
     Flatten,
     Order,
     OrderRequest,
     Position,
-    QueryPositions,
 )
-from ult_actors.runtime.mailbox import CallTimeout, Mailbox, call
+from ult_actors.runtime import CallTimeout, Mailbox, call
 from ult_actors.validation import validate_symbol
 
 
@@ -119,7 +117,7 @@ async def close_positions(
     request: ClosePosition | Flatten,
     *,
     brokers: Mapping[str, Mailbox[BrokerCommand]],
-    risk: Mailbox[Any],
+    risk: Mailbox[RiskCommand],
     client_order_id: str,
     timeout: float,
 ) -> list[Order]:
@@ -144,7 +142,7 @@ async def close_positions(
         coid = client_order_id if len(names) == 1 else f"{client_order_id}-{name}"
         command = CloseOut(broker=name, symbol=symbol, client_order_id=coid)
         try:
-            orders += await call(risk, command, timeout=timeout)
+            orders += await call(risk, command, timeout=timeout, answer=list)
         except UltError as exc:
             failures.append((name, exc))
     if failures:
@@ -158,7 +156,9 @@ async def _holder(symbol: str, brokers: Mapping[str, Mailbox[BrokerCommand]]) ->
     silent: list[str] = []
     for name in sorted(brokers):
         try:
-            positions: list[Position] = await call(brokers[name], QueryPositions(), timeout=10.0)
+            positions: list[Position] = await call(
+                brokers[name], QueryPositions(), timeout=10.0, answer=list
+            )
         except (UltError, CallTimeout):
             silent.append(name)
             continue

@@ -17,15 +17,18 @@ import msgspec
 import trio
 
 from ult_actors.actors.closeout import close_positions
+from ult_actors.actors.commands import BrokerCommand, QueryAccount
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
+from ult_actors.actors.risk import RiskCommand
+from ult_actors.actors.router import RouterCommand
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    Account,
     AccountReset,
     AccountsReply,
     ActorHealthChanged,
-    BrokerCommand,
     Cancel,
     ClosePosition,
     Event,
@@ -44,9 +47,9 @@ from ult_actors.messages import (
     OrdersReply,
     OrderUpdate,
     Ping,
+    Position,
     PositionDrift,
     PositionsReply,
-    QueryAccount,
     Reply,
     Request,
     SetKillSwitch,
@@ -55,28 +58,30 @@ from ult_actors.messages import (
     Subscribe,
     TradingStateChanged,
 )
-from ult_actors.runtime.mailbox import (
+from ult_actors.runtime import (
     ActorCrashed,
     ActorUnavailable,
     CallTimeout,
+    EventBus,
     Mailbox,
+    Subscription,
     call,
 )
-from ult_actors.runtime.pubsub import EventBus, Subscription
 
 
 def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
     def accepts(event: Event) -> bool:
-        if isinstance(event, OrderUpdate):
-            if "fills" in topics and event.fill is not None:
-                return True
-            return "orders" in topics and not event.fill_only
-        if isinstance(event, ActorHealthChanged):
-            return "health" in topics
-        if isinstance(event, PositionDrift | AccountReset):
-            return "positions" in topics
-        if isinstance(event, TradingStateChanged):
-            return "risk" in topics
+        match event:
+            case OrderUpdate():
+                if "fills" in topics and event.fill is not None:
+                    return True
+                return "orders" in topics and not event.fill_only
+            case ActorHealthChanged():
+                return "health" in topics
+            case PositionDrift() | AccountReset():
+                return "positions" in topics
+            case TradingStateChanged():
+                return "risk" in topics
         return False
 
     return accepts
@@ -88,9 +93,9 @@ class ServiceGateway:
     def __init__(
         self,
         *,
-        router: Mailbox[Any],
-        risk: Mailbox[Any],
-        positions: Mailbox[Any],
+        router: Mailbox[RouterCommand],
+        risk: Mailbox[RiskCommand],
+        positions: Mailbox[GetPositions],
         brokers: dict[str, Mailbox[BrokerCommand]],
         journal: JournalSlot,
         bus: EventBus[Event],
@@ -130,59 +135,69 @@ class ServiceGateway:
             raise Internal(f"request failed: {exc}") from None
 
     async def _handle(self, request: Request) -> Reply:
-        if isinstance(request, Submit):
-            return await self._submit(request)
-        if isinstance(request, Cancel):
-            order = await call(self.router, request, timeout=self.submit_timeout_s)
-            return OrderReply(id=request.id, order=order)
-        if isinstance(request, GetOrder):
-            return OrderReply(id=request.id, order=await self._find(request.order_id))
-        if isinstance(request, ListOrders):
-            if request.broker is not None:
-                self._broker(request.broker)
-            store = await self.journal.get()
-            orders = await store.list_orders(
-                open_only=request.open_only, broker=request.broker, limit=request.limit
-            )
-            return OrdersReply(id=request.id, orders=orders)
-        if isinstance(request, GetPositions):
-            if request.broker is not None:
-                self._broker(request.broker)
-            rows = await call(self.positions, request, timeout=10.0)
-            return PositionsReply(id=request.id, positions=rows)
-        if isinstance(request, GetAccount):
-            names = [request.broker] if request.broker else sorted(self.brokers)
-            accounts = []
-            for name in names:
-                try:
-                    accounts.append(await call(self._broker(name), QueryAccount(), timeout=10.0))
-                except (UltError, CallTimeout) as exc:
-                    if request.broker:
-                        raise
-                    if not isinstance(exc, UltError):
-                        exc = BrokerUnavailable(f"broker {name} did not answer", broker=name)
-            return AccountsReply(id=request.id, accounts=accounts)
-        if isinstance(request, GetHealth):
-            return HealthReply(id=request.id, health=self.health())
-        if isinstance(request, SetKillSwitch | SetTradingState):
-            if isinstance(request, SetTradingState) and request.broker is not None:
-                self._broker(request.broker)
-            reply: OkReply = await call(self.risk, request, timeout=60.0)
-            return reply
-        if isinstance(request, ClosePosition | Flatten):
-            orders = await close_positions(
-                request,
-                brokers=self.brokers,
-                risk=self.risk,
-                client_order_id=self.new_client_order_id(),
-                timeout=self.submit_timeout_s,
-            )
-            return OrdersReply(id=request.id, orders=orders)
-        if isinstance(request, Ping):
-            return OkReply(id=request.id, detail="pong")
-        if isinstance(request, Subscribe):
-            raise Internal("subscriptions are served by the IPC server")
+        match request:
+            case Submit():
+                return await self._submit(request)
+            case Cancel(id=request_id):
+                order = await call(
+                    self.router, request, timeout=self.submit_timeout_s, answer=Order
+                )
+                return OrderReply(id=request_id, order=order)
+            case GetOrder(id=request_id, order_id=order_id):
+                return OrderReply(id=request_id, order=await self._find(order_id))
+            case ListOrders(id=request_id, broker=broker):
+                if broker is not None:
+                    self._broker(broker)
+                store = await self.journal.get()
+                orders = await store.list_orders(
+                    open_only=request.open_only, broker=broker, limit=request.limit
+                )
+                return OrdersReply(id=request_id, orders=orders)
+            case GetPositions(id=request_id, broker=broker):
+                if broker is not None:
+                    self._broker(broker)
+                rows: list[Position] = await call(
+                    self.positions, request, timeout=10.0, answer=list
+                )
+                return PositionsReply(id=request_id, positions=rows)
+            case GetAccount(id=request_id, broker=broker):
+                return AccountsReply(id=request_id, accounts=await self._accounts(broker))
+            case GetHealth(id=request_id):
+                return HealthReply(id=request_id, health=self.health())
+            case SetKillSwitch() | SetTradingState():
+                if isinstance(request, SetTradingState) and request.broker is not None:
+                    self._broker(request.broker)
+                return await call(self.risk, request, timeout=60.0, answer=OkReply)
+            case ClosePosition() | Flatten():
+                orders = await close_positions(
+                    request,
+                    brokers=self.brokers,
+                    risk=self.risk,
+                    client_order_id=self.new_client_order_id(),
+                    timeout=self.submit_timeout_s,
+                )
+                return OrdersReply(id=request.id, orders=orders)
+            case Ping(id=request_id):
+                return OkReply(id=request_id, detail="pong")
+            case Subscribe():
+                raise Internal("subscriptions are served by the IPC server")
         raise Internal(f"unhandled request {type(request).__name__}")
+
+    async def _accounts(self, broker: str | None) -> list[Account]:
+        """One broker's account, or every broker's that answers."""
+        names = [broker] if broker else sorted(self.brokers)
+        accounts = []
+        for name in names:
+            try:
+                accounts.append(
+                    await call(self._broker(name), QueryAccount(), timeout=10.0, answer=Account)
+                )
+            except (UltError, CallTimeout) as exc:
+                if broker:
+                    raise
+                if not isinstance(exc, UltError):
+                    exc = BrokerUnavailable(f"broker {name} did not answer", broker=name)
+        return accounts
 
     def _broker(self, name: str) -> Mailbox[BrokerCommand]:
         return self.brokers[known_broker(name, self.brokers)]
@@ -216,14 +231,14 @@ class ServiceGateway:
                 )
             timeout = left_ns / 1e9
         if not request.wait:
-            order = await call(self.router, request, timeout=timeout)
+            order = await call(self.router, request, timeout=timeout, answer=Order)
             return OrderReply(id=request.id, order=order)
         # Subscribe before submitting so the terminal update cannot slip past.
         updates = self.bus.subscribe(
             lambda e: isinstance(e, OrderUpdate) and e.order.client_order_id == coid, capacity=256
         )
         try:
-            order = await call(self.router, request, timeout=timeout)
+            order = await call(self.router, request, timeout=timeout, answer=Order)
             while order.status not in TERMINAL_STATUSES:
                 try:
                     event = await updates.receive()

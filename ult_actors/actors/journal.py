@@ -58,9 +58,7 @@ class JournalSlot:
             )
 
 
-def journal_actor(
-    slot: JournalSlot, open_store: StoreOpener
-) -> Callable[[ActorContext[Any]], Any]:
+def journal_actor(slot: JournalSlot, open_store: StoreOpener) -> Callable[[ActorContext[Any]], Any]:
     """The journal actor body: open the store, publish it in ``slot``, keep it open."""
 
     async def start(ctx: ActorContext[Any]) -> None:

@@ -18,7 +18,7 @@ pulled at once, so trading resumes as soon as the broker does.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,27 +26,36 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    LiftRestriction,
+    QueryPositions,
+    RestrictTrading,
+    SeedPositions,
+)
 from ult_actors.actors.journal import JournalSlot
+from ult_actors.actors.risk import RiskCommand
 from ult_actors.errors import UltError
 from ult_actors.fills import FillLedger
 from ult_actors.holding import Holding
 from ult_actors.messages import (
     AccountReset,
     ActorHealthChanged,
-    BrokerCommand,
     Event,
     GetPositions,
-    LiftRestriction,
     OrderUpdate,
     Position,
     PositionDrift,
-    QueryPositions,
-    RestrictTrading,
-    SeedPositions,
 )
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox, call
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime import (
+    ActorContext,
+    CallTimeout,
+    Envelope,
+    EventBus,
+    Mailbox,
+    call,
+    serve_mailbox,
+)
 
 
 @dataclass
@@ -178,7 +187,7 @@ class PositionsDeps:
     sync_interval_s: float = 30.0
     now_ns: Callable[[], int] = time.time_ns
     #: Where to fail closed (risk's mailbox); ``None``: only report.
-    risk: Mailbox[Any] | None = None
+    risk: Mailbox[RiskCommand] | None = None
     #: Position pulls tried before a broker counts as giving no report.
     report_attempts: int = 3
     retry_delay_s: float = 1.0
@@ -284,98 +293,108 @@ async def _pull(deps: PositionsDeps, name: str) -> list[Position]:
     for _ in range(max(1, deps.report_attempts) - 1):
         try:
             reported: list[Position] = await call(
-                deps.brokers[name], QueryPositions(), timeout=10.0
+                deps.brokers[name], QueryPositions(), timeout=10.0, answer=list
             )
             return reported
         except (UltError, CallTimeout):
             await trio.sleep(deps.retry_delay_s)
-    last: list[Position] = await call(deps.brokers[name], QueryPositions(), timeout=10.0)
+    last: list[Position] = await call(
+        deps.brokers[name], QueryPositions(), timeout=10.0, answer=list
+    )
     return last
 
 
-def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]], Any]:
+def positions_actor(deps: PositionsDeps) -> Callable[[ActorContext[GetPositions]], Awaitable[None]]:
     """The positions actor's body."""
 
     async def start(ctx: ActorContext[GetPositions]) -> None:
-        log: Any = structlog.get_logger().bind(actor=ctx.name)
-        # One subscription, in publication order: a reset lands after the updates before it.
-        events = deps.bus.subscribe(
-            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
-        )
-        reconnects = deps.bus.subscribe(
-            lambda e: isinstance(e, ActorHealthChanged)
-            and e.state == "running"
-            and e.name in deps.actors,
-            capacity=1024,
-        )
-
-        if not deps.book.started_ns:
-            deps.book.started_ns = deps.now_ns()
-        if deps.journal is not None:
-            # Before any update is applied: those the journal has are in the reports.
-            await baseline_from_journal(deps.journal, deps.book.applied)
-
-        async def follow_events() -> None:
-            async for event in events:
-                if isinstance(event, AccountReset):
-                    deps.book.reset(event)
-                else:
-                    assert isinstance(event, OrderUpdate)
-                    deps.book.apply(event)
-            raise RuntimeError(f"positions fell behind the event stream: {events.dropped_reason}")
-
-        def catch_up() -> None:
-            for event in events.drain():
-                if isinstance(event, AccountReset):
-                    deps.book.reset(event)
-                else:
-                    assert isinstance(event, OrderUpdate)
-                    deps.book.apply(event)
-
-        # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
-        locks = {name: trio.Lock() for name in deps.brokers}
-
-        # Set once a broker's first pull is over: an answer before it would show an empty
-        # book as if it were the broker's (right after a start, say).
-        first_pull = {name: trio.Event() for name in deps.brokers}
-
-        async def sync(name: str) -> bool:
-            async with locks[name]:
-                reported = await sync_broker(deps, name, log, catch_up)
-            first_pull[name].set()
-            return reported
-
-        async def sync_forever(name: str) -> None:
-            while True:
-                reported = await sync(name)
-                await trio.sleep(deps.sync_interval_s if reported else deps.unreported_retry_s)
-
-        async def sync_on_reconnect(nursery: trio.Nursery) -> None:
-            async for event in reconnects:
-                assert isinstance(event, ActorHealthChanged)
-                nursery.start_soon(sync, deps.actors[event.name])
-
-        async def handle(env: Envelope[GetPositions]) -> None:
-            asked = [env.msg.broker] if env.msg.broker in first_pull else list(first_pull)
-            with trio.move_on_after(_FIRST_PULL_WAIT_S):
-                for name in asked:
-                    await first_pull[name].wait()
-            ctx.reply(env, deps.book.positions(env.msg.broker))
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(follow_events)
-                for name in deps.brokers:
-                    nursery.start_soon(sync_forever, name)
-                nursery.start_soon(sync_on_reconnect, nursery)
-                ctx.started()
-                mailbox = ctx.mailbox
-                while True:
-                    env = await mailbox.receive()
-                    with ctx.handling(env):
-                        await handle(env)
-        finally:
-            events.close()
-            reconnects.close()
+        await _Positions(deps, ctx).run()
 
     return start
+
+
+class _Positions:
+    """One incarnation of the positions actor: it folds the order events into the book,
+    pulls every broker's report on a timer and on reconnect, and answers position queries."""
+
+    def __init__(self, deps: PositionsDeps, ctx: ActorContext[GetPositions]) -> None:
+        self.deps = deps
+        self.ctx = ctx
+        self.book = deps.book
+        self.log: Any = structlog.get_logger().bind(actor=ctx.name)
+        # One subscription, in publication order: a reset lands after the updates before it.
+        self.events = deps.bus.subscribe(
+            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+        )
+        self.reconnects = deps.bus.subscribe(
+            lambda e: (
+                isinstance(e, ActorHealthChanged) and e.state == "running" and e.name in deps.actors
+            ),
+            capacity=1024,
+        )
+        # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
+        self.locks = {name: trio.Lock() for name in deps.brokers}
+        # Set once a broker's first pull is over: an answer before it would show an empty
+        # book as if it were the broker's (right after a start, say).
+        self.first_pull = {name: trio.Event() for name in deps.brokers}
+
+    async def run(self) -> None:
+        deps = self.deps
+        if not self.book.started_ns:
+            self.book.started_ns = deps.now_ns()
+        try:
+            if deps.journal is not None:
+                # Before any update is applied: those the journal has are in the reports.
+                await baseline_from_journal(deps.journal, self.book.applied)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.follow_events)
+                for name in deps.brokers:
+                    nursery.start_soon(self.sync_forever, name)
+                nursery.start_soon(self.sync_on_reconnect, nursery)
+                await serve_mailbox(self.ctx, self.handle)
+        finally:
+            self.events.close()
+            self.reconnects.close()
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case AccountReset():
+                self.book.reset(event)
+            case OrderUpdate():
+                self.book.apply(event)
+
+    async def follow_events(self) -> None:
+        async for event in self.events:
+            self.apply(event)
+        raise RuntimeError(f"positions fell behind the event stream: {self.events.dropped_reason}")
+
+    def catch_up(self) -> None:
+        for event in self.events.drain():
+            self.apply(event)
+
+    async def sync(self, name: str) -> bool:
+        async with self.locks[name]:
+            reported = await sync_broker(self.deps, name, self.log, self.catch_up)
+        self.first_pull[name].set()
+        return reported
+
+    async def sync_forever(self, name: str) -> None:
+        while True:
+            reported = await self.sync(name)
+            await trio.sleep(
+                self.deps.sync_interval_s if reported else self.deps.unreported_retry_s
+            )
+
+    async def sync_on_reconnect(self, nursery: trio.Nursery) -> None:
+        async for event in self.reconnects:
+            match event:
+                case ActorHealthChanged(name=actor):
+                    nursery.start_soon(self.sync, self.deps.actors[actor])
+
+    async def handle(self, env: Envelope[GetPositions]) -> None:
+        broker = env.msg.broker
+        asked = [broker] if broker in self.first_pull else list(self.first_pull)
+        with trio.move_on_after(_FIRST_PULL_WAIT_S):
+            for name in asked:
+                await self.first_pull[name].wait()
+        self.ctx.reply(env, self.book.positions(broker))

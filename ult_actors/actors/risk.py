@@ -16,7 +16,7 @@ person set waits for a person, and a person's word replaces the service's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +25,15 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    CancelAll,
+    CloseOut,
+    LiftRestriction,
+    PlaceOrder,
+    RestrictTrading,
+    SeedPositions,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
@@ -34,18 +43,11 @@ from ult_actors.holding import Holding
 from ult_actors.messages import (
     OPEN_STATUSES,
     AccountReset,
-    BrokerCommand,
-    CancelAll,
-    CloseOut,
     Event,
-    LiftRestriction,
     OkReply,
     Order,
     OrderRequest,
     OrderUpdate,
-    PlaceOrder,
-    RestrictTrading,
-    SeedPositions,
     SetBy,
     SetKillSwitch,
     SetTradingState,
@@ -54,9 +56,7 @@ from ult_actors.messages import (
     TradingStateChanged,
 )
 from ult_actors.order_state import is_local_verdict
-from ult_actors.runtime.actor import ActorContext
-from ult_actors.runtime.mailbox import Envelope, Mailbox, call
-from ult_actors.runtime.pubsub import EventBus
+from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox, call, serve_mailbox
 
 RiskCommand = (
     PlaceOrder
@@ -350,137 +350,149 @@ def roll_day(state: RiskState, now_ns: int) -> None:
         state.realized_today = Decimal(0)
 
 
-def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Any]:
+def risk_actor(deps: RiskDeps) -> Callable[[ActorContext[RiskCommand]], Awaitable[None]]:
     """The risk actor's body."""
 
     async def start(ctx: ActorContext[RiskCommand]) -> None:
-        state = deps.state
-        log: Any = structlog.get_logger().bind(actor=ctx.name)
-        events = deps.bus.subscribe(
+        await _Risk(deps, ctx).run()
+
+    return start
+
+
+class _Risk:
+    """One incarnation of the risk actor: it follows the order events and serves its mailbox."""
+
+    def __init__(self, deps: RiskDeps, ctx: ActorContext[RiskCommand]) -> None:
+        self.deps = deps
+        self.ctx = ctx
+        self.state = deps.state
+        self.log: Any = structlog.get_logger().bind(actor=ctx.name)
+        self.events = deps.bus.subscribe(
             lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
         )
-        if not state.started_ns:
-            state.started_ns = deps.now_ns()
+        if not self.state.started_ns:
+            self.state.started_ns = deps.now_ns()
 
-        def set_state(
-            new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"
-        ) -> None:
-            now_ns = deps.now_ns()
-            if broker is None:
-                state.trading = new
-                state.broker_trading.clear()
-                state.settings.clear()
-            else:
-                state.broker_trading[broker] = new
-            state.settings[broker or ""] = TradingSetting(
-                state=new, set_by=by, reason=reason, at=now_ns
-            )
-            deps.on_state_change(state.trading)
-            if deps.state_path is not None:
-                saved = SavedTradingState(
-                    trading=state.trading,
-                    broker_trading=dict(state.broker_trading),
-                    reason=reason,
-                    at_ns=now_ns,
-                    settings=dict(state.settings),
-                )
-                try:
-                    save_trading_state(deps.state_path, saved)
-                except OSError as exc:
-                    log.error("trading state not saved", path=str(deps.state_path), error=str(exc))
-            deps.bus.publish(
-                TradingStateChanged(state=new, reason=reason, broker=broker, ts=now_ns, set_by=by)
-            )
-            log.warning("trading state changed", state=new, reason=reason, broker=broker, by=by)
-
-        async def follow_events() -> None:
-            async for event in events:
-                if isinstance(event, AccountReset):
-                    reset_books(state, event)
-                    continue
-                assert isinstance(event, OrderUpdate)
-                apply_event(state, event, deps.now_ns())
-            raise RuntimeError(f"risk fell behind the event stream: {events.dropped_reason}")
-
-        async def handle(env: Envelope[RiskCommand]) -> None:
-            msg = env.msg
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.follow_events)
+            if self.deps.journal is not None:
+                store = await self.deps.journal.get()
+                seed_open_orders(self.state, await store.non_terminal())
             try:
-                if isinstance(msg, PlaceOrder):
-                    request = msg.request
-                    roll_day(state, deps.now_ns())  # the daily loss resets even with no fills
-                    now = trio.current_time()
-                    state.forget_unreported(now)
-                    check_order(state, deps.limits, request, now)
-                    assert request.client_order_id is not None and request.broker is not None
-                    state.set_open(request)
-                    state.unconfirmed[request.client_order_id] = env.deadline + _REPORT_GRACE_S
-                    ctx.mailbox.answered(env)
-                    remaining = max(0.001, env.deadline - trio.current_time())
-                    await deps.brokers[request.broker].send(msg, reply=env.reply, timeout=remaining)
-                elif isinstance(msg, CloseOut):
+                await serve_mailbox(self.ctx, self.handle)
+            finally:
+                self.events.close()
+                nursery.cancel_scope.cancel()
+
+    async def follow_events(self) -> None:
+        async for event in self.events:
+            match event:
+                case AccountReset():
+                    reset_books(self.state, event)
+                case OrderUpdate():
+                    apply_event(self.state, event, self.deps.now_ns())
+        raise RuntimeError(f"risk fell behind the event stream: {self.events.dropped_reason}")
+
+    async def handle(self, env: Envelope[RiskCommand]) -> None:
+        state = self.state
+        try:
+            match env.msg:
+                case PlaceOrder(request=request) as msg:
+                    await self.place(env, msg, request)
+                case CloseOut() as msg:
                     # Closing only shrinks exposure, so it passes in every trading state:
                     # a flatten is what a person does in an emergency, often once halted.
-                    log.warning(
+                    self.log.warning(
                         "closing positions",
                         broker=msg.broker,
                         symbol=msg.symbol or "all",
                         trading=state.trading,
                     )
-                    ctx.mailbox.answered(env)
-                    remaining = max(0.001, env.deadline - trio.current_time())
-                    await deps.brokers[msg.broker].send(msg, reply=env.reply, timeout=remaining)
-                elif isinstance(msg, SeedPositions):
+                    await self.ctx.forward(env, self.deps.brokers[msg.broker], msg)
+                case SeedPositions() as msg:
                     seed_books(state, msg)
-                elif isinstance(msg, RestrictTrading):
-                    held = state.broker_trading.get(msg.broker, "active")
-                    if _STRICTNESS[msg.state] > _STRICTNESS[held]:
-                        set_state(msg.state, msg.reason, msg.broker, by="service")
-                elif isinstance(msg, LiftRestriction):
-                    own = setting_of(state, msg.broker)
+                case RestrictTrading(broker=broker, reason=reason, state=new):
+                    held = state.broker_trading.get(broker, "active")
+                    if _STRICTNESS[new] > _STRICTNESS[held]:
+                        self.set_state(new, reason, broker, by="service")
+                case LiftRestriction(broker=broker, reason=reason):
+                    own = setting_of(state, broker)
                     # Only the service's own restriction: what a person set waits for a person.
                     if own.state != "active" and own.set_by == "service":
-                        set_state(
-                            "active", f"{msg.reason} (was: {own.reason})", msg.broker, by="service"
+                        self.set_state(
+                            "active", f"{reason} (was: {own.reason})", broker, by="service"
                         )
-                elif isinstance(msg, SetKillSwitch):
-                    if msg.on:
-                        set_state("halted", "kill switch on")
-                        canceled = 0
-                        for name, mailbox in deps.brokers.items():
-                            try:
-                                canceled += await call(mailbox, CancelAll(), timeout=10.0)
-                            except (UltError, TimeoutError) as exc:
-                                log.error(
-                                    "kill switch: cancel all failed", broker=name, error=str(exc)
-                                )
-                        ctx.reply(
-                            env, OkReply(id=msg.id, detail=f"halted; {canceled} orders canceled")
-                        )
-                    else:
-                        set_state("active", "kill switch off")
-                        ctx.reply(env, OkReply(id=msg.id, detail="trading active"))
-                else:
-                    if msg.broker is not None:
-                        known_broker(msg.broker, deps.brokers)
-                    set_state(msg.state, "operator", msg.broker)
-                    ctx.reply(env, OkReply(id=msg.id, detail=f"trading {msg.state}"))
-            except UltError as exc:
-                ctx.fail(env, exc)
+                case SetKillSwitch(id=request_id, on=True):
+                    self.set_state("halted", "kill switch on")
+                    canceled = await self.cancel_everywhere()
+                    self.ctx.reply(
+                        env, OkReply(id=request_id, detail=f"halted; {canceled} orders canceled")
+                    )
+                case SetKillSwitch(id=request_id):
+                    self.set_state("active", "kill switch off")
+                    self.ctx.reply(env, OkReply(id=request_id, detail="trading active"))
+                case SetTradingState(id=request_id, state=new, broker=broker):
+                    if broker is not None:
+                        known_broker(broker, self.deps.brokers)
+                    self.set_state(new, "operator", broker)
+                    self.ctx.reply(env, OkReply(id=request_id, detail=f"trading {new}"))
+        except UltError as exc:
+            self.ctx.fail(env, exc)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(follow_events)
-            if deps.journal is not None:
-                store = await deps.journal.get()
-                seed_open_orders(state, await store.non_terminal())
-            ctx.started()
-            mailbox = ctx.mailbox
+    async def place(
+        self, env: Envelope[RiskCommand], msg: PlaceOrder, request: OrderRequest
+    ) -> None:
+        """Check an order against the limits; if it passes, count it open and send it on."""
+        state = self.state
+        roll_day(state, self.deps.now_ns())  # the daily loss resets even with no fills
+        now = trio.current_time()
+        state.forget_unreported(now)
+        check_order(state, self.deps.limits, request, now)
+        assert request.client_order_id is not None and request.broker is not None
+        state.set_open(request)
+        state.unconfirmed[request.client_order_id] = env.deadline + _REPORT_GRACE_S
+        await self.ctx.forward(env, self.deps.brokers[request.broker], msg)
+
+    async def cancel_everywhere(self) -> int:
+        """Cancel every open order at every broker (the kill switch); how many were canceled."""
+        canceled = 0
+        for name, mailbox in self.deps.brokers.items():
             try:
-                while True:
-                    env = await mailbox.receive()
-                    with ctx.handling(env):
-                        await handle(env)
-            finally:
-                events.close()
-                nursery.cancel_scope.cancel()
+                canceled += await call(mailbox, CancelAll(), timeout=10.0, answer=int)
+            except (UltError, TimeoutError) as exc:
+                self.log.error("kill switch: cancel all failed", broker=name, error=str(exc))
+        return canceled
 
-    return start
+    def set_state(
+        self, new: TradingState, reason: str, broker: str | None = None, by: SetBy = "person"
+    ) -> None:
+        """Set the global trading state (``broker`` None) or a broker's; save and publish it."""
+        state, deps = self.state, self.deps
+        now_ns = deps.now_ns()
+        if broker is None:
+            state.trading = new
+            state.broker_trading.clear()
+            state.settings.clear()
+        else:
+            state.broker_trading[broker] = new
+        state.settings[broker or ""] = TradingSetting(
+            state=new, set_by=by, reason=reason, at=now_ns
+        )
+        deps.on_state_change(state.trading)
+        if deps.state_path is not None:
+            saved = SavedTradingState(
+                trading=state.trading,
+                broker_trading=dict(state.broker_trading),
+                reason=reason,
+                at_ns=now_ns,
+                settings=dict(state.settings),
+            )
+            try:
+                save_trading_state(deps.state_path, saved)
+            except OSError as exc:
+                self.log.error("trading state not saved", path=str(deps.state_path), error=str(exc))
+        deps.bus.publish(
+            TradingStateChanged(state=new, reason=reason, broker=broker, ts=now_ns, set_by=by)
+        )
+        self.log.warning("trading state changed", state=new, reason=reason, broker=broker, by=by)

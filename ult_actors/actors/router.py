@@ -9,27 +9,24 @@ answers the client directly.
 from __future__ import annotations
 
 import fnmatch
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
+from ult_actors.actors.commands import BrokerCommand, CancelOrder, PlaceOrder
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
+from ult_actors.actors.risk import RiskCommand
 from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
-    BrokerCommand,
     Cancel,
-    CancelOrder,
     Order,
     OrderRequest,
-    PlaceOrder,
     Submit,
 )
-from ult_actors.runtime.actor import ActorContext, serve_mailbox
-from ult_actors.runtime.mailbox import Envelope, Mailbox
+from ult_actors.recent import Recent
+from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
 from ult_actors.validation import validate_order
 
 RouterCommand = Submit | Cancel
@@ -43,7 +40,7 @@ class RouterDeps:
     """What the router is built from."""
 
     brokers: dict[str, Mailbox[BrokerCommand]]
-    risk: Mailbox[Any]
+    risk: Mailbox[RiskCommand]
     journal: JournalSlot
     default_broker: str
     rules: list[tuple[str, str]]  # (pattern, broker)
@@ -61,81 +58,82 @@ def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
     return known_broker(name, deps.brokers)
 
 
-def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], Any]:
+def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], Awaitable[None]]:
     """The router's actor body."""
 
     async def start(ctx: ActorContext[RouterCommand]) -> None:
-        recent: OrderedDict[str, OrderRequest] = OrderedDict()
-
-        async def submit(env: Envelope[RouterCommand], msg: Submit) -> None:
-            request = msg.order
-            validate_order(request)
-            broker = resolve_broker(request, deps)
-            coid = request.client_order_id
-            assert coid is not None, "the gateway assigns client order ids"
-            request = msgspec.structs.replace(request, broker=broker)
-            # A deadline is when one attempt's client stops waiting, not part of the
-            # order: a retry of the same order comes with a later one.
-            order_only = msgspec.structs.replace(request, deadline_ns=None)
-            earlier = recent.get(coid)
-            if earlier is None:
-                store = await deps.journal.get()
-                existing = await store.get(coid)
-                if existing is not None:
-                    if not _same_order(existing, request):
-                        raise DuplicateOrder(
-                            f"client_order_id {coid} is already used by a different order",
-                            field="client_order_id",
-                        )
-                    ctx.reply(env, existing)  # idempotent: the same order, not a second one
-                    return
-            elif earlier != order_only:
-                raise DuplicateOrder(
-                    f"client_order_id {coid} is already used by a different order",
-                    field="client_order_id",
-                )
-            deps.journal.check_writable()  # refused here, before risk or the broker sees it
-            recent[coid] = order_only
-            if len(recent) > _RECENT:
-                recent.popitem(last=False)
-            # Hand the asker's reply slot on: the broker answers the client directly.
-            assert env.reply is not None
-            ctx.mailbox.answered(env)
-            remaining = max(0.001, env.deadline - _now())
-            await deps.risk.send(PlaceOrder(request=request), reply=env.reply, timeout=remaining)
-
-        async def cancel(env: Envelope[RouterCommand], msg: Cancel) -> None:
-            order = await find_order(await deps.journal.get(), msg.order_id)
-            if order.status == "lost":
-                # Final like any other state (the broker no longer has it), with the reason.
-                raise AlreadyFinal(
-                    f"order {order.ref} (client order id {order.client_order_id}) is lost"
-                    f" ({order.reject_reason or 'its broker no longer has it'});"
-                    " there is nothing to cancel",
-                    broker=order.broker,
-                )
-            broker = deps.brokers.get(order.broker)
-            if broker is None:
-                raise NotFound(f"order {msg.order_id} belongs to unknown broker {order.broker!r}")
-            ctx.mailbox.answered(env)
-            assert env.reply is not None
-            remaining = max(0.001, env.deadline - _now())
-            target = order.id or order.client_order_id
-            await broker.send(CancelOrder(order_id=target), reply=env.reply, timeout=remaining)
-
-        async def handle(env: Envelope[RouterCommand]) -> None:
-            msg = env.msg
-            try:
-                if isinstance(msg, Submit):
-                    await submit(env, msg)
-                else:
-                    await cancel(env, msg)
-            except UltError as exc:
-                ctx.fail(env, exc)
-
-        await serve_mailbox(ctx, handle)
+        await serve_mailbox(ctx, _Router(deps, ctx).handle)
 
     return start
+
+
+class _Router:
+    """One incarnation of the router: the orders it saw lately, and its two handlers."""
+
+    def __init__(self, deps: RouterDeps, ctx: ActorContext[RouterCommand]) -> None:
+        self.deps = deps
+        self.ctx = ctx
+        #: Recently submitted orders by client order id (without their deadline).
+        self.recent: Recent[str, OrderRequest] = Recent(_RECENT)
+
+    async def handle(self, env: Envelope[RouterCommand]) -> None:
+        try:
+            match env.msg:
+                case Submit(order=request):
+                    await self.submit(env, request)
+                case Cancel(order_id=order_id):
+                    await self.cancel(env, order_id)
+        except UltError as exc:
+            self.ctx.fail(env, exc)
+
+    async def submit(self, env: Envelope[RouterCommand], request: OrderRequest) -> None:
+        deps = self.deps
+        validate_order(request)
+        broker = resolve_broker(request, deps)
+        coid = request.client_order_id
+        assert coid is not None, "the gateway assigns client order ids"
+        request = msgspec.structs.replace(request, broker=broker)
+        # A deadline is when one attempt's client stops waiting, not part of the
+        # order: a retry of the same order comes with a later one.
+        order_only = msgspec.structs.replace(request, deadline_ns=None)
+        earlier = self.recent.get(coid)
+        if earlier is None:
+            store = await deps.journal.get()
+            existing = await store.get(coid)
+            if existing is not None:
+                if not _same_order(existing, request):
+                    raise DuplicateOrder(
+                        f"client_order_id {coid} is already used by a different order",
+                        field="client_order_id",
+                    )
+                self.ctx.reply(env, existing)  # idempotent: the same order, not a second one
+                return
+        elif earlier != order_only:
+            raise DuplicateOrder(
+                f"client_order_id {coid} is already used by a different order",
+                field="client_order_id",
+            )
+        deps.journal.check_writable()  # refused here, before risk or the broker sees it
+        self.recent.put(coid, order_only)
+        # Hand the asker's reply slot on: the broker answers the client directly.
+        assert env.reply is not None
+        await self.ctx.forward(env, deps.risk, PlaceOrder(request=request))
+
+    async def cancel(self, env: Envelope[RouterCommand], order_id: str) -> None:
+        order = await find_order(await self.deps.journal.get(), order_id)
+        if order.status == "lost":
+            # Final like any other state (the broker no longer has it), with the reason.
+            raise AlreadyFinal(
+                f"order {order.ref} (client order id {order.client_order_id}) is lost"
+                f" ({order.reject_reason or 'its broker no longer has it'});"
+                " there is nothing to cancel",
+                broker=order.broker,
+            )
+        broker = self.deps.brokers.get(order.broker)
+        if broker is None:
+            raise NotFound(f"order {order_id} belongs to unknown broker {order.broker!r}")
+        assert env.reply is not None
+        await self.ctx.forward(env, broker, CancelOrder(order_id=order.id or order.client_order_id))
 
 
 def _same_order(existing: Order, request: OrderRequest) -> bool:
@@ -146,9 +144,3 @@ def _same_order(existing: Order, request: OrderRequest) -> bool:
         and existing.type == request.type
         and existing.broker == request.broker
     )
-
-
-def _now() -> float:
-    import trio
-
-    return trio.current_time()

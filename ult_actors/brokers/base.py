@@ -26,12 +26,16 @@ Rules every connector keeps (checked by ``tests/brokers/contract.py``):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+import msgspec
 import trio
 
 from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
+from ult_actors.secrets import read_secret
 
 #: Where a connector delivers order updates; may apply back-pressure.
 UpdateSink = Callable[[OrderUpdate], Awaitable[None]]
@@ -94,6 +98,60 @@ class Connector(Protocol):
         sweep of open orders made after it cannot miss an update. Raises
         (typically ``BrokerUnavailable``) when the stream is lost.
         """
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _as_configured(settings: S, state_dir: Path, name: str) -> S:
+    return settings
+
+
+@dataclass(frozen=True)
+class BrokerKind(Generic[S]):
+    """How to configure and build connectors of one kind (each venue package exports one).
+
+    The settings Struct, its environment overrides and the connector factory
+    are typed against each other, so a reader (and mypy) sees what a kind is.
+    A factory imports its connector module only when called: a service that
+    runs only the paper broker never imports httpx.
+    """
+
+    name: str
+    #: The kind's settings Struct (every field defaulted).
+    settings_class: type[S]
+    #: ``base`` with the kind's environment overrides applied.
+    settings_from_env: Callable[[Mapping[str, str], S], S]
+    #: ``(name, settings, **kwargs)`` -> a function making a fresh connector.
+    make_factory: Callable[..., Callable[[], Connector]]
+    #: Environment variables whose presence adds a connection of this kind.
+    auto_enable_vars: tuple[str, ...] = ()
+    #: Settings with defaults that depend on the service's state directory filled in.
+    place_state: Callable[[S, Path, str], S] = _as_configured
+
+    def settings_type(self) -> type[S]:
+        """The kind's settings Struct (all fields defaulted)."""
+        return self.settings_class
+
+    def from_env(self, env: Mapping[str, str], base: S) -> S:
+        """``base`` with the kind's environment overrides applied."""
+        return self.settings_from_env(env, base)
+
+    def auto_enable(self, env: Mapping[str, str]) -> bool:
+        """Whether a credential of this kind is set (environment or credentials directory)."""
+        return any(read_secret(name, env) for name in self.auto_enable_vars)
+
+    def with_state_dir(self, settings: S, state_dir: Path, name: str) -> S:
+        """``settings`` of connection ``name`` with its files placed under ``state_dir``."""
+        return self.place_state(settings, state_dir, name)
+
+    def factory(self, name: str, settings: S, **kwargs: Any) -> Callable[[], Connector]:
+        """A function making a fresh connector (one per actor incarnation).
+
+        A kind whose incarnations must share state (OANDA's transaction cursor,
+        IB's order ids) makes that state here, once, for all of them.
+        """
+        return self.make_factory(name, settings, **kwargs)
 
 
 def closing_order(position: Position, client_order_id: str) -> OrderRequest:

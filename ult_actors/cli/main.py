@@ -50,12 +50,13 @@ Run `ult COMMAND --help` for a command's options.
 
 
 def _service_commands() -> dict[str, Callable[[list[str]], int]]:
+    from ult_actors.cli import paper
     from ult_actors.cli import serve as app
 
     return {
         "serve": app.serve_main,
         "config check": app.config_check_main,
-        "paper reset": app.paper_reset_main,
+        "paper reset": paper.reset_main,
     }
 
 

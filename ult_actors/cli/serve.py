@@ -1,4 +1,4 @@
-"""Process entry points behind ``ult serve``, ``ult config check`` and ``ult paper reset``.
+"""Process entry points behind ``ult serve`` and ``ult config check``.
 
 ``serve`` runs the tree in the foreground until SIGTERM or SIGINT, then
 shuts it down in reverse start order and exits 0; SIGHUP is logged and
@@ -24,7 +24,7 @@ import trio
 
 from ult_actors.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ult_actors.config import ServiceConfig, describe, load_config
-from ult_actors.errors import ConfigError, UltError
+from ult_actors.errors import ConfigError
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.runtime.actor import ActorContext
@@ -201,43 +201,4 @@ def config_check_main(argv: list[str]) -> int:
             print(f"      {key} = {value}")
     limits = {k: v for k, v in data["risk"].items() if v not in (None, [])}
     print(f"  risk: {limits or 'no limits'}")
-    return EXIT_OK
-
-
-def paper_reset_main(argv: list[str]) -> int:
-    """``ult paper reset [--config FILE] [--broker NAME]``: start the paper account afresh."""
-    from ult_actors.brokers.paper.connector import reset_paper_state
-    from ult_actors.config import default_state_dir
-
-    p = argparse.ArgumentParser(prog="ult paper reset", description=paper_reset_main.__doc__)
-    p.add_argument("--config")
-    p.add_argument("--broker", default=None, help="paper connection name (default: all)")
-    p.add_argument("--state-dir")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    import os
-    from pathlib import Path
-
-    state_dir = Path(
-        args.state_dir or cfg.service.state_dir or default_state_dir(dict(os.environ))
-    )
-    done = 0
-    for entry in cfg.brokers:
-        if entry.kind != "paper" or (args.broker and entry.name != args.broker):
-            continue
-        path = entry.settings.state_path or str(state_dir / f"paper-{entry.name}.db")
-        try:
-            reset_paper_state(path)
-        except UltError as exc:  # the account is open: a service is running on it
-            print(f"ult paper reset: {exc.message}; stop the service first", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"paper account {entry.name} reset ({path})")
-        done += 1
-    if not done:
-        print(f"no paper broker named {args.broker!r}", file=sys.stderr)
-        return EXIT_FAILED
     return EXIT_OK

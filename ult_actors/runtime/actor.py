@@ -3,7 +3,8 @@
 An actor is an async function ``start(ctx)`` run as a trio task by its
 supervisor. It owns its state (locals or an object it builds), reads
 ``ctx.mailbox``, calls ``ctx.started()`` once it is ready to serve, and
-answers requests with ``ctx.reply`` / ``ctx.fail``. Raising is crashing: the
+answers requests with ``ctx.reply`` / ``ctx.fail``, or hands them on to
+another actor with ``ctx.forward``. Raising is crashing: the
 supervisor decides what happens next. A handler run inside ``ctx.handling(env)``
 (``serve_mailbox`` does so) that raises has its request answered with the
 crash, never redelivered: one poison message crashes its actor once.
@@ -16,10 +17,12 @@ from contextlib import contextmanager
 from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
+import trio
 
 from ult_actors.runtime.mailbox import Envelope, Mailbox
 
 M = TypeVar("M")
+N = TypeVar("N")
 
 
 class ActorContext(Generic[M]):
@@ -72,6 +75,17 @@ class ActorContext(Generic[M]):
         if env.reply is not None:
             env.reply.fail(error)
             self.mailbox.answered(env)
+
+    async def forward(self, env: Envelope[M], target: Mailbox[N], msg: N) -> None:
+        """Hand ``env``'s request on to ``target`` as ``msg``, with the asker's reply slot.
+
+        Whoever serves ``target`` answers the asker directly, within what is
+        left of ``env``'s deadline; this actor is done with ``env`` (it is no
+        longer in flight here, so a crash of this actor does not redeliver it).
+        """
+        self.mailbox.answered(env)
+        remaining = max(0.001, env.deadline - trio.current_time())
+        await target.send(msg, reply=env.reply, timeout=remaining)
 
     @contextmanager
     def handling(self, env: Envelope[M]) -> Iterator[None]:

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import trio
 
 M = TypeVar("M")
+R = TypeVar("R")
 
 
 #: How many messages that crashed their actor a mailbox remembers (``Mailbox.poison``).
@@ -272,12 +273,28 @@ class Mailbox(Generic[M]):
         return requeued
 
 
-async def call(mailbox: Mailbox[M], msg: M, *, timeout: float = 10.0) -> Any:
-    """Send a request and wait for its answer; ``CallTimeout`` past ``timeout``."""
+@overload
+async def call(mailbox: Mailbox[M], msg: M, *, timeout: float = 10.0) -> object: ...
+@overload
+async def call(mailbox: Mailbox[M], msg: M, *, timeout: float = 10.0, answer: type[R]) -> R: ...
+async def call(
+    mailbox: Mailbox[M], msg: M, *, timeout: float = 10.0, answer: type[R] | None = None
+) -> object:
+    """Send a request and wait for its answer; ``CallTimeout`` past ``timeout``.
+
+    ``answer`` is the type the answer must have (checked): the result is typed
+    as such. Without it the answer is an ``object`` the caller narrows.
+    """
     slot = ReplySlot()
     with trio.move_on_after(timeout) as scope:
         await mailbox.send(msg, reply=slot, timeout=timeout)
-        return await slot.wait()
+        value = await slot.wait()
+        if answer is not None and not isinstance(value, answer):
+            raise TypeError(
+                f"{type(msg).__name__} was answered with type {type(value).__name__},"
+                f" not {answer.__name__}"
+            )
+        return value
     assert scope.cancelled_caught
     slot.fail(CallTimeout("no answer"))  # so the actor skips it if still queued
     raise CallTimeout(f"no answer within {timeout:g}s")

@@ -15,7 +15,8 @@ import trio
 
 from tests.brokers.contract import UpdateLog
 from tests.brokers.harness import connected_connector
-from ult_actors.brokers.alpaca.connector import AlpacaConnector, AlpacaSettings
+from ult_actors.brokers.alpaca.connector import AlpacaConnector
+from ult_actors.brokers.alpaca.settings import AlpacaSettings
 from ult_actors.secrets import Secret
 from ult_actors.sim.alpaca.server import AlpacaSim, make_alpaca_sim, serve_alpaca_sim
 

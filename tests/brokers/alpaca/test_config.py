@@ -14,10 +14,10 @@ import structlog
 import trio
 
 from tests.brokers.alpaca.harness import KEY, SECRET, connected, running_sim, settings_for
-from ult_actors.brokers.alpaca.connector import (
+from ult_actors.brokers.alpaca.connector import AlpacaConnector
+from ult_actors.brokers.alpaca.settings import (
     LIVE_URL,
     PAPER_URL,
-    AlpacaConnector,
     AlpacaSettings,
     alpaca_settings_from_env,
     rest_url,

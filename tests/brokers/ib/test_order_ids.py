@@ -18,8 +18,10 @@ import pytest
 import trio
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib.harness import BOUND, RawClient, settings, sim_fixture  # noqa: F401 (fixture)
-from ult_actors.brokers.ib import IbConnector, connector_factory, wire
+from tests.brokers.ib.harness import BOUND, RawClient, settings
+from ult_actors.brokers.ib import wire
+from ult_actors.brokers.ib.connector import IbConnector
+from ult_actors.brokers.ib.kind import connector_factory
 from ult_actors.brokers.ib.orders import OrderTracker
 from ult_actors.errors import BrokerUnavailable, InvalidOrder
 from ult_actors.messages import Order, OrderRequest

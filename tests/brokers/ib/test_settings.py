@@ -7,7 +7,8 @@ import socket
 import pytest
 import trio
 
-from ult_actors.brokers.ib import IbConnector, IbSettings, ib_settings_from_env
+from ult_actors.brokers.ib.connector import IbConnector
+from ult_actors.brokers.ib.settings import IbSettings, ib_settings_from_env
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.sim.ib import TwsSimulator
 

@@ -1,1 +1,5 @@
-"""Alpaca Trading API v2: connector, stream, mapping, wire records, errors, fill ledger."""
+"""Alpaca Trading API v2: kind, connector, stream, mapping, wire records, errors, settings, fill ledger."""
+
+from ult_actors.brokers.alpaca.kind import KIND
+
+__all__ = ["KIND"]

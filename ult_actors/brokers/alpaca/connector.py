@@ -7,10 +7,8 @@ followed by a REST sweep of open and recently closed orders; the fill ledger
 (``alpaca_ledger``) turns what the sweep finds into the fills the stream
 missed, and never delivers a fill twice.
 
-Paper or live is chosen by ``paper`` (``ALPACA_PAPER_TRADING``, default
-true); ``base_url``/``stream_url`` (``ALPACA_BASE_URL``/``ALPACA_STREAM_URL``)
-point the connector anywhere else, e.g. at ``ult sim alpaca``. Live trading
-refuses to start unless the broker's config says
+Settings, their ``ALPACA_*`` overrides and the paper/live hosts are in
+``settings``. Live trading refuses to start unless the broker's config says
 ``live_trading_confirmed = true``.
 
 Rate limits: a 429 (or a reply saying no requests are left) closes a gate
@@ -23,16 +21,15 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import msgspec
 import structlog
 import trio
 
-from ult_actors.bounds import Count, Seconds, SecondsOrZero, Times
 from ult_actors.brokers.alpaca.errors import (
     error_from_response,
     error_from_transport,
@@ -47,6 +44,7 @@ from ult_actors.brokers.alpaca.mapping import (
     to_order,
     to_position,
 )
+from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
 from ult_actors.brokers.alpaca.stream import StreamTimeouts, open_trade_updates
 from ult_actors.brokers.alpaca.wire import (
     WireAccount,
@@ -63,7 +61,6 @@ from ult_actors.brokers.alpaca.wire import (
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.http.client import HttpPool, require_live_confirmed
 from ult_actors.brokers.http.errors import unreadable_reply
-from ult_actors.brokers.settings_env import env_bool, no_secret
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -80,78 +77,9 @@ from ult_actors.messages import (
     Position,
 )
 from ult_actors.order_state import already_final
-from ult_actors.secrets import Secret, read_secret
 
-PAPER_URL = "https://paper-api.alpaca.markets"
-LIVE_URL = "https://api.alpaca.markets"
 _PAGE = 500  # Alpaca's maximum page size for GET /v2/orders
 _SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew between us and Alpaca
-
-
-class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """One Alpaca connection; every field has a default. Keys come from the environment."""
-
-    api_key: Secret = msgspec.field(default_factory=no_secret)
-    api_secret: Secret = msgspec.field(default_factory=no_secret)
-    #: Paper account (``ALPACA_PAPER_TRADING``); false means real money.
-    paper: bool = True
-    #: Real-money trading must be confirmed here, in the config file, on purpose.
-    live_trading_confirmed: bool = False
-    #: REST root, e.g. ``http://127.0.0.1:8765``; empty: Alpaca's paper or live host.
-    base_url: str = ""
-    #: WebSocket URL of ``trade_updates``; empty: ``base_url`` with ws(s) and ``/stream``.
-    stream_url: str = ""
-    connect_timeout_s: Seconds = 5.0
-    read_timeout_s: Seconds = 10.0
-    write_timeout_s: Seconds = 10.0
-    pool_timeout_s: Seconds = 5.0
-    max_connections: Count = 8
-    stream_ping_interval_s: Seconds = 10.0
-    stream_ping_timeout_s: Seconds = 10.0
-    #: Stream reconnects in a row before the actor is restarted instead.
-    stream_max_reconnects: Times = 5
-    #: A stream session that lasted this long resets the count of failures in a row.
-    stream_stable_after_s: Seconds = 30.0
-    stream_backoff_initial_s: Seconds = 0.1
-    stream_backoff_cap_s: Seconds = 5.0
-    #: Longest a request waits for a rate-limit window to reset before failing.
-    rate_limit_max_wait_s: SecondsOrZero = 1.0
-
-
-def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> AlpacaSettings:
-    """``base`` with ``ALPACA_*`` applied (secrets also from ``$CREDENTIALS_DIRECTORY``)."""
-    changes: dict[str, Any] = {}
-    for field, var in (("api_key", "ALPACA_API_KEY"), ("api_secret", "ALPACA_API_SECRET")):
-        secret = read_secret(var, env)
-        if secret:
-            changes[field] = secret
-    if "ALPACA_PAPER_TRADING" in env:
-        changes["paper"] = env_bool("ALPACA_PAPER_TRADING", env["ALPACA_PAPER_TRADING"])
-    if env.get("ALPACA_BASE_URL"):
-        changes["base_url"] = _checked_url(
-            "ALPACA_BASE_URL", env["ALPACA_BASE_URL"], ("http", "https")
-        )
-    if env.get("ALPACA_STREAM_URL"):
-        changes["stream_url"] = _checked_url(
-            "ALPACA_STREAM_URL", env["ALPACA_STREAM_URL"], ("ws", "wss")
-        )
-    return msgspec.structs.replace(base, **changes)
-
-
-def rest_url(settings: AlpacaSettings) -> str:
-    """The REST root this connection talks to."""
-    if settings.base_url:
-        return _checked_url("base_url", settings.base_url, ("http", "https"))
-    return PAPER_URL if settings.paper else LIVE_URL
-
-
-def stream_url(settings: AlpacaSettings) -> str:
-    """The ``trade_updates`` WebSocket URL: explicit, else derived from the REST root."""
-    if settings.stream_url:
-        return _checked_url("stream_url", settings.stream_url, ("ws", "wss"))
-    root = rest_url(settings)
-    scheme, _, rest = root.partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest.rstrip('/')}/stream"
 
 
 class MarketClock(msgspec.Struct, frozen=True, kw_only=True):
@@ -551,24 +479,4 @@ class _RateGate:
         await trio.sleep(delay)
 
 
-def _checked_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(
-            f"{name}: expected a {' or '.join(schemes)} URL such as"
-            f" {schemes[0]}://127.0.0.1:8765, got scheme {parts.scheme!r}"
-        )
-    if parts.username or parts.password:
-        # Keys go in headers only; a URL is logged and shown in errors.
-        raise ConfigError(f"{name}: must not carry credentials; use ALPACA_API_KEY/SECRET")
-    return url.rstrip("/")
-
-
-__all__ = [
-    "AlpacaConnector",
-    "AlpacaSettings",
-    "MarketClock",
-    "alpaca_settings_from_env",
-    "rest_url",
-    "stream_url",
-]
+__all__ = ["AlpacaConnector", "MarketClock"]

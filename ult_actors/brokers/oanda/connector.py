@@ -7,7 +7,7 @@ types and states are mapped as ``oanda_mapping`` documents; errors as
 ``oanda_errors`` documents.
 
 Settings, their ``OANDA_*`` overrides and the practice/live hosts are in
-``oanda_settings`` (re-exported here for the registry). Live trading refuses
+``settings``. Live trading refuses
 to start unless the broker's config says ``live_trading_confirmed = true``;
 like a missing token, that is a ``ConfigError`` on connect, which the broker
 actor treats as fatal (no restart loop).
@@ -19,7 +19,7 @@ Every (re)start fetches ``/transactions/sinceid`` from the last transaction
 delivered before it reports the stream live, so nothing falls in the gap
 (``oanda_stream`` keeps that promise). The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
-``connector_factory``); a connector given none starts from the account's
+``kind.connector_factory``); a connector given none starts from the account's
 newest transaction at connect. A cursor *ahead* of the account (v20's 416:
 the account's history restarted) is realigned to the account's newest
 transaction with a warning, and the broker actor's start reconciliation then
@@ -29,7 +29,6 @@ settles every journaled order from the broker's record.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -94,36 +93,11 @@ from ult_actors.messages import (
     Position,
 )
 from ult_actors.order_state import already_final, order_from_request
+from ult_actors.recent import Recent
 
 _CACHE = 10_000  # orders and transactions remembered per connector
 
 _T = TypeVar("_T")
-
-
-def connector_factory(
-    name: str, settings: OandaSettings, **kwargs: Any
-) -> Callable[[], OandaConnector]:
-    """A function making one connector per actor incarnation, all sharing one cursor."""
-    cursor = TransactionCursor()
-
-    def make() -> OandaConnector:
-        return OandaConnector(name, settings, cursor=cursor, **kwargs)
-
-    return make
-
-
-class _Bounded(OrderedDict[str, _T]):
-    """A dict that forgets its oldest entries beyond ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key: str, value: _T) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
 
 
 class OandaConnector:
@@ -147,9 +121,9 @@ class OandaConnector:
         self._rest = rest_url(settings)
         self._stream = stream_url(settings)
         #: Latest known state of orders by v20 id (the stream needs type and size).
-        self._orders: _Bounded[Order] = _Bounded(_CACHE)
+        self._orders: Recent[str, Order] = Recent(_CACHE, refresh=True)
         #: Fill and cancel transactions by id (an order lookup needs their details).
-        self._transactions: _Bounded[WireTransaction] = _Bounded(_CACHE)
+        self._transactions: Recent[str, WireTransaction] = Recent(_CACHE, refresh=True)
         self.log: Any = structlog.get_logger().bind(broker=name)
         #: Why this connection found the account's history restarted (``None``: it did not);
         #: the broker actor then resets the books to the account's positions.
@@ -588,7 +562,6 @@ __all__ = [
     "OandaConnector",
     "OandaSettings",
     "TransactionCursor",
-    "connector_factory",
     "oanda_settings_from_env",
     "rest_url",
     "stream_url",

@@ -1,0 +1,253 @@
+"""The bytes every message puts on the wire: pinned, so a change of how the classes are
+declared (bases, options) cannot change what clients and journals read."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+
+from ult_actors import messages as m
+from ult_actors.actors import commands as c
+
+REQUEST = m.OrderRequest(
+    symbol="AAPL",
+    side="buy",
+    qty=Decimal("1.5"),
+    type="limit",
+    limit_price=Decimal("10.25"),
+    broker="paper",
+    client_order_id="c-1",
+)
+ORDER = m.Order(
+    id="o-1",
+    client_order_id="c-1",
+    broker="paper",
+    symbol="AAPL",
+    side="buy",
+    qty=Decimal("2"),
+    type="limit",
+    time_in_force="day",
+    status="partially_filled",
+    limit_price=Decimal("10.25"),
+    filled_qty=Decimal("1"),
+    avg_fill_price=Decimal("10.2"),
+    created_at=1,
+    updated_at=2,
+)
+FILL = m.Fill(
+    fill_id="f-1",
+    order_id="o-1",
+    client_order_id="c-1",
+    broker="paper",
+    symbol="AAPL",
+    side="buy",
+    qty=Decimal("1"),
+    price=Decimal("10.2"),
+    ts=3,
+)
+POSITION = m.Position(
+    broker="paper",
+    symbol="AAPL",
+    qty=Decimal("-3"),
+    avg_entry_price=Decimal("9.5"),
+    realized_pl=Decimal("1.25"),
+)
+HEALTH = m.HealthSnapshot(
+    actors=[
+        m.ActorHealth(
+            name="router",
+            parent="root",
+            kind="actor",
+            state="running",
+            restart="permanent",
+            restarts=1,
+            started_at=2,
+            last_error=m.LastError(type="E", message="x", at=3),
+            mailbox_depth=0,
+            handled=4,
+        )
+    ],
+    pid=7,
+    version="1",
+    trading=m.TradingSetting(state="reducing", set_by="service", reason="r", at=5),
+    degraded=["x"],
+)
+UPDATE = m.OrderUpdate(order=ORDER, fill=FILL, ts=4)
+
+REQUEST_JSON = (
+    '{"symbol":"AAPL","side":"buy","qty":"1.5","type":"limit","limit_price":"10.25",'
+    '"stop_price":null,"time_in_force":"day","extended_hours":false,"broker":"paper",'
+    '"client_order_id":"c-1","deadline_ns":null}'
+)
+ORDER_JSON = (
+    '{"id":"o-1","client_order_id":"c-1","broker":"paper","symbol":"AAPL","side":"buy",'
+    '"qty":"2","type":"limit","time_in_force":"day","status":"partially_filled",'
+    '"limit_price":"10.25","stop_price":null,"extended_hours":false,"filled_qty":"1",'
+    '"avg_fill_price":"10.2","created_at":1,"updated_at":2,"reject_reason":null,'
+    '"outcome":"definitive","origin":"client"}'
+)
+FILL_JSON = (
+    '{"fill_id":"f-1","order_id":"o-1","client_order_id":"c-1","broker":"paper",'
+    '"symbol":"AAPL","side":"buy","qty":"1","price":"10.2","commission":"0","ts":3}'
+)
+POSITION_JSON = (
+    '{"broker":"paper","symbol":"AAPL","qty":"-3","avg_entry_price":"9.5",'
+    '"market_value":null,"unrealized_pl":null,"realized_pl":"1.25"}'
+)
+HEALTH_JSON = (
+    '{"actors":[{"name":"router","parent":"root","kind":"actor","state":"running",'
+    '"restart":"permanent","restarts":1,"started_at":2,'
+    '"last_error":{"type":"E","message":"x","at":3},"mailbox_depth":0,"handled":4,'
+    '"strategy":null,"restarts_in_window":0,"connect_failures":0,"next_retry_at":null}],'
+    '"pid":7,"version":"1","started_at":0,"taken_at":0,"trading_state":"active",'
+    '"trading":{"state":"reducing","set_by":"service","reason":"r","at":5},'
+    '"broker_trading":{},"degraded":["x"]}'
+)
+UPDATE_JSON = (
+    f'{{"kind":"order_update","order":{ORDER_JSON},"fill":{FILL_JSON},"ts":4,"fill_only":false}}'
+)
+
+REQUESTS: list[tuple[Any, str]] = [
+    (
+        m.Submit(id=1, order=REQUEST, wait=True),
+        f'{{"kind":"submit","id":1,"order":{REQUEST_JSON},"wait":true}}',
+    ),
+    (m.Cancel(id=2, order_id="c-1"), '{"kind":"cancel","id":2,"order_id":"c-1"}'),
+    (m.GetOrder(id=3, order_id="paper:o-1"), '{"kind":"get_order","id":3,"order_id":"paper:o-1"}'),
+    (
+        m.ListOrders(id=4, open_only=True, broker="paper", limit=10),
+        '{"kind":"list_orders","id":4,"open_only":true,"broker":"paper","limit":10}',
+    ),
+    (m.GetPositions(id=5, broker="paper"), '{"kind":"get_positions","id":5,"broker":"paper"}'),
+    (m.GetAccount(id=6), '{"kind":"get_account","id":6,"broker":null}'),
+    (m.GetHealth(id=7), '{"kind":"get_health","id":7}'),
+    (m.SetKillSwitch(id=8, on=True), '{"kind":"kill_switch","id":8,"on":true}'),
+    (
+        m.SetTradingState(id=9, state="reducing", broker="paper"),
+        '{"kind":"trading_state","id":9,"state":"reducing","broker":"paper"}',
+    ),
+    (
+        m.ClosePosition(id=10, symbol="AAPL"),
+        '{"kind":"close_position","id":10,"symbol":"AAPL","broker":null}',
+    ),
+    (m.Flatten(id=11, broker="paper"), '{"kind":"flatten","id":11,"broker":"paper"}'),
+    (
+        m.Subscribe(id=12),
+        '{"kind":"subscribe","id":12,"topics":["orders","fills","health","positions","risk"]}',
+    ),
+    (m.Ping(id=13), '{"kind":"ping","id":13}'),
+]
+EVENTS: list[tuple[Any, str]] = [
+    (UPDATE, UPDATE_JSON),
+    (
+        m.AccountReset(broker="paper", positions=[POSITION], reason="reset", ts=5),
+        f'{{"kind":"account_reset","broker":"paper","positions":[{POSITION_JSON}],'
+        '"reason":"reset","ts":5}',
+    ),
+    (
+        m.PositionDrift(
+            broker="paper", symbol="AAPL", book_qty=Decimal("1"), broker_qty=None, ts=6
+        ),
+        '{"kind":"position_drift","broker":"paper","symbol":"AAPL","book_qty":"1",'
+        '"broker_qty":null,"ts":6}',
+    ),
+    (
+        m.ActorHealthChanged(name="router", state="restarting", restarts=2, error="boom", ts=7),
+        '{"kind":"actor_health","name":"router","state":"restarting","restarts":2,'
+        '"error":"boom","ts":7}',
+    ),
+    (
+        m.TradingStateChanged(
+            state="halted", reason="kill", broker="paper", ts=8, set_by="service"
+        ),
+        '{"kind":"trading_state","state":"halted","reason":"kill","broker":"paper","ts":8,'
+        '"set_by":"service"}',
+    ),
+]
+REPLIES: list[tuple[Any, str]] = [
+    (m.OrderReply(id=1, order=ORDER), f'{{"kind":"order","id":1,"order":{ORDER_JSON}}}'),
+    (m.OrdersReply(id=2, orders=[ORDER]), f'{{"kind":"orders","id":2,"orders":[{ORDER_JSON}]}}'),
+    (
+        m.PositionsReply(id=3, positions=[POSITION]),
+        f'{{"kind":"positions","id":3,"positions":[{POSITION_JSON}]}}',
+    ),
+    (
+        m.AccountsReply(
+            id=4,
+            accounts=[
+                m.Account(
+                    broker="paper",
+                    cash=Decimal("100"),
+                    buying_power=Decimal("200"),
+                    equity=Decimal("150"),
+                )
+            ],
+        ),
+        '{"kind":"accounts","id":4,"accounts":[{"broker":"paper","cash":"100",'
+        '"buying_power":"200","equity":"150","currency":"USD"}]}',
+    ),
+    (m.HealthReply(id=5, health=HEALTH), f'{{"kind":"health","id":5,"health":{HEALTH_JSON}}}'),
+    (m.OkReply(id=6, detail="done"), '{"kind":"ok","id":6,"detail":"done"}'),
+    (
+        m.ErrorReply(
+            id=7, error=m.ErrorInfo(code="risk_rejected", message="too big", limit="max_order_qty")
+        ),
+        '{"kind":"error","id":7,"error":{"code":"risk_rejected","message":"too big",'
+        '"limit":"max_order_qty"}}',
+    ),
+    (m.EventMessage(event=UPDATE), f'{{"kind":"event","event":{UPDATE_JSON}}}'),
+    (m.SubscriptionDropped(reason="slow"), '{"kind":"dropped","reason":"slow"}'),
+]
+COMMANDS: list[tuple[Any, str]] = [
+    (c.PlaceOrder(request=REQUEST), f'{{"kind":"place_order","request":{REQUEST_JSON}}}'),
+    (
+        c.CloseOut(broker="paper", symbol=None, client_order_id="c-2"),
+        '{"kind":"close_out","broker":"paper","symbol":null,"client_order_id":"c-2"}',
+    ),
+    (c.CancelOrder(order_id="o-1"), '{"kind":"cancel_order","order_id":"o-1"}'),
+    (c.CancelAll(), '{"kind":"cancel_all","reason":"kill switch"}'),
+    (c.QueryOrder(order_id="o-1"), '{"kind":"query_order","order_id":"o-1"}'),
+    (c.QueryOpenOrders(), '{"kind":"query_open_orders"}'),
+    (c.QueryPositions(), '{"kind":"query_positions"}'),
+    (c.QueryAccount(), '{"kind":"query_account"}'),
+    (
+        c.RestrictTrading(broker="paper", reason="no report"),
+        '{"kind":"restrict","broker":"paper","reason":"no report","state":"reducing"}',
+    ),
+    (
+        c.LiftRestriction(broker="paper", reason="ok"),
+        '{"kind":"lift","broker":"paper","reason":"ok"}',
+    ),
+    (
+        c.SeedPositions(broker="paper", positions=[POSITION]),
+        f'{{"kind":"seed","broker":"paper","positions":[{POSITION_JSON}]}}',
+    ),
+]
+UNIONS: list[tuple[Any, list[tuple[Any, str]]]] = [
+    (m.Request, REQUESTS),
+    (m.Event, EVENTS),
+    (m.Reply, REPLIES),
+    (c.BrokerCommand | c.RestrictTrading | c.LiftRestriction | c.SeedPositions, COMMANDS),
+]
+
+
+def test_every_union_member_is_pinned() -> None:
+    """A new message must get a line here, so its bytes are pinned too."""
+    for union, samples in UNIONS:
+        assert {type(msg) for msg, _ in samples} == set(union.__args__)
+
+
+@pytest.mark.parametrize(
+    ("union", "msg", "expected"),
+    [(union, msg, expected) for union, samples in UNIONS for msg, expected in samples],
+    ids=lambda v: type(v).__name__ if isinstance(v, msgspec.Struct) else "",
+)
+def test_wire_bytes_unchanged(union: Any, msg: Any, expected: str) -> None:
+    assert msgspec.json.encode(msg).decode() == expected
+    # The socket speaks msgpack: the same fields, in the same order, with the same tag.
+    packed = msgspec.msgpack.encode(msg)
+    assert packed == msgspec.msgpack.encode(msgspec.json.decode(expected))
+    assert msgspec.msgpack.decode(packed, type=union) == msg
