@@ -29,15 +29,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import trio
 
-from bench.chaos.sims import _start as start_sim_process
+from bench.chaos.sims import start_sim
 from bench.common import short_tempdir
 from bench.ult import start_service, write_config
 from ult_actors.client import AsyncClient
 from ult_actors.errors import UltError
+from ult_actors.testing.process import UltProcess
 
 KEY, SECRET = "outage-key", "outage-secret"
 ACCOUNT = "101-001-7777777-001"
@@ -105,7 +105,7 @@ class Simulator:
         self.seed = seed
         self.name = name
         self.port = 0
-        self.proc: Any = None
+        self.proc: UltProcess | None = None
         self.starts = 0
 
     def start(self) -> None:
@@ -113,13 +113,12 @@ class Simulator:
         argv = ["--port", str(self.port), "--seed", str(self.seed + self.starts),
                 *VENUES[self.name].sim_args]  # fmt: skip
         log = self.base / f"sim-{self.starts}.log"
-        self.proc, ports = start_sim_process(self.name, argv, log, VENUES[self.name].env)
-        self.port = ports[0]
+        self.proc = start_sim(self.name, argv, log, VENUES[self.name].env)
+        self.port = self.proc.ports[0]
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.alive:
+            self.proc.kill9()
 
 
 async def flatten(client: AsyncClient, broker: str) -> None:
