@@ -1,6 +1,7 @@
 """A net position and its average price, moved by fills: the one copy of that arithmetic.
 
-Risk's books and the positions book both fold fills with it.
+Risk's books, the positions book, the paper account and the IB simulator
+all fold fills with it.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ from ult_actors.order_state import (
     is_local_verdict,
     order_from_request,
 )
+from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
@@ -136,9 +137,15 @@ class _BrokerIncarnation:
         self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
         self.connector = deps.make_connector()
         #: Latest known state of this broker's orders seen by this incarnation.
-        self.orders: dict[str, Order] = {}
+        self.orders: Recent[str, Order] = Recent(
+            _MAX_TRACKED,
+            # Only final orders are forgotten (the journal keeps them), oldest first, and
+            # then down to half, so trimming (a scan of the orders) is rare.
+            evictable=lambda order: order.status in TERMINAL_STATUSES,
+            trim_to=_MAX_TRACKED // 2,
+        )
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
-        self.fills_published: dict[str, None] = {}
+        self.fills_published: Recent[str, None] = Recent(_MAX_TRACKED)
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
@@ -226,13 +233,8 @@ class _BrokerIncarnation:
             self.log.error("illegal order transition ignored", client_order_id=coid, error=str(exc))
             return current or order
         execution = fill.fill if fill is not None else None
-        if execution is not None:
-            if execution.fill_id in self.fills_published:
-                execution = None
-            else:
-                self.fills_published[execution.fill_id] = None
-                if len(self.fills_published) > _MAX_TRACKED:
-                    del self.fills_published[next(iter(self.fills_published))]
+        if execution is not None and not self.fills_published.add(execution.fill_id):
+            execution = None  # published already
         if merged is current:
             if execution is not None and merged is not None:
                 # The state came first (in the submit reply); the execution still
@@ -244,9 +246,7 @@ class _BrokerIncarnation:
                 )
             return merged
         # Updated before any await, so concurrent reports of one order merge in turn.
-        self.orders[coid] = merged
-        if len(self.orders) > _MAX_TRACKED:
-            self._forget_terminal()
+        self.orders.put(coid, merged)
         await store.record(merged)
         self.deps.bus.publish(
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
@@ -269,13 +269,6 @@ class _BrokerIncarnation:
             status=order.status,
         )
         return msgspec.structs.replace(order, origin="adopted")
-
-    def _forget_terminal(self) -> None:
-        """Bound memory: drop the oldest final orders (the journal keeps them)."""
-        for coid in [c for c, o in self.orders.items() if o.status in TERMINAL_STATUSES]:
-            del self.orders[coid]
-            if len(self.orders) <= _MAX_TRACKED // 2:
-                break
 
     # -- reconciliation (the BrokerSide protocol) -----------------------------
 

@@ -9,7 +9,6 @@ answers the client directly.
 from __future__ import annotations
 
 import fnmatch
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from ult_actors.messages import (
     OrderRequest,
     Submit,
 )
+from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
 from ult_actors.validation import validate_order
 
@@ -74,7 +74,7 @@ class _Router:
         self.deps = deps
         self.ctx = ctx
         #: Recently submitted orders by client order id (without their deadline).
-        self.recent: OrderedDict[str, OrderRequest] = OrderedDict()
+        self.recent: Recent[str, OrderRequest] = Recent(_RECENT)
 
     async def handle(self, env: Envelope[RouterCommand]) -> None:
         try:
@@ -114,9 +114,7 @@ class _Router:
                 field="client_order_id",
             )
         deps.journal.check_writable()  # refused here, before risk or the broker sees it
-        self.recent[coid] = order_only
-        if len(self.recent) > _RECENT:
-            self.recent.popitem(last=False)
+        self.recent.put(coid, order_only)
         # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
         await self.ctx.forward(env, deps.risk, PlaceOrder(request=request))

@@ -56,6 +56,7 @@ from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Order
+from ult_actors.recent import Recent
 
 T = TypeVar("T")
 Writer = Literal["thread", "to_thread"]
@@ -262,7 +263,9 @@ class SqliteStore:
         self._seq = 0
         self._seen = _SeenFilter(seen_filter_bits)
         self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
-        self._recent: collections.OrderedDict[str, Order] = collections.OrderedDict()
+        self._recent: Recent[str, Order] = Recent(
+            cache_size, refresh=True, on_evict=self._out_of_window
+        )
         #: Written but not committed yet: found by ``get`` even once out of the window.
         self._unwritten: dict[str, Order] = {}
         self._by_order_id: dict[str, str] = {}
@@ -342,7 +345,7 @@ class SqliteStore:
         ).fetchall()
         for (body,) in reversed(recent):
             order = _decode_order(body)
-            self._recent[order.client_order_id] = order
+            self._recent.put(order.client_order_id, order)
             if order.id:
                 self._by_order_id[order.id] = order.client_order_id
 
@@ -422,7 +425,7 @@ class SqliteStore:
                 if self._open.get(coid) is order:
                     del self._open[coid]
                 if self._recent.get(coid) is order:
-                    del self._recent[coid]
+                    self._recent.pop(coid)
 
     def _hold(self, row: _Row) -> None:
         coid = row[3].client_order_id
@@ -459,14 +462,15 @@ class SqliteStore:
         self._open.pop(coid, None)
         if order.status in OPEN_STATUSES:
             self._open[coid] = order
-        self._recent[coid] = order
-        self._recent.move_to_end(coid)
         if order.id:
             self._by_order_id[order.id] = coid
-        while len(self._recent) > self.cache_size:
-            old_coid, old = self._recent.popitem(last=False)
-            if old.id and old_coid not in self._open:
-                self._by_order_id.pop(old.id, None)
+        self._recent.put(coid, order)
+
+    def _out_of_window(self, coid: str, order: Order) -> None:
+        # Out of the window of recent orders: its order id is looked up in the file
+        # from now on, unless the order is still open (open orders stay in memory).
+        if order.id and coid not in self._open:
+            self._by_order_id.pop(order.id, None)
 
     def _write_rows(self, rows: list[_Row], *, probe: bool = False) -> None:
         conn = self._wconn

@@ -29,7 +29,6 @@ settles every journaled order from the broker's record.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -94,24 +93,11 @@ from ult_actors.messages import (
     Position,
 )
 from ult_actors.order_state import already_final, order_from_request
+from ult_actors.recent import Recent
 
 _CACHE = 10_000  # orders and transactions remembered per connector
 
 _T = TypeVar("_T")
-
-
-class _Bounded(OrderedDict[str, _T]):
-    """A dict that forgets its oldest entries beyond ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key: str, value: _T) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
 
 
 class OandaConnector:
@@ -135,9 +121,9 @@ class OandaConnector:
         self._rest = rest_url(settings)
         self._stream = stream_url(settings)
         #: Latest known state of orders by v20 id (the stream needs type and size).
-        self._orders: _Bounded[Order] = _Bounded(_CACHE)
+        self._orders: Recent[str, Order] = Recent(_CACHE, refresh=True)
         #: Fill and cancel transactions by id (an order lookup needs their details).
-        self._transactions: _Bounded[WireTransaction] = _Bounded(_CACHE)
+        self._transactions: Recent[str, WireTransaction] = Recent(_CACHE, refresh=True)
         self.log: Any = structlog.get_logger().bind(broker=name)
         #: Why this connection found the account's history restarted (``None``: it did not);
         #: the broker actor then resets the books to the account's positions.

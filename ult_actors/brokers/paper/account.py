@@ -12,17 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ult_actors.holding import Holding
 from ult_actors.messages import Side
 
 ZERO = Decimal(0)
 
 
 @dataclass
-class Holding:
-    """The net position in one symbol and the P&L it has realized so far."""
+class PaperHolding(Holding):
+    """The net position in one symbol and the P&L it has realized so far (commissions too)."""
 
-    qty: Decimal = ZERO
-    avg_price: Decimal = ZERO
     realized_pl: Decimal = ZERO
 
 
@@ -44,7 +43,7 @@ class PaperAccount:
 
     def __init__(self, cash: Decimal) -> None:
         self.cash = cash
-        self.holdings: dict[str, Holding] = {}
+        self.holdings: dict[str, PaperHolding] = {}
 
     def position(self, symbol: str) -> Decimal:
         holding = self.holdings.get(symbol)
@@ -52,30 +51,17 @@ class PaperAccount:
 
     def apply_fill(
         self, symbol: str, side: Side, qty: Decimal, price: Decimal, commission: Decimal
-    ) -> Holding:
+    ) -> PaperHolding:
         """Book one execution: cash moves, the position and its average price follow.
 
-        Closing (part of) a position realizes ``(price - avg) * closed`` for a
-        long and the opposite for a short; commissions are paid from cash and
-        counted in realized P&L. Returns the holding after the fill.
+        The position moves as ``Holding.book`` says; commissions are paid from
+        cash and counted in realized P&L. Returns the holding after the fill.
         """
         delta = signed(side, qty)
         self.cash -= delta * price + commission
-        holding = self.holdings.setdefault(symbol, Holding())
+        holding = self.holdings.setdefault(symbol, PaperHolding())
         holding.realized_pl -= commission
-        old = holding.qty
-        new = old + delta
-        if old == 0 or (old > 0) == (delta > 0):
-            holding.avg_price = (holding.avg_price * abs(old) + price * qty) / abs(new)
-        else:
-            closed = min(qty, abs(old))
-            direction = 1 if old > 0 else -1
-            holding.realized_pl += (price - holding.avg_price) * closed * direction
-            if new == 0:
-                holding.avg_price = ZERO
-            elif (new > 0) != (old > 0):
-                holding.avg_price = price  # flipped: the remainder opened here
-        holding.qty = new
+        holding.realized_pl += holding.book(delta, price)
         return holding
 
     def gross_exposure(self, marks: dict[str, Decimal]) -> Decimal:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from ult_actors.brokers.paper.account import Holding
+from ult_actors.brokers.paper.account import PaperHolding
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill, Order
 
@@ -77,7 +77,7 @@ class PaperSnapshot:
     next_order: int = 1
     next_fill: int = 1
     open_orders: list[WorkingOrder] = field(default_factory=list)
-    holdings: dict[str, Holding] = field(default_factory=dict)
+    holdings: dict[str, PaperHolding] = field(default_factory=dict)
     prices: dict[str, Decimal] = field(default_factory=dict)
 
 
@@ -163,7 +163,7 @@ class PaperStore:
             for (body,) in db.execute("SELECT body FROM orders WHERE open = 1 ORDER BY rowid")
         ]
         snap.holdings = {
-            symbol: Holding(Decimal(qty), Decimal(avg), Decimal(pl))
+            symbol: PaperHolding(Decimal(qty), Decimal(avg), Decimal(pl))
             for symbol, qty, avg, pl in db.execute(
                 "SELECT symbol, qty, avg_price, realized_pl FROM positions"
             )
@@ -203,7 +203,7 @@ class PaperStore:
             (fill.fill_id, fill.order_id, _encode(fill)),
         )
 
-    def put_holding(self, symbol: str, holding: Holding) -> None:
+    def put_holding(self, symbol: str, holding: PaperHolding) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO positions (symbol, qty, avg_price, realized_pl)"
             " VALUES (?, ?, ?, ?)",

@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import msgspec
 
 from ult_actors.brokers.ib import wire
+from ult_actors.holding import Holding
 from ult_actors.sim.ib.instruments import FX_PAIRS, Instrument, commission, resolve, stock
 
 CENT = Decimal("0.01")
@@ -66,12 +67,6 @@ class SimOrder:
 
 
 @dataclass
-class _Holding:
-    qty: Decimal = Decimal(0)
-    avg_cost: Decimal = Decimal(0)
-
-
-@dataclass
 class SimExchange:
     """Account, positions, prices and the order book of the simulated TWS."""
 
@@ -85,7 +80,7 @@ class SimExchange:
     volatility: float = 0.0005
     orders: dict[int, SimOrder] = field(default_factory=dict)  # by perm id
     executions: list[tuple[wire.ExecDetails, wire.CommissionReport]] = field(default_factory=list)
-    holdings: dict[str, _Holding] = field(default_factory=dict)
+    holdings: dict[str, Holding] = field(default_factory=dict)
     prices: dict[str, Decimal] = field(default_factory=dict)
     #: Every instrument traded or quoted so far, by key (``AAPL``, ``EUR.USD``).
     instruments: dict[str, Instrument] = field(default_factory=dict)
@@ -429,23 +424,16 @@ class SimExchange:
 
     def _book(self, symbol: str, signed_qty: Decimal, price: Decimal) -> Decimal | None:
         """Apply a fill to the position; returns realized P&L when it reduced one."""
-        h = self.holdings.setdefault(symbol, _Holding())
-        realized: Decimal | None = None
-        if h.qty == 0 or (h.qty > 0) == (signed_qty > 0):
-            total = h.avg_cost * abs(h.qty) + price * abs(signed_qty)
-            h.qty += signed_qty
-            h.avg_cost = (total / abs(h.qty)).quantize(Decimal("0.0001"))
+        h = self.holdings.setdefault(symbol, Holding())
+        adding = h.qty == 0 or (h.qty > 0) == (signed_qty > 0)
+        realized = h.book(signed_qty, price)
+        if adding:
+            # TWS reports a new average cost to 4 places; reducing keeps it as it was.
+            h.avg_price = h.avg_price.quantize(Decimal("0.0001"))
             return None
-        closing = min(abs(signed_qty), abs(h.qty))
-        direction = 1 if h.qty > 0 else -1
-        realized = self.usd(symbol, (price - h.avg_cost) * closing * direction).quantize(CENT)
-        self.realized_pnl += realized
-        h.qty += signed_qty
-        if h.qty == 0:
-            h.avg_cost = Decimal(0)
-        elif (h.qty > 0) != (direction > 0):
-            h.avg_cost = price  # flipped: the remainder opened at this price
-        return realized
+        realized_usd = self.usd(symbol, realized).quantize(CENT)
+        self.realized_pnl += realized_usd
+        return realized_usd
 
     # -- account ------------------------------------------------------------
 
@@ -487,7 +475,7 @@ class SimExchange:
                 account=self.account,
                 contract=self._held_contract(s, exchange="NASDAQ"),
                 position=h.qty,
-                avg_cost=h.avg_cost,
+                avg_cost=h.avg_price,
             )
             for s, h in sorted(self.holdings.items())
             if h.qty != 0
@@ -505,8 +493,8 @@ class SimExchange:
                     position=h.qty,
                     market_price=price,
                     market_value=self.usd(s, h.qty * price),
-                    average_cost=h.avg_cost,
-                    unrealized_pnl=self.usd(s, (price - h.avg_cost) * h.qty).quantize(CENT),
+                    average_cost=h.avg_price,
+                    unrealized_pnl=self.usd(s, (price - h.avg_price) * h.qty).quantize(CENT),
                     realized_pnl=Decimal(0),
                     account=self.account,
                 )
