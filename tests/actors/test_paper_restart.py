@@ -13,17 +13,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import trio
 import trio.testing
 
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.brokers.base import Connector, UpdateSink
+from ult_actors.brokers.base import Connector
 from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection, load_config
-from ult_actors.errors import BrokerUnavailable, Internal, NotFound
+from ult_actors.errors import Internal, NotFound
 from ult_actors.messages import (
     AccountsReply,
     GetAccount,
@@ -36,51 +35,11 @@ from ult_actors.messages import (
     Submit,
 )
 from ult_actors.service import Service, build_service
+from ult_actors.testing.connector import FaultPlan, FaultyConnector
 
 QTY = Decimal(3)
 #: More orders than a broker actor submits at once, so some wait in its mailbox.
 QUEUED = 100
-
-
-class Cable:
-    """Switches the test flips to disturb the paper connection."""
-
-    def __init__(self) -> None:
-        self.gate: trio.Event | None = None  # while set and not open, submits wait
-        self.pull = trio.Event()  # set: the update stream drops, the actor crashes
-        self.crash_after_apply = 0  # next N submits reach the venue, then the actor crashes
-        self.connects = 0
-
-
-class DisturbedPaper(PaperConnector):
-    """The real paper connector with a gate in front of submit and a cable to pull."""
-
-    def __init__(self, name: str, settings: PaperSettings, cable: Cable) -> None:
-        super().__init__(name, settings)
-        self.cable = cable
-
-    async def connect(self) -> None:
-        self.cable.connects += 1
-        await super().connect()
-
-    async def submit(self, request: OrderRequest) -> Order:
-        if self.cable.gate is not None:
-            await self.cable.gate.wait()
-        order = await super().submit(request)
-        if self.cable.crash_after_apply:
-            self.cable.crash_after_apply -= 1
-            raise RuntimeError("connection reset after the venue took the order")
-        return order
-
-    async def stream_updates(
-        self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(super().stream_updates, sink)
-            task_status.started()
-            await self.cable.pull.wait()
-            self.cable.pull = trio.Event()
-            raise BrokerUnavailable("paper connection dropped")
 
 
 def paper_config(state_dir: Path) -> ServiceConfig:
@@ -143,15 +102,16 @@ async def venue_book(path: Path) -> tuple[dict[str, Order], Decimal]:
         await connector.disconnect()
 
 
-def disturbed(tmp_path: Path, cable: Cable) -> dict[str, Callable[[], Connector]]:
+def disturbed(tmp_path: Path, cable: FaultPlan) -> dict[str, Callable[[], Connector]]:
+    """The real paper connector with a gate in front of submit and a cable to pull."""
     settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper-paper.db"))
-    return {"paper": lambda: DisturbedPaper("paper", settings, cable)}
+    return {"paper": lambda: FaultyConnector(PaperConnector("paper", settings), cable)}
 
 
 async def test_killing_the_paper_actor_with_orders_queued_answers_each_exactly_once(
     tmp_path: Path,
 ) -> None:
-    cable = Cable()
+    cable = FaultPlan()
     cable.gate = trio.Event()  # hold the submits in flight so the rest queue up behind them
     async with running(paper_config(tmp_path), disturbed(tmp_path, cable)) as svc:
         answers: dict[str, list[Order]] = {}
@@ -183,7 +143,7 @@ async def test_killing_the_paper_actor_with_orders_queued_answers_each_exactly_o
 async def test_a_crash_after_the_venue_took_an_order_settles_it_by_client_id(
     tmp_path: Path,
 ) -> None:
-    cable = Cable()
+    cable = FaultPlan()
     cable.crash_after_apply = 1  # the first order is placed, then its reply is lost
     async with running(paper_config(tmp_path), disturbed(tmp_path, cable)) as svc:
         answers: dict[str, list[Order]] = {}

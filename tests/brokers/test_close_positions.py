@@ -20,7 +20,7 @@ import trio
 
 from tests.brokers.alpaca.harness import KEY, SECRET
 from tests.brokers.alpaca.harness import running_sim as alpaca_sim
-from tests.brokers.ib.harness import sim_fixture as sim_fixture
+from tests.brokers.ib.harness import running_sim as ib_sim
 from tests.brokers.oanda.harness import ACCOUNT, TOKEN
 from tests.brokers.oanda.harness import running_sim as oanda_sim
 from ult_actors.actors.commands import QueryPositions
@@ -65,6 +65,13 @@ VENUES = {
     "oanda": Venue("oanda", "EUR_USD", "GBP_USD", Decimal(1000), Decimal("0.5")),
     "ib": Venue("ib", "AAPL", "MSFT", Decimal(5), Decimal(1)),
 }
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[TwsSimulator]:
+    """The TWS simulator the ib broker of ``every_venue`` trades on."""
+    async with ib_sim() as server:
+        yield server
 
 
 @asynccontextmanager

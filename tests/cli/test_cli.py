@@ -15,21 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.ipc.service_process import ULT, ServiceProcess, run_ult
+from ult_actors.testing.process import UltProcess, run_ult, ult_command
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(env={"PAPER_STARTING_CASH": "10000000"}).start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve(env={"PAPER_STARTING_CASH": "10000000"}).start()
     yield svc
     svc.cleanup()
 
 
-def ult(svc: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def ult(svc: UltProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return run_ult(*args, "--socket", str(svc.socket))
 
 
-def test_submit_json_prints_the_order_and_exits_0(service: ServiceProcess) -> None:
+def test_submit_json_prints_the_order_and_exits_0(service: UltProcess) -> None:
     done = ult(service, "submit", "AAPL", "buy", "10", "--wait", "--client-order-id", "cli-1", "--json")
     assert done.returncode == 0, done.stderr
     order = json.loads(done.stdout)
@@ -40,7 +40,7 @@ def test_submit_json_prints_the_order_and_exits_0(service: ServiceProcess) -> No
     assert any(line.split() == ["status", "filled"] for line in human.stdout.splitlines())
 
 
-def test_a_refused_order_exits_1_with_the_error_as_json(service: ServiceProcess) -> None:
+def test_a_refused_order_exits_1_with_the_error_as_json(service: UltProcess) -> None:
     done = ult(service, "submit", "AAPL", "buy", "1", "--type", "limit", "--json")
     assert done.returncode == 1
     error = json.loads(done.stdout)["error"]
@@ -50,7 +50,7 @@ def test_a_refused_order_exits_1_with_the_error_as_json(service: ServiceProcess)
     assert human.returncode == 1 and "invalid_order: limit_price is required" in human.stderr
 
 
-def test_usage_errors_exit_2(service: ServiceProcess) -> None:
+def test_usage_errors_exit_2(service: UltProcess) -> None:
     assert ult(service, "submit", "AAPL", "upwards", "1").returncode == 2
     assert ult(service, "kill-switch", "maybe").returncode == 2
     assert run_ult("no-such-command").returncode == 2
@@ -66,7 +66,7 @@ def test_an_unreachable_service_exits_3_naming_the_socket(tmp_path: Path) -> Non
     assert (error["code"], error["socket"]) == ("service_unreachable", missing)
 
 
-def test_orders_open_cancel_and_an_aligned_table(service: ServiceProcess) -> None:
+def test_orders_open_cancel_and_an_aligned_table(service: UltProcess) -> None:
     placed = ult(service, "submit", "MSFT", "buy", "2", "--type", "limit", "--limit-price", "1.5",
                  "--tif", "gtc", "--client-order-id", "cli-rest", "--json")  # fmt: skip
     assert placed.returncode == 0, placed.stderr
@@ -86,7 +86,7 @@ def test_orders_open_cancel_and_an_aligned_table(service: ServiceProcess) -> Non
 
 
 def test_cancel_of_a_filled_or_canceled_order_exits_1_naming_its_state(
-    service: ServiceProcess,
+    service: UltProcess,
 ) -> None:
     done = ult(service, "submit", "AAPL", "buy", "1", "--wait", "--client-order-id", "cli-done")
     assert done.returncode == 0, done.stderr
@@ -103,7 +103,7 @@ def test_cancel_of_a_filled_or_canceled_order_exits_1_naming_its_state(
     assert again.returncode == 1 and "is already canceled" in again.stderr
 
 
-def test_account_and_positions_as_tables_and_json(service: ServiceProcess) -> None:
+def test_account_and_positions_as_tables_and_json(service: UltProcess) -> None:
     ult(service, "submit", "IBM", "buy", "3", "--wait")
     accounts = json.loads(ult(service, "account", "--json").stdout)["accounts"]
     assert [a["broker"] for a in accounts] == ["paper"]
@@ -113,7 +113,7 @@ def test_account_and_positions_as_tables_and_json(service: ServiceProcess) -> No
     assert "IBM" in ult(service, "positions").stdout
 
 
-def test_health_json_has_one_entry_per_actor_and_supervisor(service: ServiceProcess) -> None:
+def test_health_json_has_one_entry_per_actor_and_supervisor(service: UltProcess) -> None:
     done = ult(service, "health", "--json")
     assert done.returncode == 0
     actors = json.loads(done.stdout)["actors"]
@@ -126,7 +126,7 @@ def test_health_json_has_one_entry_per_actor_and_supervisor(service: ServiceProc
     assert by_name["ipc"]["state"] == "running" and by_name["ipc"]["uptime_s"] >= 0
 
 
-def test_health_shows_the_tree_indented(service: ServiceProcess) -> None:
+def test_health_shows_the_tree_indented(service: UltProcess) -> None:
     lines = ult(service, "health").stdout.splitlines()
     assert lines[0].startswith("ult ") and "trading active" in lines[0]
     assert lines[1].split()[:4] == ["ACTOR", "STATE", "RESTARTS", "MAILBOX"]
@@ -147,7 +147,7 @@ def _depth(line: str) -> int:
     return len(prefix) // 3
 
 
-def test_health_watch_refreshes(service: ServiceProcess) -> None:
+def test_health_watch_refreshes(service: UltProcess) -> None:
     done = ult(service, "health", "--watch", "--interval", "0.05", "--count", "3")
     assert done.returncode == 0
     assert sum(1 for line in done.stdout.splitlines() if line.startswith("ult ") and " pid " in line) == 3
@@ -156,9 +156,9 @@ def test_health_watch_refreshes(service: ServiceProcess) -> None:
     assert len(documents) == 2 and all("actors" in d for d in documents)
 
 
-def test_events_follow_order_updates_as_json_lines(service: ServiceProcess) -> None:
+def test_events_follow_order_updates_as_json_lines(service: UltProcess) -> None:
     follower = subprocess.Popen(
-        [ULT, "events", "--socket", str(service.socket), "--json", "--topics", "orders", "--count", "50"],
+        ult_command("events", "--socket", str(service.socket), "--json", "--topics", "orders", "--count", "50"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -182,7 +182,7 @@ def test_events_follow_order_updates_as_json_lines(service: ServiceProcess) -> N
         follower.wait(timeout=10)
 
 
-def test_the_kill_switch_from_the_command_line(service: ServiceProcess) -> None:
+def test_the_kill_switch_from_the_command_line(service: UltProcess) -> None:
     on = ult(service, "kill-switch", "on", "--json")
     try:
         assert on.returncode == 0 and json.loads(on.stdout)["kill_switch"] == "on"
@@ -195,7 +195,7 @@ def test_the_kill_switch_from_the_command_line(service: ServiceProcess) -> None:
     assert ult(service, "submit", "AAPL", "buy", "1").returncode == 0
 
 
-def test_trading_state_from_the_command_line_for_one_broker(service: ServiceProcess) -> None:
+def test_trading_state_from_the_command_line_for_one_broker(service: UltProcess) -> None:
     reducing = ult(service, "trading-state", "reducing", "--broker", "paper", "--json")
     try:
         assert reducing.returncode == 0
@@ -211,7 +211,7 @@ def test_trading_state_from_the_command_line_for_one_broker(service: ServiceProc
 
 
 def test_health_and_trading_state_show_each_brokers_state_and_who_set_it(
-    service: ServiceProcess,
+    service: UltProcess,
 ) -> None:
     assert ult(service, "trading-state", "reducing", "--broker", "paper").returncode == 0
     try:
@@ -243,7 +243,7 @@ def test_config_check_still_works() -> None:
 def _on_a_terminal(*args: str, env: dict[str, str]) -> bytes:
     leader, follower = pty.openpty()
     try:
-        subprocess.run([ULT, *args], stdout=follower, stderr=follower, env=env, timeout=30,
+        subprocess.run(ult_command(*args), stdout=follower, stderr=follower, env=env, timeout=30,
                        check=False)  # fmt: skip
         os.close(follower)
         out = b""
@@ -260,7 +260,7 @@ def _on_a_terminal(*args: str, env: dict[str, str]) -> bytes:
         os.close(leader)
 
 
-def test_colour_only_on_a_terminal_and_never_with_no_color(service: ServiceProcess) -> None:
+def test_colour_only_on_a_terminal_and_never_with_no_color(service: UltProcess) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "ULT_SOCKET")}
     coloured = _on_a_terminal("health", "--socket", str(service.socket), env=env)
     assert b"\x1b[32mrunning\x1b[0m" in coloured
@@ -270,7 +270,7 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(service: ServiceProce
     assert "running" in piped.stdout and "\x1b[" not in piped.stdout
 
 
-def test_tables_round_for_people_and_json_keeps_every_digit(service: ServiceProcess) -> None:
+def test_tables_round_for_people_and_json_keeps_every_digit(service: UltProcess) -> None:
     done = ult(service, "submit", "IBM", "buy", "3", "--wait", "--client-order-id", "cli-round", "--json")
     assert done.returncode == 0, done.stderr
     exact = json.loads(done.stdout)["avg_fill_price"]
@@ -284,7 +284,7 @@ def test_tables_round_for_people_and_json_keeps_every_digit(service: ServiceProc
     assert len(cash.split(".")[1]) == 2
 
 
-def test_an_unknown_broker_is_not_found_in_every_command(service: ServiceProcess) -> None:
+def test_an_unknown_broker_is_not_found_in_every_command(service: UltProcess) -> None:
     for command in (
         ["submit", "AAPL", "buy", "1", "--broker", "nope"],
         ["account", "--broker", "nope"],
@@ -303,7 +303,7 @@ def test_an_unknown_broker_is_not_found_in_every_command(service: ServiceProcess
 
 @pytest.mark.parametrize("args", [("orders",), ("orders", "--json"), ("health",)])
 def test_a_reader_that_closes_early_gets_no_traceback(
-    service: ServiceProcess, args: tuple[str, ...]
+    service: UltProcess, args: tuple[str, ...]
 ) -> None:
     # `ult orders | head`: the reading end is gone before the command writes, so
     # every write fails with EPIPE (Python ignores SIGPIPE, so it is an exception).
@@ -313,7 +313,7 @@ def test_a_reader_that_closes_early_gets_no_traceback(
     os.close(read)
     try:
         done = subprocess.run(
-            [ULT, *args, "--socket", str(service.socket)],
+            ult_command(*args, "--socket", str(service.socket)),
             stdout=write, stderr=subprocess.PIPE, text=True, timeout=30, check=False,
         )  # fmt: skip
     finally:
@@ -322,10 +322,10 @@ def test_a_reader_that_closes_early_gets_no_traceback(
     assert done.returncode == 0
 
 
-def _events_until_filled(service: ServiceProcess, topics: str, first: str, then: str) -> list[dict[str, object]]:
+def _events_until_filled(service: UltProcess, topics: str, first: str, then: str) -> list[dict[str, object]]:
     """``ult events --json`` while ``first`` then ``then`` fill; every event of ``first``."""
     follower = subprocess.Popen(
-        [ULT, "events", "--socket", str(service.socket), "--json", "--topics", topics],
+        ult_command("events", "--socket", str(service.socket), "--json", "--topics", topics),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -352,7 +352,7 @@ def _events_until_filled(service: ServiceProcess, topics: str, first: str, then:
         follower.wait(timeout=10)
 
 
-def test_events_show_a_market_fill_once(service: ServiceProcess) -> None:
+def test_events_show_a_market_fill_once(service: UltProcess) -> None:
     everything = _events_until_filled(service, "orders,fills", "cli-once-1", "cli-once-2")
     assert [e["fill"]["qty"] for e in everything if e["fill"] is not None] == ["2"]
     # The filled state once too: a late execution comes as a fill, not a second `filled`.

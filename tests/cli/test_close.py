@@ -8,28 +8,28 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.client import AsyncClient, Client
+from ult_actors.testing.process import UltProcess, run_ult
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(env={}).start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve(env={}).start()
     yield svc
     svc.cleanup()
 
 
-def ult(svc: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def ult(svc: UltProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return run_ult(*args, "--socket", str(svc.socket))
 
 
-def held(svc: ServiceProcess) -> dict[str, str]:
+def held(svc: UltProcess) -> dict[str, str]:
     positions = json.loads(ult(svc, "positions", "--json").stdout)["positions"]
     return {p["symbol"]: p["qty"] for p in positions if p["qty"] != "0"}
 
 
 def test_ult_close_closes_one_position_and_lists_the_closing_order(
-    service: ServiceProcess,
+    service: UltProcess,
 ) -> None:
     assert ult(service, "submit", "SPY", "buy", "4", "--wait").returncode == 0
     assert held(service).get("SPY") == "4"
@@ -47,7 +47,7 @@ def test_ult_close_closes_one_position_and_lists_the_closing_order(
 
 
 def test_ult_flatten_cancels_orders_and_closes_positions_even_halted(
-    service: ServiceProcess,
+    service: UltProcess,
 ) -> None:
     for symbol in ("QQQ", "IWM"):
         assert ult(service, "submit", symbol, "buy", "2", "--wait").returncode == 0
@@ -67,7 +67,7 @@ def test_ult_flatten_cancels_orders_and_closes_positions_even_halted(
         ult(service, "kill-switch", "off")
 
 
-def test_the_client_library_closes_and_flattens(service: ServiceProcess) -> None:
+def test_the_client_library_closes_and_flattens(service: UltProcess) -> None:
     with Client(service.socket) as c:
         c.submit("DIA", "buy", 3, wait=True)
         (closing,) = c.close_position("DIA", broker="paper")
@@ -77,7 +77,7 @@ def test_the_client_library_closes_and_flattens(service: ServiceProcess) -> None
         assert [p for p in c.positions() if p.qty] == []
 
 
-async def test_the_async_client_closes_and_flattens(service: ServiceProcess) -> None:
+async def test_the_async_client_closes_and_flattens(service: UltProcess) -> None:
     async with AsyncClient(service.socket, timeout=20) as c:
         await c.submit("TLT", "buy", 6, wait=True)
         (closing,) = await c.close_position("TLT")

@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import pytest
 
-from tests.ipc.service_process import ServiceProcess, run_ult
+from ult_actors.testing.process import UltProcess, run_ult
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess().start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve().start()
     yield svc
     svc.cleanup()
 
@@ -32,7 +32,7 @@ def service() -> Iterator[ServiceProcess]:
     ],
 )
 def test_loose_numbers_are_refused_naming_the_field(
-    service: ServiceProcess, args: list[str], field: str
+    service: UltProcess, args: list[str], field: str
 ) -> None:
     done = run_ult("submit", "AAPL", "buy", *args, "--json", "--socket", str(service.socket))
     assert done.returncode == 1, done.stdout + done.stderr
@@ -42,7 +42,7 @@ def test_loose_numbers_are_refused_naming_the_field(
     assert json.loads(listed.stdout)["orders"] == [], "a refused number placed an order"
 
 
-def test_a_plain_decimal_with_nine_places_is_taken_as_written(service: ServiceProcess) -> None:
+def test_a_plain_decimal_with_nine_places_is_taken_as_written(service: UltProcess) -> None:
     done = run_ult("submit", "AAPL", "buy", "0.000000001", "--json", "--client-order-id",
                    "plain-9", "--socket", str(service.socket))  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -61,7 +61,7 @@ def test_a_plain_decimal_with_nine_places_is_taken_as_written(service: ServicePr
         ["health", "--watch", "--interval", "inf", "--count", "1"],
     ],
 )
-def test_loose_numbers_in_options_are_usage_errors(service: ServiceProcess, args: list[str]) -> None:
+def test_loose_numbers_in_options_are_usage_errors(service: UltProcess, args: list[str]) -> None:
     done = run_ult(*args, "--socket", str(service.socket))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is not a" in done.stderr

@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.ipc.service_process import run_ult
 from ult_actors.brokers.registry import BROKER_KINDS
 from ult_actors.config import (
     _RISK_DECIMALS,
@@ -27,6 +26,7 @@ from ult_actors.config import (
 )
 from ult_actors.errors import ConfigError
 from ult_actors.service import build_service
+from ult_actors.testing.process import run_ult
 
 #: (TOML text, the key and rule the error must name). The first six are the issue's.
 BAD: list[tuple[str, str]] = [

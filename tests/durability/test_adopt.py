@@ -23,7 +23,6 @@ import trio.testing
 from tests.brokers.alpaca import harness as alpaca_harness
 from tests.durability.harness import FAST, OpenOrderCalls, at_venue, config, order, paper_account
 from tests.fakes import FakeConnector, FakeVenue
-from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
@@ -31,6 +30,7 @@ from ult_actors.journal import MemoryStore
 from ult_actors.messages import Event, Order, OrderReply, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
 from ult_actors.systemd.watchdog import status_line
+from ult_actors.testing.process import UltProcess, run_ult
 
 
 async def test_an_empty_journal_adopts_the_broker_orders_and_starts_degraded(
@@ -107,7 +107,7 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
 ) -> None:
     state = tmp_path / "state"
     coids = [f"rest-{i}" for i in range(3)]
-    first = ServiceProcess(state_dir=state)
+    first = UltProcess.serve(state_dir=state)
     try:
         first.start()
         _rest_at_paper(first, coids)
@@ -116,7 +116,7 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
     for leftover in state.glob("journal.db*"):
         leftover.unlink()  # the journal is gone; the paper account still holds the orders
 
-    second = ServiceProcess(state_dir=state)
+    second = UltProcess.serve(state_dir=state)
     try:
         second.start()
         sock = str(second.socket)
@@ -134,7 +134,7 @@ def test_a_deleted_journal_over_the_real_socket_adopts_the_paper_orders_once(
         assert degraded == ["journal had no record of 3 open orders at paper (adopted)"]
         shown = run_ult("health", "--socket", sock)
         assert "degraded: journal had no record of 3 open orders at paper" in shown.stdout
-        log = [json.loads(line) for line in second.log().splitlines() if line.startswith("{")]
+        log = [json.loads(line) for line in second.log.splitlines() if line.startswith("{")]
         [loud] = [e for e in log if e.get("event", "").startswith("starting degraded")]
         assert (loud["level"], loud["adopted"]) == ("warning", {"paper": 3})
     finally:
@@ -292,14 +292,14 @@ def test_a_journal_that_lost_its_tail_gets_the_orders_back_from_the_broker(
     early, late = ["early-0", "early-1"], ["late-0", "late-1", "late-2"]
     backup = tmp_path / "backup"
     backup.mkdir()
-    service = ServiceProcess(state_dir=state)
+    service = UltProcess.serve(state_dir=state)
     try:
         service.start()
         _rest_at_paper(service, early)
         for part in state.glob("journal.db*"):  # a copy of the journal as it stands
             shutil.copy(part, backup / part.name)
         _rest_at_paper(service, late)
-        service.kill()  # kill -9, then the journal loses its tail: the old copy is back
+        service.kill9()  # kill -9, then the journal loses its tail: the old copy is back
     finally:
         service.cleanup()
     for part in state.glob("journal.db*"):
@@ -307,7 +307,7 @@ def test_a_journal_that_lost_its_tail_gets_the_orders_back_from_the_broker(
     for part in backup.iterdir():
         shutil.copy(part, state / part.name)
 
-    again = ServiceProcess(state_dir=state)
+    again = UltProcess.serve(state_dir=state)
     try:
         again.start()
         listed = run_ult("orders", "--open", "--json", "--socket", str(again.socket))
@@ -322,7 +322,7 @@ def test_a_journal_that_lost_its_tail_gets_the_orders_back_from_the_broker(
     again.cleanup()
 
 
-def _rest_at_paper(service: ServiceProcess, coids: list[str]) -> None:
+def _rest_at_paper(service: UltProcess, coids: list[str]) -> None:
     for coid in coids:
         placed = run_ult(
             "submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",

@@ -7,15 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHAOS = Path(__file__).resolve().parents[2] / "scripts" / "chaos.py"
+ROOT = Path(__file__).resolve().parents[2]
+CHAOS = [sys.executable, "-m", "bench.chaos"]  # run from ROOT
 
 
 def test_short_chaos_run_loses_and_doubles_nothing() -> None:
     run = subprocess.run(
-        [sys.executable, str(CHAOS), "--orders", "300", "--kills", "2", "--seed", "11",
+        [*CHAOS, "--orders", "300", "--kills", "2", "--seed", "11",
          "--fault-rate", "0.1", "--stream-drop-every", "2", "--sim-faults-per-s", "10",
          "--settle-timeout", "60"],
-        capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     report = run.stdout
     assert run.returncode == 0, f"{report}\n{run.stderr[-3000:]}"

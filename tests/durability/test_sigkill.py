@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.durability.harness import journal_status, paper_account
-from tests.durability.ult_process import UltProcess
 from ult_actors.client import Client, UltError
 from ult_actors.messages import TERMINAL_STATUSES, Order
+from ult_actors.testing.process import UltProcess
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def base() -> Iterator[Path]:
 def wait_for_journal(svc: UltProcess, coid: str, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while (status := journal_status(svc.journal, coid)) is None:
-        assert time.monotonic() < deadline, f"{coid} never reached the journal:\n{svc.log()}"
+        assert time.monotonic() < deadline, f"{coid} never reached the journal:\n{svc.log}"
         time.sleep(0.005)
     return status
 
@@ -58,7 +58,7 @@ def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal) -> None:
 
 
 def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -> None:
-    svc = UltProcess(base).start()
+    svc = UltProcess.serve(base, notify=False).start(timeout=60)
     try:
         # Hold the paper account's write lock: the venue takes the order and then waits
         # to write it down, so it never answers before the kill.
@@ -81,7 +81,7 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
         blocker.close()
         submitter.join(timeout=30)
         assert lost, "the client must not have been told anything"
-        svc.start()
+        svc.start(timeout=60)
         check_once_and_filled(svc, "kill-1", Decimal(7))
     finally:
         svc.stop()
@@ -89,14 +89,14 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
 
 def test_sigkill_while_the_broker_still_owes_the_execution(base: Path) -> None:
     # Paper latency: the venue acknowledges at once and fills ten minutes later.
-    svc = UltProcess(base, env={"PAPER_LATENCY_MS": "600000"}).start()
+    svc = UltProcess.serve(base, notify=False, env={"PAPER_LATENCY_MS": "600000"}).start(timeout=60)
     try:
         with Client(svc.socket, timeout=30) as client:
             order = client.submit("AAPL", "buy", 5, client_order_id="kill-2")
         assert order.status == "accepted"
         assert wait_for_journal(svc, "kill-2") == "accepted"
         svc.kill9()
-        svc.start()  # the travelling order reaches the venue while we were down
+        svc.start(timeout=60)  # the travelling order reaches the venue while we were down
         check_once_and_filled(svc, "kill-2", Decimal(5))
     finally:
         svc.stop()

@@ -16,25 +16,25 @@ import trio
 
 from tests.fakes import FakeConnector, FakeVenue
 from tests.ipc.harness import ipc_service
-from tests.ipc.service_process import ServiceProcess, run_ult
 from ult_actors.client import AsyncClient, Client, NotFound, OutcomeUnknown
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import Timeout
 from ult_actors.messages import TERMINAL_STATUSES, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
+from ult_actors.testing.process import UltProcess, run_ult
 
 #: Wall-clock epoch of the mock clock's zero, so ``deadline_ns`` and trio time agree.
 EPOCH_NS = 1_700_000_000_000_000_000
 
 
 @pytest.fixture
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(env={"PAPER_STARTING_CASH": "10000000"}).start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve(env={"PAPER_STARTING_CASH": "10000000"}).start()
     yield svc
     svc.cleanup()
 
 
-def test_an_order_read_after_its_clients_deadline_is_never_sent(service: ServiceProcess) -> None:
+def test_an_order_read_after_its_clients_deadline_is_never_sent(service: UltProcess) -> None:
     assert service.proc is not None
     service.proc.send_signal(signal.SIGSTOP)
     try:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.ipc.service_process import ServiceProcess
 from ult_actors.client import (
     AsyncClient,
     Client,
@@ -22,13 +21,14 @@ from ult_actors.client import (
     order_request,
 )
 from ult_actors.messages import Order, OrderUpdate
+from ult_actors.testing.process import UltProcess
 
 RICH = {"PAPER_STARTING_CASH": "100000000"}
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(env=RICH).start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve(env=RICH).start()
     yield svc
     code = svc.stop()
     svc.cleanup()
@@ -36,7 +36,7 @@ def service() -> Iterator[ServiceProcess]:
 
 
 def test_the_blocking_client_places_finds_lists_and_cancels_orders(
-    service: ServiceProcess,
+    service: UltProcess,
 ) -> None:
     with Client(service.socket, timeout=20) as c:
         filled = c.submit("AAPL", "buy", 10, wait=True)
@@ -60,7 +60,7 @@ def test_the_blocking_client_places_finds_lists_and_cancels_orders(
             c.order("no-such-order")
 
 
-def test_one_blocking_client_pipelines_a_batch_each_answered_once(service: ServiceProcess) -> None:
+def test_one_blocking_client_pipelines_a_batch_each_answered_once(service: UltProcess) -> None:
     batch = [order_request("IBM", "buy", 1, client_order_id=f"e2e-batch-{i}") for i in range(500)]
     with Client(service.socket, timeout=30) as c:
         results = c.submit_many(batch, window=128)
@@ -70,7 +70,7 @@ def test_one_blocking_client_pipelines_a_batch_each_answered_once(service: Servi
 
 
 async def test_the_async_client_on_trio_many_tasks_and_an_event_stream(
-    service: ServiceProcess,
+    service: UltProcess,
 ) -> None:
     async with AsyncClient(service.socket, timeout=20) as watcher:
         events = await watcher.subscribe(["orders"])
@@ -99,7 +99,7 @@ async def test_the_async_client_on_trio_many_tasks_and_an_event_stream(
                         break
 
 
-def test_the_async_client_works_on_asyncio_too(service: ServiceProcess) -> None:
+def test_the_async_client_works_on_asyncio_too(service: UltProcess) -> None:
     async def main() -> tuple[list[Order], str]:
         async with AsyncClient(service.socket, timeout=20) as c:
             orders = await asyncio.wait_for(
@@ -112,7 +112,7 @@ def test_the_async_client_works_on_asyncio_too(service: ServiceProcess) -> None:
     assert len({o.id for o in orders}) == 20 and state == "active"
 
 
-def test_the_kill_switch_halts_then_resumes_trading(service: ServiceProcess) -> None:
+def test_the_kill_switch_halts_then_resumes_trading(service: UltProcess) -> None:
     with Client(service.socket, timeout=20) as c:
         c.kill_switch(True)
         try:
@@ -124,7 +124,7 @@ def test_the_kill_switch_halts_then_resumes_trading(service: ServiceProcess) -> 
         assert c.submit("AAPL", "buy", 1).status != "rejected"
 
 
-def test_the_socket_of_the_real_service_is_private(service: ServiceProcess) -> None:
+def test_the_socket_of_the_real_service_is_private(service: UltProcess) -> None:
     assert stat.S_IMODE(os.stat(service.socket).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(service.socket.parent).st_mode) == 0o700
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.ipc.service_process import ServiceProcess
 from ult_actors.ipc.framing import FrameReader, ReplyCodec, frame
 from ult_actors.messages import ErrorReply, EventMessage, Ping, SubscriptionDropped
+from ult_actors.testing.process import UltProcess
 
 KINDS = ["submit", "cancel", "get_order", "list_orders", "get_positions", "get_account",
          "get_health", "subscribe", "ping", "nonsense", ""]  # fmt: skip
@@ -27,10 +27,10 @@ PING_ID = 2**31
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess().start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve().start()
     yield svc
-    log = svc.log()
+    log = svc.log
     svc.cleanup()
     # Garbage is the client's fault: answered, never a crash of a connection task.
     assert "connection failed" not in log and "Traceback" not in log
@@ -60,7 +60,7 @@ _requestish = st.fixed_dictionaries(
 _payloads = st.binary(max_size=300) | _values().map(msgspec.msgpack.encode) | _requestish
 
 
-def _connect(svc: ServiceProcess) -> socket.socket:
+def _connect(svc: UltProcess) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(10)
     sock.connect(str(svc.socket))
@@ -90,7 +90,7 @@ def _ping(sock: socket.socket) -> None:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(garbage=st.lists(_payloads, min_size=1, max_size=8))
 def test_well_framed_garbage_is_answered_and_the_connection_keeps_working(
-    service: ServiceProcess, garbage: list[bytes]
+    service: UltProcess, garbage: list[bytes]
 ) -> None:
     with _connect(service) as sock:
         sock.sendall(b"".join(frame(p) for p in garbage))
@@ -100,7 +100,7 @@ def test_well_framed_garbage_is_answered_and_the_connection_keeps_working(
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=1, max_size=4096))
-def test_random_bytes_never_take_the_service_down(service: ServiceProcess, data: bytes) -> None:
+def test_random_bytes_never_take_the_service_down(service: UltProcess, data: bytes) -> None:
     with _connect(service) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)

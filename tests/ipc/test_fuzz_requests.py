@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.ipc.service_process import ServiceProcess
 from ult_actors.ipc.framing import FrameReader, ReplyCodec, frame
 from ult_actors.messages import (
     ErrorReply,
@@ -30,16 +29,17 @@ from ult_actors.messages import (
     SetTradingState,
     SubscriptionDropped,
 )
+from ult_actors.testing.process import UltProcess
 
 REQUEST_ID = 7
 CHECK_ID = 8
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess().start()
+def service() -> Iterator[UltProcess]:
+    svc = UltProcess.serve().start()
     yield svc
-    log = svc.log()
+    log = svc.log
     svc.cleanup()
     assert "Traceback" not in log and "actor exited; restarting" not in log
 
@@ -142,7 +142,7 @@ _others = st.one_of(
 
 
 class _Conn:
-    def __init__(self, svc: ServiceProcess) -> None:
+    def __init__(self, svc: UltProcess) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(20)
         self.sock.connect(str(svc.socket))
@@ -161,7 +161,7 @@ class _Conn:
                 return reply
 
 
-def _exchange(svc: ServiceProcess, request: dict[str, Any]) -> None:
+def _exchange(svc: UltProcess, request: dict[str, Any]) -> None:
     """Send ``request``; its answer must not be ``internal``, and no actor may have restarted."""
     conn = _Conn(svc)
     try:
@@ -192,7 +192,7 @@ FUZZ = settings(
 @settings(FUZZ, max_examples=200)
 @given(request=_submit)
 def test_hostile_values_in_a_submit_get_an_answer_and_crash_no_actor(
-    service: ServiceProcess, request: dict[str, Any]
+    service: UltProcess, request: dict[str, Any]
 ) -> None:
     _exchange(service, request)
 
@@ -200,6 +200,6 @@ def test_hostile_values_in_a_submit_get_an_answer_and_crash_no_actor(
 @settings(FUZZ, max_examples=100)
 @given(request=_others)
 def test_hostile_values_in_every_other_request_get_an_answer_and_crash_no_actor(
-    service: ServiceProcess, request: dict[str, Any]
+    service: UltProcess, request: dict[str, Any]
 ) -> None:
     _exchange(service, request)

@@ -14,7 +14,6 @@ import structlog
 import trio
 from structlog.testing import capture_logs
 
-from tests.ops.notify_listener import NotifyListener
 from ult_actors.systemd.notify import (
     Notifier,
     feed_watchdog,
@@ -22,6 +21,7 @@ from ult_actors.systemd.notify import (
     notify_address,
     watchdog_interval,
 )
+from ult_actors.testing.notify import NotifyListener
 
 
 @pytest.fixture(autouse=True)

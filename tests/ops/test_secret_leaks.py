@@ -17,16 +17,16 @@ import base64
 import json
 import socket
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import msgspec
 import pytest
 import trio
 
-from tests.ops.notify_listener import NotifyListener
-from tests.ops.serve_process import Serve, clean_env, run_cli, short_dir
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.errors import ConfigError
+from ult_actors.testing.process import UltProcess, clean_env, run_ult, short_dir
 
 MARKER = "Q7CANARYZ"
 SECRETS = {
@@ -115,20 +115,15 @@ async def test_secrets_of_a_session_that_uses_them_never_appear_in_any_output(
     assert set(kinds) == set(REMOTE_KINDS)  # every remote connector's secrets are exercised
     used = {n: SECRETS[n] for kind in kinds for n in KIND_SECRETS[kind]}
     outputs: dict[str, str] = {}
-    with short_dir() as home, NotifyListener() as listener:
+    with short_dir() as home:
         config = home / "ult.toml"
         config.write_text(broker_tables(refusing_port))
-        env = clean_env(
-            home,
-            ULT_CONFIG=str(config),
-            OANDA_ACCOUNT_ID="101-001-0000000-001",
-            NOTIFY_SOCKET=listener.address,
-            **used,
-        )
+        session = {"ULT_CONFIG": str(config), "OANDA_ACCOUNT_ID": "101-001-0000000-001", **used}
+        env = clean_env(home, **session)
 
-        text = run_cli(["config", "check"], env)
+        text = run_ult("config", "check", env=env, timeout=60)
         outputs["config check"] = text.stdout + text.stderr
-        as_json = run_cli(["config", "check", "--json"], env)
+        as_json = run_ult("config", "check", "--json", env=env, timeout=60)
         outputs["config check --json"] = as_json.stdout + as_json.stderr
         # The session really read them: each configured kind shows its secrets as set.
         assert text.returncode == 0, outputs["config check"]
@@ -139,29 +134,24 @@ async def test_secrets_of_a_session_that_uses_them_never_appear_in_any_output(
                 masked = [v for v in broker["settings"].values() if v == "***"]
                 assert len(masked) == len(KIND_SECRETS[broker["kind"]]), broker
 
-        sock = str(home / "ult.sock")
-        serve = await Serve.start(
-            ["--socket", sock, "--state-dir", str(home / "state"), "--log-format", "json"],
-            env,
-            home / "serve.log",
-        )
+        serve = UltProcess.serve(home, env=session, clean=True)
         try:
-            with trio.fail_after(60):
-                ready = await serve.ready_or_exit(listener)
-            assert ready is not None, serve.text()
+            await serve.astart(timeout=60)
+            assert serve.ready is not None, serve.log
             # Connecting to the refusing port fails, and the failure is logged.
             with trio.fail_after(30):
-                while not broker_trouble_logged(serve.text(), kinds):
+                while not broker_trouble_logged(serve.log, kinds):
                     await trio.sleep(0.05)  # polling a log file, bounded by fail_after
-            health_env = clean_env(home, ULT_SOCKET=sock)
+            health_env = clean_env(home, ULT_SOCKET=str(serve.socket))
             for args in (["health"], ["health", "--json"]):
-                shown = await trio.to_thread.run_sync(run_cli, args, health_env)
+                health = partial(run_ult, *args, env=health_env, timeout=60)
+                shown = await trio.to_thread.run_sync(health)
                 outputs[" ".join(args)] = shown.stdout + shown.stderr
             with trio.fail_after(30):
-                await serve.stop()
+                await serve.astop()
         finally:
-            await serve.abort()
-        outputs["serve"] = serve.text()
+            serve.cleanup()
+        outputs["serve"] = serve.log
     assert_no_leaks(outputs)
 
 

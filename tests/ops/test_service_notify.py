@@ -19,12 +19,12 @@ import trio
 import trio.testing
 
 from tests.fakes import FakeConnector, FakeVenue
-from tests.ops.notify_listener import NotifyListener
 from ult_actors.cli.serve import run_service
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.journal import memory_store_opener
 from ult_actors.messages import OrderReply, OrderRequest, Submit
 from ult_actors.service import Service, build_service
+from ult_actors.testing.notify import NotifyListener
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,9 @@ before and after each call. The plan holds two kinds of fault:
   a ``kill -9`` loses none already made).
 - **switched** by the caller: ``gate`` holds submits until set, ``pull``
   cuts the update stream now, ``crash_after_apply`` makes the next N submits
-  reach the venue and then raise ``InjectedCrash`` (an unexpected failure:
-  the broker actor crashes with the order applied and unanswered).
+  reach the venue and then raise ``RuntimeError`` (what a bug looks like: the
+  broker actor crashes with the order applied and unanswered, and the crash
+  report names the exception's type, as it would a real one).
 
 Fault kinds on a call:
 
@@ -51,10 +52,6 @@ SUBMIT_FAULTS = {
 QUERY_FAULTS = {"drop": 2, "http_5xx": 2, "http_429": 1, "slow": 1}
 
 
-class InjectedCrash(RuntimeError):
-    """An unexpected failure raised on purpose: the broker actor treats it as a bug and crashes."""
-
-
 class FaultPlan:
     """What goes wrong, and when: seeded draws, switches the caller flips, and a log of each fault.
 
@@ -79,7 +76,7 @@ class FaultPlan:
         self.gate: trio.Event | None = None
         #: Set it to cut the update stream now; the next incarnation gets a fresh one.
         self.pull = trio.Event()
-        #: The next N submits reach the venue, then raise ``InjectedCrash``.
+        #: The next N submits reach the venue, then raise ``RuntimeError``.
         self.crash_after_apply = 0
         #: How many times a wrapped connector connected (the first connect and each restart).
         self.connects = 0
@@ -144,10 +141,10 @@ class FaultyConnector:
         if kind == "lose_reply":
             raise BrokerUnavailable("injected: reply lost after the order was applied")
         if kind == "actor_crash":
-            raise InjectedCrash("injected: broker actor crashed after the order was applied")
+            raise RuntimeError("injected: broker actor crashed after the order was applied")
         if self.plan.crash_after_apply > 0:
             self.plan.crash_after_apply -= 1
-            raise InjectedCrash("injected: connection reset after the venue took the order")
+            raise RuntimeError("injected: connection reset after the venue took the order")
         return order
 
     async def cancel(self, order_id: str) -> Order:

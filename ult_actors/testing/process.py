@@ -212,7 +212,7 @@ class UltProcess:
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the process is ready (see the module docstring for what that means)."""
         deadline = time.monotonic() + timeout
-        while not self._check_ready():
+        while not self._settle(self._answers() if self._by_socket else self._look()):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RuntimeError(f"{self._what()} not ready in {timeout} s:\n{self.log}")
@@ -224,25 +224,33 @@ class UltProcess:
     async def astart(self, timeout: float = 30.0) -> UltProcess:
         """``start`` for trio code: the event loop keeps running while the process comes up."""
         self.spawn()
-        with trio.fail_after(timeout):
-            while not self._check_ready():
-                if self.notify is not None:
-                    with trio.move_on_after(0.5):
-                        await trio.lowlevel.wait_readable(self.notify.sock)
-                else:
-                    await trio.sleep(0.05)
+        try:
+            with trio.fail_after(timeout):
+                while not self._settle(await self._aanswers() if self._by_socket else self._look()):
+                    if self.notify is not None:
+                        with trio.move_on_after(0.5):
+                            await trio.lowlevel.wait_readable(self.notify.sock)
+                    else:
+                        await trio.sleep(0.05)
+        except trio.TooSlowError:
+            raise RuntimeError(f"{self._what()} not ready in {timeout} s:\n{self.log}") from None
         return self
 
-    def _check_ready(self) -> bool:
-        """One look: ready now? Raises if the process has exited instead."""
-        assert self.proc is not None
-        ready = True
+    @property
+    def _by_socket(self) -> bool:
+        return not self.use_notify and self.socket is not None
+
+    def _look(self) -> bool:
+        """Ready now, by notify message or printed port (or at once if neither is asked for)?"""
         if self.use_notify:
-            ready = self.ready is not None or self._take_ready()
-        elif self.socket is not None:
-            ready = self._answers()
-        elif self.want_ports:
-            ready = self._read_ports()
+            return self.ready is not None or self._take_ready()
+        if self.want_ports:
+            return self._read_ports()
+        return True
+
+    def _settle(self, ready: bool) -> bool:
+        """``ready``, unless the process has exited instead: then ``RuntimeError`` with its log."""
+        assert self.proc is not None
         if not ready and self.proc.poll() is not None:
             raise RuntimeError(f"{self._what()} exited with {self.proc.returncode}:\n{self.log}")
         return ready
@@ -260,7 +268,18 @@ class UltProcess:
         try:
             with Client(self.socket, timeout=5) as client:
                 client.ping()
-        except UltError:
+        except (UltError, OSError):
+            return False
+        return True
+
+    async def _aanswers(self) -> bool:
+        from ult_actors.client import AsyncClient, UltError
+
+        assert self.socket is not None
+        try:
+            async with AsyncClient(self.socket, timeout=5) as client:
+                await client.ping()
+        except (UltError, OSError):
             return False
         return True
 

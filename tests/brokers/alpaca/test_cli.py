@@ -11,39 +11,34 @@ import json
 import trio
 
 from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
-from tests.ops.notify_listener import NotifyListener
-from tests.ops.serve_process import Serve, clean_env, short_dir, ult
+from ult_actors.testing.process import UltProcess, clean_env, short_dir, ult_command
 
 
 async def run_ult(*args: str, env: dict[str, str]) -> tuple[int, str]:
     with trio.fail_after(60):
         done = await trio.run_process(
-            ult(*args), env=env, capture_stdout=True, capture_stderr=True, check=False
+            ult_command(*args), env=env, capture_stdout=True, capture_stderr=True, check=False
         )
     return done.returncode, done.stdout.decode() + done.stderr.decode()
 
 
 async def test_ult_submit_through_the_service_fills_at_the_simulator_and_shows_a_position() -> None:
     async with running_sim() as (sim, port):
-        with short_dir() as home, NotifyListener() as listener:
-            sock = str(home / "ult.sock")
-            env = clean_env(
-                home,
-                NOTIFY_SOCKET=listener.address,
-                ALPACA_API_KEY=KEY,
-                ALPACA_API_SECRET=SECRET,
-                ALPACA_BASE_URL=f"http://127.0.0.1:{port}",
-                ALPACA_STREAM_URL=f"ws://127.0.0.1:{port}/stream",
-            )
-            args = ["--socket", sock, "--state-dir", str(home / "state"), "--log-format", "json"]
-            serve = await Serve.start(args, env, home / "serve.log")
+        with short_dir() as home:
+            extra = {
+                "ALPACA_API_KEY": KEY,
+                "ALPACA_API_SECRET": SECRET,
+                "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
+                "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
+            }
+            serve = UltProcess.serve(home, env=extra, clean=True)
             try:
-                with trio.fail_after(60):
-                    ready = await serve.ready_or_exit(listener)
-                assert ready is not None, serve.text()
+                await serve.astart(timeout=60)
+                ready = serve.ready
+                assert ready is not None, serve.log
                 assert ready["STATUS"].startswith("brokers 2/2 up"), ready
 
-                client_env = clean_env(home, ULT_SOCKET=sock)
+                client_env = clean_env(home, ULT_SOCKET=str(serve.socket))
                 code, out = await run_ult(
                     "submit", "AAPL", "buy", "1", "--broker", "alpaca", "--wait", "--json",
                     env=client_env,
@@ -70,17 +65,17 @@ async def test_ult_submit_through_the_service_fills_at_the_simulator_and_shows_a
                 assert [(p["symbol"], p["qty"]) for p in rows] == [("AAPL", "1")]
                 code, table = await run_ult("positions", env=client_env)
                 assert code == 0 and "AAPL" in table and "alpaca" in table
-                assert SECRET not in serve.text() and KEY not in serve.text()
+                assert SECRET not in serve.log and KEY not in serve.log
             finally:
                 with trio.fail_after(30):
-                    await serve.stop()
-                await serve.abort()
+                    await serve.astop()
+                serve.cleanup()
 
 
 def test_ult_sim_alpaca_help_names_the_rest_base_and_the_stream_path() -> None:
     import subprocess
 
-    done = subprocess.run(ult("sim", "alpaca", "--help"), capture_output=True, text=True, check=False)
+    done = subprocess.run(ult_command("sim", "alpaca", "--help"), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     assert "http://HOST:PORT/v2" in text and "ALPACA_BASE_URL=http://HOST:PORT" in text

@@ -1,15 +1,14 @@
 """Setup shared by the IB tests: a running simulator, connector settings, a raw client.
 
-The ``sim`` fixture is exported as ``sim_fixture`` so that a test module
-importing it does not shadow the name its tests take as a parameter.
+No tests live here; the ``sim`` fixture built on ``running_sim`` is in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 import trio
 
 from ult_actors.brokers.ib import encode, wire
@@ -21,8 +20,8 @@ from ult_actors.sim.ib import TwsSimulator
 BOUND = 10  # seconds any single step may take before the test fails
 
 
-@pytest.fixture(name="sim")
-async def sim_fixture() -> AsyncIterator[TwsSimulator]:
+@asynccontextmanager
+async def running_sim() -> AsyncIterator[TwsSimulator]:
     """A simulator on an ephemeral loopback port, without market ticks."""
     server = TwsSimulator(tick_interval_s=None)
     async with trio.open_nursery() as nursery:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.brokers.ib.harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
+from tests.brokers.ib.harness import BOUND, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import AlreadyFinal
 from ult_actors.messages import Cancel, OrderReply, OrderRequest, Submit

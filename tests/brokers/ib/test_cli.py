@@ -6,55 +6,31 @@ Also shows the simulator's fault switches driven from another process
 
 from __future__ import annotations
 
-import os
 import re
-import select
-import signal
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.ipc.service_process import ULT, ServiceProcess, run_ult
+from ult_actors.testing.process import UltProcess, run_ult
 
 START_S = 15.0
-
-
-def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    readable, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not readable:
-        raise AssertionError(f"no output from {proc.args} within {timeout}s")
-    return proc.stdout.readline()
 
 
 @pytest.fixture
 def tws_sim() -> Iterator[tuple[int, int]]:
     """``ult sim ib`` on free ports; yields (api port, admin port)."""
-    proc = subprocess.Popen(
-        [ULT, "sim", "ib", "--port", "0", "--admin-port", "0", "--tick", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-        env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
-    )  # fmt: skip
-    try:
-        line = _first_line(proc, START_S)
-        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line)]
-        assert len(ports) == 2, line
-        yield ports[0], ports[1]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    args = ["sim", "ib", "--port", "0", "--admin-port", "0", "--tick", "0"]
+    with UltProcess(args, ports=True, name="sim") as sim:
+        sim.start(timeout=START_S)
+        assert len(sim.ports) == 2, sim.log
+        yield sim.ports[0], sim.ports[1]
 
 
 def test_ult_submit_fills_against_the_tws_simulator_and_faults_come_from_outside(
     tws_sim: tuple[int, int],
 ) -> None:
     port, admin = tws_sim
-    svc = ServiceProcess(env={"IB_PORT": str(port), "ORDER_MAX_RETRIES": "0"}).start()
+    svc = UltProcess.serve(env={"IB_PORT": str(port), "ORDER_MAX_RETRIES": "0"}).start()
     try:
         sock = str(svc.socket)
         done = run_ult("submit", "AAPL", "buy", "10", "--broker", "ib", "--wait", "--socket", sock)

@@ -21,7 +21,7 @@ import structlog
 import trio
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib.harness import BOUND, settings, sim_fixture  # noqa: F401 (fixture)
+from tests.brokers.ib.harness import BOUND, settings
 from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, ConfigError, InsufficientFunds, InvalidOrder

@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib.harness import BOUND, RawClient, settings, sim_fixture  # noqa: F401 (fixture)
+from tests.brokers.ib.harness import BOUND, RawClient, settings
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.connector import IbConnector

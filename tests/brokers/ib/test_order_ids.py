@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib.harness import BOUND, RawClient, settings, sim_fixture  # noqa: F401 (fixture)
+from tests.brokers.ib.harness import BOUND, RawClient, settings
 from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.kind import connector_factory

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import subprocess
@@ -15,7 +14,6 @@ import pytest
 import trio
 
 from tests.brokers.oanda.harness import running_sim, settings_for
-from tests.ipc.service_process import ULT, ServiceProcess, run_ult
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import AuthFailed
 from ult_actors.messages import (
@@ -32,6 +30,7 @@ from ult_actors.messages import (
 from ult_actors.secrets import Secret
 from ult_actors.service import build_service
 from ult_actors.sim.oanda.faults import Fault
+from ult_actors.testing.process import UltProcess, run_ult, ult_command
 
 SIM_TOKEN = "acceptance-token-7d1e"
 SIM_ACCOUNT = "101-001-2468024-001"
@@ -40,31 +39,22 @@ SIM_ACCOUNT = "101-001-2468024-001"
 @pytest.fixture
 def sim_process() -> Iterator[str]:
     """``ult sim oanda --port 0`` as its own process; yields its base URL."""
-    env = {**os.environ, "OANDA_API_TOKEN": SIM_TOKEN, "OANDA_ACCOUNT_ID": SIM_ACCOUNT}
-    proc = subprocess.Popen(
-        [ULT, "sim", "oanda", "--port", "0", "--tick", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # printed once it listens
-        assert "http://127.0.0.1:" in first, proc.stderr.read() if proc.stderr else first
+    env = {"OANDA_API_TOKEN": SIM_TOKEN, "OANDA_ACCOUNT_ID": SIM_ACCOUNT}
+    args = ["sim", "oanda", "--port", "0", "--tick", "0"]
+    with UltProcess(args, env=env, ports=True, name="sim") as sim:
+        sim.start()
+        first = sim.log.splitlines()[0]  # printed once it listens
+        assert "http://127.0.0.1:" in first, sim.log
         assert SIM_TOKEN not in first
         url = re.search(r"http://127\.0\.0\.1:\d+", first)
         assert url is not None
         yield url.group(0)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_ult_submit_wait_fills_at_the_simulator_and_ult_positions_shows_it(
     sim_process: str,
 ) -> None:
-    service = ServiceProcess(
+    service = UltProcess.serve(
         env={
             "OANDA_API_TOKEN": SIM_TOKEN,
             "OANDA_ACCOUNT_ID": SIM_ACCOUNT,
@@ -94,7 +84,7 @@ def test_ult_submit_wait_fills_at_the_simulator_and_ult_positions_shows_it(
         assert held[("oanda", "EUR_USD")] == Decimal(1000)
         table = run_ult("positions", "--socket", sock)
         assert "EUR_USD" in table.stdout
-        assert SIM_TOKEN not in service.log()
+        assert SIM_TOKEN not in service.log
     finally:
         service.cleanup()
 
@@ -205,7 +195,7 @@ async def test_refused_credentials_and_unconfirmed_live_fail_the_actor_without_a
 
 def test_the_simulator_command_explains_itself() -> None:
     done = subprocess.run(
-        [ULT, "sim", "oanda", "--help"],
+        ult_command("sim", "oanda", "--help"),
         capture_output=True,
         text=True,
         timeout=30,

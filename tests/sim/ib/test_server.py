@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import trio
 
-from tests.brokers.ib.harness import BOUND, RawClient, sim_fixture  # noqa: F401 (fixture)
+from tests.brokers.ib.harness import BOUND, RawClient
 from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.protocol import (
     API_PREFIX,

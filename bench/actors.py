@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import Budget, latency_summary, short_tempdir
 
+from bench.common import Budget, latency_summary, short_tempdir
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.errors import NotFound
 from ult_actors.messages import (
@@ -41,8 +41,7 @@ from ult_actors.messages import (
 
 
 def _config(state_dir: Path) -> Any:
-    from bench_ult import RISK_LIMITS
-
+    from bench.ult import RISK_LIMITS
     from ult_actors.config import load_config
 
     risk = "\n".join(f"{k} = {v}" for k, v in RISK_LIMITS.items())

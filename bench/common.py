@@ -23,8 +23,8 @@ import trio
 
 from ult_actors.messages import OrderRequest, Reply, Request, Submit
 
+#: The repository root: children run ``python -m bench.…`` with it on ``PYTHONPATH``.
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts"
 HEADER = 4
 
 encoder = msgspec.msgpack.Encoder()
@@ -155,7 +155,7 @@ def child_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: ours, quiet logs, the project importable."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), str(SCRIPTS), env.get("PYTHONPATH", "")) if p
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
     )
     env.setdefault("ULT_LOG_LEVEL", "warning")
     env.update(extra)

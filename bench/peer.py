@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -33,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import (
+
+from bench.common import (
     Budget,
     child_env,
     latency_summary,
-    read_line,
     short_tempdir,
-    stop_process,
 )
+from ult_actors.testing.process import UltProcess
 
 KEY = "bench-key"
 SECRET = "bench-secret"  # a throwaway pair the loopback simulator is told to accept
@@ -61,26 +58,18 @@ def missing() -> str | None:
 @asynccontextmanager
 async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator[str]:
     """``ult sim alpaca`` on a free loopback port; yields its base URL."""
-    proc = await trio.lowlevel.open_process(
-        [
-            sys.executable, "-m", "ult_actors.cli", "sim", "alpaca", "--port", "0",
-            "--key", KEY, "--secret", SECRET, "--cash", "1000000000000",
-            "--fill-delay", str(fill_delay_s), "--fill-slices", str(fill_slices),
-        ],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=child_env(),
+    sim = UltProcess(
+        ["sim", "alpaca", "--port", "0", "--key", KEY, "--secret", SECRET,
+         "--cash", "1000000000000",
+         "--fill-delay", str(fill_delay_s), "--fill-slices", str(fill_slices)],
+        name="sim", ports=True, env=child_env(),
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
-        with trio.fail_after(30):
-            line = (await read_line(proc.stdout)).decode()
-        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not found:
-            raise RuntimeError(f"the simulator said {line!r}")
-        yield f"http://127.0.0.1:{found.group(1)}"
+        await sim.astart(timeout=30)
+        yield f"http://127.0.0.1:{sim.ports[0]}"
     finally:
-        await stop_process(proc)
+        await sim.astop(timeout=5.0)
+        sim.cleanup()
 
 
 @asynccontextmanager
@@ -88,7 +77,7 @@ async def running_ult_on(
     base_url: str, *, profile: Path | None = None, journal: bool = True
 ) -> AsyncIterator[Any]:
     """``ult serve`` with the paper broker and an ``alpaca`` broker at ``base_url``."""
-    from bench_ult import start_service, write_config
+    from bench.ult import start_service, write_config
 
     overrides: dict[str, dict[str, Any]] = {
         "brokers.alpaca": {"kind": "alpaca", "base_url": base_url}

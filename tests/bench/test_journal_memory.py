@@ -1,4 +1,4 @@
-"""Smoke test of ``scripts/bench_journal_memory.py``: it runs and reports each figure."""
+"""Smoke test of ``python -m bench.journal_memory``: it runs and reports each figure."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_journal_memory.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = [sys.executable, "-m", "bench.journal_memory"]  # run from ROOT
 
 
 def test_the_journal_memory_benchmark_reports_growth_and_lookup_costs() -> None:
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--orders", "400", "--window", "100", "--lookups", "50",
+        [*SCRIPT, "--orders", "400", "--window", "100", "--lookups", "50",
          "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
     )
     result = json.loads(out.stdout)
     assert result["orders"] == 400 and result["window"] == 100

@@ -1,6 +1,6 @@
 """Scale: memory and start-to-ready time of a service with N broker connections.
 
-Each size runs in its own process (``python scripts/bench_scale.py N``), so
+Each size runs in its own process (``python -m bench.scale N``), so
 one size's memory never counts against another. The child writes a config
 with N paper connections (all defaults otherwise), builds the service, runs
 it until every actor has started, then prints one JSON line: resident
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import LineReader, child_env, python, rss_bytes, short_tempdir, stop_process
 
-_HERE = Path(__file__).resolve()
+from bench.common import LineReader, child_env, python, rss_bytes, short_tempdir, stop_process
+
 #: How long the idle CPU of a started service is watched.
 IDLE_S = 1.0
 
@@ -63,7 +63,7 @@ async def _run_child(n: int, state_dir: Path, connector: str) -> dict[str, Any]:
     config = _paper_config(n, state_dir)
     if connector == "instant":
         # The same tree with a broker that stores nothing: what the actors themselves cost.
-        from bench_actors import InstantConnector
+        from bench.actors import InstantConnector
 
         factories: Any = {
             b.name: (lambda name=b.name: InstantConnector(name)) for b in config.brokers
@@ -99,7 +99,7 @@ async def _run_child(n: int, state_dir: Path, connector: str) -> dict[str, Any]:
 
 
 def child_main(argv: list[str]) -> int:
-    """``bench_scale.py N STATE_DIR [paper|instant]``: start a service, print JSON lines."""
+    """``python -m bench.scale N STATE_DIR [paper|instant]``: start a service, print JSON lines."""
     trio.run(_run_child, int(argv[0]), Path(argv[1]), argv[2] if len(argv) > 2 else "paper")
     return 0
 
@@ -110,7 +110,7 @@ async def measure_one(
     """Run one size in a fresh process; add process start to ready as the parent saw it."""
     t0 = time.perf_counter()
     proc = await trio.lowlevel.open_process(
-        [python(), str(_HERE), str(n), str(state_dir), connector],
+        [python(), "-m", "bench.scale", str(n), str(state_dir), connector],
         stdout=subprocess.PIPE,
         env=child_env(),
     )

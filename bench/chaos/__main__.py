@@ -2,12 +2,12 @@
 """Chaos test: N orders through the real service while its brokers and its process are broken.
 
 Brokers (``--brokers``, default all): the embedded paper broker, behind
-seeded faults injected at its connector (``scripts/chaos_service.py``:
+seeded faults injected at its connector (``bench/chaos/service.py``:
 dropped connections, 5xx, 429, slow replies, orders applied whose reply is
 lost, broker actor crashes, update streams cut), and the loopback
 simulators (``ult sim alpaca|oanda|ib``, own processes that outlive the
 service), broken at random through their admin switches
-(``scripts/chaos_sims.py``: the same kinds, plus IB's connectivity
+(``bench/chaos/sims.py``: the same kinds, plus IB's connectivity
 lost/restored). The service runs as a process on a socket in a temp dir;
 ``--clients`` clients submit ``--orders`` orders with their own client order
 ids (mostly market orders; some resting limit orders, half of which they
@@ -35,7 +35,7 @@ The order stream, the fault schedule of each service start, the simulator
 fault schedule and the kill points are fixed by ``--seed``; thread and
 network timing can still change which call a fault lands on.
 
-    scripts/chaos.py --orders 10000 --seed 1
+    scripts/chaos --orders 10000 --seed 1   # python -m bench.chaos from the repository root
 """
 
 from __future__ import annotations
@@ -45,12 +45,9 @@ import collections
 import contextlib
 import json
 import logging
-import os
 import random
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,7 +60,8 @@ from typing import Any
 import msgspec
 import structlog
 import trio
-from chaos_sims import (
+
+from bench.chaos.sims import (
     SIM_NAMES,
     Sim,
     disarm,
@@ -73,7 +71,6 @@ from chaos_sims import (
     start_sims,
     stop_sims,
 )
-
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.brokers.registry import broker_kind
@@ -81,8 +78,11 @@ from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
 from ult_actors.config import load_config
 from ult_actors.errors import NotFound, Timeout, UltError
 from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Order
+from ult_actors.testing.process import UltProcess
 
-CHILD = Path(__file__).resolve().with_name("chaos_service.py")
+#: The service this run kills: ``ult serve`` with its paper broker behind faults.
+CHILD = [sys.executable, "-m", "bench.chaos.service"]
+ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "TSLA"]
 FX = ["EUR_USD", "GBP_USD"]
 BROKERS = ("paper", *SIM_NAMES)
@@ -159,34 +159,24 @@ class Child:
         self.state = base / "state"
         self.faults = base / "faults.jsonl"
         self.log_path = base / "service.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: UltProcess | None = None
         self.up = trio.Event()
         self.stopping = False
 
     async def start(self) -> None:
         self.tally.starts += 1
-        env = {k: v for k, v in os.environ.items() if k not in ("ULT_SOCKET", "ULT_CONFIG")}
-        env.pop("NOTIFY_SOCKET", None)
-        env.update(self.env)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220  # a long-lived child we signal
-                [sys.executable, str(CHILD), "--socket", str(self.socket),
-                 "--state-dir", str(self.state), "--faults-log", str(self.faults),
-                 "--seed", str(self.args.seed * 1000 + self.tally.starts),
-                 "--fault-rate", str(self.args.fault_rate),
-                 "--stream-drop-every", str(self.args.stream_drop_every)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            )  # fmt: skip
-        with trio.fail_after(60):
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"service exited at start:\n{self.log_tail()}")
-                try:
-                    async with AsyncClient(self.socket, timeout=5) as client:
-                        await client.ping()
-                    break
-                except UltError:
-                    await trio.sleep(0.05)
+        self.proc = UltProcess(
+            ["--socket", str(self.socket), "--state-dir", str(self.state),
+             "--faults-log", str(self.faults),
+             "--seed", str(self.args.seed * 1000 + self.tally.starts),
+             "--fault-rate", str(self.args.fault_rate),
+             "--stream-drop-every", str(self.args.stream_drop_every)],
+            program=CHILD, home=self.base, env=self.env, cwd=ROOT, socket=self.socket,
+        )  # fmt: skip
+        try:
+            await self.proc.astart(timeout=60)
+        except RuntimeError:
+            raise RuntimeError(f"service exited at start:\n{self.log_tail()}") from None
         self.up.set()
 
     def log_tail(self, lines: int = 30) -> str:
@@ -196,8 +186,7 @@ class Child:
     async def kill9_and_restart(self) -> None:
         assert self.proc is not None
         self.up = trio.Event()
-        self.proc.send_signal(signal.SIGKILL)
-        await trio.to_thread.run_sync(self.proc.wait)
+        await trio.to_thread.run_sync(self.proc.kill9)
         self.tally.kills += 1
         await self.start()
 
@@ -208,21 +197,15 @@ class Child:
             proc = self.proc
             if self.stopping or proc is None or not self.up.is_set():
                 continue
-            if proc.poll() is not None:
+            if not proc.alive:
                 self.tally.exits += 1
                 self.up = trio.Event()
                 await self.start()
 
     async def stop(self) -> None:
         self.stopping = True
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await trio.to_thread.run_sync(lambda: self.proc.wait(timeout=30))  # type: ignore[union-attr]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await trio.to_thread.run_sync(self.proc.wait)
+        if self.proc is not None and self.proc.alive:
+            await self.proc.astop(timeout=30)
 
 
 async def run_clients(
@@ -636,7 +619,9 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="scripts/chaos", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--orders", type=int, default=1000, help="orders to submit (default 1000)")
     p.add_argument("--seed", type=int, default=1, help="fixes orders, faults, kill points")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")

@@ -1,7 +1,8 @@
 """Restart: how long a broker connection is gone when it fails.
 
 Measured here, each over several samples, on in-process services whose
-paper connector is wrapped so it can be made to fail on demand:
+paper connector is wrapped (``ult_actors.testing.connector``) so it can be
+made to fail on demand:
 
 - **crash**: an idle broker actor's update stream raises; measured from the
   crash to the supervisor reporting the actor ``running`` again, and to the
@@ -18,7 +19,7 @@ paper connector is wrapped so it can be made to fail on demand:
   broker by client order id).
 
 The Alpaca simulator dropping its connections is measured by
-``bench_peer.measure_drop`` (it runs the simulator and ``ult serve``).
+``bench.peer.measure_drop`` (it runs the simulator and ``ult serve``).
 """
 
 from __future__ import annotations
@@ -32,85 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import latency_summary, short_tempdir
 
-from ult_actors.brokers.base import Connector, UpdateSink
+from bench.common import latency_summary, short_tempdir
+from ult_actors.brokers.base import Connector
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.errors import BrokerUnavailable, Internal
+from ult_actors.errors import Internal
 from ult_actors.messages import (
-    Account,
     ActorHealthChanged,
-    Order,
     OrderReply,
     OrderRequest,
     OrderUpdate,
-    Position,
     Submit,
 )
 from ult_actors.service import Service, build_service
-
-
-class CrashSwitch:
-    """Set ``crash`` to make the wrapped connection fail now; ``crash_in_submit`` for mid-order."""
-
-    def __init__(self) -> None:
-        self.crash = trio.Event()
-        #: The next submit is applied at the broker, then the connector raises (no reply).
-        self.crash_in_submit = False
-
-
-class BenchCrash(RuntimeError):
-    """Raised by ``CrashableConnector`` on demand: an unexpected failure, so the actor crashes."""
-
-
-class CrashableConnector:
-    """A real connector whose update stream, or next submit, can be made to fail on demand."""
-
-    def __init__(self, inner: Connector, switch: CrashSwitch) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.switch = switch
-
-    async def connect(self) -> None:
-        await self.inner.connect()
-
-    async def disconnect(self) -> None:
-        await self.inner.disconnect()
-
-    async def submit(self, request: OrderRequest) -> Order:
-        order = await self.inner.submit(request)
-        if self.switch.crash_in_submit:
-            self.switch.crash_in_submit = False
-            raise BenchCrash("bench: crash after the broker applied the order")
-        return order
-
-    async def cancel(self, order_id: str) -> Order:
-        return await self.inner.cancel(order_id)
-
-    async def get_order(self, order_id: str) -> Order:
-        return await self.inner.get_order(order_id)
-
-    async def get_order_by_client_id(self, client_order_id: str) -> Order:
-        return await self.inner.get_order_by_client_id(client_order_id)
-
-    async def open_orders(self) -> list[Order]:
-        return await self.inner.open_orders()
-
-    async def positions(self) -> list[Position]:
-        return await self.inner.positions()
-
-    async def account(self) -> Account:
-        return await self.inner.account()
-
-    async def stream_updates(
-        self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.inner.stream_updates, sink)
-            task_status.started()
-            await self.switch.crash.wait()
-            self.switch.crash = trio.Event()  # the next incarnation runs until told again
-            raise BrokerUnavailable("bench: injected connection failure")
+from ult_actors.testing.connector import FaultPlan, FaultyConnector
 
 
 def _inner_factory(name: str, state_dir: Path) -> tuple[str, Callable[[], Connector]]:
@@ -138,23 +74,23 @@ def _zero_latency(settings: Any, state_path: Path) -> Any:
 @asynccontextmanager
 async def _service(
     state_dir: Path, seed: int, *, backoff_ms: int | None
-) -> AsyncIterator[tuple[Service, CrashSwitch, str]]:
+) -> AsyncIterator[tuple[Service, FaultPlan, str]]:
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
         brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=None)],
     )
     if backoff_ms is not None:
         cfg.supervision.backoff_initial_ms = backoff_ms
-    switch = CrashSwitch()
+    plan = FaultPlan()
     connector, make_inner = _inner_factory("paper", state_dir)
-    factories = {"paper": lambda: CrashableConnector(make_inner(), switch)}
+    factories = {"paper": lambda: FaultyConnector(make_inner(), plan)}
     service = build_service(
         cfg, env={}, rng=random.Random(seed), connector_factories=factories  # type: ignore[dict-item]
     )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(30):
             await nursery.start(service.run)
-        yield service, switch, connector
+        yield service, plan, connector
         nursery.cancel_scope.cancel()
 
 
@@ -175,7 +111,7 @@ async def _one_crash(
     The order is sent as soon as the actor is seen down, so it waits in the
     mailbox for the next incarnation: the time until orders flow again.
     """
-    async with _service(state_dir, seed, backoff_ms=backoff_ms) as (service, switch, connector):
+    async with _service(state_dir, seed, backoff_ms=backoff_ms) as (service, plan, connector):
         health = service.bus.subscribe(
             lambda e: isinstance(e, ActorHealthChanged) and e.name == "broker.paper",
             capacity=64,
@@ -184,7 +120,7 @@ async def _one_crash(
         down = trio.Event()
         with trio.fail_after(30):
             t0 = time.perf_counter_ns()
-            switch.crash.set()
+            plan.pull.set()
 
             async def wait_running() -> None:
                 nonlocal running_ns
@@ -216,8 +152,8 @@ async def _one_mid_submit_crash(state_dir: Path, seed: int, order_no: int) -> tu
     Measured from the submit: to its answer (the crash, as ``internal``), and to the
     order filled in the journal (the restart's reconciliation found it at the broker).
     """
-    async with _service(state_dir, seed, backoff_ms=None) as (service, switch, _connector):
-        switch.crash_in_submit = True
+    async with _service(state_dir, seed, backoff_ms=None) as (service, plan, _connector):
+        plan.crash_after_apply = 1
         coid = f"restart-{order_no}"
         filled = service.bus.subscribe(
             lambda e: isinstance(e, OrderUpdate)

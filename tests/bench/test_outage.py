@@ -1,4 +1,4 @@
-"""Smoke test of ``scripts/outage.py``: it runs one short outage end to end with real processes."""
+"""Smoke test of ``python -m bench.outage`` (``scripts/outage``): it runs one short outage end to end with real processes."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "outage.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = [sys.executable, "-m", "bench.outage"]  # run from ROOT
 
 
 def test_help_names_the_outages_and_the_cap() -> None:
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60,
+        [*SCRIPT, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60,
         check=True,
     )  # fmt: skip
     assert "--outages" in out.stdout and "--cap" in out.stdout
@@ -20,8 +21,8 @@ def test_help_names_the_outages_and_the_cap() -> None:
 
 def test_a_short_outage_heals_with_no_command() -> None:
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--outages", "1", "--cap", "1", "--json"],
-        capture_output=True, text=True, timeout=120,
+        [*SCRIPT, "--outages", "1", "--cap", "1", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     (line,) = out.stdout.splitlines()

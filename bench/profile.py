@@ -1,6 +1,6 @@
 """Summarise py-spy's collapsed stacks (``--format raw``): where the samples went.
 
-    python scripts/bench_profile.py /tmp/prof/ult-serve.txt [--top 25] [--filter ult_actors]
+    python -m bench.profile /tmp/prof/ult-serve.txt [--top 25] [--filter ult_actors]
         [--thread MainThread]
 
 Prints the functions with the most samples on top of the stack (self) and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench_common import Budget
+from bench.common import Budget
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Smoke test of ``scripts/soak.py``: a few seconds of it run and print samples and a verdict."""
+"""Smoke test of ``python -m bench.soak`` (``scripts/soak``): a few seconds of it run and print samples and a verdict."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"
+ROOT = Path(__file__).resolve().parents[2]
+SOAK = [sys.executable, "-m", "bench.soak"]  # run from ROOT
 
 
 def test_help_names_the_knobs() -> None:
     out = subprocess.run(
-        [sys.executable, str(SOAK), "--help"], capture_output=True, text=True, timeout=60, check=True
+        [*SOAK, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     for option in ("--minutes", "--seconds", "--rate", "--interval", "--warmup"):
         assert option in out.stdout
@@ -22,9 +23,9 @@ def test_a_short_run_samples_rss_and_files_and_gives_a_verdict() -> None:
     # Far too short to judge growth (hence the huge tolerance): this checks the
     # machinery — service up, load flowing, bad clients connected, samples taken.
     out = subprocess.run(
-        [sys.executable, str(SOAK), "--seconds", "5", "--interval", "1", "--warmup", "1",
+        [*SOAK, "--seconds", "5", "--interval", "1", "--warmup", "1",
          "--rate", "50", "--tolerance", "1000"],
-        capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     samples = re.findall(r"rss=\s*([\d.]+) MiB open_files=\s*(\d+) orders_answered=(\d+)", out.stdout)

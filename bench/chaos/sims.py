@@ -1,4 +1,4 @@
-"""The loopback broker simulators for ``scripts/chaos.py``: started, broken at random, stopped.
+"""The loopback broker simulators for ``python -m bench.chaos``: started, broken at random, stopped.
 
 Each simulator runs as its own process (``ult sim NAME --port 0``), outlives
 every ``kill -9`` of the service (a broker does not die with its client),
@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import json
 import random
-import re
+import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
 
-ULT = str(Path(sys.executable).with_name("ult"))
+from ult_actors.testing.process import UltProcess
+
 SIM_NAMES = ("alpaca", "oanda", "ib")
 _KEY, _SECRET = "chaos-key", "chaos-secret"
 _TOKEN, _ACCOUNT = "chaos-token", "101-001-7777777-001"
@@ -38,31 +37,22 @@ class Sim:
     """One running simulator and what the service needs to reach it."""
 
     name: str
-    proc: subprocess.Popen[bytes]
+    proc: UltProcess
     port: int
     admin_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _start(name: str, argv: list[str], log: Path, extra_env: dict[str, str]) -> tuple[Any, list[int]]:
-    import os
-
-    env = {**os.environ, **extra_env}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [ULT, "sim", name, *argv], stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        text = log.read_text(errors="replace")
-        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text.split("\n\n")[0])]
-        if ports:
-            return proc, ports
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"ult sim {name} did not start:\n{text}")
-        time.sleep(0.05)
+def start_sim(name: str, argv: list[str], log: Path, extra_env: dict[str, str]) -> UltProcess:
+    """``ult sim NAME ARGV``, its output in ``log``; returns once it printed its ports."""
+    sim = UltProcess(["sim", name, *argv], home=log.parent, name=log.stem, env=extra_env, ports=True)
+    try:
+        sim.start(timeout=30)
+    except RuntimeError:
+        if sim.alive:
+            sim.kill9()
+        raise RuntimeError(f"ult sim {name} did not start:\n{sim.log}") from None
+    return sim
 
 
 def start_sims(names: list[str], base: Path, seed: int) -> list[Sim]:
@@ -80,36 +70,36 @@ def _start_each(names: list[str], base: Path, seed: int, sims: list[Sim]) -> Non
     for name in names:
         log = base / f"sim-{name}.log"
         if name == "alpaca":
-            proc, ports = _start(
+            proc = start_sim(
                 name,
                 ["--port", "0", "--key", _KEY, "--secret", _SECRET, "--seed", str(seed),
                  "--cash", "1000000000"],
                 log, {},
             )  # fmt: skip
-            url = f"http://127.0.0.1:{ports[0]}"
+            url = f"http://127.0.0.1:{proc.ports[0]}"
             env = {
                 "ALPACA_API_KEY": _KEY,
                 "ALPACA_API_SECRET": _SECRET,
                 "ALPACA_BASE_URL": url,
-                "ALPACA_STREAM_URL": f"ws://127.0.0.1:{ports[0]}/stream",
+                "ALPACA_STREAM_URL": f"ws://127.0.0.1:{proc.ports[0]}/stream",
             }
-            sims.append(Sim(name, proc, ports[0], env=env))
+            sims.append(Sim(name, proc, proc.ports[0], env=env))
         elif name == "oanda":
             creds = {"OANDA_API_TOKEN": _TOKEN, "OANDA_ACCOUNT_ID": _ACCOUNT}
-            proc, ports = _start(
+            proc = start_sim(
                 name,
                 ["--port", "0", "--tick", "0", "--seed", str(seed), "--balance", "1000000000"],
                 log, creds,
             )  # fmt: skip
-            env = {**creds, "OANDA_BASE_URL": f"http://127.0.0.1:{ports[0]}"}
-            sims.append(Sim(name, proc, ports[0], env=env))
+            env = {**creds, "OANDA_BASE_URL": f"http://127.0.0.1:{proc.ports[0]}"}
+            sims.append(Sim(name, proc, proc.ports[0], env=env))
         elif name == "ib":
-            proc, ports = _start(
+            proc = start_sim(
                 name, ["--port", "0", "--admin-port", "0", "--tick", "0", "--seed", str(seed)],
                 log, {},
             )  # fmt: skip
-            env = {"IB_HOST": "127.0.0.1", "IB_PORT": str(ports[0])}
-            sims.append(Sim(name, proc, ports[0], admin_port=ports[1], env=env))
+            env = {"IB_HOST": "127.0.0.1", "IB_PORT": str(proc.ports[0])}
+            sims.append(Sim(name, proc, proc.ports[0], admin_port=proc.ports[1], env=env))
         else:
             raise ValueError(f"no simulator called {name!r} (known: {', '.join(SIM_NAMES)})")
 
@@ -117,14 +107,12 @@ def _start_each(names: list[str], base: Path, seed: int, sims: list[Sim]) -> Non
 def stop_sims(sims: list[Sim]) -> None:
     """Stop the simulators this script started (by their process, nothing else)."""
     for sim in sims:
-        if sim.proc.poll() is None:
-            sim.proc.terminate()
+        sim.proc.signal(signal.SIGTERM)
     for sim in sims:
         try:
-            sim.proc.wait(timeout=10)
+            sim.proc.wait_exit(timeout=10)
         except subprocess.TimeoutExpired:
-            sim.proc.kill()
-            sim.proc.wait(timeout=10)
+            sim.proc.kill9()
 
 
 async def _ib(sim: Sim, command: str) -> str:

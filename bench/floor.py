@@ -7,7 +7,7 @@ with an ``OkReply`` ack. It answers every complete frame of one read with one
 risk, no broker. Whatever the real service costs above this is the price of
 what it does.
 
-Run as a process: ``python scripts/bench_floor.py SOCKET`` serves until
+Run as a process: ``python -m bench.floor SOCKET`` serves until
 killed and prints ``ready`` once it listens.
 
 The clients measure the same way for the floor and for ``ult`` (see
@@ -23,11 +23,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import (
+
+from bench.common import (
     Budget,
     CpuMeter,
     child_env,
@@ -43,11 +43,9 @@ from bench_common import (
     stop_process,
     submit_frame,
 )
-
 from ult_actors.messages import OkReply
 
 READ_SIZE = 65536
-_HERE = Path(__file__).resolve()
 
 
 async def _serve_connection(stream: trio.SocketStream) -> None:
@@ -183,7 +181,7 @@ async def measure(seq: Budget, pipe: Budget, *, window: int = 128) -> dict[str, 
     with short_tempdir("bf-") as tmp:
         path = str(tmp / "floor.sock")
         proc = await trio.lowlevel.open_process(
-            [python(), str(_HERE), path],
+            [python(), "-m", "bench.floor", path],
             stdout=subprocess.PIPE,
             env=child_env(),
         )
@@ -203,9 +201,9 @@ async def measure(seq: Budget, pipe: Budget, *, window: int = 128) -> dict[str, 
 
 
 def main(argv: list[str]) -> int:
-    """``bench_floor.py SOCKET``: serve until killed."""
+    """``python -m bench.floor SOCKET``: serve until killed."""
     if len(argv) != 1:
-        print("usage: bench_floor.py SOCKET", file=sys.stderr)
+        print("usage: python -m bench.floor SOCKET", file=sys.stderr)
         return 2
 
     async def run() -> None:

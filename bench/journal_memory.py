@@ -8,7 +8,7 @@ the window filled and at the end, the growth per order beyond the window, and
 the latency of ``get()`` for an old order (out of memory: read from the file)
 and for an id never seen (the idempotency check of a new order).
 
-    scripts/bench_journal_memory.py --orders 100000 --window 10000
+    python -m bench.journal_memory --orders 100000 --window 10000
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 import trio
-from bench_journal import _order  # the same order the throughput benchmark writes
 
+from bench.journal import _order  # the same order the throughput benchmark writes
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
 
 

@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from bench_common import (
+
+from bench.common import (
     Budget,
     CpuMeter,
     child_env,
     latency_summary,
     short_tempdir,
-    stop_process,
 )
+from ult_actors.testing.process import UltProcess, ult_command
 
 
 def missing() -> str | None:
@@ -109,9 +110,7 @@ def write_config(
 class RunningService:
     """``ult serve`` in a child process, with its socket and log file."""
 
-    def __init__(
-        self, proc: trio.Process, socket: Path, log: Path, ready_s: float, pid: int
-    ) -> None:
+    def __init__(self, proc: UltProcess, socket: Path, log: Path, ready_s: float, pid: int) -> None:
         self.proc = proc
         self.socket = socket
         self.log = log
@@ -121,12 +120,13 @@ class RunningService:
 
     async def stop(self) -> None:
         """SIGTERM the service itself (py-spy, if profiling, then writes its file)."""
-        if self.proc.returncode is None and self.pid != self.proc.pid:
+        assert self.proc.proc is not None
+        if self.proc.alive and self.pid != self.proc.proc.pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
-            with trio.move_on_after(30):
-                await self.proc.wait()
-        await stop_process(self.proc, grace_s=15.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await self.proc.await_exit(timeout=30)
+        await self.proc.astop(timeout=15.0)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -148,43 +148,33 @@ async def start_service(
     With ``profile`` (a file path), the service runs under ``py-spy record``
     and its collapsed stacks are written there when it stops.
     """
-    from ult_actors.client import AsyncClient, ServiceUnreachable
+    from ult_actors.client import AsyncClient
 
     socket = tmp / "run" / "ult.sock"
-    log_path = tmp / "serve.log"
-    log = log_path.open("wb")
-    t0 = time.perf_counter()
-    command = [sys.executable, "-m", "ult_actors.cli", "serve", "--config", str(config)]
+    program = ult_command()
     if profile is not None:
         py_spy = Path(sys.executable).parent / "py-spy"
         if not py_spy.exists():
             raise RuntimeError("--profile needs py-spy: pip install -e '.[bench]'")
-        command = [str(py_spy), "record", "--format", "raw", "--rate", "250", "--threads",
-                   "--output", str(profile), "--", *command]  # fmt: skip
-    proc = await trio.lowlevel.open_process(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+        program = [str(py_spy), "record", "--format", "raw", "--rate", "250", "--threads",
+                   "--output", str(profile), "--", *program]  # fmt: skip
+    proc = UltProcess(
+        ["serve", "--config", str(config)],
+        program=program,
+        home=tmp,
+        name="serve",
+        socket=socket,
         env=child_env(ULT_LOG_LEVEL="info", **(env or {})),
     )
-    log.close()
+    t0 = time.perf_counter()
     try:
-        with trio.fail_after(timeout_s):
-            while True:
-                if proc.returncode is not None or proc.poll() is not None:
-                    text = log_path.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"ult serve exited {proc.returncode}:\n{text}")
-                try:
-                    async with AsyncClient(socket, timeout=10) as client:
-                        pid = (await client.health()).pid
-                    break
-                except ServiceUnreachable:
-                    await trio.sleep(0.02)  # the socket is not there yet: poll, bounded above
+        await proc.astart(timeout=timeout_s)
+        async with AsyncClient(socket, timeout=10) as client:
+            pid = (await client.health()).pid
     except BaseException:
-        await stop_process(proc)
+        await proc.astop(timeout=5.0)
         raise
-    return RunningService(proc, socket, log_path, time.perf_counter() - t0, pid)
+    return RunningService(proc, socket, proc.log_path, time.perf_counter() - t0, pid)
 
 
 async def sequential(

@@ -1,4 +1,4 @@
-"""Smoke tests of ``scripts/bench``: it runs, and its floor path measures. No timings asserted."""
+"""Smoke tests of ``python -m bench`` (``scripts/bench``): it runs, and its floor path measures. No timings asserted."""
 
 from __future__ import annotations
 
@@ -9,19 +9,18 @@ from pathlib import Path
 
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "scripts" / "bench"
-sys.path.insert(0, str(ROOT / "scripts"))
+from bench import floor as bench_floor
+from bench.common import Budget, short_tempdir
 
-import bench_floor  # noqa: E402
-from bench_common import Budget, short_tempdir  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = [sys.executable, "-m", "bench"]
 
 
 def test_help_describes_the_sections() -> None:
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--help"],
-        capture_output=True, text=True, timeout=60, check=True,
-        env={"ULT_BENCH_NO_REEXEC": "1", "PATH": "/usr/bin:/bin"},
+        [*BENCH, "--help"],
+        capture_output=True, text=True, timeout=60, check=True, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert "--quick" in out.stdout and "--json" in out.stdout
     for section in ("floor", "ult", "actors", "restart", "scale", "peer"):
@@ -43,9 +42,9 @@ async def test_floor_clients_get_every_request_answered() -> None:
 
 def test_smoke_run_prints_one_json_document_with_every_section() -> None:
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
-        env={"ULT_BENCH_NO_REEXEC": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+        [*BENCH, "--smoke", "--json"],
+        capture_output=True, text=True, timeout=120, check=True, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
     )
     doc = json.loads(out.stdout)
     for section in ("meta", "floor", "ult", "restart", "scale", "peer", "ratios", "goals"):
@@ -61,7 +60,7 @@ def test_smoke_run_prints_one_json_document_with_every_section() -> None:
 
 
 def test_report_of_a_partial_run_says_what_is_missing_instead_of_failing() -> None:
-    from bench_report import goals, ratios, render_table
+    from bench.report import goals, ratios, render_table
 
     doc = {
         "meta": {"quick": True},
@@ -78,7 +77,7 @@ def test_report_of_a_partial_run_says_what_is_missing_instead_of_failing() -> No
 
 
 def test_goal_verdicts_follow_the_figures() -> None:
-    from bench_report import goals, ratios
+    from bench.report import goals, ratios
 
     doc = {
         "floor": {"sequential": {"p50_us": 100.0}, "pipelined": {"per_s": 10_000.0}},

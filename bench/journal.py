@@ -6,7 +6,7 @@ returns only once its transaction has committed) into a fresh journal in a
 temp directory, and prints orders/s for each combination of group commit
 (on/off) and writer thread (one dedicated thread / trio's worker threads).
 
-    scripts/bench_journal.py --orders 20000 --writers 64
+    python -m bench.journal --orders 20000 --writers 64
 """
 
 from __future__ import annotations

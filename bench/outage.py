@@ -16,8 +16,8 @@ during the outage (the connection's states, the broker's trading state and
 who set it); and whether trading came back to ``active`` by itself. Exit 1
 if an outage did not heal within ``--cap`` plus ``--slack`` seconds.
 
-    .venv/bin/python scripts/outage.py                 # 2, 20, 90 s; about 3 minutes
-    .venv/bin/python scripts/outage.py --outages 2 5 --cap 5 --broker oanda
+    scripts/outage                 # 2, 20, 90 s; about 3 minutes (python -m bench.outage)
+    scripts/outage --outages 2 5 --cap 5 --broker oanda
 """
 
 from __future__ import annotations
@@ -29,18 +29,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_common import short_tempdir
-from bench_ult import start_service, write_config
-from chaos_sims import _start as start_sim_process
-
+from bench.chaos.sims import start_sim
+from bench.common import short_tempdir
+from bench.ult import start_service, write_config
 from ult_actors.client import AsyncClient
 from ult_actors.errors import UltError
+from ult_actors.testing.process import UltProcess
 
 KEY, SECRET = "outage-key", "outage-secret"
 ACCOUNT = "101-001-7777777-001"
@@ -108,7 +105,7 @@ class Simulator:
         self.seed = seed
         self.name = name
         self.port = 0
-        self.proc: Any = None
+        self.proc: UltProcess | None = None
         self.starts = 0
 
     def start(self) -> None:
@@ -116,13 +113,12 @@ class Simulator:
         argv = ["--port", str(self.port), "--seed", str(self.seed + self.starts),
                 *VENUES[self.name].sim_args]  # fmt: skip
         log = self.base / f"sim-{self.starts}.log"
-        self.proc, ports = start_sim_process(self.name, argv, log, VENUES[self.name].env)
-        self.port = ports[0]
+        self.proc = start_sim(self.name, argv, log, VENUES[self.name].env)
+        self.port = self.proc.ports[0]
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.alive:
+            self.proc.kill9()
 
 
 async def flatten(client: AsyncClient, broker: str) -> None:
@@ -226,7 +222,7 @@ def _print_one(outcome: Outcome, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="scripts/outage.py",
+        prog="scripts/outage",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Runs on loopback only; leaves nothing behind (a temporary directory).",
     )

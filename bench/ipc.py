@@ -1,6 +1,6 @@
 """Measure the IPC path of a real ``ult serve``: pipelined pings, round trips, pipelined orders.
 
-Run: ``.venv/bin/python -m tests.ipc.bench_ipc [--orders N] [--pings N]``.
+Run from the repository root: ``.venv/bin/python -m bench.ipc [--orders N] [--pings N]``.
 Starts its own service on a temporary socket (paper broker, large starting
 cash) and prints one line per figure.
 """
@@ -11,10 +11,10 @@ import argparse
 import socket
 import time
 
-from tests.ipc.service_process import ServiceProcess
 from ult_actors.client import Client, order_request
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.messages import Order, Ping
+from ult_actors.testing.process import UltProcess
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=5_000)
     p.add_argument("--round-trips", type=int, default=500)
     args = p.parse_args()
-    svc = ServiceProcess(env={"PAPER_STARTING_CASH": "1000000000"}).start()
+    svc = UltProcess.serve(env={"PAPER_STARTING_CASH": "1000000000"}).start()
     try:
         codec = ReplyCodec()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

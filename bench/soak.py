@@ -24,18 +24,15 @@ full: RSS grows until then by design):
 by at most 2, else ``GROWING``. Exit 0 if flat, 1 if growing, 2 if the run
 could not be made (the service did not start, or died).
 
-    scripts/soak.py --minutes 10
-    scripts/soak.py --seconds 8 --interval 2 --warmup 2   # a smoke run
+    scripts/soak --minutes 10          # python -m bench.soak from the repository root
+    scripts/soak --seconds 8 --interval 2 --warmup 2   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -46,8 +43,8 @@ import trio
 from ult_actors.client import AsyncClient, UltError
 from ult_actors.ipc.framing import ReplyCodec
 from ult_actors.messages import ListOrders, Subscribe
+from ult_actors.testing.process import UltProcess
 
-ULT = str(Path(sys.executable).with_name("ult"))
 #: The longest per-order memory the service keeps by design: the router's window of
 #: recent requests and the books' applied fills (100,000 each), the journal's cache
 #: (50,000). RSS grows until they are full (~500 s at 200 orders/s), then stays flat.
@@ -66,7 +63,7 @@ class Counts:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="scripts/soak.py",
+        prog="scripts/soak",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]) if __doc__ else None,
@@ -103,29 +100,6 @@ def rss_kib(pid: int) -> int:
 
 def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def start_service(base: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ULT_SOCKET", "ULT_CONFIG")}
-    env["PAPER_STARTING_CASH"] = "1000000000"
-    with (base / "service.log").open("ab") as log:
-        return subprocess.Popen(
-            [ULT, "serve", "--socket", str(base / "ult.sock"), "--state-dir", str(base / "state"),
-             "--log-format", "json"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-        )  # fmt: skip
-
-
-async def wait_ready(sock: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Until the service answers a ping; RuntimeError if it exits or does not come up."""
-    with trio.move_on_after(timeout):
-        while proc.poll() is None:
-            with contextlib.suppress(UltError, OSError):
-                async with AsyncClient(sock, timeout=2.0) as client:
-                    await client.ping()
-                    return
-            await trio.sleep(0.2)
-    raise RuntimeError(f"the service did not become ready (exit code {proc.poll()})")
 
 
 async def trader(sock: Path, rate: float, counts: Counts) -> None:
@@ -218,14 +192,22 @@ def verdict(counts: Counts, args: argparse.Namespace) -> tuple[str, str]:
 
 
 async def soak(args: argparse.Namespace, base: Path) -> int:
-    proc = start_service(base)
-    sock = base / "ult.sock"
+    svc = UltProcess.serve(base, env={"PAPER_STARTING_CASH": "1000000000"}, notify=False)
+    sock = svc.socket
+    assert sock is not None and svc.proc is None
     try:
-        await wait_ready(sock, proc)
+        try:
+            await svc.astart(timeout=60)
+        except RuntimeError:
+            raise RuntimeError(
+                f"the service did not become ready (exit code {svc.returncode})"
+            ) from None
+        assert svc.proc is not None
+        pid = svc.proc.pid
         counts = Counts()
         started = trio.current_time()
         print(
-            f"soak: pid {proc.pid}, {args.duration:.0f} s at {args.rate:.0f} orders/s,"
+            f"soak: pid {pid}, {args.duration:.0f} s at {args.rate:.0f} orders/s,"
             f" samples every {args.interval:.0f} s, warm-up {args.warmup:.0f} s",
             flush=True,
         )
@@ -235,23 +217,17 @@ async def soak(args: argparse.Namespace, base: Path) -> int:
                     nursery.start_soon(silent_subscriber, sock)
                     nursery.start_soon(slow_client, sock, args.slow_read_s, counts)
                 nursery.start_soon(trader, sock, args.rate, counts)
-                nursery.start_soon(sampler, proc.pid, args, counts, started)
-        if proc.poll() is not None:
-            print(f"soak: the service died (exit code {proc.returncode})", flush=True)
+                nursery.start_soon(sampler, pid, args, counts, started)
+        if not svc.alive:
+            print(f"soak: the service died (exit code {svc.returncode})", flush=True)
             return 2
         word, line = verdict(counts, args)
         print(line, flush=True)
-        closed = closed_for_not_reading(base / "service.log")
+        closed = closed_for_not_reading(svc.log_path)
         print(f"connections the service closed for not reading: {closed}", flush=True)
         return {"FLAT": 0, "GROWING": 1}.get(word, 2)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        await svc.astop(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:
