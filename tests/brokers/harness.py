@@ -1,6 +1,6 @@
 """What the broker test harnesses share: a connector connected, its stream running into a log.
 
-``tests/brokers/alpaca/harness.py`` and ``test_oanda_harness.py`` build
+``tests/brokers/alpaca/harness.py`` and ``tests/brokers/oanda/harness.py`` build
 the connector for their simulator and hand it to ``connected_connector``.
 """
 

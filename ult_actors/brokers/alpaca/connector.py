@@ -1,10 +1,10 @@
 """Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
 
 ``AlpacaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
-(``http_client.HttpPool``: keep-alive, every timeout explicit, no redirects)
+(``brokers.http.client.HttpPool``: keep-alive, every timeout explicit, no redirects)
 and one WebSocket for the ``trade_updates`` stream. The stream has no replay, so every (re)connect is
 followed by a REST sweep of open and recently closed orders; the fill ledger
-(``alpaca_ledger``) turns what the sweep finds into the fills the stream
+(``alpaca.ledger``) turns what the sweep finds into the fills the stream
 missed, and never delivers a fill twice.
 
 Settings, their ``ALPACA_*`` overrides and the paper/live hosts are in

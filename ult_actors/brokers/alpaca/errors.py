@@ -76,7 +76,7 @@ def retry_after_s(headers: Mapping[str, str], now_ns: int) -> float | None:
 
 
 class _AlpacaReply:
-    """Alpaca's side of mapping one non-2xx reply (``http_errors.ReplyReading``)."""
+    """Alpaca's side of mapping one non-2xx reply (``brokers.http.errors.ReplyReading``)."""
 
     def __init__(self, response: httpx.Response, *, broker: str, now_ns: int) -> None:
         self.response = response

@@ -14,7 +14,7 @@ OANDA's ``INSUFFICIENT_MARGIN``); failing that, the status alone decides:
 | anything else | ``Internal`` |
 
 Each broker supplies that first step and the words of every message through
-a ``ReplyReading`` (see ``alpaca_errors`` and ``oanda_errors``), so messages
+a ``ReplyReading`` (see ``alpaca.errors`` and ``oanda.errors``), so messages
 keep naming the broker and the environment variables to check. A timeout or
 network failure is ``BrokerUnavailable``: the outcome of a write is unknown.
 So is a 2xx whose body cannot be read (truncated, mangled by a proxy, fields

@@ -1,10 +1,10 @@
 """OANDA (forex and CFDs): v20 REST over httpx, fills from the transaction stream.
 
 ``OandaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
-(``http_client.HttpPool``: keep-alive, every timeout explicit, no redirects,
+(``brokers.http.client.HttpPool``: keep-alive, every timeout explicit, no redirects,
 no proxies from the environment) for REST and for the transaction stream. Symbols, units, order
-types and states are mapped as ``oanda_mapping`` documents; errors as
-``oanda_errors`` documents.
+types and states are mapped as ``oanda.mapping`` documents; errors as
+``oanda.errors`` documents.
 
 Settings, their ``OANDA_*`` overrides and the practice/live hosts are in
 ``settings``. Live trading refuses
@@ -17,7 +17,7 @@ The transaction stream has no replay. A dead one (silent for
 ``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
 Every (re)start fetches ``/transactions/sinceid`` from the last transaction
 delivered before it reports the stream live, so nothing falls in the gap
-(``oanda_stream`` keeps that promise). The id lives in a
+(``oanda.stream`` keeps that promise). The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
 ``kind.connector_factory``); a connector given none starts from the account's
 newest transaction at connect. A cursor *ahead* of the account (v20's 416:
@@ -284,7 +284,7 @@ class OandaConnector:
         """One order by our client order id (``NotFound`` if it never arrived).
 
         An order placed without a client id (on OANDA's own platform, then
-        adopted) goes by ``oanda-<v20 id>`` (``oanda_mapping``): it is found
+        adopted) goes by ``oanda-<v20 id>`` (``oanda.mapping``): it is found
         by that id.
         """
         try:

@@ -77,7 +77,7 @@ def retry_after_s(value: str | None) -> float:
 
 
 class _OandaReply:
-    """OANDA's side of mapping one non-2xx reply (``http_errors.ReplyReading``)."""
+    """OANDA's side of mapping one non-2xx reply (``brokers.http.errors.ReplyReading``)."""
 
     def __init__(
         self,

@@ -1,10 +1,10 @@
 """The embedded paper broker: a simulated venue that needs no account and no network.
 
 It is the default connection (``kind = "paper"``) and what ``scripts/serve``
-runs with no configuration. The venue (``paper_venue``) matches orders
-against a seeded random walk of prices (``paper_feed``), books fills into a
-cash account with positions and P&L (``paper_account``) and keeps all of it
-in a SQLite file (``paper_store``), so the account survives restarts:
+runs with no configuration. The venue (``paper.venue``) matches orders
+against a seeded random walk of prices (``paper.feed``), books fills into a
+cash account with positions and P&L (``paper.account``) and keeps all of it
+in a SQLite file (``paper.store``), so the account survives restarts:
 every broker-actor incarnation builds a fresh ``PaperConnector`` from the
 same settings, and ``connect()`` reloads the same book, as reconnecting to a
 real broker would. ``ult paper reset`` (``reset_paper_state``) starts afresh.

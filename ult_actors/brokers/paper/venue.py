@@ -19,7 +19,7 @@ connector protocol. Rules:
 - Only the configured ``symbols`` trade; another symbol is ``InvalidOrder``
   (field ``symbol``), as a real venue refuses an unknown instrument.
 - A buy (or a sell beyond the long position) needs buying power for the
-  exposure it adds (see ``paper_account``), else ``InsufficientFunds``.
+  exposure it adds (see ``paper.account``), else ``InsufficientFunds``.
 
 Every call that changes the venue writes its changes in one transaction
 before it returns, then emits the order updates in order.

@@ -6,7 +6,7 @@ paths, JSON shapes and error bodies (401/403 for bad keys, 403 for
 insufficient buying power or shares, 404, 422 for malformed orders or a
 reused ``client_order_id``). Orders fill over time and every step is
 published on the stream. What is simulated and what is not is in
-``alpaca_venue`` (cash account, no shorting, simple orders).
+``venue`` (cash account, no shorting, simple orders).
 
 Run it::
 
@@ -16,7 +16,7 @@ Run it::
 
 With no keys given (flags or environment) it accepts any non-empty pair.
 
-Fault switches (kinds: ``faults`` and ``alpaca_faults``): arm them at start with
+Fault switches (fields: ``sim/faults.py``; kinds: ``sim/alpaca/faults.py``): arm them at start with
 ``--fault JSON`` (repeatable), or at any time from another process through
 the admin endpoints on the same port (no credentials needed; loopback only)::
 

@@ -3,7 +3,7 @@
 Everything that changes the account is a transaction with the next id, as at
 OANDA, and every new transaction is handed to the listeners (the transaction
 streams). Methods return ``(http_status, body)`` in v20's shapes, with times
-still as nanoseconds (``oanda_wire.render`` formats them per request).
+still as nanoseconds (``wire.render`` formats them per request).
 
 Model, kept small but honest: netting (``hedgingEnabled`` false), trades
 closed first-in first-out, fills at the current bid/ask, margin at

@@ -28,7 +28,7 @@ seconds; resting orders fill when the walk reaches them.
 
 Admin endpoints (same port, no token; for tests and chaos scripts on this
 host). The fault vocabulary is the Alpaca simulator's, so one chaos script
-drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``oanda_faults.py``):
+drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``ult_actors/sim/oanda/faults.py``):
 
 - ``POST /_sim/faults`` — arm a fault or a list of faults:
   ``{"kind": K, "count": N, "method": M, "path": P, ...}`` with K one of
