@@ -98,7 +98,6 @@ class Service:
     state_dir: Path
     now_ns: Callable[[], int] = time.time_ns
     started_at: int = 0
-    health_listeners: list[HealthListener] = field(default_factory=list)
     #: Brokers that held open orders the journal had none of at start (adopted), by
     #: broker: the service runs degraded and says so (health, STATUS, the log).
     adopted_unjournaled: dict[str, int] = field(default_factory=dict)

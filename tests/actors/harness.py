@@ -19,7 +19,8 @@ import trio.testing
 
 from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.base import Connector
-from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, RiskSection, ServiceConfig, ServiceSection
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import Order, OrderReply, OrderRequest, OrderStatus, OrderUpdate, Submit

@@ -14,7 +14,8 @@ import trio.testing
 
 from ult_actors.actors.positions import PositionBook
 from ult_actors.actors.risk import RiskState, apply_event
-from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
     Fill,

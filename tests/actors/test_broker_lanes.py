@@ -24,7 +24,8 @@ import trio
 
 from tests.service_harness import one_broker_config, served
 from ult_actors.actors.reconcile import ReconcilePolicy
-from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.client import AsyncClient
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import Order, OrderRequest, SetKillSwitch, Submit

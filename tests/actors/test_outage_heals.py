@@ -6,7 +6,7 @@ kept away until the connection has failed to connect ``tries`` times, and
 served again on the same port with its book intact. Nobody sends a command:
 the connection keeps being tried (never parked), the ``reducing`` the
 service imposed for the missed position report is lifted once a report
-reconciles, and a buy fills. ``scripts/outage.py`` does the same with real
+reconciles, and a buy fills. ``bench/outage.py`` does the same with real
 processes and outages of 2, 20 and 90 s.
 """
 

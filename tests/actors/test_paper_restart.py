@@ -20,7 +20,8 @@ import trio.testing
 
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.base import Connector
-from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection, load_config
 from ult_actors.errors import Internal, NotFound
 from ult_actors.messages import (

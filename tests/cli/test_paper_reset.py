@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from ult_actors.cli.paper import reset_main as paper_reset_main
 from ult_actors.messages import OrderRequest

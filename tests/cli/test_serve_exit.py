@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ult_actors.testing.process import run_ult
 
 
 @pytest.fixture
@@ -35,10 +36,7 @@ def serve(root: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], li
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ULT_", "NOTIFY_"))}
     args = ["--socket", str(root / "run" / "ult.sock"), "--state-dir", str(root / "state"),
             "--log-format", "json", *extra]
-    proc = subprocess.run(
-        [sys.executable, "-m", "ult_actors.cli", "serve", *args],
-        capture_output=True, text=True, timeout=60, env=env,
-    )
+    proc = run_ult("serve", *args, env=env, timeout=60)
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     return proc, lines
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ult_actors.brokers.paper.connector import PaperSettings
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import (
     IpcSection,
     JournalSection,

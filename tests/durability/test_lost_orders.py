@@ -10,7 +10,6 @@ published once, counted in the summary; ``ult cancel`` of it says so.
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,6 +44,7 @@ from ult_actors.service import build_service
 from ult_actors.sim.alpaca.server import make_alpaca_sim, serve_alpaca_sim
 from ult_actors.sim.ib import TwsSimulator
 from ult_actors.sim.oanda.server import OandaSimulator
+from ult_actors.testing.process import ult_command
 
 POLICY = ReconcilePolicy(settle_grace_s=0.2, stuck_after_s=0.5, interval_s=0.05, sweep_every=2)
 
@@ -117,7 +117,7 @@ def _config(tmp: Path, venue: Venue, port: int) -> ServiceConfig:
 
 async def _ult(*args: str) -> trio.CompletedProcess[bytes]:
     return await trio.run_process(
-        [sys.executable, "-m", "ult_actors.cli", *args],
+        ult_command(*args),
         capture_stdout=True,
         capture_stderr=True,
         check=False,

@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from ult_actors.brokers.paper.connector import PaperSettings
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +120,9 @@ class RiskState:
 
     def forget_unreported(self, now: float) -> None:
         """Drop open orders whose broker never reported them, oldest first."""
-        while self.unconfirmed:
-            coid, give_up_at = next(iter(self.unconfirmed.items()))
-            if give_up_at > now:
-                return
+        # Oldest sent first; the first one not yet due ends the pass (the rest came later).
+        due = takewhile(lambda entry: entry[1] <= now, self.unconfirmed.items())
+        for coid in [coid for coid, _ in due]:
             del self.unconfirmed[coid]
             self.drop_open(coid)
 

@@ -8,7 +8,7 @@ orders share one transaction (and one fsync) and at low load nothing waits
 for a timer. ``linger_s`` optionally holds a batch open a little longer;
 ``max_batch`` bounds a transaction. The SQLite calls run off the trio
 thread, either on trio's worker threads (``writer="to_thread"``) or on one
-dedicated thread (``writer="thread"``); ``scripts/bench_journal.py``
+dedicated thread (``writer="thread"``); ``python -m bench.journal``
 compares them.
 
 Memory is bounded whatever the journal's size: it holds every order not yet

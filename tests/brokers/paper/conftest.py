@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from tests.brokers.contract import ContractCase, UpdateLog
-from ult_actors.brokers.paper.connector import PaperConnector, PaperSettings
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 
 # inline: matched inside submit (the default); delayed: acknowledged at once,
 # matched 5 ms later by the stream task, with the price clock running.

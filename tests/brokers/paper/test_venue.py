@@ -14,13 +14,9 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
-from ult_actors.brokers.paper.connector import (
-    PaperConnector,
-    PaperSettings,
-    paper_settings_from_env,
-    reset_paper_state,
-)
+from ult_actors.brokers.paper.connector import PaperConnector, reset_paper_state
 from ult_actors.brokers.paper.feed import PriceFeed
+from ult_actors.brokers.paper.settings import PaperSettings, paper_settings_from_env
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +14,7 @@ import trio_websocket
 
 from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
 from ult_actors.sim.alpaca.server import main
+from ult_actors.testing.process import ult_command
 
 AUTH = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
 
@@ -299,8 +299,7 @@ async def test_admin_endpoints_arm_faults_move_prices_and_report_state() -> None
 
 async def test_ult_sim_alpaca_runs_on_a_free_port_and_stops_on_ctrl_c() -> None:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "ult_actors.cli", "sim", "alpaca", "--port", "0",
-         "--key", KEY, "--secret", SECRET],
+        ult_command("sim", "alpaca", "--port", "0", "--key", KEY, "--secret", SECRET),
         stdout=-1,  # subprocess.PIPE
     )  # fmt: skip
     try:

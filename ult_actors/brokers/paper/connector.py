@@ -33,7 +33,6 @@ from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import (
     PaperSettings,
     check_paper_settings,
-    paper_settings_from_env,
     start_prices,
 )
 from ult_actors.brokers.paper.store import PaperStore, reset_store, unusable_account
@@ -41,13 +40,7 @@ from ult_actors.brokers.paper.venue import PaperVenue
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
 
-__all__ = [
-    "PaperConnector",
-    "PaperSettings",
-    "PaperVenue",
-    "paper_settings_from_env",
-    "reset_paper_state",
-]
+__all__ = ["PaperConnector", "reset_paper_state"]
 
 
 def reset_paper_state(path: str) -> bool:
