@@ -76,7 +76,7 @@ ExtraChild = Callable[["Service"], ChildSpec]
 
 @dataclass(frozen=True)
 class Mailboxes:
-    """Every actor's mailbox, made before any actor so each can be handed the others'."""
+    """Every actor's mailbox, made before the actors that send to it are built."""
 
     router: Mailbox[RouterCommand]
     risk: Mailbox[RiskCommand]
