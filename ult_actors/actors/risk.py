@@ -155,7 +155,6 @@ class RiskDeps:
     bus: EventBus[Event]
     state: RiskState
     now_ns: Callable[[], int] = time.time_ns
-    on_state_change: Callable[[TradingState], None] = lambda _s: None
     #: Where every change of trading state is saved (``None``: not kept across restarts).
     state_path: Path | None = None
     #: The journal, whose open orders risk counts at start (``None``: only from events).
@@ -479,7 +478,6 @@ class _Risk:
         state.settings[broker or ""] = TradingSetting(
             state=new, set_by=by, reason=reason, at=now_ns
         )
-        deps.on_state_change(state.trading)
         if deps.state_path is not None:
             saved = SavedTradingState(
                 trading=state.trading,
