@@ -23,9 +23,9 @@ import trio.testing
 from tests.brokers.alpaca import harness as alpaca_harness
 from tests.durability.harness import FAST, OpenOrderCalls, at_venue, config, order, paper_account
 from tests.fakes import FakeConnector, FakeVenue
+from tests.service_harness import one_broker_config
 from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
 from ult_actors.brokers.registry import broker_kind
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.journal import MemoryStore
 from ult_actors.messages import Event, Order, OrderReply, OrderRequest, OrderUpdate, Submit
 from ult_actors.service import build_service
@@ -148,17 +148,7 @@ async def test_an_order_another_client_places_at_the_alpaca_simulator_is_adopted
     tmp_path: Path,
 ) -> None:
     async with alpaca_harness.running_sim() as (sim, port):
-        cfg = ServiceConfig(
-            service=ServiceSection(default_broker="alpaca", state_dir=str(tmp_path)),
-            brokers=[
-                BrokerEntry(
-                    name="alpaca",
-                    kind="alpaca",
-                    enabled=True,
-                    settings=alpaca_harness.settings_for(port),
-                )
-            ],
-        )
+        cfg = one_broker_config(tmp_path, "alpaca", alpaca_harness.settings_for(port))
         entry = cfg.brokers[0]
         calls = OpenOrderCalls()
         svc = build_service(
@@ -211,17 +201,7 @@ async def test_a_fill_of_another_clients_order_on_the_stream_is_adopted_and_coun
     tmp_path: Path,
 ) -> None:
     async with alpaca_harness.running_sim() as (_sim, port):
-        cfg = ServiceConfig(
-            service=ServiceSection(default_broker="alpaca", state_dir=str(tmp_path)),
-            brokers=[
-                BrokerEntry(
-                    name="alpaca",
-                    kind="alpaca",
-                    enabled=True,
-                    settings=alpaca_harness.settings_for(port),
-                )
-            ],
-        )
+        cfg = one_broker_config(tmp_path, "alpaca", alpaca_harness.settings_for(port))
         svc = build_service(cfg, env={}, rng=random.Random(3))
         async with trio.open_nursery() as nursery:
             with trio.fail_after(20):
