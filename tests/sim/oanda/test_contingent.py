@@ -51,6 +51,10 @@ async def venue(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[OandaSim
         yield sim, call
 
 
+def market(units: str, **extra: Any) -> dict[str, Any]:
+    return {"order": {"type": "MARKET", "instrument": "EUR_USD", "units": units, **extra}}
+
+
 def limit(units: str, price: str, client_id: str, **extra: Any) -> dict[str, Any]:
     spec = {"type": "LIMIT", "instrument": "EUR_USD", "units": units, "price": price}
     return {"order": {**spec, "clientExtensions": {"id": client_id}, **extra}}
@@ -184,15 +188,11 @@ async def test_the_stop_loss_closes_the_trade_and_cancels_the_take_profit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with venue(monkeypatch) as (sim, call):
-        body = {
-            "order": {
-                "type": "MARKET",
-                "instrument": "EUR_USD",
-                "units": "-2000",
-                "takeProfitOnFill": {"price": "1.08000"},
-                "stopLossOnFill": {"distance": "0.00500"},
-            }
-        }
+        body = market(
+            "-2000",
+            takeProfitOnFill={"price": "1.08000"},
+            stopLossOnFill={"distance": "0.00500"},
+        )
         opened = await call(orders.OrderCreate(ACCOUNT, body))
         trade_id = opened["orderFillTransaction"]["tradeOpened"]["tradeID"]
         stop = (await call(trades.TradeDetails(ACCOUNT, trade_id)))["trade"]["stopLossOrder"]
@@ -221,8 +221,7 @@ async def test_exits_placed_on_an_open_trade_are_one_cancels_other(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with venue(monkeypatch) as (sim, call):
-        market = {"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "1000"}}
-        opened = await call(orders.OrderCreate(ACCOUNT, market))
+        opened = await call(orders.OrderCreate(ACCOUNT, market("1000")))
         trade_id = opened["orderFillTransaction"]["tradeOpened"]["tradeID"]
         take_body = {"order": {"type": "TAKE_PROFIT", "tradeID": trade_id, "price": ABOVE}}
         stop_body = {"order": {"type": "STOP_LOSS", "tradeID": trade_id, "price": BELOW}}
@@ -261,8 +260,7 @@ async def test_cancelling_the_entry_or_closing_the_trade_cancels_the_exits(
         assert (await call(orders.OrdersPending(ACCOUNT)))["orders"] == []
         assert (await call(trades.OpenTrades(ACCOUNT)))["trades"] == []
 
-        market = {"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "1000", **exits}}
-        await call(orders.OrderCreate(ACCOUNT, market))
+        await call(orders.OrderCreate(ACCOUNT, market("1000", **exits)))
         assert len((await call(orders.OrdersPending(ACCOUNT)))["orders"]) == 2
         mark = sim.book.last_id
         await call(positions.PositionClose(ACCOUNT, "EUR_USD", {"longUnits": "ALL"}))
@@ -275,15 +273,8 @@ async def test_an_entry_whose_take_profit_would_lose_is_cancelled_unfilled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with venue(monkeypatch) as (_, call):
-        market = {
-            "order": {
-                "type": "MARKET",
-                "instrument": "EUR_USD",
-                "units": "1000",
-                "takeProfitOnFill": {"price": "1.08000"},  # below the ask a buy fills at
-            }
-        }
-        reply = await call(orders.OrderCreate(ACCOUNT, market))
+        losing = {"price": "1.08000"}  # below the ask the buy fills at
+        reply = await call(orders.OrderCreate(ACCOUNT, market("1000", takeProfitOnFill=losing)))
         assert reply["orderCancelTransaction"]["reason"] == "TAKE_PROFIT_ON_FILL_LOSS"
         assert "orderFillTransaction" not in reply
 
@@ -292,15 +283,9 @@ async def test_a_trailing_stop_follows_the_price_and_never_backs_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with venue(monkeypatch) as (sim, call):
-        market = {
-            "order": {
-                "type": "MARKET",
-                "instrument": "EUR_USD",
-                "units": "1000",
-                "trailingStopLossOnFill": {"distance": "0.00200"},
-            }
-        }
-        opened = await call(orders.OrderCreate(ACCOUNT, market))
+        trailing_stop = {"distance": "0.00200"}
+        body = market("1000", trailingStopLossOnFill=trailing_stop)
+        opened = await call(orders.OrderCreate(ACCOUNT, body))
         trade_id = opened["orderFillTransaction"]["tradeOpened"]["tradeID"]
 
         async def trailing() -> dict[str, Any]:

@@ -160,17 +160,8 @@ class OandaBook:
         except Reject as reject:
             return self._rejected(spec, reject, reason="CLIENT_ORDER")
         create, outcome = self._enter(order, reason="CLIENT_ORDER")
-        body: dict[str, Any] = {"orderCreateTransaction": create}
-        if outcome is not None:
-            key = (
-                "orderFillTransaction"
-                if outcome["type"] == "ORDER_FILL"
-                else "orderCancelTransaction"
-            )
-            body[key] = outcome
-        body["relatedTransactionIDs"] = self._ids_since(first)
-        body["lastTransactionID"] = self.last_id
-        return 201, body
+        body = {"orderCreateTransaction": create}
+        return self._created(body, outcome, first=first, cancel_key="orderCancelTransaction")
 
     def replace_order(self, specifier: str, payload: Any) -> Reply:
         """``PUT .../orders/{specifier}``: cancel a pending order and create its replacement.
@@ -206,16 +197,24 @@ class OandaBook:
         )
         assert old.replaced_by == create["id"]
         new.replaces = old.id
-        body: dict[str, Any] = {"orderCancelTransaction": cancel, "orderCreateTransaction": create}
+        body = {"orderCancelTransaction": cancel, "orderCreateTransaction": create}
+        return self._created(
+            body, outcome, first=first, cancel_key="replacingOrderCancelTransaction"
+        )
+
+    def _created(
+        self,
+        body: dict[str, Any],
+        outcome: Transaction | None,
+        *,
+        first: int,
+        cancel_key: str,
+    ) -> Reply:
+        """201 with the new order's immediate fill or cancel (under ``cancel_key``), if any."""
         if outcome is not None:
-            key = (
-                "orderFillTransaction"
-                if outcome["type"] == "ORDER_FILL"
-                else "replacingOrderCancelTransaction"
-            )
+            key = "orderFillTransaction" if outcome["type"] == "ORDER_FILL" else cancel_key
             body[key] = outcome
-        body["relatedTransactionIDs"] = self._ids_since(first)
-        body["lastTransactionID"] = self.last_id
+        body.update(relatedTransactionIDs=self._ids_since(first), lastTransactionID=self.last_id)
         return 201, body
 
     def _parse(self, spec: dict[str, Any], *, replacing: SimOrder | None = None) -> SimOrder:
