@@ -11,12 +11,16 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
 
 - ``GET /accounts``, ``/accounts/{id}``, ``/accounts/{id}/summary``,
   ``/accounts/{id}/instruments``
-- ``POST /accounts/{id}/orders`` (MARKET, LIMIT, STOP, MARKET_IF_TOUCHED;
+- ``POST /accounts/{id}/orders`` (MARKET, LIMIT, STOP, MARKET_IF_TOUCHED,
+  with ``takeProfitOnFill``/``stopLossOnFill``/``trailingStopLossOnFill``;
+  TAKE_PROFIT, STOP_LOSS, TRAILING_STOP_LOSS on an open ``tradeID``;
   400 with ``orderRejectTransaction``/``errorMessage`` when malformed),
   ``GET .../orders``, ``.../pendingOrders``, ``.../orders/{id or @clientID}``,
+  ``PUT .../orders/{specifier}`` (replace: cancel and create in one batch),
   ``PUT .../orders/{specifier}/cancel``
 - ``GET .../positions``, ``.../openPositions``, ``.../positions/{instrument}``,
-  ``.../trades``, ``.../openTrades``; ``PUT .../positions/{instrument}/close``
+  ``.../trades``, ``.../openTrades``, ``.../trades/{id}`` (with the orders on it);
+  ``PUT .../positions/{instrument}/close``
 - ``GET .../transactions`` (pages of ``idrange`` URLs), ``.../transactions/idrange``,
   ``.../transactions/sinceid?id=N``, ``.../transactions/{id}``,
   ``.../transactions/stream`` (JSON lines, ``HEARTBEAT`` every
@@ -306,6 +310,12 @@ class OandaSimulator:
                 *book.list_orders({}, pending_only=True), fmt
             )
         if head == "orders" and len(rest) == 2:
+            if method == "PUT":
+                try:
+                    payload = msgspec.json.decode(request.body) if request.body else None
+                except msgspec.DecodeError:
+                    return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
+                return _json(*book.replace_order(rest[1], payload), fmt)
             return self._only("GET", request, fmt) or _json(*book.get_order(rest[1]), fmt)
         if head == "orders" and len(rest) == 3 and rest[2] == "cancel":
             return self._only("PUT", request, fmt) or _json(*book.cancel_order(rest[1]), fmt)
@@ -327,6 +337,8 @@ class OandaSimulator:
             return self._only("GET", request, fmt) or _json(
                 *views.trades(book, open_only=head == "openTrades"), fmt
             )
+        if head == "trades" and len(rest) == 2:
+            return self._only("GET", request, fmt) or _json(*views.trade(book, rest[1]), fmt)
         if rest == ["transactions", "sinceid"]:
             return self._only("GET", request, fmt) or _json(
                 *book.transactions_since(request.query.get("id", "")), fmt
