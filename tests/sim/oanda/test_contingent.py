@@ -299,3 +299,48 @@ async def test_a_trailing_stop_follows_the_price_and_never_backs_off(
         assert (await trailing())["trailingStopValue"] == "1.08493"
         sim.set_price("EUR_USD", "1.08490")  # bid 1.08483: through it
         assert (await call(trades.OpenTrades(ACCOUNT)))["trades"] == []
+
+
+async def test_a_partial_fill_reissues_the_rest_and_a_replace_keeps_the_fill(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with venue(monkeypatch) as (sim, call):
+        placed = await call(orders.OrderCreate(ACCOUNT, limit("1000", BELOW, "part")))
+        first_id = placed["orderCreateTransaction"]["id"]
+        mark = sim.book.last_id
+
+        sim.set_price("EUR_USD", {"bid": "1.07976", "ask": "1.07990", "liquidity": "400"})
+
+        fill, reissue = await since(call, mark)
+        assert (fill["orderID"], fill["units"], fill["requestedUnits"]) == (first_id, "400", "1000")
+        assert (reissue["type"], reissue["reason"], reissue["replacesOrderID"]) == (
+            "LIMIT_ORDER",
+            "REPLACEMENT",
+            first_id,
+        )
+        assert reissue["units"] == "600" and reissue["batchID"] == fill["batchID"]
+        first = await details(call, first_id)
+        assert (first["state"], first["replacedByOrderID"]) == ("FILLED", reissue["id"])
+        assert (await details(call, "@part"))["id"] == reissue["id"]
+
+        body = limit("600", "1.07500", "part-r1")
+        replaced = await call(orders.OrderReplace(ACCOUNT, "@part", body))
+        assert replaced["orderCancelTransaction"]["orderID"] == reissue["id"]
+        assert (await details(call, "@part-r1"))["replacesOrderID"] == reissue["id"]
+        (trade,) = (await call(trades.OpenTrades(ACCOUNT)))["trades"]
+        assert trade["currentUnits"] == "400"  # the fill before the replace is kept
+
+
+async def test_short_liquidity_cancels_fok_and_ends_ioc_without_a_reissue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with venue(monkeypatch) as (sim, call):
+        sim.set_price("EUR_USD", {"bid": "1.08493", "ask": "1.08507", "liquidity": "300"})
+        fok = await call(orders.OrderCreate(ACCOUNT, market("1000")))
+        assert fok["orderCancelTransaction"]["reason"] == "INSUFFICIENT_LIQUIDITY"
+        ioc = await call(orders.OrderCreate(ACCOUNT, market("1000", timeInForce="IOC")))
+        assert ioc["orderFillTransaction"]["units"] == "300"
+        assert "orderReissueTransaction" not in ioc
+        assert (await call(orders.OrdersPending(ACCOUNT)))["orders"] == []
+        gone = await call(orders.OrderCreate(ACCOUNT, market("1000", timeInForce="IOC")))
+        assert gone["orderCancelTransaction"]["reason"] == "INSUFFICIENT_LIQUIDITY"

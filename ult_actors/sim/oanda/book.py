@@ -27,6 +27,7 @@ take profit or stop loss would be a loss at its fill price is cancelled
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from decimal import Decimal
@@ -161,6 +162,8 @@ class OandaBook:
             return self._rejected(spec, reject, reason="CLIENT_ORDER")
         create, outcome = self._enter(order, reason="CLIENT_ORDER")
         body = {"orderCreateTransaction": create}
+        if order.replaced_by is not None:  # filled in part at once and reissued
+            body["orderReissueTransaction"] = self.transactions[int(order.replaced_by) - 1]
         return self._created(body, outcome, first=first, cancel_key="orderCancelTransaction")
 
     def replace_order(self, specifier: str, payload: Any) -> Reply:
@@ -198,6 +201,8 @@ class OandaBook:
         assert old.replaced_by == create["id"]
         new.replaces = old.id
         body = {"orderCancelTransaction": cancel, "orderCreateTransaction": create}
+        if new.replaced_by is not None:
+            body["orderReissueTransaction"] = self.transactions[int(new.replaced_by) - 1]
         return self._created(
             body, outcome, first=first, cancel_key="replacingOrderCancelTransaction"
         )
@@ -405,7 +410,7 @@ class OandaBook:
     def _execute_on_create(self, order: SimOrder, *, batch: str) -> Transaction | None:
         """Fill or cancel at once when the order says so; ``None`` if it rests."""
         quote = self.feed.quote(order.instrument)
-        if order.type == "MARKET" or self._triggered(order, quote):
+        if self._can_fill(order, quote):
             return self._fill(order, quote, batch=batch)
         if order.time_in_force in ("FOK", "IOC"):
             return self._cancel(order, "INSUFFICIENT_LIQUIDITY", batch=batch)
@@ -420,6 +425,15 @@ class OandaBook:
         current = order.trailing_value
         if start or current is None or (value < current if closing_buy else value > current):
             order.trailing_value = value
+
+    def _can_fill(self, order: SimOrder, quote: Quote) -> bool:
+        """Triggered (a market order always is), and the quote has units left for it.
+
+        Orders on a trade close it whole: the simulator does not ration them.
+        """
+        if order.trade_id is None and quote.liquidity <= 0:
+            return False
+        return order.type == "MARKET" or self._triggered(order, quote)
 
     def _triggered(self, order: SimOrder, quote: Quote) -> bool:
         price = order.trailing_value if order.type == "TRAILING_STOP_LOSS" else order.price
@@ -559,7 +573,13 @@ class OandaBook:
     # -- fills --------------------------------------------------------------
 
     def _fill(self, order: SimOrder, quote: Quote, *, batch: str | None = None) -> Transaction:
-        """Fill the whole order at the touch, or cancel it with the reason it cannot."""
+        """Fill the order at the touch, or cancel it with the reason it cannot.
+
+        A quote offering fewer units than the order fills what it offers: a
+        ``FOK`` order is cancelled instead (``INSUFFICIENT_LIQUIDITY``), an
+        ``IOC`` one is done, and a resting one is reissued for the rest (see
+        ``_reissue``).
+        """
         instrument = self._inst(order)
         if order.trade_id is not None:
             # A dependent order closes what is left of its trade.
@@ -579,7 +599,43 @@ class OandaBook:
             extra = (abs(net + order.units) - abs(net)) * price * rate * self.margin_rate
             if self.margin_used() + extra > self.nav():
                 return self._cancel(order, "INSUFFICIENT_MARGIN", batch=batch)
-        return self._apply_fill(order, instrument, price, quote, batch=batch)
+        amount = order.units
+        if order.trade_id is None and abs(amount) > quote.liquidity:
+            if order.time_in_force == "FOK":
+                return self._cancel(order, "INSUFFICIENT_LIQUIDITY", batch=batch)
+            amount = quote.liquidity if buy else -quote.liquidity
+        if order.trade_id is None:
+            self.feed.take(order.instrument, abs(amount))
+        fill = self._apply_fill(order, instrument, price, quote, amount, batch=batch)
+        if amount != order.units and order.time_in_force in ("GTC", "GFD", "GTD"):
+            self._reissue(order, order.units - amount, batch=batch or fill["id"])
+        return fill
+
+    def _reissue(self, order: SimOrder, rest: Decimal, *, batch: str) -> None:
+        """Reissue a partly filled resting order for its remaining units, in the fill's batch.
+
+        v20 reissues such an order (its ``orderReissueTransaction``); where its
+        documentation is silent the simulator chooses: the new order is a
+        create with reason ``REPLACEMENT`` naming ``replacesOrderID``, with the
+        same terms and client extensions (the client id now finds it), and the
+        filled order names it in ``replacedByOrderID``.
+        """
+        reissued = dataclasses.replace(
+            order,
+            id="",
+            units=rest,
+            state="PENDING",
+            create_ns=self.now_ns(),
+            filling_txn=None,
+            filled_ns=None,
+            trade_opened=None,
+            trade_reduced=None,
+            trades_closed=[],
+            replaces=order.id,
+            replaced_by=None,
+        )
+        order.replaced_by = str(len(self.transactions) + 1)
+        self._enter(reissued, reason="REPLACEMENT", batch=batch, replacesOrderID=order.id)
 
     def _apply_fill(
         self,
@@ -587,11 +643,12 @@ class OandaBook:
         instrument: Instrument,
         price: Decimal,
         quote: Quote,
+        amount: Decimal,
         *,
         batch: str | None,
     ) -> Transaction:
         rate = self.feed.home_rate(instrument.quote, self.currency)
-        remaining = order.units
+        remaining = amount
         fill_id = str(len(self.transactions) + 1)  # the id the fill transaction will get
         closed: list[dict[str, Any]] = []
         reduced: dict[str, Any] | None = None
@@ -650,7 +707,7 @@ class OandaBook:
         fields: dict[str, Any] = {
             "orderID": order.id,
             "instrument": order.instrument,
-            "units": units(order.units),
+            "units": units(amount),
             "requestedUnits": units(order.units),
             "price": instrument.text(price),
             "fullVWAP": instrument.text(price),
@@ -663,7 +720,7 @@ class OandaBook:
             "commission": money(Decimal(0)),
             "guaranteedExecutionFee": money(Decimal(0)),
             "accountBalance": money(self.balance),
-            "halfSpreadCost": money(abs(order.units) * (quote.ask - quote.bid) / 2 * rate),
+            "halfSpreadCost": money(abs(amount) * (quote.ask - quote.bid) / 2 * rate),
             "gainQuoteHomeConversionFactor": f"{rate:f}",
             "lossQuoteHomeConversionFactor": f"{rate:f}",
         }
@@ -715,8 +772,8 @@ class OandaBook:
             "time": self.now_ns(),
             "status": "tradeable",
             "tradeable": True,
-            "bids": [{"price": instrument.text(quote.bid), "liquidity": 10_000_000}],
-            "asks": [{"price": instrument.text(quote.ask), "liquidity": 10_000_000}],
+            "bids": [{"price": instrument.text(quote.bid), "liquidity": int(quote.liquidity)}],
+            "asks": [{"price": instrument.text(quote.ask), "liquidity": int(quote.liquidity)}],
             "closeoutBid": instrument.text(quote.bid),
             "closeoutAsk": instrument.text(quote.ask),
         }
@@ -738,7 +795,7 @@ class OandaBook:
                 self._trail(order, self.feed.quote(order.instrument))
             if order.gtd_ns is not None and order.gtd_ns <= now:
                 self._cancel(order, "TIME_IN_FORCE_EXPIRED")
-            elif self._triggered(order, self.feed.quote(order.instrument)):
+            elif self._can_fill(order, self.feed.quote(order.instrument)):
                 self._fill(order, self.feed.quote(order.instrument))
 
     # -- positions, trades, account -------------------------------------------

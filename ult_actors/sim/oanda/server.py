@@ -47,8 +47,9 @@ drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``ult_actors/sim/oanda
 - ``GET /_sim/faults`` / ``DELETE /_sim/faults`` — list / disarm.
 - ``POST /_sim/stream/drop`` — cut every open stream now.
 - ``POST /_sim/prices`` — ``{"EUR_USD": "1.09000"}`` (mid, usual spread) or
-  ``{"EUR_USD": {"bid": "1.0899", "ask": "1.0901"}}``; fills and expires what
-  the new prices trigger.
+  ``{"EUR_USD": {"bid": "1.0899", "ask": "1.0901", "liquidity": "400"}}``
+  (liquidity optional: fewer units than an order's fill it in part); fills
+  and expires what the new prices trigger.
 - ``POST /_sim/tick`` — one step of the price walk now.
 - ``GET /_sim/state`` — counters, armed and fired faults, open streams.
 
@@ -84,7 +85,7 @@ from ult_actors.sim.http import (
 from ult_actors.sim.oanda import views
 from ult_actors.sim.oanda.book import OandaBook, Transaction
 from ult_actors.sim.oanda.faults import API_PREFIX, ON_ARM_KINDS, Fault
-from ult_actors.sim.oanda.prices import PriceFeed
+from ult_actors.sim.oanda.prices import DEFAULT_LIQUIDITY, PriceFeed
 from ult_actors.sim.oanda.streams import CUT, StreamSlot, price_lines, transaction_lines
 from ult_actors.sim.oanda.wire import DatetimeFormat, datetime_format, render
 
@@ -434,17 +435,24 @@ class OandaSimulator:
         )
 
     def set_price(self, instrument: str, price: Any) -> None:
-        """Pin a quote: a mid (the usual spread around it) or ``{"bid", "ask"}``; then trigger."""
+        """Pin a quote, then fill what it triggers.
+
+        ``price`` is a mid (the usual spread around it) or ``{"bid", "ask"}``
+        with an optional ``"liquidity"``: the units offered (fewer than an
+        order's units fill it in part).
+        """
         if instrument not in self.feed.instruments:
             raise ValueError(f"unknown instrument {instrument!r}")
+        liquidity = DEFAULT_LIQUIDITY
         if isinstance(price, dict):
             bid, ask = Decimal(str(price["bid"])), Decimal(str(price["ask"]))
+            liquidity = Decimal(str(price.get("liquidity", liquidity)))
         else:
             spec = self.feed.instruments[instrument]
             half = spec.point * spec.spread_points / 2
             mid = Decimal(str(price))
             bid, ask = (mid - half).quantize(spec.point), (mid + half).quantize(spec.point)
-        self.feed.set_quote(instrument, bid, ask)
+        self.feed.set_quote(instrument, bid, ask, liquidity)
         self.book.on_prices()
         self._wake_price_streams()
 
