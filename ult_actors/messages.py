@@ -354,6 +354,11 @@ class Submit(_Tagged, frozen=True, tag="submit"):
 class ReplaceRequest(_Value, frozen=True):
     """New terms for a working order; fields left ``None`` keep their old value.
 
+    ``qty`` is the order's new total quantity, counting what has filled already
+    (as a trader says "make it 8"): it must exceed the filled quantity. A venue
+    that issues a new order for the replacement (Alpaca, OANDA) is sent what is
+    left to fill; one that modifies in place (TWS, paper) the total.
+
     ``client_order_id`` is the replacement's own id and the replace's idempotency
     key: a replace retried with the same key is applied at most once. The client
     library sets one when the caller does not.
