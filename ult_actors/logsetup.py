@@ -95,7 +95,8 @@ def configure_logging(
         threaded=use_json,
     )
 
-    def stamp(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    def stamp(_logger: Any, method: str, event_dict: EventDict) -> EventDict:
+        event_dict["level"] = _LEVEL_OF_METHOD.get(method, method)
         event_dict["timestamp"] = clock()
         exc_info = event_dict.get("exc_info")
         # sys.exc_info() means nothing on the writer thread: take it here.
@@ -106,7 +107,6 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
             stamp,
             _as_argument,
         ],
@@ -120,6 +120,10 @@ def configure_logging(
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return writer
+
+
+#: The level a logger method logs at, where the names differ (as structlog's add_log_level).
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
 
 
 def _as_argument(

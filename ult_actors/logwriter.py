@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -29,6 +30,8 @@ Render = Callable[[Record], str]
 
 #: Records waiting at most; beyond it they are dropped and counted.
 DEFAULT_CAPACITY = 8192
+#: How long the writer lets records gather after the first one it woke for.
+DEFAULT_LINGER_S = 0.005
 #: Records one write takes at most, so a backlog reaches the stream in steady pieces.
 _BATCH = 512
 _STOP = object()
@@ -64,12 +67,14 @@ class LogWriter:
         *,
         now: Callable[[], float],
         capacity: int = DEFAULT_CAPACITY,
+        linger: float = DEFAULT_LINGER_S,
         threaded: bool = True,
     ) -> None:
         self.stream = stream
         self.render = render
         self.capacity = capacity
         self._now = now
+        self._linger = linger
         # SimpleQueue: a put is one C call that never blocks; the bound is checked
         # beside it (a second producer thread may overshoot it by one record).
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -126,6 +131,10 @@ class LogWriter:
         stopping = False
         while True:
             batch = [] if stopping else [get()]
+            if batch and self._queue.qsize() < _BATCH:
+                # Let the next records gather: a put that finds this thread
+                # asleep rather than waiting on the queue costs the loop no wake-up.
+                time.sleep(self._linger)
             try:
                 while len(batch) < _BATCH:
                     batch.append(get_nowait())
