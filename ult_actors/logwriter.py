@@ -84,6 +84,8 @@ class LogWriter:
         self._dropped_reported = 0
         self._write_failed = 0
         self._inline = not threaded
+        # Inline writes (console, after close) may come from several threads at once.
+        self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
@@ -156,8 +158,9 @@ class LogWriter:
         if not lines:
             return
         try:
-            self.stream.write("".join(lines))
-            self.stream.flush()
+            with self._write_lock:
+                self.stream.write("".join(lines))
+                self.stream.flush()
         except (OSError, ValueError):
             # A closed or broken stream: nothing better to tell it to, so count the loss.
             self._write_failed += len(lines)
@@ -182,8 +185,9 @@ def _dropped_record(count: int, now: float) -> Record:
 
 def _unrenderable_record(record: Record, exc: Exception) -> Record:
     """What is safe to write of a record the renderer failed on: its name, level and time."""
+    event = record.get("event")
     return {
-        "event": str(record.get("event")),
+        "event": event if isinstance(event, str) else type(event).__name__,
         "level": record.get("level", "error"),
         "timestamp": record.get("timestamp"),
         "log_error": f"cannot render this record: {type(exc).__name__}: {exc}",
