@@ -465,12 +465,14 @@ class IbConnector:
             raise InvalidOrder("client_order_id is required", field="client_order_id")
         done = self._known(new_coid)
         if done is not None:
-            if done.replaces != order.client_order_id:
-                raise DuplicateOrder(
-                    f"client order id {new_coid} is already used by order {done.id}",
-                    broker=self.name,
-                )
-            return done  # applied already
+            # Applied already: the replacement (TWS keeps the id; after a reconnect the
+            # link back is known only from that).
+            if done.replaces == order.client_order_id or done.id == order.id:
+                return msgspec.structs.replace(done, replaces=order.client_order_id)
+            raise DuplicateOrder(
+                f"client order id {new_coid} is already used by order {done.id}",
+                broker=self.name,
+            )
         tracked = await self._tracked_by_id(order.id)
         current = tracked.order
         if current.status in TERMINAL_STATUSES or current.status == "pending_cancel":

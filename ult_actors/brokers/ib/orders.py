@@ -188,14 +188,17 @@ class OrderTracker:
         updates = []
         pending = tracked.replacing
         if pending is not None and msg.order.order_ref == pending.client_order_id:
-            updates = self._take_replacement(tracked, pending)
+            updates = self._take_replacement(tracked, pending, msg.order.total_quantity)
         status = self._held_or(tracked, status_from_ib(msg.status, tracked.order.filled_qty))
         if status is None or status == "filled":
             return updates  # fills are counted from executions and order status, which carry quantities
         return updates + self.set(tracked, status=status)
 
-    def _take_replacement(self, tracked: TrackedOrder, new: Order) -> list[OrderUpdate]:
-        """TWS took a modify: the old record ends ``replaced``, the new one carries on."""
+    def _take_replacement(
+        self, tracked: TrackedOrder, new: Order, ib_total: Decimal
+    ) -> list[OrderUpdate]:
+        """TWS took a modify: the old record ends ``replaced``, the new one carries on
+        for what is left of TWS's new total (every fill so far stays with the old)."""
         old = tracked.order
         tracked.replacing = None
         tracked.offset_qty, tracked.offset_value = tracked.ib_filled, tracked.ib_value
@@ -207,7 +210,9 @@ class OrderTracker:
         if self.by_ref.get(old.client_order_id) == tracked.order_id:
             del self.by_ref[old.client_order_id]
         self.by_ref[new.client_order_id] = tracked.order_id
-        tracked.order = msgspec.structs.replace(new, updated_at=now, outcome="definitive")
+        tracked.order = msgspec.structs.replace(
+            new, qty=ib_total - tracked.ib_filled, updated_at=now, outcome="definitive"
+        )
         return [OrderUpdate(order=retired, ts=now), OrderUpdate(order=tracked.order, ts=now)]
 
     def _held_or(self, tracked: TrackedOrder, status: OrderStatus | None) -> OrderStatus | None:
