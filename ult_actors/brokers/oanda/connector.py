@@ -64,6 +64,7 @@ from ult_actors.brokers.oanda.mapping import (
     SYNTHETIC_CLIENT_ID_PREFIX,
     account_from_summary,
     bracket_body,
+    exit_body,
     exit_order,
     fill_from,
     held_exits,
@@ -315,17 +316,19 @@ class OandaConnector:
         The replacement asks for what is left to fill and carries
         ``change.client_order_id`` in its client extensions, so a replace whose
         reply was lost is found by that id. An order v20 no longer has pending
-        (filled, canceled: a race lost to a fill) is ``NotReplaceable``. A
-        bracket's entry keeps its exits: they go with the replacement.
+        (filled, canceled: a race lost to a fill), or a bracket's exit still
+        held on its entry, is ``NotReplaceable``. A bracket's entry keeps its
+        exits (they go with the replacement); an exit working on its trade is
+        replaced by another on the same trade, for the whole trade.
         """
-        if order.status in TERMINAL_STATUSES:
+        if order.status in TERMINAL_STATUSES or order.status == "held":
             raise NotReplaceable(_not_replaceable(order), broker=self.name)
         request = replacement_request(order, change)
-        body = order_body(request)
         specifier = self._specifier_of(order)
         path = self._path(f"/orders/{quote(specifier, safe='')}")
-        if order.leg is not None and order.leg.role == "entry":
-            await self._carry_exits(path, body["order"])
+        body = order_body(request)
+        if order.leg is not None:
+            body = await self._list_leg_body(path, body, order, change)
         try:
             content = await self._request("PUT", path, what="replace", json=body)
             reply = self._decode(content, ReplaceReply, "replace")
@@ -363,17 +366,32 @@ class OandaConnector:
         self._orders.put(order.id, self._replaced(old, new, create))
         return new
 
-    async def _carry_exits(self, path: str, body: dict[str, Any]) -> None:
-        # v20's replacement is the body given: the entry's exits must be sent again.
+    async def _list_leg_body(
+        self, path: str, body: dict[str, Any], order: Order, change: ReplaceRequest
+    ) -> dict[str, Any]:
+        """The replacement of a bracket's leg as v20 needs it (it replaces with what is sent).
+
+        An entry sends its exits again; an exit is a take profit or stop loss
+        on the same trade, which closes the whole trade: its qty cannot change.
+        """
         wire = (await self._get(path, OrderReply, what="replace")).order
+        if wire.type in EXIT_ORDER_TYPES:
+            if change.qty is not None and change.qty != order.qty:
+                raise InvalidOrder(
+                    f"order {order.client_order_id} closes its whole OANDA trade:"
+                    " its qty cannot change",
+                    field="qty",
+                )
+            return exit_body(wire.type, wire.tradeID or "", body["order"])
         for key, details in (
             ("takeProfitOnFill", wire.takeProfitOnFill),
             ("stopLossOnFill", wire.stopLossOnFill),
         ):
             if details is not None and details.price is not None:
-                body[key] = {"price": f"{details.price:f}"}
+                body["order"][key] = {"price": f"{details.price:f}"}
                 if details.clientExtensions is not None and details.clientExtensions.id:
-                    body[key]["clientExtensions"] = {"id": details.clientExtensions.id}
+                    body["order"][key]["clientExtensions"] = {"id": details.clientExtensions.id}
+        return body
 
     @staticmethod
     def _replaced(old: Order, new: Order, create: WireTransaction) -> Order:
@@ -742,16 +760,8 @@ class OandaConnector:
     async def _deliver(self, txn: WireTransaction, *, sink: UpdateSink) -> None:
         """Turn one transaction into order updates, if it is about our orders."""
         updates: list[OrderUpdate] = []
-        if txn.type in CREATE_TYPES:
+        if txn.type in CREATE_TYPES or txn.type in EXIT_CREATE_TYPES:
             updates = await self._on_create(txn)
-        elif txn.type in EXIT_CREATE_TYPES:
-            trade = await self._trade(txn.tradeID)
-            made = exit_order(txn, trade, self.name, ts=time_ns(txn.time)) if trade else None
-            if made is not None:
-                order = self._known_fields(made)
-                assert order is not None
-                self._orders.put(order.id, order)
-                updates = [OrderUpdate(order=order, ts=order.created_at)]
         elif txn.type == "ORDER_FILL" and txn.orderID:
             self._held.pop(txn.orderID)  # the exits come to life: v20 creates them next
             base = await self._order_for(txn.orderID)
@@ -770,7 +780,11 @@ class OandaConnector:
             await sink(update)
 
     async def _on_create(self, txn: WireTransaction) -> list[OrderUpdate]:
-        created = order_from_create(txn, self.name)
+        if txn.type in EXIT_CREATE_TYPES:
+            trade = await self._trade(txn.tradeID)
+            created = exit_order(txn, trade, self.name, ts=time_ns(txn.time)) if trade else None
+        else:
+            created = order_from_create(txn, self.name)
         if created is None:
             return []
         # Report the order as this transaction left it (accepted), even when the submit
