@@ -237,3 +237,27 @@ async def test_a_working_take_profit_is_replaced_on_its_trade_and_a_held_one_is_
             await log.wait_for(
                 lambda u: u.order.client_order_id == "br-4-sl" and u.order.status == "canceled"
             )
+
+
+async def test_a_bracket_whose_entry_fills_or_fails_at_once_returns_its_exits_as_they_are() -> None:
+    async with running_sim() as sim, connected(sim, stream=False) as (connector, _):
+        market = OrderRequest(
+            symbol="EUR_USD", side="buy", qty=Decimal(1000), client_order_id="br-5"
+        )
+        entry, take, stop = await connector.submit_list(
+            bracket(market, take="1.09000", stop="1.08000")
+        )
+        assert (entry.status, take.status, stop.status) == ("filled", "accepted", "accepted")
+        on_trade = {o.id for o in sim.book.pending()}
+        assert {take.id, stop.id} == on_trade
+        assert take.leg is not None and (take.leg.role, take.leg.parent_id) == (
+            "take_profit",
+            "br-5",
+        )
+
+        losing = msgspec.structs.replace(market, client_order_id="br-6")
+        entry, take, stop = await connector.submit_list(
+            bracket(losing, take="1.08000", stop="1.07000")  # a take profit below the buy's fill
+        )
+        assert (entry.status, entry.reject_reason) == ("rejected", "TAKE_PROFIT_ON_FILL_LOSS")
+        assert (take.status, stop.status) == ("canceled", "canceled")

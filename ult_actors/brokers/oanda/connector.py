@@ -269,6 +269,22 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
+        return self._placed(
+            request, create, reply.orderFillTransaction, reply.orderCancelTransaction
+        )
+
+    def _placed(
+        self,
+        request: OrderRequest,
+        create: WireTransaction,
+        fill: WireTransaction | None,
+        cancel: WireTransaction | None,
+        *,
+        replaces: str | None = None,
+        leg: Leg | None = None,
+    ) -> Order:
+        """The order v20 created for ``request``, after its immediate fill or cancel if any."""
+        assert create.id is not None
         order = order_from_request(
             request,
             broker=self.name,
@@ -276,10 +292,11 @@ class OandaConnector:
             status="accepted",
             now_ns=time_ns(create.time, self._now_ns()),
         )
-        if reply.orderFillTransaction is not None:
-            order = self._after_fill(order, reply.orderFillTransaction)[0]
-        if reply.orderCancelTransaction is not None:
-            order = self._after_cancel(order, reply.orderCancelTransaction)
+        order = msgspec.structs.replace(order, replaces=replaces, leg=leg)
+        if fill is not None:
+            order = self._after_fill(order, fill)[0]
+        if cancel is not None:
+            order = self._after_cancel(order, cancel)
         self._orders.put(order.id, order)
         return order
 
@@ -346,19 +363,14 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        new = order_from_request(
+        new = self._placed(
             request,
-            broker=self.name,
-            order_id=create.id,
-            status="accepted",
-            now_ns=time_ns(create.time, self._now_ns()),
+            create,
+            reply.orderFillTransaction,
+            reply.replacingOrderCancelTransaction,
+            replaces=order.client_order_id,
+            leg=order.leg,
         )
-        new = msgspec.structs.replace(new, replaces=order.client_order_id, leg=order.leg)
-        if reply.orderFillTransaction is not None:
-            new = self._after_fill(new, reply.orderFillTransaction)[0]
-        if reply.replacingOrderCancelTransaction is not None:
-            new = self._after_cancel(new, reply.replacingOrderCancelTransaction)
-        self._orders.put(new.id, new)
         held = self._held.pop(order.id)
         if held is not None:
             self._held.put(new.id, held)
@@ -418,39 +430,44 @@ class OandaConnector:
                 field="contingency",
             )
         list_id = request.list_id or request.legs[0].client_order_id or ""
-        body = bracket_body(request)
-        entry = await self._submit_body(request.legs[0], body)
-        roles: tuple[LegRole, ...] = ("entry", "take_profit", "stop_loss")
-        legs = [
-            msgspec.structs.replace(
-                entry, leg=Leg(list_id=list_id, contingency="bracket", role="entry")
-            )
-        ]
-        held = []
-        for leg_request, role in zip(request.legs[1:], roles[1:], strict=True):
+        entry = await self._submit_body(request.legs[0], bracket_body(request))
+        entry = msgspec.structs.replace(
+            entry, leg=Leg(list_id=list_id, contingency="bracket", role="entry")
+        )
+        self._orders.put(entry.id, entry)
+        exits = []
+        roles: tuple[LegRole, ...] = ("take_profit", "stop_loss")
+        for leg_request, role in zip(request.legs[1:], roles, strict=True):
             leg = Leg(
-                list_id=list_id,
-                contingency="bracket",
-                role=role,
-                parent_id=entry.client_order_id,
+                list_id=list_id, contingency="bracket", role=role, parent_id=entry.client_order_id
             )
-            waiting = order_from_request(
+            exit_ = order_from_request(
                 leg_request, broker=self.name, order_id="", status="held", now_ns=entry.created_at
             )
-            waiting = msgspec.structs.replace(waiting, leg=leg)
-            if entry.status == "filled":
-                try:
-                    made = await self.get_order_by_client_id(waiting.client_order_id)
-                    waiting = msgspec.structs.replace(made, leg=leg)
-                except NotFound:
-                    pass  # the fill opened no trade (it reduced one): v20 made no exits
-            else:
-                held.append(waiting)
-            legs.append(waiting)
-        self._orders.put(entry.id, legs[0])
-        if held and entry.status in ("accepted", "partially_filled"):
-            self._held.put(entry.id, held)
-        return legs
+            exits.append(msgspec.structs.replace(exit_, leg=leg))
+        if entry.status in ("accepted", "partially_filled"):
+            self._held.put(entry.id, exits)
+            return [entry, *exits]
+        if entry.status != "filled":  # canceled at once: its exits will never be made
+            return [entry, *(self._with_entry_gone(e, entry) for e in exits)]
+        made = []
+        for exit_ in exits:
+            try:
+                found = await self.get_order_by_client_id(exit_.client_order_id)
+                made.append(msgspec.structs.replace(found, leg=exit_.leg))
+            except NotFound:  # the fill opened no trade (it reduced one): v20 made no exits
+                made.append(self._with_entry_gone(exit_, entry))
+        return [entry, *made]
+
+    @staticmethod
+    def _with_entry_gone(exit_: Order, entry: Order) -> Order:
+        """A bracket's exit that will never work: its entry ended without opening a trade."""
+        return msgspec.structs.replace(
+            exit_,
+            status="canceled",
+            reject_reason=f"its entry {entry.client_order_id} is {entry.status}",
+            updated_at=entry.updated_at,
+        )
 
     async def get_order(self, order_id: str) -> Order:
         """One order by v20's numeric order id."""
@@ -821,13 +838,8 @@ class OandaConnector:
         self._orders.put(order.id, order)
         updates = [OrderUpdate(order=order, ts=order.updated_at)]
         # The exits of a bracket whose entry will never fill go with it.
-        for leg in self._held.pop(txn.orderID) or []:
-            gone = msgspec.structs.replace(
-                leg,
-                status="canceled",
-                reject_reason=f"its entry {order.client_order_id} is {order.status}",
-                updated_at=order.updated_at,
-            )
+        for exit_ in self._held.pop(txn.orderID) or []:
+            gone = self._with_entry_gone(exit_, order)
             updates.append(OrderUpdate(order=gone, ts=order.updated_at))
         return updates
 
