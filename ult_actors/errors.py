@@ -110,6 +110,17 @@ class AlreadyFinal(UltError):
     code = "already_final"
 
 
+class NotReplaceable(UltError):
+    """The order cannot be replaced in the state it is in (filled, being canceled,
+    replaced already, a replace still pending, a leg not yet working).
+
+    The message names the state, e.g. "order 42 (client order id c-1) is filled;
+    it cannot be replaced". A partial fill before the refusal is kept.
+    """
+
+    code = "not_replaceable"
+
+
 class Timeout(UltError):
     """The request's deadline passed before it could be answered."""
 
@@ -176,6 +187,7 @@ _BY_CODE: dict[str, type[UltError]] = {
         NotFound,
         AmbiguousOrderId,
         AlreadyFinal,
+        NotReplaceable,
         Timeout,
         Internal,
         BadRequest,

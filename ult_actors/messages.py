@@ -33,6 +33,13 @@ OrderStatus = Literal[
     "rejected",
     "expired",
     "pending_cancel",
+    # A replace was sent and not yet answered; the order still works on its old terms.
+    "pending_replace",
+    # Final: a replace took effect; ``replaced_by`` names the order that carries on.
+    "replaced",
+    # A leg of an order list waiting for its trigger (a bracket's exits before the
+    # entry fills, an OTO's child before its parent fills): not working yet.
+    "held",
     # Final, set by the service: the broker had the order and, asked twice, no longer
     # knows it (e.g. it restarted and lost its book). ``reject_reason`` says why.
     "lost",
@@ -44,16 +51,24 @@ SubmitOutcome = Literal["local", "definitive", "unknown"]
 # Who placed an order: a client through the service, or someone else (found open at the
 # broker with no journal record, then journaled by reconciliation: "adopted").
 OrderOrigin = Literal["client", "adopted"]
+#: How the orders of one list depend on each other: a ``bracket`` (entry, then a
+#: take-profit and a stop-loss that cancel each other), an ``oco`` (two exits, one
+#: fill cancels the other), an ``oto`` (a child sent once its parent fills).
+Contingency = Literal["bracket", "oco", "oto"]
+#: An order's place in its list: ``entry`` / ``take_profit`` / ``stop_loss`` of a
+#: bracket, the ``take_profit`` / ``stop_loss`` pair of an OCO, ``parent`` / ``child``
+#: of an OTO.
+LegRole = Literal["entry", "take_profit", "stop_loss", "parent", "child"]
 TradingState = Literal["active", "reducing", "halted"]
 #: Who set a trading state: a person (``ult trading-state``, the kill switch), the
 #: service itself (for a cause it lifts once the cause is gone), or the configuration.
 SetBy = Literal["person", "service", "config"]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"filled", "canceled", "rejected", "expired", "lost"}
+    {"filled", "canceled", "rejected", "expired", "lost", "replaced"}
 )
 OPEN_STATUSES: frozenset[str] = frozenset(
-    {"pending_new", "accepted", "partially_filled", "pending_cancel"}
+    {"pending_new", "accepted", "partially_filled", "pending_cancel", "pending_replace", "held"}
 )
 
 
@@ -95,6 +110,17 @@ class OrderRequest(_Value, frozen=True):
     deadline_ns: int | None = None
 
 
+class Leg(_Value, frozen=True):
+    """An order's place in an order list (bracket, OCO, OTO)."""
+
+    list_id: str
+    contingency: Contingency
+    role: LegRole
+    #: Client order id of the leg that triggers this one (a bracket's entry for its
+    #: exits, an OTO's parent for its child); ``None`` for a leg that works at once.
+    parent_id: str | None = None
+
+
 class Order(_Value, frozen=True):
     """An order as the service knows it; one state machine for every broker."""
 
@@ -117,6 +143,12 @@ class Order(_Value, frozen=True):
     reject_reason: str | None = None
     outcome: SubmitOutcome = "definitive"
     origin: OrderOrigin = "client"
+    #: Client order id of the order this one replaced (set on the replacement).
+    replaces: str | None = None
+    #: Client order id of the order that replaced this one (set once ``replaced``).
+    replaced_by: str | None = None
+    #: Set on a leg of an order list: which list, and its place in it.
+    leg: Leg | None = None
 
     @property
     def ref(self) -> str:
@@ -187,6 +219,7 @@ ErrorCode = Literal[
     "unauthorized",
     "journal_unavailable",
     "busy",
+    "not_replaceable",
 ]
 
 
@@ -318,6 +351,61 @@ class Submit(_Tagged, frozen=True, tag="submit"):
     wait: bool = False
 
 
+class ReplaceRequest(_Value, frozen=True):
+    """New terms for a working order; fields left ``None`` keep their old value.
+
+    ``qty`` is the order's new total quantity, counting what has filled already
+    (as a trader says "make it 8"): it must exceed the filled quantity. A venue
+    that issues a new order for the replacement (Alpaca, OANDA) is sent what is
+    left to fill; one that modifies in place (TWS, paper) the total.
+
+    ``client_order_id`` is the replacement's own id and the replace's idempotency
+    key: a replace retried with the same key is applied at most once. The client
+    library sets one when the caller does not.
+    """
+
+    order_id: OrderRef
+    qty: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+    client_order_id: OrderRef | None = None
+    deadline_ns: int | None = None
+
+
+class Replace(_Tagged, frozen=True, tag="replace"):
+    """Change a working order's terms; the reply is the replacement order."""
+
+    id: int
+    change: ReplaceRequest
+    wait: bool = False
+
+
+class OrderListRequest(_Value, frozen=True):
+    """Orders that depend on each other, sent as one list.
+
+    ``legs`` in their roles' order: a ``bracket`` is [entry, take_profit (limit),
+    stop_loss (stop or stop_limit)]; an ``oco`` is [take_profit (limit), stop_loss
+    (stop or stop_limit)]; an ``oto`` is [parent, child]. Every leg is a full order
+    with its own ``client_order_id`` (set by the client library when left out).
+    ``list_id`` names the list (and is its idempotency key); ``broker`` and
+    ``deadline_ns`` apply to every leg.
+    """
+
+    contingency: Contingency
+    legs: list[OrderRequest]
+    list_id: OrderRef | None = None
+    broker: BrokerName | None = None
+    deadline_ns: int | None = None
+
+
+class SubmitList(_Tagged, frozen=True, tag="submit_list"):
+    """Place an order list; the reply is an ``OrdersReply`` with every leg."""
+
+    id: int
+    orders: OrderListRequest
+
+
 class Cancel(_Tagged, frozen=True, tag="cancel"):
     """Cancel by order id or client order id."""
 
@@ -415,6 +503,8 @@ class Ping(_Tagged, frozen=True, tag="ping"):
 
 Request = (
     Submit
+    | Replace
+    | SubmitList
     | Cancel
     | GetOrder
     | ListOrders

@@ -1,7 +1,11 @@
 """The one order state machine every broker's updates go through.
 
 ``pending_new -> accepted -> partially_filled* -> filled | canceled | rejected
-| expired``, plus ``pending_cancel`` from any open state. Updates arrive from
+| expired``, plus ``pending_cancel`` and ``pending_replace`` from any open
+state. A leg of an order list may wait ``held`` before it works. A replace
+ends the old order ``replaced`` (final, ``replaced_by`` names the replacement)
+or, refused, puts it back where it was (``accepted`` or ``partially_filled``);
+a fill that wins the race with the replace is kept either way. Updates arrive from
 two sources (the submit reply and the broker's stream) in any order and may
 repeat, so merging is idempotent: a repeat is a no-op, an older state than
 the one held is stale and ignored, ``filled_qty`` never goes down, and a
@@ -36,16 +40,21 @@ from ult_actors.messages import (
 
 # How far along the lifecycle a status is; updates never move an order back.
 _RANK = {
+    "held": 0,
     "pending_new": 0,
     "accepted": 1,
     "pending_cancel": 2,
+    "pending_replace": 2,
     "partially_filled": 2,
     "filled": 3,
     "canceled": 3,
     "rejected": 3,
     "expired": 3,
     "lost": 3,
+    "replaced": 3,
 }
+# A refused cancel or replace puts the order back to working: the one move down in rank.
+_PENDING = frozenset({"pending_cancel", "pending_replace"})
 
 
 def order_from_request(
@@ -156,15 +165,17 @@ def apply_update(current: Order | None, new: Order) -> Order:
     if new.filled_qty < current.filled_qty and new.status not in TERMINAL_STATUSES:
         return current  # stale: an older report of fewer fills
     if _RANK[new.status] < _RANK[current.status] and not (
-        current.status == "pending_cancel" and new.status == "accepted"  # cancel refused
+        current.status in _PENDING and new.status == "accepted"  # cancel / replace refused
     ):
         if filled == current.filled_qty:
             return current  # stale
         status = "partially_filled"
     else:
         status = new.status
-    if status == "pending_cancel" and filled > current.filled_qty:
+    if status in _PENDING and filled > current.filled_qty:
         status = "partially_filled" if filled < current.qty else "filled"
+    elif status == "accepted" and current.status in _PENDING and filled > 0:
+        status = "partially_filled"  # back to what it was: it had fills
     merged = _merge(current, new, status)
     return current if merged == current else merged
 
@@ -181,4 +192,7 @@ def _merge(current: Order, new: Order, status: str) -> Order:
         updated_at=max(current.updated_at, new.updated_at),
         reject_reason=new.reject_reason or current.reject_reason,
         outcome="definitive" if new.outcome == "definitive" else current.outcome,
+        replaces=current.replaces or new.replaces,
+        replaced_by=new.replaced_by or current.replaced_by,
+        leg=current.leg or new.leg,
     )

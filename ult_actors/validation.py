@@ -18,7 +18,14 @@ import re
 from decimal import Decimal
 
 from ult_actors.errors import InvalidOrder
-from ult_actors.messages import OrderRequest
+from ult_actors.messages import (
+    Contingency,
+    LegRole,
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    ReplaceRequest,
+)
 
 # Upper-case tickers and FX pairs: AAPL, BRK.B, EUR_USD, BTC/USD.
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9]{0,11}([._/-][A-Z0-9]{1,11})?$")
@@ -115,8 +122,171 @@ def validate_order(req: OrderRequest) -> None:
         raise InvalidOrder(
             "extended_hours needs a limit order with time_in_force day", field="extended_hours"
         )
-    if req.client_order_id is not None and not CLIENT_ORDER_ID_RE.match(req.client_order_id):
+    validate_client_id(req.client_order_id, "client_order_id")
+
+
+def validate_client_id(value: str | None, field: str) -> None:
+    """Raise ``InvalidOrder`` naming ``field`` unless ``value`` is ``None`` or a usable id."""
+    if value is not None and not CLIENT_ORDER_ID_RE.match(value):
         raise InvalidOrder(
-            "client_order_id must be 1-48 characters of letters, digits and . _ : -",
-            field="client_order_id",
+            f"{field} must be 1-48 characters of letters, digits and . _ : -", field=field
         )
+
+
+def replaced_terms(order: Order, change: ReplaceRequest) -> OrderRequest:
+    """The order ``change`` asks for: ``order``'s terms with the changed fields, validated.
+
+    Raises ``InvalidOrder`` naming the field for a change that makes no order
+    (a limit price on a market order, a total below what has filled) or that
+    changes nothing.
+    """
+    if (
+        change.qty is None
+        and change.limit_price is None
+        and change.stop_price is None
+        and change.time_in_force is None
+    ):
+        raise InvalidOrder(
+            "a replace needs at least one change: qty, limit_price, stop_price or time_in_force"
+        )
+    validate_client_id(change.client_order_id, "client_order_id")
+    if change.qty is not None:
+        check_decimal(change.qty, "qty")
+        if change.qty <= order.filled_qty:
+            raise InvalidOrder(
+                f"qty {change.qty} must exceed what has filled already ({order.filled_qty}):"
+                " qty is the order's new total",
+                field="qty",
+            )
+    terms = OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty if change.qty is None else change.qty,
+        type=order.type,
+        limit_price=order.limit_price if change.limit_price is None else change.limit_price,
+        stop_price=order.stop_price if change.stop_price is None else change.stop_price,
+        time_in_force=order.time_in_force if change.time_in_force is None else change.time_in_force,
+        extended_hours=order.extended_hours,
+        broker=order.broker,
+        client_order_id=change.client_order_id,
+        deadline_ns=change.deadline_ns,
+    )
+    validate_order(terms)
+    return terms
+
+
+#: What each contingency's legs are, in order: (role, order types allowed).
+_LEGS: dict[str, tuple[tuple[LegRole, frozenset[str] | None], ...]] = {
+    "bracket": (
+        ("entry", None),
+        ("take_profit", frozenset({"limit"})),
+        ("stop_loss", frozenset({"stop", "stop_limit"})),
+    ),
+    "oco": (
+        ("take_profit", frozenset({"limit"})),
+        ("stop_loss", frozenset({"stop", "stop_limit"})),
+    ),
+    "oto": (("parent", None), ("child", None)),
+}
+
+
+def leg_roles(contingency: Contingency) -> tuple[LegRole, ...]:
+    """The roles of a ``contingency``'s legs, in the order ``OrderListRequest.legs`` has them."""
+    return tuple(role for role, _ in _LEGS[contingency])
+
+
+def validate_order_list(request: OrderListRequest) -> None:
+    """Raise ``InvalidOrder`` unless ``request`` is a well-formed list (field ``legs[i].x``).
+
+    Every leg is a valid order of the same symbol and broker with its own client
+    order id; a bracket's exits are on the other side of the entry for its
+    quantity, an OCO's two exits on one side for one quantity, with the take
+    profit beyond the stop loss (above it when the exits sell, below when they
+    buy; a limit entry between them).
+    """
+    shape = _LEGS[request.contingency]
+    if len(request.legs) != len(shape):
+        roles = ", ".join(role for role, _ in shape)
+        raise InvalidOrder(
+            f"a {request.contingency} has {len(shape)} legs ({roles}), got {len(request.legs)}",
+            field="legs",
+        )
+    validate_client_id(request.list_id, "list_id")
+    seen: set[str] = set()
+    for i, (leg, (role, types)) in enumerate(zip(request.legs, shape, strict=True)):
+        try:
+            validate_order(leg)
+        except InvalidOrder as exc:
+            raise InvalidOrder(
+                f"{role} leg: {exc.message}", field=f"legs[{i}].{exc.field or 'order'}"
+            ) from None
+        if types is not None and leg.type not in types:
+            raise InvalidOrder(
+                f"the {role} leg must be a {' or '.join(sorted(types))} order, not {leg.type}",
+                field=f"legs[{i}].type",
+            )
+        if leg.symbol != request.legs[0].symbol:
+            raise InvalidOrder(
+                "every leg of an order list has one symbol", field=f"legs[{i}].symbol"
+            )
+        if leg.broker not in (None, request.broker):
+            raise InvalidOrder(
+                "a leg's broker differs from the list's: every leg goes to one broker",
+                field=f"legs[{i}].broker",
+            )
+        if leg.client_order_id is not None:
+            if leg.client_order_id in seen:
+                raise InvalidOrder(
+                    f"client order id {leg.client_order_id} is used by two legs",
+                    field=f"legs[{i}].client_order_id",
+                )
+            seen.add(leg.client_order_id)
+    if request.contingency == "bracket":
+        entry, take_profit, stop_loss = request.legs
+        _check_exits(take_profit, stop_loss, first=1, entry=entry)
+    elif request.contingency == "oco":
+        take_profit, stop_loss = request.legs
+        _check_exits(take_profit, stop_loss, first=0, entry=None)
+
+
+def _check_exits(
+    take_profit: OrderRequest, stop_loss: OrderRequest, *, first: int, entry: OrderRequest | None
+) -> None:
+    if entry is not None:
+        for i, leg in enumerate((take_profit, stop_loss), start=first):
+            if leg.side == entry.side:
+                raise InvalidOrder(
+                    f"a bracket's exits are on the other side of its entry ({entry.side})",
+                    field=f"legs[{i}].side",
+                )
+            if leg.qty != entry.qty:
+                raise InvalidOrder(
+                    f"a bracket's exits are for the entry's quantity ({entry.qty})",
+                    field=f"legs[{i}].qty",
+                )
+    if stop_loss.side != take_profit.side or stop_loss.qty != take_profit.qty:
+        raise InvalidOrder(
+            "the take profit and the stop loss are on one side for one quantity",
+            field=f"legs[{first + 1}].side",
+        )
+    assert take_profit.limit_price is not None and stop_loss.stop_price is not None
+    selling = take_profit.side == "sell"
+    if (
+        (take_profit.limit_price <= stop_loss.stop_price)
+        if selling
+        else (take_profit.limit_price >= stop_loss.stop_price)
+    ):
+        where = "above" if selling else "below"
+        raise InvalidOrder(
+            f"the take profit ({take_profit.limit_price}) must be {where} the stop loss"
+            f" ({stop_loss.stop_price}) when the exits {take_profit.side}",
+            field=f"legs[{first}].limit_price",
+        )
+    if entry is not None and entry.limit_price is not None and entry.type == "limit":
+        low, high = sorted((take_profit.limit_price, stop_loss.stop_price))
+        if not low < entry.limit_price < high:
+            raise InvalidOrder(
+                f"a limit entry ({entry.limit_price}) lies between its stop loss and its"
+                f" take profit ({low} - {high})",
+                field="legs[0].limit_price",
+            )

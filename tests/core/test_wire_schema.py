@@ -87,7 +87,7 @@ ORDER_JSON = (
     '"qty":"2","type":"limit","time_in_force":"day","status":"partially_filled",'
     '"limit_price":"10.25","stop_price":null,"extended_hours":false,"filled_qty":"1",'
     '"avg_fill_price":"10.2","created_at":1,"updated_at":2,"reject_reason":null,'
-    '"outcome":"definitive","origin":"client"}'
+    '"outcome":"definitive","origin":"client","replaces":null,"replaced_by":null,"leg":null}'
 )
 FILL_JSON = (
     '{"fill_id":"f-1","order_id":"o-1","client_order_id":"c-1","broker":"paper",'
@@ -114,6 +114,23 @@ REQUESTS: list[tuple[Any, str]] = [
     (
         m.Submit(id=1, order=REQUEST, wait=True),
         f'{{"kind":"submit","id":1,"order":{REQUEST_JSON},"wait":true}}',
+    ),
+    (
+        m.Replace(
+            id=14,
+            change=m.ReplaceRequest(order_id="c-1", limit_price=Decimal("10.5"), client_order_id="c-3"),
+        ),
+        '{"kind":"replace","id":14,"change":{"order_id":"c-1","qty":null,"limit_price":"10.5",'
+        '"stop_price":null,"time_in_force":null,"client_order_id":"c-3","deadline_ns":null},'
+        '"wait":false}',
+    ),
+    (
+        m.SubmitList(
+            id=15,
+            orders=m.OrderListRequest(contingency="oto", legs=[REQUEST, REQUEST], list_id="l-1"),
+        ),
+        f'{{"kind":"submit_list","id":15,"orders":{{"contingency":"oto","legs":[{REQUEST_JSON},'
+        f'{REQUEST_JSON}],"list_id":"l-1","broker":null,"deadline_ns":null}}}}',
     ),
     (m.Cancel(id=2, order_id="c-1"), '{"kind":"cancel","id":2,"order_id":"c-1"}'),
     (m.GetOrder(id=3, order_id="paper:o-1"), '{"kind":"get_order","id":3,"order_id":"paper:o-1"}'),

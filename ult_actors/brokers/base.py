@@ -22,6 +22,16 @@ Rules every connector keeps (checked by ``tests/brokers/contract.py``):
 - Closing positions is native where the venue has a close (Alpaca, OANDA);
   elsewhere ``close_position`` returns ``None`` and the broker actor submits
   ``closing_order`` like any order (journaled first, looked up on retry).
+
+Two capabilities beyond the core protocol (issue 17), each its own protocol
+so the broker actor asks ``isinstance(connector, SupportsReplace)``:
+
+- ``SupportsReplace``: change a working order's terms with the venue's own
+  replace (Alpaca ``PATCH``, OANDA ``PUT``, TWS ``placeOrder`` again with the
+  same id, paper natively).
+- ``SupportsOrderLists``: send a bracket / OCO / OTO as the venue's own order
+  list. Contingencies a venue lacks (``native_contingencies``) are emulated by
+  the service from plain orders.
 """
 
 from __future__ import annotations
@@ -34,7 +44,16 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import msgspec
 import trio
 
-from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
+from ult_actors.messages import (
+    Account,
+    Contingency,
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+    ReplaceRequest,
+)
 from ult_actors.secrets import read_secret
 
 #: Where a connector delivers order updates; may apply back-pressure.
@@ -98,6 +117,54 @@ class Connector(Protocol):
         sweep of open orders made after it cannot miss an update. Raises
         (typically ``BrokerUnavailable``) when the stream is lost.
         """
+
+
+@runtime_checkable
+class SupportsReplace(Protocol):
+    """A connector whose venue replaces (modifies) a working order."""
+
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        """Ask the venue to apply ``change`` to ``order``; returns the replacement.
+
+        ``order`` is the service's record of the working order (its venue id,
+        its current terms); ``change.client_order_id`` is always set: the
+        replacement's client order id and the idempotency key. It reaches the
+        venue where the venue carries one, so that ``get_order_by_client_id``
+        finds the replacement after a lost reply, before any resend.
+
+        The returned ``Order`` is the replacement as it now stands: a new
+        client order id, the new terms, ``replaces`` = ``order.client_order_id``,
+        and the venue id (new at Alpaca and OANDA, the same at TWS and paper).
+        Fills the old order had are kept on the old order. The old order is
+        then ``replaced`` (the stream may report it too; the merge is idempotent).
+
+        Refusals: ``NotReplaceable`` when the venue says the order can no longer
+        be replaced (filled, canceled, a race lost to a fill), ``InvalidOrder``
+        for terms the venue refuses, the usual transient errors otherwise (the
+        caller then looks the replacement up by its client order id).
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsOrderLists(Protocol):
+    """A connector whose venue carries some order lists natively."""
+
+    #: The contingencies this venue carries itself; the service emulates the rest.
+    native_contingencies: frozenset[Contingency]
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        """Send ``request`` as one native list; returns every leg as it now stands.
+
+        Called only for a contingency in ``native_contingencies``. Every leg
+        has its ``client_order_id`` set and ``request.list_id`` is set; the
+        returned orders carry them (mapped back from the venue's own leg ids
+        where the venue assigns its own), each with its ``leg`` (list id,
+        contingency, role, parent) filled in, in the order of ``request.legs``. Legs the venue holds until triggered are ``held``.
+        ``get_order_by_client_id`` of the first leg finds the list after a lost
+        reply. Later changes of any leg arrive on ``stream_updates``.
+        """
+        ...
 
 
 S = TypeVar("S", bound=msgspec.Struct)

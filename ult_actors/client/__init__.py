@@ -27,7 +27,13 @@ from ult_actors.client._errors import (
     ServiceUnreachable,
     SubscriptionLost,
 )
-from ult_actors.client._requests import order_request
+from ult_actors.client._requests import (
+    bracket_request,
+    oco_request,
+    order_request,
+    oto_request,
+    replace_request,
+)
 from ult_actors.errors import (
     AlreadyFinal,
     AmbiguousOrderId,
@@ -40,6 +46,7 @@ from ult_actors.errors import (
     InvalidOrder,
     JournalUnavailable,
     NotFound,
+    NotReplaceable,
     RateLimited,
     RiskRejected,
     ServiceBusy,
@@ -63,6 +70,7 @@ __all__ = [
     "InvalidOrder",
     "JournalUnavailable",
     "NotFound",
+    "NotReplaceable",
     "OutcomeUnknown",
     "RateLimited",
     "RiskRejected",
@@ -72,5 +80,9 @@ __all__ = [
     "Timeout",
     "UltError",
     "Unauthorized",
+    "bracket_request",
+    "oco_request",
     "order_request",
+    "oto_request",
+    "replace_request",
 ]

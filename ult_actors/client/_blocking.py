@@ -26,11 +26,15 @@ from ult_actors.client._requests import (
     Call,
     Number,
     Requests,
+    bracket_request,
     connection_error,
     event_of,
     no_reply,
+    oco_request,
     order_request,
+    oto_request,
     read_order,
+    replace_request,
     submit_timeout,
 )
 from ult_actors.errors import Timeout, UltError
@@ -43,6 +47,7 @@ from ult_actors.messages import (
     EventTopic,
     HealthSnapshot,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderType,
     Position,
@@ -161,6 +166,99 @@ class Client:
                     results[position] = exc
                 answered += 1
             return [r for r in results if r is not None]
+
+    def replace(
+        self,
+        order_id: str,
+        *,
+        qty: Number | None = None,
+        limit_price: Number | None = None,
+        stop_price: Number | None = None,
+        time_in_force: TimeInForce | None = None,
+        client_order_id: str | None = None,
+        timeout: float | None = UNSET,
+    ) -> Order:
+        """Change a working order's terms; returns the replacement (``replaces`` names the
+        old order, which ends ``replaced``). At least one change; ``client_order_id`` is the
+        replacement's id and the replace's idempotency key (made here when left out).
+
+        Refusals: ``NotReplaceable`` naming the order's state (filled, being canceled),
+        ``RiskRejected`` for new terms over a limit, ``InvalidOrder`` for bad terms.
+        """
+        change = replace_request(
+            order_id, qty=qty, limit_price=limit_price, stop_price=stop_price,
+            time_in_force=time_in_force, client_order_id=client_order_id,
+        )  # fmt: skip
+        timeout = submit_timeout(timeout, wait=False, default=self.timeout)
+        return self._call(self._requests.replace(change, timeout=timeout), timeout)
+
+    def bracket(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Number,
+        *,
+        take_profit: Number,
+        stop_loss: Number,
+        stop_limit: Number | None = None,
+        type: OrderType = "market",
+        limit_price: Number | None = None,
+        time_in_force: TimeInForce = "day",
+        broker: str | None = None,
+        list_id: str | None = None,
+        timeout: float | None = UNSET,
+    ) -> list[Order]:
+        """An entry with a take-profit limit and a stop-loss attached: [entry, take profit,
+        stop loss]. The exits work once the entry fills; the fill of one cancels the other."""
+        orders = bracket_request(
+            symbol, side, qty, take_profit=take_profit, stop_loss=stop_loss,
+            stop_limit=stop_limit, type=type, limit_price=limit_price,
+            time_in_force=time_in_force, broker=broker, list_id=list_id,
+        )  # fmt: skip
+        return self.submit_list(orders, timeout=timeout)
+
+    def oco(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Number,
+        *,
+        take_profit: Number,
+        stop_loss: Number,
+        stop_limit: Number | None = None,
+        time_in_force: TimeInForce = "gtc",
+        broker: str | None = None,
+        list_id: str | None = None,
+        timeout: float | None = UNSET,
+    ) -> list[Order]:
+        """Two exits on ``side`` (``sell`` leaves a long): [take profit, stop loss]; the fill
+        of one cancels the other."""
+        orders = oco_request(
+            symbol, side, qty, take_profit=take_profit, stop_loss=stop_loss,
+            stop_limit=stop_limit, time_in_force=time_in_force, broker=broker, list_id=list_id,
+        )  # fmt: skip
+        return self.submit_list(orders, timeout=timeout)
+
+    def oto(
+        self,
+        parent: OrderRequest,
+        child: OrderRequest,
+        *,
+        broker: str | None = None,
+        list_id: str | None = None,
+        timeout: float | None = UNSET,
+    ) -> list[Order]:
+        """[parent, child]: the child is sent once the parent fills, sized to what filled.
+        Build both with ``ult_actors.client.order_request``."""
+        orders = oto_request(parent, child, broker=broker, list_id=list_id)
+        return self.submit_list(orders, timeout=timeout)
+
+    def submit_list(
+        self, orders: OrderListRequest, *, timeout: float | None = UNSET
+    ) -> list[Order]:
+        """Place an already built ``OrderListRequest``; returns every leg, in its order."""
+        timeout = submit_timeout(timeout, wait=False, default=self.timeout)
+        return self._call(self._requests.submit_list(orders, timeout=timeout), timeout)
 
     def cancel(self, order_id: str) -> Order:
         """Cancel by ``broker:id``, client order id or bare order id; returns the order now.

@@ -38,18 +38,19 @@ class SubscriptionLost(UltError):
 
 
 class OutcomeUnknown(Timeout):
-    """A submit got no reply in time: the order may or may not have been placed.
+    """A submit (or replace, or order list) got no reply in time: the order may or may
+    not have been placed.
 
     The request carried its deadline, so the service does not send the order
     once it has passed; but it may have reached the broker before. Look it up
     by ``client_order_id`` (``ult order ID``) before submitting it again.
     """
 
-    def __init__(self, client_order_id: str, timeout: float | None) -> None:
+    def __init__(self, client_order_id: str, timeout: float | None, what: str = "submit") -> None:
         super().__init__(
-            f"no reply from the service within {timeout} s to the submit of order"
+            f"no reply from the service within {timeout} s to the {what} of order"
             f" {client_order_id}: its outcome is unknown (it may have reached the broker"
             " before its deadline; it is not sent after it). Check with"
-            f" `ult order {client_order_id}` before submitting it again"
+            f" `ult order {client_order_id}` before sending it again"
         )
         self.client_order_id = client_order_id

@@ -37,6 +37,7 @@ from ult_actors.messages import (
     ListOrders,
     OkReply,
     Order,
+    OrderListRequest,
     OrderReply,
     OrderRequest,
     OrdersReply,
@@ -44,12 +45,15 @@ from ult_actors.messages import (
     Ping,
     Position,
     PositionsReply,
+    Replace,
+    ReplaceRequest,
     Reply,
     Request,
     SetKillSwitch,
     SetTradingState,
     Side,
     Submit,
+    SubmitList,
     Subscribe,
     SubscriptionDropped,
     TimeInForce,
@@ -59,6 +63,8 @@ from ult_actors.validation import PLAIN_DECIMAL, check_decimal
 
 R = TypeVar("R")
 T = TypeVar("T")
+#: What ``Requests._stamped`` stamps: anything with a deadline (and maybe a client order id).
+S = TypeVar("S", OrderRequest, ReplaceRequest, OrderListRequest)
 
 #: What a quantity or price may be given as: never a float, which cannot hold 0.1 exactly.
 Number = Decimal | int | str
@@ -130,6 +136,116 @@ def order_request(
     )
 
 
+def replace_request(
+    order_id: str,
+    *,
+    qty: Number | None = None,
+    limit_price: Number | None = None,
+    stop_price: Number | None = None,
+    time_in_force: TimeInForce | None = None,
+    client_order_id: str | None = None,
+) -> ReplaceRequest:
+    """A ``ReplaceRequest`` from friendly arguments; ``InvalidOrder`` if nothing changes."""
+    if qty is None and limit_price is None and stop_price is None and time_in_force is None:
+        raise InvalidOrder(
+            "a replace needs at least one change: qty, limit_price, stop_price or time_in_force"
+        )
+    return ReplaceRequest(
+        order_id=order_id,
+        qty=None if qty is None else to_decimal("qty", qty),
+        limit_price=None if limit_price is None else to_decimal("limit_price", limit_price),
+        stop_price=None if stop_price is None else to_decimal("stop_price", stop_price),
+        time_in_force=time_in_force,
+        client_order_id=client_order_id,
+    )
+
+
+def _exits(
+    symbol: str,
+    side: Side,
+    qty: Number,
+    *,
+    take_profit: Number,
+    stop_loss: Number,
+    stop_limit: Number | None,
+    time_in_force: TimeInForce,
+    broker: str | None,
+) -> list[OrderRequest]:
+    """A take-profit limit and a stop-loss stop (or stop-limit) on ``side``."""
+    return [
+        order_request(
+            symbol, side, qty, type="limit", limit_price=take_profit,
+            time_in_force=time_in_force, broker=broker,
+        ),
+        order_request(
+            symbol, side, qty, type="stop" if stop_limit is None else "stop_limit",
+            stop_price=stop_loss, limit_price=stop_limit, time_in_force=time_in_force,
+            broker=broker,
+        ),
+    ]  # fmt: skip
+
+
+def bracket_request(
+    symbol: str,
+    side: Side,
+    qty: Number,
+    *,
+    take_profit: Number,
+    stop_loss: Number,
+    stop_limit: Number | None = None,
+    type: OrderType = "market",
+    limit_price: Number | None = None,
+    time_in_force: TimeInForce = "day",
+    broker: str | None = None,
+    list_id: str | None = None,
+) -> OrderListRequest:
+    """An entry with its exits: a take-profit limit and a stop-loss (stop, or stop-limit
+    at ``stop_limit``) on the other side, for the entry's quantity and time in force."""
+    entry = order_request(
+        symbol, side, qty, type=type, limit_price=limit_price, time_in_force=time_in_force,
+        broker=broker,
+    )  # fmt: skip
+    exits = _exits(
+        symbol, "sell" if side == "buy" else "buy", qty, take_profit=take_profit,
+        stop_loss=stop_loss, stop_limit=stop_limit, time_in_force=time_in_force, broker=broker,
+    )  # fmt: skip
+    return OrderListRequest(
+        contingency="bracket", legs=[entry, *exits], list_id=list_id, broker=broker
+    )
+
+
+def oco_request(
+    symbol: str,
+    side: Side,
+    qty: Number,
+    *,
+    take_profit: Number,
+    stop_loss: Number,
+    stop_limit: Number | None = None,
+    time_in_force: TimeInForce = "gtc",
+    broker: str | None = None,
+    list_id: str | None = None,
+) -> OrderListRequest:
+    """Two exits on ``side`` (``sell`` to leave a long): a take-profit limit and a stop-loss;
+    the fill of one cancels the other."""
+    exits = _exits(
+        symbol, side, qty, take_profit=take_profit, stop_loss=stop_loss, stop_limit=stop_limit,
+        time_in_force=time_in_force, broker=broker,
+    )  # fmt: skip
+    return OrderListRequest(contingency="oco", legs=exits, list_id=list_id, broker=broker)
+
+
+def oto_request(
+    parent: OrderRequest,
+    child: OrderRequest,
+    *,
+    broker: str | None = None,
+    list_id: str | None = None,
+) -> OrderListRequest:
+    """``child`` is sent once ``parent`` fills (sized to what filled)."""
+    return OrderListRequest(contingency="oto", legs=[parent, child], list_id=list_id, broker=broker)
+
+
 def expect(reply: Reply, kind: type[R]) -> R:
     """The reply if it is a ``kind``; the matching ``UltError`` if it is an error."""
     if isinstance(reply, ErrorReply):
@@ -153,6 +269,13 @@ def no_reply(request: Request, timeout: float | None) -> Timeout:
     if isinstance(request, Submit):
         assert request.order.client_order_id is not None  # ``Requests.submit`` set it
         return OutcomeUnknown(request.order.client_order_id, timeout)
+    if isinstance(request, Replace):
+        assert request.change.client_order_id is not None  # ``Requests.replace`` set it
+        return OutcomeUnknown(request.change.client_order_id, timeout, "replace")
+    if isinstance(request, SubmitList):
+        first = request.orders.legs[0].client_order_id
+        assert first is not None  # ``Requests.submit_list`` set it
+        return OutcomeUnknown(first, timeout, f"{request.orders.contingency} order list")
     return Timeout(f"no reply from the service within {timeout} s to {type(request).__name__}")
 
 
@@ -233,9 +356,25 @@ class Requests:
             Submit(id=self.next_id(), order=self._stamped(order, timeout), wait=wait), read_order
         )
 
-    def _stamped(self, order: OrderRequest, timeout: float | None) -> OrderRequest:
+    def replace(self, change: ReplaceRequest, *, timeout: float | None = None) -> Call[Order]:
+        """Change a working order; the reply is the replacement. Stamped as a submit is:
+        the replacement's client order id (the replace's idempotency key) and deadline."""
+        return Call(Replace(id=self.next_id(), change=self._stamped(change, timeout)), read_order)
+
+    def submit_list(
+        self, orders: OrderListRequest, *, timeout: float | None = None
+    ) -> Call[list[Order]]:
+        """Place an order list; every leg, and the list, get an id if they have none."""
+        legs = [self._stamped(leg, None) for leg in orders.legs]
+        list_id = orders.list_id or f"{legs[0].client_order_id}-list"
+        stamped = self._stamped(
+            msgspec.structs.replace(orders, legs=legs, list_id=list_id), timeout
+        )
+        return Call(SubmitList(id=self.next_id(), orders=stamped), _read_orders)
+
+    def _stamped(self, order: S, timeout: float | None) -> S:
         changes: dict[str, Any] = {}
-        if order.client_order_id is None:
+        if not isinstance(order, OrderListRequest) and order.client_order_id is None:
             changes["client_order_id"] = f"{self._coid_prefix}-{next(self._coids)}"
         if timeout is not None and order.deadline_ns is None:
             changes["deadline_ns"] = self._now_ns() + int(timeout * 1e9)

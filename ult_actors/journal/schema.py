@@ -5,7 +5,7 @@ file). Each migration moves the file up by one version inside one
 transaction, so a crash mid-migration leaves the old version intact. A file
 written by a newer ``ult`` than this one is refused rather than guessed at.
 
-Tables (version 2):
+Tables (version 3):
 
 ``orders``
     The latest state of each order, keyed by client order id. ``body`` is
@@ -23,9 +23,12 @@ from __future__ import annotations
 import sqlite3
 
 from ult_actors.errors import ConfigError
+from ult_actors.messages import OPEN_STATUSES
 
-#: Status values that are not final; kept in step with ``messages.OPEN_STATUSES``.
-OPEN_STATUS_SQL = "('pending_new','accepted','partially_filled','pending_cancel')"
+#: Status values that are not final, as an SQL list: ``messages.OPEN_STATUSES``.
+OPEN_STATUS_SQL = "(" + ",".join(f"'{status}'" for status in sorted(OPEN_STATUSES)) + ")"
+#: What version 1 counted as open (a migration is history: it never changes).
+_V1_OPEN_STATUS_SQL = "('pending_new','accepted','partially_filled','pending_cancel')"
 
 _V1 = [
     """CREATE TABLE orders (
@@ -40,7 +43,7 @@ _V1 = [
     )""",
     "CREATE INDEX orders_seq ON orders (seq)",
     "CREATE INDEX orders_order_id ON orders (order_id) WHERE order_id != ''",
-    f"CREATE INDEX orders_open ON orders (broker) WHERE status IN {OPEN_STATUS_SQL}",
+    f"CREATE INDEX orders_open ON orders (broker) WHERE status IN {_V1_OPEN_STATUS_SQL}",
     """CREATE TABLE events (
         seq INTEGER PRIMARY KEY,
         client_order_id TEXT NOT NULL,
@@ -54,8 +57,15 @@ _V1 = [
 # Version 2: an order's history is read by client order id.
 _V2 = ["CREATE INDEX events_by_order ON events (client_order_id, seq)"]
 
+# Version 3: open orders include ``pending_replace`` and ``held`` (replaces and
+# order lists); the partial index of open orders follows.
+_V3 = [
+    "DROP INDEX orders_open",
+    f"CREATE INDEX orders_open ON orders (broker) WHERE status IN {OPEN_STATUS_SQL}",
+]
+
 #: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -58,6 +58,10 @@ STOP_LIMIT = wire.IbOrder(
     client_id=3,
     perm_id=1000043,
 )
+#: A bracket's exit: a child of order 17, one of an OCA group, not transmitted yet.
+EXIT = msgspec.structs.replace(
+    STOP_LIMIT, parent_id=17, oca_group="ult-oca-17", oca_type=1, transmit=False
+)
 
 
 def frames_of(data: bytes, chunk: int) -> list[bytes]:
@@ -168,6 +172,7 @@ REQUESTS: list[wire.Request] = [
     wire.ReqAccountUpdatesMulti(req_id=4, account="DU1234567", ledger_and_nlv=True),
     wire.CancelAccountUpdatesMulti(req_id=4),
     wire.ReqCompletedOrders(api_only=False),
+    wire.PlaceOrder(order_id=19, contract=wire.Contract(symbol="MSFT"), order=EXIT),
 ]
 
 
@@ -185,6 +190,10 @@ def _comparable(request: wire.Request) -> wire.Request:
             account=o.account,
             order_ref=o.order_ref,
             outside_rth=o.outside_rth,
+            transmit=o.transmit,
+            parent_id=o.parent_id,
+            oca_group=o.oca_group,
+            oca_type=o.oca_type,
         )
         return wire.PlaceOrder(order_id=request.order_id, contract=request.contract, order=order)
     return request
@@ -327,6 +336,12 @@ MESSAGES: list[wire.Incoming] = [
         req_id=4, account="DU1234567", model_code="", key="BuyingPower", value="2", currency="USD"
     ),
     wire.AccountUpdateMultiEnd(req_id=4),
+    wire.OpenOrder(
+        order_id=19,
+        contract=AAPL,
+        order=msgspec.structs.replace(EXIT, transmit=True),
+        status="PreSubmitted",
+    ),
 ]
 
 

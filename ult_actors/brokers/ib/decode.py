@@ -98,7 +98,7 @@ def _order_head(r: FieldReader, *, with_client_id: bool) -> tuple[wire.IbOrder, 
     lmt = r.decimal()
     aux = r.decimal()
     tif = r.text()
-    r.skip()  # ocaGroup
+    oca_group = r.text()
     account = r.text()
     r.skip(2)  # openClose, origin
     order_ref = r.text()
@@ -117,8 +117,14 @@ def _order_head(r: FieldReader, *, with_client_id: bool) -> tuple[wire.IbOrder, 
         outside_rth=outside_rth,
         client_id=client_id,
         perm_id=perm_id,
+        oca_group=oca_group,
     )
     return order, contract
+
+
+def _oca(order: wire.IbOrder, oca_type: int) -> int:
+    # TWS reports a type (3) for orders in no group; it means nothing there.
+    return oca_type if order.oca_group else 0
 
 
 def _skip_delta_neutral_order(r: FieldReader, *, open_order: bool) -> None:
@@ -179,7 +185,8 @@ def open_order(fields: list[str], version: int) -> wire.OpenOrder:
     r.skip(5)  # modelCode, goodTillDate, rule80A, percentOffset, settlingFirm
     r.skip(3)  # shortSaleSlot, designatedLocation, exemptCode
     r.skip(6)  # auctionStrategy, startingPrice, stockRefPrice, delta, stockRange x2
-    r.skip(6)  # displaySize, blockOrder, sweepToFill, allOrNone, minQty, ocaType
+    r.skip(5)  # displaySize, blockOrder, sweepToFill, allOrNone, minQty
+    oca_type = r.integer()
     r.skip(3)  # eTradeOnly, firmQuoteOnly, nbboPriceCap (deprecated)
     parent_id = r.integer()
     r.skip()  # triggerMethod
@@ -188,7 +195,7 @@ def open_order(fields: list[str], version: int) -> wire.OpenOrder:
     _skip_legs_to_algo(r, open_order=True)
     r.skip()  # whatIf
     status = r.text()
-    order = msgspec.structs.replace(order, parent_id=parent_id)
+    order = msgspec.structs.replace(order, parent_id=parent_id, oca_type=_oca(order, oca_type))
     return wire.OpenOrder(order_id=order_id, contract=contract, order=order, status=status)
 
 
@@ -203,7 +210,8 @@ def completed_order(fields: list[str], version: int) -> wire.CompletedOrder:
     r.skip(5)  # modelCode, goodTillDate, rule80A, percentOffset, settlingFirm
     r.skip(3)  # shortSaleSlot, designatedLocation, exemptCode
     r.skip(5)  # startingPrice, stockRefPrice, delta, stockRange x2
-    r.skip(5)  # displaySize, sweepToFill, allOrNone, minQty, ocaType
+    r.skip(4)  # displaySize, sweepToFill, allOrNone, minQty
+    order = msgspec.structs.replace(order, oca_type=_oca(order, r.integer()))
     r.skip()  # triggerMethod
     _skip_delta_neutral_order(r, open_order=False)
     r.skip(2)  # trailStopPrice, trailingPercent

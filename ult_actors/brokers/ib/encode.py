@@ -58,7 +58,7 @@ def place_order(msg: wire.PlaceOrder, version: int) -> list[str]:
         fmt_price(o.lmt_price),
         fmt_price(o.aux_price),
         o.tif,
-        "",  # ocaGroup
+        o.oca_group,
         o.account,
         "",  # openClose: empty lets TWS choose (server >= 155)
         "0",  # origin: customer
@@ -86,7 +86,7 @@ def place_order(msg: wire.PlaceOrder, version: int) -> list[str]:
         "0",  # shortSaleSlot
         "",  # designatedLocation
         "-1",  # exemptCode
-        "0",  # ocaType
+        str(o.oca_type),
         "",  # rule80A
         "",  # settlingFirm
         "0",  # allOrNone

@@ -103,6 +103,11 @@ class IbOrder(msgspec.Struct, frozen=True, kw_only=True):
     client_id: int = 0
     perm_id: int = 0
     parent_id: int = 0
+    #: One-cancels-all group: orders sharing this name are linked (empty: none).
+    oca_group: str = ""
+    #: What a fill in the group does to the others: 1 cancel (with block),
+    #: 2 reduce (with block), 3 reduce (without block).
+    oca_type: int = 0
 
 
 # -- client -> server ---------------------------------------------------------

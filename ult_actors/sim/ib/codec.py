@@ -73,7 +73,7 @@ def read_place_order(fields: list[str], version: int) -> wire.PlaceOrder:
     lmt = r.decimal()
     aux = r.decimal()
     tif = r.text()
-    r.skip()  # ocaGroup
+    oca_group = r.text()
     account = r.text()
     r.skip(2)  # openClose, origin
     order_ref = r.text()
@@ -81,6 +81,11 @@ def read_place_order(fields: list[str], version: int) -> wire.PlaceOrder:
     parent_id = r.integer()
     r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
     outside_rth = r.flag()
+    r.skip(8)  # hidden, sharesAllocation, discretionaryAmt, goodAfter/TillDate, FA x3
+    if version < V_FA_PROFILE_DESUPPORT:
+        r.skip()  # faProfile
+    r.skip(4)  # modelCode, shortSaleSlot, designatedLocation, exemptCode
+    oca_type = r.integer()
     return wire.PlaceOrder(
         order_id=order_id,
         contract=contract,
@@ -96,6 +101,8 @@ def read_place_order(fields: list[str], version: int) -> wire.PlaceOrder:
             outside_rth=outside_rth,
             transmit=transmit,
             parent_id=parent_id,
+            oca_group=oca_group,
+            oca_type=oca_type,
         ),
     )
 
@@ -215,7 +222,7 @@ def _order_head(o: wire.IbOrder, c: wire.Contract, *, with_client_id: bool) -> l
         fmt_price(o.lmt_price or Decimal(0)),
         fmt_price(o.aux_price or Decimal(0)),
         o.tif,
-        "",  # ocaGroup
+        o.oca_group,
         o.account,
         "O",  # openClose
         "0",  # origin
@@ -225,6 +232,11 @@ def _order_head(o: wire.IbOrder, c: wire.Contract, *, with_client_id: bool) -> l
         fields.append(str(o.client_id))
     fields += [str(o.perm_id), fmt_bool(o.outside_rth)]
     return fields
+
+
+def _oca_type(o: wire.IbOrder) -> str:
+    # TWS reports 3 for an order outside any group.
+    return str(o.oca_type) if o.oca_group else "3"
 
 
 def _fa_fields(version: int) -> list[str]:
@@ -274,7 +286,7 @@ def open_order(m: wire.OpenOrder, version: int) -> list[str]:
     fields += ["", "", "", "", ""]  # modelCode, goodTillDate, rule80A, percentOffset, settlingFirm
     fields += ["0", "", "-1"]  # shortSaleSlot, designatedLocation, exemptCode
     fields += ["0", "", "", "", "", ""]  # auctionStrategy, box x3, stock range x2
-    fields += ["0", "0", "0", "0", "", "3"]  # displaySize .. minQty, ocaType
+    fields += ["0", "0", "0", "0", "", _oca_type(o)]  # displaySize .. minQty, ocaType
     fields += ["0", "0", ""]  # eTradeOnly, firmQuoteOnly, nbboPriceCap
     fields += [str(o.parent_id), "0"]  # parentId, triggerMethod
     fields += ["", "0", "", "", "0", ""]  # volatility .. continuousUpdate, referencePriceType
@@ -314,7 +326,8 @@ def completed_order(m: wire.CompletedOrder, version: int) -> list[str]:
     fields += ["", "", "", "", ""]  # modelCode, goodTillDate, rule80A, percentOffset, settlingFirm
     fields += ["0", "", "-1"]  # shortSaleSlot, designatedLocation, exemptCode
     fields += ["", "", "", "", ""]  # box x3, stock range x2
-    fields += ["0", "0", "0", "", "3"]  # displaySize, sweepToFill, allOrNone, minQty, ocaType
+    # displaySize, sweepToFill, allOrNone, minQty, ocaType
+    fields += ["0", "0", "0", "", _oca_type(o)]
     fields += ["0"]  # triggerMethod
     fields += ["", "0", "", "", "0", ""]  # volatility .. referencePriceType
     fields += ["", ""]  # trailStopPrice, trailingPercent

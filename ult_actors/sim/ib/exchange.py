@@ -4,6 +4,17 @@ Everything here is synchronous and deterministic (a seeded ``random.Random``
 walks the prices; the clock is injected), so the server can call it between
 awaits without locks. Each operation returns the TWS messages it causes,
 addressed to the API client id that owns the order (``None``: everyone).
+
+Linked orders work as at TWS. A modification is PLACE_ORDER again under the
+same order id: price, quantity and time in force change in place; another
+side, contract or type is refused (105), and so is a filled order (104). An
+order sent with ``transmit`` off waits, unseen, until an order of its family
+arrives with ``transmit`` on: then the parent and all its children go out
+together. Children (``parent_id``) stay PreSubmitted until their parent has
+filled; a canceled parent takes its children with it; a fill of one child
+cancels its siblings once it completes, and reduces them meanwhile. Orders
+sharing an ``oca_group`` are one-cancels-all: with ``oca_type`` 1 any fill
+cancels the others; with 2 and 3 a fill reduces them in proportion.
 """
 
 from __future__ import annotations
@@ -30,6 +41,9 @@ TIFS = frozenset({"DAY", "GTC", "IOC", "FOK", "OPG"})
 #: PendingSubmit: accepted by TWS while cut off from IB, not transmitted yet (held).
 OPEN_STATES = frozenset({"PendingSubmit", "PreSubmitted", "Submitted", "PendingCancel"})
 HELD = "PendingSubmit"
+#: What an OCA group of each type does to the others on a fill.
+OCA_CANCEL = 1
+CANCELED = frozenset({"Cancelled", "ApiCancelled", "Inactive"})
 
 #: (client id or None for every client, message)
 Outgoing = tuple[int | None, wire.Incoming]
@@ -85,6 +99,10 @@ class SimExchange:
     #: Every instrument traded or quoted so far, by key (``AAPL``, ``EUR.USD``).
     instruments: dict[str, Instrument] = field(default_factory=dict)
     realized_pnl: Decimal = Decimal(0)
+    #: The most one execution takes (a thin book, for partial fills); ``None``: all.
+    max_fill_qty: Decimal | None = None
+    #: Orders sent with ``transmit`` off, by (client id, order id): not yet at IB.
+    staged: dict[tuple[int, int], wire.PlaceOrder] = field(default_factory=dict)
     _next_perm_id: int = 1_000_001
     _exec_seq: int = 0
 
@@ -143,8 +161,19 @@ class SimExchange:
         return None
 
     def max_order_id(self, client_id: int) -> int:
-        return max(
-            (o.order_id for o in self.orders.values() if o.client_id == client_id), default=0
+        placed = (o.order_id for o in self.orders.values() if o.client_id == client_id)
+        staged = (oid for cid, oid in self.staged if cid == client_id)
+        return max([*placed, *staged], default=0)
+
+    def knows(self, client_id: int, order_id: int) -> bool:
+        """Whether the id names an order of this client, placed or staged."""
+        return (client_id, order_id) in self.staged or self.find(client_id, order_id) is not None
+
+    def completes_a_family(self, client_id: int, msg: wire.PlaceOrder) -> bool:
+        """Whether this transmitting order also sends staged orders (its parent, children)."""
+        return msg.order.transmit and any(
+            cid == client_id and (oid == msg.order.parent_id or p.order.parent_id == msg.order_id)
+            for (cid, oid), p in self.staged.items()
         )
 
     def reject(self, client_id: int, order_id: int, code: int, text: str) -> list[Outgoing]:
@@ -155,13 +184,48 @@ class SimExchange:
         existing = self.find(client_id, msg.order_id)
         if existing is not None:
             return self._modify(existing, msg)
-        if msg.order_id <= self.max_order_id(client_id):
+        key = (client_id, msg.order_id)
+        if key not in self.staged and msg.order_id <= self.max_order_id(client_id):
             return self.reject(client_id, msg.order_id, 103, "Duplicate order id")
         problem = self._validate(msg)
+        if problem is None and msg.order.parent_id:
+            problem = self._check_parent(client_id, msg)
         if problem is not None:
+            self.staged.pop(key, None)
             return self.reject(client_id, msg.order_id, *problem)
-        sim = self._new_order(client_id, msg)
-        return self._work(sim)
+        if not msg.order.transmit:
+            self.staged[key] = msg  # TWS keeps it, tells nobody, sends nothing to IB
+            return []
+        self.staged.pop(key, None)
+        return self._transmit(client_id, msg)
+
+    def _check_parent(self, client_id: int, msg: wire.PlaceOrder) -> tuple[int, str] | None:
+        parent_id = msg.order.parent_id
+        parent = self.find(client_id, parent_id)
+        staged = self.staged.get((client_id, parent_id))
+        if parent is None and staged is None:
+            return 135, f"Can't find order with id ={parent_id}"
+        if parent is not None and not parent.is_open and parent.status != "Filled":
+            return 201, f"Order rejected - reason:Parent order {parent_id} is {parent.status}"
+        return None
+
+    def _transmit(self, client_id: int, msg: wire.PlaceOrder) -> list[Outgoing]:
+        """Send an order and the staged orders of its family: parent first, then children."""
+        family = [msg]
+        parent = self.staged.pop((client_id, msg.order.parent_id), None)
+        if parent is not None:
+            family.insert(0, parent)
+        head = family[0].order_id
+        for key in sorted(k for k, p in self.staged.items() if k[0] == client_id):
+            if self.staged[key].order.parent_id == head:
+                family.append(self.staged.pop(key))
+        new = [self._new_order(client_id, m) for m in sorted(family, key=lambda m: m.order_id)]
+        out: list[Outgoing] = []
+        for sim in new:
+            out += self._open(sim)
+        for sim in new:
+            out += self._execute_new(sim)
+        return out
 
     def hold(self, client_id: int, msg: wire.PlaceOrder) -> list[Outgoing]:
         """A new order TWS accepts while cut off from IB: open as PendingSubmit, not worked.
@@ -179,7 +243,7 @@ class SimExchange:
 
     def release(self, sim: SimOrder) -> list[Outgoing]:
         """Transmit a held order now that IB is back: worked, or refused for funds."""
-        return self._work(sim)
+        return self._open(sim) + self._execute_new(sim)
 
     def _new_order(self, client_id: int, msg: wire.PlaceOrder) -> SimOrder:
         perm_id = self._next_perm_id
@@ -203,19 +267,46 @@ class SimExchange:
         self.orders[perm_id] = sim
         return sim
 
-    def _work(self, sim: SimOrder) -> list[Outgoing]:
-        """Check funds, then submit (stops wait for their trigger) and try to execute."""
-        funds = self._check_funds(sim)
+    def _open(self, sim: SimOrder) -> list[Outgoing]:
+        """Check funds, then submit: children wait for their parent, stops for their trigger."""
+        funds = self._check_funds(sim) if not sim.order.parent_id else None
         if funds is not None:
-            sim.status = "Inactive"
-            return [*self.reject(sim.client_id, sim.order_id, 201, funds), *self._status(sim)]
-        order = sim.order
-        sim.status = "PreSubmitted" if order.order_type.startswith("STP") else "Submitted"
-        out = self._status(sim)
-        out += self._try_execute(sim)
-        if sim.is_open and order.tif in ("IOC", "FOK"):
+            out = self.reject(sim.client_id, sim.order_id, 201, funds)
+            return out + self._finish(sim, "Inactive")
+        if self._waits_for_parent(sim) or sim.order.order_type.startswith("STP"):
+            sim.status = "PreSubmitted"
+        else:
+            sim.status = "Submitted"
+        return self._status(sim)
+
+    def _execute_new(self, sim: SimOrder) -> list[Outgoing]:
+        """A just-submitted order's first chance to execute; IOC/FOK leftovers are canceled."""
+        if not self._is_live(sim):
+            return []
+        out = self._try_execute(sim)
+        if sim.is_open and sim.order.tif in ("IOC", "FOK"):
             out += self._finish(sim, "Cancelled")
         return out
+
+    def _parent(self, sim: SimOrder) -> SimOrder | None:
+        return self.find(sim.client_id, sim.order.parent_id) if sim.order.parent_id else None
+
+    def _waits_for_parent(self, sim: SimOrder) -> bool:
+        parent = self._parent(sim)
+        if parent is None or parent.status == "Filled":
+            return False
+        return parent.is_open or parent.filled <= 0  # ended part-filled: the children go
+
+    def _is_live(self, sim: SimOrder) -> bool:
+        """Open, at IB, and free to execute."""
+        return sim.is_open and not sim.is_held and not self._waits_for_parent(sim)
+
+    def _children(self, sim: SimOrder) -> list[SimOrder]:
+        return [
+            o
+            for o in self.orders.values()
+            if o.is_open and o.client_id == sim.client_id and o.order.parent_id == sim.order_id
+        ]
 
     def _validate(self, msg: wire.PlaceOrder) -> tuple[int, str] | None:
         o, c = msg.order, msg.contract
@@ -255,28 +346,51 @@ class SimExchange:
         return None
 
     def _modify(self, sim: SimOrder, msg: wire.PlaceOrder) -> list[Outgoing]:
+        """Price, quantity and time in force change in place; the fills so far stay."""
+        if sim.status == "Filled":
+            return self.reject(sim.client_id, sim.order_id, 104, "Can't modify a filled order")
         if not sim.is_open:
             return self.reject(sim.client_id, sim.order_id, 103, "Duplicate order id")
         o = msg.order
         same = resolve(msg.contract)
-        if same is None or same.key != key_of(sim.contract) or o.action != sim.order.action:
-            # An id reused for another order, not a modification: TWS refuses it.
+        if (
+            same is None
+            or same.key != key_of(sim.contract)
+            or o.action != sim.order.action
+            or o.order_type != sim.order.order_type
+        ):
+            # Another order under a live id, or a change TWS only makes as cancel + new.
             return self.reject(
                 sim.client_id,
                 sim.order_id,
                 105,
                 "Order being modified does not match original order",
             )
+        problem = self._validate(msg)
+        if problem is None and o.total_quantity < sim.filled:
+            problem = (
+                134,
+                f"Modify order failed. The quantity {o.total_quantity} is below the"
+                f" {sim.filled} already filled",
+            )
+        if problem is not None:
+            return self.reject(sim.client_id, sim.order_id, *problem)
         sim.order = msgspec.structs.replace(
             sim.order,
             total_quantity=o.total_quantity,
             lmt_price=o.lmt_price,
             aux_price=o.aux_price,
+            tif=o.tif or sim.order.tif,
             outside_rth=o.outside_rth,
         )
-        return self._status(sim) + self._try_execute(sim)
+        if sim.remaining <= 0:  # cut down to what has filled: done
+            return self._finish(sim, "Filled")
+        out = self._status(sim)
+        return out + (self._try_execute(sim) if self._is_live(sim) else [])
 
     def cancel(self, client_id: int, order_id: int) -> list[Outgoing]:
+        if self.staged.pop((client_id, order_id), None) is not None:
+            return self.reject(client_id, order_id, 202, "Order Canceled - reason:")
         sim = self.find(client_id, order_id)
         if sim is None:
             return self.reject(
@@ -298,6 +412,7 @@ class SimExchange:
         ]
 
     def cancel_all(self) -> list[Outgoing]:
+        self.staged.clear()
         out: list[Outgoing] = []
         for sim in list(self.orders.values()):
             if sim.is_open:
@@ -308,7 +423,22 @@ class SimExchange:
         sim.status = status
         sim.completed_status = status
         sim.completed_time = self._ib_time()
-        return self._status(sim)
+        out = self._status(sim)
+        if status in CANCELED:
+            out += self._orphan_children(sim)
+        return out
+
+    def _orphan_children(self, parent: SimOrder) -> list[Outgoing]:
+        """A parent ended unfilled: its children go too, or protect what did fill."""
+        out: list[Outgoing] = []
+        for child in self._children(parent):
+            if parent.filled <= 0:
+                out += self._finish(child, "Cancelled")
+                continue
+            # Worked for the quantity that did fill (``_waits_for_parent`` lets it go).
+            child.order = msgspec.structs.replace(child.order, total_quantity=parent.filled)
+            out += self._open(child) + self._execute_new(child)
+        return out
 
     def _status(self, sim: SimOrder) -> list[Outgoing]:
         return [
@@ -349,7 +479,8 @@ class SimExchange:
     def match(self, symbol: str) -> list[Outgoing]:
         out: list[Outgoing] = []
         for sim in list(self.orders.values()):
-            if sim.is_open and not sim.is_held and key_of(sim.contract) == symbol:
+            # Checked at each turn: a fill above may have canceled or released this one.
+            if self._is_live(sim) and key_of(sim.contract) == symbol:
                 out += self._try_execute(sim)
         return out
 
@@ -370,9 +501,73 @@ class SimExchange:
             assert o.lmt_price is not None
             if (buy and touch > o.lmt_price) or (not buy and touch < o.lmt_price):
                 return out
-        return out + self._fill(sim, sim.remaining, touch)
+        qty = sim.remaining
+        if self.max_fill_qty is not None:
+            qty = min(qty, self.max_fill_qty)
+        return out + self._fill(sim, qty, touch)
 
     def _fill(self, sim: SimOrder, qty: Decimal, price: Decimal) -> list[Outgoing]:
+        before = sim.remaining
+        out = self._execute(sim, qty, price)
+        return out + self._after_fill(sim, qty, before)
+
+    def _after_fill(self, sim: SimOrder, qty: Decimal, before: Decimal) -> list[Outgoing]:
+        """What a fill does to linked orders: children released, siblings and OCA peers cut."""
+        out: list[Outgoing] = []
+        done = sim.status == "Filled"
+        if done:
+            for child in self._children(sim):
+                out += self._open(child) + self._execute_new(child)
+        cancel_peers = self._oca_peers(sim) if sim.order.oca_type == OCA_CANCEL else []
+        reduce_peers = [
+            p for p in self._siblings(sim) + self._oca_peers(sim) if p not in cancel_peers
+        ]
+        for peer in cancel_peers:
+            if peer.is_open:
+                out += self._finish(peer, "Cancelled")
+        for peer in reduce_peers:
+            if not peer.is_open:
+                continue
+            cut = qty * peer.remaining / before
+            if peer.remaining == peer.remaining.to_integral_value():
+                cut = cut.quantize(Decimal(1), ROUND_HALF_UP)
+            if done or peer.remaining - cut <= 0:
+                out += self._finish(peer, "Cancelled")
+                continue
+            peer.order = msgspec.structs.replace(
+                peer.order, total_quantity=peer.order.total_quantity - cut
+            )
+            out += self._status(peer)
+        return out
+
+    def _siblings(self, sim: SimOrder) -> list[SimOrder]:
+        """The other open children of the same parent: a bracket's exits."""
+        if not sim.order.parent_id:
+            return []
+        return [
+            o
+            for o in self.orders.values()
+            if o is not sim
+            and o.is_open
+            and o.client_id == sim.client_id
+            and o.order.parent_id == sim.order.parent_id
+        ]
+
+    def _oca_peers(self, sim: SimOrder) -> list[SimOrder]:
+        """The other open orders of the account in the same OCA group."""
+        group = sim.order.oca_group
+        if not group:
+            return []
+        return [
+            o
+            for o in self.orders.values()
+            if o is not sim
+            and o.is_open
+            and o.order.oca_group == group
+            and o.order.account == sim.order.account
+        ]
+
+    def _execute(self, sim: SimOrder, qty: Decimal, price: Decimal) -> list[Outgoing]:
         self._exec_seq += 1
         buy = sim.order.action == "BUY"
         total_before = sim.avg_price * sim.filled

@@ -240,8 +240,7 @@ class TwsSimulator:
     def _claim(self, client_id: int, order_id: int) -> list[Outgoing]:
         """Accept a new order id (above every id the client used) or a live order's; else 103."""
         # Held new orders sit in the exchange (PendingSubmit), so this finds them too.
-        live = self.exchange.find(client_id, order_id) is not None
-        if live:
+        if self.exchange.knows(client_id, order_id):
             return []  # a modification; the exchange decides whether it may be one
         if order_id <= self._highest_used(client_id):
             return self.exchange.reject(client_id, order_id, 103, "Duplicate order id")
@@ -326,7 +325,16 @@ class TwsSimulator:
         Modifications and cancels wait in arrival order behind it.
         """
         if isinstance(request, wire.PlaceOrder) and (
-            self.exchange.find(client_id, request.order_id) is None
+            not request.order.transmit or self.exchange.completes_a_family(client_id, request)
+        ):
+            # Staging needs no IB; a family goes out whole on the restore, in its turn.
+            if request.order.transmit:
+                self._held.append((client_id, request))
+            else:
+                await self._route(self.exchange.place(client_id, request))
+            return
+        if isinstance(request, wire.PlaceOrder) and not self.exchange.knows(
+            client_id, request.order_id
         ):
             out = self.exchange.hold(client_id, request)
             self._log_placement(client_id, request, out, held=True)
@@ -350,7 +358,7 @@ class TwsSimulator:
             return out
         if isinstance(request, wire.CancelOrder):
             return self.exchange.cancel(client_id, request.order_id)
-        if self.faults.reject_next > 0 and self.exchange.find(client_id, request.order_id) is None:
+        if self.faults.reject_next > 0 and not self.exchange.knows(client_id, request.order_id):
             self.faults.reject_next -= 1
             out = self.exchange.reject(client_id, request.order_id, 201, self.faults.reject_text)
         else:

@@ -12,22 +12,38 @@ commission. Choices where v20's documentation is silent: an IOC or FOK
 limit/stop that cannot fill at once is cancelled with reason
 ``INSUFFICIENT_LIQUIDITY``; a cancel of an order that is not pending gets 404
 ``ORDER_DOESNT_EXIST``; ``GFD`` orders do not expire inside the simulator.
+
+Orders on a trade, as v20 has them: an entry's ``takeProfitOnFill`` /
+``stopLossOnFill`` / ``trailingStopLossOnFill`` become TAKE_PROFIT /
+STOP_LOSS / TRAILING_STOP_LOSS orders (reason ``ON_FILL``) on the trade its
+fill opens, in the fill's batch; such orders can also be placed on an open
+trade (``tradeID``). The first to fill closes the trade, and every order
+still on a closed trade is cancelled with ``LINKED_TRADE_CLOSED`` (so a take
+profit and a stop loss on one trade are one-cancels-other). An entry whose
+take profit or stop loss would be a loss at its fill price is cancelled
+(``TAKE_PROFIT_ON_FILL_LOSS`` / ``STOP_LOSS_ON_FILL_LOSS``). A replace
+(``PUT .../orders/{specifier}``) is a cancel and a create in one batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from ult_actors.sim.oanda.orders import (
+    DEPENDENT_TYPES,
     MAX_CLIENT_ID,
+    ON_FILL_TYPES,
     ORDER_TYPES,
     Reject,
     SimOrder,
+    SimTrade,
+    dependent_order,
     echo,
+    parse_dependent,
     parse_order,
     parse_units,
 )
@@ -39,21 +55,6 @@ Transaction = dict[str, Any]
 
 #: Transactions returned by one ``sinceid`` call at most; the caller asks again.
 SINCE_ID_PAGE = 1000
-
-
-@dataclass
-class SimTrade:
-    """A v20 trade: units opened by one fill, reduced FIFO by later fills."""
-
-    id: str
-    instrument: str
-    price: Decimal
-    open_ns: int
-    initial_units: Decimal
-    current_units: Decimal
-    realized_pl: Decimal = Decimal(0)
-    close_ns: int | None = None
-    closing_txns: list[str] = field(default_factory=list)
 
 
 class OandaBook:
@@ -151,49 +152,142 @@ class OandaBook:
 
     def create_order(self, payload: Any) -> Reply:
         """``POST .../orders`` with body ``{"order": {...}}``."""
-        spec = payload.get("order") if isinstance(payload, dict) else None
-        if not isinstance(spec, dict):
+        spec = _order_spec(payload)
+        if spec is None:
             return 400, {"errorMessage": "Invalid value specified for 'order'"}
-        order_type = spec.get("type")
-        if order_type not in ORDER_TYPES:
-            return 400, {"errorMessage": "Invalid value specified for 'order.type'"}
+        first = len(self.transactions)
         try:
-            order = parse_order(
+            order = self._parse(spec)
+        except Reject as reject:
+            return self._rejected(spec, reject, reason="CLIENT_ORDER")
+        create, outcome = self._enter(order, reason="CLIENT_ORDER")
+        body = {"orderCreateTransaction": create}
+        if order.replaced_by is not None:  # filled in part at once and reissued
+            body["orderReissueTransaction"] = self.transactions[int(order.replaced_by) - 1]
+        return self._created(body, outcome, first=first, cancel_key="orderCancelTransaction")
+
+    def replace_order(self, specifier: str, payload: Any) -> Reply:
+        """``PUT .../orders/{specifier}``: cancel a pending order and create its replacement.
+
+        Both happen in one batch: an ``ORDER_CANCEL`` with reason
+        ``CLIENT_REQUEST_REPLACED`` naming ``replacedByOrderID``, then the new
+        order's create with reason ``REPLACEMENT`` naming ``replacesOrderID``.
+        The replacement may reuse the old order's client id. An order that
+        is no longer pending (filled, cancelled) is refused with 404 and
+        ``ORDER_DOESNT_EXIST``, as a cancel would be; an invalid replacement
+        with 400, the old order untouched.
+        """
+        spec = _order_spec(payload)
+        if spec is None:
+            return 400, {"errorMessage": "Invalid value specified for 'order'"}
+        old = self.find(specifier)
+        if old is None or old.state != "PENDING":
+            return self._cancel_rejected(old, specifier, reason="CLIENT_REQUEST_REPLACED")
+        first = len(self.transactions)
+        try:
+            new = self._parse(spec, replacing=old)
+        except Reject as reject:
+            return self._rejected(spec, reject, reason="REPLACEMENT", replacing=old)
+        cancel = self._cancel(
+            old, "CLIENT_REQUEST_REPLACED", replaced_by=str(len(self.transactions) + 2)
+        )
+        create, outcome = self._enter(
+            new,
+            reason="REPLACEMENT",
+            batch=cancel["id"],
+            replacesOrderID=old.id,
+            cancellingTransactionID=cancel["id"],
+        )
+        assert old.replaced_by == create["id"]
+        new.replaces = old.id
+        body = {"orderCancelTransaction": cancel, "orderCreateTransaction": create}
+        if new.replaced_by is not None:
+            body["orderReissueTransaction"] = self.transactions[int(new.replaced_by) - 1]
+        return self._created(
+            body, outcome, first=first, cancel_key="replacingOrderCancelTransaction"
+        )
+
+    def _created(
+        self,
+        body: dict[str, Any],
+        outcome: Transaction | None,
+        *,
+        first: int,
+        cancel_key: str,
+    ) -> Reply:
+        """201 with the new order's immediate fill or cancel (under ``cancel_key``), if any."""
+        if outcome is not None:
+            key = "orderFillTransaction" if outcome["type"] == "ORDER_FILL" else cancel_key
+            body[key] = outcome
+        body.update(relatedTransactionIDs=self._ids_since(first), lastTransactionID=self.last_id)
+        return 201, body
+
+    def _parse(self, spec: dict[str, Any], *, replacing: SimOrder | None = None) -> SimOrder:
+        """The order ``spec`` asks for (``replacing``: the pending order it is to replace)."""
+        order_type = spec["type"]
+        # The order being replaced is cancelled in the same batch: what it holds is free.
+        freed = _client_id(replacing) if replacing else None
+        client_ids = {c for c in self.by_client_id if c != freed}
+        if order_type in DEPENDENT_TYPES:
+            trade = self.trades.get(str(spec.get("tradeID")))
+            if trade is not None and trade.current_units == 0:
+                trade = None
+            taken = (
+                any(
+                    o.trade_id == trade.id and o.type == order_type and o is not replacing
+                    for o in self.pending()
+                )
+                if trade
+                else False
+            )
+            return parse_dependent(
                 spec,
                 order_type,
-                instruments=self.feed.instruments,
-                client_ids=self.by_client_id,
-                pending=sum(1 for o in self.orders.values() if o.state == "PENDING"),
+                trade=trade,
+                instrument=self.feed.instruments.get(trade.instrument) if trade else None,
+                client_ids=client_ids,
+                taken=taken,
                 now_ns=self.now_ns(),
             )
-        except Reject as reject:
-            txn = self._txn(
-                f"{order_type}_ORDER_REJECT",
-                **echo(spec),
-                reason="CLIENT_ORDER",
-                rejectReason=reject.reason,
-            )
-            return 400, {
-                "orderRejectTransaction": txn,
-                "relatedTransactionIDs": [txn["id"]],
-                "lastTransactionID": self.last_id,
-                "errorCode": reject.reason,
-                "errorMessage": reject.message,
-            }
-        create, outcome = self._enter(order, reason="CLIENT_ORDER")
-        body: dict[str, Any] = {"orderCreateTransaction": create}
-        related = [create["id"]]
-        if outcome is not None:
-            key = (
-                "orderFillTransaction"
-                if outcome["type"] == "ORDER_FILL"
-                else "orderCancelTransaction"
-            )
-            body[key] = outcome
-            related.append(outcome["id"])
-        body["relatedTransactionIDs"] = related
-        body["lastTransactionID"] = self.last_id
-        return 201, body
+        return parse_order(
+            spec,
+            order_type,
+            instruments=self.feed.instruments,
+            client_ids=client_ids,
+            pending=sum(1 for o in self.pending() if o is not replacing),
+            now_ns=self.now_ns(),
+        )
+
+    def _rejected(
+        self,
+        spec: dict[str, Any],
+        reject: Reject,
+        *,
+        reason: str,
+        replacing: SimOrder | None = None,
+    ) -> Reply:
+        txn = self._txn(
+            f"{spec['type']}_ORDER_REJECT",
+            **echo(spec),
+            reason=reason,
+            rejectReason=reject.reason,
+            **({"intendedReplacesOrderID": replacing.id} if replacing else {}),
+        )
+        return 400, {
+            "orderRejectTransaction": txn,
+            "relatedTransactionIDs": [txn["id"]],
+            "lastTransactionID": self.last_id,
+            "errorCode": reject.reason,
+            "errorMessage": reject.message,
+        }
+
+    def _ids_since(self, first: int) -> list[str]:
+        """Ids of the transactions made since there were ``first`` of them."""
+        return [t["id"] for t in self.transactions[first:]]
+
+    def pending(self) -> list[SimOrder]:
+        """Pending orders, oldest first."""
+        return [o for o in self.orders.values() if o.state == "PENDING"]
 
     def close_position(self, instrument: str, payload: Any) -> Reply:
         """``PUT .../positions/{instrument}/close``: close the long and/or short side at market.
@@ -298,28 +392,52 @@ class OandaBook:
     def _inst(self, order: SimOrder) -> Instrument:
         return self.feed.instruments[order.instrument]
 
-    def _enter(self, order: SimOrder, *, reason: str) -> tuple[Transaction, Transaction | None]:
+    def _enter(
+        self, order: SimOrder, *, reason: str, batch: str | None = None, **extra: Any
+    ) -> tuple[Transaction, Transaction | None]:
         """Book a checked order: its create transaction, then its fill or cancel if at once."""
+        if order.type == "TRAILING_STOP_LOSS":
+            self._trail(order, self.feed.quote(order.instrument), start=True)
         fields = _order_fields(order, self._inst(order))
         del fields["type"]  # the transaction's type says which order it creates
-        create = self._txn(f"{order.type}_ORDER", **fields, reason=reason)
+        create = self._txn(f"{order.type}_ORDER", batch=batch, **fields, reason=reason, **extra)
         order.id = create["id"]
         self.orders[order.id] = order
         if order.client_extensions and "id" in order.client_extensions:
             self.by_client_id[order.client_extensions["id"]] = order.id
-        return create, self._execute_on_create(order, batch=create["id"])
+        return create, self._execute_on_create(order, batch=batch or create["id"])
 
     def _execute_on_create(self, order: SimOrder, *, batch: str) -> Transaction | None:
         """Fill or cancel at once when the order says so; ``None`` if it rests."""
         quote = self.feed.quote(order.instrument)
-        if order.type == "MARKET" or self._triggered(order, quote):
+        if self._can_fill(order, quote):
             return self._fill(order, quote, batch=batch)
         if order.time_in_force in ("FOK", "IOC"):
             return self._cancel(order, "INSUFFICIENT_LIQUIDITY", batch=batch)
         return None
 
+    def _trail(self, order: SimOrder, quote: Quote, *, start: bool = False) -> None:
+        """Move a trailing stop's trigger price after the market (never back)."""
+        assert order.distance is not None
+        closing_buy = order.units > 0  # a short trade's stop buys
+        value = quote.ask + order.distance if closing_buy else quote.bid - order.distance
+        value = value.quantize(self._inst(order).point)
+        current = order.trailing_value
+        if start or current is None or (value < current if closing_buy else value > current):
+            order.trailing_value = value
+
+    def _can_fill(self, order: SimOrder, quote: Quote) -> bool:
+        """Triggered (a market order always is), and the quote has units left for it.
+
+        Orders on a trade close it whole: the simulator does not ration them.
+        """
+        if order.trade_id is None and quote.liquidity <= 0:
+            return False
+        return order.type == "MARKET" or self._triggered(order, quote)
+
     def _triggered(self, order: SimOrder, quote: Quote) -> bool:
-        assert order.price is not None
+        price = order.trailing_value if order.type == "TRAILING_STOP_LOSS" else order.price
+        assert price is not None
         buy = order.units > 0
         condition = order.trigger_condition
         if condition == "BID":
@@ -331,28 +449,15 @@ class OandaBook:
         else:
             # DEFAULT: the side the order would trade on; INVERSE: the other one.
             seen = quote.ask if buy == (condition == "DEFAULT") else quote.bid
-        if order.type == "STOP":
-            return seen >= order.price if buy else seen <= order.price
-        return seen <= order.price if buy else seen >= order.price  # LIMIT, MIT
+        if order.type in ("STOP", "STOP_LOSS", "TRAILING_STOP_LOSS"):
+            return seen >= price if buy else seen <= price
+        return seen <= price if buy else seen >= price  # LIMIT, MIT, TAKE_PROFIT
 
     def cancel_order(self, specifier: str) -> Reply:
         """``PUT .../orders/{specifier}/cancel``."""
         order = self.find(specifier)
         if order is None or order.state != "PENDING":
-            txn = self._txn(
-                "ORDER_CANCEL_REJECT",
-                orderID=order.id if order else specifier,
-                **({"clientOrderID": _client_id(order)} if order and _client_id(order) else {}),
-                reason="CLIENT_REQUEST",
-                rejectReason="ORDER_DOESNT_EXIST",
-            )
-            return 404, {
-                "orderCancelRejectTransaction": txn,
-                "relatedTransactionIDs": [txn["id"]],
-                "lastTransactionID": self.last_id,
-                "errorCode": "ORDER_DOESNT_EXIST",
-                "errorMessage": "The order specified does not exist or is not pending",
-            }
+            return self._cancel_rejected(order, specifier, reason="CLIENT_REQUEST")
         txn = self._cancel(order, "CLIENT_REQUEST")
         return 200, {
             "orderCancelTransaction": txn,
@@ -360,17 +465,43 @@ class OandaBook:
             "lastTransactionID": self.last_id,
         }
 
-    def _cancel(self, order: SimOrder, reason: str, *, batch: str | None = None) -> Transaction:
+    def _cancel_rejected(self, order: SimOrder | None, specifier: str, *, reason: str) -> Reply:
+        """404 ``ORDER_DOESNT_EXIST`` for a cancel (or replace) of an order not pending."""
+        txn = self._txn(
+            "ORDER_CANCEL_REJECT",
+            orderID=order.id if order else specifier,
+            **({"clientOrderID": _client_id(order)} if order and _client_id(order) else {}),
+            reason=reason,
+            rejectReason="ORDER_DOESNT_EXIST",
+        )
+        return 404, {
+            "orderCancelRejectTransaction": txn,
+            "relatedTransactionIDs": [txn["id"]],
+            "lastTransactionID": self.last_id,
+            "errorCode": "ORDER_DOESNT_EXIST",
+            "errorMessage": "The order specified does not exist or is not pending",
+        }
+
+    def _cancel(
+        self,
+        order: SimOrder,
+        reason: str,
+        *,
+        batch: str | None = None,
+        replaced_by: str | None = None,
+    ) -> Transaction:
         txn = self._txn(
             "ORDER_CANCEL",
             batch=batch,
             orderID=order.id,
             **({"clientOrderID": _client_id(order)} if _client_id(order) else {}),
             reason=reason,
+            **({"replacedByOrderID": replaced_by} if replaced_by else {}),
         )
         order.state = "CANCELLED"
         order.cancelling_txn = txn["id"]
         order.cancelled_ns = txn["time"]
+        order.replaced_by = replaced_by
         return txn
 
     def find(self, specifier: str) -> SimOrder | None:
@@ -431,26 +562,80 @@ class OandaBook:
             wire.update(
                 cancellingTransactionID=order.cancelling_txn, cancelledTime=order.cancelled_ns
             )
+        if order.trailing_value is not None:
+            wire["trailingStopValue"] = self._inst(order).text(order.trailing_value)
+        if order.replaces:
+            wire["replacesOrderID"] = order.replaces
+        if order.replaced_by:
+            wire["replacedByOrderID"] = order.replaced_by
         return wire
 
     # -- fills --------------------------------------------------------------
 
     def _fill(self, order: SimOrder, quote: Quote, *, batch: str | None = None) -> Transaction:
-        """Fill the whole order at the touch, or cancel it with the reason it cannot."""
+        """Fill the order at the touch, or cancel it with the reason it cannot.
+
+        A quote offering fewer units than the order fills what it offers: a
+        ``FOK`` order is cancelled instead (``INSUFFICIENT_LIQUIDITY``), an
+        ``IOC`` one is done, and a resting one is reissued for the rest (see
+        ``_reissue``).
+        """
         instrument = self._inst(order)
+        if order.trade_id is not None:
+            # A dependent order closes what is left of its trade.
+            order.units = -self.trades[order.trade_id].current_units
         buy = order.units > 0
         price = quote.ask if buy else quote.bid
         if order.price_bound is not None and (
             (buy and price > order.price_bound) or (not buy and price < order.price_bound)
         ):
             return self._cancel(order, "BOUNDS_VIOLATION", batch=batch)
+        loss = _on_fill_loss(order, price)
+        if loss is not None:
+            return self._cancel(order, loss, batch=batch)
         net = self.net(order.instrument)
         if abs(net + order.units) > abs(net):
             rate = self.feed.home_rate(instrument.quote, self.currency)
             extra = (abs(net + order.units) - abs(net)) * price * rate * self.margin_rate
             if self.margin_used() + extra > self.nav():
                 return self._cancel(order, "INSUFFICIENT_MARGIN", batch=batch)
-        return self._apply_fill(order, instrument, price, quote, batch=batch)
+        amount = order.units
+        if order.trade_id is None and abs(amount) > quote.liquidity:
+            if order.time_in_force == "FOK":
+                return self._cancel(order, "INSUFFICIENT_LIQUIDITY", batch=batch)
+            amount = quote.liquidity if buy else -quote.liquidity
+        if order.trade_id is None:
+            self.feed.take(order.instrument, abs(amount))
+        fill = self._apply_fill(order, instrument, price, quote, amount, batch=batch)
+        if amount != order.units and order.time_in_force in ("GTC", "GFD", "GTD"):
+            self._reissue(order, order.units - amount, batch=batch or fill["id"])
+        return fill
+
+    def _reissue(self, order: SimOrder, rest: Decimal, *, batch: str) -> None:
+        """Reissue a partly filled resting order for its remaining units, in the fill's batch.
+
+        v20 reissues such an order (its ``orderReissueTransaction``); where its
+        documentation is silent the simulator chooses: the new order is a
+        create with reason ``REPLACEMENT`` naming ``replacesOrderID``, with the
+        same terms and client extensions (the client id now finds it), and the
+        filled order names it in ``replacedByOrderID``.
+        """
+        reissued = dataclasses.replace(
+            order,
+            id="",
+            units=rest,
+            state="PENDING",
+            create_ns=self.now_ns(),
+            filling_txn=None,
+            filled_ns=None,
+            trade_opened=None,
+            trade_reduced=None,
+            trades_closed=[],
+            replaces=order.id,
+            replaced_by=None,
+        )
+        order.replaced_by = str(len(self.transactions) + 1)
+        self._enter(reissued, reason="REPLACEMENT", batch=batch, replacesOrderID=order.id)
 
     def _apply_fill(
         self,
@@ -458,16 +643,19 @@ class OandaBook:
         instrument: Instrument,
         price: Decimal,
         quote: Quote,
+        amount: Decimal,
         *,
         batch: str | None,
     ) -> Transaction:
         rate = self.feed.home_rate(instrument.quote, self.currency)
-        remaining = order.units
+        remaining = amount
         fill_id = str(len(self.transactions) + 1)  # the id the fill transaction will get
         closed: list[dict[str, Any]] = []
         reduced: dict[str, Any] | None = None
         realized = Decimal(0)
-        for trade in self.open_trades(order.instrument):
+        trades = self.open_trades(order.instrument)
+        trades.sort(key=lambda t: t.id != order.trade_id)  # a dependent order's own trade first
+        for trade in trades:
             if remaining == 0 or (trade.current_units > 0) == (remaining > 0):
                 break
             take = min(abs(remaining), abs(trade.current_units))
@@ -519,7 +707,7 @@ class OandaBook:
         fields: dict[str, Any] = {
             "orderID": order.id,
             "instrument": order.instrument,
-            "units": units(order.units),
+            "units": units(amount),
             "requestedUnits": units(order.units),
             "price": instrument.text(price),
             "fullVWAP": instrument.text(price),
@@ -532,7 +720,7 @@ class OandaBook:
             "commission": money(Decimal(0)),
             "guaranteedExecutionFee": money(Decimal(0)),
             "accountBalance": money(self.balance),
-            "halfSpreadCost": money(abs(order.units) * (quote.ask - quote.bid) / 2 * rate),
+            "halfSpreadCost": money(abs(amount) * (quote.ask - quote.bid) / 2 * rate),
             "gainQuoteHomeConversionFactor": f"{rate:f}",
             "lossQuoteHomeConversionFactor": f"{rate:f}",
         }
@@ -553,7 +741,29 @@ class OandaBook:
         order.trade_reduced = reduced["tradeID"] if reduced else None
         order.trades_closed = [c["tradeID"] for c in closed]
         self.last_fill_ns = txn["time"]
+        batch = batch or txn["id"]
+        for trade_id in order.trades_closed:
+            for linked in self.pending():
+                if linked.trade_id == trade_id:
+                    self._cancel(linked, "LINKED_TRADE_CLOSED", batch=batch)
+        if opened:
+            self._open_on_fill(order, self.trades[opened["tradeID"]], txn, batch=batch)
         return txn
+
+    def _open_on_fill(
+        self, order: SimOrder, trade: SimTrade, fill: Transaction, *, batch: str
+    ) -> None:
+        """Create the take profit / stop loss / trailing stop an entry asked for on its trade."""
+        for key, details in order.on_fill.items():
+            if details["distance"] is not None and ON_FILL_TYPES[key] == "STOP_LOSS":
+                # A stop loss by distance sits that far from the fill, on the losing side.
+                offset = details["distance"] if trade.current_units < 0 else -details["distance"]
+                details = {**details, "price": trade.price + offset, "distance": None}
+            dependent = dependent_order(
+                ON_FILL_TYPES[key], details, trade, details["clientExtensions"], self.now_ns()
+            )
+            dependent.made_by_fill = fill["id"]
+            self._enter(dependent, reason="ON_FILL", batch=batch, orderFillTransactionID=fill["id"])
 
     def _price_wire(self, instrument: Instrument, quote: Quote) -> dict[str, Any]:
         return {
@@ -562,8 +772,8 @@ class OandaBook:
             "time": self.now_ns(),
             "status": "tradeable",
             "tradeable": True,
-            "bids": [{"price": instrument.text(quote.bid), "liquidity": 10_000_000}],
-            "asks": [{"price": instrument.text(quote.ask), "liquidity": 10_000_000}],
+            "bids": [{"price": instrument.text(quote.bid), "liquidity": int(quote.liquidity)}],
+            "asks": [{"price": instrument.text(quote.ask), "liquidity": int(quote.liquidity)}],
             "closeoutBid": instrument.text(quote.bid),
             "closeoutAsk": instrument.text(quote.ask),
         }
@@ -581,9 +791,11 @@ class OandaBook:
         for order in sorted(self.orders.values(), key=lambda o: int(o.id)):
             if order.state != "PENDING":
                 continue
+            if order.type == "TRAILING_STOP_LOSS":
+                self._trail(order, self.feed.quote(order.instrument))
             if order.gtd_ns is not None and order.gtd_ns <= now:
                 self._cancel(order, "TIME_IN_FORCE_EXPIRED")
-            elif self._triggered(order, self.feed.quote(order.instrument)):
+            elif self._can_fill(order, self.feed.quote(order.instrument)):
                 self._fill(order, self.feed.quote(order.instrument))
 
     # -- positions, trades, account -------------------------------------------
@@ -629,7 +841,42 @@ def _client_id(order: SimOrder) -> str | None:
     return (order.client_extensions or {}).get("id")
 
 
+def _order_spec(payload: Any) -> dict[str, Any] | None:
+    """The ``order`` object of a request body if it names an order type v20 takes."""
+    spec = payload.get("order") if isinstance(payload, dict) else None
+    if not isinstance(spec, dict) or spec.get("type") not in (*ORDER_TYPES, *DEPENDENT_TYPES):
+        return None
+    return spec
+
+
+def _on_fill_loss(order: SimOrder, price: Decimal) -> str | None:
+    """The cancel reason if an on-fill take profit or stop loss is on the wrong side of ``price``."""
+    buy = order.units > 0
+    profit = order.on_fill.get("takeProfitOnFill")
+    if profit is not None and (profit["price"] <= price if buy else profit["price"] >= price):
+        return "TAKE_PROFIT_ON_FILL_LOSS"
+    stop = (order.on_fill.get("stopLossOnFill") or {}).get("price")
+    if stop is not None and (stop >= price if buy else stop <= price):
+        return "STOP_LOSS_ON_FILL_LOSS"
+    return None
+
+
+def _details_wire(details: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
+    """On-fill details as v20 echoes them."""
+    wire: dict[str, Any] = {"timeInForce": details["timeInForce"]}
+    for name in ("price", "distance"):
+        if details[name] is not None:
+            wire[name] = instrument.text(details[name])
+    if details["gtd_ns"] is not None:
+        wire["gtdTime"] = details["gtd_ns"]
+    if details["clientExtensions"]:
+        wire["clientExtensions"] = dict(details["clientExtensions"])
+    return wire
+
+
 def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
+    if order.trade_id is not None:
+        return _dependent_fields(order, instrument)
     fields: dict[str, Any] = {
         "type": order.type,
         "instrument": order.instrument,
@@ -637,6 +884,8 @@ def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
         "timeInForce": order.time_in_force,
         "positionFill": order.position_fill,
     }
+    for key, details in order.on_fill.items():
+        fields[key] = _details_wire(details, instrument)
     if order.price is not None:
         fields["price"] = instrument.text(order.price)
         fields["triggerCondition"] = order.trigger_condition
@@ -651,4 +900,23 @@ def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
         fields[f"{side}PositionCloseout"] = {"instrument": order.instrument, "units": asked}
     if order.type in ("LIMIT", "STOP", "MARKET_IF_TOUCHED"):
         fields["partialFill"] = "DEFAULT_FILL"
+    return fields
+
+
+def _dependent_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
+    """A take profit / stop loss / trailing stop: no units or instrument, its trade instead."""
+    fields: dict[str, Any] = {
+        "type": order.type,
+        "tradeID": order.trade_id,
+        "timeInForce": order.time_in_force,
+        "triggerCondition": order.trigger_condition,
+    }
+    if order.price is not None:
+        fields["price"] = instrument.text(order.price)
+    if order.distance is not None:
+        fields["distance"] = instrument.text(order.distance)
+    if order.gtd_ns is not None:
+        fields["gtdTime"] = order.gtd_ns
+    if order.client_extensions:
+        fields["clientExtensions"] = dict(order.client_extensions)
     return fields

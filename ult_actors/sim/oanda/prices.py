@@ -3,7 +3,9 @@
 Each instrument's mid price walks by whole points (the last displayed
 decimal) drawn from a seeded ``random.Random``, so two simulators with the
 same seed quote the same prices step for step. The spread is fixed per
-instrument. Tests (or a chaos script) can pin a quote with ``set_quote``.
+instrument. Tests (or a chaos script) can pin a quote with ``set_quote``,
+and with it how many units it offers (``liquidity``; fills use it up until
+the next step brings a fresh quote).
 """
 
 from __future__ import annotations
@@ -55,12 +57,17 @@ INSTRUMENTS: dict[str, Instrument] = {
 }
 
 
+#: Units a quote offers unless pinned with less: more than any order the simulator takes.
+DEFAULT_LIQUIDITY = Decimal(10_000_000)
+
+
 @dataclass(frozen=True)
 class Quote:
-    """Bid and ask of one instrument at one step."""
+    """Bid and ask of one instrument at one step, and the units still offered at them."""
 
     bid: Decimal
     ask: Decimal
+    liquidity: Decimal = DEFAULT_LIQUIDITY
 
     @property
     def mid(self) -> Decimal:
@@ -92,13 +99,27 @@ class PriceFeed:
             mid = max(self._quotes[name].mid + move, instrument.point * 100)
             self._quotes[name] = self._around(instrument, mid)
 
-    def set_quote(self, instrument: str, bid: Decimal, ask: Decimal) -> None:
+    def set_quote(
+        self,
+        instrument: str,
+        bid: Decimal,
+        ask: Decimal,
+        liquidity: Decimal = DEFAULT_LIQUIDITY,
+    ) -> None:
         """Pin a quote (it walks on from there at the next step)."""
         if instrument not in self.instruments:
             raise KeyError(instrument)
         if not (0 < bid <= ask):
             raise ValueError("need 0 < bid <= ask")
-        self._quotes[instrument] = Quote(bid=bid, ask=ask)
+        if liquidity < 0:
+            raise ValueError("liquidity cannot be negative")
+        self._quotes[instrument] = Quote(bid=bid, ask=ask, liquidity=liquidity)
+
+    def take(self, instrument: str, amount: Decimal) -> None:
+        """Use up ``amount`` units of the quote's liquidity (a fill took them)."""
+        quote = self._quotes[instrument]
+        left = max(Decimal(0), quote.liquidity - amount)
+        self._quotes[instrument] = Quote(bid=quote.bid, ask=quote.ask, liquidity=left)
 
     def home_rate(self, currency: str, home: str = "USD") -> Decimal:
         """How many ``home`` units one unit of ``currency`` is worth, from mids."""

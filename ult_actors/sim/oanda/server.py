@@ -11,12 +11,16 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
 
 - ``GET /accounts``, ``/accounts/{id}``, ``/accounts/{id}/summary``,
   ``/accounts/{id}/instruments``
-- ``POST /accounts/{id}/orders`` (MARKET, LIMIT, STOP, MARKET_IF_TOUCHED;
+- ``POST /accounts/{id}/orders`` (MARKET, LIMIT, STOP, MARKET_IF_TOUCHED,
+  with ``takeProfitOnFill``/``stopLossOnFill``/``trailingStopLossOnFill``;
+  TAKE_PROFIT, STOP_LOSS, TRAILING_STOP_LOSS on an open ``tradeID``;
   400 with ``orderRejectTransaction``/``errorMessage`` when malformed),
   ``GET .../orders``, ``.../pendingOrders``, ``.../orders/{id or @clientID}``,
+  ``PUT .../orders/{specifier}`` (replace: cancel and create in one batch),
   ``PUT .../orders/{specifier}/cancel``
 - ``GET .../positions``, ``.../openPositions``, ``.../positions/{instrument}``,
-  ``.../trades``, ``.../openTrades``; ``PUT .../positions/{instrument}/close``
+  ``.../trades``, ``.../openTrades``, ``.../trades/{id}`` (with the orders on it);
+  ``PUT .../positions/{instrument}/close``
 - ``GET .../transactions`` (pages of ``idrange`` URLs), ``.../transactions/idrange``,
   ``.../transactions/sinceid?id=N``, ``.../transactions/{id}``,
   ``.../transactions/stream`` (JSON lines, ``HEARTBEAT`` every
@@ -43,8 +47,9 @@ drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``ult_actors/sim/oanda
 - ``GET /_sim/faults`` / ``DELETE /_sim/faults`` — list / disarm.
 - ``POST /_sim/stream/drop`` — cut every open stream now.
 - ``POST /_sim/prices`` — ``{"EUR_USD": "1.09000"}`` (mid, usual spread) or
-  ``{"EUR_USD": {"bid": "1.0899", "ask": "1.0901"}}``; fills and expires what
-  the new prices trigger.
+  ``{"EUR_USD": {"bid": "1.0899", "ask": "1.0901", "liquidity": "400"}}``
+  (liquidity optional: fewer units than an order's fill it in part); fills
+  and expires what the new prices trigger.
 - ``POST /_sim/tick`` — one step of the price walk now.
 - ``GET /_sim/state`` — counters, armed and fired faults, open streams.
 
@@ -80,7 +85,7 @@ from ult_actors.sim.http import (
 from ult_actors.sim.oanda import views
 from ult_actors.sim.oanda.book import OandaBook, Transaction
 from ult_actors.sim.oanda.faults import API_PREFIX, ON_ARM_KINDS, Fault
-from ult_actors.sim.oanda.prices import PriceFeed
+from ult_actors.sim.oanda.prices import DEFAULT_LIQUIDITY, PriceFeed
 from ult_actors.sim.oanda.streams import CUT, StreamSlot, price_lines, transaction_lines
 from ult_actors.sim.oanda.wire import DatetimeFormat, datetime_format, render
 
@@ -306,6 +311,12 @@ class OandaSimulator:
                 *book.list_orders({}, pending_only=True), fmt
             )
         if head == "orders" and len(rest) == 2:
+            if method == "PUT":
+                try:
+                    payload = msgspec.json.decode(request.body) if request.body else None
+                except msgspec.DecodeError:
+                    return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
+                return _json(*book.replace_order(rest[1], payload), fmt)
             return self._only("GET", request, fmt) or _json(*book.get_order(rest[1]), fmt)
         if head == "orders" and len(rest) == 3 and rest[2] == "cancel":
             return self._only("PUT", request, fmt) or _json(*book.cancel_order(rest[1]), fmt)
@@ -327,6 +338,8 @@ class OandaSimulator:
             return self._only("GET", request, fmt) or _json(
                 *views.trades(book, open_only=head == "openTrades"), fmt
             )
+        if head == "trades" and len(rest) == 2:
+            return self._only("GET", request, fmt) or _json(*views.trade(book, rest[1]), fmt)
         if rest == ["transactions", "sinceid"]:
             return self._only("GET", request, fmt) or _json(
                 *book.transactions_since(request.query.get("id", "")), fmt
@@ -422,17 +435,24 @@ class OandaSimulator:
         )
 
     def set_price(self, instrument: str, price: Any) -> None:
-        """Pin a quote: a mid (the usual spread around it) or ``{"bid", "ask"}``; then trigger."""
+        """Pin a quote, then fill what it triggers.
+
+        ``price`` is a mid (the usual spread around it) or ``{"bid", "ask"}``
+        with an optional ``"liquidity"``: the units offered (fewer than an
+        order's units fill it in part).
+        """
         if instrument not in self.feed.instruments:
             raise ValueError(f"unknown instrument {instrument!r}")
+        liquidity = DEFAULT_LIQUIDITY
         if isinstance(price, dict):
             bid, ask = Decimal(str(price["bid"])), Decimal(str(price["ask"]))
+            liquidity = Decimal(str(price.get("liquidity", liquidity)))
         else:
             spec = self.feed.instruments[instrument]
             half = spec.point * spec.spread_points / 2
             mid = Decimal(str(price))
             bid, ask = (mid - half).quantize(spec.point), (mid + half).quantize(spec.point)
-        self.feed.set_quote(instrument, bid, ask)
+        self.feed.set_quote(instrument, bid, ask, liquidity)
         self.book.on_prices()
         self._wake_price_streams()
 

@@ -10,12 +10,18 @@ from decimal import Decimal
 from typing import Any
 
 from ult_actors.sim.oanda.book import OandaBook, Reply
-from ult_actors.sim.oanda.orders import MAX_UNITS
+from ult_actors.sim.oanda.orders import MAX_UNITS, SimTrade
 from ult_actors.sim.oanda.wire import DatetimeFormat, format_time, money, parse_time, units
 
 #: ``GET .../transactions`` page size: v20's default and its maximum.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+#: Where a trade shows the pending orders that would close it.
+_TRADE_ORDER_KEYS = {
+    "TAKE_PROFIT": "takeProfitOrder",
+    "STOP_LOSS": "stopLossOrder",
+    "TRAILING_STOP_LOSS": "trailingStopLossOrder",
+}
 
 
 def position_wire(book: OandaBook, instrument: str) -> dict[str, Any]:
@@ -78,36 +84,50 @@ def position(book: OandaBook, instrument: str) -> Reply:
     return 200, {"position": position_wire(book, instrument), "lastTransactionID": book.last_id}
 
 
+def trade_wire(book: OandaBook, t: SimTrade) -> dict[str, Any]:
+    """One trade, with the pending orders that would close it."""
+    inst = book.feed.instruments[t.instrument]
+    return {
+        "id": t.id,
+        "instrument": t.instrument,
+        "price": inst.text(t.price),
+        "openTime": t.open_ns,
+        "state": "OPEN" if t.current_units else "CLOSED",
+        "initialUnits": units(t.initial_units),
+        "currentUnits": units(t.current_units),
+        "realizedPL": money(t.realized_pl),
+        "unrealizedPL": money(book.unrealized(t) if t.current_units else Decimal(0)),
+        "marginUsed": money(book.value(t.instrument, t.current_units) * book.margin_rate),
+        "financing": money(Decimal(0)),
+        **(
+            {"closeTime": t.close_ns, "closingTransactionIDs": t.closing_txns} if t.close_ns else {}
+        ),
+        **{
+            _TRADE_ORDER_KEYS[o.type]: book.order_wire(o)
+            for o in book.pending()
+            if o.trade_id == t.id
+        },
+    }
+
+
 def trades(book: OandaBook, *, open_only: bool) -> Reply:
     chosen = [
         t
         for t in sorted(book.trades.values(), key=lambda t: int(t.id), reverse=True)
         if not open_only or t.current_units != 0
     ]
-    out = []
-    for t in chosen:
-        inst = book.feed.instruments[t.instrument]
-        out.append(
-            {
-                "id": t.id,
-                "instrument": t.instrument,
-                "price": inst.text(t.price),
-                "openTime": t.open_ns,
-                "state": "OPEN" if t.current_units else "CLOSED",
-                "initialUnits": units(t.initial_units),
-                "currentUnits": units(t.current_units),
-                "realizedPL": money(t.realized_pl),
-                "unrealizedPL": money(book.unrealized(t) if t.current_units else Decimal(0)),
-                "marginUsed": money(book.value(t.instrument, t.current_units) * book.margin_rate),
-                "financing": money(Decimal(0)),
-                **(
-                    {"closeTime": t.close_ns, "closingTransactionIDs": t.closing_txns}
-                    if t.close_ns
-                    else {}
-                ),
-            }
-        )
-    return 200, {"trades": out, "lastTransactionID": book.last_id}
+    return 200, {
+        "trades": [trade_wire(book, t) for t in chosen],
+        "lastTransactionID": book.last_id,
+    }
+
+
+def trade(book: OandaBook, specifier: str) -> Reply:
+    """``GET .../trades/{tradeID}``."""
+    found = book.trades.get(specifier)
+    if found is None:
+        return 404, {"errorMessage": f"The trade {specifier} does not exist"}
+    return 200, {"trade": trade_wire(book, found), "lastTransactionID": book.last_id}
 
 
 def summary(book: OandaBook) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""The one order state machine: replaces and held legs (issue 17) next to the old moves."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Leg, Order, OrderStatus
+from ult_actors.order_state import IllegalTransition, apply_update
+
+BASE = Order(
+    id="o-1",
+    client_order_id="c-1",
+    broker="paper",
+    symbol="AAPL",
+    side="buy",
+    qty=Decimal("10"),
+    type="limit",
+    time_in_force="day",
+    status="accepted",
+    limit_price=Decimal("100"),
+)
+
+
+def at(status: OrderStatus, filled: str = "0", **changes: object) -> Order:
+    return msgspec.structs.replace(BASE, status=status, filled_qty=Decimal(filled), **changes)
+
+
+def test_replace_statuses_are_open_or_final() -> None:
+    assert {"pending_replace", "held"} <= OPEN_STATUSES
+    assert "replaced" in TERMINAL_STATUSES
+
+
+def test_a_replace_that_takes_effect_ends_the_old_order_replaced_and_linked() -> None:
+    pending = apply_update(at("accepted"), at("pending_replace"))
+    assert pending.status == "pending_replace"
+    done = apply_update(pending, at("replaced", replaced_by="c-2"))
+    assert (done.status, done.replaced_by) == ("replaced", "c-2")
+
+
+@pytest.mark.parametrize(
+    ("before", "filled", "back"),
+    [
+        ("accepted", "0", "accepted"),
+        ("partially_filled", "4", "partially_filled"),
+    ],
+)
+def test_a_refused_replace_puts_the_order_back_where_it_was(
+    before: OrderStatus, filled: str, back: str
+) -> None:
+    pending = apply_update(at(before, filled), at("pending_replace", filled))
+    refused = apply_update(pending, at("accepted", filled))
+    assert (refused.status, refused.filled_qty) == (back, Decimal(filled))
+
+
+def test_a_fill_that_wins_the_race_with_a_replace_is_kept() -> None:
+    pending = apply_update(at("accepted"), at("pending_replace"))
+    partly = apply_update(pending, at("pending_replace", "3"))
+    assert (partly.status, partly.filled_qty) == ("partially_filled", Decimal("3"))
+    filled = apply_update(pending, at("filled", "10"))
+    assert filled.status == "filled"
+    with pytest.raises(IllegalTransition):
+        apply_update(filled, at("replaced", "10"))
+
+
+def test_a_held_leg_starts_working_and_never_goes_back_to_held() -> None:
+    leg = Leg(list_id="l-1", contingency="bracket", role="take_profit", parent_id="c-0")
+    held = apply_update(None, at("held", leg=leg))
+    working = apply_update(held, at("accepted"))
+    assert (working.status, working.leg) == ("accepted", leg)  # the link survives a bare report
+    assert apply_update(working, at("held")) is working
+
+
+def test_replaced_is_final() -> None:
+    done = at("replaced", replaced_by="c-2")
+    assert apply_update(done, at("accepted")) is done
+    with pytest.raises(IllegalTransition):
+        apply_update(done, at("canceled"))
