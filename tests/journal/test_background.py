@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.errors import Internal
@@ -72,3 +73,28 @@ async def test_a_record_an_order_needs_before_it_leaves_is_never_made_soon(
             with pytest.raises(Internal, match="must be durable before the order leaves"):
                 store.record_soon(order("c-1"), event=event)
         assert await store.get("c-1") is None
+
+
+async def test_with_full_sync_the_news_shares_the_next_submits_commit(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, synchronous="full", sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            store.record_soon(order("c-1", "filled", oid="b-1"))
+            await trio.testing.wait_all_tasks_blocked()  # the writer had its chance
+            assert rows_on_disk(path) == {"c-1": "pending_new"}  # waiting for company
+            await store.record(order("c-2"), event="submit")
+        assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
+        assert store.commits == 2  # one fsync per submit; the fill rode along
+
+
+async def test_with_full_sync_news_alone_is_committed_within_the_interval(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, synchronous="full", sync_interval_s=0.01) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            store.record_soon(order("c-1", "filled", oid="b-1"))
+            while rows_on_disk(path) != {"c-1": "filled"}:
+                await trio.sleep(0.005)
