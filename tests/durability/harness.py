@@ -181,7 +181,7 @@ def paper_open_orders(state_dir: Path) -> list[Order]:
 
 def _read_paper(state_dir: Path, read: Callable[[PaperConnector], Awaitable[T]]) -> T:
     async def main() -> T:
-        settings = PaperSettings(state_path=str(state_dir / "paper-paper.db"), tick_interval_s=0)
+        settings = PaperSettings(state_path=str(state_dir / "paper.db"), tick_interval_s=0)
         connector = PaperConnector("paper", settings)
         await connector.connect()
         try:
