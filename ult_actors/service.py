@@ -490,7 +490,11 @@ def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener
     path = journal_path(config, state_dir)
     if path is None:
         return memory_store_opener()
-    return sqlite_store_opener(path, synchronous=config.journal.synchronous)
+    return sqlite_store_opener(
+        path,
+        synchronous=config.journal.synchronous,
+        sync_interval_s=config.journal.sync_interval_ms / 1000,
+    )
 
 
 def journal_path(config: ServiceConfig, state_dir: Path) -> Path | None:
