@@ -10,36 +10,12 @@ import msgspec
 import pytest
 import trio
 
+from tests.journal.harness import order, rows_on_disk
 from ult_actors.config import ServiceConfig, ServiceSection
 from ult_actors.errors import ConfigError
 from ult_actors.journal.schema import SCHEMA_VERSION, migrate, schema_version
 from ult_actors.journal.sqlite import Writer, open_sqlite_store
-from ult_actors.messages import Order
 from ult_actors.service import build_service, journal_path
-
-
-def order(coid: str, status: str = "pending_new", *, oid: str = "", broker: str = "paper") -> Order:
-    return Order(
-        id=oid,
-        client_order_id=coid,
-        broker=broker,
-        symbol="AAPL",
-        side="buy",
-        qty=Decimal("1.5"),
-        type="market",
-        time_in_force="day",
-        status=status,  # type: ignore[arg-type]
-        outcome="unknown" if status == "pending_new" else "definitive",
-    )
-
-
-def rows_on_disk(path: Path) -> dict[str, str]:
-    """What another process reading the file sees: client order id -> status."""
-    conn = sqlite3.connect(path)
-    try:
-        return dict(conn.execute("SELECT client_order_id, status FROM orders"))
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("writer", ["thread", "to_thread"])
