@@ -28,9 +28,9 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpcore
@@ -56,36 +56,6 @@ HEADERS = {
 }
 
 
-class Reply:
-    """What the connector reads off a reply (the part of ``httpx.Response`` it uses)."""
-
-    def __init__(self, status: int, headers: dict[str, str], content: bytes) -> None:
-        self.status_code = status
-        self.headers = headers
-        self.content = content
-        self.reason_phrase = ""
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status_code < 300
-
-
-class Engine(Protocol):
-    """Sends one request over a kept-alive connection."""
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, str] | None = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply: ...
-
-    async def aclose(self) -> None: ...
-
-
 class HttpcoreEngine:
     """``httpcore.AsyncConnectionPool`` with the base URL and fixed headers applied here."""
 
@@ -103,10 +73,14 @@ class HttpcoreEngine:
         method: str,
         url: str,
         *,
-        params: dict[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
         content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """The ``HttpClient.request`` the connectors call, on httpcore's pool."""
+        if json is not None:
+            content = msgspec.json.encode(json)
         target = self._base + url + ("?" + urlencode(params) if params else "")
         extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         response = await self._pool.request(
@@ -116,23 +90,19 @@ class HttpcoreEngine:
             content=content,
             extensions={"timeout": self._timeouts},
         )
-        return Reply(
-            response.status,
-            {k.decode().lower(): v.decode() for k, v in response.headers},
-            response.content,
-        )
+        return httpx.Response(response.status, headers=response.headers, content=response.content)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
 
 
 class _EnginePool:
-    """Stands in for the connector's ``HttpPool``: hands out the engine instead of httpx."""
+    """Stands in for the connector's ``HttpPool``: hands out httpcore's engine instead."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: HttpcoreEngine) -> None:
         self.engine = engine
 
-    def client(self) -> Engine:
+    def client(self) -> HttpcoreEngine:
         return self.engine
 
     async def close(self) -> None:
@@ -165,12 +135,13 @@ async def _timed(
 
 async def _engine_alone(name: str, base_url: str, budget: Budget) -> dict[str, Any]:
     """``POST /v2/orders`` straight through the engine, the body built once per order."""
-    engine = await _open(name, base_url)
+    engine = _open(name, base_url)
     json_type = {"Content-Type": "application/json"}
 
     async def send(i: int) -> None:
         body = msgspec.json.encode(order_body(_order(i)))
-        reply = await engine.request("POST", "/v2/orders", content=body, headers=json_type)
+        client = engine if isinstance(engine, HttpcoreEngine) else engine.client()
+        reply = await client.request("POST", "/v2/orders", content=body, headers=json_type)
         if reply.status_code != 200:
             raise RuntimeError(f"{name}: HTTP {reply.status_code} {reply.content[:200]!r}")
 
@@ -178,7 +149,7 @@ async def _engine_alone(name: str, base_url: str, budget: Budget) -> dict[str, A
         await send(-1)  # connect outside the measurement
         return await _timed(budget, send)
     finally:
-        await engine.aclose()
+        await (engine.aclose() if isinstance(engine, HttpcoreEngine) else engine.close())
 
 
 async def _through_connector(name: str, base_url: str, budget: Budget) -> dict[str, Any]:
@@ -190,7 +161,7 @@ async def _through_connector(name: str, base_url: str, budget: Budget) -> dict[s
     await connector.connect()
     if name == "httpcore":
         await connector._http.close()  # the bench swaps its engine in
-        connector._http = _EnginePool(await _open(name, base_url))  # type: ignore[assignment]
+        connector._http = _EnginePool(HttpcoreEngine(base_url))  # type: ignore[assignment]
 
     async def send(i: int) -> None:
         await connector.submit(_order(i))
@@ -202,38 +173,14 @@ async def _through_connector(name: str, base_url: str, budget: Budget) -> dict[s
         await connector.disconnect()
 
 
-async def _open(name: str, base_url: str) -> Engine:
+def _open(name: str, base_url: str) -> HttpcoreEngine | HttpPool:
+    """The engine alone: httpcore's, or ``HttpPool`` as a connector opens it (on httpx or h11)."""
     if name == "httpcore":
         return HttpcoreEngine(base_url)
-    if name in ("httpx", "h11"):
-        return _PoolEngine(base_url, on_httpx=name == "httpx")
-    raise ValueError(f"unknown engine {name!r}")
-
-
-class _PoolEngine:
-    """``HttpPool`` opened as a connector opens it: on ``H11Client``, or on httpx."""
-
-    def __init__(self, base_url: str, *, on_httpx: bool) -> None:
-        transport = httpx.AsyncHTTPTransport() if on_httpx else None
-        self._pool = HttpPool("alpaca", AlpacaSettings(), transport=transport)
-        self._pool.open(headers=HEADERS, base_url=base_url)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, str] | None = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        response = await self._pool.client().request(
-            method, url, params=params, content=content, headers=headers
-        )
-        return Reply(response.status_code, dict(response.headers), response.content)
-
-    async def aclose(self) -> None:
-        await self._pool.close()
+    transport = httpx.AsyncHTTPTransport() if name == "httpx" else None
+    pool = HttpPool("alpaca", AlpacaSettings(), transport=transport)
+    pool.open(headers=HEADERS, base_url=base_url)
+    return pool
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
