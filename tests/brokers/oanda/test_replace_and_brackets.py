@@ -134,6 +134,9 @@ async def test_bracket_exits_are_held_until_the_entry_fills_and_die_with_it() ->
                 gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
                 assert gone.order.status == "canceled"
                 assert gone.order.reject_reason == "its entry br-1 is canceled"
+        async with connected(sim, stream=False) as (restarted, _):  # found on the entry
+            found = await restarted.get_order_by_client_id("br-1-tp")
+        assert (found.status, found.reject_reason) == ("canceled", "its entry br-1 is canceled")
 
 
 async def test_a_replaced_bracket_entry_keeps_its_exits() -> None:

@@ -127,6 +127,8 @@ from ult_actors.order_state import already_final, order_from_request
 from ult_actors.recent import Recent
 
 _CACHE = 10_000  # orders and transactions remembered per connector
+#: Most recent orders searched for a bracket's exit that v20 never made (v20's maximum).
+_ORDER_SCAN = 500
 
 _T = TypeVar("_T")
 
@@ -489,10 +491,10 @@ class OandaConnector:
         except NotFound:
             made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
             if made_up == client_order_id or not made_up.isdigit():
-                for held in self._held_exits(await self._pending()):
-                    if held.client_order_id == client_order_id:
-                        return held  # a bracket's exit: v20 makes it when the entry fills
-                raise
+                exit_ = await self._unmade_exit(client_order_id)
+                if exit_ is None:
+                    raise
+                return exit_
             order = await self._lookup(made_up)
             if order.client_order_id != client_order_id:
                 raise  # that order has a client id of its own: not the one asked for
@@ -518,6 +520,25 @@ class OandaConnector:
     async def _pending(self) -> list[WireOrder]:
         reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
         return reply.orders
+
+    async def _unmade_exit(self, client_order_id: str) -> Order | None:
+        """A bracket's exit v20 has not made (yet), found on its entry; ``None`` if none is.
+
+        Held while its entry is pending; canceled, naming why, once the entry
+        ended without making it (canceled, or filled without opening a trade).
+        """
+        for held in self._held_exits(await self._pending()):
+            if held.client_order_id == client_order_id:
+                return held
+        path = self._path("/orders")
+        params = {"state": "ALL", "count": str(_ORDER_SCAN)}
+        for wire in (await self._get(path, OrdersReply, what="order lookup", params=params)).orders:
+            for held in self._held_exits([wire]):
+                if held.client_order_id == client_order_id:
+                    entry = await self._complete(wire)
+                    assert entry is not None
+                    return self._with_entry_gone(held, entry)
+        return None
 
     def _held_exits(self, pending: list[WireOrder]) -> list[Order]:
         """The take profits and stop losses these pending entries create when they fill."""
@@ -624,10 +645,14 @@ class OandaConnector:
         orders before it in the chain are counted.
         """
         chain = [wire]
+        replaced = None  # the order of ours this one replaced, if any
         while chain[0].replacesOrderID:
             earlier = await self._wire(chain[0].replacesOrderID)
-            if earlier is None or wire_client_id(earlier) != wire_client_id(wire):
-                break  # a replace by another client id: that one is another order of ours
+            if earlier is None:
+                break
+            if wire_client_id(earlier) != wire_client_id(wire):
+                replaced = earlier  # a replace by another client id: another order of ours
+                break
             chain.insert(0, earlier)
         if wire.type in EXIT_ORDER_TYPES:
             trade = await self._trade(wire.tradeID)
@@ -642,13 +667,8 @@ class OandaConnector:
         order = msgspec.structs.replace(
             order, id=wire.id, status="accepted", filled_qty=Decimal(0), avg_fill_price=None
         )
-        if wire.replacesOrderID and len(chain) == 1:
-            earlier = await self._wire(wire.replacesOrderID)
-            if earlier is not None:
-                order = msgspec.structs.replace(
-                    order,
-                    replaces=wire_client_id(earlier),
-                )
+        if replaced is not None:
+            order = msgspec.structs.replace(order, replaces=wire_client_id(replaced))
         for earlier in chain[:-1]:
             if earlier.fillingTransactionID:
                 txn = await self._transaction(earlier.fillingTransactionID)
