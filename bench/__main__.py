@@ -10,7 +10,8 @@ One run on one machine measures, side by side:
   actors   the actor path alone, in process (gateway -> router -> risk ->
            broker -> paper, nothing durable, no socket): what the actor
            runtime and core actors cost per order
-  ratios   ult / floor, against the goals
+  ratios   ult / floor, and the goals table: each goal of the hot-path
+           issue with this run's figure and its verdict
   restart  broker actor crash -> running again (and -> next order answered);
            Alpaca simulator dropping its connections -> orders flowing again
   scale    RSS and start-to-ready with 1, 100 and 1,000 paper brokers
@@ -47,8 +48,9 @@ from typing import Any
 import trio
 
 from bench.common import ROOT, Unavailable
+from bench.goals import goals
 from bench.plan import Plan, plan_for
-from bench.report import goals, ratios, render_table
+from bench.report import ratios, render_table
 
 SECTIONS = ("floor", "ult", "actors", "restart", "scale", "peer")
 

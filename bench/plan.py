@@ -21,6 +21,8 @@ class Plan:
     clients: tuple[int, ...]
     #: Labels of ``bench_ult.VARIANTS`` measured after the default configuration.
     ult_variants: tuple[str, ...]
+    #: The bare WAL commit measured next to the ``synchronous=full`` variant.
+    commit: Budget
     restart_samples: int
     restart_seconds: float
     drop_samples: int
@@ -41,7 +43,8 @@ QUICK = Plan(
     actors_sequential=Budget(20_000, 1.5),
     actors_pipelined=Budget(50_000, 1.5),
     clients=(1, 4),
-    ult_variants=("journal off, paper account in memory",),
+    ult_variants=("journal synchronous=full", "journal off, paper account in memory"),
+    commit=Budget(2_000, 1.0),
     restart_samples=5,
     restart_seconds=4.0,
     drop_samples=2,
@@ -61,10 +64,12 @@ FULL = Plan(
     actors_pipelined=Budget(1_000_000, 10.0),
     clients=(1, 4),
     ult_variants=(
+        "journal synchronous=full",
         "journal synchronous=normal",
         "journal off",
         "journal off, paper account in memory",
     ),
+    commit=Budget(10_000, 3.0),
     restart_samples=20,
     restart_seconds=20.0,
     drop_samples=5,
@@ -85,7 +90,8 @@ SMOKE = Plan(
     actors_sequential=Budget(50, 2.0),
     actors_pipelined=Budget(200, 2.0),
     clients=(1, 2),
-    ult_variants=(),
+    ult_variants=("journal synchronous=full",),
+    commit=Budget(20, 1.0),
     restart_samples=1,
     restart_seconds=1.0,
     drop_samples=1,

@@ -1,8 +1,10 @@
-"""Turning a benchmark document into ratios, goal verdicts and a table people can read."""
+"""Turning a benchmark document into ratios and a table people can read (goals: ``bench.goals``)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from bench.ult import FULL_SYNC
 
 
 def dig(doc: Any, *path: str | int) -> Any:
@@ -54,25 +56,6 @@ def ratios(doc: dict[str, Any]) -> dict[str, Any]:
         dig(doc, "floor", "pipelined", "server_cpu_us"),
     )
     out["peer_p50"] = _ratio(dig(doc, "peer", "via_ult", "p50_us"), dig(doc, "peer", "direct", "p50_us"))
-    return out
-
-
-def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal of the benchmark issue with the figure measured and whether it is met."""
-    r = doc.get("ratios") or ratios(doc)
-    big = _scale_row(doc, 1000) or {}
-    rows = [
-        ("ult pipelined orders/s >= 0.5 x floor pipelined", r.get("pipelined_1_clients_per_s"), ">=", 0.5),
-        ("ult sequential p50 <= 2 x floor p50", r.get("sequential_p50"), "<=", 2.0),
-        ("through ult p50 <= 1.0 x alpaca-py direct p50", r.get("peer_p50"), "<=", 1.0),
-        ("1,000 brokers RSS <= 200 MB", big.get("rss_mb"), "<=", 200.0),
-        ("1,000 brokers ready <= 1 s (build_service to ready)", big.get("ready_s"), "<=", 1.0),
-        ("1,000 brokers ready <= 1 s (process start to ready)", big.get("process_ready_s"), "<=", 1.0),
-    ]
-    out = []
-    for goal, value, op, target in rows:
-        met = None if value is None else (value >= target if op == ">=" else value <= target)
-        out.append({"goal": goal, "value": value, "target": f"{op} {target:g}", "met": met})
     return out
 
 
@@ -260,10 +243,32 @@ def render_table(doc: dict[str, Any]) -> str:
     if line:
         out.append(line)
 
-    out += ["", "goals"]
-    rows = [["goal", "measured", "target", "met"]]
+    out += ["", "goals (issue 16; ratios from this run)"]
+    rows = [["figure", "now", "must", "aim", "verdict"]]
     for g in doc.get("goals") or []:
-        met = {True: "yes", False: "NO", None: "-"}[g["met"]]
-        rows.append([g["goal"], _fmt(g["value"]), g["target"], met])
+        units = g.get("unit") or {}
+        rows.append(
+            [g["figure"], _goal_cell(g["now"], units), _goal_cell(g["must"], units),
+             _goal_cell(g["aim"], units), g["verdict"]]
+        )
     out += _grid(rows)
+    full = dig(doc, "ult", "variants", FULL_SYNC, "sequential", "p50_us")
+    commit = dig(doc, "ult", "bare_commit", "p50_us")
+    floor = dig(doc, "floor", "sequential", "p50_us")
+    if full is not None and commit is not None:
+        out.append(
+            f'  synchronous="full": seq p50 {_fmt(full, "us")} - floor p50 {_fmt(floor, "us")}'
+            f" - bare WAL commit p50 {_fmt(commit, 'us')}"
+            f" (p99 {_fmt(dig(doc, 'ult', 'bare_commit', 'p99_us'), 'us')})"
+        )
     return "\n".join(out)
+
+
+def _goal_cell(parts: dict[str, Any], units: dict[str, str]) -> str:
+    """One cell of the goals table: each figure with its unit, ``" / "`` between figures."""
+    cells = []
+    for name, value in parts.items():
+        unit = "" if value is None else units.get(name, "")
+        text = value if isinstance(value, str) else _fmt(value)
+        cells.append(f"{text}{unit}" if unit == "x" else f"{text} {unit}".rstrip())
+    return " / ".join(cells)

@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 
+from bench import commit as bench_commit
 from bench.common import (
     Budget,
     CpuMeter,
@@ -58,9 +59,13 @@ RISK_LIMITS = {
 }
 
 
+FULL_SYNC = "journal synchronous=full"
+
 #: Configurations measured besides the default, each removing one cost, so the
 #: figures show what every layer of durability costs. (label, TOML overrides)
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    # The goals table's "full" row: sequential p50 less the floor's and one bare commit's.
+    FULL_SYNC: {"journal": {"synchronous": "full"}},
     "journal synchronous=normal": {"journal": {"synchronous": "normal"}},
     "journal off": {"journal": {"enabled": False}},
     "journal off, paper account in memory": {
@@ -290,15 +295,24 @@ async def measure_config(
 
 
 async def measure(plan: Any, profile_dir: Path | None = None) -> dict[str, Any]:
-    """The default configuration (the figures the goals use), then the cost ladder."""
+    """The default configuration (the figures the goals use), then the cost ladder.
+
+    A bare WAL commit (``bench.commit``) is measured just before the
+    ``synchronous=full`` configuration, so the goals table can take one
+    fsync off that configuration's latency with both from the same minute.
+    """
+    from ult_actors.config import JournalSection
+
     profile = profile_dir / "ult-serve.txt" if profile_dir else None
     result = await measure_config(plan, None, clients=plan.clients, profile=profile)
     result["setup"] = (
-        "ult serve child process, paper latency_ms=0, risk limits on,"
-        " journal default (SQLite, synchronous=full), log level info to a file"
+        "ult serve child process, paper latency_ms=0, risk limits on, journal default"
+        f" (SQLite, synchronous={JournalSection().synchronous}), log level info to a file"
     )
     result["variants"] = {}
     for label in plan.ult_variants:
+        if label == FULL_SYNC:
+            result["bare_commit"] = await bench_commit.measure(plan.commit)
         variant_profile = None
         if profile_dir:
             variant_profile = profile_dir / ("ult-serve-" + label.replace(" ", "_").replace(",", "") + ".txt")

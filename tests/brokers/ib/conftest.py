@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-import trio
 
-from tests.brokers.contract import ContractCase, UpdateLog
-from tests.brokers.ib.harness import running_sim
-from ult_actors.brokers.ib.connector import IbConnector
-from ult_actors.brokers.ib.settings import IbSettings
-from ult_actors.errors import BrokerUnavailable
-from ult_actors.messages import OrderUpdate
+from tests.brokers.contract import ContractCase
+from tests.brokers.ib.harness import running_sim, streaming_connector
+from ult_actors.messages import Order
 from ult_actors.sim.ib import TwsSimulator
 
 
@@ -25,41 +20,26 @@ async def sim() -> AsyncIterator[TwsSimulator]:
         yield server
 
 
-async def _stream_until_disconnected(
-    connector: IbConnector,
-    sink: UpdateLog,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    async def deliver(update: OrderUpdate) -> None:
-        await sink.sink(update)
-
-    with contextlib.suppress(BrokerUnavailable):  # the battery's own disconnect ends it
-        await connector.stream_updates(deliver, task_status=task_status)
-
-
 @pytest.fixture
 async def contract_case() -> AsyncIterator[ContractCase]:
-    sim = TwsSimulator(tick_interval_s=None)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim.serve)
-        connector = IbConnector(
-            "ib",
-            IbSettings(port=port, ack_timeout_s=5, request_timeout_s=5, client_id_in_use_retries=0),
-        )
-        with trio.fail_after(10):
-            await connector.connect()
-        log = UpdateLog()
-        await nursery.start(_stream_until_disconnected, connector, log)
+    async with running_sim() as sim, streaming_connector(sim) as (connector, log):
+
+        async def move_price(price: Decimal) -> None:
+            await sim.set_price("AAPL", price)
+
+        async def partial_fill(order: Order, qty: Decimal) -> None:
+            await sim.execute(connector.settings.client_id, int(order.id), qty)
+
         yield ContractCase(
             connector=connector,
             updates=log,
             symbol="AAPL",
             qty=Decimal(10),
-            resting_buy_limit=Decimal("1.00"),
+            resting_buy_limit=Decimal("5.00"),  # room below it for a replace at -1
             resting_buy_stop=Decimal(100_000),
             resting_tifs=("day", "gtc"),
             id_prefix="ib",
+            market_price=sim.exchange.price("AAPL"),
+            move_price=move_price,
+            partial_fill=partial_fill,
         )
-        await connector.disconnect()
-        nursery.cancel_scope.cancel()

@@ -5,16 +5,21 @@ No tests live here; the ``sim`` fixture built on ``running_sim`` is in ``conftes
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
+from tests.brokers.contract import UpdateLog
 from ult_actors.brokers.ib import encode, wire
+from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.decode import decode_message
 from ult_actors.brokers.ib.protocol import API_PREFIX, FrameStream, encode_raw, version_range_text
 from ult_actors.brokers.ib.settings import IbSettings
+from ult_actors.errors import BrokerUnavailable
+from ult_actors.messages import OrderUpdate
 from ult_actors.sim.ib import TwsSimulator
 
 BOUND = 10  # seconds any single step may take before the test fails
@@ -27,6 +32,35 @@ async def running_sim() -> AsyncIterator[TwsSimulator]:
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         yield server
+        nursery.cancel_scope.cancel()
+
+
+async def _stream_until_disconnected(
+    connector: IbConnector,
+    sink: UpdateLog,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async def deliver(update: OrderUpdate) -> None:
+        await sink.sink(update)
+
+    with contextlib.suppress(BrokerUnavailable):  # the test's own disconnect ends it
+        await connector.stream_updates(deliver, task_status=task_status)
+
+
+@asynccontextmanager
+async def streaming_connector(
+    sim: TwsSimulator, **overrides: Any
+) -> AsyncIterator[tuple[IbConnector, UpdateLog]]:
+    """A connector to ``sim``, connected, its updates streaming into the log it comes with."""
+    connector = IbConnector("ib", settings(sim.port, **overrides))
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(BOUND):
+            await connector.connect()
+        log = UpdateLog()
+        await nursery.start(_stream_until_disconnected, connector, log)
+        yield connector, log
+        await connector.disconnect()
         nursery.cancel_scope.cancel()
 
 

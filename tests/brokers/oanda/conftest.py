@@ -9,6 +9,8 @@ import pytest
 
 from tests.brokers.contract import ContractCase
 from tests.brokers.oanda.harness import connected, running_sim
+from ult_actors.messages import Order
+from ult_actors.sim.oanda.server import OandaSimulator
 
 
 @pytest.fixture
@@ -24,4 +26,21 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             # day maps to v20's GFD, gtc to GTC: both rest.
             resting_tifs=("day", "gtc"),
             id_prefix="oanda-ct",
+            # 1.085: few enough decimals that the battery's multiples stay within five.
+            market_price=sim.feed.quote("EUR_USD").mid.normalize(),
+            move_price=lambda price: _move(sim, price),
+            partial_fill=lambda order, qty: _fill_part(sim, order, qty),
         )
+
+
+async def _move(sim: OandaSimulator, mid: Decimal) -> None:
+    sim.set_price("EUR_USD", f"{mid:.5f}")
+
+
+async def _fill_part(sim: OandaSimulator, order: Order, qty: Decimal) -> None:
+    """Quote the order's own limit price with only ``qty`` units offered, then go back."""
+    price = order.limit_price or order.stop_price
+    assert price is not None
+    before = sim.feed.quote(order.symbol)
+    sim.set_price(order.symbol, {"bid": f"{price:f}", "ask": f"{price:f}", "liquidity": f"{qty}"})
+    sim.set_price(order.symbol, {"bid": f"{before.bid}", "ask": f"{before.ask}"})

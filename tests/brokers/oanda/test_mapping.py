@@ -19,7 +19,7 @@ from ult_actors.brokers.oanda.mapping import (
     position_from_wire,
     status_for_cancel,
     with_cancel,
-    with_fill,
+    with_fills,
 )
 from ult_actors.brokers.oanda.wire import (
     WireAccountSummary,
@@ -194,16 +194,25 @@ def test_fills_fill_the_order_and_a_partial_one_is_partial() -> None:
         Decimal("1.0801"),
         Decimal("0.25"),
     )
-    done = with_fill(base, fill)
+    done = with_fills(base, [fill])
     assert (done.status, done.filled_qty, done.avg_fill_price) == (
         "filled",
         Decimal(1000),
         Decimal("1.0801"),
     )
-    part = with_fill(
-        base, fill_from(txn(type="ORDER_FILL", id="11", units="400", price="1.08"), base)
+    part = with_fills(
+        base, [fill_from(txn(type="ORDER_FILL", id="11", units="400", price="1.08"), base)]
     )
     assert (part.status, part.filled_qty) == ("partially_filled", Decimal(400))
+    more = fill_from(txn(type="ORDER_FILL", id="14", units="600", price="1.09"), base)
+    whole = with_fills(
+        part, [fill_from(txn(type="ORDER_FILL", id="11", units="400", price="1.08"), base), more]
+    )
+    assert (whole.status, whole.filled_qty, whole.avg_fill_price) == (
+        "filled",
+        Decimal(1000),
+        Decimal("1.086"),
+    )
     rest = with_cancel(part, "INSUFFICIENT_LIQUIDITY", 5)
     assert (rest.status, rest.filled_qty) == ("canceled", Decimal(400))
 

@@ -18,6 +18,10 @@ disappeared) are resynchronised. A closed socket ends ``stream_updates`` with
 ``BrokerUnavailable``: the broker actor crashes and its supervisor reconnects.
 Error 326 (client id in use) is a ``ConfigError``: another program holds the
 id, and retrying would only loop.
+
+Replace is TWS's modify (PLACE_ORDER again under the order id, the new client
+order id as its orderRef); order lists are TWS's own (``lists.py``): brackets
+and OTOs by parent id and transmit, OCOs by OCA group.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +40,7 @@ import trio
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.ib import errors as ib_errors
 from ult_actors.brokers.ib import wire
+from ult_actors.brokers.ib.lists import list_legs, list_orders
 from ult_actors.brokers.ib.mapping import same_request, to_ib
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
 from ult_actors.brokers.ib.orders import OrderTracker, TrackedOrder
@@ -52,18 +57,26 @@ from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
     Account,
+    Contingency,
+    Leg,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderUpdate,
     Position,
+    ReplaceRequest,
 )
 from ult_actors.order_state import already_final, order_from_request
+from ult_actors.validation import replaced_terms
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
 
 
 class IbConnector:
     """A TWS / IB Gateway API connection; see the module docstring."""
+
+    #: TWS carries every order list itself.
+    native_contingencies: frozenset[Contingency] = frozenset({"bracket", "oco", "oto"})
 
     def __init__(
         self,
@@ -350,9 +363,8 @@ class IbConnector:
         coid = request.client_order_id
         if not coid:
             raise InvalidOrder("client_order_id is required", field="client_order_id")
-        known = self._book.by_client_id(coid)
-        if known is not None:
-            existing = known.order
+        existing = self._known(coid)
+        if existing is not None:
             if same_request(existing, request):
                 return existing
             raise DuplicateOrder(
@@ -361,40 +373,155 @@ class IbConnector:
         self._require_trading()
         contract, ib_order = to_ib(request, self.settings, self.account_id)
         order_id = self._order_ids.take(self._book.orders)
+        placed = wire.PlaceOrder(order_id=order_id, contract=contract, order=ib_order)
+        (tracked,) = await self._place([(placed, request, None)])
+        return tracked.order
+
+    def _known(self, client_order_id: str) -> Order | None:
+        """The order under a client order id this connection has seen, replaced ones too."""
+        tracked = self._book.by_client_id(client_order_id)
+        if tracked is not None:
+            return tracked.order
+        return self._book.replaced.get(client_order_id)
+
+    async def _place(
+        self, batch: Sequence[tuple[wire.PlaceOrder, OrderRequest, Leg | None]]
+    ) -> list[TrackedOrder]:
+        """Track and send new orders, then wait until TWS has answered every one.
+
+        The first order's rejection is raised; a later one's shows in its status.
+        """
         now = self._now_ns()
-        order = msgspec.structs.replace(
-            order_from_request(
-                request,
-                broker=self.name,
-                order_id=str(order_id),
-                status="pending_new",
-                now_ns=now,
-                outcome="unknown",
-            ),
-            # The terms as IB gets them: symbol normalised, prices only where the type uses one.
-            symbol=contract.symbol,
-            limit_price=ib_order.lmt_price,
-            stop_price=ib_order.aux_price,
+        tracked = []
+        for placed, request, leg in batch:
+            order = msgspec.structs.replace(
+                order_from_request(
+                    request,
+                    broker=self.name,
+                    order_id=str(placed.order_id),
+                    status="pending_new",
+                    now_ns=now,
+                    outcome="unknown",
+                ),
+                # The terms as IB gets them: symbol normalised, prices only where the type uses one.
+                symbol=placed.contract.symbol,
+                limit_price=placed.order.lmt_price,
+                stop_price=placed.order.aux_price,
+                leg=leg,
+            )
+            one = self._book.add(placed.order_id, order)
+            one.placed = placed
+            tracked.append(one)
+        for placed, _, _ in batch:
+            await self._session.send(placed)
+        refs = [t.order.client_order_id for t in tracked]
+        self._log.info(
+            "orders sent", client_order_ids=refs, order_ids=[t.order_id for t in tracked]
         )
-        tracked = self._book.add(order_id, order)
-        await self._session.send(
-            wire.PlaceOrder(order_id=order_id, contract=contract, order=ib_order)
-        )
-        self._log.info("order sent", client_order_id=coid, order_id=order_id)
         try:
             await self._session.wait(
-                lambda: tracked.acked, self.settings.ack_timeout_s, f"order {coid}"
+                lambda: all(t.acked for t in tracked),
+                self.settings.ack_timeout_s,
+                f"order {refs[0]}",
             )
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
-                f"TWS did not acknowledge order {coid} ({exc.message});"
+                f"TWS did not acknowledge order {refs[0]} ({exc.message});"
                 " its outcome is unknown until it is looked up by client order id",
                 broker=self.name,
             ) from None
-        if tracked.error is not None:
-            if tracked.order_id not in self._book.orders:  # never placed (duplicate id)
+        first = tracked[0]
+        if first.error is not None:
+            if any(t.order_id not in self._book.orders for t in tracked):  # an id refused
                 await self._session.send(wire.ReqIds())
-            raise tracked.error
+            raise first.error
+        return tracked
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        """Send a bracket, OCO or OTO as TWS's own linked orders (see ``lists.py``)."""
+        list_id = request.list_id or request.legs[0].client_order_id
+        coids = [leg.client_order_id for leg in request.legs]
+        if not list_id or not all(coids):
+            raise InvalidOrder("every leg needs a client_order_id", field="legs")
+        known = [self._known(c) for c in coids if c]
+        if known[0] is not None:
+            # Sent before (a retry after a lost reply): the legs as they stand.
+            return [o for o in known if o is not None]
+        self._require_trading()
+        legs = list_legs(request, list_id)
+        ids = [self._order_ids.take(self._book.orders) for _ in request.legs]
+        placed = list_orders(request, list_id, ids, self.settings, self.account_id)
+        batch = list(zip(placed, request.legs, legs, strict=True))
+        return [t.order for t in await self._place(batch)]
+
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        """TWS's modify: PLACE_ORDER again under the order id, with the new terms.
+
+        The new client order id goes to TWS as the orderRef, so a replace whose
+        answer was lost is found by it (open orders list the order under it).
+        """
+        new_coid = change.client_order_id
+        if not new_coid:
+            raise InvalidOrder("client_order_id is required", field="client_order_id")
+        done = self._known(new_coid)
+        if done is not None:
+            # Applied already: the replacement (TWS keeps the id; after a reconnect the
+            # link back is known only from that).
+            if done.replaces == order.client_order_id or done.id == order.id:
+                return msgspec.structs.replace(done, replaces=order.client_order_id)
+            raise DuplicateOrder(
+                f"client order id {new_coid} is already used by order {done.id}",
+                broker=self.name,
+            )
+        tracked = await self._tracked_by_id(order.id)
+        current = tracked.order
+        if current.status in TERMINAL_STATUSES or current.status == "pending_cancel":
+            state = "being canceled" if current.status == "pending_cancel" else current.status
+            raise ib_errors.not_replaceable(current, state)
+        terms = replaced_terms(current, change)
+        self._require_trading()
+        assert tracked.placed is not None, "every tracked open order was placed or listed"
+        _, ib_terms = to_ib(terms, self.settings, self.account_id)
+        modified = msgspec.structs.replace(
+            tracked.placed.order,
+            # TWS counts the quantity over the whole order id: add what earlier records filled.
+            total_quantity=tracked.offset_qty + terms.qty,
+            lmt_price=ib_terms.lmt_price,
+            aux_price=ib_terms.aux_price,
+            tif=ib_terms.tif,
+            order_ref=new_coid,
+        )
+        placed = msgspec.structs.replace(tracked.placed, order=modified)
+        tracked.replacing = msgspec.structs.replace(
+            current,
+            client_order_id=new_coid,
+            qty=terms.qty,
+            limit_price=ib_terms.lmt_price,
+            stop_price=ib_terms.aux_price,
+            time_in_force=terms.time_in_force,
+            filled_qty=Decimal(0),
+            avg_fill_price=None,
+            replaces=current.client_order_id,
+            replaced_by=None,
+        )
+        tracked.replace_error = None
+        await self._session.send(placed)
+        self._log.info("modify sent", client_order_id=new_coid, order_id=tracked.order_id)
+        try:
+            await self._session.wait(
+                lambda: tracked.replacing is None,
+                self.settings.ack_timeout_s,
+                f"replace {new_coid}",
+            )
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"TWS did not answer the replace {new_coid} ({exc.message}); look it up by"
+                " client order id before sending it again",
+                broker=self.name,
+            ) from None
+        if tracked.replace_error is not None:
+            raise tracked.replace_error
+        tracked.placed = placed
         return tracked.order
 
     async def cancel(self, order_id: str) -> Order:
@@ -437,6 +564,9 @@ class IbConnector:
         return (await self._tracked_by_id(order_id)).order
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
+        replaced = self._book.replaced.get(client_order_id)
+        if replaced is not None:
+            return replaced
         found = await self._find(lambda t: t.order.client_order_id == client_order_id)
         if found is None:
             raise NotFound(f"no IB order with client order id {client_order_id}", broker=self.name)

@@ -12,9 +12,11 @@ from ult_actors.errors import (
     InsufficientFunds,
     InvalidOrder,
     NotFound,
+    NotReplaceable,
     RateLimited,
     UltError,
 )
+from ult_actors.messages import Order
 
 MAX_RATE_EXCEEDED = 100
 CONNECTIVITY_LOST = 1100
@@ -27,6 +29,8 @@ DUPLICATE_ORDER_ID = 103
 MODIFIED_ORDER_MISMATCH = 105
 #: Codes meaning the order id, not the order, was refused: never placed, retryable.
 ORDER_ID_REFUSED = frozenset({DUPLICATE_ORDER_ID, MODIFIED_ORDER_MISMATCH})
+#: "Can't modify a filled order": a modify that lost the race with the last fill.
+MODIFY_FILLED = 104
 ORDER_CANCELED = 202
 CANCEL_NOT_FOUND = 10147
 CANCEL_NOT_ALLOWED = 10148
@@ -61,3 +65,28 @@ def order_rejection(code: int, message: str, broker: str) -> UltError:
     if any(word in lowered for word in _FUNDS_WORDS):
         return InsufficientFunds(text, broker=broker)
     return InvalidOrder(text, broker=broker)
+
+
+def not_replaceable(order: Order, state: str) -> NotReplaceable:
+    """The refusal of a replace of ``order``, naming the state it is in."""
+    return NotReplaceable(
+        f"order {order.ref} (client order id {order.client_order_id}) is {state};"
+        " it cannot be replaced",
+        broker=order.broker or None,
+    )
+
+
+def modify_refusal(code: int, message: str, order: Order, broker: str) -> UltError:
+    """The error a refused modification raises: the order's state, or what TWS said."""
+    if code == MODIFY_FILLED:
+        return not_replaceable(order, "filled")
+    if code == DUPLICATE_ORDER_ID:
+        # TWS's answer to a modify of an order that is no longer working.
+        return not_replaceable(order, "no longer working at TWS (canceled or done)")
+    if code == MODIFIED_ORDER_MISMATCH:
+        return InvalidOrder(
+            f"TWS error {code}: {message} (TWS changes price, quantity and time in force"
+            " in place; cancel and send a new order for anything else)",
+            broker=broker,
+        )
+    return order_rejection(code, message, broker)

@@ -5,6 +5,12 @@ ORDER_STATUS how far it got, EXECUTION_DATA each fill, ERR_MSG a refusal)
 that arrive in no promised order and repeat. ``OrderTracker`` folds them
 into one ``Order`` per IB order id and returns an ``OrderUpdate`` whenever
 something a client would see changed. It does no I/O.
+
+A modification keeps TWS's order id, but the service sees a replacement: a
+new record under the new client order id (carried to TWS as the orderRef),
+the old one ``replaced``. TWS keeps counting fills per order id, so a
+record subtracts what the records before it had filled. A leg waiting for
+its parent to fill is ``held`` (TWS says PreSubmitted, as for a stop).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from ult_actors.brokers.ib import errors as ib_errors
 from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.mapping import order_from_ib, status_from_ib
 from ult_actors.errors import UltError
-from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderUpdate
+from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderStatus, OrderUpdate
 from ult_actors.order_state import fill_of
 
 
@@ -38,6 +44,34 @@ class TrackedOrder:
     acked: bool = False
     error: UltError | None = None
     cancel_error: UltError | None = None
+    #: The order as last sent to TWS (or as TWS described it): a modify resends it.
+    placed: wire.PlaceOrder | None = None
+    #: TWS's cumulative fill of this order id, quantity and value (every record's).
+    ib_filled: Decimal = Decimal(0)
+    ib_value: Decimal = Decimal(0)
+    #: Of that, what the records this one replaced had filled.
+    offset_qty: Decimal = Decimal(0)
+    offset_value: Decimal = Decimal(0)
+    #: A modify sent and not yet answered: the record it makes once TWS takes it.
+    replacing: Order | None = None
+    replace_error: UltError | None = None
+
+    def note_fills(self, cum_qty: Decimal, avg_price: Decimal | None) -> None:
+        """Remember TWS's cumulative fill of the order id, when it grew."""
+        if cum_qty > self.ib_filled and avg_price:
+            self.ib_filled, self.ib_value = cum_qty, cum_qty * avg_price
+
+    def own_fills(
+        self, cum_qty: Decimal, avg_price: Decimal | None
+    ) -> tuple[Decimal, Decimal | None]:
+        """This record's filled quantity and average price, from TWS's cumulative ones."""
+        if not self.offset_qty:
+            return cum_qty, avg_price
+        filled = max(Decimal(0), cum_qty - self.offset_qty)
+        if not filled or not avg_price:
+            return filled, None
+        own = (cum_qty * avg_price - self.offset_value) / filled
+        return filled, own.quantize(Decimal("0.0001"))
 
 
 @dataclass
@@ -53,6 +87,8 @@ class OrderTracker:
     by_ref: dict[str, int] = field(default_factory=dict)
     by_perm: dict[int, int] = field(default_factory=dict)
     seen_execs: set[str] = field(default_factory=set)
+    #: Records a modification replaced, final, by client order id.
+    replaced: dict[str, Order] = field(default_factory=dict)
     #: Executions of orders not tracked when they came, by perm id.
     untracked_execs: dict[int, wire.ExecDetails] = field(default_factory=dict)
     log: Any = field(default_factory=structlog.get_logger)
@@ -145,10 +181,47 @@ class OrderTracker:
             return []
         tracked.acked = True
         self._remember_perm(tracked, msg.order.perm_id)
-        status = status_from_ib(msg.status, tracked.order.filled_qty)
+        if tracked.placed is None:
+            tracked.placed = wire.PlaceOrder(
+                order_id=msg.order_id, contract=msg.contract, order=msg.order
+            )
+        updates = []
+        pending = tracked.replacing
+        if pending is not None and msg.order.order_ref == pending.client_order_id:
+            updates = self._take_replacement(tracked, pending, msg.order.total_quantity)
+        status = self._held_or(tracked, status_from_ib(msg.status, tracked.order.filled_qty))
         if status is None or status == "filled":
-            return []  # fills are counted from executions and order status, which carry quantities
-        return self.set(tracked, status=status)
+            return updates  # fills are counted from executions and order status, which carry quantities
+        return updates + self.set(tracked, status=status)
+
+    def _take_replacement(
+        self, tracked: TrackedOrder, new: Order, ib_total: Decimal
+    ) -> list[OrderUpdate]:
+        """TWS took a modify: the old record ends ``replaced``, the new one carries on
+        for what is left of TWS's new total (every fill so far stays with the old)."""
+        old = tracked.order
+        tracked.replacing = None
+        tracked.offset_qty, tracked.offset_value = tracked.ib_filled, tracked.ib_value
+        now = self.now_ns()
+        retired = msgspec.structs.replace(
+            old, status="replaced", replaced_by=new.client_order_id, updated_at=now
+        )
+        self.replaced[old.client_order_id] = retired
+        if self.by_ref.get(old.client_order_id) == tracked.order_id:
+            del self.by_ref[old.client_order_id]
+        self.by_ref[new.client_order_id] = tracked.order_id
+        tracked.order = msgspec.structs.replace(
+            new, qty=ib_total - tracked.ib_filled, updated_at=now, outcome="definitive"
+        )
+        return [OrderUpdate(order=retired, ts=now), OrderUpdate(order=tracked.order, ts=now)]
+
+    def _held_or(self, tracked: TrackedOrder, status: OrderStatus | None) -> OrderStatus | None:
+        """``held`` for a working leg whose parent has not filled yet, else ``status``."""
+        leg = tracked.order.leg
+        if status != "accepted" or leg is None or leg.parent_id is None:
+            return status
+        parent = self.by_client_id(leg.parent_id)
+        return "held" if parent is not None and parent.order.status != "filled" else status
 
     def on_order_status(self, msg: wire.OrderStatus) -> list[OrderUpdate]:
         tracked = self.orders.get(msg.order_id)
@@ -156,15 +229,17 @@ class OrderTracker:
             return []  # the open order (which says what it is) comes first
         tracked.acked = True
         self._remember_perm(tracked, msg.perm_id)
-        status = status_from_ib(msg.status, msg.filled)
+        tracked.note_fills(msg.filled, msg.avg_fill_price)
+        filled, avg = tracked.own_fills(msg.filled, msg.avg_fill_price)
+        status = self._held_or(tracked, status_from_ib(msg.status, filled))
         if status is None:
             return []
         changes: dict[str, Any] = {
             "status": status,
-            "filled_qty": max(tracked.order.filled_qty, msg.filled),
+            "filled_qty": max(tracked.order.filled_qty, filled),
         }
-        if msg.filled > 0 and msg.avg_fill_price:
-            changes["avg_fill_price"] = msg.avg_fill_price
+        if filled > 0 and avg:
+            changes["avg_fill_price"] = avg
         return self.set(tracked, **changes)
 
     def on_execution(self, msg: wire.ExecDetails) -> list[OrderUpdate]:
@@ -192,7 +267,9 @@ class OrderTracker:
                 side="buy" if msg.side == "BOT" else "sell",
                 broker=self.broker,
             )
-        filled = max(tracked.order.filled_qty, msg.cum_qty)
+        tracked.note_fills(msg.cum_qty, msg.avg_price)
+        own, avg = tracked.own_fills(msg.cum_qty, msg.avg_price)
+        filled = max(tracked.order.filled_qty, own)
         status = "filled" if filled >= tracked.order.qty else "partially_filled"
         if tracked.order.status in TERMINAL_STATUSES and tracked.order.status != "filled":
             status = tracked.order.status  # e.g. canceled after a partial fill
@@ -201,7 +278,7 @@ class OrderTracker:
             fill=fill,
             status=status,
             filled_qty=filled,
-            avg_fill_price=msg.avg_price or msg.price,
+            avg_fill_price=avg or msg.price,
         )
 
     def on_order_error(self, tracked: TrackedOrder, msg: wire.ErrorMessage) -> list[OrderUpdate]:
@@ -212,6 +289,13 @@ class OrderTracker:
         )
         if code in ib_errors.ORDER_WARNINGS or code == ib_errors.ORDER_CANCELED:
             log.info("tws order notice")
+            return []
+        if tracked.replacing is not None:
+            tracked.replacing = None
+            tracked.replace_error = ib_errors.modify_refusal(
+                code, msg.message, tracked.order, self.broker
+            )
+            log.warning("tws refused a modification")
             return []
         if code in (ib_errors.CANCEL_NOT_FOUND, ib_errors.CANCEL_NOT_ALLOWED):
             tracked.cancel_error = ib_errors.order_rejection(code, msg.message, self.broker)
@@ -232,7 +316,7 @@ class OrderTracker:
 
     def apply_completed(self, tracked: TrackedOrder, msg: wire.CompletedOrder) -> list[OrderUpdate]:
         """A completed order's final status and filled quantity."""
-        filled = msg.filled_quantity or Decimal(0)
+        filled, _ = tracked.own_fills(msg.filled_quantity or Decimal(0), None)
         status = status_from_ib(msg.status, filled) or "canceled"
         return self.set(tracked, status=status, filled_qty=max(filled, tracked.order.filled_qty))
 

@@ -24,6 +24,18 @@ newest transaction at connect. A cursor *ahead* of the account (v20's 416:
 the account's history restarted) is realigned to the account's newest
 transaction with a warning, and the broker actor's start reconciliation then
 settles every journaled order from the broker's record.
+
+Replace and brackets (issue 17): ``replace`` is v20's ``PUT
+.../orders/{@clientID}``, a cancel (``CLIENT_REQUEST_REPLACED``) and a new
+order (``REPLACEMENT``) in one batch; the stream reports the old order
+``replaced`` and the new one when it sees the new order's create. A bracket
+is native (``submit_list``): the entry carries its exits as
+``takeProfitOnFill``/``stopLossOnFill``, they are ``held`` until v20 creates
+them on the trade the fill opens, and the first to fill closes the trade and
+cancels the other (``LINKED_TRADE_CLOSED``). OCO and OTO are left to the
+service. A resting order filled in part is reissued by v20 for the rest under
+a new id and the same client id: it stays one order of ours, its fills added
+up along the chain.
 """
 
 from __future__ import annotations
@@ -47,15 +59,22 @@ from ult_actors.brokers.oanda.errors import error_from_response, error_from_tran
 from ult_actors.brokers.oanda.mapping import (
     CREATE_TYPES,
     ENTRY_ORDER_TYPES,
+    EXIT_CREATE_TYPES,
+    EXIT_ORDER_TYPES,
     SYNTHETIC_CLIENT_ID_PREFIX,
     account_from_summary,
+    bracket_body,
+    exit_order,
     fill_from,
+    held_exits,
     order_body,
     order_from_create,
     order_from_wire,
     position_from_wire,
+    replacement_request,
+    wire_client_id,
     with_cancel,
-    with_fill,
+    with_fills,
 )
 from ult_actors.brokers.oanda.settings import (
     OandaSettings,
@@ -72,25 +91,36 @@ from ult_actors.brokers.oanda.wire import (
     OrderReply,
     OrdersReply,
     PositionsReply,
+    ReplaceReply,
     SummaryReply,
+    TradeReply,
     TransactionReply,
     TransactionsReply,
     WireOrder,
+    WireTrade,
     WireTransaction,
     time_ns,
 )
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
+    InvalidOrder,
     NotFound,
+    NotReplaceable,
 )
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     Account,
+    Contingency,
+    Fill,
+    Leg,
+    LegRole,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderUpdate,
     Position,
+    ReplaceRequest,
 )
 from ult_actors.order_state import already_final, order_from_request
 from ult_actors.recent import Recent
@@ -124,6 +154,11 @@ class OandaConnector:
         self._orders: Recent[str, Order] = Recent(_CACHE, refresh=True)
         #: Fill and cancel transactions by id (an order lookup needs their details).
         self._transactions: Recent[str, WireTransaction] = Recent(_CACHE, refresh=True)
+        #: Fills of each of our orders by client order id, by fill id (ours may be several
+        #: v20 orders: a partly filled one is reissued for the rest).
+        self._fills: Recent[str, dict[str, Fill]] = Recent(_CACHE, refresh=True)
+        #: A bracket's exits waiting for the entry's fill, by the entry's v20 id.
+        self._held: Recent[str, list[Order]] = Recent(_CACHE, refresh=True)
         self.log: Any = structlog.get_logger().bind(broker=name)
         #: Why this connection found the account's history restarted (``None``: it did not);
         #: the broker actor then resets the books to the account's positions.
@@ -213,7 +248,9 @@ class OandaConnector:
 
     async def submit(self, request: OrderRequest) -> Order:
         """``POST .../orders``; a lost reply raises ``BrokerUnavailable`` (outcome unknown)."""
-        body = order_body(request)
+        return await self._submit_body(request, order_body(request))
+
+    async def _submit_body(self, request: OrderRequest, body: dict[str, Any]) -> Order:
         try:
             content = await self._request(
                 "POST", self._path("/orders"), what="submit", json=body, request=request
@@ -272,6 +309,131 @@ class OandaConnector:
             self._transactions.put(cancel.id or "", cancel)
         return await self._lookup(specifier)
 
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        """``PUT .../orders/{specifier}``: v20 cancels ``order`` and creates the replacement.
+
+        The replacement asks for what is left to fill and carries
+        ``change.client_order_id`` in its client extensions, so a replace whose
+        reply was lost is found by that id. An order v20 no longer has pending
+        (filled, canceled: a race lost to a fill) is ``NotReplaceable``. A
+        bracket's entry keeps its exits: they go with the replacement.
+        """
+        if order.status in TERMINAL_STATUSES:
+            raise NotReplaceable(_not_replaceable(order), broker=self.name)
+        request = replacement_request(order, change)
+        body = order_body(request)
+        specifier = self._specifier_of(order)
+        path = self._path(f"/orders/{quote(specifier, safe='')}")
+        if order.leg is not None and order.leg.role == "entry":
+            await self._carry_exits(path, body["order"])
+        try:
+            content = await self._request("PUT", path, what="replace", json=body)
+            reply = self._decode(content, ReplaceReply, "replace")
+            create = reply.orderCreateTransaction
+            if create is None or create.id is None:
+                missing = ValueError("no orderCreateTransaction")
+                raise unreadable_reply(missing, broker=self.name, doing="OANDA replace")
+        except NotFound:
+            current = await self._lookup(specifier)  # NotFound again if it never existed
+            raise NotReplaceable(_not_replaceable(current), broker=self.name) from None
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{exc.message}; the replace of {order.client_order_id} may have reached OANDA:"
+                f" look {change.client_order_id} up by client order id before sending it again",
+                retry_after=exc.retry_after,
+                broker=self.name,
+            ) from None
+        new = order_from_request(
+            request,
+            broker=self.name,
+            order_id=create.id,
+            status="accepted",
+            now_ns=time_ns(create.time, self._now_ns()),
+        )
+        new = msgspec.structs.replace(new, replaces=order.client_order_id, leg=order.leg)
+        if reply.orderFillTransaction is not None:
+            new = self._after_fill(new, reply.orderFillTransaction)[0]
+        if reply.replacingOrderCancelTransaction is not None:
+            new = self._after_cancel(new, reply.replacingOrderCancelTransaction)
+        self._orders.put(new.id, new)
+        held = self._held.pop(order.id)
+        if held is not None:
+            self._held.put(new.id, held)
+        old = self._orders.get(order.id) or order
+        self._orders.put(order.id, self._replaced(old, new, create))
+        return new
+
+    async def _carry_exits(self, path: str, body: dict[str, Any]) -> None:
+        # v20's replacement is the body given: the entry's exits must be sent again.
+        wire = (await self._get(path, OrderReply, what="replace")).order
+        for key, details in (
+            ("takeProfitOnFill", wire.takeProfitOnFill),
+            ("stopLossOnFill", wire.stopLossOnFill),
+        ):
+            if details is not None and details.price is not None:
+                body[key] = {"price": f"{details.price:f}"}
+                if details.clientExtensions is not None and details.clientExtensions.id:
+                    body[key]["clientExtensions"] = {"id": details.clientExtensions.id}
+
+    @staticmethod
+    def _replaced(old: Order, new: Order, create: WireTransaction) -> Order:
+        return msgspec.structs.replace(
+            old,
+            status="replaced",
+            replaced_by=new.client_order_id,
+            updated_at=max(old.updated_at, time_ns(create.time)),
+        )
+
+    #: Order lists v20 carries itself: an entry with its take profit and stop loss.
+    native_contingencies: frozenset[Contingency] = frozenset({"bracket"})
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        """A bracket: the entry with ``takeProfitOnFill`` and ``stopLossOnFill``.
+
+        The exits are ``held`` until the entry fills (v20 creates them then,
+        on the trade it opens, with their client ids); canceling the entry
+        cancels them. Other contingencies are emulated by the service.
+        """
+        if request.contingency != "bracket" or len(request.legs) != 3:
+            raise InvalidOrder(
+                f"OANDA carries a bracket (entry, take profit, stop loss), not {request.contingency}",
+                field="contingency",
+            )
+        list_id = request.list_id or request.legs[0].client_order_id or ""
+        body = bracket_body(request)
+        entry = await self._submit_body(request.legs[0], body)
+        roles: tuple[LegRole, ...] = ("entry", "take_profit", "stop_loss")
+        legs = [
+            msgspec.structs.replace(
+                entry, leg=Leg(list_id=list_id, contingency="bracket", role="entry")
+            )
+        ]
+        held = []
+        for leg_request, role in zip(request.legs[1:], roles[1:], strict=True):
+            leg = Leg(
+                list_id=list_id,
+                contingency="bracket",
+                role=role,
+                parent_id=entry.client_order_id,
+            )
+            waiting = order_from_request(
+                leg_request, broker=self.name, order_id="", status="held", now_ns=entry.created_at
+            )
+            waiting = msgspec.structs.replace(waiting, leg=leg)
+            if entry.status == "filled":
+                try:
+                    made = await self.get_order_by_client_id(waiting.client_order_id)
+                    waiting = msgspec.structs.replace(made, leg=leg)
+                except NotFound:
+                    pass  # the fill opened no trade (it reduced one): v20 made no exits
+            else:
+                held.append(waiting)
+            legs.append(waiting)
+        self._orders.put(entry.id, legs[0])
+        if held and entry.status in ("accepted", "partially_filled"):
+            self._held.put(entry.id, held)
+        return legs
+
     async def get_order(self, order_id: str) -> Order:
         """One order by v20's numeric order id."""
         if not order_id.isdigit():
@@ -292,6 +454,9 @@ class OandaConnector:
         except NotFound:
             made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
             if made_up == client_order_id or not made_up.isdigit():
+                for held in self._held_exits(await self._pending()):
+                    if held.client_order_id == client_order_id:
+                        return held  # a bracket's exit: v20 makes it when the entry fills
                 raise
             order = await self._lookup(made_up)
             if order.client_order_id != client_order_id:
@@ -299,14 +464,34 @@ class OandaConnector:
             return order
 
     async def open_orders(self) -> list[Order]:
-        """Every pending entry order (dependent take-profit/stop-loss orders are not ours)."""
-        reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
+        """Every pending order of ours, and the ``held`` exits of brackets not yet filled.
+
+        Take profits and stop losses without a client id (placed on OANDA's
+        own platform) and trailing stops are not ours.
+        """
+        pending = await self._pending()
         orders = []
-        for wire in reply.orders:
-            order = self._known_fields(order_from_wire(wire, self.name))
+        for wire in pending:
+            if wire.type in EXIT_ORDER_TYPES:
+                order = await self._before_own(wire)
+            else:
+                order = self._known_fields(order_from_wire(wire, self.name))
             if order is not None:
                 orders.append(order)
-        return orders
+        return orders + self._held_exits(pending)
+
+    async def _pending(self) -> list[WireOrder]:
+        reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
+        return reply.orders
+
+    def _held_exits(self, pending: list[WireOrder]) -> list[Order]:
+        """The take profits and stop losses these pending entries create when they fill."""
+        held = []
+        for wire in pending:
+            entry = order_from_wire(wire, self.name)
+            if entry is not None:
+                held += held_exits(wire, entry)
+        return held
 
     async def positions(self) -> list[Position]:
         """Every open position, long and short sides netted."""
@@ -364,15 +549,92 @@ class OandaConnector:
         return order
 
     async def _complete(self, wire: WireOrder) -> Order | None:
-        """A v20 order as ours, with its fill and cancel reason looked up."""
-        order = self._known_fields(order_from_wire(wire, self.name))
+        """A v20 order as ours, with its fills and how it ended looked up.
+
+        Reissues count: an order filled in part whose rest v20 reissued goes
+        on in the reissued one (same client id), so its fills are added up
+        along the chain. One canceled to be replaced by another client id is
+        ``replaced``.
+        """
+        if wire.state == "FILLED" and wire.replacedByOrderID:
+            later = await self._wire(wire.replacedByOrderID)
+            if later is not None and wire_client_id(later) == wire_client_id(wire):
+                return await self._complete(later)  # the order goes on there
+        order = await self._before_own(wire)
         if order is None:
             return None
         if wire.fillingTransactionID:
             order = self._after_fill(order, await self._transaction(wire.fillingTransactionID))[0]
-        if wire.state == "CANCELLED" and wire.cancellingTransactionID:
-            order = self._after_cancel(order, await self._transaction(wire.cancellingTransactionID))
+        if wire.state != "CANCELLED":
+            return order
+        if wire.replacedByOrderID:
+            replacement = await self._wire(wire.replacedByOrderID)
+            if replacement is not None:
+                coid = wire_client_id(replacement)
+                return msgspec.structs.replace(
+                    order,
+                    status="replaced",
+                    replaced_by=coid,
+                    updated_at=max(order.updated_at, time_ns(wire.cancelledTime)),
+                )
+        if wire.cancellingTransactionID:
+            return self._after_cancel(order, await self._transaction(wire.cancellingTransactionID))
+        return with_cancel(order, None, time_ns(wire.cancelledTime))
+
+    async def _before_own(self, wire: WireOrder) -> Order | None:
+        """Ours as it stood before this v20 order's own fill or cancel; ``None`` if not ours.
+
+        An order reissued for the rest of a partly filled one is the same
+        order of ours: its quantity is the first's, and the fills of the
+        orders before it in the chain are counted.
+        """
+        chain = [wire]
+        while chain[0].replacesOrderID:
+            earlier = await self._wire(chain[0].replacesOrderID)
+            if earlier is None or wire_client_id(earlier) != wire_client_id(wire):
+                break  # a replace by another client id: that one is another order of ours
+            chain.insert(0, earlier)
+        if wire.type in EXIT_ORDER_TYPES:
+            trade = await self._trade(wire.tradeID)
+            order = (
+                exit_order(wire, trade, self.name, ts=time_ns(wire.createTime)) if trade else None
+            )
+        else:
+            order = order_from_wire(chain[0], self.name)
+        order = self._known_fields(order)
+        if order is None:
+            return None
+        order = msgspec.structs.replace(
+            order, id=wire.id, status="accepted", filled_qty=Decimal(0), avg_fill_price=None
+        )
+        if wire.replacesOrderID and len(chain) == 1:
+            earlier = await self._wire(wire.replacesOrderID)
+            if earlier is not None:
+                order = msgspec.structs.replace(
+                    order,
+                    replaces=wire_client_id(earlier),
+                )
+        for earlier in chain[:-1]:
+            if earlier.fillingTransactionID:
+                txn = await self._transaction(earlier.fillingTransactionID)
+                order = self._after_fill(order, txn)[0]
         return order
+
+    async def _wire(self, order_id: str) -> WireOrder | None:
+        path = self._path(f"/orders/{quote(order_id, safe='')}")
+        try:
+            return (await self._get(path, OrderReply, what="order lookup")).order
+        except NotFound:
+            return None
+
+    async def _trade(self, trade_id: str | None) -> WireTrade | None:
+        if not trade_id:
+            return None
+        path = self._path(f"/trades/{quote(trade_id, safe='')}")
+        try:
+            return (await self._get(path, TradeReply, what="trade lookup")).trade
+        except NotFound:
+            return None
 
     def _known_fields(self, order: Order | None) -> Order | None:
         # What we asked for reads back differently at v20 (a ``day`` market order is FOK):
@@ -396,7 +658,10 @@ class OandaConnector:
     def _after_fill(self, order: Order, txn: WireTransaction) -> tuple[Order, OrderUpdate]:
         self._transactions.put(txn.id or "", txn)
         fill = fill_from(txn, order)
-        filled = with_fill(order, fill)
+        fills = self._fills.get(order.client_order_id) or {}
+        fills[fill.fill_id] = fill
+        self._fills.put(order.client_order_id, fills)
+        filled = with_fills(order, list(fills.values()))
         return filled, OrderUpdate(order=filled, fill=fill, ts=fill.ts)
 
     def _after_cancel(self, order: Order, txn: WireTransaction) -> Order:
@@ -406,6 +671,14 @@ class OandaConnector:
     @staticmethod
     def _specifier(order_id: str) -> str:
         return order_id if order_id.isdigit() else "@" + order_id
+
+    @staticmethod
+    def _specifier_of(order: Order) -> str:
+        # The client id follows our order when v20 reissues its rest under a new id.
+        coid = order.client_order_id
+        if order.id and coid == f"{SYNTHETIC_CLIENT_ID_PREFIX}{order.id}":
+            return order.id  # placed without a client id
+        return "@" + coid
 
     # -- the transaction stream ---------------------------------------------
 
@@ -467,48 +740,94 @@ class OandaConnector:
         return self._decode(response.content, TransactionsReply, what)
 
     async def _deliver(self, txn: WireTransaction, *, sink: UpdateSink) -> None:
-        """Turn one transaction into an order update, if it is about one of our orders."""
-        update: OrderUpdate | None = None
+        """Turn one transaction into order updates, if it is about our orders."""
+        updates: list[OrderUpdate] = []
         if txn.type in CREATE_TYPES:
-            created = order_from_create(txn, self.name)
-            if created is not None:
-                # Report the order as this transaction left it (accepted), even when the
-                # submit reply already told us more: the fill comes with its own transaction.
-                order = self._known_fields(created)
+            updates = await self._on_create(txn)
+        elif txn.type in EXIT_CREATE_TYPES:
+            trade = await self._trade(txn.tradeID)
+            made = exit_order(txn, trade, self.name, ts=time_ns(txn.time)) if trade else None
+            if made is not None:
+                order = self._known_fields(made)
                 assert order is not None
-                if order.id not in self._orders:
-                    self._orders.put(order.id, order)
-                update = OrderUpdate(order=order, ts=order.created_at)
+                self._orders.put(order.id, order)
+                updates = [OrderUpdate(order=order, ts=order.created_at)]
         elif txn.type == "ORDER_FILL" and txn.orderID:
+            self._held.pop(txn.orderID)  # the exits come to life: v20 creates them next
             base = await self._order_for(txn.orderID)
             if base is not None:
                 order, update = self._after_fill(base, txn)
                 self._orders.put(order.id, order)
-        elif txn.type == "ORDER_CANCEL" and txn.orderID:
-            base = await self._order_for(txn.orderID)
-            if base is not None:
-                order = self._after_cancel(base, txn)
-                self._orders.put(order.id, order)
-                update = OrderUpdate(order=order, ts=order.updated_at)
-        if update is not None:
+                updates = [update]
+        elif (
+            txn.type == "ORDER_CANCEL"
+            and txn.orderID
+            # A cancel to replace is settled by the replacement's create, next in its batch.
+            and txn.reason != "CLIENT_REQUEST_REPLACED"
+        ):
+            updates = await self._on_cancel(txn)
+        for update in updates:
             await sink(update)
+
+    async def _on_create(self, txn: WireTransaction) -> list[OrderUpdate]:
+        created = order_from_create(txn, self.name)
+        if created is None:
+            return []
+        # Report the order as this transaction left it (accepted), even when the submit
+        # reply already told us more: the fill comes with its own transaction.
+        order = self._known_fields(created)
+        assert order is not None
+        ts = order.created_at
+        earlier = None
+        if txn.reason == "REPLACEMENT" and txn.replacesOrderID:
+            earlier = await self._order_for(txn.replacesOrderID)
+        if earlier is not None and earlier.client_order_id == order.client_order_id:
+            # v20 reissued the rest of our partly filled order: it goes on under this id.
+            order = msgspec.structs.replace(earlier, id=order.id, updated_at=ts)
+            self._orders.put(order.id, order)
+            return [OrderUpdate(order=order, ts=ts)]
+        if order.id not in self._orders:
+            self._orders.put(order.id, order)
+        if earlier is None:
+            return [OrderUpdate(order=order, ts=ts)]
+        order = msgspec.structs.replace(order, replaces=earlier.client_order_id)
+        held = self._held.pop(earlier.id)
+        if held is not None:
+            self._held.put(order.id, held)
+        gone = self._replaced(earlier, order, txn)
+        self._orders.put(earlier.id, gone)
+        return [OrderUpdate(order=gone, ts=ts), OrderUpdate(order=order, ts=ts)]
+
+    async def _on_cancel(self, txn: WireTransaction) -> list[OrderUpdate]:
+        assert txn.orderID is not None
+        base = await self._order_for(txn.orderID)
+        if base is None:
+            return []
+        order = self._after_cancel(base, txn)
+        self._orders.put(order.id, order)
+        updates = [OrderUpdate(order=order, ts=order.updated_at)]
+        # The exits of a bracket whose entry will never fill go with it.
+        for leg in self._held.pop(txn.orderID) or []:
+            gone = msgspec.structs.replace(
+                leg,
+                status="canceled",
+                reject_reason=f"its entry {order.client_order_id} is {order.status}",
+                updated_at=order.updated_at,
+            )
+            updates.append(OrderUpdate(order=gone, ts=order.updated_at))
+        return updates
 
     async def _order_for(self, order_id: str) -> Order | None:
         known = self._orders.get(order_id)
         if known is not None:
             return known
-        path = self._path(f"/orders/{quote(order_id, safe='')}")
-        try:
-            wire = (await self._get(path, OrderReply, what="order lookup")).order
-        except NotFound:
+        wire = await self._wire(order_id)
+        if wire is None or (
+            wire.type not in ENTRY_ORDER_TYPES and wire.type not in EXIT_ORDER_TYPES
+        ):
             return None
-        if wire.type not in ENTRY_ORDER_TYPES:
-            return None
-        # Its state as of this transaction is applied by the caller, so start from accepted.
-        order = order_from_wire(wire, self.name)
-        if order is None:
-            return None
-        return msgspec.structs.replace(order, status="accepted", filled_qty=Decimal(0))
+        # Its state as of this transaction is applied by the caller.
+        return await self._before_own(wire)
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -556,6 +875,13 @@ class OandaConnector:
             return msgspec.json.decode(content, type=type_)
         except msgspec.DecodeError as exc:  # also a valid JSON missing fields
             raise unreadable_reply(exc, broker=self.name, doing=f"OANDA {what}") from None
+
+
+def _not_replaceable(order: Order) -> str:
+    return (
+        f"order {order.id} (client order id {order.client_order_id}) is {order.status};"
+        " it cannot be replaced"
+    )
 
 
 __all__ = [

@@ -31,9 +31,20 @@ carry, so we never send it.
 Read back (orders placed elsewhere on the account): ``MARKET_IF_TOUCHED``
 reads as ``limit`` at its price (both wait for the price to come to them),
 ``GTD`` as ``gtc``, ``STOP`` with a ``priceBound`` as ``stop_limit``.
-Dependent orders (take profit, stop loss, trailing stop) are not ours and are
-skipped. ``clientExtensions.id`` carries our client order id; an order
-without one reads with the client id ``oanda-<id>``.
+``clientExtensions.id`` carries our client order id; an order without one
+reads with the client id ``oanda-<id>``.
+
+Orders on a trade: a ``TAKE_PROFIT`` reads as a ``limit`` and a
+``STOP_LOSS`` as a ``stop`` that close the trade (the other side, its
+units), when they carry a client id (the exits of our brackets do); those
+without one, and trailing stops, are not ours and are skipped.
+
+Replace: v20's replace is a new order (new id) for the new terms; ours
+sends what is left to fill (the new total less what the old order filled)
+with the replacement's own client id (``replacement_request``). A bracket is
+the entry with ``takeProfitOnFill`` and ``stopLossOnFill`` whose client
+extensions carry the exits' client ids (``bracket_body``): v20 creates the
+exits on the trade the entry's fill opens.
 
 Cancel reasons decide the final state: ``TIME_IN_FORCE_EXPIRED`` is
 ``expired``; a client request, an immediate-or-cancel order finding no
@@ -45,6 +56,7 @@ reason kept in ``reject_reason``.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
@@ -52,8 +64,10 @@ import msgspec
 
 from ult_actors.brokers.oanda.wire import (
     WireAccountSummary,
+    WireOnFill,
     WireOrder,
     WirePosition,
+    WireTrade,
     WireTransaction,
     time_ns,
 )
@@ -62,10 +76,12 @@ from ult_actors.messages import (
     Account,
     Fill,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderStatus,
     OrderType,
     Position,
+    ReplaceRequest,
     TimeInForce,
 )
 from ult_actors.order_state import fill_of
@@ -74,6 +90,9 @@ INSTRUMENT_RE = re.compile(r"^[A-Z0-9]{2,10}_[A-Z0-9]{2,10}$")
 #: v20 transaction types that create one of the four entry orders.
 CREATE_TYPES = frozenset({"MARKET_ORDER", "LIMIT_ORDER", "STOP_ORDER", "MARKET_IF_TOUCHED_ORDER"})
 ENTRY_ORDER_TYPES = frozenset({"MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED"})
+#: Orders on a trade that we read (as ``limit`` and ``stop``), and their create transactions.
+EXIT_ORDER_TYPES: dict[str, OrderType] = {"TAKE_PROFIT": "limit", "STOP_LOSS": "stop"}
+EXIT_CREATE_TYPES = frozenset(f"{t}_ORDER" for t in EXIT_ORDER_TYPES)
 
 _TIF_OUT: dict[str, dict[str, str]] = {
     "market": {"fok": "FOK", "ioc": "IOC", "day": "FOK", "gtc": "FOK"},
@@ -88,6 +107,8 @@ _TIF_IN: dict[str, TimeInForce] = {
     "GFD": "day",
     "GTD": "gtc",
 }
+#: Time in force a take profit or stop loss may have.
+_EXIT_TIFS = frozenset({"GTC", "GFD"})
 _CANCELED_REASONS = frozenset(
     {
         "CLIENT_REQUEST",
@@ -155,6 +176,139 @@ def order_body(request: OrderRequest) -> dict[str, Any]:
     return {"order": order}
 
 
+def replacement_request(order: Order, change: ReplaceRequest) -> OrderRequest:
+    """The order that replaces ``order`` at v20: its terms changed, for what is left to fill.
+
+    ``change.qty`` is the new total, fills included; v20's replacement is a new
+    order, so it asks for that total less what ``order`` has filled.
+    """
+    if change.client_order_id is None:
+        raise InvalidOrder(
+            "a replace needs the replacement's client_order_id", field="client_order_id"
+        )
+    total = order.qty if change.qty is None else change.qty
+    left = total - order.filled_qty
+    if left <= 0:
+        raise InvalidOrder(
+            f"qty {total} is not more than the {order.filled_qty} already filled", field="qty"
+        )
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=left,
+        type=order.type,
+        time_in_force=change.time_in_force or order.time_in_force,
+        limit_price=change.limit_price if change.limit_price is not None else order.limit_price,
+        stop_price=change.stop_price if change.stop_price is not None else order.stop_price,
+        client_order_id=change.client_order_id,
+        broker=order.broker,
+    )
+
+
+def bracket_body(request: OrderListRequest) -> dict[str, Any]:
+    """The entry's order body with its take profit and stop loss to create on its fill.
+
+    The exits close the trade the entry opens, so they must be the entry's
+    other side and its quantity; the take profit a ``limit``, the stop loss a
+    ``stop`` (v20's stop loss has no limit price: ``stop_limit`` is refused).
+    """
+    entry, take, stop = request.legs
+    body = order_body(entry)
+    for leg, kind, price, key in (
+        (take, "limit", take.limit_price, "takeProfitOnFill"),
+        (stop, "stop", stop.stop_price, "stopLossOnFill"),
+    ):
+        if leg.type != kind:
+            raise InvalidOrder(
+                f"an OANDA bracket's {key.removesuffix('OnFill')} is a {kind} order,"
+                f" not {leg.type}",
+                field="type",
+            )
+        if leg.side == entry.side or leg.qty != entry.qty or leg.symbol != entry.symbol:
+            raise InvalidOrder(
+                "an OANDA bracket's exits close the entry's trade: the other side,"
+                " the same symbol and qty",
+                field="qty",
+            )
+        tif = _TIF_OUT["limit"].get(leg.time_in_force)
+        if tif not in _EXIT_TIFS:
+            raise InvalidOrder(
+                f"an OANDA bracket's exits are gtc or day, not {leg.time_in_force}",
+                field="time_in_force",
+            )
+        if leg.client_order_id is None:
+            raise InvalidOrder("client_order_id is required", field="client_order_id")
+        body["order"][key] = {
+            "price": _price(price, "limit_price" if kind == "limit" else "stop_price"),
+            "timeInForce": tif,
+            "clientExtensions": {"id": leg.client_order_id},
+        }
+    return body
+
+
+def exit_order(
+    txn_or_wire: WireTransaction | WireOrder,
+    trade: WireTrade,
+    broker: str,
+    *,
+    ts: int,
+) -> Order | None:
+    """A take profit or stop loss on ``trade`` as ours; ``None`` if not ours (no client id)."""
+    kind = EXIT_ORDER_TYPES.get(txn_or_wire.type.removesuffix("_ORDER"))
+    extensions = txn_or_wire.clientExtensions
+    if kind is None or extensions is None or not extensions.id or txn_or_wire.id is None:
+        return None
+    price = txn_or_wire.price
+    return Order(
+        id=txn_or_wire.id,
+        client_order_id=extensions.id,
+        broker=broker,
+        symbol=trade.instrument,
+        side="sell" if trade.initialUnits > 0 else "buy",
+        qty=abs(trade.initialUnits),
+        type=kind,
+        time_in_force=_TIF_IN.get(txn_or_wire.timeInForce or "", "gtc"),
+        status="accepted",
+        limit_price=price if kind == "limit" else None,
+        stop_price=price if kind == "stop" else None,
+        created_at=ts,
+        updated_at=ts,
+    )
+
+
+def held_exits(wire: WireOrder, entry: Order) -> list[Order]:
+    """The exits a pending entry carries (``takeProfitOnFill``, ``stopLossOnFill``), ``held``.
+
+    Only those with a client id are ours (the exits of our brackets).
+    """
+    held = []
+    exits: tuple[tuple[WireOnFill | None, OrderType], ...] = (
+        (wire.takeProfitOnFill, "limit"),
+        (wire.stopLossOnFill, "stop"),
+    )
+    for details, kind in exits:
+        if details is None or details.clientExtensions is None or not details.clientExtensions.id:
+            continue
+        held.append(
+            Order(
+                id="",
+                client_order_id=details.clientExtensions.id,
+                broker=entry.broker,
+                symbol=entry.symbol,
+                side="sell" if entry.side == "buy" else "buy",
+                qty=entry.qty,
+                type=kind,
+                time_in_force="gtc",
+                status="held",
+                limit_price=details.price if kind == "limit" else None,
+                stop_price=details.price if kind == "stop" else None,
+                created_at=entry.created_at,
+                updated_at=entry.created_at,
+            )
+        )
+    return held
+
+
 def _price(value: Decimal | None, field: str) -> str:
     if value is None:
         raise InvalidOrder(f"{field} is required", field=field)
@@ -181,6 +335,11 @@ SYNTHETIC_CLIENT_ID_PREFIX = "oanda-"
 def _client_id(order_id: str, extensions: Any) -> str:
     client_id = getattr(extensions, "id", None)
     return client_id if client_id else f"{SYNTHETIC_CLIENT_ID_PREFIX}{order_id}"
+
+
+def wire_client_id(wire: WireOrder) -> str:
+    """The client order id of a v20 order (``oanda-<id>`` when it has none)."""
+    return _client_id(wire.id, wire.clientExtensions)
 
 
 def order_from_wire(wire: WireOrder, broker: str) -> Order | None:
@@ -241,8 +400,9 @@ def order_from_create(txn: WireTransaction, broker: str) -> Order | None:
 def fill_from(txn: WireTransaction, order: Order) -> Fill:
     """An ``ORDER_FILL`` transaction as our fill of ``order``.
 
-    A v20 order fills in one ``ORDER_FILL`` (an IOC may fill part, the rest
-    is then cancelled), so the fill's units are the order's filled quantity.
+    A v20 order fills once (an IOC may fill part, the rest is then
+    cancelled), but ours may be several of v20's: a resting order filled in
+    part is reissued for the rest under a new id, and it is still our order.
     """
     units = txn.units or Decimal(0)
     price = txn.fullVWAP if txn.fullVWAP is not None else txn.price
@@ -257,15 +417,19 @@ def fill_from(txn: WireTransaction, order: Order) -> Fill:
     )
 
 
-def with_fill(order: Order, fill: Fill) -> Order:
-    """``order`` after ``fill``."""
-    filled = min(order.qty, fill.qty)
+def with_fills(order: Order, fills: Collection[Fill]) -> Order:
+    """``order`` after all of its ``fills`` (each counted once, whatever order they came in)."""
+    total = sum((f.qty for f in fills), Decimal(0))
+    if not total:
+        return order
+    price = sum((f.qty * f.price for f in fills), Decimal(0)) / total
+    filled = min(order.qty, total)
     return msgspec.structs.replace(
         order,
         status="filled" if filled >= order.qty else "partially_filled",
         filled_qty=filled,
-        avg_fill_price=fill.price,
-        updated_at=max(order.updated_at, fill.ts),
+        avg_fill_price=price,
+        updated_at=max([order.updated_at, *(f.ts for f in fills)]),
     )
 
 

@@ -46,6 +46,13 @@ class WireClientExtensions(_Wire):
     comment: str | None = None
 
 
+class WireOnFill(_Wire):
+    """``takeProfitOnFill`` / ``stopLossOnFill`` of an entry order: what its fill creates."""
+
+    price: Decimal | None = None
+    clientExtensions: WireClientExtensions | None = None
+
+
 class WireOrder(_Wire):
     """An order as ``GET .../orders/{specifier}`` and the order lists show it."""
 
@@ -63,6 +70,16 @@ class WireOrder(_Wire):
     filledTime: str | None = None
     cancellingTransactionID: str | None = None
     cancelledTime: str | None = None
+    replacesOrderID: str | None = None
+    replacedByOrderID: str | None = None
+    #: Orders on a trade (take profit, stop loss): the trade they close.
+    tradeID: str | None = None
+    takeProfitOnFill: WireOnFill | None = None
+    stopLossOnFill: WireOnFill | None = None
+
+
+class WireTradeOpen(_Wire):
+    tradeID: str
 
 
 class WireTransaction(_Wire):
@@ -83,6 +100,12 @@ class WireTransaction(_Wire):
     rejectReason: str | None = None
     commission: Decimal | None = None
     clientExtensions: WireClientExtensions | None = None
+    #: Creates: the order a ``REPLACEMENT`` replaces; cancels: the order replacing it.
+    replacesOrderID: str | None = None
+    replacedByOrderID: str | None = None
+    #: Orders on a trade: the trade; fills: the trade opened.
+    tradeID: str | None = None
+    tradeOpened: WireTradeOpen | None = None
     #: Heartbeats only: the account's newest transaction id.
     lastTransactionID: str | None = None
 
@@ -152,6 +175,25 @@ class ClosePositionReply(_Wire):
     shortOrderCreateTransaction: WireTransaction | None = None
     shortOrderFillTransaction: WireTransaction | None = None
     shortOrderCancelTransaction: WireTransaction | None = None
+
+
+class ReplaceReply(_Wire):
+    """``PUT .../orders/{specifier}``: the old order's cancel and its replacement's create."""
+
+    orderCancelTransaction: WireTransaction | None = None
+    orderCreateTransaction: WireTransaction | None = None
+    orderFillTransaction: WireTransaction | None = None
+    replacingOrderCancelTransaction: WireTransaction | None = None
+
+
+class WireTrade(_Wire):
+    id: str
+    instrument: str
+    initialUnits: Decimal
+
+
+class TradeReply(_Wire):
+    trade: WireTrade
 
 
 class CancelReply(_Wire):

@@ -1,12 +1,12 @@
 """``ult sim alpaca``: a loopback Alpaca Trading API v2 + ``trade_updates`` server.
 
-Any Alpaca client can be pointed at it: REST under ``/v2/...`` and the
+Any Alpaca client (alpaca-py included) can be pointed at it: REST under ``/v2/...`` and the
 trade-updates WebSocket at ``/stream`` on the same port, with Alpaca's
 paths, JSON shapes and error bodies (401/403 for bad keys, 403 for
 insufficient buying power or shares, 404, 422 for malformed orders or a
 reused ``client_order_id``). Orders fill over time and every step is
 published on the stream. What is simulated and what is not is in
-``venue`` (cash account, no shorting, simple orders).
+``venue`` (cash account, no shorting; replace and bracket / oco / oto orders).
 
 Run it::
 
@@ -63,8 +63,9 @@ import msgspec
 import trio
 
 from ult_actors.secrets import Secret
+from ult_actors.sim.alpaca.checks import ApiError
 from ult_actors.sim.alpaca.faults import API_PREFIX, Fault
-from ult_actors.sim.alpaca.venue import OPEN, AlpacaVenue, ApiError
+from ult_actors.sim.alpaca.venue import OPEN, AlpacaVenue, is_true
 from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults, garbled
 from ult_actors.sim.http import (
     UPGRADE,
@@ -303,15 +304,13 @@ class AlpacaSim:
         if path.startswith("/v2/assets/"):
             symbol = path.removeprefix("/v2/assets/")
             return _only(method, "GET") or json_response(200, venue.asset_json(symbol))
+        nested = is_true(request.query.get("nested"))
         if path == "/v2/orders":
             if method == "GET":
-                return json_response(200, [o.to_json() for o in venue.list_orders(request.query)])
+                listed = venue.list_orders(request.query)
+                return json_response(200, [venue.order_json(o, nested=nested) for o in listed])
             if method == "POST":
-                try:
-                    body = request.json()
-                except ValueError:
-                    raise ApiError(400, 40010000, "request body format is invalid") from None
-                return json_response(200, venue.submit(body).to_json())
+                return json_response(200, venue.order_json(venue.submit(_body(request))))
             if method == "DELETE":
                 return json_response(207, venue.cancel_all())
             return _method_not_allowed()
@@ -325,7 +324,9 @@ class AlpacaSim:
         if path.startswith("/v2/orders/"):
             order_id = path.removeprefix("/v2/orders/")
             if method == "GET":
-                return json_response(200, venue.get(order_id).to_json())
+                return json_response(200, venue.order_json(venue.get(order_id), nested=nested))
+            if method == "PATCH":
+                return json_response(200, venue.replace(order_id, _body(request)).to_json())
             if method == "DELETE":
                 venue.cancel(order_id)
                 return HttpResponse(204)
@@ -444,6 +445,13 @@ class AlpacaSim:
             if session.channel.closed:
                 return
         await session.channel.abort()  # cut: no close frame, as a failed network would
+
+
+def _body(request: HttpRequest) -> Any:
+    try:
+        return request.json()
+    except ValueError:
+        raise ApiError(400, 40010000, "request body format is invalid") from None
 
 
 def _authorization(action: str, status: str) -> dict[str, Any]:

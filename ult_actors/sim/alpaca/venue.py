@@ -10,6 +10,18 @@ Notional (dollar amount) orders are market ``day`` orders for a fractional
 qty worked out at the current price, as Alpaca does. Positions close
 through ``close_position`` / ``close_all`` (``DELETE /v2/positions``).
 
+Order classes (``order_classes``): a bracket's or oto's exits are ``held``
+until the entry has filled completely, then go live (``new``); the first
+fill of one exit of a bracket or oco cancels the other; canceling any
+order of a class cancels the rest of it. A replace (``PATCH``) answers
+with the new order (``accepted``, ``replaces`` set) while the old one
+goes ``pending_replace`` and keeps working; ``replace_delay_s`` later
+(``None``: when ``complete_replace`` is called) the old one goes
+``replaced`` (``replaced_by`` set) and the new one ``new`` -- or, when the
+old one filled or ended first, the new one is ``rejected``. As at Alpaca,
+the new order's qty is the one sent, else the old order's whole qty, even
+when part of it has filled (the fills stay on the old order).
+
 Every state change is published as a ``trade_updates`` message with the
 documented shape; whoever listens at that moment gets it, and nobody else
 ever will (the real stream has no replay either).
@@ -23,12 +35,14 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import trio
 
 from ult_actors.brokers.alpaca.wire import ns_to_rfc3339, rfc3339_to_ns
+from ult_actors.sim.alpaca.checks import ApiError, decimal_field, invalid, price_field
+from ult_actors.sim.alpaca.order_classes import Exit, exits_of, order_class_of
 
 DEFAULT_PRICES = {
     "AAPL": Decimal("190.00"),
@@ -37,29 +51,18 @@ DEFAULT_PRICES = {
     "QQQ": Decimal("440.00"),
     "TSLA": Decimal("175.00"),
 }
-OPEN = frozenset({"new", "accepted", "partially_filled", "pending_new"})
+#: Not final: what ``GET /v2/orders?status=open`` lists.
+OPEN = frozenset({"new", "accepted", "partially_filled", "pending_new", "pending_replace", "held"})
+#: On the market: may fill, holds buying power or shares.
+LIVE = frozenset({"new", "partially_filled", "pending_replace"})
+_REPLACEABLE = frozenset({"new", "partially_filled"})
+_REPLACE_FIELDS = ("qty", "time_in_force", "limit_price", "stop_price", "trail")
 _SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 _TYPES = frozenset({"market", "limit", "stop", "stop_limit"})
 _TIFS = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 MAX_CLIENT_ORDER_ID = 48
 #: Alpaca computes fractional quantities to nine decimal places.
 _FRACTION = Decimal("0.000000001")
-
-
-class ApiError(Exception):
-    """A refusal, answered with Alpaca's status and JSON body."""
-
-    def __init__(self, status: int, code: int | None, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body: dict[str, Any] = (
-            {"code": code, "message": message} if code is not None else {"message": message}
-        )
-        self.body.update(extra)
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError(422, 42210000, message)
 
 
 @dataclass
@@ -90,6 +93,13 @@ class SimOrder:
     working: bool = False
     #: The dollar amount of a notional order (its ``qty`` is then derived).
     notional: Decimal | None = None
+    #: ``""`` (simple), ``bracket``, ``oco`` or ``oto``; the legs carry their parent's.
+    order_class: str = ""
+    parent_id: str | None = None
+    leg_ids: list[str] = field(default_factory=list)
+    replaces: str | None = None
+    replaced_by: str | None = None
+    replaced_ns: int | None = None
 
     @property
     def remaining(self) -> Decimal:
@@ -101,8 +111,8 @@ class SimOrder:
             return None
         return (self.filled_notional / self.filled_qty).quantize(Decimal("0.0001")).normalize()
 
-    def to_json(self) -> dict[str, Any]:
-        """The documented order object (every field, null when absent)."""
+    def to_json(self, legs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The documented order object (every field, null when absent), ``legs`` nested."""
 
         def ts(ns: int | None) -> str | None:
             return ns_to_rfc3339(ns) if ns is not None else None
@@ -121,9 +131,9 @@ class SimOrder:
             "expires_at": None,
             "canceled_at": ts(self.canceled_ns),
             "failed_at": ts(self.failed_ns),
-            "replaced_at": None,
-            "replaced_by": None,
-            "replaces": None,
+            "replaced_at": ts(self.replaced_ns),
+            "replaced_by": self.replaced_by,
+            "replaces": self.replaces,
             "asset_id": self.asset_id,
             "symbol": self.symbol,
             "asset_class": "us_equity",
@@ -131,7 +141,7 @@ class SimOrder:
             "qty": dec(self.qty) if self.notional is None else None,
             "filled_qty": dec(self.filled_qty),
             "filled_avg_price": dec(self.avg_price),
-            "order_class": "",
+            "order_class": self.order_class,
             "order_type": self.type,
             "type": self.type,
             "side": self.side,
@@ -141,7 +151,7 @@ class SimOrder:
             "stop_price": dec(self.stop_price),
             "status": self.status,
             "extended_hours": self.extended_hours,
-            "legs": None,
+            "legs": legs,
             "trail_percent": None,
             "trail_price": None,
             "hwm": None,
@@ -175,6 +185,8 @@ class AlpacaVenue:
     fill_slices: int = 2
     #: False: marketable orders wait for ``execute`` (tests that step fills by hand).
     autofill: bool = True
+    #: How long a replace stays ``pending_replace``; ``None``: until ``complete_replace``.
+    replace_delay_s: float | None = 0.0
     market_open: bool = True
     prices: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     stats: VenueStats = field(default_factory=VenueStats)
@@ -214,25 +226,36 @@ class AlpacaVenue:
             raise ApiError(404, 40410000, "order not found")
         return self.orders[order_id]
 
+    def order_json(self, order: SimOrder, *, nested: bool = True) -> dict[str, Any]:
+        """The order object; with ``nested``, its legs under ``legs``."""
+        if not nested or not order.leg_ids:
+            return order.to_json()
+        return order.to_json(legs=[self.orders[leg].to_json() for leg in order.leg_ids])
+
     def list_orders(self, query: dict[str, str]) -> list[SimOrder]:
-        """``GET /v2/orders`` with status/limit/after/until/direction/symbols."""
+        """``GET /v2/orders`` with status/limit/after/until/direction/symbols/nested.
+
+        With ``nested=true`` legs are left out here: they come under their parent.
+        """
         status = query.get("status", "open")
         if status not in ("open", "closed", "all"):
-            raise _invalid(f"invalid status {status!r}: expected open, closed or all")
+            raise invalid(f"invalid status {status!r}: expected open, closed or all")
         try:
             limit = int(query.get("limit", "50"))
         except ValueError:
-            raise _invalid("limit must be an integer") from None
+            raise invalid("limit must be an integer") from None
         if not 1 <= limit <= 500:
-            raise _invalid("limit must be between 1 and 500")
+            raise invalid("limit must be between 1 and 500")
         after = _query_time(query, "after")
         until = _query_time(query, "until")
         symbols = {s for s in query.get("symbols", "").split(",") if s}
         direction = query.get("direction", "desc")
+        nested = is_true(query.get("nested"))
         picked = [
             o
             for o in self.orders.values()
             if (status == "all" or (o.status in OPEN) == (status == "open"))
+            and not (nested and o.parent_id is not None)
             and (after is None or o.created_ns > after)
             and (until is None or o.created_ns < until)
             and (not symbols or o.symbol in symbols)
@@ -298,10 +321,7 @@ class AlpacaVenue:
         avg = (holding.cost / holding.qty).quantize(Decimal("0.0001")).normalize()
         pl = value - holding.cost
         plpc = (pl / holding.cost).quantize(Decimal("0.0001")) if holding.cost else Decimal(0)
-        held = sum(
-            (o.remaining for o in self.orders.values() if _sell_hold(o, symbol)),
-            start=Decimal(0),
-        )
+        held = self._held_for_sells(symbol)
 
         def dec(v: Decimal) -> str:
             return format(v, "f")
@@ -347,49 +367,59 @@ class AlpacaVenue:
             raise ApiError(400, 40010000, "request body format is invalid")
         symbol = body.get("symbol")
         if not isinstance(symbol, str) or not symbol:
-            raise _invalid("symbol is required")
+            raise invalid("symbol is required")
         if not _SYMBOL_RE.match(symbol):
-            raise _invalid(f'asset "{symbol}" not found')
+            raise invalid(f'asset "{symbol}" not found')
         side = body.get("side")
         if side not in ("buy", "sell"):
-            raise _invalid("side must be buy or sell")
+            raise invalid("side must be buy or sell")
         kind = body.get("type", body.get("order_type", "market"))
         if kind not in _TYPES:
-            raise _invalid(f"order type {kind!r} is not supported")
+            raise invalid(f"order type {kind!r} is not supported")
         tif = body.get("time_in_force")
         if tif not in _TIFS:
-            raise _invalid("time_in_force is required: day, gtc, opg, cls, ioc or fok")
-        order_class = body.get("order_class") or "simple"
-        if order_class != "simple":
-            raise _invalid(f"order_class {order_class} is not supported by the simulator")
+            raise invalid("time_in_force is required: day, gtc, opg, cls, ioc or fok")
+        order_class = order_class_of(body)
         notional = _notional(body, kind, tif)
-        qty: Decimal | None = _decimal(body.get("qty"), "qty")
+        qty: Decimal | None = decimal_field(body.get("qty"), "qty")
         if notional is not None:
             qty = (notional / self.price(symbol)).quantize(_FRACTION, rounding=ROUND_DOWN)
         if qty is None or qty <= 0:
-            raise _invalid("qty must be > 0")
+            raise invalid("qty must be > 0")
         if qty != qty.to_integral_value() and not (kind == "market" and tif == "day"):
-            raise _invalid("fractional orders must be DAY market orders")
-        limit = _price(body.get("limit_price"), "limit_price")
-        stop = _price(body.get("stop_price"), "stop_price")
+            raise invalid("fractional orders must be DAY market orders")
+        if qty != qty.to_integral_value() and order_class != "simple":
+            raise invalid(f"{order_class} orders must be for whole shares")
+        limit = price_field(body.get("limit_price"), "limit_price")
+        stop = price_field(body.get("stop_price"), "stop_price")
+        exits = exits_of(
+            body,
+            order_class=order_class,
+            side=side,
+            kind=kind,
+            tif=tif,
+            base=limit or stop or self.price(symbol),
+        )
+        if order_class == "oco":
+            # The order itself is the take-profit; its limit_price may be left out.
+            assert exits.take_profit is not None
+            if limit is not None and limit != exits.take_profit.limit_price:
+                raise invalid("limit_price of an oco order must equal take_profit.limit_price")
+            limit = exits.take_profit.limit_price
         if kind in ("limit", "stop_limit") and limit is None:
-            raise _invalid(f"limit_price is required for {kind} orders")
+            raise invalid(f"limit_price is required for {kind} orders")
         if kind in ("stop", "stop_limit") and stop is None:
-            raise _invalid(f"stop_price is required for {kind} orders")
+            raise invalid(f"stop_price is required for {kind} orders")
         if kind in ("market", "stop") and limit is not None:
-            raise _invalid(f"limit_price is not allowed for {kind} orders")
+            raise invalid(f"limit_price is not allowed for {kind} orders")
         if kind in ("market", "limit") and stop is not None:
-            raise _invalid(f"stop_price is not allowed for {kind} orders")
+            raise invalid(f"stop_price is not allowed for {kind} orders")
         extended = bool(body.get("extended_hours", False))
         if extended and not (kind == "limit" and tif == "day"):
-            raise _invalid("extended hours order must be DAY limit orders")
-        coid = body.get("client_order_id") or str(self._uuid())
-        if not isinstance(coid, str) or len(coid) > MAX_CLIENT_ORDER_ID:
-            raise _invalid(f"client_order_id must be no more than {MAX_CLIENT_ORDER_ID} characters")
-        if coid in self.by_client:
-            raise ApiError(422, 40010001, "client_order_id must be unique")
-        self._check_funds(symbol, side, qty, kind, limit, stop)
-        return self._place(
+            raise invalid("extended hours order must be DAY limit orders")
+        coid = self._client_order_id(body)
+        self._check_funds(symbol, side, qty, limit or stop)
+        order = self._place(
             symbol=symbol,
             side=side,
             kind=kind,
@@ -400,7 +430,12 @@ class AlpacaVenue:
             stop=stop,
             extended=extended,
             notional=notional,
+            order_class="" if order_class == "simple" else order_class,
+            exits=[exits.stop_loss]
+            if order_class == "oco"
+            else [exits.take_profit, exits.stop_loss],
         )
+        return order
 
     def _place(
         self,
@@ -415,8 +450,10 @@ class AlpacaVenue:
         stop: Decimal | None = None,
         extended: bool = False,
         notional: Decimal | None = None,
+        order_class: str = "",
+        exits: list[Exit | None] | None = None,
     ) -> SimOrder:
-        """Put a checked order on the book, publish ``new`` and start working it."""
+        """Put a checked order (and its exits) on the book, publish ``new`` and work it."""
         now = self.now_ns()
         order = SimOrder(
             id=self._uuid(),
@@ -433,13 +470,59 @@ class AlpacaVenue:
             created_ns=now,
             updated_ns=now,
             notional=notional,
+            order_class=order_class,
         )
-        self.orders[order.id] = order
-        self.by_client[coid] = order.id
-        self.stats.orders_created += 1
+        self._book(order)
+        # An oco's stop-loss works beside the order at once; other exits wait for the entry.
+        exit_side = order.side if order_class == "oco" else _other_side(order.side)
+        status = "new" if order_class == "oco" else "held"
+        legs = [self._leg(order, e, exit_side, status) for e in exits or () if e is not None]
         self._event("new", order)
-        self._consider(order, arriving=True)
+        for leg in legs:
+            if leg.status == "new":
+                self._event("new", leg)
+        for working in (order, *legs):
+            if working.status in LIVE:
+                self._consider(working, arriving=True)
         return order
+
+    def _leg(self, parent: SimOrder, exit: Exit, side: str, status: str) -> SimOrder:
+        """Book one exit of ``parent`` (``held`` until its entry fills, or ``new``)."""
+        leg = SimOrder(
+            id=self._uuid(),
+            client_order_id=self._uuid(),
+            asset_id=parent.asset_id,
+            symbol=parent.symbol,
+            side=side,
+            type=exit.type,
+            time_in_force=parent.time_in_force,
+            qty=parent.qty,
+            limit_price=exit.limit_price,
+            stop_price=exit.stop_price,
+            extended_hours=False,
+            created_ns=parent.created_ns,
+            updated_ns=parent.created_ns,
+            status=status,
+            order_class=parent.order_class,
+            parent_id=parent.id,
+        )
+        parent.leg_ids.append(leg.id)
+        self._book(leg)
+        return leg
+
+    def _client_order_id(self, body: dict[str, Any]) -> str:
+        """The request's client order id, checked (a fresh one when none is given)."""
+        coid = body.get("client_order_id") or str(self._uuid())
+        if not isinstance(coid, str) or len(coid) > MAX_CLIENT_ORDER_ID:
+            raise invalid(f"client_order_id must be no more than {MAX_CLIENT_ORDER_ID} characters")
+        if coid in self.by_client:
+            raise ApiError(422, 40010001, "client_order_id must be unique")
+        return coid
+
+    def _book(self, order: SimOrder) -> None:
+        self.orders[order.id] = order
+        self.by_client[order.client_order_id] = order.id
+        self.stats.orders_created += 1
 
     def close_position(self, symbol: str, query: dict[str, str]) -> SimOrder:
         """``DELETE /v2/positions/{symbol}``: a market order selling all, ``qty`` or ``percentage``."""
@@ -447,18 +530,18 @@ class AlpacaVenue:
         if holding is None:
             raise ApiError(404, 40410000, "position does not exist")
         if "qty" in query and "percentage" in query:
-            raise _invalid("only one of qty or percentage may be given")
+            raise invalid("only one of qty or percentage may be given")
         qty = holding.qty
         if "qty" in query:
-            qty = _decimal(query["qty"], "qty") or Decimal(0)
+            qty = decimal_field(query["qty"], "qty") or Decimal(0)
         elif "percentage" in query:
-            share = _decimal(query["percentage"], "percentage") or Decimal(0)
+            share = decimal_field(query["percentage"], "percentage") or Decimal(0)
             if not 0 < share <= 100:
-                raise _invalid("percentage must be in (0, 100]")
+                raise invalid("percentage must be in (0, 100]")
             qty = (holding.qty * share / 100).quantize(_FRACTION, rounding=ROUND_DOWN)
         if qty <= 0:
-            raise _invalid("qty must be > 0")
-        self._check_funds(symbol, "sell", qty, "market", None, None)
+            raise invalid("qty must be > 0")
+        self._check_funds(symbol, "sell", qty, None)
         return self._place(
             symbol=symbol, side="sell", kind="market", tif="day", qty=qty, coid=self._uuid()
         )
@@ -501,19 +584,118 @@ class AlpacaVenue:
         }
 
     def cancel(self, order_id: str) -> None:
-        """Cancel an open order (404 unknown, 422 when already final)."""
+        """Cancel an open order and the rest of its order class (404 unknown, 422 refused)."""
         order = self.get(order_id)
         if order.status not in OPEN:
             raise ApiError(422, 42210000, f'order is already in "{order.status}" state')
-        self._finish(order, "canceled")
+        if order.status in ("pending_replace", "accepted"):
+            raise ApiError(
+                422, 42210000, f'order is in "{order.status}" state: it is being replaced'
+            )
+        for member in self._class_members(order):
+            if member.status in OPEN:
+                self._finish(member, "canceled")
 
     def cancel_all(self) -> list[dict[str, Any]]:
         """Cancel every open order; the 207 body."""
         results = []
         for order in [o for o in self.orders.values() if o.status in OPEN]:
-            self._finish(order, "canceled")
+            if order.status in OPEN:  # not already canceled with its class
+                self._finish(order, "canceled")
             results.append({"id": order.id, "status": 200, "body": order.to_json()})
         return results
+
+    def replace(self, order_id: str, body: Any) -> SimOrder:
+        """``PATCH /v2/orders/{id}``: the new order, ``accepted``; the old one ``pending_replace``."""
+        old = self.get(order_id)
+        if not isinstance(body, dict):
+            raise ApiError(400, 40010000, "request body format is invalid")
+        if old.status not in _REPLACEABLE:
+            raise invalid(f'order is in "{old.status}" state and cannot be replaced')
+        if old.notional is not None:
+            raise invalid("notional orders cannot be replaced")
+        if all(body.get(name) is None for name in _REPLACE_FIELDS):
+            raise invalid("at least one of qty, limit_price, stop_price, trail or time_in_force")
+        if body.get("trail") is not None:
+            raise invalid("trail is only valid for trailing_stop orders")
+        qty = decimal_field(body.get("qty"), "qty")
+        if qty is not None and old.qty != old.qty.to_integral_value():
+            raise invalid("qty of a fractional order cannot be changed")
+        if qty is not None and (qty <= 0 or qty != qty.to_integral_value()):
+            raise invalid("qty must be a whole number of shares > 0")
+        limit = price_field(body.get("limit_price"), "limit_price")
+        stop = price_field(body.get("stop_price"), "stop_price")
+        if limit is not None and old.type not in ("limit", "stop_limit"):
+            raise invalid(f"{old.type} orders must not have limit_price")
+        if stop is not None and old.type not in ("stop", "stop_limit"):
+            raise invalid(f"{old.type} orders must not have stop_price")
+        tif = body.get("time_in_force") or old.time_in_force
+        allowed = ("day", "gtc") if old.order_class else _TIFS
+        if tif not in allowed:
+            raise invalid(f"time_in_force must be one of {', '.join(sorted(allowed))}")
+        coid = self._client_order_id(body)
+        new_qty = qty if qty is not None else old.qty  # Alpaca's: the whole qty, filled or not
+        new_limit = limit if limit is not None else old.limit_price
+        new_stop = stop if stop is not None else old.stop_price
+        self._check_funds(old.symbol, old.side, new_qty, new_limit or new_stop, instead_of=old)
+        now = self.now_ns()
+        new = SimOrder(
+            id=self._uuid(),
+            client_order_id=coid,
+            asset_id=old.asset_id,
+            symbol=old.symbol,
+            side=old.side,
+            type=old.type,
+            time_in_force=tif,
+            qty=new_qty,
+            limit_price=new_limit,
+            stop_price=new_stop,
+            extended_hours=old.extended_hours,
+            created_ns=now,
+            updated_ns=now,
+            status="accepted",
+            order_class=old.order_class,
+            replaces=old.id,
+        )
+        self._book(new)
+        old.status = "pending_replace"
+        old.updated_ns = now
+        self._event("pending_replace", old)
+        if self.replace_delay_s is None:
+            pass  # waits for complete_replace
+        elif self._nursery is None:
+            self.complete_replace(new.id)
+        else:
+            self._nursery.start_soon(self._complete_replace_later, new, self.replace_delay_s)
+        return new
+
+    def complete_replace(self, new_id: str) -> None:
+        """The replace reaches the market: the old order ``replaced``, or the new ``rejected``."""
+        new = self.get(new_id)
+        if new.status != "accepted" or new.replaces is None:
+            return  # canceled meanwhile (cancel all), or already settled
+        old = self.orders[new.replaces]
+        if old.status != "pending_replace":
+            # The old order filled (or ended) first: the replacement never reaches the market.
+            self._finish(new, "rejected")
+            return
+        now = self.now_ns()
+        old.status, old.replaced_by, old.replaced_ns, old.updated_ns = "replaced", new.id, now, now
+        # The new order takes the old one's place in its order class.
+        new.parent_id, new.leg_ids, old.leg_ids = old.parent_id, old.leg_ids, []
+        for leg_id in new.leg_ids:
+            self.orders[leg_id].parent_id = new.id
+        if old.parent_id is not None:
+            siblings = self.orders[old.parent_id].leg_ids
+            siblings[siblings.index(old.id)] = new.id
+        self._event("replaced", old)
+        new.status, new.updated_ns = "new", now
+        self._event("new", new)
+        self._consider(new, arriving=True)
+
+    async def _complete_replace_later(self, new: SimOrder, delay_s: float) -> None:
+        await trio.sleep(delay_s)
+        self.complete_replace(new.id)
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Move a price; resting orders that now cross start filling."""
@@ -521,7 +703,7 @@ class AlpacaVenue:
             raise ValueError("price must be positive")
         self.prices[symbol] = price
         for order in list(self.orders.values()):
-            if order.symbol == symbol and order.status in OPEN:
+            if order.symbol == symbol and order.status in LIVE:
                 self._consider(order, arriving=False)
 
     def set_market_open(self, is_open: bool) -> None:
@@ -529,7 +711,7 @@ class AlpacaVenue:
         self.market_open = is_open
         if is_open:
             for order in list(self.orders.values()):
-                if order.status in OPEN:
+                if order.status in LIVE:
                     self._consider(order, arriving=False)
 
     def close_day(self) -> list[str]:
@@ -554,7 +736,7 @@ class AlpacaVenue:
     ) -> None:
         """Fill (part of) an order now, by hand (default: the rest, at the current price)."""
         order = self.get(order_id)
-        if order.status not in OPEN:
+        if order.status not in LIVE:
             raise ValueError(f"order {order_id} is {order.status}")
         self._fill(order, min(qty or order.remaining, order.remaining), price)
 
@@ -579,7 +761,7 @@ class AlpacaVenue:
             self._nursery.start_soon(self._work, order)
 
     def _marketable(self, order: SimOrder) -> bool:
-        if not self.market_open or order.status not in OPEN:
+        if not self.market_open or order.status not in LIVE:
             return False
         if order.type in ("stop", "stop_limit") and not order.triggered:
             return False
@@ -629,9 +811,10 @@ class AlpacaVenue:
         if holding.qty == 0:
             del self.holdings[order.symbol]
         done = order.filled_qty >= order.qty
-        order.status = "filled" if done else "partially_filled"
         if done:
-            order.filled_ns = now
+            order.status, order.filled_ns = "filled", now
+        elif order.status != "pending_replace":  # a replace in flight stays in flight
+            order.status = "partially_filled"
         self.stats.fills += 1
         self._event(
             "fill" if done else "partial_fill",
@@ -641,6 +824,16 @@ class AlpacaVenue:
             position_qty=format(holding.qty if holding.qty else Decimal(0), "f"),
             execution_id=self._uuid(),
         )
+        # Only one exit may execute: its first fill, partial or not, cancels the others.
+        for peer in self._exit_peers(order):
+            if peer.status in OPEN:
+                self._finish(peer, "canceled")
+        if done and order.parent_id is None and order.order_class in ("bracket", "oto"):
+            for leg in self._legs(order):
+                if leg.status == "held":  # the entry has filled: its exits go to market
+                    leg.status, leg.updated_ns = "new", now
+                    self._event("new", leg)
+                    self._consider(leg, arriving=True)
 
     def _finish(self, order: SimOrder, status: str) -> None:
         now = self.now_ns()
@@ -653,12 +846,33 @@ class AlpacaVenue:
         elif status == "rejected":
             order.failed_ns = now
         self._event(status, order)
+        for leg in self._legs(order):
+            if leg.status == "held":  # the entry will not fill any more: nor will its exits
+                self._finish(leg, "canceled")
+
+    def _legs(self, order: SimOrder) -> list[SimOrder]:
+        return [self.orders[leg_id] for leg_id in order.leg_ids]
+
+    def _class_members(self, order: SimOrder) -> list[SimOrder]:
+        """Every order of ``order``'s order class, the parent first (just ``order`` if simple)."""
+        parent = self.orders[order.parent_id] if order.parent_id is not None else order
+        return [parent, *self._legs(parent)]
+
+    def _exit_peers(self, order: SimOrder) -> list[SimOrder]:
+        """The other exits of a bracket's or an oco's exit ``order`` (none for others)."""
+        if order.order_class == "oco":
+            exits = self._class_members(order)
+        elif order.order_class == "bracket" and order.parent_id is not None:
+            exits = self._legs(self.orders[order.parent_id])
+        else:
+            return []
+        return [o for o in exits if o is not order]
 
     def _event(self, event: str, order: SimOrder, **extra: str) -> None:
         # Every event carries ``timestamp``: alpaca-py's TradeUpdate requires it.
         data: dict[str, Any] = {
             "event": event,
-            "order": order.to_json(),
+            "order": self.order_json(order),
             "timestamp": ns_to_rfc3339(order.updated_ns),
         }
         data.update(extra)
@@ -667,36 +881,49 @@ class AlpacaVenue:
 
     # -- money --------------------------------------------------------------
 
-    def _reserved(self) -> Decimal:
-        """Buying power held by open buy orders."""
-        return sum(
-            (
-                o.remaining * (o.limit_price or o.stop_price or self.price(o.symbol))
-                for o in self.orders.values()
-                if o.status in OPEN and o.side == "buy"
-            ),
-            start=Decimal(0),
-        )
+    def _cost(self, order: SimOrder) -> Decimal:
+        price = order.limit_price or order.stop_price or self.price(order.symbol)
+        return order.remaining * price
+
+    def _reserved(self, instead_of: SimOrder | None = None) -> Decimal:
+        """Buying power held by buy orders; a replace in flight holds the larger of its two."""
+        total = Decimal(0)
+        for o in self.orders.values():
+            if o.side != "buy" or o is instead_of:
+                continue
+            if o.status == "accepted" and o.replaces is not None:
+                total += max(self._cost(o), self._cost(self.orders[o.replaces]))
+            elif o.status in LIVE and o.status != "pending_replace":
+                total += self._cost(o)
+        return total
+
+    def _held_for_sells(self, symbol: str, instead_of: SimOrder | None = None) -> Decimal:
+        """Shares held by sell orders, once per order class (its exits sell the same shares)."""
+        held: dict[str, Decimal] = {}
+        skipped = instead_of.parent_id or instead_of.id if instead_of is not None else None
+        for o in self.orders.values():
+            key = o.parent_id or o.id
+            if o.symbol == symbol and o.side == "sell" and o.status in LIVE and key != skipped:
+                held[key] = max(held.get(key, Decimal(0)), o.remaining)
+        return sum(held.values(), start=Decimal(0))
 
     def _check_funds(
         self,
         symbol: str,
         side: str,
         qty: Decimal,
-        kind: str,
-        limit: Decimal | None,
-        stop: Decimal | None,
+        price: Decimal | None,
+        *,
+        instead_of: SimOrder | None = None,
     ) -> None:
+        """Refuse (403) an order the account cannot pay for or deliver (``instead_of``: replaced)."""
         if side == "buy":
-            cost = qty * (limit or stop or self.price(symbol))
-            if cost > self.cash - self._reserved():
+            cost = qty * (price or self.price(symbol))
+            if cost > self.cash - self._reserved(instead_of):
                 raise ApiError(403, 40310000, "insufficient buying power")
             return
         holding = self.holdings.get(symbol, _Holding())
-        held = sum(
-            (o.remaining for o in self.orders.values() if _sell_hold(o, symbol)),
-            start=Decimal(0),
-        )
+        held = self._held_for_sells(symbol, instead_of)
         available = holding.qty - held
         if qty > available:
             raise ApiError(
@@ -716,10 +943,6 @@ class AlpacaVenue:
         return str(uuid.UUID(int=zlib.crc32(symbol.encode()) << 64 | 0xA1, version=4))
 
 
-def _sell_hold(order: SimOrder, symbol: str) -> bool:
-    return order.symbol == symbol and order.side == "sell" and order.status in OPEN
-
-
 def _slices(qty: Decimal, n: int) -> list[Decimal]:
     if n <= 1 or qty < n or qty != qty.to_integral_value():
         return [qty]
@@ -727,44 +950,18 @@ def _slices(qty: Decimal, n: int) -> list[Decimal]:
     return [base] * (n - 1) + [qty - base * (n - 1)]
 
 
-def _decimal(value: Any, name: str) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _invalid(f"{name} must be a decimal string")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise _invalid(f"invalid {name} {value!r}") from None
-    if not number.is_finite():
-        raise _invalid(f"invalid {name} {value!r}")
-    return number
-
-
 def _notional(body: dict[str, Any], kind: str, tif: str) -> Decimal | None:
     """The dollar amount of a notional order (``None``: a qty order), checked as Alpaca does."""
-    notional = _decimal(body.get("notional"), "notional")
+    notional = decimal_field(body.get("notional"), "notional")
     if notional is None:
         return None
     if body.get("qty") is not None:
-        raise _invalid("qty and notional must not both be given")
+        raise invalid("qty and notional must not both be given")
     if kind != "market" or tif != "day":
-        raise _invalid("notional orders must be DAY market orders")
+        raise invalid("notional orders must be DAY market orders")
     if notional <= 0 or notional.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise _invalid("notional must be > 0 with at most two decimal places")
+        raise invalid("notional must be > 0 with at most two decimal places")
     return notional
-
-
-def _price(value: Any, name: str) -> Decimal | None:
-    price = _decimal(value, name)
-    if price is None:
-        return None
-    if price <= 0:
-        raise _invalid(f"{name} must be > 0")
-    places = -price.normalize().as_tuple().exponent  # type: ignore[operator]
-    if places > (2 if price >= 1 else 4):
-        raise _invalid("sub-penny increment does not fulfill minimum pricing criteria")
-    return price
 
 
 def _query_time(query: dict[str, str], name: str) -> int | None:
@@ -774,4 +971,13 @@ def _query_time(query: dict[str, str], name: str) -> int | None:
     try:
         return rfc3339_to_ns(text)
     except ValueError:
-        raise _invalid(f"{name} must be an RFC 3339 timestamp") from None
+        raise invalid(f"{name} must be an RFC 3339 timestamp") from None
+
+
+def _other_side(side: str) -> str:
+    return "sell" if side == "buy" else "buy"
+
+
+def is_true(value: str | None) -> bool:
+    """A boolean query parameter (``true``, any case) as clients send it."""
+    return (value or "").lower() == "true"

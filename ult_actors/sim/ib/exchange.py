@@ -382,11 +382,21 @@ class SimExchange:
             aux_price=o.aux_price,
             tif=o.tif or sim.order.tif,
             outside_rth=o.outside_rth,
+            order_ref=o.order_ref,  # a tag of the client's: it may change with the rest
         )
         if sim.remaining <= 0:  # cut down to what has filled: done
             return self._finish(sim, "Filled")
         out = self._status(sim)
         return out + (self._try_execute(sim) if self._is_live(sim) else [])
+
+    def execute(self, client_id: int, order_id: int, qty: Decimal) -> list[Outgoing]:
+        """A counterparty takes ``qty`` of a working order at its limit (or the market)."""
+        sim = self.find(client_id, order_id)
+        if sim is None or not self._is_live(sim):
+            raise ValueError(f"order {order_id} of client {client_id} is not working")
+        bid, ask = self.quote(key_of(sim.contract))
+        price = sim.order.lmt_price or (ask if sim.order.action == "BUY" else bid)
+        return self._fill(sim, min(qty, sim.remaining), price)
 
     def cancel(self, client_id: int, order_id: int) -> list[Outgoing]:
         if self.staged.pop((client_id, order_id), None) is not None:

@@ -522,6 +522,10 @@ class TwsSimulator:
         """Move a symbol's price and execute the orders it triggers."""
         await self._route(self.exchange.set_price(symbol, price))
 
+    async def execute(self, client_id: int, order_id: int, qty: Decimal) -> None:
+        """Fill ``qty`` of a working order now, as if a counterparty came (partial fills)."""
+        await self._route(self.exchange.execute(client_id, order_id, qty))
+
     async def wait_for_session(self, client_id: int, *, present: bool = True) -> None:
         """Until a client with this id is connected (or, ``present=False``, gone)."""
         while (client_id in self.sessions) != present:

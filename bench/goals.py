@@ -1,0 +1,155 @@
+"""The hot-path issue's goals, each judged on figures of one benchmark run.
+
+Every row is a figure the run measured ("now"), the bound it must meet and
+the bound it aims for; the verdict is ``aim met``, ``must met``, ``NOT met``
+or ``not measured`` (a section did not run). A row of several figures (the
+1,000 paper connections' RSS and start-up) meets a bound only when each of
+its figures does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bench.report import dig
+from bench.ult import FULL_SYNC
+
+Verdict = Literal["aim met", "must met", "NOT met", "not measured"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One figure of a goal: how to read it off the run, and its two bounds."""
+
+    name: str
+    unit: str
+    #: ``"<="``: lower is better; ``">="``: higher is better.
+    op: Literal["<=", ">="]
+    must: float
+    aim: float
+    read: Callable[[dict[str, Any]], float | None]
+
+    def meets(self, value: float, bound: float) -> bool:
+        """Whether ``value`` is on the good side of ``bound``."""
+        return value <= bound if self.op == "<=" else value >= bound
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One row of the goals table."""
+
+    key: str
+    figure: str
+    bounds: tuple[Bound, ...]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    x, y = _number(a), _number(b)
+    return round(x / y, 3) if x is not None and y else None
+
+
+def _full_sync_overhead_us(doc: dict[str, Any]) -> float | None:
+    """``synchronous=full`` sequential p50, less the floor's p50 and one bare WAL commit's."""
+    parts = [
+        _number(dig(doc, "ult", "variants", FULL_SYNC, "sequential", "p50_us")),
+        _number(dig(doc, "floor", "sequential", "p50_us")),
+        _number(dig(doc, "ult", "bare_commit", "p50_us")),
+    ]
+    if any(p is None for p in parts):
+        return None
+    full, floor, commit = (p for p in parts if p is not None)
+    return round(full - floor - commit, 1)
+
+
+def _pipelined_ratio(doc: dict[str, Any]) -> float | None:
+    """1 client's orders/s over the floor's, when it kept the goal's 128 orders in flight."""
+    if dig(doc, "ult", "pipelined", "1", "window") != 128:
+        return None
+    return _ratio(dig(doc, "ult", "pipelined", "1", "per_s"), dig(doc, "floor", "pipelined", "per_s"))
+
+
+def _scale_1000(field: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(doc: dict[str, Any]) -> float | None:
+        for row in dig(doc, "scale", "sizes") or []:
+            if row.get("brokers") == 1000:
+                return _number(row.get(field))
+        return None
+
+    return read
+
+
+GOALS: tuple[Goal, ...] = (
+    Goal(
+        "sequential_p50",
+        "sequential submit->ack p50 / floor p50",
+        (Bound("ratio", "x", "<=", 3.0, 2.0, lambda d: _ratio(
+            dig(d, "ult", "sequential", "p50_us"), dig(d, "floor", "sequential", "p50_us"))),),
+    ),
+    Goal(
+        "pipelined_per_s",
+        "pipelined orders/s (1 client, window 128) / floor",
+        (Bound("ratio", "x", ">=", 0.25, 0.5, _pipelined_ratio),),
+    ),
+    Goal(
+        "full_sync_overhead",
+        'synchronous="full": seq p50 - floor p50 - one bare WAL commit',
+        (Bound("overhead", "us", "<=", 200.0, 100.0, _full_sync_overhead_us),),
+    ),
+    Goal(
+        "peer_p50",
+        "through ult to ult sim alpaca p50 / alpaca-py direct p50",
+        (Bound("ratio", "x", "<=", 1.5, 1.0, lambda d: _ratio(
+            dig(d, "peer", "via_ult", "p50_us"), dig(d, "peer", "direct", "p50_us"))),),
+    ),
+    Goal(
+        "paper_1000",
+        "1,000 paper connections: RSS / process start -> ready",
+        (
+            Bound("rss", "MB", "<=", 120.0, 100.0, _scale_1000("rss_mb")),
+            Bound("ready", "s", "<=", 1.5, 1.0, _scale_1000("process_ready_s")),
+        ),
+    ),
+    Goal(
+        "server_cpu_pipelined",
+        "server CPU per order, pipelined (1 client)",
+        (Bound("cpu", "us", "<=", 120.0, 60.0, lambda d: _number(
+            dig(d, "ult", "pipelined", "1", "server_cpu_us"))),),
+    ),
+)  # fmt: skip
+
+
+def verdict(bounds: tuple[Bound, ...], values: list[float | None]) -> Verdict:
+    """The verdict of one row from its figures."""
+    known = [v for v in values if v is not None]
+    if len(known) < len(values):
+        return "not measured"
+    if all(b.meets(v, b.aim) for b, v in zip(bounds, known, strict=True)):
+        return "aim met"
+    if all(b.meets(v, b.must) for b, v in zip(bounds, known, strict=True)):
+        return "must met"
+    return "NOT met"
+
+
+def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every goal with the figures this run measured, its bounds and its verdict."""
+    out = []
+    for goal in GOALS:
+        values = [b.read(doc) for b in goal.bounds]
+        out.append(
+            {
+                "goal": goal.key,
+                "figure": goal.figure,
+                "now": {b.name: v for b, v in zip(goal.bounds, values, strict=True)},
+                "must": {b.name: f"{b.op} {b.must:g}" for b in goal.bounds},
+                "aim": {b.name: f"{b.op} {b.aim:g}" for b in goal.bounds},
+                "unit": {b.name: b.unit for b in goal.bounds},
+                "verdict": verdict(goal.bounds, values),
+            }
+        )
+    return out
