@@ -1,19 +1,31 @@
 """structlog configured once, by ``serve``: JSON lines for journald, console on a TTY.
 
-Pipeline: contextvars -> level -> ISO UTC time -> redaction -> exception
-rendering (no local variables: they would carry API keys) -> renderer.
+The code logs through structlog as ever (bound loggers, contextvars). What runs
+on the calling thread is only what must: the level filter (a call below the
+level builds nothing), merging the contextvars, the level name, the time (taken
+now, not when written) and the exception being handled. The record is then
+handed to a ``LogWriter`` whose thread redacts secrets, renders exceptions
+(no local variables: they would carry API keys) and renders the line: JSON via
+msgspec, with the separators ``json.dumps`` uses. The console renderer on a
+terminal runs inline: a person reads along, nobody measures it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import msgspec
 import structlog
 
+from ult_actors.logwriter import DEFAULT_CAPACITY, LogWriter, Record, Render
 from ult_actors.secrets import MASK, Secret
+
+EventDict = MutableMapping[str, Any]
 
 #: Keys whose values are always masked, at any depth of an event dict.
 SECRET_KEYS = frozenset(
@@ -57,31 +69,109 @@ def redact_secrets(
 
 
 def configure_logging(
-    *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
-) -> None:
-    """Configure structlog for the process; ``json=None`` picks by whether it is a TTY."""
+    *,
+    json: bool | None = None,
+    level: str = "info",
+    stream: TextIO | None = None,
+    clock: Callable[[], float] = time.time,
+    capacity: int = DEFAULT_CAPACITY,
+) -> LogWriter:
+    """Configure structlog for the process; ``json=None`` picks by whether it is a TTY.
+
+    Returns the writer; ``close`` it on the way out to write what is queued. A
+    writer configured before is closed first. ``clock`` stamps each record (epoch
+    seconds); ``capacity`` bounds the records waiting to be written.
+    """
     out = stream if stream is not None else sys.stderr
     use_json = (not out.isatty()) if json is None else json
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    previous = structlog.get_config()["logger_factory"]
+    if isinstance(previous, _HandOver):
+        previous.writer.close()
+    writer = LogWriter(
+        out,
+        _json_render() if use_json else _console_render(colors=out.isatty()),
+        now=clock,
+        capacity=capacity,
+        threaded=use_json,
     )
+
+    def stamp(_logger: Any, method: str, event_dict: EventDict) -> EventDict:
+        event_dict["level"] = _LEVEL_OF_METHOD.get(method, method)
+        event_dict["timestamp"] = clock()
+        exc_info = event_dict.get("exc_info")
+        # sys.exc_info() means nothing on the writer thread: take it here.
+        if exc_info is not None and not isinstance(exc_info, tuple | BaseException):
+            event_dict["exc_info"] = sys.exc_info() if exc_info else None
+        return event_dict
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
+            stamp,
+            _as_argument,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=_HandOver(writer),
         cache_logger_on_first_use=False,
     )
     # httpx logs full URLs at INFO; keep it quiet.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    return writer
+
+
+#: The level a logger method logs at, where the names differ (as structlog's add_log_level).
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
+
+
+def _as_argument(
+    _logger: Any, _method: str, event_dict: EventDict
+) -> tuple[tuple[EventDict], dict[str, Any]]:
+    # structlog calls the logger's method with (args, kwargs): the record itself, not a copy.
+    return (event_dict,), {}
+
+
+class _HandOver:
+    """structlog's logger factory and the logger it makes: every level hands over the record."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        self.writer = writer
+        hand_over = writer.hand_over
+        self.debug = self.info = self.warning = self.warn = hand_over
+        self.error = self.critical = self.exception = self.fatal = self.msg = hand_over
+
+    def __call__(self, *_args: Any) -> _HandOver:
+        return self
+
+
+def _finish(record: EventDict) -> EventDict:
+    """What every renderer needs first: secrets masked, ISO UTC time, exception as text."""
+    if "exc_info" in record:  # first: redaction would turn its tuple into a list
+        record = structlog.processors.format_exc_info(None, "", record)
+    redact_secrets(None, "", record)
+    stamp = record.get("timestamp")
+    if isinstance(stamp, float):
+        record["timestamp"] = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+    return record
+
+
+def _json_render() -> Render:
+    # Unknown types as their repr, as structlog's JSONRenderer does.
+    encode = msgspec.json.Encoder(enc_hook=repr).encode
+    pretty = msgspec.json.format
+
+    def render(record: Record) -> str:
+        return pretty(encode(_finish(record)), indent=0).decode() + "\n"
+
+    return render
+
+
+def _console_render(*, colors: bool) -> Render:
+    console = structlog.dev.ConsoleRenderer(colors=colors)
+
+    def render(record: Record) -> str:
+        return str(console(None, "", _finish(record))) + "\n"
+
+    return render

@@ -1,10 +1,13 @@
-"""Log lines: JSON for journald, secrets masked at any depth, no local variables in tracebacks."""
+"""Log lines: JSON for journald, secrets masked at any depth, no local variables in tracebacks;
+written by a thread of their own, bounded, so that logging never holds up the event loop."""
 
 from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import structlog
@@ -23,10 +26,38 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
+class GatedStream(io.StringIO):
+    """A log stream whose writes wait until ``gate`` is set, as a stuck journald pipe would.
+
+    ``writing`` is set once a write waits; ``writers`` names the threads that wrote.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+        self.writers: set[str] = set()
+
+    def write(self, text: str) -> int:
+        self.writers.add(threading.current_thread().name)
+        self.writing.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        return super().write(text)
+
+
+@pytest.fixture
+def stuck() -> Iterator[GatedStream]:
+    """A gated stream, opened at the end of the test whatever happens."""
+    out = GatedStream()
+    yield out
+    out.gate.set()
+
+
 def test_a_non_terminal_stream_gets_one_json_object_per_line_with_actor_and_level() -> None:
     out = io.StringIO()
-    configure_logging(stream=out)
+    writer = configure_logging(stream=out)
     structlog.get_logger().bind(actor="broker.paper").info("broker connected", incarnation=2)
+    writer.close()
     [line] = _lines(out)
     assert line["event"] == "broker connected"
     assert line["actor"] == "broker.paper"
@@ -37,7 +68,7 @@ def test_a_non_terminal_stream_gets_one_json_object_per_line_with_actor_and_leve
 
 def test_secrets_are_masked_by_key_and_by_type_at_any_depth() -> None:
     out = io.StringIO()
-    configure_logging(json=True, stream=out)
+    writer = configure_logging(json=True, stream=out)
     structlog.get_logger().warning(
         "request failed",
         api_key="AKIAREALKEY123",
@@ -45,6 +76,7 @@ def test_secrets_are_masked_by_key_and_by_type_at_any_depth() -> None:
         settings=[{"token": "tok-555"}],
         credential=Secret("s3cr3t-value"),
     )
+    writer.close()
     text = out.getvalue()
     for leaked in ("AKIAREALKEY123", "tok-987", "tok-555", "s3cr3t-value"):
         assert leaked not in text
@@ -54,7 +86,7 @@ def test_secrets_are_masked_by_key_and_by_type_at_any_depth() -> None:
 
 def test_exceptions_are_rendered_without_local_variables() -> None:
     out = io.StringIO()
-    configure_logging(json=True, stream=out)
+    writer = configure_logging(json=True, stream=out)
     log = structlog.get_logger()
 
     def connect(api_secret: str) -> None:
@@ -65,6 +97,7 @@ def test_exceptions_are_rendered_without_local_variables() -> None:
         connect(value)
     except ConnectionError:
         log.exception("connect failed")
+    writer.close()
     text = out.getvalue()
     assert "ConnectionError: refused" in text
     assert "very-secret-value" not in text
@@ -72,10 +105,12 @@ def test_exceptions_are_rendered_without_local_variables() -> None:
 
 def test_the_level_filter_drops_debug_lines_at_info() -> None:
     out = io.StringIO()
-    configure_logging(json=True, level="info", stream=out)
+    writer = configure_logging(json=True, level="info", stream=out)
     structlog.get_logger().debug("noise")
     structlog.get_logger().error("signal")
+    writer.close()
     assert [line["event"] for line in _lines(out)] == ["signal"]
+    assert writer.stats().handed_over == 1  # the debug call built no record
 
 
 def test_a_credentials_file_wins_over_the_environment(tmp_path: object) -> None:
@@ -88,3 +123,116 @@ def test_a_credentials_file_wins_over_the_environment(tmp_path: object) -> None:
     assert read_secret("ALPACA_API_SECRET", {"ALPACA_API_SECRET": "x"}).reveal() == "x"
     assert not read_secret("MISSING", {})
     assert "from-file" not in repr(read_secret("ALPACA_API_KEY", env))
+
+
+async def test_a_record_logged_on_the_trio_thread_is_written_by_another_thread_as_json() -> None:
+    out = GatedStream()
+    out.gate.set()
+    writer = configure_logging(json=True, stream=out)
+    structlog.get_logger().bind(actor="ipc").info(
+        "request", client_order_id="c-1", qty=Decimal("1.5"), api_secret="sk-live-123"
+    )
+    assert writer.close()
+    [line] = _lines(out)
+    assert line["event"] == "request"
+    assert line["actor"] == "ipc"
+    assert line["client_order_id"] == "c-1"
+    assert line["qty"] == "1.5"
+    assert line["api_secret"] == "***"
+    assert "sk-live-123" not in out.getvalue()
+    assert out.writers == {"log-writer"}  # not the trio thread
+
+
+def test_a_full_queue_drops_and_counts_without_blocking_the_caller(stuck: GatedStream) -> None:
+    writer = configure_logging(json=True, stream=stuck, capacity=2)
+    log = structlog.get_logger()
+    log.info("first")
+    assert stuck.writing.wait(10)  # the writer thread is stuck writing "first"
+
+    caller = threading.Thread(target=lambda: [log.info("line", n=n) for n in range(5)])
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "a log call waited for the stream"
+    stats = writer.stats()
+    assert (stats.pending, stats.dropped) == (2, 3)
+
+    stuck.gate.set()
+    assert writer.close()
+    lines = _lines(stuck)
+    assert [(line["event"], line.get("n")) for line in lines] == [
+        ("first", None),
+        ("line", 0),
+        ("line", 1),
+        ("3 log lines dropped", None),
+    ]
+    assert lines[-1]["dropped"] == 3
+    assert lines[-1]["level"] == "warning"
+    assert writer.stats().written == 4
+
+
+def test_close_writes_every_queued_line_before_it_returns(stuck: GatedStream) -> None:
+    writer = configure_logging(json=True, stream=stuck)
+    log = structlog.get_logger()
+    log.info("first")
+    assert stuck.writing.wait(10)
+    for n in range(100):
+        log.info("queued", n=n)
+    assert writer.stats().pending == 100
+
+    stuck.gate.set()
+    assert writer.close()
+    assert [line.get("n") for line in _lines(stuck)] == [None, *range(100)]
+    log.info("after close")  # written at once, in this thread
+    assert _lines(stuck)[-1]["event"] == "after close"
+
+
+def test_close_gives_up_on_a_stuck_stream_after_its_bound(stuck: GatedStream) -> None:
+    writer = configure_logging(json=True, stream=stuck)
+    structlog.get_logger().info("never written")
+    assert stuck.writing.wait(10)
+    assert writer.close(timeout=0.05) is False
+
+
+def test_the_time_is_taken_when_the_record_is_handed_over_not_when_written(
+    stuck: GatedStream,
+) -> None:
+    now = [100.0]
+    writer = configure_logging(json=True, stream=stuck, clock=lambda: now[0])
+    log = structlog.get_logger()
+    log.info("first")
+    assert stuck.writing.wait(10)
+    log.info("second")
+    now[0] = 200.0
+    stuck.gate.set()
+    assert writer.close()
+    assert [line["timestamp"] for line in _lines(stuck)] == ["1970-01-01T00:01:40Z"] * 2
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_record_that_cannot_be_rendered_is_written_as_its_event_and_the_error() -> None:
+    out = io.StringIO()
+    writer = configure_logging(json=True, stream=out)
+    log = structlog.get_logger()
+    log.info("odd value", thing=_Unprintable(), api_key="AKIAREALKEY123")
+    log.info("next")
+    assert writer.close()
+    first, second = _lines(out)
+    assert first["event"] == "odd value"
+    assert first["log_error"] == "cannot render this record: RuntimeError: no repr"
+    assert "AKIAREALKEY123" not in out.getvalue()
+    assert second["event"] == "next"
+
+
+def test_a_stream_that_refuses_writes_costs_lines_not_the_caller() -> None:
+    class BrokenPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError("journald went away")
+
+    writer = configure_logging(json=True, stream=BrokenPipe())
+    structlog.get_logger().info("lost")
+    assert writer.close()
+    assert writer.stats().write_failed == 1

@@ -31,6 +31,9 @@ from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
 from ult_actors.service import Service, build_service
 
+#: How long a stopping process waits for its queued log lines to be written.
+LOG_DRAIN_S = 2.0
+
 
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ult serve", description="Run the gateway in the foreground.")
@@ -129,7 +132,17 @@ def serve_main(argv: list[str]) -> int:
         print(f"ult serve: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     fmt = cfg.service.log_format
-    configure_logging(json=None if fmt == "auto" else fmt == "json", level=cfg.service.log_level)
+    writer = configure_logging(
+        json=None if fmt == "auto" else fmt == "json", level=cfg.service.log_level
+    )
+    try:
+        return _serve(cfg)
+    finally:
+        # What is still queued reaches the journal before the process exits, within a bound.
+        writer.close(timeout=LOG_DRAIN_S)
+
+
+def _serve(cfg: ServiceConfig) -> int:
     log: Any = structlog.get_logger().bind(actor="ult")
     # Until run_service listens for it, a SIGHUP (terminal closed) must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

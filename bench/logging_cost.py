@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""What one log line costs the event loop: handed over to the writer thread vs rendered inline.
+
+Logs ``--lines`` lines shaped like the IPC server's per-order "request" line
+from a trio task, into a file, in rounds that take turns (so load from other
+processes falls on every variant alike), and prints the median per line of:
+
+- the calling (trio) thread's CPU (``time.thread_time``): what the loop pays;
+- the whole process's CPU until every line is in the file (writer thread included).
+
+Variants: the service's setup (records handed to the writer thread); the same
+chain rendered and written inline by the caller (the writer after ``close``);
+the setup before the writer thread (structlog's ``JSONRenderer`` to a
+``PrintLogger``, inline); and a debug call at info level (filtered out).
+
+    python -m bench.logging_cost --lines 20000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+import trio
+
+from ult_actors.logsetup import configure_logging, redact_secrets
+
+#: One variant: set logging up on a stream; return a logger and what to call when done.
+Setup = Callable[[TextIO, int], tuple[Any, Callable[[], None]]]
+
+
+def _handed_over(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]:
+    writer = configure_logging(json=True, level="info", stream=out, capacity=lines)
+    return structlog.get_logger().bind(actor="ipc", conn=7), writer.close
+
+
+def _inline(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]:
+    writer = configure_logging(json=True, level="info", stream=out)
+    writer.close()  # from now on it renders and writes in the caller's thread
+    return structlog.get_logger().bind(actor="ipc", conn=7), lambda: None
+
+
+def _structlog_inline(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]:
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    return structlog.get_logger().bind(actor="ipc", conn=7), lambda: None
+
+
+VARIANTS: dict[str, Setup] = {
+    "handed over to the writer thread": _handed_over,
+    "rendered + written inline, same chain": _inline,
+    "before: structlog JSONRenderer inline": _structlog_inline,
+}
+
+
+def _log_requests(log: Any, lines: int, *, debug: bool = False) -> None:
+    emit = log.debug if debug else log.info
+    for n in range(lines):
+        emit(
+            "request",
+            kind="Submit",
+            request_id=n,
+            client_order_id=f"bench-{n}",
+            symbol="AAPL",
+            side="buy",
+            qty="1",
+            type="market",
+            broker="paper",
+        )
+
+
+def _one_round(setup: Setup, lines: int, path: Path, *, debug: bool = False) -> tuple[float, float]:
+    """(loop µs/line, process µs/line) of one variant."""
+    with path.open("w") as out:
+        log, finish = setup(out, lines)
+        result: list[float] = []
+
+        async def loop() -> None:
+            process0, thread0 = time.process_time(), time.thread_time()
+            _log_requests(log, lines, debug=debug)
+            result.append(time.thread_time() - thread0)
+            finish()  # the writer's share: every line in the file
+            result.append(time.process_time() - process0)
+
+        trio.run(loop)
+    structlog.reset_defaults()
+    loop_s, process_s = result
+    return loop_s / lines * 1e6, process_s / lines * 1e6
+
+
+def measure(lines: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Median (loop µs/line, process µs/line) per variant, rounds interleaved."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    samples["debug call at info level (filtered)"] = []
+    with tempfile.TemporaryDirectory(prefix="logcost-") as tmp:
+        path = Path(tmp) / "service.log"
+        for _ in range(rounds):
+            for name, setup in VARIANTS.items():
+                samples[name].append(_one_round(setup, lines, path))
+            samples["debug call at info level (filtered)"].append(
+                _one_round(_handed_over, lines, path, debug=True)
+            )
+    return {
+        name: (
+            statistics.median(s[0] for s in rows),
+            statistics.median(s[1] for s in rows),
+        )
+        for name, rows in samples.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.logging_cost", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--lines", type=int, default=20_000, help="lines per round (default 20000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per variant (default 5)")
+    args = p.parse_args(argv)
+    figures = measure(args.lines, args.rounds)
+    print(f"per log line, median of {args.rounds} rounds of {args.lines} lines")
+    print(f"  {'':40} {'loop µs':>8} {'process µs':>11}")
+    for name, (loop_us, process_us) in figures.items():
+        print(f"  {name:40} {loop_us:8.2f} {process_us:11.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""Log records handed over by the event loop, rendered and written by one thread.
+
+The loop thread only puts a record (a dict) on a bounded queue; a writer thread
+takes whatever has piled up, renders each record to a line, writes them with
+one ``write`` and flushes. When the queue is full the record is dropped and
+counted rather than waiting for room: a slow or stuck log stream must never
+stall orders. The next batch written then carries a warning line saying how
+many lines were lost.
+
+A writer made with ``threaded=False`` renders and writes in the caller's thread
+(the console on a terminal, where a person reads along). After ``close`` every
+writer works that way, so lines logged during interpreter shutdown still appear.
+"""
+
+from __future__ import annotations
+
+import atexit
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import msgspec
+
+#: One log record: the event dict as the loop's processors left it.
+Record = dict[str, Any]
+#: Turns one record into one line, newline included; runs on the writer thread.
+Render = Callable[[Record], str]
+
+#: Records waiting at most; beyond it they are dropped and counted.
+DEFAULT_CAPACITY = 8192
+#: How long the writer lets records gather after the first one it woke for.
+DEFAULT_LINGER_S = 0.005
+#: Records one write takes at most, so a backlog reaches the stream in steady pieces.
+_BATCH = 512
+_STOP = object()
+
+
+class LogStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What a ``LogWriter`` has done so far."""
+
+    #: Records handed over (written inline included).
+    handed_over: int
+    #: Lines written to the stream.
+    written: int
+    #: Records dropped because the queue was full.
+    dropped: int
+    #: Lines lost because the stream refused them (closed, broken pipe).
+    write_failed: int
+    #: Records waiting for the writer thread.
+    pending: int
+
+
+class LogWriter:
+    """Renders and writes log records off the caller's thread, bounded and never blocking.
+
+    ``render`` must not raise for a record it can be given; a record it fails on
+    is written as a line naming the event and the error instead.
+    ``now`` gives the time stamped on the writer's own "dropped" lines.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        render: Render,
+        *,
+        now: Callable[[], float],
+        capacity: int = DEFAULT_CAPACITY,
+        linger: float = DEFAULT_LINGER_S,
+        threaded: bool = True,
+    ) -> None:
+        self.stream = stream
+        self.render = render
+        self.capacity = capacity
+        self._now = now
+        self._linger = linger
+        # SimpleQueue: a put is one C call that never blocks; the bound is checked
+        # beside it (a second producer thread may overshoot it by one record).
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._handed_over = 0
+        self._written = 0
+        self._dropped = 0
+        self._dropped_reported = 0
+        self._write_failed = 0
+        self._inline = not threaded
+        # Inline writes (console, after close) may come from several threads at once.
+        self._write_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+            self._thread.start()
+            # A process that ends without calling close still writes what is queued.
+            atexit.register(self.close)
+
+    def hand_over(self, record: Record) -> None:
+        """Queue ``record`` for the writer thread, or drop and count it if the queue is full."""
+        self._handed_over += 1
+        if self._inline:
+            self._write_batch([record])
+        elif self._queue.qsize() >= self.capacity:
+            self._dropped += 1
+        else:
+            self._queue.put(record)
+
+    def stats(self) -> LogStats:
+        """Counts so far; cheap, safe from any thread."""
+        return LogStats(
+            handed_over=self._handed_over,
+            written=self._written,
+            dropped=self._dropped,
+            write_failed=self._write_failed,
+            pending=self._queue.qsize(),
+        )
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Write what is queued, waiting at most ``timeout`` s; later records are written inline.
+
+        True if everything queued was written in time.
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        self._thread = None
+        atexit.unregister(self.close)
+        self._inline = True
+        self._queue.put(_STOP)
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _run(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        stopping = False
+        while True:
+            batch = [] if stopping else [get()]
+            if batch and self._queue.qsize() < _BATCH:
+                # Let the next records gather: a put that finds this thread
+                # asleep rather than waiting on the queue costs the loop no wake-up.
+                time.sleep(self._linger)
+            try:
+                while len(batch) < _BATCH:
+                    batch.append(get_nowait())
+            except queue.Empty:
+                pass
+            records = [r for r in batch if isinstance(r, dict)]
+            # Records a racing producer put after the stop marker are still written.
+            stopping = stopping or len(records) < len(batch)
+            self._write_batch(records)
+            if stopping and self._queue.empty():
+                return
+
+    def _write_batch(self, records: list[Record]) -> None:
+        lines = [self._render_one(r) for r in records]
+        dropped = self._dropped - self._dropped_reported
+        if dropped:
+            self._dropped_reported += dropped
+            lines.append(self._render_one(_dropped_record(dropped, self._now())))
+        if not lines:
+            return
+        try:
+            with self._write_lock:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+        except (OSError, ValueError):
+            # A closed or broken stream: nothing better to tell it to, so count the loss.
+            self._write_failed += len(lines)
+        else:
+            self._written += len(lines)
+
+    def _render_one(self, record: Record) -> str:
+        try:
+            return self.render(record)
+        except Exception as exc:
+            return self.render(_unrenderable_record(record, exc))
+
+
+def _dropped_record(count: int, now: float) -> Record:
+    return {
+        "event": f"{count} log lines dropped",
+        "dropped": count,
+        "level": "warning",
+        "timestamp": now,
+    }
+
+
+def _unrenderable_record(record: Record, exc: Exception) -> Record:
+    """What is safe to write of a record the renderer failed on: its name, level and time."""
+    event = record.get("event")
+    return {
+        "event": event if isinstance(event, str) else type(event).__name__,
+        "level": record.get("level", "error"),
+        "timestamp": record.get("timestamp"),
+        "log_error": f"cannot render this record: {type(exc).__name__}: {exc}",
+    }
