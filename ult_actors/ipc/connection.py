@@ -295,10 +295,13 @@ class Connection:
                 if not await self._room_for_events():
                     return
                 try:
-                    event = await sub.receive()
+                    events = await sub.receive_batch()
                 except trio.EndOfChannel:
                     break
-                self._send(EventMessage(event=event))
+                # All that came since the last look, in one go: at most the subscriber's
+                # queue bound beyond the high-water mark.
+                for event in events:
+                    self._send(EventMessage(event=event))
         finally:
             sub.close()
         reason = sub.dropped_reason or "the service closed the subscription"

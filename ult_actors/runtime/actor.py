@@ -12,8 +12,9 @@ crash, never redelivered: one poison message crashes its actor once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
@@ -87,16 +88,31 @@ class ActorContext(Generic[M]):
         remaining = max(0.001, env.deadline - trio.current_time())
         await target.send(msg, reply=env.reply, timeout=remaining)
 
-    @contextmanager
-    def handling(self, env: Envelope[M]) -> Iterator[None]:
+    def handling(self, env: Envelope[M]) -> AbstractContextManager[None]:
         """Run the handler of ``env`` inside: if it raises, ``env`` is what crashed the
         actor, so it is answered with ``ActorCrashed`` and not redelivered (the
         exception still propagates: the actor crashes as before)."""
-        try:
-            yield
-        except Exception as exc:
-            self.mailbox.poisoned(env, self.name, exc)
-            raise
+        return _Handling(self.mailbox, self.name, env)
+
+
+class _Handling(AbstractContextManager[None]):
+    """``ActorContext.handling``: a plain class, as it is entered once per message."""
+
+    __slots__ = ("actor", "env", "mailbox")
+
+    def __init__(self, mailbox: Mailbox[Any], actor: str, env: Envelope[Any]) -> None:
+        self.mailbox = mailbox
+        self.actor = actor
+        self.env = env
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, Exception):
+            self.mailbox.poisoned(self.env, self.actor, error)
 
 
 async def serve_mailbox(

@@ -4,10 +4,16 @@ Publishing never blocks and never slows the publisher: a subscriber whose
 queue is full is dropped, told why through ``Subscription.dropped_reason``,
 and its stream ends. This is the back-pressure rule for events (commands use
 bounded mailboxes that do block; see ``mailbox.py``).
+
+A subscriber wakes once for every event queued since it last looked:
+``receive_batch`` hands them over as one list, in publication order, so an
+order's path costs each subscriber (risk, positions, an IPC client) one
+wake-up per scheduler round rather than one per event.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
@@ -17,54 +23,77 @@ E = TypeVar("E")
 
 
 class Subscription(Generic[E]):
-    """One subscriber's view of a bus: iterate it to receive events."""
+    """One subscriber's view of a bus: iterate it (or take batches) to receive events."""
 
     def __init__(self, bus: EventBus[E], accepts: Callable[[E], bool], capacity: int) -> None:
         self._bus = bus
         self.accepts = accepts
         self.capacity = capacity
-        self._send, self._receive = trio.open_memory_channel[E](capacity)
+        self._queue: collections.deque[E] = collections.deque()
+        #: The reader waiting for events, if it is waiting.
+        self._reader = trio.lowlevel.ParkingLot()
+        self._closed = False
         #: Why the bus dropped this subscriber, or None while it is live.
         self.dropped_reason: str | None = None
 
     def _offer(self, event: E) -> None:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
+        if len(self._queue) >= self.capacity:
             self.dropped_reason = (
                 f"subscriber fell behind: {self.capacity} events queued and unread"
             )
-            self._bus._remove(self)
-            self._send.close()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._bus._remove(self)
+            self.close()
+            return
+        self._queue.append(event)
+        if self._reader:
+            self._reader.unpark_all()
 
     @property
     def queued(self) -> int:
         """Events waiting to be read."""
-        return self._receive.statistics().current_buffer_used
+        return len(self._queue)
 
-    async def __aiter__(self) -> AsyncIterator[E]:
-        async for event in self._receive:
-            yield event
+    async def receive_batch(self) -> list[E]:
+        """Every event queued now (at least one), oldest first, waiting for one if none is.
+
+        Raises ``trio.EndOfChannel`` once the subscription is dropped or closed and
+        every event queued before that has been read.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._queue:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._reader.park()
+        return self.drain()
 
     async def receive(self) -> E:
         """The next event; raises ``trio.EndOfChannel`` once dropped or closed."""
-        return await self._receive.receive()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._queue:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._reader.park()
+        return self._queue.popleft()
+
+    async def __aiter__(self) -> AsyncIterator[E]:
+        while True:
+            try:
+                batch = await self.receive_batch()
+            except trio.EndOfChannel:
+                return
+            for event in batch:
+                yield event
 
     def drain(self) -> list[E]:
         """Every event waiting to be read, without waiting for more."""
-        out: list[E] = []
-        while True:
-            try:
-                out.append(self._receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return out
+        out = list(self._queue)
+        self._queue.clear()
+        return out
 
     def close(self) -> None:
-        """Stop receiving; safe to call twice."""
+        """Stop receiving (events already queued can still be read); safe to call twice."""
         self._bus._remove(self)
-        self._send.close()
+        self._closed = True
+        self._reader.unpark_all()
 
 
 class EventBus(Generic[E]):
