@@ -167,3 +167,18 @@ async def test_a_bracket_exit_modified_in_place_stays_a_leg_of_its_list(
             await status_of(log, "bm-tp", "canceled")
     assert moved.id == legs[2].id  # TWS kept its order id
     assert moved.leg == legs[2].leg and moved.stop_price == Decimal(2)
+
+
+async def test_after_a_restart_a_bracket_exit_waiting_at_tws_is_still_held(
+    sim: TwsSimulator,
+) -> None:
+    async with streaming_connector(sim) as (connector, _):
+        with trio.fail_after(BOUND):
+            await bracket(connector, "br", resting("br-in"))
+    await sim.wait_for_session(1, present=False)
+    async with streaming_connector(sim) as (fresh, _):  # knows nothing of the list
+        with trio.fail_after(BOUND):
+            exits = [await fresh.get_order_by_client_id(c) for c in ("br-tp", "br-sl")]
+            entry = await fresh.get_order_by_client_id("br-in")
+    assert [o.status for o in exits] == ["held", "held"]
+    assert entry.status == "accepted"
