@@ -163,7 +163,7 @@ def paper_account(state_dir: Path, coids: list[str]) -> tuple[dict[str, Order], 
     """What the paper broker itself holds (read with the service stopped): orders, positions."""
 
     async def read() -> tuple[dict[str, Order], dict[str, Any]]:
-        settings = PaperSettings(state_path=str(state_dir / "paper-paper.db"), tick_interval_s=0)
+        settings = PaperSettings(state_path=str(state_dir / "paper.db"), tick_interval_s=0)
         connector = PaperConnector("paper", settings)
         await connector.connect()
         try:

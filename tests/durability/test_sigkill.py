@@ -62,7 +62,7 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
     try:
         # Hold the paper account's write lock: the venue takes the order and then waits
         # to write it down, so it never answers before the kill.
-        blocker = sqlite3.connect(svc.state_dir / "paper-paper.db", isolation_level=None)
+        blocker = sqlite3.connect(svc.state_dir / "paper.db", isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         lost: list[BaseException] = []
 
