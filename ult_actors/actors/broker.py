@@ -4,7 +4,10 @@ Each incarnation builds a fresh connector, connects, starts the order-update
 stream, and serves its mailbox. The supervisor's restart *is* the
 reconnection; commands sent meanwhile wait in the mailbox.
 
-Exactly-once submission: an order is journaled (durably) before it leaves;
+Exactly-once submission: an order is journaled (durably) before it leaves,
+the one durable write on its path; the broker's answer and the stream's
+reports are journaled in the background (``record_soon``), so the reply does
+not wait for them;
 a submit that is redelivered after a crash, or retried after a transient
 error, first looks the order up by client order id, so a retry never makes a
 second order, and at most one submit of a client order id runs at a time.
@@ -250,7 +253,9 @@ class _BrokerIncarnation:
             return merged
         # Updated before any await, so concurrent reports of one order merge in turn.
         self.orders.put(coid, merged)
-        await store.record(merged)
+        # Not waited for: the order already left, and restart reconciliation asks the
+        # broker about any order whose news a crash kept from the disk.
+        store.record_soon(merged)
         self.deps.bus.publish(
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
         )
