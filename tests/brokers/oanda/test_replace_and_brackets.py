@@ -123,8 +123,9 @@ async def test_bracket_exits_are_held_until_the_entry_fills_and_die_with_it() ->
         assert (entry.status, take.status, stop.status) == ("accepted", "held", "held")
         assert take.leg is not None and take.leg.parent_id == "br-1"
         assert (take.side, take.qty, take.limit_price) == ("sell", Decimal(1000), Decimal("1.09"))
-        listed = {o.client_order_id: o.status for o in await connector.open_orders()}
-        assert listed == {"br-1": "accepted", "br-1-tp": "held", "br-1-sl": "held"}
+        assert [o.client_order_id for o in await connector.open_orders()] == ["br-1"]
+        with pytest.raises(InvalidOrder, match="cancel or replace the entry"):
+            await connector.cancel("br-1-tp")
         async with connected(sim, stream=False) as (restarted, _):  # nothing remembered
             assert (await restarted.get_order_by_client_id("br-1-sl")).status == "held"
 
