@@ -12,6 +12,7 @@ tell the actors' own cost from the paper connector's.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -52,7 +53,26 @@ def _paper_config(n: int, state_dir: Path) -> Any:
     return load_config(path, env={})
 
 
-async def _run_child(n: int, state_dir: Path, connector: str) -> dict[str, Any]:
+async def _trade_once_each(service: Any, n: int) -> None:
+    """One market order through every connection: each paper account then exists."""
+    from decimal import Decimal
+
+    from ult_actors.messages import OrderRequest, Submit
+
+    names = ["paper", *(f"paper{i}" for i in range(1, n))]
+
+    async def one(i: int, name: str) -> None:
+        order = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), broker=name)
+        await service.gateway.handle(Submit(id=i, order=order))
+
+    async with trio.open_nursery() as nursery:
+        for i, name in enumerate(names):
+            nursery.start_soon(one, i, name)
+
+
+async def _run_child(
+    n: int, state_dir: Path, connector: str, *, trade: bool = False
+) -> dict[str, Any]:
     from ult_actors.logsetup import configure_logging
     from ult_actors.service import build_service
 
@@ -88,29 +108,62 @@ async def _run_child(n: int, state_dir: Path, connector: str) -> dict[str, Any]:
         }
         # Printed before anything else, so the parent's clock stops at ready.
         print(json.dumps(result), flush=True)
-        # Then what the idle service costs: every broker's timers keep running.
+        # Then what the idle service costs: the paper clock keeps running.
         cpu0 = time.process_time()
         t1 = time.perf_counter()
         await trio.sleep(IDLE_S)
         idle = (time.process_time() - cpu0) / (time.perf_counter() - t1)
         print(json.dumps({"idle_cpu_percent": round(100 * idle, 1)}), flush=True)
+        if trade:
+            await _trade_once_each(service, n)
         nursery.cancel_scope.cancel()
     return result
 
 
 def child_main(argv: list[str]) -> int:
-    """``python -m bench.scale N STATE_DIR [paper|instant]``: start a service, print JSON lines."""
-    trio.run(_run_child, int(argv[0]), Path(argv[1]), argv[2] if len(argv) > 2 else "paper")
+    """``python -m bench.scale N STATE_DIR [paper|instant] [trade]``: start a service, print
+    JSON lines (with ``trade``, then send one order through each connection before stopping).
+
+    ``python -m bench.scale N`` alone measures size N from the outside, as the
+    bench does: a fresh start, a restart on the state it left, a restart once
+    every account has traded, and the instant broker; one JSON line each.
+    """
+    if len(argv) == 1:
+        trio.run(_print_one_size, int(argv[0]))
+        return 0
+    connector = argv[2] if len(argv) > 2 else "paper"
+    trade = len(argv) > 3 and argv[3] == "trade"
+    trio.run(functools.partial(_run_child, trade=trade), int(argv[0]), Path(argv[1]), connector)
     return 0
 
 
+async def _print_one_size(n: int) -> None:
+    with short_tempdir("bs-") as tmp:
+        print(json.dumps({"run": "fresh", **await measure_one(n, tmp)}), flush=True)
+        print(json.dumps({"run": "restart", **await measure_one(n, tmp, trade=True)}), flush=True)
+        traded = await measure_one(n, tmp)
+        print(json.dumps({"run": "restart, every account traded", **traded}), flush=True)
+    with short_tempdir("bs-") as tmp:
+        instant = await measure_one(n, tmp, connector="instant")
+        print(json.dumps({"run": "instant", **instant}), flush=True)
+
+
 async def measure_one(
-    n: int, state_dir: Path, timeout_s: float = 120.0, connector: str = "paper"
+    n: int,
+    state_dir: Path,
+    timeout_s: float = 120.0,
+    connector: str = "paper",
+    *,
+    trade: bool = False,
 ) -> dict[str, Any]:
-    """Run one size in a fresh process; add process start to ready as the parent saw it."""
+    """Run one size in a fresh process; add process start to ready as the parent saw it.
+
+    ``trade``: once measured, one order through each connection before it stops.
+    """
     t0 = time.perf_counter()
+    extra = ["trade"] if trade else []
     proc = await trio.lowlevel.open_process(
-        [python(), "-m", "bench.scale", str(n), str(state_dir), connector],
+        [python(), "-m", "bench.scale", str(n), str(state_dir), connector, *extra],
         stdout=subprocess.PIPE,
         env=child_env(),
     )
@@ -124,7 +177,7 @@ async def measure_one(
         result["process_ready_s"] = round(time.perf_counter() - t0, 4)
         with trio.fail_after(timeout_s):
             result.update(json.loads(await lines.line()))
-        with trio.move_on_after(30):
+        with trio.move_on_after(timeout_s):
             await proc.wait()  # let it shut down on its own
         return result
     finally:

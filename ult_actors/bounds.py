@@ -26,6 +26,9 @@ SecondsOrZero = Annotated[float, msgspec.Meta(ge=0.0, le=_DAY_S)]
 Millis = Annotated[int, msgspec.Meta(ge=0, le=_HOUR_MS)]
 #: How many times something may happen (restarts, retries): 0 to 1000.
 Times = Annotated[int, msgspec.Meta(ge=0, le=1000)]
+#: How long a commit may wait for its background fsync, in milliseconds: 1 ms to 10 s
+#: (a machine crash loses at most this much of the journal).
+SyncIntervalMs = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 #: A size or count that must be at least one (queues, connections, limits).
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 #: A growth factor of a backoff: at least 1 (below it delays shrink), at most 100.

@@ -34,6 +34,7 @@ from ult_actors.bounds import (
     PerSecond,
     PosixId,
     Seconds,
+    SyncIntervalMs,
     Times,
     check_decimal_setting,
     key_error,
@@ -130,7 +131,10 @@ class JournalSection(_Section):
 
     enabled: bool = True
     path: str = ""
-    synchronous: Literal["full", "normal"] = "full"
+    #: normal: a commit is not fsynced (a ``kill -9`` loses nothing) and the WAL is
+    #: fsynced ``sync_interval_ms`` later, off the order's path; full: every commit is.
+    synchronous: Literal["full", "normal"] = "normal"
+    sync_interval_ms: SyncIntervalMs = 50
 
 
 class RoutingRule(_Section):

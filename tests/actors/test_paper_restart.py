@@ -197,7 +197,7 @@ async def test_the_service_keeps_its_paper_account_in_the_state_dir_across_resta
     async with running(default_paper_config(tmp_path)) as svc:
         first = await submit(svc, "s-1")
         assert first.status == "filled"
-    assert (tmp_path / "paper-paper.db").is_file()
+    assert (tmp_path / "paper.db").is_file()  # the file every paper connection shares
     async with running(default_paper_config(tmp_path)) as svc:
         positions = await svc.gateway.handle(GetPositions(id=1, broker="paper"))
         assert isinstance(positions, PositionsReply)

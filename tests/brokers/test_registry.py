@@ -45,7 +45,7 @@ def test_each_kind_is_registered_under_its_own_name() -> None:
 def test_a_paper_account_without_a_state_path_lives_in_the_state_dir(tmp_path: Path) -> None:
     kind = broker_kind("paper")
     placed = kind.with_state_dir(PaperSettings(), tmp_path, "desk")
-    assert placed.state_path == str(tmp_path / "paper-desk.db")
+    assert placed.state_path == str(tmp_path / "paper.db")  # shared by every paper connection
     explicit = PaperSettings(state_path=":memory:")
     assert kind.with_state_dir(explicit, tmp_path, "desk") is explicit
     other = broker_kind("alpaca").settings_type()()

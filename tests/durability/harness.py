@@ -10,12 +10,12 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -28,6 +28,8 @@ from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, NotFound
 from ult_actors.messages import Order, OrderUpdate, Position
 from ult_actors.service import Service, build_service
+
+T = TypeVar("T")
 
 FAST = ReconcilePolicy(settle_grace_s=0.05, stuck_after_s=0.1, interval_s=0.05, sweep_every=2)
 
@@ -162,17 +164,29 @@ def journal_status(path: Path, client_order_id: str) -> str | None:
 def paper_account(state_dir: Path, coids: list[str]) -> tuple[dict[str, Order], dict[str, Any]]:
     """What the paper broker itself holds (read with the service stopped): orders, positions."""
 
-    async def read() -> tuple[dict[str, Order], dict[str, Any]]:
-        settings = PaperSettings(state_path=str(state_dir / "paper-paper.db"), tick_interval_s=0)
+    async def read(connector: PaperConnector) -> tuple[dict[str, Order], dict[str, Any]]:
+        orders = {}
+        for coid in coids:
+            with contextlib.suppress(NotFound):
+                orders[coid] = await connector.get_order_by_client_id(coid)
+        return orders, {p.symbol: p.qty for p in await connector.positions()}
+
+    return _read_paper(state_dir, read)
+
+
+def paper_open_orders(state_dir: Path) -> list[Order]:
+    """The paper broker's own open orders (read with the service stopped)."""
+    return _read_paper(state_dir, lambda connector: connector.open_orders())
+
+
+def _read_paper(state_dir: Path, read: Callable[[PaperConnector], Awaitable[T]]) -> T:
+    async def main() -> T:
+        settings = PaperSettings(state_path=str(state_dir / "paper.db"), tick_interval_s=0)
         connector = PaperConnector("paper", settings)
         await connector.connect()
         try:
-            orders = {}
-            for coid in coids:
-                with contextlib.suppress(NotFound):
-                    orders[coid] = await connector.get_order_by_client_id(coid)
-            return orders, {p.symbol: p.qty for p in await connector.positions()}
+            return await read(connector)
         finally:
             await connector.disconnect()
 
-    return trio.run(read)
+    return trio.run(main)

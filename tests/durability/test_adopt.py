@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -160,26 +159,34 @@ async def test_an_order_another_client_places_at_the_alpaca_simulator_is_adopted
             },
             reconcile=ReconcilePolicy(interval_s=0.05, sweep_every=2),
         )
-        async with trio.open_nursery() as nursery:
-            with trio.fail_after(20):
-                await nursery.start(svc.run)
-            events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
-            sim.mute_streams()  # the stream says nothing of it: only the sweep can find it
-            await _place_elsewhere(port, "elsewhere-1", qty="3", type="limit", limit_price="1.00")
-            with trio.fail_after(15):
-                update = await events.receive()
-            assert isinstance(update, OrderUpdate)
-            assert (update.order.client_order_id, update.order.origin) == ("elsewhere-1", "adopted")
-            assert update.order.status == "accepted" and update.order.qty == Decimal(3)
-            journaled = await (await svc.journal.get()).get("elsewhere-1")
-            assert journaled is not None and journaled.origin == "adopted"
-            await trio.testing.wait_all_tasks_blocked()  # risk has read the same event
-            assert "elsewhere-1" in svc.risk_state.open_orders  # risk counts it from the event
-            assert svc.health().degraded == []  # found while running: adopted, not degraded
-            with trio.fail_after(10):
-                await calls.wait_for(calls.count + 4)
-            assert events.queued == 0  # not adopted (nor published) a second time
-            nursery.cancel_scope.cancel()
+        with structlog.testing.capture_logs() as logs:
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(20):
+                    await nursery.start(svc.run)
+                events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+                sim.mute_streams()  # the stream says nothing of it: only the sweep can find it
+                await _place_elsewhere(port, "elsewhere-1", qty="3", type="limit", limit_price="1.00")
+                with trio.fail_after(15):
+                    update = await events.receive()
+                assert isinstance(update, OrderUpdate)
+                assert (update.order.client_order_id, update.order.origin) == ("elsewhere-1", "adopted")
+                assert update.order.status == "accepted" and update.order.qty == Decimal(3)
+                journaled = await (await svc.journal.get()).get("elsewhere-1")
+                assert journaled is not None and journaled.origin == "adopted"
+                await trio.testing.wait_all_tasks_blocked()  # risk has read the same event
+                assert "elsewhere-1" in svc.risk_state.open_orders  # risk counts it from the event
+                assert svc.health().degraded == []  # found while running: adopted, not degraded
+                with trio.fail_after(10):
+                    await calls.wait_for(calls.count + 4)
+                assert events.queued == 0  # not adopted (nor published) a second time
+                nursery.cancel_scope.cancel()
+        # Loud: a warning for the order, and the sweep's summary at warning too.
+        adopting = [e for e in logs if e["event"].startswith("adopting an order")]
+        assert [(e["client_order_id"], e["log_level"]) for e in adopting] == [
+            ("elsewhere-1", "warning")
+        ]
+        swept = [e for e in logs if e["event"] == "reconciled stuck orders" and e["adopted"]]
+        assert [(e["adopted_ids"], e["log_level"]) for e in swept] == [(["elsewhere-1"], "warning")]
 
 
 async def _place_elsewhere(port: int, coid: str, **order: str) -> None:
@@ -263,43 +270,6 @@ async def test_an_order_being_submitted_is_never_adopted_even_before_its_record_
     assert summary.adopted == ["mine-1"] and adopted is not None and adopted.origin == "adopted"
     summary = await reconcile_stuck(side, store, FAST, sweep=True)
     assert summary.adopted == []  # known now: never adopted twice
-
-
-def test_a_journal_that_lost_its_tail_gets_the_orders_back_from_the_broker(
-    tmp_path: Path,
-) -> None:
-    state = tmp_path / "state"
-    early, late = ["early-0", "early-1"], ["late-0", "late-1", "late-2"]
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    service = UltProcess.serve(state_dir=state)
-    try:
-        service.start()
-        _rest_at_paper(service, early)
-        for part in state.glob("journal.db*"):  # a copy of the journal as it stands
-            shutil.copy(part, backup / part.name)
-        _rest_at_paper(service, late)
-        service.kill9()  # kill -9, then the journal loses its tail: the old copy is back
-    finally:
-        service.cleanup()
-    for part in state.glob("journal.db*"):
-        part.unlink()
-    for part in backup.iterdir():
-        shutil.copy(part, state / part.name)
-
-    again = UltProcess.serve(state_dir=state)
-    try:
-        again.start()
-        listed = run_ult("orders", "--open", "--json", "--socket", str(again.socket))
-        origins = {r["client_order_id"]: r["origin"] for r in json.loads(listed.stdout)["orders"]}
-        assert origins == {**dict.fromkeys(early, "client"), **dict.fromkeys(late, "adopted")}
-        health = json.loads(run_ult("health", "--json", "--socket", str(again.socket)).stdout)
-        assert health["degraded"] == []  # the journal knew this broker: a tail, not a new journal
-    finally:
-        again.stop()
-    orders, _ = paper_account(state, early + late)
-    assert sorted(orders) == sorted(early + late)  # each once at the broker: nothing resent
-    again.cleanup()
 
 
 def _rest_at_paper(service: UltProcess, coids: list[str]) -> None:

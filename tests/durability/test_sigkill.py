@@ -26,9 +26,12 @@ def base() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for_journal(svc: UltProcess, coid: str, timeout: float = 20.0) -> str:
+def wait_for_journal(
+    svc: UltProcess, coid: str, want: str | None = None, timeout: float = 20.0
+) -> str:
+    """The first status of ``coid`` in the journal file (or, given ``want``, that one)."""
     deadline = time.monotonic() + timeout
-    while (status := journal_status(svc.journal, coid)) is None:
+    while (status := journal_status(svc.journal, coid)) is None or want not in (None, status):
         assert time.monotonic() < deadline, f"{coid} never reached the journal:\n{svc.log}"
         time.sleep(0.005)
     return status
@@ -62,7 +65,7 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
     try:
         # Hold the paper account's write lock: the venue takes the order and then waits
         # to write it down, so it never answers before the kill.
-        blocker = sqlite3.connect(svc.state_dir / "paper-paper.db", isolation_level=None)
+        blocker = sqlite3.connect(svc.state_dir / "paper.db", isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         lost: list[BaseException] = []
 
@@ -94,7 +97,8 @@ def test_sigkill_while_the_broker_still_owes_the_execution(base: Path) -> None:
         with Client(svc.socket, timeout=30) as client:
             order = client.submit("AAPL", "buy", 5, client_order_id="kill-2")
         assert order.status == "accepted"
-        assert wait_for_journal(svc, "kill-2") == "accepted"
+        # Journaled in the background, moments after the reply.
+        assert wait_for_journal(svc, "kill-2", "accepted") == "accepted"
         svc.kill9()
         svc.start(timeout=60)  # the travelling order reaches the venue while we were down
         check_once_and_filled(svc, "kill-2", Decimal(5))

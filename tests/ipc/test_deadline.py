@@ -87,7 +87,9 @@ async def test_a_retry_due_after_the_deadline_is_not_sent(
         now_ns=lambda: EPOCH_NS + int(trio.current_time() * 1e9),
         connector_factories={"fake": lambda: FakeConnector("fake", venue)},
     )
-    deadline_ns = EPOCH_NS + int((trio.current_time() + 1.0) * 1e9)
+    # Shorter than the retry's delay (0.5 s with this seed), however long the submit's
+    # journal commit took on its thread (the autojump clock may jump meanwhile).
+    deadline_ns = EPOCH_NS + int((trio.current_time() + 0.1) * 1e9)
     order = OrderRequest(
         symbol="AAPL", side="buy", qty=Decimal(1), client_order_id="late-1", deadline_ns=deadline_ns
     )

@@ -1,12 +1,15 @@
-"""The service in-process with the real paper broker, its journal opened as a test says, on a real socket."""
+"""What the journal tests share: orders, what the file holds, and the service in-process with
+the real paper broker, its journal opened as a test says, on a real socket."""
 
 from __future__ import annotations
 
 import random
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,32 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
+from ult_actors.messages import Order
 from ult_actors.service import Service, build_service
+
+
+def order(coid: str, status: str = "pending_new", *, oid: str = "", broker: str = "paper") -> Order:
+    return Order(
+        id=oid,
+        client_order_id=coid,
+        broker=broker,
+        symbol="AAPL",
+        side="buy",
+        qty=Decimal("1.5"),
+        type="market",
+        time_in_force="day",
+        status=status,  # type: ignore[arg-type]
+        outcome="unknown" if status == "pending_new" else "definitive",
+    )
+
+
+def rows_on_disk(path: Path) -> dict[str, str]:
+    """What another process reading the file sees: client order id -> status."""
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT client_order_id, status FROM orders"))
+    finally:
+        conn.close()
 
 
 @contextmanager

@@ -10,36 +10,12 @@ import msgspec
 import pytest
 import trio
 
+from tests.journal.harness import order, rows_on_disk
 from ult_actors.config import ServiceConfig, ServiceSection
 from ult_actors.errors import ConfigError
 from ult_actors.journal.schema import SCHEMA_VERSION, migrate, schema_version
 from ult_actors.journal.sqlite import Writer, open_sqlite_store
-from ult_actors.messages import Order
 from ult_actors.service import build_service, journal_path
-
-
-def order(coid: str, status: str = "pending_new", *, oid: str = "", broker: str = "paper") -> Order:
-    return Order(
-        id=oid,
-        client_order_id=coid,
-        broker=broker,
-        symbol="AAPL",
-        side="buy",
-        qty=Decimal("1.5"),
-        type="market",
-        time_in_force="day",
-        status=status,  # type: ignore[arg-type]
-        outcome="unknown" if status == "pending_new" else "definitive",
-    )
-
-
-def rows_on_disk(path: Path) -> dict[str, str]:
-    """What another process reading the file sees: client order id -> status."""
-    conn = sqlite3.connect(path)
-    try:
-        return dict(conn.execute("SELECT client_order_id, status FROM orders"))
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("writer", ["thread", "to_thread"])
@@ -104,6 +80,25 @@ async def test_a_reopened_journal_answers_every_read_from_the_file(tmp_path: Pat
             assert {o.client_order_id for o in await store.non_terminal()} == {"open-1", "other-1"}
             # Decimals come back exact.
             assert got.qty == Decimal("1.5")
+
+
+async def test_a_broker_the_journal_never_had_an_order_of_is_answered_without_a_file_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each broker actor asks this on start; 1,000 brokers must not cost 1,000 thread trips.
+    path = tmp_path / "journal.db"
+    with trio.fail_after(20):
+        async with open_sqlite_store(path) as store:
+            await store.record(order("p-1", "filled", oid="b-1"))
+        async with open_sqlite_store(path) as store:
+            assert [o.client_order_id for o in await store.list_orders(broker="paper")] == ["p-1"]
+            reads: list[object] = []
+            monkeypatch.setattr(store, "_read", reads.append)
+            assert await store.list_orders(broker="alpaca", limit=1) == []
+            assert reads == []
+            await store.record(order("a-1", "accepted", oid="b-2", broker="alpaca"))
+        async with open_sqlite_store(path) as store:
+            assert [o.client_order_id for o in await store.list_orders(broker="alpaca")] == ["a-1"]
 
 
 async def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:

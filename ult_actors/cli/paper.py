@@ -34,7 +34,7 @@ def reset_main(argv: list[str]) -> int:
             continue
         path = state_file(entry.settings, state_dir, entry.name)
         try:
-            reset_paper_state(path)
+            reset_paper_state(path, entry.name)
         except UltError as exc:  # the account is open: a service is running on it
             print(f"ult paper reset: {exc.message}; stop the service first", file=sys.stderr)
             return EXIT_FAILED

@@ -25,6 +25,9 @@ class MemoryStore:
         await trio.sleep_forever()  # memory is always writable
 
     async def record(self, order: Order, *, event: str = "update") -> None:
+        self.record_soon(order, event=event)
+
+    def record_soon(self, order: Order, *, event: str = "update") -> None:
         self.writes += 1
         self._by_client_id.pop(order.client_order_id, None)  # re-insert: newest last
         self._by_client_id[order.client_order_id] = order

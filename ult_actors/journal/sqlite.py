@@ -9,7 +9,16 @@ for a timer. ``linger_s`` optionally holds a batch open a little longer;
 ``max_batch`` bounds a transaction. The SQLite calls run off the trio
 thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``python -m bench.journal``
-compares them.
+compares them. ``record_soon()`` queues a write the same way without
+waiting for it (the brokers' news about orders already sent); what is
+queued at close is committed before the file closes.
+
+Durability: ``synchronous = "normal"`` (the default) commits without an
+fsync, so a ``kill -9`` loses nothing, and a ``WalSyncer`` thread fsyncs
+the WAL ``sync_interval_s`` after a commit (a machine crash loses at most
+that much); ``"full"`` fsyncs every commit, and a batch of only the
+brokers' news waits up to ``sync_interval_s`` for the next awaited record
+(a ``submit``) to join it, so an order's path holds one fsync, its own.
 
 Memory is bounded whatever the journal's size: it holds every order not yet
 final, the ``cache_size`` most recently written orders, the records not yet
@@ -54,6 +63,7 @@ import trio
 
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
+from ult_actors.journal.wal_sync import WalSyncer
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Order
 from ult_actors.recent import Recent
@@ -214,12 +224,14 @@ class _SeenFilter:
 class _Batch:
     """Records that commit in one transaction; everyone waiting on it wakes together."""
 
-    __slots__ = ("done", "error", "rows")
+    __slots__ = ("done", "error", "rows", "waited")
 
     def __init__(self) -> None:
         self.rows: list[_Row] = []
         self.done = trio.Event()
         self.error: BaseException | None = None
+        #: Someone waits for it (a ``record``), not only ``record_soon`` news.
+        self.waited = False
 
 
 class SqliteStore:
@@ -229,7 +241,8 @@ class SqliteStore:
         self,
         path: Path,
         *,
-        synchronous: Literal["full", "normal"] = "full",
+        synchronous: Literal["full", "normal"] = "normal",
+        sync_interval_s: float = 0.05,
         group_commit: bool = True,
         max_batch: int = 4096,
         linger_s: float = 0.0,
@@ -243,6 +256,9 @@ class SqliteStore:
     ) -> None:
         self.path = path
         self.synchronous = synchronous
+        #: ``normal``: the WAL is fsynced this long after a commit. ``full``: the brokers'
+        #: news (``record_soon``) waits this long at most for a ``record`` to share a commit.
+        self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
         self.cache_size = cache_size
@@ -262,6 +278,8 @@ class SqliteStore:
         self.records = 0
         self._seq = 0
         self._seen = _SeenFilter(seen_filter_bits)
+        #: Every broker with an order in the journal: asking after another needs no read.
+        self._brokers: set[str] = set()
         self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
         self._recent: Recent[str, Order] = Recent(
             cache_size, refresh=True, on_evict=self._out_of_window
@@ -278,6 +296,12 @@ class SqliteStore:
         self._read_lock = trio.Lock()
         self._lock_fd = -1
         self._committer: _Committer = _ToThreadCommitter()
+        self._wal_syncer: WalSyncer | None = None
+
+    @property
+    def wal_syncs(self) -> int:
+        """Background fsyncs of the WAL so far (``synchronous = "normal"``)."""
+        return self._wal_syncer.syncs if self._wal_syncer is not None else 0
 
     # -- opening and closing --------------------------------------------------
 
@@ -331,8 +355,9 @@ class SqliteStore:
         assert self._rconn is not None
         conn = self._rconn
         self._seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-        for (coid,) in conn.execute("SELECT client_order_id FROM orders"):
+        for coid, broker in conn.execute("SELECT client_order_id, broker FROM orders"):
             self._seen.add(coid)
+            self._brokers.add(broker)
         for (body,) in conn.execute(
             f"SELECT body FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
         ):
@@ -351,6 +376,9 @@ class SqliteStore:
 
     async def _open_store(self) -> None:
         await trio.to_thread.run_sync(self._open_sync)
+        if self.synchronous == "normal" and self.sync_interval_s > 0:
+            self._wal_syncer = WalSyncer(Path(f"{self.path}-wal"), self.sync_interval_s)
+            self._wal_syncer.start()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
 
@@ -366,13 +394,29 @@ class SqliteStore:
     async def _close(self) -> None:
         self._closed = True
         with trio.CancelScope(shield=True):
+            if self._wconn is not None:
+                await self._commit_queued()
             await self._committer.aclose()
+            if self._wal_syncer is not None:
+                await trio.to_thread.run_sync(self._wal_syncer.close)
             await trio.to_thread.run_sync(self._close_sync)
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:
             batch.error = error
             batch.done.set()
         self._queue.clear()
+
+    async def _commit_queued(self) -> None:
+        """On close: commit what is still queued (the brokers' news nobody waits for)."""
+        while self._queue and self.unavailable is None and self._failed is None:
+            batch = self._queue[0]
+            try:
+                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+            except Exception:
+                return  # the rest fails below; reconciliation settles those orders on start
+            self._queue.popleft()
+            self._committed(batch.rows)
+            batch.done.set()
 
     # -- writing ----------------------------------------------------------------
 
@@ -383,6 +427,32 @@ class SqliteStore:
         ``JournalUnavailable`` (the order must not leave) and any other is kept
         in memory and returns at once; it is written when the journal recovers.
         """
+        batch = self._enqueue(order, event, waited=True)
+        if batch is None:
+            return
+        await batch.done.wait()
+        if batch.error is None:
+            return
+        if not _is_outage(batch.error):
+            raise Internal(f"journal write failed: {batch.error}") from batch.error
+        if event not in _BEFORE_SENDING:
+            return  # the broker's news: held by the writer, written on recovery
+        raise self._refusal(order, event)
+
+    def record_soon(self, order: Order, *, event: str = "update") -> None:
+        """Store ``order`` like ``record`` without waiting for the commit (the brokers' news).
+
+        Visible to ``get`` at once and committed with the next batch; a crash
+        before that commit loses the record, and restart reconciliation asks
+        the broker again. Not for a record that must be on disk before an
+        order leaves (``submit``, ``resend``): those go through ``record``.
+        """
+        if event in _BEFORE_SENDING:
+            raise Internal(f"a {event!r} record must be durable before the order leaves")
+        self._enqueue(order, event, waited=False)
+
+    def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
+        """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None and event in _BEFORE_SENDING:
@@ -392,21 +462,15 @@ class SqliteStore:
         self._index(order)
         if self.unavailable is not None:
             self._hold(row)
-            return
+            return None
         batch = self._queue[-1] if self._queue else None
         if batch is None or len(batch.rows) >= self.max_batch:
             batch = _Batch()
             self._queue.append(batch)
         batch.rows.append(row)
+        batch.waited = batch.waited or waited
         self._wake.set()
-        await batch.done.wait()
-        if batch.error is None:
-            return
-        if not _is_outage(batch.error):
-            raise Internal(f"journal write failed: {batch.error}") from batch.error
-        if event not in _BEFORE_SENDING:
-            return  # the broker's news: held by the writer, written on recovery
-        raise self._refusal(order, event)
+        return batch
 
     def _settle_failed(self, rows: list[_Row]) -> None:
         """After an outage hit ``rows``: hold the brokers' news, undo what never left.
@@ -458,6 +522,7 @@ class SqliteStore:
     def _index(self, order: Order) -> None:
         coid = order.client_order_id
         self._seen.add(coid)
+        self._brokers.add(order.broker)
         self._unwritten[coid] = order
         self._open.pop(coid, None)
         if order.status in OPEN_STATUSES:
@@ -477,7 +542,7 @@ class SqliteStore:
         assert conn is not None
         events = []
         latest: dict[str, tuple[Any, ...]] = {}
-        for seq, event, ts, order in rows:
+        for seq, event, ts, order in _folded(rows):
             body = _encode(order)
             events.append((seq, order.client_order_id, event, order.status, ts, body))
             latest[order.client_order_id] = (
@@ -503,6 +568,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._wal_syncer is not None:
+            self._wal_syncer.committed()
 
     async def _write_forever(self) -> None:
         """The single writer: commit queued batches in order, one transaction each."""
@@ -510,6 +577,8 @@ class SqliteStore:
             while not self._queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
+            if self.synchronous == "full":
+                await self._news_waits_for_a_record()
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
             batch = self._queue.popleft()
@@ -532,6 +601,16 @@ class SqliteStore:
                 continue
             self._committed(batch.rows)
             batch.done.set()
+
+    async def _news_waits_for_a_record(self) -> None:
+        """With an fsync per commit: a batch of only the brokers' news waits up to
+        ``sync_interval_s`` for a record someone waits for (the next ``submit``), so the
+        two share one fsync and the news never puts a second fsync on an order's path."""
+        head = self._queue[0]
+        with trio.move_on_after(self.sync_interval_s):
+            while not head.waited and len(self._queue) == 1:
+                self._wake = trio.Event()
+                await self._wake.wait()
 
     def _committed(self, rows: list[_Row]) -> None:
         self.commits += 1
@@ -646,6 +725,9 @@ class SqliteStore:
                     if len(out) >= limit:
                         break
             return out
+        if broker is not None and broker not in self._brokers:
+            # No thread round trip: a service starting 1,000 brokers asks this of each.
+            return []
 
         def read(conn: sqlite3.Connection) -> list[Order]:
             if broker is None:
@@ -680,6 +762,30 @@ class SqliteStore:
             ]
 
         return await self._read(read)
+
+
+def _folded(rows: list[_Row]) -> list[_Row]:
+    """``rows`` with each run of one order's ``update`` records in a batch cut to its last.
+
+    The broker's answer and the stream's reports of one order (``accepted``
+    then ``filled``) often land in one batch: one row each in ``events`` and
+    ``orders`` instead of one per report. The history keeps every record
+    made before an order left (``submit``, ``resend``) and each order's
+    latest state per batch.
+    """
+    out: list[_Row] = []
+    last_update: dict[str, int] = {}  # client order id -> index in ``out`` of its update
+    for row in rows:
+        coid = row[3].client_order_id
+        if row[1] != "update":
+            last_update.pop(coid, None)
+            out.append(row)
+        elif coid in last_update:
+            out[last_update[coid]] = row  # the later state wins, at the earlier's place
+        else:
+            last_update[coid] = len(out)
+            out.append(row)
+    return out
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -728,7 +834,8 @@ def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> str:
 async def open_sqlite_store(
     path: Path | str,
     *,
-    synchronous: Literal["full", "normal"] = "full",
+    synchronous: Literal["full", "normal"] = "normal",
+    sync_interval_s: float = 0.05,
     group_commit: bool = True,
     max_batch: int = 4096,
     linger_s: float = 0.0,
@@ -743,6 +850,7 @@ async def open_sqlite_store(
     store = SqliteStore(
         Path(path),
         synchronous=synchronous,
+        sync_interval_s=sync_interval_s,
         group_commit=group_commit,
         max_batch=max_batch,
         linger_s=linger_s,
@@ -764,7 +872,7 @@ async def open_sqlite_store(
 
 
 def sqlite_store_opener(
-    path: Path, *, synchronous: Literal["full", "normal"] = "full", **options: Any
+    path: Path, *, synchronous: Literal["full", "normal"] = "normal", **options: Any
 ) -> Callable[[], Any]:
     """An opener for ``journal_actor``: each journal incarnation reopens the file."""
 

@@ -21,6 +21,11 @@ class OrderStore(Protocol):
     async def record(self, order: Order, *, event: str = "update") -> None:
         """Store ``order`` as the latest state of its client order id; return once durable."""
 
+    def record_soon(self, order: Order, *, event: str = "update") -> None:
+        """Store ``order`` without waiting until it is durable (the brokers' news about an
+        order already sent: a crash before it is durable leaves that order to restart
+        reconciliation). Visible to ``get`` at once."""
+
     async def get(self, client_order_id: str) -> Order | None:
         """The latest state of one order by client order id."""
 

@@ -9,11 +9,19 @@ import pytest
 
 from tests.brokers.alpaca.harness import connected, running_sim
 from tests.brokers.contract import ContractCase
+from ult_actors.messages import Order
 
 
 @pytest.fixture
 async def contract_case() -> AsyncIterator[ContractCase]:
-    async with running_sim() as (_sim, port), connected(port) as (connector, log):
+    async with running_sim() as (sim, port), connected(port) as (connector, log):
+
+        async def move_price(price: Decimal) -> None:
+            sim.venue.set_price("AAPL", price)
+
+        async def partial_fill(order: Order, qty: Decimal) -> None:
+            sim.venue.execute(order.id, qty)
+
         yield ContractCase(
             connector=connector,
             updates=log,
@@ -22,4 +30,7 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             resting_buy_limit=Decimal("150.00"),
             resting_buy_stop=Decimal("250.00"),
             id_prefix="alpaca-ct",
+            market_price=sim.venue.price("AAPL"),
+            move_price=move_price,
+            partial_fill=partial_fill,
         )

@@ -35,7 +35,7 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             updates=log,
             symbol="AAPL",
             qty=Decimal(10),
-            resting_buy_limit=Decimal("5.00"),  # room below it for a replace at -1
+            resting_buy_limit=Decimal("1.00"),
             resting_buy_stop=Decimal(100_000),
             resting_tifs=("day", "gtc"),
             id_prefix="ib",

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 import trio
+import trio.testing
 
 from tests.brokers.contract import UpdateLog
 from tests.brokers.ib.harness import BOUND, streaming_connector
@@ -167,3 +168,80 @@ async def test_a_bracket_exit_modified_in_place_stays_a_leg_of_its_list(
             await status_of(log, "bm-tp", "canceled")
     assert moved.id == legs[2].id  # TWS kept its order id
     assert moved.leg == legs[2].leg and moved.stop_price == Decimal(2)
+
+
+async def test_after_a_restart_a_bracket_exit_waiting_at_tws_is_still_held(
+    sim: TwsSimulator,
+) -> None:
+    async with streaming_connector(sim) as (connector, _):
+        with trio.fail_after(BOUND):
+            await bracket(connector, "br", resting("br-in"))
+    await sim.wait_for_session(1, present=False)
+    async with streaming_connector(sim) as (fresh, _):  # knows nothing of the list
+        with trio.fail_after(BOUND):
+            exits = [await fresh.get_order_by_client_id(c) for c in ("br-tp", "br-sl")]
+            entry = await fresh.get_order_by_client_id("br-in")
+    assert [o.status for o in exits] == ["held", "held"]
+    assert entry.status == "accepted"
+
+
+async def test_a_replaced_bracket_entry_keeps_its_exits_held_until_it_fills(
+    sim: TwsSimulator,
+) -> None:
+    async with streaming_connector(sim) as (connector, log):
+        with trio.fail_after(BOUND):
+            entry, *_ = await bracket(connector, "re", resting("re-in"))
+            change = ReplaceRequest(order_id=entry.id, qty=Decimal(12), client_order_id="re-in2")
+            moved = await connector.replace(entry, change)
+            assert [
+                (await connector.get_order_by_client_id(c)).status for c in ("re-tp", "re-sl")
+            ] == [
+                "held",
+                "held",
+            ]
+            await sim.execute(connector.settings.client_id, int(moved.id), Decimal(12))
+            await status_of(log, "re-in2", "filled")
+            take_profit = await status_of(log, "re-tp", "accepted")
+    assert take_profit.leg is not None and take_profit.leg.role == "take_profit"
+    assert (moved.qty, moved.replaces) == (Decimal(12), "re-in")
+
+
+async def test_a_second_replace_while_one_is_unanswered_is_refused(sim: TwsSimulator) -> None:
+    async with streaming_connector(sim) as (connector, _):
+        with trio.fail_after(BOUND):
+            old = await connector.submit(resting("two-1"))
+            sim.faults.ack_gate = trio.Event()  # TWS sits on the first modify
+            async with trio.open_nursery() as nursery:
+                first = ReplaceRequest(order_id=old.id, qty=Decimal(11), client_order_id="two-1b")
+                nursery.start_soon(connector.replace, old, first)
+                await trio.testing.wait_all_tasks_blocked()
+                second = ReplaceRequest(order_id=old.id, qty=Decimal(9), client_order_id="two-1c")
+                with pytest.raises(NotReplaceable, match=r"being replaced already \(by two-1b\)"):
+                    await connector.replace(old, second)
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_replace_retried_after_a_timeout_is_sent_again_and_applied_once(
+    sim: TwsSimulator,
+) -> None:
+    async with streaming_connector(sim, ack_timeout_s=0.5) as (connector, log):
+        with trio.fail_after(BOUND):
+            old = await connector.submit(resting("late-1"))
+            sim.faults.ack_gate = gate = trio.Event()  # TWS sits on the modify
+            change = ReplaceRequest(order_id=old.id, qty=Decimal(11), client_order_id="late-1b")
+            with pytest.raises(BrokerUnavailable, match="look it up"):
+                await connector.replace(old, change)
+            async with trio.open_nursery() as nursery:
+                retried: list[Order] = []
+
+                async def retry() -> None:
+                    retried.append(await connector.replace(old, change))
+
+                nursery.start_soon(retry)
+                await trio.testing.wait_all_tasks_blocked()  # sent again, waiting
+                gate.set()  # TWS reads both modifies now
+            await status_of(log, "late-1", "replaced")
+    assert (retried[0].client_order_id, retried[0].qty) == ("late-1b", Decimal(11))
+    assert [u.order.status for u in log.for_client_id("late-1")].count("replaced") == 1
+    (at_tws,) = sim.exchange.orders.values()
+    assert (at_tws.order.order_ref, at_tws.order.total_quantity) == ("late-1b", Decimal(11))

@@ -11,6 +11,12 @@ Settings, their ``ALPACA_*`` overrides and the paper/live hosts are in
 ``settings``. Live trading refuses to start unless the broker's config says
 ``live_trading_confirmed = true``.
 
+Replace (``PATCH``) and Alpaca's order classes (bracket / oco / oto, see
+``order_lists``) are native; ``links`` keeps what ties Alpaca's ids to ours
+(legs' client order ids, replace links) and the replace outcomes the stream
+tells: ``replace`` returns once Alpaca says the replace took effect, and is
+refused (``NotReplaceable``) when a fill got there first.
+
 Rate limits: a 429 (or a reply saying no requests are left) closes a gate
 until the window resets; requests meanwhile wait if the wait is short
 (``rate_limit_max_wait_s``) and fail with ``RateLimited`` otherwise.
@@ -37,13 +43,16 @@ from ult_actors.brokers.alpaca.errors import (
     retry_after_s,
 )
 from ult_actors.brokers.alpaca.ledger import Execution, FillLedger
+from ult_actors.brokers.alpaca.links import OrderLinks
 from ult_actors.brokers.alpaca.mapping import (
     ORDER_ID_RE,
     order_body,
+    replace_body,
     to_account,
     to_order,
     to_position,
 )
+from ult_actors.brokers.alpaca.order_lists import legs_of, list_body
 from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
 from ult_actors.brokers.alpaca.stream import StreamTimeouts, open_trade_updates
 from ult_actors.brokers.alpaca.wire import (
@@ -64,22 +73,29 @@ from ult_actors.brokers.http.errors import unreadable_reply
 from ult_actors.errors import (
     BrokerUnavailable,
     ConfigError,
+    DuplicateOrder,
     InvalidOrder,
     NotFound,
+    NotReplaceable,
     RateLimited,
 )
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     Account,
+    Contingency,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderUpdate,
     Position,
+    ReplaceRequest,
 )
 from ult_actors.order_state import already_final
 
 _PAGE = 500  # Alpaca's maximum page size for GET /v2/orders
 _SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew between us and Alpaca
+_REPLACEABLE = frozenset({"new", "partially_filled"})  # Alpaca's statuses that take a PATCH
+_ORDER_CLASSES = frozenset({"bracket", "oco", "oto"})
 
 
 class MarketClock(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +109,9 @@ class MarketClock(msgspec.Struct, frozen=True, kw_only=True):
 
 class AlpacaConnector:
     """A connection to one Alpaca account (see the module docstring)."""
+
+    #: Alpaca carries every order list itself.
+    native_contingencies: frozenset[Contingency] = frozenset({"bracket", "oco", "oto"})
 
     def __init__(
         self,
@@ -110,6 +129,7 @@ class AlpacaConnector:
         self._http = HttpPool(name, settings, transport=transport)
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
         self._ledger = FillLedger(watch_from_ns=now_ns())
+        self._links = OrderLinks()
         self._last_heard_ns: int | None = None
         self.log: Any = structlog.get_logger().bind(broker=name)
 
@@ -158,7 +178,7 @@ class AlpacaConnector:
         try:
             response = await self._request("POST", "/v2/orders", what="submit", json=body)
             # An unreadable 2xx is as unknown as a lost one: inside the same handler.
-            order = to_order(self._decode(response, WireOrder, what="submit"), self.name)
+            order = self._order(self._decode(response, WireOrder, what="submit"))
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{exc.message}; order {request.client_order_id} may have reached Alpaca:"
@@ -168,6 +188,96 @@ class AlpacaConnector:
             ) from None
         self._ledger.expect(order)
         return order
+
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        """``PATCH /v2/orders/{id}``: the replacement, once Alpaca says the replace took effect.
+
+        The replacement carries ``change.client_order_id``, so a replace whose
+        reply was lost is found by it; one sent twice is answered with the
+        replacement the first made. ``NotReplaceable`` names Alpaca's state
+        when the order cannot be replaced, or when it filled before the
+        replace reached the market (Alpaca then rejects the new order).
+        """
+        self._check_order_id(order.id)
+        if order.status in TERMINAL_STATUSES:
+            raise _not_replaceable(order, order.status, self.name)
+        body = replace_body(order, change)
+        coid = body["client_order_id"]
+        self._links.remember(order.id, order.client_order_id, order.leg)
+        try:
+            response = await self._request(
+                "PATCH", f"/v2/orders/{order.id}", what="replace", json=body
+            )
+            wire = self._decode(response, WireOrder, what="replace")
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{exc.message}; replacement {coid} may have reached Alpaca:"
+                " look it up by client order id before sending it again",
+                retry_after=exc.retry_after,
+                broker=self.name,
+            ) from None
+        except (DuplicateOrder, InvalidOrder):
+            done = await self._replacement(order, coid)
+            if done is not None:
+                return done  # this replace was applied before: its reply was lost
+            await self._refuse_if_not_replaceable(order)
+            raise
+        self._links.remember(wire.id, coid, order.leg)
+        new = self._order(wire)
+        self._ledger.expect(new)
+        outcome = await self._links.wait_outcome(new.id, self.settings.read_timeout_s)
+        if outcome is None:  # the stream is quiet: ask
+            new = await self.get_order(new.id)
+            outcome = "rejected" if new.status == "rejected" else "replaced"
+        if outcome == "rejected":
+            await self._refuse_if_not_replaceable(order)
+            raise NotReplaceable(
+                f"Alpaca rejected replacement {coid} of order {order.id}", broker=self.name
+            )
+        return new
+
+    async def _replacement(self, order: Order, coid: str) -> Order | None:
+        """The replacement ``coid`` of ``order`` if Alpaca has it already."""
+        try:
+            found = await self.get_order_by_client_id(coid)
+        except NotFound:
+            return None
+        return found if found.replaces == order.client_order_id else None
+
+    async def _refuse_if_not_replaceable(self, order: Order) -> None:
+        """``NotReplaceable`` naming Alpaca's state, unless the order could still be replaced."""
+        wire = await self._get(f"/v2/orders/{order.id}", WireOrder, what="order lookup")
+        if wire.status not in _REPLACEABLE:
+            raise _not_replaceable(order, wire.status, self.name) from None
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        """``POST /v2/orders`` with Alpaca's ``order_class``: every leg, in ``request.legs`` order.
+
+        Alpaca names the exits with client order ids of its own; the legs come
+        back (and are reported from then on) under ours. A lost reply raises
+        ``BrokerUnavailable``: look the first leg up by client order id.
+        """
+        body = list_body(request)
+        try:
+            with self._links.placing_list():
+                response = await self._request("POST", "/v2/orders", what="submit list", json=body)
+                wire = self._decode(response, WireOrder, what="submit list")
+                legs = legs_of(request, wire)
+                for (leg_wire, leg), asked in zip(legs, request.legs, strict=True):
+                    self._links.remember(
+                        leg_wire.id, asked.client_order_id or leg_wire.client_order_id, leg
+                    )
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{exc.message}; order list {request.list_id} may have reached Alpaca: look up"
+                f" {request.legs[0].client_order_id} by client order id before sending it again",
+                retry_after=exc.retry_after,
+                broker=self.name,
+            ) from None
+        orders = [self._order(leg_wire) for leg_wire, _ in legs]
+        for order in orders:
+            self._ledger.expect(order)
+        return orders
 
     async def cancel(self, order_id: str) -> Order:
         """``DELETE /v2/orders/{id}``, then the order as it stands.
@@ -198,7 +308,7 @@ class AlpacaConnector:
         """
         path = f"/v2/positions/{quote(position.symbol, safe='')}"
         response = await self._request("DELETE", path, what="close position")
-        order = to_order(self._decode(response, WireOrder, what="close position"), self.name)
+        order = self._order(self._decode(response, WireOrder, what="close position"))
         self._ledger.expect(order)
         return order
 
@@ -214,7 +324,7 @@ class AlpacaConnector:
         orders = []
         for result in self._decode(response, list[WireCloseResult], what="close all positions"):
             if 200 <= result.status < 300:
-                order = to_order(self._decode_raw(result.body, WireOrder), self.name)
+                order = self._order(self._decode_raw(result.body, WireOrder))
                 self._ledger.expect(order)
                 orders.append(order)
             else:
@@ -231,21 +341,24 @@ class AlpacaConnector:
         """One order by Alpaca's order id."""
         self._check_order_id(order_id)
         wire = await self._get(f"/v2/orders/{order_id}", WireOrder, what="order lookup")
-        return to_order(wire, self.name)
+        return self._order(wire)
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
         """One order by our client order id (``NotFound`` if it never arrived)."""
+        alpaca_id = self._links.alpaca_id(client_order_id)
+        if alpaca_id is not None:  # a leg: Alpaca knows it by its own client order id
+            return await self.get_order(alpaca_id)
         wire = await self._get(
             "/v2/orders:by_client_order_id",
             WireOrder,
             what="order lookup",
             params={"client_order_id": client_order_id},
         )
-        return to_order(wire, self.name)
+        return self._order(wire)
 
     async def open_orders(self) -> list[Order]:
         """Every open order, all pages."""
-        return [to_order(w, self.name) for w in await self._list_orders("open")]
+        return [self._order(w) for w in await self._list_orders("open")]
 
     async def positions(self) -> list[Position]:
         """Every non-zero position."""
@@ -329,7 +442,14 @@ class AlpacaConnector:
                 await trio.sleep(delay)
 
     async def _deliver_stream_update(self, update: WireTradeUpdate, sink: UpdateSink) -> None:
-        order = to_order(update.order, self.name)
+        wire = update.order
+        if wire.order_class in _ORDER_CLASSES and not wire.legs:
+            await self._links.wait_adopted(wire.id)  # a leg reported before its list's reply
+        if wire.replaced_by and update.event == "replaced":
+            self._links.hear(wire.replaced_by, "replaced")
+        elif wire.replaces and update.event in ("new", "rejected"):
+            self._links.hear(wire.id, "replaced" if update.event == "new" else "rejected")
+        order = await self._linked(wire)
         ts = optional_ns(update.timestamp) or self._now_ns()
         execution = None
         if update.event in ("fill", "partial_fill") and update.qty and update.price:
@@ -361,7 +481,7 @@ class AlpacaConnector:
                 except NotFound:
                     continue
         for wire in found:
-            order = to_order(wire, self.name)
+            order = await self._linked(wire)
             if not self._ledger.watching(order):
                 # Older than this connection and never seen by it: the broker
                 # actor's reconciliation settles such orders from its journal.
@@ -371,6 +491,29 @@ class AlpacaConnector:
                 await self._emit(order, fills, sink, now)
         self._last_heard_ns = now
         self.log.debug("alpaca order sweep done", orders=len(found))
+
+    def _order(self, wire: WireOrder) -> Order:
+        """Our ``Order`` for Alpaca's, under our client order id and links as far as known."""
+        order = self._links.ours(to_order(wire, self.name))
+        links: dict[str, Any] = {}
+        if wire.replaces:
+            links["replaces"] = self._links.client_order_id(wire.replaces)
+        if wire.replaced_by:
+            links["replaced_by"] = self._links.client_order_id(wire.replaced_by)
+        return msgspec.structs.replace(order, **links) if links else order
+
+    async def _linked(self, wire: WireOrder) -> Order:
+        """``_order``, asking Alpaca for a replace link's client order id not known here."""
+        for alpaca_id in (wire.replaces, wire.replaced_by):
+            if alpaca_id and self._links.client_order_id(alpaca_id) is None:
+                try:
+                    other = await self._get(
+                        f"/v2/orders/{alpaca_id}", WireOrder, what="order lookup"
+                    )
+                except NotFound:
+                    continue
+                self._links.remember(other.id, other.client_order_id)
+        return self._order(wire)
 
     async def _emit(self, order: Order, fills: list[Any], sink: UpdateSink, ts: int) -> None:
         if not fills:
@@ -452,6 +595,14 @@ class AlpacaConnector:
         if not ORDER_ID_RE.match(order_id):
             # Not an Alpaca order id (perhaps a client order id): never put it in a path.
             raise NotFound(f"no Alpaca order with id {order_id!r}", broker=self.name)
+
+
+def _not_replaceable(order: Order, status: str, broker: str) -> NotReplaceable:
+    return NotReplaceable(
+        f"order {order.id} (client order id {order.client_order_id}) is {status};"
+        " it cannot be replaced",
+        broker=broker,
+    )
 
 
 class _RateGate:

@@ -4,8 +4,8 @@ Alpaca has more order states than the gateway's one lifecycle. Each maps to
 the state that says what may still happen to the order: anything that can
 still fill is open (``accepted``, or ``partially_filled`` once something
 filled), and only Alpaca's final states are final here. ``replaced`` is final
-for that order id (the replacement is a new order with its own id), so it
-reads as ``canceled`` with the replacement named in ``reject_reason``.
+for that order id (the replacement is a new order with its own id); the
+connector names the replacement (``replaced_by``) by its client order id.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ult_actors.messages import (
     OrderStatus,
     OrderType,
     Position,
+    ReplaceRequest,
     Side,
     TimeInForce,
 )
@@ -42,17 +43,17 @@ STATUS_MAP: Final[dict[str, OrderStatus]] = {
     "new": "accepted",
     "accepted_for_bidding": "accepted",
     "pending_review": "accepted",
-    "held": "accepted",  # a bracket leg waiting for its entry
+    "held": "held",  # a bracket's or oto's exit waiting for its entry to fill
     "stopped": "accepted",
     "suspended": "accepted",
     "calculated": "accepted",
     "done_for_day": "accepted",  # resumes next session (day orders expire instead)
-    "pending_replace": "accepted",
+    "pending_replace": "pending_replace",
     "partially_filled": "partially_filled",
     "filled": "filled",
     "pending_cancel": "pending_cancel",
     "canceled": "canceled",
-    "replaced": "canceled",
+    "replaced": "replaced",
     "expired": "expired",
     "rejected": "rejected",
 }
@@ -87,15 +88,7 @@ def map_status(status: str, filled_qty: Decimal) -> OrderStatus:
 
 def order_body(request: OrderRequest) -> dict[str, Any]:
     """The ``POST /v2/orders`` body for a request; ``InvalidOrder`` if Alpaca would refuse it."""
-    coid = request.client_order_id
-    if not coid:
-        raise InvalidOrder("client_order_id is required", field="client_order_id")
-    if len(coid) > MAX_CLIENT_ORDER_ID:
-        raise InvalidOrder(
-            f"client_order_id is {len(coid)} characters; Alpaca allows at most"
-            f" {MAX_CLIENT_ORDER_ID}",
-            field="client_order_id",
-        )
+    coid = _client_order_id(request.client_order_id)
     if request.extended_hours and not (request.type == "limit" and request.time_in_force == "day"):
         raise InvalidOrder(
             "extended_hours needs a limit order with time_in_force day", field="extended_hours"
@@ -117,6 +110,46 @@ def order_body(request: OrderRequest) -> dict[str, Any]:
     return body
 
 
+def replace_body(order: Order, change: ReplaceRequest) -> dict[str, Any]:
+    """The ``PATCH /v2/orders/{id}`` body replacing ``order``; ``InvalidOrder`` if nothing changes.
+
+    Alpaca's replacement is a new order for the qty sent, else for the old
+    order's whole qty even when part of it has filled: so the qty sent is
+    what is left to fill (the new total less the fills), whenever that
+    differs from the old order's qty.
+    """
+    body: dict[str, Any] = {"client_order_id": _client_order_id(change.client_order_id)}
+    total = change.qty if change.qty is not None else order.qty
+    left = total - order.filled_qty
+    if left <= 0:
+        raise InvalidOrder(
+            f"qty {total} must exceed the {order.filled_qty} already filled", field="qty"
+        )
+    if left != order.qty:
+        body["qty"] = decimal_text(left)
+    if change.limit_price is not None:
+        body["limit_price"] = decimal_text(change.limit_price)
+    if change.stop_price is not None:
+        body["stop_price"] = decimal_text(change.stop_price)
+    if change.time_in_force is not None:
+        body["time_in_force"] = change.time_in_force
+    if len(body) == 1:
+        raise InvalidOrder("nothing to change: give qty, limit_price, stop_price or time_in_force")
+    return body
+
+
+def _client_order_id(coid: str | None) -> str:
+    if not coid:
+        raise InvalidOrder("client_order_id is required", field="client_order_id")
+    if len(coid) > MAX_CLIENT_ORDER_ID:
+        raise InvalidOrder(
+            f"client_order_id is {len(coid)} characters; Alpaca allows at most"
+            f" {MAX_CLIENT_ORDER_ID}",
+            field="client_order_id",
+        )
+    return coid
+
+
 def to_order(wire: WireOrder, broker: str) -> Order:
     """Our ``Order`` for an Alpaca order object."""
     filled = wire.filled_qty or Decimal(0)
@@ -126,11 +159,7 @@ def to_order(wire: WireOrder, broker: str) -> Order:
     tif: TimeInForce = wire.time_in_force if wire.time_in_force in _TIFS else "day"  # type: ignore[assignment]
     # A notional (dollar) order has no qty until it fills.
     qty = wire.qty if wire.qty is not None else filled
-    reason = None
-    if wire.status == "replaced":
-        reason = f"replaced by order {wire.replaced_by}" if wire.replaced_by else "replaced"
-    elif wire.status == "rejected":
-        reason = "rejected by Alpaca"
+    reason = "rejected by Alpaca" if wire.status == "rejected" else None
     created = optional_ns(wire.created_at) or optional_ns(wire.submitted_at)
     return Order(
         id=wire.id,

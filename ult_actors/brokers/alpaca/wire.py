@@ -42,6 +42,10 @@ class WireOrder(msgspec.Struct, kw_only=True):
     updated_at: str | None = None
     submitted_at: str | None = None
     replaced_by: str | None = None
+    replaces: str | None = None
+    order_class: str | None = None
+    #: A bracket's / oco's / oto's other orders, in replies that nest them.
+    legs: list[WireOrder] | None = None
 
 
 class WirePosition(msgspec.Struct, kw_only=True):

@@ -478,6 +478,12 @@ class IbConnector:
         if current.status in TERMINAL_STATUSES or current.status == "pending_cancel":
             state = "being canceled" if current.status == "pending_cancel" else current.status
             raise ib_errors.not_replaceable(current, state)
+        pending = tracked.replacing
+        if pending is not None and pending.client_order_id != new_coid:
+            # (The same replace again, after a timeout, is sent again: a modify to the
+            # same terms and orderRef changes nothing at TWS if the first got there.)
+            by = pending.client_order_id
+            raise ib_errors.not_replaceable(current, f"being replaced already (by {by})")
         terms = replaced_terms(current, change)
         self._require_trading()
         assert tracked.placed is not None, "every tracked open order was placed or listed"

@@ -164,6 +164,8 @@ class OrderTracker:
             # session): keep each under its own key rather than overwrite ours.
             key = -order.perm_id
         tracked = TrackedOrder(order_id=key, order=ours, acked=True)
+        if order_id:
+            tracked.placed = wire.PlaceOrder(order_id=order_id, contract=contract, order=order)
         self.orders[key] = tracked
         self.by_ref.setdefault(ours.client_order_id, key)
         self._remember_perm(tracked, order.perm_id)
@@ -216,11 +218,15 @@ class OrderTracker:
         return [OrderUpdate(order=retired, ts=now), OrderUpdate(order=tracked.order, ts=now)]
 
     def _held_or(self, tracked: TrackedOrder, status: OrderStatus | None) -> OrderStatus | None:
-        """``held`` for a working leg whose parent has not filled yet, else ``status``."""
-        leg = tracked.order.leg
-        if status != "accepted" or leg is None or leg.parent_id is None:
+        """``held`` for a working child whose parent has not filled yet, else ``status``.
+
+        The parent is TWS's (``parentId``), so a leg found at TWS after a restart,
+        whose list this connection never saw, is held all the same.
+        """
+        parent_id = tracked.placed.order.parent_id if tracked.placed is not None else 0
+        if status != "accepted" or not parent_id:
             return status
-        parent = self.by_client_id(leg.parent_id)
+        parent = self.orders.get(parent_id)
         return "held" if parent is not None and parent.order.status != "filled" else status
 
     def on_order_status(self, msg: wire.OrderStatus) -> list[OrderUpdate]:

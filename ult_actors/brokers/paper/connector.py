@@ -4,22 +4,33 @@ It is the default connection (``kind = "paper"``) and what ``scripts/serve``
 runs with no configuration. The venue (``paper.venue``) matches orders
 against a seeded random walk of prices (``paper.feed``), books fills into a
 cash account with positions and P&L (``paper.account``) and keeps all of it
-in a SQLite file (``paper.store``), so the account survives restarts:
-every broker-actor incarnation builds a fresh ``PaperConnector`` from the
-same settings, and ``connect()`` reloads the same book, as reconnecting to a
-real broker would. ``ult paper reset`` (``reset_paper_state``) starts afresh.
+in the SQLite file every paper connection of the service shares
+(``paper.store``, opened through ``paper.exchange``), so the account
+survives restarts: every broker-actor incarnation builds a fresh
+``PaperConnector`` from the same settings, and ``connect()`` reloads the
+same book, as reconnecting to a real broker would. ``ult paper reset``
+(``reset_paper_state``) starts afresh.
 
-Time: the venue's clock ticks every ``tick_interval_s`` (trio time) while
-``stream_updates`` runs; with ``latency_ms`` above 0, orders are
-acknowledged at once and matched that much later, also by the stream task.
-Tests drive prices by hand with ``set_price`` and ``tick``.
+An account the file does not have yet is opened on first use (an order, or
+a test driving its prices); until then the connector answers queries as a
+fresh account would, so a thousand configured connections cost little until
+they trade.
+
+Nothing the venue did is reported before the file has it: ``submit``,
+``cancel`` and the queries wait for the writer's batch holding the state they
+report (``paper.writer``), and updates are emitted once committed.
+
+Time: the shared clock (``paper.clock``) ticks the venue every
+``tick_interval_s`` (trio time) while ``stream_updates`` runs; with
+``latency_ms`` above 0, orders are acknowledged at once and matched that
+much later. Tests drive prices by hand with ``set_price`` and ``tick``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -29,27 +40,29 @@ import msgspec
 import trio
 
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.paper.exchange import PaperExchange
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import (
     PaperSettings,
     check_paper_settings,
     start_prices,
 )
-from ult_actors.brokers.paper.store import PaperStore, reset_store, unusable_account
+from ult_actors.brokers.paper.store import reset_store, unusable_account
 from ult_actors.brokers.paper.venue import PaperVenue
-from ult_actors.errors import BrokerUnavailable, ConfigError
+from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
 from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
 
 __all__ = ["PaperConnector", "reset_paper_state"]
 
 
-def reset_paper_state(path: str) -> bool:
-    """Delete the paper account stored at ``path``; the next connect starts with fresh cash.
+def reset_paper_state(path: str, account: str | None = None) -> bool:
+    """Delete the paper account ``account`` stored at ``path`` (all of them: ``None``).
 
-    Returns whether there was an account to delete. Raises ``BrokerUnavailable``
-    while a service has the account open: stop the service first.
+    The next connect starts with fresh cash. Returns whether there was an
+    account to delete. Raises ``BrokerUnavailable`` while a service has the
+    file open: stop the service first.
     """
-    return reset_store(path)
+    return reset_store(path, account)
 
 
 class PaperConnector:
@@ -68,28 +81,36 @@ class PaperConnector:
         self._now_ns = now_ns
         #: Drives the price walk; seeded from ``settings.seed`` unless injected.
         self._rng = rng if rng is not None else random.Random(settings.seed)
+        self._exchange: PaperExchange | None = None
         self._venue: PaperVenue | None = None
         self._stream_scope: trio.CancelScope | None = None
+        #: Bumped when the stream stops: clock calls made for an older one do nothing.
+        self._stream_epoch = 0
+        self._streaming = False
         # The venue emits synchronously; the stream task hands updates to the sink.
-        # Unbounded: the venue cannot wait, and its output is bounded by the orders sent.
-        self._updates_in, self._updates_out = trio.open_memory_channel[OrderUpdate](math.inf)
-        self._arrivals_in, self._arrivals_out = trio.open_memory_channel[tuple[float, str]](
+        # Unbounded: the venue cannot wait, and its output is bounded by the orders
+        # sent. An exception in it ends the stream (the venue or its file failed).
+        self._updates_in, self._updates_out = trio.open_memory_channel[OrderUpdate | BaseException](
             math.inf
         )
 
     @property
     def venue(self) -> PaperVenue:
-        """The connected venue (``BrokerUnavailable`` before ``connect``/after ``disconnect``)."""
+        """The account's venue, opened on first use (``BrokerUnavailable`` when not connected)."""
         if self._venue is None:
-            raise BrokerUnavailable(f"paper broker {self.name} is not connected", broker=self.name)
+            self._venue = self._open_venue()
         return self._venue
 
-    async def connect(self) -> None:
-        """Open (or create) the account file and load the book."""
-        check_paper_settings(self.settings)
-        if self._venue is not None:
-            return
-        store = PaperStore(self.settings.state_path)
+    def _open_venue(self) -> PaperVenue:
+        exchange = self._exchange
+        if exchange is None:
+            raise BrokerUnavailable(f"paper broker {self.name} is not connected", broker=self.name)
+        if not exchange.reload_ready(self.name):
+            raise BrokerUnavailable(
+                f"paper account {self.name}: its last writes are still being saved",
+                broker=self.name,
+            )
+        store = exchange.store
         try:
             feed = PriceFeed(
                 self._rng,
@@ -98,68 +119,157 @@ class PaperConnector:
                 volatility_bps=self.settings.volatility_bps,
                 price_decimals=self.settings.price_decimals,
             )
-            self._venue = PaperVenue(
+            venue = PaperVenue(
                 self.name,
                 self.settings,
-                store,
+                store.load(self.name),
                 feed,
+                store=store,
+                writer=exchange.writer,
                 now_ns=self._now_ns,
                 emit=self._updates_in.send_nowait,
             )
-        except (sqlite3.Error, msgspec.DecodeError, ArithmeticError, ValueError) as exc:
-            # A damaged file: refusing it beats a restart loop (ConfigError is fatal).
-            store.close()
+        except (msgspec.DecodeError, ArithmeticError, ValueError) as exc:
+            # A damaged account: refusing it beats a restart loop (ConfigError is fatal).
             if isinstance(exc, ConfigError):
                 raise
             raise unusable_account(store.path, exc) from None
+        if self._streaming:
+            self._start_ticks(venue)
+        return venue
+
+    def _opened(self) -> PaperVenue | None:
+        """The venue if the account exists; ``None`` for one never used (fresh)."""
+        if self._venue is None:
+            if self._exchange is None:
+                raise BrokerUnavailable(
+                    f"paper broker {self.name} is not connected", broker=self.name
+                )
+            if self.name not in self._exchange.store.accounts:
+                return None
+        return self.venue
+
+    async def _reported(self, venue: PaperVenue) -> None:
+        """Return once everything ``venue`` has staged is in the file."""
+        assert self._exchange is not None
+        venue.holding += 1
+        try:
+            await self._exchange.writer.durable(venue.staged_seq)
+        finally:
+            venue.holding -= 1
+            venue.release()
+
+    async def connect(self) -> None:
+        """Join the accounts file; load the account if the file has it."""
+        check_paper_settings(self.settings)
+        if self._exchange is not None:
+            return
+        self._exchange = await PaperExchange.join(self.settings.state_path, self.name, self._fail)
+        try:
+            if self.name in self._exchange.store.accounts:
+                self.venue  # noqa: B018  # an account with a past resumes now
         except BaseException:
-            store.close()
+            await self.disconnect()
             raise
-        await trio.lowlevel.checkpoint()
 
     async def disconnect(self) -> None:
-        """Close the account file; safe to call twice."""
+        """Leave the accounts file once the account's writes are in; safe to call twice."""
         venue, self._venue = self._venue, None
+        exchange, self._exchange = self._exchange, None
+        self._stream_epoch += 1
         if self._stream_scope is not None:
             self._stream_scope.cancel()  # a deliberate close ends the stream quietly
-        if venue is not None:
-            venue.store.close()
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if exchange is None:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        last = venue.staged_seq if venue is not None else 0
+        try:
+            if venue is not None and exchange.writer.failure is None:
+                await exchange.writer.durable(last)
+        finally:
+            await exchange.leave(self.name, last)
+
+    def _fail(self, error: BaseException) -> None:
+        """The venue or its file failed: the stream ends with ``error``."""
+        self._updates_in.send_nowait(error)
 
     async def submit(self, request: OrderRequest) -> Order:
         """Place an order; matched before returning unless ``latency_ms`` > 0."""
-        # No schedule point on the way: the broker actor runs paper inline and
-        # a yield per order would cost more than the match itself.
         await trio.lowlevel.checkpoint_if_cancelled()
         latency = self.settings.latency_ms
-        order = self.venue.submit(request, in_transit=latency > 0)
+        venue = self.venue
+        order = venue.submit(request, in_transit=latency > 0)
         if latency > 0:
-            self._arrivals_in.send_nowait((trio.current_time() + latency / 1000, order.id))
+            arrive = functools.partial(self._arrive, venue, self._stream_epoch, order.id)
+            self._clock().call_at(trio.current_time() + latency / 1000, arrive)
+        await self._reported(venue)
         return order
 
     async def cancel(self, order_id: str) -> Order:
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.venue.cancel(order_id)
+        venue = self._opened()
+        if venue is None:
+            raise self._not_found(order_id)
+        order = venue.cancel(order_id)
+        await self._reported(venue)
+        return order
 
     async def get_order(self, order_id: str) -> Order:
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.venue.get(order_id)
+        venue = self._opened()
+        if venue is None:
+            raise self._not_found(order_id)
+        order = venue.get(order_id)
+        await self._reported(venue)
+        return order
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.venue.get_by_client_id(client_order_id)
+        venue = self._opened()
+        if venue is None:
+            raise NotFound(
+                f"paper broker {self.name}: no order with client_order_id {client_order_id!r}"
+            )
+        order = venue.get_by_client_id(client_order_id)
+        await self._reported(venue)
+        return order
 
     async def open_orders(self) -> list[Order]:
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.venue.open_orders()
+        venue = self._opened()
+        if venue is None:
+            return []
+        orders = venue.open_orders()
+        await self._reported(venue)
+        return orders
 
     async def positions(self) -> list[Position]:
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.venue.positions()
+        venue = self._opened()
+        if venue is None:
+            return []
+        positions = venue.positions()
+        await self._reported(venue)
+        return positions
 
     async def account(self) -> Account:
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.venue.account_info()
+        venue = self._opened()
+        if venue is None:
+            cash = self.settings.starting_cash
+            return Account(
+                broker=self.name,
+                cash=cash,
+                buying_power=cash,
+                equity=cash,
+                currency=self.settings.currency,
+            )
+        account = venue.account_info()
+        await self._reported(venue)
+        return account
+
+    def _not_found(self, order_id: str) -> NotFound:
+        return NotFound(f"paper broker {self.name}: no order {order_id!r}")
 
     async def close_position(self, position: Position, client_order_id: str) -> Order | None:
         """The paper venue has no close of its own: ``None``, so the closing order is a market order."""
@@ -172,28 +282,56 @@ class PaperConnector:
     async def stream_updates(
         self, sink: UpdateSink, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Deliver the venue's updates, and run its clock and latency, until cancelled."""
-        self.venue  # noqa: B018  # refuse to stream when not connected
-        async with trio.open_nursery() as nursery:
-            self._stream_scope = nursery.cancel_scope
-            if self.settings.tick_interval_s > 0:
-                nursery.start_soon(self._run_clock)
-            nursery.start_soon(self._deliver_arrivals)
-            task_status.started()
-            async for update in self._updates_out:
-                await sink(update)
+        """Deliver the venue's updates, with its clock running, until cancelled."""
+        self._clock()  # refuse to stream when not connected
+        with trio.CancelScope() as scope:
+            self._stream_scope = scope
+            self._streaming = True
+            try:
+                if self._venue is not None:
+                    self._start_ticks(self._venue)
+                task_status.started()
+                async for item in self._updates_out:
+                    if isinstance(item, BaseException):
+                        raise item
+                    await sink(item)
+            finally:
+                self._streaming = False
+                self._stream_epoch += 1
 
-    async def _run_clock(self) -> None:
+    # -- the shared clock -----------------------------------------------------------
+
+    def _clock(self) -> Any:
+        if self._exchange is None:
+            raise BrokerUnavailable(f"paper broker {self.name} is not connected", broker=self.name)
+        return self._exchange.clock
+
+    def _start_ticks(self, venue: PaperVenue) -> None:
         interval = self.settings.tick_interval_s
-        while True:
-            await trio.sleep(interval)
-            self.venue.tick()
+        if interval > 0:
+            due = trio.current_time() + interval
+            self._clock().call_at(
+                due, functools.partial(self._tick, venue, self._stream_epoch, due)
+            )
 
-    async def _deliver_arrivals(self) -> None:
-        # Latency is the same for every order, so arrival order is due order.
-        async for due, order_id in self._arrivals_out:
-            await trio.sleep_until(due)
-            self.venue.arrive(order_id)
+    def _tick(self, venue: PaperVenue, epoch: int, due: float) -> None:
+        if epoch != self._stream_epoch or venue is not self._venue:
+            return  # the stream it ticked for has ended
+        try:
+            venue.tick()
+        except Exception as exc:  # a venue fault ends this connection, not the clock
+            self._fail(exc)
+            return
+        due += self.settings.tick_interval_s
+        self._clock().call_at(due, functools.partial(self._tick, venue, epoch, due))
+
+    def _arrive(self, venue: PaperVenue, epoch: int, order_id: str) -> None:
+        if venue is not self._venue:
+            return  # disconnected: a reload makes travelling orders arrive
+        try:
+            venue.arrive(order_id)
+        except Exception as exc:
+            self._fail(exc)
 
     # -- driving the simulated market (tests and rehearsals) ----------------------
 

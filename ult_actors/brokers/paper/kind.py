@@ -9,7 +9,11 @@ from typing import Any
 import msgspec
 
 from ult_actors.brokers.base import BrokerKind, Connector
-from ult_actors.brokers.paper.settings import PaperSettings, paper_settings_from_env
+from ult_actors.brokers.paper.settings import (
+    DEFAULT_FILE,
+    PaperSettings,
+    paper_settings_from_env,
+)
 
 
 def _factory(name: str, settings: PaperSettings, **kwargs: Any) -> Callable[[], Connector]:
@@ -19,10 +23,11 @@ def _factory(name: str, settings: PaperSettings, **kwargs: Any) -> Callable[[], 
 
 
 def state_file(settings: PaperSettings, state_dir: Path, name: str) -> str:
-    """Where the account of connection ``name`` lives: ``state_path``, else in ``state_dir``."""
+    """The file holding the account of connection ``name``: ``state_path``, else the
+    one file every paper connection of the service shares, in ``state_dir``."""
     if settings.state_path is not None:
         return settings.state_path
-    return str(state_dir / f"paper-{name}.db")
+    return str(state_dir / DEFAULT_FILE)
 
 
 def _place_state(settings: PaperSettings, state_dir: Path, name: str) -> PaperSettings:

@@ -38,6 +38,8 @@ DEFAULT_START_PRICES: dict[str, Decimal] = {
 }  # fmt: skip
 #: ``symbols = ["*"]``: any well-formed symbol trades.
 ANY_SYMBOL = "*"
+#: The accounts file every paper connection shares, in the state directory.
+DEFAULT_FILE = "paper.db"
 
 
 class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -75,8 +77,9 @@ class PaperSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     displayed_size: Decimal = Decimal("10000")
     #: Seconds between price ticks (resting orders are checked on each); 0 stops the clock.
     tick_interval_s: SecondsOrZero = 1.0
-    #: The SQLite file of the account. Absent: ``<state_dir>/paper-<name>.db``;
-    #: ``":memory:"``: an account that lives only as long as one connection.
+    #: The SQLite file of the account. Absent: ``<state_dir>/paper.db``, the file every
+    #: paper connection shares (accounts keyed by connection name); ``":memory:"``: an
+    #: account that lives only as long as one connection.
     state_path: str | None = None
 
 

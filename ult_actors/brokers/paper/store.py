@@ -1,58 +1,114 @@
-"""Where the paper account lives between runs: one SQLite file per paper connection.
+"""Where the paper accounts live between runs: one SQLite file, every account keyed by name.
 
-This is the simulated *venue's* memory (cash, positions, orders, fills,
-last prices), not the service's order journal, so it trades durability for
-speed: WAL with ``synchronous=NORMAL`` survives a process crash and loses at
-most the last transactions on a power cut. Every venue event (a submit, a
-tick, a cancel) is written in one transaction.
+All paper connections of a service share one file (``<state_dir>/paper.db``
+unless ``state_path`` names another); each account's rows carry its
+connection name. This is the simulated *venue's* memory (cash, positions,
+orders, fills, last prices), not the service's order journal: WAL with
+``synchronous=NORMAL``, so a committed write survives a process crash and a
+power cut may lose the last ones.
 
-While a connector has the file open it holds an exclusive ``flock`` on
+Writing happens in batches on the writer's thread (``paper.writer``): the
+venues stage encoded rows into a ``Batch``, and ``PaperStore.commit`` writes
+a batch in one transaction. Reads of what is not in memory (orders that
+ended, fills, an account not opened yet) use a second connection on the
+trio thread; they see committed rows only, which is why the venue keeps
+what it staged in memory until its batch has committed.
+
+Upgrading from one file per connection (``paper-<name>.db``, the layout
+before the shared file): when the default file is opened, every old file
+next to it is imported once under its connection name and renamed
+``paper-<name>.db.imported``; a file named by ``state_path`` that still has
+the old layout is converted in place for the first connection that opens
+it (before, only one connection could use a file).
+
+While the file is open the store holds an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory, or
 ``ult paper reset`` under a running service, is refused instead of
-corrupting the account.
+corrupting the accounts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from ult_actors.brokers.paper.account import PaperHolding
+from ult_actors.brokers.paper.settings import DEFAULT_FILE
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill, Order
 
 MEMORY = ":memory:"
+#: What an old per-connection file is renamed to once imported.
+IMPORTED_SUFFIX = ".imported"
+_LEGACY_PREFIX = "paper-"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    cash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_order INTEGER NOT NULL,
+    next_fill INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS orders (
-    id TEXT PRIMARY KEY,
-    client_order_id TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL,
+    id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
     open INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    PRIMARY KEY (account, id),
+    UNIQUE (account, client_order_id)
 );
-CREATE INDEX IF NOT EXISTS orders_open ON orders(open) WHERE open = 1;
+CREATE INDEX IF NOT EXISTS orders_open ON orders(account) WHERE open = 1;
 CREATE TABLE IF NOT EXISTS fills (
-    fill_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    fill_id TEXT NOT NULL,
     order_id TEXT NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    PRIMARY KEY (account, fill_id)
 );
+CREATE INDEX IF NOT EXISTS fills_by_order ON fills(account, order_id);
 CREATE TABLE IF NOT EXISTS positions (
-    symbol TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    symbol TEXT NOT NULL,
     qty TEXT NOT NULL,
     avg_price TEXT NOT NULL,
-    realized_pl TEXT NOT NULL
+    realized_pl TEXT NOT NULL,
+    PRIMARY KEY (account, symbol)
 );
-CREATE TABLE IF NOT EXISTS prices (symbol TEXT PRIMARY KEY, price TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prices (
+    account TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    price TEXT NOT NULL,
+    PRIMARY KEY (account, symbol)
+);
 """
+_TABLES = ("accounts", "orders", "fills", "positions", "prices")
+_OLD_TABLES = ("meta", "orders", "fills", "positions", "prices")
+
+_UPSERT_ORDER = (
+    "INSERT INTO orders (account, id, client_order_id, open, body) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body"
+)
+_INSERT_FILL = "INSERT INTO fills (account, fill_id, order_id, body) VALUES (?, ?, ?, ?)"
+_UPSERT_POSITION = (
+    "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, realized_pl)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_UPSERT_PRICE = "INSERT OR REPLACE INTO prices (account, symbol, price) VALUES (?, ?, ?)"
+_UPSERT_ACCOUNT = (
+    "INSERT OR REPLACE INTO accounts (name, cash, created_at, next_order, next_fill)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
 
 
 class WorkingOrder(msgspec.Struct, kw_only=True):
@@ -69,10 +125,10 @@ class WorkingOrder(msgspec.Struct, kw_only=True):
 
 @dataclass
 class PaperSnapshot:
-    """Everything loaded from the file at connect."""
+    """One account as the file has it (``cash=None``: the file has no such account)."""
 
     cash: Decimal | None = None
-    #: When the file was first used (ns); ``None`` for a new file.
+    #: When the account was first used (ns); ``None`` for a new account.
     created_at: int | None = None
     next_order: int = 1
     next_fill: int = 1
@@ -81,146 +137,317 @@ class PaperSnapshot:
     prices: dict[str, Decimal] = field(default_factory=dict)
 
 
+@dataclass
+class Batch:
+    """Rows staged by the venues, written in one transaction; later rows of a key win."""
+
+    seq: int
+    orders: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    fills: list[tuple[Any, ...]] = field(default_factory=list)
+    positions: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def put_order(self, account: str, working: WorkingOrder, *, is_open: bool) -> None:
+        order = working.order
+        row = (account, order.id, order.client_order_id, int(is_open), _encode(working))
+        self.orders[account, order.id] = row
+
+    def put_fill(self, account: str, fill: Fill) -> None:
+        self.fills.append((account, fill.fill_id, fill.order_id, _encode(fill)))
+
+    def put_holding(self, account: str, symbol: str, holding: PaperHolding) -> None:
+        row = (account, symbol, str(holding.qty), str(holding.avg_price), str(holding.realized_pl))
+        self.positions[account, symbol] = row
+
+    def put_price(self, account: str, symbol: str, price: Decimal) -> None:
+        self.prices[account, symbol] = (account, symbol, str(price))
+
+    def put_account(
+        self, account: str, *, cash: Decimal, created_at: int, next_order: int, next_fill: int
+    ) -> None:
+        self.accounts[account] = (account, str(cash), created_at, next_order, next_fill)
+
+
 _encode = msgspec.json.Encoder().encode
 _decode_order = msgspec.json.Decoder(WorkingOrder).decode
+_decode_fill = msgspec.json.Decoder(Fill).decode
 
 
 def _lock_path(path: str) -> Path:
     return Path(f"{path}.lock")
 
 
-class PaperStore:
-    """An open paper account file; every method is synchronous and quick."""
+_memory_names = itertools.count(1)
 
-    def __init__(self, path: str | None) -> None:
+
+class PaperStore:
+    """The open accounts file: ``commit`` on the writer's thread, reads on the trio thread."""
+
+    def __init__(self, path: str | None, *, first_account: str) -> None:
+        """Open (or create) the file, upgrading an old layout: an old single-account
+        file becomes the account ``first_account``."""
         self.path = path or MEMORY
         self._lock_fd: int | None = None
-        if self.path != MEMORY:
+        self._write: sqlite3.Connection | None = None
+        self._read: sqlite3.Connection | None = None
+        if self.path == MEMORY:
+            # One private database two connections can share: a named in-memory one.
+            uri = f"file:paper-memory-{os.getpid()}-{next(_memory_names)}?mode=memory&cache=shared"
+            target, is_uri = uri, True
+        else:
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 raise unusable_account(self.path, exc) from None
             self._lock_fd = _acquire_lock(self.path)
+            target, is_uri = self.path, False
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._write = _connect(target, uri=is_uri)
+            self._read = _connect(target, uri=is_uri)
+            if is_uri:
+                self._read.execute("PRAGMA read_uncommitted=1")  # no table locks in memory
+            _upgrade(self._write, first_account)
+            if Path(self.path).name == DEFAULT_FILE:
+                _import_old_files(self._write, Path(self.path).parent)
+            #: Accounts the file has (new ones join as their first batch commits).
+            self.accounts: set[str] = {
+                name for (name,) in self._read.execute("SELECT name FROM accounts")
+            }
         except sqlite3.Error as exc:
-            self._release_lock()
+            self.close()
             raise unusable_account(self.path, exc) from None
-        self._depth = 0
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Close the file and release the lock; safe to call twice."""
-        db, self._db = getattr(self, "_db", None), None  # type: ignore[assignment]
-        if db is not None:
-            db.close()
-        self._release_lock()
-
-    def _release_lock(self) -> None:
+        for attr in ("_read", "_write"):
+            conn = getattr(self, attr)
+            setattr(self, attr, None)
+            if conn is not None:
+                conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
             self._lock_fd = None
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group writes into one commit; nested uses join the outer one."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._db.execute("BEGIN")
-        self._depth = 1
+    # -- writing (the writer's thread) ------------------------------------------
+
+    def commit(self, batch: Batch) -> None:
+        """Write ``batch`` in one transaction."""
+        db = self._write
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            db.executemany(_UPSERT_ORDER, batch.orders.values())
+            db.executemany(_INSERT_FILL, batch.fills)
+            db.executemany(_UPSERT_POSITION, batch.positions.values())
+            db.executemany(_UPSERT_PRICE, batch.prices.values())
+            db.executemany(_UPSERT_ACCOUNT, batch.accounts.values())
+            db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._depth = 0
 
-    # -- reads ----------------------------------------------------------------
+    # -- reads (the trio thread; committed rows only) ------------------------------
 
-    def load(self) -> PaperSnapshot:
-        """The saved account, or an empty snapshot (``cash=None``) for a new file."""
-        db = self._db
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    def load(self, account: str) -> PaperSnapshot:
+        """The saved account, or an empty snapshot (``cash=None``) for a new one."""
+        db = self._reader()
         snap = PaperSnapshot()
-        if "cash" in meta:
-            snap.cash = Decimal(meta["cash"])
-        if "created_at" in meta:
-            snap.created_at = int(meta["created_at"])
-        snap.next_order = int(meta.get("next_order", 1))
-        snap.next_fill = int(meta.get("next_fill", 1))
+        row = db.execute(
+            "SELECT cash, created_at, next_order, next_fill FROM accounts WHERE name = ?",
+            (account,),
+        ).fetchone()
+        if row is None:
+            return snap
+        snap.cash, snap.created_at = Decimal(row[0]), int(row[1])
+        snap.next_order, snap.next_fill = int(row[2]), int(row[3])
         snap.open_orders = [
             _decode_order(body)
-            for (body,) in db.execute("SELECT body FROM orders WHERE open = 1 ORDER BY rowid")
+            for (body,) in db.execute(
+                "SELECT body FROM orders WHERE account = ? AND open = 1 ORDER BY rowid", (account,)
+            )
         ]
         snap.holdings = {
             symbol: PaperHolding(Decimal(qty), Decimal(avg), Decimal(pl))
             for symbol, qty, avg, pl in db.execute(
-                "SELECT symbol, qty, avg_price, realized_pl FROM positions"
+                "SELECT symbol, qty, avg_price, realized_pl FROM positions WHERE account = ?",
+                (account,),
             )
         }
-        snap.prices = {s: Decimal(p) for s, p in db.execute("SELECT symbol, price FROM prices")}
+        snap.prices = {
+            s: Decimal(p)
+            for s, p in db.execute("SELECT symbol, price FROM prices WHERE account = ?", (account,))
+        }
         return snap
 
-    def order(self, order_id: str) -> WorkingOrder | None:
-        row = self._db.execute("SELECT body FROM orders WHERE id = ?", (order_id,)).fetchone()
+    def order(self, account: str, order_id: str) -> WorkingOrder | None:
+        row = (
+            self._reader()
+            .execute("SELECT body FROM orders WHERE account = ? AND id = ?", (account, order_id))
+            .fetchone()
+        )
         return _decode_order(row[0]) if row else None
 
-    def order_by_client_id(self, client_order_id: str) -> WorkingOrder | None:
-        row = self._db.execute(
-            "SELECT body FROM orders WHERE client_order_id = ?", (client_order_id,)
-        ).fetchone()
+    def order_by_client_id(self, account: str, client_order_id: str) -> WorkingOrder | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT body FROM orders WHERE account = ? AND client_order_id = ?",
+                (account, client_order_id),
+            )
+            .fetchone()
+        )
         return _decode_order(row[0]) if row else None
 
-    def fills(self, order_id: str) -> list[Fill]:
-        rows = self._db.execute(
-            "SELECT body FROM fills WHERE order_id = ? ORDER BY rowid", (order_id,)
+    def fills(self, account: str, order_id: str) -> list[Fill]:
+        rows = self._reader().execute(
+            "SELECT body FROM fills WHERE account = ? AND order_id = ? ORDER BY rowid",
+            (account, order_id),
         )
-        return [msgspec.json.decode(body, type=Fill) for (body,) in rows]
+        return [_decode_fill(body) for (body,) in rows]
 
-    # -- writes (call inside ``transaction()``) ---------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        if self._read is None:
+            raise BrokerUnavailable(f"paper account file {self.path} is closed")
+        return self._read
 
-    def put_order(self, working: WorkingOrder, *, is_open: bool) -> None:
-        order = working.order
-        self._db.execute(
-            "INSERT INTO orders (id, client_order_id, open, body) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET open = excluded.open, body = excluded.body",
-            (order.id, order.client_order_id, int(is_open), _encode(working)),
-        )
 
-    def put_fill(self, fill: Fill) -> None:
-        self._db.execute(
-            "INSERT INTO fills (fill_id, order_id, body) VALUES (?, ?, ?)",
-            (fill.fill_id, fill.order_id, _encode(fill)),
-        )
+def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
+    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
-    def put_holding(self, symbol: str, holding: PaperHolding) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO positions (symbol, qty, avg_price, realized_pl)"
-            " VALUES (?, ?, ?, ?)",
-            (symbol, str(holding.qty), str(holding.avg_price), str(holding.realized_pl)),
-        )
 
-    def put_prices(self, prices: dict[str, Decimal]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO prices (symbol, price) VALUES (?, ?)",
-            [(s, str(p)) for s, p in prices.items()],
-        )
+def _tables(db: sqlite3.Connection, schema: str = "main") -> set[str]:
+    return {
+        name
+        for (name,) in db.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'")
+    }
 
-    def put_meta(self, **values: object) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [(k, str(v)) for k, v in values.items()],
-        )
+
+def _is_old_layout(tables: set[str]) -> bool:
+    return "meta" in tables and "accounts" not in tables
+
+
+def _upgrade(db: sqlite3.Connection, account: str) -> None:
+    """Create the schema; a file of the old layout becomes ``account``, in place."""
+    if not _is_old_layout(_tables(db)):
+        db.executescript(_SCHEMA)
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table in _OLD_TABLES:
+            db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        _copy_old_account(db, "main", "old_", account)
+        for table in _OLD_TABLES:
+            db.execute(f"DROP TABLE old_{table}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _copy_old_account(db: sqlite3.Connection, schema: str, prefix: str, account: str) -> None:
+    """Copy the one account of an old-layout file (tables ``<schema>.<prefix>meta`` ...)."""
+    src = f"{schema}.{prefix}"
+    meta = dict(db.execute(f"SELECT key, value FROM {src}meta").fetchall())
+    if "cash" not in meta:
+        return  # never used: nothing to keep
+    db.execute(
+        _UPSERT_ACCOUNT,
+        (
+            account,
+            meta["cash"],
+            int(meta.get("created_at", 0)),
+            int(meta.get("next_order", 1)),
+            int(meta.get("next_fill", 1)),
+        ),
+    )
+    db.execute(
+        "INSERT INTO main.orders (account, id, client_order_id, open, body)"
+        f" SELECT ?, id, client_order_id, open, body FROM {src}orders ORDER BY rowid",
+        (account,),
+    )
+    db.execute(
+        "INSERT INTO main.fills (account, fill_id, order_id, body)"
+        f" SELECT ?, fill_id, order_id, body FROM {src}fills ORDER BY rowid",
+        (account,),
+    )
+    db.execute(
+        "INSERT INTO main.positions (account, symbol, qty, avg_price, realized_pl)"
+        f" SELECT ?, symbol, qty, avg_price, realized_pl FROM {src}positions",
+        (account,),
+    )
+    db.execute(
+        "INSERT INTO main.prices (account, symbol, price)"
+        f" SELECT ?, symbol, price FROM {src}prices",
+        (account,),
+    )
+
+
+def old_file(directory: Path, account: str) -> Path:
+    """Where the account of connection ``account`` lived before the shared file."""
+    return directory / f"{_LEGACY_PREFIX}{account}.db"
+
+
+def _import_old_files(db: sqlite3.Connection, directory: Path) -> None:
+    """Import every old per-connection file next to the shared one, once each."""
+    for path in sorted(directory.glob(f"{_LEGACY_PREFIX}*.db")):
+        account = path.name[len(_LEGACY_PREFIX) : -len(".db")]
+        if not account:
+            continue
+        try:
+            lock = _acquire_lock(str(path))
+        except BrokerUnavailable:
+            continue  # open elsewhere (an old service still running): imported next time
+        try:
+            _import_one(db, path, account)
+        finally:
+            os.close(lock)
+
+
+def _import_one(db: sqlite3.Connection, path: Path, account: str) -> None:
+    known = db.execute("SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone()
+    db.execute("ATTACH DATABASE ? AS old", (str(path),))
+    try:
+        if not _is_old_layout(_tables(db, "old")):
+            return  # not an old account file: leave it alone
+        if known is None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _copy_old_account(db, "old", "", account)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+    finally:
+        db.execute("DETACH DATABASE old")
+    # Folded into the shared file (or the shared file had the account already):
+    # keep the old file as it was, under a name that is not imported again.
+    _checkpoint(path)
+    path.rename(path.with_name(path.name + IMPORTED_SUFFIX))
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold ``path``'s WAL into it, so that the file alone holds everything."""
+    db = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
 
 
 def unusable_account(path: str, exc: BaseException) -> ConfigError:
@@ -234,7 +461,7 @@ def unusable_account(path: str, exc: BaseException) -> ConfigError:
 
 def _acquire_lock(path: str) -> int:
     try:
-        fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(_lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise unusable_account(path, exc) from None
     try:
@@ -247,17 +474,26 @@ def _acquire_lock(path: str) -> int:
     return fd
 
 
-def reset_store(path: str) -> bool:
-    """Delete the paper account file; returns whether there was one.
+def reset_store(path: str, account: str | None = None) -> bool:
+    """Delete one account (``account``) or the whole file; returns whether there was any.
 
-    Refused with ``BrokerUnavailable`` while a connector has it open: stop
-    the service first.
+    An account's old per-connection file next to ``path`` goes too, so that
+    it is not imported again. A file that cannot be read is deleted whole.
+    Refused with ``BrokerUnavailable`` while a service has the file open:
+    stop the service first.
     """
     if path == MEMORY or not Path(path).parent.is_dir():
         return False
     fd = _acquire_lock(path)
     try:
         removed = False
+        if account is not None:
+            if Path(path).name == DEFAULT_FILE:
+                removed = _delete_old_file(old_file(Path(path).parent, account))
+            try:
+                return _delete_account(path, account) or removed
+            except sqlite3.DatabaseError:
+                pass  # unreadable: only deleting the file starts afresh
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path + suffix)
@@ -265,3 +501,37 @@ def reset_store(path: str) -> bool:
         return removed
     finally:
         os.close(fd)
+
+
+def _delete_old_file(path: Path) -> bool:
+    if not path.exists():
+        return False
+    fd = _acquire_lock(str(path))  # an old service still running on it: refused
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        return True
+    finally:
+        os.close(fd)
+
+
+def _delete_account(path: str, account: str) -> bool:
+    if not Path(path).exists():
+        return False
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        tables = _tables(db)
+        if _is_old_layout(tables):
+            raise sqlite3.DatabaseError("old layout: the file holds one account")
+        if "accounts" not in tables:
+            return False
+        db.execute("BEGIN IMMEDIATE")
+        found = db.execute("SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone()
+        for table in _TABLES:
+            column = "name" if table == "accounts" else "account"
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (account,))
+        db.execute("COMMIT")
+        return found is not None
+    finally:
+        db.close()

@@ -21,21 +21,28 @@ connector protocol. Rules:
 - A buy (or a sell beyond the long position) needs buying power for the
   exposure it adds (see ``paper.account``), else ``InsufficientFunds``.
 
-Every call that changes the venue writes its changes in one transaction
-before it returns, then emits the order updates in order.
+Every call that changes the venue stages its changes in the writer's open
+batch (``paper.writer``) before it returns; its order updates are emitted,
+in order, once that batch has committed. Until then the venue keeps in
+memory what it staged (orders that ended included), so it answers from
+memory what the file does not have yet.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
+import structlog
 
 from ult_actors.brokers.paper.account import ZERO, PaperAccount, exposure_increase
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
-from ult_actors.brokers.paper.store import PaperStore, WorkingOrder
+from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore, WorkingOrder
+from ult_actors.brokers.paper.writer import BatchWriter
 from ult_actors.errors import DuplicateOrder, InsufficientFunds, InvalidOrder, NotFound
 from ult_actors.messages import (
     OPEN_STATUSES,
@@ -53,27 +60,36 @@ from ult_actors.validation import validate_order
 _DAY_NS = 86_400 * 1_000_000_000
 _BPS = Decimal(10_000)
 
+log = structlog.get_logger("ult.paper")
+
 
 class PaperVenue:
-    """One paper account and its market, persisted in a ``PaperStore``."""
+    """One paper account and its market, kept in a ``PaperStore`` through a ``BatchWriter``."""
 
     def __init__(
         self,
         name: str,
         settings: PaperSettings,
-        store: PaperStore,
+        snap: PaperSnapshot,
         feed: PriceFeed,
         *,
+        store: PaperStore,
+        writer: BatchWriter,
         now_ns: Callable[[], int],
         emit: Callable[[OrderUpdate], None],
     ) -> None:
         self.name = name
         self.settings = settings
         self.store = store
+        self.writer = writer
         self.feed = feed
         self.now_ns = now_ns
         self.emit = emit
-        snap = store.load()
+        #: The last batch this venue staged; what it reports waits for it.
+        self.staged_seq = 0
+        #: Callers waiting for their answer to be committed (see ``release``).
+        self.holding = 0
+        self._outbox: collections.deque[tuple[int, list[OrderUpdate]]] = collections.deque()
         self.account = PaperAccount(snap.cash if snap.cash is not None else settings.starting_cash)
         self.account.holdings = snap.holdings
         feed.load(snap.prices.items())
@@ -92,12 +108,12 @@ class PaperVenue:
         self._dirty_holdings: set[str] = set()
         self._fills: list[Fill] = []
         self._updates: list[OrderUpdate] = []
-        if snap.created_at is None:
-            snap.created_at = now_ns()
-            with store.transaction():  # a fresh file: record how it started
-                store.put_meta(cash=self.account.cash, created_at=snap.created_at)
-        # Order ids stay unique across resets of the file: they carry its creation time.
-        self._tag = format(snap.created_at // 1_000_000, "x")
+        #: Ended orders staged but not committed yet (the file cannot answer for them).
+        self._unwritten: dict[str, WorkingOrder] = {}
+        self._unwritten_by_client: dict[str, str] = {}
+        self._created_at = snap.created_at if snap.created_at is not None else now_ns()
+        # Order ids stay unique across resets of the account: they carry its creation time.
+        self._tag = format(self._created_at // 1_000_000, "x")
         # Day orders of an earlier date expire, travelling or not; whatever else
         # was travelling when we stopped has arrived meanwhile.
         self._expire_day_orders(force=True)
@@ -110,7 +126,11 @@ class PaperVenue:
     # -- queries ----------------------------------------------------------------
 
     def get(self, order_id: str) -> Order:
-        working = self.open.get(order_id) or self.store.order(order_id)
+        working = (
+            self.open.get(order_id)
+            or self._unwritten.get(order_id)
+            or self.store.order(self.name, order_id)
+        )
         if working is None:
             raise NotFound(f"paper broker {self.name}: no order {order_id!r}")
         return working.order
@@ -119,7 +139,10 @@ class PaperVenue:
         oid = self._open_by_client.get(client_order_id)
         if oid is not None:
             return self.open[oid].order
-        working = self.store.order_by_client_id(client_order_id)
+        oid = self._unwritten_by_client.get(client_order_id)
+        if oid is not None:
+            return self._unwritten[oid].order
+        working = self.store.order_by_client_id(self.name, client_order_id)
         if working is None:
             raise NotFound(
                 f"paper broker {self.name}: no order with client_order_id {client_order_id!r}"
@@ -167,7 +190,8 @@ class PaperVenue:
         )
 
     def fills(self, order_id: str) -> list[Fill]:
-        return self.store.fills(order_id)
+        """The executions of ``order_id`` that are in the file."""
+        return self.store.fills(self.name, order_id)
 
     # -- commands ---------------------------------------------------------------
 
@@ -188,7 +212,11 @@ class PaperVenue:
                 f"the paper broker has no opening or closing auction ({request.time_in_force})",
                 field="time_in_force",
             )
-        if coid in self._open_by_client or self.store.order_by_client_id(coid) is not None:
+        if (
+            coid in self._open_by_client
+            or coid in self._unwritten_by_client
+            or self.store.order_by_client_id(self.name, coid) is not None
+        ):
             raise DuplicateOrder(
                 f"client_order_id {coid} is already used at paper broker {self.name}",
                 field="client_order_id",
@@ -399,25 +427,62 @@ class PaperVenue:
     # -- persistence --------------------------------------------------------------
 
     def _commit(self) -> None:
-        """Write what changed in one transaction, then emit the updates in order."""
+        """Stage what changed in the writer's open batch; emit the updates once it commits."""
         if not (self._dirty or self._dirty_prices or self._fills):
             return
-        store = self.store
-        with store.transaction():
-            for working in self._dirty.values():
-                store.put_order(working, is_open=working.order.id in self.open)
-            for fill in self._fills:
-                store.put_fill(fill)
-            for symbol in self._dirty_holdings:
-                store.put_holding(symbol, self.account.holdings[symbol])
-            if self._dirty_prices:
-                known = self.feed.known()
-                store.put_prices({s: known[s] for s in self._dirty_prices})
-            store.put_meta(
-                cash=self.account.cash, next_order=self._next_order, next_fill=self._next_fill
-            )
-        updates = self._updates
+        name = self.name
+        batch = self.writer.batch()
+        ended: list[WorkingOrder] = []
+        for working in self._dirty.values():
+            is_open = working.order.id in self.open
+            batch.put_order(name, working, is_open=is_open)
+            if not is_open:
+                ended.append(working)
+                self._unwritten[working.order.id] = working
+                self._unwritten_by_client[working.order.client_order_id] = working.order.id
+        for fill in self._fills:
+            batch.put_fill(name, fill)
+        for symbol in self._dirty_holdings:
+            batch.put_holding(name, symbol, self.account.holdings[symbol])
+        if self._dirty_prices:
+            known = self.feed.known()
+            for symbol in self._dirty_prices:
+                batch.put_price(name, symbol, known[symbol])
+        batch.put_account(
+            name,
+            cash=self.account.cash,
+            created_at=self._created_at,
+            next_order=self._next_order,
+            next_fill=self._next_fill,
+        )
+        self.store.accounts.add(name)
+        self.staged_seq = batch.seq
+        self._outbox.append((batch.seq, self._updates))
+        self.writer.after_commit(functools.partial(self._written, ended))
         self._dirty, self._fills, self._updates = {}, [], []
         self._dirty_prices, self._dirty_holdings = set(), set()
-        for update in updates:
-            self.emit(update)
+
+    def _written(self, ended: list[WorkingOrder]) -> None:
+        """A batch with this venue's changes committed: the file answers for them now."""
+        for working in ended:
+            oid, coid = working.order.id, working.order.client_order_id
+            if self._unwritten.get(oid) is working:
+                del self._unwritten[oid]
+                self._unwritten_by_client.pop(coid, None)
+        if not self.holding:
+            self.release()
+
+    def release(self) -> None:
+        """Emit, in order, the updates whose batch has committed.
+
+        While a caller waits for its answer (``holding``), the caller releases
+        them once it has its answer: so it has the answer before the update
+        stream reports the same change, as when the venue wrote inline.
+        """
+        committed = self.writer.committed_seq
+        while self._outbox and self._outbox[0][0] <= committed:
+            for update in self._outbox.popleft()[1]:
+                try:
+                    self.emit(update)
+                except Exception:  # a connector gone meanwhile: its successor reconciles
+                    log.debug("paper update not delivered", broker=self.name, exc_info=True)

@@ -68,6 +68,8 @@ class Faults:
     reject_text: str = "Order rejected - reason:Simulated rejection"
     #: Seconds before an order is accepted (and acknowledged).
     ack_delay_s: float = 0.0
+    #: While set, orders (and modifications) wait for this event before TWS reads them.
+    ack_gate: trio.Event | None = None
     #: Seconds before any other request is answered.
     reply_delay_s: float = 0.0
     #: Client ids answered with 326 as if another application held them.
@@ -299,6 +301,8 @@ class TwsSimulator:
                     return
                 if self.faults.ack_delay_s:
                     await trio.sleep(self.faults.ack_delay_s)
+                if self.faults.ack_gate is not None:
+                    await self.faults.ack_gate.wait()
                 if self.faults.drop_on_order > 0:
                     self.faults.drop_on_order -= 1
                     # Cancelled at its next await: the order is taken, its answer lost.

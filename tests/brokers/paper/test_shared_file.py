@@ -1,0 +1,296 @@
+"""Paper connections of one service: one accounts file, one writer, one clock, lazy accounts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from tests.brokers.contract import UpdateLog
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.kind import KIND
+from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.brokers.paper.store import WorkingOrder
+from ult_actors.cli.exit_codes import EXIT_OK
+from ult_actors.cli.paper import reset_main
+from ult_actors.messages import Order, OrderRequest, OrderUpdate
+
+QUIET: dict[str, Any] = {
+    "slippage_bps": Decimal(0),
+    "size_impact_bps_per_share": Decimal(0),
+    "commission_per_share": Decimal(0),
+    "tick_interval_s": 0,
+    "start_prices": {"AAPL": Decimal(100)},
+}
+
+
+def placed(state_dir: Path, name: str, **overrides: Any) -> PaperConnector:
+    """A connector as the service builds it: settings placed in ``state_dir`` by the kind."""
+    settings = KIND.with_state_dir(PaperSettings(**{**QUIET, **overrides}), state_dir, name)
+    return KIND.factory(name, settings)()  # type: ignore[return-value]
+
+
+@asynccontextmanager
+async def streaming(*connectors: PaperConnector) -> AsyncIterator[dict[str, UpdateLog]]:
+    logs = {c.name: UpdateLog() for c in connectors}
+    async with AsyncExitStack() as stack:
+        for connector in connectors:
+            await connector.connect()
+            stack.push_async_callback(connector.disconnect)
+        async with trio.open_nursery() as nursery:
+            for connector in connectors:
+                await nursery.start(connector.stream_updates, logs[connector.name].sink)
+            yield logs
+            nursery.cancel_scope.cancel()
+
+
+def buy(coid: str, qty: int = 10, **fields: Any) -> OrderRequest:
+    return OrderRequest(symbol="AAPL", side="buy", qty=Decimal(qty), client_order_id=coid, **fields)
+
+
+def files(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read the accounts file the way another process would: committed rows only."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+async def test_every_connection_keeps_its_own_account_in_one_shared_file(tmp_path: Path) -> None:
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund", starting_cash=Decimal(5000))
+    async with streaming(desk, fund):
+        await desk.submit(buy("d-1", 10))
+        await fund.submit(buy("f-1", 3))
+    assert sorted(p.name for p in files(tmp_path) if p.suffix == ".db") == ["paper.db"]
+    assert rows(tmp_path / "paper.db", "SELECT name FROM accounts ORDER BY name") == [
+        ("desk",),
+        ("fund",),
+    ]
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund", starting_cash=Decimal(5000))
+    async with streaming(desk, fund):
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 10}
+        assert {p.symbol: p.qty for p in await fund.positions()} == {"AAPL": 3}
+        assert (await fund.account()).cash == 5000 - 300
+        assert (await desk.get_order_by_client_id("d-1")).status == "filled"
+        with pytest.raises(Exception, match="no order"):
+            await desk.get_order_by_client_id("f-1")  # the other account's order
+
+
+async def test_a_connection_that_never_trades_writes_nothing_and_answers_as_a_fresh_account(
+    tmp_path: Path,
+) -> None:
+    idle = [placed(tmp_path, f"idle{i}", starting_cash=Decimal(777)) for i in range(20)]
+    async with streaming(*idle):
+        for connector in idle:
+            account = await connector.account()
+            assert (account.cash, account.buying_power, account.equity) == (777, 777, 777)
+            assert await connector.positions() == []
+            assert await connector.open_orders() == []
+        assert rows(tmp_path / "paper.db", "SELECT count(*) FROM accounts") == [(0,)]
+        order = await idle[3].submit(buy("first", 2))  # first use opens the account
+        assert order.status == "filled"
+        assert rows(tmp_path / "paper.db", "SELECT name FROM accounts") == [("idle3",)]
+
+
+def _tasks() -> int:
+    count, todo = 0, [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        count += 1
+        todo.extend(t for n in task.child_nurseries for t in n.child_tasks)
+    return count
+
+
+async def test_one_clock_ticks_every_connection_with_no_task_of_its_own(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    alone = placed(tmp_path / "a", "desk", seed=5, tick_interval_s=1.0)
+    async with streaming(alone):
+        alone.set_price("AAPL", Decimal(100))
+        await trio.sleep(10.5)
+        walked_alone = alone.price("AAPL")
+    desk = placed(tmp_path / "b", "desk", seed=5, tick_interval_s=1.0)
+    others = [placed(tmp_path / "b", f"o{i}", seed=i, tick_interval_s=0.3) for i in range(10)]
+    await trio.testing.wait_all_tasks_blocked()  # the first file's clock has stopped
+    before = _tasks()
+    async with streaming(desk, *others):
+        # One task per connection, its stream, and one clock task for them all (ticks
+        # and order arrivals); the writer's hand-overs need no task.
+        assert _tasks() - before == 1 + len(others) + 1
+        desk.set_price("AAPL", Decimal(100))
+        for other in others:
+            other.set_price("AAPL", Decimal(100))
+        await trio.sleep(10.5)
+        # Ten ticks each, on one clock, and each walk its own: the neighbours change nothing.
+        assert desk.price("AAPL") == walked_alone != Decimal(100)
+        assert all(o.price("AAPL") != Decimal(100) for o in others)
+
+
+async def test_orders_sent_together_share_one_commit_and_each_reply_is_on_disk(
+    tmp_path: Path,
+) -> None:
+    desk = placed(tmp_path, "desk", starting_cash=Decimal(10**7))
+    async with streaming(desk) as logs:
+        await desk.submit(buy("warm-up"))
+        exchange = desk._exchange
+        assert exchange is not None
+        commits = exchange.writer.commits
+        replies: list[Order] = []
+
+        async def send(i: int) -> None:
+            replies.append(await desk.submit(buy(f"b-{i}", 1)))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(64):
+                nursery.start_soon(send, i)
+        assert len(replies) == 64
+        assert exchange.writer.commits - commits < 8  # 64 orders, a few transactions
+        # What a reply said is in the file already (a kill -9 now would keep it).
+        on_disk = dict(rows(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
+        for reply in replies:
+            saved = msgspec.json.decode(on_disk[reply.client_order_id], type=WorkingOrder)
+            assert saved.order.status == reply.status == "filled"
+        await logs["desk"].wait_for(lambda u: u.order.client_order_id == "b-63")
+
+
+async def test_an_update_is_streamed_only_once_the_file_has_it(tmp_path: Path) -> None:
+    desk = placed(tmp_path, "desk")
+    seen: list[tuple[OrderUpdate, str]] = []
+    filled = trio.Event()
+
+    async def sink(update: OrderUpdate) -> None:
+        (body,) = rows(
+            tmp_path / "paper.db",
+            f"SELECT body FROM orders WHERE id = '{update.order.id}'",
+        )[0]
+        seen.append((update, msgspec.json.decode(body, type=WorkingOrder).order.status))
+        if update.order.status == "filled":
+            filled.set()
+
+    await desk.connect()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(desk.stream_updates, sink)
+            resting = await desk.submit(buy("r-1", 5, type="limit", limit_price=Decimal(90)))
+            desk.set_price("AAPL", Decimal(89))  # fills on the venue, streamed after commit
+            with trio.fail_after(5):
+                await filled.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        await desk.disconnect()
+    assert [u.order.status for u, _ in seen] == ["accepted", "filled"]
+    # The file has each state by the time it is streamed (or a later one already).
+    later = ["accepted", "filled"]
+    assert all(later.index(filed) >= later.index(u.order.status) for u, filed in seen)
+    assert resting.status == "accepted"
+
+
+# -- upgrading from one file per connection ------------------------------------------------
+
+_OLD_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE orders (id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL UNIQUE,
+                     open INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE fills (fill_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE positions (symbol TEXT PRIMARY KEY, qty TEXT NOT NULL, avg_price TEXT NOT NULL,
+                        realized_pl TEXT NOT NULL);
+CREATE TABLE prices (symbol TEXT PRIMARY KEY, price TEXT NOT NULL);
+"""
+
+
+def old_account_file(path: Path, name: str, *, cash: str, qty: int) -> Order:
+    """A file as the per-connection layout wrote it: one account, one open order."""
+    order = Order(
+        id=f"{name}.abc.2",
+        client_order_id=f"{name}-resting",
+        broker=name,
+        symbol="AAPL",
+        side="buy",
+        qty=Decimal(1),
+        type="limit",
+        time_in_force="gtc",
+        limit_price=Decimal(50),
+        status="accepted",
+        created_at=1,
+        updated_at=1,
+    )
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_SCHEMA)
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("cash", cash), ("created_at", "1000000"), ("next_order", "3"), ("next_fill", "2")],
+    )
+    body = msgspec.json.encode(WorkingOrder(order=order))
+    db.execute("INSERT INTO orders VALUES (?, ?, 1, ?)", (order.id, order.client_order_id, body))
+    db.execute("INSERT INTO positions VALUES ('AAPL', ?, '100', '0')", (str(qty),))
+    db.execute("INSERT INTO prices VALUES ('AAPL', '101')")
+    db.commit()
+    db.close()
+    return order
+
+
+async def test_old_per_connection_files_are_imported_once_into_the_shared_file(
+    tmp_path: Path,
+) -> None:
+    desk_order = old_account_file(tmp_path / "paper-desk.db", "desk", cash="900", qty=7)
+    old_account_file(tmp_path / "paper-fund.db", "fund", cash="50", qty=2)
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
+    async with streaming(desk, fund):
+        assert (await desk.account()).cash == 900
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 7}
+        assert await desk.open_orders() == [desk_order]
+        assert desk.price("AAPL") == 101
+        assert (await fund.account()).cash == 50
+        newer = await desk.submit(buy("new", 1))
+        assert newer.id == "desk.1.3"  # the ids go on where they were
+    names = sorted(p.name for p in files(tmp_path))
+    assert "paper-desk.db.imported" in names and "paper-desk.db" not in names
+    assert "paper-fund.db.imported" in names and "paper-fund.db" not in names
+    # Read once: a later start takes the shared file's account, not the old copy.
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 8}
+
+
+async def test_an_old_file_named_by_state_path_is_converted_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "mine.db"
+    old_account_file(path, "desk", cash="1234", qty=4)
+    desk = PaperConnector("desk", PaperSettings(**QUIET, state_path=str(path)))
+    async with streaming(desk):
+        assert (await desk.account()).cash == 1234
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 4}
+    assert rows(path, "SELECT name FROM accounts") == [("desk",)]
+
+
+async def test_reset_of_one_connection_keeps_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ULT_CONFIG", "ULT_STATE_DIR", "ENABLE_PAPER_TRADING", "PAPER_STARTING_CASH"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "ult.toml"
+    config.write_text(
+        f'[service]\nstate_dir = "{tmp_path}"\ndefault_broker = "desk"\n\n'
+        '[brokers.desk]\nkind = "paper"\n\n[brokers.fund]\nkind = "paper"\n'
+    )
+    old_account_file(tmp_path / "paper-fund.db", "fund", cash="50", qty=2)
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
+    async with streaming(desk, fund):
+        await desk.submit(buy("d-1", 3))
+    assert reset_main(["--config", str(config), "--broker", "fund"]) == EXIT_OK
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
+    async with streaming(desk, fund):
+        assert await fund.positions() == [] and (await fund.account()).cash == 100_000
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 3}

@@ -1,0 +1,164 @@
+"""The paper accounts' group commit: batches staged on the trio thread, written on another.
+
+Venues stage rows into the open ``Batch`` (``batch()``) and attach what must
+wait for them to be on disk (``after_commit``: the venue's order updates).
+The open batch is handed to the writer's thread at the end of the scheduler
+round that opened it (``run_sync_soon``), or, while a commit is running, as
+soon as that commit is done: so under load many venue events share one
+transaction, and at low load nothing waits for a timer. Batches commit one
+at a time, in order.
+
+Under a virtual clock (``trio.testing.MockClock``) the batches commit on
+the trio thread instead: a thread's real time is invisible to such a clock,
+which would jump ahead while a commit runs.
+
+Nothing the venue did is shown before it is committed (a reply waits in
+``durable``, an update in ``after_commit``), so a ``kill -9`` can only lose
+what nobody was told. A failed commit fails this writer for good: every
+waiter, now and later, gets ``BrokerUnavailable``, and the owner reopens
+the file (the venues reload what it has).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+
+import trio
+import trio.testing
+
+from ult_actors.brokers.paper.store import Batch, PaperStore
+from ult_actors.errors import BrokerUnavailable
+
+
+class _Pending:
+    """A batch and those waiting for it."""
+
+    def __init__(self, seq: int) -> None:
+        self.batch = Batch(seq)
+        self.callbacks: list[Callable[[], None]] = []
+        self.done = trio.Event()
+
+
+class BatchWriter:
+    """Stages venue writes and commits them in batches on one thread."""
+
+    def __init__(self, store: PaperStore, *, on_failure: Callable[[BaseException], None]) -> None:
+        self._store = store
+        self._on_failure = on_failure
+        self._token = trio.lowlevel.current_trio_token()
+        self._open: _Pending | None = None
+        self._writing: _Pending | None = None
+        self._flush_scheduled = False
+        #: The last batch opened and the last one committed.
+        self.staged_seq = 0
+        self.committed_seq = 0
+        self.commits = 0
+        self.failure: BaseException | None = None
+        self._jobs: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def batch(self) -> Batch:
+        """The open batch (opened if need be); stage rows into it."""
+        pending = self._open
+        if pending is None:
+            self.staged_seq += 1
+            pending = self._open = _Pending(self.staged_seq)
+            if self._writing is None and not self._flush_scheduled:
+                # At the end of this scheduler round: whatever else runs now joins it.
+                self._flush_scheduled = True
+                self._token.run_sync_soon(self._flush)
+        return pending.batch
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the trio thread) once the open batch has committed."""
+        assert self._open is not None, "stage rows first"
+        self._open.callbacks.append(callback)
+
+    async def durable(self, seq: int) -> None:
+        """Return once batch ``seq`` has committed (at once if it has)."""
+        while self.committed_seq < seq and self.failure is None:
+            pending = self._writing if self._writing and self._writing.batch.seq >= seq else None
+            pending = pending or self._open
+            assert pending is not None
+            await pending.done.wait()
+        if self.failure is not None:
+            raise self.unavailable()
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    def unavailable(self) -> BrokerUnavailable:
+        """The error every waiter gets after a failed commit."""
+        return BrokerUnavailable(
+            f"paper account file {self._store.path} could not be written ({self.failure});"
+            " reopening it"
+        )
+
+    async def aclose(self) -> None:
+        """Commit what is staged, then stop the thread (it ends even if cancelled)."""
+        try:
+            while (self._open or self._writing) and self.failure is None:
+                last = self._open or self._writing
+                assert last is not None
+                await last.done.wait()
+        finally:
+            if self._thread is not None:
+                self._jobs.put(None)  # after the commit running now, if any
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._thread.join)
+
+    # -- the trio side of the hand-over -----------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._writing is not None or self._open is None or self.failure is not None:
+            return
+        self._writing, self._open = self._open, None
+        if self._thread is not None:
+            self._jobs.put(self._writing)
+            return
+        try:
+            self._store.commit(self._writing.batch)
+        except Exception as exc:
+            self._committed(self._writing, exc)
+        else:
+            self._committed(self._writing, None)
+
+    def _committed(self, pending: _Pending, error: BaseException | None) -> None:
+        self._writing = None
+        if error is not None:
+            self._fail(error, pending)
+            return
+        self.committed_seq = pending.batch.seq
+        self.commits += 1
+        pending.done.set()
+        for callback in pending.callbacks:
+            callback()
+        self._flush()
+
+    def _fail(self, error: BaseException, pending: _Pending) -> None:
+        self.failure = error
+        pending.done.set()
+        if self._open is not None:
+            self._open.done.set()
+        self._on_failure(error)
+
+    # -- the writer's thread -------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            pending = self._jobs.get()
+            if pending is None:
+                return
+            error: BaseException | None = None
+            try:
+                self._store.commit(pending.batch)
+            except BaseException as exc:  # handed to the trio side, which fails the writer
+                error = exc
+            with contextlib.suppress(trio.RunFinishedError):  # nobody is waiting any more
+                self._token.run_sync_soon(self._committed, pending, error)
