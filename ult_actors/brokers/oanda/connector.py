@@ -127,6 +127,8 @@ from ult_actors.order_state import already_final, order_from_request
 from ult_actors.recent import Recent
 
 _CACHE = 10_000  # orders and transactions remembered per connector
+#: Most recent orders searched for a bracket's exit that v20 never made (v20's maximum).
+_ORDER_SCAN = 500
 
 _T = TypeVar("_T")
 
@@ -304,7 +306,9 @@ class OandaConnector:
         """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
 
         ``order_id`` is v20's numeric id or, otherwise, our client order id.
-        v20's 404 for an order that is already final is ``AlreadyFinal``.
+        v20's 404 for an order that is already final is ``AlreadyFinal``. A
+        bracket's exit still held on its entry is no order at v20 yet: it goes
+        with its entry (cancel or replace that), so its cancel is refused.
         """
         specifier = self._specifier(order_id)
         try:
@@ -312,7 +316,20 @@ class OandaConnector:
                 "PUT", self._path(f"/orders/{specifier}/cancel"), what="cancel"
             )
         except NotFound:
-            order = await self._lookup(specifier)  # NotFound again if it never existed
+            try:
+                order = await self._lookup(specifier)
+            except NotFound:
+                exit_ = await self._unmade_exit(order_id) if specifier[0] == "@" else None
+                if exit_ is None:
+                    raise  # it never existed
+                order = exit_
+                if order.status == "held":
+                    raise InvalidOrder(
+                        f"order {order_id} is the exit of a bracket entry not filled yet;"
+                        " OANDA makes it when the entry fills: cancel or replace the entry",
+                        field="order_id",
+                        broker=self.name,
+                    ) from None
             if order.status in TERMINAL_STATUSES:
                 raise already_final(order) from None
             raise
@@ -489,20 +506,22 @@ class OandaConnector:
         except NotFound:
             made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
             if made_up == client_order_id or not made_up.isdigit():
-                for held in self._held_exits(await self._pending()):
-                    if held.client_order_id == client_order_id:
-                        return held  # a bracket's exit: v20 makes it when the entry fills
-                raise
+                exit_ = await self._unmade_exit(client_order_id)
+                if exit_ is None:
+                    raise
+                return exit_
             order = await self._lookup(made_up)
             if order.client_order_id != client_order_id:
                 raise  # that order has a client id of its own: not the one asked for
             return order
 
     async def open_orders(self) -> list[Order]:
-        """Every pending order of ours, and the ``held`` exits of brackets not yet filled.
+        """Every pending order of ours.
 
         Take profits and stop losses without a client id (placed on OANDA's
-        own platform) and trailing stops are not ours.
+        own platform) and trailing stops are not ours. The exits a bracket's
+        entry still holds are not orders at v20 yet (nothing to cancel on
+        their own): ``get_order_by_client_id`` finds them, ``held``.
         """
         pending = await self._pending()
         orders = []
@@ -513,11 +532,30 @@ class OandaConnector:
                 order = self._known_fields(order_from_wire(wire, self.name))
             if order is not None:
                 orders.append(order)
-        return orders + self._held_exits(pending)
+        return orders
 
     async def _pending(self) -> list[WireOrder]:
         reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
         return reply.orders
+
+    async def _unmade_exit(self, client_order_id: str) -> Order | None:
+        """A bracket's exit v20 has not made (yet), found on its entry; ``None`` if none is.
+
+        Held while its entry is pending; canceled, naming why, once the entry
+        ended without making it (canceled, or filled without opening a trade).
+        """
+        for held in self._held_exits(await self._pending()):
+            if held.client_order_id == client_order_id:
+                return held
+        path = self._path("/orders")
+        params = {"state": "ALL", "count": str(_ORDER_SCAN)}
+        for wire in (await self._get(path, OrdersReply, what="order lookup", params=params)).orders:
+            for held in self._held_exits([wire]):
+                if held.client_order_id == client_order_id:
+                    entry = await self._complete(wire)
+                    assert entry is not None
+                    return self._with_entry_gone(held, entry)
+        return None
 
     def _held_exits(self, pending: list[WireOrder]) -> list[Order]:
         """The take profits and stop losses these pending entries create when they fill."""
@@ -624,10 +662,14 @@ class OandaConnector:
         orders before it in the chain are counted.
         """
         chain = [wire]
+        replaced = None  # the order of ours this one replaced, if any
         while chain[0].replacesOrderID:
             earlier = await self._wire(chain[0].replacesOrderID)
-            if earlier is None or wire_client_id(earlier) != wire_client_id(wire):
-                break  # a replace by another client id: that one is another order of ours
+            if earlier is None:
+                break
+            if wire_client_id(earlier) != wire_client_id(wire):
+                replaced = earlier  # a replace by another client id: another order of ours
+                break
             chain.insert(0, earlier)
         if wire.type in EXIT_ORDER_TYPES:
             trade = await self._trade(wire.tradeID)
@@ -642,13 +684,8 @@ class OandaConnector:
         order = msgspec.structs.replace(
             order, id=wire.id, status="accepted", filled_qty=Decimal(0), avg_fill_price=None
         )
-        if wire.replacesOrderID and len(chain) == 1:
-            earlier = await self._wire(wire.replacesOrderID)
-            if earlier is not None:
-                order = msgspec.structs.replace(
-                    order,
-                    replaces=wire_client_id(earlier),
-                )
+        if replaced is not None:
+            order = msgspec.structs.replace(order, replaces=wire_client_id(replaced))
         for earlier in chain[:-1]:
             if earlier.fillingTransactionID:
                 txn = await self._transaction(earlier.fillingTransactionID)
@@ -780,12 +817,15 @@ class OandaConnector:
         if txn.type in CREATE_TYPES or txn.type in EXIT_CREATE_TYPES:
             updates = await self._on_create(txn)
         elif txn.type == "ORDER_FILL" and txn.orderID:
-            self._held.pop(txn.orderID)  # the exits come to life: v20 creates them next
+            held = self._held.pop(txn.orderID) or []  # v20 creates the exits next ...
             base = await self._order_for(txn.orderID)
             if base is not None:
                 order, update = self._after_fill(base, txn)
                 self._orders.put(order.id, order)
                 updates = [update]
+                if txn.tradeOpened is None:  # ... unless the fill only reduced a trade
+                    gone = [self._with_entry_gone(e, order) for e in held]
+                    updates += [OrderUpdate(order=o, ts=o.updated_at) for o in gone]
         elif (
             txn.type == "ORDER_CANCEL"
             and txn.orderID
