@@ -224,6 +224,16 @@ COMMANDS: list[tuple[Any, str]] = [
         c.CloseOut(broker="paper", symbol=None, client_order_id="c-2"),
         '{"kind":"close_out","broker":"paper","symbol":null,"client_order_id":"c-2"}',
     ),
+    (
+        c.ReplaceOrder(
+            order=ORDER,
+            change=m.ReplaceRequest(order_id="c-1", qty=Decimal("3"), client_order_id="c-2"),
+            terms=REQUEST,
+        ),
+        f'{{"kind":"replace_order","order":{ORDER_JSON},"change":{{"order_id":"c-1","qty":"3",'
+        '"limit_price":null,"stop_price":null,"time_in_force":null,"client_order_id":"c-2",'
+        f'"deadline_ns":null}},"terms":{REQUEST_JSON}}}',
+    ),
     (c.CancelOrder(order_id="o-1"), '{"kind":"cancel_order","order_id":"o-1"}'),
     (c.CancelAll(), '{"kind":"cancel_all","reason":"kill switch"}'),
     (c.QueryOrder(order_id="o-1"), '{"kind":"query_order","order_id":"o-1"}'),
