@@ -265,3 +265,21 @@ async def test_a_bracket_whose_entry_fills_or_fails_at_once_returns_its_exits_as
         )
         assert (entry.status, entry.reject_reason) == ("rejected", "TAKE_PROFIT_ON_FILL_LOSS")
         assert (take.status, stop.status) == ("canceled", "canceled")
+
+
+async def test_a_bracket_entry_that_only_reduces_a_trade_ends_its_exits() -> None:
+    async with running_sim() as sim, connected(sim) as (connector, log):
+        short = OrderRequest(
+            symbol="EUR_USD", side="sell", qty=Decimal(1000), client_order_id="short-1"
+        )
+        await connector.submit(short)
+        await connector.submit_list(bracket(resting_buy("br-7"), take="1.09000", stop="1.07000"))
+        sim.set_price("EUR_USD", {"bid": "1.07990", "ask": "1.08000"})  # the buy closes the short
+        with trio.fail_after(WAIT_S):
+            for coid in ("br-7-tp", "br-7-sl"):
+                gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
+                assert (gone.order.status, gone.order.reject_reason) == (
+                    "canceled",
+                    "its entry br-7 is filled",
+                )
+        assert sim.book.pending() == []  # v20 made no exits: no trade was opened

@@ -817,12 +817,15 @@ class OandaConnector:
         if txn.type in CREATE_TYPES or txn.type in EXIT_CREATE_TYPES:
             updates = await self._on_create(txn)
         elif txn.type == "ORDER_FILL" and txn.orderID:
-            self._held.pop(txn.orderID)  # the exits come to life: v20 creates them next
+            held = self._held.pop(txn.orderID) or []  # v20 creates the exits next ...
             base = await self._order_for(txn.orderID)
             if base is not None:
                 order, update = self._after_fill(base, txn)
                 self._orders.put(order.id, order)
                 updates = [update]
+                if txn.tradeOpened is None:  # ... unless the fill only reduced a trade
+                    gone = [self._with_entry_gone(e, order) for e in held]
+                    updates += [OrderUpdate(order=o, ts=o.updated_at) for o in gone]
         elif (
             txn.type == "ORDER_CANCEL"
             and txn.orderID
