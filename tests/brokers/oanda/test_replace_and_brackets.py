@@ -123,8 +123,9 @@ async def test_bracket_exits_are_held_until_the_entry_fills_and_die_with_it() ->
         assert (entry.status, take.status, stop.status) == ("accepted", "held", "held")
         assert take.leg is not None and take.leg.parent_id == "br-1"
         assert (take.side, take.qty, take.limit_price) == ("sell", Decimal(1000), Decimal("1.09"))
-        listed = {o.client_order_id: o.status for o in await connector.open_orders()}
-        assert listed == {"br-1": "accepted", "br-1-tp": "held", "br-1-sl": "held"}
+        assert [o.client_order_id for o in await connector.open_orders()] == ["br-1"]
+        with pytest.raises(InvalidOrder, match="cancel or replace the entry"):
+            await connector.cancel("br-1-tp")
         async with connected(sim, stream=False) as (restarted, _):  # nothing remembered
             assert (await restarted.get_order_by_client_id("br-1-sl")).status == "held"
 
@@ -264,3 +265,21 @@ async def test_a_bracket_whose_entry_fills_or_fails_at_once_returns_its_exits_as
         )
         assert (entry.status, entry.reject_reason) == ("rejected", "TAKE_PROFIT_ON_FILL_LOSS")
         assert (take.status, stop.status) == ("canceled", "canceled")
+
+
+async def test_a_bracket_entry_that_only_reduces_a_trade_ends_its_exits() -> None:
+    async with running_sim() as sim, connected(sim) as (connector, log):
+        short = OrderRequest(
+            symbol="EUR_USD", side="sell", qty=Decimal(1000), client_order_id="short-1"
+        )
+        await connector.submit(short)
+        await connector.submit_list(bracket(resting_buy("br-7"), take="1.09000", stop="1.07000"))
+        sim.set_price("EUR_USD", {"bid": "1.07990", "ask": "1.08000"})  # the buy closes the short
+        with trio.fail_after(WAIT_S):
+            for coid in ("br-7-tp", "br-7-sl"):
+                gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
+                assert (gone.order.status, gone.order.reject_reason) == (
+                    "canceled",
+                    "its entry br-7 is filled",
+                )
+        assert sim.book.pending() == []  # v20 made no exits: no trade was opened

@@ -306,7 +306,9 @@ class OandaConnector:
         """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
 
         ``order_id`` is v20's numeric id or, otherwise, our client order id.
-        v20's 404 for an order that is already final is ``AlreadyFinal``.
+        v20's 404 for an order that is already final is ``AlreadyFinal``. A
+        bracket's exit still held on its entry is no order at v20 yet: it goes
+        with its entry (cancel or replace that), so its cancel is refused.
         """
         specifier = self._specifier(order_id)
         try:
@@ -314,7 +316,20 @@ class OandaConnector:
                 "PUT", self._path(f"/orders/{specifier}/cancel"), what="cancel"
             )
         except NotFound:
-            order = await self._lookup(specifier)  # NotFound again if it never existed
+            try:
+                order = await self._lookup(specifier)
+            except NotFound:
+                exit_ = await self._unmade_exit(order_id) if specifier[0] == "@" else None
+                if exit_ is None:
+                    raise  # it never existed
+                order = exit_
+                if order.status == "held":
+                    raise InvalidOrder(
+                        f"order {order_id} is the exit of a bracket entry not filled yet;"
+                        " OANDA makes it when the entry fills: cancel or replace the entry",
+                        field="order_id",
+                        broker=self.name,
+                    ) from None
             if order.status in TERMINAL_STATUSES:
                 raise already_final(order) from None
             raise
@@ -501,10 +516,12 @@ class OandaConnector:
             return order
 
     async def open_orders(self) -> list[Order]:
-        """Every pending order of ours, and the ``held`` exits of brackets not yet filled.
+        """Every pending order of ours.
 
         Take profits and stop losses without a client id (placed on OANDA's
-        own platform) and trailing stops are not ours.
+        own platform) and trailing stops are not ours. The exits a bracket's
+        entry still holds are not orders at v20 yet (nothing to cancel on
+        their own): ``get_order_by_client_id`` finds them, ``held``.
         """
         pending = await self._pending()
         orders = []
@@ -515,7 +532,7 @@ class OandaConnector:
                 order = self._known_fields(order_from_wire(wire, self.name))
             if order is not None:
                 orders.append(order)
-        return orders + self._held_exits(pending)
+        return orders
 
     async def _pending(self) -> list[WireOrder]:
         reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
@@ -800,12 +817,15 @@ class OandaConnector:
         if txn.type in CREATE_TYPES or txn.type in EXIT_CREATE_TYPES:
             updates = await self._on_create(txn)
         elif txn.type == "ORDER_FILL" and txn.orderID:
-            self._held.pop(txn.orderID)  # the exits come to life: v20 creates them next
+            held = self._held.pop(txn.orderID) or []  # v20 creates the exits next ...
             base = await self._order_for(txn.orderID)
             if base is not None:
                 order, update = self._after_fill(base, txn)
                 self._orders.put(order.id, order)
                 updates = [update]
+                if txn.tradeOpened is None:  # ... unless the fill only reduced a trade
+                    gone = [self._with_entry_gone(e, order) for e in held]
+                    updates += [OrderUpdate(order=o, ts=o.updated_at) for o in gone]
         elif (
             txn.type == "ORDER_CANCEL"
             and txn.orderID
