@@ -78,7 +78,7 @@ async def echo(
 
 @asynccontextmanager
 async def serving(
-    handler: Handler, *, tls: ssl.SSLContext | None = None
+    handler: Handler, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[str, Seen]]:
     """A server on a free loopback port (HTTPS with ``tls``); yields its base URL and what it saw."""
     seen = Seen()
@@ -103,9 +103,10 @@ async def serving(
                 conn.start_next_cycle()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, one_connection, 0, host="127.0.0.1"))
+        listeners = await nursery.start(partial(trio.serve_tcp, one_connection, 0, host=host))
         port = listeners[0].socket.getsockname()[1]
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", seen
+        named = f"[{host}]" if ":" in host else host
+        yield f"{'https' if tls else 'http'}://{named}:{port}", seen
         nursery.cancel_scope.cancel()
 
 
@@ -305,3 +306,19 @@ async def test_https_to_a_certificate_nobody_vouches_for_is_refused_before_anyth
             await http.request("POST", "/v2/orders", content=b"secret order")
         await http.aclose()
     assert seen.requests == []
+
+
+async def test_an_ipv6_literal_is_reached_and_named_in_brackets_in_the_host_header() -> None:
+    async def host_back(
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
+    ) -> bool:
+        host = dict(request.headers)[b"host"]
+        await reply(stream, conn, b'{"host": "' + host + b'"}')
+        return True
+
+    async with serving(host_back, host="::1") as (url, _seen):
+        http = client(url)
+        response = await http.request("GET", "/v2/account")
+        await http.aclose()
+    assert response.json() == {"host": url.removeprefix("http://")}
+    assert response.json()["host"].startswith("[::1]:")

@@ -215,7 +215,7 @@ async def test_a_second_replace_while_one_is_unanswered_is_refused(sim: TwsSimul
             async with trio.open_nursery() as nursery:
                 first = ReplaceRequest(order_id=old.id, qty=Decimal(11), client_order_id="two-1b")
                 nursery.start_soon(connector.replace, old, first)
-                await trio.testing.wait_all_tasks_blocked()
+                await sim.at_gate.wait()
                 second = ReplaceRequest(order_id=old.id, qty=Decimal(9), client_order_id="two-1c")
                 with pytest.raises(NotReplaceable, match="another replace of it is pending"):
                     await connector.replace(old, second)
