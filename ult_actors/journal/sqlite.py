@@ -10,15 +10,15 @@ for a timer. ``linger_s`` optionally holds a batch open a little longer;
 thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``python -m bench.journal``
 compares them. ``record_soon()`` queues a write the same way without
-waiting for it (the brokers' news about orders already sent); what is
-queued at close is committed before the file closes.
+waiting for it (the brokers' news about orders already sent); a batch of
+only such news waits up to ``sync_interval_s`` for the next ``record`` (a
+``submit``) to share its commit, so it never puts a commit in front of an
+order; what is queued at close is committed before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) commits without an
-fsync, so a ``kill -9`` loses nothing, and a ``WalSyncer`` thread fsyncs
-the WAL ``sync_interval_s`` after a commit (a machine crash loses at most
-that much); ``"full"`` fsyncs every commit, and a batch of only the
-brokers' news waits up to ``sync_interval_s`` for the next awaited record
-(a ``submit``) to join it, so an order's path holds one fsync, its own.
+fsync, so a ``kill -9`` loses nothing committed, and a ``WalSyncer`` thread
+fsyncs the WAL ``sync_interval_s`` after a commit (a machine crash loses at
+most that much); ``"full"`` fsyncs every commit: one per batch of submits.
 
 Memory is bounded whatever the journal's size: it holds every order not yet
 final, the ``cache_size`` most recently written orders, the records not yet
@@ -256,8 +256,8 @@ class SqliteStore:
     ) -> None:
         self.path = path
         self.synchronous = synchronous
-        #: ``normal``: the WAL is fsynced this long after a commit. ``full``: the brokers'
-        #: news (``record_soon``) waits this long at most for a ``record`` to share a commit.
+        #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
+        #: share its commit; with ``normal``, the WAL is fsynced this long after a commit.
         self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
@@ -573,8 +573,7 @@ class SqliteStore:
             while not self._queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
-            if self.synchronous == "full":
-                await self._news_waits_for_a_record()
+            await self._news_waits_for_a_record()
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
             batch = self._queue.popleft()
@@ -599,9 +598,9 @@ class SqliteStore:
             batch.done.set()
 
     async def _news_waits_for_a_record(self) -> None:
-        """With an fsync per commit: a batch of only the brokers' news waits up to
-        ``sync_interval_s`` for a record someone waits for (the next ``submit``), so the
-        two share one fsync and the news never puts a second fsync on an order's path."""
+        """A batch of only the brokers' news waits up to ``sync_interval_s`` for a record
+        someone waits for (the next ``submit``): the two share one commit (one fsync with
+        ``full``), and the news never puts a commit in front of an order."""
         head = self._queue[0]
         with trio.move_on_after(self.sync_interval_s):
             while not head.waited and len(self._queue) == 1:
