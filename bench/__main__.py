@@ -18,6 +18,9 @@ One run on one machine measures, side by side:
            configured, one process per size
   peer     p50 of an order sent to ``ult sim alpaca`` with alpaca-py directly,
            against the same order through ult to the same simulator
+  http     the REST brokers' HTTP engine: httpx, httpcore's pool and the h11
+           client ult uses, one order at a time to ``ult sim alpaca``, alone
+           and through the Alpaca connector, taking turns (``bench.http_engine``)
 
 Every loop is bounded in count and in time; all traffic stays on Unix
 sockets and 127.0.0.1. A section that cannot run (a missing piece or
@@ -52,7 +55,7 @@ from bench.goals import goals
 from bench.plan import Plan, plan_for
 from bench.report import ratios, render_table
 
-SECTIONS = ("floor", "ult", "actors", "restart", "scale", "peer")
+SECTIONS = ("floor", "ult", "actors", "restart", "scale", "peer", "http")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,6 +133,7 @@ async def _run(
 ) -> dict[str, Any]:
     from bench import actors as bench_actors
     from bench import floor as bench_floor
+    from bench import http_engine as bench_http
     from bench import peer as bench_peer
     from bench import restart as bench_restart
     from bench import scale as bench_scale
@@ -169,6 +173,9 @@ async def _run(
             raise Unavailable(missing)
         return await bench_peer.measure(plan)
 
+    async def http() -> dict[str, Any]:
+        return await bench_http.measure(plan.http, plan.http_rounds)
+
     runners = {
         "floor": floor,
         "ult": ult,
@@ -176,6 +183,7 @@ async def _run(
         "restart": restart,
         "scale": scale,
         "peer": peer,
+        "http": http,
     }
     results: dict[str, Any] = {}
     for name in sections:

@@ -32,6 +32,9 @@ class Plan:
     peer: Budget
     #: Also through ult with the journal off (what the journal adds to each order).
     peer_journal_off: bool
+    #: Each HTTP engine's turn, at each level, in each round (``bench.http_engine``).
+    http: Budget
+    http_rounds: int
 
 
 QUICK = Plan(
@@ -52,6 +55,8 @@ QUICK = Plan(
     scale_restart=False,
     peer=Budget(300, 3.0),
     peer_journal_off=False,
+    http=Budget(300, 1.0),
+    http_rounds=1,
 )
 
 FULL = Plan(
@@ -77,6 +82,8 @@ FULL = Plan(
     scale_restart=True,
     peer=Budget(3_000, 15.0),
     peer_journal_off=True,
+    http=Budget(2_000, 3.0),
+    http_rounds=3,
 )
 
 
@@ -99,6 +106,8 @@ SMOKE = Plan(
     scale_restart=True,
     peer=Budget(5, 2.0),
     peer_journal_off=False,
+    http=Budget(5, 1.0),
+    http_rounds=1,
 )
 
 

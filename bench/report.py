@@ -243,6 +243,20 @@ def render_table(doc: dict[str, Any]) -> str:
     if line:
         out.append(line)
 
+    out += ["", "http: the REST brokers' HTTP engine, one order at a time to the Alpaca simulator"]
+    rows = [["", "rounds", "n", "p50", "p99", "client CPU/order"]]
+    for engine in ("httpx", "httpcore", "h11"):
+        for level in ("engine", "connector"):
+            s = dig(doc, "http", engine, level) or {}
+            where = "alone" if level == "engine" else "through the Alpaca connector"
+            rows.append([f"{engine} {where}", _fmt(dig(doc, "http", "rounds")), _fmt(s.get("n")),
+                         _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us"),
+                         _fmt(s.get("cpu_us"), "us")])
+    out += _grid(rows)
+    line = _status_line(doc, "http")
+    if line:
+        out.append(line)
+
     out += ["", "goals (issue 16; ratios from this run)"]
     rows = [["figure", "now", "must", "aim", "verdict"]]
     for g in doc.get("goals") or []:

@@ -16,7 +16,13 @@ import msgspec
 import trio
 
 from ult_actors.brokers.base import UpdateSink
-from ult_actors.errors import AuthFailed, BrokerUnavailable, DuplicateOrder, NotFound
+from ult_actors.errors import (
+    AuthFailed,
+    BrokerUnavailable,
+    DuplicateOrder,
+    NotFound,
+    NotReplaceable,
+)
 from ult_actors.messages import (
     OPEN_STATUSES,
     Account,
@@ -25,6 +31,7 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     Position,
+    ReplaceRequest,
 )
 from ult_actors.order_state import fill_of, order_from_request
 
@@ -49,6 +56,23 @@ class FakeVenue:
         self.stream_send, self.stream_recv = trio.open_memory_channel[OrderUpdate](math.inf)
         self.kill_stream = trio.Event()
         self.submit_gate: trio.Event | None = None  # when set, submits wait for it
+        self.replaces = 0  # replace calls that took effect at the venue
+        self.lose_replace_replies = 0  # next N replaces apply, then raise BrokerUnavailable
+        self.fail_replaces = 0  # next N replaces raise BrokerUnavailable before applying
+
+    def fill(self, order_id: str) -> Order:
+        """Fill a resting order completely at ``price`` (a counterparty came)."""
+        order = self.orders[order_id]
+        rest = order.qty - order.filled_qty
+        filled = msgspec.structs.replace(
+            order, status="filled", filled_qty=order.qty, avg_fill_price=self.price
+        )
+        sign = 1 if order.side == "buy" else -1
+        self.positions[order.symbol] = self.positions.get(order.symbol, Decimal(0)) + sign * rest
+        self._update(
+            filled, fill_of(filled, fill_id=f"f{order_id}", qty=rest, price=self.price, ts=0)
+        )
+        return filled
 
     def _update(self, order: Order, fill: Fill | None = None) -> None:
         self.orders[order.id] = order
@@ -107,6 +131,46 @@ class FakeConnector:
             raise BrokerUnavailable("fake broker: connection reset after the order was applied")
         return order
 
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        """Alpaca-like: a new order for what is left, the old one ``replaced``."""
+        venue = self.venue
+        await trio.lowlevel.checkpoint()
+        if venue.fail_replaces:
+            venue.fail_replaces -= 1
+            raise BrokerUnavailable("fake broker: 503")
+        old = venue.orders.get(order.id)
+        if old is None:
+            raise NotFound(f"no order {order.id}")
+        if old.status not in ("accepted", "partially_filled"):
+            raise NotReplaceable(f"order {old.id} is {old.status}; it cannot be replaced")
+        assert change.client_order_id is not None
+        if change.client_order_id in venue.by_client:
+            raise DuplicateOrder("client_order_id must be unique")
+        venue.replaces += 1
+        oid = str(next(venue.ids))
+        new = msgspec.structs.replace(
+            old,
+            id=oid,
+            client_order_id=change.client_order_id,
+            status="accepted",
+            qty=(change.qty or old.qty) - old.filled_qty,
+            filled_qty=Decimal(0),
+            avg_fill_price=None,
+            limit_price=change.limit_price or old.limit_price,
+            stop_price=change.stop_price or old.stop_price,
+            time_in_force=change.time_in_force or old.time_in_force,
+            replaces=old.client_order_id,
+        )
+        venue.by_client[new.client_order_id] = oid
+        venue._update(
+            msgspec.structs.replace(old, status="replaced", replaced_by=new.client_order_id)
+        )
+        venue._update(new)
+        if venue.lose_replace_replies:
+            venue.lose_replace_replies -= 1
+            raise BrokerUnavailable("fake broker: connection reset after the replace was applied")
+        return new
+
     async def cancel(self, order_id: str) -> Order:
         order = self.venue.orders.get(order_id)
         if order is None:
@@ -148,7 +212,9 @@ class FakeConnector:
 
     async def account(self) -> Account:
         return Account(
-            broker=self.name, cash=Decimal(100000), buying_power=Decimal(100000),
+            broker=self.name,
+            cash=Decimal(100000),
+            buying_power=Decimal(100000),
             equity=Decimal(100000),
         )
 

@@ -46,7 +46,13 @@ SECRET_KEYS = frozenset(
 )
 
 
+#: Types that hold no secret-bearing parts: no need to look inside (exact types only).
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _redact_value(value: Any) -> Any:
+    if type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, Secret):
         return MASK if value else ""
     if isinstance(value, dict):
@@ -64,7 +70,10 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Mask values under secret-looking keys and every ``Secret``, recursively."""
     for key, value in list(event_dict.items()):
-        event_dict[key] = MASK if key.lower() in SECRET_KEYS else _redact_value(value)
+        if key.lower() in SECRET_KEYS:
+            event_dict[key] = MASK
+        elif type(value) not in _PLAIN_TYPES:
+            event_dict[key] = _redact_value(value)
     return event_dict
 
 

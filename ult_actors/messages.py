@@ -327,6 +327,8 @@ class HealthSnapshot(_Value, frozen=True):
     #: Why the service runs degraded (empty: it does not), e.g. it started with a
     #: journal that had no record of orders a broker holds (they were adopted).
     degraded: list[str] = msgspec.field(default_factory=list)
+    #: Log lines dropped since start because the log stream did not keep up.
+    log_lines_dropped: int = 0
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from decimal import Decimal
 
 import msgspec
 
-from ult_actors.errors import AlreadyFinal
+from ult_actors.errors import AlreadyFinal, NotReplaceable, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     Fill,
@@ -133,6 +133,40 @@ def already_final(order: Order) -> AlreadyFinal:
         f"order {order.ref} (client order id {order.client_order_id}) is already"
         f" {order.status}; there is nothing to cancel",
         broker=order.broker or None,
+    )
+
+
+#: States in which a replace may be sent: the order works at its broker, nothing pending.
+REPLACEABLE_STATUSES = frozenset({"accepted", "partially_filled"})
+
+_WHY_NOT_REPLACEABLE = {
+    "pending_new": "its broker has not acknowledged it yet",
+    "pending_cancel": "it is being canceled",
+    "pending_replace": "another replace of it is pending",
+    "held": "it is a leg waiting for its trigger, not working yet",
+    "replaced": "it was replaced already",
+}
+
+
+def not_replaceable(order: Order) -> NotReplaceable:
+    """The one answer to a replace of an order that cannot take one: it names the state."""
+    why = _WHY_NOT_REPLACEABLE.get(order.status, "it is final")
+    filled = f", {order.filled_qty} filled" if order.filled_qty else ""
+    return NotReplaceable(
+        f"order {order.ref} (client order id {order.client_order_id}) is {order.status}"
+        f"{filled}; it cannot be replaced ({why})",
+        broker=order.broker or None,
+    )
+
+
+def refused(order: Order, error: UltError, now_ns: int) -> Order:
+    """``order``'s final record once its broker refused it (or it never got there)."""
+    return msgspec.structs.replace(
+        order,
+        status="rejected",
+        reject_reason=f"{error.code}: {error.message}",
+        outcome="definitive",
+        updated_at=now_ns,
     )
 
 

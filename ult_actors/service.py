@@ -101,6 +101,8 @@ class Service:
     #: Brokers that held open orders the journal had none of at start (adopted), by
     #: broker: the service runs degraded and says so (health, STATUS, the log).
     adopted_unjournaled: dict[str, int] = field(default_factory=dict)
+    #: Log lines dropped so far (``serve`` points it at its log writer).
+    log_lines_dropped: Callable[[], int] = lambda: 0
     #: The front door for IPC: made from the mailboxes and this service's health.
     gateway: ServiceGateway = field(init=False)
 
@@ -147,6 +149,7 @@ class Service:
             trading=setting_of(self.risk_state),
             broker_trading=self.broker_trading(),
             degraded=self.degraded(),
+            log_lines_dropped=self.log_lines_dropped(),
         )
 
     def broker_trading(self) -> dict[str, TradingSetting]:

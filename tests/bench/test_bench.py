@@ -24,7 +24,7 @@ def test_help_describes_the_sections() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert "--quick" in out.stdout and "--json" in out.stdout
-    for section in ("floor", "ult", "actors", "restart", "scale", "peer"):
+    for section in ("floor", "ult", "actors", "restart", "scale", "peer", "http"):
         assert section in out.stdout
 
 
@@ -48,14 +48,16 @@ def test_smoke_run_prints_one_json_document_with_every_section() -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
     )
     doc = json.loads(out.stdout)
-    for section in ("meta", "floor", "ult", "restart", "scale", "peer", "ratios", "goals"):
+    for section in ("meta", "floor", "ult", "restart", "scale", "peer", "http", "ratios", "goals"):
         assert section in doc
     assert doc["ult"]["bare_commit"]["n"] > 0
+    for engine in ("httpx", "httpcore", "h11"):
+        assert doc["http"][engine]["connector"]["n"] > 0, engine
     assert [g["goal"] for g in doc["goals"]] == [
         "sequential_p50", "pipelined_per_s", "full_sync_overhead",
         "peer_p50", "paper_1000", "server_cpu_pipelined",
     ]  # fmt: skip
-    for section in ("floor", "ult", "actors", "restart", "scale", "peer"):
+    for section in ("floor", "ult", "actors", "restart", "scale", "peer", "http"):
         # A section either ran or says plainly why it could not; it never crashes the run.
         assert doc[section]["status"] in ("ok", "unavailable"), doc[section]
     assert doc["floor"]["sequential"]["n"] > 0

@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import structlog
@@ -236,3 +237,20 @@ def test_a_stream_that_refuses_writes_costs_lines_not_the_caller() -> None:
     structlog.get_logger().info("lost")
     assert writer.close()
     assert writer.stats().write_failed == 1
+
+
+def test_health_json_reports_the_log_lines_dropped(stuck: GatedStream, tmp_path: Path) -> None:
+    from ult_actors.cli.tables import health_document
+    from ult_actors.config import ServiceConfig, ServiceSection
+    from ult_actors.service import build_service
+
+    writer = configure_logging(json=True, stream=stuck, capacity=1)
+    service = build_service(ServiceConfig(service=ServiceSection(state_dir=str(tmp_path))), env={})
+    service.log_lines_dropped = lambda: writer.stats().dropped  # as serve wires it
+    assert health_document(service.health())["log_lines_dropped"] == 0
+    log = structlog.get_logger()
+    log.info("first")
+    assert stuck.writing.wait(10)
+    for n in range(3):
+        log.info("line", n=n)  # one waits, two are dropped
+    assert health_document(service.health())["log_lines_dropped"] == 2

@@ -82,6 +82,25 @@ async def test_a_reopened_journal_answers_every_read_from_the_file(tmp_path: Pat
             assert got.qty == Decimal("1.5")
 
 
+async def test_a_broker_the_journal_never_had_an_order_of_is_answered_without_a_file_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each broker actor asks this on start; 1,000 brokers must not cost 1,000 thread trips.
+    path = tmp_path / "journal.db"
+    with trio.fail_after(20):
+        async with open_sqlite_store(path) as store:
+            await store.record(order("p-1", "filled", oid="b-1"))
+        async with open_sqlite_store(path) as store:
+            assert [o.client_order_id for o in await store.list_orders(broker="paper")] == ["p-1"]
+            reads: list[object] = []
+            monkeypatch.setattr(store, "_read", reads.append)
+            assert await store.list_orders(broker="alpaca", limit=1) == []
+            assert reads == []
+            await store.record(order("a-1", "accepted", oid="b-2", broker="alpaca"))
+        async with open_sqlite_store(path) as store:
+            assert [o.client_order_id for o in await store.list_orders(broker="alpaca")] == ["a-1"]
+
+
 async def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     async with open_sqlite_store(path):

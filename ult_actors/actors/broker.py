@@ -43,6 +43,7 @@ from ult_actors.actors.commands import (
     QueryOpenOrders,
     QueryOrder,
     QueryPositions,
+    ReplaceOrder,
 )
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.reconcile import (
@@ -52,6 +53,7 @@ from ult_actors.actors.reconcile import (
     reconcile_on_start,
     reconcile_stuck,
 )
+from ult_actors.actors.replacing import ReplaceSide, replace_order
 from ult_actors.brokers.base import Connector
 from ult_actors.errors import (
     AuthFailed,
@@ -81,6 +83,7 @@ from ult_actors.order_state import (
     apply_update,
     is_local_verdict,
     order_from_request,
+    refused,
 )
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
@@ -286,8 +289,24 @@ class _BrokerIncarnation:
         return await self.connector.open_orders()
 
     async def settle(self, order: Order) -> Order:
-        """Merge a broker report (or our final verdict) into the journal."""
-        return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+        """Merge a broker report (or our final verdict) into the journal.
+
+        A replacement the broker has ends the order it replaced (``replaced``),
+        however its answer was lost.
+        """
+        settled = await self._track(msgspec.structs.replace(order, outcome="definitive"))
+        if settled.replaces and settled.id and settled.status != "rejected":
+            old = await self._known(settled.replaces)
+            if old is not None and old.status == "pending_replace":
+                await self._track(
+                    msgspec.structs.replace(
+                        old,
+                        status="replaced",
+                        replaced_by=settled.client_order_id,
+                        updated_at=self.deps.now_ns(),
+                    )
+                )
+        return settled
 
     async def resubmit(self, order: Order) -> Order:
         """Send a journaled order again, same client order id, through the normal path.
@@ -297,6 +316,11 @@ class _BrokerIncarnation:
         sent (reconciliation found it missing at the broker) and refused.
         """
         coid = order.client_order_id
+        if order.replaces:
+            # A replacement is a change of a working order, never a new one: not sent anew.
+            reason = f"the replace of order {order.replaces} never reached {self.name}"
+            await self.settle(never_arrived(order, reason, self.deps.now_ns()))
+            raise InvalidOrder(f"replacement {coid}: {reason}", broker=self.name)
         if any(
             isinstance(m, PlaceOrder) and m.request.client_order_id == coid
             for m in self.ctx.mailbox.poison
@@ -385,6 +409,8 @@ class _BrokerIncarnation:
             match msg:
                 case PlaceOrder(request=request):
                     result = await self._place(request)
+                case ReplaceOrder():
+                    result = await self._replace(msg)
                 case CloseOut():
                     side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
                     result = await close_out(side, msg)
@@ -426,13 +452,13 @@ class _BrokerIncarnation:
         known = await store.get(coid)
         if known is not None:
             # It may already be at the broker: find out before sending again.
-            found = await self._lookup_patiently(known)
+            found = await self._lookup_patiently(known.client_order_id)
             if found is None and known.status == "pending_new":
                 # Sent moments ago (then a crash or a second submit): it may still land.
                 wait_s = self._grace_left(known)
                 if wait_s > 0:
                     await trio.sleep(wait_s)
-                    found = await self._lookup_patiently(known)
+                    found = await self._lookup_patiently(known.client_order_id)
             if found is not None:
                 return await self._track(found)
             if known.status != "pending_new":
@@ -462,14 +488,7 @@ class _BrokerIncarnation:
                 return await self._track(found)
             except _REFUSALS as exc:
                 # A definitive refusal: the order is final, the caller gets the error.
-                rejected = msgspec.structs.replace(
-                    known,
-                    status="rejected",
-                    reject_reason=f"{exc.code}: {exc.message}",
-                    outcome="definitive",
-                    updated_at=self.deps.now_ns(),
-                )
-                await self._track(rejected)
+                await self._track(refused(known, exc, self.deps.now_ns()))
                 raise
             except UltError as exc:
                 # Anything else (lost, unreadable or unexpected answer, throttled) leaves
@@ -510,6 +529,31 @@ class _BrokerIncarnation:
                 known = stamped
                 continue
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    async def _replace(self, msg: ReplaceOrder) -> Order:
+        coid = msg.change.client_order_id
+        assert coid is not None
+        # One replace per replacement id at a time, as for submits: a second finds the first.
+        while coid in self.submitting:
+            await self.submitting[coid].wait()
+        self.submitting[coid] = trio.Event()
+        try:
+            late = self._too_late(msg.terms)
+            if late is not None and await (await self.deps.journal.get()).get(coid) is None:
+                raise late
+            side = ReplaceSide(
+                name=self.name,
+                connector=self.connector,
+                store=await self.deps.journal.get(),
+                known=self._known,
+                track=self._track,
+                lookup=self._lookup_patiently,
+                now_ns=self.deps.now_ns,
+                settle_grace_s=self.deps.reconcile.settle_grace_s,
+            )
+            return await replace_order(side, msg)
+        finally:
+            self.submitting.pop(coid).set()
 
     def _too_late(self, request: OrderRequest) -> Timeout | None:
         """The refusal for an order whose client's deadline (``deadline_ns``) has passed."""
@@ -560,20 +604,11 @@ class _BrokerIncarnation:
             ) from exc
         if found is not None:
             return await self._track(found)
-        await self._track(
-            msgspec.structs.replace(
-                known,
-                status="rejected",
-                reject_reason=f"{exc.code}: {exc.message}",
-                outcome="definitive",
-                updated_at=self.deps.now_ns(),
-            )
-        )
+        await self._track(refused(known, exc, self.deps.now_ns()))
         raise exc
 
-    async def _lookup_patiently(self, known: Order) -> Order | None:
+    async def _lookup_patiently(self, coid: str) -> Order | None:
         """Look up with the submit retry policy; still failing: the outcome is unknown."""
-        coid = known.client_order_id
         policy = self.deps.retry
         attempt = 0
         while True:
@@ -710,7 +745,9 @@ def broker_lane(msg: BrokerCommand) -> int:
     match msg:
         case PlaceOrder():
             return ORDER_LANE
-        case CancelOrder() | CancelAll():
+        case CancelOrder() | CancelAll() | ReplaceOrder():
+            # A replace is as urgent as a cancel (a chased price, a stop moved): it
+            # does not wait behind new orders.
             return CANCEL_LANE
         case _:
             return QUERY_LANE

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ult_actors.messages import OrderRequest, Position, TradingState
+from ult_actors.messages import Order, OrderRequest, Position, ReplaceRequest, TradingState
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -23,6 +23,19 @@ class PlaceOrder(_Command, frozen=True, tag="place_order"):
     """A validated order on its way to a broker; ``request`` has broker and client id set."""
 
     request: OrderRequest
+
+
+class ReplaceOrder(_Command, frozen=True, tag="replace_order"):
+    """A checked replace on its way to a broker.
+
+    ``order`` is the working order as the router found it, ``change`` the
+    client's request (``client_order_id`` set: the replacement's id), ``terms``
+    the whole order the replace asks for (``validation.replaced_terms``).
+    """
+
+    order: Order
+    change: ReplaceRequest
+    terms: OrderRequest
 
 
 class CancelOrder(_Command, frozen=True, tag="cancel_order"):
@@ -101,6 +114,7 @@ class SeedPositions(_Command, frozen=True, tag="seed"):
 
 BrokerCommand = (
     PlaceOrder
+    | ReplaceOrder
     | CloseOut
     | CancelOrder
     | CancelAll

@@ -50,6 +50,7 @@ from ult_actors.messages import (
     Position,
     PositionDrift,
     PositionsReply,
+    Replace,
     Reply,
     Request,
     SetKillSwitch,
@@ -138,6 +139,13 @@ class ServiceGateway:
         match request:
             case Submit():
                 return await self._submit(request)
+            case Replace():
+                prepared = self.prepare(request)
+                assert isinstance(prepared, Replace)
+                change = prepared.change
+                timeout = self._time_left(change.client_order_id, change.deadline_ns)
+                order = await call(self.router, prepared, timeout=timeout, answer=Order)
+                return OrderReply(id=request.id, order=order)
             case Cancel(id=request_id):
                 order = await call(
                     self.router, request, timeout=self.submit_timeout_s, answer=Order
@@ -212,7 +220,25 @@ class ServiceGateway:
                 request.order, client_order_id=self.new_client_order_id()
             )
             return msgspec.structs.replace(request, order=order)
+        if isinstance(request, Replace) and request.change.client_order_id is None:
+            change = msgspec.structs.replace(
+                request.change, client_order_id=self.new_client_order_id()
+            )
+            return msgspec.structs.replace(request, change=change)
         return request
+
+    def _time_left(self, coid: str | None, deadline_ns: int | None) -> float:
+        """How long to wait for the broker: the client's deadline, else the default."""
+        if deadline_ns is None:
+            return self.submit_timeout_s
+        left_ns = deadline_ns - self.now_ns()
+        if left_ns <= 0:
+            # Read too late (a stopped or overloaded service): the client has given up.
+            raise Timeout(
+                f"order {coid}: its deadline passed {-left_ns / 1e6:.0f} ms before the"
+                " service read it; it was not sent to any broker"
+            )
+        return left_ns / 1e9
 
     async def _submit(self, request: Submit) -> Reply:
         prepared = self.prepare(request)
@@ -220,16 +246,7 @@ class ServiceGateway:
         request = prepared
         order_req = request.order
         coid = order_req.client_order_id
-        timeout = self.submit_timeout_s
-        if order_req.deadline_ns is not None:
-            left_ns = order_req.deadline_ns - self.now_ns()
-            if left_ns <= 0:
-                # Read too late (a stopped or overloaded service): the client has given up.
-                raise Timeout(
-                    f"order {coid}: its deadline passed {-left_ns / 1e6:.0f} ms before the"
-                    " service read it; it was not sent to any broker"
-                )
-            timeout = left_ns / 1e9
+        timeout = self._time_left(coid, order_req.deadline_ns)
         if not request.wait:
             order = await call(self.router, request, timeout=timeout, answer=Order)
             return OrderReply(id=request.id, order=order)

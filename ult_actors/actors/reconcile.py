@@ -50,7 +50,7 @@ from ult_actors.order_state import is_local_verdict
 T = TypeVar("T")
 _NS = 1_000_000_000
 #: Statuses that mean "we sent something and have not heard back".
-IN_FLIGHT_STATUSES = frozenset({"pending_new", "pending_cancel"})
+IN_FLIGHT_STATUSES = frozenset({"pending_new", "pending_cancel", "pending_replace"})
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,16 @@ async def reconcile_on_start(
     """
     summary = ReconcileSummary()
     summary.journal_empty = not await store.list_orders(broker=side.name, limit=1)
-    pending = await store.non_terminal(side.name)
+    # Replacements first: one the broker has ends the order it replaced (``settle``),
+    # which a venue that modifies in place no longer knows by its old id.
+    pending = sorted(await store.non_terminal(side.name), key=lambda o: o.replaces is None)
     broker_open = {o.client_order_id: o for o in await _patiently(side.open_orders)}
     missing: list[Order] = []
     for order in pending:
+        if order.status == "pending_replace":
+            now_known = await store.get(order.client_order_id)
+            if now_known is not None and now_known.status not in OPEN_STATUSES:
+                continue  # settled by its replacement just above
         summary.checked += 1
         found = broker_open.get(order.client_order_id) or await _ask(
             side, order.client_order_id

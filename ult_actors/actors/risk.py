@@ -23,6 +23,7 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 
@@ -32,6 +33,7 @@ from ult_actors.actors.commands import (
     CloseOut,
     LiftRestriction,
     PlaceOrder,
+    ReplaceOrder,
     RestrictTrading,
     SeedPositions,
 )
@@ -61,6 +63,7 @@ from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox, call, 
 
 RiskCommand = (
     PlaceOrder
+    | ReplaceOrder
     | CloseOut
     | SetKillSwitch
     | SetTradingState
@@ -180,20 +183,44 @@ def in_force(state: RiskState, broker: str) -> TradingSetting:
     return own if stricter > 0 or (same and broker in state.settings) else glob
 
 
-def position_after(state: RiskState, broker: str, request: OrderRequest) -> tuple[Decimal, Decimal]:
-    """(position now, worst-case position if this and all open same-side orders fill)."""
+def position_after(
+    state: RiskState, broker: str, request: OrderRequest, adds: Decimal | None = None
+) -> tuple[Decimal, Decimal]:
+    """(position now, worst-case position if this and all open same-side orders fill).
+
+    ``adds`` is what the order adds to the open quantity (``request.qty`` for a
+    new order; for a replace, how much more its new terms ask than its old).
+    """
     book = state.books.get((broker, request.symbol))
     now = book.qty if book else Decimal(0)
     sign = 1 if request.side == "buy" else -1
     pending = state.open_qty.get((broker, request.symbol, request.side), Decimal(0))
-    return now, now + sign * (request.qty + pending)
+    return now, now + sign * ((request.qty if adds is None else adds) + pending)
 
 
-def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now: float) -> None:
-    """Raise ``RiskRejected`` naming the limit the order breaks; consumes a rate token."""
+def replace_adds(order: Order, terms: OrderRequest) -> Decimal:
+    """How much a replace adds to what may still fill: the larger of old and new counts
+    until the broker answers, so only a grown quantity adds."""
+    return max(Decimal(0), terms.qty - order.qty)
+
+
+def check_order(
+    state: RiskState,
+    limits: RiskLimits,
+    request: OrderRequest,
+    now: float,
+    *,
+    replacing: Order | None = None,
+) -> None:
+    """Raise ``RiskRejected`` naming the limit the order breaks; consumes a rate token.
+
+    With ``replacing``, ``request`` is the new terms of that working order: the
+    position counts only what the replace adds, and it is no new open order.
+    """
     broker = request.broker or ""
     trading = in_force(state, broker).state
-    current, worst = position_after(state, broker, request)
+    adds = None if replacing is None else replace_adds(replacing, request)
+    current, worst = position_after(state, broker, request, adds)
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
     if trading == "reducing":
@@ -230,7 +257,11 @@ def check_order(state: RiskState, limits: RiskLimits, request: OrderRequest, now
             f" {limits.max_position_per_symbol}",
             limit="max_position_per_symbol",
         )
-    if limits.max_open_orders is not None and len(state.open_orders) >= limits.max_open_orders:
+    if (
+        replacing is None
+        and limits.max_open_orders is not None
+        and len(state.open_orders) >= limits.max_open_orders
+    ):
         raise RiskRejected(
             f"{len(state.open_orders)} open orders already (max_open_orders"
             f" {limits.max_open_orders})",
@@ -399,6 +430,8 @@ class _Risk:
             match env.msg:
                 case PlaceOrder(request=request) as msg:
                     await self.place(env, msg, request)
+                case ReplaceOrder() as msg:
+                    await self.replace(env, msg)
                 case CloseOut() as msg:
                     # Closing only shrinks exposure, so it passes in every trading state:
                     # a flatten is what a person does in an emergency, often once halted.
@@ -452,6 +485,24 @@ class _Risk:
         state.set_open(request)
         state.unconfirmed[request.client_order_id] = env.deadline + _REPORT_GRACE_S
         await self.ctx.forward(env, self.deps.brokers[request.broker], msg)
+
+    async def replace(self, env: Envelope[RiskCommand], msg: ReplaceOrder) -> None:
+        """Check a replace's new terms; if they pass, count what they add and send it on.
+
+        The kill switch and ``reducing`` apply as to a new order. Until the broker
+        answers, the order counts as the larger of its old and new quantity.
+        """
+        state, terms = self.state, msg.terms
+        roll_day(state, self.deps.now_ns())
+        now = trio.current_time()
+        state.forget_unreported(now)
+        check_order(state, self.deps.limits, terms, now, replacing=msg.order)
+        assert terms.client_order_id is not None and terms.broker is not None
+        adds = replace_adds(msg.order, terms)
+        if adds:
+            state.set_open(msgspec.structs.replace(terms, qty=adds))
+            state.unconfirmed[terms.client_order_id] = env.deadline + _REPORT_GRACE_S
+        await self.ctx.forward(env, self.deps.brokers[terms.broker], msg)
 
     async def cancel_everywhere(self) -> int:
         """Cancel every open order at every broker (the kill switch); how many were canceled."""

@@ -1,5 +1,9 @@
 """The router: validates a submit, resolves its broker, refuses duplicates, forwards it.
 
+A replace is checked here too: the working order is found, its new terms
+built and validated (``validation.replaced_terms``), and a replacement id
+already used by a different order is refused; then it goes on through risk.
+
 Resolution order: the request's explicit ``broker``, else the first routing
 rule whose pattern matches the symbol, else the default broker. The reply
 slot travels on with the order (``router -> risk -> broker``), so the broker
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ult_actors.actors.commands import BrokerCommand, CancelOrder, PlaceOrder
+from ult_actors.actors.commands import BrokerCommand, CancelOrder, PlaceOrder, ReplaceOrder
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.actors.risk import RiskCommand
@@ -23,13 +27,16 @@ from ult_actors.messages import (
     Cancel,
     Order,
     OrderRequest,
+    Replace,
+    ReplaceRequest,
     Submit,
 )
+from ult_actors.order_state import REPLACEABLE_STATUSES, not_replaceable
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
-from ult_actors.validation import validate_order
+from ult_actors.validation import replaced_terms, validate_order
 
-RouterCommand = Submit | Cancel
+RouterCommand = Submit | Replace | Cancel
 
 #: How many recently submitted client order ids the router remembers in memory.
 _RECENT = 100_000
@@ -81,6 +88,8 @@ class _Router:
             match env.msg:
                 case Submit(order=request):
                     await self.submit(env, request)
+                case Replace(change=change):
+                    await self.replace(env, change)
                 case Cancel(order_id=order_id):
                     await self.cancel(env, order_id)
         except UltError as exc:
@@ -118,6 +127,32 @@ class _Router:
         # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
         await self.ctx.forward(env, deps.risk, PlaceOrder(request=request))
+
+    async def replace(self, env: Envelope[RouterCommand], change: ReplaceRequest) -> None:
+        store = await self.deps.journal.get()
+        order = await find_order(store, change.order_id)
+        new_coid = change.client_order_id
+        assert new_coid is not None, "the gateway assigns the replacement's client order id"
+        if order.status == "replaced" and order.replaced_by == new_coid:
+            # This very replace, asked again after it took effect: its replacement.
+            replacement = await store.get(new_coid)
+            if replacement is not None:
+                self.ctx.reply(env, replacement)
+                return
+        if order.status not in REPLACEABLE_STATUSES:
+            raise not_replaceable(order)
+        terms = replaced_terms(order, change)
+        existing = await store.get(new_coid)
+        if existing is not None and existing.replaces != order.client_order_id:
+            raise DuplicateOrder(
+                f"client_order_id {new_coid} is already used by a different order",
+                field="client_order_id",
+            )
+        self.deps.journal.check_writable()
+        assert env.reply is not None
+        await self.ctx.forward(
+            env, self.deps.risk, ReplaceOrder(order=order, change=change, terms=terms)
+        )
 
     async def cancel(self, env: Envelope[RouterCommand], order_id: str) -> None:
         order = await find_order(await self.deps.journal.get(), order_id)

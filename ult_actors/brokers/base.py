@@ -135,7 +135,13 @@ class SupportsReplace(Protocol):
         The returned ``Order`` is the replacement as it now stands: a new
         client order id, the new terms, ``replaces`` = ``order.client_order_id``,
         and the venue id (new at Alpaca and OANDA, the same at TWS and paper).
-        Fills the old order had are kept on the old order. The old order is
+        It is a new order in the service's books at every venue: its ``qty`` is
+        what was left to fill when the replace took effect (``change.qty`` is the
+        new total, so ``change.qty - order.filled_qty``) and its ``filled_qty``
+        counts only executions after it; the old order keeps its fills. A venue
+        that modifies in place (TWS, paper) is sent the total, and its later
+        reports of the order (cumulative fills) are reported less what the old
+        order had filled, under the new client order id. The old order is
         then ``replaced`` (the stream may report it too; the merge is idempotent).
 
         Refusals: ``NotReplaceable`` when the venue says the order can no longer

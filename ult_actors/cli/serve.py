@@ -27,6 +27,7 @@ from ult_actors.config import ServiceConfig, describe, load_config
 from ult_actors.errors import ConfigError
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
+from ult_actors.logwriter import LogWriter
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
 from ult_actors.service import Service, build_service
@@ -136,18 +137,19 @@ def serve_main(argv: list[str]) -> int:
         json=None if fmt == "auto" else fmt == "json", level=cfg.service.log_level
     )
     try:
-        return _serve(cfg)
+        return _serve(cfg, writer)
     finally:
         # What is still queued reaches the journal before the process exits, within a bound.
         writer.close(timeout=LOG_DRAIN_S)
 
 
-def _serve(cfg: ServiceConfig) -> int:
+def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
     log: Any = structlog.get_logger().bind(actor="ult")
     # Until run_service listens for it, a SIGHUP (terminal closed) must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         service = build_service(cfg, extra_children=[ipc_child])
+        service.log_lines_dropped = lambda: writer.stats().dropped
         trio.run(run_service, service)
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))

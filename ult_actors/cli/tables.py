@@ -330,6 +330,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "trading_state": snapshot.trading_state,
         **trading_document(snapshot),
         "degraded": list(snapshot.degraded),
+        "log_lines_dropped": snapshot.log_lines_dropped,
         "taken_at": snapshot.taken_at,
     }
 

@@ -39,17 +39,19 @@ from ult_actors.messages import (
     ErrorReply,
     EventMessage,
     OkReply,
+    Replace,
     Reply,
     Request,
     SetKillSwitch,
     SetTradingState,
     Submit,
+    SubmitList,
     Subscribe,
     SubscriptionDropped,
 )
 from ult_actors.runtime.pubsub import Subscription
 
-_MUTATING = (Submit, Cancel, SetKillSwitch, SetTradingState)
+_MUTATING = (Submit, Replace, SubmitList, Cancel, SetKillSwitch, SetTradingState)
 _READ_SIZE = 1 << 16
 #: How long replies still owed are awaited after the client closed its side.
 _EOF_GRACE_S = 30.0
@@ -329,6 +331,21 @@ class Connection:
                 qty=str(order.qty),
                 type=order.type,
                 broker=order.broker,
+            )
+        elif isinstance(request, Replace):
+            change = request.change
+            fields.update(
+                order_id=change.order_id,
+                client_order_id=change.client_order_id,
+                qty=None if change.qty is None else str(change.qty),
+                limit_price=None if change.limit_price is None else str(change.limit_price),
+                stop_price=None if change.stop_price is None else str(change.stop_price),
+            )
+        elif isinstance(request, SubmitList):
+            fields.update(
+                contingency=request.orders.contingency,
+                list_id=request.orders.list_id,
+                legs=[leg.client_order_id for leg in request.orders.legs],
             )
         elif isinstance(request, Cancel):
             fields["order_id"] = request.order_id

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.brokers.oanda.harness import connected, running_sim
-from ult_actors.errors import BrokerUnavailable, InvalidOrder
+from ult_actors.errors import BrokerUnavailable, InvalidOrder, NotReplaceable
 from ult_actors.messages import OrderListRequest, OrderRequest, ReplaceRequest
 from ult_actors.sim.oanda.faults import Fault
 
@@ -123,8 +123,9 @@ async def test_bracket_exits_are_held_until_the_entry_fills_and_die_with_it() ->
         assert (entry.status, take.status, stop.status) == ("accepted", "held", "held")
         assert take.leg is not None and take.leg.parent_id == "br-1"
         assert (take.side, take.qty, take.limit_price) == ("sell", Decimal(1000), Decimal("1.09"))
-        listed = {o.client_order_id: o.status for o in await connector.open_orders()}
-        assert listed == {"br-1": "accepted", "br-1-tp": "held", "br-1-sl": "held"}
+        assert [o.client_order_id for o in await connector.open_orders()] == ["br-1"]
+        with pytest.raises(InvalidOrder, match="cancel or replace the entry"):
+            await connector.cancel("br-1-tp")
         async with connected(sim, stream=False) as (restarted, _):  # nothing remembered
             assert (await restarted.get_order_by_client_id("br-1-sl")).status == "held"
 
@@ -134,6 +135,9 @@ async def test_bracket_exits_are_held_until_the_entry_fills_and_die_with_it() ->
                 gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
                 assert gone.order.status == "canceled"
                 assert gone.order.reject_reason == "its entry br-1 is canceled"
+        async with connected(sim, stream=False) as (restarted, _):  # found on the entry
+            found = await restarted.get_order_by_client_id("br-1-tp")
+        assert (found.status, found.reject_reason) == ("canceled", "its entry br-1 is canceled")
 
 
 async def test_a_replaced_bracket_entry_keeps_its_exits() -> None:
@@ -189,3 +193,93 @@ async def test_a_bracket_oanda_cannot_carry_is_refused_before_it_is_sent(
                 )
             )
         assert sim.book.last_id == mark  # nothing reached the venue
+
+
+async def test_a_working_take_profit_is_replaced_on_its_trade_and_a_held_one_is_refused() -> None:
+    async with running_sim() as sim, connected(sim) as (connector, log):
+        _, take, _ = await connector.submit_list(
+            bracket(resting_buy("br-4"), take="1.09000", stop="1.06000")
+        )
+        held_change = ReplaceRequest(
+            order_id="", limit_price=Decimal("1.09500"), client_order_id="br-4-tp-r"
+        )
+        with pytest.raises(NotReplaceable, match="is held"):
+            await connector.replace(take, held_change)
+
+        sim.set_price("EUR_USD", {"bid": "1.07990", "ask": "1.08000"})  # the entry fills
+        with trio.fail_after(WAIT_S):
+            working = await log.wait_for(
+                lambda u: u.order.client_order_id == "br-4-tp" and u.order.status == "accepted"
+            )
+        working_take = msgspec.structs.replace(working.order, leg=take.leg)
+        with pytest.raises(InvalidOrder, match="closes its whole OANDA trade"):
+            await connector.replace(
+                working_take,
+                ReplaceRequest(order_id="", qty=Decimal(500), client_order_id="br-4-tp-q"),
+            )
+        new = await connector.replace(
+            working_take, msgspec.structs.replace(held_change, order_id=working.order.id)
+        )
+        assert (new.client_order_id, new.replaces, new.limit_price) == (
+            "br-4-tp-r",
+            "br-4-tp",
+            Decimal("1.09500"),
+        )
+        with trio.fail_after(WAIT_S):
+            old = await log.wait_for(
+                lambda u: u.order.client_order_id == "br-4-tp" and u.order.status == "replaced"
+            )
+        assert old.order.replaced_by == "br-4-tp-r"
+        (trade,) = sim.book.open_trades("EUR_USD")
+        (on_trade,) = [o for o in sim.book.pending() if o.type == "TAKE_PROFIT"]
+        assert (on_trade.trade_id, on_trade.price) == (trade.id, Decimal("1.09500"))
+        sim.set_price("EUR_USD", {"bid": "1.09500", "ask": "1.09510"})
+        with trio.fail_after(WAIT_S):
+            await log.wait_for(
+                lambda u: u.order.client_order_id == "br-4-tp-r" and u.order.status == "filled"
+            )
+            await log.wait_for(
+                lambda u: u.order.client_order_id == "br-4-sl" and u.order.status == "canceled"
+            )
+
+
+async def test_a_bracket_whose_entry_fills_or_fails_at_once_returns_its_exits_as_they_are() -> None:
+    async with running_sim() as sim, connected(sim, stream=False) as (connector, _):
+        market = OrderRequest(
+            symbol="EUR_USD", side="buy", qty=Decimal(1000), client_order_id="br-5"
+        )
+        entry, take, stop = await connector.submit_list(
+            bracket(market, take="1.09000", stop="1.08000")
+        )
+        assert (entry.status, take.status, stop.status) == ("filled", "accepted", "accepted")
+        on_trade = {o.id for o in sim.book.pending()}
+        assert {take.id, stop.id} == on_trade
+        assert take.leg is not None and (take.leg.role, take.leg.parent_id) == (
+            "take_profit",
+            "br-5",
+        )
+
+        losing = msgspec.structs.replace(market, client_order_id="br-6")
+        entry, take, stop = await connector.submit_list(
+            bracket(losing, take="1.08000", stop="1.07000")  # a take profit below the buy's fill
+        )
+        assert (entry.status, entry.reject_reason) == ("rejected", "TAKE_PROFIT_ON_FILL_LOSS")
+        assert (take.status, stop.status) == ("canceled", "canceled")
+
+
+async def test_a_bracket_entry_that_only_reduces_a_trade_ends_its_exits() -> None:
+    async with running_sim() as sim, connected(sim) as (connector, log):
+        short = OrderRequest(
+            symbol="EUR_USD", side="sell", qty=Decimal(1000), client_order_id="short-1"
+        )
+        await connector.submit(short)
+        await connector.submit_list(bracket(resting_buy("br-7"), take="1.09000", stop="1.07000"))
+        sim.set_price("EUR_USD", {"bid": "1.07990", "ask": "1.08000"})  # the buy closes the short
+        with trio.fail_after(WAIT_S):
+            for coid in ("br-7-tp", "br-7-sl"):
+                gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
+                assert (gone.order.status, gone.order.reject_reason) == (
+                    "canceled",
+                    "its entry br-7 is filled",
+                )
+        assert sim.book.pending() == []  # v20 made no exits: no trade was opened

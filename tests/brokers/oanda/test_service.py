@@ -15,7 +15,7 @@ import trio
 
 from tests.brokers.oanda.harness import running_sim, settings_for
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
-from ult_actors.errors import AuthFailed
+from ult_actors.errors import AuthFailed, NotReplaceable
 from ult_actors.messages import (
     ActorHealthChanged,
     GetHealth,
@@ -25,6 +25,8 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     PositionsReply,
+    Replace,
+    ReplaceRequest,
     Submit,
 )
 from ult_actors.secrets import Secret
@@ -190,6 +192,124 @@ async def test_refused_credentials_and_unconfirmed_live_fail_the_actor_without_a
             assert (broker.state, broker.restarts) == ("failed", 0)
             # One refused account request for a bad token, none at all for live: no retrying.
             assert sim.requests == (1 if "token" in overrides else 0)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_replace_through_the_service_keeps_the_partial_fill_and_links_both_orders(
+    tmp_path: Path,
+) -> None:
+    async with running_sim() as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
+            ],
+        )
+        svc = build_service(cfg, env={}, rng=random.Random(5))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe()
+            limit = OrderRequest(
+                symbol="EUR_USD",
+                side="buy",
+                qty=Decimal(2000),
+                type="limit",
+                limit_price=Decimal("1.00000"),
+                time_in_force="gtc",
+                client_order_id="svc-r-1",
+            )
+            reply = await svc.gateway.handle(Submit(id=1, order=limit))
+            assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+            sim.set_price("EUR_USD", {"bid": "0.99990", "ask": "1.00000", "liquidity": "500"})
+            sim.set_price("EUR_USD", {"bid": "1.08493", "ask": "1.08507"})
+            with trio.fail_after(15):
+                while True:
+                    event = await events.receive()
+                    if (
+                        isinstance(event, OrderUpdate)
+                        and event.order.client_order_id == "svc-r-1"
+                        and event.order.filled_qty == Decimal(500)
+                    ):
+                        break
+
+            change = ReplaceRequest(
+                order_id="svc-r-1", limit_price=Decimal("0.99000"), client_order_id="svc-r-2"
+            )
+            replaced = await svc.gateway.handle(Replace(id=2, change=change))
+            assert isinstance(replaced, OrderReply), replaced
+            new = replaced.order
+            assert (new.client_order_id, new.replaces, new.limit_price) == (
+                "svc-r-2",
+                "svc-r-1",
+                Decimal("0.99000"),
+            )
+            assert new.qty - new.filled_qty == Decimal(1500)
+            store = await svc.journal.get()
+            old = await store.get("svc-r-1")
+            assert old is not None
+            assert (old.status, old.replaced_by, old.filled_qty) == (
+                "replaced",
+                "svc-r-2",
+                Decimal(500),
+            )
+            (working,) = sim.book.pending()
+            assert (working.client_extensions, working.units) == ({"id": "svc-r-2"}, 1500)
+
+            sim.set_price("EUR_USD", {"bid": "0.98990", "ask": "0.99000"})  # it fills
+            with trio.fail_after(15):
+                while True:
+                    event = await events.receive()
+                    if (
+                        isinstance(event, OrderUpdate)
+                        and event.order.client_order_id == "svc-r-2"
+                        and event.order.status == "filled"
+                    ):
+                        break
+            late = ReplaceRequest(
+                order_id="svc-r-2", limit_price=Decimal("0.98000"), client_order_id="svc-r-3"
+            )
+            with pytest.raises(NotReplaceable, match="is filled"):
+                await svc.gateway.handle(Replace(id=3, change=late))
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_replace_that_loses_the_race_with_a_fill_is_refused_and_the_fill_kept(
+    tmp_path: Path,
+) -> None:
+    async with running_sim() as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
+            ],
+        )
+        svc = build_service(cfg, env={}, rng=random.Random(6))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            limit = OrderRequest(
+                symbol="EUR_USD",
+                side="buy",
+                qty=Decimal(1000),
+                type="limit",
+                limit_price=Decimal("1.00000"),
+                time_in_force="gtc",
+                client_order_id="svc-race-1",
+            )
+            await svc.gateway.handle(Submit(id=1, order=limit))
+            sim.arm(Fault(kind="stream_mute"))  # the service does not hear of the fill
+            sim.set_price("EUR_USD", {"bid": "0.99990", "ask": "1.00000"})
+            change = ReplaceRequest(
+                order_id="svc-race-1", limit_price=Decimal("0.99000"), client_order_id="svc-race-2"
+            )
+            with pytest.raises(NotReplaceable, match="filled"):
+                await svc.gateway.handle(Replace(id=2, change=change))
+            store = await svc.journal.get()
+            old, new = await store.get("svc-race-1"), await store.get("svc-race-2")
+            assert old is not None and (old.status, old.filled_qty) == ("filled", Decimal(1000))
+            assert new is not None and new.status == "rejected"
+            assert [o.state for o in sim.book.orders.values()] == ["FILLED"]
             nursery.cancel_scope.cancel()
 
 

@@ -344,3 +344,35 @@ async def test_short_liquidity_cancels_fok_and_ends_ioc_without_a_reissue(
         assert (await call(orders.OrdersPending(ACCOUNT)))["orders"] == []
         gone = await call(orders.OrderCreate(ACCOUNT, market("1000", timeInForce="IOC")))
         assert gone["orderCancelTransaction"]["reason"] == "INSUFFICIENT_LIQUIDITY"
+
+
+async def test_the_orders_on_a_trade_are_set_replaced_and_cancelled_through_the_trade(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with venue(monkeypatch) as (_, call):
+        opened = await call(orders.OrderCreate(ACCOUNT, market("1000")))
+        trade_id = opened["orderFillTransaction"]["tradeOpened"]["tradeID"]
+
+        both = {"takeProfit": {"price": ABOVE}, "stopLoss": {"price": BELOW}}
+        made = await call(trades.TradeCRCDO(ACCOUNT, trade_id, both))
+        take, stop = made["takeProfitOrderTransaction"], made["stopLossOrderTransaction"]
+        assert (take["type"], stop["type"]) == ("TAKE_PROFIT_ORDER", "STOP_LOSS_ORDER")
+        assert take["batchID"] == stop["batchID"]
+
+        changed = await call(
+            trades.TradeCRCDO(
+                ACCOUNT, trade_id, {"stopLoss": {"price": "1.08100"}, "takeProfit": None}
+            )
+        )
+        moved = changed["stopLossOrderTransaction"]
+        assert changed["stopLossOrderCancelTransaction"]["reason"] == "CLIENT_REQUEST_REPLACED"
+        assert (moved["reason"], moved["replacesOrderID"]) == ("REPLACEMENT", stop["id"])
+        assert changed["takeProfitOrderCancelTransaction"]["reason"] == "CLIENT_REQUEST"
+        trade = (await call(trades.TradeDetails(ACCOUNT, trade_id)))["trade"]
+        assert trade["stopLossOrder"]["price"] == "1.08100" and "takeProfitOrder" not in trade
+
+        with pytest.raises(V20Error) as refused:
+            await call(trades.TradeCRCDO(ACCOUNT, trade_id, {"stopLoss": {"price": "-1"}}))
+        assert refused.value.code == 400 and "PRICE_INVALID" in str(refused.value)
+        still = (await call(trades.TradeDetails(ACCOUNT, trade_id)))["trade"]["stopLossOrder"]
+        assert still["id"] == moved["id"]

@@ -1,20 +1,24 @@
 """The pooled HTTP client of a REST broker connection, and the check made before opening it.
 
-Every REST connector (Alpaca, OANDA) holds one ``HttpPool``: a keep-alive
-``httpx.AsyncClient`` opened on connect and closed on disconnect, with every
-timeout explicit (``PoolSettings``), no redirects (a redirect means a
-misconfigured URL: fail fast) and nothing taken from the environment (no
-proxy or netrc surprises).
+Every REST connector (Alpaca, OANDA) holds one ``HttpPool``: keep-alive
+connections opened on connect and closed on disconnect, with every timeout
+explicit (``PoolSettings``), no redirects (a redirect means a misconfigured
+URL: fail fast) and nothing taken from the environment (no proxy or netrc
+surprises). The requests go through ``h11_client.H11Client`` (h11 on trio
+streams; why, in its docstring), which answers with httpx's types; a test
+that plugs in an httpx transport gets an ``httpx.AsyncClient`` on it instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import httpx
 
 from ult_actors import __version__
+from ult_actors.brokers.http.h11_client import H11Client
 from ult_actors.errors import BrokerUnavailable, ConfigError
 
 
@@ -47,6 +51,30 @@ def require_live_confirmed(broker: str, *, live: bool, confirmed: bool, switch: 
         )
 
 
+class HttpClient(Protocol):
+    """What a connector asks of its pool's client (``H11Client`` and ``httpx.AsyncClient`` both)."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request and read its whole reply."""
+
+    def stream(
+        self, method: str, url: str, *, timeout: httpx.Timeout
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """A request whose reply's body is read as it arrives."""
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+
+
 class HttpPool:
     """One connection's pooled client: absent until ``open``, gone again after ``close``."""
 
@@ -60,7 +88,7 @@ class HttpPool:
         self.broker = broker
         self.settings = settings
         self._transport = transport  # tests and simulators plug in here
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpClient | None = None
 
     @property
     def is_open(self) -> bool:
@@ -70,13 +98,18 @@ class HttpPool:
     def open(self, *, headers: Mapping[str, str], base_url: str = "") -> None:
         """Open the pool; ``headers`` (credentials among them) go with every request."""
         s = self.settings
+        every = {**headers, "Accept": "application/json", "User-Agent": f"ult-actors/{__version__}"}
+        if self._transport is None:
+            self._client = H11Client(
+                base_url=base_url,
+                headers=every,
+                timeout=http_timeouts(s),
+                max_connections=s.max_connections,
+            )
+            return
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers={
-                **headers,
-                "Accept": "application/json",
-                "User-Agent": f"ult-actors/{__version__}",
-            },
+            headers=every,
             timeout=http_timeouts(s),
             limits=httpx.Limits(
                 max_connections=s.max_connections, max_keepalive_connections=s.max_connections
@@ -86,7 +119,7 @@ class HttpPool:
             transport=self._transport,
         )
 
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> HttpClient:
         """The open client (``BrokerUnavailable`` when the connection is not up)."""
         if self._client is None:
             raise BrokerUnavailable(f"broker {self.broker} is not connected", broker=self.broker)

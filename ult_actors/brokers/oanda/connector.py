@@ -64,6 +64,7 @@ from ult_actors.brokers.oanda.mapping import (
     SYNTHETIC_CLIENT_ID_PREFIX,
     account_from_summary,
     bracket_body,
+    exit_body,
     exit_order,
     fill_from,
     held_exits,
@@ -126,6 +127,8 @@ from ult_actors.order_state import already_final, order_from_request
 from ult_actors.recent import Recent
 
 _CACHE = 10_000  # orders and transactions remembered per connector
+#: Most recent orders searched for a bracket's exit that v20 never made (v20's maximum).
+_ORDER_SCAN = 500
 
 _T = TypeVar("_T")
 
@@ -268,6 +271,22 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
+        return self._placed(
+            request, create, reply.orderFillTransaction, reply.orderCancelTransaction
+        )
+
+    def _placed(
+        self,
+        request: OrderRequest,
+        create: WireTransaction,
+        fill: WireTransaction | None,
+        cancel: WireTransaction | None,
+        *,
+        replaces: str | None = None,
+        leg: Leg | None = None,
+    ) -> Order:
+        """The order v20 created for ``request``, after its immediate fill or cancel if any."""
+        assert create.id is not None
         order = order_from_request(
             request,
             broker=self.name,
@@ -275,10 +294,11 @@ class OandaConnector:
             status="accepted",
             now_ns=time_ns(create.time, self._now_ns()),
         )
-        if reply.orderFillTransaction is not None:
-            order = self._after_fill(order, reply.orderFillTransaction)[0]
-        if reply.orderCancelTransaction is not None:
-            order = self._after_cancel(order, reply.orderCancelTransaction)
+        order = msgspec.structs.replace(order, replaces=replaces, leg=leg)
+        if fill is not None:
+            order = self._after_fill(order, fill)[0]
+        if cancel is not None:
+            order = self._after_cancel(order, cancel)
         self._orders.put(order.id, order)
         return order
 
@@ -286,7 +306,9 @@ class OandaConnector:
         """``PUT .../orders/{id or @clientID}/cancel``, then the order as it stands.
 
         ``order_id`` is v20's numeric id or, otherwise, our client order id.
-        v20's 404 for an order that is already final is ``AlreadyFinal``.
+        v20's 404 for an order that is already final is ``AlreadyFinal``. A
+        bracket's exit still held on its entry is no order at v20 yet: it goes
+        with its entry (cancel or replace that), so its cancel is refused.
         """
         specifier = self._specifier(order_id)
         try:
@@ -294,7 +316,20 @@ class OandaConnector:
                 "PUT", self._path(f"/orders/{specifier}/cancel"), what="cancel"
             )
         except NotFound:
-            order = await self._lookup(specifier)  # NotFound again if it never existed
+            try:
+                order = await self._lookup(specifier)
+            except NotFound:
+                exit_ = await self._unmade_exit(order_id) if specifier[0] == "@" else None
+                if exit_ is None:
+                    raise  # it never existed
+                order = exit_
+                if order.status == "held":
+                    raise InvalidOrder(
+                        f"order {order_id} is the exit of a bracket entry not filled yet;"
+                        " OANDA makes it when the entry fills: cancel or replace the entry",
+                        field="order_id",
+                        broker=self.name,
+                    ) from None
             if order.status in TERMINAL_STATUSES:
                 raise already_final(order) from None
             raise
@@ -315,17 +350,19 @@ class OandaConnector:
         The replacement asks for what is left to fill and carries
         ``change.client_order_id`` in its client extensions, so a replace whose
         reply was lost is found by that id. An order v20 no longer has pending
-        (filled, canceled: a race lost to a fill) is ``NotReplaceable``. A
-        bracket's entry keeps its exits: they go with the replacement.
+        (filled, canceled: a race lost to a fill), or a bracket's exit still
+        held on its entry, is ``NotReplaceable``. A bracket's entry keeps its
+        exits (they go with the replacement); an exit working on its trade is
+        replaced by another on the same trade, for the whole trade.
         """
-        if order.status in TERMINAL_STATUSES:
+        if order.status in TERMINAL_STATUSES or order.status == "held":
             raise NotReplaceable(_not_replaceable(order), broker=self.name)
         request = replacement_request(order, change)
-        body = order_body(request)
         specifier = self._specifier_of(order)
         path = self._path(f"/orders/{quote(specifier, safe='')}")
-        if order.leg is not None and order.leg.role == "entry":
-            await self._carry_exits(path, body["order"])
+        body = order_body(request)
+        if order.leg is not None:
+            body = await self._list_leg_body(path, body, order, change)
         try:
             content = await self._request("PUT", path, what="replace", json=body)
             reply = self._decode(content, ReplaceReply, "replace")
@@ -343,19 +380,14 @@ class OandaConnector:
                 retry_after=exc.retry_after,
                 broker=self.name,
             ) from None
-        new = order_from_request(
+        new = self._placed(
             request,
-            broker=self.name,
-            order_id=create.id,
-            status="accepted",
-            now_ns=time_ns(create.time, self._now_ns()),
+            create,
+            reply.orderFillTransaction,
+            reply.replacingOrderCancelTransaction,
+            replaces=order.client_order_id,
+            leg=order.leg,
         )
-        new = msgspec.structs.replace(new, replaces=order.client_order_id, leg=order.leg)
-        if reply.orderFillTransaction is not None:
-            new = self._after_fill(new, reply.orderFillTransaction)[0]
-        if reply.replacingOrderCancelTransaction is not None:
-            new = self._after_cancel(new, reply.replacingOrderCancelTransaction)
-        self._orders.put(new.id, new)
         held = self._held.pop(order.id)
         if held is not None:
             self._held.put(new.id, held)
@@ -363,17 +395,32 @@ class OandaConnector:
         self._orders.put(order.id, self._replaced(old, new, create))
         return new
 
-    async def _carry_exits(self, path: str, body: dict[str, Any]) -> None:
-        # v20's replacement is the body given: the entry's exits must be sent again.
+    async def _list_leg_body(
+        self, path: str, body: dict[str, Any], order: Order, change: ReplaceRequest
+    ) -> dict[str, Any]:
+        """The replacement of a bracket's leg as v20 needs it (it replaces with what is sent).
+
+        An entry sends its exits again; an exit is a take profit or stop loss
+        on the same trade, which closes the whole trade: its qty cannot change.
+        """
         wire = (await self._get(path, OrderReply, what="replace")).order
+        if wire.type in EXIT_ORDER_TYPES:
+            if change.qty is not None and change.qty != order.qty:
+                raise InvalidOrder(
+                    f"order {order.client_order_id} closes its whole OANDA trade:"
+                    " its qty cannot change",
+                    field="qty",
+                )
+            return exit_body(wire.type, wire.tradeID or "", body["order"])
         for key, details in (
             ("takeProfitOnFill", wire.takeProfitOnFill),
             ("stopLossOnFill", wire.stopLossOnFill),
         ):
             if details is not None and details.price is not None:
-                body[key] = {"price": f"{details.price:f}"}
+                body["order"][key] = {"price": f"{details.price:f}"}
                 if details.clientExtensions is not None and details.clientExtensions.id:
-                    body[key]["clientExtensions"] = {"id": details.clientExtensions.id}
+                    body["order"][key]["clientExtensions"] = {"id": details.clientExtensions.id}
+        return body
 
     @staticmethod
     def _replaced(old: Order, new: Order, create: WireTransaction) -> Order:
@@ -400,39 +447,44 @@ class OandaConnector:
                 field="contingency",
             )
         list_id = request.list_id or request.legs[0].client_order_id or ""
-        body = bracket_body(request)
-        entry = await self._submit_body(request.legs[0], body)
-        roles: tuple[LegRole, ...] = ("entry", "take_profit", "stop_loss")
-        legs = [
-            msgspec.structs.replace(
-                entry, leg=Leg(list_id=list_id, contingency="bracket", role="entry")
-            )
-        ]
-        held = []
-        for leg_request, role in zip(request.legs[1:], roles[1:], strict=True):
+        entry = await self._submit_body(request.legs[0], bracket_body(request))
+        entry = msgspec.structs.replace(
+            entry, leg=Leg(list_id=list_id, contingency="bracket", role="entry")
+        )
+        self._orders.put(entry.id, entry)
+        exits = []
+        roles: tuple[LegRole, ...] = ("take_profit", "stop_loss")
+        for leg_request, role in zip(request.legs[1:], roles, strict=True):
             leg = Leg(
-                list_id=list_id,
-                contingency="bracket",
-                role=role,
-                parent_id=entry.client_order_id,
+                list_id=list_id, contingency="bracket", role=role, parent_id=entry.client_order_id
             )
-            waiting = order_from_request(
+            exit_ = order_from_request(
                 leg_request, broker=self.name, order_id="", status="held", now_ns=entry.created_at
             )
-            waiting = msgspec.structs.replace(waiting, leg=leg)
-            if entry.status == "filled":
-                try:
-                    made = await self.get_order_by_client_id(waiting.client_order_id)
-                    waiting = msgspec.structs.replace(made, leg=leg)
-                except NotFound:
-                    pass  # the fill opened no trade (it reduced one): v20 made no exits
-            else:
-                held.append(waiting)
-            legs.append(waiting)
-        self._orders.put(entry.id, legs[0])
-        if held and entry.status in ("accepted", "partially_filled"):
-            self._held.put(entry.id, held)
-        return legs
+            exits.append(msgspec.structs.replace(exit_, leg=leg))
+        if entry.status in ("accepted", "partially_filled"):
+            self._held.put(entry.id, exits)
+            return [entry, *exits]
+        if entry.status != "filled":  # canceled at once: its exits will never be made
+            return [entry, *(self._with_entry_gone(e, entry) for e in exits)]
+        made = []
+        for exit_ in exits:
+            try:
+                found = await self.get_order_by_client_id(exit_.client_order_id)
+                made.append(msgspec.structs.replace(found, leg=exit_.leg))
+            except NotFound:  # the fill opened no trade (it reduced one): v20 made no exits
+                made.append(self._with_entry_gone(exit_, entry))
+        return [entry, *made]
+
+    @staticmethod
+    def _with_entry_gone(exit_: Order, entry: Order) -> Order:
+        """A bracket's exit that will never work: its entry ended without opening a trade."""
+        return msgspec.structs.replace(
+            exit_,
+            status="canceled",
+            reject_reason=f"its entry {entry.client_order_id} is {entry.status}",
+            updated_at=entry.updated_at,
+        )
 
     async def get_order(self, order_id: str) -> Order:
         """One order by v20's numeric order id."""
@@ -454,20 +506,22 @@ class OandaConnector:
         except NotFound:
             made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
             if made_up == client_order_id or not made_up.isdigit():
-                for held in self._held_exits(await self._pending()):
-                    if held.client_order_id == client_order_id:
-                        return held  # a bracket's exit: v20 makes it when the entry fills
-                raise
+                exit_ = await self._unmade_exit(client_order_id)
+                if exit_ is None:
+                    raise
+                return exit_
             order = await self._lookup(made_up)
             if order.client_order_id != client_order_id:
                 raise  # that order has a client id of its own: not the one asked for
             return order
 
     async def open_orders(self) -> list[Order]:
-        """Every pending order of ours, and the ``held`` exits of brackets not yet filled.
+        """Every pending order of ours.
 
         Take profits and stop losses without a client id (placed on OANDA's
-        own platform) and trailing stops are not ours.
+        own platform) and trailing stops are not ours. The exits a bracket's
+        entry still holds are not orders at v20 yet (nothing to cancel on
+        their own): ``get_order_by_client_id`` finds them, ``held``.
         """
         pending = await self._pending()
         orders = []
@@ -478,11 +532,30 @@ class OandaConnector:
                 order = self._known_fields(order_from_wire(wire, self.name))
             if order is not None:
                 orders.append(order)
-        return orders + self._held_exits(pending)
+        return orders
 
     async def _pending(self) -> list[WireOrder]:
         reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
         return reply.orders
+
+    async def _unmade_exit(self, client_order_id: str) -> Order | None:
+        """A bracket's exit v20 has not made (yet), found on its entry; ``None`` if none is.
+
+        Held while its entry is pending; canceled, naming why, once the entry
+        ended without making it (canceled, or filled without opening a trade).
+        """
+        for held in self._held_exits(await self._pending()):
+            if held.client_order_id == client_order_id:
+                return held
+        path = self._path("/orders")
+        params = {"state": "ALL", "count": str(_ORDER_SCAN)}
+        for wire in (await self._get(path, OrdersReply, what="order lookup", params=params)).orders:
+            for held in self._held_exits([wire]):
+                if held.client_order_id == client_order_id:
+                    entry = await self._complete(wire)
+                    assert entry is not None
+                    return self._with_entry_gone(held, entry)
+        return None
 
     def _held_exits(self, pending: list[WireOrder]) -> list[Order]:
         """The take profits and stop losses these pending entries create when they fill."""
@@ -589,10 +662,14 @@ class OandaConnector:
         orders before it in the chain are counted.
         """
         chain = [wire]
+        replaced = None  # the order of ours this one replaced, if any
         while chain[0].replacesOrderID:
             earlier = await self._wire(chain[0].replacesOrderID)
-            if earlier is None or wire_client_id(earlier) != wire_client_id(wire):
-                break  # a replace by another client id: that one is another order of ours
+            if earlier is None:
+                break
+            if wire_client_id(earlier) != wire_client_id(wire):
+                replaced = earlier  # a replace by another client id: another order of ours
+                break
             chain.insert(0, earlier)
         if wire.type in EXIT_ORDER_TYPES:
             trade = await self._trade(wire.tradeID)
@@ -607,13 +684,8 @@ class OandaConnector:
         order = msgspec.structs.replace(
             order, id=wire.id, status="accepted", filled_qty=Decimal(0), avg_fill_price=None
         )
-        if wire.replacesOrderID and len(chain) == 1:
-            earlier = await self._wire(wire.replacesOrderID)
-            if earlier is not None:
-                order = msgspec.structs.replace(
-                    order,
-                    replaces=wire_client_id(earlier),
-                )
+        if replaced is not None:
+            order = msgspec.structs.replace(order, replaces=wire_client_id(replaced))
         for earlier in chain[:-1]:
             if earlier.fillingTransactionID:
                 txn = await self._transaction(earlier.fillingTransactionID)
@@ -742,23 +814,18 @@ class OandaConnector:
     async def _deliver(self, txn: WireTransaction, *, sink: UpdateSink) -> None:
         """Turn one transaction into order updates, if it is about our orders."""
         updates: list[OrderUpdate] = []
-        if txn.type in CREATE_TYPES:
+        if txn.type in CREATE_TYPES or txn.type in EXIT_CREATE_TYPES:
             updates = await self._on_create(txn)
-        elif txn.type in EXIT_CREATE_TYPES:
-            trade = await self._trade(txn.tradeID)
-            made = exit_order(txn, trade, self.name, ts=time_ns(txn.time)) if trade else None
-            if made is not None:
-                order = self._known_fields(made)
-                assert order is not None
-                self._orders.put(order.id, order)
-                updates = [OrderUpdate(order=order, ts=order.created_at)]
         elif txn.type == "ORDER_FILL" and txn.orderID:
-            self._held.pop(txn.orderID)  # the exits come to life: v20 creates them next
+            held = self._held.pop(txn.orderID) or []  # v20 creates the exits next ...
             base = await self._order_for(txn.orderID)
             if base is not None:
                 order, update = self._after_fill(base, txn)
                 self._orders.put(order.id, order)
                 updates = [update]
+                if txn.tradeOpened is None:  # ... unless the fill only reduced a trade
+                    gone = [self._with_entry_gone(e, order) for e in held]
+                    updates += [OrderUpdate(order=o, ts=o.updated_at) for o in gone]
         elif (
             txn.type == "ORDER_CANCEL"
             and txn.orderID
@@ -770,7 +837,11 @@ class OandaConnector:
             await sink(update)
 
     async def _on_create(self, txn: WireTransaction) -> list[OrderUpdate]:
-        created = order_from_create(txn, self.name)
+        if txn.type in EXIT_CREATE_TYPES:
+            trade = await self._trade(txn.tradeID)
+            created = exit_order(txn, trade, self.name, ts=time_ns(txn.time)) if trade else None
+        else:
+            created = order_from_create(txn, self.name)
         if created is None:
             return []
         # Report the order as this transaction left it (accepted), even when the submit
@@ -807,13 +878,8 @@ class OandaConnector:
         self._orders.put(order.id, order)
         updates = [OrderUpdate(order=order, ts=order.updated_at)]
         # The exits of a bracket whose entry will never fill go with it.
-        for leg in self._held.pop(txn.orderID) or []:
-            gone = msgspec.structs.replace(
-                leg,
-                status="canceled",
-                reject_reason=f"its entry {order.client_order_id} is {order.status}",
-                updated_at=order.updated_at,
-            )
+        for exit_ in self._held.pop(txn.orderID) or []:
+            gone = self._with_entry_gone(exit_, order)
             updates.append(OrderUpdate(order=gone, ts=order.updated_at))
         return updates
 

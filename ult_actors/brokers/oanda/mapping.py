@@ -246,6 +246,28 @@ def bracket_body(request: OrderListRequest) -> dict[str, Any]:
     return body
 
 
+def exit_body(v20_type: str, trade_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A take profit or stop loss on ``trade_id`` with the terms of ``entry`` (an entry body).
+
+    v20's exits have one price (the limit of a take profit, the trigger of a
+    stop loss) and close the whole trade: no units, no instrument.
+    """
+    if entry["timeInForce"] not in _EXIT_TIFS:
+        raise InvalidOrder(
+            f"OANDA's take profits and stop losses are gtc or day, not {entry['timeInForce']}",
+            field="time_in_force",
+        )
+    return {
+        "order": {
+            "type": v20_type,
+            "tradeID": trade_id,
+            "price": entry["price"],
+            "timeInForce": entry["timeInForce"],
+            "clientExtensions": entry["clientExtensions"],
+        }
+    }
+
+
 def exit_order(
     txn_or_wire: WireTransaction | WireOrder,
     trade: WireTrade,

@@ -661,12 +661,11 @@ class AlpacaVenue:
         old.status = "pending_replace"
         old.updated_ns = now
         self._event("pending_replace", old)
-        if self.replace_delay_s is None:
-            pass  # waits for complete_replace
-        elif self._nursery is None:
-            self.complete_replace(new.id)
-        else:
-            self._nursery.start_soon(self._complete_replace_later, new, self.replace_delay_s)
+        if self.replace_delay_s is not None:  # None: it waits for complete_replace
+            if self._nursery is None:
+                self.complete_replace(new.id)
+            else:
+                self._nursery.start_soon(self._complete_replace_later, new, self.replace_delay_s)
         return new
 
     def complete_replace(self, new_id: str) -> None:

@@ -222,6 +222,79 @@ class OandaBook:
         body.update(relatedTransactionIDs=self._ids_since(first), lastTransactionID=self.last_id)
         return 201, body
 
+    def set_trade_orders(self, trade_id: str, payload: Any) -> Reply:
+        """``PUT .../trades/{tradeID}/orders``: create, replace or cancel the orders on a trade.
+
+        Each of ``takeProfit`` / ``stopLoss`` / ``trailingStopLoss`` present in
+        the body creates that order on the trade, or replaces the one it has
+        (a cancel ``CLIENT_REQUEST_REPLACED`` and a create ``REPLACEMENT``);
+        ``null`` cancels it. Everything is checked first, so a refusal (400
+        with ``<name>OrderRejectTransaction``) changes nothing; the rest
+        happens in one batch.
+        """
+        trade = self.trades.get(trade_id)
+        if trade is None or trade.current_units == 0:
+            return 404, {
+                "errorCode": "TRADE_DOESNT_EXIST",
+                "errorMessage": f"The trade {trade_id} does not exist or is not open",
+            }
+        if not isinstance(payload, dict):
+            return 400, {"errorMessage": "Invalid JSON in the request body"}
+        plan: list[tuple[str, SimOrder | None, SimOrder | None]] = []
+        for key, order_type in _TRADE_ORDER_FIELDS.items():
+            if key not in payload:
+                continue
+            current = next(
+                (o for o in self.pending() if o.trade_id == trade.id and o.type == order_type), None
+            )
+            details = payload[key]
+            new = None
+            if details is not None:
+                if not isinstance(details, dict):
+                    return 400, {"errorMessage": f"Invalid value specified for '{key}'"}
+                spec = {**details, "type": order_type, "tradeID": trade.id}
+                try:
+                    new = self._parse(spec, replacing=current)
+                except Reject as reject:
+                    txn = self._txn(
+                        f"{order_type}_ORDER_REJECT",
+                        tradeID=trade.id,
+                        reason="REPLACEMENT" if current else "CLIENT_ORDER",
+                        rejectReason=reject.reason,
+                    )
+                    return 400, {
+                        f"{key}OrderRejectTransaction": txn,
+                        "relatedTransactionIDs": [txn["id"]],
+                        "lastTransactionID": self.last_id,
+                        "errorCode": reject.reason,
+                        "errorMessage": reject.message,
+                    }
+            plan.append((key, current, new))
+        first = len(self.transactions)
+        batch = str(first + 1)
+        body: dict[str, Any] = {}
+        for key, current, new in plan:
+            if trade.current_units == 0:
+                break  # an earlier order of this request filled and closed the trade
+            extra: dict[str, Any] = {}
+            if current is not None:
+                replaced_by = str(len(self.transactions) + 2) if new else None
+                reason = "CLIENT_REQUEST_REPLACED" if new else "CLIENT_REQUEST"
+                cancel = self._cancel(current, reason, batch=batch, replaced_by=replaced_by)
+                body[f"{key}OrderCancelTransaction"] = cancel
+                extra = {"replacesOrderID": current.id, "cancellingTransactionID": cancel["id"]}
+            if new is None:
+                continue
+            reason = "REPLACEMENT" if current else "CLIENT_ORDER"
+            create, outcome = self._enter(new, reason=reason, batch=batch, **extra)
+            new.replaces = current.id if current else None
+            body[f"{key}OrderTransaction"] = create
+            if outcome is not None:
+                kind = "Fill" if outcome["type"] == "ORDER_FILL" else "CreatedCancel"
+                body[f"{key}Order{kind}Transaction"] = outcome
+        body.update(relatedTransactionIDs=self._ids_since(first), lastTransactionID=self.last_id)
+        return 200, body
+
     def _parse(self, spec: dict[str, Any], *, replacing: SimOrder | None = None) -> SimOrder:
         """The order ``spec`` asks for (``replacing``: the pending order it is to replace)."""
         order_type = spec["type"]
@@ -839,6 +912,14 @@ class OandaBook:
 
 def _client_id(order: SimOrder) -> str | None:
     return (order.client_extensions or {}).get("id")
+
+
+#: ``PUT .../trades/{tradeID}/orders``: the body's fields and the order type of each.
+_TRADE_ORDER_FIELDS = {
+    "takeProfit": "TAKE_PROFIT",
+    "stopLoss": "STOP_LOSS",
+    "trailingStopLoss": "TRAILING_STOP_LOSS",
+}
 
 
 def _order_spec(payload: Any) -> dict[str, Any] | None:

@@ -19,7 +19,8 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
   ``PUT .../orders/{specifier}`` (replace: cancel and create in one batch),
   ``PUT .../orders/{specifier}/cancel``
 - ``GET .../positions``, ``.../openPositions``, ``.../positions/{instrument}``,
-  ``.../trades``, ``.../openTrades``, ``.../trades/{id}`` (with the orders on it);
+  ``.../trades``, ``.../openTrades``, ``.../trades/{id}`` (with the orders on it),
+  ``PUT .../trades/{id}/orders`` (set, replace or cancel them);
   ``PUT .../positions/{instrument}/close``
 - ``GET .../transactions`` (pages of ``idrange`` URLs), ``.../transactions/idrange``,
   ``.../transactions/sinceid?id=N``, ``.../transactions/{id}``,
@@ -83,7 +84,7 @@ from ult_actors.sim.http import (
     serve_listeners,
 )
 from ult_actors.sim.oanda import views
-from ult_actors.sim.oanda.book import OandaBook, Transaction
+from ult_actors.sim.oanda.book import OandaBook, Reply, Transaction
 from ult_actors.sim.oanda.faults import API_PREFIX, ON_ARM_KINDS, Fault
 from ult_actors.sim.oanda.prices import DEFAULT_LIQUIDITY, PriceFeed
 from ult_actors.sim.oanda.streams import CUT, StreamSlot, price_lines, transaction_lines
@@ -300,11 +301,7 @@ class OandaSimulator:
             )
         if rest == ["orders"]:
             if method == "POST":
-                try:
-                    payload = msgspec.json.decode(request.body) if request.body else None
-                except msgspec.DecodeError:
-                    return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
-                return _json(*book.create_order(payload), fmt)
+                return _with_body(request, fmt, book.create_order)
             return self._only("GET", request, fmt) or _json(*book.list_orders(request.query), fmt)
         if rest == ["pendingOrders"]:
             return self._only("GET", request, fmt) or _json(
@@ -312,11 +309,7 @@ class OandaSimulator:
             )
         if head == "orders" and len(rest) == 2:
             if method == "PUT":
-                try:
-                    payload = msgspec.json.decode(request.body) if request.body else None
-                except msgspec.DecodeError:
-                    return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
-                return _json(*book.replace_order(rest[1], payload), fmt)
+                return _with_body(request, fmt, partial(book.replace_order, rest[1]))
             return self._only("GET", request, fmt) or _json(*book.get_order(rest[1]), fmt)
         if head == "orders" and len(rest) == 3 and rest[2] == "cancel":
             return self._only("PUT", request, fmt) or _json(*book.cancel_order(rest[1]), fmt)
@@ -327,19 +320,19 @@ class OandaSimulator:
         if head == "positions" and len(rest) == 2:
             return self._only("GET", request, fmt) or _json(*views.position(book, rest[1]), fmt)
         if head == "positions" and len(rest) == 3 and rest[2] == "close":
-            if wrong := self._only("PUT", request, fmt):
-                return wrong
-            try:
-                payload = msgspec.json.decode(request.body) if request.body else None
-            except msgspec.DecodeError:
-                return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
-            return _json(*book.close_position(rest[1], payload), fmt)
+            return self._only("PUT", request, fmt) or _with_body(
+                request, fmt, partial(book.close_position, rest[1])
+            )
         if rest in (["trades"], ["openTrades"]):
             return self._only("GET", request, fmt) or _json(
                 *views.trades(book, open_only=head == "openTrades"), fmt
             )
         if head == "trades" and len(rest) == 2:
             return self._only("GET", request, fmt) or _json(*views.trade(book, rest[1]), fmt)
+        if head == "trades" and len(rest) == 3 and rest[2] == "orders":
+            return self._only("PUT", request, fmt) or _with_body(
+                request, fmt, partial(book.set_trade_orders, rest[1])
+            )
         if rest == ["transactions", "sinceid"]:
             return self._only("GET", request, fmt) or _json(
                 *book.transactions_since(request.query.get("id", "")), fmt
@@ -473,6 +466,17 @@ def _json(
 ) -> HttpResponse:
     extra = [("RequestID", f"{time.monotonic_ns()}"), *(headers or [])]
     return HttpResponse(status, msgspec.json.encode(render(body, fmt)), extra)
+
+
+def _with_body(
+    request: HttpRequest, fmt: DatetimeFormat, apply: Callable[[Any], Reply]
+) -> HttpResponse:
+    """``apply`` to the request's JSON body (``None`` if empty); 400 if it is not JSON."""
+    try:
+        payload = msgspec.json.decode(request.body) if request.body else None
+    except msgspec.DecodeError:
+        return _json(400, {"errorMessage": "Invalid JSON in the request body"}, fmt)
+    return _json(*apply(payload), fmt)
 
 
 _ADMIN_HELP = """\
