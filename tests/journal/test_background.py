@@ -100,3 +100,22 @@ async def test_news_alone_is_committed_within_the_interval(tmp_path: Path) -> No
             store.record_soon(order("c-1", "filled", oid="b-1"))
             while rows_on_disk(path) != {"c-1": "filled"}:
                 await trio.sleep(0.005)
+
+
+async def test_an_order_known_only_from_news_not_yet_committed_is_listed_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            await store.record(order("c-2", broker="alpaca"), event="submit")
+        # An order the service never sent (a position closed by the broker itself,
+        # an adopted one): news only, no submit record to commit it with.
+        store.record_soon(order("close-1", "filled", oid="b-9"))
+        store.record_soon(order("c-1", "accepted", oid="b-1"))
+        assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new"}
+        listed = [(o.client_order_id, o.status) for o in await store.list_orders()]
+        assert listed == [("c-1", "accepted"), ("close-1", "filled"), ("c-2", "pending_new")]
+        paper = await store.list_orders(broker="paper", limit=2)
+        assert [o.client_order_id for o in paper] == ["c-1", "close-1"]

@@ -27,7 +27,7 @@ committed, and a fixed-size filter of the client order ids ever journaled
 for nearly every new id. Anything else is read from the file (its primary
 key and indexes), off the trio thread. The file is the truth: the memory is
 rebuilt from it on open. Records written but not yet committed are visible
-to ``get``, and to ``list_orders`` for orders already in the file.
+to ``get`` and ``list_orders``.
 
 One process at a time: the journal takes an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory is refused
@@ -523,6 +523,7 @@ class SqliteStore:
         coid = order.client_order_id
         self._seen.add(coid)
         self._brokers.add(order.broker)
+        self._unwritten.pop(coid, None)  # re-inserted: newest last
         self._unwritten[coid] = order
         self._open.pop(coid, None)
         if order.status in OPEN_STATUSES:
@@ -740,9 +741,12 @@ class SqliteStore:
                 ).fetchall()
             return [_decode_order(row[0]) for row in rows]
 
+        # Not committed yet (news waiting for a commit, or held while the disk is full):
+        # the latest changes of all, and the file has an older state of them or none.
+        newest = [o for o in reversed(self._unwritten.values()) if broker in (None, o.broker)]
         listed = await self._read(read)
-        # Held while the disk is full: the file has an older state of these orders.
-        return [self._unwritten.get(o.client_order_id, o) for o in listed]
+        pending = {o.client_order_id for o in newest}
+        return [*newest, *(o for o in listed if o.client_order_id not in pending)][:limit]
 
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final, oldest change first."""
