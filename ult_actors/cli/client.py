@@ -33,12 +33,18 @@ from ult_actors.cli.tables import (
     trading_document,
     trading_table,
 )
-from ult_actors.client import Client, OutcomeUnknown, ServiceUnreachable, SubscriptionLost
+from ult_actors.client import (
+    Client,
+    OutcomeUnknown,
+    ServiceUnreachable,
+    SubscriptionLost,
+)
 from ult_actors.errors import ConfigError, NotFound, UltError
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import Order
 from ult_actors.validation import PLAIN_DECIMAL
 
+TIFS = ["day", "gtc", "ioc", "fok", "opg", "cls"]
 Command = Callable[[Client, argparse.Namespace, "Output"], int]
 Row = TypeVar("Row")
 
@@ -156,6 +162,22 @@ def _show_rows(
 # -- submit ----------------------------------------------------------------------
 
 
+def _add_terms(p: argparse.ArgumentParser) -> None:
+    """An order's own terms (type, prices, time in force, client order id)."""
+    p.add_argument("--type", default="market", choices=["market", "limit", "stop", "stop_limit"])
+    p.add_argument("--limit-price")
+    p.add_argument("--stop-price")
+    p.add_argument("--tif", default="day", choices=TIFS)
+    p.add_argument("--client-order-id", help="idempotency key (default: made by the client)")
+
+
+def _add_order(p: argparse.ArgumentParser) -> None:
+    """An order's side, quantity and terms."""
+    p.add_argument("side", choices=["buy", "sell"])
+    p.add_argument("qty")
+    _add_terms(p)
+
+
 def submit_main(argv: list[str]) -> int:
     """``ult submit SYMBOL SIDE QTY [...]``: place an order."""
     p = _parser(
@@ -165,15 +187,9 @@ def submit_main(argv: list[str]) -> int:
         " a timeout names the client order id to look up (`ult order ID`).",
     )
     p.add_argument("symbol")
-    p.add_argument("side", choices=["buy", "sell"])
-    p.add_argument("qty")
-    p.add_argument("--type", default="market", choices=["market", "limit", "stop", "stop_limit"])
-    p.add_argument("--limit-price")
-    p.add_argument("--stop-price")
-    p.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok", "opg", "cls"])
+    _add_order(p)
     p.add_argument("--extended-hours", action="store_true")
     p.add_argument("--broker", help="broker connection (default: by routing rules)")
-    p.add_argument("--client-order-id", help="idempotency key (default: made by the client)")
     p.add_argument("--wait", action="store_true", help="wait until the order is terminal")
     args = p.parse_args(argv)
 
@@ -194,6 +210,40 @@ def submit_main(argv: list[str]) -> int:
         )
         _show_order(order, out)
         return _order_exit(order, a.wait)
+
+    return _run(args, run)
+
+
+def replace_main(argv: list[str]) -> int:
+    """``ult replace ID [--qty N] [--limit-price P] [--stop-price P] [--tif T]``: change an order."""
+    p = _parser(
+        "replace",
+        "Change a working order's terms. Prints the replacement, a new order that"
+        " `replaces` the old one (which ends `replaced`); fields not given keep their"
+        " value. Exit 1 if refused: an order that filled, is being canceled or is a leg"
+        " not yet working cannot be replaced (the message names its state).",
+    )
+    p.add_argument("order_id", metavar="ID", help="broker:id, client order id or the broker's id")
+    p.add_argument("--qty", help="the new total quantity, counting what has filled already")
+    p.add_argument("--limit-price")
+    p.add_argument("--stop-price")
+    p.add_argument("--tif", choices=TIFS)
+    p.add_argument(
+        "--client-order-id",
+        help="the replacement's client order id, the replace's idempotency key"
+        " (default: made by the client)",
+    )
+    args = p.parse_args(argv)
+    if args.qty is None and args.limit_price is None and args.stop_price is None and not args.tif:
+        p.error("nothing to change: give --qty, --limit-price, --stop-price or --tif")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        order = c.replace(
+            a.order_id, qty=a.qty, limit_price=a.limit_price, stop_price=a.stop_price,
+            time_in_force=a.tif, client_order_id=a.client_order_id, timeout=a.timeout,
+        )  # fmt: skip
+        _show_order(order, out)
+        return _order_exit(order, False)
 
     return _run(args, run)
 
@@ -222,12 +272,27 @@ def cancel_main(argv: list[str]) -> int:
 
 
 def order_main(argv: list[str]) -> int:
-    """``ult order ID``: show one order (by order id or client order id)."""
-    description = (
+    """``ult order ID``: show one order (by order id or client order id), and its list."""
+    p = _parser(
+        "order",
         "Show one order, by broker:id (as shown), client order id, or the broker's own id"
-        " when only one broker has it (several: refused as ambiguous, listing them)."
+        " when only one broker has it (several: refused as ambiguous, listing them). A leg"
+        " of a bracket, OCO or OTO is shown with every leg of its list; replace links"
+        " (replaces, replaced by) name the client order ids. --json: the order alone.",
     )
-    return _order_main(argv, "order", description, Client.order)
+    p.add_argument("order_id")
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        order = c.order(a.order_id)
+        if out.json or order.leg is None:
+            _show_order(order, out)
+            return EXIT_OK
+        list_id = order.leg.list_id
+        legs = [o for o in c.orders(broker=order.broker) if o.leg and o.leg.list_id == list_id]
+        out.text(order_detail(order, out.style) + "\n\n" + orders_table(legs or [order], out.style))
+        return EXIT_OK
+
+    return _run(p.parse_args(argv), run)
 
 
 def orders_main(argv: list[str]) -> int:
@@ -443,6 +508,7 @@ def socket_main(argv: list[str]) -> int:
 #: Read by ``ult_actors.cli``: command name (one or two words) to its entry point.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "submit": submit_main,
+    "replace": replace_main,
     "cancel": cancel_main,
     "close": close_main,
     "flatten": flatten_main,

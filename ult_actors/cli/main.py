@@ -30,10 +30,11 @@ service:
 
 client (talk to a running service; all take --socket and --json):
   submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...)
+  replace ID            change a working order (--qty, --limit-price, --stop-price, --tif)
   cancel ID             cancel by order id or client order id
   close SYMBOL          close one position (its open orders canceled first; --broker B)
   flatten               cancel every open order and close every position (--broker B)
-  order ID              show one order
+  order ID              show one order (a leg: with every leg of its list)
   orders [--open]       list orders
   positions             list positions
   account [--broker]    account balances

@@ -43,6 +43,9 @@ _STATE_COLOUR = {
     "lost": "red",
     "degraded": "red",
     "canceled": "dim",
+    "replaced": "dim",
+    "pending_replace": "yellow",
+    "held": "dim",
     "active": "green",
     "reducing": "yellow",
     "halted": "red",
@@ -105,17 +108,65 @@ def duration(seconds: float) -> str:
 
 
 def orders_table(orders: Sequence[Order], style: Style) -> str:
+    """Orders, one per row; the legs of an order list together, a triggered leg drawn under
+    the leg that triggers it. A LINKS column (only when some order has one) names each
+    leg's list and role and each replace's other side."""
     headers = ["ID", "CLIENT ORDER ID", "BROKER", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICE",
                "TIF", "STATUS", "FILLED", "AVG PRICE"]  # fmt: skip
     rows = [
-        [o.ref, o.client_order_id, o.broker, o.symbol, o.side, plain(o.qty), o.type,
+        [prefix + o.ref, o.client_order_id, o.broker, o.symbol, o.side, plain(o.qty), o.type,
          _price(o), o.time_in_force, _status(o), plain(o.filled_qty),
-         price(o.avg_fill_price, o.symbol)]
-        for o in orders
+         price(o.avg_fill_price, o.symbol), links(o)]
+        for o, prefix in grouped(orders)
     ]  # fmt: skip
     if not rows:
         return "no orders"
+    if any(row[-1] for row in rows):
+        headers.append("LINKS")
+    else:
+        rows = [row[:-1] for row in rows]
     return table(headers, rows, style, right=frozenset({5, 7, 10, 11}), colour_column=9)
+
+
+#: Where each role stands among its list's legs: the triggering leg first.
+_ROLE_RANK = {"entry": 0, "parent": 0, "take_profit": 1, "child": 1, "stop_loss": 2}
+
+
+def grouped(orders: Sequence[Order]) -> list[tuple[Order, str]]:
+    """``orders`` in their order, but each list's legs together where its first leg is, in
+    role order; with the tree prefix of a leg triggered by another leg of the listing."""
+    lists: dict[str, list[Order]] = {}
+    for o in orders:
+        if o.leg is not None:
+            lists.setdefault(o.leg.list_id, []).append(o)
+    out: list[tuple[Order, str]] = []
+    for o in orders:
+        if o.leg is None:
+            out.append((o, ""))
+            continue
+        legs = lists.pop(o.leg.list_id, [])  # empty: shown already, with its first leg
+        legs.sort(key=lambda leg: _ROLE_RANK[leg.leg.role] if leg.leg else 0)
+        ids = {leg.client_order_id for leg in legs}
+        triggered = [leg for leg in legs if leg.leg and leg.leg.parent_id in ids]
+        for leg in legs:
+            if leg in triggered:
+                out.append((leg, "└─ " if leg is triggered[-1] else "├─ "))
+            else:
+                out.append((leg, ""))
+    return out
+
+
+def links(o: Order) -> str:
+    """``bracket L-1 take_profit after c-3``, ``replaces c-1``, ``replaced by c-2``."""
+    parts = []
+    if o.leg is not None:
+        after = f" after {o.leg.parent_id}" if o.leg.parent_id else ""
+        parts.append(f"{o.leg.contingency} {o.leg.list_id} {o.leg.role}{after}")
+    if o.replaces:
+        parts.append(f"replaces {o.replaces}")
+    if o.replaced_by:
+        parts.append(f"replaced by {o.replaced_by}")
+    return "; ".join(parts)
 
 
 def _status(o: Order) -> str:
@@ -158,6 +209,14 @@ def order_detail(o: Order, style: Style) -> str:
         fields.append(("outcome", o.outcome))
     if o.origin != "client":
         fields.append(("origin", f"{o.origin} (found at the broker, not placed through ult)"))
+    if o.leg is not None:
+        fields.append(("list", f"{o.leg.contingency} {o.leg.list_id}"))
+        after = f" (after {o.leg.parent_id} fills)" if o.leg.parent_id else ""
+        fields.append(("role", o.leg.role + after))
+    if o.replaces:
+        fields.append(("replaces", o.replaces))
+    if o.replaced_by:
+        fields.append(("replaced by", o.replaced_by))
     width = max(len(k) for k, _ in fields)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in fields)
 

@@ -7,10 +7,14 @@ handler says, parsing requests with h11 as the broker simulators do.
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import h11
 import httpx
@@ -30,11 +34,11 @@ class Seen:
 
 
 #: Answers one parsed request on ``stream``; returns False to hang up afterwards.
-Handler = Callable[[trio.SocketStream, h11.Connection, h11.Request, bytes], Awaitable[bool]]
+Handler = Callable[[trio.abc.Stream, h11.Connection, h11.Request, bytes], Awaitable[bool]]
 
 
 async def _read_request(
-    stream: trio.SocketStream, conn: h11.Connection
+    stream: trio.abc.Stream, conn: h11.Connection
 ) -> tuple[h11.Request, bytes] | None:
     request: h11.Request | None = None
     body = b""
@@ -56,7 +60,7 @@ async def _read_request(
 
 
 async def reply(
-    stream: trio.SocketStream, conn: h11.Connection, body: bytes, status: int = 200
+    stream: trio.abc.Stream, conn: h11.Connection, body: bytes, status: int = 200
 ) -> None:
     """A whole reply with a Content-Length."""
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
@@ -66,20 +70,25 @@ async def reply(
 
 
 async def echo(
-    stream: trio.SocketStream, conn: h11.Connection, request: h11.Request, body: bytes
+    stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
 ) -> bool:
     await reply(stream, conn, b'{"target": "' + request.target + b'", "body": "' + body + b'"}')
     return True
 
 
 @asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[tuple[str, Seen]]:
-    """A server on a free loopback port; yields its base URL and what it saw."""
+async def serving(
+    handler: Handler, *, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[tuple[str, Seen]]:
+    """A server on a free loopback port (HTTPS with ``tls``); yields its base URL and what it saw."""
     seen = Seen()
 
-    async def one_connection(stream: trio.SocketStream) -> None:
+    async def one_connection(tcp: trio.SocketStream) -> None:
         seen.connections += 1
         conn = h11.Connection(h11.SERVER)
+        stream: trio.abc.Stream = tcp
+        if tls is not None:
+            stream = trio.SSLStream(tcp, tls, server_side=True, https_compatible=True)
         async with stream:
             while True:
                 got = await _read_request(stream, conn)
@@ -94,19 +103,44 @@ async def serving(handler: Handler) -> AsyncIterator[tuple[str, Seen]]:
                 conn.start_next_cycle()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, one_connection, 0, host="127.0.0.1"))
+        listeners = await nursery.start(partial(trio.serve_tcp, one_connection, 0, host=host))
         port = listeners[0].socket.getsockname()[1]
-        yield f"http://127.0.0.1:{port}", seen
+        named = f"[{host}]" if ":" in host else host
+        yield f"{'https' if tls else 'http'}://{named}:{port}", seen
         nursery.cancel_scope.cancel()
 
 
-def client(base_url: str, *, max_connections: int = 4) -> H11Client:
+def client(
+    base_url: str, *, max_connections: int = 4, trust: ssl.SSLContext | None = None
+) -> H11Client:
     return H11Client(
         base_url=base_url,
         headers={"X-Key": "k"},
         timeout=httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0),
         max_connections=max_connections,
+        ssl_context=trust,
     )
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by the openssl tool."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
 
 
 async def test_requests_one_after_another_share_one_kept_alive_connection() -> None:
@@ -127,7 +161,7 @@ async def test_requests_one_after_another_share_one_kept_alive_connection() -> N
 
 async def test_an_idle_connection_the_server_closed_is_replaced_without_failing_a_request() -> None:
     async def answer_then_hang_up(
-        stream: trio.SocketStream, conn: h11.Connection, request: h11.Request, body: bytes
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
     ) -> bool:
         await reply(stream, conn, b"{}")
         return False  # closes without saying so in the reply, as an idle timeout would
@@ -146,7 +180,7 @@ async def test_a_connection_lost_mid_request_fails_that_request_once_and_the_nex
     drops = [True]
 
     async def drop_the_first(
-        stream: trio.SocketStream, conn: h11.Connection, request: h11.Request, body: bytes
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
     ) -> bool:
         if drops and drops.pop():
             return False  # read the order, then hang up without a word
@@ -165,7 +199,7 @@ async def test_a_connection_lost_mid_request_fails_that_request_once_and_the_nex
 
 async def test_a_server_that_never_answers_is_a_read_timeout(autojump_clock: object) -> None:
     async def never(
-        stream: trio.SocketStream, conn: h11.Connection, request: h11.Request, body: bytes
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
     ) -> bool:
         await trio.sleep_forever()
         return False
@@ -185,7 +219,7 @@ async def test_all_connections_busy_past_the_pool_timeout_is_a_pool_timeout(
     release = trio.Event()
 
     async def held(
-        stream: trio.SocketStream, conn: h11.Connection, request: h11.Request, body: bytes
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
     ) -> bool:
         await release.wait()
         await reply(stream, conn, b"{}")
@@ -223,7 +257,7 @@ async def test_a_streamed_reply_arrives_line_by_line_and_ends_when_the_pool_clos
     second_line = trio.Event()
 
     async def feed(
-        stream: trio.SocketStream, conn: h11.Connection, request: h11.Request, body: bytes
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
     ) -> bool:
         head = h11.Response(status_code=200, headers=[("Transfer-Encoding", "chunked")])
         await stream.send_all(conn.send(head) or b"")
@@ -247,3 +281,44 @@ async def test_a_streamed_reply_arrives_line_by_line_and_ends_when_the_pool_clos
                         await http.aclose()  # the connector disconnecting
         assert lines == ['{"n": 1}', '{"n": 2}']
 
+
+
+async def test_https_keeps_one_verified_connection_for_requests_in_a_row(
+    certificate: tuple[Path, Path],
+) -> None:
+    async with serving(echo, tls=server_tls(certificate)) as (url, seen):
+        http = client(url, trust=ssl.create_default_context(cafile=certificate[0]))
+        for i in range(3):
+            response = await http.request("POST", "/v2/orders", content=f"o{i}".encode())
+            assert response.json() == {"target": "/v2/orders", "body": f"o{i}"}
+            # TLS 1.3 session tickets arrive after the handshake: read, not taken for a hang-up.
+            await trio.testing.wait_all_tasks_blocked()
+        await http.aclose()
+    assert seen.connections == 1
+
+
+async def test_https_to_a_certificate_nobody_vouches_for_is_refused_before_anything_is_sent(
+    certificate: tuple[Path, Path],
+) -> None:
+    async with serving(echo, tls=server_tls(certificate)) as (url, seen):
+        http = client(url)  # the public CA bundle: a self-signed certificate is not in it
+        with pytest.raises(httpx.ConnectError, match="TLS handshake failed"):
+            await http.request("POST", "/v2/orders", content=b"secret order")
+        await http.aclose()
+    assert seen.requests == []
+
+
+async def test_an_ipv6_literal_is_reached_and_named_in_brackets_in_the_host_header() -> None:
+    async def host_back(
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
+    ) -> bool:
+        host = dict(request.headers)[b"host"]
+        await reply(stream, conn, b'{"host": "' + host + b'"}')
+        return True
+
+    async with serving(host_back, host="::1") as (url, _seen):
+        http = client(url)
+        response = await http.request("GET", "/v2/account")
+        await http.aclose()
+    assert response.json() == {"host": url.removeprefix("http://")}
+    assert response.json()["host"].startswith("[::1]:")

@@ -67,7 +67,8 @@ async def test_a_replace_racing_a_fill_already_at_tws_is_refused_as_filled(
                 await sim.execute(connector.settings.client_id, int(old.id), old.qty)
             filled = await status_of(log, "race-1", "filled")
     assert [str(e) for e in refusals] == [
-        f"order ib:{old.id} (client order id race-1) is filled; it cannot be replaced"
+        f"order ib:{old.id} (client order id race-1) is filled, 10 filled;"
+        " it cannot be replaced (it is final)"
     ]
     assert filled.filled_qty == old.qty
     assert {o.order.order_ref for o in sim.exchange.orders.values()} == {"race-1"}
@@ -214,9 +215,9 @@ async def test_a_second_replace_while_one_is_unanswered_is_refused(sim: TwsSimul
             async with trio.open_nursery() as nursery:
                 first = ReplaceRequest(order_id=old.id, qty=Decimal(11), client_order_id="two-1b")
                 nursery.start_soon(connector.replace, old, first)
-                await trio.testing.wait_all_tasks_blocked()
+                await sim.at_gate.wait()
                 second = ReplaceRequest(order_id=old.id, qty=Decimal(9), client_order_id="two-1c")
-                with pytest.raises(NotReplaceable, match=r"being replaced already \(by two-1b\)"):
+                with pytest.raises(NotReplaceable, match="another replace of it is pending"):
                     await connector.replace(old, second)
                 nursery.cancel_scope.cancel()
 
@@ -245,3 +246,24 @@ async def test_a_replace_retried_after_a_timeout_is_sent_again_and_applied_once(
     assert [u.order.status for u in log.for_client_id("late-1")].count("replaced") == 1
     (at_tws,) = sim.exchange.orders.values()
     assert (at_tws.order.order_ref, at_tws.order.total_quantity) == ("late-1b", Decimal(11))
+
+
+async def test_after_a_restart_a_replaced_order_works_for_what_was_left_and_keeps_counting(
+    sim: TwsSimulator,
+) -> None:
+    async with streaming_connector(sim) as (connector, log):
+        with trio.fail_after(BOUND):
+            old = await connector.submit(resting("rs-1", 20))
+            await sim.execute(connector.settings.client_id, int(old.id), Decimal(5))
+            await status_of(log, "rs-1", "partially_filled")
+            change = ReplaceRequest(order_id=old.id, limit_price=LIMIT - 1, client_order_id="rs-2")
+            await connector.replace(old, change)
+    await sim.wait_for_session(1, present=False)
+    async with streaming_connector(sim) as (fresh, log):  # knows nothing of the replace
+        with trio.fail_after(BOUND):
+            found = await fresh.get_order_by_client_id("rs-2")
+            await sim.execute(fresh.settings.client_id, int(old.id), Decimal(15))
+            done = await status_of(log, "rs-2", "filled")
+    assert (found.qty, found.filled_qty, found.status) == (Decimal(15), 0, "accepted")
+    assert (done.qty, done.filled_qty) == (Decimal(15), Decimal(15))
+    assert [u.fill.qty for u in log.for_client_id("rs-2") if u.fill] == [Decimal(15)]

@@ -22,7 +22,7 @@ import trio
 from oandapyV20 import API
 from oandapyV20 import oandapyV20 as sdk
 from oandapyV20.endpoints.apirequest import APIRequest
-from oandapyV20.exceptions import V20Error
+from oandapyV20.exceptions import StreamTerminated, V20Error
 
 from tests.brokers.oanda.harness import ACCOUNT, TOKEN, running_sim
 from ult_actors.sim.oanda.server import OandaSimulator
@@ -35,9 +35,11 @@ ABOVE = "1.09000"
 
 
 @asynccontextmanager
-async def venue(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[OandaSimulator, Call]]:
+async def venue(
+    monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> AsyncIterator[tuple[OandaSimulator, Call]]:
     """The simulator, and a way to send it one oandapyV20 request (in a worker thread)."""
-    async with running_sim() as sim:
+    async with running_sim(**options) as sim:
         monkeypatch.setitem(
             sdk.TRADING_ENVIRONMENTS, "sim", {"api": sim.base_url, "stream": sim.base_url}
         )
@@ -376,3 +378,60 @@ async def test_the_orders_on_a_trade_are_set_replaced_and_cancelled_through_the_
         assert refused.value.code == 400 and "PRICE_INVALID" in str(refused.value)
         still = (await call(trades.TradeDetails(ACCOUNT, trade_id)))["trade"]["stopLossOrder"]
         assert still["id"] == moved["id"]
+
+
+def _stream_until_linked_cancel(heard: Callable[[], None]) -> list[dict[str, Any]]:
+    """oandapyV20's transaction stream, read until an order is cancelled LINKED_TRADE_CLOSED."""
+    api = API(access_token=TOKEN, environment="sim")
+    stream = transactions.TransactionsStream(ACCOUNT)
+    seen: list[dict[str, Any]] = []
+    try:
+        for line in api.request(stream):
+            if line["type"] == "HEARTBEAT":
+                trio.from_thread.run_sync(heard)  # connected: the test may go on
+                continue
+            seen.append(line)
+            if line.get("reason") == "LINKED_TRADE_CLOSED":
+                stream.terminate("seen")
+    except StreamTerminated:
+        pass
+    return seen
+
+
+async def test_the_transaction_stream_carries_a_bracket_from_entry_to_linked_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with venue(monkeypatch, heartbeat_s=0.05) as (sim, call):
+        listening = trio.Event()
+        seen: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            seen.extend(await trio.to_thread.run_sync(_stream_until_linked_cancel, listening.set))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await listening.wait()
+                exits = {
+                    "takeProfitOnFill": {"price": "1.09500"},
+                    "stopLossOnFill": {"price": "1.07500"},
+                }
+                await call(orders.OrderCreate(ACCOUNT, limit("1000", BELOW, "streamed", **exits)))
+                replaced = limit("1000", "1.08100", "streamed-r", **exits)
+                await call(orders.OrderReplace(ACCOUNT, "@streamed", replaced))
+                sim.set_price("EUR_USD", "1.08000")  # ask 1.08007: the replacement fills
+                sim.set_price("EUR_USD", "1.07400")  # bid 1.07393: through the stop loss
+        got = [(t["type"], t.get("reason")) for t in seen]
+        assert got == [
+            ("LIMIT_ORDER", "CLIENT_ORDER"),
+            ("ORDER_CANCEL", "CLIENT_REQUEST_REPLACED"),
+            ("LIMIT_ORDER", "REPLACEMENT"),
+            ("ORDER_FILL", "LIMIT_ORDER"),
+            ("TAKE_PROFIT_ORDER", "ON_FILL"),
+            ("STOP_LOSS_ORDER", "ON_FILL"),
+            ("ORDER_FILL", "STOP_LOSS_ORDER"),
+            ("ORDER_CANCEL", "LINKED_TRADE_CLOSED"),
+        ]
+        opened = seen[3]["tradeOpened"]["tradeID"]
+        assert seen[6]["tradesClosed"][0]["tradeID"] == opened
+        assert seen[7]["orderID"] == seen[4]["id"]  # the take profit went with the trade

@@ -214,7 +214,8 @@ class H11Client:
         conn = await self._acquire(origin, timeout)
         scheme, host, port = origin
         default_port = 443 if scheme == "https" else 80
-        host_header = host if port == default_port else f"{host}:{port}"
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal goes in brackets
+        host_header = named if port == default_port else f"{named}:{port}"
         all_headers = [(b"Host", host_header.encode()), *self._headers]
         all_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
         if body is not None or method in _BODY_METHODS:

@@ -66,7 +66,7 @@ from ult_actors.messages import (
     Position,
     ReplaceRequest,
 )
-from ult_actors.order_state import already_final, order_from_request
+from ult_actors.order_state import already_final, not_replaceable, order_from_request
 from ult_actors.validation import replaced_terms
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
@@ -476,14 +476,12 @@ class IbConnector:
         tracked = await self._tracked_by_id(order.id)
         current = tracked.order
         if current.status in TERMINAL_STATUSES or current.status == "pending_cancel":
-            state = "being canceled" if current.status == "pending_cancel" else current.status
-            raise ib_errors.not_replaceable(current, state)
+            raise not_replaceable(current)
         pending = tracked.replacing
         if pending is not None and pending.client_order_id != new_coid:
             # (The same replace again, after a timeout, is sent again: a modify to the
             # same terms and orderRef changes nothing at TWS if the first got there.)
-            by = pending.client_order_id
-            raise ib_errors.not_replaceable(current, f"being replaced already (by {by})")
+            raise not_replaceable(msgspec.structs.replace(current, status="pending_replace"))
         terms = replaced_terms(current, change)
         self._require_trading()
         assert tracked.placed is not None, "every tracked open order was placed or listed"
@@ -511,6 +509,7 @@ class IbConnector:
             replaced_by=None,
         )
         tracked.replace_error = None
+        before, tracked.placed = tracked.placed, placed  # what TWS works on once it takes it
         await self._session.send(placed)
         self._log.info("modify sent", client_order_id=new_coid, order_id=tracked.order_id)
         try:
@@ -526,8 +525,8 @@ class IbConnector:
                 broker=self.name,
             ) from None
         if tracked.replace_error is not None:
+            tracked.placed = before
             raise tracked.replace_error
-        tracked.placed = placed
         return tracked.order
 
     async def cancel(self, order_id: str) -> Order:

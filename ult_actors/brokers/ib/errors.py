@@ -7,16 +7,18 @@ for system messages.
 
 from __future__ import annotations
 
+import msgspec
+
 from ult_actors.errors import (
     BrokerUnavailable,
     InsufficientFunds,
     InvalidOrder,
     NotFound,
-    NotReplaceable,
     RateLimited,
     UltError,
 )
-from ult_actors.messages import Order
+from ult_actors.messages import TERMINAL_STATUSES, Order
+from ult_actors.order_state import not_replaceable
 
 MAX_RATE_EXCEEDED = 100
 CONNECTIVITY_LOST = 1100
@@ -67,22 +69,20 @@ def order_rejection(code: int, message: str, broker: str) -> UltError:
     return InvalidOrder(text, broker=broker)
 
 
-def not_replaceable(order: Order, state: str) -> NotReplaceable:
-    """The refusal of a replace of ``order``, naming the state it is in."""
-    return NotReplaceable(
-        f"order {order.ref} (client order id {order.client_order_id}) is {state};"
-        " it cannot be replaced",
-        broker=order.broker or None,
-    )
-
-
 def modify_refusal(code: int, message: str, order: Order, broker: str) -> UltError:
     """The error a refused modification raises: the order's state, or what TWS said."""
     if code == MODIFY_FILLED:
-        return not_replaceable(order, "filled")
+        # TWS reports the fill before refusing the modify: the order is filled by now.
+        return not_replaceable(msgspec.structs.replace(order, status="filled"))
     if code == DUPLICATE_ORDER_ID:
-        # TWS's answer to a modify of an order that is no longer working.
-        return not_replaceable(order, "no longer working at TWS (canceled or done)")
+        # TWS's answer to a modify of an order that is no longer working: its final
+        # state reached us first (or, unheard, it is at least no longer working).
+        final = (
+            order
+            if order.status in TERMINAL_STATUSES
+            else msgspec.structs.replace(order, status="canceled")
+        )
+        return not_replaceable(final)
     if code == MODIFIED_ORDER_MISMATCH:
         return InvalidOrder(
             f"TWS error {code}: {message} (TWS changes price, quantity and time in force"

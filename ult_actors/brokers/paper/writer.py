@@ -8,9 +8,11 @@ soon as that commit is done: so under load many venue events share one
 transaction, and at low load nothing waits for a timer. Batches commit one
 at a time, in order.
 
-Under a virtual clock (``trio.testing.MockClock``) the batches commit on
-the trio thread instead: a thread's real time is invisible to such a clock,
-which would jump ahead while a commit runs.
+An in-memory account (``state_path = ":memory:"``) commits each venue
+event at once on the trio thread instead: there is no disk to wait for, and
+a hand-over would cost more than the commit. So does an account under a
+virtual clock (``trio.testing.MockClock``): a thread's real time is
+invisible to such a clock, which would jump ahead while a commit runs.
 
 Nothing the venue did is shown before it is committed (a reply waits in
 ``durable``, an update in ``after_commit``), so a ``kill -9`` can only lose
@@ -29,7 +31,7 @@ from collections.abc import Callable
 import trio
 import trio.testing
 
-from ult_actors.brokers.paper.store import Batch, PaperStore
+from ult_actors.brokers.paper.store import MEMORY, Batch, PaperStore
 from ult_actors.errors import BrokerUnavailable
 
 
@@ -59,7 +61,9 @@ class BatchWriter:
         self.failure: BaseException | None = None
         self._jobs: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        virtual_clock = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        self._at_once = store.path == MEMORY or virtual_clock
+        if not self._at_once:
             self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
             self._thread.daemon = True
             self._thread.start()
@@ -70,16 +74,22 @@ class BatchWriter:
         if pending is None:
             self.staged_seq += 1
             pending = self._open = _Pending(self.staged_seq)
-            if self._writing is None and not self._flush_scheduled:
+            if self._writing is None and not self._flush_scheduled and not self._at_once:
                 # At the end of this scheduler round: whatever else runs now joins it.
                 self._flush_scheduled = True
                 self._token.run_sync_soon(self._flush)
         return pending.batch
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` (on the trio thread) once the open batch has committed."""
+        """Run ``callback`` (on the trio thread) once the open batch has committed.
+
+        The last call of a venue event's staging: an account written at once
+        commits here.
+        """
         assert self._open is not None, "stage rows first"
         self._open.callbacks.append(callback)
+        if self._at_once:
+            self._flush()
 
     async def durable(self, seq: int) -> None:
         """Return once batch ``seq`` has committed (at once if it has)."""

@@ -142,6 +142,8 @@ class TwsSimulator:
         self.log = structlog.get_logger().bind(component="sim.ib")
         #: Set whenever a session starts or ends; tests wait on it.
         self.sessions_changed = trio.Event()
+        #: Set once an order waits at ``faults.ack_gate``.
+        self.at_gate = trio.Event()
         self.port = 0
 
     # -- serving ------------------------------------------------------------
@@ -302,6 +304,7 @@ class TwsSimulator:
                 if self.faults.ack_delay_s:
                     await trio.sleep(self.faults.ack_delay_s)
                 if self.faults.ack_gate is not None:
+                    self.at_gate.set()
                     await self.faults.ack_gate.wait()
                 if self.faults.drop_on_order > 0:
                     self.faults.drop_on_order -= 1

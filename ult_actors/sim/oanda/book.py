@@ -43,6 +43,8 @@ from ult_actors.sim.oanda.orders import (
     SimTrade,
     dependent_order,
     echo,
+    on_fill_loss,
+    order_fields,
     parse_dependent,
     parse_order,
     parse_units,
@@ -471,7 +473,7 @@ class OandaBook:
         """Book a checked order: its create transaction, then its fill or cancel if at once."""
         if order.type == "TRAILING_STOP_LOSS":
             self._trail(order, self.feed.quote(order.instrument), start=True)
-        fields = _order_fields(order, self._inst(order))
+        fields = order_fields(order, self._inst(order))
         del fields["type"]  # the transaction's type says which order it creates
         create = self._txn(f"{order.type}_ORDER", batch=batch, **fields, reason=reason, **extra)
         order.id = create["id"]
@@ -621,7 +623,7 @@ class OandaBook:
             "id": order.id,
             "createTime": order.create_ns,
             "state": order.state,
-            **_order_fields(order, self._inst(order)),
+            **order_fields(order, self._inst(order)),
         }
         if order.filling_txn:
             wire.update(fillingTransactionID=order.filling_txn, filledTime=order.filled_ns)
@@ -663,7 +665,7 @@ class OandaBook:
             (buy and price > order.price_bound) or (not buy and price < order.price_bound)
         ):
             return self._cancel(order, "BOUNDS_VIOLATION", batch=batch)
-        loss = _on_fill_loss(order, price)
+        loss = on_fill_loss(order, price)
         if loss is not None:
             return self._cancel(order, loss, batch=batch)
         net = self.net(order.instrument)
@@ -928,76 +930,3 @@ def _order_spec(payload: Any) -> dict[str, Any] | None:
     if not isinstance(spec, dict) or spec.get("type") not in (*ORDER_TYPES, *DEPENDENT_TYPES):
         return None
     return spec
-
-
-def _on_fill_loss(order: SimOrder, price: Decimal) -> str | None:
-    """The cancel reason if an on-fill take profit or stop loss is on the wrong side of ``price``."""
-    buy = order.units > 0
-    profit = order.on_fill.get("takeProfitOnFill")
-    if profit is not None and (profit["price"] <= price if buy else profit["price"] >= price):
-        return "TAKE_PROFIT_ON_FILL_LOSS"
-    stop = (order.on_fill.get("stopLossOnFill") or {}).get("price")
-    if stop is not None and (stop >= price if buy else stop <= price):
-        return "STOP_LOSS_ON_FILL_LOSS"
-    return None
-
-
-def _details_wire(details: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
-    """On-fill details as v20 echoes them."""
-    wire: dict[str, Any] = {"timeInForce": details["timeInForce"]}
-    for name in ("price", "distance"):
-        if details[name] is not None:
-            wire[name] = instrument.text(details[name])
-    if details["gtd_ns"] is not None:
-        wire["gtdTime"] = details["gtd_ns"]
-    if details["clientExtensions"]:
-        wire["clientExtensions"] = dict(details["clientExtensions"])
-    return wire
-
-
-def _order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
-    if order.trade_id is not None:
-        return _dependent_fields(order, instrument)
-    fields: dict[str, Any] = {
-        "type": order.type,
-        "instrument": order.instrument,
-        "units": units(order.units),
-        "timeInForce": order.time_in_force,
-        "positionFill": order.position_fill,
-    }
-    for key, details in order.on_fill.items():
-        fields[key] = _details_wire(details, instrument)
-    if order.price is not None:
-        fields["price"] = instrument.text(order.price)
-        fields["triggerCondition"] = order.trigger_condition
-    if order.price_bound is not None:
-        fields["priceBound"] = instrument.text(order.price_bound)
-    if order.gtd_ns is not None:
-        fields["gtdTime"] = order.gtd_ns
-    if order.client_extensions:
-        fields["clientExtensions"] = dict(order.client_extensions)
-    if order.closeout is not None:
-        side, asked = order.closeout
-        fields[f"{side}PositionCloseout"] = {"instrument": order.instrument, "units": asked}
-    if order.type in ("LIMIT", "STOP", "MARKET_IF_TOUCHED"):
-        fields["partialFill"] = "DEFAULT_FILL"
-    return fields
-
-
-def _dependent_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
-    """A take profit / stop loss / trailing stop: no units or instrument, its trade instead."""
-    fields: dict[str, Any] = {
-        "type": order.type,
-        "tradeID": order.trade_id,
-        "timeInForce": order.time_in_force,
-        "triggerCondition": order.trigger_condition,
-    }
-    if order.price is not None:
-        fields["price"] = instrument.text(order.price)
-    if order.distance is not None:
-        fields["distance"] = instrument.text(order.distance)
-    if order.gtd_ns is not None:
-        fields["gtdTime"] = order.gtd_ns
-    if order.client_extensions:
-        fields["clientExtensions"] = dict(order.client_extensions)
-    return fields

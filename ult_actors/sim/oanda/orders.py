@@ -1,9 +1,12 @@
-"""v20 order requests: checking one, and the order record it becomes.
+"""v20 order requests: checking one, the order record it becomes, and its terms as v20 writes them.
 
 ``parse_order`` applies v20's rules to the ``order`` object of ``POST
 .../orders`` and returns a ``SimOrder``, or raises ``Reject`` with the
 ``rejectReason`` OANDA would give (``UNITS_PRECISION_EXCEEDED``,
-``TIME_IN_FORCE_INVALID``, ``CLIENT_ORDER_ID_ALREADY_EXISTS`` ...).
+``TIME_IN_FORCE_INVALID``, ``CLIENT_ORDER_ID_ALREADY_EXISTS`` ...);
+``parse_dependent`` does the same for a take profit, stop loss or trailing
+stop on a trade, ``parse_on_fill`` for the ones an entry asks for on its
+fill. ``order_fields`` renders an order's terms.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ult_actors.sim.oanda.prices import Instrument
-from ult_actors.sim.oanda.wire import parse_time
+from ult_actors.sim.oanda.wire import parse_time, units
 
 ORDER_TYPES = ("MARKET", "LIMIT", "STOP", "MARKET_IF_TOUCHED")
 #: Orders that close one trade when the price reaches them.
@@ -363,3 +366,77 @@ def echo(spec: dict[str, Any]) -> dict[str, Any]:
         *ON_FILL_TYPES,
     )
     return {k: spec[k] for k in keys if k in spec and isinstance(spec[k], str | dict)}
+
+
+def on_fill_loss(order: SimOrder, price: Decimal) -> str | None:
+    """The cancel reason if an on-fill take profit or stop loss is on the wrong side of ``price``."""
+    buy = order.units > 0
+    profit = order.on_fill.get("takeProfitOnFill")
+    if profit is not None and (profit["price"] <= price if buy else profit["price"] >= price):
+        return "TAKE_PROFIT_ON_FILL_LOSS"
+    stop = (order.on_fill.get("stopLossOnFill") or {}).get("price")
+    if stop is not None and (stop >= price if buy else stop <= price):
+        return "STOP_LOSS_ON_FILL_LOSS"
+    return None
+
+
+def _details_wire(details: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
+    """On-fill details as v20 echoes them."""
+    wire: dict[str, Any] = {"timeInForce": details["timeInForce"]}
+    for name in ("price", "distance"):
+        if details[name] is not None:
+            wire[name] = instrument.text(details[name])
+    if details["gtd_ns"] is not None:
+        wire["gtdTime"] = details["gtd_ns"]
+    if details["clientExtensions"]:
+        wire["clientExtensions"] = dict(details["clientExtensions"])
+    return wire
+
+
+def order_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
+    """The order's terms as v20 writes them in its create transaction and order views."""
+    if order.trade_id is not None:
+        return _dependent_fields(order, instrument)
+    fields: dict[str, Any] = {
+        "type": order.type,
+        "instrument": order.instrument,
+        "units": units(order.units),
+        "timeInForce": order.time_in_force,
+        "positionFill": order.position_fill,
+    }
+    for key, details in order.on_fill.items():
+        fields[key] = _details_wire(details, instrument)
+    if order.price is not None:
+        fields["price"] = instrument.text(order.price)
+        fields["triggerCondition"] = order.trigger_condition
+    if order.price_bound is not None:
+        fields["priceBound"] = instrument.text(order.price_bound)
+    if order.gtd_ns is not None:
+        fields["gtdTime"] = order.gtd_ns
+    if order.client_extensions:
+        fields["clientExtensions"] = dict(order.client_extensions)
+    if order.closeout is not None:
+        side, asked = order.closeout
+        fields[f"{side}PositionCloseout"] = {"instrument": order.instrument, "units": asked}
+    if order.type in ("LIMIT", "STOP", "MARKET_IF_TOUCHED"):
+        fields["partialFill"] = "DEFAULT_FILL"
+    return fields
+
+
+def _dependent_fields(order: SimOrder, instrument: Instrument) -> dict[str, Any]:
+    """A take profit / stop loss / trailing stop: no units or instrument, its trade instead."""
+    fields: dict[str, Any] = {
+        "type": order.type,
+        "tradeID": order.trade_id,
+        "timeInForce": order.time_in_force,
+        "triggerCondition": order.trigger_condition,
+    }
+    if order.price is not None:
+        fields["price"] = instrument.text(order.price)
+    if order.distance is not None:
+        fields["distance"] = instrument.text(order.distance)
+    if order.gtd_ns is not None:
+        fields["gtdTime"] = order.gtd_ns
+    if order.client_extensions:
+        fields["clientExtensions"] = dict(order.client_extensions)
+    return fields
