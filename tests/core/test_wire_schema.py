@@ -104,7 +104,7 @@ HEALTH_JSON = (
     '"strategy":null,"restarts_in_window":0,"connect_failures":0,"next_retry_at":null}],'
     '"pid":7,"version":"1","started_at":0,"taken_at":0,"trading_state":"active",'
     '"trading":{"state":"reducing","set_by":"service","reason":"r","at":5},'
-    '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0}'
+    '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0,"emulated_legs":{}}'
 )
 UPDATE_JSON = (
     f'{{"kind":"order_update","order":{ORDER_JSON},"fill":{FILL_JSON},"ts":4,"fill_only":false}}'
@@ -233,6 +233,11 @@ COMMANDS: list[tuple[Any, str]] = [
         f'{{"kind":"replace_order","order":{ORDER_JSON},"change":{{"order_id":"c-1","qty":"3",'
         '"limit_price":null,"stop_price":null,"time_in_force":null,"client_order_id":"c-2",'
         f'"deadline_ns":null}},"terms":{REQUEST_JSON}}}',
+    ),
+    (
+        c.PlaceList(request=m.OrderListRequest(contingency="oto", legs=[REQUEST], list_id="l")),
+        f'{{"kind":"place_list","request":{{"contingency":"oto","legs":[{REQUEST_JSON}],'
+        '"list_id":"l","broker":null,"deadline_ns":null}}',
     ),
     (c.CancelOrder(order_id="o-1"), '{"kind":"cancel_order","order_id":"o-1"}'),
     (c.CancelAll(), '{"kind":"cancel_all","reason":"kill switch"}'),
