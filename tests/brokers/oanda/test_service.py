@@ -400,6 +400,49 @@ async def test_a_native_bracket_and_an_emulated_oco_through_the_service(tmp_path
             nursery.cancel_scope.cancel()
 
 
+async def test_an_emulated_oco_whose_leg_filled_while_the_service_was_down_is_settled_at_start(
+    tmp_path: Path,
+) -> None:
+    async with running_sim() as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
+            ],
+        )
+        oco = OrderListRequest(
+            contingency="oco",
+            list_id="down-oco",
+            legs=[_exit("down-tp", "limit", "1.09000"), _exit("down-sl", "stop", "1.06000")],
+        )
+        async with trio.open_nursery() as nursery:
+            svc = build_service(cfg, env={}, rng=random.Random(8))
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            bought = OrderRequest(symbol="EUR_USD", side="buy", qty=Decimal(1000))
+            await svc.gateway.handle(Submit(id=1, order=bought))
+            await svc.gateway.handle(SubmitList(id=2, orders=oco))
+            nursery.cancel_scope.cancel()  # the service is gone
+        sim.set_price("EUR_USD", {"bid": "1.09000", "ask": "1.09010"})  # the take profit fills
+        take, stop = (sim.book.find(f"@down-{leg}") for leg in ("tp", "sl"))
+        assert take is not None and stop is not None
+        assert (take.state, stop.state) == ("FILLED", "PENDING")
+
+        async with trio.open_nursery() as nursery:
+            svc = build_service(cfg, env={}, rng=random.Random(9))
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            store = await svc.journal.get()
+            events = svc.bus.subscribe()
+            with trio.fail_after(15):
+                while (now := await store.get("down-sl")) is None or now.status != "canceled":
+                    await events.receive()
+            assert stop.state == "CANCELLED"  # at OANDA too: no leg left working
+            filled = await store.get("down-tp")
+            assert filled is not None and filled.status == "filled"
+            nursery.cancel_scope.cancel()
+
+
 def test_the_simulator_command_explains_itself() -> None:
     done = subprocess.run(
         ult_command("sim", "oanda", "--help"),
