@@ -40,6 +40,8 @@ outage, not a crash: ``unavailable`` says why, and until a probe every
 is sent that is not on disk), while the brokers' news about orders already
 sent (fills, cancels) is kept in memory, answered from there and written by
 the probe that succeeds. Cancels, queries and the kill switch keep working.
+A background fsync of the WAL that fails is such an outage ("I/O error")
+until one succeeds.
 """
 
 from __future__ import annotations
@@ -250,6 +252,7 @@ class SqliteStore:
         seen_filter_bits: int = 1 << 26,
         writer: Writer = "thread",
         now_ns: Callable[[], int] = time.time_ns,
+        fsync: Callable[[int], None] = os.fsync,
         probe_interval_s: float = 5.0,
         probe_bytes: int = 64 * 1024,
         max_pages: int | None = None,
@@ -264,6 +267,7 @@ class SqliteStore:
         self.cache_size = cache_size
         self.writer: Writer = writer
         self.now_ns = now_ns
+        self._fsync = fsync
         self.probe_interval_s = probe_interval_s
         self.probe_bytes = probe_bytes
         #: A cap on the file's size in pages (SQLite ``max_page_count``); None: none.
@@ -377,7 +381,8 @@ class SqliteStore:
     async def _open_store(self) -> None:
         await trio.to_thread.run_sync(self._open_sync)
         if self.synchronous == "normal" and self.sync_interval_s > 0:
-            self._wal_syncer = WalSyncer(Path(f"{self.path}-wal"), self.sync_interval_s)
+            wal = Path(f"{self.path}-wal")
+            self._wal_syncer = WalSyncer(wal, self.sync_interval_s, fsync=self._fsync)
             self._wal_syncer.start()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
@@ -541,6 +546,9 @@ class SqliteStore:
     def _write_rows(self, rows: list[_Row], *, probe: bool = False) -> None:
         conn = self._wconn
         assert conn is not None
+        if self._wal_syncer is not None and self._wal_syncer.last_error is not None:
+            # What was committed may not reach the disk: an outage until an fsync works.
+            raise OSError(errno.EIO, self._wal_syncer.last_error)
         events = []
         latest: dict[str, tuple[Any, ...]] = {}
         for seq, event, ts, order in _folded(rows):
@@ -846,6 +854,7 @@ async def open_sqlite_store(
     seen_filter_bits: int = 1 << 26,
     writer: Writer = "thread",
     now_ns: Callable[[], int] = time.time_ns,
+    fsync: Callable[[int], None] = os.fsync,
     probe_interval_s: float = 5.0,
     max_pages: int | None = None,
 ) -> AsyncIterator[SqliteStore]:
@@ -861,6 +870,7 @@ async def open_sqlite_store(
         seen_filter_bits=seen_filter_bits,
         writer=writer,
         now_ns=now_ns,
+        fsync=fsync,
         probe_interval_s=probe_interval_s,
         max_pages=max_pages,
     )
