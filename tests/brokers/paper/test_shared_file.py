@@ -290,7 +290,10 @@ async def test_reset_of_one_connection_keeps_the_others(
     desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
     async with streaming(desk, fund):
         await desk.submit(buy("d-1", 3))
+    shared = tmp_path / "paper.db"
+    assert rows(shared, "SELECT name FROM accounts ORDER BY name") == [("desk",), ("fund",)]
     assert reset_main(["--config", str(config), "--broker", "fund"]) == EXIT_OK
+    assert rows(shared, "SELECT name FROM accounts") == [("desk",)]
     desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
     async with streaming(desk, fund):
         assert await fund.positions() == [] and (await fund.account()).cash == 100_000
