@@ -42,6 +42,7 @@ client (talk to a running service; all take --socket and --json):
   events                follow order updates, fills, health and risk events
   kill-switch on|off    halt trading and cancel open orders, or resume
   trading-state STATE   active | reducing | halted, for all brokers or --broker B
+  report                what orders cost: fees, slippage, shortfall (--by, --csv, --html FILE)
   socket                print the socket path clients use
 
 Exit codes: 0 ok, 1 rejected or failed, 2 usage error, 3 service unreachable.
@@ -68,7 +69,8 @@ def _client_commands() -> dict[str, Callable[[list[str]], int]]:
         if exc.name != "ult_actors.cli.client":
             raise
         return {}
-    commands: dict[str, Callable[[list[str]], int]] = module.COMMANDS
+    commands: dict[str, Callable[[list[str]], int]] = dict(module.COMMANDS)
+    commands["report"] = importlib.import_module("ult_actors.cli.report").report_main
     return commands
 
 
