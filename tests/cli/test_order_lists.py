@@ -87,23 +87,17 @@ def test_an_oto_takes_the_parent_before_then_and_the_child_after(alpaca: AlpacaS
     parent, child = _legs(alpaca.ult(
         "oto", "AAPL", "buy", "4", "--type", "limit", "--limit-price", "150", "--tif", "gtc",
         "--client-order-id", "oto-parent",
-        "--then", "sell", "4", "--type", "limit", "--limit-price", "210", "--tif", "gtc",
+        "--then", "sell", "4", "--type", "limit", "--limit-price", "210",
         "--client-order-id", "oto-child", "--json",
     ))  # fmt: skip
-    assert (parent["client_order_id"], parent["side"], parent["limit_price"]) == (
-        "oto-parent",
-        "buy",
-        "150",
-    )
-    assert (child["client_order_id"], child["side"], child["qty"], child["limit_price"]) == (
-        "oto-child",
-        "sell",
-        "4",
-        "210",
-    )
+    assert [parent[k] for k in ("client_order_id", "side", "limit_price", "time_in_force")] == [
+        "oto-parent", "buy", "150", "gtc"
+    ]  # fmt: skip
+    # The child's time in force is the parent's unless given (Alpaca works both on one).
+    assert [child[k] for k in ("client_order_id", "side", "qty", "limit_price", "time_in_force")] == [
+        "oto-child", "sell", "4", "210", "gtc"
+    ]  # fmt: skip
     assert (child["status"], child["leg"]["role"], child["leg"]["parent_id"]) == (
-        "held",
-        "child",
-        "oto-parent",
-    )
+        "held", "child", "oto-parent"
+    )  # fmt: skip
     assert parent["leg"]["list_id"] == child["leg"]["list_id"]

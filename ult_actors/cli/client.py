@@ -309,9 +309,9 @@ def _oto_parser() -> argparse.ArgumentParser:
         "oto",
         "Place a parent order and a child order in SYMBOL that is sent once the parent"
         " fills (sized to what filled). The parent's terms come before --then, the"
-        " child's after it. Example: ult oto AAPL buy 10 --type limit --limit-price 180"
-        " --then sell 10 --type limit --limit-price 195 --tif gtc. Both legs are printed;"
-        " exit 1 if the list was rejected.",
+        " child's after it; the child's --tif defaults to the parent's. Example: ult oto AAPL"
+        " buy 10 --type limit --limit-price 180 --tif gtc --then sell 10 --type limit"
+        " --limit-price 195. Both legs are printed; exit 1 if the list was rejected.",
     )
     p.usage = _OTO_USAGE
     _add_list_options(p)
@@ -330,6 +330,8 @@ def oto_main(argv: list[str]) -> int:
     args = p.parse_args(argv[:at])
     child_p = _oto_parser()
     _add_order(child_p)
+    # Venues work both legs on one time in force (Alpaca refuses others): the parent's.
+    child_p.set_defaults(tif=args.tif)
     # Parsed into what the parent's part gave, so those options keep their values unless
     # the child's part gives them again.
     given = argparse.Namespace(**{name: getattr(args, name) for name in _OTO_WHOLE})
