@@ -60,18 +60,21 @@ class FakeVenue:
         self.lose_replace_replies = 0  # next N replaces apply, then raise BrokerUnavailable
         self.fail_replaces = 0  # next N replaces raise BrokerUnavailable before applying
 
-    def fill(self, order_id: str) -> Order:
-        """Fill a resting order completely at ``price`` (a counterparty came)."""
+    def fill(self, order_id: str, qty: Decimal | None = None) -> Order:
+        """Fill ``qty`` (all that is left if ``None``) of a resting order at ``price``."""
         order = self.orders[order_id]
-        rest = order.qty - order.filled_qty
+        qty = order.qty - order.filled_qty if qty is None else qty
+        done = order.filled_qty + qty
         filled = msgspec.structs.replace(
-            order, status="filled", filled_qty=order.qty, avg_fill_price=self.price
+            order,
+            status="filled" if done >= order.qty else "partially_filled",
+            filled_qty=done,
+            avg_fill_price=self.price,
         )
         sign = 1 if order.side == "buy" else -1
-        self.positions[order.symbol] = self.positions.get(order.symbol, Decimal(0)) + sign * rest
-        self._update(
-            filled, fill_of(filled, fill_id=f"f{order_id}", qty=rest, price=self.price, ts=0)
-        )
+        self.positions[order.symbol] = self.positions.get(order.symbol, Decimal(0)) + sign * qty
+        fill_id = f"f{order_id}-{done}"
+        self._update(filled, fill_of(filled, fill_id=fill_id, qty=qty, price=self.price, ts=0))
         return filled
 
     def _update(self, order: Order, fill: Fill | None = None) -> None:

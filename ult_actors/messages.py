@@ -119,6 +119,13 @@ class Leg(_Value, frozen=True):
     #: Client order id of the leg that triggers this one (a bracket's entry for its
     #: exits, an OTO's parent for its child); ``None`` for a leg that works at once.
     parent_id: str | None = None
+    #: The other exit of an OCO pair (also a bracket's), whose fill cancels this one.
+    peer_id: str | None = None
+    #: On a parent (a bracket's entry, an OTO's parent): the legs its fills trigger.
+    children: tuple[str, ...] = ()
+    #: The service, not the venue, holds this list's contingency (the venue has no
+    #: such order list): it sends held legs and cancels or reduces peers itself.
+    emulated: bool = False
 
 
 class Order(_Value, frozen=True):

@@ -93,6 +93,22 @@ def order_from_request(
     )
 
 
+def request_of(order: Order) -> OrderRequest:
+    """The request that makes ``order`` (to send it again, or a piece of it, by its terms)."""
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty,
+        type=order.type,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        time_in_force=order.time_in_force,
+        extended_hours=order.extended_hours,
+        broker=order.broker,
+        client_order_id=order.client_order_id,
+    )
+
+
 def fill_of(
     order: Order,
     *,

@@ -241,6 +241,12 @@ def validate_order_list(request: OrderListRequest) -> None:
                     field=f"legs[{i}].client_order_id",
                 )
             seen.add(leg.client_order_id)
+    if request.contingency == "oto" and request.legs[1].qty != request.legs[0].qty:
+        raise InvalidOrder(
+            f"an OTO's child is for its parent's quantity ({request.legs[0].qty}): it is sized"
+            " to what the parent fills",
+            field="legs[1].qty",
+        )
     if request.contingency == "bracket":
         entry, take_profit, stop_loss = request.legs
         _check_exits(take_profit, stop_loss, first=1, entry=entry)

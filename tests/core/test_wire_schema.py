@@ -234,6 +234,11 @@ COMMANDS: list[tuple[Any, str]] = [
         '"limit_price":null,"stop_price":null,"time_in_force":null,"client_order_id":"c-2",'
         f'"deadline_ns":null}},"terms":{REQUEST_JSON}}}',
     ),
+    (
+        c.PlaceList(request=m.OrderListRequest(contingency="oto", legs=[REQUEST], list_id="l")),
+        f'{{"kind":"place_list","request":{{"contingency":"oto","legs":[{REQUEST_JSON}],'
+        '"list_id":"l","broker":null,"deadline_ns":null}}',
+    ),
     (c.CancelOrder(order_id="o-1"), '{"kind":"cancel_order","order_id":"o-1"}'),
     (c.CancelAll(), '{"kind":"cancel_all","reason":"kill switch"}'),
     (c.QueryOrder(order_id="o-1"), '{"kind":"query_order","order_id":"o-1"}'),

@@ -37,21 +37,41 @@ async def test_a_full_lane_blocks_neither_the_senders_nor_the_reader_of_another(
         assert (await mailbox.receive(lanes=(0, 1))).msg == "query-1"
 
 
+class WakeUps(trio.abc.Instrument):
+    """Counts the scheduler steps of tasks running ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.count += task.name.endswith(self.name)
+
+
 async def test_a_reader_of_some_lanes_waits_for_them_only() -> None:
-    mailbox = lanes_mailbox()
+    mailbox = lanes_mailbox(capacity=8)
     got: list[str] = []
+    wake_ups = WakeUps("read_urgent")
 
     async def read_urgent() -> None:
         got.append((await mailbox.receive(lanes=(0, 1))).msg)
 
+    trio.lowlevel.add_instrument(wake_ups)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_urgent)
-        await mailbox.send("order-1")
         await trio.testing.wait_all_tasks_blocked()
-        assert got == []  # an order does not wake it into taking it
+        started = wake_ups.count
+        for n in range(5):
+            await mailbox.send(f"order-{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []  # orders do not wake it into taking them, nor at all
+        assert wake_ups.count == started
         await mailbox.send("cancel-1")
+    trio.lowlevel.remove_instrument(wake_ups)
     assert got == ["cancel-1"]
-    assert mailbox.receive_nowait(lanes=(2,)).msg == "order-1"
+    assert [mailbox.receive_nowait(lanes=(2,)).msg for _ in range(5)] == [
+        f"order-{n}" for n in range(5)
+    ]
     with pytest.raises(trio.WouldBlock):
         mailbox.receive_nowait()
 

@@ -22,6 +22,7 @@ flight and sweeps the broker's open orders for ones the journal lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from ult_actors.actors.commands import (
     CancelAll,
     CancelOrder,
     CloseOut,
+    PlaceList,
     PlaceOrder,
     QueryAccount,
     QueryOpenOrders,
@@ -46,6 +48,7 @@ from ult_actors.actors.commands import (
     ReplaceOrder,
 )
 from ult_actors.actors.journal import JournalSlot
+from ult_actors.actors.order_lists import ListSide, place_list, react, resume
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
     ReconcileSummary,
@@ -73,6 +76,7 @@ from ult_actors.messages import (
     TERMINAL_STATUSES,
     AccountReset,
     Event,
+    Leg,
     Order,
     OrderRequest,
     OrderUpdate,
@@ -84,6 +88,7 @@ from ult_actors.order_state import (
     is_local_verdict,
     order_from_request,
     refused,
+    request_of,
 )
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
@@ -159,6 +164,8 @@ class _BrokerIncarnation:
         #: are refused, never sent after them.
         self.halts = 0
         self.halt_reason = ""
+        #: Emulated order lists change one at a time (a release or a peer cancel each).
+        self.list_lock = trio.Lock()
 
     async def run(self) -> None:
         try:
@@ -178,6 +185,7 @@ class _BrokerIncarnation:
                 )
                 self._log_summary("reconciled on start", summary, always=True)
                 await self._announce_account_reset()
+                nursery.start_soon(self._resume_lists)
                 if summary.adopted and summary.journal_empty:
                     self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
@@ -231,6 +239,12 @@ class _BrokerIncarnation:
         if current is None:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
+        if current is None and coid not in self.submitting and order.id:
+            twin = await self._leg_by_venue_id(order.id)
+            if twin is not None:
+                # A leg the venue reports under an id of its own (Alpaca's exits): ours.
+                coid, current = twin.client_order_id, self.orders.get(twin.client_order_id) or twin
+                order = msgspec.structs.replace(order, client_order_id=coid, leg=twin.leg)
         if current is None and coid not in self.submitting:
             order = self._adopted(order)
         try:
@@ -259,6 +273,8 @@ class _BrokerIncarnation:
         self.deps.bus.publish(
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
         )
+        if merged.leg is not None and merged.leg.emulated:
+            self.nursery.start_soon(self._react, merged)
         return merged
 
     def _adopted(self, order: Order) -> Order:
@@ -328,7 +344,7 @@ class _BrokerIncarnation:
             reason = f"its submit crashed actor {self.ctx.name}; not sent again"
             await self.settle(never_arrived(order, reason, self.deps.now_ns()))
             raise Internal(f"order {coid}: {reason}", broker=self.name)
-        return await self._place(_request_of(order))
+        return await self._place(request_of(order))
 
     def in_flight(self, client_order_id: str) -> bool:
         return client_order_id in self.submitting
@@ -378,7 +394,7 @@ class _BrokerIncarnation:
     async def _handle_order(self, env: Envelope[BrokerCommand]) -> None:
         if self.deps.concurrency > 1:
             halts = self.halts
-            await self.limiter.acquire_on_behalf_of(env)
+            await _acquire(self.limiter, env)
             if self.halts != halts:  # a cancel-all came while it waited for its turn
                 self.limiter.release_on_behalf_of(env)
                 await self._refuse_unsent(env, self.halt_reason)
@@ -390,7 +406,7 @@ class _BrokerIncarnation:
 
     async def _handle_command(self, env: Envelope[BrokerCommand]) -> None:
         # Each in its own task (a few at once): a slow query does not hold up a cancel.
-        await self.commands.acquire_on_behalf_of(env)
+        await _acquire(self.commands, env)
         self.nursery.start_soon(self._dispatch_released, env, self.commands)
 
     async def _dispatch_released(
@@ -411,6 +427,8 @@ class _BrokerIncarnation:
                     result = await self._place(request)
                 case ReplaceOrder():
                     result = await self._replace(msg)
+                case PlaceList(request=order_list):
+                    result = await place_list(await self._list_side(), order_list)
                 case CloseOut():
                     side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
                     result = await close_out(side, msg)
@@ -435,7 +453,7 @@ class _BrokerIncarnation:
         else:
             self.ctx.reply(env, result)
 
-    async def _place(self, request: OrderRequest) -> Order:
+    async def _place(self, request: OrderRequest, leg: Leg | None = None) -> Order:
         coid = request.client_order_id
         assert coid is not None
         # One submit per client order id at a time: a second waits, then finds the first.
@@ -443,13 +461,16 @@ class _BrokerIncarnation:
             await self.submitting[coid].wait()
         self.submitting[coid] = trio.Event()
         try:
-            return await self._place_once(request, coid)
+            return await self._place_once(request, coid, leg)
         finally:
             self.submitting.pop(coid).set()
 
-    async def _place_once(self, request: OrderRequest, coid: str) -> Order:
+    async def _place_once(self, request: OrderRequest, coid: str, leg: Leg | None) -> Order:
         store = await self.deps.journal.get()
         known = await store.get(coid)
+        held = known if known is not None and known.status == "held" else None
+        if held is not None:
+            known = None  # a leg the service held until now: released, it goes out as new
         if known is not None:
             # It may already be at the broker: find out before sending again.
             found = await self._lookup_patiently(known.client_order_id)
@@ -470,6 +491,8 @@ class _BrokerIncarnation:
         if known is None:
             now = self.deps.now_ns()
             known = _pending(request, self.deps.name, now)
+            if leg is not None or held is not None:
+                known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
             await store.record(known, event="submit")  # durable before it leaves
         attempt = 0
         while True:
@@ -530,6 +553,35 @@ class _BrokerIncarnation:
                 continue
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
 
+    async def _replace_side(self) -> ReplaceSide:
+        return ReplaceSide(
+            name=self.name,
+            connector=self.connector,
+            store=await self.deps.journal.get(),
+            known=self._known,
+            track=self._track,
+            lookup=self._lookup_patiently,
+            now_ns=self.deps.now_ns,
+            settle_grace_s=self.deps.reconcile.settle_grace_s,
+        )
+
+    async def _list_side(self) -> ListSide:
+        side = await self._replace_side()
+        fields = {f.name: getattr(side, f.name) for f in dataclasses.fields(side)}
+        return ListSide(**fields, place=self._place, cancel=self._cancel, replace=self._replace)
+
+    async def _resume_lists(self) -> None:
+        """After a start: act on what happened to emulated lists while we were away."""
+        store = await self.deps.journal.get()
+        async with self.list_lock:
+            await resume(await self._list_side(), await store.non_terminal(self.name))
+
+    async def _react(self, order: Order) -> None:
+        """An emulated list's leg changed: act on it, one list change at a time."""
+        # A failure here crashes the actor like any other: its restart resumes the lists.
+        async with self.list_lock:
+            await react(await self._list_side(), order)
+
     async def _replace(self, msg: ReplaceOrder) -> Order:
         coid = msg.change.client_order_id
         assert coid is not None
@@ -541,16 +593,7 @@ class _BrokerIncarnation:
             late = self._too_late(msg.terms)
             if late is not None and await (await self.deps.journal.get()).get(coid) is None:
                 raise late
-            side = ReplaceSide(
-                name=self.name,
-                connector=self.connector,
-                store=await self.deps.journal.get(),
-                known=self._known,
-                track=self._track,
-                lookup=self._lookup_patiently,
-                now_ns=self.deps.now_ns,
-                settle_grace_s=self.deps.reconcile.settle_grace_s,
-            )
+            side = await self._replace_side()
             return await replace_order(side, msg)
         finally:
             self.submitting.pop(coid).set()
@@ -629,7 +672,28 @@ class _BrokerIncarnation:
         try:
             return await self.connector.get_order_by_client_id(client_order_id)
         except NotFound:
+            pass
+        # A leg of a native list may be known at the venue only by its venue id (Alpaca
+        # names a bracket's exits itself): ask by that id, and answer under ours.
+        store = await self.deps.journal.get()
+        known = self.orders.get(client_order_id) or await store.get(client_order_id)
+        if known is None or not known.id or known.leg is None or known.leg.emulated:
             return None
+        try:
+            found = await self.connector.get_order(known.id)
+        except NotFound:
+            return None
+        return msgspec.structs.replace(found, client_order_id=client_order_id, leg=known.leg)
+
+    async def _leg_by_venue_id(self, order_id: str) -> Order | None:
+        """The one journaled leg of a native list with this venue order id, if any."""
+        store = await self.deps.journal.get()
+        mine = [
+            o
+            for o in await store.find_by_order_id(order_id)
+            if o.broker == self.name and o.leg is not None and not o.leg.emulated
+        ]
+        return mine[0] if len(mine) == 1 else None
 
     async def _find(self, order_id: str) -> Order:
         try:
@@ -647,6 +711,13 @@ class _BrokerIncarnation:
         known = await self._known(order_id)
         if known is not None and known.status in TERMINAL_STATUSES and not is_local_verdict(known):
             raise already_final(known)
+        if known is not None and known.status == "held" and known.leg and known.leg.emulated:
+            # Held here, never sent: canceled here.
+            return await self._track(
+                msgspec.structs.replace(
+                    known, status="canceled", outcome="definitive", updated_at=self.deps.now_ns()
+                )
+            )
         try:
             order = await self.connector.cancel(order_id)
         except NotFound:
@@ -695,6 +766,17 @@ class _BrokerIncarnation:
 
     async def _refuse_unsent(self, env: Envelope[BrokerCommand], reason: str) -> None:
         """Answer a new order that never left with a refusal; journal and publish it."""
+        if isinstance(env.msg, PlaceList):
+            self.ctx.fail(
+                env,
+                RiskRejected(
+                    f"trading halted ({reason}) before order list {env.msg.request.list_id}"
+                    " was sent; none of it was placed",
+                    limit="trading_state",
+                    broker=self.name,
+                ),
+            )
+            return
         assert isinstance(env.msg, PlaceOrder)
         request = env.msg.request
         coid = request.client_order_id
@@ -732,6 +814,17 @@ class _BrokerIncarnation:
         return canceled
 
 
+async def _acquire(limiter: trio.CapacityLimiter, env: Envelope[BrokerCommand]) -> None:
+    """A slot of ``limiter`` for ``env``; a free one without a scheduler round, so a
+    burst of orders is handed out in one wake-up of the task serving the lane."""
+    try:
+        limiter.acquire_on_behalf_of_nowait(env)
+    except trio.WouldBlock:
+        await limiter.acquire_on_behalf_of(env)
+    else:
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+
 _MAX_TRACKED = 20_000
 _COMMANDS_AT_ONCE = 8
 
@@ -743,7 +836,7 @@ CANCEL_LANE, QUERY_LANE, ORDER_LANE = 0, 1, 2
 def broker_lane(msg: BrokerCommand) -> int:
     """The mailbox lane of a broker command."""
     match msg:
-        case PlaceOrder():
+        case PlaceOrder() | PlaceList():
             return ORDER_LANE
         case CancelOrder() | CancelAll() | ReplaceOrder():
             # A replace is as urgent as a cancel (a chased price, a stop moved): it
@@ -762,25 +855,10 @@ def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:
     """
     return Mailbox(capacity, lanes=3, lane_of=broker_lane)
 
+
 #: Answers to a submit that say the broker refused the order: nothing was placed.
 #: Every other error leaves its outcome unknown until the order is looked up.
 _REFUSALS = (InvalidOrder, InsufficientFunds, AuthFailed, NotFound)
-
-
-def _request_of(order: Order) -> OrderRequest:
-    """The request that made ``order`` (for a resubmission with the same client order id)."""
-    return OrderRequest(
-        symbol=order.symbol,
-        side=order.side,
-        qty=order.qty,
-        type=order.type,
-        limit_price=order.limit_price,
-        stop_price=order.stop_price,
-        time_in_force=order.time_in_force,
-        extended_hours=order.extended_hours,
-        broker=order.broker,
-        client_order_id=order.client_order_id,
-    )
 
 
 def _pending(request: OrderRequest, broker: str, now: int) -> Order:

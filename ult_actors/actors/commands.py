@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import msgspec
 
-from ult_actors.messages import Order, OrderRequest, Position, ReplaceRequest, TradingState
+from ult_actors.messages import (
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    Position,
+    ReplaceRequest,
+    TradingState,
+)
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -23,6 +30,13 @@ class PlaceOrder(_Command, frozen=True, tag="place_order"):
     """A validated order on its way to a broker; ``request`` has broker and client id set."""
 
     request: OrderRequest
+
+
+class PlaceList(_Command, frozen=True, tag="place_list"):
+    """A validated order list on its way to a broker: ``broker``, ``list_id`` and every
+    leg's ``broker`` and ``client_order_id`` are set."""
+
+    request: OrderListRequest
 
 
 class ReplaceOrder(_Command, frozen=True, tag="replace_order"):
@@ -114,6 +128,7 @@ class SeedPositions(_Command, frozen=True, tag="seed"):
 
 BrokerCommand = (
     PlaceOrder
+    | PlaceList
     | ReplaceOrder
     | CloseOut
     | CancelOrder

@@ -56,6 +56,7 @@ from ult_actors.messages import (
     SetKillSwitch,
     SetTradingState,
     Submit,
+    SubmitList,
     Subscribe,
     TradingStateChanged,
 )
@@ -139,6 +140,13 @@ class ServiceGateway:
         match request:
             case Submit():
                 return await self._submit(request)
+            case SubmitList():
+                prepared = self.prepare(request)
+                assert isinstance(prepared, SubmitList)
+                wanted = prepared.orders
+                timeout = self._time_left(wanted.list_id, wanted.deadline_ns)
+                legs = await call(self.router, prepared, timeout=timeout, answer=list)
+                return OrdersReply(id=request.id, orders=legs)
             case Replace():
                 prepared = self.prepare(request)
                 assert isinstance(prepared, Replace)
@@ -220,6 +228,17 @@ class ServiceGateway:
                 request.order, client_order_id=self.new_client_order_id()
             )
             return msgspec.structs.replace(request, order=order)
+        if isinstance(request, SubmitList):
+            orders = request.orders
+            legs = [
+                leg
+                if leg.client_order_id is not None
+                else msgspec.structs.replace(leg, client_order_id=self.new_client_order_id())
+                for leg in orders.legs
+            ]
+            list_id = orders.list_id or f"{legs[0].client_order_id}-list"
+            orders = msgspec.structs.replace(orders, legs=legs, list_id=list_id)
+            return msgspec.structs.replace(request, orders=orders)
         if isinstance(request, Replace) and request.change.client_order_id is None:
             change = msgspec.structs.replace(
                 request.change, client_order_id=self.new_client_order_id()

@@ -148,6 +148,11 @@ async def _ask(side: BrokerSide, coid: str) -> Order | None:
     return await _patiently(lambda: side.lookup(coid))
 
 
+def held_here(order: Order) -> bool:
+    """A leg of an emulated order list the service holds: never sent, nothing to ask."""
+    return order.status == "held" and order.leg is not None and order.leg.emulated
+
+
 def lost(order: Order, reason: str, now_ns: int) -> Order:
     """The journal's final record for an order its broker had and no longer knows."""
     return msgspec.structs.replace(
@@ -187,7 +192,10 @@ async def reconcile_on_start(
     summary.journal_empty = not await store.list_orders(broker=side.name, limit=1)
     # Replacements first: one the broker has ends the order it replaced (``settle``),
     # which a venue that modifies in place no longer knows by its old id.
-    pending = sorted(await store.non_terminal(side.name), key=lambda o: o.replaces is None)
+    pending = sorted(
+        [o for o in await store.non_terminal(side.name) if not held_here(o)],
+        key=lambda o: o.replaces is None,
+    )
     broker_open = {o.client_order_id: o for o in await _patiently(side.open_orders)}
     missing: list[Order] = []
     for order in pending:
@@ -228,7 +236,7 @@ async def reconcile_stuck(
     stuck_ns = int(policy.stuck_after_s * _NS)
     missing: list[Order] = []
     for order in await store.non_terminal(side.name):
-        if side.in_flight(order.client_order_id):
+        if side.in_flight(order.client_order_id) or held_here(order):
             continue
         if order.status not in IN_FLIGHT_STATUSES and order.outcome != "unknown":
             continue
@@ -272,6 +280,8 @@ async def _sweep(
     for ours in await store.non_terminal(side.name):
         coid = ours.client_order_id
         if coid in broker_open or ours.status == "pending_new" or side.in_flight(coid):
+            continue
+        if held_here(ours):
             continue
         summary.checked += 1
         found = await _ask(side, coid)

@@ -32,6 +32,7 @@ from ult_actors.actors.commands import (
     CancelAll,
     CloseOut,
     LiftRestriction,
+    PlaceList,
     PlaceOrder,
     ReplaceOrder,
     RestrictTrading,
@@ -63,6 +64,7 @@ from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox, call, 
 
 RiskCommand = (
     PlaceOrder
+    | PlaceList
     | ReplaceOrder
     | CloseOut
     | SetKillSwitch
@@ -210,16 +212,18 @@ def check_order(
     request: OrderRequest,
     now: float,
     *,
-    replacing: Order | None = None,
+    adds: Decimal | None = None,
+    new_order: bool = True,
 ) -> None:
     """Raise ``RiskRejected`` naming the limit the order breaks; consumes a rate token.
 
-    With ``replacing``, ``request`` is the new terms of that working order: the
-    position counts only what the replace adds, and it is no new open order.
+    ``adds`` is what the order adds to the open quantity when not all of its
+    ``qty`` (a replace: only what its new terms grow; the second exit of an OCO:
+    nothing, as only one of the two can fill); ``new_order`` False: it takes no
+    open-order slot (a replace).
     """
     broker = request.broker or ""
     trading = in_force(state, broker).state
-    adds = None if replacing is None else replace_adds(replacing, request)
     current, worst = position_after(state, broker, request, adds)
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
@@ -258,7 +262,7 @@ def check_order(
             limit="max_position_per_symbol",
         )
     if (
-        replacing is None
+        new_order
         and limits.max_open_orders is not None
         and len(state.open_orders) >= limits.max_open_orders
     ):
@@ -432,6 +436,8 @@ class _Risk:
                     await self.place(env, msg, request)
                 case ReplaceOrder() as msg:
                     await self.replace(env, msg)
+                case PlaceList() as msg:
+                    await self.place_list(env, msg)
                 case CloseOut() as msg:
                     # Closing only shrinks exposure, so it passes in every trading state:
                     # a flatten is what a person does in an emergency, often once halted.
@@ -486,6 +492,29 @@ class _Risk:
         state.unconfirmed[request.client_order_id] = env.deadline + _REPORT_GRACE_S
         await self.ctx.forward(env, self.deps.brokers[request.broker], msg)
 
+    async def place_list(self, env: Envelope[RiskCommand], msg: PlaceList) -> None:
+        """Check every leg of a list before any is sent; count what can fill at once.
+
+        The leg that works first (a bracket's entry, an OTO's parent, an OCO's
+        first exit) is checked as an order; a bracket's exits only close what its
+        entry opens, so they pass where the entry passes; an OCO's second exit adds
+        nothing (one of the two fills); an OTO's child is checked as an order too.
+        """
+        state, request = self.state, msg.request
+        roll_day(state, self.deps.now_ns())
+        now = trio.current_time()
+        state.forget_unreported(now)
+        first, *rest = request.legs
+        check_order(state, self.deps.limits, first, now)
+        if request.contingency == "oco":
+            check_order(state, self.deps.limits, rest[0], now, adds=Decimal(0), new_order=False)
+        elif request.contingency == "oto":
+            check_order(state, self.deps.limits, rest[0], now)
+        assert first.client_order_id is not None and request.broker is not None
+        state.set_open(first)
+        state.unconfirmed[first.client_order_id] = env.deadline + _REPORT_GRACE_S
+        await self.ctx.forward(env, self.deps.brokers[request.broker], msg)
+
     async def replace(self, env: Envelope[RiskCommand], msg: ReplaceOrder) -> None:
         """Check a replace's new terms; if they pass, count what they add and send it on.
 
@@ -496,9 +525,9 @@ class _Risk:
         roll_day(state, self.deps.now_ns())
         now = trio.current_time()
         state.forget_unreported(now)
-        check_order(state, self.deps.limits, terms, now, replacing=msg.order)
-        assert terms.client_order_id is not None and terms.broker is not None
         adds = replace_adds(msg.order, terms)
+        check_order(state, self.deps.limits, terms, now, adds=adds, new_order=False)
+        assert terms.client_order_id is not None and terms.broker is not None
         if adds:
             state.set_open(msgspec.structs.replace(terms, qty=adds))
             state.unconfirmed[terms.client_order_id] = env.deadline + _REPORT_GRACE_S

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ult_actors.actors.commands import BrokerCommand, CancelOrder, PlaceOrder, ReplaceOrder
+from ult_actors.actors.commands import (
+    BrokerCommand,
+    CancelOrder,
+    PlaceList,
+    PlaceOrder,
+    ReplaceOrder,
+)
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
 from ult_actors.actors.risk import RiskCommand
@@ -26,17 +32,19 @@ from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
     Cancel,
     Order,
+    OrderListRequest,
     OrderRequest,
     Replace,
     ReplaceRequest,
     Submit,
+    SubmitList,
 )
 from ult_actors.order_state import REPLACEABLE_STATUSES, not_replaceable
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
-from ult_actors.validation import replaced_terms, validate_order
+from ult_actors.validation import replaced_terms, validate_order, validate_order_list
 
-RouterCommand = Submit | Replace | Cancel
+RouterCommand = Submit | SubmitList | Replace | Cancel
 
 #: How many recently submitted client order ids the router remembers in memory.
 _RECENT = 100_000
@@ -88,6 +96,8 @@ class _Router:
             match env.msg:
                 case Submit(order=request):
                     await self.submit(env, request)
+                case SubmitList(orders=orders):
+                    await self.submit_list(env, orders)
                 case Replace(change=change):
                     await self.replace(env, change)
                 case Cancel(order_id=order_id):
@@ -127,6 +137,41 @@ class _Router:
         # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
         await self.ctx.forward(env, deps.risk, PlaceOrder(request=request))
+
+    async def submit_list(self, env: Envelope[RouterCommand], request: OrderListRequest) -> None:
+        """Check a whole list, route it to one broker, and send it on through risk.
+
+        A list asked again (same legs, same client order ids) is answered with its
+        legs as the journal has them; a leg id used by a different order is refused.
+        """
+        validate_order_list(request)
+        first = request.legs[0]
+        broker = resolve_broker(
+            msgspec.structs.replace(first, broker=request.broker or first.broker), self.deps
+        )
+        legs = [msgspec.structs.replace(leg, broker=broker) for leg in request.legs]
+        request = msgspec.structs.replace(request, broker=broker, legs=legs)
+        store = await self.deps.journal.get()
+        known: list[Order] = []
+        for leg in legs:
+            assert leg.client_order_id is not None, "the gateway assigns client order ids"
+            existing = await store.get(leg.client_order_id)
+            if existing is None:
+                continue
+            if not _same_order(existing, leg) or (
+                existing.leg is not None and existing.leg.list_id != request.list_id
+            ):
+                raise DuplicateOrder(
+                    f"client_order_id {leg.client_order_id} is already used by a different order",
+                    field="client_order_id",
+                )
+            known.append(existing)
+        if known and len(known) == len(legs) and all(o.status != "pending_new" for o in known):
+            self.ctx.reply(env, known)  # idempotent: the same list, not a second one
+            return
+        self.deps.journal.check_writable()
+        assert env.reply is not None
+        await self.ctx.forward(env, self.deps.risk, PlaceList(request=request))
 
     async def replace(self, env: Envelope[RouterCommand], change: ReplaceRequest) -> None:
         store = await self.deps.journal.get()

@@ -143,8 +143,8 @@ class Mailbox(Generic[M]):
         self._sends = [send for send, _ in channels]
         self._receives = [receive for _, receive in channels]
         self._redeliver = [collections.deque[Envelope[M]]() for _ in range(lanes)]
-        #: Readers of a mailbox with lanes park here until a message arrives.
-        self._arrived = trio.lowlevel.ParkingLot()
+        #: Readers of a mailbox with lanes waiting for a message, with the lanes they read.
+        self._readers: dict[trio.lowlevel.Task, Sequence[int] | None] = {}
         #: Requests taken by the current incarnation and not answered yet.
         self.in_flight: dict[Envelope[M], None] = {}  # an ordered set
         #: The latest messages whose handler crashed the actor (bounded), so an incarnation
@@ -174,9 +174,9 @@ class Mailbox(Generic[M]):
             channel.send_nowait(env)
         except trio.WouldBlock:
             await channel.send(env)
-            self._arrived.unpark_all()
+            self._arrived(env.lane)
         else:
-            self._arrived.unpark_all()
+            self._arrived(env.lane)
             # With room, hand over without yielding: an order crosses three mailboxes,
             # and a scheduler round per hop on the sending side was ~10 % of its CPU.
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -188,7 +188,28 @@ class Mailbox(Generic[M]):
             self._sends[env.lane].send_nowait(env)
         except trio.WouldBlock:
             raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
-        self._arrived.unpark_all()
+        self._arrived(env.lane)
+
+    def _arrived(self, lane: int) -> None:
+        """Wake the readers waiting for ``lane`` (only those: a reader of other lanes
+        would wake for nothing)."""
+        if not self._readers:
+            return
+        for task, lanes in list(self._readers.items()):
+            if lanes is None or lane in lanes:
+                del self._readers[task]
+                trio.lowlevel.reschedule(task)
+
+    async def _wait_for(self, lanes: Sequence[int] | None) -> None:
+        """Sleep until a message arrives in ``lanes`` (all, by default)."""
+        task = trio.lowlevel.current_task()
+        self._readers[task] = lanes
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._readers[task]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _take(self, lanes: Sequence[int] | None) -> Envelope[M] | None:
         """The next queued message of ``lanes`` (all, by default), the lowest lane first."""
@@ -217,7 +238,7 @@ class Mailbox(Generic[M]):
         if len(self._receives) == 1:  # no lanes: the channel wakes its reader itself
             return await self._receives[0].receive()
         while (env := self._take(lanes)) is None:
-            await self._arrived.park()
+            await self._wait_for(lanes)
         return env
 
     def _delivered(self, env: Envelope[M]) -> bool:

@@ -246,3 +246,24 @@ async def test_a_replace_retried_after_a_timeout_is_sent_again_and_applied_once(
     assert [u.order.status for u in log.for_client_id("late-1")].count("replaced") == 1
     (at_tws,) = sim.exchange.orders.values()
     assert (at_tws.order.order_ref, at_tws.order.total_quantity) == ("late-1b", Decimal(11))
+
+
+async def test_after_a_restart_a_replaced_order_works_for_what_was_left_and_keeps_counting(
+    sim: TwsSimulator,
+) -> None:
+    async with streaming_connector(sim) as (connector, log):
+        with trio.fail_after(BOUND):
+            old = await connector.submit(resting("rs-1", 20))
+            await sim.execute(connector.settings.client_id, int(old.id), Decimal(5))
+            await status_of(log, "rs-1", "partially_filled")
+            change = ReplaceRequest(order_id=old.id, limit_price=LIMIT - 1, client_order_id="rs-2")
+            await connector.replace(old, change)
+    await sim.wait_for_session(1, present=False)
+    async with streaming_connector(sim) as (fresh, log):  # knows nothing of the replace
+        with trio.fail_after(BOUND):
+            found = await fresh.get_order_by_client_id("rs-2")
+            await sim.execute(fresh.settings.client_id, int(old.id), Decimal(15))
+            done = await status_of(log, "rs-2", "filled")
+    assert (found.qty, found.filled_qty, found.status) == (Decimal(15), 0, "accepted")
+    assert (done.qty, done.filled_qty) == (Decimal(15), Decimal(15))
+    assert [u.fill.qty for u in log.for_client_id("rs-2") if u.fill] == [Decimal(15)]

@@ -110,10 +110,7 @@ class HttpPool:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=every,
-            timeout=http_timeouts(s),
-            limits=httpx.Limits(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
-            ),
+            timeout=http_timeouts(s),  # limits belong to the plugged-in transport
             follow_redirects=False,
             trust_env=False,
             transport=self._transport,

@@ -509,6 +509,7 @@ class IbConnector:
             replaced_by=None,
         )
         tracked.replace_error = None
+        before, tracked.placed = tracked.placed, placed  # what TWS works on once it takes it
         await self._session.send(placed)
         self._log.info("modify sent", client_order_id=new_coid, order_id=tracked.order_id)
         try:
@@ -524,8 +525,8 @@ class IbConnector:
                 broker=self.name,
             ) from None
         if tracked.replace_error is not None:
+            tracked.placed = before
             raise tracked.replace_error
-        tracked.placed = placed
         return tracked.order
 
     async def cancel(self, order_id: str) -> Order:

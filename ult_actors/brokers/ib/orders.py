@@ -262,6 +262,8 @@ class OrderTracker:
             if msg.client_id == self.client_id:
                 self.untracked_execs[msg.perm_id] = msg
             return []
+        if msg.order_ref and msg.order_ref != tracked.order.client_order_id:
+            return self._earlier_record_fill(tracked, msg)
         fill = None
         if self.emit_fills:
             fill = fill_of(
@@ -285,6 +287,51 @@ class OrderTracker:
             status=status,
             filled_qty=filled,
             avg_fill_price=avg or msg.price,
+        )
+
+    def _earlier_record_fill(
+        self, tracked: TrackedOrder, msg: wire.ExecDetails
+    ) -> list[OrderUpdate]:
+        """A fill under an orderRef the order id had before a modify: an earlier record's.
+
+        Heard late (it crossed the modify), or as history after a restart, when
+        this connection first learns that the order was modified: either way it
+        is not the current record's, which works for what is left.
+        """
+        tracked.note_fills(msg.cum_qty, msg.avg_price)
+        tracked.offset_qty += msg.shares
+        tracked.offset_value += msg.shares * msg.price
+        updates: list[OrderUpdate] = []
+        earlier = self.replaced.get(msg.order_ref)
+        if earlier is not None and self.emit_fills:
+            now = self.now_ns()
+            fill = fill_of(
+                earlier,
+                fill_id=msg.exec_id,
+                qty=msg.shares,
+                price=msg.price,
+                ts=now,
+                side="buy" if msg.side == "BOT" else "sell",
+                broker=self.broker,
+            )
+            earlier = msgspec.structs.replace(
+                earlier, filled_qty=earlier.filled_qty + msg.shares, updated_at=now
+            )
+            self.replaced[msg.order_ref] = earlier
+            updates.append(OrderUpdate(order=earlier, fill=fill, ts=now))
+        assert tracked.placed is not None, "an order placed under two refs was placed or listed"
+        average = tracked.ib_value / tracked.ib_filled if tracked.ib_filled else None
+        filled, avg = tracked.own_fills(tracked.ib_filled, average)
+        status = tracked.order.status
+        if status == "partially_filled" and not filled:
+            status = "accepted"  # the fills it showed were all an earlier record's
+        # Recomputed, not merged: what this record counted as its own was not.
+        return updates + self.set(
+            tracked,
+            status=status,
+            qty=tracked.placed.order.total_quantity - tracked.offset_qty,
+            filled_qty=filled,
+            avg_fill_price=avg,
         )
 
     def on_order_error(self, tracked: TrackedOrder, msg: wire.ErrorMessage) -> list[OrderUpdate]:

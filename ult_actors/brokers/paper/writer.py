@@ -25,14 +25,21 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 from collections.abc import Callable
 
 import trio
-import trio.testing
 
 from ult_actors.brokers.paper.store import MEMORY, Batch, PaperStore
 from ult_actors.errors import BrokerUnavailable
+
+
+def _virtual_clock() -> bool:
+    """Whether trio runs on a ``MockClock`` (never, unless ``trio.testing`` is loaded:
+    importing it only to ask would cost the service megabytes)."""
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
 class _Pending:
@@ -61,8 +68,7 @@ class BatchWriter:
         self.failure: BaseException | None = None
         self._jobs: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        virtual_clock = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-        self._at_once = store.path == MEMORY or virtual_clock
+        self._at_once = store.path == MEMORY or _virtual_clock()
         if not self._at_once:
             self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
             self._thread.daemon = True

@@ -1,0 +1,65 @@
+"""A burst of orders costs each actor on the path one wake-up, not one per order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from tests.actors.harness import paper_service, submit
+
+#: Each actor's task, told by a function its await chain passes through.
+_ACTORS = {
+    "router_actor.<locals>.start": "router",
+    "_Risk.run": "risk",
+    "_Risk.follow_events": "risk events",
+    "_Positions.follow_events": "positions events",
+}
+
+
+def _actor_of(task: trio.lowlevel.Task) -> str | None:
+    """Which actor ``task`` serves, from the coroutines it is suspended in."""
+    coro: object = task.coro
+    if task.coro.cr_code.co_qualname == "_BrokerIncarnation._serve":
+        return "broker orders"  # the task of the orders lane (the other lanes' is run's)
+    found = None
+    while coro is not None:
+        code = getattr(coro, "cr_code", None) or getattr(coro, "ag_code", None)
+        if code is not None and code.co_qualname in _ACTORS:
+            found = _ACTORS[code.co_qualname]  # the innermost one wins
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return found
+
+
+class WakeUps(trio.abc.Instrument):
+    """Scheduler steps per actor."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        actor = _actor_of(task)
+        if actor is not None:
+            self.count[actor] += 1
+
+
+async def test_a_burst_of_orders_wakes_each_actor_on_the_path_once(tmp_path: Path) -> None:
+    async with paper_service(tmp_path) as (svc, _made):
+        await submit(svc, qty=1)  # warm: the first order opens what later ones reuse
+        await trio.testing.wait_all_tasks_blocked()
+        wake_ups = WakeUps()
+        trio.lowlevel.add_instrument(wake_ups)
+        try:
+            async with trio.open_nursery() as clients:
+                for _ in range(50):
+                    clients.start_soon(submit, svc)
+            await trio.testing.wait_all_tasks_blocked()
+        finally:
+            trio.lowlevel.remove_instrument(wake_ups)
+    # The 50 submits reach the router in one round: each mailbox on the path is read in
+    # one go, and the broker's order lane hands them all out at once.
+    assert wake_ups.count["router"] == 1, wake_ups.count
+    assert wake_ups.count["risk"] == 1, wake_ups.count
+    assert wake_ups.count["broker orders"] == 1, wake_ups.count

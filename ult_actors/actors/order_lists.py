@@ -1,0 +1,305 @@
+"""Order lists at the broker: sent as the venue's own list, or held by the service.
+
+**Native** (the connector's ``native_contingencies``): every leg is journaled
+before anything leaves, then the venue gets the whole list in one request;
+legs it holds until triggered are ``held`` there. A lost answer or a list
+asked again is looked up by its first leg's client order id before anything
+is sent again, as for a submit.
+
+**Emulated** (a venue without such lists, e.g. OCO and OTO at OANDA): the
+service holds the contingency, journaled as ``held`` legs and ``Leg`` links,
+and acts on the updates of the legs (``react``):
+
+- a parent (an OTO's parent, a bracket's entry) that fills releases its
+  children sized to what filled: the first release sends the held leg itself,
+  each later fill one more piece (``<child id>.2``, ``.3`` ...), so partial
+  fills release partial children; a parent that ends with nothing filled
+  cancels its held children;
+- one exit of an OCO pair (a bracket's exits are one) that fills cancels its
+  peer, or, filled in part, reduces the peer to what is still left of it
+  (a replace where the venue has one, else a cancel);
+- after a restart ``resume`` runs the same rules over the journal's open legs,
+  so what happened while the service was down is acted on once.
+
+Every order goes out through the broker actor's exactly-once submit, so a
+release or a peer cancel done twice (a redelivery, a resume) is done once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+import msgspec
+import trio
+
+from ult_actors.actors.commands import ReplaceOrder
+from ult_actors.actors.replacing import ReplaceSide
+from ult_actors.brokers.base import Connector, SupportsOrderLists, SupportsReplace
+from ult_actors.errors import InsufficientFunds, InvalidOrder, NotFound, UltError
+from ult_actors.messages import (
+    TERMINAL_STATUSES,
+    Contingency,
+    Leg,
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    ReplaceRequest,
+)
+from ult_actors.order_state import order_from_request, refused, request_of
+from ult_actors.validation import leg_roles, replaced_terms
+
+#: Answers to a list that say the venue refused it: nothing was placed.
+_REFUSALS = (InvalidOrder, InsufficientFunds, NotFound)
+
+
+@dataclass
+class ListSide(ReplaceSide):
+    """What order lists need of their broker actor incarnation, beyond a replace's."""
+
+    #: The exactly-once submit of one order (``leg`` kept on its records).
+    place: Callable[[OrderRequest, Leg | None], Awaitable[Order]]
+    cancel: Callable[[str], Awaitable[Order]]
+    replace: Callable[[ReplaceOrder], Awaitable[Order]]
+
+
+def is_native(connector: Connector, contingency: Contingency) -> bool:
+    """Whether the venue carries this contingency itself."""
+    return (
+        isinstance(connector, SupportsOrderLists) and contingency in connector.native_contingencies
+    )
+
+
+def leg_records(
+    request: OrderListRequest, broker: str, now_ns: int, *, emulated: bool
+) -> list[Order]:
+    """The journal's first record of each leg, linked: role, parent, OCO peer."""
+    coids = [str(leg.client_order_id) for leg in request.legs]
+    assert request.list_id is not None and all(leg.client_order_id for leg in request.legs)
+    roles = leg_roles(request.contingency)
+    triggered = request.contingency in ("bracket", "oto")
+    exits = {"bracket": (1, 2), "oco": (0, 1)}.get(request.contingency)
+    records = []
+    for i, (leg, role) in enumerate(zip(request.legs, roles, strict=True)):
+        parent_id = coids[0] if triggered and i > 0 else None
+        peer_id = None
+        if exits is not None and i in exits:
+            peer_id = coids[exits[1] if i == exits[0] else exits[0]]
+        held = parent_id is not None and emulated
+        order = order_from_request(
+            leg,
+            broker=broker,
+            order_id="",
+            status="held" if held else "pending_new",
+            now_ns=now_ns,
+            outcome="local" if held else "unknown",
+        )
+        link = Leg(
+            list_id=request.list_id,
+            contingency=request.contingency,
+            role=role,
+            parent_id=parent_id,
+            peer_id=peer_id,
+            children=tuple(coids[1:]) if triggered and i == 0 else (),
+            emulated=emulated,
+        )
+        records.append(msgspec.structs.replace(order, leg=link))
+    return records
+
+
+async def place_list(side: ListSide, request: OrderListRequest) -> list[Order]:
+    """Send ``request`` natively where the venue can, else hold it here; every leg back."""
+    if is_native(side.connector, request.contingency):
+        return await _place_native(side, request)
+    return await _place_emulated(side, request)
+
+
+async def _place_native(side: ListSide, request: OrderListRequest) -> list[Order]:
+    connector = side.connector
+    assert isinstance(connector, SupportsOrderLists)
+    records = leg_records(request, side.name, side.now_ns(), emulated=False)
+    first = records[0].client_order_id
+    journaled = await side.store.get(first)
+    if journaled is not None:
+        # Asked again (a retry, a redelivery after a crash): it may be at the venue.
+        found = await side.lookup(first)
+        if found is None and journaled.status == "pending_new":
+            await trio.sleep(side.settle_grace_s)  # sent moments ago: it may still land
+            found = await side.lookup(first)
+        if found is not None:
+            return await _merge_found(side, records)
+        if journaled.status != "pending_new":
+            return [await side.known(r.client_order_id) or r for r in records]
+    else:
+        for record in records:
+            await side.store.record(record, event="submit")  # durable before it leaves
+    try:
+        legs = await connector.submit_list(request)
+    except _REFUSALS as exc:
+        await _refuse_all(side, records, exc)
+        raise
+    except UltError as exc:
+        await trio.sleep(side.settle_grace_s)
+        if await side.lookup(first) is None:
+            await _refuse_all(side, records, exc)
+            raise
+        return await _merge_found(side, records)
+    return [
+        await side.track(
+            msgspec.structs.replace(leg, outcome="definitive", leg=leg.leg or record.leg)
+        )
+        for leg, record in zip(legs, records, strict=True)
+    ]
+
+
+async def _merge_found(side: ListSide, records: list[Order]) -> list[Order]:
+    """The venue has the list: each leg as the venue has it (or as journaled)."""
+    result = []
+    for record in records:
+        found = await side.lookup(record.client_order_id)
+        if found is None:
+            result.append(await side.known(record.client_order_id) or record)
+        else:
+            found = msgspec.structs.replace(
+                found, outcome="definitive", leg=found.leg or record.leg
+            )
+            result.append(await side.track(found))
+    return result
+
+
+async def _refuse_all(side: ListSide, records: list[Order], exc: UltError) -> None:
+    for record in records:
+        current = await side.known(record.client_order_id) or record
+        if current.status in ("pending_new", "held"):
+            await side.track(refused(current, exc, side.now_ns()))
+
+
+async def _place_emulated(side: ListSide, request: OrderListRequest) -> list[Order]:
+    records = leg_records(request, side.name, side.now_ns(), emulated=True)
+    # Held legs first: once a parent is out, its children must already be on record.
+    for record in records:
+        if record.status == "held" and await side.store.get(record.client_order_id) is None:
+            await side.store.record(record, event="held")
+    result = []
+    for record, leg in zip(records, request.legs, strict=True):
+        if record.status == "held":
+            result.append(await side.known(record.client_order_id) or record)
+        else:
+            result.append(await side.place(leg, record.leg))
+    for order in result:
+        if order.leg is not None and order.status not in ("held", "pending_new"):
+            await react(side, order)  # it may have filled inside the submit
+    return result
+
+
+async def react(side: ListSide, order: Order) -> None:
+    """Act on a change of an emulated leg: release children, cancel or reduce the peer."""
+    leg = order.leg
+    if leg is None or not leg.emulated:
+        return
+    if leg.role in ("entry", "parent"):
+        await _release_children(side, order)
+    if leg.peer_id is not None and order.filled_qty > 0 and order.status != "held":
+        await _reduce_peer(side, order, leg.peer_id)
+
+
+async def resume(side: ListSide, open_orders: list[Order]) -> None:
+    """After a restart: apply the rules to every open emulated leg and its parent."""
+    for order in open_orders:
+        leg = order.leg
+        if leg is None or not leg.emulated:
+            continue
+        if order.status == "held" and leg.parent_id is not None:
+            parent = await side.known(leg.parent_id)
+            if parent is not None:
+                await react(side, parent)
+        else:
+            await react(side, order)
+            if leg.peer_id is not None:
+                peer = await _current(side, leg.peer_id)
+                if peer is not None and peer.filled_qty > 0:
+                    await react(side, peer)
+
+
+async def _release_children(side: ListSide, parent: Order) -> None:
+    leg = parent.leg
+    assert leg is not None
+    children = [
+        o
+        for o in [await side.known(c) for c in leg.children]
+        if o is not None and o.leg is not None and o.leg.parent_id == parent.client_order_id
+    ]
+    if parent.filled_qty == 0:
+        if parent.status in TERMINAL_STATUSES:
+            for child in children:
+                if child.status == "held":
+                    await side.track(_canceled(child, "its parent ended unfilled", side.now_ns()))
+        return
+    pieces = {c.client_order_id: await _released(side, c) for c in children}
+    for child in children:
+        released, count = pieces[child.client_order_id]
+        want = parent.filled_qty - released  # a child is sized to what its parent filled
+        if want <= 0:
+            continue
+        suffix = "" if count == 0 else f".{count + 1}"
+        peer = child.leg.peer_id if child.leg else None
+        assert child.leg is not None
+        piece_leg = msgspec.structs.replace(
+            child.leg, peer_id=None if peer is None else f"{peer}{suffix}"
+        )
+        request = msgspec.structs.replace(
+            request_of(child), qty=want, client_order_id=f"{child.client_order_id}{suffix}"
+        )
+        await side.place(request, piece_leg)
+
+
+async def _released(side: ListSide, child: Order) -> tuple[Decimal, int]:
+    """(quantity of ``child`` sent so far, pieces sent)."""
+    if child.status == "held":
+        return Decimal(0), 0
+    total, count = child.qty, 1
+    while (piece := await side.known(f"{child.client_order_id}.{count + 1}")) is not None:
+        total += piece.qty
+        count += 1
+    return total, count
+
+
+async def _current(side: ListSide, coid: str) -> Order | None:
+    """An order by client order id, following replaces to the one that carries on."""
+    order = await side.known(coid)
+    while order is not None and order.status == "replaced" and order.replaced_by:
+        order = await side.known(order.replaced_by)
+    return order
+
+
+async def _reduce_peer(side: ListSide, order: Order, peer_id: str) -> None:
+    peer = await _current(side, peer_id)
+    if peer is None or peer.status in TERMINAL_STATUSES or peer.status == "held":
+        return
+    mine_left = order.qty - order.filled_qty if order.status not in TERMINAL_STATUSES else 0
+    peer_left = peer.qty - peer.filled_qty
+    try:
+        if mine_left <= 0:
+            await side.cancel(peer.id or peer.client_order_id)
+        elif peer_left > mine_left:
+            if not isinstance(side.connector, SupportsReplace):
+                await side.cancel(peer.id or peer.client_order_id)
+                return
+            change = ReplaceRequest(
+                order_id=peer.client_order_id,
+                qty=peer.filled_qty + mine_left,
+                client_order_id=f"{peer.client_order_id}.r",
+            )
+            await side.replace(
+                ReplaceOrder(order=peer, change=change, terms=replaced_terms(peer, change))
+            )
+    except UltError:
+        # Filled or canceled meanwhile: its own update comes and settles the pair.
+        return
+
+
+def _canceled(order: Order, reason: str, now_ns: int) -> Order:
+    return msgspec.structs.replace(
+        order, status="canceled", reject_reason=reason, outcome="definitive", updated_at=now_ns
+    )
