@@ -336,6 +336,8 @@ class HealthSnapshot(_Value, frozen=True):
     degraded: list[str] = msgspec.field(default_factory=list)
     #: Log lines dropped since start because the log stream did not keep up.
     log_lines_dropped: int = 0
+    #: Open legs of order lists the service holds itself (emulated), by broker.
+    emulated_legs: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------

@@ -103,6 +103,8 @@ class Service:
     adopted_unjournaled: dict[str, int] = field(default_factory=dict)
     #: Log lines dropped so far (``serve`` points it at its log writer).
     log_lines_dropped: Callable[[], int] = lambda: 0
+    #: Open legs of emulated order lists by broker (each broker actor keeps its count).
+    emulated_legs: dict[str, int] = field(default_factory=dict)
     #: The front door for IPC: made from the mailboxes and this service's health.
     gateway: ServiceGateway = field(init=False)
 
@@ -150,6 +152,7 @@ class Service:
             broker_trading=self.broker_trading(),
             degraded=self.degraded(),
             log_lines_dropped=self.log_lines_dropped(),
+            emulated_legs={b: n for b, n in sorted(self.emulated_legs.items()) if n},
         )
 
     def broker_trading(self) -> dict[str, TradingSetting]:
@@ -217,6 +220,7 @@ class _Brokers:
     actors: dict[str, str] = field(default_factory=dict)
     #: The service's, filled in by broker actors.
     adopted_unjournaled: dict[str, int] = field(default_factory=dict)
+    emulated_legs: dict[str, int] = field(default_factory=dict)
 
 
 def build_service(
@@ -301,6 +305,7 @@ def build_service(
         state_dir=state_dir,
         now_ns=now_ns,
         adopted_unjournaled=brokers.adopted_unjournaled,
+        emulated_legs=brokers.emulated_legs,
     )
     for extra in extra_children or []:
         root.add_child(extra(service))
@@ -360,6 +365,7 @@ def _broker_actors(
             concurrency=64,
             reconcile=reconcile,
             on_adopted_unjournaled=brokers.adopted_unjournaled.__setitem__,
+            on_emulated_legs=brokers.emulated_legs.__setitem__,
         )
         child_id = f"broker.{entry.name}"
         brokers.actors[child_id] = entry.name

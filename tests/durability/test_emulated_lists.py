@@ -182,3 +182,14 @@ async def test_a_release_cut_short_by_a_crash_is_done_at_start(tmp_path: Path) -
         released = await status_of(svc, "k-1", "accepted")
         assert (released.qty, released.side) == (Decimal(10), "sell")
         assert venue.submits == 1
+
+
+async def test_health_counts_the_legs_the_service_holds(tmp_path: Path) -> None:
+    venue = FakeVenue()
+    async with running(config(tmp_path), venue) as svc:
+        assert svc.health().emulated_legs == {}
+        await submit_list(svc, named(OTO, "p-1", "k-1"))
+        assert svc.health().emulated_legs == {"fake": 2}
+        await svc.gateway.handle(Cancel(id=next(_ids), order_id="p-1"))
+        await status_of(svc, "k-1", "canceled")
+        assert svc.health().emulated_legs == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,9 +12,17 @@ import trio
 import trio.testing
 
 from tests.fakes import FakeConnector, FakeVenue
-from ult_actors.brokers.base import Connector
+from ult_actors.actors.order_lists import is_native
+from ult_actors.brokers.base import Connector, SupportsOrderLists, SupportsReplace
 from ult_actors.errors import BrokerUnavailable, RateLimited
-from ult_actors.messages import OrderRequest, OrderUpdate
+from ult_actors.messages import (
+    Contingency,
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    OrderUpdate,
+    ReplaceRequest,
+)
 from ult_actors.testing.connector import (
     SUBMIT_FAULTS,
     FaultPlan,
@@ -161,3 +170,131 @@ async def test_query_faults_fail_queries_before_they_reach_the_venue(tmp_path: P
         assert drawn["op"] == "positions"
         reached = drawn["kind"] == "slow"
         assert ("injected" not in str(failed.value)) == reached, drawn
+
+
+class _Plain(FakeConnector):
+    """A venue without replaces (``None`` marks a protocol method as absent)."""
+
+    replace = None  # type: ignore[assignment]
+
+
+class _Lists(FakeConnector):
+    """A venue that carries OCOs itself (each leg placed as a plain order) and replaces."""
+
+    native_contingencies: frozenset[Contingency] = frozenset({"oco"})
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        return [await self.submit(leg) for leg in request.legs]
+
+
+class _ListsOnly(_Lists):
+    replace = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("inner_class", [_Plain, FakeConnector, _ListsOnly, _Lists])
+def test_the_wrapper_claims_exactly_the_capabilities_of_the_connector_it_wraps(
+    inner_class: type[FakeConnector],
+) -> None:
+    inner = inner_class("fake", FakeVenue())
+    conn = FaultyConnector(inner, FaultPlan())
+    assert isinstance(conn, FaultyConnector) and isinstance(conn, Connector)
+    assert isinstance(conn, SupportsReplace) == isinstance(inner, SupportsReplace)
+    assert isinstance(conn, SupportsOrderLists) == isinstance(inner, SupportsOrderLists)
+    # The service decides native or emulated through the wrapper as it would without it.
+    assert is_native(conn, "oco") == is_native(inner, "oco")
+    assert is_native(conn, "bracket") is False
+
+
+def resting(coid: str) -> OrderRequest:
+    return OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal(5), type="limit",
+        limit_price=Decimal(90), client_order_id=coid,
+    )  # fmt: skip
+
+
+async def outcome_of(call: Awaitable[object]) -> str:
+    try:
+        await call
+    except RateLimited:
+        return "429"
+    except BrokerUnavailable:
+        return "unavailable"
+    except RuntimeError:
+        return "crash"
+    return "ok"
+
+
+_APPLIED = {
+    "drop": ("unavailable", 0),
+    "http_5xx": ("unavailable", 0),
+    "http_429": ("429", 0),
+    "slow": ("ok", 1),
+    "lose_reply": ("unavailable", 1),
+    "actor_crash": ("crash", 1),
+}
+
+
+async def test_drawn_faults_break_a_replace_as_they_break_a_submit(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    plan = FaultPlan(seed=7, rate=1.0, log_path=log)
+    venue = FakeVenue()
+    inner = FakeConnector("fake", venue)
+    conn = FaultyConnector(inner, plan)
+    assert isinstance(conn, SupportsReplace)
+    seen = []
+    for i in range(60):
+        old = await inner.submit(resting(f"r{i}"))
+        change = ReplaceRequest(
+            order_id=old.client_order_id, qty=Decimal(3), client_order_id=f"r{i}.r"
+        )
+        before = venue.replaces
+        outcome = await outcome_of(conn.replace(old, change))
+        drawn = json.loads(log.read_text().splitlines()[-1])
+        assert drawn["op"] == "replace"
+        assert (outcome, venue.replaces - before) == _APPLIED[drawn["kind"]], drawn
+        seen.append(drawn["kind"])
+    assert set(seen) == set(SUBMIT_FAULTS)
+
+
+async def test_drawn_faults_break_an_order_list_as_they_break_a_submit(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    plan = FaultPlan(seed=9, rate=1.0, log_path=log)
+    venue = FakeVenue()
+    conn = FaultyConnector(_Lists("fake", venue), plan)
+    assert isinstance(conn, SupportsOrderLists) and conn.native_contingencies == {"oco"}
+    seen = []
+    for i in range(60):
+        request = OrderListRequest(
+            contingency="oco", legs=[resting(f"a{i}"), resting(f"b{i}")], list_id=f"l{i}"
+        )
+        before = venue.submits
+        outcome = await outcome_of(conn.submit_list(request))
+        drawn = json.loads(log.read_text().splitlines()[-1])
+        assert drawn["op"] == "submit_list"
+        expected_outcome, applied = _APPLIED[drawn["kind"]]
+        assert (outcome, venue.submits - before) == (expected_outcome, 2 * applied), drawn
+        seen.append(drawn["kind"])
+    assert set(seen) == set(SUBMIT_FAULTS)
+
+
+async def test_crash_after_apply_and_the_gate_hold_replaces_too() -> None:
+    plan = FaultPlan()
+    venue = FakeVenue()
+    inner = FakeConnector("fake", venue)
+    conn = FaultyConnector(inner, plan)
+    assert isinstance(conn, SupportsReplace)
+    old = await inner.submit(resting("g1"))
+    plan.gate = trio.Event()
+    change = ReplaceRequest(order_id="g1", qty=Decimal(4), client_order_id="g1.r")
+    plan.crash_after_apply = 1
+    async with trio.open_nursery() as nursery:
+
+        async def replace() -> None:
+            with pytest.raises(RuntimeError, match="injected"):
+                await conn.replace(old, change)
+
+        nursery.start_soon(replace)
+        await trio.testing.wait_all_tasks_blocked()
+        assert venue.replaces == 0
+        plan.gate.set()
+    assert venue.replaces == 1 and "g1.r" in venue.by_client

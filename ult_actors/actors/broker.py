@@ -127,6 +127,8 @@ class BrokerActorDeps:
     #: Told (broker, how many) when the journal had no order of this broker at start while
     #: the broker held some (a deleted or new journal): they were adopted.
     on_adopted_unjournaled: Callable[[str, int], None] = lambda _broker, _count: None
+    #: Told (broker, how many) whenever the number of open emulated list legs changes.
+    on_emulated_legs: Callable[[str, int], None] = lambda _broker, _count: None
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -166,6 +168,8 @@ class _BrokerIncarnation:
         self.halt_reason = ""
         #: Emulated order lists change one at a time (a release or a peer cancel each).
         self.list_lock = trio.Lock()
+        #: Open legs of emulated lists (the service holds their contingency), for health.
+        self.emulated_open: set[str] = set()
 
     async def run(self) -> None:
         try:
@@ -274,6 +278,7 @@ class _BrokerIncarnation:
             OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
         )
         if merged.leg is not None and merged.leg.emulated:
+            self._count_emulated(merged)
             self.nursery.start_soon(self._react, merged)
         return merged
 
@@ -428,7 +433,11 @@ class _BrokerIncarnation:
                 case ReplaceOrder():
                     result = await self._replace(msg)
                 case PlaceList(request=order_list):
-                    result = await place_list(await self._list_side(), order_list)
+                    legs = await place_list(await self._list_side(), order_list)
+                    for leg in legs:
+                        if leg.leg is not None and leg.leg.emulated:
+                            self._count_emulated(leg)
+                    result = legs
                 case CloseOut():
                     side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
                     result = await close_out(side, msg)
@@ -573,8 +582,21 @@ class _BrokerIncarnation:
     async def _resume_lists(self) -> None:
         """After a start: act on what happened to emulated lists while we were away."""
         store = await self.deps.journal.get()
+        open_orders = await store.non_terminal(self.name)
+        for order in open_orders:
+            if order.leg is not None and order.leg.emulated:
+                self._count_emulated(order)
         async with self.list_lock:
-            await resume(await self._list_side(), await store.non_terminal(self.name))
+            await resume(await self._list_side(), open_orders)
+
+    def _count_emulated(self, order: Order) -> None:
+        before = len(self.emulated_open)
+        if order.status in TERMINAL_STATUSES:
+            self.emulated_open.discard(order.client_order_id)
+        else:
+            self.emulated_open.add(order.client_order_id)
+        if len(self.emulated_open) != before:
+            self.deps.on_emulated_legs(self.name, len(self.emulated_open))
 
     async def _react(self, order: Order) -> None:
         """An emulated list's leg changed: act on it, one list change at a time."""

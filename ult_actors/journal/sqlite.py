@@ -10,15 +10,15 @@ for a timer. ``linger_s`` optionally holds a batch open a little longer;
 thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``python -m bench.journal``
 compares them. ``record_soon()`` queues a write the same way without
-waiting for it (the brokers' news about orders already sent); what is
-queued at close is committed before the file closes.
+waiting for it (the brokers' news about orders already sent); a batch of
+only such news waits up to ``sync_interval_s`` for the next ``record`` (a
+``submit``) to share its commit, so it never puts a commit in front of an
+order; what is queued at close is committed before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) commits without an
-fsync, so a ``kill -9`` loses nothing, and a ``WalSyncer`` thread fsyncs
-the WAL ``sync_interval_s`` after a commit (a machine crash loses at most
-that much); ``"full"`` fsyncs every commit, and a batch of only the
-brokers' news waits up to ``sync_interval_s`` for the next awaited record
-(a ``submit``) to join it, so an order's path holds one fsync, its own.
+fsync, so a ``kill -9`` loses nothing committed, and a ``WalSyncer`` thread
+fsyncs the WAL ``sync_interval_s`` after a commit (a machine crash loses at
+most that much); ``"full"`` fsyncs every commit: one per batch of submits.
 
 Memory is bounded whatever the journal's size: it holds every order not yet
 final, the ``cache_size`` most recently written orders, the records not yet
@@ -27,7 +27,7 @@ committed, and a fixed-size filter of the client order ids ever journaled
 for nearly every new id. Anything else is read from the file (its primary
 key and indexes), off the trio thread. The file is the truth: the memory is
 rebuilt from it on open. Records written but not yet committed are visible
-to ``get``, and to ``list_orders`` for orders already in the file.
+to ``get`` and ``list_orders``.
 
 One process at a time: the journal takes an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory is refused
@@ -256,8 +256,8 @@ class SqliteStore:
     ) -> None:
         self.path = path
         self.synchronous = synchronous
-        #: ``normal``: the WAL is fsynced this long after a commit. ``full``: the brokers'
-        #: news (``record_soon``) waits this long at most for a ``record`` to share a commit.
+        #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
+        #: share its commit; with ``normal``, the WAL is fsynced this long after a commit.
         self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
@@ -523,6 +523,7 @@ class SqliteStore:
         coid = order.client_order_id
         self._seen.add(coid)
         self._brokers.add(order.broker)
+        self._unwritten.pop(coid, None)  # re-inserted: newest last
         self._unwritten[coid] = order
         self._open.pop(coid, None)
         if order.status in OPEN_STATUSES:
@@ -577,8 +578,7 @@ class SqliteStore:
             while not self._queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
-            if self.synchronous == "full":
-                await self._news_waits_for_a_record()
+            await self._news_waits_for_a_record()
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
             batch = self._queue.popleft()
@@ -603,9 +603,9 @@ class SqliteStore:
             batch.done.set()
 
     async def _news_waits_for_a_record(self) -> None:
-        """With an fsync per commit: a batch of only the brokers' news waits up to
-        ``sync_interval_s`` for a record someone waits for (the next ``submit``), so the
-        two share one fsync and the news never puts a second fsync on an order's path."""
+        """A batch of only the brokers' news waits up to ``sync_interval_s`` for a record
+        someone waits for (the next ``submit``): the two share one commit (one fsync with
+        ``full``), and the news never puts a commit in front of an order."""
         head = self._queue[0]
         with trio.move_on_after(self.sync_interval_s):
             while not head.waited and len(self._queue) == 1:
@@ -741,9 +741,12 @@ class SqliteStore:
                 ).fetchall()
             return [_decode_order(row[0]) for row in rows]
 
+        # Not committed yet (news waiting for a commit, or held while the disk is full):
+        # the latest changes of all, and the file has an older state of them or none.
+        newest = [o for o in reversed(self._unwritten.values()) if broker in (None, o.broker)]
         listed = await self._read(read)
-        # Held while the disk is full: the file has an older state of these orders.
-        return [self._unwritten.get(o.client_order_id, o) for o in listed]
+        pending = {o.client_order_id for o in newest}
+        return [*newest, *(o for o in listed if o.client_order_id not in pending)][:limit]
 
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final, oldest change first."""

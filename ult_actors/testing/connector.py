@@ -24,6 +24,13 @@ Fault kinds on a call:
 - ``lose_reply``: the broker applied the order, then the reply was lost;
 - ``actor_crash``: the broker actor crashes right after the order was applied;
 - ``stream_drop``: the update stream is cut, which restarts the broker actor.
+
+A replace and an order list are broken as a submit is (gate, drawn faults,
+``crash_after_apply``). The wrapper offers them only where the connector it
+wraps does: ``FaultyConnector(inner, plan)`` is built as the subclass with
+exactly ``inner``'s capabilities, so the service's ``isinstance`` checks of
+``SupportsReplace`` / ``SupportsOrderLists`` answer through the wrapper as
+they would without it.
 """
 
 from __future__ import annotations
@@ -31,13 +38,25 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import trio
 
-from ult_actors.brokers.base import Connector, UpdateSink
+from ult_actors.brokers.base import Connector, SupportsOrderLists, SupportsReplace, UpdateSink
 from ult_actors.errors import BrokerUnavailable, RateLimited
-from ult_actors.messages import Account, Order, OrderRequest, Position
+from ult_actors.messages import (
+    Account,
+    Contingency,
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    Position,
+    ReplaceRequest,
+)
+
+T = TypeVar("T")
 
 #: Relative weights of the fault kinds drawn on a submit.
 SUBMIT_FAULTS = {
@@ -107,7 +126,17 @@ class FaultPlan:
 
 
 class FaultyConnector:
-    """A connector that breaks calls to the one it wraps, as its ``FaultPlan`` says."""
+    """A connector that breaks calls to the one it wraps, as its ``FaultPlan`` says.
+
+    Constructing it yields the subclass that has ``replace`` and ``submit_list``
+    exactly when ``inner`` has them.
+    """
+
+    def __new__(cls, inner: Connector, plan: FaultPlan) -> FaultyConnector:
+        if cls is FaultyConnector:
+            key = (isinstance(inner, SupportsReplace), isinstance(inner, SupportsOrderLists))
+            cls = _BY_CAPABILITIES[key]
+        return super().__new__(cls)
 
     def __init__(self, inner: Connector, plan: FaultPlan) -> None:
         self.inner = inner
@@ -132,12 +161,13 @@ class FaultyConnector:
     async def disconnect(self) -> None:
         await self.inner.disconnect()
 
-    async def submit(self, request: OrderRequest) -> Order:
+    async def _applied(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call`` (one that places or changes orders) broken as a submit is."""
         if self.plan.gate is not None:
             await self.plan.gate.wait()
-        kind = self.plan.roll("submit", SUBMIT_FAULTS)
+        kind = self.plan.roll(op, SUBMIT_FAULTS)
         await self._fail(kind, " before the order")
-        order = await self.inner.submit(request)
+        result = await call()
         if kind == "lose_reply":
             raise BrokerUnavailable("injected: reply lost after the order was applied")
         if kind == "actor_crash":
@@ -145,7 +175,10 @@ class FaultyConnector:
         if self.plan.crash_after_apply > 0:
             self.plan.crash_after_apply -= 1
             raise RuntimeError("injected: connection reset after the venue took the order")
-        return order
+        return result
+
+    async def submit(self, request: OrderRequest) -> Order:
+        return await self._applied("submit", lambda: self.inner.submit(request))
 
     async def cancel(self, order_id: str) -> Order:
         await self._fail(self.plan.roll("cancel", QUERY_FAULTS), "")
@@ -201,3 +234,37 @@ class FaultyConnector:
         await pulled.wait()
         plan.pull = trio.Event()
         raise BrokerUnavailable("injected: update stream cut", broker=self.name)
+
+
+class _FaultyReplace(FaultyConnector):
+    """The wrapper of a connector whose venue replaces orders."""
+
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        inner: Any = self.inner  # a SupportsReplace, as __new__ chose this class
+        return await self._applied("replace", lambda: inner.replace(order, change))
+
+
+class _FaultyLists(FaultyConnector):
+    """The wrapper of a connector whose venue carries order lists."""
+
+    @property
+    def native_contingencies(self) -> frozenset[Contingency]:
+        """The wrapped connector's, unchanged."""
+        inner: Any = self.inner
+        return frozenset(inner.native_contingencies)
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        inner: Any = self.inner
+        return await self._applied("submit_list", lambda: inner.submit_list(request))
+
+
+class _FaultyReplaceAndLists(_FaultyReplace, _FaultyLists):
+    """The wrapper of a connector with both capabilities."""
+
+
+_BY_CAPABILITIES: dict[tuple[bool, bool], type[FaultyConnector]] = {
+    (False, False): FaultyConnector,
+    (True, False): _FaultyReplace,
+    (False, True): _FaultyLists,
+    (True, True): _FaultyReplaceAndLists,
+}

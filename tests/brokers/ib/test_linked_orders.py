@@ -148,6 +148,9 @@ async def test_a_bracket_waits_held_and_its_canceled_entry_cancels_the_exits(
                 await status_of(log, coid, "canceled")
     assert [o.status for o in legs] == ["accepted", "held", "held"]
     assert {o.leg.list_id for o in legs if o.leg} == {"bx"}
+    entry_leg, tp_leg = legs[0].leg, legs[1].leg
+    assert entry_leg is not None and entry_leg.children == ("bx-tp", "bx-sl")
+    assert tp_leg is not None and (tp_leg.parent_id, tp_leg.peer_id) == ("bx-in", "bx-sl")
     assert [o.order.parent_id for o in sim.exchange.orders.values()] == [0, *[int(legs[0].id)] * 2]
 
 

@@ -24,18 +24,25 @@ CANCEL_WITH_BLOCK = 1
 
 def list_legs(request: OrderListRequest, list_id: str) -> list[Leg]:
     """Each leg's place in the list, in ``request.legs`` order."""
-    roles = leg_roles(request.contingency)
-    head = request.legs[0].client_order_id
-    return [
-        Leg(
-            list_id=list_id,
-            contingency=request.contingency,
-            role=role,
-            # An OCO's exits work at once; every other leg but the first waits for it.
-            parent_id=head if i > 0 and request.contingency != "oco" else None,
+    coids = [leg.client_order_id for leg in request.legs]
+    # A bracket's exits and an OCO's pair cancel each other; every other leg but the
+    # first waits for it (an OCO's exits work at once).
+    triggered = request.contingency != "oco"
+    exits = (1, 2) if request.contingency == "bracket" else (0, 1) if not triggered else ()
+    legs = []
+    for i, role in enumerate(leg_roles(request.contingency)):
+        peer = exits[1 - exits.index(i)] if i in exits else None
+        legs.append(
+            Leg(
+                list_id=list_id,
+                contingency=request.contingency,
+                role=role,
+                parent_id=coids[0] if triggered and i > 0 else None,
+                peer_id=coids[peer] if peer is not None else None,
+                children=tuple(c for c in coids[1:] if c) if triggered and i == 0 else (),
+            )
         )
-        for i, role in enumerate(roles)
-    ]
+    return legs
 
 
 def list_orders(

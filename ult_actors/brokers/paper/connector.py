@@ -182,6 +182,8 @@ class PaperConnector:
         if exchange is None:
             await trio.lowlevel.checkpoint_if_cancelled()
             return
+        if venue is not None and exchange.writer.failure is None:
+            venue.save_prices()
         last = venue.staged_seq if venue is not None else 0
         try:
             if venue is not None and exchange.writer.failure is None:

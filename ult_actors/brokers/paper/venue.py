@@ -263,11 +263,21 @@ class PaperVenue:
         self._commit()
 
     def tick(self) -> None:
-        """One step of the clock: move every price, expire day orders, match resting orders."""
+        """One step of the clock: move every price, expire day orders, match resting orders.
+
+        Prices that moved and nothing else are written with the venue's next
+        change (or ``save_prices``): an idle account costs no write per tick,
+        and a crash only takes the market back a few steps of its walk.
+        """
         self.feed.step()
         self._dirty_prices.update(self.feed.known())
         self._expire_day_orders()
         self._match_resting(None)
+        if self._dirty or self._fills:
+            self._commit()
+
+    def save_prices(self) -> None:
+        """Write the prices that moved since the last write (before closing)."""
         self._commit()
 
     # -- matching ---------------------------------------------------------------

@@ -489,6 +489,7 @@ admin endpoints (same port, no token; the Alpaca simulator's fault vocabulary):
   GET    /_sim/faults       armed faults        DELETE /_sim/faults   disarm all
   POST   /_sim/stream/drop  cut every open stream now
   POST   /_sim/prices       {"EUR_USD": "1.09000"} or {"EUR_USD": {"bid": ..., "ask": ...}}
+                            (optional "liquidity": units offered; fewer fill orders in part)
   POST   /_sim/tick         one step of the price walk
   GET    /_sim/state        counters, armed and fired faults
 example: curl -X POST 127.0.0.1:8620/_sim/faults -d '{"kind": "status", "status": 503}'

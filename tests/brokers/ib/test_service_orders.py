@@ -1,9 +1,12 @@
-"""A replace at TWS through the whole service: journal, broker actor, connector, simulator.
+"""Replaces and order lists at TWS through the whole service: journal, broker actor,
+connector, simulator.
 
 TWS modifies in place (one order id); the service still journals a
 replacement under its own client order id, linked both ways, with the fill
 before the modify kept on the old order. A modify that TWS reads only after
-the order filled is refused naming the state, and the fill is journaled.
+the order filled is refused naming the state, and the fill is journaled. A
+bracket goes to TWS as TWS's own (parent and children), and the journal
+follows it: exits held, then working, the take-profit canceled by the stop.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import pytest
 import trio
 
 from tests.brokers.ib.harness import BOUND, settings
+from ult_actors.client import bracket_request, oco_request
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import NotReplaceable
 from ult_actors.messages import (
     OrderReply,
     OrderRequest,
+    OrdersReply,
     OrderUpdate,
     Replace,
     ReplaceRequest,
     Submit,
+    SubmitList,
 )
 from ult_actors.service import Service, build_service
 from ult_actors.sim.ib import TwsSimulator
@@ -141,3 +147,55 @@ async def test_a_modify_tws_reads_after_the_fill_is_refused_and_the_fill_journal
     assert old is not None and (old.status, old.filled_qty) == ("filled", Decimal(10))
     assert new is not None and new.status == "rejected"  # journaled, never working
     assert [o.status for o in sim.exchange.orders.values()] == ["Filled"]
+
+
+async def test_a_bracket_through_the_service_is_tws_s_own_and_the_journal_follows_it(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    price = sim.exchange.price("AAPL")
+    request = bracket_request(
+        "AAPL", "buy", 10, take_profit=price + 50, stop_loss=price - 50, list_id="sb"
+    )
+    async with service(sim, tmp_path) as svc:
+        events = svc.bus.subscribe()
+        with trio.fail_after(BOUND):
+            reply = await svc.gateway.handle(SubmitList(id=1, orders=request))
+            assert isinstance(reply, OrdersReply), reply
+            entry, take_profit, stop_loss = (o.client_order_id for o in reply.orders)
+            await until_update(events, entry, status="filled")
+            await sim.set_price("AAPL", price - 60)  # through the stop
+            await until_update(events, stop_loss, status="filled")
+            await until_update(events, take_profit, status="canceled")
+            store = await svc.journal.get()
+            journaled = [await store.get(c) for c in (entry, take_profit, stop_loss)]
+    at_tws = {o.order.order_ref: o.order.parent_id for o in sim.exchange.orders.values()}
+    entry_id = int(reply.orders[0].id)
+    assert at_tws == {entry: 0, take_profit: entry_id, stop_loss: entry_id}  # TWS's own bracket
+    assert [o.status if o else None for o in journaled] == ["filled", "canceled", "filled"]
+    assert all(o is not None and o.leg is not None and not o.leg.emulated for o in journaled)
+
+
+async def test_an_oco_through_the_service_is_one_tws_oca_group(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    price = sim.exchange.price("AAPL")
+    request = oco_request("AAPL", "sell", 10, take_profit=price + 50, stop_loss=price - 50)
+    async with service(sim, tmp_path) as svc:
+        events = svc.bus.subscribe()
+        with trio.fail_after(BOUND):
+            bought = OrderRequest(
+                symbol="AAPL", side="buy", qty=Decimal(10), client_order_id="so-0"
+            )
+            await svc.gateway.handle(Submit(id=1, order=bought, wait=True))
+            reply = await svc.gateway.handle(SubmitList(id=2, orders=request))
+            assert isinstance(reply, OrdersReply), reply
+            take_profit, stop_loss = (o.client_order_id for o in reply.orders)
+            await sim.set_price("AAPL", price + 60)  # through the take-profit
+            await until_update(events, take_profit, status="filled")
+            await until_update(events, stop_loss, status="canceled")
+    groups = {
+        o.order.order_ref: (o.order.oca_group, o.order.oca_type)
+        for o in sim.exchange.orders.values()
+    }
+    list_id = reply.orders[0].leg.list_id if reply.orders[0].leg else None
+    assert groups == {"so-0": ("", 0), take_profit: (list_id, 1), stop_loss: (list_id, 1)}
