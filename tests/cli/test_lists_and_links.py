@@ -74,6 +74,16 @@ def test_an_order_shows_its_list_role_and_replace_links() -> None:
     ("argv", "says"),
     [
         (["replace", "c-1"], "nothing to change: give --qty, --limit-price, --stop-price or --tif"),
+        (["submit", "AAPL", "buy", "1", "--take-profit", "200"],
+         "a bracket needs both --take-profit and --stop-loss"),
+        (["submit", "AAPL", "buy", "1", "--take-profit", "200", "--stop-loss", "150", "--wait"],
+         "--wait: not for a bracket"),
+        (["submit", "AAPL", "buy", "1", "--type", "stop", "--stop-price", "191",
+          "--take-profit", "200", "--stop-loss", "150"],
+         "a bracket's entry is a market or limit order"),
+        (["oco", "AAPL", "sell", "1", "--take-profit", "200"], "--stop-loss"),
+        (["oto", "AAPL", "buy", "1"], "--then SIDE QTY [terms] is required"),
+        (["oto", "AAPL", "buy", "1", "--then", "sell"], "the following arguments are required: qty"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2_and_say_what_is_missing(

@@ -29,7 +29,11 @@ service:
   sim alpaca|oanda|ib   run a loopback simulator of a broker API
 
 client (talk to a running service; all take --socket and --json):
-  submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...)
+  submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...);
+                        with --take-profit P --stop-loss P a bracket: the order and its exits
+  oco SYMBOL SIDE QTY   two exits, one fill cancels the other (--take-profit, --stop-loss)
+  oto SYMBOL SIDE QTY [terms] --then SIDE QTY [terms]
+                        a child order sent once its parent fills
   replace ID            change a working order (--qty, --limit-price, --stop-price, --tif)
   cancel ID             cancel by order id or client order id
   close SYMBOL          close one position (its open orders canceled first; --broker B)
