@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from ult_actors.cli.main import main
-from ult_actors.cli.tables import Style, order_detail, orders_table
-from ult_actors.messages import Leg, Order
+from ult_actors.cli.tables import Style, event_line, order_detail, orders_table
+from ult_actors.messages import Leg, Order, OrderUpdate
 
 
 def _order(coid: str, **fields: object) -> Order:
@@ -68,6 +68,15 @@ def test_an_order_shows_its_list_role_and_replace_links() -> None:
     assert fields["list"] == "bracket L-1"
     assert fields["role"] == "take_profit (after e fills)"
     assert (fields["replaces"], fields["replaced by"]) == ("tp", "tp3")
+
+
+def test_an_order_event_names_its_list_and_replace_links() -> None:
+    update = OrderUpdate(order=_order("tp2", status="accepted", leg=_leg("take_profit", "e"),
+                                      replaces="tp"), ts=0)  # fmt: skip
+    assert event_line(update, Style(False)).endswith(
+        "accepted 0/2  (bracket L-1 take_profit after e; replaces tp)"
+    )
+    assert event_line(OrderUpdate(order=PLAIN, ts=0), Style(False)).endswith("accepted 0/2")
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tests.cli.conftest import AlpacaService
+from ult_actors.testing.process import UltProcess, run_ult
 
 
 def _legs(done: Any) -> list[dict[str, Any]]:
@@ -101,3 +102,19 @@ def test_an_oto_takes_the_parent_before_then_and_the_child_after(alpaca: AlpacaS
         "held", "child", "oto-parent"
     )  # fmt: skip
     assert parent["leg"]["list_id"] == child["leg"]["list_id"]
+
+
+def test_health_counts_the_open_legs_of_lists_the_service_emulates() -> None:
+    # The paper broker has no native lists (yet): the service holds the bracket's exits.
+    with UltProcess.serve() as service:
+        service.start()
+        sock = ("--socket", str(service.socket))
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {}
+        placed = run_ult("submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",
+                         "--tif", "gtc", "--take-profit", "2", "--stop-loss", "0.5", *sock)  # fmt: skip
+        assert placed.returncode == 0, placed.stderr
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {
+            "paper": 3
+        }
+        human = run_ult("health", *sock).stdout.splitlines()
+        assert "open legs of order lists the service emulates: paper 3" in human
