@@ -64,10 +64,11 @@ import msgspec
 import trio
 
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
+from ult_actors.journal.costs import read_cost_inputs
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.journal.wal_sync import WalSyncer
 from ult_actors.lockfile import open_lock_file
-from ult_actors.messages import OPEN_STATUSES, Order
+from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
 
 T = TypeVar("T")
@@ -90,6 +91,11 @@ _APPEND = (
 # the file must be able to grow, not only rewrite a page in place.
 _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
+# A fill reported twice (a replayed stream, a reconnect) is kept once.
+_ADD_FILL = (
+    "INSERT OR IGNORE INTO fills (broker, fill_id, client_order_id, symbol, ts, body)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
 
@@ -226,10 +232,11 @@ class _SeenFilter:
 class _Batch:
     """Records that commit in one transaction; everyone waiting on it wakes together."""
 
-    __slots__ = ("done", "error", "rows", "waited")
+    __slots__ = ("done", "error", "fills", "rows", "waited")
 
     def __init__(self) -> None:
         self.rows: list[_Row] = []
+        self.fills: list[Fill] = []
         self.done = trio.Event()
         self.error: BaseException | None = None
         #: Someone waits for it (a ``record``), not only ``record_soon`` news.
@@ -276,6 +283,8 @@ class SqliteStore:
         self.unavailable: str | None = None
         #: Brokers' news recorded while unavailable, latest per order, oldest first.
         self._held: dict[str, _Row] = {}
+        #: Fills recorded while unavailable, oldest first.
+        self._held_fills: list[Fill] = []
         self._availability = trio.Event()
         #: Transactions committed and records written, for benchmarks and health.
         self.commits = 0
@@ -416,7 +425,9 @@ class SqliteStore:
         while self._queue and self.unavailable is None and self._failed is None:
             batch = self._queue[0]
             try:
-                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+                await self._committer.run(
+                    functools.partial(self._write_rows, batch.rows, fills=batch.fills)
+                )
             except Exception:
                 return  # the rest fails below; reconciliation settles those orders on start
             self._queue.popleft()
@@ -456,6 +467,24 @@ class SqliteStore:
             raise Internal(f"a {event!r} record must be durable before the order leaves")
         self._enqueue(order, event, waited=False)
 
+    def record_fill(self, fill: Fill) -> None:
+        """Store one execution once (keyed by broker and fill id), committed with the
+        next batch like ``record_soon``; held in memory while the file cannot be written."""
+        if self._failed is not None or self._closed:
+            raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+        if self.unavailable is not None:
+            self._held_fills.append(fill)
+            return
+        self._open_batch().fills.append(fill)
+        self._wake.set()
+
+    def _open_batch(self) -> _Batch:
+        batch = self._queue[-1] if self._queue else None
+        if batch is None or len(batch.rows) + len(batch.fills) >= self.max_batch:
+            batch = _Batch()
+            self._queue.append(batch)
+        return batch
+
     def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
         """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
         if self._failed is not None or self._closed:
@@ -468,10 +497,7 @@ class SqliteStore:
         if self.unavailable is not None:
             self._hold(row)
             return None
-        batch = self._queue[-1] if self._queue else None
-        if batch is None or len(batch.rows) >= self.max_batch:
-            batch = _Batch()
-            self._queue.append(batch)
+        batch = self._open_batch()
         batch.rows.append(row)
         batch.waited = batch.waited or waited
         self._wake.set()
@@ -543,7 +569,9 @@ class SqliteStore:
         if order.id and coid not in self._open:
             self._by_order_id.pop(order.id, None)
 
-    def _write_rows(self, rows: list[_Row], *, probe: bool = False) -> None:
+    def _write_rows(
+        self, rows: list[_Row], *, fills: list[Fill] | None = None, probe: bool = False
+    ) -> None:
         conn = self._wconn
         assert conn is not None
         if self._wal_syncer is not None and self._wal_syncer.last_error is not None:
@@ -568,6 +596,14 @@ class SqliteStore:
         try:
             conn.executemany(_APPEND, events)
             conn.executemany(_UPSERT, latest.values())
+            if fills:
+                conn.executemany(
+                    _ADD_FILL,
+                    [
+                        (f.broker, f.fill_id, f.client_order_id, f.symbol, f.ts, _encode(f))
+                        for f in fills
+                    ],
+                )
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -591,12 +627,15 @@ class SqliteStore:
                 await trio.sleep(self.linger_s)
             batch = self._queue.popleft()
             try:
-                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+                await self._committer.run(
+                    functools.partial(self._write_rows, batch.rows, fills=batch.fills)
+                )
             except Exception as exc:
                 outage = _is_outage(exc)
                 for failed in (batch, *self._queue):
                     if outage:
                         self._settle_failed(failed.rows)
+                        self._held_fills.extend(failed.fills)
                     failed.error = exc
                     failed.done.set()
                 self._queue.clear()
@@ -631,8 +670,9 @@ class SqliteStore:
         while self.unavailable is not None:
             await trio.sleep(self.probe_interval_s)
             rows = list(self._held.values())
+            fills = list(self._held_fills)
             try:
-                write = functools.partial(self._write_rows, rows, probe=True)
+                write = functools.partial(self._write_rows, rows, fills=fills, probe=True)
                 await self._committer.run(write)
             except Exception as exc:
                 if not _is_outage(exc):
@@ -644,8 +684,9 @@ class SqliteStore:
                 coid = row[3].client_order_id
                 if self._held.get(coid) is row:  # unless held again meanwhile
                     del self._held[coid]
+            del self._held_fills[: len(fills)]  # later ones were appended after these
             self._committed(rows)
-            if not self._held:
+            if not self._held and not self._held_fills:
                 self._set_unavailable(None)
 
     def _forget_written(self, rows: list[_Row]) -> None:
@@ -759,6 +800,14 @@ class SqliteStore:
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final, oldest change first."""
         return [o for o in self._open.values() if broker is None or o.broker == broker]
+
+    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
+        """Read on a connection of its own, off the trio thread: a long report never
+        holds up the service's own reads. What was recorded before the call is committed
+        first (unless the file cannot be written: then the report lacks the held news)."""
+        if self._queue and self.unavailable is None:
+            await self._queue[-1].done.wait()
+        return await trio.to_thread.run_sync(read_cost_inputs, self.path, query)
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""
