@@ -99,7 +99,7 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
     tmp_path: Path,
 ) -> None:
     async with running_sim(heartbeat_s=0.1) as sim:
-        settings = settings_for(sim, heartbeat_timeout_s=1.0)
+        settings = settings_for(sim, stale_after_s=1.0)
         cfg = ServiceConfig(
             service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
             brokers=[BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings)],
