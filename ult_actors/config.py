@@ -131,9 +131,11 @@ class JournalSection(_Section):
 
     enabled: bool = True
     path: str = ""
-    #: normal: a commit is not fsynced (a ``kill -9`` loses nothing) and the WAL is
-    #: fsynced ``sync_interval_ms`` later, off the order's path; full: every commit is.
+    #: normal: a commit is not fsynced (a ``kill -9`` loses nothing committed) and the
+    #: WAL is fsynced ``sync_interval_ms`` later, off the order's path; full: every
+    #: commit is.
     synchronous: Literal["full", "normal"] = "normal"
+    #: Also how long the brokers' news waits, at most, to share a new order's commit.
     sync_interval_ms: SyncIntervalMs = 50
 
 

@@ -63,6 +63,9 @@ TradingState = Literal["active", "reducing", "halted"]
 #: Who set a trading state: a person (``ult trading-state``, the kill switch), the
 #: service itself (for a cause it lifts once the cause is gone), or the configuration.
 SetBy = Literal["person", "service", "config"]
+#: Where an order's arrival price came from: the venue's quote when the service received
+#: the order, or (no quote to hand) the last trade price the service had seen.
+ArrivalSource = Literal["venue_quote", "last_trade"]
 
 TERMINAL_STATUSES: frozenset[str] = frozenset(
     {"filled", "canceled", "rejected", "expired", "lost", "replaced"}
@@ -156,6 +159,10 @@ class Order(_Value, frozen=True):
     replaced_by: str | None = None
     #: Set on a leg of an order list: which list, and its place in it.
     leg: Leg | None = None
+    #: The symbol's price when the service received the order (what its slippage is
+    #: measured against), and where that price came from; ``None``: none was to hand.
+    arrival_price: Decimal | None = None
+    arrival_source: ArrivalSource | None = None
 
     @property
     def ref(self) -> str:
@@ -181,6 +188,16 @@ class Fill(_Value, frozen=True):
     price: Decimal
     commission: Decimal = Decimal(0)
     ts: int = 0
+    #: Other costs of this execution, named as the venue names them (``exchange``,
+    #: ``regulatory``, ``financing``, ``half_spread`` ...); positive is a cost.
+    fees: dict[str, Decimal] = msgspec.field(default_factory=dict)
+    #: Currency of ``commission`` and ``fees``; ``None``: the account's own.
+    fee_currency: str | None = None
+
+    @property
+    def total_fees(self) -> Decimal:
+        """Commission plus every named fee: what this execution cost beyond its price."""
+        return self.commission + sum(self.fees.values(), Decimal(0))
 
 
 class Position(_Value, frozen=True):
@@ -506,6 +523,32 @@ class Subscribe(_Tagged, frozen=True, tag="subscribe"):
     )
 
 
+#: How a cost report groups orders.
+ReportGrouping = Literal["order", "symbol", "broker", "day"]
+
+
+class ReportQuery(_Value, frozen=True):
+    """Which orders a cost report covers and how it groups them.
+
+    ``since_ns``/``until_ns`` bound the orders' creation time (UTC ns, until
+    exclusive); ``with_orders`` adds each order's figures (for charts).
+    """
+
+    since_ns: int | None = None
+    until_ns: int | None = None
+    broker: BrokerName | None = None
+    symbol: str | None = None
+    by: ReportGrouping = "symbol"
+    with_orders: bool = False
+
+
+class GetReport(_Tagged, frozen=True, tag="get_report"):
+    """Transaction costs of the journaled orders: fees, slippage, shortfall, fill times."""
+
+    id: int
+    query: ReportQuery = msgspec.field(default_factory=ReportQuery)
+
+
 class Ping(_Tagged, frozen=True, tag="ping"):
     """Liveness check."""
 
@@ -527,6 +570,7 @@ Request = (
     | ClosePosition
     | Flatten
     | Subscribe
+    | GetReport
     | Ping
 )
 
@@ -570,6 +614,71 @@ class HealthReply(_Tagged, frozen=True, tag="health"):
     health: HealthSnapshot
 
 
+class OrderCost(_Value, frozen=True):
+    """What one order cost.
+
+    Signed so that positive is a cost: ``slippage_bps`` is the average fill
+    price against the arrival price, in basis points of the arrival price;
+    ``shortfall`` (implementation shortfall, in the quote currency) is
+    ``price_impact`` (fills against arrival) + ``fees`` + ``opportunity``
+    (the unfilled rest against arrival, priced at the symbol's last fill
+    the journal had when the order ended). Figures that need an arrival
+    price are ``None`` without one.
+    """
+
+    client_order_id: str
+    broker: str
+    symbol: str
+    side: Side
+    status: OrderStatus
+    created_at: int
+    qty: Decimal
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+    notional: Decimal
+    fees: Decimal
+    arrival_price: Decimal | None
+    arrival_source: ArrivalSource | None
+    slippage_bps: float | None
+    price_impact: Decimal | None
+    opportunity: Decimal | None
+    shortfall: Decimal | None
+    first_fill_s: float | None
+    last_fill_s: float | None
+
+
+class CostRow(_Value, frozen=True):
+    """One group of a cost report (an order, a symbol, a broker or a UTC day)."""
+
+    key: str
+    orders: int
+    filled_qty: Decimal
+    notional: Decimal
+    fees: Decimal
+    slippage_bps_p50: float | None
+    slippage_bps_p90: float | None
+    shortfall: Decimal
+    fill_time_p50_s: float | None
+    fill_time_p90_s: float | None
+
+
+class CostReport(_Value, frozen=True):
+    """A cost report: its query, one row per group, and (``with_orders``) every order."""
+
+    query: ReportQuery
+    rows: list[CostRow]
+    orders: list[OrderCost] = msgspec.field(default_factory=list)
+    #: Orders the query matched (rows may be fewer: one per group).
+    total_orders: int = 0
+
+
+class ReportReply(_Tagged, frozen=True, tag="report"):
+    """A cost report."""
+
+    id: int
+    report: CostReport
+
+
 class OkReply(_Tagged, frozen=True, tag="ok"):
     """The request was done; ``detail`` says what, for humans."""
 
@@ -602,6 +711,7 @@ Reply = (
     | PositionsReply
     | AccountsReply
     | HealthReply
+    | ReportReply
     | OkReply
     | ErrorReply
     | EventMessage

@@ -202,7 +202,13 @@ def apply_update(current: Order | None, new: Order) -> Order:
         return new
     if is_local_verdict(current) and new.id and new.status != "lost":
         # The broker's record of an order we had given up on: it wins over our guess.
-        return msgspec.structs.replace(new, created_at=current.created_at, outcome="definitive")
+        return msgspec.structs.replace(
+            new,
+            created_at=current.created_at,
+            outcome="definitive",
+            arrival_price=current.arrival_price,
+            arrival_source=current.arrival_source,
+        )
     if current.status in TERMINAL_STATUSES:
         if new.status in TERMINAL_STATUSES and new.status != current.status:
             raise IllegalTransition(

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from ult_actors.cli.main import main
-from ult_actors.cli.tables import Style, order_detail, orders_table
-from ult_actors.messages import Leg, Order
+from ult_actors.cli.tables import Style, event_line, order_detail, orders_table
+from ult_actors.messages import Leg, Order, OrderUpdate
 
 
 def _order(coid: str, **fields: object) -> Order:
@@ -70,10 +70,29 @@ def test_an_order_shows_its_list_role_and_replace_links() -> None:
     assert (fields["replaces"], fields["replaced by"]) == ("tp", "tp3")
 
 
+def test_an_order_event_names_its_list_and_replace_links() -> None:
+    update = OrderUpdate(order=_order("tp2", status="accepted", leg=_leg("take_profit", "e"),
+                                      replaces="tp"), ts=0)  # fmt: skip
+    assert event_line(update, Style(False)).endswith(
+        "accepted 0/2  (bracket L-1 take_profit after e; replaces tp)"
+    )
+    assert event_line(OrderUpdate(order=PLAIN, ts=0), Style(False)).endswith("accepted 0/2")
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
         (["replace", "c-1"], "nothing to change: give --qty, --limit-price, --stop-price or --tif"),
+        (["submit", "AAPL", "buy", "1", "--take-profit", "200"],
+         "a bracket needs both --take-profit and --stop-loss"),
+        (["submit", "AAPL", "buy", "1", "--take-profit", "200", "--stop-loss", "150", "--wait"],
+         "--wait: not for a bracket"),
+        (["submit", "AAPL", "buy", "1", "--type", "stop", "--stop-price", "191",
+          "--take-profit", "200", "--stop-loss", "150"],
+         "a bracket's entry is a market or limit order"),
+        (["oco", "AAPL", "sell", "1", "--take-profit", "200"], "--stop-loss"),
+        (["oto", "AAPL", "buy", "1"], "--then SIDE QTY [terms] is required"),
+        (["oto", "AAPL", "buy", "1", "--then", "sell"], "the following arguments are required: qty"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2_and_say_what_is_missing(

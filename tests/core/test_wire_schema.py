@@ -36,6 +36,8 @@ ORDER = m.Order(
     avg_fill_price=Decimal("10.2"),
     created_at=1,
     updated_at=2,
+    arrival_price=Decimal("10.1"),
+    arrival_source="venue_quote",
 )
 FILL = m.Fill(
     fill_id="f-1",
@@ -47,6 +49,8 @@ FILL = m.Fill(
     qty=Decimal("1"),
     price=Decimal("10.2"),
     ts=3,
+    fees={"exchange": Decimal("0.01")},
+    fee_currency="USD",
 )
 POSITION = m.Position(
     broker="paper",
@@ -87,11 +91,13 @@ ORDER_JSON = (
     '"qty":"2","type":"limit","time_in_force":"day","status":"partially_filled",'
     '"limit_price":"10.25","stop_price":null,"extended_hours":false,"filled_qty":"1",'
     '"avg_fill_price":"10.2","created_at":1,"updated_at":2,"reject_reason":null,'
-    '"outcome":"definitive","origin":"client","replaces":null,"replaced_by":null,"leg":null}'
+    '"outcome":"definitive","origin":"client","replaces":null,"replaced_by":null,"leg":null,'
+    '"arrival_price":"10.1","arrival_source":"venue_quote"}'
 )
 FILL_JSON = (
     '{"fill_id":"f-1","order_id":"o-1","client_order_id":"c-1","broker":"paper",'
-    '"symbol":"AAPL","side":"buy","qty":"1","price":"10.2","commission":"0","ts":3}'
+    '"symbol":"AAPL","side":"buy","qty":"1","price":"10.2","commission":"0","ts":3,'
+    '"fees":{"exchange":"0.01"},"fee_currency":"USD"}'
 )
 POSITION_JSON = (
     '{"broker":"paper","symbol":"AAPL","qty":"-3","avg_entry_price":"9.5",'
@@ -155,6 +161,11 @@ REQUESTS: list[tuple[Any, str]] = [
         m.Subscribe(id=12),
         '{"kind":"subscribe","id":12,"topics":["orders","fills","health","positions","risk"]}',
     ),
+    (
+        m.GetReport(id=16, query=m.ReportQuery(since_ns=1, broker="paper", by="day")),
+        '{"kind":"get_report","id":16,"query":{"since_ns":1,"until_ns":null,"broker":"paper",'
+        '"symbol":null,"by":"day","with_orders":false}}',
+    ),
     (m.Ping(id=13), '{"kind":"ping","id":13}'),
 ]
 EVENTS: list[tuple[Any, str]] = [
@@ -186,6 +197,34 @@ EVENTS: list[tuple[Any, str]] = [
 ]
 REPLIES: list[tuple[Any, str]] = [
     (m.OrderReply(id=1, order=ORDER), f'{{"kind":"order","id":1,"order":{ORDER_JSON}}}'),
+    (
+        m.ReportReply(
+            id=9,
+            report=m.CostReport(
+                query=m.ReportQuery(),
+                rows=[
+                    m.CostRow(
+                        key="AAPL",
+                        orders=1,
+                        filled_qty=Decimal("1"),
+                        notional=Decimal("10.2"),
+                        fees=Decimal("0.01"),
+                        slippage_bps_p50=99.0,
+                        slippage_bps_p90=99.0,
+                        shortfall=Decimal("0.11"),
+                        fill_time_p50_s=0.5,
+                        fill_time_p90_s=0.5,
+                    )
+                ],
+                total_orders=1,
+            ),
+        ),
+        '{"kind":"report","id":9,"report":{"query":{"since_ns":null,"until_ns":null,'
+        '"broker":null,"symbol":null,"by":"symbol","with_orders":false},"rows":[{"key":"AAPL",'
+        '"orders":1,"filled_qty":"1","notional":"10.2","fees":"0.01","slippage_bps_p50":99.0,'
+        '"slippage_bps_p90":99.0,"shortfall":"0.11","fill_time_p50_s":0.5,'
+        '"fill_time_p90_s":0.5}],"orders":[],"total_orders":1}}',
+    ),
     (m.OrdersReply(id=2, orders=[ORDER]), f'{{"kind":"orders","id":2,"orders":[{ORDER_JSON}]}}'),
     (
         m.PositionsReply(id=3, positions=[POSITION]),
@@ -283,3 +322,14 @@ def test_wire_bytes_unchanged(union: Any, msg: Any, expected: str) -> None:
     packed = msgspec.msgpack.encode(msg)
     assert packed == msgspec.msgpack.encode(msgspec.json.decode(expected))
     assert msgspec.msgpack.decode(packed, type=union) == msg
+
+
+def test_orders_and_fills_from_before_costs_still_decode() -> None:
+    """Journals and clients hold orders and fills written before arrival prices and
+    fees existed: they decode, with none of either."""
+    old_order = ORDER_JSON.replace(',"arrival_price":"10.1","arrival_source":"venue_quote"', "")
+    old_fill = FILL_JSON.replace(',"fees":{"exchange":"0.01"},"fee_currency":"USD"', "")
+    order = msgspec.json.decode(old_order, type=m.Order)
+    fill = msgspec.json.decode(old_fill, type=m.Fill)
+    assert (order.arrival_price, order.arrival_source) == (None, None)
+    assert (fill.fees, fill.fee_currency, fill.total_fees) == ({}, None, Decimal(0))

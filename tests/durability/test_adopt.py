@@ -20,7 +20,16 @@ import trio
 import trio.testing
 
 from tests.brokers.alpaca import harness as alpaca_harness
-from tests.durability.harness import FAST, OpenOrderCalls, at_venue, config, order, paper_account
+from tests.durability.harness import (
+    FAST,
+    FlakyConnector,
+    OpenOrderCalls,
+    at_venue,
+    config,
+    order,
+    paper_account,
+    running,
+)
 from tests.fakes import FakeConnector, FakeVenue
 from tests.service_harness import one_broker_config
 from ult_actors.actors.reconcile import ReconcilePolicy, reconcile_stuck
@@ -202,6 +211,31 @@ async def _place_elsewhere(port: int, coid: str, **order: str) -> None:
             json={**body, **order},
         )
     assert answer.status_code == 200, answer.text
+
+
+async def test_a_partly_filled_order_the_sweep_adopts_is_counted_by_risk_and_positions(
+    tmp_path: Path,
+) -> None:
+    venue = FakeVenue("fake")
+    async with running(config(tmp_path), venue) as svc:
+        events = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate))
+        FlakyConnector.mute_stream = True  # only the sweep can find it
+        at_venue(
+            venue,
+            order(
+                "web-3", "partially_filled", oid="b-3", type="limit", limit_price=Decimal(1),
+                filled_qty=Decimal(4), avg_fill_price=Decimal(1),
+            ),
+        )  # fmt: skip
+        with trio.fail_after(10):
+            update = await events.receive()
+        assert isinstance(update, OrderUpdate)
+        assert (update.order.client_order_id, update.order.origin) == ("web-3", "adopted")
+        await trio.testing.wait_all_tasks_blocked()  # risk and positions have read it
+        assert svc.risk_state.open_orders["web-3"].qty == Decimal(6)  # what may still fill
+        # From the event: the broker's position report (pulled at start) had nothing yet.
+        held = {(p.symbol, p.qty) for p in svc.book.positions("fake")}
+        assert held == {("AAPL", Decimal(4))}
 
 
 async def test_a_fill_of_another_clients_order_on_the_stream_is_adopted_and_counted(

@@ -29,7 +29,11 @@ async def test_each_resend_is_in_the_history_and_the_order_is_sent_once(tmp_path
         assert isinstance(reply, OrderReply) and reply.order.status == "filled"
         store = await svc.journal.get()
         assert isinstance(store, SqliteStore)
-        history = [(e.event, e.order.status) for e in await store.history("re-1")]
+        history: list[tuple[str, str]] = []
+        with trio.fail_after(10):  # the fill is journaled in the background, soon after
+            while not history or history[-1] != ("update", "filled"):
+                await trio.sleep(0.01)
+                history = [(e.event, e.order.status) for e in await store.history("re-1")]
         assert history[:3] == [
             ("submit", "pending_new"),
             ("resend", "pending_new"),

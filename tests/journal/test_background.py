@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import trio
@@ -12,6 +13,8 @@ import trio.testing
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.errors import Internal
 from ult_actors.journal.sqlite import open_sqlite_store
+
+Sync = Literal["full", "normal"]
 
 
 def event_rows(path: Path, coid: str) -> list[tuple[str, str]]:
@@ -75,9 +78,10 @@ async def test_a_record_an_order_needs_before_it_leaves_is_never_made_soon(
         assert await store.get("c-1") is None
 
 
-async def test_with_full_sync_the_news_shares_the_next_submits_commit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_the_news_shares_the_next_submits_commit(tmp_path: Path, synchronous: Sync) -> None:
     path = tmp_path / "journal.db"
-    async with open_sqlite_store(path, synchronous="full", sync_interval_s=60.0) as store:
+    async with open_sqlite_store(path, synchronous=synchronous, sync_interval_s=60.0) as store:
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
             store.record_soon(order("c-1", "filled", oid="b-1"))
@@ -85,16 +89,33 @@ async def test_with_full_sync_the_news_shares_the_next_submits_commit(tmp_path: 
             assert rows_on_disk(path) == {"c-1": "pending_new"}  # waiting for company
             await store.record(order("c-2"), event="submit")
         assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
-        assert store.commits == 2  # one fsync per submit; the fill rode along
+        assert store.commits == 2  # one commit (and fsync) per submit; the fill rode along
 
 
-async def test_with_full_sync_news_alone_is_committed_within_the_interval(
-    tmp_path: Path,
-) -> None:
+async def test_news_alone_is_committed_within_the_interval(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    async with open_sqlite_store(path, synchronous="full", sync_interval_s=0.01) as store:
+    async with open_sqlite_store(path, sync_interval_s=0.01) as store:
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
             store.record_soon(order("c-1", "filled", oid="b-1"))
             while rows_on_disk(path) != {"c-1": "filled"}:
                 await trio.sleep(0.005)
+
+
+async def test_an_order_known_only_from_news_not_yet_committed_is_listed_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            await store.record(order("c-2", broker="alpaca"), event="submit")
+        # An order the service never sent (a position closed by the broker itself,
+        # an adopted one): news only, no submit record to commit it with.
+        store.record_soon(order("close-1", "filled", oid="b-9"))
+        store.record_soon(order("c-1", "accepted", oid="b-1"))
+        assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new"}
+        listed = [(o.client_order_id, o.status) for o in await store.list_orders()]
+        assert listed == [("c-1", "accepted"), ("close-1", "filled"), ("c-2", "pending_new")]
+        paper = await store.list_orders(broker="paper", limit=2)
+        assert [o.client_order_id for o in paper] == ["c-1", "close-1"]

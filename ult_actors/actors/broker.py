@@ -91,6 +91,7 @@ from ult_actors.order_state import (
     request_of,
 )
 from ult_actors.recent import Recent
+from ult_actors.report.arrival import ArrivalPrices
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
@@ -159,6 +160,8 @@ class _BrokerIncarnation:
         )
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
         self.fills_published: Recent[str, None] = Recent(_MAX_TRACKED)
+        #: Stamps new orders with the price to hand (what their slippage is measured by).
+        self.arrivals = ArrivalPrices(self.connector)
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
@@ -259,6 +262,9 @@ class _BrokerIncarnation:
         execution = fill.fill if fill is not None else None
         if execution is not None and not self.fills_published.add(execution.fill_id):
             execution = None  # published already
+        if execution is not None:
+            store.record_fill(execution)  # with its fees, for cost reports
+            self.arrivals.saw(execution)
         if merged is current:
             if execution is not None and merged is not None:
                 # The state came first (in the submit reply); the execution still
@@ -499,7 +505,7 @@ class _BrokerIncarnation:
                 return known  # the broker reported it meanwhile
         if known is None:
             now = self.deps.now_ns()
-            known = _pending(request, self.deps.name, now)
+            known = self.arrivals.stamp(_pending(request, self.deps.name, now))
             if leg is not None or held is not None:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
             await store.record(known, event="submit")  # durable before it leaves

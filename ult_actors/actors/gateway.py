@@ -38,6 +38,7 @@ from ult_actors.messages import (
     GetHealth,
     GetOrder,
     GetPositions,
+    GetReport,
     HealthReply,
     HealthSnapshot,
     ListOrders,
@@ -52,6 +53,7 @@ from ult_actors.messages import (
     PositionsReply,
     Replace,
     Reply,
+    ReportReply,
     Request,
     SetKillSwitch,
     SetTradingState,
@@ -60,6 +62,7 @@ from ult_actors.messages import (
     Subscribe,
     TradingStateChanged,
 )
+from ult_actors.report import build_report
 from ult_actors.runtime import (
     ActorCrashed,
     ActorUnavailable,
@@ -193,6 +196,12 @@ class ServiceGateway:
                     timeout=self.submit_timeout_s,
                 )
                 return OrdersReply(id=request.id, orders=orders)
+            case GetReport(id=request_id, query=query):
+                store = await self.journal.get()
+                orders, fills = await store.cost_inputs(query)
+                # CPU-bound over a big journal: off the trio thread, like the read.
+                report = await trio.to_thread.run_sync(build_report, orders, fills, query)
+                return ReportReply(id=request_id, report=report)
             case Ping(id=request_id):
                 return OkReply(id=request_id, detail="pong")
             case Subscribe():

@@ -3,7 +3,8 @@
 Other actors reach the store through a ``JournalSlot``: it waits while the
 journal actor (re)opens the store, so a restart of the journal delays writers
 instead of losing their records. The store records each order's latest state;
-a write returns only once the record is durable.
+``record`` returns only once the record is durable (what must be on disk before
+an order leaves), ``record_soon`` at once (the brokers' news, committed soon).
 
 A store that cannot be written (disk full) stays open: the journal actor shows
 ``failed`` in health with the reason while it lasts and ``running`` again once

@@ -38,10 +38,11 @@ from ult_actors.client import (
     OutcomeUnknown,
     ServiceUnreachable,
     SubscriptionLost,
+    order_request,
 )
 from ult_actors.errors import ConfigError, NotFound, UltError
 from ult_actors.ipc.paths import resolve_socket
-from ult_actors.messages import Order
+from ult_actors.messages import Order, OrderRequest
 from ult_actors.validation import PLAIN_DECIMAL
 
 TIFS = ["day", "gtc", "ioc", "fok", "opg", "cls"]
@@ -178,20 +179,51 @@ def _add_order(p: argparse.ArgumentParser) -> None:
     _add_terms(p)
 
 
+def _add_exits(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument(
+        "--take-profit", required=required, metavar="P", help="the take-profit's limit price"
+    )
+    p.add_argument("--stop-loss", required=required, metavar="P", help="the stop-loss's stop price")
+    p.add_argument(
+        "--stop-limit", metavar="P", help="make the stop-loss a stop-limit with this limit price"
+    )
+
+
+def _add_list_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", help="broker connection (default: by routing rules)")
+    p.add_argument(
+        "--list-id", help="the list's id and idempotency key (default: made by the client)"
+    )
+
+
+def _show_list(legs: Sequence[Order], out: Output) -> int:
+    """Every leg of a list; exit 1 if the list was refused (a leg rejected or lost)."""
+    _show_rows(out, "orders", legs, orders_table)
+    return EXIT_FAILED if any(_order_exit(leg, False) for leg in legs) else EXIT_OK
+
+
 def submit_main(argv: list[str]) -> int:
-    """``ult submit SYMBOL SIDE QTY [...]``: place an order."""
+    """``ult submit SYMBOL SIDE QTY [...]``: place an order, or a bracket."""
     p = _parser(
         "submit",
         "Place an order. Prints the order; exit 1 if it was rejected. Without --wait,"
         " --timeout is also the order's deadline: the service does not send it later, and"
-        " a timeout names the client order id to look up (`ult order ID`).",
+        " a timeout names the client order id to look up (`ult order ID`). With"
+        " --take-profit and --stop-loss it places a bracket: the order (market or limit)"
+        " with a take-profit limit and a stop-loss on the other side, working once it"
+        " fills; the fill of one exit cancels the other. Every leg is printed.",
     )
     p.add_argument("symbol")
     _add_order(p)
     p.add_argument("--extended-hours", action="store_true")
     p.add_argument("--broker", help="broker connection (default: by routing rules)")
     p.add_argument("--wait", action="store_true", help="wait until the order is terminal")
+    _add_exits(p, required=False)
+    p.add_argument("--list-id", help="a bracket's id and idempotency key")
     args = p.parse_args(argv)
+    if args.take_profit or args.stop_loss or args.stop_limit or args.list_id:
+        _check_bracket(p, args)
+        return _run(args, _submit_bracket)
 
     def run(c: Client, a: argparse.Namespace, out: Output) -> int:
         order = c.submit(
@@ -212,6 +244,115 @@ def submit_main(argv: list[str]) -> int:
         return _order_exit(order, a.wait)
 
     return _run(args, run)
+
+
+def _check_bracket(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors of a bracket: both exits, a market or limit entry, no single-order options."""
+    if not (args.take_profit and args.stop_loss):
+        p.error("a bracket needs both --take-profit and --stop-loss")
+    if args.type not in ("market", "limit") or args.stop_price:
+        p.error("a bracket's entry is a market or limit order (--stop-loss sets the exit's stop)")
+    single = {"--wait": args.wait, "--extended-hours": args.extended_hours,
+              "--client-order-id": args.client_order_id}  # fmt: skip
+    if given := [name for name, value in single.items() if value]:
+        p.error(
+            f"{', '.join(given)}: not for a bracket (each leg gets its own client order id;"
+            " --list-id names the list)"
+        )
+
+
+def _submit_bracket(c: Client, a: argparse.Namespace, out: Output) -> int:
+    legs = c.bracket(
+        a.symbol, a.side, a.qty, take_profit=a.take_profit, stop_loss=a.stop_loss,
+        stop_limit=a.stop_limit, type=a.type, limit_price=a.limit_price, time_in_force=a.tif,
+        broker=a.broker, list_id=a.list_id, timeout=a.timeout,
+    )  # fmt: skip
+    return _show_list(legs, out)
+
+
+def oco_main(argv: list[str]) -> int:
+    """``ult oco SYMBOL SIDE QTY --take-profit P --stop-loss P``: two exits, one cancels the other."""
+    p = _parser(
+        "oco",
+        "Place two exits on SIDE (sell leaves a long, buy covers a short): a take-profit"
+        " limit and a stop-loss (stop, or stop-limit with --stop-limit); the fill of one"
+        " cancels the other. Both legs are printed; exit 1 if the list was rejected.",
+    )
+    p.add_argument("symbol")
+    p.add_argument("side", choices=["buy", "sell"])
+    p.add_argument("qty")
+    _add_exits(p, required=True)
+    p.add_argument("--tif", default="gtc", choices=TIFS, help="both legs' (default gtc)")
+    _add_list_options(p)
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        legs = c.oco(
+            a.symbol, a.side, a.qty, take_profit=a.take_profit, stop_loss=a.stop_loss,
+            stop_limit=a.stop_limit, time_in_force=a.tif, broker=a.broker, list_id=a.list_id,
+            timeout=a.timeout,
+        )  # fmt: skip
+        return _show_list(legs, out)
+
+    return _run(p.parse_args(argv), run)
+
+
+_OTO_USAGE = (
+    "ult oto SYMBOL SIDE QTY [--type T] [--limit-price P] [--stop-price P] [--tif T]"
+    " --then SIDE QTY [--type T] [--limit-price P] [--stop-price P] [--tif T] [options]"
+)
+#: Options of the whole ``ult oto`` command, which may also come after the child's terms.
+_OTO_WHOLE = ("socket", "json", "timeout", "broker", "list_id")
+
+
+def _oto_parser() -> argparse.ArgumentParser:
+    p = _parser(
+        "oto",
+        "Place a parent order and a child order in SYMBOL that is sent once the parent"
+        " fills (sized to what filled). The parent's terms come before --then, the"
+        " child's after it; the child's --tif defaults to the parent's. Example: ult oto AAPL"
+        " buy 10 --type limit --limit-price 180 --tif gtc --then sell 10 --type limit"
+        " --limit-price 195. Both legs are printed; exit 1 if the list was rejected.",
+    )
+    p.usage = _OTO_USAGE
+    _add_list_options(p)
+    return p
+
+
+def oto_main(argv: list[str]) -> int:
+    """``ult oto SYMBOL SIDE QTY [terms] --then SIDE QTY [terms]``: a child sent once its parent fills."""
+    p = _oto_parser()
+    p.add_argument("symbol")
+    _add_order(p)
+    if "--then" not in argv:
+        p.parse_args(argv)  # --help, or what is wrong before the missing --then
+        p.error("--then SIDE QTY [terms] is required: the child order")
+    at = argv.index("--then")
+    args = p.parse_args(argv[:at])
+    child_p = _oto_parser()
+    _add_order(child_p)
+    # Venues work both legs on one time in force (Alpaca refuses others): the parent's.
+    child_p.set_defaults(tif=args.tif)
+    # Parsed into what the parent's part gave, so those options keep their values unless
+    # the child's part gives them again.
+    given = argparse.Namespace(**{name: getattr(args, name) for name in _OTO_WHOLE})
+    child = child_p.parse_args(argv[at + 1 :], namespace=given)
+    for name in _OTO_WHOLE:
+        setattr(args, name, getattr(child, name))
+
+    def run(c: Client, a: argparse.Namespace, out: Output) -> int:
+        parent = _terms(a.symbol, a)
+        legs = c.oto(parent, _terms(a.symbol, child), broker=a.broker, list_id=a.list_id,
+                     timeout=a.timeout)  # fmt: skip
+        return _show_list(legs, out)
+
+    return _run(args, run)
+
+
+def _terms(symbol: str, a: argparse.Namespace) -> OrderRequest:
+    return order_request(
+        symbol, a.side, a.qty, type=a.type, limit_price=a.limit_price, stop_price=a.stop_price,
+        time_in_force=a.tif, client_order_id=a.client_order_id,
+    )  # fmt: skip
 
 
 def replace_main(argv: list[str]) -> int:
@@ -508,6 +649,8 @@ def socket_main(argv: list[str]) -> int:
 #: Read by ``ult_actors.cli``: command name (one or two words) to its entry point.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "submit": submit_main,
+    "oco": oco_main,
+    "oto": oto_main,
     "replace": replace_main,
     "cancel": cancel_main,
     "close": close_main,

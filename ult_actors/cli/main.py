@@ -29,7 +29,11 @@ service:
   sim alpaca|oanda|ib   run a loopback simulator of a broker API
 
 client (talk to a running service; all take --socket and --json):
-  submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...)
+  submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...);
+                        with --take-profit P --stop-loss P a bracket: the order and its exits
+  oco SYMBOL SIDE QTY   two exits, one fill cancels the other (--take-profit, --stop-loss)
+  oto SYMBOL SIDE QTY [terms] --then SIDE QTY [terms]
+                        a child order sent once its parent fills
   replace ID            change a working order (--qty, --limit-price, --stop-price, --tif)
   cancel ID             cancel by order id or client order id
   close SYMBOL          close one position (its open orders canceled first; --broker B)
@@ -42,6 +46,7 @@ client (talk to a running service; all take --socket and --json):
   events                follow order updates, fills, health and risk events
   kill-switch on|off    halt trading and cancel open orders, or resume
   trading-state STATE   active | reducing | halted, for all brokers or --broker B
+  report                what orders cost: fees, slippage, shortfall (--by, --csv, --html FILE)
   socket                print the socket path clients use
 
 Exit codes: 0 ok, 1 rejected or failed, 2 usage error, 3 service unreachable.
@@ -68,7 +73,8 @@ def _client_commands() -> dict[str, Callable[[list[str]], int]]:
         if exc.name != "ult_actors.cli.client":
             raise
         return {}
-    commands: dict[str, Callable[[list[str]], int]] = module.COMMANDS
+    commands: dict[str, Callable[[list[str]], int]] = dict(module.COMMANDS)
+    commands["report"] = importlib.import_module("ult_actors.cli.report").report_main
     return commands
 
 

@@ -277,6 +277,9 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     )
     for reason in snapshot.degraded:
         head += f"\n{style.state('degraded')}: {reason}"
+    if snapshot.emulated_legs:
+        held = ", ".join(f"{b} {n}" for b, n in sorted(snapshot.emulated_legs.items()))
+        head += f"\nopen legs of order lists the service emulates: {held}"
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
     for actor, prefix in _tree_order(snapshot.actors):
@@ -390,6 +393,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         **trading_document(snapshot),
         "degraded": list(snapshot.degraded),
         "log_lines_dropped": snapshot.log_lines_dropped,
+        "emulated_legs": dict(snapshot.emulated_legs),
         "taken_at": snapshot.taken_at,
     }
 
@@ -420,6 +424,8 @@ def event_line(event: Event, style: Style) -> str:
         )
         if event.fill is not None:
             text += f"  fill {plain(event.fill.qty)} @ {price(event.fill.price, o.symbol)}"
+        if linked := links(o):
+            text += f"  ({linked})"
         return f"{clock(event.ts)}  {text}"
     if isinstance(event, ActorHealthChanged):
         text = f"actor   {event.name} {style.state(event.state)} restarts {event.restarts}"

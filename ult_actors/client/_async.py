@@ -8,6 +8,7 @@ the service answers.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -35,6 +36,7 @@ from ult_actors.client._requests import (
     order_request,
     oto_request,
     replace_request,
+    report_query,
     submit_timeout,
 )
 from ult_actors.errors import Internal, UltError
@@ -42,6 +44,7 @@ from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
     Account,
+    CostReport,
     Event,
     EventMessage,
     EventTopic,
@@ -52,6 +55,7 @@ from ult_actors.messages import (
     OrderType,
     Position,
     Reply,
+    ReportGrouping,
     Side,
     SubscriptionDropped,
     TimeInForce,
@@ -312,6 +316,24 @@ class AsyncClient:
     async def health(self) -> HealthSnapshot:
         """The actor tree's health, root first."""
         return await self._call(self._requests.health())
+
+    async def report(
+        self,
+        *,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        broker: str | None = None,
+        symbol: str | None = None,
+        by: ReportGrouping = "symbol",
+        with_orders: bool = False,
+        timeout: float | None = UNSET,
+    ) -> CostReport:
+        """What the journaled orders cost: fees, slippage against arrival, shortfall,
+        time to fill, grouped ``by`` order, symbol, broker or UTC day (what ``ult report``
+        shows). ``since``/``until`` bound the orders' creation (naive: UTC);
+        ``with_orders`` adds every order's own figures."""
+        query = report_query(since, until, broker, symbol, by, with_orders)
+        return await self._call(self._requests.report(query), timeout)
 
     async def kill_switch(self, on: bool) -> str:
         """On: halt trading and cancel every open order. Off: trade again. Returns what was done."""

@@ -7,6 +7,7 @@ sends and what it returns live here once.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import time
 import uuid
@@ -23,6 +24,7 @@ from ult_actors.messages import (
     AccountsReply,
     Cancel,
     ClosePosition,
+    CostReport,
     ErrorReply,
     Event,
     EventMessage,
@@ -32,6 +34,7 @@ from ult_actors.messages import (
     GetHealth,
     GetOrder,
     GetPositions,
+    GetReport,
     HealthReply,
     HealthSnapshot,
     ListOrders,
@@ -48,6 +51,9 @@ from ult_actors.messages import (
     Replace,
     ReplaceRequest,
     Reply,
+    ReportGrouping,
+    ReportQuery,
+    ReportReply,
     Request,
     SetKillSwitch,
     SetTradingState,
@@ -246,6 +252,33 @@ def oto_request(
     return OrderListRequest(contingency="oto", legs=[parent, child], list_id=list_id, broker=broker)
 
 
+def report_query(
+    since: datetime.datetime | None,
+    until: datetime.datetime | None,
+    broker: str | None,
+    symbol: str | None,
+    by: ReportGrouping,
+    with_orders: bool,
+) -> ReportQuery:
+    """The query of a cost report; naive datetimes are taken as UTC."""
+    return ReportQuery(
+        since_ns=_utc_ns(since),
+        until_ns=_utc_ns(until),
+        broker=broker,
+        symbol=symbol,
+        by=by,
+        with_orders=with_orders,
+    )
+
+
+def _utc_ns(moment: datetime.datetime | None) -> int | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
 def expect(reply: Reply, kind: type[R]) -> R:
     """The reply if it is a ``kind``; the matching ``UltError`` if it is an error."""
     if isinstance(reply, ErrorReply):
@@ -406,6 +439,11 @@ class Requests:
     def health(self) -> Call[HealthSnapshot]:
         """The actor tree's health."""
         return Call(GetHealth(id=self.next_id()), lambda reply: expect(reply, HealthReply).health)
+
+    def report(self, query: ReportQuery) -> Call[CostReport]:
+        """Transaction costs of the journaled orders ``query`` covers."""
+        request = GetReport(id=self.next_id(), query=query)
+        return Call(request, lambda reply: expect(reply, ReportReply).report)
 
     def kill_switch(self, on: bool) -> Call[str]:
         """Halt (and cancel everything) or resume."""

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from ult_actors.journal.store import OrderStore, StoreOpener
-from ult_actors.messages import OPEN_STATUSES, Order
+from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 
 
 class MemoryStore:
@@ -19,6 +19,7 @@ class MemoryStore:
         #: Broker order id -> client order ids (ids are unique per broker only).
         self._by_order_id: dict[str, set[str]] = {}
         self.writes = 0
+        self._fills: dict[tuple[str, str], Fill] = {}
         self.unavailable: str | None = None
 
     async def availability_changed(self) -> None:
@@ -33,6 +34,12 @@ class MemoryStore:
         self._by_client_id[order.client_order_id] = order
         if order.id:
             self._by_order_id.setdefault(order.id, set()).add(order.client_order_id)
+
+    def record_fill(self, fill: Fill) -> None:
+        self._fills.setdefault((fill.broker, fill.fill_id), fill)
+
+    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
+        return list(self._by_client_id.values()), list(self._fills.values())
 
     async def get(self, client_order_id: str) -> Order | None:
         return self._by_client_id.get(client_order_id)

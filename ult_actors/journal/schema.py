@@ -5,7 +5,7 @@ file). Each migration moves the file up by one version inside one
 transaction, so a crash mid-migration leaves the old version intact. A file
 written by a newer ``ult`` than this one is refused rather than guessed at.
 
-Tables (version 3):
+Tables (version 4):
 
 ``orders``
     The latest state of each order, keyed by client order id. ``body`` is
@@ -16,6 +16,10 @@ Tables (version 3):
     Every write, in order: what happened (``submit``, ``update``,
     ``reconcile``, ...) and the order as it stood after. The history of an
     order, for people; the service itself reads only ``orders``.
+``fills``
+    Every execution once, keyed by broker and fill id: ``body`` is the
+    msgpack-encoded ``Fill`` (price, commission, fees). What cost reports
+    (``ult report``) are computed from, with ``orders``.
 """
 
 from __future__ import annotations
@@ -64,8 +68,21 @@ _V3 = [
     f"CREATE INDEX orders_open ON orders (broker) WHERE status IN {OPEN_STATUS_SQL}",
 ]
 
+# Version 4: executions with their fees, for cost reports.
+_V4 = [
+    """CREATE TABLE fills (
+        broker TEXT NOT NULL,
+        fill_id TEXT NOT NULL,
+        client_order_id TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (broker, fill_id)
+    )""",
+]
+
 #: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,15 +10,15 @@ for a timer. ``linger_s`` optionally holds a batch open a little longer;
 thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``python -m bench.journal``
 compares them. ``record_soon()`` queues a write the same way without
-waiting for it (the brokers' news about orders already sent); what is
-queued at close is committed before the file closes.
+waiting for it (the brokers' news about orders already sent); a batch of
+only such news waits up to ``sync_interval_s`` for the next ``record`` (a
+``submit``) to share its commit, so it never puts a commit in front of an
+order; what is queued at close is committed before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) commits without an
-fsync, so a ``kill -9`` loses nothing, and a ``WalSyncer`` thread fsyncs
-the WAL ``sync_interval_s`` after a commit (a machine crash loses at most
-that much); ``"full"`` fsyncs every commit, and a batch of only the
-brokers' news waits up to ``sync_interval_s`` for the next awaited record
-(a ``submit``) to join it, so an order's path holds one fsync, its own.
+fsync, so a ``kill -9`` loses nothing committed, and a ``WalSyncer`` thread
+fsyncs the WAL ``sync_interval_s`` after a commit (a machine crash loses at
+most that much); ``"full"`` fsyncs every commit: one per batch of submits.
 
 Memory is bounded whatever the journal's size: it holds every order not yet
 final, the ``cache_size`` most recently written orders, the records not yet
@@ -27,7 +27,7 @@ committed, and a fixed-size filter of the client order ids ever journaled
 for nearly every new id. Anything else is read from the file (its primary
 key and indexes), off the trio thread. The file is the truth: the memory is
 rebuilt from it on open. Records written but not yet committed are visible
-to ``get``, and to ``list_orders`` for orders already in the file.
+to ``get`` and ``list_orders``.
 
 One process at a time: the journal takes an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory is refused
@@ -40,6 +40,8 @@ outage, not a crash: ``unavailable`` says why, and until a probe every
 is sent that is not on disk), while the brokers' news about orders already
 sent (fills, cancels) is kept in memory, answered from there and written by
 the probe that succeeds. Cancels, queries and the kill switch keep working.
+A background fsync of the WAL that fails is such an outage ("I/O error")
+until one succeeds.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ import msgspec
 import trio
 
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
+from ult_actors.journal.costs import read_cost_inputs
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.journal.wal_sync import WalSyncer
 from ult_actors.lockfile import open_lock_file
-from ult_actors.messages import OPEN_STATUSES, Order
+from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
 
 T = TypeVar("T")
@@ -88,6 +91,11 @@ _APPEND = (
 # the file must be able to grow, not only rewrite a page in place.
 _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
+# A fill reported twice (a replayed stream, a reconnect) is kept once.
+_ADD_FILL = (
+    "INSERT OR IGNORE INTO fills (broker, fill_id, client_order_id, symbol, ts, body)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
 
@@ -224,10 +232,11 @@ class _SeenFilter:
 class _Batch:
     """Records that commit in one transaction; everyone waiting on it wakes together."""
 
-    __slots__ = ("done", "error", "rows", "waited")
+    __slots__ = ("done", "error", "fills", "rows", "waited")
 
     def __init__(self) -> None:
         self.rows: list[_Row] = []
+        self.fills: list[Fill] = []
         self.done = trio.Event()
         self.error: BaseException | None = None
         #: Someone waits for it (a ``record``), not only ``record_soon`` news.
@@ -250,20 +259,22 @@ class SqliteStore:
         seen_filter_bits: int = 1 << 26,
         writer: Writer = "thread",
         now_ns: Callable[[], int] = time.time_ns,
+        fsync: Callable[[int], None] = os.fsync,
         probe_interval_s: float = 5.0,
         probe_bytes: int = 64 * 1024,
         max_pages: int | None = None,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
-        #: ``normal``: the WAL is fsynced this long after a commit. ``full``: the brokers'
-        #: news (``record_soon``) waits this long at most for a ``record`` to share a commit.
+        #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
+        #: share its commit; with ``normal``, the WAL is fsynced this long after a commit.
         self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
         self.cache_size = cache_size
         self.writer: Writer = writer
         self.now_ns = now_ns
+        self._fsync = fsync
         self.probe_interval_s = probe_interval_s
         self.probe_bytes = probe_bytes
         #: A cap on the file's size in pages (SQLite ``max_page_count``); None: none.
@@ -272,6 +283,8 @@ class SqliteStore:
         self.unavailable: str | None = None
         #: Brokers' news recorded while unavailable, latest per order, oldest first.
         self._held: dict[str, _Row] = {}
+        #: Fills recorded while unavailable, oldest first.
+        self._held_fills: list[Fill] = []
         self._availability = trio.Event()
         #: Transactions committed and records written, for benchmarks and health.
         self.commits = 0
@@ -377,7 +390,8 @@ class SqliteStore:
     async def _open_store(self) -> None:
         await trio.to_thread.run_sync(self._open_sync)
         if self.synchronous == "normal" and self.sync_interval_s > 0:
-            self._wal_syncer = WalSyncer(Path(f"{self.path}-wal"), self.sync_interval_s)
+            wal = Path(f"{self.path}-wal")
+            self._wal_syncer = WalSyncer(wal, self.sync_interval_s, fsync=self._fsync)
             self._wal_syncer.start()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
@@ -411,7 +425,9 @@ class SqliteStore:
         while self._queue and self.unavailable is None and self._failed is None:
             batch = self._queue[0]
             try:
-                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+                await self._committer.run(
+                    functools.partial(self._write_rows, batch.rows, fills=batch.fills)
+                )
             except Exception:
                 return  # the rest fails below; reconciliation settles those orders on start
             self._queue.popleft()
@@ -451,6 +467,24 @@ class SqliteStore:
             raise Internal(f"a {event!r} record must be durable before the order leaves")
         self._enqueue(order, event, waited=False)
 
+    def record_fill(self, fill: Fill) -> None:
+        """Store one execution once (keyed by broker and fill id), committed with the
+        next batch like ``record_soon``; held in memory while the file cannot be written."""
+        if self._failed is not None or self._closed:
+            raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+        if self.unavailable is not None:
+            self._held_fills.append(fill)
+            return
+        self._open_batch().fills.append(fill)
+        self._wake.set()
+
+    def _open_batch(self) -> _Batch:
+        batch = self._queue[-1] if self._queue else None
+        if batch is None or len(batch.rows) + len(batch.fills) >= self.max_batch:
+            batch = _Batch()
+            self._queue.append(batch)
+        return batch
+
     def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
         """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
         if self._failed is not None or self._closed:
@@ -463,10 +497,7 @@ class SqliteStore:
         if self.unavailable is not None:
             self._hold(row)
             return None
-        batch = self._queue[-1] if self._queue else None
-        if batch is None or len(batch.rows) >= self.max_batch:
-            batch = _Batch()
-            self._queue.append(batch)
+        batch = self._open_batch()
         batch.rows.append(row)
         batch.waited = batch.waited or waited
         self._wake.set()
@@ -523,6 +554,7 @@ class SqliteStore:
         coid = order.client_order_id
         self._seen.add(coid)
         self._brokers.add(order.broker)
+        self._unwritten.pop(coid, None)  # re-inserted: newest last
         self._unwritten[coid] = order
         self._open.pop(coid, None)
         if order.status in OPEN_STATUSES:
@@ -537,9 +569,14 @@ class SqliteStore:
         if order.id and coid not in self._open:
             self._by_order_id.pop(order.id, None)
 
-    def _write_rows(self, rows: list[_Row], *, probe: bool = False) -> None:
+    def _write_rows(
+        self, rows: list[_Row], *, fills: list[Fill] | None = None, probe: bool = False
+    ) -> None:
         conn = self._wconn
         assert conn is not None
+        if self._wal_syncer is not None and self._wal_syncer.last_error is not None:
+            # What was committed may not reach the disk: an outage until an fsync works.
+            raise OSError(errno.EIO, self._wal_syncer.last_error)
         events = []
         latest: dict[str, tuple[Any, ...]] = {}
         for seq, event, ts, order in _folded(rows):
@@ -559,6 +596,14 @@ class SqliteStore:
         try:
             conn.executemany(_APPEND, events)
             conn.executemany(_UPSERT, latest.values())
+            if fills:
+                conn.executemany(
+                    _ADD_FILL,
+                    [
+                        (f.broker, f.fill_id, f.client_order_id, f.symbol, f.ts, _encode(f))
+                        for f in fills
+                    ],
+                )
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -577,18 +622,20 @@ class SqliteStore:
             while not self._queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
-            if self.synchronous == "full":
-                await self._news_waits_for_a_record()
+            await self._news_waits_for_a_record()
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
             batch = self._queue.popleft()
             try:
-                await self._committer.run(functools.partial(self._write_rows, batch.rows))
+                await self._committer.run(
+                    functools.partial(self._write_rows, batch.rows, fills=batch.fills)
+                )
             except Exception as exc:
                 outage = _is_outage(exc)
                 for failed in (batch, *self._queue):
                     if outage:
                         self._settle_failed(failed.rows)
+                        self._held_fills.extend(failed.fills)
                     failed.error = exc
                     failed.done.set()
                 self._queue.clear()
@@ -603,9 +650,9 @@ class SqliteStore:
             batch.done.set()
 
     async def _news_waits_for_a_record(self) -> None:
-        """With an fsync per commit: a batch of only the brokers' news waits up to
-        ``sync_interval_s`` for a record someone waits for (the next ``submit``), so the
-        two share one fsync and the news never puts a second fsync on an order's path."""
+        """A batch of only the brokers' news waits up to ``sync_interval_s`` for a record
+        someone waits for (the next ``submit``): the two share one commit (one fsync with
+        ``full``), and the news never puts a commit in front of an order."""
         head = self._queue[0]
         with trio.move_on_after(self.sync_interval_s):
             while not head.waited and len(self._queue) == 1:
@@ -623,8 +670,9 @@ class SqliteStore:
         while self.unavailable is not None:
             await trio.sleep(self.probe_interval_s)
             rows = list(self._held.values())
+            fills = list(self._held_fills)
             try:
-                write = functools.partial(self._write_rows, rows, probe=True)
+                write = functools.partial(self._write_rows, rows, fills=fills, probe=True)
                 await self._committer.run(write)
             except Exception as exc:
                 if not _is_outage(exc):
@@ -636,8 +684,9 @@ class SqliteStore:
                 coid = row[3].client_order_id
                 if self._held.get(coid) is row:  # unless held again meanwhile
                     del self._held[coid]
+            del self._held_fills[: len(fills)]  # later ones were appended after these
             self._committed(rows)
-            if not self._held:
+            if not self._held and not self._held_fills:
                 self._set_unavailable(None)
 
     def _forget_written(self, rows: list[_Row]) -> None:
@@ -741,13 +790,24 @@ class SqliteStore:
                 ).fetchall()
             return [_decode_order(row[0]) for row in rows]
 
+        # Not committed yet (news waiting for a commit, or held while the disk is full):
+        # the latest changes of all, and the file has an older state of them or none.
+        newest = [o for o in reversed(self._unwritten.values()) if broker in (None, o.broker)]
         listed = await self._read(read)
-        # Held while the disk is full: the file has an older state of these orders.
-        return [self._unwritten.get(o.client_order_id, o) for o in listed]
+        pending = {o.client_order_id for o in newest}
+        return [*newest, *(o for o in listed if o.client_order_id not in pending)][:limit]
 
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final, oldest change first."""
         return [o for o in self._open.values() if broker is None or o.broker == broker]
+
+    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
+        """Read on a connection of its own, off the trio thread: a long report never
+        holds up the service's own reads. What was recorded before the call is committed
+        first (unless the file cannot be written: then the report lacks the held news)."""
+        if self._queue and self.unavailable is None:
+            await self._queue[-1].done.wait()
+        return await trio.to_thread.run_sync(read_cost_inputs, self.path, query)
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""
@@ -843,6 +903,7 @@ async def open_sqlite_store(
     seen_filter_bits: int = 1 << 26,
     writer: Writer = "thread",
     now_ns: Callable[[], int] = time.time_ns,
+    fsync: Callable[[int], None] = os.fsync,
     probe_interval_s: float = 5.0,
     max_pages: int | None = None,
 ) -> AsyncIterator[SqliteStore]:
@@ -858,6 +919,7 @@ async def open_sqlite_store(
         seen_filter_bits=seen_filter_bits,
         writer=writer,
         now_ns=now_ns,
+        fsync=fsync,
         probe_interval_s=probe_interval_s,
         max_pages=max_pages,
     )

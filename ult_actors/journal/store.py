@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from ult_actors.messages import Order
+from ult_actors.messages import Fill, Order, ReportQuery
 
 
 class OrderStore(Protocol):
@@ -26,6 +26,9 @@ class OrderStore(Protocol):
         order already sent: a crash before it is durable leaves that order to restart
         reconciliation). Visible to ``get`` at once."""
 
+    def record_fill(self, fill: Fill) -> None:
+        """Store one execution (with its fees) once, in the background like ``record_soon``."""
+
     async def get(self, client_order_id: str) -> Order | None:
         """The latest state of one order by client order id."""
 
@@ -42,6 +45,12 @@ class OrderStore(Protocol):
 
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final (restart reconciliation works from these)."""
+
+    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
+        """What a cost report on ``query`` is computed from: the orders it may cover
+        (created since ``query.since_ns``, of its broker and symbol) and the fills of
+        the symbols it covers, at every broker (an order's opportunity cost is priced
+        at its symbol's last fill). A superset: the report filters exactly."""
 
 
 #: Opens a store for one journal incarnation; the journal actor calls it on each (re)start.

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from tests.brokers.ib.harness import BOUND, settings
-from ult_actors.client import bracket_request
+from ult_actors.client import bracket_request, oco_request
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import NotReplaceable
 from ult_actors.messages import (
@@ -173,3 +173,29 @@ async def test_a_bracket_through_the_service_is_tws_s_own_and_the_journal_follow
     assert at_tws == {entry: 0, take_profit: entry_id, stop_loss: entry_id}  # TWS's own bracket
     assert [o.status if o else None for o in journaled] == ["filled", "canceled", "filled"]
     assert all(o is not None and o.leg is not None and not o.leg.emulated for o in journaled)
+
+
+async def test_an_oco_through_the_service_is_one_tws_oca_group(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    price = sim.exchange.price("AAPL")
+    request = oco_request("AAPL", "sell", 10, take_profit=price + 50, stop_loss=price - 50)
+    async with service(sim, tmp_path) as svc:
+        events = svc.bus.subscribe()
+        with trio.fail_after(BOUND):
+            bought = OrderRequest(
+                symbol="AAPL", side="buy", qty=Decimal(10), client_order_id="so-0"
+            )
+            await svc.gateway.handle(Submit(id=1, order=bought, wait=True))
+            reply = await svc.gateway.handle(SubmitList(id=2, orders=request))
+            assert isinstance(reply, OrdersReply), reply
+            take_profit, stop_loss = (o.client_order_id for o in reply.orders)
+            await sim.set_price("AAPL", price + 60)  # through the take-profit
+            await until_update(events, take_profit, status="filled")
+            await until_update(events, stop_loss, status="canceled")
+    groups = {
+        o.order.order_ref: (o.order.oca_group, o.order.oca_type)
+        for o in sim.exchange.orders.values()
+    }
+    list_id = reply.orders[0].leg.list_id if reply.orders[0].leg else None
+    assert groups == {"so-0": ("", 0), take_profit: (list_id, 1), stop_loss: (list_id, 1)}

@@ -9,6 +9,7 @@ and a bracket's exits held on the entry until its fill creates them.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 import msgspec
 import pytest
@@ -16,10 +17,14 @@ import trio
 
 from tests.brokers.oanda.harness import connected, running_sim
 from ult_actors.errors import BrokerUnavailable, InvalidOrder, NotReplaceable
-from ult_actors.messages import OrderListRequest, OrderRequest, ReplaceRequest
+from ult_actors.messages import OrderListRequest, OrderRequest, OrderUpdate, ReplaceRequest, Side
 from ult_actors.sim.oanda.faults import Fault
 
 WAIT_S = 10
+
+
+def _for(client_order_id: str, update: OrderUpdate) -> bool:
+    return update.order.client_order_id == client_order_id
 
 
 def resting_buy(coid: str, qty: str = "1000", price: str = "1.08000") -> OrderRequest:
@@ -35,7 +40,7 @@ def resting_buy(coid: str, qty: str = "1000", price: str = "1.08000") -> OrderRe
 
 
 def bracket(entry: OrderRequest, take: str, stop: str) -> OrderListRequest:
-    exit_side = "sell" if entry.side == "buy" else "buy"
+    exit_side: Side = "sell" if entry.side == "buy" else "buy"
     return OrderListRequest(
         contingency="bracket",
         list_id=f"{entry.client_order_id}-list",
@@ -132,7 +137,7 @@ async def test_bracket_exits_are_held_until_the_entry_fills_and_die_with_it() ->
         await connector.cancel(entry.id)
         with trio.fail_after(WAIT_S):
             for coid in ("br-1-tp", "br-1-sl"):
-                gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
+                gone = await log.wait_for(partial(_for, coid))
                 assert gone.order.status == "canceled"
                 assert gone.order.reject_reason == "its entry br-1 is canceled"
         async with connected(sim, stream=False) as (restarted, _):  # found on the entry
@@ -277,7 +282,7 @@ async def test_a_bracket_entry_that_only_reduces_a_trade_ends_its_exits() -> Non
         sim.set_price("EUR_USD", {"bid": "1.07990", "ask": "1.08000"})  # the buy closes the short
         with trio.fail_after(WAIT_S):
             for coid in ("br-7-tp", "br-7-sl"):
-                gone = await log.wait_for(lambda u, c=coid: u.order.client_order_id == c)
+                gone = await log.wait_for(partial(_for, coid))
                 assert (gone.order.status, gone.order.reject_reason) == (
                     "canceled",
                     "its entry br-7 is filled",

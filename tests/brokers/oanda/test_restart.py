@@ -164,4 +164,8 @@ async def test_an_order_placed_on_oandas_own_platform_is_adopted_and_later_settl
             nursery.cancel_scope.cancel()
         outer.cancel_scope.cancel()
     assert settled is not None
-    assert (settled.status, settled.filled_qty, settled.origin) == ("filled", Decimal(1000), "adopted")
+    assert (settled.status, settled.filled_qty, settled.origin) == (
+        "filled",
+        Decimal(1000),
+        "adopted",
+    )

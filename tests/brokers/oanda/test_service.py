@@ -21,13 +21,17 @@ from ult_actors.messages import (
     GetHealth,
     GetPositions,
     HealthReply,
+    OrderListRequest,
     OrderReply,
     OrderRequest,
+    OrdersReply,
+    OrderType,
     OrderUpdate,
     PositionsReply,
     Replace,
     ReplaceRequest,
     Submit,
+    SubmitList,
 )
 from ult_actors.secrets import Secret
 from ult_actors.service import build_service
@@ -95,7 +99,7 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
     tmp_path: Path,
 ) -> None:
     async with running_sim(heartbeat_s=0.1) as sim:
-        settings = settings_for(sim, heartbeat_timeout_s=1.0)
+        settings = settings_for(sim, stale_after_s=1.0)
         cfg = ServiceConfig(
             service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
             brokers=[BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings)],
@@ -254,7 +258,7 @@ async def test_a_replace_through_the_service_keeps_the_partial_fill_and_links_bo
                 Decimal(500),
             )
             (working,) = sim.book.pending()
-            assert (working.client_extensions, working.units) == ({"id": "svc-r-2"}, 1500)
+            assert (working.client_extensions, working.units) == ({"id": "svc-r-2"}, Decimal(1500))
 
             sim.set_price("EUR_USD", {"bid": "0.98990", "ask": "0.99000"})  # it fills
             with trio.fail_after(15):
@@ -310,6 +314,132 @@ async def test_a_replace_that_loses_the_race_with_a_fill_is_refused_and_the_fill
             assert old is not None and (old.status, old.filled_qty) == ("filled", Decimal(1000))
             assert new is not None and new.status == "rejected"
             assert [o.state for o in sim.book.orders.values()] == ["FILLED"]
+            nursery.cancel_scope.cancel()
+
+
+def _exit(coid: str, kind: OrderType, price: str) -> OrderRequest:
+    return OrderRequest(
+        symbol="EUR_USD",
+        side="sell",
+        qty=Decimal(1000),
+        type=kind,
+        limit_price=Decimal(price) if kind == "limit" else None,
+        stop_price=Decimal(price) if kind == "stop" else None,
+        time_in_force="gtc",
+        client_order_id=coid,
+    )
+
+
+async def test_a_native_bracket_and_an_emulated_oco_through_the_service(tmp_path: Path) -> None:
+    """The bracket rides on v20's on-fill exits; the OCO is two orders the service pairs."""
+    async with running_sim() as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
+            ],
+        )
+        svc = build_service(cfg, env={}, rng=random.Random(7))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe()
+            store = await svc.journal.get()
+
+            async def settled(coid: str, status: str) -> None:
+                with trio.fail_after(15):
+                    while (now := await store.get(coid)) is None or now.status != status:
+                        await events.receive()
+
+            entry = OrderRequest(
+                symbol="EUR_USD",
+                side="buy",
+                qty=Decimal(1000),
+                type="limit",
+                limit_price=Decimal("1.08000"),
+                time_in_force="gtc",
+                client_order_id="svc-br",
+            )
+            bracket = OrderListRequest(
+                contingency="bracket",
+                list_id="svc-br-list",
+                legs=[
+                    entry,
+                    _exit("svc-br-tp", "limit", "1.09000"),
+                    _exit("svc-br-sl", "stop", "1.07000"),
+                ],
+            )
+            reply = await svc.gateway.handle(SubmitList(id=1, orders=bracket))
+            assert isinstance(reply, OrdersReply)
+            assert [o.status for o in reply.orders] == ["accepted", "held", "held"]
+            sim.set_price("EUR_USD", {"bid": "1.07990", "ask": "1.08000"})  # the entry fills
+            await settled("svc-br-tp", "accepted")
+            sim.set_price("EUR_USD", {"bid": "1.06990", "ask": "1.07000"})  # through the stop
+            await settled("svc-br-sl", "filled")
+            await settled("svc-br-tp", "canceled")
+            assert sim.book.pending() == [] and sim.book.open_trades("EUR_USD") == []
+
+            await svc.gateway.handle(
+                Submit(id=2, order=OrderRequest(symbol="EUR_USD", side="buy", qty=Decimal(1000)))
+            )
+            oco = OrderListRequest(
+                contingency="oco",
+                list_id="svc-oco-list",
+                legs=[
+                    _exit("svc-oco-tp", "limit", "1.08000"),
+                    _exit("svc-oco-sl", "stop", "1.06000"),
+                ],
+            )
+            reply = await svc.gateway.handle(SubmitList(id=3, orders=oco))
+            assert isinstance(reply, OrdersReply)
+            assert {o.type for o in sim.book.pending()} == {"LIMIT", "STOP"}  # two plain orders
+            sim.set_price("EUR_USD", {"bid": "1.08000", "ask": "1.08010"})  # the take profit
+            await settled("svc-oco-tp", "filled")
+            await settled("svc-oco-sl", "canceled")
+            assert sim.book.pending() == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_emulated_oco_whose_leg_filled_while_the_service_was_down_is_settled_at_start(
+    tmp_path: Path,
+) -> None:
+    async with running_sim() as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
+            ],
+        )
+        oco = OrderListRequest(
+            contingency="oco",
+            list_id="down-oco",
+            legs=[_exit("down-tp", "limit", "1.09000"), _exit("down-sl", "stop", "1.06000")],
+        )
+        async with trio.open_nursery() as nursery:
+            svc = build_service(cfg, env={}, rng=random.Random(8))
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            bought = OrderRequest(symbol="EUR_USD", side="buy", qty=Decimal(1000))
+            await svc.gateway.handle(Submit(id=1, order=bought))
+            await svc.gateway.handle(SubmitList(id=2, orders=oco))
+            nursery.cancel_scope.cancel()  # the service is gone
+        sim.set_price("EUR_USD", {"bid": "1.09000", "ask": "1.09010"})  # the take profit fills
+        take, stop = (sim.book.find(f"@down-{leg}") for leg in ("tp", "sl"))
+        assert take is not None and stop is not None
+        assert (take.state, stop.state) == ("FILLED", "PENDING")
+
+        async with trio.open_nursery() as nursery:
+            svc = build_service(cfg, env={}, rng=random.Random(9))
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            store = await svc.journal.get()
+            events = svc.bus.subscribe()
+            with trio.fail_after(15):
+                while (now := await store.get("down-sl")) is None or now.status != "canceled":
+                    await events.receive()
+            assert stop.state == "CANCELLED"  # at OANDA too: no leg left working
+            filled = await store.get("down-tp")
+            assert filled is not None and filled.status == "filled"
             nursery.cancel_scope.cancel()
 
 

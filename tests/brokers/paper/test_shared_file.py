@@ -21,6 +21,7 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.brokers.paper.store import WorkingOrder
 from ult_actors.cli.exit_codes import EXIT_OK
 from ult_actors.cli.paper import reset_main
+from ult_actors.errors import BrokerUnavailable, NotFound
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 
 QUIET: dict[str, Any] = {
@@ -289,8 +290,57 @@ async def test_reset_of_one_connection_keeps_the_others(
     desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
     async with streaming(desk, fund):
         await desk.submit(buy("d-1", 3))
+    shared = tmp_path / "paper.db"
+    assert rows(shared, "SELECT name FROM accounts ORDER BY name") == [("desk",), ("fund",)]
     assert reset_main(["--config", str(config), "--broker", "fund"]) == EXIT_OK
+    assert rows(shared, "SELECT name FROM accounts") == [("desk",)]
     desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
     async with streaming(desk, fund):
         assert await fund.positions() == [] and (await fund.account()).cash == 100_000
         assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 3}
+
+
+async def test_a_commit_that_fails_ends_every_stream_and_reconnecting_reloads_the_file(
+    tmp_path: Path,
+) -> None:
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
+    ended: dict[str, BaseException] = {}
+
+    async def stream(connector: PaperConnector, task_status: Any) -> None:
+        try:
+            await connector.stream_updates(UpdateLog().sink, task_status=task_status)
+        except BrokerUnavailable as exc:
+            ended[connector.name] = exc
+
+    await desk.connect()
+    await fund.connect()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(stream, desk)
+        await nursery.start(stream, fund)
+        kept = await desk.submit(buy("kept", 1))
+        # The disk is full: the file may not grow by a page.
+        exchange = desk._exchange
+        assert exchange is not None
+        db = exchange.store._write
+        assert db is not None
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        refused = None
+        with pytest.raises(BrokerUnavailable, match="could not be written"):
+            for i in range(1000):
+                refused = f"x-{i}"
+                await desk.submit(buy(refused, 1))
+        with trio.fail_after(5):
+            while len(ended) < 2:
+                await trio.testing.wait_all_tasks_blocked()
+    assert set(ended) == {"desk", "fund"}  # every connection on the file must reconnect
+    with pytest.raises(BrokerUnavailable):
+        await fund.submit(buy("after", 1))
+    await desk.disconnect()
+    await fund.disconnect()
+    desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
+    async with streaming(desk, fund):
+        assert (await desk.get_order_by_client_id("kept")).id == kept.id
+        with pytest.raises(NotFound):  # never written, and nobody was told it was placed
+            await desk.get_order_by_client_id(str(refused))
+        assert (await fund.submit(buy("after", 1))).status == "filled"

@@ -8,6 +8,7 @@ every fill is forced and every run is the same.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ import trio
 from tests.brokers.ib.harness import BOUND, RawClient
 from tests.sim.ib.official import Recorder, against_the_simulator, order, set_price, stock
 from ult_actors.brokers.ib import wire
-from ult_actors.sim.ib import TwsSimulator
+from ult_actors.sim.ib import TwsSimulator, run_command
 
 AAPL = stock("AAPL")
 Calls = dict[str, list[tuple[Any, ...]]]
@@ -194,6 +195,12 @@ async def test_a_bracket_goes_out_whole_and_its_filled_entry_releases_the_exits(
     assert statuses(calls, pid + 2) == ["PreSubmitted"]  # a stop: waits for its trigger
     assert {a[4] for a in calls["orderStatus"] if a[0] in (pid + 1, pid + 2)} == {pid}
     assert errors(calls) == []
+    listed = json.loads((await run_command(sim, "orders")).removeprefix("ok "))
+    assert [(o["order_ref"], o["parent_id"], o["filled"]) for o in listed] == [
+        ("br-in", 0, "10"),
+        ("br-tp", pid, "0"),
+        ("br-sl", pid, "0"),
+    ]  # what a chaos run checks linked orders by
 
 
 async def test_a_bracket_stop_that_triggers_cancels_the_take_profit(sim: TwsSimulator) -> None:

@@ -12,12 +12,15 @@ to start unless the broker's config says ``live_trading_confirmed = true``;
 like a missing token, that is a ``ConfigError`` on connect, which the broker
 actor treats as fatal (no restart loop).
 
-The transaction stream has no replay. A dead one (silent for
-``heartbeat_timeout_s``, dropped, garbled) makes ``stream_updates`` raise
-``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
+The transaction stream has no replay. A dead one (no transaction and no
+heartbeat for ``stale_after_s``, dropped, garbled) makes ``stream_updates``
+raise ``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
 Every (re)start fetches ``/transactions/sinceid`` from the last transaction
-delivered before it reports the stream live, so nothing falls in the gap
-(``oanda.stream`` keeps that promise). The id lives in a
+delivered before it reports the stream live, and ``resync`` returns what that
+fetch finds to a caller that applies it itself, so nothing falls in the gap
+(``oanda.stream`` keeps that promise). A heartbeat naming a transaction the
+stream never sent is a gap filled at once, the stream staying up.
+``last_message_at`` is when the stream last said anything. The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
 ``kind.connector_factory``); a connector given none starts from the account's
 newest transaction at connect. A cursor *ahead* of the account (v20's 416:
@@ -35,14 +38,15 @@ them on the trade the fill opens, and the first to fill closes the trade and
 cancels the other (``LINKED_TRADE_CLOSED``). OCO and OTO are left to the
 service. A resting order filled in part is reissued by v20 for the rest under
 a new id and the same client id: it stays one order of ours, its fills added
-up along the chain.
+up along the chain. Reading v20's records back as ours (those chains, the
+exits an entry holds) and what the connection remembers of orders is
+``oanda.records``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -58,7 +62,6 @@ from ult_actors.brokers.http.errors import unreadable_reply
 from ult_actors.brokers.oanda.errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda.mapping import (
     CREATE_TYPES,
-    ENTRY_ORDER_TYPES,
     EXIT_CREATE_TYPES,
     EXIT_ORDER_TYPES,
     SYNTHETIC_CLIENT_ID_PREFIX,
@@ -66,17 +69,13 @@ from ult_actors.brokers.oanda.mapping import (
     bracket_body,
     exit_body,
     exit_order,
-    fill_from,
-    held_exits,
     order_body,
     order_from_create,
     order_from_wire,
     position_from_wire,
     replacement_request,
-    wire_client_id,
-    with_cancel,
-    with_fills,
 )
+from ult_actors.brokers.oanda.records import OrderRecords, exit_ended
 from ult_actors.brokers.oanda.settings import (
     OandaSettings,
     oanda_settings_from_env,
@@ -90,15 +89,10 @@ from ult_actors.brokers.oanda.wire import (
     ClosePositionReply,
     CreateReply,
     OrderReply,
-    OrdersReply,
     PositionsReply,
     ReplaceReply,
     SummaryReply,
-    TradeReply,
-    TransactionReply,
     TransactionsReply,
-    WireOrder,
-    WireTrade,
     WireTransaction,
     time_ns,
 )
@@ -113,7 +107,6 @@ from ult_actors.messages import (
     TERMINAL_STATUSES,
     Account,
     Contingency,
-    Fill,
     Leg,
     LegRole,
     Order,
@@ -124,11 +117,6 @@ from ult_actors.messages import (
     ReplaceRequest,
 )
 from ult_actors.order_state import already_final, order_from_request
-from ult_actors.recent import Recent
-
-_CACHE = 10_000  # orders and transactions remembered per connector
-#: Most recent orders searched for a bracket's exit that v20 never made (v20's maximum).
-_ORDER_SCAN = 500
 
 _T = TypeVar("_T")
 
@@ -153,16 +141,16 @@ class OandaConnector:
         self._account_id = settings.account_id
         self._rest = rest_url(settings)
         self._stream = stream_url(settings)
-        #: Latest known state of orders by v20 id (the stream needs type and size).
-        self._orders: Recent[str, Order] = Recent(_CACHE, refresh=True)
-        #: Fill and cancel transactions by id (an order lookup needs their details).
-        self._transactions: Recent[str, WireTransaction] = Recent(_CACHE, refresh=True)
-        #: Fills of each of our orders by client order id, by fill id (ours may be several
-        #: v20 orders: a partly filled one is reissued for the rest).
-        self._fills: Recent[str, dict[str, Fill]] = Recent(_CACHE, refresh=True)
-        #: A bracket's exits waiting for the entry's fill, by the entry's v20 id.
-        self._held: Recent[str, list[Order]] = Recent(_CACHE, refresh=True)
+        #: Our orders as v20 records them, and what this connection remembers of them.
+        self._records = OrderRecords(name, self._account_get, now_ns=now_ns)
         self.log: Any = structlog.get_logger().bind(broker=name)
+        self._feed = TransactionFeed(
+            self._cursor,
+            self._fetch_since,
+            broker=name,
+            stale_after_s=settings.stale_after_s,
+            log=self.log,
+        )
         #: Why this connection found the account's history restarted (``None``: it did not);
         #: the broker actor then resets the books to the account's positions.
         self.account_reset: str | None = None
@@ -296,10 +284,10 @@ class OandaConnector:
         )
         order = msgspec.structs.replace(order, replaces=replaces, leg=leg)
         if fill is not None:
-            order = self._after_fill(order, fill)[0]
+            order = self._records.after_fill(order, fill)[0]
         if cancel is not None:
-            order = self._after_cancel(order, cancel)
-        self._orders.put(order.id, order)
+            order = self._records.after_cancel(order, cancel)
+        self._records.orders.put(order.id, order)
         return order
 
     async def cancel(self, order_id: str) -> Order:
@@ -317,9 +305,9 @@ class OandaConnector:
             )
         except NotFound:
             try:
-                order = await self._lookup(specifier)
+                order = await self._records.lookup(specifier)
             except NotFound:
-                exit_ = await self._unmade_exit(order_id) if specifier[0] == "@" else None
+                exit_ = await self._records.unmade_exit(order_id) if specifier[0] == "@" else None
                 if exit_ is None:
                     raise  # it never existed
                 order = exit_
@@ -336,13 +324,13 @@ class OandaConnector:
         reply = self._decode(content, CancelReply, "cancel")
         cancel = reply.orderCancelTransaction
         if cancel is not None and cancel.orderID is not None:
-            known = self._orders.get(cancel.orderID)
+            known = self._records.orders.get(cancel.orderID)
             if known is not None:
-                order = self._after_cancel(known, cancel)
-                self._orders.put(order.id, order)
+                order = self._records.after_cancel(known, cancel)
+                self._records.orders.put(order.id, order)
                 return order
-            self._transactions.put(cancel.id or "", cancel)
-        return await self._lookup(specifier)
+            self._records.transactions.put(cancel.id or "", cancel)
+        return await self._records.lookup(specifier)
 
     async def replace(self, order: Order, change: ReplaceRequest) -> Order:
         """``PUT .../orders/{specifier}``: v20 cancels ``order`` and creates the replacement.
@@ -371,7 +359,7 @@ class OandaConnector:
                 missing = ValueError("no orderCreateTransaction")
                 raise unreadable_reply(missing, broker=self.name, doing="OANDA replace")
         except NotFound:
-            current = await self._lookup(specifier)  # NotFound again if it never existed
+            current = await self._records.lookup(specifier)  # NotFound again if it never existed
             raise NotReplaceable(_not_replaceable(current), broker=self.name) from None
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
@@ -388,11 +376,11 @@ class OandaConnector:
             replaces=order.client_order_id,
             leg=order.leg,
         )
-        held = self._held.pop(order.id)
+        held = self._records.held.pop(order.id)
         if held is not None:
-            self._held.put(new.id, held)
-        old = self._orders.get(order.id) or order
-        self._orders.put(order.id, self._replaced(old, new, create))
+            self._records.held.put(new.id, held)
+        old = self._records.orders.get(order.id) or order
+        self._records.orders.put(order.id, self._replaced(old, new, create))
         return new
 
     async def _list_leg_body(
@@ -451,7 +439,7 @@ class OandaConnector:
         entry = msgspec.structs.replace(
             entry, leg=Leg(list_id=list_id, contingency="bracket", role="entry")
         )
-        self._orders.put(entry.id, entry)
+        self._records.orders.put(entry.id, entry)
         exits = []
         roles: tuple[LegRole, ...] = ("take_profit", "stop_loss")
         for leg_request, role in zip(request.legs[1:], roles, strict=True):
@@ -463,28 +451,18 @@ class OandaConnector:
             )
             exits.append(msgspec.structs.replace(exit_, leg=leg))
         if entry.status in ("accepted", "partially_filled"):
-            self._held.put(entry.id, exits)
+            self._records.held.put(entry.id, exits)
             return [entry, *exits]
         if entry.status != "filled":  # canceled at once: its exits will never be made
-            return [entry, *(self._with_entry_gone(e, entry) for e in exits)]
+            return [entry, *(exit_ended(e, entry) for e in exits)]
         made = []
         for exit_ in exits:
             try:
                 found = await self.get_order_by_client_id(exit_.client_order_id)
                 made.append(msgspec.structs.replace(found, leg=exit_.leg))
             except NotFound:  # the fill opened no trade (it reduced one): v20 made no exits
-                made.append(self._with_entry_gone(exit_, entry))
+                made.append(exit_ended(exit_, entry))
         return [entry, *made]
-
-    @staticmethod
-    def _with_entry_gone(exit_: Order, entry: Order) -> Order:
-        """A bracket's exit that will never work: its entry ended without opening a trade."""
-        return msgspec.structs.replace(
-            exit_,
-            status="canceled",
-            reject_reason=f"its entry {entry.client_order_id} is {entry.status}",
-            updated_at=entry.updated_at,
-        )
 
     async def get_order(self, order_id: str) -> Order:
         """One order by v20's numeric order id."""
@@ -492,7 +470,7 @@ class OandaConnector:
             raise NotFound(
                 f"OANDA order ids are numbers; {order_id!r} is not one", broker=self.name
             )
-        return await self._lookup(order_id)
+        return await self._records.lookup(order_id)
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
         """One order by our client order id (``NotFound`` if it never arrived).
@@ -502,15 +480,15 @@ class OandaConnector:
         by that id.
         """
         try:
-            return await self._lookup("@" + client_order_id)
+            return await self._records.lookup("@" + client_order_id)
         except NotFound:
             made_up = client_order_id.removeprefix(SYNTHETIC_CLIENT_ID_PREFIX)
             if made_up == client_order_id or not made_up.isdigit():
-                exit_ = await self._unmade_exit(client_order_id)
+                exit_ = await self._records.unmade_exit(client_order_id)
                 if exit_ is None:
                     raise
                 return exit_
-            order = await self._lookup(made_up)
+            order = await self._records.lookup(made_up)
             if order.client_order_id != client_order_id:
                 raise  # that order has a client id of its own: not the one asked for
             return order
@@ -523,48 +501,16 @@ class OandaConnector:
         entry still holds are not orders at v20 yet (nothing to cancel on
         their own): ``get_order_by_client_id`` finds them, ``held``.
         """
-        pending = await self._pending()
+        pending = await self._records.pending()
         orders = []
         for wire in pending:
             if wire.type in EXIT_ORDER_TYPES:
-                order = await self._before_own(wire)
+                order = await self._records.before_own(wire)
             else:
-                order = self._known_fields(order_from_wire(wire, self.name))
+                order = self._records.known_fields(order_from_wire(wire, self.name))
             if order is not None:
                 orders.append(order)
         return orders
-
-    async def _pending(self) -> list[WireOrder]:
-        reply = await self._get(self._path("/pendingOrders"), OrdersReply, what="open orders")
-        return reply.orders
-
-    async def _unmade_exit(self, client_order_id: str) -> Order | None:
-        """A bracket's exit v20 has not made (yet), found on its entry; ``None`` if none is.
-
-        Held while its entry is pending; canceled, naming why, once the entry
-        ended without making it (canceled, or filled without opening a trade).
-        """
-        for held in self._held_exits(await self._pending()):
-            if held.client_order_id == client_order_id:
-                return held
-        path = self._path("/orders")
-        params = {"state": "ALL", "count": str(_ORDER_SCAN)}
-        for wire in (await self._get(path, OrdersReply, what="order lookup", params=params)).orders:
-            for held in self._held_exits([wire]):
-                if held.client_order_id == client_order_id:
-                    entry = await self._complete(wire)
-                    assert entry is not None
-                    return self._with_entry_gone(held, entry)
-        return None
-
-    def _held_exits(self, pending: list[WireOrder]) -> list[Order]:
-        """The take profits and stop losses these pending entries create when they fill."""
-        held = []
-        for wire in pending:
-            entry = order_from_wire(wire, self.name)
-            if entry is not None:
-                held += held_exits(wire, entry)
-        return held
 
     async def positions(self) -> list[Position]:
         """Every open position, long and short sides netted."""
@@ -598,147 +544,16 @@ class OandaConnector:
             raise unreadable_reply(missing, broker=self.name, doing="OANDA close position")
         fill = getattr(reply, f"{side}OrderFillTransaction")
         if fill is not None:
-            order = self._after_fill(order, fill)[0]
+            order = self._records.after_fill(order, fill)[0]
         cancel = getattr(reply, f"{side}OrderCancelTransaction")
         if cancel is not None:
-            order = self._after_cancel(order, cancel)
-        self._orders.put(order.id, order)
+            order = self._records.after_cancel(order, cancel)
+        self._records.orders.put(order.id, order)
         return order
 
     async def close_all_positions(self) -> list[Order] | None:
         """v20 closes one instrument at a time: ``None`` (each position is closed in turn)."""
         return None
-
-    async def _lookup(self, specifier: str) -> Order:
-        path = self._path(f"/orders/{quote(specifier, safe='')}")
-        wire = (await self._get(path, OrderReply, what="order lookup")).order
-        order = await self._complete(wire)
-        if order is None:
-            raise NotFound(
-                f"OANDA order {wire.id} is a {wire.type} order, not one the gateway places",
-                broker=self.name,
-            )
-        self._orders.put(order.id, order)
-        return order
-
-    async def _complete(self, wire: WireOrder) -> Order | None:
-        """A v20 order as ours, with its fills and how it ended looked up.
-
-        Reissues count: an order filled in part whose rest v20 reissued goes
-        on in the reissued one (same client id), so its fills are added up
-        along the chain. One canceled to be replaced by another client id is
-        ``replaced``.
-        """
-        if wire.state == "FILLED" and wire.replacedByOrderID:
-            later = await self._wire(wire.replacedByOrderID)
-            if later is not None and wire_client_id(later) == wire_client_id(wire):
-                return await self._complete(later)  # the order goes on there
-        order = await self._before_own(wire)
-        if order is None:
-            return None
-        if wire.fillingTransactionID:
-            order = self._after_fill(order, await self._transaction(wire.fillingTransactionID))[0]
-        if wire.state != "CANCELLED":
-            return order
-        if wire.replacedByOrderID:
-            replacement = await self._wire(wire.replacedByOrderID)
-            if replacement is not None:
-                coid = wire_client_id(replacement)
-                return msgspec.structs.replace(
-                    order,
-                    status="replaced",
-                    replaced_by=coid,
-                    updated_at=max(order.updated_at, time_ns(wire.cancelledTime)),
-                )
-        if wire.cancellingTransactionID:
-            return self._after_cancel(order, await self._transaction(wire.cancellingTransactionID))
-        return with_cancel(order, None, time_ns(wire.cancelledTime))
-
-    async def _before_own(self, wire: WireOrder) -> Order | None:
-        """Ours as it stood before this v20 order's own fill or cancel; ``None`` if not ours.
-
-        An order reissued for the rest of a partly filled one is the same
-        order of ours: its quantity is the first's, and the fills of the
-        orders before it in the chain are counted.
-        """
-        chain = [wire]
-        replaced = None  # the order of ours this one replaced, if any
-        while chain[0].replacesOrderID:
-            earlier = await self._wire(chain[0].replacesOrderID)
-            if earlier is None:
-                break
-            if wire_client_id(earlier) != wire_client_id(wire):
-                replaced = earlier  # a replace by another client id: another order of ours
-                break
-            chain.insert(0, earlier)
-        if wire.type in EXIT_ORDER_TYPES:
-            trade = await self._trade(wire.tradeID)
-            order = (
-                exit_order(wire, trade, self.name, ts=time_ns(wire.createTime)) if trade else None
-            )
-        else:
-            order = order_from_wire(chain[0], self.name)
-        order = self._known_fields(order)
-        if order is None:
-            return None
-        order = msgspec.structs.replace(
-            order, id=wire.id, status="accepted", filled_qty=Decimal(0), avg_fill_price=None
-        )
-        if replaced is not None:
-            order = msgspec.structs.replace(order, replaces=wire_client_id(replaced))
-        for earlier in chain[:-1]:
-            if earlier.fillingTransactionID:
-                txn = await self._transaction(earlier.fillingTransactionID)
-                order = self._after_fill(order, txn)[0]
-        return order
-
-    async def _wire(self, order_id: str) -> WireOrder | None:
-        path = self._path(f"/orders/{quote(order_id, safe='')}")
-        try:
-            return (await self._get(path, OrderReply, what="order lookup")).order
-        except NotFound:
-            return None
-
-    async def _trade(self, trade_id: str | None) -> WireTrade | None:
-        if not trade_id:
-            return None
-        path = self._path(f"/trades/{quote(trade_id, safe='')}")
-        try:
-            return (await self._get(path, TradeReply, what="trade lookup")).trade
-        except NotFound:
-            return None
-
-    def _known_fields(self, order: Order | None) -> Order | None:
-        # What we asked for reads back differently at v20 (a ``day`` market order is FOK):
-        # keep the request's own terms for orders we placed.
-        if order is None:
-            return None
-        known = self._orders.get(order.id)
-        if known is None:
-            return order
-        return msgspec.structs.replace(order, type=known.type, time_in_force=known.time_in_force)
-
-    async def _transaction(self, txn_id: str) -> WireTransaction:
-        cached = self._transactions.get(txn_id)
-        if cached is not None:
-            return cached
-        path = self._path(f"/transactions/{quote(txn_id, safe='')}")
-        txn = (await self._get(path, TransactionReply, what="transaction lookup")).transaction
-        self._transactions.put(txn_id, txn)
-        return txn
-
-    def _after_fill(self, order: Order, txn: WireTransaction) -> tuple[Order, OrderUpdate]:
-        self._transactions.put(txn.id or "", txn)
-        fill = fill_from(txn, order)
-        fills = self._fills.get(order.client_order_id) or {}
-        fills[fill.fill_id] = fill
-        self._fills.put(order.client_order_id, fills)
-        filled = with_fills(order, list(fills.values()))
-        return filled, OrderUpdate(order=filled, fill=fill, ts=fill.ts)
-
-    def _after_cancel(self, order: Order, txn: WireTransaction) -> Order:
-        self._transactions.put(txn.id or "", txn)
-        return with_cancel(order, txn.reason, time_ns(txn.time, self._now_ns()))
 
     @staticmethod
     def _specifier(order_id: str) -> str:
@@ -777,17 +592,11 @@ class OandaConnector:
                 if response.status_code != 200:
                     await response.aread()
                     raise error_from_response(response, broker=self.name, what="transaction stream")
-                feed = TransactionFeed(
-                    self._cursor,
-                    self._fetch_since,
-                    partial(self._deliver, sink=sink),
-                    broker=self.name,
-                    heartbeat_timeout_s=s.heartbeat_timeout_s,
-                    log=self.log,
-                )
-                await feed.backfill()
+                deliver = partial(self._deliver, sink=sink)
+                self._feed.opened()
+                await self._feed.backfill(deliver)
                 task_status.started()
-                await feed.read(response.aiter_lines())
+                await self._feed.read(response.aiter_lines(), deliver)
         except (httpx.HTTPError, BrokerUnavailable) as exc:
             if not self._http.is_open:
                 return  # we hung up ourselves (disconnect): not a lost connection
@@ -796,6 +605,32 @@ class OandaConnector:
             raise error_from_transport(exc, broker=self.name, what="transaction stream") from None
         if self._http.is_open:
             raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
+
+    @property
+    def last_message_at(self) -> float | None:
+        """trio's clock (``trio.current_time()``) when the transaction stream last sent a line.
+
+        A heartbeat counts; so does the stream's opening. ``None`` before the
+        stream first opened. Health shows ``trio.current_time()`` minus this.
+        """
+        return self._feed.last_message_at
+
+    async def resync(self) -> list[OrderUpdate]:
+        """Every update of our orders in the transactions after the last one delivered, in order.
+
+        ``GET .../transactions/sinceid`` from the cursor, read as the stream
+        would have read it (a fill's ``fill_id`` is its ``ORDER_FILL``
+        transaction id). The cursor moves past them once all are in hand, so
+        a second call returns nothing new and a failure halfway returns
+        nothing and loses nothing (``BrokerUnavailable``; the caller retries).
+        """
+        updates: list[OrderUpdate] = []
+
+        async def collect(update: OrderUpdate) -> None:
+            updates.append(update)
+
+        await self._feed.missed(partial(self._deliver, sink=collect))
+        return updates
 
     async def _fetch_since(self, since: int) -> TransactionsReply:
         what = "transaction backfill"
@@ -817,14 +652,14 @@ class OandaConnector:
         if txn.type in CREATE_TYPES or txn.type in EXIT_CREATE_TYPES:
             updates = await self._on_create(txn)
         elif txn.type == "ORDER_FILL" and txn.orderID:
-            held = self._held.pop(txn.orderID) or []  # v20 creates the exits next ...
-            base = await self._order_for(txn.orderID)
+            held = self._records.held.pop(txn.orderID) or []  # v20 creates the exits next ...
+            base = await self._records.order_for(txn.orderID)
             if base is not None:
-                order, update = self._after_fill(base, txn)
-                self._orders.put(order.id, order)
+                order, update = self._records.after_fill(base, txn)
+                self._records.orders.put(order.id, order)
                 updates = [update]
                 if txn.tradeOpened is None:  # ... unless the fill only reduced a trade
-                    gone = [self._with_entry_gone(e, order) for e in held]
+                    gone = [exit_ended(e, order) for e in held]
                     updates += [OrderUpdate(order=o, ts=o.updated_at) for o in gone]
         elif (
             txn.type == "ORDER_CANCEL"
@@ -838,7 +673,7 @@ class OandaConnector:
 
     async def _on_create(self, txn: WireTransaction) -> list[OrderUpdate]:
         if txn.type in EXIT_CREATE_TYPES:
-            trade = await self._trade(txn.tradeID)
+            trade = await self._records.trade(txn.tradeID)
             created = exit_order(txn, trade, self.name, ts=time_ns(txn.time)) if trade else None
         else:
             created = order_from_create(txn, self.name)
@@ -846,54 +681,42 @@ class OandaConnector:
             return []
         # Report the order as this transaction left it (accepted), even when the submit
         # reply already told us more: the fill comes with its own transaction.
-        order = self._known_fields(created)
+        order = self._records.known_fields(created)
         assert order is not None
         ts = order.created_at
         earlier = None
         if txn.reason == "REPLACEMENT" and txn.replacesOrderID:
-            earlier = await self._order_for(txn.replacesOrderID)
+            earlier = await self._records.order_for(txn.replacesOrderID)
         if earlier is not None and earlier.client_order_id == order.client_order_id:
             # v20 reissued the rest of our partly filled order: it goes on under this id.
             order = msgspec.structs.replace(earlier, id=order.id, updated_at=ts)
-            self._orders.put(order.id, order)
+            self._records.orders.put(order.id, order)
             return [OrderUpdate(order=order, ts=ts)]
-        if order.id not in self._orders:
-            self._orders.put(order.id, order)
+        if order.id not in self._records.orders:
+            self._records.orders.put(order.id, order)
         if earlier is None:
             return [OrderUpdate(order=order, ts=ts)]
         order = msgspec.structs.replace(order, replaces=earlier.client_order_id)
-        held = self._held.pop(earlier.id)
+        held = self._records.held.pop(earlier.id)
         if held is not None:
-            self._held.put(order.id, held)
+            self._records.held.put(order.id, held)
         gone = self._replaced(earlier, order, txn)
-        self._orders.put(earlier.id, gone)
+        self._records.orders.put(earlier.id, gone)
         return [OrderUpdate(order=gone, ts=ts), OrderUpdate(order=order, ts=ts)]
 
     async def _on_cancel(self, txn: WireTransaction) -> list[OrderUpdate]:
         assert txn.orderID is not None
-        base = await self._order_for(txn.orderID)
+        base = await self._records.order_for(txn.orderID)
         if base is None:
             return []
-        order = self._after_cancel(base, txn)
-        self._orders.put(order.id, order)
+        order = self._records.after_cancel(base, txn)
+        self._records.orders.put(order.id, order)
         updates = [OrderUpdate(order=order, ts=order.updated_at)]
         # The exits of a bracket whose entry will never fill go with it.
-        for exit_ in self._held.pop(txn.orderID) or []:
-            gone = self._with_entry_gone(exit_, order)
+        for exit_ in self._records.held.pop(txn.orderID) or []:
+            gone = exit_ended(exit_, order)
             updates.append(OrderUpdate(order=gone, ts=order.updated_at))
         return updates
-
-    async def _order_for(self, order_id: str) -> Order | None:
-        known = self._orders.get(order_id)
-        if known is not None:
-            return known
-        wire = await self._wire(order_id)
-        if wire is None or (
-            wire.type not in ENTRY_ORDER_TYPES and wire.type not in EXIT_ORDER_TYPES
-        ):
-            return None
-        # Its state as of this transaction is applied by the caller.
-        return await self._before_own(wire)
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -930,6 +753,11 @@ class OandaConnector:
             return await client.request(method, self._rest + path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise error_from_transport(exc, broker=self.name, what=what) from None
+
+    async def _account_get(
+        self, tail: str, type_: type[_T], *, what: str, params: dict[str, str] | None = None
+    ) -> _T:
+        return await self._get(self._path(tail), type_, what=what, params=params)
 
     async def _get(
         self, path: str, type_: type[_T], *, what: str, params: dict[str, str] | None = None

@@ -34,12 +34,13 @@ import random
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.paper.clock import PaperClock
 from ult_actors.brokers.paper.exchange import PaperExchange
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import (
@@ -53,6 +54,8 @@ from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
 from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
 
 __all__ = ["PaperConnector", "reset_paper_state"]
+
+T = TypeVar("T")
 
 
 def reset_paper_state(path: str, account: str | None = None) -> bool:
@@ -101,10 +104,13 @@ class PaperConnector:
             self._venue = self._open_venue()
         return self._venue
 
-    def _open_venue(self) -> PaperVenue:
-        exchange = self._exchange
-        if exchange is None:
+    def _joined(self) -> PaperExchange:
+        if self._exchange is None:
             raise BrokerUnavailable(f"paper broker {self.name} is not connected", broker=self.name)
+        return self._exchange
+
+    def _open_venue(self) -> PaperVenue:
+        exchange = self._joined()
         if not exchange.reload_ready(self.name):
             raise BrokerUnavailable(
                 f"paper account {self.name}: its last writes are still being saved",
@@ -140,21 +146,15 @@ class PaperConnector:
 
     def _opened(self) -> PaperVenue | None:
         """The venue if the account exists; ``None`` for one never used (fresh)."""
-        if self._venue is None:
-            if self._exchange is None:
-                raise BrokerUnavailable(
-                    f"paper broker {self.name} is not connected", broker=self.name
-                )
-            if self.name not in self._exchange.store.accounts:
-                return None
+        if self._venue is None and self.name not in self._joined().store.accounts:
+            return None
         return self.venue
 
     async def _reported(self, venue: PaperVenue) -> None:
         """Return once everything ``venue`` has staged is in the file."""
-        assert self._exchange is not None
         venue.holding += 1
         try:
-            await self._exchange.writer.durable(venue.staged_seq)
+            await self._joined().writer.durable(venue.staged_seq)
         finally:
             venue.holding -= 1
             venue.release()
@@ -182,11 +182,11 @@ class PaperConnector:
         if exchange is None:
             await trio.lowlevel.checkpoint_if_cancelled()
             return
-        if venue is not None and exchange.writer.failure is None:
-            venue.save_prices()
-        last = venue.staged_seq if venue is not None else 0
+        last = 0
         try:
             if venue is not None and exchange.writer.failure is None:
+                venue.save_prices()
+                last = venue.staged_seq
                 await exchange.writer.durable(last)
         finally:
             await exchange.leave(self.name, last)
@@ -202,76 +202,60 @@ class PaperConnector:
         venue = self.venue
         order = venue.submit(request, in_transit=latency > 0)
         if latency > 0:
-            arrive = functools.partial(self._arrive, venue, self._stream_epoch, order.id)
+            arrive = functools.partial(self._arrive, venue, order.id)
             self._clock().call_at(trio.current_time() + latency / 1000, arrive)
         await self._reported(venue)
         return order
 
     async def cancel(self, order_id: str) -> Order:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        venue = self._opened()
-        if venue is None:
-            raise self._not_found(order_id)
-        order = venue.cancel(order_id)
-        await self._reported(venue)
-        return order
+        return await self._ask(lambda venue: venue.cancel(order_id), self._none(repr(order_id)))
 
     async def get_order(self, order_id: str) -> Order:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        venue = self._opened()
-        if venue is None:
-            raise self._not_found(order_id)
-        order = venue.get(order_id)
-        await self._reported(venue)
-        return order
+        return await self._ask(lambda venue: venue.get(order_id), self._none(repr(order_id)))
 
     async def get_order_by_client_id(self, client_order_id: str) -> Order:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        venue = self._opened()
-        if venue is None:
-            raise NotFound(
-                f"paper broker {self.name}: no order with client_order_id {client_order_id!r}"
-            )
-        order = venue.get_by_client_id(client_order_id)
-        await self._reported(venue)
-        return order
+        return await self._ask(
+            lambda venue: venue.get_by_client_id(client_order_id),
+            self._none(f"with client_order_id {client_order_id!r}"),
+        )
 
     async def open_orders(self) -> list[Order]:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        venue = self._opened()
-        if venue is None:
-            return []
-        orders = venue.open_orders()
-        await self._reported(venue)
-        return orders
+        return await self._ask(PaperVenue.open_orders, list)
 
     async def positions(self) -> list[Position]:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        venue = self._opened()
-        if venue is None:
-            return []
-        positions = venue.positions()
-        await self._reported(venue)
-        return positions
+        return await self._ask(PaperVenue.positions, list)
 
     async def account(self) -> Account:
+        return await self._ask(PaperVenue.account_info, self._fresh_account)
+
+    async def _ask(self, ask: Callable[[PaperVenue], T], fresh: Callable[[], T]) -> T:
+        """``ask`` the venue and answer once the file has what it says; an account never
+        used yet answers ``fresh()`` without being opened."""
         await trio.lowlevel.checkpoint_if_cancelled()
         venue = self._opened()
         if venue is None:
-            cash = self.settings.starting_cash
-            return Account(
-                broker=self.name,
-                cash=cash,
-                buying_power=cash,
-                equity=cash,
-                currency=self.settings.currency,
-            )
-        account = venue.account_info()
+            return fresh()
+        answer = ask(venue)
         await self._reported(venue)
-        return account
+        return answer
 
-    def _not_found(self, order_id: str) -> NotFound:
-        return NotFound(f"paper broker {self.name}: no order {order_id!r}")
+    def _none(self, which: str) -> Callable[[], Order]:
+        """A fresh account's answer for an order: ``NotFound``, worded as the venue's."""
+
+        def fresh() -> Order:
+            raise NotFound(f"paper broker {self.name}: no order {which}")
+
+        return fresh
+
+    def _fresh_account(self) -> Account:
+        cash = self.settings.starting_cash
+        return Account(
+            broker=self.name,
+            cash=cash,
+            buying_power=cash,
+            equity=cash,
+            currency=self.settings.currency,
+        )
 
     async def close_position(self, position: Position, client_order_id: str) -> Order | None:
         """The paper venue has no close of its own: ``None``, so the closing order is a market order."""
@@ -303,10 +287,8 @@ class PaperConnector:
 
     # -- the shared clock -----------------------------------------------------------
 
-    def _clock(self) -> Any:
-        if self._exchange is None:
-            raise BrokerUnavailable(f"paper broker {self.name} is not connected", broker=self.name)
-        return self._exchange.clock
+    def _clock(self) -> PaperClock:
+        return self._joined().clock
 
     def _start_ticks(self, venue: PaperVenue) -> None:
         interval = self.settings.tick_interval_s
@@ -327,7 +309,7 @@ class PaperConnector:
         due += self.settings.tick_interval_s
         self._clock().call_at(due, functools.partial(self._tick, venue, epoch, due))
 
-    def _arrive(self, venue: PaperVenue, epoch: int, order_id: str) -> None:
+    def _arrive(self, venue: PaperVenue, order_id: str) -> None:
         if venue is not self._venue:
             return  # disconnected: a reload makes travelling orders arrive
         try:

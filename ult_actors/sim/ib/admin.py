@@ -14,8 +14,9 @@ commands, answered with one line starting ``ok`` or ``error``::
     price SYMBOL PRICE        move a price (fills what it triggers)
     status                    sessions, orders, faults
     orders                    every order TWS holds, as one JSON list after ``ok``
-                              (client id, order id, order ref, status): a chaos
-                              run counts order refs from the broker's side here
+                              (client id, order id, order ref, status, filled,
+                              parent id, OCA group): a chaos run counts order refs
+                              and checks linked orders from the broker's side here
 
 ``ult sim ib ctl --admin-port P COMMAND...`` sends one command and prints
 the answer, e.g. from a chaos script: ``ult sim ib ctl --admin-port 7498 lost``.
@@ -79,6 +80,9 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
                     "order_id": o.order_id,
                     "order_ref": o.order.order_ref,
                     "status": o.status,
+                    "filled": str(o.filled),
+                    "parent_id": o.order.parent_id,
+                    "oca_group": o.order.oca_group,
                 }
                 for o in sim.exchange.orders.values()
             ]

@@ -43,8 +43,11 @@ drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``ult_actors/sim/oanda
   ``garble_reply`` (apply, then answer with the body cut in half),
   ``stream_drop`` (cut streams after ``after_events`` more transactions),
   ``stream_refuse`` (503 to the next stream requests), ``stream_mute``
-  (current streams go silent), ``heartbeat_stop`` (current streams stop
-  heartbeats only). ``path`` is a prefix of the request path.
+  or ``silent`` (current streams go silent: no transactions, no heartbeats),
+  ``heartbeat_stop`` (current streams stop heartbeats only), ``drop_events``
+  (transactions of ``events`` types never streamed, with ``probability``
+  from the seeded generator; the REST record stays right). ``path`` is a
+  prefix of the request path.
 - ``GET /_sim/faults`` / ``DELETE /_sim/faults`` — list / disarm.
 - ``POST /_sim/stream/drop`` — cut every open stream now.
 - ``POST /_sim/prices`` — ``{"EUR_USD": "1.09000"}`` (mid, usual spread) or
@@ -62,6 +65,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -137,6 +141,10 @@ class OandaSimulator:
         #: Requests that reached the v20 routes (faulted ones included).
         self.requests = 0
         self._streams: set[StreamSlot] = set()
+        #: Draws for ``drop_events`` (its own, so prices do not depend on what was dropped).
+        self._drop_rng = random.Random(seed)
+        #: Transactions a ``drop_events`` fault kept off every stream.
+        self.events_dropped = 0
         self.book.listeners.append(self._publish)
 
     @property
@@ -176,7 +184,7 @@ class OandaSimulator:
         self.faults.arm(fault)
         if fault.kind in ON_ARM_KINDS and self.faults.take(fault.kind):
             for slot in self._streams:
-                if fault.kind == "stream_mute":
+                if fault.kind in ("stream_mute", "silent"):
                     slot.muted = True
                 else:
                     slot.beats = False
@@ -191,11 +199,28 @@ class OandaSimulator:
         return len(slots)
 
     def _publish(self, txn: Transaction) -> None:
+        if self._dropped(txn):
+            return
         for slot in self._streams:
             if slot.kind == "transactions":
                 slot.push(txn)
         if self.faults.stream_cut_due():
             self.cut_streams()
+
+    def _dropped(self, txn: Transaction) -> bool:
+        """Whether an armed ``drop_events`` fault keeps this transaction off every stream."""
+        for fault in self.faults.armed():
+            if fault.kind != "drop_events":
+                continue
+            assert isinstance(fault, Fault)
+            if fault.events and txn.get("type") not in fault.events:
+                return False
+            if self._drop_rng.random() >= fault.probability:
+                return False
+            self.faults.take("drop_events")
+            self.events_dropped += 1
+            return True
+        return False
 
     def _wake_price_streams(self) -> None:
         for slot in self._streams:
@@ -223,6 +248,7 @@ class OandaSimulator:
             "pending_orders": sum(1 for o in book.orders.values() if o.state == "PENDING"),
             "balance": f"{book.balance:f}",
             "stream_clients": len(self._streams),
+            "events_dropped": self.events_dropped,
             **self.faults.report(),
         }
 
@@ -484,11 +510,12 @@ admin endpoints (same port, no token; the Alpaca simulator's fault vocabulary):
   POST   /_sim/faults       arm {"kind": K, "count": N, "method": M, "path": PREFIX, ...} or a list
                             K: drop | status (status) | rate_limit (retry_after_s,
                             retry_after_header) | slow (delay_s) | lose_reply | garble_reply |
-                            stream_drop (after_events) | stream_refuse | stream_mute |
-                            heartbeat_stop
+                            stream_drop (after_events) | stream_refuse | stream_mute | silent |
+                            heartbeat_stop | drop_events (events, probability)
   GET    /_sim/faults       armed faults        DELETE /_sim/faults   disarm all
   POST   /_sim/stream/drop  cut every open stream now
   POST   /_sim/prices       {"EUR_USD": "1.09000"} or {"EUR_USD": {"bid": ..., "ask": ...}}
+                            (optional "liquidity": units offered; fewer fill orders in part)
   POST   /_sim/tick         one step of the price walk
   GET    /_sim/state        counters, armed and fired faults
 example: curl -X POST 127.0.0.1:8620/_sim/faults -d '{"kind": "status", "status": 503}'

@@ -1,0 +1,109 @@
+"""One order's transaction costs, from the order and its fills."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from decimal import Decimal
+
+from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderCost
+
+_ZERO = Decimal(0)
+
+
+class LastTrades:
+    """Each symbol's fills in time order: the price of its last fill at a moment."""
+
+    def __init__(self, fills: Sequence[Fill]) -> None:
+        by_symbol: dict[str, list[tuple[int, Decimal]]] = {}
+        for fill in fills:
+            by_symbol.setdefault(fill.symbol, []).append((fill.ts, fill.price))
+        self._times: dict[str, list[int]] = {}
+        self._prices: dict[str, list[Decimal]] = {}
+        for symbol, trades in by_symbol.items():
+            trades.sort(key=lambda trade: trade[0])
+            self._times[symbol] = [ts for ts, _ in trades]
+            self._prices[symbol] = [price for _, price in trades]
+
+    def at(self, symbol: str, ts: int) -> Decimal | None:
+        """The price of ``symbol``'s last fill at or before ``ts``; None: none was."""
+        times = self._times.get(symbol)
+        if not times:
+            return None
+        i = bisect.bisect_right(times, ts)
+        return self._prices[symbol][i - 1] if i else None
+
+
+def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> OrderCost:
+    """What ``order`` cost; ``fills`` are its own (from the journal).
+
+    An order journaled before fills were (no fill rows, yet filled) falls
+    back on its own filled quantity and average price, with no fees.
+    """
+    if fills:
+        filled = sum((f.qty for f in fills), _ZERO)
+        notional = sum((f.qty * f.price for f in fills), _ZERO)
+        avg = notional / filled if filled else None
+        fees = sum((f.total_fees for f in fills), _ZERO)
+        first_ts: int | None = min(f.ts for f in fills)
+        last_ts: int | None = max(f.ts for f in fills)
+    else:
+        filled, avg, fees = order.filled_qty, order.avg_fill_price, _ZERO
+        notional = filled * avg if avg is not None else _ZERO
+        first_ts = last_ts = None
+    sign = 1 if order.side == "buy" else -1
+    arrival = order.arrival_price
+    slippage_bps: float | None = None
+    impact: Decimal | None = None
+    opportunity: Decimal | None = None
+    shortfall: Decimal | None = None
+    if arrival is not None and arrival > 0:
+        if avg is not None and filled > 0:
+            slippage_bps = float(sign * (avg - arrival) / arrival * 10_000)
+            impact = sign * (avg - arrival) * filled
+        else:
+            impact = _ZERO
+        opportunity = _opportunity(order, filled, arrival, sign, last_trades)
+        shortfall = impact + fees + (opportunity or _ZERO)
+    return OrderCost(
+        client_order_id=order.client_order_id,
+        broker=order.broker,
+        symbol=order.symbol,
+        side=order.side,
+        status=order.status,
+        created_at=order.created_at,
+        qty=order.qty,
+        filled_qty=filled,
+        avg_fill_price=avg,
+        notional=notional,
+        fees=fees,
+        arrival_price=arrival,
+        arrival_source=order.arrival_source,
+        slippage_bps=slippage_bps,
+        price_impact=impact,
+        opportunity=opportunity,
+        shortfall=shortfall,
+        first_fill_s=_seconds(first_ts, order.created_at),
+        last_fill_s=_seconds(last_ts, order.created_at),
+    )
+
+
+def _opportunity(
+    order: Order, filled: Decimal, arrival: Decimal, sign: int, last_trades: LastTrades
+) -> Decimal | None:
+    """What the rest that never filled cost: how far the price moved against the order
+    from arrival to the order's end (its symbol's last fill then). None: no such fill."""
+    # A replaced order's rest carries on in its replacement; an open one is not over.
+    if order.status not in TERMINAL_STATUSES or order.status == "replaced":
+        return _ZERO
+    unfilled = order.qty - filled
+    if unfilled <= 0:
+        return _ZERO
+    end_price = last_trades.at(order.symbol, order.updated_at)
+    if end_price is None:
+        return None
+    return sign * (end_price - arrival) * unfilled
+
+
+def _seconds(ts: int | None, since: int) -> float | None:
+    return None if ts is None else max(0, ts - since) / 1e9
