@@ -108,9 +108,7 @@ def test_the_stop_is_canceled_once_after_a_restart_when_the_take_profit_filled_m
     # the position's entry and the two exits.
     assert venue(sim_url, f"orders/{stop_loss.id}")["order"]["state"] == "CANCELLED"
     since = venue(sim_url, "transactions/sinceid?id=0")["transactions"]
-    cancels = [
-        t for t in since if t["type"] == "ORDER_CANCEL" and t.get("orderID") == stop_loss.id
-    ]
+    cancels = [t for t in since if t["type"] == "ORDER_CANCEL" and t.get("orderID") == stop_loss.id]
     assert len(cancels) == 1, cancels
     created = [t for t in since if t["type"].endswith("_ORDER") and t["type"] != "MARKET_ORDER"]
     assert sorted(t["type"] for t in created) == ["LIMIT_ORDER", "STOP_ORDER"]
