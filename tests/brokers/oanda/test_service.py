@@ -517,3 +517,22 @@ def test_the_simulator_command_explains_itself() -> None:
     )
     assert done.returncode == 0
     assert "--port" in done.stdout
+
+
+def test_health_counts_the_open_legs_of_lists_the_service_emulates(sim_process: str) -> None:
+    # OANDA has no OTO: the service holds the child until the parent fills.
+    env = {"OANDA_API_TOKEN": SIM_TOKEN, "OANDA_ACCOUNT_ID": SIM_ACCOUNT,
+           "OANDA_BASE_URL": sim_process, "DEFAULT_BROKER": "oanda"}  # fmt: skip
+    with UltProcess.serve(env=env) as service:
+        service.start()
+        sock = ("--socket", str(service.socket))
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {}
+        placed = run_ult("oto", "EUR_USD", "buy", "1000", "--type", "limit", "--limit-price",
+                         "0.5", "--tif", "gtc", "--then", "sell", "1000", "--type", "limit",
+                         "--limit-price", "2", *sock)  # fmt: skip
+        assert placed.returncode == 0, placed.stdout + placed.stderr
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {
+            "oanda": 2
+        }
+        human = run_ult("health", *sock).stdout.splitlines()
+        assert "open legs of order lists the service emulates: oanda 2" in human
