@@ -19,7 +19,9 @@ from ult_actors.report.render import COLUMNS, cells, empty_message
 
 _W, _H, _PAD = 560, 220, 40
 _BINS = 20
-_COLOURS = ("#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b83280", "#4a5568")
+#: One colour per broker's slippage chart, then one for cost and one for fill times.
+_BROKER_COLOURS = ("#2b6cb0", "#c05621", "#b83280", "#d69e2e", "#4a5568")
+_COST_COLOUR, _FILL_TIME_COLOUR = "#6b46c1", "#2f855a"
 
 
 def write_page(report: CostReport, path: Path) -> None:
@@ -63,12 +65,16 @@ def _charts(orders: Sequence[OrderCost]) -> str:
         if o.slippage_bps is not None:
             by_broker.setdefault(o.broker, []).append(o.slippage_bps)
     charts = [
-        _histogram(f"Slippage at {broker} (bps, positive is a cost)", values, _COLOURS[i % 6])
+        _histogram(
+            f"Slippage at {broker} (bps, positive is a cost)",
+            values,
+            _BROKER_COLOURS[i % len(_BROKER_COLOURS)],
+        )
         for i, (broker, values) in enumerate(sorted(by_broker.items()))
     ]
     charts.append(_cost_over_time(orders))
     fill_times = [o.last_fill_s for o in orders if o.last_fill_s is not None]
-    charts.append(_histogram("Time to last fill (s)", fill_times, _COLOURS[2]))
+    charts.append(_histogram("Time to last fill (s)", fill_times, _FILL_TIME_COLOUR))
     return "".join(charts)
 
 
@@ -136,7 +142,7 @@ def _cost_over_time(orders: Sequence[OrderCost]) -> str:
     if not per_day:
         return _section(title, _label(_W / 2, _H / 2, "no data"))
     days = sorted(per_day)
-    body = _bars([float(per_day[d]) for d in days], _COLOURS[1])
+    body = _bars([float(per_day[d]) for d in days], _COST_COLOUR)
     body += _label(_PAD, _H - _PAD + 14, days[0], "start")
     body += _label(_W - 10, _H - _PAD + 14, days[-1], "end")
     return _section(title, body)
