@@ -106,7 +106,7 @@ def near(pixel: tuple[int, int, int], colour: tuple[int, int, int]) -> bool:
 
 def test_the_page_renders_offline_with_its_charts_drawn(tmp_path: Path) -> None:
     orders, fills = traded(300)
-    report = build_report(orders, fills, ReportQuery(by="broker", with_orders=True))
+    report = build_report(orders, fills, ReportQuery(by="broker", with_charts=True))
     page = tmp_path / "costs.html"
     write_page(report, page)
 

@@ -50,7 +50,7 @@ def report_main(argv: list[str]) -> int:
             broker=a.broker,
             symbol=a.symbol,
             by=a.by,
-            with_orders=a.html is not None,
+            with_charts=a.html is not None,
         )
         if a.html is not None:
             write_page(report, Path(a.html))
