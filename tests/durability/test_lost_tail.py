@@ -162,6 +162,7 @@ def test_after_a_lost_tail_every_order_at_the_broker_is_journaled_again_none_sen
         assert listed.returncode == 0, listed.stderr
         origins = {r["client_order_id"]: r["origin"] for r in json.loads(listed.stdout)["orders"]}
         health = json.loads(run_ult("health", "--json", "--socket", sock).stdout)
+        again.wait_log('"reconciled on start"')
         [summary] = again.log_events("reconciled on start")
         warned = again.log_events("adopting an order found at the broker that the journal lacks")
         if broker.counts is not None:

@@ -25,7 +25,7 @@ def test_a_second_service_refuses_to_start_and_a_killed_ones_socket_is_reused() 
         third.start()
         with Client(third.socket, timeout=10) as c:
             assert c.health().pid == third.proc.pid  # type: ignore[union-attr]
-        assert "replaced a stale socket" in third.log
+        third.wait_log("replaced a stale socket")
     finally:
         second.stop()
         third.stop()

@@ -10,7 +10,7 @@ import trio
 
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.config import load_config
-from ult_actors.errors import ConfigError
+from ult_actors.errors import ConfigError, JournalUnavailable
 from ult_actors.journal.sqlite import open_sqlite_store
 from ult_actors.journal.wal_sync import WalSyncer
 
@@ -112,3 +112,35 @@ def test_normal_is_the_default_and_the_interval_is_bounded(tmp_path: Path) -> No
         path.write_text(f"[journal]\nsync_interval_ms = {bad}\n")
         with pytest.raises(ConfigError, match=f"journal.sync_interval_ms: {rule}"):
             load_config(path, env={})
+
+
+async def test_a_failing_background_fsync_refuses_new_orders_until_one_succeeds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    broken = threading.Event()
+    retried = threading.Event()
+    attempts: list[int] = []
+
+    def fsync(fd: int) -> None:
+        attempts.append(fd)
+        if len(attempts) > 1:
+            retried.set()  # so the first attempt's failure is on record by now
+        if broken.is_set():
+            raise OSError(5, "Input/output error")
+
+    broken.set()
+    async with open_sqlite_store(
+        path, sync_interval_s=0.001, probe_interval_s=0.01, fsync=fsync
+    ) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")  # committed, not yet on disk
+            await trio.to_thread.run_sync(retried.wait)  # its fsync failed (and again)
+            with pytest.raises(JournalUnavailable, match="I/O error"):
+                await store.record(order("c-2"), event="submit")
+            assert store.unavailable == "I/O error"
+            broken.clear()  # the disk answers again: the next fsync works, then a probe
+            while store.unavailable is not None:
+                await store.availability_changed()
+            await store.record(order("c-3"), event="submit")
+    assert rows_on_disk(path) == {"c-1": "pending_new", "c-3": "pending_new"}

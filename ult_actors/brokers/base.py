@@ -173,6 +173,27 @@ class SupportsOrderLists(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsResync(Protocol):
+    """A connector that can recover what its update stream missed (issue 18).
+
+    After a dropped, silent or gappy stream, the broker actor calls ``resync``
+    before it lets new orders through again: the venue's own record since the
+    last event the stream delivered (Alpaca: orders updated since then; OANDA:
+    every transaction since the last transaction id seen; TWS: executions since
+    the gap, open and completed orders).
+    """
+
+    async def resync(self) -> list[OrderUpdate]:
+        """Every change the stream missed since the last update it delivered, in order.
+
+        Executions carry their venue execution id (``Fill.fill_id``), so one the
+        stream did deliver is not applied twice. Raises ``BrokerUnavailable`` when
+        the venue cannot be asked; the caller then retries (the gate stays shut).
+        """
+        ...
+
+
 S = TypeVar("S", bound=msgspec.Struct)
 
 

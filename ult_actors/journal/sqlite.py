@@ -40,6 +40,8 @@ outage, not a crash: ``unavailable`` says why, and until a probe every
 is sent that is not on disk), while the brokers' news about orders already
 sent (fills, cancels) is kept in memory, answered from there and written by
 the probe that succeeds. Cancels, queries and the kill switch keep working.
+A background fsync of the WAL that fails is such an outage ("I/O error")
+until one succeeds.
 """
 
 from __future__ import annotations
@@ -257,6 +259,7 @@ class SqliteStore:
         seen_filter_bits: int = 1 << 26,
         writer: Writer = "thread",
         now_ns: Callable[[], int] = time.time_ns,
+        fsync: Callable[[int], None] = os.fsync,
         probe_interval_s: float = 5.0,
         probe_bytes: int = 64 * 1024,
         max_pages: int | None = None,
@@ -271,6 +274,7 @@ class SqliteStore:
         self.cache_size = cache_size
         self.writer: Writer = writer
         self.now_ns = now_ns
+        self._fsync = fsync
         self.probe_interval_s = probe_interval_s
         self.probe_bytes = probe_bytes
         #: A cap on the file's size in pages (SQLite ``max_page_count``); None: none.
@@ -386,7 +390,8 @@ class SqliteStore:
     async def _open_store(self) -> None:
         await trio.to_thread.run_sync(self._open_sync)
         if self.synchronous == "normal" and self.sync_interval_s > 0:
-            self._wal_syncer = WalSyncer(Path(f"{self.path}-wal"), self.sync_interval_s)
+            wal = Path(f"{self.path}-wal")
+            self._wal_syncer = WalSyncer(wal, self.sync_interval_s, fsync=self._fsync)
             self._wal_syncer.start()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
@@ -569,6 +574,9 @@ class SqliteStore:
     ) -> None:
         conn = self._wconn
         assert conn is not None
+        if self._wal_syncer is not None and self._wal_syncer.last_error is not None:
+            # What was committed may not reach the disk: an outage until an fsync works.
+            raise OSError(errno.EIO, self._wal_syncer.last_error)
         events = []
         latest: dict[str, tuple[Any, ...]] = {}
         for seq, event, ts, order in _folded(rows):
@@ -895,6 +903,7 @@ async def open_sqlite_store(
     seen_filter_bits: int = 1 << 26,
     writer: Writer = "thread",
     now_ns: Callable[[], int] = time.time_ns,
+    fsync: Callable[[int], None] = os.fsync,
     probe_interval_s: float = 5.0,
     max_pages: int | None = None,
 ) -> AsyncIterator[SqliteStore]:
@@ -910,6 +919,7 @@ async def open_sqlite_store(
         seen_filter_bits=seen_filter_bits,
         writer=writer,
         now_ns=now_ns,
+        fsync=fsync,
         probe_interval_s=probe_interval_s,
         max_pages=max_pages,
     )

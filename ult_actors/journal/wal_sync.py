@@ -39,7 +39,8 @@ class WalSyncer:
         self._changed = threading.Condition()
         self._dirty = False  # committed since the last fsync
         self._closing = False
-        #: Fsyncs done, and why the last failed one failed, for health and tests.
+        #: Fsyncs done; why the last one failed, until one succeeds (the journal refuses
+        #: new orders meanwhile: what it commits may not reach the disk).
         self.syncs = 0
         self.last_error: str | None = None
         self._thread = threading.Thread(
@@ -76,6 +77,7 @@ class WalSyncer:
             return False
         finally:
             os.close(fd)
+        self.last_error = None
         self.syncs += 1
         return True
 

@@ -400,6 +400,16 @@ class UltProcess:
                     out.append(entry)
         return out
 
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it contains ``text``: lines are written by a thread of their own
+        a moment after they are logged (``AssertionError`` after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self._what()}: no {text!r} in its log after {timeout} s")
+            time.sleep(0.02)
+        return log
+
     @property
     def journal(self) -> Path:
         """The journal file of a ``serve`` process."""
