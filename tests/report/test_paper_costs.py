@@ -104,3 +104,37 @@ async def test_slippage_and_shortfall_match_the_figures_worked_by_hand(state: Pa
     assert aapl.shortfall == Decimal("35.58")  # 11.00 + 5.60 + 18.98
     assert aapl.slippage_bps_p50 == pytest.approx(10.0)
     assert aapl.slippage_bps_p90 == pytest.approx(10.0)
+
+
+async def test_realized_pl_between_broker_reports_is_net_of_commission(state: Path) -> None:
+    """Bought 100 at 100.10, sold 50 at 101.898 (the market above): 89.90 realized on the
+    prices, less 1.00 + 0.50 commission: 88.40, in the service's own book before any
+    report of the broker's replaces it."""
+    settings = PaperSettings(
+        tick_interval_s=0,
+        state_path=":memory:",
+        start_prices={"AAPL": Decimal("100")},
+        slippage_bps=Decimal("10"),
+        size_impact_bps_per_share=Decimal("0"),
+        commission_per_share=Decimal("0.01"),
+    )
+    venue: list[PaperConnector] = []
+
+    def connector() -> PaperConnector:
+        venue.append(PaperConnector("paper", settings))
+        return venue[-1]
+
+    cfg = one_broker_config(state, "paper", settings)
+    cfg.positions.sync_interval_s = 3600  # no broker report after the one at start
+    svc = build_service(cfg, env={}, rng=random.Random(3), connector_factories={"paper": connector})
+    async with served(svc, state) as client:
+        with trio.fail_after(30):
+            await client.submit("AAPL", "buy", 100, wait=True)
+            venue[-1].set_price("AAPL", 102)
+            await client.submit("AAPL", "sell", 50, wait=True)
+            while True:  # the fills reach the positions actor through the bus
+                [position] = await client.positions() or [None]
+                if position is not None and position.qty == 50:
+                    break
+                await trio.sleep(0.01)
+    assert position.realized_pl == Decimal("88.4")
