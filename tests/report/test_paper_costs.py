@@ -29,6 +29,7 @@ import trio
 from tests.service_harness import one_broker_config, served
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.errors import InvalidOrder
 from ult_actors.service import build_service
 
 
@@ -73,6 +74,11 @@ async def test_slippage_and_shortfall_match_the_figures_worked_by_hand(state: Pa
             await client.submit("AAPL", "sell", 50, client_order_id="sell-3", wait=True)
             await client.cancel("rest-2")
 
+            # A symbol the venue does not trade: refused, and no price walk started for it.
+            with pytest.raises(InvalidOrder):
+                await client.submit("NOPE", "buy", 1, wait=True)
+            assert "NOPE" not in venue[-1].venue.feed.known()
+
             by_order = await client.report(by="order", with_orders=True)
             by_symbol = await client.report(by="symbol")
 
@@ -97,7 +103,10 @@ async def test_slippage_and_shortfall_match_the_figures_worked_by_hand(state: Pa
     assert buy.first_fill_s is not None and buy.first_fill_s >= 0
     assert rest.first_fill_s is None
 
-    [aapl] = by_symbol.rows
+    aapl, nope = by_symbol.rows
+    assert (nope.key, nope.orders, nope.filled_qty, nope.shortfall) == ("NOPE", 1, 0, 0)
+    [refused] = [c for c in by_order.orders if c.symbol == "NOPE"]
+    assert (refused.status, refused.arrival_price) == ("rejected", None)
     assert (aapl.key, aapl.orders, aapl.filled_qty) == ("AAPL", 3, Decimal("150"))
     assert aapl.notional == Decimal("15104.9")  # 100 x 100.10 + 50 x 101.898
     assert aapl.fees == Decimal("1.5")
