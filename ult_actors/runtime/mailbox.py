@@ -139,11 +139,12 @@ class Mailbox(Generic[M]):
         self.capacity = capacity
         self.max_deliveries = max_deliveries
         self._lane_of = lane_of
-        channels = [trio.open_memory_channel[Envelope[M]](capacity) for _ in range(lanes)]
-        self._sends = [send for send, _ in channels]
-        self._receives = [receive for _, receive in channels]
-        self._redeliver = [collections.deque[Envelope[M]]() for _ in range(lanes)]
-        #: Readers of a mailbox with lanes waiting for a message, with the lanes they read.
+        #: Each lane's messages, oldest first (requeued requests go back to the head).
+        self._lanes = [collections.deque[Envelope[M]]() for _ in range(lanes)]
+        #: Senders waiting for room in each lane, in the order they came, with what
+        #: they send: a message taken moves the first one's in (so they stay in order).
+        self._blocked: list[dict[trio.lowlevel.Task, Envelope[M]]] = [{} for _ in range(lanes)]
+        #: Readers waiting for a message, with the lanes they read (None: all).
         self._readers: dict[trio.lowlevel.Task, Sequence[int] | None] = {}
         #: Requests taken by the current incarnation and not answered yet.
         self.in_flight: dict[Envelope[M], None] = {}  # an ordered set
@@ -159,8 +160,7 @@ class Mailbox(Generic[M]):
     @property
     def depth(self) -> int:
         """Messages waiting to be read."""
-        waiting = sum(r.statistics().current_buffer_used for r in self._receives)
-        return waiting + sum(len(d) for d in self._redeliver)
+        return sum(len(queue) for queue in self._lanes)
 
     def _envelope(self, msg: M, reply: ReplySlot | None, timeout: float) -> Envelope[M]:
         lane = self._lane_of(msg) if self._lane_of is not None else 0
@@ -168,26 +168,32 @@ class Mailbox(Generic[M]):
 
     async def send(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
         """Queue ``msg``, waiting while its lane is full."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         env = self._envelope(msg, reply, timeout)
-        channel = self._sends[env.lane]
-        try:
-            channel.send_nowait(env)
-        except trio.WouldBlock:
-            await channel.send(env)
-            self._arrived(env.lane)
-        else:
-            self._arrived(env.lane)
+        queue = self._lanes[env.lane]
+        if len(queue) < self.capacity:
             # With room, hand over without yielding: an order crosses three mailboxes,
             # and a scheduler round per hop on the sending side was ~10 % of its CPU.
-            await trio.lowlevel.checkpoint_if_cancelled()
+            queue.append(env)
+            self._arrived(env.lane)
+            return
+        task = trio.lowlevel.current_task()
+        blocked = self._blocked[env.lane]
+        blocked[task] = env  # queued by the reader that makes room (see ``_take``)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del blocked[task]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def send_nowait(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
         """Queue ``msg`` or raise ``MailboxFull``."""
         env = self._envelope(msg, reply, timeout)
-        try:
-            self._sends[env.lane].send_nowait(env)
-        except trio.WouldBlock:
-            raise MailboxFull(f"mailbox full ({self.capacity} messages)") from None
+        queue = self._lanes[env.lane]
+        if len(queue) >= self.capacity:
+            raise MailboxFull(f"mailbox full ({self.capacity} messages)")
+        queue.append(env)
         self._arrived(env.lane)
 
     def _arrived(self, lane: int) -> None:
@@ -213,13 +219,16 @@ class Mailbox(Generic[M]):
 
     def _take(self, lanes: Sequence[int] | None) -> Envelope[M] | None:
         """The next queued message of ``lanes`` (all, by default), the lowest lane first."""
-        for lane in range(len(self._receives)) if lanes is None else lanes:
-            if self._redeliver[lane]:
-                return self._redeliver[lane].popleft()
-            try:
-                return self._receives[lane].receive_nowait()
-            except trio.WouldBlock:
-                continue
+        for lane in range(len(self._lanes)) if lanes is None else lanes:
+            queue = self._lanes[lane]
+            if queue:
+                env = queue.popleft()
+                blocked = self._blocked[lane]
+                if blocked:  # room now: the longest-waiting sender's message goes in
+                    task = next(iter(blocked))
+                    queue.append(blocked.pop(task))
+                    trio.lowlevel.reschedule(task)
+                return env
         return None
 
     async def _next(self, lanes: Sequence[int] | None) -> Envelope[M]:
@@ -235,8 +244,6 @@ class Mailbox(Generic[M]):
                 await trio.lowlevel.cancel_shielded_checkpoint()  # taken: not lost to a cancel
             return env
         self._unyielded = 0
-        if len(self._receives) == 1:  # no lanes: the channel wakes its reader itself
-            return await self._receives[0].receive()
         while (env := self._take(lanes)) is None:
             await self._wait_for(lanes)
         return env
@@ -309,7 +316,7 @@ class Mailbox(Generic[M]):
                     )
                 )
                 continue
-            self._redeliver[env.lane].appendleft(env)
+            self._lanes[env.lane].appendleft(env)
             requeued += 1
         self.in_flight.clear()
         return requeued

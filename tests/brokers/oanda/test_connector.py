@@ -330,7 +330,7 @@ async def test_the_token_never_reaches_logs_errors_or_reprs(
     texts: list[str] = []
     with structlog.testing.capture_logs() as events:
         async with running_sim() as sim:
-            async with connected(sim, heartbeat_timeout_s=5.0) as (c, _):
+            async with connected(sim, stale_after_s=5.0) as (c, _):
                 texts += [repr(c), repr(c.settings), str(c.settings.token)]
                 sim.arm(Fault(kind="status", status=503))
                 with pytest.raises(BrokerUnavailable) as unavailable:

@@ -45,7 +45,7 @@ async def test_heartbeats_keep_the_stream_alive_and_their_loss_kills_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with running_sim(heartbeat_s=5.0) as sim:
-        connector = OandaConnector("oanda", settings_for(sim, heartbeat_timeout_s=10.0))
+        connector = OandaConnector("oanda", settings_for(sim, stale_after_s=10.0))
         await connector.connect()
         stream = StreamRun(connector)
         async with trio.open_nursery() as nursery:
@@ -84,7 +84,7 @@ async def test_a_restarted_stream_fetches_what_happened_while_it_was_dead(
 ) -> None:
     cursor = TransactionCursor()
     async with running_sim(heartbeat_s=5.0) as sim:
-        settings = settings_for(sim, heartbeat_timeout_s=10.0)
+        settings = settings_for(sim, stale_after_s=10.0)
         first = OandaConnector("oanda", settings, cursor=cursor)
         await first.connect()
         old = StreamRun(first)
@@ -116,7 +116,7 @@ async def test_a_restarted_stream_fetches_what_happened_while_it_was_dead(
         await first.disconnect()
         assert not old.log.for_client_id("gap-fill")  # the dead stream never said
 
-        async with connected(sim, cursor=cursor, heartbeat_timeout_s=10.0) as (_, log):
+        async with connected(sim, cursor=cursor, stale_after_s=10.0) as (_, log):
             # Backfilled before the stream reported itself live: no waiting needed.
             fills = [u.fill for u in log.for_client_id("gap-fill") if u.fill is not None]
             assert [f.qty for f in fills] == [Decimal(2000)]
@@ -149,21 +149,17 @@ class Account:
         )
 
 
-def feed_for(account: Account, cursor: TransactionCursor) -> tuple[TransactionFeed, list[int]]:
-    delivered: list[int] = []
-
-    async def deliver(txn: WireTransaction) -> None:
-        delivered.append(int(txn.id or 0))
-
-    feed = TransactionFeed(
-        cursor,
-        account.fetch_since,
-        deliver,
-        broker="oanda",
-        heartbeat_timeout_s=10,
-        log=structlog.get_logger(),
+def feed_for(account: Account, cursor: TransactionCursor) -> TransactionFeed:
+    return TransactionFeed(
+        cursor, account.fetch_since, broker="oanda", stale_after_s=10, log=structlog.get_logger()
     )
-    return feed, delivered
+
+
+class Delivered(list[int]):
+    """The ids delivered, in order."""
+
+    async def __call__(self, txn: WireTransaction) -> None:
+        self.append(int(txn.id or 0))
 
 
 def tx(txn_id: int) -> str:
@@ -173,25 +169,26 @@ def tx(txn_id: int) -> str:
 async def test_each_transaction_is_delivered_once_in_order_whatever_the_stream_does() -> None:
     account = Account(newest=7, page=3)
     cursor = TransactionCursor(2)
-    feed, delivered = feed_for(account, cursor)
-    assert await feed.backfill() == 5  # 3..7, over two pages
+    feed, delivered = feed_for(account, cursor), Delivered()
+    assert await feed.backfill(delivered) == 5  # 3..7, over two pages
     assert account.fetches == [2, 5]
-    await feed.on_line(tx(6))  # already fetched: skipped
+    await feed.on_line(tx(6), delivered)  # already fetched: skipped
     account.newest = 9
-    await feed.on_line(tx(9))  # 8 missing on the stream: fetched, 9 with it
-    await feed.on_line(tx(8))  # late duplicate
+    await feed.on_line(tx(9), delivered)  # 8 missing on the stream: fetched, 9 with it
+    await feed.on_line(tx(8), delivered)  # late duplicate
     account.newest = 11
-    await feed.on_line('{"type": "HEARTBEAT", "lastTransactionID": "11"}')  # ahead: fetch
-    await feed.on_line('{"type": "HEARTBEAT", "lastTransactionID": "11"}')  # level: nothing
-    await feed.on_line(tx(12))
+    beat = '{"type": "HEARTBEAT", "lastTransactionID": "11"}'
+    await feed.on_line(beat, delivered)  # ahead: fetch
+    await feed.on_line(beat, delivered)  # level: nothing
+    await feed.on_line(tx(12), delivered)
     assert delivered == list(range(3, 13))
     assert cursor.last_id == 12
 
 
 async def test_a_garbled_line_is_a_dead_stream() -> None:
-    feed, _ = feed_for(Account(newest=1), TransactionCursor(1))
+    feed = feed_for(Account(newest=1), TransactionCursor(1))
     with pytest.raises(BrokerUnavailable, match="not a transaction"):
-        await feed.on_line("{half a line")
+        await feed.on_line("{half a line", Delivered())
 
 
 async def test_a_failed_delivery_leaves_the_cursor_before_it() -> None:
@@ -202,14 +199,35 @@ async def test_a_failed_delivery_leaves_the_cursor_before_it() -> None:
         if txn.id == "3":
             raise BrokerUnavailable("journal went away")
 
-    feed = TransactionFeed(
-        cursor,
-        account.fetch_since,
-        deliver,
-        broker="oanda",
-        heartbeat_timeout_s=10,
-        log=structlog.get_logger(),
+    with pytest.raises(BrokerUnavailable):
+        await feed_for(account, cursor).backfill(deliver)
+    assert cursor.last_id == 2  # 3 will be fetched again by the next incarnation
+
+
+async def test_missed_hands_everything_over_and_moves_the_cursor_only_when_all_is_in_hand() -> None:
+    account = Account(newest=8, page=3)
+    cursor = TransactionCursor(2)
+    feed = feed_for(account, cursor)
+    pages_left = 1
+
+    async def fetch_then_fail(since: int) -> TransactionsReply:
+        nonlocal pages_left
+        if pages_left == 0:
+            raise BrokerUnavailable("OANDA went away mid-resync")
+        pages_left -= 1
+        return await account.fetch_since(since)
+
+    failing = TransactionFeed(
+        cursor, fetch_then_fail, broker="oanda", stale_after_s=10, log=structlog.get_logger()
     )
     with pytest.raises(BrokerUnavailable):
-        await feed.backfill()
-    assert cursor.last_id == 2  # 3 will be fetched again by the next incarnation
+        await failing.missed(Delivered())
+    assert cursor.last_id == 2  # the first page is not lost: asked for again
+
+    collected = Delivered()
+    assert await feed.missed(collected) == 6
+    assert collected == [3, 4, 5, 6, 7, 8]
+    assert cursor.last_id == 8
+    assert await feed.missed(collected) == 0  # nothing twice
+    await feed.on_line(tx(8), collected)  # nor from the stream
+    assert collected == [3, 4, 5, 6, 7, 8]

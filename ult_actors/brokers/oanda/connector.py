@@ -12,12 +12,15 @@ to start unless the broker's config says ``live_trading_confirmed = true``;
 like a missing token, that is a ``ConfigError`` on connect, which the broker
 actor treats as fatal (no restart loop).
 
-The transaction stream has no replay. A dead one (silent for
-``heartbeat_timeout_s``, dropped, garbled) makes ``stream_updates`` raise
-``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
+The transaction stream has no replay. A dead one (no transaction and no
+heartbeat for ``stale_after_s``, dropped, garbled) makes ``stream_updates``
+raise ``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
 Every (re)start fetches ``/transactions/sinceid`` from the last transaction
-delivered before it reports the stream live, so nothing falls in the gap
-(``oanda.stream`` keeps that promise). The id lives in a
+delivered before it reports the stream live, and ``resync`` returns what that
+fetch finds to a caller that applies it itself, so nothing falls in the gap
+(``oanda.stream`` keeps that promise). A heartbeat naming a transaction the
+stream never sent is a gap filled at once, the stream staying up.
+``last_message_at`` is when the stream last said anything. The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
 ``kind.connector_factory``); a connector given none starts from the account's
 newest transaction at connect. A cursor *ahead* of the account (v20's 416:
@@ -141,6 +144,13 @@ class OandaConnector:
         #: Our orders as v20 records them, and what this connection remembers of them.
         self._records = OrderRecords(name, self._account_get, now_ns=now_ns)
         self.log: Any = structlog.get_logger().bind(broker=name)
+        self._feed = TransactionFeed(
+            self._cursor,
+            self._fetch_since,
+            broker=name,
+            stale_after_s=settings.stale_after_s,
+            log=self.log,
+        )
         #: Why this connection found the account's history restarted (``None``: it did not);
         #: the broker actor then resets the books to the account's positions.
         self.account_reset: str | None = None
@@ -582,17 +592,11 @@ class OandaConnector:
                 if response.status_code != 200:
                     await response.aread()
                     raise error_from_response(response, broker=self.name, what="transaction stream")
-                feed = TransactionFeed(
-                    self._cursor,
-                    self._fetch_since,
-                    partial(self._deliver, sink=sink),
-                    broker=self.name,
-                    heartbeat_timeout_s=s.heartbeat_timeout_s,
-                    log=self.log,
-                )
-                await feed.backfill()
+                deliver = partial(self._deliver, sink=sink)
+                self._feed.opened()
+                await self._feed.backfill(deliver)
                 task_status.started()
-                await feed.read(response.aiter_lines())
+                await self._feed.read(response.aiter_lines(), deliver)
         except (httpx.HTTPError, BrokerUnavailable) as exc:
             if not self._http.is_open:
                 return  # we hung up ourselves (disconnect): not a lost connection
@@ -601,6 +605,32 @@ class OandaConnector:
             raise error_from_transport(exc, broker=self.name, what="transaction stream") from None
         if self._http.is_open:
             raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
+
+    @property
+    def last_message_at(self) -> float | None:
+        """trio's clock (``trio.current_time()``) when the transaction stream last sent a line.
+
+        A heartbeat counts; so does the stream's opening. ``None`` before the
+        stream first opened. Health shows ``trio.current_time()`` minus this.
+        """
+        return self._feed.last_message_at
+
+    async def resync(self) -> list[OrderUpdate]:
+        """Every update of our orders in the transactions after the last one delivered, in order.
+
+        ``GET .../transactions/sinceid`` from the cursor, read as the stream
+        would have read it (a fill's ``fill_id`` is its ``ORDER_FILL``
+        transaction id). The cursor moves past them once all are in hand, so
+        a second call returns nothing new and a failure halfway returns
+        nothing and loses nothing (``BrokerUnavailable``; the caller retries).
+        """
+        updates: list[OrderUpdate] = []
+
+        async def collect(update: OrderUpdate) -> None:
+            updates.append(update)
+
+        await self._feed.missed(partial(self._deliver, sink=collect))
+        return updates
 
     async def _fetch_since(self, since: int) -> TransactionsReply:
         what = "transaction backfill"

@@ -46,8 +46,9 @@ class OandaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     write_timeout_s: Seconds = 10.0
     pool_timeout_s: Seconds = 5.0
     max_connections: Count = 8
-    #: A transaction stream silent this long is dead (OANDA sends a heartbeat every 5 s).
-    heartbeat_timeout_s: Seconds = 10.0
+    #: A transaction stream with no transaction and no heartbeat for this long is dead
+    #: (OANDA sends a heartbeat every 5 s): it is dropped, reconnected and resynced.
+    stale_after_s: Seconds = 15.0
 
 
 def oanda_settings_from_env(env: Mapping[str, str], base: OandaSettings) -> OandaSettings:

@@ -8,12 +8,17 @@ around a ``TransactionCursor`` (the id of the last transaction delivered):
 - a line at or below the cursor was delivered already and is skipped;
 - an id jump, or a heartbeat whose ``lastTransactionID`` is ahead of the
   cursor, means the stream skipped something: it fetches again;
-- a stream silent for ``heartbeat_timeout_s`` is dead: ``read`` raises
-  ``BrokerUnavailable``. Time spent delivering (back-pressure, lookups) does
-  not count as silence.
+- a stream silent for ``stale_after_s`` (no transaction, no heartbeat) is
+  dead: ``read`` raises ``BrokerUnavailable``. Time spent delivering
+  (back-pressure, lookups) does not count as silence;
+- ``missed`` hands over everything after the cursor to a caller that
+  collects it (``OandaConnector.resync``).
 
-The cursor moves only after a transaction was delivered, so a crash while
-delivering repeats that one transaction rather than losing it.
+One lock orders the stream's lines, its fetches and ``missed``, so a
+transaction is never handed on twice. The cursor moves only after a
+transaction was delivered, so a crash while delivering repeats that one
+transaction rather than losing it; ``missed`` moves it once, at the end, so a
+fetch failing halfway hands nothing over and loses nothing.
 """
 
 from __future__ import annotations
@@ -50,64 +55,86 @@ Deliver = Callable[[WireTransaction], Awaitable[None]]
 
 
 class TransactionFeed:
-    """One stream session's delivery of transactions after ``cursor``."""
+    """Delivery of one connection's transactions after ``cursor`` (see the module docstring)."""
 
     def __init__(
         self,
         cursor: TransactionCursor,
         fetch_since: FetchSince,
-        deliver: Deliver,
         *,
         broker: str,
-        heartbeat_timeout_s: float,
+        stale_after_s: float,
         log: Any,
     ) -> None:
         self.cursor = cursor
         self._fetch_since = fetch_since
-        self._deliver = deliver
         self._broker = broker
-        self._timeout = heartbeat_timeout_s
+        self._stale_after_s = stale_after_s
         self._log = log
+        self._lock = trio.Lock()
+        #: trio's clock (``trio.current_time()``) when the stream last sent a line, or
+        #: opened; ``None`` before it first opened.
+        self.last_message_at: float | None = None
 
-    @property
-    def _last(self) -> int:
-        return self.cursor.last_id or 0
-
-    async def backfill(self) -> int:
+    async def backfill(self, deliver: Deliver) -> int:
         """Deliver every transaction after the cursor, in order; how many."""
+        async with self._lock:
+            return await self._fetch_after(self.cursor, deliver)
+
+    async def missed(self, collect: Deliver) -> int:
+        """Hand every transaction after the cursor to ``collect``; the cursor moves at the end.
+
+        For a caller that applies them itself once they are all in hand: if a
+        fetch fails halfway, the cursor stays and nothing is lost.
+        """
+        async with self._lock:
+            pending = TransactionCursor(self.cursor.last_id)
+            count = await self._fetch_after(pending, collect)
+            if count:
+                self.cursor.last_id = pending.last_id
+            return count
+
+    async def _fetch_after(self, cursor: TransactionCursor, deliver: Deliver) -> int:
         delivered = 0
         while True:
-            since = self._last
+            since = cursor.last_id or 0
             reply = await self._fetch_since(since)
             for txn in reply.transactions:
-                if txn.id is None or not txn.id.isdigit() or int(txn.id) <= self._last:
+                if txn.id is None or not txn.id.isdigit() or int(txn.id) <= (cursor.last_id or 0):
                     continue
-                await self._deliver(txn)
-                self.cursor.last_id = int(txn.id)
+                await deliver(txn)
+                cursor.last_id = int(txn.id)
                 delivered += 1
             # Paged: ask again until the account's newest is reached (or nothing moves).
-            if self._last >= int(reply.lastTransactionID) or self._last == since:
+            last = cursor.last_id or 0
+            if last >= int(reply.lastTransactionID) or last == since:
                 break
         if delivered:
-            self._log.info("oanda transactions fetched", count=delivered, last=self._last)
+            self._log.info("oanda transactions fetched", count=delivered, last=cursor.last_id)
         return delivered
 
-    async def read(self, lines: AsyncIterator[str]) -> None:
+    def opened(self) -> None:
+        """The stream is open: a sign of life (its first heartbeat is seconds away)."""
+        self.last_message_at = trio.current_time()
+
+    async def read(self, lines: AsyncIterator[str], deliver: Deliver) -> None:
         """Deliver from the stream's lines until they end; raises if the stream goes silent."""
-        with trio.CancelScope(deadline=trio.current_time() + self._timeout) as watchdog:
+        stale_after_s = self._stale_after_s
+        with trio.CancelScope(deadline=trio.current_time() + stale_after_s) as watchdog:
             async for line in lines:
                 watchdog.deadline = math.inf
+                self.last_message_at = trio.current_time()
                 if line.strip():
-                    await self.on_line(line)
-                watchdog.deadline = trio.current_time() + self._timeout
+                    await self.on_line(line, deliver)
+                watchdog.deadline = trio.current_time() + stale_after_s
         if watchdog.cancelled_caught:
-            self._log.warning("oanda transaction stream silent", silent_s=self._timeout)
+            self._log.warning("oanda transaction stream silent", silent_s=stale_after_s)
             raise BrokerUnavailable(
-                f"OANDA transaction stream silent for {self._timeout:g} s (no heartbeat)",
+                f"OANDA transaction stream silent for {stale_after_s:g} s (no heartbeat)",
                 broker=self._broker,
             )
 
-    async def on_line(self, line: str) -> None:
+    async def on_line(self, line: str, deliver: Deliver) -> None:
         """Handle one stream line: a heartbeat, a transaction, or garbage (raises)."""
         try:
             txn = msgspec.json.decode(line, type=WireTransaction)
@@ -116,18 +143,20 @@ class TransactionFeed:
                 "OANDA transaction stream sent a line that is not a transaction",
                 broker=self._broker,
             ) from None
-        if txn.type == "HEARTBEAT":
-            newest = txn.lastTransactionID or ""
-            if newest.isdigit() and int(newest) > self._last:
-                await self.backfill()  # the stream skipped something: fetch it
-            return
-        if txn.id is None or not txn.id.isdigit():
-            return
-        txn_id = int(txn.id)
-        if txn_id <= self._last:
-            return  # delivered already, by a fetch
-        if txn_id > self._last + 1:
-            await self.backfill()  # a gap: the fetch includes this one
-            return
-        await self._deliver(txn)
-        self.cursor.last_id = txn_id
+        async with self._lock:
+            last = self.cursor.last_id or 0
+            if txn.type == "HEARTBEAT":
+                newest = txn.lastTransactionID or ""
+                if newest.isdigit() and int(newest) > last:
+                    await self._fetch_after(self.cursor, deliver)  # the stream skipped some
+                return
+            if txn.id is None or not txn.id.isdigit():
+                return
+            txn_id = int(txn.id)
+            if txn_id <= last:
+                return  # delivered already, by a fetch
+            if txn_id > last + 1:
+                await self._fetch_after(self.cursor, deliver)  # a gap: the fetch includes this one
+                return
+            await deliver(txn)
+            self.cursor.last_id = txn_id

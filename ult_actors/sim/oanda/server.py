@@ -31,6 +31,10 @@ v20 endpoints (under ``/v3``; times in RFC 3339 unless the request sends
 Prices are a seeded random walk (``--seed``), one step every ``--tick``
 seconds; resting orders fill when the walk reaches them.
 
+OANDA's limits (``limits``: requests per second on one connection, new
+connections per second; 429 with ``Retry-After`` beyond them) are off unless
+set (``--rate-limit``, ``--connection-limit``, ``POST /_sim/rate-limit``).
+
 Admin endpoints (same port, no token; for tests and chaos scripts on this
 host). The fault vocabulary is the Alpaca simulator's, so one chaos script
 drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``ult_actors/sim/oanda/faults.py``):
@@ -43,9 +47,14 @@ drives both (fields: ``ult_actors/sim/faults.py``; kinds: ``ult_actors/sim/oanda
   ``garble_reply`` (apply, then answer with the body cut in half),
   ``stream_drop`` (cut streams after ``after_events`` more transactions),
   ``stream_refuse`` (503 to the next stream requests), ``stream_mute``
-  (current streams go silent), ``heartbeat_stop`` (current streams stop
-  heartbeats only). ``path`` is a prefix of the request path.
+  or ``silent`` (current streams go silent: no transactions, no heartbeats),
+  ``heartbeat_stop`` (current streams stop heartbeats only), ``drop_events``
+  (transactions of ``events`` types never streamed, with ``probability``
+  from the seeded generator; the REST record stays right). ``path`` is a
+  prefix of the request path.
 - ``GET /_sim/faults`` / ``DELETE /_sim/faults`` — list / disarm.
+- ``POST /_sim/rate-limit`` — ``{"per_second": 100, "new_connections_per_second": 2}``
+  (OANDA's figures; 0 or absent: no limit).
 - ``POST /_sim/stream/drop`` — cut every open stream now.
 - ``POST /_sim/prices`` — ``{"EUR_USD": "1.09000"}`` (mid, usual spread) or
   ``{"EUR_USD": {"bid": "1.0899", "ask": "1.0901", "liquidity": "400"}}``
@@ -62,6 +71,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -86,6 +96,7 @@ from ult_actors.sim.http import (
 from ult_actors.sim.oanda import views
 from ult_actors.sim.oanda.book import OandaBook, Reply, Transaction
 from ult_actors.sim.oanda.faults import API_PREFIX, ON_ARM_KINDS, Fault
+from ult_actors.sim.oanda.limits import Limiter, RateLimits
 from ult_actors.sim.oanda.prices import DEFAULT_LIQUIDITY, PriceFeed
 from ult_actors.sim.oanda.streams import CUT, StreamSlot, price_lines, transaction_lines
 from ult_actors.sim.oanda.wire import DatetimeFormat, datetime_format, render
@@ -124,6 +135,7 @@ class OandaSimulator:
         heartbeat_s: float = 5.0,
         tick_s: float = 1.0,
         balance: Decimal = Decimal(100_000),
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self._token = token
         self.account_id = account_id
@@ -133,10 +145,15 @@ class OandaSimulator:
         self.feed = PriceFeed(seed)
         self.book = OandaBook(account_id, feed=self.feed, now_ns=now_ns, balance=balance)
         self.faults = FaultBoard(API_PREFIX)
+        self.limiter = Limiter(rate_limits)
         self.port: int | None = None
         #: Requests that reached the v20 routes (faulted ones included).
         self.requests = 0
         self._streams: set[StreamSlot] = set()
+        #: Draws for ``drop_events`` (its own, so prices do not depend on what was dropped).
+        self._drop_rng = random.Random(seed)
+        #: Transactions a ``drop_events`` fault kept off every stream.
+        self.events_dropped = 0
         self.book.listeners.append(self._publish)
 
     @property
@@ -176,7 +193,7 @@ class OandaSimulator:
         self.faults.arm(fault)
         if fault.kind in ON_ARM_KINDS and self.faults.take(fault.kind):
             for slot in self._streams:
-                if fault.kind == "stream_mute":
+                if fault.kind in ("stream_mute", "silent"):
                     slot.muted = True
                 else:
                     slot.beats = False
@@ -191,11 +208,28 @@ class OandaSimulator:
         return len(slots)
 
     def _publish(self, txn: Transaction) -> None:
+        if self._dropped(txn):
+            return
         for slot in self._streams:
             if slot.kind == "transactions":
                 slot.push(txn)
         if self.faults.stream_cut_due():
             self.cut_streams()
+
+    def _dropped(self, txn: Transaction) -> bool:
+        """Whether an armed ``drop_events`` fault keeps this transaction off every stream."""
+        for fault in self.faults.armed():
+            if fault.kind != "drop_events":
+                continue
+            assert isinstance(fault, Fault)
+            if fault.events and txn.get("type") not in fault.events:
+                return False
+            if self._drop_rng.random() >= fault.probability:
+                return False
+            self.faults.take("drop_events")
+            self.events_dropped += 1
+            return True
+        return False
 
     def _wake_price_streams(self) -> None:
         for slot in self._streams:
@@ -223,6 +257,9 @@ class OandaSimulator:
             "pending_orders": sum(1 for o in book.orders.values() if o.state == "PENDING"),
             "balance": f"{book.balance:f}",
             "stream_clients": len(self._streams),
+            "events_dropped": self.events_dropped,
+            "rate_limits": msgspec.to_builtins(self.limiter.limits),
+            "rate_limited": self.limiter.refused,
             **self.faults.report(),
         }
 
@@ -234,6 +271,11 @@ class OandaSimulator:
         if parts[:1] == ["_sim"]:
             return self._admin(request, parts[1:])
         self.requests += 1
+        if (refusal := self.limiter.check()) is not None:
+            headers = [("Retry-After", f"{math.ceil(refusal.retry_after_s)}")]
+            if refusal.close:
+                headers.append(("Connection", "close"))
+            return _json(429, {"errorMessage": refusal.message}, "RFC3339", headers)
         fault = None
         if parts[3:] in _STREAM_ENDPOINTS:
             if self.faults.take("stream_refuse"):
@@ -403,6 +445,9 @@ class OandaSimulator:
             if parts == ["faults"] and method == "DELETE":
                 self.faults.clear()
                 return _json(200, {"armed": []}, "RFC3339")
+            if parts == ["rate-limit"] and method == "POST":
+                self.limiter.set(msgspec.convert(body or {}, RateLimits))
+                return _json(200, msgspec.to_builtins(self.limiter.limits), "RFC3339")
             if parts == ["stream", "drop"] and method == "POST":
                 return _json(200, {"cut": self.cut_streams()}, "RFC3339")
             if parts == ["prices"] and method == "POST":
@@ -484,9 +529,10 @@ admin endpoints (same port, no token; the Alpaca simulator's fault vocabulary):
   POST   /_sim/faults       arm {"kind": K, "count": N, "method": M, "path": PREFIX, ...} or a list
                             K: drop | status (status) | rate_limit (retry_after_s,
                             retry_after_header) | slow (delay_s) | lose_reply | garble_reply |
-                            stream_drop (after_events) | stream_refuse | stream_mute |
-                            heartbeat_stop
+                            stream_drop (after_events) | stream_refuse | stream_mute | silent |
+                            heartbeat_stop | drop_events (events, probability)
   GET    /_sim/faults       armed faults        DELETE /_sim/faults   disarm all
+  POST   /_sim/rate-limit   {"per_second": 100, "new_connections_per_second": 2} (0: no limit)
   POST   /_sim/stream/drop  cut every open stream now
   POST   /_sim/prices       {"EUR_USD": "1.09000"} or {"EUR_USD": {"bid": ..., "ask": ...}}
                             (optional "liquidity": units offered; fewer fill orders in part)
@@ -520,6 +566,20 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--balance", default="100000", help="opening balance in USD")
     parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests per second on one connection, 429 beyond (OANDA: 100; default 0: none)",
+    )
+    parser.add_argument(
+        "--connection-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="new connections per second, 429 and closed beyond (OANDA: 2; default 0: none)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -539,6 +599,12 @@ def main(argv: list[str]) -> int:
         balance = Decimal(args.balance)
     except InvalidOperation:
         parser.error(f"--balance: not a number: {args.balance!r}")
+    try:
+        limits = RateLimits(
+            per_second=args.rate_limit, new_connections_per_second=args.connection_limit
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     sim = OandaSimulator(
         token=token,
         account_id=args.account or os.environ.get("OANDA_ACCOUNT_ID") or DEFAULT_ACCOUNT,
@@ -546,6 +612,7 @@ def main(argv: list[str]) -> int:
         heartbeat_s=args.heartbeat,
         tick_s=args.tick,
         balance=balance,
+        rate_limits=limits,
     )
     for spec in args.fault:
         try:
