@@ -126,7 +126,7 @@ class Tally:
     canceled: int = 0
     done: int = 0
     replaced: set[str] = field(default_factory=set)
-    #: Answers no client should get: (client order id, code, message).
+    #: The messages of "internal" errors clients got (a crash the service reported).
     internal: list[str] = field(default_factory=list)
     replace_refused: collections.Counter[str] = field(default_factory=collections.Counter)
     lists: collections.Counter[str] = field(default_factory=collections.Counter)
