@@ -14,9 +14,14 @@ from ult_actors.messages import OPEN_STATUSES, Order
 
 
 def never_sent(order: Order) -> bool:
-    """A leg the service held and never sent: no broker can know it."""
+    """A leg no venue made: held by the service, or ended before it was sent or made.
+
+    An emulated child whose parent ended unfilled is canceled here; an OANDA bracket's
+    exits are made only when the entry opens a trade, and end canceled when its fill
+    only reduced one.
+    """
     return order.status == "held" or (
-        order.leg is not None and order.leg.emulated and not order.id and order.status == "canceled"
+        order.leg is not None and not order.id and order.status == "canceled"
     )
 
 
