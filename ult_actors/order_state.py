@@ -31,12 +31,15 @@ from ult_actors.errors import AlreadyFinal, NotReplaceable, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     Fill,
+    Leg,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderStatus,
     Side,
     SubmitOutcome,
 )
+from ult_actors.validation import leg_roles
 
 # How far along the lifecycle a status is; updates never move an order back.
 _RANK = {
@@ -252,3 +255,40 @@ def _merge(current: Order, new: Order, status: str) -> Order:
         replaced_by=new.replaced_by or current.replaced_by,
         leg=current.leg or new.leg,
     )
+
+
+def leg_records(
+    request: OrderListRequest, broker: str, now_ns: int, *, emulated: bool
+) -> list[Order]:
+    """The journal's first record of each leg, linked: role, parent, OCO peer."""
+    coids = [str(leg.client_order_id) for leg in request.legs]
+    assert request.list_id is not None and all(leg.client_order_id for leg in request.legs)
+    roles = leg_roles(request.contingency)
+    triggered = request.contingency in ("bracket", "oto")
+    exits = {"bracket": (1, 2), "oco": (0, 1)}.get(request.contingency)
+    records = []
+    for i, (leg, role) in enumerate(zip(request.legs, roles, strict=True)):
+        parent_id = coids[0] if triggered and i > 0 else None
+        peer_id = None
+        if exits is not None and i in exits:
+            peer_id = coids[exits[1] if i == exits[0] else exits[0]]
+        held = parent_id is not None and emulated
+        order = order_from_request(
+            leg,
+            broker=broker,
+            order_id="",
+            status="held" if held else "pending_new",
+            now_ns=now_ns,
+            outcome="local" if held else "unknown",
+        )
+        link = Leg(
+            list_id=request.list_id,
+            contingency=request.contingency,
+            role=role,
+            parent_id=parent_id,
+            peer_id=peer_id,
+            children=tuple(coids[1:]) if triggered and i == 0 else (),
+            emulated=emulated,
+        )
+        records.append(msgspec.structs.replace(order, leg=link))
+    return records

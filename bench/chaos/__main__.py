@@ -10,8 +10,11 @@ service), broken at random through their admin switches
 (``bench/chaos/sims.py``: the same kinds, plus IB's connectivity
 lost/restored). The service runs as a process on a socket in a temp dir;
 ``--clients`` clients submit ``--orders`` orders with their own client order
-ids (mostly market orders; some resting limit orders, half of which they
-cancel), each to a broker drawn by the seed. ``--kills`` times the whole
+ids, each to a broker drawn by the seed (the mix: ``bench/chaos/mix.py``):
+mostly market orders; resting limits, half of which they cancel; resting
+limits they replace (far again, or across the market followed by a second
+replace racing the fill); and brackets, OCOs and OTOs (``--lists-at``),
+native where the venue has them, held by the service elsewhere. ``--kills`` times the whole
 service is killed with SIGKILL and started again mid-flow; a client that
 loses its connection sends the same order (same client order id) again once
 the service is back, as a client should; a service that gives up is started
@@ -28,8 +31,15 @@ took is at that broker (lost); every order is in the same state, terminal or
 open, in the journal and at the broker (mismatched); positions at each
 broker equal the fills in the journal, and the service's own book of
 positions (read before it stops) equals the broker's: each fill counted once.
-It prints the counts and exits 0 only if duplicates, lost, mismatched and
-unsettled are all 0 and both position checks agree.
+A replacement is an order of its own and so is each piece of an emulated
+child (``<child>.2``). Replace links hold: an order ``replaced`` in the
+journal has its replacement, linked back, at the broker. No leg works on
+after its peer filled (``bench/chaos/links.py``): for every OCO pair and
+bracket exit pair, not both filled beyond the pair's quantity and none open
+once its peer filled, from the journal and from the brokers' side.
+It prints the counts and exits 0 only if duplicates, lost, mismatched,
+unsettled, broken replace links and legs working after their peer filled
+are all 0 and both position checks agree.
 
 The order stream, the fault schedule of each service start, the simulator
 fault schedule and the kill points are fixed by ``--seed``; thread and
@@ -54,13 +64,23 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
 import trio
 
+from bench.chaos.links import (
+    broken_replace_links,
+    chain,
+    held_after_parent_filled,
+    never_sent,
+    pairs_decided,
+    peers_both_working,
+)
+from bench.chaos.mix import PlannedOrder, make_plan
 from bench.chaos.sims import (
     SIM_NAMES,
     Sim,
@@ -83,51 +103,13 @@ from ult_actors.testing.process import UltProcess
 #: The service this run kills: ``ult serve`` with its paper broker behind faults.
 CHILD = [sys.executable, "-m", "bench.chaos.service"]
 ROOT = Path(__file__).resolve().parents[2]
-SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "TSLA"]
-FX = ["EUR_USD", "GBP_USD"]
 BROKERS = ("paper", *SIM_NAMES)
 #: Reply statuses that mean the broker took the order.
-TAKEN = frozenset({"accepted", "partially_filled", "filled", "canceled", "expired", "pending_cancel"})
-
-
-@dataclass(frozen=True)
-class PlannedOrder:
-    """One order a client will send."""
-
-    coid: str
-    broker: str
-    symbol: str
-    side: str
-    qty: int
-    type: str
-    limit_price: Decimal | None
-    cancel: bool
-
-
-def make_plan(n: int, seed: int, brokers: list[str]) -> list[PlannedOrder]:
-    """The orders, fixed by the seed."""
-    rng = random.Random(seed)
-    plan = []
-    for i in range(n):
-        broker = rng.choice(brokers)
-        resting = rng.random() < 0.15
-        side = "buy" if rng.random() < 0.6 else "sell"
-        fx = broker == "oanda"
-        # Far from the market, so it rests for the whole run.
-        far = (Decimal("0.5") if fx else Decimal(1)) if side == "buy" else Decimal(100000)
-        plan.append(
-            PlannedOrder(
-                coid=f"chaos-{seed}-{i}",
-                broker=broker,
-                symbol=rng.choice(FX if fx else SYMBOLS),
-                side=side,
-                qty=rng.randint(1, 20) * (100 if fx else 1),
-                type="limit" if resting else "market",
-                limit_price=far if resting else None,
-                cancel=resting and rng.random() < 0.5,
-            )
-        )
-    return plan
+T = TypeVar("T")
+TAKEN = frozenset(
+    {"accepted", "partially_filled", "filled", "canceled", "expired", "pending_cancel",
+     "pending_replace", "replaced"}
+)  # fmt: skip
 
 
 @dataclass
@@ -143,6 +125,11 @@ class Tally:
     starts: int = 0
     canceled: int = 0
     done: int = 0
+    replaced: set[str] = field(default_factory=set)
+    #: The messages of "internal" errors clients got (a crash the service reported).
+    internal: list[str] = field(default_factory=list)
+    replace_refused: collections.Counter[str] = field(default_factory=collections.Counter)
+    lists: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Child:
@@ -221,15 +208,13 @@ async def run_clients(
     kill_at = set(kill_rng.sample(range(lo, hi), min(args.kills, hi - lo)))
     kill_now = trio.Event()
 
-    async def send(c: AsyncClient, o: PlannedOrder) -> None:
-        """One order to its answer; connection errors propagate (the caller resends it)."""
+    async def asked(call: Callable[[], Awaitable[T]]) -> T | UltError:
+        """``call``'s answer, asked again on a transient error; connection errors propagate
+        (the caller sends the whole plan item again); a refusal is returned."""
         unavailable = 0
         while True:
             try:
-                order = await c.submit(
-                    o.symbol, o.side, o.qty, type=o.type,  # type: ignore[arg-type]
-                    limit_price=o.limit_price, client_order_id=o.coid, broker=o.broker,
-                )  # fmt: skip
+                return await call()
             except (ConnectionLost, ServiceUnreachable, Timeout):
                 raise
             except UltError as exc:
@@ -239,15 +224,57 @@ async def run_clients(
                     tally.retried_unavailable += 1
                     await trio.sleep(max(0.05, exc.retry_after or 0))
                     continue
-                tally.rejected[f"gave up: {exc.code}" if exc.transient else exc.code] += 1
-                return
-            break
+                if exc.code == "internal":
+                    tally.internal.append(str(exc))
+                return exc
+
+    def refused(exc: UltError, what: str = "") -> None:
+        tally.rejected[f"{what}gave up: {exc.code}" if exc.transient else f"{what}{exc.code}"] += 1
+
+    async def send_list(c: AsyncClient, o: PlannedOrder) -> None:
+        assert o.orders is not None
+        orders = o.orders
+        legs = await asked(partial(c.submit_list, orders))
+        if isinstance(legs, UltError):
+            refused(legs, f"{orders.contingency}: ")
+            return
+        tally.lists[orders.contingency] += 1
+        for leg in legs:
+            tally.replies[leg.client_order_id] = leg
+
+    async def send(c: AsyncClient, o: PlannedOrder) -> None:
+        """One plan item to its answer; connection errors propagate (the caller resends it)."""
+        if o.orders is not None:
+            await send_list(c, o)
+            return
+        order = await asked(partial(
+            c.submit, o.symbol, o.side, o.qty, type=o.type,  # type: ignore[arg-type]
+            limit_price=o.limit_price, client_order_id=o.coid, broker=o.broker,
+        ))  # fmt: skip
+        if isinstance(order, UltError):
+            refused(order)
+            return
         tally.replies[o.coid] = order
         if order.status == "rejected":
             tally.rejected[(order.reject_reason or "rejected").split(":")[0]] += 1
-        elif o.cancel and order.status in OPEN_STATUSES:
+            return
+        target = order
+        # Asked again after a reconnect too: the same replacement id is applied once.
+        for i, step in enumerate(o.replaces):
+            new = await asked(partial(
+                c.replace, o.coid if i == 0 else o.replacement_id(i - 1), qty=step.qty,
+                limit_price=step.limit_price, client_order_id=o.replacement_id(i),
+            ))  # fmt: skip
+            if isinstance(new, UltError):
+                tally.replace_refused[new.code] += 1
+                break
+            if new.status != "rejected":  # a replacement that lost the race to a fill
+                tally.replaced.add(new.client_order_id)
+            tally.replies[new.client_order_id] = new
+            target = new
+        if o.cancel and target.status in OPEN_STATUSES:
             try:
-                await c.cancel(o.coid)
+                await c.cancel(target.client_order_id)
                 tally.canceled += 1
             except (ConnectionLost, ServiceUnreachable, Timeout):
                 raise
@@ -299,25 +326,33 @@ async def settle(child: Child, timeout: float) -> tuple[list[Order], list[Any]]:
             await child.up.wait()
             try:
                 async with AsyncClient(child.socket, timeout=30) as client:
-                    open_orders = await client.orders(open=True, limit=1_000_000)
+                    every = {o.client_order_id: o for o in await client.orders(limit=1_000_000)}
                     # In flight, unknown, or a market order still filling.
                     busy = [
                         o
-                        for o in open_orders
-                        if o.status in ("pending_new", "pending_cancel")
-                        or o.outcome == "unknown"
-                        or o.type == "market"
+                        for o in every.values()
+                        if o.status in ("pending_new", "pending_cancel", "pending_replace")
+                        or (o.status in OPEN_STATUSES and o.outcome == "unknown")
+                        or (o.status in OPEN_STATUSES and o.type == "market")
                     ]
-                    if not busy:
+                    # A peer the service is still canceling, a child not yet released.
+                    racing = peers_both_working(every, every) + held_after_parent_filled(every)
+                    if not busy and not racing:
                         return [], await steady_positions(client, child.state / "journal.db")
                     last_busy = busy
             except UltError:
                 pass
             await trio.sleep(0.5)
+    # Timed out: the book as it stands, so the report compares what there is.
+    with contextlib.suppress(UltError):
+        async with AsyncClient(child.socket, timeout=30) as client:
+            return last_busy, await client.positions()
     return last_busy, []
 
 
-async def steady_positions(client: AsyncClient, journal_path: Path, wait_s: float = 15.0) -> list[Any]:
+async def steady_positions(
+    client: AsyncClient, journal_path: Path, wait_s: float = 15.0
+) -> list[Any]:
     """The service's book once it equals the journal's fills, or as it is after ``wait_s``.
 
     The book may still be taking in the last fills, or putting right a race its
@@ -354,12 +389,24 @@ def read_journal(path: Path) -> dict[str, Order]:
 
 
 async def read_brokers(
-    state: Path, plan: list[PlannedOrder], env: dict[str, str]
+    state: Path, plan: list[PlannedOrder], journal: dict[str, Order], env: dict[str, str]
 ) -> tuple[dict[str, Order], dict[tuple[str, str], Decimal]]:
-    """Every broker as it holds things: our orders by client id, and positions."""
+    """Every broker as it holds things: our orders by client id, and positions.
+
+    Asked for every client order id a client gave and every one the journal
+    holds (replacements, pieces of emulated children); by the venue's id where
+    the venue knows an order by an id of its own making (Alpaca's list legs).
+    """
     entries = {e.name: e for e in load_config(None, env=env).enabled_brokers}
     orders: dict[str, Order] = {}
     positions: dict[tuple[str, str], Decimal] = {}
+    wanted: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for o in plan:
+        for coid in o.coids:
+            wanted[o.broker][coid] = ""
+    for coid, j in journal.items():
+        if not never_sent(j):
+            wanted[j.broker][coid] = j.id
     for name in sorted({o.broker for o in plan}):
         if name == "paper":
             settings = PaperSettings(state_path=str(state / "paper-paper.db"), tick_interval_s=0)
@@ -369,10 +416,14 @@ async def read_brokers(
             connector = broker_kind(entry.kind).factory(entry.name, entry.settings)()
         await connector.connect()
         try:
-            for o in plan:
-                if o.broker == name:
-                    with contextlib.suppress(NotFound):
-                        orders[o.coid] = await connector.get_order_by_client_id(o.coid)
+            for coid, venue_id in wanted[name].items():
+                with contextlib.suppress(NotFound):
+                    try:
+                        orders[coid] = await connector.get_order_by_client_id(coid)
+                    except NotFound:
+                        if not venue_id:
+                            raise
+                        orders[coid] = await connector.get_order(venue_id)
             for p in await connector.positions():
                 positions[(name, p.symbol)] = p.qty
         finally:
@@ -400,10 +451,18 @@ async def duplicates_by_broker(
     state: Path,
     sims: list[Sim],
     plan: list[PlannedOrder],
+    journal: dict[str, Order],
     found: dict[str, Order],
 ) -> dict[str, int]:
-    """Duplicate orders at each broker, counted from the broker's side."""
-    ours = {o.coid for o in plan}
+    """Duplicate orders at each broker, counted from the broker's side.
+
+    Ours are the client order ids the clients gave and those the service made
+    from them (replacements of reduced peers, pieces of emulated children); an
+    order the service adopted under an id of the venue's making is not ours.
+    """
+    given = {c for o in plan for c in o.coids}
+    # The service's own: a replacement of a reduced peer (``<leg>.r``), a piece (``<child>.2``).
+    ours = given | {c for c in journal if c.split(".", 1)[0] in given}
     out: dict[str, int] = {}
     if "paper" in brokers:
         out["paper"] = id_duplicates(paper_ids(state), ours)
@@ -414,7 +473,7 @@ async def duplicates_by_broker(
             # No listing by client id there: every order it made beyond the ones
             # found by our client order ids is a second copy (or a stray).
             created = await orders_created(sim)
-            at_broker = sum(1 for o in found.values() if o.broker == sim.name)
+            at_broker = len({o.id for c, o in found.items() if o.broker == sim.name and c in ours})
             out[sim.name] = max(0, (created if created is not None else at_broker) - at_broker)
     return out
 
@@ -447,7 +506,7 @@ def reconcile_totals(log_path: Path) -> dict[str, int]:
 
 
 async def chaos(args: argparse.Namespace) -> int:
-    plan = make_plan(args.orders, args.seed, args.brokers)
+    plan = make_plan(args.orders, args.seed, args.brokers, args.lists_at)
     base = Path(tempfile.mkdtemp(prefix="ult-chaos-", dir="/tmp"))
     tally = Tally()
     sim_faults: collections.Counter[str] = collections.Counter()
@@ -472,9 +531,13 @@ async def chaos(args: argparse.Namespace) -> int:
         settle_s = time.monotonic() - settle_started
         await child.stop()
         journal = read_journal(child.state / "journal.db")
-        broker, broker_positions = await read_brokers(child.state, plan, env)
-        duplicates = await duplicates_by_broker(args.brokers, child.state, sims, plan, broker)
-        report = check(plan, tally, journal, broker, duplicates, broker_positions, service_positions)
+        broker, broker_positions = await read_brokers(child.state, plan, journal, env)
+        duplicates = await duplicates_by_broker(
+            args.brokers, child.state, sims, plan, journal, broker
+        )
+        report = check(
+            plan, tally, journal, broker, duplicates, broker_positions, service_positions
+        )
         faults = count_faults(child.faults)
         faults.update(sim_faults)
         report["faults"] = dict(sorted(faults.items()))
@@ -498,6 +561,8 @@ async def chaos(args: argparse.Namespace) -> int:
             and report["lost"] == 0
             and report["mismatched"] == 0
             and report["unsettled"] == 0
+            and report["replace_links_broken"] == 0
+            and report["leg_working_after_peer_filled"] == 0
             and report["positions_agree"]
             and report["service_book_agrees"]
         )
@@ -519,14 +584,26 @@ def check(
     broker_positions: dict[tuple[str, str], Decimal],
     service_positions: list[Any],
 ) -> dict[str, Any]:
+    def known_to_broker(coid: str) -> bool:
+        # A venue that modifies in place (TWS) knows a replaced order as its replacement.
+        return coid in broker or (
+            coid in journal
+            and journal[coid].status == "replaced"
+            and chain(journal, coid)[-1] in broker
+        )
+
     lost_ids = [
+        c for c, reply in tally.replies.items() if reply.status in TAKEN and not known_to_broker(c)
+    ] + [
         c
-        for c, reply in tally.replies.items()
-        if reply.status in TAKEN and c not in broker
-    ] + [c for c, o in journal.items() if o.status != "rejected" and c not in broker]
+        for c, o in journal.items()
+        if o.status != "rejected" and not never_sent(o) and not known_to_broker(c)
+    ]
     mismatched_ids = []
     for coid, theirs in broker.items():
         mine = journal.get(coid)
+        if mine is not None and mine.status == "replaced":
+            continue  # a venue that modifies in place reports the replacement (links checked below)
         if mine is None or mine.status != theirs.status or mine.filled_qty != theirs.filled_qty:
             mismatched_ids.append(
                 f"{coid}@{theirs.broker}: journal {mine.status if mine else None}"
@@ -535,8 +612,16 @@ def check(
     unsettled = [
         c
         for c, o in journal.items()
-        if (o.status not in TERMINAL_STATUSES and o.status not in ("accepted", "partially_filled"))
+        if (
+            o.status not in TERMINAL_STATUSES
+            and o.status not in ("accepted", "partially_filled", "held")
+        )
         or o.outcome == "unknown"
+    ] + held_after_parent_filled(journal)
+    links = broken_replace_links(journal, broker, tally.replies)
+    # Checked on both sides: the journal's statuses, and the brokers' read back.
+    peers = [f"journal: {p}" for p in peers_both_working(journal, journal)] + [
+        f"broker: {p}" for p in peers_both_working(journal, broker)
     ]
     from_journal = journal_positions(journal)
     at_broker = {k: q for k, q in broker_positions.items() if q}
@@ -563,6 +648,19 @@ def check(
         "mismatched_ids": mismatched_ids[:10],
         "unsettled": len(unsettled),
         "unsettled_ids": unsettled[:10],
+        "replaced": len(tally.replaced),
+        "internal_errors": tally.internal[:10],
+        "replaced_in_journal": sum(1 for o in journal.values() if o.status == "replaced"),
+        "replace_refused": dict(sorted(tally.replace_refused.items())),
+        "lists": dict(sorted(tally.lists.items())),
+        "emulated_pieces": sum(
+            1 for c, o in journal.items() if o.leg and "." in c.rsplit("-", 1)[-1]
+        ),
+        "pairs_decided": pairs_decided(journal),
+        "replace_links_broken": len(links),
+        "replace_links_broken_ids": links[:10],
+        "leg_working_after_peer_filled": len(peers),
+        "leg_working_after_peer_filled_ids": peers[:10],
         "positions_agree": {k: q for k, q in from_journal.items() if q} == at_broker,
         "service_book_agrees": book == at_broker,
         "broker_positions": {f"{b}:{s}": str(q) for (b, s), q in sorted(at_broker.items())},
@@ -598,6 +696,15 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("lost", report["lost"]),
         ("mismatched journal/broker", report["mismatched"]),
         ("unsettled", report["unsettled"]),
+        ("replaces applied", report["replaced"]),
+        ("  replaced in the journal", report["replaced_in_journal"]),
+        *((f"  refused: {code}", n) for code, n in report["replace_refused"].items()),
+        ("replace links broken", report["replace_links_broken"]),
+        ("order lists placed", sum(report["lists"].values())),
+        *((f"  {kind}", n) for kind, n in report["lists"].items()),
+        ("  emulated pieces and reduced peers", report["emulated_pieces"]),
+        ("  exit pairs one leg of which filled", report["pairs_decided"]),
+        ("leg working after its peer filled", report["leg_working_after_peer_filled"]),
         ("positions agree (broker = journal)", "yes" if report["positions_agree"] else "NO"),
         ("service book = broker", "yes" if report["service_book_agrees"] else "NO"),
         ("  drifts it put right", report["position_drifts"]),
@@ -611,7 +718,10 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"broker positions:  {report['broker_positions']}")
         print(f"journal positions: {report['journal_positions']}")
         print(f"service book:      {report['service_book']}")
-    for key in ("lost_ids", "mismatched_ids", "unsettled_ids", "still_busy_at_end"):
+    for key in (
+        "lost_ids", "mismatched_ids", "unsettled_ids", "still_busy_at_end",
+        "replace_links_broken_ids", "leg_working_after_peer_filled_ids", "internal_errors",
+    ):  # fmt: skip
         if report[key]:
             print(f"{key}: {report[key]}")
     if report["base"]:
@@ -626,7 +736,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="fixes orders, faults, kill points")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument(
-        "--kills", type=int, default=None, help="kill -9 + restarts (default 1 per 2000 orders, >= 1)"
+        "--kills",
+        type=int,
+        default=None,
+        help="kill -9 + restarts (default 1 per 2000 orders, >= 1)",
     )
     p.add_argument("--fault-rate", type=float, default=0.05, help="share of broker calls broken")
     p.add_argument(
@@ -636,6 +749,11 @@ def main(argv: list[str] | None = None) -> int:
         "--brokers",
         default=",".join(BROKERS),
         help=f"comma-separated, from {', '.join(BROKERS)} (default: all)",
+    )
+    p.add_argument(
+        "--lists-at",
+        default=None,
+        help="brokers that get brackets, OCOs and OTOs (default: every one in --brokers)",
     )
     p.add_argument(
         "--sim-faults-per-s", type=float, default=3.0, help="simulator faults armed per second"
@@ -651,7 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.orders < 1 or args.clients < 1:
         p.error("--orders and --clients must be at least 1")
     args.brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    unknown = sorted(set(args.brokers) - set(BROKERS))
+    args.lists_at = (
+        args.brokers
+        if args.lists_at is None
+        else [b.strip() for b in args.lists_at.split(",") if b.strip()]
+    )
+    unknown = sorted((set(args.brokers) | set(args.lists_at)) - set(BROKERS))
     if unknown or not args.brokers:
         p.error(f"--brokers: unknown {', '.join(unknown) or '(none given)'}")
     return trio.run(chaos, args)

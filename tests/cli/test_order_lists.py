@@ -104,17 +104,18 @@ def test_an_oto_takes_the_parent_before_then_and_the_child_after(alpaca: AlpacaS
     assert parent["leg"]["list_id"] == child["leg"]["list_id"]
 
 
-def test_health_counts_the_open_legs_of_lists_the_service_emulates() -> None:
-    # The paper broker has no native lists (yet): the service holds the bracket's exits.
+def test_paper_carries_a_bracket_itself() -> None:
+    # The paper broker has native lists: the venue holds the exits, not the service.
     with UltProcess.serve() as service:
         service.start()
         sock = ("--socket", str(service.socket))
-        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {}
         placed = run_ult("submit", "AAPL", "buy", "1", "--type", "limit", "--limit-price", "1",
-                         "--tif", "gtc", "--take-profit", "2", "--stop-loss", "0.5", *sock)  # fmt: skip
+                         "--tif", "gtc", "--take-profit", "2", "--stop-loss", "0.5", "--json",
+                         *sock)  # fmt: skip
         assert placed.returncode == 0, placed.stderr
-        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {
-            "paper": 3
-        }
-        human = run_ult("health", *sock).stdout.splitlines()
-        assert "open legs of order lists the service emulates: paper 3" in human
+        legs = json.loads(placed.stdout)
+        legs = legs["orders"] if isinstance(legs, dict) else legs
+        assert [(o["status"], o["leg"]["emulated"]) for o in legs] == [
+            ("accepted", False), ("held", False), ("held", False)
+        ]  # fmt: skip
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {}

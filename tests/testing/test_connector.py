@@ -117,6 +117,28 @@ async def test_the_stream_drops_on_its_own_at_the_drawn_interval(tmp_path: Path)
     ]
 
 
+async def outcome_of(call: Awaitable[object]) -> str:
+    try:
+        await call
+    except RateLimited:
+        return "429"
+    except BrokerUnavailable:
+        return "unavailable"
+    except RuntimeError:
+        return "crash"
+    return "ok"
+
+
+_APPLIED = {
+    "drop": ("unavailable", 0),
+    "http_5xx": ("unavailable", 0),
+    "http_429": ("429", 0),
+    "slow": ("ok", 1),
+    "lose_reply": ("unavailable", 1),
+    "actor_crash": ("crash", 1),
+}
+
+
 async def test_drawn_submit_faults_are_applied_or_not_as_their_kind_says(tmp_path: Path) -> None:
     log = tmp_path / "faults.jsonl"
     plan = FaultPlan(seed=7, rate=1.0, log_path=log)
@@ -124,26 +146,9 @@ async def test_drawn_submit_faults_are_applied_or_not_as_their_kind_says(tmp_pat
     seen: list[str] = []
     for _ in range(60):
         before = venue.submits
-        try:
-            await conn.submit(order())
-            outcome = "ok"
-        except RateLimited:
-            outcome = "429"
-        except BrokerUnavailable:
-            outcome = "unavailable"
-        except RuntimeError:
-            outcome = "crash"
+        outcome = await outcome_of(conn.submit(order()))
         kind = json.loads(log.read_text().splitlines()[-1])["kind"]
-        applied = venue.submits - before
-        expected = {
-            "drop": ("unavailable", 0),
-            "http_5xx": ("unavailable", 0),
-            "http_429": ("429", 0),
-            "slow": ("ok", 1),
-            "lose_reply": ("unavailable", 1),
-            "actor_crash": ("crash", 1),
-        }[kind]
-        assert (outcome, applied) == expected, kind
+        assert (outcome, venue.submits - before) == _APPLIED[kind], kind
         seen.append(kind)
     assert set(seen) == set(SUBMIT_FAULTS)
 
@@ -210,28 +215,6 @@ def resting(coid: str) -> OrderRequest:
         symbol="AAPL", side="buy", qty=Decimal(5), type="limit",
         limit_price=Decimal(90), client_order_id=coid,
     )  # fmt: skip
-
-
-async def outcome_of(call: Awaitable[object]) -> str:
-    try:
-        await call
-    except RateLimited:
-        return "429"
-    except BrokerUnavailable:
-        return "unavailable"
-    except RuntimeError:
-        return "crash"
-    return "ok"
-
-
-_APPLIED = {
-    "drop": ("unavailable", 0),
-    "http_5xx": ("unavailable", 0),
-    "http_429": ("429", 0),
-    "slow": ("ok", 1),
-    "lose_reply": ("unavailable", 1),
-    "actor_crash": ("crash", 1),
-}
 
 
 async def test_drawn_faults_break_a_replace_as_they_break_a_submit(tmp_path: Path) -> None:

@@ -58,21 +58,21 @@ class Subscription(Generic[E]):
         Raises ``trio.EndOfChannel`` once the subscription is dropped or closed and
         every event queued before that has been read.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._queue:
-            if self._closed:
-                raise trio.EndOfChannel
-            await self._reader.park()
+        await self._wait()
         return self.drain()
 
     async def receive(self) -> E:
         """The next event; raises ``trio.EndOfChannel`` once dropped or closed."""
+        await self._wait()
+        return self._queue.popleft()
+
+    async def _wait(self) -> None:
+        """Until an event is queued; ``trio.EndOfChannel`` if none will be."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._queue:
             if self._closed:
                 raise trio.EndOfChannel
             await self._reader.park()
-        return self._queue.popleft()
 
     async def __aiter__(self) -> AsyncIterator[E]:
         while True:

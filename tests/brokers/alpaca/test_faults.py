@@ -203,7 +203,7 @@ async def test_a_stream_that_stays_down_ends_the_task_for_the_supervisor() -> No
 async def test_a_silent_half_open_stream_is_found_by_ping_and_replaced() -> None:
     async with (
         running_sim() as (sim, port),
-        connected(port, stream_ping_interval_s=0.1, stream_ping_timeout_s=0.3) as (conn, log),
+        connected(port, stream_ping_interval_s=0.1, stale_after_s=0.3) as (conn, log),
     ):
         sim.arm(Fault(kind="stream_mute"))
         await sim.wait_listening(2)

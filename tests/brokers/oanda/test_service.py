@@ -160,6 +160,70 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
             nursery.cancel_scope.cancel()
 
 
+async def test_a_fill_whose_stream_event_was_dropped_reaches_the_books_once_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    async with running_sim(heartbeat_s=0.1) as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="oanda", kind="oanda", enabled=True, settings=settings_for(sim))
+            ],
+        )
+        svc = build_service(cfg, env={}, rng=random.Random(5))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            events = svc.bus.subscribe()
+            limit = OrderRequest(
+                symbol="EUR_USD",
+                side="buy",
+                qty=Decimal(1000),
+                type="limit",
+                limit_price=Decimal("1.00000"),
+                time_in_force="gtc",
+                client_order_id="svc-drop-1",
+            )
+            reply = await svc.gateway.handle(Submit(id=1, order=limit))
+            assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+
+            # The fill happens, its transaction never reaches the stream; the REST record has it
+            # and the next heartbeat names it: the gap is fetched with the stream up.
+            sim.arm(Fault(kind="drop_events", events=["ORDER_FILL"]))
+            sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
+            sim.book.on_prices()
+            assert sim.events_dropped == 1
+            later = OrderRequest(
+                symbol="EUR_USD", side="buy", qty=Decimal(1), client_order_id="svc-drop-2"
+            )
+            fills: list[OrderUpdate] = []
+            with trio.fail_after(15):
+                while True:
+                    event = await events.receive()
+                    if not isinstance(event, OrderUpdate):
+                        continue
+                    if event.order.client_order_id == "svc-drop-1" and event.fill is not None:
+                        fills.append(event)
+                        await svc.gateway.handle(Submit(id=2, order=later))
+                    if event.order.client_order_id == "svc-drop-2" and event.fill is not None:
+                        break  # streamed after the gap: a repeat of the first would be before it
+            assert [(u.fill.qty, u.order.status) for u in fills if u.fill] == [
+                (Decimal(1000), "filled")
+            ]
+            store = await svc.journal.get()
+            journaled = await store.get("svc-drop-1")
+            assert journaled is not None
+            assert (journaled.status, journaled.filled_qty) == ("filled", Decimal(1000))
+            positions = await svc.gateway.handle(GetPositions(id=3, broker="oanda"))
+            assert isinstance(positions, PositionsReply)
+            assert [(p.symbol, p.qty) for p in positions.positions] == [("EUR_USD", Decimal(1001))]
+            health = await svc.gateway.handle(GetHealth(id=4))
+            assert isinstance(health, HealthReply)
+            (broker,) = [a for a in health.health.actors if a.name == "broker.oanda"]
+            assert (broker.state, broker.restarts) == ("running", 0)
+            nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize(
     ("overrides", "says"),
     [
@@ -453,3 +517,22 @@ def test_the_simulator_command_explains_itself() -> None:
     )
     assert done.returncode == 0
     assert "--port" in done.stdout
+
+
+def test_health_counts_the_open_legs_of_lists_the_service_emulates(sim_process: str) -> None:
+    # OANDA has no OTO: the service holds the child until the parent fills.
+    env = {"OANDA_API_TOKEN": SIM_TOKEN, "OANDA_ACCOUNT_ID": SIM_ACCOUNT,
+           "OANDA_BASE_URL": sim_process, "DEFAULT_BROKER": "oanda"}  # fmt: skip
+    with UltProcess.serve(env=env) as service:
+        service.start()
+        sock = ("--socket", str(service.socket))
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {}
+        placed = run_ult("oto", "EUR_USD", "buy", "1000", "--type", "limit", "--limit-price",
+                         "0.5", "--tif", "gtc", "--then", "sell", "1000", "--type", "limit",
+                         "--limit-price", "2", *sock)  # fmt: skip
+        assert placed.returncode == 0, placed.stdout + placed.stderr
+        assert json.loads(run_ult("health", "--json", *sock).stdout)["emulated_legs"] == {
+            "oanda": 2
+        }
+        human = run_ult("health", *sock).stdout.splitlines()
+        assert "open legs of order lists the service emulates: oanda 2" in human

@@ -12,6 +12,7 @@ import trio
 from tests.brokers.contract import ContractCase, UpdateLog
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.messages import Order
 
 # inline: matched inside submit (the default); delayed: acknowledged at once,
 # matched 5 ms later by the stream task, with the price clock running.
@@ -35,6 +36,13 @@ async def contract_case(
     connector = PaperConnector("paper", settings)
     await connector.connect()
     log = UpdateLog()
+
+    async def move_price(price: Decimal) -> None:
+        connector.set_price("AAPL", price)
+
+    async def partial_fill(order: Order, qty: Decimal) -> None:
+        connector.execute(order.id, qty)
+
     async with trio.open_nursery() as nursery:
         await nursery.start(connector.stream_updates, log.sink)
         yield ContractCase(
@@ -45,6 +53,9 @@ async def contract_case(
             resting_buy_limit=Decimal(50),
             resting_buy_stop=Decimal(250),  # AAPL starts at 190
             id_prefix=f"paper-{request.param}",
+            market_price=connector.price("AAPL"),
+            move_price=move_price,
+            partial_fill=partial_fill,
         )
         nursery.cancel_scope.cancel()
     await connector.disconnect()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from tests.brokers.contract import ContractBattery
+from tests.brokers.contract_orders import OrderTypesBattery
 
 
 class TestPaperContract(ContractBattery):
     """Everything every connector promises, on paper."""
+
+
+class TestPaperOrderTypes(OrderTypesBattery):
+    """Replace and native order lists, on paper."""

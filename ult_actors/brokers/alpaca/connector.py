@@ -1,11 +1,17 @@
 """Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
 
-``AlpacaConnector`` keeps one pooled ``httpx.AsyncClient`` per connection
+``AlpacaConnector`` keeps one pooled HTTP client per connection
 (``brokers.http.client.HttpPool``: keep-alive, every timeout explicit, no redirects)
-and one WebSocket for the ``trade_updates`` stream. The stream has no replay, so every (re)connect is
-followed by a REST sweep of open and recently closed orders; the fill ledger
-(``alpaca.ledger``) turns what the sweep finds into the fills the stream
-missed, and never delivers a fill twice.
+and one WebSocket for the ``trade_updates`` stream. A stream silent for
+``stale_after_s`` (no update, no pong) is lost like a closed one
+(``stream``); ``last_message_at`` tells how long it has been quiet.
+
+The stream has no replay: ``resync`` (``SupportsResync``) reads back what it
+missed since the last event it delivered -- orders changed since then and
+their executions, from the FILL activities, with Alpaca's execution ids --
+and every reconnect runs it before going on, as does a stream update that
+shows an update went missing. The fill ledger
+(``alpaca.ledger``) never lets a fill out twice (see ``resync``).
 
 Settings, their ``ALPACA_*`` overrides and the paper/live hosts are in
 ``settings``. Live trading refuses to start unless the broker's config says
@@ -28,6 +34,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -53,14 +60,20 @@ from ult_actors.brokers.alpaca.mapping import (
     to_position,
 )
 from ult_actors.brokers.alpaca.order_lists import legs_of, list_body
+from ult_actors.brokers.alpaca.resync import missed_updates
 from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
-from ult_actors.brokers.alpaca.stream import StreamTimeouts, open_trade_updates
+from ult_actors.brokers.alpaca.stream import (
+    StreamTimeouts,
+    TradeUpdatesSession,
+    open_trade_updates,
+)
 from ult_actors.brokers.alpaca.wire import (
     WireAccount,
     WireCancelResult,
     WireClock,
     WireCloseResult,
     WireError,
+    WireFillActivity,
     WireOrder,
     WirePosition,
     WireTradeUpdate,
@@ -93,7 +106,8 @@ from ult_actors.messages import (
 from ult_actors.order_state import already_final
 
 _PAGE = 500  # Alpaca's maximum page size for GET /v2/orders
-_SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew between us and Alpaca
+_ACTIVITY_PAGE = 100  # and for GET /v2/account/activities
+_SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew and late-stamped events
 _REPLACEABLE = frozenset({"new", "partially_filled"})  # Alpaca's statuses that take a PATCH
 _ORDER_CLASSES = frozenset({"bracket", "oco", "oto"})
 
@@ -130,7 +144,9 @@ class AlpacaConnector:
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
         self._ledger = FillLedger(watch_from_ns=now_ns())
         self._links = OrderLinks()
-        self._last_heard_ns: int | None = None
+        #: Alpaca's time of the newest event delivered: where the next resync starts.
+        self._cursor_ns = self._ledger.watch_from_ns
+        self._session: TradeUpdatesSession | None = None
         self.log: Any = structlog.get_logger().bind(broker=name)
 
     # -- connection ---------------------------------------------------------
@@ -381,6 +397,16 @@ class AlpacaConnector:
 
     # -- the trade_updates stream -------------------------------------------
 
+    @property
+    def last_message_at(self) -> float | None:
+        """``trio.current_time()`` when ``trade_updates`` last sent anything (a frame or a pong).
+
+        ``None`` before the first session listens. It keeps its value while
+        the stream reconnects, so ``trio.current_time() - last_message_at``
+        is the stream's silence so far.
+        """
+        return self._session.last_message_at if self._session is not None else None
+
     async def stream_updates(
         self,
         sink: UpdateSink,
@@ -398,7 +424,7 @@ class AlpacaConnector:
             connect=s.connect_timeout_s,
             handshake=s.read_timeout_s,
             ping_interval=s.stream_ping_interval_s,
-            ping_timeout=s.stream_ping_timeout_s,
+            stale_after=s.stale_after_s,
         )
         url = stream_url(s)
         started = False
@@ -409,7 +435,9 @@ class AlpacaConnector:
                 async with open_trade_updates(
                     url, s.api_key, s.api_secret, broker=self.name, timeouts=timeouts
                 ) as session:
-                    await self._sweep(sink)
+                    self._session = session
+                    for missed in await self.resync():
+                        await sink(missed)
                     live_since = trio.current_time()
                     if not started:
                         started = True
@@ -418,7 +446,6 @@ class AlpacaConnector:
                         self.log.info("trade_updates stream back", after_failures=failures)
                     while True:
                         update = await session.next_update()
-                        self._last_heard_ns = self._now_ns()
                         await self._deliver_stream_update(update, sink)
             except (BrokerUnavailable, RateLimited) as exc:
                 if live_since is not None and (
@@ -459,38 +486,56 @@ class AlpacaConnector:
                 price=update.price,
                 ts=ts,
             )
+        if self._reveals_gap(order, execution):
+            # An update went missing on a live stream: read the executions back now,
+            # with their ids, rather than make one fill up for them.
+            for missed in await self.resync():
+                await sink(missed)
+        self._cursor_ns = max(self._cursor_ns, ts)
         _, fills = self._ledger.settle(order, execution)
         await self._emit(order, fills, sink, ts)
 
-    async def _sweep(self, sink: UpdateSink) -> None:
-        """Bring every order up to date after a (re)connect: the stream does not replay."""
-        now = self._now_ns()
-        heard = self._last_heard_ns
-        since = (heard if heard is not None else self._ledger.watch_from_ns) - _SWEEP_SLACK_NS
+    def _reveals_gap(self, order: Order, execution: Execution | None) -> bool:
+        """Whether ``order`` has filled more than was delivered plus this ``execution``."""
+        if not self._ledger.watching(order):
+            return False
+        delivered = self._ledger.delivered(order.id)
+        before = delivered[0] if delivered is not None else Decimal(0)
+        return order.filled_qty > before + (execution.qty if execution is not None else 0)
+
+    async def resync(self) -> list[OrderUpdate]:
+        """What the stream missed since the last event it delivered, in order (``SupportsResync``).
+
+        Reads the FILL activities since then, then the orders: those created
+        since then or since the oldest order last seen open, and any order last
+        seen open that the list left out. Fills carry Alpaca's execution ids;
+        none the stream (or an earlier resync) delivered comes out again.
+        Orders older than this connection and never seen by it are left to the
+        broker actor's reconciliation.
+        """
+        since = self._cursor_ns - _SWEEP_SLACK_NS
+        orders_since = since
         earliest = self._ledger.earliest_open_ns()
         if earliest is not None:
-            since = min(since, earliest - _SWEEP_SLACK_NS)
-        found = await self._list_orders("open") + await self._list_orders("closed", since)
-        seen = {w.id for w in found}
+            orders_since = min(since, earliest - _SWEEP_SLACK_NS)
+        activities = await self._fill_activities(since)
+        found = await self._list_orders("all", orders_since)
+        listed = {w.id for w in found}
         for oid in self._ledger.open_order_ids():
-            if oid not in seen:
+            if oid not in listed:
                 try:
                     found.append(
                         await self._get(f"/v2/orders/{oid}", WireOrder, what="order lookup")
                     )
                 except NotFound:
                     continue
-        for wire in found:
-            order = await self._linked(wire)
-            if not self._ledger.watching(order):
-                # Older than this connection and never seen by it: the broker
-                # actor's reconciliation settles such orders from its journal.
-                continue
-            changed, fills = self._ledger.settle(order, None)
-            if changed:
-                await self._emit(order, fills, sink, now)
-        self._last_heard_ns = now
-        self.log.debug("alpaca order sweep done", orders=len(found))
+        orders = [await self._linked(wire) for wire in found]
+        watched = [order for order in orders if self._ledger.watching(order)]
+        updates = missed_updates(watched, activities, self._ledger)
+        for order in watched:
+            self._cursor_ns = max(self._cursor_ns, order.updated_at)
+        self.log.debug("alpaca resync done", orders=len(found), updates=len(updates))
+        return updates
 
     def _order(self, wire: WireOrder) -> Order:
         """Our ``Order`` for Alpaca's, under our client order id and links as far as known."""
@@ -523,8 +568,28 @@ class AlpacaConnector:
 
     # -- HTTP ---------------------------------------------------------------
 
+    async def _fill_activities(self, after_ns: int) -> list[WireFillActivity]:
+        """All pages of ``GET /v2/account/activities/FILL`` after ``after_ns``, oldest first."""
+        out: list[WireFillActivity] = []
+        params = {
+            "after": ns_to_rfc3339(after_ns),
+            "direction": "asc",
+            "page_size": str(_ACTIVITY_PAGE),
+        }
+        while True:
+            page = await self._get(
+                "/v2/account/activities/FILL",
+                list[WireFillActivity],
+                what="fill activities",
+                params=params,
+            )
+            out.extend(page)
+            if len(page) < _ACTIVITY_PAGE:
+                return out
+            params["page_token"] = page[-1].id
+
     async def _list_orders(
-        self, status: Literal["open", "closed"], after_ns: int | None = None
+        self, status: Literal["open", "all"], after_ns: int | None = None
     ) -> list[WireOrder]:
         """All pages of ``GET /v2/orders``, oldest first."""
         out: list[WireOrder] = []

@@ -76,6 +76,13 @@ class FillLedger:
         ]
         return min(times) if times else None
 
+    def delivered(self, order_id: str) -> tuple[Decimal, Decimal | None] | None:
+        """(qty delivered as fills, their average price) for an order seen before, else ``None``."""
+        seen = self._orders.get(order_id)
+        if seen is None:
+            return None
+        return seen.qty, (seen.notional / seen.qty if seen.qty else None)
+
     def settle(self, order: Order, execution: Execution | None) -> tuple[bool, list[Fill]]:
         """Account for one report of ``order``: (anything new?, fills to deliver)."""
         seen = self._orders.get(order.id)

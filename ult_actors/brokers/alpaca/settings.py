@@ -40,8 +40,10 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     write_timeout_s: Seconds = 10.0
     pool_timeout_s: Seconds = 5.0
     max_connections: Count = 8
+    #: ``trade_updates`` is pinged when quiet this long (at most half ``stale_after_s``).
     stream_ping_interval_s: Seconds = 10.0
-    stream_ping_timeout_s: Seconds = 10.0
+    #: ``trade_updates`` with no update and no pong for this long is lost (reconnect, resync).
+    stale_after_s: Seconds = 30.0
     #: Stream reconnects in a row before the actor is restarted instead.
     stream_max_reconnects: Times = 5
     #: A stream session that lasted this long resets the count of failures in a row.

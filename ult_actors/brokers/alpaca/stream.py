@@ -3,7 +3,13 @@
 One session is one WebSocket connection. ``open_trade_updates`` yields a
 session only once Alpaca has acknowledged both the authentication and the
 subscription, so the caller's REST sweep made after it cannot miss an
-update. Every way the connection can fail surfaces as ``BrokerUnavailable``
+update.
+
+Liveness: the stream has no heartbeats of its own, and a connection can stay
+open while nothing arrives (half-open, or a server that went quiet). The
+session pings whenever the line has been quiet for ``ping_interval``, and a
+stream with no frame and no pong for ``stale_after`` is lost: a silence is
+found at most ``stale_after`` after it began. Every way the connection can fail surfaces as ``BrokerUnavailable``
 (reconnect) or ``AuthFailed`` (fatal); the credentials go out in the
 authenticate frame only and appear in no error.
 """
@@ -36,8 +42,10 @@ class StreamTimeouts:
 
     connect: float = 5.0
     handshake: float = 5.0
+    #: Ping when nothing has arrived for this long (at most half ``stale_after``).
     ping_interval: float = 10.0
-    ping_timeout: float = 10.0
+    #: No frame and no pong for this long: the stream is lost.
+    stale_after: float = 30.0
 
 
 class TradeUpdatesSession:
@@ -49,24 +57,46 @@ class TradeUpdatesSession:
         self._ws = ws
         self._broker = broker
         self._timeouts = timeouts
+        #: ``trio.current_time()`` when the last frame or pong arrived.
+        self.last_message_at = trio.current_time()
+
+    async def keep_alive(self) -> None:
+        """Ping whenever the line has been quiet; a pong counts as a message. Runs until cancelled."""
+        quiet = min(self._timeouts.ping_interval, self._timeouts.stale_after / 2)
+        while True:
+            await trio.sleep_until(self.last_message_at + quiet)
+            if trio.current_time() < self.last_message_at + quiet:
+                continue  # something arrived meanwhile
+            try:
+                await self._ws.ping()  # returns on the pong; never, on a silent line
+            except (*_STREAM_ERRORS, ValueError):
+                return  # the reader finds the connection gone
+            self.last_message_at = trio.current_time()
 
     async def next_update(self) -> WireTradeUpdate:
-        """The next trade update; pings the server when the line is quiet.
+        """The next trade update.
 
-        Raises ``BrokerUnavailable`` when the connection is lost or a ping
-        goes unanswered, ``AuthFailed`` if Alpaca revokes the session.
+        Raises ``BrokerUnavailable`` when the connection is lost or has been
+        silent (no frame, no pong) for ``stale_after``, ``AuthFailed`` if
+        Alpaca revokes the session.
         """
+        stale_after = self._timeouts.stale_after
         while True:
             raw: str | bytes | None = None
             try:
-                with trio.move_on_after(self._timeouts.ping_interval):
+                with trio.move_on_at(self.last_message_at + stale_after):
                     raw = await self._ws.get_message()
-                if raw is None:
-                    with trio.fail_after(self._timeouts.ping_timeout):
-                        await self._ws.ping()
-                    continue
             except _STREAM_ERRORS as exc:
                 raise _lost(exc, self._broker) from None
+            if raw is None:
+                if trio.current_time() < self.last_message_at + stale_after:
+                    continue  # a pong came in meanwhile
+                raise BrokerUnavailable(
+                    f"Alpaca trade_updates stream silent for {stale_after:g} s"
+                    " (no update, no pong)",
+                    broker=self._broker,
+                )
+            self.last_message_at = trio.current_time()
             message = _decode(raw)
             if message is None:
                 continue
@@ -99,7 +129,17 @@ async def open_trade_updates(
             with trio.fail_after(timeouts.handshake):
                 await _authenticate(ws, key, secret, broker)
                 await _listen(ws)
-            yield TradeUpdatesSession(ws, broker, timeouts)
+            session = TradeUpdatesSession(ws, broker, timeouts)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(session.keep_alive)  # never raises
+                    yield session
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The caller's own exception, as it raised it, not in a group.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
     except trio_websocket.ConnectionRejected as exc:
         if exc.status_code in (401, 403):
             raise AuthFailed(

@@ -113,6 +113,23 @@ class WireTradeUpdate(msgspec.Struct, kw_only=True):
     execution_id: str | None = None
 
 
+class WireFillActivity(msgspec.Struct, kw_only=True):
+    """One FILL activity (``GET /v2/account/activities/FILL``): one execution of an order."""
+
+    id: str
+    order_id: str
+    transaction_time: str
+    qty: Decimal
+    price: Decimal
+    #: What the order had filled once this execution was done.
+    cum_qty: Decimal
+
+    @property
+    def execution_id(self) -> str:
+        """The execution's id: the part of ``id`` after ``<time>::``."""
+        return self.id.partition("::")[2] or self.id
+
+
 class WireAuthorization(msgspec.Struct, kw_only=True):
     """The ``data`` of an ``authorization`` message."""
 

@@ -51,7 +51,16 @@ from ult_actors.brokers.paper.settings import (
 from ult_actors.brokers.paper.store import reset_store, unusable_account
 from ult_actors.brokers.paper.venue import PaperVenue
 from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
-from ult_actors.messages import Account, Order, OrderRequest, OrderUpdate, Position
+from ult_actors.messages import (
+    Account,
+    Contingency,
+    Order,
+    OrderListRequest,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+    ReplaceRequest,
+)
 
 __all__ = ["PaperConnector", "reset_paper_state"]
 
@@ -70,6 +79,9 @@ def reset_paper_state(path: str, account: str | None = None) -> bool:
 
 class PaperConnector:
     """The connector protocol onto a ``PaperVenue`` (see ``ult_actors.brokers.base``)."""
+
+    #: Every order list is the venue's own (``SupportsOrderLists``).
+    native_contingencies: frozenset[Contingency] = frozenset({"bracket", "oco", "oto"})
 
     def __init__(
         self,
@@ -210,6 +222,20 @@ class PaperConnector:
     async def cancel(self, order_id: str) -> Order:
         return await self._ask(lambda venue: venue.cancel(order_id), self._none(repr(order_id)))
 
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        """The venue's own replace: the old order ``replaced``, the rest on new terms."""
+        return await self._ask(
+            lambda venue: venue.replace(order.id, change), self._none(repr(order.id))
+        )
+
+    async def submit_list(self, request: OrderListRequest) -> list[Order]:
+        """A bracket, OCO or OTO as one list at the venue (waiting legs ``held``)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        venue = self.venue
+        legs = venue.submit_list(request)
+        await self._reported(venue)
+        return legs
+
     async def get_order(self, order_id: str) -> Order:
         return await self._ask(lambda venue: venue.get(order_id), self._none(repr(order_id)))
 
@@ -322,6 +348,10 @@ class PaperConnector:
     def set_price(self, symbol: str, price: Decimal | str | int) -> None:
         """Move ``symbol`` to ``price`` now and match its resting orders."""
         self.venue.set_price(symbol, Decimal(price))
+
+    def execute(self, order_id: str, qty: Decimal | str | int) -> None:
+        """Fill ``qty`` of a resting order now, as if a counterparty came."""
+        self.venue.execute(order_id, Decimal(qty))
 
     def tick(self) -> None:
         """One step of the price walk, as the clock would take it."""

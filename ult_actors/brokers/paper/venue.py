@@ -20,6 +20,14 @@ connector protocol. Rules:
   (field ``symbol``), as a real venue refuses an unknown instrument.
 - A buy (or a sell beyond the long position) needs buying power for the
   exposure it adds (see ``paper.account``), else ``InsufficientFunds``.
+- A replace ends the working order ``replaced`` and puts a new order (new
+  venue id, the replacement's client order id) in for what was left to
+  fill, on the new terms; only ``accepted`` / ``partially_filled`` orders.
+- Order lists (bracket, OCO, OTO) are native: a leg that waits for its
+  trigger is ``held`` (never matched) until the leg that triggers it has
+  filled completely (or ends, then for what it filled; nothing filled: the
+  held legs are canceled). An exit that fills reduces its peer to what is
+  left of it, canceling it once nothing is.
 
 Every call that changes the venue stages its changes in the writer's open
 batch (``paper.writer``) before it returns; its order updates are emitted,
@@ -48,14 +56,24 @@ from ult_actors.messages import (
     OPEN_STATUSES,
     Account,
     Fill,
+    Leg,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderStatus,
     OrderUpdate,
     Position,
+    ReplaceRequest,
 )
-from ult_actors.order_state import already_final, fill_of, order_from_request
-from ult_actors.validation import validate_order
+from ult_actors.order_state import (
+    REPLACEABLE_STATUSES,
+    already_final,
+    fill_of,
+    leg_records,
+    not_replaceable,
+    order_from_request,
+)
+from ult_actors.validation import replaced_terms, validate_order, validate_order_list
 
 _DAY_NS = 86_400 * 1_000_000_000
 _BPS = Decimal(10_000)
@@ -197,21 +215,64 @@ class PaperVenue:
 
     def submit(self, request: OrderRequest, *, in_transit: bool = False) -> Order:
         """Accept (and, unless ``in_transit``, match) a new order."""
-        validate_order(request)
-        if not trades_symbol(self.settings, request.symbol):
-            raise InvalidOrder(
-                f"unknown symbol {request.symbol}: paper broker {self.name} does not trade it"
-                " (its symbols setting lists what it trades)",
-                field="symbol",
-            )
+        working = self._accept(request, in_transit=in_transit)
+        if not in_transit:
+            self._arrive(working)
+        self._commit()
+        return working.order
+
+    def replace(self, order_id: str, change: ReplaceRequest) -> Order:
+        """End a working order ``replaced`` and put its replacement in; the replacement."""
+        working = self.open.get(order_id)
+        if working is None or working.order.status not in REPLACEABLE_STATUSES:
+            raise not_replaceable(working.order if working else self.get(order_id))
+        old = working.order
+        terms = replaced_terms(old, change)
+        rest = msgspec.structs.replace(terms, qty=terms.qty - old.filled_qty)
+        self._check_unused(rest)
+        del self.open[old.id]  # its reservation goes with it while the rest is checked
+        try:
+            self._check_funds(rest)
+        finally:
+            self.open[old.id] = working
+        working.order = msgspec.structs.replace(
+            old, status="replaced", replaced_by=rest.client_order_id, updated_at=self.now_ns()
+        )
+        self._changed(working, None)
+        self._close(working)
+        new = self._accept(rest, replaces=old)
+        new.triggered = working.triggered and terms.stop_price == old.stop_price
+        self._arrive(new)
+        self._commit()
+        return new.order
+
+    def submit_list(self, request: OrderListRequest) -> list[Order]:
+        """Accept every leg of a list at once; the legs that wait are ``held``."""
+        validate_order_list(request)
+        legs: list[WorkingOrder] = []
+        for leg, order in zip(request.legs, leg_records(request, self.name, self.now_ns(), emulated=False), strict=True):
+            assert order.leg is not None
+            held = order.leg.parent_id is not None
+            legs.append(self._accept(leg, leg=order.leg, held=held))
+        for working in legs:
+            if working.order.status != "held":
+                self._arrive(working)
+        self._commit()
+        return [self._current(w.order.client_order_id) for w in legs]
+
+    def execute(self, order_id: str, qty: Decimal) -> None:
+        """Fill ``qty`` of a resting order now, as if a counterparty came (tests)."""
+        working = self.open[order_id]
+        self._fill(working, min(qty, working.order.qty - working.order.filled_qty))
+        self._commit()
+
+    def _current(self, client_order_id: str) -> Order:
+        return self.get_by_client_id(client_order_id)
+
+    def _check_unused(self, request: OrderRequest) -> None:
         coid = request.client_order_id
         if coid is None:
             raise InvalidOrder("client_order_id is required", field="client_order_id")
-        if request.time_in_force in ("opg", "cls"):
-            raise InvalidOrder(
-                f"the paper broker has no opening or closing auction ({request.time_in_force})",
-                field="time_in_force",
-            )
         if (
             coid in self._open_by_client
             or coid in self._unwritten_by_client
@@ -221,21 +282,52 @@ class PaperVenue:
                 f"client_order_id {coid} is already used at paper broker {self.name}",
                 field="client_order_id",
             )
-        self._check_funds(request)
+
+    def _accept(
+        self,
+        request: OrderRequest,
+        *,
+        in_transit: bool = False,
+        replaces: Order | None = None,
+        leg: Leg | None = None,
+        held: bool = False,
+    ) -> WorkingOrder:
+        """Check a new order (or a replacement, or a leg) and put it on the book unmatched."""
+        validate_order(request)
+        if not trades_symbol(self.settings, request.symbol):
+            raise InvalidOrder(
+                f"unknown symbol {request.symbol}: paper broker {self.name} does not trade it"
+                " (its symbols setting lists what it trades)",
+                field="symbol",
+            )
+        if request.time_in_force in ("opg", "cls"):
+            raise InvalidOrder(
+                f"the paper broker has no opening or closing auction ({request.time_in_force})",
+                field="time_in_force",
+            )
+        self._check_unused(request)
+        coid = request.client_order_id
+        assert coid is not None
+        if replaces is None and not held:
+            self._check_funds(request)
         now = self.now_ns()
         oid = f"{self.name}.{self._tag}.{self._next_order}"
         self._next_order += 1
         order = order_from_request(
-            request, broker=self.name, order_id=oid, status="accepted", now_ns=now
-        )
+            request, broker=self.name, order_id=oid, status="held" if held else "accepted",
+            now_ns=now,
+        )  # fmt: skip
+        if replaces is not None:
+            order = msgspec.structs.replace(
+                order, replaces=replaces.client_order_id, leg=replaces.leg
+            )
+        elif leg is not None:
+            order = msgspec.structs.replace(order, leg=leg)
         working = WorkingOrder(order=order, in_transit=in_transit)
         self.open[oid] = working
         self._open_by_client[coid] = oid
         self._changed(working, None)
-        if not in_transit:
-            self._arrive(working)
-        self._commit()
-        return working.order
+        return working
 
     def arrive(self, order_id: str) -> None:
         """An order that was travelling (``latency_ms``) reaches the venue and is matched."""
@@ -296,6 +388,8 @@ class PaperVenue:
         for working in list(self.open.values()):
             if working.in_transit or (symbol is not None and working.order.symbol != symbol):
                 continue
+            if working.order.id not in self.open or working.order.status == "held":
+                continue  # ended or held by a fill matched just before in this pass
             self._match(working)
 
     def _executable_qty(self, working: WorkingOrder) -> Decimal:
@@ -373,6 +467,7 @@ class PaperVenue:
         self._changed(working, fill)
         if status == "filled":
             self._close(working)
+        self._linked(working.order)
 
     def _finish(self, working: WorkingOrder, status: OrderStatus) -> None:
         working.order = msgspec.structs.replace(
@@ -380,6 +475,42 @@ class PaperVenue:
         )
         self._changed(working, None)
         self._close(working)
+        self._linked(working.order)
+
+    def _linked(self, order: Order) -> None:
+        """Apply a leg's news to its list: release its children, reduce its peer."""
+        leg = order.leg
+        if leg is None or order.status == "replaced":
+            return
+        ended = order.status not in OPEN_STATUSES
+        for child_id in leg.children:
+            child = self._open_working(child_id)
+            if child is None or child.order.status != "held":
+                continue
+            if order.filled_qty == 0 and ended:
+                self._finish(child, "canceled")
+            elif order.filled_qty >= order.qty or ended:
+                child.order = msgspec.structs.replace(
+                    child.order, status="accepted", qty=min(child.order.qty, order.filled_qty)
+                )
+                self._changed(child, None)
+                self._arrive(child)
+        if leg.peer_id is not None and order.filled_qty > 0:
+            peer = self._open_working(leg.peer_id)
+            if peer is None or peer.order.status == "held":
+                return
+            left = order.qty - order.filled_qty if not ended else Decimal(0)
+            if left <= 0:
+                self._finish(peer, "canceled")
+            elif peer.order.qty - peer.order.filled_qty > left:
+                peer.order = msgspec.structs.replace(
+                    peer.order, qty=peer.order.filled_qty + left, updated_at=self.now_ns()
+                )
+                self._changed(peer, None)
+
+    def _open_working(self, client_order_id: str) -> WorkingOrder | None:
+        oid = self._open_by_client.get(client_order_id)
+        return None if oid is None else self.open.get(oid)
 
     def _close(self, working: WorkingOrder) -> None:
         del self.open[working.order.id]

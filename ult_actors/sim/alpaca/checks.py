@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ult_actors.brokers.alpaca.wire import rfc3339_to_ns
+
 
 class ApiError(Exception):
     """A refusal, answered with Alpaca's status and JSON body."""
@@ -49,3 +51,14 @@ def price_field(value: Any, name: str) -> Decimal | None:
     if places > (2 if price >= 1 else 4):
         raise invalid("sub-penny increment does not fulfill minimum pricing criteria")
     return price
+
+
+def query_time(query: dict[str, str], name: str) -> int | None:
+    """A timestamp query parameter (``after``, ``until``) in UTC ns; ``None`` if absent."""
+    text = query.get(name)
+    if not text:
+        return None
+    try:
+        return rfc3339_to_ns(text)
+    except ValueError:
+        raise invalid(f"{name} must be an RFC 3339 timestamp") from None

@@ -5,7 +5,10 @@ trade-updates WebSocket at ``/stream`` on the same port, with Alpaca's
 paths, JSON shapes and error bodies (401/403 for bad keys, 403 for
 insufficient buying power or shares, 404, 422 for malformed orders or a
 reused ``client_order_id``). Orders fill over time and every step is
-published on the stream. What is simulated and what is not is in
+published on the stream; every execution is also a FILL activity
+(``GET /v2/account/activities/FILL``, see ``activities``). Alpaca's rate
+limit (requests per minute, 429 and ``X-RateLimit-*`` headers) is off
+unless set (``--rate-limit``, ``POST /_sim/rate-limit``). What is simulated and what is not is in
 ``venue`` (cash account, no shorting; replace and bracket / oco / oto orders).
 
 Run it::
@@ -29,9 +32,12 @@ the admin endpoints on the same port (no credentials needed; loopback only)::
                                {"kind": "drop"}
                                {"kind": "stream_drop", "after_events": 2}
                                {"kind": "stream_refuse", "count": 3}
-                               {"kind": "stream_mute"}
+                               {"kind": "silent"}  (also "stream_mute")
+                               {"kind": "drop_events", "count": 3, "events": ["fill"],
+                                "probability": 0.5}
     DELETE /_sim/faults        disarm everything
     POST   /_sim/stream/drop   cut every trade_updates connection now
+    POST   /_sim/rate-limit    {"per_minute": 200}: Alpaca's 429 beyond it (0: no limit)
     POST   /_sim/prices        {"AAPL": "191.20"}: move prices (resting orders may fill)
     POST   /_sim/market        {"is_open": false}: close or open the market
     POST   /_sim/close-day     close the market; open day orders expire
@@ -64,7 +70,7 @@ import trio
 
 from ult_actors.secrets import Secret
 from ult_actors.sim.alpaca.checks import ApiError
-from ult_actors.sim.alpaca.faults import API_PREFIX, Fault
+from ult_actors.sim.alpaca.faults import API_PREFIX, SILENCING, Fault
 from ult_actors.sim.alpaca.venue import OPEN, AlpacaVenue, is_true
 from ult_actors.sim.faults import FaultBoard, FaultSpec, decode_faults, garbled
 from ult_actors.sim.http import (
@@ -118,6 +124,7 @@ class _RateWindow:
     """Alpaca's per-minute request budget (off when ``limit`` is 0)."""
 
     def __init__(self, limit: int, now_ns: Callable[[], int]) -> None:
+        #: Requests per minute; 0: no limit (and no ``X-RateLimit-*`` headers).
         self.limit = limit
         self._now_ns = now_ns
         self._window = -1
@@ -151,6 +158,7 @@ class AlpacaSim:
         secret: Secret,
         faults: FaultBoard | None = None,
         rate_limit_per_minute: int = 0,
+        seed: int = 0,
     ) -> None:
         self.venue = venue
         self.faults = faults or FaultBoard(API_PREFIX)
@@ -159,6 +167,10 @@ class AlpacaSim:
         self._rate = _RateWindow(rate_limit_per_minute, venue.now_ns)
         self._sessions: set[_StreamSession] = set()
         self._listening_changed = trio.Event()
+        #: Draws for ``drop_events`` (its own, so ids do not depend on what was dropped).
+        self._drop_rng = random.Random(seed)
+        #: Trade updates a ``drop_events`` fault kept from every listener.
+        self.events_dropped = 0
         #: Requests to /v2 and /stream seen (including faulted ones).
         self.requests = 0
         #: Stream sessions that have ever reached ``listening``.
@@ -172,8 +184,8 @@ class AlpacaSim:
         self.faults.arm(fault)
         if fault.kind == "stream_drop" and fault.after_events == 0 and self.faults.cut_now():
             self.cut_streams()
-        if fault.kind == "stream_mute":
-            while self.faults.take("stream_mute"):
+        if fault.kind in SILENCING:
+            while self.faults.take(fault.kind):
                 self.mute_streams()
 
     def cut_streams(self) -> int:
@@ -183,6 +195,12 @@ class AlpacaSim:
             session.close_queue()
         self._sessions.clear()
         return len(sessions)
+
+    def set_rate_limit(self, per_minute: int) -> None:
+        """Requests per minute before Alpaca's 429 (0: no limit); the window starts afresh."""
+        if per_minute < 0:
+            raise ValueError("per_minute must not be negative")
+        self._rate = _RateWindow(per_minute, self.venue.now_ns)
 
     def mute_streams(self) -> int:
         """Silence every stream connection: open, but no events and no pongs."""
@@ -208,6 +226,8 @@ class AlpacaSim:
             "open_orders": sum(1 for o in self.venue.orders.values() if o.status in OPEN),
             "fills": stats.fills,
             "events_published": stats.events_published,
+            "events_dropped": self.events_dropped,
+            "rate_limit_per_minute": self._rate.limit,
             "stream_clients": len(self._sessions),
             "stream_listens": self.listens,
             "market_open": self.venue.market_open,
@@ -301,6 +321,11 @@ class AlpacaSim:
             if method == "DELETE":
                 return json_response(200, venue.close_position(symbol, request.query).to_json())
             return _only(method, "GET") or json_response(200, venue.position_json(symbol))
+        if path.startswith("/v2/account/activities/"):
+            kind = path.removeprefix("/v2/account/activities/")
+            return _only(method, "GET") or json_response(
+                200, venue.activities.page(kind, request.query)
+            )
         if path.startswith("/v2/assets/"):
             symbol = path.removeprefix("/v2/assets/")
             return _only(method, "GET") or json_response(200, venue.asset_json(symbol))
@@ -353,6 +378,12 @@ class AlpacaSim:
         if path == "/_sim/faults" and method == "DELETE":
             self.faults.clear()
             return json_response(200, {"armed": []})
+        if path == "/_sim/rate-limit" and method == "POST":
+            per_minute = body.get("per_minute") if isinstance(body, dict) else None
+            if not isinstance(per_minute, int) or isinstance(per_minute, bool) or per_minute < 0:
+                return json_response(400, {"message": 'expected {"per_minute": N} (0: no limit)'})
+            self.set_rate_limit(per_minute)
+            return json_response(200, {"per_minute": per_minute})
         if path == "/_sim/stream/drop" and method == "POST":
             return json_response(200, {"cut": self.cut_streams()})
         if path == "/_sim/prices" and method == "POST":
@@ -377,11 +408,29 @@ class AlpacaSim:
     # -- the trade_updates stream -------------------------------------------
 
     def _publish(self, message: dict[str, Any]) -> None:
+        if self._dropped(message):
+            return
         for session in list(self._sessions):
             if session.listening and not session.muted:
                 session.offer(message)
         if self.faults.stream_cut_due():
             self.cut_streams()
+
+    def _dropped(self, message: dict[str, Any]) -> bool:
+        """Whether an armed ``drop_events`` fault keeps this update from every listener."""
+        event = message["data"]["event"]
+        for fault in self.faults.armed():
+            if fault.kind != "drop_events":
+                continue
+            assert isinstance(fault, Fault)
+            if fault.events and event not in fault.events:
+                return False
+            if self._drop_rng.random() >= fault.probability:
+                return False
+            self.faults.take("drop_events")
+            self.events_dropped += 1
+            return True
+        return False
 
     async def stream(self, channel: WsChannel) -> None:
         """Serve one trade_updates connection: authenticate, listen, then events."""
@@ -492,6 +541,7 @@ def make_alpaca_sim(
         key=Secret(key),
         secret=Secret(secret),
         rate_limit_per_minute=rate_limit_per_minute,
+        seed=seed,
     )
 
 
@@ -523,9 +573,11 @@ fault switches and admin endpoints (same port, no credentials):
   POST   /_sim/faults       arm: {"kind": K, "count": N, "method": M, "path": P, ...}
                             K: drop | status (status=503) | rate_limit (retry_after_s,
                             retry_after_header) | slow (delay_s) | lose_reply |
-                            garble_reply | stream_drop (after_events) | stream_refuse | stream_mute
+                            garble_reply | stream_drop (after_events) | stream_refuse |
+                            silent (= stream_mute) | drop_events (events, probability)
   DELETE /_sim/faults       disarm all
   POST   /_sim/stream/drop  cut every trade_updates connection now
+  POST   /_sim/rate-limit   {"per_minute": 200} (0: no limit)
   POST   /_sim/prices       {"AAPL": "191.20"}
   POST   /_sim/market       {"is_open": false}
   POST   /_sim/close-day    close the market, expire open day orders

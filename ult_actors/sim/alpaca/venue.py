@@ -22,6 +22,9 @@ old one filled or ended first, the new one is ``rejected``. As at Alpaca,
 the new order's qty is the one sent, else the old order's whole qty, even
 when part of it has filled (the fills stay on the old order).
 
+Every execution is also recorded as a FILL activity (``activities``), the
+record a client that missed updates reads back.
+
 Every state change is published as a ``trade_updates`` message with the
 documented shape; whoever listens at that moment gets it, and nobody else
 ever will (the real stream has no replay either).
@@ -40,8 +43,15 @@ from typing import Any
 
 import trio
 
-from ult_actors.brokers.alpaca.wire import ns_to_rfc3339, rfc3339_to_ns
-from ult_actors.sim.alpaca.checks import ApiError, decimal_field, invalid, price_field
+from ult_actors.brokers.alpaca.wire import ns_to_rfc3339
+from ult_actors.sim.alpaca.activities import FillActivities
+from ult_actors.sim.alpaca.checks import (
+    ApiError,
+    decimal_field,
+    invalid,
+    price_field,
+    query_time,
+)
 from ult_actors.sim.alpaca.order_classes import Exit, exits_of, order_class_of
 
 DEFAULT_PRICES = {
@@ -196,6 +206,8 @@ class AlpacaVenue:
     orders: dict[str, SimOrder] = field(default_factory=dict)
     by_client: dict[str, str] = field(default_factory=dict)
     holdings: dict[str, _Holding] = field(default_factory=dict)
+    #: Every execution, for ``GET /v2/account/activities/FILL``.
+    activities: FillActivities = field(default_factory=FillActivities)
     _nursery: trio.Nursery | None = None
 
     def __post_init__(self) -> None:
@@ -246,8 +258,8 @@ class AlpacaVenue:
             raise invalid("limit must be an integer") from None
         if not 1 <= limit <= 500:
             raise invalid("limit must be between 1 and 500")
-        after = _query_time(query, "after")
-        until = _query_time(query, "until")
+        after = query_time(query, "after")
+        until = query_time(query, "until")
         symbols = {s for s in query.get("symbols", "").split(",") if s}
         direction = query.get("direction", "desc")
         nested = is_true(query.get("nested"))
@@ -815,13 +827,15 @@ class AlpacaVenue:
         elif order.status != "pending_replace":  # a replace in flight stays in flight
             order.status = "partially_filled"
         self.stats.fills += 1
+        execution_id = self._uuid()
+        self.activities.record(order, execution_id=execution_id, ts_ns=now, qty=qty, price=price)
         self._event(
             "fill" if done else "partial_fill",
             order,
             price=format(price, "f"),
             qty=format(qty, "f"),
             position_qty=format(holding.qty if holding.qty else Decimal(0), "f"),
-            execution_id=self._uuid(),
+            execution_id=execution_id,
         )
         # Only one exit may execute: its first fill, partial or not, cancels the others.
         for peer in self._exit_peers(order):
@@ -961,16 +975,6 @@ def _notional(body: dict[str, Any], kind: str, tif: str) -> Decimal | None:
     if notional <= 0 or notional.as_tuple().exponent < -2:  # type: ignore[operator]
         raise invalid("notional must be > 0 with at most two decimal places")
     return notional
-
-
-def _query_time(query: dict[str, str], name: str) -> int | None:
-    text = query.get(name)
-    if not text:
-        return None
-    try:
-        return rfc3339_to_ns(text)
-    except ValueError:
-        raise invalid(f"{name} must be an RFC 3339 timestamp") from None
 
 
 def _other_side(side: str) -> str:
