@@ -153,6 +153,13 @@ class BrokerEntry(msgspec.Struct, kw_only=True):
     kind: str
     enabled: bool
     settings: Any
+    #: New orders and replaces while the connection is not ``ready``: ``hold`` (up to
+    #: their deadline) or ``refuse`` (``broker_unavailable`` at once).
+    on_unavailable: Literal["hold", "refuse"] = "hold"
+    #: The account's request budget (tokens per second, and at once); ``None``: the
+    #: kind's default (``ult_actors.brokers.budget.DEFAULT_BUDGETS``), 0: unlimited.
+    requests_per_s: float | None = None
+    request_burst: int | None = None
 
 
 class _FileConfig(_Section):
@@ -202,6 +209,22 @@ def _decode_broker(name: str, raw: dict[str, Any], source: str) -> BrokerEntry:
     table = dict(raw)
     kind = table.pop("kind", name)
     enabled = table.pop("enabled", True)
+    on_unavailable = table.pop("on_unavailable", "hold")
+    requests_per_s = table.pop("requests_per_s", None)
+    request_burst = table.pop("request_burst", None)
+    if on_unavailable not in ("hold", "refuse"):
+        raise ConfigError(
+            f"{source}: brokers.{name}.on_unavailable: expected \"hold\" or \"refuse\""
+        )
+    if requests_per_s is not None and (
+        not isinstance(requests_per_s, int | float) or isinstance(requests_per_s, bool)
+        or requests_per_s < 0
+    ):
+        raise ConfigError(f"{source}: brokers.{name}.requests_per_s: expected a number >= 0")
+    if request_burst is not None and (
+        not isinstance(request_burst, int) or isinstance(request_burst, bool) or request_burst < 1
+    ):
+        raise ConfigError(f"{source}: brokers.{name}.request_burst: expected an integer >= 1")
     if kind not in BROKER_KINDS:
         known = ", ".join(sorted(BROKER_KINDS))
         raise ConfigError(f"{source}: brokers.{name}.kind: unknown kind {kind!r} (known: {known})")
@@ -212,7 +235,15 @@ def _decode_broker(name: str, raw: dict[str, Any], source: str) -> BrokerEntry:
         settings = msgspec.convert(table, settings_type, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {key_error(exc, f'brokers.{name}')}") from None
-    return BrokerEntry(name=name, kind=kind, enabled=enabled, settings=settings)
+    return BrokerEntry(
+        name=name,
+        kind=kind,
+        enabled=enabled,
+        settings=settings,
+        on_unavailable=on_unavailable,
+        requests_per_s=None if requests_per_s is None else float(requests_per_s),
+        request_burst=request_burst,
+    )
 
 
 def load_config(

@@ -52,6 +52,7 @@ from ult_actors.actors.router import RouterCommand, RouterDeps, router_actor
 from ult_actors.actors.trading_state import FILE_NAME as TRADING_STATE_FILE
 from ult_actors.actors.trading_state import load_trading_state
 from ult_actors.brokers.base import Connector
+from ult_actors.brokers.budget import budget_for
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
 from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_opener
@@ -366,6 +367,8 @@ def _broker_actors(
             reconcile=reconcile,
             on_adopted_unjournaled=brokers.adopted_unjournaled.__setitem__,
             on_emulated_legs=brokers.emulated_legs.__setitem__,
+            on_unavailable=entry.on_unavailable,
+            budget=budget_for(entry.name, entry.kind, entry.requests_per_s, entry.request_burst),
         )
         child_id = f"broker.{entry.name}"
         brokers.actors[child_id] = entry.name

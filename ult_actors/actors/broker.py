@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -57,7 +57,8 @@ from ult_actors.actors.reconcile import (
     reconcile_stuck,
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
-from ult_actors.brokers.base import Connector
+from ult_actors.brokers.base import Connector, SupportsResync
+from ult_actors.brokers.budget import RateBudget, RequestClass
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -130,6 +131,19 @@ class BrokerActorDeps:
     on_adopted_unjournaled: Callable[[str, int], None] = lambda _broker, _count: None
     #: Told (broker, how many) whenever the number of open emulated list legs changes.
     on_emulated_legs: Callable[[str, int], None] = lambda _broker, _count: None
+    #: New orders and replaces while the connection is not ``ready``: ``hold`` them
+    #: (up to their deadline) or ``refuse`` them at once with ``broker_unavailable``.
+    on_unavailable: Literal["hold", "refuse"] = "hold"
+    #: The account's request budget, shared by every incarnation; ``None``: unlimited.
+    budget: RateBudget | None = None
+    #: Told (broker, state) whenever the connection's state changes (health events).
+    on_connection_state: Callable[[str, ConnectionState], None] = lambda _broker, _state: None
+
+
+#: ``connecting``: not connected yet; ``resyncing``: connected, recovering what was
+#: missed (new orders gated); ``ready``: in step, orders flow. ``degraded`` and
+#: ``parked`` are set from outside (a connector's report, the supervisor's parking).
+ConnectionState = Literal["connecting", "resyncing", "ready", "degraded", "parked"]
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -173,9 +187,12 @@ class _BrokerIncarnation:
         self.list_lock = trio.Lock()
         #: Open legs of emulated lists (the service holds their contingency), for health.
         self.emulated_open: set[str] = set()
+        #: Set once what the stream missed is applied: the gate for new orders opens.
+        self.ready = trio.Event()
 
     async def run(self) -> None:
         try:
+            self._set_state("connecting")
             try:
                 await self.connector.connect()
             except (AuthFailed, ConfigError) as exc:
@@ -185,6 +202,12 @@ class _BrokerIncarnation:
                 self.nursery = nursery
                 await nursery.start(self.connector.stream_updates, self._on_update)
                 self.log.info("broker connected", incarnation=self.ctx.incarnation)
+                self._set_state("resyncing")
+                # The socket is usable: cancels and queries go out now. New orders and
+                # replaces wait at the gate (``_gate``) until the books are in step.
+                nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
+                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
+                await self._resync()
                 store = await self.deps.journal.get()
                 # Before any new order: settle what the journal does not know the end of.
                 summary = await reconcile_on_start(
@@ -196,15 +219,66 @@ class _BrokerIncarnation:
                 if summary.adopted and summary.journal_empty:
                     self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
+                self._set_state("ready")
+                self.ready.set()
                 self.ctx.started()
-                # New orders in one task, everything else in another: a query or a
-                # cancel never waits behind queued orders (see ``broker_mailbox``).
-                nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
-                await self._serve((CANCEL_LANE, QUERY_LANE), self._handle_command)
         finally:
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.connector.disconnect()
+
+    def _set_state(self, state: ConnectionState) -> None:
+        self.log.info("broker connection state", state=state)
+        self.deps.on_connection_state(self.name, state)
+
+    async def _resync(self) -> None:
+        """Apply what the stream missed while this connection was away, once each, in order.
+
+        Each update goes through ``_track`` like a streamed one (journal, risk,
+        positions, subscribers), which applies an execution once by its id. A
+        connector without ``resync`` is settled by ``reconcile_on_start`` alone.
+        """
+        if not isinstance(self.connector, SupportsResync):
+            return
+        missed = await self.connector.resync()
+        for update in missed:
+            await self._track(update.order, fill=update)
+        if missed:
+            self.log.warning("resynced updates the stream missed", count=len(missed))
+
+    async def _gate(self, deadline_ns: int | None) -> None:
+        """Let a new order or replace through only once the connection is ``ready``.
+
+        ``hold``: wait, up to the client's deadline (then ``Timeout``, never sent
+        late); ``refuse``: ``BrokerUnavailable`` at once, nothing sent or journaled.
+        """
+        if self.ready.is_set():
+            return
+        if self.deps.on_unavailable == "refuse":
+            raise BrokerUnavailable(
+                f"broker {self.name} is reconnecting and not in step yet; order not sent"
+                " (on_unavailable = refuse): send it again shortly",
+                broker=self.name,
+            )
+        if deadline_ns is None:
+            await self.ready.wait()
+            return
+        left_s = (deadline_ns - self.deps.now_ns()) / 1e9
+        with trio.move_on_after(max(0.0, left_s)):
+            await self.ready.wait()
+            return
+        raise Timeout(
+            f"broker {self.name} was still reconnecting at the order's deadline; not sent",
+            broker=self.name,
+        )
+
+    async def _spend(self, kind: RequestClass, deadline_ns: int | None = None) -> None:
+        """A token of the account's request budget (``RateLimited`` if not in time)."""
+        budget = self.deps.budget
+        if budget is None:
+            return
+        within = None if deadline_ns is None else (deadline_ns - self.deps.now_ns()) / 1e9
+        await budget.acquire(kind, within_s=within)
 
     async def _announce_account_reset(self) -> None:
         """If the connector found the account's history restarted, publish its positions.
@@ -312,7 +386,8 @@ class _BrokerIncarnation:
         return await self._lookup(client_order_id)
 
     async def open_orders(self) -> list[Order]:
-        """The broker's open orders."""
+        """The broker's open orders (a background query: it yields to orders)."""
+        await self._spend("query")
         return await self.connector.open_orders()
 
     async def settle(self, order: Order) -> Order:
@@ -435,10 +510,16 @@ class _BrokerIncarnation:
         try:
             match msg:
                 case PlaceOrder(request=request):
+                    await self._gate(request.deadline_ns)
+                    await self._spend("order", request.deadline_ns)
                     result = await self._place(request)
                 case ReplaceOrder():
+                    await self._gate(msg.terms.deadline_ns)
+                    await self._spend("replace", msg.terms.deadline_ns)
                     result = await self._replace(msg)
                 case PlaceList(request=order_list):
+                    await self._gate(None)
+                    await self._spend("order")
                     legs = await place_list(await self._list_side(), order_list)
                     for leg in legs:
                         if leg.leg is not None and leg.leg.emulated:
@@ -448,25 +529,35 @@ class _BrokerIncarnation:
                     side = CloseOutSide(self.connector, self._cancel, self._track, self._place)
                     result = await close_out(side, msg)
                 case CancelOrder(order_id=order_id):
+                    await self._spend("cancel")
                     result = await self._cancel(order_id)
                 case CancelAll(reason=reason):
                     result = await self._cancel_all(reason)
-                case QueryOrder(order_id=order_id):
-                    result = await self._find(order_id)
-                case QueryOpenOrders():
-                    result = await self.connector.open_orders()
-                case QueryPositions():
-                    result = await self.connector.positions()
-                case QueryAccount():
-                    result = await self.connector.account()
+                case QueryOrder() | QueryOpenOrders() | QueryPositions() | QueryAccount():
+                    await self._spend("query")
+                    result = await self._query(msg)
                 case _:
                     raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
         except UltError as exc:
             if exc.broker is None:
                 exc.broker = self.deps.name
+            if isinstance(exc, RateLimited) and exc.retry_after and self.deps.budget is not None:
+                # The venue throttled us anyway: the whole account backs off, not one request.
+                self.deps.budget.pause(exc.retry_after)
             self.ctx.fail(env, exc)
         else:
             self.ctx.reply(env, result)
+
+    async def _query(self, msg: BrokerCommand) -> object:
+        match msg:
+            case QueryOrder(order_id=order_id):
+                return await self._find(order_id)
+            case QueryOpenOrders():
+                return await self.connector.open_orders()
+            case QueryPositions():
+                return await self.connector.positions()
+            case _:
+                return await self.connector.account()
 
     async def _place(self, request: OrderRequest, leg: Leg | None = None) -> Order:
         coid = request.client_order_id

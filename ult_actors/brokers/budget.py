@@ -209,3 +209,25 @@ class RateBudget:
             broker=self.broker,
             retry_after=round(eta, 3),
         )
+
+
+#: Each venue's default budget, (tokens per second, burst), kept under its published
+#: limit in any window: Alpaca 200 requests/min (3/s + 20 = 200 in any minute), OANDA
+#: 100 requests/s (90/s + 10), TWS 50 messages/s with margin (40/s + 5 = 45). The
+#: paper broker has none.
+DEFAULT_BUDGETS: dict[str, tuple[float, int]] = {
+    "alpaca": (3.0, 20),
+    "oanda": (90.0, 10),
+    "ib": (40.0, 5),
+}
+
+
+def budget_for(
+    broker: str, kind: str, requests_per_s: float | None, burst: int | None
+) -> RateBudget | None:
+    """The budget of one configured connection; ``None`` when it has no limit."""
+    default_rate, default_burst = DEFAULT_BUDGETS.get(kind, (0.0, 1))
+    rate = default_rate if requests_per_s is None else requests_per_s
+    if rate <= 0:
+        return None
+    return RateBudget(broker, rate_per_s=rate, burst=burst or default_burst)
