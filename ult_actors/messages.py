@@ -334,6 +334,40 @@ EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
 # ---------------------------------------------------------------------------
 
 
+#: A broker connection's state: ``connecting`` (not connected, or waiting to try
+#: again), ``resyncing`` (connected, recovering what was missed: new orders gated),
+#: ``ready`` (in step), ``degraded`` (up, but the venue reports trouble), ``parked``
+#: (down after repeated failures, retried later).
+ConnectionState = Literal["connecting", "resyncing", "ready", "degraded", "parked"]
+
+
+class RequestBudget(_Value, frozen=True):
+    """A broker account's request budget now (issue 18 §2)."""
+
+    #: Tokens per second, and how many may be spent at once.
+    rate_per_s: float
+    burst: int
+    #: Tokens spent and not yet refilled.
+    used: int
+    #: Requests waiting for a token, by class (cancel, replace, order, query).
+    waiting: dict[str, int]
+    #: Seconds until a venue-imposed pause (a 429) ends; 0 when not paused.
+    paused_for_s: float = 0.0
+    #: Requests refused because their deadline could not be met.
+    refused: int = 0
+
+
+class ConnectionHealth(_Value, frozen=True):
+    """One broker connection: its state, since when, its stream, its budget."""
+
+    state: ConnectionState
+    #: When (ns) it entered ``state``.
+    since: int
+    #: Seconds since its update stream last said anything (``None``: not known).
+    last_message_age_s: float | None = None
+    budget: RequestBudget | None = None
+
+
 class HealthSnapshot(_Value, frozen=True):
     """The whole tree in start order, plus process facts."""
 
@@ -355,6 +389,8 @@ class HealthSnapshot(_Value, frozen=True):
     log_lines_dropped: int = 0
     #: Open legs of order lists the service holds itself (emulated), by broker.
     emulated_legs: dict[str, int] = msgspec.field(default_factory=dict)
+    #: Each broker connection's state, stream age and request budget, by broker.
+    connections: dict[str, ConnectionHealth] = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
