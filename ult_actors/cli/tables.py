@@ -18,6 +18,7 @@ from ult_actors.messages import (
     AccountReset,
     ActorHealth,
     ActorHealthChanged,
+    ConnectionHealth,
     Event,
     HealthSnapshot,
     Order,
@@ -280,6 +281,8 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     if snapshot.emulated_legs:
         held = ", ".join(f"{b} {n}" for b, n in sorted(snapshot.emulated_legs.items()))
         head += f"\nopen legs of order lists the service emulates: {held}"
+    for broker, conn in sorted(snapshot.connections.items()):
+        head += f"\nconnection {broker}: {style.state(conn.state)}" + _connection_facts(conn, now)
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
     for actor, prefix in _tree_order(snapshot.actors):
@@ -293,6 +296,19 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     if not snapshot.broker_trading:
         return head + "\n" + tree
     return head + "\n" + tree + "\n\n" + trading_table(snapshot, style)
+
+
+def _connection_facts(conn: ConnectionHealth, now: int) -> str:
+    """``  since 3s  stream 0.4s ago  budget 12/20 used, 3 waiting``."""
+    facts = f"  since {duration((now - conn.since) / 1e9)}" if conn.since else ""
+    if conn.last_message_age_s is not None:
+        facts += f"  stream {conn.last_message_age_s:g}s ago"
+    if conn.budget is not None:
+        waiting = sum(conn.budget.waiting.values())
+        facts += f"  budget {conn.budget.used}/{conn.budget.burst} used, {waiting} waiting"
+        if conn.budget.paused_for_s:
+            facts += f", paused {conn.budget.paused_for_s:g}s"
+    return facts
 
 
 def _stricter_brokers(snapshot: HealthSnapshot, style: Style) -> str:
@@ -394,6 +410,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "degraded": list(snapshot.degraded),
         "log_lines_dropped": snapshot.log_lines_dropped,
         "emulated_legs": dict(snapshot.emulated_legs),
+        "connections": {b: msgspec.to_builtins(c) for b, c in snapshot.connections.items()},
         "taken_at": snapshot.taken_at,
     }
 
