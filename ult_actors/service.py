@@ -35,6 +35,7 @@ from ult_actors.actors.broker import (
     broker_mailbox,
 )
 from ult_actors.actors.commands import BrokerCommand
+from ult_actors.actors.connections import ConnectionBoard
 from ult_actors.actors.gateway import ServiceGateway
 from ult_actors.actors.journal import JournalSlot, journal_actor
 from ult_actors.actors.positions import PositionBook, PositionsDeps, positions_actor
@@ -106,6 +107,8 @@ class Service:
     log_lines_dropped: Callable[[], int] = lambda: 0
     #: Open legs of emulated order lists by broker (each broker actor keeps its count).
     emulated_legs: dict[str, int] = field(default_factory=dict)
+    #: Each broker connection's state, stream age and request budget.
+    connections: ConnectionBoard | None = None
     #: The front door for IPC: made from the mailboxes and this service's health.
     gateway: ServiceGateway = field(init=False)
 
@@ -154,6 +157,11 @@ class Service:
             degraded=self.degraded(),
             log_lines_dropped=self.log_lines_dropped(),
             emulated_legs={b: n for b, n in sorted(self.emulated_legs.items()) if n},
+            connections=(
+                self.connections.health(self.root.snapshot())
+                if self.connections is not None
+                else {}
+            ),
         )
 
     def broker_trading(self) -> dict[str, TradingSetting]:
@@ -222,6 +230,7 @@ class _Brokers:
     #: The service's, filled in by broker actors.
     adopted_unjournaled: dict[str, int] = field(default_factory=dict)
     emulated_legs: dict[str, int] = field(default_factory=dict)
+    connections: ConnectionBoard = field(default_factory=lambda: ConnectionBoard(time.time_ns))
 
 
 def build_service(
@@ -307,6 +316,7 @@ def build_service(
         now_ns=now_ns,
         adopted_unjournaled=brokers.adopted_unjournaled,
         emulated_legs=brokers.emulated_legs,
+        connections=brokers.connections,
     )
     for extra in extra_children or []:
         root.add_child(extra(service))
@@ -342,7 +352,7 @@ def _broker_actors(
         delay_s=config.retry.delay_ms / 1000,
         max_delay_s=config.retry.max_delay_ms / 1000,
     )
-    brokers = _Brokers()
+    brokers = _Brokers(connections=ConnectionBoard(now_ns))
     for entry in config.enabled_brokers:
         if entry.name in connector_factories:
             make = connector_factories[entry.name]
@@ -369,8 +379,12 @@ def _broker_actors(
             on_emulated_legs=brokers.emulated_legs.__setitem__,
             on_unavailable=entry.on_unavailable,
             budget=budget_for(entry.name, entry.kind, entry.requests_per_s, entry.request_burst),
+            on_connection_state=brokers.connections.report,
         )
+        if deps.budget is not None:
+            brokers.connections.budgets[entry.name] = deps.budget
         child_id = f"broker.{entry.name}"
+        brokers.connections.actors[child_id] = entry.name
         brokers.actors[child_id] = entry.name
         brokers.children.append(ChildSpec(id=child_id, start=broker_actor(deps), mailbox=mailbox))
     return brokers

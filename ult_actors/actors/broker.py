@@ -76,6 +76,7 @@ from ult_actors.errors import (
 from ult_actors.messages import (
     TERMINAL_STATUSES,
     AccountReset,
+    ConnectionState,
     Event,
     Leg,
     Order,
@@ -136,14 +137,11 @@ class BrokerActorDeps:
     on_unavailable: Literal["hold", "refuse"] = "hold"
     #: The account's request budget, shared by every incarnation; ``None``: unlimited.
     budget: RateBudget | None = None
-    #: Told (broker, state) whenever the connection's state changes (health events).
-    on_connection_state: Callable[[str, ConnectionState], None] = lambda _broker, _state: None
+    #: Told (broker, state, connector) whenever the connection's state changes (health).
+    on_connection_state: Callable[[str, ConnectionState, Connector], None] = (
+        lambda _broker, _state, _connector: None
+    )
 
-
-#: ``connecting``: not connected yet; ``resyncing``: connected, recovering what was
-#: missed (new orders gated); ``ready``: in step, orders flow. ``degraded`` and
-#: ``parked`` are set from outside (a connector's report, the supervisor's parking).
-ConnectionState = Literal["connecting", "resyncing", "ready", "degraded", "parked"]
 
 
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
@@ -203,10 +201,10 @@ class _BrokerIncarnation:
                 await nursery.start(self.connector.stream_updates, self._on_update)
                 self.log.info("broker connected", incarnation=self.ctx.incarnation)
                 self._set_state("resyncing")
-                # The socket is usable: cancels and queries go out now. New orders and
-                # replaces wait at the gate (``_gate``) until the books are in step.
+                # New orders are read now, to be held or refused at the gate (``_gate``)
+                # until the books are in step. Cancels and queries are served once the
+                # resync is over (see docs/architecture.md: sooner is not safe yet).
                 nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
-                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
                 await self._resync()
                 store = await self.deps.journal.get()
                 # Before any new order: settle what the journal does not know the end of.
@@ -222,14 +220,17 @@ class _BrokerIncarnation:
                 self._set_state("ready")
                 self.ready.set()
                 self.ctx.started()
+                # A query or a cancel never waits behind queued orders (``broker_mailbox``).
+                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
         finally:
+            self._set_state("connecting")  # until the next incarnation is in step
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.connector.disconnect()
 
     def _set_state(self, state: ConnectionState) -> None:
         self.log.info("broker connection state", state=state)
-        self.deps.on_connection_state(self.name, state)
+        self.deps.on_connection_state(self.name, state, self.connector)
 
     async def _resync(self) -> None:
         """Apply what the stream missed while this connection was away, once each, in order.

@@ -26,10 +26,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal, get_args
 
-import msgspec
 import trio
 
 from ult_actors.errors import RateLimited
+from ult_actors.messages import RequestBudget
 
 #: What a request is for, most urgent first.
 RequestClass = Literal["cancel", "replace", "order", "query"]
@@ -37,22 +37,6 @@ REQUEST_CLASSES: tuple[RequestClass, ...] = get_args(RequestClass)
 
 
 _ROUNDING = 1e-9
-
-
-class BudgetHealth(msgspec.Struct, frozen=True, kw_only=True):
-    """One budget as ``ult health --json`` shows it."""
-
-    #: Tokens per second, and how many may be spent at once.
-    rate_per_s: float
-    burst: int
-    #: Tokens spent and not yet refilled (``burst`` minus what is available now).
-    used: int
-    #: Requests waiting for a token, by class.
-    waiting: dict[str, int]
-    #: Seconds until a venue-imposed pause (a 429) ends; 0 when not paused.
-    paused_for_s: float = 0.0
-    #: Requests refused because their deadline could not be met.
-    refused: int = 0
 
 
 class _Waiter:
@@ -127,11 +111,11 @@ class RateBudget:
         self._tokens = 0.0
         self._stamp = max(self._stamp, now + max(0.0, retry_after_s))
 
-    def health(self) -> BudgetHealth:
+    def health(self) -> RequestBudget:
         """The budget now: its size, what is spent, who waits."""
         now = self._refill()
         assert self._stamp is not None
-        return BudgetHealth(
+        return RequestBudget(
             rate_per_s=self.rate_per_s,
             burst=self.burst,
             used=self.burst - int(self._tokens),
