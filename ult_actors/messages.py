@@ -531,7 +531,8 @@ class ReportQuery(_Value, frozen=True):
     """Which orders a cost report covers and how it groups them.
 
     ``since_ns``/``until_ns`` bound the orders' creation time (UTC ns, until
-    exclusive); ``with_orders`` adds each order's figures (for charts).
+    exclusive); ``with_orders`` adds each order's own figures, ``with_charts``
+    the distributions the ``--html`` page draws.
     """
 
     since_ns: int | None = None
@@ -540,6 +541,7 @@ class ReportQuery(_Value, frozen=True):
     symbol: str | None = None
     by: ReportGrouping = "symbol"
     with_orders: bool = False
+    with_charts: bool = False
 
 
 class GetReport(_Tagged, frozen=True, tag="get_report"):
@@ -662,14 +664,34 @@ class CostRow(_Value, frozen=True):
     fill_time_p90_s: float | None
 
 
+class Histogram(_Value, frozen=True):
+    """Counts of values in equal-width bins from ``low`` to ``high``."""
+
+    low: float
+    high: float
+    counts: list[int]
+
+
+class CostCharts(_Value, frozen=True):
+    """What a report's charts draw, binned: its size does not grow with the orders."""
+
+    #: Per broker: the orders' slippage in bps.
+    slippage_bps: dict[str, Histogram]
+    #: Per UTC day (``2026-12-04``): shortfall, or fees where an order had no arrival price.
+    cost_per_day: dict[str, Decimal]
+    #: Seconds from an order's creation to its last fill.
+    fill_time_s: Histogram | None = None
+
+
 class CostReport(_Value, frozen=True):
-    """A cost report: its query, one row per group, and (``with_orders``) every order."""
+    """A cost report: its query, one row per group, and what the query asked for more."""
 
     query: ReportQuery
     rows: list[CostRow]
     orders: list[OrderCost] = msgspec.field(default_factory=list)
     #: Orders the query matched (rows may be fewer: one per group).
     total_orders: int = 0
+    charts: CostCharts | None = None
 
 
 class ReportReply(_Tagged, frozen=True, tag="report"):

@@ -164,7 +164,7 @@ REQUESTS: list[tuple[Any, str]] = [
     (
         m.GetReport(id=16, query=m.ReportQuery(since_ns=1, broker="paper", by="day")),
         '{"kind":"get_report","id":16,"query":{"since_ns":1,"until_ns":null,"broker":"paper",'
-        '"symbol":null,"by":"day","with_orders":false}}',
+        '"symbol":null,"by":"day","with_orders":false,"with_charts":false}}',
     ),
     (m.Ping(id=13), '{"kind":"ping","id":13}'),
 ]
@@ -217,13 +217,20 @@ REPLIES: list[tuple[Any, str]] = [
                     )
                 ],
                 total_orders=1,
+                charts=m.CostCharts(
+                    slippage_bps={"paper": m.Histogram(low=1.0, high=2.0, counts=[1, 0])},
+                    cost_per_day={"2026-12-04": Decimal("0.11")},
+                ),
             ),
         ),
         '{"kind":"report","id":9,"report":{"query":{"since_ns":null,"until_ns":null,'
-        '"broker":null,"symbol":null,"by":"symbol","with_orders":false},"rows":[{"key":"AAPL",'
+        '"broker":null,"symbol":null,"by":"symbol","with_orders":false,"with_charts":false},'
+        '"rows":[{"key":"AAPL",'
         '"orders":1,"filled_qty":"1","notional":"10.2","fees":"0.01","slippage_bps_p50":99.0,'
         '"slippage_bps_p90":99.0,"shortfall":"0.11","fill_time_p50_s":0.5,'
-        '"fill_time_p90_s":0.5}],"orders":[],"total_orders":1}}',
+        '"fill_time_p90_s":0.5}],"orders":[],"total_orders":1,"charts":{"slippage_bps":'
+        '{"paper":{"low":1.0,"high":2.0,"counts":[1,0]}},"cost_per_day":{"2026-12-04":"0.11"},'
+        '"fill_time_s":null}}}',
     ),
     (m.OrdersReply(id=2, orders=[ORDER]), f'{{"kind":"orders","id":2,"orders":[{ORDER_JSON}]}}'),
     (

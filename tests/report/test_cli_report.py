@@ -57,6 +57,7 @@ async def test_report_says_when_empty_then_prints_csv_and_writes_a_page(state: P
             page = state / "costs.html"
             done = await ult("report", "--socket", sock, "--csv", "--html", str(page))
             by_day = await ult("report", "--socket", sock, "--by", "day", "--broker", "paper")
+            unwritable = await ult("report", "--socket", sock, "--html", str(state / "no" / "p"))
     assert done.returncode == 0, done.stderr
     [row] = list(csv.DictReader(io.StringIO(done.stdout)))
     assert (row["group"], row["orders"], row["filled_qty"]) == ("AAPL", "1", "100")
@@ -66,3 +67,5 @@ async def test_report_says_when_empty_then_prints_csv_and_writes_a_page(state: P
     assert text.count("<svg") == 3  # slippage at paper, cost per day, time to fill
     assert "http" not in text.replace("http://www.w3.org/2000/svg", "")  # nothing to fetch
     assert by_day.returncode == 0 and "SLIPPAGE BPS P50" in by_day.stdout
+    assert unwritable.returncode == 1
+    assert unwritable.stderr.startswith(f"ult: cannot write {state / 'no' / 'p'}: No such file")

@@ -46,6 +46,37 @@ async def test_fills_are_kept_once_with_their_fees_across_a_reopen(tmp_path: Pat
     assert fills[0].total_fees == Decimal("0.0051")
 
 
+async def test_fills_reported_while_the_disk_is_full_are_written_once_it_has_room(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path):
+        pass
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE ballast (b BLOB NOT NULL)")
+    cap = int(conn.execute("PRAGMA page_count").fetchone()[0]) + 100
+    conn.execute(f"PRAGMA max_page_count = {cap}")
+    try:  # another program takes every page left
+        while True:
+            conn.execute("INSERT INTO ballast VALUES (zeroblob(1000))")
+    except sqlite3.OperationalError as exc:
+        assert "full" in str(exc)
+    async with open_sqlite_store(path, max_pages=cap, probe_interval_s=0.05) as store:
+        with trio.fail_after(10):
+            store.record_soon(order("c-1", "filled", oid="b-1"))
+            for i in range(200):  # more than the pages left in the file can take
+                store.record_fill(fill(f"f-{i}"))
+            await store.availability_changed()
+            assert store.unavailable is not None
+            store.record_fill(fill("f-late"))  # held while the disk stays full
+            conn.execute("DELETE FROM ballast")
+            await store.availability_changed()
+            assert store.unavailable is None
+            _, fills = await store.cost_inputs(ReportQuery())
+    conn.close()
+    assert len(fills) == 201 and fills[-1].fill_id == "f-late"
+
+
 def test_a_journal_from_before_fills_gains_the_table(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
     migrate(conn, target=SCHEMA_VERSION - 1)

@@ -29,6 +29,7 @@ import trio
 from tests.service_harness import one_broker_config, served
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.errors import InvalidOrder
 from ult_actors.service import build_service
 
 
@@ -73,6 +74,11 @@ async def test_slippage_and_shortfall_match_the_figures_worked_by_hand(state: Pa
             await client.submit("AAPL", "sell", 50, client_order_id="sell-3", wait=True)
             await client.cancel("rest-2")
 
+            # A symbol the venue does not trade: refused, and no price walk started for it.
+            with pytest.raises(InvalidOrder):
+                await client.submit("NOPE", "buy", 1, wait=True)
+            assert "NOPE" not in venue[-1].venue.feed.known()
+
             by_order = await client.report(by="order", with_orders=True)
             by_symbol = await client.report(by="symbol")
 
@@ -97,10 +103,47 @@ async def test_slippage_and_shortfall_match_the_figures_worked_by_hand(state: Pa
     assert buy.first_fill_s is not None and buy.first_fill_s >= 0
     assert rest.first_fill_s is None
 
-    [aapl] = by_symbol.rows
+    aapl, nope = by_symbol.rows
+    assert (nope.key, nope.orders, nope.filled_qty, nope.shortfall) == ("NOPE", 1, 0, 0)
+    [refused] = [c for c in by_order.orders if c.symbol == "NOPE"]
+    assert (refused.status, refused.arrival_price) == ("rejected", None)
     assert (aapl.key, aapl.orders, aapl.filled_qty) == ("AAPL", 3, Decimal("150"))
     assert aapl.notional == Decimal("15104.9")  # 100 x 100.10 + 50 x 101.898
     assert aapl.fees == Decimal("1.5")
     assert aapl.shortfall == Decimal("35.58")  # 11.00 + 5.60 + 18.98
     assert aapl.slippage_bps_p50 == pytest.approx(10.0)
     assert aapl.slippage_bps_p90 == pytest.approx(10.0)
+
+
+async def test_realized_pl_between_broker_reports_is_net_of_commission(state: Path) -> None:
+    """Bought 100 at 100.10, sold 50 at 101.898 (the market above): 89.90 realized on the
+    prices, less 1.00 + 0.50 commission: 88.40, in the service's own book before any
+    report of the broker's replaces it."""
+    settings = PaperSettings(
+        tick_interval_s=0,
+        state_path=":memory:",
+        start_prices={"AAPL": Decimal("100")},
+        slippage_bps=Decimal("10"),
+        size_impact_bps_per_share=Decimal("0"),
+        commission_per_share=Decimal("0.01"),
+    )
+    venue: list[PaperConnector] = []
+
+    def connector() -> PaperConnector:
+        venue.append(PaperConnector("paper", settings))
+        return venue[-1]
+
+    cfg = one_broker_config(state, "paper", settings)
+    cfg.positions.sync_interval_s = 3600  # no broker report after the one at start
+    svc = build_service(cfg, env={}, rng=random.Random(3), connector_factories={"paper": connector})
+    async with served(svc, state) as client:
+        with trio.fail_after(30):
+            await client.submit("AAPL", "buy", 100, wait=True)
+            venue[-1].set_price("AAPL", 102)
+            await client.submit("AAPL", "sell", 50, wait=True)
+            while True:  # the fills reach the positions actor through the bus
+                [position] = await client.positions() or [None]
+                if position is not None and position.qty == 50:
+                    break
+                await trio.sleep(0.01)
+    assert position.realized_pl == Decimal("88.4")

@@ -91,7 +91,7 @@ from ult_actors.order_state import (
     request_of,
 )
 from ult_actors.recent import Recent
-from ult_actors.report.arrival import ArrivalPrices
+from ult_actors.report.arrival import ArrivalPrices, venue_quotes
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
@@ -161,7 +161,7 @@ class _BrokerIncarnation:
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
         self.fills_published: Recent[str, None] = Recent(_MAX_TRACKED)
         #: Stamps new orders with the price to hand (what their slippage is measured by).
-        self.arrivals = ArrivalPrices(self.connector)
+        self.arrivals = ArrivalPrices(venue_quotes(self.connector))
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)

@@ -47,6 +47,7 @@ from ult_actors.messages import (
     Position,
     PositionDrift,
 )
+from ult_actors.recent import Recent
 from ult_actors.runtime import (
     ActorContext,
     CallTimeout,
@@ -87,6 +88,8 @@ class PositionBook:
     unreported: set[str] = field(default_factory=set)
     #: When this book began (UTC ns); set by the first positions incarnation.
     started_ns: int = 0
+    #: Executions whose fees are in ``realized`` already (``broker:fill_id``), bounded.
+    fees_paid: Recent[str, None] = field(default_factory=lambda: Recent(100_000))
 
     def reset(self, event: AccountReset) -> None:
         """Take ``event``'s positions as the broker's whole book (its history restarted)."""
@@ -112,10 +115,17 @@ class PositionBook:
             # journaling a state and publishing it repeats that state as fill_only.)
             return
         order = update.order
+        key = (order.broker, order.symbol)
+        paid = update.fill
+        if paid is not None and self.fees_paid.add(f"{order.broker}:{paid.fill_id}"):
+            # Realized P&L is net of what trading cost; an execution's fees are paid once,
+            # whether its quantity came with it or with an earlier state of the order.
+            fees = paid.total_fees
+            if fees:
+                self.realized[key] = self.realized.get(key, Decimal(0)) - fees
         new = self.applied.advance(order)
         if new is None:
             return
-        key = (order.broker, order.symbol)
         holding = self.holdings.setdefault(key, Holding())
         price = new.price or self.mark.get(key) or holding.avg_price
         signed = new.qty if order.side == "buy" else -new.qty

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ult_actors.cli.client import Output, _parser, _run
-from ult_actors.cli.exit_codes import EXIT_OK
+from ult_actors.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from ult_actors.cli.tables import Style, table
 from ult_actors.client import Client
 from ult_actors.messages import CostRow
@@ -50,10 +51,14 @@ def report_main(argv: list[str]) -> int:
             broker=a.broker,
             symbol=a.symbol,
             by=a.by,
-            with_orders=a.html is not None,
+            with_charts=a.html is not None,
         )
         if a.html is not None:
-            write_page(report, Path(a.html))
+            try:
+                write_page(report, Path(a.html))
+            except OSError as exc:
+                print(f"ult: cannot write {a.html}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_FAILED
         if out.json:
             out.document(report)
             return EXIT_OK

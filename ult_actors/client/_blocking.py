@@ -321,13 +321,15 @@ class Client:
         symbol: str | None = None,
         by: ReportGrouping = "symbol",
         with_orders: bool = False,
+        with_charts: bool = False,
         timeout: float | None = UNSET,
     ) -> CostReport:
         """What the journaled orders cost: fees, slippage against arrival, shortfall,
         time to fill, grouped ``by`` order, symbol, broker or UTC day (what ``ult report``
         shows). ``since``/``until`` bound the orders' creation (naive: UTC);
-        ``with_orders`` adds every order's own figures."""
-        query = report_query(since, until, broker, symbol, by, with_orders)
+        ``with_orders`` adds every order's own figures (at most 50,000 orders),
+        ``with_charts`` the binned distributions of the ``--html`` page."""
+        query = report_query(since, until, broker, symbol, by, with_orders, with_charts)
         return self._call(self._requests.report(query), timeout)
 
     def kill_switch(self, on: bool) -> str:

@@ -259,6 +259,7 @@ def report_query(
     symbol: str | None,
     by: ReportGrouping,
     with_orders: bool,
+    with_charts: bool,
 ) -> ReportQuery:
     """The query of a cost report; naive datetimes are taken as UTC."""
     return ReportQuery(
@@ -268,6 +269,7 @@ def report_query(
         symbol=symbol,
         by=by,
         with_orders=with_orders,
+        with_charts=with_charts,
     )
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from ult_actors.errors import BadRequest
 from ult_actors.messages import CostReport, CostRow, Fill, Order, OrderCost, ReportQuery
-from ult_actors.report.costs import LastTrades, order_cost
+from ult_actors.report.charts import build_charts
+from ult_actors.report.costs import LastTrades, order_cost, utc_day
 
 _ZERO = Decimal(0)
+#: The most orders one report lists one by one (``by="order"``, ``with_orders``): each
+#: takes about 200 bytes of the reply, which must stay well inside a connection's limit.
+MAX_LISTED_ORDERS = 50_000
 
 
 def build_report(orders: Sequence[Order], fills: Sequence[Fill], query: ReportQuery) -> CostReport:
@@ -26,6 +30,13 @@ def build_report(orders: Sequence[Order], fills: Sequence[Fill], query: ReportQu
         by_order.setdefault(fill.client_order_id, []).append(fill)
     last_trades = LastTrades(fills)
     costs = [order_cost(o, by_order.get(o.client_order_id, ()), last_trades) for o in chosen]
+    listed = query.by == "order" or query.with_orders
+    if listed and len(costs) > MAX_LISTED_ORDERS:
+        raise BadRequest(
+            f"the report covers {len(costs)} orders, too many to list one by one (at most"
+            f" {MAX_LISTED_ORDERS}): narrow it (since, until, broker, symbol) or group it"
+            " by symbol, broker or day"
+        )
     costs.sort(key=lambda c: (c.created_at, c.client_order_id))
     key = _GROUP_KEYS[query.by]
     groups: dict[str, list[OrderCost]] = {}
@@ -37,6 +48,7 @@ def build_report(orders: Sequence[Order], fills: Sequence[Fill], query: ReportQu
         rows=rows,
         orders=costs if query.with_orders else [],
         total_orders=len(costs),
+        charts=build_charts(costs) if query.with_charts else None,
     )
 
 
@@ -60,7 +72,7 @@ def _covers(query: ReportQuery, order: Order) -> bool:
 
 
 def _day(cost: OrderCost) -> str:
-    return dt.datetime.fromtimestamp(cost.created_at / 1e9, dt.UTC).date().isoformat()
+    return utc_day(cost.created_at)
 
 
 _GROUP_KEYS: dict[str, Callable[[OrderCost], str]] = {
@@ -72,17 +84,28 @@ _GROUP_KEYS: dict[str, Callable[[OrderCost], str]] = {
 
 
 def _row(key: str, costs: list[OrderCost]) -> CostRow:
-    slippage = [c.slippage_bps for c in costs if c.slippage_bps is not None]
-    fill_times = [c.last_fill_s for c in costs if c.last_fill_s is not None]
+    filled = notional = fees = shortfall = _ZERO
+    slippage: list[float] = []
+    fill_times: list[float] = []
+    for c in costs:  # one pass: a group may hold a whole journal
+        filled += c.filled_qty
+        notional += c.notional
+        fees += c.fees
+        if c.shortfall is not None:
+            shortfall += c.shortfall
+        if c.slippage_bps is not None:
+            slippage.append(c.slippage_bps)
+        if c.last_fill_s is not None:
+            fill_times.append(c.last_fill_s)
     return CostRow(
         key=key,
         orders=len(costs),
-        filled_qty=sum((c.filled_qty for c in costs), _ZERO),
-        notional=sum((c.notional for c in costs), _ZERO),
-        fees=sum((c.fees for c in costs), _ZERO),
+        filled_qty=filled,
+        notional=notional,
+        fees=fees,
         slippage_bps_p50=percentile(slippage, 0.5),
         slippage_bps_p90=percentile(slippage, 0.9),
-        shortfall=sum((c.shortfall for c in costs if c.shortfall is not None), _ZERO),
+        shortfall=shortfall,
         fill_time_p50_s=percentile(fill_times, 0.5),
         fill_time_p90_s=percentile(fill_times, 0.9),
     )

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import bisect
+import datetime as dt
+import functools
 from collections.abc import Sequence
 from decimal import Decimal
 
 from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderCost
 
 _ZERO = Decimal(0)
+_DAY_NS = 86_400 * 10**9
+#: ``date.toordinal()`` of 1970-01-01.
+_EPOCH_ORDINAL = 719_163
+
+
+def utc_day(ts_ns: int) -> str:
+    """The UTC date of ``ts_ns`` (ns since the epoch), ``2026-12-04``."""
+    return _day_name(ts_ns // _DAY_NS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_name(number: int) -> str:
+    return dt.date.fromordinal(_EPOCH_ORDINAL + number).isoformat()
 
 
 class LastTrades:
@@ -40,17 +55,25 @@ def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> 
     An order journaled before fills were (no fill rows, yet filled) falls
     back on its own filled quantity and average price, with no fees.
     """
+    first_fill_s: float | None = None
+    last_fill_s: float | None = None
     if fills:
-        filled = sum((f.qty for f in fills), _ZERO)
-        notional = sum((f.qty * f.price for f in fills), _ZERO)
+        # One loop, no generators: a report walks every fill of a big journal.
+        filled = notional = fees = _ZERO
+        first = last = fills[0].ts
+        for f in fills:
+            filled += f.qty
+            notional += f.qty * f.price
+            fees += f.commission
+            if f.fees:
+                fees += sum(f.fees.values(), _ZERO)
+            first = min(first, f.ts)
+            last = max(last, f.ts)
         avg = notional / filled if filled else None
-        fees = sum((f.total_fees for f in fills), _ZERO)
-        first_ts: int | None = min(f.ts for f in fills)
-        last_ts: int | None = max(f.ts for f in fills)
+        first_fill_s, last_fill_s = _seconds(first, order), _seconds(last, order)
     else:
         filled, avg, fees = order.filled_qty, order.avg_fill_price, _ZERO
         notional = filled * avg if avg is not None else _ZERO
-        first_ts = last_ts = None
     sign = 1 if order.side == "buy" else -1
     arrival = order.arrival_price
     slippage_bps: float | None = None
@@ -83,8 +106,8 @@ def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> 
         price_impact=impact,
         opportunity=opportunity,
         shortfall=shortfall,
-        first_fill_s=_seconds(first_ts, order.created_at),
-        last_fill_s=_seconds(last_ts, order.created_at),
+        first_fill_s=first_fill_s,
+        last_fill_s=last_fill_s,
     )
 
 
@@ -105,5 +128,5 @@ def _opportunity(
     return sign * (end_price - arrival) * unfilled
 
 
-def _seconds(ts: int | None, since: int) -> float | None:
-    return None if ts is None else max(0, ts - since) / 1e9
+def _seconds(ts: int, order: Order) -> float:
+    return max(0, ts - order.created_at) / 1e9

@@ -1,29 +1,27 @@
-"""A cost report as one self-contained HTML page: tables and hand-drawn SVG charts.
+"""A cost report as one self-contained HTML page: its table and hand-drawn SVG charts.
 
 No script, no font, no link: the page opens in any browser without a network.
-Charts: slippage per broker (a histogram each), cost over time (shortfall
-and fees per UTC day), time to last fill (a histogram).
+Charts (from the report's ``charts``): slippage per broker (a histogram each),
+cost per UTC day, time to last fill (a histogram).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import html
-import math
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
 
-from ult_actors.messages import CostReport, OrderCost
+from ult_actors.messages import CostCharts, CostReport, Histogram
 from ult_actors.report.render import COLUMNS, cells, empty_message
 
 _W, _H, _PAD = 560, 220, 40
-_BINS = 20
-_COLOURS = ("#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b83280", "#4a5568")
+#: One colour per broker's slippage chart, then one for cost and one for fill times.
+_BROKER_COLOURS = ("#2b6cb0", "#c05621", "#b83280", "#d69e2e", "#4a5568")
+_COST_COLOUR, _FILL_TIME_COLOUR = "#6b46c1", "#2f855a"
 
 
 def write_page(report: CostReport, path: Path) -> None:
-    """Write the page for ``report`` (its ``orders`` feed the charts) to ``path``."""
+    """Write the page for ``report`` (asked ``with_charts``) to ``path``."""
     path.write_text(page(report), encoding="utf-8")
 
 
@@ -43,7 +41,8 @@ def page(report: CostReport) -> str:
         parts.append(f"<p>{html.escape(empty)}</p>")
     else:
         parts.append(_table(report))
-        parts.append(_charts(report.orders))
+        if report.charts is not None:
+            parts.append(_charts(report.charts))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -54,22 +53,24 @@ def _table(report: CostReport) -> str:
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells(row)) + "</tr>"
         for row in report.rows
     )
-    return f"<p>{report.total_orders} orders, by {report.query.by}</p><table><tr>{head}</tr>{body}</table>"
+    return (
+        f"<p>{report.total_orders} orders, by {report.query.by}</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+    )
 
 
-def _charts(orders: Sequence[OrderCost]) -> str:
-    by_broker: dict[str, list[float]] = {}
-    for o in orders:
-        if o.slippage_bps is not None:
-            by_broker.setdefault(o.broker, []).append(o.slippage_bps)
-    charts = [
-        _histogram(f"Slippage at {broker} (bps, positive is a cost)", values, _COLOURS[i % 6])
-        for i, (broker, values) in enumerate(sorted(by_broker.items()))
+def _charts(charts: CostCharts) -> str:
+    parts = [
+        _histogram(
+            f"Slippage at {broker} (bps, positive is a cost)",
+            hist,
+            _BROKER_COLOURS[i % len(_BROKER_COLOURS)],
+        )
+        for i, (broker, hist) in enumerate(charts.slippage_bps.items())
     ]
-    charts.append(_cost_over_time(orders))
-    fill_times = [o.last_fill_s for o in orders if o.last_fill_s is not None]
-    charts.append(_histogram("Time to last fill (s)", fill_times, _COLOURS[2]))
-    return "".join(charts)
+    parts.append(_cost_per_day(charts))
+    parts.append(_histogram("Time to last fill (s)", charts.fill_time_s, _FILL_TIME_COLOUR))
+    return "".join(parts)
 
 
 def _section(title: str, svg_body: str) -> str:
@@ -91,7 +92,7 @@ def _label(x: float, y: float, text: str, anchor: str = "middle") -> str:
 
 
 def _bars(heights: Sequence[float], colour: str) -> str:
-    """Bars across the plot, scaled to the tallest (negative heights drawn down from 0)."""
+    """Bars across the plot, scaled to the tallest (a negative one, a gain, in red)."""
     top = max((abs(h) for h in heights), default=0.0) or 1.0
     span_x = (_W - 10 - _PAD) / max(1, len(heights))
     plot_h = _H - _PAD - 10
@@ -107,36 +108,22 @@ def _bars(heights: Sequence[float], colour: str) -> str:
     return "".join(out)
 
 
-def _histogram(title: str, values: Sequence[float], colour: str) -> str:
-    if not values:
+def _histogram(title: str, hist: Histogram | None, colour: str) -> str:
+    if hist is None:
         return _section(title, _label(_W / 2, _H / 2, "no data"))
-    low, high = min(values), max(values)
-    if math.isclose(low, high):
-        low, high = low - 0.5, high + 0.5
-    width = (high - low) / _BINS
-    counts = [0.0] * _BINS
-    for v in values:
-        counts[min(_BINS - 1, int((v - low) / width))] += 1
-    body = _bars(counts, colour)
-    body += _label(_PAD, _H - _PAD + 14, _short(low)) + _label(
-        _W - 10, _H - _PAD + 14, _short(high)
-    )
-    body += _label(_W / 2, _H - 6, f"{len(values)} orders")
+    body = _bars([float(n) for n in hist.counts], colour)
+    body += _label(_PAD, _H - _PAD + 14, _short(hist.low))
+    body += _label(_W - 10, _H - _PAD + 14, _short(hist.high))
+    body += _label(_W / 2, _H - 6, f"{sum(hist.counts)} orders")
     return _section(title, body)
 
 
-def _cost_over_time(orders: Sequence[OrderCost]) -> str:
+def _cost_per_day(charts: CostCharts) -> str:
     title = "Cost per day (shortfall incl. fees)"
-    per_day: dict[str, Decimal] = {}
-    for o in orders:
-        day = dt.datetime.fromtimestamp(o.created_at / 1e9, dt.UTC).date().isoformat()
-        per_day[day] = per_day.get(day, Decimal(0)) + (
-            o.shortfall if o.shortfall is not None else o.fees
-        )
-    if not per_day:
+    days = list(charts.cost_per_day)
+    if not days:
         return _section(title, _label(_W / 2, _H / 2, "no data"))
-    days = sorted(per_day)
-    body = _bars([float(per_day[d]) for d in days], _COLOURS[1])
+    body = _bars([float(charts.cost_per_day[d]) for d in days], _COST_COLOUR)
     body += _label(_PAD, _H - _PAD + 14, days[0], "start")
     body += _label(_W - 10, _H - _PAD + 14, days[-1], "end")
     return _section(title, body)
