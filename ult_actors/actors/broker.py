@@ -143,7 +143,6 @@ class BrokerActorDeps:
     )
 
 
-
 def broker_actor(deps: BrokerActorDeps) -> Callable[[ActorContext[BrokerCommand]], Any]:
     """The actor body for one broker connection."""
 

@@ -281,8 +281,6 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     if snapshot.emulated_legs:
         held = ", ".join(f"{b} {n}" for b, n in sorted(snapshot.emulated_legs.items()))
         head += f"\nopen legs of order lists the service emulates: {held}"
-    for broker, conn in sorted(snapshot.connections.items()):
-        head += f"\nconnection {broker}: {style.state(conn.state)}" + _connection_facts(conn, now)
     headers = ["ACTOR", "STATE", "RESTARTS", "MAILBOX", "HANDLED", "UPTIME", "LAST ERROR"]
     rows = []
     for actor, prefix in _tree_order(snapshot.actors):
@@ -293,9 +291,11 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
              _retry(row, now) + _last_error(row)]
         )  # fmt: skip
     tree = table(headers, rows, style, right=frozenset({2, 3, 4, 5}), colour_column=1)
-    if not snapshot.broker_trading:
-        return head + "\n" + tree
-    return head + "\n" + tree + "\n\n" + trading_table(snapshot, style)
+    if snapshot.broker_trading:
+        tree += "\n\n" + trading_table(snapshot, style)
+    for broker, conn in sorted(snapshot.connections.items()):
+        tree += f"\nconnection {broker}: {style.state(conn.state)}" + _connection_facts(conn, now)
+    return head + "\n" + tree
 
 
 def _connection_facts(conn: ConnectionHealth, now: int) -> str:
