@@ -78,6 +78,23 @@ async def test_resync_returns_fills_the_stream_never_delivered_once_in_order() -
         assert [f.fill_id for f in streamed] == [executions[0]]
 
 
+async def test_a_later_update_revealing_a_dropped_fill_brings_it_back_with_its_id() -> None:
+    async with running_sim(autofill=False) as (sim, port), connected(port) as (conn, log):
+        order = await conn.submit(market("gap-live", "4"))
+        await log.wait_for(lambda u: u.order.id == order.id)
+        sim.arm(Fault(kind="drop_events", events=["partial_fill"]))
+        sim.venue.execute(order.id, qty=Decimal(1))  # dropped
+        sim.venue.set_price("AAPL", Decimal("200.00"))
+        sim.venue.execute(order.id)  # streamed: filled 4, one fill of 3 -- so 1 went missing
+        await log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
+        fills = [u.fill for u in log.for_client_id("gap-live") if u.fill is not None]
+        assert [(f.qty, f.price, f.fill_id) for f in fills] == [
+            (Decimal(1), Decimal("190.00"), execution_ids(sim)[0]),
+            (Decimal(3), Decimal("200.00"), execution_ids(sim)[1]),
+        ]
+        assert sim.listens == 1  # recovered on the live stream, no reconnect
+
+
 async def test_resync_after_the_stream_delivered_everything_is_empty() -> None:
     async with running_sim() as (sim, port), connected(port) as (conn, log):
         order = await conn.submit(market("all-seen", "4"))

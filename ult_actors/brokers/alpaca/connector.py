@@ -9,7 +9,8 @@ and one WebSocket for the ``trade_updates`` stream. A stream silent for
 The stream has no replay: ``resync`` (``SupportsResync``) reads back what it
 missed since the last event it delivered -- orders changed since then and
 their executions, from the FILL activities, with Alpaca's execution ids --
-and every reconnect runs it before going on. The fill ledger
+and every reconnect runs it before going on, as does a stream update that
+shows an update went missing. The fill ledger
 (``alpaca.ledger``) never lets a fill out twice (see ``resync``).
 
 Settings, their ``ALPACA_*`` overrides and the paper/live hosts are in
@@ -33,6 +34,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -476,7 +478,6 @@ class AlpacaConnector:
             self._links.hear(wire.id, "replaced" if update.event == "new" else "rejected")
         order = await self._linked(wire)
         ts = optional_ns(update.timestamp) or self._now_ns()
-        self._cursor_ns = max(self._cursor_ns, ts)
         execution = None
         if update.event in ("fill", "partial_fill") and update.qty and update.price:
             execution = Execution(
@@ -485,8 +486,22 @@ class AlpacaConnector:
                 price=update.price,
                 ts=ts,
             )
+        if self._reveals_gap(order, execution):
+            # An update went missing on a live stream: read the executions back now,
+            # with their ids, rather than make one fill up for them.
+            for missed in await self.resync():
+                await sink(missed)
+        self._cursor_ns = max(self._cursor_ns, ts)
         _, fills = self._ledger.settle(order, execution)
         await self._emit(order, fills, sink, ts)
+
+    def _reveals_gap(self, order: Order, execution: Execution | None) -> bool:
+        """Whether ``order`` has filled more than was delivered plus this ``execution``."""
+        if not self._ledger.watching(order):
+            return False
+        delivered = self._ledger.delivered(order.id)
+        before = delivered[0] if delivered is not None else Decimal(0)
+        return order.filled_qty > before + (execution.qty if execution is not None else 0)
 
     async def resync(self) -> list[OrderUpdate]:
         """What the stream missed since the last event it delivered, in order (``SupportsResync``).

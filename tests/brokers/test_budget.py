@@ -1,0 +1,135 @@
+"""The account request budget: priorities, deadlines, the venue's pause (issue 18 §2)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from ult_actors.brokers.budget import RateBudget, RequestClass
+from ult_actors.errors import RateLimited
+
+
+def _budget(rate_per_s: float = 10.0, burst: int = 2, **kwargs: int) -> RateBudget:
+    return RateBudget("alpaca", rate_per_s=rate_per_s, burst=burst, **kwargs)
+
+
+async def _spend_all(budget: RateBudget) -> None:
+    for _ in range(budget.burst):
+        await budget.acquire("order")
+
+
+async def test_cancel_goes_before_queued_orders(autojump_clock: trio.testing.MockClock) -> None:
+    budget = _budget(query_reserve=0)
+    await _spend_all(budget)
+    served: list[tuple[str, float]] = []
+
+    async def request(kind: RequestClass, tag: str) -> None:
+        await budget.acquire(kind)
+        served.append((tag, trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(5):
+            nursery.start_soon(request, "order", f"order{i}")
+            await trio.testing.wait_all_tasks_blocked()  # queued in this order
+        started = trio.current_time()
+        nursery.start_soon(request, "query", "query")
+        nursery.start_soon(request, "replace", "replace")
+        nursery.start_soon(request, "cancel", "cancel")
+    order = [tag for tag, _ in served]
+    assert order == ["cancel", "replace", "order0", "order1", "order2", "order3", "order4", "query"]
+    # The cancel got the very next token: within one token interval of asking.
+    assert served[0][1] - started <= 1 / budget.rate_per_s + 1e-9
+
+
+async def test_requests_keep_to_the_rate(autojump_clock: trio.testing.MockClock) -> None:
+    budget = _budget(rate_per_s=50.0, burst=5)
+    start = trio.current_time()
+    for _ in range(105):
+        await budget.acquire("order")
+    # 5 at once, then 100 more at 50/s: two seconds, never faster.
+    assert trio.current_time() - start == pytest.approx(2.0)
+
+
+async def test_queries_leave_a_reserve_for_orders(autojump_clock: trio.testing.MockClock) -> None:
+    budget = _budget(rate_per_s=10.0, burst=4, query_reserve=2)
+    for _ in range(2):
+        await budget.acquire("query")
+    start = trio.current_time()
+    await budget.acquire("query")  # 2 left = the reserve: waits for one more
+    assert trio.current_time() - start == pytest.approx(0.1)
+    start = trio.current_time()
+    await budget.acquire("order")  # orders may spend the reserve
+    await budget.acquire("order")
+    assert trio.current_time() == start
+
+
+async def test_order_that_cannot_go_in_time_is_refused_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=10.0, burst=1)
+    await budget.acquire("order")
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):  # 0.5 s of orders queued
+            nursery.start_soon(budget.acquire, "order")
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(RateLimited) as refused:
+            await budget.acquire("order", within_s=0.3)
+        assert trio.current_time() == start  # not after waiting out its deadline
+        assert refused.value.code == "rate_limited"
+        assert refused.value.retry_after == pytest.approx(0.6)
+        # A cancel with the same deadline is ahead of all of them: it goes.
+        await budget.acquire("cancel", within_s=0.3)
+        assert trio.current_time() - start == pytest.approx(0.1)
+    assert budget.health().refused == 1
+
+
+async def test_waiter_overtaken_by_urgent_requests_is_refused_at_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=10.0, burst=1)
+    await budget.acquire("order")
+    start = trio.current_time()
+    outcome: list[str] = []
+
+    async def late_order() -> None:
+        try:
+            await budget.acquire("order", within_s=0.25)
+            outcome.append("sent")
+        except RateLimited:
+            outcome.append(f"refused at {trio.current_time() - start:.2f}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(late_order)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(4):  # cancels keep arriving and take every token
+            nursery.start_soon(budget.acquire, "cancel")
+    assert outcome == ["refused at 0.25"]
+    assert budget.health().waiting == {"cancel": 0, "replace": 0, "order": 0, "query": 0}
+
+
+async def test_pause_stops_every_class_until_retry_after(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=10.0, burst=5)
+    budget.pause(3.0)
+    health = budget.health()
+    assert health.paused_for_s == pytest.approx(3.0)
+    assert health.used == 5
+    start = trio.current_time()
+    await budget.acquire("cancel")
+    # The pause, then one token's refill: the whole account backed off.
+    assert trio.current_time() - start == pytest.approx(3.1)
+
+
+async def test_health_counts_waiting_by_class(autojump_clock: trio.testing.MockClock) -> None:
+    budget = _budget(rate_per_s=1.0, burst=1)
+    await budget.acquire("order")
+    async with trio.open_nursery() as nursery:
+        for kind in ("order", "order", "query", "cancel"):
+            nursery.start_soon(budget.acquire, kind)
+        await trio.testing.wait_all_tasks_blocked()
+        health = budget.health()
+        assert health.used == 1
+        assert health.waiting == {"cancel": 1, "replace": 0, "order": 2, "query": 1}

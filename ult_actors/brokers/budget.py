@@ -1,0 +1,211 @@
+"""A broker account's request budget: a token bucket served by priority (issue 18).
+
+Every venue limits how fast one account may call it (Alpaca requests per
+minute, OANDA requests per second, TWS messages per second) and punishes
+going over: a 429, then a ban, or at TWS error 100 and a dropped socket. One
+``RateBudget`` per account keeps the service under the limit, and decides who
+goes first when the budget is short:
+
+- classes in order ``cancel`` > ``replace`` > ``order`` > ``query``: a cancel
+  takes the next token even with thousands of new orders waiting;
+- ``query`` (reconciliation sweeps, position pulls) also leaves a reserve of
+  tokens untouched, so background work slows down before orders do;
+- a request with a deadline that cannot be served in time is refused at once
+  (``RateLimited`` with ``retry_after``), never sent late;
+- ``pause(retry_after)`` (the venue answered 429 anyway) empties the bucket
+  and stops every class until then: the account, not one request, backs off.
+
+Waiting is fair within a class (first come, first served), and only the
+first waiter sleeps on the clock; the others sleep until they reach the head.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import msgspec
+import trio
+
+from ult_actors.errors import RateLimited
+
+#: What a request is for, most urgent first.
+RequestClass = Literal["cancel", "replace", "order", "query"]
+REQUEST_CLASSES: tuple[RequestClass, ...] = get_args(RequestClass)
+
+
+_ROUNDING = 1e-9
+
+
+class BudgetHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One budget as ``ult health --json`` shows it."""
+
+    #: Tokens per second, and how many may be spent at once.
+    rate_per_s: float
+    burst: int
+    #: Tokens spent and not yet refilled (``burst`` minus what is available now).
+    used: int
+    #: Requests waiting for a token, by class.
+    waiting: dict[str, int]
+    #: Seconds until a venue-imposed pause (a 429) ends; 0 when not paused.
+    paused_for_s: float = 0.0
+    #: Requests refused because their deadline could not be met.
+    refused: int = 0
+
+
+class _Waiter:
+    __slots__ = ("kind", "wake")
+
+    def __init__(self, kind: RequestClass) -> None:
+        self.kind = kind
+        self.wake = trio.Event()
+
+
+class RateBudget:
+    """The request budget of one broker account, shared by every connection to it."""
+
+    def __init__(
+        self,
+        broker: str,
+        *,
+        rate_per_s: float,
+        burst: int,
+        query_reserve: int | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError(f"broker {broker}: a rate budget needs rate_per_s > 0 and burst >= 1")
+        self.broker = broker
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        #: Tokens a query leaves for orders (a quarter of the bucket by default).
+        self.query_reserve = burst // 4 if query_reserve is None else query_reserve
+        self._clock = clock
+        self._tokens = float(burst)
+        #: Refilled up to this time; ahead of the clock while paused.
+        self._stamp: float | None = None
+        self._queues: dict[RequestClass, deque[_Waiter]] = {k: deque() for k in REQUEST_CLASSES}
+        self.refused = 0
+
+    async def acquire(self, kind: RequestClass, *, within_s: float | None = None) -> None:
+        """Wait for a token for one request of class ``kind``.
+
+        ``within_s``: the request is useless after that many seconds; if it
+        cannot be served by then it is refused with ``RateLimited`` (at once
+        when the queue ahead of it already says so).
+        """
+        now = self._refill()
+        need = self._need(kind)
+        if not self._ahead(kind) and self._has(need):
+            self._tokens = max(0.0, self._tokens - 1)
+            await trio.lowlevel.checkpoint()
+            return
+        if within_s is not None:
+            eta = self._eta(kind, now)
+            if eta > within_s:
+                raise self._refusal(kind, eta)
+        waiter = _Waiter(kind)
+        queue = self._queues[kind]
+        queue.append(waiter)
+        deadline = math.inf if within_s is None else now + within_s
+        try:
+            with trio.move_on_at(deadline):
+                await self._wait_turn(waiter)
+                return
+            raise self._refusal(kind, self._eta(kind, self._clock()))
+        finally:
+            if waiter in queue:
+                queue.remove(waiter)
+                self._wake_head()
+
+    def pause(self, retry_after_s: float) -> None:
+        """The venue throttled us anyway: no class gets a token for ``retry_after_s``."""
+        now = self._refill()
+        assert self._stamp is not None
+        self._tokens = 0.0
+        self._stamp = max(self._stamp, now + max(0.0, retry_after_s))
+
+    def health(self) -> BudgetHealth:
+        """The budget now: its size, what is spent, who waits."""
+        now = self._refill()
+        assert self._stamp is not None
+        return BudgetHealth(
+            rate_per_s=self.rate_per_s,
+            burst=self.burst,
+            used=self.burst - int(self._tokens),
+            waiting={k: len(q) for k, q in self._queues.items()},
+            paused_for_s=round(max(0.0, self._stamp - now), 3),
+            refused=self.refused,
+        )
+
+    # -- internals ------------------------------------------------------------
+
+    async def _wait_turn(self, waiter: _Waiter) -> None:
+        """Sleep until ``waiter`` is at the head and a token is there; take it."""
+        queue = self._queues[waiter.kind]
+        while True:
+            if self._head() is not waiter:
+                waiter.wake = trio.Event()
+                await waiter.wake.wait()
+                continue
+            now = self._refill()
+            if self._has(self._need(waiter.kind)):
+                self._tokens = max(0.0, self._tokens - 1)
+                queue.popleft()
+                self._wake_head()
+                return
+            # A more urgent arrival may take the head meanwhile; it is checked on waking.
+            await trio.sleep_until(now + self._until_tokens(self._need(waiter.kind), now))
+
+    def _refill(self) -> float:
+        now = self._clock()
+        if self._stamp is None:
+            self._stamp = now
+        elif now > self._stamp:
+            gained = (now - self._stamp) * self.rate_per_s
+            self._tokens = min(float(self.burst), self._tokens + gained)
+            self._stamp = now
+        return now
+
+    def _has(self, need: float) -> bool:
+        # With a tolerance: refilling by elapsed time * rate falls short by rounding,
+        # and a wake-up at the computed instant must find its token.
+        return self._tokens >= need - _ROUNDING
+
+    def _need(self, kind: RequestClass) -> float:
+        return 1.0 + (self.query_reserve if kind == "query" else 0)
+
+    def _until_tokens(self, need: float, now: float) -> float:
+        assert self._stamp is not None
+        return max(0.0, self._stamp - now) + max(0.0, need - self._tokens) / self.rate_per_s
+
+    def _ahead(self, kind: RequestClass) -> int:
+        """Requests waiting that go before a new one of class ``kind``."""
+        rank = REQUEST_CLASSES.index(kind)
+        return sum(len(self._queues[k]) for k in REQUEST_CLASSES[: rank + 1])
+
+    def _eta(self, kind: RequestClass, now: float) -> float:
+        """Seconds until a new ``kind`` request would get its token (none more urgent coming)."""
+        return self._until_tokens(self._ahead(kind) + self._need(kind), now)
+
+    def _head(self) -> _Waiter | None:
+        for kind in REQUEST_CLASSES:
+            if self._queues[kind]:
+                return self._queues[kind][0]
+        return None
+
+    def _wake_head(self) -> None:
+        head = self._head()
+        if head is not None:
+            head.wake.set()
+
+    def _refusal(self, kind: RequestClass, eta: float) -> RateLimited:
+        self.refused += 1
+        return RateLimited(
+            f"broker {self.broker}: its request budget ({self.rate_per_s:g}/s) cannot send"
+            f" this {kind} before its deadline; not sent (retry in {eta:.2f} s)",
+            broker=self.broker,
+            retry_after=round(eta, 3),
+        )
