@@ -82,6 +82,14 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The most memory process ``pid`` has held (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def _timed(fn: Any, repeat: int, pid: int | None = None) -> tuple[float, float, Any]:
     """The medians of ``repeat`` runs of ``fn()``: wall seconds and CPU seconds (of
     ``pid``, else of this process); and the last result."""
@@ -127,6 +135,7 @@ def run(orders: int, repeat: int) -> dict[str, Any]:
                     result[f"ult_report_{name}_s"] = round(wall, 3)
                     result[f"ult_report_{name}_server_cpu_s"] = round(cpu, 3)
                     result[f"ult_report_{name}_orders"] = report.total_orders
+                result["service_peak_rss_mb"] = _peak_rss_mb(pid)
         query = ReportQuery()
         wall, cpu, (all_orders, fills) = _timed(
             lambda: read_cost_inputs(state / "journal.db", query), repeat

@@ -266,7 +266,7 @@ async def run_clients(
                 limit_price=step.limit_price, client_order_id=o.replacement_id(i),
             ))  # fmt: skip
             if isinstance(new, UltError):
-                tally.replace_refused[new.code] += 1
+                tally.replace_refused[f"{new.code} at {o.broker}"] += 1
                 break
             if new.status != "rejected":  # a replacement that lost the race to a fill
                 tally.replaced.add(new.client_order_id)

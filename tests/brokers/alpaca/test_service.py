@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import trio
@@ -20,6 +21,7 @@ from ult_actors.messages import (
     GetPositions,
     OrderReply,
     OrderRequest,
+    OrderUpdate,
     PositionsReply,
     Submit,
 )
@@ -28,7 +30,9 @@ from ult_actors.sim.alpaca.faults import Fault
 
 
 @asynccontextmanager
-async def service_on(port: int, secret: str = SECRET) -> AsyncIterator[Service]:
+async def service_on(
+    port: int, secret: str = SECRET, config: Path | None = None
+) -> AsyncIterator[Service]:
     env = {
         "ALPACA_API_KEY": KEY,
         "ALPACA_API_SECRET": secret,
@@ -38,7 +42,7 @@ async def service_on(port: int, secret: str = SECRET) -> AsyncIterator[Service]:
         "DEFAULT_BROKER": "alpaca",
         "ORDER_RETRY_DELAY": "10",
     }
-    cfg = load_config(None, env=env)
+    cfg = load_config(config, env=env)
     svc = build_service(cfg, env=env, rng=random.Random(5), store_opener=memory_store_opener())
     async with trio.open_nursery() as nursery:
         with trio.fail_after(15):
@@ -112,3 +116,48 @@ async def test_cancel_by_client_order_id_reaches_the_alpaca_order() -> None:
         assert isinstance(reply, OrderReply)
         assert reply.order.status == "canceled"
         assert sim.venue.orders[placed.order.id].status == "canceled"
+
+
+async def test_a_fill_made_while_the_stream_is_silent_reaches_journal_positions_and_bus_once(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "ult.toml"
+    config.write_text(
+        '[brokers.alpaca]\nkind = "alpaca"\nstale_after_s = 1.0\nstream_ping_interval_s = 0.2\n'
+    )
+    async with running_sim(autofill=False) as (sim, port), service_on(port, config=config) as svc:
+        fills = svc.bus.subscribe(lambda e: isinstance(e, OrderUpdate) and e.fill is not None)
+        with trio.fail_after(15):
+            reply = await svc.gateway.handle(Submit(id=1, order=buy("svc-silent", "2")))
+        assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+        sim.arm(Fault(kind="silent"))
+        sim.venue.execute(sim.venue.get_by_client_id("svc-silent").id)  # nobody hears of it
+        await sim.wait_listening(2)  # found silent, reconnected, resynced
+        with trio.fail_after(10):
+            event = await fills.receive()
+        assert isinstance(event, OrderUpdate) and event.fill is not None
+        execution_id = sim.venue.activities.entries[0]["id"].partition("::")[2]
+        assert (event.fill.client_order_id, event.fill.qty) == ("svc-silent", Decimal(2))
+        assert event.fill.fill_id == execution_id
+        store = await svc.journal.get()
+        with trio.fail_after(10):
+            while (journaled := await store.get("svc-silent")) is None or (
+                journaled.status != "filled"
+            ):
+                await trio.sleep(0.02)  # the journal writes in the background
+        with trio.fail_after(10):
+            while True:
+                rows = await svc.gateway.handle(GetPositions(id=2, broker="alpaca"))
+                assert isinstance(rows, PositionsReply)
+                if any(p.symbol == "AAPL" and p.qty == 2 for p in rows.positions):
+                    break
+                await trio.sleep(0.02)
+        # Another reconnect finds nothing new: the next fill published is the next order's.
+        sim.cut_streams()
+        await sim.wait_listening(3)
+        with trio.fail_after(15):
+            await svc.gateway.handle(Submit(id=3, order=buy("svc-after")))
+            sim.venue.execute(sim.venue.get_by_client_id("svc-after").id)
+            following = await fills.receive()
+        assert isinstance(following, OrderUpdate) and following.fill is not None
+        assert following.fill.client_order_id == "svc-after"
