@@ -584,21 +584,23 @@ def check(
     broker_positions: dict[tuple[str, str], Decimal],
     service_positions: list[Any],
 ) -> dict[str, Any]:
-    def known_to_broker(coid: str) -> bool:
-        # A venue that modifies in place (TWS) knows a replaced order as its replacement.
-        return coid in broker or (
-            coid in journal
-            and journal[coid].status == "replaced"
-            and chain(journal, coid)[-1] in broker
+    def accounted_for(coid: str) -> bool:
+        """At the broker; or no order a venue made; or, replaced at a venue that modifies
+        in place (TWS), known there as its replacement."""
+        mine = journal.get(coid)
+        return (
+            coid in broker
+            or (mine is not None and never_sent(mine))
+            or (
+                mine is not None
+                and mine.status == "replaced"
+                and chain(journal, coid)[-1] in broker
+            )
         )
 
     lost_ids = [
-        c for c, reply in tally.replies.items() if reply.status in TAKEN and not known_to_broker(c)
-    ] + [
-        c
-        for c, o in journal.items()
-        if o.status != "rejected" and not never_sent(o) and not known_to_broker(c)
-    ]
+        c for c, reply in tally.replies.items() if reply.status in TAKEN and not accounted_for(c)
+    ] + [c for c, o in journal.items() if o.status != "rejected" and not accounted_for(c)]
     mismatched_ids = []
     for coid, theirs in broker.items():
         mine = journal.get(coid)

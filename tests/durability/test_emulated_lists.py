@@ -193,3 +193,23 @@ async def test_health_counts_the_legs_the_service_holds(tmp_path: Path) -> None:
         await svc.gateway.handle(Cancel(id=next(_ids), order_id="p-1"))
         await status_of(svc, "k-1", "canceled")
         assert svc.health().emulated_legs == {}
+
+
+async def test_a_leg_of_a_native_list_is_never_sent_alone(tmp_path: Path) -> None:
+    """After a crash the journal has a native list's exit the venue does not know by our
+    id (Alpaca names exits itself): it is settled, never resubmitted as a lone order."""
+    from tests.durability.harness import order
+
+    venue = FakeVenue()
+    cfg = config(tmp_path)
+    async with running(cfg, venue) as svc:
+        store = await svc.journal.get()
+        exit_leg = order(
+            "x-1", "pending_new", side="sell", type="limit", limit_price=Decimal(120),
+            leg=Leg(list_id="l", contingency="bracket", role="take_profit", parent_id="e-1"),
+        )  # fmt: skip
+        await store.record(exit_leg, event="submit")
+    async with running(cfg, venue) as svc:
+        settled = await status_of(svc, "x-1", "rejected")
+        assert "not found" in (settled.reject_reason or "")
+        assert venue.submits == 0

@@ -343,6 +343,13 @@ class _BrokerIncarnation:
         sent (reconciliation found it missing at the broker) and refused.
         """
         coid = order.client_order_id
+        if order.leg is not None and not order.leg.emulated:
+            # A leg of a venue's own list exists only with its list: sent alone it would be
+            # an order nothing cancels with its peer. Not found, it is settled, never resent
+            # (one the venue holds under a name of its own is adopted by the sweep).
+            reason = f"a leg of list {order.leg.list_id} not found at {self.name}"
+            await self.settle(never_arrived(order, reason, self.deps.now_ns()))
+            raise InvalidOrder(f"order {coid}: {reason}; not sent alone", broker=self.name)
         if order.replaces:
             # A replacement is a change of a working order, never a new one: not sent anew.
             reason = f"the replace of order {order.replaces} never reached {self.name}"
