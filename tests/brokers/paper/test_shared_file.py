@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
@@ -344,3 +345,29 @@ async def test_a_commit_that_fails_ends_every_stream_and_reconnecting_reloads_th
         with pytest.raises(NotFound):  # never written, and nobody was told it was placed
             await desk.get_order_by_client_id(str(refused))
         assert (await fund.submit(buy("after", 1))).status == "filled"
+
+
+async def test_a_lone_order_commits_on_the_trio_thread_and_its_reply_is_on_disk(
+    tmp_path: Path,
+) -> None:
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        await desk.submit(buy("warm-up"))
+        exchange = desk._exchange
+        assert exchange is not None
+        connection = exchange.writer._store._write
+        assert connection is not None
+        committed_on: list[int] = []
+
+        def trace(statement: str) -> None:
+            if statement == "COMMIT":
+                committed_on.append(threading.get_ident())
+
+        connection.set_trace_callback(trace)
+        reply = await desk.submit(buy("b-1", 1))
+        # No hand-off to the writer's thread for a small batch while it is idle...
+        assert committed_on and set(committed_on) == {threading.get_ident()}
+        # ...and what the reply said is in the file already.
+        on_disk = dict(rows(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
+        saved = msgspec.json.decode(on_disk["b-1"], type=WorkingOrder)
+        assert saved.order.status == reply.status == "filled"

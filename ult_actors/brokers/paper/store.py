@@ -148,6 +148,16 @@ class Batch:
     prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        """Rows staged (a later row of the same key replaced the earlier one)."""
+        return (
+            len(self.orders)
+            + len(self.fills)
+            + len(self.positions)
+            + len(self.prices)
+            + len(self.accounts)
+        )
+
     def put_order(self, account: str, working: WorkingOrder, *, is_open: bool) -> None:
         order = working.order
         row = (account, order.id, order.client_order_id, int(is_open), _encode(working))

@@ -1,0 +1,74 @@
+"""An idle journal commits a lone record on the trio thread; fsyncs and bursts keep the writer's."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Literal
+
+import trio
+
+from tests.journal.harness import order, rows_on_disk
+from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
+
+
+def commit_threads(store: SqliteStore) -> list[int]:
+    """The ids of the threads that ran each COMMIT on the journal's write connection."""
+    threads: list[int] = []
+
+    def trace(statement: str) -> None:
+        if statement == "COMMIT":
+            threads.append(threading.get_ident())
+
+    conn = store._wconn
+    assert isinstance(conn, sqlite3.Connection)
+    conn.set_trace_callback(trace)
+    return threads
+
+
+async def test_an_idle_journal_commits_a_lone_record_on_the_trio_thread(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path) as store:
+        threads = commit_threads(store)
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        assert rows_on_disk(path) == {"c-1": "pending_new"}  # durable before it returned
+        with trio.fail_after(10):
+            await store.record(order("c-1", "filled", oid="b-1"))
+        assert rows_on_disk(path) == {"c-1": "filled"}
+        assert threads == [threading.get_ident()] * 2  # no hand-off to the writer's thread
+
+
+async def test_with_fsync_or_in_a_burst_commits_stay_on_the_writers_thread(
+    tmp_path: Path,
+) -> None:
+    here = threading.get_ident()
+    synchronous: Literal["full", "normal"]
+    for synchronous in ("full", "normal"):
+        path = tmp_path / f"{synchronous}.db"
+        async with open_sqlite_store(path, synchronous=synchronous) as store:
+            threads = commit_threads(store)
+            with trio.fail_after(20):
+                if synchronous == "full":  # a lone record: its fsync stays off the loop
+                    await store.record(order("c-1"), event="submit")
+                else:  # a burst: group-committed on the writer's thread
+                    async with trio.open_nursery() as nursery:
+                        for i in range(200):
+                            nursery.start_soon(store.record, order(f"c-{i}"))
+            assert threads and here not in threads
+            if synchronous == "normal":
+                assert store.records == 200
+                assert store.commits < 200 // 4
+                assert len(rows_on_disk(path)) == 200
+
+
+async def test_news_and_a_record_committed_inline_keep_their_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=5.0) as store:
+        store.record_soon(order("c-1", "new", oid="b-1"))
+        store.record_soon(order("c-1", "filled", oid="b-1"))
+        with trio.fail_after(10):
+            await store.record(order("c-2"), event="submit")  # the news shares its commit
+        assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
+        assert [e.order.status for e in await store.history("c-1")] == ["filled"]
