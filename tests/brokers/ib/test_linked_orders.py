@@ -270,3 +270,39 @@ async def test_after_a_restart_a_replaced_order_works_for_what_was_left_and_keep
     assert (found.qty, found.filled_qty, found.status) == (Decimal(15), 0, "accepted")
     assert (done.qty, done.filled_qty) == (Decimal(15), Decimal(15))
     assert [u.fill.qty for u in log.for_client_id("rs-2") if u.fill] == [Decimal(15)]
+
+
+async def test_lists_sent_beside_concurrent_submits_keep_their_ids_in_order(
+    sim: TwsSimulator,
+) -> None:
+    """TWS refuses an order id below one it has seen: a list's ids and a neighbour's
+    submit, taken at once, must go out in the order they were taken."""
+    async with streaming_connector(sim) as (connector, _log):
+        answers: dict[str, list[Order]] = {}
+
+        async def bracket(n: int) -> None:
+            coids = [f"cb-{n}-e", f"cb-{n}-t", f"cb-{n}-s"]
+            legs = [
+                resting(coids[0]),
+                OrderRequest(symbol="AAPL", side="sell", qty=Decimal(10), type="limit",
+                             limit_price=Decimal(900), time_in_force="gtc",
+                             client_order_id=coids[1]),
+                OrderRequest(symbol="AAPL", side="sell", qty=Decimal(10), type="stop",
+                             stop_price=Decimal(2), time_in_force="gtc",
+                             client_order_id=coids[2]),
+            ]  # fmt: skip
+            answers[coids[0]] = await connector.submit_list(
+                OrderListRequest(contingency="bracket", legs=legs, list_id=f"cb-{n}")
+            )
+
+        async def single(n: int) -> None:
+            answers[f"cs-{n}"] = [await connector.submit(resting(f"cs-{n}"))]
+
+        with trio.fail_after(BOUND):
+            async with trio.open_nursery() as nursery:
+                for n in range(6):
+                    nursery.start_soon(bracket, n)
+                    nursery.start_soon(single, n)
+        statuses = {o.client_order_id: o.status for legs in answers.values() for o in legs}
+        assert len(statuses) == 6 * 3 + 6
+        assert set(statuses.values()) <= {"accepted", "held"}, statuses

@@ -95,6 +95,9 @@ class IbConnector:
         self._session = IbSession(name, settings, self._on_message, log=self._log)
         #: Shared by every incarnation of this connection (see ``order_ids``).
         self._order_ids = order_ids if order_ids is not None else OrderIdSequence()
+        #: Held from taking new order ids to sending them: TWS refuses an id lower than
+        #: one it has seen, so concurrent submits must not interleave their sends.
+        self._placing = trio.Lock()
         self._req_ids = itertools.count(1)
         self._book = OrderTracker(name, settings.client_id, now_ns, log=self._log)
         #: False between 1100 and 1101/1102.
@@ -372,9 +375,12 @@ class IbConnector:
             )
         self._require_trading()
         contract, ib_order = to_ib(request, self.settings, self.account_id)
-        order_id = self._order_ids.take(self._book.orders)
-        placed = wire.PlaceOrder(order_id=order_id, contract=contract, order=ib_order)
-        (tracked,) = await self._place([(placed, request, None)])
+
+        def build(ids: list[int]) -> list[tuple[wire.PlaceOrder, OrderRequest, Leg | None]]:
+            placed = wire.PlaceOrder(order_id=ids[0], contract=contract, order=ib_order)
+            return [(placed, request, None)]
+
+        (tracked,) = await self._place(1, build)
         return tracked.order
 
     def _known(self, client_order_id: str) -> Order | None:
@@ -385,12 +391,23 @@ class IbConnector:
         return self._book.replaced.get(client_order_id)
 
     async def _place(
-        self, batch: Sequence[tuple[wire.PlaceOrder, OrderRequest, Leg | None]]
+        self,
+        count: int,
+        build: Callable[[list[int]], Sequence[tuple[wire.PlaceOrder, OrderRequest, Leg | None]]],
     ) -> list[TrackedOrder]:
-        """Track and send new orders, then wait until TWS has answered every one.
+        """Take ``count`` order ids, track and send what ``build`` makes of them, then wait
+        until TWS has answered every one.
 
         The first order's rejection is raised; a later one's shows in its status.
         """
+        async with self._placing:
+            ids = [self._order_ids.take(self._book.orders) for _ in range(count)]
+            tracked = await self._send_new(build(ids))
+        return await self._acknowledged(tracked)
+
+    async def _send_new(
+        self, batch: Sequence[tuple[wire.PlaceOrder, OrderRequest, Leg | None]]
+    ) -> list[TrackedOrder]:
         now = self._now_ns()
         tracked = []
         for placed, request, leg in batch:
@@ -414,6 +431,9 @@ class IbConnector:
             tracked.append(one)
         for placed, _, _ in batch:
             await self._session.send(placed)
+        return tracked
+
+    async def _acknowledged(self, tracked: list[TrackedOrder]) -> list[TrackedOrder]:
         refs = [t.order.client_order_id for t in tracked]
         self._log.info(
             "orders sent", client_order_ids=refs, order_ids=[t.order_id for t in tracked]
@@ -449,10 +469,12 @@ class IbConnector:
             return [o for o in known if o is not None]
         self._require_trading()
         legs = list_legs(request, list_id)
-        ids = [self._order_ids.take(self._book.orders) for _ in request.legs]
-        placed = list_orders(request, list_id, ids, self.settings, self.account_id)
-        batch = list(zip(placed, request.legs, legs, strict=True))
-        return [t.order for t in await self._place(batch)]
+
+        def build(ids: list[int]) -> list[tuple[wire.PlaceOrder, OrderRequest, Leg | None]]:
+            placed = list_orders(request, list_id, ids, self.settings, self.account_id)
+            return list(zip(placed, request.legs, legs, strict=True))
+
+        return [t.order for t in await self._place(len(request.legs), build)]
 
     async def replace(self, order: Order, change: ReplaceRequest) -> Order:
         """TWS's modify: PLACE_ORDER again under the order id, with the new terms.
