@@ -9,7 +9,9 @@ for a timer. ``linger_s`` optionally holds a batch open a little longer;
 ``max_batch`` bounds a transaction. The SQLite calls run off the trio
 thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``python -m bench.journal``
-compares them. ``record_soon()`` queues a write the same way without
+compares them. The exception: with ``"normal"``, a small batch with nothing
+behind it (``inline_max_rows``) commits on the trio thread, since a commit
+without an fsync is quicker than the hand-off. ``record_soon()`` queues a write the same way without
 waiting for it (the brokers' news about orders already sent); a batch of
 only such news waits up to ``sync_interval_s`` for the next ``record`` (a
 ``submit``) to share its commit, so it never puts a commit in front of an
