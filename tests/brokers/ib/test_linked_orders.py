@@ -306,3 +306,21 @@ async def test_lists_sent_beside_concurrent_submits_keep_their_ids_in_order(
         statuses = {o.client_order_id: o.status for legs in answers.values() for o in legs}
         assert len(statuses) == 6 * 3 + 6
         assert set(statuses.values()) <= {"accepted", "held"}, statuses
+
+
+async def test_an_oco_leg_arriving_after_its_peer_filled_is_canceled(sim: TwsSimulator) -> None:
+    """The first exit fills as it is placed; the second joins a group that is done."""
+    async with streaming_connector(sim) as (connector, log):
+        tif = "gtc"
+        legs = [
+            OrderRequest(symbol="AAPL", side="sell", qty=Decimal(10), type="limit",
+                         limit_price=Decimal(5), time_in_force=tif, client_order_id="late-t"),
+            OrderRequest(symbol="AAPL", side="sell", qty=Decimal(10), type="stop",
+                         stop_price=Decimal(2), time_in_force=tif, client_order_id="late-s"),
+        ]  # fmt: skip
+        with trio.fail_after(BOUND):
+            await connector.submit_list(
+                OrderListRequest(contingency="oco", legs=legs, list_id="late")
+            )
+            await status_of(log, "late-t", "filled")
+            await status_of(log, "late-s", "canceled")

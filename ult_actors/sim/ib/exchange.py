@@ -224,8 +224,25 @@ class SimExchange:
         for sim in new:
             out += self._open(sim)
         for sim in new:
-            out += self._execute_new(sim)
+            if self._oca_filled(sim):
+                # Its group (cancel on fill) is done already: TWS cancels a late member.
+                out += self._finish(sim, "Cancelled")
+            else:
+                out += self._execute_new(sim)
         return out
+
+    def _oca_filled(self, sim: SimOrder) -> bool:
+        """Whether another member of ``sim``'s cancel-on-fill OCA group has filled."""
+        group = sim.order.oca_group
+        if not group or sim.order.oca_type != OCA_CANCEL:
+            return False
+        return any(
+            o is not sim
+            and o.order.oca_group == group
+            and o.order.account == sim.order.account
+            and o.filled > 0
+            for o in self.orders.values()
+        )
 
     def hold(self, client_id: int, msg: wire.PlaceOrder) -> list[Outgoing]:
         """A new order TWS accepts while cut off from IB: open as PendingSubmit, not worked.
