@@ -56,8 +56,12 @@ async def test_with_fsync_or_in_a_burst_commits_stay_on_the_writers_thread(
                     async with trio.open_nursery() as nursery:
                         for i in range(200):
                             nursery.start_soon(store.record, order(f"c-{i}"))
-            assert threads and here not in threads
-            if synchronous == "normal":
+            if synchronous == "full":
+                assert threads and here not in threads
+            else:
+                # The burst's first few records may find the writer idle and commit inline;
+                # the burst itself goes to the writer's thread.
+                assert any(thread != here for thread in threads)
                 assert store.records == 200
                 assert store.commits < 200 // 4
                 assert len(rows_on_disk(path)) == 200
