@@ -506,10 +506,17 @@ def _health_publisher(bus: EventBus[Event], now_ns: Callable[[], int]) -> Health
 
 
 def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener:
-    """The SQLite journal at ``journal.path`` (default ``<state dir>/journal.db``).
+    """The SQLite journal at ``journal.path`` (default ``<state dir>/journal.db``), or the
+    PostgreSQL one at ``journal.url``.
 
     ``journal.enabled = false`` keeps orders in memory only: nothing survives a restart.
     """
+    if config.journal.enabled and config.journal.url:
+        from ult_actors.journal.postgres import postgres_store_opener  # psycopg is optional
+
+        return postgres_store_opener(
+            config.journal.url, sync_interval_s=config.journal.sync_interval_ms / 1000
+        )
     path = journal_path(config, state_dir)
     if path is None:
         return memory_store_opener()
