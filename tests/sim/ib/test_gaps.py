@@ -72,7 +72,7 @@ async def test_a_silent_tws_reads_and_acts_but_sends_nothing(sim: TwsSimulator) 
         await client.send(wire.ReqCurrentTime())
         await client.send(wire.PlaceOrder(order_id=1, contract=AAPL, order=market(2, "quiet")))
         await client.send(wire.ReqOpenOrders())
-        await sim.set_price("AAPL", sim.exchange.price("AAPL") + 1)
+        await sim.wait_handled(5, 4)  # ``started`` sent one
         assert sim.exchange.positions()[0].position == 2  # the order was acted on
         await run_command(sim, "silent off")
         await client.send(wire.ReqExecutions(req_id=9))
@@ -108,6 +108,7 @@ async def test_req_executions_honours_the_filter_time() -> None:
         with trio.fail_after(BOUND):
             client = await started(sim)
             await client.send(wire.PlaceOrder(order_id=1, contract=AAPL, order=market(1, "early")))
+            await sim.wait_handled(5, 2)  # filled before the clock moves
             now[0] += 60 * 10**9
             await client.send(wire.PlaceOrder(order_id=2, contract=AAPL, order=market(1, "late")))
             answers = {}

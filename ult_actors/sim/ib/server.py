@@ -122,6 +122,8 @@ class _Session:
         self.cancel_scope = trio.CancelScope()
         self.rate = MessageRate(sim.max_messages_per_s)
         self.subscriptions = Subscriptions()
+        #: Requests read and acted on so far (tests wait on it: ``wait_handled``).
+        self.handled = 0
 
     async def send(self, messages: Sequence[wire.Incoming]) -> None:
         if self.sim.faults.drop_executions:
@@ -181,7 +183,7 @@ class TwsSimulator:
         #: PendingSubmit in the exchange), then modifications and cancels.
         self._held: list[tuple[int, wire.PlaceOrder | wire.CancelOrder | _Release]] = []
         self.log = structlog.get_logger().bind(component="sim.ib")
-        #: Set whenever a session starts or ends; tests wait on it.
+        #: Set whenever a session starts, ends or has handled a request; tests wait on it.
         self.sessions_changed = trio.Event()
         #: Set once an order waits at ``faults.ack_gate``.
         self.at_gate = trio.Event()
@@ -228,6 +230,8 @@ class TwsSimulator:
                             await self._over_rate(session)
                             return
                         await self._dispatch(session, fields)
+                        session.handled += 1
+                        self._changed()
             finally:
                 if self.sessions.get(session.client_id) is session:
                     del self.sessions[session.client_id]
@@ -594,6 +598,11 @@ class TwsSimulator:
     async def execute(self, client_id: int, order_id: int, qty: Decimal) -> None:
         """Fill ``qty`` of a working order now, as if a counterparty came (partial fills)."""
         await self._route(self.exchange.execute(client_id, order_id, qty))
+
+    async def wait_handled(self, client_id: int, count: int) -> None:
+        """Until the client with this id has had ``count`` requests read and acted on."""
+        while (s := self.sessions.get(client_id)) is None or s.handled < count:
+            await self.sessions_changed.wait()
 
     async def wait_for_session(self, client_id: int, *, present: bool = True) -> None:
         """Until a client with this id is connected (or, ``present=False``, gone)."""
