@@ -80,6 +80,9 @@ class Faults:
     #: Drop the sender's socket right after reading this many next orders,
     #: before answering them; each order is still placed (or held) as usual.
     drop_on_order: int = 0
+    #: Keep commission reports off live connections: a client hears one only with the
+    #: executions it asks for (as when TWS lost IB right after an execution).
+    withhold_commission_reports: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,8 @@ class TwsSimulator:
     async def _route(self, outgoing: list[Outgoing]) -> None:
         by_client: dict[int, list[wire.Incoming]] = {}
         for client_id, msg in outgoing:
+            if self.faults.withhold_commission_reports and isinstance(msg, wire.CommissionReport):
+                continue
             targets = self.sessions if client_id is None else [client_id]
             for cid in targets:
                 by_client.setdefault(cid, []).append(msg)
