@@ -102,6 +102,9 @@ class Faults:
     #: Fills are not pushed (execDetails and its commission report); the order
     #: status still is, and ``reqExecutions`` lists them.
     drop_executions: bool = False
+    #: Keep commission reports off live connections: a client hears one only with the
+    #: executions it asks for (as when TWS lost IB right after an execution).
+    withhold_commission_reports: bool = False
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,8 @@ class TwsSimulator:
     async def _route(self, outgoing: list[Outgoing]) -> None:
         by_client: dict[int, list[wire.Incoming]] = {}
         for client_id, msg in outgoing:
+            if self.faults.withhold_commission_reports and isinstance(msg, wire.CommissionReport):
+                continue
             targets = self.sessions if client_id is None else [client_id]
             for cid in targets:
                 by_client.setdefault(cid, []).append(msg)
