@@ -152,8 +152,15 @@ ClusterName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 class ClusterSection(_Section):
     """[cluster]"""
 
-    #: The NATS subjects are ``ult.<name>.cmd`` and ``ult.<name>.events.<topic>``.
+    #: The NATS subjects are ``ult.<name>.cmd`` and ``ult.<name>.events.<topic>``; with the
+    #: journal on PostgreSQL (``journal.url``), the instances of one name share one lease:
+    #: one is active, the others standby.
     name: ClusterName = "default"
+    #: This instance's name in health and logs; empty: host:pid.
+    instance: str = ""
+    #: Seconds the active's lease lasts unrenewed: a standby takes over this long after
+    #: the active died, and an active that could not renew it for this long stops.
+    lease_s: Seconds = 5.0
 
 
 class NatsSection(_Section):

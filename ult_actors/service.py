@@ -60,6 +60,7 @@ from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_op
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
+    ClusterHealth,
     Event,
     GetPositions,
     HealthSnapshot,
@@ -109,6 +110,8 @@ class Service:
     emulated_legs: dict[str, int] = field(default_factory=dict)
     #: Each broker connection's state, stream age and request budget.
     connections: ConnectionBoard | None = None
+    #: With ``[cluster]``: this instance's role, for health (set by the cluster member).
+    cluster_health: Callable[[], ClusterHealth | None] = lambda: None
     #: The front door for IPC: made from the mailboxes and this service's health.
     gateway: ServiceGateway = field(init=False)
 
@@ -162,6 +165,7 @@ class Service:
                 if self.connections is not None
                 else {}
             ),
+            cluster=self.cluster_health(),
         )
 
     def broker_trading(self) -> dict[str, TradingSetting]:
