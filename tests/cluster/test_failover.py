@@ -81,6 +81,8 @@ async def test_one_active_one_standby_and_the_standby_takes_over_when_the_active
             lambda: run_ult("health", "--socket", str(b.socket)).stdout
         )
         assert "cluster test: standby (b); active: a (epoch 1)" in shown
+        with trio.fail_after(10):  # systemctl status says it too
+            await b.notice("STATUS", "cluster test: standby; active: a")
         assert await submit(a.socket, "before") in ("accepted", "filled")
 
         a.kill9()
