@@ -133,3 +133,20 @@ def test_a_journal_url_with_a_password_or_another_engine_is_refused(
     with pytest.raises(ConfigError, match=why) as refused:
         load_config(toml, env={})
     assert "hunter2" not in str(refused.value)
+
+
+async def test_the_password_comes_from_the_pgpassword_credential(
+    postgres_server: PgServer, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.password_role(postgres_url, "s3cret-pw")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    with pytest.raises(ConfigError, match="cannot be opened") as refused:
+        async with open_postgres_store(url):
+            pass  # pragma: no cover
+    assert "s3cret" not in str(refused.value)
+    (tmp_path / "PGPASSWORD").write_text("s3cret-pw\n")
+    async with open_postgres_store(url) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        assert "s3cret" not in store.name

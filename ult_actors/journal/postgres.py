@@ -22,9 +22,10 @@ the epoch) waits for a write in flight and every later write of the old
 epoch is refused by the database itself: ``StaleEpoch``, an outage
 ("fenced") that never ends for this store.
 
-The password is never in the configuration: libpq takes it from
-``PGPASSWORD``, a ``~/.pgpass`` file or ``PGPASSFILE`` (a systemd
-credential). Messages name the URL without one.
+The password is never in the configuration: it is the ``PGPASSWORD``
+credential (``$CREDENTIALS_DIRECTORY/PGPASSWORD``, else the environment),
+or whatever libpq finds itself (``~/.pgpass``, ``PGPASSFILE``). Messages
+name the URL without one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ult_actors.errors import ConfigError, JournalUnavailable
 from ult_actors.journal.postgres_schema import migrate
 from ult_actors.journal.sqlite import SqliteStore, _DedicatedThreadCommitter, _Row, table_rows
 from ult_actors.messages import Fill, Order, ReportQuery
+from ult_actors.secrets import read_secret
 
 try:
     import psycopg
@@ -105,7 +107,13 @@ def connect(url: str, *, connect_timeout_s: float = 5.0) -> Any:
             "journal.url names PostgreSQL but psycopg is not installed;"
             " install ult-actors[postgres]"
         )
-    return psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout_s)))
+    options: dict[str, Any] = {}
+    password = read_secret("PGPASSWORD")  # the credential file wins over libpq's own sources
+    if password:
+        options["password"] = password.reveal()
+    return psycopg.connect(
+        url, autocommit=True, connect_timeout=max(1, int(connect_timeout_s)), **options
+    )
 
 
 class _Reads:
