@@ -13,7 +13,6 @@ import pytest
 import trio
 
 from tests.journal.harness import PostgresBackend, order, short_socket_path
-from tests.pg_server import PgServer
 from ult_actors.client import AsyncClient
 from ult_actors.config import load_config
 from ult_actors.errors import ConfigError, JournalUnavailable
@@ -22,6 +21,7 @@ from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal.postgres import Fence, open_postgres_store
 from ult_actors.journal.postgres_schema import SCHEMA_VERSION
 from ult_actors.service import build_service
+from ult_actors.testing.postgres import PgServer
 
 
 async def test_a_database_restart_refuses_new_orders_holds_the_news_then_resumes(

@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL cluster for tests: initdb in a temporary directory, served on a
-Unix socket and 127.0.0.1 on a free port, a fresh database per test.
+"""A throwaway PostgreSQL cluster for tests and runs: initdb in a temporary directory,
+served on a Unix socket and 127.0.0.1 on a free port, a fresh database per user.
 
 PostgreSQL refuses to run as root, so under root the server runs as the
 ``postgres`` user (or ``nobody``) with its directory handed to it.
