@@ -28,9 +28,10 @@ from ult_actors.errors import ConfigError
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.logwriter import LogWriter
+from ult_actors.nats import nats_children
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
-from ult_actors.service import ExtraChild, Service, build_service
+from ult_actors.service import Service, build_service
 
 #: How long a stopping process waits for its queued log lines to be written.
 LOG_DRAIN_S = 2.0
@@ -77,24 +78,6 @@ def ipc_child(service: Service) -> ChildSpec:
             ctx.started()
 
     return ChildSpec(id="ipc", start=start)
-
-
-def nats_children(config: ServiceConfig) -> list[ExtraChild]:
-    """The ``nats`` child after the socket when ``[nats] url`` is set; none otherwise
-    (nats-py, an optional extra, is imported only then)."""
-    if not config.nats.url:
-        return []
-    try:
-        from ult_actors.nats.child import nats_child
-        from ult_actors.nats.connection import settings_from_config as nats_settings
-    except ImportError as exc:
-        raise ConfigError(
-            f"{config.source}: nats.url is set but NATS support is not installed"
-            f" (pip install 'ult-actors[nats]'): {exc}"
-        ) from None
-    settings = nats_settings(config)
-    assert settings is not None
-    return [nats_child(settings, config.nats)]
 
 
 async def run_service(service: Service) -> None:
@@ -166,9 +149,17 @@ def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
     # Until run_service listens for it, a SIGHUP (terminal closed) must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        service = build_service(cfg, extra_children=[ipc_child, *nats_children(cfg)])
-        service.log_lines_dropped = lambda: writer.stats().dropped
-        trio.run(run_service, service)
+        if cfg.journal.enabled and cfg.journal.url:
+            # The journal on PostgreSQL: one active instance per cluster, the others standby.
+            from ult_actors.cluster.serve import run_cluster_instance
+
+            trio.run(
+                partial(run_cluster_instance, cfg, log_lines_dropped=lambda: writer.stats().dropped)
+            )
+        else:
+            service = build_service(cfg, extra_children=[ipc_child, *nats_children(cfg)])
+            service.log_lines_dropped = lambda: writer.stats().dropped
+            trio.run(run_service, service)
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG
