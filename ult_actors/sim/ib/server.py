@@ -420,6 +420,13 @@ class TwsSimulator:
             await self._route(out)
             return
         self._held.append((client_id, request))
+        if isinstance(request, wire.CancelOrder):
+            held = self.exchange.find(client_id, request.order_id)
+            if held is not None and held.is_open:
+                # TWS takes the cancel and shows it pending until it reaches IB.
+                status = self.exchange.order_status_msg(held)
+                note = msgspec.structs.replace(status, status="PendingCancel")
+                await self._route([(client_id, note)])
 
     def _order_request(
         self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder | _Release
