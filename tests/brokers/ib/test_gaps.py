@@ -172,3 +172,25 @@ async def test_after_a_drop_resync_returns_each_fill_no_incarnation_delivered_on
     ]
     assert all(u.fill is not None and u.fill.commission is not None for u in missed)
     assert again == []
+
+
+async def test_1100_degrades_the_stream_cancels_still_go_and_1101_brings_it_back_in_step() -> None:
+    async with running_sim() as sim:
+        connector = IbConnector("ib", settings(sim.port))
+        told: list[str | None] = []
+        connector.watch_stream(told.append)
+        log = UpdateLog()
+        async with streaming(connector, log):
+            price = sim.exchange.price("AAPL")
+            working = await connector.submit(limit("deg-1", price - 5))
+            await sim.connectivity_lost()
+            await connector.open_orders()  # answered after the 1100 was read
+            assert told == ["TWS lost its connection to IB (1100)"]
+            canceled = await connector.cancel(working.id)  # TWS keeps it for the restore
+            assert canceled.status == "pending_cancel"
+            resynced = connector.resynced
+            await sim.connectivity_restored(data_lost=True)
+            with trio.fail_after(BOUND):
+                await resynced.wait()
+            await log.wait_for(lambda u: u.order.id == working.id and u.order.status == "canceled")
+    assert told == ["TWS lost its connection to IB (1100)", None]

@@ -134,10 +134,19 @@ class IbConnector:
         self._lost_at_ns: int | None = None
         #: trio time of the last message TWS sent (health shows its age).
         self.last_message_at: float | None = None
+        self._stream_hook: Callable[[str | None], None] = lambda _why: None
 
-    def spend_from(self, budget: RateBudget) -> None:
+    def use_budget(self, budget: RateBudget) -> None:
         """Count every message this connection sends against the account's ``budget``."""
         self._session.budget = budget
+
+    def watch_stream(self, hook: Callable[[str | None], None]) -> None:
+        """Call ``hook(why)`` when TWS loses IB (1100), ``hook(None)`` once back in step.
+
+        Between the two the connection is ``degraded``: the socket is up, IB is
+        not, and the broker actor holds (or refuses) new orders; cancels go.
+        """
+        self._stream_hook = hook
 
     @property
     def server_version(self) -> int:
@@ -383,6 +392,7 @@ class IbConnector:
             self.available = False
             if self._lost_at_ns is None:
                 self._lost_at_ns = self._now_ns()
+            self._stream_hook(f"TWS lost its connection to IB ({code})")
             self._log.warning(
                 "tws lost connectivity to IB; orders refused until restored", code=code
             )
@@ -413,10 +423,13 @@ class IbConnector:
             since = self._lost_at_ns or self._now_ns()
             try:
                 await self._sync(emit_fills=True, since_ns=since)
-                if self.available:
+                if self.available and self._lost_at_ns is not None:
                     self._lost_at_ns = None
+                    self._stream_hook(None)  # restored, and what it missed delivered
             except BrokerUnavailable as exc:
-                self._log.warning("resync after reconnect failed", reason=reason, error=str(exc))
+                self._log.warning("resync failed; trying again", reason=reason, error=str(exc))
+                if self._session.is_open:  # (a dead socket ends the stream: a new one resyncs)
+                    self._queue_resync(reason)  # never left degraded for one lost answer
             else:
                 self._log.info("resynchronised open orders", reason=reason)
             finally:
