@@ -148,9 +148,17 @@ def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
     # Until run_service listens for it, a SIGHUP (terminal closed) must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        service = build_service(cfg, extra_children=[ipc_child])
-        service.log_lines_dropped = lambda: writer.stats().dropped
-        trio.run(run_service, service)
+        if cfg.journal.enabled and cfg.journal.url:
+            # The journal on PostgreSQL: one active instance per cluster, the others standby.
+            from ult_actors.cluster.serve import run_cluster_instance
+
+            trio.run(
+                partial(run_cluster_instance, cfg, log_lines_dropped=lambda: writer.stats().dropped)
+            )
+        else:
+            service = build_service(cfg, extra_children=[ipc_child])
+            service.log_lines_dropped = lambda: writer.stats().dropped
+            trio.run(run_service, service)
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG

@@ -14,10 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 import trio
+import trio.lowlevel
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
 from tests.brokers.ib.harness import BOUND, running_sim, settings
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.ledger import ExecutionLedger
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
@@ -194,3 +196,37 @@ async def test_1100_degrades_the_stream_cancels_still_go_and_1101_brings_it_back
                 await resynced.wait()
             await log.wait_for(lambda u: u.order.id == working.id and u.order.status == "canceled")
     assert told == ["TWS lost its connection to IB (1100)", None]
+
+
+async def test_a_saturating_burst_stays_under_tws_limit_through_the_budget_and_a_cancel_goes_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sim = TwsSimulator(tick_interval_s=None, max_messages_per_s=10)
+    async with trio.open_nursery() as outer:
+        await outer.start(sim.serve)
+        # The connection's own pacing is out of the way: only the budget keeps the rate.
+        connector = IbConnector("ib", settings(sim.port, max_messages_per_second=1000))
+        budget = RateBudget("ib", rate_per_s=7.0, burst=2, query_reserve=0)
+        connector.use_budget(budget)
+        async with streaming(connector, UpdateLog()):
+            price = sim.exchange.price("AAPL")
+            await budget.acquire("order")  # as the broker actor pays for a command
+            working = await connector.submit(limit("sat-1", price - 5))
+            answered: list[int] = []
+
+            async def pull(i: int) -> None:
+                await connector.positions()  # two messages: the request and its cancel
+                answered.append(i)
+
+            async with trio.open_nursery() as burst:
+                for i in range(20):
+                    burst.start_soon(pull, i)
+                await trio.lowlevel.checkpoint()  # every pull queued for the budget
+                await budget.acquire("cancel")  # ahead of every query waiting
+                canceled = await connector.cancel(working.id)
+                pulls_before_the_cancel = len(answered)
+        outer.cancel_scope.cancel()
+    assert canceled.status == "canceled"
+    assert pulls_before_the_cancel < 5  # it did not wait behind the queued pulls
+    assert len(answered) == 20
+    assert sim.rate_violations == 0

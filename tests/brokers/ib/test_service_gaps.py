@@ -167,5 +167,9 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
         assert fills[0].commission is not None
         assert len(await fills_journaled(svc, "drop-1")) == 1
         assert await positions(svc) == [("AAPL", Decimal(11))]
-        (broker,) = [a for a in svc.health().actors if a.name == "broker.ib"]
+        health = svc.health()
+        (broker,) = [a for a in health.actors if a.name == "broker.ib"]
         assert broker.restarts == 0
+        ib = health.connections["ib"]
+        assert ib.state == "ready"
+        assert ib.last_message_age_s is not None and ib.last_message_age_s < BOUND

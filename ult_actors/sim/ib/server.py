@@ -229,6 +229,7 @@ class TwsSimulator:
                     await self._greet(session)
                     while True:
                         fields = await stream.receive_fields()
+                        session.rate.limit = self.max_messages_per_s  # (admin may change it)
                         if not session.rate.admit(trio.current_time()):
                             await self._over_rate(session)
                             return
