@@ -88,8 +88,8 @@ async def restarting(events: Subscription[Event]) -> None:
 
 async def fills_journaled(svc: Service, coid: str) -> list[Any]:
     store = await svc.journal.get()
-    _, fills = await store.cost_inputs(ReportQuery(broker="ib"))
-    return [f for f in fills if f.client_order_id == coid]
+    inputs = await store.cost_inputs(ReportQuery(broker="ib"))
+    return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]
 
 
 async def positions(svc: Service) -> list[tuple[str, Decimal]]:
