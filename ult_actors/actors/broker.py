@@ -57,7 +57,7 @@ from ult_actors.actors.reconcile import (
     reconcile_stuck,
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
-from ult_actors.brokers.base import Connector, SupportsResync
+from ult_actors.brokers.base import Connector, SupportsLegLookup, SupportsResync
 from ult_actors.brokers.budget import RateBudget, RequestClass
 from ult_actors.errors import (
     AuthFailed,
@@ -800,13 +800,19 @@ class _BrokerIncarnation:
         except NotFound:
             pass
         # A leg of a native list may be known at the venue only by its venue id (Alpaca
-        # names a bracket's exits itself): ask by that id, and answer under ours.
+        # names a bracket's exits itself): ask by that id, and answer under ours. With
+        # no venue id yet (the list's answer was lost), the venue finds it by its role.
         store = await self.deps.journal.get()
         known = self.orders.get(client_order_id) or await store.get(client_order_id)
-        if known is None or not known.id or known.leg is None or known.leg.emulated:
+        if known is None or known.leg is None or known.leg.emulated:
             return None
         try:
-            found = await self.connector.get_order(known.id)
+            if known.id:
+                found = await self.connector.get_order(known.id)
+            elif isinstance(self.connector, SupportsLegLookup):
+                found = await self.connector.find_leg(known)
+            else:
+                return None
         except NotFound:
             return None
         return msgspec.structs.replace(found, client_order_id=client_order_id, leg=known.leg)

@@ -174,6 +174,21 @@ class SupportsOrderLists(Protocol):
 
 
 @runtime_checkable
+class SupportsLegLookup(Protocol):
+    """A connector whose venue names some legs of its lists itself (Alpaca's exits)."""
+
+    async def find_leg(self, record: Order) -> Order:
+        """The venue's order for the journaled leg ``record``, under ``record``'s client order id.
+
+        For a leg whose venue id the service never learned (the list's answer
+        was lost, or the service restarted before it came): found through the
+        order the venue keeps it with, by its role there. ``NotFound`` if the
+        venue has no such leg.
+        """
+        ...
+
+
+@runtime_checkable
 class SupportsResync(Protocol):
     """A connector that can recover what its update stream missed (issue 18).
 

@@ -60,7 +60,7 @@ from ult_actors.brokers.alpaca.mapping import (
     to_order,
     to_position,
 )
-from ult_actors.brokers.alpaca.order_lists import legs_of, list_body
+from ult_actors.brokers.alpaca.order_lists import legs_of, list_body, nested_role, nesting_order
 from ult_actors.brokers.alpaca.resync import missed_updates
 from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
 from ult_actors.brokers.alpaca.stream import (
@@ -377,6 +377,32 @@ class AlpacaConnector:
             params={"client_order_id": client_order_id},
         )
         return self._order(wire)
+
+    async def find_leg(self, record: Order) -> Order:
+        """A leg of one of our lists whose Alpaca id never reached us (a lost reply, a restart).
+
+        Alpaca knows such a leg only under a client order id of its own, nested
+        under the list's first order: that order is looked up by our client
+        order id, read with its legs, and the leg in ``record``'s role is the
+        one. It comes back, and is reported from then on, under ``record``'s
+        client order id. ``NotFound`` when Alpaca has no such leg.
+        """
+        leg = record.leg
+        nesting = nesting_order(leg) if leg is not None else None
+        if leg is None or nesting is None:
+            return await self.get_order_by_client_id(record.client_order_id)
+        found = await self.get_order_by_client_id(nesting)
+        wire = await self._get(
+            f"/v2/orders/{found.id}", WireOrder, what="order lookup", params={"nested": "true"}
+        )
+        for child in wire.legs or ():
+            if nested_role(leg.contingency, child) == leg.role:
+                self._links.remember(child.id, record.client_order_id, leg)
+                return self._order(child)
+        raise NotFound(
+            f"Alpaca's order {nesting} has no {leg.role} leg ({record.client_order_id})",
+            broker=self.name,
+        )
 
     async def open_orders(self) -> list[Order]:
         """Every open order, all pages."""
