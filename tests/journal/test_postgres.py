@@ -113,8 +113,10 @@ async def test_journal_url_puts_a_services_orders_in_postgresql(
                 await nursery.start(serve_ipc, svc.gateway, settings)
                 async with AsyncClient(sock, timeout=20) as client:
                     placed = await client.submit("AAPL", "buy", 1, client_order_id="via-url")
+                    report = await client.report()  # ult report reads it from PostgreSQL
             nursery.cancel_scope.cancel()
     assert PostgresBackend(postgres_url).rows() == {"via-url": placed.status}
+    assert report.total_orders == 1
     assert not (tmp_path / "journal.db").exists()  # no SQLite file beside it
 
 
