@@ -22,7 +22,9 @@ from tests.brokers.ib.harness import BOUND, running_sim, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import UltError
 from ult_actors.messages import (
+    ActorHealthChanged,
     ErrorReply,
+    Event,
     GetPositions,
     OrderReply,
     OrderRequest,
@@ -31,6 +33,7 @@ from ult_actors.messages import (
     ReportQuery,
     Submit,
 )
+from ult_actors.runtime.pubsub import Subscription
 from ult_actors.service import Service, build_service
 from ult_actors.sim.ib import TwsSimulator
 
@@ -71,6 +74,18 @@ async def service(
         nursery.cancel_scope.cancel()
 
 
+async def restarting(events: Subscription[Event]) -> None:
+    """Until the IB broker actor is seen restarting (its connection given up)."""
+    while True:
+        event = await events.receive()
+        if (
+            isinstance(event, ActorHealthChanged)
+            and event.name == "broker.ib"
+            and event.state == "restarting"
+        ):
+            return
+
+
 async def fills_journaled(svc: Service, coid: str) -> list[Any]:
     store = await svc.journal.get()
     inputs = await store.cost_inputs(ReportQuery(broker="ib"))
@@ -83,9 +98,11 @@ async def positions(svc: Service) -> list[tuple[str, Decimal]]:
     return [(p.symbol, p.qty) for p in reply.positions]
 
 
-@pytest.mark.parametrize("on_unavailable", ["hold", "refuse"])
-async def test_a_fill_while_tws_is_silent_reaches_the_books_once_before_the_gate_reopens(
-    tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
+@pytest.mark.parametrize(
+    ("gap", "on_unavailable"), [("silent", "hold"), ("silent", "refuse"), ("down", "hold")]
+)
+async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopens(
+    tmp_path: Path, gap: str, on_unavailable: Literal["hold", "refuse"]
 ) -> None:
     async with running_sim() as sim, service(sim, tmp_path, on_unavailable) as svc:
         events = svc.bus.subscribe()
@@ -93,10 +110,14 @@ async def test_a_fill_while_tws_is_silent_reaches_the_books_once_before_the_gate
         reply = await svc.gateway.handle(Submit(id=1, order=limit("gap-1", price - 5)))
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
 
-        sim.faults.silent = True  # the socket stays open; nothing more comes
+        # Silent: the socket stays open and nothing more comes (found by the probe).
+        # Down: the socket drops, and TWS answers no new connection until it is back.
+        sim.faults.silent = True
+        if gap == "down":
+            await sim.drop_connections()
         await sim.execute(1, int(reply.order.id), Decimal(10))  # no one hears of it
         with trio.fail_after(BOUND):
-            await sim.wait_for_session(1, present=False)  # the silence was noticed
+            await restarting(events)  # the gap was noticed
         during: list[Any] = []
         answered = trio.Event()
 
