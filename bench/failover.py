@@ -118,7 +118,11 @@ async def wait_role(sock: Path, role: str, timeout: float = 60) -> None:
         while True:
             got = await health(sock)
             cluster = got.cluster if got is not None else None
-            if cluster is not None and cluster.role == role and (role == "standby" or got.actors):  # type: ignore[union-attr]
+            if (
+                cluster is not None
+                and cluster.role == role
+                and (got.actors if role == "active" else cluster.active)
+            ):  # type: ignore[union-attr]
                 return
             await trio.sleep(0.02)
 

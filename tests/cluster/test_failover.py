@@ -37,12 +37,17 @@ async def health(sock: Path) -> HealthSnapshot | None:
 
 
 async def wait_role(sock: Path, role: str, timeout: float = 30) -> HealthSnapshot:
-    """Ask every 20 ms until the instance on ``sock`` reports ``role`` (and is serving)."""
+    """Ask every 20 ms until the instance on ``sock`` reports ``role``: active and serving
+    its tree, or standby knowing the active instance."""
     with trio.fail_after(timeout):
         while True:
             got = await health(sock)
             cluster = got.cluster if got is not None else None
-            if cluster is not None and cluster.role == role and (role == "standby" or got.actors):
+            if (
+                cluster is not None
+                and cluster.role == role
+                and (got.actors if role == "active" else cluster.active)
+            ):
                 return got
             await trio.sleep(0.02)
 
