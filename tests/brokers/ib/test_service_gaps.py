@@ -18,7 +18,7 @@ from typing import Any, Literal
 import pytest
 import trio
 
-from tests.brokers.ib.harness import BOUND, running_sim, settings
+from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import UltError
 from ult_actors.messages import (
@@ -36,18 +36,6 @@ from ult_actors.messages import (
 from ult_actors.runtime.pubsub import Subscription
 from ult_actors.service import Service, build_service
 from ult_actors.sim.ib import TwsSimulator
-
-
-def limit(coid: str, price: Decimal, qty: int = 10) -> OrderRequest:
-    return OrderRequest(
-        symbol="AAPL",
-        side="buy",
-        qty=Decimal(qty),
-        type="limit",
-        limit_price=price,
-        time_in_force="gtc",
-        client_order_id=coid,
-    )
 
 
 @asynccontextmanager
@@ -107,7 +95,7 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
     async with running_sim() as sim, service(sim, tmp_path, on_unavailable) as svc:
         events = svc.bus.subscribe()
         price = sim.exchange.price("AAPL")
-        reply = await svc.gateway.handle(Submit(id=1, order=limit("gap-1", price - 5)))
+        reply = await svc.gateway.handle(Submit(id=1, order=gtc_limit("gap-1", price - 5)))
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
 
         # Silent: the socket stays open and nothing more comes (found by the probe).
@@ -122,7 +110,7 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
         answered = trio.Event()
 
         async def send_during_the_gap() -> None:
-            order = limit("gap-2", price - 9, qty=1)
+            order = gtc_limit("gap-2", price - 9, qty=1)
             try:
                 during.append(await svc.gateway.handle(Submit(id=2, order=order)))
             except UltError as exc:  # the gateway's own refusal while the actor is down
@@ -170,7 +158,7 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
     async with running_sim() as sim, service(sim, tmp_path) as svc:
         events = svc.bus.subscribe()
         price = sim.exchange.price("AAPL")
-        reply = await svc.gateway.handle(Submit(id=1, order=limit("drop-1", price - 5)))
+        reply = await svc.gateway.handle(Submit(id=1, order=gtc_limit("drop-1", price - 5)))
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
         sim.faults.drop_executions = True  # the order status still comes, the execution not
         await sim.execute(1, int(reply.order.id), Decimal(10))
