@@ -5,9 +5,9 @@ the next incarnation must deliver what happened in between, and only that.
 ``connector_factory`` gives every incarnation of one configured connection
 the same ``ExecutionLedger``: the execution ids already delivered to the
 service (or accounted for as history at the first connect), and whether an
-incarnation connected before. A new incarnation announces every execution of the day that
-is not in it (see ``IbConnector.resync``); a 1101 within a connection asks
-for executions since the loss.
+incarnation connected before. A new incarnation announces every execution
+of the day that is not in it (see ``IbConnector.resync``); a 1101 within a
+connection asks for executions since the loss.
 """
 
 from __future__ import annotations
