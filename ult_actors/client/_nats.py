@@ -257,11 +257,11 @@ class NatsTransport:
             future.set_result(msg.data)
 
     async def _on_error(self, exc: Exception) -> None:
-        text = str(exc)
-        if "Permissions Violation" not in text:
+        text = str(exc).lower()  # nats-py lowercases the server's -ERR text
+        if "permissions violation" not in text:
             return
         refused = Unauthorized(f"NATS refused this user: {text.removeprefix('nats: ')}")
-        if "Subscription" in text:
+        if "subscription" in text:
             self._put_event(refused)
         else:
             for future in self._pending.values():
