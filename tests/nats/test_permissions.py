@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.nats.server import NatsServer, nats_server_binary
 from ult_actors.client import Client, NotFound, Unauthorized
 from ult_actors.messages import Event, OrderUpdate
+from ult_actors.testing.nats_server import NatsServer, nats_server_binary
 from ult_actors.testing.process import UltProcess
 
 #: Users of a cluster named "default": the service, a trader, a viewer.
