@@ -71,4 +71,5 @@ def cluster_instance(
         f'[journal]\nurl = "{url}"\n\n'
         f'[cluster]\nname = "test"\ninstance = "{name}"\nlease_s = {lease_s}\n'
     )
-    return UltProcess.serve(home, env=env, notify=False, args=["--config", str(config)], name=name)
+    # Ready on READY=1: an instance tells systemd it runs whether it is active or standby.
+    return UltProcess.serve(home, env=env, args=["--config", str(config)], name=name)

@@ -37,12 +37,17 @@ async def health(sock: Path) -> HealthSnapshot | None:
 
 
 async def wait_role(sock: Path, role: str, timeout: float = 30) -> HealthSnapshot:
-    """Ask every 20 ms until the instance on ``sock`` reports ``role`` (and is serving)."""
+    """Ask every 20 ms until the instance on ``sock`` reports ``role``: active and serving
+    its tree, or standby knowing the active instance."""
     with trio.fail_after(timeout):
         while True:
             got = await health(sock)
             cluster = got.cluster if got is not None else None
-            if cluster is not None and cluster.role == role and (role == "standby" or got.actors):
+            if (
+                cluster is not None
+                and cluster.role == role
+                and (got.actors if role == "active" else cluster.active)
+            ):
                 return got
             await trio.sleep(0.02)
 
@@ -81,6 +86,8 @@ async def test_one_active_one_standby_and_the_standby_takes_over_when_the_active
             lambda: run_ult("health", "--socket", str(b.socket)).stdout
         )
         assert "cluster test: standby (b); active: a (epoch 1)" in shown
+        with trio.fail_after(10):  # systemctl status says it too
+            await b.notice("STATUS", "cluster test: standby; active: a")
         assert await submit(a.socket, "before") in ("accepted", "filled")
 
         a.kill9()

@@ -86,6 +86,40 @@ async def run_cluster_instance(
             nursery.start_soon(stop_on_signal)
             await nursery.start(partial(serve_ipc, lock=lock, log=log), gateway, settings)
             log.info("ipc listening", socket=str(settings.socket_path), instance=member.instance)
+            nursery.start_soon(_report_to_systemd, member, log)
             task_status.started(member)
             await member.run(serve_active)
             nursery.cancel_scope.cancel()
+
+
+async def _report_to_systemd(member: ClusterMember, log: Any) -> None:
+    """READY once the socket answers (a standby is a running instance too), STATUS with the
+    role when it changes, watchdog pings from this loop; STOPPING when cancelled."""
+    import os
+
+    from ult_actors.systemd.notify import feed_watchdog, notifier_from_env, watchdog_interval
+
+    notifier = notifier_from_env(os.environ, log=log)
+    watchdog_s = watchdog_interval(os.environ, log=log)
+    last = _status(member)
+    notifier.ready(last)
+    try:
+        async with trio.open_nursery() as nursery:
+            if watchdog_s is not None:
+                notifier.watchdog()
+                nursery.start_soon(partial(feed_watchdog, notifier, watchdog_s, lambda: True))
+            while True:
+                await trio.sleep(1.0)
+                if (line := _status(member)) != last:
+                    notifier.status(line)
+                    last = line
+    finally:
+        notifier.stopping()
+        notifier.close()
+
+
+def _status(member: ClusterMember) -> str:
+    cluster = member.health()
+    if cluster.role == "active":
+        return f"cluster {cluster.name}: active (epoch {cluster.epoch})"
+    return f"cluster {cluster.name}: standby; active: {cluster.active or 'none known'}"
