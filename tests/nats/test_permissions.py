@@ -58,12 +58,15 @@ def secured() -> Iterator[NatsServer]:
 
 @pytest.fixture(scope="module")
 def service(secured: NatsServer) -> Iterator[UltProcess]:
-    # The service logs in with the NATS_USER / NATS_PASSWORD credentials.
-    env = {"ULT_NATS_URL": secured.url, "NATS_USER": "ult", "NATS_PASSWORD": "ult-pw"}
-    svc = UltProcess.serve(env=env).start()
-    yield svc
-    svc.stop()
-    svc.cleanup()
+    # The service logs in with the NATS_USER / NATS_PASSWORD systemd credentials.
+    with tempfile.TemporaryDirectory(prefix="ult-cred") as creds:
+        (Path(creds) / "NATS_USER").write_text("ult\n")
+        (Path(creds) / "NATS_PASSWORD").write_text("ult-pw\n")
+        env = {"ULT_NATS_URL": secured.url, "CREDENTIALS_DIRECTORY": creds}
+        svc = UltProcess.serve(env=env).start()
+        yield svc
+        svc.stop()
+        svc.cleanup()
 
 
 def _as(server: NatsServer, user: str) -> str:
