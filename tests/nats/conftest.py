@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nats.server import NatsServer, nats_server_binary
+from ult_actors.testing.nats_server import NatsServer, nats_server_binary
 
 pytest.importorskip("nats", reason="nats-py is not installed (the nats extra)")
 

