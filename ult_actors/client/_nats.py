@@ -27,8 +27,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, get_args
 
+import anyio
 import msgspec
 
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
@@ -48,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         f"nats:// URLs need the nats extra (pip install 'ult-actors[nats]'): {exc}"
     ) from None
 
-ALL_TOPICS: tuple[EventTopic, ...] = ("orders", "fills", "health", "positions", "risk")
+ALL_TOPICS: tuple[EventTopic, ...] = get_args(EventTopic)
 _NO_RESPONDERS = "503"
 
 
@@ -98,12 +99,21 @@ class NatsTransport:
     def open(self) -> None:
         """Connect (blocking); ``ServiceUnreachable`` if NATS does not answer."""
         loop = self._start_loop()
-        self._wait(loop.submit(self._connect()), None)
+        try:
+            self._wait(loop.submit(self._connect()), None)
+        except BaseException:
+            self.close()  # no thread outlives a failed connect
+            raise
 
     async def aopen(self) -> None:
         """Connect (from trio or asyncio); ``ServiceUnreachable`` if NATS does not answer."""
         loop = self._start_loop()
-        await loop.run(self._connect())
+        try:
+            await loop.run(self._connect())
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # even when cancelled: stop the thread
+                await self.aclose()
+            raise
 
     def close(self) -> None:
         """Close the connection and stop its thread (blocking)."""
@@ -117,8 +127,6 @@ class NatsTransport:
 
     async def aclose(self) -> None:
         """Close the connection and stop its thread."""
-        import anyio
-
         await anyio.to_thread.run_sync(self.close)
 
     def call(self, request: Request, timeout: float | None) -> Reply:
