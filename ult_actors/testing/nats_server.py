@@ -7,7 +7,9 @@ test that gets the server can connect at once.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +70,16 @@ class NatsServer:
                 threading.Thread(target=_drain, args=(self._proc.stderr,), daemon=True).start()
                 return self
         raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
+
+    def pause(self) -> None:
+        """SIGSTOP: the server holds every connection open and answers nothing."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
