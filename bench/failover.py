@@ -44,7 +44,7 @@ import trio
 
 from bench.chaos.sims import Sim, start_sims, stop_sims
 from ult_actors.client import AsyncClient, UltError
-from ult_actors.messages import HealthSnapshot
+from ult_actors.testing.cluster import cluster_instance, health_of, wait_role
 from ult_actors.testing.postgres import PgServer, find_bin_dir
 from ult_actors.testing.process import UltProcess, short_tempdir
 
@@ -105,46 +105,14 @@ async def client(k: int, count: int, flow: Flow) -> None:
             flow.note()
 
 
-async def health(sock: Path) -> HealthSnapshot | None:
-    try:
-        async with AsyncClient(sock, timeout=5) as c:
-            return await c.health()
-    except (UltError, OSError):
-        return None
-
-
-async def wait_role(sock: Path, role: str, timeout: float = 60) -> None:
-    with trio.fail_after(timeout):
-        while True:
-            got = await health(sock)
-            cluster = got.cluster if got is not None else None
-            if (
-                cluster is not None
-                and cluster.role == role
-                and (got.actors if role == "active" else cluster.active)
-            ):  # type: ignore[union-attr]
-                return
-            await trio.sleep(0.02)
-
-
 async def active_name(instances: dict[str, UltProcess]) -> str:
     with trio.fail_after(60):
         while True:
             for name, proc in instances.items():
-                got = await health(proc.socket) if proc.alive and proc.socket else None
+                got = await health_of(proc.socket) if proc.alive and proc.socket else None
                 if got is not None and got.cluster is not None and got.cluster.role == "active":
                     return name
             await trio.sleep(0.02)
-
-
-def instance(home: Path, name: str, url: str, env: dict[str, str], lease_s: float) -> UltProcess:
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "ult.toml"
-    config.write_text(
-        f'[journal]\nurl = "{url}"\n\n'
-        f'[cluster]\nname = "failover"\ninstance = "{name}"\nlease_s = {lease_s}\n'
-    )
-    return UltProcess.serve(home, env=env, args=["--config", str(config)], name=name)
 
 
 @dataclass
@@ -225,7 +193,10 @@ def found_at_sim(sim: Sim, coids: set[str]) -> set[str]:
 
 async def run(args: argparse.Namespace, base: Path, url: str, sim: Sim) -> dict[str, Any]:
     env = {**sim.env, "ENABLE_PAPER_TRADING": "false", "DEFAULT_BROKER": "alpaca"}
-    instances = {n: instance(base / n, n, url, env, args.lease_s) for n in NAMES}
+    instances = {
+        n: cluster_instance(base / n, n, url=url, env=env, lease_s=args.lease_s, cluster="failover")
+        for n in NAMES
+    }
     outcome = Outcome()
     try:
         await instances["a"].astart(timeout=60)

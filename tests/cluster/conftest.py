@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -59,17 +58,3 @@ def alpaca_sim() -> Iterator[AlpacaSim]:
             yield AlpacaSim(url=f"http://127.0.0.1:{port}", env=env)
         finally:
             sim.cleanup()
-
-
-def cluster_instance(
-    home: Path, name: str, *, url: str, env: dict[str, str], lease_s: float
-) -> UltProcess:
-    """``ult serve`` as instance ``name`` of cluster ``test`` on the database at ``url``."""
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "ult.toml"
-    config.write_text(
-        f'[journal]\nurl = "{url}"\n\n'
-        f'[cluster]\nname = "test"\ninstance = "{name}"\nlease_s = {lease_s}\n'
-    )
-    # Ready on READY=1: an instance tells systemd it runs whether it is active or standby.
-    return UltProcess.serve(home, env=env, args=["--config", str(config)], name=name)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.cluster.conftest import AlpacaSim, cluster_instance
+from tests.cluster.conftest import AlpacaSim
 from ult_actors.client import AsyncClient, JournalUnavailable, ServiceBusy
-from ult_actors.messages import HealthSnapshot
+from ult_actors.testing.cluster import cluster_instance, wait_role
 from ult_actors.testing.process import UltProcess, run_ult, short_dir
 
 LEASE_S = 2.0
@@ -25,31 +25,6 @@ LEASE_S = 2.0
 def homes() -> Iterator[Path]:
     with short_dir("ultc") as home:
         yield home
-
-
-async def health(sock: Path) -> HealthSnapshot | None:
-    """The instance's health, or None while it does not answer."""
-    try:
-        async with AsyncClient(sock, timeout=5) as client:
-            return await client.health()
-    except (OSError, ServiceBusy):
-        return None
-
-
-async def wait_role(sock: Path, role: str, timeout: float = 30) -> HealthSnapshot:
-    """Ask every 20 ms until the instance on ``sock`` reports ``role``: active and serving
-    its tree, or standby knowing the active instance."""
-    with trio.fail_after(timeout):
-        while True:
-            got = await health(sock)
-            cluster = got.cluster if got is not None else None
-            if (
-                cluster is not None
-                and cluster.role == role
-                and (got.actors if role == "active" else cluster.active)
-            ):
-                return got
-            await trio.sleep(0.02)
 
 
 async def start_pair(
