@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 import trio
 
-from ult_actors.brokers.base import Connector
+from ult_actors.brokers.base import Connector, SupportsQuotes
 from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound
 from ult_actors.messages import (
     OPEN_STATUSES,
@@ -87,6 +87,8 @@ class ContractCase:
     #: What the venue charges for one execution, by the simulator's rates (commission
     #: plus named fees): the fees battery checks each fill brings exactly that.
     fees_of: Callable[[Fill], Decimal] | None = None
+    #: The venue's mid price of ``symbol`` now, for a connector that can ask for quotes.
+    quote_now: Callable[[], Decimal] | None = None
 
     def client_id(self) -> str:
         return f"{self.id_prefix}-{next(_ids)}"
@@ -129,6 +131,7 @@ class ContractBattery:
         case = contract_case
         if case.fees_of is None:
             pytest.skip("this venue's case gives no fee rates")
+        charged = Decimal(0)
         for side in ("buy", "sell"):  # some fees are charged on sales only
             coid = case.client_id()
             await case.connector.submit(
@@ -138,7 +141,7 @@ class ContractBattery:
                 lambda u, coid=coid: u.order.client_order_id == coid and u.order.status == "filled"
             )
 
-            def charged(coid: str = coid) -> tuple[Decimal, Decimal] | None:
+            def paid_and_due(coid: str = coid) -> tuple[Decimal, Decimal] | None:
                 fills = [u.fill for u in case.updates.for_client_id(coid) if u.fill is not None]
                 executions = [f for f in fills if f.qty > 0]
                 if sum(f.qty for f in executions) < case.qty:
@@ -149,10 +152,18 @@ class ContractBattery:
 
             # A venue may report fees after the execution (a later record joined to it).
             await case.updates.wait_for(
-                lambda _u, charged=charged: (c := charged()) is not None and c[0] >= c[1]
+                lambda _u, f=paid_and_due: (c := f()) is not None and c[0] >= c[1]
             )
-            paid, due = charged() or (Decimal(0), Decimal(-1))
-            assert paid == due > 0, (side, paid, due)
+            paid, due = paid_and_due() or (Decimal(0), Decimal(-1))
+            assert paid == due, (side, paid, due)
+            charged += paid
+        assert charged > 0
+
+    async def test_the_venues_quote_is_its_mid_price(self, contract_case: ContractCase) -> None:
+        case = contract_case
+        if case.quote_now is None or not isinstance(case.connector, SupportsQuotes):
+            pytest.skip("this venue's connector asks for no quotes")
+        assert await case.connector.quote(case.symbol) == case.quote_now()
 
     async def test_resting_limit_is_open_findable_and_cancelable(
         self, contract_case: ContractCase

@@ -229,6 +229,7 @@ class TwsSimulator:
                     await self._greet(session)
                     while True:
                         fields = await stream.receive_fields()
+                        session.rate.limit = self.max_messages_per_s  # (admin may change it)
                         if not session.rate.admit(trio.current_time()):
                             await self._over_rate(session)
                             return
@@ -420,6 +421,13 @@ class TwsSimulator:
             await self._route(out)
             return
         self._held.append((client_id, request))
+        if isinstance(request, wire.CancelOrder):
+            held = self.exchange.find(client_id, request.order_id)
+            if held is not None and held.is_open:
+                # TWS takes the cancel and shows it pending until it reaches IB.
+                status = self.exchange.order_status_msg(held)
+                note = msgspec.structs.replace(status, status="PendingCancel")
+                await self._route([(client_id, note)])
 
     def _order_request(
         self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder | _Release
