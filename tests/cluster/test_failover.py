@@ -76,7 +76,7 @@ async def test_one_active_one_standby_and_the_standby_takes_over_when_the_active
         await trio.to_thread.run_sync(alpaca_sim.cancel, resting.id)
         taken = await wait_role(b.socket, "active")
         assert taken.cluster is not None and taken.cluster.epoch == 2
-        # Takeover times are measured by bench/failover.py (scripts/failover), not here.
+        # Takeover times are measured by bench/failover.py (scripts/chaos --cluster), not here.
 
         assert await submit(b.socket, "after") in ("accepted", "filled")
         async with AsyncClient(b.socket, timeout=30) as client:
