@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.brokers.alpaca import harness as alpaca
 from tests.brokers.oanda.harness import running_sim, settings_for
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
@@ -73,3 +74,25 @@ async def test_an_oanda_order_arrives_at_oandas_quote(tmp_path: Path) -> None:
     assert cost.arrival_price == Decimal("1.10010")
     assert cost.avg_fill_price == Decimal("1.10020")
     assert cost.slippage_bps == pytest.approx(float(Decimal("0.0001") / Decimal("1.1001") * 10_000))
+
+
+async def test_an_alpaca_order_arrives_at_alpacas_latest_quote(tmp_path: Path) -> None:
+    async with alpaca.running_sim() as (sim, port):
+        settings = alpaca.settings_for(port)
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="alpaca", state_dir=str(tmp_path)),
+            brokers=[BrokerEntry(name="alpaca", kind="alpaca", enabled=True, settings=settings)],
+        )
+        async with serving(cfg) as svc:
+            sim.venue.set_price("AAPL", Decimal("190.00"))
+            order = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(5), client_order_id="arr-2")
+            with trio.fail_after(BOUND_S):
+                reply = await svc.gateway.handle(Submit(id=1, order=order, wait=True))
+            assert isinstance(reply, OrderReply) and reply.order.status == "filled"
+            cost = await cost_when(svc, "arr-2", lambda c: c.arrival_source == "venue_quote")
+    # The mid of 189.99 / 190.01, where the simulator's market orders fill: no slippage.
+    assert (cost.arrival_price, cost.avg_fill_price, cost.slippage_bps) == (
+        Decimal("190.00"),
+        Decimal("190.00"),
+        0.0,
+    )
