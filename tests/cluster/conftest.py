@@ -12,6 +12,7 @@ import pytest
 from ult_actors.testing.process import UltProcess, short_dir
 
 KEY, SECRET = "cluster-key", "cluster-secret"
+AUTH = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
 
 
 @dataclass
@@ -25,12 +26,18 @@ class AlpacaSim:
         """Order creations the simulator was asked for, ever."""
         return int(httpx.get(f"{self.url}/_sim/state", timeout=10).json()["submits"])
 
+    def cancel(self, order_id: str) -> None:
+        """Cancel an order at the simulator directly, as a person on the broker's site would."""
+        httpx.delete(
+            f"{self.url}/v2/orders/{order_id}", headers=AUTH, timeout=10
+        ).raise_for_status()
+
     def client_order_ids(self) -> list[str]:
         """The client order id of every order the simulator holds (one per order created)."""
         listed = httpx.get(
             f"{self.url}/v2/orders",
             params={"status": "all", "limit": 500},
-            headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET},
+            headers=AUTH,
             timeout=10,
         )
         listed.raise_for_status()
