@@ -11,6 +11,7 @@ nats-py buffers before that is bounded by the subscription's pending limits
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -71,7 +72,8 @@ class CommandServer:
                 task_status.started()
                 await trio.sleep_forever()
             finally:
-                with trio.move_on_after(2.0, shield=True):
+                # Best effort: closing the connection right after drops it anyway.
+                with trio.move_on_after(2.0, shield=True), contextlib.suppress(Exception):
                     await self.loop.run(sub.unsubscribe())
 
     async def _subscribe(self, port: TrioPort) -> NatsSubscription:
