@@ -1,4 +1,4 @@
-"""Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
+"""Alpaca (US stocks and ETFs): Trading API v2 over HTTP/1.1, fills from ``trade_updates``.
 
 ``AlpacaConnector`` keeps one pooled HTTP client per connection
 (``brokers.http.client.HttpPool``: keep-alive, every timeout explicit, no redirects)
