@@ -203,11 +203,13 @@ async def test_fills_are_kept_once_and_read_back_for_cost_reports(backend: Backe
         store.record_fill(fill("f-1"))  # the stream repeated it after a reconnect
         store.record_fill(fill("f-2", coid="c-9", symbol="MSFT"))
     async with backend.open() as store:
-        orders, fills = await store.cost_inputs(ReportQuery(symbol="AAPL"))
-        assert [o.client_order_id for o in orders] == ["c-1"]
-        assert fills == [fill("f-1")]
-        _, every = await store.cost_inputs(ReportQuery())
-        assert sorted(f.fill_id for f in every) == ["f-1", "f-2"]
+        inputs = await store.cost_inputs(ReportQuery(symbol="AAPL"))
+        read = [
+            # The symbol's last trade, asked while the orders are read.
+            (o.client_order_id, list(fills), inputs.last_trade("AAPL", 10**18))
+            for o, fills in inputs.orders()
+        ]
+        assert read == [("c-1", [fill("f-1")], fill("f-1").price)]
 
 
 async def test_a_client_order_id_used_before_a_restart_is_answered_idempotently(

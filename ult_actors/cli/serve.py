@@ -28,6 +28,7 @@ from ult_actors.errors import ConfigError
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.logwriter import LogWriter
+from ult_actors.nats import nats_children
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
 from ult_actors.service import Service, build_service
@@ -156,7 +157,7 @@ def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
                 partial(run_cluster_instance, cfg, log_lines_dropped=lambda: writer.stats().dropped)
             )
         else:
-            service = build_service(cfg, extra_children=[ipc_child])
+            service = build_service(cfg, extra_children=[ipc_child, *nats_children(cfg)])
             service.log_lines_dropped = lambda: writer.stats().dropped
             trio.run(run_service, service)
     except ConfigError as exc:

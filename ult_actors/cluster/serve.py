@@ -23,6 +23,7 @@ from ult_actors.cluster.gateway import RoleGateway
 from ult_actors.cluster.member import ClusterMember, default_instance_name
 from ult_actors.config import ServiceConfig
 from ult_actors.journal.postgres import Fence, postgres_store_opener
+from ult_actors.nats import nats_children
 from ult_actors.service import build_service
 
 
@@ -57,7 +58,8 @@ async def run_cluster_instance(
         opener = postgres_store_opener(
             cfg.journal.url, fence=fence, sync_interval_s=cfg.journal.sync_interval_ms / 1000
         )
-        service = build_service(cfg, store_opener=opener)
+        # NATS is served by the active only: a standby's requests would find no service.
+        service = build_service(cfg, store_opener=opener, extra_children=nats_children(cfg))
         service.cluster_health = member.health
         service.log_lines_dropped = log_lines_dropped
         async with trio.open_nursery() as nursery:

@@ -44,6 +44,7 @@ from ult_actors.errors import ConfigError, JournalUnavailable
 from ult_actors.journal.postgres_schema import migrate
 from ult_actors.journal.sqlite import SqliteStore, _DedicatedThreadCommitter, _Row, table_rows
 from ult_actors.messages import Fill, Order, ReportQuery
+from ult_actors.report.inputs import CostInputs, OrdersAndFills
 
 try:
     import psycopg
@@ -264,9 +265,9 @@ class PostgresStore(SqliteStore):
                     f"journal {self.name} cannot be read: {self._outage_reason(exc)}"
                 ) from None
 
-    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
+    async def cost_inputs(self, query: ReportQuery) -> CostInputs:
         """What a cost report is computed from (see ``OrderStore``), read from the server
-        after what was recorded before the call is committed."""
+        after what was recorded before the call is committed (whole, into memory)."""
         if self._queue and self.unavailable is None:
             await self._queue[-1].done.wait()
 
@@ -288,7 +289,7 @@ class PostgresStore(SqliteStore):
                 rows = conn.execute("SELECT body FROM fills")
             return orders, [_decode_fill(bytes(b)) for (b,) in rows]
 
-        return await self._read(read)
+        return OrdersAndFills(*await self._read(read))
 
 
 @asynccontextmanager

@@ -66,12 +66,13 @@ import msgspec
 import trio
 
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
-from ult_actors.journal.costs import read_cost_inputs
+from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.journal.wal_sync import WalSyncer
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
+from ult_actors.report.inputs import CostInputs
 
 T = TypeVar("T")
 Writer = Literal["thread", "to_thread"]
@@ -827,13 +828,13 @@ class SqliteStore:
         """Every order not yet final, oldest change first."""
         return [o for o in self._open.values() if broker is None or o.broker == broker]
 
-    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
-        """Read on a connection of its own, off the trio thread: a long report never
+    async def cost_inputs(self, query: ReportQuery) -> CostInputs:
+        """Read on a connection of its own as the report is built: a long report never
         holds up the service's own reads. What was recorded before the call is committed
         first (unless the file cannot be written: then the report lacks the held news)."""
         if self._queue and self.unavailable is None:
             await self._queue[-1].done.wait()
-        return await trio.to_thread.run_sync(read_cost_inputs, self.path, query)
+        return JournalCostInputs(self.path, query)
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""

@@ -18,26 +18,13 @@ import trio.lowlevel
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
-from tests.brokers.ib.harness import BOUND, running_sim, settings
+from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.ledger import ExecutionLedger
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
 from ult_actors.errors import BrokerUnavailable
-from ult_actors.messages import OrderRequest
 from ult_actors.sim.ib import TwsSimulator
-
-
-def limit(coid: str, price: Decimal, qty: int = 10) -> OrderRequest:
-    return OrderRequest(
-        symbol="AAPL",
-        side="buy",
-        qty=Decimal(qty),
-        type="limit",
-        limit_price=price,
-        time_in_force="gtc",
-        client_order_id=coid,
-    )
 
 
 class Incarnations:
@@ -132,9 +119,9 @@ async def test_a_fill_tws_never_pushed_is_fetched_once_with_its_commission() -> 
         log = UpdateLog()
         async with streaming(connector, log):
             price = sim.exchange.price("AAPL")
-            order = await connector.submit(limit("drop-1", price + 1))  # marketable: fills
+            order = await connector.submit(gtc_limit("drop-1", price + 1))  # marketable: fills
             sim.faults.drop_executions = True
-            resting = await connector.submit(limit("drop-2", price - 5))
+            resting = await connector.submit(gtc_limit("drop-2", price - 5))
             await sim.execute(1, int(resting.id), Decimal(4))  # no execDetails pushed
             fill = await log.wait_for(lambda u: u.fill is not None and u.order.id == resting.id)
             await connector.open_orders()  # anything repeated would have come by now
@@ -154,8 +141,8 @@ async def test_after_a_drop_resync_returns_each_fill_no_incarnation_delivered_on
         price = sim.exchange.price("AAPL")
         ended = Ended()
         async with streaming(first, log, ended):
-            heard = await first.submit(limit("gap-1", price - 5))
-            away = await first.submit(limit("gap-2", price - 6, qty=3))
+            heard = await first.submit(gtc_limit("gap-1", price - 5))
+            away = await first.submit(gtc_limit("gap-2", price - 6, qty=3))
             await sim.execute(1, int(heard.id), Decimal(2))
             await log.wait_for(lambda u: u.fill is not None)  # delivered by the stream
             await sim.drop_connections()
@@ -184,7 +171,7 @@ async def test_1100_degrades_the_stream_cancels_still_go_and_1101_brings_it_back
         log = UpdateLog()
         async with streaming(connector, log):
             price = sim.exchange.price("AAPL")
-            working = await connector.submit(limit("deg-1", price - 5))
+            working = await connector.submit(gtc_limit("deg-1", price - 5))
             await sim.connectivity_lost()
             await connector.open_orders()  # answered after the 1100 was read
             assert told == ["TWS lost its connection to IB (1100)"]
@@ -211,7 +198,7 @@ async def test_a_saturating_burst_stays_under_tws_limit_through_the_budget_and_a
         async with streaming(connector, UpdateLog()):
             price = sim.exchange.price("AAPL")
             await budget.acquire("order")  # as the broker actor pays for a command
-            working = await connector.submit(limit("sat-1", price - 5))
+            working = await connector.submit(gtc_limit("sat-1", price - 5))
             answered: list[int] = []
 
             async def pull(i: int) -> None:

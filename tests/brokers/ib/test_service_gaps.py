@@ -18,11 +18,13 @@ from typing import Any, Literal
 import pytest
 import trio
 
-from tests.brokers.ib.harness import BOUND, running_sim, settings
+from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import UltError
 from ult_actors.messages import (
+    ActorHealthChanged,
     ErrorReply,
+    Event,
     GetPositions,
     OrderReply,
     OrderRequest,
@@ -31,20 +33,9 @@ from ult_actors.messages import (
     ReportQuery,
     Submit,
 )
+from ult_actors.runtime.pubsub import Subscription
 from ult_actors.service import Service, build_service
 from ult_actors.sim.ib import TwsSimulator
-
-
-def limit(coid: str, price: Decimal, qty: int = 10) -> OrderRequest:
-    return OrderRequest(
-        symbol="AAPL",
-        side="buy",
-        qty=Decimal(qty),
-        type="limit",
-        limit_price=price,
-        time_in_force="gtc",
-        client_order_id=coid,
-    )
 
 
 @asynccontextmanager
@@ -71,10 +62,22 @@ async def service(
         nursery.cancel_scope.cancel()
 
 
+async def restarting(events: Subscription[Event]) -> None:
+    """Until the IB broker actor is seen restarting (its connection given up)."""
+    while True:
+        event = await events.receive()
+        if (
+            isinstance(event, ActorHealthChanged)
+            and event.name == "broker.ib"
+            and event.state == "restarting"
+        ):
+            return
+
+
 async def fills_journaled(svc: Service, coid: str) -> list[Any]:
     store = await svc.journal.get()
-    _, fills = await store.cost_inputs(ReportQuery(broker="ib"))
-    return [f for f in fills if f.client_order_id == coid]
+    inputs = await store.cost_inputs(ReportQuery(broker="ib"))
+    return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]
 
 
 async def positions(svc: Service) -> list[tuple[str, Decimal]]:
@@ -83,25 +86,31 @@ async def positions(svc: Service) -> list[tuple[str, Decimal]]:
     return [(p.symbol, p.qty) for p in reply.positions]
 
 
-@pytest.mark.parametrize("on_unavailable", ["hold", "refuse"])
-async def test_a_fill_while_tws_is_silent_reaches_the_books_once_before_the_gate_reopens(
-    tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
+@pytest.mark.parametrize(
+    ("gap", "on_unavailable"), [("silent", "hold"), ("silent", "refuse"), ("down", "hold")]
+)
+async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopens(
+    tmp_path: Path, gap: str, on_unavailable: Literal["hold", "refuse"]
 ) -> None:
     async with running_sim() as sim, service(sim, tmp_path, on_unavailable) as svc:
         events = svc.bus.subscribe()
         price = sim.exchange.price("AAPL")
-        reply = await svc.gateway.handle(Submit(id=1, order=limit("gap-1", price - 5)))
+        reply = await svc.gateway.handle(Submit(id=1, order=gtc_limit("gap-1", price - 5)))
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
 
-        sim.faults.silent = True  # the socket stays open; nothing more comes
+        # Silent: the socket stays open and nothing more comes (found by the probe).
+        # Down: the socket drops, and TWS answers no new connection until it is back.
+        sim.faults.silent = True
+        if gap == "down":
+            await sim.drop_connections()
         await sim.execute(1, int(reply.order.id), Decimal(10))  # no one hears of it
         with trio.fail_after(BOUND):
-            await sim.wait_for_session(1, present=False)  # the silence was noticed
+            await restarting(events)  # the gap was noticed
         during: list[Any] = []
         answered = trio.Event()
 
         async def send_during_the_gap() -> None:
-            order = limit("gap-2", price - 9, qty=1)
+            order = gtc_limit("gap-2", price - 9, qty=1)
             try:
                 during.append(await svc.gateway.handle(Submit(id=2, order=order)))
             except UltError as exc:  # the gateway's own refusal while the actor is down
@@ -149,7 +158,7 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
     async with running_sim() as sim, service(sim, tmp_path) as svc:
         events = svc.bus.subscribe()
         price = sim.exchange.price("AAPL")
-        reply = await svc.gateway.handle(Submit(id=1, order=limit("drop-1", price - 5)))
+        reply = await svc.gateway.handle(Submit(id=1, order=gtc_limit("drop-1", price - 5)))
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
         sim.faults.drop_executions = True  # the order status still comes, the execution not
         await sim.execute(1, int(reply.order.id), Decimal(10))

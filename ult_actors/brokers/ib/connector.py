@@ -196,6 +196,7 @@ class IbConnector:
             else:
                 for execution in executions:  # accounted for by reconciliation at start
                     self._ledger.delivered.add(execution.exec_id)
+                self._ledger.connected_before = True
         finally:
             self._reports = None
         self._book.emit_fills = True
@@ -303,15 +304,15 @@ class IbConnector:
             if trio.current_time() < quiet_until:
                 await trio.sleep_until(quiet_until)
                 continue
-            asked = trio.current_time()
             try:
                 await self._session.send(wire.ReqCurrentTime())
             except BrokerUnavailable as exc:
                 drop(exc, scope)
                 return
+            asked = trio.current_time()  # (after any wait for the budget)
             await trio.sleep_until(asked + probe_wait)
             if self.last_message_at < asked:
-                silent_s = round(trio.current_time() - (quiet_until - s.stale_after_s), 3)
+                silent_s = round(trio.current_time() - self.last_message_at, 3)
                 self._log.warning("tws silent; dropping the connection", silent_s=silent_s)
                 drop(
                     BrokerUnavailable(
@@ -332,7 +333,6 @@ class IbConnector:
         and wakes whoever waits once this returns.
         """
         self.last_message_at = trio.current_time()
-        self._ledger.last_heard_ns = self._now_ns()
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
             self._saw_order_id(msg.client_id, msg.order_id)

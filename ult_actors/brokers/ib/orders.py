@@ -271,15 +271,7 @@ class OrderTracker:
             return self._earlier_record_fill(tracked, msg)
         fill = None
         if self.emit_fills:
-            fill = fill_of(
-                tracked.order,
-                fill_id=msg.exec_id,
-                qty=msg.shares,
-                price=msg.price,
-                ts=self.now_ns(),
-                side="buy" if msg.side == "BOT" else "sell",
-                broker=self.broker,
-            )
+            fill = self._fill_of(tracked.order, msg, self.now_ns())
         if fill is not None:
             self.awaiting_fees[msg.exec_id] = (tracked, fill)
         tracked.note_fills(msg.cum_qty, msg.avg_price)
@@ -293,6 +285,18 @@ class OrderTracker:
             status=status,
             filled_qty=filled,
             avg_fill_price=avg or msg.price,
+        )
+
+    def _fill_of(self, order: Order, msg: wire.ExecDetails, ts: int) -> Fill:
+        """The fill an execution makes of ``order`` (its commission comes apart)."""
+        return fill_of(
+            order,
+            fill_id=msg.exec_id,
+            qty=msg.shares,
+            price=msg.price,
+            ts=ts,
+            side="buy" if msg.side == "BOT" else "sell",
+            broker=self.broker,
         )
 
     def owner_of(self, msg: wire.ExecDetails) -> TrackedOrder | None:
@@ -317,15 +321,7 @@ class OrderTracker:
         order = tracked.order
         if msg.order_ref and msg.order_ref != order.client_order_id:
             order = self.replaced.get(msg.order_ref, order)  # an earlier record's fill
-        fill = fill_of(
-            order,
-            fill_id=msg.exec_id,
-            qty=msg.shares,
-            price=msg.price,
-            ts=self.now_ns(),
-            side="buy" if msg.side == "BOT" else "sell",
-            broker=self.broker,
-        )
+        fill = self._fill_of(order, msg, self.now_ns())
         if report is not None:
             fill = msgspec.structs.replace(
                 fill, commission=report.commission, fee_currency=report.currency or None
@@ -375,15 +371,7 @@ class OrderTracker:
         earlier = self.replaced.get(msg.order_ref)
         if earlier is not None and self.emit_fills:
             now = self.now_ns()
-            fill = fill_of(
-                earlier,
-                fill_id=msg.exec_id,
-                qty=msg.shares,
-                price=msg.price,
-                ts=now,
-                side="buy" if msg.side == "BOT" else "sell",
-                broker=self.broker,
-            )
+            fill = self._fill_of(earlier, msg, now)
             earlier = msgspec.structs.replace(
                 earlier, filled_qty=earlier.filled_qty + msg.shares, updated_at=now
             )
