@@ -39,7 +39,7 @@ from ult_actors.service import build_service
 from ult_actors.testing.connector import FaultPlan, FaultyConnector
 
 #: Paper's most per match: an order for more fills over several ticks.
-DISPLAYED_SIZE = Decimal(8)
+DISPLAYED_SIZE = Decimal(2)
 TICK_S = 0.25
 
 
