@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg_server import PgServer, find_bin_dir
+from ult_actors.testing.postgres import PgServer, find_bin_dir
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PgServer]:
-    """One throwaway PostgreSQL cluster for the whole run (see ``tests/pg_server.py``)."""
+    """One throwaway PostgreSQL cluster for the whole run (see ``ult_actors.testing.postgres``)."""
     try:
         import psycopg  # noqa: F401
     except ImportError:

@@ -140,8 +140,8 @@ class JournalSection(_Section):
     #: Also how long the brokers' news waits, at most, to share a new order's commit.
     sync_interval_ms: SyncIntervalMs = 50
     #: ``postgresql://user@host/db``: the journal on PostgreSQL instead of the SQLite file
-    #: at ``path`` (``ult-actors[postgres]``). No password here: libpq reads it from
-    #: ``PGPASSWORD`` or the file ``PGPASSFILE`` names (a systemd credential).
+    #: at ``path`` (``ult-actors[postgres]``). No password here: it is the ``PGPASSWORD``
+    #: credential (systemd's credentials directory, else the environment) or libpq's own.
     url: str = ""
 
 
@@ -463,7 +463,7 @@ def _check_journal_url(cfg: ServiceConfig) -> None:
     if parts.password is not None:
         raise ConfigError(
             f"{cfg.source}: journal.url holds a password; secrets stay out of the file:"
-            " set PGPASSWORD or PGPASSFILE (e.g. a systemd credential) instead"
+            " give it as the PGPASSWORD credential (or a libpq password file) instead"
         )
 
 

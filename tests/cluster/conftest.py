@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from ult_actors.testing.process import UltProcess, short_dir
 
 KEY, SECRET = "cluster-key", "cluster-secret"
+AUTH = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
 
 
 @dataclass
@@ -26,12 +26,18 @@ class AlpacaSim:
         """Order creations the simulator was asked for, ever."""
         return int(httpx.get(f"{self.url}/_sim/state", timeout=10).json()["submits"])
 
+    def cancel(self, order_id: str) -> None:
+        """Cancel an order at the simulator directly, as a person on the broker's site would."""
+        httpx.delete(
+            f"{self.url}/v2/orders/{order_id}", headers=AUTH, timeout=10
+        ).raise_for_status()
+
     def client_order_ids(self) -> list[str]:
         """The client order id of every order the simulator holds (one per order created)."""
         listed = httpx.get(
             f"{self.url}/v2/orders",
             params={"status": "all", "limit": 500},
-            headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET},
+            headers=AUTH,
             timeout=10,
         )
         listed.raise_for_status()
@@ -59,16 +65,3 @@ def alpaca_sim() -> Iterator[AlpacaSim]:
             yield AlpacaSim(url=f"http://127.0.0.1:{port}", env=env)
         finally:
             sim.cleanup()
-
-
-def cluster_instance(
-    home: Path, name: str, *, url: str, env: dict[str, str], lease_s: float
-) -> UltProcess:
-    """``ult serve`` as instance ``name`` of cluster ``test`` on the database at ``url``."""
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "ult.toml"
-    config.write_text(
-        f'[journal]\nurl = "{url}"\n\n'
-        f'[cluster]\nname = "test"\ninstance = "{name}"\nlease_s = {lease_s}\n'
-    )
-    return UltProcess.serve(home, env=env, notify=False, args=["--config", str(config)], name=name)

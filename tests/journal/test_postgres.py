@@ -13,7 +13,6 @@ import pytest
 import trio
 
 from tests.journal.harness import PostgresBackend, order, short_socket_path
-from tests.pg_server import PgServer
 from ult_actors.client import AsyncClient
 from ult_actors.config import load_config
 from ult_actors.errors import ConfigError, JournalUnavailable
@@ -22,6 +21,7 @@ from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal.postgres import Fence, open_postgres_store
 from ult_actors.journal.postgres_schema import SCHEMA_VERSION
 from ult_actors.service import build_service
+from ult_actors.testing.postgres import PgServer
 
 
 async def test_a_database_restart_refuses_new_orders_holds_the_news_then_resumes(
@@ -113,8 +113,10 @@ async def test_journal_url_puts_a_services_orders_in_postgresql(
                 await nursery.start(serve_ipc, svc.gateway, settings)
                 async with AsyncClient(sock, timeout=20) as client:
                     placed = await client.submit("AAPL", "buy", 1, client_order_id="via-url")
+                    report = await client.report()  # ult report reads it from PostgreSQL
             nursery.cancel_scope.cancel()
     assert PostgresBackend(postgres_url).rows() == {"via-url": placed.status}
+    assert report.total_orders == 1
     assert not (tmp_path / "journal.db").exists()  # no SQLite file beside it
 
 
@@ -133,3 +135,20 @@ def test_a_journal_url_with_a_password_or_another_engine_is_refused(
     with pytest.raises(ConfigError, match=why) as refused:
         load_config(toml, env={})
     assert "hunter2" not in str(refused.value)
+
+
+async def test_the_password_comes_from_the_pgpassword_credential(
+    postgres_server: PgServer, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.password_role(postgres_url, "s3cret-pw")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    with pytest.raises(ConfigError, match="cannot be opened") as refused:
+        async with open_postgres_store(url):
+            pass  # pragma: no cover
+    assert "s3cret" not in str(refused.value)
+    (tmp_path / "PGPASSWORD").write_text("s3cret-pw\n")
+    async with open_postgres_store(url) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        assert "s3cret" not in store.name

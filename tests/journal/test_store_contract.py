@@ -199,17 +199,26 @@ async def test_fills_are_kept_once_and_read_back_for_cost_reports(backend: Backe
     async with backend.open() as store:
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
+            await store.record(order("c-2", "filled", oid="b-2"))
         store.record_fill(fill("f-1"))
         store.record_fill(fill("f-1"))  # the stream repeated it after a reconnect
         store.record_fill(fill("f-2", coid="c-9", symbol="MSFT"))
     async with backend.open() as store:
-        inputs = await store.cost_inputs(ReportQuery(symbol="AAPL"))
-        read = [
-            # The symbol's last trade, asked while the orders are read.
-            (o.client_order_id, list(fills), inputs.last_trade("AAPL", 10**18))
-            for o, fills in inputs.orders()
-        ]
-        assert read == [("c-1", [fill("f-1")], fill("f-1").price)]
+        inputs = await store.cost_inputs(ReportQuery())
+
+        def read() -> list[tuple[str, list[str], object, object]]:
+            return [
+                (o.client_order_id, [f.fill_id for f in fills],
+                 inputs.last_trade("MSFT", 7), inputs.last_trade("MSFT", 6))
+                for o, fills in inputs.orders()
+            ]  # fmt: skip
+
+        rows = await trio.to_thread.run_sync(read)
+    # Each order with its own fills, once; a symbol's last trade at a moment, at any broker.
+    assert rows == [
+        ("c-1", ["f-1"], Decimal("10.5"), None),
+        ("c-2", [], Decimal("10.5"), None),
+    ]
 
 
 async def test_a_client_order_id_used_before_a_restart_is_answered_idempotently(

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import trio
 
-from tests.nats.server import NatsServer, free_port
 from ult_actors.client import AsyncClient, Client, ServiceBusy
 from ult_actors.config import NatsSection
 from ult_actors.messages import Event, EventTopic, OkReply, Reply, Request
@@ -18,6 +17,7 @@ from ult_actors.nats.bridge import LoopThread
 from ult_actors.nats.child import serve_nats
 from ult_actors.nats.connection import NatsSettings
 from ult_actors.runtime.pubsub import EventBus, Subscription
+from ult_actors.testing.nats_server import NatsServer, free_port
 from ult_actors.testing.process import UltProcess
 
 

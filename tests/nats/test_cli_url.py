@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.nats.server import NatsServer
+from ult_actors.testing.nats_server import NatsServer
 from ult_actors.testing.process import UltProcess, run_ult
 
 

@@ -9,27 +9,10 @@ from pathlib import Path
 import msgspec
 import trio
 
-from tests.journal.harness import order
+from tests.journal.harness import fill, order
 from ult_actors.journal.schema import migrate
 from ult_actors.journal.sqlite import open_sqlite_store
-from ult_actors.messages import Fill, ReportQuery
-
-
-def fill(fill_id: str, coid: str = "c-1", symbol: str = "AAPL") -> Fill:
-    return Fill(
-        fill_id=fill_id,
-        order_id="b-1",
-        client_order_id=coid,
-        broker="paper",
-        symbol=symbol,
-        side="buy",
-        qty=Decimal("1"),
-        price=Decimal("10.5"),
-        commission=Decimal("0.005"),
-        fees={"regulatory": Decimal("0.0001")},
-        fee_currency="USD",
-        ts=7,
-    )
+from ult_actors.messages import ReportQuery
 
 
 async def test_fills_are_kept_once_with_their_fees_across_a_reopen(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ from ult_actors.order_state import (
     request_of,
 )
 from ult_actors.recent import Recent
-from ult_actors.report.arrival import ArrivalPrices, venue_quotes
+from ult_actors.report.arrival import ArrivalPrices, venue_fetch, venue_quotes
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
@@ -173,7 +173,9 @@ class _BrokerIncarnation:
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
         self.fills_published: Recent[str, None] = Recent(_MAX_TRACKED)
         #: Stamps new orders with the price to hand (what their slippage is measured by).
-        self.arrivals = ArrivalPrices(venue_quotes(self.connector))
+        self.arrivals = ArrivalPrices(
+            venue_quotes(self.connector), venue_fetch(self.connector), clock=trio.current_time
+        )
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
@@ -334,6 +336,7 @@ class _BrokerIncarnation:
         except IllegalTransition as exc:
             self.log.error("illegal order transition ignored", client_order_id=coid, error=str(exc))
             return current or order
+        merged = self.arrivals.restamp(merged)  # a quote asked beside the send may have come
         execution = fill.fill if fill is not None else None
         if execution is not None and not self.fills_published.add(execution.fill_id):
             execution = None  # published already
@@ -616,6 +619,8 @@ class _BrokerIncarnation:
             if leg is not None or held is not None:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
             await store.record(known, event="submit")  # durable before it leaves
+            if self.arrivals.wants_quote(known):
+                self.nursery.start_soon(self._fetch_arrival, known)  # beside the send
         attempt = 0
         while True:
             late = self._too_late(request)
@@ -674,6 +679,23 @@ class _BrokerIncarnation:
                 known = stamped
                 continue
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    async def _fetch_arrival(self, order: Order) -> None:
+        """Ask the venue for ``order``'s quote, beside its send; its record takes it."""
+        try:
+            await self.arrivals.fetch(order)
+        except UltError as exc:
+            self.log.info("no venue quote for an arrival price", symbol=order.symbol, error=exc.code)
+            return
+        store = await self.deps.journal.get()
+        # No await from here: a newer state of the order must not be overwritten.
+        current = self.orders.get(order.client_order_id)
+        if current is None:
+            return  # not tracked yet: its first tracked state takes the quote (``_track``)
+        stamped = self.arrivals.restamp(current)
+        if stamped is not current:
+            self.orders.put(order.client_order_id, stamped)
+            store.record_soon(stamped, event="arrival")
 
     async def _replace_side(self) -> ReplaceSide:
         return ReplaceSide(

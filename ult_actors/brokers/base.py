@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -185,6 +186,16 @@ class SupportsLegLookup(Protocol):
         order the venue keeps it with, by its role there. ``NotFound`` if the
         venue has no such leg.
         """
+        ...
+
+
+@runtime_checkable
+class SupportsQuotes(Protocol):
+    """A connector that can ask its venue for a symbol's quote (an order's arrival price)."""
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The venue's mid price (between bid and ask) of ``symbol`` now; ``None``: it
+        quotes none. One request; transport failures raise as any request's do."""
         ...
 
 

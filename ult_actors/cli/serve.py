@@ -16,6 +16,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -80,6 +81,25 @@ def ipc_child(service: Service) -> ChildSpec:
     return ChildSpec(id="ipc", start=start)
 
 
+#: What ``ult serve`` listens for: SIGTERM and SIGINT stop it, SIGHUP is ignored.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+async def stop_on_signal(
+    signals: AsyncIterator[int], scope: trio.CancelScope, log: Any
+) -> None:
+    """Cancel ``scope`` at the first SIGTERM or SIGINT from ``signals``; log and ignore SIGHUP."""
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            # A closed terminal or a reload request: logs go to stderr, so
+            # there is nothing to reopen, and dying would strand the socket.
+            log.info("SIGHUP ignored; the service keeps running")
+            continue
+        log.info("stopping", signal=signal.Signals(signum).name)
+        scope.cancel()
+        return
+
+
 async def run_service(service: Service) -> None:
     """Run until SIGTERM/SIGINT, then stop the tree in order; tell systemd how it goes."""
     import faulthandler
@@ -95,21 +115,9 @@ async def run_service(service: Service) -> None:
     # Read (and remove from our environment) what systemd handed us.
     notifier = notifier_from_env(os.environ)
     watchdog_s = watchdog_interval(os.environ, log=log)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        # A closed terminal or a reload request: logs go to stderr, so
-                        # there is nothing to reopen, and dying would strand the socket.
-                        log.info("SIGHUP ignored; the service keeps running")
-                        continue
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(stop_on_signal, signals, nursery.cancel_scope, log)
             await nursery.start(service.run)
             up, total = service.brokers_up()
             log.info(

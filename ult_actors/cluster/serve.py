@@ -11,7 +11,6 @@ requests to it. On losing the lease it is cancelled at once.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import structlog
 import trio
 
+from ult_actors.cli.serve import STOP_SIGNALS, stop_on_signal
 from ult_actors.cluster.gateway import RoleGateway
 from ult_actors.cluster.member import ClusterMember, default_instance_name
 from ult_actors.config import ServiceConfig
@@ -71,21 +71,45 @@ async def run_cluster_instance(
             finally:
                 gateway.deactivate()  # not one more request reaches it
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        log.info("SIGHUP ignored; the service keeps running")
-                        continue
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(stop_on_signal, signals, nursery.cancel_scope, log)
             await nursery.start(partial(serve_ipc, lock=lock, log=log), gateway, settings)
             log.info("ipc listening", socket=str(settings.socket_path), instance=member.instance)
+            nursery.start_soon(_report_to_systemd, member, log)
             task_status.started(member)
             await member.run(serve_active)
             nursery.cancel_scope.cancel()
+
+
+async def _report_to_systemd(member: ClusterMember, log: Any) -> None:
+    """READY once the socket answers (a standby is a running instance too), STATUS with the
+    role when it changes, watchdog pings from this loop; STOPPING when cancelled."""
+    import os
+
+    from ult_actors.systemd.notify import feed_watchdog, notifier_from_env, watchdog_interval
+
+    notifier = notifier_from_env(os.environ, log=log)
+    watchdog_s = watchdog_interval(os.environ, log=log)
+    last = _status(member)
+    notifier.ready(last)
+    try:
+        async with trio.open_nursery() as nursery:
+            if watchdog_s is not None:
+                notifier.watchdog()
+                nursery.start_soon(partial(feed_watchdog, notifier, watchdog_s, lambda: True))
+            while True:
+                await trio.sleep(1.0)
+                if (line := _status(member)) != last:
+                    notifier.status(line)
+                    last = line
+    finally:
+        notifier.stopping()
+        notifier.close()
+
+
+def _status(member: ClusterMember) -> str:
+    cluster = member.health()
+    if cluster.role == "active":
+        return f"cluster {cluster.name}: active (epoch {cluster.epoch})"
+    return f"cluster {cluster.name}: standby; active: {cluster.active or 'none known'}"

@@ -4,7 +4,7 @@ an order at a time (the report never holds the whole journal)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +14,22 @@ from ult_actors.messages import Fill, Order, ReportQuery
 
 _decode_order = msgspec.msgpack.Decoder(Order).decode
 _decode_fill = msgspec.msgpack.Decoder(Fill).decode
+
+
+def with_their_fills(
+    orders: Iterable[tuple[str, bytes]], fills: Iterable[tuple[str, bytes]]
+) -> Iterator[tuple[Order, Sequence[Fill]]]:
+    """``(client order id, body)`` rows of orders and of fills, both in client order id
+    order (by code point), joined as they are read: each order with its own fills."""
+    fill_rows = iter(fills)
+    pending = next(fill_rows, None)
+    for coid, body in orders:
+        own: list[Fill] = []
+        while pending is not None and pending[0] <= coid:
+            if pending[0] == coid:
+                own.append(_decode_fill(pending[1]))
+            pending = next(fill_rows, None)
+        yield _decode_order(body), own
 
 
 class JournalCostInputs:
@@ -56,14 +72,7 @@ class JournalCostInputs:
             fills = conn.cursor().execute(
                 "SELECT client_order_id, body FROM fills ORDER BY client_order_id"
             )
-            pending = fills.fetchone()
-            for coid, body in orders:
-                own: list[Fill] = []
-                while pending is not None and pending[0] <= coid:
-                    if pending[0] == coid:
-                        own.append(_decode_fill(pending[1]))
-                    pending = fills.fetchone()
-                yield _decode_order(body), own
+            yield from with_their_fills(orders, fills)
         finally:
             self._conn = None
             conn.close()

@@ -22,17 +22,19 @@ the epoch) waits for a write in flight and every later write of the old
 epoch is refused by the database itself: ``StaleEpoch``, an outage
 ("fenced") that never ends for this store.
 
-The password is never in the configuration: libpq takes it from
-``PGPASSWORD``, a ``~/.pgpass`` file or ``PGPASSFILE`` (a systemd
-credential). Messages name the URL without one.
+The password is never in the configuration: it is the ``PGPASSWORD``
+credential (``$CREDENTIALS_DIRECTORY/PGPASSWORD``, else the environment),
+or whatever libpq finds itself (``~/.pgpass``, ``PGPASSFILE``). Messages
+name the URL without one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -41,10 +43,12 @@ import msgspec
 import trio
 
 from ult_actors.errors import ConfigError, JournalUnavailable
+from ult_actors.journal.costs import with_their_fills
 from ult_actors.journal.postgres_schema import migrate
 from ult_actors.journal.sqlite import SqliteStore, _DedicatedThreadCommitter, _Row, table_rows
 from ult_actors.messages import Fill, Order, ReportQuery
-from ult_actors.report.inputs import CostInputs, OrdersAndFills
+from ult_actors.report.inputs import CostInputs
+from ult_actors.secrets import read_secret
 
 try:
     import psycopg
@@ -99,14 +103,21 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
-def connect(url: str, *, connect_timeout_s: float = 5.0) -> Any:
-    """A psycopg connection in autocommit mode; ``ConfigError`` if psycopg is missing."""
+def connect(url: str, *, connect_timeout_s: float = 5.0, autocommit: bool = True) -> Any:
+    """A psycopg connection (in autocommit mode unless told); ``ConfigError`` if psycopg
+    is missing."""
     if psycopg is None:
         raise ConfigError(
             "journal.url names PostgreSQL but psycopg is not installed;"
             " install ult-actors[postgres]"
         )
-    return psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout_s)))
+    options: dict[str, Any] = {}
+    password = read_secret("PGPASSWORD")  # the credential file wins over libpq's own sources
+    if password:
+        options["password"] = password.reveal()
+    return psycopg.connect(
+        url, autocommit=autocommit, connect_timeout=max(1, int(connect_timeout_s)), **options
+    )
 
 
 class _Reads:
@@ -266,30 +277,71 @@ class PostgresStore(SqliteStore):
                 ) from None
 
     async def cost_inputs(self, query: ReportQuery) -> CostInputs:
-        """What a cost report is computed from (see ``OrderStore``), read from the server
-        after what was recorded before the call is committed (whole, into memory)."""
+        """What a cost report is computed from (see ``OrderStore``), read on a connection
+        of its own as the report is built; what was recorded before the call is in it."""
         if self._queue and self.unavailable is None:
             await self._queue[-1].done.wait()
+        return PostgresCostInputs(self.url, query, connect_timeout_s=self.connect_timeout_s)
 
-        def read(conn: Any) -> tuple[list[Order], list[Fill]]:
+
+class PostgresCostInputs:
+    """``CostInputs`` read from the journal's database (``report.inputs``).
+
+    Blocking: read it off the trio thread. One read-only transaction of its
+    own (repeatable read: orders and fills as of one moment) while ``orders()``
+    is read; server-side cursors stream both tables in client order id order
+    (``COLLATE "C"``: code point order, as the join compares).
+    """
+
+    def __init__(self, url: str, query: ReportQuery, *, connect_timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.query = query
+        self.connect_timeout_s = connect_timeout_s
+        self._conn: Any = None
+        self._asked = 0
+
+    def orders(self) -> Iterator[tuple[Order, Sequence[Fill]]]:
+        conn = connect(self.url, connect_timeout_s=self.connect_timeout_s, autocommit=False)
+        self._conn = conn
+        try:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             where: list[str] = ["TRUE"]
             args: list[int | str] = []
-            if query.since_ns is not None:
-                where.append("updated_at >= ?")  # written after it was created
-                args.append(query.since_ns)
-            if query.broker is not None:
-                where.append("broker = ?")
-                args.append(query.broker)
-            sql = f"SELECT body FROM orders WHERE {' AND '.join(where)}"
-            orders = [_decode_order(bytes(b)) for (b,) in conn.execute(sql, args)]
-            if query.symbol is not None:
-                orders = [o for o in orders if o.symbol == query.symbol]
-                rows = conn.execute("SELECT body FROM fills WHERE symbol = ?", (query.symbol,))
-            else:
-                rows = conn.execute("SELECT body FROM fills")
-            return orders, [_decode_fill(bytes(b)) for (b,) in rows]
+            if self.query.since_ns is not None:
+                where.append("updated_at >= %s")  # written after it was created
+                args.append(self.query.since_ns)
+            if self.query.broker is not None:
+                where.append("broker = %s")
+                args.append(self.query.broker)
+            orders = conn.cursor(name="ult_report_orders")
+            orders.execute(
+                f"SELECT client_order_id, body FROM orders WHERE {' AND '.join(where)}"
+                ' ORDER BY client_order_id COLLATE "C"',
+                args,
+            )
+            fills = conn.cursor(name="ult_report_fills")
+            fills.execute(
+                'SELECT client_order_id, body FROM fills ORDER BY client_order_id COLLATE "C"'
+            )
+            yield from with_their_fills(orders, fills)
+        finally:
+            self._conn = None
+            conn.close()
 
-        return OrdersAndFills(*await self._read(read))
+    def last_trade(self, symbol: str, ts: int) -> Decimal | None:
+        assert self._conn is not None, "last_trade is asked while orders() is read"
+        # Streamed: the newest is nearly always a trade (fees come later, with qty 0).
+        self._asked += 1
+        rows = self._conn.cursor(name=f"ult_report_last_{self._asked}")
+        rows.itersize = 16
+        rows.execute(
+            "SELECT body FROM fills WHERE symbol = %s AND ts <= %s ORDER BY ts DESC", (symbol, ts)
+        )
+        for (body,) in rows:
+            fill = _decode_fill(body)
+            if fill.qty:  # fees reported later are no trade
+                return fill.price
+        return None
 
 
 @asynccontextmanager

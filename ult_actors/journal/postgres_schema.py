@@ -61,8 +61,17 @@ _V1 = [
     )""",
 ]
 
+# Version 2: a report reads fills beside their orders (the join compares code points)
+# and a symbol's last trade.
+_V2 = [
+    'CREATE INDEX fills_by_order ON fills (client_order_id COLLATE "C")',
+    'CREATE INDEX orders_by_id_c ON orders (client_order_id COLLATE "C")',
+    "CREATE INDEX fills_by_symbol_time ON fills (symbol, ts)",
+    "DROP INDEX fills_by_symbol",
+]
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant will do: it only has to be the same for every ult.

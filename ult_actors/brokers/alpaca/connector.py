@@ -62,7 +62,7 @@ from ult_actors.brokers.alpaca.mapping import (
 )
 from ult_actors.brokers.alpaca.order_lists import legs_of, list_body, nested_role, nesting_order
 from ult_actors.brokers.alpaca.resync import missed_updates
-from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
+from ult_actors.brokers.alpaca.settings import AlpacaSettings, data_url, rest_url, stream_url
 from ult_actors.brokers.alpaca.stream import (
     StreamTimeouts,
     TradeUpdatesSession,
@@ -76,8 +76,10 @@ from ult_actors.brokers.alpaca.wire import (
     WireError,
     WireFeeActivity,
     WireFillActivity,
+    WireLatestQuote,
     WireOrder,
     WirePosition,
+    WireQuote,
     WireTradeUpdate,
     ns_to_rfc3339,
     optional_ns,
@@ -611,6 +613,23 @@ class AlpacaConnector:
             await sink(OrderUpdate(order=order, ts=ts))
         for fill in fills:
             await sink(OrderUpdate(order=order, fill=fill, ts=ts))
+
+    # -- quotes -------------------------------------------------------------
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The mid of Alpaca's latest quote of ``symbol`` (market data API); None: no
+        two-sided quote. Not held back by the trading API's rate limit: its own host."""
+        url = f"{data_url(self.settings)}/v2/stocks/{quote(symbol, safe='')}/quotes/latest"
+        try:
+            response = await self._http.client().request("GET", url)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what="latest quote") from None
+        if not response.is_success:
+            raise error_from_response(response, broker=self.name, now_ns=self._now_ns())
+        latest: WireQuote = self._decode(response, WireLatestQuote, what="latest quote").quote
+        if latest.ap <= 0 or latest.bp <= 0:
+            return None
+        return (latest.ap + latest.bp) / 2
 
     # -- fees ---------------------------------------------------------------
 

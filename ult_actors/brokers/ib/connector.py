@@ -86,6 +86,10 @@ _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
 #: Executions are asked for from this long before a gap began: TWS's clock and ours
 #: may differ a little, and an execution delivered twice is dropped by its id anyway.
 _FILTER_MARGIN_NS = 60 * 10**9
+#: TWS may send an order's status before its execution: how long the execution
+#: has to follow before it counts as never pushed (and is asked for).
+_EXECUTION_GRACE_S = 0.25
+_BEHIND = "executions behind order status"
 
 
 class IbConnector:
@@ -342,7 +346,7 @@ class IbConnector:
             updates = self._book.on_order_status(msg)
             if self._book.executions_behind(msg):
                 # Filled beyond the executions heard: one was never pushed; ask now.
-                self._queue_resync("executions behind order status")
+                self._queue_resync(_BEHIND)
         elif isinstance(msg, wire.OpenOrder):
             self._saw_order_id(msg.order.client_id, msg.order_id)
             self._session.add_to("open_orders", msg)
@@ -422,10 +426,15 @@ class IbConnector:
 
     async def _resync_worker(self) -> None:
         async for reason in self._resync_receive:
-            # Executions since the loss (or since the last message before a gap).
+            if reason == _BEHIND:
+                await trio.sleep(_EXECUTION_GRACE_S)
+                if not self._book.still_behind():
+                    continue  # it came after the status after all
+            # Executions since the loss (or just now: the filter has its margin).
             since = self._lost_at_ns or self._now_ns()
             try:
                 await self._sync(emit_fills=True, since_ns=since)
+                self._book.executions_listed()
                 if self.available and self._lost_at_ns is not None:
                     self._lost_at_ns = None
                     self._stream_hook(None)  # restored, and what it missed delivered

@@ -337,6 +337,16 @@ class OrderTracker:
         tracked = self.orders.get(msg.order_id)
         return self.emit_fills and tracked is not None and msg.filled > tracked.executed
 
+    def still_behind(self) -> bool:
+        """Whether any order's status still shows fills its executions do not."""
+        return any(t.ib_filled > t.executed for t in self.orders.values())
+
+    def executions_listed(self) -> None:
+        """TWS just listed every execution it has: a status still ahead of them is
+        about fills it no longer lists (an earlier day's), not a reason to ask again."""
+        for tracked in self.orders.values():
+            tracked.executed = max(tracked.executed, tracked.ib_filled)
+
     def on_commission_report(self, msg: wire.CommissionReport) -> list[OrderUpdate]:
         """An execution's commission: its fill, held until now, goes out complete.
 

@@ -591,6 +591,10 @@ class TwsSimulator:
         self._ib_epoch += 1
         epoch = self._ib_epoch
         code, text = (1101, RESTORED_LOST) if data_lost else (1102, RESTORED_KEPT)
+        if data_lost:
+            # "Market and account data subscription requests must be resubmitted."
+            for session in self.sessions.values():
+                session.subscriptions = Subscriptions()
         await self._route([(None, wire.ErrorMessage(req_id=-1, code=code, message=text))])
         # Held orders go first, in arrival order: an order sent after the restore
         # must not overtake one that was waiting (its id is lower).

@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL cluster for tests: initdb in a temporary directory, served on a
-Unix socket and 127.0.0.1 on a free port, a fresh database per test.
+"""A throwaway PostgreSQL cluster for tests and runs: initdb in a temporary directory,
+served on a Unix socket and 127.0.0.1 on a free port, a fresh database per user.
 
 PostgreSQL refuses to run as root, so under root the server runs as the
 ``postgres`` user (or ``nobody``) with its directory handed to it.
@@ -16,6 +16,9 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+#: The role that must log in with a password (``PgServer.password_role``).
+PASSWORD_ROLE = "ult_pw"
 
 
 def find_bin_dir() -> Path | None:
@@ -69,6 +72,11 @@ class PgServer:
                 check=True,
                 capture_output=True,
             )
+            # One role must give a password (the credential tests); every other is trusted.
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(
+                f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text()
+            )
         options = (
             f"-p {self.port} -k {self.root} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
             " -c max_connections=200"
@@ -88,8 +96,23 @@ class PgServer:
             capture_output=True,
         )
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://ult@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", user: str = "ult") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def password_role(self, database_url: str, password: str) -> str:
+        """Make the password role (or set its password), owner of ``database_url``'s
+        database; the URL for it there, without the password."""
+        import psycopg
+
+        database = database_url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (PASSWORD_ROLE,)
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(f"{verb} ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{password}'")
+            conn.execute(f"ALTER DATABASE {database} OWNER TO {PASSWORD_ROLE}")
+        return self.url(database, user=PASSWORD_ROLE)
 
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
