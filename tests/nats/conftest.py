@@ -10,11 +10,15 @@ import pytest
 
 from ult_actors.testing.nats_server import NatsServer, nats_server_binary
 
-pytest.importorskip("nats", reason="nats-py is not installed (the nats extra)")
+
+@pytest.fixture(scope="session")
+def nats_py() -> None:
+    """Skips, saying why, where nats-py (the nats extra) is not installed."""
+    pytest.importorskip("nats", reason="nats-py is not installed (the nats extra)")
 
 
 @pytest.fixture(scope="session")
-def start_nats() -> Iterator[Callable[[str], NatsServer]]:
+def start_nats(nats_py: None) -> Iterator[Callable[[str], NatsServer]]:
     """Starts a nats-server with this configuration text (its own store); all are stopped
     at the end of the session."""
     binary = nats_server_binary()

@@ -111,7 +111,7 @@ def test_no_service_on_the_cluster_is_unreachable_not_a_timeout(
             c.submit("AAPL", "buy", 1)
 
 
-def test_no_nats_server_at_the_url_is_unreachable() -> None:
+def test_no_nats_server_at_the_url_is_unreachable(nats_py: None) -> None:
     from ult_actors.testing.nats_server import free_port
 
     with pytest.raises(ServiceUnreachable, match="cannot reach the ult service at nats://"):

@@ -1,5 +1,6 @@
-"""A NATS server that stops answering holds up no order: the socket keeps trading, the
-event publisher falls behind and says so, and once NATS is back events flow again."""
+"""NATS in trouble: a server that stops answering holds up no order (the socket keeps
+trading, the event publisher falls behind and says so, and once NATS is back events flow
+again); a restarted server is reconnected to and serves again."""
 
 from __future__ import annotations
 
@@ -45,6 +46,26 @@ def test_a_stopped_nats_server_holds_up_no_order_and_events_resume(
         # written by the log thread, a moment later) and has subscribed again (the order
         # above reached the stream through its new subscription).
         svc.wait_log(FELL_BEHIND)
+    finally:
+        assert svc.stop() == 0
+        svc.cleanup()
+
+
+def test_the_service_serves_again_once_a_restarted_nats_is_back(
+    start_nats: Callable[[str], NatsServer],
+) -> None:
+    server = start_nats("")
+    svc = UltProcess.serve(env={"ULT_NATS_URL": server.url}).start()
+    try:
+        with Client(url=server.url, timeout=20) as remote:
+            remote.ping()
+        server.stop()
+        svc.wait_log("nats disconnected; reconnecting")
+        server.start()  # same port, same JetStream store
+        svc.wait_log("nats reconnected", timeout=30)
+        with Client(url=server.url, timeout=20) as remote:
+            order = remote.submit("AAPL", "buy", 1, client_order_id="after-restart")
+            assert remote.order("after-restart").id == order.id
     finally:
         assert svc.stop() == 0
         svc.cleanup()

@@ -1,4 +1,4 @@
-"""Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
+"""Alpaca (US stocks and ETFs): Trading API v2 over HTTP/1.1, fills from ``trade_updates``.
 
 ``AlpacaConnector`` keeps one pooled HTTP client per connection
 (``brokers.http.client.HttpPool``: keep-alive, every timeout explicit, no redirects)
@@ -647,6 +647,8 @@ class AlpacaConnector:
                 update = self._fees.join(activity, now)
                 if update is not None:
                     await sink(update)
+                elif not self._fees.joined(activity):
+                    self.log.info("fee activity of no execution delivered here", id=activity.id)
             self._fees_after_ns = now  # read again from a little before (ids dedupe)
 
     async def _fee_activities(self, after_ns: int) -> list[WireFeeActivity]:
