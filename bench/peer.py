@@ -33,6 +33,7 @@ import trio
 
 from bench.common import (
     Budget,
+    CpuMeter,
     child_env,
     latency_summary,
     short_tempdir,
@@ -58,6 +59,15 @@ def missing() -> str | None:
 @asynccontextmanager
 async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator[str]:
     """``ult sim alpaca`` on a free loopback port; yields its base URL."""
+    async with running_sim_process(fill_delay_s=fill_delay_s, fill_slices=fill_slices) as sim:
+        yield f"http://127.0.0.1:{sim.ports[0]}"
+
+
+@asynccontextmanager
+async def running_sim_process(
+    *, fill_delay_s: float, fill_slices: int
+) -> AsyncIterator[UltProcess]:
+    """``ult sim alpaca`` on a free loopback port, running."""
     sim = UltProcess(
         ["sim", "alpaca", "--port", "0", "--key", KEY, "--secret", SECRET,
          "--cash", "1000000000000",
@@ -66,10 +76,30 @@ async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator
     )  # fmt: skip
     try:
         await sim.astart(timeout=30)
-        yield f"http://127.0.0.1:{sim.ports[0]}"
+        yield sim
     finally:
         await sim.astop(timeout=5.0)
         sim.cleanup()
+
+
+#: Orders the peer section's service may take without waiting for its request budget.
+UNPACED_ORDERS = 1_000_000
+
+
+def write_ult_config(tmp: Path, base_url: str, *, journal: bool = True) -> Path:
+    """The config of ``ult serve`` with the paper broker and an ``alpaca`` broker at ``base_url``."""
+    from bench.ult import write_config
+
+    overrides: dict[str, dict[str, Any]] = {
+        # One order at a time is a latency figure, not a pacing one: alpaca-py
+        # has no request budget and the simulator no limit, so the budget's
+        # bucket is made big enough never to wait (Alpaca's default of 20 held
+        # every order after the 20th for a token, ~330 ms); its bookkeeping stays on the path.
+        "brokers.alpaca": {"kind": "alpaca", "base_url": base_url, "request_burst": UNPACED_ORDERS}
+    }
+    if not journal:
+        overrides["journal"] = {"enabled": False}
+    return write_config(tmp, overrides)
 
 
 @asynccontextmanager
@@ -77,16 +107,11 @@ async def running_ult_on(
     base_url: str, *, profile: Path | None = None, journal: bool = True
 ) -> AsyncIterator[Any]:
     """``ult serve`` with the paper broker and an ``alpaca`` broker at ``base_url``."""
-    from bench.ult import start_service, write_config
+    from bench.ult import start_service
 
-    overrides: dict[str, dict[str, Any]] = {
-        "brokers.alpaca": {"kind": "alpaca", "base_url": base_url}
-    }
-    if not journal:
-        overrides["journal"] = {"enabled": False}
     with short_tempdir("bp-") as tmp:
         (tmp / "run").mkdir(mode=0o700)
-        config = write_config(tmp, overrides)
+        config = write_ult_config(tmp, base_url, journal=journal)
         service = await start_service(
             tmp,
             config,
@@ -148,14 +173,27 @@ async def _bounded(loop: Any, target: Any, budget: Budget) -> list[int]:
 
 
 async def measure(plan: Any) -> dict[str, Any]:
-    """p50 of alpaca-py direct against through ult, one order at a time, same simulator."""
+    """p50 of alpaca-py direct against through ult, one order at a time, same simulator.
+
+    Besides latency: the CPU per order of the simulator (both ways) and of
+    ``ult serve`` (through ult), from ``/proc``; they share this machine's cores.
+    """
     warm = Budget(min(30, plan.peer.count), 10.0)
-    async with running_sim(fill_delay_s=0.05, fill_slices=1) as base_url:
+    async with running_sim_process(fill_delay_s=0.05, fill_slices=1) as sim:
+        base_url = f"http://127.0.0.1:{sim.ports[0]}"
+        sim_pid = sim.proc.pid if sim.proc is not None else None
         await _bounded(_direct_loop, base_url, warm)
+        sim_cpu = CpuMeter(sim_pid)
         direct = await _bounded(_direct_loop, base_url, plan.peer)
+        direct_sim_us = sim_cpu.per_message_us(len(direct))
         async with running_ult_on(base_url) as service:
             await _bounded(_via_ult_loop, service.socket, warm)
+            sim_cpu, ult_cpu = CpuMeter(sim_pid), CpuMeter(service.pid)
             via = await _bounded(_via_ult_loop, service.socket, plan.peer)
+            via_sim_us, via_ult_us = (
+                sim_cpu.per_message_us(len(via)),
+                ult_cpu.per_message_us(len(via)),
+            )
         out: dict[str, Any] = {}
         if plan.peer_journal_off:
             # How much of the difference is the journal's fsyncs.
@@ -166,8 +204,8 @@ async def measure(plan: Any) -> dict[str, Any]:
                 )
     return {
         **out,
-        "direct": latency_summary(direct),
-        "via_ult": latency_summary(via),
+        "direct": {**latency_summary(direct), "sim_cpu_us": direct_sim_us},
+        "via_ult": {**latency_summary(via), "sim_cpu_us": via_sim_us, "server_cpu_us": via_ult_us},
         "setup": "ult sim alpaca child process; alpaca-py TradingClient vs ult Client"
         " (blocking, one order at a time); ult journal default, risk limits on",
     }

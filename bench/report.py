@@ -228,7 +228,7 @@ def render_table(doc: dict[str, Any]) -> str:
         out.append(line)
 
     out += ["", "peer: an order to the Alpaca simulator"]
-    rows = [["", "n", "p50", "p99"]]
+    rows = [["", "n", "p50", "p99", "ult CPU/order", "simulator CPU/order"]]
     for label, key in (
         ("alpaca-py direct", "direct"),
         ("through ult", "via_ult"),
@@ -237,7 +237,8 @@ def render_table(doc: dict[str, Any]) -> str:
         if key not in (doc.get("peer") or {}) and key == "via_ult_journal_off":
             continue
         s = dig(doc, "peer", key) or {}
-        rows.append([label, _fmt(s.get("n")), _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us")])
+        rows.append([label, _fmt(s.get("n")), _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us"),
+                     _fmt(s.get("server_cpu_us"), "us"), _fmt(s.get("sim_cpu_us"), "us")])  # fmt: skip
     out += _grid(rows)
     line = _status_line(doc, "peer")
     if line:
@@ -256,6 +257,24 @@ def render_table(doc: dict[str, Any]) -> str:
     line = _status_line(doc, "http")
     if line:
         out.append(line)
+
+    if "nats" in doc:
+        out += ["", "nats: the same service, a remote client over NATS against the local socket"]
+        rows = [["", "seq n", "seq p50", "seq p99", "CPU/order seq", "pipelined per s",
+                 "pipelined p50", "CPU/order pipelined"]]  # fmt: skip
+        for path in ("socket", "nats"):
+            seq = dig(doc, "nats", path, "sequential") or {}
+            pipe = dig(doc, "nats", path, "pipelined") or {}
+            rows.append(
+                [f"over the {'Unix socket' if path == 'socket' else 'NATS'}", _fmt(seq.get("n")),
+                 _fmt(seq.get("p50_us"), "us"), _fmt(seq.get("p99_us"), "us"),
+                 _fmt(seq.get("server_cpu_us"), "us"), _fmt(pipe.get("per_s")),
+                 _fmt(pipe.get("p50_us"), "us"), _fmt(pipe.get("server_cpu_us"), "us")]
+            )  # fmt: skip
+        out += _grid(rows)
+        line = _status_line(doc, "nats")
+        if line:
+            out.append(line)
 
     out += ["", "goals (issue 16; ratios from this run)"]
     rows = [["figure", "now", "must", "aim", "verdict"]]

@@ -9,6 +9,7 @@ are never printed by ``ult config check``.
 Environment overrides keep the names users already know: ``DEFAULT_BROKER``,
 ``ENABLE_PAPER_TRADING``, ``ORDER_RETRY_ENABLED``, ``ORDER_MAX_RETRIES``,
 ``ORDER_RETRY_DELAY`` (ms), ``ULT_SOCKET``, ``ULT_STATE_DIR``, ``ULT_LOG_LEVEL``,
+``ULT_NATS_URL``,
 and each broker kind's own (``PAPER_*``, ``ALPACA_*``, ``OANDA_*``, ``IB_*``).
 A remote broker kind is added automatically, named after its kind, when its
 credentials are present in the environment (``ALPACA_API_KEY``,
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -137,6 +139,51 @@ class JournalSection(_Section):
     synchronous: Literal["full", "normal"] = "normal"
     #: Also how long the brokers' news waits, at most, to share a new order's commit.
     sync_interval_ms: SyncIntervalMs = 50
+    #: ``postgresql://user@host/db``: the journal on PostgreSQL instead of the SQLite file
+    #: at ``path`` (``ult-actors[postgres]``). No password here: it is the ``PGPASSWORD``
+    #: credential (systemd's credentials directory, else the environment) or libpq's own.
+    url: str = ""
+
+
+#: A name that is one NATS subject token and one PostgreSQL-friendly word.
+ClusterName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class ClusterSection(_Section):
+    """[cluster]"""
+
+    #: The NATS subjects are ``ult.<name>.cmd`` and ``ult.<name>.events.<topic>``; with the
+    #: journal on PostgreSQL (``journal.url``), the instances of one name share one lease:
+    #: one is active, the others standby.
+    name: ClusterName = "default"
+    #: This instance's name in health and logs; empty: host:pid.
+    instance: str = ""
+    #: Seconds the active's lease lasts unrenewed: a standby takes over this long after
+    #: the active died, and an active that could not renew it for this long stops.
+    lease_s: Seconds = 5.0
+
+
+class NatsSection(_Section):
+    """[nats]: remote clients and events over NATS, off while ``url`` is empty.
+
+    The user and password, if any, come from the ``NATS_USER`` and
+    ``NATS_PASSWORD`` credentials (``secrets.py``), never from the file.
+    """
+
+    url: str = ""
+    #: A NATS credentials file (user JWT and NKey seed), instead of user/password.
+    creds_file: str = ""
+    #: PEM files: the CA that signed the server's certificate; a client certificate and key.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Commands being answered at once; one more is answered ``busy`` at once.
+    max_in_flight: Count = 1024
+    #: Events waiting for JetStream; past it the publisher falls behind and loses events.
+    event_queue: Count = 10_000
+    #: How long, and up to how many bytes, the events stream keeps events for replay.
+    events_max_age_s: Annotated[float, msgspec.Meta(gt=0.0, le=366 * 86_400.0)] = 7 * 86_400.0
+    events_max_bytes: Annotated[int, msgspec.Meta(ge=1 << 20, le=1 << 44)] = 1 << 30
 
 
 class RoutingRule(_Section):
@@ -170,6 +217,8 @@ class _FileConfig(_Section):
     supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
     positions: PositionsSection = msgspec.field(default_factory=PositionsSection)
     journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    cluster: ClusterSection = msgspec.field(default_factory=ClusterSection)
+    nats: NatsSection = msgspec.field(default_factory=NatsSection)
     routing: list[RoutingRule] = msgspec.field(default_factory=list)
     brokers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
@@ -184,6 +233,8 @@ class ServiceConfig(msgspec.Struct, kw_only=True):
     supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
     positions: PositionsSection = msgspec.field(default_factory=PositionsSection)
     journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    cluster: ClusterSection = msgspec.field(default_factory=ClusterSection)
+    nats: NatsSection = msgspec.field(default_factory=NatsSection)
     routing: list[RoutingRule] = msgspec.field(default_factory=list)
     brokers: list[BrokerEntry] = msgspec.field(default_factory=list)
     source: str = "<defaults>"
@@ -289,6 +340,8 @@ def load_config(
         supervision=file_cfg.supervision,
         positions=file_cfg.positions,
         journal=file_cfg.journal,
+        cluster=file_cfg.cluster,
+        nats=file_cfg.nats,
         routing=file_cfg.routing,
         brokers=brokers,
         source=source,
@@ -299,7 +352,17 @@ def load_config(
     return cfg
 
 
-_SECTIONS = ("service", "ipc", "risk", "retry", "supervision", "positions", "journal")
+_SECTIONS = (
+    "service",
+    "ipc",
+    "risk",
+    "retry",
+    "supervision",
+    "positions",
+    "journal",
+    "cluster",
+    "nats",
+)
 #: The risk limits held as decimals (msgspec cannot bound those), and whether 0 is allowed.
 _RISK_DECIMALS = {
     "max_order_qty": False,
@@ -339,6 +402,8 @@ def _apply_env(cfg: ServiceConfig, env: Mapping[str, str]) -> None:
         cfg.service.default_broker = env["DEFAULT_BROKER"]
     if env.get("ULT_SOCKET"):
         cfg.ipc.socket = env["ULT_SOCKET"]
+    if env.get("ULT_NATS_URL"):
+        cfg.nats.url = env["ULT_NATS_URL"]
     if env.get("ULT_LOG_LEVEL"):
         level = env["ULT_LOG_LEVEL"].lower()
         if level not in ("debug", "info", "warning", "error"):
@@ -382,6 +447,24 @@ def _check(cfg: ServiceConfig) -> None:
             raise ConfigError(
                 f"{cfg.source}: routing[{i}].broker: {rule.broker!r} is not an enabled broker"
             )
+    _check_journal_url(cfg)
+
+
+def _check_journal_url(cfg: ServiceConfig) -> None:
+    url = cfg.journal.url
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"{cfg.source}: journal.url: {parts.scheme or url!r} is not a PostgreSQL URL"
+            " (postgresql://user@host:port/database)"
+        )
+    if parts.password is not None:
+        raise ConfigError(
+            f"{cfg.source}: journal.url holds a password; secrets stay out of the file:"
+            " give it as the PGPASSWORD credential (or a libpq password file) instead"
+        )
 
 
 def describe(cfg: ServiceConfig) -> dict[str, Any]:
@@ -399,6 +482,8 @@ def describe(cfg: ServiceConfig) -> dict[str, Any]:
                 "supervision",
                 "positions",
                 "journal",
+                "cluster",
+                "nats",
                 "routing",
             )
         }

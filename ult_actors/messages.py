@@ -176,7 +176,12 @@ class Order(_Value, frozen=True):
 
 
 class Fill(_Value, frozen=True):
-    """One execution of (part of) an order."""
+    """One execution of (part of) an order, or fees a venue charged for one later.
+
+    A venue that reports fees apart from the execution, later (Alpaca's fee
+    activities), brings them as a fill of ``qty`` 0 whose ``fee_of`` names the
+    execution's ``fill_id``; its ``price`` is that execution's.
+    """
 
     fill_id: str
     order_id: str
@@ -193,6 +198,8 @@ class Fill(_Value, frozen=True):
     fees: dict[str, Decimal] = msgspec.field(default_factory=dict)
     #: Currency of ``commission`` and ``fees``; ``None``: the account's own.
     fee_currency: str | None = None
+    #: Set on fees reported after their execution: that execution's ``fill_id``.
+    fee_of: str | None = None
 
     @property
     def total_fees(self) -> Decimal:
@@ -368,6 +375,19 @@ class ConnectionHealth(_Value, frozen=True):
     budget: RequestBudget | None = None
 
 
+class ClusterHealth(_Value, frozen=True):
+    """This instance's place in its cluster (``[cluster]``): active, or standby to whom."""
+
+    name: str
+    #: This instance's name in the cluster (``[cluster] instance``, else host:pid).
+    instance: str
+    role: Literal["active", "standby"]
+    #: The instance holding the cluster's lease (this one when active); "" if none does.
+    active: str = ""
+    #: The fencing epoch of that lease (0: none yet).
+    epoch: int = 0
+
+
 class HealthSnapshot(_Value, frozen=True):
     """The whole tree in start order, plus process facts."""
 
@@ -391,6 +411,8 @@ class HealthSnapshot(_Value, frozen=True):
     emulated_legs: dict[str, int] = msgspec.field(default_factory=dict)
     #: Each broker connection's state, stream age and request budget, by broker.
     connections: dict[str, ConnectionHealth] = msgspec.field(default_factory=dict)
+    #: With ``[cluster]``: active or standby, and which instance is active.
+    cluster: ClusterHealth | None = None
 
 
 # ---------------------------------------------------------------------------

@@ -78,6 +78,7 @@ HEALTH = m.HealthSnapshot(
     version="1",
     trading=m.TradingSetting(state="reducing", set_by="service", reason="r", at=5),
     degraded=["x"],
+    cluster=m.ClusterHealth(name="c", instance="b", role="standby", active="a", epoch=3),
 )
 UPDATE = m.OrderUpdate(order=ORDER, fill=FILL, ts=4)
 
@@ -97,7 +98,7 @@ ORDER_JSON = (
 FILL_JSON = (
     '{"fill_id":"f-1","order_id":"o-1","client_order_id":"c-1","broker":"paper",'
     '"symbol":"AAPL","side":"buy","qty":"1","price":"10.2","commission":"0","ts":3,'
-    '"fees":{"exchange":"0.01"},"fee_currency":"USD"}'
+    '"fees":{"exchange":"0.01"},"fee_currency":"USD","fee_of":null}'
 )
 POSITION_JSON = (
     '{"broker":"paper","symbol":"AAPL","qty":"-3","avg_entry_price":"9.5",'
@@ -110,7 +111,8 @@ HEALTH_JSON = (
     '"strategy":null,"restarts_in_window":0,"connect_failures":0,"next_retry_at":null}],'
     '"pid":7,"version":"1","started_at":0,"taken_at":0,"trading_state":"active",'
     '"trading":{"state":"reducing","set_by":"service","reason":"r","at":5},'
-    '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0,"emulated_legs":{},"connections":{}}'
+    '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0,"emulated_legs":{},"connections":{},'
+    '"cluster":{"name":"c","instance":"b","role":"standby","active":"a","epoch":3}}'
 )
 UPDATE_JSON = (
     f'{{"kind":"order_update","order":{ORDER_JSON},"fill":{FILL_JSON},"ts":4,"fill_only":false}}'

@@ -1,4 +1,4 @@
-"""Alpaca (US stocks and ETFs): Trading API v2 over httpx, fills from ``trade_updates``.
+"""Alpaca (US stocks and ETFs): Trading API v2 over HTTP/1.1, fills from ``trade_updates``.
 
 ``AlpacaConnector`` keeps one pooled HTTP client per connection
 (``brokers.http.client.HttpPool``: keep-alive, every timeout explicit, no redirects)
@@ -49,6 +49,7 @@ from ult_actors.brokers.alpaca.errors import (
     rate_limit_exhausted,
     retry_after_s,
 )
+from ult_actors.brokers.alpaca.fees import FeeJoin
 from ult_actors.brokers.alpaca.ledger import Execution, FillLedger
 from ult_actors.brokers.alpaca.links import OrderLinks
 from ult_actors.brokers.alpaca.mapping import (
@@ -59,9 +60,9 @@ from ult_actors.brokers.alpaca.mapping import (
     to_order,
     to_position,
 )
-from ult_actors.brokers.alpaca.order_lists import legs_of, list_body
+from ult_actors.brokers.alpaca.order_lists import legs_of, list_body, nested_role, nesting_order
 from ult_actors.brokers.alpaca.resync import missed_updates
-from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
+from ult_actors.brokers.alpaca.settings import AlpacaSettings, data_url, rest_url, stream_url
 from ult_actors.brokers.alpaca.stream import (
     StreamTimeouts,
     TradeUpdatesSession,
@@ -73,9 +74,12 @@ from ult_actors.brokers.alpaca.wire import (
     WireClock,
     WireCloseResult,
     WireError,
+    WireFeeActivity,
     WireFillActivity,
+    WireLatestQuote,
     WireOrder,
     WirePosition,
+    WireQuote,
     WireTradeUpdate,
     ns_to_rfc3339,
     optional_ns,
@@ -91,6 +95,7 @@ from ult_actors.errors import (
     NotFound,
     NotReplaceable,
     RateLimited,
+    UltError,
 )
 from ult_actors.messages import (
     TERMINAL_STATUSES,
@@ -143,6 +148,9 @@ class AlpacaConnector:
         self._http = HttpPool(name, settings, transport=transport)
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
         self._ledger = FillLedger(watch_from_ns=now_ns())
+        self._fees = FeeJoin()
+        #: Fee activities after this time are still to be read.
+        self._fees_after_ns = self._ledger.watch_from_ns
         self._links = OrderLinks()
         #: Alpaca's time of the newest event delivered: where the next resync starts.
         self._cursor_ns = self._ledger.watch_from_ns
@@ -372,6 +380,32 @@ class AlpacaConnector:
         )
         return self._order(wire)
 
+    async def find_leg(self, record: Order) -> Order:
+        """A leg of one of our lists whose Alpaca id never reached us (a lost reply, a restart).
+
+        Alpaca knows such a leg only under a client order id of its own, nested
+        under the list's first order: that order is looked up by our client
+        order id, read with its legs, and the leg in ``record``'s role is the
+        one. It comes back, and is reported from then on, under ``record``'s
+        client order id. ``NotFound`` when Alpaca has no such leg.
+        """
+        leg = record.leg
+        nesting = nesting_order(leg) if leg is not None else None
+        if leg is None or nesting is None:
+            return await self.get_order_by_client_id(record.client_order_id)
+        found = await self.get_order_by_client_id(nesting)
+        wire = await self._get(
+            f"/v2/orders/{found.id}", WireOrder, what="order lookup", params={"nested": "true"}
+        )
+        for child in wire.legs or ():
+            if nested_role(leg.contingency, child) == leg.role:
+                self._links.remember(child.id, record.client_order_id, leg)
+                return self._order(child)
+        raise NotFound(
+            f"Alpaca's order {nesting} has no {leg.role} leg ({record.client_order_id})",
+            broker=self.name,
+        )
+
     async def open_orders(self) -> list[Order]:
         """Every open order, all pages."""
         return [self._order(w) for w in await self._list_orders("open")]
@@ -419,6 +453,20 @@ class AlpacaConnector:
         is done. A first connection that fails, refused credentials, or more
         than ``stream_max_reconnects`` failures in a row end the task.
         """
+        failure: BrokerUnavailable | RateLimited | None = None
+        delivered = self._fees.noting(sink)
+        async with trio.open_nursery() as nursery:
+            if self.settings.fee_poll_s:
+                nursery.start_soon(self._poll_fees, delivered)
+            try:
+                await self._stream(delivered, task_status)
+            except (BrokerUnavailable, RateLimited) as exc:
+                failure = exc  # raised after the nursery, so callers see it unwrapped
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _stream(self, sink: UpdateSink, task_status: trio.TaskStatus[None]) -> None:
         s = self.settings
         timeouts = StreamTimeouts(
             connect=s.connect_timeout_s,
@@ -565,6 +613,64 @@ class AlpacaConnector:
             await sink(OrderUpdate(order=order, ts=ts))
         for fill in fills:
             await sink(OrderUpdate(order=order, fill=fill, ts=ts))
+
+    # -- quotes -------------------------------------------------------------
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The mid of Alpaca's latest quote of ``symbol`` (market data API); None: no
+        two-sided quote. Not held back by the trading API's rate limit: its own host."""
+        url = f"{data_url(self.settings)}/v2/stocks/{quote(symbol, safe='')}/quotes/latest"
+        try:
+            response = await self._http.client().request("GET", url)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what="latest quote") from None
+        if not response.is_success:
+            raise error_from_response(response, broker=self.name, now_ns=self._now_ns())
+        latest: WireQuote = self._decode(response, WireLatestQuote, what="latest quote").quote
+        if latest.ap <= 0 or latest.bp <= 0:
+            return None
+        return (latest.ap + latest.bp) / 2
+
+    # -- fees ---------------------------------------------------------------
+
+    async def _poll_fees(self, sink: UpdateSink) -> None:
+        """Read the fee activities every ``fee_poll_s``; deliver each joined to its execution."""
+        while True:
+            await trio.sleep(self.settings.fee_poll_s)
+            try:
+                activities = await self._fee_activities(self._fees_after_ns - _SWEEP_SLACK_NS)
+            except UltError as exc:
+                self.log.warning("fee activities not read; next time", error=exc.message)
+                continue
+            now = self._now_ns()
+            for activity in activities:
+                update = self._fees.join(activity, now)
+                if update is not None:
+                    await sink(update)
+                elif not self._fees.joined(activity):
+                    self.log.info("fee activity of no execution delivered here", id=activity.id)
+            self._fees_after_ns = now  # read again from a little before (ids dedupe)
+
+    async def _fee_activities(self, after_ns: int) -> list[WireFeeActivity]:
+        """All pages of the FEE and CFEE activities after ``after_ns``, oldest first."""
+        out: list[WireFeeActivity] = []
+        params = {
+            "activity_types": "FEE,CFEE",
+            "after": ns_to_rfc3339(after_ns),
+            "direction": "asc",
+            "page_size": str(_ACTIVITY_PAGE),
+        }
+        while True:
+            page = await self._get(
+                "/v2/account/activities",
+                list[WireFeeActivity],
+                what="fee activities",
+                params=params,
+            )
+            out.extend(page)
+            if len(page) < _ACTIVITY_PAGE:
+                return out
+            params["page_token"] = page[-1].id
 
     # -- HTTP ---------------------------------------------------------------
 

@@ -99,6 +99,9 @@ class WireTransaction(_Wire):
     reason: str | None = None
     rejectReason: str | None = None
     commission: Decimal | None = None
+    #: Fills: financing paid (negative) or received with the trades it closed.
+    financing: Decimal | None = None
+    guaranteedExecutionFee: Decimal | None = None
     clientExtensions: WireClientExtensions | None = None
     #: Creates: the order a ``REPLACEMENT`` replaces; cancels: the order replacing it.
     replacesOrderID: str | None = None
@@ -108,6 +111,22 @@ class WireTransaction(_Wire):
     tradeOpened: WireTradeOpen | None = None
     #: Heartbeats only: the account's newest transaction id.
     lastTransactionID: str | None = None
+
+
+class WirePriceBucket(_Wire):
+    price: Decimal
+
+
+class WirePrice(_Wire):
+    """One ``PRICE`` (``GET .../pricing``): an instrument's best bids and asks."""
+
+    instrument: str
+    bids: list[WirePriceBucket] = msgspec.field(default_factory=list)
+    asks: list[WirePriceBucket] = msgspec.field(default_factory=list)
+
+
+class PricingReply(_Wire):
+    prices: list[WirePrice]
 
 
 class WirePositionSide(_Wire):
