@@ -201,9 +201,9 @@ class _BrokerIncarnation:
                 self.log.info("broker connected", incarnation=self.ctx.incarnation)
                 self._set_state("resyncing")
                 # New orders are read now, to be held or refused at the gate (``_gate``)
-                # until the books are in step. Cancels and queries are served once the
-                # resync is over (see docs/architecture.md: sooner is not safe yet).
+                # until the books are in step; cancels and queries are served at once.
                 nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
+                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
                 await self._resync()
                 store = await self.deps.journal.get()
                 # Before any new order: settle what the journal does not know the end of.
@@ -219,8 +219,6 @@ class _BrokerIncarnation:
                 self._set_state("ready")
                 self.ready.set()
                 self.ctx.started()
-                # A query or a cancel never waits behind queued orders (``broker_mailbox``).
-                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
         finally:
             self._set_state("connecting")  # until the next incarnation is in step
             with trio.move_on_after(2) as scope:
@@ -498,9 +496,24 @@ class _BrokerIncarnation:
             await self._dispatch(env)
 
     async def _handle_command(self, env: Envelope[BrokerCommand]) -> None:
+        if isinstance(env.msg, ReplaceOrder) and not self.ready.is_set():
+            # Held at the gate without a command slot: held replaces never keep a cancel waiting.
+            self.nursery.start_soon(self._gate_then_dispatch, env)
+            return
         # Each in its own task (a few at once): a slow query does not hold up a cancel.
         await _acquire(self.commands, env)
         self.nursery.start_soon(self._dispatch_released, env, self.commands)
+
+    async def _gate_then_dispatch(self, env: Envelope[BrokerCommand]) -> None:
+        assert isinstance(env.msg, ReplaceOrder)
+        try:
+            await self._gate(env.msg.terms.deadline_ns)
+        except UltError as exc:
+            exc.broker = exc.broker or self.name
+            self.ctx.fail(env, exc)
+            return
+        await _acquire(self.commands, env)
+        await self._dispatch_released(env, self.commands)
 
     async def _dispatch_released(
         self, env: Envelope[BrokerCommand], limiter: trio.CapacityLimiter
