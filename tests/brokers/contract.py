@@ -21,6 +21,7 @@ from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound
 from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
+    Fill,
     Order,
     OrderRequest,
     OrderUpdate,
@@ -83,6 +84,9 @@ class ContractCase:
     move_price: Callable[[Decimal], Awaitable[None]] | None = None
     #: Make the venue execute ``qty`` of a resting order, as if a counterparty came.
     partial_fill: Callable[[Order, Decimal], Awaitable[None]] | None = None
+    #: What the venue charges for one execution, by the simulator's rates (commission
+    #: plus named fees): the fees battery checks each fill brings exactly that.
+    fees_of: Callable[[Fill], Decimal] | None = None
 
     def client_id(self) -> str:
         return f"{self.id_prefix}-{next(_ids)}"
@@ -118,6 +122,37 @@ class ContractBattery:
         assert current.status == "filled"
         positions = {p.symbol: p for p in await case.connector.positions()}
         assert positions[case.symbol].qty >= case.qty
+
+    async def test_fills_bring_the_fees_the_venue_charged(
+        self, contract_case: ContractCase
+    ) -> None:
+        case = contract_case
+        if case.fees_of is None:
+            pytest.skip("this venue's case gives no fee rates")
+        for side in ("buy", "sell"):  # some fees are charged on sales only
+            coid = case.client_id()
+            await case.connector.submit(
+                OrderRequest(symbol=case.symbol, side=side, qty=case.qty, client_order_id=coid)
+            )
+            await case.updates.wait_for(
+                lambda u, coid=coid: u.order.client_order_id == coid and u.order.status == "filled"
+            )
+
+            def charged(coid: str = coid) -> tuple[Decimal, Decimal] | None:
+                fills = [u.fill for u in case.updates.for_client_id(coid) if u.fill is not None]
+                executions = [f for f in fills if f.qty > 0]
+                if sum(f.qty for f in executions) < case.qty:
+                    return None
+                assert case.fees_of is not None
+                due = sum((case.fees_of(f) for f in executions), Decimal(0))
+                return sum((f.total_fees for f in fills), Decimal(0)), due
+
+            # A venue may report fees after the execution (a later record joined to it).
+            await case.updates.wait_for(
+                lambda _u, charged=charged: (c := charged()) is not None and c[0] >= c[1]
+            )
+            paid, due = charged() or (Decimal(0), Decimal(-1))
+            assert paid == due > 0, (side, paid, due)
 
     async def test_resting_limit_is_open_findable_and_cancelable(
         self, contract_case: ContractCase

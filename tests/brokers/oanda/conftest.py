@@ -12,10 +12,15 @@ from tests.brokers.oanda.harness import connected, running_sim
 from ult_actors.messages import Order
 from ult_actors.sim.oanda.server import OandaSimulator
 
+#: The simulated account's commission (core pricing), in USD per 100,000 units.
+COMMISSION_PER_100K = Decimal(50)
+CENT = Decimal("0.0001")
+
 
 @pytest.fixture
 async def contract_case() -> AsyncIterator[ContractCase]:
-    async with running_sim() as sim, connected(sim) as (connector, log):
+    sim_running = running_sim(commission_per_100k=COMMISSION_PER_100K)
+    async with sim_running as sim, connected(sim) as (connector, log):
         yield ContractCase(
             connector=connector,
             updates=log,
@@ -30,6 +35,7 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             market_price=sim.feed.quote("EUR_USD").mid.normalize(),
             move_price=lambda price: _move(sim, price),
             partial_fill=lambda order, qty: _fill_part(sim, order, qty),
+            fees_of=lambda fill: (fill.qty * COMMISSION_PER_100K / 100_000).quantize(CENT),
         )
 
 

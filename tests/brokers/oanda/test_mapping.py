@@ -217,6 +217,31 @@ def test_fills_fill_the_order_and_a_partial_one_is_partial() -> None:
     assert (rest.status, rest.filled_qty) == ("canceled", Decimal(400))
 
 
+def test_a_fill_names_the_financing_and_guaranteed_fee_it_charged_but_not_the_spread() -> None:
+    base = order_from_create(
+        txn(type="MARKET_ORDER", id="10", units="-1000", timeInForce="FOK"), "oanda"
+    )
+    assert base is not None
+    closing = txn(
+        type="ORDER_FILL",
+        id="12",
+        orderID="10",
+        units="-1000",
+        price="1.08",
+        commission="0.5",
+        financing="-0.0312",
+        guaranteedExecutionFee="0.1",
+        halfSpreadCost="0.07",
+        time="1714572131.5",
+    )
+    fill = fill_from(closing, base)
+    assert fill.commission == Decimal("0.5")
+    # Financing paid (v20 signs it as the balance moves) is a cost; the half spread is
+    # already in the price.
+    assert fill.fees == {"financing": Decimal("0.0312"), "guaranteed_execution": Decimal("0.1")}
+    assert fill.total_fees == Decimal("0.6312")
+
+
 @pytest.mark.parametrize(
     ("reason", "status"),
     [

@@ -56,6 +56,7 @@ async def contract_case(
             market_price=connector.price("AAPL"),
             move_price=move_price,
             partial_fill=partial_fill,
+            fees_of=lambda fill: fill.qty * settings.commission_per_share,
         )
         nursery.cancel_scope.cancel()
     await connector.disconnect()

@@ -428,7 +428,7 @@ def fill_from(txn: WireTransaction, order: Order) -> Fill:
     """
     units = txn.units or Decimal(0)
     price = txn.fullVWAP if txn.fullVWAP is not None else txn.price
-    return fill_of(
+    fill = fill_of(
         order,
         fill_id=txn.id or "",
         qty=abs(units),
@@ -437,6 +437,23 @@ def fill_from(txn: WireTransaction, order: Order) -> Fill:
         commission=abs(txn.commission or Decimal(0)),
         side="buy" if units > 0 else "sell",
     )
+    fees = fill_fees(txn)
+    return msgspec.structs.replace(fill, fees=fees) if fees else fill
+
+
+def fill_fees(txn: WireTransaction) -> dict[str, Decimal]:
+    """What an ``ORDER_FILL`` charged besides its commission, named, positive a cost.
+
+    v20 also reports ``halfSpreadCost``: an estimate of the spread already paid in the
+    fill's price (slippage against the arrival mid measures it), never debited on its
+    own, so it is no fee here and P&L is not charged it twice.
+    """
+    fees: dict[str, Decimal] = {}
+    if txn.financing:
+        fees["financing"] = -txn.financing  # v20 signs it as the balance moves
+    if txn.guaranteedExecutionFee:
+        fees["guaranteed_execution"] = txn.guaranteedExecutionFee
+    return fees
 
 
 def with_fills(order: Order, fills: Collection[Fill]) -> Order:

@@ -99,6 +99,9 @@ class WireTransaction(_Wire):
     reason: str | None = None
     rejectReason: str | None = None
     commission: Decimal | None = None
+    #: Fills: financing paid (negative) or received with the trades it closed.
+    financing: Decimal | None = None
+    guaranteedExecutionFee: Decimal | None = None
     clientExtensions: WireClientExtensions | None = None
     #: Creates: the order a ``REPLACEMENT`` replaces; cancels: the order replacing it.
     replacesOrderID: str | None = None

@@ -7,8 +7,9 @@ still as nanoseconds (``wire.render`` formats them per request).
 
 Model, kept small but honest: netting (``hedgingEnabled`` false), trades
 closed first-in first-out, fills at the current bid/ask, margin at
-``margin_rate`` of the position value in the home currency, no financing or
-commission. Choices where v20's documentation is silent: an IOC or FOK
+``margin_rate`` of the position value in the home currency, no financing; a
+commission of ``commission_per_100k`` (home currency per 100,000 units, as
+OANDA's core pricing charges it, 0 by default) on every fill. Choices where v20's documentation is silent: an IOC or FOK
 limit/stop that cannot fill at once is cancelled with reason
 ``INSUFFICIENT_LIQUIDITY``; a cancel of an order that is not pending gets 404
 ``ORDER_DOESNT_EXIST``; ``GFD`` orders do not expire inside the simulator.
@@ -72,8 +73,10 @@ class OandaBook:
         margin_rate: Decimal = Decimal("0.02"),
         currency: str = "USD",
         user_id: int = 1_000_001,
+        commission_per_100k: Decimal = Decimal(0),
     ) -> None:
         self.account_id = account_id
+        self.commission_per_100k = commission_per_100k
         self.feed = feed
         self.now_ns = now_ns
         self.currency = currency
@@ -774,7 +777,8 @@ class OandaBook:
                 "halfSpreadCost": money(abs(remaining) * (quote.ask - quote.bid) / 2 * rate),
                 "initialMarginRequired": money(abs(remaining) * price * rate * self.margin_rate),
             }
-        self.balance += realized
+        commission = Decimal(money(abs(amount) * self.commission_per_100k / 100_000))
+        self.balance += realized - commission
         self.realized_pl += realized
         self.position_pl[order.instrument] = (
             self.position_pl.get(order.instrument, Decimal(0)) + realized
@@ -792,7 +796,7 @@ class OandaBook:
             "quotePL": f"{(realized / rate) if rate else realized:f}",
             "financing": money(Decimal(0)),
             "baseFinancing": "0",
-            "commission": money(Decimal(0)),
+            "commission": money(commission),
             "guaranteedExecutionFee": money(Decimal(0)),
             "accountBalance": money(self.balance),
             "halfSpreadCost": money(abs(amount) * (quote.ask - quote.bid) / 2 * rate),

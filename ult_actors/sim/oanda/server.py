@@ -136,6 +136,7 @@ class OandaSimulator:
         tick_s: float = 1.0,
         balance: Decimal = Decimal(100_000),
         rate_limits: RateLimits | None = None,
+        commission_per_100k: Decimal = Decimal(0),
     ) -> None:
         self._token = token
         self.account_id = account_id
@@ -143,7 +144,13 @@ class OandaSimulator:
         self.heartbeat_s = heartbeat_s
         self.tick_s = tick_s
         self.feed = PriceFeed(seed)
-        self.book = OandaBook(account_id, feed=self.feed, now_ns=now_ns, balance=balance)
+        self.book = OandaBook(
+            account_id,
+            feed=self.feed,
+            now_ns=now_ns,
+            balance=balance,
+            commission_per_100k=commission_per_100k,
+        )
         self.faults = FaultBoard(API_PREFIX)
         self.limiter = Limiter(rate_limits)
         self.port: int | None = None
