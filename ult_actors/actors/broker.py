@@ -57,8 +57,8 @@ from ult_actors.actors.reconcile import (
     reconcile_stuck,
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
-from ult_actors.brokers.base import Connector, SupportsResync
-from ult_actors.brokers.budget import RateBudget, RequestClass
+from ult_actors.brokers.base import Connector, SupportsRequestBudget, SupportsResync
+from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -161,6 +161,8 @@ class _BrokerIncarnation:
         self.submitting: dict[str, trio.Event] = {}
         self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
         self.connector = deps.make_connector()
+        if deps.budget is not None and isinstance(self.connector, SupportsRequestBudget):
+            self.connector.use_budget(deps.budget)  # its own extra requests count too
         #: Latest known state of this broker's orders seen by this incarnation.
         self.orders: Recent[str, Order] = Recent(
             _MAX_TRACKED,
@@ -271,12 +273,15 @@ class _BrokerIncarnation:
         )
 
     async def _spend(self, kind: RequestClass, deadline_ns: int | None = None) -> None:
-        """A token of the account's request budget (``RateLimited`` if not in time)."""
+        """A command's token of the account's request budget (``RateLimited`` if not in time).
+
+        Called inside ``charged_as``: the command's first request uses it.
+        """
         budget = self.deps.budget
         if budget is None:
             return
         within = None if deadline_ns is None else (deadline_ns - self.deps.now_ns()) / 1e9
-        await budget.acquire(kind, within_s=within)
+        await budget.prepay(kind, within_s=within)
 
     async def _announce_account_reset(self) -> None:
         """If the connector found the account's history restarted, publish its positions.
@@ -385,8 +390,9 @@ class _BrokerIncarnation:
 
     async def open_orders(self) -> list[Order]:
         """The broker's open orders (a background query: it yields to orders)."""
-        await self._spend("query")
-        return await self.connector.open_orders()
+        with charged_as("query"):
+            await self._spend("query")
+            return await self.connector.open_orders()
 
     async def settle(self, order: Order) -> Order:
         """Merge a broker report (or our final verdict) into the journal.
@@ -525,6 +531,11 @@ class _BrokerIncarnation:
             limiter.release_on_behalf_of(env)
 
     async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
+        # Every request the command makes is charged at its class (``RateBudget.charge``).
+        with charged_as(_request_class(env.msg)):
+            await self._dispatch_charged(env)
+
+    async def _dispatch_charged(self, env: Envelope[BrokerCommand]) -> None:
         msg = env.msg
         result: object
         try:
@@ -703,8 +714,10 @@ class _BrokerIncarnation:
         for order in open_orders:
             if order.leg is not None and order.leg.emulated:
                 self._count_emulated(order)
-        async with self.list_lock:
-            await resume(await self._list_side(), open_orders)
+        # A peer's cancel is as urgent as a client's: charged as one.
+        with charged_as("cancel"):
+            async with self.list_lock:
+                await resume(await self._list_side(), open_orders)
 
     def _count_emulated(self, order: Order) -> None:
         before = len(self.emulated_open)
@@ -718,8 +731,9 @@ class _BrokerIncarnation:
     async def _react(self, order: Order) -> None:
         """An emulated list's leg changed: act on it, one list change at a time."""
         # A failure here crashes the actor like any other: its restart resumes the lists.
-        async with self.list_lock:
-            await react(await self._list_side(), order)
+        with charged_as("cancel"):  # a peer's cancel is as urgent as a client's
+            async with self.list_lock:
+                await react(await self._list_side(), order)
 
     async def _replace(self, msg: ReplaceOrder) -> Order:
         coid = msg.change.client_order_id
@@ -983,6 +997,19 @@ def broker_lane(msg: BrokerCommand) -> int:
             return CANCEL_LANE
         case _:
             return QUERY_LANE
+
+
+def _request_class(msg: BrokerCommand) -> RequestClass:
+    """The budget class of a command's requests (closing out is as urgent as a cancel)."""
+    match msg:
+        case PlaceOrder() | PlaceList():
+            return "order"
+        case ReplaceOrder():
+            return "replace"
+        case CancelOrder() | CancelAll() | CloseOut():
+            return "cancel"
+        case _:
+            return "query"
 
 
 def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:

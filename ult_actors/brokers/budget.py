@@ -17,13 +17,22 @@ goes first when the budget is short:
 
 Waiting is fair within a class (first come, first served), and only the
 first waiter sleeps on the clock; the others sleep until they reach the head.
+
+Every request a connector sends is counted, not only the one a command asked
+for: a connector calls ``charge`` before each request. Inside ``charged_as``
+(the broker actor wraps each command in one) the first request is the one
+``prepay`` already paid for, and any further one (a lookup after a lost
+reply, the next page of a listing) is charged at the command's class;
+outside any (the stream's backfill, a resync's pages) it is a ``query``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal, get_args
 
 import trio
@@ -45,6 +54,29 @@ class _Waiter:
     def __init__(self, kind: RequestClass) -> None:
         self.kind = kind
         self.wake = trio.Event()
+
+
+class _Charge:
+    """The class the current task's requests are charged at, and the tokens it prepaid."""
+
+    __slots__ = ("kind", "paid")
+
+    def __init__(self, kind: RequestClass) -> None:
+        self.kind = kind
+        self.paid = 0
+
+
+_charge: ContextVar[_Charge | None] = ContextVar("ult_request_charge", default=None)
+
+
+@contextmanager
+def charged_as(kind: RequestClass) -> Iterator[None]:
+    """Charge the requests sent by this task (and tasks it starts) at class ``kind``."""
+    token = _charge.set(_Charge(kind))
+    try:
+        yield
+    finally:
+        _charge.reset(token)
 
 
 class RateBudget:
@@ -103,6 +135,23 @@ class RateBudget:
             if waiter in queue:
                 queue.remove(waiter)
                 self._wake_head()
+
+    async def prepay(self, kind: RequestClass, *, within_s: float | None = None) -> None:
+        """``acquire`` a token the next request ``charge``d in this ``charged_as`` uses."""
+        await self.acquire(kind, within_s=within_s)
+        charge = _charge.get()
+        if charge is not None:
+            charge.paid += 1
+
+    async def charge(self) -> None:
+        """Pay for one request about to be sent: prepaid, else a token of its class."""
+        charge = _charge.get()
+        if charge is None:
+            await self.acquire("query")
+        elif charge.paid > 0:
+            charge.paid -= 1
+        else:
+            await self.acquire(charge.kind)
 
     def pause(self, retry_after_s: float) -> None:
         """The venue throttled us anyway: no class gets a token for ``retry_after_s``."""

@@ -81,6 +81,7 @@ from ult_actors.brokers.alpaca.wire import (
     optional_ns,
 )
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.http.client import HttpPool, require_live_confirmed
 from ult_actors.brokers.http.errors import unreadable_reply
 from ult_actors.errors import (
@@ -397,6 +398,10 @@ class AlpacaConnector:
 
     # -- the trade_updates stream -------------------------------------------
 
+    def use_budget(self, budget: RateBudget) -> None:
+        """Charge every request to the account's ``budget`` (``SupportsRequestBudget``)."""
+        self._http.budget = budget
+
     @property
     def last_message_at(self) -> float | None:
         """``trio.current_time()`` when ``trade_updates`` last sent anything (a frame or a pong).
@@ -620,6 +625,7 @@ class AlpacaConnector:
         json: Any = None,
     ) -> httpx.Response:
         client = self._http.client()
+        await self._http.charge()
         await self._gate.wait()
         content = msgspec.json.encode(json) if json is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
