@@ -19,6 +19,7 @@ from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
     ConnectionHealth,
+    ConnectionStateChanged,
     Event,
     HealthSnapshot,
     Order,
@@ -449,6 +450,9 @@ def event_line(event: Event, style: Style) -> str:
         if event.error:
             text += f"  error: {event.error}"
         return f"{clock(event.ts)}  {text}"
+    if isinstance(event, ConnectionStateChanged):
+        why = f": {event.reason}" if event.reason else ""
+        return f"{clock(event.ts)}  broker  {event.broker} {style.state(event.state)}{why}"
     if isinstance(event, PositionDrift):
         return (
             f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book"
