@@ -57,7 +57,12 @@ from ult_actors.actors.reconcile import (
     reconcile_stuck,
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
-from ult_actors.brokers.base import Connector, SupportsRequestBudget, SupportsResync
+from ult_actors.brokers.base import (
+    Connector,
+    SupportsRequestBudget,
+    SupportsResync,
+    SupportsStreamState,
+)
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
 from ult_actors.errors import (
     AuthFailed,
@@ -137,9 +142,9 @@ class BrokerActorDeps:
     on_unavailable: Literal["hold", "refuse"] = "hold"
     #: The account's request budget, shared by every incarnation; ``None``: unlimited.
     budget: RateBudget | None = None
-    #: Told (broker, state, connector) whenever the connection's state changes (health).
-    on_connection_state: Callable[[str, ConnectionState, Connector], None] = (
-        lambda _broker, _state, _connector: None
+    #: Told (broker, state, connector, why) whenever the connection's state changes (health).
+    on_connection_state: Callable[[str, ConnectionState, Connector, str], None] = (
+        lambda _broker, _state, _connector, _why: None
     )
 
 
@@ -187,7 +192,13 @@ class _BrokerIncarnation:
         #: Open legs of emulated lists (the service holds their contingency), for health.
         self.emulated_open: set[str] = set()
         #: Set once what the stream missed is applied: the gate for new orders opens.
+        #: A stream lost later (``degraded``) puts a fresh, unset one in its place.
         self.ready = trio.Event()
+        self.state: ConnectionState = "connecting"
+        #: Why the connector's own update stream is down now (``None``: it is up).
+        self.stream_down: str | None = None
+        if isinstance(self.connector, SupportsStreamState):
+            self.connector.watch_stream(self._on_stream_state)
 
     async def run(self) -> None:
         try:
@@ -218,8 +229,11 @@ class _BrokerIncarnation:
                 if summary.adopted and summary.journal_empty:
                     self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
-                self._set_state("ready")
-                self.ready.set()
+                if self.stream_down is None:
+                    self._set_state("ready")
+                    self.ready.set()
+                else:  # lost again meanwhile: the gate opens once it is back in step
+                    self._set_state("degraded", self.stream_down)
                 self.ctx.started()
         finally:
             self._set_state("connecting")  # until the next incarnation is in step
@@ -227,9 +241,25 @@ class _BrokerIncarnation:
                 scope.shield = True
                 await self.connector.disconnect()
 
-    def _set_state(self, state: ConnectionState) -> None:
-        self.log.info("broker connection state", state=state)
-        self.deps.on_connection_state(self.name, state, self.connector)
+    def _set_state(self, state: ConnectionState, why: str = "") -> None:
+        self.state = state
+        self.log.info("broker connection state", state=state, why=why or None)
+        self.deps.on_connection_state(self.name, state, self.connector, why)
+
+    def _on_stream_state(self, why: str | None) -> None:
+        """The connector's own stream was lost (``why``) or is back in step (``None``).
+
+        Lost while ``ready``: ``degraded``, and new orders wait at the gate (the
+        venue may be filling orders nobody hears of); back, after the connector
+        delivered what the stream missed: ``ready`` again.
+        """
+        self.stream_down = why
+        if why is not None and self.state == "ready":
+            self.ready = trio.Event()
+            self._set_state("degraded", why)
+        elif why is None and self.state == "degraded":
+            self._set_state("ready")
+            self.ready.set()
 
     async def _resync(self) -> None:
         """Apply what the stream missed while this connection was away, once each, in order.
@@ -256,7 +286,7 @@ class _BrokerIncarnation:
             return
         if self.deps.on_unavailable == "refuse":
             raise BrokerUnavailable(
-                f"broker {self.name} is reconnecting and not in step yet; order not sent"
+                f"broker {self.name} is {self.state} and not in step yet; order not sent"
                 " (on_unavailable = refuse): send it again shortly",
                 broker=self.name,
             )
@@ -268,7 +298,7 @@ class _BrokerIncarnation:
             await self.ready.wait()
             return
         raise Timeout(
-            f"broker {self.name} was still reconnecting at the order's deadline; not sent",
+            f"broker {self.name} was still {self.state} at the order's deadline; not sent",
             broker=self.name,
         )
 

@@ -209,6 +209,20 @@ class SupportsRequestBudget(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsStreamState(Protocol):
+    """A connector whose update stream reconnects by itself, telling when it is down.
+
+    While the stream is down the venue may fill orders nobody hears of; the
+    broker actor shows the connection ``degraded`` and holds new orders until
+    the stream is back and has delivered what it missed.
+    """
+
+    def watch_stream(self, hook: Callable[[str | None], None]) -> None:
+        """Call ``hook(why)`` when the stream is lost, ``hook(None)`` once it is back in step."""
+        ...
+
+
 S = TypeVar("S", bound=msgspec.Struct)
 
 
