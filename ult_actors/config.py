@@ -9,6 +9,7 @@ are never printed by ``ult config check``.
 Environment overrides keep the names users already know: ``DEFAULT_BROKER``,
 ``ENABLE_PAPER_TRADING``, ``ORDER_RETRY_ENABLED``, ``ORDER_MAX_RETRIES``,
 ``ORDER_RETRY_DELAY`` (ms), ``ULT_SOCKET``, ``ULT_STATE_DIR``, ``ULT_LOG_LEVEL``,
+``ULT_NATS_URL``,
 and each broker kind's own (``PAPER_*``, ``ALPACA_*``, ``OANDA_*``, ``IB_*``).
 A remote broker kind is added automatically, named after its kind, when its
 credentials are present in the environment (``ALPACA_API_KEY``,
@@ -139,6 +140,40 @@ class JournalSection(_Section):
     sync_interval_ms: SyncIntervalMs = 50
 
 
+#: A name that is one NATS subject token and one PostgreSQL-friendly word.
+ClusterName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class ClusterSection(_Section):
+    """[cluster]"""
+
+    #: The NATS subjects are ``ult.<name>.cmd`` and ``ult.<name>.events.<topic>``.
+    name: ClusterName = "default"
+
+
+class NatsSection(_Section):
+    """[nats]: remote clients and events over NATS, off while ``url`` is empty.
+
+    The user and password, if any, come from the ``NATS_USER`` and
+    ``NATS_PASSWORD`` credentials (``secrets.py``), never from the file.
+    """
+
+    url: str = ""
+    #: A NATS credentials file (user JWT and NKey seed), instead of user/password.
+    creds_file: str = ""
+    #: PEM files: the CA that signed the server's certificate; a client certificate and key.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Commands being answered at once; one more is answered ``busy`` at once.
+    max_in_flight: Count = 1024
+    #: Events waiting for JetStream; past it the publisher falls behind and loses events.
+    event_queue: Count = 10_000
+    #: How long, and up to how many bytes, the events stream keeps events for replay.
+    events_max_age_s: Annotated[float, msgspec.Meta(gt=0.0, le=366 * 86_400.0)] = 7 * 86_400.0
+    events_max_bytes: Annotated[int, msgspec.Meta(ge=1 << 20, le=1 << 44)] = 1 << 30
+
+
 class RoutingRule(_Section):
     """[[routing]] — first rule whose fnmatch ``pattern`` matches the symbol wins."""
 
@@ -170,6 +205,8 @@ class _FileConfig(_Section):
     supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
     positions: PositionsSection = msgspec.field(default_factory=PositionsSection)
     journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    cluster: ClusterSection = msgspec.field(default_factory=ClusterSection)
+    nats: NatsSection = msgspec.field(default_factory=NatsSection)
     routing: list[RoutingRule] = msgspec.field(default_factory=list)
     brokers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
@@ -184,6 +221,8 @@ class ServiceConfig(msgspec.Struct, kw_only=True):
     supervision: SupervisionSection = msgspec.field(default_factory=SupervisionSection)
     positions: PositionsSection = msgspec.field(default_factory=PositionsSection)
     journal: JournalSection = msgspec.field(default_factory=JournalSection)
+    cluster: ClusterSection = msgspec.field(default_factory=ClusterSection)
+    nats: NatsSection = msgspec.field(default_factory=NatsSection)
     routing: list[RoutingRule] = msgspec.field(default_factory=list)
     brokers: list[BrokerEntry] = msgspec.field(default_factory=list)
     source: str = "<defaults>"
@@ -289,6 +328,8 @@ def load_config(
         supervision=file_cfg.supervision,
         positions=file_cfg.positions,
         journal=file_cfg.journal,
+        cluster=file_cfg.cluster,
+        nats=file_cfg.nats,
         routing=file_cfg.routing,
         brokers=brokers,
         source=source,
@@ -299,7 +340,17 @@ def load_config(
     return cfg
 
 
-_SECTIONS = ("service", "ipc", "risk", "retry", "supervision", "positions", "journal")
+_SECTIONS = (
+    "service",
+    "ipc",
+    "risk",
+    "retry",
+    "supervision",
+    "positions",
+    "journal",
+    "cluster",
+    "nats",
+)
 #: The risk limits held as decimals (msgspec cannot bound those), and whether 0 is allowed.
 _RISK_DECIMALS = {
     "max_order_qty": False,
@@ -339,6 +390,8 @@ def _apply_env(cfg: ServiceConfig, env: Mapping[str, str]) -> None:
         cfg.service.default_broker = env["DEFAULT_BROKER"]
     if env.get("ULT_SOCKET"):
         cfg.ipc.socket = env["ULT_SOCKET"]
+    if env.get("ULT_NATS_URL"):
+        cfg.nats.url = env["ULT_NATS_URL"]
     if env.get("ULT_LOG_LEVEL"):
         level = env["ULT_LOG_LEVEL"].lower()
         if level not in ("debug", "info", "warning", "error"):
@@ -399,6 +452,8 @@ def describe(cfg: ServiceConfig) -> dict[str, Any]:
                 "supervision",
                 "positions",
                 "journal",
+                "cluster",
+                "nats",
                 "routing",
             )
         }

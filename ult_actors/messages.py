@@ -176,7 +176,12 @@ class Order(_Value, frozen=True):
 
 
 class Fill(_Value, frozen=True):
-    """One execution of (part of) an order."""
+    """One execution of (part of) an order, or fees a venue charged for one later.
+
+    A venue that reports fees apart from the execution, later (Alpaca's fee
+    activities), brings them as a fill of ``qty`` 0 whose ``fee_of`` names the
+    execution's ``fill_id``; its ``price`` is that execution's.
+    """
 
     fill_id: str
     order_id: str
@@ -193,6 +198,8 @@ class Fill(_Value, frozen=True):
     fees: dict[str, Decimal] = msgspec.field(default_factory=dict)
     #: Currency of ``commission`` and ``fees``; ``None``: the account's own.
     fee_currency: str | None = None
+    #: Set on fees reported after their execution: that execution's ``fill_id``.
+    fee_of: str | None = None
 
     @property
     def total_fees(self) -> Decimal:

@@ -183,3 +183,19 @@ def test_a_bare_commit_is_one_durable_row_per_sample(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (7 + WARM_UP,)
     finally:
         conn.close()
+
+
+def test_the_peer_services_alpaca_budget_never_holds_an_order_of_a_full_run(tmp_path: Path) -> None:
+    # The peer figure is one order's latency: a budget that paces the run (Alpaca's
+    # default bucket of 20) would time the token waits instead of the path.
+    from bench.peer import write_ult_config
+    from bench.plan import plan_for
+    from ult_actors.brokers.budget import budget_for
+    from ult_actors.config import load_config
+
+    config = load_config(write_ult_config(tmp_path, "http://127.0.0.1:9"), env={})
+    (alpaca,) = [b for b in config.enabled_brokers if b.kind == "alpaca"]
+    budget = budget_for(alpaca.name, alpaca.kind, alpaca.requests_per_s, alpaca.request_burst)
+    full = plan_for(quick=False)
+    orders = 2 * full.peer.count + 100  # journal on and off, warm-ups, the connect's requests
+    assert budget is None or budget.burst - budget.query_reserve >= orders

@@ -97,7 +97,7 @@ ORDER_JSON = (
 FILL_JSON = (
     '{"fill_id":"f-1","order_id":"o-1","client_order_id":"c-1","broker":"paper",'
     '"symbol":"AAPL","side":"buy","qty":"1","price":"10.2","commission":"0","ts":3,'
-    '"fees":{"exchange":"0.01"},"fee_currency":"USD"}'
+    '"fees":{"exchange":"0.01"},"fee_currency":"USD","fee_of":null}'
 )
 POSITION_JSON = (
     '{"broker":"paper","symbol":"AAPL","qty":"-3","avg_entry_price":"9.5",'

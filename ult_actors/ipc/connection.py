@@ -29,29 +29,23 @@ from typing import Any
 
 import trio
 
-from ult_actors.errors import BadRequest, Internal, UltError
+from ult_actors.errors import BadRequest
+from ult_actors.ipc.dispatch import Dispatcher
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
 from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
 from ult_actors.messages import (
-    Cancel,
     ErrorReply,
     EventMessage,
     OkReply,
-    Replace,
     Reply,
     Request,
-    SetKillSwitch,
-    SetTradingState,
-    Submit,
-    SubmitList,
     Subscribe,
     SubscriptionDropped,
 )
 from ult_actors.runtime.pubsub import Subscription
 
-_MUTATING = (Submit, Replace, SubmitList, Cancel, SetKillSwitch, SetTradingState)
 _READ_SIZE = 1 << 16
 #: How long replies still owed are awaited after the client closed its side.
 _EOF_GRACE_S = 30.0
@@ -85,6 +79,7 @@ class Connection:
         self.max_queued_bytes = max_queued_bytes
         self.stalled_s = stalled_s
         self.codec = RequestCodec()
+        self.dispatcher = Dispatcher(gateway, self.log)
         self.outbox = Outbox(outbox_high_water, budget)
         #: Why the server closed this connection for not reading, if it did.
         self.dropped: str | None = None
@@ -205,15 +200,10 @@ class Connection:
             batch.close()  # keeps the frames not yet taken
 
     def _dispatch(self, payload: bytes, handlers: trio.Nursery) -> None:
-        try:
-            request = self.codec.decode(payload)
-        except BadRequest as exc:
-            self.log.info("bad request", error=exc.message)
-            self._send(ErrorReply(id=self.codec.request_id(payload), error=exc.to_info()))
+        request = self.dispatcher.decode(payload)
+        if isinstance(request, ErrorReply):
+            self._send(request)
             return
-        if isinstance(request, _MUTATING):
-            request = self.gateway.prepare(request)
-            self._log_mutation(request)
         if isinstance(request, Subscribe):
             self._subscribe(request, handlers)
             return
@@ -223,20 +213,7 @@ class Connection:
         handlers.start_soon(self._answer, request)
 
     async def _answer(self, request: Request) -> None:
-        try:
-            reply = await self.gateway.handle(request, self.peer)
-        except UltError as exc:
-            reply = ErrorReply(id=request.id, error=exc.to_info())
-        except Exception:
-            self.log.exception("request failed inside the service", kind=type(request).__name__)
-            reply = ErrorReply(
-                id=request.id,
-                error=Internal(
-                    f"the service failed on this {type(request).__name__} request;"
-                    " see the service log"
-                ).to_info(),
-            )
-        self._send(reply)
+        self._send(await self.dispatcher.answer(request, self.peer))
         self._in_flight -= 1
         if self._in_flight < self.max_in_flight:
             self._capacity.set()
@@ -319,38 +296,3 @@ class Connection:
                 return True
             if self._close_if_stalled("by an event subscriber"):
                 return False
-
-    def _log_mutation(self, request: Request) -> None:
-        fields: dict[str, Any] = {"kind": type(request).__name__, "request_id": request.id}
-        if isinstance(request, Submit):
-            order = request.order
-            fields.update(
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                qty=str(order.qty),
-                type=order.type,
-                broker=order.broker,
-            )
-        elif isinstance(request, Replace):
-            change = request.change
-            fields.update(
-                order_id=change.order_id,
-                client_order_id=change.client_order_id,
-                qty=None if change.qty is None else str(change.qty),
-                limit_price=None if change.limit_price is None else str(change.limit_price),
-                stop_price=None if change.stop_price is None else str(change.stop_price),
-            )
-        elif isinstance(request, SubmitList):
-            fields.update(
-                contingency=request.orders.contingency,
-                list_id=request.orders.list_id,
-                legs=[leg.client_order_id for leg in request.orders.legs],
-            )
-        elif isinstance(request, Cancel):
-            fields["order_id"] = request.order_id
-        elif isinstance(request, SetKillSwitch):
-            fields["on"] = request.on
-        elif isinstance(request, SetTradingState):
-            fields.update(state=request.state, broker=request.broker)
-        self.log.info("request", **fields)

@@ -42,7 +42,8 @@ class ArrivalPrices:
 
     def saw(self, fill: Fill) -> None:
         """Note an execution: its price is the symbol's last trade from now on."""
-        self._last_trade[fill.symbol] = fill.price
+        if fill.qty:  # fees reported later are no trade
+            self._last_trade[fill.symbol] = fill.price
 
     def stamp(self, order: Order) -> Order:
         """``order`` with its arrival price and where it came from (unchanged: none known)."""

@@ -32,7 +32,8 @@ class LastTrades:
     def __init__(self, fills: Sequence[Fill]) -> None:
         by_symbol: dict[str, list[tuple[int, Decimal]]] = {}
         for fill in fills:
-            by_symbol.setdefault(fill.symbol, []).append((fill.ts, fill.price))
+            if fill.qty:  # fees reported later are no trade
+                by_symbol.setdefault(fill.symbol, []).append((fill.ts, fill.price))
         self._times: dict[str, list[int]] = {}
         self._prices: dict[str, list[Decimal]] = {}
         for symbol, trades in by_symbol.items():
@@ -60,17 +61,21 @@ def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> 
     if fills:
         # One loop, no generators: a report walks every fill of a big journal.
         filled = notional = fees = _ZERO
-        first = last = fills[0].ts
+        first: int | None = None
+        last: int | None = None
         for f in fills:
-            filled += f.qty
-            notional += f.qty * f.price
             fees += f.commission
             if f.fees:
                 fees += sum(f.fees.values(), _ZERO)
-            first = min(first, f.ts)
-            last = max(last, f.ts)
+            if not f.qty:
+                continue  # fees reported after their execution
+            filled += f.qty
+            notional += f.qty * f.price
+            first = f.ts if first is None else min(first, f.ts)
+            last = f.ts if last is None else max(last, f.ts)
         avg = notional / filled if filled else None
-        first_fill_s, last_fill_s = _seconds(first, order), _seconds(last, order)
+        if first is not None and last is not None:
+            first_fill_s, last_fill_s = _seconds(first, order), _seconds(last, order)
     else:
         filled, avg, fees = order.filled_qty, order.avg_fill_price, _ZERO
         notional = filled * avg if avg is not None else _ZERO

@@ -14,7 +14,8 @@ from ult_actors.messages import Order
 
 @pytest.fixture
 async def contract_case() -> AsyncIterator[ContractCase]:
-    async with running_sim() as (sim, port), connected(port) as (connector, log):
+    # Fee activities read every 20 ms, so the fees battery hears them soon after a sale.
+    async with running_sim() as (sim, port), connected(port, fee_poll_s=0.02) as (connector, log):
 
         async def move_price(price: Decimal) -> None:
             sim.venue.set_price("AAPL", price)
@@ -33,4 +34,9 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             market_price=sim.venue.price("AAPL"),
             move_price=move_price,
             partial_fill=partial_fill,
+            fees_of=lambda fill: (
+                sum(sim.venue.sale_fees.of(fill.qty, fill.price).values(), Decimal(0))
+                if fill.side == "sell"
+                else Decimal(0)
+            ),
         )

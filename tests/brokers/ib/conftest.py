@@ -11,6 +11,7 @@ from tests.brokers.contract import ContractCase
 from tests.brokers.ib.harness import running_sim, streaming_connector
 from ult_actors.messages import Order
 from ult_actors.sim.ib import TwsSimulator
+from ult_actors.sim.ib.instruments import commission, stock
 
 
 @pytest.fixture
@@ -42,4 +43,5 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             market_price=sim.exchange.price("AAPL"),
             move_price=move_price,
             partial_fill=partial_fill,
+            fees_of=lambda fill: commission(stock(fill.symbol), fill.qty, fill.qty * fill.price),
         )

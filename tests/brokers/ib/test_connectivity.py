@@ -125,6 +125,34 @@ async def test_1102_resynchronises_what_changed_while_connectivity_was_lost(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_fill_is_completed_by_its_commission_report_after_a_reconnect(
+    sim_port: tuple[TwsSimulator, int],
+) -> None:
+    sim, port = sim_port
+    async with trio.open_nursery() as nursery, connected(sim, port, nursery) as s:
+        with trio.fail_after(BOUND):
+            # TWS loses IB right after the execution: its commission report comes only
+            # with the executions the connector asks for once connectivity is back.
+            sim.faults.withhold_commission_reports = True
+            order = await s.connector.submit(limit("fee-1", price="100000"))
+            await s.log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
+            await s.connector.account()  # every message of the execution has been read
+            assert not [u for u in s.log.for_client_id("fee-1") if u.fill is not None]
+            await sim.connectivity_lost()
+            sim.faults.withhold_commission_reports = False
+            await sim.connectivity_restored(data_lost=True)
+            done = await s.log.wait_for(lambda u: u.fill is not None and u.order.id == order.id)
+        assert done.fill is not None and done.fill_only
+        # 10 shares at IB's fixed rate: 0.05, raised to the 1.00 minimum.
+        assert (done.fill.qty, done.fill.commission, done.fill.fee_currency) == (
+            Decimal(10),
+            Decimal("1.00"),
+            "USD",
+        )
+        assert len([u for u in s.log.for_client_id("fee-1") if u.fill is not None]) == 1
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_closed_socket_ends_the_stream_with_broker_unavailable(
     sim_port: tuple[TwsSimulator, int],
 ) -> None:

@@ -25,6 +25,15 @@ def test_pacer_lets_a_burst_through_then_spaces_messages() -> None:
     assert pacer.reserve(10.0) == 0.0  # idle time refills the burst
 
 
+@pytest.mark.parametrize("limit", [45.0, 50.0, 10.0, 2.0])
+def test_a_pacer_within_a_limit_never_sends_more_in_any_second(limit: float) -> None:
+    pacer = MessagePacer.within(limit)
+    sent = [pacer.reserve(0.0) for _ in range(300)]
+    # Worst window: one starting at the burst.
+    assert sum(1 for t in sent if t < 1.0) <= limit
+    assert max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent) <= limit
+
+
 async def test_pacer_holds_a_flood_to_the_rate_on_trios_clock(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

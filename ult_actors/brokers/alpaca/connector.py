@@ -49,6 +49,7 @@ from ult_actors.brokers.alpaca.errors import (
     rate_limit_exhausted,
     retry_after_s,
 )
+from ult_actors.brokers.alpaca.fees import FeeJoin
 from ult_actors.brokers.alpaca.ledger import Execution, FillLedger
 from ult_actors.brokers.alpaca.links import OrderLinks
 from ult_actors.brokers.alpaca.mapping import (
@@ -73,6 +74,7 @@ from ult_actors.brokers.alpaca.wire import (
     WireClock,
     WireCloseResult,
     WireError,
+    WireFeeActivity,
     WireFillActivity,
     WireOrder,
     WirePosition,
@@ -92,6 +94,7 @@ from ult_actors.errors import (
     NotFound,
     NotReplaceable,
     RateLimited,
+    UltError,
 )
 from ult_actors.messages import (
     TERMINAL_STATUSES,
@@ -144,6 +147,9 @@ class AlpacaConnector:
         self._http = HttpPool(name, settings, transport=transport)
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
         self._ledger = FillLedger(watch_from_ns=now_ns())
+        self._fees = FeeJoin()
+        #: Fee activities after this time are still to be read.
+        self._fees_after_ns = self._ledger.watch_from_ns
         self._links = OrderLinks()
         #: Alpaca's time of the newest event delivered: where the next resync starts.
         self._cursor_ns = self._ledger.watch_from_ns
@@ -430,6 +436,20 @@ class AlpacaConnector:
         is done. A first connection that fails, refused credentials, or more
         than ``stream_max_reconnects`` failures in a row end the task.
         """
+        failure: BrokerUnavailable | RateLimited | None = None
+        delivered = self._fees.noting(sink)
+        async with trio.open_nursery() as nursery:
+            if self.settings.fee_poll_s:
+                nursery.start_soon(self._poll_fees, delivered)
+            try:
+                await self._stream(delivered, task_status)
+            except (BrokerUnavailable, RateLimited) as exc:
+                failure = exc  # raised after the nursery, so callers see it unwrapped
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _stream(self, sink: UpdateSink, task_status: trio.TaskStatus[None]) -> None:
         s = self.settings
         timeouts = StreamTimeouts(
             connect=s.connect_timeout_s,
@@ -578,6 +598,45 @@ class AlpacaConnector:
             await sink(OrderUpdate(order=order, ts=ts))
         for fill in fills:
             await sink(OrderUpdate(order=order, fill=fill, ts=ts))
+
+    # -- fees ---------------------------------------------------------------
+
+    async def _poll_fees(self, sink: UpdateSink) -> None:
+        """Read the fee activities every ``fee_poll_s``; deliver each joined to its execution."""
+        while True:
+            await trio.sleep(self.settings.fee_poll_s)
+            try:
+                activities = await self._fee_activities(self._fees_after_ns - _SWEEP_SLACK_NS)
+            except UltError as exc:
+                self.log.warning("fee activities not read; next time", error=exc.message)
+                continue
+            now = self._now_ns()
+            for activity in activities:
+                update = self._fees.join(activity, now)
+                if update is not None:
+                    await sink(update)
+            self._fees_after_ns = now  # read again from a little before (ids dedupe)
+
+    async def _fee_activities(self, after_ns: int) -> list[WireFeeActivity]:
+        """All pages of the FEE and CFEE activities after ``after_ns``, oldest first."""
+        out: list[WireFeeActivity] = []
+        params = {
+            "activity_types": "FEE,CFEE",
+            "after": ns_to_rfc3339(after_ns),
+            "direction": "asc",
+            "page_size": str(_ACTIVITY_PAGE),
+        }
+        while True:
+            page = await self._get(
+                "/v2/account/activities",
+                list[WireFeeActivity],
+                what="fee activities",
+                params=params,
+            )
+            out.extend(page)
+            if len(page) < _ACTIVITY_PAGE:
+                return out
+            params["page_token"] = page[-1].id
 
     # -- HTTP ---------------------------------------------------------------
 

@@ -52,6 +52,8 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stream_backoff_cap_s: Seconds = 5.0
     #: Longest a request waits for a rate-limit window to reset before failing.
     rate_limit_max_wait_s: SecondsOrZero = 1.0
+    #: How often the fee activities (posted after their executions) are read; 0: never.
+    fee_poll_s: SecondsOrZero = 60.0
 
 
 def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> AlpacaSettings:

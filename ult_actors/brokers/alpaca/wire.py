@@ -130,6 +130,20 @@ class WireFillActivity(msgspec.Struct, kw_only=True):
         return self.id.partition("::")[2] or self.id
 
 
+class WireFeeActivity(msgspec.Struct, kw_only=True):
+    """One FEE or CFEE activity (``GET /v2/account/activities``): a charge posted after
+    the execution it is for, naming only its symbol, quantity and price."""
+
+    id: str
+    activity_type: str
+    #: Negative: what the account paid.
+    net_amount: Decimal
+    description: str = ""
+    symbol: str | None = None
+    qty: Decimal | None = None
+    price: Decimal | None = None
+
+
 class WireAuthorization(msgspec.Struct, kw_only=True):
     """The ``data`` of an ``authorization`` message."""
 

@@ -217,6 +217,8 @@ class IbConnector:
             if msg.req_id != -1:
                 self._session.add_to(("executions", msg.req_id), msg)
             updates = self._book.on_execution(msg)
+        elif isinstance(msg, wire.CommissionReport):
+            updates = self._book.on_commission_report(msg)
         elif isinstance(msg, wire.ErrorMessage):
             updates = self._on_error(msg)
         elif isinstance(msg, wire.NextValidId):

@@ -91,6 +91,9 @@ class OrderTracker:
     replaced: dict[str, Order] = field(default_factory=dict)
     #: Executions of orders not tracked when they came, by perm id.
     untracked_execs: dict[int, wire.ExecDetails] = field(default_factory=dict)
+    #: Fills waiting for their commission report, by exec id: TWS sends the report
+    #: apart (after the execution, or on the next connection's executions request).
+    awaiting_fees: dict[str, tuple[TrackedOrder, Fill]] = field(default_factory=dict)
     log: Any = field(default_factory=structlog.get_logger)
 
     def add(self, order_id: int, order: Order) -> TrackedOrder:
@@ -275,6 +278,8 @@ class OrderTracker:
                 side="buy" if msg.side == "BOT" else "sell",
                 broker=self.broker,
             )
+        if fill is not None:
+            self.awaiting_fees[msg.exec_id] = (tracked, fill)
         tracked.note_fills(msg.cum_qty, msg.avg_price)
         own, avg = tracked.own_fills(msg.cum_qty, msg.avg_price)
         filled = max(tracked.order.filled_qty, own)
@@ -283,11 +288,28 @@ class OrderTracker:
             status = tracked.order.status  # e.g. canceled after a partial fill
         return self.set(
             tracked,
-            fill=fill,
             status=status,
             filled_qty=filled,
             avg_fill_price=avg or msg.price,
         )
+
+    def on_commission_report(self, msg: wire.CommissionReport) -> list[OrderUpdate]:
+        """An execution's commission: its fill, held until now, goes out complete.
+
+        Joined by exec id, whenever it comes: a report TWS sends only on the next
+        connection (with the executions asked for after a reconnect) completes the
+        fill then. A report of an execution that was no new fill is history.
+        """
+        held = self.awaiting_fees.pop(msg.exec_id, None)
+        if held is None:
+            return []
+        tracked, fill = held
+        fill = msgspec.structs.replace(
+            fill, commission=msg.commission, fee_currency=msg.currency or None
+        )
+        order = self.replaced.get(fill.client_order_id) or tracked.order
+        # The order's state went out with the execution; this brings only the fill.
+        return [OrderUpdate(order=order, fill=fill, ts=self.now_ns(), fill_only=True)]
 
     def _earlier_record_fill(
         self, tracked: TrackedOrder, msg: wire.ExecDetails
@@ -318,7 +340,8 @@ class OrderTracker:
                 earlier, filled_qty=earlier.filled_qty + msg.shares, updated_at=now
             )
             self.replaced[msg.order_ref] = earlier
-            updates.append(OrderUpdate(order=earlier, fill=fill, ts=now))
+            self.awaiting_fees[msg.exec_id] = (tracked, fill)
+            updates.append(OrderUpdate(order=earlier, ts=now))
         assert tracked.placed is not None, "an order placed under two refs was placed or listed"
         average = tracked.ib_value / tracked.ib_filled if tracked.ib_filled else None
         filled, avg = tracked.own_fills(tracked.ib_filled, average)

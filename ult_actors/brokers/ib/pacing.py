@@ -28,6 +28,16 @@ class MessagePacer:
         self._next_free += self.interval
         return delay if delay > 1e-9 else 0.0  # float dust is not a wait
 
+    @classmethod
+    def within(cls, per_second: float) -> MessagePacer:
+        """A pacer that never lets more than ``per_second`` messages out in any one second.
+
+        A burst and the steady rate after it add up in one window, so the
+        burst (a ninth of the limit) is taken from the rate.
+        """
+        burst = max(1, round(per_second / 9))
+        return cls(rate=max(per_second - burst, per_second / 2), burst=burst)
+
     async def wait(self) -> None:
         """Until the next message may be sent (returns at once within the burst)."""
         delay = self.reserve(trio.current_time())

@@ -76,7 +76,7 @@ class IbSession:
         self._accounts: list[str] | None = None
         #: TWS sent nextValidId on the current socket (the handshake waits for it).
         self._told_next_id = False
-        self._pacer = MessagePacer(settings.max_messages_per_second)
+        self._pacer = MessagePacer.within(settings.max_messages_per_second)
         self._fatal: Exception | None = None
         self._collectors: dict[Hashable, _Collector] = {}
         self._request_locks: dict[str, trio.Lock] = {}

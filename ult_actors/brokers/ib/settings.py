@@ -39,7 +39,8 @@ class IbSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     request_timeout_s: Seconds = 10.0
     #: How long a submit waits for TWS to acknowledge before its outcome is "unknown".
     ack_timeout_s: Seconds = 10.0
-    #: Outgoing messages per second (TWS allows 50, then answers error 100).
+    #: Outgoing messages in any one second, bursts included (TWS allows 50, then
+    #: answers error 100 and drops the socket); the account's budget may allow fewer.
     max_messages_per_second: PerSecond = 45.0
     #: Connect attempts repeated after error 326, for the old socket of a restarted
     #: actor that TWS has not noticed closing yet.

@@ -69,6 +69,7 @@ import msgspec
 import trio
 
 from ult_actors.secrets import Secret
+from ult_actors.sim.alpaca.activities import KNOWN_TYPES
 from ult_actors.sim.alpaca.checks import ApiError
 from ult_actors.sim.alpaca.faults import API_PREFIX, SILENCING, Fault
 from ult_actors.sim.alpaca.venue import OPEN, AlpacaVenue, is_true
@@ -321,6 +322,11 @@ class AlpacaSim:
             if method == "DELETE":
                 return json_response(200, venue.close_position(symbol, request.query).to_json())
             return _only(method, "GET") or json_response(200, venue.position_json(symbol))
+        if path == "/v2/account/activities":
+            kinds = request.query.get("activity_types") or ",".join(sorted(KNOWN_TYPES))
+            return _only(method, "GET") or json_response(
+                200, venue.activities.page(kinds, request.query)
+            )
         if path.startswith("/v2/account/activities/"):
             kind = path.removeprefix("/v2/account/activities/")
             return _only(method, "GET") or json_response(

@@ -44,7 +44,7 @@ from typing import Any
 import trio
 
 from ult_actors.brokers.alpaca.wire import ns_to_rfc3339
-from ult_actors.sim.alpaca.activities import FillActivities
+from ult_actors.sim.alpaca.activities import FillActivities, SaleFees
 from ult_actors.sim.alpaca.checks import (
     ApiError,
     decimal_field,
@@ -208,6 +208,8 @@ class AlpacaVenue:
     holdings: dict[str, _Holding] = field(default_factory=dict)
     #: Every execution, for ``GET /v2/account/activities/FILL``.
     activities: FillActivities = field(default_factory=FillActivities)
+    #: Regulatory fees every sale pays (FEE activities).
+    sale_fees: SaleFees = field(default_factory=SaleFees)
     _nursery: trio.Nursery | None = None
 
     def __post_init__(self) -> None:
@@ -829,6 +831,13 @@ class AlpacaVenue:
         self.stats.fills += 1
         execution_id = self._uuid()
         self.activities.record(order, execution_id=execution_id, ts_ns=now, qty=qty, price=price)
+        if order.side == "sell":
+            for name, amount in self.sale_fees.of(qty, price).items():
+                self.cash -= amount
+                self.activities.fee(
+                    order, name=name, amount=amount, execution_id=execution_id, ts_ns=now,
+                    qty=qty, price=price,
+                )  # fmt: skip
         self._event(
             "fill" if done else "partial_fill",
             order,

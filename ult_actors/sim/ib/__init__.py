@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a TWS / IB Gateway simulator on 127.0.0.1 (TWS API server versions 157..178).",
         epilog="Fault control from another process: ult sim ib ctl --admin-port PORT COMMAND "
         "(drop, lost, restored [data-lost], reject N [TEXT], slow-ack S, slow-replies S, "
-        "client-id-in-use ID|none, price SYMBOL PRICE, status).",
+        "silent on|off, drop-executions on|off, client-id-in-use ID|none, "
+        "price SYMBOL PRICE, status).",
     )
     p.add_argument(
         "--port", type=int, default=7497, help="TWS API port (default 7497, 0 = any free)"
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="seed of the price feed")
     p.add_argument(
         "--tick", type=float, default=1.0, help="seconds between price ticks (0: frozen)"
+    )
+    p.add_argument(
+        "--max-messages",
+        type=int,
+        default=50,
+        help="messages a client may send per second before error 100 (default 50, 0: no limit)",
     )
     return p
 
@@ -64,7 +71,12 @@ def main(argv: list[str]) -> int:
         print(answer)
         return 0 if answer.startswith("ok") else 1
     args = _parser().parse_args(argv)
-    sim = TwsSimulator(seed=args.seed, account=args.account, tick_interval_s=args.tick or None)
+    sim = TwsSimulator(
+        seed=args.seed,
+        account=args.account,
+        tick_interval_s=args.tick or None,
+        max_messages_per_s=args.max_messages or None,
+    )
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:

@@ -10,6 +10,8 @@ commands, answered with one line starting ``ok`` or ``error``::
     slow-ack SECONDS          delay every order acknowledgement
     slow-replies SECONDS      delay every other answer
     drop-on-order N           drop the sender of the next N orders before answering
+    silent on|off             stop answering (sockets stay open, nothing is sent)
+    drop-executions on|off    do not push fills (reqExecutions still lists them)
     client-id-in-use ID|none  answer connects with that client id with 326
     price SYMBOL PRICE        move a price (fills what it triggers)
     status                    sessions, orders, faults
@@ -64,6 +66,13 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
         if cmd == "drop-on-order":
             sim.faults.drop_on_order = int(args[0])
             return f"ok dropping the sender of the next {sim.faults.drop_on_order} orders"
+        if cmd in ("silent", "drop-executions"):
+            on = _switch(args[0])
+            if cmd == "silent":
+                sim.faults.silent = on
+            else:
+                sim.faults.drop_executions = on
+            return f"ok {cmd} {'on' if on else 'off'}"
         if cmd == "client-id-in-use":
             if args[0] == "none":
                 sim.faults.client_ids_in_use.clear()
@@ -96,6 +105,12 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
     except (IndexError, ValueError, InvalidOperation):
         return f"error bad arguments for {cmd!r}"
     return f"error unknown command {cmd!r}"
+
+
+def _switch(word: str) -> bool:
+    if word not in ("on", "off"):
+        raise ValueError(word)
+    return word == "on"
 
 
 async def serve_admin(

@@ -692,36 +692,37 @@ class SimExchange:
         return {k: v if isinstance(v, str) else f"{v:.2f}" for k, v in values.items()}
 
     def positions(self) -> list[wire.PositionData]:
-        return [
-            wire.PositionData(
-                account=self.account,
-                contract=self._held_contract(s, exchange="NASDAQ"),
-                position=h.qty,
-                avg_cost=h.avg_price,
-            )
-            for s, h in sorted(self.holdings.items())
-            if h.qty != 0
-        ]
+        """Every non-zero position."""
+        return [self.position_of(s) for s, h in sorted(self.holdings.items()) if h.qty != 0]
+
+    def position_of(self, key: str) -> wire.PositionData:
+        """One position as ``reqPositions`` reports it (zero once closed)."""
+        h = self.holdings.get(key) or Holding()
+        return wire.PositionData(
+            account=self.account,
+            contract=self._held_contract(key, exchange="NASDAQ"),
+            position=h.qty,
+            avg_cost=h.avg_price,
+        )
 
     def portfolio(self) -> list[wire.PortfolioValue]:
-        out = []
-        for s, h in sorted(self.holdings.items()):
-            if h.qty == 0:
-                continue
-            price = self.price(s)
-            out.append(
-                wire.PortfolioValue(
-                    contract=self._held_contract(s, exchange="", primary_exchange="NASDAQ"),
-                    position=h.qty,
-                    market_price=price,
-                    market_value=self.usd(s, h.qty * price),
-                    average_cost=h.avg_price,
-                    unrealized_pnl=self.usd(s, (price - h.avg_price) * h.qty).quantize(CENT),
-                    realized_pnl=Decimal(0),
-                    account=self.account,
-                )
-            )
-        return out
+        """Every non-zero portfolio line."""
+        return [self.portfolio_of(s) for s, h in sorted(self.holdings.items()) if h.qty != 0]
+
+    def portfolio_of(self, key: str) -> wire.PortfolioValue:
+        """One portfolio line as ``reqAccountUpdates`` reports it (zero once closed)."""
+        h = self.holdings.get(key) or Holding()
+        price = self.price(key)
+        return wire.PortfolioValue(
+            contract=self._held_contract(key, exchange="", primary_exchange="NASDAQ"),
+            position=h.qty,
+            market_price=price,
+            market_value=self.usd(key, h.qty * price),
+            average_cost=h.avg_price,
+            unrealized_pnl=self.usd(key, (price - h.avg_price) * h.qty).quantize(CENT),
+            realized_pnl=Decimal(0),
+            account=self.account,
+        )
 
     def _held_contract(
         self, key: str, *, exchange: str, primary_exchange: str = ""

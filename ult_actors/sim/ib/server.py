@@ -13,7 +13,16 @@ admin port (``admin.py``): drop every connection (or the sender of the next
 order, before answering it), announce connectivity lost (1100; new orders
 are then held as open PendingSubmit orders) and restored (1101/1102), reject
 the next orders with 201, hold back order acknowledgements, slow every
-reply, and pretend a client id is already in use (326).
+reply, pretend a client id is already in use (326), stop answering (the
+sockets stay open, nothing is sent), and drop executions (fills are not
+pushed, ``reqExecutions`` still lists them).
+
+As TWS does, a client sending more than ``max_messages_per_s`` messages in a
+second gets error 100 and its socket closed (``pacing.py``), and
+subscriptions stay alive (``subscriptions.py``): positions and account
+updates are pushed as fills change them. ``reqExecutions`` honours the
+filter's time (``yyyymmdd-hh:mm:ss`` UTC, or ``yyyymmdd hh:mm:ss`` with an
+optional ``UTC``), so a client back from a gap asks only for what it missed.
 """
 
 from __future__ import annotations
@@ -45,6 +54,13 @@ from ult_actors.brokers.ib.protocol import (
 from ult_actors.sim.ib.codec import encode_message, read_request
 from ult_actors.sim.ib.exchange import Outgoing, SimExchange
 from ult_actors.sim.ib.market import answer_market_request, read_market_request
+from ult_actors.sim.ib.pacing import DEFAULT_LIMIT, OVER_LIMIT_CODE, MessageRate
+from ult_actors.sim.ib.subscriptions import (
+    Subscriptions,
+    account_download,
+    filled_symbols,
+    pushes,
+)
 
 #: Farm notices TWS sends to every new API connection.
 FARM_NOTICES = (
@@ -80,6 +96,15 @@ class Faults:
     #: Drop the sender's socket right after reading this many next orders,
     #: before answering them; each order is still placed (or held) as usual.
     drop_on_order: int = 0
+    #: TWS stopped answering: sockets stay open, requests are read and acted on,
+    #: nothing at all is sent (no answers, no fills, no greeting).
+    silent: bool = False
+    #: Fills are not pushed (execDetails and its commission report); the order
+    #: status still is, and ``reqExecutions`` lists them.
+    drop_executions: bool = False
+    #: Keep commission reports off live connections: a client hears one only with the
+    #: executions it asks for (as when TWS lost IB right after an execution).
+    withhold_commission_reports: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,19 +123,35 @@ class _Session:
         self.version = version
         self.client_id = client_id
         self.cancel_scope = trio.CancelScope()
+        self.rate = MessageRate(sim.max_messages_per_s)
+        self.subscriptions = Subscriptions()
+        #: Requests read and acted on so far (tests wait on it: ``wait_handled``).
+        self.handled = 0
 
     async def send(self, messages: Sequence[wire.Incoming]) -> None:
+        if self.sim.faults.drop_executions:
+            messages = _without_pushed_fills(messages)
         await self.send_fields([encode_message(m, self.version) for m in messages])
 
     async def send_fields(self, messages: Sequence[list[str]]) -> None:
         """Send messages already written as fields."""
-        if not messages:
+        if not messages or self.sim.faults.silent:
             return
         frames = [encode_fields(fields) for fields in messages]
         try:
             await self.stream.send_frames(frames)
         except ConnectionClosed:
             self.cancel_scope.cancel()
+
+
+def _without_pushed_fills(messages: Sequence[wire.Incoming]) -> list[wire.Incoming]:
+    """``messages`` less the fills TWS pushed (not those answering reqExecutions)."""
+    dropped = {m.exec_id for m in messages if isinstance(m, wire.ExecDetails) and m.req_id == -1}
+    return [
+        m
+        for m in messages
+        if not (isinstance(m, wire.ExecDetails | wire.CommissionReport) and m.exec_id in dropped)
+    ]
 
 
 class TwsSimulator:
@@ -124,9 +165,14 @@ class TwsSimulator:
         cash: Decimal = Decimal(1_000_000),
         now_ns: Callable[[], int] = time.time_ns,
         tick_interval_s: float | None = 1.0,
+        max_messages_per_s: int | None = DEFAULT_LIMIT,
     ) -> None:
         self.exchange = SimExchange(random.Random(seed), account=account, cash=cash, now_ns=now_ns)
         self.faults = Faults()
+        #: Messages a client may send in any second (TWS: 50); ``None``: no limit.
+        self.max_messages_per_s = max_messages_per_s
+        #: Clients cut off for going over it (error 100), so far.
+        self.rate_violations = 0
         self.now_ns = now_ns
         self.tick_interval_s = tick_interval_s
         self.sessions: dict[int, _Session] = {}
@@ -140,7 +186,7 @@ class TwsSimulator:
         #: PendingSubmit in the exchange), then modifications and cancels.
         self._held: list[tuple[int, wire.PlaceOrder | wire.CancelOrder | _Release]] = []
         self.log = structlog.get_logger().bind(component="sim.ib")
-        #: Set whenever a session starts or ends; tests wait on it.
+        #: Set whenever a session starts, ends or has handled a request; tests wait on it.
         self.sessions_changed = trio.Event()
         #: Set once an order waits at ``faults.ack_gate``.
         self.at_gate = trio.Event()
@@ -183,7 +229,12 @@ class TwsSimulator:
                     await self._greet(session)
                     while True:
                         fields = await stream.receive_fields()
+                        if not session.rate.admit(trio.current_time()):
+                            await self._over_rate(session)
+                            return
                         await self._dispatch(session, fields)
+                        session.handled += 1
+                        self._changed()
             finally:
                 if self.sessions.get(session.client_id) is session:
                     del self.sessions[session.client_id]
@@ -192,6 +243,13 @@ class TwsSimulator:
             self.log.debug("ib client gone", reason=str(exc))
         finally:
             await stream.aclose()
+
+    async def _over_rate(self, session: _Session) -> None:
+        """Error 100, then the socket closes, as at TWS."""
+        self.rate_violations += 1
+        text = session.rate.refusal_text()
+        self.log.warning("ib client over the message rate", client_id=session.client_id, text=text)
+        await session.send([wire.ErrorMessage(req_id=-1, code=OVER_LIMIT_CODE, message=text)])
 
     def _changed(self) -> None:
         self.sessions_changed.set()
@@ -258,9 +316,19 @@ class TwsSimulator:
     async def _route(self, outgoing: list[Outgoing]) -> None:
         by_client: dict[int, list[wire.Incoming]] = {}
         for client_id, msg in outgoing:
+            if self.faults.withhold_commission_reports and isinstance(msg, wire.CommissionReport):
+                continue
             targets = self.sessions if client_id is None else [client_id]
             for cid in targets:
                 by_client.setdefault(cid, []).append(msg)
+        keys = filled_symbols(outgoing)
+        if keys:
+            # Subscribers hear of the fills' positions and account, whoever placed them.
+            now = self.now_ns()
+            for cid, subscriber in self.sessions.items():
+                if subscriber.subscriptions.any:
+                    extra = pushes(subscriber.subscriptions, self.exchange, keys, now)
+                    by_client.setdefault(cid, []).extend(extra)
         for cid, messages in by_client.items():
             session = self.sessions.get(cid)
             if session is not None:
@@ -430,9 +498,20 @@ class TwsSimulator:
             ]
             return [*done, wire.CompletedOrdersEnd()]
         if isinstance(request, wire.ReqExecutions):
-            return [*self._executions(request), wire.ExecDetailsEnd(req_id=request.req_id)]
+            try:
+                since = filter_time(request.filter.time)
+            except ValueError:
+                text = f"Error validating request: invalid time filter {request.filter.time!r}"
+                return [wire.ErrorMessage(req_id=request.req_id, code=321, message=text)]
+            found = self._executions(request, since)
+            return [*found, wire.ExecDetailsEnd(req_id=request.req_id)]
         if isinstance(request, wire.ReqPositions):
+            # A subscription: changes follow as they happen (positionEnd only this once).
+            session.subscriptions.positions = True
             return [*ex.positions(), wire.PositionEnd()]
+        if isinstance(request, wire.CancelPositions):
+            session.subscriptions.positions = False
+            return []
         if isinstance(request, wire.ReqAccountSummary):
             values = ex.account_values()
             tags = [t for t in request.tags.split(",") if t in values]
@@ -448,20 +527,8 @@ class TwsSimulator:
             ]
             return [*summary, wire.AccountSummaryEnd(req_id=request.req_id)]
         if isinstance(request, wire.ReqAccountUpdates):
-            if not request.subscribe:
-                return []
-            values = ex.account_values()
-            acct: list[wire.Incoming] = [
-                wire.AccountValue(key=k, value=v, currency="USD", account=ex.account)
-                for k, v in values.items()
-            ]
-            acct += ex.portfolio()
-            stamp = datetime.fromtimestamp(self.now_ns() / 1e9, UTC).strftime("%H:%M")
-            return [
-                *acct,
-                wire.AccountUpdateTime(time=stamp),
-                wire.AccountDownloadEnd(account=ex.account),
-            ]
+            session.subscriptions.account_updates = request.subscribe
+            return account_download(ex, self.now_ns()) if request.subscribe else []
         if isinstance(request, wire.ReqAccountUpdatesMulti):
             multi: list[wire.Incoming] = [
                 wire.AccountUpdateMulti(
@@ -478,11 +545,15 @@ class TwsSimulator:
         # START_API again, auto-open-orders binding, cancels of subscriptions: nothing to say.
         return []
 
-    def _executions(self, request: wire.ReqExecutions) -> list[wire.Incoming]:
+    def _executions(
+        self, request: wire.ReqExecutions, since: datetime | None
+    ) -> list[wire.Incoming]:
         f = request.filter
         out: list[wire.Incoming] = []
         for details, report in self.exchange.executions:
             if f.client_id and details.client_id != f.client_id:
+                continue
+            if since is not None and _exec_time(details.time) < since:
                 continue
             if f.symbol and details.contract.symbol != f.symbol:
                 continue
@@ -533,7 +604,32 @@ class TwsSimulator:
         """Fill ``qty`` of a working order now, as if a counterparty came (partial fills)."""
         await self._route(self.exchange.execute(client_id, order_id, qty))
 
+    async def wait_handled(self, client_id: int, count: int) -> None:
+        """Until the client with this id has had ``count`` requests read and acted on."""
+        while (s := self.sessions.get(client_id)) is None or s.handled < count:
+            await self.sessions_changed.wait()
+
     async def wait_for_session(self, client_id: int, *, present: bool = True) -> None:
         """Until a client with this id is connected (or, ``present=False``, gone)."""
         while (client_id in self.sessions) != present:
             await self.sessions_changed.wait()
+
+
+def filter_time(text: str) -> datetime | None:
+    """An execution filter's time: ``yyyymmdd-hh:mm:ss`` (UTC) or ``yyyymmdd hh:mm:ss [UTC]``.
+
+    The simulator's clock is UTC, so a time without a zone is UTC too;
+    ``None`` for an empty filter (every execution). ``ValueError`` otherwise.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if text.endswith((" UTC", " GMT")):
+        text = text[:-4].rstrip()
+    stamp = datetime.strptime(text.replace("-", " ", 1), "%Y%m%d %H:%M:%S")
+    return stamp.replace(tzinfo=UTC)
+
+
+def _exec_time(text: str) -> datetime:
+    """An execution's time as the simulator writes it (``yyyymmdd  hh:mm:ss``, UTC)."""
+    return datetime.strptime(" ".join(text.split()), "%Y%m%d %H:%M:%S").replace(tzinfo=UTC)

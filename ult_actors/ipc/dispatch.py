@@ -1,0 +1,101 @@
+"""From a request's bytes to its reply: decode, prepare, log, answer; one for every transport.
+
+The Unix socket (``connection.py``) and NATS (``ult_actors.nats.commands``)
+both hand each payload to a ``Dispatcher``: bad bytes become a
+``bad_request`` reply naming what was wrong, a mutating request is prepared
+by the gateway (a submit gets its client order id) and logged, and the
+answer, or the ``UltError`` raised on the way, becomes the reply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ult_actors.errors import BadRequest, Internal, UltError
+from ult_actors.ipc.framing import RequestCodec
+from ult_actors.ipc.gateway import Gateway
+from ult_actors.messages import (
+    Cancel,
+    ErrorReply,
+    Replace,
+    Reply,
+    Request,
+    SetKillSwitch,
+    SetTradingState,
+    Submit,
+    SubmitList,
+)
+
+_MUTATING = (Submit, Replace, SubmitList, Cancel, SetKillSwitch, SetTradingState)
+
+
+class Dispatcher:
+    """Turns request payloads into requests and requests into replies for one gateway."""
+
+    def __init__(self, gateway: Gateway, log: Any) -> None:
+        self.gateway = gateway
+        self.log = log
+        self.codec = RequestCodec()
+
+    def decode(self, payload: bytes) -> Request | ErrorReply:
+        """The request as it will be handled, or the ``bad_request`` reply for bad bytes."""
+        try:
+            request = self.codec.decode(payload)
+        except BadRequest as exc:
+            self.log.info("bad request", error=exc.message)
+            return ErrorReply(id=self.codec.request_id(payload), error=exc.to_info())
+        if isinstance(request, _MUTATING):
+            request = self.gateway.prepare(request)
+            self._log_mutation(request)
+        return request
+
+    async def answer(self, request: Request, peer: Any = None) -> Reply:
+        """The gateway's reply; an error on the way is the error reply, never an exception."""
+        try:
+            return await self.gateway.handle(request, peer)
+        except UltError as exc:
+            return ErrorReply(id=request.id, error=exc.to_info())
+        except Exception:
+            self.log.exception("request failed inside the service", kind=type(request).__name__)
+            return ErrorReply(
+                id=request.id,
+                error=Internal(
+                    f"the service failed on this {type(request).__name__} request;"
+                    " see the service log"
+                ).to_info(),
+            )
+
+    def _log_mutation(self, request: Request) -> None:
+        fields: dict[str, Any] = {"kind": type(request).__name__, "request_id": request.id}
+        if isinstance(request, Submit):
+            order = request.order
+            fields.update(
+                client_order_id=order.client_order_id,
+                symbol=order.symbol,
+                side=order.side,
+                qty=str(order.qty),
+                type=order.type,
+                broker=order.broker,
+            )
+        elif isinstance(request, Replace):
+            change = request.change
+            fields.update(
+                order_id=change.order_id,
+                client_order_id=change.client_order_id,
+                qty=None if change.qty is None else str(change.qty),
+                limit_price=None if change.limit_price is None else str(change.limit_price),
+                stop_price=None if change.stop_price is None else str(change.stop_price),
+            )
+        elif isinstance(request, SubmitList):
+            fields.update(
+                contingency=request.orders.contingency,
+                list_id=request.orders.list_id,
+                legs=[leg.client_order_id for leg in request.orders.legs],
+            )
+        elif isinstance(request, Cancel):
+            fields["order_id"] = request.order_id
+        elif isinstance(request, SetKillSwitch):
+            fields["on"] = request.on
+        elif isinstance(request, SetTradingState):
+            fields.update(state=request.state, broker=request.broker)
+        self.log.info("request", **fields)
