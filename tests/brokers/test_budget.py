@@ -156,3 +156,15 @@ async def test_a_query_behind_a_flood_of_orders_slows_down_but_is_not_starved(
     # It waited its patience (the orders went first), then took the next token.
     assert budget.query_patience_s <= waited <= budget.query_patience_s + 1 / budget.rate_per_s
     assert served.index("query") < len(served) - 1  # orders were still queued behind it
+
+
+async def test_many_queries_past_their_patience_are_served_in_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=2.0, burst=1, query_reserve=0)
+    await _spend_all(budget)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):  # 5 s of queries: most wait past their patience
+            nursery.start_soon(budget.acquire, "query")
+    assert trio.current_time() - start == pytest.approx(5.0)

@@ -188,8 +188,10 @@ class RateBudget:
         while True:
             if self._head() is not waiter:
                 waiter.wake = trio.Event()
-                # A query also wakes when its patience runs out: it may be the head then.
-                with trio.move_on_at(self._promoted_at(waiter)):
+                # A query also wakes when its patience runs out: it may be the head then
+                # (once out of it, it is woken like the others when it reaches the head).
+                promoted_at = self._promoted_at(waiter)
+                with trio.move_on_at(promoted_at if self._clock() < promoted_at else math.inf):
                     await waiter.wake.wait()
                 continue
             now = self._refill()

@@ -21,6 +21,7 @@ import httpx
 from ult_actors import __version__
 from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.http.h11_client import H11Client
+from ult_actors.brokers.http.pacing import ConnectionPacer
 from ult_actors.errors import BrokerUnavailable, ConfigError
 
 
@@ -86,14 +87,14 @@ class HttpPool:
         settings: PoolSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        connects_per_s: float | None = None,
+        pacer: ConnectionPacer | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings
         self._transport = transport  # tests and simulators plug in here
         self._client: HttpClient | None = None
-        #: New connections opened per second at most (OANDA allows 2); ``None``: unpaced.
-        self.connects_per_s = connects_per_s
+        #: Paces the new connections of the account's every pool (OANDA: 2/s); ``None``: unpaced.
+        self.pacer = pacer
         #: The account's request budget (the broker actor's); ``None``: unlimited.
         self.budget: RateBudget | None = None
 
@@ -117,7 +118,7 @@ class HttpPool:
                 headers=every,
                 timeout=http_timeouts(s),
                 max_connections=s.max_connections,
-                connects_per_s=self.connects_per_s,
+                pacer=self.pacer,
             )
             return
         self._client = httpx.AsyncClient(

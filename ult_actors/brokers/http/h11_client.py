@@ -24,7 +24,6 @@ heartbeats) and pool, all from ``httpx.Timeout``.
 
 from __future__ import annotations
 
-import math
 import select
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -37,6 +36,8 @@ import h11
 import httpx
 import msgspec
 import trio
+
+from ult_actors.brokers.http.pacing import ConnectionPacer
 
 #: Idle connections older than this are closed rather than reused (httpx's default too).
 KEEPALIVE_EXPIRY_S = 5.0
@@ -109,7 +110,7 @@ class H11Client:
         max_connections: int,
         base_url: str = "",
         ssl_context: ssl.SSLContext | None = None,
-        connects_per_s: float | None = None,
+        pacer: ConnectionPacer | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -119,9 +120,8 @@ class H11Client:
         self._busy: set[_Connection] = set()
         self._ssl_context = ssl_context
         self._closed = False
-        #: New connections are opened at least this far apart (a venue's connection limit).
-        self._connect_gap_s = 1 / connects_per_s if connects_per_s else 0.0
-        self._next_connect_at = -math.inf
+        #: Paces new connections (a venue's connection limit); ``None``: unpaced.
+        self._pacer = pacer
 
     async def request(
         self,
@@ -302,10 +302,8 @@ class H11Client:
 
     async def _connect(self, origin: Origin, connect_s: float | None) -> _Connection:
         scheme, host, port = origin
-        if self._connect_gap_s:
-            at = max(trio.current_time(), self._next_connect_at)
-            self._next_connect_at = at + self._connect_gap_s
-            await trio.sleep_until(at)
+        if self._pacer is not None:
+            await self._pacer.wait()
         with _fail_after(connect_s, httpx.ConnectTimeout, "connecting timed out"):
             try:
                 tcp = await trio.open_tcp_stream(host, port)

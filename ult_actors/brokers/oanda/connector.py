@@ -60,6 +60,7 @@ from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.http.client import HttpPool, http_timeouts, require_live_confirmed
 from ult_actors.brokers.http.errors import unreadable_reply
+from ult_actors.brokers.http.pacing import ConnectionPacer
 from ult_actors.brokers.oanda.errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda.mapping import (
     CREATE_TYPES,
@@ -121,8 +122,9 @@ from ult_actors.order_state import already_final, order_from_request
 
 _T = TypeVar("_T")
 
-#: OANDA allows at most 2 new connections per second per account; the pool keeps to it.
-_NEW_CONNECTIONS_PER_S = 2.0
+#: OANDA allows at most 2 new connections per second per account. Paced a little under
+#: it: the venue counts a connection at its first request, which may arrive late.
+NEW_CONNECTIONS_PER_S = 1.6
 
 
 class OandaConnector:
@@ -136,14 +138,15 @@ class OandaConnector:
         now_ns: Callable[[], int] = time.time_ns,
         cursor: TransactionCursor | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: ConnectionPacer | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self._now_ns = now_ns
         self._cursor = cursor if cursor is not None else TransactionCursor()
-        self._http = HttpPool(
-            name, settings, transport=transport, connects_per_s=_NEW_CONNECTIONS_PER_S
-        )
+        # One pacer per account, shared by its incarnations (``kind.connector_factory``).
+        pacer = pacer or ConnectionPacer(NEW_CONNECTIONS_PER_S)
+        self._http = HttpPool(name, settings, transport=transport, pacer=pacer)
         self._account_id = settings.account_id
         self._rest = rest_url(settings)
         self._stream = stream_url(settings)
