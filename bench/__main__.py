@@ -18,6 +18,8 @@ One run on one machine measures, side by side:
            configured, one process per size
   peer     p50 of an order sent to ``ult sim alpaca`` with alpaca-py directly,
            against the same order through ult to the same simulator
+  nats     a remote client over NATS against the local socket, same service,
+           same run: submit->ack p50/p99 and pipelined orders/s (``bench.nats_path``)
   http     the REST brokers' HTTP engine: httpx, httpcore's pool and the h11
            client ult uses, one order at a time to ``ult sim alpaca``, alone
            and through the Alpaca connector, taking turns (``bench.http_engine``)
@@ -55,7 +57,7 @@ from bench.goals import goals
 from bench.plan import Plan, plan_for
 from bench.report import ratios, render_table
 
-SECTIONS = ("floor", "ult", "actors", "restart", "scale", "peer", "http")
+SECTIONS = ("floor", "ult", "actors", "restart", "scale", "peer", "http", "nats")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -176,6 +178,11 @@ async def _run(
     async def http() -> dict[str, Any]:
         return await bench_http.measure(plan.http, plan.http_rounds)
 
+    async def nats() -> dict[str, Any]:
+        from bench import nats_path
+
+        return await nats_path.measure(plan)
+
     runners = {
         "floor": floor,
         "ult": ult,
@@ -184,6 +191,7 @@ async def _run(
         "scale": scale,
         "peer": peer,
         "http": http,
+        "nats": nats,
     }
     results: dict[str, Any] = {}
     for name in sections:

@@ -257,6 +257,24 @@ def render_table(doc: dict[str, Any]) -> str:
     if line:
         out.append(line)
 
+    if "nats" in doc:
+        out += ["", "nats: the same service, a remote client over NATS against the local socket"]
+        rows = [["", "seq n", "seq p50", "seq p99", "CPU/order seq", "pipelined per s",
+                 "pipelined p50", "CPU/order pipelined"]]  # fmt: skip
+        for path in ("socket", "nats"):
+            seq = dig(doc, "nats", path, "sequential") or {}
+            pipe = dig(doc, "nats", path, "pipelined") or {}
+            rows.append(
+                [f"over the {'Unix socket' if path == 'socket' else 'NATS'}", _fmt(seq.get("n")),
+                 _fmt(seq.get("p50_us"), "us"), _fmt(seq.get("p99_us"), "us"),
+                 _fmt(seq.get("server_cpu_us"), "us"), _fmt(pipe.get("per_s")),
+                 _fmt(pipe.get("p50_us"), "us"), _fmt(pipe.get("server_cpu_us"), "us")]
+            )  # fmt: skip
+        out += _grid(rows)
+        line = _status_line(doc, "nats")
+        if line:
+            out.append(line)
+
     out += ["", "goals (issue 16; ratios from this run)"]
     rows = [["figure", "now", "must", "aim", "verdict"]]
     for g in doc.get("goals") or []:

@@ -4,9 +4,10 @@
 Builds a journal of ``--orders`` filled orders (one fill each, two brokers,
 20 symbols, 30 days, arrival prices set) straight into SQLite, starts the
 real ``ult serve`` on it and times ``Client.report`` over the socket (what
-``ult report`` calls) for each grouping, plus the orders for ``--html``.
-Then, in this process, the parts: reading the journal and computing the
-report, so the total can be told apart.
+``ult report`` calls) for each grouping, plus the orders for ``--html``; and
+the service's memory before the first report and at its peak. Then, in this
+process, the report alone (reading the journal as it computes), so the
+socket's share can be told apart.
 
     python -m bench.report_speed --orders 100000
 """
@@ -28,7 +29,7 @@ from typing import Any
 import msgspec
 
 from ult_actors.client import Client
-from ult_actors.journal.costs import read_cost_inputs
+from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import migrate
 from ult_actors.messages import Fill, Order, ReportGrouping, ReportQuery
 from ult_actors.report import build_report
@@ -82,10 +83,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """The most memory process ``pid`` has held (VmHWM), in MB."""
+def _rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Memory of process ``pid`` in MB: the most it has held (``VmHWM``), or what it
+    holds now (``VmRSS``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
 
@@ -129,20 +131,18 @@ def run(orders: int, repeat: int) -> dict[str, Any]:
                 "html_charts": functools.partial(client_report, with_charts=True),
                 "by_order_last_week": functools.partial(client_report, by="order", since=week),
             }
+            result["service_rss_before_reports_mb"] = _rss_mb(pid, "VmRSS")
             with Client(service.socket, timeout=300) as client:
                 for name, call in calls.items():
                     wall, cpu, report = _timed(functools.partial(call, client), repeat, pid)
                     result[f"ult_report_{name}_s"] = round(wall, 3)
                     result[f"ult_report_{name}_server_cpu_s"] = round(cpu, 3)
                     result[f"ult_report_{name}_orders"] = report.total_orders
-                result["service_peak_rss_mb"] = _peak_rss_mb(pid)
+                    result[f"ult_report_{name}_service_peak_rss_mb"] = _rss_mb(pid)
         query = ReportQuery()
-        wall, cpu, (all_orders, fills) = _timed(
-            lambda: read_cost_inputs(state / "journal.db", query), repeat
-        )
-        result["in_process_read_journal_cpu_s"] = round(cpu, 3)
-        wall, cpu, _ = _timed(lambda: build_report(all_orders, fills, query), repeat)
-        result["in_process_compute_cpu_s"] = round(cpu, 3)
+        inputs = JournalCostInputs(state / "journal.db", query)
+        wall, cpu, _ = _timed(lambda: build_report(inputs, query), repeat)
+        result["in_process_report_cpu_s"] = round(cpu, 3)
     return result
 
 

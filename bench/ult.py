@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -36,6 +36,9 @@ from bench.common import (
     short_tempdir,
 )
 from ult_actors.testing.process import UltProcess, ult_command
+
+if TYPE_CHECKING:
+    from ult_actors.client import AsyncClient
 
 
 def missing() -> str | None:
@@ -182,18 +185,25 @@ async def start_service(
     return RunningService(proc, socket, proc.log_path, time.perf_counter() - t0, pid)
 
 
-async def sequential(
-    socket: Path, budget: Budget, *, server_pid: int | None = None
-) -> dict[str, Any]:
-    """One submit at a time through one client."""
+def connect(target: Path | str, timeout: float) -> AsyncClient:
+    """A client of the service at a socket path, or at a ``nats://`` URL."""
     from ult_actors.client import AsyncClient
 
+    if isinstance(target, str) and target.startswith(("nats://", "tls://")):
+        return AsyncClient(url=target, timeout=timeout)
+    return AsyncClient(target, timeout=timeout)
+
+
+async def sequential(
+    socket: Path | str, budget: Budget, *, server_pid: int | None = None
+) -> dict[str, Any]:
+    """One submit at a time through one client (``socket``: a path or a NATS URL)."""
     cpu = CpuMeter(server_pid)
     samples: list[int] = []
     clock = time.perf_counter_ns
     stop_at = clock() + int(budget.seconds * 1e9)
     with trio.fail_after(budget.seconds + 60):
-        async with AsyncClient(socket, timeout=30) as client:
+        async with connect(socket, timeout=30) as client:
             for _ in range(budget.count):
                 t0 = clock()
                 await client.submit("AAPL", "buy", 1)
@@ -205,10 +215,14 @@ async def sequential(
 
 
 async def pipelined(
-    socket: Path, budget: Budget, *, clients: int, window: int, server_pid: int | None = None
+    socket: Path | str,
+    budget: Budget,
+    *,
+    clients: int,
+    window: int,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """``clients`` connections, ``window`` submitting tasks each; orders/s over all."""
-    from ult_actors.client import AsyncClient
 
     cpu = CpuMeter(server_pid)
     samples: list[int] = []
@@ -225,7 +239,7 @@ async def pipelined(
             samples.append(clock() - t0)
 
     async def one_client() -> None:
-        async with AsyncClient(socket, timeout=60) as client, trio.open_nursery() as nursery:
+        async with connect(socket, timeout=60) as client, trio.open_nursery() as nursery:
             for _ in range(window):
                 nursery.start_soon(worker, client)
 

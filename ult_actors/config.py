@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -138,6 +139,10 @@ class JournalSection(_Section):
     synchronous: Literal["full", "normal"] = "normal"
     #: Also how long the brokers' news waits, at most, to share a new order's commit.
     sync_interval_ms: SyncIntervalMs = 50
+    #: ``postgresql://user@host/db``: the journal on PostgreSQL instead of the SQLite file
+    #: at ``path`` (``ult-actors[postgres]``). No password here: it is the ``PGPASSWORD``
+    #: credential (systemd's credentials directory, else the environment) or libpq's own.
+    url: str = ""
 
 
 #: A name that is one NATS subject token and one PostgreSQL-friendly word.
@@ -147,8 +152,15 @@ ClusterName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 class ClusterSection(_Section):
     """[cluster]"""
 
-    #: The NATS subjects are ``ult.<name>.cmd`` and ``ult.<name>.events.<topic>``.
+    #: The NATS subjects are ``ult.<name>.cmd`` and ``ult.<name>.events.<topic>``; with the
+    #: journal on PostgreSQL (``journal.url``), the instances of one name share one lease:
+    #: one is active, the others standby.
     name: ClusterName = "default"
+    #: This instance's name in health and logs; empty: host:pid.
+    instance: str = ""
+    #: Seconds the active's lease lasts unrenewed: a standby takes over this long after
+    #: the active died, and an active that could not renew it for this long stops.
+    lease_s: Seconds = 5.0
 
 
 class NatsSection(_Section):
@@ -435,6 +447,24 @@ def _check(cfg: ServiceConfig) -> None:
             raise ConfigError(
                 f"{cfg.source}: routing[{i}].broker: {rule.broker!r} is not an enabled broker"
             )
+    _check_journal_url(cfg)
+
+
+def _check_journal_url(cfg: ServiceConfig) -> None:
+    url = cfg.journal.url
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"{cfg.source}: journal.url: {parts.scheme or url!r} is not a PostgreSQL URL"
+            " (postgresql://user@host:port/database)"
+        )
+    if parts.password is not None:
+        raise ConfigError(
+            f"{cfg.source}: journal.url holds a password; secrets stay out of the file:"
+            " give it as the PGPASSWORD credential (or a libpq password file) instead"
+        )
 
 
 def describe(cfg: ServiceConfig) -> dict[str, Any]:

@@ -391,6 +391,19 @@ class ConnectionHealth(_Value, frozen=True):
     budget: RequestBudget | None = None
 
 
+class ClusterHealth(_Value, frozen=True):
+    """This instance's place in its cluster (``[cluster]``): active, or standby to whom."""
+
+    name: str
+    #: This instance's name in the cluster (``[cluster] instance``, else host:pid).
+    instance: str
+    role: Literal["active", "standby"]
+    #: The instance holding the cluster's lease (this one when active); "" if none does.
+    active: str = ""
+    #: The fencing epoch of that lease (0: none yet).
+    epoch: int = 0
+
+
 class HealthSnapshot(_Value, frozen=True):
     """The whole tree in start order, plus process facts."""
 
@@ -414,6 +427,8 @@ class HealthSnapshot(_Value, frozen=True):
     emulated_legs: dict[str, int] = msgspec.field(default_factory=dict)
     #: Each broker connection's state, stream age and request budget, by broker.
     connections: dict[str, ConnectionHealth] = msgspec.field(default_factory=dict)
+    #: With ``[cluster]``: active or standby, and which instance is active.
+    cluster: ClusterHealth | None = None
 
 
 # ---------------------------------------------------------------------------

@@ -21,8 +21,16 @@ MASK = "***"
 
 #: Every secret the service reads, by the name used both as environment variable
 #: and as systemd credential (see ``systemd/ult-actors.service``). The OANDA
-#: account id is not secret, but is read the same way so it can sit with the token.
-CREDENTIAL_NAMES = ("ALPACA_API_KEY", "ALPACA_API_SECRET", "OANDA_API_TOKEN", "OANDA_ACCOUNT_ID")
+#: account id (and the NATS user) is not secret, but is read the same way so it can
+#: sit with the token (the password).
+CREDENTIAL_NAMES = (
+    "ALPACA_API_KEY",
+    "ALPACA_API_SECRET",
+    "OANDA_API_TOKEN",
+    "OANDA_ACCOUNT_ID",
+    "NATS_USER",
+    "NATS_PASSWORD",
+)
 
 
 class Secret:

@@ -60,6 +60,7 @@ from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_op
 from ult_actors.messages import (
     ActorHealth,
     ActorHealthChanged,
+    ClusterHealth,
     Event,
     GetPositions,
     HealthSnapshot,
@@ -109,6 +110,8 @@ class Service:
     emulated_legs: dict[str, int] = field(default_factory=dict)
     #: Each broker connection's state, stream age and request budget.
     connections: ConnectionBoard | None = None
+    #: With ``[cluster]``: this instance's role, for health (set by the cluster member).
+    cluster_health: Callable[[], ClusterHealth | None] = lambda: None
     #: The front door for IPC: made from the mailboxes and this service's health.
     gateway: ServiceGateway = field(init=False)
 
@@ -162,6 +165,7 @@ class Service:
                 if self.connections is not None
                 else {}
             ),
+            cluster=self.cluster_health(),
         )
 
     def broker_trading(self) -> dict[str, TradingSetting]:
@@ -506,10 +510,17 @@ def _health_publisher(bus: EventBus[Event], now_ns: Callable[[], int]) -> Health
 
 
 def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener:
-    """The SQLite journal at ``journal.path`` (default ``<state dir>/journal.db``).
+    """The SQLite journal at ``journal.path`` (default ``<state dir>/journal.db``), or the
+    PostgreSQL one at ``journal.url``.
 
     ``journal.enabled = false`` keeps orders in memory only: nothing survives a restart.
     """
+    if config.journal.enabled and config.journal.url:
+        from ult_actors.journal.postgres import postgres_store_opener  # psycopg is optional
+
+        return postgres_store_opener(
+            config.journal.url, sync_interval_s=config.journal.sync_interval_ms / 1000
+        )
     path = journal_path(config, state_dir)
     if path is None:
         return memory_store_opener()

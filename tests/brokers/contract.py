@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 import trio
 
-from ult_actors.brokers.base import Connector
+from ult_actors.brokers.base import Connector, SupportsQuotes
 from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound
 from ult_actors.messages import (
     OPEN_STATUSES,
@@ -87,6 +87,8 @@ class ContractCase:
     #: What the venue charges for one execution, by the simulator's rates (commission
     #: plus named fees): the fees battery checks each fill brings exactly that.
     fees_of: Callable[[Fill], Decimal] | None = None
+    #: The venue's mid price of ``symbol`` now, for a connector that can ask for quotes.
+    quote_now: Callable[[], Decimal] | None = None
 
     def client_id(self) -> str:
         return f"{self.id_prefix}-{next(_ids)}"
@@ -156,6 +158,12 @@ class ContractBattery:
             assert paid == due, (side, paid, due)
             charged += paid
         assert charged > 0
+
+    async def test_the_venues_quote_is_its_mid_price(self, contract_case: ContractCase) -> None:
+        case = contract_case
+        if case.quote_now is None or not isinstance(case.connector, SupportsQuotes):
+            pytest.skip("this venue's connector asks for no quotes")
+        assert await case.connector.quote(case.symbol) == case.quote_now()
 
     async def test_resting_limit_is_open_findable_and_cancelable(
         self, contract_case: ContractCase

@@ -78,6 +78,7 @@ HEALTH = m.HealthSnapshot(
     version="1",
     trading=m.TradingSetting(state="reducing", set_by="service", reason="r", at=5),
     degraded=["x"],
+    cluster=m.ClusterHealth(name="c", instance="b", role="standby", active="a", epoch=3),
 )
 UPDATE = m.OrderUpdate(order=ORDER, fill=FILL, ts=4)
 
@@ -110,7 +111,8 @@ HEALTH_JSON = (
     '"strategy":null,"restarts_in_window":0,"connect_failures":0,"next_retry_at":null}],'
     '"pid":7,"version":"1","started_at":0,"taken_at":0,"trading_state":"active",'
     '"trading":{"state":"reducing","set_by":"service","reason":"r","at":5},'
-    '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0,"emulated_legs":{},"connections":{}}'
+    '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0,"emulated_legs":{},"connections":{},'
+    '"cluster":{"name":"c","instance":"b","role":"standby","active":"a","epoch":3}}'
 )
 UPDATE_JSON = (
     f'{{"kind":"order_update","order":{ORDER_JSON},"fill":{FILL_JSON},"ts":4,"fill_only":false}}'

@@ -19,7 +19,8 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
-from ult_actors.messages import Order
+from ult_actors.journal.sqlite import open_sqlite_store, sqlite_store_opener
+from ult_actors.messages import Fill, Order
 from ult_actors.service import Service, build_service
 
 
@@ -35,6 +36,24 @@ def order(coid: str, status: str = "pending_new", *, oid: str = "", broker: str 
         time_in_force="day",
         status=status,  # type: ignore[arg-type]
         outcome="unknown" if status == "pending_new" else "definitive",
+    )
+
+
+def fill(fill_id: str, coid: str = "c-1", symbol: str = "AAPL") -> Fill:
+    """One execution of ``coid`` with a commission and a fee."""
+    return Fill(
+        fill_id=fill_id,
+        order_id="b-1",
+        client_order_id=coid,
+        broker="paper",
+        symbol=symbol,
+        side="buy",
+        qty=Decimal("1"),
+        price=Decimal("10.5"),
+        commission=Decimal("0.005"),
+        fees={"regulatory": Decimal("0.0001")},
+        fee_currency="USD",
+        ts=7,
     )
 
 
@@ -78,3 +97,65 @@ async def paper_service(
             await nursery.start(serve_ipc, svc.gateway, settings)
         yield svc
         nursery.cancel_scope.cancel()
+
+
+class SqliteBackend:
+    """The SQLite journal at one file, for the store contract battery."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self, **options: Any) -> Any:
+        return open_sqlite_store(self.path, **options)
+
+    def opener(self, **options: Any) -> Callable[[], Any]:
+        return sqlite_store_opener(self.path, **options)
+
+    def rows(self) -> dict[str, str]:
+        return rows_on_disk(self.path)
+
+    def events(self, coid: str) -> list[tuple[str, str]]:
+        conn = sqlite3.connect(self.path)
+        try:
+            query = "SELECT event, status FROM events WHERE client_order_id = ? ORDER BY seq"
+            return [(e, s) for e, s in conn.execute(query, (coid,))]
+        finally:
+            conn.close()
+
+
+class PostgresBackend:
+    """The PostgreSQL journal in one database, for the store contract battery."""
+
+    name = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def open(self, **options: Any) -> Any:
+        from ult_actors.journal.postgres import open_postgres_store
+
+        return open_postgres_store(self.url, **options)
+
+    def opener(self, **options: Any) -> Callable[[], Any]:
+        from ult_actors.journal.postgres import postgres_store_opener
+
+        return postgres_store_opener(self.url, **options)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    def rows(self) -> dict[str, str]:
+        """What another process reading the database sees: client order id -> status."""
+        return dict(self._query("SELECT client_order_id, status FROM orders"))  # type: ignore[arg-type]
+
+    def events(self, coid: str) -> list[tuple[str, str]]:
+        query = "SELECT event, status FROM events WHERE client_order_id = %s ORDER BY seq"
+        return [(e, s) for e, s in self._query(query, (coid,))]
+
+
+Backend = SqliteBackend | PostgresBackend

@@ -1,9 +1,11 @@
-"""The SQLite journal: durable on return, group-committed, reopened intact, migrated."""
+"""What only the SQLite journal does: either writer thread, one process per file, migrations.
+
+What every journal store does is in ``test_store_contract.py``.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -19,7 +21,9 @@ from ult_actors.service import build_service, journal_path
 
 
 @pytest.mark.parametrize("writer", ["thread", "to_thread"])
-async def test_a_record_is_on_disk_when_record_returns(tmp_path: Path, writer: Writer) -> None:
+async def test_either_writer_has_a_record_on_disk_when_record_returns(
+    tmp_path: Path, writer: Writer
+) -> None:
     path = tmp_path / "journal.db"
     async with open_sqlite_store(path, writer=writer) as store:
         with trio.fail_after(10):
@@ -32,73 +36,6 @@ async def test_a_record_is_on_disk_when_record_returns(tmp_path: Path, writer: W
             ("submit", "pending_new"),
             ("update", "filled"),
         ]
-
-
-async def test_concurrent_records_share_transactions(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "journal.db") as store:
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                for i in range(500):
-                    nursery.start_soon(store.record, order(f"c-{i}"))
-        assert store.records == 500
-        assert store.commits < 500 // 4  # grouped, not one fsync per order
-        assert len(rows_on_disk(tmp_path / "journal.db")) == 500
-
-
-async def test_without_group_commit_every_record_is_its_own_transaction(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "journal.db", group_commit=False) as store:
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                for i in range(50):
-                    nursery.start_soon(store.record, order(f"c-{i}"))
-        assert (store.records, store.commits) == (50, 50)
-
-
-async def test_a_reopened_journal_answers_every_read_from_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    with trio.fail_after(20):
-        async with open_sqlite_store(path) as store:
-            await store.record(order("open-1", "accepted", oid="b-1"))
-            await store.record(order("done-1", "filled", oid="b-2"))
-            await store.record(order("other-1", "pending_new", broker="alpaca"))
-            await store.record(order("open-1", "partially_filled", oid="b-1"))
-        # A small cache forces reads of older orders to go to the file.
-        async with open_sqlite_store(path, cache_size=1) as store:
-            assert (await store.get("done-1")) == order("done-1", "filled", oid="b-2")
-            assert (await store.get_by_order_id("b-2")) == order("done-1", "filled", oid="b-2")
-            got = await store.get("open-1")
-            assert got is not None and got.status == "partially_filled"
-            assert await store.get("never") is None
-            assert await store.get_by_order_id("b-404") is None
-            newest = await store.list_orders()
-            assert [o.client_order_id for o in newest] == ["open-1", "other-1", "done-1"]
-            assert [o.client_order_id for o in await store.list_orders(limit=1)] == ["open-1"]
-            only_open = await store.list_orders(open_only=True, broker="paper")
-            assert [o.client_order_id for o in only_open] == ["open-1"]
-            pending = await store.non_terminal("alpaca")
-            assert [(o.client_order_id, o.outcome) for o in pending] == [("other-1", "unknown")]
-            assert {o.client_order_id for o in await store.non_terminal()} == {"open-1", "other-1"}
-            # Decimals come back exact.
-            assert got.qty == Decimal("1.5")
-
-
-async def test_a_broker_the_journal_never_had_an_order_of_is_answered_without_a_file_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Each broker actor asks this on start; 1,000 brokers must not cost 1,000 thread trips.
-    path = tmp_path / "journal.db"
-    with trio.fail_after(20):
-        async with open_sqlite_store(path) as store:
-            await store.record(order("p-1", "filled", oid="b-1"))
-        async with open_sqlite_store(path) as store:
-            assert [o.client_order_id for o in await store.list_orders(broker="paper")] == ["p-1"]
-            reads: list[object] = []
-            monkeypatch.setattr(store, "_read", reads.append)
-            assert await store.list_orders(broker="alpaca", limit=1) == []
-            assert reads == []
-            await store.record(order("a-1", "accepted", oid="b-2", broker="alpaca"))
-        async with open_sqlite_store(path) as store:
-            assert [o.client_order_id for o in await store.list_orders(broker="alpaca")] == ["a-1"]
 
 
 async def test_a_second_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from ult_actors.messages import Fill, Order, ReportQuery
 from ult_actors.report import build_report
 from ult_actors.report.html import write_page
+from ult_actors.report.inputs import OrdersAndFills
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -108,7 +109,7 @@ def near(pixel: tuple[int, int, int], colour: tuple[int, int, int]) -> bool:
 
 def test_the_page_renders_offline_with_its_charts_drawn(tmp_path: Path) -> None:
     orders, fills = traded(300)
-    report = build_report(orders, fills, ReportQuery(by="broker", with_charts=True))
+    report = build_report(OrdersAndFills(orders, fills), ReportQuery(by="broker", with_charts=True))
     page = tmp_path / "costs.html"
     write_page(report, page)
 

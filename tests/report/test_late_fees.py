@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from ult_actors.messages import Fill, Order, ReportQuery
 from ult_actors.report import build_report
+from ult_actors.report.inputs import OrdersAndFills
 
 _S = 10**9
 
@@ -27,7 +28,9 @@ def test_a_late_fee_adds_to_fees_and_shortfall_but_not_to_fills_or_fill_times() 
         side="sell", qty=Decimal(0), price=Decimal("99"), ts=3600 * _S,
         fees={"sec": Decimal("0.03")}, fee_currency="USD", fee_of="e-1",
     )  # fmt: skip
-    report = build_report([order], [execution, fee], ReportQuery(by="order", with_orders=True))
+    report = build_report(
+        OrdersAndFills([order], [execution, fee]), ReportQuery(by="order", with_orders=True)
+    )
     cost = report.orders[0]
     assert (cost.filled_qty, cost.avg_fill_price, cost.fees) == (
         Decimal(10),

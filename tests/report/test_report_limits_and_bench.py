@@ -11,6 +11,7 @@ from bench import report_speed
 from ult_actors.errors import BadRequest
 from ult_actors.messages import Order, ReportQuery
 from ult_actors.report import aggregate, build_report
+from ult_actors.report.inputs import OrdersAndFills
 
 
 def filled(i: int) -> Order:
@@ -27,10 +28,10 @@ def test_listing_more_orders_than_a_reply_holds_is_refused_and_says_how_to_narro
     monkeypatch.setattr(aggregate, "MAX_LISTED_ORDERS", 2)
     orders = [filled(i) for i in range(3)]
     with pytest.raises(BadRequest, match=r"covers 3 orders.*narrow it"):
-        build_report(orders, [], ReportQuery(by="order"))
+        build_report(OrdersAndFills(orders, []), ReportQuery(by="order"))
     with pytest.raises(BadRequest):
-        build_report(orders, [], ReportQuery(with_orders=True))
-    grouped = build_report(orders, [], ReportQuery(by="symbol", with_charts=True))
+        build_report(OrdersAndFills(orders, []), ReportQuery(with_orders=True))
+    grouped = build_report(OrdersAndFills(orders, []), ReportQuery(by="symbol", with_charts=True))
     assert grouped.total_orders == 3 and grouped.rows[0].orders == 3
 
 

@@ -59,6 +59,7 @@ from ult_actors.actors.reconcile import (
 from ult_actors.actors.replacing import ReplaceSide, replace_order
 from ult_actors.brokers.base import (
     Connector,
+    SupportsLegLookup,
     SupportsRequestBudget,
     SupportsResync,
     SupportsStreamState,
@@ -98,7 +99,7 @@ from ult_actors.order_state import (
     request_of,
 )
 from ult_actors.recent import Recent
-from ult_actors.report.arrival import ArrivalPrices, venue_quotes
+from ult_actors.report.arrival import ArrivalPrices, venue_fetch, venue_quotes
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 
 
@@ -179,7 +180,9 @@ class _BrokerIncarnation:
         #: Executions already on the bus (an ordered set, bounded), so each is published once.
         self.fills_published: Recent[str, None] = Recent(_MAX_TRACKED)
         #: Stamps new orders with the price to hand (what their slippage is measured by).
-        self.arrivals = ArrivalPrices(venue_quotes(self.connector))
+        self.arrivals = ArrivalPrices(
+            venue_quotes(self.connector), venue_fetch(self.connector), clock=trio.current_time
+        )
         self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
@@ -366,6 +369,7 @@ class _BrokerIncarnation:
         except IllegalTransition as exc:
             self.log.error("illegal order transition ignored", client_order_id=coid, error=str(exc))
             return current or order
+        merged = self.arrivals.restamp(merged)  # a quote asked beside the send may have come
         execution = fill.fill if fill is not None else None
         if execution is not None and not self.fills_published.add(execution.fill_id):
             execution = None  # published already
@@ -661,6 +665,8 @@ class _BrokerIncarnation:
             if leg is not None or held is not None:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
             await store.record(known, event="submit")  # durable before it leaves
+            if self.arrivals.wants_quote(known):
+                self.nursery.start_soon(self._fetch_arrival, known)  # beside the send
         attempt = 0
         while True:
             late = self._too_late(request)
@@ -719,6 +725,23 @@ class _BrokerIncarnation:
                 known = stamped
                 continue
             return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+
+    async def _fetch_arrival(self, order: Order) -> None:
+        """Ask the venue for ``order``'s quote, beside its send; its record takes it."""
+        try:
+            await self.arrivals.fetch(order)
+        except UltError as exc:
+            self.log.info("no venue quote for an arrival price", symbol=order.symbol, error=exc.code)
+            return
+        store = await self.deps.journal.get()
+        # No await from here: a newer state of the order must not be overwritten.
+        current = self.orders.get(order.client_order_id)
+        if current is None:
+            return  # not tracked yet: its first tracked state takes the quote (``_track``)
+        stamped = self.arrivals.restamp(current)
+        if stamped is not current:
+            self.orders.put(order.client_order_id, stamped)
+            store.record_soon(stamped, event="arrival")
 
     async def _replace_side(self) -> ReplaceSide:
         return ReplaceSide(
@@ -857,13 +880,19 @@ class _BrokerIncarnation:
         except NotFound:
             pass
         # A leg of a native list may be known at the venue only by its venue id (Alpaca
-        # names a bracket's exits itself): ask by that id, and answer under ours.
+        # names a bracket's exits itself): ask by that id, and answer under ours. With
+        # no venue id yet (the list's answer was lost), the venue finds it by its role.
         store = await self.deps.journal.get()
         known = self.orders.get(client_order_id) or await store.get(client_order_id)
-        if known is None or not known.id or known.leg is None or known.leg.emulated:
+        if known is None or known.leg is None or known.leg.emulated:
             return None
         try:
-            found = await self.connector.get_order(known.id)
+            if known.id:
+                found = await self.connector.get_order(known.id)
+            elif isinstance(self.connector, SupportsLegLookup):
+                found = await self.connector.find_leg(known)
+            else:
+                return None
         except NotFound:
             return None
         return msgspec.structs.replace(found, client_order_id=client_order_id, leg=known.leg)

@@ -199,9 +199,9 @@ class ServiceGateway:
                 return OrdersReply(id=request.id, orders=orders)
             case GetReport(id=request_id, query=query):
                 store = await self.journal.get()
-                orders, fills = await store.cost_inputs(query)
-                # CPU-bound over a big journal: off the trio thread, like the read.
-                report = await trio.to_thread.run_sync(build_report, orders, fills, query)
+                inputs = await store.cost_inputs(query)
+                # Reads the journal and is CPU-bound over a big one: off the trio thread.
+                report = await trio.to_thread.run_sync(build_report, inputs, query)
                 return ReportReply(id=request_id, report=report)
             case Ping(id=request_id):
                 return OkReply(id=request_id, detail="pong")

@@ -305,8 +305,9 @@ async def _adopt(
     coid = theirs.client_order_id
     if side.in_flight(coid) or await store.get(coid) is not None:
         return
-    await side.settle(msgspec.structs.replace(theirs, origin="adopted"))
-    summary.adopted.append(coid)
+    settled = await side.settle(msgspec.structs.replace(theirs, origin="adopted"))
+    if settled.client_order_id == coid:  # else a leg of ours the venue named itself
+        summary.adopted.append(coid)
 
 
 async def _final_here_open_there(

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -171,6 +172,31 @@ class SupportsOrderLists(Protocol):
         ``get_order_by_client_id`` of the first leg finds the list after a lost
         reply. Later changes of any leg arrive on ``stream_updates``.
         """
+        ...
+
+
+@runtime_checkable
+class SupportsLegLookup(Protocol):
+    """A connector whose venue names some legs of its lists itself (Alpaca's exits)."""
+
+    async def find_leg(self, record: Order) -> Order:
+        """The venue's order for the journaled leg ``record``, under ``record``'s client order id.
+
+        For a leg whose venue id the service never learned (the list's answer
+        was lost, or the service restarted before it came): found through the
+        order the venue keeps it with, by its role there. ``NotFound`` if the
+        venue has no such leg.
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsQuotes(Protocol):
+    """A connector that can ask its venue for a symbol's quote (an order's arrival price)."""
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The venue's mid price (between bid and ask) of ``symbol`` now; ``None``: it
+        quotes none. One request; transport failures raise as any request's do."""
         ...
 
 

@@ -1,7 +1,9 @@
 """The ``ult`` commands that talk to a running service over its socket.
 
 Every command takes ``--socket`` (default: as for the server) and ``--json``
-(one JSON document; JSON lines for ``events`` and ``health --watch``).
+(one JSON document; JSON lines for ``events`` and ``health --watch``), or
+``--url nats://HOST:PORT`` (default ``$ULT_URL``) with ``--cluster`` and
+``--creds`` to reach a service over NATS instead, with the same output.
 Exit codes: 0 ok, 1 the order was rejected or the request failed, 2 usage
 error, 3 the service is unreachable (the message names the socket tried).
 """
@@ -100,6 +102,23 @@ def _seconds(text: str) -> float:
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"ult {prog}", description=description)
     p.add_argument("--socket", help="service socket (default: $ULT_SOCKET, then the usual places)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("ULT_URL") or None,
+        help="reach the service over NATS instead: nats://HOST:PORT or tls://HOST:PORT"
+        " (default: $ULT_URL)",
+    )
+    p.add_argument(
+        "--cluster",
+        default=os.environ.get("ULT_CLUSTER") or "default",
+        help="with --url: the service's [cluster] name (default: $ULT_CLUSTER, else default)",
+    )
+    p.add_argument(
+        "--creds",
+        default=os.environ.get("ULT_NATS_CREDS") or None,
+        help="with --url: a NATS credentials file (default: $ULT_NATS_CREDS); a user and"
+        " password may instead be in the URL",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument(
         "--timeout", type=_seconds, default=60.0, help="seconds to wait for a reply (default 60)"
@@ -110,7 +129,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, command: Command) -> int:
     out = Output(args.json)
     try:
-        client = Client(args.socket, timeout=args.timeout)
+        client = Client(
+            args.socket, url=args.url, cluster=args.cluster, creds=args.creds, timeout=args.timeout
+        )
     except ConfigError as exc:
         print(f"ult: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -120,7 +141,8 @@ def _run(args: argparse.Namespace, command: Command) -> int:
     except ServiceUnreachable as exc:
         _report(out, exc, code="service_unreachable", socket=str(exc.socket_path))
         if not out.json:
-            print("is `ult serve` running, and is --socket / $ULT_SOCKET right?", file=sys.stderr)
+            where = "--url / --cluster" if args.url else "--socket / $ULT_SOCKET"
+            print(f"is `ult serve` running, and is {where} right?", file=sys.stderr)
         return EXIT_UNREACHABLE
     except OutcomeUnknown as exc:
         _report(out, exc, code=exc.code, client_order_id=exc.client_order_id)
@@ -301,7 +323,7 @@ _OTO_USAGE = (
     " --then SIDE QTY [--type T] [--limit-price P] [--stop-price P] [--tif T] [options]"
 )
 #: Options of the whole ``ult oto`` command, which may also come after the child's terms.
-_OTO_WHOLE = ("socket", "json", "timeout", "broker", "list_id")
+_OTO_WHOLE = ("socket", "url", "cluster", "creds", "json", "timeout", "broker", "list_id")
 
 
 def _oto_parser() -> argparse.ArgumentParser:
@@ -559,7 +581,7 @@ def events_main(argv: list[str]) -> int:
         seen = 0
         try:
             events = c.subscribe(topics)
-            print(f"following events on {c.socket_path} (Ctrl-C to stop)", file=sys.stderr)
+            print(f"following events on {c.address} (Ctrl-C to stop)", file=sys.stderr)
             sys.stderr.flush()
             for event in events:
                 if out.json:

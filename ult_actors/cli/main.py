@@ -28,7 +28,9 @@ service:
   paper reset           start the paper account afresh
   sim alpaca|oanda|ib   run a loopback simulator of a broker API
 
-client (talk to a running service; all take --socket and --json):
+client (talk to a running service; all take --socket and --json, or --url nats://HOST:PORT
+with --cluster NAME and --creds FILE to reach it over NATS; these may come first:
+`ult --url nats://gw:4222 orders`):
   submit SYMBOL SIDE QTY  place an order (--type, --limit-price, --tif, --wait, ...);
                         with --take-profit P --stop-loss P a bracket: the order and its exits
   oco SYMBOL SIDE QTY   two exits, one fill cancels the other (--take-profit, --stop-loss)
@@ -103,7 +105,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
 
+#: Connection options a client command also takes before its name.
+_LEADING_OPTIONS = ("--url", "--cluster", "--creds", "--socket")
+
+
+def _hoist_connection_options(args: list[str]) -> list[str]:
+    """``ult --url U orders`` as ``ult orders --url U``: leading connection options go
+    after the command's name, where its parser reads them."""
+    leading: list[str] = []
+    while args and args[0].split("=", 1)[0] in _LEADING_OPTIONS:
+        take = 1 if "=" in args[0] else 2
+        leading += args[:take]
+        args = args[take:]
+    return [*args[:1], *leading, *args[1:]] if leading and args else leading + args
+
+
 def _dispatch(args: list[str]) -> int:
+    args = _hoist_connection_options(args)
     if not args or args[0] in ("-h", "--help", "help"):
         print(_USAGE, end="")
         return EXIT_OK if args else EXIT_USAGE

@@ -16,6 +16,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -28,6 +29,7 @@ from ult_actors.errors import ConfigError
 from ult_actors.ipc.socketfile import AlreadyRunning
 from ult_actors.logsetup import configure_logging
 from ult_actors.logwriter import LogWriter
+from ult_actors.nats import nats_children
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
 from ult_actors.service import Service, build_service
@@ -79,6 +81,25 @@ def ipc_child(service: Service) -> ChildSpec:
     return ChildSpec(id="ipc", start=start)
 
 
+#: What ``ult serve`` listens for: SIGTERM and SIGINT stop it, SIGHUP is ignored.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+async def stop_on_signal(
+    signals: AsyncIterator[int], scope: trio.CancelScope, log: Any
+) -> None:
+    """Cancel ``scope`` at the first SIGTERM or SIGINT from ``signals``; log and ignore SIGHUP."""
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            # A closed terminal or a reload request: logs go to stderr, so
+            # there is nothing to reopen, and dying would strand the socket.
+            log.info("SIGHUP ignored; the service keeps running")
+            continue
+        log.info("stopping", signal=signal.Signals(signum).name)
+        scope.cancel()
+        return
+
+
 async def run_service(service: Service) -> None:
     """Run until SIGTERM/SIGINT, then stop the tree in order; tell systemd how it goes."""
     import faulthandler
@@ -94,21 +115,9 @@ async def run_service(service: Service) -> None:
     # Read (and remove from our environment) what systemd handed us.
     notifier = notifier_from_env(os.environ)
     watchdog_s = watchdog_interval(os.environ, log=log)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        # A closed terminal or a reload request: logs go to stderr, so
-                        # there is nothing to reopen, and dying would strand the socket.
-                        log.info("SIGHUP ignored; the service keeps running")
-                        continue
-                    log.info("stopping", signal=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(stop_on_signal, signals, nursery.cancel_scope, log)
             await nursery.start(service.run)
             up, total = service.brokers_up()
             log.info(
@@ -148,9 +157,17 @@ def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
     # Until run_service listens for it, a SIGHUP (terminal closed) must not kill us.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        service = build_service(cfg, extra_children=[ipc_child])
-        service.log_lines_dropped = lambda: writer.stats().dropped
-        trio.run(run_service, service)
+        if cfg.journal.enabled and cfg.journal.url:
+            # The journal on PostgreSQL: one active instance per cluster, the others standby.
+            from ult_actors.cluster.serve import run_cluster_instance
+
+            trio.run(
+                partial(run_cluster_instance, cfg, log_lines_dropped=lambda: writer.stats().dropped)
+            )
+        else:
+            service = build_service(cfg, extra_children=[ipc_child, *nats_children(cfg)])
+            service.log_lines_dropped = lambda: writer.stats().dropped
+            trio.run(run_service, service)
     except ConfigError as exc:
         log.error("configuration error", error=str(exc))
         return EXIT_CONFIG

@@ -18,6 +18,7 @@ from ult_actors.messages import (
     AccountReset,
     ActorHealth,
     ActorHealthChanged,
+    ClusterHealth,
     ConnectionHealth,
     ConnectionStateChanged,
     Event,
@@ -277,6 +278,8 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         + style.state(snapshot.trading_state)
         + _stricter_brokers(snapshot, style)
     )
+    if snapshot.cluster is not None:
+        head += "\n" + _cluster_line(snapshot.cluster, style)
     for reason in snapshot.degraded:
         head += f"\n{style.state('degraded')}: {reason}"
     if snapshot.emulated_legs:
@@ -297,6 +300,14 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     for broker, conn in sorted(snapshot.connections.items()):
         tree += f"\nconnection {broker}: {style.state(conn.state)}" + _connection_facts(conn, now)
     return head + "\n" + tree
+
+
+def _cluster_line(cluster: ClusterHealth, style: Style) -> str:
+    """``cluster prod: standby (b); active: a (epoch 3)``."""
+    line = f"cluster {cluster.name}: {style.state(cluster.role)} ({cluster.instance})"
+    if cluster.role == "standby":
+        line += f"; active: {cluster.active or 'none'}"
+    return line + (f" (epoch {cluster.epoch})" if cluster.epoch else "")
 
 
 def _connection_facts(conn: ConnectionHealth, now: int) -> str:

@@ -21,6 +21,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
+from ult_actors.client._remote import remote_transport
 from ult_actors.client._requests import (
     EVENT_FRAMES,
     MAX_REPLY_BYTES,
@@ -87,10 +88,21 @@ class AsyncClient:
         self,
         socket: str | Path | None = None,
         *,
+        url: str | None = None,
+        cluster: str = "default",
+        creds: str | Path | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
         timeout: float | None = 60.0,
         event_buffer: int = 10_000,
     ) -> None:
+        self._remote = remote_transport(
+            url, cluster, creds, tls_ca, tls_cert, tls_key, event_buffer=event_buffer
+        )
         self.socket_path = resolve_socket(str(socket) if socket else None).path
+        #: Where the service is: the socket path, or the NATS URL.
+        self.address = url if url else str(self.socket_path)
         self.timeout = timeout
         self._event_buffer = event_buffer
         self._requests = Requests()
@@ -110,6 +122,11 @@ class AsyncClient:
         self.unmatched_replies = 0
 
     async def __aenter__(self) -> AsyncClient:
+        if self._remote is not None:
+            await self._remote.aopen()
+            self._stack = AsyncExitStack()
+            self._stack.push_async_callback(self._remote.aclose)
+            return self
         try:
             stream = await anyio.connect_unix(self.socket_path)
         except OSError as exc:
@@ -138,7 +155,9 @@ class AsyncClient:
     async def aclose(self) -> None:
         """Close the connection; requests still waiting fail with ``ConnectionLost``."""
         stack, self._stack = self._stack, None
-        if stack is not None:
+        if stack is not None and self._remote is not None:
+            await stack.aclose()
+        elif stack is not None:
             self._fail_all(ConnectionLost(self.socket_path, "the client closed the connection"))
             await stack.aclose()
 
@@ -357,6 +376,10 @@ class AsyncClient:
         """
         if self._subscribed:
             raise Internal("this client already follows events; use one iterator per client")
+        if self._remote is not None:
+            await self._remote.asubscribe(topics)
+            self._subscribed = True
+            return self._remote.aevents()
         await self._call(self._requests.subscribe(topics))
         self._subscribed = True
         return self._received_events()
@@ -381,6 +404,13 @@ class AsyncClient:
             raise ConnectionLost(self.socket_path, "the client is not connected (use async with)")
         if timeout is UNSET:
             timeout = self.timeout
+        if self._remote is not None:
+            try:
+                with anyio.fail_after(timeout):
+                    reply = await self._remote.acall(request)
+            except TimeoutError:
+                raise no_reply(request, timeout) from None
+            return call.read(reply)
         waiter = _Waiter()
         self._pending[request.id] = waiter
         self._outgoing.append(self._codec.encode(request))

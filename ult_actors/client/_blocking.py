@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
+from ult_actors.client._remote import remote_transport
 from ult_actors.client._requests import (
     EVENT_FRAMES,
     MAX_REPLY_BYTES,
@@ -73,8 +74,25 @@ class Client:
     given its own ``timeout``.
     """
 
-    def __init__(self, socket: str | Path | None = None, *, timeout: float | None = 60.0) -> None:
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        *,
+        url: str | None = None,
+        cluster: str = "default",
+        creds: str | Path | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        timeout: float | None = 60.0,
+        event_buffer: int = 10_000,
+    ) -> None:
+        self._remote = remote_transport(
+            url, cluster, creds, tls_ca, tls_cert, tls_key, event_buffer=event_buffer
+        )
         self.socket_path = resolve_socket(str(socket) if socket else None).path
+        #: Where the service is: the socket path, or the NATS URL.
+        self.address = url if url else str(self.socket_path)
         self.timeout = timeout
         self._sock: Any = None
         self._requests = Requests()
@@ -87,6 +105,9 @@ class Client:
 
     def connect(self) -> Client:
         """Open the connection (``with`` does this for you)."""
+        if self._remote is not None:
+            self._remote.open()
+            return self
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(self.socket_path))
@@ -98,6 +119,8 @@ class Client:
 
     def close(self) -> None:
         """Close the connection."""
+        if self._remote is not None:
+            self._remote.close()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -147,6 +170,12 @@ class Client:
 
         Each entry is the order, or the ``UltError`` that refused it.
         """
+        if self._remote is not None:
+            requests = [self._requests.submit(o, timeout=self.timeout).request for o in orders]
+            return [
+                _order_or_error(reply)
+                for reply in self._remote.call_many(requests, window, self.timeout)
+            ]
         with self._lock:
             results: list[Order | UltError | None] = [None] * len(orders)
             index: dict[int, int] = {}
@@ -352,6 +381,9 @@ class Client:
         The subscription is in place when this returns, so nothing that happens
         afterwards is missed. ``timeout`` bounds the wait for each event.
         """
+        if self._remote is not None:
+            self._remote.subscribe(topics, self.timeout)
+            return self._remote.events(timeout)
         self._call(self._requests.subscribe(topics))
         return self._received_events(timeout)
 
@@ -377,6 +409,12 @@ class Client:
     def _call(self, call: Call[T], timeout: float | None = UNSET) -> T:
         if timeout is UNSET:
             timeout = self.timeout
+        if self._remote is not None:
+            try:
+                reply = self._remote.call(call.request, timeout)
+            except Timeout:
+                raise no_reply(call.request, timeout) from None
+            return call.read(reply)
         with self._lock:
             self._sendall(self._codec.encode(call.request))
             try:
@@ -449,3 +487,12 @@ class Client:
     def _lost(self, reason: str) -> UltError:
         self._closed_error = self._closed_error or ConnectionLost(self.socket_path, reason)
         return self._closed_error
+
+
+def _order_or_error(reply: Reply | UltError) -> Order | UltError:
+    if isinstance(reply, UltError):
+        return reply
+    try:
+        return read_order(reply)
+    except UltError as exc:
+        return exc

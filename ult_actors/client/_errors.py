@@ -12,11 +12,12 @@ from ult_actors.errors import Timeout, UltError
 
 
 class ServiceUnreachable(UltError):
-    """Nothing answers on the socket; ``socket_path`` says where the client looked."""
+    """Nothing answers on the socket (or NATS URL); ``socket_path`` says where the
+    client looked."""
 
     transient = True
 
-    def __init__(self, socket_path: Path, reason: str) -> None:
+    def __init__(self, socket_path: Path | str, reason: str) -> None:
         super().__init__(f"cannot reach the ult service at {socket_path}: {reason}")
         self.socket_path = socket_path
 

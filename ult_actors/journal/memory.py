@@ -9,6 +9,7 @@ import trio
 
 from ult_actors.journal.store import OrderStore, StoreOpener
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
+from ult_actors.report.inputs import CostInputs, OrdersAndFills
 
 
 class MemoryStore:
@@ -38,8 +39,8 @@ class MemoryStore:
     def record_fill(self, fill: Fill) -> None:
         self._fills.setdefault((fill.broker, fill.fill_id), fill)
 
-    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
-        return list(self._by_client_id.values()), list(self._fills.values())
+    async def cost_inputs(self, query: ReportQuery) -> CostInputs:
+        return OrdersAndFills(self._by_client_id.values(), self._fills.values())
 
     async def get(self, client_order_id: str) -> Order | None:
         return self._by_client_id.get(client_order_id)

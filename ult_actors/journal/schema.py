@@ -5,7 +5,7 @@ file). Each migration moves the file up by one version inside one
 transaction, so a crash mid-migration leaves the old version intact. A file
 written by a newer ``ult`` than this one is refused rather than guessed at.
 
-Tables (version 4):
+Tables (version 5):
 
 ``orders``
     The latest state of each order, keyed by client order id. ``body`` is
@@ -19,7 +19,9 @@ Tables (version 4):
 ``fills``
     Every execution once, keyed by broker and fill id: ``body`` is the
     msgpack-encoded ``Fill`` (price, commission, fees). What cost reports
-    (``ult report``) are computed from, with ``orders``.
+    (``ult report``) are computed from, with ``orders``: read by client
+    order id beside the orders, and by symbol and time for a symbol's last
+    trade.
 """
 
 from __future__ import annotations
@@ -81,8 +83,14 @@ _V4 = [
     )""",
 ]
 
+# Version 5: a report reads fills beside their orders and a symbol's last trade.
+_V5 = [
+    "CREATE INDEX fills_by_order ON fills (client_order_id)",
+    "CREATE INDEX fills_by_symbol_time ON fills (symbol, ts)",
+]
+
 #: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

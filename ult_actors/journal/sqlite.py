@@ -66,12 +66,13 @@ import msgspec
 import trio
 
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
-from ult_actors.journal.costs import read_cost_inputs
+from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.journal.wal_sync import WalSyncer
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
+from ult_actors.report.inputs import CostInputs
 
 T = TypeVar("T")
 Writer = Literal["thread", "to_thread"]
@@ -268,6 +269,8 @@ class SqliteStore:
         max_pages: int | None = None,
     ) -> None:
         self.path = path
+        #: What messages call this journal (the file's path; a redacted URL for a server's).
+        self.name = str(path)
         self.synchronous = synchronous
         #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
         #: share its commit; with ``normal``, the WAL is fsynced this long after a commit.
@@ -440,6 +443,18 @@ class SqliteStore:
             self._committed(batch.rows)
             batch.done.set()
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Open the store, run its writer until the block ends, then close it."""
+        try:
+            await self._open_store()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_forever)
+                yield
+                nursery.cancel_scope.cancel()
+        finally:
+            await self._close()
+
     # -- writing ----------------------------------------------------------------
 
     async def record(self, order: Order, *, event: str = "update") -> None:
@@ -455,7 +470,7 @@ class SqliteStore:
         await batch.done.wait()
         if batch.error is None:
             return
-        if not _is_outage(batch.error):
+        if not self._is_outage(batch.error):
             raise Internal(f"journal write failed: {batch.error}") from batch.error
         if event not in _BEFORE_SENDING:
             return  # the broker's news: held by the writer, written on recovery
@@ -477,7 +492,7 @@ class SqliteStore:
         """Store one execution once (keyed by broker and fill id), committed with the
         next batch like ``record_soon``; held in memory while the file cannot be written."""
         if self._failed is not None or self._closed:
-            raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+            raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None:
             self._held_fills.append(fill)
             return
@@ -494,7 +509,7 @@ class SqliteStore:
     def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
         """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
         if self._failed is not None or self._closed:
-            raise Internal(f"journal {self.path} is not writable: {self._failed or 'closed'}")
+            raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None and event in _BEFORE_SENDING:
             raise self._refusal(order, event)
         self._seq += 1
@@ -535,7 +550,7 @@ class SqliteStore:
 
     def _refusal(self, order: Order, event: str) -> JournalUnavailable:
         coid = order.client_order_id
-        why = f"journal {self.path} cannot be written ({self.unavailable or 'write failed'})"
+        why = f"journal {self.name} cannot be written ({self.unavailable or 'write failed'})"
         if event == "submit":
             return JournalUnavailable(
                 f"{why}: order {coid} was not sent; new orders are refused until the journal"
@@ -583,33 +598,13 @@ class SqliteStore:
         if self._wal_syncer is not None and self._wal_syncer.last_error is not None:
             # What was committed may not reach the disk: an outage until an fsync works.
             raise OSError(errno.EIO, self._wal_syncer.last_error)
-        events = []
-        latest: dict[str, tuple[Any, ...]] = {}
-        for seq, event, ts, order in _folded(rows):
-            body = _encode(order)
-            events.append((seq, order.client_order_id, event, order.status, ts, body))
-            latest[order.client_order_id] = (
-                order.client_order_id,
-                order.id,
-                order.broker,
-                order.status,
-                order.outcome,
-                order.updated_at,
-                seq,
-                body,
-            )
+        events, latest, fill_rows = table_rows(rows, fills or [])
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_APPEND, events)
-            conn.executemany(_UPSERT, latest.values())
-            if fills:
-                conn.executemany(
-                    _ADD_FILL,
-                    [
-                        (f.broker, f.fill_id, f.client_order_id, f.symbol, f.ts, _encode(f))
-                        for f in fills
-                    ],
-                )
+            conn.executemany(_UPSERT, latest)
+            if fill_rows:
+                conn.executemany(_ADD_FILL, fill_rows)
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -639,7 +634,7 @@ class SqliteStore:
                 else:
                     await self._committer.run(write)
             except Exception as exc:
-                outage = _is_outage(exc)
+                outage = self._is_outage(exc)
                 for failed in (batch, *self._queue):
                     if outage:
                         self._settle_failed(failed.rows)
@@ -651,11 +646,19 @@ class SqliteStore:
                     # A bug, not the disk: crash the journal actor; its restart reopens.
                     self._failed = exc
                     raise
-                self._set_unavailable(_outage_reason(exc))
+                self._set_unavailable(self._outage_reason(exc))
                 await self._probe_until_writable()
                 continue
             self._committed(batch.rows)
             batch.done.set()
+
+    def _is_outage(self, exc: BaseException) -> bool:
+        """Whether a failed write is the storage's doing (an outage), not the code's."""
+        return _is_outage(exc)
+
+    def _outage_reason(self, exc: BaseException) -> str:
+        """A short, stable description of an outage for health and STATUS."""
+        return _outage_reason(exc)
 
     def _commits_inline(self, batch: _Batch) -> bool:
         """Whether ``batch`` commits here on the trio thread rather than on the writer's.
@@ -699,10 +702,10 @@ class SqliteStore:
                 write = functools.partial(self._write_rows, rows, fills=fills, probe=True)
                 await self._committer.run(write)
             except Exception as exc:
-                if not _is_outage(exc):
+                if not self._is_outage(exc):
                     self._failed = exc
                     raise
-                self._set_unavailable(_outage_reason(exc))
+                self._set_unavailable(self._outage_reason(exc))
                 continue
             for row in rows:
                 coid = row[3].client_order_id
@@ -726,7 +729,7 @@ class SqliteStore:
         async with self._read_lock:
             conn = self._rconn
             if conn is None:
-                raise Internal(f"journal {self.path} is closed")
+                raise Internal(f"journal {self.name} is closed")
             return await trio.to_thread.run_sync(fn, conn)
 
     async def get(self, client_order_id: str) -> Order | None:
@@ -825,13 +828,13 @@ class SqliteStore:
         """Every order not yet final, oldest change first."""
         return [o for o in self._open.values() if broker is None or o.broker == broker]
 
-    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
-        """Read on a connection of its own, off the trio thread: a long report never
+    async def cost_inputs(self, query: ReportQuery) -> CostInputs:
+        """Read on a connection of its own as the report is built: a long report never
         holds up the service's own reads. What was recorded before the call is committed
         first (unless the file cannot be written: then the report lacks the held news)."""
         if self._queue and self.unavailable is None:
             await self._queue[-1].done.wait()
-        return await trio.to_thread.run_sync(read_cost_inputs, self.path, query)
+        return JournalCostInputs(self.path, query)
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""
@@ -846,6 +849,26 @@ class SqliteStore:
             ]
 
         return await self._read(read)
+
+
+def table_rows(
+    rows: list[_Row], fills: list[Fill]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What one batch writes, as parameter rows: ``events`` rows, ``orders`` rows (one per
+    order, its latest state) and ``fills`` rows, in the tables' column order."""
+    events = []
+    latest: dict[str, tuple[Any, ...]] = {}
+    for seq, event, ts, order in _folded(rows):
+        body = _encode(order)
+        coid = order.client_order_id
+        events.append((seq, coid, event, order.status, ts, body))
+        latest[coid] = (
+            coid, order.id, order.broker, order.status, order.outcome, order.updated_at, seq, body
+        )  # fmt: skip
+    fill_rows = [
+        (f.broker, f.fill_id, f.client_order_id, f.symbol, f.ts, _encode(f)) for f in fills
+    ]
+    return events, list(latest.values()), fill_rows
 
 
 def _folded(rows: list[_Row]) -> list[_Row]:
@@ -949,14 +972,8 @@ async def open_sqlite_store(
         probe_interval_s=probe_interval_s,
         max_pages=max_pages,
     )
-    try:
-        await store._open_store()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(store._write_forever)
-            yield store
-            nursery.cancel_scope.cancel()
-    finally:
-        await store._close()
+    async with store.running():
+        yield store
 
 
 def sqlite_store_opener(

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ult_actors.messages import Fill, Order, ReportQuery
+from ult_actors.report.inputs import CostInputs
 
 
 class OrderStore(Protocol):
@@ -46,11 +47,12 @@ class OrderStore(Protocol):
     async def non_terminal(self, broker: str | None = None) -> list[Order]:
         """Every order not yet final (restart reconciliation works from these)."""
 
-    async def cost_inputs(self, query: ReportQuery) -> tuple[list[Order], list[Fill]]:
+    async def cost_inputs(self, query: ReportQuery) -> CostInputs:
         """What a cost report on ``query`` is computed from: the orders it may cover
-        (created since ``query.since_ns``, of its broker and symbol) and the fills of
-        the symbols it covers, at every broker (an order's opportunity cost is priced
-        at its symbol's last fill). A superset: the report filters exactly."""
+        (created since ``query.since_ns``, of its broker), each with its fills, and
+        every broker's last fill of a symbol (an order's opportunity cost is priced
+        at it). A superset: the report filters exactly. Read as the report is built,
+        off the trio thread; what was recorded before this call is in it."""
 
 
 #: Opens a store for one journal incarnation; the journal actor calls it on each (re)start.

@@ -1,4 +1,10 @@
-"""A cost report: the orders a query covers, their costs, and those by group."""
+"""A cost report: the orders a query covers, their costs, and those by group.
+
+Computed in one pass over the journal, an order at a time: what a group
+keeps is its sums and the samples its percentiles need (two floats an
+order), so a report's memory grows with the orders it lists, not with the
+journal.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from ult_actors.errors import BadRequest
-from ult_actors.messages import CostReport, CostRow, Fill, Order, OrderCost, ReportQuery
-from ult_actors.report.charts import build_charts
-from ult_actors.report.costs import LastTrades, order_cost, utc_day
+from ult_actors.messages import CostReport, CostRow, Order, OrderCost, ReportQuery
+from ult_actors.report.charts import ChartData
+from ult_actors.report.costs import order_cost, utc_day
+from ult_actors.report.inputs import CostInputs
 
 _ZERO = Decimal(0)
 #: The most orders one report lists one by one (``by="order"``, ``with_orders``): each
@@ -17,38 +24,44 @@ _ZERO = Decimal(0)
 MAX_LISTED_ORDERS = 50_000
 
 
-def build_report(orders: Sequence[Order], fills: Sequence[Fill], query: ReportQuery) -> CostReport:
+def build_report(inputs: CostInputs, query: ReportQuery) -> CostReport:
     """The report ``query`` asks for, from a journal's orders and fills.
 
-    ``orders`` may hold more than the query covers (they are filtered here);
-    ``fills`` should hold every fill of the covered symbols, at any broker.
-    Blocking and CPU-bound for a big journal: run it off the trio thread.
+    ``inputs`` may hold more orders than the query covers (they are filtered
+    here). Blocking and CPU-bound for a big journal: run it off the trio thread.
     """
-    chosen = [o for o in orders if _covers(query, o)]
-    by_order: dict[str, list[Fill]] = {}
-    for fill in fills:
-        by_order.setdefault(fill.client_order_id, []).append(fill)
-    last_trades = LastTrades(fills)
-    costs = [order_cost(o, by_order.get(o.client_order_id, ()), last_trades) for o in chosen]
     listed = query.by == "order" or query.with_orders
-    if listed and len(costs) > MAX_LISTED_ORDERS:
+    key = _GROUP_KEYS[query.by]
+    groups: dict[str, _Group] = {}
+    charts = ChartData() if query.with_charts else None
+    kept: list[OrderCost] = []
+    total = 0
+    for order, fills in inputs.orders():
+        if not _covers(query, order):
+            continue
+        cost = order_cost(order, fills, inputs.last_trade)
+        total += 1
+        group = groups.get(name := key(cost))
+        if group is None:
+            group = groups[name] = _Group()
+        group.add(cost)
+        if charts is not None:
+            charts.add(cost)
+        if listed and total <= MAX_LISTED_ORDERS:
+            kept.append(cost)
+    if listed and total > MAX_LISTED_ORDERS:
         raise BadRequest(
-            f"the report covers {len(costs)} orders, too many to list one by one (at most"
+            f"the report covers {total} orders, too many to list one by one (at most"
             f" {MAX_LISTED_ORDERS}): narrow it (since, until, broker, symbol) or group it"
             " by symbol, broker or day"
         )
-    costs.sort(key=lambda c: (c.created_at, c.client_order_id))
-    key = _GROUP_KEYS[query.by]
-    groups: dict[str, list[OrderCost]] = {}
-    for cost in costs:
-        groups.setdefault(key(cost), []).append(cost)
-    rows = [_row(name, members) for name, members in sorted(groups.items())]
+    kept.sort(key=lambda c: (c.created_at, c.client_order_id))
     return CostReport(
         query=query,
-        rows=rows,
-        orders=costs if query.with_orders else [],
-        total_orders=len(costs),
-        charts=build_charts(costs) if query.with_charts else None,
+        rows=[group.row(name) for name, group in sorted(groups.items())],
+        orders=kept if query.with_orders else [],
+        total_orders=total,
+        charts=charts.charts() if charts is not None else None,
     )
 
 
@@ -83,29 +96,39 @@ _GROUP_KEYS: dict[str, Callable[[OrderCost], str]] = {
 }
 
 
-def _row(key: str, costs: list[OrderCost]) -> CostRow:
-    filled = notional = fees = shortfall = _ZERO
-    slippage: list[float] = []
-    fill_times: list[float] = []
-    for c in costs:  # one pass: a group may hold a whole journal
-        filled += c.filled_qty
-        notional += c.notional
-        fees += c.fees
+class _Group:
+    """One row's running sums, and the samples of its percentiles."""
+
+    __slots__ = ("fees", "fill_times", "filled", "notional", "orders", "shortfall", "slippage")
+
+    def __init__(self) -> None:
+        self.orders = 0
+        self.filled = self.notional = self.fees = self.shortfall = _ZERO
+        self.slippage: list[float] = []
+        self.fill_times: list[float] = []
+
+    def add(self, c: OrderCost) -> None:
+        self.orders += 1
+        self.filled += c.filled_qty
+        self.notional += c.notional
+        self.fees += c.fees
         if c.shortfall is not None:
-            shortfall += c.shortfall
+            self.shortfall += c.shortfall
         if c.slippage_bps is not None:
-            slippage.append(c.slippage_bps)
+            self.slippage.append(c.slippage_bps)
         if c.last_fill_s is not None:
-            fill_times.append(c.last_fill_s)
-    return CostRow(
-        key=key,
-        orders=len(costs),
-        filled_qty=filled,
-        notional=notional,
-        fees=fees,
-        slippage_bps_p50=percentile(slippage, 0.5),
-        slippage_bps_p90=percentile(slippage, 0.9),
-        shortfall=shortfall,
-        fill_time_p50_s=percentile(fill_times, 0.5),
-        fill_time_p90_s=percentile(fill_times, 0.9),
-    )
+            self.fill_times.append(c.last_fill_s)
+
+    def row(self, key: str) -> CostRow:
+        return CostRow(
+            key=key,
+            orders=self.orders,
+            filled_qty=self.filled,
+            notional=self.notional,
+            fees=self.fees,
+            slippage_bps_p50=percentile(self.slippage, 0.5),
+            slippage_bps_p90=percentile(self.slippage, 0.9),
+            shortfall=self.shortfall,
+            fill_time_p50_s=percentile(self.fill_times, 0.5),
+            fill_time_p90_s=percentile(self.fill_times, 0.9),
+        )

@@ -1,28 +1,36 @@
-"""An order's arrival price: the price to hand when the service receives it.
+"""An order's arrival price: the venue's quote when the service receives it.
 
-Read from what is cached, never fetched, so stamping it adds nothing to the
-order's path: the venue's own quote where the connector holds one without
-I/O (the paper venue's price, for a symbol it trades), else the last trade
-the broker actor saw in the symbol (its last fill), marked as such.
+Never on the order's path: the paper venue's price is to hand, without I/O,
+and a remote venue that quotes (``SupportsQuotes``) is asked beside the
+send, its answer stamped on the order when it comes; a quote asked for that
+symbol less than ``fresh_s`` ago stands for the venue's at receipt. With
+none, the last trade the broker actor saw in the symbol (its last fill),
+marked as such, until the venue's quote comes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import msgspec
 
+from ult_actors.brokers.base import SupportsQuotes
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import trades_symbol
 from ult_actors.messages import Fill, Order
+from ult_actors.recent import Recent
 
 #: A symbol's current quote without I/O; None: the venue has none for it.
 Quotes = Callable[[str], Decimal | None]
+#: Asks the venue for a symbol's quote (one request).
+FetchQuote = Callable[[str], Awaitable[Decimal | None]]
+#: New orders whose fetched quote is remembered until their record takes it.
+_KEPT = 10_000
 
 
 def venue_quotes(connector: object) -> Quotes | None:
-    """The cached quotes ``connector`` offers, if any (today: the paper venue's prices).
+    """The cached quotes ``connector`` offers, if any (the paper venue's prices).
 
     Only for symbols the venue trades: asking the paper feed about another
     would start a price walk for it.
@@ -33,12 +41,36 @@ def venue_quotes(connector: object) -> Quotes | None:
     return None
 
 
-class ArrivalPrices:
-    """Stamps orders with their arrival price; one per broker connection."""
+def venue_fetch(connector: object) -> FetchQuote | None:
+    """How to ask ``connector``'s venue for a quote, if it can be asked."""
+    if isinstance(connector, SupportsQuotes) and venue_quotes(connector) is None:
+        return connector.quote
+    return None
 
-    def __init__(self, quotes: Quotes | None) -> None:
+
+class ArrivalPrices:
+    """Stamps orders with their arrival price; one per broker connection.
+
+    ``clock``: seconds, monotonic (trio's), for how fresh a fetched quote is.
+    """
+
+    def __init__(
+        self,
+        quotes: Quotes | None,
+        fetch: FetchQuote | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        fresh_s: float = 1.0,
+    ) -> None:
         self._quotes = quotes
+        self._fetch = fetch
+        self._clock = clock
+        self._fresh_s = fresh_s
         self._last_trade: dict[str, Decimal] = {}
+        #: The latest quote fetched per symbol, and when.
+        self._fetched: dict[str, tuple[float, Decimal]] = {}
+        #: Quotes fetched for new orders, by client order id, until their record has it.
+        self._for_order: Recent[str, Decimal] = Recent(_KEPT)
 
     def saw(self, fill: Fill) -> None:
         """Note an execution: its price is the symbol's last trade from now on."""
@@ -48,9 +80,42 @@ class ArrivalPrices:
     def stamp(self, order: Order) -> Order:
         """``order`` with its arrival price and where it came from (unchanged: none known)."""
         quote = self._quotes(order.symbol) if self._quotes is not None else None
+        if quote is None:
+            quote = self._fresh(order.symbol)
         if quote is not None:
             return msgspec.structs.replace(order, arrival_price=quote, arrival_source="venue_quote")
         last = self._last_trade.get(order.symbol)
         if last is None:
             return order
         return msgspec.structs.replace(order, arrival_price=last, arrival_source="last_trade")
+
+    def wants_quote(self, order: Order) -> bool:
+        """Whether to ask the venue for ``order``'s quote beside its send."""
+        return self._fetch is not None and order.arrival_source != "venue_quote"
+
+    async def fetch(self, order: Order) -> Decimal | None:
+        """Ask the venue for ``order``'s quote; remembered for ``restamp``. Raises what
+        the request raises."""
+        assert self._fetch is not None
+        quote = await self._fetch(order.symbol)
+        if quote is not None:
+            self._for_order.put(order.client_order_id, quote)
+            if self._clock is not None:
+                self._fetched[order.symbol] = (self._clock(), quote)
+        return quote
+
+    def restamp(self, order: Order) -> Order:
+        """``order`` with the venue quote fetched for it, if one came and it lacks one."""
+        if order.arrival_source == "venue_quote":
+            return order
+        quote = self._for_order.get(order.client_order_id)
+        if quote is None:
+            return order
+        return msgspec.structs.replace(order, arrival_price=quote, arrival_source="venue_quote")
+
+    def _fresh(self, symbol: str) -> Decimal | None:
+        fetched = self._fetched.get(symbol)
+        if fetched is None or self._clock is None:
+            return None
+        at, quote = fetched
+        return quote if self._clock() - at <= self._fresh_s else None

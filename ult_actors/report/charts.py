@@ -14,24 +14,32 @@ from ult_actors.report.costs import utc_day
 BINS = 20
 
 
-def build_charts(costs: Sequence[OrderCost]) -> CostCharts:
-    """Slippage per broker, cost per UTC day and time to last fill of ``costs``."""
-    slippage: dict[str, list[float]] = {}
-    fill_times: list[float] = []
-    per_day: dict[str, Decimal] = {}
-    for c in costs:
-        if c.slippage_bps is not None:
-            slippage.setdefault(c.broker, []).append(c.slippage_bps)
-        if c.last_fill_s is not None:
-            fill_times.append(c.last_fill_s)
-        day = utc_day(c.created_at)
-        cost = c.shortfall if c.shortfall is not None else c.fees
-        per_day[day] = per_day.get(day, Decimal(0)) + cost
-    return CostCharts(
-        slippage_bps={broker: histogram(v) for broker, v in sorted(slippage.items())},
-        cost_per_day=dict(sorted(per_day.items())),
-        fill_time_s=histogram(fill_times) if fill_times else None,
-    )
+class ChartData:
+    """The distributions of the orders added so far: slippage per broker, cost per UTC
+    day, time to last fill."""
+
+    def __init__(self) -> None:
+        self._slippage: dict[str, list[float]] = {}
+        self._fill_times: list[float] = []
+        self._per_day: dict[str, Decimal] = {}
+
+    def add(self, cost: OrderCost) -> None:
+        """Count one order in."""
+        if cost.slippage_bps is not None:
+            self._slippage.setdefault(cost.broker, []).append(cost.slippage_bps)
+        if cost.last_fill_s is not None:
+            self._fill_times.append(cost.last_fill_s)
+        day = utc_day(cost.created_at)
+        paid = cost.shortfall if cost.shortfall is not None else cost.fees
+        self._per_day[day] = self._per_day.get(day, Decimal(0)) + paid
+
+    def charts(self) -> CostCharts:
+        """The charts of what was added, binned."""
+        return CostCharts(
+            slippage_bps={broker: histogram(v) for broker, v in sorted(self._slippage.items())},
+            cost_per_day=dict(sorted(self._per_day.items())),
+            fill_time_s=histogram(self._fill_times) if self._fill_times else None,
+        )
 
 
 def histogram(values: Sequence[float], bins: int = BINS) -> Histogram:

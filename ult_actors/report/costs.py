@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from ult_actors.messages import TERMINAL_STATUSES, Fill, Order, OrderCost
 
 _ZERO = Decimal(0)
+#: A symbol's last trade price at a moment (``CostInputs.last_trade``).
+LastTradeAt = Callable[[str, int], Decimal | None]
 _DAY_NS = 86_400 * 10**9
 #: ``date.toordinal()`` of 1970-01-01.
 _EPOCH_ORDINAL = 719_163
@@ -26,31 +27,7 @@ def _day_name(number: int) -> str:
     return dt.date.fromordinal(_EPOCH_ORDINAL + number).isoformat()
 
 
-class LastTrades:
-    """Each symbol's fills in time order: the price of its last fill at a moment."""
-
-    def __init__(self, fills: Sequence[Fill]) -> None:
-        by_symbol: dict[str, list[tuple[int, Decimal]]] = {}
-        for fill in fills:
-            if fill.qty:  # fees reported later are no trade
-                by_symbol.setdefault(fill.symbol, []).append((fill.ts, fill.price))
-        self._times: dict[str, list[int]] = {}
-        self._prices: dict[str, list[Decimal]] = {}
-        for symbol, trades in by_symbol.items():
-            trades.sort(key=lambda trade: trade[0])
-            self._times[symbol] = [ts for ts, _ in trades]
-            self._prices[symbol] = [price for _, price in trades]
-
-    def at(self, symbol: str, ts: int) -> Decimal | None:
-        """The price of ``symbol``'s last fill at or before ``ts``; None: none was."""
-        times = self._times.get(symbol)
-        if not times:
-            return None
-        i = bisect.bisect_right(times, ts)
-        return self._prices[symbol][i - 1] if i else None
-
-
-def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> OrderCost:
+def order_cost(order: Order, fills: Sequence[Fill], last_trade: LastTradeAt) -> OrderCost:
     """What ``order`` cost; ``fills`` are its own (from the journal).
 
     An order journaled before fills were (no fill rows, yet filled) falls
@@ -91,7 +68,7 @@ def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> 
             impact = sign * (avg - arrival) * filled
         else:
             impact = _ZERO
-        opportunity = _opportunity(order, filled, arrival, sign, last_trades)
+        opportunity = _opportunity(order, filled, arrival, sign, last_trade)
         shortfall = impact + fees + (opportunity or _ZERO)
     return OrderCost(
         client_order_id=order.client_order_id,
@@ -117,7 +94,7 @@ def order_cost(order: Order, fills: Sequence[Fill], last_trades: LastTrades) -> 
 
 
 def _opportunity(
-    order: Order, filled: Decimal, arrival: Decimal, sign: int, last_trades: LastTrades
+    order: Order, filled: Decimal, arrival: Decimal, sign: int, last_trade: LastTradeAt
 ) -> Decimal | None:
     """What the rest that never filled cost: how far the price moved against the order
     from arrival to the order's end (its symbol's last fill then). None: no such fill."""
@@ -127,7 +104,7 @@ def _opportunity(
     unfilled = order.qty - filled
     if unfilled <= 0:
         return _ZERO
-    end_price = last_trades.at(order.symbol, order.updated_at)
+    end_price = last_trade(order.symbol, order.updated_at)
     if end_price is None:
         return None
     return sign * (end_price - arrival) * unfilled

@@ -39,4 +39,5 @@ async def contract_case() -> AsyncIterator[ContractCase]:
                 if fill.side == "sell"
                 else Decimal(0)
             ),
+            quote_now=lambda: sim.venue.price("AAPL"),
         )

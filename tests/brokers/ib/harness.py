@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -19,7 +20,7 @@ from ult_actors.brokers.ib.decode import decode_message
 from ult_actors.brokers.ib.protocol import API_PREFIX, FrameStream, encode_raw, version_range_text
 from ult_actors.brokers.ib.settings import IbSettings
 from ult_actors.errors import BrokerUnavailable
-from ult_actors.messages import OrderUpdate
+from ult_actors.messages import OrderRequest, OrderUpdate
 from ult_actors.sim.ib import TwsSimulator
 
 BOUND = 10  # seconds any single step may take before the test fails
@@ -62,6 +63,19 @@ async def streaming_connector(
         yield connector, log
         await connector.disconnect()
         nursery.cancel_scope.cancel()
+
+
+def gtc_limit(coid: str, price: Decimal, qty: int = 10) -> OrderRequest:
+    """A good-till-canceled limit buy of AAPL: rests below the market, fills above it."""
+    return OrderRequest(
+        symbol="AAPL",
+        side="buy",
+        qty=Decimal(qty),
+        type="limit",
+        limit_price=price,
+        time_in_force="gtc",
+        client_order_id=coid,
+    )
 
 
 def settings(port: int, **overrides: Any) -> IbSettings:

@@ -23,6 +23,8 @@ import trio
 from tests.brokers.contract import UpdateLog
 from tests.brokers.ib.harness import BOUND, settings
 from ult_actors.brokers.ib.connector import IbConnector
+from ult_actors.brokers.ib.ledger import ExecutionLedger
+from ult_actors.brokers.ib.order_ids import OrderIdSequence
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, ConfigError, InsufficientFunds, InvalidOrder
 from ult_actors.messages import ListOrders, OrderReply, OrderRequest, OrdersReply, Submit
@@ -151,6 +153,36 @@ async def test_a_fill_is_completed_by_its_commission_report_after_a_reconnect(
         )
         assert len([u for u in s.log.for_client_id("fee-1") if u.fill is not None]) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_fill_whose_report_never_came_is_delivered_complete_by_the_next_connection(
+    sim_port: tuple[TwsSimulator, int],
+) -> None:
+    sim, port = sim_port
+    # Two incarnations of one configured connection share what was delivered.
+    ledger, ids = ExecutionLedger(), OrderIdSequence()
+    first = IbConnector("ib", settings(port), order_ids=ids, ledger=ledger)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(BOUND):
+            await first.connect()
+            s = Session(sim, first, UpdateLog())
+            await nursery.start(_stream, s)
+            sim.faults.withhold_commission_reports = True
+            order = await first.submit(limit("fee-2", price="100000"))
+            await s.log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
+            await sim.drop_connections()  # before the commission report came
+            await s.stream_ended.wait()
+            await first.disconnect()
+            sim.faults.withhold_commission_reports = False
+            second = IbConnector("ib", settings(port), order_ids=ids, ledger=ledger)
+            await second.connect()
+            missed = await second.resync()
+            await second.disconnect()
+        nursery.cancel_scope.cancel()
+    assert not [u for u in s.log.updates if u.fill is not None]  # held, never half-sent
+    assert [(u.order.client_order_id, u.fill.qty, u.fill.commission) for u in missed if u.fill] == [
+        ("fee-2", Decimal(10), Decimal("1.00"))
+    ]
 
 
 async def test_a_closed_socket_ends_the_stream_with_broker_unavailable(

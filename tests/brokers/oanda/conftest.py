@@ -36,6 +36,7 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             move_price=lambda price: _move(sim, price),
             partial_fill=lambda order, qty: _fill_part(sim, order, qty),
             fees_of=lambda fill: (fill.qty * COMMISSION_PER_100K / 100_000).quantize(CENT),
+            quote_now=lambda: sim.feed.quote("EUR_USD").mid,
         )
 
 

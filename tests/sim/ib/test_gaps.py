@@ -149,3 +149,34 @@ async def test_position_and_account_subscriptions_push_each_fill_once_subscribed
     assert positions == [Decimal(4)] and portfolio == [Decimal(4)]
     assert not any(isinstance(m, wire.PositionEnd) for m in pushed)  # only after the first batch
     assert not any(isinstance(m, wire.PositionData | wire.PortfolioValue) for m in after)
+
+
+async def test_the_admin_port_sets_the_limit_and_reports_who_went_over(sim: TwsSimulator) -> None:
+    assert await run_command(sim, "max-messages 2") == "ok max messages per second 2"
+    with trio.fail_after(BOUND):
+        client = await started(sim)  # one message
+        await client.send(wire.ReqCurrentTime())
+        await client.send(wire.ReqCurrentTime())
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await client.receive()
+    assert "rate_violations=1" in await run_command(sim, "status")
+    assert await run_command(sim, "max-messages off") == "ok max messages per second off"
+
+
+async def test_1101_data_lost_ends_the_subscriptions_a_client_must_make_again() -> None:
+    async with running_sim() as sim:
+        with trio.fail_after(BOUND):
+            client = await started(sim)
+            await client.send(wire.ReqPositions())
+            await client.until(wire.PositionEnd)
+            await sim.connectivity_lost()
+            await sim.connectivity_restored(data_lost=True)
+            await client.send(wire.PlaceOrder(order_id=1, contract=AAPL, order=market(2, "x")))
+            await client.send(wire.ReqOpenOrders())
+            after = await client.until(wire.OpenOrderEnd)
+            await client.send(wire.ReqPositions())  # subscribed again
+            again = await client.until(wire.PositionEnd)
+    assert [m.code for m in after if isinstance(m, wire.ErrorMessage)] == [1100, 1101]
+    assert not any(isinstance(m, wire.PositionData) for m in after)
+    assert [m.position for m in again if isinstance(m, wire.PositionData)] == [Decimal(2)]

@@ -60,9 +60,9 @@ from ult_actors.brokers.alpaca.mapping import (
     to_order,
     to_position,
 )
-from ult_actors.brokers.alpaca.order_lists import legs_of, list_body
+from ult_actors.brokers.alpaca.order_lists import legs_of, list_body, nested_role, nesting_order
 from ult_actors.brokers.alpaca.resync import missed_updates
-from ult_actors.brokers.alpaca.settings import AlpacaSettings, rest_url, stream_url
+from ult_actors.brokers.alpaca.settings import AlpacaSettings, data_url, rest_url, stream_url
 from ult_actors.brokers.alpaca.stream import (
     StreamTimeouts,
     TradeUpdatesSession,
@@ -76,8 +76,10 @@ from ult_actors.brokers.alpaca.wire import (
     WireError,
     WireFeeActivity,
     WireFillActivity,
+    WireLatestQuote,
     WireOrder,
     WirePosition,
+    WireQuote,
     WireTradeUpdate,
     ns_to_rfc3339,
     optional_ns,
@@ -381,6 +383,32 @@ class AlpacaConnector:
         )
         return self._order(wire)
 
+    async def find_leg(self, record: Order) -> Order:
+        """A leg of one of our lists whose Alpaca id never reached us (a lost reply, a restart).
+
+        Alpaca knows such a leg only under a client order id of its own, nested
+        under the list's first order: that order is looked up by our client
+        order id, read with its legs, and the leg in ``record``'s role is the
+        one. It comes back, and is reported from then on, under ``record``'s
+        client order id. ``NotFound`` when Alpaca has no such leg.
+        """
+        leg = record.leg
+        nesting = nesting_order(leg) if leg is not None else None
+        if leg is None or nesting is None:
+            return await self.get_order_by_client_id(record.client_order_id)
+        found = await self.get_order_by_client_id(nesting)
+        wire = await self._get(
+            f"/v2/orders/{found.id}", WireOrder, what="order lookup", params={"nested": "true"}
+        )
+        for child in wire.legs or ():
+            if nested_role(leg.contingency, child) == leg.role:
+                self._links.remember(child.id, record.client_order_id, leg)
+                return self._order(child)
+        raise NotFound(
+            f"Alpaca's order {nesting} has no {leg.role} leg ({record.client_order_id})",
+            broker=self.name,
+        )
+
     async def open_orders(self) -> list[Order]:
         """Every open order, all pages."""
         return [self._order(w) for w in await self._list_orders("open")]
@@ -598,6 +626,23 @@ class AlpacaConnector:
             await sink(OrderUpdate(order=order, ts=ts))
         for fill in fills:
             await sink(OrderUpdate(order=order, fill=fill, ts=ts))
+
+    # -- quotes -------------------------------------------------------------
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The mid of Alpaca's latest quote of ``symbol`` (market data API); None: no
+        two-sided quote. Not held back by the trading API's rate limit: its own host."""
+        url = f"{data_url(self.settings)}/v2/stocks/{quote(symbol, safe='')}/quotes/latest"
+        try:
+            response = await self._http.client().request("GET", url)
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, broker=self.name, what="latest quote") from None
+        if not response.is_success:
+            raise error_from_response(response, broker=self.name, now_ns=self._now_ns())
+        latest: WireQuote = self._decode(response, WireLatestQuote, what="latest quote").quote
+        if latest.ap <= 0 or latest.bp <= 0:
+            return None
+        return (latest.ap + latest.bp) / 2
 
     # -- fees ---------------------------------------------------------------
 

@@ -14,7 +14,8 @@ the other side (an oco's two legs share a side), and the entry's time in
 force -- except that a market entry takes its exits' (a market order fills
 or waits for the open alike under ``day`` and ``gtc``). Anything else is
 ``InvalidOrder`` before a request is sent. Alpaca gives the exit legs client
-order ids of its own; ``legs_of`` pairs them back with ours.
+order ids of its own; ``legs_of`` pairs them back with ours, and
+``nesting_order`` / ``nested_role`` find a leg again when that reply was lost.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from ult_actors.brokers.alpaca.mapping import decimal_text, order_body
 from ult_actors.brokers.alpaca.wire import WireOrder
 from ult_actors.errors import InvalidOrder
-from ult_actors.messages import Leg, LegRole, OrderListRequest, OrderRequest
+from ult_actors.messages import Contingency, Leg, LegRole, OrderListRequest, OrderRequest
 
 #: Each contingency's roles, in the order of ``OrderListRequest.legs``.
 ROLES: dict[str, tuple[LegRole, ...]] = {
@@ -83,16 +84,9 @@ def legs_of(request: OrderListRequest, wire: WireOrder) -> list[tuple[WireOrder,
     assert request.list_id is not None
     roles = ROLES[request.contingency]
     trigger = request.legs[0].client_order_id if request.contingency != "oco" else None
-    children = list(wire.legs or [])
     by_role: dict[LegRole, WireOrder] = {roles[0]: wire}
-    for child in children:
-        if request.contingency == "oco":
-            role: LegRole = "stop_loss"
-        elif request.contingency == "oto":
-            role = "child"
-        else:
-            role = "take_profit" if (child.type or child.order_type) == "limit" else "stop_loss"
-        by_role[role] = child
+    for child in wire.legs or ():
+        by_role[nested_role(request.contingency, child)] = child
     missing = [role for role in roles if role not in by_role]
     if missing:
         raise InvalidOrder(f"Alpaca's reply has no {', '.join(missing)} leg")
@@ -108,6 +102,26 @@ def legs_of(request: OrderListRequest, wire: WireOrder) -> list[tuple[WireOrder,
         )
         for role in roles
     ]
+
+
+def nested_role(contingency: Contingency, child: WireOrder) -> LegRole:
+    """The role of one of Alpaca's nested legs: an exit's type tells a bracket's two apart."""
+    if contingency == "oco":
+        return "stop_loss"
+    if contingency == "oto":
+        return "child"
+    return "take_profit" if (child.type or child.order_type) == "limit" else "stop_loss"
+
+
+def nesting_order(leg: Leg) -> str | None:
+    """Our client order id of the order Alpaca nests ``leg`` under; ``None`` for that order.
+
+    A bracket's or an OTO's exits come under their entry (``parent_id``), an
+    OCO's stop-loss under its take-profit (its ``peer_id``).
+    """
+    if leg.role == ROLES[leg.contingency][0]:
+        return None
+    return leg.parent_id or leg.peer_id
 
 
 _EXIT_TYPES = {

@@ -1,8 +1,9 @@
 """Settings of one Alpaca connection, their ``ALPACA_*`` overrides, and its REST and stream URLs.
 
 Paper or live is chosen by ``paper`` (``ALPACA_PAPER_TRADING``, default
-true); ``base_url``/``stream_url`` (``ALPACA_BASE_URL``/``ALPACA_STREAM_URL``)
-point the connector anywhere else, e.g. at ``ult sim alpaca``.
+true); ``base_url``/``stream_url``/``data_url`` (``ALPACA_BASE_URL``/
+``ALPACA_STREAM_URL``/``ALPACA_DATA_URL``) point the connector anywhere else,
+e.g. at ``ult sim alpaca``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from ult_actors.secrets import Secret, read_secret
 
 PAPER_URL = "https://paper-api.alpaca.markets"
 LIVE_URL = "https://api.alpaca.markets"
+#: Market data, for paper and live accounts alike.
+DATA_URL = "https://data.alpaca.markets"
 
 
 class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -35,6 +38,9 @@ class AlpacaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_url: str = ""
     #: WebSocket URL of ``trade_updates``; empty: ``base_url`` with ws(s) and ``/stream``.
     stream_url: str = ""
+    #: Market data REST root (latest quotes, for arrival prices); empty: Alpaca's, or
+    #: ``base_url`` when that is set (a simulator serves both).
+    data_url: str = ""
     connect_timeout_s: Seconds = 5.0
     read_timeout_s: Seconds = 10.0
     write_timeout_s: Seconds = 10.0
@@ -69,6 +75,10 @@ def alpaca_settings_from_env(env: Mapping[str, str], base: AlpacaSettings) -> Al
         changes["base_url"] = _checked_url(
             "ALPACA_BASE_URL", env["ALPACA_BASE_URL"], ("http", "https")
         )
+    if env.get("ALPACA_DATA_URL"):
+        changes["data_url"] = _checked_url(
+            "ALPACA_DATA_URL", env["ALPACA_DATA_URL"], ("http", "https")
+        )
     if env.get("ALPACA_STREAM_URL"):
         changes["stream_url"] = _checked_url(
             "ALPACA_STREAM_URL", env["ALPACA_STREAM_URL"], ("ws", "wss")
@@ -81,6 +91,15 @@ def rest_url(settings: AlpacaSettings) -> str:
     if settings.base_url:
         return _checked_url("base_url", settings.base_url, ("http", "https"))
     return PAPER_URL if settings.paper else LIVE_URL
+
+
+def data_url(settings: AlpacaSettings) -> str:
+    """The market data REST root: explicit, else the REST root when that was given, else Alpaca's."""
+    if settings.data_url:
+        return _checked_url("data_url", settings.data_url, ("http", "https")).rstrip("/")
+    if settings.base_url:
+        return rest_url(settings).rstrip("/")
+    return DATA_URL
 
 
 def stream_url(settings: AlpacaSettings) -> str:

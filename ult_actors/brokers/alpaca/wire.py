@@ -144,6 +144,19 @@ class WireFeeActivity(msgspec.Struct, kw_only=True):
     price: Decimal | None = None
 
 
+class WireQuote(msgspec.Struct, kw_only=True):
+    """A stock's latest quote (market data ``GET /v2/stocks/{symbol}/quotes/latest``)."""
+
+    #: Best ask and bid prices (0 when the book has none).
+    ap: Decimal = Decimal(0)
+    bp: Decimal = Decimal(0)
+
+
+class WireLatestQuote(msgspec.Struct, kw_only=True):
+    symbol: str
+    quote: WireQuote
+
+
 class WireAuthorization(msgspec.Struct, kw_only=True):
     """The ``data`` of an ``authorization`` message."""
 

@@ -11,11 +11,21 @@ completes pending requests and yields order updates for the sink. Requests
 to collect the answer; before ``stream_updates`` runs they read the socket
 themselves.
 
-Connectivity: TWS error 1100 means TWS lost IB while our socket stays up;
-submits and cancels are refused with ``BrokerUnavailable`` until 1101/1102,
-after which open orders (and executions, and completed orders for what
-disappeared) are resynchronised. A closed socket ends ``stream_updates`` with
-``BrokerUnavailable``: the broker actor crashes and its supervisor reconnects.
+Connectivity (issue 18): TWS error 1100 means TWS lost IB while our socket
+stays up; new orders are refused with ``BrokerUnavailable`` until 1101/1102
+(``degraded``; cancels still go: TWS keeps them for the restore), after which
+open orders, executions since the loss (``reqExecutions`` with a time filter)
+and completed orders for what disappeared are resynchronised, each fill once.
+A closed socket ends ``stream_updates`` with ``BrokerUnavailable``, and so
+does a silent one: after ``stale_after_s`` without a message the connector
+probes with ``reqCurrentTime``, and no answer within ``probe_timeout_s`` is a
+dropped stream. The broker actor then crashes and its supervisor reconnects
+(with backoff); the next incarnation's ``resync`` returns every execution of
+the day that no incarnation delivered (the shared ``ExecutionLedger``), in
+order, with the orders as they now stand. An order status whose filled
+quantity runs ahead of the executions heard (an execution TWS never pushed)
+asks for the executions at once. Every message sent is paced under TWS's 50
+a second and, given the account's ``RateBudget``, counted against it.
 Error 326 (client id in use) is a ``ConfigError``: another program holds the
 id, and retrying would only loop.
 
@@ -30,6 +40,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,8 +49,10 @@ import structlog
 import trio
 
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.ib import errors as ib_errors
 from ult_actors.brokers.ib import wire
+from ult_actors.brokers.ib.ledger import ExecutionLedger
 from ult_actors.brokers.ib.lists import list_legs, list_orders
 from ult_actors.brokers.ib.mapping import same_request, to_ib
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
@@ -70,6 +83,13 @@ from ult_actors.order_state import already_final, not_replaceable, order_from_re
 from ult_actors.validation import replaced_terms
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
+#: Executions are asked for from this long before a gap began: TWS's clock and ours
+#: may differ a little, and an execution delivered twice is dropped by its id anyway.
+_FILTER_MARGIN_NS = 60 * 10**9
+#: TWS may send an order's status before its execution: how long the execution
+#: has to follow before it counts as never pushed (and is asked for).
+_EXECUTION_GRACE_S = 0.25
+_BEHIND = "executions behind order status"
 
 
 class IbConnector:
@@ -85,6 +105,7 @@ class IbConnector:
         *,
         now_ns: Callable[[], int] = time.time_ns,
         order_ids: OrderIdSequence | None = None,
+        ledger: ExecutionLedger | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -107,6 +128,29 @@ class IbConnector:
         self.resynced = trio.Event()
         self._sink: UpdateSink | None = None
         self._resync_send, self._resync_receive = trio.open_memory_channel[str](1)
+        #: Shared by every incarnation of this connection (see ``ledger``).
+        self._ledger = ledger if ledger is not None else ExecutionLedger()
+        #: Found at connect for ``resync`` to hand over: fills no incarnation delivered.
+        self._missed: list[OrderUpdate] = []
+        #: Commission reports heard while taking stock at connect, by exec id.
+        self._reports: dict[str, wire.CommissionReport] | None = None
+        #: When TWS said it lost IB (wall clock, ns), until restored.
+        self._lost_at_ns: int | None = None
+        #: trio time of the last message TWS sent (health shows its age).
+        self.last_message_at: float | None = None
+        self._stream_hook: Callable[[str | None], None] = lambda _why: None
+
+    def use_budget(self, budget: RateBudget) -> None:
+        """Count every message this connection sends against the account's ``budget``."""
+        self._session.budget = budget
+
+    def watch_stream(self, hook: Callable[[str | None], None]) -> None:
+        """Call ``hook(why)`` when TWS loses IB (1100), ``hook(None)`` once back in step.
+
+        Between the two the connection is ``degraded``: the socket is up, IB is
+        not, and the broker actor holds (or refuses) new orders; cancels go.
+        """
+        self._stream_hook = hook
 
     @property
     def server_version(self) -> int:
@@ -146,8 +190,19 @@ class IbConnector:
                     "client id in use; retrying once the old socket is gone", client_id=s.client_id
                 )
                 await trio.sleep(s.client_id_in_use_delay_s)
-        # Today's executions are history: remember them, do not re-announce them as fills.
-        await self._sync(emit_fills=False)
+        # Today's executions rebuild the book; they are history, not fills to announce,
+        # except those no earlier incarnation delivered (kept for ``resync``).
+        self._reports = {}
+        try:
+            executions = await self._sync(emit_fills=False)
+            if self._ledger.connected_before:
+                self._missed = await self._undelivered(executions)
+            else:
+                for execution in executions:  # accounted for by reconciliation at start
+                    self._ledger.delivered.add(execution.exec_id)
+                self._ledger.connected_before = True
+        finally:
+            self._reports = None
         self._book.emit_fills = True
         self._log.info(
             "ib connected",
@@ -161,6 +216,37 @@ class IbConnector:
         """Close the socket; safe to call twice or after a failed connect."""
         await self._session.close()
 
+    async def _undelivered(self, executions: list[wire.ExecDetails]) -> list[OrderUpdate]:
+        """The fills of ``executions`` no incarnation delivered, in order, orders adopted."""
+        missed = [
+            e
+            for e in executions
+            if e.exec_id not in self._ledger and e.client_id == self.settings.client_id
+        ]
+        if any(self._book.owner_of(e) is None for e in missed):
+            # Finished while we were away: known only as a completed order.
+            for done in (await self._completed()).values():
+                self._book.adopt_completed(done)
+        reports = self._reports or {}
+        found = [self._book.missed_fill(e, reports.get(e.exec_id)) for e in missed]
+        return [u for u in found if u is not None]
+
+    async def resync(self) -> list[OrderUpdate]:
+        """Fills that happened while no connection listened, each once, in order.
+
+        Found at ``connect`` from the day's executions (the book needs all of
+        them to rebuild modified orders' split fills) less those an earlier
+        incarnation delivered; open and completed orders were asked there
+        too. Within a connection, a 1101/1102 resynchronises on its own.
+        """
+        missed, self._missed = self._missed, []
+        for update in missed:
+            if update.fill is not None:
+                self._ledger.delivered.add(update.fill.fill_id)
+        if missed:
+            self._log.warning("fills the stream missed", count=len(missed))
+        return missed
+
     # -- reading updates ----------------------------------------------------------
 
     async def stream_updates(
@@ -173,28 +259,74 @@ class IbConnector:
         session = self._session
         if not session.has_stream:
             raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
-        lost: BrokerUnavailable | None = None
+        lost: list[BrokerUnavailable] = []
+
+        def drop(exc: BrokerUnavailable, scope: trio.CancelScope) -> None:
+            # Raised after the nursery, so callers see it unwrapped; whoever
+            # waits for an answer on this socket hears of it now.
+            lost.append(exc)
+            session.fail_waiters(exc)
+            scope.cancel()
+
         async with session.reading():
             self._sink = sink
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._resync_worker)
+                    nursery.start_soon(self._watch_liveness, drop, nursery.cancel_scope)
                     task_status.started()
                     try:
                         while True:
                             for update in await session.read_one():
                                 await sink(update)
+                                if update.fill is not None:
+                                    self._ledger.delivered.add(update.fill.fill_id)
                     except BrokerUnavailable as exc:
-                        # Raised after the nursery, so callers see it unwrapped; whoever
-                        # waits for an answer on this socket hears of it now.
-                        lost = exc
-                        session.fail_waiters(exc)
-                        nursery.cancel_scope.cancel()
+                        drop(exc, nursery.cancel_scope)
             finally:
                 self._sink = None
-        if lost is not None:
-            session.fail_waiters(lost)
-            raise lost
+        if lost:
+            session.fail_waiters(lost[0])
+            raise lost[0]
+
+    async def _watch_liveness(
+        self,
+        drop: Callable[[BrokerUnavailable, trio.CancelScope], None],
+        scope: trio.CancelScope,
+    ) -> None:
+        """A silent socket is a dropped one: probe after ``stale_after_s``, then give up.
+
+        TWS sends nothing while nothing happens, so silence alone proves nothing:
+        ``reqCurrentTime`` is the cheapest question it always answers.
+        """
+        s = self.settings
+        probe_wait = min(s.probe_timeout_s, s.stale_after_s)
+        if self.last_message_at is None:
+            self.last_message_at = trio.current_time()
+        while True:
+            quiet_until = self.last_message_at + s.stale_after_s
+            if trio.current_time() < quiet_until:
+                await trio.sleep_until(quiet_until)
+                continue
+            try:
+                await self._session.send(wire.ReqCurrentTime())
+            except BrokerUnavailable as exc:
+                drop(exc, scope)
+                return
+            asked = trio.current_time()  # (after any wait for the budget)
+            await trio.sleep_until(asked + probe_wait)
+            if self.last_message_at < asked:
+                silent_s = round(trio.current_time() - self.last_message_at, 3)
+                self._log.warning("tws silent; dropping the connection", silent_s=silent_s)
+                drop(
+                    BrokerUnavailable(
+                        f"TWS at {s.host}:{s.port} sent nothing for {silent_s:g} s and did"
+                        f" not answer a probe in {probe_wait:g} s",
+                        broker=self.name,
+                    ),
+                    scope,
+                )
+                return
 
     # -- handling messages ------------------------------------------------------
 
@@ -204,10 +336,14 @@ class IbConnector:
         The session has noted what it needs (accounts, a refused client id)
         and wakes whoever waits once this returns.
         """
+        self.last_message_at = trio.current_time()
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
             self._saw_order_id(msg.client_id, msg.order_id)
             updates = self._book.on_order_status(msg)
+            if self._book.executions_behind(msg):
+                # Filled beyond the executions heard: one was never pushed; ask now.
+                self._queue_resync(_BEHIND)
         elif isinstance(msg, wire.OpenOrder):
             self._saw_order_id(msg.order.client_id, msg.order_id)
             self._session.add_to("open_orders", msg)
@@ -218,6 +354,8 @@ class IbConnector:
                 self._session.add_to(("executions", msg.req_id), msg)
             updates = self._book.on_execution(msg)
         elif isinstance(msg, wire.CommissionReport):
+            if self._reports is not None:
+                self._reports[msg.exec_id] = msg
             updates = self._book.on_commission_report(msg)
         elif isinstance(msg, wire.ErrorMessage):
             updates = self._on_error(msg)
@@ -256,6 +394,9 @@ class IbConnector:
             return []
         if code == ib_errors.CONNECTIVITY_LOST:
             self.available = False
+            if self._lost_at_ns is None:
+                self._lost_at_ns = self._now_ns()
+            self._stream_hook(f"TWS lost its connection to IB ({code})")
             self._log.warning(
                 "tws lost connectivity to IB; orders refused until restored", code=code
             )
@@ -263,8 +404,7 @@ class IbConnector:
         if code in (ib_errors.RESTORED_DATA_LOST, ib_errors.RESTORED_DATA_KEPT):
             self.available = True
             self._log.warning("tws connectivity to IB restored; resynchronising", code=code)
-            with contextlib.suppress(trio.WouldBlock):  # one queued resync is enough
-                self._resync_send.send_nowait("restored")
+            self._queue_resync("restored")
             return []
         tracked = self._book.orders.get(msg.req_id)
         if tracked is not None:
@@ -277,12 +417,28 @@ class IbConnector:
 
     # -- resynchronisation -------------------------------------------------------
 
+    def _queue_resync(self, reason: str) -> None:
+        with contextlib.suppress(trio.WouldBlock):  # one queued resync is enough
+            self._resync_send.send_nowait(reason)
+
     async def _resync_worker(self) -> None:
         async for reason in self._resync_receive:
+            if reason == _BEHIND:
+                await trio.sleep(_EXECUTION_GRACE_S)
+                if not self._book.still_behind():
+                    continue  # it came after the status after all
+            # Executions since the loss (or just now: the filter has its margin).
+            since = self._lost_at_ns or self._now_ns()
             try:
-                await self._sync(emit_fills=True)
+                await self._sync(emit_fills=True, since_ns=since)
+                self._book.executions_listed()
+                if self.available and self._lost_at_ns is not None:
+                    self._lost_at_ns = None
+                    self._stream_hook(None)  # restored, and what it missed delivered
             except BrokerUnavailable as exc:
-                self._log.warning("resync after reconnect failed", reason=reason, error=str(exc))
+                self._log.warning("resync failed; trying again", reason=reason, error=str(exc))
+                if self._session.is_open:  # (a dead socket ends the stream: a new one resyncs)
+                    self._queue_resync(reason)  # never left degraded for one lost answer
             else:
                 self._log.info("resynchronised open orders", reason=reason)
             finally:
@@ -290,13 +446,18 @@ class IbConnector:
                 done, self.resynced = self.resynced, trio.Event()
                 done.set()
 
-    async def _sync(self, *, emit_fills: bool) -> None:
-        """Bring tracked orders up to date: open orders, executions, then the vanished."""
+    async def _sync(
+        self, *, emit_fills: bool, since_ns: int | None = None
+    ) -> list[wire.ExecDetails]:
+        """Bring tracked orders up to date: open orders, executions, then the vanished.
+
+        Returns the executions TWS listed (since ``since_ns``, else the day's).
+        """
         orders = self._book.orders
         was_open = {k for k, t in orders.items() if t.order.status in OPEN_STATUSES}
         answer = await self._session.collect("open_orders", "open_orders", wire.ReqOpenOrders())
         still_open = {m.order_id for m in answer}
-        await self._executions()
+        executions = await self._executions(since_ns)
         vanished = [
             orders[k]
             for k in was_open - still_open
@@ -314,11 +475,18 @@ class IbConnector:
             if emit_fills and self._sink is not None:
                 for update in updates:
                     await self._sink(update)
+        return executions
 
-    async def _executions(self) -> list[wire.ExecDetails]:
+    async def _executions(self, since_ns: int | None = None) -> list[wire.ExecDetails]:
+        """Our executions, the day's or (TWS's time filter) those since ``since_ns``."""
         req_id = next(self._req_ids)
+        since = ""
+        if since_ns is not None:
+            moment = datetime.fromtimestamp((since_ns - _FILTER_MARGIN_NS) / 1e9, UTC)
+            since = moment.strftime("%Y%m%d-%H:%M:%S")  # UTC, as TWS reads the dash form
         request = wire.ReqExecutions(
-            req_id=req_id, filter=wire.ExecutionFilter(client_id=self.settings.client_id)
+            req_id=req_id,
+            filter=wire.ExecutionFilter(client_id=self.settings.client_id, time=since),
         )
         return await self._session.collect("executions", ("executions", req_id), request)
 
@@ -355,10 +523,10 @@ class IbConnector:
 
     # -- the Connector protocol ----------------------------------------------------
 
-    def _require_trading(self) -> None:
+    def _require_trading(self, *, cancel: bool = False) -> None:
         if not self._session.is_open:
             raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
-        if not self.available:
+        if not self.available and not cancel:
             raise BrokerUnavailable(
                 f"broker {self.name}: TWS has lost its connection to IB (1100); retry when restored",
                 broker=self.name,
@@ -431,8 +599,9 @@ class IbConnector:
             one = self._book.add(placed.order_id, order)
             one.placed = placed
             tracked.append(one)
-        for placed, _, _ in batch:
-            await self._session.send(placed)
+        for i, (placed, _, _) in enumerate(batch):
+            # The broker actor paid for the command; a list's further legs are charged here.
+            await self._session.send(placed, prepaid=i == 0)
         return tracked
 
     async def _acknowledged(self, tracked: list[TrackedOrder]) -> list[TrackedOrder]:
@@ -534,7 +703,7 @@ class IbConnector:
         )
         tracked.replace_error = None
         before, tracked.placed = tracked.placed, placed  # what TWS works on once it takes it
-        await self._session.send(placed)
+        await self._session.send(placed, prepaid=True)
         self._log.info("modify sent", client_order_id=new_coid, order_id=tracked.order_id)
         try:
             await self._session.wait(
@@ -557,9 +726,10 @@ class IbConnector:
         tracked = await self._tracked_by_id(order_id)
         if tracked.order.status in TERMINAL_STATUSES:
             raise already_final(tracked.order)
-        self._require_trading()
+        # Not held back by a 1100: TWS keeps the cancel (PendingCancel) for the restore.
+        self._require_trading(cancel=True)
         tracked.cancel_error = None
-        await self._session.send(wire.CancelOrder(order_id=tracked.order_id))
+        await self._session.send(wire.CancelOrder(order_id=tracked.order_id), prepaid=True)
         await self._session.wait(
             lambda: (
                 tracked.cancel_error is not None

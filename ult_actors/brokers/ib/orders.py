@@ -49,6 +49,8 @@ class TrackedOrder:
     #: TWS's cumulative fill of this order id, quantity and value (every record's).
     ib_filled: Decimal = Decimal(0)
     ib_value: Decimal = Decimal(0)
+    #: TWS's cumulative fill of the order id as its executions tell it (those heard).
+    executed: Decimal = Decimal(0)
     #: Of that, what the records this one replaced had filled.
     offset_qty: Decimal = Decimal(0)
     offset_value: Decimal = Decimal(0)
@@ -255,10 +257,10 @@ class OrderTracker:
         """A fill: counted once per exec id, announced only if ``emit_fills``."""
         if msg.exec_id in self.seen_execs:
             return []
-        tracked = self.orders.get(self.by_perm.get(msg.perm_id, msg.order_id))
-        if tracked is None and msg.order_ref:
-            tracked = self.by_client_id(msg.order_ref)
+        tracked = self.owner_of(msg)
         self.seen_execs.add(msg.exec_id)
+        if tracked is not None:
+            tracked.executed = max(tracked.executed, msg.cum_qty or tracked.executed + msg.shares)
         if tracked is None:
             # An order from before this connection, finished: history, never a new
             # fill. Remember which order it was: completed orders carry no order id.
@@ -269,15 +271,7 @@ class OrderTracker:
             return self._earlier_record_fill(tracked, msg)
         fill = None
         if self.emit_fills:
-            fill = fill_of(
-                tracked.order,
-                fill_id=msg.exec_id,
-                qty=msg.shares,
-                price=msg.price,
-                ts=self.now_ns(),
-                side="buy" if msg.side == "BOT" else "sell",
-                broker=self.broker,
-            )
+            fill = self._fill_of(tracked.order, msg, self.now_ns())
         if fill is not None:
             self.awaiting_fees[msg.exec_id] = (tracked, fill)
         tracked.note_fills(msg.cum_qty, msg.avg_price)
@@ -292,6 +286,66 @@ class OrderTracker:
             filled_qty=filled,
             avg_fill_price=avg or msg.price,
         )
+
+    def _fill_of(self, order: Order, msg: wire.ExecDetails, ts: int) -> Fill:
+        """The fill an execution makes of ``order`` (its commission comes apart)."""
+        return fill_of(
+            order,
+            fill_id=msg.exec_id,
+            qty=msg.shares,
+            price=msg.price,
+            ts=ts,
+            side="buy" if msg.side == "BOT" else "sell",
+            broker=self.broker,
+        )
+
+    def owner_of(self, msg: wire.ExecDetails) -> TrackedOrder | None:
+        """The tracked order an execution belongs to (by perm id, order id, order ref)."""
+        tracked = self.orders.get(self.by_perm.get(msg.perm_id, msg.order_id))
+        if tracked is None and msg.order_ref:
+            tracked = self.by_client_id(msg.order_ref)
+        return tracked
+
+    def missed_fill(
+        self, msg: wire.ExecDetails, report: wire.CommissionReport | None
+    ) -> OrderUpdate | None:
+        """The fill of an execution a connection before this one never delivered.
+
+        The execution is counted already (the day's executions rebuilt the
+        book); this is its fill, with its commission when the report came, and
+        the order as it now stands. ``None`` if its order is not ours.
+        """
+        tracked = self.owner_of(msg)
+        if tracked is None:
+            return None
+        order = tracked.order
+        if msg.order_ref and msg.order_ref != order.client_order_id:
+            order = self.replaced.get(msg.order_ref, order)  # an earlier record's fill
+        fill = self._fill_of(order, msg, self.now_ns())
+        if report is not None:
+            fill = msgspec.structs.replace(
+                fill, commission=report.commission, fee_currency=report.currency or None
+            )
+        return OrderUpdate(order=order, fill=fill, ts=self.now_ns())
+
+    def executions_behind(self, msg: wire.OrderStatus) -> bool:
+        """Whether TWS says an order filled more than the executions heard of it.
+
+        TWS may send the status first, so this is a reason to ask, not proof:
+        asking again costs a request, and a fill found twice is applied once.
+        """
+        tracked = self.orders.get(msg.order_id)
+        return self.emit_fills and tracked is not None and msg.filled > tracked.executed
+
+    def still_behind(self) -> bool:
+        """Whether any order's status still shows fills its executions do not."""
+        return any(t.ib_filled > t.executed for t in self.orders.values())
+
+    def executions_listed(self) -> None:
+        """TWS just listed every execution it has: a status still ahead of them is
+        about fills it no longer lists (an earlier day's), not a reason to ask again."""
+        for tracked in self.orders.values():
+            tracked.executed = max(tracked.executed, tracked.ib_filled)
 
     def on_commission_report(self, msg: wire.CommissionReport) -> list[OrderUpdate]:
         """An execution's commission: its fill, held until now, goes out complete.
@@ -327,15 +381,7 @@ class OrderTracker:
         earlier = self.replaced.get(msg.order_ref)
         if earlier is not None and self.emit_fills:
             now = self.now_ns()
-            fill = fill_of(
-                earlier,
-                fill_id=msg.exec_id,
-                qty=msg.shares,
-                price=msg.price,
-                ts=now,
-                side="buy" if msg.side == "BOT" else "sell",
-                broker=self.broker,
-            )
+            fill = self._fill_of(earlier, msg, now)
             earlier = msgspec.structs.replace(
                 earlier, filled_qty=earlier.filled_qty + msg.shares, updated_at=now
             )

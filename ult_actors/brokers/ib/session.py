@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from ult_actors.brokers.budget import RateBudget, RequestClass
 from ult_actors.brokers.ib import errors as ib_errors
 from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.decode import decode_message
@@ -77,6 +78,8 @@ class IbSession:
         #: TWS sent nextValidId on the current socket (the handshake waits for it).
         self._told_next_id = False
         self._pacer = MessagePacer.within(settings.max_messages_per_second)
+        #: The account's request budget, charged for every message sent (``send``).
+        self.budget: RateBudget | None = None
         self._fatal: Exception | None = None
         self._collectors: dict[Hashable, _Collector] = {}
         self._request_locks: dict[str, trio.Lock] = {}
@@ -178,12 +181,27 @@ class IbSession:
 
     # -- sending and reading ----------------------------------------------------
 
-    async def send(self, request: wire.Request) -> None:
-        """Encode and send one request, within TWS's message rate."""
+    async def send(
+        self,
+        request: wire.Request,
+        *,
+        kind: RequestClass | None = None,
+        prepaid: bool = False,
+        within_s: float | None = None,
+    ) -> None:
+        """Encode and send one request, within TWS's message rate and the account's budget.
+
+        TWS counts every message, so the budget is charged for each: as
+        ``kind`` (by default a cancel, an order or a query by its type), and
+        ``RateLimited`` if it cannot go within ``within_s``. ``prepaid``: the
+        broker actor took this command's token already (its first message).
+        """
         stream = self._stream
         if stream is None or (self._closed and not isinstance(request, wire.StartApi)):
             raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
         frame = encode_fields(encode_request(request, self.server_version))
+        if self.budget is not None and not prepaid:
+            await self.budget.acquire(kind or _class_of(request), within_s=within_s)
         await self._pacer.wait()
         try:
             await stream.send_frames([frame])
@@ -323,3 +341,12 @@ class IbSession:
                 collector.done = True
                 return True
         return False
+
+
+def _class_of(request: wire.Request) -> RequestClass:
+    """A message's class in the account's budget, by what it asks."""
+    if isinstance(request, wire.CancelOrder | wire.ReqGlobalCancel):
+        return "cancel"
+    if isinstance(request, wire.PlaceOrder):
+        return "order"
+    return "query"

@@ -42,6 +42,11 @@ class IbSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Outgoing messages in any one second, bursts included (TWS allows 50, then
     #: answers error 100 and drops the socket); the account's budget may allow fewer.
     max_messages_per_second: PerSecond = 45.0
+    #: Silence on the socket after which TWS is asked the time (it sends nothing
+    #: while nothing happens); no answer within ``probe_timeout_s`` (at most this
+    #: long) and the connection counts as dropped: reconnect, then resync.
+    stale_after_s: Seconds = 30.0
+    probe_timeout_s: Seconds = 5.0
     #: Connect attempts repeated after error 326, for the old socket of a restarted
     #: actor that TWS has not noticed closing yet.
     client_id_in_use_retries: Times = 1

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -92,6 +93,7 @@ from ult_actors.brokers.oanda.wire import (
     CreateReply,
     OrderReply,
     PositionsReply,
+    PricingReply,
     ReplaceReply,
     SummaryReply,
     TransactionsReply,
@@ -525,6 +527,16 @@ class OandaConnector:
         """Every open position, long and short sides netted."""
         reply = await self._get(self._path("/openPositions"), PositionsReply, what="positions")
         return [p for w in reply.positions if (p := position_from_wire(w, self.name)) is not None]
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The mid of OANDA's best bid and ask for ``symbol`` now (``GET .../pricing``)."""
+        reply = await self._get(
+            self._path("/pricing"), PricingReply, what="pricing", params={"instruments": symbol}
+        )
+        for price in reply.prices:
+            if price.instrument == symbol and price.bids and price.asks:
+                return (price.bids[0].price + price.asks[0].price) / 2
+        return None
 
     async def account(self) -> Account:
         """Balance, NAV and the buying power of the free margin."""

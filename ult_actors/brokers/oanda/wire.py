@@ -113,6 +113,22 @@ class WireTransaction(_Wire):
     lastTransactionID: str | None = None
 
 
+class WirePriceBucket(_Wire):
+    price: Decimal
+
+
+class WirePrice(_Wire):
+    """One ``PRICE`` (``GET .../pricing``): an instrument's best bids and asks."""
+
+    instrument: str
+    bids: list[WirePriceBucket] = msgspec.field(default_factory=list)
+    asks: list[WirePriceBucket] = msgspec.field(default_factory=list)
+
+
+class PricingReply(_Wire):
+    prices: list[WirePrice]
+
+
 class WirePositionSide(_Wire):
     units: Decimal = Decimal(0)
     averagePrice: Decimal | None = None

@@ -336,6 +336,9 @@ class AlpacaSim:
             return _only(method, "GET") or json_response(
                 200, venue.activities.page(kind, request.query)
             )
+        if path.startswith("/v2/stocks/") and path.endswith("/quotes/latest"):
+            symbol = path.removeprefix("/v2/stocks/").removesuffix("/quotes/latest")
+            return _only(method, "GET") or json_response(200, venue.latest_quote(symbol))
         if path.startswith("/v2/assets/"):
             symbol = path.removeprefix("/v2/assets/")
             return _only(method, "GET") or json_response(200, venue.asset_json(symbol))

