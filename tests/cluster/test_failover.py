@@ -9,11 +9,13 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 
 from tests.cluster.conftest import AlpacaSim
 from ult_actors.client import AsyncClient, JournalUnavailable, ServiceBusy
+from ult_actors.journal.postgres_schema import migrate
 from ult_actors.testing.cluster import cluster_instance, wait_role
 from ult_actors.testing.process import UltProcess, run_ult, short_dir
 
@@ -76,7 +78,7 @@ async def test_one_active_one_standby_and_the_standby_takes_over_when_the_active
         await trio.to_thread.run_sync(alpaca_sim.cancel, resting.id)
         taken = await wait_role(b.socket, "active")
         assert taken.cluster is not None and taken.cluster.epoch == 2
-        # Takeover times are measured by bench/failover.py (scripts/failover), not here.
+        # Takeover times are measured by bench/failover.py (scripts/chaos --cluster), not here.
 
         assert await submit(b.socket, "after") in ("accepted", "filled")
         async with AsyncClient(b.socket, timeout=30) as client:
@@ -127,3 +129,19 @@ async def test_an_active_paused_past_its_lease_wakes_fenced_sends_nothing_and_st
         a.signal(signal.SIGCONT)
         a.cleanup()
         b.cleanup()
+
+
+async def test_an_instance_on_a_journal_from_a_newer_ult_exits_2(
+    homes: Path, postgres_url: str, alpaca_sim: AlpacaSim
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute("UPDATE ult_schema SET version = version + 1")
+    a = cluster_instance(homes / "a", "a", url=postgres_url, env=alpaca_sim.env, lease_s=LEASE_S)
+    try:
+        a.spawn()
+        # Not restarted by systemd (RestartPreventExitStatus=2): it cannot fix itself.
+        assert await a.await_exit(timeout=60) == 2
+        assert "newer than this ult understands" in a.log
+    finally:
+        a.cleanup()

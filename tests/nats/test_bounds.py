@@ -14,8 +14,6 @@ from ult_actors.client import AsyncClient, Client, ServiceBusy
 from ult_actors.config import NatsSection
 from ult_actors.messages import Event, EventTopic, OkReply, Reply, Request
 from ult_actors.nats.bridge import LoopThread
-from ult_actors.nats.child import serve_nats
-from ult_actors.nats.connection import NatsSettings
 from ult_actors.runtime.pubsub import EventBus, Subscription
 from ult_actors.testing.nats_server import NatsServer, free_port
 from ult_actors.testing.process import UltProcess
@@ -48,6 +46,9 @@ class HeldGateway:
 async def test_requests_past_max_in_flight_are_answered_busy_at_once(
     nats_server: NatsServer,
 ) -> None:
+    from ult_actors.nats.child import serve_nats  # nats-py: only once the fixture found it
+    from ult_actors.nats.connection import NatsSettings
+
     gateway = HeldGateway(full_at=2)
     settings = NatsSettings(url=nats_server.url, cluster="bounds")
     async with trio.open_nursery() as nursery:
@@ -98,7 +99,7 @@ async def test_cancelling_a_wait_cancels_the_coroutine_on_the_loop_thread() -> N
     assert outcome == ["cancelled"]
 
 
-def test_the_service_serves_its_socket_while_nats_is_down() -> None:
+def test_the_service_serves_its_socket_while_nats_is_down(nats_py: None) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
     svc = UltProcess.serve(env={"ULT_NATS_URL": dead}).start()
     try:

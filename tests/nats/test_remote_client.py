@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -110,11 +111,13 @@ def test_no_service_on_the_cluster_is_unreachable_not_a_timeout(
             c.submit("AAPL", "buy", 1)
 
 
-def test_no_nats_server_at_the_url_is_unreachable() -> None:
+def test_no_nats_server_at_the_url_is_unreachable(nats_py: None) -> None:
     from ult_actors.testing.nats_server import free_port
 
     with pytest.raises(ServiceUnreachable, match="cannot reach the ult service at nats://"):
         Client(url=f"nats://127.0.0.1:{free_port()}", timeout=5).connect()
+    # The failed connect left no thread behind.
+    assert not [t for t in threading.enumerate() if t.name == "ult-client-nats"]
 
 
 def test_a_reply_that_does_not_come_in_time_is_an_unknown_outcome(

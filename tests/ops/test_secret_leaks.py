@@ -63,7 +63,7 @@ def refusing_port() -> Iterator[int]:
 #: Where each kind's URL settings point in this test, by scheme. Traffic must
 #: stay on loopback: a URL left empty would mean the broker's real host.
 KIND_URLS = {
-    "alpaca": {"base_url": "http", "stream_url": "ws"},
+    "alpaca": {"base_url": "http", "stream_url": "ws", "data_url": "http"},
     "oanda": {"base_url": "http", "stream_url": "http"},
 }
 

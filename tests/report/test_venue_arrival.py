@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from tests.brokers.alpaca import harness as alpaca
+from tests.brokers.ib import harness as ib
 from tests.brokers.oanda.harness import running_sim, settings_for
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
@@ -96,3 +97,28 @@ async def test_an_alpaca_order_arrives_at_alpacas_latest_quote(tmp_path: Path) -
         Decimal("190.00"),
         0.0,
     )
+
+
+async def test_an_ib_order_arrives_at_the_mid_of_a_tws_snapshot(tmp_path: Path) -> None:
+    async with ib.running_sim() as sim:
+        cfg = ServiceConfig(
+            service=ServiceSection(default_broker="ib", state_dir=str(tmp_path)),
+            brokers=[
+                BrokerEntry(name="ib", kind="ib", enabled=True, settings=ib.settings(sim.port))
+            ],
+        )
+        async with serving(cfg) as svc:
+            await sim.set_price("AAPL", Decimal(200))
+            bid, ask = sim.exchange.quote("AAPL")
+            order = OrderRequest(
+                symbol="AAPL", side="buy", qty=Decimal(10), client_order_id="arr-3"
+            )
+            with trio.fail_after(BOUND_S):
+                reply = await svc.gateway.handle(Submit(id=1, order=order, wait=True))
+            assert isinstance(reply, OrderReply) and reply.order.status == "filled"
+            cost = await cost_when(svc, "arr-3", lambda c: c.arrival_source == "venue_quote")
+    # The simulator quotes 199.98 / 200.02 around 200 and fills a market buy at the ask:
+    # 0.02 above the mid the snapshot gave, 1 bp.
+    assert (bid, ask) == (Decimal("199.98"), Decimal("200.02"))
+    assert (cost.arrival_price, cost.avg_fill_price) == (Decimal(200), Decimal("200.02"))
+    assert cost.slippage_bps == pytest.approx(1.0)

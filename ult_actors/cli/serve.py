@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import trio
@@ -33,6 +33,8 @@ from ult_actors.nats import nats_children
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec, SupervisorGaveUp
 from ult_actors.service import Service, build_service
+
+E = TypeVar("E", bound=BaseException)
 
 #: How long a stopping process waits for its queued log lines to be written.
 LOG_DRAIN_S = 2.0
@@ -177,7 +179,13 @@ def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
     except BaseExceptionGroup as group:
         gave_up = _find(group, SupervisorGaveUp)
         if gave_up is None:
-            raise
+            # A cluster instance finds its configuration wrong while running (a journal
+            # database from a newer ult): exit 2 as at start.
+            config_error = _find(group, ConfigError)
+            if config_error is None:
+                raise
+            log.error("configuration error", error=str(config_error))
+            return EXIT_CONFIG
         unfixable = isinstance(gave_up.cause, ConfigError)
         log.critical(
             "cannot run: fix the configuration or environment; exiting"
@@ -195,7 +203,8 @@ def _serve(cfg: ServiceConfig, writer: LogWriter) -> int:
     return EXIT_OK
 
 
-def _find(exc: BaseException, kind: type[SupervisorGaveUp]) -> SupervisorGaveUp | None:
+def _find(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in ``exc`` or the groups it holds."""
     if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):

@@ -102,7 +102,7 @@ class AsyncClient:
         )
         self.socket_path = resolve_socket(str(socket) if socket else None).path
         #: Where the service is: the socket path, or the NATS URL.
-        self.address = url if url else str(self.socket_path)
+        self.address = self._remote.address if self._remote else str(self.socket_path)
         self.timeout = timeout
         self._event_buffer = event_buffer
         self._requests = Requests()

@@ -27,14 +27,17 @@ import asyncio
 import concurrent.futures
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, get_args
+from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import msgspec
 
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, SubscriptionLost
 from ult_actors.client._requests import no_reply
 from ult_actors.errors import ConfigError, Internal, Timeout, UltError, Unauthorized
 from ult_actors.messages import Event, EventTopic, Reply, Request
+from ult_actors.secrets import MASK
 
 try:
     from nats.aio.client import Client as NatsConnection
@@ -48,7 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         f"nats:// URLs need the nats extra (pip install 'ult-actors[nats]'): {exc}"
     ) from None
 
-ALL_TOPICS: tuple[EventTopic, ...] = ("orders", "fills", "health", "positions", "risk")
+ALL_TOPICS: tuple[EventTopic, ...] = get_args(EventTopic)
 _NO_RESPONDERS = "503"
 
 
@@ -69,7 +72,8 @@ class NatsTransport:
     ) -> None:
         if not url.startswith(("nats://", "tls://")):
             raise ConfigError(f"not a NATS URL: {url!r} (expected nats://HOST:PORT)")
-        self.address = url
+        #: The URL without its password, for messages.
+        self.address = _masked(url)
         self.settings = NatsSettings(
             url=url,
             cluster=cluster,
@@ -98,12 +102,21 @@ class NatsTransport:
     def open(self) -> None:
         """Connect (blocking); ``ServiceUnreachable`` if NATS does not answer."""
         loop = self._start_loop()
-        self._wait(loop.submit(self._connect()), None)
+        try:
+            self._wait(loop.submit(self._connect()), None)
+        except BaseException:
+            self.close()  # no thread outlives a failed connect
+            raise
 
     async def aopen(self) -> None:
         """Connect (from trio or asyncio); ``ServiceUnreachable`` if NATS does not answer."""
         loop = self._start_loop()
-        await loop.run(self._connect())
+        try:
+            await loop.run(self._connect())
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # even when cancelled: stop the thread
+                await self.aclose()
+            raise
 
     def close(self) -> None:
         """Close the connection and stop its thread (blocking)."""
@@ -117,8 +130,6 @@ class NatsTransport:
 
     async def aclose(self) -> None:
         """Close the connection and stop its thread."""
-        import anyio
-
         await anyio.to_thread.run_sync(self.close)
 
     def call(self, request: Request, timeout: float | None) -> Reply:
@@ -313,3 +324,12 @@ class NatsTransport:
     async def _next_event(self) -> Event | UltError:
         assert self._event_queue is not None
         return await self._event_queue.get()
+
+
+def _masked(url: str) -> str:
+    """``url`` with the password of its user info, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))

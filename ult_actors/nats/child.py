@@ -125,9 +125,20 @@ async def _connect(loop: LoopThread, settings: NatsSettings, log: Any) -> NatsCo
     async def error_cb(exc: Exception) -> None:
         log.warning("nats error", error=f"{type(exc).__name__}: {exc}")
 
+    async def disconnected() -> None:
+        log.warning("nats disconnected; reconnecting", url=settings.url)
+
+    async def reconnected() -> None:
+        log.info("nats reconnected", url=settings.url)
+
     return await _until_done(
         loop,
-        lambda: open_connection(settings, error_cb=error_cb),
+        lambda: open_connection(
+            settings,
+            error_cb=error_cb,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+        ),
         log,
         f"cannot reach NATS at {settings.url}",
     )

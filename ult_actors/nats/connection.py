@@ -82,6 +82,7 @@ async def open_connection(
     *,
     error_cb: Callable[[Exception], Awaitable[None]] | None = None,
     disconnected_cb: Callable[[], Awaitable[None]] | None = None,
+    reconnected_cb: Callable[[], Awaitable[None]] | None = None,
     reconnect: bool = True,
 ) -> NatsConnection:
     """Connect (on the loop thread). Raises what nats-py raises when it cannot."""
@@ -99,6 +100,8 @@ async def open_connection(
     options["error_cb"] = error_cb or _ignore
     if disconnected_cb is not None:
         options["disconnected_cb"] = disconnected_cb
+    if reconnected_cb is not None:
+        options["reconnected_cb"] = reconnected_cb
     tls = settings.tls_context()
     if tls is not None:
         options["tls"] = tls

@@ -34,8 +34,9 @@ from ult_actors.nats.bridge import LoopThread
 from ult_actors.nats.subjects import Subjects
 
 _ALL_TOPICS: frozenset[EventTopic] = frozenset(get_args(EventTopic))
-#: How long a failed batch waits before it is sent again.
+#: How long a failed batch waits before it is sent again: doubling up to the most.
 _RETRY_S = 1.0
+_MAX_RETRY_S = 30.0
 #: JetStream's wait for one batch's acknowledgements.
 _ACK_TIMEOUT_S = 10.0
 
@@ -119,6 +120,7 @@ class EventPublisher:
                     f"{self._id_prefix}{self._seq}",
                 )
             )
+        wait = _RETRY_S
         while True:
             try:
                 await self.loop.run(self._publish(batch))
@@ -126,9 +128,11 @@ class EventPublisher:
                 self.log.warning(
                     "nats event batch not acknowledged; sending it again",
                     events=len(batch),
+                    in_s=wait,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                await trio.sleep(_RETRY_S)
+                await trio.sleep(wait)
+                wait = min(wait * 2, _MAX_RETRY_S)
                 continue
             self.published += len(batch)
             return

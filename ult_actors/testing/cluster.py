@@ -24,14 +24,17 @@ def cluster_instance(
     env: dict[str, str],
     lease_s: float,
     cluster: str = "test",
+    nats_url: str = "",
 ) -> UltProcess:
-    """``ult serve`` as instance ``name`` of ``cluster`` on the database at ``url``, its
-    config, socket and state under ``home``; ready on READY=1 (active or standby)."""
+    """``ult serve`` as instance ``name`` of ``cluster`` on the database at ``url`` (and
+    serving NATS at ``nats_url`` while active), its config, socket and state under
+    ``home``; ready on READY=1 (active or standby)."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "ult.toml"
     config.write_text(
         f'[journal]\nurl = "{url}"\n\n'
         f'[cluster]\nname = "{cluster}"\ninstance = "{name}"\nlease_s = {lease_s}\n'
+        + (f'\n[nats]\nurl = "{nats_url}"\n' if nats_url else "")
     )
     return UltProcess.serve(home, env=env, args=["--config", str(config)], name=name)
 

@@ -7,11 +7,15 @@ test that gets the server can connect at once.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
 READY = "Server is ready"
 
@@ -29,6 +33,11 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _drain(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
 
 
 class NatsServer:
@@ -57,8 +66,20 @@ class NatsServer:
         for line in self._proc.stderr:  # ends if the server exits
             seen.append(line)
             if READY in line:
+                # Keep reading what it logs, or a full pipe would stop the server.
+                threading.Thread(target=_drain, args=(self._proc.stderr,), daemon=True).start()
                 return self
         raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
+
+    def pause(self) -> None:
+        """SIGSTOP: the server holds every connection open and answers nothing."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -44,4 +44,5 @@ async def contract_case() -> AsyncIterator[ContractCase]:
             move_price=move_price,
             partial_fill=partial_fill,
             fees_of=lambda fill: commission(stock(fill.symbol), fill.qty, fill.qty * fill.price),
+            quote_now=lambda: sum(sim.exchange.quote("AAPL"), Decimal(0)) / 2,
         )

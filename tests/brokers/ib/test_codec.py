@@ -412,7 +412,10 @@ def test_completed_order_with_conditions_reads_fill_and_completion() -> None:
 
 
 def test_unknown_ids_are_ignored_and_truncated_messages_are_named() -> None:
-    assert decode_message(["1", "6", "1", "1", "150.0", "100", "0"], 178) is None  # a tick
+    assert decode_message(["2", "6", "1", "0", "100"], 178) is None  # a tick's size
+    assert decode_message(["1", "6", "7", "1", "150.0", "100", "0"], 178) == wire.TickPrice(
+        req_id=7, field=wire.TICK_BID, price=Decimal("150.0")
+    )
     with pytest.raises(FieldError):
         decode_message(["3", "17", "Submitted"], 178)
     with pytest.raises(FieldError):

@@ -70,6 +70,10 @@ class FeeJoin:
         self._executions.put(fill.fill_id, _Execution(update.order, fill))
         self._by_key.setdefault((fill.symbol, fill.qty, fill.price), []).append(fill.fill_id)
 
+    def joined(self, activity: WireFeeActivity) -> bool:
+        """Whether ``activity`` was joined to its execution already."""
+        return activity.id in self._joined
+
     def join(self, activity: WireFeeActivity, ts: int) -> OrderUpdate | None:
         """The fill bringing ``activity``'s fee; ``None``: joined before, or to no execution
         delivered here (one from before this connection)."""

@@ -16,24 +16,21 @@ authenticate frame only and appear in no error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import msgspec
 import trio
-import trio_websocket
 
 from ult_actors.brokers.alpaca.wire import WireAuthorization, WireStreamMessage, WireTradeUpdate
+from ult_actors.brokers.http import websocket
+from ult_actors.brokers.http.websocket import WebSocket, WebSocketClosed, WebSocketRejected
 from ult_actors.errors import AuthFailed, BrokerUnavailable
 from ult_actors.secrets import Secret
 
-_STREAM_ERRORS = (
-    trio_websocket.HandshakeError,
-    trio_websocket.ConnectionClosed,
-    OSError,
-    trio.TooSlowError,
-)
+_STREAM_ERRORS = (WebSocketClosed, OSError, trio.TooSlowError)
 
 
 @dataclass(frozen=True)
@@ -51,27 +48,29 @@ class StreamTimeouts:
 class TradeUpdatesSession:
     """An authenticated, listening stream; ``next_update`` yields trade updates."""
 
-    def __init__(
-        self, ws: trio_websocket.WebSocketConnection, broker: str, timeouts: StreamTimeouts
-    ):
+    def __init__(self, ws: WebSocket, broker: str, timeouts: StreamTimeouts):
         self._ws = ws
         self._broker = broker
         self._timeouts = timeouts
-        #: ``trio.current_time()`` when the last frame or pong arrived.
-        self.last_message_at = trio.current_time()
+
+    @property
+    def last_message_at(self) -> float:
+        """``trio.current_time()`` when the last frame or pong arrived."""
+        return self._ws.last_received_at
 
     async def keep_alive(self) -> None:
         """Ping whenever the line has been quiet; a pong counts as a message. Runs until cancelled."""
         quiet = min(self._timeouts.ping_interval, self._timeouts.stale_after / 2)
+        pinged_at = -math.inf
         while True:
-            await trio.sleep_until(self.last_message_at + quiet)
-            if trio.current_time() < self.last_message_at + quiet:
+            await trio.sleep_until(max(self.last_message_at, pinged_at) + quiet)
+            if trio.current_time() < max(self.last_message_at, pinged_at) + quiet:
                 continue  # something arrived meanwhile
             try:
-                await self._ws.ping()  # returns on the pong; never, on a silent line
-            except (*_STREAM_ERRORS, ValueError):
+                await self._ws.ping()  # its pong moves last_message_at; none on a silent line
+            except _STREAM_ERRORS:
                 return  # the reader finds the connection gone
-            self.last_message_at = trio.current_time()
+            pinged_at = trio.current_time()
 
     async def next_update(self) -> WireTradeUpdate:
         """The next trade update.
@@ -96,7 +95,6 @@ class TradeUpdatesSession:
                     " (no update, no pong)",
                     broker=self._broker,
                 )
-            self.last_message_at = trio.current_time()
             message = _decode(raw)
             if message is None:
                 continue
@@ -120,12 +118,9 @@ async def open_trade_updates(
 ) -> AsyncIterator[TradeUpdatesSession]:
     """Connect to ``url``, authenticate and listen to ``trade_updates``."""
     try:
-        async with trio_websocket.open_websocket_url(
-            url,
-            connect_timeout=timeouts.connect,
-            disconnect_timeout=1.0,
-            message_queue_size=64,
-        ) as ws:
+        with trio.fail_after(timeouts.connect):
+            ws = await websocket.connect(url)
+        try:
             with trio.fail_after(timeouts.handshake):
                 await _authenticate(ws, key, secret, broker)
                 await _listen(ws)
@@ -140,7 +135,10 @@ async def open_trade_updates(
                 if len(group.exceptions) == 1:
                     raise group.exceptions[0] from None
                 raise
-    except trio_websocket.ConnectionRejected as exc:
+        finally:
+            with trio.CancelScope(shield=True):
+                await ws.aclose()
+    except WebSocketRejected as exc:
         if exc.status_code in (401, 403):
             raise AuthFailed(
                 f"Alpaca refused the trade_updates connection (HTTP {exc.status_code})",
@@ -154,9 +152,7 @@ async def open_trade_updates(
         raise _lost(exc, broker) from None
 
 
-async def _authenticate(
-    ws: trio_websocket.WebSocketConnection, key: Secret, secret: Secret, broker: str
-) -> None:
+async def _authenticate(ws: WebSocket, key: Secret, secret: Secret, broker: str) -> None:
     frame = {
         "action": "authenticate",
         "data": {"key_id": key.reveal(), "secret_key": secret.reveal()},
@@ -175,7 +171,7 @@ async def _authenticate(
         )
 
 
-async def _listen(ws: trio_websocket.WebSocketConnection) -> None:
+async def _listen(ws: WebSocket) -> None:
     frame = {"action": "listen", "data": {"streams": ["trade_updates"]}}
     await ws.send_message(msgspec.json.encode(frame).decode())
     while True:
@@ -202,8 +198,8 @@ def _status(message: WireStreamMessage) -> str:
 def _lost(exc: BaseException, broker: str) -> BrokerUnavailable:
     if isinstance(exc, trio.TooSlowError):
         what = "timed out"
-    elif isinstance(exc, trio_websocket.ConnectionClosed):
-        what = "connection closed"
+    elif isinstance(exc, WebSocketClosed):
+        what = str(exc)
     else:
         what = type(exc).__name__
     return BrokerUnavailable(f"Alpaca trade_updates stream lost: {what}", broker=broker)

@@ -97,6 +97,9 @@ class IbConnector:
 
     #: TWS carries every order list itself.
     native_contingencies: frozenset[Contingency] = frozenset({"bracket", "oco", "oto"})
+    #: TWS keeps a modify it cannot pass on (it has lost IB) unanswered and applies it
+    #: on the restore: an unanswered modify not found yet is not refused.
+    holds_changes = True
 
     def __init__(
         self,
@@ -357,6 +360,10 @@ class IbConnector:
             if self._reports is not None:
                 self._reports[msg.exec_id] = msg
             updates = self._book.on_commission_report(msg)
+        elif isinstance(msg, wire.TickPrice):
+            self._session.add_to(("quote", msg.req_id), msg)
+        elif isinstance(msg, wire.TickSnapshotEnd):
+            self._session.end(("quote", msg.req_id))
         elif isinstance(msg, wire.ErrorMessage):
             updates = self._on_error(msg)
         elif isinstance(msg, wire.NextValidId):
@@ -807,6 +814,21 @@ class IbConnector:
 
     async def close_all_positions(self) -> list[Order] | None:
         """TWS has no close-all of its own: ``None`` (each position is closed in turn)."""
+        return None
+
+    async def quote(self, symbol: str) -> Decimal | None:
+        """The mid of TWS's bid and ask for ``symbol`` now: a market data snapshot."""
+        s = self.settings
+        contract = wire.Contract(
+            symbol=symbol.strip().upper(), exchange=s.exchange, currency=s.currency
+        )
+        req_id = next(self._req_ids)
+        ticks = await self._session.collect(
+            "quote", ("quote", req_id), wire.ReqMktData(req_id=req_id, contract=contract)
+        )
+        prices: dict[int, Decimal] = {t.field: t.price for t in ticks if t.price > 0}
+        if wire.TICK_BID in prices and wire.TICK_ASK in prices:
+            return (prices[wire.TICK_BID] + prices[wire.TICK_ASK]) / 2
         return None
 
     async def account(self) -> Account:

@@ -354,8 +354,15 @@ def _body(fields: list[str]) -> FieldReader:
     return FieldReader(fields, 2)
 
 
+def tick_price(fields: list[str], version: int) -> wire.TickPrice:
+    r = _body(fields)
+    return wire.TickPrice(req_id=r.integer(), field=r.integer(), price=r.decimal_or_zero())
+
+
 # Messages of one field or none are decoded in place; the rest by the functions above.
 DECODERS: dict[int, Callable[[list[str], int], wire.Incoming]] = {
+    In.TICK_PRICE: tick_price,
+    In.TICK_SNAPSHOT_END: lambda f, v: wire.TickSnapshotEnd(req_id=_body(f).integer()),
     In.ORDER_STATUS: order_status,
     In.ERR_MSG: error_message,
     In.OPEN_ORDER: open_order,

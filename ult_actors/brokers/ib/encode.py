@@ -254,6 +254,21 @@ def req_completed_orders(msg: wire.ReqCompletedOrders, version: int) -> list[str
     return [str(Out.REQ_COMPLETED_ORDERS), fmt_bool(msg.api_only)]
 
 
+def req_mkt_data(msg: wire.ReqMktData, version: int) -> list[str]:
+    # The contract without secIdType/secId (place_order's last two): this request has none.
+    return [
+        str(Out.REQ_MKT_DATA),
+        "11",
+        str(msg.req_id),
+        *_contract_fields(msg.contract)[:-2],
+        "0",  # no delta-neutral contract
+        "",  # genericTickList: the default ticks
+        fmt_bool(msg.snapshot),
+        "0",  # regulatorySnapshot (a fee per request)
+        "",  # mktDataOptions
+    ]
+
+
 _ENCODERS: dict[type[Any], Callable[[Any, int], list[str]]] = {
     wire.StartApi: start_api,
     wire.PlaceOrder: place_order,
@@ -274,6 +289,7 @@ _ENCODERS: dict[type[Any], Callable[[Any, int], list[str]]] = {
     wire.ReqAccountUpdatesMulti: req_account_updates_multi,
     wire.CancelAccountUpdatesMulti: cancel_account_updates_multi,
     wire.ReqCompletedOrders: req_completed_orders,
+    wire.ReqMktData: req_mkt_data,
 }
 
 

@@ -43,6 +43,7 @@ class Out:
 class In:
     """Ids of messages a server sends."""
 
+    TICK_PRICE = 1
     ORDER_STATUS = 3
     ERR_MSG = 4
     OPEN_ORDER = 5
@@ -56,6 +57,7 @@ class In:
     OPEN_ORDER_END = 53
     ACCT_DOWNLOAD_END = 54
     EXECUTION_DATA_END = 55
+    TICK_SNAPSHOT_END = 57
     COMMISSION_REPORT = 59
     POSITION_DATA = 61
     POSITION_END = 62
@@ -210,6 +212,14 @@ class ReqCompletedOrders(msgspec.Struct, frozen=True, kw_only=True):
     api_only: bool = True
 
 
+class ReqMktData(msgspec.Struct, frozen=True, kw_only=True):
+    """``reqMktData``: market data of a contract; ``snapshot``: its quote once."""
+
+    req_id: int
+    contract: Contract
+    snapshot: bool = True
+
+
 Request = (
     StartApi
     | PlaceOrder
@@ -230,6 +240,7 @@ Request = (
     | ReqAccountUpdatesMulti
     | CancelAccountUpdatesMulti
     | ReqCompletedOrders
+    | ReqMktData
 )
 
 # -- server -> client ---------------------------------------------------------
@@ -393,6 +404,22 @@ class AccountUpdateMultiEnd(msgspec.Struct, frozen=True, kw_only=True):
     req_id: int
 
 
+class TickPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """One price of a market data request; ``field``: ``TICK_BID``, ``TICK_ASK``, ``TICK_LAST`` ..."""
+
+    req_id: int
+    field: int
+    price: Decimal
+
+
+class TickSnapshotEnd(msgspec.Struct, frozen=True, kw_only=True):
+    req_id: int
+
+
+#: ``TickPrice.field`` of the best bid and ask.
+TICK_BID, TICK_ASK = 1, 2
+
+
 Incoming = (
     NextValidId
     | ManagedAccounts
@@ -416,4 +443,6 @@ Incoming = (
     | AccountDownloadEnd
     | AccountUpdateMulti
     | AccountUpdateMultiEnd
+    | TickPrice
+    | TickSnapshotEnd
 )
