@@ -14,10 +14,13 @@ ids, each to a broker drawn by the seed (the mix: ``bench/chaos/mix.py``):
 mostly market orders; resting limits, half of which they cancel; resting
 limits they replace (far again, or across the market followed by a second
 replace racing the fill); and brackets, OCOs and OTOs (``--lists-at``),
-native where the venue has them, held by the service elsewhere. ``--kills`` times the whole
-service is killed with SIGKILL and started again mid-flow; a client that
-loses its connection sends the same order (same client order id) again once
-the service is back, as a client should; a service that gives up is started
+native where the venue has them, held by the service elsewhere. Paper fills
+larger orders in parts (a replace then lands after a partial fill, whose fill
+the replaced order keeps) and leaves its OCOs and OTOs to the service, so
+partial fills release partial emulated children and reduce emulated peers.
+``--kills`` times the whole service is killed with SIGKILL and started again
+mid-flow; a client that loses its connection sends the same order (same client
+order id) again once the service is back, as a client should; a service that gives up is started
 again, as systemd would.
 
 At the end, once nothing is in flight, it stops the service and checks from
@@ -653,6 +656,10 @@ def check(
         "replaced": len(tally.replaced),
         "internal_errors": tally.internal[:10],
         "replaced_in_journal": sum(1 for o in journal.values() if o.status == "replaced"),
+        # Their fills stay with them (the mismatch and position checks hold them to it).
+        "replaced_after_partial_fill": sum(
+            1 for o in journal.values() if o.status == "replaced" and o.filled_qty > 0
+        ),
         "replace_refused": dict(sorted(tally.replace_refused.items())),
         "lists": dict(sorted(tally.lists.items())),
         "emulated_pieces": sum(
@@ -700,6 +707,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("unsettled", report["unsettled"]),
         ("replaces applied", report["replaced"]),
         ("  replaced in the journal", report["replaced_in_journal"]),
+        ("  replaced after a partial fill", report["replaced_after_partial_fill"]),
         *((f"  refused: {code}", n) for code, n in report["replace_refused"].items()),
         ("replace links broken", report["replace_links_broken"]),
         ("order lists placed", sum(report["lists"].values())),

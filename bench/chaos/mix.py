@@ -8,7 +8,8 @@ at once is known when it is planned:
 - **replace**: a resting limit whose terms change while it works: new price
   and quantity still far away (it goes on resting), or a price that crosses
   the market (the replacement fills) followed at once by a second replace
-  that races that fill (replaced, or refused naming the filled order).
+  that races that fill (replaced, after a partial fill where fills come in
+  parts, or refused naming the filled order).
 - **oco**: two exits on one side; half of them with a take-profit that fills
   at once, so its peer stop must be canceled.
 - **bracket**: a market entry with exits far on both sides (they rest once
@@ -148,10 +149,11 @@ def _replaced(item: PlannedOrder, rng: random.Random, prices: Prices) -> Planned
         steps: tuple[ReplaceStep, ...] = (ReplaceStep(new_qty, nearer),)
         cancel = rng.random() < 0.5
     else:
-        # Crosses the market: the replacement fills, and the second replace races that fill.
+        # Crosses the market: the replacement fills, and the second replace races that fill
+        # (landing, where fills come in parts, after some: it asks for more than was filled).
         steps = (
             ReplaceStep(None, _crossing(item.side, prices)),
-            ReplaceStep(new_qty, None),
+            ReplaceStep(item.qty + new_qty, None),
         )
         cancel = False
     return _with(

@@ -2,7 +2,12 @@
 """The service ``python -m bench.chaos`` runs and kills: the real tree, its broker behind faults.
 
 It is ``ult serve`` (the same ``build_service``, IPC server, journal and
-supervision) except that the paper connector is wrapped in
+supervision) except for its paper broker. Paper fills at most
+``DISPLAYED_SIZE`` a tick, so larger orders fill in parts (a replace may land
+after a partial fill, an emulated child is released in pieces), and paper
+carries brackets itself but leaves OCOs and OTOs to the service
+(``EmulatingPaper``), the one venue where emulated lists meet partial fills.
+The paper connector is wrapped in
 ``ult_actors.testing.connector.FaultyConnector``, which breaks calls the way a
 remote broker does (dropped connections, 503s, 429s, slow or lost replies,
 actor crashes after the order was applied, update streams cut), drawn from a
@@ -29,8 +34,19 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.cli.serve import ipc_child, run_service
 from ult_actors.config import load_config
 from ult_actors.logsetup import configure_logging
+from ult_actors.messages import Contingency
 from ult_actors.service import build_service
 from ult_actors.testing.connector import FaultPlan, FaultyConnector
+
+#: Paper's most per match: an order for more fills over several ticks.
+DISPLAYED_SIZE = Decimal(2)
+TICK_S = 0.25
+
+
+class EmulatingPaper(PaperConnector):
+    """The paper connector, its OCOs and OTOs held by the service instead of the venue."""
+
+    native_contingencies: frozenset[Contingency] = frozenset({"bracket"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         starting_cash=Decimal(10) ** 9,
         state_path=str(state / "paper-paper.db"),
         seed=args.seed,
+        displayed_size=DISPLAYED_SIZE,
+        tick_interval_s=TICK_S,
     )
 
     def make() -> FaultyConnector:
-        return FaultyConnector(PaperConnector("paper", settings, now_ns=time.time_ns), plan)
+        return FaultyConnector(EmulatingPaper("paper", settings, now_ns=time.time_ns), plan)
 
     factories: dict[str, Callable[[], Any]] = {"paper": make}
     policy = ReconcilePolicy(

@@ -74,6 +74,7 @@ from ult_actors.errors import (
     UltError,
 )
 from ult_actors.messages import (
+    OPEN_STATUSES,
     TERMINAL_STATUSES,
     AccountReset,
     ConnectionState,
@@ -388,6 +389,13 @@ class _BrokerIncarnation:
         """The broker's view of one order, ``None`` if it never arrived."""
         return await self._lookup(client_order_id)
 
+    async def lookup_by_id(self, order_id: str) -> Order | None:
+        """The broker's view of one order by its broker order id, ``None`` if unknown."""
+        try:
+            return await self.connector.get_order(order_id)
+        except NotFound:
+            return None
+
     async def open_orders(self) -> list[Order]:
         """The broker's open orders (a background query: it yields to orders)."""
         await self._spend("query")
@@ -397,12 +405,13 @@ class _BrokerIncarnation:
         """Merge a broker report (or our final verdict) into the journal.
 
         A replacement the broker has ends the order it replaced (``replaced``),
-        however its answer was lost.
+        however its answer was lost, and whatever was concluded of the old order
+        meanwhile (a change the venue held and applied late).
         """
         settled = await self._track(msgspec.structs.replace(order, outcome="definitive"))
         if settled.replaces and settled.id and settled.status != "rejected":
             old = await self._known(settled.replaces)
-            if old is not None and old.status == "pending_replace":
+            if old is not None and old.status in OPEN_STATUSES:
                 await self._track(
                     msgspec.structs.replace(
                         old,

@@ -114,6 +114,9 @@ class BrokerSide(Protocol):
     async def lookup(self, client_order_id: str) -> Order | None:
         """The broker's view of one order; ``None`` if it never arrived."""
 
+    async def lookup_by_id(self, order_id: str) -> Order | None:
+        """The broker's view of one order by its broker order id; ``None`` if unknown."""
+
     async def open_orders(self) -> list[Order]:
         """The broker's open orders."""
 
@@ -199,10 +202,10 @@ async def reconcile_on_start(
     broker_open = {o.client_order_id: o for o in await _patiently(side.open_orders)}
     missing: list[Order] = []
     for order in pending:
-        if order.status == "pending_replace":
+        if order.replaces is None:
             now_known = await store.get(order.client_order_id)
             if now_known is not None and now_known.status not in OPEN_STATUSES:
-                continue  # settled by its replacement just above
+                continue  # ended by its replacement just above
         summary.checked += 1
         found = broker_open.get(order.client_order_id) or await _ask(
             side, order.client_order_id
@@ -384,6 +387,24 @@ async def _settle_missing(
         summary.count("rejected")
 
 
+async def _replaced_in_place(side: BrokerSide, store: OrderStore, order: Order) -> Order | None:
+    """The replacement of ``order`` at a venue that modifies in place (TWS), if it has one.
+
+    Such a venue knows a modified order by its old broker id under the
+    replacement's client order id: a change it applied after the service had
+    given up on it (TWS holds changes while it has lost IB) shows there.
+    """
+    if not order.id:
+        return None
+    there = await _patiently(lambda: side.lookup_by_id(order.id))
+    if there is None or there.client_order_id == order.client_order_id:
+        return None
+    mine = await store.get(there.client_order_id)
+    if mine is None or mine.replaces != order.client_order_id:
+        return None
+    return msgspec.structs.replace(there, replaces=order.client_order_id)
+
+
 async def _settle_gone(
     side: BrokerSide,
     store: OrderStore,
@@ -401,7 +422,7 @@ async def _settle_gone(
     await trio.sleep(policy.settle_grace_s)
     for order in gone:
         coid = order.client_order_id
-        found = await _ask(side, coid)
+        found = await _ask(side, coid) or await _replaced_in_place(side, store, order)
         if found is not None:
             summary.count((await side.settle(found)).status)
             continue

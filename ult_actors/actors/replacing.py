@@ -12,9 +12,12 @@ Before anything leaves, one journal write records the replacement
   says it is (fills that won the race included); the caller gets the refusal;
 - the answer is **lost**: the replacement is looked up by its client order id
   before anything is sent again, as for a submit; a replace redelivered after
-  a crash does the same, so it is applied at most once. Still unknown when the
-  retries run out: the caller is told so, and reconciliation settles it
-  (a replacement never found is never sent again as a new order).
+  a crash does the same, so it is applied at most once. Not found, it was not
+  taken; but where the venue may hold a change unanswered and apply it later
+  (a connector with ``holds_changes``: TWS while it has lost IB), or when it
+  cannot be asked, it is still unknown: the caller is told so, both orders
+  stay in flight, and reconciliation settles them (a replacement never found
+  is never sent again as a new order; one found later ends the old).
 """
 
 from __future__ import annotations
@@ -99,17 +102,25 @@ async def replace_order(side: ReplaceSide, msg: ReplaceOrder) -> Order:
         try:
             found = await side.lookup(new_coid)
         except UltError:
-            raise BrokerUnavailable(
-                f"broker {side.name} did not answer the replace of order"
-                f" {old.client_order_id}; whether replacement {new_coid} took effect is"
-                f" unknown until reconciled (check: ult order {new_coid})",
-                broker=side.name,
-            ) from exc
-        if found is None:
-            await _not_taken(side, old, new_coid, exc)
-            raise
-        return await _took_effect(side, old, found)
+            raise _unknown(side, old, new_coid) from exc
+        if found is not None:
+            return await _took_effect(side, old, found)
+        if isinstance(exc, BrokerUnavailable) and getattr(connector, "holds_changes", False):
+            # Unanswered and not there (yet) is no refusal where the venue may hold a
+            # change and apply it later (TWS while it has lost IB): reconciliation settles.
+            raise _unknown(side, old, new_coid) from exc
+        await _not_taken(side, old, new_coid, exc)
+        raise
     return await _took_effect(side, old, new)
+
+
+def _unknown(side: ReplaceSide, old: Order, new_coid: str) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"broker {side.name} did not answer the replace of order"
+        f" {old.client_order_id}; whether replacement {new_coid} took effect is"
+        f" unknown until reconciled (check: ult order {new_coid})",
+        broker=side.name,
+    )
 
 
 async def _record_intent(side: ReplaceSide, old: Order, msg: ReplaceOrder) -> None:

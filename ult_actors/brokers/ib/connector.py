@@ -97,6 +97,9 @@ class IbConnector:
 
     #: TWS carries every order list itself.
     native_contingencies: frozenset[Contingency] = frozenset({"bracket", "oco", "oto"})
+    #: TWS keeps a modify it cannot pass on (it has lost IB) unanswered and applies it
+    #: on the restore: an unanswered modify not found yet is not refused.
+    holds_changes = True
 
     def __init__(
         self,

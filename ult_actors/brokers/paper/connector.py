@@ -303,10 +303,21 @@ class PaperConnector:
                 if self._venue is not None:
                     self._start_ticks(self._venue)
                 task_status.started()
-                async for item in self._updates_out:
-                    if isinstance(item, BaseException):
-                        raise item
-                    await sink(item)
+                while True:
+                    try:
+                        item = await self._updates_out.receive()
+                    except trio.EndOfChannel:
+                        return
+                    # One scheduler round per wake-up, not per update: a market order
+                    # emits two (accepted, filled) in one go.
+                    while True:
+                        if isinstance(item, BaseException):
+                            raise item
+                        await sink(item)
+                        try:
+                            item = self._updates_out.receive_nowait()
+                        except trio.WouldBlock:
+                            break
             finally:
                 self._streaming = False
                 self._stream_epoch += 1
