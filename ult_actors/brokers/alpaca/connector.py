@@ -453,14 +453,14 @@ class AlpacaConnector:
         is done. A first connection that fails, refused credentials, or more
         than ``stream_max_reconnects`` failures in a row end the task.
         """
-        failure: BrokerUnavailable | RateLimited | None = None
+        failure: Exception | None = None
         delivered = self._fees.noting(sink)
         async with trio.open_nursery() as nursery:
             if self.settings.fee_poll_s:
                 nursery.start_soon(self._poll_fees, delivered)
             try:
                 await self._stream(delivered, task_status)
-            except (BrokerUnavailable, RateLimited) as exc:
+            except Exception as exc:
                 failure = exc  # raised after the nursery, so callers see it unwrapped
             nursery.cancel_scope.cancel()
         if failure is not None:
