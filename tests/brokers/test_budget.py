@@ -168,3 +168,14 @@ async def test_many_queries_past_their_patience_are_served_in_turn(
         for _ in range(10):  # 5 s of queries: most wait past their patience
             nursery.start_soon(budget.acquire, "query")
     assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_a_request_cancelled_on_arrival_spends_no_token() -> None:
+    # Its order is never sent: the account's budget must not pay for it.
+    budget = _budget(rate_per_s=0.001, burst=2)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await budget.acquire("order")
+    assert budget.health().used == 0
+    await _spend_all(budget)
+    assert budget.health().used == 2
