@@ -113,6 +113,14 @@ def test_event_lines_say_what_happened() -> None:
     assert event_line(OrderUpdate(order=order, fill=fill, ts=NOW), plain).endswith(
         "order   c-1 AAPL buy 10 market filled 10/10  fill 10 @ 187.50"
     )
+    fee = Fill(
+        fill_id="a-1", order_id="1", client_order_id="c-1", broker="alpaca", symbol="AAPL",
+        side="sell", qty=Decimal(0), price=Decimal("187.5"), fees={"sec": Decimal("0.05"),
+        "finra_taf": Decimal("0.01")}, fee_currency="USD", fee_of="f",
+    )  # fmt: skip
+    assert event_line(OrderUpdate(order=order, fill=fee, ts=NOW, fill_only=True), plain).endswith(
+        "fees    c-1 AAPL 0.06 USD (finra_taf 0.01, sec 0.05) for execution f"
+    )
     crash = ActorHealthChanged(name="broker.paper", state="restarting", restarts=2, error="boom", ts=NOW)
     assert event_line(crash, plain).endswith("actor   broker.paper restarting restarts 2  error: boom")
     halt = TradingStateChanged(state="halted", reason="kill switch", ts=NOW)

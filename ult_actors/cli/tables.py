@@ -439,6 +439,13 @@ def event_line(event: Event, style: Style) -> str:
     """One event as a line for ``ult events``."""
     if isinstance(event, OrderUpdate):
         o = event.order
+        if event.fill_only and event.fill is not None and event.fill.fee_of is not None:
+            f = event.fill  # fees the venue charged after the execution
+            named = ", ".join(f"{name} {plain(amount)}" for name, amount in sorted(f.fees.items()))
+            return (
+                f"{clock(event.ts)}  fees    {o.client_order_id} {o.symbol} {plain(f.total_fees)}"
+                f" {f.fee_currency or ''} ({named}) for execution {f.fee_of}"
+            )
         if event.fill_only and event.fill is not None:
             # The order's new state had its own line already: this is only its execution.
             f = event.fill

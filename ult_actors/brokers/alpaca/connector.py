@@ -453,14 +453,14 @@ class AlpacaConnector:
         is done. A first connection that fails, refused credentials, or more
         than ``stream_max_reconnects`` failures in a row end the task.
         """
-        failure: BrokerUnavailable | RateLimited | None = None
+        failure: Exception | None = None
         delivered = self._fees.noting(sink)
         async with trio.open_nursery() as nursery:
             if self.settings.fee_poll_s:
                 nursery.start_soon(self._poll_fees, delivered)
             try:
                 await self._stream(delivered, task_status)
-            except (BrokerUnavailable, RateLimited) as exc:
+            except Exception as exc:
                 failure = exc  # raised after the nursery, so callers see it unwrapped
             nursery.cancel_scope.cancel()
         if failure is not None:
@@ -653,42 +653,38 @@ class AlpacaConnector:
 
     async def _fee_activities(self, after_ns: int) -> list[WireFeeActivity]:
         """All pages of the FEE and CFEE activities after ``after_ns``, oldest first."""
-        out: list[WireFeeActivity] = []
-        params = {
-            "activity_types": "FEE,CFEE",
-            "after": ns_to_rfc3339(after_ns),
-            "direction": "asc",
-            "page_size": str(_ACTIVITY_PAGE),
-        }
-        while True:
-            page = await self._get(
-                "/v2/account/activities",
-                list[WireFeeActivity],
-                what="fee activities",
-                params=params,
-            )
-            out.extend(page)
-            if len(page) < _ACTIVITY_PAGE:
-                return out
-            params["page_token"] = page[-1].id
+        return await self._activities(
+            "/v2/account/activities",
+            list[WireFeeActivity],
+            what="fee activities",
+            after_ns=after_ns,
+            activity_types="FEE,CFEE",
+        )
 
     # -- HTTP ---------------------------------------------------------------
 
     async def _fill_activities(self, after_ns: int) -> list[WireFillActivity]:
         """All pages of ``GET /v2/account/activities/FILL`` after ``after_ns``, oldest first."""
-        out: list[WireFillActivity] = []
+        return await self._activities(
+            "/v2/account/activities/FILL",
+            list[WireFillActivity],
+            what="fill activities",
+            after_ns=after_ns,
+        )
+
+    async def _activities(
+        self, path: str, into: Any, *, what: str, after_ns: int, **filters: str
+    ) -> list[Any]:
+        """All pages of the account activities at ``path`` after ``after_ns``, oldest first."""
+        out: list[Any] = []
         params = {
+            **filters,
             "after": ns_to_rfc3339(after_ns),
             "direction": "asc",
             "page_size": str(_ACTIVITY_PAGE),
         }
         while True:
-            page = await self._get(
-                "/v2/account/activities/FILL",
-                list[WireFillActivity],
-                what="fill activities",
-                params=params,
-            )
+            page = await self._get(path, into, what=what, params=params)
             out.extend(page)
             if len(page) < _ACTIVITY_PAGE:
                 return out
