@@ -133,3 +133,14 @@ async def test_health_counts_waiting_by_class(autojump_clock: trio.testing.MockC
         health = budget.health()
         assert health.used == 1
         assert health.waiting == {"cancel": 1, "replace": 0, "order": 2, "query": 1}
+
+
+async def test_a_request_cancelled_on_arrival_spends_no_token() -> None:
+    # Its order is never sent: the account's budget must not pay for it.
+    budget = _budget(rate_per_s=0.001, burst=2)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await budget.acquire("order")
+    assert budget.health().used == 0
+    await _spend_all(budget)
+    assert budget.health().used == 2

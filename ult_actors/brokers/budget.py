@@ -80,11 +80,13 @@ class RateBudget:
         cannot be served by then it is refused with ``RateLimited`` (at once
         when the queue ahead of it already says so).
         """
+        # A cancelled caller leaves before taking a token; one served at once takes
+        # no scheduler round (it is on every order's path).
+        await trio.lowlevel.checkpoint_if_cancelled()
         now = self._refill()
         need = self._need(kind)
         if not self._ahead(kind) and self._has(need):
             self._tokens = max(0.0, self._tokens - 1)
-            await trio.lowlevel.checkpoint()
             return
         if within_s is not None:
             eta = self._eta(kind, now)

@@ -16,7 +16,9 @@ both have one method per request, return the message types of
             ...
 
 The socket defaults as for the server: ``$ULT_SOCKET``, the systemd runtime
-directory, ``$XDG_RUNTIME_DIR/ult/ult.sock``, ``/tmp/ult-$UID/ult.sock``.
+directory, ``$XDG_RUNTIME_DIR/ult/ult.sock``, ``/tmp/ult-$UID/ult.sock``. A
+service on another host is reached over NATS with the same calls:
+``Client(url="nats://gw:4222", cluster="prod")`` (needs the ``nats`` extra).
 """
 
 from ult_actors.client._async import AsyncClient

@@ -82,6 +82,11 @@ class AsyncClient:
     runtime directory, ``$XDG_RUNTIME_DIR/ult``, ``/tmp/ult-$UID``).
     ``timeout`` bounds each request (``None``: wait as long as it takes);
     submits with ``wait=True`` are not bounded unless given their own.
+
+    With ``url="nats://HOST:PORT"`` (or ``tls://``) the service is reached over
+    NATS instead, on cluster ``cluster``'s subjects, with the same methods,
+    replies and errors (``creds``: a NATS creds file; ``tls_ca``, ``tls_cert``,
+    ``tls_key``: PEM files; a user and password may be in the URL).
     """
 
     def __init__(

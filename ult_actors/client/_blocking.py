@@ -72,6 +72,11 @@ class Client:
     ``socket`` defaults as for the server; ``timeout`` bounds each request
     (``None``: no bound); a submit with ``wait=True`` is unbounded unless
     given its own ``timeout``.
+
+    With ``url="nats://HOST:PORT"`` (or ``tls://``) the service is reached over
+    NATS instead, on cluster ``cluster``'s subjects, with the same methods,
+    replies and errors (``creds``: a NATS creds file; ``tls_ca``, ``tls_cert``,
+    ``tls_key``: PEM files; a user and password may be in the URL).
     """
 
     def __init__(

@@ -78,8 +78,8 @@ class ClusterMember:
         """
         try:
             while True:
-                epoch = await self._wait_for_lease()
-                if await self._serve_while_held(epoch, serve_active):
+                epoch, asked_at = await self._wait_for_lease()
+                if await self._serve_while_held(epoch, asked_at, serve_active):
                     return
         finally:
             with trio.CancelScope(shield=True):
@@ -87,11 +87,13 @@ class ClusterMember:
 
     # -- standby ------------------------------------------------------------------
 
-    async def _wait_for_lease(self) -> int:
-        """Ask for the lease every ``poll_s`` until it is ours; the epoch it was won at."""
+    async def _wait_for_lease(self) -> tuple[int, float]:
+        """Ask for the lease every ``poll_s`` until it is ours; the epoch it was won at and
+        when (trio's clock) the winning request was sent: the lease runs from no earlier."""
         self.role = "standby"
         reported = None
         while True:
+            asked_at = trio.current_time()
             try:
                 epoch: int | None = await self._db(self._acquire_or_look)
             except Exception as exc:
@@ -107,7 +109,7 @@ class ClusterMember:
                     epoch=epoch,
                     previous=self.active,
                 )
-                return epoch
+                return epoch, asked_at
             if self.active != reported:
                 reported = self.active
                 self.log.info("standby", cluster=self.name, active=self.active or None)
@@ -125,10 +127,9 @@ class ClusterMember:
     # -- active -------------------------------------------------------------------
 
     async def _serve_while_held(
-        self, epoch: int, serve_active: Callable[[Fence], Awaitable[None]]
+        self, epoch: int, won_at: float, serve_active: Callable[[Fence], Awaitable[None]]
     ) -> bool:
         """Run the service while the lease holds; True if the service itself stopped."""
-        won_at = trio.current_time()
         stopped = False
         async with trio.open_nursery() as nursery:
 

@@ -127,19 +127,41 @@ def _waker() -> Callable[[Callable[[], object]], None]:
     return wake_asyncio
 
 
+class Slot:
+    """One of a ``TrioPort``'s slots, held by one item; ``release`` from any thread, once
+    or more (only the first counts)."""
+
+    __slots__ = ("_held", "_lock", "_slots")
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._slots.release()
+
+
 class TrioPort:
     """Hands items from the loop thread to a trio function, at most ``limit`` at a time.
 
     ``try_send`` (loop thread) returns False when ``limit`` items are being
     handled, so the sender can refuse at once instead of queueing; each item is
-    handled by ``handler`` in its own trio task, and its slot is freed when the
+    handled by ``handler(item, slot)`` in its own trio task. The handler may free
+    its slot early (``slot.release()``, from either thread: for a request, on
+    the loop thread once its reply is handed to NATS, so the next request of a
+    client that waited for that reply finds it free); else it is freed when the
     handler returns.
     """
 
     def __init__(
         self,
         nursery: trio.Nursery,
-        handler: Callable[[Any], Coroutine[Any, Any, None]],
+        handler: Callable[[Any, Slot], Coroutine[Any, Any, None]],
         limit: int,
     ) -> None:
         self._nursery = nursery
@@ -153,21 +175,22 @@ class TrioPort:
         or trio has stopped."""
         if not self._slots.acquire(blocking=False):
             return False
+        slot = Slot(self._slots)
         try:
-            self._token.run_sync_soon(self._start, item)
+            self._token.run_sync_soon(self._start, item, slot)
         except trio.RunFinishedError:
-            self._slots.release()
+            slot.release()
             return False
         return True
 
-    def _start(self, item: Any) -> None:
+    def _start(self, item: Any, slot: Slot) -> None:
         try:
-            self._nursery.start_soon(self._handle, item)
+            self._nursery.start_soon(self._handle, item, slot)
         except RuntimeError:  # the nursery closed meanwhile: the service is stopping
-            self._slots.release()
+            slot.release()
 
-    async def _handle(self, item: Any) -> None:
+    async def _handle(self, item: Any, slot: Slot) -> None:
         try:
-            await self._handler(item)
+            await self._handler(item, slot)
         finally:
-            self._slots.release()
+            slot.release()

@@ -9,6 +9,7 @@ runs on the child's own ``LoopThread``, stopped with the child.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -116,8 +117,8 @@ async def serve_nats(
     finally:
         with trio.CancelScope(shield=True):
             if nc is not None:
-                with trio.move_on_after(2.0):
-                    await loop.run(nc.close())
+                with trio.move_on_after(2.0), contextlib.suppress(Exception):
+                    await loop.run(nc.close())  # best effort: the thread stops next
             await trio.to_thread.run_sync(loop.stop)
 
 

@@ -11,6 +11,7 @@ nats-py buffers before that is bounded by the subscription's pending limits
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -22,7 +23,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from ult_actors.errors import BadRequest, ServiceBusy
 from ult_actors.ipc.dispatch import Dispatcher
 from ult_actors.messages import ErrorReply, Reply, Subscribe
-from ult_actors.nats.bridge import LoopThread, TrioPort
+from ult_actors.nats.bridge import LoopThread, Slot, TrioPort
 from ult_actors.nats.subjects import Subjects
 
 #: Every instance of a cluster subscribes in one queue group: a request reaches one.
@@ -71,7 +72,8 @@ class CommandServer:
                 task_status.started()
                 await trio.sleep_forever()
             finally:
-                with trio.move_on_after(2.0, shield=True):
+                # Best effort: closing the connection right after drops it anyway.
+                with trio.move_on_after(2.0, shield=True), contextlib.suppress(Exception):
                     await self.loop.run(sub.unsubscribe())
 
     async def _subscribe(self, port: TrioPort) -> NatsSubscription:
@@ -92,7 +94,14 @@ class CommandServer:
             pending_bytes_limit=_PENDING_BYTES,
         )
 
-    async def _answer(self, msg: Msg) -> None:
+    async def _reply(self, subject: str, data: bytes, slot: Slot) -> None:
+        """(loop thread) Publish a reply and free its slot before it can reach the client:
+        ``publish`` only buffers it, so its requester cannot send its next request (and
+        find every slot taken) before the slot is free."""
+        await self.nc.publish(subject, data)
+        slot.release()
+
+    async def _answer(self, msg: Msg, slot: Slot) -> None:
         """(trio) One request's reply, published to its reply subject."""
         request = self.dispatcher.decode(msg.data)
         reply: Reply
@@ -109,7 +118,7 @@ class CommandServer:
         else:
             reply = await self.dispatcher.answer(request)
         try:
-            await self.loop.run(self.nc.publish(msg.reply, self._encoder.encode(reply)))
+            await self.loop.run(self._reply(msg.reply, self._encoder.encode(reply), slot))
         except Exception as exc:
             # NATS is down or reconnecting past its buffer: the requester will time out
             # (a submit's outcome is then unknown to it, and it looks the order up).
