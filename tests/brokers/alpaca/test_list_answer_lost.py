@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
+from tests.brokers.alpaca.harness import running_sim, service_env
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.config import load_config
 from ult_actors.journal import sqlite_store_opener
@@ -40,20 +40,12 @@ COIDS = ("lost-e", "lost-tp", "lost-sl")
 
 @asynccontextmanager
 async def service_on(port: int, state: Path) -> AsyncIterator[Service]:
-    env = {
-        "ALPACA_API_KEY": KEY,
-        "ALPACA_API_SECRET": SECRET,
-        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
-        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
-        "ENABLE_PAPER_TRADING": "false",
-        "DEFAULT_BROKER": "alpaca",
-        "ULT_STATE_DIR": str(state),
-    }
+    """The service on the simulator, its journal a SQLite file in ``state``."""
+    env = service_env(port, state)
     svc = build_service(
         load_config(None, env=env),
         env=env,
         rng=random.Random(5),
-        store_opener=sqlite_store_opener(state / "journal.db"),
         reconcile=ReconcilePolicy(settle_grace_s=0.2),
     )
     async with trio.open_nursery() as nursery:
