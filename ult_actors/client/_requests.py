@@ -401,7 +401,8 @@ class Requests:
     ) -> Call[list[Order]]:
         """Place an order list; every leg, and the list, get an id if they have none."""
         legs = [self._stamped(leg, None) for leg in orders.legs]
-        list_id = orders.list_id or f"{legs[0].client_order_id}-list"
+        # No legs: sent as it is, for the service to refuse naming ``legs``.
+        list_id = orders.list_id or (f"{legs[0].client_order_id}-list" if legs else None)
         stamped = self._stamped(
             msgspec.structs.replace(orders, legs=legs, list_id=list_id), timeout
         )
