@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 
@@ -66,3 +69,31 @@ async def test_a_list_without_legs_is_refused_by_name_and_the_connection_serves_
     assert isinstance(pong, OkReply)
     assert by_library.value.field == "legs"
     assert orders == []
+
+
+async def test_a_report_bound_beyond_what_the_journal_stores_is_a_bad_request(
+    state: Path,
+) -> None:
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            raw = await RawConnection.open(state / "s")
+            # Beyond int64: built by hand, as a client in another language could send it.
+            far = {"kind": "get_report", "id": 1, "query": {"since_ns": 2**64 - 1}}
+            await raw.send_raw(msgspec.msgpack.encode(far), framed=True)
+            await raw.send(Ping(id=2))
+            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
+            await raw.aclose()
+            await client.submit("AAPL", "buy", 5, wait=True)
+            everything = await trio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "ult_actors.cli", "report", "--socket",
+                     str(state / "s"), "--since", "0001-01-01", "--until", "9999-12-31", "--csv"],
+                    capture_output=True, text=True, timeout=60,
+                )
+            )  # fmt: skip
+    assert isinstance(refused, ErrorReply)
+    assert refused.error.code == "bad_request"
+    assert "since_ns" in refused.error.message
+    assert isinstance(pong, OkReply)
+    assert everything.returncode == 0, everything.stderr
+    assert everything.stdout.splitlines()[1].startswith("AAPL,1,5,")

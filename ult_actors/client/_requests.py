@@ -278,7 +278,10 @@ def _utc_ns(moment: datetime.datetime | None) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    # Nothing is journaled outside what a signed 64-bit count of nanoseconds holds, so a
+    # bound beyond it (year 1 or 9999) means the same as the end of that range.
+    return max(-(2**63), min(ns, 2**63 - 1))
 
 
 def expect(reply: Reply, kind: type[R]) -> R:
