@@ -97,3 +97,21 @@ async def test_a_report_bound_beyond_what_the_journal_stores_is_a_bad_request(
     assert isinstance(pong, OkReply)
     assert everything.returncode == 0, everything.stderr
     assert everything.stdout.splitlines()[1].startswith("AAPL,1,5,")
+
+
+async def test_a_frame_of_deeply_nested_maps_is_a_bad_request_and_the_connection_serves_on(
+    state: Path,
+) -> None:
+    # A ping whose extra field holds maps nested 100,000 deep: msgspec gives up recursing.
+    nested = b"\x83\xa4kind\xa4ping\xa2id\x07\xa1x" + b"\x81\xa1a" * 100_000 + b"\x01"
+    async with served(_paper(state), state):
+        with trio.fail_after(30):
+            raw = await RawConnection.open(state / "s")
+            await raw.send_raw(nested, framed=True)
+            await raw.send(Ping(id=2))
+            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
+            await raw.aclose()
+    assert isinstance(refused, ErrorReply)
+    assert refused.error.code == "bad_request"
+    assert "nests too deeply" in refused.error.message
+    assert isinstance(pong, OkReply)
