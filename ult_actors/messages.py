@@ -333,19 +333,35 @@ class TradingSetting(_Value, frozen=True):
     at: int = 0
 
 
-Event = OrderUpdate | PositionDrift | ActorHealthChanged | TradingStateChanged | AccountReset
-EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
-
-# ---------------------------------------------------------------------------
-# Health snapshot
-# ---------------------------------------------------------------------------
-
-
 #: A broker connection's state: ``connecting`` (not connected, or waiting to try
 #: again), ``resyncing`` (connected, recovering what was missed: new orders gated),
 #: ``ready`` (in step), ``degraded`` (up, but the venue reports trouble), ``parked``
 #: (down after repeated failures, retried later).
 ConnectionState = Literal["connecting", "resyncing", "ready", "degraded", "parked"]
+
+
+class ConnectionStateChanged(_Tagged, frozen=True, tag="connection_state"):
+    """A broker connection changed state (topic ``health``); ``reason`` says why, if known."""
+
+    broker: str
+    state: ConnectionState
+    reason: str = ""
+    ts: int = 0
+
+
+Event = (
+    OrderUpdate
+    | PositionDrift
+    | ActorHealthChanged
+    | TradingStateChanged
+    | AccountReset
+    | ConnectionStateChanged
+)
+EventTopic = Literal["orders", "fills", "health", "positions", "risk"]
+
+# ---------------------------------------------------------------------------
+# Health snapshot
+# ---------------------------------------------------------------------------
 
 
 class RequestBudget(_Value, frozen=True):

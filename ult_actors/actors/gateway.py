@@ -31,6 +31,7 @@ from ult_actors.messages import (
     ActorHealthChanged,
     Cancel,
     ClosePosition,
+    ConnectionStateChanged,
     Event,
     EventTopic,
     Flatten,
@@ -81,7 +82,7 @@ def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
                 if "fills" in topics and event.fill is not None:
                     return True
                 return "orders" in topics and not event.fill_only
-            case ActorHealthChanged():
+            case ActorHealthChanged() | ConnectionStateChanged():
                 return "health" in topics
             case PositionDrift() | AccountReset():
                 return "positions" in topics
