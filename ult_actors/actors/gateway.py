@@ -31,6 +31,7 @@ from ult_actors.messages import (
     ActorHealthChanged,
     Cancel,
     ClosePosition,
+    ConnectionStateChanged,
     Event,
     EventTopic,
     Flatten,
@@ -81,7 +82,7 @@ def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
                 if "fills" in topics and event.fill is not None:
                     return True
                 return "orders" in topics and not event.fill_only
-            case ActorHealthChanged():
+            case ActorHealthChanged() | ConnectionStateChanged():
                 return "health" in topics
             case PositionDrift() | AccountReset():
                 return "positions" in topics
@@ -237,7 +238,8 @@ class ServiceGateway:
                 request.order, client_order_id=self.new_client_order_id()
             )
             return msgspec.structs.replace(request, order=order)
-        if isinstance(request, SubmitList):
+        if isinstance(request, SubmitList) and request.orders.legs:
+            # A list without legs goes on as it is, for the router to refuse by name.
             orders = request.orders
             legs = [
                 leg

@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -48,6 +49,19 @@ def settings_for(port: int, **overrides: Any) -> AlpacaSettings:
         **overrides,
     }
     return AlpacaSettings(**values)
+
+
+def service_env(port: int, state_dir: Path) -> dict[str, str]:
+    """A service's environment: its one broker Alpaca, on the simulator at ``port``."""
+    return {
+        "ALPACA_API_KEY": KEY,
+        "ALPACA_API_SECRET": SECRET,
+        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
+        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
+        "ENABLE_PAPER_TRADING": "false",
+        "DEFAULT_BROKER": "alpaca",
+        "ULT_STATE_DIR": str(state_dir),
+    }
 
 
 @asynccontextmanager

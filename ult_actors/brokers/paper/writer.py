@@ -3,11 +3,11 @@
 Venues stage rows into the open ``Batch`` (``batch()``) and attach what must
 wait for them to be on disk (``after_commit``: the venue's order updates).
 The open batch is handed to the writer's thread at the end of the scheduler
-round that opened it (by a flusher task woken when it opens: a task woken on
-the trio thread costs no wake-up syscalls, as ``run_sync_soon`` would), or,
-while a commit is running, as soon as that commit is done: so under load many venue events share one
-transaction, and at low load nothing waits for a timer. Batches commit one
-at a time, in order.
+round that opened it (by a flusher task woken when it opens: waking a task
+costs no syscalls, where ``run_sync_soon`` writes trio's wake-up socket),
+or, while a commit is running, as soon as that commit is done: so under load
+many venue events share one transaction, and at low load nothing waits for a
+timer. Batches commit one at a time, in order.
 
 A small batch (``inline_max_rows``) found while the thread is idle is
 committed on the trio thread at that moment instead: a WAL commit without

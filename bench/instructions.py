@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Instructions per order on the durable actor path, counted by valgrind: steady on a busy machine.
+
+Wall time and even CPU time move by tens of percent with other people's
+load on a shared machine; instructions retired do not (two runs of the same
+tree agree within 0.1 %). This drives the service in process, with what the
+default configuration makes durable (the SQLite journal file, the paper
+account file, their writer threads), through ``ServiceGateway.handle`` as
+the IPC server calls it: ``--warmup`` sequential orders, then either more
+sequential ones or a window of 128 concurrent submitters. Each measurement
+is two runs under ``valgrind --tool=cachegrind`` (all threads counted), one
+with ``--orders`` more orders than the other: the difference over
+``--orders`` is the instructions per order, start-up and shut-down cancelled
+out. The socket and the log line of the IPC layer are not in it.
+
+    python -m bench.instructions --orders 1000          # sequential and window 128
+    python -m bench.instructions --setup instant         # the actor machinery alone
+    python -m bench.instructions --drive seq 100 1100    # one run, no valgrind (what it runs)
+
+A/B of two trees: run it in each checkout (``cd <tree> && PYTHONPATH=.
+python -m bench.instructions``); the figures are comparable across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench.common import ROOT, child_env, short_tempdir
+from bench.ult import RISK_LIMITS
+
+WINDOW = 128
+#: What is behind the actors: ``durable`` is the default configuration's (the
+#: SQLite journal file, the paper account file); ``memory`` keeps both in memory;
+#: ``instant`` has a memory journal and a broker that fills at once, keeping nothing.
+SETUPS = ("durable", "memory", "instant")
+
+
+def _config_text(state_dir: Path, setup: str) -> str:
+    risk = "\n".join(f"{k} = {v}" for k, v in RISK_LIMITS.items())
+    paper = 'state_path = ":memory:"\n' if setup != "durable" else ""
+    return (
+        f'[service]\nstate_dir = "{state_dir}"\n\n[risk]\n{risk}\n\n'
+        '[brokers.paper]\nkind = "paper"\nlatency_ms = 0\nstarting_cash = 1000000000000\n' + paper
+    )
+
+
+async def drive(mode: str, warmup: int, orders: int, setup: str = "durable") -> int:
+    """Run the in-process service and submit ``warmup`` + ``orders`` orders; how many were answered."""
+    from bench.actors import InstantConnector
+    from ult_actors.config import load_config
+    from ult_actors.journal import memory_store_opener
+    from ult_actors.messages import OrderReply, OrderRequest, Submit
+    from ult_actors.service import build_service
+
+    answered = 0
+    with short_tempdir("bn-") as tmp:
+        path = tmp / "ult.toml"
+        path.write_text(_config_text(tmp, setup))
+        extra: dict[str, Any] = {}
+        if setup != "durable":
+            extra["store_opener"] = memory_store_opener()
+        if setup == "instant":
+            extra["connector_factories"] = {"paper": lambda: InstantConnector("paper")}
+        service = build_service(load_config(path, env={}), env={}, rng=random.Random(7), **extra)
+        ids = iter(range(1, 10**9))
+
+        async def one() -> None:
+            nonlocal answered
+            i = next(ids)
+            request = OrderRequest(
+                symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"n-{i}"
+            )
+            reply = await service.gateway.handle(Submit(id=i, order=request))
+            assert isinstance(reply, OrderReply), reply
+            answered += 1
+
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(600):
+                await nursery.start(service.run)
+                for _ in range(warmup):
+                    await one()
+                if mode == "seq":
+                    for _ in range(orders):
+                        await one()
+                else:
+                    left = orders
+
+                    async def worker() -> None:
+                        nonlocal left
+                        while left > 0:
+                            left -= 1
+                            await one()
+
+                    async with trio.open_nursery() as workers:
+                        for _ in range(WINDOW):
+                            workers.start_soon(worker)
+            nursery.cancel_scope.cancel()
+    return answered
+
+
+def _instructions(mode: str, warmup: int, orders: int, setup: str) -> int:
+    """Instructions of one driven run under cachegrind (every thread of the process)."""
+    command = [
+        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        sys.executable, "-m", "bench.instructions", "--setup", setup,
+        "--drive", mode, str(warmup), str(orders),
+    ]  # fmt: skip
+    out = subprocess.run(
+        command, capture_output=True, text=True, timeout=1800, cwd=ROOT, env=child_env(),
+        check=True,
+    )  # fmt: skip
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def measure(orders: int, warmup: int, setup: str = "durable") -> dict[str, Any]:
+    """Instructions per order, sequential and with a window of 128."""
+    if shutil.which("valgrind") is None:
+        return {"status": "unavailable: valgrind is not installed"}
+    base = _instructions("seq", warmup, 0, setup)
+    result: dict[str, Any] = {"setup": setup, "orders": orders, "warmup": warmup}
+    for mode in ("seq", "window"):
+        total = _instructions(mode, warmup, orders, setup)
+        result[mode] = round((total - base) / orders)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--orders", type=int, default=1000, help="orders per measured run (1000)")
+    p.add_argument("--warmup", type=int, default=100, help="sequential orders first (100)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--setup", choices=SETUPS, default="durable", help="see SETUPS (durable)")
+    p.add_argument(
+        "--drive", nargs=3, metavar=("MODE", "WARMUP", "ORDERS"),
+        help="run once without valgrind (seq or window); what each measurement runs",
+    )  # fmt: skip
+    args = p.parse_args(argv)
+    if args.drive:
+        mode, warmup, orders = args.drive
+        if mode not in ("seq", "window"):
+            p.error("MODE is seq or window")
+        print(trio.run(drive, mode, int(warmup), int(orders), args.setup), "orders answered")
+        return 0
+    result = measure(args.orders, args.warmup, args.setup)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif "status" in result:
+        print(result["status"])
+    else:
+        print(
+            f"instructions per order, {args.setup} ({args.orders} orders after {args.warmup},"
+            " valgrind)"
+        )
+        print(f"  sequential      {result['seq']:>12,}")
+        print(f"  window {WINDOW}      {result['window']:>12,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
