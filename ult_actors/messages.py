@@ -601,6 +601,10 @@ class Subscribe(_Tagged, frozen=True, tag="subscribe"):
 ReportGrouping = Literal["order", "symbol", "broker", "day"]
 
 
+#: A moment as UTC nanoseconds, within what the journal can store (a signed 64-bit integer).
+TimeNs = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class ReportQuery(_Value, frozen=True):
     """Which orders a cost report covers and how it groups them.
 
@@ -609,8 +613,8 @@ class ReportQuery(_Value, frozen=True):
     the distributions the ``--html`` page draws.
     """
 
-    since_ns: int | None = None
-    until_ns: int | None = None
+    since_ns: TimeNs | None = None
+    until_ns: TimeNs | None = None
     broker: BrokerName | None = None
     symbol: str | None = None
     by: ReportGrouping = "symbol"

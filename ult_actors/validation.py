@@ -292,7 +292,7 @@ def _check_exits(
         low, high = sorted((take_profit.limit_price, stop_loss.stop_price))
         if not low < entry.limit_price < high:
             raise InvalidOrder(
-                f"a limit entry ({entry.limit_price}) lies between its stop loss and its"
+                f"a limit entry ({entry.limit_price}) must lie between its stop loss and its"
                 f" take profit ({low} - {high})",
                 field="legs[0].limit_price",
             )

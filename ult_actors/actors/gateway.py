@@ -238,7 +238,8 @@ class ServiceGateway:
                 request.order, client_order_id=self.new_client_order_id()
             )
             return msgspec.structs.replace(request, order=order)
-        if isinstance(request, SubmitList):
+        if isinstance(request, SubmitList) and request.orders.legs:
+            # A list without legs goes on as it is, for the router to refuse by name.
             orders = request.orders
             legs = [
                 leg

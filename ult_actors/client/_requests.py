@@ -278,7 +278,10 @@ def _utc_ns(moment: datetime.datetime | None) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+    # Nothing is journaled outside what a signed 64-bit count of nanoseconds holds, so a
+    # bound beyond it (year 1 or 9999) means the same as the end of that range.
+    return max(-(2**63), min(ns, 2**63 - 1))
 
 
 def expect(reply: Reply, kind: type[R]) -> R:
@@ -401,7 +404,8 @@ class Requests:
     ) -> Call[list[Order]]:
         """Place an order list; every leg, and the list, get an id if they have none."""
         legs = [self._stamped(leg, None) for leg in orders.legs]
-        list_id = orders.list_id or f"{legs[0].client_order_id}-list"
+        # No legs: sent as it is, for the service to refuse naming ``legs``.
+        list_id = orders.list_id or (f"{legs[0].client_order_id}-list" if legs else None)
         stamped = self._stamped(
             msgspec.structs.replace(orders, legs=legs, list_id=list_id), timeout
         )
