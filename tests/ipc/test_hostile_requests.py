@@ -20,11 +20,13 @@ import trio
 from tests.ipc.rawconn import RawConnection
 from tests.service_harness import one_broker_config, served
 from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.client import order_request
 from ult_actors.errors import InvalidOrder
 from ult_actors.messages import (
     ErrorReply,
     OkReply,
     OrderListRequest,
+    OrdersReply,
     Ping,
     Reply,
     SubmitList,
@@ -115,3 +117,34 @@ async def test_a_frame_of_deeply_nested_maps_is_a_bad_request_and_the_connection
     assert refused.error.code == "bad_request"
     assert "nests too deeply" in refused.error.message
     assert isinstance(pong, OkReply)
+
+
+async def test_a_named_list_asked_again_is_placed_once(state: Path) -> None:
+    # A retry of a list the caller named (its idempotency key), legs without ids of their own.
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            first = await client.bracket(
+                "AAPL", "buy", 10, type="limit", limit_price="99",
+                take_profit="110", stop_loss="90", list_id="dip-bracket",
+            )  # fmt: skip
+            again = await client.bracket(
+                "AAPL", "buy", 10, type="limit", limit_price="99",
+                take_profit="110", stop_loss="90", list_id="dip-bracket",
+            )  # fmt: skip
+            raw = await RawConnection.open(state / "s")
+            parent = order_request("AAPL", "buy", 5, type="limit", limit_price="98")
+            child = order_request("AAPL", "sell", 5, type="limit", limit_price="120")
+            named = OrderListRequest(contingency="oto", legs=[parent, child], list_id="raw-oto")
+            await raw.send(SubmitList(id=1, orders=named))
+            raw_first = await raw.receive()
+            await raw.send(SubmitList(id=2, orders=named))
+            raw_again = await raw.receive()
+            await raw.aclose()
+            orders = await client.orders()
+    assert [o.client_order_id for o in first] == [
+        "dip-bracket-1", "dip-bracket-2", "dip-bracket-3"
+    ]  # fmt: skip
+    assert [o.id for o in again] == [o.id for o in first]
+    assert isinstance(raw_first, OrdersReply) and isinstance(raw_again, OrdersReply)
+    assert [o.id for o in raw_again.orders] == [o.id for o in raw_first.orders]
+    assert len(orders) == 5
