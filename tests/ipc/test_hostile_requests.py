@@ -93,9 +93,19 @@ async def test_a_report_bound_beyond_what_the_journal_stores_is_a_bad_request(
                     capture_output=True, text=True, timeout=60,
                 )
             )  # fmt: skip
+            backwards = await trio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "ult_actors.cli", "report", "--socket",
+                     str(state / "s"), "--since", "2030-01-01", "--until", "2020-01-01"],
+                    capture_output=True, text=True, timeout=60,
+                )
+            )  # fmt: skip
     assert isinstance(refused, ErrorReply)
     assert refused.error.code == "bad_request"
     assert "since_ns" in refused.error.message
+    assert backwards.returncode == 0, backwards.stderr
+    assert "since=2030-01-01T00:00:00+00:00, until=2020-01-01T00:00:00+00:00" in backwards.stdout
+    assert "since is not before until" in backwards.stdout
     assert isinstance(pong, OkReply)
     assert everything.returncode == 0, everything.stderr
     assert everything.stdout.splitlines()[1].startswith("AAPL,1,5,")
