@@ -105,6 +105,9 @@ class _EnginePool:
     def client(self) -> HttpcoreEngine:
         return self.engine
 
+    async def charge(self) -> None:
+        """No request budget here (``HttpPool.charge`` with none)."""
+
     async def close(self) -> None:
         await self.engine.aclose()
 

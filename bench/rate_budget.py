@@ -8,6 +8,7 @@ holding its token, is reported as p50/max against one token interval
 the budget's priority rule alone, without a venue or a socket.
 
     python -m bench.rate_budget --rate 50 --burst 5 --cancels 200
+    python -m bench.rate_budget --venue alpaca --cancels 30   # a venue's default budget
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import statistics
 
 import trio
 
-from ult_actors.brokers.budget import RateBudget
+from ult_actors.brokers.budget import DEFAULT_BUDGETS, RateBudget
 
 
 async def measure(rate: float, burst: int, cancels: int, backlog: int, seed: int) -> list[float]:
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cancels", type=int, default=200, help="cancels to measure")
     p.add_argument("--backlog", type=int, default=500, help="new orders kept waiting")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--venue", choices=sorted(DEFAULT_BUDGETS), help="use this venue's default rate and burst"
+    )
     args = p.parse_args(argv)
+    if args.venue:
+        args.rate, args.burst = DEFAULT_BUDGETS[args.venue]
     waits = trio.run(measure, args.rate, args.burst, args.cancels, args.backlog, args.seed)
     interval_ms = 1000 / args.rate
     p50 = statistics.median(waits) * 1000

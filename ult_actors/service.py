@@ -356,7 +356,7 @@ def _broker_actors(
         delay_s=config.retry.delay_ms / 1000,
         max_delay_s=config.retry.max_delay_ms / 1000,
     )
-    brokers = _Brokers(connections=ConnectionBoard(now_ns))
+    brokers = _Brokers(connections=ConnectionBoard(now_ns, publish=bus.publish))
     for entry in config.enabled_brokers:
         if entry.name in connector_factories:
             make = connector_factories[entry.name]

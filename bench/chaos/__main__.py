@@ -42,7 +42,9 @@ bracket exit pair, not both filled beyond the pair's quantity and none open
 once its peer filled, from the journal and from the brokers' side.
 It prints the counts and exits 0 only if duplicates, lost, mismatched,
 unsettled, broken replace links and legs working after their peer filled
-are all 0 and both position checks agree.
+are all 0 and both position checks agree, and, under the real venues'
+request limits (``--venue-limits real``, the default), no simulator answered
+a 429 because a limit was reached (the 429 faults aside).
 
 The order stream, the fault schedule of each service start, the simulator
 fault schedule and the kill points are fixed by ``--seed``; thread and
@@ -90,6 +92,7 @@ from bench.chaos.sims import (
     disarm,
     ib_order_refs,
     inject_faults,
+    limit_refusals,
     orders_created,
     start_sims,
     stop_sims,
@@ -516,7 +519,9 @@ async def chaos(args: argparse.Namespace) -> int:
     sims: list[Sim] = []
     child: Child | None = None
     try:
-        sims = start_sims([b for b in args.brokers if b != "paper"], base, args.seed)
+        sims = start_sims(
+            [b for b in args.brokers if b != "paper"], base, args.seed, args.venue_limits
+        )
         env = {k: v for sim in sims for k, v in sim.env.items()}
         child = Child(base, args, tally, env)
         started = time.monotonic()
@@ -528,6 +533,7 @@ async def chaos(args: argparse.Namespace) -> int:
 
         await run_clients(child, plan, args, tally, break_sims)
         elapsed = time.monotonic() - started
+        refused_by_limits = await limit_refusals(sims)
         await disarm(sims)
         settle_started = time.monotonic()
         service_open, service_positions = await settle(child, args.settle_timeout)
@@ -544,6 +550,8 @@ async def chaos(args: argparse.Namespace) -> int:
         faults = count_faults(child.faults)
         faults.update(sim_faults)
         report["faults"] = dict(sorted(faults.items()))
+        report["venue_limits"] = args.venue_limits
+        report["limit_429s_by_broker"] = refused_by_limits
         report["faults"]["kill9"] = tally.kills
         report["faults"]["service_gave_up_and_restarted"] = tally.exits
         report["reconciliation"] = reconcile_totals(child.log_path)
@@ -568,6 +576,8 @@ async def chaos(args: argparse.Namespace) -> int:
             and report["leg_working_after_peer_filled"] == 0
             and report["positions_agree"]
             and report["service_book_agrees"]
+            # Under the real venues' limits the budgets keep the service from ever meeting one.
+            and (args.venue_limits != "real" or sum(refused_by_limits.values()) == 0)
         )
         return 0 if ok else 1
     finally:
@@ -698,6 +708,9 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         *((f"  {kind}", n) for kind, n in report["faults"].items()),
         ("reconciliation", ""),
         *((f"  {k}", n) for k, n in sorted(report["reconciliation"].items())),
+        (f"429s / IB error 100s from venue limits ({report['venue_limits']})",
+         sum(report["limit_429s_by_broker"].values())),
+        *((f"  at {b}", n) for b, n in report["limit_429s_by_broker"].items()),
         ("orders at the broker", report["at_broker"]),
         ("  open at the end", report["open_at_end"]),
         ("duplicates", report["duplicates"]),
@@ -767,6 +780,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--sim-faults-per-s", type=float, default=3.0, help="simulator faults armed per second"
+    )
+    p.add_argument(
+        "--venue-limits",
+        choices=("real", "small", "off"),
+        default="real",
+        help="request limits the Alpaca and OANDA simulators enforce (default real: the"
+        " venues' own, never to be met; small: met often, nothing lost)",
     )
     p.add_argument("--settle-timeout", type=float, default=120.0, help="max s to wait at the end")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, journal, account)")

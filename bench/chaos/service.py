@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from ult_actors.actors.reconcile import ReconcilePolicy
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-drop-every", type=float, default=20.0, help="mean seconds (0: never)")
     p.add_argument("--faults-log", required=True)
     p.add_argument("--stuck-after", type=float, default=2.0, help="reconcile stuck orders after s")
+    p.add_argument(
+        "--stale-after", type=float, default=2.0, help="Alpaca/OANDA/IB streams silent this long: lost"
+    )
     args = p.parse_args(argv)
     cfg = load_config(None)
     cfg.ipc.socket = args.socket
@@ -69,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg.supervision.park_s = 5.0
     # Pull positions often, so a book a race put off is put right (drift, two pulls) soon.
     cfg.positions.sync_interval_s = 2.0
+    # Streams the simulators silence are found within the run, not after 15-30 s.
+    for entry in cfg.brokers:
+        if entry.kind in ("alpaca", "oanda", "ib"):
+            entry.settings = msgspec.structs.replace(entry.settings, stale_after_s=args.stale_after)
+        if entry.kind == "alpaca":
+            entry.settings = msgspec.structs.replace(
+                entry.settings, stream_ping_interval_s=args.stale_after / 4
+            )
     state = Path(args.state_dir)
     configure_logging(json=True, level="info")
     plan = FaultPlan(

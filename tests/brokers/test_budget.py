@@ -135,6 +135,41 @@ async def test_health_counts_waiting_by_class(autojump_clock: trio.testing.MockC
         assert health.waiting == {"cancel": 1, "replace": 0, "order": 2, "query": 1}
 
 
+async def test_a_query_behind_a_flood_of_orders_slows_down_but_is_not_starved(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=10.0, burst=2, query_reserve=1)
+    await _spend_all(budget)
+    start = trio.current_time()
+    served: list[str] = []
+
+    async def request(kind: RequestClass) -> None:
+        await budget.acquire(kind)
+        served.append(kind)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):  # 5 s of orders at 10/s
+            nursery.start_soon(request, "order")
+        await trio.testing.wait_all_tasks_blocked()
+        await request("query")
+        waited = trio.current_time() - start
+    # It waited its patience (the orders went first), then took the next token.
+    assert budget.query_patience_s <= waited <= budget.query_patience_s + 1 / budget.rate_per_s
+    assert served.index("query") < len(served) - 1  # orders were still queued behind it
+
+
+async def test_many_queries_past_their_patience_are_served_in_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=2.0, burst=1, query_reserve=0)
+    await _spend_all(budget)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):  # 5 s of queries: most wait past their patience
+            nursery.start_soon(budget.acquire, "query")
+    assert trio.current_time() - start == pytest.approx(5.0)
+
+
 async def test_a_request_cancelled_on_arrival_spends_no_token() -> None:
     # Its order is never sent: the account's budget must not pay for it.
     budget = _budget(rate_per_s=0.001, burst=2)

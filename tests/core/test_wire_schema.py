@@ -196,6 +196,10 @@ EVENTS: list[tuple[Any, str]] = [
         '{"kind":"trading_state","state":"halted","reason":"kill","broker":"paper","ts":8,'
         '"set_by":"service"}',
     ),
+    (
+        m.ConnectionStateChanged(broker="oanda", state="degraded", reason="quiet", ts=9),
+        '{"kind":"connection_state","broker":"oanda","state":"degraded","reason":"quiet","ts":9}',
+    ),
 ]
 REPLIES: list[tuple[Any, str]] = [
     (m.OrderReply(id=1, order=ORDER), f'{{"kind":"order","id":1,"order":{ORDER_JSON}}}'),

@@ -152,3 +152,29 @@ def test_ult_events_over_nats_follows_the_trader_and_never_prints_the_password(
     assert follow.returncode == 0, err
     assert "perm-cli-events-1" in out
     assert "viewer-pw" not in subscribed + out + err
+
+
+def test_neither_a_viewer_nor_a_trader_can_forge_an_event(
+    service: UltProcess, secured: NatsServer
+) -> None:
+    import nats
+
+    async def refused(user: str) -> str:
+        denied = asyncio.Event()
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+            denied.set()
+
+        nc = await nats.connect(_as(secured, user), error_cb=on_error)
+        try:
+            await nc.publish("ult.default.events.orders", b"forged")
+            await nc.flush()
+            await asyncio.wait_for(denied.wait(), 10)
+        finally:
+            await nc.close()
+        return errors[0]
+
+    for user in ("viewer", "trader"):
+        assert "permissions violation for publish" in asyncio.run(refused(user)).lower()

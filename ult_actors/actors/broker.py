@@ -57,8 +57,14 @@ from ult_actors.actors.reconcile import (
     reconcile_stuck,
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
-from ult_actors.brokers.base import Connector, SupportsLegLookup, SupportsResync
-from ult_actors.brokers.budget import RateBudget, RequestClass
+from ult_actors.brokers.base import (
+    Connector,
+    SupportsLegLookup,
+    SupportsRequestBudget,
+    SupportsResync,
+    SupportsStreamState,
+)
+from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -138,9 +144,9 @@ class BrokerActorDeps:
     on_unavailable: Literal["hold", "refuse"] = "hold"
     #: The account's request budget, shared by every incarnation; ``None``: unlimited.
     budget: RateBudget | None = None
-    #: Told (broker, state, connector) whenever the connection's state changes (health).
-    on_connection_state: Callable[[str, ConnectionState, Connector], None] = (
-        lambda _broker, _state, _connector: None
+    #: Told (broker, state, connector, why) whenever the connection's state changes (health).
+    on_connection_state: Callable[[str, ConnectionState, Connector, str], None] = (
+        lambda _broker, _state, _connector, _why: None
     )
 
 
@@ -162,6 +168,8 @@ class _BrokerIncarnation:
         self.submitting: dict[str, trio.Event] = {}
         self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
         self.connector = deps.make_connector()
+        if deps.budget is not None and isinstance(self.connector, SupportsRequestBudget):
+            self.connector.use_budget(deps.budget)  # its own extra requests count too
         #: Latest known state of this broker's orders seen by this incarnation.
         self.orders: Recent[str, Order] = Recent(
             _MAX_TRACKED,
@@ -188,7 +196,13 @@ class _BrokerIncarnation:
         #: Open legs of emulated lists (the service holds their contingency), for health.
         self.emulated_open: set[str] = set()
         #: Set once what the stream missed is applied: the gate for new orders opens.
+        #: A stream lost later (``degraded``) puts a fresh, unset one in its place.
         self.ready = trio.Event()
+        self.state: ConnectionState = "connecting"
+        #: Why the connector's own update stream is down now (``None``: it is up).
+        self.stream_down: str | None = None
+        if isinstance(self.connector, SupportsStreamState):
+            self.connector.watch_stream(self._on_stream_state)
 
     async def run(self) -> None:
         try:
@@ -204,9 +218,9 @@ class _BrokerIncarnation:
                 self.log.info("broker connected", incarnation=self.ctx.incarnation)
                 self._set_state("resyncing")
                 # New orders are read now, to be held or refused at the gate (``_gate``)
-                # until the books are in step. Cancels and queries are served once the
-                # resync is over (see docs/architecture.md: sooner is not safe yet).
+                # until the books are in step; cancels and queries are served at once.
                 nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
+                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
                 await self._resync()
                 store = await self.deps.journal.get()
                 # Before any new order: settle what the journal does not know the end of.
@@ -219,20 +233,37 @@ class _BrokerIncarnation:
                 if summary.adopted and summary.journal_empty:
                     self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
-                self._set_state("ready")
-                self.ready.set()
+                if self.stream_down is None:
+                    self._set_state("ready")
+                    self.ready.set()
+                else:  # lost again meanwhile: the gate opens once it is back in step
+                    self._set_state("degraded", self.stream_down)
                 self.ctx.started()
-                # A query or a cancel never waits behind queued orders (``broker_mailbox``).
-                nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
         finally:
             self._set_state("connecting")  # until the next incarnation is in step
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self.connector.disconnect()
 
-    def _set_state(self, state: ConnectionState) -> None:
-        self.log.info("broker connection state", state=state)
-        self.deps.on_connection_state(self.name, state, self.connector)
+    def _set_state(self, state: ConnectionState, why: str = "") -> None:
+        self.state = state
+        self.log.info("broker connection state", state=state, why=why or None)
+        self.deps.on_connection_state(self.name, state, self.connector, why)
+
+    def _on_stream_state(self, why: str | None) -> None:
+        """The connector's own stream was lost (``why``) or is back in step (``None``).
+
+        Lost while ``ready``: ``degraded``, and new orders wait at the gate (the
+        venue may be filling orders nobody hears of); back, after the connector
+        delivered what the stream missed: ``ready`` again.
+        """
+        self.stream_down = why
+        if why is not None and self.state == "ready":
+            self.ready = trio.Event()
+            self._set_state("degraded", why)
+        elif why is None and self.state == "degraded":
+            self._set_state("ready")
+            self.ready.set()
 
     async def _resync(self) -> None:
         """Apply what the stream missed while this connection was away, once each, in order.
@@ -259,7 +290,7 @@ class _BrokerIncarnation:
             return
         if self.deps.on_unavailable == "refuse":
             raise BrokerUnavailable(
-                f"broker {self.name} is reconnecting and not in step yet; order not sent"
+                f"broker {self.name} is {self.state} and not in step yet; order not sent"
                 " (on_unavailable = refuse): send it again shortly",
                 broker=self.name,
             )
@@ -271,17 +302,20 @@ class _BrokerIncarnation:
             await self.ready.wait()
             return
         raise Timeout(
-            f"broker {self.name} was still reconnecting at the order's deadline; not sent",
+            f"broker {self.name} was still {self.state} at the order's deadline; not sent",
             broker=self.name,
         )
 
     async def _spend(self, kind: RequestClass, deadline_ns: int | None = None) -> None:
-        """A token of the account's request budget (``RateLimited`` if not in time)."""
+        """A command's token of the account's request budget (``RateLimited`` if not in time).
+
+        Called inside ``charged_as``: the command's first request uses it.
+        """
         budget = self.deps.budget
         if budget is None:
             return
         within = None if deadline_ns is None else (deadline_ns - self.deps.now_ns()) / 1e9
-        await budget.acquire(kind, within_s=within)
+        await budget.prepay(kind, within_s=within)
 
     async def _announce_account_reset(self) -> None:
         """If the connector found the account's history restarted, publish its positions.
@@ -324,7 +358,7 @@ class _BrokerIncarnation:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
         if current is None and coid not in self.submitting and order.id:
-            twin = await self._leg_by_venue_id(order.id)
+            twin = await self._leg_by_venue_id(order.id) or await self._unnamed_leg(order.id)
             if twin is not None:
                 # A leg the venue reports under an id of its own (Alpaca's exits): ours.
                 coid, current = twin.client_order_id, self.orders.get(twin.client_order_id) or twin
@@ -398,8 +432,9 @@ class _BrokerIncarnation:
 
     async def open_orders(self) -> list[Order]:
         """The broker's open orders (a background query: it yields to orders)."""
-        await self._spend("query")
-        return await self.connector.open_orders()
+        with charged_as("query"):
+            await self._spend("query")
+            return await self.connector.open_orders()
 
     async def settle(self, order: Order) -> Order:
         """Merge a broker report (or our final verdict) into the journal.
@@ -510,9 +545,24 @@ class _BrokerIncarnation:
             await self._dispatch(env)
 
     async def _handle_command(self, env: Envelope[BrokerCommand]) -> None:
+        if isinstance(env.msg, ReplaceOrder) and not self.ready.is_set():
+            # Held at the gate without a command slot: held replaces never keep a cancel waiting.
+            self.nursery.start_soon(self._gate_then_dispatch, env)
+            return
         # Each in its own task (a few at once): a slow query does not hold up a cancel.
         await _acquire(self.commands, env)
         self.nursery.start_soon(self._dispatch_released, env, self.commands)
+
+    async def _gate_then_dispatch(self, env: Envelope[BrokerCommand]) -> None:
+        assert isinstance(env.msg, ReplaceOrder)
+        try:
+            await self._gate(env.msg.terms.deadline_ns)
+        except UltError as exc:
+            exc.broker = exc.broker or self.name
+            self.ctx.fail(env, exc)
+            return
+        await _acquire(self.commands, env)
+        await self._dispatch_released(env, self.commands)
 
     async def _dispatch_released(
         self, env: Envelope[BrokerCommand], limiter: trio.CapacityLimiter
@@ -524,6 +574,11 @@ class _BrokerIncarnation:
             limiter.release_on_behalf_of(env)
 
     async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
+        # Every request the command makes is charged at its class (``RateBudget.charge``).
+        with charged_as(_request_class(env.msg)):
+            await self._dispatch_charged(env)
+
+    async def _dispatch_charged(self, env: Envelope[BrokerCommand]) -> None:
         msg = env.msg
         result: object
         try:
@@ -721,8 +776,10 @@ class _BrokerIncarnation:
         for order in open_orders:
             if order.leg is not None and order.leg.emulated:
                 self._count_emulated(order)
-        async with self.list_lock:
-            await resume(await self._list_side(), open_orders)
+        # A peer's cancel is as urgent as a client's: charged as one.
+        with charged_as("cancel"):
+            async with self.list_lock:
+                await resume(await self._list_side(), open_orders)
 
     def _count_emulated(self, order: Order) -> None:
         before = len(self.emulated_open)
@@ -736,8 +793,9 @@ class _BrokerIncarnation:
     async def _react(self, order: Order) -> None:
         """An emulated list's leg changed: act on it, one list change at a time."""
         # A failure here crashes the actor like any other: its restart resumes the lists.
-        async with self.list_lock:
-            await react(await self._list_side(), order)
+        with charged_as("cancel"):  # a peer's cancel is as urgent as a client's
+            async with self.list_lock:
+                await react(await self._list_side(), order)
 
     async def _replace(self, msg: ReplaceOrder) -> Order:
         coid = msg.change.client_order_id
@@ -857,6 +915,27 @@ class _BrokerIncarnation:
             if o.broker == self.name and o.leg is not None and not o.leg.emulated
         ]
         return mine[0] if len(mine) == 1 else None
+
+    async def _unnamed_leg(self, order_id: str) -> Order | None:
+        """The journaled native leg the venue knows as ``order_id`` though no answer named it.
+
+        A list whose answer was lost leaves legs with no venue id until
+        reconciliation finds them; a report of one may come first (after a
+        restart, on the live stream). Rare: looked for only before adopting.
+        """
+        if not isinstance(self.connector, SupportsLegLookup):
+            return None
+        store = await self.deps.journal.get()
+        for record in await store.non_terminal(self.name):
+            if record.id or record.leg is None or record.leg.emulated:
+                continue
+            try:
+                found = await self.connector.find_leg(record)
+            except NotFound:
+                continue
+            if found.id == order_id:
+                return record
+        return None
 
     async def _find(self, order_id: str) -> Order:
         try:
@@ -1007,6 +1086,19 @@ def broker_lane(msg: BrokerCommand) -> int:
             return CANCEL_LANE
         case _:
             return QUERY_LANE
+
+
+def _request_class(msg: BrokerCommand) -> RequestClass:
+    """The budget class of a command's requests (closing out is as urgent as a cancel)."""
+    match msg:
+        case PlaceOrder() | PlaceList():
+            return "order"
+        case ReplaceOrder():
+            return "replace"
+        case CancelOrder() | CancelAll() | CloseOut():
+            return "cancel"
+        case _:
+            return "query"
 
 
 def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:

@@ -1,8 +1,10 @@
 """What each broker connection reports for health: its state, its stream, its budget.
 
-Broker actors report their state as it changes (``report``); the supervisor's
-view overrides it while the actor is down (waiting to reconnect: ``connecting``;
-parked after a crash loop: ``parked``). ``ult health`` reads ``health``.
+Broker actors report their state as it changes (``report``), and each change is
+published on the event bus (``ConnectionStateChanged``, topic ``health``); the
+supervisor's view overrides it while the actor is down (waiting to reconnect:
+``connecting``; parked after a crash loop: ``parked``). ``ult health`` reads
+``health``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import trio
 
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.budget import RateBudget
-from ult_actors.messages import ConnectionHealth, ConnectionState
+from ult_actors.messages import ConnectionHealth, ConnectionState, ConnectionStateChanged, Event
 from ult_actors.runtime.health import ActorHealth
 
 
@@ -30,16 +32,22 @@ class ConnectionBoard:
     """Every broker connection's latest state, by broker name."""
 
     now_ns: Callable[[], int]
+    #: Where each change of state is published (the event bus).
+    publish: Callable[[Event], None] = lambda _event: None
     budgets: dict[str, RateBudget] = field(default_factory=dict)
     #: The broker each broker actor serves, by actor name.
     actors: dict[str, str] = field(default_factory=dict)
     _connections: dict[str, _Connection] = field(default_factory=dict)
 
-    def report(self, broker: str, state: ConnectionState, connector: Connector) -> None:
-        """A broker actor's connection entered ``state``."""
+    def report(
+        self, broker: str, state: ConnectionState, connector: Connector, reason: str = ""
+    ) -> None:
+        """A broker actor's connection entered ``state`` (``reason``: why, if it says)."""
         known = self._connections.get(broker)
         if known is None or known.state != state:
-            self._connections[broker] = _Connection(state, self.now_ns(), connector)
+            now = self.now_ns()
+            self._connections[broker] = _Connection(state, now, connector)
+            self.publish(ConnectionStateChanged(broker=broker, state=state, reason=reason, ts=now))
         else:
             known.connector = connector
 

@@ -45,6 +45,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import msgspec
 import trio
 
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.messages import (
     Account,
     Contingency,
@@ -217,6 +218,34 @@ class SupportsResync(Protocol):
         stream did deliver is not applied twice. Raises ``BrokerUnavailable`` when
         the venue cannot be asked; the caller then retries (the gate stays shut).
         """
+        ...
+
+
+@runtime_checkable
+class SupportsRequestBudget(Protocol):
+    """A connector that charges every request it sends to its account's budget (issue 18).
+
+    The broker actor hands it the account's ``RateBudget``; each request the
+    connector sends then waits for a token (``RateBudget.charge``), its own
+    extra calls (lookups, listing pages, a resync) included.
+    """
+
+    def use_budget(self, budget: RateBudget) -> None:
+        """Charge every later request to ``budget``."""
+        ...
+
+
+@runtime_checkable
+class SupportsStreamState(Protocol):
+    """A connector whose update stream reconnects by itself, telling when it is down.
+
+    While the stream is down the venue may fill orders nobody hears of; the
+    broker actor shows the connection ``degraded`` and holds new orders until
+    the stream is back and has delivered what it missed.
+    """
+
+    def watch_stream(self, hook: Callable[[str | None], None]) -> None:
+        """Call ``hook(why)`` when the stream is lost, ``hook(None)`` once it is back in step."""
         ...
 
 

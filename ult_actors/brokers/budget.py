@@ -9,7 +9,10 @@ goes first when the budget is short:
 - classes in order ``cancel`` > ``replace`` > ``order`` > ``query``: a cancel
   takes the next token even with thousands of new orders waiting;
 - ``query`` (reconciliation sweeps, position pulls) also leaves a reserve of
-  tokens untouched, so background work slows down before orders do;
+  tokens untouched, so background work slows down before orders do; but it
+  is not starved: a query that has waited ``query_patience_s`` goes next
+  after cancels and replaces (a position pull that never comes back would
+  put risk in ``reducing``);
 - a request with a deadline that cannot be served in time is refused at once
   (``RateLimited`` with ``retry_after``), never sent late;
 - ``pause(retry_after)`` (the venue answered 429 anyway) empties the bucket
@@ -17,13 +20,22 @@ goes first when the budget is short:
 
 Waiting is fair within a class (first come, first served), and only the
 first waiter sleeps on the clock; the others sleep until they reach the head.
+
+Every request a connector sends is counted, not only the one a command asked
+for: a connector calls ``charge`` before each request. Inside ``charged_as``
+(the broker actor wraps each command in one) the first request is the one
+``prepay`` already paid for, and any further one (a lookup after a lost
+reply, the next page of a listing) is charged at the command's class;
+outside any (the stream's backfill, a resync's pages) it is a ``query``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal, get_args
 
 import trio
@@ -40,11 +52,35 @@ _ROUNDING = 1e-9
 
 
 class _Waiter:
-    __slots__ = ("kind", "wake")
+    __slots__ = ("kind", "since", "wake")
+
+    def __init__(self, kind: RequestClass, since: float) -> None:
+        self.kind = kind
+        self.since = since
+        self.wake = trio.Event()
+
+
+class _Charge:
+    """The class the current task's requests are charged at, and the tokens it prepaid."""
+
+    __slots__ = ("kind", "paid")
 
     def __init__(self, kind: RequestClass) -> None:
         self.kind = kind
-        self.wake = trio.Event()
+        self.paid = 0
+
+
+_charge: ContextVar[_Charge | None] = ContextVar("ult_request_charge", default=None)
+
+
+@contextmanager
+def charged_as(kind: RequestClass) -> Iterator[None]:
+    """Charge the requests sent by this task (and tasks it starts) at class ``kind``."""
+    token = _charge.set(_Charge(kind))
+    try:
+        yield
+    finally:
+        _charge.reset(token)
 
 
 class RateBudget:
@@ -57,6 +93,7 @@ class RateBudget:
         rate_per_s: float,
         burst: int,
         query_reserve: int | None = None,
+        query_patience_s: float = 2.0,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         if rate_per_s <= 0 or burst < 1:
@@ -66,6 +103,8 @@ class RateBudget:
         self.burst = burst
         #: Tokens a query leaves for orders (a quarter of the bucket by default).
         self.query_reserve = burst // 4 if query_reserve is None else query_reserve
+        #: A query waiting this long goes before new orders (it slows down, never starves).
+        self.query_patience_s = query_patience_s
         self._clock = clock
         self._tokens = float(burst)
         #: Refilled up to this time; ahead of the clock while paused.
@@ -92,7 +131,7 @@ class RateBudget:
             eta = self._eta(kind, now)
             if eta > within_s:
                 raise self._refusal(kind, eta)
-        waiter = _Waiter(kind)
+        waiter = _Waiter(kind, now)
         queue = self._queues[kind]
         queue.append(waiter)
         deadline = math.inf if within_s is None else now + within_s
@@ -105,6 +144,23 @@ class RateBudget:
             if waiter in queue:
                 queue.remove(waiter)
                 self._wake_head()
+
+    async def prepay(self, kind: RequestClass, *, within_s: float | None = None) -> None:
+        """``acquire`` a token the next request ``charge``d in this ``charged_as`` uses."""
+        await self.acquire(kind, within_s=within_s)
+        charge = _charge.get()
+        if charge is not None:
+            charge.paid += 1
+
+    async def charge(self) -> None:
+        """Pay for one request about to be sent: prepaid, else a token of its class."""
+        charge = _charge.get()
+        if charge is None:
+            await self.acquire("query")
+        elif charge.paid > 0:
+            charge.paid -= 1
+        else:
+            await self.acquire(charge.kind)
 
     def pause(self, retry_after_s: float) -> None:
         """The venue throttled us anyway: no class gets a token for ``retry_after_s``."""
@@ -134,16 +190,21 @@ class RateBudget:
         while True:
             if self._head() is not waiter:
                 waiter.wake = trio.Event()
-                await waiter.wake.wait()
+                # A query also wakes when its patience runs out: it may be the head then
+                # (once out of it, it is woken like the others when it reaches the head).
+                promoted_at = self._promoted_at(waiter)
+                with trio.move_on_at(promoted_at if self._clock() < promoted_at else math.inf):
+                    await waiter.wake.wait()
                 continue
             now = self._refill()
-            if self._has(self._need(waiter.kind)):
+            need = self._need_of(waiter, now)
+            if self._has(need):
                 self._tokens = max(0.0, self._tokens - 1)
                 queue.popleft()
                 self._wake_head()
                 return
             # A more urgent arrival may take the head meanwhile; it is checked on waking.
-            await trio.sleep_until(now + self._until_tokens(self._need(waiter.kind), now))
+            await trio.sleep_until(now + self._until_tokens(need, now))
 
     def _refill(self) -> float:
         now = self._clock()
@@ -177,10 +238,27 @@ class RateBudget:
         return self._until_tokens(self._ahead(kind) + self._need(kind), now)
 
     def _head(self) -> _Waiter | None:
+        queries = self._queues["query"]
+        if queries and self._clock() >= self._promoted_at(queries[0]):
+            # A query out of patience goes after cancels and replaces, before orders.
+            for kind in ("cancel", "replace"):
+                if self._queues[kind]:
+                    return self._queues[kind][0]
+            return queries[0]
         for kind in REQUEST_CLASSES:
             if self._queues[kind]:
                 return self._queues[kind][0]
         return None
+
+    def _promoted_at(self, waiter: _Waiter) -> float:
+        """When a waiting query runs out of patience (never for other classes)."""
+        return waiter.since + self.query_patience_s if waiter.kind == "query" else math.inf
+
+    def _need_of(self, waiter: _Waiter, now: float) -> float:
+        """Tokens ``waiter`` needs to go: a query out of patience leaves no reserve."""
+        if now >= self._promoted_at(waiter):
+            return 1.0
+        return self._need(waiter.kind)
 
     def _wake_head(self) -> None:
         head = self._head()

@@ -20,6 +20,7 @@ from ult_actors.messages import (
     ActorHealthChanged,
     ClusterHealth,
     ConnectionHealth,
+    ConnectionStateChanged,
     Event,
     HealthSnapshot,
     Order,
@@ -467,6 +468,9 @@ def event_line(event: Event, style: Style) -> str:
         if event.error:
             text += f"  error: {event.error}"
         return f"{clock(event.ts)}  {text}"
+    if isinstance(event, ConnectionStateChanged):
+        why = f": {event.reason}" if event.reason else ""
+        return f"{clock(event.ts)}  broker  {event.broker} {style.state(event.state)}{why}"
     if isinstance(event, PositionDrift):
         return (
             f"{clock(event.ts)}  drift   {event.broker} {event.symbol} book"

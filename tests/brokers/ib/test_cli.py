@@ -39,9 +39,13 @@ def test_ult_submit_fills_against_the_tws_simulator_and_faults_come_from_outside
 
         lost = run_ult("sim", "ib", "ctl", "--admin-port", str(admin), "lost")
         assert lost.returncode == 0 and lost.stdout.strip() == "ok sent 1100"
-        refused = run_ult("submit", "AAPL", "buy", "1", "--broker", "ib", "--socket", sock)
-        assert refused.returncode == 1
-        assert "broker_unavailable" in refused.stderr + refused.stdout
+        # Held at the gate while IB is lost (on_unavailable = "hold"), never sent past its
+        # deadline: the client hears a timeout, and the order never reaches TWS.
+        held = run_ult(
+            "submit", "AAPL", "buy", "1", "--broker", "ib", "--timeout", "2", "--socket", sock
+        )
+        assert held.returncode == 1
+        assert "timeout" in held.stderr + held.stdout, held.stderr + held.stdout
 
         restored = run_ult("sim", "ib", "ctl", "--admin-port", str(admin), "restored")
         assert restored.stdout.strip() == "ok sent 1102"

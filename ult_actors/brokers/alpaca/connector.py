@@ -85,6 +85,7 @@ from ult_actors.brokers.alpaca.wire import (
     optional_ns,
 )
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.http.client import HttpPool, require_live_confirmed
 from ult_actors.brokers.http.errors import unreadable_reply
 from ult_actors.errors import (
@@ -155,6 +156,8 @@ class AlpacaConnector:
         #: Alpaca's time of the newest event delivered: where the next resync starts.
         self._cursor_ns = self._ledger.watch_from_ns
         self._session: TradeUpdatesSession | None = None
+        #: Told when trade_updates is lost and when it is back in step (``watch_stream``).
+        self._stream_hook: Callable[[str | None], None] = lambda _why: None
         self.log: Any = structlog.get_logger().bind(broker=name)
 
     # -- connection ---------------------------------------------------------
@@ -431,6 +434,14 @@ class AlpacaConnector:
 
     # -- the trade_updates stream -------------------------------------------
 
+    def watch_stream(self, hook: Callable[[str | None], None]) -> None:
+        """Tell ``hook`` when ``trade_updates`` is lost and when it is back in step."""
+        self._stream_hook = hook
+
+    def use_budget(self, budget: RateBudget) -> None:
+        """Charge every request to the account's ``budget`` (``SupportsRequestBudget``)."""
+        self._http.budget = budget
+
     @property
     def last_message_at(self) -> float | None:
         """``trio.current_time()`` when ``trade_updates`` last sent anything (a frame or a pong).
@@ -487,6 +498,7 @@ class AlpacaConnector:
                     for missed in await self.resync():
                         await sink(missed)
                     live_since = trio.current_time()
+                    self._stream_hook(None)  # back, and what it missed is delivered
                     if not started:
                         started = True
                         task_status.started()
@@ -503,6 +515,7 @@ class AlpacaConnector:
                 live_since = None
                 if not started or failures >= s.stream_max_reconnects:
                     raise
+                self._stream_hook(f"trade_updates lost ({exc.message}); reconnecting")
                 failures += 1
                 bound = min(
                     s.stream_backoff_cap_s, s.stream_backoff_initial_s * 2 ** (failures - 1)
@@ -722,6 +735,7 @@ class AlpacaConnector:
         json: Any = None,
     ) -> httpx.Response:
         client = self._http.client()
+        await self._http.charge()
         await self._gate.wait()
         content = msgspec.json.encode(json) if json is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None

@@ -7,6 +7,7 @@ URL: fail fast) and nothing taken from the environment (no proxy or netrc
 surprises). The requests go through ``h11_client.H11Client`` (h11 on trio
 streams; why, in its docstring), which answers with httpx's types; a test
 that plugs in an httpx transport gets an ``httpx.AsyncClient`` on it instead.
+A connector ``charge``s the account's request budget before each request.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any, Protocol
 import httpx
 
 from ult_actors import __version__
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.http.h11_client import H11Client
+from ult_actors.brokers.http.pacing import ConnectionPacer
 from ult_actors.errors import BrokerUnavailable, ConfigError
 
 
@@ -84,11 +87,21 @@ class HttpPool:
         settings: PoolSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: ConnectionPacer | None = None,
     ) -> None:
         self.broker = broker
         self.settings = settings
         self._transport = transport  # tests and simulators plug in here
         self._client: HttpClient | None = None
+        #: Paces the new connections of the account's every pool (OANDA: 2/s); ``None``: unpaced.
+        self.pacer = pacer
+        #: The account's request budget (the broker actor's); ``None``: unlimited.
+        self.budget: RateBudget | None = None
+
+    async def charge(self) -> None:
+        """Pay the account's budget for one request about to be sent (``RateBudget.charge``)."""
+        if self.budget is not None:
+            await self.budget.charge()
 
     @property
     def is_open(self) -> bool:
@@ -105,6 +118,7 @@ class HttpPool:
                 headers=every,
                 timeout=http_timeouts(s),
                 max_connections=s.max_connections,
+                pacer=self.pacer,
             )
             return
         self._client = httpx.AsyncClient(

@@ -37,6 +37,8 @@ import httpx
 import msgspec
 import trio
 
+from ult_actors.brokers.http.pacing import ConnectionPacer
+
 #: Idle connections older than this are closed rather than reused (httpx's default too).
 KEEPALIVE_EXPIRY_S = 5.0
 _READ_SIZE = 65536
@@ -108,6 +110,7 @@ class H11Client:
         max_connections: int,
         base_url: str = "",
         ssl_context: ssl.SSLContext | None = None,
+        pacer: ConnectionPacer | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -117,6 +120,8 @@ class H11Client:
         self._busy: set[_Connection] = set()
         self._ssl_context = ssl_context
         self._closed = False
+        #: Paces new connections (a venue's connection limit); ``None``: unpaced.
+        self._pacer = pacer
 
     async def request(
         self,
@@ -297,6 +302,8 @@ class H11Client:
 
     async def _connect(self, origin: Origin, connect_s: float | None) -> _Connection:
         scheme, host, port = origin
+        if self._pacer is not None:
+            await self._pacer.wait()
         with _fail_after(connect_s, httpx.ConnectTimeout, "connecting timed out"):
             try:
                 tcp = await trio.open_tcp_stream(host, port)

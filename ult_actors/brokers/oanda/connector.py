@@ -58,8 +58,10 @@ import structlog
 import trio
 
 from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.http.client import HttpPool, http_timeouts, require_live_confirmed
 from ult_actors.brokers.http.errors import unreadable_reply
+from ult_actors.brokers.http.pacing import ConnectionPacer
 from ult_actors.brokers.oanda.errors import error_from_response, error_from_transport
 from ult_actors.brokers.oanda.mapping import (
     CREATE_TYPES,
@@ -122,6 +124,10 @@ from ult_actors.order_state import already_final, order_from_request
 
 _T = TypeVar("_T")
 
+#: OANDA allows at most 2 new connections per second per account. Paced a little under
+#: it: the venue counts a connection at its first request, which may arrive late.
+NEW_CONNECTIONS_PER_S = 1.6
+
 
 class OandaConnector:
     """A connection to one OANDA v20 account (see the module docstring)."""
@@ -134,12 +140,15 @@ class OandaConnector:
         now_ns: Callable[[], int] = time.time_ns,
         cursor: TransactionCursor | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: ConnectionPacer | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self._now_ns = now_ns
         self._cursor = cursor if cursor is not None else TransactionCursor()
-        self._http = HttpPool(name, settings, transport=transport)
+        # One pacer per account, shared by its incarnations (``kind.connector_factory``).
+        pacer = pacer or ConnectionPacer(NEW_CONNECTIONS_PER_S)
+        self._http = HttpPool(name, settings, transport=transport, pacer=pacer)
         self._account_id = settings.account_id
         self._rest = rest_url(settings)
         self._stream = stream_url(settings)
@@ -618,6 +627,10 @@ class OandaConnector:
         if self._http.is_open:
             raise BrokerUnavailable("OANDA closed the transaction stream", broker=self.name)
 
+    def use_budget(self, budget: RateBudget) -> None:
+        """Charge every request to the account's ``budget`` (``SupportsRequestBudget``)."""
+        self._http.budget = budget
+
     @property
     def last_message_at(self) -> float | None:
         """trio's clock (``trio.current_time()``) when the transaction stream last sent a line.
@@ -761,6 +774,7 @@ class OandaConnector:
     ) -> httpx.Response:
         """One REST request; a transport failure is ``BrokerUnavailable``, any status returns."""
         client = self._http.client()
+        await self._http.charge()
         try:
             return await client.request(method, self._rest + path, json=json, params=params)
         except httpx.HTTPError as exc:

@@ -10,12 +10,18 @@ from ult_actors.brokers.oanda.settings import OandaSettings, oanda_settings_from
 
 
 def connector_factory(name: str, settings: OandaSettings, **kwargs: Any) -> Callable[[], Connector]:
-    """A function making one connector per actor incarnation, all sharing one cursor."""
-    from ult_actors.brokers.oanda.connector import OandaConnector  # httpx only when used
+    """A function making one connector per actor incarnation, all sharing one cursor and
+    one pacer of new connections (the venue's limit is the account's, not one pool's)."""
+    from ult_actors.brokers.http.pacing import ConnectionPacer
+    from ult_actors.brokers.oanda.connector import (  # httpx only when used
+        NEW_CONNECTIONS_PER_S,
+        OandaConnector,
+    )
     from ult_actors.brokers.oanda.stream import TransactionCursor
 
     cursor = TransactionCursor()
-    return lambda: OandaConnector(name, settings, cursor=cursor, **kwargs)
+    pacer = ConnectionPacer(NEW_CONNECTIONS_PER_S)
+    return lambda: OandaConnector(name, settings, cursor=cursor, pacer=pacer, **kwargs)
 
 
 KIND = BrokerKind(

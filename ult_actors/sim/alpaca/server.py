@@ -166,6 +166,8 @@ class AlpacaSim:
         self._key = key
         self._secret = secret
         self._rate = _RateWindow(rate_limit_per_minute, venue.now_ns)
+        #: Requests answered 429 because the per-minute limit was used up (not faults).
+        self.rate_limited = 0
         self._sessions: set[_StreamSession] = set()
         self._listening_changed = trio.Event()
         #: Draws for ``drop_events`` (its own, so ids do not depend on what was dropped).
@@ -229,6 +231,7 @@ class AlpacaSim:
             "events_published": stats.events_published,
             "events_dropped": self.events_dropped,
             "rate_limit_per_minute": self._rate.limit,
+            "rate_limited": self.rate_limited,
             "stream_clients": len(self._sessions),
             "stream_listens": self.listens,
             "market_open": self.venue.market_open,
@@ -263,6 +266,7 @@ class AlpacaSim:
             return denied
         allowed, limit_headers = self._rate.take()
         if not allowed:
+            self.rate_limited += 1
             return json_response(
                 429, {"code": 42910000, "message": "rate limit exceeded"}, limit_headers
             )

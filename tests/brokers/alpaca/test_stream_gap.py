@@ -1,0 +1,155 @@
+"""Issue 18's acceptance at Alpaca: a fill made while ``trade_updates`` is down is applied
+once, before the gate reopens; orders sent meanwhile are held or refused as configured.
+
+The real service on the Alpaca simulator. The stream is cut and its
+reconnects refused until the test lets them through; meanwhile the venue
+fills an order (nobody hears of it) and a client sends a new order. The
+connection shows ``degraded`` on the event bus; once the stream is back its
+resync delivers the fill, and only then is the connection ``ready`` again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import trio
+
+from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
+from ult_actors.config import load_config
+from ult_actors.errors import BrokerUnavailable
+from ult_actors.journal import memory_store_opener
+from ult_actors.messages import (
+    ConnectionStateChanged,
+    Event,
+    GetPositions,
+    OrderReply,
+    OrderRequest,
+    OrderUpdate,
+    PositionsReply,
+    Submit,
+)
+from ult_actors.service import Service, build_service
+from ult_actors.sim.alpaca.faults import Fault
+from ult_actors.sim.alpaca.server import AlpacaSim
+
+
+@asynccontextmanager
+async def service_on(port: int, config: Path) -> AsyncIterator[Service]:
+    env = {
+        "ALPACA_API_KEY": KEY,
+        "ALPACA_API_SECRET": SECRET,
+        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
+        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
+        "ENABLE_PAPER_TRADING": "false",
+        "DEFAULT_BROKER": "alpaca",
+    }
+    cfg = load_config(config, env=env)
+    svc = build_service(cfg, env=env, rng=random.Random(5), store_opener=memory_store_opener())
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(15):
+            await nursery.start(svc.run)
+        yield svc
+        nursery.cancel_scope.cancel()
+
+
+def buy(coid: str, qty: str = "1") -> OrderRequest:
+    return OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal(qty), broker="alpaca", client_order_id=coid
+    )
+
+
+def _relevant(event: Event) -> bool:
+    return isinstance(event, ConnectionStateChanged) or (
+        isinstance(event, OrderUpdate) and event.fill is not None
+    )
+
+
+async def _next_state(events: trio.MemoryReceiveChannel[Event], state: str) -> list[Event]:
+    """Events up to and including the connection entering ``state``."""
+    seen: list[Event] = []
+    with trio.fail_after(15):
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, ConnectionStateChanged) and event.state == state:
+                return seen
+    raise AssertionError(f"the bus closed before the connection became {state}")
+
+
+async def _stream_down(sim: AlpacaSim, svc: Service) -> trio.MemoryReceiveChannel[Event]:
+    events = svc.bus.subscribe(_relevant)
+    sim.arm(Fault(kind="stream_refuse", count=1_000_000))
+    sim.cut_streams()
+    seen = await _next_state(events, "degraded")
+    assert [e for e in seen if isinstance(e, OrderUpdate)] == []
+    return events
+
+
+@pytest.mark.parametrize("on_unavailable", ["hold", "refuse"])
+async def test_a_fill_while_the_stream_is_down_is_applied_once_before_orders_go_again(
+    tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
+) -> None:
+    config = tmp_path / "ult.toml"
+    config.write_text(
+        f'[brokers.alpaca]\nkind = "alpaca"\non_unavailable = "{on_unavailable}"\n'
+        "stream_max_reconnects = 1000\nstream_backoff_initial_s = 0.01\n"
+        "stream_backoff_cap_s = 0.05\n"
+    )
+    async with running_sim(autofill=False) as (sim, port), service_on(port, config) as svc:
+        with trio.fail_after(15):
+            rested = await svc.gateway.handle(Submit(id=1, order=buy("gap-rest", "2")))
+        assert isinstance(rested, OrderReply) and rested.order.status == "accepted"
+        events = await _stream_down(sim, svc)
+        sim.venue.execute(sim.venue.get_by_client_id("gap-rest").id)  # nobody hears of it
+
+        answers: list[object] = []
+        answered = trio.Event()
+
+        async def send_during_the_gap() -> None:
+            try:
+                answers.append(await svc.gateway.handle(Submit(id=2, order=buy("gap-new"))))
+            except BrokerUnavailable as exc:
+                answers.append(exc)
+            answered.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_during_the_gap)
+            if on_unavailable == "refuse":
+                with trio.fail_after(10):
+                    await answered.wait()  # the refusal needs no reconnect
+                [refused] = answers
+                assert isinstance(refused, BrokerUnavailable)
+                assert "degraded" in refused.message
+            else:
+                # Held at the gate: no answer however long the stream stays away.
+                with trio.move_on_after(0.5):
+                    await answered.wait()
+                assert answers == []
+            assert "gap-new" not in sim.venue.by_client
+            sim.faults.clear()  # the stream may come back now
+            seen = await _next_state(events, "ready")
+
+        fills = [e for e in seen if isinstance(e, OrderUpdate)]
+        assert [(e.order.client_order_id, e.fill and e.fill.qty) for e in fills] == [
+            ("gap-rest", Decimal(2))
+        ]  # once, before the gate reopened
+        store = await svc.journal.get()
+        with trio.fail_after(10):
+            while (journaled := await store.get("gap-rest")) is None or (
+                journaled.status != "filled"
+            ):
+                await trio.sleep(0.02)  # the journal writes in the background
+        rows = await svc.gateway.handle(GetPositions(id=3, broker="alpaca"))
+        assert isinstance(rows, PositionsReply)
+        assert [(p.symbol, p.qty) for p in rows.positions] == [("AAPL", Decimal(2))]
+        if on_unavailable == "hold":
+            [held] = answers
+            assert isinstance(held, OrderReply) and held.order.status == "accepted"
+            assert "gap-new" in sim.venue.by_client  # sent once the gate reopened
+        else:
+            assert await store.get("gap-new") is None  # refused: nothing journaled
