@@ -6,9 +6,12 @@ Each sample runs the simulator in process on 127.0.0.1, connects the real
 connector with ``stale_after_s`` = S, lets the stream run, then arms the
 simulator's ``silent`` fault (the open stream stays open and sends nothing)
 and times, on the real clock, from the fault to the connector giving the
-stream up: OANDA's ``stream_updates`` raising (the broker actor then
-restarts), Alpaca's connector reporting the stream lost (it reconnects by
-itself). Reported per venue and S: p50 and max, and max / S (goal: <= 2).
+stream up: OANDA's and IB's ``stream_updates`` raising (the broker actor
+then restarts), Alpaca's connector reporting the stream lost (it reconnects
+by itself). TWS sends nothing while nothing happens, so IB's rule is a probe
+(``reqCurrentTime``) after S of silence, answered within ``probe_timeout_s``
+(S/6 here, as the defaults 5 s for 30 s). Reported per venue and S: p50 and
+max, and max / S (goal: <= 2).
 
     python -m bench.silent_stream --stale 1 2 --samples 5
 """
@@ -27,6 +30,8 @@ import trio
 
 from ult_actors.brokers.alpaca.connector import AlpacaConnector
 from ult_actors.brokers.alpaca.settings import AlpacaSettings
+from ult_actors.brokers.ib.connector import IbConnector
+from ult_actors.brokers.ib.settings import IbSettings
 from ult_actors.brokers.oanda.connector import OandaConnector
 from ult_actors.brokers.oanda.settings import OandaSettings
 from ult_actors.errors import BrokerUnavailable
@@ -34,6 +39,7 @@ from ult_actors.messages import OrderUpdate
 from ult_actors.secrets import Secret
 from ult_actors.sim.alpaca.faults import Fault as AlpacaFault
 from ult_actors.sim.alpaca.server import make_alpaca_sim, serve_alpaca_sim
+from ult_actors.sim.ib import TwsSimulator
 from ult_actors.sim.oanda.faults import Fault as OandaFault
 from ult_actors.sim.oanda.server import OandaSimulator
 
@@ -109,9 +115,44 @@ async def alpaca_sample(stale_s: float, settle_s: float) -> float:
             nursery.cancel_scope.cancel()
 
 
+async def ib_sample(stale_s: float, settle_s: float) -> float:
+    """Seconds from TWS going silent to the IB connector's ``stream_updates`` giving it up.
+
+    TWS sends nothing while nothing happens: the connector asks ``reqCurrentTime``
+    after ``stale_after_s`` of silence and waits ``probe_timeout_s`` (here S / 6,
+    as the defaults 5 s for 30 s) for the answer.
+    """
+    sim = TwsSimulator(tick_interval_s=None)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve)
+        settings = IbSettings(port=port, stale_after_s=stale_s, probe_timeout_s=stale_s / 6)
+        connector = IbConnector("ib", settings)
+        await connector.connect()
+        try:
+            lost = trio.Event()
+
+            async def stream() -> None:
+                try:
+                    await connector.stream_updates(_ignore)
+                except BrokerUnavailable:
+                    lost.set()
+
+            nursery.start_soon(stream)
+            await trio.sleep(settle_s)  # probes answered meanwhile
+            silenced = trio.current_time()
+            sim.faults.silent = True
+            with trio.fail_after(10 * stale_s):
+                await lost.wait()
+            return trio.current_time() - silenced
+        finally:
+            await connector.disconnect()
+            nursery.cancel_scope.cancel()
+
+
 VENUES: dict[str, Callable[[float, float], Awaitable[float]]] = {
     "alpaca": alpaca_sample,
     "oanda": oanda_sample,
+    "ib": ib_sample,
 }
 
 

@@ -489,7 +489,8 @@ class OrderListRequest(_Value, frozen=True):
     ``legs`` in their roles' order: a ``bracket`` is [entry, take_profit (limit),
     stop_loss (stop or stop_limit)]; an ``oco`` is [take_profit (limit), stop_loss
     (stop or stop_limit)]; an ``oto`` is [parent, child]. Every leg is a full order
-    with its own ``client_order_id`` (set by the client library when left out).
+    with its own ``client_order_id`` (when left out: ``LIST_ID-1``, ``LIST_ID-2``, ...
+    in a named list, else a fresh one).
     ``list_id`` names the list (and is its idempotency key); ``broker`` and
     ``deadline_ns`` apply to every leg.
     """
@@ -601,6 +602,10 @@ class Subscribe(_Tagged, frozen=True, tag="subscribe"):
 ReportGrouping = Literal["order", "symbol", "broker", "day"]
 
 
+#: A moment as UTC nanoseconds, within what the journal can store (a signed 64-bit integer).
+TimeNs = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class ReportQuery(_Value, frozen=True):
     """Which orders a cost report covers and how it groups them.
 
@@ -609,8 +614,8 @@ class ReportQuery(_Value, frozen=True):
     the distributions the ``--html`` page draws.
     """
 
-    since_ns: int | None = None
-    until_ns: int | None = None
+    since_ns: TimeNs | None = None
+    until_ns: TimeNs | None = None
     broker: BrokerName | None = None
     symbol: str | None = None
     by: ReportGrouping = "symbol"

@@ -137,7 +137,7 @@ BRACKET = bracket_request("AAPL", "buy", 10, take_profit="110", stop_loss="90")
                 stop_loss="90",
             ),
             "legs[0].limit_price",
-            "lies between",
+            "must lie between",
         ),
         (
             oco_request("AAPL", "buy", 10, take_profit="110", stop_loss="90"),

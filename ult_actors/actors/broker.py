@@ -358,7 +358,7 @@ class _BrokerIncarnation:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
         if current is None and coid not in self.submitting and order.id:
-            twin = await self._leg_by_venue_id(order.id)
+            twin = await self._leg_by_venue_id(order.id) or await self._unnamed_leg(order.id)
             if twin is not None:
                 # A leg the venue reports under an id of its own (Alpaca's exits): ours.
                 coid, current = twin.client_order_id, self.orders.get(twin.client_order_id) or twin
@@ -915,6 +915,27 @@ class _BrokerIncarnation:
             if o.broker == self.name and o.leg is not None and not o.leg.emulated
         ]
         return mine[0] if len(mine) == 1 else None
+
+    async def _unnamed_leg(self, order_id: str) -> Order | None:
+        """The journaled native leg the venue knows as ``order_id`` though no answer named it.
+
+        A list whose answer was lost leaves legs with no venue id until
+        reconciliation finds them; a report of one may come first (after a
+        restart, on the live stream). Rare: looked for only before adopting.
+        """
+        if not isinstance(self.connector, SupportsLegLookup):
+            return None
+        store = await self.deps.journal.get()
+        for record in await store.non_terminal(self.name):
+            if record.id or record.leg is None or record.leg.emulated:
+                continue
+            try:
+                found = await self.connector.find_leg(record)
+            except NotFound:
+                continue
+            if found.id == order_id:
+                return record
+        return None
 
     async def _find(self, order_id: str) -> Order:
         try:

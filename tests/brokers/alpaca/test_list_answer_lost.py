@@ -5,7 +5,8 @@ their ids only in the answer to the list. When that answer is lost, the
 service finds the exits through the entry (by our client order id, its legs
 nested) and by their role, so the journal's legs get Alpaca's ids: none is
 settled as never sent, none of Alpaca's is adopted as an order nobody sent,
-and the bracket goes on working under our ids. The whole service runs on the
+and the bracket goes on working under our ids, even when Alpaca reports a
+leg before reconciliation has looked for it. The whole service runs on the
 simulator over loopback, with its journal in a SQLite file.
 """
 
@@ -155,3 +156,35 @@ async def journal_file(state: Path) -> list[Order]:
     opener = sqlite_store_opener(state / "journal.db")
     async with opener() as store:
         return [o for c in COIDS if (o := await store.get(c)) is not None]
+
+
+async def test_a_leg_reported_before_reconciliation_names_it_is_not_taken_for_a_stray(
+    tmp_path: Path,
+) -> None:
+    async with running_sim(autofill=False) as (sim, port):
+        async with service_on(port, tmp_path) as svc:
+            sim.arm(Fault(kind="lose_reply", method="POST", path="/v2/orders"))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(svc.gateway.handle, SubmitList(id=1, orders=bracket()))
+                with trio.fail_after(15):
+                    while len(sim.venue.orders) < 3:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        # On the restart the stream is live while the first order listings are slow:
+        # the entry fills then, and Alpaca reports its exits working, under its own ids,
+        # before reconciliation has looked for them.
+        sim.arm(Fault(kind="slow", method="GET", path="/v2/orders", delay_s=1.0, count=2))
+        async with trio.open_nursery() as nursery:
+
+            async def fill_the_entry_meanwhile() -> None:
+                with trio.fail_after(15):
+                    while sim.faults.fired.get("slow", 0) < 2:
+                        await trio.sleep(0.01)
+                sim.venue.execute(alpaca_legs(sim)["entry"])
+
+            nursery.start_soon(fill_the_entry_meanwhile)
+            async with service_on(port, tmp_path) as svc:
+                orders = await until(
+                    svc, {COIDS[0]: "filled", COIDS[1]: "accepted", COIDS[2]: "accepted"}
+                )
+                assert_matched(orders, sim)

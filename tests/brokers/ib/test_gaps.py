@@ -19,7 +19,7 @@ import trio.testing
 
 from tests.brokers.contract import UpdateLog
 from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
-from ult_actors.brokers.budget import RateBudget
+from ult_actors.brokers.budget import RateBudget, charged_as
 from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.ledger import ExecutionLedger
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
@@ -197,8 +197,9 @@ async def test_a_saturating_burst_stays_under_tws_limit_through_the_budget_and_a
         connector.use_budget(budget)
         async with streaming(connector, UpdateLog()):
             price = sim.exchange.price("AAPL")
-            await budget.acquire("order")  # as the broker actor pays for a command
-            working = await connector.submit(gtc_limit("sat-1", price - 5))
+            with charged_as("order"):  # as the broker actor pays for a command
+                await budget.prepay("order")
+                working = await connector.submit(gtc_limit("sat-1", price - 5))
             answered: list[int] = []
 
             async def pull(i: int) -> None:
@@ -209,8 +210,9 @@ async def test_a_saturating_burst_stays_under_tws_limit_through_the_budget_and_a
                 for i in range(20):
                     burst.start_soon(pull, i)
                 await trio.lowlevel.checkpoint()  # every pull queued for the budget
-                await budget.acquire("cancel")  # ahead of every query waiting
-                canceled = await connector.cancel(working.id)
+                with charged_as("cancel"):  # ahead of every query waiting
+                    await budget.prepay("cancel")
+                    canceled = await connector.cancel(working.id)
                 pulls_before_the_cancel = len(answered)
         outer.cancel_scope.cancel()
     assert canceled.status == "canceled"

@@ -17,12 +17,15 @@ from typing import Any, Literal
 
 import pytest
 import trio
+import trio.testing
 
 from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import UltError
 from ult_actors.messages import (
     ActorHealthChanged,
+    Cancel,
+    ConnectionStateChanged,
     ErrorReply,
     Event,
     GetPositions,
@@ -70,6 +73,18 @@ async def restarting(events: Subscription[Event]) -> None:
             isinstance(event, ActorHealthChanged)
             and event.name == "broker.ib"
             and event.state == "restarting"
+        ):
+            return
+
+
+async def connection_state(events: Subscription[Event], state: str) -> None:
+    """Until the IB connection is reported entering ``state``."""
+    while True:
+        event = await events.receive()
+        if (
+            isinstance(event, ConnectionStateChanged)
+            and event.broker == "ib"
+            and event.state == state
         ):
             return
 
@@ -182,3 +197,54 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
         ib = health.connections["ib"]
         assert ib.state == "ready"
         assert ib.last_message_age_s is not None and ib.last_message_age_s < BOUND
+
+
+@pytest.mark.parametrize("on_unavailable", ["hold", "refuse"])
+async def test_1100_degrades_the_connection_orders_wait_or_are_refused_and_cancels_go(
+    tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
+) -> None:
+    async with running_sim() as sim, service(sim, tmp_path, on_unavailable) as svc:
+        price = sim.exchange.price("AAPL")
+        reply = await svc.gateway.handle(Submit(id=1, order=gtc_limit("deg-1", price - 5)))
+        assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+        states = svc.bus.subscribe()
+        await sim.connectivity_lost()
+        with trio.fail_after(BOUND):
+            await connection_state(states, "degraded")
+        assert svc.health().connections["ib"].state == "degraded"
+        canceled = await svc.gateway.handle(Cancel(id=2, order_id=reply.order.client_order_id))
+        assert isinstance(canceled, OrderReply)  # sent: TWS keeps it for the restore
+        assert canceled.order.status in ("pending_cancel", "canceled")
+        during: list[Any] = []
+        answered = trio.Event()
+
+        async def send_while_degraded() -> None:
+            order = gtc_limit("deg-2", price - 9, qty=1)
+            try:
+                during.append(await svc.gateway.handle(Submit(id=3, order=order)))
+            except UltError as exc:
+                during.append(exc)
+            answered.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_while_degraded)
+            if on_unavailable == "refuse":
+                with trio.fail_after(BOUND):
+                    await answered.wait()
+            else:
+                await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+                assert not answered.is_set()  # held at the gate
+            refs = {o.order.order_ref for o in sim.exchange.orders.values()}
+            assert "deg-2" not in refs  # held or refused: it never reached TWS
+            await sim.connectivity_restored(data_lost=True)
+        with trio.fail_after(BOUND):
+            await connection_state(states, "ready")
+        (sent,) = during
+        if on_unavailable == "hold":
+            assert isinstance(sent, OrderReply) and sent.order.status == "accepted"
+        else:
+            code = sent.error.code if isinstance(sent, ErrorReply) else sent.code
+            assert code == "broker_unavailable", sent
+        store = await svc.journal.get()
+        first = await store.get("deg-1")
+        assert first is not None and first.status == "canceled"

@@ -606,9 +606,8 @@ class IbConnector:
             one = self._book.add(placed.order_id, order)
             one.placed = placed
             tracked.append(one)
-        for i, (placed, _, _) in enumerate(batch):
-            # The broker actor paid for the command; a list's further legs are charged here.
-            await self._session.send(placed, prepaid=i == 0)
+        for placed, _, _ in batch:
+            await self._session.send(placed)
         return tracked
 
     async def _acknowledged(self, tracked: list[TrackedOrder]) -> list[TrackedOrder]:
@@ -710,7 +709,7 @@ class IbConnector:
         )
         tracked.replace_error = None
         before, tracked.placed = tracked.placed, placed  # what TWS works on once it takes it
-        await self._session.send(placed, prepaid=True)
+        await self._session.send(placed)
         self._log.info("modify sent", client_order_id=new_coid, order_id=tracked.order_id)
         try:
             await self._session.wait(
@@ -736,7 +735,7 @@ class IbConnector:
         # Not held back by a 1100: TWS keeps the cancel (PendingCancel) for the restore.
         self._require_trading(cancel=True)
         tracked.cancel_error = None
-        await self._session.send(wire.CancelOrder(order_id=tracked.order_id), prepaid=True)
+        await self._session.send(wire.CancelOrder(order_id=tracked.order_id))
         await self._session.wait(
             lambda: (
                 tracked.cancel_error is not None

@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from ult_actors.brokers.budget import RateBudget, RequestClass
+from ult_actors.brokers.budget import RateBudget
 from ult_actors.brokers.ib import errors as ib_errors
 from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.decode import decode_message
@@ -181,27 +181,19 @@ class IbSession:
 
     # -- sending and reading ----------------------------------------------------
 
-    async def send(
-        self,
-        request: wire.Request,
-        *,
-        kind: RequestClass | None = None,
-        prepaid: bool = False,
-        within_s: float | None = None,
-    ) -> None:
+    async def send(self, request: wire.Request) -> None:
         """Encode and send one request, within TWS's message rate and the account's budget.
 
-        TWS counts every message, so the budget is charged for each: as
-        ``kind`` (by default a cancel, an order or a query by its type), and
-        ``RateLimited`` if it cannot go within ``within_s``. ``prepaid``: the
-        broker actor took this command's token already (its first message).
+        TWS counts every message, so the budget is charged for each
+        (``RateBudget.charge``: a command's first message uses the token the
+        broker actor prepaid, the others its class; background ones are queries).
         """
         stream = self._stream
         if stream is None or (self._closed and not isinstance(request, wire.StartApi)):
             raise BrokerUnavailable(f"broker {self.name} is not connected", broker=self.name)
         frame = encode_fields(encode_request(request, self.server_version))
-        if self.budget is not None and not prepaid:
-            await self.budget.acquire(kind or _class_of(request), within_s=within_s)
+        if self.budget is not None:
+            await self.budget.charge()
         await self._pacer.wait()
         try:
             await stream.send_frames([frame])
@@ -341,12 +333,3 @@ class IbSession:
                 collector.done = True
                 return True
         return False
-
-
-def _class_of(request: wire.Request) -> RequestClass:
-    """A message's class in the account's budget, by what it asks."""
-    if isinstance(request, wire.CancelOrder | wire.ReqGlobalCancel):
-        return "cancel"
-    if isinstance(request, wire.PlaceOrder):
-        return "order"
-    return "query"

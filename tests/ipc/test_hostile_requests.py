@@ -1,0 +1,150 @@
+"""Hostile requests of the order-list and report kinds over the real socket, against a
+paper service: each gets a named error on its own connection, which keeps serving, and
+the service places nothing for them."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from tests.ipc.rawconn import RawConnection
+from tests.service_harness import one_broker_config, served
+from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.client import order_request
+from ult_actors.errors import InvalidOrder
+from ult_actors.messages import (
+    ErrorReply,
+    OkReply,
+    OrderListRequest,
+    OrdersReply,
+    Ping,
+    Reply,
+    SubmitList,
+)
+from ult_actors.service import Service, build_service
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ult-h", dir="/tmp"))  # short: the socket lives here
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _paper(state: Path) -> Service:
+    settings = PaperSettings(
+        tick_interval_s=0, state_path=":memory:", start_prices={"AAPL": Decimal("100")}
+    )
+    return build_service(one_broker_config(state, "paper", settings), env={}, rng=random.Random(1))
+
+
+def _id(reply: Reply) -> int:
+    return reply.id  # replies come as they are ready, not in the order asked
+
+
+async def test_a_list_without_legs_is_refused_by_name_and_the_connection_serves_on(
+    state: Path,
+) -> None:
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            raw = await RawConnection.open(state / "s")
+            empty = OrderListRequest(contingency="oco", legs=[])
+            await raw.send(SubmitList(id=1, orders=empty), Ping(id=2))
+            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
+            await raw.aclose()
+            with pytest.raises(InvalidOrder) as by_library:
+                await client.submit_list(OrderListRequest(contingency="bracket", legs=[]))
+            orders = await client.orders()
+    assert isinstance(refused, ErrorReply)
+    assert (refused.error.code, refused.error.field) == ("invalid_order", "legs")
+    assert "got 0" in refused.error.message
+    assert isinstance(pong, OkReply)
+    assert by_library.value.field == "legs"
+    assert orders == []
+
+
+async def test_a_report_bound_beyond_what_the_journal_stores_is_a_bad_request(
+    state: Path,
+) -> None:
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            raw = await RawConnection.open(state / "s")
+            # Beyond int64: built by hand, as a client in another language could send it.
+            far = {"kind": "get_report", "id": 1, "query": {"since_ns": 2**64 - 1}}
+            await raw.send_raw(msgspec.msgpack.encode(far), framed=True)
+            await raw.send(Ping(id=2))
+            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
+            await raw.aclose()
+            await client.submit("AAPL", "buy", 5, wait=True)
+            everything = await trio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "ult_actors.cli", "report", "--socket",
+                     str(state / "s"), "--since", "0001-01-01", "--until", "9999-12-31", "--csv"],
+                    capture_output=True, text=True, timeout=60,
+                )
+            )  # fmt: skip
+    assert isinstance(refused, ErrorReply)
+    assert refused.error.code == "bad_request"
+    assert "since_ns" in refused.error.message
+    assert isinstance(pong, OkReply)
+    assert everything.returncode == 0, everything.stderr
+    assert everything.stdout.splitlines()[1].startswith("AAPL,1,5,")
+
+
+async def test_a_frame_of_deeply_nested_maps_is_a_bad_request_and_the_connection_serves_on(
+    state: Path,
+) -> None:
+    # A ping whose extra field holds maps nested 100,000 deep: msgspec gives up recursing.
+    nested = b"\x83\xa4kind\xa4ping\xa2id\x07\xa1x" + b"\x81\xa1a" * 100_000 + b"\x01"
+    async with served(_paper(state), state):
+        with trio.fail_after(30):
+            raw = await RawConnection.open(state / "s")
+            await raw.send_raw(nested, framed=True)
+            await raw.send(Ping(id=2))
+            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
+            await raw.aclose()
+    assert isinstance(refused, ErrorReply)
+    assert refused.error.code == "bad_request"
+    assert "nests too deeply" in refused.error.message
+    assert isinstance(pong, OkReply)
+
+
+async def test_a_named_list_asked_again_is_placed_once(state: Path) -> None:
+    # A retry of a list the caller named (its idempotency key), legs without ids of their own.
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            first = await client.bracket(
+                "AAPL", "buy", 10, type="limit", limit_price="99",
+                take_profit="110", stop_loss="90", list_id="dip-bracket",
+            )  # fmt: skip
+            again = await client.bracket(
+                "AAPL", "buy", 10, type="limit", limit_price="99",
+                take_profit="110", stop_loss="90", list_id="dip-bracket",
+            )  # fmt: skip
+            raw = await RawConnection.open(state / "s")
+            parent = order_request("AAPL", "buy", 5, type="limit", limit_price="98")
+            child = order_request("AAPL", "sell", 5, type="limit", limit_price="120")
+            named = OrderListRequest(contingency="oto", legs=[parent, child], list_id="raw-oto")
+            await raw.send(SubmitList(id=1, orders=named))
+            raw_first = await raw.receive()
+            await raw.send(SubmitList(id=2, orders=named))
+            raw_again = await raw.receive()
+            await raw.aclose()
+            orders = await client.orders()
+    assert [o.client_order_id for o in first] == [
+        "dip-bracket-1", "dip-bracket-2", "dip-bracket-3"
+    ]  # fmt: skip
+    assert [o.id for o in again] == [o.id for o in first]
+    assert isinstance(raw_first, OrdersReply) and isinstance(raw_again, OrdersReply)
+    assert [o.id for o in raw_again.orders] == [o.id for o in raw_first.orders]
+    assert len(orders) == 5
