@@ -21,7 +21,7 @@ from tests.ipc.rawconn import RawConnection
 from tests.service_harness import one_broker_config, served
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.client import order_request
-from ult_actors.errors import InvalidOrder
+from ult_actors.errors import DuplicateOrder, InvalidOrder
 from ult_actors.messages import (
     ErrorReply,
     OkReply,
@@ -93,9 +93,19 @@ async def test_a_report_bound_beyond_what_the_journal_stores_is_a_bad_request(
                     capture_output=True, text=True, timeout=60,
                 )
             )  # fmt: skip
+            backwards = await trio.to_thread.run_sync(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "ult_actors.cli", "report", "--socket",
+                     str(state / "s"), "--since", "2030-01-01", "--until", "2020-01-01"],
+                    capture_output=True, text=True, timeout=60,
+                )
+            )  # fmt: skip
     assert isinstance(refused, ErrorReply)
     assert refused.error.code == "bad_request"
     assert "since_ns" in refused.error.message
+    assert backwards.returncode == 0, backwards.stderr
+    assert "since=2030-01-01T00:00:00+00:00, until=2020-01-01T00:00:00+00:00" in backwards.stdout
+    assert "since is not before until" in backwards.stdout
     assert isinstance(pong, OkReply)
     assert everything.returncode == 0, everything.stderr
     assert everything.stdout.splitlines()[1].startswith("AAPL,1,5,")
@@ -148,3 +158,25 @@ async def test_a_named_list_asked_again_is_placed_once(state: Path) -> None:
     assert isinstance(raw_first, OrdersReply) and isinstance(raw_again, OrdersReply)
     assert [o.id for o in raw_again.orders] == [o.id for o in raw_first.orders]
     assert len(orders) == 5
+
+
+async def test_a_replace_key_used_again_with_other_terms_is_refused_not_answered_as_done(
+    state: Path,
+) -> None:
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            await client.submit(
+                "AAPL", "buy", 10, type="limit", limit_price="90", time_in_force="gtc",
+                client_order_id="dip-1",
+            )  # fmt: skip
+            first = await client.replace("dip-1", qty=12, client_order_id="dip-2")
+            retried = await client.replace("dip-1", qty=12, client_order_id="dip-2")
+            with pytest.raises(DuplicateOrder) as other_terms:
+                await client.replace("dip-1", qty=13, client_order_id="dip-2")
+            with pytest.raises(DuplicateOrder):
+                await client.replace("dip-1", limit_price="91", client_order_id="dip-2")
+            orders = await client.orders()
+    assert (retried.id, retried.qty) == (first.id, Decimal("12"))
+    assert other_terms.value.field == "client_order_id"
+    assert "already replaced order dip-1 with other terms" in other_terms.value.message
+    assert sorted(o.client_order_id for o in orders) == ["dip-1", "dip-2"]
