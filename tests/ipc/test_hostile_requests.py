@@ -180,3 +180,20 @@ async def test_a_replace_key_used_again_with_other_terms_is_refused_not_answered
     assert other_terms.value.field == "client_order_id"
     assert "already replaced order dip-1 with other terms" in other_terms.value.message
     assert sorted(o.client_order_id for o in orders) == ["dip-1", "dip-2"]
+
+
+async def test_a_list_of_ten_thousand_legs_is_refused_naming_the_count_and_places_nothing(
+    state: Path,
+) -> None:
+    # Legs with only the fields they need, so 10,000 of them fit in one frame (1 MiB).
+    legs = [{"symbol": "AAPL", "side": "buy", "qty": "1"}] * 10_000
+    flood = {"kind": "submit_list", "id": 1, "orders": {"contingency": "oto", "legs": legs}}
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            refused, pong = await _answer_then_pong(state / "s", msgspec.msgpack.encode(flood))
+            orders = await client.orders()
+    assert isinstance(refused, ErrorReply)
+    assert (refused.error.code, refused.error.field) == ("invalid_order", "legs")
+    assert refused.error.message == "an oto has 2 legs (parent, child), got 10000"
+    assert isinstance(pong, OkReply)
+    assert orders == []
