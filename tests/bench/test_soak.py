@@ -23,7 +23,7 @@ def test_a_short_run_samples_rss_and_files_and_gives_a_verdict() -> None:
     # Far too short to judge growth (hence the huge tolerance): this checks the
     # machinery — service up, load flowing, bad clients connected, samples taken.
     out = subprocess.run(
-        [*SOAK, "--seconds", "5", "--interval", "1", "--warmup", "1",
+        [*SOAK, "--seconds", "3", "--interval", "0.5", "--warmup", "1",
          "--rate", "50", "--tolerance", "1000"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

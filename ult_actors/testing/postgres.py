@@ -120,7 +120,10 @@ class PgServer:
 
         name = f"t{os.getpid()}_{next(self._names)}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            # PostgreSQL 15 copies the template through the WAL by default; with fsync
+            # off a plain file copy is several times faster (the suite makes dozens).
+            copy = " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+            conn.execute(f"CREATE DATABASE {name}{copy}")
         return self.url(name)
 
     def remove(self) -> None:
