@@ -219,6 +219,9 @@ def leg_roles(contingency: Contingency) -> tuple[LegRole, ...]:
     return tuple(role for role, _ in _LEGS[contingency])
 
 
+_ARTICLE = {"bracket": "a", "oco": "an", "oto": "an"}
+
+
 def validate_order_list(request: OrderListRequest) -> None:
     """Raise ``InvalidOrder`` unless ``request`` is a well-formed list (field ``legs[i].x``).
 
@@ -232,7 +235,8 @@ def validate_order_list(request: OrderListRequest) -> None:
     if len(request.legs) != len(shape):
         roles = ", ".join(role for role, _ in shape)
         raise InvalidOrder(
-            f"a {request.contingency} has {len(shape)} legs ({roles}), got {len(request.legs)}",
+            f"{_ARTICLE[request.contingency]} {request.contingency} has {len(shape)} legs ({roles}),"
+            f" got {len(request.legs)}",
             field="legs",
         )
     validate_client_id(request.list_id, "list_id")

@@ -48,8 +48,19 @@ def _paper(state: Path) -> Service:
     return build_service(one_broker_config(state, "paper", settings), env={}, rng=random.Random(1))
 
 
-def _id(reply: Reply) -> int:
-    return reply.id  # replies come as they are ready, not in the order asked
+async def _answer_then_pong(path: Path, hostile: SubmitList | bytes) -> tuple[Reply, Reply]:
+    """On one connection: the reply to ``hostile`` (a request with id 1, or a raw payload),
+    then the reply to a ping sent after it (id 2)."""
+    raw = await RawConnection.open(path)
+    if isinstance(hostile, bytes):
+        await raw.send_raw(hostile, framed=True)
+    else:
+        await raw.send(hostile)
+    await raw.send(Ping(id=2))
+    # Replies come as they are ready, not in the order asked.
+    answer, pong = sorted([await raw.receive(), await raw.receive()], key=lambda r: r.id)
+    await raw.aclose()
+    return answer, pong
 
 
 async def test_a_list_without_legs_is_refused_by_name_and_the_connection_serves_on(
@@ -57,11 +68,8 @@ async def test_a_list_without_legs_is_refused_by_name_and_the_connection_serves_
 ) -> None:
     async with served(_paper(state), state) as client:
         with trio.fail_after(30):
-            raw = await RawConnection.open(state / "s")
             empty = OrderListRequest(contingency="oco", legs=[])
-            await raw.send(SubmitList(id=1, orders=empty), Ping(id=2))
-            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
-            await raw.aclose()
+            refused, pong = await _answer_then_pong(state / "s", SubmitList(id=1, orders=empty))
             with pytest.raises(InvalidOrder) as by_library:
                 await client.submit_list(OrderListRequest(contingency="bracket", legs=[]))
             orders = await client.orders()
@@ -78,13 +86,9 @@ async def test_a_report_bound_beyond_what_the_journal_stores_is_a_bad_request(
 ) -> None:
     async with served(_paper(state), state) as client:
         with trio.fail_after(30):
-            raw = await RawConnection.open(state / "s")
             # Beyond int64: built by hand, as a client in another language could send it.
             far = {"kind": "get_report", "id": 1, "query": {"since_ns": 2**64 - 1}}
-            await raw.send_raw(msgspec.msgpack.encode(far), framed=True)
-            await raw.send(Ping(id=2))
-            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
-            await raw.aclose()
+            refused, pong = await _answer_then_pong(state / "s", msgspec.msgpack.encode(far))
             await client.submit("AAPL", "buy", 5, wait=True)
             everything = await trio.to_thread.run_sync(
                 lambda: subprocess.run(
@@ -118,11 +122,7 @@ async def test_a_frame_of_deeply_nested_maps_is_a_bad_request_and_the_connection
     nested = b"\x83\xa4kind\xa4ping\xa2id\x07\xa1x" + b"\x81\xa1a" * 100_000 + b"\x01"
     async with served(_paper(state), state):
         with trio.fail_after(30):
-            raw = await RawConnection.open(state / "s")
-            await raw.send_raw(nested, framed=True)
-            await raw.send(Ping(id=2))
-            refused, pong = sorted([await raw.receive(), await raw.receive()], key=_id)
-            await raw.aclose()
+            refused, pong = await _answer_then_pong(state / "s", nested)
     assert isinstance(refused, ErrorReply)
     assert refused.error.code == "bad_request"
     assert "nests too deeply" in refused.error.message
@@ -180,3 +180,20 @@ async def test_a_replace_key_used_again_with_other_terms_is_refused_not_answered
     assert other_terms.value.field == "client_order_id"
     assert "already replaced order dip-1 with other terms" in other_terms.value.message
     assert sorted(o.client_order_id for o in orders) == ["dip-1", "dip-2"]
+
+
+async def test_a_list_of_ten_thousand_legs_is_refused_naming_the_count_and_places_nothing(
+    state: Path,
+) -> None:
+    # Legs with only the fields they need, so 10,000 of them fit in one frame (1 MiB).
+    legs = [{"symbol": "AAPL", "side": "buy", "qty": "1"}] * 10_000
+    flood = {"kind": "submit_list", "id": 1, "orders": {"contingency": "oto", "legs": legs}}
+    async with served(_paper(state), state) as client:
+        with trio.fail_after(30):
+            refused, pong = await _answer_then_pong(state / "s", msgspec.msgpack.encode(flood))
+            orders = await client.orders()
+    assert isinstance(refused, ErrorReply)
+    assert (refused.error.code, refused.error.field) == ("invalid_order", "legs")
+    assert refused.error.message == "an oto has 2 legs (parent, child), got 10000"
+    assert isinstance(pong, OkReply)
+    assert orders == []
