@@ -489,7 +489,8 @@ class OrderListRequest(_Value, frozen=True):
     ``legs`` in their roles' order: a ``bracket`` is [entry, take_profit (limit),
     stop_loss (stop or stop_limit)]; an ``oco`` is [take_profit (limit), stop_loss
     (stop or stop_limit)]; an ``oto`` is [parent, child]. Every leg is a full order
-    with its own ``client_order_id`` (set by the client library when left out).
+    with its own ``client_order_id`` (when left out: ``LIST_ID-1``, ``LIST_ID-2``, ...
+    in a named list, else a fresh one).
     ``list_id`` names the list (and is its idempotency key); ``broker`` and
     ``deadline_ns`` apply to every leg.
     """

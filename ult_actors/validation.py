@@ -15,7 +15,10 @@ default decimal context (28 digits, exponents to 999999), so none can raise.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
+
+import msgspec
 
 from ult_actors.errors import InvalidOrder
 from ult_actors.messages import (
@@ -125,6 +128,27 @@ def validate_order(req: OrderRequest) -> None:
     validate_client_id(req.client_order_id, "client_order_id")
 
 
+def with_leg_ids(request: OrderListRequest, new_id: Callable[[], str]) -> OrderListRequest:
+    """``request`` with an id for every leg without one, and for the list.
+
+    A list named by the caller gives its legs ``LIST_ID-1``, ``LIST_ID-2``, ...: asked
+    again (a retry) it is the same legs, which the service answers once. Otherwise each
+    leg gets ``new_id()`` and the list ``FIRST_LEG_ID-list``.
+    """
+    named = request.list_id
+    legs = [
+        leg
+        if leg.client_order_id is not None
+        else msgspec.structs.replace(
+            leg, client_order_id=f"{named}-{i + 1}" if named is not None else new_id()
+        )
+        for i, leg in enumerate(request.legs)
+    ]
+    # No legs: left as it is, for validate_order_list to refuse naming ``legs``.
+    list_id = named or (f"{legs[0].client_order_id}-list" if legs else None)
+    return msgspec.structs.replace(request, legs=legs, list_id=list_id)
+
+
 def validate_client_id(value: str | None, field: str) -> None:
     """Raise ``InvalidOrder`` naming ``field`` unless ``value`` is ``None`` or a usable id."""
     if value is not None and not CLIENT_ORDER_ID_RE.match(value):
@@ -195,6 +219,9 @@ def leg_roles(contingency: Contingency) -> tuple[LegRole, ...]:
     return tuple(role for role, _ in _LEGS[contingency])
 
 
+_ARTICLE = {"bracket": "a", "oco": "an", "oto": "an"}
+
+
 def validate_order_list(request: OrderListRequest) -> None:
     """Raise ``InvalidOrder`` unless ``request`` is a well-formed list (field ``legs[i].x``).
 
@@ -208,7 +235,8 @@ def validate_order_list(request: OrderListRequest) -> None:
     if len(request.legs) != len(shape):
         roles = ", ".join(role for role, _ in shape)
         raise InvalidOrder(
-            f"a {request.contingency} has {len(shape)} legs ({roles}), got {len(request.legs)}",
+            f"{_ARTICLE[request.contingency]} {request.contingency} has {len(shape)} legs ({roles}),"
+            f" got {len(request.legs)}",
             field="legs",
         )
     validate_client_id(request.list_id, "list_id")

@@ -708,7 +708,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         *((f"  {kind}", n) for kind, n in report["faults"].items()),
         ("reconciliation", ""),
         *((f"  {k}", n) for k, n in sorted(report["reconciliation"].items())),
-        (f"429s from venue limits ({report['venue_limits']})",
+        (f"429s / IB error 100s from venue limits ({report['venue_limits']})",
          sum(report["limit_429s_by_broker"].values())),
         *((f"  at {b}", n) for b, n in report["limit_429s_by_broker"].items()),
         ("orders at the broker", report["at_broker"]),

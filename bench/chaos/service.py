@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults-log", required=True)
     p.add_argument("--stuck-after", type=float, default=2.0, help="reconcile stuck orders after s")
     p.add_argument(
-        "--stale-after", type=float, default=2.0, help="Alpaca/OANDA streams silent this long: lost"
+        "--stale-after", type=float, default=2.0, help="Alpaca/OANDA/IB streams silent this long: lost"
     )
     args = p.parse_args(argv)
     cfg = load_config(None)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.positions.sync_interval_s = 2.0
     # Streams the simulators silence are found within the run, not after 15-30 s.
     for entry in cfg.brokers:
-        if entry.kind in ("alpaca", "oanda"):
+        if entry.kind in ("alpaca", "oanda", "ib"):
             entry.settings = msgspec.structs.replace(entry.settings, stale_after_s=args.stale_after)
         if entry.kind == "alpaca":
             entry.settings = msgspec.structs.replace(

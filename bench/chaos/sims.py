@@ -8,20 +8,24 @@ and is broken through its own admin switches:
   silent stream, a dropped update) and ``POST /_sim/stream/drop``;
 - ``oanda``: the same vocabulary and endpoints as Alpaca's;
 - ``ib``: the text admin port (``drop``, ``slow-replies``, ``slow-ack``,
-  ``lost`` then ``restored``, ``drop-on-order``).
+  ``lost`` then ``restored``, ``drop-on-order``, ``silent``,
+  ``drop-executions``).
 
 The Alpaca and OANDA simulators also enforce their venue's request limits
 (``VENUE_LIMITS``): ``real`` (Alpaca 200 requests/min; OANDA 100 requests/s
 per connection, 2 new connections/s), which the service's budgets must keep
 under (``limit_refusals`` counts the 429s they caused, apart from the 429
 faults), ``small`` (a fraction of them: the service meets 429s and must lose
-and double nothing) or ``off``.
+and double nothing) or ``off``. The TWS simulator always enforces TWS's 50
+messages a second (error 100, then the socket closed); its clients cut off
+for it are counted with the 429s.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -162,7 +166,17 @@ _ALPACA = {
 _OANDA = {**_ALPACA, "lose_reply": {"kind": "lose_reply", "method": "POST"}}
 #: drop_on_order: the socket drops right after TWS reads an order, before its
 #: answer (with connectivity_lost: an order held and its acknowledgement lost).
-_IB = ("drop", "slow_replies", "slow_ack", "connectivity_lost", "drop_on_order")
+#: silent: TWS stops answering (long enough, mostly, for the service's probe to give
+#: the socket up); drop_executions: fills meanwhile are not pushed, only listed.
+_IB = (
+    "drop",
+    "slow_replies",
+    "slow_ack",
+    "connectivity_lost",
+    "drop_on_order",
+    "silent",
+    "drop_executions",
+)
 
 
 async def _one_fault(
@@ -187,11 +201,14 @@ async def _one_fault(
             "slow_replies": ("slow-replies 0.3", "slow-replies 0"),
             "slow_ack": ("slow-ack 0.3", "slow-ack 0"),
             "connectivity_lost": ("lost", "restored"),
+            "silent": ("silent on", "silent off"),
+            "drop_executions": ("drop-executions on", "drop-executions off"),
         }[kind]
         await _ib(sim, on)
+        lasts = rng.uniform(2.0, 5.0) if kind == "silent" else rng.uniform(0.2, 1.0)
 
         async def later() -> None:
-            await trio.sleep(rng.uniform(0.2, 1.0))
+            await trio.sleep(lasts)
             await _ib(sim, off)
 
         nursery.start_soon(later)
@@ -225,6 +242,9 @@ async def limit_refusals(sims: list[Sim]) -> dict[str, int]:
             if sim.name in ("alpaca", "oanda"):
                 state = (await http.get(f"http://127.0.0.1:{sim.port}/_sim/state")).json()
                 out[sim.name] = int(state.get("rate_limited", 0))
+            else:  # TWS: clients cut off with error 100 for their message rate
+                found = re.search(r"rate_violations=(\d+)", await _ib(sim, "status"))
+                out[sim.name] = int(found.group(1)) if found else 0
     return out
 
 
@@ -244,7 +264,14 @@ async def disarm(sims: list[Sim]) -> None:
                 limits = _NO_LIMITS[sim.name]
                 (await http.post(f"{base}/_sim/rate-limit", json=limits)).raise_for_status()
             else:
-                for command in ("slow-replies 0", "slow-ack 0", "drop-on-order 0", "restored"):
+                for command in (
+                    "slow-replies 0",
+                    "slow-ack 0",
+                    "drop-on-order 0",
+                    "silent off",
+                    "drop-executions off",
+                    "restored",
+                ):
                     await _ib(sim, command)
 
 

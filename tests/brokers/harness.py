@@ -14,6 +14,8 @@ import trio
 
 from tests.brokers.contract import UpdateLog
 from ult_actors.brokers.base import Connector
+from ult_actors.messages import ConnectionStateChanged, Event, OrderUpdate
+from ult_actors.runtime import EventBus
 
 
 @asynccontextmanager
@@ -31,3 +33,25 @@ async def connected_connector(connector: Connector, *, stream: bool) -> AsyncIte
             nursery.cancel_scope.cancel()
     finally:
         await connector.disconnect()
+
+
+def watch_connection(bus: EventBus[Event]) -> trio.MemoryReceiveChannel[Event]:
+    """A subscription to the connection's changes of state and to every fill."""
+
+    def relevant(event: Event) -> bool:
+        return isinstance(event, ConnectionStateChanged) or (
+            isinstance(event, OrderUpdate) and event.fill is not None
+        )
+
+    return bus.subscribe(relevant)
+
+
+async def until_state(events: trio.MemoryReceiveChannel[Event], state: str) -> list[Event]:
+    """Events (of ``watch_connection``) up to and including the connection entering ``state``."""
+    seen: list[Event] = []
+    with trio.fail_after(15):
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, ConnectionStateChanged) and event.state == state:
+                return seen
+    raise AssertionError(f"the bus closed before the connection became {state}")

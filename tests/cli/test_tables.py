@@ -94,6 +94,7 @@ def test_event_lines_say_what_happened() -> None:
     from ult_actors.cli.tables import event_line
     from ult_actors.messages import (
         ActorHealthChanged,
+        ConnectionStateChanged,
         Fill,
         Order,
         OrderUpdate,
@@ -126,6 +127,8 @@ def test_event_lines_say_what_happened() -> None:
     halt = TradingStateChanged(state="halted", reason="kill switch", ts=NOW)
     assert event_line(halt, plain).endswith("trading halted: kill switch")
     assert event_line(halt, plain).startswith("13:46:40.000Z")
+    lost = ConnectionStateChanged(broker="alpaca", state="degraded", reason="stream lost", ts=NOW)
+    assert event_line(lost, plain).endswith("broker  alpaca degraded: stream lost")
 
 
 def test_an_order_of_unknown_outcome_is_marked_in_the_orders_table() -> None:

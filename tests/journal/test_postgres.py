@@ -6,13 +6,14 @@ What every journal store does is in ``test_store_contract.py``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import psycopg
 import pytest
 import trio
 
-from tests.journal.harness import PostgresBackend, order, short_socket_path
+from tests.journal.harness import PostgresBackend, order, paper_service, short_socket_path
 from ult_actors.client import AsyncClient
 from ult_actors.config import load_config
 from ult_actors.errors import ConfigError, JournalUnavailable
@@ -152,3 +153,56 @@ async def test_the_password_comes_from_the_pgpassword_credential(
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
         assert "s3cret" not in store.name
+
+
+async def test_a_service_rides_out_a_database_restart_refusing_then_taking_orders(
+    postgres_server: PgServer, postgres_url: str, tmp_path: Path
+) -> None:
+    opener = PostgresBackend(postgres_url).opener(probe_interval_s=0.05)
+    with short_socket_path() as sock:
+        async with (
+            paper_service(tmp_path, sock, opener) as svc,
+            AsyncClient(sock, timeout=20) as client,
+        ):
+            await client.submit("AAPL", "buy", 1, client_order_id="before")
+            await trio.to_thread.run_sync(postgres_server.stop)
+            try:
+                with trio.fail_after(20):  # the journal finds out at its next write
+                    while svc.journal.unavailable is None:
+                        with contextlib.suppress(JournalUnavailable):
+                            await client.submit("AAPL", "buy", 1, client_order_id="probe")
+                with pytest.raises(JournalUnavailable, match="database unreachable"):
+                    await client.submit("AAPL", "buy", 1, client_order_id="during")
+                health = await client.health()  # ult health says why
+                (journal,) = [a for a in health.actors if a.name == "journal"]
+                assert journal.state == "failed" and journal.last_error is not None
+                assert "database unreachable" in journal.last_error.message
+            finally:
+                await trio.to_thread.run_sync(postgres_server.start)
+            with trio.fail_after(30):  # reconnects by itself: no restart of the service
+                while svc.journal.unavailable is not None:
+                    await trio.sleep(0.05)
+            # Its first read after the restart finds the dropped connection and reconnects.
+            listed = [o.client_order_id for o in await client.orders()]
+            assert "before" in listed and "during" not in listed
+            after = await client.submit("AAPL", "buy", 1, client_order_id="after")
+            assert after.status == "filled"
+    rows = PostgresBackend(postgres_url).rows()
+    assert rows.get("before") == rows.get("after") == "filled"
+    assert "during" not in rows
+
+
+async def test_after_a_restart_while_idle_the_first_order_is_journaled_at_once(
+    postgres_server: PgServer, postgres_url: str
+) -> None:
+    async with open_postgres_store(postgres_url, probe_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+        await trio.to_thread.run_sync(postgres_server.stop)
+        await trio.to_thread.run_sync(postgres_server.start)
+        # The writer finds its connection dropped when it begins, before it sent anything
+        # of the batch: it connects again then, instead of refusing the order.
+        with trio.fail_after(10):
+            await store.record(order("c-2"), event="submit")
+            assert store.unavailable is None
+    assert PostgresBackend(postgres_url).rows() == {"c-1": "pending_new", "c-2": "pending_new"}

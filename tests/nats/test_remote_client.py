@@ -128,3 +128,29 @@ def test_a_reply_that_does_not_come_in_time_is_an_unknown_outcome(
             c.submit("AAPL", "buy", 1, type="limit", limit_price="1", wait=True, timeout=0.5,
                      client_order_id="nats-slow-1")  # fmt: skip
         assert info.value.client_order_id == "nats-slow-1"
+
+
+def test_maps_nested_deeper_than_msgspec_recurses_are_a_bad_request(
+    service: UltProcess, nats_server: NatsServer
+) -> None:
+    import msgspec
+    import nats
+
+    # A ping whose extra field holds maps nested 100,000 deep (well under max_payload).
+    nested = b"\x83\xa4kind\xa4ping\xa2id\x07\xa1x" + b"\x81\xa1a" * 100_000 + b"\x01"
+
+    async def ask() -> object:
+        nc = await nats.connect(nats_server.url)
+        try:
+            reply = await nc.request("ult.default.cmd", nested, timeout=20)
+        finally:
+            await nc.close()
+        return msgspec.msgpack.decode(reply.data)
+
+    answer = asyncio.run(ask())
+    assert isinstance(answer, dict)
+    assert answer["error"]["code"] == "bad_request"
+    assert "nests too deeply" in answer["error"]["message"]
+    assert service.socket is not None
+    with Client(service.socket, timeout=20) as c:  # the NATS side was not restarted
+        assert next(a for a in c.health().actors if a.name == "nats").restarts == 0

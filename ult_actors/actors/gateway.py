@@ -73,6 +73,7 @@ from ult_actors.runtime import (
     Subscription,
     call,
 )
+from ult_actors.validation import with_leg_ids
 
 
 def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
@@ -238,17 +239,8 @@ class ServiceGateway:
                 request.order, client_order_id=self.new_client_order_id()
             )
             return msgspec.structs.replace(request, order=order)
-        if isinstance(request, SubmitList) and request.orders.legs:
-            # A list without legs goes on as it is, for the router to refuse by name.
-            orders = request.orders
-            legs = [
-                leg
-                if leg.client_order_id is not None
-                else msgspec.structs.replace(leg, client_order_id=self.new_client_order_id())
-                for leg in orders.legs
-            ]
-            list_id = orders.list_id or f"{legs[0].client_order_id}-list"
-            orders = msgspec.structs.replace(orders, legs=legs, list_id=list_id)
+        if isinstance(request, SubmitList):
+            orders = with_leg_ids(request.orders, self.new_client_order_id)
             return msgspec.structs.replace(request, orders=orders)
         if isinstance(request, Replace) and request.change.client_order_id is None:
             change = msgspec.structs.replace(

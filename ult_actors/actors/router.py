@@ -182,6 +182,12 @@ class _Router:
             # This very replace, asked again after it took effect: its replacement.
             replacement = await store.get(new_coid)
             if replacement is not None:
+                if not _asked_for(replacement, order, change):
+                    raise DuplicateOrder(
+                        f"client_order_id {new_coid} already replaced order"
+                        f" {order.client_order_id} with other terms",
+                        field="client_order_id",
+                    )
                 self.ctx.reply(env, replacement)
                 return
         if order.status not in REPLACEABLE_STATUSES:
@@ -214,6 +220,22 @@ class _Router:
             raise NotFound(f"order {order_id} belongs to unknown broker {order.broker!r}")
         assert env.reply is not None
         await self.ctx.forward(env, broker, CancelOrder(order_id=order.id or order.client_order_id))
+
+
+def _asked_for(replacement: Order, old: Order, change: ReplaceRequest) -> bool:
+    """Whether ``replacement`` has what ``change`` asks for: a retry, not a new change."""
+    # The replacement's quantity is the new total where the venue modifies in place,
+    # what was left to fill where it issues a new order.
+    qty_ok = change.qty is None or change.qty in (
+        replacement.qty,
+        replacement.qty + old.filled_qty,
+    )
+    return (
+        qty_ok
+        and change.limit_price in (None, replacement.limit_price)
+        and change.stop_price in (None, replacement.stop_price)
+        and change.time_in_force in (None, replacement.time_in_force)
+    )
 
 
 def _same_order(existing: Order, request: OrderRequest) -> bool:

@@ -37,9 +37,14 @@ def report_main(argv: list[str]) -> int:
     )
     p.add_argument("--since", type=_moment, help="orders created at or after (date or ISO time)")
     p.add_argument("--until", type=_moment, help="orders created before (date or ISO time)")
-    p.add_argument("--broker")
-    p.add_argument("--symbol")
-    p.add_argument("--by", default="symbol", choices=["order", "symbol", "broker", "day"])
+    p.add_argument("--broker", help="only this broker connection's orders")
+    p.add_argument("--symbol", help="only this symbol's orders")
+    p.add_argument(
+        "--by",
+        default="symbol",
+        choices=["order", "symbol", "broker", "day"],
+        help="one row per order, symbol (default), broker or day",
+    )
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     p.add_argument("--html", metavar="FILE", help="also write a page with charts to FILE")
     args = p.parse_args(argv)

@@ -65,7 +65,7 @@ from ult_actors.messages import (
     TimeInForce,
     TradingState,
 )
-from ult_actors.validation import PLAIN_DECIMAL, check_decimal
+from ult_actors.validation import PLAIN_DECIMAL, check_decimal, with_leg_ids
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -403,18 +403,16 @@ class Requests:
         self, orders: OrderListRequest, *, timeout: float | None = None
     ) -> Call[list[Order]]:
         """Place an order list; every leg, and the list, get an id if they have none."""
-        legs = [self._stamped(leg, None) for leg in orders.legs]
-        # No legs: sent as it is, for the service to refuse naming ``legs``.
-        list_id = orders.list_id or (f"{legs[0].client_order_id}-list" if legs else None)
-        stamped = self._stamped(
-            msgspec.structs.replace(orders, legs=legs, list_id=list_id), timeout
-        )
+        stamped = self._stamped(with_leg_ids(orders, self._new_client_order_id), timeout)
         return Call(SubmitList(id=self.next_id(), orders=stamped), _read_orders)
+
+    def _new_client_order_id(self) -> str:
+        return f"{self._coid_prefix}-{next(self._coids)}"
 
     def _stamped(self, order: S, timeout: float | None) -> S:
         changes: dict[str, Any] = {}
         if not isinstance(order, OrderListRequest) and order.client_order_id is None:
-            changes["client_order_id"] = f"{self._coid_prefix}-{next(self._coids)}"
+            changes["client_order_id"] = self._new_client_order_id()
         if timeout is not None and order.deadline_ns is None:
             changes["deadline_ns"] = self._now_ns() + int(timeout * 1e9)
         return msgspec.structs.replace(order, **changes) if changes else order

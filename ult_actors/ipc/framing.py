@@ -93,12 +93,16 @@ class RequestCodec:
             raise BadRequest(f"not a valid request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise BadRequest(f"frame is not valid msgpack: {exc}") from None
+        except RecursionError:
+            # msgspec's own depth guard: a hostile frame of nested maps, caught before
+            # it can take down the connection or the NATS command subscriber.
+            raise BadRequest("frame nests too deeply to be a request") from None
 
     def request_id(self, payload: bytes) -> int:
         """The id a bad frame carried, if it had one readable; else 0."""
         try:
             return self._id_decoder.decode(payload).id
-        except (msgspec.DecodeError, OverflowError):
+        except (msgspec.DecodeError, OverflowError, RecursionError):
             return 0
 
     def encode(self, reply: Reply) -> bytes:

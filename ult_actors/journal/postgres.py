@@ -210,12 +210,9 @@ class PostgresStore(SqliteStore):
     ) -> None:
         """One transaction: the lease check (with a fence), then the batch's rows."""
         events, latest, fill_rows = table_rows(rows, fills or [])
-        conn = self._writer_conn
-        if conn is None or conn.closed:
-            # Reconnected by the writer's own thread: after an outage, by the probe.
-            conn = self._writer_conn = connect(self.url, connect_timeout_s=self.connect_timeout_s)
+        conn = self._begin()
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with conn.cursor() as cur:
                 if self.fence is not None:
                     self._check_fence(cur)
                 if events:
@@ -223,10 +220,31 @@ class PostgresStore(SqliteStore):
                     cur.executemany(_UPSERT, latest)
                 if fill_rows:
                     cur.executemany(_ADD_FILL, fill_rows)
+            conn.execute("COMMIT")
         except BaseException:
             if conn.broken:
                 conn.close()  # the next write reconnects
+            elif not conn.closed:
+                conn.execute("ROLLBACK")
             raise
+
+    def _begin(self) -> Any:
+        """The writer's connection with a transaction begun, connected afresh if the
+        server dropped the old one (a restart while idle: found out only now, and
+        nothing of this batch was sent on it)."""
+        conn = self._writer_conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.execute("BEGIN")
+                return conn
+            except Exception:
+                if not conn.broken:
+                    raise
+                conn.close()
+        # Reconnected on the writer's own thread (after an outage, by the probe).
+        conn = self._writer_conn = connect(self.url, connect_timeout_s=self.connect_timeout_s)
+        conn.execute("BEGIN")
+        return conn
 
     def _check_fence(self, cur: Any) -> None:
         fence = self.fence
@@ -266,15 +284,21 @@ class PostgresStore(SqliteStore):
         async with self._read_lock:
             if self._rconn is None:
                 return await super()._read(fn)  # closed: the SQLite store's error
-            try:
-                return await trio.to_thread.run_sync(fn, self._reads)
-            except Exception as exc:
-                if not self._is_outage(exc):
-                    raise
-                self._reads.close()
-                raise JournalUnavailable(
-                    f"journal {self.name} cannot be read: {self._outage_reason(exc)}"
-                ) from None
+            retried = False
+            while True:
+                try:
+                    return await trio.to_thread.run_sync(fn, self._reads)
+                except Exception as exc:
+                    if not self._is_outage(exc):
+                        raise
+                    self._reads.close()
+                    if retried:
+                        raise JournalUnavailable(
+                            f"journal {self.name} cannot be read: {self._outage_reason(exc)}"
+                        ) from None
+                    # Once more, connected afresh: a connection the server dropped (a
+                    # restart) fails only when it is next used.
+                    retried = True
 
     async def cost_inputs(self, query: ReportQuery) -> CostInputs:
         """What a cost report is computed from (see ``OrderStore``), read on a connection

@@ -573,7 +573,8 @@ class SqliteStore:
 
     def _index(self, order: Order) -> None:
         coid = order.client_order_id
-        self._seen.add(coid)
+        if coid not in self._recent:  # else it is in the filter already
+            self._seen.add(coid)
         self._brokers.add(order.broker)
         self._unwritten.pop(coid, None)  # re-inserted: newest last
         self._unwritten[coid] = order
@@ -734,8 +735,7 @@ class SqliteStore:
 
     async def get(self, client_order_id: str) -> Order | None:
         """The latest state of one order by client order id."""
-        if client_order_id not in self._seen:
-            return None  # never journaled: no need to ask the file
+        # Memory first: a few dict lookups, where the filter hashes four times.
         order = (
             self._unwritten.get(client_order_id)
             or self._open.get(client_order_id)
@@ -743,6 +743,8 @@ class SqliteStore:
         )
         if order is not None:
             return order
+        if client_order_id not in self._seen:
+            return None  # never journaled: no need to ask the file
 
         def read(conn: sqlite3.Connection) -> Order | None:
             row = conn.execute(

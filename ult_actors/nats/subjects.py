@@ -13,6 +13,7 @@ from __future__ import annotations
 from ult_actors.messages import (
     AccountReset,
     ActorHealthChanged,
+    ConnectionStateChanged,
     Event,
     EventTopic,
     OrderUpdate,
@@ -48,7 +49,7 @@ def _leaf(event: Event) -> str:
     match event:
         case OrderUpdate():
             return "fills" if event.fill is not None else "orders"
-        case ActorHealthChanged():
+        case ActorHealthChanged() | ConnectionStateChanged():
             return "health"
         case PositionDrift() | AccountReset():
             return "positions"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Sequence
 from decimal import Decimal
@@ -64,9 +65,22 @@ def to_csv(rows: Sequence[CostRow]) -> str:
 
 def _filters(report: CostReport) -> str:
     q = report.query
-    named = {"broker": q.broker, "symbol": q.symbol, "since_ns": q.since_ns, "until_ns": q.until_ns}
+    named = {"broker": q.broker, "symbol": q.symbol, "since": _moment(q.since_ns),
+             "until": _moment(q.until_ns)}  # fmt: skip
     given = [f"{k}={v}" for k, v in named.items() if v is not None]
+    if q.since_ns is not None and q.until_ns is not None and q.since_ns >= q.until_ns:
+        given.append("since is not before until")
     return ", ".join(given) or "none"
+
+
+def _moment(ns: int | None) -> str | None:
+    """UTC nanoseconds as an ISO time people read; the raw count where datetime cannot go."""
+    if ns is None:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{ns} ns"
 
 
 def _plain(value: Decimal) -> str:

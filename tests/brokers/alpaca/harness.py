@@ -18,7 +18,10 @@ from tests.brokers.contract import UpdateLog
 from tests.brokers.harness import connected_connector
 from ult_actors.brokers.alpaca.connector import AlpacaConnector
 from ult_actors.brokers.alpaca.settings import AlpacaSettings
+from ult_actors.config import load_config
+from ult_actors.journal import memory_store_opener
 from ult_actors.secrets import Secret
+from ult_actors.service import Service, build_service
 from ult_actors.sim.alpaca.server import AlpacaSim, make_alpaca_sim, serve_alpaca_sim
 
 KEY = "PKTESTKEY0000000001"
@@ -72,3 +75,26 @@ async def connected(
     connector = AlpacaConnector("alpaca", settings_for(port, **overrides), rng=random.Random(3))
     async with connected_connector(connector, stream=stream) as log:
         yield connector, log
+
+
+@asynccontextmanager
+async def service_on(
+    port: int, secret: str = SECRET, config: Path | None = None
+) -> AsyncIterator[Service]:
+    """The whole service on the simulator at ``port``, configured from the environment."""
+    env = {
+        "ALPACA_API_KEY": KEY,
+        "ALPACA_API_SECRET": secret,
+        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
+        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
+        "ENABLE_PAPER_TRADING": "false",
+        "DEFAULT_BROKER": "alpaca",
+        "ORDER_RETRY_DELAY": "10",
+    }
+    cfg = load_config(config, env=env)
+    svc = build_service(cfg, env=env, rng=random.Random(5), store_opener=memory_store_opener())
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(15):
+            await nursery.start(svc.run)
+        yield svc
+        nursery.cancel_scope.cancel()

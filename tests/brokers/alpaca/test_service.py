@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
-from ult_actors.config import load_config
+from tests.brokers.alpaca.harness import running_sim, service_on
 from ult_actors.errors import AuthFailed
-from ult_actors.journal import memory_store_opener
 from ult_actors.messages import (
     Cancel,
     GetAccount,
@@ -25,30 +20,7 @@ from ult_actors.messages import (
     PositionsReply,
     Submit,
 )
-from ult_actors.service import Service, build_service
 from ult_actors.sim.alpaca.faults import Fault
-
-
-@asynccontextmanager
-async def service_on(
-    port: int, secret: str = SECRET, config: Path | None = None
-) -> AsyncIterator[Service]:
-    env = {
-        "ALPACA_API_KEY": KEY,
-        "ALPACA_API_SECRET": secret,
-        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
-        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
-        "ENABLE_PAPER_TRADING": "false",
-        "DEFAULT_BROKER": "alpaca",
-        "ORDER_RETRY_DELAY": "10",
-    }
-    cfg = load_config(config, env=env)
-    svc = build_service(cfg, env=env, rng=random.Random(5), store_opener=memory_store_opener())
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(15):
-            await nursery.start(svc.run)
-        yield svc
-        nursery.cancel_scope.cancel()
 
 
 def buy(coid: str, qty: str = "1") -> OrderRequest:

@@ -10,9 +10,6 @@ resync delivers the fill, and only then is the connection ``ready`` again.
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -20,12 +17,10 @@ from typing import Literal
 import pytest
 import trio
 
-from tests.brokers.alpaca.harness import KEY, SECRET, running_sim
-from ult_actors.config import load_config
+from tests.brokers.alpaca.harness import running_sim, service_on
+from tests.brokers.harness import until_state, watch_connection
 from ult_actors.errors import BrokerUnavailable
-from ult_actors.journal import memory_store_opener
 from ult_actors.messages import (
-    ConnectionStateChanged,
     Event,
     GetPositions,
     OrderReply,
@@ -34,28 +29,9 @@ from ult_actors.messages import (
     PositionsReply,
     Submit,
 )
-from ult_actors.service import Service, build_service
+from ult_actors.service import Service
 from ult_actors.sim.alpaca.faults import Fault
 from ult_actors.sim.alpaca.server import AlpacaSim
-
-
-@asynccontextmanager
-async def service_on(port: int, config: Path) -> AsyncIterator[Service]:
-    env = {
-        "ALPACA_API_KEY": KEY,
-        "ALPACA_API_SECRET": SECRET,
-        "ALPACA_BASE_URL": f"http://127.0.0.1:{port}",
-        "ALPACA_STREAM_URL": f"ws://127.0.0.1:{port}/stream",
-        "ENABLE_PAPER_TRADING": "false",
-        "DEFAULT_BROKER": "alpaca",
-    }
-    cfg = load_config(config, env=env)
-    svc = build_service(cfg, env=env, rng=random.Random(5), store_opener=memory_store_opener())
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(15):
-            await nursery.start(svc.run)
-        yield svc
-        nursery.cancel_scope.cancel()
 
 
 def buy(coid: str, qty: str = "1") -> OrderRequest:
@@ -64,28 +40,11 @@ def buy(coid: str, qty: str = "1") -> OrderRequest:
     )
 
 
-def _relevant(event: Event) -> bool:
-    return isinstance(event, ConnectionStateChanged) or (
-        isinstance(event, OrderUpdate) and event.fill is not None
-    )
-
-
-async def _next_state(events: trio.MemoryReceiveChannel[Event], state: str) -> list[Event]:
-    """Events up to and including the connection entering ``state``."""
-    seen: list[Event] = []
-    with trio.fail_after(15):
-        async for event in events:
-            seen.append(event)
-            if isinstance(event, ConnectionStateChanged) and event.state == state:
-                return seen
-    raise AssertionError(f"the bus closed before the connection became {state}")
-
-
 async def _stream_down(sim: AlpacaSim, svc: Service) -> trio.MemoryReceiveChannel[Event]:
-    events = svc.bus.subscribe(_relevant)
+    events = watch_connection(svc.bus)
     sim.arm(Fault(kind="stream_refuse", count=1_000_000))
     sim.cut_streams()
-    seen = await _next_state(events, "degraded")
+    seen = await until_state(events, "degraded")
     assert [e for e in seen if isinstance(e, OrderUpdate)] == []
     return events
 
@@ -100,7 +59,7 @@ async def test_a_fill_while_the_stream_is_down_is_applied_once_before_orders_go_
         "stream_max_reconnects = 1000\nstream_backoff_initial_s = 0.01\n"
         "stream_backoff_cap_s = 0.05\n"
     )
-    async with running_sim(autofill=False) as (sim, port), service_on(port, config) as svc:
+    async with running_sim(autofill=False) as (sim, port), service_on(port, config=config) as svc:
         with trio.fail_after(15):
             rested = await svc.gateway.handle(Submit(id=1, order=buy("gap-rest", "2")))
         assert isinstance(rested, OrderReply) and rested.order.status == "accepted"
@@ -132,7 +91,7 @@ async def test_a_fill_while_the_stream_is_down_is_applied_once_before_orders_go_
                 assert answers == []
             assert "gap-new" not in sim.venue.by_client
             sim.faults.clear()  # the stream may come back now
-            seen = await _next_state(events, "ready")
+            seen = await until_state(events, "ready")
 
         fills = [e for e in seen if isinstance(e, OrderUpdate)]
         assert [(e.order.client_order_id, e.fill and e.fill.qty) for e in fills] == [

@@ -18,12 +18,11 @@ from typing import Literal
 import pytest
 import trio
 
+from tests.brokers.harness import until_state, watch_connection
 from tests.brokers.oanda.harness import ACCOUNT, running_sim, settings_for
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import (
-    ConnectionStateChanged,
-    Event,
     GetPositions,
     OrderReply,
     OrderRequest,
@@ -33,23 +32,6 @@ from ult_actors.messages import (
 )
 from ult_actors.service import build_service
 from ult_actors.sim.oanda.faults import Fault
-
-
-def _relevant(event: Event) -> bool:
-    return isinstance(event, ConnectionStateChanged) or (
-        isinstance(event, OrderUpdate) and event.fill is not None
-    )
-
-
-async def _until_state(events: trio.MemoryReceiveChannel[Event], state: str) -> list[Event]:
-    """Events up to and including the connection entering ``state``."""
-    seen: list[Event] = []
-    with trio.fail_after(15):
-        async for event in events:
-            seen.append(event)
-            if isinstance(event, ConnectionStateChanged) and event.state == state:
-                return seen
-    raise AssertionError(f"the bus closed before the connection became {state}")
 
 
 @pytest.mark.parametrize("on_unavailable", ["hold", "refuse"])
@@ -85,7 +67,7 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
             )
             reply = await svc.gateway.handle(Submit(id=1, order=limit))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
-            events = svc.bus.subscribe(_relevant)
+            events = watch_connection(svc.bus)
 
             sim.arm(Fault(kind="silent"))
             sim.arm(
@@ -97,7 +79,7 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
             )
             sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
             sim.book.on_prices()  # the limit fills while nobody hears of it
-            before = await _until_state(events, "connecting")  # the silence was found
+            before = await until_state(events, "connecting")  # the silence was found
             assert [e for e in before if isinstance(e, OrderUpdate)] == []
 
             answers: list[object] = []
@@ -114,7 +96,7 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
                 answered.set()
 
             nursery.start_soon(send_during_the_gap)
-            seen = await _until_state(events, "ready")
+            seen = await until_state(events, "ready")
             fills = [e for e in seen if isinstance(e, OrderUpdate)]
             assert [(e.order.client_order_id, e.fill and e.fill.qty) for e in fills] == [
                 ("gap-rest", Decimal(1000))

@@ -276,3 +276,13 @@ async def test_canceling_a_parent_cancels_its_held_exits_and_an_oto_waits_for_it
         released = await sdk.order(oto)
         assert released.legs is not None
         assert [leg.status for leg in released.legs] == [OrderStatus.NEW]
+
+
+async def test_a_sell_of_more_than_is_held_is_refused_naming_the_quantities_as_numbers() -> None:
+    async with sdk_on_sim() as (_, sdk, _updates):
+        sell = MarketOrderRequest(
+            symbol="AAPL", qty=10, side=OrderSide.SELL, time_in_force=TimeInForce.DAY
+        )
+        with pytest.raises(APIError) as refused:
+            await sdk.place(sell)
+    assert "(requested: 10, available: 0)" in str(refused.value)

@@ -966,7 +966,7 @@ class AlpacaVenue:
             raise ApiError(
                 403,
                 40310000,
-                f"insufficient qty available for order (requested: {qty}, available: {available})",
+                f"insufficient qty available for order (requested: {qty:f}, available: {available:f})",
                 available=format(available, "f"),
                 existing_qty=format(holding.qty, "f"),
                 held_for_orders=format(held, "f"),
