@@ -204,7 +204,11 @@ async def reconcile_on_start(
     for order in pending:
         if order.replaces is None:
             now_known = await store.get(order.client_order_id)
-            if now_known is not None and now_known.status not in OPEN_STATUSES:
+            if (
+                now_known is not None
+                and now_known.status not in OPEN_STATUSES
+                and not is_local_verdict(now_known)
+            ):
                 continue  # ended by its replacement just above
         summary.checked += 1
         found = broker_open.get(order.client_order_id) or await _ask(

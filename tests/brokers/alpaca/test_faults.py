@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from decimal import Decimal
 
 import pytest
@@ -94,8 +95,11 @@ async def test_429_with_retry_after_waits_out_a_short_window_then_succeeds() -> 
 
 
 async def test_the_simulators_own_rate_limit_headers_close_the_gate_before_a_429() -> None:
+    # The venue's clock stands still: the simulator's window is a calendar minute, and a
+    # test running across a minute's end would find its budget renewed.
+    frozen_ns = time.time_ns()
     async with (
-        running_sim(rate_limit_per_minute=3) as (sim, port),
+        running_sim(rate_limit_per_minute=3, now_ns=lambda: frozen_ns) as (sim, port),
         connected(port, stream=False) as (conn, _),
     ):
         await conn.account()  # connect used the first request
