@@ -55,6 +55,7 @@ from ult_actors.actors.trading_state import load_trading_state
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.budget import budget_for
 from ult_actors.brokers.registry import broker_kind
+from ult_actors.cluster.fencing import LeaseDeadline, fenced
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
 from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_opener
 from ult_actors.messages import (
@@ -247,8 +248,11 @@ def build_service(
     store_opener: StoreOpener | None = None,
     extra_children: list[ExtraChild] | None = None,
     reconcile: ReconcilePolicy | None = None,
+    lease: LeaseDeadline | None = None,
 ) -> Service:
     """Build a service from ``config``; nothing runs until ``Service.run``.
+
+    ``lease`` (a cluster's active instance): no venue is sent a change once it ran out.
 
     ``ConfigError`` naming the key if a value is out of its range.
     """
@@ -270,6 +274,7 @@ def build_service(
         now_ns=now_ns,
         connector_factories=connector_factories or {},
         reconcile=reconcile or ReconcilePolicy(),
+        lease=lease,
     )
     shared = _Shared(
         config=config,
@@ -348,6 +353,7 @@ def _broker_actors(
     now_ns: Callable[[], int],
     connector_factories: dict[str, Callable[[], Connector]],
     reconcile: ReconcilePolicy,
+    lease: LeaseDeadline | None,
 ) -> _Brokers:
     """One broker actor (mailbox and child spec) per enabled broker, in config order."""
     retry = RetryPolicy(
@@ -364,6 +370,8 @@ def _broker_actors(
             kind = broker_kind(entry.kind)
             settings = kind.with_state_dir(entry.settings, state_dir, entry.name)
             make = kind.factory(entry.name, settings, now_ns=now_ns)
+        if lease is not None:
+            make = fenced(make, lease)
         mailbox = broker_mailbox(capacity=4096)
         brokers.mailboxes[entry.name] = mailbox
         deps = BrokerActorDeps(

@@ -65,6 +65,7 @@ from ult_actors.brokers.base import (
     SupportsStreamState,
 )
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
+from ult_actors.cluster.fencing import LeaseExpired
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -686,6 +687,8 @@ class _BrokerIncarnation:
             sent_at = trio.current_time()
             try:
                 order = await self.connector.submit(request)
+            except LeaseExpired:
+                raise  # not sent, never to be from here: the new active reconciles it
             except DuplicateOrder:
                 found = await self._lookup(coid)
                 if found is None:

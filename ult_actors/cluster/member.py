@@ -6,7 +6,8 @@ renewal finds another epoch in the row (a standby took over) or when
 ``lease_s`` has passed on this instance's monotonic clock since the last
 renewal was sent (the database may already count it as run out: a pause,
 a cut network). Either way the active service is cancelled at once: its
-brokers' connections close and nothing more is sent. A standby asks for the
+brokers' connections close and nothing more is sent. Until then ``lease``
+holds the local deadline every send to a venue checks first (``fencing``). A standby asks for the
 lease every ``poll_s`` and takes it over once it ran out.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import structlog
 import trio
 
+from ult_actors.cluster.fencing import LeaseDeadline
 from ult_actors.cluster.lease import holder_of, release, renew, try_acquire
 from ult_actors.journal.postgres import Fence, connect, redacted
 from ult_actors.journal.postgres_schema import migrate
@@ -59,6 +61,8 @@ class ClusterMember:
         #: Why the last active spell ended (None: it has not, or the service stopped).
         self.lost: str | None = None
         self._conn: Any = None
+        #: Until when this instance may send to venues: its brokers' connectors check it.
+        self.lease = LeaseDeadline(margin_s=lease_s / 10)
 
     def health(self) -> ClusterHealth:
         """This instance's role, as ``ult health`` shows it."""
@@ -154,6 +158,7 @@ class ClusterMember:
     async def _hold(self, epoch: int, won_at: float, scope: trio.CancelScope) -> None:
         """Renew the lease every ``renew_s``; cancel ``scope`` the moment it is lost."""
         valid_until = won_at + self.lease_s
+        self.lease.held_until(valid_until)
         while True:
             await trio.sleep_until(min(trio.current_time() + self.renew_s, valid_until))
             if trio.current_time() >= valid_until:
@@ -172,6 +177,8 @@ class ClusterMember:
                     self.lost = "another instance took the lease over"
                     break
                 valid_until = sent + self.lease_s
+                self.lease.held_until(valid_until)
+        self.lease.lost()
         scope.cancel()
 
     async def _release(self) -> None:

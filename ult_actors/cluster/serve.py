@@ -59,7 +59,9 @@ async def run_cluster_instance(
             cfg.journal.url, fence=fence, sync_interval_s=cfg.journal.sync_interval_ms / 1000
         )
         # NATS is served by the active only: a standby's requests would find no service.
-        service = build_service(cfg, store_opener=opener, extra_children=nats_children(cfg))
+        service = build_service(
+            cfg, store_opener=opener, extra_children=nats_children(cfg), lease=member.lease
+        )
         service.cluster_health = member.health
         service.log_lines_dropped = log_lines_dropped
         async with trio.open_nursery() as nursery:
