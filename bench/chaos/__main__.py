@@ -85,7 +85,7 @@ from bench.chaos.links import (
     pairs_decided,
     peers_both_working,
 )
-from bench.chaos.mix import PlannedOrder, make_plan
+from bench.chaos.mix import KINDS, PlannedOrder, make_plan, parse_mix
 from bench.chaos.sims import (
     SIM_NAMES,
     Sim,
@@ -510,7 +510,7 @@ def reconcile_totals(log_path: Path) -> dict[str, int]:
 
 
 async def chaos(args: argparse.Namespace) -> int:
-    plan = make_plan(args.orders, args.seed, args.brokers, args.lists_at)
+    plan = make_plan(args.orders, args.seed, args.brokers, args.lists_at, args.mix)
     base = Path(tempfile.mkdtemp(prefix="ult-chaos-", dir="/tmp"))
     tally = Tally()
     sim_faults: collections.Counter[str] = collections.Counter()
@@ -784,6 +784,13 @@ def main(argv: list[str] | None = None) -> int:
         help="request limits the Alpaca and OANDA simulators enforce (default real: the"
         " venues' own, never to be met; small: met often, nothing lost)",
     )
+    p.add_argument(
+        "--mix",
+        default="",
+        help="shares of the kinds, e.g. order=0.4,replace=0.2 (default: "
+        + ",".join(f"{k}={v}" for k, v in KINDS.items())
+        + ")",
+    )
     p.add_argument("--settle-timeout", type=float, default=120.0, help="max s to wait at the end")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, journal, account)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -803,6 +810,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted((set(args.brokers) | set(args.lists_at)) - set(BROKERS))
     if unknown or not args.brokers:
         p.error(f"--brokers: unknown {', '.join(unknown) or '(none given)'}")
+    try:
+        args.mix = parse_mix(args.mix)
+    except ValueError as exc:
+        p.error(f"--mix: {exc}")
     return trio.run(chaos, args)
 
 

@@ -89,12 +89,33 @@ class PlannedOrder:
         return [self.coid, *(self.replacement_id(i) for i in range(len(self.replaces)))]
 
 
+def parse_mix(text: str) -> dict[Kind, float]:
+    """``order=0.4,oco=0.2``: shares of the kinds named (the others keep theirs)."""
+    shares = dict(KINDS)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in KINDS:
+            raise ValueError(f"unknown kind {name!r} (kinds: {', '.join(KINDS)})")
+        share = float(value)
+        if not 0 <= share <= 1:
+            raise ValueError(f"{name}: a share is between 0 and 1")
+        shares[name] = share
+    if sum(shares.values()) <= 0:
+        raise ValueError("the shares add up to nothing")
+    return shares
+
+
 def make_plan(
-    n: int, seed: int, brokers: list[str], lists_at: list[str] | None = None
+    n: int,
+    seed: int,
+    brokers: list[str],
+    lists_at: list[str] | None = None,
+    shares: dict[Kind, float] = KINDS,
 ) -> list[PlannedOrder]:
-    """The orders, fixed by the seed; order lists only to ``lists_at`` (default: all)."""
+    """The orders, fixed by the seed; order lists only to ``lists_at`` (default: all);
+    ``shares`` weighs the kinds."""
     rng = random.Random(seed)
-    kinds, weights = list(KINDS), list(KINDS.values())
+    kinds, weights = list(shares), list(shares.values())
     plan = []
     for i in range(n):
         broker = rng.choice(brokers)
@@ -115,7 +136,7 @@ def make_plan(
         )
         prices = CURRENCY if fx else STOCK
         if kind == "order":
-            item = _plain(item, rng, prices)
+            item = _plain(item, rng, prices, shares["order"])
         elif kind == "replace":
             item = _replaced(item, rng, prices)
         else:
@@ -134,8 +155,11 @@ def _crossing(side: str, prices: Prices) -> Decimal:
     return prices.high if side == "buy" else prices.low
 
 
-def _plain(item: PlannedOrder, rng: random.Random, prices: Prices) -> PlannedOrder:
-    if rng.random() >= 0.15 / KINDS["order"]:
+def _plain(
+    item: PlannedOrder, rng: random.Random, prices: Prices, share: float
+) -> PlannedOrder:
+    # 15 % of all orders are plain resting limits, whatever the plain orders' share.
+    if rng.random() >= 0.15 / share:
         return item
     return _with(item, type="limit", limit_price=_far(item.side, prices), cancel=rng.random() < 0.5)
 

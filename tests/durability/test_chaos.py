@@ -17,7 +17,11 @@ def test_short_chaos_run_loses_and_doubles_nothing() -> None:
     run = subprocess.run(
         [*CHAOS, "--orders", "300", "--kills", "2", "--seed", "11",
          "--fault-rate", "0.1", "--stream-drop-every", "2", "--sim-faults-per-s", "10",
-         "--settle-timeout", "90"],
+         "--settle-timeout", "90",
+         # Lists and replaces weigh more than by default, so that each case the checks
+         # below need (a filled exit pair, a replace after a partial fill, an OTO) comes
+         # up several times in 300 orders, never by luck only once.
+         "--mix", "order=0.35,replace=0.25,oco=0.16,bracket=0.1,oto=0.14"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     report = run.stdout
