@@ -17,7 +17,7 @@ import trio
 from tests.actors.harness import NOW_NS, req
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
-from ult_actors.cluster.fencing import LeaseDeadline
+from ult_actors.cluster.fencing import FencedConnector, LeaseDeadline
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import ServiceBusy
 from ult_actors.messages import Cancel, Order, OrderReply, OrderRequest, Submit
@@ -99,6 +99,8 @@ async def test_a_lapsed_lease_sends_no_order_and_no_cancel(tmp_path: Path) -> No
         with trio.fail_after(10), pytest.raises(ServiceBusy):
             await svc.gateway.handle(Cancel(id=next(_ids), order_id=working.id))
         assert sent == ["submit w"]  # nothing left after the lease lapsed
+        late = await (await svc.journal.get()).get("late")
+        assert late is not None and late.status == "pending_new"  # for the new active
 
 
 async def test_a_held_lease_sends_as_usual(tmp_path: Path) -> None:
@@ -109,3 +111,33 @@ async def test_a_held_lease_sends_as_usual(tmp_path: Path) -> None:
             order = await _submit(svc, client_order_id="m")
         assert order.status == "filled"
         assert sent == ["submit m"]
+
+
+class Venue:
+    """Stands in for a connector: records what reached it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def replace(self, order: object, change: object) -> str:
+        self.calls.append("replace")
+        return "replaced"
+
+    async def submit_list(self, request: object) -> str:
+        self.calls.append("submit_list")
+        return "placed"
+
+
+async def test_replace_and_lists_are_fenced_too() -> None:
+    venue = Venue()
+    lease = LeaseDeadline(margin_s=0.5)
+    fenced = FencedConnector(venue, lease)  # type: ignore[arg-type]
+    with pytest.raises(ServiceBusy):
+        await fenced.replace(None, None)
+    with pytest.raises(ServiceBusy):
+        await fenced.submit_list(None)
+    assert venue.calls == []
+    lease.held_until(trio.current_time() + 60)
+    assert await fenced.replace(None, None) == "replaced"
+    assert await fenced.submit_list(None) == "placed"
+    assert venue.calls == ["replace", "submit_list"]

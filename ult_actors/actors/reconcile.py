@@ -367,6 +367,14 @@ async def _settle_missing(
     for order in missing:
         if order.status != "pending_new":
             continue
+        # Not found when asked; but the same client order id may have been sent since
+        # (a replace redone by an emulated list while this pass ran) and be at the
+        # broker now: an order sent now or reported meanwhile is not declared never-arrived.
+        if side.in_flight(order.client_order_id):
+            continue
+        now_known = await store.get(order.client_order_id)
+        if now_known is not None and now_known.status != "pending_new":
+            continue
         summary.never_arrived += 1
         age_ns = now_ns() - (order.created_at or order.updated_at)
         if resubmit and age_ns <= max_age_ns:

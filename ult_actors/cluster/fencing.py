@@ -55,8 +55,8 @@ class LeaseDeadline:
         if trio.current_time() >= self.send_by:
             raise LeaseExpired(
                 f"not sending {what}: this instance's cluster lease may have run out"
-                " (a standby may be active); it is journaled, the active instance"
-                " reconciles it"
+                " (a standby may have taken over); ask the active instance (an order"
+                " journaled here is reconciled there)"
             )
 
 

@@ -6,7 +6,8 @@ renewal finds another epoch in the row (a standby took over) or when
 ``lease_s`` has passed on this instance's monotonic clock since the last
 renewal was sent (the database may already count it as run out: a pause,
 a cut network). Either way the active service is cancelled at once: its
-brokers' connections close and nothing more is sent. A standby asks for the
+brokers' connections close and nothing more is sent. Until then ``lease``
+holds the local deadline every send to a venue checks first (``fencing``). A standby asks for the
 lease every ``poll_s`` and takes it over once it ran out.
 """
 

@@ -15,6 +15,7 @@ import random
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -80,6 +81,46 @@ async def test_a_held_order_is_listed_as_pending_submit_across_a_reconnect_then_
         await second.stream.aclose()
     assert [(o.order.order_ref, o.status) for o in sim.exchange.orders.values()] == [
         ("held-1", "Filled")
+    ]
+
+
+async def test_an_oca_member_held_after_its_peer_filled_is_canceled_on_the_restore(
+    sim: TwsSimulator,
+) -> None:
+    """One leg of an OCO fills as it is placed; TWS loses IB; the other leg, sent now, is
+    held. On the restore its cancel-on-fill group is done: TWS cancels it, never works it
+    (chaos found such a leg resting at IB after its peer filled)."""
+    contract = wire.Contract(symbol="AAPL")
+    target = wire.IbOrder(
+        action="SELL",
+        total_quantity=Decimal(10),
+        order_type="LMT",
+        lmt_price=Decimal(5),
+        tif="GTC",
+        order_ref="t",
+        oca_group="oco",
+        oca_type=1,
+    )
+    stop = msgspec.structs.replace(
+        target, order_type="STP", lmt_price=None, aux_price=Decimal(2), order_ref="s"
+    )
+    with trio.fail_after(BOUND):
+        client = await RawClient.connect(sim.port)
+        await client.send(wire.StartApi(client_id=1))
+        order_id = (await client.until(wire.NextValidId))[-1].order_id  # type: ignore[union-attr]
+        await client.send(wire.PlaceOrder(order_id=order_id, contract=contract, order=target))
+        await client.until(wire.ExecDetails)  # filled as placed
+        await sim.connectivity_lost()
+        await client.send(wire.PlaceOrder(order_id=order_id + 1, contract=contract, order=stop))
+        held = await client.until(wire.OrderStatus)
+        while held[-1].order_id != order_id + 1:  # type: ignore[union-attr]
+            held = await client.until(wire.OrderStatus)  # the filled leg's last word
+        assert held[-1].status == "PendingSubmit"  # type: ignore[union-attr]
+        await sim.connectivity_restored()
+        await client.stream.aclose()
+    assert [(o.order.order_ref, o.status) for o in sim.exchange.orders.values()] == [
+        ("t", "Filled"),
+        ("s", "Cancelled"),
     ]
 
 

@@ -259,8 +259,12 @@ class SimExchange:
         return self._status(sim)
 
     def release(self, sim: SimOrder) -> list[Outgoing]:
-        """Transmit a held order now that IB is back: worked, or refused for funds."""
-        return self._open(sim) + self._execute_new(sim)
+        """Transmit a held order now that IB is back: worked, refused for funds, or
+        canceled if its cancel-on-fill OCA group was done while it waited."""
+        out = self._open(sim)
+        if sim.is_open and self._oca_filled(sim):
+            return out + self._finish(sim, "Cancelled")
+        return out + self._execute_new(sim)
 
     def _new_order(self, client_id: int, msg: wire.PlaceOrder) -> SimOrder:
         perm_id = self._next_perm_id
