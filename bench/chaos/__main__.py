@@ -324,9 +324,16 @@ async def run_clients(
         outer.cancel_scope.cancel()
 
 
-async def settle(child: Child, timeout: float) -> tuple[list[Order], list[Any]]:
-    """Wait until no order is in flight; (orders still busy if it timed out, positions)."""
-    last_busy: list[Order] = []
+async def settle(
+    child: Child, brokers: list[str], timeout: float
+) -> tuple[list[str], list[Any]]:
+    """Wait until nothing is in flight, every broker is connected and the service's book
+    holds the journal's fills; (what it still waited on if it timed out, positions).
+
+    A broker actor that failed often under the faults may wait out a long restart
+    backoff after they stop: its book stays empty until it is connected again.
+    """
+    waiting: list[str] = []
     with trio.move_on_after(timeout):
         while True:
             await child.up.wait()
@@ -334,46 +341,37 @@ async def settle(child: Child, timeout: float) -> tuple[list[Order], list[Any]]:
                 async with AsyncClient(child.socket, timeout=30) as client:
                     every = {o.client_order_id: o for o in await client.orders(limit=1_000_000)}
                     # In flight, unknown, or a market order still filling.
-                    busy = [
-                        o
+                    waiting = [
+                        f"{o.client_order_id}@{o.broker}:{o.status}"
                         for o in every.values()
                         if o.status in ("pending_new", "pending_cancel", "pending_replace")
                         or (o.status in OPEN_STATUSES and o.outcome == "unknown")
                         or (o.status in OPEN_STATUSES and o.type == "market")
                     ]
                     # A peer the service is still canceling, a child not yet released.
-                    racing = peers_both_working(every, every) + held_after_parent_filled(every)
-                    if not busy and not racing:
-                        return [], await steady_positions(client, child.state / "journal.db")
-                    last_busy = busy
+                    waiting += peers_both_working(every, every) + held_after_parent_filled(every)
+                    connections = (await client.health()).connections
+                    waiting += [
+                        f"broker {b} not connected"
+                        for b in brokers
+                        if b not in connections or connections[b].state != "ready"
+                    ]
+                    if not waiting:
+                        # The book may still be taking in the last fills, or putting right
+                        # a race its position pull corrects (a drift, confirmed on two pulls).
+                        book = await client.positions()
+                        ours = {(p.broker, p.symbol): p.qty for p in book if p.qty}
+                        if ours == journal_positions(read_journal(child.state / "journal.db")):
+                            return [], book
+                        waiting = ["the service's book of positions to equal the journal's"]
             except UltError:
                 pass
             await trio.sleep(0.5)
     # Timed out: the book as it stands, so the report compares what there is.
     with contextlib.suppress(UltError):
         async with AsyncClient(child.socket, timeout=30) as client:
-            return last_busy, await client.positions()
-    return last_busy, []
-
-
-async def steady_positions(
-    client: AsyncClient, journal_path: Path, wait_s: float = 15.0
-) -> list[Any]:
-    """The service's book once it equals the journal's fills, or as it is after ``wait_s``.
-
-    The book may still be taking in the last fills, or putting right a race its
-    position pulls correct (a drift, confirmed on two pulls); one that stays
-    wrong is reported.
-    """
-    book: list[Any] = []
-    with trio.move_on_after(wait_s):
-        while True:
-            book = await client.positions()
-            ours = {(p.broker, p.symbol): p.qty for p in book if p.qty}
-            if ours == journal_positions(read_journal(journal_path)):
-                break
-            await trio.sleep(0.5)
-    return book
+            return waiting, await client.positions()
+    return waiting, []
 
 
 def journal_positions(journal: dict[str, Order]) -> dict[tuple[str, str], Decimal]:
@@ -536,7 +534,7 @@ async def chaos(args: argparse.Namespace) -> int:
         refused_by_limits = await limit_refusals(sims)
         await disarm(sims)
         settle_started = time.monotonic()
-        service_open, service_positions = await settle(child, args.settle_timeout)
+        waited_on, service_positions = await settle(child, args.brokers, args.settle_timeout)
         settle_s = time.monotonic() - settle_started
         await child.stop()
         journal = read_journal(child.state / "journal.db")
@@ -561,9 +559,7 @@ async def chaos(args: argparse.Namespace) -> int:
         )
         report["elapsed_s"] = round(elapsed, 1)
         report["settle_s"] = round(settle_s, 1)
-        report["still_busy_at_end"] = [
-            f"{o.client_order_id}@{o.broker}:{o.status}" for o in service_open
-        ][:10]
+        report["still_busy_at_end"] = waited_on[:10]
         report["orders_per_s"] = round(args.orders / elapsed, 1)
         report["base"] = str(base) if args.keep else None
         print_report(report, args)

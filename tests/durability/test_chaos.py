@@ -17,7 +17,7 @@ def test_short_chaos_run_loses_and_doubles_nothing() -> None:
     run = subprocess.run(
         [*CHAOS, "--orders", "300", "--kills", "2", "--seed", "11",
          "--fault-rate", "0.1", "--stream-drop-every", "2", "--sim-faults-per-s", "10",
-         "--settle-timeout", "60"],
+         "--settle-timeout", "90"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     report = run.stdout

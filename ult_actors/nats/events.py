@@ -13,7 +13,10 @@ queue (``nats.event_queue``) fills, the bus drops it (as it drops a slow
 socket subscriber), and the publisher logs how it fell behind and
 subscribes again. Events of that gap are not in the stream. A batch that
 failed is sent again with the same message ids, so JetStream's duplicate
-window keeps a resent event from being stored twice.
+window keeps a resent event from being stored twice: at once when nothing
+answered within the ack wait (that wait paced the try, and the next one is
+answered as soon as NATS is back), after a doubling wait when JetStream
+refused it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ult_actors.nats.bridge import LoopThread
 from ult_actors.nats.subjects import Subjects
 
 _ALL_TOPICS: frozenset[EventTopic] = frozenset(get_args(EventTopic))
-#: How long a failed batch waits before it is sent again: doubling up to the most.
+#: How long a refused batch waits before it is sent again: doubling up to the most.
 _RETRY_S = 1.0
 _MAX_RETRY_S = 30.0
 #: JetStream's wait for one batch's acknowledgements.
@@ -72,6 +75,7 @@ class EventPublisher:
         *,
         queue: int,
         log: Any,
+        ack_timeout_s: float = _ACK_TIMEOUT_S,
     ) -> None:
         self.gateway = gateway
         self.js = js
@@ -79,6 +83,7 @@ class EventPublisher:
         self.subjects = subjects
         self.queue = queue
         self.log = log
+        self.ack_timeout_s = ack_timeout_s
         self._encoder = msgspec.msgpack.Encoder()
         # Message ids unique across restarts: the duplicate window outlives a process.
         self._id_prefix = f"{os.getpid():x}-{os.urandom(4).hex()}-"
@@ -88,10 +93,17 @@ class EventPublisher:
         self.fell_behind = 0
 
     async def run(self) -> None:
-        """Publish until cancelled; a drop by the bus is logged and followed by a new
-        subscription."""
+        """Publish until cancelled; a drop by the bus is followed by a new subscription,
+        then logged (so the line means events flow again)."""
+        dropped_reason: str | None = None
         while True:
             sub = self.gateway.subscribe(_ALL_TOPICS, self.queue)
+            if self.fell_behind:
+                self.log.warning(
+                    "nats event publisher fell behind; events of the gap are not in the stream",
+                    reason=dropped_reason,
+                    stream=self.subjects.stream,
+                )
             try:
                 while True:
                     try:
@@ -102,11 +114,7 @@ class EventPublisher:
             finally:
                 sub.close()
             self.fell_behind += 1
-            self.log.warning(
-                "nats event publisher fell behind; events of the gap are not in the stream",
-                reason=sub.dropped_reason,
-                stream=self.subjects.stream,
-            )
+            dropped_reason = sub.dropped_reason
 
     async def _send(self, events: list[Event]) -> None:
         """Send one batch until JetStream has acknowledged all of it."""
@@ -125,14 +133,19 @@ class EventPublisher:
             try:
                 await self.loop.run(self._publish(batch))
             except Exception as exc:
+                # No answer within the ack wait (NATS stalled or away): that wait paced
+                # this try, and sleeping on top would hold events back long after NATS is
+                # back. A refusal comes back at once: wait longer each time.
+                unanswered = isinstance(exc, TimeoutError)
                 self.log.warning(
                     "nats event batch not acknowledged; sending it again",
                     events=len(batch),
-                    in_s=wait,
+                    in_s=0.0 if unanswered else wait,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-                await trio.sleep(wait)
-                wait = min(wait * 2, _MAX_RETRY_S)
+                if not unanswered:
+                    await trio.sleep(wait)
+                    wait = min(wait * 2, _MAX_RETRY_S)
                 continue
             self.published += len(batch)
             return
@@ -149,4 +162,4 @@ class EventPublisher:
                     headers={"Nats-Msg-Id": msg_id},
                 )
             )
-        await asyncio.wait_for(asyncio.gather(*acks), _ACK_TIMEOUT_S)
+        await asyncio.wait_for(asyncio.gather(*acks), self.ack_timeout_s)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -33,6 +34,22 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (Linux's /proc; elsewhere, assumed)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return True
+    for task in tasks.iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # a thread that has just exited
+            continue
+        # The state follows the command name, which is in parentheses.
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            return False
+    return True
 
 
 def _drain(stream: IO[str]) -> None:
@@ -71,10 +88,17 @@ class NatsServer:
                 return self
         raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
 
-    def pause(self) -> None:
-        """SIGSTOP: the server holds every connection open and answers nothing."""
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP: the server holds every connection open and answers nothing. Returns
+        once all its threads have stopped: on a busy machine that is a moment after the
+        signal is sent, and until then the server still answers."""
         assert self._proc is not None
         os.kill(self._proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not _stopped(self._proc.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server {self._proc.pid} not stopped after {timeout} s")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """SIGCONT after ``pause``."""
