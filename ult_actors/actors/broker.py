@@ -519,6 +519,16 @@ class _BrokerIncarnation:
                 self.log.warning("reconciliation pass failed", error=str(exc))
                 continue
             self._log_summary("reconciled stuck orders", summary)
+            if self.emulated_open:
+                await self._sweep_lists()
+
+    async def _sweep_lists(self) -> None:
+        """Apply the list rules again to the open emulated legs: a reaction refused by the
+        venue (a peer's cancel that met a 503) is tried again, not dropped."""
+        try:
+            await self._resume_lists()
+        except UltError as exc:
+            self.log.warning("emulated lists sweep failed", error=str(exc))
 
     # -- commands -----------------------------------------------------------
 

@@ -19,7 +19,9 @@ and acts on the updates of the legs (``react``):
   peer, or, filled in part, reduces the peer to what is still left of it
   (a replace where the venue has one, else a cancel);
 - after a restart ``resume`` runs the same rules over the journal's open legs,
-  so what happened while the service was down is acted on once.
+  so what happened while the service was down is acted on once; the broker
+  actor also runs it now and then while legs are open, so a reaction the venue
+  refused for a moment (a peer's cancel met by a 503) is tried again.
 
 Every order goes out through the broker actor's exactly-once submit, so a
 release or a peer cancel done twice (a redelivery, a resume) is done once.
@@ -258,7 +260,8 @@ async def _reduce_peer(side: ListSide, order: Order, peer_id: str) -> None:
                 ReplaceOrder(order=peer, change=change, terms=replaced_terms(peer, change))
             )
     except UltError:
-        # Filled or canceled meanwhile: its own update comes and settles the pair.
+        # Filled or canceled meanwhile: its own update comes and settles the pair. Refused
+        # for now (a 503): the broker actor's sweep of open legs tries again.
         return
 
 
