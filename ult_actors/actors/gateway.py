@@ -139,6 +139,11 @@ class ServiceGateway:
         except CallTimeout as exc:
             raise Timeout(f"the service did not answer in time: {exc}") from None
         except ActorCrashed as exc:
+            if isinstance(exc.cause, BrokerUnavailable):
+                # Restarted by its connection, not by a bug: asking again is safe.
+                raise BrokerUnavailable(
+                    f"request not answered: {exc}", broker=exc.cause.broker
+                ) from None
             raise Internal(f"request failed: {exc}") from None
 
     async def _handle(self, request: Request) -> Reply:

@@ -68,6 +68,12 @@ class ActorCrashed(RuntimeError):
     """The actor crashed handling this request (not redelivered), or crashed with it in
     flight more often than redelivery allows."""
 
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        #: What crashed the actor last, so the asker can tell a bug from an outage
+        #: (a dropped connection restarts an actor as a crash does).
+        self.cause = cause
+
 
 class ReplySlot:
     """A one-shot answer: set once by the actor, awaited by the asker."""
@@ -312,7 +318,8 @@ class Mailbox(Generic[M]):
                 env.reply.fail(
                     ActorCrashed(
                         f"actor crashed {env.deliveries} times with this request in flight"
-                        f" ({type(cause).__name__})"
+                        f" ({type(cause).__name__})",
+                        cause=cause,
                     )
                 )
                 continue
