@@ -50,6 +50,18 @@ async def _ignore(_update: OrderUpdate) -> None:
     pass
 
 
+async def _time_to_loss(
+    silence: Callable[[], None], lost: trio.Event, stale_s: float, settle_s: float
+) -> float:
+    """Let the stream settle, ``silence`` the venue, and time until ``lost`` is set."""
+    await trio.sleep(settle_s)
+    silenced = trio.current_time()
+    silence()
+    with trio.fail_after(10 * stale_s):
+        await lost.wait()
+    return trio.current_time() - silenced
+
+
 async def oanda_sample(stale_s: float, settle_s: float) -> float:
     """Seconds from silencing OANDA's transaction stream to ``stream_updates`` giving it up."""
     # Heartbeats as often as OANDA's (every 5 s for 15 s) in proportion.
@@ -74,12 +86,10 @@ async def oanda_sample(stale_s: float, settle_s: float) -> float:
                     lost.set()
 
             nursery.start_soon(stream)
-            await trio.sleep(settle_s)  # heartbeats flowing
-            silenced = trio.current_time()
-            sim.arm(OandaFault(kind="silent"))
-            with trio.fail_after(10 * stale_s):
-                await lost.wait()
-            return trio.current_time() - silenced
+            # Heartbeats flow while it settles.
+            return await _time_to_loss(
+                lambda: sim.arm(OandaFault(kind="silent")), lost, stale_s, settle_s
+            )
         finally:
             await connector.disconnect()
             nursery.cancel_scope.cancel()
@@ -104,12 +114,9 @@ async def alpaca_sample(stale_s: float, settle_s: float) -> float:
         await connector.connect()
         try:
             await nursery.start(connector.stream_updates, _ignore)
-            await trio.sleep(settle_s)
-            silenced = trio.current_time()
-            sim.arm(AlpacaFault(kind="silent"))
-            with trio.fail_after(10 * stale_s):
-                await lost.wait()
-            return trio.current_time() - silenced
+            return await _time_to_loss(
+                lambda: sim.arm(AlpacaFault(kind="silent")), lost, stale_s, settle_s
+            )
         finally:
             await connector.disconnect()
             nursery.cancel_scope.cancel()
@@ -138,12 +145,12 @@ async def ib_sample(stale_s: float, settle_s: float) -> float:
                     lost.set()
 
             nursery.start_soon(stream)
-            await trio.sleep(settle_s)  # probes answered meanwhile
-            silenced = trio.current_time()
-            sim.faults.silent = True
-            with trio.fail_after(10 * stale_s):
-                await lost.wait()
-            return trio.current_time() - silenced
+
+            def silence() -> None:
+                sim.faults.silent = True
+
+            # Probes are answered while it settles.
+            return await _time_to_loss(silence, lost, stale_s, settle_s)
         finally:
             await connector.disconnect()
             nursery.cancel_scope.cancel()
