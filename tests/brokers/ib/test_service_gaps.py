@@ -35,6 +35,7 @@ from ult_actors.messages import (
     OrderUpdate,
     PositionsReply,
     ReportQuery,
+    SetTradingState,
     Submit,
 )
 from ult_actors.runtime.pubsub import Subscription
@@ -96,6 +97,16 @@ async def fills_journaled(svc: Service, coid: str) -> list[Any]:
     return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]
 
 
+async def risk_lets_a_sell_of(svc: Service, qty: Decimal) -> OrderReply:
+    """A sell of ``qty`` AAPL in ``reducing`` mode, which risk lets through only if its own
+    book holds that long (else ``RiskRejected``): sent and waited for."""
+    await svc.gateway.handle(SetTradingState(id=80, state="reducing", broker="ib"))
+    sell = OrderRequest(symbol="AAPL", side="sell", qty=qty, client_order_id="risk-probe")
+    reply = await svc.gateway.handle(Submit(id=81, order=sell, wait=True))
+    assert isinstance(reply, OrderReply)
+    return reply
+
+
 async def positions(svc: Service) -> list[tuple[str, Decimal]]:
     reply = await svc.gateway.handle(GetPositions(id=90, broker="ib"))
     assert isinstance(reply, PositionsReply)
@@ -153,6 +164,8 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
         journaled = await store.get("gap-1")
         assert journaled is not None and journaled.status == "filled"
         assert await positions(svc) == [("AAPL", Decimal(10))]
+        sold = await risk_lets_a_sell_of(svc, Decimal(10))  # risk knows of the gap's fill too
+        assert sold.order.status == "filled"
         if on_unavailable == "hold":
             assert isinstance(during[0], OrderReply), during
             assert during[0].order.status == "accepted"
@@ -292,3 +305,5 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         assert journaled is not None and journaled.status == "filled"
         assert await positions(svc) == [("AAPL", Decimal(10))]
         assert svc.health().connections["ib"].state == "ready"
+        sold = await risk_lets_a_sell_of(svc, Decimal(10))  # risk knows of the fill too
+        assert sold.order.status == "filled"
