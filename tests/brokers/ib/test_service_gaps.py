@@ -91,6 +91,15 @@ async def connection_state(events: Subscription[Event], state: str) -> None:
             return
 
 
+async def until_filled(events: Subscription[Event], coid: str) -> list[OrderUpdate]:
+    """The order updates seen until one carries a fill of ``coid``."""
+    updates: list[OrderUpdate] = []
+    with trio.fail_after(BOUND):
+        while not any(u.order.client_order_id == coid and u.fill for u in updates):
+            updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+    return updates
+
+
 async def fills_journaled(svc: Service, coid: str) -> list[Any]:
     store = await svc.journal.get()
     inputs = await store.cost_inputs(ReportQuery(broker="ib"))
@@ -150,10 +159,7 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
                 with trio.fail_after(BOUND):
                     await answered.wait()  # refused at once: no TWS involved
             sim.faults.silent = False  # TWS answers again: reconnect, resync, gate opens
-        updates: list[OrderUpdate] = []
-        with trio.fail_after(BOUND):
-            while not any(u.order.client_order_id == "gap-1" and u.fill for u in updates):
-                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        updates = await until_filled(events, "gap-1")
         await positions(svc)  # a round trip through the (ready) actor: anything more came by now
         updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
 
@@ -191,10 +197,7 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
         sim.faults.drop_executions = True  # the order status still comes, the execution not
         await sim.execute(1, int(reply.order.id), Decimal(10))
-        updates: list[OrderUpdate] = []
-        with trio.fail_after(BOUND):
-            while not any(u.order.client_order_id == "drop-1" and u.fill for u in updates):
-                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        updates = await until_filled(events, "drop-1")
         sim.faults.drop_executions = False
         later = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id="drop-2")
         done = await svc.gateway.handle(Submit(id=2, order=later, wait=True))
@@ -291,10 +294,7 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         with trio.fail_after(BOUND):
             await restarting(events)
         sim.faults.silent = False
-        updates: list[OrderUpdate] = []
-        with trio.fail_after(BOUND):
-            while not any(u.order.client_order_id == "crash-1" and u.fill for u in updates):
-                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        updates = await until_filled(events, "crash-1")
         await positions(svc)  # a round trip through the (ready) actor: anything more came by now
         updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
         assert len(crashes) == 1
