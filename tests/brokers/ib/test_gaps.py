@@ -280,6 +280,27 @@ async def test_a_reconnect_asks_only_for_executions_since_the_gap_and_recovers_i
     assert fills == [(Decimal(3), Decimal(5), "partially_filled")]
 
 
+async def test_an_incarnation_that_never_got_in_step_does_not_move_where_the_gap_began() -> None:
+    async with on_a_wall_clock() as (sim, clock, line):
+        first, ended = line.make(), Ended()
+        async with streaming(first, UpdateLog(), ended):
+            order = await first.submit(gtc_limit("gone-1", sim.exchange.price("AAPL") - 5))
+            await sim.drop_connections()
+            await ended.wait()
+        clock.advance(300)
+        await sim.execute(1, int(order.id), Decimal(10))  # filled: no longer an open order
+        clock.advance(600)
+        # The next one shakes hands with TWS (hearing it) and dies before taking stock.
+        failed = line.make()
+        await failed._session.open()
+        await failed.disconnect()
+        third, log = line.make(), UpdateLog()
+        async with streaming(third, log):
+            await third.open_orders()
+    fills = [(u.order.client_order_id, u.fill.qty) for u in log.updates if u.fill]
+    assert fills == [("gone-1", Decimal(10))]
+
+
 async def test_an_execution_older_than_the_filter_that_no_one_heard_is_found_in_the_days() -> None:
     async with on_a_wall_clock() as (sim, clock, line):
         first, log = line.make(), UpdateLog()
