@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
+from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.kind import KIND
 from ult_actors.brokers.paper.settings import PaperSettings
@@ -399,3 +400,19 @@ async def test_a_lone_order_is_committed_off_the_trio_thread_after_its_reply(
         assert committed_on and threading.get_ident() not in committed_on
         (body,) = rows(tmp_path / "paper.db", f"SELECT body FROM orders WHERE id = '{reply.id}'")[0]
         assert msgspec.json.decode(body, type=WorkingOrder).order == reply
+
+
+async def test_the_log_is_cut_into_segments_and_those_in_the_file_are_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changelog, "SEGMENT_BYTES", 4000)  # a few orders a segment
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        replies = [await desk.submit(buy(f"s-{i}", 1)) for i in range(60)]
+        exchange = desk._exchange
+        assert exchange is not None
+        await exchange.writer.durable(exchange.writer.staged_seq)
+        # Every closed segment the file has taken in is gone: the log does not grow.
+        assert len(changelog.segments(str(tmp_path / "paper.db"))) <= 2  # 60 orders: ~20 made
+        on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, id FROM orders"))
+        assert {r.client_order_id: r.id for r in replies}.items() <= on_disk.items()
