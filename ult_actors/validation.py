@@ -162,7 +162,7 @@ def replaced_terms(order: Order, change: ReplaceRequest) -> OrderRequest:
 
     Raises ``InvalidOrder`` naming the field for a change that makes no order
     (a limit price on a market order, a total below what has filled) or that
-    changes nothing.
+    names nothing to change.
     """
     if (
         change.qty is None
@@ -197,6 +197,29 @@ def replaced_terms(order: Order, change: ReplaceRequest) -> OrderRequest:
     )
     validate_order(terms)
     return terms
+
+
+def check_replace_changes(order: Order, change: ReplaceRequest, terms: OrderRequest) -> None:
+    """Raise ``InvalidOrder`` if ``terms`` (``replaced_terms(order, change)``) are ``order``'s own.
+
+    Sent anyway, the venue would cancel the order and place a copy of it. Checked
+    where a client's replace comes in, not at the venues: a replace sent again
+    after a lost answer may find its change already applied there.
+    """
+    if (terms.qty, terms.limit_price, terms.stop_price, terms.time_in_force) == (
+        order.qty, order.limit_price, order.stop_price, order.time_in_force
+    ):  # fmt: skip
+        asked = {
+            "qty": change.qty,
+            "limit_price": change.limit_price,
+            "stop_price": change.stop_price,
+            "time_in_force": change.time_in_force,
+        }
+        has = ", ".join(f"{name} {value}" for name, value in asked.items() if value is not None)
+        raise InvalidOrder(
+            f"the replace changes nothing: order {order.client_order_id} already has {has};"
+            " nothing was sent"
+        )
 
 
 #: What each contingency's legs are, in order: (role, order types allowed).
