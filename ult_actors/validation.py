@@ -222,6 +222,25 @@ def check_replace_changes(order: Order, change: ReplaceRequest, terms: OrderRequ
         )
 
 
+def check_exit_qty(order: Order, terms: OrderRequest) -> None:
+    """Raise ``InvalidOrder`` for a replace that resizes one exit of a pair alone.
+
+    A bracket's exits (an OCO's) are for one quantity, the position they close;
+    one resized alone leaves part of it unprotected or the pair closing more than
+    it holds (OANDA's exits carry no quantity at all). Their prices and time in
+    force may change; the service's own reductions of a peer do not come here.
+    """
+    leg = order.leg
+    if leg is None or leg.peer_id is None or terms.qty == order.qty:
+        return
+    raise InvalidOrder(
+        f"order {order.client_order_id} is the {leg.role.replace('_', ' ')} of"
+        f" {leg.contingency} {leg.list_id}: its quantity is its pair's, so it cannot be"
+        " resized alone; change its prices, or cancel the exits and place new ones",
+        field="qty",
+    )
+
+
 #: What each contingency's legs are, in order: (role, order types allowed).
 _LEGS: dict[str, tuple[tuple[LegRole, frozenset[str] | None], ...]] = {
     "bracket": (
