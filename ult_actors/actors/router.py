@@ -42,7 +42,13 @@ from ult_actors.messages import (
 from ult_actors.order_state import REPLACEABLE_STATUSES, not_replaceable
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
-from ult_actors.validation import replaced_terms, validate_order, validate_order_list
+from ult_actors.validation import (
+    check_exit_qty,
+    check_replace_changes,
+    replaced_terms,
+    validate_order,
+    validate_order_list,
+)
 
 RouterCommand = Submit | SubmitList | Replace | Cancel
 
@@ -158,7 +164,7 @@ class _Router:
             existing = await store.get(leg.client_order_id)
             if existing is None:
                 continue
-            if not _same_order(existing, leg) or (
+            if not _same_order(existing, leg, triggered=_is_triggered(existing)) or (
                 existing.leg is not None and existing.leg.list_id != request.list_id
             ):
                 raise DuplicateOrder(
@@ -193,6 +199,8 @@ class _Router:
         if order.status not in REPLACEABLE_STATUSES:
             raise not_replaceable(order)
         terms = replaced_terms(order, change)
+        check_replace_changes(order, change, terms)
+        check_exit_qty(order, terms)
         existing = await store.get(new_coid)
         if existing is not None and existing.replaces != order.client_order_id:
             raise DuplicateOrder(
@@ -238,11 +246,27 @@ def _asked_for(replacement: Order, old: Order, change: ReplaceRequest) -> bool:
     )
 
 
-def _same_order(existing: Order, request: OrderRequest) -> bool:
+def _is_triggered(order: Order) -> bool:
+    """Whether ``order`` is a leg sent once its parent fills (an OTO's child, a bracket's exit)."""
+    return order.leg is not None and order.leg.parent_id is not None
+
+
+def _same_order(existing: Order, request: OrderRequest, *, triggered: bool = False) -> bool:
+    """Whether ``request`` asks for the order journaled as ``existing``: a retry of it.
+
+    What is compared is what the client asked, which the journal keeps as the
+    order's first terms; fills and states move on. The one term that moves is a
+    triggered leg's quantity: it is released sized to what its parent filled, so
+    its record holds the first piece. It was asked equal to its parent's (list
+    validation), so the parent leg's quantity stands for it.
+    """
     return (
         existing.symbol == request.symbol
         and existing.side == request.side
-        and existing.qty == request.qty
+        and (triggered or existing.qty == request.qty)
         and existing.type == request.type
+        and existing.limit_price == request.limit_price
+        and existing.stop_price == request.stop_price
+        and existing.time_in_force == request.time_in_force
         and existing.broker == request.broker
     )

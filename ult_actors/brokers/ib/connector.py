@@ -3,8 +3,13 @@
 The socket itself (handshake, paced sending, reading, requests answered by
 lists) is ``session.IbSession``; this module is what the messages mean.
 Life of a connection: ``connect`` opens the session (handshake, managed
-accounts, next valid order id) and takes stock of open orders and today's
-executions. ``stream_updates`` then owns the socket's read side: every
+accounts, next valid order id) and takes stock of open orders and executions:
+today's at the first connect; on a reconnect, those the earlier incarnations
+heard (kept in the shared ``ExecutionLedger``) plus, from TWS, only those
+since the gap (``reqExecutions`` filtered from the last message any
+incarnation heard, less ``_FILTER_MARGIN_NS``), or the day's again when an
+open order's status shows more filled than every execution known (one older
+than the filter never reached us). ``stream_updates`` then owns the socket's read side: every
 message goes through ``_on_message``, which updates the orders we track,
 completes pending requests and yields order updates for the sink. Requests
 (open orders, positions, account...) send a message and wait for the reader
@@ -20,9 +25,13 @@ A closed socket ends ``stream_updates`` with ``BrokerUnavailable``, and so
 does a silent one: after ``stale_after_s`` without a message the connector
 probes with ``reqCurrentTime``, and no answer within ``probe_timeout_s`` is a
 dropped stream. The broker actor then crashes and its supervisor reconnects
-(with backoff); the next incarnation's ``resync`` returns every execution of
-the day that no incarnation delivered (the shared ``ExecutionLedger``), in
-order, with the orders as they now stand. An order status whose filled
+(with backoff); the next incarnation's ``stream_updates`` first delivers every
+execution that no incarnation delivered (the shared ``ExecutionLedger``), in
+order, with the orders as they now stand, and only then reports the stream
+started (the broker actor opens its gate after that). An execution counts as
+delivered only once the sink has returned for it (the broker actor has handed
+it to the journal, risk and positions): one whose delivery crashed is
+delivered again by the next incarnation, never lost. An order status whose filled
 quantity runs ahead of the executions heard (an execution TWS never pushed)
 asks for the executions at once. Every message sent is paced under TWS's 50
 a second and, given the account's ``RateBudget``, counted against it.
@@ -83,8 +92,11 @@ from ult_actors.order_state import already_final, not_replaceable, order_from_re
 from ult_actors.validation import replaced_terms
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
-#: Executions are asked for from this long before a gap began: TWS's clock and ours
-#: may differ a little, and an execution delivered twice is dropped by its id anyway.
+#: Executions are asked for from this long before a gap began (TWS's filter reads
+#: whole seconds of TWS's clock, which may differ from ours by some seconds): an
+#: execution just before the last message heard is asked for again, and dropped by
+#: its id; one that is older and was never heard shows as an order status ahead of
+#: its executions, and the day's are asked for.
 _FILTER_MARGIN_NS = 60 * 10**9
 #: TWS may send an order's status before its execution: how long the execution
 #: has to follow before it counts as never pushed (and is asked for).
@@ -133,7 +145,7 @@ class IbConnector:
         self._resync_send, self._resync_receive = trio.open_memory_channel[str](1)
         #: Shared by every incarnation of this connection (see ``ledger``).
         self._ledger = ledger if ledger is not None else ExecutionLedger()
-        #: Found at connect for ``resync`` to hand over: fills no incarnation delivered.
+        #: Found at connect for ``stream_updates`` to deliver first: fills no incarnation delivered.
         self._missed: list[OrderUpdate] = []
         #: Commission reports heard while taking stock at connect, by exec id.
         self._reports: dict[str, wire.CommissionReport] | None = None
@@ -175,6 +187,8 @@ class IbConnector:
                 f"broker {self.name}: port {s.port} is IB's live-trading port; set"
                 f" live_trading_confirmed = true in [brokers.{self.name}] to trade real money"
             )
+        # Before this connection hears anything (its own messages move the mark).
+        gap_began_ns = self._ledger.gap_began_ns()
         attempt = 0
         while True:
             try:
@@ -193,15 +207,15 @@ class IbConnector:
                     "client id in use; retrying once the old socket is gone", client_id=s.client_id
                 )
                 await trio.sleep(s.client_id_in_use_delay_s)
-        # Today's executions rebuild the book; they are history, not fills to announce,
-        # except those no earlier incarnation delivered (kept for ``resync``).
+        # Executions rebuild the book; they are history, not fills to announce, except
+        # those no earlier incarnation delivered (``stream_updates`` delivers them first).
         self._reports = {}
         try:
-            executions = await self._sync(emit_fills=False)
             if self._ledger.connected_before:
-                self._missed = await self._undelivered(executions)
+                self._missed = await self._undelivered(await self._catch_up(gap_began_ns))
             else:
-                for execution in executions:  # accounted for by reconciliation at start
+                for execution in await self._sync(emit_fills=False):
+                    # Accounted for by reconciliation at start.
                     self._ledger.delivered.add(execution.exec_id)
                 self._ledger.connected_before = True
         finally:
@@ -219,6 +233,25 @@ class IbConnector:
         """Close the socket; safe to call twice or after a failed connect."""
         await self._session.close()
 
+    async def _catch_up(self, gap_began_ns: int | None) -> list[wire.ExecDetails]:
+        """A reconnect's stock-taking: open orders, then the executions known and since the gap.
+
+        The book is rebuilt from the executions earlier incarnations heard, so
+        TWS is asked only for those since ``gap_began_ns`` (less the filter's
+        margin); for the day's when that is unknown, or when an open order's
+        status still shows more filled than every execution known. Returns
+        every execution known now, those heard before first, each once.
+        """
+        known = list(self._ledger.heard.values())
+        await self._session.collect("open_orders", "open_orders", wire.ReqOpenOrders())
+        for execution in known:
+            self._book.on_execution(execution)
+        fresh = [] if gap_began_ns is None else await self._executions(gap_began_ns)
+        if gap_began_ns is None or self._book.still_behind():
+            fresh = await self._executions()
+        heard = {e.exec_id for e in known}
+        return known + [e for e in fresh if e.exec_id not in heard]
+
     async def _undelivered(self, executions: list[wire.ExecDetails]) -> list[OrderUpdate]:
         """The fills of ``executions`` no incarnation delivered, in order, orders adopted."""
         missed = [
@@ -233,22 +266,6 @@ class IbConnector:
         reports = self._reports or {}
         found = [self._book.missed_fill(e, reports.get(e.exec_id)) for e in missed]
         return [u for u in found if u is not None]
-
-    async def resync(self) -> list[OrderUpdate]:
-        """Fills that happened while no connection listened, each once, in order.
-
-        Found at ``connect`` from the day's executions (the book needs all of
-        them to rebuild modified orders' split fills) less those an earlier
-        incarnation delivered; open and completed orders were asked there
-        too. Within a connection, a 1101/1102 resynchronises on its own.
-        """
-        missed, self._missed = self._missed, []
-        for update in missed:
-            if update.fill is not None:
-                self._ledger.delivered.add(update.fill.fill_id)
-        if missed:
-            self._log.warning("fills the stream missed", count=len(missed))
-        return missed
 
     # -- reading updates ----------------------------------------------------------
 
@@ -277,13 +294,12 @@ class IbConnector:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._resync_worker)
                     nursery.start_soon(self._watch_liveness, drop, nursery.cancel_scope)
+                    await self._deliver_missed(sink)
                     task_status.started()
                     try:
                         while True:
                             for update in await session.read_one():
-                                await sink(update)
-                                if update.fill is not None:
-                                    self._ledger.delivered.add(update.fill.fill_id)
+                                await self._deliver(sink, update)
                     except BrokerUnavailable as exc:
                         drop(exc, nursery.cancel_scope)
             finally:
@@ -291,6 +307,24 @@ class IbConnector:
         if lost:
             session.fail_waiters(lost[0])
             raise lost[0]
+
+    async def _deliver_missed(self, sink: UpdateSink) -> None:
+        """The fills found at connect that no incarnation delivered, in order, before any other."""
+        if self._missed:
+            self._log.warning("fills the stream missed", count=len(self._missed))
+        while self._missed:
+            await self._deliver(sink, self._missed[0])
+            del self._missed[0]
+
+    async def _deliver(self, sink: UpdateSink, update: OrderUpdate) -> None:
+        """Hand one update to ``sink``; its fill counts as delivered once the sink has it.
+
+        Not before: a broker actor that crashes while applying it leaves it
+        undelivered, and the next incarnation delivers it again.
+        """
+        await sink(update)
+        if update.fill is not None:
+            self._ledger.delivered.add(update.fill.fill_id)
 
     async def _watch_liveness(
         self,
@@ -340,6 +374,7 @@ class IbConnector:
         and wakes whoever waits once this returns.
         """
         self.last_message_at = trio.current_time()
+        self._ledger.last_heard_ns = self._now_ns()
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
             self._saw_order_id(msg.client_id, msg.order_id)
@@ -355,6 +390,7 @@ class IbConnector:
             self._saw_order_id(msg.client_id, msg.order_id)
             if msg.req_id != -1:
                 self._session.add_to(("executions", msg.req_id), msg)
+            self._ledger.hear(msg)
             updates = self._book.on_execution(msg)
         elif isinstance(msg, wire.CommissionReport):
             if self._reports is not None:
