@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import sqlite3
@@ -79,8 +80,10 @@ def kept(path: Path, sql: str) -> list[tuple[Any, ...]]:
     disk, copied aside, opened (which replays the log) and read."""
     crashed = path.parent / f"crash-{next(_crashes)}"
     crashed.mkdir()
-    for file in path.parent.iterdir():
-        if file.name.startswith(path.name) and not file.name.endswith(".lock"):
+    # The log first: a segment is deleted only once the file has it, so one gone
+    # meanwhile is in the file copied after it.
+    for file in [*changelog.segments(str(path)), Path(f"{path}-wal"), path]:
+        with contextlib.suppress(FileNotFoundError):
             shutil.copy(file, crashed / file.name)
     PaperStore(str(crashed / path.name), first_account="-").close()
     return rows(crashed / path.name, sql)
