@@ -65,6 +65,17 @@ def requests_sent(connector: IbConnector) -> list[wire.Request]:
     return asked
 
 
+@asynccontextmanager
+async def on_a_wall_clock() -> AsyncIterator[tuple[TwsSimulator, WallClock, Incarnations]]:
+    """A simulator and the incarnations of one connection, on one wall clock the test moves."""
+    clock = WallClock()
+    sim = TwsSimulator(tick_interval_s=None, now_ns=clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.serve)
+        yield sim, clock, Incarnations(sim, now_ns=clock)
+        nursery.cancel_scope.cancel()
+
+
 class WallClock:
     """The wall clock (ns) of the simulator's executions and the connector's marks; the test moves it."""
 
@@ -241,11 +252,7 @@ async def test_a_fill_whose_delivery_crashed_is_delivered_again_by_the_next_inca
 
 
 async def test_a_reconnect_asks_only_for_executions_since_the_gap_and_recovers_its_fill() -> None:
-    clock = WallClock()
-    sim = TwsSimulator(tick_interval_s=None, now_ns=clock)
-    async with trio.open_nursery() as outer:
-        await outer.start(sim.serve)
-        line = Incarnations(sim, now_ns=clock)
+    async with on_a_wall_clock() as (sim, clock, line):
         first, log = line.make(), UpdateLog()
         price = sim.exchange.price("AAPL")
         ended = Ended()
@@ -265,7 +272,6 @@ async def test_a_reconnect_asks_only_for_executions_since_the_gap_and_recovers_i
         asked = requests_sent(second)
         async with streaming(second, again):
             await second.open_orders()  # anything repeated would have come by now
-        outer.cancel_scope.cancel()
     # One request for executions, filtered from the gap (less the margin for clock skew):
     # the execution heard before it was not asked for again.
     (since,) = [filter_time(r.filter.time) for r in asked if isinstance(r, wire.ReqExecutions)]
@@ -274,12 +280,29 @@ async def test_a_reconnect_asks_only_for_executions_since_the_gap_and_recovers_i
     assert fills == [(Decimal(3), Decimal(5), "partially_filled")]
 
 
+async def test_an_incarnation_that_never_got_in_step_does_not_move_where_the_gap_began() -> None:
+    async with on_a_wall_clock() as (sim, clock, line):
+        first, ended = line.make(), Ended()
+        async with streaming(first, UpdateLog(), ended):
+            order = await first.submit(gtc_limit("gone-1", sim.exchange.price("AAPL") - 5))
+            await sim.drop_connections()
+            await ended.wait()
+        clock.advance(300)
+        await sim.execute(1, int(order.id), Decimal(10))  # filled: no longer an open order
+        clock.advance(600)
+        # The next one shakes hands with TWS (hearing it) and dies before taking stock.
+        failed = line.make()
+        await failed._session.open()
+        await failed.disconnect()
+        third, log = line.make(), UpdateLog()
+        async with streaming(third, log):
+            await third.open_orders()
+    fills = [(u.order.client_order_id, u.fill.qty) for u in log.updates if u.fill]
+    assert fills == [("gone-1", Decimal(10))]
+
+
 async def test_an_execution_older_than_the_filter_that_no_one_heard_is_found_in_the_days() -> None:
-    clock = WallClock()
-    sim = TwsSimulator(tick_interval_s=None, now_ns=clock)
-    async with trio.open_nursery() as outer:
-        await outer.start(sim.serve)
-        line = Incarnations(sim, now_ns=clock)
+    async with on_a_wall_clock() as (sim, clock, line):
         first, log = line.make(), UpdateLog()
         ended = Ended()
         async with streaming(first, log, ended):
@@ -298,7 +321,6 @@ async def test_an_execution_older_than_the_filter_that_no_one_heard_is_found_in_
         asked = requests_sent(second)
         async with streaming(second, again):
             await second.open_orders()
-        outer.cancel_scope.cancel()
     # The order's status shows 2 filled, the executions since the gap none: the day's asked.
     filters = [r.filter.time for r in asked if isinstance(r, wire.ReqExecutions)]
     assert len(filters) == 2 and filters[0] and filters[1] == ""

@@ -6,11 +6,11 @@ Life of a connection: ``connect`` opens the session (handshake, managed
 accounts, next valid order id) and takes stock of open orders and executions:
 today's at the first connect; on a reconnect, those the earlier incarnations
 heard (kept in the shared ``ExecutionLedger``) plus, from TWS, only those
-since the gap (``reqExecutions`` filtered from the last message any
-incarnation heard, less ``_FILTER_MARGIN_NS``), or the day's again when an
-open order's status shows more filled than every execution known (one older
-than the filter never reached us). ``stream_updates`` then owns the socket's read side: every
-message goes through ``_on_message``, which updates the orders we track,
+since the gap (``reqExecutions`` filtered from the last message heard while
+in step, less ``_FILTER_MARGIN_NS``), or the day's again when an open
+order's status shows more filled than every execution known (one older than
+the filter never reached us). ``stream_updates`` then owns the socket's read
+side: every message goes through ``_on_message``, which updates the orders we track,
 completes pending requests and yields order updates for the sink. Requests
 (open orders, positions, account...) send a message and wait for the reader
 to collect the answer; before ``stream_updates`` runs they read the socket
@@ -31,8 +31,8 @@ order, with the orders as they now stand, and only then reports the stream
 started (the broker actor opens its gate after that). An execution counts as
 delivered only once the sink has returned for it (the broker actor has handed
 it to the journal, risk and positions): one whose delivery crashed is
-delivered again by the next incarnation, never lost. An order status whose filled
-quantity runs ahead of the executions heard (an execution TWS never pushed)
+delivered again by the next incarnation, never lost. An order status whose
+filled quantity runs ahead of the executions heard (an execution TWS never pushed)
 asks for the executions at once. Every message sent is paced under TWS's 50
 a second and, given the account's ``RateBudget``, counted against it.
 Error 326 (client id in use) is a ``ConfigError``: another program holds the
@@ -145,7 +145,7 @@ class IbConnector:
         self._resync_send, self._resync_receive = trio.open_memory_channel[str](1)
         #: Shared by every incarnation of this connection (see ``ledger``).
         self._ledger = ledger if ledger is not None else ExecutionLedger()
-        #: Found at connect for ``stream_updates`` to deliver first: fills no incarnation delivered.
+        #: Fills no incarnation delivered, found at connect: ``stream_updates`` delivers them first.
         self._missed: list[OrderUpdate] = []
         #: Commission reports heard while taking stock at connect, by exec id.
         self._reports: dict[str, wire.CommissionReport] | None = None
@@ -374,7 +374,10 @@ class IbConnector:
         and wakes whoever waits once this returns.
         """
         self.last_message_at = trio.current_time()
-        self._ledger.last_heard_ns = self._now_ns()
+        if self._book.emit_fills and self._lost_at_ns is None:
+            # In step up to now, so a later gap begins here. Not while taking stock at
+            # connect, nor while TWS has lost IB: a gap then still begins where it did.
+            self._ledger.last_heard_ns = self._now_ns()
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
             self._saw_order_id(msg.client_id, msg.order_id)

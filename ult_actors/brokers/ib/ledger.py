@@ -12,9 +12,11 @@ the same ``ExecutionLedger``:
 - ``heard``: the executions any incarnation heard, so the next one rebuilds
   its book (fills split across a modify, quantities executed) from them and
   asks TWS only for the executions since the gap (``gap_began_ns``);
-- ``last_heard_ns``: when TWS last said anything to any incarnation (our
-  wall clock): nothing can have happened unheard before that, so it is
-  where the gap begins.
+- ``last_heard_ns``: when TWS last said anything to an incarnation that was
+  in step (our wall clock; not while one takes stock at connect, nor while
+  TWS has lost IB): where a gap begins. An execution from before it that no
+  one heard (TWS never pushed it) shows as an order status ahead of its
+  executions, and the day's are asked for then.
 
 A new incarnation announces every execution that is not ``delivered``
 before its stream reports started (see ``IbConnector.stream_updates``); a
@@ -42,7 +44,7 @@ class ExecutionLedger:
     delivered: Recent[str, None] = field(default_factory=lambda: Recent(_REMEMBERED))
     #: An earlier incarnation took stock: what it did not deliver is news, not history.
     connected_before: bool = False
-    #: Our wall clock (ns) when TWS last sent any incarnation a message.
+    #: Our wall clock (ns) when TWS last sent a message to an incarnation in step.
     last_heard_ns: int | None = None
     #: Some execution heard was forgotten (past the bound): the book needs the day's again.
     forgot: bool = False
