@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 
 import msgspec
 
