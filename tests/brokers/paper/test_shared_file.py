@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import sqlite3
@@ -25,7 +26,7 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.brokers.paper.store import PaperStore, WorkingOrder
 from ult_actors.cli.exit_codes import EXIT_OK
 from ult_actors.cli.paper import reset_main
-from ult_actors.errors import BrokerUnavailable, NotFound
+from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 
 QUIET: dict[str, Any] = {
@@ -79,8 +80,10 @@ def kept(path: Path, sql: str) -> list[tuple[Any, ...]]:
     disk, copied aside, opened (which replays the log) and read."""
     crashed = path.parent / f"crash-{next(_crashes)}"
     crashed.mkdir()
-    for file in path.parent.iterdir():
-        if file.name.startswith(path.name) and not file.name.endswith(".lock"):
+    # The log first: a segment is deleted only once the file has it, so one gone
+    # meanwhile is in the file copied after it.
+    for file in [*changelog.segments(str(path)), Path(f"{path}-wal"), path]:
+        with contextlib.suppress(FileNotFoundError):
             shutil.copy(file, crashed / file.name)
     PaperStore(str(crashed / path.name), first_account="-").close()
     return rows(crashed / path.name, sql)
@@ -416,3 +419,15 @@ async def test_the_log_is_cut_into_segments_and_those_in_the_file_are_deleted(
         assert len(changelog.segments(str(tmp_path / "paper.db"))) <= 2  # 60 orders: ~20 made
         on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, id FROM orders"))
         assert {r.client_order_id: r.id for r in replies}.items() <= on_disk.items()
+
+
+async def test_a_change_log_that_cannot_be_opened_refuses_the_file_and_lets_go_of_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "paper.db.log.1").mkdir()  # where the first segment goes
+    with pytest.raises(ConfigError, match="cannot be used"):
+        await placed(tmp_path, "desk").connect()
+    (tmp_path / "paper.db.log.1").rmdir()  # fixed: the file is free to open again
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        assert (await desk.submit(buy("after-fix", 1))).status == "filled"
