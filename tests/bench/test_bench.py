@@ -51,7 +51,7 @@ def test_smoke_run_prints_one_json_document_with_every_section() -> None:
     for section in ("meta", "floor", "ult", "restart", "scale", "peer", "http", "ratios", "goals"):
         assert section in doc
     assert doc["ult"]["bare_commit"]["n"] > 0
-    for engine in ("httpx", "httpcore", "h11"):
+    for engine in ("httpx", "httpcore", "httptools"):
         assert doc["http"][engine]["connector"]["n"] > 0, engine
     assert [g["goal"] for g in doc["goals"]] == [
         "sequential_p50", "pipelined_per_s", "full_sync_overhead",

@@ -32,7 +32,7 @@ import trio
 
 from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.batch import Batch
-from ult_actors.brokers.paper.store import PaperStore
+from ult_actors.brokers.paper.store import PaperStore, unusable_account
 from ult_actors.errors import BrokerUnavailable
 
 #: Most time between a batch being logged and its commit to the file.
@@ -78,7 +78,10 @@ class BatchWriter:
         self._log: changelog.ChangeLog | None = None
         self._thread: threading.Thread | None = None
         if self.keeps_rows and not _virtual_clock():
-            self._log = changelog.ChangeLog(store.path)
+            try:
+                self._log = changelog.ChangeLog(store.path)
+            except OSError as exc:
+                raise unusable_account(store.path, exc) from None
             self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
             self._thread.daemon = True
             self._thread.start()
