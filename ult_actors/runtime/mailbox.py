@@ -17,7 +17,9 @@ thousands of queued new orders) neither delays nor blocks the senders of
 another (a position query, a cancel). ``receive(lanes=...)`` reads some
 lanes only, so an actor can serve each lane from its own task.
 
-Draining: a reader wakes once for everything waiting. ``receive`` takes a
+Draining: a reader wakes once for everything waiting, and an arrival wakes
+one waiting reader of its lane, so several tasks can serve one lane (a
+broker's order workers) without all waking for each message. ``receive`` takes a
 queued message without a scheduler round (up to ``_DRAIN_RUN`` in a row), so
 a burst of orders costs one wake-up of the actor, not one per order. Each
 message is still picked when it is taken, the lowest lane first, so a
@@ -203,14 +205,15 @@ class Mailbox(Generic[M]):
         self._arrived(env.lane)
 
     def _arrived(self, lane: int) -> None:
-        """Wake the readers waiting for ``lane`` (only those: a reader of other lanes
-        would wake for nothing)."""
-        if not self._readers:
-            return
-        for task, lanes in list(self._readers.items()):
+        """Wake one reader waiting for ``lane``, the longest waiting: one message needs
+        one reader (a reader of other lanes, or a second one of this lane, would wake
+        for nothing). A woken reader takes whatever is queued when it runs, so a
+        message another reader took first costs it only a look."""
+        for task, lanes in self._readers.items():
             if lanes is None or lane in lanes:
-                del self._readers[task]
+                del self._readers[task]  # and stop iterating: the dict changed
                 trio.lowlevel.reschedule(task)
+                return
 
     async def _wait_for(self, lanes: Sequence[int] | None) -> None:
         """Sleep until a message arrives in ``lanes`` (all, by default)."""
@@ -234,6 +237,7 @@ class Mailbox(Generic[M]):
                     task = next(iter(blocked))
                     queue.append(blocked.pop(task))
                     trio.lowlevel.reschedule(task)
+                    self._arrived(lane)  # a reader idle meanwhile serves it
                 return env
         return None
 
