@@ -7,7 +7,8 @@ already used by a different order is refused; then it goes on through risk.
 Resolution order: the request's explicit ``broker``, else the first routing
 rule whose pattern matches the symbol, else the default broker. The reply
 slot travels on with the order (``router -> risk -> broker``), so the broker
-answers the client directly.
+answers the client directly. A new order skips the hop through risk when
+risk's gate says its check can run here (``RiskGate``): ``router -> broker``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ult_actors.actors.commands import (
 )
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
-from ult_actors.actors.risk import RiskCommand
+from ult_actors.actors.risk import RiskCommand, RiskGate
 from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
     Cancel,
@@ -60,6 +61,8 @@ class RouterDeps:
     default_broker: str
     rules: list[tuple[str, str]]  # (pattern, broker)
     submit_timeout_s: float = 30.0
+    #: Risk's check, run here when that saves the hop through risk (``None``: never).
+    risk_gate: RiskGate | None = None
 
 
 def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
@@ -136,7 +139,11 @@ class _Router:
         self.recent.put(coid, order_only)
         # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
-        await self.ctx.forward(env, deps.risk, PlaceOrder(request=request))
+        place = PlaceOrder(request=request)
+        if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline):
+            await self.ctx.forward(env, deps.brokers[broker], place)  # risk passed it here
+        else:
+            await self.ctx.forward(env, deps.risk, place)
 
     async def submit_list(self, env: Envelope[RouterCommand], request: OrderListRequest) -> None:
         """Check a whole list, route it to one broker, and send it on through risk.
