@@ -77,4 +77,7 @@ async def test_a_burst_of_orders_wakes_each_actor_on_the_path_once(tmp_path: Pat
     # spawned per order.
     assert wake_ups.count["router"] == 1, wake_ups.count
     assert wake_ups.count["risk"] == 0, wake_ups.count
+    # Risk and positions fold the orders' events as they are published: no wake-up.
+    assert wake_ups.count["risk events"] == 0, wake_ups.count
+    assert wake_ups.count["positions events"] == 0, wake_ups.count
     assert wake_ups.spawned == [], wake_ups.spawned

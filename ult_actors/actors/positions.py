@@ -374,6 +374,9 @@ class _Positions:
                 self.book.apply(event)
 
     async def follow_events(self) -> None:
+        # Folded as published (no wake-up per order); this loop takes what that could
+        # not: events queued before it, and one whose fold raised (then this crashes here).
+        self.events.fold_inline(self.apply)
         async for event in self.events:
             self.apply(event)
         raise RuntimeError(f"positions fell behind the event stream: {self.events.dropped_reason}")

@@ -465,13 +465,19 @@ class _Risk:
                 self.events.close()
                 nursery.cancel_scope.cancel()
 
+    def apply(self, event: Event) -> None:
+        match event:
+            case AccountReset():
+                reset_books(self.state, event)
+            case OrderUpdate():
+                apply_event(self.state, event, self.deps.now_ns())
+
     async def follow_events(self) -> None:
+        # Folded as published (no wake-up per order); this loop takes what that could
+        # not: events queued before it, and one whose fold raised (then risk crashes here).
+        self.events.fold_inline(self.apply)
         async for event in self.events:
-            match event:
-                case AccountReset():
-                    reset_books(self.state, event)
-                case OrderUpdate():
-                    apply_event(self.state, event, self.deps.now_ns())
+            self.apply(event)
         raise RuntimeError(f"risk fell behind the event stream: {self.events.dropped_reason}")
 
     async def handle(self, env: Envelope[RiskCommand]) -> None:
