@@ -10,7 +10,9 @@ service), broken at random through their admin switches
 (``bench/chaos/sims.py``: the same kinds, plus IB's connectivity
 lost/restored). The service runs as a process on a socket in a temp dir;
 ``--clients`` clients submit ``--orders`` orders with their own client order
-ids, each to a broker drawn by the seed (the mix: ``bench/chaos/mix.py``):
+ids, each to a broker drawn by the seed (the mix: ``bench/chaos/mix.py``;
+``--clients-by-broker``: each client keeps to one broker, so a short run is not
+held up by every venue's outages in turn):
 mostly market orders; resting limits, half of which they cancel; resting
 limits they replace (far again, or across the market followed by a second
 replace racing the fill); and brackets, OCOs and OTOs (``--lists-at``),
@@ -311,9 +313,7 @@ async def run_clients(
             kill_now = trio.Event()
             await child.kill9_and_restart()
 
-    shares: list[list[int]] = [[] for _ in range(args.clients)]
-    for i in range(n):
-        shares[i % args.clients].append(i)
+    shares = client_shares(plan, args.clients, by_broker=args.clients_by_broker)
     async with trio.open_nursery() as outer:
         outer.start_soon(killer, outer.cancel_scope)
         outer.start_soon(child.keep_alive)
@@ -322,6 +322,24 @@ async def run_clients(
             for share in shares:
                 clients.start_soon(client_task, share)
         outer.cancel_scope.cancel()
+
+
+def client_shares(plan: list[PlannedOrder], clients: int, *, by_broker: bool) -> list[list[int]]:
+    """Which plan items each client sends, in plan order.
+
+    Dealt round the clients; ``by_broker``: each client keeps to one broker (the
+    clients shared evenly among the plan's brokers, at least one each), so a broker
+    held up by its faults holds up only its own clients instead of, in turn, all.
+    """
+    if not by_broker:
+        return [list(range(i, len(plan), clients)) for i in range(clients)]
+    brokers = sorted({o.broker for o in plan})
+    per_broker = max(1, clients // len(brokers))
+    shares: list[list[int]] = []
+    for broker in brokers:
+        mine = [i for i, o in enumerate(plan) if o.broker == broker]
+        shares += [mine[k::per_broker] for k in range(per_broker)]
+    return shares
 
 
 async def settle(
@@ -393,13 +411,20 @@ def read_journal(path: Path) -> dict[str, Order]:
 
 
 async def read_brokers(
-    state: Path, plan: list[PlannedOrder], journal: dict[str, Order], env: dict[str, str]
+    state: Path,
+    plan: list[PlannedOrder],
+    journal: dict[str, Order],
+    env: dict[str, str],
+    listed: dict[str, set[str]],
 ) -> tuple[dict[str, Order], dict[tuple[str, str], Decimal]]:
     """Every broker as it holds things: our orders by client id, and positions.
 
     Asked for every client order id a client gave and every one the journal
     holds (replacements, pieces of emulated children); by the venue's id where
     the venue knows an order by an id of its own making (Alpaca's list legs).
+    ``listed``: every client order id a broker holds, where it lists them at once
+    (the TWS simulator's admin port); an id it lacks, with no venue id to ask by,
+    is not asked for (at TWS each miss is a paced listing of every order).
     """
     entries = {e.name: e for e in load_config(None, env=env).enabled_brokers}
     orders: dict[str, Order] = {}
@@ -421,6 +446,8 @@ async def read_brokers(
         await connector.connect()
         try:
             for coid, venue_id in wanted[name].items():
+                if name in listed and coid not in listed[name] and not venue_id:
+                    continue
                 with contextlib.suppress(NotFound):
                     try:
                         orders[coid] = await connector.get_order_by_client_id(coid)
@@ -538,7 +565,8 @@ async def chaos(args: argparse.Namespace) -> int:
         settle_s = time.monotonic() - settle_started
         await child.stop()
         journal = read_journal(child.state / "journal.db")
-        broker, broker_positions = await read_brokers(child.state, plan, journal, env)
+        listed = {sim.name: set(await ib_order_refs(sim)) for sim in sims if sim.name == "ib"}
+        broker, broker_positions = await read_brokers(child.state, plan, journal, env, listed)
         duplicates = await duplicates_by_broker(
             args.brokers, child.state, sims, plan, journal, broker
         )
@@ -754,6 +782,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=1000, help="orders to submit (default 1000)")
     p.add_argument("--seed", type=int, default=1, help="fixes orders, faults, kill points")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    p.add_argument(
+        "--clients-by-broker",
+        action="store_true",
+        help="each client sends to one broker only (default: every client to every broker)",
+    )
     p.add_argument(
         "--kills",
         type=int,

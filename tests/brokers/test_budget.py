@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
+import random
+
 import pytest
 import trio
 import trio.testing
 
-from ult_actors.brokers.budget import RateBudget, RequestClass
+from ult_actors.brokers.budget import RateBudget, RequestClass, budget_for
 from ult_actors.errors import RateLimited
 
 
@@ -44,15 +47,16 @@ async def test_cancel_goes_before_queued_orders(autojump_clock: trio.testing.Moc
 
 async def test_requests_keep_to_the_rate(autojump_clock: trio.testing.MockClock) -> None:
     budget = _budget(rate_per_s=50.0, burst=5)
+    assert budget.cancel_reserve == 2
     start = trio.current_time()
-    for _ in range(105):
+    for _ in range(103):
         await budget.acquire("order")
-    # 5 at once, then 100 more at 50/s: two seconds, never faster.
+    # 3 at once (the other 2 are the cancels'), then 100 more at 50/s: two seconds.
     assert trio.current_time() - start == pytest.approx(2.0)
 
 
 async def test_queries_leave_a_reserve_for_orders(autojump_clock: trio.testing.MockClock) -> None:
-    budget = _budget(rate_per_s=10.0, burst=4, query_reserve=2)
+    budget = _budget(rate_per_s=10.0, burst=4, query_reserve=2, cancel_reserve=0)
     for _ in range(2):
         await budget.acquire("query")
     start = trio.current_time()
@@ -179,3 +183,66 @@ async def test_a_request_cancelled_on_arrival_spends_no_token() -> None:
     assert budget.health().used == 0
     await _spend_all(budget)
     assert budget.health().used == 2
+
+
+async def test_a_cancel_goes_at_once_while_new_orders_saturate_the_budget_and_the_limit_holds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # TWS's default budget (40/s, burst 5: 45 in any second, under the venue's 50).
+    budget = budget_for("ib", "ib", None, None)
+    assert budget is not None
+    interval = 1 / budget.rate_per_s
+    rng = random.Random(7)
+    sent: list[float] = []
+    waits: list[float] = []
+
+    async def orders_forever() -> None:
+        while True:
+            await budget.acquire("order")
+            sent.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(orders_forever)
+        await trio.sleep(1.0)  # the bucket spent, the orders waiting
+        for _ in range(100):
+            await trio.sleep(rng.uniform(interval, 3 * interval))
+            asked = trio.current_time()
+            await budget.acquire("cancel")
+            waits.append(trio.current_time() - asked)
+            sent.append(trio.current_time())
+        nursery.cancel_scope.cancel()
+    # No timer between a cancel and its token: it never waits for the next one.
+    assert max(waits) == 0
+    # The orders kept the budget saturated, and nothing ever went over it.
+    sent.sort()
+    most_in_a_second = max(
+        bisect.bisect_right(sent, t + 1.0 - 1e-9) - i for i, t in enumerate(sent)
+    )
+    assert most_in_a_second <= budget.burst + budget.rate_per_s
+    assert len(sent) >= budget.rate_per_s * (sent[-1] - sent[0])
+
+
+async def test_cancels_beyond_the_reserve_take_the_next_tokens_before_any_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(rate_per_s=10.0, burst=5)  # 2 tokens kept for cancels
+    served: list[str] = []
+
+    async def request(kind: RequestClass) -> None:
+        await budget.acquire(kind)
+        served.append(kind)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(request, "order")
+        await trio.testing.wait_all_tasks_blocked()
+        assert served == ["order"] * 3
+        start = trio.current_time()
+        for _ in range(4):
+            nursery.start_soon(request, "cancel")
+        await trio.testing.wait_all_tasks_blocked()
+        assert served.count("cancel") == 2  # the reserve, at once
+        assert trio.current_time() == start
+    # Then one token interval each, ahead of the orders still waiting.
+    assert served[3:9] == ["cancel"] * 4 + ["order"] * 2

@@ -1,6 +1,11 @@
 """The chaos script, short: broker faults, actor crashes and kill -9, yet nothing lost or doubled,
 replace links kept and no exit left working after its peer filled: lists and replaces at every
-broker, partial fills among them."""
+broker, partial fills among them.
+
+300 orders, each client keeping to one broker (a venue down under its faults holds up only
+its own clients); the full-size runs (``scripts/chaos --orders 10000``) mix every broker in
+every client.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ def test_short_chaos_run_loses_and_doubles_nothing() -> None:
     run = subprocess.run(
         [*CHAOS, "--orders", "300", "--kills", "2", "--seed", "11",
          "--fault-rate", "0.1", "--stream-drop-every", "2", "--sim-faults-per-s", "10",
-         "--settle-timeout", "90",
+         "--settle-timeout", "90", "--clients-by-broker",
          # Lists and replaces weigh more than by default, so that each case the checks
          # below need (a filled exit pair, a replace after a partial fill, an OTO) comes
          # up several times in 300 orders, never by luck only once.

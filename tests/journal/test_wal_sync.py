@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -144,3 +146,58 @@ async def test_a_failing_background_fsync_refuses_new_orders_until_one_succeeds(
                 await store.availability_changed()
             await store.record(order("c-3"), event="submit")
     assert rows_on_disk(path) == {"c-1": "pending_new", "c-3": "pending_new"}
+
+
+def test_every_few_commits_the_fsync_is_a_checkpoint(tmp_path: Path) -> None:
+    fsyncs = Fsyncs()
+    checkpoints: list[str] = []
+    syncer = WalSyncer(
+        wal_file(tmp_path), 3600.0, fsync=fsyncs, checkpoint=lambda: checkpoints.append("c"),
+        checkpoint_every=3,
+    )  # fmt: skip
+    syncer.committed()
+    assert syncer.sync_once() is True
+    assert (len(fsyncs.threads), checkpoints) == (1, [])  # one commit: a plain fsync
+    for _ in range(2):
+        syncer.committed()
+    assert syncer.sync_once() is True  # the third commit since the last checkpoint
+    assert (len(fsyncs.threads), checkpoints) == (1, ["c"])
+    assert (syncer.syncs, syncer.checkpoints) == (2, 1)
+
+
+def test_a_failed_checkpoint_is_kept_and_tried_again(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def failing_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error")
+
+    syncer = WalSyncer(
+        wal_file(tmp_path), 3600.0, fsync=Fsyncs(), checkpoint=failing_once, checkpoint_every=1
+    )
+    syncer.committed()
+    assert syncer.sync_once() is False
+    assert syncer.last_error is not None and "Input/output error" in syncer.last_error
+    assert syncer.sync_once() is True  # still owed, still a checkpoint
+    assert (len(calls), syncer.checkpoints, syncer.last_error) == (2, 1, None)
+
+
+def orders_in_main_file(db: Path, tmp_path: Path) -> int:
+    """Orders in the database file alone, as if its WAL were lost: what checkpoints copied."""
+    copy = tmp_path / "main-only.db"
+    shutil.copyfile(db, copy)
+    with sqlite3.connect(copy) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
+
+
+async def test_the_journals_checkpoints_run_on_the_syncers_thread(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=0.001) as store:
+        with trio.fail_after(20):
+            # Far under the writer's own bound (WRITER_CHECKPOINT_PAGES), over the syncer's count.
+            for i in range(200):
+                await store.record(order(f"c-{i}"), event="submit")
+            while store.wal_checkpoints == 0:  # the syncer's thread: look until it did
+                await trio.sleep(0.001)
+        assert orders_in_main_file(path, tmp_path) > 0

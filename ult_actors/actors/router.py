@@ -165,7 +165,7 @@ class _Router:
             existing = await store.get(leg.client_order_id)
             if existing is None:
                 continue
-            if not _same_order(existing, leg) or (
+            if not _same_order(existing, leg, triggered=_is_triggered(existing)) or (
                 existing.leg is not None and existing.leg.list_id != request.list_id
             ):
                 raise DuplicateOrder(
@@ -245,11 +245,27 @@ def _asked_for(replacement: Order, old: Order, change: ReplaceRequest) -> bool:
     )
 
 
-def _same_order(existing: Order, request: OrderRequest) -> bool:
+def _is_triggered(order: Order) -> bool:
+    """Whether ``order`` is a leg sent once its parent fills (an OTO's child, a bracket's exit)."""
+    return order.leg is not None and order.leg.parent_id is not None
+
+
+def _same_order(existing: Order, request: OrderRequest, *, triggered: bool = False) -> bool:
+    """Whether ``request`` asks for the order journaled as ``existing``: a retry of it.
+
+    What is compared is what the client asked, which the journal keeps as the
+    order's first terms; fills and states move on. The one term that moves is a
+    triggered leg's quantity: it is released sized to what its parent filled, so
+    its record holds the first piece. It was asked equal to its parent's (list
+    validation), so the parent leg's quantity stands for it.
+    """
     return (
         existing.symbol == request.symbol
         and existing.side == request.side
-        and existing.qty == request.qty
+        and (triggered or existing.qty == request.qty)
         and existing.type == request.type
+        and existing.limit_price == request.limit_price
+        and existing.stop_price == request.stop_price
+        and existing.time_in_force == request.time_in_force
         and existing.broker == request.broker
     )

@@ -8,6 +8,14 @@ goes first when the budget is short:
 
 - classes in order ``cancel`` > ``replace`` > ``order`` > ``query``: a cancel
   takes the next token even with thousands of new orders waiting;
+- every other class leaves ``cancel_reserve`` tokens untouched, so a cancel
+  arriving while new orders keep the budget saturated finds a token at once
+  instead of waiting for the next one (and for a timer's wake-up, late by up
+  to a scheduler round on a busy host). The reserve refills before any order
+  goes again, so a cancel waits only when more than ``cancel_reserve``
+  cancels came within the time the bucket needs to refill them. The venue's
+  limit is kept all the same: the reserve is part of the bucket, which is
+  never overdrawn;
 - ``query`` (reconciliation sweeps, position pulls) also leaves a reserve of
   tokens untouched, so background work slows down before orders do; but it
   is not starved: a query that has waited ``query_patience_s`` goes next
@@ -93,6 +101,7 @@ class RateBudget:
         rate_per_s: float,
         burst: int,
         query_reserve: int | None = None,
+        cancel_reserve: int | None = None,
         query_patience_s: float = 2.0,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
@@ -103,6 +112,15 @@ class RateBudget:
         self.burst = burst
         #: Tokens a query leaves for orders (a quarter of the bucket by default).
         self.query_reserve = burst // 4 if query_reserve is None else query_reserve
+        #: Tokens only a cancel may take (two by default; none in a bucket of two or less).
+        self.cancel_reserve = min(2, (burst - 1) // 2) if cancel_reserve is None else cancel_reserve
+        if self.cancel_reserve < 0 or self.query_reserve < 0:
+            raise ValueError(f"broker {broker}: a rate budget's reserves cannot be negative")
+        if self.cancel_reserve + self.query_reserve >= burst:
+            raise ValueError(
+                f"broker {broker}: a rate budget's reserves ({self.cancel_reserve} for cancels,"
+                f" {self.query_reserve} from queries) must leave room in its burst of {burst}"
+            )
         #: A query waiting this long goes before new orders (it slows down, never starves).
         self.query_patience_s = query_patience_s
         self._clock = clock
@@ -222,7 +240,10 @@ class RateBudget:
         return self._tokens >= need - _ROUNDING
 
     def _need(self, kind: RequestClass) -> float:
-        return 1.0 + (self.query_reserve if kind == "query" else 0)
+        """Tokens there must be for a ``kind`` request to take one: what it leaves, plus one."""
+        if kind == "cancel":
+            return 1.0
+        return 1.0 + self.cancel_reserve + (self.query_reserve if kind == "query" else 0)
 
     def _until_tokens(self, need: float, now: float) -> float:
         assert self._stamp is not None
@@ -255,9 +276,9 @@ class RateBudget:
         return waiter.since + self.query_patience_s if waiter.kind == "query" else math.inf
 
     def _need_of(self, waiter: _Waiter, now: float) -> float:
-        """Tokens ``waiter`` needs to go: a query out of patience leaves no reserve."""
+        """Tokens ``waiter`` needs to go: a query out of patience leaves only the cancels'."""
         if now >= self._promoted_at(waiter):
-            return 1.0
+            return self._need("order")
         return self._need(waiter.kind)
 
     def _wake_head(self) -> None:

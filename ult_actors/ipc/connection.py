@@ -213,13 +213,15 @@ class Connection:
         handlers.start_soon(self._answer, request)
 
     async def _answer(self, request: Request) -> None:
-        self._send(await self.dispatcher.answer(request, self.peer))
+        reply = await self.dispatcher.answer(request, self.peer)
+        # The only request in flight: no other reply is coming to share its write.
+        self._send(reply, now=self._in_flight == 1)
         self._in_flight -= 1
         if self._in_flight < self.max_in_flight:
             self._capacity.set()
 
-    def _send(self, reply: Reply) -> None:
-        self.outbox.put(self.codec.encode(reply))
+    def _send(self, reply: Reply, *, now: bool = False) -> None:
+        self.outbox.put(self.codec.encode(reply), now=now)
         self._enforce_limits()
 
     def _enforce_limits(self) -> None:

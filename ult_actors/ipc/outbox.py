@@ -10,9 +10,19 @@ Bytes count as queued until the kernel has taken them (a ``send_all``
 blocked on a client that does not read still holds its buffer), both in the
 outbox's own ``queued_bytes`` and in the ``OutboxBudget`` all connections
 share, so the server can stop reading from clients that do not read.
+
+A reply nothing else is waiting to join (``put(..., now=True)``: the
+connection's only request in flight) is written at once by the task that
+finished it, when nothing is queued or being sent: a lone request's answer
+then leaves without waking the writer task and without the round it waits
+for company, so it goes out before the bookkeeping that finished beside it
+(the journal's news, the positions' update) rather than after.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
 
 import trio
 
@@ -71,6 +81,10 @@ class Outbox:
         self.budget = budget if budget is not None else OutboxBudget(cap=1 << 62)
         self._chunks: list[bytes] = []
         self._size = 0
+        #: Writes what it can of some bytes without blocking (the socket's, once ``run``
+        #: has its stream); None: every frame goes through the writer task.
+        self._write_now: Callable[[bytes], int] | None = None
+        self._sending = False
         self._wake = trio.Event()
         self._room = trio.Event()
         self._room.set()
@@ -86,10 +100,16 @@ class Outbox:
         """Bytes put and not yet taken by the kernel (those of a blocked send included)."""
         return self._size
 
-    def put(self, data: bytes) -> None:
-        """Queue one encoded frame for sending."""
+    def put(self, data: bytes, *, now: bool = False) -> None:
+        """Queue one encoded frame for sending; with ``now``, write it at once if the
+        queue is empty and no send is under way (what the socket does not take is
+        queued for the writer task)."""
         if self._closing:
             return
+        if now and not self._size and not self._sending and self._write_now is not None:
+            data = self._write_at_once(data)
+            if not data:
+                return
         if not self._size:
             self._progress_at = trio.current_time()
         self._chunks.append(data)
@@ -115,8 +135,31 @@ class Outbox:
         self._chunks = []
         self._grow(-self._size)
 
+    def _write_at_once(self, data: bytes) -> bytes:
+        """Write ``data`` on the caller's thread without blocking; what is left of it."""
+        assert self._write_now is not None
+        try:
+            written = self._write_now(data)
+        except (BlockingIOError, InterruptedError):
+            return data
+        except OSError:
+            # A broken connection: the writer task's send meets the error and ends it.
+            return data
+        self.frames_sent += 1
+        self.sends += 1
+        return data[written:]
+
     async def run(self, stream: trio.abc.SendStream) -> None:
         """The writer: send queued frames until closed and drained."""
+        if isinstance(stream, trio.SocketStream):
+            fd = stream.socket.fileno()
+            self._write_now = lambda data: os.write(fd, data)
+        try:
+            await self._run(stream)
+        finally:
+            self._write_now = None  # the stream is closed after this returns
+
+    async def _run(self, stream: trio.abc.SendStream) -> None:
         while True:
             await self._wake.wait()
             # One scheduler round lets replies finishing alongside this one join the send.
@@ -129,7 +172,11 @@ class Outbox:
             chunks, self._chunks = self._chunks, []
             self._wake = trio.Event()
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            await stream.send_all(data)
+            self._sending = True
+            try:
+                await stream.send_all(data)
+            finally:
+                self._sending = False
             self._progress_at = trio.current_time()
             if self._size:  # not discarded meanwhile
                 self._grow(-len(data))

@@ -68,7 +68,7 @@ import trio
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
-from ult_actors.journal.wal_sync import WalSyncer
+from ult_actors.journal.wal_sync import WRITER_CHECKPOINT_PAGES, WalCheckpointer, WalSyncer
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
@@ -319,11 +319,17 @@ class SqliteStore:
         self._lock_fd = -1
         self._committer: _Committer = _ToThreadCommitter()
         self._wal_syncer: WalSyncer | None = None
+        self._checkpoint = WalCheckpointer(path)
 
     @property
     def wal_syncs(self) -> int:
         """Background fsyncs of the WAL so far (``synchronous = "normal"``)."""
         return self._wal_syncer.syncs if self._wal_syncer is not None else 0
+
+    @property
+    def wal_checkpoints(self) -> int:
+        """Background checkpoints so far (``synchronous = "normal"``; within ``wal_syncs``)."""
+        return self._wal_syncer.checkpoints if self._wal_syncer is not None else 0
 
     # -- opening and closing --------------------------------------------------
 
@@ -400,7 +406,12 @@ class SqliteStore:
         await trio.to_thread.run_sync(self._open_sync)
         if self.synchronous == "normal" and self.sync_interval_s > 0:
             wal = Path(f"{self.path}-wal")
-            self._wal_syncer = WalSyncer(wal, self.sync_interval_s, fsync=self._fsync)
+            self._wal_syncer = WalSyncer(
+                wal, self.sync_interval_s, fsync=self._fsync, checkpoint=self._checkpoint
+            )
+            assert self._wconn is not None
+            # Checkpoints are the syncer's now; the writer's own only bounds the WAL.
+            self._wconn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
             self._wal_syncer.start()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
@@ -422,6 +433,7 @@ class SqliteStore:
             await self._committer.aclose()
             if self._wal_syncer is not None:
                 await trio.to_thread.run_sync(self._wal_syncer.close)
+                self._checkpoint.close()
             await trio.to_thread.run_sync(self._close_sync)
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:

@@ -176,10 +176,12 @@ async def test_a_fill_whose_report_never_came_is_delivered_complete_by_the_next_
             sim.faults.withhold_commission_reports = False
             second = IbConnector("ib", settings(port), order_ids=ids, ledger=ledger)
             await second.connect()
-            missed = await second.resync()
+            again = Session(sim, second, UpdateLog())
+            await nursery.start(_stream, again)  # delivers what was missed, then reports started
             await second.disconnect()
         nursery.cancel_scope.cancel()
     assert not [u for u in s.log.updates if u.fill is not None]  # held, never half-sent
+    missed = again.log.updates
     assert [(u.order.client_order_id, u.fill.qty, u.fill.commission) for u in missed if u.fill] == [
         ("fee-2", Decimal(10), Decimal("1.00"))
     ]

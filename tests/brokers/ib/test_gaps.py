@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -24,6 +25,7 @@ from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.ledger import ExecutionLedger
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
 from ult_actors.errors import BrokerUnavailable
+from ult_actors.messages import OrderUpdate
 from ult_actors.sim.ib import TwsSimulator
 
 
@@ -134,7 +136,7 @@ async def test_a_fill_tws_never_pushed_is_fetched_once_with_its_commission() -> 
     assert fill.order.filled_qty == Decimal(4) and order.client_order_id == "drop-1"
 
 
-async def test_after_a_drop_resync_returns_each_fill_no_incarnation_delivered_once() -> None:
+async def test_after_a_drop_the_next_stream_first_delivers_each_fill_no_incarnation_did() -> None:
     async with running_sim() as sim:
         line = Incarnations(sim)
         first, log = line.make(), UpdateLog()
@@ -150,17 +152,58 @@ async def test_after_a_drop_resync_returns_each_fill_no_incarnation_delivered_on
         # While no one listens: a partial fill of one, the whole of the other.
         await sim.execute(1, int(heard.id), Decimal(5))
         await sim.execute(1, int(away.id), Decimal(3))
-        second = line.make()
-        async with streaming(second, UpdateLog()):
-            missed = await second.resync()
-            again = await second.resync()
+        second, log = line.make(), UpdateLog()
+        async with streaming(second, log):  # started: what was missed is delivered
+            missed = list(log.updates)
+            await second.open_orders()  # anything repeated would have come by now
+        third, again = line.make(), UpdateLog()
+        async with streaming(third, again):
+            await third.open_orders()
     got = [(u.order.client_order_id, u.fill.qty, u.order.status) for u in missed if u.fill]
     assert got == [
         ("gap-1", Decimal(5), "partially_filled"),
         ("gap-2", Decimal(3), "filled"),
     ]
     assert all(u.fill is not None and u.fill.commission is not None for u in missed)
-    assert again == []
+    assert [u for u in log.updates + again.updates if u.fill is not None] == missed
+
+
+async def test_a_fill_whose_delivery_crashed_is_delivered_again_by_the_next_incarnation() -> None:
+    # The sink is the broker actor applying the fill (journal, risk, positions):
+    # one that raises is an actor crashing halfway, before the books have it.
+    async with running_sim() as sim:
+        line = Incarnations(sim)
+        first = line.make()
+        price = sim.exchange.price("AAPL")
+        ended = Ended()
+        async with streaming(first, UpdateLog(), ended):
+            order = await first.submit(gtc_limit("crash-1", price - 5))
+            await sim.drop_connections()
+            await ended.wait()
+        await sim.execute(1, int(order.id), Decimal(10))  # while no one listens
+
+        async def crash(update: OrderUpdate) -> None:
+            raise RuntimeError("injected: broker actor crashed applying a fill")
+
+        second = line.make()
+        with trio.fail_after(BOUND):
+            await second.connect()
+        with (
+            trio.fail_after(BOUND),
+            pytest.RaisesGroup(
+                pytest.RaisesExc(RuntimeError, match="injected"), flatten_subgroups=True
+            ),
+        ):
+            await second.stream_updates(crash)
+        await second.disconnect()
+        third, log = line.make(), UpdateLog()
+        async with streaming(third, log):
+            await third.open_orders()
+        fourth, again = line.make(), UpdateLog()
+        async with streaming(fourth, again):
+            await fourth.open_orders()
+    fills = [u.fill for u in log.updates + again.updates if u.fill is not None]
+    assert [(f.client_order_id, f.qty) for f in fills] == [("crash-1", Decimal(10))]
 
 
 async def test_1100_degrades_the_stream_cancels_still_go_and_1101_brings_it_back_in_step() -> None:

@@ -28,6 +28,7 @@ from ult_actors.messages import (
     ConnectionStateChanged,
     ErrorReply,
     Event,
+    Fill,
     GetPositions,
     OrderReply,
     OrderRequest,
@@ -248,3 +249,46 @@ async def test_1100_degrades_the_connection_orders_wait_or_are_refused_and_cance
         store = await svc.journal.get()
         first = await store.get("deg-1")
         assert first is not None and first.status == "canceled"
+
+
+async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_sim() as sim, service(sim, tmp_path) as svc:
+        events = svc.bus.subscribe()
+        price = sim.exchange.price("AAPL")
+        reply = await svc.gateway.handle(Submit(id=1, order=gtc_limit("crash-1", price - 5)))
+        assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+        # The injected fault: the broker actor crashes while it applies the gap's fill
+        # (after the connector found it, before the journal, risk and positions have it).
+        store = await svc.journal.get()
+        crashes: list[str] = []
+        record_fill = store.record_fill
+
+        def crash_once(fill: Fill) -> None:
+            if fill.client_order_id == "crash-1" and not crashes:
+                crashes.append(fill.fill_id)
+                raise RuntimeError("injected: broker actor crashed applying a fill")
+            record_fill(fill)
+
+        monkeypatch.setattr(store, "record_fill", crash_once)
+        sim.faults.silent = True
+        await sim.drop_connections()
+        await sim.execute(1, int(reply.order.id), Decimal(10))  # no one hears of it
+        with trio.fail_after(BOUND):
+            await restarting(events)
+        sim.faults.silent = False
+        updates: list[OrderUpdate] = []
+        with trio.fail_after(BOUND):
+            while not any(u.order.client_order_id == "crash-1" and u.fill for u in updates):
+                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        await positions(svc)  # a round trip through the (ready) actor: anything more came by now
+        updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
+        assert len(crashes) == 1
+        fills = [u.fill for u in updates if u.order.client_order_id == "crash-1" and u.fill]
+        assert [(f.fill_id, f.qty) for f in fills] == [(crashes[0], Decimal(10))]
+        assert len(await fills_journaled(svc, "crash-1")) == 1
+        journaled = await store.get("crash-1")
+        assert journaled is not None and journaled.status == "filled"
+        assert await positions(svc) == [("AAPL", Decimal(10))]
+        assert svc.health().connections["ib"].state == "ready"

@@ -20,9 +20,13 @@ A closed socket ends ``stream_updates`` with ``BrokerUnavailable``, and so
 does a silent one: after ``stale_after_s`` without a message the connector
 probes with ``reqCurrentTime``, and no answer within ``probe_timeout_s`` is a
 dropped stream. The broker actor then crashes and its supervisor reconnects
-(with backoff); the next incarnation's ``resync`` returns every execution of
-the day that no incarnation delivered (the shared ``ExecutionLedger``), in
-order, with the orders as they now stand. An order status whose filled
+(with backoff); the next incarnation's ``stream_updates`` first delivers every
+execution that no incarnation delivered (the shared ``ExecutionLedger``), in
+order, with the orders as they now stand, and only then reports the stream
+started (the broker actor opens its gate after that). An execution counts as
+delivered only once the sink has returned for it (the broker actor has handed
+it to the journal, risk and positions): one whose delivery crashed is
+delivered again by the next incarnation, never lost. An order status whose filled
 quantity runs ahead of the executions heard (an execution TWS never pushed)
 asks for the executions at once. Every message sent is paced under TWS's 50
 a second and, given the account's ``RateBudget``, counted against it.
@@ -133,7 +137,7 @@ class IbConnector:
         self._resync_send, self._resync_receive = trio.open_memory_channel[str](1)
         #: Shared by every incarnation of this connection (see ``ledger``).
         self._ledger = ledger if ledger is not None else ExecutionLedger()
-        #: Found at connect for ``resync`` to hand over: fills no incarnation delivered.
+        #: Found at connect for ``stream_updates`` to deliver first: fills no incarnation delivered.
         self._missed: list[OrderUpdate] = []
         #: Commission reports heard while taking stock at connect, by exec id.
         self._reports: dict[str, wire.CommissionReport] | None = None
@@ -234,22 +238,6 @@ class IbConnector:
         found = [self._book.missed_fill(e, reports.get(e.exec_id)) for e in missed]
         return [u for u in found if u is not None]
 
-    async def resync(self) -> list[OrderUpdate]:
-        """Fills that happened while no connection listened, each once, in order.
-
-        Found at ``connect`` from the day's executions (the book needs all of
-        them to rebuild modified orders' split fills) less those an earlier
-        incarnation delivered; open and completed orders were asked there
-        too. Within a connection, a 1101/1102 resynchronises on its own.
-        """
-        missed, self._missed = self._missed, []
-        for update in missed:
-            if update.fill is not None:
-                self._ledger.delivered.add(update.fill.fill_id)
-        if missed:
-            self._log.warning("fills the stream missed", count=len(missed))
-        return missed
-
     # -- reading updates ----------------------------------------------------------
 
     async def stream_updates(
@@ -277,13 +265,12 @@ class IbConnector:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._resync_worker)
                     nursery.start_soon(self._watch_liveness, drop, nursery.cancel_scope)
+                    await self._deliver_missed(sink)
                     task_status.started()
                     try:
                         while True:
                             for update in await session.read_one():
-                                await sink(update)
-                                if update.fill is not None:
-                                    self._ledger.delivered.add(update.fill.fill_id)
+                                await self._deliver(sink, update)
                     except BrokerUnavailable as exc:
                         drop(exc, nursery.cancel_scope)
             finally:
@@ -291,6 +278,24 @@ class IbConnector:
         if lost:
             session.fail_waiters(lost[0])
             raise lost[0]
+
+    async def _deliver_missed(self, sink: UpdateSink) -> None:
+        """The fills found at connect that no incarnation delivered, in order, before any other."""
+        if self._missed:
+            self._log.warning("fills the stream missed", count=len(self._missed))
+        while self._missed:
+            await self._deliver(sink, self._missed[0])
+            del self._missed[0]
+
+    async def _deliver(self, sink: UpdateSink, update: OrderUpdate) -> None:
+        """Hand one update to ``sink``; its fill counts as delivered once the sink has it.
+
+        Not before: a broker actor that crashes while applying it leaves it
+        undelivered, and the next incarnation delivers it again.
+        """
+        await sink(update)
+        if update.fill is not None:
+            self._ledger.delivered.add(update.fill.fill_id)
 
     async def _watch_liveness(
         self,

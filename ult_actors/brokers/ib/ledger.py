@@ -6,8 +6,10 @@ the next incarnation must deliver what happened in between, and only that.
 the same ``ExecutionLedger``: the execution ids already delivered to the
 service (or accounted for as history at the first connect), and whether an
 incarnation connected before. A new incarnation announces every execution
-of the day that is not in it (see ``IbConnector.resync``); a 1101 within a
-connection asks for executions since the loss.
+of the day that is not in it before its stream reports started (see
+``IbConnector.stream_updates``); a 1101 within a connection asks for
+executions since the loss. An execution is added once the service has it
+(the sink returned), so one whose delivery crashed is announced again.
 """
 
 from __future__ import annotations
