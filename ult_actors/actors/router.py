@@ -91,7 +91,7 @@ class _Router:
     def __init__(self, deps: RouterDeps, ctx: ActorContext[RouterCommand]) -> None:
         self.deps = deps
         self.ctx = ctx
-        #: Recently submitted orders by client order id (without their deadline).
+        #: Recently submitted orders by client order id.
         self.recent: Recent[str, OrderRequest] = Recent(_RECENT)
 
     async def handle(self, env: Envelope[RouterCommand]) -> None:
@@ -114,10 +114,8 @@ class _Router:
         broker = resolve_broker(request, deps)
         coid = request.client_order_id
         assert coid is not None, "the gateway assigns client order ids"
-        request = msgspec.structs.replace(request, broker=broker)
-        # A deadline is when one attempt's client stops waiting, not part of the
-        # order: a retry of the same order comes with a later one.
-        order_only = msgspec.structs.replace(request, deadline_ns=None)
+        if request.broker != broker:
+            request = msgspec.structs.replace(request, broker=broker)
         earlier = self.recent.get(coid)
         if earlier is None:
             store = await deps.journal.get()
@@ -130,13 +128,13 @@ class _Router:
                     )
                 self.ctx.reply(env, existing)  # idempotent: the same order, not a second one
                 return
-        elif earlier != order_only:
+        elif not _same_terms(earlier, request):
             raise DuplicateOrder(
                 f"client_order_id {coid} is already used by a different order",
                 field="client_order_id",
             )
         deps.journal.check_writable()  # refused here, before risk or the broker sees it
-        self.recent.put(coid, order_only)
+        self.recent.put(coid, request)
         # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
         place = PlaceOrder(request=request)
@@ -227,6 +225,14 @@ class _Router:
             raise NotFound(f"order {order_id} belongs to unknown broker {order.broker!r}")
         assert env.reply is not None
         await self.ctx.forward(env, broker, CancelOrder(order_id=order.id or order.client_order_id))
+
+
+def _same_terms(earlier: OrderRequest, request: OrderRequest) -> bool:
+    """Whether ``request`` asks for the same order as ``earlier``: all but the deadline,
+    which is when one attempt's client stops waiting (a retry comes with a later one)."""
+    if earlier.deadline_ns != request.deadline_ns:
+        earlier = msgspec.structs.replace(earlier, deadline_ns=request.deadline_ns)
+    return earlier == request
 
 
 def _asked_for(replacement: Order, old: Order, change: ReplaceRequest) -> bool:
