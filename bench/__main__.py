@@ -167,7 +167,9 @@ async def _run(
         return out
 
     async def scale() -> dict[str, Any]:
-        return await bench_scale.measure(list(plan.scale_sizes), restart=plan.scale_restart)
+        return await bench_scale.measure(
+            list(plan.scale_sizes), restart=plan.scale_restart, idle_s=plan.scale_idle_s
+        )
 
     async def peer() -> dict[str, Any]:
         missing = bench_peer.missing()

@@ -30,6 +30,7 @@ whichever instance is active.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import statistics
@@ -308,14 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lease-s", type=float, default=2.0, help="[cluster] lease_s of both")
     p.add_argument("--seed", type=int, default=20)
     p.add_argument(
+        "--database-url",
+        default="",
+        help="an empty database on a running PostgreSQL (default: a throwaway server of its own)",
+    )
+    p.add_argument(
         "--nats",
         action="store_true",
         help="clients are remote: over a nats-server (the nats extra), served by the active",
     )
     args = p.parse_args(argv)
     base = short_tempdir("ult-fo")
-    with postgres() as server, nats(base, args.nats) as nats_url:
-        url = server.new_database()
+    with contextlib.ExitStack() as stack:
+        url = args.database_url or stack.enter_context(postgres()).new_database()
+        nats_url = stack.enter_context(nats(base, args.nats))
         sims = start_sims(["alpaca"], base, args.seed)
         try:
             result = trio.run(run, args, base, url, sims[0], nats_url)

@@ -15,6 +15,7 @@ out. The socket and the log line of the IPC layer are not in it.
 
     python -m bench.instructions --orders 1000          # sequential and window 128
     python -m bench.instructions --setup instant         # the actor machinery alone
+    python -m bench.instructions --setup alpaca          # to ``ult sim alpaca`` (its own process)
     python -m bench.instructions --drive seq 100 1100    # one run, no valgrind (what it runs)
     python -m bench.instructions --steps --setup instant # scheduler rounds and task steps
 
@@ -43,21 +44,33 @@ from typing import Any
 import trio
 
 from bench.common import ROOT, child_env, short_tempdir
+from bench.peer import KEY, SECRET, UNPACED_ORDERS, running_sim
 from bench.ult import RISK_LIMITS
 
 WINDOW = 128
 #: What is behind the actors: ``durable`` is the default configuration's (the
 #: SQLite journal file, the paper account file); ``memory`` keeps both in memory;
-#: ``instant`` has a memory journal and a broker that fills at once, keeping nothing.
-SETUPS = ("durable", "memory", "instant")
+#: ``instant`` has a memory journal and a broker that fills at once, keeping nothing;
+#: ``alpaca`` is the default's journal file and an Alpaca connection to ``ult sim
+#: alpaca`` in a process of its own (not counted), as the peer section runs it:
+#: the orders go there, each with its REST request and two ``trade_updates``.
+SETUPS = ("durable", "memory", "instant", "alpaca")
 
 
-def _config_text(state_dir: Path, setup: str) -> str:
+def _config_text(state_dir: Path, setup: str, alpaca_url: str = "") -> str:
     risk = "\n".join(f"{k} = {v}" for k, v in RISK_LIMITS.items())
-    paper = 'state_path = ":memory:"\n' if setup != "durable" else ""
+    paper = 'state_path = ":memory:"\n' if setup in ("memory", "instant") else ""
+    alpaca = (
+        f'\n[brokers.alpaca]\nkind = "alpaca"\nbase_url = "{alpaca_url}"\n'
+        f"request_burst = {UNPACED_ORDERS}\n"
+        if alpaca_url
+        else ""
+    )
     return (
         f'[service]\nstate_dir = "{state_dir}"\n\n[risk]\n{risk}\n\n'
-        '[brokers.paper]\nkind = "paper"\nlatency_ms = 0\nstarting_cash = 1000000000000\n' + paper
+        '[brokers.paper]\nkind = "paper"\nlatency_ms = 0\nstarting_cash = 1000000000000\n'
+        + paper
+        + alpaca
     )
 
 
@@ -84,6 +97,20 @@ async def drive(
 
     ``steps``, if given, counts the rounds and task steps of the ``orders`` after the warm-up.
     """
+    if setup == "alpaca":
+        async with running_sim(fill_delay_s=0.05, fill_slices=1) as url:
+            return await _drive(mode, warmup, orders, setup, steps, url)
+    return await _drive(mode, warmup, orders, setup, steps)
+
+
+async def _drive(
+    mode: str,
+    warmup: int,
+    orders: int,
+    setup: str,
+    steps: StepCounter | None,
+    alpaca_url: str = "",
+) -> int:
     from bench.actors import InstantConnector
     from ult_actors.config import load_config
     from ult_actors.journal import memory_store_opener
@@ -91,22 +118,24 @@ async def drive(
     from ult_actors.service import build_service
 
     answered = 0
+    broker = "alpaca" if alpaca_url else "paper"
+    env = {"ALPACA_API_KEY": KEY, "ALPACA_API_SECRET": SECRET} if alpaca_url else {}
     with short_tempdir("bn-") as tmp:
         path = tmp / "ult.toml"
-        path.write_text(_config_text(tmp, setup))
+        path.write_text(_config_text(tmp, setup, alpaca_url))
         extra: dict[str, Any] = {}
-        if setup != "durable":
+        if setup in ("memory", "instant"):
             extra["store_opener"] = memory_store_opener()
         if setup == "instant":
             extra["connector_factories"] = {"paper": lambda: InstantConnector("paper")}
-        service = build_service(load_config(path, env={}), env={}, rng=random.Random(7), **extra)
+        service = build_service(load_config(path, env=env), env=env, rng=random.Random(7), **extra)
         ids = iter(range(1, 10**9))
 
         async def one() -> None:
             nonlocal answered
             i = next(ids)
             request = OrderRequest(
-                symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"n-{i}"
+                symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=f"n-{i}", broker=broker
             )
             reply = await service.gateway.handle(Submit(id=i, order=request))
             assert isinstance(reply, OrderReply), reply

@@ -29,6 +29,8 @@ class Plan:
     scale_sizes: tuple[int, ...]
     #: Also start each size a second time on the state it left.
     scale_restart: bool
+    #: How long each started size's idle CPU is watched.
+    scale_idle_s: float
     peer: Budget
     #: Also through ult with the journal off (what the journal adds to each order).
     peer_journal_off: bool
@@ -53,6 +55,7 @@ QUICK = Plan(
     drop_samples=2,
     scale_sizes=(1, 100, 1000),
     scale_restart=False,
+    scale_idle_s=1.0,
     peer=Budget(300, 3.0),
     peer_journal_off=False,
     http=Budget(300, 1.0),
@@ -80,6 +83,7 @@ FULL = Plan(
     drop_samples=5,
     scale_sizes=(1, 100, 1000),
     scale_restart=True,
+    scale_idle_s=1.0,
     peer=Budget(3_000, 15.0),
     peer_journal_off=True,
     http=Budget(2_000, 3.0),
@@ -104,6 +108,7 @@ SMOKE = Plan(
     drop_samples=1,
     scale_sizes=(1, 10),
     scale_restart=True,
+    scale_idle_s=0.1,
     peer=Budget(5, 2.0),
     peer_journal_off=False,
     http=Budget(5, 1.0),

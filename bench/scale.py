@@ -25,7 +25,7 @@ import trio
 
 from bench.common import LineReader, child_env, python, rss_bytes, short_tempdir, stop_process
 
-#: How long the idle CPU of a started service is watched.
+#: How long the idle CPU of a started service is watched (by default).
 IDLE_S = 1.0
 
 
@@ -71,7 +71,7 @@ async def _trade_once_each(service: Any, n: int) -> None:
 
 
 async def _run_child(
-    n: int, state_dir: Path, connector: str, *, trade: bool = False
+    n: int, state_dir: Path, connector: str, *, trade: bool = False, idle_s: float = IDLE_S
 ) -> dict[str, Any]:
     from ult_actors.logsetup import configure_logging
     from ult_actors.service import build_service
@@ -111,7 +111,7 @@ async def _run_child(
         # Then what the idle service costs: the paper clock keeps running.
         cpu0 = time.process_time()
         t1 = time.perf_counter()
-        await trio.sleep(IDLE_S)
+        await trio.sleep(idle_s)
         idle = (time.process_time() - cpu0) / (time.perf_counter() - t1)
         print(json.dumps({"idle_cpu_percent": round(100 * idle, 1)}), flush=True)
         if trade:
@@ -121,8 +121,9 @@ async def _run_child(
 
 
 def child_main(argv: list[str]) -> int:
-    """``python -m bench.scale N STATE_DIR [paper|instant] [trade]``: start a service, print
-    JSON lines (with ``trade``, then send one order through each connection before stopping).
+    """``python -m bench.scale N STATE_DIR [paper|instant] [trade|-] [IDLE_S]``: start a service,
+    print JSON lines (with ``trade``, then send one order through each connection before
+    stopping; ``IDLE_S``: seconds the idle CPU is watched, default ``IDLE_S``).
 
     ``python -m bench.scale N`` alone measures size N from the outside, as the
     bench does: a fresh start, a restart on the state it left, a restart once
@@ -133,7 +134,11 @@ def child_main(argv: list[str]) -> int:
         return 0
     connector = argv[2] if len(argv) > 2 else "paper"
     trade = len(argv) > 3 and argv[3] == "trade"
-    trio.run(functools.partial(_run_child, trade=trade), int(argv[0]), Path(argv[1]), connector)
+    idle_s = float(argv[4]) if len(argv) > 4 else IDLE_S
+    trio.run(
+        functools.partial(_run_child, trade=trade, idle_s=idle_s),
+        int(argv[0]), Path(argv[1]), connector,
+    )  # fmt: skip
     return 0
 
 
@@ -155,13 +160,15 @@ async def measure_one(
     connector: str = "paper",
     *,
     trade: bool = False,
+    idle_s: float = IDLE_S,
 ) -> dict[str, Any]:
     """Run one size in a fresh process; add process start to ready as the parent saw it.
 
-    ``trade``: once measured, one order through each connection before it stops.
+    ``trade``: once measured, one order through each connection before it stops;
+    ``idle_s``: how long the started service's idle CPU is watched.
     """
     t0 = time.perf_counter()
-    extra = ["trade"] if trade else []
+    extra = ["trade" if trade else "-", str(idle_s)]
     proc = await trio.lowlevel.open_process(
         [python(), "-m", "bench.scale", str(n), str(state_dir), connector, *extra],
         stdout=subprocess.PIPE,
@@ -184,24 +191,29 @@ async def measure_one(
         await stop_process(proc)
 
 
-async def measure(sizes: list[int], *, restart: bool = False) -> dict[str, Any]:
+async def measure(
+    sizes: list[int], *, restart: bool = False, idle_s: float = IDLE_S
+) -> dict[str, Any]:
     """Every size, one process each, on a fresh state directory.
 
     With ``restart``, each size is then started again on the state it left
     (the paper account files and journal exist): what a service restart costs.
+    ``idle_s``: how long each started service's idle CPU is watched.
     """
     fresh: list[dict[str, Any]] = []
     again: list[dict[str, Any]] = []
     for n in sizes:
         with short_tempdir("bs-") as tmp:
-            fresh.append(await measure_one(n, tmp))
+            fresh.append(await measure_one(n, tmp, idle_s=idle_s))
             if restart:
-                again.append(await measure_one(n, tmp))
+                again.append(await measure_one(n, tmp, idle_s=idle_s))
     out: dict[str, Any] = {"sizes": fresh}
     if restart:
         out["restart_sizes"] = again
     with short_tempdir("bs-") as tmp:
-        out["instant_broker"] = await measure_one(max(sizes), tmp, connector="instant")
+        out["instant_broker"] = await measure_one(
+            max(sizes), tmp, connector="instant", idle_s=idle_s
+        )
     return out
 
 

@@ -162,7 +162,7 @@ def replaced_terms(order: Order, change: ReplaceRequest) -> OrderRequest:
 
     Raises ``InvalidOrder`` naming the field for a change that makes no order
     (a limit price on a market order, a total below what has filled) or that
-    changes nothing.
+    names nothing to change.
     """
     if (
         change.qty is None
@@ -197,6 +197,48 @@ def replaced_terms(order: Order, change: ReplaceRequest) -> OrderRequest:
     )
     validate_order(terms)
     return terms
+
+
+def check_replace_changes(order: Order, change: ReplaceRequest, terms: OrderRequest) -> None:
+    """Raise ``InvalidOrder`` if ``terms`` (``replaced_terms(order, change)``) are ``order``'s own.
+
+    Sent anyway, the venue would cancel the order and place a copy of it. Checked
+    where a client's replace comes in, not at the venues: a replace sent again
+    after a lost answer may find its change already applied there.
+    """
+    if (terms.qty, terms.limit_price, terms.stop_price, terms.time_in_force) == (
+        order.qty, order.limit_price, order.stop_price, order.time_in_force
+    ):  # fmt: skip
+        asked = {
+            "qty": change.qty,
+            "limit_price": change.limit_price,
+            "stop_price": change.stop_price,
+            "time_in_force": change.time_in_force,
+        }
+        has = ", ".join(f"{name} {value}" for name, value in asked.items() if value is not None)
+        raise InvalidOrder(
+            f"the replace changes nothing: order {order.client_order_id} already has {has};"
+            " nothing was sent"
+        )
+
+
+def check_exit_qty(order: Order, terms: OrderRequest) -> None:
+    """Raise ``InvalidOrder`` for a replace that resizes one exit of a pair alone.
+
+    A bracket's exits (an OCO's) are for one quantity, the position they close;
+    one resized alone leaves part of it unprotected or the pair closing more than
+    it holds (OANDA's exits carry no quantity at all). Their prices and time in
+    force may change; the service's own reductions of a peer do not come here.
+    """
+    leg = order.leg
+    if leg is None or leg.peer_id is None or terms.qty == order.qty:
+        return
+    raise InvalidOrder(
+        f"order {order.client_order_id} is the {leg.role.replace('_', ' ')} of"
+        f" {leg.contingency} {leg.list_id}: its quantity is its pair's, so it cannot be"
+        " resized alone; change its prices, or cancel the exits and place new ones",
+        field="qty",
+    )
 
 
 #: What each contingency's legs are, in order: (role, order types allowed).

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 
@@ -37,7 +38,7 @@ from ult_actors.sim.alpaca.server import AlpacaSim, make_alpaca_sim, serve_alpac
 
 KEY = "PKOUTAGEKEY00000001"
 SECRET = "outage-secret-0123456789abcdef"
-CAP_S = 1.0
+CAP_S = 0.25
 
 
 class SimServer:
@@ -77,6 +78,13 @@ async def service_on(port: int, state_dir: Path) -> AsyncIterator[Service]:
     cfg.supervision.connect_backoff_cap_s = CAP_S
     cfg.supervision.backoff_initial_ms = 50
     cfg.positions.sync_interval_s = 0.3
+    (alpaca,) = [b for b in cfg.brokers if b.kind == "alpaca"]
+    # The lost stream gives up within half a second (its reconnects up to 0.1 s apart, not
+    # 5 s): the outage is then the connection's to heal, which is what this tests. And the
+    # request budget is ten times Alpaca's, as the position pulls are a hundred times as
+    # often: at 3 a second they alone would use it up and hold back the resync after it.
+    alpaca.settings = msgspec.structs.replace(alpaca.settings, stream_backoff_cap_s=0.1)
+    alpaca.requests_per_s = 30
     svc = build_service(cfg, env=env, rng=random.Random(5))
     async with trio.open_nursery() as nursery:
         with trio.fail_after(15):

@@ -82,6 +82,7 @@ def _oanda_settings(port: int) -> Any:
         base_url=f"http://127.0.0.1:{port}",
         connect_timeout_s=5.0,
         read_timeout_s=5.0,
+        new_connections_per_s=1000.0,  # no connection limit at the simulator: no pace
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
-import sqlite3
 import tempfile
 import threading
 import time
@@ -61,12 +62,19 @@ def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal) -> None:
 
 
 def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -> None:
-    svc = UltProcess.serve(base, notify=False).start(timeout=60)
+    svc = UltProcess.serve(base, notify=False)
+    # The paper account's change log is a full pipe: the venue takes the order and then
+    # waits to write it down, so it never answers before the kill.
+    log = svc.state_dir / "paper.db.log.1"
+    svc.state_dir.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(log)
+    reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+    filler = os.open(log, os.O_WRONLY | os.O_NONBLOCK)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(filler, b"x" * 4096)
+    svc.start(timeout=60)
     try:
-        # Hold the paper account's write lock: the venue takes the order and then waits
-        # to write it down, so it never answers before the kill.
-        blocker = sqlite3.connect(svc.state_dir / "paper.db", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
         lost: list[BaseException] = []
 
         def submit() -> None:
@@ -80,8 +88,9 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
         submitter.start()
         assert wait_for_journal(svc, "kill-1") == "pending_new"  # journaled, not answered
         svc.kill9()
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        for fd in (reader, filler):
+            os.close(fd)
+        log.unlink()
         submitter.join(timeout=30)
         assert lost, "the client must not have been told anything"
         svc.start(timeout=60)

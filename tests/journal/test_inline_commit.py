@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import trio
+import trio.testing
 
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
@@ -76,3 +77,30 @@ async def test_news_and_a_record_committed_inline_keep_their_order(tmp_path: Pat
             await store.record(order("c-2"), event="submit")  # the news shares its commit
         assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
         assert [e.order.status for e in await store.history("c-1")] == ["filled"]
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Names the tasks that take a step while it is installed."""
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.tasks.append(task.name)
+
+
+async def test_a_record_finding_the_writer_idle_commits_in_its_own_step(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()  # the writer is idle again
+        steps = _TaskSteps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await store.record(order("c-1"), event="submit")
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert rows_on_disk(path) == {"c-0": "pending_new", "c-1": "pending_new"}
+        # On disk with no other task having run: no hand-off to the writer and back.
+        assert steps.tasks == []

@@ -17,7 +17,8 @@ and acts on the updates of the legs (``react``):
   cancels its held children;
 - one exit of an OCO pair (a bracket's exits are one) that fills cancels its
   peer, or, filled in part, reduces the peer to what is still left of it
-  (a replace where the venue has one, else a cancel);
+  (a replace where the venue has one, each reduction under its own id
+  ``<peer>.r``, ``.r2`` ..., else a cancel);
 - after a restart ``resume`` runs the same rules over the journal's open legs,
   so what happened while the service was down is acted on once; the broker
   actor also runs it now and then while legs are open, so a reaction the venue
@@ -254,7 +255,7 @@ async def _reduce_peer(side: ListSide, order: Order, peer_id: str) -> None:
             change = ReplaceRequest(
                 order_id=peer.client_order_id,
                 qty=peer.filled_qty + mine_left,
-                client_order_id=f"{peer.client_order_id}.r",
+                client_order_id=await _reduction_id(side, peer),
             )
             await side.replace(
                 ReplaceOrder(order=peer, change=change, terms=replaced_terms(peer, change))
@@ -263,6 +264,22 @@ async def _reduce_peer(side: ListSide, order: Order, peer_id: str) -> None:
         # Filled or canceled meanwhile: its own update comes and settles the pair. Refused
         # for now (a 503): the broker actor's sweep of open legs tries again.
         return
+
+
+async def _reduction_id(side: ListSide, peer: Order) -> str:
+    """The client order id of the next reduction of ``peer``: ``<peer>.r``, ``.r2``, ``.r3`` ...
+
+    The first id not used by a reduction the venue never took (``rejected``): one in
+    flight or done keeps its id, so asking again is a retry of it; one refused leaves
+    the next reduction to a new id instead of standing in for it.
+    """
+    count = 1
+    while True:
+        coid = f"{peer.client_order_id}.r{count if count > 1 else ''}"
+        earlier = await side.known(coid)
+        if earlier is None or earlier.status != "rejected":
+            return coid
+        count += 1
 
 
 def _canceled(order: Order, reason: str, now_ns: int) -> Order:

@@ -43,7 +43,13 @@ from ult_actors.messages import (
 from ult_actors.order_state import REPLACEABLE_STATUSES, not_replaceable
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
-from ult_actors.validation import replaced_terms, validate_order, validate_order_list
+from ult_actors.validation import (
+    check_exit_qty,
+    check_replace_changes,
+    replaced_terms,
+    validate_order,
+    validate_order_list,
+)
 
 RouterCommand = Submit | SubmitList | Replace | Cancel
 
@@ -198,6 +204,8 @@ class _Router:
         if order.status not in REPLACEABLE_STATUSES:
             raise not_replaceable(order)
         terms = replaced_terms(order, change)
+        check_replace_changes(order, change, terms)
+        check_exit_qty(order, terms)
         existing = await store.get(new_coid)
         if existing is not None and existing.replaces != order.client_order_id:
             raise DuplicateOrder(

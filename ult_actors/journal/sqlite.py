@@ -11,7 +11,12 @@ thread, either on trio's worker threads (``writer="to_thread"``) or on one
 dedicated thread (``writer="thread"``); ``python -m bench.journal``
 compares them. The exception: with ``"normal"``, a small batch with nothing
 behind it (``inline_max_rows``) commits on the trio thread, since a commit
-without an fsync is quicker than the hand-off. ``record_soon()`` queues a write the same way without
+without an fsync is quicker than the hand-off; and a ``record`` that finds
+the writer task idle commits its batch itself, at once, instead of waking
+the writer and waiting to be woken in turn (two scheduler rounds on a lone
+order's path). It wakes the writer all the same: records made before the
+writer has run again (the rest of a burst) wait for it, so they still share
+one commit. ``record_soon()`` queues a write the same way without
 waiting for it (the brokers' news about orders already sent); a batch of
 only such news waits up to ``sync_interval_s`` for the next ``record`` (a
 ``submit``) to share its commit, so it never puts a commit in front of an
@@ -311,6 +316,10 @@ class SqliteStore:
         self._by_order_id: dict[str, str] = {}
         self._queue: collections.deque[_Batch] = collections.deque()
         self._wake = trio.Event()
+        #: The writer task waits for ``_wake`` with no batch in hand.
+        self._writer_idle = False
+        #: A ``record`` committed its batch since the writer last ran (and woke it).
+        self._writer_woken = False
         self._failed: BaseException | None = None
         self._closed = False
         self._wconn: sqlite3.Connection | None = None
@@ -479,6 +488,8 @@ class SqliteStore:
         batch = self._enqueue(order, event, waited=True)
         if batch is None:
             return
+        if self._commits_here(batch):
+            return
         await batch.done.wait()
         if batch.error is None:
             return
@@ -487,6 +498,30 @@ class SqliteStore:
         if event not in _BEFORE_SENDING:
             return  # the broker's news: held by the writer, written on recovery
         raise self._refusal(order, event)
+
+    def _commits_here(self, batch: _Batch) -> bool:
+        """Commit ``batch`` in the calling task if the writer is idle (see the module
+        doc); True if it is committed. A failure is left to the writer: the batch goes
+        back to the head of the queue, and the writer's attempt fails or succeeds as
+        any other."""
+        if not (
+            self._writer_idle
+            and not self._writer_woken
+            and len(self._queue) == 1
+            and self._queue[0] is batch
+            and self._commits_inline(batch, queued=1)
+        ):
+            return False
+        self._queue.popleft()
+        self._writer_woken = True  # until the writer has run, later records are its own
+        try:
+            self._write_rows(batch.rows, fills=batch.fills)
+        except Exception:
+            self._queue.appendleft(batch)
+            return False
+        self._committed(batch.rows)
+        batch.done.set()
+        return True
 
     def record_soon(self, order: Order, *, event: str = "update") -> None:
         """Store ``order`` like ``record`` without waiting for the commit (the brokers' news).
@@ -634,9 +669,10 @@ class SqliteStore:
         """The single writer: commit queued batches in order, one transaction each."""
         while True:
             while not self._queue:
-                self._wake = trio.Event()
-                await self._wake.wait()
+                await self._idle_until_woken()
             await self._news_waits_for_a_record()
+            if not self._queue:
+                continue  # a ``record`` committed the news with its own batch
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
             batch = self._queue.popleft()
@@ -673,19 +709,21 @@ class SqliteStore:
         """A short, stable description of an outage for health and STATUS."""
         return _outage_reason(exc)
 
-    def _commits_inline(self, batch: _Batch) -> bool:
+    def _commits_inline(self, batch: _Batch, *, queued: int = 0) -> bool:
         """Whether ``batch`` commits here on the trio thread rather than on the writer's.
 
         A small batch with nothing queued behind it, without an fsync (``normal``):
         such a WAL commit takes tens of µs, less than waking a thread and waiting
         for it. ``full`` (an fsync) and bursts keep the thread, where a long commit
         does not stall the loop and later records gather into the next batch.
-        The writer's thread is idle meanwhile (this task is the only one that hands
-        it work), so the connection is never used by two threads at once.
+        The writer's thread is idle meanwhile (only the writer task hands it work,
+        and a ``record`` commits only while that task holds no batch), so the
+        connection is never used by two threads at once. ``queued``: batches still
+        in the queue besides this one.
         """
         return (
             self.synchronous == "normal"
-            and not self._queue
+            and len(self._queue) == queued
             and len(batch.rows) + len(batch.fills) <= self.inline_max_rows
         )
 
@@ -696,8 +734,17 @@ class SqliteStore:
         head = self._queue[0]
         with trio.move_on_after(self.sync_interval_s):
             while not head.waited and len(self._queue) == 1:
-                self._wake = trio.Event()
-                await self._wake.wait()
+                await self._idle_until_woken()
+
+    async def _idle_until_woken(self) -> None:
+        """Wait for ``_wake`` with nothing in hand: a ``record`` may commit meanwhile."""
+        self._wake = trio.Event()
+        self._writer_idle = True
+        try:
+            await self._wake.wait()
+        finally:
+            self._writer_idle = False
+            self._writer_woken = False
 
     def _committed(self, rows: list[_Row]) -> None:
         self.commits += 1

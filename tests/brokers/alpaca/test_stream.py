@@ -25,7 +25,6 @@ async def test_fills_made_while_the_stream_was_down_arrive_after_the_reconnect_s
     # the rest happens while no stream is connected.
     async with running_sim(autofill=False) as (sim, port), connected(port) as (conn, log):
         order = await conn.submit(market("gap-1", "4"))
-        await log.wait_for(lambda u: u.order.id == order.id)
         sim.venue.execute(order.id, qty=Decimal(1))  # at 190.00
         await log.wait_for(lambda u: u.fill is not None and u.order.id == order.id)
 
@@ -87,6 +86,35 @@ def order(filled: str, status: str = "partially_filled", avg: str | None = None)
         avg_fill_price=Decimal(avg) if avg else None,
         created_at=100,
     )
+
+
+async def test_the_streams_new_repeating_the_submit_answer_is_not_delivered() -> None:
+    async with running_sim(autofill=False) as (sim, port), connected(port) as (conn, log):
+        # Hold the order's "new" until its REST answer is in (the stream can win that race).
+        held: list[dict[str, object]] = []
+        publish = sim.venue.publish
+        sim.venue.publish = lambda m: held.append(m) if not held else publish(m)
+        order = await conn.submit(market("no-repeat-1", "2"))
+        assert order.status == "accepted"
+        sim.venue.publish = publish
+        publish(held[0])
+        sim.venue.execute(order.id)
+        await log.wait_for(lambda u: u.fill is not None)
+        assert [u.order.status for u in log.for_client_id("no-repeat-1")] == ["filled"]
+
+
+async def test_a_sweep_after_a_submit_brings_its_fills_not_the_state_its_answer_gave() -> None:
+    async with (
+        running_sim(autofill=False) as (sim, port),
+        connected(port, stream=False) as (conn, _),
+    ):
+        order = await conn.submit(market("sweep-1", "2"))
+        assert await conn.resync() == []
+        sim.venue.execute(order.id)
+        updates = await conn.resync()
+        assert [(u.order.status, u.fill and u.fill.qty) for u in updates] == [
+            ("filled", Decimal(2))
+        ]
 
 
 def test_ledger_delivers_each_execution_once_whatever_order_reports_arrive_in() -> None:

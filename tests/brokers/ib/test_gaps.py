@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,19 +22,22 @@ import trio.testing
 from tests.brokers.contract import UpdateLog
 from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.brokers.budget import RateBudget, charged_as
+from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.connector import IbConnector
 from ult_actors.brokers.ib.ledger import ExecutionLedger
 from ult_actors.brokers.ib.order_ids import OrderIdSequence
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import OrderUpdate
 from ult_actors.sim.ib import TwsSimulator
+from ult_actors.sim.ib.server import filter_time
 
 
 class Incarnations:
     """Connectors of one configured connection: shared order ids and ledger, as the kind makes them."""
 
-    def __init__(self, sim: TwsSimulator, **overrides: Any) -> None:
+    def __init__(self, sim: TwsSimulator, now_ns: Any = None, **overrides: Any) -> None:
         self.sim = sim
+        self.now_ns = now_ns
         self.overrides = overrides
         self.order_ids = OrderIdSequence()
         self.ledger = ExecutionLedger()
@@ -44,7 +48,48 @@ class Incarnations:
             settings(self.sim.port, **self.overrides),
             order_ids=self.order_ids,
             ledger=self.ledger,
+            **({} if self.now_ns is None else {"now_ns": self.now_ns}),
         )
+
+
+def requests_sent(connector: IbConnector) -> list[wire.Request]:
+    """Every request ``connector`` sends from now on, in order (it still sends them)."""
+    asked: list[wire.Request] = []
+    send = connector._session.send
+
+    async def recording(request: wire.Request) -> None:
+        asked.append(request)
+        await send(request)
+
+    connector._session.send = recording  # type: ignore[method-assign]
+    return asked
+
+
+@asynccontextmanager
+async def on_a_wall_clock() -> AsyncIterator[tuple[TwsSimulator, WallClock, Incarnations]]:
+    """A simulator and the incarnations of one connection, on one wall clock the test moves."""
+    clock = WallClock()
+    sim = TwsSimulator(tick_interval_s=None, now_ns=clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.serve)
+        yield sim, clock, Incarnations(sim, now_ns=clock)
+        nursery.cancel_scope.cancel()
+
+
+class WallClock:
+    """The wall clock (ns) of the simulator's executions and the connector's marks; the test moves it."""
+
+    def __init__(self) -> None:
+        self.now_ns = 1_780_000_000 * 10**9
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ns // 10**9, UTC)
+
+    def advance(self, seconds: int) -> None:
+        self.now_ns += seconds * 10**9
 
 
 class Ended:
@@ -204,6 +249,83 @@ async def test_a_fill_whose_delivery_crashed_is_delivered_again_by_the_next_inca
             await fourth.open_orders()
     fills = [u.fill for u in log.updates + again.updates if u.fill is not None]
     assert [(f.client_order_id, f.qty) for f in fills] == [("crash-1", Decimal(10))]
+
+
+async def test_a_reconnect_asks_only_for_executions_since_the_gap_and_recovers_its_fill() -> None:
+    async with on_a_wall_clock() as (sim, clock, line):
+        first, log = line.make(), UpdateLog()
+        price = sim.exchange.price("AAPL")
+        ended = Ended()
+        async with streaming(first, log, ended):
+            order = await first.submit(gtc_limit("since-1", price - 5))
+            await sim.execute(1, int(order.id), Decimal(2))
+            executed_before = clock.at()
+            await log.wait_for(lambda u: u.fill is not None)  # heard and delivered
+            clock.advance(600)
+            await first.open_orders()  # TWS's last word before the gap
+            gap_began = clock.at()
+            await sim.drop_connections()
+            await ended.wait()
+        clock.advance(300)
+        await sim.execute(1, int(order.id), Decimal(3))  # while no one listens
+        second, again = line.make(), UpdateLog()
+        asked = requests_sent(second)
+        async with streaming(second, again):
+            await second.open_orders()  # anything repeated would have come by now
+    # One request for executions, filtered from the gap (less the margin for clock skew):
+    # the execution heard before it was not asked for again.
+    (since,) = [filter_time(r.filter.time) for r in asked if isinstance(r, wire.ReqExecutions)]
+    assert since is not None and executed_before < since <= gap_began
+    fills = [(u.fill.qty, u.order.filled_qty, u.order.status) for u in again.updates if u.fill]
+    assert fills == [(Decimal(3), Decimal(5), "partially_filled")]
+
+
+async def test_an_incarnation_that_never_got_in_step_does_not_move_where_the_gap_began() -> None:
+    async with on_a_wall_clock() as (sim, clock, line):
+        first, ended = line.make(), Ended()
+        async with streaming(first, UpdateLog(), ended):
+            order = await first.submit(gtc_limit("gone-1", sim.exchange.price("AAPL") - 5))
+            await sim.drop_connections()
+            await ended.wait()
+        clock.advance(300)
+        await sim.execute(1, int(order.id), Decimal(10))  # filled: no longer an open order
+        clock.advance(600)
+        # The next one shakes hands with TWS (hearing it) and dies before taking stock.
+        failed = line.make()
+        await failed._session.open()
+        await failed.disconnect()
+        third, log = line.make(), UpdateLog()
+        async with streaming(third, log):
+            await third.open_orders()
+    fills = [(u.order.client_order_id, u.fill.qty) for u in log.updates if u.fill]
+    assert fills == [("gone-1", Decimal(10))]
+
+
+async def test_an_execution_older_than_the_filter_that_no_one_heard_is_found_in_the_days() -> None:
+    async with on_a_wall_clock() as (sim, clock, line):
+        first, log = line.make(), UpdateLog()
+        ended = Ended()
+        async with streaming(first, log, ended):
+            order = await first.submit(gtc_limit("old-1", sim.exchange.price("AAPL") - 5))
+            await sim.execute(1, int(order.id), Decimal(2))
+            heard = await log.wait_for(lambda u: u.fill is not None)
+            clock.advance(600)
+            await first.open_orders()
+            await sim.drop_connections()
+            await ended.wait()
+        # As if TWS had never pushed that execution, nor been asked for it since.
+        assert heard.fill is not None
+        line.ledger.heard.pop(heard.fill.fill_id)
+        line.ledger.delivered.pop(heard.fill.fill_id)
+        second, again = line.make(), UpdateLog()
+        asked = requests_sent(second)
+        async with streaming(second, again):
+            await second.open_orders()
+    # The order's status shows 2 filled, the executions since the gap none: the day's asked.
+    filters = [r.filter.time for r in asked if isinstance(r, wire.ReqExecutions)]
+    assert len(filters) == 2 and filters[0] and filters[1] == ""
+    fills = [(u.fill.fill_id, u.fill.qty) for u in again.updates if u.fill]
+    assert fills == [(heard.fill.fill_id, Decimal(2))]
 
 
 async def test_1100_degrades_the_stream_cancels_still_go_and_1101_brings_it_back_in_step() -> None:

@@ -35,6 +35,7 @@ from ult_actors.messages import (
     OrderUpdate,
     PositionsReply,
     ReportQuery,
+    SetTradingState,
     Submit,
 )
 from ult_actors.runtime.pubsub import Subscription
@@ -90,10 +91,29 @@ async def connection_state(events: Subscription[Event], state: str) -> None:
             return
 
 
+async def until_filled(events: Subscription[Event], coid: str) -> list[OrderUpdate]:
+    """The order updates seen until one carries a fill of ``coid``."""
+    updates: list[OrderUpdate] = []
+    with trio.fail_after(BOUND):
+        while not any(u.order.client_order_id == coid and u.fill for u in updates):
+            updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+    return updates
+
+
 async def fills_journaled(svc: Service, coid: str) -> list[Any]:
     store = await svc.journal.get()
     inputs = await store.cost_inputs(ReportQuery(broker="ib"))
     return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]
+
+
+async def risk_lets_a_sell_of(svc: Service, qty: Decimal) -> OrderReply:
+    """A sell of ``qty`` AAPL in ``reducing`` mode, which risk lets through only if its own
+    book holds that long (else ``RiskRejected``): sent and waited for."""
+    await svc.gateway.handle(SetTradingState(id=80, state="reducing", broker="ib"))
+    sell = OrderRequest(symbol="AAPL", side="sell", qty=qty, client_order_id="risk-probe")
+    reply = await svc.gateway.handle(Submit(id=81, order=sell, wait=True))
+    assert isinstance(reply, OrderReply)
+    return reply
 
 
 async def positions(svc: Service) -> list[tuple[str, Decimal]]:
@@ -139,10 +159,7 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
                 with trio.fail_after(BOUND):
                     await answered.wait()  # refused at once: no TWS involved
             sim.faults.silent = False  # TWS answers again: reconnect, resync, gate opens
-        updates: list[OrderUpdate] = []
-        with trio.fail_after(BOUND):
-            while not any(u.order.client_order_id == "gap-1" and u.fill for u in updates):
-                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        updates = await until_filled(events, "gap-1")
         await positions(svc)  # a round trip through the (ready) actor: anything more came by now
         updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
 
@@ -153,6 +170,8 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
         journaled = await store.get("gap-1")
         assert journaled is not None and journaled.status == "filled"
         assert await positions(svc) == [("AAPL", Decimal(10))]
+        sold = await risk_lets_a_sell_of(svc, Decimal(10))  # risk knows of the gap's fill too
+        assert sold.order.status == "filled"
         if on_unavailable == "hold":
             assert isinstance(during[0], OrderReply), during
             assert during[0].order.status == "accepted"
@@ -178,10 +197,7 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
         sim.faults.drop_executions = True  # the order status still comes, the execution not
         await sim.execute(1, int(reply.order.id), Decimal(10))
-        updates: list[OrderUpdate] = []
-        with trio.fail_after(BOUND):
-            while not any(u.order.client_order_id == "drop-1" and u.fill for u in updates):
-                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        updates = await until_filled(events, "drop-1")
         sim.faults.drop_executions = False
         later = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id="drop-2")
         done = await svc.gateway.handle(Submit(id=2, order=later, wait=True))
@@ -278,10 +294,7 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         with trio.fail_after(BOUND):
             await restarting(events)
         sim.faults.silent = False
-        updates: list[OrderUpdate] = []
-        with trio.fail_after(BOUND):
-            while not any(u.order.client_order_id == "crash-1" and u.fill for u in updates):
-                updates += [e for e in await events.receive_batch() if isinstance(e, OrderUpdate)]
+        updates = await until_filled(events, "crash-1")
         await positions(svc)  # a round trip through the (ready) actor: anything more came by now
         updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
         assert len(crashes) == 1
@@ -292,3 +305,5 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         assert journaled is not None and journaled.status == "filled"
         assert await positions(svc) == [("AAPL", Decimal(10))]
         assert svc.health().connections["ib"].state == "ready"
+        sold = await risk_lets_a_sell_of(svc, Decimal(10))  # risk knows of the fill too
+        assert sold.order.status == "filled"

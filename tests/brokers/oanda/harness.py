@@ -33,13 +33,18 @@ async def running_sim(**options: Any) -> AsyncIterator[OandaSimulator]:
 
 
 def settings_for(sim: OandaSimulator, **overrides: Any) -> OandaSettings:
-    """Settings pointing at the simulator, with test-sized timeouts."""
+    """Settings pointing at the simulator, with test-sized timeouts.
+
+    New connections are not paced to OANDA's limit (the simulator enforces none unless a
+    test sets one): a restarted connection would wait a second for each it opens.
+    """
     values: dict[str, Any] = {
         "token": Secret(TOKEN),
         "account_id": ACCOUNT,
         "base_url": sim.base_url,
         "connect_timeout_s": 5.0,
         "read_timeout_s": 5.0,
+        "new_connections_per_s": 1000.0,
         **overrides,
     }
     return OandaSettings(**values)

@@ -13,6 +13,7 @@ import trio.testing
 
 from tests.brokers.oanda.harness import connected, running_sim
 from ult_actors.brokers.budget import RateBudget, charged_as
+from ult_actors.brokers.oanda.settings import OandaSettings
 from ult_actors.sim.oanda.limits import RateLimits
 
 
@@ -55,7 +56,10 @@ async def test_new_connections_are_opened_at_most_two_a_second(
 ) -> None:
     async with (
         running_sim(rate_limits=RateLimits(new_connections_per_second=2)) as sim,
-        connected(sim, stream=False, max_connections=6) as (connector, _),
+        connected(
+            sim, stream=False, max_connections=6,
+            new_connections_per_s=OandaSettings().new_connections_per_s,  # the default pace
+        ) as (connector, _),  # fmt: skip
     ):
         async with trio.open_nursery() as nursery:
             for _ in range(6):  # all at once: each needs a connection of its own

@@ -28,6 +28,7 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     PositionsReply,
+    SetTradingState,
     Submit,
 )
 from ult_actors.service import build_service
@@ -117,4 +118,10 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
             positions = await svc.gateway.handle(GetPositions(id=3, broker="oanda"))
             assert isinstance(positions, PositionsReply)
             assert [(p.symbol, p.qty) for p in positions.positions] == [("EUR_USD", want)]
+            # Risk's own book has the gap's fill: in reducing mode it lets through a sell of
+            # the whole position (an order it would refuse as growing one it knows nothing of).
+            await svc.gateway.handle(SetTradingState(id=4, state="reducing", broker="oanda"))
+            sell = OrderRequest(symbol="EUR_USD", side="sell", qty=want, client_order_id="gap-out")
+            sold = await svc.gateway.handle(Submit(id=5, order=sell, wait=True))
+            assert isinstance(sold, OrderReply) and sold.order.status == "filled"
             nursery.cancel_scope.cancel()

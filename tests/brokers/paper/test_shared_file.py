@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -16,13 +19,14 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
+from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.kind import KIND
 from ult_actors.brokers.paper.settings import PaperSettings
-from ult_actors.brokers.paper.store import WorkingOrder
+from ult_actors.brokers.paper.store import PaperStore, WorkingOrder
 from ult_actors.cli.exit_codes import EXIT_OK
 from ult_actors.cli.paper import reset_main
-from ult_actors.errors import BrokerUnavailable, NotFound
+from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
 from ult_actors.messages import Order, OrderRequest, OrderUpdate
 
 QUIET: dict[str, Any] = {
@@ -71,6 +75,23 @@ def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
         db.close()
 
 
+def kept(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What a ``kill -9`` now would leave: the file and its change log as they are on
+    disk, copied aside, opened (which replays the log) and read."""
+    crashed = path.parent / f"crash-{next(_crashes)}"
+    crashed.mkdir()
+    # The log first: a segment is deleted only once the file has it, so one gone
+    # meanwhile is in the file copied after it.
+    for file in [*changelog.segments(str(path)), Path(f"{path}-wal"), path]:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copy(file, crashed / file.name)
+    PaperStore(str(crashed / path.name), first_account="-").close()
+    return rows(crashed / path.name, sql)
+
+
+_crashes = itertools.count()
+
+
 async def test_every_connection_keeps_its_own_account_in_one_shared_file(tmp_path: Path) -> None:
     desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund", starting_cash=Decimal(5000))
     async with streaming(desk, fund):
@@ -101,10 +122,10 @@ async def test_a_connection_that_never_trades_writes_nothing_and_answers_as_a_fr
             assert (account.cash, account.buying_power, account.equity) == (777, 777, 777)
             assert await connector.positions() == []
             assert await connector.open_orders() == []
-        assert rows(tmp_path / "paper.db", "SELECT count(*) FROM accounts") == [(0,)]
+        assert kept(tmp_path / "paper.db", "SELECT count(*) FROM accounts") == [(0,)]
         order = await idle[3].submit(buy("first", 2))  # first use opens the account
         assert order.status == "filled"
-        assert rows(tmp_path / "paper.db", "SELECT name FROM accounts") == [("idle3",)]
+        assert kept(tmp_path / "paper.db", "SELECT name FROM accounts") == [("idle3",)]
 
 
 def _tasks() -> int:
@@ -141,7 +162,7 @@ async def test_one_clock_ticks_every_connection_with_no_task_of_its_own(
         assert all(o.price("AAPL") != Decimal(100) for o in others)
 
 
-async def test_orders_sent_together_share_one_commit_and_each_reply_is_on_disk(
+async def test_orders_sent_together_share_one_commit_and_each_reply_survives_a_crash(
     tmp_path: Path,
 ) -> None:
     desk = placed(tmp_path, "desk", starting_cash=Decimal(10**7))
@@ -149,6 +170,7 @@ async def test_orders_sent_together_share_one_commit_and_each_reply_is_on_disk(
         await desk.submit(buy("warm-up"))
         exchange = desk._exchange
         assert exchange is not None
+        await exchange.writer.durable(exchange.writer.staged_seq)
         commits = exchange.writer.commits
         replies: list[Order] = []
 
@@ -159,22 +181,23 @@ async def test_orders_sent_together_share_one_commit_and_each_reply_is_on_disk(
             for i in range(64):
                 nursery.start_soon(send, i)
         assert len(replies) == 64
-        assert exchange.writer.commits - commits < 8  # 64 orders, a few transactions
-        # What a reply said is in the file already (a kill -9 now would keep it).
-        on_disk = dict(rows(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
+        # What a reply said is on disk already: a kill -9 now would keep it.
+        on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
         for reply in replies:
             saved = msgspec.json.decode(on_disk[reply.client_order_id], type=WorkingOrder)
             assert saved.order.status == reply.status == "filled"
+        await exchange.writer.durable(exchange.writer.staged_seq)
+        assert exchange.writer.commits - commits < 8  # 64 orders, a few transactions
         await logs["desk"].wait_for(lambda u: u.order.client_order_id == "b-63")
 
 
-async def test_an_update_is_streamed_only_once_the_file_has_it(tmp_path: Path) -> None:
+async def test_an_update_is_streamed_only_once_a_crash_would_keep_it(tmp_path: Path) -> None:
     desk = placed(tmp_path, "desk")
     seen: list[tuple[OrderUpdate, str]] = []
     filled = trio.Event()
 
     async def sink(update: OrderUpdate) -> None:
-        (body,) = rows(
+        (body,) = kept(
             tmp_path / "paper.db",
             f"SELECT body FROM orders WHERE id = '{update.order.id}'",
         )[0]
@@ -187,14 +210,14 @@ async def test_an_update_is_streamed_only_once_the_file_has_it(tmp_path: Path) -
         async with trio.open_nursery() as nursery:
             await nursery.start(desk.stream_updates, sink)
             resting = await desk.submit(buy("r-1", 5, type="limit", limit_price=Decimal(90)))
-            desk.set_price("AAPL", Decimal(89))  # fills on the venue, streamed after commit
+            desk.set_price("AAPL", Decimal(89))  # fills on the venue, streamed once logged
             with trio.fail_after(5):
                 await filled.wait()
             nursery.cancel_scope.cancel()
     finally:
         await desk.disconnect()
     assert [u.order.status for u, _ in seen] == ["accepted", "filled"]
-    # The file has each state by the time it is streamed (or a later one already).
+    # The disk has each state by the time it is streamed (or a later one already).
     later = ["accepted", "filled"]
     assert all(later.index(filed) >= later.index(u.order.status) for u, filed in seen)
     assert resting.status == "accepted"
@@ -318,19 +341,22 @@ async def test_a_commit_that_fails_ends_every_stream_and_reconnecting_reloads_th
     async with trio.open_nursery() as nursery:
         await nursery.start(stream, desk)
         await nursery.start(stream, fund)
-        kept = await desk.submit(buy("kept", 1))
-        # The disk is full: the file may not grow by a page.
+        acked = [await desk.submit(buy("first", 1))]
         exchange = desk._exchange
         assert exchange is not None
+        writer = exchange.writer
+        await writer.durable(writer.staged_seq)
+        # The disk is full: the file may not grow by a page.
         db = exchange.store._write
         assert db is not None
         (pages,) = db.execute("PRAGMA page_count").fetchone()
         db.execute(f"PRAGMA max_page_count = {pages}")
-        refused = None
         with pytest.raises(BrokerUnavailable, match="could not be written"):
             for i in range(1000):
-                refused = f"x-{i}"
-                await desk.submit(buy(refused, 1))
+                acked.append(await desk.submit(buy(f"x-{i}", 1)))  # in the change log
+                await writer.durable(writer.staged_seq)
+        with pytest.raises(BrokerUnavailable, match="could not be written"):
+            await desk.submit(buy("refused", 1))
         with trio.fail_after(5):
             while len(ended) < 2:
                 await trio.testing.wait_all_tasks_blocked()
@@ -341,13 +367,15 @@ async def test_a_commit_that_fails_ends_every_stream_and_reconnecting_reloads_th
     await fund.disconnect()
     desk, fund = placed(tmp_path, "desk"), placed(tmp_path, "fund")
     async with streaming(desk, fund):
-        assert (await desk.get_order_by_client_id("kept")).id == kept.id
+        # The file takes in the log: every order anybody was told of is there.
+        for order in acked:
+            assert await desk.get_order_by_client_id(order.client_order_id) == order
         with pytest.raises(NotFound):  # never written, and nobody was told it was placed
-            await desk.get_order_by_client_id(str(refused))
+            await desk.get_order_by_client_id("refused")
         assert (await fund.submit(buy("after", 1))).status == "filled"
 
 
-async def test_a_lone_order_commits_on_the_trio_thread_and_its_reply_is_on_disk(
+async def test_a_lone_order_is_committed_off_the_trio_thread_after_its_reply(
     tmp_path: Path,
 ) -> None:
     desk = placed(tmp_path, "desk")
@@ -355,7 +383,8 @@ async def test_a_lone_order_commits_on_the_trio_thread_and_its_reply_is_on_disk(
         await desk.submit(buy("warm-up"))
         exchange = desk._exchange
         assert exchange is not None
-        connection = exchange.writer._store._write
+        await exchange.writer.durable(exchange.writer.staged_seq)
+        connection = exchange.store._write
         assert connection is not None
         committed_on: list[int] = []
 
@@ -365,9 +394,40 @@ async def test_a_lone_order_commits_on_the_trio_thread_and_its_reply_is_on_disk(
 
         connection.set_trace_callback(trace)
         reply = await desk.submit(buy("b-1", 1))
-        # No hand-off to the writer's thread for a small batch while it is idle...
-        assert committed_on and set(committed_on) == {threading.get_ident()}
-        # ...and what the reply said is in the file already.
-        on_disk = dict(rows(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
+        # The reply did not wait for the file, but a kill -9 now would keep it...
+        on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
         saved = msgspec.json.decode(on_disk["b-1"], type=WorkingOrder)
         assert saved.order.status == reply.status == "filled"
+        # ...and the file has it once the writer's thread has committed it.
+        await exchange.writer.durable(exchange.writer.staged_seq)
+        assert committed_on and threading.get_ident() not in committed_on
+        (body,) = rows(tmp_path / "paper.db", f"SELECT body FROM orders WHERE id = '{reply.id}'")[0]
+        assert msgspec.json.decode(body, type=WorkingOrder).order == reply
+
+
+async def test_the_log_is_cut_into_segments_and_those_in_the_file_are_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changelog, "SEGMENT_BYTES", 4000)  # a few orders a segment
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        replies = [await desk.submit(buy(f"s-{i}", 1)) for i in range(60)]
+        exchange = desk._exchange
+        assert exchange is not None
+        await exchange.writer.durable(exchange.writer.staged_seq)
+        # Every closed segment the file has taken in is gone: the log does not grow.
+        assert len(changelog.segments(str(tmp_path / "paper.db"))) <= 2  # 60 orders: ~20 made
+        on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, id FROM orders"))
+        assert {r.client_order_id: r.id for r in replies}.items() <= on_disk.items()
+
+
+async def test_a_change_log_that_cannot_be_opened_refuses_the_file_and_lets_go_of_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "paper.db.log.1").mkdir()  # where the first segment goes
+    with pytest.raises(ConfigError, match="cannot be used"):
+        await placed(tmp_path, "desk").connect()
+    (tmp_path / "paper.db.log.1").rmdir()  # fixed: the file is free to open again
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        assert (await desk.submit(buy("after-fix", 1))).status == "filled"

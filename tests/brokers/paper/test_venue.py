@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -379,6 +380,21 @@ async def test_a_memory_account_needs_no_file(tmp_path: Path) -> None:
     async with paper(":memory:") as (broker, _):
         assert (await broker.submit(order())).status == "filled"
     assert not any(tmp_path.iterdir())  # noqa: ASYNC240  # a test's own tmp dir
+
+
+async def test_a_memory_account_keeps_every_order_and_fill_in_the_venue_with_no_thread(
+    tmp_path: Path,
+) -> None:
+    threads = threading.active_count()
+    async with paper(":memory:") as (broker, _):
+        assert threading.active_count() == threads  # nothing to write, so no writer
+        first = await broker.submit(order(client_order_id="m-1", qty=4))
+        await broker.submit(order(client_order_id="m-2", side="sell", qty=4))
+        assert (await broker.get_order(first.id)).status == "filled"
+        assert (await broker.get_order_by_client_id("m-2")).filled_qty == 4
+        assert [f.qty for f in broker.venue.fills(first.id)] == [4]
+        with pytest.raises(DuplicateOrder):
+            await broker.submit(order(client_order_id="m-1"))
 
 
 # -- configuration -------------------------------------------------------------------------

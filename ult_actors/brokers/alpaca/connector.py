@@ -553,8 +553,11 @@ class AlpacaConnector:
             for missed in await self.resync():
                 await sink(missed)
         self._cursor_ns = max(self._cursor_ns, ts)
-        _, fills = self._ledger.settle(order, execution)
-        await self._emit(order, fills, sink, ts)
+        changed, fills = self._ledger.settle(order, execution)
+        if changed:
+            # Not news (the ``new`` of an order whose REST answer said so): the
+            # broker actor would only find it changes nothing, at ~50 us.
+            await self._emit(order, fills, sink, ts)
 
     def _reveals_gap(self, order: Order, execution: Execution | None) -> bool:
         """Whether ``order`` has filled more than was delivered plus this ``execution``."""

@@ -54,10 +54,17 @@ class FillLedger:
         self._terminal = 0
 
     def expect(self, order: Order) -> None:
-        """Register an order submitted through this connector: all its fills are ours to deliver."""
-        self._orders.setdefault(
-            order.id, _Delivered(None, Decimal(0), Decimal(0), order.created_at)
-        )
+        """Register an order submitted through this connector: all its fills are ours to deliver.
+
+        ``order`` is the venue's answer, which the caller returns: its status
+        counts as delivered, so a stream update that only repeats it is no
+        news. An update the stream delivered first is left as it stands.
+        """
+        if order.id in self._orders:
+            return
+        self._orders[order.id] = _Delivered(order.status, Decimal(0), Decimal(0), order.created_at)
+        if order.status in TERMINAL_STATUSES:
+            self._terminal += 1
 
     def watching(self, order: Order) -> bool:
         """Whether this order is ours to report: seen before, or born since we started."""

@@ -3,9 +3,14 @@
 The socket itself (handshake, paced sending, reading, requests answered by
 lists) is ``session.IbSession``; this module is what the messages mean.
 Life of a connection: ``connect`` opens the session (handshake, managed
-accounts, next valid order id) and takes stock of open orders and today's
-executions. ``stream_updates`` then owns the socket's read side: every
-message goes through ``_on_message``, which updates the orders we track,
+accounts, next valid order id) and takes stock of open orders and executions:
+today's at the first connect; on a reconnect, those the earlier incarnations
+heard (kept in the shared ``ExecutionLedger``) plus, from TWS, only those
+since the gap (``reqExecutions`` filtered from the last message heard while
+in step, less ``_FILTER_MARGIN_NS``), or the day's again when an open
+order's status shows more filled than every execution known (one older than
+the filter never reached us). ``stream_updates`` then owns the socket's read
+side: every message goes through ``_on_message``, which updates the orders we track,
 completes pending requests and yields order updates for the sink. Requests
 (open orders, positions, account...) send a message and wait for the reader
 to collect the answer; before ``stream_updates`` runs they read the socket
@@ -26,8 +31,8 @@ order, with the orders as they now stand, and only then reports the stream
 started (the broker actor opens its gate after that). An execution counts as
 delivered only once the sink has returned for it (the broker actor has handed
 it to the journal, risk and positions): one whose delivery crashed is
-delivered again by the next incarnation, never lost. An order status whose filled
-quantity runs ahead of the executions heard (an execution TWS never pushed)
+delivered again by the next incarnation, never lost. An order status whose
+filled quantity runs ahead of the executions heard (an execution TWS never pushed)
 asks for the executions at once. Every message sent is paced under TWS's 50
 a second and, given the account's ``RateBudget``, counted against it.
 Error 326 (client id in use) is a ``ConfigError``: another program holds the
@@ -87,8 +92,11 @@ from ult_actors.order_state import already_final, not_replaceable, order_from_re
 from ult_actors.validation import replaced_terms
 
 _SUMMARY_TAGS = "TotalCashValue,BuyingPower,NetLiquidation"
-#: Executions are asked for from this long before a gap began: TWS's clock and ours
-#: may differ a little, and an execution delivered twice is dropped by its id anyway.
+#: Executions are asked for from this long before a gap began (TWS's filter reads
+#: whole seconds of TWS's clock, which may differ from ours by some seconds): an
+#: execution just before the last message heard is asked for again, and dropped by
+#: its id; one that is older and was never heard shows as an order status ahead of
+#: its executions, and the day's are asked for.
 _FILTER_MARGIN_NS = 60 * 10**9
 #: TWS may send an order's status before its execution: how long the execution
 #: has to follow before it counts as never pushed (and is asked for).
@@ -137,7 +145,7 @@ class IbConnector:
         self._resync_send, self._resync_receive = trio.open_memory_channel[str](1)
         #: Shared by every incarnation of this connection (see ``ledger``).
         self._ledger = ledger if ledger is not None else ExecutionLedger()
-        #: Found at connect for ``stream_updates`` to deliver first: fills no incarnation delivered.
+        #: Fills no incarnation delivered, found at connect: ``stream_updates`` delivers them first.
         self._missed: list[OrderUpdate] = []
         #: Commission reports heard while taking stock at connect, by exec id.
         self._reports: dict[str, wire.CommissionReport] | None = None
@@ -179,6 +187,8 @@ class IbConnector:
                 f"broker {self.name}: port {s.port} is IB's live-trading port; set"
                 f" live_trading_confirmed = true in [brokers.{self.name}] to trade real money"
             )
+        # Before this connection hears anything (its own messages move the mark).
+        gap_began_ns = self._ledger.gap_began_ns()
         attempt = 0
         while True:
             try:
@@ -197,15 +207,15 @@ class IbConnector:
                     "client id in use; retrying once the old socket is gone", client_id=s.client_id
                 )
                 await trio.sleep(s.client_id_in_use_delay_s)
-        # Today's executions rebuild the book; they are history, not fills to announce,
-        # except those no earlier incarnation delivered (kept for ``resync``).
+        # Executions rebuild the book; they are history, not fills to announce, except
+        # those no earlier incarnation delivered (``stream_updates`` delivers them first).
         self._reports = {}
         try:
-            executions = await self._sync(emit_fills=False)
             if self._ledger.connected_before:
-                self._missed = await self._undelivered(executions)
+                self._missed = await self._undelivered(await self._catch_up(gap_began_ns))
             else:
-                for execution in executions:  # accounted for by reconciliation at start
+                for execution in await self._sync(emit_fills=False):
+                    # Accounted for by reconciliation at start.
                     self._ledger.delivered.add(execution.exec_id)
                 self._ledger.connected_before = True
         finally:
@@ -222,6 +232,25 @@ class IbConnector:
     async def disconnect(self) -> None:
         """Close the socket; safe to call twice or after a failed connect."""
         await self._session.close()
+
+    async def _catch_up(self, gap_began_ns: int | None) -> list[wire.ExecDetails]:
+        """A reconnect's stock-taking: open orders, then the executions known and since the gap.
+
+        The book is rebuilt from the executions earlier incarnations heard, so
+        TWS is asked only for those since ``gap_began_ns`` (less the filter's
+        margin); for the day's when that is unknown, or when an open order's
+        status still shows more filled than every execution known. Returns
+        every execution known now, those heard before first, each once.
+        """
+        known = list(self._ledger.heard.values())
+        await self._session.collect("open_orders", "open_orders", wire.ReqOpenOrders())
+        for execution in known:
+            self._book.on_execution(execution)
+        fresh = [] if gap_began_ns is None else await self._executions(gap_began_ns)
+        if gap_began_ns is None or self._book.still_behind():
+            fresh = await self._executions()
+        heard = {e.exec_id for e in known}
+        return known + [e for e in fresh if e.exec_id not in heard]
 
     async def _undelivered(self, executions: list[wire.ExecDetails]) -> list[OrderUpdate]:
         """The fills of ``executions`` no incarnation delivered, in order, orders adopted."""
@@ -345,6 +374,10 @@ class IbConnector:
         and wakes whoever waits once this returns.
         """
         self.last_message_at = trio.current_time()
+        if self._book.emit_fills and self._lost_at_ns is None:
+            # In step up to now, so a later gap begins here. Not while taking stock at
+            # connect, nor while TWS has lost IB: a gap then still begins where it did.
+            self._ledger.last_heard_ns = self._now_ns()
         updates: list[OrderUpdate] = []
         if isinstance(msg, wire.OrderStatus):
             self._saw_order_id(msg.client_id, msg.order_id)
@@ -360,6 +393,7 @@ class IbConnector:
             self._saw_order_id(msg.client_id, msg.order_id)
             if msg.req_id != -1:
                 self._session.add_to(("executions", msg.req_id), msg)
+            self._ledger.hear(msg)
             updates = self._book.on_execution(msg)
         elif isinstance(msg, wire.CommissionReport):
             if self._reports is not None:

@@ -124,13 +124,6 @@ from ult_actors.order_state import already_final, order_from_request
 
 _T = TypeVar("_T")
 
-#: OANDA allows at most 2 new connections per second per account. Paced at half of it:
-#: the venue counts a connection at its first request, which on a busy host may arrive
-#: a good part of a second after the connect (at 1.6/s a chaos run under load still met
-#: a 429). Connections are kept alive, so the pace only matters after a reconnect.
-NEW_CONNECTIONS_PER_S = 1.0
-
-
 class OandaConnector:
     """A connection to one OANDA v20 account (see the module docstring)."""
 
@@ -149,7 +142,7 @@ class OandaConnector:
         self._now_ns = now_ns
         self._cursor = cursor if cursor is not None else TransactionCursor()
         # One pacer per account, shared by its incarnations (``kind.connector_factory``).
-        pacer = pacer or ConnectionPacer(NEW_CONNECTIONS_PER_S)
+        pacer = pacer or ConnectionPacer(settings.new_connections_per_s)
         self._http = HttpPool(name, settings, transport=transport, pacer=pacer)
         self._account_id = settings.account_id
         self._rest = rest_url(settings)

@@ -13,14 +13,11 @@ def connector_factory(name: str, settings: OandaSettings, **kwargs: Any) -> Call
     """A function making one connector per actor incarnation, all sharing one cursor and
     one pacer of new connections (the venue's limit is the account's, not one pool's)."""
     from ult_actors.brokers.http.pacing import ConnectionPacer
-    from ult_actors.brokers.oanda.connector import (  # httpx only when used
-        NEW_CONNECTIONS_PER_S,
-        OandaConnector,
-    )
+    from ult_actors.brokers.oanda.connector import OandaConnector  # httpx only when used
     from ult_actors.brokers.oanda.stream import TransactionCursor
 
     cursor = TransactionCursor()
-    pacer = ConnectionPacer(NEW_CONNECTIONS_PER_S)
+    pacer = ConnectionPacer(settings.new_connections_per_s)
     return lambda: OandaConnector(name, settings, cursor=cursor, pacer=pacer, **kwargs)
 
 

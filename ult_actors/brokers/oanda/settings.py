@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ult_actors.bounds import Count, Seconds
+from ult_actors.bounds import Count, PerSecond, Seconds
 from ult_actors.brokers.settings_env import no_secret
 from ult_actors.errors import ConfigError
 from ult_actors.secrets import Secret, read_secret
@@ -49,6 +49,12 @@ class OandaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: A transaction stream with no transaction and no heartbeat for this long is dead
     #: (OANDA sends a heartbeat every 5 s): it is dropped, reconnected and resynced.
     stale_after_s: Seconds = 15.0
+    #: New connections opened per second, at most, by every connection to the account.
+    #: OANDA allows 2; paced at half of it: the venue counts a connection at its first
+    #: request, which on a busy host may arrive a good part of a second after the
+    #: connect (at 1.6/s a chaos run under load still met a 429). Connections are kept
+    #: alive, so the pace only matters after a reconnect.
+    new_connections_per_s: PerSecond = 1.0
 
 
 def oanda_settings_from_env(env: Mapping[str, str], base: OandaSettings) -> OandaSettings:

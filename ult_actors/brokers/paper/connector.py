@@ -16,9 +16,10 @@ a test driving its prices); until then the connector answers queries as a
 fresh account would, so a thousand configured connections cost little until
 they trade.
 
-Nothing the venue did is reported before the file has it: ``submit``,
-``cancel`` and the queries wait for the writer's batch holding the state they
-report (``paper.writer``), and updates are emitted once committed.
+Nothing the venue did is reported before it would survive a ``kill -9``:
+each venue call writes its changes to the change log before it returns
+(``paper.writer``), so answers and updates need no wait; the file takes
+them in a few ms later, off the trio thread.
 
 Time: the shared clock (``paper.clock``) ticks the venue every
 ``tick_interval_s`` (trio time) while ``stream_updates`` runs; with
@@ -162,15 +163,6 @@ class PaperConnector:
             return None
         return self.venue
 
-    async def _reported(self, venue: PaperVenue) -> None:
-        """Return once everything ``venue`` has staged is in the file."""
-        venue.holding += 1
-        try:
-            await self._joined().writer.durable(venue.staged_seq)
-        finally:
-            venue.holding -= 1
-            venue.release()
-
     async def connect(self) -> None:
         """Join the accounts file; load the account if the file has it."""
         check_paper_settings(self.settings)
@@ -216,7 +208,6 @@ class PaperConnector:
         if latency > 0:
             arrive = functools.partial(self._arrive, venue, order.id)
             self._clock().call_at(trio.current_time() + latency / 1000, arrive)
-        await self._reported(venue)
         return order
 
     async def cancel(self, order_id: str) -> Order:
@@ -232,9 +223,7 @@ class PaperConnector:
         """A bracket, OCO or OTO as one list at the venue (waiting legs ``held``)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         venue = self.venue
-        legs = venue.submit_list(request)
-        await self._reported(venue)
-        return legs
+        return venue.submit_list(request)
 
     async def get_order(self, order_id: str) -> Order:
         return await self._ask(lambda venue: venue.get(order_id), self._none(repr(order_id)))
@@ -255,15 +244,14 @@ class PaperConnector:
         return await self._ask(PaperVenue.account_info, self._fresh_account)
 
     async def _ask(self, ask: Callable[[PaperVenue], T], fresh: Callable[[], T]) -> T:
-        """``ask`` the venue and answer once the file has what it says; an account never
-        used yet answers ``fresh()`` without being opened."""
+        """``ask`` the venue; an account never used yet answers ``fresh()`` without being
+        opened. ``BrokerUnavailable`` once the file failed: the venue may hold what it lost."""
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._joined().writer.check()
         venue = self._opened()
         if venue is None:
             return fresh()
-        answer = ask(venue)
-        await self._reported(venue)
-        return answer
+        return ask(venue)
 
     def _none(self, which: str) -> Callable[[], Order]:
         """A fresh account's answer for an order: ``NotFound``, worded as the venue's."""

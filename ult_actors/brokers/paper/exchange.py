@@ -77,7 +77,11 @@ class PaperExchange:
                 try:
                     open_store = functools.partial(PaperStore, path, first_account=account)
                     store = await trio.to_thread.run_sync(open_store)
-                    opening.exchange = cls(store, key)
+                    try:
+                        opening.exchange = cls(store, key)
+                    except BaseException:
+                        store.close()
+                        raise
                 except BaseException:
                     del table[key]
                     raise

@@ -7,12 +7,14 @@ orders, fills, last prices), not the service's order journal: WAL with
 ``synchronous=NORMAL``, so a committed write survives a process crash and a
 power cut may lose the last ones.
 
-Writing happens in batches on the writer's thread (``paper.writer``): the
-venues stage encoded rows into a ``Batch``, and ``PaperStore.commit`` writes
-a batch in one transaction. Reads of what is not in memory (orders that
-ended, fills, an account not opened yet) use a second connection on the
-trio thread; they see committed rows only, which is why the venue keeps
-what it staged in memory until its batch has committed.
+The venues work in memory; what they change reaches the file in batches
+on the writer's thread (``paper.writer``): each venue call's rows are a
+``Batch``, written to the change log at once (``paper.changelog``) and
+committed here, many at a time, by ``PaperStore.commit``. Opening the file
+replays the log a crash left. Reads of what a venue no longer holds (orders
+that ended, fills, an account not opened yet) use a second connection on
+the trio thread; they see committed rows only, which is why the venue keeps
+what it changed in memory until the file has it.
 
 Upgrading from one file per connection (``paper-<name>.db``, the layout
 before the shared file): when the default file is opened, every old file
@@ -31,20 +33,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import os
 import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.account import PaperHolding
+from ult_actors.brokers.paper.batch import Batch, WorkingOrder
 from ult_actors.brokers.paper.settings import DEFAULT_FILE
 from ult_actors.errors import BrokerUnavailable, ConfigError
-from ult_actors.messages import Fill, Order
+from ult_actors.messages import Fill
 
 MEMORY = ":memory:"
 #: What an old per-connection file is renamed to once imported.
@@ -99,7 +101,8 @@ _UPSERT_ORDER = (
     "INSERT INTO orders (account, id, client_order_id, open, body) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body"
 )
-_INSERT_FILL = "INSERT INTO fills (account, fill_id, order_id, body) VALUES (?, ?, ?, ?)"
+# A fill replayed from the change log may be in the file already.
+_INSERT_FILL = "INSERT OR IGNORE INTO fills (account, fill_id, order_id, body) VALUES (?, ?, ?, ?)"
 _UPSERT_POSITION = (
     "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, realized_pl)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -109,18 +112,6 @@ _UPSERT_ACCOUNT = (
     "INSERT OR REPLACE INTO accounts (name, cash, created_at, next_order, next_fill)"
     " VALUES (?, ?, ?, ?, ?)"
 )
-
-
-class WorkingOrder(msgspec.Struct, kw_only=True):
-    """An order at the paper venue plus the matching state the ``Order`` does not carry."""
-
-    order: Order
-    #: A stop or stop-limit whose stop price has been reached.
-    triggered: bool = False
-    #: Still travelling to the venue (``latency_ms``); not yet matched.
-    in_transit: bool = False
-    #: Commissions charged so far.
-    commission: Decimal = Decimal(0)
 
 
 @dataclass
@@ -135,51 +126,10 @@ class PaperSnapshot:
     open_orders: list[WorkingOrder] = field(default_factory=list)
     holdings: dict[str, PaperHolding] = field(default_factory=dict)
     prices: dict[str, Decimal] = field(default_factory=dict)
+    #: Every client order id the account has used (refused again as duplicates).
+    client_ids: set[str] = field(default_factory=set)
 
 
-@dataclass
-class Batch:
-    """Rows staged by the venues, written in one transaction; later rows of a key win."""
-
-    seq: int
-    orders: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    fills: list[tuple[Any, ...]] = field(default_factory=list)
-    positions: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        """Rows staged (a later row of the same key replaced the earlier one)."""
-        return (
-            len(self.orders)
-            + len(self.fills)
-            + len(self.positions)
-            + len(self.prices)
-            + len(self.accounts)
-        )
-
-    def put_order(self, account: str, working: WorkingOrder, *, is_open: bool) -> None:
-        order = working.order
-        row = (account, order.id, order.client_order_id, int(is_open), _encode(working))
-        self.orders[account, order.id] = row
-
-    def put_fill(self, account: str, fill: Fill) -> None:
-        self.fills.append((account, fill.fill_id, fill.order_id, _encode(fill)))
-
-    def put_holding(self, account: str, symbol: str, holding: PaperHolding) -> None:
-        row = (account, symbol, str(holding.qty), str(holding.avg_price), str(holding.realized_pl))
-        self.positions[account, symbol] = row
-
-    def put_price(self, account: str, symbol: str, price: Decimal) -> None:
-        self.prices[account, symbol] = (account, symbol, str(price))
-
-    def put_account(
-        self, account: str, *, cash: Decimal, created_at: int, next_order: int, next_fill: int
-    ) -> None:
-        self.accounts[account] = (account, str(cash), created_at, next_order, next_fill)
-
-
-_encode = msgspec.json.Encoder().encode
 _decode_order = msgspec.json.Decoder(WorkingOrder).decode
 _decode_fill = msgspec.json.Decoder(Fill).decode
 
@@ -188,48 +138,52 @@ def _lock_path(path: str) -> Path:
     return Path(f"{path}.lock")
 
 
-_memory_names = itertools.count(1)
-
-
 class PaperStore:
-    """The open accounts file: ``commit`` on the writer's thread, reads on the trio thread."""
+    """The open accounts file: ``commit`` on the writer's thread, reads on the trio thread.
+
+    ``":memory:"`` is no file at all: accounts that live in their venues only.
+    """
 
     def __init__(self, path: str | None, *, first_account: str) -> None:
-        """Open (or create) the file, upgrading an old layout: an old single-account
-        file becomes the account ``first_account``."""
+        """Open (or create) the file, upgrading an old layout (an old single-account
+        file becomes the account ``first_account``) and replaying the change log."""
         self.path = path or MEMORY
         self._lock_fd: int | None = None
         self._write: sqlite3.Connection | None = None
         self._read: sqlite3.Connection | None = None
+        #: Accounts the file has (new ones join as their venue first stages a change).
+        self.accounts: set[str] = set()
         if self.path == MEMORY:
-            # One private database two connections can share: a named in-memory one.
-            uri = f"file:paper-memory-{os.getpid()}-{next(_memory_names)}?mode=memory&cache=shared"
-            target, is_uri = uri, True
-        else:
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            except OSError as exc:
-                raise unusable_account(self.path, exc) from None
-            self._lock_fd = _acquire_lock(self.path)
-            target, is_uri = self.path, False
+            return
         try:
-            self._write = _connect(target, uri=is_uri)
-            self._read = _connect(target, uri=is_uri)
-            if is_uri:
-                self._read.execute("PRAGMA read_uncommitted=1")  # no table locks in memory
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise unusable_account(self.path, exc) from None
+        self._lock_fd = _acquire_lock(self.path)
+        try:
+            self._write = _connect(self.path)
+            self._read = _connect(self.path)
             _upgrade(self._write, first_account)
             if Path(self.path).name == DEFAULT_FILE:
                 _import_old_files(self._write, Path(self.path).parent)
-            #: Accounts the file has (new ones join as their first batch commits).
-            self.accounts: set[str] = {
-                name for (name,) in self._read.execute("SELECT name FROM accounts")
-            }
+            try:
+                _replay_log(self._write, self.path)
+            except sqlite3.OperationalError as exc:  # a full disk, say: worth retrying
+                raise BrokerUnavailable(
+                    f"paper account file {self.path} could not take in its change log ({exc})"
+                ) from None
+            self.accounts = {name for (name,) in self._read.execute("SELECT name FROM accounts")}
         except sqlite3.Error as exc:
             self.close()
             raise unusable_account(self.path, exc) from None
         except BaseException:
             self.close()
             raise
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether there is no file: the venues keep everything themselves."""
+        return self.path == MEMORY
 
     def close(self) -> None:
         """Close the file and release the lock; safe to call twice."""
@@ -248,25 +202,16 @@ class PaperStore:
         """Write ``batch`` in one transaction."""
         db = self._write
         assert db is not None
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(_UPSERT_ORDER, batch.orders.values())
-            db.executemany(_INSERT_FILL, batch.fills)
-            db.executemany(_UPSERT_POSITION, batch.positions.values())
-            db.executemany(_UPSERT_PRICE, batch.prices.values())
-            db.executemany(_UPSERT_ACCOUNT, batch.accounts.values())
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        _commit(db, batch)
 
     # -- reads (the trio thread; committed rows only) ------------------------------
 
     def load(self, account: str) -> PaperSnapshot:
         """The saved account, or an empty snapshot (``cash=None``) for a new one."""
-        db = self._reader()
         snap = PaperSnapshot()
+        if self.in_memory:
+            return snap
+        db = self._reader()
         row = db.execute(
             "SELECT cash, created_at, next_order, next_fill FROM accounts WHERE name = ?",
             (account,),
@@ -292,9 +237,18 @@ class PaperStore:
             s: Decimal(p)
             for s, p in db.execute("SELECT symbol, price FROM prices WHERE account = ?", (account,))
         }
+        snap.client_ids = {
+            coid
+            for (coid,) in db.execute(
+                "SELECT client_order_id FROM orders WHERE account = ?", (account,)
+            )
+        }
         return snap
 
     def order(self, account: str, order_id: str) -> WorkingOrder | None:
+        """The order ``order_id`` as the file has it (``None``: not in the file)."""
+        if self.in_memory:
+            return None
         row = (
             self._reader()
             .execute("SELECT body FROM orders WHERE account = ? AND id = ?", (account, order_id))
@@ -303,6 +257,9 @@ class PaperStore:
         return _decode_order(row[0]) if row else None
 
     def order_by_client_id(self, account: str, client_order_id: str) -> WorkingOrder | None:
+        """The order with ``client_order_id`` as the file has it (``None``: not in the file)."""
+        if self.in_memory:
+            return None
         row = (
             self._reader()
             .execute(
@@ -314,6 +271,9 @@ class PaperStore:
         return _decode_order(row[0]) if row else None
 
     def fills(self, account: str, order_id: str) -> list[Fill]:
+        """The executions of ``order_id`` in the file, oldest first."""
+        if self.in_memory:
+            return []
         rows = self._reader().execute(
             "SELECT body FROM fills WHERE account = ? AND order_id = ? ORDER BY rowid",
             (account, order_id),
@@ -326,11 +286,36 @@ class PaperStore:
         return self._read
 
 
-def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
-    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def _commit(db: sqlite3.Connection, batch: Batch) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(_UPSERT_ORDER, batch.orders.values())
+        db.executemany(_INSERT_FILL, batch.fills)
+        db.executemany(_UPSERT_POSITION, batch.positions.values())
+        db.executemany(_UPSERT_PRICE, batch.prices.values())
+        db.executemany(_UPSERT_ACCOUNT, batch.accounts.values())
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _replay_log(db: sqlite3.Connection, path: str) -> None:
+    """Fold what the change log has (a crash left it) into the file, then delete the log."""
+    replayed = Batch()
+    for batch in changelog.read(path):
+        replayed.merge(batch)
+    if len(replayed):
+        _commit(db, replayed)
+    changelog.remove(path)
 
 
 def _tables(db: sqlite3.Connection, schema: str = "main") -> set[str]:
@@ -508,6 +493,7 @@ def reset_store(path: str, account: str | None = None) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path + suffix)
                 removed = True
+        changelog.remove(path)
         return removed
     finally:
         os.close(fd)
@@ -536,6 +522,7 @@ def _delete_account(path: str, account: str) -> bool:
             raise sqlite3.DatabaseError("old layout: the file holds one account")
         if "accounts" not in tables:
             return False
+        _replay_log(db, path)  # what a crash left in the log, the account's rows too
         db.execute("BEGIN IMMEDIATE")
         found = db.execute("SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone()
         for table in _TABLES:

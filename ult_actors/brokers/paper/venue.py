@@ -29,17 +29,20 @@ connector protocol. Rules:
   held legs are canceled). An exit that fills reduces its peer to what is
   left of it, canceling it once nothing is.
 
-Every call that changes the venue stages its changes in the writer's open
-batch (``paper.writer``) before it returns; its order updates are emitted,
-in order, once that batch has committed. Until then the venue keeps in
-memory what it staged (orders that ended included), so it answers from
-memory what the file does not have yet.
+The venue's state is in memory: open orders, positions, cash, every client
+order id the account has used (the duplicate check), and the orders that
+ended and fills not yet in the file. Every call that changes it hands its
+changes to the writer as one ``Batch`` before it returns
+(``BatchWriter.record``: in the change log at once, in the file a few ms
+later), then emits its order updates; so nobody is told of a change a
+``kill -9`` would lose. Once the file has an ended order or a fill, the
+venue lets go of it and reads it from the file when asked (rarely). An
+in-memory account (no file) keeps everything.
 """
 
 from __future__ import annotations
 
 import collections
-import functools
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -47,9 +50,10 @@ import msgspec
 import structlog
 
 from ult_actors.brokers.paper.account import ZERO, PaperAccount, exposure_increase
+from ult_actors.brokers.paper.batch import Batch, WorkingOrder
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
-from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore, WorkingOrder
+from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore
 from ult_actors.brokers.paper.writer import BatchWriter
 from ult_actors.errors import DuplicateOrder, InsufficientFunds, InvalidOrder, NotFound
 from ult_actors.messages import (
@@ -103,11 +107,8 @@ class PaperVenue:
         self.feed = feed
         self.now_ns = now_ns
         self.emit = emit
-        #: The last batch this venue staged; what it reports waits for it.
+        #: The last batch this venue recorded (a reload must wait for the file to have it).
         self.staged_seq = 0
-        #: Callers waiting for their answer to be committed (see ``release``).
-        self.holding = 0
-        self._outbox: collections.deque[tuple[int, list[OrderUpdate]]] = collections.deque()
         self.account = PaperAccount(snap.cash if snap.cash is not None else settings.starting_cash)
         self.account.holdings = snap.holdings
         feed.load(snap.prices.items())
@@ -119,6 +120,8 @@ class PaperVenue:
         #: Open orders by broker id, in arrival order; terminal ones live only in the store.
         self.open: dict[str, WorkingOrder] = {w.order.id: w for w in snap.open_orders}
         self._open_by_client = {w.order.client_order_id: w.order.id for w in self.open.values()}
+        #: Every client order id used (a set of short strings: ~100 bytes an order).
+        self._client_ids = snap.client_ids
         self._day = now_ns() // _DAY_NS
         # Written together at the end of each venue call (see ``_commit``).
         self._dirty: dict[str, WorkingOrder] = {}
@@ -126,9 +129,14 @@ class PaperVenue:
         self._dirty_holdings: set[str] = set()
         self._fills: list[Fill] = []
         self._updates: list[OrderUpdate] = []
-        #: Ended orders staged but not committed yet (the file cannot answer for them).
+        #: Ended orders and fills the file does not have yet (with no file: all of them).
         self._unwritten: dict[str, WorkingOrder] = {}
         self._unwritten_by_client: dict[str, str] = {}
+        self._unwritten_fills: dict[str, list[Fill]] = {}
+        #: What each recorded batch ended and filled, let go of once the file has it.
+        self._pending: collections.deque[tuple[int, list[WorkingOrder], list[Fill]]] = (
+            collections.deque()
+        )
         self._created_at = snap.created_at if snap.created_at is not None else now_ns()
         # Order ids stay unique across resets of the account: they carry its creation time.
         self._tag = format(self._created_at // 1_000_000, "x")
@@ -208,8 +216,10 @@ class PaperVenue:
         )
 
     def fills(self, order_id: str) -> list[Fill]:
-        """The executions of ``order_id`` that are in the file."""
-        return self.store.fills(self.name, order_id)
+        """The executions of ``order_id``, oldest first."""
+        filed = self.store.fills(self.name, order_id)
+        seen = {fill.fill_id for fill in filed}
+        return filed + [f for f in self._unwritten_fills.get(order_id, ()) if f.fill_id not in seen]
 
     # -- commands ---------------------------------------------------------------
 
@@ -273,11 +283,7 @@ class PaperVenue:
         coid = request.client_order_id
         if coid is None:
             raise InvalidOrder("client_order_id is required", field="client_order_id")
-        if (
-            coid in self._open_by_client
-            or coid in self._unwritten_by_client
-            or self.store.order_by_client_id(self.name, coid) is not None
-        ):
+        if coid in self._client_ids:
             raise DuplicateOrder(
                 f"client_order_id {coid} is already used at paper broker {self.name}",
                 field="client_order_id",
@@ -326,6 +332,7 @@ class PaperVenue:
         working = WorkingOrder(order=order, in_transit=in_transit)
         self.open[oid] = working
         self._open_by_client[coid] = oid
+        self._client_ids.add(coid)
         self._changed(working, None)
         return working
 
@@ -568,19 +575,34 @@ class PaperVenue:
     # -- persistence --------------------------------------------------------------
 
     def _commit(self) -> None:
-        """Stage what changed in the writer's open batch; emit the updates once it commits."""
+        """Record what changed (``BatchWriter.record``), then emit the updates."""
         if not (self._dirty or self._dirty_prices or self._fills):
             return
+        self._let_go()
+        ended = [w for w in self._dirty.values() if w.order.id not in self.open]
+        for working in ended:
+            self._unwritten[working.order.id] = working
+            self._unwritten_by_client[working.order.client_order_id] = working.order.id
+        for fill in self._fills:
+            self._unwritten_fills.setdefault(fill.order_id, []).append(fill)
+        if self.writer.keeps_rows:
+            self.staged_seq = self.writer.record(self._rows())
+            self._pending.append((self.staged_seq, ended, self._fills))
+        self.store.accounts.add(self.name)
+        updates = self._updates
+        self._dirty, self._fills, self._updates = {}, [], []
+        self._dirty_prices, self._dirty_holdings = set(), set()
+        for update in updates:
+            try:
+                self.emit(update)
+            except Exception:  # a connector gone meanwhile: its successor reconciles
+                log.debug("paper update not delivered", broker=self.name, exc_info=True)
+
+    def _rows(self) -> Batch:
         name = self.name
-        batch = self.writer.batch()
-        ended: list[WorkingOrder] = []
+        batch = Batch()
         for working in self._dirty.values():
-            is_open = working.order.id in self.open
-            batch.put_order(name, working, is_open=is_open)
-            if not is_open:
-                ended.append(working)
-                self._unwritten[working.order.id] = working
-                self._unwritten_by_client[working.order.client_order_id] = working.order.id
+            batch.put_order(name, working, is_open=working.order.id in self.open)
         for fill in self._fills:
             batch.put_fill(name, fill)
         for symbol in self._dirty_holdings:
@@ -596,34 +618,20 @@ class PaperVenue:
             next_order=self._next_order,
             next_fill=self._next_fill,
         )
-        self.store.accounts.add(name)
-        self.staged_seq = batch.seq
-        self._outbox.append((batch.seq, self._updates))
-        self.writer.after_commit(functools.partial(self._written, ended))
-        self._dirty, self._fills, self._updates = {}, [], []
-        self._dirty_prices, self._dirty_holdings = set(), set()
+        return batch
 
-    def _written(self, ended: list[WorkingOrder]) -> None:
-        """A batch with this venue's changes committed: the file answers for them now."""
-        for working in ended:
-            oid, coid = working.order.id, working.order.client_order_id
-            if self._unwritten.get(oid) is working:
-                del self._unwritten[oid]
-                self._unwritten_by_client.pop(coid, None)
-        if not self.holding:
-            self.release()
-
-    def release(self) -> None:
-        """Emit, in order, the updates whose batch has committed.
-
-        While a caller waits for its answer (``holding``), the caller releases
-        them once it has its answer: so it has the answer before the update
-        stream reports the same change, as when the venue wrote inline.
-        """
+    def _let_go(self) -> None:
+        """Forget the ended orders and fills the file has now: it answers for them."""
         committed = self.writer.committed_seq
-        while self._outbox and self._outbox[0][0] <= committed:
-            for update in self._outbox.popleft()[1]:
-                try:
-                    self.emit(update)
-                except Exception:  # a connector gone meanwhile: its successor reconciles
-                    log.debug("paper update not delivered", broker=self.name, exc_info=True)
+        while self._pending and self._pending[0][0] <= committed:
+            _, ended, fills = self._pending.popleft()
+            for working in ended:
+                oid, coid = working.order.id, working.order.client_order_id
+                if self._unwritten.get(oid) is working:
+                    del self._unwritten[oid]
+                    self._unwritten_by_client.pop(coid, None)
+            for fill in fills:
+                kept = self._unwritten_fills[fill.order_id]
+                kept.remove(fill)
+                if not kept:
+                    del self._unwritten_fills[fill.order_id]

@@ -1,45 +1,46 @@
-"""The paper accounts' group commit: batches staged on the trio thread, written on another.
+"""The paper accounts' writes: logged at once on the trio thread, folded into the file later.
 
-Venues stage rows into the open ``Batch`` (``batch()``) and attach what must
-wait for them to be on disk (``after_commit``: the venue's order updates).
-The open batch is handed to the writer's thread at the end of the scheduler
-round that opened it (by a flusher task woken when it opens: waking a task
-costs no syscalls, where ``run_sync_soon`` writes trio's wake-up socket),
-or, while a commit is running, as soon as that commit is done: so under load
-many venue events share one transaction, and at low load nothing waits for a
-timer. Batches commit one at a time, in order.
+Each venue call's changes (a ``Batch``) are ``record``ed: appended to the
+change log with one ``write`` (``paper.changelog``), so a ``kill -9`` right
+after keeps them, and queued for the writer's thread. The thread commits
+what has queued up at most once per ``interval_s`` (a few ms), every batch
+of that time in one transaction: the SQLite work of an order is shared
+with its neighbours and never runs on the trio thread, and nothing on the
+order's path waits for it.
 
-A small batch (``inline_max_rows``) found while the thread is idle is
-committed on the trio thread at that moment instead: a WAL commit without
-an fsync (``synchronous=NORMAL``) takes tens of µs, less than waking the
-thread and waiting for its answer; the thread then holds no batch, so the
-connection is never used by two threads at once.
+Nothing waits for the thread but those who ask (``durable``: a connection
+leaving, so that the next one reloads all of it from the file); they hurry
+it. A failed commit or log write fails this writer for good: every call
+after it gets ``BrokerUnavailable``, the owner is told (``on_failure``)
+and reopens the file, which replays the log.
 
-An in-memory account (``state_path = ":memory:"``) commits each venue
-event at once on the trio thread instead: there is no disk to wait for, and
-a hand-over would cost more than the commit. So does an account under a
-virtual clock (``trio.testing.MockClock``): a thread's real time is
-invisible to such a clock, which would jump ahead while a commit runs.
-
-Nothing the venue did is shown before it is committed (a reply waits in
-``durable``, an update in ``after_commit``), so a ``kill -9`` can only lose
-what nobody was told. A failed commit fails this writer for good: every
-waiter, now and later, gets ``BrokerUnavailable``, and the owner reopens
-the file (the venues reload what it has).
+An in-memory store keeps no rows (``keeps_rows`` is false: the venues hold
+everything). An account under a virtual clock (``trio.testing.MockClock``)
+commits each batch at once on the trio thread, with no log and no thread:
+a thread's real time is invisible to such a clock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 
-from ult_actors.brokers.paper.store import MEMORY, Batch, PaperStore
+from ult_actors.brokers.paper import changelog
+from ult_actors.brokers.paper.batch import Batch
+from ult_actors.brokers.paper.store import PaperStore, unusable_account
 from ult_actors.errors import BrokerUnavailable
+
+#: Most time between a batch being logged and its commit to the file.
+COMMIT_INTERVAL_S = 0.02
+
+#: Queued for the thread: a batch, a closed log segment to delete once the batches
+#: before it are in the file, or ``None``: commit what is queued and stop.
+_Job = Batch | Path | None
 
 
 def _virtual_clock() -> bool:
@@ -49,163 +50,172 @@ def _virtual_clock() -> bool:
     return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
-class _Pending:
-    """A batch and those waiting for it."""
-
-    def __init__(self, seq: int) -> None:
-        self.batch = Batch(seq)
-        self.callbacks: list[Callable[[], None]] = []
-        self.done = trio.Event()
-
-
 class BatchWriter:
-    """Stages venue writes and commits them in batches on one thread."""
+    """Logs each venue call's batch and commits them, many at a time, on one thread."""
 
     def __init__(
         self,
         store: PaperStore,
         *,
         on_failure: Callable[[BaseException], None],
-        inline_max_rows: int = 16,
+        interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         self._store = store
-        #: A batch of at most this many rows, the thread idle, commits on the trio
-        #: thread: quicker than the hand-off (0: every batch goes to the thread).
-        self.inline_max_rows = inline_max_rows
         self._on_failure = on_failure
-        self._token = trio.lowlevel.current_trio_token()
-        self._open: _Pending | None = None
-        self._writing: _Pending | None = None
-        self._flush_scheduled = False
-        #: Where the flusher task waits for a batch to open (see ``_flusher``).
-        self._flush_wanted = trio.lowlevel.ParkingLot()
-        self._closed = False
-        #: The last batch opened and the last one committed.
+        self.interval_s = interval_s
+        #: Whether venues stage rows at all (an in-memory store keeps none).
+        self.keeps_rows = not store.in_memory
+        #: The last batch recorded and the last one committed to the file.
         self.staged_seq = 0
         self.committed_seq = 0
         self.commits = 0
         self.failure: BaseException | None = None
-        self._jobs: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._token = trio.lowlevel.current_trio_token()
+        self._waiters: list[tuple[int, trio.Event]] = []
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        #: Set to commit without waiting out the interval (someone waits, or closing).
+        self._hurry = threading.Event()
+        self._log: changelog.ChangeLog | None = None
         self._thread: threading.Thread | None = None
-        self._at_once = store.path == MEMORY or _virtual_clock()
-        if not self._at_once:
+        if self.keeps_rows and not _virtual_clock():
+            try:
+                self._log = changelog.ChangeLog(store.path)
+            except OSError as exc:
+                raise unusable_account(store.path, exc) from None
             self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
             self._thread.daemon = True
             self._thread.start()
-            trio.lowlevel.spawn_system_task(self._flusher, name=f"paper-flush:{store.path}")
 
-    def batch(self) -> Batch:
-        """The open batch (opened if need be); stage rows into it."""
-        pending = self._open
-        if pending is None:
-            self.staged_seq += 1
-            pending = self._open = _Pending(self.staged_seq)
-            if self._writing is None and not self._flush_scheduled and not self._at_once:
-                # At the end of this scheduler round: whatever else runs now joins it.
-                self._flush_scheduled = True
-                self._flush_wanted.unpark()
-        return pending.batch
+    def record(self, batch: Batch) -> int:
+        """Make ``batch`` survive a ``kill -9`` now and reach the file soon; its sequence number.
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` (on the trio thread) once the open batch has committed.
-
-        The last call of a venue event's staging: an account written at once
-        commits here.
+        ``BrokerUnavailable`` once the writer has failed (this call's write included).
         """
-        assert self._open is not None, "stage rows first"
-        self._open.callbacks.append(callback)
-        if self._at_once:
-            self._flush()
+        self.check()
+        self.staged_seq += 1
+        batch.seq = self.staged_seq
+        try:
+            if self._log is None:
+                self._store.commit(batch)
+                self.committed_seq = batch.seq
+                self.commits += 1
+            else:
+                self._log.append(batch)
+                self._jobs.put(batch)
+                if self._log.size >= changelog.SEGMENT_BYTES:
+                    self._jobs.put(self._log.rotate())
+        except Exception as exc:
+            self._fail(exc)
+            raise self.unavailable() from None
+        return batch.seq
 
-    async def durable(self, seq: int) -> None:
-        """Return once batch ``seq`` has committed (at once if it has)."""
-        while self.committed_seq < seq and self.failure is None:
-            pending = self._writing if self._writing and self._writing.batch.seq >= seq else None
-            pending = pending or self._open
-            assert pending is not None
-            await pending.done.wait()
+    def check(self) -> None:
+        """``BrokerUnavailable`` if the writer has failed: what the venue holds may be lost."""
         if self.failure is not None:
             raise self.unavailable()
+
+    async def durable(self, seq: int) -> None:
+        """Return once batch ``seq`` is in the file (at once if it is)."""
+        if self.committed_seq < seq and self.failure is None:
+            done = trio.Event()
+            entry = (seq, done)
+            self._waiters.append(entry)
+            self._hurry.set()
+            # The thread may have committed it before it could see this waiter.
+            if self.committed_seq < seq and self.failure is None:
+                await done.wait()
+            else:
+                self._waiters.remove(entry)
+        self.check()
         await trio.lowlevel.checkpoint_if_cancelled()
 
     def unavailable(self) -> BrokerUnavailable:
-        """The error every waiter gets after a failed commit."""
+        """The error every caller gets after a failed write."""
         return BrokerUnavailable(
             f"paper account file {self._store.path} could not be written ({self.failure});"
             " reopening it"
         )
 
     async def aclose(self) -> None:
-        """Commit what is staged, then stop the thread (it ends even if cancelled)."""
-        try:
-            while (self._open or self._writing) and self.failure is None:
-                last = self._open or self._writing
-                assert last is not None
-                await last.done.wait()
-        finally:
-            self._closed = True
-            self._flush_wanted.unpark()
-            if self._thread is not None:
-                self._jobs.put(None)  # after the commit running now, if any
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._thread.join)
+        """Commit what is queued, then stop the thread (it ends even if cancelled).
 
-    # -- the trio side of the hand-over -----------------------------------------
+        The log is deleted once the file has all of it; after a failure it stays,
+        for the next open to replay.
+        """
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._hurry.set()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._thread.join)
+        if self._log is not None:
+            self._log.close()
+            if self.failure is None and self.committed_seq == self.staged_seq:
+                changelog.remove(self._store.path)
 
-    async def _flusher(self) -> None:
-        """Flush each batch in the scheduler round after the one that opened it."""
-        while not self._closed:
-            # Looked at before parking: a batch may open before this task first runs.
-            if self._flush_scheduled:
-                self._flush()
-            else:
-                await self._flush_wanted.park()
+    # -- the trio side ---------------------------------------------------------------
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._writing is not None or self._open is None or self.failure is not None:
+    def _fail(self, error: BaseException) -> None:
+        if self.failure is not None:
             return
-        self._writing, self._open = self._open, None
-        if self._thread is not None and len(self._writing.batch) > self.inline_max_rows:
-            self._jobs.put(self._writing)
-            return
-        try:
-            self._store.commit(self._writing.batch)
-        except Exception as exc:
-            self._committed(self._writing, exc)
-        else:
-            self._committed(self._writing, None)
-
-    def _committed(self, pending: _Pending, error: BaseException | None) -> None:
-        self._writing = None
-        if error is not None:
-            self._fail(error, pending)
-            return
-        self.committed_seq = pending.batch.seq
-        self.commits += 1
-        pending.done.set()
-        for callback in pending.callbacks:
-            callback()
-        self._flush()
-
-    def _fail(self, error: BaseException, pending: _Pending) -> None:
         self.failure = error
-        pending.done.set()
-        if self._open is not None:
-            self._open.done.set()
+        self._wake()
         self._on_failure(error)
+
+    def _committed(self, error: BaseException | None) -> None:
+        if error is not None:
+            self._fail(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting = []
+        for seq, done in self._waiters:
+            if seq <= self.committed_seq or self.failure is not None:
+                done.set()
+            else:
+                waiting.append((seq, done))
+        self._waiters = waiting
 
     # -- the writer's thread -------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            pending = self._jobs.get()
-            if pending is None:
+            jobs = [self._jobs.get()]
+            if jobs[0] is not None:
+                # Let the batches of the next few ms join this commit.
+                self._hurry.wait(self.interval_s)
+            self._hurry.clear()
+            while True:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            error = self._commit(jobs)
+            if error is not None or self._waiters:
+                try:
+                    self._token.run_sync_soon(self._committed, error)
+                except trio.RunFinishedError:
+                    return  # nobody is waiting any more
+            if error is not None or None in jobs:
                 return
-            error: BaseException | None = None
-            try:
-                self._store.commit(pending.batch)
-            except BaseException as exc:  # handed to the trio side, which fails the writer
-                error = exc
-            with contextlib.suppress(trio.RunFinishedError):  # nobody is waiting any more
-                self._token.run_sync_soon(self._committed, pending, error)
+
+    def _commit(self, jobs: list[_Job]) -> BaseException | None:
+        merged: Batch | None = None
+        segments: list[Path] = []
+        for job in jobs:
+            if isinstance(job, Batch):
+                if merged is None:
+                    merged = job
+                else:
+                    merged.merge(job)
+            elif job is not None:
+                segments.append(job)
+        try:
+            if merged is not None:
+                self._store.commit(merged)
+                self.committed_seq = merged.seq
+                self.commits += 1
+            for segment in segments:
+                segment.unlink(missing_ok=True)
+        except BaseException as exc:  # handed to the trio side, which fails the writer
+            return exc
+        return None
