@@ -64,16 +64,16 @@ async def _burst(svc: Any, orders: int) -> None:
 async def test_a_burst_of_orders_wakes_each_actor_on_the_path_once(tmp_path: Path) -> None:
     async with paper_service(tmp_path) as (svc, _made):
         await submit(svc, qty=1)  # warm: the first order opens what later ones reuse
-        await _burst(svc, 40)  # and the first burst grows the broker's order workers
+        await _burst(svc, 64)  # and a first, bigger burst grows the broker's order workers
         wake_ups = WakeUps()
         trio.lowlevel.add_instrument(wake_ups)
         try:
-            await _burst(svc, 40)
+            await _burst(svc, 30)
         finally:
             trio.lowlevel.remove_instrument(wake_ups)
-    # The 40 submits reach the router in one round: each mailbox on the path is read in
+    # The 30 submits reach the router in one round: each mailbox on the path is read in
     # one go, risk's check runs in the router's step (risk's mailbox is idle), and the
-    # broker's order workers (grown by the first burst) take them without a task
+    # broker's order workers (grown by the bigger first burst) take them without a task
     # spawned per order.
     assert wake_ups.count["router"] == 1, wake_ups.count
     assert wake_ups.count["risk"] == 0, wake_ups.count
