@@ -258,14 +258,26 @@ class Mailbox(Generic[M]):
         """Messages waiting to be read."""
         return sum(len(queue) for queue in self._lanes)
 
-    def _envelope(self, msg: M, reply: ReplySlot | None, timeout: float) -> Envelope[M]:
+    def _envelope(
+        self, msg: M, reply: ReplySlot | None, timeout: float, deadline: float | None
+    ) -> Envelope[M]:
         lane = self._lane_of(msg) if self._lane_of is not None else 0
-        return Envelope(msg, reply, trio.current_time() + timeout, lane)
+        if deadline is None:
+            deadline = trio.current_time() + timeout
+        return Envelope(msg, reply, deadline, lane)
 
-    async def send(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
-        """Queue ``msg``, waiting while its lane is full."""
+    async def send(
+        self,
+        msg: M,
+        *,
+        reply: ReplySlot | None = None,
+        timeout: float = 30.0,
+        deadline: float | None = None,
+    ) -> None:
+        """Queue ``msg``, waiting while its lane is full; it expires after ``timeout``
+        (or at ``deadline``, trio time, when given: a request handed on keeps its own)."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        env = self._envelope(msg, reply, timeout)
+        env = self._envelope(msg, reply, timeout, deadline)
         queue = self._lanes[env.lane]
         if len(queue) < self.capacity:
             # With room, hand over without yielding: an order crosses three mailboxes,
@@ -288,9 +300,16 @@ class Mailbox(Generic[M]):
         lane = self._lane_of(msg) if self._lane_of is not None else 0
         return len(self._lanes[lane]) < self.capacity
 
-    def send_nowait(self, msg: M, *, reply: ReplySlot | None = None, timeout: float = 30.0) -> None:
-        """Queue ``msg`` or raise ``MailboxFull``."""
-        env = self._envelope(msg, reply, timeout)
+    def send_nowait(
+        self,
+        msg: M,
+        *,
+        reply: ReplySlot | None = None,
+        timeout: float = 30.0,
+        deadline: float | None = None,
+    ) -> None:
+        """Queue ``msg`` or raise ``MailboxFull``; ``timeout`` and ``deadline`` as for ``send``."""
+        env = self._envelope(msg, reply, timeout, deadline)
         queue = self._lanes[env.lane]
         if len(queue) >= self.capacity:
             raise MailboxFull(f"mailbox full ({self.capacity} messages)")
@@ -442,8 +461,9 @@ async def call(
     if mailbox.has_room(msg) and math.isfinite(timeout):
         # The common case: no wait to send, and the run's keeper times the answer out.
         await trio.lowlevel.checkpoint_if_cancelled()
-        mailbox.send_nowait(msg, reply=slot, timeout=timeout)
-        CallTimeouts.of_this_run().add(slot, trio.current_time() + timeout, timeout)
+        deadline = trio.current_time() + timeout
+        mailbox.send_nowait(msg, reply=slot, deadline=deadline)
+        CallTimeouts.of_this_run().add(slot, deadline, timeout)
         value = await slot.wait()
     else:
         with trio.move_on_after(timeout) as scope:
