@@ -20,8 +20,8 @@ One run on one machine measures, side by side:
            against the same order through ult to the same simulator
   nats     a remote client over NATS against the local socket, same service,
            same run: submit->ack p50/p99 and pipelined orders/s (``bench.nats_path``)
-  http     the REST brokers' HTTP engine: httpx, httpcore's pool and the h11
-           client ult uses, one order at a time to ``ult sim alpaca``, alone
+  http     the REST brokers' HTTP engine: httpx, httpcore's pool and the
+           httptools client ult uses, one order at a time to ``ult sim alpaca``, alone
            and through the Alpaca connector, taking turns (``bench.http_engine``)
 
 Every loop is bounded in count and in time; all traffic stays on Unix

@@ -7,8 +7,9 @@ market buy, kept-alive connection, three engines:
   it until issue 16 (and still does when a test plugs in an httpx transport);
 - **httpcore**: httpx's own engine, ``httpcore.AsyncConnectionPool``, called
   directly (no client layer: no URL merging, cookies, hooks);
-- **h11**: ``brokers.http.h11_client.H11Client``, what ``HttpPool`` opens now:
-  kept-alive trio streams, requests written and replies parsed with h11.
+- **httptools**: ``brokers.http.http1_client.Http1Client``, what ``HttpPool`` opens
+  now: kept-alive trio streams, requests written by it, replies parsed by
+  httptools (until issue 16's peer work, h11 did both).
 
 Each is measured at two levels: the engine alone (``POST /v2/orders`` ->
 status and body) and through ``AlpacaConnector.submit`` (body built, reply
@@ -47,7 +48,7 @@ from ult_actors.brokers.http.client import HttpPool
 from ult_actors.messages import OrderRequest
 from ult_actors.secrets import Secret
 
-ENGINES = ("httpx", "httpcore", "h11")
+ENGINES = ("httpx", "httpcore", "httptools")
 HEADERS = {
     "APCA-API-KEY-ID": KEY,
     "APCA-API-SECRET-KEY": SECRET,
@@ -177,7 +178,7 @@ async def _through_connector(name: str, base_url: str, budget: Budget) -> dict[s
 
 
 def _open(name: str, base_url: str) -> HttpcoreEngine | HttpPool:
-    """The engine alone: httpcore's, or ``HttpPool`` as a connector opens it (on httpx or h11)."""
+    """The engine alone: httpcore's, or ``HttpPool`` as a connector opens it (on httpx or httptools)."""
     if name == "httpcore":
         return HttpcoreEngine(base_url)
     transport = httpx.AsyncHTTPTransport() if name == "httpx" else None

@@ -246,7 +246,7 @@ def render_table(doc: dict[str, Any]) -> str:
 
     out += ["", "http: the REST brokers' HTTP engine, one order at a time to the Alpaca simulator"]
     rows = [["", "rounds", "n", "p50", "p99", "client CPU/order"]]
-    for engine in ("httpx", "httpcore", "h11"):
+    for engine in ("httpx", "httpcore", "httptools"):
         for level in ("engine", "connector"):
             s = dig(doc, "http", engine, level) or {}
             where = "alone" if level == "engine" else "through the Alpaca connector"

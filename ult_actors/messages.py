@@ -402,6 +402,11 @@ class ClusterHealth(_Value, frozen=True):
     active: str = ""
     #: The fencing epoch of that lease (0: none yet).
     epoch: int = 0
+    #: Why this instance cannot read or renew the lease, e.g. ``database unreachable:
+    #: OperationalError: ...`` (never a password); "" while the database answers.
+    problem: str = ""
+    #: Since when (ns since the epoch) ``problem`` has lasted; 0 without one.
+    problem_since: int = 0
 
 
 class HealthSnapshot(_Value, frozen=True):

@@ -30,6 +30,7 @@ CREDENTIAL_NAMES = (
     "OANDA_ACCOUNT_ID",
     "NATS_USER",
     "NATS_PASSWORD",
+    "PGPASSWORD",
 )
 
 

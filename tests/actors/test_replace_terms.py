@@ -5,9 +5,7 @@ that resizes a bracket's exit alone (at paper and at the Alpaca simulator)."""
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -22,13 +20,6 @@ from ult_actors.client import AsyncClient
 from ult_actors.errors import InvalidOrder
 from ult_actors.messages import OrderUpdate
 from ult_actors.service import Service, build_service
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ult-t", dir="/tmp"))  # short: the socket lives here
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _paper(state: Path) -> Service:

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from tests.fakes import FakeConnector, FakeVenue
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.config import BrokerEntry, RiskSection, ServiceConfig, ServiceSection
 from ult_actors.errors import (
     AuthFailed,
@@ -52,12 +53,18 @@ def config(tmp: Path, *names: str, **risk: Any) -> ServiceConfig:
     return cfg
 
 
+#: The in-process venue's requests land at once: a restarted broker actor reconciles
+#: after 0.2 s, not the 2 s a remote venue is given.
+IN_PROCESS = ReconcilePolicy(settle_grace_s=0.2)
+
+
 @asynccontextmanager
 async def running(cfg: ServiceConfig, venues: dict[str, FakeVenue]) -> AsyncIterator[Service]:
     factories = {n: (lambda n=n, v=v: FakeConnector(n, v)) for n, v in venues.items()}
     svc = build_service(
-        cfg, env={}, rng=random.Random(5), connector_factories=factories  # type: ignore[misc]
-    )
+        cfg, env={}, rng=random.Random(5), connector_factories=factories,  # type: ignore[misc]
+        reconcile=IN_PROCESS,
+    )  # fmt: skip
     async with trio.open_nursery() as nursery:
         await nursery.start(svc.run)
         yield svc

@@ -16,10 +16,15 @@ from typing import Any
 import trio
 
 from tests.fakes import FakeConnector, FakeVenue
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcLoad, IpcSettings, serve_ipc
 from ult_actors.service import Service, build_service
+
+#: A request to the in-process venue lands at once: a restarted broker actor reconciles
+#: after 0.2 s, not the 2 s a remote venue is given.
+IN_PROCESS = ReconcilePolicy(settle_grace_s=0.2)
 
 
 def fake_config(state_dir: Path) -> ServiceConfig:
@@ -54,6 +59,7 @@ async def ipc_service(
         env={},
         rng=random.Random(7),
         connector_factories={"fake": lambda: connector("fake", venue)},
+        reconcile=IN_PROCESS,
     )
     settings = settings_for(sock_dir / "s", **overrides)
     async with trio.open_nursery() as nursery:

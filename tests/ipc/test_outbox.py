@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 import trio.testing
@@ -66,64 +68,58 @@ async def test_bytes_count_against_the_shared_budget_until_sent_or_discarded() -
         nursery.cancel_scope.cancel()
 
 
-def _socket_pair() -> tuple[trio.SocketStream, socket.socket]:
-    """Our end as a trio stream; the peer's as a plain socket that never blocks."""
+@asynccontextmanager
+async def _writing(outbox: Outbox, *, sndbuf: int = 0) -> AsyncIterator[socket.socket]:
+    """``outbox`` running on one end of a socket pair, its writer task idle; yields the
+    peer's end (a plain socket that never blocks). The outbox is closed on the way out."""
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
-    return trio.SocketStream(trio.socket.from_stdlib_socket(ours)), theirs
+    if sndbuf:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(outbox.run, stream)
+            with trio.fail_after(5):
+                await trio.testing.wait_all_tasks_blocked()
+            yield theirs
+            outbox.close()
+    finally:
+        theirs.close()
 
 
 async def test_a_lone_reply_is_written_at_once_without_the_writer_task() -> None:
-    stream, peer = _socket_pair()
     outbox = Outbox()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(outbox.run, stream)
-        with trio.fail_after(5):
-            await trio.testing.wait_all_tasks_blocked()
+    async with _writing(outbox) as peer:
         outbox.put(b"lone reply", now=True)
         # On the socket before this task yields: nothing waited for the writer task.
         assert peer.recv(100) == b"lone reply"
         assert outbox.queued_bytes == 0
-        outbox.close()
     assert (outbox.frames_sent, outbox.sends) == (1, 1)
-    peer.close()
 
 
 async def test_a_reply_behind_queued_frames_waits_its_turn() -> None:
-    stream, peer = _socket_pair()
     outbox = Outbox()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(outbox.run, stream)
-        with trio.fail_after(5):
-            await trio.testing.wait_all_tasks_blocked()
+    received = b""
+    async with _writing(outbox) as peer:
         outbox.put(b"event;")
         outbox.put(b"reply;", now=True)  # must not overtake the event
-        outbox.close()
-    assert peer.recv(100) == b"event;reply;"
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()
+        received = peer.recv(100)
+    assert received == b"event;reply;"
     assert (outbox.frames_sent, outbox.sends) == (2, 1)
-    peer.close()
 
 
 async def test_what_the_socket_does_not_take_at_once_is_sent_by_the_writer() -> None:
-    stream, peer = _socket_pair()
-    stream.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
     big = bytes(range(256)) * 4096  # 1 MiB: far more than the socket buffer
     outbox = Outbox(high_water=1 << 22)
     received = bytearray()
-
-    async def read_all() -> None:
-        reader = trio.socket.from_stdlib_socket(peer)
-        while len(received) < len(big):
-            received.extend(await reader.recv(1 << 16))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(outbox.run, stream)
-        with trio.fail_after(5):
-            await trio.testing.wait_all_tasks_blocked()
+    async with _writing(outbox, sndbuf=4096) as peer:
         outbox.put(big, now=True)
         assert 0 < outbox.queued_bytes < len(big)  # the rest waits for the writer
         with trio.fail_after(10):
-            await read_all()
-        outbox.close()
+            while len(received) < len(big):
+                await trio.lowlevel.wait_readable(peer)
+                received.extend(peer.recv(1 << 16))
     assert bytes(received) == big
-    peer.close()

@@ -104,3 +104,19 @@ async def test_a_record_finding_the_writer_idle_commits_in_its_own_step(tmp_path
         assert rows_on_disk(path) == {"c-0": "pending_new", "c-1": "pending_new"}
         # On disk with no other task having run: no hand-off to the writer and back.
         assert steps.tasks == []
+
+
+async def test_one_commit_per_order_when_each_answer_follows_its_submit_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            for i in range(5):
+                await store.record(order(f"c-{i}"), event="submit")
+                # The venue's answer, journaled before the writer has run again.
+                store.record_soon(order(f"c-{i}", "filled", oid=f"b-{i}"))
+                await trio.testing.wait_all_tasks_blocked()
+        # Each answer rode with the next submit (the last one waits for company).
+        assert store.commits == 5
+        assert len(rows_on_disk(path)) == 5

@@ -21,6 +21,12 @@ def test_the_unit_loads_exactly_the_documented_credentials_under_their_own_names
     assert not re.search(r"^Environment=.*(KEY|SECRET|TOKEN)", UNIT.read_text(), re.M)
 
 
+def test_the_cluster_database_password_is_loaded_by_the_unit_as_a_credential() -> None:
+    # README: the PostgreSQL password is only ever a credential, never in ult.toml.
+    assert "PGPASSWORD" in CREDENTIAL_NAMES
+    assert re.search(r"^LoadCredential=PGPASSWORD:ult-actors\.PGPASSWORD$", UNIT.read_text(), re.M)
+
+
 def test_a_credential_file_wins_over_the_environment(tmp_path: Path) -> None:
     (tmp_path / "OANDA_API_TOKEN").write_text("from-credential\n")
     env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "OANDA_API_TOKEN": "from-env"}

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ult_actors.secrets import CREDENTIAL_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "install-systemd"
 
@@ -124,6 +126,13 @@ def test_a_credential_is_read_from_stdin_into_a_root_only_file_and_never_echoed(
     unknown = run("--destdir", str(destdir), "--set-credential", "AWS_KEY", stdin="x\n")
     assert unknown.returncode == 2
     assert "unknown credential AWS_KEY" in unknown.stderr
+
+
+def test_every_credential_the_unit_loads_can_be_set(destdir: Path) -> None:
+    for name in CREDENTIAL_NAMES:
+        done = run("--destdir", str(destdir), "--set-credential", name, stdin="v\n")
+        assert done.returncode == 0, done.stderr
+        assert (destdir / f"etc/credstore/ult-actors.{name}").read_text() == "v"
 
 
 def test_uninstall_keeps_config_state_and_secrets_unless_purged(destdir: Path) -> None:

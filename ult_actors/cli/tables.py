@@ -279,7 +279,7 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         + _stricter_brokers(snapshot, style)
     )
     if snapshot.cluster is not None:
-        head += "\n" + _cluster_line(snapshot.cluster, style)
+        head += "\n" + _cluster_line(snapshot.cluster, style, now)
     for reason in snapshot.degraded:
         head += f"\n{style.state('degraded')}: {reason}"
     if snapshot.emulated_legs:
@@ -302,12 +302,17 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     return head + "\n" + tree
 
 
-def _cluster_line(cluster: ClusterHealth, style: Style) -> str:
-    """``cluster prod: standby (b); active: a (epoch 3)``."""
+def _cluster_line(cluster: ClusterHealth, style: Style, now: int) -> str:
+    """``cluster prod: standby (b); active: a (epoch 3)``, then the problem, if any, on a
+    line of its own: ``  database unreachable: OperationalError: ... (for 12s)``."""
     line = f"cluster {cluster.name}: {style.state(cluster.role)} ({cluster.instance})"
     if cluster.role == "standby":
         line += f"; active: {cluster.active or 'none'}"
-    return line + (f" (epoch {cluster.epoch})" if cluster.epoch else "")
+    line += f" (epoch {cluster.epoch})" if cluster.epoch else ""
+    if cluster.problem:
+        lasted = duration(max(0, now - cluster.problem_since) / 1e9)
+        line += f"\n  {_clip(cluster.problem, 160)} (for {lasted})"
+    return line
 
 
 def _connection_facts(conn: ConnectionHealth, now: int) -> str:
@@ -423,6 +428,7 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "log_lines_dropped": snapshot.log_lines_dropped,
         "emulated_legs": dict(snapshot.emulated_legs),
         "connections": {b: msgspec.to_builtins(c) for b, c in snapshot.connections.items()},
+        "cluster": msgspec.to_builtins(snapshot.cluster),
         "taken_at": snapshot.taken_at,
     }
 

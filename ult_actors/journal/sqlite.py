@@ -670,8 +670,7 @@ class SqliteStore:
         while True:
             while not self._queue:
                 await self._idle_until_woken()
-            await self._news_waits_for_a_record()
-            if not self._queue:
+            if not await self._news_waits_for_a_record():
                 continue  # a ``record`` committed the news with its own batch
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
@@ -727,14 +726,16 @@ class SqliteStore:
             and len(batch.rows) + len(batch.fills) <= self.inline_max_rows
         )
 
-    async def _news_waits_for_a_record(self) -> None:
+    async def _news_waits_for_a_record(self) -> bool:
         """A batch of only the brokers' news waits up to ``sync_interval_s`` for a record
         someone waits for (the next ``submit``): the two share one commit (one fsync with
-        ``full``), and the news never puts a commit in front of an order."""
+        ``full``), and the news never puts a commit in front of an order. False if a
+        ``record`` committed the batch meanwhile: the queue's head is another one now."""
         head = self._queue[0]
         with trio.move_on_after(self.sync_interval_s):
             while not head.waited and len(self._queue) == 1:
                 await self._idle_until_woken()
+        return bool(self._queue) and self._queue[0] is head
 
     async def _idle_until_woken(self) -> None:
         """Wait for ``_wake`` with nothing in hand: a ``record`` may commit meanwhile."""

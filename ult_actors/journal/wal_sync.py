@@ -53,6 +53,9 @@ class WalCheckpointer:
                     self.db_path, isolation_level=None, check_same_thread=False
                 )
                 self._conn.execute("PRAGMA synchronous = NORMAL")  # fsyncs the checkpoint
+                # A reader may meet a lock for a moment (the writer starting the WAL
+                # over): this thread can wait; a failure would refuse new orders.
+                self._conn.execute("PRAGMA busy_timeout = 5000")
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             raise OSError(f"checkpoint of {self.db_path} failed: {exc}") from exc

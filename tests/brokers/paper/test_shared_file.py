@@ -20,7 +20,7 @@ import trio.testing
 
 from tests.brokers.contract import UpdateLog
 from ult_actors.brokers.paper import changelog
-from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.connector import PaperConnector, reset_paper_state
 from ult_actors.brokers.paper.kind import KIND
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.brokers.paper.store import PaperStore, WorkingOrder
@@ -75,9 +75,9 @@ def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
         db.close()
 
 
-def kept(path: Path, sql: str) -> list[tuple[Any, ...]]:
+def crash_copy(path: Path) -> Path:
     """What a ``kill -9`` now would leave: the file and its change log as they are on
-    disk, copied aside, opened (which replays the log) and read."""
+    disk, copied aside (not opened: its log is not replayed yet)."""
     crashed = path.parent / f"crash-{next(_crashes)}"
     crashed.mkdir()
     # The log first: a segment is deleted only once the file has it, so one gone
@@ -85,8 +85,14 @@ def kept(path: Path, sql: str) -> list[tuple[Any, ...]]:
     for file in [*changelog.segments(str(path)), Path(f"{path}-wal"), path]:
         with contextlib.suppress(FileNotFoundError):
             shutil.copy(file, crashed / file.name)
-    PaperStore(str(crashed / path.name), first_account="-").close()
-    return rows(crashed / path.name, sql)
+    return crashed / path.name
+
+
+def kept(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows a ``kill -9`` now would leave, once the file is opened again."""
+    crashed = crash_copy(path)
+    PaperStore(str(crashed), first_account="-").close()  # replays the log
+    return rows(crashed, sql)
 
 
 _crashes = itertools.count()
@@ -431,3 +437,23 @@ async def test_a_change_log_that_cannot_be_opened_refuses_the_file_and_lets_go_o
     desk = placed(tmp_path, "desk")
     async with streaming(desk):
         assert (await desk.submit(buy("after-fix", 1))).status == "filled"
+
+
+async def test_reset_of_one_account_after_a_crash_keeps_what_the_others_logged(
+    tmp_path: Path,
+) -> None:
+    live = tmp_path / "live"
+    desk, fund = placed(live, "desk"), placed(live, "fund")
+    async with streaming(desk, fund):
+        assert desk._exchange is not None
+        desk._exchange.writer.interval_s = 60  # the file lags well behind; the log has all
+        await desk.submit(buy("d-1", 3))
+        await fund.submit(buy("f-1", 2))
+        crashed = crash_copy(live / "paper.db")
+    assert rows(crashed, "SELECT count(*) FROM orders") == [(0,)]
+    assert reset_paper_state(str(crashed), "fund") is True
+    assert not changelog.segments(str(crashed))  # taken in before the reset
+    desk, fund = placed(crashed.parent, "desk"), placed(crashed.parent, "fund")
+    async with streaming(desk, fund):
+        assert (await desk.get_order_by_client_id("d-1")).status == "filled"
+        assert await fund.positions() == [] and (await fund.account()).cash == 100_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import AsyncIterator
@@ -15,17 +16,21 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
+from ult_actors.brokers.paper.account import exposure_increase
 from ult_actors.brokers.paper.connector import PaperConnector, reset_paper_state
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, paper_settings_from_env
 from ult_actors.errors import (
+    AlreadyFinal,
     BrokerUnavailable,
     ConfigError,
     DuplicateOrder,
     InsufficientFunds,
     InvalidOrder,
+    NotFound,
+    NotReplaceable,
 )
-from ult_actors.messages import Order, OrderRequest
+from ult_actors.messages import Account, Order, OrderListRequest, OrderRequest, ReplaceRequest
 
 # Exact arithmetic: no slippage, no impact, one cent a share, no clock.
 EXACT: dict[str, Any] = {
@@ -314,6 +319,83 @@ async def test_positions_carry_average_price_and_realized_and_unrealized_pl(
         assert await broker.positions() == []
         assert broker.venue.realized_pl("AAPL") == 25 - 75 - Decimal("0.40")
         assert (await broker.account()).cash == Decimal(100_000) + 25 - 75 - Decimal("0.40")
+
+
+def expected_buying_power(account: Account, orders: list[Order], marks: dict[str, Decimal],
+                          positions: dict[str, Decimal]) -> Decimal:
+    """Buying power from scratch: equity less gross exposure less what open orders hold."""
+    equity = account.cash + sum((q * marks[s] for s, q in positions.items()), Decimal(0))
+    gross = sum((abs(q) * marks[s] for s, q in positions.items()), Decimal(0))
+    reserved = Decimal(0)
+    for o in orders:
+        adds = exposure_increase(positions.get(o.symbol, Decimal(0)), o.side, o.qty - o.filled_qty)
+        mark = marks[o.symbol]
+        if o.limit_price is not None:
+            reference = o.limit_price
+        elif o.stop_price is not None:
+            reference = max(o.stop_price, mark) if o.side == "buy" else o.stop_price
+        else:
+            reference = mark  # no slippage here
+        reserved += adds * reference
+    return equity - gross - reserved
+
+
+async def test_buying_power_follows_every_order_fill_and_price_move(tmp_path: Path) -> None:
+    # The venue keeps each symbol's reserve between orders: it must never go stale.
+    rng = random.Random(3)
+    symbols = ("AAPL", "MSFT", "SPY")
+    refusals = (InsufficientFunds, InvalidOrder, AlreadyFinal, NotReplaceable, NotFound)
+    async with paper(tmp_path / "p.db", starting_cash=Decimal(40_000)) as (broker, _):
+        for _ in range(300):
+            resting = await broker.open_orders()
+            step = rng.random()
+            symbol = rng.choice(symbols)
+            price = broker.price(symbol)
+            side = rng.choice(("buy", "sell"))
+            qty = rng.randint(1, 30)
+            with contextlib.suppress(*refusals):
+                if step < 0.25:
+                    away = Decimal(rng.randint(1, 10)) * (-1 if side == "buy" else 1)
+                    await broker.submit(order(
+                        symbol=symbol, side=side, qty=qty, type="limit",
+                        limit_price=price + away, time_in_force="gtc",
+                    ))  # fmt: skip
+                elif step < 0.35:
+                    away = Decimal(rng.randint(1, 10)) * (1 if side == "buy" else -1)
+                    await broker.submit(order(
+                        symbol=symbol, side=side, qty=qty, type="stop",
+                        stop_price=price + away, time_in_force="gtc",
+                    ))  # fmt: skip
+                elif step < 0.45:
+                    # A held market leg reserves at the market price: it moves with it.
+                    await broker.submit_list(OrderListRequest(
+                        contingency="oto", list_id=f"l-{next(_n)}", legs=[
+                            order(symbol=symbol, qty=qty, type="limit",
+                                  limit_price=price - 20, time_in_force="gtc"),
+                            order(symbol=symbol, qty=qty),
+                        ],
+                    ))  # fmt: skip
+                elif step < 0.55:
+                    await broker.submit(order(symbol=symbol, side=side, qty=qty))
+                elif step < 0.7:
+                    broker.set_price(symbol, price + rng.randint(-6, 6))
+                elif step < 0.75:
+                    broker.tick()
+                elif step < 0.85 and resting:
+                    await broker.cancel(rng.choice(resting).id)
+                elif step < 0.95 and resting:
+                    target = rng.choice(resting)
+                    await broker.replace(target, ReplaceRequest(
+                        order_id=target.id, qty=target.qty + rng.randint(0, 20),
+                        client_order_id=f"r-{next(_n)}",
+                    ))  # fmt: skip
+                elif resting:
+                    broker.execute(rng.choice(resting).id, Decimal(rng.randint(1, 5)))
+            account = await broker.account()
+            positions = {p.symbol: p.qty for p in await broker.positions()}
+            marks = {s: broker.price(s) for s in symbols}
+            orders = await broker.open_orders()
+            assert account.buying_power == expected_buying_power(account, orders, marks, positions)
 
 
 # -- identity, persistence, reset --------------------------------------------------------

@@ -54,6 +54,7 @@ from ult_actors.brokers.alpaca.ledger import Execution, FillLedger
 from ult_actors.brokers.alpaca.links import OrderLinks
 from ult_actors.brokers.alpaca.mapping import (
     ORDER_ID_RE,
+    map_status,
     order_body,
     replace_body,
     to_account,
@@ -116,6 +117,7 @@ _ACTIVITY_PAGE = 100  # and for GET /v2/account/activities
 _SWEEP_SLACK_NS = 60 * 1_000_000_000  # allowance for clock skew and late-stamped events
 _REPLACEABLE = frozenset({"new", "partially_filled"})  # Alpaca's statuses that take a PATCH
 _ORDER_CLASSES = frozenset({"bracket", "oco", "oto"})
+_EXECUTIONS = frozenset({"fill", "partial_fill"})  # the trade update events carrying one
 
 
 class MarketClock(msgspec.Struct, frozen=True, kw_only=True):
@@ -537,10 +539,17 @@ class AlpacaConnector:
             self._links.hear(wire.replaced_by, "replaced")
         elif wire.replaces and update.event in ("new", "rejected"):
             self._links.hear(wire.id, "replaced" if update.event == "new" else "rejected")
+        filled = wire.filled_qty or Decimal(0)
+        if update.event not in _EXECUTIONS and self._ledger.repeats(
+            wire.id, map_status(wire.status, filled), filled
+        ):
+            # Not news (the stream's ``new`` of an order whose REST answer said so):
+            # dropped before it is mapped; the broker actor would find it changes nothing.
+            return
         order = await self._linked(wire)
         ts = optional_ns(update.timestamp) or self._now_ns()
         execution = None
-        if update.event in ("fill", "partial_fill") and update.qty and update.price:
+        if update.event in _EXECUTIONS and update.qty and update.price:
             execution = Execution(
                 execution_id=update.execution_id or f"{order.id}:{order.filled_qty}",
                 qty=update.qty,
@@ -555,8 +564,6 @@ class AlpacaConnector:
         self._cursor_ns = max(self._cursor_ns, ts)
         changed, fills = self._ledger.settle(order, execution)
         if changed:
-            # Not news (the ``new`` of an order whose REST answer said so): the
-            # broker actor would only find it changes nothing, at ~50 us.
             await self._emit(order, fills, sink, ts)
 
     def _reveals_gap(self, order: Order, execution: Execution | None) -> bool:

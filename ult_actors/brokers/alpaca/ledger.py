@@ -83,6 +83,11 @@ class FillLedger:
         ]
         return min(times) if times else None
 
+    def repeats(self, order_id: str, status: str, filled_qty: Decimal) -> bool:
+        """Whether a report of ``status`` and ``filled_qty`` (no execution) is what was delivered."""
+        seen = self._orders.get(order_id)
+        return seen is not None and seen.status == status and seen.qty == filled_qty
+
     def delivered(self, order_id: str) -> tuple[Decimal, Decimal | None] | None:
         """(qty delivered as fills, their average price) for an order seen before, else ``None``."""
         seen = self._orders.get(order_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 import msgspec
 
@@ -171,6 +172,7 @@ class WireStreamMessage(msgspec.Struct, kw_only=True):
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 
+@lru_cache(maxsize=256)  # an order's timestamps repeat across its fields and its updates
 def rfc3339_to_ns(text: str) -> int:
     """UTC nanoseconds from Alpaca's RFC 3339 timestamps (nanosecond fractions, any offset)."""
     match = _RFC3339.match(text)

@@ -4,7 +4,7 @@ Every REST connector (Alpaca, OANDA) holds one ``HttpPool``: keep-alive
 connections opened on connect and closed on disconnect, with every timeout
 explicit (``PoolSettings``), no redirects (a redirect means a misconfigured
 URL: fail fast) and nothing taken from the environment (no proxy or netrc
-surprises). The requests go through ``h11_client.H11Client`` (h11 on trio
+surprises). The requests go through ``http1_client.Http1Client`` (kept-alive trio
 streams; why, in its docstring), which answers with httpx's types; a test
 that plugs in an httpx transport gets an ``httpx.AsyncClient`` on it instead.
 A connector ``charge``s the account's request budget before each request.
@@ -20,7 +20,7 @@ import httpx
 
 from ult_actors import __version__
 from ult_actors.brokers.budget import RateBudget
-from ult_actors.brokers.http.h11_client import H11Client
+from ult_actors.brokers.http.http1_client import Http1Client
 from ult_actors.brokers.http.pacing import ConnectionPacer
 from ult_actors.errors import BrokerUnavailable, ConfigError
 
@@ -55,7 +55,7 @@ def require_live_confirmed(broker: str, *, live: bool, confirmed: bool, switch: 
 
 
 class HttpClient(Protocol):
-    """What a connector asks of its pool's client (``H11Client`` and ``httpx.AsyncClient`` both)."""
+    """What a connector asks of its pool's client (``Http1Client`` and ``httpx.AsyncClient`` both)."""
 
     async def request(
         self,
@@ -113,7 +113,7 @@ class HttpPool:
         s = self.settings
         every = {**headers, "Accept": "application/json", "User-Agent": f"ult-actors/{__version__}"}
         if self._transport is None:
-            self._client = H11Client(
+            self._client = Http1Client(
                 base_url=base_url,
                 headers=every,
                 timeout=http_timeouts(s),

@@ -120,6 +120,13 @@ class PaperVenue:
         #: Open orders by broker id, in arrival order; terminal ones live only in the store.
         self.open: dict[str, WorkingOrder] = {w.order.id: w for w in snap.open_orders}
         self._open_by_client = {w.order.client_order_id: w.order.id for w in self.open.values()}
+        #: Open orders by symbol, and the buying power each symbol's open orders hold
+        #: (``_reserved``), dropped when its orders, position or price change: an
+        #: order checks its funds without a pass over the whole book.
+        self._open_by_symbol: dict[str, dict[str, WorkingOrder]] = {}
+        for working in self.open.values():
+            self._open_by_symbol.setdefault(working.order.symbol, {})[working.order.id] = working
+        self._reserve: dict[str, Decimal] = {}
         #: Every client order id used (a set of short strings: ~100 bytes an order).
         self._client_ids = snap.client_ids
         self._day = now_ns() // _DAY_NS
@@ -240,11 +247,7 @@ class PaperVenue:
         terms = replaced_terms(old, change)
         rest = msgspec.structs.replace(terms, qty=terms.qty - old.filled_qty)
         self._check_unused(rest)
-        del self.open[old.id]  # its reservation goes with it while the rest is checked
-        try:
-            self._check_funds(rest)
-        finally:
-            self.open[old.id] = working
+        self._check_funds(rest, instead_of=working)  # its reservation goes with it
         working.order = msgspec.structs.replace(
             old, status="replaced", replaced_by=rest.client_order_id, updated_at=self.now_ns()
         )
@@ -332,6 +335,7 @@ class PaperVenue:
         working = WorkingOrder(order=order, in_transit=in_transit)
         self.open[oid] = working
         self._open_by_client[coid] = oid
+        self._open_by_symbol.setdefault(order.symbol, {})[oid] = working
         self._client_ids.add(coid)
         self._changed(working, None)
         return working
@@ -357,6 +361,7 @@ class PaperVenue:
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Put ``symbol`` at ``price`` and match its resting orders (tests, rehearsals)."""
         self.feed.set(symbol, price)
+        self._reserve.pop(symbol, None)
         self._dirty_prices.add(symbol)
         self._match_resting(symbol)
         self._commit()
@@ -369,6 +374,7 @@ class PaperVenue:
         and a crash only takes the market back a few steps of its walk.
         """
         self.feed.step()
+        self._reserve.clear()
         self._dirty_prices.update(self.feed.known())
         self._expire_day_orders()
         self._match_resting(None)
@@ -520,8 +526,13 @@ class PaperVenue:
         return None if oid is None else self.open.get(oid)
 
     def _close(self, working: WorkingOrder) -> None:
-        del self.open[working.order.id]
-        del self._open_by_client[working.order.client_order_id]
+        order = working.order
+        del self.open[order.id]
+        del self._open_by_client[order.client_order_id]
+        same_symbol = self._open_by_symbol[order.symbol]
+        del same_symbol[order.id]
+        if not same_symbol:
+            del self._open_by_symbol[order.symbol]
 
     def _expire_day_orders(self, *, force: bool = False) -> None:
         today = self.now_ns() // _DAY_NS
@@ -534,6 +545,8 @@ class PaperVenue:
                 self._finish(working, "expired")
 
     def _changed(self, working: WorkingOrder, fill: Fill | None) -> None:
+        # Its quantities, state or (through a fill) the position moved: so may its reserve.
+        self._reserve.pop(working.order.symbol, None)
         self._dirty[working.order.id] = working
         self._updates.append(OrderUpdate(order=working.order, fill=fill, ts=self.now_ns()))
 
@@ -550,21 +563,35 @@ class PaperVenue:
     def _reserved(self) -> Decimal:
         """Buying power held by open orders for the exposure they would add."""
         total = ZERO
-        for working in self.open.values():
-            order = working.order
-            remaining = order.qty - order.filled_qty
-            adds = exposure_increase(self.account.position(order.symbol), order.side, remaining)
-            if adds:
-                total += adds * self._reference_price(order)
+        for symbol, orders in self._open_by_symbol.items():
+            reserve = self._reserve.get(symbol)
+            if reserve is None:
+                reserve = sum((self._reservation(w) for w in orders.values()), ZERO)
+                self._reserve[symbol] = reserve
+            total += reserve
         return total
 
-    def _check_funds(self, request: OrderRequest) -> None:
+    def _reservation(self, working: WorkingOrder) -> Decimal:
+        """What one open order holds: its remaining exposure at its reference price."""
+        order = working.order
+        remaining = order.qty - order.filled_qty
+        adds = exposure_increase(self.account.position(order.symbol), order.side, remaining)
+        return adds * self._reference_price(order) if adds else ZERO
+
+    def _check_funds(
+        self, request: OrderRequest, *, instead_of: WorkingOrder | None = None
+    ) -> None:
+        """``InsufficientFunds`` unless the account can take ``request`` on (in place of
+        the open order ``instead_of``, whose reservation it frees)."""
         adds = exposure_increase(self.account.position(request.symbol), request.side, request.qty)
         if adds == 0:
             return  # it only closes (part of) a position: always allowed
         commission = self.settings.commission_per_share * request.qty
         cost = adds * self._reference_price(request) + commission
-        available = self.account.buying_power(self.marks(), self._reserved())
+        reserved = self._reserved()
+        if instead_of is not None:
+            reserved -= self._reservation(instead_of)
+        available = self.account.buying_power(self.marks(), reserved)
         if cost > available:
             raise InsufficientFunds(
                 f"order needs {cost:.2f} {self.settings.currency} of buying power;"

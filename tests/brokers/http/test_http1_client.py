@@ -22,7 +22,7 @@ import pytest
 import trio
 import trio.testing
 
-from ult_actors.brokers.http.h11_client import H11Client
+from ult_actors.brokers.http.http1_client import Http1Client
 
 
 @dataclass
@@ -112,8 +112,8 @@ async def serving(
 
 def client(
     base_url: str, *, max_connections: int = 4, trust: ssl.SSLContext | None = None
-) -> H11Client:
-    return H11Client(
+) -> Http1Client:
+    return Http1Client(
         base_url=base_url,
         headers={"X-Key": "k"},
         timeout=httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0),
@@ -152,7 +152,9 @@ async def test_requests_one_after_another_share_one_kept_alive_connection() -> N
             )
             assert response.status_code == 200 and response.is_success
             assert response.json() == {"target": "/v2/orders", "body": f"o{i}"}
-        response = await http.request("GET", "/v2/orders", params={"status": "open", "after": "a+b"})
+        response = await http.request(
+            "GET", "/v2/orders", params={"status": "open", "after": "a+b"}
+        )
         assert response.json()["target"] == "/v2/orders?status=open&after=a%2Bb"
         await http.aclose()
     assert seen.connections == 1
@@ -176,7 +178,9 @@ async def test_an_idle_connection_the_server_closed_is_replaced_without_failing_
     assert len(seen.requests) == 3
 
 
-async def test_a_connection_lost_mid_request_fails_that_request_once_and_the_next_one_works() -> None:
+async def test_a_connection_lost_mid_request_fails_that_request_once_and_the_next_one_works() -> (
+    None
+):
     drops = [True]
 
     async def drop_the_first(
@@ -263,7 +267,7 @@ async def test_a_streamed_reply_arrives_line_by_line_and_ends_when_the_pool_clos
         await stream.send_all(conn.send(head) or b"")
         await stream.send_all(conn.send(h11.Data(data=b'{"n": 1}\n{"n"')) or b"")
         await second_line.wait()
-        await stream.send_all(conn.send(h11.Data(data=b': 2}\n')) or b"")
+        await stream.send_all(conn.send(h11.Data(data=b": 2}\n")) or b"")
         await trio.sleep_forever()  # a stream stays open until one side hangs up
         return False
 
@@ -280,7 +284,6 @@ async def test_a_streamed_reply_arrives_line_by_line_and_ends_when_the_pool_clos
                     else:
                         await http.aclose()  # the connector disconnecting
         assert lines == ['{"n": 1}', '{"n": 2}']
-
 
 
 async def test_https_keeps_one_verified_connection_for_requests_in_a_row(
@@ -322,3 +325,53 @@ async def test_an_ipv6_literal_is_reached_and_named_in_brackets_in_the_host_head
         await http.aclose()
     assert response.json() == {"host": url.removeprefix("http://")}
     assert response.json()["host"].startswith("[::1]:")
+
+
+async def test_a_100_continue_then_a_chunked_reply_is_read_as_the_one_reply() -> None:
+    async def continue_then_chunks(
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
+    ) -> bool:
+        await stream.send_all(
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b'6\r\n{"id":\r\n5\r\n "a"}\r\n0\r\n\r\n'
+        )
+        return False  # written by hand: h11's server side knows nothing of it
+
+    async with serving(continue_then_chunks) as (url, _seen):
+        http = client(url)
+        response = await http.request("POST", "/v2/orders", content=b"{}")
+        assert response.status_code == 201
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {"id": "a"}
+        await http.aclose()
+
+
+async def test_a_reply_ended_by_the_servers_close_is_read_whole_and_not_kept() -> None:
+    async def until_close(
+        stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, body: bytes
+    ) -> bool:
+        await stream.send_all(b'HTTP/1.1 200 OK\r\n\r\n{"all": ')
+        await stream.send_all(b'"of it"}')
+        return False  # hanging up ends the body
+
+    async with serving(until_close) as (url, seen):
+        http = client(url)
+        for _ in range(2):
+            assert (await http.request("GET", "/v2/account")).json() == {"all": "of it"}
+        await http.aclose()
+    assert seen.connections == 2
+
+
+async def test_a_header_or_target_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    async with serving(echo) as (url, seen):
+        http = client(url)
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.request("GET", "/v2/account", headers={"X-Evil": "a\r\nX-More: b"})
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.request("GET", "/v2/account HTTP/1.1\r\nX: y")
+        with pytest.raises(httpx.LocalProtocolError):
+            Http1Client(headers={"Bad Name": "v"}, timeout=httpx.Timeout(1.0), max_connections=1)
+        await http.aclose()
+    assert seen.connections == 0
