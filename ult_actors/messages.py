@@ -409,6 +409,27 @@ class ClusterHealth(_Value, frozen=True):
     problem_since: int = 0
 
 
+class NatsHealth(_Value, frozen=True):
+    """The service's NATS connection (``[nats] url``), as ``ult health`` shows it."""
+
+    #: The server's URL, any password in it masked.
+    url: str
+    #: ``connecting`` until NATS first answered; ``reconnecting`` after it was lost.
+    state: Literal["connecting", "connected", "reconnecting"]
+    #: When (ns) it entered ``state``.
+    since: int
+    #: The last error NATS or the connection reported: ``Type: message`` ("" if none).
+    last_error: str = ""
+    #: When (ns) that error came; 0 without one.
+    last_error_at: int = 0
+    #: Events taken for JetStream and not yet acknowledged (queued or in the batch in hand).
+    publish_backlog: int = 0
+    #: Events JetStream acknowledged since start.
+    published: int = 0
+    #: Times the publisher fell behind and lost the events of a gap.
+    fell_behind: int = 0
+
+
 class HealthSnapshot(_Value, frozen=True):
     """The whole tree in start order, plus process facts."""
 
@@ -434,6 +455,8 @@ class HealthSnapshot(_Value, frozen=True):
     connections: dict[str, ConnectionHealth] = msgspec.field(default_factory=dict)
     #: With ``[cluster]``: active or standby, and which instance is active.
     cluster: ClusterHealth | None = None
+    #: With ``[nats]``: the NATS connection's state and the events not yet in JetStream.
+    nats: NatsHealth | None = None
 
 
 # ---------------------------------------------------------------------------
