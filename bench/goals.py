@@ -55,7 +55,13 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 
 def _full_sync_overhead_us(doc: dict[str, Any]) -> float | None:
-    """``synchronous=full`` sequential p50, less the floor's p50 and one bare WAL commit's."""
+    """``synchronous=full`` sequential p50, less the floor's p50 and one bare WAL commit's.
+
+    None (not measured) when that comes out below zero: the service's path holds
+    one such commit, so the disk's fsyncs were slower while the bare commit was
+    timed than while the service ran (a busy disk), and the difference says
+    nothing about the service.
+    """
     parts = [
         _number(dig(doc, "ult", "variants", FULL_SYNC, "sequential", "p50_us")),
         _number(dig(doc, "floor", "sequential", "p50_us")),
@@ -64,7 +70,8 @@ def _full_sync_overhead_us(doc: dict[str, Any]) -> float | None:
     if any(p is None for p in parts):
         return None
     full, floor, commit = (p for p in parts if p is not None)
-    return round(full - floor - commit, 1)
+    overhead = full - floor - commit
+    return round(overhead, 1) if overhead >= 0 else None
 
 
 def _pipelined_ratio(doc: dict[str, Any]) -> float | None:

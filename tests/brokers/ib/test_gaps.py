@@ -301,6 +301,28 @@ async def test_an_incarnation_that_never_got_in_step_does_not_move_where_the_gap
     assert fills == [("gone-1", Decimal(10))]
 
 
+async def test_a_gap_that_began_with_tws_losing_ib_begins_there_whatever_was_heard_after() -> None:
+    async with on_a_wall_clock() as (sim, clock, line):
+        first, ended = line.make(), Ended()
+        async with streaming(first, UpdateLog(), ended):
+            order = await first.submit(gtc_limit("lost-1", sim.exchange.price("AAPL") - 5))
+            await sim.connectivity_lost()  # 1100: what happens at IB may not reach us
+            await first.open_orders()
+            clock.advance(120)
+            sim.faults.silent = True
+            await sim.execute(1, int(order.id), Decimal(10))  # never heard
+            sim.faults.silent = False
+            clock.advance(480)
+            await first.open_orders()  # TWS still talks, IB still lost
+            await sim.drop_connections()
+            await ended.wait()
+        second, log = line.make(), UpdateLog()
+        async with streaming(second, log):
+            await second.open_orders()
+    fills = [(u.order.client_order_id, u.fill.qty) for u in log.updates if u.fill]
+    assert fills == [("lost-1", Decimal(10))]
+
+
 async def test_an_execution_older_than_the_filter_that_no_one_heard_is_found_in_the_days() -> None:
     async with on_a_wall_clock() as (sim, clock, line):
         first, log = line.make(), UpdateLog()
