@@ -402,6 +402,32 @@ class ClusterHealth(_Value, frozen=True):
     active: str = ""
     #: The fencing epoch of that lease (0: none yet).
     epoch: int = 0
+    #: Why this instance cannot read or renew the lease, e.g. ``database unreachable:
+    #: OperationalError: ...`` (never a password); "" while the database answers.
+    problem: str = ""
+    #: Since when (ns since the epoch) ``problem`` has lasted; 0 without one.
+    problem_since: int = 0
+
+
+class NatsHealth(_Value, frozen=True):
+    """The service's NATS connection (``[nats] url``), as ``ult health`` shows it."""
+
+    #: The server's URL, any password in it masked.
+    url: str
+    #: ``connecting`` until NATS first answered; ``reconnecting`` after it was lost.
+    state: Literal["connecting", "connected", "reconnecting"]
+    #: When (ns) it entered ``state``.
+    since: int
+    #: The last error NATS or the connection reported: ``Type: message`` ("" if none).
+    last_error: str = ""
+    #: When (ns) that error came; 0 without one.
+    last_error_at: int = 0
+    #: Events taken for JetStream and not yet acknowledged (queued or in the batch in hand).
+    publish_backlog: int = 0
+    #: Events JetStream acknowledged since start.
+    published: int = 0
+    #: Times the publisher fell behind and lost the events of a gap.
+    fell_behind: int = 0
 
 
 class HealthSnapshot(_Value, frozen=True):
@@ -429,6 +455,8 @@ class HealthSnapshot(_Value, frozen=True):
     connections: dict[str, ConnectionHealth] = msgspec.field(default_factory=dict)
     #: With ``[cluster]``: active or standby, and which instance is active.
     cluster: ClusterHealth | None = None
+    #: With ``[nats]``: the NATS connection's state and the events not yet in JetStream.
+    nats: NatsHealth | None = None
 
 
 # ---------------------------------------------------------------------------

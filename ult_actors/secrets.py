@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ult_actors.errors import ConfigError
 
@@ -86,3 +87,12 @@ def read_secret(name: str, env: Mapping[str, str] | None = None) -> Secret:
             if value:
                 return Secret(value)
     return Secret(env.get(name, "").strip())
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its user info, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))

@@ -65,6 +65,7 @@ from ult_actors.messages import (
     Event,
     GetPositions,
     HealthSnapshot,
+    NatsHealth,
     TradingSetting,
     TradingState,
 )
@@ -113,6 +114,8 @@ class Service:
     connections: ConnectionBoard | None = None
     #: With ``[cluster]``: this instance's role, for health (set by the cluster member).
     cluster_health: Callable[[], ClusterHealth | None] = lambda: None
+    #: With ``[nats]``: the NATS connection, for health (set by the ``nats`` child).
+    nats_health: Callable[[], NatsHealth | None] = lambda: None
     #: The front door for IPC: made from the mailboxes and this service's health.
     gateway: ServiceGateway = field(init=False)
 
@@ -167,6 +170,7 @@ class Service:
                 else {}
             ),
             cluster=self.cluster_health(),
+            nats=self.nats_health(),
         )
 
     def broker_trading(self) -> dict[str, TradingSetting]:

@@ -112,7 +112,8 @@ HEALTH_JSON = (
     '"pid":7,"version":"1","started_at":0,"taken_at":0,"trading_state":"active",'
     '"trading":{"state":"reducing","set_by":"service","reason":"r","at":5},'
     '"broker_trading":{},"degraded":["x"],"log_lines_dropped":0,"emulated_legs":{},"connections":{},'
-    '"cluster":{"name":"c","instance":"b","role":"standby","active":"a","epoch":3}}'
+    '"cluster":{"name":"c","instance":"b","role":"standby","active":"a","epoch":3,'
+    '"problem":"","problem_since":0},"nats":null}'
 )
 UPDATE_JSON = (
     f'{{"kind":"order_update","order":{ORDER_JSON},"fill":{FILL_JSON},"ts":4,"fill_only":false}}'

@@ -65,16 +65,26 @@ def test_the_service_serves_again_once_a_restarted_nats_is_back(
     try:
         with Client(url=server.url, timeout=20) as remote:
             remote.ping()
+        assert nats_state(svc) == "connected"
         server.stop()
         svc.wait_log("nats disconnected; reconnecting")
+        assert nats_state(svc) == "reconnecting"  # ult health says so, not only the log
         server.start()  # same port, same JetStream store
         svc.wait_log("nats reconnected", timeout=30)
+        assert nats_state(svc) == "connected"
         with Client(url=server.url, timeout=20) as remote:
             order = remote.submit("AAPL", "buy", 1, client_order_id="after-restart")
             assert remote.order("after-restart").id == order.id
     finally:
         assert svc.stop() == 0
         svc.cleanup()
+
+
+def nats_state(svc: UltProcess) -> str:
+    with Client(svc.socket, timeout=20) as local:
+        nats = local.health().nats
+    assert nats is not None
+    return nats.state
 
 
 class BusGateway:

@@ -65,7 +65,7 @@ from ult_actors.brokers.base import (
     SupportsStreamState,
 )
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
-from ult_actors.cluster.fencing import LeaseExpired
+from ult_actors.cluster.fencing import LeaseExpired, check_fence
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -821,6 +821,8 @@ class _BrokerIncarnation:
             late = self._too_late(msg.terms)
             if late is not None and await (await self.deps.journal.get()).get(coid) is None:
                 raise late
+            # Refused before its intent is journaled: nothing of it was or will be sent here.
+            check_fence(self.connector, f"replace of {msg.order.client_order_id}")
             side = await self._replace_side()
             return await replace_order(side, msg)
         finally:
@@ -1054,6 +1056,8 @@ class _BrokerIncarnation:
         self.ctx.fail(env, error)
 
     async def _cancel_all(self, reason: str) -> int:
+        # Fenced: every cancel would be refused, so neither read the open orders nor start.
+        check_fence(self.connector, "cancel of all open orders")
         # It jumped the queue: orders queued before it must not leave after it.
         await self._refuse_queued_orders(reason)
         canceled = 0

@@ -23,6 +23,7 @@ from ult_actors.messages import (
     ConnectionStateChanged,
     Event,
     HealthSnapshot,
+    NatsHealth,
     Order,
     OrderUpdate,
     Position,
@@ -37,6 +38,8 @@ _STATE_COLOUR = {
     "starting": "yellow",
     "restarting": "yellow",
     "connecting": "yellow",
+    "connected": "green",
+    "reconnecting": "yellow",
     "failed": "red",
     "stopped": "dim",
     "filled": "green",
@@ -279,7 +282,9 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
         + _stricter_brokers(snapshot, style)
     )
     if snapshot.cluster is not None:
-        head += "\n" + _cluster_line(snapshot.cluster, style)
+        head += "\n" + _cluster_line(snapshot.cluster, style, now)
+    if snapshot.nats is not None:
+        head += "\n" + _nats_line(snapshot.nats, style, now)
     for reason in snapshot.degraded:
         head += f"\n{style.state('degraded')}: {reason}"
     if snapshot.emulated_legs:
@@ -302,12 +307,31 @@ def health_tree(snapshot: HealthSnapshot, style: Style) -> str:
     return head + "\n" + tree
 
 
-def _cluster_line(cluster: ClusterHealth, style: Style) -> str:
-    """``cluster prod: standby (b); active: a (epoch 3)``."""
+def _cluster_line(cluster: ClusterHealth, style: Style, now: int) -> str:
+    """``cluster prod: standby (b); active: a (epoch 3)``, then the problem, if any, on a
+    line of its own: ``  database unreachable: OperationalError: ... (for 12s)``."""
     line = f"cluster {cluster.name}: {style.state(cluster.role)} ({cluster.instance})"
     if cluster.role == "standby":
         line += f"; active: {cluster.active or 'none'}"
-    return line + (f" (epoch {cluster.epoch})" if cluster.epoch else "")
+    line += f" (epoch {cluster.epoch})" if cluster.epoch else ""
+    if cluster.problem:
+        lasted = duration(max(0, now - cluster.problem_since) / 1e9)
+        line += f"\n  {_clip(cluster.problem, 160)} (for {lasted})"
+    return line
+
+
+def _nats_line(nats: NatsHealth, style: Style, now: int) -> str:
+    """``nats nats://host:4222: reconnecting for 12s; last error ... (3s ago); 40 events
+    not yet in JetStream``."""
+    line = f"nats {nats.url}: {style.state(nats.state)} for {duration((now - nats.since) / 1e9)}"
+    if nats.last_error:
+        ago = duration(max(0, now - nats.last_error_at) / 1e9)
+        line += f"; last error {_clip(nats.last_error, 100)} ({ago} ago)"
+    if nats.publish_backlog:
+        line += f"; {nats.publish_backlog} events not yet in JetStream"
+    if nats.fell_behind:
+        line += f"; fell behind {nats.fell_behind}x (events lost to the stream)"
+    return line
 
 
 def _connection_facts(conn: ConnectionHealth, now: int) -> str:
@@ -423,6 +447,8 @@ def health_document(snapshot: HealthSnapshot) -> dict[str, Any]:
         "log_lines_dropped": snapshot.log_lines_dropped,
         "emulated_legs": dict(snapshot.emulated_legs),
         "connections": {b: msgspec.to_builtins(c) for b, c in snapshot.connections.items()},
+        "cluster": msgspec.to_builtins(snapshot.cluster),
+        "nats": msgspec.to_builtins(snapshot.nats),
         "taken_at": snapshot.taken_at,
     }
 

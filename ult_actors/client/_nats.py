@@ -28,7 +28,6 @@ import concurrent.futures
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, get_args
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import msgspec
@@ -37,7 +36,7 @@ from ult_actors.client._errors import ConnectionLost, ServiceUnreachable, Subscr
 from ult_actors.client._requests import no_reply
 from ult_actors.errors import ConfigError, Internal, Timeout, UltError, Unauthorized
 from ult_actors.messages import Event, EventTopic, Reply, Request
-from ult_actors.secrets import MASK
+from ult_actors.secrets import masked_url
 
 try:
     from nats.aio.client import Client as NatsConnection
@@ -73,7 +72,7 @@ class NatsTransport:
         if not url.startswith(("nats://", "tls://")):
             raise ConfigError(f"not a NATS URL: {url!r} (expected nats://HOST:PORT)")
         #: The URL without its password, for messages.
-        self.address = _masked(url)
+        self.address = masked_url(url)
         self.settings = NatsSettings(
             url=url,
             cluster=cluster,
@@ -324,12 +323,3 @@ class NatsTransport:
     async def _next_event(self) -> Event | UltError:
         assert self._event_queue is not None
         return await self._event_queue.get()
-
-
-def _masked(url: str) -> str:
-    """``url`` with the password of its user info, if any, masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))

@@ -63,6 +63,8 @@ class RoleGateway:
             if cluster.active
             else "no active instance is known yet"
         )
+        if cluster.problem:
+            active += f" ({cluster.problem})"
         raise ServiceBusy(
             f"this instance ({cluster.instance}) is a standby of cluster {cluster.name!r}"
             f" and takes no requests; {active}"

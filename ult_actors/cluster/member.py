@@ -14,17 +14,24 @@ lease every ``poll_s`` and takes it over once it ran out.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import structlog
 import trio
 
 from ult_actors.cluster.fencing import LeaseDeadline
 from ult_actors.cluster.lease import holder_of, release, renew, try_acquire
+from ult_actors.cluster.outage_log import OutageLog
 from ult_actors.journal.postgres import Fence, connect, redacted
 from ult_actors.journal.postgres_schema import migrate
 from ult_actors.messages import ClusterHealth
+from ult_actors.secrets import MASK
+
+#: How often, at most, a database that stays unreachable is logged again.
+DB_LOG_EVERY_S = 30.0
 
 
 def default_instance_name() -> str:
@@ -46,6 +53,8 @@ class ClusterMember:
         lease_s: float = 5.0,
         poll_s: float | None = None,
         log: Any = None,
+        db_log_every_s: float = DB_LOG_EVERY_S,
+        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.url = url
         self.name = name
@@ -60,6 +69,17 @@ class ClusterMember:
         self.active = ""
         #: Why the last active spell ended (None: it has not, or the service stopped).
         self.lost: str | None = None
+        #: Why the lease cannot be read or renewed ("" while the database answers), and
+        #: since when (ns since the epoch).
+        self.problem = ""
+        self.problem_since = 0
+        self._now_ns = now_ns
+        self._db_outage = OutageLog(
+            self.log,
+            "cluster database unreachable",
+            "cluster database reachable again",
+            every_s=db_log_every_s,
+        )
         self._conn: Any = None
         #: Until when this instance may send to venues: its brokers' connectors check it.
         self.lease = LeaseDeadline(margin_s=lease_s / 10)
@@ -72,6 +92,8 @@ class ClusterMember:
             role=self.role,
             active=self.instance if self.role == "active" else self.active,
             epoch=self.epoch,
+            problem=self.problem,
+            problem_since=self.problem_since,
         )
 
     async def run(self, serve_active: Callable[[Fence], Awaitable[None]]) -> None:
@@ -103,8 +125,10 @@ class ClusterMember:
             except Exception as exc:
                 if not _is_db_error(exc):
                     raise
-                self.log.warning("cluster database unreachable", error=str(exc).strip())
+                self._db_outage.failed(self._unreachable(exc))
                 epoch = None
+            else:
+                self._answered()
             if epoch is not None:
                 self.epoch, self.role, self.lost = epoch, "active", None
                 self.log.info(
@@ -171,8 +195,9 @@ class ClusterMember:
                 except Exception as exc:
                     if not _is_db_error(exc):
                         raise
-                    self.log.warning("lease renewal failed", error=str(exc).strip())
+                    self.log.warning("lease renewal failed", error=self._unreachable(exc))
                     continue  # tried again until valid_until
+                self._answered()
                 if not held:
                     self.lost = "another instance took the lease over"
                     break
@@ -195,6 +220,24 @@ class ClusterMember:
         self.role = "standby"
 
     # -- the database ---------------------------------------------------------------
+
+    def _unreachable(self, exc: BaseException) -> str:
+        """``database unreachable: Type: first line``, the URL's password masked; kept as
+        this instance's ``problem`` until the database answers again."""
+        lines = str(exc).strip().splitlines()
+        text = f"database unreachable: {type(exc).__name__}: {lines[0] if lines else ''}"
+        password = urlsplit(self.url).password
+        if password:  # libpq may quote the connection string it was given
+            text = text.replace(password, MASK)
+        if not self.problem:
+            self.problem_since = self._now_ns()
+        self.problem = text
+        return text
+
+    def _answered(self) -> None:
+        """The database answered: no problem any more."""
+        self.problem, self.problem_since = "", 0
+        self._db_outage.ended()
 
     async def _db(self, call: Callable[[Any], Any]) -> Any:
         """``call(conn)`` on a thread, connecting (and migrating) first when needed.

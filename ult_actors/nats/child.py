@@ -4,7 +4,8 @@
 down never stops the service, whose socket serves meanwhile), makes sure the
 events stream exists, then answers commands and publishes events until
 cancelled; nats-py reconnects by itself after that. Everything nats-py does
-runs on the child's own ``LoopThread``, stopped with the child.
+runs on the child's own ``LoopThread``, stopped with the child. What the
+connection is doing is kept in a ``NatsStatus`` for the service's health.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ult_actors.nats.bridge import LoopThread
 from ult_actors.nats.commands import CommandServer
 from ult_actors.nats.connection import NatsSettings, open_connection
 from ult_actors.nats.events import EventPublisher, ensure_stream
+from ult_actors.nats.status import NatsStatus
 from ult_actors.nats.subjects import Subjects
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.supervisor import ChildSpec
@@ -44,13 +46,19 @@ def nats_child(settings: NatsSettings, section: NatsSection) -> ExtraChild:
     """The tree's ``nats`` child for these settings (see ``build_service``'s extra children)."""
 
     def make(service: Service) -> ChildSpec:
+        status = NatsStatus(settings.url)
+        service.nats_health = status.health
+
         async def start(ctx: ActorContext[Any]) -> None:
             serving = trio.Event()
 
             async def serve() -> None:
                 async with trio.open_nursery() as inner:
                     await inner.start(
-                        partial(serve_nats, log=ctx.log), service.gateway, settings, section
+                        partial(serve_nats, log=ctx.log, status=status),
+                        service.gateway,
+                        settings,
+                        section,
                     )
                     serving.set()
 
@@ -73,15 +81,20 @@ async def serve_nats(
     section: NatsSection,
     *,
     log: Any = None,
+    status: NatsStatus | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``gateway`` over NATS until cancelled; ``started`` once commands are answered."""
+    """Serve ``gateway`` over NATS until cancelled; ``started`` once commands are answered.
+    ``status`` follows the connection and the publisher, for health."""
     log = (log if log is not None else structlog.get_logger()).bind(actor="nats")
+    status = status if status is not None else NatsStatus(settings.url)
+    status.entered("connecting")
     subjects = Subjects(settings.cluster)
     loop = LoopThread(f"ult-nats-{settings.cluster}").start()
     nc: NatsConnection | None = None
     try:
-        nc = await _connect(loop, settings, log)
+        nc = await _connect(loop, settings, log, status)
+        status.entered("connected")
         js = nc.jetstream()
         await _until_done(
             loop,
@@ -93,6 +106,7 @@ async def serve_nats(
             ),
             log,
             "cannot create the events stream",
+            status,
         )
         commands = CommandServer(
             nc,
@@ -103,12 +117,13 @@ async def serve_nats(
             log=log,
         )
         publisher = EventPublisher(gateway, js, loop, subjects, queue=section.event_queue, log=log)
+        status.publisher = publisher
         async with trio.open_nursery() as nursery:
             await nursery.start(commands.run)
             nursery.start_soon(publisher.run)
             log.info(
                 "nats serving",
-                url=settings.url,
+                url=status.url,
                 commands=subjects.commands,
                 events=subjects.all_events,
                 stream=subjects.stream,
@@ -122,15 +137,20 @@ async def serve_nats(
             await trio.to_thread.run_sync(loop.stop)
 
 
-async def _connect(loop: LoopThread, settings: NatsSettings, log: Any) -> NatsConnection:
+async def _connect(
+    loop: LoopThread, settings: NatsSettings, log: Any, status: NatsStatus
+) -> NatsConnection:
     async def error_cb(exc: Exception) -> None:
+        status.failed(exc)
         log.warning("nats error", error=f"{type(exc).__name__}: {exc}")
 
     async def disconnected() -> None:
-        log.warning("nats disconnected; reconnecting", url=settings.url)
+        status.entered("reconnecting")
+        log.warning("nats disconnected; reconnecting", url=status.url)
 
     async def reconnected() -> None:
-        log.info("nats reconnected", url=settings.url)
+        status.entered("connected")
+        log.info("nats reconnected", url=status.url)
 
     return await _until_done(
         loop,
@@ -141,12 +161,17 @@ async def _connect(loop: LoopThread, settings: NatsSettings, log: Any) -> NatsCo
             reconnected_cb=reconnected,
         ),
         log,
-        f"cannot reach NATS at {settings.url}",
+        f"cannot reach NATS at {status.url}",
+        status,
     )
 
 
 async def _until_done(
-    loop: LoopThread, make: Callable[[], Coroutine[Any, Any, T]], log: Any, what: str
+    loop: LoopThread,
+    make: Callable[[], Coroutine[Any, Any, T]],
+    log: Any,
+    what: str,
+    status: NatsStatus,
 ) -> T:
     """Run ``make()`` on the loop thread until it succeeds, waiting longer each time."""
     wait = 0.25
@@ -154,6 +179,7 @@ async def _until_done(
         try:
             return await loop.run(make())
         except Exception as exc:
+            status.failed(exc)
             log.warning(what + "; trying again", error=f"{type(exc).__name__}: {exc}", in_s=wait)
         await trio.sleep(wait)
         wait = min(wait * 2, _MAX_RETRY_S)

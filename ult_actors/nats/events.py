@@ -35,6 +35,7 @@ from ult_actors.ipc.gateway import Gateway
 from ult_actors.messages import Event, EventTopic
 from ult_actors.nats.bridge import LoopThread
 from ult_actors.nats.subjects import Subjects
+from ult_actors.runtime.pubsub import Subscription
 
 _ALL_TOPICS: frozenset[EventTopic] = frozenset(get_args(EventTopic))
 #: How long a refused batch waits before it is sent again: doubling up to the most.
@@ -91,13 +92,15 @@ class EventPublisher:
         #: Events acknowledged by JetStream; times the bus dropped the publisher.
         self.published = 0
         self.fell_behind = 0
+        self._sub: Subscription[Event] | None = None
+        self._in_hand = 0
 
     async def run(self) -> None:
         """Publish until cancelled; a drop by the bus is followed by a new subscription,
         then logged (so the line means events flow again)."""
         dropped_reason: str | None = None
         while True:
-            sub = self.gateway.subscribe(_ALL_TOPICS, self.queue)
+            sub = self._sub = self.gateway.subscribe(_ALL_TOPICS, self.queue)
             if self.fell_behind:
                 self.log.warning(
                     "nats event publisher fell behind; events of the gap are not in the stream",
@@ -116,8 +119,14 @@ class EventPublisher:
             self.fell_behind += 1
             dropped_reason = sub.dropped_reason
 
+    def backlog(self) -> int:
+        """Events taken from the bus and not yet acknowledged by JetStream."""
+        sub = self._sub
+        return self._in_hand + (sub.queued if sub is not None else 0)
+
     async def _send(self, events: list[Event]) -> None:
         """Send one batch until JetStream has acknowledged all of it."""
+        self._in_hand = len(events)
         batch = []
         for event in events:
             self._seq += 1
@@ -148,6 +157,7 @@ class EventPublisher:
                     wait = min(wait * 2, _MAX_RETRY_S)
                 continue
             self.published += len(batch)
+            self._in_hand = 0
             return
 
     async def _publish(self, batch: list[tuple[str, bytes, str]]) -> None:

@@ -125,3 +125,46 @@ async def test_a_message_over_the_limit_ends_the_connection() -> None:
             with pytest.raises(WebSocketClosed, match="longer than"):
                 await ws.get_message()
             assert ws.closed
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, first: int = 0) -> bytes:
+    """A server frame built by hand (unmasked; ``first`` sets extra bits of its first byte)."""
+    return bytes([(0x80 if fin else 0) | first | opcode, len(payload)]) + payload
+
+
+async def test_a_message_in_frames_with_a_ping_between_them_is_read_as_one_message() -> None:
+    async def fragments(channel: WsChannel) -> None:
+        await channel._send_raw(
+            frame(0x1, b'{"a": ', fin=False) + frame(0x9, b"hi") + frame(0x0, "\u00e9}".encode())
+        )
+        await channel._send_raw(frame(0x2, b"\x00\x01"))
+        await channel.receive()
+
+    async with serving(fragments) as url:
+        with trio.fail_after(10):
+            ws = await websocket.connect(url)
+            assert await ws.get_message() == '{"a": \u00e9}'
+            assert await ws.get_message() == b"\x00\x01"
+            await ws.aclose()
+
+
+async def test_frames_that_break_the_protocol_end_the_connection_with_websocket_closed() -> None:
+    bad = [
+        frame(0x2, b"x", first=0x40),  # a reserved bit, no extension agreed
+        bytes([0x82, 0x81, 1, 2, 3, 4, 0x79]),  # masked, from the server
+        frame(0x0, b"x"),  # a continuation of nothing
+        frame(0x9, b"p", fin=False),  # a fragmented ping
+        frame(0x1, b"\xff\xfe"),  # text that is not UTF-8
+    ]
+    for data in bad:
+
+        async def send_bad(channel: WsChannel, data: bytes = data) -> None:
+            await channel._send_raw(data)
+            await channel.receive()
+
+        async with serving(send_bad) as url:
+            with trio.fail_after(10):
+                ws = await websocket.connect(url)
+                with pytest.raises(WebSocketClosed):
+                    await ws.get_message()
+                assert ws.closed, data

@@ -32,8 +32,9 @@ from ult_actors.recent import Recent
 
 #: Execution ids remembered: far more than an account executes between reconnects.
 _REMEMBERED = 100_000
-#: Executions kept whole to rebuild a book from; past that, a reconnect asks for the day's.
-_HEARD = 20_000
+#: Executions kept whole to rebuild a book from (about 1 KB each: 5 MB at most); past
+#: that, a reconnect asks TWS for the day's again.
+_HEARD = 5_000
 
 
 @dataclass
