@@ -246,3 +246,19 @@ async def test_cancels_beyond_the_reserve_take_the_next_tokens_before_any_order(
         assert trio.current_time() == start
     # Then one token interval each, ahead of the orders still waiting.
     assert served[3:9] == ["cancel"] * 4 + ["order"] * 2
+
+
+async def test_eta_is_the_wait_a_request_asking_now_gets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _budget(burst=5)  # 10/s; orders leave 2 tokens for cancels
+    for _ in range(3):
+        await budget.acquire("order")
+    assert budget.eta_s("cancel") == 0.0  # the reserve is there
+    assert budget.eta_s("order") == pytest.approx(0.1)  # an order needs 3: one more token
+    await budget.acquire("cancel")
+    await budget.acquire("cancel")
+    assert budget.eta_s("cancel") == pytest.approx(0.1)
+    asked = trio.current_time()
+    await budget.acquire("cancel")
+    assert trio.current_time() - asked == pytest.approx(0.1)

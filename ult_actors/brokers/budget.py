@@ -180,6 +180,14 @@ class RateBudget:
         else:
             await self.acquire(charge.kind)
 
+    def eta_s(self, kind: RequestClass) -> float:
+        """Seconds a ``kind`` request asking now would wait for its token (0: it goes at once).
+
+        Exact until someone more urgent asks or the budget is paused; what a
+        request takes beyond it is the event loop's delay in waking it.
+        """
+        return self._eta(kind, self._refill())
+
     def pause(self, retry_after_s: float) -> None:
         """The venue throttled us anyway: no class gets a token for ``retry_after_s``."""
         now = self._refill()
