@@ -17,6 +17,11 @@ out. The socket and the log line of the IPC layer are not in it.
     python -m bench.instructions --setup instant         # the actor machinery alone
     python -m bench.instructions --setup alpaca          # to ``ult sim alpaca`` (its own process)
     python -m bench.instructions --drive seq 100 1100    # one run, no valgrind (what it runs)
+    python -m bench.instructions --steps --setup instant # scheduler rounds and task steps
+
+``--steps`` needs no valgrind: it counts, with a ``trio.abc.Instrument``, the
+scheduler rounds and the task steps per order (by task) of the measured
+orders, sequential and windowed: what an order costs in wake-ups.
 
 A/B of two trees: run it in each checkout (``cd <tree> && PYTHONPATH=.
 python -m bench.instructions``); the figures are comparable across runs.
@@ -25,6 +30,7 @@ python -m bench.instructions``); the figures are comparable across runs.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import random
 import re
@@ -68,15 +74,43 @@ def _config_text(state_dir: Path, setup: str, alpaca_url: str = "") -> str:
     )
 
 
-async def drive(mode: str, warmup: int, orders: int, setup: str = "durable") -> int:
-    """Run the in-process service and submit ``warmup`` + ``orders`` orders; how many were answered."""
+class StepCounter(trio.abc.Instrument):
+    """Scheduler rounds and task steps (by task name) while ``on``."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.rounds = 0
+        self.steps: collections.Counter[str] = collections.Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.on:
+            self.steps[task.name] += 1
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.rounds += self.on
+
+
+async def drive(
+    mode: str, warmup: int, orders: int, setup: str = "durable", steps: StepCounter | None = None
+) -> int:
+    """Run the in-process service and submit ``warmup`` + ``orders`` orders; how many were answered.
+
+    ``steps``, if given, counts the rounds and task steps of the ``orders`` after the warm-up.
+    """
     if setup == "alpaca":
         async with running_sim(fill_delay_s=0.05, fill_slices=1) as url:
-            return await _drive(mode, warmup, orders, setup, url)
-    return await _drive(mode, warmup, orders, setup)
+            return await _drive(mode, warmup, orders, setup, steps, url)
+    return await _drive(mode, warmup, orders, setup, steps)
 
 
-async def _drive(mode: str, warmup: int, orders: int, setup: str, alpaca_url: str = "") -> int:
+async def _drive(
+    mode: str,
+    warmup: int,
+    orders: int,
+    setup: str,
+    steps: StepCounter | None,
+    alpaca_url: str = "",
+) -> int:
     from bench.actors import InstantConnector
     from ult_actors.config import load_config
     from ult_actors.journal import memory_store_opener
@@ -112,6 +146,9 @@ async def _drive(mode: str, warmup: int, orders: int, setup: str, alpaca_url: st
                 await nursery.start(service.run)
                 for _ in range(warmup):
                     await one()
+                if steps is not None:
+                    trio.lowlevel.add_instrument(steps)
+                    steps.on = True
                 if mode == "seq":
                     for _ in range(orders):
                         await one()
@@ -127,6 +164,9 @@ async def _drive(mode: str, warmup: int, orders: int, setup: str, alpaca_url: st
                     async with trio.open_nursery() as workers:
                         for _ in range(WINDOW):
                             workers.start_soon(worker)
+                if steps is not None:
+                    steps.on = False
+                    trio.lowlevel.remove_instrument(steps)
             nursery.cancel_scope.cancel()
     return answered
 
@@ -160,6 +200,33 @@ def measure(orders: int, warmup: int, setup: str = "durable") -> dict[str, Any]:
     return result
 
 
+def count_steps(orders: int, warmup: int, setup: str) -> dict[str, Any]:
+    """Scheduler rounds and task steps per order, sequential and with a window of 128."""
+    result: dict[str, Any] = {"setup": setup, "orders": orders, "warmup": warmup}
+    for mode in ("seq", "window"):
+        counter = StepCounter()
+        trio.run(drive, mode, warmup, orders, setup, counter)
+        result[mode] = {
+            "rounds": round(counter.rounds / orders, 2),
+            "steps": round(sum(counter.steps.values()) / orders, 2),
+            "by_task": {
+                name: round(count / orders, 2)
+                for name, count in counter.steps.most_common()
+                if count >= orders / 100
+            },
+        }
+    return result
+
+
+def _print_steps(result: dict[str, Any]) -> None:
+    print(f"per order, {result['setup']} ({result['orders']} orders after {result['warmup']})")
+    for mode, label in (("seq", "sequential"), ("window", f"window {WINDOW}")):
+        row = result[mode]
+        print(f"  {label}: {row['rounds']} scheduler rounds, {row['steps']} task steps")
+        for name, count in row["by_task"].items():
+            print(f"    {count:6.2f}  {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--orders", type=int, default=1000, help="orders per measured run (1000)")
@@ -170,7 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         "--drive", nargs=3, metavar=("MODE", "WARMUP", "ORDERS"),
         help="run once without valgrind (seq or window); what each measurement runs",
     )  # fmt: skip
+    p.add_argument(
+        "--steps", action="store_true", help="count rounds and task steps instead (no valgrind)"
+    )
     args = p.parse_args(argv)
+    if args.steps:
+        result = count_steps(args.orders, args.warmup, args.setup)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_steps(result)
+        return 0
     if args.drive:
         mode, warmup, orders = args.drive
         if mode not in ("seq", "window"):

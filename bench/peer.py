@@ -1,16 +1,21 @@
 """peer: alpaca-py straight to ``ult sim alpaca`` against the same order through ult.
 
-The simulator runs as its own process on 127.0.0.1 (any free port). Then,
-one order at a time, a 1-share AAPL market buy:
+Each side has a simulator of its own, a process on 127.0.0.1 (any free
+port), started alike. Then, one order at a time, a 1-share AAPL market buy:
 
-- **direct**: alpaca-py's ``TradingClient`` (``url_override`` pointing at the
+- **direct**: alpaca-py's ``TradingClient`` (``url_override`` pointing at its
   simulator), ``submit_order`` -> its reply (the order accepted);
-- **via_ult**: ``ult serve`` with an ``alpaca`` broker pointed at the same
+- **via_ult**: ``ult serve`` with an ``alpaca`` broker pointed at the other
   simulator, ult's blocking ``Client.submit(..., broker="alpaca")`` -> the
   order accepted, which ult returns once the simulator's REST reply is in.
 
-Both clients are blocking, as a script using either would be; each loop runs
-in a worker thread so the bench's trio loop stays free.
+The two sides take turns, ``ROUNDS`` rounds of a share of the budget each,
+so a change in the machine's load between them hits both alike (the
+direct-then-via runs of before saw alpaca-py's p50 move 1.3-4.1 ms with other
+people's work); two simulators, so ult's ``trade_updates`` never carries
+alpaca-py's orders. Both clients are blocking, as a script using either
+would be; each loop runs in a worker thread so the bench's trio loop stays
+free.
 
 ``measure_drop`` (the restart section) uses the same pair of processes:
 the simulator drops the next ``POST /v2/orders`` connection, or cuts every
@@ -33,8 +38,8 @@ import trio
 
 from bench.common import (
     Budget,
-    CpuMeter,
     child_env,
+    cpu_seconds,
     latency_summary,
     short_tempdir,
 )
@@ -81,6 +86,9 @@ async def running_sim_process(
         await sim.astop(timeout=5.0)
         sim.cleanup()
 
+
+#: Turns each side takes (each with its share of the budget).
+ROUNDS = 3
 
 #: Orders the peer section's service may take without waiting for its request budget.
 UNPACED_ORDERS = 1_000_000
@@ -173,42 +181,83 @@ async def _bounded(loop: Any, target: Any, budget: Budget) -> list[int]:
 
 
 async def measure(plan: Any) -> dict[str, Any]:
-    """p50 of alpaca-py direct against through ult, one order at a time, same simulator.
+    """p50 of alpaca-py direct against through ult, one order at a time, taking turns.
 
-    Besides latency: the CPU per order of the simulator (both ways) and of
+    Besides latency: the CPU per order of each side's simulator and of
     ``ult serve`` (through ult), from ``/proc``; they share this machine's cores.
     """
     warm = Budget(min(30, plan.peer.count), 10.0)
-    async with running_sim_process(fill_delay_s=0.05, fill_slices=1) as sim:
-        base_url = f"http://127.0.0.1:{sim.ports[0]}"
-        sim_pid = sim.proc.pid if sim.proc is not None else None
-        await _bounded(_direct_loop, base_url, warm)
-        sim_cpu = CpuMeter(sim_pid)
-        direct = await _bounded(_direct_loop, base_url, plan.peer)
-        direct_sim_us = sim_cpu.per_message_us(len(direct))
-        async with running_ult_on(base_url) as service:
-            await _bounded(_via_ult_loop, service.socket, warm)
-            sim_cpu, ult_cpu = CpuMeter(sim_pid), CpuMeter(service.pid)
-            via = await _bounded(_via_ult_loop, service.socket, plan.peer)
-            via_sim_us, via_ult_us = (
-                sim_cpu.per_message_us(len(via)),
-                ult_cpu.per_message_us(len(via)),
-            )
+    share = Budget(max(1, plan.peer.count // ROUNDS), plan.peer.seconds / ROUNDS)
+    async with (
+        running_sim_process(fill_delay_s=0.05, fill_slices=1) as direct_sim,
+        running_sim_process(fill_delay_s=0.05, fill_slices=1) as ult_sim,
+    ):
+        direct_url = f"http://127.0.0.1:{direct_sim.ports[0]}"
+        async with running_ult_on(f"http://127.0.0.1:{ult_sim.ports[0]}") as service:
+            direct_side = _Side(_direct_loop, direct_url, direct_sim)
+            via_side = _Side(_via_ult_loop, service.socket, ult_sim, service.pid)
+            for side in (direct_side, via_side):
+                await _bounded(side.loop, side.target, warm)
+            for _ in range(ROUNDS):
+                for side in (direct_side, via_side):
+                    await side.take_turn(share)
         out: dict[str, Any] = {}
         if plan.peer_journal_off:
             # How much of the difference is the journal's fsyncs.
-            async with running_ult_on(base_url, journal=False) as service:
+            async with running_ult_on(
+                f"http://127.0.0.1:{ult_sim.ports[0]}", journal=False
+            ) as service:
                 await _bounded(_via_ult_loop, service.socket, warm)
                 out["via_ult_journal_off"] = latency_summary(
                     await _bounded(_via_ult_loop, service.socket, plan.peer)
                 )
     return {
         **out,
-        "direct": {**latency_summary(direct), "sim_cpu_us": direct_sim_us},
-        "via_ult": {**latency_summary(via), "sim_cpu_us": via_sim_us, "server_cpu_us": via_ult_us},
-        "setup": "ult sim alpaca child process; alpaca-py TradingClient vs ult Client"
-        " (blocking, one order at a time); ult journal default, risk limits on",
+        "direct": {**latency_summary(direct_side.samples), "sim_cpu_us": direct_side.sim_us()},
+        "via_ult": {
+            **latency_summary(via_side.samples),
+            "sim_cpu_us": via_side.sim_us(),
+            "server_cpu_us": via_side.server_us(),
+        },
+        "rounds": ROUNDS,
+        "setup": "one ult sim alpaca child process per side; alpaca-py TradingClient vs ult"
+        f" Client (blocking, one order at a time), {ROUNDS} rounds taking turns;"
+        " ult journal default, risk limits on",
     }
+
+
+class _Side:
+    """One side of the comparison: its loop, its simulator, its samples and CPU so far."""
+
+    def __init__(self, loop: Any, target: Any, sim: UltProcess, server_pid: int | None = None):
+        self.loop = loop
+        self.target = target
+        self.sim_pid = sim.proc.pid if sim.proc is not None else None
+        self.server_pid = server_pid
+        self.samples: list[int] = []
+        self.sim_s = 0.0
+        self.server_s = 0.0
+
+    async def take_turn(self, budget: Budget) -> None:
+        sim0 = cpu_seconds(self.sim_pid) if self.sim_pid else 0.0
+        server0 = cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        self.samples += await _bounded(self.loop, self.target, budget)
+        if self.sim_pid:
+            self.sim_s += cpu_seconds(self.sim_pid) - sim0
+        if self.server_pid:
+            self.server_s += cpu_seconds(self.server_pid) - server0
+
+    def sim_us(self) -> float | None:
+        """The simulator's CPU per order over every turn."""
+        return _per_order_us(self.sim_s, len(self.samples)) if self.sim_pid else None
+
+    def server_us(self) -> float | None:
+        """``ult serve``'s CPU per order over every turn (the via side)."""
+        return _per_order_us(self.server_s, len(self.samples)) if self.server_pid else None
+
+
+def _per_order_us(seconds: float, orders: int) -> float | None:
+    return round(seconds / orders * 1e6, 1) if orders else None
 
 
 def _post(base_url: str, path: str, body: Any) -> Any:

@@ -169,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.venue:
         args.rate, args.burst = DEFAULT_BUDGETS[args.venue]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     budget = RateBudget(
         "bench", rate_per_s=args.rate, burst=args.burst, cancel_reserve=args.cancel_reserve
     )
@@ -193,4 +192,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Quiet, as a script only: the connector's info lines would bury the figures.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     raise SystemExit(main())

@@ -43,6 +43,7 @@ from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.actors.risk import (
     RiskCommand,
     RiskDeps,
+    RiskGate,
     RiskLimits,
     RiskState,
     in_force,
@@ -295,6 +296,7 @@ def build_service(
     brokers_sup = _brokers_supervisor(config, brokers, backoff, rng=rng, now_ns=now_ns)
     trading_state_path = state_dir / TRADING_STATE_FILE
     risk_state = _risk_state(config, trading_state_path)
+    risk_gate = RiskGate(shared.mailboxes.risk)
     book = PositionBook()
     if store_opener is None:
         store_opener = _default_store_opener(config, state_dir)
@@ -306,8 +308,8 @@ def build_service(
             ChildSpec(id="journal", start=journal_actor(slot, store_opener)),
             brokers_sup.as_child(),
             _positions_child(shared, book, brokers.actors),
-            _risk_child(shared, risk_state, trading_state_path),
-            _router_child(shared),
+            _risk_child(shared, risk_state, trading_state_path, risk_gate),
+            _router_child(shared, risk_gate),
         ],
         strategy="one_for_one",
         max_restarts=sup.root_max_restarts,
@@ -467,7 +469,7 @@ def _positions_child(shared: _Shared, book: PositionBook, actors: dict[str, str]
     )
 
 
-def _risk_child(shared: _Shared, state: RiskState, state_path: Path) -> ChildSpec:
+def _risk_child(shared: _Shared, state: RiskState, state_path: Path, gate: RiskGate) -> ChildSpec:
     """The risk actor: limits on every order, the trading state, the kill switch."""
     risk = shared.config.risk
     deps = RiskDeps(
@@ -486,11 +488,12 @@ def _risk_child(shared: _Shared, state: RiskState, state_path: Path) -> ChildSpe
         now_ns=shared.now_ns,
         state_path=state_path,
         journal=shared.journal,
+        gate=gate,
     )
     return ChildSpec(id="risk", start=risk_actor(deps), mailbox=shared.mailboxes.risk)
 
 
-def _router_child(shared: _Shared) -> ChildSpec:
+def _router_child(shared: _Shared, risk_gate: RiskGate) -> ChildSpec:
     """The router actor: validates, de-duplicates and routes each order to a broker."""
     service = shared.config.service
     deps = RouterDeps(
@@ -500,6 +503,7 @@ def _router_child(shared: _Shared) -> ChildSpec:
         default_broker=service.default_broker,
         rules=[(r.pattern, r.broker) for r in shared.config.routing],
         submit_timeout_s=service.submit_timeout_s,
+        risk_gate=risk_gate,
     )
     return ChildSpec(id="router", start=router_actor(deps), mailbox=shared.mailboxes.router)
 

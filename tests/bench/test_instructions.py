@@ -9,3 +9,12 @@ async def test_the_driven_service_answers_every_order_sequential_and_windowed() 
     assert await instructions.drive("seq", 3, 5) == 8
     assert await instructions.drive("window", 2, 40) == 42
     assert await instructions.drive("window", 1, 10, "instant") == 11
+
+
+def test_steps_are_counted_per_order_by_task() -> None:
+    result = instructions.count_steps(20, 5, "instant")
+    seq = result["seq"]
+    assert seq["rounds"] >= 1 and seq["steps"] >= seq["rounds"]
+    # Each order wakes one of the broker actor's order workers once.
+    assert seq["by_task"]["ult_actors.actors.broker._BrokerIncarnation._serve_orders"] == 1.0
+    assert result["window"]["steps"] > 0

@@ -15,12 +15,23 @@ import pytest
 import trio
 
 from tests.actors.harness import NOW_NS, req
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.cluster.fencing import FencedConnector, LeaseDeadline
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import ServiceBusy
-from ult_actors.messages import Cancel, Order, OrderReply, OrderRequest, Submit
+from ult_actors.messages import (
+    Cancel,
+    OkReply,
+    Order,
+    OrderReply,
+    OrderRequest,
+    Replace,
+    ReplaceRequest,
+    SetKillSwitch,
+    Submit,
+)
 from ult_actors.service import Service, build_service
 
 _ids = itertools.count(1)
@@ -29,9 +40,12 @@ _ids = itertools.count(1)
 class CountingPaper(PaperConnector):
     """The real paper connector, counting the changes it was asked to send."""
 
-    def __init__(self, sent: list[str], *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, sent: list[str], *args: Any, count_reads: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.sent = sent
+        self.count_reads = count_reads
 
     async def submit(self, request: OrderRequest) -> Order:
         self.sent.append(f"submit {request.client_order_id}")
@@ -41,10 +55,19 @@ class CountingPaper(PaperConnector):
         self.sent.append(f"cancel {order_id}")
         return await super().cancel(order_id)
 
+    async def replace(self, order: Order, change: ReplaceRequest) -> Order:
+        self.sent.append(f"replace {order.client_order_id}")
+        return await super().replace(order, change)
+
+    async def open_orders(self) -> list[Order]:
+        if self.count_reads:
+            self.sent.append("open orders read")
+        return await super().open_orders()
+
 
 @asynccontextmanager
 async def fenced_service(
-    tmp_path: Path, lease: LeaseDeadline
+    tmp_path: Path, lease: LeaseDeadline, settle_grace_s: float = 2.0, count_reads: bool = False
 ) -> AsyncIterator[tuple[Service, list[str]]]:
     settings = PaperSettings(
         tick_interval_s=0,
@@ -66,9 +89,12 @@ async def fenced_service(
         rng=random.Random(5),
         now_ns=lambda: NOW_NS,
         connector_factories={
-            "paper": lambda: CountingPaper(sent, "paper", settings, now_ns=lambda: NOW_NS)
+            "paper": lambda: CountingPaper(
+                sent, "paper", settings, count_reads=count_reads, now_ns=lambda: NOW_NS
+            )
         },
         lease=lease,
+        reconcile=ReconcilePolicy(settle_grace_s=settle_grace_s),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(svc.run)
@@ -101,6 +127,32 @@ async def test_a_lapsed_lease_sends_no_order_and_no_cancel(tmp_path: Path) -> No
         assert sent == ["submit w"]  # nothing left after the lease lapsed
         late = await (await svc.journal.get()).get("late")
         assert late is not None and late.status == "pending_new"  # for the new active
+
+
+async def test_a_lapsed_lease_refuses_a_replace_and_the_kill_switch_at_once(
+    tmp_path: Path,
+) -> None:
+    lease = LeaseDeadline(margin_s=0.5)
+    lease.held_until(trio.current_time() + 60)
+    # A settle grace of an hour: a refusal that waited for it would fail the test.
+    fenced = fenced_service(tmp_path, lease, settle_grace_s=3600, count_reads=True)
+    async with fenced as (svc, sent):
+        with trio.fail_after(10):
+            working = await _submit(svc, type="limit", limit_price=Decimal(50), client_order_id="w")
+        lease.held_until(trio.current_time() + 0.4)
+        before = list(sent)  # the start's reconciliation read the open orders
+        change = ReplaceRequest(order_id=working.id, limit_price=Decimal(51), client_order_id="w2")
+        with trio.fail_after(10), pytest.raises(ServiceBusy) as refused:
+            await svc.gateway.handle(Replace(id=next(_ids), change=change))
+        assert "cluster lease may have run out" in refused.value.message
+        store = await svc.journal.get()
+        assert await store.get("w2") is None  # nothing journaled for a replace never sent
+        kept = await store.get("w")
+        assert kept is not None and kept.status == "accepted"
+        with trio.fail_after(10):  # the kill switch: the cancels would all be refused
+            answer = await svc.gateway.handle(SetKillSwitch(id=next(_ids), on=True))
+        assert isinstance(answer, OkReply) and answer.detail == "halted; 0 orders canceled"
+        assert sent == before  # no replace, no cancel, not even the open orders read
 
 
 async def test_a_held_lease_sends_as_usual(tmp_path: Path) -> None:

@@ -86,3 +86,35 @@ async def test_a_requeued_request_goes_back_to_the_head_of_its_own_lane() -> Non
     assert mailbox.requeue_in_flight(RuntimeError("crash")) == 1
     got = [(await mailbox.receive()).msg for _ in range(3)]
     assert got == ["query-1", "order-1", "order-2"]
+
+
+async def test_several_readers_of_a_lane_wake_one_per_message_and_miss_none() -> None:
+    mailbox = lanes_mailbox(capacity=2)
+    got: list[str] = []
+    wake_ups = WakeUps("worker")
+    hold = trio.Event()
+
+    async def worker() -> None:
+        while True:
+            got.append((await mailbox.receive(lanes=(2,))).msg)
+            await hold.wait()  # busy with it, as a broker's order worker is
+
+    trio.lowlevel.add_instrument(wake_ups)
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        started = wake_ups.count
+        await mailbox.send("order-1")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["order-1"]
+        assert wake_ups.count == started + 1  # the other three slept on
+        for n in range(2, 8):  # more than the lane holds: senders wait for room
+            nursery.start_soon(mailbox.send, f"order-{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(got) == 4 and mailbox.depth == 2  # each worker took one; two wait
+        hold.set()  # all busy until now: the queued ones and those let in go to them
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    trio.lowlevel.remove_instrument(wake_ups)
+    assert sorted(got) == [f"order-{n}" for n in range(1, 8)]

@@ -76,3 +76,35 @@ async def test_closing_wakes_a_waiting_reader_which_ends_after_what_was_queued()
         sub.close()
         bus.publish("c")  # after the close: not delivered
     assert got == [["a", "b"]]
+
+
+async def test_a_subscriber_folding_inline_takes_events_in_the_publisher_s_step() -> None:
+    bus: EventBus[int] = EventBus()
+    folded: list[int] = []
+    sub = bus.subscribe(lambda n: n > 0)
+    bus.publish(1)  # queued before folding began: read first, order kept
+    sub.fold_inline(folded.append)
+    bus.publish(2)
+    assert folded == [] and sub.queued == 2
+    assert sub.drain() == [1, 2]
+    bus.publish(3)
+    bus.publish(-1)  # not accepted
+    assert folded == [3] and sub.queued == 0  # no reader ran: folded as published
+
+
+async def test_an_event_the_inline_fold_raises_on_goes_to_the_reader_and_folding_stops() -> None:
+    bus: EventBus[int] = EventBus()
+    folded: list[int] = []
+    sub = bus.subscribe()
+
+    def fold(n: int) -> None:
+        if n == 2:
+            raise ZeroDivisionError("a bug")
+        folded.append(n)
+
+    sub.fold_inline(fold)
+    bus.publish(1)
+    bus.publish(2)  # the publisher does not see the bug
+    bus.publish(3)
+    assert folded == [1]
+    assert await sub.receive_batch() == [2, 3]  # the reader's actor meets it in its own step

@@ -65,7 +65,7 @@ from ult_actors.brokers.base import (
     SupportsStreamState,
 )
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
-from ult_actors.cluster.fencing import LeaseExpired
+from ult_actors.cluster.fencing import LeaseExpired, check_fence
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -185,13 +185,11 @@ class _BrokerIncarnation:
         self.arrivals = ArrivalPrices(
             venue_quotes(self.connector), venue_fetch(self.connector), clock=trio.current_time
         )
-        self.limiter = trio.CapacityLimiter(max(1, deps.concurrency))
+        #: Tasks serving the orders lane, and how many of them wait for an order now.
+        self.order_workers = 0
+        self.idle_workers = 0
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
-        #: Cancel-alls so far, and the last one's reason: queued orders they overtook
-        #: are refused, never sent after them.
-        self.halts = 0
-        self.halt_reason = ""
         #: Emulated order lists change one at a time (a release or a peer cancel each).
         self.list_lock = trio.Lock()
         #: Open legs of emulated lists (the service holds their contingency), for health.
@@ -220,7 +218,7 @@ class _BrokerIncarnation:
                 self._set_state("resyncing")
                 # New orders are read now, to be held or refused at the gate (``_gate``)
                 # until the books are in step; cancels and queries are served at once.
-                nursery.start_soon(self._serve, (ORDER_LANE,), self._handle_order)
+                self._add_order_worker()
                 nursery.start_soon(self._serve, (CANCEL_LANE, QUERY_LANE), self._handle_command)
                 await self._resync()
                 store = await self.deps.journal.get()
@@ -542,18 +540,31 @@ class _BrokerIncarnation:
         while True:
             await handle(await mailbox.receive(lanes))
 
-    async def _handle_order(self, env: Envelope[BrokerCommand]) -> None:
-        if self.deps.concurrency > 1:
-            halts = self.halts
-            await _acquire(self.limiter, env)
-            if self.halts != halts:  # a cancel-all came while it waited for its turn
-                self.limiter.release_on_behalf_of(env)
-                await self._refuse_unsent(env, self.halt_reason)
-                return
-            self.nursery.start_soon(self._dispatch_released, env, self.limiter)
-            return
-        with self.ctx.handling(env):
-            await self._dispatch(env)
+    def _add_order_worker(self) -> None:
+        self.order_workers += 1
+        self.nursery.start_soon(self._serve_orders)
+
+    async def _serve_orders(self) -> None:
+        """One of up to ``concurrency`` tasks that read the orders lane, each placing one
+        order at a time.
+
+        Each handles the order it takes itself (no task spawned per order, no
+        dispatcher in between: a lone order wakes one task here), and the pool
+        grows only when an order is taken with no other worker waiting, so an
+        idle connection keeps one or two and a busy one reaches ``concurrency``.
+        Orders beyond that wait in the mailbox, where a cancel-all refuses them.
+        """
+        mailbox = self.ctx.mailbox
+        while True:
+            self.idle_workers += 1
+            try:
+                env = await mailbox.receive((ORDER_LANE,))
+            finally:
+                self.idle_workers -= 1
+            if not self.idle_workers and self.order_workers < self.deps.concurrency:
+                self._add_order_worker()  # the next order need not wait for this one
+            with self.ctx.handling(env):
+                await self._dispatch(env)
 
     async def _handle_command(self, env: Envelope[BrokerCommand]) -> None:
         if isinstance(env.msg, ReplaceOrder) and not self.ready.is_set():
@@ -585,6 +596,9 @@ class _BrokerIncarnation:
             limiter.release_on_behalf_of(env)
 
     async def _dispatch(self, env: Envelope[BrokerCommand]) -> None:
+        if self.deps.budget is None:  # nothing reads the class then
+            await self._dispatch_charged(env)
+            return
         # Every request the command makes is charged at its class (``RateBudget.charge``).
         with charged_as(_request_class(env.msg)):
             await self._dispatch_charged(env)
@@ -821,6 +835,8 @@ class _BrokerIncarnation:
             late = self._too_late(msg.terms)
             if late is not None and await (await self.deps.journal.get()).get(coid) is None:
                 raise late
+            # Refused before its intent is journaled: nothing of it was or will be sent here.
+            check_fence(self.connector, f"replace of {msg.order.client_order_id}")
             side = await self._replace_side()
             return await replace_order(side, msg)
         finally:
@@ -1004,8 +1020,6 @@ class _BrokerIncarnation:
 
     async def _refuse_queued_orders(self, reason: str) -> None:
         """Refuse every new order still queued: none of them has left."""
-        self.halts += 1
-        self.halt_reason = reason
         queued: list[Envelope[BrokerCommand]] = []
         while True:
             try:
@@ -1054,6 +1068,8 @@ class _BrokerIncarnation:
         self.ctx.fail(env, error)
 
     async def _cancel_all(self, reason: str) -> int:
+        # Fenced: every cancel would be refused, so neither read the open orders nor start.
+        check_fence(self.connector, "cancel of all open orders")
         # It jumped the queue: orders queued before it must not leave after it.
         await self._refuse_queued_orders(reason)
         canceled = 0

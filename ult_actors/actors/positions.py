@@ -83,6 +83,9 @@ class PositionBook:
     fills_seen: dict[tuple[str, str], int] = field(default_factory=dict)
     #: A disagreement seen on the last pull: (book qty, broker qty, fills_seen then).
     suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
+    #: Positions whose last report was not taken: fills came while it was on its way, so
+    #: it may not hold them. The next report without such fills is taken as it is.
+    unsettled: set[tuple[str, str]] = field(default_factory=set)
 
     #: Brokers whose last pull gave no report (their outage is reported once).
     unreported: set[str] = field(default_factory=set)
@@ -100,6 +103,7 @@ class PositionBook:
         for table in tables:
             for key in [k for k in table if k[0] == broker]:
                 del table[key]
+        self.unsettled -= {k for k in self.unsettled if k[0] == broker}
         for position in event.positions:
             self.adopt(broker, position, position.symbol)
 
@@ -222,11 +226,15 @@ async def sync_broker(
     """Pull one broker's positions, report drift, and adopt the broker's view.
 
     ``catch_up`` applies the order updates already published when the report
-    arrives: the report holds their fills, so they must be in the book before
-    it is compared or adopted, or they would count twice. Returns whether the
-    broker reported.
+    arrives. A position with fills folded while the report was on its way is
+    neither compared nor adopted this time: the broker may have answered
+    before them (taking that report would undo them; a slow first report at
+    start did so), or after them; the next report without such fills is taken
+    as it is (``PositionBook.unsettled``), and comes after ``unreported_retry_s``.
+    Returns whether the broker reported.
     """
     book = deps.book
+    fills_before = {key: n for key, n in book.fills_seen.items() if key[0] == name}
     try:
         reported = await _pull(deps, name)
     except (UltError, CallTimeout) as exc:
@@ -262,7 +270,12 @@ async def sync_broker(
         broker_qty = theirs[symbol].qty if symbol in theirs else Decimal(0)
         book_qty = ours.get(symbol, Decimal(0))
         key = (name, symbol)
-        if name in book.synced_at and broker_qty != book_qty:
+        if book.fills_seen.get(key, 0) != fills_before.get(key, 0):
+            # Fills of it came while the report was on its way (folded as published):
+            # the broker may have answered before them. Keep the book's figure for now.
+            book.unsettled.add(key)
+            continue
+        if name in book.synced_at and key not in book.unsettled and broker_qty != book_qty:
             seen = book.fills_seen.get(key, 0)
             if book.suspect.get(key) != (book_qty, broker_qty, seen):
                 # Maybe only fills on their way to us: look again next pull.
@@ -286,6 +299,7 @@ async def sync_broker(
                 broker_qty=str(broker_qty),
             )
         book.suspect.pop(key, None)
+        book.unsettled.discard(key)
         book.adopt(name, theirs.get(symbol), symbol)
     book.synced_at[name] = deps.now_ns()
     agrees = not any(broker == name for broker, _ in book.suspect)
@@ -374,6 +388,9 @@ class _Positions:
                 self.book.apply(event)
 
     async def follow_events(self) -> None:
+        # Folded as published (no wake-up per order); this loop takes what that could
+        # not: events queued before it, and one whose fold raised (then this crashes here).
+        self.events.fold_inline(self.apply)
         async for event in self.events:
             self.apply(event)
         raise RuntimeError(f"positions fell behind the event stream: {self.events.dropped_reason}")
@@ -391,8 +408,9 @@ class _Positions:
     async def sync_forever(self, name: str) -> None:
         while True:
             reported = await self.sync(name)
+            settled = not any(broker == name for broker, _ in self.book.unsettled)
             await trio.sleep(
-                self.deps.sync_interval_s if reported else self.deps.unreported_retry_s
+                self.deps.sync_interval_s if reported and settled else self.deps.unreported_retry_s
             )
 
     async def sync_on_reconnect(self, nursery: trio.Nursery) -> None:

@@ -30,6 +30,7 @@ import trio
 
 from ult_actors.actors.commands import ReplaceOrder
 from ult_actors.brokers.base import Connector, SupportsReplace
+from ult_actors.cluster.fencing import LeaseExpired
 from ult_actors.errors import (
     BrokerUnavailable,
     InvalidOrder,
@@ -93,6 +94,8 @@ async def replace_order(side: ReplaceSide, msg: ReplaceOrder) -> Order:
         await _record_intent(side, old, msg)
     try:
         new = await connector.replace(old, msg.change)
+    except LeaseExpired:
+        raise  # not sent, never to be from here: the new active reconciles the intent
     except _REFUSALS as exc:
         await _not_taken(side, old, new_coid, exc)
         raise

@@ -7,7 +7,8 @@ already used by a different order is refused; then it goes on through risk.
 Resolution order: the request's explicit ``broker``, else the first routing
 rule whose pattern matches the symbol, else the default broker. The reply
 slot travels on with the order (``router -> risk -> broker``), so the broker
-answers the client directly.
+answers the client directly. A new order skips the hop through risk when
+risk's gate says its check can run here (``RiskGate``): ``router -> broker``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ult_actors.actors.commands import (
 )
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.lookup import find_order, known_broker
-from ult_actors.actors.risk import RiskCommand
+from ult_actors.actors.risk import RiskCommand, RiskGate
 from ult_actors.errors import AlreadyFinal, DuplicateOrder, NotFound, UltError
 from ult_actors.messages import (
     Cancel,
@@ -66,6 +67,8 @@ class RouterDeps:
     default_broker: str
     rules: list[tuple[str, str]]  # (pattern, broker)
     submit_timeout_s: float = 30.0
+    #: Risk's check, run here when that saves the hop through risk (``None``: never).
+    risk_gate: RiskGate | None = None
 
 
 def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
@@ -94,7 +97,7 @@ class _Router:
     def __init__(self, deps: RouterDeps, ctx: ActorContext[RouterCommand]) -> None:
         self.deps = deps
         self.ctx = ctx
-        #: Recently submitted orders by client order id (without their deadline).
+        #: Recently submitted orders by client order id.
         self.recent: Recent[str, OrderRequest] = Recent(_RECENT)
 
     async def handle(self, env: Envelope[RouterCommand]) -> None:
@@ -117,10 +120,8 @@ class _Router:
         broker = resolve_broker(request, deps)
         coid = request.client_order_id
         assert coid is not None, "the gateway assigns client order ids"
-        request = msgspec.structs.replace(request, broker=broker)
-        # A deadline is when one attempt's client stops waiting, not part of the
-        # order: a retry of the same order comes with a later one.
-        order_only = msgspec.structs.replace(request, deadline_ns=None)
+        if request.broker != broker:
+            request = msgspec.structs.replace(request, broker=broker)
         earlier = self.recent.get(coid)
         if earlier is None:
             store = await deps.journal.get()
@@ -133,16 +134,20 @@ class _Router:
                     )
                 self.ctx.reply(env, existing)  # idempotent: the same order, not a second one
                 return
-        elif earlier != order_only:
+        elif not _same_terms(earlier, request):
             raise DuplicateOrder(
                 f"client_order_id {coid} is already used by a different order",
                 field="client_order_id",
             )
         deps.journal.check_writable()  # refused here, before risk or the broker sees it
-        self.recent.put(coid, order_only)
+        self.recent.put(coid, request)
         # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
-        await self.ctx.forward(env, deps.risk, PlaceOrder(request=request))
+        place = PlaceOrder(request=request)
+        if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline):
+            await self.ctx.forward(env, deps.brokers[broker], place)  # risk passed it here
+        else:
+            await self.ctx.forward(env, deps.risk, place)
 
     async def submit_list(self, env: Envelope[RouterCommand], request: OrderListRequest) -> None:
         """Check a whole list, route it to one broker, and send it on through risk.
@@ -228,6 +233,14 @@ class _Router:
             raise NotFound(f"order {order_id} belongs to unknown broker {order.broker!r}")
         assert env.reply is not None
         await self.ctx.forward(env, broker, CancelOrder(order_id=order.id or order.client_order_id))
+
+
+def _same_terms(earlier: OrderRequest, request: OrderRequest) -> bool:
+    """Whether ``request`` asks for the same order as ``earlier``: all but the deadline,
+    which is when one attempt's client stops waiting (a retry comes with a later one)."""
+    if earlier.deadline_ns != request.deadline_ns:
+        earlier = msgspec.structs.replace(earlier, deadline_ns=request.deadline_ns)
+    return earlier == request
 
 
 def _asked_for(replacement: Order, old: Order, change: ReplaceRequest) -> bool:

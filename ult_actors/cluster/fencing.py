@@ -79,6 +79,11 @@ class FencedConnector:
             setattr(self, name, attr)  # wrapped once, then found without this call
         return attr
 
+    def check(self, what: str) -> None:
+        """``LeaseExpired`` now if the lease may be over: for work that would read or
+        journal on the way to a send the lease would refuse anyway."""
+        self._lease.check(what)
+
     def _checked(self, what: str, send: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         lease = self._lease
 
@@ -106,6 +111,13 @@ class FencedConnector:
 
 
 _OPTIONAL_SENDS = frozenset({"replace", "submit_list"})
+
+
+def check_fence(connector: Connector, what: str) -> None:
+    """``LeaseExpired`` now if ``connector`` is fenced and its lease may be over; nothing
+    for a single host's connector."""
+    if isinstance(connector, FencedConnector):
+        connector.check(what)
 
 
 def fenced(make: Callable[[], Connector], lease: LeaseDeadline) -> Callable[[], Connector]:

@@ -141,8 +141,7 @@ async def _connect(
     loop: LoopThread, settings: NatsSettings, log: Any, status: NatsStatus
 ) -> NatsConnection:
     async def error_cb(exc: Exception) -> None:
-        status.failed(exc)
-        log.warning("nats error", error=f"{type(exc).__name__}: {exc}")
+        log.warning("nats error", error=status.failed(exc))
 
     async def disconnected() -> None:
         status.entered("reconnecting")
@@ -179,7 +178,6 @@ async def _until_done(
         try:
             return await loop.run(make())
         except Exception as exc:
-            status.failed(exc)
-            log.warning(what + "; trying again", error=f"{type(exc).__name__}: {exc}", in_s=wait)
+            log.warning(what + "; trying again", error=status.failed(exc), in_s=wait)
         await trio.sleep(wait)
         wait = min(wait * 2, _MAX_RETRY_S)

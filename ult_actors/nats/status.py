@@ -44,13 +44,14 @@ class NatsStatus:
         if state != self._state[0]:
             self._state = (state, self._now_ns())
 
-    def failed(self, exc: BaseException) -> None:
-        """NATS or the connection reported ``exc`` (from either thread)."""
+    def failed(self, exc: BaseException) -> str:
+        """NATS or the connection reported ``exc`` (from either thread); its text as shown."""
         lines = str(exc).strip().splitlines()
         text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         if self._password:  # an error may quote the URL it was given
             text = text.replace(self._password, MASK)
         self._error = (text, self._now_ns())
+        return text
 
     def health(self) -> NatsHealth:
         """The connection as ``ult health`` shows it."""

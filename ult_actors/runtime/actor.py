@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
-import trio
 
 from ult_actors.runtime.mailbox import Envelope, Mailbox
 
@@ -85,8 +84,7 @@ class ActorContext(Generic[M]):
         longer in flight here, so a crash of this actor does not redeliver it).
         """
         self.mailbox.answered(env)
-        remaining = max(0.001, env.deadline - trio.current_time())
-        await target.send(msg, reply=env.reply, timeout=remaining)
+        await target.send(msg, reply=env.reply, deadline=env.deadline)
 
     def handling(self, env: Envelope[M]) -> AbstractContextManager[None]:
         """Run the handler of ``env`` inside: if it raises, ``env`` is what crashed the

@@ -8,7 +8,9 @@ bounded mailboxes that do block; see ``mailbox.py``).
 A subscriber wakes once for every event queued since it last looked:
 ``receive_batch`` hands them over as one list, in publication order, so an
 order's path costs each subscriber (risk, positions, an IPC client) one
-wake-up per scheduler round rather than one per event.
+wake-up per scheduler round rather than one per event. A subscriber that
+only folds events into state it owns can take them with no wake-up at all,
+in the publisher's step (``Subscription.fold_inline``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,30 @@ class Subscription(Generic[E]):
         self._closed = False
         #: Why the bus dropped this subscriber, or None while it is live.
         self.dropped_reason: str | None = None
+        #: Folds each event in the publisher's step instead (``fold_inline``).
+        self._fold: Callable[[E], None] | None = None
+
+    def fold_inline(self, fold: Callable[[E], None]) -> None:
+        """Hand each event to ``fold`` as it is published, in the publisher's step, rather
+        than queue it for the reader: a subscriber that only folds events into its own
+        state (risk's view, the positions book) then costs no task step per batch.
+
+        ``fold`` must not block or publish. An event it raises on (a bug) is queued
+        instead and folding inline stops for good, so the reader folds that event in
+        its own step and crashes its actor there, not the publisher. Events already
+        queued when this is called are read first: order is kept.
+        """
+        self._fold = fold
 
     def _offer(self, event: E) -> None:
+        fold = self._fold
+        if fold is not None and not self._queue:
+            try:
+                fold(event)
+            except Exception:
+                self._fold = None  # the reader meets it again, in its actor's step
+            else:
+                return
         if len(self._queue) >= self.capacity:
             self.dropped_reason = (
                 f"subscriber fell behind: {self.capacity} events queued and unread"

@@ -27,6 +27,7 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     PositionsReply,
+    SetTradingState,
     Submit,
 )
 from ult_actors.service import Service
@@ -55,6 +56,8 @@ async def test_a_fill_while_the_stream_is_down_is_applied_once_before_orders_go_
 ) -> None:
     config = tmp_path / "ult.toml"
     config.write_text(
+        # Its own state directory: the trading state it sets is saved there.
+        f'[service]\nstate_dir = "{tmp_path}"\n'
         f'[brokers.alpaca]\nkind = "alpaca"\non_unavailable = "{on_unavailable}"\n'
         "stream_max_reconnects = 1000\nstream_backoff_initial_s = 0.01\n"
         "stream_backoff_cap_s = 0.05\n"
@@ -106,6 +109,14 @@ async def test_a_fill_while_the_stream_is_down_is_applied_once_before_orders_go_
         rows = await svc.gateway.handle(GetPositions(id=3, broker="alpaca"))
         assert isinstance(rows, PositionsReply)
         assert [(p.symbol, p.qty) for p in rows.positions] == [("AAPL", Decimal(2))]
+        # Risk's own book has the gap's fill: in reducing mode it lets through a sell of
+        # the whole position (an order it would refuse as growing one it knows nothing of).
+        await svc.gateway.handle(SetTradingState(id=4, state="reducing", broker="alpaca"))
+        sell = OrderRequest(
+            symbol="AAPL", side="sell", qty=Decimal(2), broker="alpaca", client_order_id="gap-out"
+        )
+        sold = await svc.gateway.handle(Submit(id=5, order=sell))
+        assert isinstance(sold, OrderReply) and sold.order.status == "accepted"
         if on_unavailable == "hold":
             [held] = answers
             assert isinstance(held, OrderReply) and held.order.status == "accepted"

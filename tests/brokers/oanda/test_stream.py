@@ -202,32 +202,3 @@ async def test_a_failed_delivery_leaves_the_cursor_before_it() -> None:
     with pytest.raises(BrokerUnavailable):
         await feed_for(account, cursor).backfill(deliver)
     assert cursor.last_id == 2  # 3 will be fetched again by the next incarnation
-
-
-async def test_missed_hands_everything_over_and_moves_the_cursor_only_when_all_is_in_hand() -> None:
-    account = Account(newest=8, page=3)
-    cursor = TransactionCursor(2)
-    feed = feed_for(account, cursor)
-    pages_left = 1
-
-    async def fetch_then_fail(since: int) -> TransactionsReply:
-        nonlocal pages_left
-        if pages_left == 0:
-            raise BrokerUnavailable("OANDA went away mid-resync")
-        pages_left -= 1
-        return await account.fetch_since(since)
-
-    failing = TransactionFeed(
-        cursor, fetch_then_fail, broker="oanda", stale_after_s=10, log=structlog.get_logger()
-    )
-    with pytest.raises(BrokerUnavailable):
-        await failing.missed(Delivered())
-    assert cursor.last_id == 2  # the first page is not lost: asked for again
-
-    collected = Delivered()
-    assert await feed.missed(collected) == 6
-    assert collected == [3, 4, 5, 6, 7, 8]
-    assert cursor.last_id == 8
-    assert await feed.missed(collected) == 0  # nothing twice
-    await feed.on_line(tx(8), collected)  # nor from the stream
-    assert collected == [3, 4, 5, 6, 7, 8]

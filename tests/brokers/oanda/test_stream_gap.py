@@ -1,5 +1,6 @@
 """Issue 18's acceptance at OANDA: a fill made while the transaction stream is silent is
-applied once, before the gate reopens; orders sent meanwhile are held or refused as configured.
+applied once, before the gate reopens; orders sent meanwhile are held or refused as configured;
+a fill whose application crashed the broker actor is applied once after it.
 
 The real service on the OANDA simulator. The stream goes silent (open, no
 heartbeats); the venue fills a resting order meanwhile. The silence is found
@@ -20,19 +21,59 @@ import trio
 
 from tests.brokers.harness import until_state, watch_connection
 from tests.brokers.oanda.harness import ACCOUNT, running_sim, settings_for
+from ult_actors.brokers.oanda.stream import Deliver, TransactionFeed
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import (
+    Fill,
     GetPositions,
     OrderReply,
     OrderRequest,
     OrderUpdate,
     PositionsReply,
+    ReportQuery,
     SetTradingState,
     Submit,
 )
-from ult_actors.service import build_service
+from ult_actors.service import Service, build_service
 from ult_actors.sim.oanda.faults import Fault
+from ult_actors.sim.oanda.server import OandaSimulator
+
+
+def service_on(sim: OandaSimulator, tmp_path: Path, on_unavailable: str = "hold") -> Service:
+    """The service with one OANDA broker on ``sim``: silence found after 1 s, quick restarts."""
+    entry = BrokerEntry(
+        name="oanda",
+        kind="oanda",
+        enabled=True,
+        settings=settings_for(sim, stale_after_s=1.0),
+        on_unavailable=on_unavailable,
+    )
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
+        brokers=[entry],
+    )
+    cfg.supervision.backoff_initial_ms = 20
+    cfg.supervision.backoff_cap_ms = 100
+    return build_service(cfg, env={}, rng=random.Random(3))
+
+
+def resting_buy(client_order_id: str) -> OrderRequest:
+    """1,000 EUR_USD bought at 1.00000, resting until ``fill_resting`` moves the ask there."""
+    return OrderRequest(
+        symbol="EUR_USD",
+        side="buy",
+        qty=Decimal(1000),
+        type="limit",
+        limit_price=Decimal("1.00000"),
+        time_in_force="gtc",
+        client_order_id=client_order_id,
+    )
+
+
+def fill_resting(sim: OandaSimulator) -> None:
+    sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
+    sim.book.on_prices()
 
 
 @pytest.mark.parametrize("on_unavailable", ["hold", "refuse"])
@@ -40,33 +81,11 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
     tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
 ) -> None:
     async with running_sim(heartbeat_s=0.1) as sim:
-        entry = BrokerEntry(
-            name="oanda",
-            kind="oanda",
-            enabled=True,
-            settings=settings_for(sim, stale_after_s=1.0),
-            on_unavailable=on_unavailable,
-        )
-        cfg = ServiceConfig(
-            service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
-            brokers=[entry],
-        )
-        cfg.supervision.backoff_initial_ms = 20
-        cfg.supervision.backoff_cap_ms = 100
-        svc = build_service(cfg, env={}, rng=random.Random(3))
+        svc = service_on(sim, tmp_path, on_unavailable)
         async with trio.open_nursery() as nursery:
             with trio.fail_after(15):
                 await nursery.start(svc.run)
-            limit = OrderRequest(
-                symbol="EUR_USD",
-                side="buy",
-                qty=Decimal(1000),
-                type="limit",
-                limit_price=Decimal("1.00000"),
-                time_in_force="gtc",
-                client_order_id="gap-rest",
-            )
-            reply = await svc.gateway.handle(Submit(id=1, order=limit))
+            reply = await svc.gateway.handle(Submit(id=1, order=resting_buy("gap-rest")))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
             events = watch_connection(svc.bus)
 
@@ -78,8 +97,7 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
                     path=f"/v3/accounts/{ACCOUNT}/transactions/sinceid",
                 )
             )
-            sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
-            sim.book.on_prices()  # the limit fills while nobody hears of it
+            fill_resting(sim)  # the limit fills while nobody hears of it
             before = await until_state(events, "connecting")  # the silence was found
             assert [e for e in before if isinstance(e, OrderUpdate)] == []
 
@@ -125,3 +143,70 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
             sold = await svc.gateway.handle(Submit(id=5, order=sell, wait=True))
             assert isinstance(sold, OrderReply) and sold.order.status == "filled"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_sim(heartbeat_s=0.1) as sim:
+        svc = service_on(sim, tmp_path)
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(15):
+                await nursery.start(svc.run)
+            reply = await svc.gateway.handle(Submit(id=1, order=resting_buy("crash-1")))
+            assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+            events = watch_connection(svc.bus)
+            # The window: the venue fills the order just after the reconnect's catch-up
+            # (the stream never says so; the next heartbeat names the fill's id) ...
+            catch_up = TransactionFeed.backfill
+            filled: list[bool] = []
+
+            async def catch_up_then_fill(feed: TransactionFeed, deliver: Deliver) -> int:
+                count = await catch_up(feed, deliver)
+                if not filled:
+                    filled.append(True)
+                    sim.arm(Fault(kind="drop_events", events=["ORDER_FILL"]))
+                    fill_resting(sim)
+                return count
+
+            monkeypatch.setattr(TransactionFeed, "backfill", catch_up_then_fill)
+            # ... and the broker actor crashes while it applies that fill (after the
+            # connector found it, before the journal, risk and positions have it).
+            store = await svc.journal.get()
+            crashes: list[str] = []
+            record_fill = store.record_fill
+
+            def crash_once(fill: Fill) -> None:
+                if fill.client_order_id == "crash-1" and not crashes:
+                    crashes.append(fill.fill_id)
+                    raise RuntimeError("injected: broker actor crashed applying a fill")
+                record_fill(fill)
+
+            monkeypatch.setattr(store, "record_fill", crash_once)
+            sim.arm(Fault(kind="silent"))  # found after 1 s: the actor reconnects
+            while not crashes:  # ends once the incarnation after the crash is in step
+                await until_state(events, "ready")
+            assert sim.events_dropped == 1 and len(crashes) == 1
+            fill_txn = next(
+                t
+                for t in sim.book.transactions_since(reply.order.id)[1]["transactions"]
+                if t["type"] == "ORDER_FILL"
+            )
+            journaled = await fills_journaled(svc, "crash-1")
+            assert [(f.fill_id, f.qty) for f in journaled] == [(fill_txn["id"], Decimal(1000))]
+            assert crashes == [fill_txn["id"]]
+            order = await store.get("crash-1")
+            assert order is not None and order.status == "filled"
+            positions = await svc.gateway.handle(GetPositions(id=3, broker="oanda"))
+            assert isinstance(positions, PositionsReply)
+            assert [(p.symbol, p.qty) for p in positions.positions] == [
+                ("EUR_USD", Decimal(1000))
+            ]
+            assert svc.health().connections["oanda"].state == "ready"
+            nursery.cancel_scope.cancel()
+
+
+async def fills_journaled(svc: Service, coid: str) -> list[Fill]:
+    store = await svc.journal.get()
+    inputs = await store.cost_inputs(ReportQuery(broker="oanda"))
+    return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]

@@ -9,7 +9,9 @@ Liveness: the stream has no heartbeats of its own, and a connection can stay
 open while nothing arrives (half-open, or a server that went quiet). The
 session pings whenever the line has been quiet for ``ping_interval``, and a
 stream with no frame and no pong for ``stale_after`` is lost: a silence is
-found at most ``stale_after`` after it began. Every way the connection can fail surfaces as ``BrokerUnavailable``
+found at most ``stale_after`` after it began. The pinging task also keeps
+that watch (it hangs up a silent line, and the reader reports the silence),
+so reading a message costs no deadline of its own. Every way the connection can fail surfaces as ``BrokerUnavailable``
 (reconnect) or ``AuthFailed`` (fatal); the credentials go out in the
 authenticate frame only and appear in no error.
 """
@@ -52,6 +54,8 @@ class TradeUpdatesSession:
         self._ws = ws
         self._broker = broker
         self._timeouts = timeouts
+        #: ``keep_alive`` hung up: nothing (no update, no pong) for ``stale_after``.
+        self._silent = False
 
     @property
     def last_message_at(self) -> float:
@@ -59,12 +63,22 @@ class TradeUpdatesSession:
         return self._ws.last_received_at
 
     async def keep_alive(self) -> None:
-        """Ping whenever the line has been quiet; a pong counts as a message. Runs until cancelled."""
+        """Ping whenever the line has been quiet; hang up one silent for ``stale_after``.
+
+        A pong counts as a message. Runs until cancelled or it hangs up.
+        """
         quiet = min(self._timeouts.ping_interval, self._timeouts.stale_after / 2)
+        stale_after = self._timeouts.stale_after
         pinged_at = -math.inf
         while True:
-            await trio.sleep_until(max(self.last_message_at, pinged_at) + quiet)
-            if trio.current_time() < max(self.last_message_at, pinged_at) + quiet:
+            silent_at = self.last_message_at + stale_after
+            await trio.sleep_until(min(max(self.last_message_at, pinged_at) + quiet, silent_at))
+            now = trio.current_time()
+            if now >= self.last_message_at + stale_after:
+                self._silent = True
+                await self._ws.aclose()  # the reader's wait ends: it reports the silence
+                return
+            if now < max(self.last_message_at, pinged_at) + quiet:
                 continue  # something arrived meanwhile
             try:
                 await self._ws.ping()  # its pong moves last_message_at; none on a silent line
@@ -79,22 +93,17 @@ class TradeUpdatesSession:
         silent (no frame, no pong) for ``stale_after``, ``AuthFailed`` if
         Alpaca revokes the session.
         """
-        stale_after = self._timeouts.stale_after
         while True:
-            raw: str | bytes | None = None
             try:
-                with trio.move_on_at(self.last_message_at + stale_after):
-                    raw = await self._ws.get_message()
+                raw = await self._ws.get_message()
             except _STREAM_ERRORS as exc:
+                if self._silent:
+                    raise BrokerUnavailable(
+                        f"Alpaca trade_updates stream silent for {self._timeouts.stale_after:g} s"
+                        " (no update, no pong)",
+                        broker=self._broker,
+                    ) from None
                 raise _lost(exc, self._broker) from None
-            if raw is None:
-                if trio.current_time() < self.last_message_at + stale_after:
-                    continue  # a pong came in meanwhile
-                raise BrokerUnavailable(
-                    f"Alpaca trade_updates stream silent for {stale_after:g} s"
-                    " (no update, no pong)",
-                    broker=self._broker,
-                )
             message = _decode(raw)
             if message is None:
                 continue

@@ -16,9 +16,13 @@ The transaction stream has no replay. A dead one (no transaction and no
 heartbeat for ``stale_after_s``, dropped, garbled) makes ``stream_updates``
 raise ``BrokerUnavailable``: the actor crashes and its supervisor restarts it.
 Every (re)start fetches ``/transactions/sinceid`` from the last transaction
-delivered before it reports the stream live, and ``resync`` returns what that
-fetch finds to a caller that applies it itself, so nothing falls in the gap
-(``oanda.stream`` keeps that promise). A heartbeat naming a transaction the
+delivered and delivers what it finds through the update sink before it reports
+the stream live, so nothing falls in the gap (``oanda.stream`` keeps that
+promise). The cursor moves past a transaction only once the sink has returned
+for it (the broker actor has applied it): one whose delivery crashed is
+delivered again by the next incarnation, never lost. There is no separate
+``resync``: a call after the stream started would have moved the cursor before
+its caller applied what it returned. A heartbeat naming a transaction the
 stream never sent is a gap filled at once, the stream staying up.
 ``last_message_at`` is when the stream last said anything. The id lives in a
 ``TransactionCursor`` shared by all incarnations of one connection (see
@@ -634,23 +638,6 @@ class OandaConnector:
         stream first opened. Health shows ``trio.current_time()`` minus this.
         """
         return self._feed.last_message_at
-
-    async def resync(self) -> list[OrderUpdate]:
-        """Every update of our orders in the transactions after the last one delivered, in order.
-
-        ``GET .../transactions/sinceid`` from the cursor, read as the stream
-        would have read it (a fill's ``fill_id`` is its ``ORDER_FILL``
-        transaction id). The cursor moves past them once all are in hand, so
-        a second call returns nothing new and a failure halfway returns
-        nothing and loses nothing (``BrokerUnavailable``; the caller retries).
-        """
-        updates: list[OrderUpdate] = []
-
-        async def collect(update: OrderUpdate) -> None:
-            updates.append(update)
-
-        await self._feed.missed(partial(self._deliver, sink=collect))
-        return updates
 
     async def _fetch_since(self, since: int) -> TransactionsReply:
         what = "transaction backfill"

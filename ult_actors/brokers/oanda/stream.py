@@ -10,15 +10,11 @@ around a ``TransactionCursor`` (the id of the last transaction delivered):
   cursor, means the stream skipped something: it fetches again;
 - a stream silent for ``stale_after_s`` (no transaction, no heartbeat) is
   dead: ``read`` raises ``BrokerUnavailable``. Time spent delivering
-  (back-pressure, lookups) does not count as silence;
-- ``missed`` hands over everything after the cursor to a caller that
-  collects it (``OandaConnector.resync``).
+  (back-pressure, lookups) does not count as silence.
 
-One lock orders the stream's lines, its fetches and ``missed``, so a
-transaction is never handed on twice. The cursor moves only after a
-transaction was delivered, so a crash while delivering repeats that one
-transaction rather than losing it; ``missed`` moves it once, at the end, so a
-fetch failing halfway hands nothing over and loses nothing.
+One lock orders the stream's lines and its fetches, so a transaction is never
+handed on twice. The cursor moves only after a transaction was delivered, so
+a crash while delivering repeats that one transaction rather than losing it.
 """
 
 from __future__ import annotations
@@ -80,19 +76,6 @@ class TransactionFeed:
         """Deliver every transaction after the cursor, in order; how many."""
         async with self._lock:
             return await self._fetch_after(self.cursor, deliver)
-
-    async def missed(self, collect: Deliver) -> int:
-        """Hand every transaction after the cursor to ``collect``; the cursor moves at the end.
-
-        For a caller that applies them itself once they are all in hand: if a
-        fetch fails halfway, the cursor stays and nothing is lost.
-        """
-        async with self._lock:
-            pending = TransactionCursor(self.cursor.last_id)
-            count = await self._fetch_after(pending, collect)
-            if count:
-                self.cursor.last_id = pending.last_id
-            return count
 
     async def _fetch_after(self, cursor: TransactionCursor, deliver: Deliver) -> int:
         delivered = 0
