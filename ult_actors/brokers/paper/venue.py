@@ -667,8 +667,9 @@ class PaperVenue:
 def _news(updates: list[OrderUpdate]) -> list[OrderUpdate]:
     """What one venue call reports: every fill, and each order's last state.
 
-    A state the call went past (a market order ``accepted`` and then filled)
-    is news to nobody: the caller's answer already says more.
+    A state the call went past (a market order ``accepted`` and then filled
+    inside ``submit``, a held leg released and filled on one tick) is news
+    to nobody: the update after it, and any answer, say more.
     """
     if len(updates) < 2:
         return updates
