@@ -169,9 +169,11 @@ class RiskGate:
         self._admit: Callable[[OrderRequest, float], None] | None = None
 
     def open(self, admit: Callable[[OrderRequest, float], None]) -> None:
+        """A risk incarnation serves now; ``admit`` is its check (``_Risk.admit``)."""
         self._admit = admit
 
     def close(self) -> None:
+        """The incarnation stopped: orders go through the mailbox to the next one."""
         self._admit = None
 
     def admit(self, request: OrderRequest, deadline: float) -> bool:

@@ -261,10 +261,12 @@ class Mailbox(Generic[M]):
     def _envelope(
         self, msg: M, reply: ReplySlot | None, timeout: float, deadline: float | None
     ) -> Envelope[M]:
-        lane = self._lane_of(msg) if self._lane_of is not None else 0
         if deadline is None:
             deadline = trio.current_time() + timeout
-        return Envelope(msg, reply, deadline, lane)
+        return Envelope(msg, reply, deadline, self._lane(msg))
+
+    def _lane(self, msg: M) -> int:
+        return self._lane_of(msg) if self._lane_of is not None else 0
 
     async def send(
         self,
@@ -297,8 +299,7 @@ class Mailbox(Generic[M]):
 
     def has_room(self, msg: M) -> bool:
         """Whether ``send_nowait(msg)`` would queue it now."""
-        lane = self._lane_of(msg) if self._lane_of is not None else 0
-        return len(self._lanes[lane]) < self.capacity
+        return len(self._lanes[self._lane(msg)]) < self.capacity
 
     def send_nowait(
         self,

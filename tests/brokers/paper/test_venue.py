@@ -140,6 +140,30 @@ async def test_ioc_fills_what_is_shown_and_cancels_the_rest(tmp_path: Path) -> N
         assert await broker.open_orders() == []
 
 
+async def test_the_stream_carries_every_fill_and_skips_states_an_answer_went_past(
+    tmp_path: Path,
+) -> None:
+    async with paper(tmp_path / "p.db", displayed_size=Decimal(100)) as (broker, log):
+        market = await broker.submit(order(qty=10))
+        ioc = await broker.submit(
+            order(qty=250, type="limit", limit_price=101, time_in_force="ioc")
+        )
+        resting = await broker.submit(order(type="limit", limit_price=95, time_in_force="gtc"))
+        broker.set_price("AAPL", Decimal(94))
+        await final(log, resting)
+
+        def streamed(placed: Order) -> list[tuple[str, Decimal | None]]:
+            updates = log.for_client_id(placed.client_order_id)
+            return [(u.order.status, u.fill.qty if u.fill else None) for u in updates]
+
+        # Filled inside submit: its fill, not the "accepted" its answer went past.
+        assert streamed(market) == [("filled", 10)]
+        # Each fill is reported, then where the order ended.
+        assert streamed(ioc) == [("partially_filled", 100), ("canceled", None)]
+        # A state the answer gave stays on the stream until a later call moves on.
+        assert streamed(resting) == [("accepted", None), ("filled", 10)]
+
+
 async def test_fok_fills_whole_or_not_at_all(tmp_path: Path) -> None:
     async with paper(tmp_path / "p.db", displayed_size=Decimal(100)) as (broker, _):
         too_big = await broker.submit(order(qty=250, time_in_force="fok"))

@@ -616,7 +616,7 @@ class PaperVenue:
             self.staged_seq = self.writer.record(self._rows())
             self._pending.append((self.staged_seq, ended, self._fills))
         self.store.accounts.add(self.name)
-        updates = self._updates
+        updates = _news(self._updates)
         self._dirty, self._fills, self._updates = {}, [], []
         self._dirty_prices, self._dirty_holdings = set(), set()
         for update in updates:
@@ -662,3 +662,16 @@ class PaperVenue:
                 kept.remove(fill)
                 if not kept:
                     del self._unwritten_fills[fill.order_id]
+
+
+def _news(updates: list[OrderUpdate]) -> list[OrderUpdate]:
+    """What one venue call reports: every fill, and each order's last state.
+
+    A state the call went past (a market order ``accepted`` and then filled
+    inside ``submit``, a held leg released and filled on one tick) is news
+    to nobody: the update after it, and any answer, say more.
+    """
+    if len(updates) < 2:
+        return updates
+    last = {u.order.id: i for i, u in enumerate(updates)}
+    return [u for i, u in enumerate(updates) if u.fill is not None or last[u.order.id] == i]
