@@ -14,8 +14,9 @@ import trio
 
 from tests.brokers.contract import UpdateLog
 from ult_actors.brokers.base import Connector
-from ult_actors.messages import ConnectionStateChanged, Event, OrderUpdate
+from ult_actors.messages import ConnectionStateChanged, Event, Fill, OrderUpdate, ReportQuery
 from ult_actors.runtime import EventBus
+from ult_actors.service import Service
 
 
 @asynccontextmanager
@@ -55,3 +56,15 @@ async def until_state(events: trio.MemoryReceiveChannel[Event], state: str) -> l
             if isinstance(event, ConnectionStateChanged) and event.state == state:
                 return seen
     raise AssertionError(f"the bus closed before the connection became {state}")
+
+
+async def fills_journaled(svc: Service, broker: str, client_order_id: str) -> list[Fill]:
+    """The fills the service's journal holds for one order of ``broker``."""
+    store = await svc.journal.get()
+    inputs = await store.cost_inputs(ReportQuery(broker=broker))
+    return [
+        fill
+        for order, fills in inputs.orders()
+        if order.client_order_id == client_order_id
+        for fill in fills
+    ]

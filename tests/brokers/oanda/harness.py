@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -14,6 +15,7 @@ import trio
 from tests.brokers.contract import UpdateLog
 from tests.brokers.harness import connected_connector
 from ult_actors.brokers.oanda.connector import OandaConnector, OandaSettings, TransactionCursor
+from ult_actors.messages import OrderRequest
 from ult_actors.secrets import Secret
 from ult_actors.sim.oanda.server import OandaSimulator
 
@@ -62,3 +64,16 @@ async def connected(
     connector = OandaConnector("oanda", settings_for(sim, **overrides), cursor=cursor)
     async with connected_connector(connector, stream=stream) as log:
         yield connector, log
+
+
+def resting_buy(client_order_id: str) -> OrderRequest:
+    """1,000 EUR_USD bought at 1.00000 (good till cancelled): rests at the simulator's prices."""
+    return OrderRequest(
+        symbol="EUR_USD",
+        side="buy",
+        qty=Decimal(1000),
+        type="limit",
+        limit_price=Decimal("1.00000"),
+        time_in_force="gtc",
+        client_order_id=client_order_id,
+    )

@@ -17,7 +17,7 @@ import structlog
 import trio
 import trio.testing
 
-from tests.brokers.oanda.harness import ACCOUNT, TOKEN, settings_for
+from tests.brokers.oanda.harness import ACCOUNT, TOKEN, resting_buy, settings_for
 from ult_actors.brokers.oanda.mapping import order_body
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
@@ -47,18 +47,6 @@ def _config(tmp: Path, sim: OandaSimulator) -> ServiceConfig:
     return cfg
 
 
-def _limit(coid: str) -> OrderRequest:
-    return OrderRequest(
-        symbol="EUR_USD",
-        side="buy",
-        qty=Decimal(1000),
-        type="limit",
-        limit_price=Decimal("1.00000"),
-        time_in_force="gtc",
-        client_order_id=coid,
-    )
-
-
 async def _submit(svc: Service, request: OrderRequest, rid: int) -> OrderReply:
     reply = await svc.gateway.handle(Submit(id=rid, order=request))
     assert isinstance(reply, OrderReply), reply
@@ -86,14 +74,14 @@ async def test_a_restarted_account_history_is_followed_and_the_known_order_settl
                 symbol="EUR_USD", side="buy", qty=Decimal(1), client_order_id=f"warm-{i}"
             )
             await _submit(svc, warm, i)
-        assert (await _submit(svc, _limit("rest-1"), 10)).order.status == "accepted"
+        assert (await _submit(svc, resting_buy("rest-1"), 10)).order.status == "accepted"
         ahead = int(first.book.last_id)
 
         # The simulator goes away with every connection (the stream dies with it) and
         # comes back on the same port with a fresh account: its ids restart low. Its
         # record of rest-1 survived and filled meanwhile (as a venue's order book would).
         second = _sim()
-        second.book.create_order(order_body(_limit("rest-1")))
+        second.book.create_order(order_body(resting_buy("rest-1")))
         second.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
         second.book.on_prices()
         assert int(second.book.last_id) < ahead
@@ -139,7 +127,7 @@ async def test_an_order_placed_on_oandas_own_platform_is_adopted_and_later_settl
     async with trio.open_nursery() as outer:
         await outer.start(sim.serve)
         # Placed without a client id (as OANDA's web platform does): ours calls it oanda-<id>.
-        spec = order_body(_limit("unused"))["order"]
+        spec = order_body(resting_buy("unused"))["order"]
         del spec["clientExtensions"]
         async with trio.open_nursery() as nursery:
             svc = build_service(_config(tmp_path, sim), env={}, rng=random.Random(5))

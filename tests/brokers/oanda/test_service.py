@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.brokers.oanda.harness import running_sim, settings_for
+from tests.brokers.oanda.harness import resting_buy, running_sim, settings_for
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import AuthFailed, NotReplaceable
 from ult_actors.messages import (
@@ -113,15 +113,7 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
             with trio.fail_after(15):
                 await nursery.start(svc.run)
             events = svc.bus.subscribe()
-            limit = OrderRequest(
-                symbol="EUR_USD",
-                side="buy",
-                qty=Decimal(1000),
-                type="limit",
-                limit_price=Decimal("1.00000"),
-                time_in_force="gtc",
-                client_order_id="svc-gap-1",
-            )
+            limit = resting_buy("svc-gap-1")
             reply = await svc.gateway.handle(Submit(id=1, order=limit))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
 

@@ -19,8 +19,8 @@ from typing import Literal
 import pytest
 import trio
 
-from tests.brokers.harness import until_state, watch_connection
-from tests.brokers.oanda.harness import ACCOUNT, running_sim, settings_for
+from tests.brokers.harness import fills_journaled, until_state, watch_connection
+from tests.brokers.oanda.harness import ACCOUNT, resting_buy, running_sim, settings_for
 from ult_actors.brokers.oanda.stream import Deliver, TransactionFeed
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
@@ -31,7 +31,6 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     PositionsReply,
-    ReportQuery,
     SetTradingState,
     Submit,
 )
@@ -58,20 +57,8 @@ def service_on(sim: OandaSimulator, tmp_path: Path, on_unavailable: str = "hold"
     return build_service(cfg, env={}, rng=random.Random(3))
 
 
-def resting_buy(client_order_id: str) -> OrderRequest:
-    """1,000 EUR_USD bought at 1.00000, resting until ``fill_resting`` moves the ask there."""
-    return OrderRequest(
-        symbol="EUR_USD",
-        side="buy",
-        qty=Decimal(1000),
-        type="limit",
-        limit_price=Decimal("1.00000"),
-        time_in_force="gtc",
-        client_order_id=client_order_id,
-    )
-
-
 def fill_resting(sim: OandaSimulator) -> None:
+    """The ask comes down to a ``resting_buy``'s limit: it fills."""
     sim.feed.set_quote("EUR_USD", Decimal("0.99986"), Decimal("1.00000"))
     sim.book.on_prices()
 
@@ -192,7 +179,7 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
                 for t in sim.book.transactions_since(reply.order.id)[1]["transactions"]
                 if t["type"] == "ORDER_FILL"
             )
-            journaled = await fills_journaled(svc, "crash-1")
+            journaled = await fills_journaled(svc, "oanda", "crash-1")
             assert [(f.fill_id, f.qty) for f in journaled] == [(fill_txn["id"], Decimal(1000))]
             assert crashes == [fill_txn["id"]]
             order = await store.get("crash-1")
@@ -205,8 +192,3 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
             assert svc.health().connections["oanda"].state == "ready"
             nursery.cancel_scope.cancel()
 
-
-async def fills_journaled(svc: Service, coid: str) -> list[Fill]:
-    store = await svc.journal.get()
-    inputs = await store.cost_inputs(ReportQuery(broker="oanda"))
-    return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]
