@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.brokers.harness import fills_journaled
 from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import UltError
@@ -34,7 +35,6 @@ from ult_actors.messages import (
     OrderRequest,
     OrderUpdate,
     PositionsReply,
-    ReportQuery,
     SetTradingState,
     Submit,
 )
@@ -100,12 +100,6 @@ async def until_filled(events: Subscription[Event], coid: str) -> list[OrderUpda
     return updates
 
 
-async def fills_journaled(svc: Service, coid: str) -> list[Any]:
-    store = await svc.journal.get()
-    inputs = await store.cost_inputs(ReportQuery(broker="ib"))
-    return [f for order, fills in inputs.orders() if order.client_order_id == coid for f in fills]
-
-
 async def risk_lets_a_sell_of(svc: Service, qty: Decimal) -> OrderReply:
     """A sell of ``qty`` AAPL in ``reducing`` mode, which risk lets through only if its own
     book holds that long (else ``RiskRejected``): sent and waited for."""
@@ -165,7 +159,7 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
 
         gap_fills = [u for u in updates if u.order.client_order_id == "gap-1" and u.fill]
         assert [(u.fill.qty if u.fill else None) for u in gap_fills] == [Decimal(10)]
-        assert len(await fills_journaled(svc, "gap-1")) == 1
+        assert len(await fills_journaled(svc, "ib", "gap-1")) == 1
         store = await svc.journal.get()
         journaled = await store.get("gap-1")
         assert journaled is not None and journaled.status == "filled"
@@ -206,7 +200,7 @@ async def test_a_fill_whose_execution_tws_never_pushed_reaches_the_books_once_wi
         fills = [u.fill for u in updates if u.order.client_order_id == "drop-1" and u.fill]
         assert [f.qty for f in fills] == [Decimal(10)]
         assert fills[0].commission is not None
-        assert len(await fills_journaled(svc, "drop-1")) == 1
+        assert len(await fills_journaled(svc, "ib", "drop-1")) == 1
         assert await positions(svc) == [("AAPL", Decimal(11))]
         health = svc.health()
         (broker,) = [a for a in health.actors if a.name == "broker.ib"]
@@ -300,7 +294,7 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         assert len(crashes) == 1
         fills = [u.fill for u in updates if u.order.client_order_id == "crash-1" and u.fill]
         assert [(f.fill_id, f.qty) for f in fills] == [(crashes[0], Decimal(10))]
-        assert len(await fills_journaled(svc, "crash-1")) == 1
+        assert len(await fills_journaled(svc, "ib", "crash-1")) == 1
         journaled = await store.get("crash-1")
         assert journaled is not None and journaled.status == "filled"
         assert await positions(svc) == [("AAPL", Decimal(10))]
