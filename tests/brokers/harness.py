@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import pytest
 import trio
 
 from tests.brokers.contract import UpdateLog
@@ -68,3 +69,26 @@ async def fills_journaled(svc: Service, broker: str, client_order_id: str) -> li
         if order.client_order_id == client_order_id
         for fill in fills
     ]
+
+
+async def crash_applying_first_fill(
+    svc: Service, client_order_id: str, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The broker actor crashes while it applies the first fill of ``client_order_id``.
+
+    The journal's ``record_fill`` raises once for it: after the connector handed
+    the fill on, before the journal, risk and positions have it. Returns the
+    list the crashed fill's id is put in.
+    """
+    store = await svc.journal.get()
+    crashes: list[str] = []
+    record_fill = store.record_fill
+
+    def crash_once(fill: Fill) -> None:
+        if fill.client_order_id == client_order_id and not crashes:
+            crashes.append(fill.fill_id)
+            raise RuntimeError("injected: broker actor crashed applying a fill")
+        record_fill(fill)
+
+    monkeypatch.setattr(store, "record_fill", crash_once)
+    return crashes

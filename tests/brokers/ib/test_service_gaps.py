@@ -19,7 +19,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.brokers.harness import fills_journaled
+from tests.brokers.harness import crash_applying_first_fill, fills_journaled
 from tests.brokers.ib.harness import BOUND, gtc_limit, running_sim, settings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import UltError
@@ -29,7 +29,6 @@ from ult_actors.messages import (
     ConnectionStateChanged,
     ErrorReply,
     Event,
-    Fill,
     GetPositions,
     OrderReply,
     OrderRequest,
@@ -271,17 +270,8 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
         # The injected fault: the broker actor crashes while it applies the gap's fill
         # (after the connector found it, before the journal, risk and positions have it).
+        crashes = await crash_applying_first_fill(svc, "crash-1", monkeypatch)
         store = await svc.journal.get()
-        crashes: list[str] = []
-        record_fill = store.record_fill
-
-        def crash_once(fill: Fill) -> None:
-            if fill.client_order_id == "crash-1" and not crashes:
-                crashes.append(fill.fill_id)
-                raise RuntimeError("injected: broker actor crashed applying a fill")
-            record_fill(fill)
-
-        monkeypatch.setattr(store, "record_fill", crash_once)
         sim.faults.silent = True
         await sim.drop_connections()
         await sim.execute(1, int(reply.order.id), Decimal(10))  # no one hears of it

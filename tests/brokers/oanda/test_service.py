@@ -167,15 +167,7 @@ async def test_a_fill_whose_stream_event_was_dropped_reaches_the_books_once_with
             with trio.fail_after(15):
                 await nursery.start(svc.run)
             events = svc.bus.subscribe()
-            limit = OrderRequest(
-                symbol="EUR_USD",
-                side="buy",
-                qty=Decimal(1000),
-                type="limit",
-                limit_price=Decimal("1.00000"),
-                time_in_force="gtc",
-                client_order_id="svc-drop-1",
-            )
+            limit = resting_buy("svc-drop-1")
             reply = await svc.gateway.handle(Submit(id=1, order=limit))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
 

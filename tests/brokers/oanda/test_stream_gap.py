@@ -19,13 +19,17 @@ from typing import Literal
 import pytest
 import trio
 
-from tests.brokers.harness import fills_journaled, until_state, watch_connection
+from tests.brokers.harness import (
+    crash_applying_first_fill,
+    fills_journaled,
+    until_state,
+    watch_connection,
+)
 from tests.brokers.oanda.harness import ACCOUNT, resting_buy, running_sim, settings_for
 from ult_actors.brokers.oanda.stream import Deliver, TransactionFeed
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import (
-    Fill,
     GetPositions,
     OrderReply,
     OrderRequest,
@@ -159,17 +163,8 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
             monkeypatch.setattr(TransactionFeed, "backfill", catch_up_then_fill)
             # ... and the broker actor crashes while it applies that fill (after the
             # connector found it, before the journal, risk and positions have it).
+            crashes = await crash_applying_first_fill(svc, "crash-1", monkeypatch)
             store = await svc.journal.get()
-            crashes: list[str] = []
-            record_fill = store.record_fill
-
-            def crash_once(fill: Fill) -> None:
-                if fill.client_order_id == "crash-1" and not crashes:
-                    crashes.append(fill.fill_id)
-                    raise RuntimeError("injected: broker actor crashed applying a fill")
-                record_fill(fill)
-
-            monkeypatch.setattr(store, "record_fill", crash_once)
             sim.arm(Fault(kind="silent"))  # found after 1 s: the actor reconnects
             while not crashes:  # ends once the incarnation after the crash is in step
                 await until_state(events, "ready")
