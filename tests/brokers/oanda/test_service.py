@@ -340,15 +340,7 @@ async def test_a_replace_that_loses_the_race_with_a_fill_is_refused_and_the_fill
         async with trio.open_nursery() as nursery:
             with trio.fail_after(15):
                 await nursery.start(svc.run)
-            limit = OrderRequest(
-                symbol="EUR_USD",
-                side="buy",
-                qty=Decimal(1000),
-                type="limit",
-                limit_price=Decimal("1.00000"),
-                time_in_force="gtc",
-                client_order_id="svc-race-1",
-            )
+            limit = resting_buy("svc-race-1")
             await svc.gateway.handle(Submit(id=1, order=limit))
             sim.arm(Fault(kind="stream_mute"))  # the service does not hear of the fill
             sim.set_price("EUR_USD", {"bid": "0.99990", "ask": "1.00000"})
