@@ -228,6 +228,7 @@ def _median_ms(values: list[float]) -> str:
 def _max_ms(values: list[float]) -> str:
     return f"{max(values):.2f} ms" if values else "-"
 
+
 if __name__ == "__main__":
     # Quiet, as a script only: the connector's info lines would bury the figures.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))

@@ -206,11 +206,12 @@ class SupportsResync(Protocol):
 
     After a dropped, silent or gappy stream, the broker actor calls ``resync``
     before it lets new orders through again: the venue's own record since the
-    last event the stream delivered (Alpaca: orders updated since then; OANDA:
-    every transaction since the last transaction id seen). IB's connector has
-    none: its ``stream_updates`` delivers the executions since the gap (with
-    open and completed orders) before it reports started, each counted as
-    delivered only once the sink has returned for it.
+    last event the stream delivered (Alpaca: orders updated since then). IB's
+    and OANDA's connectors have none: their ``stream_updates`` delivers what
+    was missed (IB: the executions since the gap, with open and completed
+    orders; OANDA: every transaction since the last one delivered) before it
+    reports started, each counted as delivered only once the sink has
+    returned for it.
     """
 
     async def resync(self) -> list[OrderUpdate]:
