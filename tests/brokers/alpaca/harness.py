@@ -17,6 +17,7 @@ import trio
 from tests.brokers.contract import UpdateLog
 from tests.brokers.harness import connected_connector
 from ult_actors.brokers.alpaca.connector import AlpacaConnector
+from ult_actors.brokers.alpaca.ledger import FillLedger
 from ult_actors.brokers.alpaca.settings import AlpacaSettings
 from ult_actors.config import load_config
 from ult_actors.journal import memory_store_opener
@@ -69,10 +70,16 @@ def service_env(port: int, state_dir: Path) -> dict[str, str]:
 
 @asynccontextmanager
 async def connected(
-    port: int, *, stream: bool = True, **overrides: Any
+    port: int, *, stream: bool = True, ledger: FillLedger | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[AlpacaConnector, UpdateLog]]:
-    """A connected connector (and its stream running into an ``UpdateLog``)."""
-    connector = AlpacaConnector("alpaca", settings_for(port, **overrides), rng=random.Random(3))
+    """A connected connector (and its stream running into an ``UpdateLog``).
+
+    Connectors given one ``ledger`` are incarnations of one connection: once
+    its stream started, a later one has delivered what the earlier ones did not.
+    """
+    connector = AlpacaConnector(
+        "alpaca", settings_for(port, **overrides), rng=random.Random(3), ledger=ledger
+    )
     async with connected_connector(connector, stream=stream) as log:
         yield connector, log
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import httpx
 import pytest
 import trio
 
-from tests.brokers.alpaca.harness import KEY, SECRET, connected, running_sim
+from tests.brokers.alpaca.harness import KEY, SECRET, connected, running_sim, settings_for
 from tests.brokers.alpaca.test_faults import market
+from ult_actors.brokers.alpaca.connector import AlpacaConnector
+from ult_actors.brokers.alpaca.ledger import FillLedger
 from ult_actors.errors import RateLimited
+from ult_actors.messages import OrderUpdate
 from ult_actors.sim.alpaca.faults import Fault
 from ult_actors.sim.alpaca.server import AlpacaSim
 
@@ -47,33 +51,78 @@ async def test_a_silent_stream_is_found_within_twice_stale_after_and_its_fill_ar
         assert conn.last_message_at is not None and conn.last_message_at > silent_since
 
 
-async def test_resync_returns_fills_the_stream_never_delivered_once_in_order() -> None:
-    async with running_sim(autofill=False) as (sim, port), connected(port) as (conn, log):
-        first = await conn.submit(market("gap-a", "4"))
-        second = await conn.submit(market("gap-b", "1"))
-        sim.venue.execute(first.id, qty=Decimal(1))  # delivered by the stream
-        await log.wait_for(lambda u: u.fill is not None)
+async def test_the_next_stream_delivers_fills_the_last_never_delivered_once_in_order() -> None:
+    ledger = FillLedger(watch_from_ns=time.time_ns())  # shared by one connection's incarnations
+    async with running_sim(autofill=False) as (sim, port):
+        async with connected(port, ledger=ledger) as (conn, log):
+            first = await conn.submit(market("gap-a", "4"))
+            second = await conn.submit(market("gap-b", "1"))
+            sim.venue.execute(first.id, qty=Decimal(1))  # delivered by the stream
+            await log.wait_for(lambda u: u.fill is not None)
 
-        sim.arm(Fault(kind="drop_events", count=2, events=["fill", "partial_fill"]))
-        sim.venue.set_price("AAPL", Decimal("195.00"))
-        sim.venue.execute(second.id)  # dropped
-        sim.venue.execute(first.id)  # dropped: the other 3
-        assert sim.events_dropped == 2
+            sim.arm(Fault(kind="drop_events", count=2, events=["fill", "partial_fill"]))
+            sim.venue.set_price("AAPL", Decimal("195.00"))
+            sim.venue.execute(second.id)  # dropped
+            sim.venue.execute(first.id)  # dropped: the other 3
+            assert sim.events_dropped == 2
+            streamed = [u.fill for u in log.updates if u.fill is not None]
+        async with connected(port, ledger=ledger) as (_, after):
+            missed = list(after.updates)  # started: what the last one missed is delivered
+        async with connected(port, ledger=ledger) as (_, later):
+            again = list(later.updates)
+    fills = [u.fill for u in missed if u.fill is not None]
+    executions = execution_ids(sim)
+    assert [(f.client_order_id, f.qty, f.price, f.fill_id) for f in fills] == [
+        ("gap-b", Decimal(1), Decimal("195.00"), executions[1]),
+        ("gap-a", Decimal(3), Decimal("195.00"), executions[2]),
+    ]
+    final = {u.order.client_order_id: u.order for u in missed}
+    assert final["gap-a"].status == "filled" and final["gap-a"].filled_qty == 4
+    assert final["gap-a"].avg_fill_price == Decimal("193.75")
+    assert final["gap-b"].status == "filled"
+    assert again == []  # nothing new: nothing again
+    assert [f.fill_id for f in streamed] == [executions[0]]
 
-        missed = await conn.resync()
-        fills = [u.fill for u in missed if u.fill is not None]
-        executions = execution_ids(sim)
-        assert [(f.client_order_id, f.qty, f.price, f.fill_id) for f in fills] == [
-            ("gap-b", Decimal(1), Decimal("195.00"), executions[1]),
-            ("gap-a", Decimal(3), Decimal("195.00"), executions[2]),
-        ]
-        final = {u.order.client_order_id: u.order for u in missed}
-        assert final["gap-a"].status == "filled" and final["gap-a"].filled_qty == 4
-        assert final["gap-a"].avg_fill_price == Decimal("193.75")
-        assert final["gap-b"].status == "filled"
-        assert await conn.resync() == []  # nothing new: nothing again
-        streamed = [u.fill for u in log.updates if u.fill is not None]
-        assert [f.fill_id for f in streamed] == [executions[0]]
+
+async def crash_on_fills(update: OrderUpdate) -> None:
+    """A broker actor that crashes applying any fill (before its books have it)."""
+    if update.fill is not None:
+        raise RuntimeError("injected: broker actor crashed applying a fill")
+
+
+async def test_a_fill_whose_delivery_crashed_is_delivered_once_by_a_later_incarnation() -> None:
+    ledger = FillLedger(watch_from_ns=time.time_ns())  # shared by one connection's incarnations
+    async with running_sim(autofill=False) as (sim, port):
+
+        def incarnation() -> AlpacaConnector:
+            return AlpacaConnector("alpaca", settings_for(port), ledger=ledger)
+
+        first = incarnation()
+        await first.connect()
+        with (
+            trio.fail_after(10),
+            pytest.RaisesGroup(
+                pytest.RaisesExc(RuntimeError, match="injected"), flatten_subgroups=True
+            ),
+        ):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(first.stream_updates, crash_on_fills)
+                order = await first.submit(market("crash-1", "2"))
+                sim.venue.execute(order.id)  # the stream's fill: its delivery crashes
+        await first.disconnect()
+        second = incarnation()
+        await second.connect()
+        with trio.fail_after(10), pytest.raises(RuntimeError, match="injected"):
+            await second.stream_updates(crash_on_fills)  # so does the catch-up's
+        await second.disconnect()
+        async with connected(port, ledger=ledger) as (_, log):
+            delivered = list(log.updates)  # started: what no incarnation delivered is
+        async with connected(port, ledger=ledger) as (_, later):
+            again = list(later.updates)
+    fills = [u.fill for u in delivered if u.fill is not None]
+    assert [(f.fill_id, f.qty) for f in fills] == [(execution_ids(sim)[0], Decimal(2))]
+    assert delivered[-1].order.status == "filled"
+    assert again == []
 
 
 async def test_a_later_update_revealing_a_dropped_fill_brings_it_back_with_its_id() -> None:
@@ -92,12 +141,15 @@ async def test_a_later_update_revealing_a_dropped_fill_brings_it_back_with_its_i
         assert sim.listens == 1  # recovered on the live stream, no reconnect
 
 
-async def test_resync_after_the_stream_delivered_everything_is_empty() -> None:
-    async with running_sim() as (sim, port), connected(port) as (conn, log):
-        order = await conn.submit(market("all-seen", "4"))
-        await log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
-        assert len(sim.venue.activities.entries) == 2
-        assert await conn.resync() == []
+async def test_a_reconnect_after_the_stream_delivered_everything_delivers_nothing() -> None:
+    ledger = FillLedger(watch_from_ns=time.time_ns())
+    async with running_sim() as (sim, port):
+        async with connected(port, ledger=ledger) as (conn, log):
+            order = await conn.submit(market("all-seen", "4"))
+            await log.wait_for(lambda u: u.order.id == order.id and u.order.status == "filled")
+            assert len(sim.venue.activities.entries) == 2
+        async with connected(port, ledger=ledger) as (_, after):
+            assert after.updates == []
 
 
 async def test_the_simulators_429_reaches_the_caller_as_rate_limited_with_its_reset() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -104,17 +105,14 @@ async def test_the_streams_new_repeating_the_submit_answer_is_not_delivered() ->
 
 
 async def test_a_sweep_after_a_submit_brings_its_fills_not_the_state_its_answer_gave() -> None:
-    async with (
-        running_sim(autofill=False) as (sim, port),
-        connected(port, stream=False) as (conn, _),
-    ):
-        order = await conn.submit(market("sweep-1", "2"))
-        assert await conn.resync() == []
-        sim.venue.execute(order.id)
-        updates = await conn.resync()
-        assert [(u.order.status, u.fill and u.fill.qty) for u in updates] == [
-            ("filled", Decimal(2))
-        ]
+    ledger = FillLedger(watch_from_ns=time.time_ns())  # shared by one connection's incarnations
+    async with running_sim(autofill=False) as (sim, port):
+        async with connected(port, stream=False, ledger=ledger) as (conn, _):
+            order = await conn.submit(market("sweep-1", "2"))
+            sim.venue.execute(order.id)  # no stream listens
+        async with connected(port, ledger=ledger) as (_, log):
+            updates = list(log.updates)  # started: the sweep is delivered
+    assert [(u.order.status, u.fill and u.fill.qty) for u in updates] == [("filled", Decimal(2))]
 
 
 def test_ledger_delivers_each_execution_once_whatever_order_reports_arrive_in() -> None:

@@ -18,7 +18,12 @@ import pytest
 import trio
 
 from tests.brokers.alpaca.harness import running_sim, service_on
-from tests.brokers.harness import until_state, watch_connection
+from tests.brokers.harness import (
+    crash_applying_first_fill,
+    fills_journaled,
+    until_state,
+    watch_connection,
+)
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import (
     Event,
@@ -123,3 +128,32 @@ async def test_a_fill_while_the_stream_is_down_is_applied_once_before_orders_go_
             assert "gap-new" in sim.venue.by_client  # sent once the gate reopened
         else:
             assert await store.get("gap-new") is None  # refused: nothing journaled
+
+
+async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running_sim(autofill=False) as (sim, port), service_on(port) as svc:
+        with trio.fail_after(15):
+            rested = await svc.gateway.handle(Submit(id=1, order=buy("crash-1", "2")))
+        assert isinstance(rested, OrderReply) and rested.order.status == "accepted"
+        events = watch_connection(svc.bus)
+        # The broker actor crashes while it applies the stream's fill: after the
+        # connector handed it on, before the journal, risk and positions have it.
+        crashes = await crash_applying_first_fill(svc, "crash-1", monkeypatch)
+        sim.venue.execute(sim.venue.get_by_client_id("crash-1").id)
+        with trio.fail_after(15):
+            while not crashes:  # ends once the incarnation after the crash is in step
+                await until_state(events, "ready")
+        [activity] = sim.venue.activities.entries
+        execution_id = activity["id"].split("::")[1]
+        assert crashes == [execution_id]
+        journaled = await fills_journaled(svc, "alpaca", "crash-1")
+        assert [(f.fill_id, f.qty) for f in journaled] == [(execution_id, Decimal(2))]
+        store = await svc.journal.get()
+        order = await store.get("crash-1")
+        assert order is not None and order.status == "filled"
+        rows = await svc.gateway.handle(GetPositions(id=2, broker="alpaca"))
+        assert isinstance(rows, PositionsReply)
+        assert [(p.symbol, p.qty) for p in rows.positions] == [("AAPL", Decimal(2))]
+        assert svc.health().connections["alpaca"].state == "ready"

@@ -6,12 +6,17 @@ and one WebSocket for the ``trade_updates`` stream. A stream silent for
 ``stale_after_s`` (no update, no pong) is lost like a closed one
 (``stream``); ``last_message_at`` tells how long it has been quiet.
 
-The stream has no replay: ``resync`` (``SupportsResync``) reads back what it
-missed since the last event it delivered -- orders changed since then and
-their executions, from the FILL activities, with Alpaca's execution ids --
-and every reconnect runs it before going on, as does a stream update that
-shows an update went missing. The fill ledger
-(``alpaca.ledger``) never lets a fill out twice (see ``resync``).
+The stream has no replay: every (re)connect first reads back what it missed
+since the last event delivered -- orders changed since then and their
+executions, from the FILL activities, with Alpaca's execution ids -- and
+delivers it through the update sink before it reports the stream started (or
+back), as does a stream update that shows an update went missing (see
+``_catch_up``). The fill ledger (``alpaca.ledger``) never lets a fill out
+twice. It is shared by every incarnation of the connection, and a fill counts
+as delivered only once the sink has returned for it (the broker actor has
+applied it): one whose delivery crashed is delivered again by the next
+incarnation, never lost. There is no public ``resync`` returning a list: a
+caller applying it itself would have it counted as delivered before it did.
 
 Settings, their ``ALPACA_*`` overrides and the paper/live hosts are in
 ``settings``. Live trading refuses to start unless the broker's config says
@@ -143,6 +148,7 @@ class AlpacaConnector:
         now_ns: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        ledger: FillLedger | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -150,13 +156,12 @@ class AlpacaConnector:
         self._rng = rng or random.Random()
         self._http = HttpPool(name, settings, transport=transport)
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
-        self._ledger = FillLedger(watch_from_ns=now_ns())
+        #: Shared by every incarnation of this connection (see ``kind``).
+        self._ledger = ledger if ledger is not None else FillLedger(watch_from_ns=now_ns())
         self._fees = FeeJoin()
         #: Fee activities after this time are still to be read.
         self._fees_after_ns = self._ledger.watch_from_ns
         self._links = OrderLinks()
-        #: Alpaca's time of the newest event delivered: where the next resync starts.
-        self._cursor_ns = self._ledger.watch_from_ns
         self._session: TradeUpdatesSession | None = None
         #: Told when trade_updates is lost and when it is back in step (``watch_stream``).
         self._stream_hook: Callable[[str | None], None] = lambda _why: None
@@ -497,8 +502,7 @@ class AlpacaConnector:
                     url, s.api_key, s.api_secret, broker=self.name, timeouts=timeouts
                 ) as session:
                     self._session = session
-                    for missed in await self.resync():
-                        await sink(missed)
+                    await self._catch_up(sink)
                     live_since = trio.current_time()
                     self._stream_hook(None)  # back, and what it missed is delivered
                     if not started:
@@ -559,12 +563,15 @@ class AlpacaConnector:
         if self._reveals_gap(order, execution):
             # An update went missing on a live stream: read the executions back now,
             # with their ids, rather than make one fill up for them.
-            for missed in await self.resync():
-                await sink(missed)
-        self._cursor_ns = max(self._cursor_ns, ts)
+            await self._catch_up(sink)
         changed, fills = self._ledger.settle(order, execution)
         if changed:
-            await self._emit(order, fills, sink, ts)
+            if fills:
+                updates = [OrderUpdate(order=order, fill=fill, ts=ts) for fill in fills]
+                await self._deliver(updates, sink)
+            else:
+                await self._deliver([OrderUpdate(order=order, ts=ts)], sink)
+        self._ledger.cursor_ns = max(self._ledger.cursor_ns, ts)
 
     def _reveals_gap(self, order: Order, execution: Execution | None) -> bool:
         """Whether ``order`` has filled more than was delivered plus this ``execution``."""
@@ -574,17 +581,18 @@ class AlpacaConnector:
         before = delivered[0] if delivered is not None else Decimal(0)
         return order.filled_qty > before + (execution.qty if execution is not None else 0)
 
-    async def resync(self) -> list[OrderUpdate]:
-        """What the stream missed since the last event it delivered, in order (``SupportsResync``).
+    async def _catch_up(self, sink: UpdateSink) -> None:
+        """Deliver what the stream missed since the last event delivered, in order.
 
         Reads the FILL activities since then, then the orders: those created
         since then or since the oldest order last seen open, and any order last
         seen open that the list left out. Fills carry Alpaca's execution ids;
-        none the stream (or an earlier resync) delivered comes out again.
+        none the stream (or an earlier catch-up) delivered comes out again.
         Orders older than this connection and never seen by it are left to the
-        broker actor's reconciliation.
+        broker actor's reconciliation. The sweep's start moves only once all
+        is delivered.
         """
-        since = self._cursor_ns - _SWEEP_SLACK_NS
+        since = self._ledger.cursor_ns - _SWEEP_SLACK_NS
         orders_since = since
         earliest = self._ledger.earliest_open_ns()
         if earliest is not None:
@@ -603,10 +611,26 @@ class AlpacaConnector:
         orders = [await self._linked(wire) for wire in found]
         watched = [order for order in orders if self._ledger.watching(order)]
         updates = missed_updates(watched, activities, self._ledger)
+        if updates:
+            self.log.warning("updates the stream missed", count=len(updates))
+        await self._deliver(updates, sink)
         for order in watched:
-            self._cursor_ns = max(self._cursor_ns, order.updated_at)
-        self.log.debug("alpaca resync done", orders=len(found), updates=len(updates))
-        return updates
+            self._ledger.cursor_ns = max(self._ledger.cursor_ns, order.updated_at)
+        self.log.debug("alpaca catch-up done", orders=len(found), updates=len(updates))
+
+    async def _deliver(self, updates: list[OrderUpdate], sink: UpdateSink) -> None:
+        """Hand settled ``updates`` to ``sink`` in order; what it did not take is taken back.
+
+        A broker actor crashing while it applies one leaves that one and those
+        after it undelivered in the ledger: the next incarnation delivers them.
+        """
+        for index, update in enumerate(updates):
+            try:
+                await sink(update)
+            except BaseException:
+                for undelivered in updates[index:]:
+                    self._ledger.take_back(undelivered.order.id, undelivered.fill)
+                raise
 
     def _order(self, wire: WireOrder) -> Order:
         """Our ``Order`` for Alpaca's, under our client order id and links as far as known."""
@@ -630,12 +654,6 @@ class AlpacaConnector:
                     continue
                 self._links.remember(other.id, other.client_order_id)
         return self._order(wire)
-
-    async def _emit(self, order: Order, fills: list[Any], sink: UpdateSink, ts: int) -> None:
-        if not fills:
-            await sink(OrderUpdate(order=order, ts=ts))
-        for fill in fills:
-            await sink(OrderUpdate(order=order, fill=fill, ts=ts))
 
     # -- quotes -------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -9,10 +10,23 @@ from ult_actors.brokers.alpaca.settings import AlpacaSettings, alpaca_settings_f
 from ult_actors.brokers.base import BrokerKind, Connector
 
 
-def _factory(name: str, settings: AlpacaSettings, **kwargs: Any) -> Callable[[], Connector]:
+def connector_factory(
+    name: str, settings: AlpacaSettings, **kwargs: Any
+) -> Callable[[], Connector]:
+    """One connector per actor incarnation, all sharing one fill ledger.
+
+    A restarted broker actor's connector must deliver what no earlier
+    incarnation delivered, fills whose application crashed included, and
+    only that (see ``ledger``).
+    """
     from ult_actors.brokers.alpaca.connector import AlpacaConnector  # httpx only when used
+    from ult_actors.brokers.alpaca.ledger import FillLedger
 
-    return lambda: AlpacaConnector(name, settings, **kwargs)
+    now_ns: Callable[[], int] = kwargs.get("now_ns", time.time_ns)
+    ledger = FillLedger(watch_from_ns=now_ns())
+    return lambda: AlpacaConnector(name, settings, ledger=ledger, **kwargs)
 
 
-KIND = BrokerKind("alpaca", AlpacaSettings, alpaca_settings_from_env, _factory, ("ALPACA_API_KEY",))
+KIND = BrokerKind(
+    "alpaca", AlpacaSettings, alpaca_settings_from_env, connector_factory, ("ALPACA_API_KEY",)
+)

@@ -8,9 +8,16 @@ as ``Fill`` events; anything an update reports beyond that becomes a fill
 gap), and anything already delivered is not delivered again.
 
 Fills are only synthesised for orders whose whole fill history this
-connector has watched (placed after it connected, or submitted through it).
-For an older order first met in a sweep, what it had filled before is taken
-as the baseline, since an earlier connection may have delivered it.
+connection has watched (placed after it first connected, or submitted
+through it). For an older order first met in a sweep, what it had filled
+before is taken as the baseline, since an earlier connection may have
+delivered it.
+
+One ledger serves every incarnation of a connection (see ``kind``), so a
+restarted broker actor's connector still watches the orders its predecessor
+did and resumes the sweep where that one stopped (``cursor_ns``). A report
+whose delivery failed (the broker actor crashed applying it) is taken back
+(``take_back``): the next sweep delivers it again.
 """
 
 from __future__ import annotations
@@ -45,11 +52,13 @@ class _Delivered:
 
 
 class FillLedger:
-    """What has been delivered for each order this connector has seen."""
+    """What has been delivered for each order this connection has seen."""
 
     def __init__(self, watch_from_ns: int) -> None:
         #: Orders created at or after this time are watched from their birth.
         self.watch_from_ns = watch_from_ns
+        #: Alpaca's time of the newest event delivered: where the next sweep starts.
+        self.cursor_ns = watch_from_ns
         self._orders: dict[str, _Delivered] = {}
         self._terminal = 0
 
@@ -129,6 +138,22 @@ class FillLedger:
         if self._terminal > _MAX_TERMINAL:
             self._forget_terminal()
         return changed, fills
+
+    def take_back(self, order_id: str, fill: Fill | None) -> None:
+        """Undo a settled report of ``order_id`` (and its ``fill``) that the sink never took.
+
+        Its fill counts as undelivered again, and the order's status as
+        unknown, so the next report of the order is news.
+        """
+        seen = self._orders.get(order_id)
+        if seen is None:
+            return
+        if fill is not None:
+            seen.qty -= fill.qty
+            seen.notional -= fill.qty * fill.price
+        if seen.status in TERMINAL_STATUSES:
+            self._terminal -= 1
+        seen.status = None
 
     def _baseline(self, order: Order, execution: Execution | None) -> _Delivered:
         if order.created_at >= self.watch_from_ns:
