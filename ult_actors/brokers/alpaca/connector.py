@@ -566,11 +566,8 @@ class AlpacaConnector:
             await self._catch_up(sink)
         changed, fills = self._ledger.settle(order, execution)
         if changed:
-            if fills:
-                updates = [OrderUpdate(order=order, fill=fill, ts=ts) for fill in fills]
-                await self._deliver(updates, sink)
-            else:
-                await self._deliver([OrderUpdate(order=order, ts=ts)], sink)
+            updates = [OrderUpdate(order=order, fill=fill, ts=ts) for fill in fills]
+            await self._deliver(updates or [OrderUpdate(order=order, ts=ts)], sink)
         self._ledger.cursor_ns = max(self._ledger.cursor_ns, ts)
 
     def _reveals_gap(self, order: Order, execution: Execution | None) -> bool:
