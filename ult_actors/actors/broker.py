@@ -269,7 +269,8 @@ class _BrokerIncarnation:
 
         Each update goes through ``_track`` like a streamed one (journal, risk,
         positions, subscribers), which applies an execution once by its id. A
-        connector without ``resync`` is settled by ``reconcile_on_start`` alone.
+        connector without ``resync`` (every shipped one) catches up inside its
+        own stream before it reports started; ``reconcile_on_start`` settles the rest.
         """
         if not isinstance(self.connector, SupportsResync):
             return

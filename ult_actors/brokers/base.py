@@ -202,16 +202,18 @@ class SupportsQuotes(Protocol):
 
 @runtime_checkable
 class SupportsResync(Protocol):
-    """A connector that can recover what its update stream missed (issue 18).
+    """A connector that recovers what its update stream missed by asking afterwards (issue 18).
 
     After a dropped, silent or gappy stream, the broker actor calls ``resync``
-    before it lets new orders through again: the venue's own record since the
-    last event the stream delivered (Alpaca: orders updated since then). IB's
-    and OANDA's connectors have none: their ``stream_updates`` delivers what
-    was missed (IB: the executions since the gap, with open and completed
-    orders; OANDA: every transaction since the last one delivered) before it
-    reports started, each counted as delivered only once the sink has
-    returned for it.
+    before it lets new orders through again. No shipped connector needs it:
+    Alpaca's, IB's and OANDA's ``stream_updates`` deliver what was missed
+    (Alpaca: orders updated since the last update delivered; IB: the executions
+    since the gap, with open and completed orders; OANDA: every transaction
+    since the last one delivered) through the sink before they report started,
+    each counted as delivered only once the sink has returned for it, so a
+    crash while the actor applies one delivers it again. A ``resync`` list
+    returned before the actor applies it cannot promise that; a connector whose
+    stream cannot catch up by itself implements this instead.
     """
 
     async def resync(self) -> list[OrderUpdate]:
