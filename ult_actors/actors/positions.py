@@ -12,7 +12,10 @@ too (``broker_qty=None``), its book is kept, and its trading is put in
 arrives and the book agrees with it, positions asks risk to lift it. A
 broker that gave no report is pulled again every ``unreported_retry_s``
 rather than at the next interval, and one whose connection comes back up is
-pulled at once, so trading resumes as soon as the broker does.
+pulled at once (when it starts resyncing, as queries are served from then on,
+and again once its actor is running), so trading resumes as soon as the broker
+does: a reconnect's reconciliation can take seconds, and waiting for it held
+the restriction that long after the venue answered again.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ult_actors.holding import Holding
 from ult_actors.messages import (
     AccountReset,
     ActorHealthChanged,
+    ConnectionStateChanged,
     Event,
     GetPositions,
     OrderUpdate,
@@ -207,7 +211,8 @@ class PositionsDeps:
     retry_delay_s: float = 1.0
     #: After a pull that gave no report, the next one comes this soon.
     unreported_retry_s: float = 5.0
-    #: Broker by the name of its actor: a ``running`` health event of one triggers a pull.
+    #: Broker by the name of its actor: a ``running`` health event of one triggers a pull
+    #: (as does its connection entering ``resyncing``).
     actors: dict[str, str] = field(default_factory=dict)
     #: Where the fills known before a restart are read (``None``: start from nothing).
     journal: JournalSlot | None = None
@@ -353,6 +358,11 @@ class _Positions:
         self.reconnects = deps.bus.subscribe(
             lambda e: (
                 isinstance(e, ActorHealthChanged) and e.state == "running" and e.name in deps.actors
+            )
+            or (
+                isinstance(e, ConnectionStateChanged)
+                and e.state == "resyncing"
+                and e.broker in deps.brokers
             ),
             capacity=1024,
         )
@@ -418,6 +428,8 @@ class _Positions:
             match event:
                 case ActorHealthChanged(name=actor):
                     nursery.start_soon(self.sync, self.deps.actors[actor])
+                case ConnectionStateChanged(broker=name):
+                    nursery.start_soon(self.sync, name)
 
     async def handle(self, env: Envelope[GetPositions]) -> None:
         broker = env.msg.broker
