@@ -104,7 +104,7 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
 from ult_actors.config import load_config
-from ult_actors.errors import NotFound, Timeout, UltError
+from ult_actors.errors import NotFound, RiskRejected, Timeout, UltError
 from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Order
 from ult_actors.testing.process import UltProcess
 
@@ -138,6 +138,8 @@ class Tally:
     internal: list[str] = field(default_factory=list)
     replace_refused: collections.Counter[str] = field(default_factory=collections.Counter)
     lists: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Orders and lists risk refused, by why: ``reducing``, ``halted`` or the limit's name.
+    risk_refused: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class Child:
@@ -238,6 +240,8 @@ async def run_clients(
 
     def refused(exc: UltError, what: str = "") -> None:
         tally.rejected[f"{what}gave up: {exc.code}" if exc.transient else f"{what}{exc.code}"] += 1
+        if isinstance(exc, RiskRejected):
+            tally.risk_refused[risk_cause(exc)] += 1
 
     async def send_list(c: AsyncClient, o: PlannedOrder) -> None:
         assert o.orders is not None
@@ -520,6 +524,14 @@ def count_faults(path: Path) -> collections.Counter[str]:
     return counts
 
 
+def risk_cause(exc: RiskRejected) -> str:
+    """Why risk refused: the trading state (``reducing`` or ``halted``), else the limit's name."""
+    if exc.limit != "trading_state":
+        return exc.limit or "unnamed limit"
+    # Only the message tells the two states apart; reducing's names itself.
+    return "trading state reducing" if "reducing" in exc.message else "trading state halted"
+
+
 def reconcile_totals(log_path: Path) -> dict[str, int]:
     totals: collections.Counter[str] = collections.Counter()
     for line in log_path.read_text(errors="replace").splitlines():
@@ -674,6 +686,7 @@ def check(
         "accepted_outcome_unknown_at_reply": sum(1 for r in accepted if r.outcome == "unknown"),
         "rejected": sum(tally.rejected.values()),
         "rejected_by_reason": dict(sorted(tally.rejected.items())),
+        "risk_refused_by_cause": dict(sorted(tally.risk_refused.items())),
         "canceled_by_clients": tally.canceled,
         "client_reconnects": tally.reconnects,
         "client_retries_after_unavailable": tally.retried_unavailable,
@@ -726,6 +739,8 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("  outcome unknown at reply", report["accepted_outcome_unknown_at_reply"]),
         ("rejected", report["rejected"]),
         *((f"  {reason}", n) for reason, n in report["rejected_by_reason"].items()),
+        ("  of those, refused by risk", sum(report["risk_refused_by_cause"].values())),
+        *((f"    {cause}", n) for cause, n in report["risk_refused_by_cause"].items()),
         ("canceled by clients", report["canceled_by_clients"]),
         ("client reconnects", report["client_reconnects"]),
         ("faults injected", sum(report["faults"].values())),
