@@ -10,7 +10,8 @@ import pytest
 
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
-from ult_actors.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from ult_actors.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ult_actors.cli.main import main as ult_main
 from ult_actors.cli.paper import reset_main as paper_reset_main
 from ult_actors.messages import OrderRequest
 
@@ -46,3 +47,13 @@ async def test_paper_reset_starts_afresh_and_refuses_while_the_account_is_open(
     finally:
         await fresh.disconnect()
     assert paper_reset_main(["--state-dir", state_dir, "--broker", "nope"]) == EXIT_FAILED
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["paper", "--help"], EXIT_OK), (["paper"], EXIT_USAGE)])
+def test_the_first_word_of_paper_reset_names_the_command_instead_of_unknown(
+    argv: list[str], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ult_main(argv) == code
+    out = capsys.readouterr()
+    assert "usage: ult paper reset" in out.out + out.err
+    assert "unknown command" not in out.err

@@ -137,6 +137,12 @@ def _dispatch(args: list[str]) -> int:
         return commands[two](args[2:])
     if args[0] in commands:
         return commands[args[0]](args[1:])
+    subcommands = [name for name in commands if name.startswith(f"{args[0]} ")]
+    if subcommands:  # `ult paper`, `ult config --help`: the first word of a command
+        asked = args[1:2] in (["-h"], ["--help"])
+        print(f"usage: {' | '.join(f'ult {name}' for name in subcommands)}",
+              file=sys.stdout if asked else sys.stderr)
+        return EXIT_OK if asked else EXIT_USAGE
     print(f"ult: unknown command {args[0]!r}\n\n{_USAGE}", end="", file=sys.stderr)
     return EXIT_USAGE
 

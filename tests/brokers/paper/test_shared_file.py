@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
 import sqlite3
+import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -437,6 +439,46 @@ async def test_a_change_log_that_cannot_be_opened_refuses_the_file_and_lets_go_o
     desk = placed(tmp_path, "desk")
     async with streaming(desk):
         assert (await desk.submit(buy("after-fix", 1))).status == "filled"
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Make ``directory`` unwritable, for root too (root ignores mode bits)."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(directory)], check=True)
+    else:
+        directory.chmod(0o500)
+    try:
+        yield
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        else:
+            directory.chmod(0o700)
+
+
+async def test_a_change_log_left_in_a_read_only_directory_is_a_named_error_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    live = tmp_path / "live"
+    desk = placed(live, "desk")
+    async with streaming(desk):
+        assert desk._exchange is not None
+        desk._exchange.writer.interval_s = 60  # the order is in the change log only
+        await desk.submit(buy("d-1", 3))
+        crashed = crash_copy(live / "paper.db")
+    segment = changelog.segments(str(crashed))[0]
+    for name in ("paper.db.lock", "paper.db-shm"):  # there from the crashed run
+        (crashed.parent / name).touch()
+    # The log can be read but not deleted once taken in: the file is refused,
+    # naming the segment and what to do, rather than an OSError escaping.
+    denied = r"Operation not permitted|Permission denied"
+    with read_only(crashed.parent), pytest.raises(ConfigError, match=denied) as err:
+        await placed(crashed.parent, "desk").connect()
+    assert str(segment) in str(err.value) and "permissions" in str(err.value)
+    desk = placed(crashed.parent, "desk")
+    async with streaming(desk):  # fixed: the order is there
+        assert (await desk.get_order_by_client_id("d-1")).status == "filled"
 
 
 async def test_reset_of_one_account_after_a_crash_keeps_what_the_others_logged(

@@ -173,7 +173,7 @@ class PaperStore:
                     f"paper account file {self.path} could not take in its change log ({exc})"
                 ) from None
             self.accounts = {name for (name,) in self._read.execute("SELECT name FROM accounts")}
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: a log segment it may not read or delete
             self.close()
             raise unusable_account(self.path, exc) from None
         except BaseException:
@@ -447,7 +447,11 @@ def _checkpoint(path: Path) -> None:
 
 def unusable_account(path: str, exc: BaseException) -> ConfigError:
     """The error for an account file that cannot be opened or read (not worth retrying)."""
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    reason = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        # Name the file at fault when it is another one (a change log segment, the lock).
+        other = exc.filename is not None and str(exc.filename) != path
+        reason = f"{exc.strerror}: {exc.filename}" if other else exc.strerror
     return ConfigError(
         f"paper account file {path} cannot be used ({reason}); fix its directory or"
         " permissions, or start afresh with `ult paper reset`"
