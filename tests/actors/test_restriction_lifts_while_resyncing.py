@@ -18,8 +18,8 @@ from pathlib import Path
 
 import trio
 
+from tests.durability.harness import config
 from tests.fakes import FakeConnector, FakeVenue
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import ConnectionStateChanged, Order, TradingStateChanged
 from ult_actors.service import Service, build_service
 
@@ -38,14 +38,10 @@ class HeldReconcile(FakeConnector):
 
 @asynccontextmanager
 async def running(tmp: Path, venue: FakeVenue, release: trio.Event) -> AsyncIterator[Service]:
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="fake", state_dir=str(tmp)),
-        brokers=[BrokerEntry(name="fake", kind="fake", enabled=True, settings=None)],
-    )
+    cfg = config(tmp)
     # The retry of a broker that gave no report comes after min(5 s, this): 5 s.
     cfg.positions.sync_interval_s = 3600.0
     cfg.supervision.connect_backoff_cap_s = 0.2
-    cfg.supervision.backoff_initial_ms = 20
     svc = build_service(
         cfg,
         env={},
