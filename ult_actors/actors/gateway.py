@@ -73,6 +73,7 @@ from ult_actors.runtime import (
     Subscription,
     call,
 )
+from ult_actors.runtime.mailbox import InFlightUnanswered
 from ult_actors.validation import with_leg_ids
 
 
@@ -92,6 +93,13 @@ def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
         return False
 
     return accepts
+
+
+def _check_hint(request: Request) -> str:
+    """Where to look for the order a request may have placed (a submit's only)."""
+    if isinstance(request, Submit) and request.order.client_order_id is not None:
+        return f" (check: ult order {request.order.client_order_id})"
+    return ""
 
 
 class ServiceGateway:
@@ -134,15 +142,23 @@ class ServiceGateway:
         """Answer one request; failures raise the matching ``UltError``."""
         try:
             return await self._handle(request)
+        except InFlightUnanswered as exc:
+            raise BrokerUnavailable(
+                f"request not answered: {exc}; its outcome is unknown until reconciled"
+                f"{_check_hint(request)}"
+            ) from None
         except ActorUnavailable as exc:
             raise BrokerUnavailable(str(exc)) from None
         except CallTimeout as exc:
             raise Timeout(f"the service did not answer in time: {exc}") from None
         except ActorCrashed as exc:
             if isinstance(exc.cause, BrokerUnavailable):
-                # Restarted by its connection, not by a bug: asking again is safe.
+                # Restarted by its connection, not by a bug: asking again (same ids) is
+                # safe, but what the request sent may have reached the broker.
                 raise BrokerUnavailable(
-                    f"request not answered: {exc}", broker=exc.cause.broker
+                    f"request not answered: {exc}; its outcome is unknown until reconciled"
+                    f"{_check_hint(request)}",
+                    broker=exc.cause.broker,
                 ) from None
             raise Internal(f"request failed: {exc}") from None
 

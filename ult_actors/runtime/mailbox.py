@@ -70,6 +70,11 @@ class ActorUnavailable(CallTimeout):
     """The actor is parked after repeated failures: refused now rather than at the deadline."""
 
 
+class InFlightUnanswered(ActorUnavailable):
+    """The actor went down while handling this request and is not back: what the
+    request did (an order sent) is unknown, unlike a request it never took."""
+
+
 class ActorCrashed(RuntimeError):
     """The actor crashed handling this request (not redelivered), or crashed with it in
     flight more often than redelivery allows."""

@@ -54,7 +54,7 @@ import trio
 
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.health import ActorHealth, HealthListener, HealthRecord, RestartType
-from ult_actors.runtime.mailbox import ActorUnavailable, Mailbox
+from ult_actors.runtime.mailbox import ActorUnavailable, InFlightUnanswered, Mailbox
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 ActorBody = Callable[[ActorContext[Any]], Awaitable[None]]
@@ -510,13 +510,21 @@ class Supervisor:
         await self._restart_after(child, 0.0)
 
     async def _refuse_for(self, child: _Child, reason: ActorUnavailable, seconds: float) -> None:
-        """Answer every request to a child that is down with ``reason``, for ``seconds``."""
+        """Answer every request to a child that is down with ``reason``, for ``seconds``.
+
+        A request an earlier incarnation was handling when it went down may have
+        taken effect (an order sent): its answer says so (``InFlightUnanswered``).
+        """
         mailbox = child.spec.mailbox
         with trio.move_on_after(seconds):
             while mailbox is not None:
                 env = await mailbox.receive()
                 if env.reply is not None:
-                    env.reply.fail(reason)
+                    if env.deliveries > 0:
+                        lost = f"{reason}; it went down with this request in flight"
+                        env.reply.fail(InFlightUnanswered(lost))
+                    else:
+                        env.reply.fail(reason)
                     mailbox.answered(env)
 
     async def _stop_children(self, children: list[_Child]) -> None:
