@@ -6,7 +6,8 @@ No tests live here; the test modules import these helpers.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -70,15 +71,26 @@ def service_env(port: int, state_dir: Path) -> dict[str, str]:
 
 @asynccontextmanager
 async def connected(
-    port: int, *, stream: bool = True, ledger: FillLedger | None = None, **overrides: Any
+    port: int,
+    *,
+    stream: bool = True,
+    ledger: FillLedger | None = None,
+    now_ns: Callable[[], int] = time.time_ns,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[AlpacaConnector, UpdateLog]]:
     """A connected connector (and its stream running into an ``UpdateLog``).
 
     Connectors given one ``ledger`` are incarnations of one connection: once
     its stream started, a later one has delivered what the earlier ones did not.
+    ``now_ns`` is the connector's wall clock (a test freezing the simulator's
+    gives it the same one).
     """
     connector = AlpacaConnector(
-        "alpaca", settings_for(port, **overrides), rng=random.Random(3), ledger=ledger
+        "alpaca",
+        settings_for(port, **overrides),
+        now_ns=now_ns,
+        rng=random.Random(3),
+        ledger=ledger,
     )
     async with connected_connector(connector, stream=stream) as log:
         yield connector, log

@@ -95,12 +95,13 @@ async def test_429_with_retry_after_waits_out_a_short_window_then_succeeds() -> 
 
 
 async def test_the_simulators_own_rate_limit_headers_close_the_gate_before_a_429() -> None:
-    # The venue's clock stands still: the simulator's window is a calendar minute, and a
-    # test running across a minute's end would find its budget renewed.
+    # The venue's clock stands still, and the connector reads the same one: the
+    # simulator's window is a calendar minute, and a test running across a minute's end
+    # would find its budget renewed (at the venue) or its reset passed (at the connector).
     frozen_ns = time.time_ns()
     async with (
         running_sim(rate_limit_per_minute=3, now_ns=lambda: frozen_ns) as (sim, port),
-        connected(port, stream=False) as (conn, _),
+        connected(port, stream=False, now_ns=lambda: frozen_ns) as (conn, _),
     ):
         await conn.account()  # connect used the first request
         await conn.account()  # the third: X-RateLimit-Remaining is now 0
