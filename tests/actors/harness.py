@@ -78,19 +78,26 @@ def fill(state: RiskState, side: str, qty: int, price: str, now_ns: int = NOW_NS
     apply_event(state, update(coid, "filled", side=side, qty=qty, filled=qty, avg=price), now_ns)
 
 
+def exact_paper_settings(**overrides: Any) -> PaperSettings:
+    """A paper broker with exact prices and no clock: AAPL at 100, no slippage,
+    impact or commission, nothing moving unless an order does."""
+    return PaperSettings(
+        tick_interval_s=0,
+        slippage_bps=Decimal(0),
+        size_impact_bps_per_share=Decimal(0),
+        commission_per_share=Decimal(0),
+        start_prices={"AAPL": Decimal(100)},
+        **overrides,
+    )
+
+
 @asynccontextmanager
 async def paper_service(
     tmp_path: Path, *names: str, now_ns: Callable[[], int] | None = None, **risk: Any
 ) -> AsyncIterator[tuple[Service, dict[str, list[PaperConnector]]]]:
     """The tree on real paper brokers (exact prices, no clock); yields the connectors made."""
     names = names or ("paper",)
-    settings = PaperSettings(
-        tick_interval_s=0,
-        slippage_bps=Decimal(0),
-        size_impact_bps_per_share=Decimal(0),
-        commission_per_share=Decimal(0),
-        start_prices={"AAPL": Decimal(100)},
-    )
+    settings = exact_paper_settings()
     cfg = ServiceConfig(
         service=ServiceSection(default_broker=names[0], state_dir=str(tmp_path)),
         risk=RiskSection(**risk),

@@ -12,10 +12,10 @@ import msgspec
 import trio
 import trio.testing
 
+from tests.actors.harness import exact_paper_settings
 from ult_actors.actors.positions import PositionBook
 from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.paper.connector import PaperConnector
-from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
     Fill,
@@ -113,11 +113,9 @@ def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:
 @asynccontextmanager
 async def paper_service(state_dir: Path) -> AsyncIterator[tuple[Service, list[PaperConnector]]]:
     """The tree on the paper broker; its account file (and the journal) outlive the service."""
-    settings = PaperSettings(
-        tick_interval_s=0, slippage_bps=Decimal(0), size_impact_bps_per_share=Decimal(0),
-        commission_per_share=Decimal(0), start_prices={"AAPL": Decimal(100)},
-        displayed_size=Decimal(4), state_path=str(state_dir / "paper-paper.db"),
-    )  # fmt: skip
+    settings = exact_paper_settings(
+        displayed_size=Decimal(4), state_path=str(state_dir / "paper-paper.db")
+    )
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="paper", state_dir=str(state_dir)),
         brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],

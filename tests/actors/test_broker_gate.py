@@ -20,10 +20,9 @@ from typing import Any, Literal
 import pytest
 import trio
 
-from tests.actors.harness import NOW_NS, req
+from tests.actors.harness import NOW_NS, exact_paper_settings, req
 from ult_actors.brokers.base import UpdateSink
 from ult_actors.brokers.paper.connector import PaperConnector
-from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import Order, OrderReply, OrderUpdate, Submit
@@ -72,14 +71,7 @@ class GappyPaper(PaperConnector):
 async def gappy_service(
     tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
 ) -> AsyncIterator[tuple[Service, Reconnecting]]:
-    settings = PaperSettings(
-        tick_interval_s=0,
-        slippage_bps=Decimal(0),
-        size_impact_bps_per_share=Decimal(0),
-        commission_per_share=Decimal(0),
-        start_prices={"AAPL": Decimal(100)},
-        state_path=str(tmp_path / "paper.db"),
-    )
+    settings = exact_paper_settings(state_path=str(tmp_path / "paper.db"))
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
         brokers=[

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import trio
 
-from tests.actors.harness import NOW_NS, req
+from tests.actors.harness import NOW_NS, exact_paper_settings, req
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.paper.connector import PaperConnector
-from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.cluster.fencing import FencedConnector, LeaseDeadline
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import ServiceBusy
@@ -69,14 +68,7 @@ class CountingPaper(PaperConnector):
 async def fenced_service(
     tmp_path: Path, lease: LeaseDeadline, settle_grace_s: float = 2.0, count_reads: bool = False
 ) -> AsyncIterator[tuple[Service, list[str]]]:
-    settings = PaperSettings(
-        tick_interval_s=0,
-        slippage_bps=Decimal(0),
-        size_impact_bps_per_share=Decimal(0),
-        commission_per_share=Decimal(0),
-        start_prices={"AAPL": Decimal(100)},
-        state_path=str(tmp_path / "paper.db"),
-    )
+    settings = exact_paper_settings(state_path=str(tmp_path / "paper.db"))
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
         brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
