@@ -57,21 +57,16 @@ class Waits:
         self.for_token: list[float] = []
 
 
-async def measure(
-    order: Send,
-    cancel: Send,
-    budget: RateBudget,
-    *,
-    cancels: int,
-    backlog: int,
-    warmup_s: float,
-    gap_s: float,
-    seed: int,
-) -> Waits:
-    """How long each ``cancel()`` took while ``backlog`` tasks called ``order()`` without pause.
+async def measure(order: Send, cancel: Send, budget: RateBudget, args: argparse.Namespace) -> Waits:
+    """How long each ``cancel()`` took while ``args.backlog`` tasks called ``order()`` without
+    pause, after a warm-up of two bursts' worth of tokens.
 
-    Cancels come a random 0 to ``2 * gap_s`` after the previous one ended.
+    Cancels come a random 0 to ``2 * args.cancel_every`` token intervals after the
+    previous one ended.
     """
+    cancels, backlog, seed = args.cancels, args.backlog, args.seed
+    warmup_s = 2 * budget.burst / budget.rate_per_s
+    gap_s = args.cancel_every / budget.rate_per_s
     rng = random.Random(seed)
     waits = Waits()
 
@@ -97,14 +92,7 @@ async def measure(
 async def at_the_budget(budget: RateBudget, args: argparse.Namespace) -> tuple[Waits, int]:
     """Cancels' waits for a token of ``budget`` alone (no venue)."""
     waits = await measure(
-        lambda: budget.acquire("order"),
-        lambda: budget.acquire("cancel"),
-        budget,
-        cancels=args.cancels,
-        backlog=args.backlog,
-        warmup_s=2 * budget.burst / budget.rate_per_s,
-        gap_s=args.cancel_every / budget.rate_per_s,
-        seed=args.seed,
+        lambda: budget.acquire("order"), lambda: budget.acquire("cancel"), budget, args
     )
     return waits, 0
 
@@ -146,16 +134,7 @@ async def at_tws(budget: RateBudget, args: argparse.Namespace) -> tuple[Waits, i
                 await budget.prepay("cancel")
                 await connector.cancel(resting.pop().id)
 
-        waits = await measure(
-            place,
-            cancel,
-            budget,
-            cancels=args.cancels,
-            backlog=args.backlog,
-            warmup_s=2 * budget.burst / budget.rate_per_s,
-            gap_s=args.cancel_every / budget.rate_per_s,
-            seed=args.seed,
-        )
+        waits = await measure(place, cancel, budget, args)
         await connector.disconnect()
         outer.cancel_scope.cancel()
     return waits, sim.rate_violations
