@@ -31,6 +31,7 @@ to be aligned on frames).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import trio
@@ -108,6 +109,8 @@ class Connection:
         self._done = trio.CancelScope()
         # The reading turn, passed from task to task (see ``_read``).
         self._frames = FrameReader(max_frame_bytes)
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._drained = True
         self._paused = False
         self._oversize = False
         self._read_over = trio.Event()
@@ -189,8 +192,8 @@ class Connection:
             data: bytes | bytearray = b""
             if not self._paused:
                 try:
-                    data = await self.stream.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = await self._receive()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     self._done.cancel()
                     break
                 if not data:
@@ -209,6 +212,26 @@ class Connection:
                 return request
         self._read_over.set()
         return None
+
+    async def _receive(self) -> bytes | bytearray:
+        """The next bytes from the client (b"" at EOF).
+
+        A read that did not fill its buffer emptied the socket, so on a socket the
+        next one waits for data before reading: a lone request costs one read, not
+        a read that finds nothing and then another (what ``receive_some`` does).
+        """
+        if self._fd is None or not self._drained:
+            data = await self.stream.receive_some(_READ_SIZE)
+        else:
+            while True:
+                await trio.lowlevel.wait_readable(self._fd)
+                try:
+                    data = os.read(self._fd, _READ_SIZE)
+                    break
+                except BlockingIOError:  # woken for nothing: wait again
+                    continue
+        self._drained = len(data) < _READ_SIZE
+        return data
 
     async def _wait_for_room(self) -> None:
         """Wait until this connection may take another request (see the module doc)."""
