@@ -56,9 +56,8 @@ from ult_actors.runtime.pubsub import Subscription
 
 _READ_SIZE = 1 << 16
 #: Tasks a connection keeps parked for its next requests (see ``taskpool.py``): a
-#: pipelining client's usual window; down to ``_QUIET_TASKS`` once none is in flight.
+#: pipelining client's usual window, ~256 KB at most.
 _IDLE_TASKS = 128
-_QUIET_TASKS = 2
 
 
 class _ReadTurn:
@@ -297,8 +296,6 @@ class Connection:
         self._in_flight -= 1
         if self._in_flight < self.max_in_flight:
             self._capacity.set()
-        if not self._in_flight:
-            self._tasks.trim(_QUIET_TASKS)
 
     def _send(self, reply: Reply, *, now: bool = False) -> None:
         self.outbox.put(self.codec.encode(reply), now=now)
