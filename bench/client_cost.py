@@ -26,22 +26,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-import msgspec
 import trio
 
+from bench import floor
 from bench.common import (
     child_env,
-    encoder,
-    frame,
     percentile,
     python,
     read_line,
@@ -52,9 +50,9 @@ from bench.common import (
     submit_frame,
 )
 from ult_actors.client import AsyncClient, Client
-from ult_actors.messages import Order, OrderReply
+from ult_actors.messages import Order, OrderReply, Reply, Request
 
-READ_SIZE = 65536
+READ_SIZE = floor.READ_SIZE
 
 #: What the server answers every request with (its id aside): a filled market buy.
 ORDER = Order(
@@ -76,42 +74,14 @@ ORDER = Order(
 )
 
 
-class _IdOnly(msgspec.Struct):
-    id: int = 0
-
-
-_id_decoder = msgspec.msgpack.Decoder(_IdOnly)
-
-
-async def _serve_connection(stream: trio.SocketStream) -> None:
-    buf = bytearray()
-    async with stream:
-        while True:
-            try:
-                data = await stream.receive_some(READ_SIZE)
-            except trio.BrokenResourceError:
-                return
-            if not data:
-                return
-            buf += data
-            out = bytearray()
-            for payload in split_frames(buf):
-                request_id = _id_decoder.decode(payload).id
-                out += frame(encoder.encode(OrderReply(id=request_id, order=ORDER)))
-            if out:
-                try:
-                    await stream.send_all(out)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
+def _filled(request: Request) -> Reply:
+    return OrderReply(id=request.id, order=ORDER)
 
 
 async def serve(path: str) -> None:
     """Answer every request on the Unix socket ``path`` with ``ORDER`` until killed."""
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    await sock.bind(path)
-    sock.listen(16)
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, _serve_connection, [trio.SocketListener(sock)])
+        await nursery.start(partial(floor.serve, path, answer=_filled))
         print("ready", flush=True)
 
 
