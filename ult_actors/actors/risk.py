@@ -374,7 +374,10 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         return  # a stale report: a finished order never reopens
     new = state.applied.advance(order)
     if new is not None:
-        book = state.books.setdefault((order.broker, order.symbol), Holding())
+        key = (order.broker, order.symbol)
+        book = state.books.get(key)
+        if book is None:  # not setdefault: it would build a Holding for every fill
+            book = state.books[key] = Holding()
         price = new.price or state.last_price.get(order.symbol) or book.avg_price
         state.last_price[order.symbol] = price
         signed = new.qty if order.side == "buy" else -new.qty
