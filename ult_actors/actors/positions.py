@@ -222,6 +222,8 @@ class PositionsDeps:
 
 #: Longest a position request waits for a broker's first pull after a start.
 _FIRST_PULL_WAIT_S = 5.0
+#: The events folded into the book (a tuple: ``A | B`` in the filter built a union per event).
+_FOLDED = (OrderUpdate, AccountReset)
 
 
 async def sync_broker(
@@ -355,7 +357,7 @@ class _Positions:
         self.log: Any = structlog.get_logger().bind(actor=ctx.name)
         # One subscription, in publication order: a reset lands after the updates before it.
         self.events = deps.bus.subscribe(
-            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+            lambda e: isinstance(e, _FOLDED), capacity=1 << 16
         )
         self.reconnects = deps.bus.subscribe(
             lambda e: (
