@@ -22,7 +22,12 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ult_actors.client._errors import ConnectionLost
-from ult_actors.client._requests import EVENT_FRAMES, MAX_REPLY_BYTES, connection_error
+from ult_actors.client._requests import (
+    EVENT_FRAMES,
+    MAX_REPLY_BYTES,
+    connection_error,
+    framed,
+)
 from ult_actors.errors import UltError
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec
 from ult_actors.messages import EventMessage, Reply, Request, SubscriptionDropped
@@ -130,7 +135,7 @@ class Connection:
         """
         if self.closed_error is not None:
             raise self.closed_error
-        data = self._codec.encode(request)
+        data = framed(self._codec, request)
         waiter = _Waiter()
         alone = not self._pending and not self._reading and not self._events_wanted
         self._pending[request.id] = waiter
