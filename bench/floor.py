@@ -23,6 +23,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -43,12 +45,17 @@ from bench.common import (
     stop_process,
     submit_frame,
 )
-from ult_actors.messages import OkReply
+from ult_actors.messages import OkReply, Reply, Request
 
 READ_SIZE = 65536
 
 
-async def _serve_connection(stream: trio.SocketStream) -> None:
+def ack(request: Request) -> Reply:
+    """The floor's answer to every request: an ``OkReply`` with its id."""
+    return OkReply(id=request.id, detail="ack")
+
+
+async def _serve_connection(stream: trio.SocketStream, answer: Callable[[Request], Reply]) -> None:
     buf = bytearray()
     async with stream:
         while True:
@@ -61,8 +68,7 @@ async def _serve_connection(stream: trio.SocketStream) -> None:
             buf += data
             out = bytearray()
             for payload in split_frames(buf):
-                request = request_decoder.decode(payload)
-                out += frame(encoder.encode(OkReply(id=request.id, detail="ack")))
+                out += frame(encoder.encode(answer(request_decoder.decode(payload))))
             if out:
                 try:
                     await stream.send_all(out)
@@ -70,14 +76,20 @@ async def _serve_connection(stream: trio.SocketStream) -> None:
                     return
 
 
-async def serve(path: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve the floor protocol on a Unix socket at ``path`` until cancelled."""
+async def serve(
+    path: str,
+    *,
+    answer: Callable[[Request], Reply] = ack,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the floor protocol on a Unix socket at ``path`` until cancelled; each
+    request is answered with ``answer(request)``."""
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     await sock.bind(path)
     sock.listen(128)
     listener = trio.SocketListener(sock)
     task_status.started()
-    await trio.serve_listeners(_serve_connection, [listener])
+    await trio.serve_listeners(partial(_serve_connection, answer=answer), [listener])
 
 
 async def _read_reply(stream: trio.SocketStream, buf: bytearray) -> Any:

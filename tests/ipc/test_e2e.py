@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import stat
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from ult_actors.client import (
     AsyncClient,
@@ -97,6 +99,36 @@ async def test_the_async_client_on_trio_many_tasks_and_an_event_stream(
                     filled.add(coid)
                     if len(filled) == 100:
                         break
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps each task of this trio run takes while installed."""
+
+    def __init__(self) -> None:
+        self.steps: collections.Counter[str] = collections.Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task.name] += 1
+
+
+async def test_a_lone_request_is_sent_and_read_by_its_caller_alone(service: UltProcess) -> None:
+    # One request at a time is the latency path: no other task of the client may have to
+    # run for it (each is a scheduler round and the CPU of a wake-up). The service runs in
+    # its own process, so every other task of this run belongs to the client.
+    async with AsyncClient(service.socket, timeout=20) as c:
+        await c.ping()
+        await trio.testing.wait_all_tasks_blocked()  # the connection's own tasks have started
+        caller = trio.lowlevel.current_task()
+        steps = _TaskSteps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for _ in range(10):
+                await c.ping()
+                await c.submit("AAPL", "buy", 1)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    assert steps.steps[caller.name] >= 20
+    assert {name: n for name, n in steps.steps.items() if name != caller.name} == {}
 
 
 def test_the_async_client_works_on_asyncio_too(service: UltProcess) -> None:

@@ -19,6 +19,7 @@ from tests.ipc.rawconn import RawConnection
 from ult_actors.client import AsyncClient, InvalidOrder, NotFound, Unauthorized
 from ult_actors.ipc.peercred import PeerPolicy
 from ult_actors.messages import (
+    Cancel,
     ErrorReply,
     EventMessage,
     OkReply,
@@ -66,6 +67,32 @@ async def test_replies_come_back_in_the_order_they_finish_each_with_its_request_
             second = await conn.receive()
         assert isinstance(second, OrderReply) and second.id == 1
         assert second.order.client_order_id == "slow-1"
+        await conn.aclose()
+
+
+async def test_a_cancel_sent_while_the_only_submit_waits_on_a_slow_broker_is_answered_at_once(
+    sock_dir: Path,
+) -> None:
+    # The submit is read alone and answered by the task that read it: the reading
+    # must have moved on to another task, or the cancel would wait for the broker.
+    venue = FakeVenue()
+    async with ipc_service(sock_dir, venue) as (_svc, path):
+        conn = await RawConnection.open(path)
+        with trio.fail_after(10):
+            await conn.send(Submit(id=1, order=_order("rest-1", type="limit", limit_price=90)))
+            resting = await conn.receive()
+            assert isinstance(resting, OrderReply) and resting.order.status == "accepted"
+            venue.submit_gate = trio.Event()  # the broker holds the next submit
+            await conn.send(Submit(id=2, order=_order("slow-2")))
+            await trio.testing.wait_all_tasks_blocked()
+            await conn.send(Cancel(id=3, order_id=resting.order.id))
+            canceled = await conn.receive()
+            assert isinstance(canceled, OrderReply) and canceled.id == 3
+            assert canceled.order.status == "canceled"
+            venue.submit_gate.set()
+            submitted = await conn.receive()
+        assert isinstance(submitted, OrderReply) and submitted.id == 2
+        assert submitted.order.client_order_id == "slow-2"
         await conn.aclose()
 
 

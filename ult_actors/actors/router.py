@@ -86,7 +86,8 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], Aw
     """The router's actor body."""
 
     async def start(ctx: ActorContext[RouterCommand]) -> None:
-        await serve_mailbox(ctx, _Router(deps, ctx).handle)
+        # Entered directly by an asker while idle: the gateway's task routes its submit.
+        await serve_mailbox(ctx, _Router(deps, ctx).handle, direct=True)
 
     return start
 

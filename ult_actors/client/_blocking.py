@@ -41,7 +41,7 @@ from ult_actors.client._requests import (
     submit_timeout,
 )
 from ult_actors.errors import Timeout, UltError
-from ult_actors.ipc.framing import FrameReader, ReplyCodec
+from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
     Account,
@@ -486,7 +486,7 @@ class Client:
                     self._closed_error = error
                 else:
                     self._ready.append(reply)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, FrameTooLarge) as exc:
             raise self._lost(f"unreadable reply from the service: {exc}") from None
 
     def _lost(self, reason: str) -> UltError:

@@ -1,8 +1,14 @@
 """One client connection: read frames, answer each request in its own task, push events.
 
 Requests are pipelined: every complete frame of a read is decoded and handed
-to its own task, and replies go out in whatever order they finish, each
-carrying the request's id. Back-pressure: the connection stops taking frames
+to a task of its own, and replies go out in whatever order they finish, each
+carrying the request's id. The reading itself is a turn passed between the
+connection's tasks (kept parked between requests, see ``taskpool.py``): the
+task that read a batch hands the reading on and answers the batch's last
+request itself, so a lone request is answered in the step that read it
+instead of a scheduler round later, while the next task already reads (a
+cancel sent while a submit waits on a slow broker is read and answered at
+once). Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
 mark of unsent bytes, and while all outboxes together are over the server's
@@ -35,6 +41,7 @@ from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
 from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
+from ult_actors.ipc.taskpool import TaskPool
 from ult_actors.messages import (
     ErrorReply,
     EventMessage,
@@ -47,6 +54,17 @@ from ult_actors.messages import (
 from ult_actors.runtime.pubsub import Subscription
 
 _READ_SIZE = 1 << 16
+#: Tasks a connection keeps parked for its next requests (see ``taskpool.py``): a
+#: pipelining client's usual window; down to ``_QUIET_TASKS`` once none is in flight.
+_IDLE_TASKS = 128
+_QUIET_TASKS = 2
+
+
+class _ReadTurn:
+    """The job of reading the connection's next requests (one task at a time has it)."""
+
+
+_READ = _ReadTurn()
 #: How long replies still owed are awaited after the client closed its side.
 _EOF_GRACE_S = 30.0
 
@@ -88,6 +106,13 @@ class Connection:
         self._capacity.set()
         self._subscription: Subscription[Any] | None = None
         self._done = trio.CancelScope()
+        # The reading turn, passed from task to task (see ``_read``).
+        self._frames = FrameReader(max_frame_bytes)
+        self._paused = False
+        self._oversize = False
+        self._read_over = trio.Event()
+        self._handlers: trio.Nursery
+        self._tasks: TaskPool[Request | _ReadTurn]
 
     async def run(self) -> None:
         """Serve until EOF, a broken stream, an oversize frame or cancellation."""
@@ -97,8 +122,12 @@ class Connection:
                     writer.start_soon(self._write, writer.cancel_scope)
                     writer.start_soon(self._watch_budget)
                     async with trio.open_nursery() as handlers:
-                        oversize = await self._read(handlers)
-                        if oversize:
+                        self._handlers = handlers
+                        self._tasks = TaskPool(handlers, self._serve, max_idle=_IDLE_TASKS)
+                        self._tasks.hand(_READ)
+                        await self._read_over.wait()
+                        self._tasks.close()
+                        if self._oversize:
                             handlers.cancel_scope.cancel()
                         else:
                             # The client closed its side. It may still read replies (a
@@ -139,29 +168,47 @@ class Connection:
                 with trio.move_on_after(self.stalled_s / 4):
                     await budget.wait_for_room()
 
-    async def _read(self, handlers: trio.Nursery) -> bool:
-        """Read and dispatch frames; True if the connection must close for an oversize frame."""
-        frames = FrameReader(self.max_frame_bytes)
-        paused = False
+    async def _serve(self, job: Request | _ReadTurn) -> None:
+        """One job of the connection's tasks: answer a request, or take the reading turn
+        and answer the last request it reads."""
+        if isinstance(job, _ReadTurn):
+            request = await self._read()
+            if request is None:
+                return
+            job = request
+        await self._answer(job)
+
+    async def _read(self) -> Request | None:
+        """Read until a read brings requests; hand the others and the reading turn on
+        to other tasks and return the last one, for this task to answer at once (a
+        request handed on waits a scheduler round for its task). None once the reading
+        is over: EOF, a broken stream, or an oversize frame."""
         while True:
             await self._wait_for_room()
-            data: bytes | bytearray = b""  # paused: finish the frames already buffered first
-            if not paused:
+            # Paused at a limit: finish the frames already buffered first.
+            data: bytes | bytearray = b""
+            if not self._paused:
                 try:
                     data = await self.stream.receive_some(_READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._done.cancel()
-                    return False
+                    break
                 if not data:
-                    return False
+                    break
             try:
-                paused = self._dispatch_until_full(frames, data, handlers)
+                request = self._dispatch_until_full(data)
             except FrameTooLarge as exc:
                 self.log.warning("oversize frame; closing connection", size=exc.size)
                 self._send(
                     ErrorReply(id=0, error=BadRequest(f"{exc}; closing the connection").to_info())
                 )
-                return True
+                self._oversize = True
+                break
+            if request is not None:
+                self._tasks.hand(_READ)
+                return request
+        self._read_over.set()
+        return None
 
     async def _wait_for_room(self) -> None:
         """Wait until this connection may take another request (see the module doc)."""
@@ -184,33 +231,41 @@ class Connection:
             or self.outbox.budget.over
         )
 
-    def _dispatch_until_full(
-        self, frames: FrameReader, data: bytes | bytearray, handlers: trio.Nursery
-    ) -> bool:
-        """Dispatch the complete frames of ``data``; True if it stopped at a limit with
-        frames left in ``frames`` (one read may hold thousands of small requests)."""
-        batch = frames.feed(data)
+    def _dispatch_until_full(self, data: bytes | bytearray) -> Request | None:
+        """Dispatch the complete frames of ``data``, stopping at a limit with frames left
+        buffered (one read may hold thousands of small requests); every request but the
+        last goes to a task of its own, the last is returned."""
+        batch = self._frames.feed(data)
+        last: Request | None = None
         try:
+            self._paused = False
             for payload in batch:
-                self._dispatch(payload, handlers)
+                request = self._dispatch(payload)
+                if request is not None:
+                    if last is not None:
+                        self._tasks.hand(last)
+                    last = request
                 if self._full():
-                    return True
-            return False
+                    self._paused = True
+                    break
+            return last
         finally:
             batch.close()  # keeps the frames not yet taken
 
-    def _dispatch(self, payload: bytes, handlers: trio.Nursery) -> None:
+    def _dispatch(self, payload: bytes) -> Request | None:
+        """The request of one frame, counted in flight; None if it is answered already
+        (a bad frame) or is a subscription."""
         request = self.dispatcher.decode(payload)
         if isinstance(request, ErrorReply):
             self._send(request)
-            return
+            return None
         if isinstance(request, Subscribe):
-            self._subscribe(request, handlers)
-            return
+            self._subscribe(request)
+            return None
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._capacity = trio.Event()
-        handlers.start_soon(self._answer, request)
+        return request
 
     async def _answer(self, request: Request) -> None:
         reply = await self.dispatcher.answer(request, self.peer)
@@ -219,6 +274,8 @@ class Connection:
         self._in_flight -= 1
         if self._in_flight < self.max_in_flight:
             self._capacity.set()
+        if not self._in_flight:
+            self._tasks.trim(_QUIET_TASKS)
 
     def _send(self, reply: Reply, *, now: bool = False) -> None:
         self.outbox.put(self.codec.encode(reply), now=now)
@@ -250,7 +307,7 @@ class Connection:
             self.outbox.discard()
             self._done.cancel()
 
-    def _subscribe(self, request: Subscribe, handlers: trio.Nursery) -> None:
+    def _subscribe(self, request: Subscribe) -> None:
         if self._subscription is not None:
             self._send(
                 ErrorReply(
@@ -263,7 +320,7 @@ class Connection:
         self._subscription = sub
         # The acknowledgement is queued before any event, so it arrives first.
         self._send(OkReply(id=request.id, detail="subscribed: " + ", ".join(request.topics)))
-        handlers.start_soon(self._forward_events, sub)
+        self._handlers.start_soon(self._forward_events, sub)
 
     async def _forward_events(self, sub: Subscription[Any]) -> None:
         try:

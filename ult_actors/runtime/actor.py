@@ -19,6 +19,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
 
+from ult_actors.runtime.direct import DirectEntry
 from ult_actors.runtime.mailbox import Envelope, Mailbox
 
 M = TypeVar("M")
@@ -114,11 +115,21 @@ class _Handling(AbstractContextManager[None]):
 
 
 async def serve_mailbox(
-    ctx: ActorContext[M], handle: Callable[[Envelope[M]], Awaitable[None]]
+    ctx: ActorContext[M],
+    handle: Callable[[Envelope[M]], Awaitable[None]],
+    *,
+    direct: bool = False,
 ) -> NoReturn:
-    """Report started, then hand every message to ``handle``, one at a time, forever."""
+    """Report started, then hand every message to ``handle``, one at a time, forever.
+
+    ``direct``: while this actor waits for mail, a ``call`` runs ``handle`` for its
+    request in the caller's own task instead (``direct.DirectEntry``: same order,
+    same crash, no wake-up of this task).
+    """
     mailbox = ctx.mailbox
     ctx.started()
+    if direct:
+        await DirectEntry(ctx, handle).serve()
     while True:
         env = await mailbox.receive()
         with ctx.handling(env):

@@ -44,7 +44,7 @@ import collections
 import heapq
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import trio
 
@@ -225,6 +225,14 @@ class Envelope(Generic[M]):
         return trio.current_time() > self.deadline
 
 
+class DirectDoor(Protocol[M]):
+    """How ``call`` runs a request in its own task when its actor is idle (``direct.py``)."""
+
+    def can_enter(self) -> bool: ...
+
+    async def run(self, env: Envelope[M]) -> None: ...
+
+
 class Mailbox(Generic[M]):
     """A bounded, typed queue that outlives the actor incarnations reading it."""
 
@@ -257,6 +265,8 @@ class Mailbox(Generic[M]):
         self.expired = 0
         #: Messages taken in a row without a scheduler round (see ``_next``).
         self._unyielded = 0
+        #: The serving incarnation's door for callers, when it has one (``DirectEntry``).
+        self.direct: DirectDoor[M] | None = None
 
     @property
     def depth(self) -> int:
@@ -382,11 +392,15 @@ class Mailbox(Generic[M]):
             self.expired += 1
             env.reply.fail(CallTimeout("request expired in the mailbox"))
             return False
+        self.take(env)
+        return True
+
+    def take(self, env: Envelope[M]) -> None:
+        """Count ``env`` as handled by the current incarnation (in flight until answered)."""
         env.deliveries += 1
         self.handled += 1
         if env.reply is not None:
             self.in_flight[env] = None
-        return True
 
     async def receive(self, lanes: Sequence[int] | None = None) -> Envelope[M]:
         """The next live message (of ``lanes`` only, if given); expired requests are dropped."""
@@ -460,6 +474,8 @@ async def call(
 ) -> object:
     """Send a request and wait for its answer; ``CallTimeout`` past ``timeout``.
 
+    To an idle actor that opened its door (``serve_mailbox(direct=True)``) the
+    request is not sent: its handler runs here, in the caller's task (``direct.py``).
     ``answer`` is the type the answer must have (checked): the result is typed
     as such. Without it the answer is an ``object`` the caller narrows.
     """
@@ -468,8 +484,13 @@ async def call(
         # The common case: no wait to send, and the run's keeper times the answer out.
         await trio.lowlevel.checkpoint_if_cancelled()
         deadline = trio.current_time() + timeout
-        mailbox.send_nowait(msg, reply=slot, deadline=deadline)
-        CallTimeouts.of_this_run().add(slot, deadline, timeout)
+        door = mailbox.direct
+        if door is not None and door.can_enter():
+            await door.run(mailbox._envelope(msg, slot, timeout, deadline))
+        else:
+            mailbox.send_nowait(msg, reply=slot, deadline=deadline)
+        if not slot.done:
+            CallTimeouts.of_this_run().add(slot, deadline, timeout)
         value = await slot.wait()
     else:
         with trio.move_on_after(timeout) as scope:
