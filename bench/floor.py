@@ -31,6 +31,7 @@ import trio
 
 from bench.common import (
     Budget,
+    ClientCpuMeter,
     CpuMeter,
     child_env,
     encoder,
@@ -117,6 +118,7 @@ async def sequential(
     buf = bytearray()
     with trio.fail_after(budget.seconds + 60):
         async with stream:
+            client_cpu = ClientCpuMeter()
             for data in frames:
                 t0 = clock()
                 await stream.send_all(data)
@@ -125,7 +127,12 @@ async def sequential(
                 samples.append(t1 - t0)
                 if t1 > stop_at:
                     break
-    return {**latency_summary(samples), "server_cpu_us": cpu.per_message_us(len(samples))}
+            client_cpu_us = client_cpu.per_message_us(len(samples))
+    return {
+        **latency_summary(samples),
+        "server_cpu_us": cpu.per_message_us(len(samples)),
+        "client_cpu_us": client_cpu_us,
+    }
 
 
 async def pipelined(
@@ -175,6 +182,7 @@ async def pipelined(
 
     async with stream:
         t0 = time.perf_counter()
+        client_cpu = ClientCpuMeter()
         with trio.fail_after(budget.seconds + 30):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(send)
@@ -185,6 +193,7 @@ async def pipelined(
         "window": window,
         "per_s": round(received / elapsed, 1),
         "server_cpu_us": cpu.per_message_us(received),
+        "client_cpu_us": client_cpu.per_message_us(received),
     }
 
 

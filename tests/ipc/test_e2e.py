@@ -7,6 +7,7 @@ import collections
 import os
 import stat
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import trio.testing
 
 from ult_actors.client import (
     AsyncClient,
+    BadRequest,
     Client,
     InvalidOrder,
     NotFound,
@@ -22,7 +24,7 @@ from ult_actors.client import (
     ServiceUnreachable,
     order_request,
 )
-from ult_actors.messages import Order, OrderUpdate
+from ult_actors.messages import Order, OrderRequest, OrderUpdate
 from ult_actors.testing.process import UltProcess
 
 RICH = {"PAPER_STARTING_CASH": "100000000"}
@@ -129,6 +131,30 @@ async def test_a_lone_request_is_sent_and_read_by_its_caller_alone(service: UltP
             trio.lowlevel.remove_instrument(steps)
     assert steps.steps[caller.name] >= 20
     assert {name: n for name, n in steps.steps.items() if name != caller.name} == {}
+
+
+async def test_a_request_that_cannot_be_encoded_is_refused_by_name_and_nothing_is_left_behind(
+    service: UltProcess,
+) -> None:
+    unsendable = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), broker=object())  # type: ignore[arg-type]
+    async with AsyncClient(service.socket, timeout=20) as c:
+        with pytest.raises(BadRequest, match="cannot send this Submit"):
+            await c.submit_request(unsendable)
+        await trio.testing.wait_all_tasks_blocked()
+        caller = trio.lowlevel.current_task()
+        steps = _TaskSteps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            order = await c.submit("AAPL", "buy", 1)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert order.status == "filled"
+        # No waiter was left for it: the next request is still alone on the connection.
+        assert {name for name in steps.steps if name != caller.name} == set()
+    with Client(service.socket, timeout=20) as blocking:
+        with pytest.raises(BadRequest, match="cannot send this Submit"):
+            blocking.submit_many([unsendable])
+        assert blocking.submit("AAPL", "buy", 1).status == "filled"
 
 
 def test_the_async_client_works_on_asyncio_too(service: UltProcess) -> None:

@@ -22,7 +22,12 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ult_actors.client._errors import ConnectionLost
-from ult_actors.client._requests import EVENT_FRAMES, MAX_REPLY_BYTES, connection_error
+from ult_actors.client._requests import (
+    EVENT_FRAMES,
+    MAX_REPLY_BYTES,
+    connection_error,
+    framed,
+)
 from ult_actors.errors import UltError
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec
 from ult_actors.messages import EventMessage, Reply, Request, SubscriptionDropped
@@ -81,6 +86,7 @@ class Connection:
         self._raw: socket.socket | None = raw if type(raw) is socket.socket else None
         self._codec = ReplyCodec()
         self._frames = FrameReader(MAX_REPLY_BYTES)
+        #: Requests sent and not answered yet, by id (an answer takes its waiter out).
         self._pending: dict[int, _Waiter] = {}
         #: Frames the writer task sends next; a caller writes straight to the socket
         #: only when this is empty and the writer is not sending.
@@ -129,10 +135,11 @@ class Connection:
         """
         if self.closed_error is not None:
             raise self.closed_error
+        data = framed(self._codec, request)
         waiter = _Waiter()
         alone = not self._pending and not self._reading and not self._events_wanted
         self._pending[request.id] = waiter
-        self._send(self._codec.encode(request), direct=alone)
+        self._send(data, direct=alone)
         scope = anyio.CancelScope(
             deadline=anyio.current_time() + timeout if timeout is not None else float("inf")
         )
@@ -143,7 +150,7 @@ class Connection:
                 else:
                     await waiter.wait()
         finally:
-            self._pending.pop(request.id, None)
+            self._pending.pop(request.id, None)  # still there if the wait was cut short
         if waiter.error is not None:
             raise waiter.error
         return waiter.reply  # None: the scope's deadline ended the wait
@@ -193,7 +200,9 @@ class Connection:
                 await self._read_once()
         finally:
             self._reading = False
-            if len(self._pending) > 1 or self._events_in:
+            # An answered waiter has left the table; one given up on is still in it.
+            others = len(self._pending) - (not waiter.settled)
+            if others or self._events_in:
                 self._reader_wanted.set()  # others still wait: the reader task reads on
 
     async def _read_loop(self) -> None:
@@ -240,8 +249,8 @@ class Connection:
             self._events_in.append(reply)
             self._reader_wanted.set()
             return
-        waiter = self._pending.get(reply.id)
-        if waiter is None or waiter.settled:
+        waiter = self._pending.pop(reply.id, None)
+        if waiter is None:
             error = connection_error(reply)
             if error is not None:
                 self.closed_error = error
@@ -254,7 +263,7 @@ class Connection:
         error = self.closed_error or error
         self.closed_error = error
         for waiter in self._pending.values():
-            if not waiter.settled:
-                waiter.settle(None, error)
+            waiter.settle(None, error)
+        self._pending.clear()
         self._ended.set()
         self._reader_wanted.set()
