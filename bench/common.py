@@ -136,6 +136,18 @@ class CpuMeter:
         return round((cpu_seconds(self.pid) - self.start) / messages * 1e6, 1)
 
 
+class ClientCpuMeter:
+    """CPU microseconds the calling thread (a benchmark's client loop) spent per message."""
+
+    def __init__(self) -> None:
+        self.start = time.thread_time()
+
+    def per_message_us(self, messages: int) -> float | None:
+        if not messages:
+            return None
+        return round((time.thread_time() - self.start) / messages * 1e6, 1)
+
+
 @contextmanager
 def short_tempdir(prefix: str) -> Iterator[Path]:
     """A fresh directory under /tmp, short enough for a Unix socket path."""

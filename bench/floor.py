@@ -23,12 +23,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
 
 from bench.common import (
     Budget,
+    ClientCpuMeter,
     CpuMeter,
     child_env,
     encoder,
@@ -43,12 +46,17 @@ from bench.common import (
     stop_process,
     submit_frame,
 )
-from ult_actors.messages import OkReply
+from ult_actors.messages import OkReply, Reply, Request
 
 READ_SIZE = 65536
 
 
-async def _serve_connection(stream: trio.SocketStream) -> None:
+def ack(request: Request) -> Reply:
+    """The floor's answer to every request: an ``OkReply`` with its id."""
+    return OkReply(id=request.id, detail="ack")
+
+
+async def _serve_connection(stream: trio.SocketStream, answer: Callable[[Request], Reply]) -> None:
     buf = bytearray()
     async with stream:
         while True:
@@ -61,8 +69,7 @@ async def _serve_connection(stream: trio.SocketStream) -> None:
             buf += data
             out = bytearray()
             for payload in split_frames(buf):
-                request = request_decoder.decode(payload)
-                out += frame(encoder.encode(OkReply(id=request.id, detail="ack")))
+                out += frame(encoder.encode(answer(request_decoder.decode(payload))))
             if out:
                 try:
                     await stream.send_all(out)
@@ -70,14 +77,20 @@ async def _serve_connection(stream: trio.SocketStream) -> None:
                     return
 
 
-async def serve(path: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve the floor protocol on a Unix socket at ``path`` until cancelled."""
+async def serve(
+    path: str,
+    *,
+    answer: Callable[[Request], Reply] = ack,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the floor protocol on a Unix socket at ``path`` until cancelled; each
+    request is answered with ``answer(request)``."""
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     await sock.bind(path)
     sock.listen(128)
     listener = trio.SocketListener(sock)
     task_status.started()
-    await trio.serve_listeners(_serve_connection, [listener])
+    await trio.serve_listeners(partial(_serve_connection, answer=answer), [listener])
 
 
 async def _read_reply(stream: trio.SocketStream, buf: bytearray) -> Any:
@@ -105,6 +118,7 @@ async def sequential(
     buf = bytearray()
     with trio.fail_after(budget.seconds + 60):
         async with stream:
+            client_cpu = ClientCpuMeter()
             for data in frames:
                 t0 = clock()
                 await stream.send_all(data)
@@ -113,7 +127,12 @@ async def sequential(
                 samples.append(t1 - t0)
                 if t1 > stop_at:
                     break
-    return {**latency_summary(samples), "server_cpu_us": cpu.per_message_us(len(samples))}
+            client_cpu_us = client_cpu.per_message_us(len(samples))
+    return {
+        **latency_summary(samples),
+        "server_cpu_us": cpu.per_message_us(len(samples)),
+        "client_cpu_us": client_cpu_us,
+    }
 
 
 async def pipelined(
@@ -163,6 +182,7 @@ async def pipelined(
 
     async with stream:
         t0 = time.perf_counter()
+        client_cpu = ClientCpuMeter()
         with trio.fail_after(budget.seconds + 30):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(send)
@@ -173,6 +193,7 @@ async def pipelined(
         "window": window,
         "per_s": round(received / elapsed, 1),
         "server_cpu_us": cpu.per_message_us(received),
+        "client_cpu_us": client_cpu.per_message_us(received),
     }
 
 

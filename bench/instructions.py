@@ -51,10 +51,12 @@ WINDOW = 128
 #: What is behind the actors: ``durable`` is the default configuration's (the
 #: SQLite journal file, the paper account file); ``memory`` keeps both in memory;
 #: ``instant`` has a memory journal and a broker that fills at once, keeping nothing;
+#: ``paperfile`` has a memory journal and the paper account file (``paperfile`` less
+#: ``memory`` is what the paper account's file costs an order);
 #: ``alpaca`` is the default's journal file and an Alpaca connection to ``ult sim
 #: alpaca`` in a process of its own (not counted), as the peer section runs it:
 #: the orders go there, each with its REST request and two ``trade_updates``.
-SETUPS = ("durable", "memory", "instant", "alpaca")
+SETUPS = ("durable", "memory", "instant", "paperfile", "alpaca")
 
 
 def _config_text(state_dir: Path, setup: str, alpaca_url: str = "") -> str:
@@ -124,7 +126,7 @@ async def _drive(
         path = tmp / "ult.toml"
         path.write_text(_config_text(tmp, setup, alpaca_url))
         extra: dict[str, Any] = {}
-        if setup in ("memory", "instant"):
+        if setup in ("memory", "instant", "paperfile"):
             extra["store_opener"] = memory_store_opener()
         if setup == "instant":
             extra["connector_factories"] = {"paper": lambda: InstantConnector("paper")}

@@ -113,7 +113,7 @@ def render_table(doc: dict[str, Any]) -> str:
         "",
         "round trips over a Unix socket",
     ]
-    rows = [["", "n", "per s", "p50", "p99", "p99.9", "server CPU/msg"]]
+    rows = [["", "n", "per s", "p50", "p99", "p99.9", "server CPU/msg", "client CPU/msg"]]
     for label, path in (
         ("floor sequential", ("floor", "sequential")),
         ("ult sequential (submit->ack)", ("ult", "sequential")),
@@ -122,16 +122,18 @@ def render_table(doc: dict[str, Any]) -> str:
         rows.append(
             [label, _fmt(s.get("n")), _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
              _fmt(s.get("p99_us"), "us"), _fmt(s.get("p99_9_us"), "us"),
-             _fmt(s.get("server_cpu_us"), "us")]
+             _fmt(s.get("server_cpu_us"), "us"), _fmt(s.get("client_cpu_us"), "us")]
         )
     s = dig(doc, "floor", "pipelined") or {}
     rows.append([f"floor pipelined (window {s.get('window', '?')})", _fmt(s.get("n")),
-                 _fmt(s.get("per_s")), "", "", "", _fmt(s.get("server_cpu_us"), "us")])
+                 _fmt(s.get("per_s")), "", "", "", _fmt(s.get("server_cpu_us"), "us"),
+                 _fmt(s.get("client_cpu_us"), "us")])
     for clients, s in (dig(doc, "ult", "pipelined") or {}).items():
         rows.append(
             [f"ult pipelined, {clients} client(s) (window {s.get('window', '?')} each)",
              _fmt(s.get("n")), _fmt(s.get("per_s")), _fmt(s.get("p50_us"), "us"),
-             _fmt(s.get("p99_us"), "us"), "", _fmt(s.get("server_cpu_us"), "us")]
+             _fmt(s.get("p99_us"), "us"), "", _fmt(s.get("server_cpu_us"), "us"),
+             _fmt(s.get("client_cpu_us"), "us")]
         )
     out += _grid(rows)
     variants = dig(doc, "ult", "variants") or {}

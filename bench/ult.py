@@ -30,6 +30,7 @@ import trio
 from bench import commit as bench_commit
 from bench.common import (
     Budget,
+    ClientCpuMeter,
     CpuMeter,
     child_env,
     latency_summary,
@@ -204,6 +205,7 @@ async def sequential(
     stop_at = clock() + int(budget.seconds * 1e9)
     with trio.fail_after(budget.seconds + 60):
         async with connect(socket, timeout=30) as client:
+            client_cpu = ClientCpuMeter()
             for _ in range(budget.count):
                 t0 = clock()
                 await client.submit("AAPL", "buy", 1)
@@ -211,7 +213,12 @@ async def sequential(
                 samples.append(t1 - t0)
                 if t1 > stop_at:
                     break
-    return {**latency_summary(samples), "server_cpu_us": cpu.per_message_us(len(samples))}
+            client_cpu_us = client_cpu.per_message_us(len(samples))
+    return {
+        **latency_summary(samples),
+        "server_cpu_us": cpu.per_message_us(len(samples)),
+        "client_cpu_us": client_cpu_us,
+    }
 
 
 async def pipelined(
@@ -244,6 +251,7 @@ async def pipelined(
                 nursery.start_soon(worker, client)
 
     t0 = clock()
+    client_cpu = ClientCpuMeter()
     with trio.fail_after(budget.seconds + 120):
         async with trio.open_nursery() as nursery:
             for _ in range(clients):
@@ -258,6 +266,7 @@ async def pipelined(
         "p50_us": summary["p50_us"],
         "p99_us": summary["p99_us"],
         "server_cpu_us": cpu.per_message_us(len(samples)),
+        "client_cpu_us": client_cpu.per_message_us(len(samples)),
     }
 
 

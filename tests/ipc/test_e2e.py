@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import stat
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from ult_actors.client import (
     AsyncClient,
+    BadRequest,
     Client,
     InvalidOrder,
     NotFound,
@@ -20,7 +24,7 @@ from ult_actors.client import (
     ServiceUnreachable,
     order_request,
 )
-from ult_actors.messages import Order, OrderUpdate
+from ult_actors.messages import Order, OrderRequest, OrderUpdate
 from ult_actors.testing.process import UltProcess
 
 RICH = {"PAPER_STARTING_CASH": "100000000"}
@@ -97,6 +101,60 @@ async def test_the_async_client_on_trio_many_tasks_and_an_event_stream(
                     filled.add(coid)
                     if len(filled) == 100:
                         break
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps each task of this trio run takes while installed."""
+
+    def __init__(self) -> None:
+        self.steps: collections.Counter[str] = collections.Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task.name] += 1
+
+
+async def test_a_lone_request_is_sent_and_read_by_its_caller_alone(service: UltProcess) -> None:
+    # One request at a time is the latency path: no other task of the client may have to
+    # run for it (each is a scheduler round and the CPU of a wake-up). The service runs in
+    # its own process, so every other task of this run belongs to the client.
+    async with AsyncClient(service.socket, timeout=20) as c:
+        await c.ping()
+        await trio.testing.wait_all_tasks_blocked()  # the connection's own tasks have started
+        caller = trio.lowlevel.current_task()
+        steps = _TaskSteps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for _ in range(10):
+                await c.ping()
+                await c.submit("AAPL", "buy", 1)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    assert steps.steps[caller.name] >= 20
+    assert {name: n for name, n in steps.steps.items() if name != caller.name} == {}
+
+
+async def test_a_request_that_cannot_be_encoded_is_refused_by_name_and_nothing_is_left_behind(
+    service: UltProcess,
+) -> None:
+    unsendable = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), broker=object())  # type: ignore[arg-type]
+    async with AsyncClient(service.socket, timeout=20) as c:
+        with pytest.raises(BadRequest, match="cannot send this Submit"):
+            await c.submit_request(unsendable)
+        await trio.testing.wait_all_tasks_blocked()
+        caller = trio.lowlevel.current_task()
+        steps = _TaskSteps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            order = await c.submit("AAPL", "buy", 1)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert order.status == "filled"
+        # No waiter was left for it: the next request is still alone on the connection.
+        assert {name for name in steps.steps if name != caller.name} == set()
+    with Client(service.socket, timeout=20) as blocking:
+        with pytest.raises(BadRequest, match="cannot send this Submit"):
+            blocking.submit_many([unsendable])
+        assert blocking.submit("AAPL", "buy", 1).status == "filled"
 
 
 def test_the_async_client_works_on_asyncio_too(service: UltProcess) -> None:

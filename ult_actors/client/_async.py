@@ -1,9 +1,9 @@
 """``AsyncClient``: the service over one connection, from trio or asyncio (via anyio).
 
-Any number of tasks may call it at once: each request gets an id, goes into
-a shared send buffer (written by one task in as few sends as possible), and
-its caller sleeps until the reply with that id arrives, in whatever order
-the service answers.
+Any number of tasks may call it at once: each request gets an id and its
+caller sleeps until the reply with that id arrives, in whatever order the
+service answers (``_connection.Connection``: a lone request costs its caller
+alone; many in flight share one reader and one writer task).
 """
 
 from __future__ import annotations
@@ -17,20 +17,16 @@ from typing import TypeVar
 
 import anyio
 import anyio.abc
-import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ult_actors.client._connection import Connection
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
 from ult_actors.client._remote import remote_transport
 from ult_actors.client._requests import (
-    EVENT_FRAMES,
-    MAX_REPLY_BYTES,
     UNSET,
     Call,
     Number,
     Requests,
     bracket_request,
-    connection_error,
     event_of,
     no_reply,
     oco_request,
@@ -40,14 +36,12 @@ from ult_actors.client._requests import (
     report_query,
     submit_timeout,
 )
-from ult_actors.errors import Internal, UltError
-from ult_actors.ipc.framing import FrameReader, ReplyCodec
+from ult_actors.errors import Internal
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
     Account,
     CostReport,
     Event,
-    EventMessage,
     EventTopic,
     HealthSnapshot,
     Order,
@@ -55,24 +49,13 @@ from ult_actors.messages import (
     OrderRequest,
     OrderType,
     Position,
-    Reply,
     ReportGrouping,
     Side,
-    SubscriptionDropped,
     TimeInForce,
     TradingState,
 )
 
 T = TypeVar("T")
-
-
-class _Waiter:
-    __slots__ = ("done", "error", "reply")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.reply: Reply | None = None
-        self.error: UltError | None = None
 
 
 class AsyncClient:
@@ -111,20 +94,9 @@ class AsyncClient:
         self.timeout = timeout
         self._event_buffer = event_buffer
         self._requests = Requests()
-        self._pending: dict[int, _Waiter] = {}
-        self._codec = ReplyCodec()
-        self._outgoing: list[bytes] = []
-        self._wake = anyio.Event()
-        self._closed_error: UltError | None = None
         self._stack: AsyncExitStack | None = None
-        self._stream: anyio.abc.SocketStream | None = None
-        self._event_send: MemoryObjectSendStream[EventMessage | SubscriptionDropped]
-        self._event_recv: MemoryObjectReceiveStream[EventMessage | SubscriptionDropped]
+        self._connection: Connection | None = None
         self._subscribed = False
-        self._read_done = anyio.Event()
-        #: Replies whose id matched no waiting request: 0 unless requests timed out
-        #: here before the service answered them (the service answers each once).
-        self.unmatched_replies = 0
 
     async def __aenter__(self) -> AsyncClient:
         if self._remote is not None:
@@ -136,16 +108,13 @@ class AsyncClient:
             stream = await anyio.connect_unix(self.socket_path)
         except OSError as exc:
             raise ServiceUnreachable(self.socket_path, exc.strerror or str(exc)) from None
-        self._stream = stream
-        self._event_send, self._event_recv = anyio.create_memory_object_stream[
-            EventMessage | SubscriptionDropped
-        ](self._event_buffer)
+        connection = Connection(stream, self.socket_path, event_buffer=self._event_buffer)
         stack = AsyncExitStack()
         await stack.enter_async_context(stream)
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)  # runs before the group waits for its tasks
-        tg.start_soon(self._read_loop, stream)
-        tg.start_soon(self._write_loop, stream)
+        tg.start_soon(connection.run)
+        self._connection = connection
         self._stack = stack
         return self
 
@@ -163,8 +132,15 @@ class AsyncClient:
         if stack is not None and self._remote is not None:
             await stack.aclose()
         elif stack is not None:
-            self._fail_all(ConnectionLost(self.socket_path, "the client closed the connection"))
+            assert self._connection is not None
+            self._connection.close()
             await stack.aclose()
+
+    @property
+    def unmatched_replies(self) -> int:
+        """Replies whose id matched no waiting request: 0 unless requests timed out
+        here before the service answered them (the service answers each once)."""
+        return self._connection.unmatched_replies if self._connection else 0
 
     # -- requests ---------------------------------------------------------------
 
@@ -385,6 +361,8 @@ class AsyncClient:
             await self._remote.asubscribe(topics)
             self._subscribed = True
             return self._remote.aevents()
+        if self._connection is not None:
+            self._connection.want_events()
         await self._call(self._requests.subscribe(topics))
         self._subscribed = True
         return self._received_events()
@@ -395,16 +373,17 @@ class AsyncClient:
             yield event
 
     async def _received_events(self) -> AsyncIterator[Event]:
-        async for message in self._event_recv:
+        assert self._connection is not None
+        async for message in self._connection.events:
             yield event_of(message)
-        raise self._closed_error or ConnectionLost(self.socket_path, "connection closed")
+        raise self._connection.closed_error or ConnectionLost(self.socket_path, "connection closed")
 
     # -- plumbing ---------------------------------------------------------------
 
     async def _call(self, call: Call[T], timeout: float | None = UNSET) -> T:
         request = call.request
-        if self._closed_error is not None:
-            raise self._closed_error
+        if self._connection is not None and self._connection.closed_error is not None:
+            raise self._connection.closed_error
         if self._stack is None:
             raise ConnectionLost(self.socket_path, "the client is not connected (use async with)")
         if timeout is UNSET:
@@ -416,76 +395,8 @@ class AsyncClient:
             except TimeoutError:
                 raise no_reply(request, timeout) from None
             return call.read(reply)
-        waiter = _Waiter()
-        self._pending[request.id] = waiter
-        self._outgoing.append(self._codec.encode(request))
-        self._wake.set()
-        try:
-            with anyio.fail_after(timeout):
-                await waiter.done.wait()
-        except TimeoutError:
-            raise no_reply(request, timeout) from None
-        finally:
-            self._pending.pop(request.id, None)
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.reply is not None
-        return call.read(waiter.reply)
-
-    async def _write_loop(self, stream: anyio.abc.SocketStream) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                # Let other tasks queue their requests too, then send them together.
-                await anyio.lowlevel.checkpoint()
-                self._wake = anyio.Event()
-                chunks, self._outgoing = self._outgoing, []
-                if chunks:
-                    await stream.send(b"".join(chunks))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            # What the service sent before it closed may say why (``busy``): let the
-            # reader reach the end first, so that error is the one raised.
-            with anyio.move_on_after(1.0):
-                await self._read_done.wait()
-            self._fail_all(ConnectionLost(self.socket_path, f"sending failed: {exc}"))
-
-    async def _read_loop(self, stream: anyio.abc.SocketStream) -> None:
-        frames = FrameReader(MAX_REPLY_BYTES)
-        reason = "the service closed the connection"
-        try:
-            while True:
-                data = await stream.receive(1 << 16)
-                for payload in frames.feed(data):
-                    await self._deliver(self._codec.decode(payload))
-        except anyio.EndOfStream:
-            pass
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            reason = f"connection broken: {exc}"
-        except msgspec.DecodeError as exc:
-            reason = f"unreadable reply from the service: {exc}"
-        self._fail_all(ConnectionLost(self.socket_path, reason))
-        self._read_done.set()
-
-    async def _deliver(self, reply: Reply) -> None:
-        if isinstance(reply, EVENT_FRAMES):
-            await self._event_send.send(reply)
-            return
-        waiter = self._pending.pop(reply.id, None)
-        if waiter is None:
-            error = connection_error(reply)
-            if error is not None:
-                self._closed_error = error
-            else:
-                self.unmatched_replies += 1
-            return
-        waiter.reply = reply
-        waiter.done.set()
-
-    def _fail_all(self, error: UltError) -> None:
-        error = self._closed_error or error
-        self._closed_error = error
-        for waiter in self._pending.values():
-            waiter.error = error
-            waiter.done.set()
-        self._pending.clear()
-        self._event_send.close()
+        assert self._connection is not None
+        answer = await self._connection.request(request, timeout)
+        if answer is None:
+            raise no_reply(request, timeout)
+        return call.read(answer)

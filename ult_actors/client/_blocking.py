@@ -31,6 +31,7 @@ from ult_actors.client._requests import (
     bracket_request,
     connection_error,
     event_of,
+    framed,
     no_reply,
     oco_request,
     order_request,
@@ -41,7 +42,7 @@ from ult_actors.client._requests import (
     submit_timeout,
 )
 from ult_actors.errors import Timeout, UltError
-from ult_actors.ipc.framing import FrameReader, ReplyCodec
+from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec
 from ult_actors.ipc.paths import resolve_socket
 from ult_actors.messages import (
     Account,
@@ -190,7 +191,7 @@ class Client:
                 while sent < len(orders) and sent - answered < window:
                     request = self._requests.submit(orders[sent], timeout=self.timeout).request
                     index[request.id] = sent
-                    batch.append(self._codec.encode(request))
+                    batch.append(framed(self._codec, request))
                     sent += 1
                 if batch:
                     self._sendall(b"".join(batch))
@@ -421,7 +422,7 @@ class Client:
                 raise no_reply(call.request, timeout) from None
             return call.read(reply)
         with self._lock:
-            self._sendall(self._codec.encode(call.request))
+            self._sendall(framed(self._codec, call.request))
             try:
                 while True:
                     reply = self._next_reply(timeout)
@@ -486,7 +487,7 @@ class Client:
                     self._closed_error = error
                 else:
                     self._ready.append(reply)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, FrameTooLarge) as exc:
             raise self._lost(f"unreadable reply from the service: {exc}") from None
 
     def _lost(self, reason: str) -> UltError:

@@ -18,7 +18,8 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ult_actors.client._errors import OutcomeUnknown, SubscriptionLost
-from ult_actors.errors import Internal, InvalidOrder, Timeout, UltError, from_info
+from ult_actors.errors import BadRequest, Internal, InvalidOrder, Timeout, UltError, from_info
+from ult_actors.ipc.framing import ReplyCodec
 from ult_actors.messages import (
     Account,
     AccountsReply,
@@ -282,6 +283,15 @@ def _utc_ns(moment: datetime.datetime | None) -> int | None:
     # Nothing is journaled outside what a signed 64-bit count of nanoseconds holds, so a
     # bound beyond it (year 1 or 9999) means the same as the end of that range.
     return max(-(2**63), min(ns, 2**63 - 1))
+
+
+def framed(codec: ReplyCodec, request: Request) -> bytes:
+    """``request`` as a frame for the socket; ``BadRequest`` naming what cannot be sent
+    (a field holding a value msgpack has no form for), before anything is sent."""
+    try:
+        return codec.encode(request)
+    except TypeError as exc:
+        raise BadRequest(f"cannot send this {type(request).__name__}: {exc}") from None
 
 
 def expect(reply: Reply, kind: type[R]) -> R:

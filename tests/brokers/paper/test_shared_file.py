@@ -21,7 +21,9 @@ import trio
 import trio.testing
 
 from tests.brokers.contract import UpdateLog
+from ult_actors import segment_log
 from ult_actors.brokers.paper import changelog
+from ult_actors.brokers.paper.batch import Batch, Rows
 from ult_actors.brokers.paper.connector import PaperConnector, reset_paper_state
 from ult_actors.brokers.paper.kind import KIND
 from ult_actors.brokers.paper.settings import PaperSettings
@@ -427,6 +429,70 @@ async def test_the_log_is_cut_into_segments_and_those_in_the_file_are_deleted(
         assert len(changelog.segments(str(tmp_path / "paper.db"))) <= 2  # 60 orders: ~20 made
         on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, id FROM orders"))
         assert {r.client_order_id: r.id for r in replies}.items() <= on_disk.items()
+
+
+async def test_the_writer_folds_each_call_as_it_ended_though_the_venue_moved_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        await desk.submit(buy("warm-up"))
+        exchange = desk._exchange
+        assert exchange is not None
+        recorded: list[Batch] = []
+        record = exchange.writer.record
+
+        def keep(batch: Batch) -> int:
+            recorded.append(batch)
+            return record(batch)
+
+        monkeypatch.setattr(exchange.writer, "record", keep)
+        resting = await desk.submit(buy("r-1", 5, type="limit", limit_price=Decimal(90)))
+        await desk.cancel(resting.id)
+    # The writer's thread may fold the submit's batch only after the cancel: it must
+    # still write the order as the submit left it, open, not the venue's later state.
+    submitted = Rows()
+    submitted.add(recorded[0])
+    ((_, oid, coid, is_open, body),) = submitted.orders()
+    assert (oid, coid, is_open) == (resting.id, "r-1", 1)
+    assert msgspec.json.decode(body, type=WorkingOrder).order.status == "accepted"
+
+
+async def test_a_change_log_an_earlier_version_wrote_is_replayed(tmp_path: Path) -> None:
+    # Before a batch was its own record, each record held the file's rows: a crash
+    # of that version leaves such a log, and the upgrade must not lose it.
+    order = Order(
+        id="desk.abc.1",
+        client_order_id="old-1",
+        broker="desk",
+        symbol="AAPL",
+        side="buy",
+        qty=Decimal(10),
+        type="market",
+        time_in_force="day",
+        status="filled",
+        filled_qty=Decimal(10),
+        avg_fill_price=Decimal(100),
+        created_at=1,
+        updated_at=2,
+    )
+    body = msgspec.json.encode(WorkingOrder(order=order))
+    record = [
+        7,
+        [["desk", order.id, "old-1", 0, body]],
+        [],
+        [["desk", "AAPL", "10", "100", "0"]],
+        [["desk", "AAPL", "100"]],
+        [["desk", "99000", 5, 2, 1]],
+    ]
+    segment = tmp_path / "paper.db.log.1"
+    segment.write_bytes(segment_log.framed(msgspec.msgpack.encode(record)))
+    desk = placed(tmp_path, "desk", starting_cash=Decimal(100_000))
+    async with streaming(desk):
+        assert await desk.get_order_by_client_id("old-1") == order
+        assert (await desk.account()).cash == 99_000
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 10}
+    assert not segment.exists()  # taken in, then deleted
 
 
 async def test_a_change_log_that_cannot_be_opened_refuses_the_file_and_lets_go_of_it(

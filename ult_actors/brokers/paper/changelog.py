@@ -1,6 +1,6 @@
 """The paper accounts' change log: what the venues changed, on disk before anyone is told.
 
-A venue call's changes (a ``Batch`` of rows) are appended to the log with
+A venue call's changes (a ``Batch``) are appended to the log with
 one ``write`` on the trio thread before its answer or updates go out; the
 writer's thread folds them into the SQLite file later, many calls per
 transaction (``paper.writer``). A ``write`` is in the operating system's
@@ -9,7 +9,8 @@ told; a machine crash may lose the last writes, as the file's
 ``synchronous=NORMAL`` may.
 
 The log is a ``segment_log`` next to the accounts file
-(``<file>.log.<n>``); each record is a msgpack ``Batch``. A segment grown
+(``<file>.log.<n>``); each record is a msgpack ``Batch`` (a log of an
+earlier version, whose records were the file's rows, is read too). A segment grown
 past ``SEGMENT_BYTES`` is closed and the next one opened; the writer's
 thread deletes a closed segment once everything in it is in the file.
 Opening the file (``PaperStore``) replays every segment left over, in
@@ -23,13 +24,14 @@ failed, so nobody was told of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from ult_actors import segment_log
-from ult_actors.brokers.paper.batch import Batch
+from ult_actors.brokers.paper.batch import Batch, WorkingOrder
+from ult_actors.messages import Fill
 from ult_actors.segment_log import remove, segments
 
 __all__ = ["SEGMENT_BYTES", "ChangeLog", "read", "remove", "segments"]
@@ -38,51 +40,60 @@ __all__ = ["SEGMENT_BYTES", "ChangeLog", "read", "remove", "segments"]
 SEGMENT_BYTES = segment_log.SEGMENT_BYTES
 
 
-class _Record(msgspec.Struct, array_like=True):
-    """A batch as the log holds it: its rows, keyed again when read."""
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Batch).decode
+
+
+class _RowsRecord(msgspec.Struct, array_like=True):
+    """A record as an earlier version wrote it: one venue call's rows for the file.
+
+    Read only, so that a log left by a crash of that version is not lost on
+    an upgrade.
+    """
 
     seq: int
-    orders: list[tuple[Any, ...]]
-    fills: list[tuple[Any, ...]]
-    positions: list[tuple[Any, ...]]
-    prices: list[tuple[Any, ...]]
-    accounts: list[tuple[Any, ...]]
+    orders: list[tuple[str, str, str, int, bytes]]
+    fills: list[tuple[str, str, str, bytes]]
+    positions: list[tuple[str, str, Decimal, Decimal, Decimal]]
+    prices: list[tuple[str, str, Decimal]]
+    accounts: list[tuple[str, Decimal, int, int, int]]
 
 
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(_Record).decode
+_decode_rows = msgspec.msgpack.Decoder(_RowsRecord).decode
+_decode_order = msgspec.json.Decoder(WorkingOrder).decode
+_decode_fill = msgspec.json.Decoder(Fill).decode
 
 
-def _record(batch: Batch) -> _Record:
-    return _Record(
-        batch.seq,
-        list(batch.orders.values()),
-        batch.fills,
-        list(batch.positions.values()),
-        list(batch.prices.values()),
-        list(batch.accounts.values()),
-    )
-
-
-def _batch(record: _Record) -> Batch:
-    # Every keyed row starts with its key: (account, id) or (account, symbol); an
-    # account row with its name.
+def _from_rows(record: _RowsRecord) -> Batch:
+    # A venue call staged its own account's rows, with exactly one account row.
+    ((name, cash, created_at, next_order, next_fill),) = record.accounts
     return Batch(
-        record.seq,
-        orders={(r[0], r[1]): r for r in record.orders},
-        fills=record.fills,
-        positions={(r[0], r[1]): r for r in record.positions},
-        prices={(r[0], r[1]): r for r in record.prices},
-        accounts={r[0]: r for r in record.accounts},
+        account=name,
+        orders=[(_decode_order(row[4]), bool(row[3])) for row in record.orders],
+        fills=[_decode_fill(row[3]) for row in record.fills],
+        holdings=[row[1:] for row in record.positions],
+        prices=[row[1:] for row in record.prices],
+        cash=cash,
+        created_at=created_at,
+        next_order=next_order,
+        next_fill=next_fill,
+        seq=record.seq,
     )
+
+
+def _batch(payload: bytes) -> Batch:
+    try:
+        return _decode(payload)
+    except msgspec.DecodeError:
+        return _from_rows(_decode_rows(payload))
 
 
 def read(path: str) -> Iterator[Batch]:
     """Every batch the log of ``path`` holds, oldest first, up to a record cut short."""
     for payload in segment_log.read(path):
         try:
-            yield _batch(_decode(payload))
-        except msgspec.DecodeError:
+            yield _batch(payload)
+        except (msgspec.DecodeError, ValueError):
             return
 
 
@@ -106,7 +117,7 @@ class ChangeLog:
 
     def append(self, batch: Batch) -> None:
         """Write ``batch`` (one record) to the open segment: ``OSError`` if it cannot."""
-        self._log.append(segment_log.framed(_encode(_record(batch))))
+        self._log.append(segment_log.framed(_encode(batch)))
 
     def rotate(self) -> Path:
         """Close the open segment and open the next; the closed one's path."""

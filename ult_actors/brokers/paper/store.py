@@ -8,9 +8,9 @@ orders, fills, last prices), not the service's order journal: WAL with
 power cut may lose the last ones.
 
 The venues work in memory; what they change reaches the file in batches
-on the writer's thread (``paper.writer``): each venue call's rows are a
-``Batch``, written to the change log at once (``paper.changelog``) and
-committed here, many at a time, by ``PaperStore.commit``. Opening the file
+on the writer's thread (``paper.writer``): each venue call's changes are a
+``Batch``, written to the change log at once (``paper.changelog``), folded
+many at a time into ``Rows`` and committed here by ``PaperStore.commit``. Opening the file
 replays the log a crash left. Reads of what a venue no longer holds (orders
 that ended, fills, an account not opened yet) use a second connection on
 the trio thread; they see committed rows only, which is why the venue keeps
@@ -43,7 +43,7 @@ import msgspec
 
 from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.account import PaperHolding
-from ult_actors.brokers.paper.batch import Batch, WorkingOrder
+from ult_actors.brokers.paper.batch import Rows, WorkingOrder
 from ult_actors.brokers.paper.settings import DEFAULT_FILE
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill
@@ -198,11 +198,11 @@ class PaperStore:
 
     # -- writing (the writer's thread) ------------------------------------------
 
-    def commit(self, batch: Batch) -> None:
-        """Write ``batch`` in one transaction."""
+    def commit(self, rows: Rows) -> None:
+        """Write ``rows`` in one transaction."""
         db = self._write
         assert db is not None
-        _commit(db, batch)
+        _commit(db, rows)
 
     # -- reads (the trio thread; committed rows only) ------------------------------
 
@@ -293,14 +293,14 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _commit(db: sqlite3.Connection, batch: Batch) -> None:
+def _commit(db: sqlite3.Connection, rows: Rows) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany(_UPSERT_ORDER, batch.orders.values())
-        db.executemany(_INSERT_FILL, batch.fills)
-        db.executemany(_UPSERT_POSITION, batch.positions.values())
-        db.executemany(_UPSERT_PRICE, batch.prices.values())
-        db.executemany(_UPSERT_ACCOUNT, batch.accounts.values())
+        db.executemany(_UPSERT_ORDER, rows.orders())
+        db.executemany(_INSERT_FILL, rows.fills())
+        db.executemany(_UPSERT_POSITION, rows.positions())
+        db.executemany(_UPSERT_PRICE, rows.prices())
+        db.executemany(_UPSERT_ACCOUNT, rows.accounts())
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -310,10 +310,10 @@ def _commit(db: sqlite3.Connection, batch: Batch) -> None:
 
 def _replay_log(db: sqlite3.Connection, path: str) -> None:
     """Fold what the change log has (a crash left it) into the file, then delete the log."""
-    replayed = Batch()
+    replayed = Rows()
     for batch in changelog.read(path):
-        replayed.merge(batch)
-    if len(replayed):
+        replayed.add(batch)
+    if replayed:
         _commit(db, replayed)
     changelog.remove(path)
 

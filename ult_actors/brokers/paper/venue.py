@@ -613,7 +613,7 @@ class PaperVenue:
         for fill in self._fills:
             self._unwritten_fills.setdefault(fill.order_id, []).append(fill)
         if self.writer.keeps_rows:
-            self.staged_seq = self.writer.record(self._rows())
+            self.staged_seq = self.writer.record(self._batch())
             self._pending.append((self.staged_seq, ended, self._fills))
         self.store.accounts.add(self.name)
         updates = _news(self._updates)
@@ -625,27 +625,26 @@ class PaperVenue:
             except Exception:  # a connector gone meanwhile: its successor reconciles
                 log.debug("paper update not delivered", broker=self.name, exc_info=True)
 
-    def _rows(self) -> Batch:
-        name = self.name
-        batch = Batch()
-        for working in self._dirty.values():
-            batch.put_order(name, working, is_open=working.order.id in self.open)
-        for fill in self._fills:
-            batch.put_fill(name, fill)
-        for symbol in self._dirty_holdings:
-            batch.put_holding(name, symbol, self.account.holdings[symbol])
-        if self._dirty_prices:
-            known = self.feed.known()
-            for symbol in self._dirty_prices:
-                batch.put_price(name, symbol, known[symbol])
-        batch.put_account(
-            name,
+    def _batch(self) -> Batch:
+        """What this call changed, copied: the venue goes on changing its own objects."""
+        holdings = self.account.holdings
+        known = self.feed.known() if self._dirty_prices else {}
+        return Batch(
+            account=self.name,
+            orders=[
+                (msgspec.structs.replace(w), w.order.id in self.open) for w in self._dirty.values()
+            ],
+            fills=self._fills,
+            holdings=[
+                (s, holdings[s].qty, holdings[s].avg_price, holdings[s].realized_pl)
+                for s in self._dirty_holdings
+            ],
+            prices=[(symbol, known[symbol]) for symbol in self._dirty_prices],
             cash=self.account.cash,
             created_at=self._created_at,
             next_order=self._next_order,
             next_fill=self._next_fill,
         )
-        return batch
 
     def _let_go(self) -> None:
         """Forget the ended orders and fills the file has now: it answers for them."""

@@ -31,7 +31,7 @@ from pathlib import Path
 import trio
 
 from ult_actors.brokers.paper import changelog
-from ult_actors.brokers.paper.batch import Batch
+from ult_actors.brokers.paper.batch import Batch, Rows
 from ult_actors.brokers.paper.store import PaperStore, unusable_account
 from ult_actors.errors import BrokerUnavailable
 
@@ -96,7 +96,9 @@ class BatchWriter:
         batch.seq = self.staged_seq
         try:
             if self._log is None:
-                self._store.commit(batch)
+                rows = Rows()
+                rows.add(batch)
+                self._store.commit(rows)
                 self.committed_seq = batch.seq
                 self.commits += 1
             else:
@@ -199,20 +201,17 @@ class BatchWriter:
                 return
 
     def _commit(self, jobs: list[_Job]) -> BaseException | None:
-        merged: Batch | None = None
+        rows = Rows()
         segments: list[Path] = []
         for job in jobs:
             if isinstance(job, Batch):
-                if merged is None:
-                    merged = job
-                else:
-                    merged.merge(job)
+                rows.add(job)
             elif job is not None:
                 segments.append(job)
         try:
-            if merged is not None:
-                self._store.commit(merged)
-                self.committed_seq = merged.seq
+            if rows:
+                self._store.commit(rows)
+                self.committed_seq = rows.seq
                 self.commits += 1
             for segment in segments:
                 segment.unlink(missing_ok=True)

@@ -1,0 +1,256 @@
+"""What the client library costs per request, against a server that costs next to nothing.
+
+Starts a canned-reply server as its own process (``python -m bench.client_cost
+--serve SOCKET``): it speaks the IPC framing and answers every request with
+the same ``OrderReply`` (a filled market order, the shape the paper broker
+sends back), carrying the request's id. So what moves between the variants is
+the client alone. Each variant runs ``--requests`` submits in a round; the
+rounds take turns (so load from other processes falls on every variant
+alike), and the median over ``--rounds`` is printed per variant of:
+
+- the client thread's CPU per request (``time.thread_time``): what the
+  library costs whoever calls it, and what it takes from the service's cores
+  in ``bench.ult``;
+- the wall p50 of one request (sequential variants only).
+
+Variants: ``bare``, the floor's client (``bench.floor``'s way: a ``Submit``
+built and framed, ``send_all``, the reply read and decoded, on a trio
+stream); ``async``, ``AsyncClient.submit`` one at a time; ``blocking``,
+``Client.submit`` one at a time; ``bare pipelined`` and ``async pipelined``,
+one connection with ``--window`` requests in flight.
+
+    python -m bench.client_cost --requests 5000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import trio
+
+from bench import floor
+from bench.common import (
+    child_env,
+    percentile,
+    python,
+    read_line,
+    reply_decoder,
+    short_tempdir,
+    split_frames,
+    stop_process,
+    submit_frame,
+)
+from ult_actors.client import AsyncClient, Client
+from ult_actors.messages import Order, OrderReply, Reply, Request
+
+READ_SIZE = floor.READ_SIZE
+
+#: What the server answers every request with (its id aside): a filled market buy.
+ORDER = Order(
+    id="5c0b7f1e-3d2a-4f6e-9b8c-1a2b3c4d5e6f",
+    client_order_id="ult-0123456789ab-1",
+    broker="paper",
+    symbol="AAPL",
+    side="buy",
+    qty=Decimal(1),
+    type="market",
+    time_in_force="day",
+    status="filled",
+    filled_qty=Decimal(1),
+    avg_fill_price=Decimal("187.25"),
+    created_at=1_764_900_000_000_000_000,
+    updated_at=1_764_900_000_000_100_000,
+    arrival_price=Decimal("187.25"),
+    arrival_source="venue_quote",
+)
+
+
+def _filled(request: Request) -> Reply:
+    return OrderReply(id=request.id, order=ORDER)
+
+
+async def serve(path: str) -> None:
+    """Answer every request on the Unix socket ``path`` with ``ORDER`` until killed."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(floor.serve, path, answer=_filled))
+        print("ready", flush=True)
+
+
+# -- the client loops: each returns (thread CPU seconds, latency samples in ns) ---------
+
+Loop = Callable[[str, int, int], Awaitable[tuple[float, list[int]]]]
+
+
+async def bare(path: str, requests: int, window: int) -> tuple[float, list[int]]:
+    """The floor's sequential client, building each request's frame as it goes."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    stream = await trio.open_unix_socket(path)
+    buf = bytearray()
+    async with stream:
+        cpu = time.thread_time()
+        for i in range(1, requests + 1):
+            t0 = clock()
+            await stream.send_all(submit_frame(i))
+            while not (frames := split_frames(buf)):
+                buf += await stream.receive_some(READ_SIZE)
+            reply_decoder.decode(frames[0])
+            samples.append(clock() - t0)
+        return time.thread_time() - cpu, samples
+
+
+async def async_client(path: str, requests: int, window: int) -> tuple[float, list[int]]:
+    """``AsyncClient.submit``, one at a time."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    async with AsyncClient(path, timeout=30) as client:
+        cpu = time.thread_time()
+        for _ in range(requests):
+            t0 = clock()
+            await client.submit("AAPL", "buy", 1)
+            samples.append(clock() - t0)
+        return time.thread_time() - cpu, samples
+
+
+async def blocking_client(path: str, requests: int, window: int) -> tuple[float, list[int]]:
+    """``Client.submit``, one at a time (no event loop involved)."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    with Client(path, timeout=30) as client:
+        cpu = time.thread_time()
+        for _ in range(requests):
+            t0 = clock()
+            client.submit("AAPL", "buy", 1)
+            samples.append(clock() - t0)
+        return time.thread_time() - cpu, samples
+
+
+async def bare_pipelined(path: str, requests: int, window: int) -> tuple[float, list[int]]:
+    """The floor's pipelined client: one sender, one reader, ``window`` in flight."""
+    stream = await trio.open_unix_socket(path)
+    slots = trio.Semaphore(window)
+    received = 0
+
+    async def send() -> None:
+        for i in range(1, requests + 1):
+            await slots.acquire()
+            await stream.send_all(submit_frame(i))
+
+    async def receive() -> None:
+        nonlocal received
+        buf = bytearray()
+        while received < requests:
+            buf += await stream.receive_some(READ_SIZE)
+            for payload in split_frames(buf):
+                reply_decoder.decode(payload)
+                received += 1
+                slots.release()
+
+    async with stream:
+        cpu = time.thread_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            nursery.start_soon(receive)
+        return time.thread_time() - cpu, []
+
+
+async def async_pipelined(path: str, requests: int, window: int) -> tuple[float, list[int]]:
+    """``window`` tasks submitting in a loop on one ``AsyncClient``."""
+    left = requests
+
+    async def worker(client: AsyncClient) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await client.submit("AAPL", "buy", 1)
+
+    async with AsyncClient(path, timeout=30) as client:
+        cpu = time.thread_time()
+        async with trio.open_nursery() as nursery:
+            for _ in range(window):
+                nursery.start_soon(worker, client)
+        return time.thread_time() - cpu, []
+
+
+VARIANTS: dict[str, Loop] = {
+    "bare": bare,
+    "async": async_client,
+    "blocking": blocking_client,
+    "bare pipelined": bare_pipelined,
+    "async pipelined": async_pipelined,
+}
+
+
+async def measure(
+    requests: int, rounds: int, window: int, only: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Start the server, run every variant ``rounds`` times taking turns; medians per variant."""
+    chosen = {name: loop for name, loop in VARIANTS.items() if not only or name in only}
+    cpu: dict[str, list[float]] = {name: [] for name in chosen}
+    p50: dict[str, list[float]] = {name: [] for name in chosen}
+    with short_tempdir("bc-") as tmp:
+        path = str(tmp / "canned.sock")
+        proc = await trio.lowlevel.open_process(
+            [python(), "-m", "bench.client_cost", "--serve", path],
+            stdout=subprocess.PIPE,
+            env=child_env(),
+        )
+        try:
+            assert proc.stdout is not None
+            with trio.fail_after(30):
+                line = await read_line(proc.stdout)
+            if line != b"ready":
+                raise RuntimeError(f"canned server said {line!r}")
+            for loop in chosen.values():  # warm up: imports, first connections
+                await loop(path, min(200, requests), window)
+            for _ in range(rounds):
+                for name, loop in chosen.items():
+                    seconds, samples = await loop(path, requests, window)
+                    cpu[name].append(seconds / requests * 1e6)
+                    if samples:
+                        p50[name].append(percentile(sorted(samples), 0.5) / 1e3)
+        finally:
+            await stop_process(proc)
+    return {
+        name: {
+            "client_cpu_us": round(statistics.median(cpu[name]), 1),
+            "client_cpu_us_rounds": [round(c, 1) for c in cpu[name]],
+            "p50_us": round(statistics.median(p50[name]), 1) if p50[name] else None,
+        }
+        for name in chosen
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--serve", metavar="SOCKET", help="run the canned-reply server (internal)")
+    p.add_argument("--requests", type=int, default=5000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--window", type=int, default=128)
+    p.add_argument("--only", help="comma-separated variant names")
+    args = p.parse_args(argv)
+    if args.serve:
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(serve, args.serve)
+        return 0
+    only = args.only.split(",") if args.only else None
+    result = trio.run(measure, args.requests, args.rounds, args.window, only)
+    print(f"{'variant':<18} {'client CPU/request':>19} {'p50':>10}   rounds (CPU us)")
+    for name, row in result.items():
+        p50 = f"{row['p50_us']:,.1f} us" if row["p50_us"] is not None else "-"
+        rounds = ", ".join(f"{c:g}" for c in row["client_cpu_us_rounds"])
+        print(f"{name:<18} {row['client_cpu_us']:>16.1f} us {p50:>10}   {rounds}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
