@@ -24,6 +24,8 @@ from ult_actors.recent import Recent
 
 #: How many finished orders are remembered, so their repeats are no-ops.
 DONE_KEPT = 100_000
+#: What an order with nothing applied yet has: no quantity, no average price.
+_NONE_APPLIED: tuple[Decimal, Decimal | None] = (Decimal(0), None)
 
 
 class FillDelta(NamedTuple):
@@ -54,7 +56,7 @@ class FillLedger:
 
     def applied_qty(self, client_order_id: str) -> Decimal:
         """How much of the order's fill has been applied."""
-        return self._applied.get(client_order_id, (Decimal(0), None))[0]
+        return self._applied.get(client_order_id, _NONE_APPLIED)[0]
 
     def baseline(self, order: Order) -> None:
         """Record ``order``'s fills as already in the book (it started from a report)."""
@@ -64,19 +66,22 @@ class FillLedger:
 
     def advance(self, order: Order) -> FillDelta | None:
         """What ``order`` adds to what was applied (recorded as applied now), or ``None``."""
+        # Folded by risk and positions for every order event: kept to plain operations.
         coid = order.client_order_id
-        before, before_avg = self._applied.get(coid, (Decimal(0), None))
-        delta = order.filled_qty - before
+        before, before_avg = self._applied.get(coid, _NONE_APPLIED)
+        filled = order.filled_qty
         new: FillDelta | None = None
-        if delta > 0:
+        if filled > before:
+            delta = filled - before
             avg = order.avg_fill_price
             price = avg
             if avg is not None and before and before_avg is not None:
                 # The price of just this part, from the change of the cumulative average.
-                price = (avg * order.filled_qty - before_avg * before) / delta
-            self._applied[coid] = (order.filled_qty, avg if avg is not None else before_avg)
-            new = FillDelta(qty=delta, price=price)
-        self._finish_if_final(order)
+                price = (avg * filled - before_avg * before) / delta
+            self._applied[coid] = (filled, avg if avg is not None else before_avg)
+            new = FillDelta(delta, price)
+        if order.status in TERMINAL_STATUSES and not is_local_verdict(order):
+            self._done.add(coid)  # as _finish_if_final, without the call
         return new
 
     def finish(self, client_order_id: str) -> None:

@@ -28,6 +28,8 @@ from ult_actors.testing.process import UltProcess, run_ult, short_dir
 
 KEY, SECRET = "tail-key", "tail-secret"
 JOURNAL_FILES = ("journal.db", "journal.db-wal")
+#: The journal's change log: what was recorded and is not in the file yet.
+JOURNAL_LOG = "journal.db.log.*"
 
 
 @dataclass
@@ -140,7 +142,10 @@ def test_after_a_lost_tail_every_order_at_the_broker_is_journaled_again_none_sen
         known = list(flow.acked)  # acknowledged before the copy: in it
         # No checkpoint runs this early (SQLite's comes at 1000 WAL pages), so the main
         # file stands still while copied; a WAL frame torn by the copy fails its checksum
-        # and its transaction is dropped, as after a machine crash.
+        # and its transaction is dropped, as after a machine crash. The change log first:
+        # a segment folded and deleted meanwhile is in the file copied after it.
+        for segment in state.glob(JOURNAL_LOG):
+            shutil.copy(segment, backup / segment.name)
         for part in JOURNAL_FILES:
             shutil.copy(state / part, backup / part)
         unknown_from = len(flow.sent)  # sent after the copy: not in it
@@ -151,8 +156,8 @@ def test_after_a_lost_tail_every_order_at_the_broker_is_journaled_again_none_sen
         service.cleanup()
     for part in state.glob("journal.db*"):
         part.unlink()
-    for part in JOURNAL_FILES:
-        shutil.copy(backup / part, state / part)
+    for part in backup.glob("journal.db*"):
+        shutil.copy(part, state / part.name)
 
     again = UltProcess.serve(state_dir=state, env=broker.env)
     try:

@@ -13,12 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
+from ult_actors import segment_log
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
+from ult_actors.journal.changelog import LogRecord, LogRow
 from ult_actors.journal.sqlite import open_sqlite_store, sqlite_store_opener
 from ult_actors.messages import Fill, Order
 from ult_actors.service import Service, build_service
@@ -58,12 +61,42 @@ def fill(fill_id: str, coid: str = "c-1", symbol: str = "AAPL") -> Fill:
 
 
 def rows_on_disk(path: Path) -> dict[str, str]:
-    """What another process reading the file sees: client order id -> status."""
+    """What a process opening the journal after a ``kill -9`` finds: client order id ->
+    status, of the file's orders and, over them, the newer records of its change log."""
+    logged = records_in_log(path)  # first: a segment folded meanwhile is in the file then
+    conn = sqlite3.connect(path)
+    try:
+        found = {coid: (seq, status) for coid, seq, status in conn.execute(
+            "SELECT client_order_id, seq, status FROM orders"
+        )}  # fmt: skip
+    finally:
+        conn.close()
+    for seq, coid, _, status, *_ in logged:
+        if seq > found.get(coid, (0, ""))[0]:
+            found[coid] = (seq, status)
+    return {coid: status for coid, (_, status) in found.items()}
+
+
+def rows_in_file(path: Path) -> dict[str, str]:
+    """What another process reading the SQLite file alone sees: client order id -> status."""
     conn = sqlite3.connect(path)
     try:
         return dict(conn.execute("SELECT client_order_id, status FROM orders"))
     finally:
         conn.close()
+
+
+def records_in_log(path: Path) -> list[LogRow]:
+    """The records the journal's change log holds (not yet folded into the file)."""
+    rows: list[LogRow] = []
+    for segment in segment_log.segments(path):
+        try:
+            payloads = list(segment_log.read_segment(segment))
+        except FileNotFoundError:
+            continue  # folded into the file and deleted meanwhile
+        for payload in payloads:
+            rows += msgspec.msgpack.decode(payload, type=LogRecord).rows
+    return rows
 
 
 @contextmanager

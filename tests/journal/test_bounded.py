@@ -62,6 +62,7 @@ async def test_memory_stays_within_the_window_and_reads_fall_back_to_the_file(
             coid = f"done-{i}"
             await store.record(order(coid), event="submit")
             await store.record(order(coid, "filled", oid=f"b-{coid}"))
+        await store.in_file()  # memory keeps what the log has and the file not yet
         sizes = collections_of(store)
         # Nothing grows with the number of orders: the window, the open ones, that is all.
         assert max(sizes.values()) <= WINDOW + len(open_ids), sizes
@@ -93,9 +94,7 @@ async def test_records_not_yet_committed_are_found_even_out_of_the_window(
 ) -> None:
     # One transaction of 50 records, held open by the linger (trio's clock stands
     # still until the test moves it): all 50 are out of a window of 8.
-    async with open_sqlite_store(
-        tmp_path / "journal.db", cache_size=WINDOW, linger_s=1.0
-    ) as store:
+    async with open_sqlite_store(tmp_path / "journal.db", cache_size=WINDOW, linger_s=1.0) as store:
         async with trio.open_nursery() as nursery:
             for i in range(50):
                 nursery.start_soon(functools.partial(store.record, order(f"o-{i}"), event="submit"))
@@ -105,7 +104,8 @@ async def test_records_not_yet_committed_are_found_even_out_of_the_window(
             mock_clock.jump(1.0)
         assert all(o is not None for o in found)
         assert store.commits == 1
-        assert collections_of(store)["_unwritten"] == 0  # committed: only the file has them
+        await store.in_file()
+        assert collections_of(store)["_unwritten"] == 0  # folded: only the file has them
 
 
 # -- over the real socket ------------------------------------------------------
@@ -114,6 +114,7 @@ async def test_records_not_yet_committed_are_found_even_out_of_the_window(
 async def journal_sizes(svc: Service) -> dict[str, int]:
     store = await svc.journal.get()
     assert isinstance(store, SqliteStore)
+    await store.in_file()  # memory keeps what the log has and the file not yet
     return collections_of(store)
 
 
@@ -150,4 +151,3 @@ async def test_a_client_order_id_used_long_ago_is_still_refused_or_answered_idem
         assert len(listed) == 121
         assert [o.client_order_id for o in listed[:2]] == ["later-119", "later-118"]
         assert listed[-1] == again
-

@@ -10,6 +10,8 @@ Unix socket, the client library.
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,13 @@ from typing import Any
 import pytest
 import trio
 
-from tests.journal.harness import paper_service, short_socket_path
+from tests.journal.harness import (
+    order,
+    paper_service,
+    records_in_log,
+    rows_in_file,
+    short_socket_path,
+)
 from ult_actors.actors.commands import QueryOrder
 from ult_actors.client import AsyncClient, JournalUnavailable, NotFound
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
@@ -101,6 +109,7 @@ async def test_a_full_disk_refuses_new_orders_before_sending_keeps_cancels_and_r
             for i in range(2)
         ]  # fmt: skip
         assert [o.status for o in resting] == ["accepted", "accepted"]
+        await store.in_file()  # folded from the change log into the file before it fills
 
         disk.fill()
         refused = None
@@ -156,3 +165,48 @@ async def test_a_full_disk_refuses_new_orders_before_sending_keeps_cancels_and_r
         assert "journal" not in status_line(svc)
         restarts = {a.name: a.restarts for a in (await client.health()).actors}
         assert restarts["journal"] == 0 and restarts["ult"] == 0
+
+
+class FullLog:
+    """``os.write`` that fails with ``ENOSPC`` on the journal's change log while ``full``,
+    after writing the first bytes of the record, as a disk filling mid-write does."""
+
+    def __init__(self) -> None:
+        self.full = False
+        self._write = os.write
+
+    def __call__(self, fd: int, data: Any) -> int:
+        if self.full and "journal.db.log." in os.readlink(f"/proc/self/fd/{fd}"):
+            if len(data) > 3:
+                return self._write(fd, bytes(data[:3]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._write(fd, data)
+
+
+async def test_a_failed_append_refuses_submits_holds_the_news_and_leaves_the_log_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.db"
+    disk = FullLog()
+    monkeypatch.setattr(os, "write", disk)
+    async with open_sqlite_store(path, probe_interval_s=0.01, fold_interval_s=3600) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            disk.full = True
+            with pytest.raises(JournalUnavailable, match="disk full"):
+                await store.record(order("c-2"), event="submit")
+            assert store.unavailable == "disk full"
+            assert await store.get("c-2") is None  # refused: it never left
+            await store.record(order("c-1", "filled", oid="b-1"))  # the broker's news: held
+            assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
+            disk.full = False
+            while store.unavailable is not None:
+                await store.availability_changed()
+            assert rows_in_file(path) == {"c-1": "filled"}  # the probe wrote the held news
+            await store.record(order("c-3"), event="submit")
+        # The bytes the failed append left were cut off: the log reads on past them.
+        assert [row[1] for row in records_in_log(path)][-1:] == ["c-3"]
+    async with open_sqlite_store(path) as store:
+        assert {o.client_order_id: o.status for o in await store.list_orders()} == {
+            "c-1": "filled", "c-3": "pending_new",
+        }  # fmt: skip

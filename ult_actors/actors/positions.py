@@ -40,7 +40,7 @@ from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.risk import RiskCommand
 from ult_actors.errors import UltError
 from ult_actors.fills import FillLedger
-from ult_actors.holding import Holding
+from ult_actors.holding import ZERO, Holding
 from ult_actors.messages import (
     AccountReset,
     ActorHealthChanged,
@@ -130,14 +130,16 @@ class PositionBook:
             # whether its quantity came with it or with an earlier state of the order.
             fees = paid.total_fees
             if fees:
-                self.realized[key] = self.realized.get(key, Decimal(0)) - fees
+                self.realized[key] = self.realized.get(key, ZERO) - fees
         new = self.applied.advance(order)
         if new is None:
             return
-        holding = self.holdings.setdefault(key, Holding())
+        holding = self.holdings.get(key)
+        if holding is None:  # not setdefault: it would build a Holding for every fill
+            holding = self.holdings[key] = Holding()
         price = new.price or self.mark.get(key) or holding.avg_price
         signed = new.qty if order.side == "buy" else -new.qty
-        self.realized[key] = self.realized.get(key, Decimal(0)) + holding.book(signed, price)
+        self.realized[key] = self.realized.get(key, ZERO) + holding.book(signed, price)
         self.mark[key] = price
         self.reported.pop(key, None)
         self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
@@ -220,6 +222,8 @@ class PositionsDeps:
 
 #: Longest a position request waits for a broker's first pull after a start.
 _FIRST_PULL_WAIT_S = 5.0
+#: The events folded into the book (a tuple: ``A | B`` in the filter built a union per event).
+_FOLDED = (OrderUpdate, AccountReset)
 
 
 async def sync_broker(
@@ -353,7 +357,7 @@ class _Positions:
         self.log: Any = structlog.get_logger().bind(actor=ctx.name)
         # One subscription, in publication order: a reset lands after the updates before it.
         self.events = deps.bus.subscribe(
-            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+            lambda e: isinstance(e, _FOLDED), capacity=1 << 16
         )
         self.reconnects = deps.bus.subscribe(
             lambda e: (

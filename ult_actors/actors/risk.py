@@ -78,6 +78,8 @@ _DAY_NS = 86_400 * 1_000_000_000
 #: How long past its deadline an order may go unreported before risk stops counting it.
 _REPORT_GRACE_S = 30.0
 _STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
+#: The events folded into the books (a tuple: ``A | B`` in the filter built a union per event).
+_FOLDED = (OrderUpdate, AccountReset)
 
 
 @dataclass(frozen=True)
@@ -374,7 +376,10 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         return  # a stale report: a finished order never reopens
     new = state.applied.advance(order)
     if new is not None:
-        book = state.books.setdefault((order.broker, order.symbol), Holding())
+        key = (order.broker, order.symbol)
+        book = state.books.get(key)
+        if book is None:  # not setdefault: it would build a Holding for every fill
+            book = state.books[key] = Holding()
         price = new.price or state.last_price.get(order.symbol) or book.avg_price
         state.last_price[order.symbol] = price
         signed = new.qty if order.side == "buy" else -new.qty
@@ -445,7 +450,7 @@ class _Risk:
         self.state = deps.state
         self.log: Any = structlog.get_logger().bind(actor=ctx.name)
         self.events = deps.bus.subscribe(
-            lambda e: isinstance(e, OrderUpdate | AccountReset), capacity=1 << 16
+            lambda e: isinstance(e, _FOLDED), capacity=1 << 16
         )
         if not self.state.started_ns:
             self.state.started_ns = deps.now_ns()

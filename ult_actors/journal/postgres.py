@@ -157,13 +157,12 @@ class PostgresStore(SqliteStore):
         probe_interval_s: float = 1.0,
         **options: Any,
     ) -> None:
-        # A commit waits for the server, never run on the trio thread (inline_max_rows=0);
+        # A commit waits for the server, never run on the trio thread ("full");
         # durability is the server's (synchronous_commit), there is no WAL file to fsync.
         super().__init__(
             Path(),
             synchronous="full",
             writer="thread",
-            inline_max_rows=0,
             probe_interval_s=probe_interval_s,
             **options,
         )

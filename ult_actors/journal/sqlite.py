@@ -1,54 +1,70 @@
-"""The durable order journal: an ``OrderStore`` on SQLite (WAL), group-committed.
+"""The durable order journal: an ``OrderStore`` on SQLite (WAL), written through a change log.
 
-``record()`` puts the write in the open batch and returns once the batch's
-transaction has committed, so a caller that has been answered knows its
-order is on disk. One writer task commits batches one after another: while
-a commit runs, new records gather in the next batch, so under load many
-orders share one transaction (and one fsync) and at low load nothing waits
-for a timer. ``linger_s`` optionally holds a batch open a little longer;
-``max_batch`` bounds a transaction. The SQLite calls run off the trio
-thread, either on trio's worker threads (``writer="to_thread"``) or on one
-dedicated thread (``writer="thread"``); ``python -m bench.journal``
-compares them. The exception: with ``"normal"``, a small batch with nothing
-behind it (``inline_max_rows``) commits on the trio thread, since a commit
-without an fsync is quicker than the hand-off; and a ``record`` that finds
-the writer task idle commits its batch itself, at once, instead of waking
-the writer and waiting to be woken in turn (two scheduler rounds on a lone
-order's path). It wakes the writer all the same: records made before the
-writer has run again (the rest of a burst) wait for it, so they still share
-one commit. ``record_soon()`` queues a write the same way without
-waiting for it (the brokers' news about orders already sent); a batch of
-only such news waits up to ``sync_interval_s`` for the next ``record`` (a
-``submit``) to share its commit, so it never puts a commit in front of an
-order; what is queued at close is committed before the file closes.
+A batch of records is made durable by one append to the journal's change
+log (``journal.changelog``: ``journal.db.log.<n>`` next to the file), not
+by an SQLite transaction: ``record()`` puts the write in the open batch and
+returns once the batch is appended, so a caller that has been answered
+knows its order is on disk. A thread folds the log into the SQLite file
+every ``fold_interval_s`` (20 ms) at most, every batch of that time in one
+transaction, and deletes a segment once the file holds it; opening the
+file first replays whatever segments a crash left. No SQLite runs on the
+trio thread on an order's path.
 
-Durability: ``synchronous = "normal"`` (the default) commits without an
-fsync, so a ``kill -9`` loses nothing committed, and a ``WalSyncer`` thread
-fsyncs the WAL ``sync_interval_s`` after a commit (a machine crash loses at
-most that much); ``"full"`` fsyncs every commit: one per batch of submits.
+One writer task writes batches one after another: while a write runs, new
+records gather in the next batch, so under load many orders share one
+append (and, with ``"full"``, one fsync) and at low load nothing waits for
+a timer. ``linger_s`` optionally holds a batch open a little longer;
+``max_batch`` bounds a batch. With ``"normal"`` the append (a few µs) is
+made on the trio thread, and a ``record`` that finds the writer task idle
+appends its batch itself, at once, instead of waking the writer and
+waiting to be woken in turn (two scheduler rounds on a lone order's path).
+It wakes the writer all the same: records made before the writer has run
+again (the rest of a burst, everything recorded in one scheduler step)
+wait for it, so they still share one append. With ``"full"`` the append
+and its fsync run off the trio thread, on trio's worker threads
+(``writer="to_thread"``) or one dedicated thread (``writer="thread"``);
+``python -m bench.journal`` compares them. ``record_soon()`` queues a write
+the same way without waiting for it (the brokers' news about orders
+already sent); a batch of only such news waits up to ``sync_interval_s``
+for the next ``record`` (a ``submit``) to share its append, so it never
+puts a write in front of an order; what is queued at close is written and
+folded before the file closes.
+
+Durability: ``synchronous = "normal"`` (the default) appends without an
+fsync, so a ``kill -9`` loses nothing recorded (the append is in the
+operating system's page cache), and a ``LogSyncer`` thread fdatasyncs the
+log ``sync_interval_s`` after an append (a machine crash loses at most
+that much); ``"full"`` fdatasyncs the log before ``record`` returns: one
+fsync per batch of submits (group commit). Either way the fold's own
+transactions are ``synchronous=FULL`` (off the loop, batched): a segment is
+deleted only once the file holds its records durably.
 
 Memory is bounded whatever the journal's size: it holds every order not yet
 final, the ``cache_size`` most recently written orders, the records not yet
-committed, and a fixed-size filter of the client order ids ever journaled
-(``_SeenFilter``), which answers "is this id new?" without touching the disk
-for nearly every new id. Anything else is read from the file (its primary
-key and indexes), off the trio thread. The file is the truth: the memory is
-rebuilt from it on open. Records written but not yet committed are visible
-to ``get`` and ``list_orders``.
+folded into the file (20 ms of them), and a fixed-size filter of the client
+order ids ever journaled (``_SeenFilter``), which answers "is this id new?"
+without touching the disk for nearly every new id. Anything else is read
+from the file (its primary key and indexes), off the trio thread. The file
+(with its log) is the truth: the memory is rebuilt from it on open. Records
+not yet in the file are visible to ``get``, ``list_orders`` and
+``find_by_order_id`` from memory; ``history`` and ``cost_inputs`` hurry the
+fold and wait for it (``in_file``).
 
 One process at a time: the journal takes an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory is refused
 instead of interleaving writes.
 
-A file that cannot be written (disk full, read-only, I/O errors) is an
-outage, not a crash: ``unavailable`` says why, and until a probe every
-``probe_interval_s`` commits again, a record made before an order leaves
-(``submit``, ``resend``) is refused with ``JournalUnavailable`` (so nothing
-is sent that is not on disk), while the brokers' news about orders already
-sent (fills, cancels) is kept in memory, answered from there and written by
-the probe that succeeds. Cancels, queries and the kill switch keep working.
-A background fsync of the WAL that fails is such an outage ("I/O error")
-until one succeeds.
+A journal that cannot be written (disk full, read-only, I/O errors) is an
+outage, not a crash: ``unavailable`` says why. Either the append fails (the
+log's disk), or a fold does (the file's; the log keeps everything
+meanwhile). Until a probe every ``probe_interval_s`` succeeds (it appends
+what is held and folds everything, with ``probe_bytes`` of room to grow),
+a record made before an order leaves (``submit``, ``resend``) is refused
+with ``JournalUnavailable`` (so nothing is sent that is not on disk), while
+the brokers' news about orders already sent (fills, cancels) is kept in
+memory, answered from there and written by the probe that succeeds.
+Cancels, queries and the kill switch keep working. A background fsync of
+the log that fails is such an outage ("I/O error") until one succeeds.
 """
 
 from __future__ import annotations
@@ -70,30 +86,38 @@ from typing import Any, Literal, Protocol, TypeVar
 import msgspec
 import trio
 
+from ult_actors import segment_log
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
+from ult_actors.journal import changelog
+from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row
 from ult_actors.journal.costs import JournalCostInputs
+from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
-from ult_actors.journal.wal_sync import WRITER_CHECKPOINT_PAGES, WalCheckpointer, WalSyncer
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
 from ult_actors.report.inputs import CostInputs
 
 T = TypeVar("T")
+R = TypeVar("R")
 Writer = Literal["thread", "to_thread"]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_order = msgspec.msgpack.Decoder(Order).decode
 
+# Folding is idempotent, so a log replayed after a crash (some of it folded already)
+# leaves the file as one fold would: an order's row is replaced only by a newer state,
+# an event is kept once per sequence number.
 _UPSERT = (
     "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
     " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
-    " body = excluded.body"
+    " body = excluded.body WHERE excluded.seq > orders.seq"
 )
 _APPEND = (
-    "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
@@ -266,27 +290,26 @@ class SqliteStore:
         cache_size: int = 50_000,
         seen_filter_bits: int = 1 << 26,
         writer: Writer = "thread",
-        inline_max_rows: int = 8,
         now_ns: Callable[[], int] = time.time_ns,
-        fsync: Callable[[int], None] = os.fsync,
+        fsync: Callable[[int], None] = os.fdatasync,
         probe_interval_s: float = 5.0,
         probe_bytes: int = 64 * 1024,
         max_pages: int | None = None,
+        fold_interval_s: float = changelog.FOLD_INTERVAL_S,
     ) -> None:
         self.path = path
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
         self.synchronous = synchronous
         #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
-        #: share its commit; with ``normal``, the WAL is fsynced this long after a commit.
+        #: share its write; with ``normal``, the log is fsynced this long after an append.
         self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
         self.cache_size = cache_size
         self.writer: Writer = writer
-        #: With ``normal``: a batch of at most this many records, nothing queued behind
-        #: it, commits on the trio thread (no thread hand-off); 0: always on the writer's.
-        self.inline_max_rows = inline_max_rows
+        #: Most time between an append to the log and its fold into the file.
+        self.fold_interval_s = fold_interval_s
         self.now_ns = now_ns
         self._fsync = fsync
         self.probe_interval_s = probe_interval_s
@@ -300,7 +323,8 @@ class SqliteStore:
         #: Fills recorded while unavailable, oldest first.
         self._held_fills: list[Fill] = []
         self._availability = trio.Event()
-        #: Transactions committed and records written, for benchmarks and health.
+        #: Durable writes (appends to the log; transactions on a server) and records
+        #: written, for benchmarks and health.
         self.commits = 0
         self.records = 0
         self._seq = 0
@@ -311,7 +335,8 @@ class SqliteStore:
         self._recent: Recent[str, Order] = Recent(
             cache_size, refresh=True, on_evict=self._out_of_window
         )
-        #: Written but not committed yet: found by ``get`` even once out of the window.
+        #: Written but not in the file yet (not folded, or not committed): found by ``get``
+        #: even once out of the window.
         self._unwritten: dict[str, Order] = {}
         self._by_order_id: dict[str, str] = {}
         self._queue: collections.deque[_Batch] = collections.deque()
@@ -327,25 +352,28 @@ class SqliteStore:
         self._read_lock = trio.Lock()
         self._lock_fd = -1
         self._committer: _Committer = _ToThreadCommitter()
-        self._wal_syncer: WalSyncer | None = None
-        self._checkpoint = WalCheckpointer(path)
+        #: The change log (None until open, and for a store without one: PostgreSQL's).
+        self._log: JournalLog | None = None
+        self._log_syncer: LogSyncer | None = None
 
     @property
-    def wal_syncs(self) -> int:
-        """Background fsyncs of the WAL so far (``synchronous = "normal"``)."""
-        return self._wal_syncer.syncs if self._wal_syncer is not None else 0
+    def log_syncs(self) -> int:
+        """Background fsyncs of the change log so far (``synchronous = "normal"``)."""
+        return self._log_syncer.syncs if self._log_syncer is not None else 0
 
     @property
-    def wal_checkpoints(self) -> int:
-        """Background checkpoints so far (``synchronous = "normal"``; within ``wal_syncs``)."""
-        return self._wal_syncer.checkpoints if self._wal_syncer is not None else 0
+    def folds(self) -> int:
+        """Transactions that folded the change log into the file so far."""
+        return self._log.folds if self._log is not None else 0
 
     # -- opening and closing --------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        # Every fold fsyncs (it is off the loop and batched): a segment of the log is
+        # deleted only once the file holds its records durably.
+        conn.execute("PRAGMA synchronous = FULL")
         if self.max_pages is not None:
             conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
         return conn
@@ -377,6 +405,11 @@ class SqliteStore:
             self._open_connections()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(_unopenable(self.path, exc)) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"journal {self.path}: its change log cannot be read or deleted ({exc});"
+                " fix the state directory's permissions, then start again"
+            ) from None
 
     def _open_connections(self) -> None:
         self._wconn = wconn = self._connect()
@@ -384,8 +417,20 @@ class SqliteStore:
         if str(mode).lower() != "wal":
             raise ConfigError(f"journal {self.path}: SQLite refused WAL mode (got {mode})")
         migrate(wconn, path=str(self.path))
+        self._replay()
         self._rconn = self._connect()
         self._load()
+
+    def _replay(self) -> None:
+        """Fold every segment of the log a crash left into the file, then delete them."""
+        rows: list[LogRow] = []
+        fills: list[FillRow] = []
+        for record in changelog.read(self.path):
+            rows += record.rows
+            fills += record.fills
+        if rows or fills:
+            self._fold(rows, fills, False)
+        segment_log.remove(self.path)
 
     def _load(self) -> None:
         """Rebuild the in-memory index from the file."""
@@ -413,15 +458,24 @@ class SqliteStore:
 
     async def _open_store(self) -> None:
         await trio.to_thread.run_sync(self._open_sync)
-        if self.synchronous == "normal" and self.sync_interval_s > 0:
-            wal = Path(f"{self.path}-wal")
-            self._wal_syncer = WalSyncer(
-                wal, self.sync_interval_s, fsync=self._fsync, checkpoint=self._checkpoint
+        try:
+            self._log = JournalLog(
+                self.path,
+                self._fold,
+                on_folded=self._in_file,
+                on_failed=self._fold_failed,
+                interval_s=self.fold_interval_s,
             )
-            assert self._wconn is not None
-            # Checkpoints are the syncer's now; the writer's own only bounds the WAL.
-            self._wconn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
-            self._wal_syncer.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"journal {self.path}: its change log cannot be opened ({_why(exc)});"
+                " fix the state directory's permissions, then start again"
+            ) from None
+        if self.synchronous == "normal" and self.sync_interval_s > 0:
+            self._log_syncer = LogSyncer(
+                self.sync_interval_s, fsync=self._fsync, name=f"log-sync:{self.path.name}"
+            )
+            self._log_syncer.start()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
 
@@ -440,9 +494,10 @@ class SqliteStore:
             if self._wconn is not None:
                 await self._commit_queued()
             await self._committer.aclose()
-            if self._wal_syncer is not None:
-                await trio.to_thread.run_sync(self._wal_syncer.close)
-                self._checkpoint.close()
+            if self._log is not None:
+                await trio.to_thread.run_sync(self._log.close)
+            if self._log_syncer is not None:
+                await trio.to_thread.run_sync(self._log_syncer.close)
             await trio.to_thread.run_sync(self._close_sync)
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:
@@ -509,7 +564,7 @@ class SqliteStore:
             and not self._writer_woken
             and len(self._queue) == 1
             and self._queue[0] is batch
-            and self._commits_inline(batch, queued=1)
+            and self._commits_inline()
         ):
             return False
         self._queue.popleft()
@@ -641,18 +696,37 @@ class SqliteStore:
     def _write_rows(
         self, rows: list[_Row], *, fills: list[Fill] | None = None, probe: bool = False
     ) -> None:
+        """Make ``rows`` and ``fills`` durable: one append to the change log (fsynced before
+        it returns with ``full``). ``probe`` (an outage's probe): then fold everything into
+        the file at once, with room to grow checked; the outage ends only if that works."""
+        log = self._log
+        assert log is not None
+        if not probe and log.failure is not None:
+            raise log.failure  # the file cannot take what the log holds: an outage
+        if self._log_syncer is not None and self._log_syncer.last_error is not None:
+            # What was appended may not reach the disk: an outage until an fsync works.
+            raise OSError(errno.EIO, self._log_syncer.last_error)
+        if rows or fills:
+            sync = self._fsync if self.synchronous == "full" else None
+            logged = [log_row(*row) for row in rows]
+            segment = log.append(logged, [fill_row(f) for f in fills or ()], rows, sync=sync)
+            if self._log_syncer is not None:
+                self._log_syncer.appended(segment)
+        if probe:
+            log.retry()
+
+    def _fold(self, rows: list[LogRow], fills: list[FillRow], probe: bool) -> None:
+        """One transaction writing what the log holds into the tables (the fold's thread;
+        the replay at open)."""
         conn = self._wconn
         assert conn is not None
-        if self._wal_syncer is not None and self._wal_syncer.last_error is not None:
-            # What was committed may not reach the disk: an outage until an fsync works.
-            raise OSError(errno.EIO, self._wal_syncer.last_error)
-        events, latest, fill_rows = table_rows(rows, fills or [])
+        events, latest = tables(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_APPEND, events)
             conn.executemany(_UPSERT, latest)
-            if fill_rows:
-                conn.executemany(_ADD_FILL, fill_rows)
+            if fills:
+                conn.executemany(_ADD_FILL, fills)
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -662,14 +736,36 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        if self._wal_syncer is not None:
-            self._wal_syncer.committed()
+
+    def _in_file(self, batches: list[list[_Row]]) -> None:
+        """The file holds these batches now: memory need not keep them for it."""
+        for rows in batches:
+            self._forget_written(rows)
+
+    def _fold_failed(self, error: BaseException) -> None:
+        """The file cannot take what the log holds: an outage (or a bug) the writer handles."""
+        if self._is_outage(error):
+            self._set_unavailable(self._outage_reason(error))
+        self._wake.set()
+
+    def _file_failed(self) -> BaseException | None:
+        """Why the file cannot take what the log holds (a failed fold), if it cannot."""
+        return self._log.failure if self._log is not None else None
 
     async def _write_forever(self) -> None:
         """The single writer: commit queued batches in order, one transaction each."""
         while True:
-            while not self._queue:
+            while not self._queue and self._file_failed() is None:
                 await self._idle_until_woken()
+            fold_error = self._file_failed()
+            if not self._queue and fold_error is not None:
+                # The fold failed with nothing queued: probe until the file takes it all.
+                if not self._is_outage(fold_error):
+                    self._failed = fold_error  # a bug, not the disk: as a failed write below
+                    raise fold_error
+                self._set_unavailable(self._outage_reason(fold_error))
+                await self._probe_until_writable()
+                continue
             if not await self._news_waits_for_a_record():
                 continue  # a ``record`` committed the news with its own batch
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
@@ -677,7 +773,7 @@ class SqliteStore:
             batch = self._queue.popleft()
             write = functools.partial(self._write_rows, batch.rows, fills=batch.fills)
             try:
-                if self._commits_inline(batch):
+                if self._commits_inline():
                     write()
                 else:
                     await self._committer.run(write)
@@ -708,23 +804,17 @@ class SqliteStore:
         """A short, stable description of an outage for health and STATUS."""
         return _outage_reason(exc)
 
-    def _commits_inline(self, batch: _Batch, *, queued: int = 0) -> bool:
-        """Whether ``batch`` commits here on the trio thread rather than on the writer's.
+    def _commits_inline(self) -> bool:
+        """Whether a batch is written here on the trio thread rather than on the writer's.
 
-        A small batch with nothing queued behind it, without an fsync (``normal``):
-        such a WAL commit takes tens of µs, less than waking a thread and waiting
-        for it. ``full`` (an fsync) and bursts keep the thread, where a long commit
-        does not stall the loop and later records gather into the next batch.
+        With ``normal`` the write is one append to the log: a few µs, less than
+        waking a thread and waiting for it. ``full`` (an fsync) keeps the thread,
+        where later records gather into the next batch meanwhile (group commit).
         The writer's thread is idle meanwhile (only the writer task hands it work,
-        and a ``record`` commits only while that task holds no batch), so the
-        connection is never used by two threads at once. ``queued``: batches still
-        in the queue besides this one.
+        and a ``record`` writes only while that task holds no batch), so the log is
+        never appended to by two threads at once.
         """
-        return (
-            self.synchronous == "normal"
-            and len(self._queue) == queued
-            and len(batch.rows) + len(batch.fills) <= self.inline_max_rows
-        )
+        return self.synchronous == "normal" and self._log is not None
 
     async def _news_waits_for_a_record(self) -> bool:
         """A batch of only the brokers' news waits up to ``sync_interval_s`` for a record
@@ -750,7 +840,8 @@ class SqliteStore:
     def _committed(self, rows: list[_Row]) -> None:
         self.commits += 1
         self.records += len(rows)
-        self._forget_written(rows)
+        if self._log is None:  # else memory keeps them until folded (``_folded``)
+            self._forget_written(rows)
 
     async def _probe_until_writable(self) -> None:
         """While unavailable: every ``probe_interval_s``, try to write the held records
@@ -778,7 +869,7 @@ class SqliteStore:
                 self._set_unavailable(None)
 
     def _forget_written(self, rows: list[_Row]) -> None:
-        """Committed rows are in the file: only later, uncommitted writes stay here."""
+        """These rows are in the file now: only later writes, not in it yet, stay here."""
         for _, _, _, order in rows:
             coid = order.client_order_id
             if self._unwritten.get(coid) is order:
@@ -840,13 +931,14 @@ class SqliteStore:
             return []
 
         def read(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT client_order_id FROM orders WHERE order_id = ?", (order_id,))
+            rows = conn.execute(
+                "SELECT client_order_id FROM orders WHERE order_id = ?", (order_id,)
+            )
             return [row[0] for row in rows]
 
         coids = set(await self._read(read))
-        newest = self._by_order_id.get(order_id)  # may not be committed yet
-        if newest is not None:
-            coids.add(newest)
+        # Not in the file yet (not folded, or held while it cannot be written).
+        coids.update(o.client_order_id for o in self._unwritten.values() if o.id == order_id)
         found = [await self.get(coid) for coid in sorted(coids)]
         # A client order id whose order since got another id is no match.
         return [o for o in found if o is not None and o.id == order_id]
@@ -879,7 +971,8 @@ class SqliteStore:
                 ).fetchall()
             return [_decode_order(row[0]) for row in rows]
 
-        # Not committed yet (news waiting for a commit, or held while the disk is full):
+        # Not in the file yet (news waiting for a write, records not folded yet, or held
+        # while the disk is full):
         # the latest changes of all, and the file has an older state of them or none.
         newest = [o for o in reversed(self._unwritten.values()) if broker in (None, o.broker)]
         listed = await self._read(read)
@@ -892,14 +985,23 @@ class SqliteStore:
 
     async def cost_inputs(self, query: ReportQuery) -> CostInputs:
         """Read on a connection of its own as the report is built: a long report never
-        holds up the service's own reads. What was recorded before the call is committed
-        first (unless the file cannot be written: then the report lacks the held news)."""
+        holds up the service's own reads. What was recorded before the call is in the
+        file first (unless it cannot be written: then the report lacks the held news)."""
+        await self.in_file()
+        return JournalCostInputs(self.path, query)
+
+    async def in_file(self) -> None:
+        """Return once every record made before the call is in the file: written, and
+        folded from the log into the tables (at once while the file cannot be written:
+        what it cannot take is in memory and in the log)."""
         if self._queue and self.unavailable is None:
             await self._queue[-1].done.wait()
-        return JournalCostInputs(self.path, query)
+        if self._log is not None and self.unavailable is None:
+            await self._log.folded_through(self._log.appends)
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""
+        await self.in_file()
 
         def read(conn: sqlite3.Connection) -> list[JournalEvent]:
             rows = conn.execute(
@@ -918,35 +1020,39 @@ def table_rows(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """What one batch writes, as parameter rows: ``events`` rows, ``orders`` rows (one per
     order, its latest state) and ``fills`` rows, in the tables' column order."""
+    kept = _folded(rows, lambda row: (row[3].client_order_id, row[1]))
+    events, latest = tables([log_row(*row) for row in kept])
+    return events, latest, [fill_row(f) for f in fills]
+
+
+def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
+    ``rows`` (oldest first) as one transaction writes them."""
     events = []
     latest: dict[str, tuple[Any, ...]] = {}
-    for seq, event, ts, order in _folded(rows):
-        body = _encode(order)
-        coid = order.client_order_id
-        events.append((seq, coid, event, order.status, ts, body))
-        latest[coid] = (
-            coid, order.id, order.broker, order.status, order.outcome, order.updated_at, seq, body
-        )  # fmt: skip
-    fill_rows = [
-        (f.broker, f.fill_id, f.client_order_id, f.symbol, f.ts, _encode(f)) for f in fills
-    ]
-    return events, list(latest.values()), fill_rows
+    for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
+        rows, lambda row: (row[1], row[2])
+    ):
+        events.append((seq, coid, event, status, ts, body))
+        latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)
+    return events, list(latest.values())
 
 
-def _folded(rows: list[_Row]) -> list[_Row]:
-    """``rows`` with each run of one order's ``update`` records in a batch cut to its last.
+def _folded(rows: list[R], key: Callable[[R], tuple[str, str]]) -> list[R]:
+    """``rows`` with each run of one order's ``update`` records cut to its last;
+    ``key``: a row's client order id and event.
 
     The broker's answer and the stream's reports of one order (``accepted``
-    then ``filled``) often land in one batch: one row each in ``events`` and
-    ``orders`` instead of one per report. The history keeps every record
+    then ``filled``) often land in one transaction: one row each in ``events``
+    and ``orders`` instead of one per report. The history keeps every record
     made before an order left (``submit``, ``resend``) and each order's
-    latest state per batch.
+    latest state per transaction.
     """
-    out: list[_Row] = []
+    out: list[R] = []
     last_update: dict[str, int] = {}  # client order id -> index in ``out`` of its update
     for row in rows:
-        coid = row[3].client_order_id
-        if row[1] != "update":
+        coid, event = key(row)
+        if event != "update":
             last_update.pop(coid, None)
             out.append(row)
         elif coid in last_update:
@@ -1011,11 +1117,11 @@ async def open_sqlite_store(
     cache_size: int = 50_000,
     seen_filter_bits: int = 1 << 26,
     writer: Writer = "thread",
-    inline_max_rows: int = 8,
     now_ns: Callable[[], int] = time.time_ns,
-    fsync: Callable[[int], None] = os.fsync,
+    fsync: Callable[[int], None] = os.fdatasync,
     probe_interval_s: float = 5.0,
     max_pages: int | None = None,
+    fold_interval_s: float = changelog.FOLD_INTERVAL_S,
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
     store = SqliteStore(
@@ -1028,11 +1134,11 @@ async def open_sqlite_store(
         cache_size=cache_size,
         seen_filter_bits=seen_filter_bits,
         writer=writer,
-        inline_max_rows=inline_max_rows,
         now_ns=now_ns,
         fsync=fsync,
         probe_interval_s=probe_interval_s,
         max_pages=max_pages,
+        fold_interval_s=fold_interval_s,
     )
     async with store.running():
         yield store

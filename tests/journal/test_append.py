@@ -1,74 +1,70 @@
-"""An idle journal commits a lone record on the trio thread; fsyncs and bursts keep the writer's."""
+"""A record is one append to the change log, on the trio thread when idle; SQLite runs only on
+the fold's thread, and with ``full`` the append and its fsync on the writer's."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Literal
 
 import trio
 import trio.testing
 
-from tests.journal.harness import order, rows_on_disk
+from tests.journal.harness import order, rows_in_file, rows_on_disk
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
 
 
-def commit_threads(store: SqliteStore) -> list[int]:
-    """The ids of the threads that ran each COMMIT on the journal's write connection."""
-    threads: list[int] = []
+def sqlite_threads(store: SqliteStore) -> list[tuple[str, str]]:
+    """(thread name, statement) of every statement run on the journal's write connection."""
+    seen: list[tuple[str, str]] = []
 
     def trace(statement: str) -> None:
-        if statement == "COMMIT":
-            threads.append(threading.get_ident())
+        seen.append((threading.current_thread().name, statement))
 
     conn = store._wconn
     assert isinstance(conn, sqlite3.Connection)
     conn.set_trace_callback(trace)
-    return threads
+    return seen
 
 
-async def test_an_idle_journal_commits_a_lone_record_on_the_trio_thread(tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    async with open_sqlite_store(path) as store:
-        threads = commit_threads(store)
-        with trio.fail_after(10):
-            await store.record(order("c-1"), event="submit")
-        assert rows_on_disk(path) == {"c-1": "pending_new"}  # durable before it returned
-        with trio.fail_after(10):
-            await store.record(order("c-1", "filled", oid="b-1"))
-        assert rows_on_disk(path) == {"c-1": "filled"}
-        assert threads == [threading.get_ident()] * 2  # no hand-off to the writer's thread
-
-
-async def test_with_fsync_or_in_a_burst_commits_stay_on_the_writers_thread(
+async def test_a_record_is_appended_on_the_trio_thread_and_folded_on_the_folds(
     tmp_path: Path,
 ) -> None:
-    here = threading.get_ident()
-    synchronous: Literal["full", "normal"]
-    for synchronous in ("full", "normal"):
-        path = tmp_path / f"{synchronous}.db"
-        async with open_sqlite_store(path, synchronous=synchronous) as store:
-            threads = commit_threads(store)
-            with trio.fail_after(20):
-                if synchronous == "full":  # a lone record: its fsync stays off the loop
-                    await store.record(order("c-1"), event="submit")
-                else:  # a burst: group-committed on the writer's thread
-                    async with trio.open_nursery() as nursery:
-                        for i in range(200):
-                            nursery.start_soon(store.record, order(f"c-{i}"))
-            if synchronous == "full":
-                assert threads and here not in threads
-            else:
-                # The burst's first few records may find the writer idle and commit inline;
-                # the burst itself goes to the writer's thread.
-                assert any(thread != here for thread in threads)
-                assert store.records == 200
-                assert store.commits < 200 // 4
-                assert len(rows_on_disk(path)) == 200
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, fold_interval_s=3600) as store:
+        seen = sqlite_threads(store)
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            await store.record(order("c-1", "filled", oid="b-1"))
+        assert seen == []  # no SQLite on the order's path, nor anywhere yet
+        assert rows_on_disk(path) == {"c-1": "filled"}  # the log has it: a kill -9 keeps it
+        assert rows_in_file(path) == {}
+        with trio.fail_after(10):
+            await store.in_file()  # hurries the fold
+        assert rows_in_file(path) == {"c-1": "filled"}
+        assert store.folds == 1
+        assert {thread for thread, _ in seen} == {"journal-fold:journal.db"}
+        assert [s for _, s in seen if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]  # both records in one transaction
 
 
-async def test_news_and_a_record_committed_inline_keep_their_order(tmp_path: Path) -> None:
+async def test_with_full_the_append_and_its_fsync_stay_off_the_trio_thread(
+    tmp_path: Path,
+) -> None:
+    fsynced_on: list[str] = []
+
+    def fsync(fd: int) -> None:
+        fsynced_on.append(threading.current_thread().name)
+
+    async with open_sqlite_store(tmp_path / "journal.db", synchronous="full", fsync=fsync) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+    assert fsynced_on == ["journal-writer:journal.db"]
+
+
+async def test_news_and_a_record_appended_at_once_keep_their_order(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     async with open_sqlite_store(path, sync_interval_s=5.0) as store:
         store.record_soon(order("c-1", "new", oid="b-1"))
@@ -89,7 +85,7 @@ class _TaskSteps(trio.abc.Instrument):
         self.tasks.append(task.name)
 
 
-async def test_a_record_finding_the_writer_idle_commits_in_its_own_step(tmp_path: Path) -> None:
+async def test_a_record_finding_the_writer_idle_appends_in_its_own_step(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     async with open_sqlite_store(path) as store:
         with trio.fail_after(10):
@@ -106,7 +102,7 @@ async def test_a_record_finding_the_writer_idle_commits_in_its_own_step(tmp_path
         assert steps.tasks == []
 
 
-async def test_one_commit_per_order_when_each_answer_follows_its_submit_at_once(
+async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"

@@ -1,0 +1,139 @@
+"""The journal's change log: a record survives a ``kill -9`` before any fold, replays are
+idempotent, a record cut short ends the replay.
+
+Each crash is a real one: a child process records into a real journal file and is
+killed with SIGKILL once it says what it recorded; the test then opens the file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import msgspec
+
+from tests.journal.harness import fill, order, rows_in_file
+from ult_actors import segment_log
+from ult_actors.journal.changelog import LogRecord, log_row
+from ult_actors.journal.sqlite import open_sqlite_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Records two orders (and a fill), optionally waits for the fold, says so, then waits
+#: to be killed. The fold runs only when hurried (an hour's interval otherwise).
+_CHILD = textwrap.dedent(
+    """
+    import sys, trio
+    from pathlib import Path
+    from tests.journal.harness import fill, order
+    from ult_actors.journal.sqlite import open_sqlite_store
+
+    async def main(path: str, fold_first: bool) -> None:
+        async with open_sqlite_store(Path(path), fold_interval_s=3600) as store:
+            await store.record(order("c-1"), event="submit")
+            await store.record(order("c-1", "filled", oid="b-1"))
+            store.record_fill(fill("f-1"))
+            await store.record(order("c-2"), event="submit")  # the fill rides along
+            if fold_first:
+                await store.in_file()
+            print("recorded", flush=True)
+            await trio.sleep_forever()
+
+    trio.run(main, sys.argv[1], sys.argv[2] == "fold")
+    """
+)
+
+
+def record_then_kill9(path: Path, *, fold_first: bool) -> None:
+    """Run the child on ``path`` and SIGKILL it once it has recorded."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path), "fold" if fold_first else "log"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "recorded"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+
+def table_counts(path: Path) -> tuple[int, int, int]:
+    """Rows in ``events``, ``orders`` and ``fills`` of the file."""
+    conn = sqlite3.connect(path)
+    try:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("events", "orders", "fills")
+        )
+    finally:
+        conn.close()
+
+
+async def test_a_record_survives_a_kill9_before_any_fold(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    record_then_kill9(path, fold_first=False)
+    assert rows_in_file(path) == {}  # nothing folded: the log alone has them
+    assert segment_log.segments(path)
+    async with open_sqlite_store(path) as store:
+        assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
+        assert (await store.get("c-2")) == order("c-2")
+        history = [(e.seq, e.event, e.order.status) for e in await store.history("c-1")]
+        assert history == [(1, "submit", "pending_new"), (2, "update", "filled")]
+        await store.record(order("c-3"), event="submit")
+        assert [e.seq for e in await store.history("c-3")] == [4]  # after the replayed ones
+    assert not segment_log.segments(path)  # replayed, then gone on a clean close
+    assert table_counts(path) == (4, 3, 1)
+
+
+async def test_a_log_replayed_after_its_fold_committed_leaves_each_row_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    # Folded, then killed before the segment's delete: the file and the log both hold it all.
+    record_then_kill9(path, fold_first=True)
+    assert rows_in_file(path) == {"c-1": "filled", "c-2": "pending_new"}
+    assert segment_log.segments(path)
+    folded_once = table_counts(path)
+    for _ in range(2):  # a replay, and one more over a file that has everything
+        async with open_sqlite_store(path):
+            pass
+        assert table_counts(path) == folded_once == (3, 2, 1)
+
+
+async def test_a_logged_state_older_than_the_files_does_not_replace_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path) as store:
+        await store.record(order("c-1"), event="submit")
+        await store.record(order("c-1", "filled", oid="b-1"))
+    # A segment left over with the order's first record only (seq 1): older than the file's.
+    log = segment_log.SegmentLog(path)
+    record = msgspec.msgpack.encode(LogRecord([log_row(1, "submit", 0, order("c-1"))], []))
+    log.append(segment_log.framed(record))
+    log.close()
+    async with open_sqlite_store(path) as store:
+        assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
+    assert rows_in_file(path) == {"c-1": "filled"}
+    assert table_counts(path)[0] == 2
+
+
+async def test_a_record_cut_short_ends_the_replay(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    record_then_kill9(path, fold_first=False)
+    [segment] = segment_log.segments(path)
+    # The disk filled during the last append (c-2's, with the fill): its caller was
+    # never answered, so the replay ends before it.
+    segment.write_bytes(segment.read_bytes()[:-5])
+    async with open_sqlite_store(path) as store:
+        assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
+        assert (await store.get("c-2")) is None
+        await store.record(order("c-2"), event="submit")  # the id is free: it never left
+        store.record_fill(fill("f-1"))
+    assert rows_in_file(path) == {"c-1": "filled", "c-2": "pending_new"}
+    assert table_counts(path) == (3, 2, 1)

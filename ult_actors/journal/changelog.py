@@ -1,0 +1,298 @@
+"""The journal's change log: a batch of records made durable by one append, folded later.
+
+``SqliteStore`` makes a batch of records durable by appending it, as one
+msgpack record, to a ``segment_log`` next to the journal file
+(``journal.db.log.<n>``): one ``write``, no SQLite on the order's path. The
+``JournalLog``'s thread folds what was appended into the SQLite file at
+most ``interval_s`` later, every batch of that time in one transaction
+(the store's ``fold``), and deletes a closed segment once the file holds
+all of it. A store opening the file replays every segment left over
+(``read``) and deletes them: the fold is idempotent (events keyed by
+sequence number, an order's row replaced only by a newer one, a fill kept
+once), so a crash anywhere between the append and the delete leaves the
+file right once replayed.
+
+An append that fails leaves nothing of its record behind that a replay
+would take in: the segment is cut back to where it was, or, if even that
+fails, closed, and the next append opens another (the reader stops at a
+record cut short and goes on with the next segment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from ult_actors import segment_log
+from ult_actors.messages import Fill, Order
+
+#: Most time between a batch being appended and its fold into the file.
+FOLD_INTERVAL_S = 0.02
+
+#: One record as logged, everything its table rows need: sequence number, client
+#: order id, event, status, time, body (the msgpack ``Order``), broker order id,
+#: broker, outcome, ``updated_at``.
+LogRow = tuple[int, str, str, str, int, bytes, str, str, str, int]
+#: One fill as logged, in the ``fills`` table's column order: broker, fill id,
+#: client order id, symbol, time, body (the msgpack ``Fill``).
+FillRow = tuple[str, str, str, str, int, bytes]
+#: Writes rows to the file in one transaction; ``probe``: with room to grow checked.
+Fold = Callable[[list[LogRow], list[FillRow], bool], None]
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+class LogRecord(msgspec.Struct, array_like=True):
+    """One append: a batch's records and fills."""
+
+    rows: list[LogRow]
+    fills: list[FillRow]
+
+
+_decode = msgspec.msgpack.Decoder(LogRecord).decode
+
+
+def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
+    """One record as the log holds it."""
+    return (
+        seq, order.client_order_id, event, order.status, ts, _encode(order), order.id,
+        order.broker, order.outcome, order.updated_at,
+    )  # fmt: skip
+
+
+def fill_row(fill: Fill) -> FillRow:
+    """One fill as the log holds it."""
+    return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, _encode(fill))
+
+
+def read(path: Path) -> Iterator[LogRecord]:
+    """Every record the log of ``path`` holds, oldest first (a segment's record cut short
+    ends that segment; one that cannot be decoded, the replay)."""
+    for payload in segment_log.read(path):
+        try:
+            yield _decode(payload)
+        except msgspec.DecodeError:
+            return
+
+
+@dataclass
+class _Appended:
+    rows: list[LogRow]
+    fills: list[FillRow]
+    #: Handed back to ``on_folded`` once folded (the store's own records).
+    memo: Any
+    number: int
+
+
+@dataclass
+class _Retry:
+    """A probe: fold now, with room to grow checked, and say how it went."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+_Job = _Appended | _Retry | Path | None  # a closed segment to delete; None: stop
+
+
+class JournalLog:
+    """The journal's log: one append per batch, folded into the file on a thread.
+
+    One writer appends at a time (the store's writer, on the trio thread or
+    its own). ``on_folded(memos)`` and ``on_failed(error)`` run on the trio
+    thread. After a failed fold the thread folds nothing until ``retry``
+    (the store's probe) succeeds; the log keeps every record meanwhile.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fold: Fold,
+        *,
+        on_folded: Callable[[list[Any]], None],
+        on_failed: Callable[[BaseException], None],
+        interval_s: float = FOLD_INTERVAL_S,
+        segment_bytes: int = segment_log.SEGMENT_BYTES,
+    ) -> None:
+        """Open a new segment (``OSError`` if it cannot be) and start the fold's thread."""
+        self._log = segment_log.SegmentLog(path)
+        self._fold = fold
+        self._on_folded = on_folded
+        self._on_failed = on_failed
+        self.interval_s = interval_s
+        self.segment_bytes = segment_bytes
+        #: Appends made, and how many of them the file holds (as the trio side knows).
+        self.appends = 0
+        self.folded_appends = 0
+        #: Transactions that folded appends into the file.
+        self.folds = 0
+        #: Why the last fold failed, until one succeeds (set by the fold's thread).
+        self.failure: BaseException | None = None
+        self._cut = False  # the open segment may end in a record cut short
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._hurry = threading.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        self._waiters: list[tuple[int, trio.Event]] = []
+        self._thread = threading.Thread(
+            target=self._work, name=f"journal-fold:{path.name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def segment(self) -> Path:
+        """The segment the next append goes to (unless it rotates first)."""
+        return self._log.segment
+
+    def append(
+        self,
+        rows: list[LogRow],
+        fills: list[FillRow],
+        memo: Any,
+        *,
+        sync: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Write one record (and ``sync`` the segment after, if given), then hand it to the
+        fold; the segment written. ``OSError`` if either fails: then nothing of it is
+        left for a replay, and the fold never sees it."""
+        if self._cut or self._log.size >= self.segment_bytes:
+            self._jobs.put(self._log.rotate())
+            self._cut = False
+        before = self._log.size
+        try:
+            self._log.append(segment_log.framed(_encode(LogRecord(rows, fills))))
+            if sync is not None:
+                sync(self._log.fd)
+        except OSError:
+            self._cut_back(before)
+            raise
+        self.appends += 1
+        self._jobs.put(_Appended(rows, fills, memo, self.appends))
+        return self._log.segment
+
+    def _cut_back(self, size: int) -> None:
+        try:
+            os.ftruncate(self._log.fd, size)
+            self._log.size = size
+        except OSError:
+            self._cut = True  # the reader stops at the cut; the next append rotates
+
+    def retry(self) -> None:
+        """Fold what is pending now, with room to grow checked (a probe after a failure);
+        raises what the fold raised. Blocks: call it off the trio thread."""
+        job = _Retry()
+        self._jobs.put(job)
+        self._hurry.set()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+
+    async def folded_through(self, appends: int) -> None:
+        """Return once the first ``appends`` appends are in the file, or a fold fails."""
+        if self.folded_appends >= appends or self.failure is not None:
+            return
+        done = trio.Event()
+        self._waiters.append((appends, done))
+        self._hurry.set()
+        await done.wait()
+
+    def close(self) -> None:
+        """Fold what is left, stop the thread and close the segment; delete the log if the
+        file holds all of it (after a failed fold it stays, for the next open). Blocks."""
+        self._jobs.put(None)
+        self._hurry.set()
+        self._thread.join()
+        self._log.close()
+        if self.failure is None:
+            segment_log.remove(self._log.path)
+
+    # -- the trio side -----------------------------------------------------------------
+
+    def _folded(self, memos: list[Any], appends: int) -> None:
+        self.folded_appends = appends
+        self.folds += 1
+        self._wake()
+        self._on_folded(memos)
+
+    def _failed(self, error: BaseException) -> None:
+        self._wake()
+        self._on_failed(error)
+
+    def _wake(self) -> None:
+        waiting = []
+        for appends, done in self._waiters:
+            if appends <= self.folded_appends or self.failure is not None:
+                done.set()
+            else:
+                waiting.append((appends, done))
+        self._waiters = waiting
+
+    def _tell(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(trio.RunFinishedError):  # nobody is listening any more
+            self._token.run_sync_soon(fn, *args)
+
+    # -- the fold's thread -------------------------------------------------------------
+
+    def _work(self) -> None:
+        rows: list[LogRow] = []
+        fills: list[FillRow] = []
+        memos: list[Any] = []
+        closed: list[Path] = []
+        appended = 0
+        while True:
+            jobs = [self._jobs.get()]
+            if isinstance(jobs[0], (_Appended, Path)):
+                # Let the appends of the next few ms join this transaction.
+                self._hurry.wait(self.interval_s)
+            self._hurry.clear()
+            while True:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            retries = [job for job in jobs if isinstance(job, _Retry)]
+            for job in jobs:
+                if isinstance(job, _Appended):
+                    rows += job.rows
+                    fills += job.fills
+                    memos.append(job.memo)
+                    appended = job.number
+                elif isinstance(job, Path):
+                    closed.append(job)
+            stopping = None in jobs
+            error = None
+            if self.failure is None or retries:
+                error = self._fold_now(rows, fills, closed, probe=bool(retries))
+                if error is None:
+                    recovered, self.failure = self.failure is not None, None
+                    if memos or recovered:
+                        self._tell(self._folded, memos, appended)
+                    rows, fills, memos, closed = [], [], [], []
+                else:
+                    self.failure = error
+                    self._tell(self._failed, error)
+            for job in retries:
+                job.error = error
+                job.done.set()
+            if stopping:
+                return
+
+    def _fold_now(
+        self, rows: list[LogRow], fills: list[FillRow], closed: list[Path], *, probe: bool
+    ) -> BaseException | None:
+        try:
+            if rows or fills or probe:
+                self._fold(rows, fills, probe)
+            for segment in closed:
+                segment.unlink(missing_ok=True)
+        except Exception as exc:  # handed to the trio side
+            return exc
+        return None

@@ -1,0 +1,110 @@
+"""The journal log's fsync, batched off the order path (for ``synchronous = "normal"``).
+
+With ``normal`` a record is durable against a ``kill -9`` once its append
+to the change log has returned (it is in the operating system's page
+cache); a machine crash may lose it until the segment is fsynced.
+``LogSyncer`` covers that: once something has been appended, it waits
+``interval_s`` and fdatasyncs every segment appended to since, on its own
+thread, so a machine crash loses at most the appends of the last interval
+(plus one fsync's time) and no order ever waits for an fsync. Idle, it
+sleeps: nothing appended, no fsync, no wake-up. A segment gone by then was
+folded into the file (durably) and deleted: nothing of it to lose.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+
+class LogSyncer:
+    """Fdatasyncs the segments appended to, ``interval_s`` after an append, on its own thread.
+
+    The journal calls ``appended(segment)`` after each append (from any
+    thread); ``close()`` stops the thread after a last fsync of what is left.
+    """
+
+    def __init__(
+        self,
+        interval_s: float,
+        *,
+        fsync: Callable[[int], None] = os.fdatasync,
+        name: str = "log-sync",
+    ) -> None:
+        self.interval_s = interval_s
+        self._fsync = fsync
+        self._changed = threading.Condition()
+        self._dirty: set[Path] = set()  # appended to since their last fsync
+        self._closing = False
+        #: Rounds of fsyncs done; why the last one failed, until one succeeds (the
+        #: journal refuses new orders meanwhile: what it appended may not reach the disk).
+        self.syncs = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def appended(self, segment: Path) -> None:
+        """Something was appended to ``segment``: fsync it within ``interval_s``."""
+        with self._changed:
+            if not self._dirty:
+                self._changed.notify()
+            self._dirty.add(segment)
+
+    def sync_once(self) -> bool:
+        """Fsync every segment appended to since its last fsync; whether there were any
+        and all of them worked."""
+        with self._changed:
+            if not self._dirty:
+                return False
+            # Taken before the fsyncs: an append that lands during them is fsynced next time.
+            dirty, self._dirty = self._dirty, set()
+        failed: list[Path] = []
+        for segment in sorted(dirty):
+            try:
+                fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # folded into the file and deleted: nothing of it to lose
+            except OSError as exc:
+                self.last_error = f"fsync of {segment} failed: {exc.strerror or exc}"
+                failed.append(segment)
+                continue
+            try:
+                self._fsync(fd)  # flushes the file's pages, whichever descriptor wrote them
+            except OSError as exc:
+                self.last_error = f"fsync of {segment} failed: {exc.strerror or exc}"
+                failed.append(segment)
+            finally:
+                os.close(fd)
+        if failed:
+            for segment in failed:
+                self.appended(segment)  # try again next interval
+            return False
+        self.last_error = None
+        self.syncs += 1
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._dirty) or self._closing)
+                if self._closing:
+                    return
+                # One fsync for every append of the interval; only ``close`` cuts it short.
+                self._changed.wait(self.interval_s)
+                if self._closing:
+                    return
+            self.sync_once()
+
+    def close(self) -> None:
+        """Stop the thread; the segments are fsynced one last time if anything is left."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.sync_once()
