@@ -75,6 +75,7 @@ FULL = Plan(
         "journal synchronous=full",
         "journal synchronous=normal",
         "journal off",
+        "paper account in memory",
         "journal off, paper account in memory",
     ),
     commit=Budget(10_000, 3.0),

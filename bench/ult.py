@@ -72,6 +72,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     FULL_SYNC: {"journal": {"synchronous": "full"}},
     "journal synchronous=normal": {"journal": {"synchronous": "normal"}},
     "journal off": {"journal": {"enabled": False}},
+    # Less than the default by what the paper account's file costs.
+    "paper account in memory": {"brokers.paper": {"state_path": ":memory:"}},
     "journal off, paper account in memory": {
         "journal": {"enabled": False},
         "brokers.paper": {"state_path": ":memory:"},

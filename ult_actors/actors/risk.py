@@ -43,7 +43,7 @@ from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.fills import FillLedger
-from ult_actors.holding import Holding
+from ult_actors.holding import ZERO, Holding
 from ult_actors.messages import (
     OPEN_STATUSES,
     AccountReset,
@@ -127,6 +127,8 @@ class RiskState:
 
     def forget_unreported(self, now: float) -> None:
         """Drop open orders whose broker never reported them, oldest first."""
+        if not self.unconfirmed or next(iter(self.unconfirmed.values())) > now:
+            return  # nothing due: the common case, on every new order
         # Oldest sent first; the first one not yet due ends the pass (the rest came later).
         due = takewhile(lambda entry: entry[1] <= now, self.unconfirmed.items())
         for coid in [coid for coid, _ in due]:
@@ -139,7 +141,7 @@ class RiskState:
         self.drop_open(request.client_order_id)
         self.open_orders[request.client_order_id] = request
         key = (request.broker or "", request.symbol, request.side)
-        self.open_qty[key] = self.open_qty.get(key, Decimal(0)) + request.qty
+        self.open_qty[key] = self.open_qty.get(key, ZERO) + request.qty
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
@@ -239,9 +241,9 @@ def position_after(
     new order; for a replace, how much more its new terms ask than its old).
     """
     book = state.books.get((broker, request.symbol))
-    now = book.qty if book else Decimal(0)
+    now = book.qty if book else ZERO
     sign = 1 if request.side == "buy" else -1
-    pending = state.open_qty.get((broker, request.symbol, request.side), Decimal(0))
+    pending = state.open_qty.get((broker, request.symbol, request.side), ZERO)
     return now, now + sign * ((request.qty if adds is None else adds) + pending)
 
 
@@ -268,7 +270,9 @@ def check_order(
     open-order slot (a replace).
     """
     broker = request.broker or ""
-    trading = in_force(state, broker).state
+    # ``in_force(state, broker).state``, without building the settings it also names.
+    glob, own = state.trading, state.broker_trading.get(broker, "active")
+    trading = own if _STRICTNESS[own] > _STRICTNESS[glob] else glob
     current, worst = position_after(state, broker, request, adds)
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")

@@ -31,6 +31,7 @@ to be aligned on frames).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import trio
@@ -55,9 +56,8 @@ from ult_actors.runtime.pubsub import Subscription
 
 _READ_SIZE = 1 << 16
 #: Tasks a connection keeps parked for its next requests (see ``taskpool.py``): a
-#: pipelining client's usual window; down to ``_QUIET_TASKS`` once none is in flight.
+#: pipelining client's usual window, ~256 KB at most.
 _IDLE_TASKS = 128
-_QUIET_TASKS = 2
 
 
 class _ReadTurn:
@@ -108,6 +108,8 @@ class Connection:
         self._done = trio.CancelScope()
         # The reading turn, passed from task to task (see ``_read``).
         self._frames = FrameReader(max_frame_bytes)
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._drained = True
         self._paused = False
         self._oversize = False
         self._read_over = trio.Event()
@@ -189,8 +191,8 @@ class Connection:
             data: bytes | bytearray = b""
             if not self._paused:
                 try:
-                    data = await self.stream.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = await self._receive()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     self._done.cancel()
                     break
                 if not data:
@@ -209,6 +211,26 @@ class Connection:
                 return request
         self._read_over.set()
         return None
+
+    async def _receive(self) -> bytes | bytearray:
+        """The next bytes from the client (b"" at EOF).
+
+        A read that did not fill its buffer emptied the socket, so on a socket the
+        next one waits for data before reading: a lone request costs one read, not
+        a read that finds nothing and then another (what ``receive_some`` does).
+        """
+        if self._fd is None or not self._drained:
+            data = await self.stream.receive_some(_READ_SIZE)
+        else:
+            while True:
+                await trio.lowlevel.wait_readable(self._fd)
+                try:
+                    data = os.read(self._fd, _READ_SIZE)
+                    break
+                except BlockingIOError:  # woken for nothing: wait again
+                    continue
+        self._drained = len(data) < _READ_SIZE
+        return data
 
     async def _wait_for_room(self) -> None:
         """Wait until this connection may take another request (see the module doc)."""
@@ -274,8 +296,6 @@ class Connection:
         self._in_flight -= 1
         if self._in_flight < self.max_in_flight:
             self._capacity.set()
-        if not self._in_flight:
-            self._tasks.trim(_QUIET_TASKS)
 
     def _send(self, reply: Reply, *, now: bool = False) -> None:
         self.outbox.put(self.codec.encode(reply), now=now)

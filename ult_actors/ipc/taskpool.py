@@ -6,7 +6,7 @@ request costs more than waking one that is already there, so a connection
 keeps the tasks that finished their job parked, up to ``max_idle`` of them,
 and ``hand`` gives the next job straight to one of those (no queue to
 contend for), starting a new task only when none is idle. A parked task
-holds ~2 KB; ``trim`` ends those a quiet connection no longer needs.
+holds ~2 KB.
 """
 
 from __future__ import annotations
@@ -58,15 +58,12 @@ class TaskPool(Generic[Job]):
         else:
             self._nursery.start_soon(self._work, job)
 
-    def trim(self, keep: int) -> None:
-        """End the idle tasks beyond ``keep``."""
-        while len(self._idle) > keep:
-            trio.lowlevel.reschedule(self._idle.pop(0).task)  # with no job: it returns
-
     def close(self) -> None:
         """End the idle tasks; the busy ones end after their job."""
         self._closed = True
-        self.trim(0)
+        idle, self._idle = self._idle, []
+        for waiting in idle:
+            trio.lowlevel.reschedule(waiting.task)  # with no job: it returns
 
     async def _work(self, job: Job) -> None:
         while True:
