@@ -708,8 +708,11 @@ class SqliteStore:
             raise OSError(errno.EIO, self._log_syncer.last_error)
         if rows or fills:
             sync = self._fsync if self.synchronous == "full" else None
-            logged = [log_row(*row) for row in rows]
-            segment = log.append(logged, [fill_row(f) for f in fills or ()], rows, sync=sync)
+            # An order's reports in one batch (its answer, then the stream's) are folded
+            # before they are encoded: the fold would keep only the last of them anyway.
+            kept = _folded(rows, _order_and_event)
+            logged = [log_row(*row) for row in kept]
+            segment = log.append(logged, [fill_row(f) for f in fills or ()], kept, sync=sync)
             if self._log_syncer is not None:
                 self._log_syncer.appended(segment)
         if probe:
@@ -1020,7 +1023,7 @@ def table_rows(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """What one batch writes, as parameter rows: ``events`` rows, ``orders`` rows (one per
     order, its latest state) and ``fills`` rows, in the tables' column order."""
-    kept = _folded(rows, lambda row: (row[3].client_order_id, row[1]))
+    kept = _folded(rows, _order_and_event)
     events, latest = tables([log_row(*row) for row in kept])
     return events, latest, [fill_row(f) for f in fills]
 
@@ -1031,11 +1034,19 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     events = []
     latest: dict[str, tuple[Any, ...]] = {}
     for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
-        rows, lambda row: (row[1], row[2])
+        rows, _logged_order_and_event
     ):
         events.append((seq, coid, event, status, ts, body))
         latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)
     return events, list(latest.values())
+
+
+def _order_and_event(row: _Row) -> tuple[str, str]:
+    return row[3].client_order_id, row[1]
+
+
+def _logged_order_and_event(row: LogRow) -> tuple[str, str]:
+    return row[1], row[2]
 
 
 def _folded(rows: list[R], key: Callable[[R], tuple[str, str]]) -> list[R]:
