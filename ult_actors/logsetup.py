@@ -13,6 +13,7 @@ terminal runs inline: a person reads along, nobody measures it.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, MutableMapping
@@ -65,14 +66,27 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+#: Top-level keys found not to be secret so far (bounded): a line's keys are nearly
+#: always the same few names.
+_NOT_SECRET: set[str] = set()
+_KEYS_REMEMBERED = 4096
+
+
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Mask values under secret-looking keys and every ``Secret``, recursively."""
+    if _NOT_SECRET.issuperset(event_dict) and _PLAIN_TYPES.issuperset(
+        map(type, event_dict.values())
+    ):
+        return event_dict  # the usual line: keys seen before, plain values (looked at in C)
     for key, value in list(event_dict.items()):
         if key.lower() in SECRET_KEYS:
             event_dict[key] = MASK
-        elif type(value) not in _PLAIN_TYPES:
+            continue
+        if len(_NOT_SECRET) < _KEYS_REMEMBERED:
+            _NOT_SECRET.add(key)
+        if type(value) not in _PLAIN_TYPES:
             event_dict[key] = _redact_value(value)
     return event_dict
 
@@ -162,8 +176,29 @@ def _finish(record: EventDict) -> EventDict:
     redact_secrets(None, "", record)
     stamp = record.get("timestamp")
     if isinstance(stamp, float):
-        record["timestamp"] = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+        record["timestamp"] = iso_utc(stamp)
     return record
+
+
+_second_text: tuple[float, str] = (math.nan, "")
+
+
+def iso_utc(stamp: float) -> str:
+    """``stamp`` (epoch seconds) as ISO 8601 UTC with a ``Z``, to the microsecond (none
+    shown when it is 0), exactly as ``datetime.fromtimestamp(stamp, UTC).isoformat()``
+    rounds it; the date and time of day are formatted once per second."""
+    global _second_text
+    fraction, second = math.modf(stamp)
+    micros = round(fraction * 1e6)  # half to even, as datetime rounds
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    cached_second, text = _second_text
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+        _second_text = (second, text)
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 def _json_render() -> Render:

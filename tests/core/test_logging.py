@@ -7,13 +7,16 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ult_actors.logsetup import configure_logging
+from ult_actors.logsetup import configure_logging, iso_utc
 from ult_actors.secrets import Secret, read_secret
 
 
@@ -83,6 +86,20 @@ def test_secrets_are_masked_by_key_and_by_type_at_any_depth() -> None:
         assert leaked not in text
     [line] = _lines(out)
     assert line["headers"] == {"Authorization": "***", "accept": "json"}
+
+
+def test_a_key_logged_plain_before_still_has_its_secret_masked_later() -> None:
+    # Keys seen before skip the per-key look; the values must still be looked at.
+    out = io.StringIO()
+    writer = configure_logging(json=True, stream=out)
+    log = structlog.get_logger()
+    log.info("connected", credential="none yet", extra="plain")
+    log.info("connected", credential=Secret("s3cr3t-value"), extra={"token": "tok-555"})
+    writer.close()
+    assert "s3cr3t-value" not in out.getvalue() and "tok-555" not in out.getvalue()
+    first, second = _lines(out)
+    assert first["credential"] == "none yet"
+    assert second["extra"] == {"token": "***"}
 
 
 def test_exceptions_are_rendered_without_local_variables() -> None:
@@ -254,3 +271,17 @@ def test_health_json_reports_the_log_lines_dropped(stuck: GatedStream, tmp_path:
     for n in range(3):
         log.info("line", n=n)  # one waits, two are dropped
     assert health_document(service.health())["log_lines_dropped"] == 2
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    stamp=st.floats(min_value=0, max_value=4e9, allow_nan=False)
+    | st.integers(0, 4_000_000_000).map(lambda s: s + 0.9999995)
+    | st.integers(0, 4_000_000_000).map(lambda s: s + 0.0000005)
+)
+def test_the_time_stamp_is_written_as_datetime_writes_it(stamp: float) -> None:
+    # The date and time of day are reused within a second: the text must still be
+    # datetime's, rounding and carry into the next second included.
+    expected = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+    assert iso_utc(stamp) == expected
+    assert iso_utc(stamp) == expected  # again, from the remembered second
