@@ -4,19 +4,48 @@ Run from the repository root: ``.venv/bin/python -m bench.ipc [--orders N] [--pi
 Starts its own service on a temporary socket (paper broker, large starting
 cash) and prints one line per figure. The pipelined figures add the server's
 CPU per message: for pings that is the IPC layer's own cost per request.
+
+``--instructions`` counts instead the server's instructions per request
+(valgrind, every thread), steady on a shared machine where CPU time is not:
+the service (journal off, paper account in memory) and its socket server run
+in one process under valgrind, driven through the socket by a raw client in
+this process, for sequential and pipelined (window 128) pings and submits.
+Each figure is two runs, ``--warmup`` requests and then 0 or ``--requests``
+more, differenced. A/B: run it in each checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-from bench.common import CpuMeter
+import trio
+
+from bench.common import (
+    CpuMeter,
+    child_env,
+    encoder,
+    frame,
+    short_tempdir,
+    split_frames,
+    submit_frame,
+)
+from bench.ult import VARIANTS, write_config
 from ult_actors.client import Client, order_request
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.messages import Order, Ping
 from ult_actors.testing.process import UltProcess
+
+#: What ``--instructions`` measures: (request kind, window); window 1 is sequential.
+KINDS = (("ping", 1), ("submit", 1), ("ping", 128), ("submit", 128))
 
 
 def main() -> None:
@@ -69,5 +98,120 @@ def main() -> None:
         svc.cleanup()
 
 
+def _request_maker(kind: str, first_id: int) -> Callable[[int], bytes]:
+    if kind == "submit":
+        return lambda i: submit_frame(first_id + i)
+    return lambda i: frame(encoder.encode(Ping(id=first_id + i)))
+
+
+def drive(path: Path, kind: str, count: int, window: int, first_id: int) -> None:
+    """Send ``count`` requests of ``kind`` with at most ``window`` in flight; wait for
+    every reply. Submits get client order ids from ``first_id`` on."""
+    make = _request_maker(kind, first_id)
+    buf = bytearray()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(path))
+        sent = min(window, count)
+        s.sendall(b"".join(make(i) for i in range(sent)))
+        answered = 0
+        while answered < count:
+            data = s.recv(1 << 16)
+            if not data:
+                raise RuntimeError("the service closed the connection")
+            buf += data
+            got = len(split_frames(buf))
+            answered += got
+            more = min(got, count - sent)
+            if more:
+                s.sendall(b"".join(make(sent + i) for i in range(more)))
+                sent += more
+
+
+def serve(state_dir: Path) -> None:
+    """The service and its socket server in this process until SIGTERM; the file
+    ``ready`` in ``state_dir`` says it accepts."""
+    from ult_actors.logsetup import configure_logging
+
+    with open(state_dir / "serve.log", "w") as log:
+        writer = configure_logging(json=True, stream=log)
+        try:
+            trio.run(_serve, state_dir)
+        finally:
+            writer.close()
+
+
+async def _serve(state_dir: Path) -> None:
+    import random
+
+    from ult_actors.config import load_config
+    from ult_actors.ipc.server import serve_ipc, settings_from_config
+    from ult_actors.service import build_service
+
+    config = write_config(state_dir, VARIANTS["journal off, paper account in memory"])
+    service = build_service(load_config(config, env={}), env={}, rng=random.Random(7))
+    settings = settings_from_config(service.config, env={})
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            await nursery.start(serve_ipc, service.gateway, settings)
+            (state_dir / "ready").touch()
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
+
+
+def _instructions(kind: str, window: int, warmup: int, count: int) -> int:
+    """Instructions of one served run under cachegrind: ``warmup`` sequential
+    requests, then ``count`` with ``window`` in flight."""
+    with short_tempdir("bi-") as tmp:
+        command = [
+            "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+            sys.executable, "-m", "bench.ipc", "--serve", str(tmp),
+        ]  # fmt: skip
+        proc = subprocess.Popen(command, env=child_env(), stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 600
+            while not (tmp / "ready").exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the served run did not start")
+                time.sleep(0.2)
+            path = tmp / "run" / "ult.sock"
+            drive(path, kind, warmup, 1, 1)
+            if count:
+                drive(path, kind, count, window, 1_000_000)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    found = re.search(r"I\s+refs:\s+([\d,]+)", err)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{err[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions(requests: int, warmup: int) -> None:
+    """Print the server's instructions per request for each of ``KINDS``."""
+    if shutil.which("valgrind") is None:
+        print("unavailable: valgrind is not installed")
+        return
+    for kind, window in KINDS:
+        base = _instructions(kind, window, warmup, 0)
+        total = _instructions(kind, window, warmup, requests)
+        how = "sequential" if window == 1 else f"window {window}"
+        print(f"{kind} {how}: {(total - base) / requests:,.0f} instructions/request")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--serve"]:
+        serve(Path(sys.argv[2]))
+    elif "--instructions" in sys.argv:
+        p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        p.add_argument("--instructions", action="store_true")
+        p.add_argument("--requests", type=int, default=2_000)
+        p.add_argument("--warmup", type=int, default=200)
+        args = p.parse_args()
+        instructions(args.requests, args.warmup)
+    else:
+        main()
