@@ -133,9 +133,9 @@ class JournalSection(_Section):
 
     enabled: bool = True
     path: str = ""
-    #: normal: a commit is not fsynced (a ``kill -9`` loses nothing committed) and the
-    #: WAL is fsynced ``sync_interval_ms`` later, off the order's path; full: every
-    #: commit is.
+    #: normal: a record's append to the journal's change log is not fsynced (a ``kill -9``
+    #: loses nothing recorded) and the log is fsynced ``sync_interval_ms`` later, off the
+    #: order's path; full: every append is, before the order leaves.
     synchronous: Literal["full", "normal"] = "normal"
     #: Also how long the brokers' news waits, at most, to share a new order's commit.
     sync_interval_ms: SyncIntervalMs = 50
