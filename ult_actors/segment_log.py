@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: A segment this big is closed and the next one opened.
@@ -64,6 +64,16 @@ def remove(path: str | Path) -> None:
     """Delete every log segment of ``path`` (once everything in them is folded)."""
     for segment in segments(path):
         segment.unlink(missing_ok=True)
+
+
+def sync_entry(segment: Path, fsync: Callable[[int], None] = os.fsync) -> None:
+    """Fsync the directory holding ``segment``: its name survives a machine crash
+    (fsyncing a new file makes its bytes durable, not its entry in the directory)."""
+    fd = os.open(segment.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def framed(payload: bytes) -> bytes:

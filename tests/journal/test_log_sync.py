@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -18,14 +20,23 @@ from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.sqlite import open_sqlite_store
 
 
+def is_directory(fd: int) -> bool:
+    return stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
 class Fsyncs:
-    """Stands in for ``os.fdatasync``: counts, remembers the thread, lets a test wait for one."""
+    """Stands in for ``os.fdatasync``: remembers the thread of each file's fsync and each
+    directory fsynced, lets a test wait for a file's."""
 
     def __init__(self) -> None:
         self.threads: list[str] = []
+        self.directories: list[str] = []
         self.done = threading.Event()
 
     def __call__(self, fd: int) -> None:
+        if is_directory(fd):
+            self.directories.append(os.readlink(f"/proc/self/fd/{fd}"))
+            return
         self.threads.append(threading.current_thread().name)
         self.done.set()
 
@@ -73,6 +84,8 @@ def test_a_failed_fsync_is_kept_and_tried_again(tmp_path: Path) -> None:
     calls: list[int] = []
 
     def failing_once(fd: int) -> None:
+        if is_directory(fd):
+            return
         calls.append(fd)
         if len(calls) == 1:
             raise OSError(5, "Input/output error")
@@ -83,6 +96,17 @@ def test_a_failed_fsync_is_kept_and_tried_again(tmp_path: Path) -> None:
     assert syncer.last_error is not None and "Input/output error" in syncer.last_error
     assert syncer.sync_once() is True  # still owed: done on the next round
     assert len(calls) == 2 and syncer.syncs == 1
+
+
+def test_a_new_segments_directory_entry_is_fsynced_once(tmp_path: Path) -> None:
+    fsyncs = Fsyncs()
+    syncer = LogSyncer(3600.0, fsync=fsyncs)
+    path = segment(tmp_path)
+    for _ in range(2):
+        syncer.appended(path)
+        assert syncer.sync_once() is True
+    # The file at each round; its name in the directory once, with the first.
+    assert (len(fsyncs.threads), fsyncs.directories) == (2, [str(tmp_path)])
 
 
 def test_a_segment_gone_before_its_fsync_was_folded_and_is_no_failure(tmp_path: Path) -> None:
@@ -109,14 +133,19 @@ async def test_the_journal_in_normal_mode_fsyncs_its_log_after_an_append(tmp_pat
 
 
 class GatedFsync:
-    """Stands in for ``os.fdatasync``: blocks until the test opens the gate; counts calls."""
+    """Stands in for ``os.fdatasync``: blocks until the test opens the gate; counts the
+    files' fsyncs and the directory's."""
 
     def __init__(self) -> None:
         self.started = threading.Event()
         self.gate = threading.Event()
         self.calls = 0
+        self.directory_calls = 0
 
     def __call__(self, fd: int) -> None:
+        if is_directory(fd):
+            self.directory_calls += 1
+            return
         self.calls += 1
         self.started.set()
         assert self.gate.wait(10)
@@ -161,6 +190,7 @@ async def test_in_full_mode_the_submits_made_during_an_fsync_share_the_next(
                 await trio.testing.wait_all_tasks_blocked()
                 fsync.gate.set()
         assert (store.records, store.commits, fsync.calls) == (21, 2, 2)
+        assert fsync.directory_calls == 1  # the segment's name, with its first fsync
         assert len(rows_on_disk(path)) == 21
 
 
