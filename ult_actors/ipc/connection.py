@@ -58,6 +58,8 @@ _READ_SIZE = 1 << 16
 #: Tasks a connection keeps parked for its next requests (see ``taskpool.py``): a
 #: pipelining client's usual window, ~256 KB at most.
 _IDLE_TASKS = 128
+#: How long replies still owed are awaited after the client closed its side.
+_EOF_GRACE_S = 30.0
 
 
 class _ReadTurn:
@@ -65,8 +67,6 @@ class _ReadTurn:
 
 
 _READ = _ReadTurn()
-#: How long replies still owed are awaited after the client closed its side.
-_EOF_GRACE_S = 30.0
 
 
 class Connection:
