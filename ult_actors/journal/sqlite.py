@@ -25,10 +25,11 @@ and its fsync run off the trio thread, on trio's worker threads
 (``writer="to_thread"``) or one dedicated thread (``writer="thread"``);
 ``python -m bench.journal`` compares them. ``record_soon()`` queues a write
 the same way without waiting for it (the brokers' news about orders
-already sent); a batch of only such news waits up to ``sync_interval_s``
-for the next ``record`` (a ``submit``) to share its append, so it never
-puts a write in front of an order; what is queued at close is written and
-folded before the file closes.
+already sent); such news waits up to ``sync_interval_s`` for the next
+``record`` (a ``submit``) to share its append, so it puts at most one
+write per interval in front of an order, under one timer for many
+orders' news; what is queued at close is written and folded before the
+file closes.
 
 Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
@@ -345,6 +346,8 @@ class SqliteStore:
         self._writer_idle = False
         #: A ``record`` committed its batch since the writer last ran (and woke it).
         self._writer_woken = False
+        #: The writer waits out ``sync_interval_s`` for the news: more news need not wake it.
+        self._news_timer = False
         self._failed: BaseException | None = None
         self._closed = False
         self._wconn: sqlite3.Connection | None = None
@@ -599,7 +602,7 @@ class SqliteStore:
             self._held_fills.append(fill)
             return
         self._open_batch().fills.append(fill)
-        self._wake.set()
+        self._wake_for(waited=False)
 
     def _open_batch(self) -> _Batch:
         batch = self._queue[-1] if self._queue else None
@@ -623,8 +626,14 @@ class SqliteStore:
         batch = self._open_batch()
         batch.rows.append(row)
         batch.waited = batch.waited or waited
-        self._wake.set()
+        self._wake_for(waited=waited)
         return batch
+
+    def _wake_for(self, *, waited: bool) -> None:
+        """Wake the writer for what was just queued, unless it is news the writer's
+        running timer covers (the next ``record`` takes it, or the timer's end writes it)."""
+        if waited or not self._news_timer or len(self._queue) > 1:
+            self._wake.set()
 
     def _settle_failed(self, rows: list[_Row]) -> None:
         """After an outage hit ``rows``: hold the brokers' news, undo what never left.
@@ -820,15 +829,25 @@ class SqliteStore:
         return self.synchronous == "normal" and self._log is not None
 
     async def _news_waits_for_a_record(self) -> bool:
-        """A batch of only the brokers' news waits up to ``sync_interval_s`` for a record
-        someone waits for (the next ``submit``): the two share one commit (one fsync with
-        ``full``), and the news never puts a commit in front of an order. False if a
-        ``record`` committed the batch meanwhile: the queue's head is another one now."""
-        head = self._queue[0]
-        with trio.move_on_after(self.sync_interval_s):
-            while not head.waited and len(self._queue) == 1:
-                await self._idle_until_woken()
-        return bool(self._queue) and self._queue[0] is head
+        """A batch of only the brokers' news waits for a record someone waits for (the
+        next ``submit``): the two share one commit (one fsync with ``full``), and the news
+        puts no commit in front of an order. One timer of ``sync_interval_s`` serves many
+        orders' news: when a ``record`` appends the news with its own batch, the writer
+        keeps waiting, and news queued meanwhile does not wake it (``_wake_for``); what
+        news is queued when the timer ends is written then, so none waits longer. False
+        if nothing is queued then (or the fold failed): the writer looks again."""
+        if self._queue[0].waited:
+            return True
+        self._news_timer = True
+        try:
+            with trio.move_on_after(self.sync_interval_s):
+                while self._file_failed() is None and (
+                    not self._queue or (not self._queue[0].waited and len(self._queue) == 1)
+                ):
+                    await self._idle_until_woken()
+        finally:
+            self._news_timer = False
+        return bool(self._queue)
 
     async def _idle_until_woken(self) -> None:
         """Wait for ``_wake`` with nothing in hand: a ``record`` may commit meanwhile."""
