@@ -116,3 +116,35 @@ async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
         # Each answer rode with the next submit (the last one waits for company).
         assert store.commits == 5
         assert len(rows_on_disk(path)) == 5
+
+
+async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            store.record_soon(order("c-0", "accepted", oid="b-0"))
+            await trio.testing.wait_all_tasks_blocked()  # the writer waits out its timer
+            steps = _TaskSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                for i in range(1, 4):
+                    await store.record(order(f"c-{i}"), event="submit")  # takes the news
+                    await trio.testing.wait_all_tasks_blocked()
+                    store.record_soon(order(f"c-{i}", "accepted", oid=f"b-{i}"))
+                    await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        writer_steps = [name for name in steps.tasks if name.endswith("._write_forever")]
+        # One step per submit's append (the writer lets a burst's rest share the next
+        # append); none for the news, which rides with the next submit all the same.
+        assert len(writer_steps) == 3
+        assert store.commits == 4
+        assert rows_on_disk(path) == {
+            "c-0": "accepted",
+            "c-1": "accepted",
+            "c-2": "accepted",
+            "c-3": "pending_new",
+        }
