@@ -9,6 +9,7 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from trio.testing import MockClock
 
 from tests.journal.harness import order, rows_in_file, rows_on_disk
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
@@ -148,3 +149,25 @@ async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
             "c-2": "accepted",
             "c-3": "pending_new",
         }
+
+
+async def test_news_younger_than_the_interval_when_the_timer_ends_waits_on_for_a_submit(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=1.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            store.record_soon(order("c-0", "accepted", oid="b-0"))  # the timer: up at 1.0
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.6)
+            await store.record(order("c-1"), event="submit")  # takes that news along
+            store.record_soon(order("c-1", "accepted", oid="b-1"))  # queued at 0.6
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.5)  # the timer is up; this news has waited 0.5 s
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 2
+            mock_clock.jump(0.5)  # now it has waited its interval
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 3
+        assert rows_on_disk(path) == {"c-0": "accepted", "c-1": "accepted"}

@@ -25,11 +25,10 @@ and its fsync run off the trio thread, on trio's worker threads
 (``writer="to_thread"``) or one dedicated thread (``writer="thread"``);
 ``python -m bench.journal`` compares them. ``record_soon()`` queues a write
 the same way without waiting for it (the brokers' news about orders
-already sent); such news waits up to ``sync_interval_s`` for the next
-``record`` (a ``submit``) to share its append, so it puts at most one
-write per interval in front of an order, under one timer for many
-orders' news; what is queued at close is written and folded before the
-file closes.
+already sent); a batch of only such news waits up to ``sync_interval_s``
+for the next ``record`` (a ``submit``) to share its append, so it never
+puts a write in front of an order (one timer serves many orders' news);
+what is queued at close is written and folded before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
@@ -265,9 +264,11 @@ class _SeenFilter:
 class _Batch:
     """Records that commit in one transaction; everyone waiting on it wakes together."""
 
-    __slots__ = ("done", "error", "fills", "rows", "waited")
+    __slots__ = ("done", "error", "fills", "rows", "since", "waited")
 
     def __init__(self) -> None:
+        #: When it was opened (trio's clock): news in it waits ``sync_interval_s`` from then.
+        self.since = trio.current_time()
         self.rows: list[_Row] = []
         self.fills: list[Fill] = []
         self.done = trio.Event()
@@ -829,25 +830,34 @@ class SqliteStore:
         return self.synchronous == "normal" and self._log is not None
 
     async def _news_waits_for_a_record(self) -> bool:
-        """A batch of only the brokers' news waits for a record someone waits for (the
-        next ``submit``): the two share one commit (one fsync with ``full``), and the news
-        puts no commit in front of an order. One timer of ``sync_interval_s`` serves many
-        orders' news: when a ``record`` appends the news with its own batch, the writer
-        keeps waiting, and news queued meanwhile does not wake it (``_wake_for``); what
-        news is queued when the timer ends is written then, so none waits longer. False
-        if nothing is queued then (or the fold failed): the writer looks again."""
+        """A batch of only the brokers' news waits up to ``sync_interval_s`` from its opening
+        for a record someone waits for (the next ``submit``): the two share one commit
+        (one fsync with ``full``), and the news never puts a commit in front of an order.
+        One timer serves many orders' news: when a ``record`` appends the news with its
+        own batch, the writer keeps waiting, and news queued meanwhile does not wake it
+        (``_wake_for``); at the timer's end it waits on for news younger than the interval.
+        False if nothing is queued then (or the fold failed): the writer looks again."""
         if self._queue[0].waited:
             return True
         self._news_timer = True
         try:
-            with trio.move_on_after(self.sync_interval_s):
-                while self._file_failed() is None and (
-                    not self._queue or (not self._queue[0].waited and len(self._queue) == 1)
-                ):
-                    await self._idle_until_woken()
+            due = self._queue[0].since + self.sync_interval_s
+            while True:
+                with trio.move_on_at(due):
+                    while self._file_failed() is None and (not self._queue or self._news_alone()):
+                        await self._idle_until_woken()
+                if not self._queue or not self._news_alone() or self._file_failed() is not None:
+                    break
+                due = self._queue[0].since + self.sync_interval_s
+                if due <= trio.current_time():
+                    break
         finally:
             self._news_timer = False
         return bool(self._queue)
+
+    def _news_alone(self) -> bool:
+        """Whether the queue holds one batch, of only the brokers' news."""
+        return len(self._queue) == 1 and not self._queue[0].waited
 
     async def _idle_until_woken(self) -> None:
         """Wait for ``_wake`` with nothing in hand: a ``record`` may commit meanwhile."""
