@@ -186,7 +186,8 @@ def info_line(log: Any) -> InfoLine:
     For a bound logger made under ``configure_logging`` the call only hands the
     writer the line's parts (no structlog layers on this thread); below the
     logger's level it does nothing. Any other logger, or a chain changed since
-    (``structlog.testing.capture_logs``), gets the call itself.
+    (``structlog.testing.capture_logs``), gets the call itself. ``fields`` is
+    the writer thread's once emitted: pass a fresh dict and leave it alone.
     """
     handover = getattr(log, "_logger", None)
     processors = getattr(log, "_processors", None)
