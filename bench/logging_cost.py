@@ -8,7 +8,9 @@ processes falls on every variant alike), and prints the median per line of:
 - the calling (trio) thread's CPU (``time.thread_time``): what the loop pays;
 - the whole process's CPU until every line is in the file (writer thread included).
 
-Variants: the service's setup (records handed to the writer thread); the same
+Variants: the service's setup (records handed to the writer thread); the
+request line's own path (``info_line``: its parts handed over, no structlog
+layers on the loop); the same
 chain rendered and written inline by the caller (the writer after ``close``);
 the setup before the writer thread (structlog's ``JSONRenderer`` to a
 ``PrintLogger``, inline); and a debug call at info level (filtered out).
@@ -30,7 +32,7 @@ from typing import Any, TextIO
 import structlog
 import trio
 
-from ult_actors.logsetup import configure_logging, redact_secrets
+from ult_actors.logsetup import configure_logging, info_line, redact_secrets
 
 #: One variant: set logging up on a stream; return a logger and what to call when done.
 Setup = Callable[[TextIO, int], tuple[Any, Callable[[], None]]]
@@ -39,6 +41,21 @@ Setup = Callable[[TextIO, int], tuple[Any, Callable[[], None]]]
 def _handed_over(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]:
     writer = configure_logging(json=True, level="info", stream=out, capacity=lines)
     return structlog.get_logger().bind(actor="ipc", conn=7), writer.close
+
+
+class _InfoLine:
+    """``info(event, **fields)`` through ``info_line``, as the IPC request line logs."""
+
+    def __init__(self, log: Any) -> None:
+        self._emit = info_line(log)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit(event, fields)
+
+
+def _info_line(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]:
+    log, close = _handed_over(out, lines)
+    return _InfoLine(log), close
 
 
 def _inline(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]:
@@ -66,6 +83,7 @@ def _structlog_inline(out: TextIO, lines: int) -> tuple[Any, Callable[[], None]]
 
 VARIANTS: dict[str, Setup] = {
     "handed over to the writer thread": _handed_over,
+    "info_line: parts handed over": _info_line,
     "rendered + written inline, same chain": _inline,
     "before: structlog JSONRenderer inline": _structlog_inline,
 }

@@ -8,10 +8,16 @@ handed to a ``LogWriter`` whose thread redacts secrets, renders exceptions
 (no local variables: they would carry API keys) and renders the line: JSON via
 msgspec, with the separators ``json.dumps`` uses. The console renderer on a
 terminal runs inline: a person reads along, nobody measures it.
+
+A line logged on every request (``info_line``) skips even structlog's layers:
+the calling thread hands over the call's parts and the writer thread makes of
+them the record structlog would have made, so the line is the same byte for
+byte and keeps its place among the others (one queue).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import sys
@@ -136,7 +142,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=_HandOver(writer),
+        logger_factory=_HandOver(writer, clock),
         cache_logger_on_first_use=False,
     )
     # httpx logs full URLs at INFO; keep it quiet.
@@ -159,14 +165,54 @@ def _as_argument(
 class _HandOver:
     """structlog's logger factory and the logger it makes: every level hands over the record."""
 
-    def __init__(self, writer: LogWriter) -> None:
+    def __init__(self, writer: LogWriter, clock: Callable[[], float]) -> None:
         self.writer = writer
+        self.clock = clock
         hand_over = writer.hand_over
         self.debug = self.info = self.warning = self.warn = hand_over
         self.error = self.critical = self.exception = self.fatal = self.msg = hand_over
 
     def __call__(self, *_args: Any) -> _HandOver:
         return self
+
+
+#: ``emit(event, fields)``: one info line with these fields.
+InfoLine = Callable[[str, dict[str, Any]], None]
+
+
+def info_line(log: Any) -> InfoLine:
+    """``emit(event, fields)`` writing the line ``log.info(event, **fields)`` writes.
+
+    For a bound logger made under ``configure_logging`` the call only hands the
+    writer the line's parts (no structlog layers on this thread); below the
+    logger's level it does nothing. Any other logger, or a chain changed since
+    (``structlog.testing.capture_logs``), gets the call itself. ``fields`` is
+    the writer thread's once emitted: pass a fresh dict and leave it alone.
+    """
+    handover = getattr(log, "_logger", None)
+    processors = getattr(log, "_processors", None)
+    if not isinstance(handover, _HandOver) or not isinstance(processors, list):
+        return lambda event, fields: log.info(event, **fields)
+    if not log.is_enabled_for(logging.INFO):
+        return _nothing
+    context: dict[str, Any] = log._context
+    hand_over, clock, copy_context = (
+        handover.writer.hand_over,
+        handover.clock,
+        contextvars.copy_context,
+    )
+
+    def emit(event: str, fields: dict[str, Any]) -> None:
+        if processors[-1] is not _as_argument:  # the chain was swapped for another
+            log.info(event, **fields)
+            return
+        hand_over((context, fields, event, "info", clock(), copy_context()))
+
+    return emit
+
+
+def _nothing(_event: str, _fields: dict[str, Any]) -> None:
+    pass
 
 
 def _finish(record: EventDict) -> EventDict:

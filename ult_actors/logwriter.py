@@ -1,6 +1,7 @@
 """Log records handed over by the event loop, rendered and written by one thread.
 
-The loop thread only puts a record (a dict) on a bounded queue; a writer thread
+The loop thread only puts a record (a dict, or a ``Line``: a hot line's parts,
+made into the record here) on a bounded queue; a writer thread
 takes whatever has piled up, renders each record to a line, writes them with
 one ``write`` and flushes. When the queue is full the record is dropped and
 counted rather than waiting for room: a slow or stuck log stream must never
@@ -15,6 +16,7 @@ writer works that way, so lines logged during interpreter shutdown still appear.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import queue
 import threading
 import time
@@ -22,9 +24,14 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import msgspec
+from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 
 #: One log record: the event dict as the loop's processors left it.
 Record = dict[str, Any]
+#: A hot line's parts, as handed over without structlog's layers: the bound logger's
+#: context, the call's fields, event, level, time (epoch seconds) and the caller's
+#: contextvars (the copy is O(1); they are looked through on the writer thread).
+Line = tuple[dict[str, Any], dict[str, Any], str, str, float, contextvars.Context]
 #: Turns one record into one line, newline included; runs on the writer thread.
 Render = Callable[[Record], str]
 
@@ -93,7 +100,7 @@ class LogWriter:
             # A process that ends without calling close still writes what is queued.
             atexit.register(self.close)
 
-    def hand_over(self, record: Record) -> None:
+    def hand_over(self, record: Record | Line) -> None:
         """Queue ``record`` for the writer thread, or drop and count it if the queue is full."""
         self._handed_over += 1
         if self._inline:
@@ -142,14 +149,14 @@ class LogWriter:
                     batch.append(get_nowait())
             except queue.Empty:
                 pass
-            records = [r for r in batch if isinstance(r, dict)]
+            records = [r for r in batch if r is not _STOP]
             # Records a racing producer put after the stop marker are still written.
             stopping = stopping or len(records) < len(batch)
             self._write_batch(records)
             if stopping and self._queue.empty():
                 return
 
-    def _write_batch(self, records: list[Record]) -> None:
+    def _write_batch(self, records: list[Any]) -> None:
         lines = [self._render_one(r) for r in records]
         dropped = self._dropped - self._dropped_reported
         if dropped:
@@ -167,11 +174,26 @@ class LogWriter:
         else:
             self._written += len(lines)
 
-    def _render_one(self, record: Record) -> str:
+    def _render_one(self, item: Record | Line) -> str:
+        record = item if isinstance(item, dict) else record_of(item)
         try:
             return self.render(record)
         except Exception as exc:
             return self.render(_unrenderable_record(record, exc))
+
+
+def record_of(line: Line) -> Record:
+    """The record structlog's chain makes of the same call, keys in the same order:
+    context, fields, event, contextvars not already there, level, time."""
+    context, fields, event, level, stamp, variables = line
+    record = {**context, **fields}
+    record["event"] = event
+    for var in variables:
+        if var.name.startswith(STRUCTLOG_KEY_PREFIX) and variables[var] is not Ellipsis:
+            record.setdefault(var.name[len(STRUCTLOG_KEY_PREFIX) :], variables[var])
+    record["level"] = level
+    record["timestamp"] = stamp
+    return record
 
 
 def _dropped_record(count: int, now: float) -> Record:

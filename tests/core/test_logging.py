@@ -16,7 +16,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ult_actors.logsetup import configure_logging, iso_utc
+from ult_actors.logsetup import configure_logging, info_line, iso_utc
 from ult_actors.secrets import Secret, read_secret
 
 
@@ -159,6 +159,53 @@ async def test_a_record_logged_on_the_trio_thread_is_written_by_another_thread_a
     assert line["api_secret"] == "***"
     assert "sk-live-123" not in out.getvalue()
     assert out.writers == {"log-writer"}  # not the trio thread
+
+
+def test_an_info_line_is_the_line_structlog_writes_and_keeps_its_place_among_them() -> None:
+    out = GatedStream()
+    out.gate.set()
+    writer = configure_logging(json=True, stream=out, clock=lambda: 1_700_000_000.25)
+    log = structlog.get_logger().bind(actor="ipc", peer_uid=1000)
+    request_line = info_line(log)
+    fields = {"kind": "Submit", "qty": "1.5", "api_secret": "sk-live-123", "legs": ["a", "b"]}
+    with structlog.contextvars.bound_contextvars(session="s-1", actor="shadowed"):
+        log.info("request", **fields)
+        request_line("request", fields)
+        log.info("between", n=1)
+        request_line("request", {**fields, "kind": "Cancel"})
+    assert writer.close()
+    assert out.writers == {"log-writer"}
+    structlog_line, lean_line, between, cancel = out.getvalue().splitlines()
+    assert lean_line == structlog_line  # same keys, order, time stamp, masking: byte for byte
+    first = json.loads(lean_line)
+    assert list(first) == [
+        "actor", "peer_uid", "kind", "qty", "api_secret", "legs", "event", "session", "level",
+        "timestamp",
+    ]  # fmt: skip
+    assert (first["actor"], first["session"]) == ("ipc", "s-1")  # bound wins over contextvars
+    assert first["api_secret"] == "***"
+    assert first["timestamp"] == "2023-11-14T22:13:20.250000Z"
+    assert "sk-live-123" not in out.getvalue()
+    assert [json.loads(line)["event"] for line in (between, cancel)] == ["between", "request"]
+    assert json.loads(cancel)["kind"] == "Cancel"
+
+
+def test_an_info_line_above_its_level_hands_nothing_over() -> None:
+    out = io.StringIO()
+    writer = configure_logging(json=True, stream=out, level="warning")
+    info_line(structlog.get_logger().bind(actor="ipc"))("request", {"kind": "Submit"})
+    assert writer.stats().handed_over == 0
+    assert writer.close()
+    assert out.getvalue() == ""
+
+
+def test_an_info_line_goes_through_a_chain_swapped_in_after_it_was_made() -> None:
+    writer = configure_logging(json=True, stream=io.StringIO())
+    request_line = info_line(structlog.get_logger().bind(actor="ipc"))
+    with structlog.testing.capture_logs() as logs:
+        request_line("request", {"kind": "Submit"})
+    assert writer.close()
+    assert logs == [{"actor": "ipc", "kind": "Submit", "event": "request", "log_level": "info"}]
 
 
 def test_a_full_queue_drops_and_counts_without_blocking_the_caller(stuck: GatedStream) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import RequestCodec
 from ult_actors.ipc.gateway import Gateway
+from ult_actors.logsetup import info_line
 from ult_actors.messages import (
     Cancel,
     ErrorReply,
@@ -36,6 +37,8 @@ class Dispatcher:
         self.gateway = gateway
         self.log = log
         self.codec = RequestCodec()
+        # The one line every order writes: handed to the log writer without structlog's layers.
+        self._request_line = info_line(log)
 
     def decode(self, payload: bytes) -> Request | ErrorReply:
         """The request as it will be handled, or the ``bad_request`` reply for bad bytes."""
@@ -98,4 +101,4 @@ class Dispatcher:
             fields["on"] = request.on
         elif isinstance(request, SetTradingState):
             fields.update(state=request.state, broker=request.broker)
-        self.log.info("request", **fields)
+        self._request_line("request", fields)
