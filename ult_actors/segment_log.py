@@ -23,6 +23,8 @@ import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import trio
+
 #: A segment this big is closed and the next one opened.
 SEGMENT_BYTES = 4 << 20
 _LENGTH = struct.Struct("<I")
@@ -123,3 +125,20 @@ class SegmentLog:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+#: Trio tasks waiting for a log's folding thread to reach a count (of appends, of
+#: batches): the count each waits for and the event that wakes it.
+Waiters = list[tuple[int, trio.Event]]
+
+
+def wake_reached(waiters: Waiters, reached: int, *, failed: bool) -> Waiters:
+    """Wake the waiters whose count is ``reached`` (all of them if the folding ``failed``);
+    the ones still waiting."""
+    waiting = []
+    for count, done in waiters:
+        if count <= reached or failed:
+            done.set()
+        else:
+            waiting.append((count, done))
+    return waiting

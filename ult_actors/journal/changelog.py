@@ -142,7 +142,7 @@ class JournalLog:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._hurry = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
-        self._waiters: list[tuple[int, trio.Event]] = []
+        self._waiters: segment_log.Waiters = []
         self._thread = threading.Thread(
             target=self._work, name=f"journal-fold:{path.name}", daemon=True
         )
@@ -232,13 +232,9 @@ class JournalLog:
         self._on_failed(error)
 
     def _wake(self) -> None:
-        waiting = []
-        for appends, done in self._waiters:
-            if appends <= self.folded_appends or self.failure is not None:
-                done.set()
-            else:
-                waiting.append((appends, done))
-        self._waiters = waiting
+        self._waiters = segment_log.wake_reached(
+            self._waiters, self.folded_appends, failed=self.failure is not None
+        )
 
     def _tell(self, fn: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(trio.RunFinishedError):  # nobody is listening any more

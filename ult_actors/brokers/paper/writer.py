@@ -30,6 +30,7 @@ from pathlib import Path
 
 import trio
 
+from ult_actors import segment_log
 from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.batch import Batch, Rows
 from ult_actors.brokers.paper.store import PaperStore, unusable_account
@@ -75,7 +76,7 @@ class BatchWriter:
         self.commits = 0
         self.failure: BaseException | None = None
         self._token = trio.lowlevel.current_trio_token()
-        self._waiters: list[tuple[int, trio.Event]] = []
+        self._waiters: segment_log.Waiters = []
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         #: Set to commit without waiting out the interval (someone waits, or closing).
         self._hurry = threading.Event()
@@ -173,13 +174,9 @@ class BatchWriter:
         self._wake()
 
     def _wake(self) -> None:
-        waiting = []
-        for seq, done in self._waiters:
-            if seq <= self.committed_seq or self.failure is not None:
-                done.set()
-            else:
-                waiting.append((seq, done))
-        self._waiters = waiting
+        self._waiters = segment_log.wake_reached(
+            self._waiters, self.committed_seq, failed=self.failure is not None
+        )
 
     # -- the writer's thread -------------------------------------------------------
 
