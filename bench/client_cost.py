@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -39,14 +38,11 @@ import trio
 
 from bench import floor
 from bench.common import (
-    child_env,
     percentile,
-    python,
-    read_line,
+    ready_child,
     reply_decoder,
     short_tempdir,
     split_frames,
-    stop_process,
     submit_frame,
 )
 from ult_actors.client import AsyncClient, Client
@@ -199,17 +195,7 @@ async def measure(
     p50: dict[str, list[float]] = {name: [] for name in chosen}
     with short_tempdir("bc-") as tmp:
         path = str(tmp / "canned.sock")
-        proc = await trio.lowlevel.open_process(
-            [python(), "-m", "bench.client_cost", "--serve", path],
-            stdout=subprocess.PIPE,
-            env=child_env(),
-        )
-        try:
-            assert proc.stdout is not None
-            with trio.fail_after(30):
-                line = await read_line(proc.stdout)
-            if line != b"ready":
-                raise RuntimeError(f"canned server said {line!r}")
+        async with ready_child(["-m", "bench.client_cost", "--serve", path], "canned server"):
             for loop in chosen.values():  # warm up: imports, first connections
                 await loop(path, min(200, requests), window)
             for _ in range(rounds):
@@ -218,8 +204,6 @@ async def measure(
                     cpu[name].append(seconds / requests * 1e6)
                     if samples:
                         p50[name].append(percentile(sorted(samples), 0.5) / 1e3)
-        finally:
-            await stop_process(proc)
     return {
         name: {
             "client_cpu_us": round(statistics.median(cpu[name]), 1),

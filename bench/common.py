@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -210,6 +211,23 @@ async def stop_process(proc: trio.Process, grace_s: float = 5.0) -> None:
     if proc.returncode is None:
         proc.kill()
         await proc.wait()
+
+
+@asynccontextmanager
+async def ready_child(argv: list[str], name: str) -> AsyncIterator[trio.Process]:
+    """A child process (``python argv``) once it has said ``ready``; stopped on leaving."""
+    proc = await trio.lowlevel.open_process(
+        [python(), *argv], stdout=subprocess.PIPE, env=child_env()
+    )
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(30):
+            line = await read_line(proc.stdout)
+        if line != b"ready":
+            raise RuntimeError(f"{name} said {line!r}")
+        yield proc
+    finally:
+        await stop_process(proc)
 
 
 def now_s() -> float:

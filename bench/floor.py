@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,17 +32,14 @@ from bench.common import (
     Budget,
     ClientCpuMeter,
     CpuMeter,
-    child_env,
     encoder,
     frame,
     latency_summary,
-    python,
-    read_line,
+    ready_child,
     reply_decoder,
     request_decoder,
     short_tempdir,
     split_frames,
-    stop_process,
     submit_frame,
 )
 from ult_actors.messages import OkReply, Reply, Request
@@ -201,24 +197,12 @@ async def measure(seq: Budget, pipe: Budget, *, window: int = 128) -> dict[str, 
     """Start the floor server as its own process and measure both clients against it."""
     with short_tempdir("bf-") as tmp:
         path = str(tmp / "floor.sock")
-        proc = await trio.lowlevel.open_process(
-            [python(), "-m", "bench.floor", path],
-            stdout=subprocess.PIPE,
-            env=child_env(),
-        )
-        try:
-            assert proc.stdout is not None
-            with trio.fail_after(30):
-                line = await read_line(proc.stdout)
-            if line != b"ready":
-                raise RuntimeError(f"floor server said {line!r}")
+        async with ready_child(["-m", "bench.floor", path], "floor server") as proc:
             await sequential(path, Budget(min(200, seq.count), 5.0))  # warm up
             return {
                 "sequential": await sequential(path, seq, server_pid=proc.pid),
                 "pipelined": await pipelined(path, pipe, window=window, server_pid=proc.pid),
             }
-        finally:
-            await stop_process(proc)
 
 
 def main(argv: list[str]) -> int:
