@@ -18,10 +18,14 @@ out. The socket and the log line of the IPC layer are not in it.
     python -m bench.instructions --setup alpaca          # to ``ult sim alpaca`` (its own process)
     python -m bench.instructions --drive seq 100 1100    # one run, no valgrind (what it runs)
     python -m bench.instructions --steps --setup instant # scheduler rounds and task steps
+    python -m bench.instructions --threads --orders 5000 # CPU per order, by thread
 
 ``--steps`` needs no valgrind: it counts, with a ``trio.abc.Instrument``, the
 scheduler rounds and the task steps per order (by task) of the measured
 orders, sequential and windowed: what an order costs in wake-ups.
+``--threads`` needs none either: the CPU time per order of each of the
+process's threads (``/proc/self/task``), the trio thread apart from the
+journal's and the paper venue's threads: what is left on the loop.
 
 A/B of two trees: run it in each checkout (``cd <tree> && PYTHONPATH=.
 python -m bench.instructions``); the figures are comparable across runs.
@@ -32,11 +36,13 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import random
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -93,7 +99,11 @@ class StepCounter(trio.abc.Instrument):
 
 
 async def drive(
-    mode: str, warmup: int, orders: int, setup: str = "durable", steps: StepCounter | None = None
+    mode: str,
+    warmup: int,
+    orders: int,
+    setup: str = "durable",
+    steps: StepCounter | ThreadClock | None = None,
 ) -> int:
     """Run the in-process service and submit ``warmup`` + ``orders`` orders; how many were answered.
 
@@ -110,7 +120,7 @@ async def _drive(
     warmup: int,
     orders: int,
     setup: str,
-    steps: StepCounter | None,
+    steps: StepCounter | ThreadClock | None,
     alpaca_url: str = "",
 ) -> int:
     from bench.actors import InstantConnector
@@ -202,6 +212,76 @@ def measure(orders: int, warmup: int, setup: str = "durable") -> dict[str, Any]:
     return result
 
 
+class ThreadClock(trio.abc.Instrument):
+    """CPU seconds of each thread of this process (``/proc/self/task``) when switched on and off.
+
+    Duck-types the ``steps`` argument of ``drive`` (an instrument with ``on``).
+    """
+
+    def __init__(self) -> None:
+        self._on = False
+        self.start: dict[tuple[str, str], float] = {}
+        self.end: dict[tuple[str, str], float] = {}
+        self.names: dict[str, str] = {}
+
+    @property
+    def on(self) -> bool:
+        """Whether the measured orders are running."""
+        return self._on
+
+    @on.setter
+    def on(self, value: bool) -> None:
+        self._on = value
+        if value:
+            self.start = _thread_cpu()
+        else:
+            self.end = _thread_cpu()
+            # Named now: the service's threads end with it.
+            self.names = {str(thread.native_id): thread.name for thread in threading.enumerate()}
+
+    def per_thread(self) -> dict[str, float]:
+        """CPU seconds by thread name (the trio thread is ``trio``) between on and off."""
+        main = str(os.getpid())
+        names = self.names
+        spent: collections.Counter[str] = collections.Counter()
+        for key, seconds in self.end.items():
+            name = "trio" if key[0] == main else names.get(key[0], key[1]).split(":")[0]
+            spent[name] += seconds - self.start.get(key, 0.0)
+        return dict(spent)
+
+
+def _thread_cpu() -> dict[tuple[str, str], float]:
+    """(thread id, name) -> user + system CPU seconds so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[(tid, name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_cpu(orders: int, warmup: int, setup: str) -> dict[str, Any]:
+    """CPU microseconds per order by thread, sequential and with a window of 128."""
+    result: dict[str, Any] = {"setup": setup, "orders": orders, "warmup": warmup}
+    for mode in ("seq", "window"):
+        clock = ThreadClock()
+        trio.run(drive, mode, warmup, orders, setup, clock)
+        spent = clock.per_thread()
+        result[mode] = {
+            "total": round(sum(spent.values()) / orders * 1e6, 1),
+            "by_thread": {
+                name: round(seconds / orders * 1e6, 1)
+                for name, seconds in sorted(spent.items(), key=lambda item: -item[1])
+                if seconds > 0
+            },
+        }
+    return result
+
+
 def count_steps(orders: int, warmup: int, setup: str) -> dict[str, Any]:
     """Scheduler rounds and task steps per order, sequential and with a window of 128."""
     result: dict[str, Any] = {"setup": setup, "orders": orders, "warmup": warmup}
@@ -229,6 +309,15 @@ def _print_steps(result: dict[str, Any]) -> None:
             print(f"    {count:6.2f}  {name}")
 
 
+def _print_threads(result: dict[str, Any]) -> None:
+    print(f"CPU per order by thread, {result['setup']} ({result['orders']} orders after"
+          f" {result['warmup']})")  # fmt: skip
+    for mode, label in (("seq", "sequential"), ("window", f"window {WINDOW}")):
+        row = result[mode]
+        threads = ", ".join(f"{name} {us:.0f} us" for name, us in row["by_thread"].items())
+        print(f"  {label}: {row['total']:.0f} us ({threads})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--orders", type=int, default=1000, help="orders per measured run (1000)")
@@ -242,7 +331,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--steps", action="store_true", help="count rounds and task steps instead (no valgrind)"
     )
+    p.add_argument(
+        "--threads", action="store_true", help="CPU per order by thread instead (no valgrind)"
+    )
     args = p.parse_args(argv)
+    if args.threads:
+        result = thread_cpu(args.orders, args.warmup, args.setup)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_threads(result)
+        return 0
     if args.steps:
         result = count_steps(args.orders, args.warmup, args.setup)
         if args.json:

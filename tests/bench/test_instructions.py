@@ -18,3 +18,13 @@ def test_steps_are_counted_per_order_by_task() -> None:
     # Each order wakes one of the broker actor's order workers once.
     assert seq["by_task"]["ult_actors.actors.broker._BrokerIncarnation._serve_orders"] == 1.0
     assert result["window"]["steps"] > 0
+
+
+def test_thread_cpu_names_the_durable_files_threads_apart_from_the_loop() -> None:
+    result = instructions.thread_cpu(300, 5, "durable")
+    for mode in ("seq", "window"):
+        by_thread = result[mode]["by_thread"]
+        # The loop is named apart, and the journal's threads by their role, not their file.
+        assert by_thread["trio"] > 0
+        assert not any(":" in name for name in by_thread)
+        assert result[mode]["total"] >= by_thread["trio"]
