@@ -1,10 +1,10 @@
 """What the paper venues change: one ``Batch`` per venue call, and the ``Rows`` a fold writes.
 
-A venue call hands the writer one ``Batch``: the orders it changed, its
-fills, the holdings and prices it moved and the account's counters. The
-batch is the change log's record as it stands (one msgpack encode on the
-trio thread, the call's end state); the writer's thread decodes those
-records and folds many of them into ``Rows``, the last state of each key winning, and
+A venue call hands the writer one ``Batch``: copies of the orders it
+changed as they are at the call's end, its fills, the holdings and prices
+it moved and the account's counters. The batch is the change log's record
+as it stands (one msgpack encode on the trio thread); the writer's thread
+folds many of them into ``Rows``, the last state of each key winning, and
 only then makes the file's columns (an order's JSON body, decimals as
 text): that work is off the order's path, and done once per key and
 commit instead of once per call.
@@ -40,13 +40,12 @@ _json = msgspec.json.Encoder().encode
 class Batch(msgspec.Struct, array_like=True):
     """One venue call's changes to one account, as the change log holds them.
 
-    A venue's batch holds its own objects, which it goes on changing: the
-    writer encodes it at once (``BatchWriter.record``) and its thread folds
-    the decoded record.
+    Everything in it is a copy or immutable: the venue goes on changing its
+    own objects while the writer's thread reads these.
     """
 
     account: str
-    #: The orders the call changed, each with whether it is still open.
+    #: Copies of the orders the call changed, each with whether it is still open.
     orders: list[tuple[WorkingOrder, bool]]
     fills: list[Fill]
     #: ``(symbol, qty, avg_price, realized_pl)`` of each holding the call moved.

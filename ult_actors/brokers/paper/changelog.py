@@ -34,7 +34,7 @@ from ult_actors.brokers.paper.batch import Batch, WorkingOrder
 from ult_actors.messages import Fill
 from ult_actors.segment_log import remove, segments
 
-__all__ = ["SEGMENT_BYTES", "ChangeLog", "decode", "read", "remove", "segments"]
+__all__ = ["SEGMENT_BYTES", "ChangeLog", "read", "remove", "segments"]
 
 #: A segment this big is closed and the next one opened.
 SEGMENT_BYTES = segment_log.SEGMENT_BYTES
@@ -81,8 +81,7 @@ def _from_rows(record: _RowsRecord) -> Batch:
     )
 
 
-def decode(payload: bytes) -> Batch:
-    """The batch one record holds (``msgspec.DecodeError`` if it is not one)."""
+def _batch(payload: bytes) -> Batch:
     try:
         return _decode(payload)
     except msgspec.DecodeError:
@@ -93,7 +92,7 @@ def read(path: str) -> Iterator[Batch]:
     """Every batch the log of ``path`` holds, oldest first, up to a record cut short."""
     for payload in segment_log.read(path):
         try:
-            yield decode(payload)
+            yield _batch(payload)
         except (msgspec.DecodeError, ValueError):
             return
 
@@ -116,15 +115,9 @@ class ChangeLog:
         """Bytes in the open segment."""
         return self._log.size
 
-    def append(self, batch: Batch) -> bytes:
-        """Write ``batch`` (one record) to the open segment: ``OSError`` if it cannot.
-
-        Returns the record: the batch as it was now, for whoever reads it later
-        (``decode``) while the venue goes on changing its objects.
-        """
-        payload = _encode(batch)
-        self._log.append(segment_log.framed(payload))
-        return payload
+    def append(self, batch: Batch) -> None:
+        """Write ``batch`` (one record) to the open segment: ``OSError`` if it cannot."""
+        self._log.append(segment_log.framed(_encode(batch)))
 
     def rotate(self) -> Path:
         """Close the open segment and open the next; the closed one's path."""

@@ -615,13 +615,14 @@ class PaperVenue:
                 log.debug("paper update not delivered", broker=self.name, exc_info=True)
 
     def _batch(self) -> Batch:
-        """What this call changed, holding the venue's own objects: ``record`` encodes it
-        at once, before the venue changes them again."""
+        """What this call changed, copied: the venue goes on changing its own objects."""
         holdings = self.account.holdings
         known = self.feed.known() if self._dirty_prices else {}
         return Batch(
             account=self.name,
-            orders=[(w, w.order.id in self.open) for w in self._dirty.values()],
+            orders=[
+                (msgspec.structs.replace(w), w.order.id in self.open) for w in self._dirty.values()
+            ],
             fills=self._fills,
             holdings=[
                 (s, holdings[s].qty, holdings[s].avg_price, holdings[s].realized_pl)

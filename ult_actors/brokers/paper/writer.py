@@ -1,11 +1,8 @@
 """The paper accounts' writes: logged at once on the trio thread, folded into the file later.
 
-Each venue call's changes (a ``Batch``) are ``record``ed: encoded once and
-appended to the change log with one ``write`` (``paper.changelog``), so a
-``kill -9`` right after keeps them, and the encoded record is queued for the
-writer's thread, which decodes it there: the batch may hold the venue's own
-objects, which it goes on changing, and copying them on the trio thread
-would cost every order what the thread can do off its path. The thread commits
+Each venue call's changes (a ``Batch``) are ``record``ed: appended to the
+change log with one ``write`` (``paper.changelog``), so a ``kill -9`` right
+after keeps them, and queued for the writer's thread. The thread commits
 what has queued up at most once per ``interval_s`` (100 ms), every batch
 of that time in one transaction: the SQLite work of an order is shared
 with its neighbours and never runs on the trio thread, and nothing on the
@@ -46,9 +43,9 @@ from ult_actors.errors import BrokerUnavailable
 #: orders in memory a little longer, and whoever waits for the file hurries it.
 COMMIT_INTERVAL_S = 0.1
 
-#: Queued for the thread: a batch's log record, a closed log segment to delete once
-#: the batches before it are in the file, or ``None``: commit what is queued and stop.
-_Job = bytes | Path | None
+#: Queued for the thread: a batch, a closed log segment to delete once the batches
+#: before it are in the file, or ``None``: commit what is queued and stop.
+_Job = Batch | Path | None
 
 
 def _virtual_clock() -> bool:
@@ -110,7 +107,8 @@ class BatchWriter:
                 self.committed_seq = batch.seq
                 self.commits += 1
             else:
-                self._jobs.put(self._log.append(batch))
+                self._log.append(batch)
+                self._jobs.put(batch)
                 if self._log.size >= changelog.SEGMENT_BYTES:
                     self._jobs.put(self._log.rotate())
         except Exception as exc:
@@ -206,12 +204,12 @@ class BatchWriter:
     def _commit(self, jobs: list[_Job]) -> BaseException | None:
         rows = Rows()
         segments: list[Path] = []
+        for job in jobs:
+            if isinstance(job, Batch):
+                rows.add(job)
+            elif job is not None:
+                segments.append(job)
         try:
-            for job in jobs:
-                if isinstance(job, bytes):
-                    rows.add(changelog.decode(job))
-                elif job is not None:
-                    segments.append(job)
             if rows:
                 self._store.commit(rows)
                 self.committed_seq = rows.seq
