@@ -223,8 +223,7 @@ class RateBudget:
         """
         if not self._listening:
             self._listening = True
-            self._unheard = True
-            self._venue_until = -math.inf  # the first request finds a fresh slot of one
+            self._venue_until = -math.inf  # ended: the first request goes alone (``_refill``)
 
     def heard(self, remaining: int | None, reset_in_s: float | None) -> None:
         """A venue's reply: ``remaining`` requests left in its window, which resets in ``reset_in_s``.
