@@ -98,17 +98,6 @@ def test_a_failed_fsync_is_kept_and_tried_again(tmp_path: Path) -> None:
     assert len(calls) == 2 and syncer.syncs == 1
 
 
-def test_a_new_segments_directory_entry_is_fsynced_once(tmp_path: Path) -> None:
-    fsyncs = Fsyncs()
-    syncer = LogSyncer(3600.0, fsync=fsyncs)
-    path = segment(tmp_path)
-    for _ in range(2):
-        syncer.appended(path)
-        assert syncer.sync_once() is True
-    # The file at each round; its name in the directory once, with the first.
-    assert (len(fsyncs.threads), fsyncs.directories) == (2, [str(tmp_path)])
-
-
 def test_a_segment_gone_before_its_fsync_was_folded_and_is_no_failure(tmp_path: Path) -> None:
     fsyncs = Fsyncs()
     syncer = LogSyncer(3600.0, fsync=fsyncs)
