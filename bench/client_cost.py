@@ -70,14 +70,22 @@ ORDER = Order(
 )
 
 
-def _filled(request: Request) -> Reply:
+def _filled(request: Request, work_ns: int = 0) -> Reply:
+    if work_ns:
+        # Busy, as the service is while it handles an order: the client sleeps as
+        # long as it would under ``ult serve`` and wakes to a core that did other work.
+        until = time.perf_counter_ns() + work_ns
+        while time.perf_counter_ns() < until:
+            pass
     return OrderReply(id=request.id, order=ORDER)
 
 
-async def serve(path: str) -> None:
-    """Answer every request on the Unix socket ``path`` with ``ORDER`` until killed."""
+async def serve(path: str, work_us: int = 0) -> None:
+    """Answer every request on the Unix socket ``path`` with ``ORDER`` until killed,
+    after ``work_us`` of busy CPU each."""
+    answer = partial(_filled, work_ns=work_us * 1000)
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(floor.serve, path, answer=_filled))
+        await nursery.start(partial(floor.serve, path, answer=answer))
         print("ready", flush=True)
 
 
@@ -187,7 +195,7 @@ VARIANTS: dict[str, Loop] = {
 
 
 async def measure(
-    requests: int, rounds: int, window: int, only: list[str] | None = None
+    requests: int, rounds: int, window: int, only: list[str] | None = None, work_us: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Start the server, run every variant ``rounds`` times taking turns; medians per variant."""
     chosen = {name: loop for name, loop in VARIANTS.items() if not only or name in only}
@@ -195,7 +203,8 @@ async def measure(
     p50: dict[str, list[float]] = {name: [] for name in chosen}
     with short_tempdir("bc-") as tmp:
         path = str(tmp / "canned.sock")
-        async with ready_child(["-m", "bench.client_cost", "--serve", path], "canned server"):
+        argv = ["-m", "bench.client_cost", "--serve", path, "--work-us", str(work_us)]
+        async with ready_child(argv, "canned server"):
             for loop in chosen.values():  # warm up: imports, first connections
                 await loop(path, min(200, requests), window)
             for _ in range(rounds):
@@ -221,13 +230,20 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--window", type=int, default=128)
     p.add_argument("--only", help="comma-separated variant names")
+    p.add_argument(
+        "--work-us",
+        type=int,
+        default=0,
+        help="busy CPU the server spends per request before answering (0: none; ~400"
+        " makes the client wait as long as under `ult serve`)",
+    )
     args = p.parse_args(argv)
     if args.serve:
         with contextlib.suppress(KeyboardInterrupt):
-            trio.run(serve, args.serve)
+            trio.run(serve, args.serve, args.work_us)
         return 0
     only = args.only.split(",") if args.only else None
-    result = trio.run(measure, args.requests, args.rounds, args.window, only)
+    result = trio.run(measure, args.requests, args.rounds, args.window, only, args.work_us)
     print(f"{'variant':<18} {'client CPU/request':>19} {'p50':>10}   rounds (CPU us)")
     for name, row in result.items():
         p50 = f"{row['p50_us']:,.1f} us" if row["p50_us"] is not None else "-"
