@@ -78,7 +78,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -236,24 +236,29 @@ class _SeenFilter:
         self._bits = bytearray(size // 8)
         self._mask = size - 1
 
-    def add(self, key: str) -> None:
+    def add_all(self, keys: Iterable[str]) -> None:
+        """Add every key of ``keys``."""
         bits, mask = self._bits, self._mask
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        step = (h >> 32) | 1  # odd: the positions differ (double hashing)
-        for _ in range(self.HASHES):
-            pos = h & mask
-            bits[pos >> 3] |= 1 << (pos & 7)
-            h += step
+        for key in keys:
+            # Double hashing on two masked halves of the hash: small ints, no big-int
+            # arithmetic (several times cheaper); the step is odd, so positions differ.
+            h = hash(key)
+            pos, step = h & mask, ((h >> 32) & mask) | 1
+            for _ in range(self.HASHES):
+                bits[pos >> 3] |= 1 << (pos & 7)
+                pos = (pos + step) & mask
+
+    def add(self, key: str) -> None:
+        self.add_all((key,))
 
     def __contains__(self, key: str) -> bool:
         bits, mask = self._bits, self._mask
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        step = (h >> 32) | 1
+        h = hash(key)
+        pos, step = h & mask, ((h >> 32) & mask) | 1
         for _ in range(self.HASHES):
-            pos = h & mask
             if not bits[pos >> 3] & (1 << (pos & 7)):
                 return False
-            h += step
+            pos = (pos + step) & mask
         return True
 
     @property
@@ -684,9 +689,9 @@ class SqliteStore:
             self._availability = trio.Event()
 
     def _index(self, order: Order) -> None:
+        # Not added to the id filter here: the thread that writes it to the file does
+        # (``_fold``), and until then ``get`` finds it in ``_unwritten``.
         coid = order.client_order_id
-        if coid not in self._recent:  # else it is in the filter already
-            self._seen.add(coid)
         self._brokers.add(order.broker)
         self._unwritten.pop(coid, None)  # re-inserted: newest last
         self._unwritten[coid] = order
@@ -749,6 +754,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        # Off the trio thread, before the trio side drops these orders from ``_unwritten``.
+        self._seen.add_all(row[0] for row in latest)
 
     def _in_file(self, batches: list[list[_Row]]) -> None:
         """The file holds these batches now: memory need not keep them for it."""
