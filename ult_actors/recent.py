@@ -6,10 +6,18 @@ orders, OANDA's caches and the journal's window of recent orders all use it.
 Entries are kept in insertion order (or recency order, with ``refresh``);
 once there are more than ``limit``, the oldest are dropped, and ``on_evict``
 hears of each one that goes, so a caller can drop what it keyed on it.
+
+The entries live in an ``OrderedDict``, not a ``dict``: a ``dict`` leaves a
+hole where its oldest entry was deleted and iterates over every hole from its
+start until it next resizes, so forgetting the oldest one entry per ``put``
+(a full ``Recent`` in steady state) cost a scan of all the entries forgotten
+before: ~20-30 us per ``put`` past a limit of 20,000. ``OrderedDict`` takes
+its oldest entry at once.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, ItemsView, Iterator, ValuesView
 from itertools import islice
 from typing import Generic, TypeVar
@@ -43,33 +51,44 @@ class Recent(Generic[K, V]):
         self._evictable = evictable
         self._on_evict = on_evict
         self._refresh = refresh
-        self._items: dict[K, V] = {}
+        self._items: OrderedDict[K, V] = OrderedDict()
 
     def put(self, key: K, value: V) -> None:
         """Insert or replace ``key``, then forget the oldest if past ``limit``."""
-        if self._refresh:
-            self._items.pop(key, None)  # re-inserted below: now the newest
-        self._items[key] = value
-        if len(self._items) > self.limit:
+        items = self._items
+        if self._refresh and key in items:
+            items.move_to_end(key)  # now the newest
+        items[key] = value
+        if len(items) > self.limit:
             self.trim(self._trim_to)
 
     def add(self: Recent[K, None], key: K) -> bool:
         """Remember ``key`` (a set of keys); ``True`` if it was not known."""
-        new = key not in self._items
-        self.put(key, None)
-        return new
+        items = self._items
+        if key in items:
+            if self._refresh:
+                items.move_to_end(key)
+            return False
+        items[key] = None
+        if len(items) > self.limit:
+            self.trim(self._trim_to)
+        return True
 
     def trim(self, down_to: int | None = None) -> None:
         """Forget the oldest (evictable) entries until at most ``down_to`` remain."""
-        excess = len(self._items) - (self.limit if down_to is None else down_to)
+        items = self._items
+        excess = len(items) - (self.limit if down_to is None else down_to)
         if excess <= 0:
             return
-        keys: Iterator[K] = iter(self._items)
-        if self._evictable is not None:
-            accept = self._evictable
-            keys = (k for k, v in self._items.items() if accept(v))
-        for key in list(islice(keys, excess)):
-            value = self._items.pop(key)
+        if self._evictable is None:
+            for _ in range(excess):
+                key, value = items.popitem(last=False)
+                if self._on_evict is not None:
+                    self._on_evict(key, value)
+            return
+        accept = self._evictable
+        for key in list(islice((k for k, v in items.items() if accept(v)), excess)):
+            value = items.pop(key)
             if self._on_evict is not None:
                 self._on_evict(key, value)
 

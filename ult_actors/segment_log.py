@@ -7,19 +7,35 @@ A store that folds the log into its own file later uses it to make a
 change durable at the cost of one system call.
 
 The segments of ``<file>`` are ``<file>.log.1``, ``<file>.log.2``, ...;
-each record is a little-endian 4-byte length and that many bytes. A
-segment grown past ``segment_bytes`` is closed and the next one opened;
-its owner deletes a closed segment once everything in it has been folded.
-Reading stops at a record cut short (a crash or a full disk during its
-write: nobody was told of it) and goes on with the next segment: a
-segment after such a cut was opened by a live process whose callers were
-answered.
+each record is a header (its length, flagged, and its CRC-32) and that
+many bytes. A segment is created at its full size (``segment_bytes``, of
+zeros on disk) with its size and its name fsynced, before anything is
+written to it: an append then overwrites zeros in place, so an fsync of it
+flushes the record's pages and no metadata (a growing file's size is
+metadata, and costs an fsync a journal commit). The segment after the
+open one is made so on a thread of its own once the open one is half
+full, so that a rotation costs the appender only a ``close``. A segment
+grown past ``segment_bytes`` is closed and the next one opened; its owner
+deletes a closed segment once everything in it has been folded.
+
+Reading a segment stops at the zeros after its last record (a header is
+never all zeros), and at a record cut short or torn (a crash or a full
+disk during its write: nobody was told of it); it goes on with the next
+segment: a segment after such a cut was opened by a live process whose
+callers were answered. A segment of an earlier version (records with a
+bare length, no flag) is read as it was written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 import struct
+import sys
+import threading
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +43,11 @@ import trio
 
 #: A segment this big is closed and the next one opened.
 SEGMENT_BYTES = 4 << 20
+#: A record's header: its length with ``_FLAG`` set, then the CRC-32 of its bytes.
+_HEADER = struct.Struct("<II")
+#: Set in every header's length: no header is zeros, and none is an earlier version's.
+_FLAG = 1 << 31
+#: An earlier version's header: the bare length.
 _LENGTH = struct.Struct("<I")
 
 
@@ -50,8 +71,29 @@ def read(path: str | Path) -> Iterator[bytes]:
 
 
 def read_segment(segment: Path) -> Iterator[bytes]:
-    """The records of one segment, up to the first one cut short."""
+    """The records of one segment, up to the zeros after the last one or the first one cut
+    short or torn."""
     data = segment.read_bytes()
+    first = _LENGTH.unpack_from(data)[0] if len(data) >= _LENGTH.size else 0
+    if first and not first & _FLAG:  # an earlier version's
+        yield from _read_unchecked(data)
+        return
+    at = 0
+    while at + _HEADER.size <= len(data):
+        flagged, crc = _HEADER.unpack_from(data, at)
+        if not flagged & _FLAG:
+            return  # the zeros after the last record
+        start = at + _HEADER.size
+        end = start + (flagged & ~_FLAG)
+        payload = data[start:end]
+        if end > len(data) or zlib.crc32(payload) != crc:
+            return
+        yield payload
+        at = end
+
+
+def _read_unchecked(data: bytes) -> Iterator[bytes]:
+    """The records of a segment an earlier version wrote (bare lengths)."""
     at = 0
     while at + _LENGTH.size <= len(data):
         (size,) = _LENGTH.unpack_from(data, at)
@@ -79,52 +121,115 @@ def sync_entry(segment: Path, fsync: Callable[[int], None] = os.fsync) -> None:
 
 
 def framed(payload: bytes) -> bytes:
-    """``payload`` as the log holds it: its length, then itself."""
-    return _LENGTH.pack(len(payload)) + payload
+    """``payload`` as the log holds it: its header, then itself."""
+    return _HEADER.pack(len(payload) | _FLAG, zlib.crc32(payload)) + payload
+
+
+def create_segment(segment: Path, size: int) -> int:
+    """Create ``segment`` ``size`` bytes long (as much as the disk has room for) and fsync
+    its size and name; its descriptor, open for writing at its start. ``OSError`` if it
+    cannot be created (then it is not left behind). Blocks for the fsyncs: call it off the
+    trio thread when it can be."""
+    fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # not a pipe a test put there
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                # A full disk: the segment grows as records come, and the first append the
+                # disk has no room for fails, as it would have without preallocation.
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+            os.fdatasync(fd)
+            sync_entry(segment, os.fsync)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            segment.unlink()
+        raise
+    return fd
 
 
 class SegmentLog:
     """The open segment of the log of one file; one writer appends."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Start a new segment after any already there (replayed ones are gone by now)."""
+    def __init__(self, path: str | Path, *, segment_bytes: int = SEGMENT_BYTES) -> None:
+        """Start a new segment after any already there (replayed ones are gone by now);
+        ``OSError`` if it cannot be created. Blocks for its fsyncs."""
         self.path = str(path)
+        self.segment_bytes = segment_bytes
         existing = segments(path)
         self._number = int(existing[-1].name.rsplit(".", 1)[1]) if existing else 0
+        self.segment = self._path(self._number + 1)
         #: The open segment's descriptor (-1 once closed).
-        self.fd = -1
-        self.segment = Path()
-        #: Bytes in the open segment.
-        self.size = 0
-        self._open_next()
-
-    def _open_next(self) -> None:
+        self.fd = create_segment(self.segment, segment_bytes)
         self._number += 1
-        self.segment = Path(f"{self.path}.log.{self._number}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        self.fd = os.open(self.segment, flags, 0o600)
+        #: Bytes of records in the open segment.
         self.size = 0
+        #: Past this size the next segment is made, on a thread (none once it is asked for).
+        self._spare_at = segment_bytes // 2
+        self._spare_maker: threading.Thread | None = None
+        self._spare = -1  # the next segment's descriptor, once made
+
+    def _path(self, number: int) -> Path:
+        return Path(f"{self.path}.log.{number}")
 
     def append(self, record: bytes) -> None:
         """Write one ``framed`` record (or several) to the open segment: ``OSError`` if it
-        cannot (some of it may be written: the reader stops there)."""
+        cannot (some of it may be written: the reader stops there, and the next record
+        goes where this one began)."""
         view = memoryview(record)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):  # a pipe cannot seek; nothing else fails
+                os.lseek(self.fd, self.size, os.SEEK_SET)
+            raise
         self.size += len(record)
+        if self.size >= self._spare_at:
+            self._spare_at = sys.maxsize  # asked for: once a segment
+            self._spare_maker = threading.Thread(
+                target=self._make_spare, name=f"segment-log:{self.segment.name}", daemon=True
+            )
+            self._spare_maker.start()
+
+    def _make_spare(self) -> None:
+        # A failure is left to ``rotate``, which tries again and raises it.
+        with contextlib.suppress(OSError):
+            self._spare = create_segment(self._path(self._number + 1), self.segment_bytes)
 
     def rotate(self) -> Path:
-        """Close the open segment and open the next; the closed one's path."""
+        """Close the open segment and open the next; the closed one's path. ``OSError`` if
+        the next cannot be created (the open one stays open)."""
+        fd = self._take_spare()
+        if fd < 0:
+            fd = create_segment(self._path(self._number + 1), self.segment_bytes)
         closed = self.segment
         self.close()
-        self._open_next()
+        self._number += 1
+        self.fd, self.segment, self.size = fd, self._path(self._number), 0
+        self._spare_at = self.segment_bytes // 2
         return closed
 
+    def _take_spare(self) -> int:
+        if self._spare_maker is not None:
+            self._spare_maker.join()  # made long ago, unless the half segment took less time
+            self._spare_maker = None
+        fd, self._spare = self._spare, -1
+        return fd
+
     def close(self) -> None:
-        """Close the open segment (it stays on disk); safe to call twice."""
+        """Close the open segment (it stays on disk) and delete the next one if it was made
+        (nothing is in it); safe to call twice."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        spare = self._take_spare()
+        if spare >= 0:
+            os.close(spare)
+            with contextlib.suppress(OSError):
+                self._path(self._number + 1).unlink()
 
 
 #: Trio tasks waiting for a log's folding thread to reach a count (of appends, of

@@ -262,3 +262,95 @@ async def test_eta_is_the_wait_a_request_asking_now_gets(
     asked = trio.current_time()
     await budget.acquire("cancel")
     assert trio.current_time() - asked == pytest.approx(0.1)
+
+
+# -- a venue that tells what is left of its window (Alpaca's X-RateLimit-*) ----------
+
+
+def _listening(rate_per_s: float = 10.0, burst: int = 20) -> RateBudget:
+    """A budget whose venue counts every request of the key (2 tokens kept for cancels)."""
+    budget = _budget(rate_per_s=rate_per_s, burst=burst, query_reserve=0)
+    budget.listen_to_venue()
+    return budget
+
+
+async def _served(budget: RateBudget, kind: RequestClass, out: list[float]) -> None:
+    await budget.acquire(kind)
+    out.append(trio.current_time())
+
+
+async def test_a_fresh_budget_sends_one_request_then_no_more_than_the_venue_has_left(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _listening()
+    start = trio.current_time()
+    served: list[float] = []
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(_served, budget, "order", served)
+        await trio.testing.wait_all_tasks_blocked()
+        assert served == [start]  # its bucket is full, but the venue's count unknown
+        budget.heard(5, 30.0)  # the first reply: 5 left, the window resets in 30 s
+        await trio.testing.wait_all_tasks_blocked()
+        # Orders leave the cancels' 2 of the 5; the rest wait for the reset.
+        assert served == [start] * 4
+        with pytest.raises(RateLimited) as refused:
+            await budget.acquire("order", within_s=10.0)
+        assert refused.value.retry_after == pytest.approx(30.0)
+        await budget.acquire("cancel")
+        await budget.acquire("cancel")
+        assert trio.current_time() == start
+        assert budget.eta_s("cancel") == pytest.approx(30.0)
+        # At the reset, what is left of the new window is unknown again: one goes alone.
+        await trio.sleep(30.0 - (trio.current_time() - start))
+        await trio.testing.wait_all_tasks_blocked()
+        assert served[4:] == [start + 30.0]
+        budget.heard(199, 60.0)
+    assert served[5:] == [start + 30.0] * 5
+
+
+async def test_without_a_word_from_the_venue_it_goes_on_one_request_a_token_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A first request whose reply never comes (lost, timed out) does not stop the budget.
+    budget = _listening(rate_per_s=10.0)
+    served: list[float] = []
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(_served, budget, "cancel", served)
+    assert [round(t - start, 6) for t in served] == [0.0, 0.1, 0.2, 0.3]
+
+
+async def test_a_venue_that_does_not_count_leaves_the_bucket_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _listening()
+    start = trio.current_time()
+    await budget.acquire("order")
+    budget.heard(None, None)  # a reply without X-RateLimit-* (the limit is off)
+    for _ in range(17):  # the rest of the burst, less the cancels' 2
+        await budget.acquire("order")
+    assert trio.current_time() == start
+
+
+async def test_within_a_window_what_is_left_only_goes_down(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = _listening()
+    await budget.acquire("cancel")
+    budget.heard(10, 30.0)
+    for _ in range(4):
+        await budget.acquire("cancel")
+    # Replies to those four, counted before the later ones: each says more than is left.
+    budget.heard(9, 29.8)
+    budget.heard(8, 30.4)
+    assert budget.eta_s("order") == 0.0  # 6 left: orders may take 4 of them
+    for _ in range(4):
+        await budget.acquire("order")
+    assert budget.eta_s("order") == pytest.approx(30.0)
+    budget.heard(20, 5.0)  # a late reply of an older window: not this one's count
+    assert budget.eta_s("order") == pytest.approx(30.0)
+    budget.heard(2, 70.0)  # the next window, already partly spent by another process
+    assert budget.eta_s("order") == pytest.approx(70.0)
+    assert budget.eta_s("cancel") == 0.0

@@ -127,9 +127,12 @@ async def test_a_record_cut_short_ends_the_replay(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     record_then_kill9(path, fold_first=False)
     [segment] = segment_log.segments(path)
-    # The disk filled during the last append (c-2's, with the fill): its caller was
-    # never answered, so the replay ends before it.
-    segment.write_bytes(segment.read_bytes()[:-5])
+    # The disk filled during the last append (c-2's, with the fill): its last bytes
+    # never landed on the segment's zeros. Its caller was never answered, so the
+    # replay ends before it.
+    data = segment.read_bytes()
+    end = sum(len(segment_log.framed(record)) for record in segment_log.read_segment(segment))
+    segment.write_bytes(data[: end - 5] + bytes(len(data) - end + 5))
     async with open_sqlite_store(path) as store:
         assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
         assert (await store.get("c-2")) is None

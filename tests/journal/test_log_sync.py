@@ -98,17 +98,6 @@ def test_a_failed_fsync_is_kept_and_tried_again(tmp_path: Path) -> None:
     assert len(calls) == 2 and syncer.syncs == 1
 
 
-def test_a_new_segments_directory_entry_is_fsynced_once(tmp_path: Path) -> None:
-    fsyncs = Fsyncs()
-    syncer = LogSyncer(3600.0, fsync=fsyncs)
-    path = segment(tmp_path)
-    for _ in range(2):
-        syncer.appended(path)
-        assert syncer.sync_once() is True
-    # The file at each round; its name in the directory once, with the first.
-    assert (len(fsyncs.threads), fsyncs.directories) == (2, [str(tmp_path)])
-
-
 def test_a_segment_gone_before_its_fsync_was_folded_and_is_no_failure(tmp_path: Path) -> None:
     fsyncs = Fsyncs()
     syncer = LogSyncer(3600.0, fsync=fsyncs)
@@ -190,7 +179,7 @@ async def test_in_full_mode_the_submits_made_during_an_fsync_share_the_next(
                 await trio.testing.wait_all_tasks_blocked()
                 fsync.gate.set()
         assert (store.records, store.commits, fsync.calls) == (21, 2, 2)
-        assert fsync.directory_calls == 1  # the segment's name, with its first fsync
+        assert fsync.directory_calls == 0  # the segment's name was fsynced when it was made
         assert len(rows_on_disk(path)) == 21
 
 

@@ -349,11 +349,17 @@ class _BrokerIncarnation:
     async def _on_update(self, update: OrderUpdate) -> None:
         await self._track(update.order, fill=update)
 
-    async def _track(self, order: Order, *, fill: OrderUpdate | None = None) -> Order:
-        """Merge a broker report into our view; journal and publish if it changed."""
+    async def _track(
+        self, order: Order, *, fill: OrderUpdate | None = None, sent: Order | None = None
+    ) -> Order:
+        """Merge a broker report into our view; journal and publish if it changed.
+
+        ``sent``: the journal's record of the order as this task sent it, when the
+        report is its submit's answer (what the journal would be asked for).
+        """
         coid = order.client_order_id
         store = await self.deps.journal.get()
-        current = self.orders.get(coid)
+        current = self.orders.get(coid) or sent
         if current is None:
             stored = await store.get(coid)
             current = self.orders.get(coid) or stored  # re-read: we may have yielded
@@ -610,8 +616,10 @@ class _BrokerIncarnation:
         try:
             match msg:
                 case PlaceOrder(request=request):
-                    await self._gate(request.deadline_ns)
-                    await self._spend("order", request.deadline_ns)
+                    if not self.ready.is_set():  # the gate's own test, without its call
+                        await self._gate(request.deadline_ns)
+                    if self.deps.budget is not None:
+                        await self._spend("order", request.deadline_ns)
                     result = await self._place(request)
                 case ReplaceOrder():
                     await self._gate(msg.terms.deadline_ns)
@@ -761,7 +769,8 @@ class _BrokerIncarnation:
                     return stamped  # the broker reported it meanwhile
                 known = stamped
                 continue
-            return await self._track(msgspec.structs.replace(order, outcome="definitive"))
+            answer = msgspec.structs.replace(order, outcome="definitive")
+            return await self._track(answer, sent=known)
 
     async def _fetch_arrival(self, order: Order) -> None:
         """Ask the venue for ``order``'s quote, beside its send; its record takes it."""

@@ -24,7 +24,16 @@ goes first when the budget is short:
 - a request with a deadline that cannot be served in time is refused at once
   (``RateLimited`` with ``retry_after``), never sent late;
 - ``pause(retry_after)`` (the venue answered 429 anyway) empties the bucket
-  and stops every class until then: the account, not one request, backs off.
+  and stops every class until then: the account, not one request, backs off;
+- at a venue that says in each reply what is left of its window (Alpaca's
+  ``X-RateLimit-Remaining`` and ``-Reset``: a count per key, whoever sent the
+  requests), the connector passes that word on (``heard``) and the budget
+  keeps to it as well as to its own bucket: until the window's reset it grants
+  no more than the venue has left (the reserves kept), so a service restarted
+  after ``kill -9`` (or a second process on the key) never spends requests the
+  minute no longer has. Until it has heard the venue, and again once a
+  window it knew of has ended, it grants one request at a time (one a token
+  interval at most) instead of a burst: the first reply tells what is left.
 
 Waiting is fair within a class (first come, first served), and only the
 first waiter sleeps on the clock; the others sleep until they reach the head.
@@ -57,6 +66,9 @@ REQUEST_CLASSES: tuple[RequestClass, ...] = get_args(RequestClass)
 
 
 _ROUNDING = 1e-9
+#: Two words of the venue whose resets are this close (seconds) are about one window:
+#: its reset is given in whole seconds, and a window lasts far longer (Alpaca: a minute).
+_SAME_WINDOW_S = 1.0
 
 
 class _Waiter:
@@ -129,6 +141,13 @@ class RateBudget:
         self._stamp: float | None = None
         self._queues: dict[RequestClass, deque[_Waiter]] = {k: deque() for k in REQUEST_CLASSES}
         self.refused = 0
+        #: What the venue allows until ``_venue_until`` (``heard``), beyond what was granted
+        #: since; no limit (``inf`` until ``inf``) where the venue does not say.
+        self._venue_left = math.inf
+        self._venue_until = math.inf
+        #: Whether the venue's count is unknown (first word awaited): one request at a time.
+        self._unheard = False
+        self._listening = False
 
     async def acquire(self, kind: RequestClass, *, within_s: float | None = None) -> None:
         """Wait for a token for one request of class ``kind``.
@@ -143,7 +162,7 @@ class RateBudget:
         now = self._refill()
         need = self._need(kind)
         if not self._ahead(kind) and self._has(need):
-            self._tokens = max(0.0, self._tokens - 1)
+            self._take()
             return
         if within_s is not None:
             eta = self._eta(kind, now)
@@ -183,8 +202,9 @@ class RateBudget:
     def eta_s(self, kind: RequestClass) -> float:
         """Seconds a ``kind`` request asking now would wait for its token (0: it goes at once).
 
-        Exact until someone more urgent asks or the budget is paused; what a
-        request takes beyond it is the event loop's delay in waking it.
+        Exact until someone more urgent asks, the budget is paused or the venue
+        tells a new count; what a request takes beyond it is the event loop's
+        delay in waking it.
         """
         return self._eta(kind, self._refill())
 
@@ -194,6 +214,43 @@ class RateBudget:
         assert self._stamp is not None
         self._tokens = 0.0
         self._stamp = max(self._stamp, now + max(0.0, retry_after_s))
+
+    def listen_to_venue(self) -> None:
+        """The venue's replies will tell what is left of its window (``heard``).
+
+        Until the first word, one request at a time. Repeating it (every
+        incarnation of a connection calls it) changes nothing.
+        """
+        if not self._listening:
+            self._listening = True
+            self._venue_until = -math.inf  # ended: the first request goes alone (``_refill``)
+
+    def heard(self, remaining: int | None, reset_in_s: float | None) -> None:
+        """A venue's reply: ``remaining`` requests left in its window, which resets in ``reset_in_s``.
+
+        ``None`` (a reply without them): the venue does not count now; a
+        budget waiting for its first word then keeps to its bucket alone.
+        Within one window what is left only goes down: requests granted but
+        not yet counted by the venue were taken off already, and the lower of
+        the two words is kept. (A reply counts requests the venue saw before
+        it; ones of ours still on their way when another client spent the
+        window are the few it can miss, and a 429 then pauses the budget.)
+        """
+        now = self._refill()
+        if remaining is None or reset_in_s is None:
+            if not self._unheard:
+                return  # a reply without a count changes no count known
+            left, until = math.inf, math.inf
+        else:
+            left, until = float(max(0, remaining)), now + max(0.0, reset_in_s)
+            known = not self._unheard and self._venue_until != math.inf
+            if known and until <= self._venue_until + _SAME_WINDOW_S:
+                if until >= self._venue_until - _SAME_WINDOW_S:  # else an older window's
+                    self._venue_left = min(self._venue_left, left)
+                return
+        self._unheard = False
+        self._venue_left, self._venue_until = left, until
+        self._wake_head()
 
     def health(self) -> RequestBudget:
         """The budget now: its size, what is spent, who waits."""
@@ -225,12 +282,15 @@ class RateBudget:
             now = self._refill()
             need = self._need_of(waiter, now)
             if self._has(need):
-                self._tokens = max(0.0, self._tokens - 1)
+                self._take()
                 queue.popleft()
                 self._wake_head()
                 return
-            # A more urgent arrival may take the head meanwhile; it is checked on waking.
-            await trio.sleep_until(now + self._until_tokens(need, now))
+            # A more urgent arrival may take the head meanwhile, and the venue's word may
+            # raise what it allows (``heard``): both are checked on waking.
+            waiter.wake = trio.Event()
+            with trio.move_on_at(now + self._until_tokens(need, now)):
+                await waiter.wake.wait()
 
     def _refill(self) -> float:
         now = self._clock()
@@ -240,12 +300,29 @@ class RateBudget:
             gained = (now - self._stamp) * self.rate_per_s
             self._tokens = min(float(self.burst), self._tokens + gained)
             self._stamp = now
+        if now >= self._venue_until:
+            # The venue's window ended (or its first word is awaited): what is left of the
+            # next is unknown, so one request goes alone, and its reply tells the rest.
+            self._unheard = True
+            self._venue_left, self._venue_until = 1.0, now + 1 / self.rate_per_s
         return now
 
     def _has(self, need: float) -> bool:
         # With a tolerance: refilling by elapsed time * rate falls short by rounding,
         # and a wake-up at the computed instant must find its token.
-        return self._tokens >= need - _ROUNDING
+        return self._tokens >= need - _ROUNDING and self._venue_left >= self._venue_need(need)
+
+    def _venue_need(self, need: float) -> float:
+        """What the venue must have left for a request needing ``need`` tokens of the bucket.
+
+        The reserves hold there too; a lone request asking for the venue's
+        count takes no reserve into account.
+        """
+        return 1.0 if self._unheard else need
+
+    def _take(self) -> None:
+        self._tokens = max(0.0, self._tokens - 1)
+        self._venue_left -= 1
 
     def _need(self, kind: RequestClass) -> float:
         """Tokens there must be for a ``kind`` request to take one: what it leaves, plus one."""
@@ -255,7 +332,10 @@ class RateBudget:
 
     def _until_tokens(self, need: float, now: float) -> float:
         assert self._stamp is not None
-        return max(0.0, self._stamp - now) + max(0.0, need - self._tokens) / self.rate_per_s
+        wait = max(0.0, self._stamp - now) + max(0.0, need - self._tokens) / self.rate_per_s
+        if self._venue_left < self._venue_need(need):
+            wait = max(wait, self._venue_until - now)
+        return wait
 
     def _ahead(self, kind: RequestClass) -> int:
         """Requests waiting that go before a new one of class ``kind``."""

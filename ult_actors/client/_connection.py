@@ -4,7 +4,8 @@ Each request is framed, sent, and its caller sleeps until the reply with its
 id arrives, in whatever order the service answers. A request alone on the
 connection (nothing else in flight, no event subscription) costs one task:
 its caller writes the frame straight to the socket and reads the reply
-itself, as a bare socket client would. Once others are in flight, a reader
+itself, as a bare socket client would (on trio, straight from the socket: one
+``send``, one wait for the socket to turn readable, one ``recv``). Once others are in flight, a reader
 task reads for all of them and a writer task sends what queued up in one
 ``send`` per scheduler round; a caller reading for itself hands the reading
 over to the reader task when it leaves with others still waiting.
@@ -13,8 +14,12 @@ over to the reader task when it leaves with others still waiting.
 from __future__ import annotations
 
 import collections
+import math
 import socket
+import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -32,8 +37,23 @@ from ult_actors.errors import UltError
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec
 from ult_actors.messages import EventMessage, Reply, Request, SubscriptionDropped
 
+if TYPE_CHECKING:
+    from ult_actors.client._trio_socket import TrioSocket
+
 #: What the service pushes outside any request, once subscribed.
 Pushed = EventMessage | SubscriptionDropped
+
+#: The most one read takes off the socket.
+READ_SIZE = 1 << 16
+
+
+def _on_trio(raw: object) -> TrioSocket | None:
+    """``raw`` read the trio way, if trio runs this task (it is loaded then already)."""
+    if type(raw) is not socket.socket or "trio" not in sys.modules:
+        return None
+    from ult_actors.client import _trio_socket
+
+    return _trio_socket.TrioSocket(raw) if _trio_socket.running() else None
 
 
 class _Waiter:
@@ -80,10 +100,12 @@ class Connection:
         self._stream = stream
         raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
         # trio hands out the socket itself, with nothing buffered above it, so a
-        # non-blocking send keeps the frames in order; asyncio's transport buffers
-        # writes itself (its socket is a wrapper), so there every frame goes through
-        # the writer task.
-        self._raw: socket.socket | None = raw if type(raw) is socket.socket else None
+        # non-blocking send keeps the frames in order and a read may take the bytes
+        # straight off it (trio's own wait and cancel scope, without anyio's layers
+        # around each call); asyncio's transport buffers writes and reads itself (its
+        # socket is a wrapper), so there every byte goes through the anyio stream.
+        self._trio = _on_trio(raw)
+        self._raw: socket.socket | None = raw if self._trio is not None else None
         self._codec = ReplyCodec()
         self._frames = FrameReader(MAX_REPLY_BYTES)
         #: Requests sent and not answered yet, by id (an answer takes its waiter out).
@@ -140,11 +162,8 @@ class Connection:
         alone = not self._pending and not self._reading and not self._events_wanted
         self._pending[request.id] = waiter
         self._send(data, direct=alone)
-        scope = anyio.CancelScope(
-            deadline=anyio.current_time() + timeout if timeout is not None else float("inf")
-        )
         try:
-            with scope:
+            with self._deadline(timeout):
                 if alone:
                     await self._read_for(waiter)
                 else:
@@ -154,6 +173,13 @@ class Connection:
         if waiter.error is not None:
             raise waiter.error
         return waiter.reply  # None: the scope's deadline ended the wait
+
+    def _deadline(self, timeout: float | None) -> AbstractContextManager[object]:
+        """A cancel scope ending the wait ``timeout`` seconds from now (never if ``None``)."""
+        if self._trio is not None:
+            return self._trio.deadline(timeout)
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        return anyio.CancelScope(deadline=deadline)
 
     # -- writing ----------------------------------------------------------------
 
@@ -197,7 +223,9 @@ class Connection:
         self._reading = True
         try:
             while not waiter.settled:
-                await self._read_once()
+                # The reply cannot be there yet (or the rest of it, after a part):
+                # wait for it rather than try a read that would find nothing.
+                await self._read_once(wait_first=True)
         finally:
             self._reading = False
             # An answered waiter has left the table; one given up on is still in it.
@@ -229,11 +257,13 @@ class Connection:
                 finally:
                     self._reading = False
 
-    async def _read_once(self) -> None:
+    async def _read_once(self, *, wait_first: bool = False) -> None:
         """Read what the socket has and settle what it answers; the connection's end
         fails every waiter."""
         try:
-            data = await self._stream.receive(1 << 16)
+            data = await self._receive(wait_first)
+            if not data:
+                raise anyio.EndOfStream
             for payload in self._frames.feed(data):
                 self._take(self._codec.decode(payload))
         except anyio.EndOfStream:
@@ -243,6 +273,12 @@ class Connection:
         except (msgspec.DecodeError, FrameTooLarge) as exc:
             reason = f"unreadable reply from the service: {exc}"
             self._lost(ConnectionLost(self.socket_path, reason))
+
+    async def _receive(self, wait_first: bool) -> bytes:
+        """The next bytes the service sent; empty at the connection's end."""
+        if self._trio is None:
+            return await self._stream.receive(READ_SIZE)
+        return await self._trio.receive(READ_SIZE, wait_first=wait_first)
 
     def _take(self, reply: Reply) -> None:
         if isinstance(reply, EVENT_FRAMES):

@@ -66,7 +66,7 @@ from ult_actors.messages import (
     TimeInForce,
     TradingState,
 )
-from ult_actors.validation import PLAIN_DECIMAL, check_decimal, with_leg_ids
+from ult_actors.validation import MAX_DECIMAL, PLAIN_DECIMAL, check_decimal, with_leg_ids
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -78,6 +78,9 @@ Number = Decimal | int | str
 
 #: The largest reply a client accepts (a long order list is big, but not this big).
 MAX_REPLY_BYTES = 64 << 20
+
+#: Every int from 1 up to below this is a quantity or price ``check_decimal`` accepts.
+_INT_BOUND = int(MAX_DECIMAL)
 
 #: "Not given" for a ``timeout`` argument, where ``None`` already means "no bound".
 UNSET: Any = object()
@@ -93,6 +96,8 @@ def to_decimal(name: str, value: Number) -> Decimal:
     service bounds it (``ult_actors.validation.check_decimal``), so a bad number is
     refused before it is sent.
     """
+    if type(value) is int and 0 < value < _INT_BOUND:
+        return Decimal(value)  # the common case, plain and bounded by construction
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise InvalidOrder(
             f"{name} must be a str, int or Decimal, not {type(value).__name__}"
@@ -420,12 +425,15 @@ class Requests:
         return f"{self._coid_prefix}-{next(self._coids)}"
 
     def _stamped(self, order: S, timeout: float | None) -> S:
-        changes: dict[str, Any] = {}
-        if not isinstance(order, OrderListRequest) and order.client_order_id is None:
-            changes["client_order_id"] = self._new_client_order_id()
-        if timeout is not None and order.deadline_ns is None:
-            changes["deadline_ns"] = self._now_ns() + int(timeout * 1e9)
-        return msgspec.structs.replace(order, **changes) if changes else order
+        deadline_ns = order.deadline_ns
+        if timeout is not None and deadline_ns is None:
+            deadline_ns = self._now_ns() + int(timeout * 1e9)
+        if isinstance(order, OrderListRequest) or order.client_order_id is not None:
+            if deadline_ns == order.deadline_ns:
+                return order
+            return msgspec.structs.replace(order, deadline_ns=deadline_ns)
+        coid = self._new_client_order_id()
+        return msgspec.structs.replace(order, client_order_id=coid, deadline_ns=deadline_ns)
 
     def cancel(self, order_id: str) -> Call[Order]:
         """Cancel by order id or client order id."""

@@ -138,7 +138,6 @@ class JournalLog:
         #: Why the last fold failed, until one succeeds (set by the fold's thread).
         self.failure: BaseException | None = None
         self._cut = False  # the open segment may end in a record cut short
-        self._entry_synced = False  # the open segment's directory entry fsynced (``sync``)
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._hurry = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
@@ -167,15 +166,11 @@ class JournalLog:
         if self._cut or self._log.size >= self.segment_bytes:
             self._jobs.put(self._log.rotate())
             self._cut = False
-            self._entry_synced = False
         before = self._log.size
         try:
             self._log.append(segment_log.framed(_encode(LogRecord(rows, fills))))
             if sync is not None:
-                sync(self._log.fd)
-                if not self._entry_synced:  # a new segment: its name must survive too
-                    segment_log.sync_entry(self._log.segment, sync)
-                    self._entry_synced = True
+                sync(self._log.fd)  # the segment's name was fsynced when it was made
         except OSError:
             self._cut_back(before)
             raise

@@ -8,8 +8,9 @@ cache); a machine crash may lose it until the segment is fsynced.
 thread, so a machine crash loses at most the appends of the last interval
 (plus one fsync's time) and no order ever waits for an fsync. Idle, it
 sleeps: nothing appended, no fsync, no wake-up. A segment gone by then was
-folded into the file (durably) and deleted: nothing of it to lose. A new
-segment's directory entry is fsynced too, so that its name survives.
+folded into the file (durably) and deleted: nothing of it to lose. A
+segment's size and name were fsynced when it was made (``segment_log``),
+so an fdatasync of its pages is all a record needs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-
-from ult_actors import segment_log
 
 
 class LogSyncer:
@@ -40,8 +39,6 @@ class LogSyncer:
         self._fsync = fsync
         self._changed = threading.Condition()
         self._dirty: set[Path] = set()  # appended to since their last fsync
-        #: Segments whose directory entry was fsynced, of the last round.
-        self._entries: set[Path] = set()
         self._closing = False
         #: Rounds of fsyncs done; why the last one failed, until one succeeds (the
         #: journal refuses new orders meanwhile: what it appended may not reach the disk).
@@ -69,7 +66,6 @@ class LogSyncer:
             # Taken before the fsyncs: an append that lands during them is fsynced next time.
             dirty, self._dirty = self._dirty, set()
         failed: list[Path] = []
-        entries: set[Path] = set()
         for segment in sorted(dirty):
             try:
                 fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
@@ -81,15 +77,11 @@ class LogSyncer:
                 continue
             try:
                 self._fsync(fd)  # flushes the file's pages, whichever descriptor wrote them
-                if segment not in self._entries:  # new (or idle a round): its name too
-                    segment_log.sync_entry(segment, self._fsync)
-                entries.add(segment)
             except OSError as exc:
                 self.last_error = f"fsync of {segment} failed: {exc.strerror or exc}"
                 failed.append(segment)
             finally:
                 os.close(fd)
-        self._entries = entries
         if failed:
             for segment in failed:
                 self.appended(segment)  # try again next interval

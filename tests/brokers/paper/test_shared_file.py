@@ -415,6 +415,30 @@ async def test_a_lone_order_is_committed_off_the_trio_thread_after_its_reply(
         assert msgspec.json.decode(body, type=WorkingOrder).order == reply
 
 
+async def test_an_ended_order_reads_back_whole_until_and_once_the_file_has_it_then_only_from_it(
+    tmp_path: Path,
+) -> None:
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        exchange = desk._exchange
+        assert exchange is not None
+        writer = exchange.writer
+        ended: list[Order] = []
+        for commit in range(3):
+            ended += [await desk.submit(buy(f"g-{commit}-{i}", 1)) for i in range(4)]
+            for order in ended:  # from the venue's memory or the file, all alike
+                assert await desk.get_order(order.id) == order
+                assert await desk.get_order_by_client_id(order.client_order_id) == order
+                assert [fill.qty for fill in desk.venue.fills(order.id)] == [Decimal(1)]
+            await writer.durable(writer.staged_seq)
+        last = await desk.submit(buy("after", 1))
+        # The file answers for every order it has; the venue keeps only the newest.
+        unfiled = desk.venue._unfiled
+        assert [o.id for o in ended if unfiled.order(o.id) or unfiled.fills(o.id)] == []
+        assert unfiled.order(last.id) is not None
+        assert await desk.get_order(ended[0].id) == ended[0]
+
+
 async def test_the_log_is_cut_into_segments_and_those_in_the_file_are_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,7 +28,9 @@ Replace (``PATCH``) and Alpaca's order classes (bracket / oco / oto, see
 tells: ``replace`` returns once Alpaca says the replace took effect, and is
 refused (``NotReplaceable``) when a fill got there first.
 
-Rate limits: a 429 (or a reply saying no requests are left) closes a gate
+Rate limits: every reply's ``X-RateLimit-*`` word on what is left of the
+key's minute goes to the account's budget (``use_budget``), which grants no
+more than that. A 429 (or a reply saying no requests are left) closes a gate
 until the window resets; requests meanwhile wait if the wait is short
 (``rate_limit_max_wait_s``) and fail with ``RateLimited`` otherwise.
 """
@@ -53,6 +55,7 @@ from ult_actors.brokers.alpaca.errors import (
     error_from_transport,
     rate_limit_exhausted,
     retry_after_s,
+    venue_window,
 )
 from ult_actors.brokers.alpaca.fees import FeeJoin
 from ult_actors.brokers.alpaca.ledger import Execution, FillLedger
@@ -446,7 +449,13 @@ class AlpacaConnector:
         self._stream_hook = hook
 
     def use_budget(self, budget: RateBudget) -> None:
-        """Charge every request to the account's ``budget`` (``SupportsRequestBudget``)."""
+        """Charge every request to the account's ``budget`` (``SupportsRequestBudget``).
+
+        Every reply's ``X-RateLimit-*`` headers are passed on to it: Alpaca
+        counts the key's requests, whoever sent them (a process killed a
+        moment ago, another on the same key), and the budget keeps to what is left.
+        """
+        budget.listen_to_venue()
         self._http.budget = budget
 
     @property
@@ -770,6 +779,9 @@ class AlpacaConnector:
             )
         except httpx.HTTPError as exc:
             raise error_from_transport(exc, broker=self.name, what=what) from None
+        budget = self._http.budget
+        if budget is not None and response.status_code < 500:  # Alpaca's own answer
+            budget.heard(*venue_window(response.headers, self._now_ns()))
         if response.status_code == 429:
             error = error_from_response(response, broker=self.name, now_ns=self._now_ns())
             self._gate.close_for(error.retry_after)

@@ -75,6 +75,19 @@ def retry_after_s(headers: Mapping[str, str], now_ns: int) -> float | None:
     return reset_header_s(headers.get("x-ratelimit-reset"), now_ns)
 
 
+def venue_window(headers: Mapping[str, str], now_ns: int) -> tuple[int | None, float | None]:
+    """What a reply says is left of the key's rate-limit window: (requests, seconds to reset).
+
+    From ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (Unix seconds);
+    ``None`` for what is missing or unreadable.
+    """
+    try:
+        remaining: int | None = int(headers.get("x-ratelimit-remaining", ""))
+    except ValueError:
+        remaining = None
+    return remaining, reset_header_s(headers.get("x-ratelimit-reset"), now_ns)
+
+
 class _AlpacaReply:
     """Alpaca's side of mapping one non-2xx reply (``brokers.http.errors.ReplyReading``)."""
 
@@ -141,4 +154,5 @@ __all__ = [
     "rate_limit_exhausted",
     "read_error_body",
     "retry_after_s",
+    "venue_window",
 ]

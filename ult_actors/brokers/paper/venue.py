@@ -42,7 +42,6 @@ in-memory account (no file) keeps everything.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -54,6 +53,7 @@ from ult_actors.brokers.paper.batch import Batch, WorkingOrder
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
 from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore
+from ult_actors.brokers.paper.unfiled import Unfiled
 from ult_actors.brokers.paper.writer import BatchWriter
 from ult_actors.errors import DuplicateOrder, InsufficientFunds, InvalidOrder, NotFound
 from ult_actors.messages import (
@@ -137,13 +137,7 @@ class PaperVenue:
         self._fills: list[Fill] = []
         self._updates: list[OrderUpdate] = []
         #: Ended orders and fills the file does not have yet (with no file: all of them).
-        self._unwritten: dict[str, WorkingOrder] = {}
-        self._unwritten_by_client: dict[str, str] = {}
-        self._unwritten_fills: dict[str, list[Fill]] = {}
-        #: What each recorded batch ended and filled, let go of once the file has it.
-        self._pending: collections.deque[tuple[int, list[WorkingOrder], list[Fill]]] = (
-            collections.deque()
-        )
+        self._unfiled = Unfiled()
         self._created_at = snap.created_at if snap.created_at is not None else now_ns()
         # Order ids stay unique across resets of the account: they carry its creation time.
         self._tag = format(self._created_at // 1_000_000, "x")
@@ -161,7 +155,7 @@ class PaperVenue:
     def get(self, order_id: str) -> Order:
         working = (
             self.open.get(order_id)
-            or self._unwritten.get(order_id)
+            or self._unfiled.order(order_id)
             or self.store.order(self.name, order_id)
         )
         if working is None:
@@ -172,10 +166,9 @@ class PaperVenue:
         oid = self._open_by_client.get(client_order_id)
         if oid is not None:
             return self.open[oid].order
-        oid = self._unwritten_by_client.get(client_order_id)
-        if oid is not None:
-            return self._unwritten[oid].order
-        working = self.store.order_by_client_id(self.name, client_order_id)
+        working = self._unfiled.by_client_id(client_order_id) or self.store.order_by_client_id(
+            self.name, client_order_id
+        )
         if working is None:
             raise NotFound(
                 f"paper broker {self.name}: no order with client_order_id {client_order_id!r}"
@@ -226,7 +219,7 @@ class PaperVenue:
         """The executions of ``order_id``, oldest first."""
         filed = self.store.fills(self.name, order_id)
         seen = {fill.fill_id for fill in filed}
-        return filed + [f for f in self._unwritten_fills.get(order_id, ()) if f.fill_id not in seen]
+        return filed + [f for f in self._unfiled.fills(order_id) if f.fill_id not in seen]
 
     # -- commands ---------------------------------------------------------------
 
@@ -605,16 +598,12 @@ class PaperVenue:
         """Record what changed (``BatchWriter.record``), then emit the updates."""
         if not (self._dirty or self._dirty_prices or self._fills):
             return
-        self._let_go()
-        ended = [w for w in self._dirty.values() if w.order.id not in self.open]
-        for working in ended:
-            self._unwritten[working.order.id] = working
-            self._unwritten_by_client[working.order.client_order_id] = working.order.id
-        for fill in self._fills:
-            self._unwritten_fills.setdefault(fill.order_id, []).append(fill)
         if self.writer.keeps_rows:
+            # What the file has now, it answers for.
+            self._unfiled.let_go(self.writer.committed_seq)
             self.staged_seq = self.writer.record(self._batch())
-            self._pending.append((self.staged_seq, ended, self._fills))
+        ended = (w for w in self._dirty.values() if w.order.id not in self.open)
+        self._unfiled.add(ended, self._fills, self.staged_seq)
         self.store.accounts.add(self.name)
         updates = _news(self._updates)
         self._dirty, self._fills, self._updates = {}, [], []
@@ -645,22 +634,6 @@ class PaperVenue:
             next_order=self._next_order,
             next_fill=self._next_fill,
         )
-
-    def _let_go(self) -> None:
-        """Forget the ended orders and fills the file has now: it answers for them."""
-        committed = self.writer.committed_seq
-        while self._pending and self._pending[0][0] <= committed:
-            _, ended, fills = self._pending.popleft()
-            for working in ended:
-                oid, coid = working.order.id, working.order.client_order_id
-                if self._unwritten.get(oid) is working:
-                    del self._unwritten[oid]
-                    self._unwritten_by_client.pop(coid, None)
-            for fill in fills:
-                kept = self._unwritten_fills[fill.order_id]
-                kept.remove(fill)
-                if not kept:
-                    del self._unwritten_fills[fill.order_id]
 
 
 def _news(updates: list[OrderUpdate]) -> list[OrderUpdate]:
