@@ -261,7 +261,10 @@ class Connection:
         """Read what the socket has and settle what it answers; the connection's end
         fails every waiter."""
         try:
-            data = await self._receive(wait_first)
+            if self._trio is not None:
+                data = await self._trio.receive(READ_SIZE, wait_first=wait_first)
+            else:
+                data = await self._stream.receive(READ_SIZE)
             if not data:
                 raise anyio.EndOfStream
             for payload in self._frames.feed(data):
@@ -273,12 +276,6 @@ class Connection:
         except (msgspec.DecodeError, FrameTooLarge) as exc:
             reason = f"unreadable reply from the service: {exc}"
             self._lost(ConnectionLost(self.socket_path, reason))
-
-    async def _receive(self, wait_first: bool) -> bytes:
-        """The next bytes the service sent; empty at the connection's end."""
-        if self._trio is None:
-            return await self._stream.receive(READ_SIZE)
-        return await self._trio.receive(READ_SIZE, wait_first=wait_first)
 
     def _take(self, reply: Reply) -> None:
         if isinstance(reply, EVENT_FRAMES):
