@@ -20,12 +20,22 @@ stream); ``async``, ``AsyncClient.submit`` one at a time; ``blocking``,
 one connection with ``--window`` requests in flight.
 
     python -m bench.client_cost --requests 5000 --rounds 5
+
+``--instructions`` counts instead, with valgrind, the instructions per
+request of each sequential variant's client process (two runs each, with
+and without the measured requests, against the same server): steady within
+a few per cent on a busy machine, where the CPU figures move by tens. The
+pipelined variants are left out there: how many replies one read brings,
+and so the work per request, depends on timing that valgrind changes.
+
+    python -m bench.client_cost --instructions --requests 500
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import statistics
 import sys
 import time
@@ -80,12 +90,15 @@ def _filled(request: Request, work_ns: int = 0) -> Reply:
     return OrderReply(id=request.id, order=ORDER)
 
 
-async def serve(path: str, work_us: int = 0) -> None:
+async def serve(
+    path: str, work_us: int = 0, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     """Answer every request on the Unix socket ``path`` with ``ORDER`` until killed,
     after ``work_us`` of busy CPU each."""
     answer = partial(_filled, work_ns=work_us * 1000)
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(floor.serve, path, answer=answer))
+        task_status.started()
         print("ready", flush=True)
 
 
@@ -223,6 +236,37 @@ async def measure(
     }
 
 
+#: The variants whose instructions per request ``--instructions`` counts.
+SEQUENTIAL = ("bare", "async", "blocking")
+WARMUP = 200
+
+
+async def run_loop(path: str, name: str, requests: int, window: int) -> None:
+    """One variant against the server at ``path``: a warm-up, then ``requests``."""
+    await VARIANTS[name](path, WARMUP, window)
+    if requests:
+        await VARIANTS[name](path, requests, window)
+
+
+async def count(requests: int, work_us: int, only: list[str] | None) -> dict[str, int]:
+    """Instructions per request of each sequential variant's client process."""
+    from bench.instructions import instructions_of
+
+    counts: dict[str, int] = {}
+    with short_tempdir("bc-") as tmp:
+        path = str(tmp / "canned.sock")
+        argv = ["-m", "bench.client_cost", "--serve", path, "--work-us", str(work_us)]
+        async with ready_child(argv, "canned server"):
+            for name in SEQUENTIAL:
+                if only and name not in only:
+                    continue
+                loop = ["-m", "bench.client_cost", "--loop", name, "--socket", path, "--requests"]
+                base = await trio.to_thread.run_sync(instructions_of, [*loop, "0"])
+                total = await trio.to_thread.run_sync(instructions_of, [*loop, str(requests)])
+                counts[name] = round((total - base) / requests)
+    return counts
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--serve", metavar="SOCKET", help="run the canned-reply server (internal)")
@@ -237,12 +281,31 @@ def main(argv: list[str]) -> int:
         help="busy CPU the server spends per request before answering (0: none; ~400"
         " makes the client wait as long as under `ult serve`)",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request with valgrind (sequential variants)",
+    )
+    p.add_argument("--loop", metavar="VARIANT", help="run one variant's loop (internal)")
+    p.add_argument("--socket", help="the server's socket, for --loop (internal)")
     args = p.parse_args(argv)
     if args.serve:
         with contextlib.suppress(KeyboardInterrupt):
             trio.run(serve, args.serve, args.work_us)
         return 0
+    if args.loop:
+        trio.run(run_loop, args.socket, args.loop, args.requests, args.window)
+        return 0
     only = args.only.split(",") if args.only else None
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("valgrind is not installed: no instruction counts", file=sys.stderr)
+            return 1
+        counts = trio.run(count, args.requests, args.work_us, only)
+        print(f"{'variant':<18} {'instructions/request':>21}")
+        for name, n in counts.items():
+            print(f"{name:<18} {n:>21,}")
+        return 0
     result = trio.run(measure, args.requests, args.rounds, args.window, only, args.work_us)
     print(f"{'variant':<18} {'client CPU/request':>19} {'p50':>10}   rounds (CPU us)")
     for name, row in result.items():

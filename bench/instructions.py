@@ -185,10 +185,16 @@ async def _drive(
 
 def _instructions(mode: str, warmup: int, orders: int, setup: str) -> int:
     """Instructions of one driven run under cachegrind (every thread of the process)."""
+    return instructions_of([
+        "-m", "bench.instructions", "--setup", setup, "--drive", mode, str(warmup), str(orders),
+    ])  # fmt: skip
+
+
+def instructions_of(python_args: list[str]) -> int:
+    """Instructions of ``python python_args`` under cachegrind (every thread of the process)."""
     command = [
         "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        sys.executable, "-m", "bench.instructions", "--setup", setup,
-        "--drive", mode, str(warmup), str(orders),
+        sys.executable, *python_args,
     ]  # fmt: skip
     out = subprocess.run(
         command, capture_output=True, text=True, timeout=1800, cwd=ROOT, env=child_env(),

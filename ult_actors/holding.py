@@ -26,18 +26,23 @@ class Holding:
         realizes ``(price - avg) * closed`` for a long and the opposite for a
         short; a fill that flips the position opens the remainder at ``price``.
         """
+        # Folded by risk and positions for every fill: compared with ``ZERO``, not ``0``
+        # (an int is converted on each comparison), and no ``abs`` where signs cancel.
         old = self.qty
         new = old + signed_qty
         realized = ZERO
-        if old == 0 or (old > 0) == (signed_qty > 0):
-            self.avg_price = (self.avg_price * abs(old) + price * abs(signed_qty)) / abs(new)
+        if not old:
+            self.avg_price = price
+        elif (old > ZERO) == (signed_qty > ZERO):
+            # Same sign throughout: (avg * |old| + price * |qty|) / |new| without the abs.
+            self.avg_price = (self.avg_price * old + price * signed_qty) / new
         else:
             closed = min(abs(signed_qty), abs(old))
-            direction = 1 if old > 0 else -1
+            direction = 1 if old > ZERO else -1
             realized = (price - self.avg_price) * closed * direction
-            if new == 0:
+            if not new:
                 self.avg_price = ZERO
-            elif (new > 0) != (old > 0):
+            elif (new > ZERO) != (old > ZERO):
                 self.avg_price = price
         self.qty = new
         return realized

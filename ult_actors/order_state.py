@@ -236,6 +236,8 @@ def apply_update(current: Order | None, new: Order) -> Order:
     elif status == "accepted" and current.status in _PENDING and filled > 0:
         status = "partially_filled"  # back to what it was: it had fills
     merged = _merge(current, new, status)
+    if status != current.status:
+        return merged  # changed for sure: no field-by-field comparison
     return current if merged == current else merged
 
 

@@ -3,7 +3,7 @@
 from decimal import Decimal as D
 from typing import Any
 
-from ult_actors.fills import FillDelta, FillLedger
+from ult_actors.fills import FillLedger
 from ult_actors.messages import Order
 
 
@@ -18,7 +18,7 @@ def order(coid: str = "c1", **fields: Any) -> Order:
 def test_a_repeated_report_adds_nothing() -> None:
     ledger = FillLedger()
     report = order(filled_qty=D(4), avg_fill_price=D(10))
-    assert ledger.advance(report) == FillDelta(qty=D(4), price=D(10))
+    assert ledger.advance(report) == (D(4), D(10))
     assert ledger.advance(report) is None
     assert ledger.applied_qty("c1") == D(4)
 
@@ -27,14 +27,14 @@ def test_each_delta_is_priced_by_itself() -> None:
     ledger = FillLedger()
     ledger.advance(order(filled_qty=D(1), avg_fill_price=D(10)))
     delta = ledger.advance(order(filled_qty=D(2), avg_fill_price=D(11)))
-    assert delta == FillDelta(qty=D(1), price=D(12))
+    assert delta == (D(1), D(12))
 
 
 def test_a_report_that_skipped_executions_adds_all_of_them() -> None:
     ledger = FillLedger()
     ledger.advance(order(filled_qty=D(1), avg_fill_price=D(10)))
     delta = ledger.advance(order(status="filled", filled_qty=D(10), avg_fill_price=D(10)))
-    assert delta == FillDelta(qty=D(9), price=D(10))
+    assert delta == (D(9), D(10))
     assert ledger.is_done("c1")
 
 
@@ -42,7 +42,7 @@ def test_a_baseline_counts_as_applied() -> None:
     ledger = FillLedger()
     ledger.baseline(order(filled_qty=D(3), avg_fill_price=D(10)))
     delta = ledger.advance(order(filled_qty=D(5), avg_fill_price=D("11.2")))
-    assert delta == FillDelta(qty=D(2), price=D(13))
+    assert delta == (D(2), D(13))
 
 
 def test_a_local_verdict_is_not_final() -> None:

@@ -141,6 +141,8 @@ class ServiceGateway:
     async def handle(self, request: Request, peer: Any = None) -> Reply:
         """Answer one request; failures raise the matching ``UltError``."""
         try:
+            if isinstance(request, Submit):  # the usual request, without ``_handle``'s frame
+                return await self._submit(request)
             return await self._handle(request)
         except InFlightUnanswered as exc:
             raise BrokerUnavailable(

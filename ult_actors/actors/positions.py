@@ -137,8 +137,9 @@ class PositionBook:
         holding = self.holdings.get(key)
         if holding is None:  # not setdefault: it would build a Holding for every fill
             holding = self.holdings[key] = Holding()
-        price = new.price or self.mark.get(key) or holding.avg_price
-        signed = new.qty if order.side == "buy" else -new.qty
+        qty, part_price = new
+        price = part_price or self.mark.get(key) or holding.avg_price
+        signed = qty if order.side == "buy" else -qty
         self.realized[key] = self.realized.get(key, ZERO) + holding.book(signed, price)
         self.mark[key] = price
         self.reported.pop(key, None)

@@ -380,13 +380,14 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         return  # a stale report: a finished order never reopens
     new = state.applied.advance(order)
     if new is not None:
+        qty, part_price = new
         key = (order.broker, order.symbol)
         book = state.books.get(key)
         if book is None:  # not setdefault: it would build a Holding for every fill
             book = state.books[key] = Holding()
-        price = new.price or state.last_price.get(order.symbol) or book.avg_price
+        price = part_price or state.last_price.get(order.symbol) or book.avg_price
         state.last_price[order.symbol] = price
-        signed = new.qty if order.side == "buy" else -new.qty
+        signed = qty if order.side == "buy" else -qty
         state.realized_today += book.book(signed, price)
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))

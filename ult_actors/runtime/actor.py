@@ -65,17 +65,22 @@ class ActorContext(Generic[M]):
         """
         self._on_failed(error)
 
+    # ``reply``, ``fail``, ``forward`` and ``handling`` run per order: they read
+    # ``_mailbox`` without the property (the request came from it, so it is there).
+
     def reply(self, env: Envelope[M], value: Any) -> None:
         """Answer a request."""
         if env.reply is not None:
             env.reply.set(value)
-            self.mailbox.answered(env)
+            assert self._mailbox is not None
+            self._mailbox.answered(env)
 
     def fail(self, env: Envelope[M], error: BaseException) -> None:
         """Answer a request with an error the asker will raise."""
         if env.reply is not None:
             env.reply.fail(error)
-            self.mailbox.answered(env)
+            assert self._mailbox is not None
+            self._mailbox.answered(env)
 
     async def forward(self, env: Envelope[M], target: Mailbox[N], msg: N) -> None:
         """Hand ``env``'s request on to ``target`` as ``msg``, with the asker's reply slot.
@@ -84,14 +89,16 @@ class ActorContext(Generic[M]):
         left of ``env``'s deadline; this actor is done with ``env`` (it is no
         longer in flight here, so a crash of this actor does not redeliver it).
         """
-        self.mailbox.answered(env)
+        assert self._mailbox is not None
+        self._mailbox.answered(env)
         await target.send(msg, reply=env.reply, deadline=env.deadline)
 
     def handling(self, env: Envelope[M]) -> AbstractContextManager[None]:
         """Run the handler of ``env`` inside: if it raises, ``env`` is what crashed the
         actor, so it is answered with ``ActorCrashed`` and not redelivered (the
         exception still propagates: the actor crashes as before)."""
-        return _Handling(self.mailbox, self.name, env)
+        assert self._mailbox is not None
+        return _Handling(self._mailbox, self.name, env)
 
 
 class _Handling(AbstractContextManager[None]):

@@ -271,7 +271,8 @@ class Mailbox(Generic[M]):
     @property
     def depth(self) -> int:
         """Messages waiting to be read."""
-        return sum(map(len, self._lanes))  # read per order (direct entry, risk's gate)
+        lanes = self._lanes  # read per order (direct entry, risk's gate)
+        return len(lanes[0]) if len(lanes) == 1 else sum(map(len, lanes))
 
     def _envelope(
         self, msg: M, reply: ReplySlot | None, timeout: float, deadline: float | None
@@ -325,7 +326,9 @@ class Mailbox(Generic[M]):
         deadline: float | None = None,
     ) -> None:
         """Queue ``msg`` or raise ``MailboxFull``; ``timeout`` and ``deadline`` as for ``send``."""
-        env = self._envelope(msg, reply, timeout, deadline)
+        self._queue_nowait(self._envelope(msg, reply, timeout, deadline))
+
+    def _queue_nowait(self, env: Envelope[M]) -> None:
         queue = self._lanes[env.lane]
         if len(queue) >= self.capacity:
             raise MailboxFull(f"mailbox full ({self.capacity} messages)")
@@ -480,16 +483,18 @@ async def call(
     as such. Without it the answer is an ``object`` the caller narrows.
     """
     slot = ReplySlot()
-    if mailbox.has_room(msg) and math.isfinite(timeout):
+    lane = mailbox._lane(msg)  # once: read per order (``has_room`` and ``_envelope`` each did)
+    if len(mailbox._lanes[lane]) < mailbox.capacity and math.isfinite(timeout):
         # The common case: no wait to send, and the run's keeper times the answer out.
         await trio.lowlevel.checkpoint_if_cancelled()
         deadline = trio.current_time() + timeout
+        env = Envelope(msg, slot, deadline, lane)
         door = mailbox.direct
         if door is not None and door.can_enter():
-            await door.run(mailbox._envelope(msg, slot, timeout, deadline))
+            await door.run(env)
         else:
-            mailbox.send_nowait(msg, reply=slot, deadline=deadline)
-        if not slot.done:
+            mailbox._queue_nowait(env)
+        if not slot._done:
             CallTimeouts.of_this_run().add(slot, deadline, timeout)
         value = await slot.wait()
     else:
