@@ -16,13 +16,14 @@ from __future__ import annotations
 import collections
 import math
 import socket
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import msgspec
-import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ult_actors.client._errors import ConnectionLost
@@ -36,6 +37,9 @@ from ult_actors.errors import UltError
 from ult_actors.ipc.framing import FrameReader, FrameTooLarge, ReplyCodec
 from ult_actors.messages import EventMessage, Reply, Request, SubscriptionDropped
 
+if TYPE_CHECKING:
+    from ult_actors.client._trio_socket import TrioSocket
+
 #: What the service pushes outside any request, once subscribed.
 Pushed = EventMessage | SubscriptionDropped
 
@@ -43,12 +47,13 @@ Pushed = EventMessage | SubscriptionDropped
 READ_SIZE = 1 << 16
 
 
-def _in_trio() -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
+def _on_trio(raw: object) -> TrioSocket | None:
+    """``raw`` read the trio way, if trio runs this task (it is loaded then already)."""
+    if type(raw) is not socket.socket or "trio" not in sys.modules:
+        return None
+    from ult_actors.client import _trio_socket
+
+    return _trio_socket.TrioSocket(raw) if _trio_socket.running() else None
 
 
 class _Waiter:
@@ -99,8 +104,8 @@ class Connection:
         # straight off it (trio's own wait and cancel scope, without anyio's layers
         # around each call); asyncio's transport buffers writes and reads itself (its
         # socket is a wrapper), so there every byte goes through the anyio stream.
-        on_trio = type(raw) is socket.socket and _in_trio()
-        self._raw: socket.socket | None = raw if on_trio else None
+        self._trio = _on_trio(raw)
+        self._raw: socket.socket | None = raw if self._trio is not None else None
         self._codec = ReplyCodec()
         self._frames = FrameReader(MAX_REPLY_BYTES)
         #: Requests sent and not answered yet, by id (an answer takes its waiter out).
@@ -171,9 +176,8 @@ class Connection:
 
     def _deadline(self, timeout: float | None) -> AbstractContextManager[object]:
         """A cancel scope ending the wait ``timeout`` seconds from now (never if ``None``)."""
-        if self._raw is not None:
-            deadline = math.inf if timeout is None else trio.current_time() + timeout
-            return trio.CancelScope(deadline=deadline)
+        if self._trio is not None:
+            return self._trio.deadline(timeout)
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         return anyio.CancelScope(deadline=deadline)
 
@@ -257,36 +261,21 @@ class Connection:
         """Read what the socket has and settle what it answers; the connection's end
         fails every waiter."""
         try:
-            data = await self._receive(wait_first)
+            if self._trio is not None:
+                data = await self._trio.receive(READ_SIZE, wait_first=wait_first)
+            else:
+                data = await self._stream.receive(READ_SIZE)
             if not data:
                 raise anyio.EndOfStream
             for payload in self._frames.feed(data):
                 self._take(self._codec.decode(payload))
         except anyio.EndOfStream:
             self._lost(ConnectionLost(self.socket_path, "the service closed the connection"))
-        except (
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            trio.ClosedResourceError,
-            OSError,
-        ) as exc:
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             self._lost(ConnectionLost(self.socket_path, f"connection broken: {exc}"))
         except (msgspec.DecodeError, FrameTooLarge) as exc:
             reason = f"unreadable reply from the service: {exc}"
             self._lost(ConnectionLost(self.socket_path, reason))
-
-    async def _receive(self, wait_first: bool) -> bytes:
-        """The next bytes the service sent; empty at the connection's end."""
-        raw = self._raw
-        if raw is None:
-            return await self._stream.receive(READ_SIZE)
-        if wait_first:
-            await trio.lowlevel.wait_readable(raw)
-        while True:
-            try:
-                return raw.recv(READ_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(raw)
 
     def _take(self, reply: Reply) -> None:
         if isinstance(reply, EVENT_FRAMES):
