@@ -82,10 +82,8 @@ class FillLedger:
                     price = (avg * filled - before_avg * before) / delta
                 self._applied[coid] = (filled, avg if avg is not None else before_avg)
                 new = (delta, price)
-        status = order.status
-        # ``_finish_if_final`` without its calls: only the broker's final states are final.
-        if status in TERMINAL_STATUSES and status != "lost" and (status != "rejected" or order.id):
-            self._done.add(coid)
+        if order.status in TERMINAL_STATUSES and not is_local_verdict(order):
+            self._done.add(coid)  # as _finish_if_final, without the call
         return new
 
     def finish(self, client_order_id: str) -> None:

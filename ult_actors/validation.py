@@ -53,6 +53,7 @@ MAX_DECIMAL_PLACES = 9
 #: and it keeps ``qty * price`` (at most 42 digits) far from the context's limits.
 MAX_DECIMAL = Decimal(10) ** 12
 _MAX_ADJUSTED = 11  # the exponent of the leading digit of anything below MAX_DECIMAL
+_ZERO, _ONE = Decimal(0), Decimal(1)
 
 
 def check_decimal(value: Decimal, field: str) -> None:
@@ -66,7 +67,9 @@ def check_decimal(value: Decimal, field: str) -> None:
     """
     if not value.is_finite():
         raise InvalidOrder(f"{field} must be a finite number, got {value}", field=field)
-    exponent = value.as_tuple().exponent
+    # Whole numbers (most quantities) have exponent 0: ``same_quantum`` says so without
+    # ``as_tuple``, which builds a tuple of every digit (two thirds of this check's cost).
+    exponent = 0 if value.same_quantum(_ONE) else value.as_tuple().exponent
     assert isinstance(exponent, int)  # finite
     if value.adjusted() > _MAX_ADJUSTED:
         raise InvalidOrder(f"{field} is too large (must be below {MAX_DECIMAL:,})", field=field)
@@ -80,7 +83,7 @@ def check_decimal(value: Decimal, field: str) -> None:
         raise InvalidOrder(
             f"{field} has more than {MAX_DECIMAL_PLACES} decimal places: {value}", field=field
         )
-    if value <= 0:
+    if value <= _ZERO:
         raise InvalidOrder(f"{field} must be greater than 0, got {value}", field=field)
 
 

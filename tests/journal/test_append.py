@@ -3,6 +3,7 @@ the fold's thread, and with ``full`` the append and its fsync on the writer's.""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from pathlib import Path
@@ -139,9 +140,9 @@ async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
             finally:
                 trio.lowlevel.remove_instrument(steps)
         writer_steps = [name for name in steps.tasks if name.endswith("._write_forever")]
-        # One step per submit's append (the writer lets a burst's rest share the next
-        # append); none for the news, which rides with the next submit all the same.
-        assert len(writer_steps) == 3
+        # None: not after a submit's own append (the round's end marks a burst's end),
+        # nor for the news, which rides with the next submit all the same.
+        assert writer_steps == []
         assert store.commits == 4
         assert rows_on_disk(path) == {
             "c-0": "accepted",
@@ -149,6 +150,24 @@ async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
             "c-2": "accepted",
             "c-3": "pending_new",
         }
+
+
+async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()
+            async with trio.open_nursery() as nursery:
+                for i in range(1, 21):  # all started, so all record in one round
+                    nursery.start_soon(
+                        functools.partial(store.record, order(f"c-{i}"), event="submit")
+                    )
+            # The first of the round appends at once, the other 19 in one append after.
+            assert store.commits == 3
+            await store.record(order("c-21"), event="submit")  # a later round: at once
+            assert store.commits == 4
+        assert len(rows_on_disk(path)) == 22
 
 
 async def test_news_younger_than_the_interval_when_the_timer_ends_waits_on_for_a_submit(

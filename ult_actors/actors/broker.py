@@ -165,8 +165,9 @@ class _BrokerIncarnation:
         self.deps = deps
         self.ctx = ctx
         self.name = deps.name
-        #: Client order ids with a submit running now; set when it is over.
-        self.submitting: dict[str, trio.Event] = {}
+        #: Client order ids with a submit (or replace) running now, each with the event set
+        #: when it is over, made only once a second one waits for it (rare; see ``_one_at_a_time``).
+        self.submitting: dict[str, trio.Event | None] = {}
         self.log: Any = structlog.get_logger().bind(actor=ctx.name, broker=deps.name)
         self.connector = deps.make_connector()
         if deps.budget is not None and isinstance(self.connector, SupportsRequestBudget):
@@ -671,13 +672,26 @@ class _BrokerIncarnation:
         coid = request.client_order_id
         assert coid is not None
         # One submit per client order id at a time: a second waits, then finds the first.
-        while coid in self.submitting:
-            await self.submitting[coid].wait()
-        self.submitting[coid] = trio.Event()
+        await self._one_at_a_time(coid)
         try:
             return await self._place_once(request, coid, leg)
         finally:
-            self.submitting.pop(coid).set()
+            self._over(coid)
+
+    async def _one_at_a_time(self, coid: str) -> None:
+        """Wait until no submit or replace of ``coid`` runs, then count one running."""
+        while coid in self.submitting:
+            over = self.submitting[coid]
+            if over is None:
+                over = self.submitting[coid] = trio.Event()
+            await over.wait()
+        self.submitting[coid] = None
+
+    def _over(self, coid: str) -> None:
+        """The submit or replace of ``coid`` is over: wake any waiting for it."""
+        over = self.submitting.pop(coid)
+        if over is not None:
+            over.set()
 
     async def _place_once(self, request: OrderRequest, coid: str, leg: Leg | None) -> Order:
         store = await self.deps.journal.get()
@@ -838,9 +852,7 @@ class _BrokerIncarnation:
         coid = msg.change.client_order_id
         assert coid is not None
         # One replace per replacement id at a time, as for submits: a second finds the first.
-        while coid in self.submitting:
-            await self.submitting[coid].wait()
-        self.submitting[coid] = trio.Event()
+        await self._one_at_a_time(coid)
         try:
             late = self._too_late(msg.terms)
             if late is not None and await (await self.deps.journal.get()).get(coid) is None:
@@ -850,7 +862,7 @@ class _BrokerIncarnation:
             side = await self._replace_side()
             return await replace_order(side, msg)
         finally:
-            self.submitting.pop(coid).set()
+            self._over(coid)
 
     def _too_late(self, request: OrderRequest) -> Timeout | None:
         """The refusal for an order whose client's deadline (``deadline_ns``) has passed."""

@@ -226,6 +226,7 @@ class PostgresStore(SqliteStore):
             elif not conn.closed:
                 conn.execute("ROLLBACK")
             raise
+        self._seen.add_all(row[0] for row in latest)  # the writer's thread, as the fold's
 
     def _begin(self) -> Any:
         """The writer's connection with a transaction begun, connected afresh if the

@@ -18,9 +18,9 @@ a timer. ``linger_s`` optionally holds a batch open a little longer;
 made on the trio thread, and a ``record`` that finds the writer task idle
 appends its batch itself, at once, instead of waking the writer and
 waiting to be woken in turn (two scheduler rounds on a lone order's path).
-It wakes the writer all the same: records made before the writer has run
-again (the rest of a burst, everything recorded in one scheduler step)
-wait for it, so they still share one append. With ``"full"`` the append
+The rest of that scheduler round's records (the rest of a burst) wait for
+the writer, woken by the first of them, so they still share one append; a
+lone record of a later round appends inline again (``_RoundMark``). With ``"full"`` the append
 and its fsync run off the trio thread, on trio's worker threads
 (``writer="to_thread"``) or one dedicated thread (``writer="thread"``);
 ``python -m bench.journal`` compares them. ``record_soon()`` queues a write
@@ -78,7 +78,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -236,29 +236,51 @@ class _SeenFilter:
         self._bits = bytearray(size // 8)
         self._mask = size - 1
 
-    def add(self, key: str) -> None:
+    def add_all(self, keys: Iterable[str]) -> None:
+        """Add every key of ``keys``."""
         bits, mask = self._bits, self._mask
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        step = (h >> 32) | 1  # odd: the positions differ (double hashing)
-        for _ in range(self.HASHES):
-            pos = h & mask
-            bits[pos >> 3] |= 1 << (pos & 7)
-            h += step
+        for key in keys:
+            # Double hashing on two masked halves of the hash: small ints, no big-int
+            # arithmetic (several times cheaper); the step is odd, so positions differ.
+            h = hash(key)
+            pos, step = h & mask, ((h >> 32) & mask) | 1
+            for _ in range(self.HASHES):
+                bits[pos >> 3] |= 1 << (pos & 7)
+                pos = (pos + step) & mask
+
+    def add(self, key: str) -> None:
+        self.add_all((key,))
 
     def __contains__(self, key: str) -> bool:
         bits, mask = self._bits, self._mask
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        step = (h >> 32) | 1
+        h = hash(key)
+        pos, step = h & mask, ((h >> 32) & mask) | 1
         for _ in range(self.HASHES):
-            pos = h & mask
             if not bits[pos >> 3] & (1 << (pos & 7)):
                 return False
-            h += step
+            pos = (pos + step) & mask
         return True
 
     @property
     def nbytes(self) -> int:
         return len(self._bits)
+
+
+class _RoundMark(trio.abc.Instrument):
+    """Whether a ``record`` appended inline in the scheduler's current round; cleared
+    as the round ends (``before_io_wait``: once a round, the only hook it has).
+
+    The rest of a burst (every record made in the round of an inline append) waits
+    for the writer's next append instead of appending alone each, and a lone record
+    of a later round appends inline again, without the writer task waking after every
+    inline append only to mark where the burst ended (a task step per order).
+    """
+
+    def __init__(self) -> None:
+        self.appended = False
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.appended = False
 
 
 class _Batch:
@@ -345,8 +367,8 @@ class SqliteStore:
         self._wake = trio.Event()
         #: The writer task waits for ``_wake`` with no batch in hand.
         self._writer_idle = False
-        #: A ``record`` committed its batch since the writer last ran (and woke it).
-        self._writer_woken = False
+        #: Whether a ``record`` appended its batch itself in this scheduler round.
+        self._round = _RoundMark()
         #: The writer waits out ``sync_interval_s`` for the news: more news need not wake it.
         self._news_timer = False
         self._failed: BaseException | None = None
@@ -526,13 +548,19 @@ class SqliteStore:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Open the store, run its writer until the block ends, then close it."""
+        marking = False
         try:
             await self._open_store()
+            if self._commits_inline():
+                trio.lowlevel.add_instrument(self._round)
+                marking = True
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_forever)
                 yield
                 nursery.cancel_scope.cancel()
         finally:
+            if marking:
+                trio.lowlevel.remove_instrument(self._round)
             await self._close()
 
     # -- writing ----------------------------------------------------------------
@@ -549,6 +577,7 @@ class SqliteStore:
             return
         if self._commits_here(batch):
             return
+        self._wake.set()
         await batch.done.wait()
         if batch.error is None:
             return
@@ -565,14 +594,14 @@ class SqliteStore:
         any other."""
         if not (
             self._writer_idle
-            and not self._writer_woken
+            and not self._round.appended
             and len(self._queue) == 1
             and self._queue[0] is batch
             and self._commits_inline()
         ):
             return False
         self._queue.popleft()
-        self._writer_woken = True  # until the writer has run, later records are its own
+        self._round.appended = True  # the rest of this round's records are the writer's
         try:
             self._write_rows(batch.rows, fills=batch.fills)
         except Exception:
@@ -592,7 +621,8 @@ class SqliteStore:
         """
         if event in _BEFORE_SENDING:
             raise Internal(f"a {event!r} record must be durable before the order leaves")
-        self._enqueue(order, event, waited=False)
+        if self._enqueue(order, event, waited=False) is not None:
+            self._wake_for(waited=False)
 
     def record_fill(self, fill: Fill) -> None:
         """Store one execution once (keyed by broker and fill id), committed with the
@@ -627,7 +657,6 @@ class SqliteStore:
         batch = self._open_batch()
         batch.rows.append(row)
         batch.waited = batch.waited or waited
-        self._wake_for(waited=waited)
         return batch
 
     def _wake_for(self, *, waited: bool) -> None:
@@ -684,9 +713,9 @@ class SqliteStore:
             self._availability = trio.Event()
 
     def _index(self, order: Order) -> None:
+        # Not added to the id filter here: the thread that writes it to the file does
+        # (``_fold``), and until then ``get`` finds it in ``_unwritten``.
         coid = order.client_order_id
-        if coid not in self._recent:  # else it is in the filter already
-            self._seen.add(coid)
         self._brokers.add(order.broker)
         self._unwritten.pop(coid, None)  # re-inserted: newest last
         self._unwritten[coid] = order
@@ -749,6 +778,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        # Off the trio thread, before the trio side drops these orders from ``_unwritten``.
+        self._seen.add_all(row[0] for row in latest)
 
     def _in_file(self, batches: list[list[_Row]]) -> None:
         """The file holds these batches now: memory need not keep them for it."""
@@ -867,7 +898,6 @@ class SqliteStore:
             await self._wake.wait()
         finally:
             self._writer_idle = False
-            self._writer_woken = False
 
     def _committed(self, rows: list[_Row]) -> None:
         self.commits += 1

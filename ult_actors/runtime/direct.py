@@ -42,12 +42,13 @@ M = TypeVar("M")
 class DirectEntry(Generic[M]):
     """The door of one actor incarnation's mailbox loop (``serve_mailbox(direct=True)``)."""
 
-    __slots__ = ("_crash", "_ctx", "_handle", "_idle", "_running", "_scope", "_waiter")
+    __slots__ = ("_crash", "_ctx", "_handle", "_idle", "_mailbox", "_running", "_scope", "_waiter")
 
     def __init__(
         self, ctx: ActorContext[M], handle: Callable[[Envelope[M]], Awaitable[None]]
     ) -> None:
         self._ctx = ctx
+        self._mailbox = ctx.mailbox  # read per call: not through the property
         self._handle = handle
         #: The actor's task waits for mail (none was queued when it began to).
         self._idle = False
@@ -62,7 +63,7 @@ class DirectEntry(Generic[M]):
     def can_enter(self) -> bool:
         """Whether a request may be run now by its caller: the actor would take it next."""
         return (
-            self._idle and not self._running and self._crash is None and not self._ctx.mailbox.depth
+            self._idle and not self._running and self._crash is None and not self._mailbox.depth
         )
 
     async def run(self, env: Envelope[M]) -> None:
@@ -71,7 +72,7 @@ class DirectEntry(Generic[M]):
         A handler that raises has crashed the actor: ``env`` is answered with
         ``ActorCrashed`` and the error goes to the actor's task; this returns.
         """
-        mailbox = self._ctx.mailbox
+        mailbox = self._mailbox
         self._running = True
         mailbox.take(env)
         try:

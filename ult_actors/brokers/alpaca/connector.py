@@ -159,6 +159,8 @@ class AlpacaConnector:
         self._rng = rng or random.Random()
         self._http = HttpPool(name, settings, transport=transport)
         self._gate = _RateGate(name, settings.rate_limit_max_wait_s)
+        #: The account's request budget (``use_budget``), told what each reply says is left.
+        self._budget: RateBudget | None = None
         #: Shared by every incarnation of this connection (see ``kind``).
         self._ledger = ledger if ledger is not None else FillLedger(watch_from_ns=now_ns())
         self._fees = FeeJoin()
@@ -456,7 +458,7 @@ class AlpacaConnector:
         moment ago, another on the same key), and the budget keeps to what is left.
         """
         budget.listen_to_venue()
-        self._http.budget = budget
+        self._budget = self._http.budget = budget
 
     @property
     def last_message_at(self) -> float | None:
@@ -779,9 +781,8 @@ class AlpacaConnector:
             )
         except httpx.HTTPError as exc:
             raise error_from_transport(exc, broker=self.name, what=what) from None
-        budget = self._http.budget
-        if budget is not None and response.status_code < 500:  # Alpaca's own answer
-            budget.heard(*venue_window(response.headers, self._now_ns()))
+        if self._budget is not None and response.status_code < 500:  # Alpaca's own answer
+            self._budget.heard(*venue_window(response.headers, self._now_ns()))
         if response.status_code == 429:
             error = error_from_response(response, broker=self.name, now_ns=self._now_ns())
             self._gate.close_for(error.retry_after)
