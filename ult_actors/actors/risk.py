@@ -376,8 +376,8 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     coid = order.client_order_id
     roll_day(state, now_ns)
     state.unconfirmed.pop(coid, None)
-    if state.applied.is_done(coid) and order.status in OPEN_STATUSES:
-        return  # a stale report: a finished order never reopens
+    if order.status in OPEN_STATUSES and state.applied.is_done(coid):
+        return  # a stale report: a finished order never reopens (the status asked first: cheaper)
     new = state.applied.advance(order)
     if new is not None:
         qty, part_price = new

@@ -4,11 +4,12 @@ Each request is framed, sent, and its caller sleeps until the reply with its
 id arrives, in whatever order the service answers. A request alone on the
 connection (nothing else in flight, no event subscription) costs one task:
 its caller writes the frame straight to the socket and reads the reply
-itself, as a bare socket client would (on trio, straight from the socket: one
-``send``, one wait for the socket to turn readable, one ``recv``). Once others are in flight, a reader
-task reads for all of them and a writer task sends what queued up in one
-``send`` per scheduler round; a caller reading for itself hands the reading
-over to the reader task when it leaves with others still waiting.
+itself, as a bare socket client would (on trio straight from the socket: one
+``send``, one wait for it to turn readable, one ``recv``). Once others are in
+flight, a reader task reads for all of them and a writer task sends what
+queued up in one ``send`` per scheduler round; a caller reading for itself
+hands the reading over to the reader task when it leaves with others still
+waiting.
 """
 
 from __future__ import annotations
