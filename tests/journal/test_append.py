@@ -70,6 +70,27 @@ async def test_with_full_the_append_and_its_fsync_stay_off_the_trio_thread(
     assert fsynced_on == ["journal-writer:journal.db"]
 
 
+async def test_with_full_a_lone_record_goes_to_the_writers_thread_and_back_without_the_writer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    fsynced: list[int] = []
+    async with open_sqlite_store(path, synchronous="full", fsync=fsynced.append) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()  # the writer task is idle again
+            steps = _TaskSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                await store.record(order("c-1"), event="submit")
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        assert len(fsynced) == 2  # each record waited for its own fsync
+        assert rows_on_disk(path) == {"c-0": "pending_new", "c-1": "pending_new"}
+        # Handed to the thread and answered from it: the writer task never woke for it.
+        assert [name for name in steps.tasks if name.endswith("._write_forever")] == []
+
+
 async def test_with_full_a_failed_fsync_refuses_the_submit_and_the_log_reads_on_past_it(
     tmp_path: Path,
 ) -> None:
