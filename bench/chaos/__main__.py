@@ -87,7 +87,7 @@ from bench.chaos.links import (
     pairs_decided,
     peers_both_working,
 )
-from bench.chaos.mix import KINDS, PlannedOrder, make_plan, parse_mix
+from bench.chaos.mix import KINDS, PlannedOrder, make_plan, parse_mix, still_filling
 from bench.chaos.sims import (
     SIM_NAMES,
     Sim,
@@ -362,13 +362,15 @@ async def settle(
             try:
                 async with AsyncClient(child.socket, timeout=30) as client:
                     every = {o.client_order_id: o for o in await client.orders(limit=1_000_000)}
-                    # In flight, unknown, or a market order still filling.
+                    # In flight, unknown, or still filling: a market order, or a crossing
+                    # limit the venue fills in parts (its next part would reach the
+                    # broker's positions and the journal after the book was read).
                     waiting = [
                         f"{o.client_order_id}@{o.broker}:{o.status}"
                         for o in every.values()
                         if o.status in ("pending_new", "pending_cancel", "pending_replace")
                         or (o.status in OPEN_STATUSES and o.outcome == "unknown")
-                        or (o.status in OPEN_STATUSES and o.type == "market")
+                        or (o.status in OPEN_STATUSES and still_filling(o))
                     ]
                     # A peer the service is still canceling, a child not yet released.
                     waiting += peers_both_working(every, every) + held_after_parent_filled(every)

@@ -29,7 +29,7 @@ from typing import Literal
 import msgspec
 
 from ult_actors.client import bracket_request, oco_request, order_request, oto_request
-from ult_actors.messages import OrderListRequest, Side
+from ult_actors.messages import Order, OrderListRequest, Side
 
 SYMBOLS = ["AAPL", "MSFT", "SPY", "QQQ", "TSLA"]
 FX = ["EUR_USD", "GBP_USD"]
@@ -153,6 +153,19 @@ def _far(side: str, prices: Prices) -> Decimal:
 def _crossing(side: str, prices: Prices) -> Decimal:
     """A limit price that fills at once."""
     return prices.high if side == "buy" else prices.low
+
+
+def still_filling(order: Order) -> bool:
+    """Whether ``order``, still open, has fills to come: a market order, or a limit whose
+    price crosses every market (a venue that fills in parts goes on filling it)."""
+    if order.type == "market":
+        return True
+    if order.type != "limit" or order.limit_price is None:
+        return False
+    prices = CURRENCY if order.symbol in FX else STOCK
+    if order.side == "buy":
+        return order.limit_price >= prices.high
+    return order.limit_price <= prices.low
 
 
 def _plain(

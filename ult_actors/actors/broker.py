@@ -63,6 +63,7 @@ from ult_actors.brokers.base import (
     SupportsRequestBudget,
     SupportsResync,
     SupportsStreamState,
+    SupportsValidatedOrders,
 )
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
 from ult_actors.cluster.fencing import LeaseExpired, check_fence
@@ -172,6 +173,12 @@ class _BrokerIncarnation:
         self.connector = deps.make_connector()
         if deps.budget is not None and isinstance(self.connector, SupportsRequestBudget):
             self.connector.use_budget(deps.budget)  # its own extra requests count too
+        #: Tells a venue that checks orders itself which ones the router validated already.
+        self._mark_validated = (
+            self.connector.mark_validated
+            if isinstance(self.connector, SupportsValidatedOrders)
+            else None
+        )
         #: Latest known state of this broker's orders seen by this incarnation.
         self.orders: Recent[str, Order] = Recent(
             _MAX_TRACKED,
@@ -621,7 +628,7 @@ class _BrokerIncarnation:
                         await self._gate(request.deadline_ns)
                     if self.deps.budget is not None:
                         await self._spend("order", request.deadline_ns)
-                    result = await self._place(request)
+                    result = await self._place(request, validated=True)  # by the router
                 case ReplaceOrder():
                     await self._gate(msg.terms.deadline_ns)
                     await self._spend("replace", msg.terms.deadline_ns)
@@ -668,13 +675,17 @@ class _BrokerIncarnation:
             case _:
                 return await self.connector.account()
 
-    async def _place(self, request: OrderRequest, leg: Leg | None = None) -> Order:
+    async def _place(
+        self, request: OrderRequest, leg: Leg | None = None, *, validated: bool = False
+    ) -> Order:
+        """Journal ``request`` and send it; ``validated``: the router's ``validate_order``
+        passed it (a venue that checks orders itself need not again)."""
         coid = request.client_order_id
         assert coid is not None
         # One submit per client order id at a time: a second waits, then finds the first.
         await self._one_at_a_time(coid)
         try:
-            return await self._place_once(request, coid, leg)
+            return await self._place_once(request, coid, leg, validated)
         finally:
             self._over(coid)
 
@@ -693,7 +704,9 @@ class _BrokerIncarnation:
         if over is not None:
             over.set()
 
-    async def _place_once(self, request: OrderRequest, coid: str, leg: Leg | None) -> Order:
+    async def _place_once(
+        self, request: OrderRequest, coid: str, leg: Leg | None, validated: bool
+    ) -> Order:
         store = await self.deps.journal.get()
         known = await store.get(coid)
         held = known if known is not None and known.status == "held" else None
@@ -733,6 +746,8 @@ class _BrokerIncarnation:
                 return await self._give_up(known, late)
             sent_at = trio.current_time()
             try:
+                if validated and self._mark_validated is not None:
+                    self._mark_validated(request)
                 order = await self.connector.submit(request)
             except LeaseExpired:
                 raise  # not sent, never to be from here: the new active reconciles it

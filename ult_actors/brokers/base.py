@@ -241,6 +241,24 @@ class SupportsRequestBudget(Protocol):
 
 
 @runtime_checkable
+class SupportsValidatedOrders(Protocol):
+    """A connector whose venue checks every order itself (the paper venue), and can leave
+    out the broker-independent checks (``validation.validate_order``) for a request
+    that has passed them already.
+
+    The broker actor marks only the orders the router validated (``PlaceOrder``),
+    each just before its ``submit``. The mark names the request object itself, and
+    requests are frozen, so ``submit`` skips the checks only for that very request:
+    anything else it gets (a close-out, an emulated list's leg, a resubmission, a
+    request a wrapper rebuilt) is checked in full.
+    """
+
+    def mark_validated(self, request: OrderRequest) -> None:
+        """``request`` (this object) passed ``validate_order``; its next ``submit`` follows."""
+        ...
+
+
+@runtime_checkable
 class SupportsStreamState(Protocol):
     """A connector whose update stream reconnects by itself, telling when it is down.
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -615,6 +616,63 @@ async def test_a_star_trades_any_symbol_and_a_custom_list_only_its_own(tmp_path:
         assert (await connector.submit(order(symbol="ACME", qty=1))).status == "filled"
         with pytest.raises(InvalidOrder):
             await connector.submit(order(symbol="AAPL", qty=1))
+
+
+# -- the router's checks and the venue's own ---------------------------------------------
+
+
+async def test_a_request_the_router_did_not_validate_is_checked_in_full(
+    tmp_path: Path,
+) -> None:
+    """Only the very request marked validated skips the router's checks: any other one
+    (a close-out, an emulated leg, a resubmission, a copy, the next submit) is refused
+    as the router would refuse it, naming the field, and nothing is booked."""
+    async with paper(tmp_path / "p.db") as (connector, _log):
+        for bad, field in (
+            (order(limit_price=100), "limit_price"),  # a market order with a limit price
+            (order(qty="0.0000000001"), "qty"),
+            (order(symbol="aapl"), "symbol"),
+            (order(client_order_id="no spaces"), "client_order_id"),
+        ):
+            connector.mark_validated(msgspec.structs.replace(bad))  # an equal copy
+            with pytest.raises(InvalidOrder) as info:
+                await connector.submit(bad)
+            assert info.value.field == field
+            with pytest.raises(InvalidOrder) as info:
+                await connector.submit(bad)  # nothing marked
+            assert info.value.field == field
+        assert await connector.open_orders() == [] and await connector.positions() == []
+
+
+async def test_a_validated_request_skips_only_the_routers_checks(tmp_path: Path) -> None:
+    """A request marked validated meets the venue's own rules still (its instruments, no
+    auctions, its funds, its duplicate check), each refusal naming the field; the
+    router's own (the decimals here) are not checked a second time, and the mark is
+    used once."""
+    async with paper(tmp_path / "p.db", starting_cash=Decimal(1000)) as (connector, _log):
+
+        async def submit_validated(request: OrderRequest) -> Order:
+            connector.mark_validated(request)
+            return await connector.submit(request)
+
+        with pytest.raises(InvalidOrder) as info:
+            await submit_validated(order(symbol="FOOBARXYZ"))
+        assert info.value.field == "symbol"
+        with pytest.raises(InvalidOrder) as info:
+            await submit_validated(order(time_in_force="opg"))
+        assert info.value.field == "time_in_force"
+        with pytest.raises(InsufficientFunds):
+            await submit_validated(order(qty=11))  # 1,100 at 100
+        placed = await submit_validated(order(qty=2, client_order_id="v-1"))
+        assert placed.status == "filled" and placed.filled_qty == Decimal(2)
+        with pytest.raises(DuplicateOrder):
+            await submit_validated(order(qty=1, client_order_id="v-1"))
+        # Not checked again: past the router's bound on decimal places (a request the
+        # router would refuse, which only shows the venue left that check to it).
+        fine = order(qty="0.0000000001", client_order_id="v-2")
+        assert (await submit_validated(fine)).status == "filled"
+        with pytest.raises(InvalidOrder):
+            await connector.submit(order(qty="0.0000000001"))  # the mark was used up
 
 
 async def test_an_empty_symbol_list_is_a_config_error(tmp_path: Path) -> None:

@@ -103,6 +103,8 @@ class PaperConnector:
         #: Bumped when the stream stops: clock calls made for an older one do nothing.
         self._stream_epoch = 0
         self._streaming = False
+        #: The request ``mark_validated`` named last, until ``submit`` takes it.
+        self._validated: OrderRequest | None = None
         # The venue emits synchronously; the stream task hands updates to the sink.
         # Unbounded: the venue cannot wait, and its output is bounded by the orders
         # sent. An exception in it ends the stream (the venue or its file failed).
@@ -199,12 +201,19 @@ class PaperConnector:
         """The venue or its file failed: the stream ends with ``error``."""
         self._updates_in.send_nowait(error)
 
+    def mark_validated(self, request: OrderRequest) -> None:
+        """``request``, this very object, passed ``validate_order``: the next ``submit`` of
+        it checks only the venue's own rules (``SupportsValidatedOrders``)."""
+        self._validated = request
+
     async def submit(self, request: OrderRequest) -> Order:
         """Place an order; matched before returning unless ``latency_ms`` > 0."""
+        # Taken before any await: another order's mark may come in the meantime.
+        validated, self._validated = request is self._validated, None
         await trio.lowlevel.checkpoint_if_cancelled()
         latency = self.settings.latency_ms
         venue = self.venue
-        order = venue.submit(request, in_transit=latency > 0)
+        order = venue.submit(request, in_transit=latency > 0, validated=validated)
         if latency > 0:
             arrive = functools.partial(self._arrive, venue, order.id)
             self._clock().call_at(trio.current_time() + latency / 1000, arrive)

@@ -223,8 +223,16 @@ class PaperVenue:
 
     # -- commands ---------------------------------------------------------------
 
-    def submit(self, request: OrderRequest, *, in_transit: bool = False) -> Order:
-        """Accept (and, unless ``in_transit``, match) a new order."""
+    def submit(
+        self, request: OrderRequest, *, in_transit: bool = False, validated: bool = False
+    ) -> Order:
+        """Accept (and, unless ``in_transit``, match) a new order.
+
+        ``validated``: ``request`` is one ``validate_order`` passed (the router's
+        check; requests are frozen), so only the venue's own rules are checked.
+        """
+        if not validated:
+            validate_order(request)
         working = self._accept(request, in_transit=in_transit)
         if not in_transit:
             self._arrive(working)
@@ -237,7 +245,8 @@ class PaperVenue:
         if working is None or working.order.status not in REPLACEABLE_STATUSES:
             raise not_replaceable(working.order if working else self.get(order_id))
         old = working.order
-        terms = replaced_terms(old, change)
+        terms = replaced_terms(old, change)  # validated
+        # What is left to fill: a plain number above 0 (``replaced_terms`` saw to that).
         rest = msgspec.structs.replace(terms, qty=terms.qty - old.filled_qty)
         self._check_unused(rest)
         self._check_funds(rest, instead_of=working)  # its reservation goes with it
@@ -254,7 +263,7 @@ class PaperVenue:
 
     def submit_list(self, request: OrderListRequest) -> list[Order]:
         """Accept every leg of a list at once; the legs that wait are ``held``."""
-        validate_order_list(request)
+        validate_order_list(request)  # every leg's ``validate_order`` with it
         legs: list[WorkingOrder] = []
         for leg, order in zip(request.legs, leg_records(request, self.name, self.now_ns(), emulated=False), strict=True):
             assert order.leg is not None
@@ -294,8 +303,8 @@ class PaperVenue:
         leg: Leg | None = None,
         held: bool = False,
     ) -> WorkingOrder:
-        """Check a new order (or a replacement, or a leg) and put it on the book unmatched."""
-        validate_order(request)
+        """Check a validated new order (or a replacement, or a leg) against the venue's own
+        rules and put it on the book unmatched."""
         if not trades_symbol(self.settings, request.symbol):
             raise InvalidOrder(
                 f"unknown symbol {request.symbol}: paper broker {self.name} does not trade it"
