@@ -3,16 +3,20 @@ the fold's thread, and with ``full`` the append and its fsync on the writer's.""
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 from trio.testing import MockClock
 
-from tests.journal.harness import order, rows_in_file, rows_on_disk
+from tests.journal.harness import order, records_in_log, rows_in_file, rows_on_disk
+from ult_actors.errors import JournalUnavailable
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
 
 
@@ -64,6 +68,56 @@ async def test_with_full_the_append_and_its_fsync_stay_off_the_trio_thread(
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
     assert fsynced_on == ["journal-writer:journal.db"]
+
+
+async def test_with_full_a_lone_record_goes_to_the_writers_thread_and_back_without_the_writer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    fsynced: list[int] = []
+    async with open_sqlite_store(path, synchronous="full", fsync=fsynced.append) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()  # the writer task is idle again
+            steps = _TaskSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                await store.record(order("c-1"), event="submit")
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        assert len(fsynced) == 2  # each record waited for its own fsync
+        assert rows_on_disk(path) == {"c-0": "pending_new", "c-1": "pending_new"}
+        # Handed to the thread and answered from it: the writer task never woke for it.
+        assert [name for name in steps.tasks if name.endswith("._write_forever")] == []
+
+
+async def test_with_full_a_failed_fsync_refuses_the_submit_and_the_log_reads_on_past_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    failing = threading.Event()
+
+    def fsync(fd: int) -> None:
+        if failing.is_set():
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    async with open_sqlite_store(
+        path, synchronous="full", fsync=fsync, probe_interval_s=0.01
+    ) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()  # the next one is handed over
+            failing.set()
+            with pytest.raises(JournalUnavailable, match="I/O error"):
+                await store.record(order("c-2"), event="submit")
+            assert await store.get("c-2") is None  # refused: it never left
+            failing.clear()
+            while store.unavailable is not None:
+                await store.availability_changed()
+            await store.record(order("c-3"), event="submit")
+        assert [row[1] for row in records_in_log(path)] == ["c-1", "c-3"]
+    async with open_sqlite_store(path) as store:
+        assert {o.client_order_id for o in await store.list_orders()} == {"c-1", "c-3"}
 
 
 async def test_news_and_a_record_appended_at_once_keep_their_order(tmp_path: Path) -> None:

@@ -181,6 +181,10 @@ class JournalLog:
     def _cut_back(self, size: int) -> None:
         try:
             os.ftruncate(self._log.fd, size)
+            # The next append writes where this one began: left at the end of a record
+            # written whole (its fsync failed), it would leave a gap of zeros the reader
+            # stops at, and lose every record after it on a replay.
+            os.lseek(self._log.fd, size, os.SEEK_SET)
             self._log.size = size
         except OSError:
             self._cut = True  # the reader stops at the cut; the next append rotates

@@ -23,9 +23,12 @@ the writer, woken by the first of them, so they still share one append; a
 lone record of a later round appends inline again (``_RoundMark``). With ``"full"`` the append
 and its fsync run off the trio thread, on trio's worker threads
 (``writer="to_thread"``) or one dedicated thread (``writer="thread"``);
-``python -m bench.journal`` compares them. ``record_soon()`` queues a write
-the same way without waiting for it (the brokers' news about orders
-already sent); a batch of only such news waits up to ``sync_interval_s``
+``python -m bench.journal`` compares them. With the dedicated thread, a
+``record`` that finds the writer task idle hands its batch to the thread
+itself, and the thread's answer wakes it directly (``_hands_over``): the
+writer task neither wakes to take the batch nor to hand it back.
+``record_soon()`` queues a write the same way without waiting for it (the
+brokers' news about orders already sent); a batch of only such news waits up to ``sync_interval_s``
 for the next ``record`` (a ``submit``) to share its append, so it never
 puts a write in front of an order (one timer serves many orders' news);
 what is queued at close is written and folded before the file closes.
@@ -70,6 +73,7 @@ the log that fails is such an outage ("I/O error") until one succeeds.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import fcntl
 import functools
@@ -192,6 +196,13 @@ class _DedicatedThreadCommitter:
                 done(None, exc)
             else:
                 done(result, None)
+
+    def submit(
+        self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        """Run ``fn`` on the thread after the jobs before it; ``done(result, error)`` runs
+        there after it (hand it back to trio with ``run_sync_soon``)."""
+        self._jobs.put((fn, done))
 
     async def run(self, fn: Callable[[], T]) -> T:
         token = trio.lowlevel.current_trio_token()
@@ -369,6 +380,9 @@ class SqliteStore:
         self._writer_idle = False
         #: Whether a ``record`` appended its batch itself in this scheduler round.
         self._round = _RoundMark()
+        #: Set when the batch a ``record`` handed to the writer's thread itself (``full``)
+        #: is back; None when none is out. The writer task writes nothing meanwhile.
+        self._handed: trio.Event | None = None
         #: The writer waits out ``sync_interval_s`` for the news: more news need not wake it.
         self._news_timer = False
         self._failed: BaseException | None = None
@@ -533,6 +547,8 @@ class SqliteStore:
 
     async def _commit_queued(self) -> None:
         """On close: commit what is still queued (the brokers' news nobody waits for)."""
+        while self._handed is not None:
+            await self._handed.wait()
         while self._queue and self.unavailable is None and self._failed is None:
             batch = self._queue[0]
             try:
@@ -551,7 +567,7 @@ class SqliteStore:
         marking = False
         try:
             await self._open_store()
-            if self._commits_inline():
+            if self._commits_inline() or self._can_hand_over():
                 trio.lowlevel.add_instrument(self._round)
                 marking = True
             async with trio.open_nursery() as nursery:
@@ -577,7 +593,8 @@ class SqliteStore:
             return
         if self._commits_here(batch):
             return
-        self._wake.set()
+        if not self._hands_over(batch):
+            self._wake.set()
         await batch.done.wait()
         if batch.error is None:
             return
@@ -610,6 +627,51 @@ class SqliteStore:
         self._committed(batch.rows)
         batch.done.set()
         return True
+
+    def _hands_over(self, batch: _Batch) -> bool:
+        """With ``full``: hand ``batch`` to the writer's thread from the calling task if the
+        writer task is idle, as ``_commits_here`` does with ``normal``; True if handed.
+
+        The writer task is neither woken to take it nor to hand it back: the thread's
+        answer sets ``batch.done`` itself (``_handed_back``), two scheduler rounds fewer
+        on a lone order's path. Meanwhile later records gather for the writer task, which
+        waits for the answer before it writes them (one fsync for all of them)."""
+        if not (
+            self._writer_idle
+            and self._handed is None
+            and not self._round.appended
+            and len(self._queue) == 1
+            and self._queue[0] is batch
+            and self._can_hand_over()
+        ):
+            return False
+        committer = self._committer
+        assert isinstance(committer, _DedicatedThreadCommitter)
+        self._queue.popleft()
+        self._round.appended = True  # the rest of this round's records are the writer's
+        self._handed = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def done(_: Any, error: BaseException | None) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._handed_back, batch, error)
+
+        committer.submit(functools.partial(self._write_rows, batch.rows, fills=batch.fills), done)
+        return True
+
+    def _handed_back(self, batch: _Batch, error: BaseException | None) -> None:
+        """The writer's thread is done with a batch ``_hands_over`` gave it. A failure is
+        left to the writer task, as in ``_commits_here``: the batch goes back to the head
+        of the queue (nothing of it was kept: ``JournalLog.append``)."""
+        handed, self._handed = self._handed, None
+        if error is None:
+            self._committed(batch.rows)
+            batch.done.set()
+        else:
+            self._queue.appendleft(batch)
+            self._wake.set()
+        if handed is not None:
+            handed.set()
 
     def record_soon(self, order: Order, *, event: str = "update") -> None:
         """Store ``order`` like ``record`` without waiting for the commit (the brokers' news).
@@ -814,6 +876,8 @@ class SqliteStore:
                 continue  # a ``record`` committed the news with its own batch
             if self.linger_s > 0 and len(self._queue[0].rows) < self.max_batch:
                 await trio.sleep(self.linger_s)
+            while self._handed is not None:  # one batch on the writer's thread at a time
+                await self._handed.wait()
             batch = self._queue.popleft()
             write = functools.partial(self._write_rows, batch.rows, fills=batch.fills)
             try:
@@ -859,6 +923,15 @@ class SqliteStore:
         never appended to by two threads at once.
         """
         return self.synchronous == "normal" and self._log is not None
+
+    def _can_hand_over(self) -> bool:
+        """Whether a ``record`` hands its batch to the writer's thread itself (``full``, the
+        dedicated thread): see ``_hands_over``."""
+        return (
+            self.synchronous == "full"
+            and self._log is not None
+            and isinstance(self._committer, _DedicatedThreadCommitter)
+        )
 
     async def _news_waits_for_a_record(self) -> bool:
         """A batch of only the brokers' news waits up to ``sync_interval_s`` from its opening
