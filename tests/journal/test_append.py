@@ -91,6 +91,22 @@ async def test_with_full_a_lone_record_goes_to_the_writers_thread_and_back_witho
         assert [name for name in steps.tasks if name.endswith("._write_forever")] == []
 
 
+async def test_with_full_a_burst_of_records_in_one_round_shares_one_fsync(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    fsynced: list[int] = []
+    async with open_sqlite_store(path, synchronous="full", fsync=fsynced.append) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()
+            async with trio.open_nursery() as nursery:
+                for i in range(1, 21):  # all started, so all record in one round
+                    nursery.start_soon(
+                        functools.partial(store.record, order(f"c-{i}"), event="submit")
+                    )
+        assert (store.commits, len(fsynced)) == (2, 2)
+        assert len(rows_on_disk(path)) == 21
+
+
 async def test_with_full_a_failed_fsync_refuses_the_submit_and_the_log_reads_on_past_it(
     tmp_path: Path,
 ) -> None:

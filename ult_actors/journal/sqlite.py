@@ -285,13 +285,20 @@ class _RoundMark(trio.abc.Instrument):
     for the writer's next append instead of appending alone each, and a lone record
     of a later round appends inline again, without the writer task waking after every
     inline append only to mark where the burst ended (a task step per order).
+
+    With ``full``, ``round_end`` (if set) runs once as the round ends: the round's
+    records, in one batch, go to the writer's thread then (``_hands_over``).
     """
 
     def __init__(self) -> None:
         self.appended = False
+        self.round_end: Callable[[], None] | None = None
 
     def before_io_wait(self, timeout: float) -> None:
         self.appended = False
+        if self.round_end is not None:
+            round_end, self.round_end = self.round_end, None
+            round_end()
 
 
 class _Batch:
@@ -383,6 +390,7 @@ class SqliteStore:
         #: Set when the batch a ``record`` handed to the writer's thread itself (``full``)
         #: is back; None when none is out. The writer task writes nothing meanwhile.
         self._handed: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
         #: The writer waits out ``sync_interval_s`` for the news: more news need not wake it.
         self._news_timer = False
         self._failed: BaseException | None = None
@@ -567,6 +575,7 @@ class SqliteStore:
         marking = False
         try:
             await self._open_store()
+            self._token = trio.lowlevel.current_trio_token()
             if self._commits_inline() or self._can_hand_over():
                 trio.lowlevel.add_instrument(self._round)
                 marking = True
@@ -629,35 +638,43 @@ class SqliteStore:
         return True
 
     def _hands_over(self, batch: _Batch) -> bool:
-        """With ``full``: hand ``batch`` to the writer's thread from the calling task if the
-        writer task is idle, as ``_commits_here`` does with ``normal``; True if handed.
+        """With ``full``: if the writer task is idle, ``batch`` goes to the writer's thread
+        from here as this scheduler round ends, with every record the round adds to it;
+        True if it will (the writer task need not be woken).
 
         The writer task is neither woken to take it nor to hand it back: the thread's
         answer sets ``batch.done`` itself (``_handed_back``), two scheduler rounds fewer
-        on a lone order's path. Meanwhile later records gather for the writer task, which
+        on a lone order's path. Records of later rounds gather for the writer task, which
         waits for the answer before it writes them (one fsync for all of them)."""
         if not (
             self._writer_idle
             and self._handed is None
-            and not self._round.appended
             and len(self._queue) == 1
             and self._queue[0] is batch
             and self._can_hand_over()
         ):
             return False
+        self._round.round_end = self._hand_over_queued
+        return True
+
+    def _hand_over_queued(self) -> None:
+        """As a round ends: the batch ``_hands_over`` kept goes to the writer's thread,
+        unless the writer task woke meanwhile (then it is the writer's)."""
         committer = self._committer
+        if not (self._writer_idle and self._handed is None and len(self._queue) == 1):
+            self._wake.set()
+            return
         assert isinstance(committer, _DedicatedThreadCommitter)
-        self._queue.popleft()
-        self._round.appended = True  # the rest of this round's records are the writer's
+        batch = self._queue.popleft()
         self._handed = trio.Event()
-        token = trio.lowlevel.current_trio_token()
+        token = self._token
+        assert token is not None  # set as the store starts running
 
         def done(_: Any, error: BaseException | None) -> None:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._handed_back, batch, error)
 
         committer.submit(functools.partial(self._write_rows, batch.rows, fills=batch.fills), done)
-        return True
 
     def _handed_back(self, batch: _Batch, error: BaseException | None) -> None:
         """The writer's thread is done with a batch ``_hands_over`` gave it. A failure is
