@@ -698,6 +698,12 @@ def check(
         "duplicates_by_broker": dict(sorted(duplicates_at.items())),
         "lost": len(set(lost_ids)),
         "lost_ids": sorted(set(lost_ids))[:10],
+        # What the journal says of each: enough to start from (the run's --keep has the rest).
+        "lost_in_journal": {
+            c: f"{o.status} id={o.id or '-'} filled={o.filled_qty} outcome={o.outcome}"
+            for c in sorted(set(lost_ids))[:10]
+            if (o := journal.get(c)) is not None
+        },
         "mismatched": len(mismatched_ids),
         "mismatched_ids": mismatched_ids[:10],
         "unsettled": len(unsettled),
@@ -783,7 +789,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"journal positions: {report['journal_positions']}")
         print(f"service book:      {report['service_book']}")
     for key in (
-        "lost_ids", "mismatched_ids", "unsettled_ids", "still_busy_at_end",
+        "lost_ids", "lost_in_journal", "mismatched_ids", "unsettled_ids", "still_busy_at_end",
         "replace_links_broken_ids", "leg_working_after_peer_filled_ids", "internal_errors",
     ):  # fmt: skip
         if report[key]:

@@ -1,4 +1,5 @@
-"""The chaos run reads the service's book only once no order has fills still to come."""
+"""The chaos run's end: the service's book is read only once no order has fills still to
+come, and a lost order is reported with what the journal says of it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from decimal import Decimal
 
 import msgspec
 
+from bench.chaos.__main__ import Tally, check
 from bench.chaos.mix import still_filling
 from ult_actors.messages import Order, OrderRequest, Side
 from ult_actors.order_state import order_from_request
@@ -34,3 +36,10 @@ def test_a_far_limit_rests_for_good() -> None:
     assert not still_filling(limit("AAPL", "buy", "1"))
     assert not still_filling(limit("AAPL", "sell", "100000"))
     assert not still_filling(limit("EUR_USD", "sell", "100"))
+
+
+def test_a_lost_order_is_reported_with_what_the_journal_says_of_it() -> None:
+    sent = msgspec.structs.replace(limit("AAPL", "buy", "1"), status="accepted", id="paper.9")
+    report = check([], Tally(), {"c": sent}, {}, {}, {}, [])
+    assert report["lost_ids"] == ["c"]
+    assert report["lost_in_journal"] == {"c": "accepted id=paper.9 filled=0 outcome=definitive"}
