@@ -184,6 +184,37 @@ async def test_a_release_cut_short_by_a_crash_is_done_at_start(tmp_path: Path) -
         assert venue.submits == 1
 
 
+async def test_a_filled_parent_whose_last_release_a_crash_cut_short_releases_it_at_start(
+    tmp_path: Path,
+) -> None:
+    """The journal has the parent filled (10) and its child out for the first fill only
+    (4): the crash came between the parent's last fill and its release. The rest (6)
+    goes out once, at start, though the parent itself is no longer open."""
+    from tests.durability.harness import order
+
+    venue = FakeVenue()
+    cfg = config(tmp_path)
+    async with running(cfg, venue) as svc:
+        store = await svc.journal.get()
+        link = {"list_id": "l", "contingency": "oto", "emulated": True}
+        parent = order(
+            "p-1", "filled", oid="1", filled_qty=Decimal(10),
+            leg=Leg(role="parent", children=("k-1",), **link),  # type: ignore[arg-type]
+        )  # fmt: skip
+        child = order(
+            "k-1", "accepted", oid="2", side="sell", type="limit", limit_price=Decimal(120),
+            qty=Decimal(4), leg=Leg(role="child", parent_id="p-1", **link),  # type: ignore[arg-type]
+        )  # fmt: skip
+        for o in (parent, child):
+            venue.orders[o.id] = o
+            venue.by_client[o.client_order_id] = o.id
+            await store.record(o)
+    async with running(cfg, venue) as svc:
+        piece = await status_of(svc, "k-1.2", "accepted")
+        assert (piece.qty, piece.side) == (Decimal(6), "sell")
+        assert venue.submits == 1 and "k-1.3" not in venue.by_client
+
+
 async def test_health_counts_the_legs_the_service_holds(tmp_path: Path) -> None:
     venue = FakeVenue()
     async with running(config(tmp_path), venue) as svc:

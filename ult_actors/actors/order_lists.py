@@ -176,16 +176,19 @@ async def resume(side: ListSide, open_orders: list[Order]) -> None:
         leg = order.leg
         if leg is None or not leg.emulated:
             continue
-        if order.status == "held" and leg.parent_id is not None:
+        if leg.parent_id is not None:
+            # Also for a child already out: its parent may have filled more, the release
+            # cut short by a crash, and a parent that filled is not open to be resumed.
             parent = await side.known(leg.parent_id)
             if parent is not None:
                 await react(side, parent)
-        else:
-            await react(side, order)
-            if leg.peer_id is not None:
-                peer = await _current(side, leg.peer_id)
-                if peer is not None and peer.filled_qty > 0:
-                    await react(side, peer)
+            if order.status == "held":
+                continue
+        await react(side, order)
+        if leg.peer_id is not None:
+            peer = await _current(side, leg.peer_id)
+            if peer is not None and peer.filled_qty > 0:
+                await react(side, peer)
 
 
 async def _release_children(side: ListSide, parent: Order) -> None:
