@@ -76,19 +76,11 @@ async def test_with_full_a_lone_record_goes_to_the_writers_thread_and_back_witho
     path = tmp_path / "journal.db"
     fsynced: list[int] = []
     async with open_sqlite_store(path, synchronous="full", fsync=fsynced.append) as store:
-        with trio.fail_after(10):
-            await store.record(order("c-0"), event="submit")
-            await trio.testing.wait_all_tasks_blocked()  # the writer task is idle again
-            steps = _TaskSteps()
-            trio.lowlevel.add_instrument(steps)
-            try:
-                await store.record(order("c-1"), event="submit")
-            finally:
-                trio.lowlevel.remove_instrument(steps)
+        tasks = await tasks_stepping_for_a_lone_record(store)
         assert len(fsynced) == 2  # each record waited for its own fsync
         assert rows_on_disk(path) == {"c-0": "pending_new", "c-1": "pending_new"}
         # Handed to the thread and answered from it: the writer task never woke for it.
-        assert [name for name in steps.tasks if name.endswith("._write_forever")] == []
+        assert [name for name in tasks if name.endswith("._write_forever")] == []
 
 
 async def test_with_full_a_burst_of_records_in_one_round_shares_one_fsync(tmp_path: Path) -> None:
@@ -157,21 +149,28 @@ class _TaskSteps(trio.abc.Instrument):
         self.tasks.append(task.name)
 
 
-async def test_a_record_finding_the_writer_idle_appends_in_its_own_step(tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    async with open_sqlite_store(path) as store:
-        with trio.fail_after(10):
-            await store.record(order("c-0"), event="submit")
-            await trio.testing.wait_all_tasks_blocked()  # the writer is idle again
+async def tasks_stepping_for_a_lone_record(store: SqliteStore) -> list[str]:
+    """Record ``c-0``, let the writer go idle, record ``c-1``; the tasks that took a step
+    while ``c-1`` was recorded (the caller's own, if it waited)."""
+    with trio.fail_after(10):
+        await store.record(order("c-0"), event="submit")
+        await trio.testing.wait_all_tasks_blocked()  # the writer is idle again
         steps = _TaskSteps()
         trio.lowlevel.add_instrument(steps)
         try:
             await store.record(order("c-1"), event="submit")
         finally:
             trio.lowlevel.remove_instrument(steps)
+    return steps.tasks
+
+
+async def test_a_record_finding_the_writer_idle_appends_in_its_own_step(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path) as store:
+        tasks = await tasks_stepping_for_a_lone_record(store)
         assert rows_on_disk(path) == {"c-0": "pending_new", "c-1": "pending_new"}
         # On disk with no other task having run: no hand-off to the writer and back.
-        assert steps.tasks == []
+        assert tasks == []
 
 
 async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
