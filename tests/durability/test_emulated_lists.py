@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -156,24 +157,31 @@ async def test_what_happened_while_down_is_acted_on_after_a_restart(tmp_path: Pa
         assert "k-1.2" not in venue.by_client
 
 
+def _filled_oto_parent_and_child(child_status: str, **child: Any) -> tuple[Order, Order]:
+    """An emulated OTO's parent ``p-1``, filled (10), and its child ``k-1`` (a sell limit)
+    in ``child_status``, as the journal holds them."""
+    from tests.durability.harness import order
+
+    link = {"list_id": "l", "contingency": "oto", "emulated": True}
+    parent = order(
+        "p-1", "filled", oid="1", filled_qty=Decimal(10),
+        leg=Leg(role="parent", children=("k-1",), **link),  # type: ignore[arg-type]
+    )  # fmt: skip
+    kept = order(
+        "k-1", child_status, side="sell", type="limit", limit_price=Decimal(120),
+        leg=Leg(role="child", parent_id="p-1", **link), **child,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return parent, kept
+
+
 async def test_a_release_cut_short_by_a_crash_is_done_at_start(tmp_path: Path) -> None:
     """The journal has the parent filled and its child still held (the crash came between
     the fill and the release): the child goes out once, at start."""
-    from tests.durability.harness import order
-
     venue = FakeVenue()
     cfg = config(tmp_path)
     async with running(cfg, venue) as svc:
         store = await svc.journal.get()
-        link = {"list_id": "l", "contingency": "oto", "emulated": True}
-        parent = order(
-            "p-1", "filled", oid="1", filled_qty=Decimal(10),
-            leg=Leg(role="parent", children=("k-1",), **link),  # type: ignore[arg-type]
-        )  # fmt: skip
-        child = order(
-            "k-1", "held", side="sell", type="limit", limit_price=Decimal(120),
-            leg=Leg(role="child", parent_id="p-1", **link),  # type: ignore[arg-type]
-        )  # fmt: skip
+        parent, child = _filled_oto_parent_and_child("held")
         venue.orders["1"] = parent
         venue.by_client["p-1"] = "1"
         await store.record(parent)
@@ -190,21 +198,11 @@ async def test_a_filled_parent_whose_last_release_a_crash_cut_short_releases_it_
     """The journal has the parent filled (10) and its child out for the first fill only
     (4): the crash came between the parent's last fill and its release. The rest (6)
     goes out once, at start, though the parent itself is no longer open."""
-    from tests.durability.harness import order
-
     venue = FakeVenue()
     cfg = config(tmp_path)
     async with running(cfg, venue) as svc:
         store = await svc.journal.get()
-        link = {"list_id": "l", "contingency": "oto", "emulated": True}
-        parent = order(
-            "p-1", "filled", oid="1", filled_qty=Decimal(10),
-            leg=Leg(role="parent", children=("k-1",), **link),  # type: ignore[arg-type]
-        )  # fmt: skip
-        child = order(
-            "k-1", "accepted", oid="2", side="sell", type="limit", limit_price=Decimal(120),
-            qty=Decimal(4), leg=Leg(role="child", parent_id="p-1", **link),  # type: ignore[arg-type]
-        )  # fmt: skip
+        parent, child = _filled_oto_parent_and_child("accepted", oid="2", qty=Decimal(4))
         for o in (parent, child):
             venue.orders[o.id] = o
             venue.by_client[o.client_order_id] = o.id

@@ -83,18 +83,21 @@ async def test_with_full_a_lone_record_goes_to_the_writers_thread_and_back_witho
         assert [name for name in tasks if name.endswith("._write_forever")] == []
 
 
+async def a_lone_record_then_a_burst_of_20(store: SqliteStore) -> None:
+    """Record ``c-0`` alone, then ``c-1`` .. ``c-20`` all started in one scheduler round."""
+    await store.record(order("c-0"), event="submit")
+    await trio.testing.wait_all_tasks_blocked()
+    async with trio.open_nursery() as nursery:
+        for i in range(1, 21):  # all started, so all record in one round
+            nursery.start_soon(functools.partial(store.record, order(f"c-{i}"), event="submit"))
+
+
 async def test_with_full_a_burst_of_records_in_one_round_shares_one_fsync(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     fsynced: list[int] = []
     async with open_sqlite_store(path, synchronous="full", fsync=fsynced.append) as store:
         with trio.fail_after(10):
-            await store.record(order("c-0"), event="submit")
-            await trio.testing.wait_all_tasks_blocked()
-            async with trio.open_nursery() as nursery:
-                for i in range(1, 21):  # all started, so all record in one round
-                    nursery.start_soon(
-                        functools.partial(store.record, order(f"c-{i}"), event="submit")
-                    )
+            await a_lone_record_then_a_burst_of_20(store)
         assert (store.commits, len(fsynced)) == (2, 2)
         assert len(rows_on_disk(path)) == 21
 
@@ -225,13 +228,7 @@ async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_pat
     path = tmp_path / "journal.db"
     async with open_sqlite_store(path, sync_interval_s=60.0) as store:
         with trio.fail_after(10):
-            await store.record(order("c-0"), event="submit")
-            await trio.testing.wait_all_tasks_blocked()
-            async with trio.open_nursery() as nursery:
-                for i in range(1, 21):  # all started, so all record in one round
-                    nursery.start_soon(
-                        functools.partial(store.record, order(f"c-{i}"), event="submit")
-                    )
+            await a_lone_record_then_a_burst_of_20(store)
             # The first of the round appends at once, the other 19 in one append after.
             assert store.commits == 3
             await store.record(order("c-21"), event="submit")  # a later round: at once
