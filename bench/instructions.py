@@ -43,9 +43,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -249,11 +250,11 @@ class ThreadClock(trio.abc.Instrument):
         """CPU seconds by thread name (the trio thread is ``trio``) between on and off."""
         main = str(os.getpid())
         names = self.names
-        spent: collections.Counter[str] = collections.Counter()
+        spent: dict[str, float] = {}
         for key, seconds in self.end.items():
             name = "trio" if key[0] == main else names.get(key[0], key[1]).split(":")[0]
-            spent[name] += seconds - self.start.get(key, 0.0)
-        return dict(spent)
+            spent[name] = spent.get(name, 0.0) + seconds - self.start.get(key, 0.0)
+        return spent
 
 
 def _thread_cpu() -> dict[tuple[str, str], float]:
@@ -270,12 +271,24 @@ def _thread_cpu() -> dict[tuple[str, str], float]:
     return out
 
 
+Probe = TypeVar("Probe", StepCounter, ThreadClock)
+
+
+def _each_mode(
+    make: Callable[[], Probe], orders: int, warmup: int, setup: str
+) -> Iterator[tuple[str, Probe]]:
+    """Drive the service sequentially, then with a window of 128, each run watched by a
+    new ``make()`` probe; (mode, that probe) after each run."""
+    for mode in ("seq", "window"):
+        probe = make()
+        trio.run(drive, mode, warmup, orders, setup, probe)
+        yield mode, probe
+
+
 def thread_cpu(orders: int, warmup: int, setup: str) -> dict[str, Any]:
     """CPU microseconds per order by thread, sequential and with a window of 128."""
     result: dict[str, Any] = {"setup": setup, "orders": orders, "warmup": warmup}
-    for mode in ("seq", "window"):
-        clock = ThreadClock()
-        trio.run(drive, mode, warmup, orders, setup, clock)
+    for mode, clock in _each_mode(ThreadClock, orders, warmup, setup):
         spent = clock.per_thread()
         result[mode] = {
             "total": round(sum(spent.values()) / orders * 1e6, 1),
@@ -291,9 +304,7 @@ def thread_cpu(orders: int, warmup: int, setup: str) -> dict[str, Any]:
 def count_steps(orders: int, warmup: int, setup: str) -> dict[str, Any]:
     """Scheduler rounds and task steps per order, sequential and with a window of 128."""
     result: dict[str, Any] = {"setup": setup, "orders": orders, "warmup": warmup}
-    for mode in ("seq", "window"):
-        counter = StepCounter()
-        trio.run(drive, mode, warmup, orders, setup, counter)
+    for mode, counter in _each_mode(StepCounter, orders, warmup, setup):
         result[mode] = {
             "rounds": round(counter.rounds / orders, 2),
             "steps": round(sum(counter.steps.values()) / orders, 2),
