@@ -98,7 +98,9 @@ async def test_the_simulators_own_rate_limit_headers_close_the_gate_before_a_429
     # The venue's clock stands still, and the connector reads the same one: the
     # simulator's window is a calendar minute, and a test running across a minute's end
     # would find its budget renewed (at the venue) or its reset passed (at the connector).
-    frozen_ns = time.time_ns()
+    # It stands a second into a minute: the reset the connector hears is then ~59 s away in
+    # its own (trio) time too, not a few ms that pass before the third request goes.
+    frozen_ns = (time.time_ns() // 60_000_000_000) * 60_000_000_000 + 1_000_000_000
     async with (
         running_sim(rate_limit_per_minute=3, now_ns=lambda: frozen_ns) as (sim, port),
         connected(port, stream=False, now_ns=lambda: frozen_ns) as (conn, _),
