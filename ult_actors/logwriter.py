@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import ctypes
 import queue
 import threading
 import time
@@ -136,6 +137,7 @@ class LogWriter:
         return not thread.is_alive()
 
     def _run(self) -> None:
+        _name_os_thread("log-writer")
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
         while True:
@@ -180,6 +182,15 @@ class LogWriter:
             return self.render(record)
         except Exception as exc:
             return self.render(_unrenderable_record(record, exc))
+
+
+def _name_os_thread(name: str) -> None:
+    """Name the calling thread for the OS as well (``top -H``, ``/proc/<pid>/task/*/comm``),
+    so its CPU can be told apart from outside; Python 3.11 names only its own object."""
+    try:
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+    except (OSError, AttributeError):  # not Linux: the name is only a convenience
+        pass
 
 
 def record_of(line: Line) -> Record:
