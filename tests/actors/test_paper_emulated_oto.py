@@ -11,32 +11,27 @@ for the next start to release, even when the child and every piece before had fi
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import trio
 
-from ult_actors.actors.reconcile import ReconcilePolicy
+from tests.actors.harness import journaled, paper_lists_service, submit_named_list
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.client import order_request, oto_request
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import NotFound
 from ult_actors.messages import (
     Cancel,
     Contingency,
     Order,
     OrderReply,
-    OrdersReply,
     OrderUpdate,
-    SubmitList,
 )
-from ult_actors.service import Service, build_service
+from ult_actors.service import Service
 
 _ids = itertools.count(1)
 
@@ -74,37 +69,13 @@ async def running(
     tmp_path: Path, crashes: list[str], made: list[CrashingPaper]
 ) -> AsyncIterator[Service]:
     """The service on paper (its clock stopped: fills only as the test executes them)."""
-    settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper-paper.db"))
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
-        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
-    )
 
-    def connector() -> CrashingPaper:
+    def connector(settings: PaperSettings) -> CrashingPaper:
         made.append(CrashingPaper(settings, crashes))
         return made[-1]
 
-    svc = build_service(
-        cfg,
-        env={},
-        rng=random.Random(5),
-        connector_factories={"paper": connector},
-        reconcile=ReconcilePolicy(settle_grace_s=0.05, interval_s=0.05),
-    )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(svc.run)
+    async with paper_lists_service(tmp_path, connector) as svc:
         yield svc
-        nursery.cancel_scope.cancel()
-
-
-async def journaled(svc: Service, coid: str, *wanted: str) -> Order:
-    """Wait (bounded) until the journal has ``coid`` in one of ``wanted``."""
-    with trio.fail_after(10):
-        while True:
-            found = await (await svc.journal.get()).get(coid)
-            if found is not None and found.status in wanted:
-                return found
-            await trio.sleep(0.01)
 
 
 async def at_venue(tmp_path: Path, *coids: str) -> dict[str, Order]:
@@ -131,16 +102,8 @@ async def place_oto(svc: Service) -> None:
         order_request("AAPL", "sell", 10, type="limit", limit_price="1000"),
         list_id="o",
     )
-    legs = [
-        msgspec.structs.replace(leg, client_order_id=coid)
-        for leg, coid in zip(oto.legs, ("p", "k"), strict=True)
-    ]
-    with trio.fail_after(10):
-        reply = await svc.gateway.handle(
-            SubmitList(id=next(_ids), orders=msgspec.structs.replace(oto, legs=legs))
-        )
-    assert isinstance(reply, OrdersReply), reply
-    assert [o.status for o in reply.orders] == ["accepted", "held"]
+    legs = await submit_named_list(svc, oto, "p", "k")
+    assert [o.status for o in legs] == ["accepted", "held"]
 
 
 async def test_a_parent_fill_whose_release_a_crash_dropped_is_released_at_the_next_start(
