@@ -68,6 +68,8 @@ class ListSide(ReplaceSide):
     place: Callable[[OrderRequest, Leg | None], Awaitable[Order]]
     cancel: Callable[[str], Awaitable[Order]]
     replace: Callable[[ReplaceOrder], Awaitable[Order]]
+    #: Held while an emulated list changes (a release, a peer's cancel): one at a time.
+    lock: trio.Lock
 
 
 def is_native(connector: Connector, contingency: Contingency) -> bool:
@@ -156,9 +158,10 @@ async def _place_emulated(side: ListSide, request: OrderListRequest) -> list[Ord
             result.append(await side.known(record.client_order_id) or record)
         else:
             result.append(await side.place(leg, record.leg))
-    for order in result:
-        if order.leg is not None and order.status not in ("held", "pending_new"):
-            await react(side, order)  # it may have filled inside the submit
+    async with side.lock:  # beside the reactions to the legs' first updates
+        for order in result:
+            if order.leg is not None and order.status not in ("held", "pending_new"):
+                await react(side, order)  # it may have filled inside the submit
     return result
 
 
