@@ -720,8 +720,11 @@ def check(
         ),
         "replace_refused": dict(sorted(tally.replace_refused.items())),
         "lists": dict(sorted(tally.lists.items())),
+        # Sent: a child's held rest is a record of what may still go out, not a piece.
         "emulated_pieces": sum(
-            1 for c, o in journal.items() if o.leg and "." in c.rsplit("-", 1)[-1]
+            1
+            for c, o in journal.items()
+            if o.leg and "." in c.rsplit("-", 1)[-1] and not never_sent(o)
         ),
         "pairs_decided": pairs_decided(journal),
         "oto_children_released_off": len(short),
