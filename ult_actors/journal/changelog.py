@@ -21,7 +21,6 @@ record cut short and goes on with the next segment).
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -180,12 +179,7 @@ class JournalLog:
 
     def _cut_back(self, size: int) -> None:
         try:
-            os.ftruncate(self._log.fd, size)
-            # The next append writes where this one began: left at the end of a record
-            # written whole (its fsync failed), it would leave a gap of zeros the reader
-            # stops at, and lose every record after it on a replay.
-            os.lseek(self._log.fd, size, os.SEEK_SET)
-            self._log.size = size
+            self._log.cut_back(size)  # the next append writes where this one began
         except OSError:
             self._cut = True  # the reader stops at the cut; the next append rotates
 
