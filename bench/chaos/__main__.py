@@ -86,7 +86,7 @@ from bench.chaos.links import (
     never_sent,
     pairs_decided,
     peers_both_working,
-    released_short,
+    released_off,
 )
 from bench.chaos.mix import KINDS, PlannedOrder, make_plan, parse_mix, still_filling
 from bench.chaos.sims import (
@@ -674,7 +674,7 @@ def check(
         or o.outcome == "unknown"
     ] + held_after_parent_filled(journal)
     links = broken_replace_links(journal, broker, tally.replies)
-    short = released_short(journal)
+    off = released_off(journal)
     # Checked on both sides: the journal's statuses, and the brokers' read back.
     peers = [f"journal: {p}" for p in peers_both_working(journal, journal)] + [
         f"broker: {p}" for p in peers_both_working(journal, broker)
@@ -727,8 +727,8 @@ def check(
             if o.leg and "." in c.rsplit("-", 1)[-1] and not never_sent(o)
         ),
         "pairs_decided": pairs_decided(journal),
-        "oto_children_released_off": len(short),
-        "oto_children_released_off_ids": short[:10],
+        "oto_children_released_off": len(off),
+        "oto_children_released_off_ids": off[:10],
         "replace_links_broken": len(links),
         "replace_links_broken_ids": links[:10],
         "leg_working_after_peer_filled": len(peers),

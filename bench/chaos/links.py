@@ -139,7 +139,7 @@ def pieces_of(journal: Mapping[str, Order], child: str) -> list[Order]:
     return out
 
 
-def released_short(journal: Mapping[str, Order]) -> list[str]:
+def released_off(journal: Mapping[str, Order]) -> list[str]:
     """Emulated OTO children whose released quantity is not what their parent filled.
 
     A child is sized to its parent's fill: once settled, the quantities of its pieces
