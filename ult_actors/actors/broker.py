@@ -833,7 +833,13 @@ class _BrokerIncarnation:
     async def _list_side(self) -> ListSide:
         side = await self._replace_side()
         fields = {f.name: getattr(side, f.name) for f in dataclasses.fields(side)}
-        return ListSide(**fields, place=self._place, cancel=self._cancel, replace=self._replace)
+        return ListSide(
+            **fields,
+            place=self._place,
+            cancel=self._cancel,
+            replace=self._replace,
+            lock=self.list_lock,
+        )
 
     async def _resume_lists(self) -> None:
         """After a start: act on what happened to emulated lists while we were away."""

@@ -2,7 +2,8 @@
 
 ``SqliteStore`` makes a batch of records durable by appending it, as one
 msgpack record, to a ``segment_log`` next to the journal file
-(``journal.db.log.<n>``): one ``write``, no SQLite on the order's path. The
+(``journal.db.log.<n>``): one copy into the segment's mapping, no SQLite on
+the order's path. The
 ``JournalLog``'s thread folds what was appended into the SQLite file at
 most ``interval_s`` later, every batch of that time in one transaction
 (the store's ``fold``), and deletes a closed segment once the file holds
