@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from tests.brokers.oanda.harness import running_sim, settings_for
+from tests.brokers.oanda.harness import running_sim, sell_exit, settings_for
 from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.brokers.oanda.connector import OandaConnector
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
@@ -28,7 +28,6 @@ from ult_actors.messages import (
     OrderListRequest,
     OrderRequest,
     OrdersReply,
-    OrderType,
     SubmitList,
 )
 from ult_actors.service import build_service
@@ -63,20 +62,6 @@ class SlowListVenue(OandaConnector):
         return await super().submit_list(request)
 
 
-def _exit(coid: str, type: OrderType, price: str) -> OrderRequest:
-    """A sell exit of the bracket's 1,000 units: a take-profit limit or a stop-loss stop."""
-    return OrderRequest(
-        symbol="EUR_USD",
-        side="sell",
-        qty=Decimal(1000),
-        type=type,
-        limit_price=Decimal(price) if type == "limit" else None,
-        stop_price=Decimal(price) if type == "stop" else None,
-        time_in_force="gtc",
-        client_order_id=coid,
-    )
-
-
 async def test_a_slow_bracket_whose_entry_v20_cancels_ends_every_leg_as_the_venue_has_it(
     tmp_path: Path,
 ) -> None:
@@ -108,8 +93,8 @@ async def test_a_slow_bracket_whose_entry_v20_cancels_ends_every_leg_as_the_venu
                     OrderRequest(
                         symbol="EUR_USD", side="buy", qty=Decimal(1000), client_order_id="slow-br"
                     ),
-                    _exit("slow-br-tp", "limit", "1.09000"),
-                    _exit("slow-br-sl", "stop", "1.08000"),
+                    sell_exit("slow-br-tp", "limit", "1.09000"),
+                    sell_exit("slow-br-sl", "stop", "1.08000"),
                 ],
             )
             with trio.fail_after(20):
