@@ -175,7 +175,7 @@ async def start_service(
         home=tmp,
         name="serve",
         socket=socket,
-        env=child_env(ULT_LOG_LEVEL="info", **(env or {})),
+        env=child_env(**{"ULT_LOG_LEVEL": "info", **(env or {})}),
     )
     t0 = time.perf_counter()
     try:

@@ -1,12 +1,17 @@
 """Log records handed over by the event loop, rendered and written by one thread.
 
-The loop thread only puts a record (a dict, or a ``Line``: a hot line's parts,
-made into the record here) on a bounded queue; a writer thread
+The loop thread only appends a record (a dict, or a ``Line``: a hot line's parts,
+made into the record here) to a bounded queue; a writer thread
 takes whatever has piled up, renders each record to a line, writes them with
 one ``write`` and flushes. When the queue is full the record is dropped and
 counted rather than waiting for room: a slow or stuck log stream must never
 stall orders. The next batch written then carries a warning line saying how
 many lines were lost.
+
+The writer's thread runs Python, so each time it wakes it takes the GIL from the
+loop: while lines keep coming it wakes once per linger window (a sleep; a record
+handed over meanwhile wakes nothing), and only after a window found nothing does
+it wait on a bell, which the next record rings.
 
 A writer made with ``threaded=False`` renders and writes in the caller's thread
 (the console on a terminal, where a person reads along). After ``close`` every
@@ -16,10 +21,14 @@ writer works that way, so lines logged during interpreter shutdown still appear.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
+import ctypes
 import queue
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -37,11 +46,10 @@ Render = Callable[[Record], str]
 
 #: Records waiting at most; beyond it they are dropped and counted.
 DEFAULT_CAPACITY = 8192
-#: How long the writer lets records gather after the first one it woke for.
-DEFAULT_LINGER_S = 0.005
+#: How long the writer lets records gather before each write.
+DEFAULT_LINGER_S = 0.02
 #: Records one write takes at most, so a backlog reaches the stream in steady pieces.
 _BATCH = 512
-_STOP = object()
 
 
 class LogStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,9 +90,13 @@ class LogWriter:
         self.capacity = capacity
         self._now = now
         self._linger = linger
-        # SimpleQueue: a put is one C call that never blocks; the bound is checked
+        # A deque: an append is one C call that never blocks; the bound is checked
         # beside it (a second producer thread may overshoot it by one record).
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending: deque[Record | Line] = deque()
+        # Rung by a record handed over while the writer waits on it (``_asleep``).
+        self._bell: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._asleep = False
+        self._stopping = False
         self._handed_over = 0
         self._written = 0
         self._dropped = 0
@@ -97,6 +109,7 @@ class LogWriter:
         if threaded:
             self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
             self._thread.start()
+            _name_os_thread(self._thread)
             # A process that ends without calling close still writes what is queued.
             atexit.register(self.close)
 
@@ -105,10 +118,13 @@ class LogWriter:
         self._handed_over += 1
         if self._inline:
             self._write_batch([record])
-        elif self._queue.qsize() >= self.capacity:
+        elif len(self._pending) >= self.capacity:
             self._dropped += 1
         else:
-            self._queue.put(record)
+            self._pending.append(record)
+            if self._asleep:
+                self._asleep = False
+                self._bell.put(None)
 
     def stats(self) -> LogStats:
         """Counts so far; cheap, safe from any thread."""
@@ -117,7 +133,7 @@ class LogWriter:
             written=self._written,
             dropped=self._dropped,
             write_failed=self._write_failed,
-            pending=self._queue.qsize(),
+            pending=len(self._pending),
         )
 
     def close(self, timeout: float = 2.0) -> bool:
@@ -131,30 +147,36 @@ class LogWriter:
         self._thread = None
         atexit.unregister(self.close)
         self._inline = True
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._bell.put(None)
         thread.join(timeout)
-        return not thread.is_alive()
+        if thread.is_alive():
+            return False
+        # A record handed over by another thread just as the writer finished.
+        self._write_pending()
+        return True
 
     def _run(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        stopping = False
+        pending = self._pending
         while True:
-            batch = [] if stopping else [get()]
-            if batch and self._queue.qsize() < _BATCH:
-                # Let the next records gather: a put that finds this thread
-                # asleep rather than waiting on the queue costs the loop no wake-up.
-                time.sleep(self._linger)
-            try:
-                while len(batch) < _BATCH:
-                    batch.append(get_nowait())
-            except queue.Empty:
-                pass
-            records = [r for r in batch if r is not _STOP]
-            # Records a racing producer put after the stop marker are still written.
-            stopping = stopping or len(records) < len(batch)
-            self._write_batch(records)
-            if stopping and self._queue.empty():
+            # Let records gather: one wake-up (one GIL take from the loop) per window.
+            time.sleep(self._linger)
+            if pending:
+                self._write_pending()
+                continue
+            if self._stopping:
                 return
+            # A window found nothing: wait for the bell. Said before the last look, so a
+            # record appended after that look rings it (a ring too many only wakes us).
+            self._asleep = True
+            if not pending and not self._stopping:
+                self._bell.get()
+            self._asleep = False
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        while pending:
+            self._write_batch([pending.popleft() for _ in range(min(len(pending), _BATCH))])
 
     def _write_batch(self, records: list[Any]) -> None:
         lines = [self._render_one(r) for r in records]
@@ -180,6 +202,18 @@ class LogWriter:
             return self.render(record)
         except Exception as exc:
             return self.render(_unrenderable_record(record, exc))
+
+
+def _name_os_thread(thread: threading.Thread) -> None:
+    """Give a started thread its name for the OS as well (``top -H``, ``/proc/<pid>/task/*/comm``),
+    so its CPU can be told apart from outside; Python 3.11 names only its own object."""
+    if sys.platform != "linux" or thread.ident is None:
+        return  # elsewhere the call takes other arguments; the name is only a convenience
+    with contextlib.suppress(OSError, AttributeError):
+        # On Linux a thread's ident is its pthread_t; the OS keeps 15 bytes of the name.
+        ctypes.CDLL(None).pthread_setname_np(
+            ctypes.c_ulong(thread.ident), thread.name.encode()[:15]
+        )
 
 
 def record_of(line: Line) -> Record:

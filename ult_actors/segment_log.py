@@ -1,35 +1,55 @@
 """An append-only log of records in numbered segment files next to a file.
 
-Records are appended with one ``write`` each, so once ``append`` returns
-the record is in the operating system's page cache: a ``kill -9`` right
-after keeps it (a machine crash may not, until the segment is fsynced).
-A store that folds the log into its own file later uses it to make a
-change durable at the cost of one system call.
+A segment is created at its full size (``segment_bytes``, of zeros on
+disk) with its size and its name fsynced, before anything is written to
+it, and mapped into memory (``MAP_SHARED``). An append copies its record
+into the mapping: no system call, and the trio thread keeps the GIL (a
+``write`` lets it go and then waits for it behind the threads that fold
+the log). A store through a shared mapping is a store into the file's page
+in the operating system's page cache (the mapping *is* that page), so once
+``append`` returns the record is there, as after a ``write``: a ``kill -9``
+right after keeps it, and a reader (``read_segment`` in another process)
+sees it. A machine crash may lose it until the segment is fsynced: the
+first store to a clean page of a shared mapping faults and the kernel
+marks the page dirty in the page cache (and writing the page back makes it
+clean and write-protected again), so an ``fsync``/``fdatasync`` of the
+file, on any descriptor, writes it back with the pages ``write`` dirtied;
+Linux's ``msync(MS_SYNC)`` is itself that fsync (mm/msync.c). An append
+overwrites zeros in place, so that fsync flushes the record's pages and no
+metadata (a growing file's size is metadata, and costs an fsync a journal
+commit). A store never goes past the mapping, which is never longer than
+the file: no ``SIGBUS``. What does not fit in the mapping (a record longer
+than the room left, a segment the disk had no room to make whole, a pipe a
+test put there) is written with ``write`` at its place, so a full disk
+fails that append with ``OSError`` as it always did. (On a file system that
+cannot promise the room it preallocated, copy-on-write ones, a lack of room
+shows at the fsync instead: ``full``'s fsync before the ack, ``normal``'s
+sync thread.)
 
 The segments of ``<file>`` are ``<file>.log.1``, ``<file>.log.2``, ...;
 each record is a header (its length, flagged, and its CRC-32) and that
-many bytes. A segment is created at its full size (``segment_bytes``, of
-zeros on disk) with its size and its name fsynced, before anything is
-written to it: an append then overwrites zeros in place, so an fsync of it
-flushes the record's pages and no metadata (a growing file's size is
-metadata, and costs an fsync a journal commit). The segment after the
-open one is made so on a thread of its own once the open one is half
-full, so that a rotation costs the appender only a ``close``. A segment
-grown past ``segment_bytes`` is closed and the next one opened; its owner
-deletes a closed segment once everything in it has been folded.
+many bytes. The segment after the open one is made on a thread of its own
+once the open one is half full, so that a rotation costs the appender only
+a ``close`` and a mapping. A segment grown past ``segment_bytes`` is closed
+and the next one opened; its owner deletes a closed segment once
+everything in it has been folded.
 
 Reading a segment stops at the zeros after its last record (a header is
 never all zeros), and at a record cut short or torn (a crash or a full
 disk during its write: nobody was told of it); it goes on with the next
 segment: a segment after such a cut was opened by a live process whose
 callers were answered. A segment of an earlier version (records with a
-bare length, no flag) is read as it was written.
+bare length, no flag) is read as it was written. ``cut_back`` takes back
+appends (a record whose fsync failed): their bytes become zeros again, in
+the mapping (cutting a mapped file short would make a later store there a
+``SIGBUS``), and the file is cut back only past the mapping.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import stat
 import struct
@@ -127,10 +147,10 @@ def framed(payload: bytes) -> bytes:
 
 def create_segment(segment: Path, size: int) -> int:
     """Create ``segment`` ``size`` bytes long (as much as the disk has room for) and fsync
-    its size and name; its descriptor, open for writing at its start. ``OSError`` if it
+    its size and name; its descriptor, open for reading and writing at its start. ``OSError`` if it
     cannot be created (then it is not left behind). Blocks for the fsyncs: call it off the
     trio thread when it can be."""
-    fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(segment, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):  # not a pipe a test put there
             try:
@@ -150,6 +170,16 @@ def create_segment(segment: Path, size: int) -> int:
     return fd
 
 
+def map_segment(fd: int) -> mmap.mmap | None:
+    """A shared, writable mapping of the segment open on ``fd``, exactly as long as the file
+    is now (so no store through it is ever past the file's end); ``None`` if it is empty or
+    not a regular file."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return None
+    return mmap.mmap(fd, info.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+
 class SegmentLog:
     """The open segment of the log of one file; one writer appends."""
 
@@ -162,14 +192,26 @@ class SegmentLog:
         self._number = int(existing[-1].name.rsplit(".", 1)[1]) if existing else 0
         self.segment = self._path(self._number + 1)
         #: The open segment's descriptor (-1 once closed).
-        self.fd = create_segment(self.segment, segment_bytes)
+        self.fd = -1
+        self._open(create_segment(self.segment, segment_bytes))
         self._number += 1
-        #: Bytes of records in the open segment.
-        self.size = 0
         #: Past this size the next segment is made, on a thread (none once it is asked for).
         self._spare_at = segment_bytes // 2
         self._spare_maker: threading.Thread | None = None
         self._spare = -1  # the next segment's descriptor, once made
+
+    def _open(self, fd: int) -> None:
+        try:
+            self._map = map_segment(fd)
+        except OSError:  # no room for a mapping (or its descriptor): appends go by ``write``
+            self._map = None
+        self._mapped = len(self._map) if self._map is not None else 0
+        self._seekable = stat.S_ISREG(os.fstat(fd).st_mode)  # not a pipe a test put there
+        self.fd = fd
+        #: Bytes of records in the open segment.
+        self.size = 0
+        # Bytes from the segment's start that appends may have written (a failed one too).
+        self._reach = 0
 
     def _path(self, number: int) -> Path:
         return Path(f"{self.path}.log.{number}")
@@ -178,21 +220,43 @@ class SegmentLog:
         """Write one ``framed`` record (or several) to the open segment: ``OSError`` if it
         cannot (some of it may be written: the reader stops there, and the next record
         goes where this one began)."""
-        view = memoryview(record)
-        try:
-            while view:
-                view = view[os.write(self.fd, view) :]
-        except OSError:
-            with contextlib.suppress(OSError):  # a pipe cannot seek; nothing else fails
-                os.lseek(self.fd, self.size, os.SEEK_SET)
-            raise
-        self.size += len(record)
-        if self.size >= self._spare_at:
+        at = self.size
+        end = at + len(record)
+        self._reach = max(self._reach, end)
+        if end <= self._mapped:
+            assert self._map is not None
+            self._map[at:end] = record
+        else:
+            self._write(at, record)
+        self.size = end
+        if end >= self._spare_at:
             self._spare_at = sys.maxsize  # asked for: once a segment
             self._spare_maker = threading.Thread(
                 target=self._make_spare, name=f"segment-log:{self.segment.name}", daemon=True
             )
             self._spare_maker.start()
+
+    def _write(self, at: int, record: bytes) -> None:
+        # Past the mapping: the file grows (or fails to, on a full disk) as without one.
+        if self._seekable:
+            os.lseek(self.fd, at, os.SEEK_SET)
+        view = memoryview(record)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def cut_back(self, size: int) -> None:
+        """Take back what was appended past ``size`` (a record whose fsync failed, one cut
+        short): its bytes are zeros again, where a reader stops, and the next record goes
+        at ``size``. ``OSError`` if the file cannot be cut back (then the segment may end
+        in a record cut short: open the next one)."""
+        stop = min(self._reach, self._mapped)
+        if size < stop:
+            assert self._map is not None
+            self._map[size:stop] = bytes(stop - size)
+        if self._reach > self._mapped:
+            # Never into the mapping: a store past the file's end would be a SIGBUS.
+            os.ftruncate(self.fd, max(size, self._mapped))
+        self.size = self._reach = size
 
     def _make_spare(self) -> None:
         # A failure is left to ``rotate``, which tries again and raises it.
@@ -208,7 +272,8 @@ class SegmentLog:
         closed = self.segment
         self.close()
         self._number += 1
-        self.fd, self.segment, self.size = fd, self._path(self._number), 0
+        self.segment = self._path(self._number)
+        self._open(fd)
         self._spare_at = self.segment_bytes // 2
         return closed
 
@@ -220,8 +285,12 @@ class SegmentLog:
         return fd
 
     def close(self) -> None:
-        """Close the open segment (it stays on disk) and delete the next one if it was made
-        (nothing is in it); safe to call twice."""
+        """Close the open segment (it stays on disk, with everything stored through its
+        mapping) and delete the next one if it was made (nothing is in it); safe to call
+        twice."""
+        if self._map is not None:
+            self._map.close()
+            self._map, self._mapped = None, 0
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -86,6 +86,7 @@ from bench.chaos.links import (
     never_sent,
     pairs_decided,
     peers_both_working,
+    released_off,
 )
 from bench.chaos.mix import KINDS, PlannedOrder, make_plan, parse_mix, still_filling
 from bench.chaos.sims import (
@@ -612,6 +613,7 @@ async def chaos(args: argparse.Namespace) -> int:
             and report["unsettled"] == 0
             and report["replace_links_broken"] == 0
             and report["leg_working_after_peer_filled"] == 0
+            and report["oto_children_released_off"] == 0
             and report["positions_agree"]
             and report["service_book_agrees"]
             # Under the real venues' limits the budgets keep the service from ever meeting one.
@@ -672,6 +674,7 @@ def check(
         or o.outcome == "unknown"
     ] + held_after_parent_filled(journal)
     links = broken_replace_links(journal, broker, tally.replies)
+    off = released_off(journal)
     # Checked on both sides: the journal's statuses, and the brokers' read back.
     peers = [f"journal: {p}" for p in peers_both_working(journal, journal)] + [
         f"broker: {p}" for p in peers_both_working(journal, broker)
@@ -717,10 +720,15 @@ def check(
         ),
         "replace_refused": dict(sorted(tally.replace_refused.items())),
         "lists": dict(sorted(tally.lists.items())),
+        # Sent: a child's held rest is a record of what may still go out, not a piece.
         "emulated_pieces": sum(
-            1 for c, o in journal.items() if o.leg and "." in c.rsplit("-", 1)[-1]
+            1
+            for c, o in journal.items()
+            if o.leg and "." in c.rsplit("-", 1)[-1] and not never_sent(o)
         ),
         "pairs_decided": pairs_decided(journal),
+        "oto_children_released_off": len(off),
+        "oto_children_released_off_ids": off[:10],
         "replace_links_broken": len(links),
         "replace_links_broken_ids": links[:10],
         "leg_working_after_peer_filled": len(peers),
@@ -775,6 +783,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         ("  emulated pieces and reduced peers", report["emulated_pieces"]),
         ("  exit pairs one leg of which filled", report["pairs_decided"]),
         ("leg working after its peer filled", report["leg_working_after_peer_filled"]),
+        ("OTO child released != parent's fill", report["oto_children_released_off"]),
         ("positions agree (broker = journal)", "yes" if report["positions_agree"] else "NO"),
         ("service book = broker", "yes" if report["service_book_agrees"] else "NO"),
         ("  drifts it put right", report["position_drifts"]),
@@ -790,7 +799,8 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"service book:      {report['service_book']}")
     for key in (
         "lost_ids", "lost_in_journal", "mismatched_ids", "unsettled_ids", "still_busy_at_end",
-        "replace_links_broken_ids", "leg_working_after_peer_filled_ids", "internal_errors",
+        "replace_links_broken_ids", "leg_working_after_peer_filled_ids",
+        "oto_children_released_off_ids", "internal_errors",
     ):  # fmt: skip
         if report[key]:
             print(f"{key}: {report[key]}")

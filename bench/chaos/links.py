@@ -126,3 +126,40 @@ def held_after_parent_filled(journal: Mapping[str, Order]) -> list[str]:
         if parent is not None and parent.status == "filled":
             stuck.append(f"{coid}: held, its parent {parent.client_order_id} filled")
     return stuck
+
+
+def pieces_of(journal: Mapping[str, Order], child: str) -> list[Order]:
+    """An emulated child and the pieces released after it (``<child>.2``, ``.3`` ...)."""
+    out = []
+    coid, n = child, 1
+    while (piece := journal.get(coid)) is not None:
+        out.append(piece)
+        n += 1
+        coid = f"{child}.{n}"
+    return out
+
+
+def released_off(journal: Mapping[str, Order]) -> list[str]:
+    """Emulated OTO children whose released quantity is not what their parent filled.
+
+    A child is sized to its parent's fill: once settled, the quantities of its pieces
+    that went out (held or canceled before they were sent aside) add up to the
+    parent's filled quantity, whether the parent filled, was canceled after a part,
+    or ended unfilled (then nothing went out). Short: a release was dropped; over: a
+    release went out twice. The chaos clients never cancel a list's legs, so no
+    child is taken back by a client here.
+    """
+    bad = []
+    for coid, parent in journal.items():
+        leg = parent.leg
+        if leg is None or not leg.emulated or leg.contingency != "oto" or leg.role != "parent":
+            continue
+        for child in leg.children:
+            sent = [p.qty for p in pieces_of(journal, child) if not never_sent(p)]
+            released = sum(sent, Decimal(0))
+            if released != parent.filled_qty:
+                bad.append(
+                    f"{child}: released {released} (pieces sent: {len(sent)}),"
+                    f" its parent {coid} ({parent.status}) filled {parent.filled_qty}"
+                )
+    return bad

@@ -13,17 +13,29 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, RiskSection, ServiceConfig, ServiceSection
 from ult_actors.errors import RiskRejected
-from ult_actors.messages import Order, OrderReply, OrderRequest, OrderStatus, OrderUpdate, Submit
+from ult_actors.messages import (
+    Order,
+    OrderListRequest,
+    OrderReply,
+    OrderRequest,
+    OrdersReply,
+    OrderStatus,
+    OrderUpdate,
+    Submit,
+    SubmitList,
+)
 from ult_actors.service import Service, build_service
 
 DAY_NS = 86_400 * 10**9
@@ -162,3 +174,51 @@ async def settle() -> None:
     """Let every actor take in what was published (events reach risk asynchronously)."""
     with trio.fail_after(10):
         await trio.testing.wait_all_tasks_blocked()
+
+
+@asynccontextmanager
+async def paper_lists_service(
+    tmp_path: Path, connector: Callable[[PaperSettings], PaperConnector]
+) -> AsyncIterator[Service]:
+    """The tree on one paper broker, ``connector(settings)`` for each incarnation (the
+    emulated-list tests' paper: without some native lists), its clock stopped."""
+    settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper-paper.db"))
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
+        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
+    )
+    svc = build_service(
+        cfg,
+        env={},
+        rng=random.Random(5),
+        connector_factories={"paper": lambda: connector(settings)},
+        reconcile=ReconcilePolicy(settle_grace_s=0.05, interval_s=0.05),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(svc.run)
+        yield svc
+        nursery.cancel_scope.cancel()
+
+
+async def submit_named_list(svc: Service, request: OrderListRequest, *coids: str) -> list[Order]:
+    """Submit ``request`` with its legs named ``coids``; every leg as answered."""
+    legs = [
+        msgspec.structs.replace(leg, client_order_id=coid)
+        for leg, coid in zip(request.legs, coids, strict=True)
+    ]
+    with trio.fail_after(10):
+        reply = await svc.gateway.handle(
+            SubmitList(id=next(_req_ids), orders=msgspec.structs.replace(request, legs=legs))
+        )
+    assert isinstance(reply, OrdersReply), reply
+    return reply.orders
+
+
+async def journaled(svc: Service, coid: str, *wanted: str) -> Order:
+    """Wait (bounded) until the journal has ``coid`` in one of ``wanted``."""
+    with trio.fail_after(10):
+        while True:
+            found = await (await svc.journal.get()).get(coid)
+            if found is not None and found.status in wanted:
+                return found
+            await trio.sleep(0.01)

@@ -21,11 +21,18 @@ from ult_actors.errors import BrokerUnavailable
 
 
 class FullDisk:
-    """``os.write`` that fails with ``ENOSPC`` on the paper change log while ``full``."""
+    """A disk with no room to make the paper change log's segments whole, so their records
+    go by ``os.write`` (``fallocate``); ``write`` fails with ``ENOSPC`` there while ``full``."""
 
     def __init__(self) -> None:
         self.full = False
         self._write = os.write
+        self._fallocate = os.posix_fallocate
+
+    def fallocate(self, fd: int, offset: int, length: int) -> None:
+        if "paper.db.log." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._fallocate(fd, offset, length)
 
     def __call__(self, fd: int, data: Any) -> int:
         # The paper account's log only: the journal has a change log of its own.
@@ -38,6 +45,7 @@ async def test_an_order_lost_to_a_full_disk_is_answered_outcome_unknown_not_refu
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     disk = FullDisk()
+    monkeypatch.setattr(os, "posix_fallocate", disk.fallocate)
     monkeypatch.setattr(os, "write", disk)
     async with running(paper_config(tmp_path)) as svc:
         assert (await submit(svc, "q-0")).status == "filled"

@@ -9,30 +9,20 @@ otherwise the stop works on after the take-profit filled.
 from __future__ import annotations
 
 import itertools
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
-import msgspec
-import trio
-
-from ult_actors.actors.reconcile import ReconcilePolicy
+from tests.actors.harness import journaled, paper_lists_service, submit_named_list
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.client import oco_request, order_request
-from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import (
     Contingency,
     Order,
     OrderReply,
-    OrdersReply,
     Submit,
-    SubmitList,
 )
-from ult_actors.service import Service, build_service
 
 _ids = itertools.count(1)
 
@@ -54,57 +44,23 @@ class RefusingPaper(PaperConnector):
         return await super().cancel(order_id)
 
 
-@asynccontextmanager
-async def running(tmp_path: Path, refused: list[str], refuse: int) -> AsyncIterator[Service]:
-    settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper-paper.db"))
-    cfg = ServiceConfig(
-        service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
-        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
-    )
-    svc = build_service(
-        cfg,
-        env={},
-        rng=random.Random(5),
-        connector_factories={"paper": lambda: RefusingPaper(settings, refused, refuse)},
-        reconcile=ReconcilePolicy(settle_grace_s=0.05, interval_s=0.05),
-    )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(svc.run)
-        yield svc
-        nursery.cancel_scope.cancel()
-
-
-async def journaled(svc: Service, coid: str, *wanted: str) -> Order:
-    """Wait (bounded) until the journal has ``coid`` in one of ``wanted``."""
-    with trio.fail_after(10):
-        while True:
-            found = await (await svc.journal.get()).get(coid)
-            if found is not None and found.status in wanted:
-                return found
-            await trio.sleep(0.01)
-
-
 async def test_a_stop_whose_cancel_was_refused_is_canceled_once_its_take_profit_filled(
     tmp_path: Path,
 ) -> None:
     refused: list[str] = []
+
     # Two: the fill is acted on twice (as reported, and once the list is placed).
-    async with running(tmp_path, refused, refuse=2) as svc:
+    def connector(settings: PaperSettings) -> RefusingPaper:
+        return RefusingPaper(settings, refused, refuse=2)
+
+    async with paper_lists_service(tmp_path, connector) as svc:
         bought = await svc.gateway.handle(
             Submit(id=next(_ids), order=order_request("AAPL", "buy", 10, client_order_id="pos"))
         )
         assert isinstance(bought, OrderReply) and bought.order.status == "filled"
         # A take-profit far below the market fills at once; the stop far below rests.
         oco = oco_request("AAPL", "sell", 10, take_profit="1", stop_loss="0.5", list_id="x")
-        legs = [
-            msgspec.structs.replace(leg, client_order_id=coid)
-            for leg, coid in zip(oco.legs, ("tp", "sl"), strict=True)
-        ]
-        with trio.fail_after(10):
-            reply = await svc.gateway.handle(
-                SubmitList(id=next(_ids), orders=msgspec.structs.replace(oco, legs=legs))
-            )
-        assert isinstance(reply, OrdersReply), reply
+        await submit_named_list(svc, oco, "tp", "sl")
         await journaled(svc, "tp", "filled")
         stop = await journaled(svc, "sl", "canceled")
         assert len(refused) == 2 and set(refused) <= {"sl", stop.id}  # then one took

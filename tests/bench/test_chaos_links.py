@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import msgspec
 
-from bench.chaos.links import broken_replace_links, peers_both_working
+from bench.chaos.links import broken_replace_links, peers_both_working, released_off
 from ult_actors.messages import Leg, Order, OrderRequest
 from ult_actors.order_state import order_from_request
 
@@ -54,3 +54,38 @@ def test_a_replaced_order_whose_replacement_is_missing_or_unlinked_is_caught() -
     assert broken_replace_links(unended, unended, {"c.r1": new}) == [
         "c.r1 was answered as replacing c, which is accepted, replaced_by None"
     ]
+
+
+def oto(coid: str, status: str, qty: int, *, filled: int = 0, parent: str = "") -> Order:
+    """A leg of the emulated OTO ``p`` (child ``k``): the parent, or a piece of the child."""
+    if parent:
+        leg = Leg(list_id="l", contingency="oto", role="child", parent_id=parent, emulated=True)
+    else:
+        leg = Leg(list_id="l", contingency="oto", role="parent", children=("k",), emulated=True)
+    made = order(coid, status, filled=filled)
+    return msgspec.structs.replace(
+        made, qty=Decimal(qty), leg=leg, id="" if status == "held" else coid
+    )
+
+
+def test_an_oto_child_released_off_of_its_parents_fill_or_beyond_it_is_caught() -> None:
+    parent = oto("p", "filled", 10, filled=10)
+    pieces = (oto("k", "filled", 4, filled=4, parent="p"), oto("k.2", "accepted", 6, parent="p"))
+    assert released_off(book(parent, *pieces)) == []
+    # The last release dropped: the child and its one piece out for the first 4 only.
+    assert released_off(book(parent, pieces[0])) == [
+        "k: released 4 (pieces sent: 1), its parent p (filled) filled 10"
+    ]
+    twice = oto("k.3", "accepted", 6, parent="p")
+    assert released_off(book(parent, *pieces, twice)) == [
+        "k: released 16 (pieces sent: 3), its parent p (filled) filled 10"
+    ]
+
+
+def test_the_held_rest_of_a_child_is_not_counted_as_released() -> None:
+    canceled = oto("p", "canceled", 10, filled=4)
+    child = oto("k", "filled", 4, filled=4, parent="p")
+    rest = msgspec.structs.replace(oto("k.2", "held", 6, parent="p"), status="canceled")
+    assert released_off(book(canceled, child, rest)) == []
+    unfilled = oto("p", "canceled", 10)
+    assert released_off(book(unfilled, oto("k", "held", 10, parent="p"))) == []

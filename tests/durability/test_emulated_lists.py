@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 
 from tests.durability.harness import FlakyConnector, config, journal_of, running
@@ -211,6 +212,42 @@ async def test_a_filled_parent_whose_last_release_a_crash_cut_short_releases_it_
         piece = await status_of(svc, "k-1.2", "accepted")
         assert (piece.qty, piece.side) == (Decimal(6), "sell")
         assert venue.submits == 1 and "k-1.3" not in venue.by_client
+
+
+async def test_a_crash_between_holding_the_rest_and_sending_the_piece_sends_each_once(
+    tmp_path: Path,
+) -> None:
+    """The journal has the parent filled 4 of 10, its child still held and the child's
+    rest (``k-1.2``, 6) held too: the crash came after the rest was journaled, before the
+    child went. At start the child goes for 4; the rest waits for the parent's fill."""
+    from tests.durability.harness import order
+
+    venue = FakeVenue()
+    cfg = config(tmp_path)
+    async with running(cfg, venue) as svc:
+        store = await svc.journal.get()
+        parent, child = _filled_oto_parent_and_child("held")
+        # Its own venue id: the venue numbers what it is sent from 1.
+        parent = msgspec.structs.replace(
+            parent, id="p", status="partially_filled", filled_qty=Decimal(4)
+        )
+        assert child.leg is not None
+        rest = order(
+            "k-1.2", "held", qty=Decimal(6), side="sell", type="limit",
+            limit_price=Decimal(120), leg=child.leg,
+        )  # fmt: skip
+        venue.orders["p"] = parent
+        venue.by_client["p-1"] = "p"
+        for o in (parent, child, rest):
+            await store.record(o)
+    async with running(cfg, venue) as svc:
+        released = await status_of(svc, "k-1", "accepted")
+        assert released.qty == Decimal(4)
+        assert (await journal_of(svc, "k-1.2")).status == "held"
+        venue.fill("p")
+        piece = await status_of(svc, "k-1.2", "accepted")
+        assert piece.qty == Decimal(6)
+        assert venue.submits == 2 and "k-1.3" not in venue.by_client
 
 
 async def test_health_counts_the_legs_the_service_holds(tmp_path: Path) -> None:

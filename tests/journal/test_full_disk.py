@@ -168,12 +168,19 @@ async def test_a_full_disk_refuses_new_orders_before_sending_keeps_cancels_and_r
 
 
 class FullLog:
-    """``os.write`` that fails with ``ENOSPC`` on the journal's change log while ``full``,
-    after writing the first bytes of the record, as a disk filling mid-write does."""
+    """A disk with no room to make the journal's log segments whole, so their records go by
+    ``os.write`` (``fallocate``); ``write`` fails with ``ENOSPC`` there while ``full``, after
+    writing the first bytes of the record, as a disk filling mid-write does."""
 
     def __init__(self) -> None:
         self.full = False
         self._write = os.write
+        self._fallocate = os.posix_fallocate
+
+    def fallocate(self, fd: int, offset: int, length: int) -> None:
+        if "journal.db.log." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._fallocate(fd, offset, length)
 
     def __call__(self, fd: int, data: Any) -> int:
         if self.full and "journal.db.log." in os.readlink(f"/proc/self/fd/{fd}"):
@@ -188,6 +195,7 @@ async def test_a_failed_append_refuses_submits_holds_the_news_and_leaves_the_log
 ) -> None:
     path = tmp_path / "journal.db"
     disk = FullLog()
+    monkeypatch.setattr(os, "posix_fallocate", disk.fallocate)
     monkeypatch.setattr(os, "write", disk)
     async with open_sqlite_store(path, probe_interval_s=0.01, fold_interval_s=3600) as store:
         with trio.fail_after(10):

@@ -377,6 +377,8 @@ class _BrokerIncarnation:
                 # A leg the venue reports under an id of its own (Alpaca's exits): ours.
                 coid, current = twin.client_order_id, self.orders.get(twin.client_order_id) or twin
                 order = msgspec.structs.replace(order, client_order_id=coid, leg=twin.leg)
+            else:  # re-read: another report of it may have been merged while we looked
+                current = self.orders.get(coid)
         if current is None and coid not in self.submitting:
             order = self._adopted(order)
         try:
@@ -833,7 +835,13 @@ class _BrokerIncarnation:
     async def _list_side(self) -> ListSide:
         side = await self._replace_side()
         fields = {f.name: getattr(side, f.name) for f in dataclasses.fields(side)}
-        return ListSide(**fields, place=self._place, cancel=self._cancel, replace=self._replace)
+        return ListSide(
+            **fields,
+            place=self._place,
+            cancel=self._cancel,
+            replace=self._replace,
+            lock=self.list_lock,
+        )
 
     async def _resume_lists(self) -> None:
         """After a start: act on what happened to emulated lists while we were away."""

@@ -13,8 +13,11 @@ and acts on the updates of the legs (``react``):
 - a parent (an OTO's parent, a bracket's entry) that fills releases its
   children sized to what filled: the first release sends the held leg itself,
   each later fill one more piece (``<child id>.2``, ``.3`` ...), so partial
-  fills release partial children; a parent that ends with nothing filled
-  cancels its held children;
+  fills release partial children. While the parent may fill more, the next
+  piece is journaled ``held`` (sized to what the parent has left) before a
+  piece goes out: a release a crash drops is owed by an open leg, which
+  ``resume`` finds even when the child and every piece before it have ended.
+  A parent that ends cancels what is still held (all of it if nothing filled);
 - one exit of an OCO pair (a bracket's exits are one) that fills cancels its
   peer, or, filled in part, reduces the peer to what is still left of it
   (a replace where the venue has one, each reduction under its own id
@@ -50,7 +53,7 @@ from ult_actors.messages import (
     OrderRequest,
     ReplaceRequest,
 )
-from ult_actors.order_state import leg_records, refused, request_of
+from ult_actors.order_state import leg_records, order_from_request, refused, request_of
 from ult_actors.validation import replaced_terms
 
 #: Answers to a list that say the venue refused it: nothing was placed.
@@ -65,6 +68,8 @@ class ListSide(ReplaceSide):
     place: Callable[[OrderRequest, Leg | None], Awaitable[Order]]
     cancel: Callable[[str], Awaitable[Order]]
     replace: Callable[[ReplaceOrder], Awaitable[Order]]
+    #: Held while an emulated list changes (a release, a peer's cancel): one at a time.
+    lock: trio.Lock
 
 
 def is_native(connector: Connector, contingency: Contingency) -> bool:
@@ -153,9 +158,10 @@ async def _place_emulated(side: ListSide, request: OrderListRequest) -> list[Ord
             result.append(await side.known(record.client_order_id) or record)
         else:
             result.append(await side.place(leg, record.leg))
-    for order in result:
-        if order.leg is not None and order.status not in ("held", "pending_new"):
-            await react(side, order)  # it may have filled inside the submit
+    async with side.lock:  # beside the reactions to the legs' first updates
+        for order in result:
+            if order.leg is not None and order.status not in ("held", "pending_new"):
+                await react(side, order)  # it may have filled inside the submit
     return result
 
 
@@ -199,39 +205,78 @@ async def _release_children(side: ListSide, parent: Order) -> None:
         for o in [await side.known(c) for c in leg.children]
         if o is not None and o.leg is not None and o.leg.parent_id == parent.client_order_id
     ]
-    if parent.filled_qty == 0:
-        if parent.status in TERMINAL_STATUSES:
-            for child in children:
-                if child.status == "held":
-                    await side.track(_canceled(child, "its parent ended unfilled", side.now_ns()))
-        return
-    pieces = {c.client_order_id: await _released(side, c) for c in children}
+    ended = parent.status in TERMINAL_STATUSES
+    if parent.filled_qty == 0 and not ended:
+        return  # nothing to release yet
     for child in children:
-        released, count = pieces[child.client_order_id]
-        want = parent.filled_qty - released  # a child is sized to what its parent filled
-        if want <= 0:
-            continue
-        suffix = "" if count == 0 else f".{count + 1}"
-        peer = child.leg.peer_id if child.leg else None
-        assert child.leg is not None
-        piece_leg = msgspec.structs.replace(
-            child.leg, peer_id=None if peer is None else f"{peer}{suffix}"
-        )
-        request = msgspec.structs.replace(
-            request_of(child), qty=want, client_order_id=f"{child.client_order_id}{suffix}"
-        )
-        await side.place(request, piece_leg)
+        pieces = await _pieces(side, child)
+        # Sent in turn: the first held piece is the next to go, the rest of it on record.
+        next_piece = next((i for i, p in enumerate(pieces) if p.status == "held"), len(pieces))
+        want = parent.filled_qty - sum((p.qty for p in pieces[:next_piece]), Decimal(0))
+        if want > 0:  # a child is sized to what its parent filled
+            if not ended:
+                # The rest is on record, held, before this piece goes: a crash that drops
+                # the release of the parent's next fill leaves an open leg for ``resume``.
+                await _hold_rest(side, parent, child, next_piece + 1)
+            await side.place(_piece(child, next_piece, want), _piece_leg(child, next_piece))
+            next_piece += 1
+        if ended:
+            for held in pieces[next_piece:]:  # nothing more will fill: nothing to release
+                if held.status == "held":
+                    await side.track(_canceled(held, _ended_reason(parent), side.now_ns()))
 
 
-async def _released(side: ListSide, child: Order) -> tuple[Decimal, int]:
-    """(quantity of ``child`` sent so far, pieces sent)."""
-    if child.status == "held":
-        return Decimal(0), 0
-    total, count = child.qty, 1
-    while (piece := await side.known(f"{child.client_order_id}.{count + 1}")) is not None:
-        total += piece.qty
-        count += 1
-    return total, count
+async def _pieces(side: ListSide, child: Order) -> list[Order]:
+    """``child`` and the pieces on record after it (``<child>.2``, ``.3`` ...), in turn."""
+    pieces = [child]
+    while (piece := await side.known(_piece_id(child, len(pieces)))) is not None:
+        pieces.append(piece)
+    return pieces
+
+
+def _piece_id(child: Order, index: int) -> str:
+    """The client order id of ``child``'s piece ``index`` (0: the child itself)."""
+    return child.client_order_id if index == 0 else f"{child.client_order_id}.{index + 1}"
+
+
+def _piece_leg(child: Order, index: int) -> Leg:
+    """A piece's leg: its peer is the piece of the same number of the child's peer."""
+    assert child.leg is not None
+    peer = child.leg.peer_id
+    if peer is None or index == 0:
+        return child.leg
+    return msgspec.structs.replace(child.leg, peer_id=f"{peer}.{index + 1}")
+
+
+def _piece(child: Order, index: int, qty: Decimal) -> OrderRequest:
+    return msgspec.structs.replace(
+        request_of(child), qty=qty, client_order_id=_piece_id(child, index)
+    )
+
+
+async def _hold_rest(side: ListSide, parent: Order, child: Order, index: int) -> None:
+    """Journal piece ``index`` of ``child`` as held, sized to what the parent may still fill."""
+    coid = _piece_id(child, index)
+    rest = parent.qty - parent.filled_qty
+    if rest <= 0 or await side.known(coid) is not None:
+        return
+    held = order_from_request(
+        _piece(child, index, rest),
+        broker=child.broker,
+        order_id="",
+        status="held",
+        now_ns=side.now_ns(),
+        outcome="local",
+    )
+    await side.store.record(
+        msgspec.structs.replace(held, leg=_piece_leg(child, index)), event="held"
+    )
+
+
+def _ended_reason(parent: Order) -> str:
+    if parent.filled_qty == 0:
+        return "its parent ended unfilled"
+    return f"its parent ended: all it filled ({parent.filled_qty}) was released"
 
 
 async def _current(side: ListSide, coid: str) -> Order | None:

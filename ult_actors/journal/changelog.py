@@ -2,7 +2,8 @@
 
 ``SqliteStore`` makes a batch of records durable by appending it, as one
 msgpack record, to a ``segment_log`` next to the journal file
-(``journal.db.log.<n>``): one ``write``, no SQLite on the order's path. The
+(``journal.db.log.<n>``): one copy into the segment's mapping, no SQLite on
+the order's path. The
 ``JournalLog``'s thread folds what was appended into the SQLite file at
 most ``interval_s`` later, every batch of that time in one transaction
 (the store's ``fold``), and deletes a closed segment once the file holds
@@ -21,7 +22,6 @@ record cut short and goes on with the next segment).
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -177,12 +177,7 @@ class JournalLog:
 
     def _cut_back(self, size: int) -> None:
         try:
-            os.ftruncate(self._log.fd, size)
-            # The next append writes where this one began: left at the end of a record
-            # written whole (its fsync failed), it would leave a gap of zeros the reader
-            # stops at, and lose every record after it on a replay.
-            os.lseek(self._log.fd, size, os.SEEK_SET)
-            self._log.size = size
+            self._log.cut_back(size)  # the next append writes where this one began
         except OSError:
             self._cut = True  # the reader stops at the cut; the next append rotates
 

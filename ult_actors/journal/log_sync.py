@@ -52,6 +52,10 @@ class LogSyncer:
 
     def appended(self, segment: Path) -> None:
         """Something was appended to ``segment``: fsync it within ``interval_s``."""
+        # Already due (read without the lock, so that an append costs no lock but the first
+        # of a round's): a set seen holding it is swapped out, and fsynced, after this read.
+        if segment in self._dirty:
+            return
         with self._changed:
             if not self._dirty:
                 self._changed.notify()

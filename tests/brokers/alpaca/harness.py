@@ -30,6 +30,17 @@ KEY = "PKTESTKEY0000000001"
 SECRET = "sim-secret-do-not-leak-0123456789"
 
 
+def clock_standing_in_this_minute(second: int) -> Callable[[], int]:
+    """A wall clock standing still ``second`` s into the current minute.
+
+    The simulator's rate-limit window is a calendar minute: a test reading the real
+    clock that runs across a minute's end finds its budget renewed at the venue, or
+    the reset the connector heard already passed.
+    """
+    frozen_ns = time.time_ns() // 60_000_000_000 * 60_000_000_000 + second * 1_000_000_000
+    return lambda: frozen_ns
+
+
 @asynccontextmanager
 async def running_sim(**options: Any) -> AsyncIterator[tuple[AlpacaSim, int]]:
     """A simulator on 127.0.0.1 (any free port), fills 10 ms apart unless told otherwise."""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import socket
-import time
 from decimal import Decimal
 
 import pytest
 import trio
 
-from tests.brokers.alpaca.harness import connected, running_sim, settings_for
+from tests.brokers.alpaca.harness import (
+    clock_standing_in_this_minute,
+    connected,
+    running_sim,
+    settings_for,
+)
 from ult_actors.brokers.alpaca.connector import AlpacaConnector
 from ult_actors.errors import (
     AlreadyFinal,
@@ -100,10 +104,10 @@ async def test_the_simulators_own_rate_limit_headers_close_the_gate_before_a_429
     # would find its budget renewed (at the venue) or its reset passed (at the connector).
     # It stands a second into a minute: the reset the connector hears is then ~59 s away in
     # its own (trio) time too, not a few ms that pass before the third request goes.
-    frozen_ns = (time.time_ns() // 60_000_000_000) * 60_000_000_000 + 1_000_000_000
+    now_ns = clock_standing_in_this_minute(1)
     async with (
-        running_sim(rate_limit_per_minute=3, now_ns=lambda: frozen_ns) as (sim, port),
-        connected(port, stream=False, now_ns=lambda: frozen_ns) as (conn, _),
+        running_sim(rate_limit_per_minute=3, now_ns=now_ns) as (sim, port),
+        connected(port, stream=False, now_ns=now_ns) as (conn, _),
     ):
         await conn.account()  # connect used the first request
         await conn.account()  # the third: X-RateLimit-Remaining is now 0

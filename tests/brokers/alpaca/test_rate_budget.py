@@ -9,7 +9,7 @@ minute partly used. The budget learns what is left from the replies'
 from __future__ import annotations
 
 import random
-import time
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -17,14 +17,18 @@ from typing import Any
 import httpx
 import trio
 
-from tests.brokers.alpaca.harness import KEY, SECRET, running_sim, settings_for
+from tests.brokers.alpaca.harness import (
+    KEY,
+    SECRET,
+    clock_standing_in_this_minute,
+    running_sim,
+    settings_for,
+)
 from tests.brokers.harness import connected_connector
 from ult_actors.brokers.alpaca.connector import AlpacaConnector
 from ult_actors.brokers.budget import RateBudget, RequestClass, budget_for, charged_as
 from ult_actors.errors import RateLimited, UltError
 from ult_actors.messages import Order, OrderRequest
-
-_MINUTE_NS = 60_000_000_000
 
 
 def resting_buy(coid: str) -> OrderRequest:
@@ -38,11 +42,9 @@ def resting_buy(coid: str) -> OrderRequest:
     )
 
 
-def fresh_connector(port: int, budget: RateBudget, now_ns: int) -> AlpacaConnector:
+def fresh_connector(port: int, budget: RateBudget, now_ns: Callable[[], int]) -> AlpacaConnector:
     """A new process's connector: its own budget, which has not heard Alpaca yet."""
-    connector = AlpacaConnector(
-        "alpaca", settings_for(port), now_ns=lambda: now_ns, rng=random.Random(3)
-    )
+    connector = AlpacaConnector("alpaca", settings_for(port), now_ns=now_ns, rng=random.Random(3))
     connector.use_budget(budget)
     return connector
 
@@ -63,9 +65,9 @@ async def as_the_broker_actor(
 async def test_a_restarted_services_burst_sends_no_more_than_the_venue_has_left() -> None:
     # The venue's clock stands still half-way through a minute (the connector reads the
     # same one): the minute's count and its reset stay put for the test's length.
-    frozen_ns = time.time_ns() // _MINUTE_NS * _MINUTE_NS + 30 * 1_000_000_000
+    now_ns = clock_standing_in_this_minute(30)
     async with (
-        running_sim(rate_limit_per_minute=30, now_ns=lambda: frozen_ns) as (sim, port),
+        running_sim(rate_limit_per_minute=30, now_ns=now_ns) as (sim, port),
         httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET},
@@ -76,7 +78,7 @@ async def test_a_restarted_services_burst_sends_no_more_than_the_venue_has_left(
             assert (await killed.get("/v2/clock")).status_code == 200
         budget = budget_for("alpaca", "alpaca", None, None)
         assert budget is not None
-        connector = fresh_connector(port, budget, frozen_ns)
+        connector = fresh_connector(port, budget, now_ns)
         async with connected_connector(connector, stream=False):  # 4 left after connect's
             answers: list[Order | UltError] = []
 

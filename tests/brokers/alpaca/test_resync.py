@@ -9,7 +9,14 @@ import httpx
 import pytest
 import trio
 
-from tests.brokers.alpaca.harness import KEY, SECRET, connected, running_sim, settings_for
+from tests.brokers.alpaca.harness import (
+    KEY,
+    SECRET,
+    clock_standing_in_this_minute,
+    connected,
+    running_sim,
+    settings_for,
+)
 from tests.brokers.alpaca.test_faults import market
 from ult_actors.brokers.alpaca.connector import AlpacaConnector
 from ult_actors.brokers.alpaca.ledger import FillLedger
@@ -153,9 +160,10 @@ async def test_a_reconnect_after_the_stream_delivered_everything_delivers_nothin
 
 
 async def test_the_simulators_429_reaches_the_caller_as_rate_limited_with_its_reset() -> None:
+    now_ns = clock_standing_in_this_minute(30)  # the venue's minute does not end mid-test
     async with (
-        running_sim() as (sim, port),
-        connected(port, stream=False, rate_limit_max_wait_s=0) as (conn, _),
+        running_sim(now_ns=now_ns) as (sim, port),
+        connected(port, stream=False, now_ns=now_ns, rate_limit_max_wait_s=0) as (conn, _),
         httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             headers={"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET},
@@ -167,4 +175,4 @@ async def test_the_simulators_429_reaches_the_caller_as_rate_limited_with_its_re
         with trio.fail_after(10), pytest.raises(RateLimited) as err:
             await conn.account()
         assert sim.faults.fired == {}  # Alpaca's own limit, not a fault
-        assert err.value.retry_after is not None and 0 < err.value.retry_after <= 60
+        assert err.value.retry_after == 30  # the rest of the venue's minute

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import trio
 import trio_websocket
 
-from tests.brokers.alpaca.harness import KEY, SECRET
+from tests.brokers.alpaca.harness import KEY, SECRET, clock_standing_in_this_minute
 from tests.sim.alpaca.test_server import client
 
 MARKET = {"symbol": "AAPL", "side": "buy", "type": "market", "time_in_force": "day"}
@@ -133,7 +132,8 @@ async def test_fill_activities_page_in_order_by_page_token_and_after() -> None:
 
 
 async def test_rate_limit_set_by_admin_answers_429_with_alpacas_headers() -> None:
-    async with client() as (_sim, http):
+    now_ns = clock_standing_in_this_minute(30)  # the minute does not end between requests
+    async with client(now_ns=now_ns) as (_sim, http):
         bad = await http.post("/_sim/rate-limit", json={"per_minute": -1})
         assert bad.status_code == 400
         assert (await http.post("/_sim/rate-limit", json={"per_minute": 2})).status_code == 200
@@ -146,7 +146,7 @@ async def test_rate_limit_set_by_admin_answers_429_with_alpacas_headers() -> Non
         assert refused.json() == {"code": 42910000, "message": "rate limit exceeded"}
         assert refused.headers["X-RateLimit-Remaining"] == "0"
         reset = int(refused.headers["X-RateLimit-Reset"])
-        assert time.time() < reset <= time.time() + 60  # the next minute boundary
+        assert reset == now_ns() // 1_000_000_000 + 30  # the next minute boundary
         state = (await http.get("/_sim/state")).json()
         assert state["rate_limit_per_minute"] == 2
         assert (await http.post("/_sim/rate-limit", json={"per_minute": 0})).status_code == 200

@@ -1,12 +1,12 @@
 """The paper accounts' change log: what the venues changed, on disk before anyone is told.
 
-A venue call's changes (a ``Batch``) are appended to the log with
-one ``write`` on the trio thread before its answer or updates go out; the
-writer's thread folds them into the SQLite file later, many calls per
-transaction (``paper.writer``). A ``write`` is in the operating system's
-page cache when it returns, so a ``kill -9`` loses nothing anybody was
-told; a machine crash may lose the last writes, as the file's
-``synchronous=NORMAL`` may.
+A venue call's changes (a ``Batch``) are appended to the log (one copy
+into the segment's mapping) on the trio thread before its answer or updates
+go out; the writer's thread folds them into the SQLite file later, many
+calls per transaction (``paper.writer``). An append is in the operating
+system's page cache when it returns (``segment_log``), so a ``kill -9``
+loses nothing anybody was told; a machine crash may lose the last appends,
+as the file's ``synchronous=NORMAL`` may.
 
 The log is a ``segment_log`` next to the accounts file
 (``<file>.log.<n>``); each record is a msgpack ``Batch`` (a log of an
