@@ -331,10 +331,9 @@ class _Batch:
     async def wait(self) -> None:
         """Return once it is written or failed (a checkpoint, as ``trio.Event.wait``)."""
         if self._done is None:
-            if self.finished:
-                await trio.lowlevel.checkpoint()
-                return
             self._done = trio.Event()
+            if self.finished:
+                self._done.set()
         await self._done.wait()
 
 
