@@ -1108,9 +1108,10 @@ class SqliteStore:
             )
             return [row[0] for row in rows]
 
-        coids = set(await self._read(read))
-        # Not in the file yet (not folded, or held while it cannot be written).
-        coids.update(o.client_order_id for o in self._unwritten.values() if o.id == order_id)
+        # Not in the file yet (not folded, or held while it cannot be written): taken
+        # before the file is read, since a fold landing meanwhile drops it from memory.
+        coids = {o.client_order_id for o in self._unwritten.values() if o.id == order_id}
+        coids.update(await self._read(read))
         found = [await self.get(coid) for coid in sorted(coids)]
         # A client order id whose order since got another id is no match.
         return [o for o in found if o is not None and o.id == order_id]
