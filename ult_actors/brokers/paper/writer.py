@@ -99,7 +99,8 @@ class BatchWriter:
 
         ``BrokerUnavailable`` once the writer has failed (this call's write included).
         """
-        self.check()
+        if self.failure is not None:  # ``check``, without a call on every venue call
+            raise self.unavailable()
         self.staged_seq += 1
         seq = self.staged_seq
         try:
