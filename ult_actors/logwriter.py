@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import ctypes
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -108,6 +109,7 @@ class LogWriter:
         if threaded:
             self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
             self._thread.start()
+            _name_os_thread(self._thread)
             # A process that ends without calling close still writes what is queued.
             atexit.register(self.close)
 
@@ -155,7 +157,6 @@ class LogWriter:
         return True
 
     def _run(self) -> None:
-        _name_os_thread("log-writer")
         pending = self._pending
         while True:
             # Let records gather: one wake-up (one GIL take from the loop) per window.
@@ -203,11 +204,16 @@ class LogWriter:
             return self.render(_unrenderable_record(record, exc))
 
 
-def _name_os_thread(name: str) -> None:
-    """Name the calling thread for the OS as well (``top -H``, ``/proc/<pid>/task/*/comm``),
+def _name_os_thread(thread: threading.Thread) -> None:
+    """Give a started thread its name for the OS as well (``top -H``, ``/proc/<pid>/task/*/comm``),
     so its CPU can be told apart from outside; Python 3.11 names only its own object."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: only a convenience
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+    if sys.platform != "linux" or thread.ident is None:
+        return  # elsewhere the call takes other arguments; the name is only a convenience
+    with contextlib.suppress(OSError, AttributeError):
+        # On Linux a thread's ident is its pthread_t; the OS keeps 15 bytes of the name.
+        ctypes.CDLL(None).pthread_setname_np(
+            ctypes.c_ulong(thread.ident), thread.name.encode()[:15]
+        )
 
 
 def record_of(line: Line) -> Record:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +49,26 @@ class GatedStream(io.StringIO):
         self.writing.set()
         assert self.gate.wait(10), "the test never opened the gate"
         return super().write(text)
+
+
+class TellingStream(io.StringIO):
+    """A log stream that tells each write as it comes (``wrote``: one release per write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wrote = threading.Semaphore(0)
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self.wrote.release()
+        return written
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.001)
 
 
 @pytest.fixture
@@ -159,6 +181,28 @@ async def test_a_record_logged_on_the_trio_thread_is_written_by_another_thread_a
     assert line["api_secret"] == "***"
     assert "sk-live-123" not in out.getvalue()
     assert out.writers == {"log-writer"}  # not the trio thread
+
+
+def test_a_line_handed_over_after_the_writer_went_idle_is_written_at_once_not_at_close() -> None:
+    # An idle writer waits on a bell the next record rings; a lost ring would hold
+    # every line back until the next one, or until the service stops.
+    out = TellingStream()
+    writer = configure_logging(json=True, stream=out)
+    log = structlog.get_logger()
+    for n in range(3):
+        _wait_until(lambda: writer._asleep)  # a window found nothing: the writer waits to be rung
+        log.info("line", n=n)
+        assert out.wrote.acquire(timeout=10), f"line {n} was not written while the writer ran"
+    assert [line["n"] for line in _lines(out)] == [0, 1, 2]
+    assert writer.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the OS thread name is read from /proc")
+def test_the_writer_thread_carries_its_name_for_the_os_so_top_shows_it() -> None:
+    writer = configure_logging(json=True, stream=io.StringIO())
+    names = {comm.read_text().strip() for comm in Path("/proc/self/task").glob("*/comm")}
+    assert writer.close()
+    assert "log-writer" in names
 
 
 def test_an_info_line_is_the_line_structlog_writes_and_keeps_its_place_among_them() -> None:

@@ -396,6 +396,8 @@ class _BrokerIncarnation:
                 # A leg the venue reports under an id of its own (Alpaca's exits): ours.
                 coid, current = twin.client_order_id, self.orders.get(twin.client_order_id) or twin
                 order = msgspec.structs.replace(order, client_order_id=coid, leg=twin.leg)
+            else:  # re-read: another report of it may have been merged while we looked
+                current = self.orders.get(coid)
         if current is None and coid not in self.submitting:
             order = self._adopted(order)
         try:

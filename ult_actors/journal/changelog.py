@@ -84,13 +84,10 @@ def read(path: Path) -> Iterator[LogRecord]:
             return
 
 
-@dataclass
-class _Appended:
-    rows: list[LogRow]
-    fills: list[FillRow]
-    #: Handed back to ``on_folded`` once folded (the store's own records).
-    memo: Any
-    number: int
+#: One append as the fold's thread takes it: its rows, its fills, the memo handed back
+#: to ``on_folded`` once folded (the store's own records), and its number. A plain
+#: tuple: one is made per append, on the trio thread.
+_Appended = tuple[list[LogRow], list[FillRow], Any, int]
 
 
 @dataclass
@@ -175,7 +172,7 @@ class JournalLog:
             self._cut_back(before)
             raise
         self.appends += 1
-        self._jobs.put(_Appended(rows, fills, memo, self.appends))
+        self._jobs.put((rows, fills, memo, self.appends))
         return self._log.segment
 
     def _cut_back(self, size: int) -> None:
@@ -244,7 +241,7 @@ class JournalLog:
         appended = 0
         while True:
             jobs = [self._jobs.get()]
-            if isinstance(jobs[0], (_Appended, Path)):
+            if isinstance(jobs[0], (tuple, Path)):
                 # Let the appends of the next few ms join this transaction.
                 self._hurry.wait(self.interval_s)
             self._hurry.clear()
@@ -255,11 +252,11 @@ class JournalLog:
                     break
             retries = [job for job in jobs if isinstance(job, _Retry)]
             for job in jobs:
-                if isinstance(job, _Appended):
-                    rows += job.rows
-                    fills += job.fills
-                    memos.append(job.memo)
-                    appended = job.number
+                if isinstance(job, tuple):
+                    rows += job[0]
+                    fills += job[1]
+                    memos.append(job[2])
+                    appended = job[3]
                 elif isinstance(job, Path):
                     closed.append(job)
             stopping = None in jobs

@@ -304,7 +304,7 @@ class PostgresStore(SqliteStore):
         """What a cost report is computed from (see ``OrderStore``), read on a connection
         of its own as the report is built; what was recorded before the call is in it."""
         if self._queue and self.unavailable is None:
-            await self._queue[-1].done.wait()
+            await self._queue[-1].wait()
         return PostgresCostInputs(self.url, query, connect_timeout_s=self.connect_timeout_s)
 
 

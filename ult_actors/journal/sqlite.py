@@ -265,11 +265,15 @@ class _SeenFilter:
     def __contains__(self, key: str) -> bool:
         bits, mask = self._bits, self._mask
         h = hash(key)
-        pos, step = h & mask, ((h >> 32) & mask) | 1
-        for _ in range(self.HASHES):
+        pos = h & mask
+        # Nearly every new id misses on its first position: answered before the loop.
+        if not bits[pos >> 3] & (1 << (pos & 7)):
+            return False
+        step = ((h >> 32) & mask) | 1
+        for _ in range(self.HASHES - 1):
+            pos = (pos + step) & mask
             if not bits[pos >> 3] & (1 << (pos & 7)):
                 return False
-            pos = (pos + step) & mask
         return True
 
     @property
@@ -304,17 +308,33 @@ class _RoundMark(trio.abc.Instrument):
 class _Batch:
     """Records that commit in one transaction; everyone waiting on it wakes together."""
 
-    __slots__ = ("done", "error", "fills", "rows", "since", "waited")
+    __slots__ = ("_done", "error", "fills", "finished", "rows", "since", "waited")
 
     def __init__(self) -> None:
         #: When it was opened (trio's clock): news in it waits ``sync_interval_s`` from then.
         self.since = trio.current_time()
         self.rows: list[_Row] = []
         self.fills: list[Fill] = []
-        self.done = trio.Event()
+        self.finished = False
+        #: Made by the first waiter: most batches (an inline append's) have none.
+        self._done: trio.Event | None = None
         self.error: BaseException | None = None
         #: Someone waits for it (a ``record``), not only ``record_soon`` news.
         self.waited = False
+
+    def finish(self) -> None:
+        """It is written (or failed: ``error``): wake everyone waiting on it."""
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Return once it is written or failed (a checkpoint, as ``trio.Event.wait``)."""
+        if self._done is None:
+            self._done = trio.Event()
+            if self.finished:
+                self._done.set()
+        await self._done.wait()
 
 
 class SqliteStore:
@@ -550,7 +570,7 @@ class SqliteStore:
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:
             batch.error = error
-            batch.done.set()
+            batch.finish()
         self._queue.clear()
 
     async def _commit_queued(self) -> None:
@@ -567,7 +587,7 @@ class SqliteStore:
                 return  # the rest fails below; reconciliation settles those orders on start
             self._queue.popleft()
             self._committed(batch.rows)
-            batch.done.set()
+            batch.finish()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -604,7 +624,7 @@ class SqliteStore:
             return
         if not self._hands_over(batch):
             self._wake.set()
-        await batch.done.wait()
+        await batch.wait()
         if batch.error is None:
             return
         if not self._is_outage(batch.error):
@@ -634,7 +654,7 @@ class SqliteStore:
             self._queue.appendleft(batch)
             return False
         self._committed(batch.rows)
-        batch.done.set()
+        batch.finish()
         return True
 
     def _hands_over(self, batch: _Batch) -> bool:
@@ -643,7 +663,7 @@ class SqliteStore:
         True if it will (the writer task need not be woken).
 
         The writer task is neither woken to take it nor to hand it back: the thread's
-        answer sets ``batch.done`` itself (``_handed_back``), two scheduler rounds fewer
+        answer finishes the batch itself (``_handed_back``), two scheduler rounds fewer
         on a lone order's path. Records of later rounds gather for the writer task, which
         waits for the answer before it writes them (one fsync for all of them)."""
         if not (
@@ -683,7 +703,7 @@ class SqliteStore:
         handed, self._handed = self._handed, None
         if error is None:
             self._committed(batch.rows)
-            batch.done.set()
+            batch.finish()
         else:
             self._queue.appendleft(batch)
             self._wake.set()
@@ -909,7 +929,7 @@ class SqliteStore:
                         self._settle_failed(failed.rows)
                         self._held_fills.extend(failed.fills)
                     failed.error = exc
-                    failed.done.set()
+                    failed.finish()
                 self._queue.clear()
                 if not outage:
                     # A bug, not the disk: crash the journal actor; its restart reopens.
@@ -919,7 +939,7 @@ class SqliteStore:
                 await self._probe_until_writable()
                 continue
             self._committed(batch.rows)
-            batch.done.set()
+            batch.finish()
 
     def _is_outage(self, exc: BaseException) -> bool:
         """Whether a failed write is the storage's doing (an outage), not the code's."""
@@ -1088,9 +1108,10 @@ class SqliteStore:
             )
             return [row[0] for row in rows]
 
-        coids = set(await self._read(read))
-        # Not in the file yet (not folded, or held while it cannot be written).
-        coids.update(o.client_order_id for o in self._unwritten.values() if o.id == order_id)
+        # Not in the file yet (not folded, or held while it cannot be written): taken
+        # before the file is read, since a fold landing meanwhile drops it from memory.
+        coids = {o.client_order_id for o in self._unwritten.values() if o.id == order_id}
+        coids.update(await self._read(read))
         found = [await self.get(coid) for coid in sorted(coids)]
         # A client order id whose order since got another id is no match.
         return [o for o in found if o is not None and o.id == order_id]
@@ -1147,7 +1168,7 @@ class SqliteStore:
         folded from the log into the tables (at once while the file cannot be written:
         what it cannot take is in memory and in the log)."""
         if self._queue and self.unavailable is None:
-            await self._queue[-1].done.wait()
+            await self._queue[-1].wait()
         if self._log is not None and self.unavailable is None:
             await self._log.folded_through(self._log.appends)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import trio
 from ult_actors.brokers.paper.changelog import segments
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.errors import NotFound
 
 SETTINGS = PaperSettings(tick_interval_s=0, starting_cash=Decimal(10**9))
 
@@ -84,6 +86,21 @@ def test_every_order_answered_before_a_kill_9_is_in_the_account_once(tmp_path: P
                 assert (order.status, order.filled_qty) == (status, Decimal(filled))
                 # Replaying what the file had already adds no second fill.
                 assert [f.qty for f in venue.fills(order.id)] == [Decimal(filled)]
+            # The cash and the position are those of every order kept (the answered
+            # ones, and any the venue took after the last answer read).
+            fills = []
+            for i in itertools.count(1):
+                try:
+                    order = await connector.get_order_by_client_id(f"k-{i}")
+                except NotFound:
+                    break
+                fills += venue.fills(order.id)
+            assert i > len(answers)
+            sign = {"buy": 1, "sell": -1}
+            spent = sum(sign[f.side] * f.qty * f.price + f.commission for f in fills)
+            assert (await connector.account()).cash == SETTINGS.starting_cash - spent
+            (position,) = await connector.positions()
+            assert position.qty == sum(sign[f.side] * f.qty for f in fills)
         finally:
             await connector.disconnect()
         assert not segments(str(path))  # replayed, and gone on a clean close

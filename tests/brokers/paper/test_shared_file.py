@@ -23,15 +23,15 @@ import trio.testing
 from tests.brokers.contract import UpdateLog
 from ult_actors import segment_log
 from ult_actors.brokers.paper import changelog
-from ult_actors.brokers.paper.batch import Batch, Rows
+from ult_actors.brokers.paper.batch import Rows, decode_change
 from ult_actors.brokers.paper.connector import PaperConnector, reset_paper_state
 from ult_actors.brokers.paper.kind import KIND
 from ult_actors.brokers.paper.settings import PaperSettings
-from ult_actors.brokers.paper.store import PaperStore, WorkingOrder
+from ult_actors.brokers.paper.store import PaperStore, WorkingOrder, order_body
 from ult_actors.cli.exit_codes import EXIT_OK
 from ult_actors.cli.paper import reset_main
 from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
-from ult_actors.messages import Order, OrderRequest, OrderUpdate
+from ult_actors.messages import Fill, Order, OrderRequest, OrderUpdate
 
 QUIET: dict[str, Any] = {
     "slippage_bps": Decimal(0),
@@ -194,7 +194,7 @@ async def test_orders_sent_together_share_one_commit_and_each_reply_survives_a_c
         # What a reply said is on disk already: a kill -9 now would keep it.
         on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
         for reply in replies:
-            saved = msgspec.json.decode(on_disk[reply.client_order_id], type=WorkingOrder)
+            saved = order_body(on_disk[reply.client_order_id])
             assert saved.order.status == reply.status == "filled"
         await exchange.writer.durable(exchange.writer.staged_seq)
         assert exchange.writer.commits - commits < 8  # 64 orders, a few transactions
@@ -211,7 +211,7 @@ async def test_an_update_is_streamed_only_once_a_crash_would_keep_it(tmp_path: P
             tmp_path / "paper.db",
             f"SELECT body FROM orders WHERE id = '{update.order.id}'",
         )[0]
-        seen.append((update, msgspec.json.decode(body, type=WorkingOrder).order.status))
+        seen.append((update, order_body(body).order.status))
         if update.order.status == "filled":
             filled.set()
 
@@ -406,13 +406,13 @@ async def test_a_lone_order_is_committed_off_the_trio_thread_after_its_reply(
         reply = await desk.submit(buy("b-1", 1))
         # The reply did not wait for the file, but a kill -9 now would keep it...
         on_disk = dict(kept(tmp_path / "paper.db", "SELECT client_order_id, body FROM orders"))
-        saved = msgspec.json.decode(on_disk["b-1"], type=WorkingOrder)
+        saved = order_body(on_disk["b-1"])
         assert saved.order.status == reply.status == "filled"
         # ...and the file has it once the writer's thread has committed it.
         await exchange.writer.durable(exchange.writer.staged_seq)
         assert committed_on and threading.get_ident() not in committed_on
         (body,) = rows(tmp_path / "paper.db", f"SELECT body FROM orders WHERE id = '{reply.id}'")[0]
-        assert msgspec.json.decode(body, type=WorkingOrder).order == reply
+        assert order_body(body).order == reply
 
 
 async def test_an_ended_order_reads_back_whole_until_and_once_the_file_has_it_then_only_from_it(
@@ -463,12 +463,12 @@ async def test_the_writer_folds_each_call_as_it_ended_though_the_venue_moved_on(
         await desk.submit(buy("warm-up"))
         exchange = desk._exchange
         assert exchange is not None
-        recorded: list[Batch] = []
+        recorded: list[bytes] = []
         record = exchange.writer.record
 
-        def keep(batch: Batch) -> int:
-            recorded.append(batch)
-            return record(batch)
+        def keep(change: bytes) -> int:
+            recorded.append(change)
+            return record(change)
 
         monkeypatch.setattr(exchange.writer, "record", keep)
         resting = await desk.submit(buy("r-1", 5, type="limit", limit_price=Decimal(90)))
@@ -476,18 +476,17 @@ async def test_the_writer_folds_each_call_as_it_ended_though_the_venue_moved_on(
     # The writer's thread may fold the submit's batch only after the cancel: it must
     # still write the order as the submit left it, open, not the venue's later state.
     submitted = Rows()
-    submitted.add(recorded[0])
+    submitted.add(decode_change(recorded[0]))
     ((_, oid, coid, is_open, body),) = submitted.orders()
     assert (oid, coid, is_open) == (resting.id, "r-1", 1)
-    assert msgspec.json.decode(body, type=WorkingOrder).order.status == "accepted"
+    assert order_body(bytes(body)).order.status == "accepted"
 
 
-async def test_a_change_log_an_earlier_version_wrote_is_replayed(tmp_path: Path) -> None:
-    # Before a batch was its own record, each record held the file's rows: a crash
-    # of that version leaves such a log, and the upgrade must not lose it.
-    order = Order(
-        id="desk.abc.1",
-        client_order_id="old-1",
+def filled_order(coid: str, number: int) -> Order:
+    """A market buy of 10 AAPL at 100, filled, as an earlier version logged it."""
+    return Order(
+        id=f"desk.abc.{number}",
+        client_order_id=coid,
         broker="desk",
         symbol="AAPL",
         side="buy",
@@ -500,6 +499,12 @@ async def test_a_change_log_an_earlier_version_wrote_is_replayed(tmp_path: Path)
         created_at=1,
         updated_at=2,
     )
+
+
+async def test_a_change_log_an_earlier_version_wrote_is_replayed(tmp_path: Path) -> None:
+    # Before a batch was its own record, each record held the file's rows: a crash
+    # of that version leaves such a log, and the upgrade must not lose it.
+    order = filled_order("old-1", 1)
     body = msgspec.json.encode(WorkingOrder(order=order))
     record = [
         7,
@@ -517,6 +522,60 @@ async def test_a_change_log_an_earlier_version_wrote_is_replayed(tmp_path: Path)
         assert (await desk.account()).cash == 99_000
         assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 10}
     assert not segment.exists()  # taken in, then deleted
+
+
+async def test_a_change_log_of_the_version_before_is_replayed_beside_this_versions_rows(
+    tmp_path: Path,
+) -> None:
+    # The version before logged copies of the venue's objects (and the file's bodies
+    # were JSON): its log is taken in, and the account goes on trading in this
+    # version's records, both read back alike.
+    order = filled_order("before-1", 1)
+    fill = Fill(
+        fill_id="abc.f1",
+        order_id=order.id,
+        client_order_id="before-1",
+        broker="desk",
+        symbol="AAPL",
+        side="buy",
+        qty=Decimal(10),
+        price=Decimal(100),
+        ts=2,
+    )
+    record = [
+        "desk",
+        [[WorkingOrder(order=order), False]],
+        [fill],
+        [["AAPL", Decimal(10), Decimal(100), Decimal(0)]],
+        [["AAPL", Decimal(100)]],
+        Decimal(99_000),
+        5,
+        2,
+        2,
+        1,
+    ]
+    segment = tmp_path / "paper.db.log.1"
+    segment.write_bytes(segment_log.framed(msgspec.msgpack.encode(record)))
+    desk = placed(tmp_path, "desk", starting_cash=Decimal(100_000))
+    async with streaming(desk):
+        assert await desk.get_order_by_client_id("before-1") == order
+        assert desk.venue.fills(order.id) == [fill]
+        assert (await desk.account()).cash == 99_000
+        after = await desk.submit(buy("after-1", 5))
+        exchange = desk._exchange
+        assert exchange is not None
+        await exchange.writer.durable(exchange.writer.staged_seq)
+        assert await desk.get_order(after.id) == after  # read back from the file
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 15}
+    assert not segment.exists()  # taken in, then deleted
+    desk = placed(tmp_path, "desk", starting_cash=Decimal(100_000))
+    async with streaming(desk):  # reopened: everything from the file
+        assert await desk.get_order_by_client_id("before-1") == order
+        assert await desk.get_order_by_client_id("after-1") == after
+        assert desk.venue.fills(order.id) == [fill]
+        assert [f.qty for f in desk.venue.fills(after.id)] == [5]
+        assert (await desk.account()).cash == 99_000 - 5 * 100
+        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 15}
 
 
 async def test_a_change_log_that_cannot_be_opened_refuses_the_file_and_lets_go_of_it(

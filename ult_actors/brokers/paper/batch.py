@@ -1,24 +1,28 @@
-"""What the paper venues change: one ``Batch`` per venue call, and the ``Rows`` a fold writes.
+"""What the paper venues change: one record per venue call, and the ``Rows`` a fold writes.
 
-A venue call hands the writer one ``Batch``: copies of the orders it
-changed as they are at the call's end, its fills, the holdings and prices
-it moved and the account's counters. The batch is the change log's record
-as it stands (one msgpack encode on the trio thread); the writer's thread
-folds many of them into ``Rows``, the last state of each key winning, and
-only then makes the file's columns (an order's JSON body, decimals as
-text): that work is off the order's path, and done once per key and
-commit instead of once per call.
+A venue call's changes (the orders it changed as they are at its end, its
+fills, the holdings and prices it moved, the account's counters) are
+encoded once, on the trio thread, by ``encode_change`` (one msgpack
+encode): that record is what the change log holds and what the writer's
+thread folds. Its bytes are fixed when made, so the venue may go on
+changing its own objects: no copy of them is needed, and the writer's
+thread shares no object with the loop. The writer's thread reads it back
+as a ``Change``: strings, and each order's and fill's msgpack left as it
+is (``msgspec.Raw``; only the keys of its row are read from it), which the
+file stores as their bodies: no JSON, no decimal and no order object are
+made off the loop either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from ult_actors.brokers.paper.account import PaperHolding
 from ult_actors.messages import Fill, Order
 
 
@@ -34,84 +38,137 @@ class WorkingOrder(msgspec.Struct, kw_only=True):
     commission: Decimal = Decimal(0)
 
 
-_json = msgspec.json.Encoder().encode
+#: The first field of every ``Change``: a change log of an earlier version is told apart by it.
+CHANGE_TAG = 3
+
+_encode = msgspec.msgpack.Encoder().encode
 
 
-class Batch(msgspec.Struct, array_like=True):
-    """One venue call's changes to one account, as the change log holds them.
+class Change(msgspec.Struct, array_like=True, tag=CHANGE_TAG):
+    """One venue call's changes to one account as the writer's thread reads them back.
 
-    Everything in it is a copy or immutable: the venue goes on changing its
-    own objects while the writer's thread reads these.
+    Decimals are the text the file stores; each order and fill is its msgpack,
+    the file's body, left as it is.
     """
 
     account: str
-    #: Copies of the orders the call changed, each with whether it is still open.
-    orders: list[tuple[WorkingOrder, bool]]
-    fills: list[Fill]
+    #: Each order the call changed, by id.
+    orders: dict[str, msgspec.Raw]
+    #: The ids of those that ended (the others are open).
+    ended: list[str]
+    fills: list[msgspec.Raw]
     #: ``(symbol, qty, avg_price, realized_pl)`` of each holding the call moved.
-    holdings: list[tuple[str, Decimal, Decimal, Decimal]]
-    #: ``(symbol, price)`` of each price moved since the last batch.
-    prices: list[tuple[str, Decimal]]
-    cash: Decimal
+    holdings: list[tuple[str, str, str, str]]
+    #: ``(symbol, price)`` of each price moved since the last record.
+    prices: list[tuple[str, str]]
+    cash: str
     created_at: int
     next_order: int
     next_fill: int
-    #: Its number in the writer's order (set by ``BatchWriter.record``).
-    seq: int = 0
+
+
+decode_change = msgspec.msgpack.Decoder(Change).decode
+
+
+class _OrderKey(msgspec.Struct):
+    client_order_id: str
+
+
+class _WorkingKey(msgspec.Struct):
+    order: _OrderKey
+
+
+class _FillKeys(msgspec.Struct):
+    fill_id: str
+    order_id: str
+
+
+#: The keys of the file's rows, read from a body without the rest of it.
+_working_key = msgspec.msgpack.Decoder(_WorkingKey).decode
+_fill_keys = msgspec.msgpack.Decoder(_FillKeys).decode
+
+
+def encode_change(
+    account: str,
+    orders: dict[str, WorkingOrder],
+    ended: Iterable[WorkingOrder],
+    fills: list[Fill],
+    holdings: Iterable[tuple[str, PaperHolding]],
+    prices: list[tuple[str, Decimal]],
+    counters: tuple[Decimal, int, int, int],
+) -> bytes:
+    """The record of one venue call, as ``Change`` reads it: the orders it changed (by
+    id) and those of them that ended, its fills, holdings and prices, and ``counters``
+    (cash, created_at, next_order, next_fill). One encode of the venue's own objects:
+    the trio thread builds nothing else for the file."""
+    cash, created_at, next_order, next_fill = counters
+    return _encode((
+        CHANGE_TAG,
+        account,
+        orders,
+        [w.order.id for w in ended],
+        fills,
+        [(s, h.qty, h.avg_price, h.realized_pl) for s, h in holdings],
+        prices,
+        cash,
+        created_at,
+        next_order,
+        next_fill,
+    ))  # fmt: skip
 
 
 @dataclass
 class Rows:
-    """What one transaction writes: batches folded in order, the last state of a key winning."""
+    """What one transaction writes: records folded in order, the last state of a key winning."""
 
-    #: The last batch folded in (the file has every batch up to it once committed).
+    #: The last record folded in (the file has every record up to it once committed).
     seq: int = 0
-    _orders: dict[tuple[str, str], tuple[WorkingOrder, bool]] = field(default_factory=dict)
-    _fills: list[tuple[str, Fill]] = field(default_factory=list)
-    _holdings: dict[tuple[str, str], tuple[str, Decimal, Decimal, Decimal]] = field(
-        default_factory=dict
-    )
-    _prices: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    _accounts: dict[str, Batch] = field(default_factory=dict)
+    _orders: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    _fills: list[tuple[Any, ...]] = field(default_factory=list)
+    _holdings: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    _prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    _accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
-    def add(self, batch: Batch) -> None:
-        """Fold ``batch`` in after what is here (its states of a key win)."""
-        self.seq = batch.seq
-        name = batch.account
-        for entry in batch.orders:
-            self._orders[name, entry[0].order.id] = entry
-        self._fills.extend((name, fill) for fill in batch.fills)
-        for holding in batch.holdings:
-            self._holdings[name, holding[0]] = holding
-        for symbol, price in batch.prices:
-            self._prices[name, symbol] = price
-        self._accounts[name] = batch  # its counters are the account's latest
+    def add(self, change: Change, seq: int = 0) -> None:
+        """Fold ``change`` (record ``seq``) in after what is here (its states of a key win)."""
+        self.seq = seq
+        name = change.account
+        ended = change.ended
+        for oid, body in change.orders.items():
+            coid = _working_key(body).order.client_order_id
+            self._orders[name, oid] = (name, oid, coid, int(oid not in ended), body)
+        for body in change.fills:
+            keys = _fill_keys(body)
+            self._fills.append((name, keys.fill_id, keys.order_id, body))
+        for symbol, qty, avg, pl in change.holdings:
+            self._holdings[name, symbol] = (name, symbol, qty, avg, pl)
+        for symbol, price in change.prices:
+            self._prices[name, symbol] = (name, symbol, price)
+        # Its counters are the account's latest.
+        self._accounts[name] = (
+            name, change.cash, change.created_at, change.next_order, change.next_fill
+        )  # fmt: skip
 
     def __bool__(self) -> bool:
-        """Whether any batch was folded in (each carries its account's row at least)."""
+        """Whether any record was folded in (each carries its account's row at least)."""
         return bool(self._accounts)
 
-    def orders(self) -> Iterator[tuple[Any, ...]]:
+    def orders(self) -> Iterable[tuple[Any, ...]]:
         """``(account, id, client_order_id, open, body)`` of each order."""
-        for (name, oid), (working, is_open) in self._orders.items():
-            yield name, oid, working.order.client_order_id, int(is_open), _json(working)
+        return self._orders.values()
 
-    def fills(self) -> Iterator[tuple[Any, ...]]:
+    def fills(self) -> Iterable[tuple[Any, ...]]:
         """``(account, fill_id, order_id, body)`` of each fill, oldest first."""
-        for name, fill in self._fills:
-            yield name, fill.fill_id, fill.order_id, _json(fill)
+        return self._fills
 
-    def positions(self) -> Iterator[tuple[Any, ...]]:
+    def positions(self) -> Iterable[tuple[Any, ...]]:
         """``(account, symbol, qty, avg_price, realized_pl)`` of each holding."""
-        for (name, symbol), (_, qty, avg, pl) in self._holdings.items():
-            yield name, symbol, str(qty), str(avg), str(pl)
+        return self._holdings.values()
 
-    def prices(self) -> Iterator[tuple[Any, ...]]:
+    def prices(self) -> Iterable[tuple[Any, ...]]:
         """``(account, symbol, price)`` of each price."""
-        for (name, symbol), price in self._prices.items():
-            yield name, symbol, str(price)
+        return self._prices.values()
 
-    def accounts(self) -> Iterator[tuple[Any, ...]]:
+    def accounts(self) -> Iterable[tuple[Any, ...]]:
         """``(name, cash, created_at, next_order, next_fill)`` of each account."""
-        for name, last in self._accounts.items():
-            yield name, str(last.cash), last.created_at, last.next_order, last.next_fill
+        return self._accounts.values()

@@ -1,16 +1,18 @@
 """The paper accounts' change log: what the venues changed, on disk before anyone is told.
 
-A venue call's changes (a ``Batch``) are appended to the log (one copy
-into the segment's mapping) on the trio thread before its answer or updates
-go out; the writer's thread folds them into the SQLite file later, many
-calls per transaction (``paper.writer``). An append is in the operating
-system's page cache when it returns (``segment_log``), so a ``kill -9``
-loses nothing anybody was told; a machine crash may lose the last appends,
-as the file's ``synchronous=NORMAL`` may.
+A venue call's changes (one record, ``batch.encode_change``) are appended
+to the log (one copy into the segment's mapping) on the trio thread before
+its answer or updates go out; the writer's thread folds them into the
+SQLite file later, many calls per transaction (``paper.writer``). An
+append is in the operating system's page cache when it returns
+(``segment_log``), so a ``kill -9`` loses nothing anybody was told; a
+machine crash may lose the last appends, as the file's
+``synchronous=NORMAL`` may.
 
 The log is a ``segment_log`` next to the accounts file
-(``<file>.log.<n>``); each record is a msgpack ``Batch`` (a log of an
-earlier version, whose records were the file's rows, is read too). A segment grown
+(``<file>.log.<n>``); each record is a ``batch.Change`` (logs of the two
+earlier versions, whose records were a copy of the venue's objects or the
+file's rows with JSON bodies, are read too). A segment grown
 past ``SEGMENT_BYTES`` is closed and the next one opened; the writer's
 thread deletes a closed segment once everything in it is in the file.
 Opening the file (``PaperStore``) replays every segment left over, in
@@ -24,13 +26,12 @@ failed, so nobody was told of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 
 from ult_actors import segment_log
-from ult_actors.brokers.paper.batch import Batch, WorkingOrder
+from ult_actors.brokers.paper.batch import Change, WorkingOrder, decode_change
 from ult_actors.messages import Fill
 from ult_actors.segment_log import remove, segments
 
@@ -41,58 +42,95 @@ SEGMENT_BYTES = segment_log.SEGMENT_BYTES
 
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(Batch).decode
+
+
+class _ObjectsRecord(msgspec.Struct, array_like=True):
+    """A record as the version before wrote it: copies of the venue's objects.
+
+    Read only, so that a log left by a crash of that version is not lost on
+    an upgrade. Its decimals are read as the text the file stores.
+    """
+
+    account: str
+    orders: list[tuple[WorkingOrder, bool]]
+    fills: list[Fill]
+    holdings: list[tuple[str, str, str, str]]
+    prices: list[tuple[str, str]]
+    cash: str
+    created_at: int
+    next_order: int
+    next_fill: int
+    seq: int = 0
 
 
 class _RowsRecord(msgspec.Struct, array_like=True):
     """A record as an earlier version wrote it: one venue call's rows for the file.
 
-    Read only, so that a log left by a crash of that version is not lost on
-    an upgrade.
+    Read only, like ``_ObjectsRecord``.
     """
 
     seq: int
     orders: list[tuple[str, str, str, int, bytes]]
     fills: list[tuple[str, str, str, bytes]]
-    positions: list[tuple[str, str, Decimal, Decimal, Decimal]]
-    prices: list[tuple[str, str, Decimal]]
-    accounts: list[tuple[str, Decimal, int, int, int]]
+    positions: list[tuple[str, str, str, str, str]]
+    prices: list[tuple[str, str, str]]
+    accounts: list[tuple[str, str, int, int, int]]
 
 
+_decode_objects = msgspec.msgpack.Decoder(_ObjectsRecord).decode
 _decode_rows = msgspec.msgpack.Decoder(_RowsRecord).decode
-_decode_order = msgspec.json.Decoder(WorkingOrder).decode
-_decode_fill = msgspec.json.Decoder(Fill).decode
+_order_json = msgspec.json.Decoder(WorkingOrder).decode
+_fill_json = msgspec.json.Decoder(Fill).decode
 
 
-def _from_rows(record: _RowsRecord) -> Batch:
+def _from_objects(record: _ObjectsRecord) -> Change:
+    return Change(
+        account=record.account,
+        orders={w.order.id: msgspec.Raw(_encode(w)) for w, _ in record.orders},
+        ended=[w.order.id for w, is_open in record.orders if not is_open],
+        fills=[msgspec.Raw(_encode(fill)) for fill in record.fills],
+        holdings=record.holdings,
+        prices=record.prices,
+        cash=record.cash,
+        created_at=record.created_at,
+        next_order=record.next_order,
+        next_fill=record.next_fill,
+    )
+
+
+def _from_rows(record: _RowsRecord) -> Change:
     # A venue call staged its own account's rows, with exactly one account row.
     ((name, cash, created_at, next_order, next_fill),) = record.accounts
-    return Batch(
+    return Change(
         account=name,
-        orders=[(_decode_order(row[4]), bool(row[3])) for row in record.orders],
-        fills=[_decode_fill(row[3]) for row in record.fills],
+        orders={row[1]: msgspec.Raw(_encode(_order_json(row[4]))) for row in record.orders},
+        ended=[row[1] for row in record.orders if not row[3]],
+        fills=[msgspec.Raw(_encode(_fill_json(row[3]))) for row in record.fills],
         holdings=[row[1:] for row in record.positions],
         prices=[row[1:] for row in record.prices],
         cash=cash,
         created_at=created_at,
         next_order=next_order,
         next_fill=next_fill,
-        seq=record.seq,
     )
 
 
-def _batch(payload: bytes) -> Batch:
+def _change(payload: bytes) -> Change:
     try:
-        return _decode(payload)
+        return decode_change(payload)
+    except msgspec.DecodeError:
+        pass
+    try:
+        return _from_objects(_decode_objects(payload))
     except msgspec.DecodeError:
         return _from_rows(_decode_rows(payload))
 
 
-def read(path: str) -> Iterator[Batch]:
-    """Every batch the log of ``path`` holds, oldest first, up to a record cut short."""
+def read(path: str) -> Iterator[Change]:
+    """Every record the log of ``path`` holds, oldest first, up to a record cut short."""
     for payload in segment_log.read(path):
         try:
-            yield _batch(payload)
+            yield _change(payload)
         except (msgspec.DecodeError, ValueError):
             return
 
@@ -115,9 +153,9 @@ class ChangeLog:
         """Bytes in the open segment."""
         return self._log.size
 
-    def append(self, batch: Batch) -> None:
-        """Write ``batch`` (one record) to the open segment: ``OSError`` if it cannot."""
-        self._log.append(segment_log.framed(_encode(batch)))
+    def append(self, record: bytes) -> None:
+        """Write ``record`` to the open segment: ``OSError`` if it cannot."""
+        self._log.append(segment_log.framed(record))
 
     def rotate(self) -> Path:
         """Close the open segment and open the next; the closed one's path."""

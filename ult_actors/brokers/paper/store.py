@@ -8,8 +8,8 @@ orders, fills, last prices), not the service's order journal: WAL with
 power cut may lose the last ones.
 
 The venues work in memory; what they change reaches the file in batches
-on the writer's thread (``paper.writer``): each venue call's changes are a
-``Batch``, written to the change log at once (``paper.changelog``), folded
+on the writer's thread (``paper.writer``): each venue call's changes are one
+record, written to the change log at once (``paper.changelog``), folded
 many at a time into ``Rows`` and committed here by ``PaperStore.commit``. Opening the file
 replays the log a crash left. Reads of what a venue no longer holds (orders
 that ended, fills, an account not opened yet) use a second connection on
@@ -130,8 +130,26 @@ class PaperSnapshot:
     client_ids: set[str] = field(default_factory=set)
 
 
-_decode_order = msgspec.json.Decoder(WorkingOrder).decode
-_decode_fill = msgspec.json.Decoder(Fill).decode
+_order_from_json = msgspec.json.Decoder(WorkingOrder).decode
+_order_from_msgpack = msgspec.msgpack.Decoder(WorkingOrder).decode
+_fill_from_json = msgspec.json.Decoder(Fill).decode
+_fill_from_msgpack = msgspec.msgpack.Decoder(Fill).decode
+#: How a body of an earlier version begins (JSON, always an object); a msgpack map never does.
+_JSON_OBJECT = b"{"
+
+
+def order_body(body: bytes | str) -> WorkingOrder:
+    """The order an ``orders`` row's body holds (msgpack; JSON in rows of earlier versions)."""
+    if isinstance(body, str) or body[:1] == _JSON_OBJECT:
+        return _order_from_json(body)
+    return _order_from_msgpack(body)
+
+
+def fill_body(body: bytes | str) -> Fill:
+    """The fill a ``fills`` row's body holds (msgpack; JSON in rows of earlier versions)."""
+    if isinstance(body, str) or body[:1] == _JSON_OBJECT:
+        return _fill_from_json(body)
+    return _fill_from_msgpack(body)
 
 
 def _lock_path(path: str) -> Path:
@@ -221,7 +239,7 @@ class PaperStore:
         snap.cash, snap.created_at = Decimal(row[0]), int(row[1])
         snap.next_order, snap.next_fill = int(row[2]), int(row[3])
         snap.open_orders = [
-            _decode_order(body)
+            order_body(body)
             for (body,) in db.execute(
                 "SELECT body FROM orders WHERE account = ? AND open = 1 ORDER BY rowid", (account,)
             )
@@ -254,7 +272,7 @@ class PaperStore:
             .execute("SELECT body FROM orders WHERE account = ? AND id = ?", (account, order_id))
             .fetchone()
         )
-        return _decode_order(row[0]) if row else None
+        return order_body(row[0]) if row else None
 
     def order_by_client_id(self, account: str, client_order_id: str) -> WorkingOrder | None:
         """The order with ``client_order_id`` as the file has it (``None``: not in the file)."""
@@ -268,7 +286,7 @@ class PaperStore:
             )
             .fetchone()
         )
-        return _decode_order(row[0]) if row else None
+        return order_body(row[0]) if row else None
 
     def fills(self, account: str, order_id: str) -> list[Fill]:
         """The executions of ``order_id`` in the file, oldest first."""
@@ -278,7 +296,7 @@ class PaperStore:
             "SELECT body FROM fills WHERE account = ? AND order_id = ? ORDER BY rowid",
             (account, order_id),
         )
-        return [_decode_fill(body) for (body,) in rows]
+        return [fill_body(body) for (body,) in rows]
 
     def _reader(self) -> sqlite3.Connection:
         if self._read is None:
@@ -311,8 +329,8 @@ def _commit(db: sqlite3.Connection, rows: Rows) -> None:
 def _replay_log(db: sqlite3.Connection, path: str) -> None:
     """Fold what the change log has (a crash left it) into the file, then delete the log."""
     replayed = Rows()
-    for batch in changelog.read(path):
-        replayed.add(batch)
+    for change in changelog.read(path):
+        replayed.add(change)
     if replayed:
         _commit(db, replayed)
     changelog.remove(path)

@@ -32,7 +32,7 @@ connector protocol. Rules:
 The venue's state is in memory: open orders, positions, cash, every client
 order id the account has used (the duplicate check), and the orders that
 ended and fills not yet in the file. Every call that changes it hands its
-changes to the writer as one ``Batch`` before it returns
+changes to the writer as one record (bytes) before it returns
 (``BatchWriter.record``: in the change log at once, in the file a few ms
 later), then emits its order updates; so nobody is told of a change a
 ``kill -9`` would lose. Once the file has an ended order or a fill, the
@@ -49,7 +49,7 @@ import msgspec
 import structlog
 
 from ult_actors.brokers.paper.account import ZERO, PaperAccount, exposure_increase
-from ult_actors.brokers.paper.batch import Batch, WorkingOrder
+from ult_actors.brokers.paper.batch import WorkingOrder, encode_change
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
 from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore
@@ -607,12 +607,13 @@ class PaperVenue:
         """Record what changed (``BatchWriter.record``), then emit the updates."""
         if not (self._dirty or self._dirty_prices or self._fills):
             return
+        ended = [w for w in self._dirty.values() if w.order.id not in self.open]
         if self.writer.keeps_rows:
             # What the file has now, it answers for.
             self._unfiled.let_go(self.writer.committed_seq)
-            self.staged_seq = self.writer.record(self._batch())
-        ended = (w for w in self._dirty.values() if w.order.id not in self.open)
-        self._unfiled.add(ended, self._fills, self.staged_seq)
+            self.staged_seq = self.writer.record(self._record(ended))
+        if ended or self._fills:
+            self._unfiled.add(ended, self._fills, self.staged_seq)
         self.store.accounts.add(self.name)
         updates = _news(self._updates)
         self._dirty, self._fills, self._updates = {}, [], []
@@ -623,25 +624,22 @@ class PaperVenue:
             except Exception:  # a connector gone meanwhile: its successor reconciles
                 log.debug("paper update not delivered", broker=self.name, exc_info=True)
 
-    def _batch(self) -> Batch:
-        """What this call changed, copied: the venue goes on changing its own objects."""
+    def _record(self, ended: list[WorkingOrder]) -> bytes:
+        """What this call changed, encoded now: the venue goes on changing its own objects."""
         holdings = self.account.holdings
-        known = self.feed.known() if self._dirty_prices else {}
-        return Batch(
-            account=self.name,
-            orders=[
-                (msgspec.structs.replace(w), w.order.id in self.open) for w in self._dirty.values()
-            ],
-            fills=self._fills,
-            holdings=[
-                (s, holdings[s].qty, holdings[s].avg_price, holdings[s].realized_pl)
-                for s in self._dirty_holdings
-            ],
-            prices=[(symbol, known[symbol]) for symbol in self._dirty_prices],
-            cash=self.account.cash,
-            created_at=self._created_at,
-            next_order=self._next_order,
-            next_fill=self._next_fill,
+        if self._dirty_prices:
+            known = self.feed.known()
+            prices = [(symbol, known[symbol]) for symbol in self._dirty_prices]
+        else:
+            prices = []
+        return encode_change(
+            self.name,
+            self._dirty,
+            ended,
+            self._fills,
+            [(symbol, holdings[symbol]) for symbol in self._dirty_holdings],
+            prices,
+            (self.account.cash, self._created_at, self._next_order, self._next_fill),
         )
 
 

@@ -1,8 +1,9 @@
 """The paper accounts' writes: logged at once on the trio thread, folded into the file later.
 
-Each venue call's changes (a ``Batch``) are ``record``ed: appended to the
-change log with one ``write`` (``paper.changelog``), so a ``kill -9`` right
-after keeps them, and queued for the writer's thread. The thread commits
+Each venue call's changes (one record's bytes, ``batch.encode_change``) are
+``record``ed: appended to the change log (``paper.changelog``), so a
+``kill -9`` right after keeps them, and queued for the writer's thread,
+which decodes and folds them. The thread commits
 what has queued up at most once per ``interval_s`` (100 ms), every batch
 of that time in one transaction: the SQLite work of an order is shared
 with its neighbours and never runs on the trio thread, and nothing on the
@@ -32,7 +33,7 @@ import trio
 
 from ult_actors import segment_log
 from ult_actors.brokers.paper import changelog
-from ult_actors.brokers.paper.batch import Batch, Rows
+from ult_actors.brokers.paper.batch import Rows, decode_change
 from ult_actors.brokers.paper.store import PaperStore, unusable_account
 from ult_actors.errors import BrokerUnavailable
 
@@ -43,9 +44,10 @@ from ult_actors.errors import BrokerUnavailable
 #: orders in memory a little longer, and whoever waits for the file hurries it.
 COMMIT_INTERVAL_S = 0.1
 
-#: Queued for the thread: a batch, a closed log segment to delete once the batches
-#: before it are in the file, or ``None``: commit what is queued and stop.
-_Job = Batch | Path | None
+#: Queued for the thread: a record (its sequence number and bytes), a closed log
+#: segment to delete once the records before it are in the file, or ``None``: commit
+#: what is queued and stop.
+_Job = tuple[int, bytes] | Path | None
 
 
 def _virtual_clock() -> bool:
@@ -56,7 +58,7 @@ def _virtual_clock() -> bool:
 
 
 class BatchWriter:
-    """Logs each venue call's batch and commits them, many at a time, on one thread."""
+    """Logs each venue call's record and commits them, many at a time, on one thread."""
 
     def __init__(
         self,
@@ -70,7 +72,7 @@ class BatchWriter:
         self.interval_s = interval_s
         #: Whether venues stage rows at all (an in-memory store keeps none).
         self.keeps_rows = not store.in_memory
-        #: The last batch recorded and the last one committed to the file.
+        #: The last record made and the last one committed to the file.
         self.staged_seq = 0
         self.committed_seq = 0
         self.commits = 0
@@ -91,30 +93,31 @@ class BatchWriter:
             self._thread.daemon = True
             self._thread.start()
 
-    def record(self, batch: Batch) -> int:
-        """Make ``batch`` survive a ``kill -9`` now and reach the file soon; its sequence number.
+    def record(self, record: bytes) -> int:
+        """Make ``record`` (``batch.encode_change``'s) survive a ``kill -9`` now and reach the
+        file soon; its sequence number.
 
         ``BrokerUnavailable`` once the writer has failed (this call's write included).
         """
         self.check()
         self.staged_seq += 1
-        batch.seq = self.staged_seq
+        seq = self.staged_seq
         try:
             if self._log is None:
                 rows = Rows()
-                rows.add(batch)
+                rows.add(decode_change(record), seq)
                 self._store.commit(rows)
-                self.committed_seq = batch.seq
+                self.committed_seq = seq
                 self.commits += 1
             else:
-                self._log.append(batch)
-                self._jobs.put(batch)
+                self._log.append(record)
+                self._jobs.put((seq, record))
                 if self._log.size >= changelog.SEGMENT_BYTES:
                     self._jobs.put(self._log.rotate())
         except Exception as exc:
             self._fail(exc)
             raise self.unavailable() from None
-        return batch.seq
+        return seq
 
     def check(self) -> None:
         """``BrokerUnavailable`` if the writer has failed: what the venue holds may be lost."""
@@ -122,7 +125,7 @@ class BatchWriter:
             raise self.unavailable()
 
     async def durable(self, seq: int) -> None:
-        """Return once batch ``seq`` is in the file (at once if it is)."""
+        """Return once record ``seq`` is in the file (at once if it is)."""
         if self.committed_seq < seq and self.failure is None:
             done = trio.Event()
             entry = (seq, done)
@@ -184,7 +187,7 @@ class BatchWriter:
         while True:
             jobs = [self._jobs.get()]
             if jobs[0] is not None:
-                # Let the batches of the next few ms join this commit.
+                # Let the records of the next few ms join this commit.
                 self._hurry.wait(self.interval_s)
             self._hurry.clear()
             while True:
@@ -204,12 +207,12 @@ class BatchWriter:
     def _commit(self, jobs: list[_Job]) -> BaseException | None:
         rows = Rows()
         segments: list[Path] = []
-        for job in jobs:
-            if isinstance(job, Batch):
-                rows.add(job)
-            elif job is not None:
-                segments.append(job)
         try:
+            for job in jobs:
+                if isinstance(job, tuple):
+                    rows.add(decode_change(job[1]), job[0])
+                elif job is not None:
+                    segments.append(job)
             if rows:
                 self._store.commit(rows)
                 self.committed_seq = rows.seq
