@@ -84,7 +84,7 @@ async def test_a_write_under_a_lease_taken_over_is_refused_by_the_database(
         pass  # creates the tables
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("INSERT INTO ult_lease VALUES ('c', 1, 'old', now() + interval '5 s')")
-    async with open_postgres_store(postgres_url, fence=Fence("c", 1)) as store:
+    async with open_postgres_store(postgres_url, fence=Fence("c", 1, "a")) as store:
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
         with psycopg.connect(postgres_url, autocommit=True) as conn:  # another instance won it

@@ -48,7 +48,7 @@ from ult_actors.actors.commands import (
     ReplaceOrder,
 )
 from ult_actors.actors.journal import JournalSlot
-from ult_actors.actors.order_lists import ListSide, place_list, react, resume
+from ult_actors.actors.order_lists import ListSide, is_native, place_list, react, resume
 from ult_actors.actors.reconcile import (
     ReconcilePolicy,
     ReconcileSummary,
@@ -90,6 +90,7 @@ from ult_actors.messages import (
     Event,
     Leg,
     Order,
+    OrderListRequest,
     OrderRequest,
     OrderUpdate,
 )
@@ -673,7 +674,7 @@ class _BrokerIncarnation:
                 case PlaceList(request=order_list):
                     await self._gate(None)
                     await self._spend("order")
-                    legs = await place_list(await self._list_side(), order_list)
+                    legs = await self._place_list(order_list)
                     for leg in legs:
                         if leg.leg is not None and leg.leg.emulated:
                             self._count_emulated(leg)
@@ -725,6 +726,24 @@ class _BrokerIncarnation:
             return await self._place_once(request, coid, leg, validated)
         finally:
             self._over(coid)
+
+    async def _place_list(self, request: OrderListRequest) -> list[Order]:
+        """Place an order list. Every leg of a venue's own list counts as being submitted
+        until the list's answer is merged: reconciliation must not rule a leg never
+        arrived while the list may still land, and a list asked again waits for this."""
+        if not is_native(self.connector, request.contingency):
+            # Each leg that goes out goes through ``_place``, which marks it then.
+            return await place_list(await self._list_side(), request)
+        marked: list[str] = []
+        try:
+            for leg in request.legs:
+                assert leg.client_order_id is not None, "the gateway assigns client order ids"
+                await self._one_at_a_time(leg.client_order_id)
+                marked.append(leg.client_order_id)
+            return await place_list(await self._list_side(), request)
+        finally:
+            for coid in marked:
+                self._over(coid)
 
     async def _one_at_a_time(self, coid: str) -> None:
         """Wait until no submit or replace of ``coid`` runs, then count one running."""

@@ -100,6 +100,8 @@ async def _place_native(side: ListSide, request: OrderListRequest) -> list[Order
             found = await side.lookup(first)
         if found is not None:
             return await _merge_found(side, records)
+        # Read again: reconciliation may have ruled on it while we looked.
+        journaled = await side.known(first) or journaled
         if journaled.status != "pending_new":
             return [await side.known(r.client_order_id) or r for r in records]
     else:

@@ -368,12 +368,13 @@ async def _settle_missing(
         if order.status != "pending_new":
             continue
         # Not found when asked; but the same client order id may have been sent since
-        # (a replace redone by an emulated list while this pass ran) and be at the
-        # broker now: an order sent now or reported meanwhile is not declared never-arrived.
-        if side.in_flight(order.client_order_id):
-            continue
+        # (a replace redone by an emulated list while this pass ran, a list asked again)
+        # and be at the broker now: an order reported meanwhile or being sent now is not
+        # declared never-arrived. Sending is checked last: no await from there to the verdict.
         now_known = await store.get(order.client_order_id)
         if now_known is not None and now_known.status != "pending_new":
+            continue
+        if side.in_flight(order.client_order_id):
             continue
         summary.never_arrived += 1
         age_ns = now_ns() - (order.created_at or order.updated_at)
@@ -393,9 +394,7 @@ async def _settle_missing(
             if resubmit
             else f"{side.name} has no order with this client order id"
         )
-        current = await store.get(order.client_order_id) or order
-        if current.status in OPEN_STATUSES:
-            await side.settle(never_arrived(current, reason, now_ns()))
+        await side.settle(never_arrived(now_known or order, reason, now_ns()))
         summary.count("rejected")
 
 

@@ -8,7 +8,9 @@ renewal was sent (the database may already count it as run out: a pause,
 a cut network). Either way the active service is cancelled at once: its
 brokers' connections close and nothing more is sent. Until then ``lease``
 holds the local deadline every send to a venue checks first (``fencing``). A standby asks for the
-lease every ``poll_s`` and takes it over once it ran out.
+lease every ``poll_s`` and takes it over once it ran out; if the old holder stopped inside
+a write (its row lock held), the standby ends that holder's database sessions first
+(``lease.end_expired_holders_sessions``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import structlog
 import trio
 
 from ult_actors.cluster.fencing import LeaseDeadline
-from ult_actors.cluster.lease import holder_of, release, renew, try_acquire
+from ult_actors.cluster.lease import (
+    TakeoverBlocked,
+    end_expired_holders_sessions,
+    holder_of,
+    release,
+    renew,
+    session_tag,
+    try_acquire,
+)
 from ult_actors.cluster.outage_log import OutageLog
 from ult_actors.journal.postgres import Fence, connect, redacted
 from ult_actors.journal.postgres_schema import migrate
@@ -81,6 +91,10 @@ class ClusterMember:
             every_s=db_log_every_s,
         )
         self._conn: Any = None
+        #: The expired holder (name, epoch) whose sessions the last poll ended, and how
+        #: many (logged by the poll's task); the last one logged.
+        self._ended: tuple[str, int, int] | None = None
+        self._ended_logged: tuple[str, int, int] | None = None
         #: Until when this instance may send to venues: its brokers' connectors check it.
         self.lease = LeaseDeadline(margin_s=lease_s / 10)
 
@@ -129,6 +143,18 @@ class ClusterMember:
                 epoch = None
             else:
                 self._answered()
+            if self._ended is not None and self._ended != self._ended_logged:
+                old_holder, old_epoch, count = self._ended_logged = self._ended
+                # None ended: the lock is not the old holder's (another role's session,
+                # an instance that does not name its connections); said once, not per poll.
+                self.log.warning(
+                    "lease ran out with its row locked: ended the old holder's sessions",
+                    cluster=self.name,
+                    holder=old_holder,
+                    epoch=old_epoch,
+                    sessions=count,
+                )
+            self._ended = None
             if epoch is not None:
                 self.epoch, self.role, self.lost = epoch, "active", None
                 self.log.info(
@@ -144,7 +170,16 @@ class ClusterMember:
             await trio.sleep(self.poll_s)
 
     def _acquire_or_look(self, conn: Any) -> int | None:
-        epoch = try_acquire(conn, self.name, self.instance, self.lease_s)
+        try:
+            epoch = try_acquire(
+                conn, self.name, self.instance, self.lease_s, lock_wait_s=self.poll_s
+            )
+        except TakeoverBlocked:
+            # Its locks go with its sessions; the next poll takes the lease over.
+            ended = end_expired_holders_sessions(conn, self.name)
+            if ended is not None:
+                self._ended = (ended[0].holder, ended[0].epoch, ended[1])
+            epoch = None
         if epoch is None:
             now = holder_of(conn, self.name)
             self.active = now.holder if now is not None else ""
@@ -163,7 +198,7 @@ class ClusterMember:
 
             async def serve() -> None:
                 nonlocal stopped
-                await serve_active(Fence(self.name, epoch))
+                await serve_active(Fence(self.name, epoch, self.instance))
                 stopped = True
                 nursery.cancel_scope.cancel()
 
@@ -249,7 +284,11 @@ class ClusterMember:
         def work() -> Any:
             conn = self._conn
             if conn is None or conn.closed:
-                conn = connect(self.url, connect_timeout_s=max(1.0, self.lease_s / 2))
+                conn = connect(
+                    self.url,
+                    connect_timeout_s=max(1.0, self.lease_s / 2),
+                    application_name=session_tag(self.name, self.instance),
+                )
                 migrate(conn, where=redacted(self.url))
                 self._conn = conn
             try:

@@ -20,7 +20,9 @@ the cluster's lease row still carries the fence's epoch. Each write's
 transaction reads that row ``FOR SHARE`` first, so a takeover (which bumps
 the epoch) waits for a write in flight and every later write of the old
 epoch is refused by the database itself: ``StaleEpoch``, an outage
-("fenced") that never ends for this store.
+("fenced") that never ends for this store. Its connections carry the
+holder's ``lease.session_tag``: a standby ends them if the lease ran out
+while a write stayed open (the holder stopped inside it).
 
 The password is never in the configuration: it is the ``PGPASSWORD``
 credential (``$CREDENTIALS_DIRECTORY/PGPASSWORD``, else the environment),
@@ -42,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 import trio
 
+from ult_actors.cluster.lease import session_tag
 from ult_actors.errors import ConfigError, JournalUnavailable
 from ult_actors.journal.costs import with_their_fills
 from ult_actors.journal.postgres_schema import migrate
@@ -81,10 +84,12 @@ _decode_fill = msgspec.msgpack.Decoder(Fill).decode
 
 @dataclass(frozen=True)
 class Fence:
-    """The lease a store writes under: its cluster's name and the epoch it was won at."""
+    """The lease a store writes under: its cluster's name, the epoch it was won at and the
+    instance that won it."""
 
     cluster: str
     epoch: int
+    holder: str
 
 
 class StaleEpoch(Exception):
@@ -103,9 +108,15 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
-def connect(url: str, *, connect_timeout_s: float = 5.0, autocommit: bool = True) -> Any:
-    """A psycopg connection (in autocommit mode unless told); ``ConfigError`` if psycopg
-    is missing."""
+def connect(
+    url: str,
+    *,
+    connect_timeout_s: float = 5.0,
+    autocommit: bool = True,
+    application_name: str | None = None,
+) -> Any:
+    """A psycopg connection (in autocommit mode unless told), named ``application_name``
+    if given; ``ConfigError`` if psycopg is missing."""
     if psycopg is None:
         raise ConfigError(
             "journal.url names PostgreSQL but psycopg is not installed;"
@@ -115,6 +126,8 @@ def connect(url: str, *, connect_timeout_s: float = 5.0, autocommit: bool = True
     password = read_secret("PGPASSWORD")  # the credential file wins over libpq's own sources
     if password:
         options["password"] = password.reveal()
+    if application_name is not None:
+        options["application_name"] = application_name
     return psycopg.connect(
         url, autocommit=autocommit, connect_timeout=max(1, int(connect_timeout_s)), **options
     )
@@ -129,14 +142,19 @@ class _Reads:
     broke.
     """
 
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
+    def __init__(self, url: str, connect_timeout_s: float, application_name: str | None) -> None:
         self._url = url
         self._timeout = connect_timeout_s
+        self._application_name = application_name
         self._conn: Any = None
 
     def execute(self, sql: str, params: Any = ()) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self._url, connect_timeout_s=self._timeout)
+            self._conn = connect(
+                self._url,
+                connect_timeout_s=self._timeout,
+                application_name=self._application_name,
+            )
         return self._conn.execute(sql.replace("?", "%s"), params)
 
     def close(self) -> None:
@@ -172,14 +190,18 @@ class PostgresStore(SqliteStore):
         self.fence = fence
         self.connect_timeout_s = connect_timeout_s
         self._writer_conn: Any = None
-        self._reads = _Reads(url, connect_timeout_s)
+        #: The fence's holder names the connections (a standby ends them if need be).
+        self._application_name = (
+            session_tag(fence.cluster, fence.holder) if fence is not None else None
+        )
+        self._reads = _Reads(url, connect_timeout_s, self._application_name)
 
     # -- opening and closing --------------------------------------------------
 
     def _open_sync(self) -> None:
         """Connect, migrate and index; ``ConfigError`` naming the database if it cannot be."""
         try:
-            self._writer_conn = connect(self.url, connect_timeout_s=self.connect_timeout_s)
+            self._writer_conn = self._connect()
             migrate(self._writer_conn, where=self.name)
             # The SQLite store's own reads, bookkeeping and close work on these.
             self._wconn = self._rconn = cast(Any, self._reads)
@@ -242,9 +264,16 @@ class PostgresStore(SqliteStore):
                     raise
                 conn.close()
         # Reconnected on the writer's own thread (after an outage, by the probe).
-        conn = self._writer_conn = connect(self.url, connect_timeout_s=self.connect_timeout_s)
+        conn = self._writer_conn = self._connect()
         conn.execute("BEGIN")
         return conn
+
+    def _connect(self) -> Any:
+        return connect(
+            self.url,
+            connect_timeout_s=self.connect_timeout_s,
+            application_name=self._application_name,
+        )
 
     def _check_fence(self, cur: Any) -> None:
         fence = self.fence

@@ -15,7 +15,7 @@ import trio
 from tests.brokers.contract import UpdateLog
 from tests.brokers.harness import connected_connector
 from ult_actors.brokers.oanda.connector import OandaConnector, OandaSettings, TransactionCursor
-from ult_actors.messages import OrderRequest
+from ult_actors.messages import OrderRequest, OrderType
 from ult_actors.secrets import Secret
 from ult_actors.sim.oanda.server import OandaSimulator
 
@@ -74,6 +74,20 @@ def resting_buy(client_order_id: str) -> OrderRequest:
         qty=Decimal(1000),
         type="limit",
         limit_price=Decimal("1.00000"),
+        time_in_force="gtc",
+        client_order_id=client_order_id,
+    )
+
+
+def sell_exit(client_order_id: str, kind: OrderType, price: str) -> OrderRequest:
+    """An exit selling 1,000 EUR_USD (good till cancelled): a take-profit limit or a stop."""
+    return OrderRequest(
+        symbol="EUR_USD",
+        side="sell",
+        qty=Decimal(1000),
+        type=kind,
+        limit_price=Decimal(price) if kind == "limit" else None,
+        stop_price=Decimal(price) if kind == "stop" else None,
         time_in_force="gtc",
         client_order_id=client_order_id,
     )

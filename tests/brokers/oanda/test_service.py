@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.brokers.oanda.harness import resting_buy, running_sim, settings_for
+from tests.brokers.oanda.harness import resting_buy, running_sim, sell_exit, settings_for
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import AuthFailed, NotReplaceable
 from ult_actors.messages import (
@@ -25,7 +25,6 @@ from ult_actors.messages import (
     OrderReply,
     OrderRequest,
     OrdersReply,
-    OrderType,
     OrderUpdate,
     PositionsReply,
     Replace,
@@ -357,19 +356,6 @@ async def test_a_replace_that_loses_the_race_with_a_fill_is_refused_and_the_fill
             nursery.cancel_scope.cancel()
 
 
-def _exit(coid: str, kind: OrderType, price: str) -> OrderRequest:
-    return OrderRequest(
-        symbol="EUR_USD",
-        side="sell",
-        qty=Decimal(1000),
-        type=kind,
-        limit_price=Decimal(price) if kind == "limit" else None,
-        stop_price=Decimal(price) if kind == "stop" else None,
-        time_in_force="gtc",
-        client_order_id=coid,
-    )
-
-
 async def test_a_native_bracket_and_an_emulated_oco_through_the_service(tmp_path: Path) -> None:
     """The bracket rides on v20's on-fill exits; the OCO is two orders the service pairs."""
     async with running_sim() as sim:
@@ -405,8 +391,8 @@ async def test_a_native_bracket_and_an_emulated_oco_through_the_service(tmp_path
                 list_id="svc-br-list",
                 legs=[
                     entry,
-                    _exit("svc-br-tp", "limit", "1.09000"),
-                    _exit("svc-br-sl", "stop", "1.07000"),
+                    sell_exit("svc-br-tp", "limit", "1.09000"),
+                    sell_exit("svc-br-sl", "stop", "1.07000"),
                 ],
             )
             reply = await svc.gateway.handle(SubmitList(id=1, orders=bracket))
@@ -426,8 +412,8 @@ async def test_a_native_bracket_and_an_emulated_oco_through_the_service(tmp_path
                 contingency="oco",
                 list_id="svc-oco-list",
                 legs=[
-                    _exit("svc-oco-tp", "limit", "1.08000"),
-                    _exit("svc-oco-sl", "stop", "1.06000"),
+                    sell_exit("svc-oco-tp", "limit", "1.08000"),
+                    sell_exit("svc-oco-sl", "stop", "1.06000"),
                 ],
             )
             reply = await svc.gateway.handle(SubmitList(id=3, orders=oco))
@@ -453,7 +439,10 @@ async def test_an_emulated_oco_whose_leg_filled_while_the_service_was_down_is_se
         oco = OrderListRequest(
             contingency="oco",
             list_id="down-oco",
-            legs=[_exit("down-tp", "limit", "1.09000"), _exit("down-sl", "stop", "1.06000")],
+            legs=[
+                sell_exit("down-tp", "limit", "1.09000"),
+                sell_exit("down-sl", "stop", "1.06000"),
+            ],
         )
         async with trio.open_nursery() as nursery:
             svc = build_service(cfg, env={}, rng=random.Random(8))

@@ -455,6 +455,49 @@ async def test_the_log_is_cut_into_segments_and_those_in_the_file_are_deleted(
         assert {r.client_order_id: r.id for r in replies}.items() <= on_disk.items()
 
 
+async def test_durable_returns_only_once_the_segments_the_file_took_in_are_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer's thread commits, then deletes the segments that commit folded: a
+    # ``durable`` that returned between the two would let a caller see a log the file
+    # already holds (seen once under load as a flaky segment count).
+    monkeypatch.setattr(changelog, "SEGMENT_BYTES", 4000)
+    deleting, go_on = threading.Event(), threading.Event()
+    unlink = Path.unlink
+
+    def held_unlink(self: Path, missing_ok: bool = False) -> None:
+        if threading.current_thread().name.startswith("paper-writer:") and ".log." in self.name:
+            deleting.set()
+            go_on.wait(10)
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", held_unlink)
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        exchange = desk._exchange
+        assert exchange is not None
+        for i in itertools.count():
+            await desk.submit(buy(f"s-{i}", 1))
+            if exchange.writer._log is not None and exchange.writer._log.segment.name[-2:] != ".1":
+                break  # the first segment is closed: the next commit deletes it
+        first = Path(f"{tmp_path / 'paper.db'}.log.1")
+        await trio.to_thread.run_sync(deleting.wait, 10)  # the thread is deleting it now
+        released = False
+
+        async def release_once_waiting() -> None:
+            nonlocal released
+            await trio.testing.wait_all_tasks_blocked()
+            released = True
+            go_on.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(release_once_waiting)
+            await exchange.writer.durable(exchange.writer.staged_seq)
+            gone_when_durable = first not in changelog.segments(str(tmp_path / "paper.db"))
+            go_on.set()
+        assert released and gone_when_durable
+
+
 async def test_the_writer_folds_each_call_as_it_ended_though_the_venue_moved_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,7 +22,6 @@ from typing import Any
 
 import msgspec
 
-from ult_actors.brokers.paper.account import PaperHolding
 from ult_actors.messages import Fill, Order
 
 
@@ -93,12 +92,13 @@ def encode_change(
     orders: dict[str, WorkingOrder],
     ended: Iterable[WorkingOrder],
     fills: list[Fill],
-    holdings: Iterable[tuple[str, PaperHolding]],
+    holdings: list[tuple[str, Decimal, Decimal, Decimal]],
     prices: list[tuple[str, Decimal]],
     counters: tuple[Decimal, int, int, int],
 ) -> bytes:
     """The record of one venue call, as ``Change`` reads it: the orders it changed (by
-    id) and those of them that ended, its fills, holdings and prices, and ``counters``
+    id) and those of them that ended, its fills, holdings (``(symbol, qty, avg_price,
+    realized_pl)``) and prices, and ``counters``
     (cash, created_at, next_order, next_fill). One encode of the venue's own objects:
     the trio thread builds nothing else for the file."""
     cash, created_at, next_order, next_fill = counters
@@ -108,7 +108,7 @@ def encode_change(
         orders,
         [w.order.id for w in ended],
         fills,
-        [(s, h.qty, h.avg_price, h.realized_pl) for s, h in holdings],
+        holdings,
         prices,
         cash,
         created_at,

@@ -637,7 +637,10 @@ class PaperVenue:
             self._dirty,
             ended,
             self._fills,
-            [(symbol, holdings[symbol]) for symbol in self._dirty_holdings],
+            [
+                (s, holdings[s].qty, holdings[s].avg_price, holdings[s].realized_pl)
+                for s in self._dirty_holdings
+            ],
             prices,
             (self.account.cash, self._created_at, self._next_order, self._next_fill),
         )

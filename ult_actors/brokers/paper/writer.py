@@ -99,7 +99,8 @@ class BatchWriter:
 
         ``BrokerUnavailable`` once the writer has failed (this call's write included).
         """
-        self.check()
+        if self.failure is not None:  # ``check``, without a call on every venue call
+            raise self.unavailable()
         self.staged_seq += 1
         seq = self.staged_seq
         try:
@@ -215,10 +216,12 @@ class BatchWriter:
                     segments.append(job)
             if rows:
                 self._store.commit(rows)
-                self.committed_seq = rows.seq
                 self.commits += 1
             for segment in segments:
                 segment.unlink(missing_ok=True)
+            # Only now: a caller ``durable`` lets go must find the folded segments gone.
+            if rows:
+                self.committed_seq = rows.seq
         except BaseException as exc:  # handed to the trio side, which fails the writer
             return exc
         return None
