@@ -57,6 +57,9 @@ def _config(state_dir: Path) -> Any:
 class InstantConnector:
     """A broker that fills every order at once and keeps nothing: the actor path's floor."""
 
+    #: Filled here, at once (``brokers.base.AnswersInProcess``).
+    answers_in_process = True
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.ids = itertools.count(1)

@@ -165,6 +165,9 @@ async def _drive(
                 if mode == "seq":
                     for _ in range(orders):
                         await one()
+                        # A client's next request comes through the socket: the loop runs
+                        # between two orders (the venue's update stream among others).
+                        await trio.lowlevel.checkpoint()
                 else:
                     left = orders
 

@@ -15,8 +15,10 @@ def test_steps_are_counted_per_order_by_task() -> None:
     result = instructions.count_steps(20, 5, "instant")
     seq = result["seq"]
     assert seq["rounds"] >= 1 and seq["steps"] >= seq["rounds"]
-    # Each order wakes one of the broker actor's order workers once.
-    assert seq["by_task"]["ult_actors.actors.broker._BrokerIncarnation._serve_orders"] == 1.0
+    # The instant broker answers in process: an order's own task runs the broker's step
+    # while a worker is idle, so the broker actor's order workers wake for few, if any.
+    workers = seq["by_task"].get("ult_actors.actors.broker._BrokerIncarnation._serve_orders", 0)
+    assert workers < 0.5
     assert result["window"]["steps"] > 0
 
 

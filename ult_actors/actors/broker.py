@@ -58,6 +58,7 @@ from ult_actors.actors.reconcile import (
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
 from ult_actors.brokers.base import (
+    AnswersInProcess,
     Connector,
     SupportsLegLookup,
     SupportsRequestBudget,
@@ -105,6 +106,7 @@ from ult_actors.order_state import (
 from ult_actors.recent import Recent
 from ult_actors.report.arrival import ArrivalPrices, venue_fetch, venue_quotes
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
+from ult_actors.runtime.direct import StepEntry
 
 
 @dataclass(frozen=True)
@@ -194,9 +196,22 @@ class _BrokerIncarnation:
         self.arrivals = ArrivalPrices(
             venue_quotes(self.connector), venue_fetch(self.connector), clock=trio.current_time
         )
-        #: Tasks serving the orders lane, and how many of them wait for an order now.
+        #: Tasks serving the orders lane (and orders' own tasks running a step here,
+        #: ``steps``), and how many of them wait for an order now.
         self.order_workers = 0
         self.idle_workers = 0
+        #: A new order's step run by the order's own task (the gateway's), for a venue
+        #: that answers in process: it saves this incarnation a worker's wake-up.
+        self.steps = StepEntry(
+            ctx,
+            self._dispatch,
+            admit=self._step_admitted,
+            enter=self._step_entered,
+            leave=self._step_left,
+        )
+        self._in_process = (
+            isinstance(self.connector, AnswersInProcess) and self.connector.answers_in_process
+        )
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
         #: Emulated order lists change one at a time (a release or a peer cancel each).
@@ -241,6 +256,8 @@ class _BrokerIncarnation:
                 if summary.adopted and summary.journal_empty:
                     self.deps.on_adopted_unjournaled(self.name, len(summary.adopted))
                 nursery.start_soon(self._reconcile_forever)
+                if self._in_process:
+                    nursery.start_soon(self.steps.guard)
                 if self.stream_down is None:
                     self._set_state("ready")
                     self.ready.set()
@@ -248,6 +265,8 @@ class _BrokerIncarnation:
                     self._set_state("degraded", self.stream_down)
                 self.ctx.started()
         finally:
+            with trio.CancelScope(shield=True):
+                await self.steps.wait_left()  # cancelled by now: in flight, redelivered
             self._set_state("connecting")  # until the next incarnation is in step
             with trio.move_on_after(2) as scope:
                 scope.shield = True
@@ -583,6 +602,22 @@ class _BrokerIncarnation:
                 self._add_order_worker()  # the next order need not wait for this one
             with self.ctx.handling(env):
                 await self._dispatch(env)
+
+    def _step_admitted(self, msg: BrokerCommand) -> bool:
+        """Whether an order's own task may run its step now: a new order, the gate open,
+        a worker idle (it would take it at once) and a worker slot free."""
+        return (
+            isinstance(msg, PlaceOrder)
+            and self.ready.is_set()
+            and self.idle_workers > 0
+            and self.order_workers < self.deps.concurrency
+        )
+
+    def _step_entered(self) -> None:
+        self.order_workers += 1
+
+    def _step_left(self) -> None:
+        self.order_workers -= 1
 
     async def _handle_command(self, env: Envelope[BrokerCommand]) -> None:
         if isinstance(env.msg, ReplaceOrder) and not self.ready.is_set():

@@ -43,6 +43,7 @@ from ult_actors.messages import (
 from ult_actors.order_state import REPLACEABLE_STATUSES, not_replaceable
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, Envelope, Mailbox, serve_mailbox
+from ult_actors.runtime.direct import hand_on
 from ult_actors.validation import (
     check_exit_qty,
     check_replace_changes,
@@ -146,7 +147,9 @@ class _Router:
         assert env.reply is not None
         place = PlaceOrder(request=request)
         if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline):
-            await self.ctx.forward(env, deps.brokers[broker], place)  # risk passed it here
+            target = deps.brokers[broker]  # risk passed it here
+            if not hand_on(self.ctx, env, target, place):  # the asker runs the broker's step
+                await self.ctx.forward(env, target, place)
         else:
             await self.ctx.forward(env, deps.risk, place)
 

@@ -259,6 +259,18 @@ class SupportsValidatedOrders(Protocol):
 
 
 @runtime_checkable
+class AnswersInProcess(Protocol):
+    """A connector that may answer a submit without leaving the process (the paper
+    venue matching at once): the broker actor lets the order's own task run its step
+    (``runtime.direct.StepEntry``). A venue over the network never does."""
+
+    @property
+    def answers_in_process(self) -> bool:
+        """Whether a submit is answered in this process, with no wait on anything outside."""
+        ...
+
+
+@runtime_checkable
 class SupportsStreamState(Protocol):
     """A connector whose update stream reconnects by itself, telling when it is down.
 

@@ -16,6 +16,11 @@ stays an actor:
 - the request is counted as handled and is in flight in the mailbox while it
   runs, like one the actor's task took.
 
+A handler run that way may hand its request on to the next actor's step in
+the same task (``hand_on``): the asker's task runs that step once the handler
+has returned, so this actor's door is open again meanwhile. The next actor
+keeps its own rules for it (``StepEntry``).
+
 What differs is whose cancel scopes the handler runs under: a caller cancelled
 at one of the handler's checkpoints leaves the request there, unanswered (its
 asker is gone), as a crash would have left it; handlers already cope with that,
@@ -31,12 +36,13 @@ from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 import trio
 
-from ult_actors.runtime.mailbox import Envelope
+from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox
 
 if TYPE_CHECKING:
     from ult_actors.runtime.actor import ActorContext
 
 M = TypeVar("M")
+N = TypeVar("N")
 
 
 class DirectEntry(Generic[M]):
@@ -73,8 +79,11 @@ class DirectEntry(Generic[M]):
         ``ActorCrashed`` and the error goes to the actor's task; this returns.
         """
         mailbox = self._mailbox
+        reply = env.reply
         self._running = True
         mailbox.take(env)
+        if reply is not None:
+            reply.asker_steps = True
         try:
             with self._ctx.handling(env):  # answers env with the crash
                 await self._handle(env)
@@ -84,12 +93,20 @@ class DirectEntry(Generic[M]):
             self._scope.cancel()  # wakes the actor's task, which raises it
         except BaseException:
             mailbox.answered(env)  # cancelled: nobody waits for it any more
+            if reply is not None and reply.step is not None:
+                (door, handed), reply.step = reply.step, None
+                door.drop_step(handed)  # its actor's workers take it as if it was sent
             raise
         finally:
             self._running = False
+            if reply is not None:
+                reply.asker_steps = False
             waiter, self._waiter = self._waiter, None
             if waiter is not None:
                 trio.lowlevel.reschedule(waiter)
+        if reply is not None and reply.step is not None:
+            (door, handed), reply.step = reply.step, None
+            await door.run_step(handed)  # this actor's door is open again
 
     async def serve(self) -> NoReturn:
         """The actor's mailbox loop with the door open whenever it waits for mail."""
@@ -125,3 +142,131 @@ class DirectEntry(Generic[M]):
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def hand_on(ctx: ActorContext[M], env: Envelope[M], target: Mailbox[N], msg: N) -> bool:
+    """Hand ``env``'s request on to ``target`` as ``msg``, for the asker's own task to run
+    ``target``'s step for it once this handler has returned; ``False`` (nothing done):
+    forward it instead.
+
+    Only when the asker's task runs this handler (entered directly) and ``target``'s
+    incarnation takes it now (its ``StepEntry``). The handler's last act: the request
+    is ``target``'s from here (in flight there), this actor is done with ``env``.
+    """
+    reply = env.reply
+    door = target.step_door
+    if reply is None or not reply.asker_steps or door is None or not door.can_take(msg):
+        return False
+    ctx.mailbox.answered(env)
+    handed = Envelope(msg, reply, env.deadline, target._lane(msg))
+    door.take(handed)
+    reply.step = (door, handed)
+    return True
+
+
+class StepEntry(Generic[M]):
+    """An actor incarnation's door for requests its askers' tasks run (``hand_on``).
+
+    A step taken counts as one of the incarnation's own workers (``admit``
+    says whether one is free now, ``enter`` and ``leave`` count it) and is
+    taken only with nothing queued in any lane: what waits goes first. While it
+    runs the request is in flight in the mailbox, as one a worker took, and:
+
+    - a step that raises crashes the actor, not the asker: the request is
+      answered with ``ActorCrashed`` and ``guard`` raises the error in the
+      incarnation, whose supervisor restarts it;
+    - the incarnation ending (``guard`` cancelled: a reconnect, a stop)
+      cancels the steps running, and ``wait_left`` waits until they are
+      unwound, so the supervisor puts their requests back for the next
+      incarnation (the asker still waits for the answer);
+    - the asker's deadline bounds the step: it is cancelled then and the
+      asker gets ``CallTimeout``, leaving its work where a crash would leave it;
+    - the asker's own cancellation does not cut it short (shielded).
+    """
+
+    __slots__ = (
+        "_admit", "_all_left", "_crash", "_crashed", "_ctx", "_enter", "_handle",
+        "_leave", "_mailbox", "_scopes", "_shut",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        ctx: ActorContext[M],
+        handle: Callable[[Envelope[M]], Awaitable[None]],
+        *,
+        admit: Callable[[M], bool],
+        enter: Callable[[], None],
+        leave: Callable[[], None],
+    ) -> None:
+        self._ctx = ctx
+        self._mailbox = ctx.mailbox
+        self._handle = handle
+        self._admit = admit
+        self._enter = enter
+        self._leave = leave
+        #: The steps running, each with its scope (the asker's deadline, the incarnation's end).
+        self._scopes: dict[Envelope[M], trio.CancelScope] = {}
+        self._shut = False
+        self._crash: Exception | None = None
+        self._crashed = trio.Event()
+        self._all_left: trio.Event | None = None
+
+    def can_take(self, msg: M) -> bool:
+        """Whether a step for ``msg`` may start now: nothing queued, a worker free."""
+        return not self._shut and not self._mailbox.depth and self._admit(msg)
+
+    def take(self, env: Envelope[M]) -> None:
+        """Count ``env`` taken (in flight) by a worker slot; only after ``can_take``."""
+        self._mailbox.take(env)
+        self._scopes[env] = trio.CancelScope(deadline=env.deadline, shield=True)
+        self._enter()
+
+    async def run_step(self, env: Envelope[M]) -> None:
+        """Run the handler for ``env`` in this task (see the class for what it keeps)."""
+        scope = self._scopes[env]
+        try:
+            with scope, self._ctx.handling(env):
+                await self._handle(env)
+        except Exception as exc:
+            if self._crash is None:
+                self._crash = exc
+                self._crashed.set()
+        finally:
+            self._left(env)
+        if scope.cancelled_caught and not self._shut:
+            # Past the asker's deadline: it stops waiting, as a call's timeout says.
+            self._mailbox.answered(env)
+            assert env.reply is not None
+            env.reply.fail(CallTimeout("no answer before the deadline"))
+
+    def drop_step(self, env: Envelope[M]) -> None:
+        """A step taken and not run: back to the mailbox, for the workers."""
+        self._left(env)
+        self._mailbox.put_back(env)
+
+    def _left(self, env: Envelope[M]) -> None:
+        del self._scopes[env]
+        self._leave()
+        if not self._scopes and self._all_left is not None:
+            self._all_left.set()
+
+    async def guard(self) -> NoReturn:
+        """Run in the incarnation's nursery: raises a step's crash there; cancelled
+        (the incarnation ending), it shuts the door and cancels the steps running."""
+        self._mailbox.step_door = self
+        try:
+            await self._crashed.wait()
+        finally:
+            self._shut = True
+            if self._mailbox.step_door is self:
+                self._mailbox.step_door = None
+            for scope in self._scopes.values():
+                scope.cancel()
+        assert self._crash is not None
+        raise self._crash
+
+    async def wait_left(self) -> None:
+        """Wait until no step runs (after ``guard`` ended): their requests are in flight."""
+        if self._scopes:
+            self._all_left = trio.Event()
+            await self._all_left.wait()

@@ -89,7 +89,7 @@ class ActorCrashed(RuntimeError):
 class ReplySlot:
     """A one-shot answer: set once by the actor, awaited by one asker."""
 
-    __slots__ = ("_done", "_error", "_value", "_waiter", "timer")
+    __slots__ = ("_done", "_error", "_value", "_waiter", "asker_steps", "step", "timer")
 
     def __init__(self) -> None:
         self._done = False
@@ -99,6 +99,12 @@ class ReplySlot:
         self._waiter: trio.lowlevel.Task | None = None
         #: The deadline bucket this slot waits in (``CallTimeouts``), while it does.
         self.timer: dict[ReplySlot, float] | None = None
+        #: The asker's own task runs the handler now and will run ``step`` once the
+        #: handler has returned (``direct.DirectEntry``): a request handed on may go
+        #: to its next actor's step that way (``direct.hand_on``).
+        self.asker_steps = False
+        #: The next actor's step the asker runs once the handler has returned.
+        self.step: tuple[StepDoor[Any], Envelope[Any]] | None = None
 
     @property
     def done(self) -> bool:
@@ -233,6 +239,19 @@ class DirectDoor(Protocol[M]):
     async def run(self, env: Envelope[M]) -> None: ...
 
 
+class StepDoor(Protocol[M]):
+    """How a request handed on to this mailbox may be run by its asker's task instead
+    (``direct.hand_on``, ``direct.StepEntry``)."""
+
+    def can_take(self, msg: M) -> bool: ...
+
+    def take(self, env: Envelope[M]) -> None: ...
+
+    async def run_step(self, env: Envelope[M]) -> None: ...
+
+    def drop_step(self, env: Envelope[M]) -> None: ...
+
+
 class Mailbox(Generic[M]):
     """A bounded, typed queue that outlives the actor incarnations reading it."""
 
@@ -267,6 +286,8 @@ class Mailbox(Generic[M]):
         self._unyielded = 0
         #: The serving incarnation's door for callers, when it has one (``DirectEntry``).
         self.direct: DirectDoor[M] | None = None
+        #: The serving incarnation's door for requests handed on by an asker's task.
+        self.step_door: StepDoor[M] | None = None
 
     @property
     def depth(self) -> int:
@@ -418,6 +439,12 @@ class Mailbox(Generic[M]):
             if self._delivered(env):
                 return env
         raise trio.WouldBlock
+
+    def put_back(self, env: Envelope[M]) -> None:
+        """Return a taken request, unhandled, to the head of its lane (a step not run)."""
+        self.in_flight.pop(env, None)
+        self._lanes[env.lane].appendleft(env)
+        self._arrived(env.lane)
 
     def answered(self, env: Envelope[M]) -> None:
         """Forget a request once it has been answered."""

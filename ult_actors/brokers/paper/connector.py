@@ -201,6 +201,11 @@ class PaperConnector:
         """The venue or its file failed: the stream ends with ``error``."""
         self._updates_in.send_nowait(error)
 
+    @property
+    def answers_in_process(self) -> bool:
+        """Matched at once, here (``latency_ms`` 0): no wait on anything outside (``AnswersInProcess``)."""
+        return self.settings.latency_ms == 0
+
     def mark_validated(self, request: OrderRequest) -> None:
         """``request``, this very object, passed ``validate_order``: the next ``submit`` of
         it checks only the venue's own rules (``SupportsValidatedOrders``)."""
