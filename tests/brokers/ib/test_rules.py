@@ -44,6 +44,28 @@ async def test_pacer_holds_a_flood_to_the_rate_on_trios_clock(
     assert trio.current_time() - start == pytest.approx(90 / 45)
 
 
+async def test_a_paced_flood_held_up_a_moment_still_never_sends_over_the_limit_in_a_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Senders sleep until their slots; a loop held up for 0.3 s (the clock jumps past
+    # every slot in it) wakes them all at once. TWS counts arrivals: what leaves in any
+    # one second must stay within the limit even then.
+    pacer = MessagePacer.within(45)
+    left: list[float] = []
+
+    async def send() -> None:
+        await pacer.wait()
+        left.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(200):
+            nursery.start_soon(send)
+        await trio.sleep(1.5)  # the flood is being paced
+        autojump_clock.jump(0.3)  # held up: the slots of those 0.3 s all pass at once
+    assert len(left) == 200
+    assert max(sum(1 for t in left if s <= t < s + 1.0) for s in left) <= 45
+
+
 @pytest.mark.parametrize(
     ("code", "text", "kind"),
     [

@@ -2,11 +2,18 @@
 
 Above that TWS answers error 100 and may close the socket, so the connector
 spaces its messages: a burst of ``burst`` goes out at once, after that one
-every ``1 / rate`` seconds (a virtual-schedule token bucket). Time is trio's
-clock, so tests run it on a mock clock.
+every ``1 / rate`` seconds (a virtual-schedule token bucket). TWS counts
+messages as they arrive, so the schedule alone is not enough: a loop held up
+for a moment (a long step, a starved process) wakes every sender whose slot
+passed meanwhile at once. A pacer made ``within`` a limit therefore also
+keeps the times messages actually left, and holds one back while the last
+second already saw the limit go. Time is trio's clock, so tests run it on a
+mock clock.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import trio
 
@@ -14,12 +21,15 @@ import trio
 class MessagePacer:
     """Spaces calls to ``wait`` to at most ``rate`` per second after a burst."""
 
-    def __init__(self, rate: float = 45.0, burst: int = 10) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be positive and burst at least 1")
+    def __init__(self, rate: float = 45.0, burst: int = 10, *, per_second: int = 0) -> None:
+        """``per_second`` (0: none): at most that many messages leave in any one second."""
+        if rate <= 0 or burst < 1 or per_second < 0:
+            raise ValueError("rate must be positive, burst at least 1, per_second not negative")
         self.interval = 1.0 / rate
         self.burst = burst
         self._next_free = float("-inf")
+        #: When the last ``per_second`` messages left (none kept without a limit).
+        self._left: deque[float] | None = deque(maxlen=per_second) if per_second else None
 
     def reserve(self, now: float) -> float:
         """Seconds to wait before the next message may leave; books its slot."""
@@ -36,10 +46,24 @@ class MessagePacer:
         burst (a ninth of the limit) is taken from the rate.
         """
         burst = max(1, round(per_second / 9))
-        return cls(rate=max(per_second - burst, per_second / 2), burst=burst)
+        return cls(
+            rate=max(per_second - burst, per_second / 2),
+            burst=burst,
+            per_second=max(1, int(per_second)),
+        )
 
     async def wait(self) -> None:
         """Until the next message may be sent (returns at once within the burst)."""
         delay = self.reserve(trio.current_time())
         if delay > 0:
             await trio.sleep(delay)
+        left = self._left
+        if left is None:
+            return
+        now = trio.current_time()
+        # Woken late (its slot passed while the loop was held up): wait while the last
+        # second already saw the limit leave. No await between the check and the mark.
+        while len(left) == left.maxlen and left[0] + 1.0 > now:
+            await trio.sleep_until(left[0] + 1.0)  # then ``now`` is at least that
+            now = trio.current_time()
+        left.append(now)
