@@ -158,7 +158,7 @@ def hand_on(ctx: ActorContext[M], env: Envelope[M], target: Mailbox[N], msg: N) 
     if reply is None or not reply.asker_steps or door is None or not door.can_take(msg):
         return False
     ctx.mailbox.answered(env)
-    handed = Envelope(msg, reply, env.deadline, target._lane(msg))
+    handed = target.envelope(msg, reply, 0.0, env.deadline)
     door.take(handed)
     reply.step = (door, handed)
     return True

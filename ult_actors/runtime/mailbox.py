@@ -295,9 +295,10 @@ class Mailbox(Generic[M]):
         lanes = self._lanes  # read per order (direct entry, risk's gate)
         return len(lanes[0]) if len(lanes) == 1 else sum(map(len, lanes))
 
-    def _envelope(
+    def envelope(
         self, msg: M, reply: ReplySlot | None, timeout: float, deadline: float | None
     ) -> Envelope[M]:
+        """``msg``'s envelope for this mailbox (its lane), due at ``deadline`` or in ``timeout``."""
         if deadline is None:
             deadline = trio.current_time() + timeout
         return Envelope(msg, reply, deadline, self._lane(msg))
@@ -316,7 +317,7 @@ class Mailbox(Generic[M]):
         """Queue ``msg``, waiting while its lane is full; it expires after ``timeout``
         (or at ``deadline``, trio time, when given: a request handed on keeps its own)."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        env = self._envelope(msg, reply, timeout, deadline)
+        env = self.envelope(msg, reply, timeout, deadline)
         queue = self._lanes[env.lane]
         if len(queue) < self.capacity:
             # With room, hand over without yielding: an order crosses three mailboxes,
@@ -347,7 +348,7 @@ class Mailbox(Generic[M]):
         deadline: float | None = None,
     ) -> None:
         """Queue ``msg`` or raise ``MailboxFull``; ``timeout`` and ``deadline`` as for ``send``."""
-        self._queue_nowait(self._envelope(msg, reply, timeout, deadline))
+        self._queue_nowait(self.envelope(msg, reply, timeout, deadline))
 
     def _queue_nowait(self, env: Envelope[M]) -> None:
         queue = self._lanes[env.lane]
