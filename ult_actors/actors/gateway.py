@@ -76,6 +76,19 @@ from ult_actors.runtime import (
 from ult_actors.runtime.mailbox import InFlightUnanswered
 from ult_actors.validation import with_leg_ids
 
+#: The event types of each topic (what a subscription to it is routed).
+_TOPIC_KINDS: dict[EventTopic, tuple[type[Event], ...]] = {
+    "orders": (OrderUpdate,),
+    "fills": (OrderUpdate,),
+    "health": (ActorHealthChanged, ConnectionStateChanged),
+    "positions": (PositionDrift, AccountReset),
+    "risk": (TradingStateChanged,),
+}
+
+
+def _topic_kinds(topics: frozenset[EventTopic]) -> tuple[type[Event], ...]:
+    return tuple({kind for topic in topics for kind in _TOPIC_KINDS.get(topic, ())})
+
 
 def _topic_filter(topics: frozenset[EventTopic]) -> Callable[[Event], bool]:
     def accepts(event: Event) -> bool:
@@ -136,7 +149,9 @@ class ServiceGateway:
 
     def subscribe(self, topics: frozenset[EventTopic], capacity: int) -> Subscription[Event]:
         """A bounded subscription to events of these topics."""
-        return self.bus.subscribe(_topic_filter(topics), capacity=capacity)
+        return self.bus.subscribe(
+            _topic_filter(topics), capacity=capacity, kinds=_topic_kinds(topics)
+        )
 
     async def handle(self, request: Request, peer: Any = None) -> Reply:
         """Answer one request; failures raise the matching ``UltError``."""
@@ -297,7 +312,9 @@ class ServiceGateway:
             return OrderReply(id=request.id, order=order)
         # Subscribe before submitting so the terminal update cannot slip past.
         updates = self.bus.subscribe(
-            lambda e: isinstance(e, OrderUpdate) and e.order.client_order_id == coid, capacity=256
+            lambda e: isinstance(e, OrderUpdate) and e.order.client_order_id == coid,
+            capacity=256,
+            kinds=(OrderUpdate,),
         )
         try:
             order = await call(self.router, request, timeout=timeout, answer=Order)

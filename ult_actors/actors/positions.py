@@ -223,8 +223,8 @@ class PositionsDeps:
 
 #: Longest a position request waits for a broker's first pull after a start.
 _FIRST_PULL_WAIT_S = 5.0
-#: The events folded into the book (a tuple: ``A | B`` in the filter built a union per event).
-_FOLDED = (OrderUpdate, AccountReset)
+#: The events folded into the book.
+_FOLDED: tuple[type[Event], ...] = (OrderUpdate, AccountReset)
 
 
 async def sync_broker(
@@ -357,9 +357,7 @@ class _Positions:
         self.book = deps.book
         self.log: Any = structlog.get_logger().bind(actor=ctx.name)
         # One subscription, in publication order: a reset lands after the updates before it.
-        self.events = deps.bus.subscribe(
-            lambda e: isinstance(e, _FOLDED), capacity=1 << 16
-        )
+        self.events = deps.bus.subscribe(kinds=_FOLDED, capacity=1 << 16)
         self.reconnects = deps.bus.subscribe(
             lambda e: (
                 isinstance(e, ActorHealthChanged) and e.state == "running" and e.name in deps.actors
@@ -370,6 +368,7 @@ class _Positions:
                 and e.broker in deps.brokers
             ),
             capacity=1024,
+            kinds=(ActorHealthChanged, ConnectionStateChanged),
         )
         # One pull of a broker at a time: a pull on reconnect may meet the periodic one.
         self.locks = {name: trio.Lock() for name in deps.brokers}

@@ -78,8 +78,8 @@ _DAY_NS = 86_400 * 1_000_000_000
 #: How long past its deadline an order may go unreported before risk stops counting it.
 _REPORT_GRACE_S = 30.0
 _STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
-#: The events folded into the books (a tuple: ``A | B`` in the filter built a union per event).
-_FOLDED = (OrderUpdate, AccountReset)
+#: The events folded into the books.
+_FOLDED: tuple[type[Event], ...] = (OrderUpdate, AccountReset)
 
 
 @dataclass(frozen=True)
@@ -454,9 +454,7 @@ class _Risk:
         self.ctx = ctx
         self.state = deps.state
         self.log: Any = structlog.get_logger().bind(actor=ctx.name)
-        self.events = deps.bus.subscribe(
-            lambda e: isinstance(e, _FOLDED), capacity=1 << 16
-        )
+        self.events = deps.bus.subscribe(kinds=_FOLDED, capacity=1 << 16)
         if not self.state.started_ns:
             self.state.started_ns = deps.now_ns()
 

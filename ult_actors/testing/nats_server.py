@@ -67,9 +67,29 @@ class NatsServer:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[str] | None = None
+        self._started = False
 
     def start(self, timeout: float = 20.0) -> NatsServer:
-        """Start and wait until it accepts clients."""
+        """Start and wait until it accepts clients.
+
+        The port was free when it was chosen, but something else may have bound it
+        since: the first start then tries another (a restart keeps its port).
+        """
+        seen: list[str] = []
+        for _ in range(2):
+            said = self._launch()
+            if said is None:
+                self._started = True
+                return self
+            seen = said
+            if self._started or not any("address already in use" in line for line in seen):
+                break
+            self.port = free_port()
+            self.url = f"nats://127.0.0.1:{self.port}"
+        raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
+
+    def _launch(self) -> list[str] | None:
+        """Run the server; None once it is ready, else what it said before it exited."""
         args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
         if self.config:
             path = self.store / "server.conf"
@@ -85,8 +105,9 @@ class NatsServer:
             if READY in line:
                 # Keep reading what it logs, or a full pipe would stop the server.
                 threading.Thread(target=_drain, args=(self._proc.stderr,), daemon=True).start()
-                return self
-        raise RuntimeError("nats-server did not start:\n" + "".join(seen[-20:]))
+                return None
+        self._proc.wait()
+        return seen
 
     def pause(self, timeout: float = 10.0) -> None:
         """SIGSTOP: the server holds every connection open and answers nothing. Returns

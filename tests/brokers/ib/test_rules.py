@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import structlog
 import trio
 import trio.testing
 
+from ult_actors.brokers.ib import wire
 from ult_actors.brokers.ib.errors import is_notice, order_rejection
 from ult_actors.brokers.ib.pacing import MessagePacer
+from ult_actors.brokers.ib.protocol import MAX_SERVER_VERSION, FrameStream
+from ult_actors.brokers.ib.session import IbSession
+from ult_actors.brokers.ib.settings import IbSettings
 from ult_actors.errors import (
     BrokerUnavailable,
     InsufficientFunds,
@@ -64,6 +69,35 @@ async def test_a_paced_flood_held_up_a_moment_still_never_sends_over_the_limit_i
         autojump_clock.jump(0.3)  # held up: the slots of those 0.3 s all pass at once
     assert len(left) == 200
     assert max(sum(1 for t in left if s <= t < s + 1.0) for s in left) <= 45
+
+
+async def test_messages_held_up_at_the_socket_do_not_leave_in_a_burst_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The peer takes nothing for half a second (busy, or a full socket buffer). Paced
+    # messages let go meanwhile must not queue at the socket and then leave all at
+    # once: TWS counts what arrives in any one second.
+    sending, receiving = trio.testing.lockstep_stream_pair()  # a send waits for its read
+    session = IbSession(
+        "ib", IbSettings(max_messages_per_second=45), lambda _: [], log=structlog.get_logger()
+    )
+    session._stream = FrameStream(sending)  # as ``open`` leaves it, without TWS's handshake
+    session.server_version = MAX_SERVER_VERSION
+    arrived: list[float] = []
+
+    async def tws() -> None:
+        frames = FrameStream(receiving)
+        await trio.sleep(0.5)
+        while len(arrived) < 150:
+            await frames.receive_fields()
+            arrived.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tws)
+        for _ in range(150):
+            nursery.start_soon(session.send, wire.ReqCurrentTime())
+    # 45 let go in any one second, and the one that waited at the socket meanwhile.
+    assert max(sum(1 for t in arrived if s <= t < s + 1.0) for s in arrived) <= 46
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,33 @@ async def test_at_the_limit_a_client_is_served() -> None:
     assert sim.rate_violations == 0
 
 
+async def test_a_slow_answer_delays_what_follows_not_the_count_of_what_arrived(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # TWS counts messages as they arrive, whatever it is busy with. Ten sent two a
+    # second while the first one's answer takes six seconds: the answers then come
+    # one after another, and none of the messages was over the limit.
+    mock_clock.autojump_threshold = 1.0  # a hang (idle a real second) ends at BOUND
+    sim = TwsSimulator(tick_interval_s=None, max_messages_per_s=5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.serve)
+        with trio.fail_after(BOUND):
+            client = await started(sim)
+            sim.faults.reply_delay_s = 6.0
+            await client.send(wire.ReqCurrentTime())
+            for _ in range(10):
+                mock_clock.jump(0.5)
+                await client.send(wire.ReqCurrentTime())
+                await trio.testing.wait_all_tasks_blocked()  # the simulator has read it
+            sim.faults.reply_delay_s = 0.0
+            mock_clock.jump(1.0)  # the first answer is due
+            times = 0
+            while times < 11:
+                times += isinstance(await client.receive(), wire.CurrentTime)
+        nursery.cancel_scope.cancel()
+    assert sim.rate_violations == 0
+
+
 async def test_a_silent_tws_reads_and_acts_but_sends_nothing(sim: TwsSimulator) -> None:
     with trio.fail_after(BOUND):
         client = await started(sim)

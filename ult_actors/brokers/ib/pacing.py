@@ -53,7 +53,11 @@ class MessagePacer:
         )
 
     async def wait(self) -> None:
-        """Until the next message may be sent (returns at once within the burst)."""
+        """Until the next message may be sent (returns at once within the burst).
+
+        The message counts as gone when this returns: send it right away, one at a
+        time (``IbSession.send`` holds a turn from here to the socket).
+        """
         delay = self.reserve(trio.current_time())
         if delay > 0:
             await trio.sleep(delay)

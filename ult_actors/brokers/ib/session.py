@@ -78,6 +78,8 @@ class IbSession:
         #: TWS sent nextValidId on the current socket (the handshake waits for it).
         self._told_next_id = False
         self._pacer = MessagePacer.within(settings.max_messages_per_second)
+        #: Held by a message from its pacing until it is on the socket (``send``).
+        self._send_turn = trio.Lock()
         #: The account's request budget, charged for every message sent (``send``).
         self.budget: RateBudget | None = None
         self._fatal: Exception | None = None
@@ -194,11 +196,18 @@ class IbSession:
         frame = encode_fields(encode_request(request, self.server_version))
         if self.budget is not None:
             await self.budget.charge()
-        await self._pacer.wait()
-        try:
-            await stream.send_frames([frame])
-        except ConnectionClosed as exc:
-            raise BrokerUnavailable(f"connection to TWS lost: {exc}", broker=self.name) from None
+        # One message at a time from the pacer's leave to the socket: the pacer
+        # counts a message gone when it lets it go, so another let go meanwhile
+        # must not wait in a queue for the socket (a slow loop, a full buffer)
+        # and leave later in a burst with the ones behind it.
+        async with self._send_turn:
+            await self._pacer.wait()
+            try:
+                await stream.send_frames([frame])
+            except ConnectionClosed as exc:
+                raise BrokerUnavailable(
+                    f"connection to TWS lost: {exc}", broker=self.name
+                ) from None
 
     async def _receive(self) -> wire.Incoming | None:
         stream = self._stream

@@ -27,6 +27,8 @@ optional ``UTC``), so a client back from a gap asks only for what it missed.
 
 from __future__ import annotations
 
+import enum
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +75,15 @@ RESTORED_KEPT = (
     "Connectivity between IB and Trader Workstation has been restored - data maintained."
 )
 RESTORED_LOST = "Connectivity between IB and Trader Workstation has been restored - data lost."
+
+
+class _Refusal(enum.Enum):
+    OVER_RATE = "over the message rate"
+
+
+_OVER_RATE = _Refusal.OVER_RATE
+#: What the reader hands on: a message's fields, the refusal, or why the socket ended.
+_Arrival = list[str] | _Refusal | ConnectionClosed | ProtocolError
 
 
 @dataclass
@@ -227,15 +238,7 @@ class TwsSimulator:
                 self._changed()
                 with session.cancel_scope:
                     await self._greet(session)
-                    while True:
-                        fields = await stream.receive_fields()
-                        session.rate.limit = self.max_messages_per_s  # (admin may change it)
-                        if not session.rate.admit(trio.current_time()):
-                            await self._over_rate(session)
-                            return
-                        await self._dispatch(session, fields)
-                        session.handled += 1
-                        self._changed()
+                    await self._serve_requests(session, stream)
             finally:
                 if self.sessions.get(session.client_id) is session:
                     del self.sessions[session.client_id]
@@ -244,6 +247,51 @@ class TwsSimulator:
             self.log.debug("ib client gone", reason=str(exc))
         finally:
             await stream.aclose()
+
+    async def _serve_requests(self, session: _Session, stream: FrameStream) -> None:
+        """Act on the client's messages in order; a reader beside counts them as they come.
+
+        TWS counts a client's messages as its socket delivers them, whatever it is
+        busy with: a slow answer (``slow-ack``, ``slow-replies``) delays the answers
+        after it, not the count. Counted when this loop got to them instead, the
+        messages sent during a slow answer would all be stamped at its end, a burst
+        the client never sent.
+        """
+        send, receive = trio.open_memory_channel[_Arrival](math.inf)
+        ended: ConnectionClosed | ProtocolError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_requests, session, stream, send)
+            async with receive:
+                async for arrival in receive:
+                    if isinstance(arrival, list):
+                        await self._dispatch(session, arrival)
+                        session.handled += 1
+                        self._changed()
+                        continue
+                    if arrival is _OVER_RATE:
+                        await self._over_rate(session)
+                    else:
+                        ended = arrival
+                    break
+            nursery.cancel_scope.cancel()
+        if ended is not None:
+            raise ended
+
+    async def _read_requests(
+        self, session: _Session, stream: FrameStream, out: trio.MemorySendChannel[_Arrival]
+    ) -> None:
+        """Count each message as it arrives and queue it; over the rate, queue the refusal."""
+        async with out:
+            try:
+                while True:
+                    fields = await stream.receive_fields()
+                    session.rate.limit = self.max_messages_per_s  # (admin may change it)
+                    if not session.rate.admit(trio.current_time()):
+                        out.send_nowait(_OVER_RATE)
+                        return
+                    out.send_nowait(fields)
+            except (ConnectionClosed, ProtocolError) as exc:
+                out.send_nowait(exc)
 
     async def _over_rate(self, session: _Session) -> None:
         """Error 100, then the socket closes, as at TWS."""
