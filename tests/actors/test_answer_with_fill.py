@@ -12,8 +12,16 @@ from pathlib import Path
 
 import trio
 
-from tests.actors.harness import exact_paper_settings, paper_service, settle, submit
-from ult_actors.messages import Event, OrderUpdate
+from tests.actors.harness import (
+    exact_paper_settings,
+    paper_lists_service,
+    paper_service,
+    settle,
+    submit,
+)
+from ult_actors.actors.journal import JournalSlot
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.messages import Event, Order, OrderRequest, OrderUpdate, Submit
 from ult_actors.runtime import Subscription
 
 EVERYTHING = frozenset({"orders", "fills"})
@@ -109,3 +117,38 @@ async def test_a_partial_fill_within_the_submit_comes_with_it_and_later_ones_aft
         assert svc.book.holdings[("paper", "AAPL")].qty == 14
         assert svc.risk_state.books[("paper", "AAPL")].qty == 14
         assert svc.risk_state.open_orders == {}
+
+
+class _JournalAway(PaperConnector):
+    """The journal goes away (its actor restarting) just as the venue answers a submit."""
+
+    slot: JournalSlot
+    away = trio.Event()
+
+    async def submit(self, request: OrderRequest) -> Order:
+        order = await super().submit(request)
+        self.slot.set(None)
+        self.away.set()
+        return order
+
+
+async def test_news_the_answer_could_not_take_in_come_from_the_stream(tmp_path: Path) -> None:
+    _JournalAway.away = trio.Event()
+    async with paper_lists_service(tmp_path, lambda s: _JournalAway("paper", s)) as svc:
+        _JournalAway.slot = svc.journal
+        store = await svc.journal.get()
+        fills = svc.gateway.subscribe(frozenset({"fills"}), capacity=64)
+        request = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id="c-1")
+        async with trio.open_nursery() as client:
+            # The client gives up while the answer waits for the journal.
+            client.start_soon(svc.gateway.handle, Submit(id=1, order=request))
+            await _JournalAway.away.wait()
+            client.cancel_scope.cancel()
+        svc.journal.set(store)  # back
+
+        event = await _next(fills)
+        assert event.fill is not None and event.fill.client_order_id == "c-1"
+        assert event.order.status == "filled"
+        await settle()
+        assert fills.drain() == []  # once
+        assert (await store.get("c-1")).status == "filled"  # type: ignore[union-attr]
