@@ -475,11 +475,10 @@ class _Risk:
                 nursery.cancel_scope.cancel()
 
     def apply(self, event: Event) -> None:
-        match event:
-            case AccountReset():
-                reset_books(self.state, event)
-            case OrderUpdate():
-                apply_event(self.state, event, self.deps.now_ns())
+        if isinstance(event, OrderUpdate):  # the usual event first: no match per update
+            apply_event(self.state, event, self.deps.now_ns())
+        elif isinstance(event, AccountReset):
+            reset_books(self.state, event)
 
     async def follow_events(self) -> None:
         # Folded as published (no wake-up per order); this loop takes what that could
