@@ -247,10 +247,11 @@ class Connection:
             budget.paused_readers -= 1
 
     def _full(self) -> bool:
+        outbox = self.outbox
         return (
-            not self._capacity.is_set()
-            or self.outbox.queued_bytes > self.outbox.high_water
-            or self.outbox.budget.over
+            self._in_flight >= self.max_in_flight  # ``_capacity`` is clear
+            or outbox.queued_bytes > outbox.high_water
+            or outbox.budget.over
         )
 
     def _dispatch_until_full(self, data: bytes | bytearray) -> Request | None:
@@ -291,8 +292,12 @@ class Connection:
 
     async def _answer(self, request: Request) -> None:
         reply = await self.dispatcher.answer(request, self.peer)
-        # The only request in flight: no other reply is coming to share its write.
-        self._send(reply, now=self._in_flight == 1)
+        # What ``_send`` does, without its calls: once per request. The only request
+        # in flight: no other reply is coming to share its write.
+        outbox = self.outbox
+        outbox.put(self.codec.encode(reply), now=self._in_flight == 1)
+        if outbox.queued_bytes > self.max_queued_bytes:
+            self._enforce_limits()
         self._in_flight -= 1
         if self._in_flight < self.max_in_flight:
             self._capacity.set()

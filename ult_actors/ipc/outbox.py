@@ -36,29 +36,30 @@ class OutboxBudget:
         self.queued = 0
         #: The most ``queued`` has been.
         self.peak = 0
+        #: True while the outboxes together hold more than ``cap`` bytes (kept as
+        #: ``queued`` changes: every connection reads it for every request).
+        self.over = False
         #: Connections not reading requests now because of a limit (for health and tests).
         self.paused_readers = 0
         self._room = trio.Event()
         self._room.set()
         self._over = trio.Event()
 
-    @property
-    def over(self) -> bool:
-        """True while the outboxes together hold more than ``cap`` bytes."""
-        return self.queued > self.cap
-
     def add(self, size: int) -> None:
         """Count ``size`` more bytes queued somewhere."""
-        self.queued += size
-        self.peak = max(self.peak, self.queued)
-        if self.over and self._room.is_set():
+        queued = self.queued = self.queued + size
+        if queued > self.peak:
+            self.peak = queued
+        if queued > self.cap and not self.over:
+            self.over = True
             self._room = trio.Event()
             self._over.set()
 
     def remove(self, size: int) -> None:
         """Count ``size`` bytes as gone (sent or discarded)."""
         self.queued -= size
-        if not self.over and not self._room.is_set():
+        if self.over and self.queued <= self.cap:
+            self.over = False
             self._room.set()
             self._over = trio.Event()
 
@@ -80,7 +81,8 @@ class Outbox:
         self.high_water = high_water
         self.budget = budget if budget is not None else OutboxBudget(cap=1 << 62)
         self._chunks: list[bytes] = []
-        self._size = 0
+        #: Bytes put and not yet taken by the kernel (those of a blocked send included).
+        self.queued_bytes = 0
         #: Writes what it can of some bytes without blocking (the socket's, once ``run``
         #: has its stream); None: every frame goes through the writer task.
         self._write_now: Callable[[bytes], int] | None = None
@@ -95,30 +97,31 @@ class Outbox:
         self.frames_sent = 0
         self.sends = 0
 
-    @property
-    def queued_bytes(self) -> int:
-        """Bytes put and not yet taken by the kernel (those of a blocked send included)."""
-        return self._size
-
     def put(self, data: bytes, *, now: bool = False) -> None:
         """Queue one encoded frame for sending; with ``now``, write it at once if the
         queue is empty and no send is under way (what the socket does not take is
         queued for the writer task)."""
         if self._closing:
             return
-        if now and not self._size and not self._sending and self._write_now is not None:
-            data = self._write_at_once(data)
-            if not data:
-                return
-        if not self._size:
+        if not self.queued_bytes:
+            if now and not self._sending and self._write_now is not None:
+                data = self._write_at_once(data)
+                if not data:
+                    return
             self._progress_at = trio.current_time()
+        if not self._chunks:
+            self._wake.set()  # queued chunks mean the writer is woken already
         self._chunks.append(data)
-        self._grow(len(data))
-        self._wake.set()
+        # What ``_grow`` does for a positive size, without the call: once per reply.
+        size = len(data)
+        self.queued_bytes += size
+        self.budget.add(size)
+        if self.queued_bytes > self.high_water and self._room.is_set():
+            self._room = trio.Event()
 
     def stalled_for(self) -> float:
         """Seconds the client has taken none of the bytes queued for it (0 if none are)."""
-        return trio.current_time() - self._progress_at if self._size else 0.0
+        return trio.current_time() - self._progress_at if self.queued_bytes else 0.0
 
     async def wait_for_room(self) -> None:
         """Wait until the queue is at or below its high-water mark."""
@@ -133,7 +136,7 @@ class Outbox:
         """Drop everything still queued (the connection is gone) and give back its budget."""
         self._closing = True
         self._chunks = []
-        self._grow(-self._size)
+        self._grow(-self.queued_bytes)
 
     def _write_at_once(self, data: bytes) -> bytes:
         """Write ``data`` on the caller's thread without blocking; what is left of it."""
@@ -178,7 +181,7 @@ class Outbox:
             finally:
                 self._sending = False
             self._progress_at = trio.current_time()
-            if self._size:  # not discarded meanwhile
+            if self.queued_bytes:  # not discarded meanwhile
                 self._grow(-len(data))
             self.frames_sent += len(chunks)
             self.sends += 1
@@ -186,12 +189,12 @@ class Outbox:
                 self._wake.set()
 
     def _grow(self, size: int) -> None:
-        self._size += size
+        self.queued_bytes += size
         if size >= 0:
             self.budget.add(size)
         else:
             self.budget.remove(-size)
-        if self._size > self.high_water:
+        if self.queued_bytes > self.high_water:
             if self._room.is_set():
                 self._room = trio.Event()
         else:

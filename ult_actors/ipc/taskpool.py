@@ -61,22 +61,26 @@ class TaskPool(Generic[Job]):
     def close(self) -> None:
         """End the idle tasks; the busy ones end after their job."""
         self._closed = True
-        idle, self._idle = self._idle, []
+        idle = self._idle[:]
+        self._idle.clear()
         for waiting in idle:
             trio.lowlevel.reschedule(waiting.task)  # with no job: it returns
 
     async def _work(self, job: Job) -> None:
+        # One slot and one abort function for the task's whole life, not one per park.
+        waiting: _Idle[Job] = _Idle(trio.lowlevel.current_task())
+        idle = self._idle
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            idle.remove(waiting)
+            return trio.lowlevel.Abort.SUCCEEDED
+
         while True:
             await self._run(job)
-            if self._closed or len(self._idle) >= self._max_idle:
+            if self._closed or len(idle) >= self._max_idle:
                 return
-            waiting: _Idle[Job] = _Idle(trio.lowlevel.current_task())
-            self._idle.append(waiting)
-
-            def abort(_: object, waiting: _Idle[Job] = waiting) -> trio.lowlevel.Abort:
-                self._idle.remove(waiting)
-                return trio.lowlevel.Abort.SUCCEEDED
-
+            waiting.job = None
+            idle.append(waiting)
             await trio.lowlevel.wait_task_rescheduled(abort)
             if waiting.job is None:
                 return
