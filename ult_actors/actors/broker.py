@@ -862,8 +862,7 @@ class _BrokerIncarnation:
                 continue
             if news:
                 return await self._track_answer(order, news, known)
-            answer = msgspec.structs.replace(order, outcome="definitive")
-            return await self._track(answer, sent=known)
+            return await self._track(_definitive(order), sent=known)
 
     async def _track_answer(
         self, order: Order, news: tuple[OrderUpdate, ...], sent: Order
@@ -875,10 +874,10 @@ class _BrokerIncarnation:
         and then the fill from the stream. Should the news not all get in (cancelled
         while the journal reopens), the stream delivers them: each applies once.
         """
-        answer = msgspec.structs.replace(order, outcome="definitive")
+        answer = _definitive(order)
+        last = news[-1]
         try:
-            *earlier, last = news
-            for update in earlier:
+            for update in news[:-1]:
                 await self._track(update.order, fill=update, sent=sent)
             if last.order is order or last.order == order:
                 return await self._track(answer, fill=last, sent=sent)
@@ -1274,6 +1273,14 @@ def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:
 #: Answers to a submit that say the broker refused the order: nothing was placed.
 #: Every other error leaves its outcome unknown until the order is looked up.
 _REFUSALS = (InvalidOrder, InsufficientFunds, AuthFailed, NotFound)
+
+
+def _definitive(answer: Order) -> Order:
+    """A broker's answer to a submit: its outcome is known (the venue's own object when
+    it says so already, as the paper venue's do)."""
+    if answer.outcome == "definitive":
+        return answer
+    return msgspec.structs.replace(answer, outcome="definitive")
 
 
 def _pending(request: OrderRequest, broker: str, now: int) -> Order:
