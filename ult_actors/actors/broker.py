@@ -485,6 +485,10 @@ class _BrokerIncarnation:
         settled = await self._track(msgspec.structs.replace(order, outcome="definitive"))
         if settled.replaces and settled.id and settled.status != "rejected":
             old = await self._known(settled.replaces)
+            if old is not None and not old.id:
+                # Its own answer never reached the journal (news a kill -9 lost): the
+                # venue's record of it first, so it does not end with its outcome unknown.
+                old = await self._venue_record(old)
             if old is not None and old.status in OPEN_STATUSES:
                 await self._track(
                     msgspec.structs.replace(
@@ -495,6 +499,16 @@ class _BrokerIncarnation:
                     )
                 )
         return settled
+
+    async def _venue_record(self, known: Order) -> Order:
+        """``known`` merged with the venue's record of it, if the venue can say."""
+        try:
+            found = await self._lookup(known.client_order_id)
+        except UltError:
+            return known  # cannot ask now: what we know
+        if found is None:
+            return known
+        return await self._track(msgspec.structs.replace(found, outcome="definitive"))
 
     async def resubmit(self, order: Order) -> Order:
         """Send a journaled order again, same client order id, through the normal path.
