@@ -16,6 +16,7 @@ import trio.testing
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.config import load_config
 from ult_actors.errors import ConfigError, JournalUnavailable
+from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.sqlite import open_sqlite_store
 
@@ -123,7 +124,8 @@ async def test_the_journal_in_normal_mode_fsyncs_its_log_after_an_append(tmp_pat
 
 class GatedFsync:
     """Stands in for ``os.fdatasync``: blocks until the test opens the gate; counts the
-    files' fsyncs and the directory's."""
+    files' fsyncs and the directory's. The journal must fsync on its writer's thread
+    (``FsyncRoute(use_loop=False)``): the test's loop opens the gate."""
 
     def __init__(self) -> None:
         self.started = threading.Event()
@@ -143,7 +145,9 @@ class GatedFsync:
 async def test_in_full_mode_record_returns_only_after_the_logs_fsync(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     fsync = GatedFsync()
-    async with open_sqlite_store(path, synchronous="full", fsync=fsync) as store:
+    async with open_sqlite_store(
+        path, synchronous="full", fsync=fsync, fsync_route=FsyncRoute(use_loop=False)
+    ) as store:
         recorded = trio.Event()
 
         async def submit() -> None:
@@ -167,7 +171,9 @@ async def test_in_full_mode_the_submits_made_during_an_fsync_share_the_next(
 ) -> None:
     path = tmp_path / "journal.db"
     fsync = GatedFsync()
-    async with open_sqlite_store(path, synchronous="full", fsync=fsync) as store:
+    async with open_sqlite_store(
+        path, synchronous="full", fsync=fsync, fsync_route=FsyncRoute(use_loop=False)
+    ) as store:
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(functools.partial(store.record, order("first"), event="submit"))

@@ -26,12 +26,21 @@ and its fsync run off the trio thread, on trio's worker threads
 ``python -m bench.journal`` compares them. With the dedicated thread, a
 ``record`` that finds the writer task idle hands its batch to the thread
 itself, and the thread's answer wakes it directly (``_hands_over``): the
-writer task neither wakes to take the batch nor to hand it back.
-``record_soon()`` queues a write the same way without waiting for it (the
-brokers' news about orders already sent); a batch of only such news waits up to ``sync_interval_s``
-for the next ``record`` (a ``submit``) to share its append, so it never
-puts a write in front of an order (one timer serves many orders' news);
-what is queued at close is written and folded before the file closes.
+writer task neither wakes to take the batch nor to hand it back. If that
+round ends with nothing else for the loop to run, the batch may be written
+right there, on the trio thread, sparing both thread hand-overs, while that
+way measures faster on this machine (``journal.fsync_route``).
+``record_soon()`` and ``record_fill()`` (the brokers' news about orders
+already sent) are not waited for and skip the log: the row goes, unencoded,
+to the fold's thread (``JournalLog.news``), which encodes it and writes it
+with its next fold, so it is in the file, fsynced, at most
+``fold_interval_s`` after it was recorded, and costs the order's path no
+append; a ``kill -9`` before that fold loses it (reconciliation asks the
+broker). A store without a log (PostgreSQL's) queues news in its batches
+instead: a batch of only news waits up to ``sync_interval_s`` for the next
+``record`` (a ``submit``) to share its write, so it never puts a write in
+front of an order (one timer serves many orders' news). What is queued or
+handed over at close is written and folded before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
@@ -93,8 +102,9 @@ import trio
 from ult_actors import segment_log
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal import changelog
-from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row
+from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row, seq_of
 from ult_actors.journal.costs import JournalCostInputs
+from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.lockfile import open_lock_file
@@ -291,18 +301,19 @@ class _RoundMark(trio.abc.Instrument):
     inline append only to mark where the burst ended (a task step per order).
 
     With ``full``, ``round_end`` (if set) runs once as the round ends: the round's
-    records, in one batch, go to the writer's thread then (``_hands_over``).
+    records, in one batch, are written then (``_hands_over``); it is told whether the
+    loop has nothing else to run (it would wait for I/O or a deadline next).
     """
 
     def __init__(self) -> None:
         self.appended = False
-        self.round_end: Callable[[], None] | None = None
+        self.round_end: Callable[[bool], None] | None = None
 
     def before_io_wait(self, timeout: float) -> None:
         self.appended = False
         if self.round_end is not None:
             round_end, self.round_end = self.round_end, None
-            round_end()
+            round_end(timeout > 0)
 
 
 class _Batch:
@@ -358,13 +369,15 @@ class SqliteStore:
         probe_bytes: int = 64 * 1024,
         max_pages: int | None = None,
         fold_interval_s: float = changelog.FOLD_INTERVAL_S,
+        fsync_route: FsyncRoute | None = None,
     ) -> None:
         self.path = path
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
         self.synchronous = synchronous
-        #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
-        #: share its write; with ``normal``, the log is fsynced this long after an append.
+        #: Without a log, the brokers' news (``record_soon``) waits this long at most for a
+        #: ``record`` to share its write; with ``normal``, the log is fsynced this long after
+        #: an append.
         self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
@@ -410,6 +423,8 @@ class SqliteStore:
         #: Set when the batch a ``record`` handed to the writer's thread itself (``full``)
         #: is back; None when none is out. The writer task writes nothing meanwhile.
         self._handed: trio.Event | None = None
+        #: Whether such a batch is written on the trio thread, when nothing else is to run.
+        self.fsync_route = fsync_route or FsyncRoute()
         self._token: trio.lowlevel.TrioToken | None = None
         #: The writer waits out ``sync_interval_s`` for the news: more news need not wake it.
         self._news_timer = False
@@ -677,9 +692,11 @@ class SqliteStore:
         self._round.round_end = self._hand_over_queued
         return True
 
-    def _hand_over_queued(self) -> None:
+    def _hand_over_queued(self, idle: bool) -> None:
         """As a round ends: the batch ``_hands_over`` kept goes to the writer's thread,
-        unless the writer task woke meanwhile (then it is the writer's)."""
+        unless the writer task woke meanwhile (then it is the writer's). With nothing else
+        for the loop to run (``idle``), it may be written right here instead, on the trio
+        thread (``fsync_route``), and come back the same way."""
         committer = self._committer
         if not (self._writer_idle and self._handed is None and len(self._queue) == 1):
             self._wake.set()
@@ -689,17 +706,42 @@ class SqliteStore:
         self._handed = trio.Event()
         token = self._token
         assert token is not None  # set as the store starts running
+        route = self.fsync_route
+        on_loop = idle and route.choose()
 
-        def done(_: Any, error: BaseException | None) -> None:
+        def write() -> int:
+            began = route.now_ns()
+            self._write_rows(batch.rows, fills=batch.fills)
+            return route.now_ns() - began
+
+        def done(took_ns: int | None, error: BaseException | None) -> None:
+            if idle and took_ns is not None:
+                route.took(on_loop, took_ns)
+            self._handed_back(batch, error)
+
+        if on_loop:
+            # The writer's thread holds no batch (``_handed`` was None), so the log still
+            # has one appender at a time. The loop chose its wait before this hook ran:
+            # ``run_sync_soon`` wakes it, so the batch's waiters run at once.
+            took_ns: int | None = None
+            error: BaseException | None = None
+            try:
+                took_ns = write()
+            except Exception as exc:
+                error = exc
+            token.run_sync_soon(done, took_ns, error)
+            return
+
+        def back(took_ns: int | None, error: BaseException | None) -> None:
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._handed_back, batch, error)
+                token.run_sync_soon(done, took_ns, error)
 
-        committer.submit(functools.partial(self._write_rows, batch.rows, fills=batch.fills), done)
+        committer.submit(write, back)
 
     def _handed_back(self, batch: _Batch, error: BaseException | None) -> None:
-        """The writer's thread is done with a batch ``_hands_over`` gave it. A failure is
-        left to the writer task, as in ``_commits_here``: the batch goes back to the head
-        of the queue (nothing of it was kept: ``JournalLog.append``)."""
+        """The writer's thread (or the trio thread) is done with a batch ``_hands_over``
+        kept. A failure is left to the writer task, as in ``_commits_here``: the batch goes
+        back to the head of the queue (nothing of it was kept: ``JournalLog.append``)."""
         handed, self._handed = self._handed, None
         if error is None:
             self._committed(batch.rows)
@@ -711,11 +753,11 @@ class SqliteStore:
             handed.set()
 
     def record_soon(self, order: Order, *, event: str = "update") -> None:
-        """Store ``order`` like ``record`` without waiting for the commit (the brokers' news).
+        """Store ``order`` like ``record`` without waiting for it (the brokers' news).
 
-        Visible to ``get`` at once and committed with the next batch; a crash
-        before that commit loses the record, and restart reconciliation asks
-        the broker again. Not for a record that must be on disk before an
+        Visible to ``get`` at once and written with the next fold (with a
+        store without a log, the next batch); a crash before that loses the
+        record, and restart reconciliation asks the broker again. Not for a record that must be on disk before an
         order leaves (``submit``, ``resend``): those go through ``record``.
         """
         if event in _BEFORE_SENDING:
@@ -724,12 +766,15 @@ class SqliteStore:
             self._wake_for(waited=False)
 
     def record_fill(self, fill: Fill) -> None:
-        """Store one execution once (keyed by broker and fill id), committed with the
-        next batch like ``record_soon``; held in memory while the file cannot be written."""
+        """Store one execution once (keyed by broker and fill id), written in the background
+        like ``record_soon``; held in memory while the file cannot be written."""
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None:
             self._held_fills.append(fill)
+            return
+        if self._log is not None:
+            self._log.news(fill)
             return
         self._open_batch().fills.append(fill)
         self._wake_for(waited=False)
@@ -742,7 +787,8 @@ class SqliteStore:
         return batch
 
     def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
-        """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
+        """Index ``order`` and queue its row; the batch it will commit in (None: held, or
+        news handed to the fold's thread)."""
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None and event in _BEFORE_SENDING:
@@ -752,6 +798,9 @@ class SqliteStore:
         self._index(order)
         if self.unavailable is not None:
             self._hold(row)
+            return None
+        if not waited and self._log is not None:
+            self._log.news(row)  # to the fold's thread, not the log: nobody waits for it
             return None
         batch = self._open_batch()
         batch.rows.append(row)
@@ -971,7 +1020,8 @@ class SqliteStore:
         )
 
     async def _news_waits_for_a_record(self) -> bool:
-        """A batch of only the brokers' news waits up to ``sync_interval_s`` from its opening
+        """A batch of only the brokers' news (a store without a log: the SQLite journal hands
+        its news to the fold) waits up to ``sync_interval_s`` from its opening
         for a record someone waits for (the next ``submit``): the two share one commit
         (one fsync with ``full``), and the news never puts a commit in front of an order.
         One timer serves many orders' news: when a ``record`` appends the news with its
@@ -1170,7 +1220,7 @@ class SqliteStore:
         if self._queue and self.unavailable is None:
             await self._queue[-1].wait()
         if self._log is not None and self.unavailable is None:
-            await self._log.folded_through(self._log.appends)
+            await self._log.in_file()
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""
@@ -1200,11 +1250,14 @@ def table_rows(
 
 def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
-    ``rows`` (oldest first) as one transaction writes them."""
+    ``rows`` (in any order) as one transaction writes them."""
     events = []
     latest: dict[str, tuple[Any, ...]] = {}
+    # By sequence number, not as they came: a submit still waiting for its append reaches
+    # the fold after the news of it, and its older state must not replace the newer.
+    in_order = sorted(rows, key=seq_of)
     for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
-        rows, _logged_order_and_event
+        in_order, _logged_order_and_event
     ):
         events.append((seq, coid, event, status, ts, body))
         latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)
@@ -1303,6 +1356,7 @@ async def open_sqlite_store(
     probe_interval_s: float = 5.0,
     max_pages: int | None = None,
     fold_interval_s: float = changelog.FOLD_INTERVAL_S,
+    fsync_route: FsyncRoute | None = None,
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
     store = SqliteStore(
@@ -1320,6 +1374,7 @@ async def open_sqlite_store(
         probe_interval_s=probe_interval_s,
         max_pages=max_pages,
         fold_interval_s=fold_interval_s,
+        fsync_route=fsync_route,
     )
     async with store.running():
         yield store
