@@ -105,11 +105,16 @@ def exact_paper_settings(**overrides: Any) -> PaperSettings:
 
 @asynccontextmanager
 async def paper_service(
-    tmp_path: Path, *names: str, now_ns: Callable[[], int] | None = None, **risk: Any
+    tmp_path: Path,
+    *names: str,
+    now_ns: Callable[[], int] | None = None,
+    paper: PaperSettings | None = None,
+    **risk: Any,
 ) -> AsyncIterator[tuple[Service, dict[str, list[PaperConnector]]]]:
-    """The tree on real paper brokers (exact prices, no clock); yields the connectors made."""
+    """The tree on real paper brokers (``paper``, by default exact prices and no clock);
+    yields the connectors made."""
     names = names or ("paper",)
-    settings = exact_paper_settings()
+    settings = paper or exact_paper_settings()
     cfg = ServiceConfig(
         service=ServiceSection(default_broker=names[0], state_dir=str(tmp_path)),
         risk=RiskSection(**risk),

@@ -115,7 +115,9 @@ async def test_the_journal_in_normal_mode_fsyncs_its_log_after_an_append(tmp_pat
     ) as store:
         with trio.fail_after(10):
             await store.record(order("c-1"), event="submit")
-            assert fsyncs.threads == []  # returned with no fsync: the append is enough
+            # Returned with no fsync of its own: the append is enough. (The syncer's may
+            # have come already: its interval is 1 ms.)
+            assert set(fsyncs.threads) <= {"log-sync:journal.db"}
             assert rows_on_disk(path) == {"c-1": "pending_new"}
             while store.log_syncs == 0:  # the syncer's thread, not ours: look until it did
                 await trio.sleep(0.001)

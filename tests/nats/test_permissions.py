@@ -98,20 +98,21 @@ def test_a_viewer_follows_events_and_replays_them_from_where_it_left_off(
     decoder = msgspec.msgpack.Decoder(Event)
 
     async def fetch_until(durable: str, client_order_id: str) -> list[tuple[int, str]]:
-        """(stream sequence, client order id) of each order event, acked, up to and
-        including the first of ``client_order_id``."""
+        """(stream sequence, client order id) of each order event (on ``orders`` or, with
+        a fill, on ``fills``), every event acked, up to and including the first of
+        ``client_order_id``."""
         nc = await nats.connect(_as(secured, "viewer"))
         try:
             js = nc.jetstream()
             sub = await js.pull_subscribe(
-                "ult.default.events.orders", durable=durable, stream="ULT_default_EVENTS"
+                "ult.default.events.>", durable=durable, stream="ULT_default_EVENTS"
             )
             seen: list[tuple[int, str]] = []
             while not seen or seen[-1][1] != client_order_id:
                 (msg,) = await sub.fetch(1, timeout=10)
                 event = decoder.decode(msg.data)
-                assert isinstance(event, OrderUpdate)
-                seen.append((msg.metadata.sequence.stream, event.order.client_order_id or ""))
+                if isinstance(event, OrderUpdate):
+                    seen.append((msg.metadata.sequence.stream, event.order.client_order_id or ""))
                 await msg.ack()
             return seen
         finally:

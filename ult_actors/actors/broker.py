@@ -59,6 +59,7 @@ from ult_actors.actors.reconcile import (
 from ult_actors.actors.replacing import ReplaceSide, replace_order
 from ult_actors.brokers.base import (
     AnswersInProcess,
+    AnswersWithNews,
     Connector,
     SupportsLegLookup,
     SupportsRequestBudget,
@@ -212,6 +213,8 @@ class _BrokerIncarnation:
         self._in_process = (
             isinstance(self.connector, AnswersInProcess) and self.connector.answers_in_process
         )
+        #: A venue that hands back an order's news of its submit call with the answer.
+        self._with_news = self.connector if isinstance(self.connector, AnswersWithNews) else None
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
         #: Emulated order lists change one at a time (a release or a peer cancel each).
@@ -804,7 +807,10 @@ class _BrokerIncarnation:
             try:
                 if validated and self._mark_validated is not None:
                     self._mark_validated(request)
-                order = await self.connector.submit(request)
+                if self._with_news is not None:
+                    order, news = await self._with_news.submit_answer(request)
+                else:
+                    order, news = await self.connector.submit(request), ()
             except LeaseExpired:
                 raise  # not sent, never to be from here: the new active reconciles it
             except DuplicateOrder:
@@ -854,8 +860,34 @@ class _BrokerIncarnation:
                     return stamped  # the broker reported it meanwhile
                 known = stamped
                 continue
+            if news:
+                return await self._track_answer(order, news, known)
             answer = msgspec.structs.replace(order, outcome="definitive")
             return await self._track(answer, sent=known)
+
+    async def _track_answer(
+        self, order: Order, news: tuple[OrderUpdate, ...], sent: Order
+    ) -> Order:
+        """Track a submit's answer with the venue's news of the call (``AnswersWithNews``).
+
+        An order filled within the call is one update: its state with its fill (one
+        journal record, one publish, one fold in risk and positions), not the answer
+        and then the fill from the stream. Should the news not all get in (cancelled
+        while the journal reopens), the stream delivers them: each applies once.
+        """
+        answer = msgspec.structs.replace(order, outcome="definitive")
+        try:
+            *earlier, last = news
+            for update in earlier:
+                await self._track(update.order, fill=update, sent=sent)
+            if last.order is order or last.order == order:
+                return await self._track(answer, fill=last, sent=sent)
+            await self._track(last.order, fill=last, sent=sent)  # the answer is later
+            return await self._track(answer, sent=sent)
+        except BaseException:
+            assert self._with_news is not None
+            self._with_news.redeliver(news)
+            raise
 
     async def _fetch_arrival(self, order: Order) -> None:
         """Ask the venue for ``order``'s quote, beside its send; its record takes it."""

@@ -272,7 +272,9 @@ class ServiceGateway:
 
     def prepare(self, request: Request) -> Request:
         """``request`` as the service will handle it: a submit gets its client order id."""
-        if isinstance(request, Submit) and request.order.client_order_id is None:
+        if isinstance(request, Submit):
+            if request.order.client_order_id is not None:
+                return request
             order = msgspec.structs.replace(
                 request.order, client_order_id=self.new_client_order_id()
             )

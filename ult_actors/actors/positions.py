@@ -128,7 +128,8 @@ class PositionBook:
         if paid is not None and self.fees_paid.add(f"{order.broker}:{paid.fill_id}"):
             # Realized P&L is net of what trading cost; an execution's fees are paid once,
             # whether its quantity came with it or with an earlier state of the order.
-            fees = paid.total_fees
+            # (Most fills cost nothing beyond their price: no sum of their fees then.)
+            fees = paid.total_fees if paid.commission or paid.fees else ZERO
             if fees:
                 self.realized[key] = self.realized.get(key, ZERO) - fees
         new = self.applied.advance(order)
@@ -395,11 +396,10 @@ class _Positions:
             self.reconnects.close()
 
     def apply(self, event: Event) -> None:
-        match event:
-            case AccountReset():
-                self.book.reset(event)
-            case OrderUpdate():
-                self.book.apply(event)
+        if isinstance(event, OrderUpdate):  # the usual event first: no match per update
+            self.book.apply(event)
+        elif isinstance(event, AccountReset):
+            self.book.reset(event)
 
     async def follow_events(self) -> None:
         # Folded as published (no wake-up per order); this loop takes what that could

@@ -59,7 +59,6 @@ from ult_actors.messages import (
     TradingState,
     TradingStateChanged,
 )
-from ult_actors.order_state import is_local_verdict
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox, call, serve_mailbox
 
 RiskCommand = (
@@ -374,7 +373,8 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         return  # journaled before risk began: the reports that seed its books hold it
     order = update.order
     coid = order.client_order_id
-    roll_day(state, now_ns)
+    if now_ns // _DAY_NS != state.day:  # ``roll_day``'s test, without its call per event
+        roll_day(state, now_ns)
     state.unconfirmed.pop(coid, None)
     if order.status in OPEN_STATUSES and state.applied.is_done(coid):
         return  # a stale report: a finished order never reopens (the status asked first: cheaper)
@@ -391,11 +391,10 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         state.realized_today += book.book(signed, price)
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))
-    elif is_local_verdict(order):
-        # The service's own conclusion, not the broker's: its record may still come and
-        # reopen the order, which must then count again (so it is not marked done).
-        state.drop_open(coid)
     else:
+        # Also for the service's own conclusion (``is_local_verdict``): the broker's record
+        # may still come and reopen the order, which then counts again (the ledger did
+        # not mark it done).
         state.drop_open(coid)
 
 
@@ -476,11 +475,10 @@ class _Risk:
                 nursery.cancel_scope.cancel()
 
     def apply(self, event: Event) -> None:
-        match event:
-            case AccountReset():
-                reset_books(self.state, event)
-            case OrderUpdate():
-                apply_event(self.state, event, self.deps.now_ns())
+        if isinstance(event, OrderUpdate):  # the usual event first: no match per update
+            apply_event(self.state, event, self.deps.now_ns())
+        elif isinstance(event, AccountReset):
+            reset_books(self.state, event)
 
     async def follow_events(self) -> None:
         # Folded as published (no wake-up per order); this loop takes what that could
@@ -551,7 +549,9 @@ class _Risk:
     def admit(self, request: OrderRequest, deadline: float) -> None:
         """Check a new order (sent within ``deadline``, trio time); count it open if it passes."""
         state = self.state
-        roll_day(state, self.deps.now_ns())  # the daily loss resets even with no fills
+        now_ns = self.deps.now_ns()
+        if now_ns // _DAY_NS != state.day:  # the daily loss resets even with no fills
+            roll_day(state, now_ns)
         now = trio.current_time()
         state.forget_unreported(now)
         check_order(state, self.deps.limits, request, now)

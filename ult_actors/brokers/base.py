@@ -36,11 +36,11 @@ so the broker actor asks ``isinstance(connector, SupportsReplace)``:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 import trio
@@ -267,6 +267,33 @@ class AnswersInProcess(Protocol):
     @property
     def answers_in_process(self) -> bool:
         """Whether a submit is answered in this process, with no wait on anything outside."""
+        ...
+
+
+class SubmitAnswer(NamedTuple):
+    """A submit's answer with the venue's news of the order made within the call."""
+
+    #: The order as it stands after the call (as ``submit`` returns it).
+    order: Order
+    #: The order's updates made within the call, oldest first (a market order's fill,
+    #: with the order's state after it); the update stream does not deliver them.
+    news: tuple[OrderUpdate, ...]
+
+
+@runtime_checkable
+class AnswersWithNews(Protocol):
+    """A connector whose venue may change an order within its submit call (the paper
+    venue matching at once) and can hand those updates back with the answer, so the
+    broker actor takes the answer and its fill as one update instead of two.
+    """
+
+    async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
+        """``submit(request)``, with the order's news of the call kept off the stream."""
+        ...
+
+    def redeliver(self, news: Sequence[OrderUpdate]) -> None:
+        """Put ``news`` (a ``SubmitAnswer``'s) on the update stream after all: the caller
+        could not take them in. The stream delivers them as it would have."""
         ...
 
 

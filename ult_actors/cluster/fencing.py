@@ -64,8 +64,8 @@ class FencedConnector:
     """``inner`` with ``lease`` checked immediately before every request that changes
     something at the venue; reads and everything else pass straight through.
 
-    ``replace`` and ``submit_list`` exist here only if ``inner`` has them, so
-    ``isinstance`` against the optional protocols answers as for ``inner``.
+    ``replace``, ``submit_list`` and ``submit_answer`` exist here only if ``inner`` has
+    them, so ``isinstance`` against the optional protocols answers as for ``inner``.
     """
 
     def __init__(self, inner: Connector, lease: LeaseDeadline) -> None:
@@ -110,7 +110,7 @@ class FencedConnector:
         return await self._inner.close_all_positions()
 
 
-_OPTIONAL_SENDS = frozenset({"replace", "submit_list"})
+_OPTIONAL_SENDS = frozenset({"replace", "submit_list", "submit_answer"})
 
 
 def check_fence(connector: Connector, what: str) -> None:

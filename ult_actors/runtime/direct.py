@@ -85,9 +85,9 @@ class DirectEntry(Generic[M]):
         if reply is not None:
             reply.asker_steps = True
         try:
-            with self._ctx.handling(env):  # answers env with the crash
-                await self._handle(env)
+            await self._handle(env)
         except Exception as exc:
+            mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling`` would
             self._crash = exc
             assert self._scope is not None
             self._scope.cancel()  # wakes the actor's task, which raises it
@@ -225,8 +225,12 @@ class StepEntry(Generic[M]):
         """Run the handler for ``env`` in this task (see the class for what it keeps)."""
         scope = self._scopes[env]
         try:
-            with scope, self._ctx.handling(env):
-                await self._handle(env)
+            with scope:
+                try:
+                    await self._handle(env)
+                except Exception as exc:
+                    self._mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling``
+                    raise
         except Exception as exc:
             if self._crash is None:
                 self._crash = exc

@@ -33,14 +33,14 @@ import functools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
 import trio
 
-from ult_actors.brokers.base import UpdateSink
+from ult_actors.brokers.base import SubmitAnswer, UpdateSink
 from ult_actors.brokers.paper.clock import PaperClock
 from ult_actors.brokers.paper.exchange import PaperExchange
 from ult_actors.brokers.paper.feed import PriceFeed
@@ -111,6 +111,9 @@ class PaperConnector:
         self._updates_in, self._updates_out = trio.open_memory_channel[OrderUpdate | BaseException](
             math.inf
         )
+        #: The updates of orders whose ``submit_answer`` runs now, by client order id:
+        #: they go back with the answer, not on the stream.
+        self._claims: dict[str, list[OrderUpdate]] = {}
 
     @property
     def venue(self) -> PaperVenue:
@@ -148,7 +151,7 @@ class PaperConnector:
                 store=store,
                 writer=exchange.writer,
                 now_ns=self._now_ns,
-                emit=self._updates_in.send_nowait,
+                emit=self._emit,
             )
         except (msgspec.DecodeError, ArithmeticError, ValueError) as exc:
             # A damaged account: refusing it beats a restart loop (ConfigError is fatal).
@@ -223,6 +226,36 @@ class PaperConnector:
             arrive = functools.partial(self._arrive, venue, order.id)
             self._clock().call_at(trio.current_time() + latency / 1000, arrive)
         return order
+
+    async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
+        """``submit``, with the order's updates of the call in the answer (``AnswersWithNews``):
+        a market order's fill comes with it, not on the stream."""
+        coid = request.client_order_id
+        assert coid is not None, "the broker actor sets it"
+        news: list[OrderUpdate] = []
+        self._claims[coid] = news
+        try:
+            order = await self.submit(request)
+        except BaseException:
+            self.redeliver(news)  # the caller never sees them: the stream delivers them
+            raise
+        finally:
+            del self._claims[coid]
+        return SubmitAnswer(order, tuple(news))
+
+    def redeliver(self, news: Sequence[OrderUpdate]) -> None:
+        """Put ``news`` of a ``submit_answer`` on the update stream after all."""
+        for update in news:
+            self._updates_in.send_nowait(update)
+
+    def _emit(self, update: OrderUpdate) -> None:
+        """The venue's update: to the stream, or to the ``submit_answer`` of its order."""
+        if self._claims:
+            claimed = self._claims.get(update.order.client_order_id)
+            if claimed is not None:
+                claimed.append(update)
+                return
+        self._updates_in.send_nowait(update)
 
     async def cancel(self, order_id: str) -> Order:
         return await self._ask(lambda venue: venue.cancel(order_id), self._none(repr(order_id)))
