@@ -59,23 +59,25 @@ async def test_a_record_is_appended_on_the_trio_thread_and_folded_on_the_folds(
 
 class WayFsync:
     """Stands in for ``os.fdatasync``: notes each fsync's way ("loop": the trio thread,
-    "thread": the writer's) with the records that had returned by then, and moves the
-    journal's ``FsyncRoute`` clock by what that way takes (``took_us``)."""
+    "thread": the writer's) with the records that had returned by then; one on the trio
+    thread leaves it waiting ``late_us`` to run again (the kernel's figure, for the
+    journal's ``FsyncRoute``)."""
 
-    def __init__(self, took_us: dict[str, int]) -> None:
+    def __init__(self, late_us: int) -> None:
         self.loop = threading.current_thread()
-        self.took_us = took_us
-        self.ns = 0
+        self.late_us = late_us
+        self.run_delay_ns = 0
         self.returned: list[str] = []
         self.fsyncs: list[tuple[str, list[str]]] = []
 
-    def now_ns(self) -> int:
-        return self.ns
+    def run_delay(self) -> int:
+        return self.run_delay_ns
 
     def __call__(self, fd: int) -> None:
         way = "loop" if threading.current_thread() is self.loop else "thread"
         self.fsyncs.append((way, list(self.returned)))
-        self.ns += self.took_us[way] * 1000
+        if way == "loop":
+            self.run_delay_ns += self.late_us * 1000
 
     def ways(self) -> list[str]:
         return [way for way, _ in self.fsyncs]
@@ -94,27 +96,22 @@ async def test_with_full_a_lone_record_on_an_idle_loop_is_fsynced_there_before_i
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
-    fsync = WayFsync({"loop": 150, "thread": 300})
-    route = FsyncRoute(now_ns=fsync.now_ns)
+    fsync = WayFsync(late_us=20)
+    route = FsyncRoute(run_delay_ns=fsync.run_delay)
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
-        await record_lone_submits(store, fsync, 4)
-    # Each way once, then the one that came back sooner; each fsync before its record returned.
-    assert fsync.fsyncs == [
-        ("loop", []),
-        ("thread", ["c-0"]),
-        ("loop", ["c-0", "c-1"]),
-        ("loop", ["c-0", "c-1", "c-2"]),
-    ]
-    assert len(rows_on_disk(path)) == 4
+        await record_lone_submits(store, fsync, 3)
+    # On the trio thread, which runs again promptly; each fsync before its record returned.
+    assert fsync.fsyncs == [("loop", []), ("loop", ["c-0"]), ("loop", ["c-0", "c-1"])]
+    assert len(rows_on_disk(path)) == 3
 
 
-async def test_with_full_lone_records_go_to_the_writers_thread_while_the_loops_fsyncs_are_late(
+async def test_with_full_lone_records_go_to_the_writers_thread_while_the_loop_runs_late(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
-    # The loop's thread waits a time slice after its fsync on a machine with busy cores.
-    fsync = WayFsync({"loop": 3_000, "thread": 300})
-    route = FsyncRoute(now_ns=fsync.now_ns)
+    # The trio thread waits a time slice to run after its fsync on a machine with busy cores.
+    fsync = WayFsync(late_us=3_000)
+    route = FsyncRoute(run_delay_ns=fsync.run_delay)
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 6)
     assert fsync.ways() == ["loop", "thread", "thread", "thread", "thread", "thread"]
@@ -124,10 +121,10 @@ async def test_with_full_a_record_while_the_loop_has_work_is_fsynced_on_the_writ
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
-    fsync = WayFsync({"loop": 1, "thread": 300})
-    route = FsyncRoute(now_ns=fsync.now_ns)
+    fsync = WayFsync(late_us=0)
+    route = FsyncRoute(run_delay_ns=fsync.run_delay)
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
-        await record_lone_submits(store, fsync, 3)  # the loop is the faster way
+        await record_lone_submits(store, fsync, 2)
         busy = True
 
         async def keep_the_loop_busy() -> None:
@@ -137,10 +134,10 @@ async def test_with_full_a_record_while_the_loop_has_work_is_fsynced_on_the_writ
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(keep_the_loop_busy)
-                await store.record(order("c-3"), event="submit")
+                await store.record(order("c-2"), event="submit")
                 busy = False
     # Not the loop's: a task had to wait behind it.
-    assert fsync.ways() == ["loop", "thread", "loop", "thread"]
+    assert fsync.ways() == ["loop", "loop", "thread"]
 
 
 async def test_with_full_a_failed_fsync_on_the_trio_thread_refuses_the_submit(
@@ -149,15 +146,17 @@ async def test_with_full_a_failed_fsync_on_the_trio_thread_refuses_the_submit(
     path = tmp_path / "journal.db"
     failing = threading.Event()
     failing.set()
+    loop = threading.current_thread()
     ways: list[bool] = []
 
     def fsync(fd: int) -> None:
-        ways.append(threading.current_thread() is threading.main_thread())
+        ways.append(threading.current_thread() is loop)
         if failing.is_set():
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
+    route = FsyncRoute(run_delay_ns=lambda: 0)  # the trio thread always runs again at once
     async with open_sqlite_store(
-        path, synchronous="full", fsync=fsync, probe_interval_s=0.01
+        path, synchronous="full", fsync=fsync, probe_interval_s=0.01, fsync_route=route
     ) as store:
         with trio.fail_after(10):
             await trio.testing.wait_all_tasks_blocked()

@@ -582,6 +582,7 @@ class SqliteStore:
             if self._log_syncer is not None:
                 await trio.to_thread.run_sync(self._log_syncer.close)
             await trio.to_thread.run_sync(self._close_sync)
+        self.fsync_route.close()
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:
             batch.error = error
@@ -706,37 +707,24 @@ class SqliteStore:
         self._handed = trio.Event()
         token = self._token
         assert token is not None  # set as the store starts running
-        route = self.fsync_route
-        on_loop = idle and route.choose()
-
-        def write() -> int:
-            began = route.now_ns()
-            self._write_rows(batch.rows, fills=batch.fills)
-            return route.now_ns() - began
-
-        def done(took_ns: int | None, error: BaseException | None) -> None:
-            if idle and took_ns is not None:
-                route.took(on_loop, took_ns)
-            self._handed_back(batch, error)
-
-        if on_loop:
+        write = functools.partial(self._write_rows, batch.rows, fills=batch.fills)
+        if idle and self.fsync_route.choose():
             # The writer's thread holds no batch (``_handed`` was None), so the log still
             # has one appender at a time. The loop chose its wait before this hook ran:
             # ``run_sync_soon`` wakes it, so the batch's waiters run at once.
-            took_ns: int | None = None
             error: BaseException | None = None
             try:
-                took_ns = write()
+                self.fsync_route.write_here(write)
             except Exception as exc:
                 error = exc
-            token.run_sync_soon(done, took_ns, error)
+            token.run_sync_soon(self._handed_back, batch, error)
             return
 
-        def back(took_ns: int | None, error: BaseException | None) -> None:
+        def done(_: Any, error: BaseException | None) -> None:
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(done, took_ns, error)
+                token.run_sync_soon(self._handed_back, batch, error)
 
-        committer.submit(write, back)
+        committer.submit(write, done)
 
     def _handed_back(self, batch: _Batch, error: BaseException | None) -> None:
         """The writer's thread (or the trio thread) is done with a batch ``_hands_over``
