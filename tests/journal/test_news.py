@@ -14,7 +14,6 @@ import trio
 import trio.testing
 
 from tests.journal.harness import fill, order, records_in_log, rows_in_file
-from tests.journal.test_full_disk import prepare
 from ult_actors.journal.sqlite import open_sqlite_store
 
 #: No fold unless hurried.
@@ -106,31 +105,3 @@ async def test_a_state_appended_after_newer_news_of_its_order_does_not_replace_i
         # The two updates of one fold are one row: the newer.
         statuses = [e.order.status for e in await store.history("c-1")]
         assert statuses == ["pending_new", "filled"]
-
-
-async def test_news_a_fold_could_not_write_is_written_by_the_probe_that_succeeds(
-    tmp_path: Path,
-) -> None:
-    disk = await prepare(tmp_path)
-    async with open_sqlite_store(
-        disk.path, max_pages=disk.cap, probe_interval_s=0.01, fold_interval_s=NEVER
-    ) as store:
-        with trio.fail_after(20):
-            disk.fill()
-            # News handed to the fold's thread while the journal is available, until a
-            # fold fails (the pages' last free bytes take a few).
-            for i in range(200):
-                store.record_soon(order(f"c-{i}", "filled", oid=f"b-{i}"))
-                store.record_fill(fill(f"f-{i}", coid=f"c-{i}"))
-                await store.in_file()
-                if store.unavailable is not None:
-                    break
-            assert store.unavailable == "disk full"
-            last = f"c-{i}"
-            assert await store.get(last) == order(last, "filled", oid=f"b-{i}")  # memory
-            assert disk.status_of(last) == "absent"
-            disk.free()
-            while store.unavailable is not None:
-                await store.availability_changed()
-        assert disk.status_of(last) == "filled"
-        assert f"f-{i}" in fills_in_file(disk.path)
