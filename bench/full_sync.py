@@ -17,9 +17,11 @@ the process's CPU per order (every thread, the fsyncs' kernel time too).
     python -m bench.full_sync --orders 3000
     python -m bench.full_sync --fake-fsync-us 135   # a sleep for the disk: no disk noise
 
-On a machine whose cores other processes keep busy the trio thread wakes late
+On a machine whose cores other processes keep busy the trio thread runs late
 after an fsync it made itself (``journal/fsync_route.py``); running it under
-``chrt -f 1`` shows what an idle machine's prompt wake-ups give.
+``chrt -f 1`` shows what an idle machine's prompt wake-ups give. ``loop`` needs
+the kernel's per-thread scheduler statistics (Linux): without them every
+way is ``thread``.
 """
 
 from __future__ import annotations
@@ -64,12 +66,13 @@ class TimedFsync:
 
 def _set_way(route: FsyncRoute, way: str) -> None:
     route.use_loop = way != "thread"
-    # The loop's way forced: no write time is too slow for it, no probe of the thread's.
-    route.saved_ns = 10**15 if way == "loop" else HAND_OVERS_NS
-    route.probe_every = 0 if way == "loop" else 64
+    # The trio thread forced: no wait to run again is too long for it.
+    route.late_ns = 10**15 if way == "loop" else HAND_OVERS_NS
 
 
-async def _drive(orders: int, warmup: int, block: int, fake_us: float) -> dict[str, Any]:
+async def _drive(
+    orders: int, warmup: int, block: int, fake_us: float, ways: tuple[str, ...] = WAYS
+) -> dict[str, Any]:
     from ult_actors.config import load_config
     from ult_actors.journal import sqlite_store_opener
     from ult_actors.messages import OrderReply, OrderRequest, Submit
@@ -109,8 +112,8 @@ async def _drive(orders: int, warmup: int, block: int, fake_us: float) -> dict[s
                 await nursery.start(service.run)
                 for _ in range(warmup):
                     await one("")
-                for _ in range(max(1, orders // block // len(WAYS))):
-                    for way in WAYS:
+                for _ in range(max(1, orders // block // len(ways))):
+                    for way in ways:
                         _set_way(route, way)
                         fsync.way = way
                         writes, began = route.loop_writes, time.process_time()
@@ -121,7 +124,7 @@ async def _drive(orders: int, warmup: int, block: int, fake_us: float) -> dict[s
                 fsync.way = ""
             nursery.cancel_scope.cancel()
     result: dict[str, Any] = {"orders": orders, "block": block, "fake_fsync_us": fake_us}
-    for way in WAYS:
+    for way in ways:
         done = latency[way]
         p50 = statistics.median(done)
         fsync_p50 = statistics.median(fsync.times[way]) if fsync.times[way] else 0.0
@@ -144,15 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--fake-fsync-us", type=float, default=0.0, help="sleep this long instead of fdatasync"
     )
+    p.add_argument(
+        "--ways", default=",".join(WAYS), help=f"which ways, in turn ({','.join(WAYS)})"
+    )
     args = p.parse_args(argv)
-    result = trio.run(_drive, args.orders, args.warmup, args.block, args.fake_fsync_us)
+    ways = tuple(args.ways.split(","))
+    if not set(ways) <= set(WAYS):
+        p.error(f"--ways: each of {', '.join(WAYS)}")
+    result = trio.run(_drive, args.orders, args.warmup, args.block, args.fake_fsync_us, ways)
     load = os.getloadavg()[0]
     print(f"full, sequential, {args.orders} orders in blocks of {args.block}, load {load:.1f}")
     print(
         f"{'way':<8}{'p50 us':>8}{'p90 us':>8}{'fsync p50':>11}{'beyond fsync':>14}"
         f"{'CPU/order':>11}{'on trio thread':>16}"
     )
-    for way in WAYS:
+    for way in ways:
         r = result[way]
         print(
             f"{way:<8}{r['p50_us']:>8}{r['p90_us']:>8}{r['fsync_p50_us']:>11}"

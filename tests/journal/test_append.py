@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from trio.testing import MockClock
 
 from tests.journal.harness import order, records_in_log, rows_in_file, rows_on_disk
 from ult_actors.errors import JournalUnavailable
@@ -59,23 +60,25 @@ async def test_a_record_is_appended_on_the_trio_thread_and_folded_on_the_folds(
 
 class WayFsync:
     """Stands in for ``os.fdatasync``: notes each fsync's way ("loop": the trio thread,
-    "thread": the writer's) with the records that had returned by then, and moves the
-    journal's ``FsyncRoute`` clock by what that way takes (``took_us``)."""
+    "thread": the writer's) with the records that had returned by then; one on the trio
+    thread leaves it waiting ``late_us`` to run again (the kernel's figure, for the
+    journal's ``FsyncRoute``)."""
 
-    def __init__(self, took_us: dict[str, int]) -> None:
+    def __init__(self, late_us: int) -> None:
         self.loop = threading.current_thread()
-        self.took_us = took_us
-        self.ns = 0
+        self.late_us = late_us
+        self.run_delay_ns = 0
         self.returned: list[str] = []
         self.fsyncs: list[tuple[str, list[str]]] = []
 
-    def now_ns(self) -> int:
-        return self.ns
+    def run_delay(self) -> int:
+        return self.run_delay_ns
 
     def __call__(self, fd: int) -> None:
         way = "loop" if threading.current_thread() is self.loop else "thread"
         self.fsyncs.append((way, list(self.returned)))
-        self.ns += self.took_us[way] * 1000
+        if way == "loop":
+            self.run_delay_ns += self.late_us * 1000
 
     def ways(self) -> list[str]:
         return [way for way, _ in self.fsyncs]
@@ -94,27 +97,22 @@ async def test_with_full_a_lone_record_on_an_idle_loop_is_fsynced_there_before_i
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
-    fsync = WayFsync({"loop": 150, "thread": 300})
-    route = FsyncRoute(now_ns=fsync.now_ns)
+    fsync = WayFsync(late_us=20)
+    route = FsyncRoute(run_delay_ns=fsync.run_delay)
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
-        await record_lone_submits(store, fsync, 4)
-    # Each way once, then the one that came back sooner; each fsync before its record returned.
-    assert fsync.fsyncs == [
-        ("loop", []),
-        ("thread", ["c-0"]),
-        ("loop", ["c-0", "c-1"]),
-        ("loop", ["c-0", "c-1", "c-2"]),
-    ]
-    assert len(rows_on_disk(path)) == 4
+        await record_lone_submits(store, fsync, 3)
+    # On the trio thread, which runs again promptly; each fsync before its record returned.
+    assert fsync.fsyncs == [("loop", []), ("loop", ["c-0"]), ("loop", ["c-0", "c-1"])]
+    assert len(rows_on_disk(path)) == 3
 
 
-async def test_with_full_lone_records_go_to_the_writers_thread_while_the_loops_fsyncs_are_late(
+async def test_with_full_lone_records_go_to_the_writers_thread_while_the_loop_runs_late(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
-    # The loop's thread waits a time slice after its fsync on a machine with busy cores.
-    fsync = WayFsync({"loop": 3_000, "thread": 300})
-    route = FsyncRoute(now_ns=fsync.now_ns)
+    # The trio thread waits a time slice to run after its fsync on a machine with busy cores.
+    fsync = WayFsync(late_us=3_000)
+    route = FsyncRoute(run_delay_ns=fsync.run_delay)
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 6)
     assert fsync.ways() == ["loop", "thread", "thread", "thread", "thread", "thread"]
@@ -124,10 +122,10 @@ async def test_with_full_a_record_while_the_loop_has_work_is_fsynced_on_the_writ
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
-    fsync = WayFsync({"loop": 1, "thread": 300})
-    route = FsyncRoute(now_ns=fsync.now_ns)
+    fsync = WayFsync(late_us=0)
+    route = FsyncRoute(run_delay_ns=fsync.run_delay)
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
-        await record_lone_submits(store, fsync, 3)  # the loop is the faster way
+        await record_lone_submits(store, fsync, 2)
         busy = True
 
         async def keep_the_loop_busy() -> None:
@@ -137,10 +135,10 @@ async def test_with_full_a_record_while_the_loop_has_work_is_fsynced_on_the_writ
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(keep_the_loop_busy)
-                await store.record(order("c-3"), event="submit")
+                await store.record(order("c-2"), event="submit")
                 busy = False
     # Not the loop's: a task had to wait behind it.
-    assert fsync.ways() == ["loop", "thread", "loop", "thread"]
+    assert fsync.ways() == ["loop", "loop", "thread"]
 
 
 async def test_with_full_a_failed_fsync_on_the_trio_thread_refuses_the_submit(
@@ -149,15 +147,17 @@ async def test_with_full_a_failed_fsync_on_the_trio_thread_refuses_the_submit(
     path = tmp_path / "journal.db"
     failing = threading.Event()
     failing.set()
+    loop = threading.current_thread()
     ways: list[bool] = []
 
     def fsync(fd: int) -> None:
-        ways.append(threading.current_thread() is threading.main_thread())
+        ways.append(threading.current_thread() is loop)
         if failing.is_set():
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
+    route = FsyncRoute(run_delay_ns=lambda: 0)  # the trio thread always runs again at once
     async with open_sqlite_store(
-        path, synchronous="full", fsync=fsync, probe_interval_s=0.01
+        path, synchronous="full", fsync=fsync, probe_interval_s=0.01, fsync_route=route
     ) as store:
         with trio.fail_after(10):
             await trio.testing.wait_all_tasks_blocked()
@@ -233,6 +233,17 @@ async def test_with_full_a_failed_fsync_refuses_the_submit_and_the_log_reads_on_
         assert {o.client_order_id for o in await store.list_orders()} == {"c-1", "c-3"}
 
 
+async def test_news_and_a_record_appended_at_once_keep_their_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=5.0) as store:
+        store.record_soon(order("c-1", "new", oid="b-1"))
+        store.record_soon(order("c-1", "filled", oid="b-1"))
+        with trio.fail_after(10):
+            await store.record(order("c-2"), event="submit")  # the news shares its commit
+        assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
+        assert [e.order.status for e in await store.history("c-1")] == ["filled"]
+
+
 class _TaskSteps(trio.abc.Instrument):
     """Names the tasks that take a step while it is installed."""
 
@@ -278,9 +289,41 @@ async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
                 # The venue's answer, journaled before the writer has run again.
                 store.record_soon(order(f"c-{i}", "filled", oid=f"b-{i}"))
                 await trio.testing.wait_all_tasks_blocked()
-        # The answers went to the fold's thread, not to an append of their own.
+        # Each answer rode with the next submit (the last one waits for company).
         assert store.commits == 5
         assert len(rows_on_disk(path)) == 5
+
+
+async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            store.record_soon(order("c-0", "accepted", oid="b-0"))
+            await trio.testing.wait_all_tasks_blocked()  # the writer waits out its timer
+            steps = _TaskSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                for i in range(1, 4):
+                    await store.record(order(f"c-{i}"), event="submit")  # takes the news
+                    await trio.testing.wait_all_tasks_blocked()
+                    store.record_soon(order(f"c-{i}", "accepted", oid=f"b-{i}"))
+                    await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        writer_steps = [name for name in steps.tasks if name.endswith("._write_forever")]
+        # None: not after a submit's own append (the round's end marks a burst's end),
+        # nor for the news, which rides with the next submit all the same.
+        assert writer_steps == []
+        assert store.commits == 4
+        assert rows_on_disk(path) == {
+            "c-0": "accepted",
+            "c-1": "accepted",
+            "c-2": "accepted",
+            "c-3": "pending_new",
+        }
 
 
 async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_path: Path) -> None:
@@ -293,3 +336,25 @@ async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_pat
             await store.record(order("c-21"), event="submit")  # a later round: at once
             assert store.commits == 4
         assert len(rows_on_disk(path)) == 22
+
+
+async def test_news_younger_than_the_interval_when_the_timer_ends_waits_on_for_a_submit(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=1.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            store.record_soon(order("c-0", "accepted", oid="b-0"))  # the timer: up at 1.0
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.6)
+            await store.record(order("c-1"), event="submit")  # takes that news along
+            store.record_soon(order("c-1", "accepted", oid="b-1"))  # queued at 0.6
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.5)  # the timer is up; this news has waited 0.5 s
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 2
+            mock_clock.jump(0.5)  # now it has waited its interval
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 3
+        assert rows_on_disk(path) == {"c-0": "accepted", "c-1": "accepted"}

@@ -1,5 +1,5 @@
-"""Where a ``full`` journal writes a lone batch: on the trio thread while its writes there take
-no longer than the writer thread's plus the hand-overs they save, with the other way tried now
+"""Where a ``full`` journal writes a lone batch: on the trio thread while that thread runs
+again promptly after its fsync, else on the writer's thread, trying the trio thread again now
 and then."""
 
 from __future__ import annotations
@@ -7,38 +7,60 @@ from __future__ import annotations
 from ult_actors.journal.fsync_route import FsyncRoute
 
 
-def route_batches(route: FsyncRoute, took_us: dict[bool, int], n: int) -> str:
-    """Route ``n`` lone batches whose writes take ``took_us[on_loop]``; the ways, L (the trio
-    thread) or T (the writer's thread), in order."""
+class RunDelay:
+    """Stands in for the kernel's figure of the trio thread's time waiting to run."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def route_batches(route: FsyncRoute, delay: RunDelay, waits_us: int, n: int) -> str:
+    """Route ``n`` lone batches; one written on the trio thread waits ``waits_us`` to run
+    after its fsync. The ways, L (the trio thread) or T (the writer's thread), in order."""
     ways = ""
     for _ in range(n):
-        on_loop = route.choose()
-        route.took(on_loop, took_us[on_loop] * 1000)
-        ways += "L" if on_loop else "T"
+        if route.choose():
+
+            def write() -> None:
+                delay.ns += waits_us * 1000
+
+            route.write_here(write)
+            ways += "L"
+        else:
+            ways += "T"
     return ways
 
 
-def test_each_way_is_tried_once_then_the_faster_is_taken_and_the_other_probed() -> None:
-    route = FsyncRoute(probe_every=8, saved_ns=100_000)
-    # The trio thread waits a time slice after its fsync (a busy machine): the writer's wins.
-    assert route_batches(route, {True: 3_000, False: 300}, 16) == "LTTTTTTLTTTTTTTL"
-    assert (route.loop_writes, route.thread_writes) == (3, 13)
+def test_lone_batches_stay_on_the_trio_thread_while_it_runs_again_promptly() -> None:
+    delay = RunDelay()
+    route = FsyncRoute(probe_every=8, late_ns=100_000, run_delay_ns=delay)
+    assert route_batches(route, delay, 20, 12) == "LLLLLLLLLLLL"
 
 
-def test_the_trio_thread_keeps_lone_batches_while_it_is_late_by_less_than_the_hand_overs() -> None:
-    route = FsyncRoute(probe_every=8, saved_ns=100_000)
-    # The same fsync either way, the trio thread's 60 us later: it still saves 40 us.
-    assert route_batches(route, {True: 210, False: 150}, 16) == "LTLLLLLTLLLLLLLT"
+def test_a_trio_thread_that_runs_late_after_its_fsyncs_hands_them_over_and_is_tried_again() -> None:
+    delay = RunDelay()
+    route = FsyncRoute(window=8, probe_every=8, late_ns=100_000, run_delay_ns=delay)
+    assert route_batches(route, delay, 20, 3) == "LLL"
+    # The machine's cores get busy: the trio thread waits 3 ms to run after each fsync.
+    # Once more than a quarter of its last waits are that long, the writer's thread takes
+    # the lone batches; every 8th is tried on the trio thread again.
+    assert route_batches(route, delay, 3_000, 21) == "LTTTLTTTTTTTLTTTTTTTL"
+    assert (route.loop_writes, route.thread_writes) == (7, 17)
+    # Quiet again: the tries find it prompt, and once three quarters of its last 8 waits
+    # are short (7 tries) it keeps the batches again.
+    assert route_batches(route, delay, 20, 60) == "TTTTTTTL" * 7 + "LLLL"
 
 
-def test_when_the_trio_threads_writes_turn_slow_lone_batches_move_to_the_writers_thread() -> None:
-    route = FsyncRoute(window=8, probe_every=1000, saved_ns=100_000)
-    assert route_batches(route, {True: 150, False: 150}, 10) == "LTLLLLLLLL"
-    # The machine's cores get busy: the trio thread runs 3 ms after its fsync. Once half of
-    # its last 8 writes are slow (the upper median), the writer's thread takes the batches.
-    assert route_batches(route, {True: 3_000, False: 150}, 8) == "LLLLTTTT"
+def test_without_the_kernels_figures_every_batch_goes_to_the_writers_thread() -> None:
+    route = FsyncRoute()
+    route._open_schedstat = lambda: None  # type: ignore[method-assign]
+    assert [route.choose() for _ in range(3)] == [False, False, False]
 
 
 def test_without_the_loop_every_lone_batch_goes_to_the_writers_thread() -> None:
-    route = FsyncRoute(probe_every=2, use_loop=False)
-    assert route_batches(route, {True: 1, False: 3_000}, 6) == "TTTTTT"
+    delay = RunDelay()
+    route = FsyncRoute(probe_every=2, run_delay_ns=delay, use_loop=False)
+    assert route_batches(route, delay, 0, 6) == "TTTTTT"

@@ -1,14 +1,17 @@
 """One client connection: read frames, answer each request in its own task, push events.
 
-Requests are pipelined: every complete frame of a read is decoded and handed
-to a task of its own, and replies go out in whatever order they finish, each
-carrying the request's id. The reading itself is a turn passed between the
-connection's tasks (kept parked between requests, see ``taskpool.py``): the
-task that read a batch hands the reading on and answers the batch's last
-request itself, so a lone request is answered in the step that read it
-instead of a scheduler round later, while the next task already reads (a
-cancel sent while a submit waits on a slow broker is read and answered at
-once). Back-pressure: the connection stops taking frames
+Requests are pipelined: every complete frame of a read is decoded, and
+replies go out in whatever order they finish, each carrying the request's id.
+The reading itself is a turn passed between the connection's tasks (kept
+parked between requests, see ``taskpool.py``): the task that read a batch
+hands the reading on and answers the batch's requests itself, one after
+another, so a lone request is answered in the step that read it, while the
+next task already reads. No request waits for another's answer: before each
+request it answers with more left, the task wakes another to take over the
+rest, which it does if this answer waits (a cancel sent while a submit waits
+on a slow broker is answered at once); answers that do not wait (most do not)
+cost no task wake-up each, and a task whose answer came takes what is left.
+Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
 mark of unsent bytes, and while all outboxes together are over the server's
@@ -32,6 +35,7 @@ to be aligned on frames).
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Any
 
 import trio
@@ -66,7 +70,12 @@ class _ReadTurn:
     """The job of reading the connection's next requests (one task at a time has it)."""
 
 
+class _TakeTurn:
+    """The job of answering the requests read and not yet taken by another task."""
+
+
 _READ = _ReadTurn()
+_TAKE = _TakeTurn()
 
 
 class Connection:
@@ -113,8 +122,12 @@ class Connection:
         self._paused = False
         self._oversize = False
         self._read_over = trio.Event()
+        # Requests read (counted in flight) that no task has begun to answer, and
+        # whether a task is woken to take them (see ``_take``).
+        self._untaken: deque[Request] = deque()
+        self._taker_due = False
         self._handlers: trio.Nursery
-        self._tasks: TaskPool[Request | _ReadTurn]
+        self._tasks: TaskPool[_ReadTurn | _TakeTurn]
 
     async def run(self) -> None:
         """Serve until EOF, a broken stream, an oversize frame or cancellation."""
@@ -170,21 +183,32 @@ class Connection:
                 with trio.move_on_after(self.stalled_s / 4):
                     await budget.wait_for_room()
 
-    async def _serve(self, job: Request | _ReadTurn) -> None:
-        """One job of the connection's tasks: answer a request, or take the reading turn
-        and answer the last request it reads."""
+    async def _serve(self, job: _ReadTurn | _TakeTurn) -> None:
+        """One job of the connection's tasks: take the reading turn, or take over the
+        requests read and not yet taken; then answer those."""
         if isinstance(job, _ReadTurn):
-            request = await self._read()
-            if request is None:
+            if not await self._read():
                 return
-            job = request
-        await self._answer(job)
+        else:
+            self._taker_due = False
+        await self._take()
 
-    async def _read(self) -> Request | None:
-        """Read until a read brings requests; hand the others and the reading turn on
-        to other tasks and return the last one, for this task to answer at once (a
-        request handed on waits a scheduler round for its task). None once the reading
-        is over: EOF, a broken stream, or an oversize frame."""
+    async def _take(self) -> None:
+        """Answer the requests read and not yet taken, one after another, while another
+        task is due to take over the rest: a request whose answer waits (a slow broker)
+        holds up no other; one answered in this step (most are) costs no task wake-up."""
+        untaken = self._untaken
+        while untaken:
+            request = untaken.popleft()
+            if untaken and not self._taker_due:
+                self._taker_due = True
+                self._tasks.hand(_TAKE)
+            await self._answer(request)
+
+    async def _read(self) -> bool:
+        """Read until a read brings requests and hand the reading turn on to another
+        task; False once the reading is over: EOF, a broken stream, or an oversize
+        frame."""
         while True:
             await self._wait_for_room()
             # Paused at a limit: finish the frames already buffered first.
@@ -198,7 +222,7 @@ class Connection:
                 if not data:
                     break
             try:
-                request = self._dispatch_until_full(data)
+                self._dispatch_until_full(data)
             except FrameTooLarge as exc:
                 self.log.warning("oversize frame; closing connection", size=exc.size)
                 self._send(
@@ -206,11 +230,11 @@ class Connection:
                 )
                 self._oversize = True
                 break
-            if request is not None:
+            if self._untaken:
                 self._tasks.hand(_READ)
-                return request
+                return True
         self._read_over.set()
-        return None
+        return False
 
     async def _receive(self) -> bytes | bytearray:
         """The next bytes from the client (b"" at EOF).
@@ -254,24 +278,21 @@ class Connection:
             or outbox.budget.over
         )
 
-    def _dispatch_until_full(self, data: bytes | bytearray) -> Request | None:
-        """Dispatch the complete frames of ``data``, stopping at a limit with frames left
-        buffered (one read may hold thousands of small requests); every request but the
-        last goes to a task of its own, the last is returned."""
+    def _dispatch_until_full(self, data: bytes | bytearray) -> None:
+        """Decode the complete frames of ``data`` into the requests not yet taken,
+        stopping at a limit with frames left buffered (one read may hold thousands of
+        small requests)."""
         batch = self._frames.feed(data)
-        last: Request | None = None
+        untaken = self._untaken
         try:
             self._paused = False
             for payload in batch:
                 request = self._dispatch(payload)
                 if request is not None:
-                    if last is not None:
-                        self._tasks.hand(last)
-                    last = request
+                    untaken.append(request)
                 if self._full():
                     self._paused = True
                     break
-            return last
         finally:
             batch.close()  # keeps the frames not yet taken
 

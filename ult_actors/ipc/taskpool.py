@@ -48,9 +48,7 @@ class TaskPool(Generic[Job]):
 
     def hand(self, job: Job) -> None:
         """Run ``job`` in an idle task (woken now, it runs in the next scheduler round)
-        or, with none idle, in a new one; ignored once closed."""
-        if self._closed:
-            return
+        or, with none idle (always once closed), in a new one."""
         if self._idle:
             idle = self._idle.pop()
             idle.job = job

@@ -5,28 +5,33 @@ fdatasynced before its records are acknowledged. A batch whose scheduler
 round ends with nothing else for the loop to run (a lone sequential order)
 can be written right there, on the trio thread: the loop had nothing to do
 while the disk works, and the batch skips the writer thread's two
-hand-overs (waking that thread, then being woken back by it, with the GIL
-changing hands each time), about 100 us of a lone order's time on an idle
-machine. That is the faster way only while the trio thread runs again as
-soon as its fdatasync returns. On a machine whose cores are busy with other
-processes it does not: the kernel's scheduler lets a thread that has used
-much CPU (the loop's) wait for a time slice after its I/O (~3 ms on a
-loaded 2-core VM), while the writer's thread, asleep most of the time, runs
-at once and wakes the loop with a direct hand-over.
+hand-overs (waking that thread, then being woken back by it, the GIL
+changing hands each time), about 100 us of a lone order's time. That is the
+faster way only while the trio thread runs again as soon as its fdatasync
+returns. On a machine whose cores other processes keep busy it does not:
+the kernel's scheduler lets a thread that has used much CPU (the loop's)
+wait for a time slice after its I/O (~3 ms on a loaded 2-core VM), while
+the writer's thread, asleep most of the time, runs at once and wakes the
+loop with a direct hand-over.
 
-So ``FsyncRoute`` times the write (append and fdatasync) where it runs: on
-the writer's thread that is the disk's time, on the trio thread the disk's
-time plus any wait to run again. It keeps the last ``window`` of each way
-and sends a lone batch to the trio thread while that way's median is within
-``saved_ns`` (what the hand-overs cost) of the writer thread's; every
-``probe_every``-th lone batch goes the other way, so that a change of the
-machine's load is seen.
+So ``FsyncRoute`` measures exactly that wait: how long the trio thread was
+runnable but not running while it wrote a batch (the kernel's per-thread
+``run_delay``, Linux's ``/proc/.../schedstat``), not the write's time,
+which mostly says how busy the disk is, for either way alike. A lone batch
+goes to the trio thread while three quarters of its last ``window`` waits
+are within ``late_ns`` (what the hand-overs cost): on a busy machine the
+waits come and go, and a few late ones cost more than the hand-overs save.
+Otherwise it goes to the writer's thread, with every ``probe_every``-th lone
+batch tried on the trio thread again so that a quieter machine is seen. Where the kernel does not tell the
+wait, every batch goes to the writer's thread.
 """
 
 from __future__ import annotations
 
 import collections
-import time
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 
 #: What a lone batch's two hand-overs to the writer's thread and back cost it (measured:
@@ -38,9 +43,7 @@ class FsyncRoute:
     """Chooses, batch by batch, whether a lone ``full`` batch is written on the trio thread.
 
     ``choose()`` as a lone batch is about to be written (True: on the trio
-    thread), then ``took(on_loop, ns)`` with how long its write took where
-    it ran. Only lone batches (the loop idle otherwise) are timed: a batch
-    handed over while the loop is busy waits for the GIL on the writer's thread.
+    thread; call it there), then ``write_here(write)`` to write it so.
     """
 
     def __init__(
@@ -48,20 +51,22 @@ class FsyncRoute:
         *,
         window: int = 8,
         probe_every: int = 64,
-        saved_ns: int = HAND_OVERS_NS,
-        now_ns: Callable[[], int] = time.perf_counter_ns,
+        late_ns: int = HAND_OVERS_NS,
+        run_delay_ns: Callable[[], int] | None = None,
         use_loop: bool = True,
     ) -> None:
-        """``use_loop=False``: every lone batch goes to the writer's thread (for a test whose
+        """``run_delay_ns``: the trio thread's time runnable but not running so far (ns);
+        by default read from the kernel for the thread that first calls ``choose``.
+        ``use_loop=False``: every batch goes to the writer's thread (for a test whose
         fsync waits for the loop)."""
         self.probe_every = probe_every
-        self.saved_ns = saved_ns
-        #: The clock the writes are timed with.
-        self.now_ns = now_ns
+        self.late_ns = late_ns
         self.use_loop = use_loop
-        #: The last ``window`` write times (ns) of each way: [writer's thread, trio thread].
-        self._times = (collections.deque[int](maxlen=window), collections.deque[int](maxlen=window))
-        self._loop_faster = True
+        self._run_delay_ns = run_delay_ns
+        self._schedstat = -1  # the kernel's figures for the trio thread, once opened
+        self._opened = run_delay_ns is not None
+        #: How long the trio thread waited to run while writing its last ``window`` batches.
+        self._waits = collections.deque[int](maxlen=window)
         self._lone = 0
         #: Lone batches written on the trio thread and on the writer's, for benchmarks.
         self.loop_writes = 0
@@ -70,30 +75,58 @@ class FsyncRoute:
     def choose(self) -> bool:
         """Whether the lone batch about to be written goes on the trio thread."""
         self._lone += 1
-        thread_times, loop_times = self._times
-        if not self.use_loop:
+        if not self._opened:
+            self._run_delay_ns = self._open_schedstat()
+            self._opened = True
+        if not self.use_loop or self._run_delay_ns is None:
             on_loop = False
-        elif not loop_times:
+        elif not self._waits or _upper_quartile(self._waits) <= self.late_ns:
             on_loop = True
-        elif not thread_times:
-            on_loop = False
         else:
-            on_loop = self._loop_faster
-            if self.probe_every and self._lone % self.probe_every == 0:
-                on_loop = not on_loop  # the other way's times may be stale
+            on_loop = bool(self.probe_every) and self._lone % self.probe_every == 0
         if on_loop:
             self.loop_writes += 1
         else:
             self.thread_writes += 1
         return on_loop
 
-    def took(self, on_loop: bool, ns: int) -> None:
-        """A lone batch's write took ``ns`` on the trio thread (``on_loop``) or the writer's."""
-        self._times[on_loop].append(ns)
-        thread_times, loop_times = self._times
-        if thread_times and loop_times:
-            self._loop_faster = _median(loop_times) <= _median(thread_times) + self.saved_ns
+    def write_here(self, write: Callable[[], None]) -> None:
+        """Run ``write`` (on the trio thread) and note how long the thread waited to run
+        meanwhile; what ``write`` raises is raised."""
+        read = self._run_delay_ns
+        assert read is not None, "choose() said the trio thread"
+        before = read()
+        write()
+        self._waits.append(read() - before)
+
+    def close(self) -> None:
+        """Close what ``choose`` opened (it opens again if called again)."""
+        if self._schedstat >= 0:
+            os.close(self._schedstat)
+            self._schedstat = -1
+            self._run_delay_ns = None
+            self._opened = False
+
+    def _open_schedstat(self) -> Callable[[], int] | None:
+        path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # not Linux, or a kernel without scheduler statistics
+
+        def read() -> int:
+            # "<time on the CPU> <time runnable, waiting for it> <time slices>", in ns.
+            return int(os.pread(fd, 64, 0).split()[1])
+
+        try:
+            read()
+        except (OSError, ValueError, IndexError):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return None
+        self._schedstat = fd
+        return read
 
 
-def _median(times: collections.deque[int]) -> int:
-    return sorted(times)[len(times) // 2]
+def _upper_quartile(times: collections.deque[int]) -> int:
+    return sorted(times)[len(times) * 3 // 4]
