@@ -29,7 +29,7 @@ itself, and the thread's answer wakes it directly (``_hands_over``): the
 writer task neither wakes to take the batch nor to hand it back. If that
 round ends with nothing else for the loop to run, the batch may be written
 right there, on the trio thread, sparing both thread hand-overs, while that
-way measures faster on this machine (``journal.fsync_route``).
+thread runs again promptly after its fsync (``journal.fsync_route``).
 ``record_soon()`` queues a write the same way without waiting for it (the
 brokers' news about orders already sent); a batch of only such news waits up to ``sync_interval_s``
 for the next ``record`` (a ``submit``) to share its append, so it never
