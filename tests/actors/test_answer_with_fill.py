@@ -7,9 +7,11 @@ then the fill from the stream. Fills after the answer still come from the stream
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.actors.harness import (
@@ -21,6 +23,7 @@ from tests.actors.harness import (
 )
 from ult_actors.actors.journal import JournalSlot
 from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.errors import Timeout
 from ult_actors.messages import Event, Order, OrderRequest, OrderUpdate, Submit
 from ult_actors.runtime import Subscription
 
@@ -138,12 +141,27 @@ async def test_news_the_answer_could_not_take_in_come_from_the_stream(tmp_path: 
         _JournalAway.slot = svc.journal
         store = await svc.journal.get()
         fills = svc.gateway.subscribe(frozenset({"fills"}), capacity=64)
-        request = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id="c-1")
-        async with trio.open_nursery() as client:
-            # The client gives up while the answer waits for the journal.
-            client.start_soon(svc.gateway.handle, Submit(id=1, order=request))
-            await _JournalAway.away.wait()
-            client.cancel_scope.cancel()
+        # The client's deadline passes while the answer waits for the journal: that
+        # ends the submit's step (a client's own cancel does not: the step is shielded).
+        # Its own deadline, not the service's 30 s default, keeps the test short; the
+        # order reaches the venue within milliseconds of it, long before it passes.
+        deadline_ns = time.time_ns() + 3 * 10**9  # the service's clock (build_service's)
+        request = OrderRequest(
+            symbol="AAPL",
+            side="buy",
+            qty=Decimal(1),
+            client_order_id="c-1",
+            deadline_ns=deadline_ns,
+        )
+
+        async def client() -> None:
+            with pytest.raises(Timeout):  # told so, at its deadline
+                await svc.gateway.handle(Submit(id=1, order=request))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client)
+            with trio.fail_after(10):
+                await _JournalAway.away.wait()
         svc.journal.set(store)  # back
 
         event = await _next(fills)
