@@ -86,6 +86,18 @@ def test_without_the_kernels_figures_every_batch_goes_to_the_writers_thread() ->
     assert [route.choose() for _ in range(3)] == [False, False, False]
 
 
+def test_an_unreadable_kernel_figure_fails_no_write_and_ends_the_trio_threads_turn() -> None:
+    def unreadable() -> int:
+        raise OSError(5, "Input/output error")
+
+    route = FsyncRoute(run_delay_ns=unreadable)
+    written: list[int] = []
+    assert route.choose() is True
+    route.write_here(lambda: written.append(1))
+    assert written == [1]
+    assert [route.choose() for _ in range(3)] == [False, False, False]
+
+
 def test_without_the_loop_every_lone_batch_goes_to_the_writers_thread() -> None:
     delay = Counter()
     route = FsyncRoute(probe_every=2, run_delay_ns=delay, use_loop=False)
