@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from trio.testing import MockClock
 
 from tests.journal.harness import order, records_in_log, rows_in_file, rows_on_disk
 from ult_actors.errors import JournalUnavailable
@@ -61,21 +62,30 @@ class WayFsync:
     """Stands in for ``os.fdatasync``: notes each fsync's way ("loop": the trio thread,
     "thread": the writer's) with the records that had returned by then; one on the trio
     thread leaves it waiting ``late_us`` to run again (the kernel's figure, for the
-    journal's ``FsyncRoute``)."""
+    journal's ``FsyncRoute``), and each takes 150 us by the route's clock."""
 
     def __init__(self, late_us: int) -> None:
         self.loop = threading.current_thread()
         self.late_us = late_us
         self.run_delay_ns = 0
+        self.clock_ns = 0
         self.returned: list[str] = []
         self.fsyncs: list[tuple[str, list[str]]] = []
 
     def run_delay(self) -> int:
         return self.run_delay_ns
 
+    def now(self) -> int:
+        return self.clock_ns
+
+    def route(self) -> FsyncRoute:
+        """The journal's route, reading this fsync's figures."""
+        return FsyncRoute(run_delay_ns=self.run_delay, now_ns=self.now)
+
     def __call__(self, fd: int) -> None:
         way = "loop" if threading.current_thread() is self.loop else "thread"
         self.fsyncs.append((way, list(self.returned)))
+        self.clock_ns += 150_000
         if way == "loop":
             self.run_delay_ns += self.late_us * 1000
 
@@ -97,7 +107,7 @@ async def test_with_full_a_lone_record_on_an_idle_loop_is_fsynced_there_before_i
 ) -> None:
     path = tmp_path / "journal.db"
     fsync = WayFsync(late_us=20)
-    route = FsyncRoute(run_delay_ns=fsync.run_delay)
+    route = fsync.route()
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 3)
     # On the trio thread, which runs again promptly; each fsync before its record returned.
@@ -111,7 +121,7 @@ async def test_with_full_lone_records_go_to_the_writers_thread_while_the_loop_ru
     path = tmp_path / "journal.db"
     # The trio thread waits a time slice to run after its fsync on a machine with busy cores.
     fsync = WayFsync(late_us=3_000)
-    route = FsyncRoute(run_delay_ns=fsync.run_delay)
+    route = fsync.route()
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 6)
     assert fsync.ways() == ["loop", "thread", "thread", "thread", "thread", "thread"]
@@ -122,7 +132,7 @@ async def test_with_full_a_record_while_the_loop_has_work_is_fsynced_on_the_writ
 ) -> None:
     path = tmp_path / "journal.db"
     fsync = WayFsync(late_us=0)
-    route = FsyncRoute(run_delay_ns=fsync.run_delay)
+    route = fsync.route()
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 2)
         busy = True
@@ -154,7 +164,8 @@ async def test_with_full_a_failed_fsync_on_the_trio_thread_refuses_the_submit(
         if failing.is_set():
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    route = FsyncRoute(run_delay_ns=lambda: 0)  # the trio thread always runs again at once
+    # The trio thread always runs again at once, its writes take no time.
+    route = FsyncRoute(run_delay_ns=lambda: 0, now_ns=lambda: 0)
     async with open_sqlite_store(
         path, synchronous="full", fsync=fsync, probe_interval_s=0.01, fsync_route=route
     ) as store:
@@ -232,6 +243,17 @@ async def test_with_full_a_failed_fsync_refuses_the_submit_and_the_log_reads_on_
         assert {o.client_order_id for o in await store.list_orders()} == {"c-1", "c-3"}
 
 
+async def test_news_and_a_record_appended_at_once_keep_their_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=5.0) as store:
+        store.record_soon(order("c-1", "new", oid="b-1"))
+        store.record_soon(order("c-1", "filled", oid="b-1"))
+        with trio.fail_after(10):
+            await store.record(order("c-2"), event="submit")  # the news shares its commit
+        assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
+        assert [e.order.status for e in await store.history("c-1")] == ["filled"]
+
+
 class _TaskSteps(trio.abc.Instrument):
     """Names the tasks that take a step while it is installed."""
 
@@ -277,9 +299,41 @@ async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
                 # The venue's answer, journaled before the writer has run again.
                 store.record_soon(order(f"c-{i}", "filled", oid=f"b-{i}"))
                 await trio.testing.wait_all_tasks_blocked()
-        # The answers went to the fold's thread, not to an append of their own.
+        # Each answer rode with the next submit (the last one waits for company).
         assert store.commits == 5
         assert len(rows_on_disk(path)) == 5
+
+
+async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            store.record_soon(order("c-0", "accepted", oid="b-0"))
+            await trio.testing.wait_all_tasks_blocked()  # the writer waits out its timer
+            steps = _TaskSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                for i in range(1, 4):
+                    await store.record(order(f"c-{i}"), event="submit")  # takes the news
+                    await trio.testing.wait_all_tasks_blocked()
+                    store.record_soon(order(f"c-{i}", "accepted", oid=f"b-{i}"))
+                    await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        writer_steps = [name for name in steps.tasks if name.endswith("._write_forever")]
+        # None: not after a submit's own append (the round's end marks a burst's end),
+        # nor for the news, which rides with the next submit all the same.
+        assert writer_steps == []
+        assert store.commits == 4
+        assert rows_on_disk(path) == {
+            "c-0": "accepted",
+            "c-1": "accepted",
+            "c-2": "accepted",
+            "c-3": "pending_new",
+        }
 
 
 async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_path: Path) -> None:
@@ -292,3 +346,25 @@ async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_pat
             await store.record(order("c-21"), event="submit")  # a later round: at once
             assert store.commits == 4
         assert len(rows_on_disk(path)) == 22
+
+
+async def test_news_younger_than_the_interval_when_the_timer_ends_waits_on_for_a_submit(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, sync_interval_s=1.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            store.record_soon(order("c-0", "accepted", oid="b-0"))  # the timer: up at 1.0
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.6)
+            await store.record(order("c-1"), event="submit")  # takes that news along
+            store.record_soon(order("c-1", "accepted", oid="b-1"))  # queued at 0.6
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(0.5)  # the timer is up; this news has waited 0.5 s
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 2
+            mock_clock.jump(0.5)  # now it has waited its interval
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.commits == 3
+        assert rows_on_disk(path) == {"c-0": "accepted", "c-1": "accepted"}

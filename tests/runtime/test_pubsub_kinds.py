@@ -32,9 +32,26 @@ async def test_subscribing_and_leaving_after_events_were_routed_moves_the_next_o
     bus.publish(1)
     bus.publish("a")
     later = bus.subscribe(kinds=(int,))
+    anything = bus.subscribe()
     bus.publish(2)
+    bus.publish("b")
     first.close()
     bus.publish(3)
+    anything.close()
+    bus.publish("c")
     assert first.drain() == [1, 2]
     assert later.drain() == [2, 3]
+    assert anything.drain() == [2, "b", 3]
+    assert bus.subscriber_count == 1
+
+
+async def test_a_subscriber_that_falls_behind_leaves_the_routes_of_every_type() -> None:
+    bus: EventBus[object] = EventBus()
+    slow = bus.subscribe(capacity=2)
+    keeping_up = bus.subscribe(capacity=100, kinds=(int, str))
+    for event in (1, "a", 2, "b"):  # the third event is one too many for ``slow``
+        bus.publish(event)
+    assert slow.dropped_reason == "subscriber fell behind: 2 events queued and unread"
+    assert slow.drain() == [1, "a"]
+    assert keeping_up.drain() == [1, "a", 2, "b"]
     assert bus.subscriber_count == 1

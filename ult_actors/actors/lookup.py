@@ -9,7 +9,7 @@ resolved by picking one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 
 from ult_actors.errors import AmbiguousOrderId, NotFound
 from ult_actors.journal import OrderStore
@@ -44,13 +44,12 @@ async def find_order(store: OrderStore, order_ref: str) -> Order:
     return next(iter(candidates.values()))
 
 
-def known_broker(name: str, configured: Iterable[str]) -> str:
+def known_broker(name: str, configured: Collection[str]) -> str:
     """``name`` if it is a configured broker connection, else ``NotFound`` naming the choices.
 
     Every command that takes a broker refuses an unknown one with this same error.
     """
-    names = sorted(configured)
-    if name not in names:
-        choices = ", ".join(names)
+    if name not in configured:  # per order (the router): the choices sorted only to refuse
+        choices = ", ".join(sorted(configured))
         raise NotFound(f"unknown broker {name!r} (configured: {choices})", field="broker")
     return name

@@ -168,8 +168,8 @@ class EventBus(Generic[E]):
                 for sub in self._subscribers
                 if sub.kinds is None or issubclass(kind, sub.kinds)
             )
-        # A tuple made when the subscribers last changed: one dropped meanwhile (a full
-        # queue, a fold's close) is skipped by its own ``_offer``.
+        # A tuple made when the subscribers last changed: one leaving during this loop
+        # (a full queue closes it) does not disturb it.
         for sub in route:
             accepts = sub.accepts
             if accepts is None or accepts(event):
