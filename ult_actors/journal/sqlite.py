@@ -29,7 +29,7 @@ itself, and the thread's answer wakes it directly (``_hands_over``): the
 writer task neither wakes to take the batch nor to hand it back. If that
 round ends with nothing else for the loop to run, the batch may be written
 right there, on the trio thread, sparing both thread hand-overs, while that
-way measures faster on this machine (``journal.fsync_route``).
+thread runs again promptly after its fsync (``journal.fsync_route``).
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -38,11 +38,12 @@ with its next fold, so it is in the file, fsynced, at most
 append; a ``kill -9`` before that fold loses it (reconciliation asks the
 broker), unless a later record that names another order or was made for one
 already sent (not a plain ``submit``) carried it in its own append
-(``_carry_news``): such a record is never durable over older news. A store without a log (PostgreSQL's) queues news in its batches
-instead: a batch of only news waits up to ``sync_interval_s`` for the next
-``record`` (a ``submit``) to share its write, so it never puts a write in
-front of an order (one timer serves many orders' news). What is queued or
-handed over at close is written and folded before the file closes.
+(``_carry_news``): such a record is never durable over older news. A store
+without a log (PostgreSQL's) queues news in its batches instead: a batch of
+only news waits up to ``sync_interval_s`` for the next ``record`` (a
+``submit``) to share its write, so it never puts a write in front of an
+order (one timer serves many orders' news). What is queued or handed over
+at close is written and folded before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
