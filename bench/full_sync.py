@@ -40,7 +40,7 @@ import trio
 
 from bench.common import short_tempdir
 from bench.instructions import _config_text
-from ult_actors.journal.fsync_route import HAND_OVERS_NS, FsyncRoute
+from ult_actors.journal.fsync_route import HAND_OVERS_NS, SLOW_WRITE_NS, FsyncRoute
 
 WAYS = ("thread", "loop", "route")
 
@@ -66,8 +66,9 @@ class TimedFsync:
 
 def _set_way(route: FsyncRoute, way: str) -> None:
     route.use_loop = way != "thread"
-    # The trio thread forced: no wait to run again is too long for it.
+    # The trio thread forced: no wait to run again, no write is too long for it.
     route.late_ns = 10**15 if way == "loop" else HAND_OVERS_NS
+    route.slow_ns = 10**15 if way == "loop" else SLOW_WRITE_NS
 
 
 async def _drive(

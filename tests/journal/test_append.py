@@ -61,21 +61,30 @@ class WayFsync:
     """Stands in for ``os.fdatasync``: notes each fsync's way ("loop": the trio thread,
     "thread": the writer's) with the records that had returned by then; one on the trio
     thread leaves it waiting ``late_us`` to run again (the kernel's figure, for the
-    journal's ``FsyncRoute``)."""
+    journal's ``FsyncRoute``), and each takes 150 us by the route's clock."""
 
     def __init__(self, late_us: int) -> None:
         self.loop = threading.current_thread()
         self.late_us = late_us
         self.run_delay_ns = 0
+        self.clock_ns = 0
         self.returned: list[str] = []
         self.fsyncs: list[tuple[str, list[str]]] = []
 
     def run_delay(self) -> int:
         return self.run_delay_ns
 
+    def now(self) -> int:
+        return self.clock_ns
+
+    def route(self) -> FsyncRoute:
+        """The journal's route, reading this fsync's figures."""
+        return FsyncRoute(run_delay_ns=self.run_delay, now_ns=self.now)
+
     def __call__(self, fd: int) -> None:
         way = "loop" if threading.current_thread() is self.loop else "thread"
         self.fsyncs.append((way, list(self.returned)))
+        self.clock_ns += 150_000
         if way == "loop":
             self.run_delay_ns += self.late_us * 1000
 
@@ -97,7 +106,7 @@ async def test_with_full_a_lone_record_on_an_idle_loop_is_fsynced_there_before_i
 ) -> None:
     path = tmp_path / "journal.db"
     fsync = WayFsync(late_us=20)
-    route = FsyncRoute(run_delay_ns=fsync.run_delay)
+    route = fsync.route()
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 3)
     # On the trio thread, which runs again promptly; each fsync before its record returned.
@@ -111,7 +120,7 @@ async def test_with_full_lone_records_go_to_the_writers_thread_while_the_loop_ru
     path = tmp_path / "journal.db"
     # The trio thread waits a time slice to run after its fsync on a machine with busy cores.
     fsync = WayFsync(late_us=3_000)
-    route = FsyncRoute(run_delay_ns=fsync.run_delay)
+    route = fsync.route()
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 6)
     assert fsync.ways() == ["loop", "thread", "thread", "thread", "thread", "thread"]
@@ -122,7 +131,7 @@ async def test_with_full_a_record_while_the_loop_has_work_is_fsynced_on_the_writ
 ) -> None:
     path = tmp_path / "journal.db"
     fsync = WayFsync(late_us=0)
-    route = FsyncRoute(run_delay_ns=fsync.run_delay)
+    route = fsync.route()
     async with open_sqlite_store(path, synchronous="full", fsync=fsync, fsync_route=route) as store:
         await record_lone_submits(store, fsync, 2)
         busy = True
@@ -154,7 +163,8 @@ async def test_with_full_a_failed_fsync_on_the_trio_thread_refuses_the_submit(
         if failing.is_set():
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    route = FsyncRoute(run_delay_ns=lambda: 0)  # the trio thread always runs again at once
+    # The trio thread always runs again at once, its writes take no time.
+    route = FsyncRoute(run_delay_ns=lambda: 0, now_ns=lambda: 0)
     async with open_sqlite_store(
         path, synchronous="full", fsync=fsync, probe_interval_s=0.01, fsync_route=route
     ) as store:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from ult_actors.journal.fsync_route import FsyncRoute
 
 
-class RunDelay:
-    """Stands in for the kernel's figure of the trio thread's time waiting to run."""
+class Counter:
+    """Stands in for the kernel's figure of the trio thread's time waiting to run, or for
+    a clock: a test moves it."""
 
     def __init__(self) -> None:
         self.ns = 0
@@ -17,7 +18,7 @@ class RunDelay:
         return self.ns
 
 
-def route_batches(route: FsyncRoute, delay: RunDelay, waits_us: int, n: int) -> str:
+def route_batches(route: FsyncRoute, delay: Counter, waits_us: int, n: int) -> str:
     """Route ``n`` lone batches; one written on the trio thread waits ``waits_us`` to run
     after its fsync. The ways, L (the trio thread) or T (the writer's thread), in order."""
     ways = ""
@@ -35,13 +36,13 @@ def route_batches(route: FsyncRoute, delay: RunDelay, waits_us: int, n: int) -> 
 
 
 def test_lone_batches_stay_on_the_trio_thread_while_it_runs_again_promptly() -> None:
-    delay = RunDelay()
+    delay = Counter()
     route = FsyncRoute(probe_every=8, late_ns=100_000, run_delay_ns=delay)
     assert route_batches(route, delay, 20, 12) == "LLLLLLLLLLLL"
 
 
 def test_a_trio_thread_that_runs_late_after_its_fsyncs_hands_them_over_and_is_tried_again() -> None:
-    delay = RunDelay()
+    delay = Counter()
     route = FsyncRoute(window=8, probe_every=8, late_ns=100_000, run_delay_ns=delay)
     assert route_batches(route, delay, 20, 3) == "LLL"
     # The machine's cores get busy: the trio thread waits 3 ms to run after each fsync.
@@ -54,6 +55,31 @@ def test_a_trio_thread_that_runs_late_after_its_fsyncs_hands_them_over_and_is_tr
     assert route_batches(route, delay, 20, 60) == "TTTTTTTL" * 7 + "LLLL"
 
 
+def test_a_slow_disk_keeps_the_trio_thread_free_of_the_writes() -> None:
+    delay = Counter()
+    clock = Counter()  # each write moves it by ``took_us``
+    route = FsyncRoute(probe_every=8, slow_ns=1_000_000, run_delay_ns=delay, now_ns=clock)
+
+    def batches(took_us: int, n: int) -> str:
+        ways = ""
+        for _ in range(n):
+            if route.choose():
+
+                def write() -> None:
+                    clock.ns += took_us * 1000
+
+                route.write_here(write)
+                ways += "L"
+            else:
+                ways += "T"
+        return ways
+
+    assert batches(200, 4) == "LLLL"
+    # The disk takes 5 ms an fsync: the loop would serve nobody meanwhile. The trio thread
+    # runs again at once, yet the writer's thread takes the batches, bar a try every 8th.
+    assert batches(5_000, 12) == "LLTLTTTTTTTL"
+
+
 def test_without_the_kernels_figures_every_batch_goes_to_the_writers_thread() -> None:
     route = FsyncRoute()
     route._open_schedstat = lambda: None  # type: ignore[method-assign]
@@ -61,6 +87,6 @@ def test_without_the_kernels_figures_every_batch_goes_to_the_writers_thread() ->
 
 
 def test_without_the_loop_every_lone_batch_goes_to_the_writers_thread() -> None:
-    delay = RunDelay()
+    delay = Counter()
     route = FsyncRoute(probe_every=2, run_delay_ns=delay, use_loop=False)
     assert route_batches(route, delay, 0, 6) == "TTTTTT"

@@ -13,7 +13,14 @@ import trio.testing
 
 from tests.fakes import FakeConnector, FakeVenue
 from ult_actors.actors.order_lists import is_native
-from ult_actors.brokers.base import Connector, SupportsOrderLists, SupportsReplace
+from ult_actors.brokers.base import (
+    AnswersWithNews,
+    Connector,
+    SupportsOrderLists,
+    SupportsReplace,
+)
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.errors import BrokerUnavailable, RateLimited
 from ult_actors.messages import (
     Contingency,
@@ -281,3 +288,36 @@ async def test_crash_after_apply_and_the_gate_hold_replaces_too() -> None:
         assert venue.replaces == 0
         plan.gate.set()
     assert venue.replaces == 1 and "g1.r" in venue.by_client
+
+
+async def test_a_lost_answer_with_news_leaves_them_to_the_paper_venue_s_stream(
+    tmp_path: Path,
+) -> None:
+    paper = PaperConnector(
+        "paper", PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper.db"))
+    )
+    plan = FaultPlan()
+    plan.crash_after_apply = 1
+    conn = FaultyConnector(paper, plan)
+    assert isinstance(conn, AnswersWithNews) and isinstance(conn, SupportsReplace)
+    await conn.connect()
+    streamed: list[OrderUpdate] = []
+
+    async def sink(update: OrderUpdate) -> None:
+        streamed.append(update)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(conn.stream_updates, sink)
+        lost = order()
+        with pytest.raises(RuntimeError, match="injected"):
+            await conn.submit_answer(lost)
+        answered, news = await conn.submit_answer(order())  # only the next N
+        assert answered.status == "filled" and [u.order for u in news] == [answered]
+        await trio.testing.wait_all_tasks_blocked()
+        # The venue filled the first: its fill comes on the stream, the second's does not.
+        assert [(u.order.client_order_id, u.order.status) for u in streamed] == [
+            (lost.client_order_id, "filled")
+        ]
+        assert streamed[0].fill is not None
+        nursery.cancel_scope.cancel()
+    await conn.disconnect()

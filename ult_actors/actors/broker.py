@@ -485,6 +485,10 @@ class _BrokerIncarnation:
         settled = await self._track(msgspec.structs.replace(order, outcome="definitive"))
         if settled.replaces and settled.id and settled.status != "rejected":
             old = await self._known(settled.replaces)
+            if old is not None and not old.id:
+                # Its own answer never reached the journal (news a kill -9 lost): the
+                # venue's record of it first, so it does not end with its outcome unknown.
+                old = await self._venue_record(old)
             if old is not None and old.status in OPEN_STATUSES:
                 await self._track(
                     msgspec.structs.replace(
@@ -495,6 +499,16 @@ class _BrokerIncarnation:
                     )
                 )
         return settled
+
+    async def _venue_record(self, known: Order) -> Order:
+        """``known`` merged with the venue's record of it, if the venue can say."""
+        try:
+            found = await self._lookup(known.client_order_id)
+        except UltError:
+            return known  # cannot ask now: what we know
+        if found is None:
+            return known
+        return await self._track(msgspec.structs.replace(found, outcome="definitive"))
 
     async def resubmit(self, order: Order) -> Order:
         """Send a journaled order again, same client order id, through the normal path.
@@ -862,8 +876,7 @@ class _BrokerIncarnation:
                 continue
             if news:
                 return await self._track_answer(order, news, known)
-            answer = msgspec.structs.replace(order, outcome="definitive")
-            return await self._track(answer, sent=known)
+            return await self._track(_definitive(order), sent=known)
 
     async def _track_answer(
         self, order: Order, news: tuple[OrderUpdate, ...], sent: Order
@@ -875,10 +888,10 @@ class _BrokerIncarnation:
         and then the fill from the stream. Should the news not all get in (cancelled
         while the journal reopens), the stream delivers them: each applies once.
         """
-        answer = msgspec.structs.replace(order, outcome="definitive")
+        answer = _definitive(order)
+        last = news[-1]
         try:
-            *earlier, last = news
-            for update in earlier:
+            for update in news[:-1]:
                 await self._track(update.order, fill=update, sent=sent)
             if last.order is order or last.order == order:
                 return await self._track(answer, fill=last, sent=sent)
@@ -1274,6 +1287,14 @@ def broker_mailbox(capacity: int) -> Mailbox[BrokerCommand]:
 #: Answers to a submit that say the broker refused the order: nothing was placed.
 #: Every other error leaves its outcome unknown until the order is looked up.
 _REFUSALS = (InvalidOrder, InsufficientFunds, AuthFailed, NotFound)
+
+
+def _definitive(answer: Order) -> Order:
+    """A broker's answer to a submit: its outcome is known (the venue's own object when
+    it says so already, as the paper venue's do)."""
+    if answer.outcome == "definitive":
+        return answer
+    return msgspec.structs.replace(answer, outcome="definitive")
 
 
 def _pending(request: OrderRequest, broker: str, now: int) -> Order:

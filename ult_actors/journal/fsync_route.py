@@ -14,16 +14,20 @@ wait for a time slice after its I/O (~3 ms on a loaded 2-core VM), while
 the writer's thread, asleep most of the time, runs at once and wakes the
 loop with a direct hand-over.
 
-So ``FsyncRoute`` measures exactly that wait: how long the trio thread was
+So ``FsyncRoute`` measures that wait itself: how long the trio thread was
 runnable but not running while it wrote a batch (the kernel's per-thread
-``run_delay``, Linux's ``/proc/.../schedstat``), not the write's time,
-which mostly says how busy the disk is, for either way alike. A lone batch
+``run_delay``, Linux's ``/proc/.../schedstat``); the write's own time would
+not tell it, being mostly the disk's, for either way alike. A lone batch
 goes to the trio thread while three quarters of its last ``window`` waits
-are within ``late_ns`` (what the hand-overs cost): on a busy machine the
-waits come and go, and a few late ones cost more than the hand-overs save.
-Otherwise it goes to the writer's thread, with every ``probe_every``-th lone
-batch tried on the trio thread again so that a quieter machine is seen. Where the kernel does not tell the
-wait, every batch goes to the writer's thread.
+are within ``late_ns`` (what the hand-overs cost: on a busy machine the
+waits come and go, and a few late ones cost more than the hand-overs save)
+and three quarters of its last writes there within ``slow_ns``: while a
+write is on the trio thread the loop serves nobody (a cancel, the kill
+switch), and a disk that slow gains little from the saved hand-overs.
+Otherwise it goes to the writer's thread, with every ``probe_every``-th
+lone batch tried on the trio thread again, so that a quieter machine or
+disk is seen. Where the kernel does not tell the wait, every batch goes to
+the writer's thread.
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ import collections
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 
 #: What a lone batch's two hand-overs to the writer's thread and back cost it (measured:
 #: docs/performance.md, "the `full` fsync's thread hand-overs").
 HAND_OVERS_NS = 100_000
+#: A write (append and fdatasync) slower than this is not made on the trio thread.
+SLOW_WRITE_NS = 1_000_000
 
 
 class FsyncRoute:
@@ -52,7 +59,9 @@ class FsyncRoute:
         window: int = 8,
         probe_every: int = 64,
         late_ns: int = HAND_OVERS_NS,
+        slow_ns: int = SLOW_WRITE_NS,
         run_delay_ns: Callable[[], int] | None = None,
+        now_ns: Callable[[], int] = time.perf_counter_ns,
         use_loop: bool = True,
     ) -> None:
         """``run_delay_ns``: the trio thread's time runnable but not running so far (ns);
@@ -61,12 +70,16 @@ class FsyncRoute:
         fsync waits for the loop)."""
         self.probe_every = probe_every
         self.late_ns = late_ns
+        self.slow_ns = slow_ns
+        self._now_ns = now_ns
         self.use_loop = use_loop
         self._run_delay_ns = run_delay_ns
         self._schedstat = -1  # the kernel's figures for the trio thread, once opened
         self._opened = run_delay_ns is not None
-        #: How long the trio thread waited to run while writing its last ``window`` batches.
+        #: How long the trio thread waited to run while writing its last ``window`` batches,
+        #: and how long those writes took.
         self._waits = collections.deque[int](maxlen=window)
+        self._writes = collections.deque[int](maxlen=window)
         self._lone = 0
         #: Lone batches written on the trio thread and on the writer's, for benchmarks.
         self.loop_writes = 0
@@ -80,7 +93,10 @@ class FsyncRoute:
             self._opened = True
         if not self.use_loop or self._run_delay_ns is None:
             on_loop = False
-        elif not self._waits or _upper_quartile(self._waits) <= self.late_ns:
+        elif not self._waits or (
+            _upper_quartile(self._waits) <= self.late_ns
+            and _upper_quartile(self._writes) <= self.slow_ns
+        ):
             on_loop = True
         else:
             on_loop = bool(self.probe_every) and self._lone % self.probe_every == 0
@@ -91,13 +107,14 @@ class FsyncRoute:
         return on_loop
 
     def write_here(self, write: Callable[[], None]) -> None:
-        """Run ``write`` (on the trio thread) and note how long the thread waited to run
-        meanwhile; what ``write`` raises is raised."""
+        """Run ``write`` (on the trio thread) and note how long it took and how long the
+        thread waited to run meanwhile; what ``write`` raises is raised."""
         read = self._run_delay_ns
         assert read is not None, "choose() said the trio thread"
-        before = read()
+        waited, began = read(), self._now_ns()
         write()
-        self._waits.append(read() - before)
+        self._writes.append(self._now_ns() - began)
+        self._waits.append(read() - waited)
 
     def close(self) -> None:
         """Close what ``choose`` opened (it opens again if called again)."""

@@ -25,26 +25,35 @@ Fault kinds on a call:
 - ``actor_crash``: the broker actor crashes right after the order was applied;
 - ``stream_drop``: the update stream is cut, which restarts the broker actor.
 
-A replace and an order list are broken as a submit is (gate, drawn faults,
-``crash_after_apply``). The wrapper offers them only where the connector it
-wraps does: ``FaultyConnector(inner, plan)`` is built as the subclass with
-exactly ``inner``'s capabilities, so the service's ``isinstance`` checks of
-``SupportsReplace`` / ``SupportsOrderLists`` answer through the wrapper as
-they would without it.
+A replace, an order list and a submit answered with its news are broken as a
+submit is (gate, drawn faults, ``crash_after_apply``; a reply lost after the
+venue applied the order leaves its news to the venue's stream). The wrapper
+offers them only where the connector it wraps does: ``FaultyConnector(inner,
+plan)`` is built as the subclass with exactly ``inner``'s capabilities, so the
+service's ``isinstance`` checks of ``SupportsReplace`` / ``SupportsOrderLists``
+/ ``AnswersWithNews`` answer through the wrapper as they would without it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 
-from ult_actors.brokers.base import Connector, SupportsOrderLists, SupportsReplace, UpdateSink
+from ult_actors.brokers.base import (
+    AnswersWithNews,
+    Connector,
+    SubmitAnswer,
+    SupportsOrderLists,
+    SupportsReplace,
+    UpdateSink,
+)
 from ult_actors.errors import BrokerUnavailable, RateLimited
 from ult_actors.messages import (
     Account,
@@ -52,6 +61,7 @@ from ult_actors.messages import (
     Order,
     OrderListRequest,
     OrderRequest,
+    OrderUpdate,
     Position,
     ReplaceRequest,
 )
@@ -134,8 +144,11 @@ class FaultyConnector:
 
     def __new__(cls, inner: Connector, plan: FaultPlan) -> FaultyConnector:
         if cls is FaultyConnector:
-            key = (isinstance(inner, SupportsReplace), isinstance(inner, SupportsOrderLists))
-            cls = _BY_CAPABILITIES[key]
+            cls = _with_capabilities(
+                isinstance(inner, SupportsReplace),
+                isinstance(inner, SupportsOrderLists),
+                isinstance(inner, AnswersWithNews),
+            )
         return super().__new__(cls)
 
     def __init__(self, inner: Connector, plan: FaultPlan) -> None:
@@ -161,13 +174,21 @@ class FaultyConnector:
     async def disconnect(self) -> None:
         await self.inner.disconnect()
 
-    async def _applied(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call`` (one that places or changes orders) broken as a submit is."""
+    async def _applied(
+        self,
+        op: str,
+        call: Callable[[], Awaitable[T]],
+        unanswered: Callable[[T], None] = lambda _result: None,
+    ) -> T:
+        """Run ``call`` (one that places or changes orders) broken as a submit is;
+        ``unanswered(result)`` when the venue applied it and the caller is not told."""
         if self.plan.gate is not None:
             await self.plan.gate.wait()
         kind = self.plan.roll(op, SUBMIT_FAULTS)
         await self._fail(kind, " before the order")
         result = await call()
+        if kind in ("lose_reply", "actor_crash") or self.plan.crash_after_apply > 0:
+            unanswered(result)
         if kind == "lose_reply":
             raise BrokerUnavailable("injected: reply lost after the order was applied")
         if kind == "actor_crash":
@@ -258,13 +279,25 @@ class _FaultyLists(FaultyConnector):
         return await self._applied("submit_list", lambda: inner.submit_list(request))
 
 
-class _FaultyReplaceAndLists(_FaultyReplace, _FaultyLists):
-    """The wrapper of a connector with both capabilities."""
+class _FaultyAnswers(FaultyConnector):
+    """The wrapper of a connector that answers a submit with its news."""
+
+    async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
+        inner: Any = self.inner  # an AnswersWithNews, as __new__ chose this class
+        return await self._applied(
+            "submit",
+            lambda: inner.submit_answer(request),
+            lambda answer: inner.redeliver(answer.news),  # the venue streams them
+        )
+
+    def redeliver(self, news: Sequence[OrderUpdate]) -> None:
+        inner: Any = self.inner
+        inner.redeliver(news)
 
 
-_BY_CAPABILITIES: dict[tuple[bool, bool], type[FaultyConnector]] = {
-    (False, False): FaultyConnector,
-    (True, False): _FaultyReplace,
-    (False, True): _FaultyLists,
-    (True, True): _FaultyReplaceAndLists,
-}
+@functools.cache
+def _with_capabilities(replace: bool, lists: bool, answers: bool) -> type[FaultyConnector]:
+    """The wrapper class with these capabilities of the wrapped connector."""
+    mixins = ((_FaultyReplace, replace), (_FaultyLists, lists), (_FaultyAnswers, answers))
+    bases = tuple(mixin for mixin, has in mixins if has) or (FaultyConnector,)
+    return bases[0] if len(bases) == 1 else type("FaultyConnector", bases, {})

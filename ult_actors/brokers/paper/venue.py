@@ -550,7 +550,13 @@ class PaperVenue:
         # Its quantities, state or (through a fill) the position moved: so may its reserve.
         self._reserve.pop(working.order.symbol, None)
         self._dirty[working.order.id] = working
-        self._updates.append(OrderUpdate(order=working.order, fill=fill, ts=self.now_ns()))
+        updates = self._updates
+        if updates and updates[-1].fill is None and updates[-1].order.id == working.order.id:
+            # A state this call went past (a market order accepted, then filled): news
+            # to nobody (``_news``), so not kept.
+            updates[-1] = OrderUpdate(order=working.order, fill=fill, ts=self.now_ns())
+        else:
+            updates.append(OrderUpdate(order=working.order, fill=fill, ts=self.now_ns()))
 
     # -- money ------------------------------------------------------------------
 
