@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from trio.testing import MockClock
 
 from tests.journal.harness import order, records_in_log, rows_in_file, rows_on_disk
 from ult_actors.errors import JournalUnavailable
@@ -243,17 +242,6 @@ async def test_with_full_a_failed_fsync_refuses_the_submit_and_the_log_reads_on_
         assert {o.client_order_id for o in await store.list_orders()} == {"c-1", "c-3"}
 
 
-async def test_news_and_a_record_appended_at_once_keep_their_order(tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    async with open_sqlite_store(path, sync_interval_s=5.0) as store:
-        store.record_soon(order("c-1", "new", oid="b-1"))
-        store.record_soon(order("c-1", "filled", oid="b-1"))
-        with trio.fail_after(10):
-            await store.record(order("c-2"), event="submit")  # the news shares its commit
-        assert rows_on_disk(path) == {"c-1": "filled", "c-2": "pending_new"}
-        assert [e.order.status for e in await store.history("c-1")] == ["filled"]
-
-
 class _TaskSteps(trio.abc.Instrument):
     """Names the tasks that take a step while it is installed."""
 
@@ -299,41 +287,9 @@ async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
                 # The venue's answer, journaled before the writer has run again.
                 store.record_soon(order(f"c-{i}", "filled", oid=f"b-{i}"))
                 await trio.testing.wait_all_tasks_blocked()
-        # Each answer rode with the next submit (the last one waits for company).
+        # The answers went to the fold's thread, not to an append of their own.
         assert store.commits == 5
         assert len(rows_on_disk(path)) == 5
-
-
-async def test_news_queued_while_the_writer_waits_for_a_record_does_not_wake_it(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "journal.db"
-    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
-        with trio.fail_after(10):
-            await store.record(order("c-0"), event="submit")
-            store.record_soon(order("c-0", "accepted", oid="b-0"))
-            await trio.testing.wait_all_tasks_blocked()  # the writer waits out its timer
-            steps = _TaskSteps()
-            trio.lowlevel.add_instrument(steps)
-            try:
-                for i in range(1, 4):
-                    await store.record(order(f"c-{i}"), event="submit")  # takes the news
-                    await trio.testing.wait_all_tasks_blocked()
-                    store.record_soon(order(f"c-{i}", "accepted", oid=f"b-{i}"))
-                    await trio.testing.wait_all_tasks_blocked()
-            finally:
-                trio.lowlevel.remove_instrument(steps)
-        writer_steps = [name for name in steps.tasks if name.endswith("._write_forever")]
-        # None: not after a submit's own append (the round's end marks a burst's end),
-        # nor for the news, which rides with the next submit all the same.
-        assert writer_steps == []
-        assert store.commits == 4
-        assert rows_on_disk(path) == {
-            "c-0": "accepted",
-            "c-1": "accepted",
-            "c-2": "accepted",
-            "c-3": "pending_new",
-        }
 
 
 async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_path: Path) -> None:
@@ -346,25 +302,3 @@ async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_pat
             await store.record(order("c-21"), event="submit")  # a later round: at once
             assert store.commits == 4
         assert len(rows_on_disk(path)) == 22
-
-
-async def test_news_younger_than_the_interval_when_the_timer_ends_waits_on_for_a_submit(
-    tmp_path: Path, mock_clock: MockClock
-) -> None:
-    path = tmp_path / "journal.db"
-    async with open_sqlite_store(path, sync_interval_s=1.0) as store:
-        with trio.fail_after(10):
-            await store.record(order("c-0"), event="submit")
-            store.record_soon(order("c-0", "accepted", oid="b-0"))  # the timer: up at 1.0
-            await trio.testing.wait_all_tasks_blocked()
-            mock_clock.jump(0.6)
-            await store.record(order("c-1"), event="submit")  # takes that news along
-            store.record_soon(order("c-1", "accepted", oid="b-1"))  # queued at 0.6
-            await trio.testing.wait_all_tasks_blocked()
-            mock_clock.jump(0.5)  # the timer is up; this news has waited 0.5 s
-            await trio.testing.wait_all_tasks_blocked()
-            assert store.commits == 2
-            mock_clock.jump(0.5)  # now it has waited its interval
-            await trio.testing.wait_all_tasks_blocked()
-            assert store.commits == 3
-        assert rows_on_disk(path) == {"c-0": "accepted", "c-1": "accepted"}

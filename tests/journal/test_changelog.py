@@ -37,8 +37,8 @@ _CHILD = textwrap.dedent(
         async with open_sqlite_store(Path(path), fold_interval_s=3600) as store:
             await store.record(order("c-1"), event="submit")
             await store.record(order("c-1", "filled", oid="b-1"))
-            store.record_fill(fill("f-1"))
-            await store.record(order("c-2"), event="submit")  # the fill rides along
+            store.record_fill(fill("f-1"))  # news: to the fold's thread, not the log
+            await store.record(order("c-2"), event="submit")
             if fold_first:
                 await store.in_file()
             print("recorded", flush=True)
@@ -89,7 +89,9 @@ async def test_a_record_survives_a_kill9_before_any_fold(tmp_path: Path) -> None
         await store.record(order("c-3"), event="submit")
         assert [e.seq for e in await store.history("c-3")] == [4]  # after the replayed ones
     assert not segment_log.segments(path)  # replayed, then gone on a clean close
-    assert table_counts(path) == (4, 3, 1)
+    # The fill was news, never in the log: killed before its fold, it is lost (the broker
+    # still has it for reconciliation); every record made durable is there.
+    assert table_counts(path) == (4, 3, 0)
 
 
 async def test_a_log_replayed_after_its_fold_committed_leaves_each_row_once(
@@ -127,7 +129,7 @@ async def test_a_record_cut_short_ends_the_replay(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     record_then_kill9(path, fold_first=False)
     [segment] = segment_log.segments(path)
-    # The disk filled during the last append (c-2's, with the fill): its last bytes
+    # The disk filled during the last append (c-2's): its last bytes
     # never landed on the segment's zeros. Its caller was never answered, so the
     # replay ends before it.
     data = segment.read_bytes()

@@ -18,15 +18,26 @@ class Counter:
         return self.ns
 
 
-def route_batches(route: FsyncRoute, delay: Counter, waits_us: int, n: int) -> str:
+def route_batches(
+    route: FsyncRoute,
+    delay: Counter,
+    waits_us: int,
+    n: int,
+    *,
+    clock: Counter | None = None,
+    took_us: int = 0,
+) -> str:
     """Route ``n`` lone batches; one written on the trio thread waits ``waits_us`` to run
-    after its fsync. The ways, L (the trio thread) or T (the writer's thread), in order."""
+    after its fsync (and moves ``clock`` by ``took_us``). The ways, L (the trio thread) or
+    T (the writer's thread), in order."""
     ways = ""
     for _ in range(n):
         if route.choose():
 
             def write() -> None:
                 delay.ns += waits_us * 1000
+                if clock is not None:
+                    clock.ns += took_us * 1000
 
             route.write_here(write)
             ways += "L"
@@ -56,33 +67,29 @@ def test_a_trio_thread_that_runs_late_after_its_fsyncs_hands_them_over_and_is_tr
 
 
 def test_a_slow_disk_keeps_the_trio_thread_free_of_the_writes() -> None:
-    delay = Counter()
-    clock = Counter()  # each write moves it by ``took_us``
+    delay, clock = Counter(), Counter()
     route = FsyncRoute(probe_every=8, slow_ns=1_000_000, run_delay_ns=delay, now_ns=clock)
-
-    def batches(took_us: int, n: int) -> str:
-        ways = ""
-        for _ in range(n):
-            if route.choose():
-
-                def write() -> None:
-                    clock.ns += took_us * 1000
-
-                route.write_here(write)
-                ways += "L"
-            else:
-                ways += "T"
-        return ways
-
-    assert batches(200, 4) == "LLLL"
+    assert route_batches(route, delay, 0, 4, clock=clock, took_us=200) == "LLLL"
     # The disk takes 5 ms an fsync: the loop would serve nobody meanwhile. The trio thread
     # runs again at once, yet the writer's thread takes the batches, bar a try every 8th.
-    assert batches(5_000, 12) == "LLTLTTTTTTTL"
+    assert route_batches(route, delay, 0, 12, clock=clock, took_us=5_000) == "LLTLTTTTTTTL"
 
 
 def test_without_the_kernels_figures_every_batch_goes_to_the_writers_thread() -> None:
     route = FsyncRoute()
     route._open_schedstat = lambda: None  # type: ignore[method-assign]
+    assert [route.choose() for _ in range(3)] == [False, False, False]
+
+
+def test_an_unreadable_kernel_figure_fails_no_write_and_ends_the_trio_threads_turn() -> None:
+    def unreadable() -> int:
+        raise OSError(5, "Input/output error")
+
+    route = FsyncRoute(run_delay_ns=unreadable)
+    written: list[int] = []
+    assert route.choose() is True
+    route.write_here(lambda: written.append(1))
+    assert written == [1]
     assert [route.choose() for _ in range(3)] == [False, False, False]
 
 

@@ -1,7 +1,8 @@
 """What only the PostgreSQL journal does: ride out a database restart, refuse a newer schema,
 refuse every write once its cluster lease was taken over (fencing).
 
-What every journal store does is in ``test_store_contract.py``.
+What every journal store does is in ``test_store_contract.py``; the SQLite journal hands
+its news to its fold instead (``test_news.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import trio
+import trio.testing
 
 from tests.journal.harness import PostgresBackend, order, paper_service, short_socket_path
 from ult_actors.client import AsyncClient
@@ -48,6 +50,19 @@ async def test_a_database_restart_refuses_new_orders_holds_the_news_then_resumes
                 await store.availability_changed()
             await store.record(order("c-3"), event="submit")
         assert backend.rows() == {"c-1": "filled", "c-3": "pending_new"}  # c-2 never was
+
+
+async def test_the_news_shares_the_next_submits_commit(postgres_url: str) -> None:
+    backend = PostgresBackend(postgres_url)
+    async with backend.open(sync_interval_s=60.0) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            store.record_soon(order("c-1", "filled", oid="b-1"))
+            await trio.testing.wait_all_tasks_blocked()  # the writer had its chance
+            assert backend.rows() == {"c-1": "pending_new"}  # waiting for company
+            await store.record(order("c-2"), event="submit")
+        assert backend.rows() == {"c-1": "filled", "c-2": "pending_new"}
+        assert store.commits == 2  # one commit per submit; the fill rode along
 
 
 async def test_a_journal_from_a_newer_ult_is_refused_not_guessed_at(postgres_url: str) -> None:

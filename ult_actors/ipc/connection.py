@@ -1,4 +1,4 @@
-"""One client connection: read frames, answer each request in its own task, push events.
+"""One client connection: read frames, answer requests (none waiting for another), push events.
 
 Requests are pipelined: every complete frame of a read is decoded, and
 replies go out in whatever order they finish, each carrying the request's id.

@@ -1,12 +1,12 @@
 """Tasks that stay alive between jobs: a job goes to an idle task, woken with it in hand.
 
-A connection answers each request in a task of its own (a request may wait
-on a slow broker while the next is read and answered). Starting a task per
-request costs more than waking one that is already there, so a connection
-keeps the tasks that finished their job parked, up to ``max_idle`` of them,
-and ``hand`` gives the next job straight to one of those (no queue to
-contend for), starting a new task only when none is idle. A parked task
-holds ~2 KB.
+A connection's tasks take turns at reading and at answering what was read
+(a request may wait on a slow broker while the next is read and answered,
+each by another task). Starting a task per job costs more than waking one
+that is already there, so a connection keeps the tasks that finished their
+job parked, up to ``max_idle`` of them, and ``hand`` gives the next job
+straight to one of those (no queue to contend for), starting a new task only
+when none is idle. A parked task holds ~2 KB.
 """
 
 from __future__ import annotations

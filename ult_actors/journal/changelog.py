@@ -17,11 +17,25 @@ An append that fails leaves nothing of its record behind that a replay
 would take in: the segment is cut back to where it was, or, if even that
 fails, closed, and the next append opens another (the reader stops at a
 record cut short and goes on with the next segment).
+
+The brokers' news (records and fills nobody waits for) skips the log:
+``news`` hands it, unencoded, to the fold's thread, which
+encodes it and writes it with its next fold. A ``kill -9`` before that fold
+loses it (news is promised to nobody: reconciliation asks the broker), and
+a fold's rows are taken by sequence number, not in the order they came
+(a submit still waiting for its append reaches the fold after its answer).
+What a ``kill -9`` may take is only news no later record depends on: the
+store appends, with a record that names another order or was made for one
+already sent (a replacement's intent, a list's leg, a resend), the news
+handed over and not folded yet (``take_unfolded_news``), so such a record
+is never durable over an order whose earlier news the file lacks.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import operator
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -47,6 +61,8 @@ LogRow = tuple[int, str, str, str, int, bytes, str, str, str, int]
 FillRow = tuple[str, str, str, str, int, bytes]
 #: Writes rows to the file in one transaction; ``probe``: with room to grow checked.
 Fold = Callable[[list[LogRow], list[FillRow], bool], None]
+#: One record as the store makes it: sequence number, event, time, the order's state.
+Record = tuple[int, str, int, Order]
 
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -74,6 +90,10 @@ def fill_row(fill: Fill) -> FillRow:
     return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, _encode(fill))
 
 
+#: A ``LogRow``'s sequence number: a fold's rows are written in its order.
+seq_of = operator.itemgetter(0)
+
+
 def read(path: Path) -> Iterator[LogRecord]:
     """Every record the log of ``path`` holds, oldest first (a segment's record cut short
     ends that segment; one that cannot be decoded, the replay)."""
@@ -88,6 +108,9 @@ def read(path: Path) -> Iterator[LogRecord]:
 #: to ``on_folded`` once folded (the store's own records), and its number. A plain
 #: tuple: one is made per append, on the trio thread.
 _Appended = tuple[list[LogRow], list[FillRow], Any, int]
+#: One piece of news as the fold's thread takes it: a ``Record`` or a ``Fill``, and its
+#: number among the news.
+_News = tuple[Record | Fill, int]
 
 
 @dataclass
@@ -98,15 +121,18 @@ class _Retry:
     error: BaseException | None = None
 
 
-_Job = _Appended | _Retry | Path | None  # a closed segment to delete; None: stop
+_Job = _Appended | _News | _Retry | Path | None  # a closed segment to delete; None: stop
+#: (appends, news) folded through, and who waits for that.
+_Waiters = list[tuple[int, int, trio.Event]]
 
 
 class JournalLog:
     """The journal's log: one append per batch, folded into the file on a thread.
 
     One writer appends at a time (the store's writer, on the trio thread or
-    its own). ``on_folded(memos)`` and ``on_failed(error)`` run on the trio
-    thread. After a failed fold the thread folds nothing until ``retry``
+    its own); the news comes from the trio thread. ``on_folded(memos)``
+    (the news's ``Record``s among them, as one list) and ``on_failed(error)``
+    run on the trio thread. After a failed fold the thread folds nothing until ``retry``
     (the store's probe) succeeds; the log keeps every record meanwhile.
     """
 
@@ -130,6 +156,12 @@ class JournalLog:
         #: Appends made, and how many of them the file holds (as the trio side knows).
         self.appends = 0
         self.folded_appends = 0
+        #: News handed over (on the trio thread), and how much of it the file holds.
+        #: Counted apart from the appends, which ``full`` makes on the writer's thread.
+        self.news_handed = 0
+        self.folded_news = 0
+        #: The news handed over that may not be in the file yet, oldest first.
+        self._unfolded: collections.deque[_News] = collections.deque()
         #: Transactions that folded appends into the file.
         self.folds = 0
         #: Why the last fold failed, until one succeeds (set by the fold's thread).
@@ -138,7 +170,7 @@ class JournalLog:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._hurry = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
-        self._waiters: segment_log.Waiters = []
+        self._waiters: _Waiters = []
         self._thread = threading.Thread(
             target=self._work, name=f"journal-fold:{path.name}", daemon=True
         )
@@ -175,6 +207,27 @@ class JournalLog:
         self._jobs.put((rows, fills, memo, self.appends))
         return self._log.segment
 
+    def news(self, item: Record | Fill) -> None:
+        """Hand one record or fill nobody waits for to the fold's thread, which encodes it
+        and writes it with its next fold (it is not appended to the log)."""
+        self.news_handed += 1
+        job = (item, self.news_handed)
+        self._unfolded.append(job)
+        self._jobs.put(job)
+
+    def take_unfolded_news(self) -> list[Record | Fill]:
+        """The news handed over and not folded yet, oldest first, each piece once: a record
+        appended with it is durable only with the news made before it."""
+        self._forget_folded()
+        taken = [item for item, _ in self._unfolded]
+        self._unfolded.clear()
+        return taken
+
+    def _forget_folded(self) -> None:
+        unfolded = self._unfolded
+        while unfolded and unfolded[0][1] <= self.folded_news:
+            unfolded.popleft()
+
     def _cut_back(self, size: int) -> None:
         try:
             self._log.cut_back(size)  # the next append writes where this one began
@@ -191,14 +244,23 @@ class JournalLog:
         if job.error is not None:
             raise job.error
 
-    async def folded_through(self, appends: int) -> None:
-        """Return once the first ``appends`` appends are in the file, or a fold fails."""
-        if self.folded_appends >= appends or self.failure is not None:
+    async def folded_through(self, appends: int, news: int = 0) -> None:
+        """Return once the first ``appends`` appends and ``news`` pieces of news are in the
+        file, or a fold fails."""
+        if self._reached(appends, news) or self.failure is not None:
             return
         done = trio.Event()
-        self._waiters.append((appends, done))
+        self._waiters.append((appends, news, done))
         self._hurry.set()
         await done.wait()
+
+    async def in_file(self) -> None:
+        """Return once everything appended or handed over before the call is in the file,
+        or a fold fails."""
+        await self.folded_through(self.appends, self.news_handed)
+
+    def _reached(self, appends: int, news: int) -> bool:
+        return self.folded_appends >= appends and self.folded_news >= news
 
     def close(self) -> None:
         """Fold what is left, stop the thread and close the segment; delete the log if the
@@ -212,8 +274,10 @@ class JournalLog:
 
     # -- the trio side -----------------------------------------------------------------
 
-    def _folded(self, memos: list[Any], appends: int) -> None:
+    def _folded(self, memos: list[Any], appends: int, news: int) -> None:
         self.folded_appends = appends
+        self.folded_news = news
+        self._forget_folded()
         self.folds += 1
         self._wake()
         self._on_folded(memos)
@@ -223,9 +287,14 @@ class JournalLog:
         self._on_failed(error)
 
     def _wake(self) -> None:
-        self._waiters = segment_log.wake_reached(
-            self._waiters, self.folded_appends, failed=self.failure is not None
-        )
+        failed = self.failure is not None
+        waiting: _Waiters = []
+        for appends, news, done in self._waiters:
+            if failed or self._reached(appends, news):
+                done.set()
+            else:
+                waiting.append((appends, news, done))
+        self._waiters = waiting
 
     def _tell(self, fn: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(trio.RunFinishedError):  # nobody is listening any more
@@ -237,8 +306,9 @@ class JournalLog:
         rows: list[LogRow] = []
         fills: list[FillRow] = []
         memos: list[Any] = []
+        news: list[Record] = []  # one memo for all of a fold's news
         closed: list[Path] = []
-        appended = 0
+        appended = handed = told = 0
         while True:
             jobs = [self._jobs.get()]
             if isinstance(jobs[0], (tuple, Path)):
@@ -252,11 +322,18 @@ class JournalLog:
                     break
             retries = [job for job in jobs if isinstance(job, _Retry)]
             for job in jobs:
-                if isinstance(job, tuple):
-                    rows += job[0]
-                    fills += job[1]
-                    memos.append(job[2])
-                    appended = job[3]
+                if isinstance(job, tuple) and len(job) == 2:
+                    item, handed = job
+                    if isinstance(item, Fill):
+                        fills.append(fill_row(item))
+                    else:
+                        news.append(item)
+                        rows.append(log_row(*item))
+                elif isinstance(job, tuple):
+                    logged, logged_fills, memo, appended = job
+                    rows += logged
+                    fills += logged_fills
+                    memos.append(memo)
                 elif isinstance(job, Path):
                     closed.append(job)
             stopping = None in jobs
@@ -265,9 +342,12 @@ class JournalLog:
                 error = self._fold_now(rows, fills, closed, probe=bool(retries))
                 if error is None:
                     recovered, self.failure = self.failure is not None, None
-                    if memos or recovered:
-                        self._tell(self._folded, memos, appended)
-                    rows, fills, memos, closed = [], [], [], []
+                    if news:
+                        memos.append(news)
+                    if memos or recovered or handed != told:
+                        self._tell(self._folded, memos, appended, handed)
+                        told = handed
+                    rows, fills, memos, news, closed = [], [], [], [], []
                 else:
                     self.failure = error
                     self._tell(self._failed, error)

@@ -30,11 +30,20 @@ writer task neither wakes to take the batch nor to hand it back. If that
 round ends with nothing else for the loop to run, the batch may be written
 right there, on the trio thread, sparing both thread hand-overs, while that
 thread runs again promptly after its fsync (``journal.fsync_route``).
-``record_soon()`` queues a write the same way without waiting for it (the
-brokers' news about orders already sent); a batch of only such news waits up to ``sync_interval_s``
-for the next ``record`` (a ``submit``) to share its append, so it never
-puts a write in front of an order (one timer serves many orders' news);
-what is queued at close is written and folded before the file closes.
+``record_soon()`` and ``record_fill()`` (the brokers' news about orders
+already sent) are not waited for and skip the log: the row goes, unencoded,
+to the fold's thread (``JournalLog.news``), which encodes it and writes it
+with its next fold, so it is in the file, fsynced, at most
+``fold_interval_s`` after it was recorded, and costs the order's path no
+append; a ``kill -9`` before that fold loses it (reconciliation asks the
+broker), unless a later record that names another order or was made for one
+already sent (not a plain ``submit``) carried it in its own append
+(``_carry_news``): such a record is never durable over older news. A store
+without a log (PostgreSQL's) queues news in its batches instead: a batch of
+only news waits up to ``sync_interval_s`` for the next ``record`` (a
+``submit``) to share its write, so it never puts a write in front of an
+order (one timer serves many orders' news). What is queued or handed over
+at close is written and folded before the file closes.
 
 Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
@@ -96,7 +105,7 @@ import trio
 from ult_actors import segment_log
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal import changelog
-from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row
+from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row, seq_of
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.log_sync import LogSyncer
@@ -369,8 +378,9 @@ class SqliteStore:
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
         self.synchronous = synchronous
-        #: The brokers' news (``record_soon``) waits this long at most for a ``record`` to
-        #: share its write; with ``normal``, the log is fsynced this long after an append.
+        #: Without a log, the brokers' news (``record_soon``) waits this long at most for a
+        #: ``record`` to share its write; with ``normal``, the log is fsynced this long after
+        #: an append.
         self.sync_interval_s = sync_interval_s
         self.max_batch = max(1, max_batch) if group_commit else 1
         self.linger_s = linger_s
@@ -734,11 +744,11 @@ class SqliteStore:
             handed.set()
 
     def record_soon(self, order: Order, *, event: str = "update") -> None:
-        """Store ``order`` like ``record`` without waiting for the commit (the brokers' news).
+        """Store ``order`` like ``record`` without waiting for it (the brokers' news).
 
-        Visible to ``get`` at once and committed with the next batch; a crash
-        before that commit loses the record, and restart reconciliation asks
-        the broker again. Not for a record that must be on disk before an
+        Visible to ``get`` at once and written with the next fold (with a
+        store without a log, the next batch); a crash before that loses the
+        record, and restart reconciliation asks the broker again. Not for a record that must be on disk before an
         order leaves (``submit``, ``resend``): those go through ``record``.
         """
         if event in _BEFORE_SENDING:
@@ -747,12 +757,15 @@ class SqliteStore:
             self._wake_for(waited=False)
 
     def record_fill(self, fill: Fill) -> None:
-        """Store one execution once (keyed by broker and fill id), committed with the
-        next batch like ``record_soon``; held in memory while the file cannot be written."""
+        """Store one execution once (keyed by broker and fill id), written in the background
+        like ``record_soon``; held in memory while the file cannot be written."""
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None:
             self._held_fills.append(fill)
+            return
+        if self._log is not None:
+            self._log.news(fill)
             return
         self._open_batch().fills.append(fill)
         self._wake_for(waited=False)
@@ -765,7 +778,8 @@ class SqliteStore:
         return batch
 
     def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
-        """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
+        """Index ``order`` and queue its row; the batch it will commit in (None: held, or
+        news handed to the fold's thread)."""
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None and event in _BEFORE_SENDING:
@@ -776,10 +790,30 @@ class SqliteStore:
         if self.unavailable is not None:
             self._hold(row)
             return None
+        if not waited and self._log is not None:
+            self._log.news(row)  # to the fold's thread, not the log: nobody waits for it
+            return None
         batch = self._open_batch()
+        log = self._log
+        if log is not None and (
+            event != "submit" or order.replaces is not None or order.leg is not None
+        ):
+            self._carry_news(log, batch)
         batch.rows.append(row)
         batch.waited = batch.waited or waited
         return batch
+
+    def _carry_news(self, log: JournalLog, batch: _Batch) -> None:
+        """Put the news not folded yet (``log``'s) in ``batch``: a record that names another order or
+        was made for one already sent (a replacement's intent, a leg, a resend) must not be
+        durable over an order whose earlier news a ``kill -9`` would take (restart settles
+        the record from the journal's state of that order). A plain ``submit`` names none:
+        the brokers' news then waits for its fold alone."""
+        for item in log.take_unfolded_news():
+            if isinstance(item, Fill):
+                batch.fills.append(item)
+            else:
+                batch.rows.append(item)
 
     def _wake_for(self, *, waited: bool) -> None:
         """Wake the writer for what was just queued, unless it is news the writer's
@@ -994,7 +1028,8 @@ class SqliteStore:
         )
 
     async def _news_waits_for_a_record(self) -> bool:
-        """A batch of only the brokers' news waits up to ``sync_interval_s`` from its opening
+        """A batch of only the brokers' news (a store without a log: the SQLite journal hands
+        its news to the fold) waits up to ``sync_interval_s`` from its opening
         for a record someone waits for (the next ``submit``): the two share one commit
         (one fsync with ``full``), and the news never puts a commit in front of an order.
         One timer serves many orders' news: when a ``record`` appends the news with its
@@ -1193,7 +1228,7 @@ class SqliteStore:
         if self._queue and self.unavailable is None:
             await self._queue[-1].wait()
         if self._log is not None and self.unavailable is None:
-            await self._log.folded_through(self._log.appends)
+            await self._log.in_file()
 
     async def history(self, client_order_id: str) -> list[JournalEvent]:
         """Every journaled state of one order, oldest first."""
@@ -1223,11 +1258,14 @@ def table_rows(
 
 def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
-    ``rows`` (oldest first) as one transaction writes them."""
+    ``rows`` (in any order) as one transaction writes them."""
     events = []
     latest: dict[str, tuple[Any, ...]] = {}
+    # By sequence number, not as they came: a submit still waiting for its append reaches
+    # the fold after the news of it, and its older state must not replace the newer.
+    in_order = sorted(rows, key=seq_of)
     for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
-        rows, _logged_order_and_event
+        in_order, _logged_order_and_event
     ):
         events.append((seq, coid, event, status, ts, body))
         latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from tests.actors.harness import exact_paper_settings
 from tests.brokers.contract import UpdateLog
 from ult_actors.brokers.base import AnswersWithNews
 from ult_actors.brokers.paper.connector import PaperConnector
@@ -17,16 +19,8 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.messages import Order, OrderRequest
 
 
-def _settings(tmp_path: Path, **overrides: object) -> PaperSettings:
-    return PaperSettings(
-        tick_interval_s=0,
-        slippage_bps=Decimal(0),
-        size_impact_bps_per_share=Decimal(0),
-        commission_per_share=Decimal(0),
-        start_prices={"AAPL": Decimal(100)},
-        state_path=str(tmp_path / "paper.db"),
-        **overrides,  # type: ignore[arg-type]
-    )
+def _settings(tmp_path: Path, **overrides: Any) -> PaperSettings:
+    return exact_paper_settings(state_path=str(tmp_path / "paper.db"), **overrides)
 
 
 def _market(coid: str, qty: int, **fields: object) -> OrderRequest:
