@@ -217,7 +217,7 @@ async def reconcile_on_start(
         if found is None:
             missing.append(order)
             continue
-        summary.count((await side.settle(found)).status)
+        summary.count((await side.settle(await _with_its_id(store, order, found))).status)
     for coid, theirs in broker_open.items():
         ours = await store.get(coid)
         if ours is None:
@@ -254,7 +254,7 @@ async def reconcile_stuck(
         if found is None:
             missing.append(order)
             continue
-        summary.count((await side.settle(found)).status)
+        summary.count((await side.settle(await _with_its_id(store, order, found))).status)
     if missing:
         await _settle_missing(side, store, policy, missing, summary, now_ns, resubmit=False)
     if sweep:
@@ -357,7 +357,7 @@ async def _settle_missing(
             if found is None:
                 still.append(order)
             else:
-                summary.count((await side.settle(found)).status)
+                summary.count((await side.settle(await _with_its_id(store, order, found))).status)
         missing = still
     max_age_ns = int(policy.resubmit_max_age_s * _NS)
     gone = [o for o in missing if o.status != "pending_new"]
@@ -396,6 +396,22 @@ async def _settle_missing(
         )
         await side.settle(never_arrived(now_known or order, reason, now_ns()))
         summary.count("rejected")
+
+
+async def _with_its_id(store: OrderStore, order: Order, found: Order) -> Order:
+    """``found`` (the venue's record of ``order``), given the id a replacement has there.
+
+    A venue that modifies in place (TWS) keeps the replaced order's id, yet one
+    of its reports carries none (TWS's completed orders). Without that id the
+    replacement would not end the order it replaced (``settle``), which the venue
+    no longer knows under its old client order id: that order would end ``lost``.
+    """
+    if found.id or not order.replaces:
+        return found
+    replaced = await store.get(order.replaces)
+    if replaced is None or not replaced.id:
+        return found
+    return msgspec.structs.replace(found, id=replaced.id, replaces=order.replaces)
 
 
 async def _replaced_in_place(side: BrokerSide, store: OrderStore, order: Order) -> Order | None:

@@ -28,6 +28,8 @@ from ult_actors.messages import Order, OrderReply, OrderRequest, Replace, Replac
 from ult_actors.service import Service, build_service
 from ult_actors.sim.ib import TwsSimulator
 
+CLIENT_ID = 1  # the connector's default API client id
+
 
 @asynccontextmanager
 async def service(sim: TwsSimulator, state_dir: Path) -> AsyncIterator[Service]:
@@ -95,3 +97,32 @@ async def test_a_modify_tws_held_until_after_a_restart_ends_as_tws_applied_it(
     assert orders["held-1"].replaced_by == "held-2"
     assert (orders["held-2"].replaces, orders["held-2"].filled_qty) == ("held-1", Decimal(10))
     assert orders["held-2"].id == placed.order.id  # TWS kept its order id
+
+
+async def test_a_held_modify_canceled_at_tws_while_the_service_was_down_ends_replaced(
+    sim: TwsSimulator, tmp_path: Path
+) -> None:
+    # TWS applies the modify it held, then the replacement is canceled there, and the
+    # service learns none of it before it restarts (a kill -9 lost those answers).
+    # TWS then reports the order only among its completed orders, which carry no
+    # order id: the link to the old order is the journal's, by the client order id.
+    resting = OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal(10), type="limit", limit_price=Decimal(5),
+        time_in_force="gtc", client_order_id="gone-1",
+    )  # fmt: skip
+    change = ReplaceRequest(order_id="gone-1", qty=Decimal(12), client_order_id="gone-2")
+    async with service(sim, tmp_path) as svc:
+        with trio.fail_after(BOUND):
+            placed = await svc.gateway.handle(Submit(id=1, order=resting))
+            assert isinstance(placed, OrderReply) and placed.order.status == "accepted"
+            sim.connected_to_ib = False
+            with pytest.raises(BrokerUnavailable):
+                await svc.gateway.handle(Replace(id=2, change=change))
+            assert (await journaled(svc, "gone-2")).status == "pending_new"
+    await sim.connectivity_restored()
+    sim.exchange.cancel(CLIENT_ID, int(placed.order.id))
+    async with service(sim, tmp_path) as svc:
+        orders = await until(svc, {"gone-1": "replaced", "gone-2": "canceled"})
+    assert orders["gone-1"].replaced_by == "gone-2"
+    assert orders["gone-2"].replaces == "gone-1"
+    assert orders["gone-2"].id == placed.order.id  # TWS kept its order id
