@@ -7,11 +7,14 @@ account file) and submits sequential orders through ``ServiceGateway.handle``,
 switching every ``--block`` orders between the ways a lone journal batch can
 be appended and fdatasynced: ``thread`` (always the journal writer's thread),
 ``loop`` (always the trio thread, when the loop has nothing else to run) and
-``route`` (``journal.fsync_route``'s choice, as the service runs). One
+``route`` (``journal.fsync_route``'s choice) and ``ahead`` (the route, plus
+the lone submit's fdatasync begun through io_uring while the order goes on,
+``journal.fsync_ahead``: the service's way where io_uring is offered). One
 service and one disk for all, blocks interleaved, so a busy disk or a busy
 machine weighs on every way alike. Per way: the order's p50 and p90, the
 journal's fdatasync p50 (timed around the call, on whichever thread made
-it), the difference (what ``full`` costs an order beyond its fsync), and
+it; for ``ahead``, from its start to its end seen by the loop), the
+difference (what ``full`` costs an order beyond its fsync), and
 the process's CPU per order (every thread, the fsyncs' kernel time too).
 
     python -m bench.full_sync --orders 3000

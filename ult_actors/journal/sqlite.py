@@ -30,6 +30,14 @@ writer task neither wakes to take the batch nor to hand it back. If that
 round ends with nothing else for the loop to run, the batch may be written
 right there, on the trio thread, sparing both thread hand-overs, while that
 thread runs again promptly after its fsync (``journal.fsync_route``).
+A lone ``submit`` made with ``fsync_by_ack`` (the broker's, as its order
+leaves) goes further: appended on the trio thread like a ``normal`` one,
+with its fdatasync begun through io_uring (``journal.fsync_ahead``), it
+returns at once; the order goes to the broker while the disk works, and
+the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
+(the append is in the page cache before the order leaves); a machine crash
+before the fsync ends takes no ack with it, and restart adopts an order
+the broker has and the journal lost.
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -49,8 +57,9 @@ Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
 operating system's page cache), and a ``LogSyncer`` thread fdatasyncs the
 log ``sync_interval_s`` after an append (a machine crash loses at most
-that much); ``"full"`` fdatasyncs the log before ``record`` returns: one
-fsync per batch of submits (group commit). Either way the fold's own
+that much); ``"full"`` fdatasyncs the log before ``record`` returns (or,
+``fsync_by_ack``, before ``durable`` does): one fsync per batch of submits
+(group commit). Either way the fold's own
 transactions are ``synchronous=FULL`` (off the loop, batched): a segment is
 deleted only once the file holds its records durably.
 
