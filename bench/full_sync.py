@@ -187,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--fake-fsync-us", type=float, default=0.0, help="sleep this long instead of fdatasync"
     )
-    p.add_argument(
-        "--ways", default=",".join(WAYS), help=f"which ways, in turn ({','.join(WAYS)})"
-    )
+    p.add_argument("--ways", default=",".join(WAYS), help=f"which ways, in turn ({','.join(WAYS)})")
     args = p.parse_args(argv)
     ways = tuple(args.ways.split(","))
     if not set(ways) <= set(WAYS):

@@ -14,8 +14,13 @@ import pytest
 import trio
 import trio.testing
 
-from tests.journal.harness import order, paper_service, records_in_log, rows_on_disk
-from tests.journal.harness import short_socket_path
+from tests.journal.harness import (
+    order,
+    paper_service,
+    records_in_log,
+    rows_on_disk,
+    short_socket_path,
+)
 from ult_actors.client import AsyncClient, JournalUnavailable
 from ult_actors.journal.fsync_ahead import open_fsync_ahead
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
@@ -61,9 +66,7 @@ async def test_with_full_the_order_leaves_before_its_fsync_and_the_ack_waits_for
     path = tmp_path / "journal.db"
     ahead = GatedFsyncAhead()
     fsynced: list[int] = []  # the fsyncs a record waits for before it returns
-    opener = sqlite_store_opener(
-        path, synchronous="full", fsync=fsynced.append, fsync_ahead=ahead
-    )
+    opener = sqlite_store_opener(path, synchronous="full", fsync=fsynced.append, fsync_ahead=ahead)
     async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
         store = await svc.journal.get()
         assert isinstance(store, SqliteStore)
