@@ -690,23 +690,23 @@ class SqliteStore:
             return  # the broker's news: held by the writer, written on recovery
         raise self._refusal(order, event)
 
-    def _commits_here(self, batch: _Batch) -> bool:
+    def _commits_here(self, batch: _Batch, *, ahead: bool = False) -> bool:
         """Commit ``batch`` in the calling task if the writer is idle (see the module
         doc); True if it is committed. A failure is left to the writer: the batch goes
         back to the head of the queue, and the writer's attempt fails or succeeds as
-        any other."""
+        any other. ``ahead``: with ``full``, its fdatasync only begun (``_appends_ahead``)."""
         if not (
             self._writer_idle
             and not self._round.appended
             and len(self._queue) == 1
             and self._queue[0] is batch
-            and self._commits_inline()
+            and (self._can_go_ahead() if ahead else self._commits_inline())
         ):
             return False
         self._queue.popleft()
         self._round.appended = True  # the rest of this round's records are the writer's
         try:
-            self._write_rows(batch.rows, fills=batch.fills)
+            self._write_rows(batch.rows, fills=batch.fills, ahead=ahead)
         except Exception:
             self._queue.appendleft(batch)
             return False
@@ -717,34 +717,25 @@ class SqliteStore:
     def _appends_ahead(self, batch: _Batch, coid: str) -> bool:
         """With ``full``: append ``batch`` (``coid``'s record) here, on the trio thread, and
         begin its fdatasync (``fsync_ahead``) without waiting for it: the caller goes on
-        and ``durable`` waits for it. True if done so. Only a record alone in its round, the
-        writer idle, nothing handed over and no such fdatasync running: a record that
-        waits for its fsync never shares a batch that returns before it. A failure is
-        left to the writer, as in ``_commits_here``."""
-        if not (
-            self.fsync_ahead is not None
-            and self._ahead_done == self._ahead_begun
-            and self._writer_idle
-            and self._handed is None
-            and self._round.round_end is None
-            and not self._round.appended
-            and len(self._queue) == 1
-            and self._queue[0] is batch
-            and self._can_hand_over()
-        ):
-            return False
-        self._queue.popleft()
-        self._round.appended = True  # the rest of this round's records are the writer's
-        try:
-            self._write_rows(batch.rows, fills=batch.fills, ahead=True)
-        except Exception:
-            self._queue.appendleft(batch)
+        and ``durable`` waits for it. True if done so."""
+        if not self._commits_here(batch, ahead=True):
             return False
         self._ahead_begun += 1
         self._ahead_of[coid] = self._ahead_begun
-        self._committed(batch.rows)
-        batch.finish()
         return True
+
+    def _can_go_ahead(self) -> bool:
+        """Whether a lone record may return before its fdatasync: with ``full``, no such
+        fdatasync running, nothing handed to the writer's thread and no record of this
+        round waiting for one (a record that waits for its fsync never shares a batch
+        that returns before it)."""
+        return (
+            self.fsync_ahead is not None
+            and self._ahead_done == self._ahead_begun
+            and self._handed is None
+            and self._round.round_end is None
+            and self._can_hand_over()
+        )
 
     async def durable(self, client_order_id: str) -> None:
         """Return once the fdatasync begun for ``client_order_id``'s record that returned
