@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,13 +24,8 @@ def cycle() -> weakref.ref[Node]:
     return weakref.ref(a)
 
 
-@pytest.fixture(autouse=True)
-def collector_restored() -> Iterator[None]:
-    """The settings are the process's: give the rest of the suite CPython's back."""
-    thresholds = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
+# The settings are the process's (run_service settles them once ready).
+pytestmark = pytest.mark.usefixtures("collector_restored")
 
 
 def test_a_cycle_made_after_start_up_is_still_collected_without_being_asked() -> None:

@@ -35,13 +35,8 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-@pytest.fixture(autouse=True)
-def _collector_restored() -> Iterator[None]:
-    """run_service settles the process's collector once ready: give the suite CPython's back."""
-    thresholds = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
+# The settings are the process's (run_service settles them once ready).
+pytestmark = pytest.mark.usefixtures("collector_restored")
 
 
 def fake_service(tmp: Path, venues: dict[str, FakeVenue]) -> Service:
