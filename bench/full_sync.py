@@ -70,7 +70,7 @@ class TimedFsync:
 
 
 class TimedAhead:
-    """Linux's AIO fdatasync begun ahead (``ahead``), timed from its start to its end seen."""
+    """The io_uring fdatasync begun ahead (``ahead``), timed from its start to its end seen."""
 
     def __init__(self, ahead: FsyncAhead, fsync: TimedFsync) -> None:
         self.ahead = ahead
@@ -111,7 +111,7 @@ async def _drive(
     route = FsyncRoute()
     aio = open_fsync_ahead()
     if "ahead" in ways and aio is None:
-        raise SystemExit("ahead: this system offers no AIO fdatasync")
+        raise SystemExit("ahead: this system offers no io_uring fdatasync")
     ahead = TimedAhead(aio, fsync) if aio is not None else None
     latency: dict[str, list[int]] = {way: [] for way in WAYS}
     cpu = dict.fromkeys(WAYS, 0.0)

@@ -138,15 +138,24 @@ async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
             await trio.testing.wait_all_tasks_blocked()  # the writer idle
             await store.record(order("c-1"), event="submit", fsync_by_ack=True)
             assert (len(ahead.begun), fsynced) == (1, [])  # returned before its fsync
+            with trio.move_on_after(3600) as waiting:  # its ack's waiter gives up
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(store.durable, "c-1")
+                    await ahead.waited.wait()
+                    waiting.cancel()
+            ahead.gate.set()  # done, and nobody has seen it yet
             await trio.testing.wait_all_tasks_blocked()
             await store.record(order("c-2"), event="submit", fsync_by_ack=True)
             assert (len(ahead.begun), len(fsynced)) == (1, 1)  # one at a time: fsynced here
-            await store.durable("c-2")  # nothing left for it
+            await store.durable("c-2")  # sees c-1's done: the next may go ahead again
+            await trio.testing.wait_all_tasks_blocked()
+            await store.record(order("c-3"), event="submit", fsync_by_ack=True)
+            assert (len(ahead.begun), len(fsynced)) == (2, 1)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(store.durable, "c-1")
+                nursery.start_soon(store.durable, "c-3")
                 await ahead.waited.wait()
                 ahead.gate.set()
-    assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new"}
+    assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new", "c-3": "pending_new"}
 
 
 async def test_the_io_uring_fdatasync_is_done_once_reported_and_reports_a_failure(

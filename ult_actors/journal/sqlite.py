@@ -386,8 +386,8 @@ class SqliteStore:
         fsync_ahead: FsyncAhead | None = None,
     ) -> None:
         """``fsync_ahead``: how a ``full`` record's fdatasync is begun ahead (see
-        ``record``); by default Linux's AIO where it is offered and ``fsync`` is the
-        real one."""
+        ``record``); by default io_uring where it is offered and ``fsync`` is the real
+        one."""
         self.path = path
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
@@ -456,14 +456,14 @@ class SqliteStore:
         self._log: JournalLog | None = None
         self._log_syncer: LogSyncer | None = None
         #: With ``full``, how the fdatasync of a record that returns before it
-        #: (``fsync_by_ack``) is begun on the trio thread (None: never); the ones begun and
-        #: done so far (numbered), the records waiting for the one running (client order id
-        #: -> its number) or whose one failed (-> why, until their ``durable``), why the
-        #: last failed (an outage until a probe folds the log), and whether a task waits.
+        #: (``fsync_by_ack``) is begun on the trio thread (None: never); how many were begun
+        #: and are done, whose record the one begun last is, the orders whose one failed
+        #: (-> why, until their ``durable``), why the last failed (an outage until a probe
+        #: folds the log), and whether a task waits for it.
         self.fsync_ahead = fsync_ahead
         self._ahead_begun = 0
         self._ahead_done = 0
-        self._ahead_of: dict[str, int] = {}
+        self._ahead_coid = ""
         self._ahead_failed: dict[str, str] = {}
         self._ahead_error: OSError | None = None
         self._reaping = False
@@ -616,7 +616,7 @@ class SqliteStore:
             await trio.to_thread.run_sync(self._close_sync)
         self.fsync_route.close()
         if self.fsync_ahead is not None:
-            self.fsync_ahead.close()  # waits for one still running (its record is folded)
+            self.fsync_ahead.close()  # one still running ends in the kernel; the log is folded
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:
             batch.error = error
@@ -721,7 +721,7 @@ class SqliteStore:
         if not self._commits_here(batch, ahead=True):
             return False
         self._ahead_begun += 1
-        self._ahead_of[coid] = self._ahead_begun
+        self._ahead_coid = coid
         return True
 
     def _can_go_ahead(self) -> bool:
@@ -738,11 +738,13 @@ class SqliteStore:
         )
 
     async def durable(self, client_order_id: str) -> None:
-        """Return once the fdatasync begun for ``client_order_id``'s record that returned
-        before it (``fsync_by_ack``) is done; at once if there is none (any other record
-        returned durable). ``JournalUnavailable`` if it failed: the order was sent and
-        is in the log, but a machine crash may take it (until a probe folds the log)."""
-        begun = self._ahead_of.get(client_order_id, 0)
+        """Return once the fdatasyncs begun so far for records that returned before them
+        (``fsync_by_ack``) are done (any other record returned durable).
+        ``JournalUnavailable`` if ``client_order_id``'s failed: the order was sent and is in
+        the log, but a machine crash may take it (until a probe folds the log)."""
+        # Every one begun, not only this order's: one whose waiter was cancelled is reaped
+        # by the next, and the next record may go ahead again.
+        begun = self._ahead_begun
         while self._ahead_done < begun:
             await self._reap_ahead()
         why = self._ahead_failed.pop(client_order_id, None)
@@ -765,14 +767,12 @@ class SqliteStore:
             try:
                 await self.fsync_ahead.done()
             except OSError as exc:
-                why = self._outage_reason(exc)
-                self._ahead_failed.update(dict.fromkeys(self._ahead_of, why))
+                self._ahead_failed[self._ahead_coid] = self._outage_reason(exc)
                 # What it covered may not be on the disk: an outage until a probe folds the
                 # log into the file (durably), as after a failed fold.
                 self._ahead_error = exc
                 self._wake.set()
             self._ahead_done = begun
-            self._ahead_of.clear()  # every one of them waited for this one
         finally:
             self._reaping = False
             self._reaped.set()
