@@ -4,13 +4,16 @@ Requests are pipelined: every complete frame of a read is decoded, and
 replies go out in whatever order they finish, each carrying the request's id.
 The reading itself is a turn passed between the connection's tasks (kept
 parked between requests, see ``taskpool.py``): the task that read a batch
-hands the reading on and answers the batch's requests itself, one after
-another, so a lone request is answered in the step that read it, while the
-next task already reads. No request waits for another's answer: before each
-request it answers with more left, the task wakes another to take over the
-rest, which it does if this answer waits (a cancel sent while a submit waits
-on a slow broker is answered at once); answers that do not wait (most do not)
-cost no task wake-up each, and a task whose answer came takes what is left.
+answers the batch's requests itself, one after another, so a lone request is
+answered in the step that read it, and reads again once they are answered.
+Only when one of its answers waits does it hand the reading on, as the answer
+suspends, so the next requests are read meanwhile (a lone request answered
+at once costs the connection one task step, not a second one for the next
+read). No request waits for another's answer: before each request it answers
+with more left, the task wakes another to take over the rest, which it does
+if this answer waits (a cancel sent while a submit waits on a slow broker is
+answered at once); answers that do not wait (most do not) cost no task
+wake-up each, and a task whose answer came takes what is left.
 Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
@@ -46,6 +49,7 @@ from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
 from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
+from ult_actors.ipc.suspension import run_noting_suspension
 from ult_actors.ipc.taskpool import TaskPool
 from ult_actors.messages import (
     ErrorReply,
@@ -184,31 +188,42 @@ class Connection:
                     await budget.wait_for_room()
 
     async def _serve(self, job: _ReadTurn | _TakeTurn) -> None:
-        """One job of the connection's tasks: take the reading turn, or take over the
-        requests read and not yet taken; then answer those."""
+        """One job of the connection's tasks: the reading turn (read, answer what was
+        read, read again, until an answer waits or the reading is over), or taking over
+        the requests read and not yet taken."""
         if isinstance(job, _ReadTurn):
-            if not await self._read():
-                return
+            while await self._read():
+                if not await self._take(reading=True):
+                    return  # the turn went on to another task
         else:
             self._taker_due = False
-        await self._take()
+            await self._take(reading=False)
 
-    async def _take(self) -> None:
+    async def _take(self, *, reading: bool) -> bool:
         """Answer the requests read and not yet taken, one after another, while another
         task is due to take over the rest: a request whose answer waits (a slow broker)
-        holds up no other; one answered in this step (most are) costs no task wake-up."""
+        holds up no other; one answered in this step (most are) costs no task wake-up.
+
+        With ``reading``, this task holds the reading turn and hands it on as soon as
+        one of its answers waits; True if it still holds it."""
         untaken = self._untaken
         while untaken:
             request = untaken.popleft()
             if untaken and not self._taker_due:
                 self._taker_due = True
                 self._tasks.hand(_TAKE)
-            await self._answer(request)
+            if reading:
+                reading = await run_noting_suspension(self._answer(request), self._hand_reading)
+            else:
+                await self._answer(request)
+        return reading
+
+    def _hand_reading(self) -> None:
+        self._tasks.hand(_READ)
 
     async def _read(self) -> bool:
-        """Read until a read brings requests and hand the reading turn on to another
-        task; False once the reading is over: EOF, a broken stream, or an oversize
-        frame."""
+        """Read until a read brings requests to answer; False once the reading is over:
+        EOF, a broken stream, or an oversize frame."""
         while True:
             await self._wait_for_room()
             # Paused at a limit: finish the frames already buffered first.
@@ -231,7 +246,6 @@ class Connection:
                 self._oversize = True
                 break
             if self._untaken:
-                self._tasks.hand(_READ)
                 return True
         self._read_over.set()
         return False
