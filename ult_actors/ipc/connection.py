@@ -5,15 +5,16 @@ replies go out in whatever order they finish, each carrying the request's id.
 The reading itself is a turn passed between the connection's tasks (kept
 parked between requests, see ``taskpool.py``): the task that read a batch
 answers the batch's requests itself, one after another, so a lone request is
-answered in the step that read it, and reads again once they are answered.
-Only when one of its answers waits does it hand the reading on, as the answer
-suspends, so the next requests are read meanwhile (a lone request answered
-at once costs the connection one task step, not a second one for the next
-read). No request waits for another's answer: before each request it answers
-with more left, the task wakes another to take over the rest, which it does
-if this answer waits (a cancel sent while a submit waits on a slow broker is
-answered at once); answers that do not wait (most do not) cost no task
-wake-up each, and a task whose answer came takes what is left.
+answered in the step that read it. A batch of several hands the reading on
+at once, so the next task already reads; a lone request keeps it unless its
+answer waits, when it is handed on as the answer begins to wait (a lone
+request answered at once, most are, then costs the connection one task step,
+not a second one for the next read). No request waits for another's answer:
+before each request it answers with more left, the task wakes another to take
+over the rest, which it does if this answer waits (a cancel sent while a
+submit waits on a slow broker is answered at once); answers that do not wait
+(most do not) cost no task wake-up each, and a task whose answer came takes
+what is left.
 Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
@@ -188,38 +189,43 @@ class Connection:
                     await budget.wait_for_room()
 
     async def _serve(self, job: _ReadTurn | _TakeTurn) -> None:
-        """One job of the connection's tasks: the reading turn (read, answer what was
-        read, read again, until an answer waits or the reading is over), or taking over
-        the requests read and not yet taken."""
+        """One job of the connection's tasks: take the reading turn, or take over the
+        requests read and not yet taken; then answer those."""
         if isinstance(job, _ReadTurn):
-            while await self._read():
-                if not await self._take(reading=True):
-                    return  # the turn went on to another task
+            if not await self._read_answering_lone_requests():
+                return
         else:
             self._taker_due = False
-            await self._take(reading=False)
+        await self._take()
 
-    async def _take(self, *, reading: bool) -> bool:
+    async def _read_answering_lone_requests(self) -> bool:
+        """Read; a lone request read is answered here, and the reading goes on unless
+        its answer waited (then the turn went on to another task as the answer began to
+        wait); requests read together hand the turn on at once. True if requests may be
+        left to take, False once the reading is over."""
+        untaken = self._untaken
+        while await self._read():
+            if len(untaken) > 1:
+                self._tasks.hand(_READ)
+                return True
+            if not await run_noting_suspension(self._answer(untaken.popleft()), self._hand_reading):
+                return True  # take what was read meanwhile
+        return False
+
+    def _hand_reading(self) -> None:
+        self._tasks.hand(_READ)
+
+    async def _take(self) -> None:
         """Answer the requests read and not yet taken, one after another, while another
         task is due to take over the rest: a request whose answer waits (a slow broker)
-        holds up no other; one answered in this step (most are) costs no task wake-up.
-
-        With ``reading``, this task holds the reading turn and hands it on as soon as
-        one of its answers waits; True if it still holds it."""
+        holds up no other; one answered in this step (most are) costs no task wake-up."""
         untaken = self._untaken
         while untaken:
             request = untaken.popleft()
             if untaken and not self._taker_due:
                 self._taker_due = True
                 self._tasks.hand(_TAKE)
-            if reading:
-                reading = await run_noting_suspension(self._answer(request), self._hand_reading)
-            else:
-                await self._answer(request)
-        return reading
-
-    def _hand_reading(self) -> None:
-        self._tasks.hand(_READ)
+            await self._answer(request)
 
     async def _read(self) -> bool:
         """Read until a read brings requests to answer; False once the reading is over:
