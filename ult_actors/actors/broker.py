@@ -746,7 +746,9 @@ class _BrokerIncarnation:
         else:  # none running (every new order): counted without ``_one_at_a_time``'s frame
             self.submitting[coid] = None
         try:
-            return await self._place_once(request, coid, leg, validated)
+            placed = await self._place_once(request, coid, leg, validated)
+            await (await self.deps.journal.get()).durable(coid)  # no ack before its fsync
+            return placed
         finally:
             self._over(coid)
 
@@ -813,7 +815,8 @@ class _BrokerIncarnation:
             known = self.arrivals.stamp(_pending(request, self.deps.name, now))
             if leg is not None or held is not None:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
-            await store.record(known, event="submit")  # durable before it leaves
+            # On disk before it leaves; with ``full`` its fsync may end after (``_place``).
+            await store.record(known, event="submit", fsync_by_ack=True)
             if self.arrivals.wants_quote(known):
                 self.nursery.start_soon(self._fetch_arrival, known)  # beside the send
         attempt = 0
