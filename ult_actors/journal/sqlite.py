@@ -334,9 +334,10 @@ class _Batch:
 
     __slots__ = ("_done", "error", "fills", "finished", "rows", "since", "waited")
 
-    def __init__(self) -> None:
+    def __init__(self, waited: bool) -> None:
         #: When it was opened (trio's clock): news in it waits ``sync_interval_s`` from then.
-        self.since = trio.current_time()
+        #: Read only while nobody waits for it: a batch a ``record`` opens skips the clock.
+        self.since = 0.0 if waited else trio.current_time()
         self.rows: list[_Row] = []
         self.fills: list[Fill] = []
         self.finished = False
@@ -344,7 +345,7 @@ class _Batch:
         self._done: trio.Event | None = None
         self.error: BaseException | None = None
         #: Someone waits for it (a ``record``), not only ``record_soon`` news.
-        self.waited = False
+        self.waited = waited
 
     def finish(self) -> None:
         """It is written (or failed: ``error``): wake everyone waiting on it."""
@@ -869,13 +870,13 @@ class SqliteStore:
         if self._log is not None:
             self._log.news(fill)
             return
-        self._open_batch().fills.append(fill)
+        self._open_batch(waited=False).fills.append(fill)
         self._wake_for(waited=False)
 
-    def _open_batch(self) -> _Batch:
+    def _open_batch(self, *, waited: bool) -> _Batch:
         batch = self._queue[-1] if self._queue else None
         if batch is None or len(batch.rows) + len(batch.fills) >= self.max_batch:
-            batch = _Batch()
+            batch = _Batch(waited)
             self._queue.append(batch)
         return batch
 
@@ -895,7 +896,7 @@ class SqliteStore:
         if not waited and self._log is not None:
             self._log.news(row)  # to the fold's thread, not the log: nobody waits for it
             return None
-        batch = self._open_batch()
+        batch = self._open_batch(waited=waited)
         log = self._log
         if log is not None and (
             event != "submit" or order.replaces is not None or order.leg is not None
@@ -1017,9 +1018,11 @@ class SqliteStore:
                 sync = self.fsync_ahead.start if ahead and self.fsync_ahead else self._fsync
             # An order's reports in one batch (its answer, then the stream's) are folded
             # before they are encoded: the fold would keep only the last of them anyway.
-            kept = _folded(rows, _order_and_event)
+            # (A lone record, an inline append's, has nothing to fold.)
+            kept = rows if len(rows) == 1 else _folded(rows, _order_and_event)
             logged = [log_row(*row) for row in kept]
-            segment = log.append(logged, [fill_row(f) for f in fills or ()], kept, sync=sync)
+            fill_rows = [fill_row(f) for f in fills] if fills else []
+            segment = log.append(logged, fill_rows, kept, sync=sync)
             if self._log_syncer is not None:
                 self._log_syncer.appended(segment)
         if probe:
@@ -1031,13 +1034,16 @@ class SqliteStore:
         the replay at open)."""
         conn = self._wconn
         assert conn is not None
-        events, latest = tables(rows)
+        # Bodies bound as ``bytearray``: Python 3.11's sqlite3 binds one as a blob at once,
+        # where a ``bytes`` parameter first looks for an adapter, raising and clearing an
+        # AttributeError each time (~2,000 instructions a body, with the GIL held).
+        events, latest = tables(rows, blob=bytearray)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_APPEND, events)
             conn.executemany(_UPSERT, latest)
             if fills:
-                conn.executemany(_ADD_FILL, fills)
+                conn.executemany(_ADD_FILL, [(*f[:5], bytearray(f[5])) for f in fills])
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -1372,9 +1378,12 @@ def table_rows(
     return events, latest, [fill_row(f) for f in fills]
 
 
-def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def tables(
+    rows: list[LogRow], *, blob: Callable[[bytes], Any] = bytes
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
-    ``rows`` (in any order) as one transaction writes them."""
+    ``rows`` (in any order) as one transaction writes them; ``blob``: what a body is
+    bound as (``bytearray`` for SQLite, see ``_fold``)."""
     events = []
     latest: dict[str, tuple[Any, ...]] = {}
     # By sequence number, not as they came: a submit still waiting for its append reaches
@@ -1383,6 +1392,7 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
         in_order, _logged_order_and_event
     ):
+        body = blob(body)
         events.append((seq, coid, event, status, ts, body))
         latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)
     return events, list(latest.values())
