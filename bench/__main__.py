@@ -101,6 +101,9 @@ def _meta(quick: bool) -> dict[str, Any]:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": commit,
         "python": platform.python_version(),
+        # Which build: a distribution's (/usr: PGO, LTO) or a pyenv/source one runs the
+        # service's Python at different speeds (docs/performance.md, "the interpreter").
+        "python_prefix": sys.base_prefix,
         "trio": trio.__version__,
         "msgspec": msgspec.__version__,
         "cpus": os.cpu_count(),

@@ -7,11 +7,14 @@ account file) and submits sequential orders through ``ServiceGateway.handle``,
 switching every ``--block`` orders between the ways a lone journal batch can
 be appended and fdatasynced: ``thread`` (always the journal writer's thread),
 ``loop`` (always the trio thread, when the loop has nothing else to run) and
-``route`` (``journal.fsync_route``'s choice, as the service runs). One
+``route`` (``journal.fsync_route``'s choice) and ``ahead`` (the route, plus
+the lone submit's fdatasync begun through io_uring while the order goes on,
+``journal.fsync_ahead``: the service's way where io_uring is offered). One
 service and one disk for all, blocks interleaved, so a busy disk or a busy
 machine weighs on every way alike. Per way: the order's p50 and p90, the
 journal's fdatasync p50 (timed around the call, on whichever thread made
-it), the difference (what ``full`` costs an order beyond its fsync), and
+it; for ``ahead``, from its start to its end seen by the loop), the
+difference (what ``full`` costs an order beyond its fsync), and
 the process's CPU per order (every thread, the fsyncs' kernel time too).
 
     python -m bench.full_sync --orders 3000
@@ -40,9 +43,11 @@ import trio
 
 from bench.common import short_tempdir
 from bench.instructions import _config_text
+from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import HAND_OVERS_NS, SLOW_WRITE_NS, FsyncRoute
+from ult_actors.journal.sqlite import SqliteStore
 
-WAYS = ("thread", "loop", "route")
+WAYS = ("thread", "loop", "route", "ahead")
 
 
 class TimedFsync:
@@ -64,6 +69,29 @@ class TimedFsync:
             self.times[self.way].append(time.perf_counter_ns() - began)
 
 
+class TimedAhead:
+    """The io_uring fdatasync begun ahead (``ahead``), timed from its start to its end seen."""
+
+    def __init__(self, ahead: FsyncAhead, fsync: TimedFsync) -> None:
+        self.ahead = ahead
+        self.fsync = fsync
+        self.began = 0
+
+    def start(self, fd: int) -> None:
+        self.began = time.perf_counter_ns()
+        self.ahead.start(fd)
+
+    async def done(self) -> None:
+        try:
+            await self.ahead.done()
+        finally:
+            if self.fsync.way:
+                self.fsync.times[self.fsync.way].append(time.perf_counter_ns() - self.began)
+
+    def close(self) -> None:
+        self.ahead.close()
+
+
 def _set_way(route: FsyncRoute, way: str) -> None:
     route.use_loop = way != "thread"
     # The trio thread forced: no wait to run again, no write is too long for it.
@@ -81,6 +109,10 @@ async def _drive(
 
     fsync = TimedFsync(fake_us)
     route = FsyncRoute()
+    aio = open_fsync_ahead()
+    if "ahead" in ways and aio is None:
+        raise SystemExit("ahead: this system offers no io_uring fdatasync")
+    ahead = TimedAhead(aio, fsync) if aio is not None else None
     latency: dict[str, list[int]] = {way: [] for way in WAYS}
     cpu = dict.fromkeys(WAYS, 0.0)
     loop_writes = dict.fromkeys(WAYS, 0)
@@ -88,7 +120,11 @@ async def _drive(
         path = tmp / "ult.toml"
         path.write_text(_config_text(tmp, "durable") + '\n[journal]\nsynchronous = "full"\n')
         opener = sqlite_store_opener(
-            Path(tmp) / "journal.db", synchronous="full", fsync=fsync, fsync_route=route
+            Path(tmp) / "journal.db",
+            synchronous="full",
+            fsync=fsync,
+            fsync_route=route,
+            fsync_ahead=ahead,
         )
         service = build_service(
             load_config(path, env={}), env={}, rng=random.Random(7), store_opener=opener
@@ -116,6 +152,9 @@ async def _drive(
                 for _ in range(max(1, orders // block // len(ways))):
                     for way in ways:
                         _set_way(route, way)
+                        store = await service.journal.get()
+                        assert isinstance(store, SqliteStore)
+                        store.fsync_ahead = ahead if way == "ahead" else None
                         fsync.way = way
                         writes, began = route.loop_writes, time.process_time()
                         for _ in range(block):
@@ -148,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--fake-fsync-us", type=float, default=0.0, help="sleep this long instead of fdatasync"
     )
-    p.add_argument(
-        "--ways", default=",".join(WAYS), help=f"which ways, in turn ({','.join(WAYS)})"
-    )
+    p.add_argument("--ways", default=",".join(WAYS), help=f"which ways, in turn ({','.join(WAYS)})")
     args = p.parse_args(argv)
     ways = tuple(args.ways.split(","))
     if not set(ways) <= set(WAYS):

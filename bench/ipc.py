@@ -7,11 +7,13 @@ CPU per message: for pings that is the IPC layer's own cost per request.
 
 ``--instructions`` counts instead the server's instructions per request
 (valgrind, every thread), steady on a shared machine where CPU time is not:
-the service (journal off, paper account in memory) and its socket server run
-in one process under valgrind, driven through the socket by a raw client in
-this process, for sequential and pipelined (window 128) pings and submits.
-Each figure is two runs, ``--warmup`` requests and then 0 or ``--requests``
-more, differenced. A/B: run it in each checkout.
+the service (journal off, paper account in memory; ``--setup default``: the
+default configuration, journal and paper account files) and its socket server
+run in one process under valgrind, driven through the socket by a raw client
+in this process, for sequential and pipelined (window 128) pings and submits
+(``--only submit``: submits only). Each figure is two runs, ``--warmup``
+requests and then 0 or ``--requests`` more, differenced. A/B: run it in each
+checkout.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from ult_actors.testing.process import UltProcess
 
 #: What ``--instructions`` measures: (request kind, window); window 1 is sequential.
 KINDS = (("ping", 1), ("submit", 1), ("ping", 128), ("submit", 128))
+#: ``--setup``: the service's configuration under ``--instructions`` (``bench.ult``'s variants).
+SETUPS = {"memory": VARIANTS["journal off, paper account in memory"], "default": {}}
 
 
 def main() -> None:
@@ -127,27 +131,27 @@ def drive(path: Path, kind: str, count: int, window: int, first_id: int) -> None
                 sent += more
 
 
-def serve(state_dir: Path) -> None:
-    """The service and its socket server in this process until SIGTERM; the file
-    ``ready`` in ``state_dir`` says it accepts."""
+def serve(state_dir: Path, setup: str) -> None:
+    """The service (configured as ``SETUPS[setup]``) and its socket server in this
+    process until SIGTERM; the file ``ready`` in ``state_dir`` says it accepts."""
     from ult_actors.logsetup import configure_logging
 
     with open(state_dir / "serve.log", "w") as log:
         writer = configure_logging(json=True, stream=log)
         try:
-            trio.run(_serve, state_dir)
+            trio.run(_serve, state_dir, setup)
         finally:
             writer.close()
 
 
-async def _serve(state_dir: Path) -> None:
+async def _serve(state_dir: Path, setup: str) -> None:
     import random
 
     from ult_actors.config import load_config
     from ult_actors.ipc.server import serve_ipc, settings_from_config
     from ult_actors.service import build_service
 
-    config = write_config(state_dir, VARIANTS["journal off, paper account in memory"])
+    config = write_config(state_dir, SETUPS[setup])
     service = build_service(load_config(config, env={}), env={}, rng=random.Random(7))
     settings = settings_from_config(service.config, env={})
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -160,13 +164,13 @@ async def _serve(state_dir: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
-def _instructions(kind: str, window: int, warmup: int, count: int) -> int:
+def _instructions(kind: str, window: int, warmup: int, count: int, setup: str) -> int:
     """Instructions of one served run under cachegrind: ``warmup`` sequential
     requests, then ``count`` with ``window`` in flight."""
     with short_tempdir("bi-") as tmp:
         command = [
             "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-            sys.executable, "-m", "bench.ipc", "--serve", str(tmp),
+            sys.executable, "-m", "bench.ipc", "--serve", str(tmp), setup,
         ]  # fmt: skip
         proc = subprocess.Popen(command, env=child_env(), stderr=subprocess.PIPE, text=True)
         try:
@@ -191,27 +195,32 @@ def _instructions(kind: str, window: int, warmup: int, count: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def instructions(requests: int, warmup: int) -> None:
-    """Print the server's instructions per request for each of ``KINDS``."""
+def instructions(requests: int, warmup: int, setup: str = "memory", only: str | None = None) -> None:
+    """Print the server's instructions per request for each of ``KINDS`` (those of
+    kind ``only`` if given), the service configured as ``SETUPS[setup]``."""
     if shutil.which("valgrind") is None:
         print("unavailable: valgrind is not installed")
         return
     for kind, window in KINDS:
-        base = _instructions(kind, window, warmup, 0)
-        total = _instructions(kind, window, warmup, requests)
+        if only is not None and kind != only:
+            continue
+        base = _instructions(kind, window, warmup, 0, setup)
+        total = _instructions(kind, window, warmup, requests, setup)
         how = "sequential" if window == 1 else f"window {window}"
         print(f"{kind} {how}: {(total - base) / requests:,.0f} instructions/request")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
-        serve(Path(sys.argv[2]))
+        serve(Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "memory")
     elif "--instructions" in sys.argv:
         p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         p.add_argument("--instructions", action="store_true")
         p.add_argument("--requests", type=int, default=2_000)
         p.add_argument("--warmup", type=int, default=200)
+        p.add_argument("--setup", choices=sorted(SETUPS), default="memory")
+        p.add_argument("--only", choices=sorted({kind for kind, _ in KINDS}))
         args = p.parse_args()
-        instructions(args.requests, args.warmup)
+        instructions(args.requests, args.warmup, args.setup, args.only)
     else:
         main()

@@ -107,7 +107,7 @@ def render_table(doc: dict[str, Any]) -> str:
     meta = doc.get("meta", {})
     out = [
         f"ult benchmark  {meta.get('started_at', '')}  commit {meta.get('commit', '?')}"
-        f"  python {meta.get('python', '?')}  trio {meta.get('trio', '?')}"
+        f"  python {meta.get('python', '?')} ({meta.get('python_prefix', '?')})  trio {meta.get('trio', '?')}"
         f"  {meta.get('cpus', '?')} cpus  {'quick' if meta.get('quick') else 'full'} run"
         f"  {meta.get('seconds', '?')} s",
         "",

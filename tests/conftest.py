@@ -3,6 +3,7 @@ tests (skipped, with the reason, only where PostgreSQL cannot be had)."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 from collections.abc import Iterator
 
@@ -41,3 +42,13 @@ def postgres_server() -> Iterator[PgServer]:
 def postgres_url(postgres_server: PgServer) -> str:
     """The URL of a fresh, empty database on the test PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    """A test that settles the process's garbage collector (``ult_actors.collector``, as
+    ``run_service`` does once ready) gives the rest of the suite CPython's settings back."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)

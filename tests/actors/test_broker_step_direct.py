@@ -154,6 +154,45 @@ async def test_the_asker_s_deadline_bounds_its_wait_for_the_step(
         assert await _held_qty(made["paper"][-1]) == 3
 
 
+async def test_the_asker_s_cancellation_does_not_cut_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path) as (svc, made):
+        await submit(svc, qty=1)
+        parked, answer = trio.Event(), trio.Event()
+
+        async def answered_after_the_asker_left(
+            n: int, real: Submit, connector: PaperConnector, r: OrderRequest
+        ) -> Order:
+            if n == 0:
+                parked.set()
+                await answer.wait()  # the step parks here, journaled and not sent yet
+            return await real(connector, r)
+
+        tasks = _watch_submits(monkeypatch, answered_after_the_asker_left)
+        asker = trio.CancelScope()
+        asker_task: list[trio.lowlevel.Task] = []
+
+        async def ask() -> None:
+            asker_task.append(trio.lowlevel.current_task())
+            with asker:
+                await submit(svc, qty=5)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await parked.wait()
+            asker.cancel()  # the client went away while its order's step waits
+            answer.set()
+        # The asker stopped waiting; its step went on in its task: the order placed once.
+        assert asker.cancelled_caught
+        [(task, coid)] = tasks
+        assert asker_task == [task]  # run by the asker's own task
+        assert (await journaled(svc, coid, "filled")).filled_qty == 5
+        assert await _held_qty(made["paper"][-1]) == 6
+        assert _broker(svc).health.restarts == 0
+        assert (await submit(svc, qty=1)).status == "filled"
+
+
 async def test_a_queued_cancel_is_not_overtaken_by_a_new_order_s_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

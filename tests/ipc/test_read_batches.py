@@ -65,6 +65,32 @@ async def test_the_requests_of_one_read_are_answered_without_a_task_wake_up_each
         await conn.aclose()
 
 
+async def test_a_lone_request_answered_at_once_costs_its_connection_one_task_step(
+    sock_dir: Path,
+) -> None:
+    async with ipc_service(sock_dir) as (_svc, path):
+        conn = await RawConnection.open(path)
+        with trio.fail_after(10):
+            await conn.send(Ping(id=1))  # the connection's tasks are up
+            await conn.receive()
+            await trio.testing.wait_all_tasks_blocked()
+            steps = _ConnectionSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                replies = []
+                for i in range(2, 22):
+                    await conn.send(Ping(id=i))
+                    replies.append(await conn.receive())
+                    await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        assert [r.id for r in replies if isinstance(r, OkReply)] == list(range(2, 22))
+        # The task that read each ping answered it and went on to read the next: no
+        # other task was woken to read meanwhile (that was 40 steps).
+        assert steps.steps == 20, steps.steps
+        await conn.aclose()
+
+
 async def test_a_request_whose_answer_waits_holds_up_none_of_the_requests_read_with_it(
     sock_dir: Path,
 ) -> None:

@@ -6,6 +6,7 @@ brokers, with ``NOTIFY_SOCKET`` pointing at a datagram socket the test owns.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import time
@@ -20,6 +21,7 @@ import trio.testing
 
 from tests.fakes import FakeConnector, FakeVenue
 from ult_actors.cli.serve import run_service
+from ult_actors.collector import YOUNG_THRESHOLD
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.journal import memory_store_opener
 from ult_actors.messages import OrderReply, OrderRequest, Submit
@@ -31,6 +33,10 @@ from ult_actors.testing.notify import NotifyListener
 def _reset_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
+
+
+# The settings are the process's (run_service settles them once ready).
+pytestmark = pytest.mark.usefixtures("collector_restored")
 
 
 def fake_service(tmp: Path, venues: dict[str, FakeVenue]) -> Service:
@@ -74,6 +80,9 @@ async def test_ready_status_watchdog_and_stopping_follow_the_tree(
             ready = await listener.wait_for("READY", "1")
         assert ready["STATUS"] == "brokers 2/2 up; 0 open orders; trading active"
         assert svc.root.health.state == "running"
+        # Once ready, start-up's objects are frozen and young collections spaced out.
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
         # Read and removed: nothing the service spawns could speak for it.
         assert "NOTIFY_SOCKET" not in os.environ
         assert "WATCHDOG_USEC" not in os.environ

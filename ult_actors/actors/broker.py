@@ -201,11 +201,14 @@ class _BrokerIncarnation:
         #: ``steps``), and how many of them wait for an order now.
         self.order_workers = 0
         self.idle_workers = 0
+        #: How the order workers and the steps run a new order: with no request budget
+        #: nothing reads a command's class, so without ``_dispatch``'s frame.
+        self._dispatch_order = self._dispatch_charged if deps.budget is None else self._dispatch
         #: A new order's step run by the order's own task (the gateway's), for a venue
         #: that answers in process: it saves this incarnation a worker's wake-up.
         self.steps = StepEntry(
             ctx,
-            self._dispatch,
+            self._dispatch_order,
             admit=self._step_admitted,
             enter=self._step_entered,
             leave=self._step_left,
@@ -618,7 +621,7 @@ class _BrokerIncarnation:
             if not self.idle_workers and self.order_workers < self.deps.concurrency:
                 self._add_order_worker()  # the next order need not wait for this one
             with self.ctx.handling(env):
-                await self._dispatch(env)
+                await self._dispatch_order(env)
 
     def _step_admitted(self, msg: BrokerCommand) -> bool:
         """Whether an order's own task may run its step now: a new order, the gate open,
@@ -738,9 +741,14 @@ class _BrokerIncarnation:
         coid = request.client_order_id
         assert coid is not None
         # One submit per client order id at a time: a second waits, then finds the first.
-        await self._one_at_a_time(coid)
+        if coid in self.submitting:
+            await self._one_at_a_time(coid)
+        else:  # none running (every new order): counted without ``_one_at_a_time``'s frame
+            self.submitting[coid] = None
         try:
-            return await self._place_once(request, coid, leg, validated)
+            placed = await self._place_once(request, coid, leg, validated)
+            await (await self.deps.journal.get()).durable(coid)  # no ack before its fsync
+            return placed
         finally:
             self._over(coid)
 
@@ -807,7 +815,8 @@ class _BrokerIncarnation:
             known = self.arrivals.stamp(_pending(request, self.deps.name, now))
             if leg is not None or held is not None:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
-            await store.record(known, event="submit")  # durable before it leaves
+            # On disk before it leaves; with ``full`` its fsync may end after (``_place``).
+            await store.record(known, event="submit", fsync_by_ack=True)
             if self.arrivals.wants_quote(known):
                 self.nursery.start_soon(self._fetch_arrival, known)  # beside the send
         attempt = 0

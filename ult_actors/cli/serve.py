@@ -24,6 +24,7 @@ import structlog
 import trio
 
 from ult_actors.cli.exit_codes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ult_actors.collector import settle_after_start
 from ult_actors.config import ServiceConfig, describe, load_config
 from ult_actors.errors import ConfigError
 from ult_actors.ipc.socketfile import AlreadyRunning
@@ -128,6 +129,8 @@ async def run_service(service: Service) -> None:
                 brokers_up=f"{up}/{total}",
                 state_dir=str(service.state_dir),
             )
+            # Before systemd hears "ready": what start-up built is frozen once (a few ms).
+            settle_after_start()
             nursery.start_soon(report_to_systemd, service, notifier, watchdog_s)
 
 

@@ -21,6 +21,7 @@ import trio
 from ult_actors.cli.serve import STOP_SIGNALS, stop_on_signal
 from ult_actors.cluster.gateway import RoleGateway
 from ult_actors.cluster.member import ClusterMember, default_instance_name
+from ult_actors.collector import release_frozen, settle_after_start
 from ult_actors.config import ServiceConfig
 from ult_actors.journal.postgres import Fence, postgres_store_opener
 from ult_actors.nats import nats_children
@@ -68,10 +69,12 @@ async def run_cluster_instance(
             await nursery.start(service.run)
             gateway.activate(service.gateway)
             log.info("service ready: active", cluster=member.name, epoch=fence.epoch)
+            settle_after_start()
             try:
                 await trio.sleep_forever()
             finally:
                 gateway.deactivate()  # not one more request reaches it
+                release_frozen()  # this service's objects become garbage now
 
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:

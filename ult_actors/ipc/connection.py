@@ -4,13 +4,17 @@ Requests are pipelined: every complete frame of a read is decoded, and
 replies go out in whatever order they finish, each carrying the request's id.
 The reading itself is a turn passed between the connection's tasks (kept
 parked between requests, see ``taskpool.py``): the task that read a batch
-hands the reading on and answers the batch's requests itself, one after
-another, so a lone request is answered in the step that read it, while the
-next task already reads. No request waits for another's answer: before each
-request it answers with more left, the task wakes another to take over the
-rest, which it does if this answer waits (a cancel sent while a submit waits
-on a slow broker is answered at once); answers that do not wait (most do not)
-cost no task wake-up each, and a task whose answer came takes what is left.
+answers the batch's requests itself, one after another, so a lone request is
+answered in the step that read it. A batch of several hands the reading on
+at once, so the next task already reads; a lone request keeps it unless its
+answer waits, when it is handed on as the answer begins to wait (a lone
+request answered at once, most are, then costs the connection one task step,
+not a second one for the next read). No request waits for another's answer:
+before each request it answers with more left, the task wakes another to take
+over the rest, which it does if this answer waits (a cancel sent while a
+submit waits on a slow broker is answered at once); answers that do not wait
+(most do not) cost no task wake-up each, and a task whose answer came takes
+what is left.
 Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
@@ -46,6 +50,7 @@ from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
 from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
+from ult_actors.ipc.suspension import run_noting_suspension
 from ult_actors.ipc.taskpool import TaskPool
 from ult_actors.messages import (
     ErrorReply,
@@ -187,11 +192,28 @@ class Connection:
         """One job of the connection's tasks: take the reading turn, or take over the
         requests read and not yet taken; then answer those."""
         if isinstance(job, _ReadTurn):
-            if not await self._read():
+            if not await self._read_answering_lone_requests():
                 return
         else:
             self._taker_due = False
         await self._take()
+
+    async def _read_answering_lone_requests(self) -> bool:
+        """Read; a lone request read is answered here, and the reading goes on unless
+        its answer waited (then the turn went on to another task as the answer began to
+        wait); requests read together hand the turn on at once. True if requests may be
+        left to take, False once the reading is over."""
+        untaken = self._untaken
+        while await self._read():
+            if len(untaken) > 1:
+                self._tasks.hand(_READ)
+                return True
+            if not await run_noting_suspension(self._answer(untaken.popleft()), self._hand_reading):
+                return True  # take what was read meanwhile
+        return False
+
+    def _hand_reading(self) -> None:
+        self._tasks.hand(_READ)
 
     async def _take(self) -> None:
         """Answer the requests read and not yet taken, one after another, while another
@@ -206,9 +228,8 @@ class Connection:
             await self._answer(request)
 
     async def _read(self) -> bool:
-        """Read until a read brings requests and hand the reading turn on to another
-        task; False once the reading is over: EOF, a broken stream, or an oversize
-        frame."""
+        """Read until a read brings requests to answer; False once the reading is over:
+        EOF, a broken stream, or an oversize frame."""
         while True:
             await self._wait_for_room()
             # Paused at a limit: finish the frames already buffered first.
@@ -231,7 +252,6 @@ class Connection:
                 self._oversize = True
                 break
             if self._untaken:
-                self._tasks.hand(_READ)
                 return True
         self._read_over.set()
         return False

@@ -26,8 +26,13 @@ class MemoryStore:
     async def availability_changed(self) -> None:
         await trio.sleep_forever()  # memory is always writable
 
-    async def record(self, order: Order, *, event: str = "update") -> None:
+    async def record(
+        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+    ) -> None:
         self.record_soon(order, event=event)
+
+    async def durable(self, client_order_id: str) -> None:
+        return None  # nothing is left to an fsync
 
     def record_soon(self, order: Order, *, event: str = "update") -> None:
         self.writes += 1

@@ -227,9 +227,15 @@ class PostgresStore(SqliteStore):
     # -- writing ----------------------------------------------------------------
 
     def _write_rows(
-        self, rows: list[_Row], *, fills: list[Fill] | None = None, probe: bool = False
+        self,
+        rows: list[_Row],
+        *,
+        fills: list[Fill] | None = None,
+        probe: bool = False,
+        ahead: bool = False,
     ) -> None:
-        """One transaction: the lease check (with a fence), then the batch's rows."""
+        """One transaction: the lease check (with a fence), then the batch's rows (durable
+        as the server makes them: nothing is begun ``ahead``)."""
         events, latest, fill_rows = table_rows(rows, fills or [])
         conn = self._begin()
         try:

@@ -30,6 +30,14 @@ writer task neither wakes to take the batch nor to hand it back. If that
 round ends with nothing else for the loop to run, the batch may be written
 right there, on the trio thread, sparing both thread hand-overs, while that
 thread runs again promptly after its fsync (``journal.fsync_route``).
+A lone ``submit`` made with ``fsync_by_ack`` (the broker's, as its order
+leaves) goes further: appended on the trio thread like a ``normal`` one,
+with its fdatasync begun through io_uring (``journal.fsync_ahead``), it
+returns at once; the order goes to the broker while the disk works, and
+the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
+(the append is in the page cache before the order leaves); a machine crash
+before the fsync ends takes no ack with it, and restart adopts an order
+the broker has and the journal lost.
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -49,8 +57,9 @@ Durability: ``synchronous = "normal"`` (the default) appends without an
 fsync, so a ``kill -9`` loses nothing recorded (the append is in the
 operating system's page cache), and a ``LogSyncer`` thread fdatasyncs the
 log ``sync_interval_s`` after an append (a machine crash loses at most
-that much); ``"full"`` fdatasyncs the log before ``record`` returns: one
-fsync per batch of submits (group commit). Either way the fold's own
+that much); ``"full"`` fdatasyncs the log before ``record`` returns (or,
+``fsync_by_ack``, before ``durable`` does): one fsync per batch of submits
+(group commit). Either way the fold's own
 transactions are ``synchronous=FULL`` (off the loop, batched): a segment is
 deleted only once the file holds its records durably.
 
@@ -89,6 +98,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import itertools
 import os
 import queue
 import sqlite3
@@ -107,6 +117,7 @@ from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal import changelog
 from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row, seq_of
 from ult_actors.journal.costs import JournalCostInputs
+from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
@@ -122,28 +133,64 @@ Writer = Literal["thread", "to_thread"]
 _encode = msgspec.msgpack.Encoder().encode
 _decode_order = msgspec.msgpack.Decoder(Order).decode
 
+
+class _Insert:
+    """An INSERT the fold makes of many rows at once: ``head VALUES (?, ...), (?, ...) tail``.
+
+    One statement per 64 rows, the rest in statements of 32, 16, ... 1 rows, rather than
+    one per row (``executemany``): SQLite opens the table's and its indexes' cursors once
+    a statement, and the sqlite3 module lets go of the GIL (and takes it back) once a
+    statement, not once a row. A few texts per table, each compiled once and kept in the
+    connection's statement cache.
+    """
+
+    #: Rows in the longest statement (8 columns: 512 parameters, far below SQLite's limit).
+    ROWS = 64
+
+    def __init__(self, head: str, columns: int, tail: str = "") -> None:
+        self._head = head
+        self._row = "(" + ", ".join("?" * columns) + ")"
+        self._tail = tail
+        self._texts: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        """The statement inserting ``rows`` rows."""
+        text = self._texts.get(rows)
+        if text is None:
+            values = ", ".join([self._row] * rows)
+            text = self._texts[rows] = f"{self._head} VALUES {values}{self._tail}"
+        return text
+
+    def run(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (each in the columns' order), in order."""
+        at, left, size = 0, len(rows), self.ROWS
+        while left:
+            while size > left:
+                size //= 2
+            conn.execute(self.sql(size), tuple(itertools.chain.from_iterable(rows[at : at + size])))
+            at += size
+            left -= size
+
+
 # Folding is idempotent, so a log replayed after a crash (some of it folded already)
 # leaves the file as one fold would: an order's row is replaced only by a newer state,
 # an event is kept once per sequence number.
-_UPSERT = (
-    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET"
+_UPSERT = _Insert(
+    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)",
+    8,
+    " ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
     " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
-    " body = excluded.body WHERE excluded.seq > orders.seq"
+    " body = excluded.body WHERE excluded.seq > orders.seq",
 )
-_APPEND = (
-    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
+_APPEND = _Insert("INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)", 6)
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
 _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
 # A fill reported twice (a replayed stream, a reconnect) is kept once.
-_ADD_FILL = (
-    "INSERT OR IGNORE INTO fills (broker, fill_id, client_order_id, symbol, ts, body)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+_ADD_FILL = _Insert(
+    "INSERT OR IGNORE INTO fills (broker, fill_id, client_order_id, symbol, ts, body)", 6
 )
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
@@ -324,9 +371,10 @@ class _Batch:
 
     __slots__ = ("_done", "error", "fills", "finished", "rows", "since", "waited")
 
-    def __init__(self) -> None:
+    def __init__(self, waited: bool) -> None:
         #: When it was opened (trio's clock): news in it waits ``sync_interval_s`` from then.
-        self.since = trio.current_time()
+        #: Read only while nobody waits for it: a batch a ``record`` opens skips the clock.
+        self.since = 0.0 if waited else trio.current_time()
         self.rows: list[_Row] = []
         self.fills: list[Fill] = []
         self.finished = False
@@ -334,7 +382,7 @@ class _Batch:
         self._done: trio.Event | None = None
         self.error: BaseException | None = None
         #: Someone waits for it (a ``record``), not only ``record_soon`` news.
-        self.waited = False
+        self.waited = waited
 
     def finish(self) -> None:
         """It is written (or failed: ``error``): wake everyone waiting on it."""
@@ -373,7 +421,11 @@ class SqliteStore:
         max_pages: int | None = None,
         fold_interval_s: float = changelog.FOLD_INTERVAL_S,
         fsync_route: FsyncRoute | None = None,
+        fsync_ahead: FsyncAhead | None = None,
     ) -> None:
+        """``fsync_ahead``: how a ``full`` record's fdatasync is begun ahead (see
+        ``record``); by default io_uring where it is offered and ``fsync`` is the real
+        one."""
         self.path = path
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
@@ -441,6 +493,19 @@ class SqliteStore:
         #: The change log (None until open, and for a store without one: PostgreSQL's).
         self._log: JournalLog | None = None
         self._log_syncer: LogSyncer | None = None
+        #: With ``full``, how the fdatasync of a record that returns before it
+        #: (``fsync_by_ack``) is begun on the trio thread (None: never); how many were begun
+        #: and are done, whose record the one begun last is, the orders whose one failed
+        #: (-> why, until their ``durable``), why the last failed (an outage until a probe
+        #: folds the log), and whether a task waits for it.
+        self.fsync_ahead = fsync_ahead
+        self._ahead_begun = 0
+        self._ahead_done = 0
+        self._ahead_coid = ""
+        self._ahead_failed: dict[str, str] = {}
+        self._ahead_error: OSError | None = None
+        self._reaping = False
+        self._reaped = trio.Event()
 
     @property
     def log_syncs(self) -> int:
@@ -562,6 +627,8 @@ class SqliteStore:
                 self.sync_interval_s, fsync=self._fsync, name=f"log-sync:{self.path.name}"
             )
             self._log_syncer.start()
+        if self.synchronous == "full" and self.fsync_ahead is None and self._fsync is os.fdatasync:
+            self.fsync_ahead = open_fsync_ahead()
         if self.writer == "thread":
             self._committer = _DedicatedThreadCommitter(f"journal-writer:{self.path.name}")
 
@@ -586,6 +653,8 @@ class SqliteStore:
                 await trio.to_thread.run_sync(self._log_syncer.close)
             await trio.to_thread.run_sync(self._close_sync)
         self.fsync_route.close()
+        if self.fsync_ahead is not None:
+            self.fsync_ahead.close()  # one still running ends in the kernel; the log is folded
         error = Internal("the journal closed before this record was written")
         for batch in self._queue:
             batch.error = error
@@ -629,15 +698,22 @@ class SqliteStore:
 
     # -- writing ----------------------------------------------------------------
 
-    async def record(self, order: Order, *, event: str = "update") -> None:
+    async def record(
+        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+    ) -> None:
         """Store ``order`` as the latest state of its client order id; return once durable.
 
         While the journal is unavailable, a ``submit``/``resend`` record raises
         ``JournalUnavailable`` (the order must not leave) and any other is kept
         in memory and returns at once; it is written when the journal recovers.
+        ``fsync_by_ack``: with ``full``, a lone record may return once appended (a
+        ``kill -9`` keeps it) with its fdatasync begun (``fsync_ahead``); the caller
+        awaits ``durable`` before it acknowledges the order.
         """
         batch = self._enqueue(order, event, waited=True)
         if batch is None:
+            return
+        if fsync_by_ack and self._appends_ahead(batch, order.client_order_id):
             return
         if self._commits_here(batch):
             return
@@ -652,29 +728,93 @@ class SqliteStore:
             return  # the broker's news: held by the writer, written on recovery
         raise self._refusal(order, event)
 
-    def _commits_here(self, batch: _Batch) -> bool:
+    def _commits_here(self, batch: _Batch, *, ahead: bool = False) -> bool:
         """Commit ``batch`` in the calling task if the writer is idle (see the module
         doc); True if it is committed. A failure is left to the writer: the batch goes
         back to the head of the queue, and the writer's attempt fails or succeeds as
-        any other."""
+        any other. ``ahead``: with ``full``, its fdatasync only begun (``_appends_ahead``)."""
         if not (
             self._writer_idle
             and not self._round.appended
             and len(self._queue) == 1
             and self._queue[0] is batch
-            and self._commits_inline()
+            and (self._can_go_ahead() if ahead else self._commits_inline())
         ):
             return False
         self._queue.popleft()
         self._round.appended = True  # the rest of this round's records are the writer's
         try:
-            self._write_rows(batch.rows, fills=batch.fills)
+            self._write_rows(batch.rows, fills=batch.fills, ahead=ahead)
         except Exception:
             self._queue.appendleft(batch)
             return False
         self._committed(batch.rows)
         batch.finish()
         return True
+
+    def _appends_ahead(self, batch: _Batch, coid: str) -> bool:
+        """With ``full``: append ``batch`` (``coid``'s record) here, on the trio thread, and
+        begin its fdatasync (``fsync_ahead``) without waiting for it: the caller goes on
+        and ``durable`` waits for it. True if done so."""
+        if not self._commits_here(batch, ahead=True):
+            return False
+        self._ahead_begun += 1
+        self._ahead_coid = coid
+        return True
+
+    def _can_go_ahead(self) -> bool:
+        """Whether a lone record may return before its fdatasync: with ``full``, no such
+        fdatasync running, nothing handed to the writer's thread and no record of this
+        round waiting for one (a record that waits for its fsync never shares a batch
+        that returns before it)."""
+        return (
+            self.fsync_ahead is not None
+            and self._ahead_done == self._ahead_begun
+            and self._handed is None
+            and self._round.round_end is None
+            and self._can_hand_over()
+        )
+
+    async def durable(self, client_order_id: str) -> None:
+        """Return once the fdatasyncs begun so far for records that returned before them
+        (``fsync_by_ack``) are done (any other record returned durable).
+        ``JournalUnavailable`` if ``client_order_id``'s failed: the order was sent and is in
+        the log, but a machine crash may take it (until a probe folds the log)."""
+        # Every one begun, not only this order's: one whose waiter was cancelled is reaped
+        # by the next, and the next record may go ahead again.
+        begun = self._ahead_begun
+        while self._ahead_done < begun:
+            await self._reap_ahead()
+        why = self._ahead_failed.pop(client_order_id, None)
+        if why is not None:
+            raise JournalUnavailable(
+                f"journal {self.name} cannot be written ({why}): order {client_order_id} was"
+                f" sent and may be at the broker, so its outcome is unknown; check with"
+                f" `ult order {client_order_id}`"
+            )
+
+    async def _reap_ahead(self) -> None:
+        """Wait for the fdatasync begun ahead (one task waits on it; the others for that)."""
+        if self._reaping:
+            await self._reaped.wait()
+            return
+        assert self.fsync_ahead is not None
+        self._reaping = True
+        try:
+            begun = self._ahead_begun  # one at a time: this is the one running
+            try:
+                await self.fsync_ahead.done()
+            except OSError as exc:
+                self._ahead_failed[self._ahead_coid] = self._outage_reason(exc)
+                # What it covered may not be on the disk: an outage until a probe folds the
+                # log into the file (durably), as after a failed fold.
+                self._ahead_error = exc
+                self._wake.set()
+            self._ahead_done = begun
+        finally:
+            self._reaping = False
+            self._reaped.set()
+            self._reaped = trio.Event()
 
     def _hands_over(self, batch: _Batch) -> bool:
         """With ``full``: if the writer task is idle, ``batch`` goes to the writer's thread
@@ -767,13 +907,13 @@ class SqliteStore:
         if self._log is not None:
             self._log.news(fill)
             return
-        self._open_batch().fills.append(fill)
+        self._open_batch(waited=False).fills.append(fill)
         self._wake_for(waited=False)
 
-    def _open_batch(self) -> _Batch:
+    def _open_batch(self, *, waited: bool) -> _Batch:
         batch = self._queue[-1] if self._queue else None
         if batch is None or len(batch.rows) + len(batch.fills) >= self.max_batch:
-            batch = _Batch()
+            batch = _Batch(waited)
             self._queue.append(batch)
         return batch
 
@@ -793,7 +933,7 @@ class SqliteStore:
         if not waited and self._log is not None:
             self._log.news(row)  # to the fold's thread, not the log: nobody waits for it
             return None
-        batch = self._open_batch()
+        batch = self._open_batch(waited=waited)
         log = self._log
         if log is not None and (
             event != "submit" or order.replaces is not None or order.leg is not None
@@ -889,42 +1029,57 @@ class SqliteStore:
             self._by_order_id.pop(order.id, None)
 
     def _write_rows(
-        self, rows: list[_Row], *, fills: list[Fill] | None = None, probe: bool = False
+        self,
+        rows: list[_Row],
+        *,
+        fills: list[Fill] | None = None,
+        probe: bool = False,
+        ahead: bool = False,
     ) -> None:
         """Make ``rows`` and ``fills`` durable: one append to the change log (fsynced before
-        it returns with ``full``). ``probe`` (an outage's probe): then fold everything into
-        the file at once, with room to grow checked; the outage ends only if that works."""
+        it returns with ``full``; with ``ahead``, its fdatasync only begun). ``probe`` (an
+        outage's probe): then fold everything into the file at once, with room to grow
+        checked; the outage ends only if that works."""
         log = self._log
         assert log is not None
         if not probe and log.failure is not None:
             raise log.failure  # the file cannot take what the log holds: an outage
+        if not probe and self._ahead_error is not None:
+            raise self._ahead_error  # the log may not be on the disk: an outage
         if self._log_syncer is not None and self._log_syncer.last_error is not None:
             # What was appended may not reach the disk: an outage until an fsync works.
             raise OSError(errno.EIO, self._log_syncer.last_error)
         if rows or fills:
-            sync = self._fsync if self.synchronous == "full" else None
+            sync = None
+            if self.synchronous == "full":
+                sync = self.fsync_ahead.start if ahead and self.fsync_ahead else self._fsync
             # An order's reports in one batch (its answer, then the stream's) are folded
             # before they are encoded: the fold would keep only the last of them anyway.
-            kept = _folded(rows, _order_and_event)
+            # (A lone record, an inline append's, has nothing to fold.)
+            kept = rows if len(rows) == 1 else _folded(rows, _order_and_event)
             logged = [log_row(*row) for row in kept]
-            segment = log.append(logged, [fill_row(f) for f in fills or ()], kept, sync=sync)
+            fill_rows = [fill_row(f) for f in fills] if fills else []
+            segment = log.append(logged, fill_rows, kept, sync=sync)
             if self._log_syncer is not None:
                 self._log_syncer.appended(segment)
         if probe:
             log.retry()
+            self._ahead_error = None  # the file holds what the log held, durably
 
     def _fold(self, rows: list[LogRow], fills: list[FillRow], probe: bool) -> None:
         """One transaction writing what the log holds into the tables (the fold's thread;
         the replay at open)."""
         conn = self._wconn
         assert conn is not None
-        events, latest = tables(rows)
+        # Bodies bound as ``bytearray``: Python 3.11's sqlite3 binds one as a blob at once,
+        # where a ``bytes`` parameter first looks for an adapter, raising and clearing an
+        # AttributeError each time (~2,000 instructions a body, with the GIL held).
+        events, latest = tables(rows, blob=bytearray)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_APPEND, events)
-            conn.executemany(_UPSERT, latest)
-            if fills:
-                conn.executemany(_ADD_FILL, fills)
+            _APPEND.run(conn, events)
+            _UPSERT.run(conn, latest)
+            _ADD_FILL.run(conn, [(*f[:5], bytearray(f[5])) for f in fills])
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -949,8 +1104,11 @@ class SqliteStore:
         self._wake.set()
 
     def _file_failed(self) -> BaseException | None:
-        """Why the file cannot take what the log holds (a failed fold), if it cannot."""
-        return self._log.failure if self._log is not None else None
+        """Why the file cannot take what the log holds (a failed fold), if it cannot, or
+        why the log may not be on the disk (a failed fdatasync begun ahead)."""
+        if self._log is not None and self._log.failure is not None:
+            return self._log.failure
+        return self._ahead_error
 
     async def _write_forever(self) -> None:
         """The single writer: commit queued batches in order, one transaction each."""
@@ -1256,9 +1414,12 @@ def table_rows(
     return events, latest, [fill_row(f) for f in fills]
 
 
-def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def tables(
+    rows: list[LogRow], *, blob: Callable[[bytes], Any] = bytes
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
-    ``rows`` (in any order) as one transaction writes them."""
+    ``rows`` (in any order) as one transaction writes them; ``blob``: what a body is
+    bound as (``bytearray`` for SQLite, see ``_fold``)."""
     events = []
     latest: dict[str, tuple[Any, ...]] = {}
     # By sequence number, not as they came: a submit still waiting for its append reaches
@@ -1267,6 +1428,7 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
         in_order, _logged_order_and_event
     ):
+        body = blob(body)
         events.append((seq, coid, event, status, ts, body))
         latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)
     return events, list(latest.values())
@@ -1365,6 +1527,7 @@ async def open_sqlite_store(
     max_pages: int | None = None,
     fold_interval_s: float = changelog.FOLD_INTERVAL_S,
     fsync_route: FsyncRoute | None = None,
+    fsync_ahead: FsyncAhead | None = None,
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
     store = SqliteStore(
@@ -1383,6 +1546,7 @@ async def open_sqlite_store(
         max_pages=max_pages,
         fold_interval_s=fold_interval_s,
         fsync_route=fsync_route,
+        fsync_ahead=fsync_ahead,
     )
     async with store.running():
         yield store

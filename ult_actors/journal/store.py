@@ -19,8 +19,18 @@ class OrderStore(Protocol):
     async def availability_changed(self) -> None:
         """Return at the next change of ``unavailable``."""
 
-    async def record(self, order: Order, *, event: str = "update") -> None:
-        """Store ``order`` as the latest state of its client order id; return once durable."""
+    async def record(
+        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+    ) -> None:
+        """Store ``order`` as the latest state of its client order id; return once durable.
+        ``fsync_by_ack``: the store may return before a machine crash would spare the
+        record (a ``kill -9`` never takes it), if the caller awaits ``durable`` before it
+        acknowledges the order (``synchronous = "full"``: its fsync runs meanwhile)."""
+
+    async def durable(self, client_order_id: str) -> None:
+        """Return once what ``record(..., fsync_by_ack=True)`` returned before is as durable
+        as ``record`` promises; ``JournalUnavailable`` if it cannot be (the order
+        ``client_order_id`` was sent)."""
 
     def record_soon(self, order: Order, *, event: str = "update") -> None:
         """Store ``order`` without waiting until it is durable (the brokers' news about an

@@ -5,10 +5,15 @@ its full market value (long or short), and so does the part of every open
 order that would enlarge a position. So for a long-only account
 ``buying_power = cash - reserved``, and a short of value S uses S of buying
 power (its sale proceeds are in cash but are owed back).
+
+An order's funds check (``free``) asks that on every order: a long's market
+value counts in equity and in gross exposure alike, so it passes over the
+short holdings only (kept as they change), not over every position.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -32,8 +37,9 @@ def signed(side: Side, qty: Decimal) -> Decimal:
 
 def exposure_increase(position: Decimal, side: Side, qty: Decimal) -> Decimal:
     """How many of ``qty`` would enlarge the absolute position (the rest closes it)."""
-    delta = signed(side, qty)
-    if position == 0 or (position > 0) == (delta > 0):
+    # Compared with ``ZERO``, not ``0``: asked on every order, and an int is converted
+    # on each comparison.
+    if not position or (position > ZERO) == (side == "buy"):
         return qty
     return max(ZERO, qty - abs(position))
 
@@ -41,9 +47,11 @@ def exposure_increase(position: Decimal, side: Side, qty: Decimal) -> Decimal:
 class PaperAccount:
     """Cash and holdings; fills are applied here and nowhere else."""
 
-    def __init__(self, cash: Decimal) -> None:
+    def __init__(self, cash: Decimal, holdings: dict[str, PaperHolding] | None = None) -> None:
         self.cash = cash
-        self.holdings: dict[str, PaperHolding] = {}
+        self.holdings: dict[str, PaperHolding] = {} if holdings is None else holdings
+        #: The symbols held short (``apply_fill`` keeps it): all ``free`` passes over.
+        self._shorts = {s for s, h in self.holdings.items() if h.qty < ZERO}
 
     def position(self, symbol: str) -> Decimal:
         holding = self.holdings.get(symbol)
@@ -59,9 +67,15 @@ class PaperAccount:
         """
         delta = signed(side, qty)
         self.cash -= delta * price + commission
-        holding = self.holdings.setdefault(symbol, PaperHolding())
+        holding = self.holdings.get(symbol)
+        if holding is None:
+            holding = self.holdings[symbol] = PaperHolding()
         holding.realized_pl -= commission
         holding.realized_pl += holding.book(delta, price)
+        if holding.qty < ZERO:
+            self._shorts.add(symbol)
+        else:
+            self._shorts.discard(symbol)
         return holding
 
     def gross_exposure(self, marks: dict[str, Decimal]) -> Decimal:
@@ -81,3 +95,17 @@ class PaperAccount:
     def buying_power(self, marks: dict[str, Decimal], reserved: Decimal) -> Decimal:
         """What new exposure the account can still take on."""
         return self.equity(marks) - self.gross_exposure(marks) - reserved
+
+    def free(self, price: Callable[[str], Decimal], reserved: Decimal) -> Decimal:
+        """``buying_power`` at the prices ``price`` gives (every holding's symbol has one).
+
+        The same figure (exact decimals), reached without a pass over the longs: a
+        long adds its value to equity and to gross exposure alike, a short takes
+        it from both, so only shorts, twice their value, set it apart from cash.
+        """
+        if not self._shorts:
+            return self.cash - reserved
+        short_value = ZERO  # negative
+        for symbol in self._shorts:
+            short_value += self.holdings[symbol].qty * price(symbol)
+        return self.cash + short_value + short_value - reserved

@@ -109,8 +109,9 @@ class PaperVenue:
         self.emit = emit
         #: The last batch this venue recorded (a reload must wait for the file to have it).
         self.staged_seq = 0
-        self.account = PaperAccount(snap.cash if snap.cash is not None else settings.starting_cash)
-        self.account.holdings = snap.holdings
+        self.account = PaperAccount(
+            snap.cash if snap.cash is not None else settings.starting_cash, snap.holdings
+        )
         feed.load(snap.prices.items())
         for symbol in snap.holdings:
             # Prices are saved when they move; one never moved is at its start price.
@@ -127,6 +128,10 @@ class PaperVenue:
         for working in self.open.values():
             self._open_by_symbol.setdefault(working.order.symbol, {})[working.order.id] = working
         self._reserve: dict[str, Decimal] = {}
+        #: A market order's reference price over its symbol's price (its slippage).
+        self._market_factor = 1 + settings.slippage_bps / _BPS
+        #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
+        self._traded: set[str] = set()
         #: Every client order id used (a set of short strings: ~100 bytes an order).
         self._client_ids = snap.client_ids
         self._day = now_ns() // _DAY_NS
@@ -305,12 +310,8 @@ class PaperVenue:
     ) -> WorkingOrder:
         """Check a validated new order (or a replacement, or a leg) against the venue's own
         rules and put it on the book unmatched."""
-        if not trades_symbol(self.settings, request.symbol):
-            raise InvalidOrder(
-                f"unknown symbol {request.symbol}: paper broker {self.name} does not trade it"
-                " (its symbols setting lists what it trades)",
-                field="symbol",
-            )
+        if request.symbol not in self._traded:
+            self._check_traded(request.symbol)
         if request.time_in_force in ("opg", "cls"):
             raise InvalidOrder(
                 f"the paper broker has no opening or closing auction ({request.time_in_force})",
@@ -341,6 +342,15 @@ class PaperVenue:
         self._client_ids.add(coid)
         self._changed(working, None)
         return working
+
+    def _check_traded(self, symbol: str) -> None:
+        if not trades_symbol(self.settings, symbol):
+            raise InvalidOrder(
+                f"unknown symbol {symbol}: paper broker {self.name} does not trade it"
+                " (its symbols setting lists what it trades)",
+                field="symbol",
+            )
+        self._traded.add(symbol)
 
     def arrive(self, order_id: str) -> None:
         """An order that was travelling (``latency_ms``) reaches the venue and is matched."""
@@ -566,7 +576,7 @@ class PaperVenue:
             return order.limit_price
         if order.stop_price is not None:
             return max(order.stop_price, mark) if order.side == "buy" else order.stop_price
-        return mark * (1 + self.settings.slippage_bps / _BPS)
+        return mark * self._market_factor
 
     def _reserved(self) -> Decimal:
         """Buying power held by open orders for the exposure they would add."""
@@ -599,7 +609,7 @@ class PaperVenue:
         reserved = self._reserved()
         if instead_of is not None:
             reserved -= self._reservation(instead_of)
-        available = self.account.buying_power(self.marks(), reserved)
+        available = self.account.free(self.feed.price, reserved)
         if cost > available:
             raise InsufficientFunds(
                 f"order needs {cost:.2f} {self.settings.currency} of buying power;"

@@ -1,0 +1,51 @@
+"""The collector's settings once the service is ready: start-up frozen, cycles still collected."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from ult_actors.collector import YOUNG_THRESHOLD, release_frozen, settle_after_start
+
+
+class Node:
+    """A container that can sit in a reference cycle and be weakly referenced."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> weakref.ref[Node]:
+    """A two-node cycle nobody else holds: only the collector can free it."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+# The settings are the process's (run_service settles them once ready).
+pytestmark = pytest.mark.usefixtures("collector_restored")
+
+
+def test_a_cycle_made_after_start_up_is_still_collected_without_being_asked() -> None:
+    settle_after_start()
+    gone = cycle()
+    # Enough new containers to pass the young threshold: the collector runs by itself.
+    keep = [[] for _ in range(YOUNG_THRESHOLD * 2)]
+    assert gone() is None
+    del keep
+
+
+def test_start_up_s_objects_are_left_alone_until_released() -> None:
+    held = cycle()
+    node = held()
+    assert node is not None
+    settle_after_start()  # ``node`` is alive here: frozen with the rest of start-up
+    assert gc.get_freeze_count() > 0
+    del node
+    gc.collect()
+    assert held() is not None, "a frozen cycle is not walked by the collector"
+    release_frozen()
+    gc.collect()
+    assert held() is None

@@ -1,0 +1,180 @@
+"""With ``synchronous = "full"`` a lone submit's fdatasync runs while its order goes to the
+broker: the record is in the log (a ``kill -9`` keeps it) before the order leaves, and the
+ack waits for the fdatasync; one that fails answers the submit with ``JournalUnavailable``
+(the order was sent) and is an outage until a probe folds the log into the file."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from tests.journal.harness import (
+    order,
+    paper_service,
+    records_in_log,
+    rows_on_disk,
+    short_socket_path,
+)
+from ult_actors.client import AsyncClient, JournalUnavailable
+from ult_actors.journal.fsync_ahead import open_fsync_ahead
+from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
+
+
+class GatedFsyncAhead:
+    """Stands in for the io_uring fdatasync: begun at once, done when the test says."""
+
+    def __init__(self) -> None:
+        self.begun: list[int] = []
+        self.waited = trio.Event()  # someone waits for the one begun
+        self.gate = trio.Event()
+        self.error: OSError | None = None
+        self.running = False
+
+    def start(self, fd: int) -> None:
+        assert not self.running
+        self.begun.append(fd)
+        self.running = True
+
+    async def done(self) -> None:
+        self.waited.set()
+        await self.gate.wait()
+        self.running = False
+        self.waited = trio.Event()
+        self.gate = trio.Event()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sock() -> Iterator[Path]:
+    with short_socket_path() as path:
+        yield path
+
+
+async def test_with_full_the_order_leaves_before_its_fsync_and_the_ack_waits_for_it(
+    tmp_path: Path, sock: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    ahead = GatedFsyncAhead()
+    fsynced: list[int] = []  # the fsyncs a record waits for before it returns
+    opener = sqlite_store_opener(path, synchronous="full", fsync=fsynced.append, fsync_ahead=ahead)
+    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        acked: list[str] = []
+
+        async def submit() -> None:
+            placed = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+            acked.append(placed.status)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(submit)
+                await ahead.waited.wait()  # the ack waits for the fdatasync begun
+                assert len(ahead.begun) == 1 and fsynced == []
+                # The order went to the venue and its answer was tracked meanwhile; the
+                # submit record was in the log before it left: a kill -9 keeps it.
+                tracked = await store.get("c-1")
+                assert tracked is not None and tracked.status == "filled"
+                assert [row[1] for row in records_in_log(path)] == ["c-1"]
+                await trio.testing.wait_all_tasks_blocked()
+                assert acked == []  # no ack before its fsync
+                ahead.gate.set()
+        assert acked == ["filled"]
+
+
+async def test_with_full_a_failed_fsync_after_the_order_left_answers_unknown_and_keeps_it(
+    tmp_path: Path, sock: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    ahead = GatedFsyncAhead()
+    ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
+    opener = sqlite_store_opener(
+        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.01
+    )
+    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+
+                async def fail_the_fsync() -> None:
+                    await ahead.waited.wait()
+                    ahead.gate.set()
+
+                nursery.start_soon(fail_the_fsync)
+                with pytest.raises(JournalUnavailable, match="was sent and may be at the broker"):
+                    await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+            # An outage until the probe has folded the log into the file, durably.
+            while store.unavailable is not None:
+                await store.availability_changed()
+            ahead.error = None
+            # The order is kept: asked again, the same order is answered, not a second.
+            again = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+        assert again.status == "filled"
+        assert len(ahead.begun) == 1  # the second submit found it: nothing left again
+    assert rows_on_disk(path) == {"c-1": "filled"}
+
+
+async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    ahead = GatedFsyncAhead()
+    fsynced: list[int] = []
+    async with open_sqlite_store(
+        path, synchronous="full", fsync=fsynced.append, fsync_ahead=ahead
+    ) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()  # the writer idle
+            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
+            assert (len(ahead.begun), fsynced) == (1, [])  # returned before its fsync
+            with trio.move_on_after(3600) as waiting:  # its ack's waiter gives up
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(store.durable, "c-1")
+                    await ahead.waited.wait()
+                    waiting.cancel()
+            ahead.gate.set()  # done, and nobody has seen it yet
+            await trio.testing.wait_all_tasks_blocked()
+            await store.record(order("c-2"), event="submit", fsync_by_ack=True)
+            assert (len(ahead.begun), len(fsynced)) == (1, 1)  # one at a time: fsynced here
+            await store.durable("c-2")  # sees c-1's done: the next may go ahead again
+            await trio.testing.wait_all_tasks_blocked()
+            await store.record(order("c-3"), event="submit", fsync_by_ack=True)
+            assert (len(ahead.begun), len(fsynced)) == (2, 1)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.durable, "c-3")
+                await ahead.waited.wait()
+                ahead.gate.set()
+    assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new", "c-3": "pending_new"}
+
+
+async def test_the_io_uring_fdatasync_is_done_once_reported_and_reports_a_failure(
+    tmp_path: Path,
+) -> None:
+    ahead = open_fsync_ahead()
+    if ahead is None:
+        pytest.skip("no io_uring here")
+    fd = os.open(tmp_path / "segment", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with trio.fail_after(10):
+            for i in range(3):
+                os.pwrite(fd, b"record", i * 6)
+                ahead.start(fd)
+                await ahead.done()
+            ahead.start(-1)
+            with pytest.raises(OSError) as failed:
+                await ahead.done()
+        assert failed.value.errno == errno.EBADF
+    finally:
+        os.close(fd)
+        ahead.close()
