@@ -18,7 +18,7 @@ import collections
 import math
 import socket
 import sys
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,9 @@ Pushed = EventMessage | SubscriptionDropped
 #: The most one read takes off the socket.
 READ_SIZE = 1 << 16
 
+#: The context a request waits in on trio (the connection keeps its deadline).
+_NOTHING = nullcontext()
+
 
 def _on_trio(raw: object) -> TrioSocket | None:
     """``raw`` read the trio way, if trio runs this task (it is loaded then already)."""
@@ -58,28 +61,32 @@ def _on_trio(raw: object) -> TrioSocket | None:
 
 
 class _Waiter:
-    """One request's reply, or the error that ended the connection first.
+    """One request's reply, or the error that ended the connection first, or neither
+    once its deadline passed (on trio, where the connection keeps the deadlines).
 
     ``done`` is made only for a caller that sleeps while another task reads;
     a caller reading the socket itself needs no event.
     """
 
-    __slots__ = ("done", "error", "reply")
+    __slots__ = ("deadline", "done", "error", "reply", "settled")
 
     def __init__(self) -> None:
         self.done: anyio.Event | None = None
         self.reply: Reply | None = None
         self.error: UltError | None = None
+        self.settled = False
+        self.deadline = math.inf
 
-    @property
-    def settled(self) -> bool:
-        return self.reply is not None or self.error is not None
-
-    def settle(self, reply: Reply | None, error: UltError | None) -> None:
+    def settle(self, reply: Reply | None, error: UltError | None) -> bool:
+        """Settle with ``reply`` or ``error`` (neither: timed out); False if its caller
+        reads the socket itself (nothing else wakes it)."""
         self.reply = reply
         self.error = error
-        if self.done is not None:
-            self.done.set()
+        self.settled = True
+        if self.done is None:
+            return False
+        self.done.set()
+        return True
 
     async def wait(self) -> None:
         if not self.settled:
@@ -138,6 +145,8 @@ class Connection:
         """The reader and writer tasks, until the connection ends or is closed."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._write_loop)
+            if self._trio is not None:
+                tg.start_soon(self._trio.keep_time, self._expire)
             await self._read_loop()
             tg.cancel_scope.cancel()
 
@@ -164,7 +173,7 @@ class Connection:
         self._pending[request.id] = waiter
         self._send(data, direct=alone)
         try:
-            with self._deadline(timeout):
+            with self._deadline(waiter, timeout):
                 if alone:
                     await self._read_for(waiter)
                 else:
@@ -173,14 +182,34 @@ class Connection:
             self._pending.pop(request.id, None)  # still there if the wait was cut short
         if waiter.error is not None:
             raise waiter.error
-        return waiter.reply  # None: the scope's deadline ended the wait
+        return waiter.reply  # None: the deadline ended the wait
 
-    def _deadline(self, timeout: float | None) -> AbstractContextManager[object]:
-        """A cancel scope ending the wait ``timeout`` seconds from now (never if ``None``)."""
+    def _deadline(self, waiter: _Waiter, timeout: float | None) -> AbstractContextManager[object]:
+        """What ends the wait for ``waiter`` ``timeout`` seconds from now (never if ``None``).
+
+        On trio the connection's clock (``_expire``), around nothing; elsewhere a
+        cancel scope of the request's own.
+        """
         if self._trio is not None:
-            return self._trio.deadline(timeout)
+            if timeout is not None:
+                waiter.deadline = self._trio.deadline(timeout)
+                self._trio.watch(waiter.deadline)
+            return _NOTHING
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         return anyio.CancelScope(deadline=deadline)
+
+    def _expire(self, now: float) -> float:
+        """Settle, empty, every request whose deadline is ``now`` or past; the next deadline."""
+        assert self._trio is not None
+        next_deadline = math.inf
+        for request_id, waiter in list(self._pending.items()):
+            if waiter.deadline <= now:
+                del self._pending[request_id]  # a reply coming later is unmatched
+                if not waiter.settle(None, None):
+                    self._trio.wake()  # its caller waits on the socket itself
+            elif waiter.deadline < next_deadline:
+                next_deadline = waiter.deadline
+        return next_deadline
 
     # -- writing ----------------------------------------------------------------
 
@@ -206,7 +235,10 @@ class Connection:
                 chunks, self._outgoing = self._outgoing, []
                 if chunks:
                     self._writing = True
-                    await self._stream.send(b"".join(chunks))
+                    if self._trio is not None:
+                        await self._trio.send_all(b"".join(chunks))
+                    else:
+                        await self._stream.send(b"".join(chunks))
                     self._writing = False
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             # What the service sent before it closed may say why (``busy``): let the
@@ -262,10 +294,12 @@ class Connection:
         """Read what the socket has and settle what it answers; the connection's end
         fails every waiter."""
         try:
-            if self._trio is not None:
-                data = await self._trio.receive(READ_SIZE, wait_first=wait_first)
+            if self._trio is None:
+                data: bytes | None = await self._stream.receive(READ_SIZE)
             else:
-                data = await self._stream.receive(READ_SIZE)
+                data = await self._trio.receive(READ_SIZE, wait_first=wait_first)
+                if data is None:
+                    return  # woken at a deadline: the reader looks again at what it waits for
             if not data:
                 raise anyio.EndOfStream
             for payload in self._frames.feed(data):
