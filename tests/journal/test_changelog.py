@@ -19,7 +19,7 @@ import msgspec
 
 from tests.journal.harness import fill, order, rows_in_file
 from ult_actors import segment_log
-from ult_actors.journal.changelog import LogRecord, log_row
+from ult_actors.journal.changelog import LogRecord, fill_row, log_row
 from ult_actors.journal.sqlite import open_sqlite_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +123,31 @@ async def test_a_logged_state_older_than_the_files_does_not_replace_it(tmp_path:
         assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
     assert rows_in_file(path) == {"c-1": "filled"}
     assert table_counts(path)[0] == 2
+
+
+async def test_a_replay_of_many_orders_writes_each_row_once_and_the_newest_state(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path):
+        pass  # the file, empty
+    # 100 orders (a fold writes many rows per statement: 64, 32, 4 of them here), each
+    # submitted then filled, with one fill reported twice and an older state after a newer.
+    rows = []
+    for i in range(100):
+        rows.append(log_row(2 * i + 1, "submit", 0, order(f"c-{i}")))
+        rows.append(log_row(2 * i + 2, "update", 0, order(f"c-{i}", "filled", oid=f"b-{i}")))
+    rows.append(log_row(1, "submit", 0, order("c-0")))
+    fills = [fill_row(fill(f"f-{i}", f"c-{i}")) for i in range(100)]
+    fills.append(fill_row(fill("f-7", "c-7")))
+    log = segment_log.SegmentLog(path)
+    log.append(segment_log.framed(msgspec.msgpack.encode(LogRecord(rows, fills))))
+    log.close()
+    async with open_sqlite_store(path) as store:
+        assert (await store.get("c-0")) == order("c-0", "filled", oid="b-0")
+        assert len(await store.history("c-99")) == 2
+    assert rows_in_file(path) == {f"c-{i}": "filled" for i in range(100)}
+    assert table_counts(path) == (200, 100, 100)
 
 
 async def test_a_record_cut_short_ends_the_replay(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ async def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_
     assert [r[0] for r in indexed] == ["o-1", "o-3"]
     # Writing a row tests its status for the partial index without building a temporary
     # table (what an ``IN`` list of constants costs on every row the fold writes).
-    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT, (None,) * 8)]
+    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 8)]
     assert "OpenEphemeral" not in program
     conn.close()
 
