@@ -3,6 +3,8 @@ request held up by another's wait, bad frames and split frames as anywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,24 +41,36 @@ async def _replies(conn: RawConnection, count: int) -> list[Reply]:
     return [await conn.receive() for _ in range(count)]
 
 
+async def _connection_up(path: Path) -> RawConnection:
+    """A connection whose tasks are up (one ping answered), with the service idle."""
+    conn = await RawConnection.open(path)
+    await conn.send(Ping(id=1))
+    await conn.receive()
+    await trio.testing.wait_all_tasks_blocked()
+    return conn
+
+
+@contextmanager
+def _counting_steps() -> Iterator[_ConnectionSteps]:
+    steps = _ConnectionSteps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        yield steps
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+
+
 async def test_the_requests_of_one_read_are_answered_without_a_task_wake_up_each(
     sock_dir: Path,
 ) -> None:
     async with ipc_service(sock_dir) as (_svc, path):
-        conn = await RawConnection.open(path)
         with trio.fail_after(10):
-            await conn.send(Ping(id=1))  # the connection's tasks are up
-            await conn.receive()
-            await trio.testing.wait_all_tasks_blocked()
-            steps = _ConnectionSteps()
-            trio.lowlevel.add_instrument(steps)
-            try:
+            conn = await _connection_up(path)
+            with _counting_steps() as steps:
                 # One write: the server reads the hundred frames in one read.
                 await conn.send_raw(_pings(2, 100))
                 replies = await _replies(conn, 100)
                 await trio.testing.wait_all_tasks_blocked()
-            finally:
-                trio.lowlevel.remove_instrument(steps)
         assert sorted(r.id for r in replies if isinstance(r, OkReply)) == list(range(2, 102))
         # The task that read them answers them all in its step; one other task is woken
         # to take over should an answer wait, and one takes the next reading turn. Each
@@ -69,21 +83,14 @@ async def test_a_lone_request_answered_at_once_costs_its_connection_one_task_ste
     sock_dir: Path,
 ) -> None:
     async with ipc_service(sock_dir) as (_svc, path):
-        conn = await RawConnection.open(path)
         with trio.fail_after(10):
-            await conn.send(Ping(id=1))  # the connection's tasks are up
-            await conn.receive()
-            await trio.testing.wait_all_tasks_blocked()
-            steps = _ConnectionSteps()
-            trio.lowlevel.add_instrument(steps)
-            try:
+            conn = await _connection_up(path)
+            with _counting_steps() as steps:
                 replies = []
                 for i in range(2, 22):
                     await conn.send(Ping(id=i))
                     replies.append(await conn.receive())
                     await trio.testing.wait_all_tasks_blocked()
-            finally:
-                trio.lowlevel.remove_instrument(steps)
         assert [r.id for r in replies if isinstance(r, OkReply)] == list(range(2, 22))
         # The task that read each ping answered it and went on to read the next: no
         # other task was woken to read meanwhile (that was 40 steps).
