@@ -7,7 +7,9 @@ published, and its supervisor restarts it.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ import trio
 
 from tests.actors.harness import paper_service, submit
 from ult_actors.actors import risk as risk_module
+from ult_actors.messages import Event, Order, OrderUpdate
+from ult_actors.runtime import EventBus
 
 
 def _broker_restarts(svc: Any) -> int:
@@ -26,6 +30,24 @@ async def _restarted(svc: Any, child: str) -> None:
     with trio.fail_after(10):
         while svc.root.child(child).health.restarts < 1:
             await trio.sleep(0.01)
+
+
+def test_a_new_risk_incarnation_folds_what_is_published_before_its_tasks_run() -> None:
+    # A restarted risk: a fill published right after it subscribed, before its reader's
+    # first step, is in its books already (an order checked then must see it).
+    bus: EventBus[Event] = EventBus()
+    state = risk_module.RiskState()
+    deps = risk_module.RiskDeps(
+        limits=risk_module.RiskLimits(), brokers={}, bus=bus, state=state, now_ns=lambda: 5
+    )
+    risk_module._Risk(deps, SimpleNamespace(name="risk"))  # type: ignore[arg-type]
+    filled = Order(
+        id="o1", client_order_id="c1", broker="paper", symbol="AAPL", side="buy",
+        qty=Decimal(2), type="market", time_in_force="day", status="filled",
+        filled_qty=Decimal(2), avg_fill_price=Decimal(10), updated_at=6,
+    )
+    bus.publish(OrderUpdate(order=filled))
+    assert state.books[("paper", "AAPL")].qty == 2
 
 
 async def test_fills_reach_risk_and_the_book_as_they_are_published(tmp_path: Path) -> None:

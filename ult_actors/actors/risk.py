@@ -457,6 +457,10 @@ class _Risk:
         self.state = deps.state
         self.log: Any = structlog.get_logger().bind(actor=ctx.name)
         self.events = deps.bus.subscribe(kinds=_FOLDED, capacity=1 << 16)
+        # Folded as published from the moment it subscribes (no wake-up per order), not
+        # from its reader's first step: an order checked before that step would meet a
+        # view without the fills published in between.
+        self.events.fold_inline(self.apply)
         if not self.state.started_ns:
             self.state.started_ns = deps.now_ns()
 
@@ -484,9 +488,8 @@ class _Risk:
             reset_books(self.state, event)
 
     async def follow_events(self) -> None:
-        # Folded as published (no wake-up per order); this loop takes what that could
-        # not: events queued before it, and one whose fold raised (then risk crashes here).
-        self.events.fold_inline(self.apply)
+        # What the inline fold could not take: an event whose fold raised and those
+        # published after it (then risk crashes here, in its own step).
         async for event in self.events:
             self.apply(event)
         raise RuntimeError(f"risk fell behind the event stream: {self.events.dropped_reason}")
