@@ -125,15 +125,20 @@ class PositionBook:
         order = update.order
         key = (order.broker, order.symbol)
         paid = update.fill
-        if paid is not None and self.fees_paid.add(f"{order.broker}:{paid.fill_id}"):
+        fees = ZERO
+        if (
+            paid is not None
+            and (paid.commission or paid.fees)
+            and self.fees_paid.add(f"{order.broker}:{paid.fill_id}")
+        ):
             # Realized P&L is net of what trading cost; an execution's fees are paid once,
             # whether its quantity came with it or with an earlier state of the order.
-            # (Most fills cost nothing beyond their price: no sum of their fees then.)
-            fees = paid.total_fees if paid.commission or paid.fees else ZERO
-            if fees:
-                self.realized[key] = self.realized.get(key, ZERO) - fees
+            # (A free execution needs no remembering; a commission alone needs no sum.)
+            fees = paid.total_fees if paid.fees else paid.commission
         new = self.applied.advance(order)
         if new is None:
+            if fees:
+                self.realized[key] = self.realized.get(key, ZERO) - fees
             return
         holding = self.holdings.get(key)
         if holding is None:  # not setdefault: it would build a Holding for every fill
@@ -141,7 +146,12 @@ class PositionBook:
         qty, part_price = new
         price = part_price or self.mark.get(key) or holding.avg_price
         signed = qty if order.side == "buy" else -qty
-        self.realized[key] = self.realized.get(key, ZERO) + holding.book(signed, price)
+        pnl = holding.book(signed, price)
+        # The fees first, then the fill's P&L, in one write of the figure.
+        realized = self.realized.get(key, ZERO)
+        if fees:
+            realized -= fees
+        self.realized[key] = realized + pnl
         self.mark[key] = price
         self.reported.pop(key, None)
         self.fills_seen[key] = self.fills_seen.get(key, 0) + 1

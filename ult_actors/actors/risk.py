@@ -241,9 +241,10 @@ def position_after(
     """
     book = state.books.get((broker, request.symbol))
     now = book.qty if book else ZERO
-    sign = 1 if request.side == "buy" else -1
     pending = state.open_qty.get((broker, request.symbol, request.side), ZERO)
-    return now, now + sign * ((request.qty if adds is None else adds) + pending)
+    more = (request.qty if adds is None else adds) + pending
+    # Added or taken away, not multiplied by a sign: an int times a Decimal converts the int.
+    return now, now + more if request.side == "buy" else now - more
 
 
 def replace_adds(order: Order, terms: OrderRequest) -> Decimal:
@@ -388,7 +389,9 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         price = part_price or state.last_price.get(order.symbol) or book.avg_price
         state.last_price[order.symbol] = price
         signed = qty if order.side == "buy" else -qty
-        state.realized_today += book.book(signed, price)
+        pnl = book.book(signed, price)
+        if pnl:  # most fills realize nothing (they open or add): no sum then
+            state.realized_today += pnl
     if order.status in OPEN_STATUSES:
         state.set_open(unfilled_rest(order))
     else:
