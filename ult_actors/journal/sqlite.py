@@ -98,7 +98,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import itertools
 import os
 import queue
 import sqlite3
@@ -125,6 +124,7 @@ from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.recent import Recent
 from ult_actors.report.inputs import CostInputs
+from ult_actors.sqlite_insert import ManyRowInsert
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -134,48 +134,10 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_order = msgspec.msgpack.Decoder(Order).decode
 
 
-class _Insert:
-    """An INSERT the fold makes of many rows at once: ``head VALUES (?, ...), (?, ...) tail``.
-
-    One statement per 64 rows, the rest in statements of 32, 16, ... 1 rows, rather than
-    one per row (``executemany``): SQLite opens the table's and its indexes' cursors once
-    a statement, and the sqlite3 module lets go of the GIL (and takes it back) once a
-    statement, not once a row. A few texts per table, each compiled once and kept in the
-    connection's statement cache.
-    """
-
-    #: Rows in the longest statement (8 columns: 512 parameters, far below SQLite's limit).
-    ROWS = 64
-
-    def __init__(self, head: str, columns: int, tail: str = "") -> None:
-        self._head = head
-        self._row = "(" + ", ".join("?" * columns) + ")"
-        self._tail = tail
-        self._texts: dict[int, str] = {}
-
-    def sql(self, rows: int) -> str:
-        """The statement inserting ``rows`` rows."""
-        text = self._texts.get(rows)
-        if text is None:
-            values = ", ".join([self._row] * rows)
-            text = self._texts[rows] = f"{self._head} VALUES {values}{self._tail}"
-        return text
-
-    def run(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (each in the columns' order), in order."""
-        at, left, size = 0, len(rows), self.ROWS
-        while left:
-            while size > left:
-                size //= 2
-            conn.execute(self.sql(size), tuple(itertools.chain.from_iterable(rows[at : at + size])))
-            at += size
-            left -= size
-
-
 # Folding is idempotent, so a log replayed after a crash (some of it folded already)
 # leaves the file as one fold would: an order's row is replaced only by a newer state,
 # an event is kept once per sequence number.
-_UPSERT = _Insert(
+_UPSERT = ManyRowInsert(
     "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)",
     8,
     " ON CONFLICT (client_order_id) DO UPDATE SET"
@@ -183,13 +145,13 @@ _UPSERT = _Insert(
     " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
     " body = excluded.body WHERE excluded.seq > orders.seq",
 )
-_APPEND = _Insert("INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)", 6)
+_APPEND = ManyRowInsert("INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)", 6)
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
 _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
 # A fill reported twice (a replayed stream, a reconnect) is kept once.
-_ADD_FILL = _Insert(
+_ADD_FILL = ManyRowInsert(
     "INSERT OR IGNORE INTO fills (broker, fill_id, client_order_id, symbol, ts, body)", 6
 )
 

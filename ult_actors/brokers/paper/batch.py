@@ -134,12 +134,13 @@ class Rows:
         self.seq = seq
         name = change.account
         ended = change.ended
+        # Bodies as ``bytearray``: what sqlite3 binds without looking for an adapter.
         for oid, body in change.orders.items():
             coid = _working_key(body).order.client_order_id
-            self._orders[name, oid] = (name, oid, coid, int(oid not in ended), body)
+            self._orders[name, oid] = (name, oid, coid, int(oid not in ended), bytearray(body))
         for body in change.fills:
             keys = _fill_keys(body)
-            self._fills.append((name, keys.fill_id, keys.order_id, body))
+            self._fills.append((name, keys.fill_id, keys.order_id, bytearray(body)))
         for symbol, qty, avg, pl in change.holdings:
             self._holdings[name, symbol] = (name, symbol, qty, avg, pl)
         for symbol, price in change.prices:

@@ -47,6 +47,7 @@ from ult_actors.brokers.paper.batch import Rows, WorkingOrder
 from ult_actors.brokers.paper.settings import DEFAULT_FILE
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill
+from ult_actors.sqlite_insert import ManyRowInsert
 
 MEMORY = ":memory:"
 #: What an old per-connection file is renamed to once imported.
@@ -97,20 +98,19 @@ CREATE TABLE IF NOT EXISTS prices (
 _TABLES = ("accounts", "orders", "fills", "positions", "prices")
 _OLD_TABLES = ("meta", "orders", "fills", "positions", "prices")
 
-_UPSERT_ORDER = (
-    "INSERT INTO orders (account, id, client_order_id, open, body) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body"
+_UPSERT_ORDER = ManyRowInsert(
+    "INSERT INTO orders (account, id, client_order_id, open, body)",
+    5,
+    " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body",
 )
 # A fill replayed from the change log may be in the file already.
-_INSERT_FILL = "INSERT OR IGNORE INTO fills (account, fill_id, order_id, body) VALUES (?, ?, ?, ?)"
-_UPSERT_POSITION = (
-    "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, realized_pl)"
-    " VALUES (?, ?, ?, ?, ?)"
+_INSERT_FILL = ManyRowInsert("INSERT OR IGNORE INTO fills (account, fill_id, order_id, body)", 4)
+_UPSERT_POSITION = ManyRowInsert(
+    "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, realized_pl)", 5
 )
-_UPSERT_PRICE = "INSERT OR REPLACE INTO prices (account, symbol, price) VALUES (?, ?, ?)"
-_UPSERT_ACCOUNT = (
-    "INSERT OR REPLACE INTO accounts (name, cash, created_at, next_order, next_fill)"
-    " VALUES (?, ?, ?, ?, ?)"
+_UPSERT_PRICE = ManyRowInsert("INSERT OR REPLACE INTO prices (account, symbol, price)", 3)
+_UPSERT_ACCOUNT = ManyRowInsert(
+    "INSERT OR REPLACE INTO accounts (name, cash, created_at, next_order, next_fill)", 5
 )
 
 
@@ -314,11 +314,13 @@ def _connect(path: str) -> sqlite3.Connection:
 def _commit(db: sqlite3.Connection, rows: Rows) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany(_UPSERT_ORDER, rows.orders())
-        db.executemany(_INSERT_FILL, rows.fills())
-        db.executemany(_UPSERT_POSITION, rows.positions())
-        db.executemany(_UPSERT_PRICE, rows.prices())
-        db.executemany(_UPSERT_ACCOUNT, rows.accounts())
+        # Many rows a statement (``ManyRowInsert``): the loop waits for this thread's
+        # GIL once a statement, not once a row.
+        _UPSERT_ORDER.run(db, list(rows.orders()))
+        _INSERT_FILL.run(db, list(rows.fills()))
+        _UPSERT_POSITION.run(db, list(rows.positions()))
+        _UPSERT_PRICE.run(db, list(rows.prices()))
+        _UPSERT_ACCOUNT.run(db, list(rows.accounts()))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -375,15 +377,17 @@ def _copy_old_account(db: sqlite3.Connection, schema: str, prefix: str, account:
     meta = dict(db.execute(f"SELECT key, value FROM {src}meta").fetchall())
     if "cash" not in meta:
         return  # never used: nothing to keep
-    db.execute(
-        _UPSERT_ACCOUNT,
-        (
-            account,
-            meta["cash"],
-            int(meta.get("created_at", 0)),
-            int(meta.get("next_order", 1)),
-            int(meta.get("next_fill", 1)),
-        ),
+    _UPSERT_ACCOUNT.run(
+        db,
+        [
+            (
+                account,
+                meta["cash"],
+                int(meta.get("created_at", 0)),
+                int(meta.get("next_order", 1)),
+                int(meta.get("next_fill", 1)),
+            )
+        ],
     )
     db.execute(
         "INSERT INTO main.orders (account, id, client_order_id, open, body)"
