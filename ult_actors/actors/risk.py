@@ -244,7 +244,7 @@ def position_after(
     pending = state.open_qty.get((broker, request.symbol, request.side), ZERO)
     more = (request.qty if adds is None else adds) + pending
     # Added or taken away, not multiplied by a sign: an int times a Decimal converts the int.
-    return now, now + more if request.side == "buy" else now - more
+    return now, (now + more if request.side == "buy" else now - more)
 
 
 def replace_adds(order: Order, terms: OrderRequest) -> Decimal:

@@ -133,7 +133,6 @@ Writer = Literal["thread", "to_thread"]
 _encode = msgspec.msgpack.Encoder().encode
 _decode_order = msgspec.msgpack.Decoder(Order).decode
 
-
 # Folding is idempotent, so a log replayed after a crash (some of it folded already)
 # leaves the file as one fold would: an order's row is replaced only by a newer state,
 # an event is kept once per sequence number.
@@ -145,7 +144,9 @@ _UPSERT = ManyRowInsert(
     " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
     " body = excluded.body WHERE excluded.seq > orders.seq",
 )
-_APPEND = ManyRowInsert("INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)", 6)
+_APPEND = ManyRowInsert(
+    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)", 6
+)
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
 _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"

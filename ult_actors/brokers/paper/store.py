@@ -377,17 +377,15 @@ def _copy_old_account(db: sqlite3.Connection, schema: str, prefix: str, account:
     meta = dict(db.execute(f"SELECT key, value FROM {src}meta").fetchall())
     if "cash" not in meta:
         return  # never used: nothing to keep
-    _UPSERT_ACCOUNT.run(
-        db,
-        [
-            (
-                account,
-                meta["cash"],
-                int(meta.get("created_at", 0)),
-                int(meta.get("next_order", 1)),
-                int(meta.get("next_fill", 1)),
-            )
-        ],
+    db.execute(
+        _UPSERT_ACCOUNT.sql(1),
+        (
+            account,
+            meta["cash"],
+            int(meta.get("created_at", 0)),
+            int(meta.get("next_order", 1)),
+            int(meta.get("next_fill", 1)),
+        ),
     )
     db.execute(
         "INSERT INTO main.orders (account, id, client_order_id, open, body)"
