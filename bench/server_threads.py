@@ -48,8 +48,9 @@ def thread_schedstat(pid: int) -> SchedStat:
     return out
 
 
-async def measure(orders: int, memory: bool) -> dict[str, Any]:
-    """One service: warm up, then ``orders`` pipelined orders; per-order figures by thread."""
+async def measure(orders: int, memory: bool, one_at_a_time: bool = False) -> dict[str, Any]:
+    """One service: warm up, then ``orders`` pipelined orders (or sequential ones, with
+    ``one_at_a_time``); per-order figures by thread."""
     overrides = VARIANTS["journal off, paper account in memory"] if memory else None
     with short_tempdir("bt-") as tmp:
         (tmp / "run").mkdir(mode=0o700)
@@ -57,10 +58,13 @@ async def measure(orders: int, memory: bool) -> dict[str, Any]:
         try:
             await sequential(service.socket, Budget(300, 10.0))
             before = thread_schedstat(service.pid)
-            result = await pipelined(
-                service.socket, Budget(orders, 120.0), clients=1, window=128,
-                server_pid=service.pid,
-            )  # fmt: skip
+            budget = Budget(orders, 120.0)
+            if one_at_a_time:
+                result = await sequential(service.socket, budget, server_pid=service.pid)
+            else:
+                result = await pipelined(
+                    service.socket, budget, clients=1, window=128, server_pid=service.pid
+                )
             after = thread_schedstat(service.pid)
         finally:
             await service.stop()
@@ -74,6 +78,8 @@ async def measure(orders: int, memory: bool) -> dict[str, Any]:
         for name, (ran, waited, slices) in after.items()
     }
     return {
+        "mode": "sequential" if one_at_a_time else "pipelined",
+        "p50_us": result["p50_us"],
         "orders": n,
         "per_s": result["per_s"],
         "server_cpu_us": result["server_cpu_us"],
@@ -86,15 +92,17 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=10000)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--memory", action="store_true", help="journal in memory, paper file off")
+    p.add_argument("--sequential", action="store_true", help="one order at a time")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     for _ in range(args.rounds):
-        result = trio.run(measure, args.orders, args.memory)
+        result = trio.run(measure, args.orders, args.memory, args.sequential)
         if args.json:
             print(json.dumps(result))
             continue
         print(
-            f"{result['orders']} pipelined orders, {result['per_s']:.0f}/s, server CPU"
+            f"{result['orders']} {result['mode']} orders, {result['per_s']:.0f}/s,"
+            f" p50 {result['p50_us']} us, server CPU"
             f" {result['server_cpu_us']} us an order; by thread (us an order):"
         )
         for name, t in result["threads"].items():
