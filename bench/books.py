@@ -31,6 +31,7 @@ from bench.instructions import instructions_of
 from bench.ult import RISK_LIMITS
 from ult_actors.actors.positions import PositionBook, PositionsDeps, _Positions
 from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, _Risk
+from ult_actors.collector import settle_after_start
 from ult_actors.messages import Event, Fill, Order, OrderRequest, OrderUpdate
 from ult_actors.runtime import ActorContext, EventBus
 
@@ -91,10 +92,12 @@ async def drive(part: str, warmup: int, orders: int, built: int) -> None:
         PositionsDeps(brokers={}, bus=bus, book=PositionBook(started_ns=_NOW_NS - 1)),
         _context("positions"),  # type: ignore[arg-type]
     )
+    risk.clock = trio.lowlevel.current_clock()  # as its ``run`` does
     positions.events.fold_inline(positions.apply)  # as its ``follow_events`` does
     if part == "bus":
         risk.events.fold_inline(lambda event: None)
         positions.events.fold_inline(lambda event: None)
+    settle_after_start()  # the collector as the service runs it once ready
     deadline = trio.current_time() + 60.0
     for request, update in _orders(built)[: warmup + orders]:
         if part != "bus":

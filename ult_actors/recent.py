@@ -52,6 +52,10 @@ class Recent(Generic[K, V]):
         self._on_evict = on_evict
         self._refresh = refresh
         self._items: OrderedDict[K, V] = OrderedDict()
+        #: ``get(key, default=None)``: the entry's value, or ``default``. The dict's own
+        #: method, not a method wrapping it: the broker, the router and the journal look
+        #: orders up per order, and a Python call costs more than the look-up.
+        self.get = self._items.get
 
     def put(self, key: K, value: V) -> None:
         """Insert or replace ``key``, then forget the oldest if past ``limit``."""
@@ -91,9 +95,6 @@ class Recent(Generic[K, V]):
             value = items.pop(key)
             if self._on_evict is not None:
                 self._on_evict(key, value)
-
-    def get(self, key: K, default: V | None = None) -> V | None:
-        return self._items.get(key, default)
 
     def pop(self, key: K, default: V | None = None) -> V | None:
         """Forget ``key`` now (no ``on_evict``); its value, or ``default``."""
