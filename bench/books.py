@@ -10,11 +10,13 @@ more; each figure is two runs under ``valgrind --tool=cachegrind``, one with
 ``--orders`` more orders than the other, over ``--orders``. Both runs build
 the same orders and updates, so only the books' work differs.
 
-Parts: ``cycle`` (the whole: check, publish, both folds), ``admit`` (risk's
-check alone), ``bus`` (the publish with folds that do nothing: the bus's
-own share).
+Parts: ``cycle`` (the whole: check, publish, both folds), ``full`` (the
+same with the books' memories of finished orders and paid fees full, so
+that each order makes them forget one: a service past 100,000 orders),
+``admit`` (risk's check alone), ``bus`` (the publish with folds that do
+nothing: the bus's own share).
 
-    python -m bench.books --orders 4000               # all three parts
+    python -m bench.books --orders 4000               # all four parts
     python -m bench.books --drive cycle 200 1000      # one run, no valgrind
 """
 
@@ -32,10 +34,14 @@ from bench.ult import RISK_LIMITS
 from ult_actors.actors.positions import PositionBook, PositionsDeps, _Positions
 from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, _Risk
 from ult_actors.collector import settle_after_start
+from ult_actors.fills import DONE_KEPT, FillLedger
 from ult_actors.messages import Event, Fill, Order, OrderRequest, OrderUpdate
+from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, EventBus
 
-PARTS = ("cycle", "admit", "bus")
+PARTS = ("cycle", "full", "admit", "bus")
+#: How many finished orders and paid fees the books remember in ``full``.
+_FULL_KEPT = 100
 #: The clock both books read: one fixed instant (``updated_at`` of every order).
 _NOW_NS = 1_700_000_000 * 10**9
 
@@ -84,12 +90,15 @@ async def drive(part: str, warmup: int, orders: int, built: int) -> None:
     def now_ns() -> int:
         return _NOW_NS
 
+    kept = _FULL_KEPT if part == "full" else DONE_KEPT
+    state = RiskState(applied=FillLedger(kept))
+    book = PositionBook(applied=FillLedger(kept), fees_paid=Recent(kept), started_ns=_NOW_NS - 1)
     risk = _Risk(
-        RiskDeps(limits=limits, brokers={}, bus=bus, state=RiskState(), now_ns=now_ns),
+        RiskDeps(limits=limits, brokers={}, bus=bus, state=state, now_ns=now_ns),
         _context("risk"),  # type: ignore[arg-type]
     )
     positions = _Positions(
-        PositionsDeps(brokers={}, bus=bus, book=PositionBook(started_ns=_NOW_NS - 1)),
+        PositionsDeps(brokers={}, bus=bus, book=book),
         _context("positions"),  # type: ignore[arg-type]
     )
     risk.clock = trio.lowlevel.current_clock()  # as its ``run`` does
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=4000, help="orders per measured run")
     parser.add_argument("--warmup", type=int, default=200, help="orders first, in both runs")
-    parser.add_argument("--part", choices=PARTS, action="append", help="(all three)")
+    parser.add_argument("--part", choices=PARTS, action="append", help="(all four)")
     parser.add_argument("--built", type=int, help="orders built (default: all driven)")
     parser.add_argument(
         "--drive", nargs=3, metavar=("PART", "WARMUP", "ORDERS"),
