@@ -140,9 +140,11 @@ class RiskState:
 
     def set_open(self, request: OrderRequest) -> None:
         """Track ``request`` (its unfilled qty) as an open order, replacing an earlier view."""
-        assert request.client_order_id is not None
-        self.drop_open(request.client_order_id)
-        self.open_orders[request.client_order_id] = request
+        coid = request.client_order_id
+        assert coid is not None
+        if coid in self.open_orders:  # a new order is not: no call for it
+            self.drop_open(coid)
+        self.open_orders[coid] = request
         key = (request.broker or "", request.symbol, request.side)
         self.open_qty[key] = self.open_qty.get(key, ZERO) + request.qty
 
