@@ -23,6 +23,7 @@ nothing: the bus's own share).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 from decimal import Decimal
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("unavailable: valgrind is not installed")
         return 1
+    # The same string hashes in every run, so dicts' collisions cost the runs alike.
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     print(f"instructions per order, risk and positions ({args.orders} orders after {args.warmup})")
     for part in args.part or PARTS:
         print(f"  {part:8s} {measure(part, args.warmup, args.orders):>9,}")
