@@ -130,6 +130,9 @@ class PaperVenue:
         self._reserve: dict[str, Decimal] = {}
         #: Most a match fills (``displayed_size``; ``None``: no limit).
         self._shown = settings.displayed_size or None
+        #: ``slippage_bps`` and ``size_impact_bps_per_share`` as fractions of a price.
+        self._slippage = _per_bps(settings.slippage_bps)
+        self._impact = _per_bps(settings.size_impact_bps_per_share)
         #: A market order's reference price over its symbol's price (its slippage).
         self._market_factor = 1 + settings.slippage_bps / _BPS
         #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
@@ -241,9 +244,13 @@ class PaperVenue:
         """
         if not validated:
             validate_order(request)
-        working = self._accept(request, in_transit=in_transit)
+        working = self._accept(request, in_transit=in_transit, book=in_transit)
         if not in_transit:
+            # Booked once it rests: one that ends on arrival (a market order filled in
+            # full, an ioc or fok canceled) never goes on the book and off again.
             self._arrive(working)
+            if working.order.status in OPEN_STATUSES:
+                self._book(working)
         self._commit()
         return working.order
 
@@ -311,9 +318,11 @@ class PaperVenue:
         replaces: Order | None = None,
         leg: Leg | None = None,
         held: bool = False,
+        book: bool = True,
     ) -> WorkingOrder:
         """Check a validated new order (or a replacement, or a leg) against the venue's own
-        rules and put it on the book unmatched."""
+        rules and put it on the book unmatched (``book``; else the caller books it, if
+        it rests once matched: an order no other order of its call looks up)."""
         if request.symbol not in self._traded:
             self._check_traded(request.symbol)
         if request.time_in_force in ("opg", "cls"):
@@ -340,12 +349,18 @@ class PaperVenue:
         elif leg is not None:
             order = msgspec.structs.replace(order, leg=leg)
         working = WorkingOrder(order=order, in_transit=in_transit)
-        self.open[oid] = working
-        self._open_by_client[coid] = oid
-        self._open_by_symbol.setdefault(order.symbol, {})[oid] = working
+        if book:
+            self._book(working)
         self._client_ids.add(coid)
         self._changed(working, None, now)
         return working
+
+    def _book(self, working: WorkingOrder) -> None:
+        """Put an open order on the book (``_close`` takes it off)."""
+        order = working.order
+        self.open[order.id] = working
+        self._open_by_client[order.client_order_id] = order.id
+        self._open_by_symbol.setdefault(order.symbol, {})[order.id] = working
 
     def _check_traded(self, symbol: str) -> None:
         if not trades_symbol(self.settings, symbol):
@@ -456,8 +471,9 @@ class PaperVenue:
 
     def _fill_price(self, order: Order, qty: Decimal) -> Decimal:
         price = self.feed.price(order.symbol)
-        bps = self.settings.slippage_bps + self.settings.size_impact_bps_per_share * qty
-        slip = price * bps / _BPS
+        # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
+        # digits rounded the same way (``_per_bps``), without the division.
+        slip = price * (self._slippage + self._impact * qty)
         worse = self.feed.round(price + slip if order.side == "buy" else price - slip)
         if order.limit_price is not None:
             # Slippage never trades through the limit.
@@ -543,7 +559,8 @@ class PaperVenue:
 
     def _close(self, working: WorkingOrder) -> None:
         order = working.order
-        del self.open[order.id]
+        if self.open.pop(order.id, None) is None:
+            return  # it ended on arrival, never booked (``submit``)
         del self._open_by_client[order.client_order_id]
         same_symbol = self._open_by_symbol[order.symbol]
         del same_symbol[order.id]
@@ -669,6 +686,18 @@ class PaperVenue:
             prices,
             (self.account.cash, self._created_at, self._next_order, self._next_fill),
         )
+
+
+def _per_bps(value: Decimal) -> Decimal:
+    """``value / 10_000`` exactly: its digits, its exponent 4 lower.
+
+    A product or sum with it has the digits (and the rounding) of one with
+    ``value``, 4 places lower: what dividing that result by 10,000 gives, the
+    division (exact: only the exponent moves) left out.
+    """
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # settings are finite (``check_paper_settings``)
+    return Decimal((sign, digits, exponent - 4))
 
 
 def _news(
