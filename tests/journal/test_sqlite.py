@@ -84,12 +84,7 @@ def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_wr
     path = tmp_path / "journal.db"
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=5)
-    for seq, (coid, status) in enumerate([("o-1", "accepted"), ("o-2", "filled")], start=1):
-        body = msgspec.msgpack.encode(order(coid, status, oid=f"b-{seq}"))
-        conn.execute(
-            "INSERT INTO orders VALUES (?, ?, 'paper', ?, 'definitive', 0, ?, ?)",
-            (coid, f"b-{seq}", status, seq, body),
-        )
+    _an_open_and_a_filled_order(conn)
     migrate(conn, target=6)
     indexed = conn.execute(
         f"SELECT client_order_id FROM orders INDEXED BY orders_open WHERE {OPEN_STATUS_TEST}"
@@ -109,12 +104,7 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     path = tmp_path / "journal.db"
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=6)
-    for seq, (coid, status) in enumerate([("o-1", "accepted"), ("o-2", "filled")], start=1):
-        body = msgspec.msgpack.encode(order(coid, status, oid=f"b-{seq}"))
-        conn.execute(
-            "INSERT INTO orders VALUES (?, ?, 'paper', ?, 'definitive', 0, ?, ?)",
-            (coid, f"b-{seq}", status, seq, body),
-        )
+    _an_open_and_a_filled_order(conn)
     written_before = _cursors_written(conn, _UPSERT.sql(1), 8)
     conn.close()
     async with open_sqlite_store(path) as store:
@@ -132,6 +122,16 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     assert "orders_open" not in indexes
     assert _cursors_written(conn, _UPSERT.sql(1), 8) == written_before - 1
     conn.close()
+
+
+def _an_open_and_a_filled_order(conn: sqlite3.Connection) -> None:
+    """Write ``o-1`` (accepted) and ``o-2`` (filled) into an old file's ``orders``."""
+    for seq, (coid, status) in enumerate([("o-1", "accepted"), ("o-2", "filled")], start=1):
+        body = msgspec.msgpack.encode(order(coid, status, oid=f"b-{seq}"))
+        conn.execute(
+            "INSERT INTO orders VALUES (?, ?, 'paper', ?, 'definitive', 0, ?, ?)",
+            (coid, f"b-{seq}", status, seq, body),
+        )
 
 
 def _cursors_written(conn: sqlite3.Connection, statement: str, parameters: int) -> int:
