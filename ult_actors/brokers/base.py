@@ -269,6 +269,16 @@ class AnswersInProcess(Protocol):
         """Whether a submit is answered in this process, with no wait on anything outside."""
         ...
 
+    @property
+    def answers_now(self) -> bool:
+        """Whether ``answer_now`` may be called: it answers as an awaited submit would."""
+        ...
+
+    def answer_now(self, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
+        """While ``answers_now``: the submit's answer (``AnswersWithNews``'s) by a plain
+        call; ``validated``: ``request`` passed ``validate_order``."""
+        ...
+
 
 class SubmitAnswer(NamedTuple):
     """A submit's answer with the venue's news of the order made within the call."""
