@@ -58,6 +58,7 @@ from ult_actors.actors.reconcile import (
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
 from ult_actors.brokers.base import (
+    AnswersAtOnce,
     AnswersInProcess,
     AnswersWithNews,
     Connector,
@@ -211,7 +212,7 @@ class _BrokerIncarnation:
         #: not through a fence (its wrapper checks only the awaited sends) nor a budget.
         self._at_once = (
             connector
-            if isinstance(connector, AnswersInProcess)
+            if isinstance(connector, AnswersAtOnce)
             and connector.answers_now
             and deps.budget is None
             and not isinstance(connector, FencedConnector)

@@ -269,6 +269,12 @@ class AnswersInProcess(Protocol):
         """Whether a submit is answered in this process, with no wait on anything outside."""
         ...
 
+
+@runtime_checkable
+class AnswersAtOnce(Protocol):
+    """A connector answering in process that also answers by a plain call: the broker
+    actor then begins an order's step without its cancel scope (``StepEntry``'s ``begin``)."""
+
     @property
     def answers_now(self) -> bool:
         """Whether ``answer_now`` may be called: it answers as an awaited submit would."""

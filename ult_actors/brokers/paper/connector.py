@@ -232,13 +232,13 @@ class PaperConnector:
 
     @property
     def answers_now(self) -> bool:
-        """Whether ``answer_now`` answers as ``submit_answer`` would (``AnswersInProcess``):
+        """Whether ``answer_now`` answers as ``submit_answer`` would (``AnswersAtOnce``):
         while ``answers_in_process``, unless a subclass makes its own ``submit`` (one that
         waits, counts or fails, as tests' do), which only the awaited submit goes through."""
         return self.answers_in_process and type(self).submit is PaperConnector.submit
 
     def answer_now(self, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
-        """``submit_answer`` as a plain call: nothing in it waits (``AnswersInProcess``).
+        """``submit_answer`` as a plain call: nothing in it waits (``AnswersAtOnce``).
         ``validated``: ``request`` passed ``validate_order`` (as ``mark_validated`` says)."""
         coid = request.client_order_id
         assert coid is not None, "the broker actor sets it"
