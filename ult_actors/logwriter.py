@@ -21,11 +21,8 @@ writer works that way, so lines logged during interpreter shutdown still appear.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import contextvars
-import ctypes
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +31,8 @@ from typing import Any, TextIO
 
 import msgspec
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
+
+from ult_actors.os_thread import name_os_thread
 
 #: One log record: the event dict as the loop's processors left it.
 Record = dict[str, Any]
@@ -109,7 +108,7 @@ class LogWriter:
         if threaded:
             self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
             self._thread.start()
-            _name_os_thread(self._thread)
+            name_os_thread(self._thread)
             # A process that ends without calling close still writes what is queued.
             atexit.register(self.close)
 
@@ -202,18 +201,6 @@ class LogWriter:
             return self.render(record)
         except Exception as exc:
             return self.render(_unrenderable_record(record, exc))
-
-
-def _name_os_thread(thread: threading.Thread) -> None:
-    """Give a started thread its name for the OS as well (``top -H``, ``/proc/<pid>/task/*/comm``),
-    so its CPU can be told apart from outside; Python 3.11 names only its own object."""
-    if sys.platform != "linux" or thread.ident is None:
-        return  # elsewhere the call takes other arguments; the name is only a convenience
-    with contextlib.suppress(OSError, AttributeError):
-        # On Linux a thread's ident is its pthread_t; the OS keeps 15 bytes of the name.
-        ctypes.CDLL(None).pthread_setname_np(
-            ctypes.c_ulong(thread.ident), thread.name.encode()[:15]
-        )
 
 
 def record_of(line: Line) -> Record:

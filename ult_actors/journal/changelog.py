@@ -48,6 +48,7 @@ import trio
 
 from ult_actors import segment_log
 from ult_actors.messages import Fill, Order
+from ult_actors.os_thread import name_os_thread
 
 #: Most time between a batch being appended and its fold into the file.
 FOLD_INTERVAL_S = 0.02
@@ -175,6 +176,7 @@ class JournalLog:
             target=self._work, name=f"journal-fold:{path.name}", daemon=True
         )
         self._thread.start()
+        name_os_thread(self._thread)
 
     @property
     def segment(self) -> Path:

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ult_actors.os_thread import name_os_thread
+
 
 class LogSyncer:
     """Fdatasyncs the segments appended to, ``interval_s`` after an append, on its own thread.
@@ -49,6 +51,7 @@ class LogSyncer:
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
+        name_os_thread(self._thread)
 
     def appended(self, segment: Path) -> None:
         """Something was appended to ``segment``: fsync it within ``interval_s``."""

@@ -122,6 +122,7 @@ from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
+from ult_actors.os_thread import name_os_thread
 from ult_actors.recent import Recent
 from ult_actors.report.inputs import CostInputs
 from ult_actors.sqlite_insert import ManyRowInsert
@@ -206,6 +207,7 @@ class _DedicatedThreadCommitter:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
+        name_os_thread(self._thread)
 
     def _work(self) -> None:
         while True:

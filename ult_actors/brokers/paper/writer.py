@@ -36,6 +36,7 @@ from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.batch import Rows, decode_change
 from ult_actors.brokers.paper.store import PaperStore, unusable_account
 from ult_actors.errors import BrokerUnavailable
+from ult_actors.os_thread import name_os_thread
 
 #: Most time between a batch being logged and its commit to the file. A commit's
 #: own cost (the thread's wake-up, the B-trees' last pages written again, the
@@ -92,6 +93,7 @@ class BatchWriter:
             self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
             self._thread.daemon = True
             self._thread.start()
+            name_os_thread(self._thread)
 
     def record(self, record: bytes) -> int:
         """Make ``record`` (``batch.encode_change``'s) survive a ``kill -9`` now and reach the
