@@ -404,7 +404,7 @@ class _BrokerIncarnation:
         report is its submit's answer (what the journal would be asked for).
         """
         coid = order.client_order_id
-        store = await self.deps.journal.get()
+        store = self.deps.journal.now or await self.deps.journal.get()
         current = self.orders.get(coid) or sent
         if current is None:
             stored = await store.get(coid)
@@ -781,7 +781,8 @@ class _BrokerIncarnation:
             self.submitting[coid] = None
         try:
             placed = await self._place_once(request, coid, leg, validated)
-            await (await self.deps.journal.get()).durable(coid)  # no ack before its fsync
+            store = self.deps.journal.now or await self.deps.journal.get()
+            await store.durable(coid)  # no ack before its fsync
             return placed
         finally:
             self._over(coid)
@@ -822,7 +823,7 @@ class _BrokerIncarnation:
     async def _place_once(
         self, request: OrderRequest, coid: str, leg: Leg | None, validated: bool
     ) -> Order:
-        store = await self.deps.journal.get()
+        store = self.deps.journal.now or await self.deps.journal.get()
         known = await store.get(coid)
         held = known if known is not None and known.status == "held" else None
         if held is not None:
@@ -891,7 +892,10 @@ class _BrokerIncarnation:
                 except UltError as exc:
                     failed = exc
                 else:
-                    return await self._take_answer(order, news, known)
+                    store = self.deps.journal.now
+                    if store is None:
+                        return await self._take_answer(order, news, known)
+                    return self._answered(store, order, news, known)
             last, failed = failed, None
             if isinstance(last, LeaseExpired):
                 raise last  # not sent, never to be from here: the new active reconciles it
@@ -943,8 +947,8 @@ class _BrokerIncarnation:
     async def _take_answer(
         self, order: Order, news: tuple[OrderUpdate, ...], sent: Order
     ) -> Order:
-        """``_answered`` once the journal is open (news that cannot wait for it, the
-        step cancelled meanwhile, go to the stream, which delivers them)."""
+        """``_answered`` once the journal is open again (the news go to the stream, which
+        delivers them, if the step is cancelled meanwhile)."""
         try:
             store = await self.deps.journal.get()
         except BaseException:
