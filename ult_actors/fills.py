@@ -44,8 +44,11 @@ class FillLedger:
     def __init__(self, keep_done: int = DONE_KEPT) -> None:
         #: Cumulative quantity and average price applied, per client order id.
         self._applied: dict[str, tuple[Decimal, Decimal | None]] = {}
+        # A finished order forgotten takes its applied fill with it: ``on_evict(coid, None)``
+        # is ``self._applied.pop(coid, None)`` (a dict's method: no Python call per order
+        # once ``keep_done`` orders have finished).
         self._done: Recent[str, None] = Recent(
-            keep_done, refresh=True, on_evict=lambda coid, _: self._forget(coid)
+            keep_done, refresh=True, on_evict=self._applied.pop
         )
 
     def is_done(self, client_order_id: str) -> bool:
@@ -95,6 +98,3 @@ class FillLedger:
         # broker's record, which must then count: only the broker's final states are final.
         if order.status in TERMINAL_STATUSES and not is_local_verdict(order):
             self.finish(order.client_order_id)
-
-    def _forget(self, client_order_id: str) -> None:
-        self._applied.pop(client_order_id, None)

@@ -31,7 +31,7 @@ class Recent(Generic[K, V]):
 
     ``evictable``: only entries it accepts may be forgotten (the others stay,
     even beyond ``limit``). ``on_evict(key, value)``: called for each entry
-    forgotten. ``refresh``: ``put`` of a known key moves it to the newest end
+    forgotten (what it returns is ignored). ``refresh``: ``put`` of a known key moves it to the newest end
     (recency order); without it the key keeps its place (insertion order).
     ``trim_to``: how far to shrink once past ``limit`` (default ``limit``); a
     lower mark means trimming is rarer and each trim forgets more.
@@ -42,7 +42,7 @@ class Recent(Generic[K, V]):
         limit: int,
         *,
         evictable: Callable[[V], bool] | None = None,
-        on_evict: Callable[[K, V], None] | None = None,
+        on_evict: Callable[[K, V], object] | None = None,
         refresh: bool = False,
         trim_to: int | None = None,
     ) -> None:
@@ -51,7 +51,14 @@ class Recent(Generic[K, V]):
         self._evictable = evictable
         self._on_evict = on_evict
         self._refresh = refresh
+        #: Past ``limit``, only the oldest entry goes (no filter, no low mark): a full one
+        #: in steady state then forgets it in ``put`` or ``add`` itself, not in ``trim``.
+        self._one_out = evictable is None and self._trim_to == limit
         self._items: OrderedDict[K, V] = OrderedDict()
+        #: ``get(key, default=None)``: the entry's value, or ``default``. The dict's own
+        #: method, not a method wrapping it: the broker, the router and the journal look
+        #: orders up per order, and a Python call costs more than the look-up.
+        self.get = self._items.get
 
     def put(self, key: K, value: V) -> None:
         """Insert or replace ``key``, then forget the oldest if past ``limit``."""
@@ -60,7 +67,12 @@ class Recent(Generic[K, V]):
             items.move_to_end(key)  # now the newest
         items[key] = value
         if len(items) > self.limit:
-            self.trim(self._trim_to)
+            if self._one_out:  # as ``trim`` would, without its call (once per put when full)
+                gone, its_value = items.popitem(last=False)
+                if self._on_evict is not None:
+                    self._on_evict(gone, its_value)
+            else:
+                self.trim(self._trim_to)
 
     def add(self: Recent[K, None], key: K) -> bool:
         """Remember ``key`` (a set of keys); ``True`` if it was not known."""
@@ -71,7 +83,12 @@ class Recent(Generic[K, V]):
             return False
         items[key] = None
         if len(items) > self.limit:
-            self.trim(self._trim_to)
+            if self._one_out:  # as in ``put``
+                gone, its_value = items.popitem(last=False)
+                if self._on_evict is not None:
+                    self._on_evict(gone, its_value)
+            else:
+                self.trim(self._trim_to)
         return True
 
     def trim(self, down_to: int | None = None) -> None:
@@ -91,9 +108,6 @@ class Recent(Generic[K, V]):
             value = items.pop(key)
             if self._on_evict is not None:
                 self._on_evict(key, value)
-
-    def get(self, key: K, default: V | None = None) -> V | None:
-        return self._items.get(key, default)
 
     def pop(self, key: K, default: V | None = None) -> V | None:
         """Forget ``key`` now (no ``on_evict``); its value, or ``default``."""

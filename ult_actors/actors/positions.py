@@ -95,8 +95,8 @@ class PositionBook:
     unreported: set[str] = field(default_factory=set)
     #: When this book began (UTC ns); set by the first positions incarnation.
     started_ns: int = 0
-    #: Executions whose fees are in ``realized`` already (``broker:fill_id``), bounded.
-    fees_paid: Recent[str, None] = field(default_factory=lambda: Recent(100_000))
+    #: Executions whose fees are in ``realized`` already (``(broker, fill_id)``), bounded.
+    fees_paid: Recent[tuple[str, str], None] = field(default_factory=lambda: Recent(100_000))
 
     def reset(self, event: AccountReset) -> None:
         """Take ``event``'s positions as the broker's whole book (its history restarted)."""
@@ -129,7 +129,7 @@ class PositionBook:
         if (
             paid is not None
             and (paid.commission or paid.fees)
-            and self.fees_paid.add(f"{order.broker}:{paid.fill_id}")
+            and self.fees_paid.add((order.broker, paid.fill_id))  # a tuple: no string built
         ):
             # Realized P&L is net of what trading cost; an execution's fees are paid once,
             # whether its quantity came with it or with an earlier state of the order.

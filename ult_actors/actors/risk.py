@@ -111,6 +111,10 @@ class RiskState:
     last_price: dict[str, Decimal] = field(default_factory=dict)
     realized_today: Decimal = Decimal(0)
     day: int = 0
+    #: ``day``'s span in UTC ns, [start, end): a reading inside it needs no ``roll_day``
+    #: (two comparisons per order instead of a division of the clock).
+    day_starts_ns: int = 0
+    day_ends_ns: int = _DAY_NS
     tokens: float = 0.0
     #: When the rate bucket was last filled; ``None``: not yet, it starts full.
     tokens_at: float | None = None
@@ -136,9 +140,11 @@ class RiskState:
 
     def set_open(self, request: OrderRequest) -> None:
         """Track ``request`` (its unfilled qty) as an open order, replacing an earlier view."""
-        assert request.client_order_id is not None
-        self.drop_open(request.client_order_id)
-        self.open_orders[request.client_order_id] = request
+        coid = request.client_order_id
+        assert coid is not None
+        if coid in self.open_orders:  # a new order is not: no call for it
+            self.drop_open(coid)
+        self.open_orders[coid] = request
         key = (request.broker or "", request.symbol, request.side)
         self.open_qty[key] = self.open_qty.get(key, ZERO) + request.qty
 
@@ -328,11 +334,13 @@ def check_order(
     if limits.max_orders_per_second is not None:
         rate = limits.max_orders_per_second
         # A burst of ``rate`` orders, but at least one: below 1/s it means one per 1/rate s.
-        burst = max(1.0, rate)
+        # (Compared, not ``max``/``min``: those parse keyword arguments on every call.)
+        burst = rate if rate > 1.0 else 1.0
         if state.tokens_at is None:
             state.tokens = burst
         else:
-            state.tokens = min(burst, state.tokens + (now - state.tokens_at) * rate)
+            tokens = state.tokens + (now - state.tokens_at) * rate
+            state.tokens = tokens if tokens < burst else burst
         state.tokens_at = now
         if state.tokens < 1.0:
             raise RiskRejected(
@@ -374,10 +382,11 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         return  # journaled before risk began: the reports that seed its books hold it
     order = update.order
     coid = order.client_order_id
-    if now_ns // _DAY_NS != state.day:  # ``roll_day``'s test, without its call per event
+    if not state.day_starts_ns <= now_ns < state.day_ends_ns:
         roll_day(state, now_ns)
     state.unconfirmed.pop(coid, None)
-    if order.status in OPEN_STATUSES and state.applied.is_done(coid):
+    is_open = order.status in OPEN_STATUSES
+    if is_open and state.applied.is_done(coid):
         return  # a stale report: a finished order never reopens (the status asked first: cheaper)
     new = state.applied.advance(order)
     if new is not None:
@@ -392,7 +401,7 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         pnl = book.book(signed, price)
         if pnl:  # most fills realize nothing (they open or add): no sum then
             state.realized_today += pnl
-    if order.status in OPEN_STATUSES:
+    if is_open:
         state.set_open(unfilled_rest(order))
     else:
         # Also for the service's own conclusion (``is_local_verdict``): the broker's record
@@ -434,6 +443,7 @@ def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
 def roll_day(state: RiskState, now_ns: int) -> None:
     """Start a new trading day (UTC) with no realized loss when the date has changed."""
     day = now_ns // _DAY_NS
+    state.day_starts_ns, state.day_ends_ns = day * _DAY_NS, (day + 1) * _DAY_NS
     if day != state.day:
         state.day = day
         state.realized_today = Decimal(0)
@@ -461,10 +471,14 @@ class _Risk:
         # from its reader's first step: an order checked before that step would meet a
         # view without the fills published in between.
         self.events.fold_inline(self.apply)
+        #: Trio's clock (set by ``run``), read per order without ``trio.current_time``'s
+        #: two calls.
+        self.clock: trio.abc.Clock
         if not self.state.started_ns:
             self.state.started_ns = deps.now_ns()
 
     async def run(self) -> None:
+        self.clock = trio.lowlevel.current_clock()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.follow_events)
             if self.deps.journal is not None:
@@ -556,9 +570,9 @@ class _Risk:
         """Check a new order (sent within ``deadline``, trio time); count it open if it passes."""
         state = self.state
         now_ns = self.deps.now_ns()
-        if now_ns // _DAY_NS != state.day:  # the daily loss resets even with no fills
-            roll_day(state, now_ns)
-        now = trio.current_time()
+        if not state.day_starts_ns <= now_ns < state.day_ends_ns:
+            roll_day(state, now_ns)  # the daily loss resets even with no fills
+        now = self.clock.current_time()
         state.forget_unreported(now)
         check_order(state, self.deps.limits, request, now)
         assert request.client_order_id is not None

@@ -76,10 +76,13 @@ def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
     """The broker connection this order goes to, or ``NotFound`` naming the choices."""
     name = request.broker
     if name is None:
-        name = next(
-            (b for pattern, b in deps.rules if fnmatch.fnmatchcase(request.symbol, pattern)),
-            deps.default_broker,
-        )
+        # Most services route by no rule: the default without starting a search.
+        name = deps.default_broker
+        if deps.rules:
+            name = next(
+                (b for pattern, b in deps.rules if fnmatch.fnmatchcase(request.symbol, pattern)),
+                name,
+            )
     return known_broker(name, deps.brokers)
 
 

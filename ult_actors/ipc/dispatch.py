@@ -9,6 +9,7 @@ answer, or the ``UltError`` raised on the way, becomes the reply.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from ult_actors.errors import BadRequest, Internal, UltError
@@ -69,36 +70,58 @@ class Dispatcher:
             )
 
     def _log_mutation(self, request: Request) -> None:
-        fields: dict[str, Any] = {"kind": type(request).__name__, "request_id": request.id}
+        # Each kind's fields as one dict display (a submit's is built on every order):
+        # kind and request id first, then what names the order, as operators read them.
+        kind, request_id = type(request).__name__, request.id
+        fields: dict[str, Any]
         if isinstance(request, Submit):
             order = request.order
-            fields.update(
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                qty=str(order.qty),
-                type=order.type,
-                broker=order.broker,
-            )
+            fields = {
+                "kind": kind,
+                "request_id": request_id,
+                "client_order_id": order.client_order_id,
+                "symbol": order.symbol,
+                "side": order.side,
+                "qty": str(order.qty),
+                "type": order.type,
+                "broker": order.broker,
+            }
         elif isinstance(request, Replace):
             change = request.change
-            fields.update(
-                order_id=change.order_id,
-                client_order_id=change.client_order_id,
-                qty=None if change.qty is None else str(change.qty),
-                limit_price=None if change.limit_price is None else str(change.limit_price),
-                stop_price=None if change.stop_price is None else str(change.stop_price),
-            )
+            fields = {
+                "kind": kind,
+                "request_id": request_id,
+                "order_id": change.order_id,
+                "client_order_id": change.client_order_id,
+                "qty": _text(change.qty),
+                "limit_price": _text(change.limit_price),
+                "stop_price": _text(change.stop_price),
+            }
         elif isinstance(request, SubmitList):
-            fields.update(
-                contingency=request.orders.contingency,
-                list_id=request.orders.list_id,
-                legs=[leg.client_order_id for leg in request.orders.legs],
-            )
+            orders = request.orders
+            fields = {
+                "kind": kind,
+                "request_id": request_id,
+                "contingency": orders.contingency,
+                "list_id": orders.list_id,
+                "legs": [leg.client_order_id for leg in orders.legs],
+            }
         elif isinstance(request, Cancel):
-            fields["order_id"] = request.order_id
+            fields = {"kind": kind, "request_id": request_id, "order_id": request.order_id}
         elif isinstance(request, SetKillSwitch):
-            fields["on"] = request.on
+            fields = {"kind": kind, "request_id": request_id, "on": request.on}
         elif isinstance(request, SetTradingState):
-            fields.update(state=request.state, broker=request.broker)
+            fields = {
+                "kind": kind,
+                "request_id": request_id,
+                "state": request.state,
+                "broker": request.broker,
+            }
+        else:
+            fields = {"kind": kind, "request_id": request_id}
         self._request_line("request", fields)
+
+
+def _text(value: Decimal | None) -> str | None:
+    """A decimal as the log line writes it: its text, or ``None`` when absent."""
+    return None if value is None else str(value)

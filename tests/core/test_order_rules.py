@@ -1,0 +1,69 @@
+"""Each broker-independent rule of an order request: refused with the field it names and a
+message a trader can act on; a request within every rule passes."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ult_actors.errors import InvalidOrder
+from ult_actors.messages import OrderRequest
+from ult_actors.validation import validate_order
+
+
+def _order(**terms: Any) -> OrderRequest:
+    return OrderRequest(**{"symbol": "AAPL", "side": "buy", "qty": Decimal(1), **terms})
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [
+        {},
+        {"type": "limit", "limit_price": Decimal("10.5"), "time_in_force": "gtc"},
+        {"type": "stop", "stop_price": Decimal("9")},
+        {"type": "stop_limit", "limit_price": Decimal("10"), "stop_price": Decimal("9")},
+        {"type": "limit", "limit_price": Decimal("10"), "extended_hours": True},
+        {"symbol": "EUR_USD", "client_order_id": "a.b_c:d-1"},
+    ],
+)
+def test_an_order_within_every_rule_passes(terms: dict[str, Any]) -> None:
+    validate_order(_order(**terms))
+
+
+@pytest.mark.parametrize(
+    ("terms", "field", "message"),
+    [
+        ({"symbol": "aapl"}, "symbol", "'aapl' is not a valid symbol"),
+        ({"qty": Decimal(0)}, "qty", "qty must be greater than 0"),
+        ({"qty": Decimal("1e1")}, "qty", "plain digits"),
+        ({"type": "limit"}, "limit_price", "limit_price is required for limit orders"),
+        ({"type": "stop_limit", "stop_price": Decimal(9)}, "limit_price", "is required"),
+        ({"limit_price": Decimal(10)}, "limit_price", "does not apply to market orders"),
+        ({"type": "limit", "limit_price": Decimal(-1)}, "limit_price", "greater than 0"),
+        ({"type": "stop"}, "stop_price", "stop_price is required for stop orders"),
+        ({"type": "stop_limit", "limit_price": Decimal(9)}, "stop_price", "is required"),
+        (
+            {"type": "limit", "limit_price": Decimal(9), "stop_price": Decimal(8)},
+            "stop_price",
+            "stop_price does not apply to limit orders",
+        ),
+        ({"type": "stop", "stop_price": Decimal("0.0000000001")}, "stop_price", "decimal places"),
+        (
+            {"type": "stop", "stop_price": Decimal(9), "time_in_force": "ioc"},
+            "time_in_force",
+            "time_in_force ioc is not allowed for stop orders (allowed: day, gtc)",
+        ),
+        ({"extended_hours": True}, "extended_hours", "needs a limit order"),
+        ({"client_order_id": "has space"}, "client_order_id", "1-48 characters"),
+        ({"client_order_id": "x" * 49}, "client_order_id", "1-48 characters"),
+    ],
+)
+def test_an_order_breaking_a_rule_is_refused_naming_its_field(
+    terms: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidOrder, match=re.escape(message)) as info:
+        validate_order(_order(**terms))
+    assert info.value.field == field
