@@ -104,7 +104,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -688,15 +688,37 @@ class SqliteStore:
         ``kill -9`` keeps it) with its fdatasync begun (``fsync_ahead``); the caller
         awaits ``durable`` before it acknowledges the order.
         """
+        written = self.record_now(order, event=event, fsync_by_ack=fsync_by_ack)
+        if written is not None:
+            await written
+
+    def record_now(
+        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+    ) -> Awaitable[None] | None:
+        """``record`` begun by a plain call: ``None`` once it is as durable as ``record``
+        returns it (appended here), else the wait for its batch (to await)."""
         batch = self._enqueue(order, event, waited=True)
         if batch is None:
-            return
+            return None
         if fsync_by_ack and self._appends_ahead(batch, order.client_order_id):
-            return
+            return None
         if self._commits_here(batch):
-            return
+            return None
         if not self._hands_over(batch):
             self._wake.set()
+        return self._written(batch, order, event)
+
+    def records_now(self) -> bool:
+        """Whether a ``record_now`` made now would append here (see ``_commits_here``)."""
+        return (
+            self._writer_idle
+            and not self._round.appended
+            and not self._queue
+            and self._commits_inline()
+        )
+
+    async def _written(self, batch: _Batch, order: Order, event: str) -> None:
+        """The rest of ``record``: wait until the writer wrote ``batch`` (``order``'s)."""
         await batch.wait()
         if batch.error is None:
             return
@@ -1248,14 +1270,21 @@ class SqliteStore:
                 raise Internal(f"journal {self.name} is closed")
             return await trio.to_thread.run_sync(fn, conn)
 
-    async def get(self, client_order_id: str) -> Order | None:
-        """The latest state of one order by client order id."""
+    def _in_memory(self, client_order_id: str) -> Order | None:
         # Memory first: a few dict lookups, where the filter hashes four times.
-        order = (
+        return (
             self._unwritten.get(client_order_id)
             or self._open.get(client_order_id)
             or self._recent.get(client_order_id)
         )
+
+    def lacks(self, client_order_id: str) -> bool:
+        """Whether the journal surely has no record of ``client_order_id`` (no read)."""
+        return self._in_memory(client_order_id) is None and client_order_id not in self._seen
+
+    async def get(self, client_order_id: str) -> Order | None:
+        """The latest state of one order by client order id."""
+        order = self._in_memory(client_order_id)
         if order is not None:
             return order
         if client_order_id not in self._seen:
