@@ -10,6 +10,7 @@ as never arrived while the venue works it.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import trio
 
 from tests.durability.harness import FAST, at_venue, config, journal_of, order
 from tests.fakes import FakeConnector, FakeVenue
+from ult_actors.actors.reconcile import ReconcilePolicy
 from ult_actors.errors import NotFound
 from ult_actors.messages import Order, OrderUpdate, ReplaceRequest
 from ult_actors.service import Service, build_service
@@ -62,13 +64,15 @@ class ReplaceRedoneDuringLookup(FakeConnector):
 
 
 @asynccontextmanager
-async def running_on(tmp: Path, connector: FakeConnector) -> AsyncIterator[Service]:
+async def running_on(
+    tmp: Path, connector: FakeConnector, reconcile: ReconcilePolicy = FAST
+) -> AsyncIterator[Service]:
     svc = build_service(
         config(tmp),
         env={},
         rng=random.Random(7),
         connector_factories={"fake": lambda: connector},
-        reconcile=FAST,
+        reconcile=reconcile,
     )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(20):
@@ -85,8 +89,11 @@ async def test_a_replacement_taken_while_reconciliation_asks_stays_accepted(
     old = order("c-1", "accepted", oid="1", **limit)
     at_venue(venue, old)
     # What a crash with the replace of c-1 by c-2 in flight leaves: both journaled, the
-    # venue still working c-1 (the replace never left); sent a while ago.
-    async with running_on(tmp_path, FakeConnector("fake", venue)) as svc:
+    # venue still working c-1 (the replace never left); sent a while ago. This run only
+    # writes that state: its running check for stuck orders (every 0.05 s with FAST) must
+    # not settle it before the run ends, which it did once on a loaded machine.
+    writing = dataclasses.replace(FAST, interval_s=3600.0)
+    async with running_on(tmp_path, FakeConnector("fake", venue), writing) as svc:
         store = await svc.journal.get()
         await store.record(
             order("c-2", "pending_new", replaces="c-1", age_s=5, **limit), event="replace"

@@ -12,6 +12,7 @@ arrives while the connection is not ``ready``.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,9 @@ from tests.brokers.harness import (
     watch_connection,
 )
 from tests.brokers.oanda.harness import ACCOUNT, resting_buy, running_sim, settings_for
-from ult_actors.brokers.oanda.stream import Deliver, TransactionFeed
+from ult_actors.brokers.base import Connector
+from ult_actors.brokers.oanda.connector import OandaConnector
+from ult_actors.brokers.oanda.stream import Deliver, TransactionCursor, TransactionFeed
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.messages import (
@@ -43,14 +46,17 @@ from ult_actors.sim.oanda.faults import Fault
 from ult_actors.sim.oanda.server import OandaSimulator
 
 
-def service_on(sim: OandaSimulator, tmp_path: Path, on_unavailable: str = "hold") -> Service:
-    """The service with one OANDA broker on ``sim``: silence found after 1 s, quick restarts."""
+def service_on(
+    sim: OandaSimulator,
+    tmp_path: Path,
+    on_unavailable: str = "hold",
+    cursor: TransactionCursor | None = None,
+) -> Service:
+    """The service with one OANDA broker on ``sim``: silence found after 1 s, quick restarts;
+    its connections deliver transactions after ``cursor``, which the test may then watch."""
+    settings = settings_for(sim, stale_after_s=1.0)
     entry = BrokerEntry(
-        name="oanda",
-        kind="oanda",
-        enabled=True,
-        settings=settings_for(sim, stale_after_s=1.0),
-        on_unavailable=on_unavailable,
+        name="oanda", kind="oanda", enabled=True, settings=settings, on_unavailable=on_unavailable
     )
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="oanda", state_dir=str(tmp_path)),
@@ -58,7 +64,10 @@ def service_on(sim: OandaSimulator, tmp_path: Path, on_unavailable: str = "hold"
     )
     cfg.supervision.backoff_initial_ms = 20
     cfg.supervision.backoff_cap_ms = 100
-    return build_service(cfg, env={}, rng=random.Random(3))
+    factories: dict[str, Callable[[], Connector]] = {}
+    if cursor is not None:
+        factories["oanda"] = lambda: OandaConnector("oanda", settings, cursor=cursor)
+    return build_service(cfg, env={}, rng=random.Random(3), connector_factories=factories)
 
 
 def fill_resting(sim: OandaSimulator) -> None:
@@ -72,13 +81,21 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
     tmp_path: Path, on_unavailable: Literal["hold", "refuse"]
 ) -> None:
     async with running_sim(heartbeat_s=0.1) as sim:
-        svc = service_on(sim, tmp_path, on_unavailable)
+        cursor = TransactionCursor()
+        svc = service_on(sim, tmp_path, on_unavailable, cursor)
         async with trio.open_nursery() as nursery:
             with trio.fail_after(15):
                 await nursery.start(svc.run)
             reply = await svc.gateway.handle(Submit(id=1, order=resting_buy("gap-rest")))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
             events = watch_connection(svc.bus)
+            # The stream may still owe the order's own transaction, and a heartbeat ahead of
+            # it starts a fetch: one still in flight when the faults are armed hears of the
+            # fill (it did on a loaded machine). So they are armed once the connection has
+            # delivered every transaction there is.
+            with trio.fail_after(15):
+                while cursor.last_id != int(sim.book.last_id):
+                    await trio.sleep(0.01)
 
             sim.arm(Fault(kind="silent"))
             sim.arm(
@@ -181,9 +198,6 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
             assert order is not None and order.status == "filled"
             positions = await svc.gateway.handle(GetPositions(id=3, broker="oanda"))
             assert isinstance(positions, PositionsReply)
-            assert [(p.symbol, p.qty) for p in positions.positions] == [
-                ("EUR_USD", Decimal(1000))
-            ]
+            assert [(p.symbol, p.qty) for p in positions.positions] == [("EUR_USD", Decimal(1000))]
             assert svc.health().connections["oanda"].state == "ready"
             nursery.cancel_scope.cancel()
-

@@ -41,7 +41,9 @@ class PriceFeed:
 
     def round(self, price: Decimal) -> Decimal:
         """``price`` on the feed's increment, at least one increment."""
-        return max(self._quantum, price.quantize(self._quantum))
+        quantum = self._quantum
+        rounded = price.quantize(quantum)
+        return rounded if rounded > quantum else quantum
 
     def price(self, symbol: str) -> Decimal:
         """The current price of ``symbol``; a new symbol starts at its start price."""

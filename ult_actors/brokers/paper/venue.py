@@ -128,6 +128,11 @@ class PaperVenue:
         for working in self.open.values():
             self._open_by_symbol.setdefault(working.order.symbol, {})[working.order.id] = working
         self._reserve: dict[str, Decimal] = {}
+        #: Most a match fills (``displayed_size``; ``None``: no limit).
+        self._shown = settings.displayed_size or None
+        #: ``slippage_bps`` and ``size_impact_bps_per_share`` as fractions of a price.
+        self._slippage = _per_bps(settings.slippage_bps)
+        self._impact = _per_bps(settings.size_impact_bps_per_share)
         #: A market order's reference price over its symbol's price (its slippage).
         self._market_factor = 1 + settings.slippage_bps / _BPS
         #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
@@ -140,7 +145,8 @@ class PaperVenue:
         self._dirty_prices: set[str] = set()
         self._dirty_holdings: set[str] = set()
         self._fills: list[Fill] = []
-        self._updates: list[OrderUpdate] = []
+        #: ``(order, fill, ts)`` of each state change of this call (see ``_changed``).
+        self._updates: list[tuple[Order, Fill | None, int]] = []
         #: Ended orders and fills the file does not have yet (with no file: all of them).
         self._unfiled = Unfiled()
         self._created_at = snap.created_at if snap.created_at is not None else now_ns()
@@ -238,9 +244,13 @@ class PaperVenue:
         """
         if not validated:
             validate_order(request)
-        working = self._accept(request, in_transit=in_transit)
+        working = self._accept(request, in_transit=in_transit, book=in_transit)
         if not in_transit:
+            # Booked once it rests: one that ends on arrival (a market order filled in
+            # full, an ioc or fok canceled) never goes on the book and off again.
             self._arrive(working)
+            if working.order.status in OPEN_STATUSES:
+                self._book(working)
         self._commit()
         return working.order
 
@@ -255,10 +265,11 @@ class PaperVenue:
         rest = msgspec.structs.replace(terms, qty=terms.qty - old.filled_qty)
         self._check_unused(rest)
         self._check_funds(rest, instead_of=working)  # its reservation goes with it
+        now = self.now_ns()
         working.order = msgspec.structs.replace(
-            old, status="replaced", replaced_by=rest.client_order_id, updated_at=self.now_ns()
+            old, status="replaced", replaced_by=rest.client_order_id, updated_at=now
         )
-        self._changed(working, None)
+        self._changed(working, None, now)
         self._close(working)
         new = self._accept(rest, replaces=old)
         new.triggered = working.triggered and terms.stop_price == old.stop_price
@@ -307,9 +318,11 @@ class PaperVenue:
         replaces: Order | None = None,
         leg: Leg | None = None,
         held: bool = False,
+        book: bool = True,
     ) -> WorkingOrder:
         """Check a validated new order (or a replacement, or a leg) against the venue's own
-        rules and put it on the book unmatched."""
+        rules and put it on the book unmatched (``book``; else the caller books it, if
+        it rests once matched: an order no other order of its call looks up)."""
         if request.symbol not in self._traded:
             self._check_traded(request.symbol)
         if request.time_in_force in ("opg", "cls"):
@@ -336,12 +349,18 @@ class PaperVenue:
         elif leg is not None:
             order = msgspec.structs.replace(order, leg=leg)
         working = WorkingOrder(order=order, in_transit=in_transit)
-        self.open[oid] = working
-        self._open_by_client[coid] = oid
-        self._open_by_symbol.setdefault(order.symbol, {})[oid] = working
+        if book:
+            self._book(working)
         self._client_ids.add(coid)
-        self._changed(working, None)
+        self._changed(working, None, now)
         return working
+
+    def _book(self, working: WorkingOrder) -> None:
+        """Put an open order on the book (``_close`` takes it off)."""
+        order = working.order
+        self.open[order.id] = working
+        self._open_by_client[order.client_order_id] = order.id
+        self._open_by_symbol.setdefault(order.symbol, {})[order.id] = working
 
     def _check_traded(self, symbol: str) -> None:
         if not trades_symbol(self.settings, symbol):
@@ -431,8 +450,8 @@ class PaperVenue:
             if (price > order.limit_price) if buy else (price < order.limit_price):
                 return ZERO
         remaining = order.qty - order.filled_qty
-        shown = self.settings.displayed_size
-        return remaining if shown == 0 else min(remaining, shown)
+        shown = self._shown
+        return remaining if shown is None or remaining <= shown else shown
 
     def _match(self, working: WorkingOrder) -> None:
         order = working.order
@@ -447,13 +466,14 @@ class PaperVenue:
             working.triggered = True
             self._dirty[order.id] = working
         qty = self._executable_qty(working)
-        if qty > 0:
+        if qty > ZERO:
             self._fill(working, qty)
 
     def _fill_price(self, order: Order, qty: Decimal) -> Decimal:
         price = self.feed.price(order.symbol)
-        bps = self.settings.slippage_bps + self.settings.size_impact_bps_per_share * qty
-        slip = price * bps / _BPS
+        # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
+        # digits rounded the same way (``_per_bps``), without the division.
+        slip = price * (self._slippage + self._impact * qty)
         worse = self.feed.round(price + slip if order.side == "buy" else price - slip)
         if order.limit_price is not None:
             # Slippage never trades through the limit.
@@ -489,16 +509,15 @@ class PaperVenue:
         working.order = msgspec.structs.replace(
             order, status=status, filled_qty=filled, avg_fill_price=avg, updated_at=now
         )
-        self._changed(working, fill)
+        self._changed(working, fill, now)
         if status == "filled":
             self._close(working)
         self._linked(working.order)
 
     def _finish(self, working: WorkingOrder, status: OrderStatus) -> None:
-        working.order = msgspec.structs.replace(
-            working.order, status=status, updated_at=self.now_ns()
-        )
-        self._changed(working, None)
+        now = self.now_ns()
+        working.order = msgspec.structs.replace(working.order, status=status, updated_at=now)
+        self._changed(working, None, now)
         self._close(working)
         self._linked(working.order)
 
@@ -518,7 +537,7 @@ class PaperVenue:
                 child.order = msgspec.structs.replace(
                     child.order, status="accepted", qty=min(child.order.qty, order.filled_qty)
                 )
-                self._changed(child, None)
+                self._changed(child, None, self.now_ns())
                 self._arrive(child)
         if leg.peer_id is not None and order.filled_qty > 0:
             peer = self._open_working(leg.peer_id)
@@ -528,10 +547,11 @@ class PaperVenue:
             if left <= 0:
                 self._finish(peer, "canceled")
             elif peer.order.qty - peer.order.filled_qty > left:
+                now = self.now_ns()
                 peer.order = msgspec.structs.replace(
-                    peer.order, qty=peer.order.filled_qty + left, updated_at=self.now_ns()
+                    peer.order, qty=peer.order.filled_qty + left, updated_at=now
                 )
-                self._changed(peer, None)
+                self._changed(peer, None, now)
 
     def _open_working(self, client_order_id: str) -> WorkingOrder | None:
         oid = self._open_by_client.get(client_order_id)
@@ -539,7 +559,8 @@ class PaperVenue:
 
     def _close(self, working: WorkingOrder) -> None:
         order = working.order
-        del self.open[order.id]
+        if self.open.pop(order.id, None) is None:
+            return  # it ended on arrival, never booked (``submit``)
         del self._open_by_client[order.client_order_id]
         same_symbol = self._open_by_symbol[order.symbol]
         del same_symbol[order.id]
@@ -556,17 +577,21 @@ class PaperVenue:
             if order.time_in_force == "day" and order.created_at // _DAY_NS < today:
                 self._finish(working, "expired")
 
-    def _changed(self, working: WorkingOrder, fill: Fill | None) -> None:
+    def _changed(self, working: WorkingOrder, fill: Fill | None, ts: int) -> None:
+        """Note ``working``'s new state (with ``fill``, the execution that made it) at ``ts``,
+        the time the caller stamped it with: written and reported at the call's end."""
+        order = working.order
         # Its quantities, state or (through a fill) the position moved: so may its reserve.
-        self._reserve.pop(working.order.symbol, None)
-        self._dirty[working.order.id] = working
+        self._reserve.pop(order.symbol, None)
+        self._dirty[order.id] = working
         updates = self._updates
-        if updates and updates[-1].fill is None and updates[-1].order.id == working.order.id:
+        # Kept as tuples until ``_commit`` reports them: most calls pass a state by.
+        if updates and updates[-1][1] is None and updates[-1][0].id == order.id:
             # A state this call went past (a market order accepted, then filled): news
             # to nobody (``_news``), so not kept.
-            updates[-1] = OrderUpdate(order=working.order, fill=fill, ts=self.now_ns())
+            updates[-1] = (order, fill, ts)
         else:
-            updates.append(OrderUpdate(order=working.order, fill=fill, ts=self.now_ns()))
+            updates.append((order, fill, ts))
 
     # -- money ------------------------------------------------------------------
 
@@ -606,7 +631,8 @@ class PaperVenue:
             return  # it only closes (part of) a position: always allowed
         commission = self.settings.commission_per_share * request.qty
         cost = adds * self._reference_price(request) + commission
-        reserved = self._reserved()
+        # Nothing open, nothing reserved: the common case, without a call.
+        reserved = self._reserved() if self._open_by_symbol else ZERO
         if instead_of is not None:
             reserved -= self._reservation(instead_of)
         available = self.account.free(self.feed.price, reserved)
@@ -634,9 +660,9 @@ class PaperVenue:
         updates = _news(self._updates)
         self._dirty, self._fills, self._updates = {}, [], []
         self._dirty_prices, self._dirty_holdings = set(), set()
-        for update in updates:
+        for order, fill, ts in updates:
             try:
-                self.emit(update)
+                self.emit(OrderUpdate(order=order, fill=fill, ts=ts))
             except Exception:  # a connector gone meanwhile: its successor reconciles
                 log.debug("paper update not delivered", broker=self.name, exc_info=True)
 
@@ -662,8 +688,23 @@ class PaperVenue:
         )
 
 
-def _news(updates: list[OrderUpdate]) -> list[OrderUpdate]:
-    """What one venue call reports: every fill, and each order's last state.
+def _per_bps(value: Decimal) -> Decimal:
+    """``value / 10_000`` exactly: its digits, its exponent 4 lower.
+
+    A product or sum with it has the digits (and the rounding) of one with
+    ``value``, 4 places lower: what dividing that result by 10,000 gives, the
+    division (exact: only the exponent moves) left out.
+    """
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # settings are finite (``check_paper_settings``)
+    return Decimal((sign, digits, exponent - 4))
+
+
+def _news(
+    updates: list[tuple[Order, Fill | None, int]],
+) -> list[tuple[Order, Fill | None, int]]:
+    """What one venue call reports of its ``(order, fill, ts)`` changes: every fill, and
+    each order's last state.
 
     A state the call went past (a market order ``accepted`` and then filled
     inside ``submit``, a held leg released and filled on one tick) is news
@@ -671,5 +712,5 @@ def _news(updates: list[OrderUpdate]) -> list[OrderUpdate]:
     """
     if len(updates) < 2:
         return updates
-    last = {u.order.id: i for i, u in enumerate(updates)}
-    return [u for i, u in enumerate(updates) if u.fill is not None or last[u.order.id] == i]
+    last = {order.id: i for i, (order, _, _) in enumerate(updates)}
+    return [u for i, u in enumerate(updates) if u[1] is not None or last[u[0].id] == i]

@@ -1,0 +1,114 @@
+"""The paper venue's fill price, digit for digit, against its rule written out."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ult_actors.brokers.paper.connector import PaperConnector
+from ult_actors.brokers.paper.settings import PaperSettings
+from ult_actors.brokers.paper.venue import _per_bps
+from ult_actors.messages import Fill, Order, OrderRequest
+
+
+def expected_price(
+    price: Decimal, side: str, qty: Decimal, slippage: Decimal, impact: Decimal, quantum: Decimal
+) -> Decimal:
+    """The rule as the venue's docstring says it: ``slippage_bps + size_impact_bps_per_share
+    * qty`` worse than the price, on the price's increment."""
+    slip = price * (slippage + impact * qty) / Decimal(10_000)
+    worse = (price + slip if side == "buy" else price - slip).quantize(quantum)
+    return max(quantum, worse)
+
+
+def fill_one(
+    setup: PaperSettings, price: Decimal, side: str, qty: Decimal, limit: Decimal | None
+) -> tuple[Order, Decimal, list[Fill]]:
+    """Submit one order at ``price``; the order after it, the price the feed put it at,
+    and its fills."""
+
+    async def run() -> tuple[Order, Decimal, list[Fill]]:
+        connector = PaperConnector("paper", setup)
+        await connector.connect()
+        try:
+            venue = connector.venue
+            venue.set_price("AAPL", price)
+            request = OrderRequest(
+                symbol="AAPL", side=side, qty=qty, client_order_id="c-1",  # type: ignore[arg-type]
+                type="market" if limit is None else "limit", limit_price=limit,
+                time_in_force="day" if limit is None else "gtc",
+            )  # fmt: skip
+            order = venue.submit(request)
+            return order, venue.feed.price("AAPL"), venue.fills(order.id)
+        finally:
+            await connector.disconnect()
+
+    return trio.run(run)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    price=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(10) ** 7, places=4),
+    qty=st.decimals(min_value=Decimal("0.000000001"), max_value=Decimal(10) ** 6, places=9),
+    side=st.sampled_from(("buy", "sell")),
+    slippage=st.decimals(min_value=Decimal(0), max_value=Decimal(500), places=6),
+    # Up to 34 digits: a product with it rounds to the context's 28.
+    impact=st.decimals(min_value=Decimal(0), max_value=Decimal(10), places=33),
+    decimals=st.integers(min_value=0, max_value=10),
+    limit_off=st.one_of(st.none(), st.decimals(min_value=Decimal(-5), max_value=Decimal(5), places=2)),
+)
+def test_a_fill_is_priced_digit_for_digit_as_the_rule_says(
+    price: Decimal,
+    qty: Decimal,
+    side: str,
+    slippage: Decimal,
+    impact: Decimal,
+    decimals: int,
+    limit_off: Decimal | None,
+) -> None:
+    setup = PaperSettings(
+        state_path=":memory:", starting_cash=Decimal(10) ** 14, tick_interval_s=0,
+        slippage_bps=slippage, size_impact_bps_per_share=impact, price_decimals=decimals,
+        displayed_size=Decimal(0),
+    )  # fmt: skip
+    limit = None if limit_off is None else max(Decimal("0.01"), price + limit_off)
+    order, at, fills = fill_one(setup, price, side, qty, limit)
+    want = expected_price(at, side, qty, slippage, impact, Decimal(1).scaleb(-decimals))
+    if limit is not None:
+        # Slippage never trades through the limit; a limit not reached does not fill.
+        marketable = at <= limit if side == "buy" else at >= limit
+        if not marketable:
+            assert order.status == "accepted"
+            return
+        want = min(want, limit) if side == "buy" else max(want, limit)
+    assert order.status == "filled"
+    assert [str(fill.price) for fill in fills] == [str(want)]
+
+
+def long_decimals(max_digits: int) -> st.SearchStrategy[Decimal]:
+    """Non-negative decimals of up to ``max_digits`` digits, at any scale up to 12 places."""
+    return st.builds(
+        lambda coefficient, places: Decimal(coefficient).scaleb(-places),
+        st.integers(min_value=0, max_value=10**max_digits - 1),
+        st.integers(min_value=0, max_value=12),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    price=long_decimals(20),
+    qty=long_decimals(21),
+    slippage=long_decimals(34),
+    impact=long_decimals(34),
+)
+def test_the_slip_is_the_rules_figure_before_any_rounding_to_the_increment(
+    price: Decimal, qty: Decimal, slippage: Decimal, impact: Decimal
+) -> None:
+    # The venue keeps the two settings divided by 10,000 (``_per_bps``) and leaves the
+    # division out per fill: the same value as the rule's, rounded the same way, for
+    # settings longer than the context's 28 digits too.
+    rule = price * (slippage + impact * qty) / Decimal(10_000)
+    assert price * (_per_bps(slippage) + _per_bps(impact) * qty) == rule
