@@ -23,7 +23,13 @@ from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
-from ult_actors.config import BrokerEntry, RiskSection, ServiceConfig, ServiceSection
+from ult_actors.config import (
+    BrokerEntry,
+    JournalSection,
+    RiskSection,
+    ServiceConfig,
+    ServiceSection,
+)
 from ult_actors.errors import RiskRejected
 from ult_actors.messages import (
     Order,
@@ -109,16 +115,19 @@ async def paper_service(
     *names: str,
     now_ns: Callable[[], int] | None = None,
     paper: PaperSettings | None = None,
+    journal: JournalSection | None = None,
     **risk: Any,
 ) -> AsyncIterator[tuple[Service, dict[str, list[PaperConnector]]]]:
-    """The tree on real paper brokers (``paper``, by default exact prices and no clock);
-    yields the connectors made."""
+    """The tree on real paper brokers (``paper``, by default exact prices and no clock)
+    and a journal file (``journal``, by default the default one's); yields the connectors
+    made."""
     names = names or ("paper",)
     settings = paper or exact_paper_settings()
     cfg = ServiceConfig(
         service=ServiceSection(default_broker=names[0], state_dir=str(tmp_path)),
         risk=RiskSection(**risk),
         brokers=[BrokerEntry(name=n, kind="paper", enabled=True, settings=settings) for n in names],
+        journal=journal or JournalSection(),
     )
     made: dict[str, list[PaperConnector]] = {n: [] for n in names}
 

@@ -6,10 +6,17 @@ waits in the broker's mailbox. The broker actor's rules still hold: a bug
 there crashes the broker actor (restarted; the order placed once), a
 reconnect cancels the step and redelivers the order, the asker's deadline
 bounds its wait, and a cancel queued first is not overtaken.
+
+A step that cannot wait needs no cancel scope to keep those rules: with the
+default journal (its record appended at once) the step is begun by a plain
+call and the venue's answer taken by one (``answer_now``); a step whose record
+or send has to wait (a ``full`` journal's fsync, a venue that parks, a failed
+send retried) runs, or goes on, in its scope, where the rules above are tested.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -20,12 +27,17 @@ import trio
 
 from tests.actors.harness import NOW_NS, journaled, paper_service, submit
 from ult_actors.actors.commands import CancelOrder
+from ult_actors.brokers.base import SubmitAnswer
 from ult_actors.brokers.paper.connector import PaperConnector
-from ult_actors.errors import Internal, Timeout
+from ult_actors.config import JournalSection
+from ult_actors.errors import BrokerUnavailable, Internal, Timeout
+from ult_actors.journal.sqlite import SqliteStore
 from ult_actors.messages import Order, OrderRequest
 from ult_actors.runtime.mailbox import ReplySlot
 
-Submit = Callable[[PaperConnector, OrderRequest], Awaitable[Order]]
+Submit = Callable[[PaperConnector, OrderRequest], Awaitable[SubmitAnswer]]
+#: A journal whose records wait for their fsync: a step with one cannot be begun plainly.
+FULL = JournalSection(synchronous="full")
 
 
 def _broker(svc: Any) -> Any:
@@ -42,57 +54,178 @@ async def _held_qty(connector: PaperConnector) -> Decimal:
     return sum((p.qty for p in await connector.positions() if p.symbol == "AAPL"), Decimal(0))
 
 
-Then = Callable[[int, Submit, PaperConnector, OrderRequest], Awaitable[Order]]
+Then = Callable[[int, Submit, PaperConnector, OrderRequest], Awaitable[SubmitAnswer]]
 
 
-async def _plain(_n: int, real: Submit, connector: PaperConnector, r: OrderRequest) -> Order:
+async def _plain(_n: int, real: Submit, connector: PaperConnector, r: OrderRequest) -> SubmitAnswer:
     return await real(connector, r)
 
 
-def _watch_submits(
-    monkeypatch: pytest.MonkeyPatch, then: Then = _plain
-) -> list[tuple[trio.lowlevel.Task, str]]:
-    """Each paper submit's task and client order id, in order; ``then(n, real, ...)``
-    runs the n-th (0-based)."""
-    real: Submit = PaperConnector.submit
-    tasks: list[tuple[trio.lowlevel.Task, str]] = []
+Sends = list[tuple[trio.lowlevel.Task, str]]
 
-    async def watched(self: PaperConnector, request: OrderRequest) -> Order:
+
+def _watch_submits(monkeypatch: pytest.MonkeyPatch, then: Then = _plain) -> Sends:
+    """Each paper submit the broker awaits (``submit_answer``): its task and client order
+    id, in order; ``then(n, real, ...)`` runs the n-th (0-based)."""
+    real: Submit = PaperConnector.submit_answer
+    tasks: Sends = []
+
+    async def watched(self: PaperConnector, request: OrderRequest) -> SubmitAnswer:
         assert request.client_order_id is not None
         tasks.append((trio.lowlevel.current_task(), request.client_order_id))
         return await then(len(tasks) - 1, real, self, request)
 
-    monkeypatch.setattr(PaperConnector, "submit", watched)
+    monkeypatch.setattr(PaperConnector, "submit_answer", watched)
     return tasks
 
 
-async def test_a_new_order_s_broker_step_runs_in_its_own_task(
+Now = Callable[[PaperConnector, OrderRequest, bool], SubmitAnswer]
+
+
+def _watch_plain_submits(
+    monkeypatch: pytest.MonkeyPatch, then: Callable[[int, Now], Now] = lambda _n, real: real
+) -> Sends:
+    """Each paper submit the broker calls plainly (``answer_now``: a step begun without a
+    scope), as ``_watch_submits``; ``then(n, real)`` is what the n-th calls."""
+    answer_now = PaperConnector.answer_now
+
+    def real(connector: PaperConnector, r: OrderRequest, validated: bool) -> SubmitAnswer:
+        return answer_now(connector, r, validated=validated)
+
+    tasks: Sends = []
+
+    def watched(self: PaperConnector, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
+        assert request.client_order_id is not None
+        tasks.append((trio.lowlevel.current_task(), request.client_order_id))
+        return then(len(tasks) - 1, real)(self, request, validated)
+
+    monkeypatch.setattr(PaperConnector, "answer_now", watched)
+    return tasks
+
+
+async def _next_order(svc: Any, **fields: Any) -> Order:
+    """``submit`` as a client's next request comes: in a scheduler round of its own (the
+    journal appends one record a round itself, so a second one waits for its writer)."""
+    await trio.lowlevel.checkpoint()
+    return await submit(svc, **fields)
+
+
+async def test_a_new_order_s_broker_step_runs_in_its_own_task_by_a_plain_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path) as (svc, _made):
         await submit(svc, qty=1)  # the router and the broker are idle from now on
-        tasks = _watch_submits(monkeypatch)
-        assert (await submit(svc, qty=2)).status == "filled"
-        assert [task for task, _coid in tasks] == [trio.lowlevel.current_task()]
+        awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
+        order = await _next_order(svc, qty=2)
+        assert order.status == "filled"
+        assert plain == [(trio.lowlevel.current_task(), order.client_order_id)]
+        assert awaited == []
+        assert (await journaled(svc, order.client_order_id, "filled")).filled_qty == 2
 
 
-async def test_a_bug_in_the_step_crashes_the_broker_actor_and_the_order_is_placed_once(
+async def test_a_step_whose_record_waits_for_its_fsync_runs_in_its_scope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path, journal=FULL) as (svc, _made):
+        await submit(svc, qty=1)
+        awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
+        order = await submit(svc, qty=2)
+        assert order.status == "filled"
+        assert awaited == [(trio.lowlevel.current_task(), order.client_order_id)]
+        assert plain == []
+
+
+async def test_a_step_whose_record_fails_here_goes_on_once_the_writer_wrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path) as (svc, made):
+        await submit(svc, qty=1)
+        real = SqliteStore._write_rows
+        failed: list[int] = []
+
+        def fails_once(self: SqliteStore, *args: Any, **kwargs: Any) -> None:
+            if not failed:  # the step's own append, on the trio thread
+                failed.append(1)
+                raise OSError(errno.EIO, "injected: the append failed")
+            real(self, *args, **kwargs)
+
+        monkeypatch.setattr(SqliteStore, "_write_rows", fails_once)
+        awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
+        order = await _next_order(svc, qty=5)
+        # Sent only once its record was written (by the journal's writer), in its scope.
+        assert order.status == "filled"
+        assert failed == [1]
+        assert awaited == [(trio.lowlevel.current_task(), order.client_order_id)]
+        assert plain == []
+        assert await _held_qty(made["paper"][-1]) == 6
+        assert (await journaled(svc, order.client_order_id, "filled")).filled_qty == 5
+
+
+async def test_a_plain_send_that_fails_is_retried_in_the_step_s_scope(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path) as (svc, made):
         await submit(svc, qty=1)
 
-        async def buggy_after_placing(
-            n: int, real: Submit, c: PaperConnector, r: OrderRequest
-        ) -> Order:
-            order = await real(c, r)
+        def dropped_first(n: int, real: Now) -> Now:
+            def dropped(c: PaperConnector, r: OrderRequest, validated: bool) -> SubmitAnswer:
+                raise BrokerUnavailable("injected: connection dropped before the order")
+
+            return dropped if n == 0 else real
+
+        awaited = _watch_submits(monkeypatch)
+        plain = _watch_plain_submits(monkeypatch, dropped_first)
+        order = await _next_order(svc, qty=5)
+        # Looked up (not there), sent again by the awaited submit: placed once.
+        me = trio.lowlevel.current_task()
+        assert order.status == "filled"
+        assert plain == [(me, order.client_order_id)]
+        assert awaited == [(me, order.client_order_id)]
+        assert await _held_qty(made["paper"][-1]) == 6
+        assert _broker(svc).health.restarts == 0
+
+
+def _buggy_plain(monkeypatch: pytest.MonkeyPatch) -> Sends:
+    def buggy_after_placing(n: int, real: Now) -> Now:
+        def buggy(c: PaperConnector, r: OrderRequest, validated: bool) -> SubmitAnswer:
+            answer = real(c, r, validated)
             if n == 0:
                 raise ZeroDivisionError("a bug")
-            return order
+            return answer
 
-        tasks = _watch_submits(monkeypatch, buggy_after_placing)
+        return buggy
+
+    return _watch_plain_submits(monkeypatch, buggy_after_placing)
+
+
+def _buggy_awaited(monkeypatch: pytest.MonkeyPatch) -> Sends:
+    async def buggy_after_placing(
+        n: int, real: Submit, c: PaperConnector, r: OrderRequest
+    ) -> SubmitAnswer:
+        answer = await real(c, r)
+        if n == 0:
+            raise ZeroDivisionError("a bug")
+        return answer
+
+    return _watch_submits(monkeypatch, buggy_after_placing)
+
+
+@pytest.mark.parametrize(
+    ("journal", "buggy"),
+    [(None, _buggy_plain), (FULL, _buggy_awaited)],
+    ids=["begun-plainly", "in-its-scope"],
+)
+async def test_a_bug_in_the_step_crashes_the_broker_actor_and_the_order_is_placed_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    journal: JournalSection | None,
+    buggy: Callable[[pytest.MonkeyPatch], Sends],
+) -> None:
+    async with paper_service(tmp_path, journal=journal) as (svc, made):
+        await submit(svc, qty=1)
+        tasks = buggy(monkeypatch)
         with pytest.raises(Internal) as info:
-            await submit(svc, qty=7)
+            await _next_order(svc, qty=7)
         [(task, coid)] = tasks
         assert task is trio.lowlevel.current_task()  # run in the asker's task
         assert "crashed actor broker.paper (ZeroDivisionError)" in info.value.message
@@ -110,12 +243,12 @@ async def test_a_bug_in_the_step_crashes_the_broker_actor_and_the_order_is_place
 async def test_a_reconnect_during_the_step_cancels_it_and_the_order_is_redelivered_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with paper_service(tmp_path) as (svc, made):
+    async with paper_service(tmp_path, journal=FULL) as (svc, made):
         await submit(svc, qty=1)
 
         async def dropped_while_sending(
             n: int, real: Submit, connector: PaperConnector, r: OrderRequest
-        ) -> Order:
+        ) -> SubmitAnswer:
             if n == 0:
                 connector._fail(RuntimeError("connection dropped"))  # the stream ends
                 await trio.sleep_forever()  # cancelled by the incarnation's end
@@ -136,10 +269,12 @@ async def test_a_reconnect_during_the_step_cancels_it_and_the_order_is_redeliver
 async def test_the_asker_s_deadline_bounds_its_wait_for_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with paper_service(tmp_path) as (svc, made):
+    async with paper_service(tmp_path, journal=FULL) as (svc, made):
         await submit(svc, qty=1)
 
-        async def stuck(n: int, real: Submit, connector: PaperConnector, r: OrderRequest) -> Order:
+        async def stuck(
+            n: int, real: Submit, connector: PaperConnector, r: OrderRequest
+        ) -> SubmitAnswer:
             if n == 0:
                 await trio.sleep(60)  # a venue that does not answer in time
             return await real(connector, r)
@@ -157,13 +292,13 @@ async def test_the_asker_s_deadline_bounds_its_wait_for_the_step(
 async def test_the_asker_s_cancellation_does_not_cut_its_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with paper_service(tmp_path) as (svc, made):
+    async with paper_service(tmp_path, journal=FULL) as (svc, made):
         await submit(svc, qty=1)
         parked, answer = trio.Event(), trio.Event()
 
         async def answered_after_the_asker_left(
             n: int, real: Submit, connector: PaperConnector, r: OrderRequest
-        ) -> Order:
+        ) -> SubmitAnswer:
             if n == 0:
                 parked.set()
                 await answer.wait()  # the step parks here, journaled and not sent yet

@@ -78,35 +78,66 @@ async def test_an_old_journal_is_migrated_and_keeps_its_orders(tmp_path: Path) -
     conn.close()
 
 
-async def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_write(
+def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_write(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "journal.db"
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=5)
+    _an_open_and_a_filled_order(conn)
+    migrate(conn, target=6)
+    indexed = conn.execute(
+        f"SELECT client_order_id FROM orders INDEXED BY orders_open WHERE {OPEN_STATUS_TEST}"
+        " ORDER BY client_order_id"
+    )
+    assert [r[0] for r in indexed] == ["o-1"]
+    # Writing a row tests its status for the partial index without building a temporary
+    # table (what an ``IN`` list of constants costs on every row the fold writes).
+    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 8)]
+    assert "OpenEphemeral" not in program
+    conn.close()
+
+
+async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_fewer_indexes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=6)
+    _an_open_and_a_filled_order(conn)
+    written_before = _cursors_written(conn, _UPSERT.sql(1), 8)
+    conn.close()
+    async with open_sqlite_store(path) as store:
+        assert [o.client_order_id for o in await store.non_terminal()] == ["o-1"]
+        with trio.fail_after(10):
+            await store.record(order("o-3"), event="submit")
+            await store.in_file()
+    assert rows_on_disk(path) == {"o-1": "accepted", "o-2": "filled", "o-3": "pending_new"}
+    async with open_sqlite_store(path) as store:
+        assert [o.client_order_id for o in await store.non_terminal()] == ["o-1", "o-3"]
+    conn = sqlite3.connect(path)
+    assert schema_version(conn) == SCHEMA_VERSION
+    # No index of open orders (nothing reads by it) to keep as an order opens and closes.
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "orders_open" not in indexes
+    assert _cursors_written(conn, _UPSERT.sql(1), 8) == written_before - 1
+    conn.close()
+
+
+def _an_open_and_a_filled_order(conn: sqlite3.Connection) -> None:
+    """Write ``o-1`` (accepted) and ``o-2`` (filled) into an old file's ``orders``."""
     for seq, (coid, status) in enumerate([("o-1", "accepted"), ("o-2", "filled")], start=1):
         body = msgspec.msgpack.encode(order(coid, status, oid=f"b-{seq}"))
         conn.execute(
             "INSERT INTO orders VALUES (?, ?, 'paper', ?, 'definitive', 0, ?, ?)",
             (coid, f"b-{seq}", status, seq, body),
         )
-    conn.close()
-    async with open_sqlite_store(path) as store:
-        with trio.fail_after(10):
-            await store.record(order("o-3"), event="submit")
-            await store.in_file()
-    conn = sqlite3.connect(path)
-    assert schema_version(conn) == SCHEMA_VERSION
-    indexed = conn.execute(
-        f"SELECT client_order_id FROM orders INDEXED BY orders_open WHERE {OPEN_STATUS_TEST}"
-        " ORDER BY client_order_id"
-    )
-    assert [r[0] for r in indexed] == ["o-1", "o-3"]
-    # Writing a row tests its status for the partial index without building a temporary
-    # table (what an ``IN`` list of constants costs on every row the fold writes).
-    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 8)]
-    assert "OpenEphemeral" not in program
-    conn.close()
+
+
+def _cursors_written(conn: sqlite3.Connection, statement: str, parameters: int) -> int:
+    """How many B-trees (a table and its indexes) ``statement``'s program opens to write."""
+    program = conn.execute("EXPLAIN " + statement, (None,) * parameters)
+    return sum(1 for r in program if r[1] == "OpenWrite")
 
 
 async def test_a_journal_from_a_newer_ult_is_refused_not_guessed_at(tmp_path: Path) -> None:

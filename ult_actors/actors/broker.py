@@ -58,6 +58,7 @@ from ult_actors.actors.reconcile import (
 )
 from ult_actors.actors.replacing import ReplaceSide, replace_order
 from ult_actors.brokers.base import (
+    AnswersAtOnce,
     AnswersInProcess,
     AnswersWithNews,
     Connector,
@@ -68,7 +69,7 @@ from ult_actors.brokers.base import (
     SupportsValidatedOrders,
 )
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
-from ult_actors.cluster.fencing import LeaseExpired, check_fence
+from ult_actors.cluster.fencing import FencedConnector, LeaseExpired, check_fence
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -83,6 +84,7 @@ from ult_actors.errors import (
     Timeout,
     UltError,
 )
+from ult_actors.journal.store import OrderStore
 from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
@@ -204,6 +206,18 @@ class _BrokerIncarnation:
         #: How the order workers and the steps run a new order: with no request budget
         #: nothing reads a command's class, so without ``_dispatch``'s frame.
         self._dispatch_order = self._dispatch_charged if deps.budget is None else self._dispatch
+        connector = self.connector
+        self._in_process = isinstance(connector, AnswersInProcess) and connector.answers_in_process
+        #: Such a venue, answering by a plain call in steps begun plainly (``_begin_step``):
+        #: not through a fence (its wrapper checks only the awaited sends) nor a budget.
+        self._at_once = (
+            connector
+            if isinstance(connector, AnswersAtOnce)
+            and connector.answers_now
+            and deps.budget is None
+            and not isinstance(connector, FencedConnector)
+            else None
+        )
         #: A new order's step run by the order's own task (the gateway's), for a venue
         #: that answers in process: it saves this incarnation a worker's wake-up.
         self.steps = StepEntry(
@@ -212,9 +226,7 @@ class _BrokerIncarnation:
             admit=self._step_admitted,
             enter=self._step_entered,
             leave=self._step_left,
-        )
-        self._in_process = (
-            isinstance(self.connector, AnswersInProcess) and self.connector.answers_in_process
+            begin=self._begin_step if self._at_once is not None else None,
         )
         #: A venue that hands back an order's news of its submit call with the answer.
         self._with_news = self.connector if isinstance(self.connector, AnswersWithNews) else None
@@ -392,7 +404,7 @@ class _BrokerIncarnation:
         report is its submit's answer (what the journal would be asked for).
         """
         coid = order.client_order_id
-        store = await self.deps.journal.get()
+        store = self.deps.journal.now or await self.deps.journal.get()
         current = self.orders.get(coid) or sent
         if current is None:
             stored = await store.get(coid)
@@ -407,6 +419,24 @@ class _BrokerIncarnation:
                 current = self.orders.get(coid)
         if current is None and coid not in self.submitting:
             order = self._adopted(order)
+        return self._merge(store, coid, current, order, fill)
+
+    def _track_now(
+        self, store: OrderStore, order: Order, sent: Order, fill: OrderUpdate | None = None
+    ) -> Order:
+        """``_track`` of a report of an order this task sent (``sent``): nothing to wait for."""
+        coid = order.client_order_id
+        return self._merge(store, coid, self.orders.get(coid) or sent, order, fill)
+
+    def _merge(
+        self,
+        store: OrderStore,
+        coid: str,
+        current: Order | None,
+        order: Order,
+        fill: OrderUpdate | None,
+    ) -> Order:
+        """The rest of ``_track``, once ``current`` (our latest state of ``coid``) is known."""
         try:
             merged = apply_update(current, order)
         except IllegalTransition as exc:
@@ -713,14 +743,18 @@ class _BrokerIncarnation:
                 case _:
                     raise Internal(f"broker actor got an unknown command {type(msg).__name__}")
         except UltError as exc:
-            if exc.broker is None:
-                exc.broker = self.deps.name
-            if isinstance(exc, RateLimited) and exc.retry_after and self.deps.budget is not None:
-                # The venue throttled us anyway: the whole account backs off, not one request.
-                self.deps.budget.pause(exc.retry_after)
-            self.ctx.fail(env, exc)
+            self._failed(env, exc)
         else:
             self.ctx.reply(env, result)
+
+    def _failed(self, env: Envelope[BrokerCommand], exc: UltError) -> None:
+        """Answer ``env`` with ``exc``, naming this broker."""
+        if exc.broker is None:
+            exc.broker = self.deps.name
+        if isinstance(exc, RateLimited) and exc.retry_after and self.deps.budget is not None:
+            # The venue throttled us anyway: the whole account backs off, not one request.
+            self.deps.budget.pause(exc.retry_after)
+        self.ctx.fail(env, exc)
 
     async def _query(self, msg: BrokerCommand) -> object:
         match msg:
@@ -747,7 +781,8 @@ class _BrokerIncarnation:
             self.submitting[coid] = None
         try:
             placed = await self._place_once(request, coid, leg, validated)
-            await (await self.deps.journal.get()).durable(coid)  # no ack before its fsync
+            store = self.deps.journal.now or await self.deps.journal.get()
+            await store.durable(coid)  # no ack before its fsync
             return placed
         finally:
             self._over(coid)
@@ -788,7 +823,7 @@ class _BrokerIncarnation:
     async def _place_once(
         self, request: OrderRequest, coid: str, leg: Leg | None, validated: bool
     ) -> Order:
-        store = await self.deps.journal.get()
+        store = self.deps.journal.now or await self.deps.journal.get()
         known = await store.get(coid)
         held = known if known is not None and known.status == "held" else None
         if held is not None:
@@ -817,106 +852,233 @@ class _BrokerIncarnation:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
             # On disk before it leaves; with ``full`` its fsync may end after (``_place``).
             await store.record(known, event="submit", fsync_by_ack=True)
-            if self.arrivals.wants_quote(known):
-                self.nursery.start_soon(self._fetch_arrival, known)  # beside the send
+            self._quote_beside(known)
+        return await self._send(request, coid, known, validated)
+
+    def _quote_beside(self, order: Order) -> None:
+        """Ask the venue for a new order's quote beside its send, if it wants one."""
+        if self.arrivals.wants_quote(order):
+            self.nursery.start_soon(self._fetch_arrival, order)
+
+    async def _send(
+        self,
+        request: OrderRequest,
+        coid: str,
+        known: Order,
+        validated: bool,
+        failed: UltError | None = None,
+        sent_at: float = 0.0,
+    ) -> Order:
+        """Send ``known`` (journaled) until the venue answers or refuses it; track the answer.
+
+        ``failed``: a first send made already (``_begin_step``'s, at ``sent_at``) failed so.
+        """
         attempt = 0
         while True:
-            late = self._too_late(request)
-            if late is not None:
-                # The client stopped waiting: sending now would place an order it was
-                # told has an unknown outcome. Settle what an earlier attempt did instead.
-                return await self._give_up(known, late)
-            sent_at = trio.current_time()
-            try:
-                if validated and self._mark_validated is not None:
-                    self._mark_validated(request)
-                if self._with_news is not None:
-                    order, news = await self._with_news.submit_answer(request)
+            if failed is None:
+                late = self._too_late(request)
+                if late is not None:
+                    # The client stopped waiting: sending now would place an order it was
+                    # told has an unknown outcome. Settle what an earlier attempt did instead.
+                    return await self._give_up(known, late)
+                sent_at = trio.current_time()
+                try:
+                    if validated and self._mark_validated is not None:
+                        self._mark_validated(request)
+                    if self._with_news is not None:
+                        order, news = await self._with_news.submit_answer(request)
+                    else:
+                        order, news = await self.connector.submit(request), ()
+                except UltError as exc:
+                    failed = exc
                 else:
-                    order, news = await self.connector.submit(request), ()
-            except LeaseExpired:
-                raise  # not sent, never to be from here: the new active reconciles it
-            except DuplicateOrder:
+                    store = self.deps.journal.now
+                    if store is None:
+                        return await self._take_answer(order, news, known)
+                    return self._answered(store, order, news, known)
+            last, failed = failed, None
+            if isinstance(last, LeaseExpired):
+                raise last  # not sent, never to be from here: the new active reconciles it
+            if isinstance(last, DuplicateOrder):
                 found = await self._lookup(coid)
                 if found is None:
-                    raise
+                    raise last
                 return await self._track(found)
-            except _REFUSALS as exc:
+            if isinstance(last, _REFUSALS):
                 # A definitive refusal: the order is final, the caller gets the error.
-                await self._track(refused(known, exc, self.deps.now_ns()))
-                raise
-            except UltError as exc:
-                # Anything else (lost, unreadable or unexpected answer, throttled) leaves
-                # the outcome unknown: find out before sending again or giving an answer.
-                last: UltError = exc
-                policy = self.deps.retry
-                # Never send again before knowing whether that attempt landed; a failed
-                # lookup is one more failed attempt.
-                while True:
-                    attempt += 1
-                    if not policy.enabled or attempt > policy.max_retries:
-                        return await self._give_up(known, last)
-                    delay = policy.delay(attempt, self.deps.rng, last.retry_after)
-                    grace = self.deps.reconcile.settle_grace_s
-                    if trio.current_time() - sent_at >= grace:
-                        # A send that hung this long may be a timeout with the request
-                        # still being processed: give it the grace before asking.
-                        delay = max(delay, grace)
-                    self.log.warning(
-                        "submit failed; retrying",
-                        client_order_id=coid,
-                        error=last.code,
-                        attempt=attempt,
-                        delay_s=round(delay, 3),
-                    )
-                    await trio.sleep(delay)
-                    try:
-                        found = await self._lookup(coid)
-                    except UltError as lookup_failed:
-                        last = lookup_failed
-                        continue
-                    break
-                if found is not None:
-                    return await self._track(found)
-                stamped = await self._stamp_resend(known)
-                if stamped.status != "pending_new":
-                    return stamped  # the broker reported it meanwhile
-                known = stamped
-                continue
-            if news:
-                return await self._track_answer(order, news, known)
-            return await self._track(_definitive(order), sent=known)
+                await self._track(refused(known, last, self.deps.now_ns()))
+                raise last
+            # Anything else (lost, unreadable or unexpected answer, throttled) leaves
+            # the outcome unknown: find out before sending again or giving an answer.
+            policy = self.deps.retry
+            # Never send again before knowing whether that attempt landed; a failed
+            # lookup is one more failed attempt.
+            while True:
+                attempt += 1
+                if not policy.enabled or attempt > policy.max_retries:
+                    return await self._give_up(known, last)
+                delay = policy.delay(attempt, self.deps.rng, last.retry_after)
+                grace = self.deps.reconcile.settle_grace_s
+                if trio.current_time() - sent_at >= grace:
+                    # A send that hung this long may be a timeout with the request
+                    # still being processed: give it the grace before asking.
+                    delay = max(delay, grace)
+                self.log.warning(
+                    "submit failed; retrying",
+                    client_order_id=coid,
+                    error=last.code,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                )
+                await trio.sleep(delay)
+                try:
+                    found = await self._lookup(coid)
+                except UltError as lookup_failed:
+                    last = lookup_failed
+                    continue
+                break
+            if found is not None:
+                return await self._track(found)
+            stamped = await self._stamp_resend(known)
+            if stamped.status != "pending_new":
+                return stamped  # the broker reported it meanwhile
+            known = stamped
 
-    async def _track_answer(
+    async def _take_answer(
         self, order: Order, news: tuple[OrderUpdate, ...], sent: Order
+    ) -> Order:
+        """``_answered`` once the journal is open again (the news go to the stream, which
+        delivers them, if the step is cancelled meanwhile)."""
+        try:
+            store = await self.deps.journal.get()
+        except BaseException:
+            self._redeliver(news)
+            raise
+        return self._answered(store, order, news, sent)
+
+    def _redeliver(self, news: tuple[OrderUpdate, ...]) -> None:
+        """Put ``news`` of a submit's answer on the update stream: they were not tracked."""
+        if news:
+            assert self._with_news is not None
+            self._with_news.redeliver(news)
+
+    def _answered(
+        self, store: OrderStore, order: Order, news: tuple[OrderUpdate, ...], sent: Order
+    ) -> Order:
+        """Track a submit's answer ``order`` (with its ``news``, ``AnswersWithNews``) to the
+        send of ``sent``, the journal's record of it (nothing to wait for)."""
+        if news:
+            return self._track_answer(store, order, news, sent)
+        return self._track_now(store, _definitive(order), sent)
+
+    def _track_answer(
+        self, store: OrderStore, order: Order, news: tuple[OrderUpdate, ...], sent: Order
     ) -> Order:
         """Track a submit's answer with the venue's news of the call (``AnswersWithNews``).
 
         An order filled within the call is one update: its state with its fill (one
         journal record, one publish, one fold in risk and positions), not the answer
-        and then the fill from the stream. Should the news not all get in (cancelled
-        while the journal reopens), the stream delivers them: each applies once.
+        and then the fill from the stream. Should the news not all get in (a fault
+        tracking one, or the journal not open: ``_take_answer``), the stream delivers
+        them: each applies once.
         """
         answer = _definitive(order)
         last = news[-1]
         try:
             for update in news[:-1]:
-                await self._track(update.order, fill=update, sent=sent)
+                self._track_now(store, update.order, sent, update)
             if last.order is order or last.order == order:
-                return await self._track(answer, fill=last, sent=sent)
-            await self._track(last.order, fill=last, sent=sent)  # the answer is later
-            return await self._track(answer, sent=sent)
+                return self._track_now(store, answer, sent, last)
+            self._track_now(store, last.order, sent, last)  # the answer is later
+            return self._track_now(store, answer, sent)
         except BaseException:
-            assert self._with_news is not None
-            self._with_news.redeliver(news)
+            self._redeliver(news)
             raise
+
+    # -- a new order's step begun by a plain call ------------------------------
+
+    def _begin_step(self, env: Envelope[BrokerCommand]) -> Awaitable[None] | None:
+        """A new order's step (``StepEntry``'s ``begin``) as far as nothing in it waits:
+        ``None`` once answered, else the rest, to await in the step's scope.
+
+        Begun plainly when the journal surely has no record of the order and appends
+        one at once (``records_now``): journaled, sent (``answer_now``) and tracked as
+        ``_dispatch_charged`` does, without a wait. Otherwise the whole step is the
+        rest; a record or a send that has to wait after all leaves its rest to
+        ``_place_rest``.
+        """
+        msg = env.msg
+        store = self.deps.journal.now
+        if not isinstance(msg, PlaceOrder) or store is None or not store.records_now():
+            return self._dispatch_order(env)
+        request = msg.request
+        coid = request.client_order_id
+        assert coid is not None
+        if coid in self.submitting or not store.lacks(coid) or self._too_late(request) is not None:
+            return self._dispatch_order(env)
+        at_once = self._at_once
+        assert at_once is not None  # only then is a step begun here
+        self.submitting[coid] = None
+        placed: Order | None = None
+        rest: Awaitable[Order] | None = None
+        try:
+            known = self.arrivals.stamp(_pending(request, self.name, self.deps.now_ns()))
+            written = store.record_now(known, event="submit")
+            if written is not None:  # its append failed here: the journal's writer retries it
+                rest = self._send_written(written, request, coid, known)
+            else:
+                self._quote_beside(known)
+                sent_at = trio.current_time()
+                try:
+                    order, news = at_once.answer_now(request, validated=True)  # by the router
+                except UltError as exc:
+                    rest = self._send(request, coid, known, True, exc, sent_at)
+                else:
+                    placed = self._answered(store, order, news, known)
+        except BaseException as exc:
+            self._over(coid)
+            if not isinstance(exc, UltError):
+                raise
+            self._failed(env, exc)
+            return None
+        if rest is not None:
+            return self._place_rest(env, coid, rest)
+        self._over(coid)
+        self.ctx.reply(env, placed)
+        return None
+
+    async def _send_written(
+        self, written: Awaitable[None], request: OrderRequest, coid: str, known: Order
+    ) -> Order:
+        """``_begin_step``'s order once the journal's writer has its record (``written``)."""
+        await written
+        self._quote_beside(known)
+        return await self._send(request, coid, known, True)
+
+    async def _place_rest(
+        self, env: Envelope[BrokerCommand], coid: str, rest: Awaitable[Order]
+    ) -> None:
+        """The rest of a step ``_begin_step`` began, ended as ``_place`` and
+        ``_dispatch_charged`` end a new order's."""
+        try:
+            try:
+                placed = await rest
+                await (await self.deps.journal.get()).durable(coid)
+            finally:
+                self._over(coid)
+        except UltError as exc:
+            self._failed(env, exc)
+        else:
+            self.ctx.reply(env, placed)
 
     async def _fetch_arrival(self, order: Order) -> None:
         """Ask the venue for ``order``'s quote, beside its send; its record takes it."""
         try:
             await self.arrivals.fetch(order)
         except UltError as exc:
-            self.log.info("no venue quote for an arrival price", symbol=order.symbol, error=exc.code)
+            self.log.info(
+                "no venue quote for an arrival price", symbol=order.symbol, error=exc.code
+            )
             return
         store = await self.deps.journal.get()
         # No await from here: a newer state of the order must not be overwritten.

@@ -38,6 +38,11 @@ class JournalSlot:
         elif self._ready.is_set():
             self._ready = trio.Event()
 
+    @property
+    def now(self) -> OrderStore | None:
+        """The open store, or ``None`` while the journal actor (re)opens it (``get`` waits)."""
+        return self._store
+
     async def get(self) -> OrderStore:
         if self._store is None:
             await self._ready.wait()

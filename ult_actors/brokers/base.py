@@ -270,6 +270,22 @@ class AnswersInProcess(Protocol):
         ...
 
 
+@runtime_checkable
+class AnswersAtOnce(Protocol):
+    """A connector answering in process that also answers by a plain call: the broker
+    actor then begins an order's step without its cancel scope (``StepEntry``'s ``begin``)."""
+
+    @property
+    def answers_now(self) -> bool:
+        """Whether ``answer_now`` may be called: it answers as an awaited submit would."""
+        ...
+
+    def answer_now(self, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
+        """While ``answers_now``: the submit's answer (``AnswersWithNews``'s) by a plain
+        call; ``validated``: ``request`` passed ``validate_order``."""
+        ...
+
+
 class SubmitAnswer(NamedTuple):
     """A submit's answer with the venue's news of the order made within the call."""
 

@@ -55,17 +55,23 @@ FOLD_INTERVAL_S = 0.02
 
 #: One record as logged, everything its table rows need: sequence number, client
 #: order id, event, status, time, body (the msgpack ``Order``), broker order id,
-#: broker, outcome, ``updated_at``.
-LogRow = tuple[int, str, str, str, int, bytes, str, str, str, int]
+#: broker, outcome, ``updated_at``. A body is a ``bytearray`` (as made, and as read back
+#: from the log): Python 3.11's sqlite3 binds one as a blob at once, where a ``bytes``
+#: parameter first looks for an adapter, raising and clearing an ``AttributeError``
+#: (~2,000 instructions a body, with the GIL held), and a copy into a ``bytearray`` at
+#: the fold cost ~1,000 more.
+LogRow = tuple[int, str, str, str, int, bytearray, str, str, str, int]
 #: One fill as logged, in the ``fills`` table's column order: broker, fill id,
-#: client order id, symbol, time, body (the msgpack ``Fill``).
-FillRow = tuple[str, str, str, str, int, bytes]
+#: client order id, symbol, time, body (the msgpack ``Fill``, a ``bytearray`` too).
+FillRow = tuple[str, str, str, str, int, bytearray]
 #: Writes rows to the file in one transaction; ``probe``: with room to grow checked.
 Fold = Callable[[list[LogRow], list[FillRow], bool], None]
 #: One record as the store makes it: sequence number, event, time, the order's state.
 Record = tuple[int, str, int, Order]
 
-_encode = msgspec.msgpack.Encoder().encode
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_encode_into = _encoder.encode_into
 
 
 class LogRecord(msgspec.Struct, array_like=True):
@@ -80,15 +86,19 @@ _decode = msgspec.msgpack.Decoder(LogRecord).decode
 
 def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
     """One record as the log holds it."""
+    body = bytearray()
+    _encode_into(order, body)  # no dearer than ``encode`` to bytes
     return (
-        seq, order.client_order_id, event, order.status, ts, _encode(order), order.id,
+        seq, order.client_order_id, event, order.status, ts, body, order.id,
         order.broker, order.outcome, order.updated_at,
     )  # fmt: skip
 
 
 def fill_row(fill: Fill) -> FillRow:
     """One fill as the log holds it."""
-    return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, _encode(fill))
+    body = bytearray()
+    _encode_into(fill, body)
+    return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, body)
 
 
 #: A ``LogRow``'s sequence number: a fold's rows are written in its order.

@@ -31,6 +31,17 @@ class MemoryStore:
     ) -> None:
         self.record_soon(order, event=event)
 
+    def record_now(
+        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+    ) -> None:
+        self.record_soon(order, event=event)
+
+    def records_now(self) -> bool:
+        return True
+
+    def lacks(self, client_order_id: str) -> bool:
+        return client_order_id not in self._by_client_id
+
     async def durable(self, client_order_id: str) -> None:
         return None  # nothing is left to an fsync
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -26,6 +26,20 @@ class OrderStore(Protocol):
         ``fsync_by_ack``: the store may return before a machine crash would spare the
         record (a ``kill -9`` never takes it), if the caller awaits ``durable`` before it
         acknowledges the order (``synchronous = "full"``: its fsync runs meanwhile)."""
+
+    def record_now(
+        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+    ) -> Awaitable[None] | None:
+        """``record`` begun by a plain call: ``None`` once the record is as durable as
+        ``record`` would return it, else the wait for the rest of ``record`` (to await)."""
+
+    def records_now(self) -> bool:
+        """Whether a ``record_now`` made now is likely to return ``None`` (nothing to wait
+        for: no writer's turn, no fsync before ``durable``)."""
+
+    def lacks(self, client_order_id: str) -> bool:
+        """Whether the store surely has no record of ``client_order_id``, told without a
+        read (``False``: it has one, or only a read would tell)."""
 
     async def durable(self, client_order_id: str) -> None:
         """Return once what ``record(..., fsync_by_ack=True)`` returned before is as durable

@@ -182,11 +182,18 @@ class StepEntry(Generic[M]):
     - the asker's deadline bounds the step: it is cancelled then and the
       asker gets ``CallTimeout``, leaving its work where a crash would leave it;
     - the asker's own cancellation does not cut it short (shielded).
+
+    The last three need a shielded cancel scope with the asker's deadline, which
+    costs more than many steps' own work; a step that never waits needs none
+    (nothing can cancel it, and it ends at once). So with ``begin`` the step is
+    begun by a plain call, which runs it as far as nothing in it waits and
+    returns ``None`` when it is over, or the rest of it (to await, in the scope).
+    A step due past its deadline is not begun: ``handle`` runs it, in the scope.
     """
 
     __slots__ = (
-        "_admit", "_all_left", "_crash", "_crashed", "_ctx", "_enter", "_handle",
-        "_leave", "_mailbox", "_scopes", "_shut",
+        "_admit", "_all_left", "_begin", "_crash", "_crashed", "_ctx", "_enter",
+        "_handle", "_leave", "_mailbox", "_scopes", "_shut",
     )  # fmt: skip
 
     def __init__(
@@ -197,15 +204,18 @@ class StepEntry(Generic[M]):
         admit: Callable[[M], bool],
         enter: Callable[[], None],
         leave: Callable[[], None],
+        begin: Callable[[Envelope[M]], Awaitable[None] | None] | None = None,
     ) -> None:
         self._ctx = ctx
         self._mailbox = ctx.mailbox
         self._handle = handle
+        self._begin = begin
         self._admit = admit
         self._enter = enter
         self._leave = leave
-        #: The steps running, each with its scope (the asker's deadline, the incarnation's end).
-        self._scopes: dict[Envelope[M], trio.CancelScope] = {}
+        #: The steps taken, each with its scope (the asker's deadline, the incarnation's
+        #: end) once its rest runs in one.
+        self._scopes: dict[Envelope[M], trio.CancelScope | None] = {}
         self._shut = False
         self._crash: Exception | None = None
         self._crashed = trio.Event()
@@ -218,26 +228,30 @@ class StepEntry(Generic[M]):
     def take(self, env: Envelope[M]) -> None:
         """Count ``env`` taken (in flight) by a worker slot; only after ``can_take``."""
         self._mailbox.take(env)
-        self._scopes[env] = trio.CancelScope(deadline=env.deadline, shield=True)
+        self._scopes[env] = None
         self._enter()
 
     async def run_step(self, env: Envelope[M]) -> None:
-        """Run the handler for ``env`` in this task (see the class for what it keeps)."""
-        scope = self._scopes[env]
+        """Run the step for ``env`` in this task (see the class for what it keeps)."""
+        scope = None
         try:
-            with scope:
-                try:
-                    await self._handle(env)
-                except Exception as exc:
-                    self._mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling``
-                    raise
+            try:
+                begin = self._begin
+                rest = self._handle(env) if begin is None or env.expired() else begin(env)
+                if rest is not None:
+                    scope = self._scopes[env] = trio.CancelScope(deadline=env.deadline, shield=True)
+                    with scope:
+                        await rest
+            except Exception as exc:
+                self._mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling``
+                raise
         except Exception as exc:
             if self._crash is None:
                 self._crash = exc
                 self._crashed.set()
         finally:
             self._left(env)
-        if scope.cancelled_caught and not self._shut:
+        if scope is not None and scope.cancelled_caught and not self._shut:
             # Past the asker's deadline: it stops waiting, as a call's timeout says.
             self._mailbox.answered(env)
             assert env.reply is not None
@@ -265,7 +279,8 @@ class StepEntry(Generic[M]):
             if self._mailbox.step_door is self:
                 self._mailbox.step_door = None
             for scope in self._scopes.values():
-                scope.cancel()
+                if scope is not None:  # none: taken, not begun yet (no wait between)
+                    scope.cancel()
         assert self._crash is not None
         raise self._crash
 

@@ -219,6 +219,9 @@ class PaperConnector:
         # Taken before any await: another order's mark may come in the meantime.
         validated, self._validated = request is self._validated, None
         await trio.lowlevel.checkpoint_if_cancelled()
+        return self._place(request, validated)
+
+    def _place(self, request: OrderRequest, validated: bool) -> Order:
         latency = self.settings.latency_ms
         venue = self.venue
         order = venue.submit(request, in_transit=latency > 0, validated=validated)
@@ -226,6 +229,29 @@ class PaperConnector:
             arrive = functools.partial(self._arrive, venue, order.id)
             self._clock().call_at(trio.current_time() + latency / 1000, arrive)
         return order
+
+    @property
+    def answers_now(self) -> bool:
+        """Whether ``answer_now`` answers as ``submit_answer`` would (``AnswersAtOnce``):
+        while ``answers_in_process``, unless a subclass makes its own ``submit`` (one that
+        waits, counts or fails, as tests' do), which only the awaited submit goes through."""
+        return self.answers_in_process and type(self).submit is PaperConnector.submit
+
+    def answer_now(self, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
+        """``submit_answer`` as a plain call: nothing in it waits (``AnswersAtOnce``).
+        ``validated``: ``request`` passed ``validate_order`` (as ``mark_validated`` says)."""
+        coid = request.client_order_id
+        assert coid is not None, "the broker actor sets it"
+        news: list[OrderUpdate] = []
+        self._claims[coid] = news
+        try:
+            order = self._place(request, validated)
+        except BaseException:
+            self.redeliver(news)  # the caller never sees them: the stream delivers them
+            raise
+        finally:
+            del self._claims[coid]
+        return SubmitAnswer(order, tuple(news))
 
     async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
         """``submit``, with the order's updates of the call in the answer (``AnswersWithNews``):
