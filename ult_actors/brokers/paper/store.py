@@ -23,6 +23,10 @@ next to it is imported once under its connection name and renamed
 the old layout is converted in place for the first connection that opens
 it (before, only one connection could use a file).
 
+The file's layout is numbered (``LAYOUT``, kept as ``PRAGMA user_version``):
+opening a file of an earlier layout converts it in place in one transaction,
+and a file of a later one is refused rather than misread.
+
 While the file is open the store holds an exclusive ``flock`` on
 ``<path>.lock``, so a second service on the same state directory, or
 ``ult paper reset`` under a running service, is refused instead of
@@ -38,6 +42,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -54,6 +59,18 @@ MEMORY = ":memory:"
 IMPORTED_SUFFIX = ".imported"
 _LEGACY_PREFIX = "paper-"
 
+#: The file's layout as this version writes it (``PRAGMA user_version``). Files of
+#: earlier layouts are converted when opened (``_upgrade``): 0 is either the
+#: per-connection layout (a ``meta`` table, one account) or the first shared one,
+#: whose orders were unique by client order id and whose fills by fill id too: an
+#: order and its fill wrote six B-trees, three of them checked for a duplicate first.
+#: Layout 2 keeps only the keys the venue's reads need: orders by id (the writer's
+#: upsert), by client order id and open ones; fills by their order. The venue
+#: refuses a used client order id itself, and a fill can only come twice from a
+#: replayed change log, which skips the fills the file has (``_replay_log``).
+#: An earlier version of the service cannot open a file of this layout.
+LAYOUT = 2
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
@@ -62,24 +79,23 @@ CREATE TABLE IF NOT EXISTS accounts (
     next_order INTEGER NOT NULL,
     next_fill INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS orders (
+CREATE TABLE orders (
     account TEXT NOT NULL,
     id TEXT NOT NULL,
     client_order_id TEXT NOT NULL,
     open INTEGER NOT NULL,
     body BLOB NOT NULL,
-    PRIMARY KEY (account, id),
-    UNIQUE (account, client_order_id)
+    PRIMARY KEY (account, id)
 );
-CREATE INDEX IF NOT EXISTS orders_open ON orders(account) WHERE open = 1;
-CREATE TABLE IF NOT EXISTS fills (
+CREATE INDEX orders_by_client ON orders(account, client_order_id);
+CREATE INDEX orders_open ON orders(account) WHERE open = 1;
+CREATE TABLE fills (
     account TEXT NOT NULL,
     fill_id TEXT NOT NULL,
     order_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (account, fill_id)
+    body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS fills_by_order ON fills(account, order_id);
+CREATE INDEX fills_by_order ON fills(account, order_id);
 CREATE TABLE IF NOT EXISTS positions (
     account TEXT NOT NULL,
     symbol TEXT NOT NULL,
@@ -96,6 +112,13 @@ CREATE TABLE IF NOT EXISTS prices (
 );
 """
 _TABLES = ("accounts", "orders", "fills", "positions", "prices")
+#: The tables layout 2 keys otherwise than the first shared layout, and their columns.
+_REKEYED = {
+    "orders": "account, id, client_order_id, open, body",
+    "fills": "account, fill_id, order_id, body",
+}
+#: The named indexes of every layout (an index keeps its name when its table is renamed).
+_INDEXES = ("orders_by_client", "orders_open", "fills_by_order")
 _OLD_TABLES = ("meta", "orders", "fills", "positions", "prices")
 
 _UPSERT_ORDER = ManyRowInsert(
@@ -103,8 +126,7 @@ _UPSERT_ORDER = ManyRowInsert(
     5,
     " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body",
 )
-# A fill replayed from the change log may be in the file already.
-_INSERT_FILL = ManyRowInsert("INSERT OR IGNORE INTO fills (account, fill_id, order_id, body)", 4)
+_INSERT_FILL = ManyRowInsert("INSERT INTO fills (account, fill_id, order_id, body)", 4)
 _UPSERT_POSITION = ManyRowInsert(
     "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, realized_pl)", 5
 )
@@ -181,7 +203,7 @@ class PaperStore:
         try:
             self._write = _connect(self.path)
             self._read = _connect(self.path)
-            _upgrade(self._write, first_account)
+            _upgrade(self._write, self.path, first_account)
             if Path(self.path).name == DEFAULT_FILE:
                 _import_old_files(self._write, Path(self.path).parent)
             try:
@@ -311,13 +333,18 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _commit(db: sqlite3.Connection, rows: Rows) -> None:
+def _commit(db: sqlite3.Connection, rows: Rows, *, replayed: bool = False) -> None:
+    """Write ``rows`` in one transaction (``replayed``: from a change log the file may
+    have taken in already, in part: the fills it has are skipped)."""
     db.execute("BEGIN IMMEDIATE")
     try:
+        fills = list(rows.fills())
+        if replayed:
+            fills = [row for row in fills if not _filed(db, row)]
         # Many rows a statement (``ManyRowInsert``): the loop waits for this thread's
         # GIL once a statement, not once a row.
         _UPSERT_ORDER.run(db, list(rows.orders()))
-        _INSERT_FILL.run(db, list(rows.fills()))
+        _INSERT_FILL.run(db, fills)
         _UPSERT_POSITION.run(db, list(rows.positions()))
         _UPSERT_PRICE.run(db, list(rows.prices()))
         _UPSERT_ACCOUNT.run(db, list(rows.accounts()))
@@ -328,13 +355,23 @@ def _commit(db: sqlite3.Connection, rows: Rows) -> None:
         raise
 
 
+def _filed(db: sqlite3.Connection, fill: tuple[Any, ...]) -> bool:
+    """Whether the file has the fill ``(account, fill_id, order_id, body)``."""
+    account, fill_id, order_id, _ = fill
+    found = db.execute(
+        "SELECT 1 FROM fills WHERE account = ? AND order_id = ? AND fill_id = ?",
+        (account, order_id, fill_id),
+    ).fetchone()
+    return found is not None
+
+
 def _replay_log(db: sqlite3.Connection, path: str) -> None:
     """Fold what the change log has (a crash left it) into the file, then delete the log."""
     replayed = Rows()
     for change in changelog.read(path):
         replayed.add(change)
     if replayed:
-        _commit(db, replayed)
+        _commit(db, replayed, replayed=True)
     changelog.remove(path)
 
 
@@ -349,21 +386,48 @@ def _is_old_layout(tables: set[str]) -> bool:
     return "meta" in tables and "accounts" not in tables
 
 
-def _upgrade(db: sqlite3.Connection, account: str) -> None:
-    """Create the schema; a file of the old layout becomes ``account``, in place."""
-    if not _is_old_layout(_tables(db)):
-        db.executescript(_SCHEMA)
+def _layout(db: sqlite3.Connection, path: str) -> int:
+    """The file's layout; ``ConfigError`` for one of a later version than this."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > LAYOUT:
+        raise ConfigError(
+            f"paper account file {path} has layout {version}, written by a later version"
+            f" of ult (this one knows layouts up to {LAYOUT}); upgrade ult, or start afresh"
+            " with `ult paper reset` (all accounts)"
+        )
+    return int(version)
+
+
+def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
+    """Bring the file to ``LAYOUT`` in one transaction: create it, or convert an earlier
+    layout in place (a file of the per-connection layout becomes ``account``)."""
+    if _layout(db, path) == LAYOUT:
         return
+    tables = _tables(db)
+    old_layout = _is_old_layout(tables)
+    # Set aside, then copied into the new tables (all of them for a new file are new).
+    moved = _OLD_TABLES if old_layout else tuple(t for t in _REKEYED if t in tables)
     db.execute("BEGIN IMMEDIATE")
     try:
-        for table in _OLD_TABLES:
+        for index in _INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {index}")
+        for table in moved:
             db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
-        _copy_old_account(db, "main", "old_", account)
-        for table in _OLD_TABLES:
+        if old_layout:
+            _copy_old_account(db, "main", "old_", account)
+        else:
+            for table in moved:
+                columns = _REKEYED[table]
+                db.execute(
+                    f"INSERT INTO {table} ({columns})"
+                    f" SELECT {columns} FROM old_{table} ORDER BY rowid"
+                )
+        for table in moved:
             db.execute(f"DROP TABLE old_{table}")
+        db.execute(f"PRAGMA user_version = {LAYOUT}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -541,6 +605,7 @@ def _delete_account(path: str, account: str) -> bool:
         return False
     db = sqlite3.connect(path, isolation_level=None)
     try:
+        _layout(db, path)  # refuses a later layout's file, which it would delete whole
         tables = _tables(db)
         if _is_old_layout(tables):
             raise sqlite3.DatabaseError("old layout: the file holds one account")
