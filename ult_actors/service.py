@@ -431,6 +431,8 @@ def _brokers_supervisor(
         park_s=sup.park_s,
         # A connection that cannot connect is tried again at least this often, unparked.
         connect_cap_s=sup.connect_backoff_cap_s,
+        # No connection depends on another: each connects (and disconnects) at once.
+        independent=True,
     )
 
 

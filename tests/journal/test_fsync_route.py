@@ -47,14 +47,18 @@ def route_batches(
 
 
 def test_lone_batches_stay_on_the_trio_thread_while_it_runs_again_promptly() -> None:
+    # A clock of its own (each write takes no time): on the real one, a write preempted
+    # past 1 ms on a loaded machine counts as a slow disk.
     delay = Counter()
-    route = FsyncRoute(probe_every=8, late_ns=100_000, run_delay_ns=delay)
+    route = FsyncRoute(probe_every=8, late_ns=100_000, run_delay_ns=delay, now_ns=Counter())
     assert route_batches(route, delay, 20, 12) == "LLLLLLLLLLLL"
 
 
 def test_a_trio_thread_that_runs_late_after_its_fsyncs_hands_them_over_and_is_tried_again() -> None:
-    delay = Counter()
-    route = FsyncRoute(window=8, probe_every=8, late_ns=100_000, run_delay_ns=delay)
+    delay = Counter()  # and a clock of its own, as above
+    route = FsyncRoute(
+        window=8, probe_every=8, late_ns=100_000, run_delay_ns=delay, now_ns=Counter()
+    )
     assert route_batches(route, delay, 20, 3) == "LLL"
     # The machine's cores get busy: the trio thread waits 3 ms to run after each fsync.
     # Once more than a quarter of its last waits are that long, the writer's thread takes

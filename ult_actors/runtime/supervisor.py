@@ -20,6 +20,13 @@ child's restart type and the supervisor's strategy:
 Shutdown (cancellation of the supervisor) stops children in reverse start
 order, giving each ``shutdown_s`` to finish.
 
+Independent children (``independent=True``), a departure from OTP for the
+broker connections: siblings that do not depend on one another are started
+all at once (the supervisor counts as started once each has started or
+failed) and stopped all at once. One connection's slow connect, or slow
+disconnect, then holds up no other: a service's start and stop take its
+slowest connection's time, not the sum of them all.
+
 Parking (``park_s``), a departure from OTP for connection actors: the
 intensity is then counted per child, and a child that exceeds it on its own
 is *parked* instead of failing the supervisor — marked ``failed``, requests in
@@ -148,6 +155,7 @@ class Supervisor:
         listener: HealthListener | None = None,
         park_s: float | None = None,
         connect_cap_s: float = 30.0,
+        independent: bool = False,
     ) -> None:
         ids = [c.id for c in children]
         if len(set(ids)) != len(ids):
@@ -164,6 +172,8 @@ class Supervisor:
         self.park_s = park_s
         #: Backoff between tries of a child that cannot come up (parking supervisors only).
         self.connect_backoff = msgspec.structs.replace(self.backoff, cap_s=connect_cap_s)
+        #: The children depend on no sibling: started together, stopped together.
+        self.independent = independent
         self._shutting_down = False
         self.health = HealthRecord()
         self._children = [_Child(spec) for spec in children]
@@ -274,8 +284,13 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
+                if self.independent:
+                    async with trio.open_nursery() as starting:
+                        for child in self._children:
+                            starting.start_soon(self._start, child)
                 for child in self._children:
-                    await self._start(child)
+                    if not self.independent:
+                        await self._start(child)
                     crashed_before_started = (
                         child.finished.is_set() and child.health.state == "starting"
                     )
@@ -528,25 +543,33 @@ class Supervisor:
                     mailbox.answered(env)
 
     async def _stop_children(self, children: list[_Child]) -> None:
+        if self.independent and len(children) > 1:
+            async with trio.open_nursery() as stopping:
+                for child in children:
+                    stopping.start_soon(self._stop_child, child)
+            return
         for child in reversed(children):
-            if child.finished.is_set():
-                if child.health.state in ("running", "starting"):
-                    child.health.state = "stopped"
-                continue
-            child.stopping = True
-            if child.scope is not None:
-                child.scope.cancel()
-            with trio.move_on_after(child.spec.shutdown_s):
-                await child.finished.wait()
-            if not child.finished.is_set():
-                self._log.error(
-                    "actor did not stop in time",
-                    child=child.spec.id,
-                    timeout_s=child.spec.shutdown_s,
-                )
-            if child.health.state != "failed":
+            await self._stop_child(child)
+
+    async def _stop_child(self, child: _Child) -> None:
+        if child.finished.is_set():
+            if child.health.state in ("running", "starting"):
                 child.health.state = "stopped"
-            self._changed(child)
+            return
+        child.stopping = True
+        if child.scope is not None:
+            child.scope.cancel()
+        with trio.move_on_after(child.spec.shutdown_s):
+            await child.finished.wait()
+        if not child.finished.is_set():
+            self._log.error(
+                "actor did not stop in time",
+                child=child.spec.id,
+                timeout_s=child.spec.shutdown_s,
+            )
+        if child.health.state != "failed":
+            child.health.state = "stopped"
+        self._changed(child)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
