@@ -127,6 +127,18 @@ def test_daily_loss_limit_counts_realized_losses_of_the_day() -> None:
     check_order(state, limits, req(), 0.0)
 
 
+def test_a_fill_on_the_next_day_counts_from_a_clean_slate_and_back_again() -> None:
+    # The fold alone tells the day (no order checked in between), both ways of the clock.
+    state = RiskState()
+    fill(state, "buy", 30, "100")
+    fill(state, "sell", 10, "95")  # -50 today
+    assert state.realized_today == -50
+    fill(state, "sell", 10, "98", now_ns=NOW_NS + DAY_NS)  # the next day: only its -20
+    assert state.realized_today == -20
+    fill(state, "sell", 10, "99", now_ns=NOW_NS)  # a clock set back: that day starts over
+    assert state.realized_today == -10
+
+
 def test_daily_loss_limit_counts_a_short_covered_at_a_loss() -> None:
     limits, state = RiskLimits(daily_loss_limit=Decimal(50)), RiskState()
     fill(state, "sell", 10, "100")
