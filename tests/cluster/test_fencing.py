@@ -185,3 +185,14 @@ async def test_replace_and_lists_are_fenced_too() -> None:
     assert await fenced.replace(None, None) == "replaced"
     assert await fenced.submit_list(None) == "placed"
     assert venue.calls == ["replace", "submit_list"]
+
+
+def test_the_fence_offers_no_plain_answer_that_would_skip_its_lease_check() -> None:
+    class AnswersAtOnceVenue(Venue):
+        answers_now = True
+
+        def answer_now(self, request: Any, *, validated: bool) -> Any:
+            raise AssertionError("sent past the fence")
+
+    fenced = FencedConnector(AnswersAtOnceVenue(), LeaseDeadline(margin_s=0.5))  # type: ignore[arg-type]
+    assert fenced.answers_now is False

@@ -69,7 +69,7 @@ from ult_actors.brokers.base import (
     SupportsValidatedOrders,
 )
 from ult_actors.brokers.budget import RateBudget, RequestClass, charged_as
-from ult_actors.cluster.fencing import FencedConnector, LeaseExpired, check_fence
+from ult_actors.cluster.fencing import LeaseExpired, check_fence
 from ult_actors.errors import (
     AuthFailed,
     BrokerUnavailable,
@@ -209,13 +209,12 @@ class _BrokerIncarnation:
         connector = self.connector
         self._in_process = isinstance(connector, AnswersInProcess) and connector.answers_in_process
         #: Such a venue, answering by a plain call in steps begun plainly (``_begin_step``):
-        #: not through a fence (its wrapper checks only the awaited sends) nor a budget.
+        #: not with a budget (a fence offers no plain answer: ``FencedConnector``).
         self._at_once = (
             connector
             if isinstance(connector, AnswersAtOnce)
             and connector.answers_now
             and deps.budget is None
-            and not isinstance(connector, FencedConnector)
             else None
         )
         #: A new order's step run by the order's own task (the gateway's), for a venue

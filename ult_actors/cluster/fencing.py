@@ -79,6 +79,13 @@ class FencedConnector:
             setattr(self, name, attr)  # wrapped once, then found without this call
         return attr
 
+    @property
+    def answers_now(self) -> bool:
+        """Never through the fence (``AnswersAtOnce``): the inner venue's plain answer would
+        skip the lease check every send through here makes; orders take the awaited
+        ``submit_answer``, checked."""
+        return False
+
     def check(self, what: str) -> None:
         """``LeaseExpired`` now if the lease may be over: for work that would read or
         journal on the way to a send the lease would refuse anyway."""
