@@ -44,37 +44,20 @@ def tree(children: SlowChildren, ids: list[str], **options: Any) -> Supervisor:
     return Supervisor("brokers", [children.spec(i) for i in ids], rng=random.Random(1), **options)
 
 
-async def test_independent_children_start_together_not_one_after_another(
-    autojump_clock: Any,
+@pytest.mark.parametrize(
+    ("independent", "started"),
+    [(True, {"a": 1.0, "b": 1.0, "c": 1.0}), (False, {"a": 1.0, "b": 2.0, "c": 3.0})],
+)
+async def test_independent_children_start_together_dependent_ones_each_after_the_last(
+    autojump_clock: Any, independent: bool, started: dict[str, float]
 ) -> None:
     children = SlowChildren(connect_s=1.0)
-    sup = tree(children, ["a", "b", "c"], independent=True)
+    sup = tree(children, ["a", "b", "c"], independent=independent)
     async with trio.open_nursery() as nursery:
         t0 = trio.current_time()
         nursery.start_soon(sup.run)
         await trio.sleep(5)
-        assert {k: v - t0 for k, v in children.started_at.items()} == {
-            "a": 1.0,
-            "b": 1.0,
-            "c": 1.0,
-        }
-        nursery.cancel_scope.cancel()
-
-
-async def test_dependent_children_still_start_in_order_each_after_the_last(
-    autojump_clock: Any,
-) -> None:
-    children = SlowChildren(connect_s=1.0)
-    sup = tree(children, ["a", "b", "c"])
-    async with trio.open_nursery() as nursery:
-        t0 = trio.current_time()
-        nursery.start_soon(sup.run)
-        await trio.sleep(5)
-        assert {k: v - t0 for k, v in children.started_at.items()} == {
-            "a": 1.0,
-            "b": 2.0,
-            "c": 3.0,
-        }
+        assert {k: v - t0 for k, v in children.started_at.items()} == started
         nursery.cancel_scope.cancel()
 
 
