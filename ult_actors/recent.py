@@ -84,9 +84,9 @@ class Recent(Generic[K, V]):
         items[key] = None
         if len(items) > self.limit:
             if self._one_out:  # as in ``put``
-                gone, its_value = items.popitem(last=False)
+                gone, _ = items.popitem(last=False)
                 if self._on_evict is not None:
-                    self._on_evict(gone, its_value)
+                    self._on_evict(gone, None)
             else:
                 self.trim(self._trim_to)
         return True

@@ -101,6 +101,9 @@ class Service:
     mailboxes: Mailboxes
     risk_state: RiskState
     book: PositionBook
+    #: What the risk and router actors are built from (a test injects faults here).
+    risk_deps: RiskDeps
+    router_deps: RouterDeps
     state_dir: Path
     now_ns: Callable[[], int] = time.time_ns
     started_at: int = 0
@@ -297,6 +300,8 @@ def build_service(
     trading_state_path = state_dir / TRADING_STATE_FILE
     risk_state = _risk_state(config, trading_state_path)
     risk_gate = RiskGate(shared.mailboxes.risk)
+    risk_deps = _risk_deps(shared, risk_state, trading_state_path, risk_gate)
+    router_deps = _router_deps(shared, risk_gate)
     book = PositionBook()
     if store_opener is None:
         store_opener = _default_store_opener(config, state_dir)
@@ -308,8 +313,10 @@ def build_service(
             ChildSpec(id="journal", start=journal_actor(slot, store_opener)),
             brokers_sup.as_child(),
             _positions_child(shared, book, brokers.actors),
-            _risk_child(shared, risk_state, trading_state_path, risk_gate),
-            _router_child(shared, risk_gate),
+            ChildSpec(id="risk", start=risk_actor(risk_deps), mailbox=shared.mailboxes.risk),
+            ChildSpec(
+                id="router", start=router_actor(router_deps), mailbox=shared.mailboxes.router
+            ),
         ],
         strategy="one_for_one",
         max_restarts=sup.root_max_restarts,
@@ -327,6 +334,8 @@ def build_service(
         mailboxes=shared.mailboxes,
         risk_state=risk_state,
         book=book,
+        risk_deps=risk_deps,
+        router_deps=router_deps,
         state_dir=state_dir,
         now_ns=now_ns,
         adopted_unjournaled=brokers.adopted_unjournaled,
@@ -471,10 +480,10 @@ def _positions_child(shared: _Shared, book: PositionBook, actors: dict[str, str]
     )
 
 
-def _risk_child(shared: _Shared, state: RiskState, state_path: Path, gate: RiskGate) -> ChildSpec:
-    """The risk actor: limits on every order, the trading state, the kill switch."""
+def _risk_deps(shared: _Shared, state: RiskState, state_path: Path, gate: RiskGate) -> RiskDeps:
+    """The risk actor's: limits on every order, the trading state, the kill switch."""
     risk = shared.config.risk
-    deps = RiskDeps(
+    return RiskDeps(
         limits=RiskLimits(
             max_order_qty=risk.max_order_qty,
             max_order_notional=risk.max_order_notional,
@@ -492,13 +501,12 @@ def _risk_child(shared: _Shared, state: RiskState, state_path: Path, gate: RiskG
         journal=shared.journal,
         gate=gate,
     )
-    return ChildSpec(id="risk", start=risk_actor(deps), mailbox=shared.mailboxes.risk)
 
 
-def _router_child(shared: _Shared, risk_gate: RiskGate) -> ChildSpec:
-    """The router actor: validates, de-duplicates and routes each order to a broker."""
+def _router_deps(shared: _Shared, risk_gate: RiskGate) -> RouterDeps:
+    """The router actor's: it validates, de-duplicates and routes each order to a broker."""
     service = shared.config.service
-    deps = RouterDeps(
+    return RouterDeps(
         brokers=shared.mailboxes.brokers,
         risk=shared.mailboxes.risk,
         journal=shared.journal,
@@ -507,7 +515,6 @@ def _router_child(shared: _Shared, risk_gate: RiskGate) -> ChildSpec:
         submit_timeout_s=service.submit_timeout_s,
         risk_gate=risk_gate,
     )
-    return ChildSpec(id="router", start=router_actor(deps), mailbox=shared.mailboxes.router)
 
 
 def _health_publisher(bus: EventBus[Event], now_ns: Callable[[], int]) -> HealthListener:

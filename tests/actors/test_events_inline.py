@@ -75,7 +75,7 @@ async def test_a_bug_in_risk_s_fold_crashes_risk_not_the_broker(
         real(*args)
 
     async with paper_service(tmp_path) as (svc, _made):
-        monkeypatch.setattr(risk_module, "apply_event", buggy_once)
+        monkeypatch.setattr(svc.risk_deps, "fold", buggy_once)
         assert (await submit(svc, qty=1)).status == "filled"  # the publisher went on
         await _restarted(svc, "risk")
         assert _broker_restarts(svc) == 0

@@ -67,7 +67,7 @@ async def test_a_bug_in_the_check_crashes_risk_which_restarts(
         real(state, limits, request, *rest)
 
     async with paper_service(tmp_path, max_order_qty=Decimal(5)) as (svc, _made):
-        monkeypatch.setattr(risk_module, "check_order", buggy_for_two)
+        monkeypatch.setattr(svc.risk_deps, "check", buggy_for_two)
         with pytest.raises(Internal) as info:
             await submit(svc, qty=2)
         assert "crashed actor risk (ZeroDivisionError)" in info.value.message

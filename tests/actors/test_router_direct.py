@@ -13,14 +13,14 @@ import pytest
 import trio
 
 from tests.actors.harness import paper_service, submit
-from ult_actors.actors import router as router_module
 from ult_actors.errors import Internal
+from ult_actors.validation import validate_order
 
 
 async def test_a_bug_in_the_router_s_step_run_by_the_asker_crashes_the_router_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = router_module.validate_order
+    real = validate_order
     ran_in: list[trio.lowlevel.Task] = []
 
     def buggy_once(*args: Any, **kwargs: Any) -> None:
@@ -31,7 +31,7 @@ async def test_a_bug_in_the_router_s_step_run_by_the_asker_crashes_the_router_on
 
     async with paper_service(tmp_path) as (svc, _made):
         await submit(svc, qty=1)  # the router is idle from now on
-        monkeypatch.setattr(router_module, "validate_order", buggy_once)
+        monkeypatch.setattr(svc.router_deps, "validate", buggy_once)
         with pytest.raises(Internal) as info:
             await submit(svc, qty=1)
         assert ran_in == [trio.lowlevel.current_task()]  # run in the asker's task

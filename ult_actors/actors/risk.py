@@ -216,6 +216,15 @@ class RiskDeps:
     journal: JournalSlot | None = None
     #: Where the router finds risk's check while an incarnation serves (``None``: none).
     gate: RiskGate | None = None
+    #: A new order's check and an update's fold: ``check_order`` and ``apply_event``,
+    #: injected so a test can make them fail (a compiled module calls its own
+    #: functions directly, past any patch of the module).
+    check: Callable[[RiskState, RiskLimits, OrderRequest, float], None] = field(
+        default_factory=lambda: check_order
+    )
+    fold: Callable[[RiskState, OrderUpdate, int], None] = field(
+        default_factory=lambda: apply_event
+    )
 
 
 def setting_of(state: RiskState, broker: str | None = None) -> TradingSetting:
@@ -497,7 +506,7 @@ class _Risk:
 
     def apply(self, event: Event) -> None:
         if isinstance(event, OrderUpdate):  # the usual event first: no match per update
-            apply_event(self.state, event, self.deps.now_ns())
+            self.deps.fold(self.state, event, self.deps.now_ns())
         elif isinstance(event, AccountReset):
             reset_books(self.state, event)
 
@@ -574,7 +583,7 @@ class _Risk:
             roll_day(state, now_ns)  # the daily loss resets even with no fills
         now = self.clock.current_time()
         state.forget_unreported(now)
-        check_order(state, self.deps.limits, request, now)
+        self.deps.check(state, self.deps.limits, request, now)
         assert request.client_order_id is not None
         state.set_open(request)
         state.unconfirmed[request.client_order_id] = deadline + _REPORT_GRACE_S

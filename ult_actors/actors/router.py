@@ -70,6 +70,9 @@ class RouterDeps:
     submit_timeout_s: float = 30.0
     #: Risk's check, run here when that saves the hop through risk (``None``: never).
     risk_gate: RiskGate | None = None
+    #: An order's checks, injected so a test can make them fail (a compiled module
+    #: calls what it imported directly, past any patch of the module).
+    validate: Callable[[OrderRequest], None] = validate_order
 
 
 def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
@@ -121,7 +124,7 @@ class _Router:
 
     async def submit(self, env: Envelope[RouterCommand], request: OrderRequest) -> None:
         deps = self.deps
-        validate_order(request)
+        deps.validate(request)
         broker = resolve_broker(request, deps)
         coid = request.client_order_id
         assert coid is not None, "the gateway assigns client order ids"

@@ -53,7 +53,8 @@ with --cluster NAME and --creds FILE to reach it over NATS; these may come first
 
 Exit codes: 0 ok, 1 rejected or failed, 2 usage error, 3 service unreachable.
 
-Run `ult COMMAND --help` for a command's options.
+Run `ult COMMAND --help` for a command's options; `ult --version`: the version, and
+whether the order's hot path runs compiled or as pure Python.
 """
 
 
@@ -125,6 +126,12 @@ def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_USAGE, end="")
         return EXIT_OK if args else EXIT_USAGE
+    if args[0] == "--version":
+        from ult_actors import __version__
+        from ult_actors.compiled import describe
+
+        print(f"ult-actors {__version__} ({describe()})")
+        return EXIT_OK
     if args[0] == "sim":
         return sim_main(args[1:])
     client_commands = _client_commands()

@@ -8,38 +8,30 @@ the router never saw, is checked in full at the venue.
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
 
-import ult_actors.brokers.paper.venue as paper_venue
-from tests.service_harness import one_broker_config
-from ult_actors.brokers.paper.settings import PaperSettings
+from tests.actors.harness import paper_service
 from ult_actors.messages import Flatten, OrderReply, OrderRequest, OrdersReply, Submit
-from ult_actors.service import build_service
 
 
 async def test_the_venue_checks_again_only_what_the_router_did_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked: list[str | None] = []
-    validate = paper_venue.validate_order
+    async with paper_service(tmp_path) as (svc, made):
+        venue = made["paper"][-1].venue
+        validate = venue.validate
 
-    def counted(request: OrderRequest) -> None:
-        checked.append(request.client_order_id)
-        validate(request)
+        def counted(request: OrderRequest) -> None:
+            checked.append(request.client_order_id)
+            validate(request)
 
-    monkeypatch.setattr(paper_venue, "validate_order", counted)
-    settings = PaperSettings(tick_interval_s=0, state_path=str(tmp_path / "paper.db"))
-    svc = build_service(
-        one_broker_config(tmp_path, "paper", settings), env={}, rng=random.Random(5)
-    )
-    async with trio.open_nursery() as nursery:
+        monkeypatch.setattr(venue, "validate", counted)
         with trio.fail_after(15):
-            await nursery.start(svc.run)
             buy = OrderRequest(symbol="AAPL", side="buy", qty=Decimal(2), client_order_id="r-1")
             filled = await svc.gateway.handle(Submit(id=1, order=buy, wait=True))
             assert isinstance(filled, OrderReply) and filled.order.status == "filled"
@@ -49,4 +41,3 @@ async def test_the_venue_checks_again_only_what_the_router_did_not(
             [closing] = done.orders
             assert (closing.side, closing.qty) == ("sell", Decimal(2))
             assert checked == [closing.client_order_id]  # built by the service: checked
-        nursery.cancel_scope.cancel()

@@ -107,6 +107,9 @@ class PaperVenue:
         self.feed = feed
         self.now_ns = now_ns
         self.emit = emit
+        #: An order's checks (``validate_order``), an attribute so a test can watch them
+        #: (a compiled module calls what it imported directly, past any patch).
+        self.validate: Callable[[OrderRequest], None] = validate_order
         #: The last batch this venue recorded (a reload must wait for the file to have it).
         self.staged_seq = 0
         self.account = PaperAccount(
@@ -243,7 +246,7 @@ class PaperVenue:
         check; requests are frozen), so only the venue's own rules are checked.
         """
         if not validated:
-            validate_order(request)
+            self.validate(request)
         working = self._accept(request, in_transit=in_transit, book=in_transit)
         if not in_transit:
             # Booked once it rests: one that ends on arrival (a market order filled in

@@ -1,0 +1,103 @@
+"""Build ult-actors pure Python (the default) or with its hot path compiled by mypyc.
+
+``ULT_COMPILE=1 pip install [-e] .`` compiles the modules listed in
+``ult_actors/compiled.py`` (``MODULES``); anything else builds pure Python.
+Without a C compiler or Python's headers a compiled build warns and installs
+pure Python. ``MYPYC_OPT_LEVEL`` (default 3) is the C compiler's ``-O`` level.
+docs/architecture.md, "The compiled build", says why and what a developer must know.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = HERE / "ult_actors"
+# compiled.py is stdlib only, so it runs here before anything is installed.
+compiled: dict[str, Any] = runpy.run_path(str(PACKAGE / "compiled.py"))
+MODULES: tuple[str, ...] = compiled["MODULES"]
+# mypyc's shared library of every compiled module's code, inside the package (a
+# top-level module would sit outside what an editable install maps).
+SHARED_LIB_GROUP = "ult_actors._hot_path"
+#: setup.py runs once per PEP 517 step; only these steps build (the others ask for
+#: requirements or metadata, and must not pay mypyc's type-check).
+BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
+
+
+def _say(message: str) -> None:
+    print(f"ult-actors setup.py: {message}", file=sys.stderr)
+
+
+class StampingBuildExt(build_ext):
+    """build_ext that stamps what it compiled: each compiled source's digest as mypyc
+    read it, which lets ``ult_actors`` refuse to run compiled code older than its ``.py``."""
+
+    digests: dict[str, str] = {}
+
+    def run(self) -> None:
+        super().run()
+        if not self.extensions:
+            return
+        in_tree = self.inplace or getattr(self, "editable_mode", False)
+        package_dir = PACKAGE if in_tree else Path(self.build_lib) / "ult_actors"
+        package_dir.mkdir(parents=True, exist_ok=True)
+        stamp = json.dumps(self.digests, indent=1)
+        (package_dir / compiled["STAMP"]).write_text(stamp + "\n")
+
+
+def remove_compiled_files() -> None:
+    """Clear a compiled build from the tree: its ``.so`` files would shadow the ``.py``
+    files of the pure editable install being made."""
+    gone = [path for module in MODULES for path in compiled["extension_paths"](module)]
+    gone += PACKAGE.glob("_hot_path__mypyc.*")
+    gone += [PACKAGE / compiled["STAMP"]]
+    for path in gone:
+        if path.exists():
+            _say(f"pure build: removing {path.relative_to(HERE)}")
+            path.unlink()
+
+
+def extensions(argv: list[str]) -> tuple[list[Any], list[str]]:
+    """The compiled extensions, and the build's extra requirements (asked of the
+    frontend before mypy is there to compile with)."""
+    building = not BUILD_COMMANDS.isdisjoint(argv)
+    compile_wanted = os.environ.get("ULT_COMPILE", "").strip().lower() in ("1", "true", "yes")
+    missing = compiled["missing_toolchain"]() if compile_wanted else None
+    if missing is not None:
+        _say(f"warning: ULT_COMPILE=1 but {missing}: installing pure Python (slower)")
+    if not compile_wanted or missing is not None:
+        if building and "editable_wheel" in argv:
+            remove_compiled_files()
+        return [], []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        # mypyc type-checks the program, so it needs the dependencies' types too.
+        project = tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
+        return [], ["mypy>=1.10", *project["dependencies"]]
+    if not building:
+        return [], []
+    sources = {module: compiled["source_path"](module, PACKAGE) for module in MODULES}
+    StampingBuildExt.digests = {m: compiled["source_digest"](p) for m, p in sources.items()}
+    paths = [str(path.relative_to(HERE)) for path in sources.values()]
+    built = mypycify(
+        paths, opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"), group_name=SHARED_LIB_GROUP
+    )
+    return built, []
+
+
+ext_modules, setup_requires = extensions(sys.argv[1:])
+setup(
+    ext_modules=ext_modules,
+    setup_requires=setup_requires,
+    cmdclass={"build_ext": StampingBuildExt},
+)
