@@ -115,9 +115,11 @@ async def test_iterating_takes_one_event_at_a_time_and_a_loop_left_early_leaves_
     sub = bus.subscribe()
     for n in range(3):
         bus.publish(n)
-    async for first in sub:
+    taken = []
+    async for event in sub:
+        taken.append(event)
         break
-    assert first == 0
+    assert taken == [0]
     assert sub.drain() == [1, 2]  # not taken by the loop, so still there for the next read
     bus.publish(3)
     sub.close()
