@@ -11,7 +11,11 @@ many lines were lost.
 The writer's thread runs Python, so each time it wakes it takes the GIL from the
 loop: while lines keep coming it wakes once per linger window (a sleep; a record
 handed over meanwhile wakes nothing), and only after a window found nothing does
-it wait on a bell, which the next record rings.
+it wait on a bell, which the next record rings. A window's write takes what had
+piled up when the window ended; what the loop hands over while that write runs
+(the write hands the GIL back) waits for the next window, rather than costing a
+write, and a taking back of the GIL, each. So a line reaches the stream at most
+a window and one write's time after it was handed over.
 
 A writer made with ``threaded=False`` renders and writes in the caller's thread
 (the console on a terminal, where a person reads along). After ``close`` every
@@ -23,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -71,7 +76,8 @@ class LogWriter:
 
     ``render`` must not raise for a record it can be given; a record it fails on
     is written as a line naming the event and the error instead.
-    ``now`` gives the time stamped on the writer's own "dropped" lines.
+    ``now`` gives the time stamped on the writer's own "dropped" lines; ``sleep`` waits
+    out a window (``linger`` seconds) on the writer's thread.
     """
 
     def __init__(
@@ -83,12 +89,14 @@ class LogWriter:
         capacity: int = DEFAULT_CAPACITY,
         linger: float = DEFAULT_LINGER_S,
         threaded: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.stream = stream
         self.render = render
         self.capacity = capacity
         self._now = now
         self._linger = linger
+        self._sleep = sleep
         # A deque: an append is one C call that never blocks; the bound is checked
         # beside it (a second producer thread may overshoot it by one record).
         self._pending: deque[Record | Line] = deque()
@@ -159,9 +167,9 @@ class LogWriter:
         pending = self._pending
         while True:
             # Let records gather: one wake-up (one GIL take from the loop) per window.
-            time.sleep(self._linger)
+            self._sleep(self._linger)
             if pending:
-                self._write_pending()
+                self._write_pending(len(pending))
                 continue
             if self._stopping:
                 return
@@ -172,10 +180,15 @@ class LogWriter:
                 self._bell.get()
             self._asleep = False
 
-    def _write_pending(self) -> None:
+    def _write_pending(self, count: int | None = None) -> None:
+        """Write the first ``count`` records waiting, or until none is left (None), in writes
+        of at most ``_BATCH``."""
         pending = self._pending
-        while pending:
-            self._write_batch([pending.popleft() for _ in range(min(len(pending), _BATCH))])
+        left = sys.maxsize if count is None else count
+        while left > 0 and pending:
+            batch = min(left, len(pending), _BATCH)
+            left -= batch
+            self._write_batch([pending.popleft() for _ in range(batch)])
 
     def _write_batch(self, records: list[Any]) -> None:
         lines = [self._render_one(r) for r in records]

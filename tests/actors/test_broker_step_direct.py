@@ -103,24 +103,39 @@ def _watch_plain_submits(
     return tasks
 
 
-async def _next_order(svc: Any, **fields: Any) -> Order:
-    """``submit`` as a client's next request comes: in a scheduler round of its own (the
-    journal appends one record a round itself, so a second one waits for its writer)."""
-    await trio.lowlevel.checkpoint()
-    return await submit(svc, **fields)
-
-
 async def test_a_new_order_s_broker_step_runs_in_its_own_task_by_a_plain_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path) as (svc, _made):
         await submit(svc, qty=1)  # the router and the broker are idle from now on
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
-        order = await _next_order(svc, qty=2)
+        order = await submit(svc, qty=2)
         assert order.status == "filled"
         assert plain == [(trio.lowlevel.current_task(), order.client_order_id)]
         assert awaited == []
         assert (await journaled(svc, order.client_order_id, "filled")).filled_qty == 2
+
+
+async def test_a_window_of_orders_made_in_one_round_each_runs_its_step_by_a_plain_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path) as (svc, _made):
+        await submit(svc, qty=1)
+        awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
+        placed: dict[trio.lowlevel.Task, Order] = {}
+
+        async def one() -> None:
+            placed[trio.lowlevel.current_task()] = await submit(svc, qty=1)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(16):  # all started, so all submit in one scheduler round
+                nursery.start_soon(one)
+        # Each journaled at once (one append each, none waiting for the writer) and sent
+        # plainly by its own task: no step parked, none went to the broker's workers.
+        assert len(plain) == len(placed) == 16
+        assert dict(plain) == {task: order.client_order_id for task, order in placed.items()}
+        assert awaited == []
+        assert {order.status for order in placed.values()} == {"filled"}
 
 
 async def test_a_step_whose_record_waits_for_its_fsync_runs_in_its_scope(
@@ -151,7 +166,7 @@ async def test_a_step_whose_record_fails_here_goes_on_once_the_writer_wrote_it(
 
         monkeypatch.setattr(SqliteStore, "_write_rows", fails_once)
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
-        order = await _next_order(svc, qty=5)
+        order = await submit(svc, qty=5)
         # Sent only once its record was written (by the journal's writer), in its scope.
         assert order.status == "filled"
         assert failed == [1]
@@ -175,7 +190,7 @@ async def test_a_plain_send_that_fails_is_retried_in_the_step_s_scope(
 
         awaited = _watch_submits(monkeypatch)
         plain = _watch_plain_submits(monkeypatch, dropped_first)
-        order = await _next_order(svc, qty=5)
+        order = await submit(svc, qty=5)
         # Looked up (not there), sent again by the awaited submit: placed once.
         me = trio.lowlevel.current_task()
         assert order.status == "filled"
@@ -225,7 +240,7 @@ async def test_a_bug_in_the_step_crashes_the_broker_actor_and_the_order_is_place
         await submit(svc, qty=1)
         tasks = buggy(monkeypatch)
         with pytest.raises(Internal) as info:
-            await _next_order(svc, qty=7)
+            await submit(svc, qty=7)
         [(task, coid)] = tasks
         assert task is trio.lowlevel.current_task()  # run in the asker's task
         assert "crashed actor broker.paper (ZeroDivisionError)" in info.value.message

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ult_actors.logsetup import configure_logging, info_line, iso_utc
+from ult_actors.logwriter import LogWriter
 from ult_actors.secrets import Secret, read_secret
 
 
@@ -376,3 +377,71 @@ def test_the_time_stamp_is_written_as_datetime_writes_it(stamp: float) -> None:
     expected = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
     assert iso_utc(stamp) == expected
     assert iso_utc(stamp) == expected  # again, from the remembered second
+
+
+class Windows:
+    """Stands in for the writer's sleep: each window ends when the test ends it, so the test
+    knows what the writer did in each; after ``open_all`` they end at once."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.begun = 0  # windows the writer has begun to wait out
+        self._ended = 0
+        self._all = False
+
+    def sleep(self, _seconds: float) -> None:
+        with self._changed:
+            self.begun += 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._all or self._ended >= self.begun, timeout=10)
+
+    def end_one(self) -> None:
+        with self._changed:
+            self._ended += 1
+            self._changed.notify_all()
+
+    def wait_begun(self, n: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.begun >= n, timeout=10)
+
+    def open_all(self) -> None:
+        with self._changed:
+            self._all = True
+            self._changed.notify_all()
+
+
+def test_lines_handed_over_during_a_write_wait_for_the_next_window_not_a_write_each() -> None:
+    # While the writer writes it has handed the GIL back, and the loop hands lines over;
+    # taking each of them with a write of its own would take the GIL from the loop again
+    # and again while orders run.
+    windows = Windows()
+
+    class Busy(io.StringIO):
+        """A stream during whose writes the loop hands three more lines over, one a write."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            if self.writes <= 3:
+                writer.hand_over({"event": "meanwhile", "n": self.writes})
+            return super().write(text)
+
+    out = Busy()
+    writer = LogWriter(out, lambda r: json.dumps(r) + "\n", now=time.time, sleep=windows.sleep)
+    try:
+        windows.wait_begun(1)
+        writer.hand_over({"event": "first"})
+        windows.end_one()
+        windows.wait_begun(2)  # the first window's write is done: one write, not four
+        assert (out.writes, writer.stats().pending) == (1, 1)
+        for window in (2, 3, 4):  # each line handed over meanwhile: the next window's write
+            windows.end_one()
+            windows.wait_begun(window + 1)
+            assert (out.writes, writer.stats().pending) == (window, 1 if window < 4 else 0)
+    finally:
+        windows.open_all()
+        assert writer.close()
+    assert [line.get("n") for line in _lines(out)] == [None, 1, 2, 3]

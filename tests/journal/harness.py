@@ -149,6 +149,12 @@ class SqliteBackend:
     def rows(self) -> dict[str, str]:
         return rows_on_disk(self.path)
 
+    async def transactions(self, store: Any) -> int:
+        """``store``'s SQLite transactions so far, once the file holds every record (a record
+        is an append to the change log; the fold's thread writes many in one transaction)."""
+        await store.in_file()
+        return int(store.folds)
+
     def events(self, coid: str) -> list[tuple[str, str]]:
         conn = sqlite3.connect(self.path)
         try:
@@ -181,6 +187,10 @@ class PostgresBackend:
 
         with psycopg.connect(self.url) as conn:
             return list(conn.execute(sql, params).fetchall())
+
+    async def transactions(self, store: Any) -> int:
+        """``store``'s transactions so far (one per batch of records)."""
+        return int(store.commits)
 
     def rows(self) -> dict[str, str]:
         """What another process reading the database sees: client order id -> status."""

@@ -292,13 +292,30 @@ async def test_one_append_per_order_when_each_answer_follows_its_submit_at_once(
         assert len(rows_on_disk(path)) == 5
 
 
-async def test_a_burst_of_records_in_one_round_shares_the_writers_append(tmp_path: Path) -> None:
+async def test_every_record_of_a_burst_appends_in_its_own_step_in_seq_order(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "journal.db"
-    async with open_sqlite_store(path, sync_interval_s=60.0) as store:
+    async with open_sqlite_store(path, sync_interval_s=60.0, fold_interval_s=3600) as store:
         with trio.fail_after(10):
-            await a_lone_record_then_a_burst_of_20(store)
-            # The first of the round appends at once, the other 19 in one append after.
-            assert store.commits == 3
-            await store.record(order("c-21"), event="submit")  # a later round: at once
-            assert store.commits == 4
-        assert len(rows_on_disk(path)) == 22
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()  # the writer is idle
+            steps = _TaskSteps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                async with trio.open_nursery() as nursery:
+                    for i in range(1, 21):  # all started, so all record in one round
+                        record = functools.partial(store.record, order(f"c-{i}"), event="submit")
+                        nursery.start_soon(record, name=f"record c-{i}")
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+        # One append each, made in the record's first step: none waited for the writer,
+        # which never woke.
+        assert store.commits == 21
+        assert sorted(name for name in steps.tasks if name.startswith("record")) == sorted(
+            f"record c-{i}" for i in range(1, 21)
+        )
+        assert [name for name in steps.tasks if name.endswith("._write_forever")] == []
+        logged = records_in_log(path)
+        assert {row[1] for row in logged} == {f"c-{i}" for i in range(21)}
+        assert [row[0] for row in logged] == list(range(1, 22))  # the log in seq order

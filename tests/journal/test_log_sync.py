@@ -233,3 +233,36 @@ async def test_a_failing_background_fsync_refuses_new_orders_until_one_succeeds(
                 await store.availability_changed()
             await store.record(order("c-3"), event="submit")
     assert rows_on_disk(path) == {"c-1": "pending_new", "c-3": "pending_new"}
+
+
+def open_descriptors(path: Path) -> int:
+    """How many of this process's descriptors are open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
+def test_a_segment_appended_to_is_opened_once_not_every_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: os.PathLike[str] | str, flags: int, *args: int) -> int:
+        opened.append(os.fspath(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    fsyncs = Fsyncs()
+    syncer = LogSyncer(3600.0, fsync=fsyncs)  # rounds run here, by ``sync_once``
+    first, second = segment(tmp_path), tmp_path / "journal.db.log.2"
+    second.write_bytes(b"records")
+    for _ in range(3):  # three rounds of appends to one segment: one open
+        syncer.appended(first)
+        assert syncer.sync_once() is True
+    assert (opened, len(fsyncs.threads)) == ([str(first)], 3)
+    syncer.appended(second)  # rotated: the first segment is done with
+    assert syncer.sync_once() is True
+    assert (open_descriptors(first), open_descriptors(second)) == (0, 1)
+    syncer.close()
+    assert open_descriptors(second) == 0
+    assert syncer.syncs == 4

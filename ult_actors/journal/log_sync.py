@@ -11,6 +11,13 @@ sleeps: nothing appended, no fsync, no wake-up. A segment gone by then was
 folded into the file (durably) and deleted: nothing of it to lose. A
 segment's size and name were fsynced when it was made (``segment_log``),
 so an fdatasync of its pages is all a record needs.
+
+The thread keeps a segment open from one round to the next while it is
+appended to: every call that blocks hands the GIL back, and taking it
+again while the trio thread runs orders costs a wait of its own (and the
+trio thread a wake-up of this one at each of its system calls until it
+gets it: ``docs/performance.md``, "wake-ups per sequential order"); an
+open and a close a round were two of the round's four.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class LogSyncer:
         self._fsync = fsync
         self._changed = threading.Condition()
         self._dirty: set[Path] = set()  # appended to since their last fsync
+        # The segments of the last round, kept open for the next (``sync_once`` only).
+        self._open: dict[Path, int] = {}
         self._closing = False
         #: Rounds of fsyncs done; why the last one failed, until one succeeds (the
         #: journal refuses new orders meanwhile: what it appended may not reach the disk).
@@ -74,21 +83,25 @@ class LogSyncer:
             dirty, self._dirty = self._dirty, set()
         failed: list[Path] = []
         for segment in sorted(dirty):
-            try:
-                fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # folded into the file and deleted: nothing of it to lose
-            except OSError as exc:
-                self.last_error = f"fsync of {segment} failed: {exc.strerror or exc}"
-                failed.append(segment)
-                continue
+            fd = self._open.get(segment)
+            if fd is None:
+                try:
+                    fd = self._open[segment] = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # folded into the file and deleted: nothing of it to lose
+                except OSError as exc:
+                    self.last_error = f"fsync of {segment} failed: {exc.strerror or exc}"
+                    failed.append(segment)
+                    continue
             try:
                 self._fsync(fd)  # flushes the file's pages, whichever descriptor wrote them
             except OSError as exc:
                 self.last_error = f"fsync of {segment} failed: {exc.strerror or exc}"
                 failed.append(segment)
-            finally:
-                os.close(fd)
+                os.close(self._open.pop(segment))  # the retry opens it afresh, as at first
+        # A segment not appended to in this round's interval was rotated away from: done.
+        for segment in self._open.keys() - dirty:
+            os.close(self._open.pop(segment))
         if failed:
             for segment in failed:
                 self.appended(segment)  # try again next interval
@@ -117,3 +130,6 @@ class LogSyncer:
         if self._thread.is_alive():
             self._thread.join()
         self.sync_once()
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()

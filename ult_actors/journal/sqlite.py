@@ -14,13 +14,14 @@ One writer task writes batches one after another: while a write runs, new
 records gather in the next batch, so under load many orders share one
 append (and, with ``"full"``, one fsync) and at low load nothing waits for
 a timer. ``linger_s`` optionally holds a batch open a little longer;
-``max_batch`` bounds a batch. With ``"normal"`` the append (a few µs) is
-made on the trio thread, and a ``record`` that finds the writer task idle
-appends its batch itself, at once, instead of waking the writer and
-waiting to be woken in turn (two scheduler rounds on a lone order's path).
-The rest of that scheduler round's records (the rest of a burst) wait for
-the writer, woken by the first of them, so they still share one append; a
-lone record of a later round appends inline again (``_RoundMark``). With ``"full"`` the append
+``max_batch`` bounds a batch. With ``"normal"`` the append (a copy into
+the log's mapping, no system call) is made on the trio thread: a
+``record`` that finds the writer task idle with nothing queued appends its
+batch itself, at once, instead of waking the writer and waiting to be
+woken in turn (two scheduler rounds on a lone order's path), and so does
+every record of a burst, one append each (an append costs less than
+parking the record's task until the writer's shared one). The writer task
+serves what has to wait: a failed append, an outage. With ``"full"`` the append
 and its fsync run off the trio thread, on trio's worker threads
 (``writer="to_thread"``) or one dedicated thread (``writer="thread"``);
 ``python -m bench.journal`` compares them. With the dedicated thread, a
@@ -317,17 +318,18 @@ class _SeenFilter:
 
 
 class _RoundMark(trio.abc.Instrument):
-    """Whether a ``record`` appended inline in the scheduler's current round; cleared
-    as the round ends (``before_io_wait``: once a round, the only hook it has).
+    """With ``full``: whether a ``record`` appended on the trio thread with its fdatasync
+    begun ahead in the scheduler's current round; cleared as the round ends
+    (``before_io_wait``: once a round, the only hook it has).
 
-    The rest of a burst (every record made in the round of an inline append) waits
-    for the writer's next append instead of appending alone each, and a lone record
-    of a later round appends inline again, without the writer task waking after every
-    inline append only to mark where the burst ended (a task step per order).
+    The rest of that round's records wait for one fsync of the writer's instead of
+    going ahead alone each, and a lone record of a later round goes ahead again,
+    without the writer task waking after every such record only to mark where the
+    burst ended (a task step per order).
 
-    With ``full``, ``round_end`` (if set) runs once as the round ends: the round's
-    records, in one batch, are written then (``_hands_over``); it is told whether the
-    loop has nothing else to run (it would wait for I/O or a deadline next).
+    ``round_end`` (if set) runs once as the round ends: the round's records, in one
+    batch, are written then (``_hands_over``); it is told whether the loop has nothing
+    else to run (it would wait for I/O or a deadline next).
     """
 
     def __init__(self) -> None:
@@ -448,7 +450,7 @@ class SqliteStore:
         self._wake = trio.Event()
         #: The writer task waits for ``_wake`` with no batch in hand.
         self._writer_idle = False
-        #: Whether a ``record`` appended its batch itself in this scheduler round.
+        #: With ``full``: whether a ``record`` went ahead of its fsync in this scheduler round.
         self._round = _RoundMark()
         #: Set when the batch a ``record`` handed to the writer's thread itself (``full``)
         #: is back; None when none is out. The writer task writes nothing meanwhile.
@@ -662,7 +664,7 @@ class SqliteStore:
         try:
             await self._open_store()
             self._token = trio.lowlevel.current_trio_token()
-            if self._commits_inline() or self._can_hand_over():
+            if self._can_hand_over():  # ``normal`` appends need no mark of the round
                 trio.lowlevel.add_instrument(self._round)
                 marking = True
             async with trio.open_nursery() as nursery:
@@ -710,12 +712,7 @@ class SqliteStore:
 
     def records_now(self) -> bool:
         """Whether a ``record_now`` made now would append here (see ``_commits_here``)."""
-        return (
-            self._writer_idle
-            and not self._round.appended
-            and not self._queue
-            and self._commits_inline()
-        )
+        return self._writer_idle and not self._queue and self._commits_inline()
 
     async def _written(self, batch: _Batch, order: Order, event: str) -> None:
         """The rest of ``record``: wait until the writer wrote ``batch`` (``order``'s)."""
@@ -729,20 +726,21 @@ class SqliteStore:
         raise self._refusal(order, event)
 
     def _commits_here(self, batch: _Batch, *, ahead: bool = False) -> bool:
-        """Commit ``batch`` in the calling task if the writer is idle (see the module
-        doc); True if it is committed. A failure is left to the writer: the batch goes
-        back to the head of the queue, and the writer's attempt fails or succeeds as
-        any other. ``ahead``: with ``full``, its fdatasync only begun (``_appends_ahead``)."""
+        """Commit ``batch`` in the calling task if the writer is idle and nothing is queued
+        before it (see the module doc); True if it is committed. A failure is left to the
+        writer: the batch goes back to the head of the queue, and the writer's attempt
+        fails or succeeds as any other. ``ahead``: with ``full``, its fdatasync only begun
+        (``_appends_ahead``), once a scheduler round (``_RoundMark``)."""
         if not (
             self._writer_idle
-            and not self._round.appended
             and len(self._queue) == 1
             and self._queue[0] is batch
             and (self._can_go_ahead() if ahead else self._commits_inline())
         ):
             return False
         self._queue.popleft()
-        self._round.appended = True  # the rest of this round's records are the writer's
+        if ahead:
+            self._round.appended = True  # the rest of this round's records share a fsync
         try:
             self._write_rows(batch.rows, fills=batch.fills, ahead=ahead)
         except Exception:
@@ -763,12 +761,13 @@ class SqliteStore:
         return True
 
     def _can_go_ahead(self) -> bool:
-        """Whether a lone record may return before its fdatasync: with ``full``, no such
-        fdatasync running, nothing handed to the writer's thread and no record of this
-        round waiting for one (a record that waits for its fsync never shares a batch
-        that returns before it)."""
+        """Whether a lone record may return before its fdatasync: with ``full``, none went
+        ahead in this scheduler round, no such fdatasync running, nothing handed to the
+        writer's thread and no record of this round waiting for one (a record that waits
+        for its fsync never shares a batch that returns before it)."""
         return (
             self.fsync_ahead is not None
+            and not self._round.appended
             and self._ahead_done == self._ahead_begun
             and self._handed is None
             and self._round.round_end is None
