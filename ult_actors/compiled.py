@@ -51,6 +51,8 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.feed",
     "ult_actors.brokers.paper.unfiled",
     "ult_actors.brokers.paper.store",
+    "ult_actors.actors.gateway",
+    "ult_actors.journal.sqlite",  # not journal_event, running: see their docstrings
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.
