@@ -31,7 +31,7 @@ from ult_actors.brokers.base import SubmitAnswer
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.config import JournalSection
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout
-from ult_actors.journal.sqlite import SqliteStore
+from ult_actors.journal.changelog import JournalLog
 from ult_actors.messages import Order, OrderRequest
 from ult_actors.runtime.mailbox import ReplySlot
 
@@ -155,16 +155,16 @@ async def test_a_step_whose_record_fails_here_goes_on_once_the_writer_wrote_it(
 ) -> None:
     async with paper_service(tmp_path) as (svc, made):
         await submit(svc, qty=1)
-        real = SqliteStore._write_rows
+        real = JournalLog.append
         failed: list[int] = []
 
-        def fails_once(self: SqliteStore, *args: Any, **kwargs: Any) -> None:
+        def fails_once(self: JournalLog, *args: Any, **kwargs: Any) -> Any:
             if not failed:  # the step's own append, on the trio thread
                 failed.append(1)
                 raise OSError(errno.EIO, "injected: the append failed")
-            real(self, *args, **kwargs)
+            return real(self, *args, **kwargs)
 
-        monkeypatch.setattr(SqliteStore, "_write_rows", fails_once)
+        monkeypatch.setattr(JournalLog, "append", fails_once)
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
         order = await submit(svc, qty=5)
         # Sent only once its record was written (by the journal's writer), in its scope.

@@ -15,10 +15,12 @@ import trio
 import trio.testing
 
 from ult_actors.actors.gateway import ServiceGateway
+from ult_actors.actors.journal import JournalSlot
 from ult_actors.errors import BrokerUnavailable, Internal
 from ult_actors.messages import OrderListRequest, OrderRequest, SubmitList
 from ult_actors.runtime.actor import ActorContext, serve_mailbox
 from ult_actors.runtime.mailbox import Envelope, Mailbox
+from ult_actors.runtime.pubsub import EventBus
 from ult_actors.runtime.supervisor import Backoff, ChildSpec, Supervisor
 
 
@@ -78,8 +80,8 @@ async def answer_after_drops(venue: Venue) -> BaseException:
         risk=Mailbox(capacity=1),
         positions=Mailbox(capacity=1),
         brokers={},
-        journal=None,  # type: ignore[arg-type]
-        bus=None,  # type: ignore[arg-type]
+        journal=JournalSlot(),
+        bus=EventBus(),
         health=None,  # type: ignore[arg-type]
     )
     caught: list[BaseException] = []

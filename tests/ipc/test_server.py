@@ -39,17 +39,15 @@ def _order(coid: str, **fields: Any) -> OrderRequest:
     return OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=coid, **fields)
 
 
-def _record_subscriptions(svc: Service) -> list[Subscription[Any]]:
-    """Every subscription the gateway hands out from now on, in order."""
-    handed_out: list[Subscription[Any]] = []
-    subscribe = svc.gateway.subscribe
+def _subscriptions(svc: Service) -> list[Subscription[Any]]:
+    """The subscriptions the service's bus serves now (a dropped one leaves it)."""
+    return list(svc.gateway.bus._subscribers)
 
-    def recording_subscribe(topics: Any, capacity: int) -> Subscription[Any]:
-        handed_out.append(subscribe(topics, capacity))
-        return handed_out[-1]
 
-    svc.gateway.subscribe = recording_subscribe  # type: ignore[method-assign]
-    return handed_out
+def _new_subscription(svc: Service, before: list[Subscription[Any]]) -> Subscription[Any]:
+    """The one subscription the bus serves now and did not in ``before``."""
+    (new,) = [sub for sub in _subscriptions(svc) if sub not in before]
+    return new
 
 
 async def test_replies_come_back_in_the_order_they_finish_each_with_its_request_id(
@@ -185,13 +183,13 @@ async def test_events_follow_orders_and_a_slow_subscriber_is_dropped_while_order
     sock_dir: Path,
 ) -> None:
     async with ipc_service(sock_dir, subscriber_queue=16, outbox_high_water=4096) as (svc, path):
-        handed_out = _record_subscriptions(svc)
+        before = _subscriptions(svc)
         # A subscriber that reads nothing after its acknowledgement.
         stuck = await RawConnection.open(path)
         await stuck.send(Subscribe(id=1, topics=["orders"]))
         with trio.fail_after(10):
             assert isinstance(await stuck.receive(), OkReply)
-        (sub,) = handed_out
+        sub = _new_subscription(svc, before)
         answered = 0
         async with AsyncClient(path) as client:
             with trio.fail_after(60):
@@ -307,11 +305,12 @@ async def test_an_async_client_that_stops_reading_events_learns_why_it_was_dropp
     from ult_actors.client import SubscriptionLost
 
     async with ipc_service(sock_dir, subscriber_queue=8, outbox_high_water=2048) as (svc, path):
-        handed_out = _record_subscriptions(svc)
+        before = _subscriptions(svc)
         async with AsyncClient(path, event_buffer=1) as lazy, AsyncClient(path) as trader:
             events = await lazy.subscribe(["orders"])
+            lazys = _new_subscription(svc, before)
             with trio.fail_after(60):
-                while handed_out[0].dropped_reason is None:  # trade; the lazy one reads nothing
+                while lazys.dropped_reason is None:  # trade; the lazy one reads nothing
                     for _ in range(50):
                         await trader.submit("AAPL", "buy", 1)
                 with pytest.raises(SubscriptionLost, match="fell behind") as info:

@@ -33,7 +33,10 @@ WINDOW = 8
 def collections_of(store: SqliteStore) -> dict[str, int]:
     """The size of every growable collection the store holds."""
     kinds = (dict, set, list, collections.deque, collections.OrderedDict)
-    return {name: len(value) for name, value in vars(store).items() if isinstance(value, kinds)}
+    # A compiled store (mypyc) has no ``__dict__``; its class names its attributes.
+    names = getattr(store, "__mypyc_attrs__", None) or list(vars(store))
+    values = {name: getattr(store, name, None) for name in names}
+    return {name: len(value) for name, value in values.items() if isinstance(value, kinds)}
 
 
 def order(coid: str, status: str = "pending_new", *, oid: str = "", qty: str = "1") -> Order:

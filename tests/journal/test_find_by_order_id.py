@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.journal.harness import order
@@ -26,20 +27,26 @@ async def test_an_order_folded_into_the_file_during_the_lookup_is_still_found(
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         await store.record(order("c-1", "accepted", oid="b-1"), event="accepted")
-        file_read = store._read
+        run_sync = trio.to_thread.run_sync
+        landed = False
 
-        async def read_then_let_the_fold_land(fn: Callable[[Any], Any]) -> Any:
+        async def read_then_let_the_fold_land(
+            fn: Callable[..., Any], *args: Any, **kwargs: Any
+        ) -> Any:
             # The lookup's read of the file misses c-1; the fold then moves it out of memory
             # before the lookup looks there.
-            got = await file_read(fn)
-            holder.execute("ROLLBACK")
-            await store.in_file()
+            nonlocal landed
+            got = await run_sync(fn, *args, **kwargs)
+            if not landed and args and args[0] is store._rconn:
+                landed = True
+                holder.execute("ROLLBACK")
+                await store.in_file()
             return got
 
-        store._read = read_then_let_the_fold_land  # type: ignore[method-assign]
-        with trio.fail_after(30):
+        with trio.fail_after(30), pytest.MonkeyPatch.context() as patched:
+            patched.setattr(trio.to_thread, "run_sync", read_then_let_the_fold_land)
             found = await store.find_by_order_id("b-1")
-        store._read = file_read  # type: ignore[method-assign]
+        assert landed
         holder.close()
         assert [o.client_order_id for o in found] == ["c-1"]
         assert [o.client_order_id for o in await store.find_by_order_id("b-0")] == ["c-0"]

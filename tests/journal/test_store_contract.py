@@ -99,10 +99,17 @@ async def test_a_broker_the_journal_never_had_an_order_of_is_answered_without_a_
             await store.record(order("p-1", "filled", oid="b-1"))
         async with backend.open() as store:
             assert [o.client_order_id for o in await store.list_orders(broker="paper")] == ["p-1"]
-            reads: list[object] = []
-            monkeypatch.setattr(store, "_read", reads.append)
-            assert await store.list_orders(broker="alpaca", limit=1) == []
-            assert reads == []
+            trips: list[object] = []
+            run_sync = trio.to_thread.run_sync
+
+            async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                trips.append(fn)
+                return await run_sync(fn, *args, **kwargs)
+
+            with monkeypatch.context() as patched:
+                patched.setattr(trio.to_thread, "run_sync", counted)
+                assert await store.list_orders(broker="alpaca", limit=1) == []
+            assert trips == []  # no read of the file: no thread trip
             await store.record(order("a-1", "accepted", oid="b-2", broker="alpaca"))
         async with backend.open() as store:
             assert [o.client_order_id for o in await store.list_orders(broker="alpaca")] == ["a-1"]

@@ -105,8 +105,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -120,11 +120,14 @@ from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, 
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import FsyncRoute
+from ult_actors.journal.journal_event import JournalEvent as JournalEvent
 from ult_actors.journal.log_sync import LogSyncer
+from ult_actors.journal.running import running_beside
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
 from ult_actors.journal.seen import SeenFilter
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
+from ult_actors.mypyc_hints import mypyc_attr
 from ult_actors.os_thread import name_os_thread
 from ult_actors.recent import Recent
 from ult_actors.report.inputs import CostInputs
@@ -178,15 +181,6 @@ _OUTAGE_ERRORS = (
 )  # fmt: skip
 
 
-class JournalEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One row of an order's history."""
-
-    seq: int
-    event: str
-    ts: int
-    order: Order
-
-
 _Job = tuple[Callable[[], Any], Callable[[Any, "BaseException | None"], None]]
 
 
@@ -213,9 +207,9 @@ class _DedicatedThreadCommitter:
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
-        name_os_thread(self._thread)
+        self._worker = threading.Thread(target=self._work, name=name, daemon=True)
+        self._worker.start()
+        name_os_thread(self._worker)
 
     def _work(self) -> None:
         while True:
@@ -257,7 +251,7 @@ class _DedicatedThreadCommitter:
 
     async def aclose(self) -> None:
         self._jobs.put(None)
-        await trio.to_thread.run_sync(self._thread.join)
+        await trio.to_thread.run_sync(self._worker.join)
 
 
 class _RoundMark(trio.abc.Instrument):
@@ -319,6 +313,8 @@ class _Batch:
         await self._done.wait()
 
 
+# Subclassed by the PostgreSQL store, which is not compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SqliteStore:
     """An ``OrderStore`` on one SQLite file; open it with ``open_sqlite_store``."""
 
@@ -395,6 +391,8 @@ class SqliteStore:
         self._writer_idle = False
         #: With ``full``: whether a ``record`` went ahead of its fsync in this scheduler round.
         self._round = _RoundMark()
+        #: Whether ``_round`` is installed as an instrument (while running, if it must be).
+        self._marking = False
         #: Set when the batch a ``record`` handed to the writer's thread itself (``full``)
         #: is back; None when none is out. The writer task writes nothing meanwhile.
         self._handed: trio.Event | None = None
@@ -521,7 +519,8 @@ class SqliteStore:
             self._open[order.client_order_id] = order
             if order.id:
                 self._by_order_id[order.id] = order.client_order_id
-        recent = conn.execute(
+        # Typed: mypyc cannot compile ``reversed`` over an untyped (Any) list.
+        recent: list[tuple[bytes]] = conn.execute(
             "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (self.cache_size,)
         ).fetchall()
         for (body,) in reversed(recent):
@@ -600,24 +599,22 @@ class SqliteStore:
             self._committed(batch.rows)
             batch.finish()
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    def running(self) -> AbstractAsyncContextManager[SqliteStore]:
         """Open the store, run its writer until the block ends, then close it."""
-        marking = False
-        try:
-            await self._open_store()
-            self._token = trio.lowlevel.current_trio_token()
-            if self._can_hand_over():  # ``normal`` appends need no mark of the round
-                trio.lowlevel.add_instrument(self._round)
-                marking = True
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._write_forever)
-                yield
-                nursery.cancel_scope.cancel()
-        finally:
-            if marking:
-                trio.lowlevel.remove_instrument(self._round)
-            await self._close()
+        return running_beside(self, self._start, self._write_forever, self._stop)
+
+    async def _start(self) -> None:
+        await self._open_store()
+        self._token = trio.lowlevel.current_trio_token()
+        if self._can_hand_over():  # ``normal`` appends need no mark of the round
+            trio.lowlevel.add_instrument(self._round)
+            self._marking = True
+
+    async def _stop(self) -> None:
+        if self._marking:
+            trio.lowlevel.remove_instrument(self._round)
+            self._marking = False
+        await self._close()
 
     # -- writing ----------------------------------------------------------------
 
@@ -1452,8 +1449,7 @@ def _unopenable(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"journal {path} cannot be opened: {exc}"
 
 
-@asynccontextmanager
-async def open_sqlite_store(
+def open_sqlite_store(
     path: Path | str,
     *,
     synchronous: Literal["full", "normal"] = "normal",
@@ -1471,9 +1467,9 @@ async def open_sqlite_store(
     fold_interval_s: float = changelog.FOLD_INTERVAL_S,
     fsync_route: FsyncRoute | None = None,
     fsync_ahead: FsyncAhead | None = None,
-) -> AsyncIterator[SqliteStore]:
+) -> AbstractAsyncContextManager[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
-    store = SqliteStore(
+    return SqliteStore(
         Path(path),
         synchronous=synchronous,
         sync_interval_s=sync_interval_s,
@@ -1490,9 +1486,7 @@ async def open_sqlite_store(
         fold_interval_s=fold_interval_s,
         fsync_route=fsync_route,
         fsync_ahead=fsync_ahead,
-    )
-    async with store.running():
-        yield store
+    ).running()
 
 
 def sqlite_store_opener(
