@@ -52,7 +52,6 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.unfiled",
     "ult_actors.brokers.paper.store",
     "ult_actors.journal.seen",  # the fold's thread and each new submit's lacks()
-    "ult_actors.actors.gateway",
     "ult_actors.journal.sqlite",  # not journal_event, running: see their docstrings
 )
 

@@ -1186,7 +1186,10 @@ class SqliteStore:
                 continue
             for row in rows:
                 coid = row[3].client_order_id
-                if self._held.get(coid) is row:  # unless held again meanwhile
+                held = self._held.get(coid)
+                # Unless held again meanwhile. The order, not the row: compiled, a row is a
+                # C struct boxed anew each time it is read, so a row is never the same object.
+                if held is not None and held[3] is row[3]:
                     del self._held[coid]
             del self._held_fills[: len(fills)]  # later ones were appended after these
             self._committed(rows)
