@@ -56,6 +56,7 @@ from bench.common import ROOT, Unavailable
 from bench.goals import goals
 from bench.plan import Plan, plan_for
 from bench.report import ratios, render_table
+from ult_actors.compiled import compiled_modules, describe
 
 SECTIONS = ("floor", "ult", "actors", "restart", "scale", "peer", "http", "nats")
 
@@ -106,6 +107,9 @@ def _meta(quick: bool) -> dict[str, Any]:
         "python_prefix": sys.base_prefix,
         "trio": trio.__version__,
         "msgspec": msgspec.__version__,
+        # The service runs from this tree: its hot path compiled (mypyc) or pure Python.
+        "build": describe(),
+        "compiled_modules": compiled_modules(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }

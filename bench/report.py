@@ -110,6 +110,8 @@ def render_table(doc: dict[str, Any]) -> str:
         f"  python {meta.get('python', '?')} ({meta.get('python_prefix', '?')})  trio {meta.get('trio', '?')}"
         f"  {meta.get('cpus', '?')} cpus  {'quick' if meta.get('quick') else 'full'} run"
         f"  {meta.get('seconds', '?')} s",
+        f"service build: {meta.get('build', '?')}"
+        + (f" ({', '.join(meta['compiled_modules'])})" if meta.get("compiled_modules") else ""),
         "",
         "round trips over a Unix socket",
     ]

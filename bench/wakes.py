@@ -170,9 +170,13 @@ SYSCALLS = {
 
 def wakes_and_syscalls(
     lines: list[str], server: int, tids: dict[int, str], n: int
-) -> tuple[dict[str, float], dict[str, dict[str, tuple[float, float]]]]:
-    """From ``perf script`` lines: wake-ups per order as "waker -> woken", and the server's
-    syscalls by thread: (calls, microseconds inside them) per order."""
+) -> tuple[
+    dict[str, float], dict[str, dict[str, tuple[float, float]]], dict[str, tuple[float, float]]
+]:
+    """From ``perf script`` lines: wake-ups per order as "waker -> woken"; the server's
+    syscalls by thread: (calls, microseconds inside them) per order; and the trio
+    thread's futex waits by the thread that ended them (the one that let go of the GIL,
+    mostly): (waits, microseconds) per order."""
 
     def who(tid: int) -> str:
         return tids.get(tid, "client" if tid != server else "trio")
@@ -183,6 +187,7 @@ def wakes_and_syscalls(
         lambda: collections.defaultdict(float)
     )
     entered: dict[int, tuple[str, float]] = {}
+    waited: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
     for line in lines:
         m = _LINE.match(line)
         if m is None:
@@ -192,6 +197,12 @@ def wakes_and_syscalls(
             woken = _WOKEN.search(m["trace"])
             if woken is not None:
                 wakes[f"{who(tid)} -> {who(int(woken['pid']))}"] += 1
+                wait = entered.get(server)
+                if int(woken["pid"]) == server and wait is not None and wait[0] == "futex":
+                    ended = waited[who(tid)]
+                    ended[0] += 1
+                    ended[1] += float(m["time"]) - wait[1]
+                    entered[server] = ("futex, woken", wait[1])  # counted once
         elif event.startswith("raw_syscalls:sys_") and tid in tids:
             nr = _SYSCALL.search(m["trace"])
             if nr is None:
@@ -200,7 +211,7 @@ def wakes_and_syscalls(
             if event.startswith("raw_syscalls:sys_enter"):
                 calls[tids[tid]][name] += 1
                 entered[tid] = (name, float(m["time"]))
-            elif tid in entered and entered[tid][0] == name:
+            elif tid in entered and entered[tid][0].startswith(name):
                 inside[tids[tid]][name] += float(m["time"]) - entered.pop(tid)[1]
     return (
         {k: round(v / n, 3) for k, v in wakes.most_common()},
@@ -211,6 +222,10 @@ def wakes_and_syscalls(
                 if v / n >= 0.005
             }
             for thread, c in sorted(calls.items())
+        },
+        {
+            k: (round(c / n, 3), round(us / n * 1e6, 1))
+            for k, (c, us) in sorted(waited.items(), key=lambda kv: -kv[1][1])
         },
     )
 
@@ -322,7 +337,9 @@ async def measure(
         "threads": per_order(before, after, n),
     }
     if perf:
-        out["wakes"], out["syscalls"] = wakes_and_syscalls(lines, service.pid, tids, n)
+        out["wakes"], out["syscalls"], out["trio_waits"] = wakes_and_syscalls(
+            lines, service.pid, tids, n
+        )
     if split:
         out["split_us"] = round_trip_split(lines, os.getpid(), service.pid)
     return out
@@ -373,6 +390,12 @@ def main() -> None:
             print(
                 f"syscalls an order, {name} (calls / us inside): "
                 + ", ".join(f"{k} {c} / {us}" for k, (c, us) in calls.items())
+            )
+        if "trio_waits" in result:
+            print(
+                "the trio thread's futex waits an order, by the thread that ended them"
+                " (waits / us): "
+                + ", ".join(f"{k} {c} / {us}" for k, (c, us) in result["trio_waits"].items())
             )
 
 

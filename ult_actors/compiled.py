@@ -36,6 +36,21 @@ MODULES: tuple[str, ...] = (
     "ult_actors.fills",
     "ult_actors.actors.router",
     "ult_actors.validation",
+    "ult_actors.actors.broker",
+    "ult_actors.runtime.mailbox",  # not mailbox_errors: its classes subclass builtin errors
+    "ult_actors.runtime.pubsub",
+    "ult_actors.runtime.actor",
+    "ult_actors.actors.lookup",
+    "ult_actors.actors.journal",
+    "ult_actors.report.arrival",
+    "ult_actors.ipc.dispatch",
+    "ult_actors.ipc.framing",
+    "ult_actors.ipc.outbox",
+    "ult_actors.ipc.connection",
+    "ult_actors.brokers.paper.exchange",
+    "ult_actors.brokers.paper.feed",
+    "ult_actors.brokers.paper.unfiled",
+    "ult_actors.brokers.paper.store",
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.

@@ -28,9 +28,11 @@ class ManyRowInsert:
     #: Rows in the longest statement (8 columns: 512 parameters, far below SQLite's limit).
     ROWS = 64
 
-    def __init__(self, head: str, columns: int, tail: str = "") -> None:
+    def __init__(self, head: str, columns: int, tail: str = "", *, row: str = "") -> None:
+        """``columns`` parameters a row, unless ``row`` spells one out (``"(?, '', ?)"``:
+        a constant SQLite stores without a parameter bound for it)."""
         self._head = head
-        self._row = "(" + ", ".join("?" * columns) + ")"
+        self._row = row or "(" + ", ".join("?" * columns) + ")"
         self._tail = tail
         self._texts: dict[int, str] = {}
 

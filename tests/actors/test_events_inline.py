@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ import trio
 from tests.actors.harness import paper_service, submit
 from ult_actors.actors import risk as risk_module
 from ult_actors.messages import Event, Order, OrderUpdate
-from ult_actors.runtime import EventBus
+from ult_actors.runtime import ActorContext, EventBus
 
 
 def _broker_restarts(svc: Any) -> int:
@@ -40,7 +39,10 @@ def test_a_new_risk_incarnation_folds_what_is_published_before_its_tasks_run() -
     deps = risk_module.RiskDeps(
         limits=risk_module.RiskLimits(), brokers={}, bus=bus, state=state, now_ns=lambda: 5
     )
-    risk_module._Risk(deps, SimpleNamespace(name="risk"))  # type: ignore[arg-type]
+    ctx: ActorContext[Any] = ActorContext(
+        "risk", None, incarnation=1, on_started=lambda: None, on_failed=lambda _: None
+    )
+    risk_module._Risk(deps, ctx)
     filled = Order(
         id="o1", client_order_id="c1", broker="paper", symbol="AAPL", side="buy",
         qty=Decimal(2), type="market", time_in_force="day", status="filled",

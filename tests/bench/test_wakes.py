@@ -51,10 +51,17 @@ def test_wakes_are_counted_by_waker_and_woken_and_syscalls_by_thread() -> None:
         line("ult", SERVER, 1.1, waking, f"comm=journal-fold pid={FOLD} prio=120 target_cpu=000"),
         line("c", CLIENT, 1.2, waking, f"comm=python3 pid={SERVER} prio=120 target_cpu=001"),
         line("ult", SERVER, 1.3, "raw_syscalls:sys_enter", "NR 202 (1, 2, 3)"),
+        line("f", FOLD, 1.300003, waking, f"comm=python3 pid={SERVER} prio=120 target_cpu=001"),
         line("ult", SERVER, 1.300004, "raw_syscalls:sys_exit", "NR 202 = 0"),
         line("ult", FOLD, 1.4, "raw_syscalls:sys_enter", "NR 75 (3)"),
         line("ult", FOLD, 1.401, "raw_syscalls:sys_exit", "NR 75 = 0"),
     ]
-    wakes, calls = wakes_and_syscalls(lines, SERVER, tids, n=2)
-    assert wakes == {"trio -> client": 0.5, "trio -> journal-fold": 0.5, "client -> trio": 0.5}
+    wakes, calls, trio_waits = wakes_and_syscalls(lines, SERVER, tids, n=2)
+    assert wakes == {
+        "trio -> client": 0.5,
+        "trio -> journal-fold": 0.5,
+        "client -> trio": 0.5,
+        "journal-fold -> trio": 0.5,
+    }
     assert calls == {"journal-fold": {"fdatasync": (0.5, 500.0)}, "trio": {"futex": (0.5, 2.0)}}
+    assert trio_waits == {"journal-fold": (0.5, 1.5)}  # its futex wait, ended by the fold

@@ -158,8 +158,8 @@ class SqliteBackend:
     def events(self, coid: str) -> list[tuple[str, str]]:
         conn = sqlite3.connect(self.path)
         try:
-            query = "SELECT event, status FROM events WHERE client_order_id = ? ORDER BY seq"
-            return [(e, s) for e, s in conn.execute(query, (coid,))]
+            query = "SELECT event, body FROM events WHERE client_order_id = ? ORDER BY seq"
+            return [(e, _status(b)) for e, b in conn.execute(query, (coid,))]
         finally:
             conn.close()
 
@@ -197,8 +197,13 @@ class PostgresBackend:
         return dict(self._query("SELECT client_order_id, status FROM orders"))  # type: ignore[arg-type]
 
     def events(self, coid: str) -> list[tuple[str, str]]:
-        query = "SELECT event, status FROM events WHERE client_order_id = %s ORDER BY seq"
-        return [(e, s) for e, s in self._query(query, (coid,))]
+        query = "SELECT event, body FROM events WHERE client_order_id = %s ORDER BY seq"
+        return [(e, _status(b)) for e, b in self._query(query, (coid,))]
 
 
 Backend = SqliteBackend | PostgresBackend
+
+
+def _status(body: bytes) -> str:
+    """The status of the order an ``events`` row's body holds (the row has no copy of it)."""
+    return msgspec.msgpack.decode(body, type=Order).status

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 import trio
@@ -22,7 +23,7 @@ from ult_actors.errors import ConfigError, JournalUnavailable
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal.postgres import Fence, open_postgres_store
-from ult_actors.journal.postgres_schema import SCHEMA_VERSION
+from ult_actors.journal.postgres_schema import SCHEMA_VERSION, migrate
 from ult_actors.service import build_service
 from ult_actors.testing.postgres import PgServer
 
@@ -83,6 +84,45 @@ async def test_two_stores_opening_one_new_database_at_once_migrate_it_once(
             nursery.start_soon(_open_and_close, postgres_url)
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT version FROM ult_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+async def test_a_version_2_database_keeps_its_open_orders_and_an_earlier_ult_can_still_write(
+    postgres_url: str,
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        migrate(conn, target=2)
+        for seq, (coid, status) in enumerate([("o-1", "accepted"), ("o-2", "filled")], start=1):
+            body = msgspec.msgpack.encode(order(coid, status, oid=f"b-{seq}"))
+            conn.execute(
+                "INSERT INTO orders VALUES (%s, %s, 'paper', %s, 'definitive', 0, %s, %s)",
+                (coid, f"b-{seq}", status, seq, body),
+            )
+            conn.execute(
+                "INSERT INTO events VALUES (%s, %s, 'update', %s, 0, %s)", (seq, coid, status, body)
+            )
+    async with open_postgres_store(postgres_url) as store:
+        assert [o.client_order_id for o in await store.non_terminal()] == ["o-1"]
+        with trio.fail_after(10):
+            await store.record(order("o-3"), event="submit")  # no status or outcome copied
+        assert [e.seq for e in await store.history("o-3")] == [3]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+        assert "orders_open" not in indexes  # nothing reads by it
+        # An instance of the earlier version, still running, writes its columns as before.
+        body = msgspec.msgpack.encode(order("o-4"))
+        conn.execute(
+            "INSERT INTO events (seq, client_order_id, event, status, ts, body)"
+            " VALUES (4, 'o-4', 'submit', 'pending_new', 0, %s)",
+            (body,),
+        )
+        conn.execute(
+            "INSERT INTO orders (client_order_id, order_id, broker, status, outcome,"
+            " updated_at, seq, body) VALUES ('o-4', '', 'paper', 'pending_new', 'unknown', 0, 4, %s)",
+            (body,),
+        )
+    assert PostgresBackend(postgres_url).rows() == {
+        "o-1": "accepted", "o-2": "filled", "o-3": "pending_new", "o-4": "pending_new",
+    }  # fmt: skip
 
 
 async def _open_and_close(url: str) -> None:

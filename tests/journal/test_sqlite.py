@@ -93,7 +93,7 @@ def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_wr
     assert [r[0] for r in indexed] == ["o-1"]
     # Writing a row tests its status for the partial index without building a temporary
     # table (what an ``IN`` list of constants costs on every row the fold writes).
-    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 8)]
+    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 7)]
     assert "OpenEphemeral" not in program
     conn.close()
 
@@ -105,7 +105,7 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=6)
     _an_open_and_a_filled_order(conn)
-    written_before = _cursors_written(conn, _UPSERT.sql(1), 8)
+    written_before = _cursors_written(conn, _UPSERT.sql(1), 7)
     conn.close()
     async with open_sqlite_store(path) as store:
         assert [o.client_order_id for o in await store.non_terminal()] == ["o-1"]
@@ -120,7 +120,36 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     # No index of open orders (nothing reads by it) to keep as an order opens and closes.
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "orders_open" not in indexes
-    assert _cursors_written(conn, _UPSERT.sql(1), 8) == written_before - 1
+    assert _cursors_written(conn, _UPSERT.sql(1), 7) == written_before - 1
+    conn.close()
+
+
+async def test_the_fold_leaves_the_unread_copies_of_outcome_and_status_empty(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn)
+    _an_open_and_a_filled_order(conn)  # as an earlier version wrote them: both copies set
+    conn.close()
+    filled = msgspec.structs.replace(order("o-1", "filled", oid="b-1"), outcome="definitive")
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            await store.record(order("o-3"), event="submit")
+            await store.record(filled)
+            await store.in_file()
+        assert (await store.get("o-1")) == filled  # the body has what the copies had
+        assert [(e.event, e.order.status) for e in await store.history("o-1")] == [
+            ("update", "filled")
+        ]
+    conn = sqlite3.connect(path)
+    assert dict(conn.execute("SELECT client_order_id, outcome FROM orders")) == {
+        "o-1": "",  # rewritten: no stale copy left beside the new body
+        "o-2": "definitive",  # not written since: as it was
+        "o-3": "",
+    }
+    assert [r[0] for r in conn.execute("SELECT status FROM events")] == ["", ""]
+    assert schema_version(conn) == SCHEMA_VERSION  # no new version: any ult reads the file
     conn.close()
 
 

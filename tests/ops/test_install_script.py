@@ -37,7 +37,7 @@ def destdir() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="ulti", dir="/tmp"))
     fake = root / "opt/ult-actors/venv/bin/python"
     fake.parent.mkdir(parents=True)
-    fake.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/pip-calls"\n')
+    fake.write_text('#!/bin/sh\necho "ULT_COMPILE=$ULT_COMPILE $*" >> "$(dirname "$0")/pip-calls"\n')
     fake.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
@@ -109,7 +109,14 @@ def test_a_staged_install_is_complete_and_idempotent(destdir: Path) -> None:
     calls = after.pop("opt/ult-actors/venv/bin/pip-calls")[1].decode().splitlines()
     before.pop("opt/ult-actors/venv/bin/pip-calls")
     assert after == before
-    assert calls == [f"-m pip install --quiet --disable-pip-version-check --upgrade {ROOT}"] * 2
+    # Compiled wherever the interpreter can build C extensions (this host's answer).
+    toolchain = subprocess.run(
+        ["/usr/bin/python3", "-P", str(ROOT / "ult_actors/compiled.py"), "--toolchain"],
+        capture_output=True, check=False,
+    )
+    compiled = int(toolchain.returncode == 0)
+    pip = f"-m pip install --quiet --disable-pip-version-check --upgrade {ROOT}"
+    assert calls == [f"ULT_COMPILE={compiled} {pip}"] * 2
 
 
 def test_a_credential_is_read_from_stdin_into_a_root_only_file_and_never_echoed(

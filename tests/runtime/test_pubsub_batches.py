@@ -108,3 +108,19 @@ async def test_an_event_the_inline_fold_raises_on_goes_to_the_reader_and_folding
     bus.publish(3)
     assert folded == [1]
     assert await sub.receive_batch() == [2, 3]  # the reader's actor meets it in its own step
+
+
+async def test_iterating_takes_one_event_at_a_time_and_a_loop_left_early_leaves_the_rest() -> None:
+    bus: EventBus[int] = EventBus()
+    sub = bus.subscribe()
+    for n in range(3):
+        bus.publish(n)
+    taken = []
+    async for event in sub:
+        taken.append(event)
+        break
+    assert taken == [0]
+    assert sub.drain() == [1, 2]  # not taken by the loop, so still there for the next read
+    bus.publish(3)
+    sub.close()
+    assert [n async for n in sub] == [3]  # then the iteration ends

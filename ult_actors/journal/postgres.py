@@ -60,16 +60,12 @@ except ImportError:  # the optional extra is not installed: the opener says what
 
 T = TypeVar("T")
 
-_APPEND = (
-    "INSERT INTO events (seq, client_order_id, event, status, ts, body)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
-)
+_APPEND = "INSERT INTO events (seq, client_order_id, event, ts, body) VALUES (%s, %s, %s, %s, %s)"
 _UPSERT = (
-    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (client_order_id) DO UPDATE SET"
+    "INSERT INTO orders (client_order_id, order_id, broker, status, updated_at, seq, body)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
-    " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
-    " body = excluded.body"
+    " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq, body = excluded.body"
 )
 # A fill reported twice (a replayed stream, a reconnect) is kept once.
 _ADD_FILL = (

@@ -70,8 +70,19 @@ _V2 = [
     "DROP INDEX fills_by_symbol",
 ]
 
+# Version 3: no index of open orders (nothing reads by it: open orders are loaded by
+# ``orders_seq`` and kept in memory after; the SQLite journal dropped it at its version 7),
+# and, as in the SQLite journal, ``events.status`` and ``orders.outcome`` are no longer
+# written (left empty: the body has both). They are kept, with a default, rather than
+# dropped, so an instance of an earlier version still running against it can write.
+_V3 = [
+    "DROP INDEX orders_open",
+    "ALTER TABLE events ALTER COLUMN status SET DEFAULT ''",
+    "ALTER TABLE orders ALTER COLUMN outcome SET DEFAULT ''",
+]
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant will do: it only has to be the same for every ult.

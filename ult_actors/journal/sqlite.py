@@ -138,17 +138,22 @@ _decode_order = msgspec.msgpack.Decoder(Order).decode
 
 # Folding is idempotent, so a log replayed after a crash (some of it folded already)
 # leaves the file as one fold would: an order's row is replaced only by a newer state,
-# an event is kept once per sequence number.
+# an event is kept once per sequence number. ``orders.outcome`` and ``events.status`` are
+# written empty (a constant, no parameter: each text parameter is ~800 instructions of
+# SQLite's own copy): nothing reads them, the body has both (``journal.schema``).
 _UPSERT = ManyRowInsert(
     "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)",
-    8,
+    7,
     " ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
-    " outcome = excluded.outcome, updated_at = excluded.updated_at, seq = excluded.seq,"
+    " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq,"
     " body = excluded.body WHERE excluded.seq > orders.seq",
+    row="(?, ?, ?, ?, '', ?, ?, ?)",
 )
 _APPEND = ManyRowInsert(
-    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)", 6
+    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)",
+    5,
+    row="(?, ?, ?, '', ?, ?)",
 )
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
@@ -1452,11 +1457,11 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     # By sequence number, not as they came: a submit still waiting for its append reaches
     # the fold after the news of it, and its older state must not replace the newer.
     in_order = sorted(rows, key=seq_of)
-    for seq, coid, event, status, ts, body, oid, broker, outcome, updated_at in _folded(
+    for seq, coid, event, status, ts, body, oid, broker, _, updated_at in _folded(
         in_order, _logged_order_and_event
     ):
-        events.append((seq, coid, event, status, ts, body))
-        latest[coid] = (coid, oid, broker, status, outcome, updated_at, seq, body)
+        events.append((seq, coid, event, ts, body))
+        latest[coid] = (coid, oid, broker, status, updated_at, seq, body)
     return events, list(latest.values())
 
 

@@ -48,6 +48,13 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 
 import trio
 
+# Defined apart so this module compiles (mypyc): re-exported, their home for callers.
+from ult_actors.runtime.mailbox_errors import ActorCrashed as ActorCrashed
+from ult_actors.runtime.mailbox_errors import ActorUnavailable as ActorUnavailable
+from ult_actors.runtime.mailbox_errors import CallTimeout as CallTimeout
+from ult_actors.runtime.mailbox_errors import InFlightUnanswered as InFlightUnanswered
+from ult_actors.runtime.mailbox_errors import MailboxFull as MailboxFull
+
 M = TypeVar("M")
 R = TypeVar("R")
 
@@ -56,34 +63,6 @@ R = TypeVar("R")
 _POISON_KEPT = 256
 #: Messages a reader takes in a row without yielding to the scheduler (``Mailbox.receive``).
 _DRAIN_RUN = 128
-
-
-class MailboxFull(Exception):
-    """``send_nowait`` found the mailbox at capacity."""
-
-
-class CallTimeout(TimeoutError):
-    """A request was not answered before its deadline."""
-
-
-class ActorUnavailable(CallTimeout):
-    """The actor is parked after repeated failures: refused now rather than at the deadline."""
-
-
-class InFlightUnanswered(ActorUnavailable):
-    """The actor went down while handling this request and is not back: what the
-    request did (an order sent) is unknown, unlike a request it never took."""
-
-
-class ActorCrashed(RuntimeError):
-    """The actor crashed handling this request (not redelivered), or crashed with it in
-    flight more often than redelivery allows."""
-
-    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        #: What crashed the actor last, so the asker can tell a bug from an outage
-        #: (a dropped connection restarts an actor as a crash does).
-        self.cause = cause
 
 
 class ReplySlot:

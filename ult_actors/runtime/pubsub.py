@@ -16,7 +16,7 @@ in the publisher's step (``Subscription.fold_inline``).
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import trio
@@ -100,14 +100,16 @@ class Subscription(Generic[E]):
                 raise trio.EndOfChannel
             await self._reader.park()
 
-    async def __aiter__(self) -> AsyncIterator[E]:
-        while True:
-            try:
-                batch = await self.receive_batch()
-            except trio.EndOfChannel:
-                return
-            for event in batch:
-                yield event
+    def __aiter__(self) -> Subscription[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        # A method, not an async generator (which mypyc cannot compile); an event is
+        # taken from the queue only when it is asked for.
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
     def drain(self) -> list[E]:
         """Every event waiting to be read, without waiting for more."""
