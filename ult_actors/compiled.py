@@ -51,6 +51,7 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.feed",
     "ult_actors.brokers.paper.unfiled",
     "ult_actors.brokers.paper.store",
+    "ult_actors.journal.seen",  # the fold's thread and each new submit's lacks()
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.

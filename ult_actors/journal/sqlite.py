@@ -67,7 +67,7 @@ deleted only once the file holds its records durably.
 Memory is bounded whatever the journal's size: it holds every order not yet
 final, the ``cache_size`` most recently written orders, the records not yet
 folded into the file (20 ms of them), and a fixed-size filter of the client
-order ids ever journaled (``_SeenFilter``), which answers "is this id new?"
+order ids ever journaled (``journal.seen.SeenFilter``), which answers "is this id new?"
 without touching the disk for nearly every new id. Anything else is read
 from the file (its primary key and indexes), off the trio thread. The file
 (with its log) is the truth: the memory is rebuilt from it on open. Records
@@ -105,7 +105,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -122,6 +122,7 @@ from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
+from ult_actors.journal.seen import SeenFilter
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
 from ult_actors.os_thread import name_os_thread
@@ -259,69 +260,6 @@ class _DedicatedThreadCommitter:
         await trio.to_thread.run_sync(self._thread.join)
 
 
-class _SeenFilter:
-    """A Bloom filter of client order ids: "never journaled" for sure, or "maybe".
-
-    Fixed size, so memory stays bounded however many orders the journal
-    holds; as it fills, more "maybe" answers send a lookup to the file (never
-    a wrong answer). Python's string hash is stable within a process and the
-    filter is rebuilt from the file on every open, so no hash is persisted.
-    """
-
-    __slots__ = ("_bits", "_mask")
-
-    # Four bit positions per id (written out in ``add_all`` and ``__contains__``); with
-    # the default 2**26 bits, 10 million ids give about 1 false "maybe" in 40 and 1
-    # million ids about 1 in 100,000.
-
-    def __init__(self, bits: int) -> None:
-        size = 1 << max(3, (bits - 1).bit_length())  # a power of two: masking, not modulo
-        self._bits = bytearray(size // 8)
-        self._mask = size - 1
-
-    def add_all(self, keys: Iterable[str]) -> None:
-        """Add every key of ``keys``."""
-        bits, mask = self._bits, self._mask
-        for key in keys:
-            # Double hashing on two masked halves of the hash: small ints, no big-int
-            # arithmetic (several times cheaper); the step is odd, so positions differ.
-            # The four positions written out, not looped over: half the bytecodes (this
-            # runs for every order a fold writes, holding the GIL).
-            h = hash(key)
-            pos, step = h & mask, ((h >> 32) & mask) | 1
-            bits[pos >> 3] |= 1 << (pos & 7)
-            pos = (pos + step) & mask
-            bits[pos >> 3] |= 1 << (pos & 7)
-            pos = (pos + step) & mask
-            bits[pos >> 3] |= 1 << (pos & 7)
-            pos = (pos + step) & mask
-            bits[pos >> 3] |= 1 << (pos & 7)
-
-    def add(self, key: str) -> None:
-        self.add_all((key,))
-
-    def __contains__(self, key: str) -> bool:
-        bits, mask = self._bits, self._mask
-        h = hash(key)
-        pos = h & mask
-        # Nearly every new id misses on its first position: answered before the rest.
-        if not bits[pos >> 3] & (1 << (pos & 7)):
-            return False
-        step = ((h >> 32) & mask) | 1
-        pos = (pos + step) & mask
-        if not bits[pos >> 3] & (1 << (pos & 7)):
-            return False
-        pos = (pos + step) & mask
-        if not bits[pos >> 3] & (1 << (pos & 7)):
-            return False
-        pos = (pos + step) & mask
-        return bool(bits[pos >> 3] & (1 << (pos & 7)))
-
-    @property
-    def nbytes(self) -> int:
-        return len(self._bits)
-
-
 class _RoundMark(trio.abc.Instrument):
     """With ``full``: whether a ``record`` appended on the trio thread with its fdatasync
     begun ahead in the scheduler's current round; cleared as the round ends
@@ -440,7 +378,7 @@ class SqliteStore:
         self.commits = 0
         self.records = 0
         self._seq = 0
-        self._seen = _SeenFilter(seen_filter_bits)
+        self._seen = SeenFilter(seen_filter_bits)
         #: Every broker with an order in the journal: asking after another needs no read.
         self._brokers: set[str] = set()
         self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
