@@ -18,6 +18,7 @@ from typing import TypeVar
 import anyio
 import anyio.abc
 
+from ult_actors.client import _event_stream
 from ult_actors.client._connection import Connection
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
 from ult_actors.client._remote import remote_transport
@@ -26,8 +27,8 @@ from ult_actors.client._requests import (
     Call,
     Number,
     Requests,
+    Unset,
     bracket_request,
-    event_of,
     no_reply,
     oco_request,
     order_request,
@@ -158,7 +159,7 @@ class AsyncClient:
         broker: str | None = None,
         client_order_id: str | None = None,
         wait: bool = False,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> Order:
         """Place an order; with ``wait=True`` the reply comes once it is terminal."""
         order = order_request(
@@ -169,7 +170,7 @@ class AsyncClient:
         return await self.submit_request(order, wait=wait, timeout=timeout)
 
     async def submit_request(
-        self, order: OrderRequest, *, wait: bool = False, timeout: float | None = UNSET
+        self, order: OrderRequest, *, wait: bool = False, timeout: float | Unset | None = UNSET
     ) -> Order:
         """Place an already built ``OrderRequest``."""
         timeout = submit_timeout(timeout, wait=wait, default=self.timeout)
@@ -185,7 +186,7 @@ class AsyncClient:
         stop_price: Number | None = None,
         time_in_force: TimeInForce | None = None,
         client_order_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> Order:
         """Change a working order's terms; returns the replacement (``replaces`` names the
         old order, which ends ``replaced``). At least one change; ``client_order_id`` is the
@@ -215,7 +216,7 @@ class AsyncClient:
         time_in_force: TimeInForce = "day",
         broker: str | None = None,
         list_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> list[Order]:
         """An entry with a take-profit limit and a stop-loss attached: [entry, take profit,
         stop loss]. The exits work once the entry fills; the fill of one cancels the other."""
@@ -238,7 +239,7 @@ class AsyncClient:
         time_in_force: TimeInForce = "gtc",
         broker: str | None = None,
         list_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> list[Order]:
         """Two exits on ``side`` (``sell`` leaves a long): [take profit, stop loss]; the fill
         of one cancels the other."""
@@ -255,7 +256,7 @@ class AsyncClient:
         *,
         broker: str | None = None,
         list_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> list[Order]:
         """[parent, child]: the child is sent once the parent fills, sized to what filled.
         Build both with ``ult_actors.client.order_request``."""
@@ -263,7 +264,7 @@ class AsyncClient:
         return await self.submit_list(orders, timeout=timeout)
 
     async def submit_list(
-        self, orders: OrderListRequest, *, timeout: float | None = UNSET
+        self, orders: OrderListRequest, *, timeout: float | Unset | None = UNSET
     ) -> list[Order]:
         """Place an already built ``OrderListRequest``; returns every leg, in its order."""
         timeout = submit_timeout(timeout, wait=False, default=self.timeout)
@@ -327,7 +328,7 @@ class AsyncClient:
         by: ReportGrouping = "symbol",
         with_orders: bool = False,
         with_charts: bool = False,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> CostReport:
         """What the journaled orders cost: fees, slippage against arrival, shortfall,
         time to fill, grouped ``by`` order, symbol, broker or UTC day (what ``ult report``
@@ -365,22 +366,16 @@ class AsyncClient:
             self._connection.want_events()
         await self._call(self._requests.subscribe(topics))
         self._subscribed = True
-        return self._received_events()
-
-    async def events(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
-        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us."""
-        async for event in await self.subscribe(topics):
-            yield event
-
-    async def _received_events(self) -> AsyncIterator[Event]:
         assert self._connection is not None
-        async for message in self._connection.events:
-            yield event_of(message)
-        raise self._connection.closed_error or ConnectionLost(self.socket_path, "connection closed")
+        return _event_stream.received(self._connection, self.socket_path)
+
+    def events(self, topics: Iterable[EventTopic] | None = None) -> AsyncIterator[Event]:
+        """Follow the event stream; ``SubscriptionLost`` says why if the service drops us."""
+        return _event_stream.follow(self, topics)
 
     # -- plumbing ---------------------------------------------------------------
 
-    async def _call(self, call: Call[T], timeout: float | None = UNSET) -> T:
+    async def _call(self, call: Call[T], timeout: float | Unset | None = UNSET) -> T:
         request = call.request
         if self._connection is not None and self._connection.closed_error is not None:
             raise self._connection.closed_error

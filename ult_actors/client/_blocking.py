@@ -28,6 +28,7 @@ from ult_actors.client._requests import (
     Call,
     Number,
     Requests,
+    Unset,
     bracket_request,
     connection_error,
     event_of,
@@ -158,7 +159,7 @@ class Client:
         broker: str | None = None,
         client_order_id: str | None = None,
         wait: bool = False,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> Order:
         """Place an order; with ``wait=True`` the reply comes once it is terminal."""
         order = order_request(
@@ -215,7 +216,7 @@ class Client:
         stop_price: Number | None = None,
         time_in_force: TimeInForce | None = None,
         client_order_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> Order:
         """Change a working order's terms; returns the replacement (``replaces`` names the
         old order, which ends ``replaced``). At least one change; ``client_order_id`` is the
@@ -245,7 +246,7 @@ class Client:
         time_in_force: TimeInForce = "day",
         broker: str | None = None,
         list_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> list[Order]:
         """An entry with a take-profit limit and a stop-loss attached: [entry, take profit,
         stop loss]. The exits work once the entry fills; the fill of one cancels the other."""
@@ -268,7 +269,7 @@ class Client:
         time_in_force: TimeInForce = "gtc",
         broker: str | None = None,
         list_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> list[Order]:
         """Two exits on ``side`` (``sell`` leaves a long): [take profit, stop loss]; the fill
         of one cancels the other."""
@@ -285,7 +286,7 @@ class Client:
         *,
         broker: str | None = None,
         list_id: str | None = None,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> list[Order]:
         """[parent, child]: the child is sent once the parent fills, sized to what filled.
         Build both with ``ult_actors.client.order_request``."""
@@ -293,7 +294,7 @@ class Client:
         return self.submit_list(orders, timeout=timeout)
 
     def submit_list(
-        self, orders: OrderListRequest, *, timeout: float | None = UNSET
+        self, orders: OrderListRequest, *, timeout: float | Unset | None = UNSET
     ) -> list[Order]:
         """Place an already built ``OrderListRequest``; returns every leg, in its order."""
         timeout = submit_timeout(timeout, wait=False, default=self.timeout)
@@ -357,7 +358,7 @@ class Client:
         by: ReportGrouping = "symbol",
         with_orders: bool = False,
         with_charts: bool = False,
-        timeout: float | None = UNSET,
+        timeout: float | Unset | None = UNSET,
     ) -> CostReport:
         """What the journaled orders cost: fees, slippage against arrival, shortfall,
         time to fill, grouped ``by`` order, symbol, broker or UTC day (what ``ult report``
@@ -412,7 +413,7 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _call(self, call: Call[T], timeout: float | None = UNSET) -> T:
+    def _call(self, call: Call[T], timeout: float | Unset | None = UNSET) -> T:
         if timeout is UNSET:
             timeout = self.timeout
         if self._remote is not None:

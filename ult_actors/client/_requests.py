@@ -8,12 +8,13 @@ sends and what it returns live here once.
 from __future__ import annotations
 
 import datetime
+import enum
 import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import msgspec
 
@@ -82,8 +83,16 @@ MAX_REPLY_BYTES = 64 << 20
 #: Every int from 1 up to below this is a quantity or price ``check_decimal`` accepts.
 _INT_BOUND = int(MAX_DECIMAL)
 
-#: "Not given" for a ``timeout`` argument, where ``None`` already means "no bound".
-UNSET: Any = object()
+
+class Unset(enum.Enum):
+    """The type of ``UNSET``: "not given" for a ``timeout`` argument, where ``None``
+    already means "no bound" (a typed sentinel: the compiled client checks argument
+    types)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
 
 #: What the service pushes on a subscribed connection, outside any request.
 EVENT_FRAMES = (EventMessage, SubscriptionDropped)
@@ -308,7 +317,9 @@ def expect(reply: Reply, kind: type[R]) -> R:
     return reply
 
 
-def submit_timeout(timeout: float | None, *, wait: bool, default: float | None) -> float | None:
+def submit_timeout(
+    timeout: float | Unset | None, *, wait: bool, default: float | None
+) -> float | None:
     """A submit's bound: as given; else none with ``wait=True`` (an order may rest for
     long), else the client's ``default``."""
     if timeout is UNSET:

@@ -94,7 +94,10 @@ class TrioSocket:
         view = memoryview(data)
         while view:
             try:
-                view = view[self._sock.send(view) :]
+                # Two statements: compiled by mypyc, ``view = view[send(view):]`` sent
+                # some bytes twice and never ended (tests/client: the sendall test).
+                sent = self._sock.send(view)
+                view = view[sent:]
             except BlockingIOError:
                 await self._wait(trio.lowlevel.wait_writable)
 
