@@ -389,6 +389,15 @@ class SqliteStore:
         self._wake = trio.Event()
         #: The writer task waits for ``_wake`` with no batch in hand.
         self._writer_idle = False
+        #: Whether a batch is written here on the trio thread rather than on the writer's
+        #: (set once the log is open; an attribute: read on every record). With
+        #: ``normal`` the write is one append to the log: a few µs, less than waking a
+        #: thread and waiting for it. ``full`` (an fsync) keeps the thread, where later
+        #: records gather into the next batch meanwhile (group commit). The writer's
+        #: thread is idle meanwhile (only the writer task hands it work, and a ``record``
+        #: writes only while that task holds no batch), so the log is never appended to
+        #: by two threads at once.
+        self._commits_inline = False
         #: With ``full``: whether a ``record`` went ahead of its fsync in this scheduler round.
         self._round = _RoundMark()
         #: Whether ``_round`` is installed as an instrument (while running, if it must be).
@@ -544,6 +553,7 @@ class SqliteStore:
                 f"journal {self.path}: its change log cannot be opened ({_why(exc)});"
                 " fix the state directory's permissions, then start again"
             ) from None
+        self._commits_inline = self.synchronous == "normal"
         if self.synchronous == "normal" and self.sync_interval_s > 0:
             self._log_syncer = LogSyncer(
                 self.sync_interval_s, fsync=self._fsync, name=f"log-sync:{self.path.name}"
@@ -639,6 +649,8 @@ class SqliteStore:
     ) -> Awaitable[None] | None:
         """``record`` begun by a plain call: ``None`` once it is as durable as ``record``
         returns it (appended here), else the wait for its batch (to await)."""
+        if self.unavailable is None and self.records_now():
+            return self._append_now(order, event)
         batch = self._enqueue(order, event, waited=True)
         if batch is None:
             return None
@@ -651,8 +663,31 @@ class SqliteStore:
         return self._written(batch, order, event)
 
     def records_now(self) -> bool:
-        """Whether a ``record_now`` made now would append here (see ``_commits_here``)."""
-        return self._writer_idle and not self._queue and self._commits_inline()
+        """Whether a ``record_now`` made now would append here (``_append_now``)."""
+        return self._writer_idle and not self._queue and self._commits_inline
+
+    def _append_now(self, order: Order, event: str) -> Awaitable[None] | None:
+        """``record_now`` while it appends here (``records_now``, the journal available): the
+        record, with any news it carries, goes straight to the log without a batch, nothing
+        being queued before it. An append that fails is left to the writer, as in
+        ``_commits_here``: its rows become the queue's one batch (the wait returned)."""
+        row = self._row(order, event)
+        assert row is not None  # held only while unavailable
+        rows: list[_Row] = []
+        fills: list[Fill] = []
+        if _carries_news(order, event):
+            self._carry_news(rows, fills)
+        rows.append(row)
+        try:
+            self._write_rows(rows, fills=fills)
+        except Exception:
+            batch = self._open_batch(waited=True)
+            batch.rows += rows
+            batch.fills += fills
+            self._wake.set()
+            return self._written(batch, order, event)
+        self._committed(rows)
+        return None
 
     async def _written(self, batch: _Batch, order: Order, event: str) -> None:
         """The rest of ``record``: wait until the writer wrote ``batch`` (``order``'s)."""
@@ -675,7 +710,7 @@ class SqliteStore:
             self._writer_idle
             and len(self._queue) == 1
             and self._queue[0] is batch
-            and (self._can_go_ahead() if ahead else self._commits_inline())
+            and (self._can_go_ahead() if ahead else self._commits_inline)
         ):
             return False
         self._queue.popleft()
@@ -832,7 +867,11 @@ class SqliteStore:
         """
         if event in _BEFORE_SENDING:
             raise Internal(f"a {event!r} record must be durable before the order leaves")
-        if self._enqueue(order, event, waited=False) is not None:
+        if self._log is not None:
+            row = self._row(order, event)
+            if row is not None:  # to the fold's thread, not the log: nobody waits for it
+                self._log.news(row)
+        elif self._enqueue(order, event, waited=False) is not None:
             self._wake_for(waited=False)
 
     def record_fill(self, fill: Fill) -> None:
@@ -856,9 +895,9 @@ class SqliteStore:
             self._queue.append(batch)
         return batch
 
-    def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
-        """Index ``order`` and queue its row; the batch it will commit in (None: held, or
-        news handed to the fold's thread)."""
+    def _row(self, order: Order, event: str) -> _Row | None:
+        """Number and index ``order``'s record (refused if it may not be made now); its row
+        (None: held, the journal being unavailable)."""
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None and event in _BEFORE_SENDING:
@@ -869,30 +908,29 @@ class SqliteStore:
         if self.unavailable is not None:
             self._hold(row)
             return None
-        if not waited and self._log is not None:
-            self._log.news(row)  # to the fold's thread, not the log: nobody waits for it
+        return row
+
+    def _enqueue(self, order: Order, event: str, *, waited: bool) -> _Batch | None:
+        """Index ``order`` and queue its row; the batch it will commit in (None: held)."""
+        row = self._row(order, event)
+        if row is None:
             return None
         batch = self._open_batch(waited=waited)
-        log = self._log
-        if log is not None and (
-            event != "submit" or order.replaces is not None or order.leg is not None
-        ):
-            self._carry_news(log, batch)
+        if self._log is not None and _carries_news(order, event):
+            self._carry_news(batch.rows, batch.fills)
         batch.rows.append(row)
         batch.waited = batch.waited or waited
         return batch
 
-    def _carry_news(self, log: JournalLog, batch: _Batch) -> None:
-        """Put the news not folded yet (``log``'s) in ``batch``: a record that names another order or
-        was made for one already sent (a replacement's intent, a leg, a resend) must not be
-        durable over an order whose earlier news a ``kill -9`` would take (restart settles
-        the record from the journal's state of that order). A plain ``submit`` names none:
-        the brokers' news then waits for its fold alone."""
-        for item in log.take_unfolded_news():
+    def _carry_news(self, rows: list[_Row], fills: list[Fill]) -> None:
+        """Put the news not folded yet (the log's) in ``rows`` and ``fills``: see
+        ``_carries_news``."""
+        assert self._log is not None
+        for item in self._log.take_unfolded_news():
             if isinstance(item, Fill):
-                batch.fills.append(item)
+                fills.append(item)
             else:
-                batch.rows.append(item)
+                rows.append(item)
 
     def _wake_for(self, *, waited: bool) -> None:
         """Wake the writer for what was just queued, unless it is news the writer's
@@ -1070,7 +1108,7 @@ class SqliteStore:
             batch = self._queue.popleft()
             write = functools.partial(self._write_rows, batch.rows, fills=batch.fills)
             try:
-                if self._commits_inline():
+                if self._commits_inline:
                     write()
                 else:
                     await self._committer.run(write)
@@ -1100,18 +1138,6 @@ class SqliteStore:
     def _outage_reason(self, exc: BaseException) -> str:
         """A short, stable description of an outage for health and STATUS."""
         return _outage_reason(exc)
-
-    def _commits_inline(self) -> bool:
-        """Whether a batch is written here on the trio thread rather than on the writer's.
-
-        With ``normal`` the write is one append to the log: a few µs, less than
-        waking a thread and waiting for it. ``full`` (an fsync) keeps the thread,
-        where later records gather into the next batch meanwhile (group commit).
-        The writer's thread is idle meanwhile (only the writer task hands it work,
-        and a ``record`` writes only while that task holds no batch), so the log is
-        never appended to by two threads at once.
-        """
-        return self.synchronous == "normal" and self._log is not None
 
     def _can_hand_over(self) -> bool:
         """Whether a ``record`` hands its batch to the writer's thread itself (``full``, the
@@ -1375,6 +1401,15 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
         events.append((seq, coid, event, ts, body))
         latest[coid] = (coid, oid, broker, status, updated_at, seq, body)
     return events, list(latest.values())
+
+
+def _carries_news(order: Order, event: str) -> bool:
+    """Whether ``order``'s record carries the brokers' news not folded yet in its own append:
+    a record that names another order or was made for one already sent (a replacement's
+    intent, a leg, a resend) must not be durable over an order whose earlier news a
+    ``kill -9`` would take (restart settles the record from the journal's state of that
+    order). A plain ``submit`` names none: the brokers' news then waits for its fold alone."""
+    return event != "submit" or order.replaces is not None or order.leg is not None
 
 
 def _order_and_event(row: _Row) -> tuple[str, str]:
