@@ -14,6 +14,7 @@ import os
 import runpy
 import sys
 import tomllib
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,10 @@ class StampingBuildExt(build_ext):
 def remove_compiled_files() -> None:
     """Clear a compiled build from the tree: its ``.so`` files would shadow the ``.py``
     files of the pure editable install being made."""
-    gone = [path for module in MODULES for path in compiled["extension_paths"](module)]
-    gone += PACKAGE.glob("_hot_path__mypyc.*")
+    # Every extension file in the package, not only the listed modules': a module taken off
+    # the list would otherwise keep its old .so, which imports from a library that no
+    # longer has it. The package has no C extensions of its own besides these.
+    gone = sorted({path for suffix in EXTENSION_SUFFIXES for path in PACKAGE.rglob(f"*{suffix}")})
     gone += [PACKAGE / compiled["STAMP"]]
     for path in gone:
         if path.exists():
@@ -86,6 +89,8 @@ def extensions(argv: list[str]) -> tuple[list[Any], list[str]]:
         return [], ["mypy>=1.10", *project["dependencies"]]
     if not building:
         return [], []
+    if "editable_wheel" in argv or "--inplace" in argv:
+        remove_compiled_files()  # a module taken off the list must not keep its .so
     sources = {module: compiled["source_path"](module, PACKAGE) for module in MODULES}
     StampingBuildExt.digests = {m: compiled["source_digest"](p) for m, p in sources.items()}
     paths = [str(path.relative_to(HERE)) for path in sources.values()]
