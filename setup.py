@@ -29,6 +29,8 @@ MODULES: tuple[str, ...] = compiled["MODULES"]
 # mypyc's shared library of every compiled module's code, inside the package (a
 # top-level module would sit outside what an editable install maps).
 SHARED_LIB_GROUP = "ult_actors._hot_path"
+#: How many C libraries the compiled modules are split into (``groups``).
+GROUPS = 2
 #: setup.py runs once per PEP 517 step; only these steps build (the others ask for
 #: requirements or metadata, and must not pay mypyc's type-check).
 BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
@@ -43,6 +45,12 @@ class StampingBuildExt(build_ext):
     read it, which lets ``ult_actors`` refuse to run compiled code older than its ``.py``."""
 
     digests: dict[str, str] = {}
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:
+            # The compiled groups' C compiled at once, one per core (see ``groups``).
+            self.parallel = os.cpu_count() or 1
 
     def run(self) -> None:
         super().run()
@@ -95,9 +103,28 @@ def extensions(argv: list[str]) -> tuple[list[Any], list[str]]:
     StampingBuildExt.digests = {m: compiled["source_digest"](p) for m, p in sources.items()}
     paths = [str(path.relative_to(HERE)) for path in sources.values()]
     built = mypycify(
-        paths, opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"), group_name=SHARED_LIB_GROUP
+        paths,
+        opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"),
+        separate=[(group, f"{SHARED_LIB_GROUP}_{n}") for n, group in enumerate(groups(paths))],
     )
     return built, []
+
+
+def groups(paths: list[str], count: int = GROUPS) -> list[list[str]]:
+    """``paths`` in ``count`` groups of about equal source size, each one C library.
+
+    Almost all of the build is the C compiler on a group's one C file, so two groups
+    take about half the time on two cores (CI's); a call from one group into another
+    costs a little more than one within a group (under 1 % of an order, measured).
+    """
+    sized = sorted(paths, key=lambda path: (-(HERE / path).stat().st_size, path))
+    out: list[list[str]] = [[] for _ in range(count)]
+    totals = [0] * count
+    for path in sized:
+        smallest = totals.index(min(totals))
+        out[smallest].append(path)
+        totals[smallest] += (HERE / path).stat().st_size
+    return [group for group in out if group]
 
 
 ext_modules, setup_requires = extensions(sys.argv[1:])

@@ -236,3 +236,19 @@ class FakeConnector:
             nursery.start_soon(watch_kill)
             async for update in self.venue.stream_recv:
                 await sink(update)
+
+
+class StoreWith:
+    """The journal's store with some methods replaced: ``StoreWith(store, record_fill=f)``.
+
+    Put in the service's journal slot (``monkeypatch.setattr(svc.journal, "_store", ...)``)
+    to inject a fault: the compiled build's store does not let its methods be replaced.
+    """
+
+    def __init__(self, store: Any, **methods: Any) -> None:
+        self._store = store
+        for name, method in methods.items():
+            setattr(self, name, method)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
 from tests.actors.test_service import config, running
-from tests.fakes import FakeConnector, FakeVenue
+from tests.fakes import FakeConnector, FakeVenue, StoreWith
 from ult_actors.messages import (
     Flatten,
     ListOrders,
@@ -53,17 +52,6 @@ class ClosingVenueConnector(FakeConnector):
         return closing
 
 
-class _FindsLate:
-    """The journal's store, but for its ``find_by_order_id``, which is ``find``."""
-
-    def __init__(self, store: Any, find: Any) -> None:
-        self._store = store
-        self.find_by_order_id = find
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 async def test_the_close_reply_s_older_state_does_not_undo_the_fill_the_stream_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,7 +80,7 @@ async def test_the_close_reply_s_older_state_does_not_undo_the_fill_the_stream_r
             return await real_find(order_id)
 
         # Through the journal's slot: a compiled store's methods cannot be replaced on it.
-        monkeypatch.setattr(svc.journal, "_store", _FindsLate(store, fill_reported_meanwhile))
+        monkeypatch.setattr(svc.journal, "_store", StoreWith(store, find_by_order_id=fill_reported_meanwhile))
         with trio.fail_after(10):
             reply = await svc.gateway.handle(Flatten(id=2, broker="fake"))
         assert isinstance(reply, OrdersReply)

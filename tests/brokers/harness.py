@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from tests.brokers.contract import UpdateLog
+from tests.fakes import StoreWith
 from ult_actors.brokers.base import Connector
 from ult_actors.messages import ConnectionStateChanged, Event, Fill, OrderUpdate, ReportQuery
 from ult_actors.runtime import EventBus
@@ -90,5 +91,5 @@ async def crash_applying_first_fill(
             raise RuntimeError("injected: broker actor crashed applying a fill")
         record_fill(fill)
 
-    monkeypatch.setattr(store, "record_fill", crash_once)
+    monkeypatch.setattr(svc.journal, "_store", StoreWith(store, record_fill=crash_once))
     return crashes
