@@ -80,7 +80,9 @@ async def test_the_close_reply_s_older_state_does_not_undo_the_fill_the_stream_r
             return await real_find(order_id)
 
         # Through the journal's slot: a compiled store's methods cannot be replaced on it.
-        monkeypatch.setattr(svc.journal, "_store", StoreWith(store, find_by_order_id=fill_reported_meanwhile))
+        monkeypatch.setattr(
+            svc.journal, "_store", StoreWith(store, find_by_order_id=fill_reported_meanwhile)
+        )
         with trio.fail_after(10):
             reply = await svc.gateway.handle(Flatten(id=2, broker="fake"))
         assert isinstance(reply, OrdersReply)
