@@ -13,12 +13,8 @@ first, so an edit of the ``.py`` would silently not run. The build therefore wri
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
-import shutil
 import sys
-import sysconfig
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Literal
@@ -75,6 +71,8 @@ def extension_paths(module: str, package_dir: Path = _PACKAGE_DIR) -> list[Path]
 
 def source_digest(path: Path) -> str:
     """The digest the stamp records for a source file (its bytes' SHA-256)."""
+    import hashlib  # here: every start imports this module, most never hash (pure build)
+
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -133,6 +131,9 @@ def build_state(package_dir: Path = _PACKAGE_DIR) -> Literal["pure", "compiled",
 
 def missing_toolchain() -> str | None:
     """What stops a compiled build with this interpreter (no C compiler, no headers)."""
+    import shutil  # here, as the build alone asks: not on every start
+    import sysconfig
+
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler})"
@@ -144,6 +145,8 @@ def missing_toolchain() -> str | None:
 
 def compiled_modules() -> list[str]:
     """The modules of ``MODULES`` that import as compiled extensions (without importing them)."""
+    import importlib.util  # here, as only ``ult --version`` and the tests ask
+
     compiled = []
     for module in MODULES:
         spec = importlib.util.find_spec(module)
