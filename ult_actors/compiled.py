@@ -49,6 +49,9 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.store",
     "ult_actors.journal.seen",  # the fold's thread and each new submit's lacks()
     "ult_actors.journal.sqlite",  # not journal_event, running: see their docstrings
+    "ult_actors.journal.changelog",  # not log_record: see its docstring
+    "ult_actors.segment_log",
+    "ult_actors.journal.log_sync",
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.
