@@ -52,6 +52,9 @@ MODULES: tuple[str, ...] = (
     "ult_actors.journal.changelog",  # not log_record: see its docstring
     "ult_actors.segment_log",
     "ult_actors.journal.log_sync",
+    "ult_actors.brokers.paper.batch",  # not paper.records: its Structs take class keywords
+    "ult_actors.brokers.paper.changelog",
+    "ult_actors.brokers.paper.writer",
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import structlog
 import trio
@@ -126,15 +126,16 @@ class PositionBook:
         key = (order.broker, order.symbol)
         paid = update.fill
         fees = ZERO
-        if (
-            paid is not None
-            and (paid.commission or paid.fees)
-            and self.fees_paid.add((order.broker, paid.fill_id))  # a tuple: no string built
-        ):
-            # Realized P&L is net of what trading cost; an execution's fees are paid once,
-            # whether its quantity came with it or with an earlier state of the order.
-            # (A free execution needs no remembering; a commission alone needs no sum.)
-            fees = paid.total_fees if paid.fees else paid.commission
+        if paid is not None:
+            commission, named = paid.commission, paid.fees  # each read once
+            if (commission or named) and self.fees_paid.add(
+                (order.broker, paid.fill_id)  # a tuple: no string built
+            ):
+                # Realized P&L is net of what trading cost; an execution's fees are paid
+                # once, whether its quantity came with it or with an earlier state of the
+                # order. (A free execution needs no remembering; a commission alone needs
+                # no sum.)
+                fees = paid.total_fees if named else commission
         new = self.applied.advance(order)
         if new is None:
             if fees:
@@ -233,9 +234,9 @@ class PositionsDeps:
 
 
 #: Longest a position request waits for a broker's first pull after a start.
-_FIRST_PULL_WAIT_S = 5.0
-#: The events folded into the book.
-_FOLDED: tuple[type[Event], ...] = (OrderUpdate, AccountReset)
+_FIRST_PULL_WAIT_S: Final = 5.0
+#: The events folded into the book (``Final``s: C statics once compiled).
+_FOLDED: Final[tuple[type[Event], ...]] = (OrderUpdate, AccountReset)
 
 
 async def sync_broker(
