@@ -51,6 +51,9 @@ MODULES: tuple[str, ...] = (
     "ult_actors.journal.sqlite",  # not journal_event, running: see their docstrings
     "ult_actors.logrender",  # the log writer's thread: a line's render holds the GIL
     "ult_actors.logwriter",  # not logstats: its Struct takes class keywords
+    "ult_actors.brokers.paper.batch",  # not paper.records: its Structs take class keywords
+    "ult_actors.brokers.paper.changelog",
+    "ult_actors.brokers.paper.writer",
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.
