@@ -4,7 +4,9 @@
 this says which of ``ult serve``'s threads spends it (the trio loop, the
 journal's fold, the paper file's writer, the log writer, the log's fsync) and
 how long each waited for a core, from the kernel's per-thread scheduler
-accounting (``/proc/PID/task/*/schedstat``: nanoseconds, not clock ticks).
+accounting (``/proc/PID/task/*/schedstat``: nanoseconds, not clock ticks), and
+how that CPU splits into user and system time (``/proc/PID/task/*/stat``, in clock
+ticks: meaningful over thousands of orders, not a few).
 
     python -m bench.server_threads                       # default config, window 128
     python -m bench.server_threads --orders 20000 --rounds 3
@@ -27,13 +29,17 @@ import trio
 from bench.common import Budget, short_tempdir
 from bench.ult import VARIANTS, pipelined, sequential, start_service, write_config
 
-#: The thread name's part before ``:`` (the journal's threads name their file after it).
-SchedStat = dict[str, tuple[int, int, int]]
+#: Microseconds per clock tick of ``/proc/*/stat``'s user and system times.
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+
+#: Thread name (its part before ``:``: the journal's threads name their file after it) ->
+#: (ns on a core, ns waiting for one, times scheduled, user ticks, system ticks).
+SchedStat = dict[str, tuple[int, int, int, int, int]]
 
 
 def thread_schedstat(pid: int) -> SchedStat:
-    """Thread name -> (ns on a core, ns waiting for one, times scheduled), summed by name."""
-    out: dict[str, tuple[int, int, int]] = {}
+    """Thread name -> its ``SchedStat`` figures, summed by name."""
+    out: SchedStat = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
@@ -43,8 +49,13 @@ def thread_schedstat(pid: int) -> SchedStat:
         except OSError:  # the thread ended meanwhile
             continue
         key = "trio" if tid == str(pid) else name.split(":")[0]
-        r, w, s = out.get(key, (0, 0, 0))
-        out[key] = (r + ran, w + waited, s + slices)
+        try:  # after the name in parentheses, utime and stime are the 12th and 13th fields
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            ut, st = int(stat[11]), int(stat[12])
+        except OSError:
+            ut = st = 0
+        r, w, s, u0, s0 = out.get(key, (0, 0, 0, 0, 0))
+        out[key] = (r + ran, w + waited, s + slices, u0 + ut, s0 + st)
     return out
 
 
@@ -69,14 +80,18 @@ async def measure(orders: int, memory: bool, one_at_a_time: bool = False) -> dic
         finally:
             await service.stop()
     n = result["n"]
-    threads = {
-        name: {
-            "cpu_us": round((ran - before.get(name, (0, 0, 0))[0]) / n / 1e3, 1),
-            "wait_us": round((waited - before.get(name, (0, 0, 0))[1]) / n / 1e3, 1),
-            "slices": round((slices - before.get(name, (0, 0, 0))[2]) / n, 3),
+    threads = {}
+    for name, now in after.items():
+        ran, waited, slices, user, system = (
+            a - b for a, b in zip(now, before.get(name, (0,) * 5), strict=True)
+        )
+        threads[name] = {
+            "cpu_us": round(ran / n / 1e3, 1),
+            "wait_us": round(waited / n / 1e3, 1),
+            "slices": round(slices / n, 3),
+            "user_us": round(user * TICK_US / n, 1),
+            "sys_us": round(system * TICK_US / n, 1),
         }
-        for name, (ran, waited, slices) in after.items()
-    }
     return {
         "mode": "sequential" if one_at_a_time else "pipelined",
         "p50_us": result["p50_us"],
@@ -110,6 +125,7 @@ def main() -> None:
                 print(
                     f"  {name:14} cpu {t['cpu_us']:7.1f}  waiting for a core"
                     f" {t['wait_us']:7.1f}  scheduled {t['slices']:.3f}x"
+                    f"  (user {t['user_us']:.0f}, system {t['sys_us']:.0f})"
                 )
 
 
