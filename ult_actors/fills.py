@@ -16,17 +16,17 @@ so a later report of the same order adds only what is new.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from ult_actors.messages import TERMINAL_STATUSES, Order
 from ult_actors.order_state import is_local_verdict
 from ult_actors.recent import Recent
 
 #: How many finished orders are remembered, so their repeats are no-ops.
-DONE_KEPT = 100_000
-_ZERO = Decimal(0)
-#: What an order with nothing applied yet has: no quantity, no average price.
-_NONE_APPLIED: tuple[Decimal, Decimal | None] = (_ZERO, None)
+DONE_KEPT: Final = 100_000
+# ``Final``: compiled, these are C statics, not a look-up in the module's dict per use.
+_ZERO: Final = Decimal(0)
+_TERMINAL: Final = TERMINAL_STATUSES
 
 #: The part of an order's fill a book has not applied yet: (quantity, average price
 #: of just this part, ``None`` when the broker gave no price). A plain tuple: two
@@ -47,9 +47,7 @@ class FillLedger:
         # A finished order forgotten takes its applied fill with it: ``on_evict(coid, None)``
         # is ``self._applied.pop(coid, None)`` (a dict's method: no Python call per order
         # once ``keep_done`` orders have finished).
-        self._done: Recent[str, None] = Recent(
-            keep_done, refresh=True, on_evict=self._applied.pop
-        )
+        self._done: Recent[str, None] = Recent(keep_done, refresh=True, on_evict=self._applied.pop)
 
     def is_done(self, client_order_id: str) -> bool:
         """Whether the order is known to be final (a later open report of it is stale)."""
@@ -57,7 +55,8 @@ class FillLedger:
 
     def applied_qty(self, client_order_id: str) -> Decimal:
         """How much of the order's fill has been applied."""
-        return self._applied.get(client_order_id, _NONE_APPLIED)[0]
+        applied = self._applied.get(client_order_id)
+        return _ZERO if applied is None else applied[0]
 
     def baseline(self, order: Order) -> None:
         """Record ``order``'s fills as already in the book (it started from a report)."""
@@ -72,11 +71,13 @@ class FillLedger:
         filled = order.filled_qty
         new: FillDelta | None = None
         if filled > _ZERO:
-            before, before_avg = self._applied.get(coid, _NONE_APPLIED)
-            if not before:  # its first fills (the usual case): all of them are new
+            # ``get`` without a default: compiled, a default tuple is built for each call.
+            applied = self._applied.get(coid)
+            if applied is None:  # its first fills (the usual case): all of them are new
                 new = (filled, order.avg_fill_price)
                 self._applied[coid] = new
-            elif filled > before:
+            elif filled > applied[0]:
+                before, before_avg = applied
                 delta = filled - before
                 avg = order.avg_fill_price
                 price = avg
@@ -85,7 +86,7 @@ class FillLedger:
                     price = (avg * filled - before_avg * before) / delta
                 self._applied[coid] = (filled, avg if avg is not None else before_avg)
                 new = (delta, price)
-        if order.status in TERMINAL_STATUSES and not is_local_verdict(order):
+        if order.status in _TERMINAL and not is_local_verdict(order):
             self._done.add(coid)  # as _finish_if_final, without the call
         return new
 
@@ -96,5 +97,5 @@ class FillLedger:
     def _finish_if_final(self, order: Order) -> None:
         # The service's own verdict (lost, never acknowledged) may be overturned by the
         # broker's record, which must then count: only the broker's final states are final.
-        if order.status in TERMINAL_STATUSES and not is_local_verdict(order):
+        if order.status in _TERMINAL and not is_local_verdict(order):
             self.finish(order.client_order_id)

@@ -24,6 +24,7 @@ broker (it carries the broker's order id) replaces it.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Final
 
 import msgspec
 
@@ -41,8 +42,12 @@ from ult_actors.messages import (
 )
 from ult_actors.validation import leg_roles
 
+# ``Final``s: compiled, C statics, not a look-up in the module's dict per use
+# (``TERMINAL_STATUSES`` and ``replace`` come from modules that are not compiled).
+_TERMINAL: Final = TERMINAL_STATUSES
+_replace: Final = msgspec.structs.replace
 # How far along the lifecycle a status is; updates never move an order back.
-_RANK = {
+_RANK: Final = {
     "held": 0,
     "pending_new": 0,
     "accepted": 1,
@@ -57,7 +62,7 @@ _RANK = {
     "replaced": 3,
 }
 # A refused cancel or replace puts the order back to working: the one move down in rank.
-_PENDING = frozenset({"pending_cancel", "pending_replace"})
+_PENDING: Final = frozenset({"pending_cancel", "pending_replace"})
 
 
 def order_from_request(
@@ -156,9 +161,9 @@ def already_final(order: Order) -> AlreadyFinal:
 
 
 #: States in which a replace may be sent: the order works at its broker, nothing pending.
-REPLACEABLE_STATUSES = frozenset({"accepted", "partially_filled"})
+REPLACEABLE_STATUSES: Final = frozenset({"accepted", "partially_filled"})
 
-_WHY_NOT_REPLACEABLE = {
+_WHY_NOT_REPLACEABLE: Final = {
     "pending_new": "its broker has not acknowledged it yet",
     "pending_cancel": "it is being canceled",
     "pending_replace": "another replace of it is pending",
@@ -180,7 +185,7 @@ def not_replaceable(order: Order) -> NotReplaceable:
 
 def refused(order: Order, error: UltError, now_ns: int) -> Order:
     """``order``'s final record once its broker refused it (or it never got there)."""
-    return msgspec.structs.replace(
+    return _replace(
         order,
         status="rejected",
         reject_reason=f"{error.code}: {error.message}",
@@ -205,15 +210,15 @@ def apply_update(current: Order | None, new: Order) -> Order:
         return new
     if is_local_verdict(current) and new.id and new.status != "lost":
         # The broker's record of an order we had given up on: it wins over our guess.
-        return msgspec.structs.replace(
+        return _replace(
             new,
             created_at=current.created_at,
             outcome="definitive",
             arrival_price=current.arrival_price,
             arrival_source=current.arrival_source,
         )
-    if current.status in TERMINAL_STATUSES:
-        if new.status in TERMINAL_STATUSES and new.status != current.status:
+    if current.status in _TERMINAL:
+        if new.status in _TERMINAL and new.status != current.status:
             raise IllegalTransition(
                 f"order {current.client_order_id}: {current.status} is final, got {new.status}"
             )
@@ -221,7 +226,7 @@ def apply_update(current: Order | None, new: Order) -> Order:
             return _merge(current, new, current.status)
         return current
     filled = max(current.filled_qty, new.filled_qty)
-    if new.filled_qty < current.filled_qty and new.status not in TERMINAL_STATUSES:
+    if new.filled_qty < current.filled_qty and new.status not in _TERMINAL:
         return current  # stale: an older report of fewer fills
     if _RANK[new.status] < _RANK[current.status] and not (
         current.status in _PENDING and new.status == "accepted"  # cancel / replace refused
@@ -243,7 +248,7 @@ def apply_update(current: Order | None, new: Order) -> Order:
 
 def _merge(current: Order, new: Order, status: str) -> Order:
     more_filled = new.filled_qty >= current.filled_qty
-    return msgspec.structs.replace(
+    return _replace(
         current,
         id=new.id or current.id,
         status=status,
@@ -292,5 +297,5 @@ def leg_records(
             children=tuple(coids[1:]) if triggered and i == 0 else (),
             emulated=emulated,
         )
-        records.append(msgspec.structs.replace(order, leg=link))
+        records.append(_replace(order, leg=link))
     return records

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import structlog
 import trio
@@ -233,9 +233,9 @@ class PositionsDeps:
 
 
 #: Longest a position request waits for a broker's first pull after a start.
-_FIRST_PULL_WAIT_S = 5.0
-#: The events folded into the book.
-_FOLDED: tuple[type[Event], ...] = (OrderUpdate, AccountReset)
+_FIRST_PULL_WAIT_S: Final = 5.0
+#: The events folded into the book (``Final``s: C statics once compiled).
+_FOLDED: Final[tuple[type[Event], ...]] = (OrderUpdate, AccountReset)
 
 
 async def sync_broker(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import takewhile
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -73,12 +73,15 @@ RiskCommand = (
     | SeedPositions
 )
 
-_DAY_NS = 86_400 * 1_000_000_000
+# ``Final``: compiled, these are C statics, not a look-up in the module's dict per use
+# (``OPEN_STATUSES`` comes from a module that is not compiled).
+_DAY_NS: Final = 86_400 * 1_000_000_000
 #: How long past its deadline an order may go unreported before risk stops counting it.
-_REPORT_GRACE_S = 30.0
-_STRICTNESS = {"active": 0, "reducing": 1, "halted": 2}
+_REPORT_GRACE_S: Final = 30.0
+_STRICTNESS: Final = {"active": 0, "reducing": 1, "halted": 2}
+_OPEN: Final = OPEN_STATUSES
 #: The events folded into the books.
-_FOLDED: tuple[type[Event], ...] = (OrderUpdate, AccountReset)
+_FOLDED: Final[tuple[type[Event], ...]] = (OrderUpdate, AccountReset)
 
 
 @dataclass(frozen=True)
@@ -394,7 +397,7 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     if not state.day_starts_ns <= now_ns < state.day_ends_ns:
         roll_day(state, now_ns)
     state.unconfirmed.pop(coid, None)
-    is_open = order.status in OPEN_STATUSES
+    is_open = order.status in _OPEN
     if is_open and state.applied.is_done(coid):
         return  # a stale report: a finished order never reopens (the status asked first: cheaper)
     new = state.applied.advance(order)
@@ -443,7 +446,7 @@ def seed_open_orders(state: RiskState, orders: list[Order]) -> None:
         coid = order.client_order_id
         if coid in state.open_orders or state.applied.is_done(coid):
             continue
-        if order.status not in OPEN_STATUSES:
+        if order.status not in _OPEN:
             continue
         state.applied.baseline(order)
         state.set_open(unfilled_rest(order))

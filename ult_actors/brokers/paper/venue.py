@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Final
 
 import msgspec
 import structlog
@@ -79,8 +80,12 @@ from ult_actors.order_state import (
 )
 from ult_actors.validation import replaced_terms, validate_order, validate_order_list
 
-_DAY_NS = 86_400 * 1_000_000_000
-_BPS = Decimal(10_000)
+# ``Final``: compiled, these are C statics, not a look-up in the module's dict per use
+# (``OPEN_STATUSES`` and ``replace`` come from modules that are not compiled).
+_DAY_NS: Final = 86_400 * 1_000_000_000
+_BPS: Final = Decimal(10_000)
+_OPEN: Final = OPEN_STATUSES
+_replace: Final = msgspec.structs.replace
 
 log = structlog.get_logger("ult.paper")
 
@@ -136,6 +141,7 @@ class PaperVenue:
         #: ``slippage_bps`` and ``size_impact_bps_per_share`` as fractions of a price.
         self._slippage = _per_bps(settings.slippage_bps)
         self._impact = _per_bps(settings.size_impact_bps_per_share)
+        self._commission = settings.commission_per_share
         #: A market order's reference price over its symbol's price (its slippage).
         self._market_factor = 1 + settings.slippage_bps / _BPS
         #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
@@ -252,7 +258,7 @@ class PaperVenue:
             # Booked once it rests: one that ends on arrival (a market order filled in
             # full, an ioc or fok canceled) never goes on the book and off again.
             self._arrive(working)
-            if working.order.status in OPEN_STATUSES:
+            if working.order.status in _OPEN:
                 self._book(working)
         self._commit()
         return working.order
@@ -265,11 +271,11 @@ class PaperVenue:
         old = working.order
         terms = replaced_terms(old, change)  # validated
         # What is left to fill: a plain number above 0 (``replaced_terms`` saw to that).
-        rest = msgspec.structs.replace(terms, qty=terms.qty - old.filled_qty)
+        rest = _replace(terms, qty=terms.qty - old.filled_qty)
         self._check_unused(rest)
         self._check_funds(rest, instead_of=working)  # its reservation goes with it
         now = self.now_ns()
-        working.order = msgspec.structs.replace(
+        working.order = _replace(
             old, status="replaced", replaced_by=rest.client_order_id, updated_at=now
         )
         self._changed(working, None, now)
@@ -346,11 +352,9 @@ class PaperVenue:
             now_ns=now,
         )  # fmt: skip
         if replaces is not None:
-            order = msgspec.structs.replace(
-                order, replaces=replaces.client_order_id, leg=replaces.leg
-            )
+            order = _replace(order, replaces=replaces.client_order_id, leg=replaces.leg)
         elif leg is not None:
-            order = msgspec.structs.replace(order, leg=leg)
+            order = _replace(order, leg=leg)
         working = WorkingOrder(order=order, in_transit=in_transit)
         if book:
             self._book(working)
@@ -428,7 +432,7 @@ class PaperVenue:
             self._finish(working, "canceled")
             return
         self._match(working)
-        if tif in ("ioc", "fok") and working.order.status in OPEN_STATUSES:
+        if tif in ("ioc", "fok") and working.order.status in _OPEN:
             self._finish(working, "canceled")
 
     def _match_resting(self, symbol: str | None) -> None:
@@ -490,11 +494,13 @@ class PaperVenue:
     def _fill(self, working: WorkingOrder, qty: Decimal) -> None:
         order = working.order
         price = self._fill_price(order, qty)
-        commission = self.settings.commission_per_share * qty
-        self.account.apply_fill(order.symbol, order.side, qty, price, commission)
-        self._dirty_holdings.add(order.symbol)
-        filled = order.filled_qty + qty
-        avg = ((order.avg_fill_price or ZERO) * order.filled_qty + price * qty) / filled
+        commission = self._commission * qty
+        symbol = order.symbol
+        self.account.apply_fill(symbol, order.side, qty, price, commission)
+        self._dirty_holdings.add(symbol)
+        before = order.filled_qty
+        filled = before + qty
+        avg = ((order.avg_fill_price or ZERO) * before + price * qty) / filled
         now = self.now_ns()
         fill = fill_of(
             order,
@@ -509,17 +515,18 @@ class PaperVenue:
         self._fills.append(fill)
         working.commission += commission
         status: OrderStatus = "filled" if filled == order.qty else "partially_filled"
-        working.order = msgspec.structs.replace(
+        order = _replace(
             order, status=status, filled_qty=filled, avg_fill_price=avg, updated_at=now
         )
+        working.order = order
         self._changed(working, fill, now)
         if status == "filled":
             self._close(working)
-        self._linked(working.order)
+        self._linked(order)
 
     def _finish(self, working: WorkingOrder, status: OrderStatus) -> None:
         now = self.now_ns()
-        working.order = msgspec.structs.replace(working.order, status=status, updated_at=now)
+        working.order = _replace(working.order, status=status, updated_at=now)
         self._changed(working, None, now)
         self._close(working)
         self._linked(working.order)
@@ -529,7 +536,7 @@ class PaperVenue:
         leg = order.leg
         if leg is None or order.status == "replaced":
             return
-        ended = order.status not in OPEN_STATUSES
+        ended = order.status not in _OPEN
         for child_id in leg.children:
             child = self._open_working(child_id)
             if child is None or child.order.status != "held":
@@ -537,7 +544,7 @@ class PaperVenue:
             if order.filled_qty == 0 and ended:
                 self._finish(child, "canceled")
             elif order.filled_qty >= order.qty or ended:
-                child.order = msgspec.structs.replace(
+                child.order = _replace(
                     child.order, status="accepted", qty=min(child.order.qty, order.filled_qty)
                 )
                 self._changed(child, None, self.now_ns())
@@ -551,9 +558,7 @@ class PaperVenue:
                 self._finish(peer, "canceled")
             elif peer.order.qty - peer.order.filled_qty > left:
                 now = self.now_ns()
-                peer.order = msgspec.structs.replace(
-                    peer.order, qty=peer.order.filled_qty + left, updated_at=now
-                )
+                peer.order = _replace(peer.order, qty=peer.order.filled_qty + left, updated_at=now)
                 self._changed(peer, None, now)
 
     def _open_working(self, client_order_id: str) -> WorkingOrder | None:
@@ -632,7 +637,7 @@ class PaperVenue:
         adds = exposure_increase(self.account.position(request.symbol), request.side, request.qty)
         if adds == 0:
             return  # it only closes (part of) a position: always allowed
-        commission = self.settings.commission_per_share * request.qty
+        commission = self._commission * request.qty
         cost = adds * self._reference_price(request) + commission
         # Nothing open, nothing reserved: the common case, without a call.
         reserved = self._reserved() if self._open_by_symbol else ZERO
