@@ -49,6 +49,9 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.store",
     "ult_actors.journal.seen",  # the fold's thread and each new submit's lacks()
     "ult_actors.journal.sqlite",  # not journal_event, running: see their docstrings
+    "ult_actors.brokers.paper.batch",  # not paper.records: its Structs take class keywords
+    "ult_actors.brokers.paper.changelog",
+    "ult_actors.brokers.paper.writer",
     "ult_actors.client._requests",  # the client's: not _call, _event_stream (docstrings)
     "ult_actors.client._connection",
     "ult_actors.client._trio_socket",

@@ -11,6 +11,9 @@ as a ``Change``: strings, and each order's and fill's msgpack left as it
 is (``msgspec.Raw``; only the keys of its row are read from it), which the
 file stores as their bodies: no JSON, no decimal and no order object are
 made off the loop either.
+
+Compiled by mypyc in the compiled build; its record classes, declared with
+class keywords, live in ``paper.records`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -22,49 +25,13 @@ from typing import Any
 
 import msgspec
 
-from ult_actors.messages import Fill, Order
+from ult_actors.brokers.paper.records import CHANGE_TAG, Change, WorkingOrder
+from ult_actors.messages import Fill
 
+__all__ = ["CHANGE_TAG", "Change", "Rows", "WorkingOrder", "decode_change", "encode_change"]
 
-class WorkingOrder(msgspec.Struct, kw_only=True):
-    """An order at the paper venue plus the matching state the ``Order`` does not carry."""
-
-    order: Order
-    #: A stop or stop-limit whose stop price has been reached.
-    triggered: bool = False
-    #: Still travelling to the venue (``latency_ms``); not yet matched.
-    in_transit: bool = False
-    #: Commissions charged so far.
-    commission: Decimal = Decimal(0)
-
-
-#: The first field of every ``Change``: a change log of an earlier version is told apart by it.
-CHANGE_TAG = 3
 
 _encode = msgspec.msgpack.Encoder().encode
-
-
-class Change(msgspec.Struct, array_like=True, tag=CHANGE_TAG):
-    """One venue call's changes to one account as the writer's thread reads them back.
-
-    Decimals are the text the file stores; each order and fill is its msgpack,
-    the file's body, left as it is.
-    """
-
-    account: str
-    #: Each order the call changed, by id.
-    orders: dict[str, msgspec.Raw]
-    #: The ids of those that ended (the others are open).
-    ended: list[str]
-    fills: list[msgspec.Raw]
-    #: ``(symbol, qty, avg_price, realized_pl)`` of each holding the call moved.
-    holdings: list[tuple[str, str, str, str]]
-    #: ``(symbol, price)`` of each price moved since the last record.
-    prices: list[tuple[str, str]]
-    cash: str
-    created_at: int
-    next_order: int
-    next_fill: int
-
 
 decode_change = msgspec.msgpack.Decoder(Change).decode
 

@@ -21,6 +21,9 @@ order, then deletes them: replaying rows the file has already is harmless
 append and the delete leaves the file right after the replay. A record
 cut short (the disk filled during its write) ends the replay: its call
 failed, so nobody was told of it.
+
+Compiled by mypyc in the compiled build: the earlier versions' record
+classes, declared with class keywords, live in ``paper.records``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import msgspec
 
 from ult_actors import segment_log
 from ult_actors.brokers.paper.batch import Change, WorkingOrder, decode_change
+from ult_actors.brokers.paper.records import ObjectsRecord, RowsRecord
 from ult_actors.messages import Fill
 from ult_actors.segment_log import remove, segments
 
@@ -44,46 +48,13 @@ SEGMENT_BYTES = segment_log.SEGMENT_BYTES
 _encode = msgspec.msgpack.Encoder().encode
 
 
-class _ObjectsRecord(msgspec.Struct, array_like=True):
-    """A record as the version before wrote it: copies of the venue's objects.
-
-    Read only, so that a log left by a crash of that version is not lost on
-    an upgrade. Its decimals are read as the text the file stores.
-    """
-
-    account: str
-    orders: list[tuple[WorkingOrder, bool]]
-    fills: list[Fill]
-    holdings: list[tuple[str, str, str, str]]
-    prices: list[tuple[str, str]]
-    cash: str
-    created_at: int
-    next_order: int
-    next_fill: int
-    seq: int = 0
-
-
-class _RowsRecord(msgspec.Struct, array_like=True):
-    """A record as an earlier version wrote it: one venue call's rows for the file.
-
-    Read only, like ``_ObjectsRecord``.
-    """
-
-    seq: int
-    orders: list[tuple[str, str, str, int, bytes]]
-    fills: list[tuple[str, str, str, bytes]]
-    positions: list[tuple[str, str, str, str, str]]
-    prices: list[tuple[str, str, str]]
-    accounts: list[tuple[str, str, int, int, int]]
-
-
-_decode_objects = msgspec.msgpack.Decoder(_ObjectsRecord).decode
-_decode_rows = msgspec.msgpack.Decoder(_RowsRecord).decode
+_decode_objects = msgspec.msgpack.Decoder(ObjectsRecord).decode
+_decode_rows = msgspec.msgpack.Decoder(RowsRecord).decode
 _order_json = msgspec.json.Decoder(WorkingOrder).decode
 _fill_json = msgspec.json.Decoder(Fill).decode
 
 
-def _from_objects(record: _ObjectsRecord) -> Change:
+def _from_objects(record: ObjectsRecord) -> Change:
     return Change(
         account=record.account,
         orders={w.order.id: msgspec.Raw(_encode(w)) for w, _ in record.orders},
@@ -98,7 +69,7 @@ def _from_objects(record: _ObjectsRecord) -> Change:
     )
 
 
-def _from_rows(record: _RowsRecord) -> Change:
+def _from_rows(record: RowsRecord) -> Change:
     # A venue call staged its own account's rows, with exactly one account row.
     ((name, cash, created_at, next_order, next_fill),) = record.accounts
     return Change(

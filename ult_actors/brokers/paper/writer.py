@@ -84,16 +84,17 @@ class BatchWriter:
         #: Set to commit without waiting out the interval (someone waits, or closing).
         self._hurry = threading.Event()
         self._log: changelog.ChangeLog | None = None
-        self._thread: threading.Thread | None = None
+        # Not ``_thread``: mypyc names its C field ``__thread``, a keyword of C compilers.
+        self._worker: threading.Thread | None = None
         if self.keeps_rows and not _virtual_clock():
             try:
                 self._log = changelog.ChangeLog(store.path)
             except OSError as exc:
                 raise unusable_account(store.path, exc) from None
-            self._thread = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
-            self._thread.daemon = True
-            self._thread.start()
-            name_os_thread(self._thread)
+            self._worker = threading.Thread(target=self._work, name=f"paper-writer:{store.path}")
+            self._worker.daemon = True
+            self._worker.start()
+            name_os_thread(self._worker)
 
     def record(self, record: bytes) -> int:
         """Make ``record`` (``batch.encode_change``'s) survive a ``kill -9`` now and reach the
@@ -155,11 +156,11 @@ class BatchWriter:
         The log is deleted once the file has all of it; after a failure it stays,
         for the next open to replay.
         """
-        if self._thread is not None:
+        if self._worker is not None:
             self._jobs.put(None)
             self._hurry.set()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._thread.join)
+                await trio.to_thread.run_sync(self._worker.join)
         if self._log is not None:
             self._log.close()
             if self.failure is None and self.committed_seq == self.staged_seq:
