@@ -208,7 +208,10 @@ def apply_update(current: Order | None, new: Order) -> Order:
     """Merge ``new`` into ``current``; returns ``current`` itself when nothing changed."""
     if current is None:
         return new
-    if is_local_verdict(current) and new.id and new.status != "lost":
+    # Each field read once: compiled, reading a struct's field is an attribute look-up.
+    was, now = current.status, new.status
+    had, has = current.filled_qty, new.filled_qty
+    if is_local_verdict(current) and new.id and now != "lost":
         # The broker's record of an order we had given up on: it wins over our guess.
         return _replace(
             new,
@@ -217,44 +220,42 @@ def apply_update(current: Order | None, new: Order) -> Order:
             arrival_price=current.arrival_price,
             arrival_source=current.arrival_source,
         )
-    if current.status in _TERMINAL:
-        if new.status in _TERMINAL and new.status != current.status:
-            raise IllegalTransition(
-                f"order {current.client_order_id}: {current.status} is final, got {new.status}"
-            )
-        if new.filled_qty > current.filled_qty and new.status == current.status:
-            return _merge(current, new, current.status)
+    if was in _TERMINAL:
+        if now in _TERMINAL and now != was:
+            raise IllegalTransition(f"order {current.client_order_id}: {was} is final, got {now}")
+        if has > had and now == was:
+            return _merge(current, new, was)
         return current
-    filled = max(current.filled_qty, new.filled_qty)
-    if new.filled_qty < current.filled_qty and new.status not in _TERMINAL:
+    filled = max(had, has)
+    if has < had and now not in _TERMINAL:
         return current  # stale: an older report of fewer fills
-    if _RANK[new.status] < _RANK[current.status] and not (
-        current.status in _PENDING and new.status == "accepted"  # cancel / replace refused
+    if _RANK[now] < _RANK[was] and not (
+        was in _PENDING and now == "accepted"  # cancel / replace refused
     ):
-        if filled == current.filled_qty:
+        if filled == had:
             return current  # stale
         status = "partially_filled"
     else:
-        status = new.status
-    if status in _PENDING and filled > current.filled_qty:
+        status = now
+    if status in _PENDING and filled > had:
         status = "partially_filled" if filled < current.qty else "filled"
-    elif status == "accepted" and current.status in _PENDING and filled > 0:
+    elif status == "accepted" and was in _PENDING and filled > 0:
         status = "partially_filled"  # back to what it was: it had fills
     merged = _merge(current, new, status)
-    if status != current.status:
+    if status != was:
         return merged  # changed for sure: no field-by-field comparison
     return current if merged == current else merged
 
 
 def _merge(current: Order, new: Order, status: str) -> Order:
-    more_filled = new.filled_qty >= current.filled_qty
+    had, has = current.filled_qty, new.filled_qty  # each field read once (``apply_update``)
+    avg = current.avg_fill_price
     return _replace(
         current,
         id=new.id or current.id,
         status=status,
-        filled_qty=max(current.filled_qty, new.filled_qty),
-        avg_fill_price=(new.avg_fill_price if more_filled else current.avg_fill_price)
-        or current.avg_fill_price,
+        filled_qty=max(had, has),
+        avg_fill_price=(new.avg_fill_price if has >= had else avg) or avg,
         updated_at=max(current.updated_at, new.updated_at),
         reject_reason=new.reject_reason or current.reject_reason,
         outcome="definitive" if new.outcome == "definitive" else current.outcome,

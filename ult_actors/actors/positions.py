@@ -126,15 +126,16 @@ class PositionBook:
         key = (order.broker, order.symbol)
         paid = update.fill
         fees = ZERO
-        if (
-            paid is not None
-            and (paid.commission or paid.fees)
-            and self.fees_paid.add((order.broker, paid.fill_id))  # a tuple: no string built
-        ):
-            # Realized P&L is net of what trading cost; an execution's fees are paid once,
-            # whether its quantity came with it or with an earlier state of the order.
-            # (A free execution needs no remembering; a commission alone needs no sum.)
-            fees = paid.total_fees if paid.fees else paid.commission
+        if paid is not None:
+            commission, named = paid.commission, paid.fees  # each read once
+            if (commission or named) and self.fees_paid.add(
+                (order.broker, paid.fill_id)  # a tuple: no string built
+            ):
+                # Realized P&L is net of what trading cost; an execution's fees are paid
+                # once, whether its quantity came with it or with an earlier state of the
+                # order. (A free execution needs no remembering; a commission alone needs
+                # no sum.)
+                fees = paid.total_fees if named else commission
         new = self.applied.advance(order)
         if new is None:
             if fees:

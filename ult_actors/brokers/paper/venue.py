@@ -589,8 +589,10 @@ class PaperVenue:
         """Note ``working``'s new state (with ``fill``, the execution that made it) at ``ts``,
         the time the caller stamped it with: written and reported at the call's end."""
         order = working.order
-        # Its quantities, state or (through a fill) the position moved: so may its reserve.
-        self._reserve.pop(order.symbol, None)
+        # Its quantities, state or (through a fill) the position moved: so may its reserve
+        # (none kept, the usual case: no call).
+        if self._reserve:
+            self._reserve.pop(order.symbol, None)
         self._dirty[order.id] = working
         updates = self._updates
         # Kept as tuples until ``_commit`` reports them: most calls pass a state by.
@@ -666,8 +668,13 @@ class PaperVenue:
             self._unfiled.add(ended, self._fills, self.staged_seq)
         self.store.accounts.add(self.name)
         updates = _news(self._updates)
-        self._dirty, self._fills, self._updates = {}, [], []
-        self._dirty_prices, self._dirty_holdings = set(), set()
+        self._updates = []  # not cleared: ``updates`` may be this list
+        # Cleared, not built anew per call: what took them in (``_record``, ``Unfiled``)
+        # keeps none of them.
+        self._dirty.clear()
+        self._fills.clear()
+        self._dirty_prices.clear()
+        self._dirty_holdings.clear()
         for order, fill, ts in updates:
             try:
                 self.emit(OrderUpdate(order=order, fill=fill, ts=ts))
