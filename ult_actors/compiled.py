@@ -49,6 +49,8 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.store",
     "ult_actors.journal.seen",  # the fold's thread and each new submit's lacks()
     "ult_actors.journal.sqlite",  # not journal_event, running: see their docstrings
+    "ult_actors.logrender",  # the log writer's thread: a line's render holds the GIL
+    "ult_actors.logwriter",  # not logstats: its Struct takes class keywords
     "ult_actors.brokers.paper.batch",  # not paper.records: its Structs take class keywords
     "ult_actors.brokers.paper.changelog",
     "ult_actors.brokers.paper.writer",

@@ -17,84 +17,19 @@ byte and keeps its place among the others (one queue).
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, MutableMapping
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import msgspec
 import structlog
 
-from ult_actors.logwriter import DEFAULT_CAPACITY, LogWriter, Record, Render
-from ult_actors.secrets import MASK, Secret
+from ult_actors.logrender import Lines, Record
+from ult_actors.logrender import redact_secrets as redact_secrets
+from ult_actors.logwriter import DEFAULT_CAPACITY, InfoLines, LogWriter, Render
 
 EventDict = MutableMapping[str, Any]
-
-#: Keys whose values are always masked, at any depth of an event dict.
-SECRET_KEYS = frozenset(
-    {
-        "api_key",
-        "api_secret",
-        "secret",
-        "token",
-        "api_token",
-        "password",
-        "authorization",
-        "cookie",
-        "apca-api-key-id",
-        "apca-api-secret-key",
-        "key_id",
-        "secret_key",
-    }
-)
-
-
-#: Types that hold no secret-bearing parts: no need to look inside (exact types only).
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
-
-
-def _redact_value(value: Any) -> Any:
-    if type(value) in _PLAIN_TYPES:
-        return value
-    if isinstance(value, Secret):
-        return MASK if value else ""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if str(k).lower() in SECRET_KEYS else _redact_value(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    return value
-
-
-#: Top-level keys found not to be secret so far (bounded): a line's keys are nearly
-#: always the same few names.
-_NOT_SECRET: set[str] = set()
-_KEYS_REMEMBERED = 4096
-
-
-def redact_secrets(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """Mask values under secret-looking keys and every ``Secret``, recursively."""
-    if _NOT_SECRET.issuperset(event_dict) and _PLAIN_TYPES.issuperset(
-        map(type, event_dict.values())
-    ):
-        return event_dict  # the usual line: keys seen before, plain values (looked at in C)
-    for key, value in list(event_dict.items()):
-        if key.lower() in SECRET_KEYS:
-            event_dict[key] = MASK
-            continue
-        if len(_NOT_SECRET) < _KEYS_REMEMBERED:
-            _NOT_SECRET.add(key)
-        if type(value) not in _PLAIN_TYPES:
-            event_dict[key] = _redact_value(value)
-    return event_dict
 
 
 def configure_logging(
@@ -118,7 +53,7 @@ def configure_logging(
         previous.writer.close()
     writer = LogWriter(
         out,
-        _json_render() if use_json else _console_render(colors=out.isatty()),
+        Lines().json if use_json else _console_render(colors=out.isatty()),
         now=clock,
         capacity=capacity,
         threaded=use_json,
@@ -195,73 +130,25 @@ def info_line(log: Any) -> InfoLine:
         return lambda event, fields: log.info(event, **fields)
     if not log.is_enabled_for(logging.INFO):
         return _nothing
-    context: dict[str, Any] = log._context
-    hand_over, clock, copy_context = (
-        handover.writer.hand_over,
+    return InfoLines(
+        handover.writer,
+        log._context,
         handover.clock,
-        contextvars.copy_context,
-    )
-
-    def emit(event: str, fields: dict[str, Any]) -> None:
-        if processors[-1] is not _as_argument:  # the chain was swapped for another
-            log.info(event, **fields)
-            return
-        hand_over((context, fields, event, "info", clock(), copy_context()))
-
-    return emit
+        processors,
+        _as_argument,
+        lambda event, fields: log.info(event, **fields),
+    ).emit
 
 
 def _nothing(_event: str, _fields: dict[str, Any]) -> None:
     pass
 
 
-def _finish(record: EventDict) -> EventDict:
-    """What every renderer needs first: secrets masked, ISO UTC time, exception as text."""
-    if "exc_info" in record:  # first: redaction would turn its tuple into a list
-        record = structlog.processors.format_exc_info(None, "", record)
-    redact_secrets(None, "", record)
-    stamp = record.get("timestamp")
-    if isinstance(stamp, float):
-        record["timestamp"] = iso_utc(stamp)
-    return record
-
-
-_second_text: tuple[float, str] = (math.nan, "")
-
-
-def iso_utc(stamp: float) -> str:
-    """``stamp`` (epoch seconds) as ISO 8601 UTC with a ``Z``, to the microsecond (none
-    shown when it is 0), exactly as ``datetime.fromtimestamp(stamp, UTC).isoformat()``
-    rounds it; the date and time of day are formatted once per second."""
-    global _second_text
-    fraction, second = math.modf(stamp)
-    micros = round(fraction * 1e6)  # half to even, as datetime rounds
-    if micros >= 1_000_000:
-        second, micros = second + 1, micros - 1_000_000
-    elif micros < 0:
-        second, micros = second - 1, micros + 1_000_000
-    cached_second, text = _second_text
-    if second != cached_second:
-        text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
-        _second_text = (second, text)
-    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
-
-
-def _json_render() -> Render:
-    # Unknown types as their repr, as structlog's JSONRenderer does.
-    encode = msgspec.json.Encoder(enc_hook=repr).encode
-    pretty = msgspec.json.format
-
-    def render(record: Record) -> str:
-        return pretty(encode(_finish(record)), indent=0).decode() + "\n"
-
-    return render
-
-
 def _console_render(*, colors: bool) -> Render:
     console = structlog.dev.ConsoleRenderer(colors=colors)
+    finish = Lines().finish
 
     def render(record: Record) -> str:
-        return str(console(None, "", _finish(record))) + "\n"
+        return str(console(None, "", finish(record))) + "\n"
 
     return render

@@ -1,7 +1,7 @@
 """Log records handed over by the event loop, rendered and written by one thread.
 
 The loop thread only appends a record (a dict, or a ``Line``: a hot line's parts,
-made into the record here) to a bounded queue; a writer thread
+made into the record on the writer's thread) to a bounded queue; a writer thread
 takes whatever has piled up, renders each record to a line, writes them with
 one ``write`` and flushes. When the queue is full the record is dropped and
 counted rather than waiting for room: a slow or stuck log stream must never
@@ -17,6 +17,9 @@ piled up when the window ended; what the loop hands over while that write runs
 write, and a taking back of the GIL, each. So a line reaches the stream at most
 a window and one write's time after it was handed over.
 
+Compiled by mypyc (``compiled.py``), as is the render (``logrender.py``): both run
+holding the GIL, which the loop may be waiting for.
+
 A writer made with ``threaded=False`` renders and writes in the caller's thread
 (the console on a terminal, where a person reads along). After ``close`` every
 writer works that way, so lines logged during interpreter shutdown still appear.
@@ -25,26 +28,19 @@ writer works that way, so lines logged during interpreter shutdown still appear.
 from __future__ import annotations
 
 import atexit
-import contextvars
 import queue
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextvars import copy_context
 from typing import Any, TextIO
 
-import msgspec
-from structlog.contextvars import STRUCTLOG_KEY_PREFIX
-
+from ult_actors.logrender import Line, Record, record_of
+from ult_actors.logstats import LogStats
 from ult_actors.os_thread import name_os_thread
 
-#: One log record: the event dict as the loop's processors left it.
-Record = dict[str, Any]
-#: A hot line's parts, as handed over without structlog's layers: the bound logger's
-#: context, the call's fields, event, level, time (epoch seconds) and the caller's
-#: contextvars (the copy is O(1); they are looked through on the writer thread).
-Line = tuple[dict[str, Any], dict[str, Any], str, str, float, contextvars.Context]
 #: Turns one record into one line, newline included; runs on the writer thread.
 Render = Callable[[Record], str]
 
@@ -54,21 +50,6 @@ DEFAULT_CAPACITY = 8192
 DEFAULT_LINGER_S = 0.02
 #: Records one write takes at most, so a backlog reaches the stream in steady pieces.
 _BATCH = 512
-
-
-class LogStats(msgspec.Struct, frozen=True, kw_only=True):
-    """What a ``LogWriter`` has done so far."""
-
-    #: Records handed over (written inline included).
-    handed_over: int
-    #: Lines written to the stream.
-    written: int
-    #: Records dropped because the queue was full.
-    dropped: int
-    #: Lines lost because the stream refused them (closed, broken pipe).
-    write_failed: int
-    #: Records waiting for the writer thread.
-    pending: int
 
 
 class LogWriter:
@@ -109,21 +90,21 @@ class LogWriter:
         self._dropped = 0
         self._dropped_reported = 0
         self._write_failed = 0
-        self._inline = not threaded
+        self._in_caller = not threaded
         # Inline writes (console, after close) may come from several threads at once.
         self._write_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
         if threaded:
-            self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
-            self._thread.start()
-            name_os_thread(self._thread)
+            self._worker = threading.Thread(target=self._run, name="log-writer", daemon=True)
+            self._worker.start()
+            name_os_thread(self._worker)
             # A process that ends without calling close still writes what is queued.
             atexit.register(self.close)
 
     def hand_over(self, record: Record | Line) -> None:
         """Queue ``record`` for the writer thread, or drop and count it if the queue is full."""
         self._handed_over += 1
-        if self._inline:
+        if self._in_caller:
             self._write_batch([record])
         elif len(self._pending) >= self.capacity:
             self._dropped += 1
@@ -148,12 +129,12 @@ class LogWriter:
 
         True if everything queued was written in time.
         """
-        thread = self._thread
+        thread = self._worker
         if thread is None:
             return True
-        self._thread = None
+        self._worker = None
         atexit.unregister(self.close)
-        self._inline = True
+        self._in_caller = True
         self._stopping = True
         self._bell.put(None)
         thread.join(timeout)
@@ -216,18 +197,37 @@ class LogWriter:
             return self.render(_unrenderable_record(record, exc))
 
 
-def record_of(line: Line) -> Record:
-    """The record structlog's chain makes of the same call, keys in the same order:
-    context, fields, event, contextvars not already there, level, time."""
-    context, fields, event, level, stamp, variables = line
-    record = {**context, **fields}
-    record["event"] = event
-    for var in variables:
-        if var.name.startswith(STRUCTLOG_KEY_PREFIX) and variables[var] is not Ellipsis:
-            record.setdefault(var.name[len(STRUCTLOG_KEY_PREFIX) :], variables[var])
-    record["level"] = level
-    record["timestamp"] = stamp
-    return record
+class InfoLines:
+    """``emit(event, fields)`` hands ``writer`` an info line's parts (a ``Line``) on the
+    caller's thread: the bound ``context``, the time from ``clock`` and the caller's
+    contextvars. Once ``chain`` no longer ends with ``tail`` (structlog's processors,
+    swapped for others since), ``fallback(event, fields)`` logs the line instead."""
+
+    def __init__(
+        self,
+        writer: LogWriter,
+        context: dict[str, Any],
+        clock: Callable[[], Any],  # Any: the time passed on as given (``Line``)
+        chain: list[Any],
+        tail: object,
+        fallback: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self._writer = writer
+        self._context = context
+        self._clock = clock
+        self._chain = chain
+        self._tail = tail
+        self._fallback = fallback
+
+    def emit(self, event: str, fields: dict[str, Any]) -> None:
+        """Hand over the line ``log.info(event, **fields)`` writes; ``fields`` is the
+        writer's from now on."""
+        if self._chain[-1] is not self._tail:
+            self._fallback(event, fields)
+            return
+        self._writer.hand_over(
+            (self._context, fields, event, "info", self._clock(), copy_context())
+        )
 
 
 def _dropped_record(count: int, now: float) -> Record:

@@ -15,10 +15,11 @@ import trio
 import trio.testing
 
 from tests.journal.harness import fill, order, records_in_log, rows_in_file, rows_on_disk
+from tests.journal.test_append import sqlite_threads
 from tests.journal.test_full_disk import prepare
 from ult_actors import segment_log
 from ult_actors.journal.changelog import FillRow, LogRecord
-from ult_actors.journal.sqlite import open_sqlite_store
+from ult_actors.journal.sqlite import _ROUND, open_sqlite_store
 
 #: No fold unless hurried.
 NEVER = 3600.0
@@ -173,3 +174,30 @@ async def test_a_record_naming_an_order_carries_the_news_not_folded_yet(tmp_path
             "c-1": "accepted", "c-2": "pending_new", "c-1.r1": "pending_new", "c-3": "pending_new",
         }  # fmt: skip
         assert fills_in_file(path) == ["f-0"]
+
+
+async def test_a_large_fold_encodes_and_writes_its_news_a_round_at_a_time(tmp_path: Path) -> None:
+    """The fold's thread holds the GIL while it encodes the news and binds a statement's rows,
+    and lets go of it in each statement: a large fold writes one round of records (their
+    events, then their orders) before it encodes the next, so a request on the trio thread
+    waits for one round's Python at most, not for the whole fold's."""
+    path = tmp_path / "journal.db"
+    orders = 3 * _ROUND
+    async with open_sqlite_store(path, fold_interval_s=NEVER) as store:
+        seen = sqlite_threads(store)
+        with trio.fail_after(10):
+            for i in range(orders):
+                await store.record(order(f"c-{i}"), event="submit")
+                store.record_soon(order(f"c-{i}", "filled", oid=f"b-{i}"))
+                store.record_fill(fill(f"f-{i}", f"c-{i}"))
+            await store.in_file()  # one fold: 2 * orders records, orders fills
+    inserts = [
+        (statement.split()[statement.split().index("INTO") + 1], statement.count("), (") + 1)
+        for _, statement in seen
+        if statement.startswith("INSERT")
+    ]
+    assert max(rows for _, rows in inserts) == _ROUND
+    # Each round's events, then its orders (a submit and its fill's update: one row).
+    assert inserts == [("events", _ROUND), ("orders", _ROUND // 2)] * 6 + [("fills", _ROUND)] * 3
+    assert rows_in_file(path) == {f"c-{i}": "filled" for i in range(orders)}
+    assert len(fills_in_file(path)) == orders

@@ -64,10 +64,11 @@ LogRow = tuple[int, str, str, str, int, bytearray, str, str, str, int]
 #: One fill as logged, in the ``fills`` table's column order: broker, fill id,
 #: client order id, symbol, time, body (the msgpack ``Fill``, a ``bytearray`` too).
 FillRow = tuple[str, str, str, str, int, bytearray]
-#: Writes rows to the file in one transaction; ``probe``: with room to grow checked.
-Fold = Callable[[list[LogRow], list[FillRow], bool], None]
 #: One record as the store makes it: sequence number, event, time, the order's state.
 Record = tuple[int, str, int, Order]
+#: Writes rows to the file in one transaction; ``probe``: with room to grow checked. The
+#: brokers' news comes as it was handed over (a ``Record``, a ``Fill``): the fold encodes it.
+Fold = Callable[[list[LogRow | Record], list[FillRow | Fill], bool], None]
 
 _encoder = msgspec.msgpack.Encoder()
 _encode = _encoder.encode
@@ -315,8 +316,8 @@ class JournalLog:
     # -- the fold's thread -------------------------------------------------------------
 
     def _work(self) -> None:
-        rows: list[LogRow] = []
-        fills: list[FillRow] = []
+        rows: list[LogRow | Record] = []
+        fills: list[FillRow | Fill] = []
         memos: list[Any] = []
         news: list[Record] = []  # one memo for all of a fold's news
         closed: list[Path] = []
@@ -336,11 +337,12 @@ class JournalLog:
             for job in jobs:
                 if isinstance(job, tuple) and len(job) == 2:
                     item, handed = job
+                    # Encoded by the fold, a few at a time between its statements.
                     if isinstance(item, Fill):
-                        fills.append(fill_row(item))
+                        fills.append(item)
                     else:
                         news.append(item)
-                        rows.append(log_row(*item))
+                        rows.append(item)
                 elif isinstance(job, tuple):
                     logged, logged_fills, memo, appended = job
                     rows += logged
@@ -370,7 +372,12 @@ class JournalLog:
                 return
 
     def _fold_now(
-        self, rows: list[LogRow], fills: list[FillRow], closed: list[Path], *, probe: bool
+        self,
+        rows: list[LogRow | Record],
+        fills: list[FillRow | Fill],
+        closed: list[Path],
+        *,
+        probe: bool,
     ) -> BaseException | None:
         try:
             if rows or fills or probe:

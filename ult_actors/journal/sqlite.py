@@ -99,13 +99,12 @@ import contextlib
 import errno
 import fcntl
 import functools
-import operator
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -116,7 +115,15 @@ import trio
 from ult_actors import segment_log
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal import changelog
-from ult_actors.journal.changelog import FillRow, JournalLog, LogRow, fill_row, log_row, seq_of
+from ult_actors.journal.changelog import (
+    FillRow,
+    JournalLog,
+    LogRow,
+    Record,
+    fill_row,
+    log_row,
+    seq_of,
+)
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import FsyncRoute
@@ -169,6 +176,11 @@ _ADD_FILL = ManyRowInsert(
 )
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
+
+#: Records a fold writes a statement round (their ``events`` rows, then their orders'):
+#: the GIL is held from one round's statements to the next's (see ``_fold``). Smaller
+#: rounds shorten what a request waits for; each round costs a statement or two more.
+_ROUND = 32
 
 #: Events recorded just before an order (re)leaves for the broker. While the
 #: journal cannot be written they are refused: nothing leaves that is not on disk.
@@ -1043,18 +1055,26 @@ class SqliteStore:
             log.retry()
             self._ahead_error = None  # the file holds what the log held, durably
 
-    def _fold(self, rows: list[LogRow], fills: list[FillRow], probe: bool) -> None:
+    def _fold(
+        self, rows: Sequence[LogRow | Record], fills: Sequence[FillRow | Fill], probe: bool
+    ) -> None:
         """One transaction writing what the log holds into the tables (the fold's thread;
-        the replay at open)."""
+        the replay at open): the appended records (``LogRow``), and the brokers' news as it
+        was handed over (``Record``, ``Fill``), encoded here, a few at a time."""
         conn = self._wconn
         assert conn is not None
-        # Bodies are bound as the ``bytearray``s they were made as (``changelog.LogRow``).
-        events, latest = tables(rows)
+        kept, last = _kept(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _APPEND.run(conn, events)
-            _UPSERT.run(conn, latest)
-            _ADD_FILL.run(conn, fills)  # already in the table's column order
+            # A statement round at a time: the news's encodes and the binds hold the GIL,
+            # each statement's step lets go of it, so the trio thread waits at most for one
+            # round's Python (``_ROUND`` records), not for a whole fold's.
+            for start in range(0, len(kept), _ROUND):
+                events, latest = _table_rows(kept, last, start, start + _ROUND)
+                _APPEND.run(conn, events)
+                _UPSERT.run(conn, latest)
+            for start in range(0, len(fills), _ROUND):
+                _ADD_FILL.run(conn, [_fill_logged(f) for f in fills[start : start + _ROUND]])
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -1065,7 +1085,7 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
         # Off the trio thread, before the trio side drops these orders from ``_unwritten``.
-        self._seen.add_all(row[0] for row in latest)
+        self._seen.add_all(last)
 
     def _in_file(self, batches: list[list[_Row]]) -> None:
         """The file holds these batches now: memory need not keep them for it."""
@@ -1390,17 +1410,44 @@ def table_rows(
 def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
     ``rows`` (in any order) as one transaction writes them."""
-    events = []
-    latest: dict[str, tuple[Any, ...]] = {}
+    kept, last = _kept(rows)
+    return _table_rows(kept, last, 0, len(kept))
+
+
+def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[str, int]]:
+    """The records of ``rows`` (in any order) that ``events`` gets, by sequence number,
+    each run of an order's updates cut to its last (``_folded``); and each order's last
+    among them (its index), the one ``orders`` gets."""
     # By sequence number, not as they came: a submit still waiting for its append reaches
     # the fold after the news of it, and its older state must not replace the newer.
-    in_order = sorted(rows, key=seq_of)
-    for seq, coid, event, status, ts, body, oid, broker, _, updated_at in _folded(
-        in_order, _logged_order_and_event
-    ):
+    kept = _folded(sorted(rows, key=seq_of), _order_and_event_of)
+    last: dict[str, int] = {}
+    for i, row in enumerate(kept):
+        last[_order_and_event_of(row)[0]] = i
+    return kept, last
+
+
+def _table_rows(
+    kept: list[LogRow | Record], last: dict[str, int], start: int, stop: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``events`` and ``orders`` rows of ``kept[start:stop]`` (``_kept``), a news
+    record's body encoded here."""
+    events = []
+    latest = []
+    for i in range(start, min(stop, len(kept))):
+        row = kept[i]
+        seq, coid, event, status, ts, body, oid, broker, _, updated_at = (
+            log_row(*row) if len(row) == 4 else row
+        )
         events.append((seq, coid, event, ts, body))
-        latest[coid] = (coid, oid, broker, status, updated_at, seq, body)
-    return events, list(latest.values())
+        if last[coid] == i:
+            latest.append((coid, oid, broker, status, updated_at, seq, body))
+    return events, latest
+
+
+def _fill_logged(fill: FillRow | Fill) -> FillRow:
+    """A fill's row as the log holds it, encoding one handed over as news."""
+    return fill_row(fill) if isinstance(fill, Fill) else fill
 
 
 def _carries_news(order: Order, event: str) -> bool:
@@ -1416,8 +1463,11 @@ def _order_and_event(row: _Row) -> tuple[str, str]:
     return row[3].client_order_id, row[1]
 
 
-#: A ``LogRow``'s client order id and event (a C call per row, not a Python one).
-_logged_order_and_event: Callable[[LogRow], tuple[str, str]] = operator.itemgetter(1, 2)
+def _order_and_event_of(row: LogRow | Record) -> tuple[str, str]:
+    """A ``LogRow``'s or a news ``Record``'s client order id and event."""
+    if len(row) == 4:
+        return row[3].client_order_id, row[1]
+    return row[1], row[2]
 
 
 def _folded(rows: list[R], key: Callable[[R], tuple[str, str]]) -> list[R]:

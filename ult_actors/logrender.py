@@ -1,0 +1,169 @@
+"""Log records made into lines, on the log writer's thread: compiled (``compiled.py``).
+
+A line's render runs holding the GIL, so the loop waits for every microsecond of
+it that falls on an order's way: what runs here is kept to what a line needs and
+compiled by mypyc. ``Lines`` masks secrets, writes the time as ISO 8601 UTC and
+renders a record as one JSON object a line (msgspec, with the separators
+``json.dumps`` uses); ``record_of`` makes of a hot line's parts (``Line``) the
+record structlog's chain makes of the same call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+import structlog
+from structlog.contextvars import STRUCTLOG_KEY_PREFIX
+
+from ult_actors.secrets import MASK, Secret
+
+#: One log record: the event dict as the loop's processors left it.
+Record = dict[str, Any]
+#: A hot line's parts, as handed over without structlog's layers: the bound logger's
+#: context, the call's fields, event, level, time (epoch seconds, as the clock gave them:
+#: ``Any``, so compiled code passes an ``int`` on as one, as structlog's chain does) and
+#: the caller's contextvars (the copy is O(1); they are looked through on the writer thread).
+Line = tuple[dict[str, Any], dict[str, Any], str, str, Any, contextvars.Context]
+
+#: Keys whose values are always masked, at any depth of an event dict.
+SECRET_KEYS: Final = frozenset(
+    {
+        "api_key",
+        "api_secret",
+        "secret",
+        "token",
+        "api_token",
+        "password",
+        "authorization",
+        "cookie",
+        "apca-api-key-id",
+        "apca-api-secret-key",
+        "key_id",
+        "secret_key",
+    }
+)
+
+#: Types that hold no secret-bearing parts: no need to look inside (exact types only).
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+#: Top-level keys remembered as not secret, at most: a line's keys are nearly always
+#: the same few names.
+_KEYS_REMEMBERED: Final = 4096
+_PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
+
+
+def record_of(line: Line) -> Record:
+    """The record structlog's chain makes of the same call, keys in the same order:
+    context, fields, event, contextvars not already there, level, time."""
+    context, fields, event, level, stamp, variables = line
+    record = context.copy()
+    record.update(fields)
+    record["event"] = event
+    for var in variables:
+        name: str = var.name
+        if name.startswith(STRUCTLOG_KEY_PREFIX):
+            value = variables[var]
+            if value is not Ellipsis:
+                record.setdefault(name[_PREFIX_LENGTH:], value)
+    record["level"] = level
+    record["timestamp"] = stamp
+    return record
+
+
+def _redact_value(value: Any) -> Any:
+    if type(value) in _PLAIN_TYPES:
+        return value
+    if isinstance(value, Secret):
+        return MASK if value else ""
+    if isinstance(value, dict):
+        return {
+            k: (MASK if str(k).lower() in SECRET_KEYS else _redact_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def _redact(record: MutableMapping[str, Any], not_secret: set[str] | None) -> None:
+    """Mask, in place, values under secret-looking keys and every ``Secret``, recursively;
+    keys found not secret are added to ``not_secret`` (a bounded memory), if given."""
+    for key, value in list(record.items()):
+        if key.lower() in SECRET_KEYS:
+            record[key] = MASK
+            continue
+        if not_secret is not None and len(not_secret) < _KEYS_REMEMBERED:
+            not_secret.add(key)
+        if type(value) not in _PLAIN_TYPES:
+            record[key] = _redact_value(value)
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask values under secret-looking keys and every ``Secret``, recursively (a structlog
+    processor)."""
+    _redact(event_dict, None)
+    return event_dict
+
+
+class UtcText:
+    """Epoch seconds as ISO 8601 UTC text with a ``Z``, to the microsecond (none shown when
+    it is 0), exactly as ``datetime.fromtimestamp(stamp, UTC).isoformat()`` rounds it; the
+    date and time of day are formatted once per second and remembered."""
+
+    def __init__(self) -> None:
+        self._second = 0.5  # no whole second: nothing remembered yet
+        self._text = ""
+
+    def text(self, stamp: float) -> str:
+        """``stamp`` as ISO 8601 UTC text."""
+        second = float(int(stamp))  # towards zero, as math.modf; the difference is exact
+        micros = round((stamp - second) * 1e6)  # half to even, as datetime rounds
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:
+            second, micros = second - 1, micros + 1_000_000
+        if second != self._second:
+            self._text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+            self._second = second
+        if micros:
+            return f"{self._text}.{str(1_000_000 + micros)[1:]}Z"
+        return f"{self._text}Z"
+
+
+class Lines:
+    """Renders records: what every renderer needs first (``finish``), and JSON lines."""
+
+    def __init__(self) -> None:
+        self._utc = UtcText()
+        # Keys seen not to be secret; a record of those with plain values is left alone.
+        self._not_secret: set[str] = set()
+        # Unknown types as their repr, as structlog's JSONRenderer does.
+        self._encode: Callable[[Any], bytes] = msgspec.json.Encoder(enc_hook=repr).encode
+        self._format: Callable[..., bytes] = msgspec.json.format
+
+    def finish(self, record: Record) -> Record:
+        """Secrets masked, the time as ISO UTC text, an exception as text (``exc_info``)."""
+        if "exc_info" in record:  # first: redaction would turn its tuple into a list
+            record = dict(structlog.processors.format_exc_info(None, "", record))
+        not_secret = self._not_secret
+        for key, value in record.items():
+            kind = type(value)  # _PLAIN_TYPES, by identity: cheaper than a set's lookup
+            if key not in not_secret or not (
+                kind is str or kind is int or value is None or kind is float or kind is bool
+            ):
+                # Not the usual line (keys seen before, plain values): look at each.
+                _redact(record, not_secret)
+                break
+        stamp = record.get("timestamp")
+        if isinstance(stamp, float):
+            record["timestamp"] = self._utc.text(stamp)
+        return record
+
+    def json(self, record: Record) -> str:
+        """``record`` finished, as one JSON object and a newline (``json.dumps``' separators)."""
+        return self._format(self._encode(self.finish(record)), indent=0).decode() + "\n"
