@@ -41,29 +41,21 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import trio
 
 from ult_actors import segment_log
+from ult_actors.journal.log_record import FillRow as FillRow
+from ult_actors.journal.log_record import LogRecord as LogRecord
+from ult_actors.journal.log_record import LogRow as LogRow
 from ult_actors.messages import Fill, Order
 from ult_actors.os_thread import name_os_thread
 
 #: Most time between a batch being appended and its fold into the file.
 FOLD_INTERVAL_S = 0.02
 
-#: One record as logged, everything its table rows need: sequence number, client
-#: order id, event, status, time, body (the msgpack ``Order``), broker order id,
-#: broker, outcome, ``updated_at``. A body is a ``bytearray`` (as made, and as read back
-#: from the log): Python 3.11's sqlite3 binds one as a blob at once, where a ``bytes``
-#: parameter first looks for an adapter, raising and clearing an ``AttributeError``
-#: (~2,000 instructions a body, with the GIL held), and a copy into a ``bytearray`` at
-#: the fold cost ~1,000 more.
-LogRow = tuple[int, str, str, str, int, bytearray, str, str, str, int]
-#: One fill as logged, in the ``fills`` table's column order: broker, fill id,
-#: client order id, symbol, time, body (the msgpack ``Fill``, a ``bytearray`` too).
-FillRow = tuple[str, str, str, str, int, bytearray]
 #: One record as the store makes it: sequence number, event, time, the order's state.
 Record = tuple[int, str, int, Order]
 #: Writes rows to the file in one transaction; ``probe``: with room to grow checked. The
@@ -73,13 +65,9 @@ Fold = Callable[[list[LogRow | Record], list[FillRow | Fill], bool], None]
 _encoder = msgspec.msgpack.Encoder()
 _encode = _encoder.encode
 _encode_into = _encoder.encode_into
-
-
-class LogRecord(msgspec.Struct, array_like=True):
-    """One append: a batch's records and fills."""
-
-    rows: list[LogRow]
-    fills: list[FillRow]
+#: A body is encoded into this much room and cut to its length (an order's is ~350-500
+#: bytes): an empty ``bytearray`` grows step by step, ~1,200 instructions more a body.
+_BODY_ROOM: Final = 512
 
 
 _decode = msgspec.msgpack.Decoder(LogRecord).decode
@@ -87,8 +75,8 @@ _decode = msgspec.msgpack.Decoder(LogRecord).decode
 
 def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
     """One record as the log holds it."""
-    body = bytearray()
-    _encode_into(order, body)  # no dearer than ``encode`` to bytes
+    body = bytearray(_BODY_ROOM)
+    _encode_into(order, body)  # cheaper than ``encode`` to bytes, and bound as it is
     return (
         seq, order.client_order_id, event, order.status, ts, body, order.id,
         order.broker, order.outcome, order.updated_at,
@@ -97,7 +85,7 @@ def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
 
 def fill_row(fill: Fill) -> FillRow:
     """One fill as the log holds it."""
-    body = bytearray()
+    body = bytearray(_BODY_ROOM)
     _encode_into(fill, body)
     return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, body)
 
@@ -183,11 +171,12 @@ class JournalLog:
         self._hurry = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
         self._waiters: _Waiters = []
-        self._thread = threading.Thread(
+        # Not ``_thread``: compiled (mypyc), that attribute is a C field named ``__thread``.
+        self._fold_thread = threading.Thread(
             target=self._work, name=f"journal-fold:{path.name}", daemon=True
         )
-        self._thread.start()
-        name_os_thread(self._thread)
+        self._fold_thread.start()
+        name_os_thread(self._fold_thread)
 
     @property
     def segment(self) -> Path:
@@ -280,7 +269,7 @@ class JournalLog:
         file holds all of it (after a failed fold it stays, for the next open). Blocks."""
         self._jobs.put(None)
         self._hurry.set()
-        self._thread.join()
+        self._fold_thread.join()
         self._log.close()
         if self.failure is None:
             segment_log.remove(self._log.path)

@@ -48,6 +48,11 @@ class LogSyncer:
         self._fsync = fsync
         self._changed = threading.Condition()
         self._dirty: set[Path] = set()  # appended to since their last fsync
+        # Dirty sets taken by a round so far, and the segment last added to the one of
+        # ``_marked_in`` (``appended``'s check without hashing a ``Path``, a Python call).
+        self._taken = 0
+        self._marked: Path | None = None
+        self._marked_in = -1
         # The segments of the last round, kept open for the next (``sync_once`` only).
         self._open: dict[Path, int] = {}
         self._closing = False
@@ -55,23 +60,24 @@ class LogSyncer:
         #: journal refuses new orders meanwhile: what it appended may not reach the disk).
         self.syncs = 0
         self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._sync_thread = threading.Thread(target=self._work, name=name, daemon=True)
 
     def start(self) -> None:
         """Start the thread."""
-        self._thread.start()
-        name_os_thread(self._thread)
+        self._sync_thread.start()
+        name_os_thread(self._sync_thread)
 
     def appended(self, segment: Path) -> None:
         """Something was appended to ``segment``: fsync it within ``interval_s``."""
         # Already due (read without the lock, so that an append costs no lock but the first
-        # of a round's): a set seen holding it is swapped out, and fsynced, after this read.
-        if segment in self._dirty:
+        # of a round's): the set it was added to is taken, and fsynced, after this read.
+        if segment is self._marked and self._marked_in == self._taken:
             return
         with self._changed:
             if not self._dirty:
                 self._changed.notify()
             self._dirty.add(segment)
+            self._marked, self._marked_in = segment, self._taken
 
     def sync_once(self) -> bool:
         """Fsync every segment appended to since its last fsync; whether there were any
@@ -81,6 +87,7 @@ class LogSyncer:
                 return False
             # Taken before the fsyncs: an append that lands during them is fsynced next time.
             dirty, self._dirty = self._dirty, set()
+            self._taken += 1
         failed: list[Path] = []
         for segment in sorted(dirty):
             fd = self._open.get(segment)
@@ -127,8 +134,8 @@ class LogSyncer:
         with self._changed:
             self._closing = True
             self._changed.notify()
-        if self._thread.is_alive():
-            self._thread.join()
+        if self._sync_thread.is_alive():
+            self._sync_thread.join()
         self.sync_once()
         for fd in self._open.values():
             os.close(fd)
