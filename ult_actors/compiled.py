@@ -56,6 +56,11 @@ MODULES: tuple[str, ...] = (
     "ult_actors.brokers.paper.batch",  # not paper.records: its Structs take class keywords
     "ult_actors.brokers.paper.changelog",
     "ult_actors.brokers.paper.writer",
+    "ult_actors.client._requests",  # the client's: not _call, _event_stream (docstrings)
+    "ult_actors.client._connection",
+    "ult_actors.client._trio_socket",
+    "ult_actors.client._async",
+    "ult_actors.client._blocking",
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.

@@ -19,12 +19,12 @@ import anyio
 import anyio.abc
 
 from ult_actors.client import _event_stream
+from ult_actors.client._call import Call
 from ult_actors.client._connection import Connection
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
 from ult_actors.client._remote import remote_transport
 from ult_actors.client._requests import (
     UNSET,
-    Call,
     Number,
     Requests,
     Unset,

@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ult_actors.client._call import Call
 from ult_actors.client._errors import ConnectionLost, ServiceUnreachable
 from ult_actors.client._remote import remote_transport
 from ult_actors.client._requests import (
     EVENT_FRAMES,
     MAX_REPLY_BYTES,
     UNSET,
-    Call,
     Number,
     Requests,
     Unset,

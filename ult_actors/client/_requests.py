@@ -14,10 +14,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Final, Generic, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
+from ult_actors.client._call import Call
 from ult_actors.client._errors import OutcomeUnknown, SubscriptionLost
 from ult_actors.errors import BadRequest, Internal, InvalidOrder, Timeout, UltError, from_info
 from ult_actors.ipc.framing import ReplyCodec
@@ -70,7 +71,6 @@ from ult_actors.messages import (
 from ult_actors.validation import MAX_DECIMAL, PLAIN_DECIMAL, check_decimal, with_leg_ids
 
 R = TypeVar("R")
-T = TypeVar("T")
 #: What ``Requests._stamped`` stamps: anything with a deadline (and maybe a client order id).
 S = TypeVar("S", OrderRequest, ReplaceRequest, OrderListRequest)
 
@@ -98,8 +98,16 @@ UNSET: Final = Unset.UNSET
 EVENT_FRAMES = (EventMessage, SubscriptionDropped)
 
 
-def to_decimal(name: str, value: Number) -> Decimal:
+def to_decimal(name: str, value: object) -> Decimal:
     """A number argument as a ``Decimal``; ``InvalidOrder`` naming the field otherwise.
+
+    ``value`` is whatever the caller passed for a ``Number`` (a float, ``None``,
+    from code no type checker saw), so it is typed ``object``. Typed ``Number``,
+    mypy saw the refusal below reached by a bool alone, and compiled code casts
+    to what mypy sees: a float raised mypyc's "TypeError: bool object expected;
+    got float" instead. The public signatures keep ``Number`` for type checkers:
+    compiled, they check nothing (``Decimal`` is no class of mypyc's own, so the
+    union holds ``object``); tests/client/test_numbers.py holds both.
 
     Text must be a plain decimal (``PLAIN_DECIMAL``); the result is bounded as the
     service bounds it (``ult_actors.validation.check_decimal``), so a bad number is
@@ -356,17 +364,6 @@ def event_of(message: EventMessage | SubscriptionDropped) -> Event:
     if isinstance(message, SubscriptionDropped):
         raise SubscriptionLost(message.reason)
     return message.event
-
-
-class Call(msgspec.Struct, Generic[T], frozen=True):
-    """One request ready to send, and how its reply becomes the method's result.
-
-    Never encoded: it stays in the client (a Struct only because it is the
-    cheapest frozen record to make, and one is made per request).
-    """
-
-    request: Request
-    read: Callable[[Reply], T]
 
 
 def read_order(reply: Reply) -> Order:
