@@ -92,9 +92,12 @@ def extensions(argv: list[str]) -> tuple[list[Any], list[str]]:
     try:
         from mypyc.build import mypycify
     except ImportError:
-        # mypyc type-checks the program, so it needs the dependencies' types too.
+        # mypyc type-checks the program, so it needs the dependencies' types too: the
+        # optional clients' as well, since compiled modules import modules that use them
+        # (the client package its NATS transport, the journal package its PostgreSQL store).
         project = tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
-        return [], ["mypy>=1.10", *project["dependencies"]]
+        optional = project["optional-dependencies"]
+        return [], ["mypy>=1.10", *project["dependencies"], *optional["postgres"], *optional["nats"]]
     if not building:
         return [], []
     if "editable_wheel" in argv or "--inplace" in argv:
