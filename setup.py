@@ -97,7 +97,12 @@ def extensions(argv: list[str]) -> tuple[list[Any], list[str]]:
         # (the client package its NATS transport, the journal package its PostgreSQL store).
         project = tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
         optional = project["optional-dependencies"]
-        return [], ["mypy>=1.10", *project["dependencies"], *optional["postgres"], *optional["nats"]]
+        return [], [
+            "mypy>=1.10",
+            *project["dependencies"],
+            *optional["postgres"],
+            *optional["nats"],
+        ]
     if not building:
         return [], []
     if "editable_wheel" in argv or "--inplace" in argv:
