@@ -61,6 +61,7 @@ MODULES: tuple[str, ...] = (
     "ult_actors.client._trio_socket",
     "ult_actors.client._async",
     "ult_actors.client._blocking",
+    "ult_actors.sqlite_insert",  # the fold's and the paper writer's statements, every round
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.

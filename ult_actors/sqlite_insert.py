@@ -17,7 +17,6 @@ clearing an ``AttributeError`` each time (~2k instructions a parameter).
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 from typing import Any
 
@@ -50,6 +49,11 @@ class ManyRowInsert:
         while left:
             while size > left:
                 size //= 2
-            conn.execute(self.sql(size), tuple(itertools.chain.from_iterable(rows[at : at + size])))
+            # One list of every row's parameters: ``extend`` copies a row's at once, where a
+            # chain of the rows made into a tuple steps through them one by one.
+            params: list[Any] = []
+            for row in rows[at : at + size]:
+                params.extend(row)
+            conn.execute(self.sql(size), params)
             at += size
             left -= size
