@@ -127,12 +127,25 @@ _UPSERT_ORDER = ManyRowInsert(
     " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body",
 )
 _INSERT_FILL = ManyRowInsert("INSERT INTO fills (account, fill_id, order_id, body)", 4)
+# Updated in place (``ON CONFLICT ... DO UPDATE``), not ``INSERT OR REPLACE``: a replace
+# deletes the row and its key's index entry and inserts both anew, where an update
+# rewrites the row alone (its key is the same). Every commit writes each of these rows.
 _UPSERT_POSITION = ManyRowInsert(
-    "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, realized_pl)", 5
+    "INSERT INTO positions (account, symbol, qty, avg_price, realized_pl)",
+    5,
+    " ON CONFLICT(account, symbol) DO UPDATE SET qty = excluded.qty,"
+    " avg_price = excluded.avg_price, realized_pl = excluded.realized_pl",
 )
-_UPSERT_PRICE = ManyRowInsert("INSERT OR REPLACE INTO prices (account, symbol, price)", 3)
+_UPSERT_PRICE = ManyRowInsert(
+    "INSERT INTO prices (account, symbol, price)",
+    3,
+    " ON CONFLICT(account, symbol) DO UPDATE SET price = excluded.price",
+)
 _UPSERT_ACCOUNT = ManyRowInsert(
-    "INSERT OR REPLACE INTO accounts (name, cash, created_at, next_order, next_fill)", 5
+    "INSERT INTO accounts (name, cash, created_at, next_order, next_fill)",
+    5,
+    " ON CONFLICT(name) DO UPDATE SET cash = excluded.cash, created_at = excluded.created_at,"
+    " next_order = excluded.next_order, next_fill = excluded.next_fill",
 )
 
 
