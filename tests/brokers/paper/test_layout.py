@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from tests.brokers.paper.test_shared_file import buy, kept, placed, rows, streaming
+from ult_actors.brokers.paper.batch import Rows, decode_change, encode_change
 from ult_actors.brokers.paper.store import LAYOUT, PaperStore, reset_store
 from ult_actors.errors import ConfigError
 from ult_actors.messages import Fill, Order
@@ -31,6 +32,9 @@ CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, qty TEXT NO
 CREATE TABLE prices (account TEXT NOT NULL, symbol TEXT NOT NULL, price TEXT NOT NULL,
                      PRIMARY KEY (account, symbol));
 """
+
+#: The tables with one row per account (and symbol), which every commit writes again.
+_ROW_TABLES = ("accounts", "positions", "prices")
 
 
 def _order(name: str, n: int, *, status: str, filled: int = 0) -> Order:
@@ -157,3 +161,34 @@ def test_a_file_of_a_later_layout_is_refused_and_left_as_it_is(tmp_path: Path) -
     with pytest.raises(ConfigError, match="later version"):
         reset_store(str(path), "desk")  # not deleted whole as an unreadable file would be
     assert path.exists() and _layout(path) == LAYOUT + 1
+
+
+def test_an_accounts_rows_written_by_later_commits_hold_the_latest_state_once(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "paper.db")
+    store = PaperStore(path, first_account="p")
+    try:
+        for n, (qty, price, cash) in enumerate([(1, "10.5", "990"), (3, "11", "968")], start=1):
+            rows = Rows()
+            record = encode_change(
+                "p", {}, [], [], [("AAPL", Decimal(qty), Decimal("10.75"), Decimal(n))],
+                [("AAPL", Decimal(price))], (Decimal(cash), 7, n + 1, n + 1),
+            )  # fmt: skip
+            rows.add(decode_change(record), n)
+            store.commit(rows)
+        snap = store.load("p")
+        assert (snap.cash, snap.created_at, snap.next_order, snap.next_fill) == (
+            Decimal("968"), 7, 3, 3,
+        )  # fmt: skip
+        holding = snap.holdings["AAPL"]
+        assert (holding.qty, holding.realized_pl) == (Decimal(3), Decimal(2))
+        assert snap.prices == {"AAPL": Decimal("11")}
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in _ROW_TABLES]
+    finally:
+        conn.close()
+    assert counts == [1, 1, 1]  # one row per key, written over
