@@ -107,7 +107,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
 import trio
@@ -176,6 +176,11 @@ _ADD_FILL = ManyRowInsert(
 )
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
+
+#: The fold's rows are the appended records (``LogRow``: ten items, encoded) and the
+#: brokers' news as it was handed over (``Record``: four, encoded by the fold): their
+#: length tells them apart (and narrows a row's type to one of them, for mypy).
+_NEWS_ITEMS: Final = 4
 
 #: Records a fold writes a statement round (their ``events`` rows, then their orders'):
 #: the GIL is held from one round's statements to the next's (see ``_fold``). Smaller
@@ -1416,14 +1421,28 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
 
 def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[str, int]]:
     """The records of ``rows`` (in any order) that ``events`` gets, by sequence number,
-    each run of an order's updates cut to its last (``_folded``); and each order's last
-    among them (its index), the one ``orders`` gets."""
+    each run of an order's updates cut to its last (as ``_folded`` cuts them); and each
+    order's last among them (its index), the one ``orders`` gets."""
+    kept: list[LogRow | Record] = []
+    last: dict[str, int] = {}
+    # Where each order's run of updates at the end of ``kept`` so far is (``_folded``'s
+    # rule, in the same pass as ``last``: each row's keys read once, by a direct call,
+    # not through ``_folded``'s ``key``, a call through Python's protocol per row).
+    runs: dict[str, int] = {}
     # By sequence number, not as they came: a submit still waiting for its append reaches
     # the fold after the news of it, and its older state must not replace the newer.
-    kept = _folded(sorted(rows, key=seq_of), _order_and_event_of)
-    last: dict[str, int] = {}
-    for i, row in enumerate(kept):
-        last[_order_and_event_of(row)[0]] = i
+    for row in sorted(rows, key=seq_of):
+        coid, event = _order_and_event_of(row)
+        if event == "update":
+            at = runs.get(coid)
+            if at is not None:
+                kept[at] = row  # the later state wins, at the earlier's place (still its last)
+                continue
+            runs[coid] = len(kept)
+        else:
+            runs.pop(coid, None)
+        last[coid] = len(kept)
+        kept.append(row)
     return kept, last
 
 
@@ -1435,10 +1454,12 @@ def _table_rows(
     events = []
     latest = []
     for i in range(start, min(stop, len(kept))):
-        row = kept[i]
-        seq, coid, event, status, ts, body, oid, broker, _, updated_at = (
-            log_row(*row) if len(row) == 4 else row
-        )
+        # Read as a tuple of anything: compiled, a typed row would be unboxed (each item's
+        # type checked, its integers converted) only to be boxed again into the table rows.
+        logged: tuple[Any, ...] = kept[i]
+        if len(logged) == _NEWS_ITEMS:
+            logged = log_row(*logged)  # the brokers' news, encoded here
+        seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
         events.append((seq, coid, event, ts, body))
         if last[coid] == i:
             latest.append((coid, oid, broker, status, updated_at, seq, body))
@@ -1465,9 +1486,11 @@ def _order_and_event(row: _Row) -> tuple[str, str]:
 
 def _order_and_event_of(row: LogRow | Record) -> tuple[str, str]:
     """A ``LogRow``'s or a news ``Record``'s client order id and event."""
-    if len(row) == 4:
-        return row[3].client_order_id, row[1]
-    return row[1], row[2]
+    # Read as a tuple of anything, as in ``_table_rows``: no unboxing of a typed row.
+    items: tuple[Any, ...] = row
+    if len(items) == _NEWS_ITEMS:
+        return items[3].client_order_id, items[1]
+    return items[1], items[2]
 
 
 def _folded(rows: list[R], key: Callable[[R], tuple[str, str]]) -> list[R]:
