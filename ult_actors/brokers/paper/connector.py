@@ -258,7 +258,8 @@ class PaperConnector:
             raise
         finally:
             del self._claims[coid]
-        return SubmitAnswer(order, tuple(news))
+        # Not ``SubmitAnswer(...)``: a named tuple's ``__new__`` is Python code, run per order.
+        return tuple.__new__(SubmitAnswer, (order, tuple(news)))
 
     async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
         """``submit``, with the order's updates of the call in the answer (``AnswersWithNews``):
