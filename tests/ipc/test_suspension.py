@@ -1,25 +1,27 @@
-"""``finish``: a coroutine whose first step was taken by hand (as the connection takes
-a lone request's answer) and suspended runs on in the caller's task as if awaited."""
+"""``run_noting_suspension``: a coroutine awaited in the caller's task, told apart by
+whether it waited."""
 
 from __future__ import annotations
-
-from collections.abc import Coroutine
-from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from ult_actors.ipc.suspension import finish
+from ult_actors.ipc.suspension import run_noting_suspension
 
 
-def _first_step(coro: Coroutine[Any, Any, None]) -> Any:
-    """What ``coro`` yielded to the scheduler as it first suspended (the connection's
-    ``answer.send(None)``)."""
-    return coro.send(None)
+async def test_a_coroutine_that_does_not_wait_runs_to_its_end_unnoticed() -> None:
+    done: list[str] = []
+    noted: list[str] = []
+
+    async def quick() -> None:
+        done.append("quick")
+
+    assert await run_noting_suspension(quick(), lambda: noted.append("suspended"))
+    assert done == ["quick"] and noted == []
 
 
-async def test_a_coroutine_that_suspended_runs_to_its_end_in_the_caller() -> None:
+async def test_a_coroutine_that_waits_is_noted_once_as_it_first_suspends() -> None:
     events: list[str] = []
     gate = trio.Event()
 
@@ -37,11 +39,9 @@ async def test_a_coroutine_that_suspended_runs_to_its_end_in_the_caller() -> Non
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(open_gate)
-        coro = slow()
-        signal = _first_step(coro)
-        events.append("suspended")
-        await finish(coro, signal)
-    assert events == ["before", "suspended", "gate", "between", "after"]
+        finished_at_once = await run_noting_suspension(slow(), lambda: events.append("noted"))
+    assert not finished_at_once
+    assert events == ["before", "noted", "gate", "between", "after"]
 
 
 async def test_a_waiting_coroutine_is_cancelled_like_one_awaited_directly() -> None:
@@ -61,8 +61,7 @@ async def test_a_waiting_coroutine_is_cancelled_like_one_awaited_directly() -> N
     async with trio.open_nursery() as nursery:
         with trio.CancelScope() as scope:
             nursery.start_soon(cancel_when_waiting, scope)
-            coro = waits_forever()
-            await finish(coro, _first_step(coro))
+            await run_noting_suspension(waits_forever(), lambda: None)
     assert scope.cancelled_caught
     assert seen == [trio.Cancelled]
 
@@ -72,6 +71,5 @@ async def test_an_error_raised_after_a_wait_reaches_the_caller() -> None:
         await trio.lowlevel.checkpoint()
         raise ValueError("broken")
 
-    coro = fails()
     with pytest.raises(ValueError, match="broken"):
-        await finish(coro, _first_step(coro))
+        await run_noting_suspension(fails(), lambda: None)

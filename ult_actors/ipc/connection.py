@@ -50,7 +50,7 @@ from ult_actors.ipc.framing import FrameReader, FrameTooLarge, RequestCodec
 from ult_actors.ipc.gateway import Gateway
 from ult_actors.ipc.outbox import Outbox, OutboxBudget
 from ult_actors.ipc.peercred import PeerCredentials
-from ult_actors.ipc.suspension import finish
+from ult_actors.ipc.suspension import run_noting_suspension
 from ult_actors.ipc.taskpool import TaskPool
 from ult_actors.messages import (
     ErrorReply,
@@ -208,17 +208,12 @@ class Connection:
             if len(untaken) > 1:
                 self._tasks.hand(_READ)
                 return True
-            # The answer's first step taken here: StopIteration is an answer that did not
-            # wait (most); one that waits hands the reading on before this task waits.
-            answer = self._answer(untaken.popleft())
-            try:
-                signal = answer.send(None)
-            except StopIteration:
-                continue
-            self._tasks.hand(_READ)
-            await finish(answer, signal)
-            return True  # take what was read meanwhile
+            if not await run_noting_suspension(self._answer(untaken.popleft()), self._hand_reading):
+                return True  # take what was read meanwhile
         return False
+
+    def _hand_reading(self) -> None:
+        self._tasks.hand(_READ)
 
     async def _take(self) -> None:
         """Answer the requests read and not yet taken, one after another, while another

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Generator
+from typing import Final
 
 import msgspec
 
@@ -18,6 +19,8 @@ from ult_actors.errors import BadRequest
 from ult_actors.messages import Reply, Request
 
 HEADER = struct.Struct(">I")
+#: ``HEADER.size``, a constant compiled code reads without an attribute lookup.
+_HEADER_SIZE: Final = 4
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 
 
@@ -68,12 +71,12 @@ class FrameReader:
         buf = self._buf
         start = self._start
         left = len(buf) - start
-        if left >= HEADER.size:
+        if left >= _HEADER_SIZE:
             (size,) = HEADER.unpack_from(buf, start)
             if size > self.max_frame_bytes:
                 raise FrameTooLarge(size, self.max_frame_bytes)
-            if left - HEADER.size >= size:
-                body = start + HEADER.size
+            if left - _HEADER_SIZE >= size:
+                body = start + _HEADER_SIZE
                 end = self._start = body + size
                 return bytes(buf[body:end])
         if start:  # every complete frame taken: drop them now, not at the next read

@@ -1,26 +1,34 @@
-"""Finish, in the calling task, a coroutine that was stepped by hand and suspended.
+"""Run a coroutine in the calling task and learn whether it had to wait.
 
 The connection's reading task answers what it read and only hands the reading on
 to another task if an answer waits (``connection.py``): most answers finish in
 the step that read their request, and then the same task reads the next one, a
-task wake-up fewer. It learns which by taking the answer's first step itself
-(``coro.send(None)``: ``StopIteration`` is an answer that did not wait), in
-compiled code, where a generator around every answer cost a lone request an
-interpreted frame; one that suspended is handed here to run to its end.
+task wake-up fewer. ``run_noting_suspension`` is how it learns, at the moment
+the answer first gives the scheduler back its turn, that it is waiting.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 
 @types.coroutine
-def finish(coro: Coroutine[Any, Any, None], signal: Any) -> Generator[Any, Any, None]:
-    """Await the rest of ``coro``, whose first step (taken by the caller) suspended it
-    yielding ``signal``: the rest runs as if ``coro`` was awaited directly, what the
-    scheduler sends or throws in is passed on to it."""
+def run_noting_suspension(
+    coro: Coroutine[Any, Any, None], on_suspend: Callable[[], None]
+) -> Generator[Any, Any, bool]:
+    """Await ``coro`` in this task; True if it finished without suspending once.
+
+    If it suspends, ``on_suspend`` is called before the task gives up its turn
+    (once), and the rest of ``coro`` runs as if awaited directly: what the
+    scheduler sends or throws in is passed on to it.
+    """
+    try:
+        signal = coro.send(None)
+    except StopIteration:
+        return True
+    on_suspend()
     while True:
         try:
             sent = yield signal
@@ -28,9 +36,9 @@ def finish(coro: Coroutine[Any, Any, None], signal: Any) -> Generator[Any, Any, 
             try:
                 signal = coro.throw(exc)
             except StopIteration:
-                return
+                return False
         else:
             try:
                 signal = coro.send(sent)
             except StopIteration:
-                return
+                return False
