@@ -61,6 +61,7 @@ MODULES: tuple[str, ...] = (
     "ult_actors.client._trio_socket",
     "ult_actors.client._async",
     "ult_actors.client._blocking",
+    "ult_actors.brokers.paper.connector",  # answer_now, price: called per order
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.
