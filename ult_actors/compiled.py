@@ -61,6 +61,7 @@ MODULES: tuple[str, ...] = (
     "ult_actors.client._trio_socket",
     "ult_actors.client._async",
     "ult_actors.client._blocking",
+    "ult_actors.journal.changelog",  # not journal.log_record: its Struct takes class keywords
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.
