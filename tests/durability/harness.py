@@ -72,13 +72,15 @@ def config(tmp: Path) -> ServiceConfig:
 
 
 @asynccontextmanager
-async def running(cfg: ServiceConfig, venue: FakeVenue) -> AsyncIterator[Service]:
+async def running(
+    cfg: ServiceConfig, venue: FakeVenue, reconcile: ReconcilePolicy = FAST
+) -> AsyncIterator[Service]:
     svc = build_service(
         cfg,
         env={},
         rng=random.Random(7),
         connector_factories={"fake": lambda: FlakyConnector("fake", venue)},
-        reconcile=FAST,
+        reconcile=reconcile,
     )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(20):

@@ -280,3 +280,56 @@ async def test_a_child_that_cannot_start_fails_its_supervisor_naming_it(
     assert "child journal failed to start" in str(gave_up)
     assert isinstance(gave_up.cause, OSError)
     assert later_started == []  # siblings that may depend on it never start
+
+
+def fails_as_it_stops(stops: list[str]) -> Any:
+    """A child with a task of its own that fails as the child is stopped (a broker whose
+    connection drops just then): its error comes out beside the stop's ``Cancelled``."""
+
+    async def start(ctx: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            ctx.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                stops.append("stop")
+                raise ConnectionError("connection lost while stopping")
+
+    return start
+
+
+async def test_a_child_failing_as_it_is_stopped_does_not_fail_the_shutdown(
+    autojump_clock: Any,
+) -> None:
+    probe, stops = Probe(), []
+    children = [
+        ChildSpec(id="a", start=probe.body("a")),
+        ChildSpec(id="broker", start=fails_as_it_stops(stops)),
+    ]
+    sup = Supervisor("root", children, backoff=FAST, rng=random.Random(2))
+    async with trio.open_nursery() as nursery:
+        await start_tree(nursery, sup)
+        nursery.cancel_scope.cancel()
+    assert stops == ["stop"]
+    assert probe.events[-1] == ("a", "stop")  # the shutdown went on past it
+    assert [sup.child(c).health.state for c in ("a", "broker")] == ["stopped"] * 2
+
+
+async def test_a_sibling_failing_as_it_is_stopped_for_a_restart_is_restarted_too(
+    autojump_clock: Any,
+) -> None:
+    probe, stops = Probe(), []
+    children = [
+        ChildSpec(id="a", start=probe.body("a")),
+        ChildSpec(id="broker", start=fails_as_it_stops(stops)),
+    ]
+    sup = Supervisor("root", children, strategy="one_for_all", backoff=FAST, rng=random.Random(2))
+    async with trio.open_nursery() as nursery:
+        await start_tree(nursery, sup)
+        probe.crash("a")
+        await probe.wait_starts("a", 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert stops == ["stop"]
+        assert [sup.child(c).health.state for c in ("a", "broker")] == ["running"] * 2
+        nursery.cancel_scope.cancel()

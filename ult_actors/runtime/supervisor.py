@@ -363,8 +363,11 @@ class Supervisor:
                 child.scope = scope
                 try:
                     await spec.start(ctx)
-                except Exception as exc:  # a crash; Cancelled and KeyboardInterrupt pass
-                    error = _unwrap(exc)
+                except* Exception as crash:  # Cancelled and KeyboardInterrupt pass
+                    # A crash, or a task's error beside the Cancelled of a stop (a
+                    # connection lost just then): the exit's error either way, never
+                    # the supervisor's, which would fail the shutdown or the restart.
+                    error = _unwrap(crash)
         finally:
             if spec.mailbox is not None:
                 spec.mailbox.requeue_in_flight(error or RuntimeError("actor stopped"))

@@ -102,6 +102,33 @@ async def until_filled(events: Subscription[Event], coid: str) -> list[OrderUpda
     return updates
 
 
+async def until_filled_and_in_step(events: Subscription[Event], coid: str) -> list[OrderUpdate]:
+    """The order updates seen until a fill of ``coid`` and then the IB connection ``ready``.
+
+    The connector hands the gap's fill on before it reports the stream started, and
+    the broker actor reconciles before it opens its gate: the fill reaches the
+    subscribers while the connection is still ``resyncing``. A test that goes on at
+    the fill raced that reconciliation (an order refused, ``resyncing`` seen, at load
+    10-13); the connection's own ``ready`` ends the wait instead.
+    """
+    updates: list[OrderUpdate] = []
+    filled = ready = False
+    with trio.fail_after(BOUND):
+        while not ready:  # the batch's updates after ``ready`` are kept too
+            for event in await events.receive_batch():
+                if isinstance(event, OrderUpdate):
+                    updates.append(event)
+                    filled = filled or (event.order.client_order_id == coid and bool(event.fill))
+                elif (
+                    isinstance(event, ConnectionStateChanged)
+                    and event.broker == "ib"
+                    and event.state == "ready"
+                ):
+                    assert filled, f"the gate reopened before {coid}'s fill was applied"
+                    ready = True
+    return updates
+
+
 async def risk_lets_a_sell_of(svc: Service, qty: Decimal) -> OrderReply:
     """A sell of ``qty`` AAPL in ``reducing`` mode, which risk lets through only if its own
     book holds that long (else ``RiskRejected``): sent and waited for."""
@@ -155,7 +182,7 @@ async def test_a_fill_during_a_gap_reaches_the_books_once_before_the_gate_reopen
                 with trio.fail_after(BOUND):
                     await answered.wait()  # refused at once: no TWS involved
             sim.faults.silent = False  # TWS answers again: reconnect, resync, gate opens
-        updates = await until_filled(events, "gap-1")
+        updates = await until_filled_and_in_step(events, "gap-1")
         await positions(svc)  # a round trip through the (ready) actor: anything more came by now
         updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
 
@@ -281,7 +308,7 @@ async def test_a_fill_whose_application_crashed_the_broker_actor_is_applied_once
         with trio.fail_after(BOUND):
             await restarting(events)
         sim.faults.silent = False
-        updates = await until_filled(events, "crash-1")
+        updates = await until_filled_and_in_step(events, "crash-1")
         await positions(svc)  # a round trip through the (ready) actor: anything more came by now
         updates += [e for e in events.drain() if isinstance(e, OrderUpdate)]
         assert len(crashes) == 1

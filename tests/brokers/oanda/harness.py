@@ -66,6 +66,18 @@ async def connected(
         yield connector, log
 
 
+async def delivered_everything(cursor: TransactionCursor, sim: OandaSimulator) -> None:
+    """Until the connection moving ``cursor`` has delivered every transaction ``sim`` has.
+
+    A test that makes the stream miss something arms its fault after this: until then
+    the stream may still owe a transaction, and a heartbeat naming it ahead of its line
+    starts a catch-up fetch, which hears of whatever the venue does meanwhile.
+    """
+    with trio.fail_after(15):
+        while cursor.last_id != int(sim.book.last_id):
+            await trio.sleep(0.01)
+
+
 def resting_buy(client_order_id: str) -> OrderRequest:
     """1,000 EUR_USD bought at 1.00000 (good till cancelled): rests at the simulator's prices."""
     return OrderRequest(

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.brokers.oanda.harness import resting_buy, running_sim, sell_exit, settings_for
+from tests.brokers.oanda.harness import (
+    delivered_everything,
+    resting_buy,
+    running_sim,
+    sell_exit,
+    settings_for,
+)
+from ult_actors.brokers.oanda import stream
+from ult_actors.brokers.oanda.stream import TransactionCursor
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import AuthFailed, NotReplaceable
 from ult_actors.messages import (
@@ -95,8 +103,18 @@ def test_ult_submit_wait_fills_at_the_simulator_and_ult_positions_shows_it(
 
 
 async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cursors: list[TransactionCursor] = []
+
+    class Watched(TransactionCursor):
+        """The cursors the registry makes, for the test to watch."""
+
+        def __init__(self, last_id: int | None = None) -> None:
+            super().__init__(last_id)
+            cursors.append(self)
+
+    monkeypatch.setattr(stream, "TransactionCursor", Watched)
     async with running_sim(heartbeat_s=0.1) as sim:
         settings = settings_for(sim, stale_after_s=1.0)
         cfg = ServiceConfig(
@@ -115,6 +133,10 @@ async def test_a_silent_stream_restarts_the_actor_and_the_fill_it_missed_arrives
             limit = resting_buy("svc-gap-1")
             reply = await svc.gateway.handle(Submit(id=1, order=limit))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
+            # The registry's one cursor. A fetch still in flight when the stream is muted
+            # heard of the fill before the restart (at load 12-17).
+            [cursor] = cursors
+            await delivered_everything(cursor, sim)
 
             # The stream's connection stays up but says nothing more (a new one would work).
             sim.arm(Fault(kind="stream_mute"))

@@ -26,7 +26,13 @@ from tests.brokers.harness import (
     until_state,
     watch_connection,
 )
-from tests.brokers.oanda.harness import ACCOUNT, resting_buy, running_sim, settings_for
+from tests.brokers.oanda.harness import (
+    ACCOUNT,
+    delivered_everything,
+    resting_buy,
+    running_sim,
+    settings_for,
+)
 from ult_actors.brokers.base import Connector
 from ult_actors.brokers.oanda.connector import OandaConnector
 from ult_actors.brokers.oanda.stream import Deliver, TransactionCursor, TransactionFeed
@@ -89,13 +95,9 @@ async def test_a_fill_while_the_stream_is_silent_is_applied_once_before_orders_g
             reply = await svc.gateway.handle(Submit(id=1, order=resting_buy("gap-rest")))
             assert isinstance(reply, OrderReply) and reply.order.status == "accepted"
             events = watch_connection(svc.bus)
-            # The stream may still owe the order's own transaction, and a heartbeat ahead of
-            # it starts a fetch: one still in flight when the faults are armed hears of the
-            # fill (it did on a loaded machine). So they are armed once the connection has
-            # delivered every transaction there is.
-            with trio.fail_after(15):
-                while cursor.last_id != int(sim.book.last_id):
-                    await trio.sleep(0.01)
+            # A fetch still in flight when the faults are armed hears of the fill (it did on
+            # a loaded machine).
+            await delivered_everything(cursor, sim)
 
             sim.arm(Fault(kind="silent"))
             sim.arm(
