@@ -110,6 +110,7 @@ from ult_actors.recent import Recent
 from ult_actors.report.arrival import ArrivalPrices, venue_fetch, venue_quotes
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 from ult_actors.runtime.direct import StepEntry
+from ult_actors.runtime.pubsub import AfterReply
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,10 @@ class _BrokerIncarnation:
         )
         #: A venue that hands back an order's news of its submit call with the answer.
         self._with_news = self.connector if isinstance(self.connector, AnswersWithNews) else None
+        #: Whose reply a plain step's events may wait for (``_begin_step``).
+        self.after_reply = AfterReply.of_this_run()
+        #: A plain step runs whose asker writes its reply next: its events wait for it.
+        self._events_after_reply = False
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
         #: Emulated order lists change one at a time (a release or a peer cancel each).
@@ -452,7 +457,7 @@ class _BrokerIncarnation:
             if execution is not None and merged is not None:
                 # The state came first (in the submit reply); the execution still
                 # belongs on the fills stream, once.
-                self.deps.bus.publish(
+                self._publish(
                     OrderUpdate(
                         order=merged, fill=execution, ts=self.deps.now_ns(), fill_only=True
                     )
@@ -463,13 +468,20 @@ class _BrokerIncarnation:
         # Not waited for: the order already left, and restart reconciliation asks the
         # broker about any order whose news a crash kept from the disk.
         store.record_soon(merged)
-        self.deps.bus.publish(
-            OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns())
-        )
+        self._publish(OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns()))
         if merged.leg is not None and merged.leg.emulated:
             self._count_emulated(merged)
             self.nursery.start_soon(self._react, merged)
         return merged
+
+    def _publish(self, event: OrderUpdate) -> None:
+        """Publish an order's update; from a plain step whose asker writes its reply
+        next, once that reply is written (risk's and positions' folds, the
+        subscribers' queues: the client reads its reply meanwhile)."""
+        if self._events_after_reply:
+            self.after_reply.publish(self.deps.bus, event)
+        else:
+            self.deps.bus.publish(event)
 
     def _adopted(self, order: Order) -> Order:
         """An order this service never sent (no journal record, no submit running): adopt it.
@@ -1033,7 +1045,12 @@ class _BrokerIncarnation:
                 except UltError as exc:
                     rest = self._send(request, coid, known, True, exc, sent_at)
                 else:
-                    placed = self._answered(store, order, news, known)
+                    # No wait from here to the reply: its events may wait for its write.
+                    self._events_after_reply = self.after_reply.holds()
+                    try:
+                        placed = self._answered(store, order, news, known)
+                    finally:
+                        self._events_after_reply = False
         except BaseException as exc:
             self._over(coid)
             if not isinstance(exc, UltError):

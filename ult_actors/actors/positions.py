@@ -447,6 +447,8 @@ class _Positions:
                     nursery.start_soon(self.sync, name)
 
     async def handle(self, env: Envelope[GetPositions]) -> None:
+        # An order's events held for its reply (``AfterReply``): the book takes them first.
+        self.deps.bus.release_held()
         broker = env.msg.broker
         asked = [broker] if broker in self.first_pull else list(self.first_pull)
         with trio.move_on_after(_FIRST_PULL_WAIT_S):

@@ -521,6 +521,7 @@ class _Risk:
         raise RuntimeError(f"risk fell behind the event stream: {self.events.dropped_reason}")
 
     async def handle(self, env: Envelope[RiskCommand]) -> None:
+        self.deps.bus.release_held()  # an order held for its reply (``AfterReply``) counts
         state = self.state
         try:
             match env.msg:
@@ -580,6 +581,7 @@ class _Risk:
 
     def admit(self, request: OrderRequest, deadline: float) -> None:
         """Check a new order (sent within ``deadline``, trio time); count it open if it passes."""
+        self.deps.bus.release_held()  # an order held for its reply (``AfterReply``) counts
         state = self.state
         now_ns = self.deps.now_ns()
         if not state.day_starts_ns <= now_ns < state.day_ends_ns:

@@ -61,7 +61,7 @@ from ult_actors.messages import (
     Subscribe,
     SubscriptionDropped,
 )
-from ult_actors.runtime.pubsub import Subscription
+from ult_actors.runtime.pubsub import AfterReply, Subscription
 
 _READ_SIZE = 1 << 16
 #: Tasks a connection keeps parked for its next requests (see ``taskpool.py``): a
@@ -337,6 +337,9 @@ class Connection:
         # in flight: no other reply is coming to share its write.
         outbox = self.outbox
         outbox.put(self.codec.encode(reply), now=self._in_flight == 1)
+        # The events its step held for the reply (risk's and positions' folds, the
+        # subscribers' queues) go out now, before this task takes another request.
+        AfterReply.of_this_run().written()
         if outbox.queued_bytes > self.max_queued_bytes:
             self._enforce_limits()
         self._in_flight -= 1

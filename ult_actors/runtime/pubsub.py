@@ -11,13 +11,20 @@ order's path costs each subscriber (risk, positions, an IPC client) one
 wake-up per scheduler round rather than one per event. A subscriber that
 only folds events into state it owns can take them with no wake-up at all,
 in the publisher's step (``Subscription.fold_inline``).
+
+An order's step run in the task of the connection that asked may hold its
+events until that task has written the order's reply (``AfterReply``): the
+folds and the subscribers' queues then cost the client nothing, as it reads
+its reply meanwhile. Nothing sees the state without them: the task releases
+them before it yields, and whatever reads what they change takes them first
+(a publish, a subscriber's read, risk's check, a positions query).
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -94,6 +101,7 @@ class Subscription(Generic[E]):
 
     async def _wait(self) -> None:
         """Until an event is queued; ``trio.EndOfChannel`` if none will be."""
+        self._bus.release_held()  # held for a reply: out before anyone waits for them
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._queue:
             if self._closed:
@@ -113,6 +121,7 @@ class Subscription(Generic[E]):
 
     def drain(self) -> list[E]:
         """Every event waiting to be read, without waiting for more."""
+        self._bus.release_held()
         out = list(self._queue)
         self._queue.clear()
         return out
@@ -137,6 +146,9 @@ class EventBus(Generic[E]):
         #: Per event type published, its subscribers (dropped when subscribers change).
         self._routes: dict[type[E], tuple[Subscription[E], ...]] = {}
         self.published = 0
+        #: Events published while the task that published them writes a reply: they go
+        #: out once it is written (``AfterReply``), or before anything could read them.
+        self._held: list[E] = []
 
     def subscribe(
         self,
@@ -154,6 +166,27 @@ class EventBus(Generic[E]):
 
     def publish(self, event: E) -> None:
         """Offer ``event`` to every subscriber that accepts it; never blocks."""
+        if self._held:  # in order: the events held for a reply first
+            self.release_held()
+        self._deliver(event)
+
+    def hold(self, event: E) -> None:
+        """Publish ``event`` once ``release_held`` is called, with the others held, in order.
+
+        Only for ``AfterReply.publish``, which sees that it is called before the
+        current task yields."""
+        self._held.append(event)
+
+    def release_held(self) -> None:
+        """Publish the events held (``hold``) now, in the order they came (if any are:
+        whatever reads the state they change calls this first)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        for event in held:
+            self._deliver(event)
+
+    def _deliver(self, event: E) -> None:
         self.published += 1
         kind = type(event)
         route = self._routes.get(kind)
@@ -188,3 +221,59 @@ class EventBus(Generic[E]):
         if sub in self._subscribers:
             self._subscribers.remove(sub)
             self._routes.clear()
+
+
+class AfterReply:
+    """Which task writes a reply to a client next, so that an order's events can wait
+    for that reply (one per trio run: ``of_this_run``).
+
+    A connection calls ``written`` after it writes each reply. Its task is then
+    the writer, and an order's step run in it (direct entry: the broker's step
+    runs in the asker's task) may publish through ``publish``: the events are
+    held until the task's next ``written``, which comes before the task yields
+    (a request's answer ends in its reply). Any other task publishes at once,
+    as off the request path (a stream report, a test calling actors) nothing
+    writes a reply after the step. Should the task yield first all the same (a
+    cancel), whatever reads what the events change takes them first
+    (``EventBus.publish``, a subscriber's read, risk's check, a positions query).
+    """
+
+    __slots__ = ("_holding", "_writer")
+
+    def __init__(self) -> None:
+        self._writer: trio.lowlevel.Task | None = None
+        #: The buses holding events for the writer's reply.
+        self._holding: list[EventBus[Any]] = []
+
+    @classmethod
+    def of_this_run(cls) -> AfterReply:
+        """The one of the current trio run, made on first use."""
+        try:
+            return _AFTER_REPLY.get()
+        except LookupError:
+            after = cls()
+            _AFTER_REPLY.set(after)
+            return after
+
+    def holds(self) -> bool:
+        """Whether the current task writes a reply after its step (``publish`` holds)."""
+        return trio.lowlevel.current_task() is self._writer
+
+    def publish(self, bus: EventBus[E], event: E) -> None:
+        """Publish ``event`` on ``bus`` once the current task's reply is written; only
+        when ``holds`` said so, in the same task step."""
+        if bus not in self._holding:
+            self._holding.append(bus)
+        bus.hold(event)
+
+    def written(self) -> None:
+        """The current task wrote a reply: publish what its step held; its next steps
+        may hold theirs too."""
+        self._writer = trio.lowlevel.current_task()
+        if self._holding:
+            holding, self._holding = self._holding, []
+            for bus in holding:
+                bus.release_held()
+
+
+_AFTER_REPLY: trio.lowlevel.RunVar[AfterReply] = trio.lowlevel.RunVar("ult_after_reply")
