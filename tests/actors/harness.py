@@ -109,6 +109,11 @@ def exact_paper_settings(**overrides: Any) -> PaperSettings:
     )
 
 
+class PatchablePaper(PaperConnector):
+    """The real paper connector as an interpreted class, whose methods a test may replace
+    (``monkeypatch.setattr``): the compiled build's ``PaperConnector`` refuses that."""
+
+
 @asynccontextmanager
 async def paper_service(
     tmp_path: Path,
@@ -135,7 +140,7 @@ async def paper_service(
         path = str(tmp_path / f"paper-{name}.db")
 
         def make() -> Connector:
-            connector = PaperConnector(
+            connector = PatchablePaper(
                 name,
                 settings.__class__(
                     **{

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.actors.harness import NOW_NS, journaled, paper_service, submit
+from tests.actors.harness import NOW_NS, PatchablePaper, journaled, paper_service, submit
 from tests.full_disk import FullLogDisk
 from ult_actors.actors.commands import CancelOrder
 from ult_actors.brokers.base import SubmitAnswer
@@ -75,7 +75,7 @@ def _watch_submits(monkeypatch: pytest.MonkeyPatch, then: Then = _plain) -> Send
         tasks.append((trio.lowlevel.current_task(), request.client_order_id))
         return await then(len(tasks) - 1, real, self, request)
 
-    monkeypatch.setattr(PaperConnector, "submit_answer", watched)
+    monkeypatch.setattr(PatchablePaper, "submit_answer", watched)
     return tasks
 
 
@@ -99,7 +99,7 @@ def _watch_plain_submits(
         tasks.append((trio.lowlevel.current_task(), request.client_order_id))
         return then(len(tasks) - 1, real)(self, request, validated)
 
-    monkeypatch.setattr(PaperConnector, "answer_now", watched)
+    monkeypatch.setattr(PatchablePaper, "answer_now", watched)
     return tasks
 
 

@@ -339,7 +339,7 @@ class Connection:
         outbox.put(self.codec.encode(reply), now=self._in_flight == 1)
         # The events its step held for the reply (risk's and positions' folds, the
         # subscribers' queues) go out now, before this task takes another request.
-        AfterReply.of_this_run().written()
+        AfterReply.of_this_run().written(at_once=self._in_flight == 1)
         if outbox.queued_bytes > self.max_queued_bytes:
             self._enforce_limits()
         self._in_flight -= 1

@@ -227,15 +227,16 @@ class AfterReply:
     """Which task writes a reply to a client next, so that an order's events can wait
     for that reply (one per trio run: ``of_this_run``).
 
-    A connection calls ``written`` after it writes each reply. Its task is then
-    the writer, and an order's step run in it (direct entry: the broker's step
-    runs in the asker's task) may publish through ``publish``: the events are
-    held until the task's next ``written``, which comes before the task yields
-    (a request's answer ends in its reply). Any other task publishes at once,
-    as off the request path (a stream report, a test calling actors) nothing
-    writes a reply after the step. Should the task yield first all the same (a
-    cancel), whatever reads what the events change takes them first
-    (``EventBus.publish``, a subscriber's read, risk's check, a positions query).
+    A connection calls ``written`` after it writes each reply. A task whose reply
+    went out at once (a lone request's) is then the writer, and an order's step
+    run in it (direct entry: the broker's step runs in the asker's task) may
+    publish through ``publish``: the events are held until the task's next
+    ``written``, which comes before the task yields (a request's answer ends in
+    its reply). Any other task publishes at once, as off the request path (a
+    stream report, a test calling actors) nothing writes a reply after the
+    step. Should the task yield first all the same (a cancel), whatever reads
+    what the events change takes them first (``EventBus.publish``, a
+    subscriber's read, risk's check, a positions query).
     """
 
     __slots__ = ("_holding", "_writer")
@@ -257,7 +258,8 @@ class AfterReply:
 
     def holds(self) -> bool:
         """Whether the current task writes a reply after its step (``publish`` holds)."""
-        return trio.lowlevel.current_task() is self._writer
+        writer = self._writer
+        return writer is not None and trio.lowlevel.current_task() is writer
 
     def publish(self, bus: EventBus[E], event: E) -> None:
         """Publish ``event`` on ``bus`` once the current task's reply is written; only
@@ -266,14 +268,21 @@ class AfterReply:
             self._holding.append(bus)
         bus.hold(event)
 
-    def written(self) -> None:
-        """The current task wrote a reply: publish what its step held; its next steps
-        may hold theirs too."""
-        self._writer = trio.lowlevel.current_task()
+    def written(self, *, at_once: bool) -> None:
+        """The current task wrote a reply (``at_once``: to the socket, as a lone request's
+        is): publish what its step held. If it went out at once, the task's next steps
+        may hold theirs too; replies queued together (a window) go out later anyway,
+        and holding would only cost."""
         if self._holding:
+            # Held by the writer's step, so (but for a cancel between) this is the
+            # writer: it stays one without asking trio which task this is.
             holding, self._holding = self._holding, []
             for bus in holding:
                 bus.release_held()
+            if not at_once:
+                self._writer = None
+        else:
+            self._writer = trio.lowlevel.current_task() if at_once else None
 
 
 _AFTER_REPLY: trio.lowlevel.RunVar[AfterReply] = trio.lowlevel.RunVar("ult_after_reply")

@@ -46,11 +46,11 @@ from ult_actors.sim.ib import TwsSimulator
 async def service(
     sim: TwsSimulator, tmp_path: Path, on_unavailable: Literal["hold", "refuse"] = "hold"
 ) -> AsyncIterator[Service]:
-    # A silent TWS is noticed after half a second and an unanswered probe; reconnects are
-    # tried quickly. The probe is given 1 s: every quiet half second after the gap sends
-    # one, and a 0.2 s wait for its answer (the simulator runs in this process) ran out on
-    # a machine loaded to 20, dropping the connection again after the gap.
-    ib = settings(sim.port, stale_after_s=0.5, probe_timeout_s=1.0, connect_timeout_s=0.5)
+    # A silent TWS is noticed after a quiet second and an unanswered probe; reconnects are
+    # tried quickly. The probe is given 1 s (its wait is at most stale_after_s): a 0.2 s
+    # wait for its answer (the simulator runs in this process) ran out on a machine
+    # loaded to 20, dropping the connection again after the gap.
+    ib = settings(sim.port, stale_after_s=1.0, probe_timeout_s=1.0, connect_timeout_s=0.5)
     cfg = ServiceConfig(
         service=ServiceSection(default_broker="ib", state_dir=str(tmp_path)),
         brokers=[

@@ -35,7 +35,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 import trio
@@ -62,6 +62,7 @@ from ult_actors.messages import (
     Position,
     ReplaceRequest,
 )
+from ult_actors.mypyc_hints import mypyc_attr
 
 __all__ = ["PaperConnector", "reset_paper_state"]
 
@@ -78,11 +79,17 @@ def reset_paper_state(path: str, account: str | None = None) -> bool:
     return reset_store(path, account)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class PaperConnector:
-    """The connector protocol onto a ``PaperVenue`` (see ``ult_actors.brokers.base``)."""
+    """The connector protocol onto a ``PaperVenue`` (see ``ult_actors.brokers.base``).
 
-    #: Every order list is the venue's own (``SupportsOrderLists``).
-    native_contingencies: frozenset[Contingency] = frozenset({"bracket", "oco", "oto"})
+    Compiled in the compiled build (its per-order calls: ``answer_now``, ``price``);
+    open to interpreted subclasses, as tests' and the chaos bench's are.
+    """
+
+    #: Every order list is the venue's own (``SupportsOrderLists``). A class variable:
+    #: compiled, an instance attribute would hide a subclass's own from compiled code.
+    native_contingencies: ClassVar[frozenset[Contingency]] = frozenset({"bracket", "oco", "oto"})
 
     def __init__(
         self,
@@ -251,7 +258,8 @@ class PaperConnector:
             raise
         finally:
             del self._claims[coid]
-        return SubmitAnswer(order, tuple(news))
+        # Not ``SubmitAnswer(...)``: a named tuple's ``__new__`` is Python code, run per order.
+        return tuple.__new__(SubmitAnswer, (order, tuple(news)))
 
     async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
         """``submit``, with the order's updates of the call in the answer (``AnswersWithNews``):

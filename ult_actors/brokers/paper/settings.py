@@ -157,4 +157,6 @@ def start_prices(settings: PaperSettings) -> dict[str, Decimal]:
 
 def trades_symbol(settings: PaperSettings, symbol: str) -> bool:
     """Whether the paper venue trades ``symbol`` (``symbols``, or ``["*"]`` for any)."""
-    return ANY_SYMBOL in settings.symbols or symbol in settings.symbols
+    # ``symbol`` first: asked per order (arrival prices), and the scan for a listed one
+    # stops where it is found; ``"*"`` first scanned the whole list every time.
+    return symbol in settings.symbols or ANY_SYMBOL in settings.symbols
