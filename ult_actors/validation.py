@@ -30,10 +30,11 @@ from ult_actors.messages import (
     ReplaceRequest,
 )
 
-# Upper-case tickers and FX pairs: AAPL, BRK.B, EUR_USD, BTC/USD.
-SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9]{0,11}([._/-][A-Z0-9]{1,11})?$")
+# Upper-case tickers and FX pairs: AAPL, BRK.B, EUR_USD, BTC/USD. Both are used with
+# ``fullmatch``: ``$`` also matched before a trailing newline ("AAPL\n" passed).
+SYMBOL_RE = re.compile(r"[A-Z][A-Z0-9]{0,11}(?:[._/-][A-Z0-9]{1,11})?")
 # Printable ASCII without spaces; brokers limit the length (Alpaca 128, IB orderRef).
-CLIENT_ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,48}$")
+CLIENT_ORDER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,48}")
 
 _TIFS_BY_TYPE: dict[str, frozenset[str]] = {
     "market": frozenset({"day", "gtc", "ioc", "fok", "opg", "cls"}),
@@ -96,7 +97,7 @@ def check_decimal(value: Decimal, field: str) -> None:
 
 def validate_symbol(symbol: str) -> None:
     """Raise ``InvalidOrder`` (field ``symbol``) unless ``symbol`` is a well-formed symbol."""
-    if not SYMBOL_RE.match(symbol):
+    if not SYMBOL_RE.fullmatch(symbol):
         raise InvalidOrder(
             f"symbol {symbol!r} is not a valid symbol (upper-case, e.g. AAPL or EUR_USD)",
             field="symbol",
@@ -106,7 +107,7 @@ def validate_symbol(symbol: str) -> None:
 def validate_order(req: OrderRequest) -> None:
     """Raise ``InvalidOrder`` if ``req`` breaks a broker-independent rule."""
     # Run on every order: the checks that pass are inlined, the helpers kept for the messages.
-    if not SYMBOL_RE.match(req.symbol):
+    if not SYMBOL_RE.fullmatch(req.symbol):
         validate_symbol(req.symbol)
     check_decimal(req.qty, "qty")
     limit_price, stop_price, order_type = req.limit_price, req.stop_price, req.type
@@ -137,7 +138,7 @@ def validate_order(req: OrderRequest) -> None:
             "extended_hours needs a limit order with time_in_force day", field="extended_hours"
         )
     coid = req.client_order_id
-    if coid is not None and not CLIENT_ORDER_ID_RE.match(coid):
+    if coid is not None and not CLIENT_ORDER_ID_RE.fullmatch(coid):
         validate_client_id(coid, "client_order_id")
 
 
@@ -164,7 +165,7 @@ def with_leg_ids(request: OrderListRequest, new_id: Callable[[], str]) -> OrderL
 
 def validate_client_id(value: str | None, field: str) -> None:
     """Raise ``InvalidOrder`` naming ``field`` unless ``value`` is ``None`` or a usable id."""
-    if value is not None and not CLIENT_ORDER_ID_RE.match(value):
+    if value is not None and not CLIENT_ORDER_ID_RE.fullmatch(value):
         raise InvalidOrder(
             f"{field} must be 1-48 characters of letters, digits and . _ : -", field=field
         )

@@ -59,6 +59,9 @@ def test_an_order_within_every_rule_passes(terms: dict[str, Any]) -> None:
         ({"extended_hours": True}, "extended_hours", "needs a limit order"),
         ({"client_order_id": "has space"}, "client_order_id", "1-48 characters"),
         ({"client_order_id": "x" * 49}, "client_order_id", "1-48 characters"),
+        # A trailing newline is no part of a symbol or an id (a regex's ``$`` let it by).
+        ({"symbol": "AAPL\n"}, "symbol", "'AAPL\\n' is not a valid symbol"),
+        ({"client_order_id": "abc\n"}, "client_order_id", "1-48 characters"),
     ],
 )
 def test_an_order_breaking_a_rule_is_refused_naming_its_field(

@@ -69,3 +69,16 @@ def test_a_consumer_that_stops_early_gets_the_rest_on_the_next_feed() -> None:
     assert next(batch) == b"p0"
     batch.close()  # stopped at a limit: p0 is taken, p1 and p2 wait
     assert list(reader.feed(b"")) == [b"p1", b"p2"]
+
+
+def test_take_hands_out_a_frame_a_call_and_keeps_a_part_for_the_next_add() -> None:
+    reader = FrameReader(max_frame_bytes=16)
+    first, second = frame(b"one"), frame(b"two")
+    reader.add(first + second[:5])  # a whole frame and a header with a byte of body
+    assert reader.take() == b"one"
+    assert reader.take() is None
+    assert reader.buffered == 5
+    reader.add(second[5:] + (17).to_bytes(4, "big"))
+    assert reader.take() == b"two"
+    with pytest.raises(FrameTooLarge, match="frame of 17 bytes"):
+        reader.take()

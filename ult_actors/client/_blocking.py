@@ -480,7 +480,9 @@ class Client:
         if not data:
             raise self._lost("the service closed the connection")
         try:
-            for payload in self._frames.feed(data):
+            frames = self._frames
+            frames.add(data)
+            while (payload := frames.take()) is not None:
                 reply = self._codec.decode(payload)
                 if isinstance(reply, EVENT_FRAMES):
                     self._events.append(reply)

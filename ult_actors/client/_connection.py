@@ -302,7 +302,9 @@ class Connection:
                     return  # woken at a deadline: the reader looks again at what it waits for
             if not data:
                 raise anyio.EndOfStream
-            for payload in self._frames.feed(data):
+            frames = self._frames
+            frames.add(data)
+            while (payload := frames.take()) is not None:
                 self._take(self._codec.decode(payload))
         except anyio.EndOfStream:
             self._lost(ConnectionLost(self.socket_path, "the service closed the connection"))

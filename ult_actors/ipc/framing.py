@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Generator
+from typing import Final
 
 import msgspec
 
@@ -18,6 +19,8 @@ from ult_actors.errors import BadRequest
 from ult_actors.messages import Reply, Request
 
 HEADER = struct.Struct(">I")
+#: ``HEADER.size``, a constant compiled code reads without an attribute lookup.
+_HEADER_SIZE: Final = 4
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 
 
@@ -31,39 +34,62 @@ class FrameTooLarge(Exception):
 
 
 class FrameReader:
-    """Accumulates received bytes and yields complete frame payloads."""
+    """Accumulates received bytes and hands out complete frame payloads.
 
-    __slots__ = ("_buf", "max_frame_bytes")
+    ``add`` then ``take`` until it returns ``None`` is the server's way, a call each
+    and no generator per read (a generator's run and close cost a lone request ~5k
+    instructions compiled); ``feed`` does both for a ``for`` loop.
+    """
+
+    __slots__ = ("_buf", "_start", "max_frame_bytes")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
+        #: Where the first frame not yet taken begins in ``_buf`` (the frames before
+        #: it are dropped once ``take`` has none left, or by the next ``add``).
+        self._start = 0
 
     @property
     def buffered(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
-        return len(self._buf)
+        """Bytes received but not yet part of a complete frame taken."""
+        return len(self._buf) - self._start
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        """Add ``data`` after the bytes buffered; ``take`` hands out its frames."""
+        buf = self._buf
+        if self._start:
+            del buf[: self._start]
+            self._start = 0
+        buf += data
+
+    def take(self) -> bytes | None:
+        """The next complete payload, or ``None`` until more bytes are added.
+
+        Raises ``FrameTooLarge`` when the next header announces more than the limit.
+        """
+        buf = self._buf
+        start = self._start
+        left = len(buf) - start
+        if left >= _HEADER_SIZE:
+            (size,) = HEADER.unpack_from(buf, start)
+            if size > self.max_frame_bytes:
+                raise FrameTooLarge(size, self.max_frame_bytes)
+            if left - _HEADER_SIZE >= size:
+                body = start + _HEADER_SIZE
+                end = self._start = body + size
+                return bytes(buf[body:end])
+        if start:  # every complete frame taken: drop them now, not at the next read
+            del buf[:start]
+            self._start = 0
+        return None
 
     def feed(self, data: bytes | bytearray | memoryview) -> Generator[bytes, None, None]:
-        """Add ``data``; yield each payload now complete, in order."""
-        buf = self._buf
-        buf += data
-        start = 0
-        end = len(buf)
-        try:
-            while end - start >= HEADER.size:
-                (size,) = HEADER.unpack_from(buf, start)
-                if size > self.max_frame_bytes:
-                    raise FrameTooLarge(size, self.max_frame_bytes)
-                if end - start - HEADER.size < size:
-                    break
-                body = start + HEADER.size
-                start = body + size
-                yield bytes(buf[body:start])
-        finally:
-            # Drop what was consumed (every frame yielded) even if the consumer stopped
-            # early; the rest waits for the next ``feed``.
-            del buf[:start]
+        """Add ``data``; yield each payload now complete, in order (those not taken
+        when the consumer stops stay buffered for the next ``feed``)."""
+        self.add(data)
+        while (payload := self.take()) is not None:
+            yield payload
 
 
 def frame(payload: bytes) -> bytes:
