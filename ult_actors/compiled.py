@@ -62,6 +62,7 @@ MODULES: tuple[str, ...] = (
     "ult_actors.client._async",
     "ult_actors.client._blocking",
     "ult_actors.sqlite_insert",  # the fold's and the paper writer's statements, every round
+    "ult_actors.journal.changelog",  # not journal.log_record: its Struct takes class keywords
     "ult_actors.brokers.paper.connector",  # answer_now, price: called per order
 )
 

@@ -16,7 +16,6 @@ send retried) runs, or goes on, in its scope, where the rules above are tested.
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -26,12 +25,13 @@ import pytest
 import trio
 
 from tests.actors.harness import NOW_NS, PatchablePaper, journaled, paper_service, submit
+from tests.full_disk import FullLogDisk
 from ult_actors.actors.commands import CancelOrder
 from ult_actors.brokers.base import SubmitAnswer
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.config import JournalSection
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout
-from ult_actors.journal.changelog import JournalLog
+from ult_actors.journal.sqlite import SqliteStore
 from ult_actors.messages import Order, OrderRequest
 from ult_actors.runtime.mailbox import ReplySlot
 
@@ -150,26 +150,38 @@ async def test_a_step_whose_record_waits_for_its_fsync_runs_in_its_scope(
         assert plain == []
 
 
+class _RoomAfterOneRefusal(FullLogDisk):
+    """A full disk that refuses one write to the journal's log, then has room again."""
+
+    refused = 0
+
+    def write(self, fd: int, data: Any) -> int:
+        try:
+            return super().write(fd, data)
+        except OSError:
+            self.refused += 1
+            self.full = False
+            raise
+
+
 async def test_a_step_whose_record_fails_here_goes_on_once_the_writer_wrote_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    disk = _RoomAfterOneRefusal(monkeypatch, "journal.db.log.")
     async with paper_service(tmp_path) as (svc, made):
         await submit(svc, qty=1)
-        real = JournalLog.append
-        failed: list[int] = []
-
-        def fails_once(self: JournalLog, *args: Any, **kwargs: Any) -> Any:
-            if not failed:  # the step's own append, on the trio thread
-                failed.append(1)
-                raise OSError(errno.EIO, "injected: the append failed")
-            return real(self, *args, **kwargs)
-
-        monkeypatch.setattr(JournalLog, "append", fails_once)
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore) and store._log is not None
+        # The next append opens a new segment, which the full disk cannot make whole: the
+        # step's own append, on the trio thread, fails; the writer's finds room again.
+        # (Through the disk, not a patched method: the compiled build's log has none.)
+        store._log.segment_bytes = 1
+        disk.full = True
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
         order = await submit(svc, qty=5)
         # Sent only once its record was written (by the journal's writer), in its scope.
         assert order.status == "filled"
-        assert failed == [1]
+        assert disk.refused == 1
         assert awaited == [(trio.lowlevel.current_task(), order.client_order_id)]
         assert plain == []
         assert await _held_qty(made["paper"][-1]) == 6

@@ -199,7 +199,8 @@ class JournalLog:
             self._cut = False
         before = self._log.size
         try:
-            self._log.append(segment_log.framed(_encode(LogRecord(rows, fills))))
+            # A ``LogRecord`` is array-like: the tuple encodes as one, without making one.
+            self._log.append(segment_log.framed(_encode((rows, fills))))
             if sync is not None:
                 sync(self._log.fd)  # the segment's name was fsynced when it was made
         except OSError:

@@ -1005,21 +1005,27 @@ class SqliteStore:
     def _index(self, order: Order) -> None:
         # Not added to the id filter here: the thread that writes it to the file does
         # (``_fold``), and until then ``get`` finds it in ``_unwritten``.
+        # Into the window of recent orders once in the file (``_forget_written``), not
+        # here: an order's records before its fold (a submit, then its fill) put it once.
+        # ``in`` and ``del``, not ``pop(coid, None)``: compiled, a method call each.
         coid = order.client_order_id
         self._brokers.add(order.broker)
-        self._unwritten.pop(coid, None)  # re-inserted: newest last
-        self._unwritten[coid] = order
-        self._open.pop(coid, None)
+        unwritten, open_ = self._unwritten, self._open
+        if coid in unwritten:
+            del unwritten[coid]  # re-inserted: newest last
+        unwritten[coid] = order
+        if coid in open_:
+            del open_[coid]
         if order.status in OPEN_STATUSES:
-            self._open[coid] = order
+            open_[coid] = order
         if order.id:
             self._by_order_id[order.id] = coid
-        self._recent.put(coid, order)
 
     def _out_of_window(self, coid: str, order: Order) -> None:
         # Out of the window of recent orders: its order id is looked up in the file
-        # from now on, unless the order is still open (open orders stay in memory).
-        if order.id and coid not in self._open:
+        # from now on, unless the order is still open (open orders stay in memory) or a
+        # later state of it is not in the file yet (it comes back to the window once it is).
+        if order.id and coid not in self._open and coid not in self._unwritten:
             self._by_order_id.pop(order.id, None)
 
     def _write_rows(
@@ -1051,7 +1057,8 @@ class SqliteStore:
             # before they are encoded: the fold would keep only the last of them anyway.
             # (A lone record, an inline append's, has nothing to fold.)
             kept = rows if len(rows) == 1 else _folded(rows, _order_and_event)
-            logged = [log_row(*row) for row in kept]
+            # Unpacked, not ``log_row(*row)``: compiled, a star call is a generic one.
+            logged = [log_row(seq, event, ts, order) for seq, event, ts, order in kept]
             fill_rows = [fill_row(f) for f in fills] if fills else []
             segment = log.append(logged, fill_rows, kept, sync=sync)
             if self._log_syncer is not None:
@@ -1248,11 +1255,13 @@ class SqliteStore:
                 self._set_unavailable(None)
 
     def _forget_written(self, rows: list[_Row]) -> None:
-        """These rows are in the file now: only later writes, not in it yet, stay here."""
+        """These rows are in the file now: only later writes, not in it yet, stay here; an
+        order's latest state in the file joins the window of recent orders."""
         for _, _, _, order in rows:
             coid = order.client_order_id
             if self._unwritten.get(coid) is order:
                 del self._unwritten[coid]
+                self._recent.put(coid, order)
 
     # -- reading ----------------------------------------------------------------
 
