@@ -121,32 +121,30 @@ _REKEYED = {
 _INDEXES = ("orders_by_client", "orders_open", "fills_by_order")
 _OLD_TABLES = ("meta", "orders", "fills", "positions", "prices")
 
-_UPSERT_ORDER = ManyRowInsert(
-    "INSERT INTO orders (account, id, client_order_id, open, body)",
-    5,
-    " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body",
+
+def _upsert(
+    table: str, key: tuple[str, ...], rest: tuple[str, ...], *, updated: tuple[str, ...] = ()
+) -> ManyRowInsert:
+    """An insert of rows of ``key + rest`` whose key may be taken: then the row is updated
+    in place (``updated``, else all of ``rest``), not replaced. ``INSERT OR REPLACE``
+    deletes the row and its key's index entry and inserts both anew, where an update
+    rewrites the row alone (its key is the same); every commit writes these rows."""
+    columns = key + rest
+    sets = ", ".join(f"{c} = excluded.{c}" for c in updated or rest)
+    return ManyRowInsert(
+        f"INSERT INTO {table} ({', '.join(columns)})",
+        len(columns),
+        f" ON CONFLICT({', '.join(key)}) DO UPDATE SET {sets}",
+    )
+
+
+_UPSERT_ORDER = _upsert(
+    "orders", ("account", "id"), ("client_order_id", "open", "body"), updated=("open", "body")
 )
 _INSERT_FILL = ManyRowInsert("INSERT INTO fills (account, fill_id, order_id, body)", 4)
-# Updated in place (``ON CONFLICT ... DO UPDATE``), not ``INSERT OR REPLACE``: a replace
-# deletes the row and its key's index entry and inserts both anew, where an update
-# rewrites the row alone (its key is the same). Every commit writes each of these rows.
-_UPSERT_POSITION = ManyRowInsert(
-    "INSERT INTO positions (account, symbol, qty, avg_price, realized_pl)",
-    5,
-    " ON CONFLICT(account, symbol) DO UPDATE SET qty = excluded.qty,"
-    " avg_price = excluded.avg_price, realized_pl = excluded.realized_pl",
-)
-_UPSERT_PRICE = ManyRowInsert(
-    "INSERT INTO prices (account, symbol, price)",
-    3,
-    " ON CONFLICT(account, symbol) DO UPDATE SET price = excluded.price",
-)
-_UPSERT_ACCOUNT = ManyRowInsert(
-    "INSERT INTO accounts (name, cash, created_at, next_order, next_fill)",
-    5,
-    " ON CONFLICT(name) DO UPDATE SET cash = excluded.cash, created_at = excluded.created_at,"
-    " next_order = excluded.next_order, next_fill = excluded.next_fill",
-)
+_UPSERT_POSITION = _upsert("positions", ("account", "symbol"), ("qty", "avg_price", "realized_pl"))
+_UPSERT_PRICE = _upsert("prices", ("account", "symbol"), ("price",))
+_UPSERT_ACCOUNT = _upsert("accounts", ("name",), ("cash", "created_at", "next_order", "next_fill"))
 
 
 @dataclass
