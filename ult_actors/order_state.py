@@ -31,6 +31,7 @@ import msgspec
 from ult_actors.errors import AlreadyFinal, NotReplaceable, UltError
 from ult_actors.messages import (
     TERMINAL_STATUSES,
+    ArrivalSource,
     Fill,
     Leg,
     Order,
@@ -46,6 +47,23 @@ from ult_actors.validation import leg_roles
 # (``TERMINAL_STATUSES`` and ``replace`` come from modules that are not compiled).
 _TERMINAL: Final = TERMINAL_STATUSES
 _replace: Final = msgspec.structs.replace
+_astuple: Final = msgspec.structs.astuple
+#: ``OrderRequest``'s fields, in their order: ``order_from_request`` takes them all at once.
+_REQUEST_FIELDS: Final = (
+    "symbol",
+    "side",
+    "qty",
+    "type",
+    "limit_price",
+    "stop_price",
+    "time_in_force",
+    "extended_hours",
+    "broker",
+    "client_order_id",
+    "deadline_ns",
+)
+if OrderRequest.__struct_fields__ != _REQUEST_FIELDS:  # at import, not a wrong order later
+    raise ImportError(f"OrderRequest's fields changed: {OrderRequest.__struct_fields__}")
 # How far along the lifecycle a status is; updates never move an order back.
 _RANK: Final = {
     "held": 0,
@@ -73,31 +91,38 @@ def order_from_request(
     status: OrderStatus,
     now_ns: int,
     outcome: SubmitOutcome = "definitive",
+    arrival_price: Decimal | None = None,
+    arrival_source: ArrivalSource | None = None,
 ) -> Order:
-    """The first state of the order ``request`` asks for: its terms, nothing filled yet.
+    """The first state of the order ``request`` asks for: its terms, nothing filled yet
+    (and its arrival price, if known: ``ArrivalPrices.arrival``).
 
     Every place that starts tracking an order (a venue accepting it, a
     connector placing it, the broker actor before the reply) builds it here,
     so they agree on which request fields carry over. ``request`` must have
     its ``client_order_id`` set.
     """
-    assert request.client_order_id is not None
+    # Every field in one call: compiled, each read of a field is an attribute look-up.
+    symbol, side, qty, kind, limit, stop, tif, extended, _, client_order_id, _ = _astuple(request)
+    assert client_order_id is not None
     return Order(
         id=order_id,
-        client_order_id=request.client_order_id,
+        client_order_id=client_order_id,
         broker=broker,
-        symbol=request.symbol,
-        side=request.side,
-        qty=request.qty,
-        type=request.type,
-        time_in_force=request.time_in_force,
+        symbol=symbol,
+        side=side,
+        qty=qty,
+        type=kind,
+        time_in_force=tif,
         status=status,
-        limit_price=request.limit_price,
-        stop_price=request.stop_price,
-        extended_hours=request.extended_hours,
+        limit_price=limit,
+        stop_price=stop,
+        extended_hours=extended,
         created_at=now_ns,
         updated_at=now_ns,
         outcome=outcome,
+        arrival_price=arrival_price,
+        arrival_source=arrival_source,
     )
 
 

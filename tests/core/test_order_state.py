@@ -7,8 +7,15 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Leg, Order, OrderStatus
-from ult_actors.order_state import IllegalTransition, apply_update
+from ult_actors.messages import (
+    OPEN_STATUSES,
+    TERMINAL_STATUSES,
+    Leg,
+    Order,
+    OrderRequest,
+    OrderStatus,
+)
+from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
 
 BASE = Order(
     id="o-1",
@@ -78,3 +85,23 @@ def test_replaced_is_final() -> None:
     assert apply_update(done, at("accepted")) is done
     with pytest.raises(IllegalTransition):
         apply_update(done, at("canceled"))
+
+
+def test_a_new_orders_first_state_carries_each_term_of_its_request_to_its_own_field() -> None:
+    # Every term differs from every other, so a term read into the wrong field shows.
+    request = OrderRequest(
+        symbol="MSFT", side="sell", qty=Decimal("3"), type="stop_limit",
+        limit_price=Decimal("101"), stop_price=Decimal("102"), time_in_force="gtc",
+        extended_hours=True, broker="alpaca", client_order_id="c-9", deadline_ns=5,
+    )  # fmt: skip
+    order = order_from_request(
+        request, broker="paper-2", order_id="o-9", status="accepted", now_ns=7,
+        outcome="unknown", arrival_price=Decimal("100.5"), arrival_source="last_trade",
+    )  # fmt: skip
+    assert order == Order(
+        id="o-9", client_order_id="c-9", broker="paper-2", symbol="MSFT", side="sell",
+        qty=Decimal("3"), type="stop_limit", time_in_force="gtc", status="accepted",
+        limit_price=Decimal("101"), stop_price=Decimal("102"), extended_hours=True,
+        created_at=7, updated_at=7, outcome="unknown", arrival_price=Decimal("100.5"),
+        arrival_source="last_trade",
+    )  # fmt: skip

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.journal.harness import order
 from ult_actors.messages import Fill
 from ult_actors.report.arrival import ArrivalPrices
 
 
 def test_without_a_venue_quote_the_last_trade_seen_is_the_arrival_price_marked_so() -> None:
     arrivals = ArrivalPrices(None)
-    assert arrivals.stamp(order("c-1")).arrival_price is None  # nothing seen yet: none
+    assert arrivals.arrival("AAPL") is None  # nothing seen yet: none
     arrivals.saw(
         Fill(
             fill_id="f-1", order_id="b-1", client_order_id="c-0", broker="paper",
             symbol="AAPL", side="sell", qty=Decimal(1), price=Decimal("187.5"),
         )
     )  # fmt: skip
-    stamped = arrivals.stamp(order("c-2"))
-    assert (stamped.arrival_price, stamped.arrival_source) == (Decimal("187.5"), "last_trade")
+    assert arrivals.arrival("AAPL") == (Decimal("187.5"), "last_trade")
 
 
 def test_a_venue_quote_wins_and_none_for_the_symbol_falls_back() -> None:
     quotes = {"AAPL": Decimal("190")}
     arrivals = ArrivalPrices(quotes.get)
-    stamped = arrivals.stamp(order("c-1"))
-    assert (stamped.arrival_price, stamped.arrival_source) == (Decimal("190"), "venue_quote")
+    assert arrivals.arrival("AAPL") == (Decimal("190"), "venue_quote")
     quotes.clear()
-    assert arrivals.stamp(order("c-2")).arrival_source is None
+    assert arrivals.arrival("AAPL") is None

@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -89,6 +90,7 @@ from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
     AccountReset,
+    ArrivalSource,
     ConnectionState,
     Event,
     Leg,
@@ -858,7 +860,8 @@ class _BrokerIncarnation:
                 return known  # the broker reported it meanwhile
         if known is None:
             now = self.deps.now_ns()
-            known = self.arrivals.stamp(_pending(request, self.deps.name, now))
+            arrival = self.arrivals.arrival(request.symbol)
+            known = _pending(request, self.deps.name, now, arrival)
             if leg is not None or held is not None:
                 known = msgspec.structs.replace(known, leg=leg or (held and held.leg))
             # On disk before it leaves; with ``full`` its fsync may end after (``_place``).
@@ -1033,7 +1036,8 @@ class _BrokerIncarnation:
         placed: Order | None = None
         rest: Awaitable[Order] | None = None
         try:
-            known = self.arrivals.stamp(_pending(request, self.name, self.deps.now_ns()))
+            arrival = self.arrivals.arrival(request.symbol)
+            known = _pending(request, self.name, self.deps.now_ns(), arrival)
             written = store.record_now(known, event="submit")
             if written is not None:  # its append failed here: the journal's writer retries it
                 rest = self._send_written(written, request, coid, known)
@@ -1484,8 +1488,22 @@ def _definitive(answer: Order) -> Order:
     return msgspec.structs.replace(answer, outcome="definitive")
 
 
-def _pending(request: OrderRequest, broker: str, now: int) -> Order:
-    """The journal's first record of an order: not sent yet, so its outcome is unknown."""
+def _pending(
+    request: OrderRequest,
+    broker: str,
+    now: int,
+    arrival: tuple[Decimal, ArrivalSource] | None = None,
+) -> Order:
+    """The journal's first record of an order: not sent yet, so its outcome is unknown;
+    stamped with its ``arrival`` price, if one is known (``ArrivalPrices.arrival``)."""
+    price, source = arrival if arrival is not None else (None, None)
     return order_from_request(
-        request, broker=broker, order_id="", status="pending_new", now_ns=now, outcome="unknown"
+        request,
+        broker=broker,
+        order_id="",
+        status="pending_new",
+        now_ns=now,
+        outcome="unknown",
+        arrival_price=price,
+        arrival_source=source,
     )

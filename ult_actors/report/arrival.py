@@ -18,7 +18,7 @@ import msgspec
 from ult_actors.brokers.base import SupportsQuotes
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import trades_symbol
-from ult_actors.messages import Fill, Order
+from ult_actors.messages import ArrivalSource, Fill, Order
 from ult_actors.recent import Recent
 
 #: A symbol's current quote without I/O; None: the venue has none for it.
@@ -77,17 +77,18 @@ class ArrivalPrices:
         if fill.qty:  # fees reported later are no trade
             self._last_trade[fill.symbol] = fill.price
 
-    def stamp(self, order: Order) -> Order:
-        """``order`` with its arrival price and where it came from (unchanged: none known)."""
-        quote = self._quotes(order.symbol) if self._quotes is not None else None
+    def arrival(self, symbol: str) -> tuple[Decimal, ArrivalSource] | None:
+        """A new order's arrival price in ``symbol`` and where it came from, if one is known
+        (its first record is built with them: ``order_from_request``)."""
+        quote = self._quotes(symbol) if self._quotes is not None else None
         if quote is None:
-            quote = self._fresh(order.symbol)
+            quote = self._fresh(symbol)
         if quote is not None:
-            return msgspec.structs.replace(order, arrival_price=quote, arrival_source="venue_quote")
-        last = self._last_trade.get(order.symbol)
+            return quote, "venue_quote"
+        last = self._last_trade.get(symbol)
         if last is None:
-            return order
-        return msgspec.structs.replace(order, arrival_price=last, arrival_source="last_trade")
+            return None
+        return last, "last_trade"
 
     def wants_quote(self, order: Order) -> bool:
         """Whether to ask the venue for ``order``'s quote beside its send."""
