@@ -1043,11 +1043,12 @@ class _BrokerIncarnation:
                 rest = self._send_written(written, request, coid, known)
             else:
                 self._quote_beside(known)
-                sent_at = trio.current_time()
                 try:
                     order, news = at_once.answer_now(request, validated=True)  # by the router
                 except UltError as exc:
-                    rest = self._send(request, coid, known, True, exc, sent_at)
+                    # A plain call, over at once: it failed when it was sent (the clock is
+                    # read only then, as nothing else needs it).
+                    rest = self._send(request, coid, known, True, exc, trio.current_time())
                 else:
                     # No wait from here to the reply: its events may wait for its write.
                     self._events_after_reply = self.after_reply.holds()

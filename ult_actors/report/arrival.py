@@ -107,8 +107,8 @@ class ArrivalPrices:
 
     def restamp(self, order: Order) -> Order:
         """``order`` with the venue quote fetched for it, if one came and it lacks one."""
-        if order.arrival_source == "venue_quote":
-            return order
+        if self._fetch is None or order.arrival_source == "venue_quote":
+            return order  # a venue never asked (``fetch``) fetched none
         quote = self._for_order.get(order.client_order_id)
         if quote is None:
             return order
