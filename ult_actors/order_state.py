@@ -62,8 +62,55 @@ _REQUEST_FIELDS: Final = (
     "client_order_id",
     "deadline_ns",
 )
-if OrderRequest.__struct_fields__ != _REQUEST_FIELDS:  # at import, not a wrong order later
-    raise ImportError(f"OrderRequest's fields changed: {OrderRequest.__struct_fields__}")
+#: ``Order``'s fields, in their order: ``order_from_request`` passes them by position.
+_ORDER_FIELDS: Final = (
+    "id",
+    "client_order_id",
+    "broker",
+    "symbol",
+    "side",
+    "qty",
+    "type",
+    "time_in_force",
+    "status",
+    "limit_price",
+    "stop_price",
+    "extended_hours",
+    "filled_qty",
+    "avg_fill_price",
+    "created_at",
+    "updated_at",
+    "reject_reason",
+    "outcome",
+    "origin",
+    "replaces",
+    "replaced_by",
+    "leg",
+    "arrival_price",
+    "arrival_source",
+)
+#: ``Fill``'s first fields, in their order: ``fill_of`` passes them by position.
+_FILL_FIELDS: Final = (
+    "fill_id",
+    "order_id",
+    "client_order_id",
+    "broker",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "commission",
+    "ts",
+)
+# Checked at import, so a field added or moved fails at once, not as a wrong field later.
+for _struct, _fields in (
+    (OrderRequest, _REQUEST_FIELDS),
+    (Order, _ORDER_FIELDS),
+    (Fill, _FILL_FIELDS),
+):
+    if _struct.__struct_fields__[: len(_fields)] != _fields:
+        raise ImportError(f"{_struct.__name__}'s fields changed: {_struct.__struct_fields__}")
+_ZERO: Final = Decimal(0)
 # How far along the lifecycle a status is; updates never move an order back.
 _RANK: Final = {
     "held": 0,
@@ -102,27 +149,36 @@ def order_from_request(
     so they agree on which request fields carry over. ``request`` must have
     its ``client_order_id`` set.
     """
-    # Every field in one call: compiled, each read of a field is an attribute look-up.
+    # Every field in one call, and the order's given by position (``_ORDER_FIELDS``):
+    # compiled, a field read is an attribute look-up, and keywords are matched to fields
+    # one by one (~1k instructions an order built).
     symbol, side, qty, kind, limit, stop, tif, extended, _, client_order_id, _ = _astuple(request)
     assert client_order_id is not None
     return Order(
-        id=order_id,
-        client_order_id=client_order_id,
-        broker=broker,
-        symbol=symbol,
-        side=side,
-        qty=qty,
-        type=kind,
-        time_in_force=tif,
-        status=status,
-        limit_price=limit,
-        stop_price=stop,
-        extended_hours=extended,
-        created_at=now_ns,
-        updated_at=now_ns,
-        outcome=outcome,
-        arrival_price=arrival_price,
-        arrival_source=arrival_source,
+        order_id,
+        client_order_id,
+        broker,
+        symbol,
+        side,
+        qty,
+        kind,
+        tif,
+        status,
+        limit,
+        stop,
+        extended,
+        _ZERO,  # filled_qty
+        None,  # avg_fill_price
+        now_ns,  # created_at
+        now_ns,  # updated_at
+        None,  # reject_reason
+        outcome,
+        "client",  # origin
+        None,  # replaces
+        None,  # replaced_by
+        None,  # leg
+        arrival_price,
+        arrival_source,
     )
 
 
@@ -158,17 +214,17 @@ def fill_of(
     ``side`` and ``broker`` are for a venue that reports its own (the side of
     the execution, the name the connection runs under).
     """
-    return Fill(
-        fill_id=fill_id,
-        order_id=order.id,
-        client_order_id=order.client_order_id,
-        broker=order.broker if broker is None else broker,
-        symbol=order.symbol,
-        side=order.side if side is None else side,
-        qty=qty,
-        price=price,
-        commission=commission,
-        ts=ts,
+    return Fill(  # by position (``_FILL_FIELDS``): see ``order_from_request``
+        fill_id,
+        order.id,
+        order.client_order_id,
+        order.broker if broker is None else broker,
+        order.symbol,
+        order.side if side is None else side,
+        qty,
+        price,
+        commission,
+        ts,
     )
 
 

@@ -10,12 +10,13 @@ import pytest
 from ult_actors.messages import (
     OPEN_STATUSES,
     TERMINAL_STATUSES,
+    Fill,
     Leg,
     Order,
     OrderRequest,
     OrderStatus,
 )
-from ult_actors.order_state import IllegalTransition, apply_update, order_from_request
+from ult_actors.order_state import IllegalTransition, apply_update, fill_of, order_from_request
 
 BASE = Order(
     id="o-1",
@@ -105,3 +106,16 @@ def test_a_new_orders_first_state_carries_each_term_of_its_request_to_its_own_fi
         created_at=7, updated_at=7, outcome="unknown", arrival_price=Decimal("100.5"),
         arrival_source="last_trade",
     )  # fmt: skip
+
+
+def test_an_execution_carries_the_orders_ids_and_its_own_terms_each_to_its_own_field() -> None:
+    order = msgspec.structs.replace(BASE, id="o-7", client_order_id="c-7", broker="paper-2")
+    assert fill_of(
+        order, fill_id="f-7", qty=Decimal("2"), price=Decimal("99.5"), ts=11,
+        commission=Decimal("0.25"), side="sell", broker="alpaca",
+    ) == Fill(
+        fill_id="f-7", order_id="o-7", client_order_id="c-7", broker="alpaca", symbol="AAPL",
+        side="sell", qty=Decimal("2"), price=Decimal("99.5"), commission=Decimal("0.25"), ts=11,
+    )  # fmt: skip
+    plain = fill_of(order, fill_id="f-8", qty=Decimal(1), price=Decimal(1), ts=1)
+    assert (plain.side, plain.broker, plain.commission) == ("buy", "paper-2", Decimal(0))
