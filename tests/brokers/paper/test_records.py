@@ -6,12 +6,15 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
-import msgspec
-
-from tests.brokers.paper.test_shared_file import buy, filled_order, placed, rows, streaming
-from ult_actors import segment_log
+from tests.brokers.paper.test_shared_file import (
+    filled_order,
+    map_bodies_record,
+    placed,
+    rows,
+    streaming,
+)
 from ult_actors.brokers.paper.batch import Rows, decode_change, encode_change
-from ult_actors.brokers.paper.records import MapBodiesChange, WorkingOrder
+from ult_actors.brokers.paper.records import WorkingOrder
 from ult_actors.brokers.paper.store import LAYOUT, PaperStore
 from ult_actors.messages import Fill, Leg, Order
 
@@ -95,42 +98,6 @@ def test_every_field_and_decimal_reads_back_from_the_file_exactly(tmp_path: Path
         store.close()
 
 
-def _map_bodies_record(working: WorkingOrder, fill: Fill) -> bytes:
-    """A record as the version before wrote it: tag 3, each body a msgpack map."""
-    return msgspec.msgpack.encode((
-        3, "desk", {working.order.id: working}, [working.order.id], [fill],
-        [("AAPL", "10", "100", "0")], [("AAPL", "100")], "99000", 5, 2, 2,
-    ))  # fmt: skip
-
-
-async def test_a_change_log_of_the_version_before_is_replayed_beside_this_versions_records(
-    tmp_path: Path,
-) -> None:
-    order = filled_order("before-1", 1)
-    fill = Fill(
-        fill_id="abc.f1", order_id=order.id, client_order_id="before-1", broker="desk",
-        symbol="AAPL", side="buy", qty=Decimal(10), price=Decimal(100), ts=2,
-    )  # fmt: skip
-    segment = tmp_path / "paper.db.log.1"
-    record = _map_bodies_record(WorkingOrder(order=order), fill)
-    assert isinstance(decode_change(record), MapBodiesChange)
-    segment.write_bytes(segment_log.framed(record))
-    desk = placed(tmp_path, "desk", starting_cash=Decimal(100_000))
-    async with streaming(desk):
-        assert await desk.get_order_by_client_id("before-1") == order
-        assert desk.venue.fills(order.id) == [fill]
-        after = await desk.submit(buy("after-1", 5))
-    assert not segment.exists()  # taken in, then deleted
-    desk = placed(tmp_path, "desk", starting_cash=Decimal(100_000))
-    async with streaming(desk):  # reopened: both forms from the file
-        assert await desk.get_order_by_client_id("before-1") == order
-        assert await desk.get_order_by_client_id("after-1") == after
-        assert desk.venue.fills(order.id) == [fill]
-        assert [f.qty for f in desk.venue.fills(after.id)] == [5]
-        assert (await desk.account()).cash == 99_000 - 5 * 100
-        assert {p.symbol: p.qty for p in await desk.positions()} == {"AAPL": 15}
-
-
 async def test_a_file_of_the_version_before_opens_as_it_is_and_is_marked_for_this_one(
     tmp_path: Path,
 ) -> None:
@@ -145,7 +112,7 @@ async def test_a_file_of_the_version_before_opens_as_it_is_and_is_marked_for_thi
             fill_id="abc.f1", order_id=order.id, client_order_id="before-1", broker="desk",
             symbol="AAPL", side="buy", qty=Decimal(10), price=Decimal(100), ts=2,
         )  # fmt: skip
-        folded.add(decode_change(_map_bodies_record(WorkingOrder(order=order), fill)), 1)
+        folded.add(decode_change(map_bodies_record(WorkingOrder(order=order), fill)), 1)
         store.commit(folded)
     finally:
         store.close()
