@@ -16,7 +16,7 @@ so a later report of the same order adds only what is new.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from ult_actors.messages import TERMINAL_STATUSES, Order
 from ult_actors.order_state import is_local_verdict
@@ -69,7 +69,9 @@ class FillLedger:
         # Folded by risk and positions for every order event: kept to plain operations.
         coid = order.client_order_id
         filled = order.filled_qty
-        new: FillDelta | None = None
+        # ``Any``: each tuple is built once (compiled, a ``FillDelta`` is kept unboxed and
+        # built again to be stored, then to be returned).
+        new: Any = None
         if filled > _ZERO:
             # ``get`` without a default: compiled, a default tuple is built for each call.
             applied = self._applied.get(coid)
@@ -86,9 +88,13 @@ class FillLedger:
                     price = (avg * filled - before_avg * before) / delta
                 self._applied[coid] = (filled, avg if avg is not None else before_avg)
                 new = (delta, price)
-        if order.status in _TERMINAL and not is_local_verdict(order):
-            self._done.add(coid)  # as _finish_if_final, without the call
-        return new
+        status = order.status
+        # As ``_finish_if_final``, without the call; a fill is never the service's own
+        # verdict, so the usual final state needs no ``is_local_verdict`` (its reads).
+        if status in _TERMINAL and (status == "filled" or not is_local_verdict(order)):
+            self._done.add(coid)
+        new_part: FillDelta | None = new
+        return new_part
 
     def finish(self, client_order_id: str) -> None:
         """The order is final: remember that a while (its repeats then add nothing)."""

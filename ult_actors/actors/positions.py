@@ -117,19 +117,22 @@ class PositionBook:
 
     def apply(self, update: OrderUpdate) -> None:
         """Fold one order update in: only what it adds to the order's fill moves the book."""
-        if update.fill_only and update.order.updated_at < self.started_ns:
+        order = update.order
+        if update.fill_only and order.updated_at < self.started_ns:
             # A state journaled before this book began: the reports it began from hold it.
             # (Newer ones are folded as usual: a broker actor that crashed between
             # journaling a state and publishing it repeats that state as fill_only.)
             return
-        order = update.order
-        key = (order.broker, order.symbol)
+        broker = order.broker
+        # ``Any``: the key is built once. Compiled, a ``tuple[str, str]`` is kept unboxed
+        # and a tuple object is built anew for each of the dict operations below.
+        key: Any = (broker, order.symbol)
         paid = update.fill
         fees = ZERO
         if paid is not None:
             commission, named = paid.commission, paid.fees  # each read once
             if (commission or named) and self.fees_paid.add(
-                (order.broker, paid.fill_id)  # a tuple: no string built
+                (broker, paid.fill_id)  # a tuple: no string built
             ):
                 # Realized P&L is net of what trading cost; an execution's fees are paid
                 # once, whether its quantity came with it or with an earlier state of the

@@ -148,14 +148,15 @@ class RiskState:
         if coid in self.open_orders:  # a new order is not: no call for it
             self.drop_open(coid)
         self.open_orders[coid] = request
-        key = (request.broker or "", request.symbol, request.side)
+        # ``Any``: the key is built once (compiled, a typed tuple is built anew per use).
+        key: Any = (request.broker or "", request.symbol, request.side)
         self.open_qty[key] = self.open_qty.get(key, ZERO) + request.qty
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
         old = self.open_orders.pop(client_order_id, None)
         if old is not None:
-            key = (old.broker or "", old.symbol, old.side)
+            key: Any = (old.broker or "", old.symbol, old.side)  # built once, as in set_open
             left = self.open_qty[key] - old.qty
             if left:
                 self.open_qty[key] = left
@@ -257,12 +258,13 @@ def position_after(
     ``adds`` is what the order adds to the open quantity (``request.qty`` for a
     new order; for a replace, how much more its new terms ask than its old).
     """
-    book = state.books.get((broker, request.symbol))
+    symbol, side = request.symbol, request.side  # each read once (a Struct's field: a look-up)
+    book = state.books.get((broker, symbol))
     now = book.qty if book else ZERO
-    pending = state.open_qty.get((broker, request.symbol, request.side), ZERO)
+    pending = state.open_qty.get((broker, symbol, side), ZERO)
     more = (request.qty if adds is None else adds) + pending
     # Added or taken away, not multiplied by a sign: an int times a Decimal converts the int.
-    return now, (now + more if request.side == "buy" else now - more)
+    return now, (now + more if side == "buy" else now - more)
 
 
 def replace_adds(order: Order, terms: OrderRequest) -> Decimal:
@@ -291,7 +293,8 @@ def check_order(
     # ``in_force(state, broker).state``, without building the settings it also names.
     glob, own = state.trading, state.broker_trading.get(broker, "active")
     trading = own if _STRICTNESS[own] > _STRICTNESS[glob] else glob
-    current, worst = position_after(state, broker, request, adds)
+    qty = request.qty  # read once (a Struct's field: a look-up each time)
+    current, worst = position_after(state, broker, request, qty if adds is None else adds)
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
     if trading == "reducing":
@@ -304,7 +307,7 @@ def check_order(
             )
     if limits.allowed_symbols and request.symbol not in limits.allowed_symbols:
         raise RiskRejected(f"{request.symbol} is not in allowed_symbols", limit="allowed_symbols")
-    if limits.max_order_qty is not None and request.qty > limits.max_order_qty:
+    if limits.max_order_qty is not None and qty > limits.max_order_qty:
         raise RiskRejected(
             f"qty {request.qty} exceeds max_order_qty {limits.max_order_qty}", limit="max_order_qty"
         )
@@ -316,7 +319,7 @@ def check_order(
                 " send a limit order",
                 limit="max_order_notional",
             )
-        notional = price * request.qty
+        notional = price * qty
         if notional > limits.max_order_notional:
             raise RiskRejected(
                 f"notional {notional} exceeds max_order_notional {limits.max_order_notional}",
@@ -589,9 +592,10 @@ class _Risk:
         now = self.clock.current_time()
         state.forget_unreported(now)
         self.deps.check(state, self.deps.limits, request, now)
-        assert request.client_order_id is not None
+        coid = request.client_order_id
+        assert coid is not None
         state.set_open(request)
-        state.unconfirmed[request.client_order_id] = deadline + _REPORT_GRACE_S
+        state.unconfirmed[coid] = deadline + _REPORT_GRACE_S
 
     async def place_list(self, env: Envelope[RiskCommand], msg: PlaceList) -> None:
         """Check every leg of a list before any is sent; count what can fill at once.
