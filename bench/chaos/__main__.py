@@ -106,6 +106,7 @@ from ult_actors.brokers.registry import broker_kind
 from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
 from ult_actors.config import load_config
 from ult_actors.errors import NotFound, RiskRejected, Timeout, UltError
+from ult_actors.journal.schema import ORDER_BODY_SQL
 from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Order
 from ult_actors.testing.process import UltProcess
 
@@ -412,7 +413,8 @@ def read_journal(path: Path) -> dict[str, Order]:
     decode = msgspec.msgpack.Decoder(Order).decode
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return {c: decode(b) for c, b in conn.execute("SELECT client_order_id, body FROM orders")}
+        rows = conn.execute(f"SELECT client_order_id, {ORDER_BODY_SQL} FROM orders")
+        return {c: decode(b) for c, b in rows}
     finally:
         conn.close()
 

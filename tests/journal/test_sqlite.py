@@ -15,6 +15,7 @@ import trio
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.config import ServiceConfig, ServiceSection
 from ult_actors.errors import ConfigError
+from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import (
     OPEN_STATUS_TEST,
     SCHEMA_VERSION,
@@ -22,6 +23,7 @@ from ult_actors.journal.schema import (
     schema_version,
 )
 from ult_actors.journal.sqlite import _UPSERT, Writer, open_sqlite_store
+from ult_actors.messages import ReportQuery
 from ult_actors.service import build_service, journal_path
 
 
@@ -93,7 +95,7 @@ def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_wr
     assert [r[0] for r in indexed] == ["o-1"]
     # Writing a row tests its status for the partial index without building a temporary
     # table (what an ``IN`` list of constants costs on every row the fold writes).
-    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 7)]
+    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 6)]
     assert "OpenEphemeral" not in program
     conn.close()
 
@@ -105,7 +107,7 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=6)
     _an_open_and_a_filled_order(conn)
-    written_before = _cursors_written(conn, _UPSERT.sql(1), 7)
+    written_before = _cursors_written(conn, _UPSERT.sql(1), 6)
     conn.close()
     async with open_sqlite_store(path) as store:
         assert [o.client_order_id for o in await store.non_terminal()] == ["o-1"]
@@ -120,7 +122,7 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     # No index of open orders (nothing reads by it) to keep as an order opens and closes.
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "orders_open" not in indexes
-    assert _cursors_written(conn, _UPSERT.sql(1), 7) == written_before - 1
+    assert _cursors_written(conn, _UPSERT.sql(1), 6) == written_before - 1
     conn.close()
 
 
@@ -150,6 +152,52 @@ async def test_the_fold_leaves_the_unread_copies_of_outcome_and_status_empty(
     }
     assert [r[0] for r in conn.execute("SELECT status FROM events")] == ["", ""]
     assert schema_version(conn) == SCHEMA_VERSION  # no new version: any ult reads the file
+    conn.close()
+
+
+async def test_an_order_s_body_is_written_once_in_its_last_event_and_read_from_there(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=7)
+    # As version 7 wrote them, each body in ``orders`` too: ``o-1`` with its event row,
+    # ``o-2`` without one (nothing promised one to an older file's row).
+    old_1, old_2 = order("o-1", "accepted", oid="b-1"), order("o-2", "filled", oid="b-2")
+    bodies = {old.client_order_id: msgspec.msgpack.encode(old) for old in (old_1, old_2)}
+    for seq, old in enumerate([old_1, old_2], start=1):
+        conn.execute(
+            "INSERT INTO orders VALUES (?, ?, 'paper', ?, '', 0, ?, ?)",
+            (old.client_order_id, old.id, old.status, seq, bodies[old.client_order_id]),
+        )
+    conn.execute("INSERT INTO events VALUES (1, 'o-1', 'update', '', 0, ?)", (bodies["o-1"],))
+    conn.close()
+    filled_3 = order("o-3", "filled", oid="b-3")
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            await store.record(order("o-3"), event="submit")
+            await store.record(filled_3)
+            await store.in_file()
+    conn = sqlite3.connect(path)
+    assert schema_version(conn) == SCHEMA_VERSION == 8  # an older ult refuses the file
+    lengths = dict(conn.execute("SELECT client_order_id, length(body) FROM orders"))
+    assert lengths == {"o-1": len(bodies["o-1"]), "o-2": len(bodies["o-2"]), "o-3": 0}
+    conn.close()
+    # Read from the file (one order kept in memory): the listing, a broker id, the report.
+    async with open_sqlite_store(path, cache_size=1) as store:
+        assert await store.list_orders() == [filled_3, old_2, old_1]
+        assert await store.get_by_order_id("b-2") == old_2
+        assert await store.non_terminal() == [old_1]
+        filled_1 = order("o-1", "filled", oid="b-1")
+        with trio.fail_after(10):
+            await store.record(filled_1)
+            await store.in_file()
+        assert await store.list_orders() == [filled_1, filled_3, old_2]
+    report = JournalCostInputs(path, ReportQuery()).orders()
+    assert [o for o, _ in report] == [filled_1, old_2, filled_3]
+    conn = sqlite3.connect(path)
+    lengths = dict(conn.execute("SELECT client_order_id, length(body) FROM orders"))
+    assert lengths["o-1"] == 0  # rewritten: its copy gone with its old state
     conn.close()
 
 

@@ -63,8 +63,8 @@ Record = tuple[int, str, int, Order]
 Fold = Callable[[list[LogRow | Record], list[FillRow | Fill], bool], None]
 
 _encoder = msgspec.msgpack.Encoder()
-_encode = _encoder.encode
-_encode_into = _encoder.encode_into
+_encode: Final = _encoder.encode
+_encode_into: Final = _encoder.encode_into
 #: A body is encoded into this much room and cut to its length (an order's is ~350-500
 #: bytes): an empty ``bytearray`` grows step by step, ~1,200 instructions more a body.
 _BODY_ROOM: Final = 512

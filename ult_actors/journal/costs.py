@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 
+from ult_actors.journal.schema import ORDER_BODY_SQL
 from ult_actors.messages import Fill, Order, ReportQuery
 
 _decode_order = msgspec.msgpack.Decoder(Order).decode
@@ -65,7 +66,8 @@ class JournalCostInputs:
                 where.append("broker = ?")
                 args.append(self.query.broker)
             orders = conn.execute(
-                f"SELECT client_order_id, body FROM orders WHERE {' AND '.join(where)}"
+                f"SELECT client_order_id, {ORDER_BODY_SQL} FROM orders"
+                f" WHERE {' AND '.join(where)}"
                 " ORDER BY client_order_id",
                 args,
             )

@@ -130,7 +130,7 @@ from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.journal_event import JournalEvent as JournalEvent
 from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.running import running_beside
-from ult_actors.journal.schema import OPEN_STATUS_SQL, migrate
+from ult_actors.journal.schema import OPEN_STATUS_SQL, ORDER_BODY_SQL, migrate
 from ult_actors.journal.seen import SeenFilter
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
@@ -151,15 +151,17 @@ _decode_order = msgspec.msgpack.Decoder(Order).decode
 # leaves the file as one fold would: an order's row is replaced only by a newer state,
 # an event is kept once per sequence number. ``orders.outcome`` and ``events.status`` are
 # written empty (a constant, no parameter: each text parameter is ~800 instructions of
-# SQLite's own copy): nothing reads them, the body has both (``journal.schema``).
+# SQLite's own copy): nothing reads them, the body has both (``journal.schema``). So is
+# ``orders.body``: the order's body is its ``events`` row's of the same ``seq``, written
+# in the same transaction (``ORDER_BODY_SQL`` reads it).
 _UPSERT = ManyRowInsert(
     "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)",
-    7,
+    6,
     " ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
     " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq,"
-    " body = excluded.body WHERE excluded.seq > orders.seq",
-    row="(?, ?, ?, ?, '', ?, ?, ?)",
+    " body = x'' WHERE excluded.seq > orders.seq",
+    row="(?, ?, ?, ?, '', ?, ?, x'')",
 )
 _APPEND = ManyRowInsert(
     "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)",
@@ -539,7 +541,7 @@ class SqliteStore:
             self._seen.add(coid)
             self._brokers.add(broker)
         for (body,) in conn.execute(
-            f"SELECT body FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
+            f"SELECT {ORDER_BODY_SQL} FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
         ):
             order = _decode_order(body)
             self._open[order.client_order_id] = order
@@ -547,7 +549,7 @@ class SqliteStore:
                 self._by_order_id[order.id] = order.client_order_id
         # Typed: mypyc cannot compile ``reversed`` over an untyped (Any) list.
         recent: list[tuple[bytes]] = conn.execute(
-            "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (self.cache_size,)
+            f"SELECT {ORDER_BODY_SQL} FROM orders ORDER BY seq DESC LIMIT ?", (self.cache_size,)
         ).fetchall()
         for (body,) in reversed(recent):
             order = _decode_order(body)
@@ -1294,7 +1296,8 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> Order | None:
             row = conn.execute(
-                "SELECT body FROM orders WHERE client_order_id = ?", (client_order_id,)
+                f"SELECT {ORDER_BODY_SQL} FROM orders WHERE client_order_id = ?",
+                (client_order_id,),
             ).fetchone()
             return _decode_order(row[0]) if row else None
 
@@ -1310,7 +1313,8 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> Order | None:
             row = conn.execute(
-                "SELECT body FROM orders WHERE order_id = ? ORDER BY seq DESC LIMIT 1",
+                f"SELECT {ORDER_BODY_SQL} FROM orders WHERE order_id = ? ORDER BY seq DESC"
+                " LIMIT 1",
                 (order_id,),
             ).fetchone()
             return _decode_order(row[0]) if row else None
@@ -1358,11 +1362,12 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> list[Order]:
             if broker is None:
                 rows = conn.execute(
-                    "SELECT body FROM orders ORDER BY seq DESC LIMIT ?", (limit,)
+                    f"SELECT {ORDER_BODY_SQL} FROM orders ORDER BY seq DESC LIMIT ?", (limit,)
                 ).fetchall()
             else:
                 rows = conn.execute(
-                    "SELECT body FROM orders WHERE broker = ? ORDER BY seq DESC LIMIT ?",
+                    f"SELECT {ORDER_BODY_SQL} FROM orders WHERE broker = ?"
+                    " ORDER BY seq DESC LIMIT ?",
                     (broker, limit),
                 ).fetchall()
             return [_decode_order(row[0]) for row in rows]
@@ -1415,10 +1420,12 @@ def table_rows(
     rows: list[_Row], fills: list[Fill]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """What one batch writes, as parameter rows: ``events`` rows, ``orders`` rows (one per
-    order, its latest state) and ``fills`` rows, in the tables' column order."""
+    order, its latest state, with its body: PostgreSQL's ``orders`` keeps a copy of it)
+    and ``fills`` rows, in the tables' column order."""
     kept = _folded(rows, _order_and_event)
     events, latest = tables([log_row(*row) for row in kept])
-    return events, latest, [fill_row(f) for f in fills]
+    bodies = {event[0]: event[4] for event in events}  # seq -> body
+    return events, [(*row, bodies[row[5]]) for row in latest], [fill_row(f) for f in fills]
 
 
 def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -1470,8 +1477,8 @@ def _table_rows(
             logged = log_row(*logged)  # the brokers' news, encoded here
         seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
         events.append((seq, coid, event, ts, body))
-        if last[coid] == i:
-            latest.append((coid, oid, broker, status, updated_at, seq, body))
+        if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
+            latest.append((coid, oid, broker, status, updated_at, seq))
     return events, latest
 
 

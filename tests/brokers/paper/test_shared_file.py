@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -560,12 +560,29 @@ async def test_a_change_log_an_earlier_version_wrote_is_replayed(tmp_path: Path)
     assert not segment.exists()  # taken in, then deleted
 
 
-async def test_a_change_log_of_the_version_before_is_replayed_beside_this_versions_rows(
-    tmp_path: Path,
+def objects_record(working: WorkingOrder, fill: Fill) -> bytes:
+    """A record as the version before the one before wrote it: copies of the venue's
+    objects (the file's bodies were JSON then)."""
+    return msgspec.msgpack.encode([
+        "desk", [[working, False]], [fill], [["AAPL", Decimal(10), Decimal(100), Decimal(0)]],
+        [["AAPL", Decimal(100)]], Decimal(99_000), 5, 2, 2, 1,
+    ])  # fmt: skip
+
+
+def map_bodies_record(working: WorkingOrder, fill: Fill) -> bytes:
+    """A record as the version before wrote it: tag 3, each body a msgpack map."""
+    return msgspec.msgpack.encode((
+        3, "desk", {working.order.id: working}, [working.order.id], [fill],
+        [("AAPL", "10", "100", "0")], [("AAPL", "100")], "99000", 5, 2, 2,
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize("record_of", [objects_record, map_bodies_record])
+async def test_a_change_log_of_an_earlier_version_is_replayed_beside_this_versions_rows(
+    tmp_path: Path, record_of: Callable[[WorkingOrder, Fill], bytes]
 ) -> None:
-    # The version before logged copies of the venue's objects (and the file's bodies
-    # were JSON): its log is taken in, and the account goes on trading in this
-    # version's records, both read back alike.
+    # A crash of an earlier version leaves its log: it is taken in, and the account
+    # goes on trading in this version's records, both read back alike.
     order = filled_order("before-1", 1)
     fill = Fill(
         fill_id="abc.f1",
@@ -578,20 +595,9 @@ async def test_a_change_log_of_the_version_before_is_replayed_beside_this_versio
         price=Decimal(100),
         ts=2,
     )
-    record = [
-        "desk",
-        [[WorkingOrder(order=order), False]],
-        [fill],
-        [["AAPL", Decimal(10), Decimal(100), Decimal(0)]],
-        [["AAPL", Decimal(100)]],
-        Decimal(99_000),
-        5,
-        2,
-        2,
-        1,
-    ]
+    record = record_of(WorkingOrder(order=order), fill)
     segment = tmp_path / "paper.db.log.1"
-    segment.write_bytes(segment_log.framed(msgspec.msgpack.encode(record)))
+    segment.write_bytes(segment_log.framed(record))
     desk = placed(tmp_path, "desk", starting_cash=Decimal(100_000))
     async with streaming(desk):
         assert await desk.get_order_by_client_id("before-1") == order

@@ -232,6 +232,35 @@ async def test_a_stop_limit_triggers_but_waits_for_its_limit(tmp_path: Path) -> 
         assert (done.status, done.avg_fill_price) == ("filled", Decimal("105.20"))
 
 
+async def test_an_order_resting_as_it_arrived_is_reported_once_at_the_time_it_was_accepted(
+    tmp_path: Path,
+) -> None:
+    clock = iter(range(1_000, 1_000_000, 7))
+    async with paper(tmp_path / "p.db", now_ns=lambda: next(clock)) as (broker, log):
+        resting = await broker.submit(order(type="limit", limit_price=95, time_in_force="gtc"))
+        broker.set_price("AAPL", Decimal(101))  # a later call: the stream has the first one
+        await log.wait_for(lambda u: u.order.id == resting.id)
+        [update] = log.for_client_id(resting.client_order_id)
+        assert update.order == resting and update.fill is None
+        assert update.ts == resting.created_at == resting.updated_at
+
+
+async def test_a_stop_limit_triggered_on_arrival_stays_triggered_in_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    async with paper(path) as (broker, _):
+        # AAPL at 100: past the stop at once, above the limit, so it rests triggered.
+        placed = await broker.submit(
+            order(type="stop_limit", stop_price=99, limit_price="99.50", time_in_force="gtc")
+        )
+        assert placed.status == "accepted"
+    async with paper(path) as (again, log):
+        again.set_price("AAPL", Decimal(98))  # under the stop: only a triggered order fills
+        done = await final(log, placed)
+        assert (done.status, done.avg_fill_price) == ("filled", Decimal(98))
+
+
 async def test_a_sell_stop_protects_a_long_position(tmp_path: Path) -> None:
     async with paper(tmp_path / "p.db") as (broker, log):
         await broker.submit(order(qty=10))

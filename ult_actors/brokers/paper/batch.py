@@ -6,11 +6,15 @@ encoded once, on the trio thread, by ``encode_change`` (one msgpack
 encode): that record is what the change log holds and what the writer's
 thread folds. Its bytes are fixed when made, so the venue may go on
 changing its own objects: no copy of them is needed, and the writer's
-thread shares no object with the loop. The writer's thread reads it back
-as a ``Change``: strings, and each order's and fill's msgpack left as it
-is (``msgspec.Raw``; only the keys of its row are read from it), which the
+thread shares no object with the loop. Each order and fill in it is a
+msgpack array of its fields by position (``msgspec.structs.astuple``): no
+field names to write, read, CRC and store, where a map of a 24-field
+``Order`` was two thirds names. The writer's thread reads it back as a
+``Change``: strings, and each order's and fill's msgpack left as it is
+(``msgspec.Raw``; only the keys of its row are read from it), which the
 file stores as their bodies: no JSON, no decimal and no order object are
-made off the loop either.
+made off the loop either. A log of the version before (``MapBodiesChange``,
+its bodies maps) is read too.
 
 Compiled by mypyc in the compiled build; its record classes, declared with
 class keywords, live in ``paper.records`` (re-exported here).
@@ -24,8 +28,16 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 
-from ult_actors.brokers.paper.records import CHANGE_TAG, Change, WorkingOrder
+from ult_actors.brokers.paper.records import (
+    CHANGE_TAG,
+    Change,
+    FillKeys,
+    MapBodiesChange,
+    WorkingKeys,
+    WorkingOrder,
+)
 from ult_actors.messages import Fill
 
 __all__ = ["CHANGE_TAG", "Change", "Rows", "WorkingOrder", "decode_change", "encode_change"]
@@ -33,7 +45,7 @@ __all__ = ["CHANGE_TAG", "Change", "Rows", "WorkingOrder", "decode_change", "enc
 
 _encode = msgspec.msgpack.Encoder().encode
 
-decode_change = msgspec.msgpack.Decoder(Change).decode
+decode_change = msgspec.msgpack.Decoder(Change | MapBodiesChange).decode
 
 
 class _OrderKey(msgspec.Struct):
@@ -50,8 +62,11 @@ class _FillKeys(msgspec.Struct):
 
 
 #: The keys of the file's rows, read from a body without the rest of it.
-_working_key = msgspec.msgpack.Decoder(_WorkingKey).decode
-_fill_keys = msgspec.msgpack.Decoder(_FillKeys).decode
+_working_keys = msgspec.msgpack.Decoder(WorkingKeys).decode
+_fill_keys = msgspec.msgpack.Decoder(FillKeys).decode
+#: The same from a body of the version before (a map).
+_map_working_key = msgspec.msgpack.Decoder(_WorkingKey).decode
+_map_fill_keys = msgspec.msgpack.Decoder(_FillKeys).decode
 
 
 def encode_change(
@@ -72,9 +87,12 @@ def encode_change(
     return _encode((
         CHANGE_TAG,
         account,
-        orders,
+        {
+            oid: (astuple(w.order), w.triggered, w.in_transit, w.commission)
+            for oid, w in orders.items()
+        },
         [w.order.id for w in ended],
-        fills,
+        [astuple(fill) for fill in fills],
         holdings,
         prices,
         cash,
@@ -101,12 +119,14 @@ class Rows:
         self.seq = seq
         name = change.account
         ended = change.ended
+        arrays = not isinstance(change, MapBodiesChange)
         # Bodies as ``bytearray``: what sqlite3 binds without looking for an adapter.
         for oid, body in change.orders.items():
-            coid = _working_key(body).order.client_order_id
+            working = _working_keys(body) if arrays else _map_working_key(body)
+            coid = working.order.client_order_id
             self._orders[name, oid] = (name, oid, coid, int(oid not in ended), bytearray(body))
         for body in change.fills:
-            keys = _fill_keys(body)
+            keys = _fill_keys(body) if arrays else _map_fill_keys(body)
             self._fills.append((name, keys.fill_id, keys.order_id, bytearray(body)))
         for symbol, qty, avg, pl in change.holdings:
             self._holdings[name, symbol] = (name, symbol, qty, avg, pl)

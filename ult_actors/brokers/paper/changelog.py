@@ -10,9 +10,9 @@ machine crash may lose the last appends, as the file's
 ``synchronous=NORMAL`` may.
 
 The log is a ``segment_log`` next to the accounts file
-(``<file>.log.<n>``); each record is a ``batch.Change`` (logs of the two
-earlier versions, whose records were a copy of the venue's objects or the
-file's rows with JSON bodies, are read too). A segment grown
+(``<file>.log.<n>``); each record is a ``batch.Change`` (logs of the three
+earlier versions, whose records had their bodies as maps, were a copy of the
+venue's objects, or were the file's rows with JSON bodies, are read too). A segment grown
 past ``SEGMENT_BYTES`` is closed and the next one opened; the writer's
 thread deletes a closed segment once everything in it is in the file.
 Opening the file (``PaperStore``) replays every segment left over, in
@@ -35,7 +35,7 @@ import msgspec
 
 from ult_actors import segment_log
 from ult_actors.brokers.paper.batch import Change, WorkingOrder, decode_change
-from ult_actors.brokers.paper.records import ObjectsRecord, RowsRecord
+from ult_actors.brokers.paper.records import MapBodiesChange, ObjectsRecord, RowsRecord
 from ult_actors.messages import Fill
 from ult_actors.segment_log import remove, segments
 
@@ -54,8 +54,9 @@ _order_json = msgspec.json.Decoder(WorkingOrder).decode
 _fill_json = msgspec.json.Decoder(Fill).decode
 
 
+# Both earlier versions' bodies become maps, as the version between them wrote them.
 def _from_objects(record: ObjectsRecord) -> Change:
-    return Change(
+    return MapBodiesChange(
         account=record.account,
         orders={w.order.id: msgspec.Raw(_encode(w)) for w, _ in record.orders},
         ended=[w.order.id for w, is_open in record.orders if not is_open],
@@ -72,7 +73,7 @@ def _from_objects(record: ObjectsRecord) -> Change:
 def _from_rows(record: RowsRecord) -> Change:
     # A venue call staged its own account's rows, with exactly one account row.
     ((name, cash, created_at, next_order, next_fill),) = record.accounts
-    return Change(
+    return MapBodiesChange(
         account=name,
         orders={row[1]: msgspec.Raw(_encode(_order_json(row[4]))) for row in record.orders},
         ended=[row[1] for row in record.orders if not row[3]],

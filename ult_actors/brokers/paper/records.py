@@ -11,12 +11,24 @@ compiled. This one has no code that runs per order.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
 from ult_actors.messages import Fill, Order
 
-__all__ = ["CHANGE_TAG", "Change", "ObjectsRecord", "RowsRecord", "WorkingOrder"]
+__all__ = [
+    "CHANGE_TAG",
+    "Change",
+    "FillKeys",
+    "MapBodiesChange",
+    "ObjectsRecord",
+    "RowsRecord",
+    "WorkingKeys",
+    "WorkingOrder",
+    "fill_from_array",
+    "working_from_array",
+]
 
 
 class WorkingOrder(msgspec.Struct, kw_only=True):
@@ -32,14 +44,15 @@ class WorkingOrder(msgspec.Struct, kw_only=True):
 
 
 #: The first field of every ``Change``: a change log of an earlier version is told apart by it.
-CHANGE_TAG = 3
+CHANGE_TAG = 4
 
 
 class Change(msgspec.Struct, array_like=True, tag=CHANGE_TAG):
     """One venue call's changes to one account as the writer's thread reads them back.
 
     Decimals are the text the file stores; each order and fill is its msgpack,
-    the file's body, left as it is.
+    the file's body, left as it is: a msgpack array of its fields by position
+    (``working_from_array``, ``fill_from_array``), with no field names in it.
     """
 
     account: str
@@ -58,9 +71,78 @@ class Change(msgspec.Struct, array_like=True, tag=CHANGE_TAG):
     next_fill: int
 
 
+class MapBodiesChange(Change, tag=3):
+    """A ``Change`` as the version before wrote it: each body a msgpack map of the
+    ``WorkingOrder`` or ``Fill`` by field name, as the file's rows of that version hold.
+
+    Read only (``changelog``), so that a log left by a crash of that version is not lost.
+    """
+
+
+def _by_position(cls: type[msgspec.Struct], name: str, **types: Any) -> type[msgspec.Struct]:
+    """A class of ``cls``'s fields, in their order (of ``types``' types where named),
+    read from a msgpack array (a body)."""
+    spec: list[Any] = []
+    for f in msgspec.structs.fields(cls):
+        kind = types.get(f.name, f.type)
+        if f.default is not msgspec.NODEFAULT:
+            spec.append((f.name, kind, f.default))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            spec.append((f.name, kind, msgspec.field(default_factory=f.default_factory)))
+        else:
+            spec.append((f.name, kind))
+    return msgspec.defstruct(name, spec, array_like=True, module=__name__)
+
+
+#: An ``Order`` or a ``Fill`` as a body holds it: its fields by position
+#: (``msgspec.structs.astuple``). So ``Order``'s and ``Fill``'s fields keep their
+#: order: one added at the end with a default is read from older bodies as that
+#: default; any other change to them needs a new body form (the test pins them).
+_OrderArray = _by_position(Order, "_OrderArray")
+_FillArray = _by_position(Fill, "_FillArray")
+#: A ``WorkingOrder`` as a body holds it: ``[order, triggered, in_transit, commission]``.
+_WorkingArray = _by_position(WorkingOrder, "_WorkingArray", order=_OrderArray)
+_working_array = msgspec.msgpack.Decoder(_WorkingArray).decode
+_fill_array = msgspec.msgpack.Decoder(_FillArray).decode
+
+
+def working_from_array(body: bytes) -> WorkingOrder:
+    """The order a body of this version holds (a msgpack array, ``encode_change``'s)."""
+    row: Any = _working_array(body)
+    return WorkingOrder(
+        order=Order(**msgspec.structs.asdict(row.order)),
+        triggered=row.triggered,
+        in_transit=row.in_transit,
+        commission=row.commission,
+    )
+
+
+def fill_from_array(body: bytes) -> Fill:
+    """The fill a body of this version holds (a msgpack array, ``encode_change``'s)."""
+    return Fill(**msgspec.structs.asdict(_fill_array(body)))
+
+
+class _OrderKeys(msgspec.Struct, array_like=True):
+    id: str
+    client_order_id: str
+
+
+class WorkingKeys(msgspec.Struct, array_like=True):
+    """The keys of an order's row, read from its body without the rest of it."""
+
+    order: _OrderKeys
+
+
+class FillKeys(msgspec.Struct, array_like=True):
+    """The keys of a fill's row, read from its body without the rest of it."""
+
+    fill_id: str
+    order_id: str
+
+
 class ObjectsRecord(msgspec.Struct, array_like=True):
-    """A change log record as the version before ``Change`` wrote it: copies of the
-    venue's objects.
+    """A change log record as the version before ``MapBodiesChange`` wrote it:
+    copies of the venue's objects.
 
     Read only (``changelog``), so that a log left by a crash of that version is not
     lost on an upgrade. Its decimals are read as the text the file stores.

@@ -49,6 +49,7 @@ import msgspec
 from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.account import PaperHolding
 from ult_actors.brokers.paper.batch import Rows, WorkingOrder
+from ult_actors.brokers.paper.records import fill_from_array, working_from_array
 from ult_actors.brokers.paper.settings import DEFAULT_FILE
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill
@@ -68,8 +69,12 @@ _LEGACY_PREFIX = "paper-"
 #: upsert), by client order id and open ones; fills by their order. The venue
 #: refuses a used client order id itself, and a fill can only come twice from a
 #: replayed change log, which skips the fills the file has (``_replay_log``).
+#: Layout 3 is layout 2 whose bodies may be msgpack arrays (``batch.encode_change``'s),
+#: which a version of layout 2 would misread: a file of layout 2 becomes 3 as it is.
 #: An earlier version of the service cannot open a file of this layout.
-LAYOUT = 2
+LAYOUT = 3
+#: The layout whose file is layout 3's as it is (its bodies maps or JSON, read alike).
+_MAP_BODIES_LAYOUT = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -171,17 +176,29 @@ _fill_from_msgpack = msgspec.msgpack.Decoder(Fill).decode
 _JSON_OBJECT = b"{"
 
 
+def _is_array(body: bytes) -> bool:
+    """Whether ``body`` is a msgpack array (this version's; earlier ones wrote maps)."""
+    first = body[0]
+    return 0x90 <= first <= 0x9F or first == 0xDC or first == 0xDD
+
+
 def order_body(body: bytes | str) -> WorkingOrder:
-    """The order an ``orders`` row's body holds (msgpack; JSON in rows of earlier versions)."""
+    """The order an ``orders`` row's body holds (a msgpack array; in rows of earlier
+    versions a msgpack map or JSON)."""
     if isinstance(body, str) or body[:1] == _JSON_OBJECT:
         return _order_from_json(body)
+    if _is_array(body):
+        return working_from_array(body)
     return _order_from_msgpack(body)
 
 
 def fill_body(body: bytes | str) -> Fill:
-    """The fill a ``fills`` row's body holds (msgpack; JSON in rows of earlier versions)."""
+    """The fill a ``fills`` row's body holds (a msgpack array; in rows of earlier
+    versions a msgpack map or JSON)."""
     if isinstance(body, str) or body[:1] == _JSON_OBJECT:
         return _fill_from_json(body)
+    if _is_array(body):
+        return fill_from_array(body)
     return _fill_from_msgpack(body)
 
 
@@ -415,7 +432,11 @@ def _layout(db: sqlite3.Connection, path: str) -> int:
 def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
     """Bring the file to ``LAYOUT`` in one transaction: create it, or convert an earlier
     layout in place (a file of the per-connection layout becomes ``account``)."""
-    if _layout(db, path) == LAYOUT:
+    version = _layout(db, path)
+    if version == LAYOUT:
+        return
+    if version == _MAP_BODIES_LAYOUT:
+        db.execute(f"PRAGMA user_version = {LAYOUT}")
         return
     tables = _tables(db)
     old_layout = _is_old_layout(tables)

@@ -121,6 +121,8 @@ class PaperVenue:
             snap.cash if snap.cash is not None else settings.starting_cash, snap.holdings
         )
         feed.load(snap.prices.items())
+        #: ``feed.price``, bound once: the funds check hands it on per order.
+        self._price: Callable[[str], Decimal] = feed.price
         for symbol in snap.holdings:
             # Prices are saved when they move; one never moved is at its start price.
             feed.price(symbol)
@@ -160,7 +162,10 @@ class PaperVenue:
         self._unfiled = Unfiled()
         self._created_at = snap.created_at if snap.created_at is not None else now_ns()
         # Order ids stay unique across resets of the account: they carry its creation time.
-        self._tag = format(self._created_at // 1_000_000, "x")
+        tag = format(self._created_at // 1_000_000, "x")
+        #: What every order id and fill id of this venue starts with (then its number).
+        self._order_id_prefix = f"{name}.{tag}."
+        self._fill_id_prefix = f"{tag}.f"
         # Day orders of an earlier date expire, travelling or not; whatever else
         # was travelling when we stopped has arrived meanwhile.
         self._expire_day_orders(force=True)
@@ -254,14 +259,22 @@ class PaperVenue:
         if not validated:
             self.validate(request)
         working = self._accept(request, in_transit=in_transit, book=in_transit)
-        if not in_transit:
-            # Booked once it rests: one that ends on arrival (a market order filled in
-            # full, an ioc or fok canceled) never goes on the book and off again.
-            self._arrive(working)
-            if working.order.status in _OPEN:
-                self._book(working)
+        if in_transit:
+            self._commit()
+            return working.order
+        accepted = working.order
+        self._arrive(working)
+        order = working.order
+        if order is accepted:
+            # Nothing on arrival changed it: its accepted state is news (``_accept`` left
+            # that to us, for an order filled or ended on arrival passes it by).
+            self._changed(working, None, order.updated_at)
+        # Booked once it rests: one that ends on arrival (a market order filled in
+        # full, an ioc or fok canceled) never goes on the book and off again.
+        if order.status in _OPEN:
+            self._book(working)
         self._commit()
-        return working.order
+        return order
 
     def replace(self, order_id: str, change: ReplaceRequest) -> Order:
         """End a working order ``replaced`` and put its replacement in; the replacement."""
@@ -272,7 +285,7 @@ class PaperVenue:
         terms = replaced_terms(old, change)  # validated
         # What is left to fill: a plain number above 0 (``replaced_terms`` saw to that).
         rest = _replace(terms, qty=terms.qty - old.filled_qty)
-        self._check_unused(rest)
+        self._check_unused(rest.client_order_id)
         self._check_funds(rest, instead_of=working)  # its reservation goes with it
         now = self.now_ns()
         working.order = _replace(
@@ -309,8 +322,8 @@ class PaperVenue:
     def _current(self, client_order_id: str) -> Order:
         return self.get_by_client_id(client_order_id)
 
-    def _check_unused(self, request: OrderRequest) -> None:
-        coid = request.client_order_id
+    def _check_unused(self, coid: str | None) -> str:
+        """``coid``, a new order's client order id, unless it is missing or used already."""
         if coid is None:
             raise InvalidOrder("client_order_id is required", field="client_order_id")
         if coid in self._client_ids:
@@ -318,6 +331,7 @@ class PaperVenue:
                 f"client_order_id {coid} is already used at paper broker {self.name}",
                 field="client_order_id",
             )
+        return coid
 
     def _accept(
         self,
@@ -330,22 +344,23 @@ class PaperVenue:
         book: bool = True,
     ) -> WorkingOrder:
         """Check a validated new order (or a replacement, or a leg) against the venue's own
-        rules and put it on the book unmatched (``book``; else the caller books it, if
-        it rests once matched: an order no other order of its call looks up)."""
-        if request.symbol not in self._traded:
-            self._check_traded(request.symbol)
-        if request.time_in_force in ("opg", "cls"):
+        rules and put it on the book unmatched, its state noted (``book``; else the
+        caller books it if it rests once matched, an order no other order of its call
+        looks up, and notes its state unless matching changed it)."""
+        symbol = request.symbol
+        if symbol not in self._traded:
+            self._check_traded(symbol)
+        tif = request.time_in_force
+        if tif in ("opg", "cls"):
             raise InvalidOrder(
-                f"the paper broker has no opening or closing auction ({request.time_in_force})",
+                f"the paper broker has no opening or closing auction ({tif})",
                 field="time_in_force",
             )
-        self._check_unused(request)
-        coid = request.client_order_id
-        assert coid is not None
+        coid = self._check_unused(request.client_order_id)
         if replaces is None and not held:
             self._check_funds(request)
         now = self.now_ns()
-        oid = f"{self.name}.{self._tag}.{self._next_order}"
+        oid = f"{self._order_id_prefix}{self._next_order}"
         self._next_order += 1
         order = order_from_request(
             request, broker=self.name, order_id=oid, status="held" if held else "accepted",
@@ -356,10 +371,10 @@ class PaperVenue:
         elif leg is not None:
             order = _replace(order, leg=leg)
         working = WorkingOrder(order=order, in_transit=in_transit)
+        self._client_ids.add(coid)
         if book:
             self._book(working)
-        self._client_ids.add(coid)
-        self._changed(working, None, now)
+            self._changed(working, None, now)
         return working
 
     def _book(self, working: WorkingOrder) -> None:
@@ -448,11 +463,12 @@ class PaperVenue:
         order = working.order
         price = self.feed.price(order.symbol)
         buy = order.side == "buy"
-        if order.type in ("stop", "stop_limit") and not working.triggered:
+        kind = order.type
+        if kind in ("stop", "stop_limit") and not working.triggered:
             assert order.stop_price is not None
             if (price < order.stop_price) if buy else (price > order.stop_price):
                 return ZERO
-        if order.type in ("limit", "stop_limit"):
+        if kind in ("limit", "stop_limit"):
             assert order.limit_price is not None
             if (price > order.limit_price) if buy else (price < order.limit_price):
                 return ZERO
@@ -476,27 +492,27 @@ class PaperVenue:
         if qty > ZERO:
             self._fill(working, qty)
 
-    def _fill_price(self, order: Order, qty: Decimal) -> Decimal:
-        price = self.feed.price(order.symbol)
+    def _fill_price(
+        self, symbol: str, buy: bool, limit: Decimal | None, qty: Decimal
+    ) -> Decimal:
+        """The price ``qty`` of an order for ``symbol`` (a buy or not, its ``limit``) fills at."""
+        price = self.feed.price(symbol)
         # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
         # digits rounded the same way (``_per_bps``), without the division.
         slip = price * (self._slippage + self._impact * qty)
-        worse = self.feed.round(price + slip if order.side == "buy" else price - slip)
-        if order.limit_price is not None:
+        worse = self.feed.round(price + slip if buy else price - slip)
+        if limit is not None:
             # Slippage never trades through the limit.
-            worse = (
-                min(worse, order.limit_price)
-                if order.side == "buy"
-                else max(worse, order.limit_price)
-            )
+            worse = min(worse, limit) if buy else max(worse, limit)
         return worse
 
     def _fill(self, working: WorkingOrder, qty: Decimal) -> None:
         order = working.order
-        price = self._fill_price(order, qty)
-        commission = self._commission * qty
         symbol = order.symbol
-        self.account.apply_fill(symbol, order.side, qty, price, commission)
+        side = order.side
+        price = self._fill_price(symbol, side == "buy", order.limit_price, qty)
+        commission = self._commission * qty
+        self.account.apply_fill(symbol, side, qty, price, commission)
         self._dirty_holdings.add(symbol)
         before = order.filled_qty
         filled = before + qty
@@ -504,7 +520,7 @@ class PaperVenue:
         now = self.now_ns()
         fill = fill_of(
             order,
-            fill_id=f"{self._tag}.f{self._next_fill}",
+            fill_id=f"{self._fill_id_prefix}{self._next_fill}",
             qty=qty,
             price=price,
             ts=now,
@@ -589,14 +605,15 @@ class PaperVenue:
         """Note ``working``'s new state (with ``fill``, the execution that made it) at ``ts``,
         the time the caller stamped it with: written and reported at the call's end."""
         order = working.order
+        oid = order.id
         # Its quantities, state or (through a fill) the position moved: so may its reserve
         # (none kept, the usual case: no call).
         if self._reserve:
             self._reserve.pop(order.symbol, None)
-        self._dirty[order.id] = working
+        self._dirty[oid] = working
         updates = self._updates
         # Kept as tuples until ``_commit`` reports them: most calls pass a state by.
-        if updates and updates[-1][1] is None and updates[-1][0].id == order.id:
+        if updates and updates[-1][1] is None and updates[-1][0].id == oid:
             # A state this call went past (a market order accepted, then filled): news
             # to nobody (``_news``), so not kept.
             updates[-1] = (order, fill, ts)
@@ -636,16 +653,17 @@ class PaperVenue:
     ) -> None:
         """``InsufficientFunds`` unless the account can take ``request`` on (in place of
         the open order ``instead_of``, whose reservation it frees)."""
-        adds = exposure_increase(self.account.position(request.symbol), request.side, request.qty)
+        qty = request.qty
+        adds = exposure_increase(self.account.position(request.symbol), request.side, qty)
         if adds == 0:
             return  # it only closes (part of) a position: always allowed
-        commission = self._commission * request.qty
+        commission = self._commission * qty
         cost = adds * self._reference_price(request) + commission
         # Nothing open, nothing reserved: the common case, without a call.
         reserved = self._reserved() if self._open_by_symbol else ZERO
         if instead_of is not None:
             reserved -= self._reservation(instead_of)
-        available = self.account.free(self.feed.price, reserved)
+        available = self.account.free(self._price, reserved)
         if cost > available:
             raise InsufficientFunds(
                 f"order needs {cost:.2f} {self.settings.currency} of buying power;"
