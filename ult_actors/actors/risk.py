@@ -82,6 +82,8 @@ _STRICTNESS: Final = {"active": 0, "reducing": 1, "halted": 2}
 _OPEN: Final = OPEN_STATUSES
 #: The events folded into the books.
 _FOLDED: Final[tuple[type[Event], ...]] = (OrderUpdate, AccountReset)
+#: Asked of every event folded: a C static, not a look-up in the module's dict per event.
+_UPDATE: Final = OrderUpdate
 
 
 @dataclass(frozen=True)
@@ -292,13 +294,15 @@ def check_order(
     broker = request.broker or ""
     # ``in_force(state, broker).state``, without building the settings it also names.
     glob, own = state.trading, state.broker_trading.get(broker, "active")
-    trading = own if _STRICTNESS[own] > _STRICTNESS[glob] else glob
+    # ``active``, the least strict, as the broker's own (the usual case) leaves the global.
+    trading = glob if own == "active" or _STRICTNESS[own] <= _STRICTNESS[glob] else own
     qty = request.qty  # read once (a Struct's field: a look-up each time)
-    current, worst = position_after(state, broker, request, qty if adds is None else adds)
+    more = qty if adds is None else adds
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
     if trading == "reducing":
         # It must shrink the position even if the open orders on its side fill too.
+        current, worst = position_after(state, broker, request, more)
         reduces = 0 <= worst < current if current > 0 else current < worst <= 0
         if not reduces:
             raise RiskRejected(
@@ -325,12 +329,16 @@ def check_order(
                 f"notional {notional} exceeds max_order_notional {limits.max_order_notional}",
                 limit="max_order_notional",
             )
-    if limits.max_position_per_symbol is not None and abs(worst) > limits.max_position_per_symbol:
-        raise RiskRejected(
-            f"position in {request.symbol} could reach {worst}, beyond max_position_per_symbol"
-            f" {limits.max_position_per_symbol}",
-            limit="max_position_per_symbol",
-        )
+    if limits.max_position_per_symbol is not None:
+        # The position (two look-ups, two sums) only for the checks that read it: without
+        # this limit, and unless reducing, an order needs none.
+        _, worst = position_after(state, broker, request, more)
+        if abs(worst) > limits.max_position_per_symbol:
+            raise RiskRejected(
+                f"position in {request.symbol} could reach {worst}, beyond"
+                f" max_position_per_symbol {limits.max_position_per_symbol}",
+                limit="max_position_per_symbol",
+            )
     if (
         new_order
         and limits.max_open_orders is not None
@@ -406,12 +414,13 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     new = state.applied.advance(order)
     if new is not None:
         qty, part_price = new
-        key = (order.broker, order.symbol)
+        symbol = order.symbol  # read once (a Struct's field: a look-up each time)
+        key = (order.broker, symbol)
         book = state.books.get(key)
         if book is None:  # not setdefault: it would build a Holding for every fill
             book = state.books[key] = Holding()
-        price = part_price or state.last_price.get(order.symbol) or book.avg_price
-        state.last_price[order.symbol] = price
+        price = part_price or state.last_price.get(symbol) or book.avg_price
+        state.last_price[symbol] = price
         signed = qty if order.side == "buy" else -qty
         pnl = book.book(signed, price)
         if pnl:  # most fills realize nothing (they open or add): no sum then
@@ -511,7 +520,7 @@ class _Risk:
                 nursery.cancel_scope.cancel()
 
     def apply(self, event: Event) -> None:
-        if isinstance(event, OrderUpdate):  # the usual event first: no match per update
+        if isinstance(event, _UPDATE):  # the usual event first: no match per update
             self.deps.fold(self.state, event, self.deps.now_ns())
         elif isinstance(event, AccountReset):
             reset_books(self.state, event)
