@@ -64,6 +64,7 @@ MODULES: tuple[str, ...] = (
     "ult_actors.sqlite_insert",  # the fold's and the paper writer's statements, every round
     "ult_actors.journal.changelog",  # not journal.log_record: its Struct takes class keywords
     "ult_actors.brokers.paper.connector",  # answer_now, price: called per order
+    "ult_actors.actors.gateway",  # handle, _submit: every request's way into the actors
 )
 
 #: Written by the compiled build beside this file: {module: digest of its source}.

@@ -104,11 +104,25 @@ def validate_symbol(symbol: str) -> None:
         )
 
 
+def _plain_ticker(symbol: str) -> bool:
+    """Whether ``symbol`` is a letter and up to 11 more letters or digits, all ASCII
+    upper-case: ``SYMBOL_RE``'s usual case (AAPL), told by string methods in a fraction
+    of the regex engine's ~2k instructions; anything else goes to ``SYMBOL_RE``."""
+    return (
+        0 < len(symbol) <= 12
+        and symbol.isascii()
+        and symbol.isalnum()
+        and symbol.isupper()  # no lower-case letter (digits are neither)
+        and symbol[0].isalpha()
+    )
+
+
 def validate_order(req: OrderRequest) -> None:
     """Raise ``InvalidOrder`` if ``req`` breaks a broker-independent rule."""
     # Run on every order: the checks that pass are inlined, the helpers kept for the messages.
-    if not SYMBOL_RE.fullmatch(req.symbol):
-        validate_symbol(req.symbol)
+    symbol = req.symbol
+    if not _plain_ticker(symbol) and not SYMBOL_RE.fullmatch(symbol):
+        validate_symbol(symbol)
     check_decimal(req.qty, "qty")
     limit_price, stop_price, order_type = req.limit_price, req.stop_price, req.type
     if limit_price is not None:

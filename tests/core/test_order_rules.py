@@ -11,7 +11,7 @@ import pytest
 
 from ult_actors.errors import InvalidOrder
 from ult_actors.messages import OrderRequest
-from ult_actors.validation import validate_order
+from ult_actors.validation import SYMBOL_RE, validate_order
 
 
 def _order(**terms: Any) -> OrderRequest:
@@ -70,3 +70,19 @@ def test_an_order_breaking_a_rule_is_refused_naming_its_field(
     with pytest.raises(InvalidOrder, match=re.escape(message)) as info:
         validate_order(_order(**terms))
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "A", "AAPL", "A" * 12, "A" * 13, "A1", "1A", "BRK.B", "EUR_USD", "BTC/USD", "A-", "",
+        "Aapl", "aAPL", "AAPL\n", " AAPL", "ÄAPL", "\uff21APL", "A²", "ǅ", "A" * 12 + ".B",
+    ],
+)
+def test_a_symbol_passes_exactly_when_the_symbol_pattern_matches_it(symbol: str) -> None:
+    # Plain tickers are told without the regex engine: that shortcut must agree with it.
+    if SYMBOL_RE.fullmatch(symbol):
+        validate_order(_order(symbol=symbol))
+    else:
+        with pytest.raises(InvalidOrder, match="is not a valid symbol"):
+            validate_order(_order(symbol=symbol))

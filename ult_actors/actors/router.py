@@ -132,7 +132,10 @@ class _Router:
             request = msgspec.structs.replace(request, broker=broker)
         earlier = self.recent.get(coid)
         if earlier is None:
-            store = await deps.journal.get()
+            # The open store without awaiting ``get`` (~0.8k instructions) when it is open.
+            store = deps.journal.now
+            if store is None:
+                store = await deps.journal.get()
             existing = await store.get(coid)
             if existing is not None:
                 if not _same_order(existing, request):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, cast
 
 import trio
 
-from ult_actors.runtime.mailbox import CallTimeout, Envelope, Mailbox
+from ult_actors.runtime.mailbox import CallTimeout, DirectDoor, Envelope, Mailbox
 
 if TYPE_CHECKING:
     from ult_actors.runtime.actor import ActorContext
@@ -45,7 +45,7 @@ M = TypeVar("M")
 N = TypeVar("N")
 
 
-class DirectEntry(Generic[M]):
+class DirectEntry(DirectDoor[M]):
     """The door of one actor incarnation's mailbox loop (``serve_mailbox(direct=True)``)."""
 
     __slots__ = ("_crash", "_ctx", "_handle", "_idle", "_mailbox", "_running", "_scope", "_waiter")
@@ -53,6 +53,7 @@ class DirectEntry(Generic[M]):
     def __init__(
         self, ctx: ActorContext[M], handle: Callable[[Envelope[M]], Awaitable[None]]
     ) -> None:
+        super().__init__()
         self._ctx = ctx
         self._mailbox = ctx.mailbox  # read per call: not through the property
         self._handle = handle
@@ -202,7 +203,7 @@ class StepEntry(Generic[M]):
     """
 
     __slots__ = (
-        "_admit", "_all_left", "_begin", "_crash", "_crashed", "_ctx", "_enter",
+        "_admit", "_all_left", "_begin", "_clock", "_crash", "_crashed", "_ctx", "_enter",
         "_handle", "_leave", "_mailbox", "_scopes", "_shut",
     )  # fmt: skip
 
@@ -220,6 +221,9 @@ class StepEntry(Generic[M]):
         self._mailbox = ctx.mailbox
         self._handle = handle
         self._begin = begin
+        #: The run's clock (made inside it): a step's deadline is checked against it
+        #: without ``trio.current_time``'s two frames of interpreted Python.
+        self._clock = trio.lowlevel.current_clock()
         self._admit = admit
         self._enter = enter
         self._leave = leave
@@ -247,7 +251,13 @@ class StepEntry(Generic[M]):
         try:
             try:
                 begin = self._begin
-                rest = self._handle(env) if begin is None or env.expired() else begin(env)
+                # Without ``begin``, or past its deadline (``env.expired()``, on the run's
+                # clock read directly): all of it runs in the scope.
+                rest: Awaitable[None] | None
+                if begin is None or self._clock.current_time() > env.deadline:
+                    rest = self._handle(env)
+                else:
+                    rest = begin(env)
                 if rest is not None:
                     scope = self._scopes[env] = trio.CancelScope(deadline=env.deadline, shield=True)
                     with scope:
