@@ -298,6 +298,9 @@ def check_order(
     trading = glob if own == "active" or _STRICTNESS[own] <= _STRICTNESS[glob] else own
     qty = request.qty  # read once (a Struct's field: a look-up each time)
     more = qty if adds is None else adds
+    # The position (two look-ups, two sums) only for the checks that read it, once: without
+    # ``max_position_per_symbol``, and unless reducing, an order needs none.
+    worst: Decimal | None = None
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
     if trading == "reducing":
@@ -330,9 +333,8 @@ def check_order(
                 limit="max_order_notional",
             )
     if limits.max_position_per_symbol is not None:
-        # The position (two look-ups, two sums) only for the checks that read it: without
-        # this limit, and unless reducing, an order needs none.
-        _, worst = position_after(state, broker, request, more)
+        if worst is None:
+            _, worst = position_after(state, broker, request, more)
         if abs(worst) > limits.max_position_per_symbol:
             raise RiskRejected(
                 f"position in {request.symbol} could reach {worst}, beyond"
