@@ -59,15 +59,26 @@ class PaperAccount:
         return holding.qty if holding else ZERO
 
     def apply_fill(
-        self, symbol: str, side: Side, qty: Decimal, price: Decimal, commission: Decimal
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        commission: Decimal,
+        value: Decimal | None = None,
     ) -> PaperHolding:
         """Book one execution: cash moves, the position and its average price follow.
 
         The position moves as ``Holding.book`` says; commissions are paid from
-        cash and counted in realized P&L. Returns the holding after the fill.
+        cash and counted in realized P&L. ``value``: ``price * qty``, if the caller
+        has worked it out. Returns the holding after the fill.
         """
+        if value is None:
+            value = price * qty
+        # ``value`` or its negation: the same figure as ``signed(side, qty) * price`` (a
+        # product's rounding is symmetric), without the multiplication.
+        self.cash -= (value if side == "buy" else -value) + commission
         delta = signed(side, qty)
-        self.cash -= delta * price + commission
         holding = self.holdings.get(symbol)
         if holding is None:
             holding = self.holdings[symbol] = PaperHolding()
