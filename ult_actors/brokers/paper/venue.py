@@ -673,9 +673,9 @@ class PaperVenue:
         commission = self._commission * qty
         cost = adds * self._reference_price(request) + commission
         # Nothing open, nothing reserved: the common case, without a call.
-        reserved = self._reserved() if self._open_by_symbol else ZERO
+        reserved = self._reserved() if self._open_by_symbol else None
         if instead_of is not None:
-            reserved -= self._reservation(instead_of)
+            reserved = (ZERO if reserved is None else reserved) - self._reservation(instead_of)
         available = self.account.free(self._price, reserved)
         if cost > available:
             raise InsufficientFunds(
