@@ -33,7 +33,6 @@ is never durable over an order whose earlier news the file lacks.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import operator
 import queue
@@ -65,7 +64,9 @@ Fold = Callable[[list[LogRow | Record], list[FillRow | Fill], bool], None]
 _encoder = msgspec.msgpack.Encoder()
 _encode: Final = _encoder.encode
 _encode_into: Final = _encoder.encode_into
-#: A body is encoded into this much room and cut to its length (an order's is ~350-500
+#: A body is its Struct's fields as an array, not a map (``journal.bodies``).
+_fields_of: Final = msgspec.structs.astuple
+#: A body is encoded into this much room and cut to its length (an order's is ~110-200
 #: bytes): an empty ``bytearray`` grows step by step, ~1,200 instructions more a body.
 _BODY_ROOM: Final = 512
 
@@ -74,9 +75,10 @@ _decode = msgspec.msgpack.Decoder(LogRecord).decode
 
 
 def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
-    """One record as the log holds it."""
+    """One record as the log holds it; its body is the order's fields as a msgpack array
+    (``journal.bodies``)."""
     body = bytearray(_BODY_ROOM)
-    _encode_into(order, body)  # cheaper than ``encode`` to bytes, and bound as it is
+    _encode_into(_fields_of(order), body)  # cheaper than ``encode`` to bytes, and bound
     return (
         seq, order.client_order_id, event, order.status, ts, body, order.id,
         order.broker, order.outcome, order.updated_at,
@@ -84,9 +86,9 @@ def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
 
 
 def fill_row(fill: Fill) -> FillRow:
-    """One fill as the log holds it."""
+    """One fill as the log holds it; its body is the fill's fields as a msgpack array."""
     body = bytearray(_BODY_ROOM)
-    _encode_into(fill, body)
+    _encode_into(_fields_of(fill), body)
     return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, body)
 
 
@@ -160,8 +162,10 @@ class JournalLog:
         #: Counted apart from the appends, which ``full`` makes on the writer's thread.
         self.news_handed = 0
         self.folded_news = 0
-        #: The news handed over that may not be in the file yet, oldest first.
-        self._unfolded: collections.deque[_News] = collections.deque()
+        #: The news handed over that may not be in the file yet, oldest first: the last is
+        #: number ``news_handed``. A list cut once a fold (``_forget_folded``), not a
+        #: piece at a time.
+        self._unfolded: list[Record | Fill] = []
         #: Transactions that folded appends into the file.
         self.folds = 0
         #: Why the last fold failed, until one succeeds (set by the fold's thread).
@@ -214,22 +218,22 @@ class JournalLog:
         """Hand one record or fill nobody waits for to the fold's thread, which encodes it
         and writes it with its next fold (it is not appended to the log)."""
         self.news_handed += 1
-        job = (item, self.news_handed)
-        self._unfolded.append(job)
-        self._jobs.put(job)
+        self._unfolded.append(item)
+        self._jobs.put((item, self.news_handed))
 
     def take_unfolded_news(self) -> list[Record | Fill]:
         """The news handed over and not folded yet, oldest first, each piece once: a record
         appended with it is durable only with the news made before it."""
         self._forget_folded()
-        taken = [item for item, _ in self._unfolded]
-        self._unfolded.clear()
+        taken, self._unfolded = self._unfolded, []
         return taken
 
     def _forget_folded(self) -> None:
-        unfolded = self._unfolded
-        while unfolded and unfolded[0][1] <= self.folded_news:
-            unfolded.popleft()
+        # The pieces numbered up to ``folded_news`` are in the file; the list's first is
+        # number ``news_handed - len + 1`` (the ones taken before it are gone already).
+        folded = self.folded_news - (self.news_handed - len(self._unfolded))
+        if folded > 0:
+            del self._unfolded[:folded]
 
     def _cut_back(self, size: int) -> None:
         try:
