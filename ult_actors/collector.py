@@ -21,9 +21,13 @@ from __future__ import annotations
 import gc
 
 #: Net container allocations between two young collections (CPython's default: 700).
-#: An order allocates and frees hundreds of containers; a young pass over 20,000
-#: objects is still well under a millisecond.
-YOUNG_THRESHOLD = 20_000
+#: What a young pass walks is mostly what is still alive when it runs: a window of orders
+#: handed to the journal's fold thread and the books' bounded windows, ~12 objects an
+#: order. The rarer the pass, the more of them are gone by then: at 50,000 a window order
+#: pays ~3 us of collections against ~6-7 us at 20,000, for a pass of ~12-16 ms instead
+#: of ~9-10 ms once every ~3,700 orders (docs/performance.md, "the collector's young
+#: threshold").
+YOUNG_THRESHOLD = 50_000
 #: Young collections per middle one, and middle ones per old one (CPython's: 10, 10).
 OLDER_THRESHOLDS = (10, 10)
 

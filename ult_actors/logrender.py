@@ -23,11 +23,17 @@ from ult_actors.secrets import MASK, Secret
 
 #: One log record: the event dict as the loop's processors left it.
 Record = dict[str, Any]
+#: Writes a line's fields, in their order, into its record: ``fill(record, source)``.
+Fill = Callable[[Record, Any], None]
+#: A hot line's fields: a dict, or ``(fill, source)``, filled into the record on the
+#: writer's thread (the loop then builds no dict of them: a request's line is read
+#: from the request itself there).
+Fields = dict[str, Any] | tuple[Fill, Any]
 #: A hot line's parts, as handed over without structlog's layers: the bound logger's
 #: context, the call's fields, event, level, time (epoch seconds, as the clock gave them:
 #: ``Any``, so compiled code passes an ``int`` on as one, as structlog's chain does) and
 #: the caller's contextvars (the copy is O(1); they are looked through on the writer thread).
-Line = tuple[dict[str, Any], dict[str, Any], str, str, Any, contextvars.Context]
+Line = tuple[dict[str, Any], Fields, str, str, Any, contextvars.Context]
 
 #: Keys whose values are always masked, at any depth of an event dict.
 SECRET_KEYS: Final = frozenset(
@@ -60,7 +66,11 @@ def record_of(line: Line) -> Record:
     context, fields, event, contextvars not already there, level, time."""
     context, fields, event, level, stamp, variables = line
     record = context.copy()
-    record.update(fields)
+    if isinstance(fields, dict):
+        record.update(fields)
+    else:
+        fill, source = fields
+        fill(record, source)
     record["event"] = event
     for var in variables:
         name: str = var.name
@@ -71,6 +81,16 @@ def record_of(line: Line) -> Record:
     record["level"] = level
     record["timestamp"] = stamp
     return record
+
+
+def fields_dict(fields: Fields) -> dict[str, Any]:
+    """``fields`` as a dict: a ``(fill, source)`` pair filled into a new one."""
+    if isinstance(fields, dict):
+        return fields
+    fill, source = fields
+    made: dict[str, Any] = {}
+    fill(made, source)
+    return made
 
 
 def _redact_value(value: Any) -> Any:
@@ -122,7 +142,15 @@ class UtcText:
     def text(self, stamp: float) -> str:
         """``stamp`` as ISO 8601 UTC text."""
         second = float(int(stamp))  # towards zero, as math.modf; the difference is exact
-        micros = round((stamp - second) * 1e6)  # half to even, as datetime rounds
+        # Half to even, as datetime rounds: ``round`` is a call through Python's (~500
+        # instructions); what is cut off by ``int`` is exact, so tested as it is.
+        scaled = (stamp - second) * 1e6
+        micros = int(scaled)
+        cut = scaled - micros
+        if cut > 0.5 or (cut == 0.5 and micros & 1):
+            micros += 1
+        elif cut < -0.5 or (cut == -0.5 and micros & 1):
+            micros -= 1
         if micros >= 1_000_000:
             second, micros = second + 1, micros - 1_000_000
         elif micros < 0:

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from ult_actors.logrender import Lines, Record
+from ult_actors.logrender import Fields, Lines, Record, fields_dict
 from ult_actors.logrender import redact_secrets as redact_secrets
 from ult_actors.logwriter import DEFAULT_CAPACITY, InfoLines, LogWriter, Render
 
@@ -111,8 +111,8 @@ class _HandOver:
         return self
 
 
-#: ``emit(event, fields)``: one info line with these fields.
-InfoLine = Callable[[str, dict[str, Any]], None]
+#: ``emit(event, fields)``: one info line with these fields (``logrender.Fields``).
+InfoLine = Callable[[str, Fields], None]
 
 
 def info_line(log: Any) -> InfoLine:
@@ -122,12 +122,17 @@ def info_line(log: Any) -> InfoLine:
     writer the line's parts (no structlog layers on this thread); below the
     logger's level it does nothing. Any other logger, or a chain changed since
     (``structlog.testing.capture_logs``), gets the call itself. ``fields`` is
-    the writer thread's once emitted: pass a fresh dict and leave it alone.
+    the writer thread's once emitted: pass a fresh dict and leave it alone (or a
+    ``(fill, source)`` pair whose source nobody changes any more).
     """
     handover = getattr(log, "_logger", None)
     processors = getattr(log, "_processors", None)
+
+    def as_call(event: str, fields: Fields) -> None:
+        log.info(event, **fields_dict(fields))
+
     if not isinstance(handover, _HandOver) or not isinstance(processors, list):
-        return lambda event, fields: log.info(event, **fields)
+        return as_call
     if not log.is_enabled_for(logging.INFO):
         return _nothing
     return InfoLines(
@@ -136,11 +141,11 @@ def info_line(log: Any) -> InfoLine:
         handover.clock,
         processors,
         _as_argument,
-        lambda event, fields: log.info(event, **fields),
+        as_call,
     ).emit
 
 
-def _nothing(_event: str, _fields: dict[str, Any]) -> None:
+def _nothing(_event: str, _fields: Fields) -> None:
     pass
 
 

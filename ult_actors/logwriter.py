@@ -37,7 +37,7 @@ from collections.abc import Callable
 from contextvars import copy_context
 from typing import Any, TextIO
 
-from ult_actors.logrender import Line, Record, record_of
+from ult_actors.logrender import Fields, Line, Record, record_of
 from ult_actors.logstats import LogStats
 from ult_actors.os_thread import name_os_thread
 
@@ -210,7 +210,7 @@ class InfoLines:
         clock: Callable[[], Any],  # Any: the time passed on as given (``Line``)
         chain: list[Any],
         tail: object,
-        fallback: Callable[[str, dict[str, Any]], None],
+        fallback: Callable[[str, Fields], None],
     ) -> None:
         self._writer = writer
         self._context = context
@@ -219,9 +219,9 @@ class InfoLines:
         self._tail = tail
         self._fallback = fallback
 
-    def emit(self, event: str, fields: dict[str, Any]) -> None:
-        """Hand over the line ``log.info(event, **fields)`` writes; ``fields`` is the
-        writer's from now on."""
+    def emit(self, event: str, fields: Fields) -> None:
+        """Hand over the line ``log.info(event, **fields)`` writes; ``fields`` (a dict,
+        or ``(fill, source)``: ``logrender.Fields``) is the writer's from now on."""
         if self._chain[-1] is not self._tail:
             self._fallback(event, fields)
             return

@@ -82,3 +82,26 @@ def test_take_hands_out_a_frame_a_call_and_keeps_a_part_for_the_next_add() -> No
     assert reader.take() == b"two"
     with pytest.raises(FrameTooLarge, match="frame of 17 bytes"):
         reader.take()
+
+
+def test_a_header_is_read_as_four_big_endian_bytes() -> None:
+    reader = FrameReader(max_frame_bytes=1 << 30)
+    reader.add(bytes([1, 2, 3, 4]))
+    with pytest.raises(FrameTooLarge, match="frame of 16909060 bytes"):
+        FrameReader().feed(bytes([1, 2, 3, 4])).__next__()
+    assert reader.take() is None  # 0x01020304 bytes announced, none of them here yet
+    assert reader.buffered == 4
+
+
+def test_replies_encoded_one_after_another_are_each_their_own_whole_frame() -> None:
+    # One codec keeps a buffer between replies: a short reply after a long one, and one
+    # past what it keeps, are each exactly their own payload's frame, and stay so.
+    codec = RequestCodec()
+    replies = [
+        OkReply(id=1, detail="x" * 300),
+        OkReply(id=2, detail="y"),
+        OkReply(id=3, detail="z" * 100_000),
+        OkReply(id=4, detail=""),
+    ]
+    framed = [codec.encode(reply) for reply in replies]
+    assert framed == [frame(msgspec.msgpack.encode(reply)) for reply in replies]

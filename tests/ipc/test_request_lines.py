@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+import pytest
+import structlog
 
 from ult_actors.ipc.dispatch import Dispatcher
+from ult_actors.logsetup import configure_logging
 from ult_actors.messages import (
     Cancel,
     GetHealth,
@@ -66,6 +71,34 @@ def test_a_submit_line_names_the_order_and_its_terms() -> None:
             ("broker", "paper"),
         ],
     )
+
+
+@pytest.fixture
+def _fresh_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("_fresh_structlog")
+def test_a_submit_line_read_from_the_request_on_the_writer_thread_is_structlogs_line() -> None:
+    # The submit's fields are not handed over as a dict: the writer reads them from the
+    # request. The line must still be the one ``log.info`` writes, byte for byte.
+    out = io.StringIO()
+    writer = configure_logging(json=True, stream=out, clock=lambda: 1_700_000_000.25)
+    log = structlog.get_logger().bind(actor="ipc", peer_uid=1000, peer_pid=42)
+    order = OrderRequest(
+        symbol="MSFT", side="sell", qty=Decimal("0.10"), type="limit",
+        limit_price=Decimal("410.5"), client_order_id="c-9",
+    )  # fmt: skip
+    Dispatcher(_AsIs(), log).decode(msgspec.msgpack.encode(Submit(id=3, order=order)))  # type: ignore[arg-type]
+    log.info(
+        "request", kind="Submit", request_id=3, client_order_id="c-9", symbol="MSFT",
+        side="sell", qty="0.10", type="limit", broker=None,
+    )  # fmt: skip
+    assert writer.close()
+    read_there, logged_here = out.getvalue().splitlines()
+    assert read_there == logged_here
+    assert '"qty": "0.10"' in read_there and '"broker": null' in read_there
 
 
 def test_a_replace_line_names_the_order_and_the_new_terms_left_out_as_none() -> None:

@@ -303,11 +303,14 @@ class ServiceGateway:
         return left_ns / 1e9
 
     async def _submit(self, request: Submit) -> Reply:
-        prepared = self.prepare(request)
-        assert isinstance(prepared, Submit)
-        request = prepared
         order_req = request.order
         coid = order_req.client_order_id
+        if coid is None:  # not prepared yet (the dispatcher prepares what it decodes)
+            prepared = self.prepare(request)
+            assert isinstance(prepared, Submit)
+            request = prepared
+            order_req = request.order
+            coid = order_req.client_order_id
         timeout = self._time_left(coid, order_req.deadline_ns)
         if not request.wait:
             order = await call(self.router, request, timeout=timeout, answer=Order)

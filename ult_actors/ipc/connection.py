@@ -118,6 +118,9 @@ class Connection:
         self._in_flight = 0
         self._capacity = trio.Event()
         self._capacity.set()
+        #: ``_capacity`` is clear (the limit was reached): trio's ``Event.set`` is
+        #: interpreted Python (~500 instructions), so only a clear one is set.
+        self._capacity_clear = False
         self._subscription: Subscription[Any] | None = None
         self._done = trio.CancelScope()
         # The reading turn, passed from task to task (see ``_read``).
@@ -333,6 +336,7 @@ class Connection:
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._capacity = trio.Event()
+            self._capacity_clear = True
         return cast(Request, request)  # not an ErrorReply (mypy narrows no ``type() is``)
 
     async def _answer(self, request: Request) -> None:
@@ -347,7 +351,8 @@ class Connection:
         if outbox.queued_bytes > self.max_queued_bytes:
             self._enforce_limits()
         self._in_flight -= 1
-        if self._in_flight < self.max_in_flight:
+        if self._capacity_clear and self._in_flight < self.max_in_flight:
+            self._capacity_clear = False
             self._capacity.set()
 
     def _send(self, reply: Reply, *, now: bool = False) -> None:

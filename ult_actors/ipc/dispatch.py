@@ -70,23 +70,15 @@ class Dispatcher:
             )
 
     def _log_mutation(self, request: Request) -> None:
-        # Each kind's fields as one dict display (a submit's is built on every order):
-        # kind and request id first, then what names the order, as operators read them.
+        # Each kind's fields as one dict display: kind and request id first, then what
+        # names the order, as operators read them. A submit's (every order's) are read
+        # from it on the log writer's thread instead (``_submit_fields``).
+        if isinstance(request, Submit):
+            self._request_line("request", (_submit_fields, request))
+            return
         kind, request_id = type(request).__name__, request.id
         fields: dict[str, Any]
-        if isinstance(request, Submit):
-            order = request.order
-            fields = {
-                "kind": kind,
-                "request_id": request_id,
-                "client_order_id": order.client_order_id,
-                "symbol": order.symbol,
-                "side": order.side,
-                "qty": str(order.qty),
-                "type": order.type,
-                "broker": order.broker,
-            }
-        elif isinstance(request, Replace):
+        if isinstance(request, Replace):
             change = request.change
             fields = {
                 "kind": kind,
@@ -120,6 +112,20 @@ class Dispatcher:
         else:
             fields = {"kind": kind, "request_id": request_id}
         self._request_line("request", fields)
+
+
+def _submit_fields(record: dict[str, Any], request: Submit) -> None:
+    """A submit's request line fields, written into its log record (the writer's thread:
+    a decoded request is never changed, so it is read there as it was here)."""
+    order = request.order
+    record["kind"] = type(request).__name__
+    record["request_id"] = request.id
+    record["client_order_id"] = order.client_order_id
+    record["symbol"] = order.symbol
+    record["side"] = order.side
+    record["qty"] = str(order.qty)
+    record["type"] = order.type
+    record["broker"] = order.broker
 
 
 def _text(value: Decimal | None) -> str | None:

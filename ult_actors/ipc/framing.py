@@ -72,7 +72,11 @@ class FrameReader:
         start = self._start
         left = len(buf) - start
         if left >= _HEADER_SIZE:
-            (size,) = HEADER.unpack_from(buf, start)
+            # ``HEADER.unpack_from``'s value, read byte by byte: compiled, a native int
+            # without a method call and a tuple (~1k instructions a frame less).
+            size = (
+                (buf[start] << 24) | (buf[start + 1] << 16) | (buf[start + 2] << 8) | buf[start + 3]
+            )
             if size > self.max_frame_bytes:
                 raise FrameTooLarge(size, self.max_frame_bytes)
             if left - _HEADER_SIZE >= size:

@@ -289,8 +289,12 @@ class Mailbox(Generic[M]):
     @property
     def depth(self) -> int:
         """Messages waiting to be read."""
-        lanes = self._lanes  # read per order (direct entry, risk's gate)
-        return len(lanes[0]) if len(lanes) == 1 else sum(map(len, lanes))
+        # Read per order (direct entry, a step's door, risk's gate): a compiled loop, not
+        # ``sum(map(len, ...))`` (two calls through Python's, ~2k instructions).
+        total = 0
+        for lane in self._lanes:
+            total += len(lane)
+        return total
 
     def envelope(
         self, msg: M, reply: ReplySlot | None, timeout: float, deadline: float | None
@@ -446,7 +450,9 @@ class Mailbox(Generic[M]):
 
     def answered(self, env: Envelope[M]) -> None:
         """Forget a request once it has been answered."""
-        self.in_flight.pop(env, None)
+        in_flight = self.in_flight
+        if env in in_flight:  # compiled: two dict primitives, cheaper than ``pop``'s method call
+            del in_flight[env]
 
     def poisoned(self, env: Envelope[M], actor: str, error: BaseException) -> None:
         """``env``'s own handler raised ``error``: answer it with ``ActorCrashed``, never
