@@ -280,9 +280,15 @@ class AnswersAtOnce(Protocol):
         """Whether ``answer_now`` may be called: it answers as an awaited submit would."""
         ...
 
-    def answer_now(self, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
-        """While ``answers_now``: the submit's answer (``AnswersWithNews``'s) by a plain
-        call; ``validated``: ``request`` passed ``validate_order``."""
+    def answer_now(
+        self, request: OrderRequest, *, validated: bool
+    ) -> tuple[Order, tuple[OrderUpdate, ...]]:
+        """While ``answers_now``: the submit's answer (``AnswersWithNews``'s ``order`` and
+        ``news``) by a plain call; ``validated``: ``request`` passed ``validate_order``.
+
+        A plain tuple (a ``SubmitAnswer`` is one too): building the named tuple, a
+        tuple subclass, is ~1.4k instructions an order, the plain one a few dozen.
+        """
         ...
 
 

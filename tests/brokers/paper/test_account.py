@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ult_actors.brokers.paper.account import PaperAccount
+from ult_actors.brokers.paper.account import ZERO, PaperAccount
 
 SYMBOLS = ("AAPL", "MSFT", "EUR_USD")
 
@@ -46,5 +46,18 @@ def test_the_funds_check_sees_the_buying_power_summed_over_every_holding(
     for symbol, side, qty, price, commission in fills:
         account.apply_fill(symbol, side, qty, price, commission)  # type: ignore[arg-type]
         assert account.free(at.__getitem__, reserved) == account.buying_power(at, reserved)
+        assert account.free(at.__getitem__) == account.buying_power(at, ZERO)  # none reserved
     loaded = PaperAccount(account.cash, copy.deepcopy(account.holdings))
     assert loaded.free(at.__getitem__, reserved) == account.buying_power(at, reserved)
+    assert loaded.free(at.__getitem__) == account.buying_power(at, ZERO)
+
+
+def test_nothing_reserved_a_starting_cash_of_more_digits_than_the_context_counts_rounded() -> None:
+    # The funds check compares an order's cost with ``cash - reserved`` as Decimal works it
+    # out (28 digits): with nothing reserved it skips the subtraction, but not the rounding
+    # a starting cash written with more digits gets from it (a fill's cash has it already).
+    cash = Decimal("1234567890123456789012345678.96")  # 30 digits
+    account = PaperAccount(cash)
+    assert account.free(dict[str, Decimal]().__getitem__) == cash - ZERO != cash
+    account.apply_fill("AAPL", "buy", Decimal(1), Decimal("0.5"), ZERO)
+    assert account.free(dict[str, Decimal]().__getitem__) == account.cash == cash - Decimal("0.5")

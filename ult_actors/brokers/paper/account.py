@@ -50,6 +50,9 @@ class PaperAccount:
 
     def __init__(self, cash: Decimal, holdings: dict[str, PaperHolding] | None = None) -> None:
         self.cash = cash
+        #: Whether ``cash`` is a figure to the context's precision (``cash - 0`` is ``cash``):
+        #: any but a starting cash of more than 28 digits, and every one a fill worked out.
+        self._cash_rounded = cash - ZERO == cash
         self.holdings: dict[str, PaperHolding] = {} if holdings is None else holdings
         #: The symbols held short (``apply_fill`` keeps it): all ``free`` passes over.
         self._shorts = {s for s, h in self.holdings.items() if h.qty < ZERO}
@@ -59,15 +62,27 @@ class PaperAccount:
         return holding.qty if holding else ZERO
 
     def apply_fill(
-        self, symbol: str, side: Side, qty: Decimal, price: Decimal, commission: Decimal
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        commission: Decimal,
+        value: Decimal | None = None,
     ) -> PaperHolding:
         """Book one execution: cash moves, the position and its average price follow.
 
         The position moves as ``Holding.book`` says; commissions are paid from
-        cash and counted in realized P&L. Returns the holding after the fill.
+        cash and counted in realized P&L. ``value``: ``price * qty``, if the caller
+        has worked it out. Returns the holding after the fill.
         """
+        if value is None:
+            value = price * qty
+        # ``value`` or its negation: the same figure as ``signed(side, qty) * price`` (a
+        # product's rounding is symmetric), without the multiplication.
+        self.cash -= (value if side == "buy" else -value) + commission
+        self._cash_rounded = True
         delta = signed(side, qty)
-        self.cash -= delta * price + commission
         holding = self.holdings.get(symbol)
         if holding is None:
             holding = self.holdings[symbol] = PaperHolding()
@@ -97,16 +112,23 @@ class PaperAccount:
         """What new exposure the account can still take on."""
         return self.equity(marks) - self.gross_exposure(marks) - reserved
 
-    def free(self, price: Callable[[str], Decimal], reserved: Decimal) -> Decimal:
-        """``buying_power`` at the prices ``price`` gives (every holding's symbol has one).
+    def free(
+        self, price: Callable[[str], Decimal], reserved: Decimal | None = None
+    ) -> Decimal:
+        """``buying_power`` at the prices ``price`` gives (every holding's symbol has one),
+        less ``reserved`` (``None``: nothing reserved, the usual case: no subtraction).
 
-        The same figure (exact decimals), reached without a pass over the longs: a
-        long adds its value to equity and to gross exposure alike, a short takes
-        it from both, so only shorts, twice their value, set it apart from cash.
+        The same figure (exact decimals; its exponent may differ), reached without a
+        pass over the longs: a long adds its value to equity and to gross exposure
+        alike, a short takes it from both, so only shorts, twice their value, set it
+        apart from cash.
         """
         if not self._shorts:
+            if reserved is None:
+                return self.cash if self._cash_rounded else self.cash - ZERO
             return self.cash - reserved
         short_value = ZERO  # negative
         for symbol in self._shorts:
             short_value += self.holdings[symbol].qty * price(symbol)
-        return self.cash + short_value + short_value - reserved
+        free = self.cash + short_value + short_value
+        return free if reserved is None else free - reserved

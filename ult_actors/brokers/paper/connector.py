@@ -244,7 +244,9 @@ class PaperConnector:
         waits, counts or fails, as tests' do), which only the awaited submit goes through."""
         return self.answers_in_process and type(self).submit is PaperConnector.submit
 
-    def answer_now(self, request: OrderRequest, *, validated: bool) -> SubmitAnswer:
+    def answer_now(
+        self, request: OrderRequest, *, validated: bool
+    ) -> tuple[Order, tuple[OrderUpdate, ...]]:
         """``submit_answer`` as a plain call: nothing in it waits (``AnswersAtOnce``).
         ``validated``: ``request`` passed ``validate_order`` (as ``mark_validated`` says)."""
         coid = request.client_order_id
@@ -258,8 +260,8 @@ class PaperConnector:
             raise
         finally:
             del self._claims[coid]
-        # Not ``SubmitAnswer(...)``: a named tuple's ``__new__`` is Python code, run per order.
-        return tuple.__new__(SubmitAnswer, (order, tuple(news)))
+        # A plain tuple (``AnswersAtOnce``), not a ``SubmitAnswer``: see there.
+        return order, tuple(news)
 
     async def submit_answer(self, request: OrderRequest) -> SubmitAnswer:
         """``submit``, with the order's updates of the call in the answer (``AnswersWithNews``):
