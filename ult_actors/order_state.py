@@ -24,7 +24,7 @@ broker (it carries the broker's order id) replaces it.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -110,6 +110,15 @@ for _struct, _fields in (
 ):
     if _struct.__struct_fields__[: len(_fields)] != _fields:
         raise ImportError(f"{_struct.__name__}'s fields changed: {_struct.__struct_fields__}")
+#: Where ``apply_update`` reads an ``Order``'s fields in its ``astuple`` (``_ORDER_FIELDS``).
+_ID: Final = 0
+_QTY: Final = 5
+_STATUS: Final = 8
+_FILLED_QTY: Final = 12
+if tuple(_ORDER_FIELDS[i] for i in (_ID, _QTY, _STATUS, _FILLED_QTY)) != (
+    "id", "qty", "status", "filled_qty",
+):  # fmt: skip
+    raise ImportError("order_state's field positions do not match _ORDER_FIELDS")
 _ZERO: Final = Decimal(0)
 # How far along the lifecycle a status is; updates never move an order back.
 _RANK: Final = {
@@ -282,17 +291,23 @@ def is_local_verdict(order: Order) -> bool:
     broker no longer knew it (``lost``); a later broker report of it wins
     (see the module docstring).
     """
-    return order.status == "lost" or (order.status == "rejected" and not order.id)
+    return _is_local_verdict(order.status, order.id)
+
+
+def _is_local_verdict(status: str, order_id: str) -> bool:
+    return status == "lost" or (status == "rejected" and not order_id)
 
 
 def apply_update(current: Order | None, new: Order) -> Order:
     """Merge ``new`` into ``current``; returns ``current`` itself when nothing changed."""
     if current is None:
         return new
-    # Each field read once: compiled, reading a struct's field is an attribute look-up.
-    was, now = current.status, new.status
-    had, has = current.filled_qty, new.filled_qty
-    if is_local_verdict(current) and new.id and now != "lost":
+    # Both orders' fields in one call each, read by position (``_ORDER_FIELDS``): compiled,
+    # a field read is an attribute look-up (~110 instructions), and a merge reads ~20.
+    had_fields, new_fields = _astuple(current), _astuple(new)
+    was, now = had_fields[_STATUS], new_fields[_STATUS]
+    had, has = had_fields[_FILLED_QTY], new_fields[_FILLED_QTY]
+    if _is_local_verdict(was, had_fields[_ID]) and new_fields[_ID] and now != "lost":
         # The broker's record of an order we had given up on: it wins over our guess.
         return _replace(
             new,
@@ -305,7 +320,7 @@ def apply_update(current: Order | None, new: Order) -> Order:
         if now in _TERMINAL and now != was:
             raise IllegalTransition(f"order {current.client_order_id}: {was} is final, got {now}")
         if has > had and now == was:
-            return _merge(current, new, was)
+            return _merge(had_fields, new_fields, was)
         return current
     filled = max(had, has)
     if has < had and now not in _TERMINAL:
@@ -315,34 +330,57 @@ def apply_update(current: Order | None, new: Order) -> Order:
     ):
         if filled == had:
             return current  # stale
-        status = "partially_filled"
+        status: OrderStatus = "partially_filled"
     else:
         status = now
     if status in _PENDING and filled > had:
-        status = "partially_filled" if filled < current.qty else "filled"
+        status = "partially_filled" if filled < had_fields[_QTY] else "filled"
     elif status == "accepted" and was in _PENDING and filled > 0:
         status = "partially_filled"  # back to what it was: it had fills
-    merged = _merge(current, new, status)
+    merged = _merge(had_fields, new_fields, status)
     if status != was:
         return merged  # changed for sure: no field-by-field comparison
     return current if merged == current else merged
 
 
-def _merge(current: Order, new: Order, status: str) -> Order:
-    had, has = current.filled_qty, new.filled_qty  # each field read once (``apply_update``)
-    avg = current.avg_fill_price
-    return _replace(
-        current,
-        id=new.id or current.id,
-        status=status,
-        filled_qty=max(had, has),
-        avg_fill_price=(new.avg_fill_price if has >= had else avg) or avg,
-        updated_at=max(current.updated_at, new.updated_at),
-        reject_reason=new.reject_reason or current.reject_reason,
-        outcome="definitive" if new.outcome == "definitive" else current.outcome,
-        replaces=current.replaces or new.replaces,
-        replaced_by=new.replaced_by or current.replaced_by,
-        leg=current.leg or new.leg,
+def _merge(current: tuple[Any, ...], new: tuple[Any, ...], status: OrderStatus) -> Order:
+    """The merged state of two orders' fields (``msgspec.structs.astuple``), built by
+    position: ``replace`` would match ten keywords to fields one by one."""
+    (
+        id_, client_order_id, broker, symbol, side, qty, kind, time_in_force, _,
+        limit_price, stop_price, extended_hours, had, avg, created_at, updated_at,
+        reject_reason, outcome, origin, replaces, replaced_by, leg, arrival_price,
+        arrival_source,
+    ) = current  # fmt: skip
+    (
+        new_id, _, _, _, _, _, _, _, _, _, _, _, has, new_avg, _, new_updated_at,
+        new_reject_reason, new_outcome, _, new_replaces, new_replaced_by, new_leg, _, _,
+    ) = new  # fmt: skip
+    return Order(
+        new_id or id_,
+        client_order_id,
+        broker,
+        symbol,
+        side,
+        qty,
+        kind,
+        time_in_force,
+        status,
+        limit_price,
+        stop_price,
+        extended_hours,
+        max(had, has),  # filled_qty
+        (new_avg if has >= had else avg) or avg,  # avg_fill_price
+        created_at,
+        max(updated_at, new_updated_at),
+        new_reject_reason or reject_reason,
+        "definitive" if new_outcome == "definitive" else outcome,
+        origin,
+        replaces or new_replaces,
+        new_replaced_by or replaced_by,
+        leg or new_leg,
+        arrival_price,
+        arrival_source,
     )
 
 

@@ -119,3 +119,48 @@ def test_an_execution_carries_the_orders_ids_and_its_own_terms_each_to_its_own_f
     )  # fmt: skip
     plain = fill_of(order, fill_id="f-8", qty=Decimal(1), price=Decimal(1), ts=1)
     assert (plain.side, plain.broker, plain.commission) == ("buy", "paper-2", Decimal(0))
+
+
+def test_a_merge_takes_each_field_from_the_state_it_belongs_to() -> None:
+    # Every field of the report differs from the held state's, so a field merged from the
+    # wrong side (or read into the wrong place: the merge builds by position) shows.
+    held_leg = Leg(list_id="l-1", contingency="oto", role="entry")
+    new_leg = Leg(list_id="l-2", contingency="oco", role="stop_loss")
+    current = Order(
+        id="o-1", client_order_id="c-1", broker="paper", symbol="AAPL", side="buy",
+        qty=Decimal("10"), type="limit", time_in_force="day", status="accepted",
+        limit_price=Decimal("100"), stop_price=Decimal("99"), extended_hours=True,
+        filled_qty=Decimal("2"), avg_fill_price=Decimal("100.5"), created_at=3, updated_at=4,
+        outcome="unknown", origin="client", replaces="c-0", leg=held_leg,
+        arrival_price=Decimal("101"), arrival_source="last_trade",
+    )  # fmt: skip
+    report = Order(
+        id="o-2", client_order_id="c-2", broker="alpaca", symbol="MSFT", side="sell",
+        qty=Decimal("20"), type="market", time_in_force="gtc", status="partially_filled",
+        limit_price=Decimal("200"), stop_price=Decimal("199"), extended_hours=False,
+        filled_qty=Decimal("5"), avg_fill_price=Decimal("101.5"), created_at=30,
+        updated_at=40, reject_reason="why", outcome="definitive", origin="adopted",
+        replaces="c-9", replaced_by="c-3", leg=new_leg, arrival_price=Decimal("300"),
+        arrival_source="venue_quote",
+    )  # fmt: skip
+    assert apply_update(current, report) == Order(
+        id="o-2", client_order_id="c-1", broker="paper", symbol="AAPL", side="buy",
+        qty=Decimal("10"), type="limit", time_in_force="day", status="partially_filled",
+        limit_price=Decimal("100"), stop_price=Decimal("99"), extended_hours=True,
+        filled_qty=Decimal("5"), avg_fill_price=Decimal("101.5"), created_at=3, updated_at=40,
+        reject_reason="why", outcome="definitive", origin="client", replaces="c-0",
+        replaced_by="c-3", leg=held_leg, arrival_price=Decimal("101"),
+        arrival_source="last_trade",
+    )  # fmt: skip
+    # An older report (fewer fills, no id, an earlier time) keeps the held state's.
+    older = msgspec.structs.replace(
+        report, id="", status="partially_filled", filled_qty=Decimal("1"), avg_fill_price=None,
+        updated_at=1, reject_reason=None, outcome="unknown", replaces=None, replaced_by=None,
+        leg=None,
+    )  # fmt: skip
+    assert apply_update(current, older) is current
+    terminal = msgspec.structs.replace(current, status="filled", filled_qty=Decimal("10"))
+    late_fill = msgspec.structs.replace(older, status="filled", filled_qty=Decimal("11"))
+    assert apply_update(terminal, late_fill) == msgspec.structs.replace(
+        terminal, filled_qty=Decimal("11"), avg_fill_price=Decimal("100.5")
+    )

@@ -176,6 +176,34 @@ async def test_a_record_naming_an_order_carries_the_news_not_folded_yet(tmp_path
         assert fills_in_file(path) == ["f-0"]
 
 
+async def test_a_record_carries_only_the_news_no_fold_has_written(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, fold_interval_s=NEVER) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            store.record_soon(order("c-1", "accepted", oid="b-1"))
+            store.record_fill(fill("f-0"))
+            await store.in_file()  # this news is in the file: carried by no record
+            store.record_soon(order("c-2", "accepted", oid="b-2"))
+            store.record_fill(fill("f-1"))
+            intent = msgspec.structs.replace(order("c-1.r1"), replaces="c-1")
+            await store.record(intent, event="replace")
+            store.record_soon(order("c-3", "accepted", oid="b-3"))
+            await store.record(order("c-4"), event="resend")  # carries c-3's news alone
+            logged = [(row[1], row[3]) for row in records_in_log(path)]
+            assert logged == [
+                ("c-1", "pending_new"), ("c-2", "accepted"), ("c-1.r1", "pending_new"),
+                ("c-3", "accepted"), ("c-4", "pending_new"),
+            ]  # fmt: skip
+            assert [row[1] for row in fills_in_log(path)] == ["f-1"]
+            await store.in_file()
+        assert rows_in_file(path) == {
+            "c-1": "accepted", "c-2": "accepted", "c-1.r1": "pending_new", "c-3": "accepted",
+            "c-4": "pending_new",
+        }  # fmt: skip
+        assert fills_in_file(path) == ["f-0", "f-1"]
+
+
 async def test_a_large_fold_encodes_and_writes_its_news_a_round_at_a_time(tmp_path: Path) -> None:
     """The fold's thread holds the GIL while it encodes the news and binds a statement's rows,
     and lets go of it in each statement: a large fold writes one round of records (their

@@ -1497,7 +1497,12 @@ def _pending(
 ) -> Order:
     """The journal's first record of an order: not sent yet, so its outcome is unknown;
     stamped with its ``arrival`` price, if one is known (``ArrivalPrices.arrival``)."""
-    price, source = arrival if arrival is not None else (None, None)
+    # Unpacked apart from the ``None`` case: compiled, unpacking the conditional's value
+    # (a union) goes through the generic iterator protocol.
+    price: Decimal | None = None
+    source: ArrivalSource | None = None
+    if arrival is not None:
+        price, source = arrival
     return order_from_request(
         request,
         broker=broker,

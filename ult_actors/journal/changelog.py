@@ -33,7 +33,6 @@ is never durable over an order whose earlier news the file lacks.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import operator
 import queue
@@ -160,8 +159,10 @@ class JournalLog:
         #: Counted apart from the appends, which ``full`` makes on the writer's thread.
         self.news_handed = 0
         self.folded_news = 0
-        #: The news handed over that may not be in the file yet, oldest first.
-        self._unfolded: collections.deque[_News] = collections.deque()
+        #: The news handed over that may not be in the file yet, oldest first: the last is
+        #: number ``news_handed``. A list cut once a fold (``_forget_folded``), not a
+        #: piece at a time.
+        self._unfolded: list[Record | Fill] = []
         #: Transactions that folded appends into the file.
         self.folds = 0
         #: Why the last fold failed, until one succeeds (set by the fold's thread).
@@ -214,22 +215,22 @@ class JournalLog:
         """Hand one record or fill nobody waits for to the fold's thread, which encodes it
         and writes it with its next fold (it is not appended to the log)."""
         self.news_handed += 1
-        job = (item, self.news_handed)
-        self._unfolded.append(job)
-        self._jobs.put(job)
+        self._unfolded.append(item)
+        self._jobs.put((item, self.news_handed))
 
     def take_unfolded_news(self) -> list[Record | Fill]:
         """The news handed over and not folded yet, oldest first, each piece once: a record
         appended with it is durable only with the news made before it."""
         self._forget_folded()
-        taken = [item for item, _ in self._unfolded]
-        self._unfolded.clear()
+        taken, self._unfolded = self._unfolded, []
         return taken
 
     def _forget_folded(self) -> None:
-        unfolded = self._unfolded
-        while unfolded and unfolded[0][1] <= self.folded_news:
-            unfolded.popleft()
+        # The pieces numbered up to ``folded_news`` are in the file; the list's first is
+        # number ``news_handed - len + 1`` (the ones taken before it are gone already).
+        folded = self.folded_news - (self.news_handed - len(self._unfolded))
+        if folded > 0:
+            del self._unfolded[:folded]
 
     def _cut_back(self, size: int) -> None:
         try:
