@@ -75,7 +75,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
 import structlog
 import trio
 
@@ -106,6 +105,7 @@ from ult_actors.brokers.registry import broker_kind
 from ult_actors.client import AsyncClient, ConnectionLost, ServiceUnreachable
 from ult_actors.config import load_config
 from ult_actors.errors import NotFound, RiskRejected, Timeout, UltError
+from ult_actors.journal.bodies import decode_order
 from ult_actors.journal.schema import ORDER_BODY_SQL
 from ult_actors.messages import OPEN_STATUSES, TERMINAL_STATUSES, Order
 from ult_actors.testing.process import UltProcess
@@ -410,11 +410,10 @@ def journal_positions(journal: dict[str, Order]) -> dict[tuple[str, str], Decima
 
 
 def read_journal(path: Path) -> dict[str, Order]:
-    decode = msgspec.msgpack.Decoder(Order).decode
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         rows = conn.execute(f"SELECT client_order_id, {ORDER_BODY_SQL} FROM orders")
-        return {c: decode(b) for c, b in rows}
+        return {c: decode_order(b) for c, b in rows}
     finally:
         conn.close()
 

@@ -21,6 +21,7 @@ from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
+from ult_actors.journal.bodies import decode_order
 from ult_actors.journal.changelog import LogRecord, LogRow
 from ult_actors.journal.sqlite import open_sqlite_store, sqlite_store_opener
 from ult_actors.messages import Fill, Order
@@ -206,4 +207,4 @@ Backend = SqliteBackend | PostgresBackend
 
 def _status(body: bytes) -> str:
     """The status of the order an ``events`` row's body holds (the row has no copy of it)."""
-    return msgspec.msgpack.decode(body, type=Order).status
+    return decode_order(body).status

@@ -8,13 +8,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-import msgspec
-
+from ult_actors.journal.bodies import decode_fill, decode_order
 from ult_actors.journal.schema import ORDER_BODY_SQL
 from ult_actors.messages import Fill, Order, ReportQuery
-
-_decode_order = msgspec.msgpack.Decoder(Order).decode
-_decode_fill = msgspec.msgpack.Decoder(Fill).decode
 
 
 def with_their_fills(
@@ -28,9 +24,9 @@ def with_their_fills(
         own: list[Fill] = []
         while pending is not None and pending[0] <= coid:
             if pending[0] == coid:
-                own.append(_decode_fill(pending[1]))
+                own.append(decode_fill(pending[1]))
             pending = next(fill_rows, None)
-        yield _decode_order(body), own
+        yield decode_order(body), own
 
 
 class JournalCostInputs:
@@ -85,7 +81,7 @@ class JournalCostInputs:
             "SELECT body FROM fills WHERE symbol = ? AND ts <= ? ORDER BY ts DESC", (symbol, ts)
         )
         for (body,) in rows:
-            fill = _decode_fill(body)
+            fill = decode_fill(body)
             if fill.qty:  # fees reported later are no trade
                 return fill.price
         return None

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
 import trio
 
 from ult_actors.cluster.lease import session_tag
 from ult_actors.errors import ConfigError, JournalUnavailable
+from ult_actors.journal.bodies import decode_fill
 from ult_actors.journal.costs import with_their_fills
 from ult_actors.journal.postgres_schema import migrate
 from ult_actors.journal.sqlite import SqliteStore, _DedicatedThreadCommitter, _Row, table_rows
@@ -73,9 +73,6 @@ _ADD_FILL = (
     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 _LEASE_EPOCH = "SELECT epoch, holder FROM ult_lease WHERE cluster = %s FOR SHARE"
-
-_decode_order = msgspec.msgpack.Decoder(Order).decode
-_decode_fill = msgspec.msgpack.Decoder(Fill).decode
 
 
 @dataclass(frozen=True)
@@ -393,7 +390,7 @@ class PostgresCostInputs:
             "SELECT body FROM fills WHERE symbol = %s AND ts <= %s ORDER BY ts DESC", (symbol, ts)
         )
         for (body,) in rows:
-            fill = _decode_fill(body)
+            fill = decode_fill(body)
             if fill.qty:  # fees reported later are no trade
                 return fill.price
         return None

@@ -81,8 +81,14 @@ _V3 = [
     "ALTER TABLE orders ALTER COLUMN outcome SET DEFAULT ''",
 ]
 
+# Version 4: bodies are written as msgpack arrays of the fields, not maps, as in the SQLite
+# journal's version 9 (``journal.bodies``, which reads both). No statement: the version is
+# raised so that an older ``ult`` refuses to start on the database instead of failing on
+# the bodies it reads.
+_V4: list[str] = []
+
 #: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant will do: it only has to be the same for every ult.

@@ -115,6 +115,7 @@ import trio
 from ult_actors import segment_log
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal import changelog
+from ult_actors.journal.bodies import decode_order
 from ult_actors.journal.changelog import (
     FillRow,
     JournalLog,
@@ -145,7 +146,6 @@ R = TypeVar("R")
 Writer = Literal["thread", "to_thread"]
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_order = msgspec.msgpack.Decoder(Order).decode
 
 # Folding is idempotent, so a log replayed after a crash (some of it folded already)
 # leaves the file as one fold would: an order's row is replaced only by a newer state,
@@ -543,7 +543,7 @@ class SqliteStore:
         for (body,) in conn.execute(
             f"SELECT {ORDER_BODY_SQL} FROM orders WHERE status IN {OPEN_STATUS_SQL} ORDER BY seq"
         ):
-            order = _decode_order(body)
+            order = decode_order(body)
             self._open[order.client_order_id] = order
             if order.id:
                 self._by_order_id[order.id] = order.client_order_id
@@ -552,7 +552,7 @@ class SqliteStore:
             f"SELECT {ORDER_BODY_SQL} FROM orders ORDER BY seq DESC LIMIT ?", (self.cache_size,)
         ).fetchall()
         for (body,) in reversed(recent):
-            order = _decode_order(body)
+            order = decode_order(body)
             self._recent.put(order.client_order_id, order)
             if order.id:
                 self._by_order_id[order.id] = order.client_order_id
@@ -1299,7 +1299,7 @@ class SqliteStore:
                 f"SELECT {ORDER_BODY_SQL} FROM orders WHERE client_order_id = ?",
                 (client_order_id,),
             ).fetchone()
-            return _decode_order(row[0]) if row else None
+            return decode_order(row[0]) if row else None
 
         return await self._read(read)
 
@@ -1317,7 +1317,7 @@ class SqliteStore:
                 " LIMIT 1",
                 (order_id,),
             ).fetchone()
-            return _decode_order(row[0]) if row else None
+            return decode_order(row[0]) if row else None
 
         return await self._read(read)
 
@@ -1370,7 +1370,7 @@ class SqliteStore:
                     " ORDER BY seq DESC LIMIT ?",
                     (broker, limit),
                 ).fetchall()
-            return [_decode_order(row[0]) for row in rows]
+            return [decode_order(row[0]) for row in rows]
 
         # Not in the file yet (news waiting for a write, records not folded yet, or held
         # while the disk is full):
@@ -1410,7 +1410,7 @@ class SqliteStore:
                 (client_order_id,),
             ).fetchall()
             return [
-                JournalEvent(seq=s, event=e, ts=t, order=_decode_order(b)) for s, e, t, b in rows
+                JournalEvent(seq=s, event=e, ts=t, order=decode_order(b)) for s, e, t, b in rows
             ]
 
         return await self._read(read)
