@@ -2,9 +2,9 @@
 
 No venue, no thread, no clock: the records of ``--orders`` filled market orders
 (an order, its fill, a holding, a price, the account's counters each, as
-``batch.encode_change`` makes them) are made first, then decoded, folded
-(``Rows.add``) and committed (``PaperStore.commit``) ``--batch`` at a time, on
-the calling thread. Each figure is two runs under ``valgrind --tool=cachegrind``,
+``batch.stage_change`` makes them on the trio thread) are made first, then
+folded (``Rows.add``) and committed (``PaperStore.commit``) ``--batch`` at a
+time, on the calling thread, as the writer's thread is handed them. Each figure is two runs under ``valgrind --tool=cachegrind``,
 one with ``--orders`` more orders than the other, over ``--orders``: what the
 writer's thread does per order, without the run-to-run noise of batch sizes
 that a thread on a timer brings (``bench.paper_venue``).
@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench.instructions import instructions_of
-from ult_actors.brokers.paper.batch import Rows, WorkingOrder, decode_change, encode_change
+from ult_actors.brokers.paper.batch import Change, Rows, WorkingOrder, stage_change
 from ult_actors.brokers.paper.store import PaperStore
 from ult_actors.messages import Fill, Order
 
@@ -30,7 +30,7 @@ from ult_actors.messages import Fill, Order
 MADE = 20_000
 
 
-def _record(i: int) -> bytes:
+def _record(i: int) -> Change:
     """The record of the venue call that placed and filled market order ``i``."""
     oid = f"paper.18c3a.{i}"
     ts = 10**18 + i
@@ -44,10 +44,10 @@ def _record(i: int) -> bytes:
         symbol="AAPL", side="buy", qty=Decimal(1), price=Decimal("100.12"), ts=ts,
     )  # fmt: skip
     working = WorkingOrder(order=order)
-    return encode_change(
+    return stage_change(
         "paper",
         {oid: working},
-        [working],
+        (),
         [fill],
         [("AAPL", Decimal(i), Decimal("100.1"), Decimal(0))],
         [("AAPL", Decimal("100.12"))],
@@ -66,7 +66,7 @@ def drive(warmup: int, orders: int, batch: int) -> None:
             for start in range(0, warmup + orders, batch):
                 rows = Rows()
                 for record in records[start : min(start + batch, warmup + orders)]:
-                    rows.add(decode_change(record))
+                    rows.add(record)
                 store.commit(rows)
         finally:
             store.close()

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from tests.brokers.paper.test_shared_file import buy, kept, placed, rows, streaming
-from ult_actors.brokers.paper.batch import Rows, decode_change, encode_change
+from ult_actors.brokers.paper.batch import Rows, stage_change
 from ult_actors.brokers.paper.store import LAYOUT, PaperStore, reset_store
 from ult_actors.errors import ConfigError
 from ult_actors.messages import Fill, Order
@@ -171,11 +171,11 @@ def test_an_accounts_rows_written_by_later_commits_hold_the_latest_state_once(
     try:
         for n, (qty, price, cash) in enumerate([(1, "10.5", "990"), (3, "11", "968")], start=1):
             rows = Rows()
-            record = encode_change(
-                "p", {}, [], [], [("AAPL", Decimal(qty), Decimal("10.75"), Decimal(n))],
+            change = stage_change(
+                "p", {}, set(), [], [("AAPL", Decimal(qty), Decimal("10.75"), Decimal(n))],
                 [("AAPL", Decimal(price))], (Decimal(cash), 7, n + 1, n + 1),
             )  # fmt: skip
-            rows.add(decode_change(record), n)
+            rows.add(change, n)
             store.commit(rows)
         snap = store.load("p")
         assert (snap.cash, snap.created_at, snap.next_order, snap.next_fill) == (

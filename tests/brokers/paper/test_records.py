@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 from tests.brokers.paper.test_shared_file import (
     filled_order,
@@ -13,7 +16,7 @@ from tests.brokers.paper.test_shared_file import (
     rows,
     streaming,
 )
-from ult_actors.brokers.paper.batch import Rows, decode_change, encode_change
+from ult_actors.brokers.paper.batch import Change, Rows, decode_change, encode_change, stage_change
 from ult_actors.brokers.paper.records import WorkingOrder
 from ult_actors.brokers.paper.store import LAYOUT, PaperStore
 from ult_actors.messages import Fill, Leg, Order
@@ -65,11 +68,26 @@ def _odd_fill(order: Order) -> Fill:
     )  # fmt: skip
 
 
-def test_every_field_and_decimal_reads_back_from_the_file_exactly(tmp_path: Path) -> None:
+def _as_handed(change: Change) -> Change:
+    return change
+
+
+def _replayed(change: Change) -> Change:
+    """What a replay of the change log reads back of ``change``."""
+    read = decode_change(encode_change(change))
+    assert isinstance(read, Change)
+    return read
+
+
+#: The writer's thread folds the ``Change`` it is handed; a replay, the log's encode of it.
+@pytest.mark.parametrize("way", [_as_handed, _replayed])
+def test_every_field_and_decimal_reads_back_from_the_file_exactly(
+    tmp_path: Path, way: Callable[[Change], Change]
+) -> None:
     working = _odd_order()
     fill = _odd_fill(working.order)
-    record = encode_change(
-        "desk", {working.order.id: working}, [], [fill],
+    change = stage_change(
+        "desk", {working.order.id: working}, {working.order.id}, [fill],
         [("AAPL", Decimal("-0.75"), Decimal("100.120"), Decimal("12.3400"))],
         [("AAPL", Decimal("101.00"))], (Decimal("99999.99"), 7, 8, 4),
     )  # fmt: skip
@@ -77,7 +95,7 @@ def test_every_field_and_decimal_reads_back_from_the_file_exactly(tmp_path: Path
     store = PaperStore(path, first_account="desk")
     try:
         folded = Rows()
-        folded.add(decode_change(record), 1)
+        folded.add(way(change), 1)
         store.commit(folded)
         assert store.order("desk", working.order.id) == working
         assert store.order_by_client_id("desk", "c-7") == working

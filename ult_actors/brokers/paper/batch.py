@@ -1,20 +1,19 @@
 """What the paper venues change: one record per venue call, and the ``Rows`` a fold writes.
 
 A venue call's changes (the orders it changed as they are at its end, its
-fills, the holdings and prices it moved, the account's counters) are
-encoded once, on the trio thread, by ``encode_change`` (one msgpack
-encode): that record is what the change log holds and what the writer's
-thread folds. Its bytes are fixed when made, so the venue may go on
-changing its own objects: no copy of them is needed, and the writer's
-thread shares no object with the loop. Each order and fill in it is a
-msgpack array of its fields by position (``msgspec.structs.astuple``): no
-field names to write, read, CRC and store, where a map of a 24-field
-``Order`` was two thirds names. The writer's thread reads it back as a
-``Change``: strings, and each order's and fill's msgpack left as it is
-(``msgspec.Raw``; only the keys of its row are read from it), which the
-file stores as their bodies: no JSON, no decimal and no order object are
-made off the loop either. A log of the version before (``MapBodiesChange``,
-its bodies maps) is read too.
+fills, the holdings and prices it moved, the account's counters) are made
+once, on the trio thread, by ``stage_change`` into a ``Change``: the file's
+rows of that call, each order's and fill's body encoded (msgpack) and every
+decimal made text. The change log holds its encode (``paper.writer``); the
+writer's thread is handed the ``Change`` itself and folds its rows as they
+are (``Rows.add``): no decode, no key read out of a body, no copy. Its
+values are fixed when made, so the venue may go on changing its own
+objects. Each body is a msgpack array of the order's or fill's fields by
+position (``msgspec.structs.astuple``): no field names to write, CRC and
+store, where a map of a 24-field ``Order`` was two thirds names. Logs of
+the versions before (``ArrayBodiesChange``: the bodies without their rows'
+keys; ``MapBodiesChange``: its bodies maps) are read too, their keys read
+out of the bodies.
 
 Compiled by mypyc in the compiled build; its record classes, declared with
 class keywords, live in ``paper.records`` (re-exported here).
@@ -22,7 +21,7 @@ class keywords, live in ``paper.records`` (re-exported here).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -32,6 +31,7 @@ from msgspec.structs import astuple
 
 from ult_actors.brokers.paper.records import (
     CHANGE_TAG,
+    ArrayBodiesChange,
     Change,
     FillKeys,
     MapBodiesChange,
@@ -40,12 +40,23 @@ from ult_actors.brokers.paper.records import (
 )
 from ult_actors.messages import Fill
 
-__all__ = ["CHANGE_TAG", "Change", "Rows", "WorkingOrder", "decode_change", "encode_change"]
+__all__ = [
+    "CHANGE_TAG",
+    "Change",
+    "Rows",
+    "WorkingOrder",
+    "decode_change",
+    "encode_change",
+    "stage_change",
+]
 
 
 _encode = msgspec.msgpack.Encoder().encode
 
-decode_change = msgspec.msgpack.Decoder(Change | MapBodiesChange).decode
+#: A change log record's bytes, ``Change``'s.
+encode_change = _encode
+
+decode_change = msgspec.msgpack.Decoder(Change | ArrayBodiesChange | MapBodiesChange).decode
 
 
 class _OrderKey(msgspec.Struct):
@@ -61,45 +72,44 @@ class _FillKeys(msgspec.Struct):
     order_id: str
 
 
-#: The keys of the file's rows, read from a body without the rest of it.
+#: The keys of the file's rows, read from a body of an earlier version's record.
 _working_keys = msgspec.msgpack.Decoder(WorkingKeys).decode
 _fill_keys = msgspec.msgpack.Decoder(FillKeys).decode
-#: The same from a body of the version before (a map).
+#: The same from a body of the version before that (a map).
 _map_working_key = msgspec.msgpack.Decoder(_WorkingKey).decode
 _map_fill_keys = msgspec.msgpack.Decoder(_FillKeys).decode
 
 
-def encode_change(
+def stage_change(
     account: str,
     orders: dict[str, WorkingOrder],
-    ended: Iterable[WorkingOrder],
+    open_orders: Container[str],
     fills: list[Fill],
     holdings: list[tuple[str, Decimal, Decimal, Decimal]],
     prices: list[tuple[str, Decimal]],
     counters: tuple[Decimal, int, int, int],
-) -> bytes:
-    """The record of one venue call, as ``Change`` reads it: the orders it changed (by
-    id) and those of them that ended, its fills, holdings (``(symbol, qty, avg_price,
-    realized_pl)``) and prices, and ``counters``
-    (cash, created_at, next_order, next_fill). One encode of the venue's own objects:
-    the trio thread builds nothing else for the file."""
+) -> Change:
+    """The record of one venue call: the orders it changed (by id; those whose id is in
+    ``open_orders`` are open), its fills, holdings (``(symbol, qty, avg_price,
+    realized_pl)``) and prices, and ``counters`` (cash, created_at, next_order,
+    next_fill), as the file's rows. The trio thread builds nothing else for the file."""
+    order_rows = []
+    for oid, w in orders.items():
+        order = w.order
+        # A ``bytearray``: what sqlite3 binds without looking for an adapter.
+        body = bytearray(_encode((astuple(order), w.triggered, w.in_transit, w.commission)))
+        order_rows.append((account, oid, order.client_order_id, int(oid in open_orders), body))
+    fill_rows = [
+        (account, fill.fill_id, fill.order_id, bytearray(_encode(astuple(fill)))) for fill in fills
+    ]
     cash, created_at, next_order, next_fill = counters
-    return _encode((
-        CHANGE_TAG,
-        account,
-        {
-            oid: (astuple(w.order), w.triggered, w.in_transit, w.commission)
-            for oid, w in orders.items()
-        },
-        [w.order.id for w in ended],
-        [astuple(fill) for fill in fills],
-        holdings,
-        prices,
-        cash,
-        created_at,
-        next_order,
-        next_fill,
-    ))  # fmt: skip
+    return Change(
+        order_rows,
+        fill_rows,
+        [(account, s, str(qty), str(avg), str(pl)) for s, qty, avg, pl in holdings],
+        [(account, s, str(price)) for s, price in prices],
+        (account, str(cash), created_at, next_order, next_fill),
+    )
 
 
 @dataclass
@@ -114,9 +124,29 @@ class Rows:
     _prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
-    def add(self, change: Change, seq: int = 0) -> None:
+    def add(self, change: Change | ArrayBodiesChange, seq: int = 0) -> None:
         """Fold ``change`` (record ``seq``) in after what is here (its states of a key win)."""
         self.seq = seq
+        if not isinstance(change, Change):
+            self._add_earlier(change)
+            return
+        # Its rows are the file's, kept as they are. Read as lists of anything: compiled,
+        # a typed row would be unboxed (each item's type checked) and boxed anew.
+        orders: list[Any] = change.orders
+        positions: list[Any] = change.positions
+        prices: list[Any] = change.prices
+        account: Any = change.account
+        for row in orders:
+            self._orders[row[0], row[1]] = row
+        self._fills.extend(change.fills)
+        for row in positions:
+            self._holdings[row[0], row[1]] = row
+        for row in prices:
+            self._prices[row[0], row[1]] = row
+        self._accounts[account[0]] = account
+
+    def _add_earlier(self, change: ArrayBodiesChange) -> None:
+        """Fold in a record of an earlier version, its rows' keys read from its bodies."""
         name = change.account
         ended = change.ended
         arrays = not isinstance(change, MapBodiesChange)

@@ -1,6 +1,6 @@
 """The paper accounts' change log: what the venues changed, on disk before anyone is told.
 
-A venue call's changes (one record, ``batch.encode_change``) are appended
+A venue call's changes (one record, ``batch.stage_change``'s encode) are appended
 to the log (one copy into the segment's mapping) on the trio thread before
 its answer or updates go out; the writer's thread folds them into the
 SQLite file later, many calls per transaction (``paper.writer``). An
@@ -10,9 +10,10 @@ machine crash may lose the last appends, as the file's
 ``synchronous=NORMAL`` may.
 
 The log is a ``segment_log`` next to the accounts file
-(``<file>.log.<n>``); each record is a ``batch.Change`` (logs of the three
-earlier versions, whose records had their bodies as maps, were a copy of the
-venue's objects, or were the file's rows with JSON bodies, are read too). A segment grown
+(``<file>.log.<n>``); each record is a ``batch.Change`` (logs of the four
+earlier versions, whose records had their bodies without their rows' keys, had
+their bodies as maps, were a copy of the venue's objects, or were the file's
+rows with JSON bodies, are read too). A segment grown
 past ``SEGMENT_BYTES`` is closed and the next one opened; the writer's
 thread deletes a closed segment once everything in it is in the file.
 Opening the file (``PaperStore``) replays every segment left over, in
@@ -35,7 +36,12 @@ import msgspec
 
 from ult_actors import segment_log
 from ult_actors.brokers.paper.batch import Change, WorkingOrder, decode_change
-from ult_actors.brokers.paper.records import MapBodiesChange, ObjectsRecord, RowsRecord
+from ult_actors.brokers.paper.records import (
+    ArrayBodiesChange,
+    MapBodiesChange,
+    ObjectsRecord,
+    RowsRecord,
+)
 from ult_actors.messages import Fill
 from ult_actors.segment_log import remove, segments
 
@@ -55,7 +61,7 @@ _fill_json = msgspec.json.Decoder(Fill).decode
 
 
 # Both earlier versions' bodies become maps, as the version between them wrote them.
-def _from_objects(record: ObjectsRecord) -> Change:
+def _from_objects(record: ObjectsRecord) -> ArrayBodiesChange:
     return MapBodiesChange(
         account=record.account,
         orders={w.order.id: msgspec.Raw(_encode(w)) for w, _ in record.orders},
@@ -70,7 +76,7 @@ def _from_objects(record: ObjectsRecord) -> Change:
     )
 
 
-def _from_rows(record: RowsRecord) -> Change:
+def _from_rows(record: RowsRecord) -> ArrayBodiesChange:
     # A venue call staged its own account's rows, with exactly one account row.
     ((name, cash, created_at, next_order, next_fill),) = record.accounts
     return MapBodiesChange(
@@ -87,9 +93,10 @@ def _from_rows(record: RowsRecord) -> Change:
     )
 
 
-def _change(payload: bytes) -> Change:
+def _change(payload: bytes) -> Change | ArrayBodiesChange:
     try:
-        return decode_change(payload)
+        change: Change | ArrayBodiesChange = decode_change(payload)
+        return change
     except msgspec.DecodeError:
         pass
     try:
@@ -98,7 +105,7 @@ def _change(payload: bytes) -> Change:
         return _from_rows(_decode_rows(payload))
 
 
-def read(path: str) -> Iterator[Change]:
+def read(path: str) -> Iterator[Change | ArrayBodiesChange]:
     """Every record the log of ``path`` holds, oldest first, up to a record cut short."""
     for payload in segment_log.read(path):
         try:

@@ -19,6 +19,7 @@ from ult_actors.messages import Fill, Order
 
 __all__ = [
     "CHANGE_TAG",
+    "ArrayBodiesChange",
     "Change",
     "FillKeys",
     "MapBodiesChange",
@@ -44,15 +45,41 @@ class WorkingOrder(msgspec.Struct, kw_only=True):
 
 
 #: The first field of every ``Change``: a change log of an earlier version is told apart by it.
-CHANGE_TAG = 4
+CHANGE_TAG = 5
 
 
-class Change(msgspec.Struct, array_like=True, tag=CHANGE_TAG):
-    """One venue call's changes to one account as the writer's thread reads them back.
+class Change(msgspec.Struct, array_like=True, gc=False, tag=CHANGE_TAG):
+    """One venue call's changes to one account: the file's rows of it, as they are written.
 
-    Decimals are the text the file stores; each order and fill is its msgpack,
-    the file's body, left as it is: a msgpack array of its fields by position
-    (``working_from_array``, ``fill_from_array``), with no field names in it.
+    Made on the trio thread (``batch.stage_change``) and handed as it is to the
+    writer's thread, which folds the rows without decoding anything; its
+    encode is the change log's record, read back as this on a replay. Each
+    body is the msgpack the file stores (an array of the order's or fill's
+    fields by position, ``working_from_array``, ``fill_from_array``), carried
+    as a msgpack bin; decimals are the text the file stores. Nothing in it
+    changes once made (the venue goes on with its own objects), so the two
+    threads may share it.
+    """
+
+    #: ``(account, id, client_order_id, open, body)`` of each order the call changed.
+    orders: list[tuple[str, str, str, int, bytearray]]
+    #: ``(account, fill_id, order_id, body)`` of each fill.
+    fills: list[tuple[str, str, str, bytearray]]
+    #: ``(account, symbol, qty, avg_price, realized_pl)`` of each holding the call moved.
+    positions: list[tuple[str, str, str, str, str]]
+    #: ``(account, symbol, price)`` of each price moved since the last record.
+    prices: list[tuple[str, str, str]]
+    #: ``(name, cash, created_at, next_order, next_fill)``: the account's counters.
+    account: tuple[str, str, int, int, int]
+
+
+class ArrayBodiesChange(msgspec.Struct, array_like=True, tag=4):
+    """A ``Change`` as the version before wrote it: the orders and fills each a msgpack
+    array without their rows' keys, which the writer read from them.
+
+    Read only (``changelog``), so that a log left by a crash of that version is not
+    lost. Decimals are the text the file stores; each order and fill is its body,
+    left as it is.
     """
 
     account: str
@@ -71,9 +98,10 @@ class Change(msgspec.Struct, array_like=True, tag=CHANGE_TAG):
     next_fill: int
 
 
-class MapBodiesChange(Change, tag=3):
-    """A ``Change`` as the version before wrote it: each body a msgpack map of the
-    ``WorkingOrder`` or ``Fill`` by field name, as the file's rows of that version hold.
+class MapBodiesChange(ArrayBodiesChange, tag=3):
+    """An ``ArrayBodiesChange`` as the version before that wrote it: each body a msgpack
+    map of the ``WorkingOrder`` or ``Fill`` by field name, as the file's rows of that
+    version hold.
 
     Read only (``changelog``), so that a log left by a crash of that version is not lost.
     """
@@ -107,7 +135,7 @@ _fill_array = msgspec.msgpack.Decoder(_FillArray).decode
 
 
 def working_from_array(body: bytes) -> WorkingOrder:
-    """The order a body of this version holds (a msgpack array, ``encode_change``'s)."""
+    """The order a body of this version holds (a msgpack array, ``stage_change``'s)."""
     row: Any = _working_array(body)
     return WorkingOrder(
         order=Order(**msgspec.structs.asdict(row.order)),
@@ -118,7 +146,7 @@ def working_from_array(body: bytes) -> WorkingOrder:
 
 
 def fill_from_array(body: bytes) -> Fill:
-    """The fill a body of this version holds (a msgpack array, ``encode_change``'s)."""
+    """The fill a body of this version holds (a msgpack array, ``stage_change``'s)."""
     return Fill(**msgspec.structs.asdict(_fill_array(body)))
 
 
@@ -128,7 +156,8 @@ class _OrderKeys(msgspec.Struct, array_like=True):
 
 
 class WorkingKeys(msgspec.Struct, array_like=True):
-    """The keys of an order's row, read from its body without the rest of it."""
+    """The keys of an order's row, read from its body without the rest of it (the
+    bodies of an ``ArrayBodiesChange``)."""
 
     order: _OrderKeys
 

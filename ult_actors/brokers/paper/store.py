@@ -69,7 +69,7 @@ _LEGACY_PREFIX = "paper-"
 #: upsert), by client order id and open ones; fills by their order. The venue
 #: refuses a used client order id itself, and a fill can only come twice from a
 #: replayed change log, which skips the fills the file has (``_replay_log``).
-#: Layout 3 is layout 2 whose bodies may be msgpack arrays (``batch.encode_change``'s),
+#: Layout 3 is layout 2 whose bodies may be msgpack arrays (``batch.stage_change``'s),
 #: which a version of layout 2 would misread: a file of layout 2 becomes 3 as it is.
 #: An earlier version of the service cannot open a file of this layout.
 LAYOUT = 3

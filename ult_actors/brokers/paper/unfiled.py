@@ -11,7 +11,6 @@ live at once (the writer commits every ``interval_s``).
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
 
 from ult_actors.brokers.paper.batch import WorkingOrder
 from ult_actors.messages import Fill
@@ -37,15 +36,19 @@ class Unfiled:
         #: The writer's committed batch when last looked at.
         self._seen = 0
 
-    def add(self, ended: Iterable[WorkingOrder], fills: Iterable[Fill], seq: int) -> None:
+    def add(self, ended: list[WorkingOrder], fills: list[Fill], seq: int) -> None:
         """Keep what the call recorded as batch ``seq`` ended and filled."""
         current = self._generations[-1]
         current.seq = seq
+        # Lists, and each field read once: compiled, that is a plain loop and no look-ups.
+        orders, by_client = current.orders, current.by_client
         for working in ended:
-            current.orders[working.order.id] = working
-            current.by_client[working.order.client_order_id] = working
+            order = working.order
+            orders[order.id] = working
+            by_client[order.client_order_id] = working
+        kept = current.fills
         for fill in fills:
-            current.fills.setdefault(fill.order_id, []).append(fill)
+            kept.setdefault(fill.order_id, []).append(fill)
 
     def let_go(self, committed: int) -> None:
         """Forget the generations whose batches the file has (through ``committed``)."""

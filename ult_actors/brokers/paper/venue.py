@@ -50,7 +50,7 @@ import msgspec
 import structlog
 
 from ult_actors.brokers.paper.account import ZERO, PaperAccount, exposure_increase
-from ult_actors.brokers.paper.batch import WorkingOrder, encode_change
+from ult_actors.brokers.paper.batch import Change, WorkingOrder, stage_change
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
 from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore
@@ -694,7 +694,7 @@ class PaperVenue:
         if self.writer.keeps_rows:
             # What the file has now, it answers for.
             self._unfiled.let_go(self.writer.committed_seq)
-            self.staged_seq = self.writer.record(self._record(ended))
+            self.staged_seq = self.writer.record(self._record())
         if ended or self._fills:
             self._unfiled.add(ended, self._fills, self.staged_seq)
         self.store.accounts.add(self.name)
@@ -712,18 +712,19 @@ class PaperVenue:
             except Exception:  # a connector gone meanwhile: its successor reconciles
                 log.debug("paper update not delivered", broker=self.name, exc_info=True)
 
-    def _record(self, ended: list[WorkingOrder]) -> bytes:
-        """What this call changed, encoded now: the venue goes on changing its own objects."""
+    def _record(self) -> Change:
+        """What this call changed, made the file's rows now: the venue goes on changing its
+        own objects."""
         holdings = self.account.holdings
         if self._dirty_prices:
             known = self.feed.known()
             prices = [(symbol, known[symbol]) for symbol in self._dirty_prices]
         else:
             prices = []
-        return encode_change(
+        return stage_change(
             self.name,
             self._dirty,
-            ended,
+            self.open,
             self._fills,
             [
                 (s, holdings[s].qty, holdings[s].avg_price, holdings[s].realized_pl)

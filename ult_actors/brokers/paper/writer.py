@@ -1,9 +1,9 @@
 """The paper accounts' writes: logged at once on the trio thread, folded into the file later.
 
-Each venue call's changes (one record's bytes, ``batch.encode_change``) are
-``record``ed: appended to the change log (``paper.changelog``), so a
-``kill -9`` right after keeps them, and queued for the writer's thread,
-which decodes and folds them. The thread commits
+Each venue call's changes (one ``Change``, ``batch.stage_change``) are
+``record``ed: encoded and appended to the change log (``paper.changelog``),
+so a ``kill -9`` right after keeps them, and queued as they are for the
+writer's thread, which folds their rows (nothing to decode). The thread commits
 what has queued up at most once per ``interval_s`` (100 ms), every batch
 of that time in one transaction: the SQLite work of an order is shared
 with its neighbours and never runs on the trio thread, and nothing on the
@@ -33,7 +33,7 @@ import trio
 
 from ult_actors import segment_log
 from ult_actors.brokers.paper import changelog
-from ult_actors.brokers.paper.batch import Rows, decode_change
+from ult_actors.brokers.paper.batch import Change, Rows, encode_change
 from ult_actors.brokers.paper.store import PaperStore, unusable_account
 from ult_actors.errors import BrokerUnavailable
 from ult_actors.os_thread import name_os_thread
@@ -45,10 +45,10 @@ from ult_actors.os_thread import name_os_thread
 #: orders in memory a little longer, and whoever waits for the file hurries it.
 COMMIT_INTERVAL_S = 0.1
 
-#: Queued for the thread: a record (its sequence number and bytes), a closed log
-#: segment to delete once the records before it are in the file, or ``None``: commit
-#: what is queued and stop.
-_Job = tuple[int, bytes] | Path | None
+#: Queued for the thread: a record (its sequence number and its ``Change``), a closed
+#: log segment to delete once the records before it are in the file, or ``None``:
+#: commit what is queued and stop.
+_Job = tuple[int, Change] | Path | None
 
 
 def _virtual_clock() -> bool:
@@ -96,8 +96,8 @@ class BatchWriter:
             self._worker.start()
             name_os_thread(self._worker)
 
-    def record(self, record: bytes) -> int:
-        """Make ``record`` (``batch.encode_change``'s) survive a ``kill -9`` now and reach the
+    def record(self, change: Change) -> int:
+        """Make ``change`` (``batch.stage_change``'s) survive a ``kill -9`` now and reach the
         file soon; its sequence number.
 
         ``BrokerUnavailable`` once the writer has failed (this call's write included).
@@ -109,13 +109,13 @@ class BatchWriter:
         try:
             if self._log is None:
                 rows = Rows()
-                rows.add(decode_change(record), seq)
+                rows.add(change, seq)
                 self._store.commit(rows)
                 self.committed_seq = seq
                 self.commits += 1
             else:
-                self._log.append(record)
-                self._jobs.put((seq, record))
+                self._log.append(encode_change(change))
+                self._jobs.put((seq, change))
                 if self._log.size >= changelog.SEGMENT_BYTES:
                     self._jobs.put(self._log.rotate())
         except Exception as exc:
@@ -214,7 +214,7 @@ class BatchWriter:
         try:
             for job in jobs:
                 if isinstance(job, tuple):
-                    rows.add(decode_change(job[1]), job[0])
+                    rows.add(job[1], job[0])
                 elif job is not None:
                     segments.append(job)
             if rows:
