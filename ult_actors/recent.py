@@ -7,23 +7,29 @@ Entries are kept in insertion order (or recency order, with ``refresh``);
 once there are more than ``limit``, the oldest are dropped, and ``on_evict``
 hears of each one that goes, so a caller can drop what it keyed on it.
 
-The entries live in an ``OrderedDict``, not a ``dict``: a ``dict`` leaves a
-hole where its oldest entry was deleted and iterates over every hole from its
-start until it next resizes, so forgetting the oldest one entry per ``put``
-(a full ``Recent`` in steady state) cost a scan of all the entries forgotten
-before: ~20-30 us per ``put`` past a limit of 20,000. ``OrderedDict`` takes
-its oldest entry at once.
+The entries live in a plain ``dict`` (an insert is about half an
+``OrderedDict``'s, and several happen per order). A ``dict`` cannot give its
+oldest entry cheaply, though: it leaves a hole where a deleted entry was and
+iterates over every hole from its start until it next resizes (a scan of all
+the entries forgotten before: ~20-30 us per ``put`` past a limit of 20,000).
+So a ``Recent`` that forgets one entry per insert once full also lists its
+keys in the order they came (``_order``, read from ``_head``); a key that
+moved to the newest end (``refresh``) or was popped leaves an older place
+there that is skipped (``_stale`` counts them per key), and the list is
+rebuilt from the dict once it is twice as long as needed.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, ItemsView, Iterator, ValuesView
 from itertools import islice
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+#: ``_order`` may hold this many places beyond twice the entries before it is rebuilt.
+_SLACK: Final = 32
 
 
 class Recent(Generic[K, V]):
@@ -52,9 +58,16 @@ class Recent(Generic[K, V]):
         self._on_evict = on_evict
         self._refresh = refresh
         #: Past ``limit``, only the oldest entry goes (no filter, no low mark): a full one
-        #: in steady state then forgets it in ``put`` or ``add`` itself, not in ``trim``.
+        #: in steady state then forgets it in ``put`` or ``add`` itself, not in ``trim``,
+        #: and finds it in ``_order``. The others find what to forget by iterating.
         self._one_out = evictable is None and self._trim_to == limit
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self._items: dict[K, V] = {}
+        #: (``_one_out``) Every key from ``_head`` on, oldest first, each live key once at
+        #: its place; older places of keys refreshed or popped since are stale.
+        self._order: list[K] = []
+        self._head = 0
+        #: (``_one_out``) Per key, how many of its places in ``_order`` are stale.
+        self._stale: dict[K, int] = {}
         #: ``get(key, default=None)``: the entry's value, or ``default``. The dict's own
         #: method, not a method wrapping it: the broker, the router and the journal look
         #: orders up per order, and a Python call costs more than the look-up.
@@ -63,33 +76,76 @@ class Recent(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         """Insert or replace ``key``, then forget the oldest if past ``limit``."""
         items = self._items
-        if self._refresh and key in items:
-            items.move_to_end(key)  # now the newest
-        items[key] = value
+        held = len(items)
+        items[key] = value  # a known key keeps its place; whether it was known: the count
+        if len(items) > held:
+            if self._one_out:
+                self._came(key)
+                return
+        elif self._refresh:
+            items[key] = items.pop(key)  # now the newest
+            if self._one_out:
+                self._moved(key)
+                return
+        elif self._one_out:
+            return
         if len(items) > self.limit:
-            if self._one_out:  # as ``trim`` would, without its call (once per put when full)
-                gone, its_value = items.popitem(last=False)
-                if self._on_evict is not None:
-                    self._on_evict(gone, its_value)
-            else:
-                self.trim(self._trim_to)
+            self.trim(self._trim_to)  # a replaced entry may have become evictable
 
     def add(self: Recent[K, None], key: K) -> bool:
         """Remember ``key`` (a set of keys); ``True`` if it was not known."""
         items = self._items
-        if key in items:
+        held = len(items)
+        items.setdefault(key, None)  # one look-up; a known key keeps its place and value
+        if len(items) == held:
             if self._refresh:
-                items.move_to_end(key)
+                items[key] = items.pop(key)  # now the newest, as it was
+                if self._one_out:
+                    self._moved(key)
             return False
-        items[key] = None
-        if len(items) > self.limit:
-            if self._one_out:  # as in ``put``
-                gone, _ = items.popitem(last=False)
-                if self._on_evict is not None:
-                    self._on_evict(gone, None)
-            else:
-                self.trim(self._trim_to)
+        if self._one_out:
+            self._came(key)
+        elif len(items) > self.limit:
+            self.trim(self._trim_to)
         return True
+
+    def _came(self, key: K) -> None:
+        """(``_one_out``) ``key`` was added: list it, then forget the oldest if past ``limit``."""
+        order = self._order
+        order.append(key)
+        items = self._items
+        if len(items) > self.limit:
+            stale = self._stale
+            head = self._head
+            gone = order[head]
+            head += 1
+            while stale and gone in stale:  # an older place of a key moved or popped
+                left = stale[gone] - 1
+                if left:
+                    stale[gone] = left
+                else:
+                    del stale[gone]
+                gone = order[head]
+                head += 1
+            self._head = head
+            value = items.pop(gone)
+            if self._on_evict is not None:
+                self._on_evict(gone, value)
+        if len(order) > 2 * len(items) + _SLACK:
+            self._relist()
+
+    def _moved(self, key: K) -> None:
+        """(``_one_out``) ``key`` moved to the newest end: its older place is stale now."""
+        self._order.append(key)
+        self._stale[key] = self._stale.get(key, 0) + 1
+        if len(self._order) > 2 * len(self._items) + _SLACK:
+            self._relist()
+
+    def _relist(self) -> None:
+        """List the keys again from the dict (its order is theirs), with no stale places."""
+        self._order = list(self._items)
+        self._head = 0
+        self._stale.clear()
 
     def trim(self, down_to: int | None = None) -> None:
         """Forget the oldest (evictable) entries until at most ``down_to`` remain."""
@@ -97,21 +153,26 @@ class Recent(Generic[K, V]):
         excess = len(items) - (self.limit if down_to is None else down_to)
         if excess <= 0:
             return
-        if self._evictable is None:
-            for _ in range(excess):
-                key, value = items.popitem(last=False)
-                if self._on_evict is not None:
-                    self._on_evict(key, value)
-            return
         accept = self._evictable
-        for key in list(islice((k for k, v in items.items() if accept(v)), excess)):
+        if accept is None:
+            gone = list(islice(items, excess))
+        else:
+            gone = list(islice((k for k, v in items.items() if accept(v)), excess))
+        for key in gone:
             value = items.pop(key)
             if self._on_evict is not None:
                 self._on_evict(key, value)
+        if self._one_out:
+            self._relist()
 
     def pop(self, key: K, default: V | None = None) -> V | None:
         """Forget ``key`` now (no ``on_evict``); its value, or ``default``."""
-        return self._items.pop(key, default)
+        items = self._items
+        if key not in items:
+            return default
+        if self._one_out:
+            self._stale[key] = self._stale.get(key, 0) + 1
+        return items.pop(key)
 
     def items(self) -> ItemsView[K, V]:
         return self._items.items()

@@ -110,6 +110,23 @@ def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:
     )  # fmt: skip
 
 
+def test_fees_come_off_the_realized_pnl_once_with_or_without_the_fill_they_paid_for() -> None:
+    book = PositionBook()
+    working = order("c-1", "accepted", "0", None)
+    fee_first = msgspec.structs.replace(execution(working, "0", "100"), commission=Decimal(1))
+    book.apply(OrderUpdate(order=working, fill=fee_first))  # fees ahead of any quantity
+    assert book.positions() == []  # nothing held yet, but the fee is owed
+    filled = order("c-1", "filled", "10", "100")
+    paid = msgspec.structs.replace(execution(filled, "10", "100"), commission=Decimal(2))
+    for _ in range(2):  # the same execution twice (stream and sweep): paid once
+        book.apply(OrderUpdate(order=filled, fill=paid))
+    book.apply(OrderUpdate(order=working, fill=fee_first))  # a late repeat of the first fee
+    (held,) = book.positions()
+    assert (held.qty, held.market_value, held.realized_pl) == (
+        Decimal(10), Decimal(1000), Decimal(-3),
+    )  # fmt: skip
+
+
 @asynccontextmanager
 async def paper_service(state_dir: Path) -> AsyncIterator[tuple[Service, list[PaperConnector]]]:
     """The tree on the paper broker; its account file (and the journal) outlive the service."""

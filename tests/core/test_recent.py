@@ -61,3 +61,57 @@ def test_trim_to_forgets_down_to_the_low_mark_once_past_the_limit() -> None:
     assert list(recent) == [3, 4]
     recent.trim(1)
     assert list(recent) == [4] and recent[4] == 4
+
+
+def _replay(seed: int, limit: int, refresh: bool, *, as_set: bool) -> None:
+    """Random puts (or adds, ``as_set``), pops and repeats against an ``OrderedDict`` doing
+    the same by hand: the same entries in the same order, the same ones forgotten."""
+    import random
+    from collections import OrderedDict
+
+    rng = random.Random(seed)
+    evicted: list[tuple[int, int | None]] = []
+    expected_evicted: list[tuple[int, int | None]] = []
+    recent: Recent[int, int | None] = Recent(
+        limit, refresh=refresh, on_evict=lambda k, v: evicted.append((k, v))
+    )
+    model: OrderedDict[int, int | None] = OrderedDict()
+    for step in range(3000):
+        key = rng.randrange(3 * limit)  # a small key space: many repeats, many re-adds
+        if rng.random() < 0.2:
+            assert recent.pop(key) == model.pop(key, None)
+            continue
+        value = None if as_set else step
+        if as_set:
+            assert recent.add(key) is (key not in model)  # type: ignore[arg-type]
+        else:
+            recent.put(key, value)
+        if refresh and key in model:
+            model.move_to_end(key)
+        if not as_set or key not in model:
+            model[key] = value
+        while len(model) > limit:
+            expected_evicted.append(model.popitem(last=False))
+        assert list(recent.items()) == list(model.items())
+    assert evicted == expected_evicted
+    # What it lists to find the oldest stays within a bound of what it holds.
+    assert len(recent._order) <= 2 * limit + 32 + 1
+
+
+def test_forgets_in_the_order_a_reference_ordered_dict_does() -> None:
+    for seed in range(4):
+        for limit in (1, 5, 40):
+            for refresh in (False, True):
+                _replay(seed, limit, refresh, as_set=False)
+                _replay(seed, limit, refresh, as_set=True)
+
+
+def test_a_key_refreshed_again_and_again_keeps_its_listing_bounded() -> None:
+    recent: Recent[str, None] = Recent(10, refresh=True)
+    for key in "abc":
+        recent.add(key)
+    for _ in range(10_000):
+        recent.add("a")
+        recent.add("b")
+    assert list(recent) == ["c", "a", "b"]
+    assert len(recent._order) <= 2 * 3 + 32

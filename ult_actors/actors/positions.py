@@ -63,6 +63,21 @@ from ult_actors.runtime import (
 )
 
 
+class BookLine:
+    """What the book holds of one (broker, symbol) beside its ``Holding``: one object, so a
+    fill moves it with one look-up rather than one per figure (a native class, compiled)."""
+
+    def __init__(self) -> None:
+        #: Realized P&L: the broker's last figure plus fills since (``None``: none known).
+        self.realized: Decimal | None = None
+        #: Last known price: the last fill's, or implied by a report (``None``: none yet).
+        self.mark: Decimal | None = None
+        #: The broker's report, shown as it is until a fill moves that position.
+        self.reported: Position | None = None
+        #: Fills applied: tells a lagging book from real drift.
+        self.fills_seen = 0
+
+
 @dataclass
 class PositionBook:
     """Net positions by (broker, symbol) with their value and P&L, moved by each fill once.
@@ -74,18 +89,12 @@ class PositionBook:
     """
 
     holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)
-    #: Realized P&L per (broker, symbol): the broker's last figure plus fills since.
-    realized: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    #: Last known price per (broker, symbol): the last fill's, or implied by a report.
-    mark: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    #: The broker's report, shown as it is until a fill moves that position.
-    reported: dict[tuple[str, str], Position] = field(default_factory=dict)
+    #: Per (broker, symbol), its realized P&L, mark, report and fills seen.
+    lines: dict[tuple[str, str], BookLine] = field(default_factory=dict)
     applied: FillLedger = field(default_factory=FillLedger)
     synced_at: dict[str, int] = field(default_factory=dict)
     drift: dict[str, int] = field(default_factory=dict)  # broker -> drift count
-    #: Fills applied per (broker, symbol): tells a lagging book from real drift.
-    fills_seen: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: A disagreement seen on the last pull: (book qty, broker qty, fills_seen then).
+    #: A disagreement seen on the last pull: (book qty, broker qty, fills seen then).
     suspect: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = field(default_factory=dict)
     #: Positions whose last report was not taken: fills came while it was on its way, so
     #: it may not hold them. The next report without such fills is taken as it is.
@@ -101,15 +110,24 @@ class PositionBook:
     def reset(self, event: AccountReset) -> None:
         """Take ``event``'s positions as the broker's whole book (its history restarted)."""
         broker = event.broker
-        tables: tuple[dict[tuple[str, str], Any], ...] = (
-            self.holdings, self.realized, self.mark, self.reported, self.fills_seen, self.suspect
-        )
+        tables: tuple[dict[tuple[str, str], Any], ...] = (self.holdings, self.lines, self.suspect)
         for table in tables:
             for key in [k for k in table if k[0] == broker]:
                 del table[key]
         self.unsettled -= {k for k in self.unsettled if k[0] == broker}
         for position in event.positions:
             self.adopt(broker, position, position.symbol)
+
+    def line(self, key: tuple[str, str]) -> BookLine:
+        """The line of ``key`` (made if it has none)."""
+        line = self.lines.get(key)
+        if line is None:
+            line = self.lines[key] = BookLine()
+        return line
+
+    def fills_seen(self, broker: str) -> dict[tuple[str, str], int]:
+        """Fills applied so far per (broker, symbol) of ``broker``, where any were."""
+        return {k: line.fills_seen for k, line in self.lines.items() if k[0] == broker}
 
     def qty(self, broker: str) -> dict[str, Decimal]:
         """Non-zero quantities of one broker by symbol."""
@@ -142,37 +160,42 @@ class PositionBook:
         new = self.applied.advance(order)
         if new is None:
             if fees:
-                self.realized[key] = self.realized.get(key, ZERO) - fees
+                line = self.line(key)
+                line.realized = (ZERO if line.realized is None else line.realized) - fees
             return
         holding = self.holdings.get(key)
         if holding is None:  # not setdefault: it would build a Holding for every fill
             holding = self.holdings[key] = Holding()
+        line = self.line(key)
         qty, part_price = new
-        price = part_price or self.mark.get(key) or holding.avg_price
+        price = part_price or line.mark or holding.avg_price
         signed = qty if order.side == "buy" else -qty
         pnl = holding.book(signed, price)
         # The fees first, then the fill's P&L, in one write of the figure.
-        realized = self.realized.get(key, ZERO)
+        realized = ZERO if line.realized is None else line.realized
         if fees:
             realized -= fees
-        self.realized[key] = realized + pnl
-        self.mark[key] = price
-        self.reported.pop(key, None)
-        self.fills_seen[key] = self.fills_seen.get(key, 0) + 1
+        line.realized = realized + pnl
+        line.mark = price
+        line.reported = None
+        line.fills_seen += 1
 
     def adopt(self, broker: str, report: Position | None, symbol: str) -> None:
         """Take the broker's figures for one symbol (``None``: it holds none)."""
         key = (broker, symbol)
         if report is None:
             self.holdings[key] = Holding()
-            self.reported.pop(key, None)
+            line = self.lines.get(key)
+            if line is not None:
+                line.reported = None
             return
-        self.reported[key] = report
+        line = self.line(key)
+        line.reported = report
         self.holdings[key] = Holding(qty=report.qty, avg_price=report.avg_entry_price)
         if report.realized_pl is not None:
-            self.realized[key] = report.realized_pl
+            line.realized = report.realized_pl
         if report.market_value is not None and report.qty:
-            self.mark[key] = report.market_value / report.qty
+            line.mark = report.market_value / report.qty
 
     def positions(self, broker: str | None = None) -> list[Position]:
         """Open positions, valued at the last known price."""
@@ -180,11 +203,12 @@ class PositionBook:
         for (b, symbol), holding in sorted(self.holdings.items()):
             if holding.qty == 0 or (broker is not None and b != broker):
                 continue
-            reported = self.reported.get((b, symbol))
+            line = self.lines.get((b, symbol)) or BookLine()
+            reported = line.reported
             if reported is not None:
                 rows.append(reported)
                 continue
-            mark = self.mark.get((b, symbol))
+            mark = line.mark
             rows.append(
                 Position(
                     broker=b,
@@ -195,7 +219,7 @@ class PositionBook:
                     unrealized_pl=None
                     if mark is None
                     else (mark - holding.avg_price) * holding.qty,
-                    realized_pl=self.realized.get((b, symbol)),
+                    realized_pl=line.realized,
                 )
             )
         return rows
@@ -261,7 +285,7 @@ async def sync_broker(
     Returns whether the broker reported.
     """
     book = deps.book
-    fills_before = {key: n for key, n in book.fills_seen.items() if key[0] == name}
+    fills_before = book.fills_seen(name)
     try:
         reported = await _pull(deps, name)
     except (UltError, CallTimeout) as exc:
@@ -297,13 +321,14 @@ async def sync_broker(
         broker_qty = theirs[symbol].qty if symbol in theirs else Decimal(0)
         book_qty = ours.get(symbol, Decimal(0))
         key = (name, symbol)
-        if book.fills_seen.get(key, 0) != fills_before.get(key, 0):
+        line = book.lines.get(key)
+        seen = 0 if line is None else line.fills_seen
+        if seen != fills_before.get(key, 0):
             # Fills of it came while the report was on its way (folded as published):
             # the broker may have answered before them. Keep the book's figure for now.
             book.unsettled.add(key)
             continue
         if name in book.synced_at and key not in book.unsettled and broker_qty != book_qty:
-            seen = book.fills_seen.get(key, 0)
             if book.suspect.get(key) != (book_qty, broker_qty, seen):
                 # Maybe only fills on their way to us: look again next pull.
                 book.suspect[key] = (book_qty, broker_qty, seen)
