@@ -147,6 +147,7 @@ def serve(state_dir: Path, setup: str) -> None:
 async def _serve(state_dir: Path, setup: str) -> None:
     import random
 
+    from ult_actors.collector import settle_after_start
     from ult_actors.config import load_config
     from ult_actors.ipc.server import serve_ipc, settings_from_config
     from ult_actors.service import build_service
@@ -158,6 +159,9 @@ async def _serve(state_dir: Path, setup: str) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             await nursery.start(serve_ipc, service.gateway, settings)
+            # The collector as ``ult serve`` leaves it once ready: without this the served
+            # figures paid CPython's default young passes (~14k instructions a window order).
+            settle_after_start()
             (state_dir / "ready").touch()
             async for _ in signals:
                 break
