@@ -20,25 +20,12 @@ from typing import Any, Final
 import msgspec
 
 from ult_actors.messages import Fill, Order
-
-
-def _array_twin(cls: type[msgspec.Struct]) -> Any:
-    """A Struct with ``cls``'s fields, types and defaults, read from a msgpack array."""
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
-    for f in msgspec.structs.fields(cls):
-        if f.required:
-            fields.append((f.name, f.type))
-        elif f.default_factory is not msgspec.NODEFAULT:
-            fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
-        else:
-            fields.append((f.name, f.type, f.default))
-    return msgspec.defstruct(f"{cls.__name__}Body", fields, array_like=True)
-
+from ult_actors.struct_arrays import array_twin
 
 _decode_order_map: Final = msgspec.msgpack.Decoder(Order).decode
 _decode_fill_map: Final = msgspec.msgpack.Decoder(Fill).decode
-_decode_order_array: Final = msgspec.msgpack.Decoder(_array_twin(Order)).decode
-_decode_fill_array: Final = msgspec.msgpack.Decoder(_array_twin(Fill)).decode
+_decode_order_array: Final = msgspec.msgpack.Decoder(array_twin(Order, "OrderBody")).decode
+_decode_fill_array: Final = msgspec.msgpack.Decoder(array_twin(Fill, "FillBody")).decode
 _astuple: Final = msgspec.structs.astuple
 # ``Order`` and ``Fill`` take their own fields by position (``_Value``'s ``kw_only`` covers
 # only fields declared on it, none), as unpickling one does.

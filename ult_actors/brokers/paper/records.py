@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from ult_actors.messages import Fill, Order
+from ult_actors.struct_arrays import array_twin
 
 __all__ = [
     "CHANGE_TAG",
@@ -107,29 +108,14 @@ class MapBodiesChange(ArrayBodiesChange, tag=3):
     """
 
 
-def _by_position(cls: type[msgspec.Struct], name: str, **types: Any) -> type[msgspec.Struct]:
-    """A class of ``cls``'s fields, in their order (of ``types``' types where named),
-    read from a msgpack array (a body)."""
-    spec: list[Any] = []
-    for f in msgspec.structs.fields(cls):
-        kind = types.get(f.name, f.type)
-        if f.default is not msgspec.NODEFAULT:
-            spec.append((f.name, kind, f.default))
-        elif f.default_factory is not msgspec.NODEFAULT:
-            spec.append((f.name, kind, msgspec.field(default_factory=f.default_factory)))
-        else:
-            spec.append((f.name, kind))
-    return msgspec.defstruct(name, spec, array_like=True, module=__name__)
-
-
 #: An ``Order`` or a ``Fill`` as a body holds it: its fields by position
 #: (``msgspec.structs.astuple``). So ``Order``'s and ``Fill``'s fields keep their
 #: order: one added at the end with a default is read from older bodies as that
 #: default; any other change to them needs a new body form (the test pins them).
-_OrderArray = _by_position(Order, "_OrderArray")
-_FillArray = _by_position(Fill, "_FillArray")
+_OrderArray = array_twin(Order, "_OrderArray")
+_FillArray = array_twin(Fill, "_FillArray")
 #: A ``WorkingOrder`` as a body holds it: ``[order, triggered, in_transit, commission]``.
-_WorkingArray = _by_position(WorkingOrder, "_WorkingArray", order=_OrderArray)
+_WorkingArray = array_twin(WorkingOrder, "_WorkingArray", order=_OrderArray)
 _working_array = msgspec.msgpack.Decoder(_WorkingArray).decode
 _fill_array = msgspec.msgpack.Decoder(_FillArray).decode
 
