@@ -5,7 +5,9 @@ it that falls on an order's way: what runs here is kept to what a line needs and
 compiled by mypyc. ``Lines`` masks secrets, writes the time as ISO 8601 UTC and
 renders a record as one JSON object a line (msgspec, with the separators
 ``json.dumps`` uses); ``record_of`` makes of a hot line's parts (``Line``) the
-record structlog's chain makes of the same call.
+record structlog's chain makes of the same call. A hot line of ``FixedFields`` with
+plain values (every order's request line) is written straight as its text
+(``Lines.plain``): no record, no encode, no re-spacing pass, the same text.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 import structlog
@@ -23,18 +25,6 @@ from ult_actors.secrets import MASK, Secret
 
 #: One log record: the event dict as the loop's processors left it.
 Record = dict[str, Any]
-#: Writes a line's fields, in their order, into its record: ``fill(record, source)``.
-Fill = Callable[[Record, Any], None]
-#: A hot line's fields: a dict, or ``(fill, source)``, filled into the record on the
-#: writer's thread (the loop then builds no dict of them: a request's line is read
-#: from the request itself there).
-Fields = dict[str, Any] | tuple[Fill, Any]
-#: A hot line's parts, as handed over without structlog's layers: the bound logger's
-#: context, the call's fields, event, level, time (epoch seconds, as the clock gave them:
-#: ``Any``, so compiled code passes an ``int`` on as one, as structlog's chain does) and
-#: the caller's contextvars (the copy is O(1); they are looked through on the writer thread).
-Line = tuple[dict[str, Any], Fields, str, str, Any, contextvars.Context]
-
 #: Keys whose values are always masked, at any depth of an event dict.
 SECRET_KEYS: Final = frozenset(
     {
@@ -59,6 +49,49 @@ _PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 #: the same few names.
 _KEYS_REMEMBERED: Final = 4096
 _PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
+#: Keys the record's own render gives a meaning or a place of their own: never a plain
+#: line's context or fixed field.
+_RESERVED_KEYS: Final = frozenset({"event", "level", "timestamp", "exc_info"})
+
+
+def _plain_text(text: str) -> bool:
+    """Whether msgspec writes ``text`` as it is between its quotes (it escapes only control
+    characters, quotes and backslashes; every printable character is written raw)."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
+class FixedFields:
+    """A hot line's fields that are always the same keys in the same order, their values
+    read from a source object on the writer's thread (``Fields``' ``(fixed, source)``
+    form): filled into a record for the generic render, or written straight as the
+    line's text (``Lines.plain``). ``values(source)`` gives them in ``keys``' order;
+    the keys must be plain text, not secret-looking and none of the record's own."""
+
+    def __init__(self, keys: tuple[str, ...], values: Callable[[Any], tuple[Any, ...]]) -> None:
+        for key in keys:
+            if not _plain_text(key) or key.lower() in SECRET_KEYS or key in _RESERVED_KEYS:
+                raise ValueError(f"not a plain line's key: {key!r}")
+        self.keys = keys
+        self.names = frozenset(keys)
+        self.values = values
+        #: Each field's text before its value, as ``json.dumps``' separators space it.
+        self.heads = tuple(f', "{key}": ' for key in keys)
+
+    def fill(self, record: Record, source: Any) -> None:
+        """Write the fields of ``source``, in their order, into ``record``."""
+        for key, value in zip(self.keys, self.values(source), strict=True):
+            record[key] = value
+
+
+#: A hot line's fields: a dict, or ``(fixed, source)``, read from the source on the
+#: writer's thread (the loop then builds no dict of them: a request's line is read
+#: from the request itself there).
+Fields = dict[str, Any] | tuple[FixedFields, Any]
+#: A hot line's parts, as handed over without structlog's layers: the bound logger's
+#: context, the call's fields, event, level, time (epoch seconds, as the clock gave them:
+#: ``Any``, so compiled code passes an ``int`` on as one, as structlog's chain does) and
+#: the caller's contextvars (the copy is O(1); they are looked through on the writer thread).
+Line = tuple[dict[str, Any], Fields, str, str, Any, contextvars.Context]
 
 
 def record_of(line: Line) -> Record:
@@ -69,8 +102,8 @@ def record_of(line: Line) -> Record:
     if isinstance(fields, dict):
         record.update(fields)
     else:
-        fill, source = fields
-        fill(record, source)
+        fixed, source = fields
+        fixed.fill(record, source)
     record["event"] = event
     for var in variables:
         name: str = var.name
@@ -84,12 +117,12 @@ def record_of(line: Line) -> Record:
 
 
 def fields_dict(fields: Fields) -> dict[str, Any]:
-    """``fields`` as a dict: a ``(fill, source)`` pair filled into a new one."""
+    """``fields`` as a dict: a ``(fixed, source)`` pair filled into a new one."""
     if isinstance(fields, dict):
         return fields
-    fill, source = fields
+    fixed, source = fields
     made: dict[str, Any] = {}
-    fill(made, source)
+    fixed.fill(made, source)
     return made
 
 
@@ -173,6 +206,10 @@ class Lines:
         # Unknown types as their repr, as structlog's JSONRenderer does.
         self._encode: Callable[[Any], bytes] = msgspec.json.Encoder(enc_hook=repr).encode
         self._format: Callable[..., bytes] = msgspec.json.format
+        # A plain line's context keys as written before their values (``, "key": ``),
+        # and its string values as written (quoted), remembered: most repeat.
+        self._heads: dict[str, str] = {}
+        self._quoted: dict[str, str] = {}
 
     def finish(self, record: Record) -> Record:
         """Secrets masked, the time as ISO UTC text, an exception as text (``exc_info``)."""
@@ -195,3 +232,93 @@ class Lines:
     def json(self, record: Record) -> str:
         """``record`` finished, as one JSON object and a newline (``json.dumps``' separators)."""
         return self._format(self._encode(self.finish(record)), indent=0).decode() + "\n"
+
+    def plain(self, line: Line) -> str | None:
+        """The text ``json(record_of(line))`` gives, written straight from the line's parts,
+        or ``None`` when the line is not the usual one: fields not ``FixedFields``, a
+        structlog contextvar set, a context key of the fields' or the record's own or
+        secret-looking, a value other than a plain ``str``, ``int``, ``bool`` or ``None``,
+        a string msgspec would escape, or anything raising on the way."""
+        try:
+            return self._plain(line)
+        except Exception:
+            return None  # the record's way says what is wrong, as it did before
+
+    def _plain(self, line: Line) -> str | None:
+        context, fields, event, level, stamp, variables = line
+        if isinstance(fields, dict):
+            return None
+        fixed, source = fields
+        for var in variables:
+            if var.name.startswith(STRUCTLOG_KEY_PREFIX) and variables[var] is not Ellipsis:
+                return None  # a key the record would add after the event
+        parts = ["{"]
+        names = fixed.names
+        heads = self._heads
+        for key, value in context.items():
+            head = heads.get(key)
+            if head is None:
+                head = self._head(key)
+                if head is None:
+                    return None
+            if key in names:
+                return None  # the fields' value would take the context's place
+            parts.append(head)
+            if not self._value(parts, value):
+                return None
+        values = fixed.values(source)
+        if len(values) != len(fixed.heads):
+            return None  # the record's fill says what is wrong
+        for i, head in enumerate(fixed.heads):
+            parts.append(head)
+            if not self._value(parts, values[i]):
+                return None
+        parts.append(', "event": ')
+        if not self._value(parts, event):
+            return None
+        parts.append(', "level": ')
+        if not self._value(parts, level):
+            return None
+        parts.append(', "timestamp": ')
+        if isinstance(stamp, float):
+            parts.append(f'"{self._utc.text(stamp)}"')
+        elif not self._value(parts, stamp):
+            return None
+        parts[1] = parts[1][2:]  # the first key: no ", " before it
+        parts.append("}\n")
+        return "".join(parts)
+
+    def _head(self, key: str) -> str | None:
+        """``, "key": `` for a context key a plain line may carry, remembered; else None."""
+        if not _plain_text(key) or key.lower() in SECRET_KEYS or key in _RESERVED_KEYS:
+            return None
+        if len(self._heads) >= _KEYS_REMEMBERED:
+            self._heads.clear()
+        head = f', "{key}": '
+        self._heads[key] = head
+        return head
+
+    def _value(self, parts: list[str], value: Any) -> bool:
+        """Append ``value``'s JSON text to ``parts`` as msgspec writes it; False, and nothing
+        appended, if it is not a plain value."""
+        kind = type(value)
+        if kind is str:
+            text = cast(str, value)
+            quoted = self._quoted.get(text)
+            if quoted is None:
+                if not _plain_text(text):
+                    return False
+                if len(self._quoted) >= _KEYS_REMEMBERED:
+                    self._quoted.clear()  # most values repeat: what is current comes back
+                quoted = f'"{text}"'
+                self._quoted[text] = quoted
+            parts.append(quoted)
+        elif kind is int:
+            parts.append(str(value))
+        elif value is None:
+            parts.append("null")
+        elif kind is bool:
+            parts.append("true" if value else "false")
+        else:
+            return False
+        return True

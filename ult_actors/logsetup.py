@@ -53,7 +53,7 @@ def configure_logging(
         previous.writer.close()
     writer = LogWriter(
         out,
-        Lines().json if use_json else _console_render(colors=out.isatty()),
+        Lines() if use_json else _console_render(colors=out.isatty()),
         now=clock,
         capacity=capacity,
         threaded=use_json,

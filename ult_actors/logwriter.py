@@ -37,7 +37,7 @@ from collections.abc import Callable
 from contextvars import copy_context
 from typing import Any, TextIO
 
-from ult_actors.logrender import Fields, Line, Record, record_of
+from ult_actors.logrender import Fields, Line, Lines, Record, record_of
 from ult_actors.logstats import LogStats
 from ult_actors.os_thread import name_os_thread
 
@@ -56,7 +56,9 @@ class LogWriter:
     """Renders and writes log records off the caller's thread, bounded and never blocking.
 
     ``render`` must not raise for a record it can be given; a record it fails on
-    is written as a line naming the event and the error instead.
+    is written as a line naming the event and the error instead. A ``Lines`` as
+    ``render`` writes JSON lines (``Lines.json``), a hot line (``Line``) of plain
+    parts straight from them (``Lines.plain``).
     ``now`` gives the time stamped on the writer's own "dropped" lines; ``sleep`` waits
     out a window (``linger`` seconds) on the writer's thread.
     """
@@ -64,7 +66,7 @@ class LogWriter:
     def __init__(
         self,
         stream: TextIO,
-        render: Render,
+        render: Render | Lines,
         *,
         now: Callable[[], float],
         capacity: int = DEFAULT_CAPACITY,
@@ -73,7 +75,8 @@ class LogWriter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.stream = stream
-        self.render = render
+        self._lines = render if isinstance(render, Lines) else None
+        self.render: Render = render.json if isinstance(render, Lines) else render
         self.capacity = capacity
         self._now = now
         self._linger = linger
@@ -190,7 +193,15 @@ class LogWriter:
             self._written += len(lines)
 
     def _render_one(self, item: Record | Line) -> str:
-        record = item if isinstance(item, dict) else record_of(item)
+        if isinstance(item, dict):
+            record = item
+        else:
+            lines = self._lines
+            if lines is not None:
+                text = lines.plain(item)
+                if text is not None:
+                    return text
+            record = record_of(item)
         try:
             return self.render(record)
         except Exception as exc:

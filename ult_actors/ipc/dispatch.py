@@ -15,6 +15,7 @@ from typing import Any
 from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import RequestCodec
 from ult_actors.ipc.gateway import Gateway
+from ult_actors.logrender import FixedFields
 from ult_actors.logsetup import info_line
 from ult_actors.messages import (
     Cancel,
@@ -72,9 +73,9 @@ class Dispatcher:
     def _log_mutation(self, request: Request) -> None:
         # Each kind's fields as one dict display: kind and request id first, then what
         # names the order, as operators read them. A submit's (every order's) are read
-        # from it on the log writer's thread instead (``_submit_fields``).
+        # from it on the log writer's thread instead (``_SUBMIT_FIELDS``).
         if isinstance(request, Submit):
-            self._request_line("request", (_submit_fields, request))
+            self._request_line("request", (_SUBMIT_FIELDS, request))
             return
         kind, request_id = type(request).__name__, request.id
         fields: dict[str, Any]
@@ -114,18 +115,27 @@ class Dispatcher:
         self._request_line("request", fields)
 
 
-def _submit_fields(record: dict[str, Any], request: Submit) -> None:
-    """A submit's request line fields, written into its log record (the writer's thread:
-    a decoded request is never changed, so it is read there as it was here)."""
+def _submit_values(request: Submit) -> tuple[Any, ...]:
+    """A submit's request line values, in ``_SUBMIT_FIELDS``' order (read on the writer's
+    thread: a decoded request is never changed, so it reads the same there as here)."""
     order = request.order
-    record["kind"] = type(request).__name__
-    record["request_id"] = request.id
-    record["client_order_id"] = order.client_order_id
-    record["symbol"] = order.symbol
-    record["side"] = order.side
-    record["qty"] = str(order.qty)
-    record["type"] = order.type
-    record["broker"] = order.broker
+    return (
+        type(request).__name__,
+        request.id,
+        order.client_order_id,
+        order.symbol,
+        order.side,
+        str(order.qty),
+        order.type,
+        order.broker,
+    )
+
+
+#: A submit's request line fields: kind and request id, then what names the order.
+_SUBMIT_FIELDS = FixedFields(
+    ("kind", "request_id", "client_order_id", "symbol", "side", "qty", "type", "broker"),
+    _submit_values,
+)
 
 
 def _text(value: Decimal | None) -> str | None:

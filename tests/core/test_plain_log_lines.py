@@ -1,0 +1,195 @@
+"""A hot line of fixed fields written straight as its text (``Lines.plain``): the very bytes
+its record's render writes (``Lines.json``), whatever its values, or none at all."""
+
+from __future__ import annotations
+
+import contextvars
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ult_actors.ipc.dispatch import _SUBMIT_FIELDS
+from ult_actors.logrender import FixedFields, Line, Lines, record_of
+from ult_actors.messages import OrderRequest, Submit
+from ult_actors.secrets import Secret
+
+#: Text msgspec writes as it is: printable, non-ASCII included.
+_PLAIN_TEXT = st.one_of(
+    st.sampled_from(["AAPL", "buy", "market", "paper", "c-1", "", " ", "é", "日本", "Submit"]),
+    st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=10).filter(
+        lambda text: text.isprintable() and '"' not in text and "\\" not in text
+    ),
+)
+#: Any text: quotes, backslashes, control characters, lone surrogates, separators.
+_ANY_TEXT = st.one_of(
+    st.text(st.sampled_from('"\\\n\t\x00\x1f\x7f\x80\u2028\ud800a-é'), min_size=1, max_size=6),
+    st.text(st.characters(blacklist_categories=()), min_size=1, max_size=8),
+)
+_PLAIN_VALUE = st.one_of(
+    _PLAIN_TEXT,
+    st.integers(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.none(),
+    st.booleans(),
+)
+#: A value that may be anything a caller could bind or a test could build.
+_ANY_VALUE = st.one_of(
+    _ANY_TEXT,
+    _PLAIN_VALUE,
+    st.floats(),
+    st.decimals(),
+    st.lists(_PLAIN_VALUE, max_size=2),
+    st.dictionaries(st.sampled_from(["token", "a"]), _PLAIN_VALUE, max_size=2),
+    st.builds(Secret, st.text(max_size=3)),
+)
+_ANY_KEY = st.one_of(
+    # the fields' own keys, the record's own, secret-looking ones, in any case
+    st.sampled_from(["kind", "qty", "broker", "event", "level", "timestamp", "exc_info"]),
+    st.sampled_from(["token", "Authorization", "API_KEY", "secret_key"]),
+    _ANY_TEXT,
+)
+_CONTEXT = st.dictionaries(
+    st.one_of(st.sampled_from(["actor", "peer_uid", "peer_pid", "conn"]), _PLAIN_TEXT),
+    _PLAIN_VALUE,
+    max_size=4,
+)
+#: A usual submit line's parts, then a few of them made anything at all.
+_PARTS = st.fixed_dictionaries(
+    {
+        "client_order_id": st.one_of(_PLAIN_TEXT, st.none()),
+        "symbol": _PLAIN_TEXT,
+        "side": st.sampled_from(["buy", "sell"]),
+        "qty": st.decimals(allow_nan=False, allow_infinity=False),
+        "type": st.sampled_from(["market", "limit"]),
+        "broker": st.one_of(_PLAIN_TEXT, st.none()),
+        "id": st.integers(min_value=0, max_value=2**64),
+        "event": st.just("request"),
+        "stamp": st.one_of(st.floats(min_value=0, max_value=4e9), st.integers(0, 4_000_000_000)),
+    }
+)
+_ODD_PARTS = st.lists(
+    st.tuples(
+        st.sampled_from(["client_order_id", "symbol", "side", "qty", "type", "broker", "id"]),
+        _ANY_VALUE,
+    )
+    | st.tuples(st.just("event"), _ANY_TEXT)
+    | st.tuples(st.just("stamp"), st.one_of(_ANY_VALUE, st.floats())),
+    max_size=2,
+)
+
+#: One for every example, as the writer has one for every line: what it remembers of one
+#: example (keys, quoted values, the second) must not show in another's.
+_LINES = Lines()
+
+
+def _variables(bound: dict[str, Any]) -> contextvars.Context:
+    """The contextvars a caller with ``bound`` bound through structlog hands over."""
+
+    def copy() -> contextvars.Context:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**bound)
+        return contextvars.copy_context()
+
+    return contextvars.Context().run(copy)
+
+
+def _record_text(line: Line) -> str | None:
+    """The line as its record's render writes it; None if that render raises (the writer
+    then writes the record's event and the error: ``LogWriter._render_one``)."""
+    try:
+        return _LINES.json(record_of(line))
+    except Exception:
+        return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    context=_CONTEXT,
+    odd_context=st.dictionaries(_ANY_KEY, _ANY_VALUE, max_size=1),
+    parts=_PARTS,
+    odd_parts=_ODD_PARTS,
+    bound=st.dictionaries(st.sampled_from(["session", "kind", "actor"]), _ANY_VALUE, max_size=1),
+)
+def test_a_line_written_straight_is_its_records_line_byte_for_byte(
+    context: dict[str, Any],
+    odd_context: dict[str, Any],
+    parts: dict[str, Any],
+    odd_parts: list[tuple[str, Any]],
+    bound: dict[str, Any],
+) -> None:
+    parts.update(odd_parts)
+    # Built without validation, as a test may: values a decoded request never holds too.
+    order = OrderRequest(
+        symbol=parts["symbol"], side=parts["side"], qty=parts["qty"], type=parts["type"],
+        broker=parts["broker"], client_order_id=parts["client_order_id"],
+    )  # fmt: skip
+    line: Line = (
+        {**context, **odd_context},
+        (_SUBMIT_FIELDS, Submit(id=parts["id"], order=order)),
+        parts["event"],
+        "info",
+        parts["stamp"],
+        _variables(bound),
+    )
+    plain = _LINES.plain(line)
+    if plain is not None:
+        assert plain == _record_text(line)
+
+
+def _usual(**context: Any) -> Line:
+    order = OrderRequest(
+        symbol="AAPL", side="buy", qty=Decimal("2.50"), broker="paper", client_order_id="c-1"
+    )
+    return (
+        context or {"actor": "ipc", "peer_uid": 1000, "peer_pid": 42},
+        (_SUBMIT_FIELDS, Submit(id=7, order=order)),
+        "request",
+        "info",
+        1_700_000_000.25,
+        contextvars.copy_context(),
+    )
+
+
+def test_the_usual_submit_line_is_written_straight() -> None:
+    line = _usual()
+    assert Lines().plain(line) == (
+        '{"actor": "ipc", "peer_uid": 1000, "peer_pid": 42, "kind": "Submit", "request_id": 7,'
+        ' "client_order_id": "c-1", "symbol": "AAPL", "side": "buy", "qty": "2.50",'
+        ' "type": "market", "broker": "paper", "event": "request", "level": "info",'
+        ' "timestamp": "2023-11-14T22:13:20.250000Z"}\n'
+    )
+    assert Lines().plain(line) == Lines().json(record_of(line))
+
+
+@pytest.mark.parametrize(
+    ("context", "why"),
+    [
+        ({"token": "tok-1"}, "a secret-looking key: masked by the record's render"),
+        ({"actor": Secret("s")}, "a Secret: masked by the record's render"),
+        ({"qty": "9"}, "a key of the fields': the record keeps the context's place"),
+        ({"exc_info": True}, "the record's render writes the exception"),
+        ({"actor": 1.5}, "a float: msgspec's digits, not Python's"),
+        ({"actor": 'a "quoted" name'}, "a string msgspec escapes"),
+    ],
+)
+def test_a_line_that_is_not_the_usual_one_is_left_to_its_records_render(
+    context: dict[str, Any], why: str
+) -> None:
+    assert Lines().plain(_usual(**context)) is None, why
+
+
+def test_a_line_with_a_structlog_contextvar_is_left_to_its_records_render() -> None:
+    line = _usual()
+    variables = _variables({"session": "s-1"})
+    assert Lines().plain((*line[:5], variables)) is None  # type: ignore[arg-type]
+    assert Lines().plain((*line[:5], _variables({}))) is not None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", ["event", "timestamp", "exc_info", "Token", 'a"b', "tab\t"])
+def test_fixed_fields_refuse_a_key_a_plain_line_cannot_carry(key: str) -> None:
+    with pytest.raises(ValueError, match="not a plain line's key"):
+        FixedFields(("kind", key), lambda source: ("k", source))
