@@ -52,6 +52,10 @@ _PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
 #: Keys the record's own render gives a meaning or a place of their own: never a plain
 #: line's context or fixed field.
 _RESERVED_KEYS: Final = frozenset({"event", "level", "timestamp", "exc_info"})
+#: A plain line's member texts remembered for one key, at most (then forgotten at once).
+_VALUES_REMEMBERED: Final = 4096
+#: Contexts (a connection's bound logger's each) remembered as written, at most.
+_CONTEXTS_REMEMBERED: Final = 1024
 
 
 def _plain_text(text: str) -> bool:
@@ -206,10 +210,10 @@ class Lines:
         # Unknown types as their repr, as structlog's JSONRenderer does.
         self._encode: Callable[[Any], bytes] = msgspec.json.Encoder(enc_hook=repr).encode
         self._format: Callable[..., bytes] = msgspec.json.format
-        # A plain line's context keys as written before their values (``, "key": ``),
-        # and its string values as written (quoted), remembered: most repeat.
-        self._heads: dict[str, str] = {}
-        self._quoted: dict[str, str] = {}
+        # A plain line's context as written, by the context's id (a connection's lines
+        # share one), and its other members as written by key and value: most repeat.
+        self._openings: dict[int, _Opening] = {}
+        self._members: dict[str, dict[Any, str]] = {}
 
     def finish(self, record: Record) -> Record:
         """Secrets masked, the time as ISO UTC text, an exception as text (``exc_info``)."""
@@ -252,73 +256,116 @@ class Lines:
         for var in variables:
             if var.name.startswith(STRUCTLOG_KEY_PREFIX) and variables[var] is not Ellipsis:
                 return None  # a key the record would add after the event
-        parts = ["{"]
-        names = fixed.names
-        heads = self._heads
-        for key, value in context.items():
-            head = heads.get(key)
-            if head is None:
-                head = self._head(key)
-                if head is None:
-                    return None
-            if key in names:
-                return None  # the fields' value would take the context's place
-            parts.append(head)
-            if not self._value(parts, value):
-                return None
+        opening = self._opening(context, fixed)
+        if opening is None:
+            return None
+        parts = [opening]
         values = fixed.values(source)
         if len(values) != len(fixed.heads):
             return None  # the record's fill says what is wrong
         for i, head in enumerate(fixed.heads):
-            parts.append(head)
-            if not self._value(parts, values[i]):
+            if not self._member(parts, head, values[i]):
                 return None
-        parts.append(', "event": ')
-        if not self._value(parts, event):
+        if not self._member(parts, ', "event": ', event):
             return None
-        parts.append(', "level": ')
-        if not self._value(parts, level):
+        if not self._member(parts, ', "level": ', level):
             return None
-        parts.append(', "timestamp": ')
         if isinstance(stamp, float):
-            parts.append(f'"{self._utc.text(stamp)}"')
-        elif not self._value(parts, stamp):
-            return None
-        parts[1] = parts[1][2:]  # the first key: no ", " before it
-        parts.append("}\n")
-        return "".join(parts)
-
-    def _head(self, key: str) -> str | None:
-        """``, "key": `` for a context key a plain line may carry, remembered; else None."""
-        if not _plain_text(key) or key.lower() in SECRET_KEYS or key in _RESERVED_KEYS:
-            return None
-        if len(self._heads) >= _KEYS_REMEMBERED:
-            self._heads.clear()
-        head = f', "{key}": '
-        self._heads[key] = head
-        return head
-
-    def _value(self, parts: list[str], value: Any) -> bool:
-        """Append ``value``'s JSON text to ``parts`` as msgspec writes it; False, and nothing
-        appended, if it is not a plain value."""
-        kind = type(value)
-        if kind is str:
-            text = cast(str, value)
-            quoted = self._quoted.get(text)
-            if quoted is None:
-                if not _plain_text(text):
-                    return False
-                if len(self._quoted) >= _KEYS_REMEMBERED:
-                    self._quoted.clear()  # most values repeat: what is current comes back
-                quoted = f'"{text}"'
-                self._quoted[text] = quoted
-            parts.append(quoted)
-        elif kind is int:
-            parts.append(str(value))
-        elif value is None:
-            parts.append("null")
-        elif kind is bool:
-            parts.append("true" if value else "false")
+            parts.append(', "timestamp": "')
+            parts.append(self._utc.text(stamp))
+            parts.append('"}\n')
         else:
+            if not self._member(parts, ', "timestamp": ', stamp):
+                return None
+            parts.append("}\n")
+        text = "".join(parts)
+        return text if context else "{" + text[3:]  # no context: no ", " before the first
+
+    def _opening(self, context: dict[str, Any], fixed: FixedFields) -> str | None:
+        """``{`` and the context's members as written, or None if it cannot be a plain
+        line's; remembered for the context by identity, each of its keys and values
+        checked to be the very objects it was written of (immutable, as plain values are)."""
+        known = self._openings.get(id(context))
+        if known is not None and known.fixed is fixed and known.holds(context):
+            return known.text
+        parts = ["{"]
+        names = fixed.names
+        for key, value in context.items():
+            if not _plain_text(key) or key.lower() in SECRET_KEYS or key in _RESERVED_KEYS:
+                return None
+            if key in names:
+                return None  # the fields' value would take the context's place
+            text = _json(value)
+            if text is None:
+                return None
+            parts.append(f'"{key}": ' if len(parts) == 1 else f', "{key}": ')
+            parts.append(text)
+        opening = "".join(parts)
+        if len(self._openings) >= _CONTEXTS_REMEMBERED:
+            self._openings.clear()
+        self._openings[id(context)] = _Opening(context, fixed, opening)
+        return opening
+
+    def _member(self, parts: list[str], head: str, value: Any) -> bool:
+        """Append ``head`` and ``value``'s JSON text to ``parts``, as msgspec writes it;
+        False, and nothing appended, if it is not a plain value."""
+        kind = type(value)
+        if kind is int:  # not remembered: a request's id is new every line
+            parts.append(head)
+            parts.append(str(value))
+            return True
+        if not (kind is str or value is None or kind is bool):
             return False
+        members = self._members.get(head)
+        if members is None:
+            if len(self._members) >= _KEYS_REMEMBERED:
+                self._members.clear()
+            members = self._members[head] = {}
+        member = members.get(value)
+        if member is None:
+            text = _json(value)
+            if text is None:
+                return False
+            if len(members) >= _VALUES_REMEMBERED:
+                members.clear()  # most values repeat: what is current comes back
+            member = members[value] = head + text
+        parts.append(member)
         return True
+
+
+class _Opening:
+    """A plain line's context as written (``Lines._opening``): the text, and the keys and
+    values it was written of."""
+
+    def __init__(self, context: dict[str, Any], fixed: FixedFields, text: str) -> None:
+        self.context = context  # held: its id names no other dict while remembered
+        self.fixed = fixed
+        self.items = [item for pair in context.items() for item in pair]
+        self.text = text
+
+    def holds(self, context: dict[str, Any]) -> bool:
+        """Whether ``context`` holds the very keys and values, in order, written here."""
+        items = self.items
+        if len(context) * 2 != len(items):
+            return False
+        i = 0
+        for key, value in context.items():
+            if key is not items[i] or value is not items[i + 1]:
+                return False
+            i += 2
+        return True
+
+
+def _json(value: Any) -> str | None:
+    """A plain value's JSON text as msgspec writes it; None for any other value."""
+    kind = type(value)
+    if kind is str:
+        text = cast(str, value)
+        return f'"{text}"' if _plain_text(text) else None
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return None

@@ -193,3 +193,43 @@ def test_a_line_with_a_structlog_contextvar_is_left_to_its_records_render() -> N
 def test_fixed_fields_refuse_a_key_a_plain_line_cannot_carry(key: str) -> None:
     with pytest.raises(ValueError, match="not a plain line's key"):
         FixedFields(("kind", key), lambda source: ("k", source))
+
+
+def test_a_context_changed_in_place_is_written_as_it_now_is() -> None:
+    # A context's text is remembered by the dict's identity: a change to the dict itself
+    # (no bound logger makes one, but nothing forbids it) must still show.
+    lines = Lines()
+    line = _usual()
+    context = line[0]
+    first = lines.plain(line)
+    assert first is not None and '"peer_pid": 42' in first
+
+    def changed() -> None:
+        context["peer_pid"] = 43
+
+    def added() -> None:
+        context["conn"] = 7
+
+    def moved() -> None:  # the same keys and values, in another order
+        context["actor"] = context.pop("actor")
+
+    def renamed() -> None:  # the same values in the same places, a key another
+        items = list(context.items())
+        context.clear()
+        context.update(("who" if key == "actor" else key, value) for key, value in items)
+
+    texts = [first]
+    for change in (changed, added, moved, renamed):
+        change()
+        text = lines.plain(line)
+        assert text == lines.json(record_of(line)) == Lines().plain(line)
+        texts.append(text)
+    assert len(set(texts)) == 5
+
+
+def test_a_context_written_for_one_line_is_checked_again_for_anothers_fields() -> None:
+    lines = Lines()
+    other = FixedFields(("other",), lambda source: (source,))
+    line = _usual(actor="ipc", side="buy")
+    assert lines.plain((line[0], (other, 1), *line[2:])) is not None  # type: ignore[arg-type]
+    assert lines.plain(line) is None  # the submit's own "side" would take the context's place

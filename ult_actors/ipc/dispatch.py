@@ -10,7 +10,9 @@ answer, or the ``UltError`` raised on the way, becomes the reply.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+from msgspec.structs import astuple
 
 from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import RequestCodec
@@ -20,6 +22,7 @@ from ult_actors.logsetup import info_line
 from ult_actors.messages import (
     Cancel,
     ErrorReply,
+    OrderRequest,
     Replace,
     Reply,
     Request,
@@ -115,19 +118,30 @@ class Dispatcher:
         self._request_line("request", fields)
 
 
+#: Where ``msgspec.structs.astuple`` puts an order's fields the request line reads (one
+#: call and a tuple are cheaper than six attribute reads from compiled code).
+_ORDER_FIELDS: Final = OrderRequest.__struct_fields__
+_SYMBOL: Final = _ORDER_FIELDS.index("symbol")
+_SIDE: Final = _ORDER_FIELDS.index("side")
+_QTY: Final = _ORDER_FIELDS.index("qty")
+_TYPE: Final = _ORDER_FIELDS.index("type")
+_BROKER: Final = _ORDER_FIELDS.index("broker")
+_CLIENT_ORDER_ID: Final = _ORDER_FIELDS.index("client_order_id")
+
+
 def _submit_values(request: Submit) -> tuple[Any, ...]:
     """A submit's request line values, in ``_SUBMIT_FIELDS``' order (read on the writer's
     thread: a decoded request is never changed, so it reads the same there as here)."""
-    order = request.order
+    order = astuple(request.order)
     return (
-        type(request).__name__,
+        "Submit" if type(request) is Submit else type(request).__name__,
         request.id,
-        order.client_order_id,
-        order.symbol,
-        order.side,
-        str(order.qty),
-        order.type,
-        order.broker,
+        order[_CLIENT_ORDER_ID],
+        order[_SYMBOL],
+        order[_SIDE],
+        str(order[_QTY]),
+        order[_TYPE],
+        order[_BROKER],
     )
 
 
