@@ -22,6 +22,7 @@ from ult_actors.logsetup import info_line
 from ult_actors.messages import (
     Cancel,
     ErrorReply,
+    OrderReply,
     Replace,
     Reply,
     Request,
@@ -53,7 +54,11 @@ class Dispatcher:
         except BadRequest as exc:
             self.log.info("bad request", error=exc.message)
             return ErrorReply(id=self.codec.request_id(payload), error=exc.to_info())
-        if isinstance(request, _MUTATING):
+        if type(request) is Submit:  # the usual request: prepared only without its id
+            if request.order.client_order_id is None:
+                request = self.gateway.prepare(request)
+            self._log_mutation(request)
+        elif isinstance(request, _MUTATING):
             request = self.gateway.prepare(request)
             self._log_mutation(request)
         return request
@@ -70,7 +75,8 @@ class Dispatcher:
             answer = begin(request, peer)
         except Exception as exc:
             return self._error_reply(request, exc)
-        if isinstance(answer, msgspec.Struct):  # a reply: every ``Reply`` is a Struct
+        # A reply (every ``Reply`` is a Struct); a submit's by a pointer compare.
+        if type(answer) is OrderReply or isinstance(answer, msgspec.Struct):
             return answer
         return self._answered(request, answer)
 

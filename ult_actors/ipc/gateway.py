@@ -26,7 +26,7 @@ class Gateway(Protocol):
 
     def prepare(self, request: Request) -> Request:
         """The request as it will be handled (a submit gets its client order id), so the
-        server's log line for it names the order."""
+        server's log line for it names the order. A submit that has one is not asked."""
         ...
 
 
