@@ -147,7 +147,7 @@ def sync_entry(segment: Path, fsync: Callable[[int], None] = os.fsync) -> None:
         os.close(fd)
 
 
-def framed(payload: bytes) -> bytes:
+def framed(payload: bytes | bytearray) -> bytes:
     """``payload`` as the log holds it: its header, then itself."""
     return _pack_header(len(payload) | _FLAG, _crc32(payload)) + payload
 
@@ -237,7 +237,7 @@ class SegmentLog:
             self._write(at, record)
         self._appended(end)
 
-    def append_payload(self, payload: bytes) -> None:
+    def append_payload(self, payload: bytes | bytearray) -> None:
         """``append(framed(payload))`` without making the framed bytes: the header is packed
         into the mapping and the payload copied after it (one copy, not two)."""
         at = self.size
