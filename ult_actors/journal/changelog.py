@@ -117,7 +117,7 @@ def _logged(seq: int, event: str, ts: int, fields: tuple[Any, ...], body: bytear
 
 def fill_row(fill: Fill) -> FillRow:
     """One fill as the log holds it; its body is the fill's fields as a msgpack array."""
-    body = _ROOM.copy()
+    body = bytearray(_BODY_ROOM)
     _encode_into(_fields_of(fill), body)
     return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, body)
 

@@ -1020,8 +1020,9 @@ class SqliteStore:
             del open_[coid]
         if order.status in OPEN_STATUSES:
             open_[coid] = order
-        if order.id:
-            self._by_order_id[order.id] = coid
+        order_id = order.id  # read once: compiled, each read is a look-up
+        if order_id:
+            self._by_order_id[order_id] = coid
 
     def _out_of_window(self, coid: str, order: Order) -> None:
         # Out of the window of recent orders: its order id is looked up in the file
