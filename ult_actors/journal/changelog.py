@@ -256,7 +256,7 @@ class JournalLog:
         sync: Callable[[int], None] | None = None,
     ) -> Path:
         """``append`` of one record without fills, in the lone form: the order's body is
-        encoded once, and the record is a packed head and that body (``_LONE``)."""
+        encoded once, and the record is its head and that body (``_LONE``)."""
         fields = _fields_of(order)
         body = _ROOM.copy()
         _encode_into(fields, body)
