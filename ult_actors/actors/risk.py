@@ -43,7 +43,7 @@ from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.fills import FillLedger
-from ult_actors.holding import ZERO, Holding
+from ult_actors.holding import ZERO, Holding, SharedBooking
 from ult_actors.messages import (
     OPEN_STATUSES,
     AccountReset,
@@ -113,6 +113,9 @@ class RiskState:
     #: What each order's fill has added to ``books`` (each fill counted once).
     applied: FillLedger = field(default_factory=FillLedger)
     books: dict[tuple[str, str], Holding] = field(default_factory=dict)
+    #: The last fill booked, shared with the positions book (``service.py`` hands both
+    #: the same one): what it worked out, the other takes.
+    booking: SharedBooking = field(default_factory=SharedBooking)
     last_price: dict[str, Decimal] = field(default_factory=dict)
     realized_today: Decimal = Decimal(0)
     day: int = 0
@@ -423,8 +426,9 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
             book = state.books[key] = Holding()
         price = part_price or state.last_price.get(symbol) or book.avg_price
         state.last_price[symbol] = price
-        signed = qty if order.side == "buy" else -qty
-        pnl = book.book(signed, price)
+        # Through the booking risk shares with the positions book: the same fill on the
+        # same figures is worked out once for both.
+        pnl = state.booking.book(book, qty, order.side == "buy", price)
         if pnl:  # most fills realize nothing (they open or add): no sum then
             state.realized_today += pnl
     if is_open:
