@@ -144,6 +144,13 @@ class PaperVenue:
         self._slippage = _per_bps(settings.slippage_bps)
         self._impact = _per_bps(settings.size_impact_bps_per_share)
         self._commission = settings.commission_per_share
+        #: The last fill's price before its limit (``_fill_price``), and what it was worked
+        #: out from: the symbol's price (an object a tick replaces), the size and the side.
+        #: Orders of one size between two ticks fill at it without the slip's arithmetic.
+        self._slipped_from: Decimal | None = None
+        self._slipped_qty = ZERO
+        self._slipped_buy = False
+        self._slipped = ZERO
         #: A market order's reference price over its symbol's price (its slippage).
         self._market_factor = 1 + settings.slippage_bps / _BPS
         #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
@@ -503,10 +510,17 @@ class PaperVenue:
     ) -> Decimal:
         """The price ``qty`` of an order for ``symbol`` (a buy or not, its ``limit``) fills at."""
         price = self.feed.price(symbol)
-        # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
-        # digits rounded the same way (``_per_bps``), without the division.
-        slip = price * (self._slippage + self._impact * qty)
-        worse = self.feed.round(price + slip if buy else price - slip)
+        if price is self._slipped_from and qty == self._slipped_qty and buy == self._slipped_buy:
+            # The last fill's price and size on the same side, at the same tick: its price
+            # (the slip's rounding goes by value, and the feed's increment sets the digits).
+            worse = self._slipped
+        else:
+            # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
+            # digits rounded the same way (``_per_bps``), without the division.
+            slip = price * (self._slippage + self._impact * qty)
+            worse = self.feed.round(price + slip if buy else price - slip)
+            self._slipped_from, self._slipped_qty, self._slipped_buy = price, qty, buy
+            self._slipped = worse
         if limit is not None:
             # Slippage never trades through the limit.
             worse = min(worse, limit) if buy else max(worse, limit)
