@@ -107,7 +107,10 @@ class RiskState:
     broker_trading: dict[str, TradingState] = field(default_factory=dict)
     #: Who set each state and why: ``""`` for the global one, else the broker's name.
     settings: dict[str, TradingSetting] = field(default_factory=dict)
-    open_orders: dict[str, OrderRequest] = field(default_factory=dict)  # by client order id
+    #: Open orders by client order id: the (broker, symbol, side) their unfilled qty counts
+    #: under in ``open_qty``, and that qty (``Any``: the key, a tuple, kept as it was built;
+    #: compiled, a typed tuple is built anew for each dict operation).
+    open_orders: dict[str, tuple[Any, Decimal]] = field(default_factory=dict)
     #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
     open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     #: What each order's fill has added to ``books`` (each fill counted once).
@@ -152,17 +155,19 @@ class RiskState:
         assert coid is not None
         if coid in self.open_orders:  # a new order is not: no call for it
             self.drop_open(coid)
-        self.open_orders[coid] = request
         # ``Any``: the key is built once (compiled, a typed tuple is built anew per use).
         key: Any = (request.broker or "", request.symbol, request.side)
-        self.open_qty[key] = self.open_qty.get(key, ZERO) + request.qty
+        qty = request.qty
+        # Its key and qty, not the request: dropping it then reads no Struct field.
+        self.open_orders[coid] = (key, qty)
+        self.open_qty[key] = self.open_qty.get(key, ZERO) + qty
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
         old = self.open_orders.pop(client_order_id, None)
         if old is not None:
-            key: Any = (old.broker or "", old.symbol, old.side)  # built once, as in set_open
-            left = self.open_qty[key] - old.qty
+            key, qty = old
+            left = self.open_qty[key] - qty
             if left:
                 self.open_qty[key] = left
             else:
