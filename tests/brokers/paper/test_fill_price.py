@@ -86,6 +86,10 @@ def test_a_fill_is_priced_digit_for_digit_as_the_rule_says(
         want = min(want, limit) if side == "buy" else max(want, limit)
     assert order.status == "filled"
     assert [str(fill.price) for fill in fills] == [str(want)]
+    # The order's figures as a fill onto nothing filled works them out, digit for digit.
+    zero = Decimal(0)
+    assert str(order.filled_qty) == str(zero + qty)
+    assert str(order.avg_fill_price) == str((zero * zero + want * qty) / (zero + qty))
 
 
 def long_decimals(max_digits: int) -> st.SearchStrategy[Decimal]:

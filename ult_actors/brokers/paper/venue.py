@@ -270,7 +270,7 @@ class PaperVenue:
             self._commit()
             return working.order
         accepted = working.order
-        self._arrive(working)
+        self._arrive(working, fresh=True)
         order = working.order
         if order is accepted:
             # Nothing on arrival changed it: its accepted state is news (``_accept`` left
@@ -447,16 +447,18 @@ class PaperVenue:
 
     # -- matching ---------------------------------------------------------------
 
-    def _arrive(self, working: WorkingOrder) -> None:
+    def _arrive(self, working: WorkingOrder, *, fresh: bool = False) -> None:
+        """Match an order that reaches the venue; ``fresh``: a new one, just accepted from a
+        validated request (nothing filled, its quantity and prices plain digits)."""
         order = working.order
         tif = order.time_in_force
-        if tif == "fok" and self._executable_qty(working) < order.qty:
+        if tif == "fok" and self._executable_qty(working, fresh) < order.qty:
             # Its symbol priced, as matching it would have (``_executable_qty`` leaves a
             # market order's price to its fill): the walk draws for every priced symbol.
             self.feed.price(order.symbol)
             self._finish(working, "canceled")
             return
-        self._match(working)
+        self._match(working, fresh)
         if tif in ("ioc", "fok") and working.order.status in _OPEN:
             self._finish(working, "canceled")
 
@@ -468,8 +470,8 @@ class PaperVenue:
                 continue  # ended or held by a fill matched just before in this pass
             self._match(working)
 
-    def _executable_qty(self, working: WorkingOrder) -> Decimal:
-        """How much of the order could fill right now."""
+    def _executable_qty(self, working: WorkingOrder, fresh: bool = False) -> Decimal:
+        """How much of the order could fill right now (``fresh``: see ``_arrive``)."""
         order = working.order
         kind = order.type
         if kind != "market":
@@ -485,11 +487,12 @@ class PaperVenue:
                 assert order.limit_price is not None
                 if (price > order.limit_price) if buy else (price < order.limit_price):
                     return ZERO
-        remaining = order.qty - order.filled_qty
+        # Fresh, ``qty - 0`` is ``qty`` digit for digit (validated: no positive exponent).
+        remaining = order.qty if fresh else order.qty - order.filled_qty
         shown = self._shown
         return remaining if shown is None or remaining <= shown else shown
 
-    def _match(self, working: WorkingOrder) -> None:
+    def _match(self, working: WorkingOrder, fresh: bool = False) -> None:
         order = working.order
         if order.type in ("stop", "stop_limit") and not working.triggered:
             price = self.feed.price(order.symbol)
@@ -501,9 +504,9 @@ class PaperVenue:
                 return
             working.triggered = True
             self._dirty[order.id] = working
-        qty = self._executable_qty(working)
+        qty = self._executable_qty(working, fresh)
         if qty > ZERO:
-            self._fill(working, qty)
+            self._fill(working, qty, fresh)
 
     def _fill_price(
         self, symbol: str, buy: bool, limit: Decimal | None, qty: Decimal
@@ -526,7 +529,7 @@ class PaperVenue:
             worse = min(worse, limit) if buy else max(worse, limit)
         return worse
 
-    def _fill(self, working: WorkingOrder, qty: Decimal) -> None:
+    def _fill(self, working: WorkingOrder, qty: Decimal, fresh: bool = False) -> None:
         order = working.order
         symbol = order.symbol
         side = order.side
@@ -535,9 +538,17 @@ class PaperVenue:
         value = price * qty  # the account's and the average's: worked out once
         self.account.apply_fill(symbol, side, qty, price, commission, value)
         self._dirty_holdings.add(symbol)
-        before = order.filled_qty
-        filled = before + qty
-        avg = ((order.avg_fill_price or ZERO) * before + value) / filled
+        if fresh and qty is order.qty:
+            # Nothing filled before (``Decimal(0)``, exponent 0: ``order_from_request``), and
+            # plain digits (the quantity validated, the price on the feed's increment or a
+            # validated limit): ``0 + qty`` is ``qty`` and ``0 * 0 + value`` is ``value``,
+            # digit for digit, as the general case below works them out.
+            filled = qty
+            avg = value / filled
+        else:
+            before = order.filled_qty
+            filled = before + qty
+            avg = ((order.avg_fill_price or ZERO) * before + value) / filled
         now = self.now_ns()
         fill = fill_of(
             order,
