@@ -99,6 +99,18 @@ class RiskLimits:
     allowed_symbols: frozenset[str] = frozenset()
 
 
+class OpenOrder:
+    """An open order as risk counts it: its unfilled ``qty``, and the (broker, symbol, side)
+    ``key`` that counts under in ``RiskState.open_qty``. Not its request: a native class
+    (compiled), so dropping the order reads no Struct field."""
+
+    def __init__(self, key: Any, qty: Decimal) -> None:
+        # ``Any``: the (broker, symbol, side) tuple kept as it was built (compiled, a typed
+        # tuple is unboxed and built anew for each dict operation).
+        self.key = key
+        self.qty = qty
+
+
 @dataclass
 class RiskState:
     """Everything the risk checks look at; rebuilt from events on restart."""
@@ -107,10 +119,8 @@ class RiskState:
     broker_trading: dict[str, TradingState] = field(default_factory=dict)
     #: Who set each state and why: ``""`` for the global one, else the broker's name.
     settings: dict[str, TradingSetting] = field(default_factory=dict)
-    #: Open orders by client order id: the (broker, symbol, side) their unfilled qty counts
-    #: under in ``open_qty``, and that qty (``Any``: the key, a tuple, kept as it was built;
-    #: compiled, a typed tuple is built anew for each dict operation).
-    open_orders: dict[str, tuple[Any, Decimal]] = field(default_factory=dict)
+    #: Open orders by client order id, as risk counts them.
+    open_orders: dict[str, OpenOrder] = field(default_factory=dict)
     #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
     open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     #: What each order's fill has added to ``books`` (each fill counted once).
@@ -158,16 +168,15 @@ class RiskState:
         # ``Any``: the key is built once (compiled, a typed tuple is built anew per use).
         key: Any = (request.broker or "", request.symbol, request.side)
         qty = request.qty
-        # Its key and qty, not the request: dropping it then reads no Struct field.
-        self.open_orders[coid] = (key, qty)
+        self.open_orders[coid] = OpenOrder(key, qty)
         self.open_qty[key] = self.open_qty.get(key, ZERO) + qty
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
         old = self.open_orders.pop(client_order_id, None)
         if old is not None:
-            key, qty = old
-            left = self.open_qty[key] - qty
+            key = old.key
+            left = self.open_qty[key] - old.qty
             if left:
                 self.open_qty[key] = left
             else:

@@ -538,7 +538,10 @@ class PaperVenue:
         value = price * qty  # the account's and the average's: worked out once
         self.account.apply_fill(symbol, side, qty, price, commission, value)
         self._dirty_holdings.add(symbol)
-        if fresh and qty is order.qty:
+        ordered = order.qty
+        # A new order filled at once, all of it (the usual market order).
+        whole = fresh and qty is ordered
+        if whole:
             # Nothing filled before (``Decimal(0)``, exponent 0: ``order_from_request``), and
             # plain digits (the quantity validated, the price on the feed's increment or a
             # validated limit): ``0 + qty`` is ``qty`` and ``0 * 0 + value`` is ``value``,
@@ -563,12 +566,14 @@ class PaperVenue:
         self._next_fill += 1
         self._fills.append(fill)
         working.commission += commission
-        status: OrderStatus = "filled" if filled == order.qty else "partially_filled"
+        status: OrderStatus = "filled" if whole or filled == ordered else "partially_filled"
         order = _replace(
             order, status=status, filled_qty=filled, avg_fill_price=avg, updated_at=now
         )
         working.order = order
         self._changed(working, order, fill, now)
+        if whole:
+            return  # never booked (``submit`` books only what rests) and no leg: done
         if status == "filled":
             self._close(order)
         self._linked(order)
