@@ -55,7 +55,9 @@ __all__ = [
 ]
 
 
-_encode = msgspec.msgpack.Encoder().encode
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_encode_into = _encoder.encode_into
 
 #: A change log record's bytes, ``Change``'s.
 encode_change = _encode
@@ -86,10 +88,17 @@ def joined_bodies(rows: list[tuple[Any, ...]]) -> bytearray:
     return joined
 
 
+def _body(value: object) -> bytearray:
+    """``value``'s msgpack as a ``bytearray``: what sqlite3 binds without looking for an
+    adapter (encoded into it, not copied from ``bytes``)."""
+    body = bytearray()
+    _encode_into(value, body)
+    return body
+
+
 def encode_fill(fill: Fill) -> bytearray:
     """The body of ``fill`` as the file holds it: a msgpack array of its fields by position."""
-    # A ``bytearray``: what sqlite3 binds without looking for an adapter.
-    return bytearray(_encode(astuple(fill)))
+    return _body(astuple(fill))
 
 
 #: The keys of the file's rows, read from a body of an earlier version's record.
@@ -116,8 +125,7 @@ def stage_change(
     order_rows = []
     for oid, w in orders.items():
         order = w.order
-        # A ``bytearray``: what sqlite3 binds without looking for an adapter.
-        body = bytearray(_encode((astuple(order), w.triggered, w.in_transit, w.commission)))
+        body = _body((astuple(order), w.triggered, w.in_transit, w.commission))
         order_rows.append((account, oid, order.client_order_id, int(oid in open_orders), body))
     fill_rows = [(account, fill.fill_id, fill.order_id, encode_fill(fill)) for fill in fills]
     cash, created_at, next_order, next_fill = counters
