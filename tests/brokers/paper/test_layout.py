@@ -16,6 +16,15 @@ from ult_actors.brokers.paper.store import LAYOUT, PaperStore, reset_store
 from ult_actors.errors import ConfigError
 from ult_actors.messages import Fill, Order
 
+#: The positions and prices tables of every layout of the shared file.
+_ROW_SCHEMA = """
+CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, qty TEXT NOT NULL,
+                        avg_price TEXT NOT NULL, realized_pl TEXT NOT NULL,
+                        PRIMARY KEY (account, symbol));
+CREATE TABLE prices (account TEXT NOT NULL, symbol TEXT NOT NULL, price TEXT NOT NULL,
+                     PRIMARY KEY (account, symbol));
+"""
+
 #: The first layout of the shared file, as the versions before layouts were numbered wrote it.
 _FIRST_SHARED_SCHEMA = """
 CREATE TABLE accounts (name TEXT PRIMARY KEY, cash TEXT NOT NULL, created_at INTEGER NOT NULL,
@@ -27,12 +36,21 @@ CREATE INDEX orders_open ON orders(account) WHERE open = 1;
 CREATE TABLE fills (account TEXT NOT NULL, fill_id TEXT NOT NULL, order_id TEXT NOT NULL,
                     body BLOB NOT NULL, PRIMARY KEY (account, fill_id));
 CREATE INDEX fills_by_order ON fills(account, order_id);
-CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, qty TEXT NOT NULL,
-                        avg_price TEXT NOT NULL, realized_pl TEXT NOT NULL,
-                        PRIMARY KEY (account, symbol));
-CREATE TABLE prices (account TEXT NOT NULL, symbol TEXT NOT NULL, price TEXT NOT NULL,
-                     PRIMARY KEY (account, symbol));
-"""
+""" + _ROW_SCHEMA
+
+#: Layouts 2 and 3 of the file, as the versions before wrote them (an order's fills in a
+#: table of their own).
+FILLS_TABLE_SCHEMA = """
+CREATE TABLE accounts (name TEXT PRIMARY KEY, cash TEXT NOT NULL, created_at INTEGER NOT NULL,
+                       next_order INTEGER NOT NULL, next_fill INTEGER NOT NULL);
+CREATE TABLE orders (account TEXT NOT NULL, id TEXT NOT NULL, client_order_id TEXT NOT NULL,
+                     open INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (account, id));
+CREATE INDEX orders_by_client ON orders(account, client_order_id);
+CREATE INDEX orders_open ON orders(account) WHERE open = 1;
+CREATE TABLE fills (account TEXT NOT NULL, fill_id TEXT NOT NULL, order_id TEXT NOT NULL,
+                    body BLOB NOT NULL);
+CREATE INDEX fills_by_order ON fills(account, order_id);
+""" + _ROW_SCHEMA
 
 #: The tables with one row per account (and symbol), which every commit writes again.
 _ROW_TABLES = ("accounts", "positions", "prices")

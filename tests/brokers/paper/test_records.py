@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from msgspec.structs import astuple
 
+from tests.brokers.paper.test_layout import FILLS_TABLE_SCHEMA
 from tests.brokers.paper.test_shared_file import buy, filled_order, placed, rows, streaming
 from ult_actors.brokers.paper.batch import Change, Rows, decode_change, encode_change, stage_change
 from ult_actors.brokers.paper.records import WorkingOrder
@@ -112,26 +113,6 @@ def test_every_field_and_decimal_reads_back_from_the_file_exactly(
         store.close()
 
 
-#: Layouts 2 and 3 of the file, as the versions before wrote them (an order's fills in a
-#: table of their own).
-_FILLS_TABLE_SCHEMA = """
-CREATE TABLE accounts (name TEXT PRIMARY KEY, cash TEXT NOT NULL, created_at INTEGER NOT NULL,
-                       next_order INTEGER NOT NULL, next_fill INTEGER NOT NULL);
-CREATE TABLE orders (account TEXT NOT NULL, id TEXT NOT NULL, client_order_id TEXT NOT NULL,
-                     open INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (account, id));
-CREATE INDEX orders_by_client ON orders(account, client_order_id);
-CREATE INDEX orders_open ON orders(account) WHERE open = 1;
-CREATE TABLE fills (account TEXT NOT NULL, fill_id TEXT NOT NULL, order_id TEXT NOT NULL,
-                    body BLOB NOT NULL);
-CREATE INDEX fills_by_order ON fills(account, order_id);
-CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, qty TEXT NOT NULL,
-                        avg_price TEXT NOT NULL, realized_pl TEXT NOT NULL,
-                        PRIMARY KEY (account, symbol));
-CREATE TABLE prices (account TEXT NOT NULL, symbol TEXT NOT NULL, price TEXT NOT NULL,
-                     PRIMARY KEY (account, symbol));
-"""
-
-
 def _fills_table_file(
     path: Path, layout: int, orders: list[WorkingOrder], fills: list[Fill]
 ) -> None:
@@ -146,7 +127,7 @@ def _fills_table_file(
             else astuple(item)
         )
     db = sqlite3.connect(path)
-    db.executescript(_FILLS_TABLE_SCHEMA)
+    db.executescript(FILLS_TABLE_SCHEMA)
     db.execute("INSERT INTO accounts VALUES ('desk', '90000', 1, 9, 9)")
     for working in orders:
         order = working.order

@@ -505,7 +505,8 @@ def _to_fills_table_layout(db: sqlite3.Connection, account: str) -> None:
 def _fills_into_orders(db: sqlite3.Connection) -> None:
     """Convert a file of layout 3 to layout 4 in one transaction: each order's fills
     (their bodies as arrays, whatever form the file had them in) into its row, then the
-    ``fills`` table dropped."""
+    ``fills`` table dropped. A fill whose order the file lacks has no row to go to (no
+    version writes one: a venue call records an order's fill with its order)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("ALTER TABLE orders ADD COLUMN fills BLOB NOT NULL DEFAULT x''")
