@@ -10,22 +10,25 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
+from tests.actors.harness import paper_service
 from tests.fakes import FakeVenue
-from tests.ipc.harness import ipc_service
+from tests.ipc.harness import ipc_service, settings_for
 from tests.ipc.rawconn import RawConnection
 from ult_actors.client import AsyncClient, Client, ServiceBusy
 from ult_actors.ipc.framing import ReplyCodec, RequestCodec
-from ult_actors.ipc.server import IpcLoad
+from ult_actors.ipc.server import IpcLoad, serve_ipc
 from ult_actors.messages import (
     ErrorReply,
     EventMessage,
     ListOrders,
     OkReply,
+    OrderReply,
     OrderRequest,
     OrdersReply,
     Ping,
@@ -239,3 +242,41 @@ async def test_the_refusal_is_the_error_raised_even_when_the_first_send_fails(
             with pytest.raises(ServiceBusy):
                 await client.ping()
     await listener.aclose()
+
+
+async def test_a_connection_closed_for_not_reading_places_none_of_the_orders_read_after(
+    tmp_path: Path,
+) -> None:
+    # The paper venue: each order is answered without a wait, so a whole read of them is
+    # answered in one step, with no checkpoint between two orders to be cancelled at.
+    load = IpcLoad()
+    cap = 4 * KIB
+    n = 200
+    coids = [f"unread-{i}" for i in range(n)]
+    orders = [
+        Submit(
+            id=i + 1,
+            order=OrderRequest(symbol="AAPL", side="buy", qty=Decimal(1), client_order_id=coid),
+        )
+        for i, coid in enumerate(coids)
+    ]
+    settings = settings_for(
+        tmp_path / "s", max_queued_bytes_per_connection=cap, outbox_high_water=cap
+    )
+    async with paper_service(tmp_path) as (svc, _made), trio.open_nursery() as nursery:
+        path = await nursery.start(partial(serve_ipc, load=load), svc.gateway, settings)
+        hostile = await trio.open_unix_socket(str(path))
+        await hostile.send_all(frames(list(orders)))  # one write: one read of 200 orders
+        await until(lambda: load.dropped == 1)
+        await until(lambda: load.connections == 0)
+        store = await svc.journal.get()
+        placed = [coid for coid in coids if await store.get(coid) is not None]
+        # Placed: the orders answered until their unread replies crossed the cap, in the
+        # order sent; none of those read with them and not begun before the close.
+        assert placed == coids[: len(placed)]
+        first = await store.get(coids[0])
+        assert first is not None
+        reply_size = len(RequestCodec().encode(OrderReply(id=1, order=first)))
+        assert 0 < len(placed) <= cap // reply_size + 1 < n
+        await hostile.aclose()
+        nursery.cancel_scope.cancel()

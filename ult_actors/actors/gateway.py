@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -73,7 +73,7 @@ from ult_actors.runtime import (
     Subscription,
     call,
 )
-from ult_actors.runtime.mailbox import InFlightUnanswered
+from ult_actors.runtime.mailbox import Asked, InFlightUnanswered, ask
 from ult_actors.validation import with_leg_ids
 
 #: The event types of each topic (what a subscription to it is routed).
@@ -115,6 +115,41 @@ def _check_hint(request: Request) -> str:
     return ""
 
 
+#: What the runtime raises to an asker, each told the client as its ``UltError`` (``_wire_error``).
+_RUNTIME_ERRORS = (InFlightUnanswered, ActorUnavailable, CallTimeout, ActorCrashed)
+
+
+def _wire_error(exc: Exception, request: Request) -> UltError:
+    """The ``UltError`` a client is told for a runtime failure of its request."""
+    if isinstance(exc, InFlightUnanswered):
+        return BrokerUnavailable(
+            f"request not answered: {exc}; its outcome is unknown until reconciled"
+            f"{_check_hint(request)}"
+        )
+    if isinstance(exc, ActorUnavailable):
+        return BrokerUnavailable(str(exc))
+    if isinstance(exc, CallTimeout):
+        return Timeout(f"the service did not answer in time: {exc}")
+    if isinstance(exc, ActorCrashed) and isinstance(exc.cause, BrokerUnavailable):
+        # Restarted by its connection, not by a bug: asking again (same ids) is
+        # safe, but what the request sent may have reached the broker.
+        return BrokerUnavailable(
+            f"request not answered: {exc}; its outcome is unknown until reconciled"
+            f"{_check_hint(request)}",
+            broker=exc.cause.broker,
+        )
+    return Internal(f"request failed: {exc}")
+
+
+def _order_reply(request: Submit, order: object) -> OrderReply:
+    """A submit's reply; its answer must be an order (as ``call(..., answer=Order)``)."""
+    if not isinstance(order, Order):
+        raise TypeError(
+            f"Submit was answered with type {type(order).__name__}, not {Order.__name__}"
+        )
+    return OrderReply(id=request.id, order=order)
+
+
 class ServiceGateway:
     """Implements ``ult_actors.ipc.gateway.Gateway`` on top of the actor tree."""
 
@@ -153,31 +188,47 @@ class ServiceGateway:
             _topic_filter(topics), capacity=capacity, kinds=_topic_kinds(topics)
         )
 
+    def begin(self, request: Request, peer: Any = None) -> Reply | Awaitable[Reply]:
+        """``handle``'s reply by a plain call when nothing on its way waits (a submit the
+        router and the broker's step answer in this task: most), else the coroutine of
+        the rest, which the caller awaits at once. Failures raise as ``handle``'s do.
+
+        No checkpoint on the way: the caller checks for its cancellation.
+        """
+        if type(request) is not Submit or request.wait:  # decoded: never a subclass
+            return self.handle(request, peer)
+        order_req = request.order
+        coid = order_req.client_order_id
+        if coid is None:  # not prepared (the dispatcher prepares what it decodes)
+            return self.handle(request, peer)
+        timeout = self._time_left(coid, order_req.deadline_ns)
+        try:
+            asked = ask(self.router, request, timeout=timeout)
+            if asked is None:  # the router's mailbox is full: wait for room
+                return self.handle(request, peer)
+            if not asked.answered():
+                return self._submitted(request, asked)
+            order = asked.answer()
+        except _RUNTIME_ERRORS as exc:
+            raise _wire_error(exc, request) from None
+        return _order_reply(request, order)
+
+    async def _submitted(self, request: Submit, asked: Asked) -> Reply:
+        """The reply to a submit ``begin`` sent, once its answer comes."""
+        try:
+            order = await asked.wait()
+        except _RUNTIME_ERRORS as exc:
+            raise _wire_error(exc, request) from None
+        return _order_reply(request, order)
+
     async def handle(self, request: Request, peer: Any = None) -> Reply:
         """Answer one request; failures raise the matching ``UltError``."""
         try:
             if isinstance(request, Submit):  # the usual request, without ``_handle``'s frame
                 return await self._submit(request)
             return await self._handle(request)
-        except InFlightUnanswered as exc:
-            raise BrokerUnavailable(
-                f"request not answered: {exc}; its outcome is unknown until reconciled"
-                f"{_check_hint(request)}"
-            ) from None
-        except ActorUnavailable as exc:
-            raise BrokerUnavailable(str(exc)) from None
-        except CallTimeout as exc:
-            raise Timeout(f"the service did not answer in time: {exc}") from None
-        except ActorCrashed as exc:
-            if isinstance(exc.cause, BrokerUnavailable):
-                # Restarted by its connection, not by a bug: asking again (same ids) is
-                # safe, but what the request sent may have reached the broker.
-                raise BrokerUnavailable(
-                    f"request not answered: {exc}; its outcome is unknown until reconciled"
-                    f"{_check_hint(request)}",
-                    broker=exc.cause.broker,
-                ) from None
-            raise Internal(f"request failed: {exc}") from None
+        except _RUNTIME_ERRORS as exc:
+            raise _wire_error(exc, request) from None
 
     async def _handle(self, request: Request) -> Reply:
         match request:

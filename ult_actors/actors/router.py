@@ -93,8 +93,10 @@ def router_actor(deps: RouterDeps) -> Callable[[ActorContext[RouterCommand]], Aw
     """The router's actor body."""
 
     async def start(ctx: ActorContext[RouterCommand]) -> None:
-        # Entered directly by an asker while idle: the gateway's task routes its submit.
-        await serve_mailbox(ctx, _Router(deps, ctx).handle, direct=True)
+        # Entered directly by an asker while idle: the gateway's task routes its submit,
+        # by a plain call as far as nothing waits (``begin``).
+        router = _Router(deps, ctx)
+        await serve_mailbox(ctx, router.handle, direct=True, begin=router.begin)
 
     return start
 
@@ -122,14 +124,38 @@ class _Router:
         except UltError as exc:
             self.ctx.fail(env, exc)
 
+    def begin(self, env: Envelope[RouterCommand]) -> Awaitable[None] | None:
+        """``handle`` by a plain call as far as nothing waits (``DirectEntry``'s ``begin``):
+        ``None`` once ``env`` is answered or handed on, else the rest to await.
+
+        A new order the journal surely lacks (``lacks``: no read) or this router saw
+        lately is routed here; anything else is all rest (``handle``: its checks,
+        which read nothing, run again there).
+        """
+        msg = env.msg
+        if type(msg) is not Submit:  # decoded, never subclassed: no ``isinstance``
+            return self.handle(env)
+        try:
+            request = self._checked(msg.order)
+            coid = request.client_order_id
+            assert coid is not None, "the gateway assigns client order ids"
+            earlier = self.recent.get(coid)
+            if earlier is None:
+                store = self.deps.journal.now
+                if store is None or not store.lacks(coid):
+                    return self.handle(env)  # only a read tells whether it is known
+            elif not _same_terms(earlier, request):
+                raise _used_by_another(coid)
+            return self._place(env, request, coid)
+        except UltError as exc:
+            self.ctx.fail(env, exc)
+            return None
+
     async def submit(self, env: Envelope[RouterCommand], request: OrderRequest) -> None:
         deps = self.deps
-        deps.validate(request)
-        broker = resolve_broker(request, deps)
+        request = self._checked(request)
         coid = request.client_order_id
         assert coid is not None, "the gateway assigns client order ids"
-        if request.broker != broker:
-            request = msgspec.structs.replace(request, broker=broker)
         earlier = self.recent.get(coid)
         if earlier is None:
             # The open store without awaiting ``get`` (~0.8k instructions) when it is open.
@@ -139,28 +165,42 @@ class _Router:
             existing = await store.get(coid)
             if existing is not None:
                 if not _same_order(existing, request):
-                    raise DuplicateOrder(
-                        f"client_order_id {coid} is already used by a different order",
-                        field="client_order_id",
-                    )
+                    raise _used_by_another(coid)
                 self.ctx.reply(env, existing)  # idempotent: the same order, not a second one
                 return
         elif not _same_terms(earlier, request):
-            raise DuplicateOrder(
-                f"client_order_id {coid} is already used by a different order",
-                field="client_order_id",
-            )
+            raise _used_by_another(coid)
+        rest = self._place(env, request, coid)
+        if rest is not None:
+            await rest
+
+    def _checked(self, request: OrderRequest) -> OrderRequest:
+        """``request`` validated, with the broker it goes to (reads nothing)."""
+        deps = self.deps
+        deps.validate(request)
+        broker = resolve_broker(request, deps)
+        if request.broker != broker:
+            request = msgspec.structs.replace(request, broker=broker)
+        return request
+
+    def _place(
+        self, env: Envelope[RouterCommand], request: OrderRequest, coid: str
+    ) -> Awaitable[None] | None:
+        """Send a new order on, its asker's reply slot with it (the broker answers the
+        client directly): ``None`` once handed on, else the forward to await."""
+        deps = self.deps
         deps.journal.check_writable()  # refused here, before risk or the broker sees it
         self.recent.put(coid, request)
-        # Hand the asker's reply slot on: the broker answers the client directly.
         assert env.reply is not None
         place = PlaceOrder(request=request)
+        broker = request.broker
+        assert broker is not None  # resolved (``_checked``)
         if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline):
             target = deps.brokers[broker]  # risk passed it here
-            if not hand_on(self.ctx, env, target, place):  # the asker runs the broker's step
-                await self.ctx.forward(env, target, place)
-        else:
-            await self.ctx.forward(env, deps.risk, place)
+            if hand_on(self.ctx, env, target, place):  # the asker runs the broker's step
+                return None
+            return self.ctx.forward(env, target, place)
+        return self.ctx.forward(env, deps.risk, place)
 
     async def submit_list(self, env: Envelope[RouterCommand], request: OrderListRequest) -> None:
         """Check a whole list, route it to one broker, and send it on through risk.
@@ -246,6 +286,12 @@ class _Router:
             raise NotFound(f"order {order_id} belongs to unknown broker {order.broker!r}")
         assert env.reply is not None
         await self.ctx.forward(env, broker, CancelOrder(order_id=order.id or order.client_order_id))
+
+
+def _used_by_another(coid: str) -> DuplicateOrder:
+    return DuplicateOrder(
+        f"client_order_id {coid} is already used by a different order", field="client_order_id"
+    )
 
 
 def _same_terms(earlier: OrderRequest, request: OrderRequest) -> bool:

@@ -40,9 +40,12 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import trio
+from msgspec import Struct
+from trio.lowlevel import checkpoint_if_cancelled
 
 from ult_actors.errors import BadRequest
 from ult_actors.ipc.dispatch import Dispatcher
@@ -56,6 +59,7 @@ from ult_actors.messages import (
     ErrorReply,
     EventMessage,
     OkReply,
+    OrderReply,
     Reply,
     Request,
     Subscribe,
@@ -211,11 +215,17 @@ class Connection:
         wait); requests read together hand the turn on at once. True if requests may be
         left to take, False once the reading is over."""
         untaken = self._untaken
-        while await self._read():
+        while await self._read():  # a checkpoint: this task was not cancelled meanwhile
             if len(untaken) > 1:
                 self._tasks.hand(_READ)
                 return True
-            if not await run_noting_suspension(self._answer(untaken.popleft()), self._hand_reading):
+            request = untaken.popleft()
+            answer = self.dispatcher.begin(request, self.peer)
+            # The reply itself (most: answered without a wait), a submit's by a pointer
+            # compare (``isinstance`` against the Struct base costs ~300 instructions).
+            if type(answer) is OrderReply or isinstance(answer, Struct):
+                self._reply(answer)
+            elif not await run_noting_suspension(self._reply_when(answer), self._hand_reading):
                 return True  # take what was read meanwhile
         return False
 
@@ -225,23 +235,39 @@ class Connection:
     async def _take(self) -> None:
         """Answer the requests read and not yet taken, one after another, while another
         task is due to take over the rest: a request whose answer waits (a slow broker)
-        holds up no other; one answered in this step (most are) costs no task wake-up."""
+        holds up no other; one answered in this step (most are) costs no task wake-up.
+
+        The requests answered without a wait cost no checkpoint each: this task's one,
+        first, tells whether it was cancelled, and nothing can cancel it until one of
+        them waits (but its own ``_drop``, which is checked).
+        """
+        await checkpoint_if_cancelled()
         untaken = self._untaken
+        dispatcher = self.dispatcher
         while untaken:
             request = untaken.popleft()
             if untaken and not self._taker_due:
                 self._taker_due = True
                 self._tasks.hand(_TAKE)
-            await self._answer(request)
+            answer = dispatcher.begin(request, self.peer)
+            if type(answer) is OrderReply or isinstance(answer, Struct):  # as above
+                self._reply(answer)
+                if self.dropped is not None:
+                    await checkpoint_if_cancelled()  # dropped: answer nothing more
+            else:
+                await self._reply_when(answer)
 
     async def _read(self) -> bool:
         """Read until a read brings requests to answer; False once the reading is over:
         EOF, a broken stream, or an oversize frame."""
         while True:
-            await self._wait_for_room()
+            if self._full():  # not a coroutine's run per read when there is room
+                await self._wait_for_room()
             # Paused at a limit: finish the frames already buffered first.
             data: bytes | bytearray = b""
-            if not self._paused:
+            if self._paused:
+                await checkpoint_if_cancelled()  # as a receive is: the answers need one
+            else:
                 try:
                     data = await self._receive()
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -339,8 +365,12 @@ class Connection:
             self._capacity_clear = True
         return cast(Request, request)  # not an ErrorReply (mypy narrows no ``type() is``)
 
-    async def _answer(self, request: Request) -> None:
-        reply = await self.dispatcher.answer(request, self.peer)
+    async def _reply_when(self, answer: Awaitable[Reply]) -> None:
+        """Send the reply ``answer`` comes to (``Dispatcher.begin``'s rest) once it has."""
+        self._reply(await answer)
+
+    def _reply(self, reply: Reply) -> None:
+        """Send the reply to a request in flight."""
         # What ``_send`` does, without its calls: once per request. The only request
         # in flight: no other reply is coming to share its write.
         outbox = self.outbox

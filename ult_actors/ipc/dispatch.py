@@ -9,16 +9,20 @@ answer, or the ``UltError`` raised on the way, becomes the reply.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import RequestCodec
-from ult_actors.ipc.gateway import Gateway
+from ult_actors.ipc.gateway import BeginsAnswers, Gateway
 from ult_actors.logsetup import info_line
 from ult_actors.messages import (
     Cancel,
     ErrorReply,
+    OrderReply,
     Replace,
     Reply,
     Request,
@@ -40,6 +44,8 @@ class Dispatcher:
         self.codec = RequestCodec()
         # The one line every order writes: handed to the log writer without structlog's layers.
         self._request_line = info_line(log)
+        #: The gateway's plain-call answers, if it gives them (``begin``).
+        self._begin = gateway.begin if isinstance(gateway, BeginsAnswers) else None
 
     def decode(self, payload: bytes) -> Request | ErrorReply:
         """The request as it will be handled, or the ``bad_request`` reply for bad bytes."""
@@ -48,26 +54,54 @@ class Dispatcher:
         except BadRequest as exc:
             self.log.info("bad request", error=exc.message)
             return ErrorReply(id=self.codec.request_id(payload), error=exc.to_info())
-        if isinstance(request, _MUTATING):
+        if type(request) is Submit:  # the usual request: prepared only without its id
+            if request.order.client_order_id is None:
+                request = self.gateway.prepare(request)
+            self._log_mutation(request)
+        elif isinstance(request, _MUTATING):
             request = self.gateway.prepare(request)
             self._log_mutation(request)
         return request
 
+    def begin(self, request: Request, peer: Any = None) -> Reply | Awaitable[Reply]:
+        """``answer``'s reply by a plain call when the gateway gives it without a wait
+        (``BeginsAnswers``: most submits), else the coroutine of the rest, which the
+        caller awaits at once. No checkpoint on the way: the caller checks for its own
+        cancellation before it begins a request."""
+        begin = self._begin
+        if begin is None:
+            return self.answer(request, peer)
+        try:
+            answer = begin(request, peer)
+        except Exception as exc:
+            return self._error_reply(request, exc)
+        # A reply (every ``Reply`` is a Struct); a submit's by a pointer compare.
+        if type(answer) is OrderReply or isinstance(answer, msgspec.Struct):
+            return answer
+        return self._answered(request, answer)
+
     async def answer(self, request: Request, peer: Any = None) -> Reply:
         """The gateway's reply; an error on the way is the error reply, never an exception."""
+        return await self._answered(request, self.gateway.handle(request, peer))
+
+    async def _answered(self, request: Request, answer: Awaitable[Reply]) -> Reply:
         try:
-            return await self.gateway.handle(request, peer)
-        except UltError as exc:
+            return await answer
+        except Exception as exc:
+            return self._error_reply(request, exc)
+
+    def _error_reply(self, request: Request, exc: Exception) -> ErrorReply:
+        """The reply for what answering ``request`` raised: its ``UltError``, or ``internal``."""
+        if isinstance(exc, UltError):
             return ErrorReply(id=request.id, error=exc.to_info())
-        except Exception:
-            self.log.exception("request failed inside the service", kind=type(request).__name__)
-            return ErrorReply(
-                id=request.id,
-                error=Internal(
-                    f"the service failed on this {type(request).__name__} request;"
-                    " see the service log"
-                ).to_info(),
-            )
+        self.log.exception("request failed inside the service", kind=type(request).__name__)
+        return ErrorReply(
+            id=request.id,
+            error=Internal(
+                f"the service failed on this {type(request).__name__} request;"
+                " see the service log"
+            ).to_info(),
+        )
 
     def _log_mutation(self, request: Request) -> None:
         # Each kind's fields as one dict display: kind and request id first, then what

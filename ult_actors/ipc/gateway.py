@@ -6,7 +6,8 @@ anything with the same two methods.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol, runtime_checkable
 
 from ult_actors.messages import Event, EventTopic, Reply, Request
 from ult_actors.runtime.pubsub import Subscription
@@ -25,5 +26,15 @@ class Gateway(Protocol):
 
     def prepare(self, request: Request) -> Request:
         """The request as it will be handled (a submit gets its client order id), so the
-        server's log line for it names the order."""
+        server's log line for it names the order. A submit that has one is not asked."""
+        ...
+
+
+@runtime_checkable
+class BeginsAnswers(Protocol):
+    """A gateway that answers by a plain call what needs no wait (``ServiceGateway``)."""
+
+    def begin(self, request: Request, peer: Any = None) -> Reply | Awaitable[Reply]:
+        """``handle``'s reply when nothing on its way waits, else the coroutine of the
+        rest (awaited at once); failures raise as ``handle``'s do."""
         ...

@@ -126,17 +126,21 @@ async def serve_mailbox(
     handle: Callable[[Envelope[M]], Awaitable[None]],
     *,
     direct: bool = False,
+    begin: Callable[[Envelope[M]], Awaitable[None] | None] | None = None,
 ) -> NoReturn:
     """Report started, then hand every message to ``handle``, one at a time, forever.
 
     ``direct``: while this actor waits for mail, a ``call`` runs ``handle`` for its
     request in the caller's own task instead (``direct.DirectEntry``: same order,
-    same crash, no wake-up of this task).
+    same crash, no wake-up of this task); with ``begin`` (what ``handle`` does, by a
+    plain call as far as nothing in it waits: ``None`` once over, else the rest to
+    await), the caller's task runs that, so a request that waits for nothing costs
+    it no coroutine.
     """
     mailbox = ctx.mailbox
     ctx.started()
     if direct:
-        await DirectEntry(ctx, handle).serve()
+        await DirectEntry(ctx, handle, begin).serve()
     while True:
         env = await mailbox.receive()
         with ctx.handling(env):

@@ -46,17 +46,29 @@ N = TypeVar("N")
 
 
 class DirectEntry(DirectDoor[M]):
-    """The door of one actor incarnation's mailbox loop (``serve_mailbox(direct=True)``)."""
+    """The door of one actor incarnation's mailbox loop (``serve_mailbox(direct=True)``).
 
-    __slots__ = ("_crash", "_ctx", "_handle", "_idle", "_mailbox", "_running", "_scope", "_waiter")
+    With ``begin`` (the handler begun by a plain call: ``None`` once it is over, else
+    the rest to await) a caller's run needs no coroutine of this door's own while
+    nothing in it waits; without it the handler is the rest.
+    """
+
+    __slots__ = (
+        "_begin", "_crash", "_ctx", "_handle", "_idle", "_mailbox", "_running", "_scope",
+        "_waiter",
+    )  # fmt: skip
 
     def __init__(
-        self, ctx: ActorContext[M], handle: Callable[[Envelope[M]], Awaitable[None]]
+        self,
+        ctx: ActorContext[M],
+        handle: Callable[[Envelope[M]], Awaitable[None]],
+        begin: Callable[[Envelope[M]], Awaitable[None] | None] | None = None,
     ) -> None:
         super().__init__()
         self._ctx = ctx
         self._mailbox = ctx.mailbox  # read per call: not through the property
         self._handle = handle
+        self._begin = begin
         #: The actor's task waits for mail (none was queued when it began to).
         self._idle = False
         #: A caller runs the handler now.
@@ -73,45 +85,74 @@ class DirectEntry(DirectDoor[M]):
             self._idle and not self._running and self._crash is None and not self._mailbox.depth
         )
 
-    async def run(self, env: Envelope[M]) -> None:
-        """Run the actor's handler for ``env`` in this task; only after ``can_enter``.
+    def begin(self, env: Envelope[M]) -> Awaitable[None] | None:
+        """Run the actor's handler for ``env`` in this task, as far as nothing in it waits,
+        then the step it handed on (``hand_on``) likewise; only after ``can_enter``.
+        ``None`` once both are over, else the rest, which the caller awaits at once.
 
         A handler that raises has crashed the actor: ``env`` is answered with
         ``ActorCrashed`` and the error goes to the actor's task; this returns.
         """
-        mailbox = self._mailbox
         reply = env.reply
         self._running = True
-        mailbox.take(env)
+        self._mailbox.take(env)
         if reply is not None:
             reply.asker_steps = True
+        begin = self._begin
+        if begin is None:
+            return self._run(env, self._handle(env))
         try:
-            await self._handle(env)
+            rest = begin(env)
         except Exception as exc:
-            mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling`` would
-            self._crash = exc
-            assert self._scope is not None
-            self._scope.cancel()  # wakes the actor's task, which raises it
+            self._crashed(env, exc)
         except BaseException:
-            mailbox.answered(env)  # cancelled: nobody waits for it any more
-            if reply is not None and reply.step is not None:
-                (door, handed), reply.step = reply.step, None
-                door.drop_step(handed)  # its actor's workers take it as if it was sent
+            self._cancelled(env)
+            self._ended(env)
+            raise
+        else:
+            if rest is not None:
+                return self._run(env, rest)
+        self._ended(env)
+        return _begin_handed(env)
+
+    async def _run(self, env: Envelope[M], rest: Awaitable[None]) -> None:
+        """The rest of a handler begun by ``begin``, then the step it handed on."""
+        try:
+            await rest
+        except Exception as exc:
+            self._crashed(env, exc)
+        except BaseException:
+            self._cancelled(env)
             raise
         finally:
-            self._running = False
-            if reply is not None:
-                reply.asker_steps = False
-            waiter, self._waiter = self._waiter, None
-            if waiter is not None:
-                trio.lowlevel.reschedule(waiter)
+            self._ended(env)
+        step = _begin_handed(env)
+        if step is not None:
+            await step
+
+    def _crashed(self, env: Envelope[M], exc: Exception) -> None:
+        self._mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling`` would
+        self._crash = exc
+        assert self._scope is not None
+        self._scope.cancel()  # wakes the actor's task, which raises it
+
+    def _cancelled(self, env: Envelope[M]) -> None:
+        self._mailbox.answered(env)  # cancelled: nobody waits for it any more
+        reply = env.reply
         if reply is not None and (step := reply.step) is not None:
-            # Unpacked from its own name: ``(door, handed), reply.step = reply.step, None``
-            # went through a generic tuple and iterator (~1.5k instructions compiled).
             reply.step = None
             door, handed = step
-            # A ``StepEntry`` (``hand_on`` takes no other): called as such, not by name.
-            await cast(StepEntry[Any], door).run_step(handed)  # this actor's door is open again
+            door.drop_step(handed)  # its actor's workers take it as if it was sent
+
+    def _ended(self, env: Envelope[M]) -> None:
+        """The handler is over: the door is open again (the step it handed on runs after)."""
+        self._running = False
+        reply = env.reply
+        if reply is not None:
+            reply.asker_steps = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
 
     async def serve(self) -> NoReturn:
         """The actor's mailbox loop with the door open whenever it waits for mail."""
@@ -147,6 +188,20 @@ class DirectEntry(DirectDoor[M]):
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def _begin_handed(env: Envelope[Any]) -> Awaitable[None] | None:
+    """Begin the step ``env``'s handler handed on (``hand_on``), if it did: ``None`` once
+    it is over (or there was none), else its rest."""
+    reply = env.reply
+    if reply is None or (step := reply.step) is None:
+        return None
+    # Unpacked from its own name: ``(door, handed), reply.step = reply.step, None``
+    # went through a generic tuple and iterator (~1.5k instructions compiled).
+    reply.step = None
+    door, handed = step
+    # A ``StepEntry`` (``hand_on`` takes no other): called as such, not by name.
+    return cast(StepEntry[Any], door).begin_step(handed)  # this actor's door is open again
 
 
 def hand_on(ctx: ActorContext[M], env: Envelope[M], target: Mailbox[N], msg: N) -> bool:
@@ -245,37 +300,51 @@ class StepEntry(Generic[M]):
         self._scopes[env] = None
         self._enter()
 
-    async def run_step(self, env: Envelope[M]) -> None:
-        """Run the step for ``env`` in this task (see the class for what it keeps)."""
-        scope = None
+    def begin_step(self, env: Envelope[M]) -> Awaitable[None] | None:
+        """Run the step for ``env`` in this task (see the class for what it keeps) as far
+        as nothing in it waits: ``None`` once it is over, else the rest, which the asker
+        awaits at once (in the step's scope)."""
+        begin = self._begin
+        # Without ``begin``, or past its deadline (``env.expired()``, on the run's clock
+        # read directly): all of it runs in the scope.
+        if begin is None or self._clock.current_time() > env.deadline:
+            return self._run_rest(env, self._handle(env))
         try:
-            try:
-                begin = self._begin
-                # Without ``begin``, or past its deadline (``env.expired()``, on the run's
-                # clock read directly): all of it runs in the scope.
-                rest: Awaitable[None] | None
-                if begin is None or self._clock.current_time() > env.deadline:
-                    rest = self._handle(env)
-                else:
-                    rest = begin(env)
-                if rest is not None:
-                    scope = self._scopes[env] = trio.CancelScope(deadline=env.deadline, shield=True)
-                    with scope:
-                        await rest
-            except Exception as exc:
-                self._mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling``
-                raise
+            rest = begin(env)
         except Exception as exc:
-            if self._crash is None:
-                self._crash = exc
-                self._crashed.set()
+            self._crashed_by(env, exc)
+        except BaseException:
+            self._left(env)
+            raise
+        else:
+            if rest is not None:
+                return self._run_rest(env, rest)
+        self._left(env)
+        return None
+
+    async def _run_rest(self, env: Envelope[M], rest: Awaitable[None]) -> None:
+        """What ``begin_step`` left of a step, in its scope (the asker's deadline, the
+        incarnation's end, shielded from the asker's own cancellation)."""
+        scope = self._scopes[env] = trio.CancelScope(deadline=env.deadline, shield=True)
+        try:
+            with scope:
+                await rest
+        except Exception as exc:
+            self._crashed_by(env, exc)
         finally:
             self._left(env)
-        if scope is not None and scope.cancelled_caught and not self._shut:
+        if scope.cancelled_caught and not self._shut:
             # Past the asker's deadline: it stops waiting, as a call's timeout says.
             self._mailbox.answered(env)
             assert env.reply is not None
             env.reply.fail(CallTimeout("no answer before the deadline"))
+
+    def _crashed_by(self, env: Envelope[M], exc: Exception) -> None:
+        """``env``'s step raised: it is answered with the crash, which ``guard`` raises."""
+        self._mailbox.poisoned(env, self._ctx.name, exc)  # as ``ctx.handling``
+        if self._crash is None:
+            self._crash = exc
+            self._crashed.set()
 
     def drop_step(self, env: Envelope[M]) -> None:
         """A step taken and not run: back to the mailbox, for the workers."""

@@ -43,7 +43,7 @@ from __future__ import annotations
 import collections
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 import trio
@@ -231,8 +231,9 @@ class DirectDoor(Generic[M]):
         """Whether a request may be run now by its caller."""
         raise NotImplementedError
 
-    async def run(self, env: Envelope[M]) -> None:
-        """Run the actor's handler for ``env`` in the caller's task."""
+    def begin(self, env: Envelope[M]) -> Awaitable[None] | None:
+        """Run the actor's handler for ``env`` in the caller's task as far as nothing in
+        it waits: ``None`` once it is over, else the rest, for the caller to await."""
         raise NotImplementedError
 
 
@@ -244,7 +245,7 @@ class StepDoor(Protocol[M]):
 
     def take(self, env: Envelope[M]) -> None: ...
 
-    async def run_step(self, env: Envelope[M]) -> None: ...
+    def begin_step(self, env: Envelope[M]) -> Awaitable[None] | None: ...
 
     def drop_step(self, env: Envelope[M]) -> None: ...
 
@@ -499,6 +500,70 @@ class Mailbox(Generic[M]):
         return requeued
 
 
+class Asked:
+    """A request ``ask`` sent: answered already (``answered``), or to wait for (``wait``)."""
+
+    __slots__ = ("_rest", "deadline", "slot", "timeout")
+
+    def __init__(
+        self, slot: ReplySlot, deadline: float, timeout: float, rest: Awaitable[None] | None
+    ) -> None:
+        self.slot = slot
+        self.deadline = deadline
+        self.timeout = timeout
+        #: What is left of the actor's handler the asker's task began (``DirectDoor``).
+        self._rest = rest
+
+    def answered(self) -> bool:
+        """Whether the answer is here, nothing left to run for it."""
+        return self._rest is None and self.slot._done
+
+    def answer(self) -> Any:
+        """The answer (or its error raised); only once ``answered``."""
+        slot = self.slot
+        if slot._error is not None:
+            raise slot._error
+        return slot._value
+
+    async def wait(self) -> Any:
+        """The answer (or its error raised), once there is one; ``CallTimeout`` past
+        the deadline (timed from when the actor's handler run here waits no more)."""
+        rest = self._rest
+        if rest is not None:
+            self._rest = None
+            await rest
+        slot = self.slot
+        if not slot._done:
+            CallTimeouts.of_this_run().add(slot, self.deadline, self.timeout)
+        return await slot.wait()
+
+
+def ask(mailbox: Mailbox[M], msg: M, *, timeout: float) -> Asked | None:
+    """Send a request without waiting, as ``call`` does, and without its checkpoint (the
+    caller's own): to an idle actor that opened its door, its handler runs here as far
+    as nothing in it waits (``direct.py``). ``None``: nothing sent, as ``msg``'s lane is
+    full (or ``timeout`` is not finite): ``call`` waits for room.
+
+    A request answered here (most, to an idle router whose broker's step waits for
+    nothing) costs its asker no coroutine and no scheduler checkpoint on this side.
+    """
+    lane = mailbox._lane(msg)  # once: read per order (``has_room`` and ``_envelope`` each did)
+    # ``-inf < timeout < inf`` is ``math.isfinite(timeout)`` (NaN fails both) without a call.
+    if len(mailbox._lanes[lane]) >= mailbox.capacity or not -math.inf < timeout < math.inf:
+        return None
+    slot = ReplySlot()
+    door = mailbox.direct
+    now = trio.current_time() if door is None else door.clock.current_time()
+    deadline = now + timeout
+    env = Envelope(msg, slot, deadline, lane)
+    rest: Awaitable[None] | None = None
+    if door is not None and door.can_enter():
+        rest = door.begin(env)
+    else:
+        mailbox._queue_nowait(env)
+    return Asked(slot, deadline, timeout, rest)
+
+
 @overload
 async def call(mailbox: Mailbox[M], msg: M, *, timeout: float = 10.0) -> object: ...
 @overload
@@ -513,24 +578,13 @@ async def call(
     ``answer`` is the type the answer must have (checked): the result is typed
     as such. Without it the answer is an ``object`` the caller narrows.
     """
-    slot = ReplySlot()
-    lane = mailbox._lane(msg)  # once: read per order (``has_room`` and ``_envelope`` each did)
-    # ``-inf < timeout < inf`` is ``math.isfinite(timeout)`` (NaN fails both) without a call.
-    if len(mailbox._lanes[lane]) < mailbox.capacity and -math.inf < timeout < math.inf:
+    await checkpoint_if_cancelled()  # a global of this module: no attribute reads
+    asked = ask(mailbox, msg, timeout=timeout)
+    if asked is not None:
         # The common case: no wait to send, and the run's keeper times the answer out.
-        await checkpoint_if_cancelled()
-        door = mailbox.direct
-        now = trio.current_time() if door is None else door.clock.current_time()
-        deadline = now + timeout
-        env = Envelope(msg, slot, deadline, lane)
-        if door is not None and door.can_enter():
-            await door.run(env)
-        else:
-            mailbox._queue_nowait(env)
-        if not slot._done:
-            CallTimeouts.of_this_run().add(slot, deadline, timeout)
-        value = await slot.wait()
+        value = await asked.wait()
     else:
+        slot = ReplySlot()
         with trio.move_on_after(timeout) as scope:
             await mailbox.send(msg, reply=slot, timeout=timeout)
             value = await slot.wait()
