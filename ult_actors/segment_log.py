@@ -73,6 +73,8 @@ _LENGTH: Final = struct.Struct("<I")
 #: Bound once: compiled (mypyc), ``_HEADER.pack`` and ``zlib.crc32`` in ``framed`` would
 #: look up the method and the module's attribute at every record (~270 instructions).
 _pack_header: Final = _HEADER.pack
+_pack_header_into: Final = _HEADER.pack_into
+_HEADER_BYTES: Final = _HEADER.size
 _crc32: Final = zlib.crc32
 
 
@@ -145,7 +147,7 @@ def sync_entry(segment: Path, fsync: Callable[[int], None] = os.fsync) -> None:
         os.close(fd)
 
 
-def framed(payload: bytes) -> bytes:
+def framed(payload: bytes | bytearray) -> bytes:
     """``payload`` as the log holds it: its header, then itself."""
     return _pack_header(len(payload) | _FLAG, _crc32(payload)) + payload
 
@@ -233,6 +235,24 @@ class SegmentLog:
             self._map[at:end] = record
         else:
             self._write(at, record)
+        self._appended(end)
+
+    def append_payload(self, payload: bytes | bytearray) -> None:
+        """``append(framed(payload))`` without making the framed bytes: the header is packed
+        into the mapping and the payload copied after it (one copy, not two)."""
+        at = self.size
+        end = at + _HEADER_BYTES + len(payload)
+        if end > self._mapped:
+            self.append(framed(payload))
+            return
+        self._reach = max(self._reach, end)
+        mapped = self._map
+        assert mapped is not None
+        _pack_header_into(mapped, at, len(payload) | _FLAG, _crc32(payload))
+        mapped[at + _HEADER_BYTES : end] = payload
+        self._appended(end)
+
+    def _appended(self, end: int) -> None:
         self.size = end
         if end >= self._spare_at:
             self._spare_at = sys.maxsize  # asked for: once a segment

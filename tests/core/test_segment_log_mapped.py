@@ -151,3 +151,21 @@ def test_with_no_mapping_to_be_had_appends_go_by_write(
     log.close()
     assert writes.calls == 4
     assert list(segment_log.read(tmp_path / "store.db")) == [b"one", b"two", b"three"]
+
+
+def test_a_payload_appended_unframed_is_the_framed_record_in_or_past_the_mapping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = Writes()
+    monkeypatch.setattr(os, "write", writes)
+    log = SegmentLog(tmp_path / "store.db", segment_bytes=4096)
+    log.append_payload(b"a" * 3000)
+    log.append(framed(b"b" * 100))
+    assert writes.calls == 0  # both in the mapping
+    log.append_payload(b"c" * 1000)  # past its end: by ``write``, as ``append`` does
+    assert writes.calls == 1
+    log.close()
+    data = (tmp_path / "store.db.log.1").read_bytes()
+    records = framed(b"a" * 3000) + framed(b"b" * 100) + framed(b"c" * 1000)
+    assert data[: len(records)] == records
+    assert list(segment_log.read(tmp_path / "store.db")) == [b"a" * 3000, b"b" * 100, b"c" * 1000]

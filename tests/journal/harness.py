@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import trio
 
 from ult_actors import segment_log
@@ -22,7 +21,7 @@ from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.ipc.paths import SocketLocation
 from ult_actors.ipc.server import IpcSettings, serve_ipc
 from ult_actors.journal.bodies import decode_order
-from ult_actors.journal.changelog import LogRecord, LogRow
+from ult_actors.journal.changelog import LogRow, decode_record
 from ult_actors.journal.sqlite import open_sqlite_store, sqlite_store_opener
 from ult_actors.messages import Fill, Order
 from ult_actors.service import Service, build_service
@@ -96,7 +95,7 @@ def records_in_log(path: Path) -> list[LogRow]:
         except FileNotFoundError:
             continue  # folded into the file and deleted meanwhile
         for payload in payloads:
-            rows += msgspec.msgpack.decode(payload, type=LogRecord).rows
+            rows += decode_record(payload).rows
     return rows
 
 

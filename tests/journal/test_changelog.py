@@ -19,6 +19,7 @@ import msgspec
 
 from tests.journal.harness import fill, order, rows_in_file
 from ult_actors import segment_log
+from ult_actors.journal import changelog
 from ult_actors.journal.changelog import LogRecord, fill_row, log_row
 from ult_actors.journal.sqlite import open_sqlite_store
 
@@ -167,3 +168,39 @@ async def test_a_record_cut_short_ends_the_replay(tmp_path: Path) -> None:
         store.record_fill(fill("f-1"))
     assert rows_in_file(path) == {"c-1": "filled", "c-2": "pending_new"}
     assert table_counts(path) == (3, 2, 1)
+
+
+async def test_an_orders_record_is_its_head_then_the_body_the_file_gets(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    times = iter(range(1_700_000_000_000_000_000, 1_800_000_000_000_000_000))
+    async with open_sqlite_store(path, now_ns=lambda: next(times), fold_interval_s=3600) as store:
+        filled = order("c-1", "filled", oid="b-1")
+        await store.record(order("c-1"), event="submit")
+        await store.record(filled)
+        [_, payload] = list(segment_log.read(path))
+        row = log_row(2, "update", 1_700_000_000_000_000_001, filled)
+        body = row[5]
+        # One encode: the record ends in the very bytes that become the order's body.
+        assert payload.endswith(body)
+        assert len(payload) < len(body) + 30
+        assert changelog.decode_record(payload) == LogRecord([row], [])
+    assert rows_in_file(path) == {"c-1": "filled"}
+
+
+async def test_a_log_of_lone_records_and_batch_records_replays_both(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    record_then_kill9(path, fold_first=False)  # its orders' records, each alone
+    [lone] = segment_log.segments(path)
+    assert {payload[:1] for payload in segment_log.read_segment(lone)} == {b"\x94"}
+    # And a segment in the batch form (an array of two: rows, fills), as an earlier
+    # version wrote every record and this one writes a batch of several.
+    batch = segment_log.SegmentLog(path)
+    rows = [log_row(10, "submit", 0, order("c-3")), log_row(11, "submit", 0, order("c-4"))]
+    batch.append(segment_log.framed(msgspec.msgpack.encode(LogRecord(rows, []))))
+    batch.close()
+    async with open_sqlite_store(path) as store:
+        assert (await store.get("c-1")) == order("c-1", "filled", oid="b-1")
+    assert rows_in_file(path) == {
+        "c-1": "filled", "c-2": "pending_new", "c-3": "pending_new", "c-4": "pending_new",
+    }  # fmt: skip
+    assert table_counts(path) == (5, 4, 0)  # the fill was news: not in the log

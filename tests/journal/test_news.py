@@ -18,7 +18,7 @@ from tests.journal.harness import fill, order, records_in_log, rows_in_file, row
 from tests.journal.test_append import sqlite_threads
 from tests.journal.test_full_disk import prepare
 from ult_actors import segment_log
-from ult_actors.journal.changelog import FillRow, LogRecord
+from ult_actors.journal.changelog import FillRow, decode_record
 from ult_actors.journal.sqlite import _ROUND, open_sqlite_store
 
 #: No fold unless hurried.
@@ -38,7 +38,7 @@ def fills_in_log(path: Path) -> list[FillRow]:
     fills: list[FillRow] = []
     for segment in segment_log.segments(path):
         for payload in segment_log.read_segment(segment):
-            fills += msgspec.msgpack.decode(payload, type=LogRecord).fills
+            fills += decode_record(payload).fills
     return fills
 
 

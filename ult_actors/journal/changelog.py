@@ -46,6 +46,7 @@ import msgspec
 import trio
 
 from ult_actors import segment_log
+from ult_actors.journal.bodies import decode_order
 from ult_actors.journal.log_record import FillRow as FillRow
 from ult_actors.journal.log_record import LogRecord as LogRecord
 from ult_actors.journal.log_record import LogRow as LogRow
@@ -69,19 +70,48 @@ _fields_of: Final = msgspec.structs.astuple
 #: A body is encoded into this much room and cut to its length (an order's is ~110-200
 #: bytes): an empty ``bytearray`` grows step by step, ~1,200 instructions more a body.
 _BODY_ROOM: Final = 512
+#: That room, copied for each body: compiled, ``bytearray(_BODY_ROOM)`` goes through the
+#: type's call and zeroes it (~720 instructions), a copy is ~520. Never written to itself.
+_ROOM: Final = bytearray(_BODY_ROOM)
 
 
 _decode = msgspec.msgpack.Decoder(LogRecord).decode
+
+#: A log record holds either a ``LogRecord`` (a msgpack array of two: a batch's rows and
+#: fills) or, since the lone form, one record alone: a msgpack array of four, its sequence
+#: number, its time, its event and the order's body itself (the array of its fields,
+#: ``journal.bodies``). The lone form is the record's head then the body's bytes as
+#: encoded for the file, so an order's record is encoded once: its ``LogRow`` takes the
+#: same body, and its other columns are fields of the order. Told apart by the first byte.
+_LONE: Final = 0x94  # a msgpack array of four
+_decode_lone: Final = msgspec.msgpack.Decoder(tuple[int, int, str, msgspec.Raw]).decode
+
+#: Where a ``LogRow``'s columns are in an ``Order``'s ``astuple`` (``Order`` keeps its
+#: fields' order: a body is that array, ``journal.bodies``).
+_FIELDS: Final = Order.__struct_fields__
+_ID: Final = _FIELDS.index("id")
+_COID: Final = _FIELDS.index("client_order_id")
+_BROKER: Final = _FIELDS.index("broker")
+_STATUS: Final = _FIELDS.index("status")
+_UPDATED_AT: Final = _FIELDS.index("updated_at")
+_OUTCOME: Final = _FIELDS.index("outcome")
 
 
 def log_row(seq: int, event: str, ts: int, order: Order) -> LogRow:
     """One record as the log holds it; its body is the order's fields as a msgpack array
     (``journal.bodies``)."""
-    body = bytearray(_BODY_ROOM)
-    _encode_into(_fields_of(order), body)  # cheaper than ``encode`` to bytes, and bound
+    fields = _fields_of(order)
+    body = _ROOM.copy()
+    _encode_into(fields, body)  # cheaper than ``encode`` to bytes, and bound
+    return _logged(seq, event, ts, fields, body)
+
+
+def _logged(seq: int, event: str, ts: int, fields: tuple[Any, ...], body: bytearray) -> LogRow:
+    # The order's columns read from its fields by position: compiled, an attribute read
+    # of a Struct is a look-up (~110 instructions), an item of a tuple a load.
     return (
-        seq, order.client_order_id, event, order.status, ts, body, order.id,
-        order.broker, order.outcome, order.updated_at,
+        seq, fields[_COID], event, fields[_STATUS], ts, body, fields[_ID],
+        fields[_BROKER], fields[_OUTCOME], fields[_UPDATED_AT],
     )  # fmt: skip
 
 
@@ -101,9 +131,18 @@ def read(path: Path) -> Iterator[LogRecord]:
     ends that segment; one that cannot be decoded, the replay)."""
     for payload in segment_log.read(path):
         try:
-            yield _decode(payload)
+            yield decode_record(payload)
         except msgspec.DecodeError:
             return
+
+
+def decode_record(payload: bytes) -> LogRecord:
+    """One record of the log, in either form (a batch's ``LogRecord`` or a lone record)."""
+    if not payload or payload[0] != _LONE:
+        return _decode(payload)
+    seq, ts, event, raw = _decode_lone(payload)
+    body = bytearray(raw)
+    return LogRecord([_logged(seq, event, ts, _fields_of(decode_order(body)), body)], [])
 
 
 #: One append as the fold's thread takes it: its rows, its fills, the memo handed back
@@ -172,6 +211,8 @@ class JournalLog:
         self.failure: BaseException | None = None
         self._cut = False  # the open segment may end in a record cut short
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        #: Where a lone record's head is encoded (kept: it is as long each time, as a rule).
+        self._head = bytearray()
         self._hurry = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
         self._waiters: _Waiters = []
@@ -198,21 +239,48 @@ class JournalLog:
         """Write one record (and ``sync`` the segment after, if given), then hand it to the
         fold; the segment written. ``OSError`` if either fails: then nothing of it is
         left for a replay, and the fold never sees it."""
+        # A ``LogRecord`` is array-like: the tuple encodes as one, without making one.
+        self._append(_encode((rows, fills)), sync)
+        self.appends += 1
+        self._jobs.put((rows, fills, memo, self.appends))
+        return self._log.segment
+
+    def append_one(
+        self,
+        seq: int,
+        event: str,
+        ts: int,
+        order: Order,
+        memo: Any,
+        *,
+        sync: Callable[[int], None] | None = None,
+    ) -> Path:
+        """``append`` of one record without fills, in the lone form: the order's body is
+        encoded once, and the record is its head and that body (``_LONE``)."""
+        fields = _fields_of(order)
+        body = _ROOM.copy()
+        _encode_into(fields, body)
+        # The head, an array of three as encoded, made an array of four: the body follows.
+        head = self._head
+        _encode_into((seq, ts, event), head)
+        head[0] = _LONE
+        self._append(head + body, sync)
+        self.appends += 1
+        self._jobs.put(([_logged(seq, event, ts, fields, body)], [], memo, self.appends))
+        return self._log.segment
+
+    def _append(self, payload: bytes | bytearray, sync: Callable[[int], None] | None) -> None:
         if self._cut or self._log.size >= self.segment_bytes:
             self._jobs.put(self._log.rotate())
             self._cut = False
         before = self._log.size
         try:
-            # A ``LogRecord`` is array-like: the tuple encodes as one, without making one.
-            self._log.append(segment_log.framed(_encode((rows, fills))))
+            self._log.append_payload(payload)
             if sync is not None:
                 sync(self._log.fd)  # the segment's name was fsynced when it was made
         except OSError:
             self._cut_back(before)
             raise
-        self.appends += 1
-        self._jobs.put((rows, fills, memo, self.appends))
-        return self._log.segment
 
     def news(self, item: Record | Fill) -> None:
         """Hand one record or fill nobody waits for to the fold's thread, which encodes it

@@ -1020,8 +1020,9 @@ class SqliteStore:
             del open_[coid]
         if order.status in OPEN_STATUSES:
             open_[coid] = order
-        if order.id:
-            self._by_order_id[order.id] = coid
+        order_id = order.id  # read once: compiled, each read is a look-up
+        if order_id:
+            self._by_order_id[order_id] = coid
 
     def _out_of_window(self, coid: str, order: Order) -> None:
         # Out of the window of recent orders: its order id is looked up in the file
@@ -1059,10 +1060,14 @@ class SqliteStore:
             # before they are encoded: the fold would keep only the last of them anyway.
             # (A lone record, an inline append's, has nothing to fold.)
             kept = rows if len(rows) == 1 else _folded(rows, _order_and_event)
-            # Unpacked, not ``log_row(*row)``: compiled, a star call is a generic one.
-            logged = [log_row(seq, event, ts, order) for seq, event, ts, order in kept]
-            fill_rows = [fill_row(f) for f in fills] if fills else []
-            segment = log.append(logged, fill_rows, kept, sync=sync)
+            if len(kept) == 1 and not fills:  # an order's own record, as a rule: lone
+                seq, event, ts, order = kept[0]
+                segment = log.append_one(seq, event, ts, order, kept, sync=sync)
+            else:
+                # Unpacked, not ``log_row(*row)``: compiled, a star call is a generic one.
+                logged = [log_row(seq, event, ts, order) for seq, event, ts, order in kept]
+                fill_rows = [fill_row(f) for f in fills] if fills else []
+                segment = log.append(logged, fill_rows, kept, sync=sync)
             if self._log_syncer is not None:
                 self._log_syncer.appended(segment)
         if probe:
