@@ -93,7 +93,12 @@ async def drive(part: str, warmup: int, orders: int, built: int) -> None:
 
     kept = _FULL_KEPT if part == "full" else DONE_KEPT
     state = RiskState(applied=FillLedger(kept))
-    book = PositionBook(applied=FillLedger(kept), fees_paid=Recent(kept), started_ns=_NOW_NS - 1)
+    book = PositionBook(
+        applied=FillLedger(kept),
+        fees_paid=Recent(kept),
+        started_ns=_NOW_NS - 1,
+        booking=state.booking,  # as the service shares it
+    )
     risk = _Risk(
         RiskDeps(limits=limits, brokers={}, bus=bus, state=state, now_ns=now_ns),
         _context("risk"),  # type: ignore[arg-type]

@@ -302,7 +302,8 @@ def build_service(
     risk_gate = RiskGate(shared.mailboxes.risk)
     risk_deps = _risk_deps(shared, risk_state, trading_state_path, risk_gate)
     router_deps = _router_deps(shared, risk_gate)
-    book = PositionBook()
+    # One booking of each fill for risk's books and the positions book (``SharedBooking``).
+    book = PositionBook(booking=risk_state.booking)
     if store_opener is None:
         store_opener = _default_store_opener(config, state_dir)
 

@@ -110,6 +110,42 @@ def test_value_and_pnl_move_with_the_fills_that_move_the_quantity() -> None:
     )  # fmt: skip
 
 
+def test_risk_and_positions_share_each_fill_booked_while_a_report_agrees_digit_for_digit() -> None:
+    risk = RiskState()
+    book = PositionBook(booking=risk.booking)  # as the service builds them
+    key = ("alpaca", "MSFT")
+
+    def fold(o: Order) -> None:
+        book.apply(OrderUpdate(order=o))
+        apply_event(risk, OrderUpdate(order=o), NOW_NS)
+
+    def shared() -> bool:
+        mine, theirs = book.holdings[key], risk.books[key]
+        return mine.qty is theirs.qty and mine.avg_price is theirs.avg_price
+
+    fold(order("c-1", "filled", "10", "101.5"))
+    fold(order("c-2", "filled", "5", "102.25", qty="5"))
+    assert shared()  # one booking, taken by both
+    figures = (book.holdings[key].qty, book.holdings[key].avg_price)
+    # The broker reports the same figures (its own objects): the book keeps its own.
+    book.adopt("alpaca", Position(
+        broker="alpaca", symbol="MSFT", qty=Decimal(str(figures[0])),
+        avg_entry_price=Decimal(str(figures[1])),
+    ), "MSFT")  # fmt: skip
+    assert shared() and book.positions()[0].avg_entry_price == figures[1]
+    fold(order("c-3", "filled", "5", "103", side="sell", qty="5"))
+    assert shared()
+    # A report of the same value written otherwise is the broker's figure: taken as it is.
+    held = book.holdings[key]
+    written_otherwise = Decimal(str(held.avg_price) + "0")
+    book.adopt("alpaca", Position(
+        broker="alpaca", symbol="MSFT", qty=held.qty, avg_entry_price=written_otherwise,
+    ), "MSFT")  # fmt: skip
+    assert str(book.holdings[key].avg_price) == str(written_otherwise) and not shared()
+    fold(order("c-4", "filled", "2", "104", qty="2"))
+    assert book.holdings[key].qty == risk.books[key].qty == 12
+
+
 def test_fees_come_off_the_realized_pnl_once_with_or_without_the_fill_they_paid_for() -> None:
     book = PositionBook()
     working = order("c-1", "accepted", "0", None)

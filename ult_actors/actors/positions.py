@@ -40,7 +40,7 @@ from ult_actors.actors.journal import JournalSlot
 from ult_actors.actors.risk import RiskCommand
 from ult_actors.errors import UltError
 from ult_actors.fills import FillLedger
-from ult_actors.holding import ZERO, Holding
+from ult_actors.holding import ZERO, Holding, SharedBooking, same_figure
 from ult_actors.messages import (
     AccountReset,
     ActorHealthChanged,
@@ -106,6 +106,8 @@ class PositionBook:
     started_ns: int = 0
     #: Executions whose fees are in ``realized`` already (``(broker, fill_id)``), bounded.
     fees_paid: Recent[tuple[str, str], None] = field(default_factory=lambda: Recent(100_000))
+    #: The last fill booked, shared with risk's books (``service.py`` hands both the same).
+    booking: SharedBooking = field(default_factory=SharedBooking)
 
     def reset(self, event: AccountReset) -> None:
         """Take ``event``'s positions as the broker's whole book (its history restarted)."""
@@ -169,8 +171,8 @@ class PositionBook:
         line = self.line(key)
         qty, part_price = new
         price = part_price or line.mark or holding.avg_price
-        signed = qty if order.side == "buy" else -qty
-        pnl = holding.book(signed, price)
+        # Through the booking shared with risk's books: see ``SharedBooking``.
+        pnl = self.booking.book(holding, qty, order.side == "buy", price)
         # The fees first, then the fill's P&L, in one write of the figure.
         realized = ZERO if line.realized is None else line.realized
         if fees:
@@ -191,7 +193,12 @@ class PositionBook:
             return
         line = self.line(key)
         line.reported = report
-        self.holdings[key] = Holding(qty=report.qty, avg_price=report.avg_entry_price)
+        held = self.holdings.get(key)
+        qty, avg = report.qty, report.avg_entry_price
+        if held is None or not (same_figure(held.qty, qty) and same_figure(held.avg_price, avg)):
+            self.holdings[key] = Holding(qty=qty, avg_price=avg)
+        # Else the book holds the report's figures already, digit for digit: kept as they
+        # are, the next fill's booking still matches the one risk shares (``SharedBooking``).
         if report.realized_pl is not None:
             line.realized = report.realized_pl
         if report.market_value is not None and report.qty:

@@ -43,7 +43,7 @@ from ult_actors.actors.lookup import known_broker
 from ult_actors.actors.trading_state import SavedTradingState, save_trading_state
 from ult_actors.errors import RiskRejected, UltError
 from ult_actors.fills import FillLedger
-from ult_actors.holding import ZERO, Holding
+from ult_actors.holding import ZERO, Holding, SharedBooking
 from ult_actors.messages import (
     OPEN_STATUSES,
     AccountReset,
@@ -99,6 +99,18 @@ class RiskLimits:
     allowed_symbols: frozenset[str] = frozenset()
 
 
+class OpenOrder:
+    """An open order as risk counts it: its unfilled ``qty``, and the (broker, symbol, side)
+    ``key`` that counts under in ``RiskState.open_qty``. Not its request: a native class
+    (compiled), so dropping the order reads no Struct field."""
+
+    def __init__(self, key: Any, qty: Decimal) -> None:
+        # ``Any``: the (broker, symbol, side) tuple kept as it was built (compiled, a typed
+        # tuple is unboxed and built anew for each dict operation).
+        self.key = key
+        self.qty = qty
+
+
 @dataclass
 class RiskState:
     """Everything the risk checks look at; rebuilt from events on restart."""
@@ -107,12 +119,16 @@ class RiskState:
     broker_trading: dict[str, TradingState] = field(default_factory=dict)
     #: Who set each state and why: ``""`` for the global one, else the broker's name.
     settings: dict[str, TradingSetting] = field(default_factory=dict)
-    open_orders: dict[str, OrderRequest] = field(default_factory=dict)  # by client order id
+    #: Open orders by client order id, as risk counts them.
+    open_orders: dict[str, OpenOrder] = field(default_factory=dict)
     #: Unfilled qty of open orders by (broker, symbol, side): the checks read it per order.
     open_qty: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     #: What each order's fill has added to ``books`` (each fill counted once).
     applied: FillLedger = field(default_factory=FillLedger)
     books: dict[tuple[str, str], Holding] = field(default_factory=dict)
+    #: The last fill booked, shared with the positions book (``service.py`` hands both
+    #: the same one): what it worked out, the other takes.
+    booking: SharedBooking = field(default_factory=SharedBooking)
     last_price: dict[str, Decimal] = field(default_factory=dict)
     realized_today: Decimal = Decimal(0)
     day: int = 0
@@ -149,16 +165,17 @@ class RiskState:
         assert coid is not None
         if coid in self.open_orders:  # a new order is not: no call for it
             self.drop_open(coid)
-        self.open_orders[coid] = request
         # ``Any``: the key is built once (compiled, a typed tuple is built anew per use).
         key: Any = (request.broker or "", request.symbol, request.side)
-        self.open_qty[key] = self.open_qty.get(key, ZERO) + request.qty
+        qty = request.qty
+        self.open_orders[coid] = OpenOrder(key, qty)
+        self.open_qty[key] = self.open_qty.get(key, ZERO) + qty
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
         old = self.open_orders.pop(client_order_id, None)
         if old is not None:
-            key: Any = (old.broker or "", old.symbol, old.side)  # built once, as in set_open
+            key = old.key
             left = self.open_qty[key] - old.qty
             if left:
                 self.open_qty[key] = left
@@ -423,8 +440,9 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
             book = state.books[key] = Holding()
         price = part_price or state.last_price.get(symbol) or book.avg_price
         state.last_price[symbol] = price
-        signed = qty if order.side == "buy" else -qty
-        pnl = book.book(signed, price)
+        # Through the booking risk shares with the positions book: the same fill on the
+        # same figures is worked out once for both.
+        pnl = state.booking.book(book, qty, order.side == "buy", price)
         if pnl:  # most fills realize nothing (they open or add): no sum then
             state.realized_today += pnl
     if is_open:

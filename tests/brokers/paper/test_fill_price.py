@@ -86,6 +86,10 @@ def test_a_fill_is_priced_digit_for_digit_as_the_rule_says(
         want = min(want, limit) if side == "buy" else max(want, limit)
     assert order.status == "filled"
     assert [str(fill.price) for fill in fills] == [str(want)]
+    # The order's figures as a fill onto nothing filled works them out, digit for digit.
+    zero = Decimal(0)
+    assert str(order.filled_qty) == str(zero + qty)
+    assert str(order.avg_fill_price) == str((zero * zero + want * qty) / (zero + qty))
 
 
 def long_decimals(max_digits: int) -> st.SearchStrategy[Decimal]:
@@ -112,3 +116,52 @@ def test_the_slip_is_the_rules_figure_before_any_rounding_to_the_increment(
     # settings longer than the context's 28 digits too.
     rule = price * (slippage + impact * qty) / Decimal(10_000)
     assert price * (_per_bps(slippage) + _per_bps(impact) * qty) == rule
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fills=st.lists(
+        st.tuples(
+            st.sampled_from(("buy", "sell")),
+            # Equal sizes written otherwise ("2", "2.0") and sizes that differ.
+            st.sampled_from(("1", "1.0", "2", "2.00", "7", "350")),
+            st.booleans(),  # whether the price moves (a tick) before this order
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    impact=st.sampled_from((Decimal(0), Decimal("0.001"), Decimal("0.37"))),
+)
+def test_orders_one_after_another_each_fill_at_the_rules_price_for_their_size_and_side(
+    fills: list[tuple[str, str, bool]], impact: Decimal
+) -> None:
+    # The venue keeps the last fill's price for the next order of the same size and side
+    # at the same price (``_fill_price``): each fill's price is still its own rule's.
+    setup = PaperSettings(
+        state_path=":memory:", starting_cash=Decimal(10) ** 14, tick_interval_s=0,
+        slippage_bps=Decimal("1.5"), size_impact_bps_per_share=impact, price_decimals=4,
+    )  # fmt: skip
+
+    async def run() -> None:
+        connector = PaperConnector("paper", setup)
+        await connector.connect()
+        try:
+            venue = connector.venue
+            venue.set_price("AAPL", Decimal("187.1234"))
+            for i, (side, qty, moves) in enumerate(fills):
+                if moves:
+                    venue.tick()
+                at = venue.feed.price("AAPL")
+                request = OrderRequest(
+                    symbol="AAPL", side=side, qty=Decimal(qty),  # type: ignore[arg-type]
+                    client_order_id=f"c-{i}",
+                )  # fmt: skip
+                order = venue.submit(request)
+                want = expected_price(
+                    at, side, Decimal(qty), Decimal("1.5"), impact, Decimal("0.0001")
+                )
+                assert [str(f.price) for f in venue.fills(order.id)] == [str(want)]
+        finally:
+            await connector.disconnect()
+
+    trio.run(run)

@@ -144,6 +144,13 @@ class PaperVenue:
         self._slippage = _per_bps(settings.slippage_bps)
         self._impact = _per_bps(settings.size_impact_bps_per_share)
         self._commission = settings.commission_per_share
+        #: The last fill's price before its limit (``_fill_price``), and what it was worked
+        #: out from: the symbol's price (an object a tick replaces), the size and the side.
+        #: Orders of one size between two ticks fill at it without the slip's arithmetic.
+        self._slipped_from: Decimal | None = None
+        self._slipped_qty = ZERO
+        self._slipped_buy = False
+        self._slipped = ZERO
         #: A market order's reference price over its symbol's price (its slippage).
         self._market_factor = 1 + settings.slippage_bps / _BPS
         #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
@@ -263,7 +270,7 @@ class PaperVenue:
             self._commit()
             return working.order
         accepted = working.order
-        self._arrive(working)
+        self._arrive(working, fresh=True)
         order = working.order
         if order is accepted:
             # Nothing on arrival changed it: its accepted state is news (``_accept`` left
@@ -440,16 +447,18 @@ class PaperVenue:
 
     # -- matching ---------------------------------------------------------------
 
-    def _arrive(self, working: WorkingOrder) -> None:
+    def _arrive(self, working: WorkingOrder, *, fresh: bool = False) -> None:
+        """Match an order that reaches the venue; ``fresh``: a new one, just accepted from a
+        validated request (nothing filled, its quantity and prices plain digits)."""
         order = working.order
         tif = order.time_in_force
-        if tif == "fok" and self._executable_qty(working) < order.qty:
+        if tif == "fok" and self._executable_qty(working, fresh) < order.qty:
             # Its symbol priced, as matching it would have (``_executable_qty`` leaves a
             # market order's price to its fill): the walk draws for every priced symbol.
             self.feed.price(order.symbol)
             self._finish(working, "canceled")
             return
-        self._match(working)
+        self._match(working, fresh)
         if tif in ("ioc", "fok") and working.order.status in _OPEN:
             self._finish(working, "canceled")
 
@@ -461,8 +470,8 @@ class PaperVenue:
                 continue  # ended or held by a fill matched just before in this pass
             self._match(working)
 
-    def _executable_qty(self, working: WorkingOrder) -> Decimal:
-        """How much of the order could fill right now."""
+    def _executable_qty(self, working: WorkingOrder, fresh: bool = False) -> Decimal:
+        """How much of the order could fill right now (``fresh``: see ``_arrive``)."""
         order = working.order
         kind = order.type
         if kind != "market":
@@ -478,11 +487,12 @@ class PaperVenue:
                 assert order.limit_price is not None
                 if (price > order.limit_price) if buy else (price < order.limit_price):
                     return ZERO
-        remaining = order.qty - order.filled_qty
+        # Fresh, ``qty - 0`` is ``qty`` digit for digit (validated: no positive exponent).
+        remaining = order.qty if fresh else order.qty - order.filled_qty
         shown = self._shown
         return remaining if shown is None or remaining <= shown else shown
 
-    def _match(self, working: WorkingOrder) -> None:
+    def _match(self, working: WorkingOrder, fresh: bool = False) -> None:
         order = working.order
         if order.type in ("stop", "stop_limit") and not working.triggered:
             price = self.feed.price(order.symbol)
@@ -494,25 +504,32 @@ class PaperVenue:
                 return
             working.triggered = True
             self._dirty[order.id] = working
-        qty = self._executable_qty(working)
+        qty = self._executable_qty(working, fresh)
         if qty > ZERO:
-            self._fill(working, qty)
+            self._fill(working, qty, fresh)
 
     def _fill_price(
         self, symbol: str, buy: bool, limit: Decimal | None, qty: Decimal
     ) -> Decimal:
         """The price ``qty`` of an order for ``symbol`` (a buy or not, its ``limit``) fills at."""
         price = self.feed.price(symbol)
-        # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
-        # digits rounded the same way (``_per_bps``), without the division.
-        slip = price * (self._slippage + self._impact * qty)
-        worse = self.feed.round(price + slip if buy else price - slip)
+        if price is self._slipped_from and qty == self._slipped_qty and buy == self._slipped_buy:
+            # The last fill's price and size on the same side, at the same tick: its price
+            # (the slip's rounding goes by value, and the feed's increment sets the digits).
+            worse = self._slipped
+        else:
+            # ``price * (slippage_bps + size_impact_bps_per_share * qty) / 10_000``: the same
+            # digits rounded the same way (``_per_bps``), without the division.
+            slip = price * (self._slippage + self._impact * qty)
+            worse = self.feed.round(price + slip if buy else price - slip)
+            self._slipped_from, self._slipped_qty, self._slipped_buy = price, qty, buy
+            self._slipped = worse
         if limit is not None:
             # Slippage never trades through the limit.
             worse = min(worse, limit) if buy else max(worse, limit)
         return worse
 
-    def _fill(self, working: WorkingOrder, qty: Decimal) -> None:
+    def _fill(self, working: WorkingOrder, qty: Decimal, fresh: bool = False) -> None:
         order = working.order
         symbol = order.symbol
         side = order.side
@@ -521,9 +538,20 @@ class PaperVenue:
         value = price * qty  # the account's and the average's: worked out once
         self.account.apply_fill(symbol, side, qty, price, commission, value)
         self._dirty_holdings.add(symbol)
-        before = order.filled_qty
-        filled = before + qty
-        avg = ((order.avg_fill_price or ZERO) * before + value) / filled
+        ordered = order.qty
+        # A new order filled at once, all of it (the usual market order).
+        whole = fresh and qty is ordered
+        if whole:
+            # Nothing filled before (``Decimal(0)``, exponent 0: ``order_from_request``), and
+            # plain digits (the quantity validated, the price on the feed's increment or a
+            # validated limit): ``0 + qty`` is ``qty`` and ``0 * 0 + value`` is ``value``,
+            # digit for digit, as the general case below works them out.
+            filled = qty
+            avg = value / filled
+        else:
+            before = order.filled_qty
+            filled = before + qty
+            avg = ((order.avg_fill_price or ZERO) * before + value) / filled
         now = self.now_ns()
         fill = fill_of(
             order,
@@ -538,12 +566,14 @@ class PaperVenue:
         self._next_fill += 1
         self._fills.append(fill)
         working.commission += commission
-        status: OrderStatus = "filled" if filled == order.qty else "partially_filled"
+        status: OrderStatus = "filled" if whole or filled == ordered else "partially_filled"
         order = _replace(
             order, status=status, filled_qty=filled, avg_fill_price=avg, updated_at=now
         )
         working.order = order
         self._changed(working, order, fill, now)
+        if whole:
+            return  # never booked (``submit`` books only what rests) and no leg: done
         if status == "filled":
             self._close(order)
         self._linked(order)
