@@ -67,11 +67,15 @@ def build_journal(path: Path, orders: int) -> None:
             commission=Decimal("0.05"), ts=created + (i % 50) * 10**7,
         )  # fmt: skip
         order_rows.append(
-            (coid, order.id, broker, "filled", "definitive", created, i + 1, encode(order))
+            (coid, order.id, broker, "filled", "definitive", created, i + 1, encode(order), i + 1)
         )
         fill_rows.append((broker, fill.fill_id, coid, symbol, fill.ts, encode(fill)))
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)", order_rows)
+    conn.executemany(
+        "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at,"
+        " seq, body, first_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        order_rows,
+    )
     conn.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?)", fill_rows)
     conn.execute("COMMIT")
     conn.close()

@@ -113,7 +113,7 @@ async def test_a_version_8_journal_with_map_bodies_reads_them_and_writes_arrays(
             store.record_fill(fill("f-3", "o-3"))
             await store.in_file()
     conn = sqlite3.connect(path)
-    assert schema_version(conn) == SCHEMA_VERSION == 9  # a version-8 ult refuses the file
+    assert schema_version(conn) == SCHEMA_VERSION >= 9  # a version-8 ult refuses the file
     bodies = dict(conn.execute("SELECT seq, body FROM events"))
     assert [is_array(body) for _, body in sorted(bodies.items())] == [False, False, True, True]
     fills = dict(conn.execute("SELECT fill_id, body FROM fills"))

@@ -121,6 +121,41 @@ async def test_a_state_appended_after_newer_news_of_its_order_does_not_replace_i
         assert statuses == ["pending_new", "filled"]
 
 
+async def test_an_order_s_first_record_folded_after_its_news_begins_its_history(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    gate = threading.Event()
+
+    def fsync(fd: int) -> None:  # holds the writer's thread until the test lets it go
+        gate.wait(10)
+
+    async with open_sqlite_store(
+        path, synchronous="full", fsync=fsync, fold_interval_s=NEVER
+    ) as store:
+        log = store._log
+        assert log is not None
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                # c-0's append holds the writer's thread: c-2's first record (an order
+                # found at the broker) queues behind it.
+                nursery.start_soon(functools.partial(store.record, order("c-0"), event="submit"))
+                await trio.testing.wait_all_tasks_blocked()
+                found = order("c-2", "accepted", oid="b-2")
+                nursery.start_soon(functools.partial(store.record, found, event="reconcile"))
+                await trio.testing.wait_all_tasks_blocked()
+                # Its fill's news is folded first, on its own: the file gets the order then.
+                store.record_soon(order("c-2", "filled", oid="b-2"))
+                await log.in_file()
+                assert rows_in_file(path) == {"c-2": "filled"}
+                gate.set()
+            await store.in_file()  # the older record, in a later fold
+        assert store.folds == 2
+        assert rows_in_file(path) == {"c-0": "pending_new", "c-2": "filled"}
+        history = [(e.event, e.order.status) for e in await store.history("c-2")]
+        assert history == [("reconcile", "accepted"), ("update", "filled")]
+
+
 async def test_news_a_fold_could_not_write_is_written_by_the_probe_that_succeeds(
     tmp_path: Path,
 ) -> None:

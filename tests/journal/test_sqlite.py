@@ -15,6 +15,7 @@ import trio
 from tests.journal.harness import order, rows_on_disk
 from ult_actors.config import ServiceConfig, ServiceSection
 from ult_actors.errors import ConfigError
+from ult_actors.journal.changelog import log_row
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import (
     OPEN_STATUS_TEST,
@@ -23,7 +24,7 @@ from ult_actors.journal.schema import (
     schema_version,
 )
 from ult_actors.journal.sqlite import _UPSERT, Writer, open_sqlite_store
-from ult_actors.messages import ReportQuery
+from ult_actors.messages import Order, ReportQuery
 from ult_actors.service import build_service, journal_path
 
 
@@ -73,10 +74,56 @@ async def test_an_old_journal_is_migrated_and_keeps_its_orders(tmp_path: Path) -
         with trio.fail_after(10):
             await store.record(order("new-1"))  # sequence continues after the old rows
         assert [e.seq for e in await store.history("new-1")] == [2]
+        # Its history begins where its first write was (version 10's ``first_seq``).
+        assert [(e.seq, e.order.id) for e in await store.history("old-1")] == [(1, "b-9")]
     conn = sqlite3.connect(path)
     assert schema_version(conn) == SCHEMA_VERSION
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "events_by_order" in indexes
+    assert "events_by_order" not in indexes  # version 10: a history is read by sequence
+    conn.close()
+
+
+async def test_a_version_9_journal_reads_each_order_s_history_without_an_index_by_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=9)
+    # Two orders' writes interleaved, as version 9 wrote them.
+    writes = [
+        (1, order("o-1")), (2, order("o-2")),
+        (3, order("o-1", "filled", oid="b-1")), (4, order("o-2", "accepted", oid="b-2")),
+    ]  # fmt: skip
+    for seq, written in writes:
+        body = encode_body(written)
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
+            (seq, written.client_order_id, body),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO orders VALUES (?, ?, 'paper', ?, '', 0, ?, x'')",
+            (written.client_order_id, written.id, written.status, seq),
+        )
+    conn.close()
+    async with open_sqlite_store(path) as store:
+        for coid, seqs in (("o-1", [1, 3]), ("o-2", [2, 4])):
+            assert [e.seq for e in await store.history(coid)] == seqs
+        with trio.fail_after(10):
+            await store.record(order("o-2", "filled", oid="b-2"))
+            await store.record(order("o-3"), event="submit")
+            await store.in_file()
+        assert [e.order.status for e in await store.history("o-2")] == [
+            "pending_new", "accepted", "filled",
+        ]  # fmt: skip
+        assert [e.seq for e in await store.history("o-3")] == [6]
+        assert await store.history("o-4") == []
+    conn = sqlite3.connect(path)
+    assert schema_version(conn) == SCHEMA_VERSION >= 10  # a version-9 ult refuses the file
+    assert dict(conn.execute("SELECT client_order_id, first_seq FROM orders")) == {
+        "o-1": 1, "o-2": 2, "o-3": 6,
+    }  # fmt: skip
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "events_by_order" not in indexes
     conn.close()
 
 
@@ -95,7 +142,7 @@ def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_wr
     assert [r[0] for r in indexed] == ["o-1"]
     # Writing a row tests its status for the partial index without building a temporary
     # table (what an ``IN`` list of constants costs on every row the fold writes).
-    program = [r[1] for r in conn.execute("EXPLAIN " + _UPSERT.sql(1), (None,) * 6)]
+    program = [r[1] for r in conn.execute("EXPLAIN " + _V9_UPSERT, (None,) * 6)]
     assert "OpenEphemeral" not in program
     conn.close()
 
@@ -107,7 +154,7 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=6)
     _an_open_and_a_filled_order(conn)
-    written_before = _cursors_written(conn, _UPSERT.sql(1), 6)
+    written_before = _cursors_written(conn, _V9_UPSERT, 6)
     conn.close()
     async with open_sqlite_store(path) as store:
         assert [o.client_order_id for o in await store.non_terminal()] == ["o-1"]
@@ -122,7 +169,7 @@ async def test_a_version_6_journal_keeps_its_open_orders_and_writes_an_order_to_
     # No index of open orders (nothing reads by it) to keep as an order opens and closes.
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "orders_open" not in indexes
-    assert _cursors_written(conn, _UPSERT.sql(1), 6) == written_before - 1
+    assert _cursors_written(conn, _UPSERT.sql(1), 7) == written_before - 1
     conn.close()
 
 
@@ -206,9 +253,25 @@ def _an_open_and_a_filled_order(conn: sqlite3.Connection) -> None:
     for seq, (coid, status) in enumerate([("o-1", "accepted"), ("o-2", "filled")], start=1):
         body = msgspec.msgpack.encode(order(coid, status, oid=f"b-{seq}"))
         conn.execute(
-            "INSERT INTO orders VALUES (?, ?, 'paper', ?, 'definitive', 0, ?, ?)",
+            "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at,"
+            " seq, body) VALUES (?, ?, 'paper', ?, 'definitive', 0, ?, ?)",
             (coid, f"b-{seq}", status, seq, body),
         )
+
+
+#: An order's row as versions 6 to 9 wrote it (an older file has no ``first_seq``).
+_V9_UPSERT = (
+    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq,"
+    " body) VALUES (?, ?, ?, ?, '', ?, ?, x'') ON CONFLICT (client_order_id) DO UPDATE SET"
+    " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
+    " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq,"
+    " body = x'' WHERE excluded.seq > orders.seq"
+)
+
+
+def encode_body(written: Order) -> bytes:
+    """``written``'s body as version 9 writes it (the fields as an array)."""
+    return bytes(log_row(0, "update", 0, written)[5])
 
 
 def _cursors_written(conn: sqlite3.Connection, statement: str, parameters: int) -> int:

@@ -126,6 +126,10 @@ def connect(
     )
 
 
+#: An order's history, oldest first (the parameter: its client order id).
+_HISTORY_BY_ORDER = "SELECT seq, event, ts, body FROM events WHERE client_order_id = ? ORDER BY seq"
+
+
 class _Reads:
     """A psycopg connection shaped like the ``sqlite3`` one the SQLite store reads with.
 
@@ -179,6 +183,9 @@ class PostgresStore(SqliteStore):
         )
         self.url = url
         self.name = redacted(url)
+        # Its ``events`` keeps the index by client order id (its writes are the server's
+        # work, not this process's): a history is read through it, no ``first_seq`` kept.
+        self.history_sql = _HISTORY_BY_ORDER
         #: The lease this store writes under; None: no cluster, every write goes.
         self.fence = fence
         self.connect_timeout_s = connect_timeout_s

@@ -5,20 +5,23 @@ file). Each migration moves the file up by one version inside one
 transaction, so a crash mid-migration leaves the old version intact. A file
 written by a newer ``ult`` than this one is refused rather than guessed at.
 
-Tables (version 9):
+Tables (version 10):
 
 ``orders``
     The latest state of each order, keyed by client order id: the columns
     indexes and queries read. ``seq`` is the journal sequence of the last
     write, so "newest first" means "most recently changed first". The order
     itself (its msgpack-encoded ``Order``, ``journal.bodies``) is the body of
-    its ``events`` row of that ``seq``: ``ORDER_BODY_SQL`` reads it. ``orders.body`` is written
+    its ``events`` row of that ``seq``: ``ORDER_BODY_SQL`` reads it. ``first_seq``
+    is the sequence of its first write: its history is the ``events`` rows of
+    its client order id between the two (``HISTORY_SQL``). ``orders.body`` is written
     empty since version 8; a row an earlier version wrote and nothing
     rewrote since keeps its own, which is read instead.
 ``events``
     Every write, in order: what happened (``submit``, ``update``,
     ``reconcile``, ...) and the order as it stood after. The history of an
-    order, for people; the service itself reads only ``orders``.
+    order, for people; the service itself reads only ``orders``. Not indexed
+    by client order id since version 10: a history is read by sequence range.
 ``fills``
     Every execution once, keyed by broker and fill id: ``body`` is the
     msgpack-encoded ``Fill`` (price, commission, fees). What cost reports
@@ -53,6 +56,15 @@ OPEN_STATUS_TEST = " OR ".join(f"status = '{status}'" for status in sorted(OPEN_
 ORDER_BODY_SQL = (
     "CASE WHEN length(orders.body) > 0 THEN orders.body"
     " ELSE (SELECT e.body FROM events AS e WHERE e.seq = orders.seq) END"
+)
+#: An order's history, oldest first (the parameter: its client order id): the
+#: ``events`` rows between its first and last writes (``orders.first_seq`` and ``seq``), read
+#: by sequence, the table's own key (version 10 dropped the index by client order id).
+HISTORY_SQL = (
+    "SELECT seq, event, ts, body FROM events WHERE seq BETWEEN"
+    " (SELECT first_seq FROM orders WHERE client_order_id = ?1)"
+    " AND (SELECT seq FROM orders WHERE client_order_id = ?1)"
+    " AND client_order_id = ?1 ORDER BY seq"
 )
 #: What version 1 counted as open (a migration is history: it never changes).
 _V1_OPEN_STATUS_SQL = "('pending_new','accepted','partially_filled','pending_cancel')"
@@ -141,8 +153,20 @@ _V8: list[str] = []
 # which reads maps alone, refuses the file instead of failing on its bodies.
 _V9: list[str] = []
 
+# Version 10: no index of ``events`` by client order id (``events_by_order``): only an
+# order's history read it, and every ``events`` row the fold wrote paid an entry (~8.7k
+# instructions an order on the fold's thread, two rows a filled order: docs/performance.md).
+# ``orders.first_seq`` bounds the history's range instead: an older file's rows get it from
+# that index before it goes (one pass over ``orders`` at the first start).
+_V10 = [
+    "ALTER TABLE orders ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 0",
+    "UPDATE orders SET first_seq = COALESCE((SELECT MIN(e.seq) FROM events AS e"
+    " WHERE e.client_order_id = orders.client_order_id), seq)",
+    "DROP INDEX events_by_order",
+]
+
 #: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -131,7 +131,7 @@ from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.journal_event import JournalEvent as JournalEvent
 from ult_actors.journal.log_sync import LogSyncer
 from ult_actors.journal.running import running_beside
-from ult_actors.journal.schema import OPEN_STATUS_SQL, ORDER_BODY_SQL, migrate
+from ult_actors.journal.schema import HISTORY_SQL, OPEN_STATUS_SQL, ORDER_BODY_SQL, migrate
 from ult_actors.journal.seen import SeenFilter
 from ult_actors.lockfile import open_lock_file
 from ult_actors.messages import OPEN_STATUSES, Fill, Order, ReportQuery
@@ -153,16 +153,20 @@ _encode = msgspec.msgpack.Encoder().encode
 # written empty (a constant, no parameter: each text parameter is ~800 instructions of
 # SQLite's own copy): nothing reads them, the body has both (``journal.schema``). So is
 # ``orders.body``: the order's body is its ``events`` row's of the same ``seq``, written
-# in the same transaction (``ORDER_BODY_SQL`` reads it).
+# in the same transaction (``ORDER_BODY_SQL`` reads it). ``first_seq`` (the order's first
+# write, where its history begins) is written with the row and kept: a record folded
+# later than a newer one of its order (``_fold``) lowers it with ``_EARLIER_FIRST``.
 _UPSERT = ManyRowInsert(
-    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq, body)",
-    6,
+    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq,"
+    " body, first_seq)",
+    7,
     " ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
     " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq,"
     " body = x'' WHERE excluded.seq > orders.seq",
-    row="(?, ?, ?, ?, '', ?, ?, x'')",
+    row="(?, ?, ?, ?, '', ?, ?, x'', ?)",
 )
+_EARLIER_FIRST = "UPDATE orders SET first_seq = ?1 WHERE client_order_id = ?2 AND first_seq > ?1"
 _APPEND = ManyRowInsert(
     "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)",
     5,
@@ -393,6 +397,11 @@ class SqliteStore:
         self.commits = 0
         self.records = 0
         self._seq = 0
+        #: The newest sequence number in the file (the fold's thread): a record folded at or
+        #: below it came after a newer one of its order, maybe (``_fold``).
+        self._file_seq = 0
+        #: An order's history as its reads say it (PostgreSQL's keeps an index by order).
+        self.history_sql = HISTORY_SQL
         self._seen = SeenFilter(seen_filter_bits)
         #: Every broker with an order in the journal: asking after another needs no read.
         self._brokers: set[str] = set()
@@ -523,6 +532,10 @@ class SqliteStore:
 
     def _replay(self) -> None:
         """Fold every segment of the log a crash left into the file, then delete them."""
+        assert self._wconn is not None
+        self._file_seq = int(
+            self._wconn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        )
         rows: list[LogRow] = []
         fills: list[FillRow] = []
         for record in changelog.read(self.path):
@@ -1083,15 +1096,26 @@ class SqliteStore:
         conn = self._wconn
         assert conn is not None
         kept, last = _kept(rows)
+        first: dict[str, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             # A statement round at a time: the news's encodes and the binds hold the GIL,
             # each statement's step lets go of it, so the trio thread waits at most for one
             # round's Python (``_ROUND`` records), not for a whole fold's.
             for start in range(0, len(kept), _ROUND):
-                events, latest = _table_rows(kept, last, start, start + _ROUND)
+                events, latest = _table_rows(kept, last, start, start + _ROUND, first)
                 _APPEND.run(conn, events)
                 _UPSERT.run(conn, latest)
+            # A record at or below the file's newest sequence number came after a newer one
+            # of its order (news overtaking a record's append, a replay): its order's first
+            # write may be older than the file says. ``kept`` is by sequence: they lead it.
+            file_seq = self._file_seq
+            for logged in kept:
+                seq: int = logged[0]
+                if seq > file_seq:
+                    break
+                coid = _order_and_event_of(logged)[0]
+                conn.execute(_EARLIER_FIRST, (seq, coid))
             for start in range(0, len(fills), _ROUND):
                 _ADD_FILL.run(conn, [_fill_logged(f) for f in fills[start : start + _ROUND]])
             if probe:
@@ -1103,6 +1127,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if kept and kept[-1][0] > self._file_seq:
+            self._file_seq = kept[-1][0]
         # Off the trio thread, before the trio side drops these orders from ``_unwritten``.
         self._seen.add_all(last)
 
@@ -1410,10 +1436,7 @@ class SqliteStore:
         await self.in_file()
 
         def read(conn: sqlite3.Connection) -> list[JournalEvent]:
-            rows = conn.execute(
-                "SELECT seq, event, ts, body FROM events WHERE client_order_id = ? ORDER BY seq",
-                (client_order_id,),
-            ).fetchall()
+            rows = conn.execute(self.history_sql, (client_order_id,)).fetchall()
             return [
                 JournalEvent(seq=s, event=e, ts=t, order=decode_order(b)) for s, e, t, b in rows
             ]
@@ -1437,7 +1460,7 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
     ``rows`` (in any order) as one transaction writes them."""
     kept, last = _kept(rows)
-    return _table_rows(kept, last, 0, len(kept))
+    return _table_rows(kept, last, 0, len(kept), None)
 
 
 def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[str, int]]:
@@ -1468,12 +1491,18 @@ def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[
 
 
 def _table_rows(
-    kept: list[LogRow | Record], last: dict[str, int], start: int, stop: int
+    kept: list[LogRow | Record],
+    last: dict[str, int],
+    start: int,
+    stop: int,
+    first: dict[str, int] | None,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows of ``kept[start:stop]`` (``_kept``), a news
-    record's body encoded here."""
-    events = []
-    latest = []
+    record's body encoded here. With ``first`` (each order's first sequence number among
+    ``kept``, filled in as its rows come, across calls), an ``orders`` row ends with it
+    (``first_seq``)."""
+    events: list[tuple[Any, ...]] = []
+    latest: list[tuple[Any, ...]] = []
     for i in range(start, min(stop, len(kept))):
         # Read as a tuple of anything: compiled, a typed row would be unboxed (each item's
         # type checked, its integers converted) only to be boxed again into the table rows.
@@ -1482,8 +1511,14 @@ def _table_rows(
             logged = log_row(*logged)  # the brokers' news, encoded here
         seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
         events.append((seq, coid, event, ts, body))
-        if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
-            latest.append((coid, oid, broker, status, updated_at, seq))
+        if first is None:
+            if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
+                latest.append((coid, oid, broker, status, updated_at, seq))
+            continue
+        if coid not in first:
+            first[coid] = seq
+        if last[coid] == i:
+            latest.append((coid, oid, broker, status, updated_at, seq, first[coid]))
     return events, latest
 
 
