@@ -7,15 +7,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
+from msgspec.structs import astuple
 
-from tests.brokers.paper.test_shared_file import (
-    filled_order,
-    map_bodies_record,
-    placed,
-    rows,
-    streaming,
-)
+from tests.brokers.paper.test_layout import FILLS_TABLE_SCHEMA
+from tests.brokers.paper.test_shared_file import buy, filled_order, placed, rows, streaming
 from ult_actors.brokers.paper.batch import Change, Rows, decode_change, encode_change, stage_change
 from ult_actors.brokers.paper.records import WorkingOrder
 from ult_actors.brokers.paper.store import LAYOUT, PaperStore
@@ -116,31 +113,92 @@ def test_every_field_and_decimal_reads_back_from_the_file_exactly(
         store.close()
 
 
-async def test_a_file_of_the_version_before_opens_as_it_is_and_is_marked_for_this_one(
-    tmp_path: Path,
+def _fills_table_file(
+    path: Path, layout: int, orders: list[WorkingOrder], fills: list[Fill]
 ) -> None:
-    # Layout 2 (bodies maps) is layout 3 but for the bodies this version writes, which a
-    # version of layout 2 would misread: the file is marked 3, nothing else changes.
-    path = tmp_path / "paper.db"
-    order = filled_order("before-1", 1)
-    store = PaperStore(str(path), first_account="desk")
-    try:
-        folded = Rows()
-        fill = Fill(
-            fill_id="abc.f1", order_id=order.id, client_order_id="before-1", broker="desk",
-            symbol="AAPL", side="buy", qty=Decimal(10), price=Decimal(100), ts=2,
-        )  # fmt: skip
-        folded.add(decode_change(map_bodies_record(WorkingOrder(order=order), fill)), 1)
-        store.commit(folded)
-    finally:
-        store.close()
+    """A file of ``layout`` (2: bodies maps; 3: arrays) holding ``orders`` (ended) and
+    ``fills``, in that order."""
+    if layout == 2:
+        body: Callable[[object], bytes] = msgspec.msgpack.encode
+    else:
+        body = lambda item: msgspec.msgpack.encode(  # noqa: E731
+            (astuple(item.order), item.triggered, item.in_transit, item.commission)
+            if isinstance(item, WorkingOrder)
+            else astuple(item)
+        )
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 2")
+    db.executescript(FILLS_TABLE_SCHEMA)
+    db.execute("INSERT INTO accounts VALUES ('desk', '90000', 1, 9, 9)")
+    for working in orders:
+        order = working.order
+        db.execute(
+            "INSERT INTO orders VALUES ('desk', ?, ?, 0, ?)",
+            (order.id, order.client_order_id, body(working)),
+        )
+    for fill in fills:
+        db.execute(
+            "INSERT INTO fills VALUES ('desk', ?, ?, ?)", (fill.fill_id, fill.order_id, body(fill))
+        )
+    db.execute(f"PRAGMA user_version = {layout}")
+    db.commit()
     db.close()
-    before = rows(path, "SELECT * FROM orders")
+
+
+def _fill(fill_id: str, order: Order, qty: Decimal, ts: int) -> Fill:
+    return Fill(
+        fill_id=fill_id, order_id=order.id, client_order_id=order.client_order_id,
+        broker=order.broker, symbol=order.symbol, side=order.side, qty=qty,
+        price=Decimal(100), ts=ts,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", [2, 3])
+async def test_a_file_of_the_layouts_before_has_its_fills_moved_into_their_orders_rows(
+    tmp_path: Path, layout: int
+) -> None:
+    # Layout 2 (bodies maps) is layout 3 but for the bodies arrays, which a version of
+    # layout 2 would misread; layout 4 keeps an order's fills in its row. Both convert,
+    # each order's fills oldest first (by when written, not by id), its row as it was.
+    path = tmp_path / "paper.db"
+    first, second = filled_order("before-1", 1), filled_order("before-2", 2)
+    fills = [
+        _fill(f"abc.f{n}", order, Decimal(qty), n)
+        for n, order, qty in ((10, first, 4), (3, second, 10), (9, first, 6))
+    ]
+    _fills_table_file(path, layout, [WorkingOrder(order=first), WorkingOrder(order=second)], fills)
+    before = rows(path, "SELECT account, id, client_order_id, open, body FROM orders")
     desk = placed(tmp_path, "desk")
     async with streaming(desk):
-        assert await desk.get_order_by_client_id("before-1") == order
-        assert desk.venue.fills(order.id) == [fill]
-    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 3
-    assert rows(path, "SELECT * FROM orders") == before
+        assert await desk.get_order_by_client_id("before-1") == first
+        assert desk.venue.fills(first.id) == [fills[0], fills[2]]
+        assert desk.venue.fills(second.id) == [fills[1]]
+        after = await desk.submit(buy("after-1", 1))
+    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 4
+    assert rows(path, "SELECT name FROM sqlite_master WHERE name LIKE 'fills%'") == []
+    now = rows(path, "SELECT account, id, client_order_id, open, body FROM orders ORDER BY rowid")
+    assert now[:2] == before
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):  # reopened: the same, and the new order's fill beside them
+        assert desk.venue.fills(first.id) == [fills[0], fills[2]]
+        assert [f.qty for f in desk.venue.fills(after.id)] == [1]
+
+
+def test_fills_of_an_order_the_file_has_are_appended_to_its_row_without_it(
+    tmp_path: Path,
+) -> None:
+    # The venue records a fill with its order's new state; a record holding only the fill
+    # (none is written, but the record allows it) still adds it to the order's row.
+    working = _odd_order()
+    fill = _odd_fill(working.order)
+    later = msgspec.structs.replace(fill, fill_id="abc.f4", qty=Decimal(1))
+    path = str(tmp_path / "paper.db")
+    store = PaperStore(path, first_account="desk")
+    try:
+        for n, (orders, fills) in enumerate([({working.order.id: working}, [fill]), ({}, [later])]):
+            change = stage_change("desk", orders, (), fills, [], [], (Decimal(1), 7, 8, 4))
+            folded = Rows()
+            folded.add(change, n + 1)
+            store.commit(folded)
+        assert store.fills("desk", working.order.id) == [fill, later]
+    finally:
+        store.close()

@@ -6,14 +6,16 @@ once, on the trio thread, by ``stage_change`` into a ``Change``: the file's
 rows of that call, each order's and fill's body encoded (msgpack) and every
 decimal made text. The change log holds its encode (``paper.writer``); the
 writer's thread is handed the ``Change`` itself and folds its rows as they
-are (``Rows.add``): no decode, no key read out of a body, no copy. Its
+are (``Rows.add``): no decode, no key read out of a body, no copy; each
+order's new fills go into its own row (the file's layout 4). Its
 values are fixed when made, so the venue may go on changing its own
 objects. Each body is a msgpack array of the order's or fill's fields by
 position (``msgspec.structs.astuple``): no field names to write, CRC and
 store, where a map of a 24-field ``Order`` was two thirds names. Logs of
 the versions before (``ArrayBodiesChange``: the bodies without their rows'
 keys; ``MapBodiesChange``: its bodies maps) are read too, their keys read
-out of the bodies.
+out of the bodies (a map fill's body made an array, as an order's row keeps its
+fills).
 
 Compiled by mypyc in the compiled build; its record classes, declared with
 class keywords, live in ``paper.records`` (re-exported here).
@@ -47,11 +49,15 @@ __all__ = [
     "WorkingOrder",
     "decode_change",
     "encode_change",
+    "encode_fill",
+    "joined_bodies",
     "stage_change",
 ]
 
 
-_encode = msgspec.msgpack.Encoder().encode
+_encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_encode_into = _encoder.encode_into
 
 #: A change log record's bytes, ``Change``'s.
 encode_change = _encode
@@ -67,9 +73,32 @@ class _WorkingKey(msgspec.Struct):
     order: _OrderKey
 
 
-class _FillKeys(msgspec.Struct):
-    fill_id: str
-    order_id: str
+#: An order row's ``fills`` with none.
+_NO_FILLS = bytearray()
+
+
+def joined_bodies(rows: list[tuple[Any, ...]]) -> bytearray:
+    """The bodies of fill rows ``rows``, one after the other."""
+    if len(rows) == 1:
+        body: bytearray = rows[0][3]
+        return body
+    joined = bytearray()
+    for row in rows:
+        joined += row[3]
+    return joined
+
+
+def _body(value: object) -> bytearray:
+    """``value``'s msgpack as a ``bytearray``: what sqlite3 binds without looking for an
+    adapter (encoded into it, not copied from ``bytes``)."""
+    body = bytearray()
+    _encode_into(value, body)
+    return body
+
+
+def encode_fill(fill: Fill) -> bytearray:
+    """The body of ``fill`` as the file holds it: a msgpack array of its fields by position."""
+    return _body(astuple(fill))
 
 
 #: The keys of the file's rows, read from a body of an earlier version's record.
@@ -77,7 +106,7 @@ _working_keys = msgspec.msgpack.Decoder(WorkingKeys).decode
 _fill_keys = msgspec.msgpack.Decoder(FillKeys).decode
 #: The same from a body of the version before that (a map).
 _map_working_key = msgspec.msgpack.Decoder(_WorkingKey).decode
-_map_fill_keys = msgspec.msgpack.Decoder(_FillKeys).decode
+_map_fill = msgspec.msgpack.Decoder(Fill).decode
 
 
 def stage_change(
@@ -96,12 +125,9 @@ def stage_change(
     order_rows = []
     for oid, w in orders.items():
         order = w.order
-        # A ``bytearray``: what sqlite3 binds without looking for an adapter.
-        body = bytearray(_encode((astuple(order), w.triggered, w.in_transit, w.commission)))
+        body = _body((astuple(order), w.triggered, w.in_transit, w.commission))
         order_rows.append((account, oid, order.client_order_id, int(oid in open_orders), body))
-    fill_rows = [
-        (account, fill.fill_id, fill.order_id, bytearray(_encode(astuple(fill)))) for fill in fills
-    ]
+    fill_rows = [(account, fill.fill_id, fill.order_id, encode_fill(fill)) for fill in fills]
     cash, created_at, next_order, next_fill = counters
     return Change(
         order_rows,
@@ -114,12 +140,18 @@ def stage_change(
 
 @dataclass
 class Rows:
-    """What one transaction writes: records folded in order, the last state of a key winning."""
+    """What one transaction writes: records folded in order, the last state of a key winning.
+
+    An order's fills go into its own row (the file's layout 4, ``paper.store``):
+    ``orders()`` gives each order's row with the fills folded in since, in the
+    order they came, to be appended to those its row has.
+    """
 
     #: The last record folded in (the file has every record up to it once committed).
     seq: int = 0
     _orders: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    _fills: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Each order's new fills' rows (``(account, fill_id, order_id, body)``), oldest first.
+    _fills: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
     _holdings: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -133,17 +165,27 @@ class Rows:
         # Its rows are the file's, kept as they are. Read as lists of anything: compiled,
         # a typed row would be unboxed (each item's type checked) and boxed anew.
         orders: list[Any] = change.orders
+        fills: list[Any] = change.fills
         positions: list[Any] = change.positions
         prices: list[Any] = change.prices
         account: Any = change.account
         for row in orders:
             self._orders[row[0], row[1]] = row
-        self._fills.extend(change.fills)
+        for row in fills:
+            self._fill(row)
         for row in positions:
             self._holdings[row[0], row[1]] = row
         for row in prices:
             self._prices[row[0], row[1]] = row
         self._accounts[account[0]] = account
+
+    def _fill(self, row: tuple[Any, ...]) -> None:
+        key = (row[0], row[2])
+        kept = self._fills.get(key)
+        if kept is None:
+            self._fills[key] = [row]
+        else:
+            kept.append(row)
 
     def _add_earlier(self, change: ArrayBodiesChange) -> None:
         """Fold in a record of an earlier version, its rows' keys read from its bodies."""
@@ -156,8 +198,12 @@ class Rows:
             coid = working.order.client_order_id
             self._orders[name, oid] = (name, oid, coid, int(oid not in ended), bytearray(body))
         for body in change.fills:
-            keys = _fill_keys(body) if arrays else _map_fill_keys(body)
-            self._fills.append((name, keys.fill_id, keys.order_id, bytearray(body)))
+            if arrays:
+                keys = _fill_keys(body)
+                self._fill((name, keys.fill_id, keys.order_id, bytearray(body)))
+            else:  # the file's fills are arrays, read back many at once (``fills_from_arrays``)
+                fill = _map_fill(body)
+                self._fill((name, fill.fill_id, fill.order_id, encode_fill(fill)))
         for symbol, qty, avg, pl in change.holdings:
             self._holdings[name, symbol] = (name, symbol, qty, avg, pl)
         for symbol, price in change.prices:
@@ -171,12 +217,23 @@ class Rows:
         """Whether any record was folded in (each carries its account's row at least)."""
         return bool(self._accounts)
 
-    def orders(self) -> Iterable[tuple[Any, ...]]:
-        """``(account, id, client_order_id, open, body)`` of each order."""
-        return self._orders.values()
+    def orders(self) -> list[tuple[Any, ...]]:
+        """``(account, id, client_order_id, open, body, fills, nfills)`` of each order:
+        ``fills`` its new fills' bodies one after the other (``nfills`` of them)."""
+        fills = self._fills
+        rows: list[tuple[Any, ...]] = []
+        for key, row in self._orders.items():
+            new = fills.pop(key, None)
+            if new is None:
+                rows.append((*row, _NO_FILLS, 0))
+            else:
+                rows.append((*row, joined_bodies(new), len(new)))
+        return rows
 
-    def fills(self) -> Iterable[tuple[Any, ...]]:
-        """``(account, fill_id, order_id, body)`` of each fill, oldest first."""
+    def fills(self) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+        """The new fills' rows ``(account, fill_id, order_id, body)`` by ``(account,
+        order_id)``, oldest first; after ``orders()``, only those of orders it did not
+        give (an order the file has already)."""
         return self._fills
 
     def positions(self) -> Iterable[tuple[Any, ...]]:

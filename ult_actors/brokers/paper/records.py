@@ -29,6 +29,7 @@ __all__ = [
     "WorkingKeys",
     "WorkingOrder",
     "fill_from_array",
+    "fills_from_arrays",
     "working_from_array",
 ]
 
@@ -118,6 +119,10 @@ _FillArray = array_twin(Fill, "_FillArray")
 _WorkingArray = array_twin(WorkingOrder, "_WorkingArray", order=_OrderArray)
 _working_array = msgspec.msgpack.Decoder(_WorkingArray).decode
 _fill_array = msgspec.msgpack.Decoder(_FillArray).decode
+# (``list[_FillArray]`` spelt so that mypy takes a class made at run time.)
+_fill_arrays = msgspec.msgpack.Decoder(list.__class_getitem__(_FillArray)).decode
+#: A msgpack array's header of up to 2**32 - 1 items, the count after it (big-endian).
+_ARRAY32 = b"\xdd"
 
 
 def working_from_array(body: bytes) -> WorkingOrder:
@@ -134,6 +139,16 @@ def working_from_array(body: bytes) -> WorkingOrder:
 def fill_from_array(body: bytes) -> Fill:
     """The fill a body of this version holds (a msgpack array, ``stage_change``'s)."""
     return Fill(**msgspec.structs.asdict(_fill_array(body)))
+
+
+def fills_from_arrays(bodies: bytes, count: int) -> list[Fill]:
+    """The ``count`` fills whose bodies (msgpack arrays, ``stage_change``'s) ``bodies``
+    holds one after the other (an order row's ``fills``), oldest first."""
+    if not count:
+        return []
+    # With an array's header in front, they are one msgpack array: one decode.
+    items: list[Any] = _fill_arrays(_ARRAY32 + count.to_bytes(4, "big") + bodies)
+    return [Fill(**msgspec.structs.asdict(item)) for item in items]
 
 
 class _OrderKeys(msgspec.Struct, array_like=True):

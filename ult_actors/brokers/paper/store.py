@@ -39,6 +39,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -48,8 +49,12 @@ import msgspec
 
 from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.account import PaperHolding
-from ult_actors.brokers.paper.batch import Rows, WorkingOrder
-from ult_actors.brokers.paper.records import fill_from_array, working_from_array
+from ult_actors.brokers.paper.batch import Rows, WorkingOrder, encode_fill, joined_bodies
+from ult_actors.brokers.paper.records import (
+    fill_from_array,
+    fills_from_arrays,
+    working_from_array,
+)
 from ult_actors.brokers.paper.settings import DEFAULT_FILE
 from ult_actors.errors import BrokerUnavailable, ConfigError
 from ult_actors.messages import Fill
@@ -71,10 +76,17 @@ _LEGACY_PREFIX = "paper-"
 #: replayed change log, which skips the fills the file has (``_replay_log``).
 #: Layout 3 is layout 2 whose bodies may be msgpack arrays (``batch.stage_change``'s),
 #: which a version of layout 2 would misread: a file of layout 2 becomes 3 as it is.
+#: Layout 4 keeps an order's fills in its own row (``fills``: their bodies, arrays,
+#: one after the other; ``nfills``: how many), appended to as the order fills, and has
+#: no ``fills`` table: an order and its fill write three B-trees, not five (the table's
+#: row and its index entry were a third of the writer's instructions an order). A file
+#: of layout 3 is converted when opened (``_fills_into_orders``), in one transaction.
 #: An earlier version of the service cannot open a file of this layout.
-LAYOUT = 3
+LAYOUT = 4
 #: The layout whose file is layout 3's as it is (its bodies maps or JSON, read alike).
 _MAP_BODIES_LAYOUT = 2
+#: The layout before an order's fills moved into its row.
+_FILLS_TABLE_LAYOUT = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -116,7 +128,7 @@ CREATE TABLE IF NOT EXISTS prices (
     PRIMARY KEY (account, symbol)
 );
 """
-_TABLES = ("accounts", "orders", "fills", "positions", "prices")
+_TABLES = ("accounts", "orders", "positions", "prices")
 #: The tables layout 2 keys otherwise than the first shared layout, and their columns.
 _REKEYED = {
     "orders": "account, id, client_order_id, open, body",
@@ -127,15 +139,13 @@ _INDEXES = ("orders_by_client", "orders_open", "fills_by_order")
 _OLD_TABLES = ("meta", "orders", "fills", "positions", "prices")
 
 
-def _upsert(
-    table: str, key: tuple[str, ...], rest: tuple[str, ...], *, updated: tuple[str, ...] = ()
-) -> ManyRowInsert:
+def _upsert(table: str, key: tuple[str, ...], rest: tuple[str, ...]) -> ManyRowInsert:
     """An insert of rows of ``key + rest`` whose key may be taken: then the row is updated
-    in place (``updated``, else all of ``rest``), not replaced. ``INSERT OR REPLACE``
+    in place (``rest``), not replaced. ``INSERT OR REPLACE``
     deletes the row and its key's index entry and inserts both anew, where an update
     rewrites the row alone (its key is the same); every commit writes these rows."""
     columns = key + rest
-    sets = ", ".join(f"{c} = excluded.{c}" for c in updated or rest)
+    sets = ", ".join(f"{c} = excluded.{c}" for c in rest)
     return ManyRowInsert(
         f"INSERT INTO {table} ({', '.join(columns)})",
         len(columns),
@@ -143,10 +153,20 @@ def _upsert(
     )
 
 
-_UPSERT_ORDER = _upsert(
-    "orders", ("account", "id"), ("client_order_id", "open", "body"), updated=("open", "body")
+#: An order's row, its new fills appended to those it has (``||`` makes text of two
+#: blobs, with their bytes as they are: cast back to a blob).
+_UPSERT_ORDER = ManyRowInsert(
+    "INSERT INTO orders (account, id, client_order_id, open, body, fills, nfills)",
+    7,
+    " ON CONFLICT(account, id) DO UPDATE SET open = excluded.open, body = excluded.body,"
+    " fills = CAST(fills || excluded.fills AS BLOB), nfills = nfills + excluded.nfills",
 )
-_INSERT_FILL = ManyRowInsert("INSERT INTO fills (account, fill_id, order_id, body)", 4)
+#: New fills of an order the file has, whose row the commit does not write (no version
+#: of the venue records a fill without its order's new state; a record may, in principle).
+_APPEND_FILLS = (
+    "UPDATE orders SET fills = CAST(fills || ? AS BLOB), nfills = nfills + ?"
+    " WHERE account = ? AND id = ?"
+)
 _UPSERT_POSITION = _upsert("positions", ("account", "symbol"), ("qty", "avg_price", "realized_pl"))
 _UPSERT_PRICE = _upsert("prices", ("account", "symbol"), ("price",))
 _UPSERT_ACCOUNT = _upsert("accounts", ("name",), ("cash", "created_at", "next_order", "next_fill"))
@@ -342,11 +362,15 @@ class PaperStore:
         """The executions of ``order_id`` in the file, oldest first."""
         if self.in_memory:
             return []
-        rows = self._reader().execute(
-            "SELECT body FROM fills WHERE account = ? AND order_id = ? ORDER BY rowid",
-            (account, order_id),
+        row = (
+            self._reader()
+            .execute(
+                "SELECT fills, nfills FROM orders WHERE account = ? AND id = ?",
+                (account, order_id),
+            )
+            .fetchone()
         )
-        return [fill_body(body) for (body,) in rows]
+        return fills_from_arrays(row[0], row[1]) if row else []
 
     def _reader(self) -> sqlite3.Connection:
         if self._read is None:
@@ -369,13 +393,14 @@ def _commit(db: sqlite3.Connection, rows: Rows, *, replayed: bool = False) -> No
     have taken in already, in part: the fills it has are skipped)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        fills = list(rows.fills())
         if replayed:
-            fills = [row for row in fills if not _filed(db, row)]
+            _skip_filed(db, rows.fills())
         # Many rows a statement (``ManyRowInsert``): the loop waits for this thread's
         # GIL once a statement, not once a row.
-        _UPSERT_ORDER.run(db, list(rows.orders()))
-        _INSERT_FILL.run(db, fills)
+        _UPSERT_ORDER.run(db, rows.orders())
+        for (account, order_id), loose in rows.fills().items():
+            if loose:
+                db.execute(_APPEND_FILLS, (joined_bodies(loose), len(loose), account, order_id))
         _UPSERT_POSITION.run(db, list(rows.positions()))
         _UPSERT_PRICE.run(db, list(rows.prices()))
         _UPSERT_ACCOUNT.run(db, list(rows.accounts()))
@@ -386,14 +411,15 @@ def _commit(db: sqlite3.Connection, rows: Rows, *, replayed: bool = False) -> No
         raise
 
 
-def _filed(db: sqlite3.Connection, fill: tuple[Any, ...]) -> bool:
-    """Whether the file has the fill ``(account, fill_id, order_id, body)``."""
-    account, fill_id, order_id, _ = fill
-    found = db.execute(
-        "SELECT 1 FROM fills WHERE account = ? AND order_id = ? AND fill_id = ?",
-        (account, order_id, fill_id),
-    ).fetchone()
-    return found is not None
+def _skip_filed(db: sqlite3.Connection, fills: dict[tuple[str, str], list[tuple[Any, ...]]]) -> None:
+    """Drop from ``fills`` (``Rows.fills()``) those the file has already."""
+    for (account, order_id), new in fills.items():
+        row = db.execute(
+            "SELECT fills, nfills FROM orders WHERE account = ? AND id = ?", (account, order_id)
+        ).fetchone()
+        if row is not None and row[1]:
+            filed = {fill.fill_id for fill in fills_from_arrays(row[0], row[1])}
+            new[:] = [fill for fill in new if fill[1] not in filed]
 
 
 def _replay_log(db: sqlite3.Connection, path: str) -> None:
@@ -436,8 +462,14 @@ def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
     if version == LAYOUT:
         return
     if version == _MAP_BODIES_LAYOUT:
-        db.execute(f"PRAGMA user_version = {LAYOUT}")
-        return
+        db.execute(f"PRAGMA user_version = {_FILLS_TABLE_LAYOUT}")
+    elif version != _FILLS_TABLE_LAYOUT:
+        _to_fills_table_layout(db, account)
+    _fills_into_orders(db)
+
+
+def _to_fills_table_layout(db: sqlite3.Connection, account: str) -> None:
+    """Bring a file of layout 0 (or none: a new file) to layout 3, in one transaction."""
     tables = _tables(db)
     old_layout = _is_old_layout(tables)
     # Set aside, then copied into the new tables (all of them for a new file are new).
@@ -452,7 +484,7 @@ def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
             if statement.strip():
                 db.execute(statement)
         if old_layout:
-            _copy_old_account(db, "main", "old_", account)
+            _copy_old_account(db, "main", "old_", account, fills_table=True)
         else:
             for table in moved:
                 columns = _REKEYED[table]
@@ -462,6 +494,26 @@ def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
                 )
         for table in moved:
             db.execute(f"DROP TABLE old_{table}")
+        db.execute(f"PRAGMA user_version = {_FILLS_TABLE_LAYOUT}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _fills_into_orders(db: sqlite3.Connection) -> None:
+    """Convert a file of layout 3 to layout 4 in one transaction: each order's fills
+    (their bodies as arrays, whatever form the file had them in) into its row, then the
+    ``fills`` table dropped. A fill whose order the file lacks has no row to go to (no
+    version writes one: a venue call records an order's fill with its order)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE orders ADD COLUMN fills BLOB NOT NULL DEFAULT x''")
+        db.execute("ALTER TABLE orders ADD COLUMN nfills INTEGER NOT NULL DEFAULT 0")
+        _append_fills(db, db.execute("SELECT account, order_id, body FROM fills ORDER BY rowid"))
+        db.execute("DROP INDEX IF EXISTS fills_by_order")
+        db.execute("DROP TABLE fills")
         db.execute(f"PRAGMA user_version = {LAYOUT}")
         db.execute("COMMIT")
     except BaseException:
@@ -470,8 +522,24 @@ def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
         raise
 
 
-def _copy_old_account(db: sqlite3.Connection, schema: str, prefix: str, account: str) -> None:
-    """Copy the one account of an old-layout file (tables ``<schema>.<prefix>meta`` ...)."""
+def _append_fills(db: sqlite3.Connection, fills: Iterable[tuple[str, str, Any]]) -> None:
+    """Append fills ``(account, order_id, body)`` of a file of an earlier layout, oldest
+    first, to their orders' rows, each body made an array (``batch.encode_fill``)."""
+    by_order: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for account, order_id, body in fills:
+        array = bytearray(body) if _is_array(body) else encode_fill(fill_body(body))
+        by_order.setdefault((account, order_id), []).append((account, "", order_id, array))
+    db.executemany(
+        _APPEND_FILLS,
+        [(joined_bodies(f), len(f), account, oid) for (account, oid), f in by_order.items()],
+    )
+
+
+def _copy_old_account(
+    db: sqlite3.Connection, schema: str, prefix: str, account: str, *, fills_table: bool
+) -> None:
+    """Copy the one account of an old-layout file (tables ``<schema>.<prefix>meta`` ...)
+    into a file with a ``fills`` table (``fills_table``: layout 3) or of this layout."""
     src = f"{schema}.{prefix}"
     meta = dict(db.execute(f"SELECT key, value FROM {src}meta").fetchall())
     if "cash" not in meta:
@@ -491,11 +559,17 @@ def _copy_old_account(db: sqlite3.Connection, schema: str, prefix: str, account:
         f" SELECT ?, id, client_order_id, open, body FROM {src}orders ORDER BY rowid",
         (account,),
     )
-    db.execute(
-        "INSERT INTO main.fills (account, fill_id, order_id, body)"
-        f" SELECT ?, fill_id, order_id, body FROM {src}fills ORDER BY rowid",
-        (account,),
-    )
+    if fills_table:
+        db.execute(
+            "INSERT INTO main.fills (account, fill_id, order_id, body)"
+            f" SELECT ?, fill_id, order_id, body FROM {src}fills ORDER BY rowid",
+            (account,),
+        )
+    else:
+        _append_fills(
+            db,
+            db.execute(f"SELECT ?, order_id, body FROM {src}fills ORDER BY rowid", (account,)),
+        )
     db.execute(
         "INSERT INTO main.positions (account, symbol, qty, avg_price, realized_pl)"
         f" SELECT ?, symbol, qty, avg_price, realized_pl FROM {src}positions",
@@ -538,7 +612,7 @@ def _import_one(db: sqlite3.Connection, path: Path, account: str) -> None:
         if known is None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                _copy_old_account(db, "old", "", account)
+                _copy_old_account(db, "old", "", account, fills_table=False)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -646,6 +720,7 @@ def _delete_account(path: str, account: str) -> bool:
             raise sqlite3.DatabaseError("old layout: the file holds one account")
         if "accounts" not in tables:
             return False
+        _upgrade(db, path, account)  # this layout's rows are what a replay writes
         _replay_log(db, path)  # what a crash left in the log, the account's rows too
         db.execute("BEGIN IMMEDIATE")
         found = db.execute("SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone()
