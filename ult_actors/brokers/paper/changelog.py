@@ -134,7 +134,7 @@ class ChangeLog:
 
     def append(self, record: bytes) -> None:
         """Write ``record`` to the open segment: ``OSError`` if it cannot."""
-        self._log.append(segment_log.framed(record))
+        self._log.append_payload(record)
 
     def rotate(self) -> Path:
         """Close the open segment and open the next; the closed one's path."""
