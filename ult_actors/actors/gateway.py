@@ -11,7 +11,7 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import trio
@@ -141,13 +141,20 @@ def _wire_error(exc: Exception, request: Request) -> UltError:
     return Internal(f"request failed: {exc}")
 
 
+# What a submit's way reads, as ``Final`` names: compiled, a C static each, not a look-up
+# in this module's dict (a class from an uncompiled module is one otherwise).
+_SUBMIT: Final = Submit
+_ORDER: Final = Order
+_ORDER_REPLY: Final = OrderReply
+
+
 def _order_reply(request: Submit, order: object) -> OrderReply:
     """A submit's reply; its answer must be an order (as ``call(..., answer=Order)``)."""
-    if not isinstance(order, Order):
+    if not isinstance(order, _ORDER):
         raise TypeError(
             f"Submit was answered with type {type(order).__name__}, not {Order.__name__}"
         )
-    return OrderReply(id=request.id, order=order)
+    return _ORDER_REPLY(id=request.id, order=order)
 
 
 class ServiceGateway:
@@ -195,7 +202,7 @@ class ServiceGateway:
 
         No checkpoint on the way: the caller checks for its cancellation.
         """
-        if type(request) is not Submit or request.wait:  # decoded: never a subclass
+        if type(request) is not _SUBMIT or request.wait:  # decoded: never a subclass
             return self.handle(request, peer)
         order_req = request.order
         coid = order_req.client_order_id

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final
 
 import msgspec
 
@@ -56,6 +57,12 @@ RouterCommand = Submit | SubmitList | Replace | Cancel
 
 #: How many recently submitted client order ids the router remembers in memory.
 _RECENT = 100_000
+
+# What a new order's way reads, as ``Final`` names: compiled, a C static each, not a
+# look-up in this module's dict (a class from an uncompiled module is one otherwise).
+_SUBMIT: Final = Submit
+_PLACE_ORDER: Final = PlaceOrder
+_replace: Final = msgspec.structs.replace
 
 
 @dataclass
@@ -133,7 +140,7 @@ class _Router:
         which read nothing, run again there).
         """
         msg = env.msg
-        if type(msg) is not Submit:  # decoded, never subclassed: no ``isinstance``
+        if type(msg) is not _SUBMIT:  # decoded, never subclassed: no ``isinstance``
             return self.handle(env)
         try:
             request = self._checked(msg.order)
@@ -180,7 +187,7 @@ class _Router:
         deps.validate(request)
         broker = resolve_broker(request, deps)
         if request.broker != broker:
-            request = msgspec.structs.replace(request, broker=broker)
+            request = _replace(request, broker=broker)
         return request
 
     def _place(
@@ -192,7 +199,7 @@ class _Router:
         deps.journal.check_writable()  # refused here, before risk or the broker sees it
         self.recent.put(coid, request)
         assert env.reply is not None
-        place = PlaceOrder(request=request)
+        place = _PLACE_ORDER(request=request)
         broker = request.broker
         assert broker is not None  # resolved (``_checked``)
         if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline):

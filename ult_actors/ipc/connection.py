@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import trio
 from msgspec import Struct
@@ -85,6 +85,12 @@ class _TakeTurn:
 
 _READ = _ReadTurn()
 _TAKE = _TakeTurn()
+
+# What every request's way reads, as ``Final`` names: compiled, a C static each, not a
+# look-up in this module's dict (a class from an uncompiled module is one otherwise).
+_ORDER_REPLY: Final = OrderReply
+_ERROR_REPLY: Final = ErrorReply
+_SUBSCRIBE: Final = Subscribe
 
 
 class Connection:
@@ -223,7 +229,7 @@ class Connection:
             answer = self.dispatcher.begin(request, self.peer)
             # The reply itself (most: answered without a wait), a submit's by a pointer
             # compare (``isinstance`` against the Struct base costs ~300 instructions).
-            if type(answer) is OrderReply or isinstance(answer, Struct):
+            if type(answer) is _ORDER_REPLY or isinstance(answer, Struct):
                 self._reply(answer)
             elif not await run_noting_suspension(self._reply_when(answer), self._hand_reading):
                 return True  # take what was read meanwhile
@@ -250,7 +256,7 @@ class Connection:
                 self._taker_due = True
                 self._tasks.hand(_TAKE)
             answer = dispatcher.begin(request, self.peer)
-            if type(answer) is OrderReply or isinstance(answer, Struct):  # as above
+            if type(answer) is _ORDER_REPLY or isinstance(answer, Struct):  # as above
                 self._reply(answer)
                 if self.dropped is not None:
                     await checkpoint_if_cancelled()  # dropped: answer nothing more
@@ -353,10 +359,10 @@ class Connection:
         request = self.dispatcher.decode(payload)
         # ``type() is``, not ``isinstance``: a Struct class's ``isinstance`` that fails
         # costs ~600 instructions, and most frames are neither (decoded, never subclassed).
-        if type(request) is ErrorReply:
+        if type(request) is _ERROR_REPLY:
             self._send(request)
             return None
-        if type(request) is Subscribe:
+        if type(request) is _SUBSCRIBE:
             self._subscribe(request)
             return None
         self._in_flight += 1

@@ -36,6 +36,10 @@ from ult_actors.messages import (
 )
 
 _MUTATING = (Submit, Replace, SubmitList, Cancel, SetKillSwitch, SetTradingState)
+# What every request's way reads, as ``Final`` names: compiled, a C static each, not a
+# look-up in this module's dict (a class from an uncompiled module is one otherwise).
+_SUBMIT: Final = Submit
+_ORDER_REPLY: Final = OrderReply
 
 
 class Dispatcher:
@@ -57,7 +61,7 @@ class Dispatcher:
         except BadRequest as exc:
             self.log.info("bad request", error=exc.message)
             return ErrorReply(id=self.codec.request_id(payload), error=exc.to_info())
-        if type(request) is Submit:  # the usual request: prepared only without its id
+        if type(request) is _SUBMIT:  # the usual request: prepared only without its id
             if request.order.client_order_id is None:
                 request = self.gateway.prepare(request)
             self._log_mutation(request)
@@ -79,7 +83,7 @@ class Dispatcher:
         except Exception as exc:
             return self._error_reply(request, exc)
         # A reply (every ``Reply`` is a Struct); a submit's by a pointer compare.
-        if type(answer) is OrderReply or isinstance(answer, msgspec.Struct):
+        if type(answer) is _ORDER_REPLY or isinstance(answer, msgspec.Struct):
             return answer
         return self._answered(request, answer)
 
