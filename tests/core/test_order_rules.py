@@ -11,7 +11,7 @@ import pytest
 
 from ult_actors.errors import InvalidOrder
 from ult_actors.messages import OrderRequest
-from ult_actors.validation import SYMBOL_RE, validate_order
+from ult_actors.validation import MAX_DECIMAL, SYMBOL_RE, check_decimal, validate_order
 
 
 def _order(**terms: Any) -> OrderRequest:
@@ -86,3 +86,23 @@ def test_a_symbol_passes_exactly_when_the_symbol_pattern_matches_it(symbol: str)
     else:
         with pytest.raises(InvalidOrder, match="is not a valid symbol"):
             validate_order(_order(symbol=symbol))
+
+
+@pytest.mark.parametrize(
+    "qty",
+    ["1", "7", "999999999999", "1000000000000", "0", "-0", "-5", "1E+2", "1.0", "0.5", "NaN",
+     "sNaN", "Infinity", "-Infinity", "1E+12", "123456789012345"],
+)  # fmt: skip
+def test_a_whole_quantity_passes_exactly_when_it_is_plain_positive_and_below_the_bound(
+    qty: str,
+) -> None:
+    # Whole numbers are told by their exponent and two compares: the same answer as the
+    # full check's (plain digits, finite, > 0, < MAX_DECIMAL, at most 9 places).
+    value = Decimal(qty)
+    plain = value.is_finite() and value.as_tuple().exponent in range(-9, 1)
+    if plain and 0 < value < MAX_DECIMAL:
+        check_decimal(value, "qty")
+    else:
+        with pytest.raises(InvalidOrder) as info:
+            check_decimal(value, "qty")
+        assert info.value.field == "qty"

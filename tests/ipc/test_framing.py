@@ -105,3 +105,45 @@ def test_replies_encoded_one_after_another_are_each_their_own_whole_frame() -> N
     ]
     framed = [codec.encode(reply) for reply in replies]
     assert framed == [frame(msgspec.msgpack.encode(reply)) for reply in replies]
+
+
+def test_a_frame_split_across_reads_is_joined_with_the_next_read_s_frames() -> None:
+    reader = FrameReader()
+    stream = b"".join(frame(b"p%d" % i) for i in range(4))
+    cut = len(frame(b"p0")) + 3  # the second frame's header, cut after three bytes
+    reader.add(stream[:cut])
+    assert reader.take() == b"p0"
+    assert reader.take() is None
+    assert reader.buffered == 3
+    reader.add(stream[cut:])
+    assert [reader.take(), reader.take(), reader.take(), reader.take()] == [
+        b"p1", b"p2", b"p3", None
+    ]
+    assert reader.buffered == 0
+
+
+def test_a_big_frame_sent_in_pieces_is_gathered_whole_and_what_follows_cut_as_usual() -> None:
+    big = bytes(range(256)) * 64  # 16 KiB: over what is joined read by read
+    stream = frame(big) + frame(b"after")
+    reader = FrameReader()
+    got: list[bytes] = []
+    for i in range(0, len(stream), 1000):
+        piece = stream[i : i + 1000]
+        reader.add(piece)
+        while (payload := reader.take()) is not None:
+            got.append(payload)
+        # Nothing received is lost or counted twice while the frame is gathered.
+        assert reader.buffered == min(i + 1000, len(stream)) - sum(len(frame(p)) for p in got)
+    assert got == [big, b"after"]
+
+
+def test_a_payload_is_its_own_bytes_whatever_the_caller_does_with_the_buffer_it_added() -> None:
+    reader = FrameReader()
+    buf = bytearray(frame(b"one") + frame(b"two"))
+    reader.add(buf)
+    buf[:] = b"\x00" * len(buf)  # the caller reuses its buffer for the next read
+    assert [reader.take(), reader.take()] == [b"one", b"two"]
+    view = memoryview(bytearray(frame(b"three")))
+    reader.add(view)
+    view[4:] = b"xxxxx"
+    assert reader.take() == b"three"
