@@ -173,8 +173,9 @@ async def test_a_file_of_the_layouts_before_has_its_fills_moved_into_their_order
         assert desk.venue.fills(first.id) == [fills[0], fills[2]]
         assert desk.venue.fills(second.id) == [fills[1]]
         after = await desk.submit(buy("after-1", 1))
-    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 4
+    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 5
     assert rows(path, "SELECT name FROM sqlite_master WHERE name LIKE 'fills%'") == []
+    assert rows(path, "SELECT name FROM sqlite_master WHERE name = 'orders_by_client'") == []
     now = rows(path, "SELECT account, id, client_order_id, open, body FROM orders ORDER BY rowid")
     assert now[:2] == before
     desk = placed(tmp_path, "desk")
@@ -200,5 +201,80 @@ def test_fills_of_an_order_the_file_has_are_appended_to_its_row_without_it(
             folded.add(change, n + 1)
             store.commit(folded)
         assert store.fills("desk", working.order.id) == [fill, later]
+    finally:
+        store.close()
+
+
+#: Layout 4's orders table and index by client order id, as that version made them.
+_LAYOUT_4_ORDERS = """
+CREATE TABLE orders (account TEXT NOT NULL, id TEXT NOT NULL, client_order_id TEXT NOT NULL,
+                     open INTEGER NOT NULL, body BLOB NOT NULL,
+                     fills BLOB NOT NULL DEFAULT x'', nfills INTEGER NOT NULL DEFAULT 0,
+                     PRIMARY KEY (account, id));
+CREATE INDEX orders_by_client ON orders(account, client_order_id);
+CREATE INDEX orders_open ON orders(account) WHERE open = 1;
+"""
+
+
+async def test_a_file_of_layout_4_loses_its_index_by_client_id_and_still_finds_orders_by_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "paper.db"
+    first = filled_order("before-1", 1)
+    fill = _fill("abc.f1", first, Decimal(10), 1)
+    # Layout 3's file with its fills, then the columns and index layout 4 has.
+    _fills_table_file(path, 3, [], [])
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE fills; DROP TABLE orders;" + _LAYOUT_4_ORDERS)
+    db.execute(
+        "INSERT INTO orders VALUES ('desk', ?, 'before-1', 0, ?, ?, 1)",
+        (first.id, msgspec.msgpack.encode((astuple(first), False, False, Decimal(0))),
+         msgspec.msgpack.encode(astuple(fill))),
+    )  # fmt: skip
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    before = rows(path, "SELECT * FROM orders")
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        assert await desk.get_order_by_client_id("before-1") == first
+        assert desk.venue.fills(first.id) == [fill]
+    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)]
+    indexes = rows(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert ("orders_open",) in indexes and ("orders_by_client",) not in indexes
+    assert rows(path, "SELECT * FROM orders")[:1] == before
+
+
+def _filed(store: PaperStore, account: str, order: Order, seq: int) -> None:
+    change = stage_change(
+        account, {order.id: WorkingOrder(order=order)}, (), [], [], [], (Decimal(1), 7, 8, 4)
+    )
+    folded = Rows()
+    folded.add(change, seq)
+    store.commit(folded)
+
+
+def test_orders_filed_after_a_look_up_by_client_id_are_found_by_the_next_one(
+    tmp_path: Path,
+) -> None:
+    # The file has no index by client order id: the store reads the rows' ids at the
+    # first look-up, then those of the rows filed since, each account's apart.
+    store = PaperStore(str(tmp_path / "paper.db"), first_account="desk")
+    try:
+        first = filled_order("c-1", 1)
+        _filed(store, "desk", first, 1)
+        assert store.order_by_client_id("desk", "c-1") == WorkingOrder(order=first)
+        assert store.order_by_client_id("desk", "c-2") is None
+        second = filled_order("c-2", 2)
+        other = msgspec.structs.replace(filled_order("c-1", 3), broker="floor")
+        _filed(store, "desk", second, 2)
+        _filed(store, "floor", other, 3)
+        # Filed again (a later state): the same row, found as the file has it now.
+        canceled = msgspec.structs.replace(first, status="canceled")
+        _filed(store, "desk", canceled, 4)
+        assert store.order_by_client_id("desk", "c-2") == WorkingOrder(order=second)
+        assert store.order_by_client_id("floor", "c-1") == WorkingOrder(order=other)
+        assert store.order_by_client_id("desk", "c-1") == WorkingOrder(order=canceled)
+        assert store.order_by_client_id("elsewhere", "c-1") is None
     finally:
         store.close()

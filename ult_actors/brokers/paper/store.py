@@ -81,12 +81,19 @@ _LEGACY_PREFIX = "paper-"
 #: no ``fills`` table: an order and its fill write three B-trees, not five (the table's
 #: row and its index entry were a third of the writer's instructions an order). A file
 #: of layout 3 is converted when opened (``_fills_into_orders``), in one transaction.
-#: An earlier version of the service cannot open a file of this layout.
-LAYOUT = 4
+#: Layout 5 is layout 4 without the ``orders_by_client`` index: its entry was ~6.7k of
+#: the writer's instructions an order, for a look-up by client order id of an order the
+#: venue no longer holds (rare: after a lost reply, a cancel by client order id);
+#: ``PaperStore`` answers those from the rows' ids, read once and then only the rows
+#: filed since (``_ByClient``). A file of layout 4 loses the index when opened.
+#: An earlier version of the service cannot open a file of layout 4 or 5.
+LAYOUT = 5
 #: The layout whose file is layout 3's as it is (its bodies maps or JSON, read alike).
 _MAP_BODIES_LAYOUT = 2
 #: The layout before an order's fills moved into its row.
 _FILLS_TABLE_LAYOUT = 3
+#: The layout before the ``orders_by_client`` index was dropped.
+_CLIENT_INDEX_LAYOUT = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -104,7 +111,6 @@ CREATE TABLE orders (
     body BLOB NOT NULL,
     PRIMARY KEY (account, id)
 );
-CREATE INDEX orders_by_client ON orders(account, client_order_id);
 CREATE INDEX orders_open ON orders(account) WHERE open = 1;
 CREATE TABLE fills (
     account TEXT NOT NULL,
@@ -222,6 +228,37 @@ def fill_body(body: bytes | str) -> Fill:
     return _fill_from_msgpack(body)
 
 
+class _ByClient:
+    """The file's orders' row ids by account and client order id, for the rare look-up of
+    an order the venue no longer holds by its client order id (the file has no index of
+    them: layout 5).
+
+    Read from the file at the first look-up, then, at each one after, from the rows
+    filed since (a row keeps its rowid: the writer updates rows in place and nothing
+    deletes one while the file is open), so a look-up reads the rows of the orders
+    filed since the one before, not the whole file.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, int]] = {}
+        #: The highest rowid read.
+        self._through = 0
+
+    def find(self, db: sqlite3.Connection, account: str, client_order_id: str) -> int | None:
+        """The rowid of ``account``'s order ``client_order_id`` (``None``: the file has none)."""
+        rows = self._rows
+        for rowid, name, coid in db.execute(
+            "SELECT rowid, account, client_order_id FROM orders WHERE rowid > ? ORDER BY rowid",
+            (self._through,),
+        ):
+            by_client = rows.get(name)
+            if by_client is None:
+                by_client = rows[name] = {}
+            by_client[coid] = rowid
+            self._through = rowid
+        return rows.get(account, {}).get(client_order_id)
+
+
 def _lock_path(path: str) -> Path:
     return Path(f"{path}.lock")
 
@@ -241,6 +278,7 @@ class PaperStore:
         self._read: sqlite3.Connection | None = None
         #: Accounts the file has (new ones join as their venue first stages a change).
         self.accounts: set[str] = set()
+        self._by_client = _ByClient()
         if self.path == MEMORY:
             return
         try:
@@ -348,14 +386,11 @@ class PaperStore:
         """The order with ``client_order_id`` as the file has it (``None``: not in the file)."""
         if self.in_memory:
             return None
-        row = (
-            self._reader()
-            .execute(
-                "SELECT body FROM orders WHERE account = ? AND client_order_id = ?",
-                (account, client_order_id),
-            )
-            .fetchone()
-        )
+        db = self._reader()
+        rowid = self._by_client.find(db, account, client_order_id)
+        if rowid is None:
+            return None
+        row = db.execute("SELECT body FROM orders WHERE rowid = ?", (rowid,)).fetchone()
         return order_body(row[0]) if row else None
 
     def fills(self, account: str, order_id: str) -> list[Fill]:
@@ -461,11 +496,13 @@ def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
     version = _layout(db, path)
     if version == LAYOUT:
         return
-    if version == _MAP_BODIES_LAYOUT:
-        db.execute(f"PRAGMA user_version = {_FILLS_TABLE_LAYOUT}")
-    elif version != _FILLS_TABLE_LAYOUT:
-        _to_fills_table_layout(db, account)
-    _fills_into_orders(db)
+    if version < _CLIENT_INDEX_LAYOUT:
+        if version == _MAP_BODIES_LAYOUT:
+            db.execute(f"PRAGMA user_version = {_FILLS_TABLE_LAYOUT}")
+        elif version != _FILLS_TABLE_LAYOUT:
+            _to_fills_table_layout(db, account)
+        _fills_into_orders(db)
+    _without_client_index(db)
 
 
 def _to_fills_table_layout(db: sqlite3.Connection, account: str) -> None:
@@ -514,6 +551,19 @@ def _fills_into_orders(db: sqlite3.Connection) -> None:
         _append_fills(db, db.execute("SELECT account, order_id, body FROM fills ORDER BY rowid"))
         db.execute("DROP INDEX IF EXISTS fills_by_order")
         db.execute("DROP TABLE fills")
+        db.execute(f"PRAGMA user_version = {_CLIENT_INDEX_LAYOUT}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _without_client_index(db: sqlite3.Connection) -> None:
+    """Convert a file of layout 4 to layout 5 (no ``orders_by_client``) in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DROP INDEX IF EXISTS orders_by_client")
         db.execute(f"PRAGMA user_version = {LAYOUT}")
         db.execute("COMMIT")
     except BaseException:
