@@ -84,7 +84,7 @@ _LEGACY_PREFIX = "paper-"
 #: Layout 5 keys an order's row by an integer (``key``, its rowid) that the writer
 #: hands out, not by ``(account, id)``, and has no ``orders_by_client``: a filled order
 #: is one B-tree write (its row) where it was three (its row, its key's entry and its
-#: client order id's: those two were ~13k of the writer's ~31k instructions an order).
+#: client order id's: ~13k of the fold's ~35k instructions an order, pure Python).
 #: The writer keeps the keys of the open orders, the only ones a venue records again
 #: (``_Keys``); a look-up of an order the venue no longer holds, by id or by client
 #: order id (after a lost reply, a cancel of an ended order: rare), reads the rows'
