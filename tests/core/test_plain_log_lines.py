@@ -129,7 +129,8 @@ def test_a_line_written_straight_is_its_records_line_byte_for_byte(
     )  # fmt: skip
     line: Line = (
         {**context, **odd_context},
-        (_SUBMIT_FIELDS, Submit(id=parts["id"], order=order)),
+        _SUBMIT_FIELDS,
+        Submit(id=parts["id"], order=order),
         parts["event"],
         "info",
         parts["stamp"],
@@ -146,7 +147,8 @@ def _usual(**context: Any) -> Line:
     )
     return (
         context or {"actor": "ipc", "peer_uid": 1000, "peer_pid": 42},
-        (_SUBMIT_FIELDS, Submit(id=7, order=order)),
+        _SUBMIT_FIELDS,
+        Submit(id=7, order=order),
         "request",
         "info",
         1_700_000_000.25,
@@ -185,8 +187,8 @@ def test_a_line_that_is_not_the_usual_one_is_left_to_its_records_render(
 def test_a_line_with_a_structlog_contextvar_is_left_to_its_records_render() -> None:
     line = _usual()
     variables = _variables({"session": "s-1"})
-    assert Lines().plain((*line[:5], variables)) is None  # type: ignore[arg-type]
-    assert Lines().plain((*line[:5], _variables({}))) is not None  # type: ignore[arg-type]
+    assert Lines().plain((*line[:6], variables)) is None
+    assert Lines().plain((*line[:6], _variables({}))) is not None
 
 
 @pytest.mark.parametrize("key", ["event", "timestamp", "exc_info", "Token", 'a"b', "tab\t"])
@@ -231,5 +233,5 @@ def test_a_context_written_for_one_line_is_checked_again_for_anothers_fields() -
     lines = Lines()
     other = FixedFields(("other",), lambda source: (source,))
     line = _usual(actor="ipc", side="buy")
-    assert lines.plain((line[0], (other, 1), *line[2:])) is not None  # type: ignore[arg-type]
+    assert lines.plain((line[0], other, 1, *line[3:])) is not None
     assert lines.plain(line) is None  # the submit's own "side" would take the context's place
