@@ -37,9 +37,9 @@ from ult_actors.messages import (
 )
 
 _MUTATING = (Submit, Replace, SubmitList, Cancel, SetKillSwitch, SetTradingState)
-# What every request's way reads, as ``Final`` names: compiled, a C static each, not a
-# look-up in this module's dict (a class from an uncompiled module is one otherwise).
-_SUBMIT: Final = Submit
+# What every request's way reads, as a ``Final`` name: compiled, a C static, not a look-up
+# in this module's dict (a class from an uncompiled module is one otherwise; ``_SUBMIT``
+# is below).
 _ORDER_REPLY: Final = OrderReply
 
 
