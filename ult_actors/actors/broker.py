@@ -1069,9 +1069,7 @@ class _BrokerIncarnation:
                         finally:
                             self._events_after_reply = False
                 finally:
-                    if self._unanswered is not None:  # no merge answered it: as it was made
-                        self._unanswered = None
-                        store.record_answer(known)
+                    self._answer_if_unanswered(store, known)
         except BaseException as exc:
             self._over(coid)
             if not isinstance(exc, UltError):
@@ -1083,6 +1081,15 @@ class _BrokerIncarnation:
         self._over(coid)
         self.ctx.reply(env, placed)
         return None
+
+    def _answer_if_unanswered(self, store: OrderStore, sent: Order) -> None:
+        """A plain step's end: if no merge answered its record (``_unanswered``), the record
+        as it was made (``sent``) is its answer."""
+        # A method of its own: read after ``_begin_step`` set it to a ``str``, mypyc would
+        # take the attribute for one there (narrowed) and fail on the ``None`` a merge left.
+        if self._unanswered is not None:
+            self._unanswered = None
+            store.record_answer(sent)
 
     async def _send_written(
         self, written: Awaitable[None], request: OrderRequest, coid: str, known: Order
