@@ -69,14 +69,16 @@ def build_journal(path: Path, orders: int) -> None:
         order_rows.append(
             (coid, order.id, broker, "filled", "definitive", created, i + 1, encode(order), i + 1)
         )
-        fill_rows.append((broker, fill.fill_id, coid, symbol, fill.ts, encode(fill)))
+        fill_rows.append((coid, symbol, fill.ts, encode(fill)))
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at,"
         " seq, body, first_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         order_rows,
     )
-    conn.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?)", fill_rows)
+    conn.executemany(
+        "INSERT INTO fills (client_order_id, symbol, ts, body) VALUES (?, ?, ?, ?)", fill_rows
+    )
     conn.execute("COMMIT")
     conn.close()
 

@@ -55,7 +55,11 @@ class SharedBooking:
     """The last fill a holding booked through it, with the figures it found and left, so a
     second book that holds the same figures and folds the same fill takes the result
     instead of working it out again (risk's books and the positions book fold every
-    fill; each keeps its own ``Holding``, as their ledgers differ by design).
+    fill; each keeps its own ``Holding``, as their ledgers differ by design). A paper
+    venue's account books its fills through the service's too: it books each fill first
+    (in its submit), and hands the books the figures it booked it with (its price as the
+    order's average, its quantity as the order's filled quantity), so both take its result.
+    All of them on the service's thread: one booking at a time.
 
     The figures are matched by identity: ``Decimal``s are immutable, so the same objects
     are the same digits and exponent, and ``Holding.book`` of them gives the same

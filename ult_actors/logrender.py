@@ -52,34 +52,54 @@ _PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
 #: Keys the record's own render gives a meaning or a place of their own: never a plain
 #: line's context or fixed field.
 _RESERVED_KEYS: Final = frozenset({"event", "level", "timestamp", "exc_info"})
-#: A plain line's member texts remembered for one key, at most (then forgotten at once).
-_VALUES_REMEMBERED: Final = 4096
 #: Contexts (a connection's bound logger's each) remembered as written, at most.
 _CONTEXTS_REMEMBERED: Final = 1024
+#: A plain line's members remembered for one place, at most (then forgotten at once).
+_VALUES_REMEMBERED: Final = 4096
+
+
+#: ``str.isprintable`` called as a function: compiled code then skips a method look-up.
+_isprintable: Final[Callable[[str], bool]] = str.isprintable
 
 
 def _plain_text(text: str) -> bool:
     """Whether msgspec writes ``text`` as it is between its quotes (it escapes only control
     characters, quotes and backslashes; every printable character is written raw)."""
-    return text.isprintable() and '"' not in text and "\\" not in text
+    return _isprintable(text) and '"' not in text and "\\" not in text
 
 
 class FixedFields:
     """A hot line's fields that are always the same keys in the same order, their values
-    read from a source object on the writer's thread (``Fields``' ``(fixed, source)``
-    form): filled into a record for the generic render, or written straight as the
+    read from a source object on the writer's thread (a ``Line``'s ``fields`` and
+    ``source``): filled into a record for the generic render, or written straight as the
     line's text (``Lines.plain``). ``values(source)`` gives them in ``keys``' order;
-    the keys must be plain text, not secret-looking and none of the record's own."""
+    the keys must be plain text, not secret-looking and none of the record's own.
+    ``fresh`` names the keys whose text values are new on every line (an id): a plain
+    line writes them without remembering them."""
 
-    def __init__(self, keys: tuple[str, ...], values: Callable[[Any], tuple[Any, ...]]) -> None:
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        values: Callable[[Any], tuple[Any, ...]],
+        *,
+        fresh: tuple[str, ...] = (),
+    ) -> None:
         for key in keys:
             if not _plain_text(key) or key.lower() in SECRET_KEYS or key in _RESERVED_KEYS:
                 raise ValueError(f"not a plain line's key: {key!r}")
+        for key in fresh:
+            if key not in keys:
+                raise ValueError(f"not one of the fields' keys: {key!r}")
         self.keys = keys
         self.names = frozenset(keys)
-        self.values = values
+        self.fresh = frozenset(fresh)
+        self._values = values
         #: Each field's text before its value, as ``json.dumps``' separators space it.
         self.heads = tuple(f', "{key}": ' for key in keys)
+
+    def values(self, source: Any) -> tuple[Any, ...]:
+        """The fields' values of ``source``, in ``keys``' order."""
+        return self._values(source)
 
     def fill(self, record: Record, source: Any) -> None:
         """Write the fields of ``source``, in their order, into ``record``."""
@@ -87,27 +107,27 @@ class FixedFields:
             record[key] = value
 
 
-#: A hot line's fields: a dict, or ``(fixed, source)``, read from the source on the
-#: writer's thread (the loop then builds no dict of them: a request's line is read
-#: from the request itself there).
-Fields = dict[str, Any] | tuple[FixedFields, Any]
-#: A hot line's parts, as handed over without structlog's layers: the bound logger's
-#: context, the call's fields, event, level, time (epoch seconds, as the clock gave them:
-#: ``Any``, so compiled code passes an ``int`` on as one, as structlog's chain does) and
-#: the caller's contextvars (the copy is O(1); they are looked through on the writer thread).
-Line = tuple[dict[str, Any], Fields, str, str, Any, contextvars.Context]
+#: A hot line's fields: a dict, or ``FixedFields`` read from the line's source on the
+#: writer's thread (the loop then builds no dict of them: a request's line is read from
+#: the request itself there).
+Fields = dict[str, Any] | FixedFields
+#: A hot line's parts, as handed over without structlog's layers, in one tuple: the bound
+#: logger's context, the call's fields, their source (``FixedFields``; else ``None``),
+#: event, level, time (epoch seconds, as the clock gave them: ``Any``, so compiled code
+#: passes an ``int`` on as one, as structlog's chain does) and the caller's contextvars
+#: (the copy is O(1); they are looked through on the writer thread).
+Line = tuple[dict[str, Any], Fields, Any, str, str, Any, contextvars.Context]
 
 
 def record_of(line: Line) -> Record:
     """The record structlog's chain makes of the same call, keys in the same order:
     context, fields, event, contextvars not already there, level, time."""
-    context, fields, event, level, stamp, variables = line
+    context, fields, source, event, level, stamp, variables = line
     record = context.copy()
     if isinstance(fields, dict):
         record.update(fields)
     else:
-        fixed, source = fields
-        fixed.fill(record, source)
+        fields.fill(record, source)
     record["event"] = event
     for var in variables:
         name: str = var.name
@@ -120,13 +140,12 @@ def record_of(line: Line) -> Record:
     return record
 
 
-def fields_dict(fields: Fields) -> dict[str, Any]:
-    """``fields`` as a dict: a ``(fixed, source)`` pair filled into a new one."""
+def fields_dict(fields: Fields, source: Any = None) -> dict[str, Any]:
+    """``fields`` as a dict: ``FixedFields`` filled from ``source`` into a new one."""
     if isinstance(fields, dict):
         return fields
-    fixed, source = fields
     made: dict[str, Any] = {}
-    fixed.fill(made, source)
+    fields.fill(made, source)
     return made
 
 
@@ -167,6 +186,31 @@ def redact_secrets(
     return event_dict
 
 
+def _seconds_and_micros(stamp: float) -> tuple[float, int]:
+    """``stamp``'s whole second and microseconds, rounded as ``datetime`` rounds them."""
+    second = float(int(stamp))  # towards zero, as math.modf; the difference is exact
+    # Half to even, as datetime rounds: ``round`` is a call through Python's (~500
+    # instructions); what is cut off by ``int`` is exact, so tested as it is.
+    scaled = (stamp - second) * 1e6
+    micros = int(scaled)
+    cut = scaled - micros
+    if cut > 0.5 or (cut == 0.5 and micros & 1):
+        micros += 1
+    elif cut < -0.5 or (cut == -0.5 and micros & 1):
+        micros -= 1
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    return second, micros
+
+
+#: A time's milliseconds and then its microseconds' last three digits with the end of a
+#: plain line after them, by their value: a line's time costs two look-ups, not a format.
+_MILLIS: Final = tuple(f".{n:03}" for n in range(1000))
+_MICROS_END: Final = tuple(f'{n:03}Z"}}\n' for n in range(1000))
+
+
 class UtcText:
     """Epoch seconds as ISO 8601 UTC text with a ``Z``, to the microsecond (none shown when
     it is 0), exactly as ``datetime.fromtimestamp(stamp, UTC).isoformat()`` rounds it; the
@@ -175,29 +219,34 @@ class UtcText:
     def __init__(self) -> None:
         self._second = 0.5  # no whole second: nothing remembered yet
         self._text = ""
+        #: A plain line's time member up to the second's end: ``, "timestamp": "...:20``.
+        self._member = ""
+
+    def _date(self, second: float) -> str:
+        if second != self._second:
+            self._text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+            self._member = f', "timestamp": "{self._text}'
+            self._second = second
+        return self._text
 
     def text(self, stamp: float) -> str:
         """``stamp`` as ISO 8601 UTC text."""
-        second = float(int(stamp))  # towards zero, as math.modf; the difference is exact
-        # Half to even, as datetime rounds: ``round`` is a call through Python's (~500
-        # instructions); what is cut off by ``int`` is exact, so tested as it is.
-        scaled = (stamp - second) * 1e6
-        micros = int(scaled)
-        cut = scaled - micros
-        if cut > 0.5 or (cut == 0.5 and micros & 1):
-            micros += 1
-        elif cut < -0.5 or (cut == -0.5 and micros & 1):
-            micros -= 1
-        if micros >= 1_000_000:
-            second, micros = second + 1, micros - 1_000_000
-        elif micros < 0:
-            second, micros = second - 1, micros + 1_000_000
-        if second != self._second:
-            self._text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
-            self._second = second
+        second, micros = _seconds_and_micros(stamp)
+        date = self._date(second)
         if micros:
-            return f"{self._text}.{str(1_000_000 + micros)[1:]}Z"
-        return f"{self._text}Z"
+            return f"{date}.{str(1_000_000 + micros)[1:]}Z"
+        return f"{date}Z"
+
+    def end_line(self, parts: list[str], stamp: float) -> None:
+        """Append ``stamp``'s member and the end of a plain line (``"}`` and a newline)."""
+        second, micros = _seconds_and_micros(stamp)
+        self._date(second)
+        parts.append(self._member)
+        if micros:
+            parts.append(_MILLIS[micros // 1000])
+            parts.append(_MICROS_END[micros % 1000])
+        else:
+            parts.append('Z"}\n')
 
 
 class Lines:
@@ -211,9 +260,14 @@ class Lines:
         self._encode: Callable[[Any], bytes] = msgspec.json.Encoder(enc_hook=repr).encode
         self._format: Callable[..., bytes] = msgspec.json.format
         # A plain line's context as written, by the context's id (a connection's lines
-        # share one), and its other members as written by key and value: most repeat.
+        # share one), the last one used first.
         self._openings: dict[int, _Opening] = {}
-        self._members: dict[str, dict[Any, str]] = {}
+        self._last_opening = _NO_OPENING
+        # A plain line's members as written, by place, for each kind of fields.
+        self._places: dict[FixedFields, _Places] = {}
+        self._last_places = _NO_PLACES
+        # Contextvars seen not to be structlog's (a name never changes).
+        self._foreign: set[contextvars.ContextVar[Any]] = set()
 
     def finish(self, record: Record) -> Record:
         """Secrets masked, the time as ISO UTC text, an exception as text (``exc_info``)."""
@@ -239,54 +293,98 @@ class Lines:
 
     def plain(self, line: Line) -> str | None:
         """The text ``json(record_of(line))`` gives, written straight from the line's parts,
-        or ``None`` when the line is not the usual one: fields not ``FixedFields``, a
-        structlog contextvar set, a context key of the fields' or the record's own or
-        secret-looking, a value other than a plain ``str``, ``int``, ``bool`` or ``None``,
-        a string msgspec would escape, or anything raising on the way."""
+        or ``None`` when the line is not the usual one (``plain_into``)."""
+        parts: list[str] = []
+        return "".join(parts) if self.plain_into(parts, line, 0) else None
+
+    def plain_into(self, parts: list[str], line: Line, batch: int) -> bool:
+        """Append the text ``json(record_of(line))`` gives to ``parts``, written straight
+        from the line's parts (one join of a whole batch's makes its lines), or append
+        nothing and return False when the line is not the usual one: fields not
+        ``FixedFields``, a structlog contextvar set, a context key of the fields' or the
+        record's own or secret-looking, a value other than a plain ``str``, ``int``,
+        ``bool`` or ``None``, a string msgspec would escape, or anything raising on the way.
+
+        ``batch`` (not 0) numbers the writer's batch the line is rendered in: every line
+        of a batch was handed over before the batch's first is rendered, so a context
+        checked for one of them is as it was after each was handed over, and is not
+        checked again for the others (each batch its own number)."""
+        start = len(parts)
         try:
-            return self._plain(line)
+            if self._plain(parts, line, batch):
+                return True
         except Exception:
-            return None  # the record's way says what is wrong, as it did before
+            pass  # the record's way says what is wrong, as it did before
+        del parts[start:]
+        return False
 
-    def _plain(self, line: Line) -> str | None:
-        context, fields, event, level, stamp, variables = line
+    def _plain(self, parts: list[str], line: Line, batch: int) -> bool:
+        context, fields, source, event, level, stamp, variables = line
         if isinstance(fields, dict):
-            return None
-        fixed, source = fields
+            return False
+        foreign = self._foreign
         for var in variables:
-            if var.name.startswith(STRUCTLOG_KEY_PREFIX) and variables[var] is not Ellipsis:
-                return None  # a key the record would add after the event
-        opening = self._opening(context, fixed)
+            if var in foreign:
+                continue
+            if var.name.startswith(STRUCTLOG_KEY_PREFIX):
+                if variables[var] is not Ellipsis:
+                    return False  # a key the record would add after the event
+            elif len(foreign) < _CONTEXTS_REMEMBERED:
+                foreign.add(var)  # not structlog's: its name is not looked at again
+        opening = self._opening(context, fields, batch)
         if opening is None:
-            return None
-        parts = [opening]
-        values = fixed.values(source)
-        if len(values) != len(fixed.heads):
-            return None  # the record's fill says what is wrong
-        for i, head in enumerate(fixed.heads):
-            if not self._member(parts, head, values[i]):
-                return None
-        if not self._member(parts, ', "event": ', event):
-            return None
-        if not self._member(parts, ', "level": ', level):
-            return None
+            return False
+        values = fields.values(source)
+        count = len(fields.heads)
+        if len(values) != count:
+            return False  # the record's fill says what is wrong
+        places = self._places_of(fields)
+        start = len(parts)
+        parts.append(opening)
+        for i in range(count):
+            if not places.write(parts, i, values[i]):
+                return False
+        if not places.write_event(parts, event, level):
+            return False
         if isinstance(stamp, float):
-            parts.append(', "timestamp": "')
-            parts.append(self._utc.text(stamp))
-            parts.append('"}\n')
+            self._utc.end_line(parts, stamp)
         else:
-            if not self._member(parts, ', "timestamp": ', stamp):
-                return None
+            if not places.write(parts, count + 2, stamp):
+                return False
             parts.append("}\n")
-        text = "".join(parts)
-        return text if context else "{" + text[3:]  # no context: no ", " before the first
+        if not context:  # no ", " before the first member
+            parts[start + 1] = parts[start + 1][2:]
+        return True
 
-    def _opening(self, context: dict[str, Any], fixed: FixedFields) -> str | None:
+    def _places_of(self, fields: FixedFields) -> _Places:
+        """What plain lines of ``fields`` wrote at each place, the last kind used first."""
+        places = self._last_places
+        if places.fields is fields:
+            return places
+        found = self._places.get(fields)
+        if found is None:
+            if len(self._places) >= _CONTEXTS_REMEMBERED:
+                self._places.clear()
+            found = self._places[fields] = _Places(fields)
+        self._last_places = found
+        return found
+
+    def _opening(self, context: dict[str, Any], fixed: FixedFields, batch: int) -> str | None:
         """``{`` and the context's members as written, or None if it cannot be a plain
         line's; remembered for the context by identity, each of its keys and values
-        checked to be the very objects it was written of (immutable, as plain values are)."""
-        known = self._openings.get(id(context))
-        if known is not None and known.fixed is fixed and known.holds(context):
+        checked to be the very objects it was written of (immutable, as plain values are),
+        once a ``batch``."""
+        known = self._last_opening
+        if known.context is not context:
+            found = self._openings.get(id(context))
+            if found is not None:
+                known = self._last_opening = found
+        if (
+            known.context is context
+            and known.fixed is fixed
+            and ((batch and known.batch == batch) or known.holds(context))
+        ):
+            known.batch = batch
             return known.text
         parts = ["{"]
         names = fixed.names
@@ -303,45 +401,124 @@ class Lines:
         opening = "".join(parts)
         if len(self._openings) >= _CONTEXTS_REMEMBERED:
             self._openings.clear()
-        self._openings[id(context)] = _Opening(context, fixed, opening)
+        known = self._openings[id(context)] = self._last_opening = _Opening(
+            context, fixed, opening
+        )
+        known.batch = batch
         return opening
 
-    def _member(self, parts: list[str], head: str, value: Any) -> bool:
-        """Append ``head`` and ``value``'s JSON text to ``parts``, as msgspec writes it;
+
+class _Known:
+    """A plain line's member as written: the value and its text."""
+
+    def __init__(self, value: object, text: str) -> None:
+        self.value = value
+        self.text = text
+
+
+#: A place nothing was written at yet: its value is nobody's.
+_UNKNOWN: Final = _Known(object(), "")
+
+
+class _Places:
+    """The members plain lines of one ``FixedFields`` wrote at each place (its fields',
+    then the event's, the level's and the time's): a place's last member first (most
+    lines repeat it: the very object, a literal or ``None``, or an equal string), then
+    those it wrote before, by value. A fresh field's text is checked and written as is."""
+
+    def __init__(self, fields: FixedFields | None) -> None:
+        self.fields = fields
+        keys = fields.keys if fields is not None else ()
+        heads = tuple(f', "{key}": ' for key in (*keys, "event", "level", "timestamp"))
+        self.heads = heads
+        self.quoted = tuple(f'{head}"' for head in heads)
+        fresh = fields.fresh if fields is not None else frozenset()
+        self.fresh = tuple(key in fresh for key in (*keys, "event", "level", "timestamp"))
+        self.last: list[_Known] = [_UNKNOWN] * len(heads)
+        self.known: list[dict[object, _Known]] = [{} for _ in heads]
+        #: The event's and the level's members as last written, by the pair of values.
+        self.event = _UNKNOWN_EVENT
+
+    def write_event(self, parts: list[str], event: str, level: str) -> bool:
+        """Append the event's and the level's members to ``parts`` as one text (every line
+        of a kind has the same two literals); False if either is not a plain value."""
+        known = self.event
+        if event is known.event and level is known.level:
+            parts.append(known.text)
+            return True
+        place = len(self.heads) - 3
+        written: list[str] = []
+        if not (self.write(written, place, event) and self.write(written, place + 1, level)):
+            return False
+        text = "".join(written)
+        self.event = _Event(event, level, text)
+        parts.append(text)
+        return True
+
+    def write(self, parts: list[str], place: int, value: Any) -> bool:
+        """Append the member of ``value`` at ``place`` to ``parts``, as msgspec writes it;
         False, and nothing appended, if it is not a plain value."""
         kind = type(value)
         if kind is int:  # not remembered: a request's id is new every line
-            parts.append(head)
-            parts.append(str(value))
+            parts.append(self.heads[place])
+            parts.append(str(cast(int, value)))  # typed: mypyc's own int to text
             return True
         if not (kind is str or value is None or kind is bool):
-            return False
-        members = self._members.get(head)
-        if members is None:
-            if len(self._members) >= _KEYS_REMEMBERED:
-                self._members.clear()
-            members = self._members[head] = {}
-        member = members.get(value)
+            return False  # and so no float, equal to a bool, reaches the look-up below
+        if kind is str and self.fresh[place]:
+            fresh = cast(str, value)
+            if not _plain_text(fresh):
+                return False
+            parts.append(self.quoted[place])
+            parts.append(fresh)
+            parts.append('"')
+            return True
+        last = self.last[place]
+        if value is last.value or (
+            kind is str and type(last.value) is str and cast(str, value) == last.value
+        ):
+            parts.append(last.text)
+            return True
+        known = self.known[place]
+        member = known.get(value)
         if member is None:
             text = _json(value)
             if text is None:
                 return False
-            if len(members) >= _VALUES_REMEMBERED:
-                members.clear()  # most values repeat: what is current comes back
-            member = members[value] = head + text
-        parts.append(member)
+            if len(known) >= _VALUES_REMEMBERED:
+                known.clear()  # most values repeat: what is current comes back
+            member = known[value] = _Known(value, self.heads[place] + text)
+        self.last[place] = member
+        parts.append(member.text)
         return True
+
+
+class _Event:
+    """A plain line's event and level as written: the two values and their members' text."""
+
+    def __init__(self, event: object, level: object, text: str) -> None:
+        self.event = event
+        self.level = level
+        self.text = text
+
+
+#: No event written yet: its values are nobody's.
+_UNKNOWN_EVENT: Final = _Event(object(), object(), "")
+#: No fields' places yet.
+_NO_PLACES: Final = _Places(None)
 
 
 class _Opening:
     """A plain line's context as written (``Lines._opening``): the text, and the keys and
     values it was written of."""
 
-    def __init__(self, context: dict[str, Any], fixed: FixedFields, text: str) -> None:
+    def __init__(self, context: dict[str, Any], fixed: FixedFields | None, text: str) -> None:
         self.context = context  # held: its id names no other dict while remembered
         self.fixed = fixed
         self.items = [item for pair in context.items() for item in pair]
         self.text = text
+        #: The writer's batch it was last checked in (``Lines.plain``); 0: none.
+        self.batch = 0
 
     def holds(self, context: dict[str, Any]) -> bool:
         """Whether ``context`` holds the very keys and values, in order, written here."""
@@ -354,6 +531,10 @@ class _Opening:
                 return False
             i += 2
         return True
+
+
+#: No context remembered yet (its dict is no line's).
+_NO_OPENING: Final = _Opening({}, None, "")
 
 
 def _json(value: Any) -> str | None:

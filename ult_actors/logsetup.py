@@ -9,7 +9,7 @@ handed to a ``LogWriter`` whose thread redacts secrets, renders exceptions
 msgspec, with the separators ``json.dumps`` uses. The console renderer on a
 terminal runs inline: a person reads along, nobody measures it.
 
-A line logged on every request (``info_line``) skips even structlog's layers:
+A line logged on every request (``info_lines``) skips even structlog's layers:
 the calling thread hands over the call's parts and the writer thread makes of
 them the record structlog would have made, so the line is the same byte for
 byte and keeps its place among the others (one queue).
@@ -111,30 +111,36 @@ class _HandOver:
         return self
 
 
-#: ``emit(event, fields)``: one info line with these fields (``logrender.Fields``).
+#: ``emit(event, fields)``: one info line with these fields (a dict: ``logrender.Fields``).
 InfoLine = Callable[[str, Fields], None]
 
 
 def info_line(log: Any) -> InfoLine:
-    """``emit(event, fields)`` writing the line ``log.info(event, **fields)`` writes.
+    """``emit(event, fields)`` writing the line ``log.info(event, **fields)`` writes
+    (``info_lines``' ``emit``)."""
+    return info_lines(log).emit
+
+
+def info_lines(log: Any) -> InfoLines:
+    """``emit(event, fields, source)`` writing the line ``log.info(event, **fields)`` writes.
 
     For a bound logger made under ``configure_logging`` the call only hands the
     writer the line's parts (no structlog layers on this thread); below the
     logger's level it does nothing. Any other logger, or a chain changed since
     (``structlog.testing.capture_logs``), gets the call itself. ``fields`` is
-    the writer thread's once emitted: pass a fresh dict and leave it alone (or a
-    ``(fill, source)`` pair whose source nobody changes any more).
+    the writer thread's once emitted: pass a fresh dict and leave it alone (or
+    ``FixedFields`` and a ``source`` nobody changes any more).
     """
     handover = getattr(log, "_logger", None)
     processors = getattr(log, "_processors", None)
 
-    def as_call(event: str, fields: Fields) -> None:
-        log.info(event, **fields_dict(fields))
+    def as_call(event: str, fields: Fields, source: Any) -> None:
+        log.info(event, **fields_dict(fields, source))
 
     if not isinstance(handover, _HandOver) or not isinstance(processors, list):
-        return as_call
+        return InfoLines(None, {}, time.time, [], None, as_call)
     if not log.is_enabled_for(logging.INFO):
-        return _nothing
+        return InfoLines(None, {}, time.time, [], None, _nothing)
     return InfoLines(
         handover.writer,
         log._context,
@@ -142,10 +148,10 @@ def info_line(log: Any) -> InfoLine:
         processors,
         _as_argument,
         as_call,
-    ).emit
+    )
 
 
-def _nothing(_event: str, _fields: Fields) -> None:
+def _nothing(_event: str, _fields: Fields, _source: Any) -> None:
     pass
 
 

@@ -34,8 +34,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextvars import copy_context
-from typing import Any, TextIO
+from contextvars import Context, copy_context
+from typing import Any, Final, TextIO
 
 from ult_actors.logrender import Fields, Line, Lines, Record, record_of
 from ult_actors.logstats import LogStats
@@ -84,6 +84,8 @@ class LogWriter:
         # A deque: an append is one C call that never blocks; the bound is checked
         # beside it (a second producer thread may overshoot it by one record).
         self._pending: deque[Record | Line] = deque()
+        # Bound once: a call of it costs less than a method look-up on every record.
+        self._append: Callable[[Record | Line], None] = self._pending.append
         # Rung by a record handed over while the writer waits on it (``_asleep``).
         self._bell: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._asleep = False
@@ -93,6 +95,8 @@ class LogWriter:
         self._dropped = 0
         self._dropped_reported = 0
         self._write_failed = 0
+        # Numbers each batch rendered (``Lines.plain``), from 1.
+        self._batches = 0
         self._in_caller = not threaded
         # Inline writes (console, after close) may come from several threads at once.
         self._write_lock = threading.Lock()
@@ -112,7 +116,7 @@ class LogWriter:
         elif len(self._pending) >= self.capacity:
             self._dropped += 1
         else:
-            self._pending.append(record)
+            self._append(record)
             if self._asleep:
                 self._asleep = False
                 self._bell.put(None)
@@ -172,56 +176,64 @@ class LogWriter:
         while left > 0 and pending:
             batch = min(left, len(pending), _BATCH)
             left -= batch
-            self._write_batch([pending.popleft() for _ in range(batch)])
+            take = pending.popleft  # bound once a batch: no method look-up a record
+            self._write_batch([take() for _ in range(batch)])
 
     def _write_batch(self, records: list[Any]) -> None:
-        lines = [self._render_one(r) for r in records]
+        # One text of the whole batch: a plain line's parts go straight into it.
+        self._batches += 1
+        batch = self._batches
+        plain = self._lines
+        parts: list[str] = []
+        for item in records:
+            if plain is None or isinstance(item, dict) or not plain.plain_into(parts, item, batch):
+                parts.append(self._render_one(item))
+        count = len(records)
         dropped = self._dropped - self._dropped_reported
         if dropped:
             self._dropped_reported += dropped
-            lines.append(self._render_one(_dropped_record(dropped, self._now())))
-        if not lines:
+            parts.append(self._render_one(_dropped_record(dropped, self._now())))
+            count += 1
+        if not count:
             return
         try:
             with self._write_lock:
-                self.stream.write("".join(lines))
+                self.stream.write("".join(parts))
                 self.stream.flush()
         except (OSError, ValueError):
             # A closed or broken stream: nothing better to tell it to, so count the loss.
-            self._write_failed += len(lines)
+            self._write_failed += count
         else:
-            self._written += len(lines)
+            self._written += count
 
     def _render_one(self, item: Record | Line) -> str:
-        if isinstance(item, dict):
-            record = item
-        else:
-            lines = self._lines
-            if lines is not None:
-                text = lines.plain(item)
-                if text is not None:
-                    return text
-            record = record_of(item)
+        record = item if isinstance(item, dict) else record_of(item)
         try:
             return self.render(record)
         except Exception as exc:
             return self.render(_unrenderable_record(record, exc))
 
 
+#: The caller's contextvars (O(1)); a module constant, so compiled code calls it without
+#: a look-up in the module's dict.
+_copy_context: Final[Callable[[], Context]] = copy_context
+
+
 class InfoLines:
-    """``emit(event, fields)`` hands ``writer`` an info line's parts (a ``Line``) on the
-    caller's thread: the bound ``context``, the time from ``clock`` and the caller's
-    contextvars. Once ``chain`` no longer ends with ``tail`` (structlog's processors,
-    swapped for others since), ``fallback(event, fields)`` logs the line instead."""
+    """``emit(event, fields, source)`` hands ``writer`` an info line's parts (a ``Line``, one
+    tuple) on the caller's thread: the bound ``context``, the time from ``clock`` and the
+    caller's contextvars. Without a writer (``None``), or once ``chain`` no longer ends
+    with ``tail`` (structlog's processors, swapped for others since),
+    ``fallback(event, fields, source)`` logs the line instead."""
 
     def __init__(
         self,
-        writer: LogWriter,
+        writer: LogWriter | None,
         context: dict[str, Any],
         clock: Callable[[], Any],  # Any: the time passed on as given (``Line``)
         chain: list[Any],
         tail: object,
-        fallback: Callable[[str, Fields], None],
+        fallback: Callable[[str, Fields, Any], None],
     ) -> None:
         self._writer = writer
         self._context = context
@@ -230,14 +242,16 @@ class InfoLines:
         self._tail = tail
         self._fallback = fallback
 
-    def emit(self, event: str, fields: Fields) -> None:
-        """Hand over the line ``log.info(event, **fields)`` writes; ``fields`` (a dict,
-        or ``(fill, source)``: ``logrender.Fields``) is the writer's from now on."""
-        if self._chain[-1] is not self._tail:
-            self._fallback(event, fields)
+    def emit(self, event: str, fields: Fields, source: Any = None) -> None:
+        """Hand over the line ``log.info(event, **fields)`` writes; ``fields`` (a dict, or
+        ``FixedFields`` read from ``source``: ``logrender.Fields``) and ``source`` are the
+        writer's from now on."""
+        writer = self._writer
+        if writer is None or self._chain[-1] is not self._tail:
+            self._fallback(event, fields, source)
             return
-        self._writer.hand_over(
-            (self._context, fields, event, "info", self._clock(), copy_context())
+        writer.hand_over(
+            (self._context, fields, source, event, "info", self._clock(), _copy_context())
         )
 
 

@@ -58,6 +58,7 @@ from ult_actors.brokers.budget import budget_for
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.cluster.fencing import LeaseDeadline, fenced
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
+from ult_actors.holding import SharedBooking
 from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_opener
 from ult_actors.messages import (
     ActorHealth,
@@ -273,6 +274,9 @@ def build_service(
     bus: EventBus[Event] = EventBus()
     slot = JournalSlot()
     backoff = _backoff(config)
+    # One booking of each fill for risk's books, the positions book and the paper venues'
+    # accounts (``SharedBooking``): the same fill on the same figures worked out once.
+    booking = SharedBooking()
     brokers = _broker_actors(
         config,
         state_dir,
@@ -283,6 +287,7 @@ def build_service(
         connector_factories=connector_factories or {},
         reconcile=reconcile or ReconcilePolicy(),
         lease=lease,
+        booking=booking,
     )
     shared = _Shared(
         config=config,
@@ -298,12 +303,11 @@ def build_service(
     )
     brokers_sup = _brokers_supervisor(config, brokers, backoff, rng=rng, now_ns=now_ns)
     trading_state_path = state_dir / TRADING_STATE_FILE
-    risk_state = _risk_state(config, trading_state_path)
+    risk_state = _risk_state(config, trading_state_path, booking)
     risk_gate = RiskGate(shared.mailboxes.risk)
     risk_deps = _risk_deps(shared, risk_state, trading_state_path, risk_gate)
     router_deps = _router_deps(shared, risk_gate)
-    # One booking of each fill for risk's books and the positions book (``SharedBooking``).
-    book = PositionBook(booking=risk_state.booking)
+    book = PositionBook(booking=booking)
     if store_opener is None:
         store_opener = _default_store_opener(config, state_dir)
 
@@ -370,6 +374,7 @@ def _broker_actors(
     connector_factories: dict[str, Callable[[], Connector]],
     reconcile: ReconcilePolicy,
     lease: LeaseDeadline | None,
+    booking: SharedBooking,
 ) -> _Brokers:
     """One broker actor (mailbox and child spec) per enabled broker, in config order."""
     retry = RetryPolicy(
@@ -385,7 +390,10 @@ def _broker_actors(
         else:
             kind = broker_kind(entry.kind)
             settings = kind.with_state_dir(entry.settings, state_dir, entry.name)
-            make = kind.factory(entry.name, settings, now_ns=now_ns)
+            if kind.books_fills:
+                make = kind.factory(entry.name, settings, now_ns=now_ns, booking=booking)
+            else:
+                make = kind.factory(entry.name, settings, now_ns=now_ns)
         if lease is not None:
             make = fenced(make, lease)
         mailbox = broker_mailbox(capacity=4096)
@@ -446,7 +454,9 @@ def _brokers_supervisor(
     )
 
 
-def _risk_state(config: ServiceConfig, trading_state_path: Path) -> RiskState:
+def _risk_state(
+    config: ServiceConfig, trading_state_path: Path, booking: SharedBooking
+) -> RiskState:
     """Risk's state at start: the trading state saved last, else ``risk.initial_state``."""
     saved = load_trading_state(trading_state_path)
     if saved is not None:
@@ -454,10 +464,12 @@ def _risk_state(config: ServiceConfig, trading_state_path: Path) -> RiskState:
             trading=saved.trading,
             broker_trading=dict(saved.broker_trading),
             settings=saved.who_set(),
+            booking=booking,
         )
     return RiskState(
         trading=config.risk.initial_state,
         settings={"": TradingSetting(state=config.risk.initial_state, reason="risk.initial_state")},
+        booking=booking,
     )
 
 

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from tests.actors.harness import exact_paper_settings
+from ult_actors.actors.commands import QueryPositions
 from ult_actors.actors.positions import PositionBook
 from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.paper.connector import PaperConnector
@@ -29,6 +30,7 @@ from ult_actors.messages import (
     PositionsReply,
     Submit,
 )
+from ult_actors.runtime import call
 from ult_actors.service import Service, build_service
 
 NOW_NS = 1_800_000_000 * 10**9
@@ -226,3 +228,30 @@ async def test_fills_before_a_restart_are_not_counted_again_after_it(tmp_path: P
         (position,) = (await svc.gateway.handle(GetPositions(id=2))).positions  # type: ignore[union-attr]
         # Valued at the last fill's price even before the next report.
         assert position.market_value == 10 * Decimal(100)
+
+
+async def test_a_paper_fill_is_booked_once_for_the_venue_risk_and_positions(tmp_path: Path) -> None:
+    # The paper kind as the configuration makes it (no factory of the test's): the service
+    # hands its venue's account the booking risk and positions share.
+    settings = exact_paper_settings(state_path=str(tmp_path / "paper.db"))
+    cfg = ServiceConfig(
+        service=ServiceSection(default_broker="paper", state_dir=str(tmp_path)),
+        brokers=[BrokerEntry(name="paper", kind="paper", enabled=True, settings=settings)],
+    )
+    svc = build_service(cfg, env={}, rng=random.Random(3), now_ns=lambda: NOW_NS)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(15):
+            await nursery.start(svc.run)
+            await trio.testing.wait_all_tasks_blocked()  # the first position pull is in
+        for i, qty in enumerate(("3", "2")):  # opened, then added to (a new average)
+            request = OrderRequest(
+                symbol="AAPL", side="buy", qty=Decimal(qty), client_order_id=f"once-{i}"
+            )
+            reply = await svc.gateway.handle(Submit(id=i + 1, order=request))
+            assert isinstance(reply, OrderReply) and reply.order.status == "filled"
+        assert await book_of(svc) == (5, 5)
+        # The venue's own figures (its position report hands its holding's objects on).
+        (venue,) = await call(svc.brokers["paper"], QueryPositions(), timeout=5.0, answer=list)
+        for held in (svc.book.holdings[("paper", "AAPL")], svc.risk_state.books[("paper", "AAPL")]):
+            assert held.qty is venue.qty and held.avg_price is venue.avg_entry_price
+        nursery.cancel_scope.cancel()

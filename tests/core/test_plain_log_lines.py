@@ -4,6 +4,8 @@ its record's render writes (``Lines.json``), whatever its values, or none at all
 from __future__ import annotations
 
 import contextvars
+import io
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from ult_actors.ipc.dispatch import _SUBMIT_FIELDS
 from ult_actors.logrender import FixedFields, Line, Lines, record_of
+from ult_actors.logwriter import LogWriter
 from ult_actors.messages import OrderRequest, Submit
 from ult_actors.secrets import Secret
 
@@ -129,7 +132,8 @@ def test_a_line_written_straight_is_its_records_line_byte_for_byte(
     )  # fmt: skip
     line: Line = (
         {**context, **odd_context},
-        (_SUBMIT_FIELDS, Submit(id=parts["id"], order=order)),
+        _SUBMIT_FIELDS,
+        Submit(id=parts["id"], order=order),
         parts["event"],
         "info",
         parts["stamp"],
@@ -138,15 +142,36 @@ def test_a_line_written_straight_is_its_records_line_byte_for_byte(
     plain = _LINES.plain(line)
     if plain is not None:
         assert plain == _record_text(line)
+    # Into a batch's parts, as the writer renders: the same text after what was there, or
+    # nothing added at all.
+    batch = ["earlier line\n"]
+    if _LINES.plain_into(batch, line, 7):
+        assert "".join(batch) == f"earlier line\n{plain}"
+    else:
+        assert batch == ["earlier line\n"]
+        assert plain is None
 
 
 def _usual(**context: Any) -> Line:
+    return _usual_order(context or {"actor": "ipc", "peer_uid": 1000, "peer_pid": 42})
+
+
+def _usual_order(context: dict[str, Any], **terms: Any) -> Line:
+    """A usual submit's line in ``context``, with these of its order's terms changed."""
     order = OrderRequest(
-        symbol="AAPL", side="buy", qty=Decimal("2.50"), broker="paper", client_order_id="c-1"
+        **{
+            "symbol": "AAPL",
+            "side": "buy",
+            "qty": Decimal("2.50"),
+            "broker": "paper",
+            "client_order_id": "c-1",
+            **terms,
+        }
     )
     return (
-        context or {"actor": "ipc", "peer_uid": 1000, "peer_pid": 42},
-        (_SUBMIT_FIELDS, Submit(id=7, order=order)),
+        context,
+        _SUBMIT_FIELDS,
+        Submit(id=7, order=order),
         "request",
         "info",
         1_700_000_000.25,
@@ -185,8 +210,8 @@ def test_a_line_that_is_not_the_usual_one_is_left_to_its_records_render(
 def test_a_line_with_a_structlog_contextvar_is_left_to_its_records_render() -> None:
     line = _usual()
     variables = _variables({"session": "s-1"})
-    assert Lines().plain((*line[:5], variables)) is None  # type: ignore[arg-type]
-    assert Lines().plain((*line[:5], _variables({}))) is not None  # type: ignore[arg-type]
+    assert Lines().plain((*line[:6], variables)) is None
+    assert Lines().plain((*line[:6], _variables({}))) is not None
 
 
 @pytest.mark.parametrize("key", ["event", "timestamp", "exc_info", "Token", 'a"b', "tab\t"])
@@ -231,5 +256,82 @@ def test_a_context_written_for_one_line_is_checked_again_for_anothers_fields() -
     lines = Lines()
     other = FixedFields(("other",), lambda source: (source,))
     line = _usual(actor="ipc", side="buy")
-    assert lines.plain((line[0], (other, 1), *line[2:])) is not None  # type: ignore[arg-type]
+    assert lines.plain((line[0], other, 1, *line[3:])) is not None
     assert lines.plain(line) is None  # the submit's own "side" would take the context's place
+
+
+def test_fresh_fields_must_be_among_the_keys() -> None:
+    with pytest.raises(ValueError, match="not one of the fields' keys"):
+        FixedFields(("kind", "qty"), lambda source: ("k", source), fresh=("client_order_id",))
+
+
+def test_a_value_at_a_place_is_written_as_itself_not_as_an_equal_one_written_before() -> None:
+    # A place remembers the members it wrote by value: 1.0 == True, 0.0 == False, but
+    # their texts differ (and a float is not written straight at all).
+    lines = Lines()
+    context = {"actor": "ipc"}
+    for broker in (True, 1.0, 1, "1", False, 0.0, 0, None, "paper", True):
+        line = _usual_order(context, broker=broker)
+        text = lines.plain(line)
+        assert text is None or text == Lines().json(record_of(line)), broker
+    assert lines.plain(_usual_order(context, broker=True)) is not None
+
+
+class _Writes(io.StringIO):
+    """A stream that counts its writes and signals each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.wrote = threading.Semaphore(0)
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self.writes += 1
+        self.wrote.release()
+        return written
+
+
+def test_a_batch_is_its_lines_record_texts_one_after_another_whatever_fails_on_the_way() -> None:
+    handed_over = threading.Event()
+    out = _Writes()
+    # The writer's first window ends once every line is handed over: one batch of them.
+    writer = LogWriter(out, Lines(), now=lambda: 0.0, sleep=lambda _s: handed_over.wait())
+    one = {"actor": "ipc", "peer_uid": 1000, "peer_pid": 42}
+    other = {"actor": "ipc", "peer_uid": 1000, "peer_pid": 43}
+    cancel: Line = (
+        one, {"kind": "Cancel", "request_id": 3}, None, "request", "info", 1.5,
+        contextvars.copy_context(),
+    )  # fmt: skip
+    lines = [
+        _usual_order(one),
+        _usual_order(one, client_order_id='c-"2"'),  # refused at a fresh field, half written
+        _usual_order(other, symbol="MSFT", qty=Decimal(3)),
+        cancel,  # a dict of fields: the record's way
+        _usual_order(one, broker=1.5),  # refused at the last field
+        _usual_order(one, client_order_id="c-3", symbol="MSFT"),
+        _usual_order({}, client_order_id="c-4"),  # no context
+    ]
+    for line in lines:
+        writer.hand_over(line)
+    handed_over.set()
+    assert out.wrote.acquire(timeout=10)
+    assert writer.close()
+    assert out.writes == 1
+    assert out.getvalue() == "".join(Lines().json(record_of(line)) for line in lines)
+
+
+def test_a_context_changed_in_place_between_batches_is_written_as_it_now_is() -> None:
+    # A context is checked once a batch: the next batch checks it again.
+    out = _Writes()
+    writer = LogWriter(out, Lines(), now=lambda: 0.0)
+    context: dict[str, Any] = {"actor": "ipc", "peer_pid": 42}
+    writer.hand_over(_usual_order(context))
+    assert out.wrote.acquire(timeout=10)
+    context["peer_pid"] = 43
+    writer.hand_over(_usual_order(context))
+    assert out.wrote.acquire(timeout=10)
+    assert writer.close()
+    first, second = out.getvalue().splitlines()
+    assert '"peer_pid": 42' in first
+    assert '"peer_pid": 43' in second

@@ -46,12 +46,18 @@ def settled(client: Client, coid: str, timeout: float = 30.0) -> Order:
     return order
 
 
-def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal) -> None:
+def check_once_and_filled(svc: UltProcess, coid: str, qty: Decimal, since: int) -> None:
+    """``coid`` filled once, settled by the start whose log begins at offset ``since``."""
     with Client(svc.socket, timeout=30) as client:
         order = settled(client, coid)
         assert (order.status, order.filled_qty, order.outcome) == ("filled", qty, "definitive")
         assert [o.client_order_id for o in client.orders()].count(coid) == 1
-    # Settled on start (or by the update stream just before): nothing left over.
+    # Settled on start (or by the update stream just before): nothing left over. The log's
+    # own thread writes the line a moment after it is logged: wait for this start's.
+    deadline = time.monotonic() + 30
+    while '"reconciled on start"' not in svc.log[since:]:
+        assert time.monotonic() < deadline, f"no summary of the restart:\n{svc.log[since:]}"
+        time.sleep(0.02)
     [summary] = svc.log_events("reconciled on start")[-1:]
     assert summary["unresolved"] == 0 and summary["adopted"] == 0
     svc.stop()
@@ -97,8 +103,9 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
         log.unlink()
         submitter.join(timeout=30)
         assert lost, "the client must not have been told anything"
+        since = len(svc.log)
         svc.start(timeout=60)
-        check_once_and_filled(svc, "kill-1", Decimal(7))
+        check_once_and_filled(svc, "kill-1", Decimal(7), since)
     finally:
         svc.stop()
 
@@ -113,7 +120,8 @@ def test_sigkill_while_the_broker_still_owes_the_execution(base: Path) -> None:
         # Journaled in the background, moments after the reply.
         assert wait_for_journal(svc, "kill-2", "accepted") == "accepted"
         svc.kill9()
+        since = len(svc.log)
         svc.start(timeout=60)  # the travelling order reaches the venue while we were down
-        check_once_and_filled(svc, "kill-2", Decimal(5))
+        check_once_and_filled(svc, "kill-2", Decimal(5), since)
     finally:
         svc.stop()

@@ -6,7 +6,6 @@ asks for."""
 from __future__ import annotations
 
 import functools
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -19,18 +18,20 @@ from tests.journal.test_append import sqlite_threads
 from tests.journal.test_full_disk import prepare
 from ult_actors import segment_log
 from ult_actors.journal.changelog import FillRow, decode_record
+from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.sqlite import _ROUND, open_sqlite_store
+from ult_actors.messages import ReportQuery
 
 #: No fold unless hurried.
 NEVER = 3600.0
 
 
 def fills_in_file(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [row[0] for row in conn.execute("SELECT fill_id FROM fills ORDER BY fill_id")]
-    finally:
-        conn.close()
+    """The ids of the fills a cost report reads from the file, sorted. A fill the fold
+    wrote twice (news folded as such and again as carried by a record's append, see
+    ``_carries_news``) is read once: ``fills`` has no key (schema 11)."""
+    read = JournalCostInputs(path, ReportQuery()).orders()
+    return sorted(f.fill_id for _, fills in read for f in fills)
 
 
 def fills_in_log(path: Path) -> list[FillRow]:

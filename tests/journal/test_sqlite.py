@@ -6,16 +6,17 @@ What every journal store does is in ``test_store_contract.py``.
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import pytest
 import trio
 
-from tests.journal.harness import order, rows_on_disk
+from tests.journal.harness import fill, order, rows_on_disk
 from ult_actors.config import ServiceConfig, ServiceSection
 from ult_actors.errors import ConfigError
-from ult_actors.journal.changelog import log_row
+from ult_actors.journal.changelog import fill_row, log_row
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import (
     OPEN_STATUS_TEST,
@@ -23,8 +24,8 @@ from ult_actors.journal.schema import (
     migrate,
     schema_version,
 )
-from ult_actors.journal.sqlite import _UPSERT, Writer, open_sqlite_store
-from ult_actors.messages import Order, ReportQuery
+from ult_actors.journal.sqlite import _ADD_FILL, _UPSERT, Writer, open_sqlite_store
+from ult_actors.messages import Fill, Order, ReportQuery
 from ult_actors.service import build_service, journal_path
 
 
@@ -125,6 +126,67 @@ async def test_a_version_9_journal_reads_each_order_s_history_without_an_index_b
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "events_by_order" not in indexes
     conn.close()
+
+
+async def test_a_version_10_journal_keeps_its_fills_for_reports_and_writes_a_fill_to_one_b_tree(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=10)
+    # As version 10 wrote them: keyed by broker and fill id, indexed by order and by
+    # symbol and time; ``o-1`` filled twice (in the order they came), ``o-2`` not at all.
+    old_fills = [
+        msgspec.structs.replace(fill("f-2", "o-1"), ts=20, price=Decimal(11)),
+        msgspec.structs.replace(fill("f-1", "o-1"), ts=10, price=Decimal(10)),
+        msgspec.structs.replace(fill("f-3", "gone"), ts=30, price=Decimal(12)),
+    ]
+    for old in old_fills:
+        conn.execute(
+            "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?)",
+            (old.broker, old.fill_id, old.client_order_id, old.symbol, old.ts, encode_fill(old)),
+        )
+    for seq, written in enumerate([order("o-1", "filled", oid="b-1"), order("o-2")], start=1):
+        conn.execute("INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
+                     (seq, written.client_order_id, encode_body(written)))  # fmt: skip
+        conn.execute(
+            "INSERT INTO orders VALUES (?, ?, 'paper', ?, '', 0, ?, x'', ?)",
+            (written.client_order_id, written.id, written.status, seq, seq),
+        )
+    conn.close()
+    new_fill = msgspec.structs.replace(fill("f-4", "o-2"), ts=40, price=Decimal(13))
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            store.record_soon(order("o-2", "filled", oid="b-2"))
+            store.record_fill(new_fill)
+            await store.in_file()
+        inputs = await store.cost_inputs(ReportQuery())
+
+        def read() -> tuple[dict[str, list[str]], list[Decimal | None]]:
+            listed, prices = {}, []
+            for o, fills in inputs.orders():
+                listed[o.client_order_id] = [f.fill_id for f in fills]
+                # Asked while the orders are read, as a report does.
+                prices = [inputs.last_trade("AAPL", ts) for ts in (5, 15, 25, 35, 45)]
+            return listed, prices
+
+        listed, prices = await trio.to_thread.run_sync(read)
+    # Each order with its own fills in the order they were written, the last trades as
+    # the index by symbol and time gave them.
+    assert listed == {"o-1": ["f-2", "f-1"], "o-2": ["f-4"]}
+    assert prices == [None, Decimal(10), Decimal(11), Decimal(12), Decimal(13)]
+    conn = sqlite3.connect(path)
+    assert schema_version(conn) == SCHEMA_VERSION >= 11  # a version-10 ult refuses the file
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert not {"fills_by_order", "fills_by_symbol_time", "sqlite_autoindex_fills_1"} & indexes
+    # A fill is an append to the table alone: no key, no index (four B-trees before).
+    assert _cursors_written(conn, _ADD_FILL.sql(1), 4) == 1
+    conn.close()
+
+
+def encode_fill(written: Fill) -> bytes:
+    """``written``'s body as versions 9 to 11 write it (the fields as an array)."""
+    return bytes(fill_row(written)[5])
 
 
 def test_a_version_5_journal_indexes_the_same_open_orders_without_a_table_per_write(

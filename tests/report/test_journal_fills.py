@@ -30,6 +30,30 @@ async def test_fills_are_kept_once_with_their_fees_across_a_reopen(tmp_path: Pat
     assert read[0][1][0].total_fees == Decimal("0.0051")
 
 
+async def test_a_fill_reported_again_in_a_later_fold_is_read_once_as_first_reported(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    first = fill("f-1")
+    again = msgspec.structs.replace(first, commission=Decimal("9"))  # told otherwise later
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-1"), event="submit")
+            store.record_fill(first)
+            store.record_fill(fill("f-2"))
+            await store.in_file()
+            store.record_fill(again)  # a stream replayed after the first fold
+            await store.in_file()
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            store.record_fill(again)  # and after a restart
+            await store.in_file()
+        read = list((await store.cost_inputs(ReportQuery())).orders())
+    assert [(o.client_order_id, list(fills)) for o, fills in read] == [
+        ("c-1", [first, fill("f-2")])
+    ]
+
+
 async def test_fills_reported_while_the_disk_is_full_are_written_once_it_has_room(
     tmp_path: Path,
 ) -> None:

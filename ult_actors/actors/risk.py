@@ -169,18 +169,25 @@ class RiskState:
         key: Any = (request.broker or "", request.symbol, request.side)
         qty = request.qty
         self.open_orders[coid] = OpenOrder(key, qty)
-        self.open_qty[key] = self.open_qty.get(key, ZERO) + qty
+        pending = self.open_qty.get(key)
+        # Nothing else open on its side (the usual case): the order's own quantity object,
+        # which its drop then finds as it is (``0 + qty`` is ``qty``: no positive exponent).
+        self.open_qty[key] = qty if pending is None else pending + qty
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
         old = self.open_orders.pop(client_order_id, None)
         if old is not None:
             key = old.key
-            left = self.open_qty[key] - old.qty
+            open_qty = self.open_qty
+            pending = open_qty[key]
+            qty = old.qty
+            # The only order open on its side (``set_open`` kept its quantity): none left.
+            left = None if pending is qty else pending - qty
             if left:
-                self.open_qty[key] = left
+                open_qty[key] = left
             else:
-                del self.open_qty[key]
+                del open_qty[key]
 
 
 class RiskGate:
@@ -280,8 +287,10 @@ def position_after(
     symbol, side = request.symbol, request.side  # each read once (a Struct's field: a look-up)
     book = state.books.get((broker, symbol))
     now = book.qty if book else ZERO
-    pending = state.open_qty.get((broker, symbol, side), ZERO)
-    more = (request.qty if adds is None else adds) + pending
+    pending = state.open_qty.get((broker, symbol, side))
+    more = request.qty if adds is None else adds
+    if pending is not None:  # else none open on its side (the usual case): no sum
+        more += pending
     # Added or taken away, not multiplied by a sign: an int times a Decimal converts the int.
     return now, (now + more if side == "buy" else now - more)
 
@@ -352,7 +361,8 @@ def check_order(
     if limits.max_position_per_symbol is not None:
         if worst is None:
             _, worst = position_after(state, broker, request, more)
-        if abs(worst) > limits.max_position_per_symbol:
+        # ``abs(worst)`` without building it: a buy's worst case is rarely short.
+        if (worst if worst >= ZERO else -worst) > limits.max_position_per_symbol:
             raise RiskRejected(
                 f"position in {request.symbol} could reach {worst}, beyond"
                 f" max_position_per_symbol {limits.max_position_per_symbol}",
@@ -541,7 +551,11 @@ class _Risk:
 
     def apply(self, event: Event) -> None:
         if isinstance(event, _UPDATE):  # the usual event first: no match per update
-            self.deps.fold(self.state, event, self.deps.now_ns())
+            fold = self.deps.fold
+            if fold is apply_event:  # not replaced (the service): a native call, no wrapper
+                apply_event(self.state, event, self.deps.now_ns())
+            else:
+                fold(self.state, event, self.deps.now_ns())
         elif isinstance(event, AccountReset):
             reset_books(self.state, event)
 
@@ -620,7 +634,11 @@ class _Risk:
             roll_day(state, now_ns)  # the daily loss resets even with no fills
         now = self.clock.current_time()
         state.forget_unreported(now)
-        self.deps.check(state, self.deps.limits, request, now)
+        check = self.deps.check
+        if check is check_order:  # not replaced (the service): a native call, no wrapper
+            check_order(state, self.deps.limits, request, now)
+        else:
+            check(state, self.deps.limits, request, now)
         coid = request.client_order_id
         assert coid is not None
         state.set_open(request)

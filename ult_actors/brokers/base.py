@@ -361,6 +361,9 @@ class BrokerKind(Generic[S]):
     auto_enable_vars: tuple[str, ...] = ()
     #: Settings with defaults that depend on the service's state directory filled in.
     place_state: Callable[[S, Path, str], S] = _as_configured
+    #: Its connector books fills itself, on the service's thread (a venue in process):
+    #: its factory takes ``booking``, the ``SharedBooking`` of the service's books.
+    books_fills: bool = False
 
     def settings_type(self) -> type[S]:
         """The kind's settings Struct (all fields defaulted)."""

@@ -20,7 +20,8 @@ from ult_actors.errors import BadRequest, Internal, UltError
 from ult_actors.ipc.framing import RequestCodec
 from ult_actors.ipc.gateway import BeginsAnswers, Gateway
 from ult_actors.logrender import FixedFields
-from ult_actors.logsetup import info_line
+from ult_actors.logsetup import info_lines
+from ult_actors.logwriter import InfoLines
 from ult_actors.messages import (
     Cancel,
     ErrorReply,
@@ -45,8 +46,9 @@ class Dispatcher:
         self.gateway = gateway
         self.log = log
         self.codec = RequestCodec()
-        # The one line every order writes: handed to the log writer without structlog's layers.
-        self._request_line = info_line(log)
+        # The one line every order writes: handed to the log writer without structlog's
+        # layers, by a call compiled code makes directly (a native class's method).
+        self._request_line: InfoLines = info_lines(log)
         #: The gateway's plain-call answers, if it gives them (``begin``).
         self._begin = gateway.begin if isinstance(gateway, BeginsAnswers) else None
 
@@ -110,8 +112,8 @@ class Dispatcher:
         # Each kind's fields as one dict display: kind and request id first, then what
         # names the order, as operators read them. A submit's (every order's) are read
         # from it on the log writer's thread instead (``_SUBMIT_FIELDS``).
-        if isinstance(request, Submit):
-            self._request_line("request", (_SUBMIT_FIELDS, request))
+        if type(request) is _SUBMIT or isinstance(request, Submit):  # the first: a compare
+            self._request_line.emit("request", _SUBMIT_FIELDS, request)
             return
         kind, request_id = type(request).__name__, request.id
         fields: dict[str, Any]
@@ -148,7 +150,7 @@ class Dispatcher:
             }
         else:
             fields = {"kind": kind, "request_id": request_id}
-        self._request_line("request", fields)
+        self._request_line.emit("request", fields)
 
 
 #: Where ``msgspec.structs.astuple`` puts an order's fields the request line reads (one
@@ -160,14 +162,17 @@ _QTY: Final = _ORDER_FIELDS.index("qty")
 _TYPE: Final = _ORDER_FIELDS.index("type")
 _BROKER: Final = _ORDER_FIELDS.index("broker")
 _CLIENT_ORDER_ID: Final = _ORDER_FIELDS.index("client_order_id")
+#: Module constants, so compiled code reads them without a look-up in the module's dict.
+_ASTUPLE: Final = astuple
+_SUBMIT: Final = Submit
 
 
 def _submit_values(request: Submit) -> tuple[Any, ...]:
     """A submit's request line values, in ``_SUBMIT_FIELDS``' order (read on the writer's
     thread: a decoded request is never changed, so it reads the same there as here)."""
-    order = astuple(request.order)
+    order = _ASTUPLE(request.order)
     return (
-        "Submit" if type(request) is Submit else type(request).__name__,
+        "Submit" if type(request) is _SUBMIT else type(request).__name__,
         request.id,
         order[_CLIENT_ORDER_ID],
         order[_SYMBOL],
@@ -179,9 +184,10 @@ def _submit_values(request: Submit) -> tuple[Any, ...]:
 
 
 #: A submit's request line fields: kind and request id, then what names the order.
-_SUBMIT_FIELDS = FixedFields(
+_SUBMIT_FIELDS: Final = FixedFields(
     ("kind", "request_id", "client_order_id", "symbol", "side", "qty", "type", "broker"),
     _submit_values,
+    fresh=("client_order_id",),
 )
 
 

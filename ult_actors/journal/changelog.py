@@ -117,9 +117,14 @@ def _logged(seq: int, event: str, ts: int, fields: tuple[Any, ...], body: bytear
 
 def fill_row(fill: Fill) -> FillRow:
     """One fill as the log holds it; its body is the fill's fields as a msgpack array."""
-    body = bytearray(_BODY_ROOM)
+    return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, fill_body(fill))
+
+
+def fill_body(fill: Fill) -> bytearray:
+    """A fill's body: its fields as a msgpack array (``journal.bodies``)."""
+    body = _ROOM.copy()
     _encode_into(_fields_of(fill), body)
-    return (fill.broker, fill.fill_id, fill.client_order_id, fill.symbol, fill.ts, body)
+    return body
 
 
 #: A ``LogRow``'s sequence number: a fold's rows are written in its order.

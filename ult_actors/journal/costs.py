@@ -17,16 +17,33 @@ def with_their_fills(
     orders: Iterable[tuple[str, bytes]], fills: Iterable[tuple[str, bytes]]
 ) -> Iterator[tuple[Order, Sequence[Fill]]]:
     """``(client order id, body)`` rows of orders and of fills, both in client order id
-    order (by code point), joined as they are read: each order with its own fills."""
+    order (by code point), joined as they are read: each order with its own fills, a fill
+    reported more than once (the same broker and fill id) once, as first read."""
     fill_rows = iter(fills)
     pending = next(fill_rows, None)
     for coid, body in orders:
         own: list[Fill] = []
         while pending is not None and pending[0] <= coid:
             if pending[0] == coid:
-                own.append(decode_fill(pending[1]))
+                fill = decode_fill(pending[1])
+                if not any(f.fill_id == fill.fill_id and f.broker == fill.broker for f in own):
+                    own.append(fill)
             pending = next(fill_rows, None)
         yield decode_order(body), own
+
+
+#: A symbol's trades at or before a moment, newest first, through ``_TRADES``.
+_LAST_TRADES = (
+    "SELECT f.body FROM temp.trades AS t, fills AS f"
+    " WHERE t.symbol = ? AND t.ts <= ? AND f.rowid = t.fill ORDER BY t.ts DESC"
+)
+#: The fills by symbol and time, made once by a report that asks for a last trade: the
+#: journal's ``fills`` has no index (schema 11), a temporary table on the report's own
+#: connection does (SQLite's temporary file, not this process's memory, holds it).
+_TRADES = (
+    "CREATE TEMP TABLE trades AS SELECT symbol, ts, rowid AS fill FROM fills ORDER BY rowid",
+    "CREATE INDEX temp.trades_at ON trades (symbol, ts)",
+)
 
 
 class JournalCostInputs:
@@ -35,14 +52,16 @@ class JournalCostInputs:
     Blocking: read it off the trio thread. A connection of its own, opened
     read-only while ``orders()`` is read, so a report never writes and never
     waits on the service's. Orders and fills are read together in client order
-    id order (both tables are indexed by it), so each order comes with its
-    fills without either table being held.
+    id order (the orders by their key, the fills sorted by SQLite as they are
+    read, in the order they were written within an order), so each order comes
+    with its fills without either table being held in this process's memory.
     """
 
     def __init__(self, path: Path, query: ReportQuery) -> None:
         self.path = path
         self.query = query
         self._conn: sqlite3.Connection | None = None
+        self._trades = False
 
     def orders(self) -> Iterator[tuple[Order, Sequence[Fill]]]:
         conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -68,18 +87,22 @@ class JournalCostInputs:
                 args,
             )
             fills = conn.cursor().execute(
-                "SELECT client_order_id, body FROM fills ORDER BY client_order_id"
+                "SELECT client_order_id, body FROM fills ORDER BY client_order_id, rowid"
             )
             yield from with_their_fills(orders, fills)
         finally:
             self._conn = None
+            self._trades = False
             conn.close()
 
     def last_trade(self, symbol: str, ts: int) -> Decimal | None:
-        assert self._conn is not None, "last_trade is asked while orders() is read"
-        rows = self._conn.execute(
-            "SELECT body FROM fills WHERE symbol = ? AND ts <= ? ORDER BY ts DESC", (symbol, ts)
-        )
+        conn = self._conn
+        assert conn is not None, "last_trade is asked while orders() is read"
+        if not self._trades:
+            for statement in _TRADES:
+                conn.execute(statement)
+            self._trades = True
+        rows = conn.execute(_LAST_TRADES, (symbol, ts))
         for (body,) in rows:
             fill = decode_fill(body)
             if fill.qty:  # fees reported later are no trade

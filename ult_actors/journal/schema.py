@@ -5,7 +5,7 @@ file). Each migration moves the file up by one version inside one
 transaction, so a crash mid-migration leaves the old version intact. A file
 written by a newer ``ult`` than this one is refused rather than guessed at.
 
-Tables (version 10):
+Tables (version 11):
 
 ``orders``
     The latest state of each order, keyed by client order id: the columns
@@ -23,11 +23,15 @@ Tables (version 10):
     order, for people; the service itself reads only ``orders``. Not indexed
     by client order id since version 10: a history is read by sequence range.
 ``fills``
-    Every execution once, keyed by broker and fill id: ``body`` is the
-    msgpack-encoded ``Fill`` (price, commission, fees). What cost reports
-    (``ult report``) are computed from, with ``orders``: read by client
-    order id beside the orders, and by symbol and time for a symbol's last
-    trade.
+    Every execution as it was reported: ``body`` is the msgpack-encoded
+    ``Fill`` (price, commission, fees, its broker and fill id). What cost
+    reports (``ult report``) are computed from, with ``orders``. No key and
+    no index since version 11: a row is an append to the table, and the
+    report, which reads every fill once, does what the keys did once for all
+    of them (``journal.costs``): it sorts the fills by client order id, keeps
+    a fill reported twice (a replayed stream, a log replayed after a crash)
+    once, by its broker and fill id, and indexes the fills by symbol and time
+    for a symbol's last trade only if it asks for one.
 
 ``orders.outcome`` and ``events.status`` are written empty: nothing reads
 them (the body has both), and each was a text parameter SQLite copied for
@@ -165,8 +169,28 @@ _V10 = [
     "DROP INDEX events_by_order",
 ]
 
+# Version 11: ``fills`` without a key or an index (``fills_by_order``, ``fills_by_symbol_time``),
+# and without the ``broker`` and ``fill_id`` columns (the body has both): each of the three
+# B-trees cost every fill the fold wrote ~2.4-6k instructions, two text parameters ~700 each,
+# for reads only a cost report makes, which does that work once per report instead
+# (``journal.costs``, docs/performance.md). The table is rebuilt (SQLite drops no key in
+# place): one copy of the fills at the first start, in their order (a report keeps the
+# first of a fill reported twice).
+_V11 = [
+    """CREATE TABLE fills_v11 (
+        client_order_id TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )""",
+    "INSERT INTO fills_v11 (client_order_id, symbol, ts, body)"
+    " SELECT client_order_id, symbol, ts, body FROM fills ORDER BY rowid",
+    "DROP TABLE fills",
+    "ALTER TABLE fills_v11 RENAME TO fills",
+]
+
 #: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

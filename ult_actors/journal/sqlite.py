@@ -121,6 +121,7 @@ from ult_actors.journal.changelog import (
     JournalLog,
     LogRow,
     Record,
+    fill_body,
     fill_row,
     log_row,
     seq_of,
@@ -176,10 +177,9 @@ _APPEND = ManyRowInsert(
 # the file must be able to grow, not only rewrite a page in place.
 _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VALUES (-1, '', 'probe', '', 0, zeroblob(?))"
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
-# A fill reported twice (a replayed stream, a reconnect) is kept once.
-_ADD_FILL = ManyRowInsert(
-    "INSERT OR IGNORE INTO fills (broker, fill_id, client_order_id, symbol, ts, body)", 6
-)
+# An append to ``fills``, which has no key (schema 11): a fill reported twice (a replayed
+# stream, a log replayed after a crash) is kept once by the report that reads it.
+_ADD_FILL = ManyRowInsert("INSERT INTO fills (client_order_id, symbol, ts, body)", 4)
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
 
@@ -1589,9 +1589,14 @@ def _table_rows(
     return events, latest
 
 
-def _fill_logged(fill: FillRow | Fill) -> FillRow:
-    """A fill's row as the log holds it, encoding one handed over as news."""
-    return fill_row(fill) if isinstance(fill, Fill) else fill
+def _fill_logged(fill: FillRow | Fill) -> tuple[Any, ...]:
+    """A fill's ``fills`` row (client order id, symbol, time, body): the log's row's, or
+    one handed over as news, encoded here."""
+    if isinstance(fill, Fill):
+        return (fill.client_order_id, fill.symbol, fill.ts, fill_body(fill))
+    # Read as a tuple of anything, as in ``_table_rows``: no unboxing of a typed row.
+    logged: tuple[Any, ...] = fill
+    return logged[2:]
 
 
 def _carries_news(order: Order, event: str) -> bool:

@@ -173,8 +173,9 @@ async def test_a_file_of_the_layouts_before_has_its_fills_moved_into_their_order
         assert desk.venue.fills(first.id) == [fills[0], fills[2]]
         assert desk.venue.fills(second.id) == [fills[1]]
         after = await desk.submit(buy("after-1", 1))
-    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 4
+    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 5
     assert rows(path, "SELECT name FROM sqlite_master WHERE name LIKE 'fills%'") == []
+    assert rows(path, "SELECT name FROM sqlite_master WHERE name = 'orders_by_client'") == []
     now = rows(path, "SELECT account, id, client_order_id, open, body FROM orders ORDER BY rowid")
     assert now[:2] == before
     desk = placed(tmp_path, "desk")
@@ -202,3 +203,114 @@ def test_fills_of_an_order_the_file_has_are_appended_to_its_row_without_it(
         assert store.fills("desk", working.order.id) == [fill, later]
     finally:
         store.close()
+
+
+#: Layout 4's orders table and index by client order id, as that version made them.
+_LAYOUT_4_ORDERS = """
+CREATE TABLE orders (account TEXT NOT NULL, id TEXT NOT NULL, client_order_id TEXT NOT NULL,
+                     open INTEGER NOT NULL, body BLOB NOT NULL,
+                     fills BLOB NOT NULL DEFAULT x'', nfills INTEGER NOT NULL DEFAULT 0,
+                     PRIMARY KEY (account, id));
+CREATE INDEX orders_by_client ON orders(account, client_order_id);
+CREATE INDEX orders_open ON orders(account) WHERE open = 1;
+"""
+
+
+async def test_a_file_of_layout_4_has_its_orders_keyed_and_no_index_by_their_ids(
+    tmp_path: Path,
+) -> None:
+    # Layout 5 keys an order's row by an integer (its rowid in layout 4) and has no index
+    # by id or client order id; every order is still found by both, the open one still
+    # loads, and writing it again updates its row rather than adding one.
+    path = tmp_path / "paper.db"
+    ended = filled_order("before-1", 1)
+    fill = _fill("abc.f1", ended, Decimal(10), 1)
+    resting = msgspec.structs.replace(
+        filled_order("before-2", 2), status="accepted", type="limit", time_in_force="gtc",
+        limit_price=Decimal(90), filled_qty=Decimal(0), avg_fill_price=None,
+    )  # fmt: skip
+    _fills_table_file(path, 3, [], [])
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE fills; DROP TABLE orders;" + _LAYOUT_4_ORDERS)
+    for order, is_open, fills, nfills in ((ended, 0, astuple(fill), 1), (resting, 1, None, 0)):
+        body = msgspec.msgpack.encode((astuple(order), False, False, Decimal(0)))
+        db.execute(
+            "INSERT INTO orders VALUES ('desk', ?, ?, ?, ?, ?, ?)",
+            (order.id, order.client_order_id, is_open, body,
+             msgspec.msgpack.encode(fills) if fills else b"", nfills),
+        )  # fmt: skip
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    before = rows(path, "SELECT rowid, * FROM orders ORDER BY rowid")
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        assert rows(path, "SELECT * FROM orders ORDER BY key") == before
+        assert await desk.get_order_by_client_id("before-1") == ended
+        assert await desk.get_order(ended.id) == ended
+        assert desk.venue.fills(ended.id) == [fill]
+        assert [o.id for o in desk.venue.open_orders()] == [resting.id]
+        await desk.cancel(resting.id)
+    assert rows(path, "PRAGMA user_version") == [(LAYOUT,)] and LAYOUT == 5
+    indexes = rows(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert ("orders_open",) in indexes and len([i for i in indexes if "orders" in i[0]]) == 1
+    after = rows(path, "SELECT key, id, open FROM orders ORDER BY key")
+    assert after == [(1, ended.id, 0), (2, resting.id, 0)]
+    desk = placed(tmp_path, "desk")
+    async with streaming(desk):
+        assert (await desk.get_order_by_client_id("before-2")).status == "canceled"
+
+
+def _filed(store: PaperStore, account: str, order: Order, seq: int, *, is_open: bool = False) -> None:
+    change = stage_change(
+        account, {order.id: WorkingOrder(order=order)}, {order.id} if is_open else (), [], [],
+        [], (Decimal(1), 7, 8, 4),
+    )  # fmt: skip
+    folded = Rows()
+    folded.add(change, seq)
+    store.commit(folded)
+
+
+def test_orders_filed_after_a_look_up_are_found_by_the_next_one_and_kept_in_one_row(
+    tmp_path: Path,
+) -> None:
+    # The file has no index by id or client order id: the store reads the rows' keys at
+    # the first look-up, then those of the rows filed since, each account's apart. An
+    # order written open and then ended stays one row.
+    path = tmp_path / "paper.db"
+    store = PaperStore(str(path), first_account="desk")
+    try:
+        first = msgspec.structs.replace(filled_order("c-1", 1), status="accepted")
+        _filed(store, "desk", first, 1, is_open=True)
+        assert store.order_by_client_id("desk", "c-1") == WorkingOrder(order=first)
+        assert store.order_by_client_id("desk", "c-2") is None
+        second = filled_order("c-2", 2)
+        other = msgspec.structs.replace(filled_order("c-1", 3), broker="floor")
+        _filed(store, "desk", second, 2)
+        _filed(store, "floor", other, 3)
+        canceled = msgspec.structs.replace(first, status="canceled")
+        _filed(store, "desk", canceled, 4)
+        assert store.order_by_client_id("desk", "c-2") == WorkingOrder(order=second)
+        assert store.order("desk", second.id) == WorkingOrder(order=second)
+        assert store.order_by_client_id("floor", "c-1") == WorkingOrder(order=other)
+        assert store.order_by_client_id("desk", "c-1") == WorkingOrder(order=canceled)
+        assert store.order("elsewhere", first.id) is None
+        assert store.order_by_client_id("elsewhere", "c-1") is None
+        later = msgspec.structs.replace(filled_order("c-3", 4), status="accepted")
+        _filed(store, "desk", later, 5, is_open=True)
+    finally:
+        store.close()
+    assert rows(path, "SELECT key, account, id, open FROM orders ORDER BY key") == [
+        (1, "desk", first.id, 0), (2, "desk", second.id, 0), (3, "floor", other.id, 0),
+        (4, "desk", later.id, 1),
+    ]  # fmt: skip
+    # Reopened: the open order's key is read back; a new order's follows the highest.
+    store = PaperStore(str(path), first_account="desk")
+    try:
+        _filed(store, "desk", msgspec.structs.replace(later, status="filled"), 6)
+        _filed(store, "desk", filled_order("c-5", 5), 7)
+    finally:
+        store.close()
+    assert rows(path, "SELECT key, client_order_id, open FROM orders WHERE key > 3") == [
+        (4, "c-3", 0), (5, "c-5", 0),
+    ]  # fmt: skip

@@ -517,8 +517,8 @@ async def test_the_writer_folds_each_call_as_it_ended_though_the_venue_moved_on(
     # still write the order as the submit left it, open, not the venue's later state.
     submitted = Rows()
     submitted.add(recorded[0])
-    ((_, oid, coid, is_open, body, fills, nfills),) = submitted.orders()
-    assert (oid, coid, is_open, fills, nfills) == (resting.id, "r-1", 1, b"", 0)
+    ((_, oid, coid, is_open, body, fills, nfills, key),) = submitted.orders(lambda *_: 9)
+    assert (oid, coid, is_open, fills, nfills, key) == (resting.id, "r-1", 1, b"", 0, 9)
     assert order_body(bytes(body)).order.status == "accepted"
 
 

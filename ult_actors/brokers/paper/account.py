@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from ult_actors.holding import Holding
+from ult_actors.holding import Holding, SharedBooking
 from ult_actors.messages import Side
 
 ZERO: Final = Decimal(0)  # Final: a C static once compiled (``holding.ZERO``)
@@ -29,11 +29,6 @@ class PaperHolding(Holding):
     """The net position in one symbol and the P&L it has realized so far (commissions too)."""
 
     realized_pl: Decimal = ZERO
-
-
-def signed(side: Side, qty: Decimal) -> Decimal:
-    """``qty`` with a buy positive and a sell negative."""
-    return qty if side == "buy" else -qty
 
 
 def exposure_increase(position: Decimal, side: Side, qty: Decimal) -> Decimal:
@@ -48,8 +43,17 @@ def exposure_increase(position: Decimal, side: Side, qty: Decimal) -> Decimal:
 class PaperAccount:
     """Cash and holdings; fills are applied here and nowhere else."""
 
-    def __init__(self, cash: Decimal, holdings: dict[str, PaperHolding] | None = None) -> None:
+    def __init__(
+        self,
+        cash: Decimal,
+        holdings: dict[str, PaperHolding] | None = None,
+        booking: SharedBooking | None = None,
+    ) -> None:
         self.cash = cash
+        #: How a fill moves a holding (``Holding.book``), through the booking the service's
+        #: risk and positions books share when it hands the venue theirs: they fold the same
+        #: fill on the same figures next, and take what this one worked out.
+        self.booking = SharedBooking() if booking is None else booking
         #: Whether ``cash`` is a figure to the context's precision (``cash - 0`` is ``cash``):
         #: any but a starting cash of more than 28 digits, and every one a fill worked out.
         self._cash_rounded = cash - ZERO == cash
@@ -78,16 +82,15 @@ class PaperAccount:
         """
         if value is None:
             value = price * qty
-        # ``value`` or its negation: the same figure as ``signed(side, qty) * price`` (a
+        # ``value`` or its negation: the same figure as the signed quantity times ``price`` (a
         # product's rounding is symmetric), without the multiplication.
         self.cash -= (value if side == "buy" else -value) + commission
         self._cash_rounded = True
-        delta = signed(side, qty)
         holding = self.holdings.get(symbol)
         if holding is None:
             holding = self.holdings[symbol] = PaperHolding()
         holding.realized_pl -= commission
-        holding.realized_pl += holding.book(delta, price)
+        holding.realized_pl += self.booking.book(holding, qty, side == "buy", price)
         if holding.qty < ZERO:
             self._shorts.add(symbol)
         else:

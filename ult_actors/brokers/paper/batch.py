@@ -23,7 +23,7 @@ class keywords, live in ``paper.records`` (re-exported here).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -217,17 +217,19 @@ class Rows:
         """Whether any record was folded in (each carries its account's row at least)."""
         return bool(self._accounts)
 
-    def orders(self) -> list[tuple[Any, ...]]:
-        """``(account, id, client_order_id, open, body, fills, nfills)`` of each order:
-        ``fills`` its new fills' bodies one after the other (``nfills`` of them)."""
+    def orders(self, key: Callable[[str, str, int], int]) -> list[tuple[Any, ...]]:
+        """``(account, id, client_order_id, open, body, fills, nfills, key)`` of each order:
+        ``fills`` its new fills' bodies one after the other (``nfills`` of them), ``key``
+        its row's (``key(account, id, open)``: the file's, ``store._Keys``)."""
         fills = self._fills
         rows: list[tuple[Any, ...]] = []
-        for key, row in self._orders.items():
-            new = fills.pop(key, None)
+        for pair, row in self._orders.items():
+            new = fills.pop(pair, None)
+            at = key(row[0], row[1], row[3])
             if new is None:
-                rows.append((*row, _NO_FILLS, 0))
+                rows.append((*row, _NO_FILLS, 0, at))
             else:
-                rows.append((*row, joined_bodies(new), len(new)))
+                rows.append((*row, joined_bodies(new), len(new), at))
         return rows
 
     def fills(self) -> dict[tuple[str, str], list[tuple[Any, ...]]]:

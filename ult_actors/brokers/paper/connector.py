@@ -52,6 +52,7 @@ from ult_actors.brokers.paper.settings import (
 from ult_actors.brokers.paper.store import reset_store, unusable_account
 from ult_actors.brokers.paper.venue import PaperVenue
 from ult_actors.errors import BrokerUnavailable, ConfigError, NotFound
+from ult_actors.holding import SharedBooking
 from ult_actors.messages import (
     Account,
     Contingency,
@@ -98,10 +99,14 @@ class PaperConnector:
         *,
         now_ns: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
+        booking: SharedBooking | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self._now_ns = now_ns
+        #: The service's books' booking of fills, which the venue's account books through
+        #: (``PaperAccount``); ``None``: a booking of its own.
+        self._booking = booking
         #: Drives the price walk; seeded from ``settings.seed`` unless injected.
         self._rng = rng if rng is not None else random.Random(settings.seed)
         self._exchange: PaperExchange | None = None
@@ -159,6 +164,7 @@ class PaperConnector:
                 writer=exchange.writer,
                 now_ns=self._now_ns,
                 emit=self._emit,
+                booking=self._booking,
             )
         except (msgspec.DecodeError, ArithmeticError, ValueError) as exc:
             # A damaged account: refusing it beats a restart loop (ConfigError is fatal).

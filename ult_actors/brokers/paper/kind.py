@@ -36,4 +36,6 @@ def _place_state(settings: PaperSettings, state_dir: Path, name: str) -> PaperSe
     return msgspec.structs.replace(settings, state_path=state_file(settings, state_dir, name))
 
 
-KIND = BrokerKind("paper", PaperSettings, paper_settings_from_env, _factory, (), _place_state)
+KIND = BrokerKind(
+    "paper", PaperSettings, paper_settings_from_env, _factory, (), _place_state, books_fills=True
+)

@@ -57,6 +57,7 @@ from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore
 from ult_actors.brokers.paper.unfiled import Unfiled
 from ult_actors.brokers.paper.writer import BatchWriter
 from ult_actors.errors import DuplicateOrder, InsufficientFunds, InvalidOrder, NotFound
+from ult_actors.holding import SharedBooking
 from ult_actors.messages import (
     OPEN_STATUSES,
     Account,
@@ -84,6 +85,10 @@ from ult_actors.validation import replaced_terms, validate_order, validate_order
 # (``OPEN_STATUSES`` and ``replace`` come from modules that are not compiled).
 _DAY_NS: Final = 86_400 * 1_000_000_000
 _BPS: Final = Decimal(10_000)
+#: A fill's value below this is exact: its price has at most 10 places (the feed's
+#: ``price_decimals``, a validated limit's 9) and its quantity 9 (validated), so the
+#: product has at most 9 + 19 digits, within the context's 28, and is not rounded.
+_EXACT_BELOW: Final = Decimal(10) ** 9
 _OPEN: Final = OPEN_STATUSES
 _replace: Final = msgspec.structs.replace
 
@@ -104,6 +109,7 @@ class PaperVenue:
         writer: BatchWriter,
         now_ns: Callable[[], int],
         emit: Callable[[OrderUpdate], None],
+        booking: SharedBooking | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -117,8 +123,9 @@ class PaperVenue:
         self.validate: Callable[[OrderRequest], None] = validate_order
         #: The last batch this venue recorded (a reload must wait for the file to have it).
         self.staged_seq = 0
+        # ``booking``: the service's risk and positions books share it (see ``PaperAccount``).
         self.account = PaperAccount(
-            snap.cash if snap.cash is not None else settings.starting_cash, snap.holdings
+            snap.cash if snap.cash is not None else settings.starting_cash, snap.holdings, booking
         )
         feed.load(snap.prices.items())
         #: ``feed.price``, bound once: the funds check hands it on per order.
@@ -547,7 +554,10 @@ class PaperVenue:
             # validated limit): ``0 + qty`` is ``qty`` and ``0 * 0 + value`` is ``value``,
             # digit for digit, as the general case below works them out.
             filled = qty
-            avg = value / filled
+            # ``value / qty`` is ``price`` digit for digit when ``value`` is exact (a quotient
+            # without remainder takes the dividend's exponent less the divisor's): the fill's
+            # own price object, which the books' shared booking then matches (``SharedBooking``).
+            avg = price if value < _EXACT_BELOW else value / filled
         else:
             before = order.filled_qty
             filled = before + qty
