@@ -240,7 +240,8 @@ class UtcText:
     def end_line(self, parts: list[str], stamp: float) -> None:
         """Append ``stamp``'s member and the end of a plain line (``"}`` and a newline)."""
         second, micros = _seconds_and_micros(stamp)
-        self._date(second)
+        if second != self._second:
+            self._date(second)
         parts.append(self._member)
         if micros:
             parts.append(_MILLIS[micros // 1000])
@@ -266,8 +267,10 @@ class Lines:
         # A plain line's members as written, by place, for each kind of fields.
         self._places: dict[FixedFields, _Places] = {}
         self._last_places = _NO_PLACES
-        # Contextvars seen not to be structlog's (a name never changes).
+        # Contextvars seen not to be structlog's (a name never changes), and the last
+        # line's, none of them structlog's.
         self._foreign: set[contextvars.ContextVar[Any]] = set()
+        self._variables: tuple[contextvars.ContextVar[Any], ...] = ()
 
     def finish(self, record: Record) -> Record:
         """Secrets masked, the time as ISO UTC text, an exception as text (``exc_info``)."""
@@ -322,15 +325,10 @@ class Lines:
         context, fields, source, event, level, stamp, variables = line
         if isinstance(fields, dict):
             return False
-        foreign = self._foreign
-        for var in variables:
-            if var in foreign:
-                continue
-            if var.name.startswith(STRUCTLOG_KEY_PREFIX):
-                if variables[var] is not Ellipsis:
-                    return False  # a key the record would add after the event
-            elif len(foreign) < _CONTEXTS_REMEMBERED:
-                foreign.add(var)  # not structlog's: its name is not looked at again
+        known = self._variables  # the last line's: these again need no look through
+        same = len(variables) == len(known) and all(var in variables for var in known)
+        if not same and not self._no_structlog_variable(variables):
+            return False  # a key the record would add after the event
         opening = self._opening(context, fields, batch)
         if opening is None:
             return False
@@ -354,6 +352,25 @@ class Lines:
             parts.append("}\n")
         if not context:  # no ", " before the first member
             parts[start + 1] = parts[start + 1][2:]
+        return True
+
+    def _no_structlog_variable(self, variables: contextvars.Context) -> bool:
+        """Whether no structlog contextvar is set in ``variables``; if none of them is
+        structlog's at all, they are remembered: a later line's that are exactly these
+        (as many, each among them) need no look through."""
+        foreign = self._foreign
+        theirs = False
+        for var in variables:
+            if var in foreign:
+                continue
+            if var.name.startswith(STRUCTLOG_KEY_PREFIX):
+                if variables[var] is not Ellipsis:
+                    return False
+                theirs = True  # unset now, but it may be set on a later line
+            elif len(foreign) < _CONTEXTS_REMEMBERED:
+                foreign.add(var)  # not structlog's: its name is not looked at again
+        if not theirs:
+            self._variables = tuple(variables)
         return True
 
     def _places_of(self, fields: FixedFields) -> _Places:

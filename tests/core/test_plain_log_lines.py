@@ -335,3 +335,21 @@ def test_a_context_changed_in_place_between_batches_is_written_as_it_now_is() ->
     first, second = out.getvalue().splitlines()
     assert '"peer_pid": 42' in first
     assert '"peer_pid": 43' in second
+
+
+def test_a_structlog_contextvar_unset_on_one_line_and_set_on_the_next_shows_on_the_next() -> None:
+    # The last line's contextvars are remembered when none is structlog's: one that is,
+    # even unset (``unbind_contextvars``), may be set on the next line with the same vars.
+    def unset() -> contextvars.Context:
+        structlog.contextvars.bind_contextvars(session="s-0")
+        structlog.contextvars.unbind_contextvars("session")
+        return contextvars.copy_context()
+
+    lines = Lines()
+    line = _usual()
+    first: Line = (*line[:6], contextvars.Context().run(unset))
+    second: Line = (*line[:6], _variables({"session": "s-1"}))
+    assert lines.plain(first) == Lines().json(record_of(first))
+    text = lines.plain(second)
+    assert text is None or text == Lines().json(record_of(second))
+    assert '"session": "s-1"' in Lines().json(record_of(second))
