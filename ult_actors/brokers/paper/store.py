@@ -39,7 +39,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -568,6 +568,19 @@ def _layout(db: sqlite3.Connection, path: str) -> int:
     return int(version)
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction on ``db`` around the block: committed, or rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def _upgrade(db: sqlite3.Connection, path: str, account: str) -> None:
     """Bring the file to ``LAYOUT`` in one transaction: create it, or convert an earlier
     layout in place (a file of the per-connection layout becomes ``account``)."""
@@ -589,8 +602,7 @@ def _to_fills_table_layout(db: sqlite3.Connection, account: str) -> None:
     old_layout = _is_old_layout(tables)
     # Set aside, then copied into the new tables (all of them for a new file are new).
     moved = _OLD_TABLES if old_layout else tuple(t for t in _REKEYED if t in tables)
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         for index in _INDEXES:
             db.execute(f"DROP INDEX IF EXISTS {index}")
         for table in moved:
@@ -610,11 +622,6 @@ def _to_fills_table_layout(db: sqlite3.Connection, account: str) -> None:
         for table in moved:
             db.execute(f"DROP TABLE old_{table}")
         db.execute(f"PRAGMA user_version = {_FILLS_TABLE_LAYOUT}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _fills_into_orders(db: sqlite3.Connection) -> None:
@@ -622,27 +629,20 @@ def _fills_into_orders(db: sqlite3.Connection) -> None:
     (their bodies as arrays, whatever form the file had them in) into its row, then the
     ``fills`` table dropped. A fill whose order the file lacks has no row to go to (no
     version writes one: a venue call records an order's fill with its order)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         db.execute("ALTER TABLE orders ADD COLUMN fills BLOB NOT NULL DEFAULT x''")
         db.execute("ALTER TABLE orders ADD COLUMN nfills INTEGER NOT NULL DEFAULT 0")
         _append_fills(db, db.execute("SELECT account, order_id, body FROM fills ORDER BY rowid"))
         db.execute("DROP INDEX IF EXISTS fills_by_order")
         db.execute("DROP TABLE fills")
         db.execute(f"PRAGMA user_version = {_ID_KEYED_LAYOUT}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _keyed_orders(db: sqlite3.Connection) -> None:
     """Convert a file of layout 4 to layout 5 in one transaction: its orders into a table
     keyed by an integer (each row's its rowid: the open orders keep their order), with
     no index by ``(account, id)`` or client order id."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         for index in _INDEXES:
             db.execute(f"DROP INDEX IF EXISTS {index}")
         db.execute("ALTER TABLE orders RENAME TO old_orders")
@@ -655,11 +655,6 @@ def _keyed_orders(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE old_orders")
         db.execute("CREATE INDEX orders_open ON orders(account) WHERE open = 1")
         db.execute(f"PRAGMA user_version = {LAYOUT}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _append_fills(db: sqlite3.Connection, fills: Iterable[tuple[str, str, Any]]) -> None:
@@ -758,14 +753,8 @@ def _import_one(db: sqlite3.Connection, path: Path, account: str) -> None:
         if not _is_old_layout(_tables(db, "old")):
             return  # not an old account file: leave it alone
         if known is None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 _copy_old_account(db, "old", "", account, fills_table=False)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
     finally:
         db.execute("DETACH DATABASE old")
     # Folded into the shared file (or the shared file had the account already):
