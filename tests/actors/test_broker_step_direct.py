@@ -164,6 +164,23 @@ class _RoomAfterOneRefusal(FullLogDisk):
             raise
 
 
+async def test_a_plain_step_s_order_is_one_row_in_the_journal_file_its_answered_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path) as (svc, _):
+        await submit(svc, qty=1)
+        plain = _watch_plain_submits(monkeypatch)
+        order = await submit(svc, qty=2)
+        assert [coid for _, coid in plain] == [order.client_order_id]
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        await store.in_file()
+        # Journaled before it left (the log), then written to the file once, answered.
+        history = [(e.event, e.order.status) for e in await store.history(order.client_order_id)]
+        assert history == [("submit", "filled")]
+        assert (await store.get(order.client_order_id)) == order
+
+
 async def test_a_step_whose_record_fails_here_goes_on_once_the_writer_wrote_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,6 +26,7 @@ from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import PaperSettings
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.errors import BrokerUnavailable, NotFound
+from ult_actors.journal import changelog
 from ult_actors.messages import Order, OrderUpdate, Position
 from ult_actors.service import Service, build_service
 
@@ -161,6 +162,17 @@ def journal_status(path: Path, client_order_id: str) -> str | None:
     finally:
         conn.close()
     return str(row[0]) if row else None
+
+
+def journal_log_status(path: Path, client_order_id: str) -> str | None:
+    """The status of one order's latest record in the journal's change log, as a replay
+    reads it: durable (a ``kill -9`` keeps it) whether or not the file holds it yet."""
+    status = None
+    for record in changelog.read(path):
+        for row in record.rows:
+            if row[1] == client_order_id:
+                status = row[3]
+    return status
 
 
 def paper_account(state_dir: Path, coids: list[str]) -> tuple[dict[str, Order], dict[str, Any]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.durability.harness import journal_status, paper_account
+from tests.durability.harness import journal_log_status, journal_status, paper_account
 from ult_actors.client import Client, UltError
 from ult_actors.messages import TERMINAL_STATUSES, Order
 from ult_actors.testing.process import UltProcess
@@ -92,7 +92,11 @@ def test_sigkill_after_the_journal_write_before_the_broker_answers(base: Path) -
 
         submitter = threading.Thread(target=submit)
         submitter.start()
-        assert wait_for_journal(svc, "kill-1") == "pending_new"  # journaled, not answered
+        # Journaled, not answered: in the log (its row reaches the file with its answer).
+        deadline = time.monotonic() + 20
+        while journal_log_status(svc.journal, "kill-1") != "pending_new":
+            assert time.monotonic() < deadline, f"kill-1 never reached the journal:\n{svc.log}"
+            time.sleep(0.005)
         svc.kill9()
         for fd in (reader, filler):
             os.close(fd)

@@ -236,6 +236,9 @@ class _BrokerIncarnation:
         self.after_reply = AfterReply.of_this_run()
         #: A plain step runs whose asker writes its reply next: its events wait for it.
         self._events_after_reply = False
+        #: The order a plain step journaled and sent whose record awaits its answer: the
+        #: first merge of it gives that (``record_answer``), or else the step's end.
+        self._unanswered: str | None = None
         #: Cancels and queries handled at once.
         self.commands = trio.CapacityLimiter(_COMMANDS_AT_ONCE)
         #: Emulated order lists change one at a time (a release or a peer cancel each).
@@ -467,9 +470,14 @@ class _BrokerIncarnation:
             return merged
         # Updated before any await, so concurrent reports of one order merge in turn.
         self.orders.put(coid, merged)
-        # Not waited for: the order already left, and restart reconciliation asks the
-        # broker about any order whose news a crash kept from the disk.
-        store.record_soon(merged)
+        if coid == self._unanswered:
+            # Its record's answer: the journal writes the two as one (``_begin_step``).
+            self._unanswered = None
+            store.record_answer(merged)
+        else:
+            # Not waited for: the order already left, and restart reconciliation asks the
+            # broker about any order whose news a crash kept from the disk.
+            store.record_soon(merged)
         self._publish(OrderUpdate(order=merged, fill=execution, ts=self.deps.now_ns()))
         if merged.leg is not None and merged.leg.emulated:
             self._count_emulated(merged)
@@ -1038,24 +1046,30 @@ class _BrokerIncarnation:
         try:
             arrival = self.arrivals.arrival(request.symbol)
             known = _pending(request, self.name, self.deps.now_ns(), arrival)
-            written = store.record_now(known, event="submit")
+            # On disk before it leaves; its answer, known before anything else runs, is
+            # what the file gets of it (``record_answer``): one row, not two.
+            written = store.record_now(known, event="submit", answer_follows=True)
             if written is not None:  # its append failed here: the journal's writer retries it
                 rest = self._send_written(written, request, coid, known)
             else:
-                self._quote_beside(known)
+                self._unanswered = coid
                 try:
-                    order, news = at_once.answer_now(request, validated=True)  # by the router
-                except UltError as exc:
-                    # A plain call, over at once: it failed when it was sent (the clock is
-                    # read only then, as nothing else needs it).
-                    rest = self._send(request, coid, known, True, exc, trio.current_time())
-                else:
-                    # No wait from here to the reply: its events may wait for its write.
-                    self._events_after_reply = self.after_reply.holds()
+                    self._quote_beside(known)
                     try:
-                        placed = self._answered(store, order, news, known)
-                    finally:
-                        self._events_after_reply = False
+                        order, news = at_once.answer_now(request, validated=True)  # by the router
+                    except UltError as exc:
+                        # A plain call, over at once: it failed when it was sent (the clock
+                        # is read only then, as nothing else needs it).
+                        rest = self._send(request, coid, known, True, exc, trio.current_time())
+                    else:
+                        # No wait from here to the reply: its events may wait for its write.
+                        self._events_after_reply = self.after_reply.holds()
+                        try:
+                            placed = self._answered(store, order, news, known)
+                        finally:
+                            self._events_after_reply = False
+                finally:
+                    self._answer_if_unanswered(store, known)
         except BaseException as exc:
             self._over(coid)
             if not isinstance(exc, UltError):
@@ -1067,6 +1081,15 @@ class _BrokerIncarnation:
         self._over(coid)
         self.ctx.reply(env, placed)
         return None
+
+    def _answer_if_unanswered(self, store: OrderStore, sent: Order) -> None:
+        """A plain step's end: if no merge answered its record (``_unanswered``), the record
+        as it was made (``sent``) is its answer."""
+        # A method of its own: read after ``_begin_step`` set it to a ``str``, mypyc would
+        # take the attribute for one there (narrowed) and fail on the ``None`` a merge left.
+        if self._unanswered is not None:
+            self._unanswered = None
+            store.record_answer(sent)
 
     async def _send_written(
         self, written: Awaitable[None], request: OrderRequest, coid: str, known: Order

@@ -259,9 +259,12 @@ class JournalLog:
         memo: Any,
         *,
         sync: Callable[[int], None] | None = None,
+        fold: bool = True,
     ) -> Path:
         """``append`` of one record without fills, in the lone form: the order's body is
-        encoded once, and the record is its head and that body (``_LONE``)."""
+        encoded once, and the record is its head and that body (``_LONE``). Not ``fold``:
+        the fold writes nothing of it (the store hands the record's row to the fold as news
+        itself, in a later state: ``SqliteStore.record_answer``); a replay still does."""
         fields = _fields_of(order)
         body = _ROOM.copy()
         _encode_into(fields, body)
@@ -271,7 +274,10 @@ class JournalLog:
         head[0] = _LONE
         self._append(head + body, sync)
         self.appends += 1
-        self._jobs.put(([_logged(seq, event, ts, fields, body)], [], memo, self.appends))
+        # Its job goes to the fold's thread all the same: the appends are counted (and a
+        # segment deleted) in order.
+        rows = [_logged(seq, event, ts, fields, body)] if fold else []
+        self._jobs.put((rows, [], memo, self.appends))
         return self._log.segment
 
     def _append(self, payload: bytes | bytearray, sync: Callable[[int], None] | None) -> None:

@@ -32,9 +32,17 @@ class MemoryStore:
         self.record_soon(order, event=event)
 
     def record_now(
-        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+        self,
+        order: Order,
+        *,
+        event: str = "update",
+        fsync_by_ack: bool = False,
+        answer_follows: bool = False,
     ) -> None:
         self.record_soon(order, event=event)
+
+    def record_answer(self, order: Order) -> None:
+        self.record_soon(order)
 
     def records_now(self) -> bool:
         return True

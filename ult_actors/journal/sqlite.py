@@ -413,6 +413,9 @@ class SqliteStore:
         #: even once out of the window.
         self._unwritten: dict[str, Order] = {}
         self._by_order_id: dict[str, str] = {}
+        #: The record ``record_now(..., answer_follows=True)`` appended last, alone, until
+        #: ``record_answer`` hands it to the fold in its answered state.
+        self._answer_of: _Row | None = None
         self._queue: collections.deque[_Batch] = collections.deque()
         self._wake = trio.Event()
         #: The writer task waits for ``_wake`` with no batch in hand.
@@ -677,12 +680,22 @@ class SqliteStore:
             await written
 
     def record_now(
-        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+        self,
+        order: Order,
+        *,
+        event: str = "update",
+        fsync_by_ack: bool = False,
+        answer_follows: bool = False,
     ) -> Awaitable[None] | None:
         """``record`` begun by a plain call: ``None`` once it is as durable as ``record``
-        returns it (appended here), else the wait for its batch (to await)."""
+        returns it (appended here), else the wait for its batch (to await).
+
+        ``answer_follows``: the caller gives the record's answer (``record_answer``) before
+        anything else runs; a record appended here alone then reaches the file in that
+        state, as one row, and the log keeps it as made (a replay writes it).
+        """
         if self.unavailable is None and self.records_now():
-            return self._append_now(order, event)
+            return self._append_now(order, event, answer_follows)
         batch = self._enqueue(order, event, waited=True)
         if batch is None:
             return None
@@ -698,7 +711,9 @@ class SqliteStore:
         """Whether a ``record_now`` made now would append here (``_append_now``)."""
         return self._writer_idle and not self._queue and self._commits_inline
 
-    def _append_now(self, order: Order, event: str) -> Awaitable[None] | None:
+    def _append_now(
+        self, order: Order, event: str, answer_follows: bool = False
+    ) -> Awaitable[None] | None:
         """``record_now`` while it appends here (``records_now``, the journal available): the
         record, with any news it carries, goes straight to the log without a batch, nothing
         being queued before it. An append that fails is left to the writer, as in
@@ -710,8 +725,13 @@ class SqliteStore:
         if _carries_news(order, event):
             self._carry_news(rows, fills)
         rows.append(row)
+        # Alone, its answer following: the fold takes its row from ``record_answer``.
+        answered = answer_follows and len(rows) == 1 and not fills
         try:
-            self._write_rows(rows, fills=fills)
+            if answered:
+                self._append_unfolded(row)
+            else:
+                self._write_rows(rows, fills=fills)
         except Exception:
             batch = self._open_batch(waited=True)
             batch.rows += rows
@@ -719,7 +739,32 @@ class SqliteStore:
             self._wake.set()
             return self._written(batch, order, event)
         self._committed(rows)
+        if answered:
+            self._answer_of = row
         return None
+
+    def record_answer(self, order: Order) -> None:
+        """The answer to the record ``record_now(..., answer_follows=True)`` made last:
+        ``order``, that order's state now (the record's own order if none came). Appended
+        here alone, that record reaches the file in this state, as itself (its sequence
+        number, event and time), handed to the fold like ``record_soon``'s news: one
+        ``events`` row and one body where the record and its answer made two; a replay
+        of the log writes the record as made, unless the file has it already. Otherwise
+        (its append left to the writer, or carrying news) ``order`` is ``record_soon``'s."""
+        row = self._answer_of
+        if row is None:
+            self.record_soon(order)
+            return
+        self._answer_of = None
+        seq, event, ts, _ = row
+        answered = (seq, event, ts, order)
+        self._index(order)
+        if self.unavailable is not None:
+            self._hold(answered)
+            return
+        log = self._log
+        assert log is not None  # only a log's append is answered so
+        log.news(answered)
 
     async def _written(self, batch: _Batch, order: Order, event: str) -> None:
         """The rest of ``record``: wait until the writer wrote ``batch`` (``order``'s)."""
@@ -930,6 +975,10 @@ class SqliteStore:
     def _row(self, order: Order, event: str) -> _Row | None:
         """Number and index ``order``'s record (refused if it may not be made now); its row
         (None: held, the journal being unavailable)."""
+        if self._answer_of is not None:
+            # An answer never given (``record_answer``): the record reaches the file as made,
+            # before anything recorded after it.
+            self.record_answer(self._answer_of[3])
         if self._failed is not None or self._closed:
             raise Internal(f"journal {self.name} is not writable: {self._failed or 'closed'}")
         if self.unavailable is not None and event in _BEFORE_SENDING:
@@ -1056,19 +1105,9 @@ class SqliteStore:
         it returns with ``full``; with ``ahead``, its fdatasync only begun). ``probe`` (an
         outage's probe): then fold everything into the file at once, with room to grow
         checked; the outage ends only if that works."""
-        log = self._log
-        assert log is not None
-        if not probe and log.failure is not None:
-            raise log.failure  # the file cannot take what the log holds: an outage
-        if not probe and self._ahead_error is not None:
-            raise self._ahead_error  # the log may not be on the disk: an outage
-        if self._log_syncer is not None and self._log_syncer.last_error is not None:
-            # What was appended may not reach the disk: an outage until an fsync works.
-            raise OSError(errno.EIO, self._log_syncer.last_error)
+        log = self._writable_log(probe)
         if rows or fills:
-            sync = None
-            if self.synchronous == "full":
-                sync = self.fsync_ahead.start if ahead and self.fsync_ahead else self._fsync
+            sync = self._sync(ahead)
             # An order's reports in one batch (its answer, then the stream's) are folded
             # before they are encoded: the fold would keep only the last of them anyway.
             # (A lone record, an inline append's, has nothing to fold.)
@@ -1086,6 +1125,34 @@ class SqliteStore:
         if probe:
             log.retry()
             self._ahead_error = None  # the file holds what the log held, durably
+
+    def _append_unfolded(self, row: _Row) -> None:
+        """``_write_rows([row])`` whose row the fold takes later, from ``record_answer``."""
+        log = self._writable_log(probe=False)
+        seq, event, ts, order = row
+        segment = log.append_one(seq, event, ts, order, [row], sync=self._sync(), fold=False)
+        if self._log_syncer is not None:
+            self._log_syncer.appended(segment)
+
+    def _writable_log(self, probe: bool) -> JournalLog:
+        """The log, if an append to it may be made now (a ``probe`` may make one after a
+        failed fold); the outage's error otherwise."""
+        log = self._log
+        assert log is not None
+        if not probe and log.failure is not None:
+            raise log.failure  # the file cannot take what the log holds: an outage
+        if not probe and self._ahead_error is not None:
+            raise self._ahead_error  # the log may not be on the disk: an outage
+        if self._log_syncer is not None and self._log_syncer.last_error is not None:
+            # What was appended may not reach the disk: an outage until an fsync works.
+            raise OSError(errno.EIO, self._log_syncer.last_error)
+        return log
+
+    def _sync(self, ahead: bool = False) -> Callable[[int], None] | None:
+        """What an append fsyncs its segment with before it returns (None: nothing)."""
+        if self.synchronous != "full":
+            return None
+        return self.fsync_ahead.start if ahead and self.fsync_ahead else self._fsync
 
     def _fold(
         self, rows: Sequence[LogRow | Record], fills: Sequence[FillRow | Fill], probe: bool

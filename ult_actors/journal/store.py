@@ -28,10 +28,22 @@ class OrderStore(Protocol):
         acknowledges the order (``synchronous = "full"``: its fsync runs meanwhile)."""
 
     def record_now(
-        self, order: Order, *, event: str = "update", fsync_by_ack: bool = False
+        self,
+        order: Order,
+        *,
+        event: str = "update",
+        fsync_by_ack: bool = False,
+        answer_follows: bool = False,
     ) -> Awaitable[None] | None:
         """``record`` begun by a plain call: ``None`` once the record is as durable as
-        ``record`` would return it, else the wait for the rest of ``record`` (to await)."""
+        ``record`` would return it, else the wait for the rest of ``record`` (to await).
+        ``answer_follows``: the caller gives ``record_answer`` before anything else runs."""
+
+    def record_answer(self, order: Order) -> None:
+        """The answer to the record ``record_now(..., answer_follows=True)`` made last:
+        ``order``, its state now (the record's own order if no answer came), stored as
+        ``record_soon`` stores news; the store may write the record in this state instead
+        of twice (the record as made stays durable until then)."""
 
     def records_now(self) -> bool:
         """Whether a ``record_now`` made now is likely to return ``None`` (nothing to wait
