@@ -94,8 +94,6 @@ class FixedFields:
         self.names = frozenset(keys)
         self.fresh = frozenset(fresh)
         self._values = values
-        #: Each field's text before its value, as ``json.dumps``' separators space it.
-        self.heads = tuple(f', "{key}": ' for key in keys)
 
     def values(self, source: Any) -> tuple[Any, ...]:
         """The fields' values of ``source``, in ``keys``' order."""
@@ -333,7 +331,7 @@ class Lines:
         if opening is None:
             return False
         values = fields.values(source)
-        count = len(fields.heads)
+        count = len(fields.keys)
         if len(values) != count:
             return False  # the record's fill says what is wrong
         places = self._places_of(fields)
