@@ -42,7 +42,7 @@ async def test_an_order_goes_through_risk_s_mailbox_behind_what_waits_there() ->
     seen: list[str] = []
     request = req(qty=1)
     assert not gate.admit(request, 1.0)  # no incarnation serves: through the mailbox
-    gate.open(lambda r, _deadline: seen.append(r.symbol))
+    gate.open(lambda r, _deadline, _now: seen.append(r.symbol))
     mailbox.send_nowait(SeedPositions(broker="paper", positions=[]))
     assert not gate.admit(request, 1.0)  # something waits: the order queues behind it
     assert seen == []
