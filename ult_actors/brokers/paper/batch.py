@@ -23,7 +23,7 @@ class keywords, live in ``paper.records`` (re-exported here).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -46,6 +46,7 @@ __all__ = [
     "CHANGE_TAG",
     "Change",
     "DecimalTexts",
+    "OrderKeys",
     "Rows",
     "WorkingOrder",
     "decode_change",
@@ -272,6 +273,39 @@ def stage_change(
     )
 
 
+class OrderKeys:
+    """The keys the writer gives orders' rows: the open orders' kept (a venue records an
+    order again only while it is open: ``venue._changed`` is only ever handed an open
+    or new one), every other order's a new one, the next after the highest.
+
+    Here, beside ``Rows``, not in ``paper.store`` (which reads them from the file): so
+    that ``Rows.orders`` calls ``key_of`` compiled, not through a bound method.
+    """
+
+    def __init__(self, highest: int, kept: dict[tuple[Any, ...], int]) -> None:
+        """Keys after ``highest``; ``kept``: the open orders' by ``(account, id)``."""
+        self.next = highest + 1
+        self.kept = kept
+
+    def key(self, account: str, order_id: str, is_open: int) -> int:
+        """The key of the row of ``account``'s order ``order_id`` (``is_open``: as written
+        now), kept for its next state while it is open."""
+        return self.key_of((account, order_id), is_open)
+
+    def key_of(self, pair: tuple[Any, ...], is_open: int) -> int:
+        """``key`` of the order ``pair`` (``(account, id)``)."""
+        kept = self.kept
+        key = kept.get(pair)
+        if key is None:
+            key = self.next
+            self.next = key + 1
+            if is_open:
+                kept[pair] = key
+        elif not is_open:
+            del kept[pair]
+        return key
+
+
 @dataclass
 class Rows:
     """What one transaction writes: records folded in order, the last state of a key winning.
@@ -283,11 +317,13 @@ class Rows:
 
     #: The last record folded in (the file has every record up to it once committed).
     seq: int = 0
-    _orders: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    # Keyed by ``(account, id)`` typed as boxed tuples: compiled, a ``tuple[str, str]``
+    # would be unpacked from each key read and a tuple made anew for each look-up.
+    _orders: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     #: Each order's new fills' rows (``(account, fill_id, order_id, body)``), oldest first.
-    _fills: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
-    _holdings: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    _prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    _fills: dict[tuple[Any, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    _holdings: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    _prices: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     _accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def add(self, change: Change | ArrayBodiesChange, seq: int = 0) -> None:
@@ -296,13 +332,16 @@ class Rows:
         if not isinstance(change, Change):
             self._add_earlier(change)
             return
-        # Its rows are the file's, kept as they are. Read as lists of anything: compiled,
-        # a typed row would be unboxed (each item's type checked) and boxed anew.
-        orders: list[Any] = change.orders
-        fills: list[Any] = change.fills
-        positions: list[Any] = change.positions
-        prices: list[Any] = change.prices
-        account: Any = change.account
+        # Its rows are the file's, kept as they are. Read as lists of boxed tuples:
+        # compiled, a row typed by its items would be unboxed (each item's type
+        # checked) and boxed anew. Its fields in one C call (a field read of a Struct
+        # is ~110 instructions compiled).
+        parts = _astuple(change)
+        orders: list[tuple[Any, ...]] = parts[0]
+        fills: list[tuple[Any, ...]] = parts[1]
+        positions: list[tuple[Any, ...]] = parts[2]
+        prices: list[tuple[Any, ...]] = parts[3]
+        account: tuple[Any, ...] = parts[4]
         for row in orders:
             self._orders[row[0], row[1]] = row
         for row in fills:
@@ -351,22 +390,25 @@ class Rows:
         """Whether any record was folded in (each carries its account's row at least)."""
         return bool(self._accounts)
 
-    def orders(self, key: Callable[[str, str, int], int]) -> list[tuple[Any, ...]]:
+    def orders(self, keys: OrderKeys) -> list[tuple[Any, ...]]:
         """``(account, id, client_order_id, open, body, fills, nfills, key)`` of each order:
         ``fills`` its new fills' bodies one after the other (``nfills`` of them), ``key``
-        its row's (``key(account, id, open)``: the file's, ``store._Keys``)."""
+        its row's (``keys``: the file's, ``store``)."""
         fills = self._fills
         rows: list[tuple[Any, ...]] = []
+        # Each row's items by index, not ``*row``: a list made, extended and made a tuple.
         for pair, row in self._orders.items():
-            new = fills.pop(pair, None)
-            at = key(row[0], row[1], row[3])
+            at = keys.key_of(pair, row[3])
+            new = fills.get(pair)
             if new is None:
-                rows.append((*row, _NO_FILLS, 0, at))
+                rows.append((row[0], row[1], row[2], row[3], row[4], _NO_FILLS, 0, at))
             else:
-                rows.append((*row, joined_bodies(new), len(new), at))
+                del fills[pair]
+                joined = joined_bodies(new)
+                rows.append((row[0], row[1], row[2], row[3], row[4], joined, len(new), at))
         return rows
 
-    def fills(self) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    def fills(self) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
         """The new fills' rows ``(account, fill_id, order_id, body)`` by ``(account,
         order_id)``, oldest first; after ``orders()``, only those of orders it did not
         give (an order the file has already)."""
