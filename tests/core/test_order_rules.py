@@ -11,7 +11,13 @@ import pytest
 
 from ult_actors.errors import InvalidOrder
 from ult_actors.messages import OrderRequest
-from ult_actors.validation import MAX_DECIMAL, SYMBOL_RE, check_decimal, validate_order
+from ult_actors.validation import (
+    MAX_DECIMAL,
+    SYMBOL_RE,
+    _plain_ticker,
+    check_decimal,
+    validate_order,
+)
 
 
 def _order(**terms: Any) -> OrderRequest:
@@ -86,6 +92,21 @@ def test_a_symbol_passes_exactly_when_the_symbol_pattern_matches_it(symbol: str)
     else:
         with pytest.raises(InvalidOrder, match="is not a valid symbol"):
             validate_order(_order(symbol=symbol))
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "A", "AAPL", "A" * 12, "A" * 13, "A1", "1A", "Z9", "@A", "[A", "A/", "A:", "BRK.B", "",
+        "Aapl", "aAPL", "AAPL\n", " AAPL", "ÄAPL", "\uff21APL", "A²", "ǅ", "A\u0660",
+    ],
+)  # fmt: skip
+def test_a_plain_ticker_is_told_exactly_when_it_is_a_letter_then_letters_or_digits(
+    symbol: str,
+) -> None:
+    # The shortcut before the regex engine: ASCII A-Z, then up to 11 of A-Z or 0-9.
+    plain = re.fullmatch(r"[A-Z][A-Z0-9]{0,11}", symbol) is not None
+    assert _plain_ticker(symbol) is plain
 
 
 @pytest.mark.parametrize(
