@@ -20,7 +20,7 @@ from tests.actors.harness import paper_service, refused, req, submit
 from ult_actors.actors import risk as risk_module
 from ult_actors.actors.commands import SeedPositions
 from ult_actors.actors.risk import RiskGate
-from ult_actors.errors import Internal
+from ult_actors.errors import Internal, RiskRejected
 from ult_actors.messages import OrderRequest, SetTradingState
 from ult_actors.runtime import Mailbox
 
@@ -88,23 +88,23 @@ async def test_the_gate_counts_a_new_order_open_as_risk_s_own_check_and_count_do
     # its side's open quantity once (with a position limit, the check worked it out);
     # a replaced check takes the plain way: ``check_order``, then ``set_open``.
     seen: list[tuple[dict[Any, Decimal], dict[str, tuple[Any, Decimal]], list[str]]] = []
+    real = risk_module.check_order
+
+    def replaced(state: Any, limits: Any, request: OrderRequest, *rest: Any) -> None:
+        real(state, limits, request, *rest)
+
     for plain in (False, True):
         async with paper_service(tmp_path / str(plain), **limits) as (svc, _made):
             await trio.testing.wait_all_tasks_blocked()
             if plain:
-                real = risk_module.check_order
-
-                def replaced(state: Any, limits: Any, request: OrderRequest, *rest: Any) -> None:
-                    real(state, limits, request, *rest)
-
                 monkeypatch.setattr(svc.risk_deps, "check", replaced)
             state = svc.risk_deps.state
             refusals: list[str] = []
             for qty in (3, 4, 4, 3, 1):  # resting buys: none fills at 50
                 try:
                     await submit(svc, qty=qty, limit_price=50)
-                except Exception as exc:  # noqa: BLE001 - the refusals are compared
-                    refusals.append(f"{type(exc).__name__}: {exc}")
+                except RiskRejected as exc:
+                    refusals.append(f"{exc.limit}: {exc}")
             await submit(svc, qty=2, side="sell", limit_price=200)
             by_coid = {coid: (o.key, o.qty) for coid, o in state.open_orders.items()}
             seen.append((dict(state.open_qty), by_coid, refusals))
