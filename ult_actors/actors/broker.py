@@ -837,7 +837,10 @@ class _BrokerIncarnation:
 
     def _over(self, coid: str) -> None:
         """The submit or replace of ``coid`` is over: wake any waiting for it."""
-        over = self.submitting.pop(coid)
+        # Read, then deleted: compiled, ``pop`` is a method call by name (~300 instructions).
+        submitting = self.submitting
+        over = submitting[coid]
+        del submitting[coid]
         if over is not None:
             over.set()
 

@@ -120,8 +120,9 @@ class PositionBook:
         for position in event.positions:
             self.adopt(broker, position, position.symbol)
 
-    def line(self, key: tuple[str, str]) -> BookLine:
-        """The line of ``key`` (made if it has none)."""
+    def line(self, key: Any) -> BookLine:
+        """The line of ``key``, a (broker, symbol) (made if it has none)."""
+        # ``Any``: the caller's tuple as it is (compiled, a typed one is built anew).
         line = self.lines.get(key)
         if line is None:
             line = self.lines[key] = BookLine()
