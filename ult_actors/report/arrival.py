@@ -59,6 +59,10 @@ class PaperQuotes:
     def __call__(self, symbol: str) -> Decimal | None:
         return self.quote(symbol)
 
+    def quotes(self, symbol: str) -> bool:
+        """Whether ``quote`` of ``symbol`` is known to give a price (it gave one before)."""
+        return symbol in self._traded
+
     def quote(self, symbol: str) -> Decimal | None:
         """``symbol``'s current price at the venue, if the venue trades it."""
         if symbol not in self._traded:
@@ -103,6 +107,9 @@ class ArrivalPrices:
 
     def saw(self, fill: Fill) -> None:
         """Note an execution: its price is the symbol's last trade from now on."""
+        paper = self._paper
+        if paper is not None and paper.quotes(fill.symbol):
+            return  # the venue's quote is the arrival price there: its last trade is not read
         if fill.qty:  # fees reported later are no trade
             self._last_trade[fill.symbol] = fill.price
 
