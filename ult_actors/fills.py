@@ -117,13 +117,16 @@ class FillLedger:
         has_fills = filled > _ZERO
         if has_fills:
             # ``get`` without a default: compiled, a default tuple is built for each call.
-            applied = self._applied.get(coid)
-            left_entry = applied
-            if applied is None:  # its first fills (the usual case): all of them are new
-                new = left_entry = (filled, order.avg_fill_price)
+            entry = self._applied.get(coid)
+            applied = left_entry = entry  # (an object already: the same one for both)
+            if entry is None:  # its first fills (the usual case): all of them are new
+                # Not ``new = left_entry = (...)``: compiled, a tuple assigned to two names
+                # is built (boxed) twice, and the other ledger would store a second object.
+                new = (filled, order.avg_fill_price)
+                left_entry = new
                 self._applied[coid] = new
-            elif filled > applied[0]:
-                before, before_avg = applied
+            elif filled > entry[0]:
+                before, before_avg = entry
                 delta = filled - before
                 avg = order.avg_fill_price
                 price = avg
