@@ -127,6 +127,23 @@ def fill_body(fill: Fill) -> bytearray:
     return body
 
 
+#: Where a fill's row's columns are in a ``Fill``'s ``astuple`` (its body's order).
+_FILL_FIELDS: Final = Fill.__struct_fields__
+_FILL_COID: Final = _FILL_FIELDS.index("client_order_id")
+_FILL_SYMBOL: Final = _FILL_FIELDS.index("symbol")
+_FILL_TS: Final = _FILL_FIELDS.index("ts")
+
+
+def fill_logged(fill: Fill) -> tuple[Any, ...]:
+    """A fill handed to the fold as news, as the SQLite fold writes it: client order id,
+    time, body, symbol (``journal.sqlite``'s ``_ADD_FILL``). Its columns read from the
+    fields the body is made of, by position (compiled, a Struct's attribute is a look-up)."""
+    fields = _fields_of(fill)
+    body = _ROOM.copy()
+    _encode_into(fields, body)
+    return (fields[_FILL_COID], fields[_FILL_TS], body, fields[_FILL_SYMBOL])
+
+
 #: A ``LogRow``'s sequence number: a fold's rows are written in its order.
 seq_of = operator.itemgetter(0)
 

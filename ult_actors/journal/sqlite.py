@@ -121,7 +121,7 @@ from ult_actors.journal.changelog import (
     JournalLog,
     LogRow,
     Record,
-    fill_body,
+    fill_logged,
     fill_row,
     log_row,
     seq_of,
@@ -157,21 +157,28 @@ _encode = msgspec.msgpack.Encoder().encode
 # in the same transaction (``ORDER_BODY_SQL`` reads it). ``first_seq`` (the order's first
 # write, where its history begins) is written with the row and kept: a record folded
 # later than a newer one of its order (``_fold``) lowers it with ``_EARLIER_FIRST``.
+#
+# Each statement's last columns (an event's ``event``; an order's ``broker`` and ``status``; a
+# fill's ``symbol``) are bound once for all of its rows when they share them
+# (``ManyRowInsert``'s ``shared``): a fold's rows mostly do, and each text bound is a copy
+# SQLite allocates.
 _UPSERT = ManyRowInsert(
-    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq,"
-    " body, first_seq)",
+    "INSERT INTO orders (client_order_id, order_id, updated_at, seq, first_seq, outcome, body,"
+    " broker, status)",
     7,
     " ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
     " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq,"
     " body = x'' WHERE excluded.seq > orders.seq",
-    row="(?, ?, ?, ?, '', ?, ?, x'', ?)",
+    row="(?, ?, ?, ?, ?, '', x'', ?, ?)",
+    shared=2,
 )
 _EARLIER_FIRST = "UPDATE orders SET first_seq = ?1 WHERE client_order_id = ?2 AND first_seq > ?1"
 _APPEND = ManyRowInsert(
-    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)",
+    "INSERT OR IGNORE INTO events (seq, client_order_id, ts, body, status, event)",
     5,
-    row="(?, ?, ?, '', ?, ?)",
+    row="(?, ?, ?, ?, '', ?)",
+    shared=1,
 )
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
@@ -179,7 +186,7 @@ _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VAL
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
 # An append to ``fills``, which has no key (schema 11): a fill reported twice (a replayed
 # stream, a log replayed after a crash) is kept once by the report that reads it.
-_ADD_FILL = ManyRowInsert("INSERT INTO fills (client_order_id, symbol, ts, body)", 4)
+_ADD_FILL = ManyRowInsert("INSERT INTO fills (client_order_id, ts, body, symbol)", 4, shared=1)
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
 
@@ -1565,9 +1572,10 @@ def _table_rows(
     first: dict[str, int] | None,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows of ``kept[start:stop]`` (``_kept``), a news
-    record's body encoded here. With ``first`` (each order's first sequence number among
-    ``kept``, filled in as its rows come, across calls), an ``orders`` row ends with it
-    (``first_seq``)."""
+    record's body encoded here, in the tables' column order. With ``first`` (each order's
+    first sequence number among ``kept``, filled in as its rows come, across calls): the
+    rows of the fold's statements (``_APPEND``, ``_UPSERT``, in their column order), an
+    ``orders`` row with its ``first_seq``."""
     events: list[tuple[Any, ...]] = []
     latest: list[tuple[Any, ...]] = []
     for i in range(start, min(stop, len(kept))):
@@ -1577,26 +1585,29 @@ def _table_rows(
         if len(logged) == _NEWS_ITEMS:
             logged = log_row(*logged)  # the brokers' news, encoded here
         seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
-        events.append((seq, coid, event, ts, body))
         if first is None:
+            events.append((seq, coid, event, ts, body))
             if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
                 latest.append((coid, oid, broker, status, updated_at, seq))
             continue
+        # The statements' column order (``_APPEND``, ``_UPSERT``): the columns a round's rows
+        # mostly share last.
+        events.append((seq, coid, ts, body, event))
         if coid not in first:
             first[coid] = seq
         if last[coid] == i:
-            latest.append((coid, oid, broker, status, updated_at, seq, first[coid]))
+            latest.append((coid, oid, updated_at, seq, first[coid], broker, status))
     return events, latest
 
 
 def _fill_logged(fill: FillRow | Fill) -> tuple[Any, ...]:
-    """A fill's ``fills`` row (client order id, symbol, time, body): the log's row's, or
-    one handed over as news, encoded here."""
+    """A fill's row of ``_ADD_FILL`` (client order id, time, body, symbol): the log's row's,
+    or one handed over as news, encoded here."""
     if isinstance(fill, Fill):
-        return (fill.client_order_id, fill.symbol, fill.ts, fill_body(fill))
+        return fill_logged(fill)
     # Read as a tuple of anything, as in ``_table_rows``: no unboxing of a typed row.
     logged: tuple[Any, ...] = fill
-    return logged[2:]
+    return (logged[2], logged[4], logged[5], logged[3])
 
 
 def _carries_news(order: Order, event: str) -> bool:
