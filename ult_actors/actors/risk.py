@@ -176,8 +176,10 @@ class RiskState:
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
-        old = self.open_orders.pop(client_order_id, None)
+        open_orders = self.open_orders
+        old = open_orders.get(client_order_id)
         if old is not None:
+            del open_orders[client_order_id]  # not ``pop``: compiled, a method call by name
             key = old.key
             open_qty = self.open_qty
             pending = open_qty[key]
@@ -477,7 +479,9 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     coid = order.client_order_id
     if not state.day_starts_ns <= now_ns < state.day_ends_ns:
         roll_day(state, now_ns)
-    state.unconfirmed.pop(coid, None)
+    unconfirmed = state.unconfirmed
+    if coid in unconfirmed:  # not ``pop(coid, None)``: compiled, a method call by name
+        del unconfirmed[coid]
     is_open = order.status in _OPEN
     if is_open and state.applied.is_done(coid):
         return  # a stale report: a finished order never reopens (the status asked first: cheaper)
@@ -503,6 +507,11 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         # may still come and reopen the order, which then counts again (the ledger did
         # not mark it done).
         state.drop_open(coid)
+
+
+#: ``apply_event`` as an object, which ``_Risk.apply`` compares the injected fold with:
+#: compiled, a C static, not a look-up in the module's dict per event.
+_APPLY_EVENT: Final = apply_event
 
 
 def unfilled_rest(order: Order) -> OrderRequest:
@@ -593,7 +602,7 @@ class _Risk:
     def apply(self, event: Event) -> None:
         if isinstance(event, _UPDATE):  # the usual event first: no match per update
             fold = self.deps.fold
-            if fold is apply_event:  # not replaced (the service): a native call, no wrapper
+            if fold is _APPLY_EVENT:  # not replaced (the service): a native call, no wrapper
                 apply_event(self.state, event, self.deps.now_ns())
             else:
                 fold(self.state, event, self.deps.now_ns())
