@@ -35,7 +35,7 @@ from bench.ult import RISK_LIMITS
 from ult_actors.actors.positions import PositionBook, PositionsDeps, _Positions
 from ult_actors.actors.risk import RiskDeps, RiskLimits, RiskState, _Risk
 from ult_actors.collector import settle_after_start
-from ult_actors.fills import DONE_KEPT, FillLedger
+from ult_actors.fills import DONE_KEPT, FillLedger, SharedAdvance
 from ult_actors.messages import Event, Fill, Order, OrderRequest, OrderUpdate
 from ult_actors.recent import Recent
 from ult_actors.runtime import ActorContext, EventBus
@@ -92,9 +92,10 @@ async def drive(part: str, warmup: int, orders: int, built: int) -> None:
         return _NOW_NS
 
     kept = _FULL_KEPT if part == "full" else DONE_KEPT
-    state = RiskState(applied=FillLedger(kept))
+    advance = SharedAdvance()  # as the service shares it
+    state = RiskState(applied=FillLedger(kept, advance))
     book = PositionBook(
-        applied=FillLedger(kept),
+        applied=FillLedger(kept, advance),
         fees_paid=Recent(kept),
         started_ns=_NOW_NS - 1,
         booking=state.booking,  # as the service shares it

@@ -34,16 +34,42 @@ _TERMINAL: Final = TERMINAL_STATUSES
 FillDelta: TypeAlias = tuple[Decimal, Decimal | None]
 
 
+class SharedAdvance:
+    """The last report a ledger advanced by, with the entry it found for the order and what
+    it made of it, so a second ledger that holds the same entry for the same report takes
+    the result instead of working it out again (risk's and positions' ledgers fold every
+    order event: ``service.py`` hands both the same one).
+
+    Matched by identity: the same ``Order`` object and the same entry object (or none in
+    both) are the same inputs, and ``FillLedger.advance`` reads nothing else, so the
+    result is the one the second ledger would work out (the same objects, even). The
+    ledgers stay two (their restarts differ): each stores the entry in its own map. A
+    native class (compiled): its fields are plain slots.
+    """
+
+    def __init__(self) -> None:
+        #: The report last advanced by (``None``: nothing to take).
+        self.order: Order | None = None
+        #: The entry the ledger found for it, and the one it left (the same if none moved).
+        self.found: Any = None
+        self.left: Any = None
+        #: What ``advance`` returned, and whether it marked the order finished.
+        self.new: Any = None
+        self.done = False
+
+
 class FillLedger:
     """Cumulative filled quantity per order, so a repeated report adds nothing.
 
     Finished orders are remembered (the latest ``keep_done`` of them), so a
     late repeat of one is recognised; beyond that they are forgotten.
+    ``shared``: the last advance shared with another ledger (``SharedAdvance``).
     """
 
-    def __init__(self, keep_done: int = DONE_KEPT) -> None:
+    def __init__(self, keep_done: int = DONE_KEPT, shared: SharedAdvance | None = None) -> None:
         #: Cumulative quantity and average price applied, per client order id.
         self._applied: dict[str, tuple[Decimal, Decimal | None]] = {}
+        self._shared = shared
         # A finished order forgotten takes its applied fill with it: ``on_evict(coid, None)``
         # is ``self._applied.pop(coid, None)`` (a dict's method: no Python call per order
         # once ``keep_done`` orders have finished).
@@ -68,31 +94,63 @@ class FillLedger:
         """What ``order`` adds to what was applied (recorded as applied now), or ``None``."""
         # Folded by risk and positions for every order event: kept to plain operations.
         coid = order.client_order_id
+        shared = self._shared
+        if shared is not None and order is shared.order:
+            # The other ledger advanced by this report last: if it found what this one
+            # holds, its result is this one's (see ``SharedAdvance``).
+            found = self._applied.get(coid)
+            if found is shared.found:
+                left = shared.left
+                if left is not found:
+                    self._applied[coid] = left
+                if shared.done:
+                    self._done.add(coid)
+                taken: FillDelta | None = shared.new
+                return taken
         filled = order.filled_qty
         # ``Any``: each tuple is built once (compiled, a ``FillDelta`` is kept unboxed and
         # built again to be stored, then to be returned).
         new: Any = None
-        if filled > _ZERO:
+        # The entry found and left (``shared``), when the order has fills.
+        applied: Any = None
+        left_entry: Any = None
+        has_fills = filled > _ZERO
+        if has_fills:
             # ``get`` without a default: compiled, a default tuple is built for each call.
-            applied = self._applied.get(coid)
-            if applied is None:  # its first fills (the usual case): all of them are new
+            entry = self._applied.get(coid)
+            applied = left_entry = entry  # (an object already: the same one for both)
+            if entry is None:  # its first fills (the usual case): all of them are new
+                # Not ``new = left_entry = (...)``: compiled, a tuple assigned to two names
+                # is built (boxed) twice, and the other ledger would store a second object.
                 new = (filled, order.avg_fill_price)
+                left_entry = new
                 self._applied[coid] = new
-            elif filled > applied[0]:
-                before, before_avg = applied
+            elif filled > entry[0]:
+                before, before_avg = entry
                 delta = filled - before
                 avg = order.avg_fill_price
                 price = avg
                 if avg is not None and before_avg is not None:
                     # The price of just this part, from the change of the cumulative average.
                     price = (avg * filled - before_avg * before) / delta
-                self._applied[coid] = (filled, avg if avg is not None else before_avg)
+                left_entry = (filled, avg if avg is not None else before_avg)
+                self._applied[coid] = left_entry
                 new = (delta, price)
         status = order.status
         # As ``_finish_if_final``, without the call; a fill is never the service's own
         # verdict, so the usual final state needs no ``is_local_verdict`` (its reads).
-        if status in _TERMINAL and (status == "filled" or not is_local_verdict(order)):
+        done = status in _TERMINAL and (status == "filled" or not is_local_verdict(order))
+        if done:
             self._done.add(coid)
+        if shared is not None:
+            if has_fills:  # the entry was read: the other ledger may take the result
+                shared.order = order
+                shared.found = applied
+                shared.left = left_entry
+                shared.new = new
+                shared.done = done
+            else:
+                shared.order = None
         new_part: FillDelta | None = new
         return new_part
 

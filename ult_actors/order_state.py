@@ -48,6 +48,10 @@ from ult_actors.validation import leg_roles
 _TERMINAL: Final = TERMINAL_STATUSES
 _replace: Final = msgspec.structs.replace
 _astuple: Final = msgspec.structs.astuple
+# The Structs built per order, likewise: a name imported from a module that is not compiled
+# is otherwise looked up in this module's dict at each call.
+_Order: Final = Order
+_Fill: Final = Fill
 #: ``OrderRequest``'s fields, in their order: ``order_from_request`` takes them all at once.
 _REQUEST_FIELDS: Final = (
     "symbol",
@@ -194,7 +198,7 @@ def order_from_fields(
     # matched to fields one by one (~1k instructions an order built).
     symbol, side, qty, kind, limit, stop, tif, extended, _, client_order_id, _ = fields
     assert client_order_id is not None
-    return Order(
+    return _Order(
         order_id,
         client_order_id,
         broker,
@@ -254,7 +258,7 @@ def fill_of(
     ``side`` and ``broker`` are for a venue that reports its own (the side of
     the execution, the name the connection runs under).
     """
-    return Fill(  # by position (``_FILL_FIELDS``): see ``order_from_request``
+    return _Fill(  # by position (``_FILL_FIELDS``): see ``order_from_request``
         fill_id,
         order.id,
         order.client_order_id,
@@ -351,12 +355,18 @@ def apply_update(current: Order | None, new: Order) -> Order:
         if now in _TERMINAL and now != was:
             raise IllegalTransition(f"order {current.client_order_id}: {was} is final, got {now}")
         if has > had and now == was:
-            return _merge(had_fields, new_fields, was)
+            return _merge(had_fields, new_fields, was, True, has)
         return current
-    filled = max(had, has)
-    if has < had and now not in _TERMINAL:
+    # The two quantities compared once each way (``Decimal`` comparisons, each fetching the
+    # decimal context), then handed to ``_merge``: ``max(had, has)`` is ``has`` only when
+    # it is greater (on a tie, ``had``: the same object as before).
+    fewer = has < had
+    more = not fewer and has > had
+    filled = has if more else had
+    if fewer and now not in _TERMINAL:
         return current  # stale: an older report of fewer fills
-    if _RANK[now] < _RANK[was] and not (
+    # A new order's record (``pending_new``, the lowest rank) moves back from no status.
+    if was != "pending_new" and _RANK[now] < _RANK[was] and not (
         was in _PENDING and now == "accepted"  # cancel / replace refused
     ):
         if filled == had:
@@ -368,26 +378,39 @@ def apply_update(current: Order | None, new: Order) -> Order:
         status = "partially_filled" if filled < had_fields[_QTY] else "filled"
     elif status == "accepted" and was in _PENDING and filled > 0:
         status = "partially_filled"  # back to what it was: it had fills
-    merged = _merge(had_fields, new_fields, status)
+    merged = _merge(had_fields, new_fields, status, not fewer, filled)
     if status != was:
         return merged  # changed for sure: no field-by-field comparison
     return current if merged == current else merged
 
 
-def _merge(current: tuple[Any, ...], new: tuple[Any, ...], status: OrderStatus) -> Order:
+def _merge(
+    current: tuple[Any, ...],
+    new: tuple[Any, ...],
+    status: OrderStatus,
+    at_least: bool,
+    filled: Decimal,
+) -> Order:
     """The merged state of two orders' fields (``msgspec.structs.astuple``), built by
-    position: ``replace`` would match ten keywords to fields one by one."""
+    position: ``replace`` would match ten keywords to fields one by one. ``at_least``:
+    whether ``new``'s filled quantity is at least ``current``'s; ``filled``: the greater
+    of the two (``current``'s on a tie)."""
     (
         id_, client_order_id, broker, symbol, side, qty, kind, time_in_force, _,
-        limit_price, stop_price, extended_hours, had, avg, created_at, updated_at,
+        limit_price, stop_price, extended_hours, _, avg, created_at, updated_at,
         reject_reason, outcome, origin, replaces, replaced_by, leg, arrival_price,
         arrival_source,
     ) = current  # fmt: skip
     (
-        new_id, _, _, _, _, _, _, _, _, _, _, _, has, new_avg, _, new_updated_at,
+        new_id, _, _, _, _, _, _, _, _, _, _, _, _, new_avg, _, new_updated_at,
         new_reject_reason, new_outcome, _, new_replaces, new_replaced_by, new_leg, _, _,
     ) = new  # fmt: skip
-    return Order(
+    # Typed: compiled, the two times compare as machine integers and the outcome as a
+    # ``str``, not through the generic comparison.
+    was_updated: int = updated_at
+    now_updated: int = new_updated_at
+    outcome_now: str = new_outcome
+    return _Order(
         new_id or id_,
         client_order_id,
         broker,
@@ -400,12 +423,12 @@ def _merge(current: tuple[Any, ...], new: tuple[Any, ...], status: OrderStatus) 
         limit_price,
         stop_price,
         extended_hours,
-        max(had, has),  # filled_qty
-        (new_avg if has >= had else avg) or avg,  # avg_fill_price
+        filled,  # filled_qty: max(had, has)
+        (new_avg if at_least else avg) or avg,  # avg_fill_price
         created_at,
-        max(updated_at, new_updated_at),
+        max(was_updated, now_updated),
         new_reject_reason or reject_reason,
-        "definitive" if new_outcome == "definitive" else outcome,
+        "definitive" if outcome_now == "definitive" else outcome,
         origin,
         replaces or new_replaces,
         new_replaced_by or replaced_by,

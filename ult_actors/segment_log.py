@@ -241,15 +241,18 @@ class SegmentLog:
         """``append(framed(payload))`` without making the framed bytes: the header is packed
         into the mapping and the payload copied after it (one copy, not two)."""
         at = self.size
-        end = at + _HEADER_BYTES + len(payload)
+        size = len(payload)
+        start = at + _HEADER_BYTES
+        end = start + size
         if end > self._mapped:
             self.append(framed(payload))
             return
-        self._reach = max(self._reach, end)
+        if end > self._reach:
+            self._reach = end
         mapped = self._map
         assert mapped is not None
-        _pack_header_into(mapped, at, len(payload) | _FLAG, _crc32(payload))
-        mapped[at + _HEADER_BYTES : end] = payload
+        _pack_header_into(mapped, at, size | _FLAG, _crc32(payload))
+        mapped[start:end] = payload
         self._appended(end)
 
     def _appended(self, end: int) -> None:

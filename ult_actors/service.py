@@ -58,6 +58,7 @@ from ult_actors.brokers.budget import budget_for
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.cluster.fencing import LeaseDeadline, fenced
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
+from ult_actors.fills import FillLedger, SharedAdvance
 from ult_actors.holding import SharedBooking
 from ult_actors.journal import StoreOpener, memory_store_opener, sqlite_store_opener
 from ult_actors.messages import (
@@ -277,6 +278,9 @@ def build_service(
     # One booking of each fill for risk's books, the positions book and the paper venues'
     # accounts (``SharedBooking``): the same fill on the same figures worked out once.
     booking = SharedBooking()
+    # And their ledgers' advance by each order event: the same report on the same entry
+    # worked out once (``SharedAdvance``).
+    advance = SharedAdvance()
     brokers = _broker_actors(
         config,
         state_dir,
@@ -303,11 +307,11 @@ def build_service(
     )
     brokers_sup = _brokers_supervisor(config, brokers, backoff, rng=rng, now_ns=now_ns)
     trading_state_path = state_dir / TRADING_STATE_FILE
-    risk_state = _risk_state(config, trading_state_path, booking)
+    risk_state = _risk_state(config, trading_state_path, booking, FillLedger(shared=advance))
     risk_gate = RiskGate(shared.mailboxes.risk)
     risk_deps = _risk_deps(shared, risk_state, trading_state_path, risk_gate)
     router_deps = _router_deps(shared, risk_gate)
-    book = PositionBook(booking=booking)
+    book = PositionBook(booking=booking, applied=FillLedger(shared=advance))
     if store_opener is None:
         store_opener = _default_store_opener(config, state_dir)
 
@@ -455,7 +459,7 @@ def _brokers_supervisor(
 
 
 def _risk_state(
-    config: ServiceConfig, trading_state_path: Path, booking: SharedBooking
+    config: ServiceConfig, trading_state_path: Path, booking: SharedBooking, applied: FillLedger
 ) -> RiskState:
     """Risk's state at start: the trading state saved last, else ``risk.initial_state``."""
     saved = load_trading_state(trading_state_path)
@@ -465,11 +469,13 @@ def _risk_state(
             broker_trading=dict(saved.broker_trading),
             settings=saved.who_set(),
             booking=booking,
+            applied=applied,
         )
     return RiskState(
         trading=config.risk.initial_state,
         settings={"": TradingSetting(state=config.risk.initial_state, reason="risk.initial_state")},
         booking=booking,
+        applied=applied,
     )
 
 

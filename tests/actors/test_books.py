@@ -19,6 +19,7 @@ from ult_actors.actors.risk import RiskState, apply_event
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.config import BrokerEntry, ServiceConfig, ServiceSection
 from ult_actors.messages import (
+    AccountReset,
     Fill,
     GetPositions,
     Order,
@@ -255,3 +256,47 @@ async def test_a_paper_fill_is_booked_once_for_the_venue_risk_and_positions(tmp_
         for held in (svc.book.holdings[("paper", "AAPL")], svc.risk_state.books[("paper", "AAPL")]):
             assert held.qty is venue.qty and held.avg_price is venue.avg_entry_price
         nursery.cancel_scope.cancel()
+
+
+def test_each_line_of_the_positions_book_holds_the_book_s_own_holding() -> None:
+    # Fills, fees alone, broker reports (with and without a position) and account resets
+    # in random order: a line's holding is always ``holdings``' entry for its key (a fill
+    # books into the line's, so another there would be booked behind the book's back).
+    for seed in range(40):
+        rng = random.Random(seed)
+        book = PositionBook()
+        symbols = ("MSFT", "AAPL")
+        filled: dict[str, int] = {}
+        for step in range(120):
+            symbol = rng.choice(symbols)
+            roll = rng.random()
+            if roll < 0.1:
+                report = None
+                if rng.random() < 0.7:
+                    report = Position(
+                        broker="alpaca", symbol=symbol, qty=Decimal(rng.randint(-5, 20)),
+                        avg_entry_price=Decimal(rng.randint(90, 110)),
+                    )  # fmt: skip
+                book.adopt("alpaca", report, symbol)
+            elif roll < 0.13:
+                book.reset(msgspec.structs.replace(_RESET, positions=[]))
+            else:
+                coid = f"c-{symbol}-{step // 7}"
+                done = filled.get(coid, 0)
+                now = min(10, done + rng.choice((0, 1, 3)))
+                filled[coid] = now
+                o = msgspec.structs.replace(
+                    order(coid, "filled" if now == 10 else "partially_filled", str(now),
+                          str(rng.randint(95, 105)) if now else None,
+                          side=rng.choice(("buy", "sell"))),
+                    symbol=symbol,
+                )  # fmt: skip
+                fill = execution(o, str(max(now - done, 0)), "100") if rng.random() < 0.5 else None
+                if fill is not None:
+                    fill = msgspec.structs.replace(fill, commission=Decimal("0.01"))
+                book.apply(OrderUpdate(order=o, fill=fill, ts=NOW_NS))
+            for key, line in book.lines.items():
+                assert line.holding is book.holdings.get(key), (seed, step, key)
+
+
+_RESET = AccountReset(broker="alpaca", positions=[], reason="test")

@@ -1,9 +1,10 @@
 """The filled-quantity de-dup: each part of an order's fill is applied once, at its own price."""
 
+import random
 from decimal import Decimal as D
 from typing import Any
 
-from ult_actors.fills import FillLedger
+from ult_actors.fills import FillLedger, SharedAdvance
 from ult_actors.messages import Order
 
 
@@ -61,3 +62,71 @@ def test_finished_orders_beyond_keep_done_are_forgotten_with_their_fills() -> No
     ledger.finish("b")  # refreshed: now "c" is the oldest
     ledger.finish("d")
     assert [ledger.is_done(c) for c in "bcd"] == [True, False, True]
+
+
+def _state(ledger: FillLedger, coids: str) -> list[object]:
+    """What a ledger holds of each order, to the digit (``==`` alone ignores exponents)."""
+    held = []
+    for coid in coids:
+        entry = ledger._applied.get(coid)
+        figures = None if entry is None else tuple(
+            None if x is None else x.as_tuple() for x in entry
+        )
+        held.append((figures, ledger.is_done(coid)))
+    return held
+
+
+def _digits(delta: tuple[D, D | None] | None) -> object:
+    return None if delta is None else tuple(None if x is None else x.as_tuple() for x in delta)
+
+
+def test_ledgers_sharing_their_advance_end_as_each_advanced_alone() -> None:
+    # Risk's and positions' ledgers fold the same reports, mostly from the same entries;
+    # sometimes one alone folds a report, or starts an order from a baseline, and finished
+    # orders are forgotten (a small ``keep_done``).
+    coids = "abcdef"
+    for seed in range(60):
+        rng = random.Random(seed)
+        shared = SharedAdvance()
+        a, b = FillLedger(keep_done=3, shared=shared), FillLedger(keep_done=3, shared=shared)
+        own_a, own_b = FillLedger(keep_done=3), FillLedger(keep_done=3)
+        filled = dict.fromkeys(coids, 0)
+        for _ in range(150):
+            coid = rng.choice(coids)
+            filled[coid] = min(10, filled[coid] + rng.choice((0, 0, 1, 2, 5)))
+            status = rng.choice(
+                ("accepted", "partially_filled", "filled", "canceled", "lost", "rejected")
+            )
+            report = order(
+                coid,
+                id=rng.choice(("o1", "o1", "")),
+                status=status,
+                filled_qty=D(filled[coid]).scaleb(rng.choice((0, 0, -1))),
+                avg_fill_price=rng.choice((None, D(rng.randint(90, 110)), D("101.25"))),
+            )
+            roll = rng.random()
+            if roll < 0.05:  # one book starts the order from a report
+                b.baseline(report)
+                own_b.baseline(report)
+                continue
+            pairs = [(a, own_a), (b, own_b)]
+            if roll < 0.15:  # a report only one of them folds
+                pairs = [rng.choice(pairs)]
+            elif roll < 0.25:  # the other one first
+                pairs.reverse()
+            for ledger, own in pairs:
+                assert _digits(ledger.advance(report)) == _digits(own.advance(report)), seed
+                assert _state(ledger, coids) == _state(own, coids), seed
+
+
+def test_the_second_ledger_takes_the_first_s_result_for_the_same_report() -> None:
+    shared = SharedAdvance()
+    risk, positions = FillLedger(shared=shared), FillLedger(shared=shared)
+    report = order(status="filled", filled_qty=D(10), avg_fill_price=D("187.12"))
+    new = risk.advance(report)
+    assert positions.advance(report) is new  # the same tuple: not worked out again
+    assert positions._applied["c1"] is risk._applied["c1"] and positions.is_done("c1")
+    # A report one ledger already holds gives that one nothing, the other what is new.
+    assert risk.advance(report) is None
+    other = FillLedger(shared=shared)
+    assert other.advance(report) == (D(10), D("187.12"))

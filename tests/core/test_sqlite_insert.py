@@ -54,3 +54,59 @@ def test_or_ignore_keeps_the_first_row_of_a_key(db: sqlite3.Connection) -> None:
         ],
     )
     assert db.execute("SELECT v, body FROM kv WHERE k = 'a'").fetchall() == [(1, b"first")]
+
+
+SHARED = ManyRowInsert(
+    "INSERT INTO kv2 (k, body, v, tag)",
+    4,
+    " ON CONFLICT (k) DO UPDATE SET v = excluded.v, tag = excluded.tag",
+    row="(?, ?, ?, ?)",
+    shared=2,
+)
+
+
+@pytest.fixture
+def db2() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE kv2 (k TEXT PRIMARY KEY, body BLOB, v TEXT, tag TEXT)")
+    return conn
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 63, 64, 65, 100])
+@pytest.mark.parametrize("mixed", [None, 0, 50, 99])
+def test_shared_last_columns_store_the_same_rows_whether_bound_once_or_per_row(
+    db2: sqlite3.Connection, count: int, mixed: int | None
+) -> None:
+    # Every row's last two columns the same, or one row (``mixed``) different: its
+    # statement binds each row's own, the others each shared value once.
+    rows = [(f"k{i}", bytearray(b"x%d" % i), "filled", "paper") for i in range(count)]
+    if mixed is not None and mixed < count:
+        rows[mixed] = (f"k{mixed}", bytearray(), "accepted", "paper")
+    SHARED.run(db2, rows)
+    assert db2.execute("SELECT k, body, v, tag FROM kv2 ORDER BY rowid").fetchall() == [
+        (k, bytes(body), v, tag) for k, body, v, tag in rows
+    ]
+
+
+def test_a_shared_statement_binds_each_shared_value_once_after_every_rows_own() -> None:
+    text = SHARED.shared_sql(3)
+    assert text.startswith(
+        "INSERT INTO kv2 (k, body, v, tag) VALUES (?1, ?2, ?7, ?8), (?3, ?4, ?7, ?8),"
+        " (?5, ?6, ?7, ?8) ON CONFLICT"
+    )
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE kv2 (k TEXT PRIMARY KEY, body BLOB, v TEXT, tag TEXT)")
+    # Eight parameters: six of the rows' own, the two shared.
+    conn.execute(text, ["a", b"", "b", b"", "c", b"", "v", "t"])
+    assert conn.execute("SELECT k, v, tag FROM kv2 ORDER BY k").fetchall() == [
+        ("a", "v", "t"), ("b", "v", "t"), ("c", "v", "t"),
+    ]  # fmt: skip
+
+
+def test_equal_values_of_another_type_are_not_shared(db2: sqlite3.Connection) -> None:
+    # 1 == True, but they are bound (and stored) as they are: each row's own.
+    mixed = ManyRowInsert("INSERT INTO kv2 (k, v)", 2, shared=1)
+    mixed.run(db2, [("a", 1), ("b", True), ("c", 1.0)])
+    assert db2.execute("SELECT k, typeof(v), v FROM kv2 ORDER BY k").fetchall() == [
+        ("a", "text", "1"), ("b", "text", "1"), ("c", "text", "1.0"),
+    ]  # fmt: skip

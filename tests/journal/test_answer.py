@@ -13,6 +13,8 @@ import trio.testing
 
 from tests.journal.harness import order, records_in_log, rows_in_file, rows_on_disk
 from ult_actors import segment_log
+from ult_actors.journal import changelog
+from ult_actors.journal.changelog import LogRecord, log_row
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
 
 #: No fold unless hurried.
@@ -100,3 +102,47 @@ async def test_the_record_s_own_order_as_its_answer_is_the_record_as_made(
             await store.in_file()
             assert await _history(store, "c-1") == [(1, "submit", "pending_new")]
             assert await store.get("c-1") == sent
+
+
+async def test_an_answered_record_is_logged_as_the_same_bytes_as_a_folded_one(
+    tmp_path: Path,
+) -> None:
+    # The answered record is encoded in one piece (its head and body together); a record
+    # folded as it is, head then body. The log holds the same bytes either way.
+    times = iter(range(1_700_000_000_000_000_000, 1_800_000_000_000_000_000))
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, now_ns=lambda: next(times), fold_interval_s=NEVER) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()
+            made = order("c-1")
+            assert store.record_now(made, event="submit", answer_follows=True) is None
+            store.record_answer(order("c-1", "filled", oid="b-1"))
+            await store.record(order("c-2"), event="submit")  # folded as it is
+            [answered, folded] = list(segment_log.read(path))
+            row = log_row(1, "submit", 1_700_000_000_000_000_000, made)
+            assert answered[:1] == folded[:1] == b"\x94"
+            assert answered.endswith(row[5])
+            assert changelog.decode_record(answered) == LogRecord([row], [])
+            same_head = log_row(2, "submit", 1_700_000_000_000_000_001, order("c-2"))
+            assert changelog.decode_record(folded) == LogRecord([same_head], [])
+            assert len(answered) == len(folded)  # both ids as long, both heads alike
+
+
+async def test_an_answer_takes_its_record_s_place_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_sqlite_store(path, fold_interval_s=NEVER) as store:
+        with trio.fail_after(10):
+            await store.record(order("c-0"), event="submit")
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.record_now(order("c-1"), event="submit", answer_follows=True) is None
+            store.record_answer(order("c-1", "accepted", oid="b-1"))
+            assert await store.non_terminal() == [order("c-0"), order("c-1", "accepted", oid="b-1")]
+            assert store.record_now(order("c-2"), event="submit", answer_follows=True) is None
+            store.record_answer(order("c-2", "filled", oid="b-2"))
+            assert [o.client_order_id for o in await store.non_terminal()] == ["c-0", "c-1"]
+            assert await store.find_by_order_id("b-2") == [order("c-2", "filled", oid="b-2")]
+            await store.in_file()
+            # Folded: each order's answered state, from memory and from the file.
+            assert await store.get("c-2") == order("c-2", "filled", oid="b-2")
+            assert rows_in_file(path) == {"c-0": "pending_new", "c-1": "accepted", "c-2": "filled"}
+            assert await _history(store, "c-1") == [(2, "submit", "accepted")]

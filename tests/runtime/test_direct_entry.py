@@ -184,3 +184,59 @@ async def test_a_caller_cancelled_inside_a_direct_run_leaves_its_request_there(
         actor.release.set()
         assert await call(actor.mailbox, Echo(2)) == 2
         assert actor.handled == [(1, 2, False)]
+
+
+class Readings(trio.abc.Clock):
+    """A mock clock that notes each reading, a microsecond later than the one before:
+    a time tells which reading it came from."""
+
+    def __init__(self) -> None:
+        self._mock = trio.testing.MockClock()
+        self.readings: list[float] = []
+
+    def start_clock(self) -> None:
+        self._mock.start_clock()
+
+    def current_time(self) -> float:
+        now = self._mock.current_time() + len(self.readings) * 1e-6
+        self.readings.append(now)
+        return now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return self._mock.deadline_to_sleep_time(deadline)
+
+
+@pytest.fixture
+def reading_clock() -> Readings:
+    return Readings()  # pytest-trio runs the test on it
+
+
+async def test_a_handler_begun_directly_takes_its_asker_s_reading_of_the_clock_as_now(
+    reading_clock: Readings,
+) -> None:
+    mailbox: Mailbox[Msg] = Mailbox(capacity=10)
+    begun: list[tuple[float, float, int]] = []
+
+    async def start(ctx: ActorContext[Msg]) -> None:
+        async def handle(env: Envelope[Msg]) -> None:
+            ctx.reply(env, -1)
+
+        def begin(env: Envelope[Msg], now: float) -> None:
+            begun.append((now, env.deadline, len(reading_clock.readings)))
+            assert isinstance(env.msg, Echo)
+            ctx.reply(env, env.msg.n)
+
+        await serve_mailbox(ctx, handle, direct=True, begin=begin)
+
+    sup = Supervisor(
+        "root", [ChildSpec(id="timed", start=start, mailbox=mailbox)], rng=random.Random(3)
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await call(mailbox, Echo(7), timeout=5.0) == 7
+        nursery.cancel_scope.cancel()
+    ((now, deadline, read),) = begun
+    # The reading the asker made its deadline of, the last one taken: none was made anew.
+    assert now == reading_clock.readings[read - 1]
+    assert deadline == now + 5.0

@@ -67,7 +67,11 @@ class BookLine:
     """What the book holds of one (broker, symbol) beside its ``Holding``: one object, so a
     fill moves it with one look-up rather than one per figure (a native class, compiled)."""
 
-    def __init__(self) -> None:
+    def __init__(self, holding: Holding | None = None) -> None:
+        #: The book's ``Holding`` of the same (broker, symbol), ``holdings``' entry (``None``:
+        #: none there), kept here too so a fill finds both with one look-up. Every write of
+        #: ``holdings`` where the key has a line writes it here as well.
+        self.holding = holding
         #: Realized P&L: the broker's last figure plus fills since (``None``: none known).
         self.realized: Decimal | None = None
         #: Last known price: the last fill's, or implied by a report (``None``: none yet).
@@ -120,11 +124,12 @@ class PositionBook:
         for position in event.positions:
             self.adopt(broker, position, position.symbol)
 
-    def line(self, key: tuple[str, str]) -> BookLine:
-        """The line of ``key`` (made if it has none)."""
+    def line(self, key: Any) -> BookLine:
+        """The line of ``key``, a (broker, symbol) (made if it has none)."""
+        # ``Any``: the caller's tuple as it is (compiled, a typed one is built anew).
         line = self.lines.get(key)
         if line is None:
-            line = self.lines[key] = BookLine()
+            line = self.lines[key] = BookLine(self.holdings.get(key))
         return line
 
     def fills_seen(self, broker: str) -> dict[tuple[str, str], int]:
@@ -165,10 +170,10 @@ class PositionBook:
                 line = self.line(key)
                 line.realized = (ZERO if line.realized is None else line.realized) - fees
             return
-        holding = self.holdings.get(key)
-        if holding is None:  # not setdefault: it would build a Holding for every fill
-            holding = self.holdings[key] = Holding()
         line = self.line(key)
+        holding = line.holding  # ``holdings``' entry, without a second look-up
+        if holding is None:
+            holding = line.holding = self.holdings[key] = Holding()
         qty, part_price = new
         price = part_price or line.mark or holding.avg_price
         # Through the booking shared with risk's books: see ``SharedBooking``.
@@ -186,9 +191,10 @@ class PositionBook:
         """Take the broker's figures for one symbol (``None``: it holds none)."""
         key = (broker, symbol)
         if report is None:
-            self.holdings[key] = Holding()
+            holding = self.holdings[key] = Holding()
             line = self.lines.get(key)
             if line is not None:
+                line.holding = holding
                 line.reported = None
             return
         line = self.line(key)
@@ -196,7 +202,7 @@ class PositionBook:
         held = self.holdings.get(key)
         qty, avg = report.qty, report.avg_entry_price
         if held is None or not (same_figure(held.qty, qty) and same_figure(held.avg_price, avg)):
-            self.holdings[key] = Holding(qty=qty, avg_price=avg)
+            line.holding = self.holdings[key] = Holding(qty=qty, avg_price=avg)
         # Else the book holds the report's figures already, digit for digit: kept as they
         # are, the next fill's booking still matches the one risk shares (``SharedBooking``).
         if report.realized_pl is not None:

@@ -176,8 +176,10 @@ class RiskState:
 
     def drop_open(self, client_order_id: str) -> None:
         """Forget an open order (finished, or about to be replaced)."""
-        old = self.open_orders.pop(client_order_id, None)
+        open_orders = self.open_orders
+        old = open_orders.get(client_order_id)
         if old is not None:
+            del open_orders[client_order_id]  # not ``pop``: compiled, a method call by name
             key = old.key
             open_qty = self.open_qty
             pending = open_qty[key]
@@ -205,9 +207,9 @@ class RiskGate:
     def __init__(self, mailbox: Mailbox[RiskCommand]) -> None:
         self._mailbox = mailbox
         #: The serving incarnation's check (``None``: none serves now).
-        self._admit: Callable[[OrderRequest, float], None] | None = None
+        self._admit: Callable[[OrderRequest, float, float | None], None] | None = None
 
-    def open(self, admit: Callable[[OrderRequest, float], None]) -> None:
+    def open(self, admit: Callable[[OrderRequest, float, float | None], None]) -> None:
         """A risk incarnation serves now; ``admit`` is its check (``_Risk.admit``)."""
         self._admit = admit
 
@@ -215,14 +217,15 @@ class RiskGate:
         """The incarnation stopped: orders go through the mailbox to the next one."""
         self._admit = None
 
-    def admit(self, request: OrderRequest, deadline: float) -> bool:
+    def admit(self, request: OrderRequest, deadline: float, now: float | None = None) -> bool:
         """Check and count ``request`` (sent within ``deadline``, trio time) as risk would;
-        ``RiskRejected`` if refused; ``False`` if it must go through risk's mailbox."""
+        ``RiskRejected`` if refused; ``False`` if it must go through risk's mailbox.
+        ``now``: the trio time, when the caller knows it (``None``: risk reads its clock)."""
         admit = self._admit
         if admit is None or self._mailbox.depth:
             return False
         try:
-            admit(request, deadline)
+            admit(request, deadline, now)
         except UltError:
             raise
         except Exception:
@@ -285,14 +288,24 @@ def position_after(
     new order; for a replace, how much more its new terms ask than its old).
     """
     symbol, side = request.symbol, request.side  # each read once (a Struct's field: a look-up)
+    more = request.qty if adds is None else adds
+    now, worst, _ = _position_after(state, broker, symbol, side, more, (broker, symbol, side))
+    return now, worst
+
+
+def _position_after(
+    state: RiskState, broker: str, symbol: str, side: str, more: Decimal, key: Any
+) -> tuple[Decimal, Decimal, Decimal]:
+    """``position_after`` of the fields read, and the quantity open on the order's side
+    with ``more`` counted (``more`` itself when none was: ``set_open``'s sum, made once).
+    ``key`` is ``(broker, symbol, side)``, built by the caller (once for both its uses)."""
     book = state.books.get((broker, symbol))
     now = book.qty if book else ZERO
-    pending = state.open_qty.get((broker, symbol, side))
-    more = request.qty if adds is None else adds
+    pending = state.open_qty.get(key)
     if pending is not None:  # else none open on its side (the usual case): no sum
         more += pending
     # Added or taken away, not multiplied by a sign: an int times a Decimal converts the int.
-    return now, (now + more if side == "buy" else now - more)
+    return now, (now + more if side == "buy" else now - more), more
 
 
 def replace_adds(order: Order, terms: OrderRequest) -> Decimal:
@@ -318,37 +331,61 @@ def check_order(
     open-order slot (a replace).
     """
     broker = request.broker or ""
+    symbol, side, qty = request.symbol, request.side, request.qty
+    key: Any = (broker, symbol, side)
+    _check(
+        state, limits, request, broker, symbol, side, qty, qty if adds is None else adds, key,
+        now, new_order,
+    )  # fmt: skip
+
+
+def _check(
+    state: RiskState,
+    limits: RiskLimits,
+    request: OrderRequest,
+    broker: str,
+    symbol: str,
+    side: str,
+    qty: Decimal,
+    more: Decimal,
+    key: Any,
+    now: float,
+    new_order: bool,
+) -> Decimal | None:
+    """``check_order`` of ``request``'s fields, read once by the caller (each a Struct's
+    field: a look-up); ``key`` is ``(broker, symbol, side)``. Returns the quantity open
+    on the order's side with ``more`` counted when a check worked it out, else ``None``
+    (``_Risk.admit`` counts the order open with it, the sum made once)."""
     # ``in_force(state, broker).state``, without building the settings it also names.
     glob, own = state.trading, state.broker_trading.get(broker, "active")
     # ``active``, the least strict, as the broker's own (the usual case) leaves the global.
     trading = glob if own == "active" or _STRICTNESS[own] <= _STRICTNESS[glob] else own
-    qty = request.qty  # read once (a Struct's field: a look-up each time)
-    more = qty if adds is None else adds
     # The position (two look-ups, two sums) only for the checks that read it, once: without
     # ``max_position_per_symbol``, and unless reducing, an order needs none.
     worst: Decimal | None = None
+    open_after: Decimal | None = None
     if trading == "halted":
         raise RiskRejected("trading is halted (kill switch or operator)", limit="trading_state")
     if trading == "reducing":
         # It must shrink the position even if the open orders on its side fill too.
-        current, worst = position_after(state, broker, request, more)
+        current, worst, open_after = _position_after(state, broker, symbol, side, more, key)
         reduces = 0 <= worst < current if current > 0 else current < worst <= 0
         if not reduces:
             raise RiskRejected(
                 "trading is in reducing mode: only orders that shrink a position are allowed",
                 limit="trading_state",
             )
-    if limits.allowed_symbols and request.symbol not in limits.allowed_symbols:
-        raise RiskRejected(f"{request.symbol} is not in allowed_symbols", limit="allowed_symbols")
+    if limits.allowed_symbols and symbol not in limits.allowed_symbols:
+        raise RiskRejected(f"{symbol} is not in allowed_symbols", limit="allowed_symbols")
     if limits.max_order_qty is not None and qty > limits.max_order_qty:
         raise RiskRejected(
-            f"qty {request.qty} exceeds max_order_qty {limits.max_order_qty}", limit="max_order_qty"
+            f"qty {qty} exceeds max_order_qty {limits.max_order_qty}", limit="max_order_qty"
         )
     if limits.max_order_notional is not None:
-        price = request.limit_price or request.stop_price or state.last_price.get(request.symbol)
+        price = request.limit_price or request.stop_price or state.last_price.get(symbol)
         if price is None:
             raise RiskRejected(
-                f"max_order_notional: no reference price for {request.symbol} yet;"
+                f"max_order_notional: no reference price for {symbol} yet;"
                 " send a limit order",
                 limit="max_order_notional",
             )
@@ -360,11 +397,11 @@ def check_order(
             )
     if limits.max_position_per_symbol is not None:
         if worst is None:
-            _, worst = position_after(state, broker, request, more)
+            _, worst, open_after = _position_after(state, broker, symbol, side, more, key)
         # ``abs(worst)`` without building it: a buy's worst case is rarely short.
         if (worst if worst >= ZERO else -worst) > limits.max_position_per_symbol:
             raise RiskRejected(
-                f"position in {request.symbol} could reach {worst}, beyond"
+                f"position in {symbol} could reach {worst}, beyond"
                 f" max_position_per_symbol {limits.max_position_per_symbol}",
                 limit="max_position_per_symbol",
             )
@@ -378,11 +415,16 @@ def check_order(
             f" {limits.max_open_orders})",
             limit="max_open_orders",
         )
-    if limits.daily_loss_limit is not None and -state.realized_today >= limits.daily_loss_limit:
-        raise RiskRejected(
-            f"daily loss {-state.realized_today} reached daily_loss_limit {limits.daily_loss_limit}",
-            limit="daily_loss_limit",
-        )
+    loss_limit = limits.daily_loss_limit
+    if loss_limit is not None:
+        realized = state.realized_today
+        # ``-realized >= loss_limit``; with nothing realized (falsy: zero) that is
+        # ``loss_limit <= 0``, told without negating the zero (~0.3k instructions).
+        if (-realized >= loss_limit) if realized else (loss_limit <= ZERO):
+            raise RiskRejected(
+                f"daily loss {-realized} reached daily_loss_limit {loss_limit}",
+                limit="daily_loss_limit",
+            )
     if limits.max_orders_per_second is not None:
         rate = limits.max_orders_per_second
         # A burst of ``rate`` orders, but at least one: below 1/s it means one per 1/rate s.
@@ -399,6 +441,7 @@ def check_order(
                 f"more than {rate:g} orders per second", limit="max_orders_per_second"
             )
         state.tokens -= 1.0
+    return open_after
 
 
 def reset_books(state: RiskState, event: AccountReset) -> None:
@@ -436,7 +479,9 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
     coid = order.client_order_id
     if not state.day_starts_ns <= now_ns < state.day_ends_ns:
         roll_day(state, now_ns)
-    state.unconfirmed.pop(coid, None)
+    unconfirmed = state.unconfirmed
+    if coid in unconfirmed:  # not ``pop(coid, None)``: compiled, a method call by name
+        del unconfirmed[coid]
     is_open = order.status in _OPEN
     if is_open and state.applied.is_done(coid):
         return  # a stale report: a finished order never reopens (the status asked first: cheaper)
@@ -462,6 +507,11 @@ def apply_event(state: RiskState, update: OrderUpdate, now_ns: int) -> None:
         # may still come and reopen the order, which then counts again (the ledger did
         # not mark it done).
         state.drop_open(coid)
+
+
+#: ``apply_event`` as an object, which ``_Risk.apply`` compares the injected fold with:
+#: compiled, a C static, not a look-up in the module's dict per event.
+_APPLY_EVENT: Final = apply_event
 
 
 def unfilled_rest(order: Order) -> OrderRequest:
@@ -552,7 +602,7 @@ class _Risk:
     def apply(self, event: Event) -> None:
         if isinstance(event, _UPDATE):  # the usual event first: no match per update
             fold = self.deps.fold
-            if fold is apply_event:  # not replaced (the service): a native call, no wrapper
+            if fold is _APPLY_EVENT:  # not replaced (the service): a native call, no wrapper
                 apply_event(self.state, event, self.deps.now_ns())
             else:
                 fold(self.state, event, self.deps.now_ns())
@@ -625,23 +675,41 @@ class _Risk:
         assert request.broker is not None
         await self.ctx.forward(env, self.deps.brokers[request.broker], msg)
 
-    def admit(self, request: OrderRequest, deadline: float) -> None:
-        """Check a new order (sent within ``deadline``, trio time); count it open if it passes."""
+    def admit(self, request: OrderRequest, deadline: float, now: float | None = None) -> None:
+        """Check a new order (sent within ``deadline``, trio time); count it open if it passes.
+
+        ``now``: the trio time, read by the asker whose plain calls brought the order
+        here with nothing waiting between (``None``: read the clock here)."""
         self.deps.bus.release_held()  # an order held for its reply (``AfterReply``) counts
         state = self.state
         now_ns = self.deps.now_ns()
         if not state.day_starts_ns <= now_ns < state.day_ends_ns:
             roll_day(state, now_ns)  # the daily loss resets even with no fills
-        now = self.clock.current_time()
+        if now is None:
+            now = self.clock.current_time()
         state.forget_unreported(now)
         check = self.deps.check
-        if check is check_order:  # not replaced (the service): a native call, no wrapper
-            check_order(state, self.deps.limits, request, now)
-        else:
-            check(state, self.deps.limits, request, now)
         coid = request.client_order_id
         assert coid is not None
-        state.set_open(request)
+        if check is check_order and coid not in state.open_orders:
+            # Not replaced (the service), and new to risk (the usual case): ``check_order``
+            # then ``set_open``, the order's fields read and its key built once for both,
+            # and the open quantity on its side looked up and summed once.
+            broker = request.broker or ""
+            symbol, side, qty = request.symbol, request.side, request.qty
+            key: Any = (broker, symbol, side)
+            open_after = _check(
+                state, self.deps.limits, request, broker, symbol, side, qty, qty, key, now, True
+            )
+            if open_after is None:  # no check worked it out
+                pending = state.open_qty.get(key)
+                # None open on its side: the order's own quantity object (``set_open``).
+                open_after = qty if pending is None else pending + qty
+            state.open_orders[coid] = OpenOrder(key, qty)
+            state.open_qty[key] = open_after
+        else:
+            check(state, self.deps.limits, request, now)
+            state.set_open(request)
         state.unconfirmed[coid] = deadline + _REPORT_GRACE_S
 
     async def place_list(self, env: Envelope[RiskCommand], msg: PlaceList) -> None:

@@ -84,7 +84,11 @@ class RouterDeps:
 
 def resolve_broker(request: OrderRequest, deps: RouterDeps) -> str:
     """The broker connection this order goes to, or ``NotFound`` naming the choices."""
-    name = request.broker
+    return _resolved(request, request.broker, deps)
+
+
+def _resolved(request: OrderRequest, name: str | None, deps: RouterDeps) -> str:
+    """``resolve_broker`` with ``request.broker`` read by the caller (``name``)."""
     if name is None:
         # Most services route by no rule: the default without starting a search.
         name = deps.default_broker
@@ -131,9 +135,10 @@ class _Router:
         except UltError as exc:
             self.ctx.fail(env, exc)
 
-    def begin(self, env: Envelope[RouterCommand]) -> Awaitable[None] | None:
+    def begin(self, env: Envelope[RouterCommand], now: float) -> Awaitable[None] | None:
         """``handle`` by a plain call as far as nothing waits (``DirectEntry``'s ``begin``):
-        ``None`` once ``env`` is answered or handed on, else the rest to await.
+        ``None`` once ``env`` is answered or handed on, else the rest to await. ``now``:
+        the time its asker read as it sent ``env`` (risk's check takes it for the time).
 
         A new order the journal surely lacks (``lacks``: no read) or this router saw
         lately is routed here; anything else is all rest (``handle``: its checks,
@@ -143,7 +148,7 @@ class _Router:
         if type(msg) is not _SUBMIT:  # decoded, never subclassed: no ``isinstance``
             return self.handle(env)
         try:
-            request = self._checked(msg.order)
+            request, broker = self._checked(msg.order)
             coid = request.client_order_id
             assert coid is not None, "the gateway assigns client order ids"
             earlier = self.recent.get(coid)
@@ -153,14 +158,14 @@ class _Router:
                     return self.handle(env)  # only a read tells whether it is known
             elif not _same_terms(earlier, request):
                 raise _used_by_another(coid)
-            return self._place(env, request, coid)
+            return self._place(env, request, coid, broker, now)
         except UltError as exc:
             self.ctx.fail(env, exc)
             return None
 
     async def submit(self, env: Envelope[RouterCommand], request: OrderRequest) -> None:
         deps = self.deps
-        request = self._checked(request)
+        request, broker = self._checked(request)
         coid = request.client_order_id
         assert coid is not None, "the gateway assigns client order ids"
         earlier = self.recent.get(coid)
@@ -177,32 +182,43 @@ class _Router:
                 return
         elif not _same_terms(earlier, request):
             raise _used_by_another(coid)
-        rest = self._place(env, request, coid)
+        rest = self._place(env, request, coid, broker, None)  # it waited: risk reads the clock
         if rest is not None:
             await rest
 
-    def _checked(self, request: OrderRequest) -> OrderRequest:
-        """``request`` validated, with the broker it goes to (reads nothing)."""
+    def _checked(self, request: OrderRequest) -> tuple[OrderRequest, str]:
+        """``request`` validated, with the broker it goes to, and that broker's name
+        (reads nothing)."""
         deps = self.deps
-        deps.validate(request)
-        broker = resolve_broker(request, deps)
-        if request.broker != broker:
+        validate = deps.validate
+        if validate is validate_order:  # not replaced (the service): a native call
+            validate_order(request)
+        else:
+            validate(request)
+        asked = request.broker  # read once (a Struct's field: a look-up each time)
+        broker = _resolved(request, asked, deps)
+        if asked != broker:
             request = _replace(request, broker=broker)
-        return request
+        return request, broker
 
     def _place(
-        self, env: Envelope[RouterCommand], request: OrderRequest, coid: str
+        self,
+        env: Envelope[RouterCommand],
+        request: OrderRequest,
+        coid: str,
+        broker: str,
+        now: float | None,
     ) -> Awaitable[None] | None:
         """Send a new order on, its asker's reply slot with it (the broker answers the
-        client directly): ``None`` once handed on, else the forward to await."""
+        client directly): ``None`` once handed on, else the forward to await. ``broker``:
+        ``request.broker`` (resolved); ``now``: the time, if nothing waited since its
+        asker read it (``None``: not known)."""
         deps = self.deps
         deps.journal.check_writable()  # refused here, before risk or the broker sees it
         self.recent.put(coid, request)
         assert env.reply is not None
         place = _PLACE_ORDER(request=request)
-        broker = request.broker
-        assert broker is not None  # resolved (``_checked``)
-        if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline):
+        if deps.risk_gate is not None and deps.risk_gate.admit(request, env.deadline, now):
             target = deps.brokers[broker]  # risk passed it here
             if hand_on(self.ctx, env, target, place):  # the asker runs the broker's step
                 return None

@@ -127,6 +127,23 @@ def fill_body(fill: Fill) -> bytearray:
     return body
 
 
+#: Where a fill's row's columns are in a ``Fill``'s ``astuple`` (its body's order).
+_FILL_FIELDS: Final = Fill.__struct_fields__
+_FILL_COID: Final = _FILL_FIELDS.index("client_order_id")
+_FILL_SYMBOL: Final = _FILL_FIELDS.index("symbol")
+_FILL_TS: Final = _FILL_FIELDS.index("ts")
+
+
+def fill_logged(fill: Fill) -> tuple[Any, ...]:
+    """A fill handed to the fold as news, as the SQLite fold writes it: client order id,
+    time, body, symbol (``journal.sqlite``'s ``_ADD_FILL``). Its columns read from the
+    fields the body is made of, by position (compiled, a Struct's attribute is a look-up)."""
+    fields = _fields_of(fill)
+    body = _ROOM.copy()
+    _encode_into(fields, body)
+    return (fields[_FILL_COID], fields[_FILL_TS], body, fields[_FILL_SYMBOL])
+
+
 #: A ``LogRow``'s sequence number: a fold's rows are written in its order.
 seq_of = operator.itemgetter(0)
 
@@ -154,6 +171,10 @@ def decode_record(payload: bytes) -> LogRecord:
 #: to ``on_folded`` once folded (the store's own records), and its number. A plain
 #: tuple: one is made per append, on the trio thread.
 _Appended = tuple[list[LogRow], list[FillRow], Any, int]
+#: An append's rows or fills when it has none: one list for all of them, never written to
+#: (the fold's thread only adds them to its own), not a new one made per append.
+_NO_ROWS: Final[list[LogRow]] = []
+_NO_FILLS: Final[list[FillRow]] = []
 #: One piece of news as the fold's thread takes it: a ``Record`` or a ``Fill``, and its
 #: number among the news.
 _News = tuple[Record | Fill, int]
@@ -218,6 +239,9 @@ class JournalLog:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         #: Where a lone record's head is encoded (kept: it is as long each time, as a rule).
         self._head = bytearray()
+        #: Where a record nothing keeps after its append is encoded (``append_one`` not
+        #: ``fold``): a new room per record (a copy, then freed) costs ~650 instructions more.
+        self._record = bytearray(_BODY_ROOM)
         self._hurry = threading.Event()
         self._token = trio.lowlevel.current_trio_token()
         self._waiters: _Waiters = []
@@ -264,8 +288,21 @@ class JournalLog:
         """``append`` of one record without fills, in the lone form: the order's body is
         encoded once, and the record is its head and that body (``_LONE``). Not ``fold``:
         the fold writes nothing of it (the store hands the record's row to the fold as news
-        itself, in a later state: ``SqliteStore.record_answer``); a replay still does."""
+        itself, in a later state: ``SqliteStore.record_answer``); a replay still does. Its
+        job goes to the fold's thread all the same, with no rows: the appends are counted
+        (and a segment deleted) in order."""
         fields = _fields_of(order)
+        if not fold:
+            # Nothing of it goes to the fold, so its body is not wanted apart: the record
+            # is one encode, the body's array nested in it (the same bytes as the head then
+            # the body below, without the head's encode, its patch and the concatenation),
+            # into a kept buffer: the append copies it, and nothing keeps it after.
+            record = self._record
+            _encode_into((seq, ts, event, fields), record)
+            self._append(record, sync)
+            self.appends += 1
+            self._jobs.put((_NO_ROWS, _NO_FILLS, memo, self.appends))
+            return self._log.segment
         body = _ROOM.copy()
         _encode_into(fields, body)
         # The head, an array of three as encoded, made an array of four: the body follows.
@@ -274,10 +311,7 @@ class JournalLog:
         head[0] = _LONE
         self._append(head + body, sync)
         self.appends += 1
-        # Its job goes to the fold's thread all the same: the appends are counted (and a
-        # segment deleted) in order.
-        rows = [_logged(seq, event, ts, fields, body)] if fold else []
-        self._jobs.put((rows, [], memo, self.appends))
+        self._jobs.put(([_logged(seq, event, ts, fields, body)], _NO_FILLS, memo, self.appends))
         return self._log.segment
 
     def _append(self, payload: bytes | bytearray, sync: Callable[[int], None] | None) -> None:

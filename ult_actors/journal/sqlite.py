@@ -121,7 +121,7 @@ from ult_actors.journal.changelog import (
     JournalLog,
     LogRow,
     Record,
-    fill_body,
+    fill_logged,
     fill_row,
     log_row,
     seq_of,
@@ -157,21 +157,28 @@ _encode = msgspec.msgpack.Encoder().encode
 # in the same transaction (``ORDER_BODY_SQL`` reads it). ``first_seq`` (the order's first
 # write, where its history begins) is written with the row and kept: a record folded
 # later than a newer one of its order (``_fold``) lowers it with ``_EARLIER_FIRST``.
+#
+# Each statement's last columns (an event's ``event``; an order's ``broker`` and ``status``; a
+# fill's ``symbol``) are bound once for all of its rows when they share them
+# (``ManyRowInsert``'s ``shared``): a fold's rows mostly do, and each text bound is a copy
+# SQLite allocates.
 _UPSERT = ManyRowInsert(
-    "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at, seq,"
-    " body, first_seq)",
+    "INSERT INTO orders (client_order_id, order_id, updated_at, seq, first_seq, outcome, body,"
+    " broker, status)",
     7,
     " ON CONFLICT (client_order_id) DO UPDATE SET"
     " order_id = excluded.order_id, broker = excluded.broker, status = excluded.status,"
     " outcome = '', updated_at = excluded.updated_at, seq = excluded.seq,"
     " body = x'' WHERE excluded.seq > orders.seq",
-    row="(?, ?, ?, ?, '', ?, ?, x'', ?)",
+    row="(?, ?, ?, ?, ?, '', x'', ?, ?)",
+    shared=2,
 )
 _EARLIER_FIRST = "UPDATE orders SET first_seq = ?1 WHERE client_order_id = ?2 AND first_seq > ?1"
 _APPEND = ManyRowInsert(
-    "INSERT OR IGNORE INTO events (seq, client_order_id, event, status, ts, body)",
+    "INSERT OR IGNORE INTO events (seq, client_order_id, ts, body, status, event)",
     5,
-    row="(?, ?, ?, '', ?, ?)",
+    row="(?, ?, ?, ?, '', ?)",
+    shared=1,
 )
 # A recovery probe writes this much (and deletes it in the same transaction):
 # the file must be able to grow, not only rewrite a page in place.
@@ -179,9 +186,17 @@ _PROBE = "INSERT INTO events (seq, client_order_id, event, status, ts, body) VAL
 _UNPROBE = "DELETE FROM events WHERE seq = -1"
 # An append to ``fills``, which has no key (schema 11): a fill reported twice (a replayed
 # stream, a log replayed after a crash) is kept once by the report that reads it.
-_ADD_FILL = ManyRowInsert("INSERT INTO fills (client_order_id, symbol, ts, body)", 4)
+_ADD_FILL = ManyRowInsert("INSERT INTO fills (client_order_id, ts, body, symbol)", 4, shared=1)
 
 _Row = tuple[int, str, int, Order]  # (seq, event, ts, order)
+
+#: The statuses of an order still open. A name of this module: compiled, a C static read,
+#: not a look-up in the module's dict per record.
+_OPEN: Final = OPEN_STATUSES
+
+#: The memo of an append whose record the fold takes from ``record_answer`` (its news holds
+#: the order's state to forget once folded): nothing to forget. Never written to.
+_NOTHING: Final[list[_Row]] = []
 
 #: The fold's rows are the appended records (``LogRow``: ten items, encoded) and the
 #: brokers' news as it was handed over (``Record``: four, encoded by the fold): their
@@ -413,6 +428,10 @@ class SqliteStore:
         #: even once out of the window.
         self._unwritten: dict[str, Order] = {}
         self._by_order_id: dict[str, str] = {}
+        #: The client order id ``lacks`` last said the journal surely lacks, until the next
+        #: record of any order (``_index``): the router asks, then the broker's step asks
+        #: again of the same order, nothing recorded between (None: none).
+        self._lacking: str | None = None
         #: The record ``record_now(..., answer_follows=True)`` appended last, alone, until
         #: ``record_answer`` hands it to the fold in its answered state.
         self._answer_of: _Row | None = None
@@ -572,6 +591,7 @@ class SqliteStore:
             self._recent.put(order.client_order_id, order)
             if order.id:
                 self._by_order_id[order.id] = order.client_order_id
+        self._lacking = None  # the file's orders are known now
 
     async def _open_store(self) -> None:
         await trio.to_thread.run_sync(self._open_sync)
@@ -720,9 +740,12 @@ class SqliteStore:
         ``_commits_here``: its rows become the queue's one batch (the wait returned)."""
         row = self._row(order, event)
         assert row is not None  # held only while unavailable
+        carries = _carries_news(order, event)
+        if answer_follows and not carries:
+            return self._append_answered(row, order, event)
         rows: list[_Row] = []
         fills: list[Fill] = []
-        if _carries_news(order, event):
+        if carries:
             self._carry_news(rows, fills)
         rows.append(row)
         # Alone, its answer following: the fold takes its row from ``record_answer``.
@@ -743,6 +766,23 @@ class SqliteStore:
             self._answer_of = row
         return None
 
+    def _append_answered(
+        self, row: _Row, order: Order, event: str
+    ) -> Awaitable[None] | None:
+        """``_append_now`` of a record alone (carrying no news) whose answer follows: no
+        lists made for its rows and fills."""
+        try:
+            self._append_unfolded(row)
+        except Exception:
+            batch = self._open_batch(waited=True)
+            batch.rows.append(row)
+            self._wake.set()
+            return self._written(batch, order, event)
+        self.commits += 1  # ``_committed([row])``: with a log, memory keeps it until folded
+        self.records += 1
+        self._answer_of = row
+        return None
+
     def record_answer(self, order: Order) -> None:
         """The answer to the record ``record_now(..., answer_follows=True)`` made last:
         ``order``, that order's state now (the record's own order if none came). Appended
@@ -751,14 +791,15 @@ class SqliteStore:
         ``events`` row and one body where the record and its answer made two; a replay
         of the log writes the record as made, unless the file has it already. Otherwise
         (its append left to the writer, or carrying news) ``order`` is ``record_soon``'s."""
-        row = self._answer_of
+        # Read as a tuple of anything: compiled, a typed row's integers would be unboxed
+        # here only to be boxed again into the answered row.
+        row: Any = self._answer_of
         if row is None:
             self.record_soon(order)
             return
         self._answer_of = None
-        seq, event, ts, _ = row
-        answered = (seq, event, ts, order)
-        self._index(order)
+        answered: tuple[Any, Any, Any, Order] = (row[0], row[1], row[2], order)
+        self._index_answer(row[3], order)
         if self.unavailable is not None:
             self._hold(answered)
             return
@@ -1072,6 +1113,7 @@ class SqliteStore:
         # Into the window of recent orders once in the file (``_forget_written``), not
         # here: an order's records before its fold (a submit, then its fill) put it once.
         # ``in`` and ``del``, not ``pop(coid, None)``: compiled, a method call each.
+        self._lacking = None  # whatever ``lacks`` said last may not hold now
         coid = order.client_order_id
         self._brokers.add(order.broker)
         unwritten, open_ = self._unwritten, self._open
@@ -1080,9 +1122,30 @@ class SqliteStore:
         unwritten[coid] = order
         if coid in open_:
             del open_[coid]
-        if order.status in OPEN_STATUSES:
+        if order.status in _OPEN:
             open_[coid] = order
         order_id = order.id  # read once: compiled, each read is a look-up
+        if order_id:
+            self._by_order_id[order_id] = coid
+
+    def _index_answer(self, made: Order, order: Order) -> None:
+        """``_index(order)``, ``order`` being the answer to ``made``, the record indexed last
+        (nothing is recorded between a record and its answer: ``_row`` gives an unanswered
+        one first): its entries are replaced where they are, the newest already, and its
+        broker is known. Otherwise (a failed append took it out) ``_index``."""
+        coid = made.client_order_id
+        unwritten, open_ = self._unwritten, self._open
+        if unwritten.get(coid) is not made:
+            self._index(order)
+            return
+        if order is made:
+            return  # the record's own order as its answer: indexed as it is
+        unwritten[coid] = order
+        if order.status in _OPEN:
+            open_[coid] = order  # the record's own place (a submit's is open), or the newest
+        elif coid in open_:
+            del open_[coid]
+        order_id = order.id
         if order_id:
             self._by_order_id[order_id] = coid
 
@@ -1130,7 +1193,8 @@ class SqliteStore:
         """``_write_rows([row])`` whose row the fold takes later, from ``record_answer``."""
         log = self._writable_log(probe=False)
         seq, event, ts, order = row
-        segment = log.append_one(seq, event, ts, order, [row], sync=self._sync(), fold=False)
+        # Nothing to forget once folded: the answer's news does that (``_NOTHING``).
+        segment = log.append_one(seq, event, ts, order, _NOTHING, sync=self._sync(), fold=False)
         if self._log_syncer is not None:
             self._log_syncer.appended(segment)
 
@@ -1202,7 +1266,8 @@ class SqliteStore:
     def _in_file(self, batches: list[list[_Row]]) -> None:
         """The file holds these batches now: memory need not keep them for it."""
         for rows in batches:
-            self._forget_written(rows)
+            if rows:  # not an answered record's append (``_NOTHING``)
+                self._forget_written(rows)
 
     def _fold_failed(self, error: BaseException) -> None:
         """The file cannot take what the log holds: an outage (or a bug) the writer handles."""
@@ -1357,10 +1422,15 @@ class SqliteStore:
     def _forget_written(self, rows: list[_Row]) -> None:
         """These rows are in the file now: only later writes, not in it yet, stay here; an
         order's latest state in the file joins the window of recent orders."""
-        for _, _, _, order in rows:
+        # Each row read as a tuple of anything: compiled, a typed row is unboxed (its
+        # integers converted) only to take its order.
+        unwritten = self._unwritten
+        items: list[Any] = rows
+        for row in items:
+            order: Order = row[3]
             coid = order.client_order_id
-            if self._unwritten.get(coid) is order:
-                del self._unwritten[coid]
+            if unwritten.get(coid) is order:
+                del unwritten[coid]
                 self._recent.put(coid, order)
 
     # -- reading ----------------------------------------------------------------
@@ -1382,7 +1452,15 @@ class SqliteStore:
 
     def lacks(self, client_order_id: str) -> bool:
         """Whether the journal surely has no record of ``client_order_id`` (no read)."""
-        return self._in_memory(client_order_id) is None and client_order_id not in self._seen
+        # The same id again, nothing recorded since (``_lacking``): the same answer, without
+        # three look-ups and the filter's four hashes. By identity: the router and the
+        # broker's step ask with the request's own string.
+        if client_order_id is self._lacking:
+            return True
+        if self._in_memory(client_order_id) is not None or client_order_id in self._seen:
+            return False
+        self._lacking = client_order_id
+        return True
 
     async def get(self, client_order_id: str) -> Order | None:
         """The latest state of one order by client order id."""
@@ -1565,9 +1643,10 @@ def _table_rows(
     first: dict[str, int] | None,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``events`` and ``orders`` rows of ``kept[start:stop]`` (``_kept``), a news
-    record's body encoded here. With ``first`` (each order's first sequence number among
-    ``kept``, filled in as its rows come, across calls), an ``orders`` row ends with it
-    (``first_seq``)."""
+    record's body encoded here, in the tables' column order. With ``first`` (each order's
+    first sequence number among ``kept``, filled in as its rows come, across calls): the
+    rows of the fold's statements (``_APPEND``, ``_UPSERT``, in their column order), an
+    ``orders`` row with its ``first_seq``."""
     events: list[tuple[Any, ...]] = []
     latest: list[tuple[Any, ...]] = []
     for i in range(start, min(stop, len(kept))):
@@ -1577,26 +1656,29 @@ def _table_rows(
         if len(logged) == _NEWS_ITEMS:
             logged = log_row(*logged)  # the brokers' news, encoded here
         seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
-        events.append((seq, coid, event, ts, body))
         if first is None:
+            events.append((seq, coid, event, ts, body))
             if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
                 latest.append((coid, oid, broker, status, updated_at, seq))
             continue
+        # The statements' column order (``_APPEND``, ``_UPSERT``): the columns a round's rows
+        # mostly share last.
+        events.append((seq, coid, ts, body, event))
         if coid not in first:
             first[coid] = seq
         if last[coid] == i:
-            latest.append((coid, oid, broker, status, updated_at, seq, first[coid]))
+            latest.append((coid, oid, updated_at, seq, first[coid], broker, status))
     return events, latest
 
 
 def _fill_logged(fill: FillRow | Fill) -> tuple[Any, ...]:
-    """A fill's ``fills`` row (client order id, symbol, time, body): the log's row's, or
-    one handed over as news, encoded here."""
+    """A fill's row of ``_ADD_FILL`` (client order id, time, body, symbol): the log's row's,
+    or one handed over as news, encoded here."""
     if isinstance(fill, Fill):
-        return (fill.client_order_id, fill.symbol, fill.ts, fill_body(fill))
+        return fill_logged(fill)
     # Read as a tuple of anything, as in ``_table_rows``: no unboxing of a typed row.
     logged: tuple[Any, ...] = fill
-    return logged[2:]
+    return (logged[2], logged[4], logged[5], logged[3])
 
 
 def _carries_news(order: Order, event: str) -> bool:

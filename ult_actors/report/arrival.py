@@ -36,9 +36,40 @@ def venue_quotes(connector: object) -> Quotes | None:
     would start a price walk for it.
     """
     if isinstance(connector, PaperConnector):
-        paper, settings = connector, connector.settings
-        return lambda symbol: paper.price(symbol) if trades_symbol(settings, symbol) else None
+        return PaperQuotes(connector)
     return None
+
+
+class PaperQuotes:
+    """A paper venue's current price of a symbol it trades (``None`` for another): the
+    quotes ``venue_quotes`` offers of a paper connector.
+
+    Asked for every new order (``ArrivalPrices.arrival``): a symbol found traded is
+    remembered, so the next order's asks no interpreted ``trades_symbol`` (its settings
+    are frozen: a symbol traded stays traded). A native class, compiled, which
+    ``ArrivalPrices`` calls without the generic call protocol.
+    """
+
+    def __init__(self, connector: PaperConnector) -> None:
+        self._connector = connector
+        self._settings = connector.settings
+        #: Symbols ``trades_symbol`` allowed.
+        self._traded: set[str] = set()
+
+    def __call__(self, symbol: str) -> Decimal | None:
+        return self.quote(symbol)
+
+    def quotes(self, symbol: str) -> bool:
+        """Whether ``quote`` of ``symbol`` is known to give a price (it gave one before)."""
+        return symbol in self._traded
+
+    def quote(self, symbol: str) -> Decimal | None:
+        """``symbol``'s current price at the venue, if the venue trades it."""
+        if symbol not in self._traded:
+            if not trades_symbol(self._settings, symbol):
+                return None
+            self._traded.add(symbol)
+        return self._connector.price(symbol)
 
 
 def venue_fetch(connector: object) -> FetchQuote | None:
@@ -63,6 +94,8 @@ class ArrivalPrices:
         fresh_s: float = 1.0,
     ) -> None:
         self._quotes = quotes
+        #: The same quotes when they are a paper venue's: called natively, per order.
+        self._paper = quotes if isinstance(quotes, PaperQuotes) else None
         self._fetch = fetch
         self._clock = clock
         self._fresh_s = fresh_s
@@ -74,13 +107,20 @@ class ArrivalPrices:
 
     def saw(self, fill: Fill) -> None:
         """Note an execution: its price is the symbol's last trade from now on."""
+        paper = self._paper
+        if paper is not None and paper.quotes(fill.symbol):
+            return  # the venue's quote is the arrival price there: its last trade is not read
         if fill.qty:  # fees reported later are no trade
             self._last_trade[fill.symbol] = fill.price
 
     def arrival(self, symbol: str) -> tuple[Decimal, ArrivalSource] | None:
         """A new order's arrival price in ``symbol`` and where it came from, if one is known
         (its first record is built with them: ``order_from_request``)."""
-        quote = self._quotes(symbol) if self._quotes is not None else None
+        paper = self._paper
+        if paper is not None:
+            quote = paper.quote(symbol)
+        else:
+            quote = self._quotes(symbol) if self._quotes is not None else None
         if quote is None:
             quote = self._fresh(symbol)
         if quote is not None:

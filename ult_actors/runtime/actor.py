@@ -126,7 +126,7 @@ async def serve_mailbox(
     handle: Callable[[Envelope[M]], Awaitable[None]],
     *,
     direct: bool = False,
-    begin: Callable[[Envelope[M]], Awaitable[None] | None] | None = None,
+    begin: Callable[[Envelope[M], float], Awaitable[None] | None] | None = None,
 ) -> NoReturn:
     """Report started, then hand every message to ``handle``, one at a time, forever.
 
@@ -134,8 +134,8 @@ async def serve_mailbox(
     request in the caller's own task instead (``direct.DirectEntry``: same order,
     same crash, no wake-up of this task); with ``begin`` (what ``handle`` does, by a
     plain call as far as nothing in it waits: ``None`` once over, else the rest to
-    await), the caller's task runs that, so a request that waits for nothing costs
-    it no coroutine.
+    await; called with the request and the time its caller read as it sent it), the
+    caller's task runs that, so a request that waits for nothing costs it no coroutine.
     """
     mailbox = ctx.mailbox
     ctx.started()

@@ -62,7 +62,7 @@ class DirectEntry(DirectDoor[M]):
         self,
         ctx: ActorContext[M],
         handle: Callable[[Envelope[M]], Awaitable[None]],
-        begin: Callable[[Envelope[M]], Awaitable[None] | None] | None = None,
+        begin: Callable[[Envelope[M], float], Awaitable[None] | None] | None = None,
     ) -> None:
         super().__init__()
         self._ctx = ctx
@@ -85,10 +85,14 @@ class DirectEntry(DirectDoor[M]):
             self._idle and not self._running and self._crash is None and not self._mailbox.depth
         )
 
-    def begin(self, env: Envelope[M]) -> Awaitable[None] | None:
+    def begin(self, env: Envelope[M], now: float) -> Awaitable[None] | None:
         """Run the actor's handler for ``env`` in this task, as far as nothing in it waits,
         then the step it handed on (``hand_on``) likewise; only after ``can_enter``.
         ``None`` once both are over, else the rest, which the caller awaits at once.
+
+        ``now``: the time the caller read as it made ``env``. Both are begun by plain
+        calls, with nothing waiting between, so it is still the time for them (the
+        handler's own checks, the step's deadline): the clock is not read again.
 
         A handler that raises has crashed the actor: ``env`` is answered with
         ``ActorCrashed`` and the error goes to the actor's task; this returns.
@@ -102,7 +106,7 @@ class DirectEntry(DirectDoor[M]):
         if begin is None:
             return self._run(env, self._handle(env))
         try:
-            rest = begin(env)
+            rest = begin(env, now)
         except Exception as exc:
             self._crashed(env, exc)
         except BaseException:
@@ -113,7 +117,7 @@ class DirectEntry(DirectDoor[M]):
             if rest is not None:
                 return self._run(env, rest)
         self._ended(env)
-        return _begin_handed(env)
+        return _begin_handed(env, now)
 
     async def _run(self, env: Envelope[M], rest: Awaitable[None]) -> None:
         """The rest of a handler begun by ``begin``, then the step it handed on."""
@@ -126,7 +130,7 @@ class DirectEntry(DirectDoor[M]):
             raise
         finally:
             self._ended(env)
-        step = _begin_handed(env)
+        step = _begin_handed(env, None)  # the rest waited: the step reads the clock
         if step is not None:
             await step
 
@@ -190,9 +194,10 @@ class DirectEntry(DirectDoor[M]):
         await trio.lowlevel.wait_task_rescheduled(abort)
 
 
-def _begin_handed(env: Envelope[Any]) -> Awaitable[None] | None:
+def _begin_handed(env: Envelope[Any], now: float | None) -> Awaitable[None] | None:
     """Begin the step ``env``'s handler handed on (``hand_on``), if it did: ``None`` once
-    it is over (or there was none), else its rest."""
+    it is over (or there was none), else its rest. ``now``: the time still, if nothing
+    waited since the asker read it (``None``: the step reads the clock)."""
     reply = env.reply
     if reply is None or (step := reply.step) is None:
         return None
@@ -201,7 +206,7 @@ def _begin_handed(env: Envelope[Any]) -> Awaitable[None] | None:
     reply.step = None
     door, handed = step
     # A ``StepEntry`` (``hand_on`` takes no other): called as such, not by name.
-    return cast(StepEntry[Any], door).begin_step(handed)  # this actor's door is open again
+    return cast(StepEntry[Any], door).begin_step(handed, now)  # this actor's door is open again
 
 
 def hand_on(ctx: ActorContext[M], env: Envelope[M], target: Mailbox[N], msg: N) -> bool:
@@ -300,14 +305,20 @@ class StepEntry(Generic[M]):
         self._scopes[env] = None
         self._enter()
 
-    def begin_step(self, env: Envelope[M]) -> Awaitable[None] | None:
+    def begin_step(self, env: Envelope[M], now: float | None = None) -> Awaitable[None] | None:
         """Run the step for ``env`` in this task (see the class for what it keeps) as far
         as nothing in it waits: ``None`` once it is over, else the rest, which the asker
-        awaits at once (in the step's scope)."""
+        awaits at once (in the step's scope). ``now``: the time, when the asker read it
+        with nothing waiting since (``DirectEntry.begin``); ``None``: read the clock."""
         begin = self._begin
         # Without ``begin``, or past its deadline (``env.expired()``, on the run's clock
-        # read directly): all of it runs in the scope.
-        if begin is None or self._clock.current_time() > env.deadline:
+        # read directly unless the asker's reading is still the time): all of it runs
+        # in the scope.
+        if begin is None:
+            return self._run_rest(env, self._handle(env))
+        if now is None:
+            now = self._clock.current_time()
+        if now > env.deadline:
             return self._run_rest(env, self._handle(env))
         try:
             rest = begin(env)

@@ -231,9 +231,13 @@ class DirectDoor(Generic[M]):
         """Whether a request may be run now by its caller."""
         raise NotImplementedError
 
-    def begin(self, env: Envelope[M]) -> Awaitable[None] | None:
+    def begin(self, env: Envelope[M], now: float) -> Awaitable[None] | None:
         """Run the actor's handler for ``env`` in the caller's task as far as nothing in
-        it waits: ``None`` once it is over, else the rest, for the caller to await."""
+        it waits: ``None`` once it is over, else the rest, for the caller to await.
+
+        ``now`` is the time the caller read from ``clock`` as it made ``env`` (nothing
+        has waited since): what the handler's plain calls take for the time, rather
+        than reading the clock again (~0.85k instructions a read)."""
         raise NotImplementedError
 
 
@@ -558,7 +562,7 @@ def ask(mailbox: Mailbox[M], msg: M, *, timeout: float) -> Asked | None:
     env = Envelope(msg, slot, deadline, lane)
     rest: Awaitable[None] | None = None
     if door is not None and door.can_enter():
-        rest = door.begin(env)
+        rest = door.begin(env, now)
     else:
         mailbox._queue_nowait(env)
     return Asked(slot, deadline, timeout, rest)

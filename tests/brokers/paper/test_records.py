@@ -13,7 +13,14 @@ from msgspec.structs import astuple
 
 from tests.brokers.paper.test_layout import FILLS_TABLE_SCHEMA
 from tests.brokers.paper.test_shared_file import buy, filled_order, placed, rows, streaming
-from ult_actors.brokers.paper.batch import Change, Rows, decode_change, encode_change, stage_change
+from ult_actors.brokers.paper.batch import (
+    Change,
+    DecimalTexts,
+    Rows,
+    decode_change,
+    encode_change,
+    stage_change,
+)
 from ult_actors.brokers.paper.records import WorkingOrder
 from ult_actors.brokers.paper.store import LAYOUT, PaperStore
 from ult_actors.messages import Fill, Leg, Order
@@ -111,6 +118,69 @@ def test_every_field_and_decimal_reads_back_from_the_file_exactly(
         assert [str(snap.cash), str(snap.prices["AAPL"])] == ["99999.99", "101.00"]
     finally:
         store.close()
+
+
+def _msgspec_bodies(change_orders: list[WorkingOrder], fills: list[Fill]) -> list[bytes]:
+    """The bodies as msgspec writes them, every decimal made text by msgspec itself."""
+    encode = msgspec.msgpack.Encoder().encode
+    bodies = [
+        encode((astuple(w.order), w.triggered, w.in_transit, w.commission)) for w in change_orders
+    ]
+    return bodies + [encode(astuple(fill)) for fill in fills]
+
+
+def test_the_bodies_are_msgspec_s_bytes_whichever_decimals_one_call_or_the_last_shared() -> None:
+    # The venue's ``DecimalTexts`` gives a decimal object it saw last its text again: a
+    # market order filled whole shares its quantity with its filled quantity and its fill,
+    # its fill's price with its average and with the next order's fill.
+    texts = DecimalTexts()
+    price, zero = Decimal("100.10"), Decimal(0)
+    calls: list[tuple[list[WorkingOrder], list[Fill]]] = []
+    for i, (qty, kept_price) in enumerate(
+        [(Decimal("3"), price), (Decimal("3"), price), (Decimal("3.0"), Decimal("100.1"))]
+    ):
+        order = Order(
+            id=f"desk.abc.{i}", client_order_id=f"c-{i}", broker="desk", symbol="AAPL",
+            side="buy", qty=qty, type="market", time_in_force="day", status="filled",
+            filled_qty=qty, avg_fill_price=kept_price, arrival_price=price,
+            arrival_source="venue_quote",
+        )  # fmt: skip
+        fill = Fill(
+            fill_id=f"abc.f{i}", order_id=order.id, client_order_id=order.client_order_id,
+            broker="desk", symbol="AAPL", side="buy", qty=qty, price=kept_price,
+            commission=Decimal("0.00"),
+        )  # fmt: skip
+        working = WorkingOrder(order=order, commission=Decimal("0.00"))
+        resting = WorkingOrder(
+            order=Order(
+                id=f"desk.abc.r{i}", client_order_id=f"r-{i}", broker="desk", symbol="AAPL",
+                side="sell", qty=Decimal("2"), type="stop_limit", time_in_force="gtc",
+                status="accepted", limit_price=Decimal("99.0"), stop_price=Decimal("98"),
+                filled_qty=zero,
+            ),
+        )  # fmt: skip
+        calls.append(([working, resting], [fill]))
+    calls.append(([_odd_order()], [_odd_fill(_odd_order().order)]))
+    for orders, fills in calls:
+        change = stage_change(
+            "desk", {w.order.id: w for w in orders}, (), fills, [], [], (Decimal(1), 7, 8, 4),
+            texts,
+        )  # fmt: skip
+        staged = [bytes(row[4]) for row in change.orders] + [bytes(row[3]) for row in change.fills]
+        assert staged == _msgspec_bodies(orders, fills)
+        assert [row[1:3] for row in change.fills] == [(f.fill_id, f.order_id) for f in fills]
+        assert [row[2] for row in change.orders] == [w.order.client_order_id for w in orders]
+
+
+def test_a_holding_s_average_is_its_own_text_unless_the_fill_s_price_object() -> None:
+    texts = DecimalTexts()
+    price = Decimal("5.0")
+    assert texts.price(price) == "5.0"
+    assert texts.known_price(price) == "5.0"
+    assert texts.known_price(Decimal("5.00")) == "5.00"
+    assert texts.filled(Decimal(0)) == "0"
+    assert texts.qty(Decimal("1E+1")) == "1E+1"
+    assert texts.filled(Decimal("0.0")) == "0.0"
 
 
 def _fills_table_file(

@@ -23,10 +23,10 @@ class keywords, live in ``paper.records`` (re-exported here).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from msgspec.structs import astuple
@@ -40,11 +40,13 @@ from ult_actors.brokers.paper.records import (
     WorkingKeys,
     WorkingOrder,
 )
-from ult_actors.messages import Fill
+from ult_actors.messages import Fill, Order
 
 __all__ = [
     "CHANGE_TAG",
     "Change",
+    "DecimalTexts",
+    "OrderKeys",
     "Rows",
     "WorkingOrder",
     "decode_change",
@@ -56,11 +58,25 @@ __all__ = [
 
 
 _encoder = msgspec.msgpack.Encoder()
-_encode = _encoder.encode
-_encode_into = _encoder.encode_into
+#: ``Final``: compiled (mypyc), C statics, not a look-up in the module's dict at every use.
+_encode: Final = _encoder.encode
+_encode_into: Final = _encoder.encode_into
+_astuple: Final = astuple
 
 #: A change log record's bytes, ``Change``'s.
 encode_change = _encode
+
+#: Where an ``Order``'s and a ``Fill``'s decimals are in their bodies (``astuple``'s order,
+#: which the bodies keep: ``records``).
+_ORDER_QTY: Final = Order.__struct_fields__.index("qty")
+_ORDER_LIMIT: Final = Order.__struct_fields__.index("limit_price")
+_ORDER_STOP: Final = Order.__struct_fields__.index("stop_price")
+_ORDER_FILLED: Final = Order.__struct_fields__.index("filled_qty")
+_ORDER_AVG: Final = Order.__struct_fields__.index("avg_fill_price")
+_ORDER_ARRIVAL: Final = Order.__struct_fields__.index("arrival_price")
+_FILL_QTY: Final = Fill.__struct_fields__.index("qty")
+_FILL_PRICE: Final = Fill.__struct_fields__.index("price")
+_FILL_COMMISSION: Final = Fill.__struct_fields__.index("commission")
 
 decode_change = msgspec.msgpack.Decoder(Change | ArrayBodiesChange | MapBodiesChange).decode
 
@@ -98,7 +114,111 @@ def _body(value: object) -> bytearray:
 
 def encode_fill(fill: Fill) -> bytearray:
     """The body of ``fill`` as the file holds it: a msgpack array of its fields by position."""
-    return _body(astuple(fill))
+    return _body(_astuple(fill))
+
+
+class DecimalTexts:
+    """The text of the last quantities and prices a venue's records carried, by identity.
+
+    A body holds each decimal as its text (``str``, what msgspec writes for a
+    ``Decimal``: ~450 instructions each), and one venue call's order and fill
+    carry the same objects several times: a market order filled whole has its
+    quantity as its ``qty``, its ``filled_qty`` and its fill's ``qty``, and its
+    fill's price (kept by the venue until the next tick) as its
+    ``avg_fill_price`` and the fill's ``price``, the same object order after
+    order. Each kind of decimal keeps its last object and its text: the object
+    is held, so an identical object is the same value (a ``Decimal`` never
+    changes) and its text the same bytes msgspec writes.
+    """
+
+    def __init__(self) -> None:
+        self._qty: object = None
+        self._qty_text = ""
+        self._filled: object = None
+        self._filled_text = ""
+        self._price: object = None
+        self._price_text = ""
+        self._arrival: object = None
+        self._arrival_text = ""
+        self._terms: object = None
+        self._terms_text = ""
+
+    # Typed ``object``, not ``Decimal``: compiled, a ``Decimal`` argument is type-checked.
+    def qty(self, value: object) -> str:
+        """The text of a quantity (an order's, a fill's)."""
+        if value is not self._qty:
+            self._qty = value
+            self._qty_text = str(value)
+        return self._qty_text
+
+    def filled(self, value: object) -> str:
+        """The text of an order's filled quantity: its quantity's (filled whole), or
+        the last one (nothing filled: every such order's is one ``Decimal(0)``)."""
+        if value is self._qty:
+            return self._qty_text
+        if value is not self._filled:
+            self._filled = value
+            self._filled_text = str(value)
+        return self._filled_text
+
+    def price(self, value: object) -> str:
+        """The text of a fill's price (or an order's average fill price)."""
+        if value is not self._price:
+            self._price = value
+            self._price_text = str(value)
+        return self._price_text
+
+    def arrival(self, value: object) -> str:
+        """The text of an order's arrival price (the symbol's, held until it moves)."""
+        if value is not self._arrival:
+            self._arrival = value
+            self._arrival_text = str(value)
+        return self._arrival_text
+
+    def terms(self, value: object) -> str:
+        """The text of an order's limit or stop price."""
+        if value is not self._terms:
+            self._terms = value
+            self._terms_text = str(value)
+        return self._terms_text
+
+    def known_price(self, value: object) -> str:
+        """The text of a price that may be the last fill's (a holding's average): the
+        fill's kept, nothing else."""
+        if value is self._price:
+            return self._price_text
+        return str(value)
+
+
+def _order_body(parts: tuple[Any, ...], fields: list[Any], texts: DecimalTexts) -> bytearray:
+    """The body of a ``WorkingOrder`` (``parts``: its ``astuple``) as the file holds it:
+    ``[order, triggered, in_transit, commission]``, the order (``fields``: its
+    ``astuple`` as a list, changed here) a msgpack array of its fields by position;
+    its decimals as their text (``texts``), the bytes msgspec writes for them."""
+    fields[_ORDER_QTY] = texts.qty(fields[_ORDER_QTY])
+    fields[_ORDER_FILLED] = texts.filled(fields[_ORDER_FILLED])
+    value = fields[_ORDER_AVG]
+    if value is not None:
+        fields[_ORDER_AVG] = texts.price(value)
+    value = fields[_ORDER_ARRIVAL]
+    if value is not None:
+        fields[_ORDER_ARRIVAL] = texts.arrival(value)
+    value = fields[_ORDER_LIMIT]
+    if value is not None:
+        fields[_ORDER_LIMIT] = texts.terms(value)
+    value = fields[_ORDER_STOP]
+    if value is not None:
+        fields[_ORDER_STOP] = texts.terms(value)
+    return _body((fields, parts[1], parts[2], str(parts[3])))
+
+
+def _fill_body(fields: list[Any], texts: DecimalTexts) -> bytearray:
+    """``encode_fill`` of the fill whose fields (``astuple``'s, as a list, changed here)
+    are ``fields``, its quantity and price as their text (``texts``)."""
+    fields[_FILL_QTY] = texts.qty(fields[_FILL_QTY])
+    fields[_FILL_PRICE] = texts.price(fields[_FILL_PRICE])
+    fields[_FILL_COMMISSION] = str(fields[_FILL_COMMISSION])
+    return _body(fields)
 
 
 #: The keys of the file's rows, read from a body of an earlier version's record.
@@ -117,25 +237,73 @@ def stage_change(
     holdings: list[tuple[str, Decimal, Decimal, Decimal]],
     prices: list[tuple[str, Decimal]],
     counters: tuple[Decimal, int, int, int],
+    texts: DecimalTexts | None = None,
 ) -> Change:
     """The record of one venue call: the orders it changed (by id; those whose id is in
     ``open_orders`` are open), its fills, holdings (``(symbol, qty, avg_price,
     realized_pl)``) and prices, and ``counters`` (cash, created_at, next_order,
-    next_fill), as the file's rows. The trio thread builds nothing else for the file."""
+    next_fill), as the file's rows. The trio thread builds nothing else for the file.
+    ``texts``: the venue's ``DecimalTexts`` (the last call's decimals' texts)."""
+    if texts is None:
+        texts = DecimalTexts()
     order_rows = []
     for oid, w in orders.items():
-        order = w.order
-        body = _body((astuple(order), w.triggered, w.in_transit, w.commission))
-        order_rows.append((account, oid, order.client_order_id, int(oid in open_orders), body))
-    fill_rows = [(account, fill.fill_id, fill.order_id, encode_fill(fill)) for fill in fills]
+        # One C call for each one's fields (a field read of a Struct is ~110 instructions
+        # compiled): the order's id and client order id are its first two.
+        parts = _astuple(w)
+        fields = list(_astuple(parts[0]))
+        coid = fields[1]
+        body = _order_body(parts, fields, texts)
+        order_rows.append((account, oid, coid, int(oid in open_orders), body))
+    fill_rows = []
+    for fill in fills:
+        fields = list(_astuple(fill))
+        fill_id, order_id = fields[0], fields[1]
+        fill_rows.append((account, fill_id, order_id, _fill_body(fields, texts)))
     cash, created_at, next_order, next_fill = counters
     return Change(
         order_rows,
         fill_rows,
-        [(account, s, str(qty), str(avg), str(pl)) for s, qty, avg, pl in holdings],
+        [
+            (account, s, str(qty), texts.known_price(avg), str(pl))
+            for s, qty, avg, pl in holdings
+        ],
         [(account, s, str(price)) for s, price in prices],
         (account, str(cash), created_at, next_order, next_fill),
     )
+
+
+class OrderKeys:
+    """The keys the writer gives orders' rows: the open orders' kept (a venue records an
+    order again only while it is open: ``venue._changed`` is only ever handed an open
+    or new one), every other order's a new one, the next after the highest.
+
+    Here, beside ``Rows``, not in ``paper.store`` (which reads them from the file): so
+    that ``Rows.orders`` calls ``key_of`` compiled, not through a bound method.
+    """
+
+    def __init__(self, highest: int, kept: dict[tuple[Any, ...], int]) -> None:
+        """Keys after ``highest``; ``kept``: the open orders' by ``(account, id)``."""
+        self.next = highest + 1
+        self.kept = kept
+
+    def key(self, account: str, order_id: str, is_open: int) -> int:
+        """The key of the row of ``account``'s order ``order_id`` (``is_open``: as written
+        now), kept for its next state while it is open."""
+        return self.key_of((account, order_id), is_open)
+
+    def key_of(self, pair: tuple[Any, ...], is_open: int) -> int:
+        """``key`` of the order ``pair`` (``(account, id)``)."""
+        kept = self.kept
+        key = kept.get(pair)
+        if key is None:
+            key = self.next
+            self.next = key + 1
+            if is_open:
+                kept[pair] = key
+        elif not is_open:
+            del kept[pair]
+        return key
 
 
 @dataclass
@@ -149,11 +317,13 @@ class Rows:
 
     #: The last record folded in (the file has every record up to it once committed).
     seq: int = 0
-    _orders: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    # Keyed by ``(account, id)`` typed as boxed tuples: compiled, a ``tuple[str, str]``
+    # would be unpacked from each key read and a tuple made anew for each look-up.
+    _orders: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     #: Each order's new fills' rows (``(account, fill_id, order_id, body)``), oldest first.
-    _fills: dict[tuple[str, str], list[tuple[Any, ...]]] = field(default_factory=dict)
-    _holdings: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    _prices: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    _fills: dict[tuple[Any, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    _holdings: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    _prices: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     _accounts: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def add(self, change: Change | ArrayBodiesChange, seq: int = 0) -> None:
@@ -162,13 +332,16 @@ class Rows:
         if not isinstance(change, Change):
             self._add_earlier(change)
             return
-        # Its rows are the file's, kept as they are. Read as lists of anything: compiled,
-        # a typed row would be unboxed (each item's type checked) and boxed anew.
-        orders: list[Any] = change.orders
-        fills: list[Any] = change.fills
-        positions: list[Any] = change.positions
-        prices: list[Any] = change.prices
-        account: Any = change.account
+        # Its rows are the file's, kept as they are. Read as lists of boxed tuples:
+        # compiled, a row typed by its items would be unboxed (each item's type
+        # checked) and boxed anew. Its fields in one C call (a field read of a Struct
+        # is ~110 instructions compiled).
+        parts = _astuple(change)
+        orders: list[tuple[Any, ...]] = parts[0]
+        fills: list[tuple[Any, ...]] = parts[1]
+        positions: list[tuple[Any, ...]] = parts[2]
+        prices: list[tuple[Any, ...]] = parts[3]
+        account: tuple[Any, ...] = parts[4]
         for row in orders:
             self._orders[row[0], row[1]] = row
         for row in fills:
@@ -217,22 +390,25 @@ class Rows:
         """Whether any record was folded in (each carries its account's row at least)."""
         return bool(self._accounts)
 
-    def orders(self, key: Callable[[str, str, int], int]) -> list[tuple[Any, ...]]:
+    def orders(self, keys: OrderKeys) -> list[tuple[Any, ...]]:
         """``(account, id, client_order_id, open, body, fills, nfills, key)`` of each order:
         ``fills`` its new fills' bodies one after the other (``nfills`` of them), ``key``
-        its row's (``key(account, id, open)``: the file's, ``store._Keys``)."""
+        its row's (``keys``: the file's, ``store``)."""
         fills = self._fills
         rows: list[tuple[Any, ...]] = []
+        # Each row's items by index, not ``*row``: a list made, extended and made a tuple.
         for pair, row in self._orders.items():
-            new = fills.pop(pair, None)
-            at = key(row[0], row[1], row[3])
+            at = keys.key_of(pair, row[3])
+            new = fills.get(pair)
             if new is None:
-                rows.append((*row, _NO_FILLS, 0, at))
+                rows.append((row[0], row[1], row[2], row[3], row[4], _NO_FILLS, 0, at))
             else:
-                rows.append((*row, joined_bodies(new), len(new), at))
+                del fills[pair]
+                joined = joined_bodies(new)
+                rows.append((row[0], row[1], row[2], row[3], row[4], joined, len(new), at))
         return rows
 
-    def fills(self) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    def fills(self) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
         """The new fills' rows ``(account, fill_id, order_id, body)`` by ``(account,
         order_id)``, oldest first; after ``orders()``, only those of orders it did not
         give (an order the file has already)."""

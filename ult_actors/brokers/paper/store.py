@@ -49,7 +49,7 @@ import msgspec
 
 from ult_actors.brokers.paper import changelog
 from ult_actors.brokers.paper.account import PaperHolding
-from ult_actors.brokers.paper.batch import Rows, WorkingOrder, encode_fill, joined_bodies
+from ult_actors.brokers.paper.batch import OrderKeys, Rows, WorkingOrder, encode_fill, joined_bodies
 from ult_actors.brokers.paper.records import (
     fill_from_array,
     fills_from_arrays,
@@ -86,7 +86,7 @@ _LEGACY_PREFIX = "paper-"
 #: is one B-tree write (its row) where it was three (its row, its key's entry and its
 #: client order id's: ~13k of the fold's ~35k instructions an order, pure Python).
 #: The writer keeps the keys of the open orders, the only ones a venue records again
-#: (``_Keys``); a look-up of an order the venue no longer holds, by id or by client
+#: (``batch.OrderKeys``); a look-up of an order the venue no longer holds, by id or by client
 #: order id (after a lost reply, a cancel of an ended order: rare), reads the rows'
 #: keys once and then only those filed since (``_Filed``). A file of layout 4 is
 #: converted when opened, each row's key its rowid (``_keyed_orders``).
@@ -245,48 +245,32 @@ def fill_body(body: bytes | str) -> Fill:
     return _fill_from_msgpack(body)
 
 
-class _Keys:
-    """The keys the writer gives orders' rows: the open orders' kept (a venue records an
-    order again only while it is open: ``venue._changed`` is only ever handed an open
-    or new one), every other order's a new one, the next after the highest."""
+def _keys(db: sqlite3.Connection, *, every: bool = False) -> OrderKeys:
+    """The keys the writer gives orders' rows (``batch.OrderKeys``), with those of the
+    file's open orders (``every``: of all its orders, for a replay, whose records may
+    hold orders the file has already, ended)."""
+    (highest,) = db.execute("SELECT max(key) FROM orders").fetchone()
+    where = "" if every else " WHERE open = 1"
+    kept: dict[tuple[Any, ...], int] = {
+        (account, oid): key
+        for key, account, oid in db.execute(f"SELECT key, account, id FROM orders{where}")
+    }
+    return OrderKeys(highest or 0, kept)
 
-    def __init__(self, db: sqlite3.Connection, *, every: bool = False) -> None:
-        """The keys of the file's open orders (``every``: of all its orders, for a replay,
-        whose records may hold orders the file has already, ended)."""
-        (highest,) = db.execute("SELECT max(key) FROM orders").fetchone()
-        self._next: int = (highest or 0) + 1
-        where = "" if every else " WHERE open = 1"
-        self._kept: dict[tuple[str, str], int] = {
-            (account, oid): key
-            for key, account, oid in db.execute(f"SELECT key, account, id FROM orders{where}")
-        }
 
-    def key(self, account: str, order_id: str, is_open: int) -> int:
-        """The key of the row of ``account``'s order ``order_id`` (``is_open``: as written
-        now), kept for its next state while it is open."""
-        kept = self._kept
-        pair = (account, order_id)
-        key = kept.get(pair)
-        if key is None:
-            key = self._next
-            self._next = key + 1
-            if is_open:
-                kept[pair] = key
-        elif not is_open:
-            del kept[pair]
+def _filed_key(
+    db: sqlite3.Connection, keys: OrderKeys, account: str, order_id: str
+) -> int | None:
+    """The key of an order the file has, found however it is not kept (no venue records
+    an ended order's fill without it: not worth an index)."""
+    key = keys.kept.get((account, order_id))
+    if key is not None:
         return key
-
-    def filed(self, db: sqlite3.Connection, account: str, order_id: str) -> int | None:
-        """The key of an order the file has, found however it is not kept (no venue
-        records an ended order's fill without it: not worth an index)."""
-        key = self._kept.get((account, order_id))
-        if key is not None:
-            return key
-        row = db.execute(
-            "SELECT key FROM orders WHERE account = ? AND id = ? ORDER BY key DESC LIMIT 1",
-            (account, order_id),
-        ).fetchone()
-        return None if row is None else int(row[0])
+    row = db.execute(
+        "SELECT key FROM orders WHERE account = ? AND id = ? ORDER BY key DESC LIMIT 1",
+        (account, order_id),
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 class _Filed:
@@ -349,7 +333,7 @@ class PaperStore:
         #: Accounts the file has (new ones join as their venue first stages a change).
         self.accounts: set[str] = set()
         #: The writer's keys (read once the file is open; again after a failed commit).
-        self._keys: _Keys | None = None
+        self._keys: OrderKeys | None = None
         self._filed = _Filed()
         if self.path == MEMORY:
             return
@@ -370,7 +354,7 @@ class PaperStore:
                 raise BrokerUnavailable(
                     f"paper account file {self.path} could not take in its change log ({exc})"
                 ) from None
-            self._keys = _Keys(self._write)
+            self._keys = _keys(self._write)
             self.accounts = {name for (name,) in self._read.execute("SELECT name FROM accounts")}
         except (sqlite3.Error, OSError) as exc:  # OSError: a log segment it may not read or delete
             self.close()
@@ -401,7 +385,7 @@ class PaperStore:
         """Write ``rows`` in one transaction."""
         db = self._write
         assert db is not None
-        keys = self._keys or _Keys(db)
+        keys = self._keys or _keys(db)
         self._keys = None  # until committed: a rolled-back commit's keys were handed out
         _commit(db, rows, keys)
         self._keys = keys
@@ -496,7 +480,9 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _commit(db: sqlite3.Connection, rows: Rows, keys: _Keys, *, replayed: bool = False) -> None:
+def _commit(
+    db: sqlite3.Connection, rows: Rows, keys: OrderKeys, *, replayed: bool = False
+) -> None:
     """Write ``rows`` in one transaction, orders keyed by ``keys`` (``replayed``: from a
     change log the file may have taken in already, in part: the fills it has are
     skipped)."""
@@ -506,9 +492,9 @@ def _commit(db: sqlite3.Connection, rows: Rows, keys: _Keys, *, replayed: bool =
             _skip_filed(db, rows.fills(), keys)
         # Many rows a statement (``ManyRowInsert``): the loop waits for this thread's
         # GIL once a statement, not once a row.
-        _UPSERT_ORDER.run(db, rows.orders(keys.key))
+        _UPSERT_ORDER.run(db, rows.orders(keys))
         for (account, order_id), loose in rows.fills().items():
-            key = keys.filed(db, account, order_id) if loose else None
+            key = _filed_key(db, keys, account, order_id) if loose else None
             if key is not None:
                 db.execute(_APPEND_FILLS, (joined_bodies(loose), len(loose), key))
         _UPSERT_POSITION.run(db, list(rows.positions()))
@@ -522,11 +508,11 @@ def _commit(db: sqlite3.Connection, rows: Rows, keys: _Keys, *, replayed: bool =
 
 
 def _skip_filed(
-    db: sqlite3.Connection, fills: dict[tuple[str, str], list[tuple[Any, ...]]], keys: _Keys
+    db: sqlite3.Connection, fills: dict[tuple[Any, ...], list[tuple[Any, ...]]], keys: OrderKeys
 ) -> None:
     """Drop from ``fills`` (``Rows.fills()``) those the file has already."""
     for (account, order_id), new in fills.items():
-        key = keys.filed(db, account, order_id)
+        key = _filed_key(db, keys, account, order_id)
         if key is None:
             continue
         row = db.execute("SELECT fills, nfills FROM orders WHERE key = ?", (key,)).fetchone()
@@ -541,7 +527,7 @@ def _replay_log(db: sqlite3.Connection, path: str) -> None:
     for change in changelog.read(path):
         replayed.add(change)
     if replayed:
-        _commit(db, replayed, _Keys(db, every=True), replayed=True)
+        _commit(db, replayed, _keys(db, every=True), replayed=True)
     changelog.remove(path)
 
 

@@ -50,7 +50,7 @@ import msgspec
 import structlog
 
 from ult_actors.brokers.paper.account import ZERO, PaperAccount, exposure_increase
-from ult_actors.brokers.paper.batch import Change, WorkingOrder, stage_change
+from ult_actors.brokers.paper.batch import Change, DecimalTexts, WorkingOrder, stage_change
 from ult_actors.brokers.paper.feed import PriceFeed
 from ult_actors.brokers.paper.settings import PaperSettings, trades_symbol
 from ult_actors.brokers.paper.store import PaperSnapshot, PaperStore
@@ -184,6 +184,8 @@ class PaperVenue:
         self._dirty_prices: set[str] = set()
         self._dirty_holdings: set[str] = set()
         self._fills: list[Fill] = []
+        #: The texts of the decimals the last record carried (``_record``).
+        self._texts = DecimalTexts()
         #: ``(order, fill, ts)`` of each state change of this call (see ``_changed``).
         self._updates: list[tuple[Order, Fill | None, int]] = []
         #: Ended orders and fills the file does not have yet (with no file: all of them).
@@ -873,7 +875,8 @@ class PaperVenue:
         """Record what changed (``BatchWriter.record``), then emit the updates."""
         if not (self._dirty or self._dirty_prices or self._fills):
             return
-        ended = [w for w in self._dirty.values() if w.order.id not in self.open]
+        # By the key (its id), not ``w.order.id``: two Struct field reads an order.
+        ended = [w for oid, w in self._dirty.items() if oid not in self.open]
         if self.writer.keeps_rows:
             # What the file has now, it answers for.
             self._unfiled.let_go(self.writer.committed_seq)
@@ -904,17 +907,19 @@ class PaperVenue:
             prices = [(symbol, known[symbol]) for symbol in self._dirty_prices]
         else:
             prices = []
+        moved = []
+        for symbol in self._dirty_holdings:
+            holding = holdings[symbol]
+            moved.append((symbol, holding.qty, holding.avg_price, holding.realized_pl))
         return stage_change(
             self.name,
             self._dirty,
             self.open,
             self._fills,
-            [
-                (s, holdings[s].qty, holdings[s].avg_price, holdings[s].realized_pl)
-                for s in self._dirty_holdings
-            ],
+            moved,
             prices,
             (self.account.cash, self._created_at, self._next_order, self._next_fill),
+            self._texts,
         )
 
 

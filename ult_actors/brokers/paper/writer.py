@@ -28,6 +28,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import trio
 
@@ -44,6 +45,9 @@ from ult_actors.os_thread import name_os_thread
 #: fold's CPU per order of a lone client (~1k orders/s); longer only keeps ended
 #: orders in memory a little longer, and whoever waits for the file hurries it.
 COMMIT_INTERVAL_S = 0.1
+
+#: ``Final``: compiled (mypyc), a C static; an imported name is a look-up at every record.
+_encode_change: Final = encode_change
 
 #: Queued for the thread: a record (its sequence number and its ``Change``), a closed
 #: log segment to delete once the records before it are in the file, or ``None``:
@@ -84,6 +88,8 @@ class BatchWriter:
         #: Set to commit without waiting out the interval (someone waits, or closing).
         self._hurry = threading.Event()
         self._log: changelog.ChangeLog | None = None
+        #: ``changelog.SEGMENT_BYTES`` when made: an attribute, not a module's look-up a record.
+        self._segment_bytes = changelog.SEGMENT_BYTES
         # Not ``_thread``: mypyc names its C field ``__thread``, a keyword of C compilers.
         self._worker: threading.Thread | None = None
         if self.keeps_rows and not _virtual_clock():
@@ -114,10 +120,11 @@ class BatchWriter:
                 self.committed_seq = seq
                 self.commits += 1
             else:
-                self._log.append(encode_change(change))
+                log = self._log
+                log.append(_encode_change(change))
                 self._jobs.put((seq, change))
-                if self._log.size >= changelog.SEGMENT_BYTES:
-                    self._jobs.put(self._log.rotate())
+                if log.size >= self._segment_bytes:
+                    self._jobs.put(log.rotate())
         except Exception as exc:
             self._fail(exc)
             raise self.unavailable() from None
