@@ -162,10 +162,41 @@ def order_from_request(
     so they agree on which request fields carry over. ``request`` must have
     its ``client_order_id`` set.
     """
-    # Every field in one call, and the order's given by position (``_ORDER_FIELDS``):
-    # compiled, a field read is an attribute look-up, and keywords are matched to fields
-    # one by one (~1k instructions an order built).
-    symbol, side, qty, kind, limit, stop, tif, extended, _, client_order_id, _ = _astuple(request)
+    # Every field in one call (compiled, a field read is an attribute look-up).
+    return order_from_fields(
+        _astuple(request),
+        broker=broker,
+        order_id=order_id,
+        status=status,
+        now_ns=now_ns,
+        outcome=outcome,
+        arrival_price=arrival_price,
+        arrival_source=arrival_source,
+    )
+
+
+def order_from_fields(
+    fields: tuple[Any, ...],
+    *,
+    broker: str,
+    order_id: str,
+    status: OrderStatus,
+    now_ns: int,
+    outcome: SubmitOutcome = "definitive",
+    arrival_price: Decimal | None = None,
+    arrival_source: ArrivalSource | None = None,
+    filled_qty: Decimal = _ZERO,
+    avg_fill_price: Decimal | None = None,
+    updated_at: int | None = None,
+) -> Order:
+    """``order_from_request`` of the request whose fields (``msgspec.structs.astuple``, in
+    ``_REQUEST_FIELDS``' order) are ``fields``; with ``filled_qty``, ``avg_fill_price`` and
+    ``updated_at``, the order as it is once that much filled (a venue that fills a new
+    order on arrival builds it once, in that state, from the request it has read).
+    """
+    # The order's fields given by position (``_ORDER_FIELDS``): compiled, keywords are
+    # matched to fields one by one (~1k instructions an order built).
+    symbol, side, qty, kind, limit, stop, tif, extended, _, client_order_id, _ = fields
     assert client_order_id is not None
     return _Order(
         order_id,
@@ -180,10 +211,10 @@ def order_from_request(
         limit,
         stop,
         extended,
-        _ZERO,  # filled_qty
-        None,  # avg_fill_price
+        filled_qty,
+        avg_fill_price,
         now_ns,  # created_at
-        now_ns,  # updated_at
+        now_ns if updated_at is None else updated_at,
         None,  # reject_reason
         outcome,
         "client",  # origin

@@ -165,3 +165,76 @@ def test_orders_one_after_another_each_fill_at_the_rules_price_for_their_size_an
             await connector.disconnect()
 
     trio.run(run)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    # Validated quantities: plain digits, up to 9 places, whole numbers among them.
+    qty=st.builds(
+        lambda coefficient, places: Decimal(coefficient).scaleb(-places),
+        st.integers(min_value=1, max_value=10**6),
+        st.integers(min_value=0, max_value=9),
+    ),
+    side=st.sampled_from(("buy", "sell")),
+    # Plain, long, zero written with places, and with a positive exponent: only the plain
+    # ones let the venue keep the fill's commission as the order's (``_commission_plain``).
+    commission=st.sampled_from(
+        ("0.005", "0", "0.0000", "2", "1E+1", "0.00000000001234567", "123456.78901")
+    ),
+    kind=st.sampled_from(("market", "limit", "stop")),
+    tif=st.sampled_from(("day", "gtc", "ioc", "fok")),
+)
+def test_a_new_order_filled_whole_on_arrival_has_its_rules_figures_and_times(
+    qty: Decimal, side: str, commission: str, kind: str, tif: str
+) -> None:
+    # A market or marketable limit order filled whole on arrival is built once, filled
+    # (``PaperVenue._fill_new``); a stop triggered on arrival goes the general way. Both:
+    # the fill's commission ``commission_per_share * qty``, the order's ``0 +`` it, the
+    # filled quantity ``0 + qty``, accepted at the first clock read, filled at the second.
+    per_share = Decimal(commission)
+    setup = PaperSettings(
+        state_path=":memory:", starting_cash=Decimal(10) ** 14, tick_interval_s=0,
+        commission_per_share=per_share, displayed_size=Decimal(0),
+    )  # fmt: skip
+    reads: list[int] = []
+
+    def now_ns() -> int:
+        reads.append(1_700_000_000_000_000_000 + 1000 * len(reads))
+        return reads[-1]
+
+    async def run() -> None:
+        connector = PaperConnector("paper", setup, now_ns=now_ns)
+        await connector.connect()
+        try:
+            venue = connector.venue
+            venue.set_price("AAPL", Decimal("100"))
+            # A limit above (a buy's) or below (a sell's) the price, a stop already reached.
+            away = Decimal(5) if side == "buy" else Decimal(-5)
+            request = OrderRequest(
+                symbol="AAPL", side=side, qty=qty, client_order_id="c-1",  # type: ignore[arg-type]
+                type=kind, time_in_force=tif if kind != "stop" else "day",  # type: ignore[arg-type]
+                limit_price=Decimal(100) + away if kind == "limit" else None,
+                stop_price=Decimal(100) - away if kind == "stop" else None,
+            )  # fmt: skip
+            first = len(reads)
+            order = venue.submit(request)
+            fills = venue.fills(order.id)
+            working = venue._unfiled.order(order.id)
+            assert working is not None
+        finally:
+            await connector.disconnect()
+        zero = Decimal(0)
+        (fill,) = fills
+        assert order.status == "filled"
+        assert str(order.filled_qty) == str(zero + qty)
+        assert order.qty is qty
+        assert str(fill.commission) == str(per_share * qty)
+        assert str(working.commission) == str(zero + per_share * qty)
+        assert (order.created_at, order.updated_at, fill.ts) == (
+            reads[first], reads[first + 1], reads[first + 1],
+        )  # fmt: skip
+        assert (fill.order_id, fill.client_order_id, fill.symbol, fill.side, fill.qty) == (
+            order.id, "c-1", "AAPL", side, qty,
+        )  # fmt: skip
+
+    trio.run(run)

@@ -82,19 +82,25 @@ class PaperAccount:
         """
         if value is None:
             value = price * qty
+        buy = side == "buy"
         # ``value`` or its negation: the same figure as the signed quantity times ``price`` (a
         # product's rounding is symmetric), without the multiplication.
-        self.cash -= (value if side == "buy" else -value) + commission
+        self.cash -= (value if buy else -value) + commission
         self._cash_rounded = True
         holding = self.holdings.get(symbol)
         if holding is None:
             holding = self.holdings[symbol] = PaperHolding()
         holding.realized_pl -= commission
-        holding.realized_pl += self.booking.book(holding, qty, side == "buy", price)
+        holding.realized_pl += self.booking.book(holding, qty, buy, price)
+        shorts = self._shorts
+        if buy and symbol not in shorts:
+            # Bought onto a position that was not short (a fill's quantity is never below
+            # 0): not short now either, without the compare (most fills: longs bought).
+            return holding
         if holding.qty < ZERO:
-            self._shorts.add(symbol)
+            shorts.add(symbol)
         else:
-            self._shorts.discard(symbol)
+            shorts.discard(symbol)
         return holding
 
     def gross_exposure(self, marks: dict[str, Decimal]) -> Decimal:

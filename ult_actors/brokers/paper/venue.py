@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -70,6 +70,7 @@ from ult_actors.messages import (
     OrderUpdate,
     Position,
     ReplaceRequest,
+    Side,
 )
 from ult_actors.order_state import (
     REPLACEABLE_STATUSES,
@@ -77,7 +78,7 @@ from ult_actors.order_state import (
     fill_of,
     leg_records,
     not_replaceable,
-    order_from_request,
+    order_from_fields,
 )
 from ult_actors.validation import replaced_terms, validate_order, validate_order_list
 
@@ -91,6 +92,7 @@ _BPS: Final = Decimal(10_000)
 _EXACT_BELOW: Final = Decimal(10) ** 9
 _OPEN: Final = OPEN_STATUSES
 _replace: Final = msgspec.structs.replace
+_astuple: Final = msgspec.structs.astuple
 
 log = structlog.get_logger("ult.paper")
 
@@ -151,6 +153,14 @@ class PaperVenue:
         self._slippage = _per_bps(settings.slippage_bps)
         self._impact = _per_bps(settings.size_impact_bps_per_share)
         self._commission = settings.commission_per_share
+        #: Whether ``commission_per_share`` times a validated quantity (plain digits, at most
+        #: 21 of them: below 10^12 with at most 9 places) is exact, at most 0 in exponent and
+        #: not signed: then ``0 + commission`` is ``commission`` digit for digit, and a new
+        #: order filled whole keeps its fill's commission without the sum (``_fill_new``).
+        sign, digits, exponent = settings.commission_per_share.as_tuple()
+        self._commission_plain = (
+            not sign and isinstance(exponent, int) and exponent <= 0 and len(digits) <= 7
+        )
         #: The last fill's price before its limit (``_fill_price``), and what it was worked
         #: out from: the symbol's price (an object a tick replaces), the size and the side.
         #: Orders of one size between two ticks fill at it without the slip's arithmetic.
@@ -160,6 +170,10 @@ class PaperVenue:
         self._slipped = ZERO
         #: A market order's reference price over its symbol's price (its slippage).
         self._market_factor = 1 + settings.slippage_bps / _BPS
+        #: The last market order's reference price and the symbol's price it was worked out
+        #: from (an object a tick replaces): the next one at that price takes it.
+        self._marked: Decimal | None = None
+        self._marked_reference = ZERO
         #: Symbols ``trades_symbol`` allowed (it passes over the ``symbols`` list).
         self._traded: set[str] = set()
         #: Every client order id used (a set of short strings: ~100 bytes an order).
@@ -274,22 +288,109 @@ class PaperVenue:
         """
         if not validated:
             self.validate(request)
-        working = self._accept(request, in_transit=in_transit, book=in_transit)
         if in_transit:
+            working = self._accept(request, in_transit=True)
             self._commit()
             return working.order
-        accepted = working.order
+        # Every field read at once: compiled, a Struct field read is ~114 instructions,
+        # and the checks, the match and the order built read most of them.
+        fields = _astuple(request)
+        symbol, side, qty, kind, limit, stop, tif, _, _, coid, _ = fields
+        commission = self._admit(symbol, side, qty, limit, stop, tif, coid, funds=True)
+        now = self.now_ns()
+        oid = f"{self._order_id_prefix}{self._next_order}"
+        self._next_order += 1
+        self._client_ids.add(coid)
+        # What ``_arrive`` would find for a new market order, or a limit order marketable
+        # now: all of it fills at once (a fok or ioc too), unless it is more than a match
+        # shows. Then it is built once, filled (``_fill_new``); anything else as accepted,
+        # and matched by the general rules.
+        shown = self._shown
+        if (shown is None or qty <= shown) and (
+            kind == "market" or (kind == "limit" and self._marketable(symbol, side, limit))
+        ):
+            order = self._fill_new(fields, oid, now, commission)
+            self._commit()
+            return order
+        accepted = order_from_fields(
+            fields, broker=self.name, order_id=oid, status="accepted", now_ns=now
+        )
+        working = WorkingOrder(order=accepted)
         self._arrive(working, fresh=True)
         order = working.order
         if order is accepted:
             # Nothing on arrival changed it: its accepted state is news (``_accept`` left
             # that to us, for an order filled or ended on arrival passes it by).
-            self._changed(working, order, None, order.updated_at)
-        # Booked once it rests: one that ends on arrival (a market order filled in
-        # full, an ioc or fok canceled) never goes on the book and off again.
+            self._changed(working, order, None, now)
+        # Booked once it rests: one that ends on arrival (an ioc or fok canceled) never
+        # goes on the book and off again.
         if order.status in _OPEN:
             self._book(working)
         self._commit()
+        return order
+
+    def _marketable(self, symbol: str, side: str, limit: Decimal) -> bool:
+        """Whether a limit order's ``limit`` lets it trade at ``symbol``'s price now."""
+        price = self.feed.price(symbol)
+        return not ((price > limit) if side == "buy" else (price < limit))
+
+    def _fill_new(
+        self, fields: tuple[Any, ...], oid: str, now: int, commission: Decimal | None
+    ) -> Order:
+        """Fill a new order (``fields``: its request's, ``astuple``; accepted at ``now`` as
+        ``oid``) whole, as ``_arrive`` -> ``_match`` -> ``_fill`` would a fresh one that the
+        price lets trade and a match shows all of: the same price, fees, account moves,
+        fill, order and record, in the same order, with the order built once (its
+        ``filled`` state: the ``accepted`` one is news to nobody) and no field read twice.
+        ``commission``: ``commission_per_share * qty``, if the funds check worked it out.
+        """
+        symbol, side, qty, _, limit, _, _, _, _, coid, _ = fields
+        price = self._fill_price(symbol, side == "buy", limit, qty)
+        if commission is None:
+            commission = self._commission * qty
+        value = price * qty  # the account's and the average's: worked out once
+        self.account.apply_fill(symbol, side, qty, price, commission, value)
+        self._dirty_holdings.add(symbol)
+        # Nothing filled before (``Decimal(0)``, exponent 0) and plain digits (the quantity
+        # validated, the price on the feed's increment or a validated limit): ``0 + qty`` is
+        # ``qty`` and ``0 * 0 + value`` is ``value``, digit for digit, as ``_fill``'s general
+        # case works them out. ``value / qty`` is ``price`` digit for digit when ``value`` is
+        # exact (a quotient without remainder takes the dividend's exponent less the
+        # divisor's): the fill's own price object, which the books' shared booking then
+        # matches (``SharedBooking``).
+        avg = price if value < _EXACT_BELOW else value / qty
+        filled_at = self.now_ns()
+        fill = Fill(  # by position, as ``fill_of`` (``order_state`` checks the fields' order)
+            f"{self._fill_id_prefix}{self._next_fill}",
+            oid,
+            coid,
+            self.name,
+            symbol,
+            side,
+            qty,
+            price,
+            commission,
+            filled_at,
+        )
+        self._next_fill += 1
+        self._fills.append(fill)
+        order = order_from_fields(
+            fields,
+            broker=self.name,
+            order_id=oid,
+            status="filled",
+            now_ns=now,
+            filled_qty=qty,
+            avg_fill_price=avg,
+            updated_at=filled_at,
+        )
+        # ``0 + commission``, what ``_fill`` adds to a new working order's, is ``commission``
+        # digit for digit when it is plain (``_commission_plain``).
+        working = WorkingOrder(
+            order=order, commission=commission if self._commission_plain else ZERO + commission
+        )
+        self._changed(working, order, fill, filled_at)
+        # Never booked (``submit`` books only what rests) and no leg: done.
         return order
 
     def replace(self, order_id: str, change: ReplaceRequest) -> Order:
@@ -357,29 +458,19 @@ class PaperVenue:
         replaces: Order | None = None,
         leg: Leg | None = None,
         held: bool = False,
-        book: bool = True,
     ) -> WorkingOrder:
         """Check a validated new order (or a replacement, or a leg) against the venue's own
-        rules and put it on the book unmatched, its state noted (``book``; else the
-        caller books it if it rests once matched, an order no other order of its call
-        looks up, and notes its state unless matching changed it)."""
-        symbol = request.symbol
-        if symbol not in self._traded:
-            self._check_traded(symbol)
-        tif = request.time_in_force
-        if tif in ("opg", "cls"):
-            raise InvalidOrder(
-                f"the paper broker has no opening or closing auction ({tif})",
-                field="time_in_force",
-            )
-        coid = self._check_unused(request.client_order_id)
-        if replaces is None and not held:
-            self._check_funds(request)
+        rules and put it on the book unmatched, its state noted."""
+        fields = _astuple(request)
+        symbol, side, qty, _, limit, stop, tif, _, _, coid, _ = fields
+        self._admit(
+            symbol, side, qty, limit, stop, tif, coid, funds=replaces is None and not held
+        )
         now = self.now_ns()
         oid = f"{self._order_id_prefix}{self._next_order}"
         self._next_order += 1
-        order = order_from_request(
-            request, broker=self.name, order_id=oid, status="held" if held else "accepted",
+        order = order_from_fields(
+            fields, broker=self.name, order_id=oid, status="held" if held else "accepted",
             now_ns=now,
         )  # fmt: skip
         if replaces is not None:
@@ -388,10 +479,37 @@ class PaperVenue:
             order = _replace(order, leg=leg)
         working = WorkingOrder(order=order, in_transit=in_transit)
         self._client_ids.add(coid)
-        if book:
-            self._book(working)
-            self._changed(working, order, None, now)
+        self._book(working)
+        self._changed(working, order, None, now)
         return working
+
+    def _admit(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        limit: Decimal | None,
+        stop: Decimal | None,
+        tif: str,
+        coid: str | None,
+        *,
+        funds: bool,
+    ) -> Decimal | None:
+        """The venue's own rules for a new order of these terms (a validated request's):
+        a symbol it trades, no auction, an unused client order id and (``funds``) the
+        buying power. Returns ``commission_per_share * qty`` if the funds check worked it
+        out (the fill needs it too), else ``None``."""
+        if symbol not in self._traded:
+            self._check_traded(symbol)
+        if tif in ("opg", "cls"):
+            raise InvalidOrder(
+                f"the paper broker has no opening or closing auction ({tif})",
+                field="time_in_force",
+            )
+        self._check_unused(coid)
+        if not funds:
+            return None
+        return self._funds(symbol, side, qty, limit, stop, None)
 
     def _book(self, working: WorkingOrder) -> None:
         """Put an open order on the book (``_close`` takes it off)."""
@@ -677,13 +795,24 @@ class PaperVenue:
 
     # -- money ------------------------------------------------------------------
 
-    def _reference_price(self, order: Order | OrderRequest) -> Decimal:
-        mark = self.feed.price(order.symbol)
-        if order.limit_price is not None:
-            return order.limit_price
-        if order.stop_price is not None:
-            return max(order.stop_price, mark) if order.side == "buy" else order.stop_price
-        return mark * self._market_factor
+    def _reference_price(self, order: Order) -> Decimal:
+        return self._reference(order.symbol, order.side, order.limit_price, order.stop_price)
+
+    def _reference(
+        self, symbol: str, side: str, limit: Decimal | None, stop: Decimal | None
+    ) -> Decimal:
+        """The price an order of these terms is reserved at: its limit, its stop (a buy's, or
+        the price if higher) or the price with a market order's slippage."""
+        mark = self.feed.price(symbol)
+        if limit is not None:
+            return limit
+        if stop is not None:
+            return max(stop, mark) if side == "buy" else stop
+        if mark is not self._marked:
+            # The same price object, the same product: kept until the price moves.
+            self._marked = mark
+            self._marked_reference = mark * self._market_factor
+        return self._marked_reference
 
     def _reserved(self) -> Decimal:
         """Buying power held by open orders for the exposure they would add."""
@@ -708,12 +837,25 @@ class PaperVenue:
     ) -> None:
         """``InsufficientFunds`` unless the account can take ``request`` on (in place of
         the open order ``instead_of``, whose reservation it frees)."""
-        qty = request.qty
-        adds = exposure_increase(self.account.position(request.symbol), request.side, qty)
+        symbol, side, qty, _, limit, stop, _, _, _, _, _ = _astuple(request)
+        self._funds(symbol, side, qty, limit, stop, instead_of)
+
+    def _funds(
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        limit: Decimal | None,
+        stop: Decimal | None,
+        instead_of: WorkingOrder | None,
+    ) -> Decimal | None:
+        """``_check_funds`` of an order of these terms; ``commission_per_share * qty`` if it
+        worked that out, else ``None``."""
+        adds = exposure_increase(self.account.position(symbol), side, qty)
         if not adds:  # not ``== 0``: compiled, a compare with an int converts it per order
-            return  # it only closes (part of) a position: always allowed
+            return None  # it only closes (part of) a position: always allowed
         commission = self._commission * qty
-        cost = adds * self._reference_price(request) + commission
+        cost = adds * self._reference(symbol, side, limit, stop) + commission
         # Nothing open, nothing reserved: the common case, without a call.
         reserved = self._reserved() if self._open_by_symbol else None
         if instead_of is not None:
@@ -725,6 +867,7 @@ class PaperVenue:
                 f" {max(available, ZERO):.2f} available",
                 broker=self.name,
             )
+        return commission
 
     # -- persistence --------------------------------------------------------------
 
