@@ -175,11 +175,11 @@ def test_the_bodies_are_msgspec_s_bytes_whichever_decimals_one_call_or_the_last_
 def test_a_holding_s_average_is_its_own_text_unless_the_fill_s_price_object() -> None:
     texts = DecimalTexts()
     price = Decimal("5.0")
-    assert texts.price(price) == "5.0"
+    assert texts.price.of(price) == "5.0"
     assert texts.known_price(price) == "5.0"
     assert texts.known_price(Decimal("5.00")) == "5.00"
     assert texts.filled(Decimal(0)) == "0"
-    assert texts.qty(Decimal("1E+1")) == "1E+1"
+    assert texts.qty.of(Decimal("1E+1")) == "1E+1"
     assert texts.filled(Decimal("0.0")) == "0.0"
 
 

@@ -117,6 +117,24 @@ def encode_fill(fill: Fill) -> bytearray:
     return _body(_astuple(fill))
 
 
+class LastText:
+    """One kind of decimal's last object and its text: the object is held, so an
+    identical object is the same value (a ``Decimal`` never changes) and its text the
+    same bytes msgspec writes."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+        self.text = ""
+
+    # Typed ``object``, not ``Decimal``: compiled, a ``Decimal`` argument is type-checked.
+    def of(self, value: object) -> str:
+        """The text of ``value``, made only when it is not the last object."""
+        if value is not self.value:
+            self.value = value
+            self.text = str(value)
+        return self.text
+
+
 class DecimalTexts:
     """The text of the last quantities and prices a venue's records carried, by identity.
 
@@ -126,67 +144,36 @@ class DecimalTexts:
     quantity as its ``qty``, its ``filled_qty`` and its fill's ``qty``, and its
     fill's price (kept by the venue until the next tick) as its
     ``avg_fill_price`` and the fill's ``price``, the same object order after
-    order. Each kind of decimal keeps its last object and its text: the object
-    is held, so an identical object is the same value (a ``Decimal`` never
-    changes) and its text the same bytes msgspec writes.
+    order. Each kind of decimal keeps its last object and its text (``LastText``).
     """
 
     def __init__(self) -> None:
-        self._qty: object = None
-        self._qty_text = ""
-        self._filled: object = None
-        self._filled_text = ""
-        self._price: object = None
-        self._price_text = ""
-        self._arrival: object = None
-        self._arrival_text = ""
-        self._terms: object = None
-        self._terms_text = ""
-
-    # Typed ``object``, not ``Decimal``: compiled, a ``Decimal`` argument is type-checked.
-    def qty(self, value: object) -> str:
-        """The text of a quantity (an order's, a fill's)."""
-        if value is not self._qty:
-            self._qty = value
-            self._qty_text = str(value)
-        return self._qty_text
+        #: A quantity (an order's, a fill's).
+        self.qty = LastText()
+        #: An order's filled quantity other than its whole quantity (nothing filled:
+        #: every such order's is one ``Decimal(0)``).
+        self._filled = LastText()
+        #: A fill's price (or an order's average fill price).
+        self.price = LastText()
+        #: An order's arrival price (the symbol's, held until it moves).
+        self.arrival = LastText()
+        #: An order's limit or stop price.
+        self.terms = LastText()
 
     def filled(self, value: object) -> str:
         """The text of an order's filled quantity: its quantity's (filled whole), or
-        the last one (nothing filled: every such order's is one ``Decimal(0)``)."""
-        if value is self._qty:
-            return self._qty_text
-        if value is not self._filled:
-            self._filled = value
-            self._filled_text = str(value)
-        return self._filled_text
-
-    def price(self, value: object) -> str:
-        """The text of a fill's price (or an order's average fill price)."""
-        if value is not self._price:
-            self._price = value
-            self._price_text = str(value)
-        return self._price_text
-
-    def arrival(self, value: object) -> str:
-        """The text of an order's arrival price (the symbol's, held until it moves)."""
-        if value is not self._arrival:
-            self._arrival = value
-            self._arrival_text = str(value)
-        return self._arrival_text
-
-    def terms(self, value: object) -> str:
-        """The text of an order's limit or stop price."""
-        if value is not self._terms:
-            self._terms = value
-            self._terms_text = str(value)
-        return self._terms_text
+        the last one."""
+        qty = self.qty
+        if value is qty.value:
+            return qty.text
+        return self._filled.of(value)
 
     def known_price(self, value: object) -> str:
         """The text of a price that may be the last fill's (a holding's average): the
         fill's kept, nothing else."""
-        if value is self._price:
-            return self._price_text
+        price = self.price
+        if value is price.value:
+            return price.text
         return str(value)
 
 
@@ -195,28 +182,28 @@ def _order_body(parts: tuple[Any, ...], fields: list[Any], texts: DecimalTexts) 
     ``[order, triggered, in_transit, commission]``, the order (``fields``: its
     ``astuple`` as a list, changed here) a msgpack array of its fields by position;
     its decimals as their text (``texts``), the bytes msgspec writes for them."""
-    fields[_ORDER_QTY] = texts.qty(fields[_ORDER_QTY])
+    fields[_ORDER_QTY] = texts.qty.of(fields[_ORDER_QTY])
     fields[_ORDER_FILLED] = texts.filled(fields[_ORDER_FILLED])
     value = fields[_ORDER_AVG]
     if value is not None:
-        fields[_ORDER_AVG] = texts.price(value)
+        fields[_ORDER_AVG] = texts.price.of(value)
     value = fields[_ORDER_ARRIVAL]
     if value is not None:
-        fields[_ORDER_ARRIVAL] = texts.arrival(value)
+        fields[_ORDER_ARRIVAL] = texts.arrival.of(value)
     value = fields[_ORDER_LIMIT]
     if value is not None:
-        fields[_ORDER_LIMIT] = texts.terms(value)
+        fields[_ORDER_LIMIT] = texts.terms.of(value)
     value = fields[_ORDER_STOP]
     if value is not None:
-        fields[_ORDER_STOP] = texts.terms(value)
+        fields[_ORDER_STOP] = texts.terms.of(value)
     return _body((fields, parts[1], parts[2], str(parts[3])))
 
 
 def _fill_body(fields: list[Any], texts: DecimalTexts) -> bytearray:
     """``encode_fill`` of the fill whose fields (``astuple``'s, as a list, changed here)
     are ``fields``, its quantity and price as their text (``texts``)."""
-    fields[_FILL_QTY] = texts.qty(fields[_FILL_QTY])
-    fields[_FILL_PRICE] = texts.price(fields[_FILL_PRICE])
+    fields[_FILL_QTY] = texts.qty.of(fields[_FILL_QTY])
+    fields[_FILL_PRICE] = texts.price.of(fields[_FILL_PRICE])
     fields[_FILL_COMMISSION] = str(fields[_FILL_COMMISSION])
     return _body(fields)
 
