@@ -41,6 +41,9 @@ class GatedFsyncAhead:
         self.begun.append(fd)
         self.running = True
 
+    def spin(self, limit_ns: int) -> bool:
+        return not self.running  # done only when the test says: never within a spin
+
     async def done(self) -> None:
         self.waited.set()
         await self.gate.wait()
@@ -178,3 +181,68 @@ async def test_the_io_uring_fdatasync_is_done_once_reported_and_reports_a_failur
     finally:
         os.close(fd)
         ahead.close()
+
+
+async def test_the_io_uring_fdatasync_watched_to_its_end_needs_no_wait_after(
+    tmp_path: Path,
+) -> None:
+    ahead = open_fsync_ahead()
+    if ahead is None:
+        pytest.skip("no io_uring here")
+    fd = os.open(tmp_path / "segment", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with trio.fail_after(10):
+            assert ahead.spin(10**9)  # none running: nothing to watch
+            for i in range(3):
+                os.pwrite(fd, b"record", i * 6)
+                ahead.start(fd)
+                # Watched until it ended (a second at most: the disk answers long before).
+                assert ahead.spin(10**9)
+                with trio.testing.assert_no_checkpoints():
+                    await ahead.done()  # its completion is there: no wait for the loop
+            ahead.start(fd)
+            ahead.spin(0)  # a zero watch returns at once, whether it ended or not
+            await ahead.done()
+    finally:
+        os.close(fd)
+        ahead.close()
+
+
+class WatchedFsyncAhead(GatedFsyncAhead):
+    """A gated fdatasync whose watches (``spin``) are noted with the time they were allowed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches: list[int] = []
+
+    def spin(self, limit_ns: int) -> bool:
+        self.watches.append(limit_ns)
+        return False
+
+
+@pytest.mark.parametrize("spin_ns", [0, 300_000])
+async def test_with_full_the_loop_watches_for_a_running_fsync_once_when_idle(
+    tmp_path: Path, spin_ns: int
+) -> None:
+    ahead = WatchedFsyncAhead()
+    async with open_sqlite_store(
+        tmp_path / "journal.db",
+        synchronous="full",
+        fsync=lambda fd: None,
+        fsync_ahead=ahead,
+        fsync_spin_ns=spin_ns,
+    ) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()  # the writer idle
+            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
+            assert ahead.begun and ahead.watches == []  # the loop had other work: not yet
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.durable, "c-1")
+                await ahead.waited.wait()
+                # Let the loop sleep (``wait_all_tasks_blocked`` would keep it from it).
+                await trio.sleep(0.01)
+                # Watched once, as the loop was about to sleep, for at most its limit.
+                assert ahead.watches == ([spin_ns] if spin_ns else [])
+                ahead.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert ahead.watches == ([spin_ns] if spin_ns else [])  # not again once done

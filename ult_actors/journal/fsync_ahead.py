@@ -31,6 +31,7 @@ import os
 import platform
 import struct
 import sys
+import time
 from typing import Protocol
 
 import trio
@@ -47,6 +48,11 @@ _SQE_BYTES = 64  # an entry: the fields above, then zeros
 _CQE = struct.Struct("=QiI")  # user_data, res, flags
 _U32 = struct.Struct("=I")
 
+#: How long the trio thread, with nothing else to run, watches for an fdatasync begun
+#: ahead to end before it sleeps (``SqliteStore.fsync_spin_ns``): a little more than a
+#: usual one takes (docs/performance.md, "the `full` order on the plain path").
+FSYNC_SPIN_NS = 500_000
+
 
 class FsyncAhead(Protocol):
     """Begins an fdatasync without waiting for it; one at a time."""
@@ -57,6 +63,10 @@ class FsyncAhead(Protocol):
 
     async def done(self) -> None:
         """Return once the fdatasync begun last is done; ``OSError`` if it failed."""
+
+    def spin(self, limit_ns: int) -> bool:
+        """Watch, on this thread, for the fdatasync begun last to end, for at most
+        ``limit_ns``: True once it has (``done`` then returns without a wait)."""
 
     def close(self) -> None:
         """Release what it holds."""
@@ -129,6 +139,17 @@ class UringFsync:
             self._running = False
             if res < 0:
                 raise OSError(-res, os.strerror(-res))
+
+    def spin(self, limit_ns: int) -> bool:
+        # The completion entry is posted before the eventfd is signalled: once the tail
+        # moved, the loop's next wait for I/O returns at once.
+        ring, head, tail = self._ring, self._cq_head, self._cq_tail
+        unpack = _U32.unpack_from
+        end = time.perf_counter_ns() + limit_ns
+        while self._running and unpack(ring, head)[0] == unpack(ring, tail)[0]:
+            if time.perf_counter_ns() >= end:
+                return False
+        return True
 
     def close(self) -> None:
         # Closing the ring waits for nothing: a running fdatasync finishes in the kernel.
