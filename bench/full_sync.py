@@ -45,7 +45,7 @@ import trio
 
 from bench.common import short_tempdir
 from bench.instructions import _config_text
-from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import FsyncAhead, IdleSpin, open_fsync_ahead
 from ult_actors.journal.fsync_route import HAND_OVERS_NS, SLOW_WRITE_NS, FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore
 
@@ -122,7 +122,7 @@ async def _drive(
         ways = tuple(way for way in ways if way not in ("asleep", "ahead"))
     latency: dict[str, list[int]] = {way: [] for way in WAYS}
     cpu = dict.fromkeys(WAYS, 0.0)
-    spin_ns = 0  # the store's own (``fsync_spin_ns``), read once it is open
+    spin: IdleSpin | None = None  # the store's own, read once it is open
     loop_writes = dict.fromkeys(WAYS, 0)
     with short_tempdir("bfs-") as tmp:
         path = tmp / "ult.toml"
@@ -162,9 +162,9 @@ async def _drive(
                         _set_way(route, way)
                         store = await service.journal.get()
                         assert isinstance(store, SqliteStore)
-                        spin_ns = spin_ns or store.fsync_spin_ns
+                        spin = spin or store.idle_spin
                         store.fsync_ahead = ahead if way in ("asleep", "ahead") else None
-                        store.fsync_spin_ns = spin_ns if way == "ahead" else 0
+                        store.idle_spin = spin if way == "ahead" else None
                         fsync.way = way
                         writes, began = route.loop_writes, time.process_time()
                         for _ in range(block):

@@ -22,7 +22,7 @@ from tests.journal.harness import (
     short_socket_path,
 )
 from ult_actors.client import AsyncClient, JournalUnavailable
-from ult_actors.journal.fsync_ahead import open_fsync_ahead
+from ult_actors.journal.fsync_ahead import IdleSpin, open_fsync_ahead
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 
 
@@ -246,3 +246,45 @@ async def test_with_full_the_loop_watches_for_a_running_fsync_once_when_idle(
                 ahead.gate.set()
             await trio.testing.wait_all_tasks_blocked()
             assert ahead.watches == ([spin_ns] if spin_ns else [])  # not again once done
+
+
+class _Clocks:
+    """A wall clock and this thread's CPU clock, moved by the fake fdatasync's watch."""
+
+    def __init__(self) -> None:
+        self.wall = 0
+        self.cpu = 0
+
+    def watched(self, wall_ns: int, cpu_ns: int) -> None:
+        self.wall += wall_ns
+        self.cpu += cpu_ns
+
+
+class _Watched:
+    """A running fdatasync whose every watch takes ``wall`` ns, ``cpu`` of them on the CPU."""
+
+    def __init__(self, clocks: _Clocks, wall: int, cpu: int) -> None:
+        self.clocks, self.wall, self.cpu = clocks, wall, cpu
+        self.limits: list[int] = []
+
+    def spin(self, limit_ns: int) -> bool:
+        self.limits.append(limit_ns)
+        self.clocks.watched(self.wall, self.cpu)
+        return True
+
+
+def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again() -> None:
+    clocks = _Clocks()
+    spin = IdleSpin(
+        300_000, lost_ns=50_000, pause=3, wall_ns=lambda: clocks.wall, cpu_ns=lambda: clocks.cpu
+    )
+    alone = _Watched(clocks, wall=200_000, cpu=190_000)  # the core its own all along
+    for timeout_ns in (10**9, 100_000):
+        spin(alone, timeout_ns)
+    assert alone.limits == [300_000, 100_000]  # at most its limit, or the loop's next deadline
+    crowded = _Watched(clocks, wall=200_000, cpu=120_000)  # 80 us of it to another thread
+    for _ in range(5):
+        spin(crowded, 10**9)
+    # Watched once, then paused for three: the loop slept as without a watch.
+    assert crowded.limits == [300_000, 300_000]
+    assert (spin.watches, spin.seen) == (4, 4)

@@ -43,7 +43,8 @@ batch (``records_now(fsync_by_ack=True)``), so a paper order's step runs by
 plain calls as with ``"normal"``; and when the loop would sleep with its
 fdatasync still running, the trio thread watches the ring for its end for
 up to ``fsync_spin_ns`` instead: the ack then runs without the wake-up of a
-sleeping thread (tens of microseconds on a virtual machine).
+sleeping thread (tens of microseconds on a virtual machine), while the
+machine has a core to spare (``journal.fsync_ahead.IdleSpin``).
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -132,7 +133,12 @@ from ult_actors.journal.changelog import (
     seq_of,
 )
 from ult_actors.journal.costs import JournalCostInputs
-from ult_actors.journal.fsync_ahead import FSYNC_SPIN_NS, FsyncAhead, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import (
+    FSYNC_SPIN_NS,
+    FsyncAhead,
+    IdleSpin,
+    open_fsync_ahead,
+)
 from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.journal_event import JournalEvent as JournalEvent
 from ult_actors.journal.log_sync import LogSyncer
@@ -489,7 +495,8 @@ class SqliteStore:
         #: (-> why, until their ``durable``), why the last failed (an outage until a probe
         #: folds the log), and whether a task waits for it.
         self.fsync_ahead = fsync_ahead
-        self.fsync_spin_ns = fsync_spin_ns
+        #: How the trio thread watches for its end when the loop would sleep (None: never).
+        self.idle_spin = IdleSpin(fsync_spin_ns) if fsync_spin_ns > 0 else None
         self._ahead_begun = 0
         self._ahead_done = 0
         self._ahead_coid = ""
@@ -872,16 +879,16 @@ class SqliteStore:
         self._round.appended = True  # the rest of this round's records share a fsync
         self._ahead_begun += 1
         self._ahead_coid = coid
-        if self.fsync_spin_ns > 0:
+        if self.idle_spin is not None:
             self._round.idle = self._spin_ahead
 
     def _spin_ahead(self, timeout: float) -> None:
         """As the loop is about to sleep (for up to ``timeout`` s) with the fdatasync begun
         ahead still running: watch for its end a while on this thread instead, so that
-        the ack waiting for it runs at once (``_RoundMark.idle``)."""
-        ahead = self.fsync_ahead
-        if ahead is not None and self._ahead_done != self._ahead_begun:
-            ahead.spin(min(self.fsync_spin_ns, int(timeout * 1e9)))
+        the ack waiting for it runs at once (``_RoundMark.idle``, ``IdleSpin``)."""
+        ahead, spin = self.fsync_ahead, self.idle_spin
+        if ahead is not None and spin is not None and self._ahead_done != self._ahead_begun:
+            spin(ahead, int(timeout * 1e9))
 
     def _can_go_ahead(self) -> bool:
         """Whether a lone record may return before its fdatasync: with ``full``, none went
