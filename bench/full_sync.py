@@ -11,7 +11,7 @@ be appended and fdatasynced: ``thread`` (always the journal writer's thread),
 the lone submit's fdatasync begun through io_uring while the order goes on,
 ``journal.fsync_ahead``, the loop sleeping until it ends) and ``ahead`` (the
 same, the trio thread watching for its end when nothing else is to run,
-``fsync_spin_ns``: the service's way where io_uring is offered). One
+``journal.fsync_ahead.IdleSpin``: the service's way where io_uring is offered). One
 service and one disk for all, blocks interleaved, so a busy disk or a busy
 machine weighs on every way alike. Per way: the order's p50 and p90, the
 journal's fdatasync p50 (timed around the call, on whichever thread made
@@ -186,6 +186,8 @@ async def _drive(
             "cpu_per_order_us": round(cpu[way] / len(done) * 1e6),
             "on_the_trio_thread": round(loop_writes[way] / len(done), 2),
         }
+    if spin is not None:
+        result["idle_spin"] = {"watches": spin.watches, "seen": spin.seen}
     return result
 
 
@@ -217,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{way:<8}{r['p50_us']:>8}{r['p90_us']:>8}{r['fsync_p50_us']:>11}"
             f"{r['beyond_fsync_us']:>14}{r['cpu_per_order_us']:>11}{r['on_the_trio_thread']:>16}"
+        )
+    if "idle_spin" in result:
+        watched = result["idle_spin"]
+        print(
+            f"ahead's idle loop watched {watched['watches']} fdatasyncs (warm-up too),"
+            f" saw {watched['seen']} of them end"
         )
     return 0
 
