@@ -554,8 +554,12 @@ class JournalLog:
                         else:
                             fills.append(item)
                     else:
-                        rows += parts[0]
-                        fills += parts[1]
+                        logged: list[LogRow] = parts[0]
+                        if logged:  # not an answered record's (``_NO_ROWS``)
+                            rows += logged
+                        logged_fills: list[FillRow] = parts[1]
+                        if logged_fills:
+                            fills += logged_fills
                         memos.append(parts[2])
                         appended = parts[3]
                 elif job is None:

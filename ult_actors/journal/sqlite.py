@@ -1634,8 +1634,8 @@ def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[
                 kept[at] = row  # the later state wins, at the earlier's place (still its last)
                 continue
             runs[coid] = len(kept)
-        else:
-            runs.pop(coid, None)
+        elif coid in runs:  # a test, not ``pop``: a method call, and mostly there is none
+            del runs[coid]
         last[coid] = len(kept)
         kept.append(row)
     return kept, last
