@@ -77,9 +77,10 @@ _VALUES: list[Any] = [
     Leg(list_id="l-1", contingency="oco", role="take_profit", peer_id="c-2"),
     {"a": 1},
     [1, "b"],
+    _Side.BUY,  # written as its value
 ]
 # Values that msgspec cannot write: the encode must fail as msgspec's does.
-_REFUSED: list[Any] = [2**64, -(2**63) - 1, "\ud800", _Text("t"), _Side.BUY, object()]
+_REFUSED: list[Any] = [2**64, -(2**63) - 1, "\ud800", _Text("t"), object()]
 
 
 def _order(values: dict[str, Any]) -> Order:
@@ -176,3 +177,45 @@ def test_a_value_msgspec_refuses_fails_the_reply_s_encode_as_msgspec_s(value: An
     with pytest.raises(Exception) as theirs:
         msgspec.msgpack.encode(reply)
     assert type(ours.value) is type(theirs.value)
+
+
+# Values equal to each other in Python but written differently (or equal and written the
+# same, as distinct objects): any one after any other, at every place.
+_CONFUSABLE: list[Any] = [
+    True,
+    1,
+    1.0,
+    False,
+    0,
+    None,
+    Decimal("1"),
+    Decimal("1.0"),
+    Decimal("1"),
+    "1",
+    "".join(["", "1"]),
+    _Side.BUY,
+    "buy",
+]
+
+
+@pytest.mark.parametrize("field", _FIELDS)
+def test_every_place_writes_each_value_after_any_other_as_its_own(field: str) -> None:
+    codec = RequestCodec()
+    for before in _CONFUSABLE:
+        for value in _CONFUSABLE:
+            for reply in (
+                OrderReply(id=1, order=_order({field: before})),
+                OrderReply(id=2, order=_order({field: value})),
+            ):
+                assert codec.encode(reply) == _msgspec_frame(reply), (field, before, value)
+
+
+def test_a_mutable_value_changed_in_place_is_written_as_it_now_is() -> None:
+    codec = RequestCodec()
+    held: dict[str, Any] = {"a": 1}
+    listed: list[Any] = [1]
+    reply = OrderReply(id=1, order=_order({"reject_reason": held, "leg": listed}))
+    assert codec.encode(reply) == _msgspec_frame(reply)
+    held["a"] = 2
+    listed.append("more")
+    assert codec.encode(reply) == _msgspec_frame(reply)
