@@ -21,7 +21,7 @@ class _Text(str):
     """A ``str`` subclass: msgspec refuses it, and so must the reply's encode."""
 
 
-class _Side(str, enum.Enum):
+class _Side(enum.StrEnum):
     BUY = "buy"
 
 
@@ -106,7 +106,7 @@ def _msgspec_frame(reply: OrderReply) -> bytes:
 def _outcome(encode: Any, reply: OrderReply) -> tuple[str, bytes | type]:
     try:
         return "frame", encode(reply)
-    except Exception as exc:  # noqa: BLE001 - the kind of failure is what is compared
+    except Exception as exc:  # the kind of failure is what is compared
         return "raised", type(exc)
 
 

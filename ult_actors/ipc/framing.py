@@ -363,7 +363,7 @@ class RequestCodec:
         """One reply as a complete frame."""
         if type(reply) is _ORDER_REPLY:  # a submit's: written from its places
             try:
-                framed = self._orders.frame(cast(OrderReply, reply))
+                framed = self._orders.frame(reply)
             except Exception:  # msgspec's own way below says what is wrong
                 framed = None
             if framed is not None:
