@@ -219,3 +219,17 @@ def test_a_mutable_value_changed_in_place_is_written_as_it_now_is() -> None:
     held["a"] = 2
     listed.append("more")
     assert codec.encode(reply) == _msgspec_frame(reply)
+
+
+def test_a_reply_that_fails_half_way_leaves_the_next_ones_their_own_bytes() -> None:
+    # The failing reply wrote a new symbol at its place before a value msgspec refuses;
+    # the next reply, differing from the first only by that symbol, must carry it.
+    codec = RequestCodec()
+    for request_id in (1, 2):  # the second differs from the first at its quantity only
+        first = OrderReply(id=request_id, order=_order({}))
+        assert codec.encode(first) == _msgspec_frame(first)
+    with pytest.raises(TypeError):
+        codec.encode(OrderReply(id=2, order=_order({"symbol": "MSFT", "leg": object()})))
+    for request_id in (3, 4):
+        after = OrderReply(id=request_id, order=_order({"symbol": "MSFT"}))
+        assert codec.encode(after) == _msgspec_frame(after)

@@ -147,6 +147,16 @@ _ORDER_REPLY: Final = OrderReply
 _ORDER: Final = Order
 _DECIMAL: Final = Decimal
 _ASTUPLE: Final = astuple
+# msgpack's int forms, each its marker and its bytes in one call (``int.to_bytes`` and a
+# join cost ~600 instructions compiled).
+_PACK_U8: Final = struct.Struct(">BB").pack
+_PACK_U16: Final = struct.Struct(">BH").pack
+_PACK_U32: Final = struct.Struct(">BI").pack
+_PACK_U64: Final = struct.Struct(">BQ").pack
+_PACK_I8: Final = struct.Struct(">Bb").pack
+_PACK_I16: Final = struct.Struct(">Bh").pack
+_PACK_I32: Final = struct.Struct(">Bi").pack
+_PACK_I64: Final = struct.Struct(">Bq").pack
 
 
 def _str_bytes(text: str) -> bytes:
@@ -157,34 +167,34 @@ def _str_bytes(text: str) -> bytes:
     if size < 32:
         return _BYTES[0xA0 | size] + data
     if size < 0x100:
-        return b"\xd9" + _BYTES[size] + data
+        return _PACK_U8(0xD9, size) + data
     if size < 0x10000:
-        return b"\xda" + size.to_bytes(2, "big") + data
-    return b"\xdb" + size.to_bytes(4, "big") + data  # OverflowError past 4 GiB
+        return _PACK_U16(0xDA, size) + data
+    return _PACK_U32(0xDB, size) + data  # struct.error past 4 GiB
 
 
 def _int_bytes(value: int) -> bytes:
     """``value`` as msgspec writes an int: the smallest of msgpack's forms that holds it
-    (``OverflowError`` outside of what msgpack holds, as msgspec raises)."""
+    (``struct.error`` outside of what msgpack holds, where msgspec raises)."""
     if value >= 0:
         if value < 0x80:
             return _BYTES[value]
         if value < 0x100:
-            return b"\xcc" + _BYTES[value]
+            return _PACK_U8(0xCC, value)
         if value < 0x10000:
-            return b"\xcd" + value.to_bytes(2, "big")
+            return _PACK_U16(0xCD, value)
         if value < 0x100000000:
-            return b"\xce" + value.to_bytes(4, "big")
-        return b"\xcf" + value.to_bytes(8, "big")
+            return _PACK_U32(0xCE, value)
+        return _PACK_U64(0xCF, value)
     if value >= -32:
         return _BYTES[value & 0xFF]
     if value >= -0x80:
-        return b"\xd0" + _BYTES[value & 0xFF]
+        return _PACK_I8(0xD0, value)
     if value >= -0x8000:
-        return b"\xd1" + value.to_bytes(2, "big", signed=True)
+        return _PACK_I16(0xD1, value)
     if value >= -0x80000000:
-        return b"\xd2" + value.to_bytes(4, "big", signed=True)
-    return b"\xd3" + value.to_bytes(8, "big", signed=True)
+        return _PACK_I32(0xD2, value)
+    return _PACK_I64(0xD3, value)
 
 
 def _map_header(size: int) -> bytes:
@@ -192,8 +202,8 @@ def _map_header(size: int) -> bytes:
     if size < 16:
         return _BYTES[0x80 | size]
     if size < 0x10000:
-        return b"\xde" + size.to_bytes(2, "big")
-    return b"\xdf" + size.to_bytes(4, "big")
+        return _PACK_U16(0xDE, size)
+    return _PACK_U32(0xDF, size)
 
 
 def _order_shape() -> tuple[str, ...]:
@@ -218,46 +228,55 @@ _ORDER_KEYS: Final = _order_shape()
 #: An order reply's bytes up to its request id, and from it to its order's first key.
 _REPLY_HEAD: Final = _map_header(3) + _str_bytes("kind") + _str_bytes("order") + _str_bytes("id")
 _ORDER_HEAD: Final = _str_bytes("order") + _map_header(len(_ORDER_KEYS))
+#: A frame's size and the reply's bytes up to its request id, in one call.
+_PACK_FRAME_HEAD: Final = struct.Struct(f">I{len(_REPLY_HEAD)}s").pack
 #: No value yet at a place (not any value an order can hold).
 _NOTHING: Final = object()
 
 
-def _same_plain(value: object, last: object) -> bool:
-    """``value`` an exact ``str`` or ``int`` equal to ``last`` of the same type: the same
-    bytes in msgpack whatever the objects."""
-    kind = type(value)
-    if kind is not type(last):
-        return False
-    if kind is str:
-        return cast(str, value) == cast(str, last)
-    if kind is int:
-        return cast(int, value) == cast(int, last)
-    return False
-
-
 class _OrderFrames:
-    """Writes an ``OrderReply``'s frame from its places, as msgspec would, byte for byte.
+    """Writes an ``OrderReply``'s frame as msgspec would, byte for byte, from what the
+    replies before it on the connection had in common with it.
 
     A submit's reply is the wire's 24-key map of its order, and msgspec wrote every key
-    and every value anew, the decimals through their ``str`` (~600 instructions each,
-    four in a filled order). Most of an order's values are those of the order before
-    it on the connection: its broker, symbol, side, type, status, the ``None``s, the
-    fill and arrival prices (the venue's same objects until the price moves). So each
-    place keeps its last value and its key and value's bytes; a value that is the same
-    object, or an equal exact ``str`` or ``int``, is written as those bytes. Another is
-    encoded here (exact ``str``, ``int``, ``bool``, ``None`` and ``Decimal``: as msgspec
-    does; a decimal's text also kept for the next place holding the same object, as
-    ``filled_qty`` holds ``qty``'s) or, any other type, by msgspec itself, and only
-    the immutable kinds are kept. The frame is one join of the places' bytes.
+    and every value anew, the decimals through their ``str`` (~600 instructions each, four
+    in a filled order). Most of an order's values are those of the order before it: its
+    broker, symbol, side, type, status, the ``None``s, the fill and arrival prices (the
+    venue's same objects until the price moves). So each place keeps its last value and
+    that value's bytes; a value that is the same object, or an equal exact ``str``, is
+    the same bytes. The places that differ from the last reply's (its ids, quantity and
+    times, as a rule) are encoded here: exact ``str``, ``int``, ``bool``, ``None`` and
+    ``Decimal`` as msgspec does (a decimal's text also kept for the next place holding the
+    same object, as ``filled_qty`` holds ``qty``'s), any other type by msgspec itself,
+    and only the immutable kinds are kept. The bytes between those places (their keys
+    with them) are joined once for each set of places that differ, and kept while the
+    next replies differ at the same places: a reply is then about a dozen parts joined.
     """
 
-    __slots__ = ("_decimal", "_decimal_bytes", "_encoder", "_keys", "_last", "_placed")
+    __slots__ = (
+        "_decimal",
+        "_decimal_bytes",
+        "_encoder",
+        "_keys",
+        "_last",
+        "_mask",
+        "_segments",
+        "_segments_size",
+        "_valued",
+    )
 
     def __init__(self, encoder: msgspec.msgpack.Encoder) -> None:
         self._encoder = encoder
         self._keys = [_str_bytes(key) for key in _ORDER_KEYS]
+        #: Each place's last value (immutable: kept) and that value's bytes.
         self._last: list[object] = [_NOTHING] * len(_ORDER_KEYS)
-        self._placed: list[bytes] = [b""] * len(_ORDER_KEYS)
+        self._valued: list[bytes] = [b""] * len(_ORDER_KEYS)
+        #: The places the last reply's values differed at (bit ``i``: place ``i``), and the
+        #: bytes between them: ``_ORDER_HEAD`` and the places up to the first's key, ...,
+        #: the places after the last. -1: none kept (the last reply failed half way).
+        self._mask = -1
+        self._segments: list[bytes] = []
+        self._segments_size = 0
         #: The last decimal written and its bytes.
         self._decimal: object = _NOTHING
         self._decimal_bytes = b""
@@ -269,34 +288,63 @@ class _OrderFrames:
             return None
         values = _ASTUPLE(order)
         last = self._last
-        placed = self._placed
-        if len(values) != len(last):
+        valued = self._valued
+        count = len(last)
+        if len(values) != count:
             return None
         request_id = _int_bytes(reply.id)
-        # The frame's four header bytes first, set once the size is known.
-        parts = [b"\x00\x00", b"", b"", _REPLY_HEAD, request_id, _ORDER_HEAD]
-        size = len(_REPLY_HEAD) + len(request_id) + len(_ORDER_HEAD)
-        for i in range(len(values)):
+        kept = self._mask
+        self._mask = -1  # until this reply's places are all written and their segments kept
+        mask = 0
+        differing: list[bytes] = []
+        size = len(request_id)
+        for i in range(count):
             value = values[i]
             before = last[i]
-            if value is before or _same_plain(value, before):
-                data = placed[i]
+            if value is before:
+                continue
+            kind = type(value)
+            if kind is str and type(before) is str and cast(str, value) == before:
+                continue
+            data = self._value_bytes(value)
+            if kind is str or kind is int or kind is _DECIMAL or kind is bool or value is None:
+                last[i] = value
             else:
-                data = self._keys[i] + self._value_bytes(value)
-                kind = type(value)
-                if kind is str or kind is int or kind is _DECIMAL or kind is bool or value is None:
-                    last[i] = value
-                    placed[i] = data
-            parts.append(data)
+                last[i] = _NOTHING  # mutable, maybe: written anew every time
+            valued[i] = data
+            mask |= 1 << i
+            differing.append(data)
             size += len(data)
-        if size < 0x10000:
-            parts[1] = _BYTES[size >> 8]
-            parts[2] = _BYTES[size & 0xFF]
-        elif size <= _MAX_HEADER_SIZE:
-            parts[0] = size.to_bytes(4, "big")
-        else:
+        if mask != kept:
+            self._keep_segments(mask)
+        segments = self._segments
+        size += self._segments_size
+        if size > _MAX_HEADER_SIZE - len(_REPLY_HEAD):
             return None
+        parts = [_PACK_FRAME_HEAD(size + len(_REPLY_HEAD), _REPLY_HEAD), request_id, segments[0]]
+        for j in range(len(differing)):
+            parts.append(differing[j])
+            parts.append(segments[j + 1])
+        self._mask = mask
         return b"".join(parts)
+
+    def _keep_segments(self, mask: int) -> None:
+        """Join the bytes between the places of ``mask`` (the keys of those places with
+        them) as the reply's segments."""
+        keys = self._keys
+        valued = self._valued
+        segments: list[bytes] = []
+        parts = [_ORDER_HEAD]
+        for i in range(len(keys)):
+            parts.append(keys[i])
+            if mask >> i & 1:
+                segments.append(b"".join(parts))
+                parts = []
+            else:
+                parts.append(valued[i])
+        segments.append(b"".join(parts))
+        self._segments = segments
+        self._segments_size = sum([len(segment) for segment in segments])
 
     def _value_bytes(self, value: object) -> bytes:
         kind = type(value)
