@@ -51,6 +51,7 @@ class ManyRowInsert:
         #: A row's own parameters when its last ``shared`` are bound once a statement.
         self._own = self._row.count("?") - shared
         self._shared_texts: dict[int, str] = {}
+        self._split_texts: dict[int, str] = {}
 
     def sql(self, rows: int) -> str:
         """The statement inserting ``rows`` rows."""
@@ -103,6 +104,62 @@ class ManyRowInsert:
                 conn.execute(self.sql(size), params)
             at += size
             left -= size
+
+    def split_sql(self, rows: int) -> str:
+        """The statement inserting ``rows`` rows whose parameters come in two blocks: every
+        row's own parameters first (``?1`` ... ``?own``, then the next row's), then every
+        row's last ``shared`` ones, row after row (``run_columns``'s ``last``)."""
+        text = self._split_texts.get(rows)
+        if text is None:
+            pieces = self._row.split("?")
+            own, shared = self._own, self._shared
+            values = []
+            for r in range(rows):
+                numbers = [r * own + k + 1 for k in range(own)]
+                numbers += [rows * own + r * shared + k + 1 for k in range(shared)]
+                row = pieces[0]
+                for number, piece in zip(numbers, pieces[1:], strict=True):
+                    row += f"?{number}{piece}"
+                values.append(row)
+            text = self._split_texts[rows] = (
+                f"{self._head} VALUES {', '.join(values)}{self._tail}"
+            )
+        return text
+
+    def run_columns(self, conn: sqlite3.Connection, own: list[Any], last: list[Any]) -> None:
+        """Insert the rows whose own parameters (each row's first, all but its last
+        ``shared``) are ``own``, row after row, and whose last ``shared`` are ``last``, row
+        after row: the rows ``run`` inserts, made by their maker straight into the two
+        lists (no tuple a row, no copy of it into a statement's list). When every row has
+        the same last values (equal, of one type) they are bound once a statement."""
+        shared = self._shared
+        count = len(last) // shared
+        width = self._own
+        same = self._all_same(last)
+        at, left, size = 0, count, self.ROWS
+        while left:
+            while size > left:
+                size //= 2
+            mine = own if size == count else own[at * width : (at + size) * width]
+            if same and size > 1:
+                conn.execute(self.shared_sql(size), mine + last[:shared])
+            else:
+                conn.execute(self.split_sql(size), mine + last[at * shared : (at + size) * shared])
+            at += size
+            left -= size
+
+    def _all_same(self, last: list[Any]) -> bool:
+        """Whether every row's values in ``last`` (``shared`` a row) are the first row's
+        (equal, of one type)."""
+        shared = self._shared
+        for column in range(shared):
+            value = last[column]
+            kind = type(value)
+            for i in range(column + shared, len(last), shared):
+                other = last[i]
+                if other is not value and (type(other) is not kind or other != value):
+                    return False
+        return True
 
     def _same_last(self, rows: list[tuple[Any, ...]], start: int, stop: int) -> bool:
         """Whether the rows ``start`` to ``stop`` have the same values (equal, of one type)

@@ -110,3 +110,39 @@ def test_equal_values_of_another_type_are_not_shared(db2: sqlite3.Connection) ->
     assert db2.execute("SELECT k, typeof(v), v FROM kv2 ORDER BY k").fetchall() == [
         ("a", "text", "1"), ("b", "text", "1"), ("c", "text", "1.0"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("count", [1, 2, 26, 32, 63, 64, 65, 100])
+@pytest.mark.parametrize("mixed", [None, 0, 31, 99])
+def test_rows_given_as_their_columns_store_what_rows_given_whole_store(
+    db2: sqlite3.Connection, count: int, mixed: int | None
+) -> None:
+    # ``run_columns``: each row's own parameters in one list, its last two in another; every
+    # row's last the same (bound once a statement) or one row's different (every row's
+    # bound, the statement's parameters in two blocks).
+    rows = [(f"k{i}", bytearray(b"x%d" % i), "filled", "paper") for i in range(count)]
+    if mixed is not None and mixed < count:
+        rows[mixed] = (f"k{mixed}", bytearray(), "accepted", "paper")
+    own = [value for row in rows for value in row[:2]]
+    last = [value for row in rows for value in row[2:]]
+    SHARED.run_columns(db2, own, last)
+    assert db2.execute("SELECT k, body, v, tag FROM kv2 ORDER BY rowid").fetchall() == [
+        (k, bytes(body), v, tag) for k, body, v, tag in rows
+    ]
+
+
+def test_a_split_statement_takes_every_rows_own_then_every_rows_last() -> None:
+    assert SHARED.split_sql(3).startswith(
+        "INSERT INTO kv2 (k, body, v, tag) VALUES (?1, ?2, ?7, ?8), (?3, ?4, ?9, ?10),"
+        " (?5, ?6, ?11, ?12) ON CONFLICT"
+    )
+
+
+def test_rows_given_as_columns_share_no_equal_values_of_another_type(
+    db2: sqlite3.Connection,
+) -> None:
+    mixed = ManyRowInsert("INSERT INTO kv2 (k, v)", 2, shared=1)
+    mixed.run_columns(db2, ["a", "b", "c"], [1, True, 1.0])
+    assert db2.execute("SELECT k, typeof(v), v FROM kv2 ORDER BY k").fetchall() == [
+        ("a", "text", "1"), ("b", "text", "1"), ("c", "text", "1.0"),
+    ]  # fmt: skip

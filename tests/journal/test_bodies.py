@@ -4,9 +4,11 @@ change log and the cost report."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import trio
@@ -14,7 +16,21 @@ import trio
 from tests.journal.harness import fill, order
 from ult_actors import segment_log
 from ult_actors.journal.bodies import decode_fill, decode_order, is_array
-from ult_actors.journal.changelog import LogRecord, fill_row, log_row
+from ult_actors.journal.changelog import (
+    FILL_COID,
+    FILL_SYMBOL,
+    FILL_TS,
+    ORDER_BROKER,
+    ORDER_COID,
+    ORDER_ID,
+    ORDER_STATUS,
+    ORDER_UPDATED_AT,
+    BodyTexts,
+    LogRecord,
+    fill_body,
+    fill_row,
+    log_row,
+)
 from ult_actors.journal.costs import JournalCostInputs
 from ult_actors.journal.schema import SCHEMA_VERSION, migrate, schema_version
 from ult_actors.journal.sqlite import open_sqlite_store
@@ -131,3 +147,63 @@ async def test_a_version_8_journal_with_map_bodies_reads_them_and_writes_arrays(
     assert [(o, list(f)) for o, f in report.orders()] == [
         (old_1, [old_fill]), (old_2, [old_fill_2]), (new_3, [fill("f-3", "o-3")])
     ]  # fmt: skip
+
+
+def test_the_folds_news_bodies_with_each_decimals_text_kept_are_the_bodies_written_plainly() -> None:
+    # ``BodyTexts`` writes each decimal as its text, made once an object (the last of each
+    # kind kept): orders and fills drawing on shared and fresh decimals in any order, the
+    # same values as other objects, a quantity also as the filled quantity and the fill's,
+    # ``None`` and the defaults, and a value that is not a ``Decimal`` (msgspec writes an
+    # ``int`` as one), give the bytes ``log_row`` and ``fill_body`` write, field for field.
+    rng = random.Random(16)
+    pool: list[Any] = [
+        Decimal("187.25"), Decimal("187.250"), Decimal("1E+2"), Decimal("-0"), Decimal(0),
+        Decimal("0.005"), Decimal("3"), 3, Decimal("12345678901234567890.123456789"),
+    ]  # fmt: skip
+    texts = BodyTexts()
+
+    def some() -> Any:
+        if rng.random() < 0.3:
+            return Decimal(str(rng.randrange(1, 10**6))) / 100  # a fresh object
+        return rng.choice(pool)
+
+    def maybe() -> Any:
+        return None if rng.random() < 0.3 else some()
+
+    last_qty: Any = Decimal(1)
+    for i in range(3000):
+        if rng.random() < 0.6:
+            qty = some()
+            made = Order(
+                id=str(i), client_order_id=f"c-{i}", broker="paper", symbol="AAPL",
+                side="buy", qty=qty, type="limit", time_in_force="day", status="filled",
+                limit_price=maybe(), stop_price=maybe(),
+                filled_qty=rng.choice([qty, some(), Decimal(0)]),
+                avg_fill_price=maybe(), arrival_price=maybe(), updated_at=i,
+            )  # fmt: skip
+            if rng.random() < 0.2:
+                made = Order(
+                    id="", client_order_id=f"c-{i}", broker="paper", symbol="AAPL",
+                    side="sell", qty=qty, type="market", time_in_force="day",
+                    status="pending_new",
+                )  # fmt: skip
+            last_qty = qty
+            fields, body = texts.order(made)
+            row = log_row(i, "update", i, made)
+            assert body == row[5]
+            # The row's columns, read from the fields as the fold reads them.
+            assert (
+                fields[ORDER_COID], fields[ORDER_STATUS], fields[ORDER_ID],
+                fields[ORDER_BROKER], fields[ORDER_UPDATED_AT],
+            ) == (row[1], row[3], row[6], row[7], row[9])  # fmt: skip
+        else:
+            execution = Fill(
+                fill_id=f"f-{i}", order_id=str(i), client_order_id=f"c-{i}", broker="paper",
+                symbol="AAPL", side="buy", qty=rng.choice([last_qty, some()]), price=some(),
+                commission=rng.choice([some(), Decimal(0)]), ts=i,
+            )  # fmt: skip
+            fill_fields, fill_body_made = texts.fill(execution)
+            assert fill_body_made == fill_body(execution)
+            assert (fill_fields[FILL_COID], fill_fields[FILL_TS], fill_fields[FILL_SYMBOL]) == (
+                f"c-{i}", i, "AAPL",
+            )  # fmt: skip

@@ -242,9 +242,10 @@ async def test_a_record_carries_only_the_news_no_fold_has_written(tmp_path: Path
 
 async def test_a_large_fold_encodes_and_writes_its_news_a_round_at_a_time(tmp_path: Path) -> None:
     """The fold's thread holds the GIL while it encodes the news and binds a statement's rows,
-    and lets go of it in each statement: a large fold writes one round of records (their
-    events, then their orders) before it encodes the next, so a request on the trio thread
-    waits for one round's Python at most, not for the whole fold's."""
+    and lets go of it in each statement: a large fold writes one round of records and fills
+    (the records' events, then their orders, then the fills) before it encodes the next, so a
+    request on the trio thread waits for one round's Python at most, not for the whole
+    fold's."""
     path = tmp_path / "journal.db"
     orders = 3 * _ROUND
     async with open_sqlite_store(path, fold_interval_s=NEVER) as store:
@@ -261,7 +262,11 @@ async def test_a_large_fold_encodes_and_writes_its_news_a_round_at_a_time(tmp_pa
         if statement.startswith("INSERT")
     ]
     assert max(rows for _, rows in inserts) == _ROUND
-    # Each round's events, then its orders (a submit and its fill's update: one row).
-    assert inserts == [("events", _ROUND), ("orders", _ROUND // 2)] * 6 + [("fills", _ROUND)] * 3
+    # Each round's events, then its orders (a submit and its fill's update: one row), then
+    # its fills (the first three rounds': a fill an order, two records an order).
+    assert inserts == [("events", _ROUND), ("orders", _ROUND // 2), ("fills", _ROUND)] * 3 + [
+        ("events", _ROUND),
+        ("orders", _ROUND // 2),
+    ] * 3
     assert rows_in_file(path) == {f"c-{i}": "filled" for i in range(orders)}
     assert len(fills_in_file(path)) == orders

@@ -39,6 +39,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -89,11 +90,12 @@ _decode_lone: Final = msgspec.msgpack.Decoder(tuple[int, int, str, msgspec.Raw])
 #: Where a ``LogRow``'s columns are in an ``Order``'s ``astuple`` (``Order`` keeps its
 #: fields' order: a body is that array, ``journal.bodies``).
 _FIELDS: Final = Order.__struct_fields__
-_ID: Final = _FIELDS.index("id")
-_COID: Final = _FIELDS.index("client_order_id")
-_BROKER: Final = _FIELDS.index("broker")
-_STATUS: Final = _FIELDS.index("status")
-_UPDATED_AT: Final = _FIELDS.index("updated_at")
+#: An order's columns in its fields (``BodyTexts.order``'s list; ``journal.sqlite``'s fold).
+ORDER_ID: Final = _FIELDS.index("id")
+ORDER_COID: Final = _FIELDS.index("client_order_id")
+ORDER_BROKER: Final = _FIELDS.index("broker")
+ORDER_STATUS: Final = _FIELDS.index("status")
+ORDER_UPDATED_AT: Final = _FIELDS.index("updated_at")
 _OUTCOME: Final = _FIELDS.index("outcome")
 
 
@@ -110,8 +112,8 @@ def _logged(seq: int, event: str, ts: int, fields: tuple[Any, ...], body: bytear
     # The order's columns read from its fields by position: compiled, an attribute read
     # of a Struct is a look-up (~110 instructions), an item of a tuple a load.
     return (
-        seq, fields[_COID], event, fields[_STATUS], ts, body, fields[_ID],
-        fields[_BROKER], fields[_OUTCOME], fields[_UPDATED_AT],
+        seq, fields[ORDER_COID], event, fields[ORDER_STATUS], ts, body, fields[ORDER_ID],
+        fields[ORDER_BROKER], fields[_OUTCOME], fields[ORDER_UPDATED_AT],
     )  # fmt: skip
 
 
@@ -129,19 +131,107 @@ def fill_body(fill: Fill) -> bytearray:
 
 #: Where a fill's row's columns are in a ``Fill``'s ``astuple`` (its body's order).
 _FILL_FIELDS: Final = Fill.__struct_fields__
-_FILL_COID: Final = _FILL_FIELDS.index("client_order_id")
-_FILL_SYMBOL: Final = _FILL_FIELDS.index("symbol")
-_FILL_TS: Final = _FILL_FIELDS.index("ts")
+#: A fill's columns in its fields (``BodyTexts.fill``'s list; ``journal.sqlite``'s fold).
+FILL_COID: Final = _FILL_FIELDS.index("client_order_id")
+FILL_SYMBOL: Final = _FILL_FIELDS.index("symbol")
+FILL_TS: Final = _FILL_FIELDS.index("ts")
+#: ``Decimal``, a C static compiled (``LastText.of``'s test of a value's type).
+_DECIMAL: Final = Decimal
 
 
-def fill_logged(fill: Fill) -> tuple[Any, ...]:
-    """A fill handed to the fold as news, as the SQLite fold writes it: client order id,
-    time, body, symbol (``journal.sqlite``'s ``_ADD_FILL``). Its columns read from the
-    fields the body is made of, by position (compiled, a Struct's attribute is a look-up)."""
-    fields = _fields_of(fill)
-    body = _ROOM.copy()
-    _encode_into(fields, body)
-    return (fields[_FILL_COID], fields[_FILL_TS], body, fields[_FILL_SYMBOL])
+#: Where an ``Order``'s and a ``Fill``'s decimals are in their bodies (``astuple``'s order).
+_QTY: Final = _FIELDS.index("qty")
+_LIMIT: Final = _FIELDS.index("limit_price")
+_STOP: Final = _FIELDS.index("stop_price")
+_FILLED: Final = _FIELDS.index("filled_qty")
+_AVG: Final = _FIELDS.index("avg_fill_price")
+_ARRIVAL: Final = _FIELDS.index("arrival_price")
+_FILL_QTY: Final = _FILL_FIELDS.index("qty")
+_FILL_PRICE: Final = _FILL_FIELDS.index("price")
+_FILL_COMMISSION: Final = _FILL_FIELDS.index("commission")
+
+
+class LastText:
+    """One kind of decimal's last object and its text: the object is held, so an
+    identical object is the same value (a ``Decimal`` never changes) and its text the
+    same bytes msgspec writes for it."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+        self.text = ""
+
+    # Typed ``object``, not ``Decimal``: compiled, a ``Decimal`` argument is type-checked.
+    def of(self, value: object) -> object:
+        """What msgspec is given for ``value``: its text, made only when it is not the last
+        object; anything but a ``Decimal`` as it is (msgspec writes an ``int`` as one)."""
+        if value is self.value:
+            return self.text
+        if type(value) is not _DECIMAL:
+            return value
+        self.value = value
+        self.text = str(value)
+        return self.text
+
+
+class BodyTexts:
+    """The fold's encodes of the brokers' news, each decimal written as its text, made once
+    an object: the bodies are the bytes ``log_row`` and ``fill_body`` write.
+
+    msgspec writes a ``Decimal`` as its ``str`` (~450 instructions each), and one order's
+    news carries the same objects several times: a market order filled whole has its
+    quantity as its ``qty``, its ``filled_qty`` and its fill's ``qty``, and the fill's
+    price (the venue's until the next tick) as its ``avg_fill_price`` and the fill's
+    ``price``, order after order; its arrival price is the symbol's, held until it moves.
+    Each kind of decimal keeps its last object and its text (``LastText``: the paper
+    venue's record does the same, ``brokers.paper.batch.DecimalTexts``). One thread's:
+    the fold's (or the replay's before it starts).
+    """
+
+    def __init__(self) -> None:
+        self.qty = LastText()
+        #: A filled quantity other than the whole quantity (nothing filled: every such
+        #: order's is one ``Decimal(0)``, the field's default).
+        self.filled = LastText()
+        self.price = LastText()
+        self.arrival = LastText()
+        #: A limit or stop price.
+        self.terms = LastText()
+        self.commission = LastText()
+
+    def order(self, order: Order) -> tuple[list[Any], bytearray]:
+        """``order``'s fields (``astuple``'s, its decimals made text) and its body."""
+        fields = list(_fields_of(order))
+        qty = self.qty
+        value = fields[_QTY]
+        fields[_QTY] = qty.of(value)
+        value = fields[_FILLED]
+        fields[_FILLED] = qty.text if value is qty.value else self.filled.of(value)
+        value = fields[_AVG]
+        if value is not None:
+            fields[_AVG] = self.price.of(value)
+        value = fields[_ARRIVAL]
+        if value is not None:
+            fields[_ARRIVAL] = self.arrival.of(value)
+        value = fields[_LIMIT]
+        if value is not None:
+            fields[_LIMIT] = self.terms.of(value)
+        value = fields[_STOP]
+        if value is not None:
+            fields[_STOP] = self.terms.of(value)
+        body = _ROOM.copy()
+        _encode_into(fields, body)
+        return fields, body
+
+    def fill(self, fill: Fill) -> tuple[list[Any], bytearray]:
+        """``fill``'s fields (``astuple``'s, its quantity, price and commission made text)
+        and its body."""
+        fields = list(_fields_of(fill))
+        fields[_FILL_QTY] = self.qty.of(fields[_FILL_QTY])
+        fields[_FILL_PRICE] = self.price.of(fields[_FILL_PRICE])
+        fields[_FILL_COMMISSION] = self.commission.of(fields[_FILL_COMMISSION])
+        body = _ROOM.copy()
+        _encode_into(fields, body)
+        return fields, body
 
 
 #: A ``LogRow``'s sequence number: a fold's rows are written in its order.
@@ -178,6 +268,8 @@ _NO_FILLS: Final[list[FillRow]] = []
 #: One piece of news as the fold's thread takes it: a ``Record`` or a ``Fill``, and its
 #: number among the news.
 _News = tuple[Record | Fill, int]
+#: A ``_News`` job's length (an ``_Appended``'s is four).
+_NEWS_JOB: Final = 2
 
 
 @dataclass
@@ -429,35 +521,53 @@ class JournalLog:
         news: list[Record] = []  # one memo for all of a fold's news
         closed: list[Path] = []
         appended = handed = told = 0
+        jobs_queue = self._jobs
+        take = jobs_queue.get_nowait  # bound once: not looked up per job
         while True:
-            jobs = [self._jobs.get()]
-            if isinstance(jobs[0], (tuple, Path)):
+            first = jobs_queue.get()
+            jobs = [first]
+            if first is not None and not isinstance(first, _Retry):
                 # Let the appends of the next few ms join this transaction.
                 self._hurry.wait(self.interval_s)
             self._hurry.clear()
             while True:
                 try:
-                    jobs.append(self._jobs.get_nowait())
+                    jobs.append(take())
                 except queue.Empty:
                     break
-            retries = [job for job in jobs if isinstance(job, _Retry)]
+            retries: list[_Retry] = []
+            stopping = False
+            # Told apart by C checks of a tuple and its length, most common first: an
+            # ``isinstance`` against ``Fill`` (a msgspec class) that fails is a call through
+            # its metaclass (~500 instructions), and two jobs of three are news.
             for job in jobs:
-                if isinstance(job, tuple) and len(job) == 2:
-                    item, handed = job
-                    # Encoded by the fold, a few at a time between its statements.
-                    if isinstance(item, Fill):
-                        fills.append(item)
+                if isinstance(job, tuple):
+                    # Read as a tuple of anything: compiled, a typed job would be unboxed.
+                    parts: tuple[Any, ...] = job
+                    if len(parts) == _NEWS_JOB:
+                        item = parts[0]
+                        handed = parts[1]
+                        # Encoded by the fold, a few at a time between its statements.
+                        if isinstance(item, tuple):  # a ``Record``
+                            news.append(item)
+                            rows.append(item)
+                        else:
+                            fills.append(item)
                     else:
-                        news.append(item)
-                        rows.append(item)
-                elif isinstance(job, tuple):
-                    logged, logged_fills, memo, appended = job
-                    rows += logged
-                    fills += logged_fills
-                    memos.append(memo)
+                        logged: list[LogRow] = parts[0]
+                        if logged:  # not an answered record's (``_NO_ROWS``)
+                            rows += logged
+                        logged_fills: list[FillRow] = parts[1]
+                        if logged_fills:
+                            fills += logged_fills
+                        memos.append(parts[2])
+                        appended = parts[3]
+                elif job is None:
+                    stopping = True
                 elif isinstance(job, Path):
                     closed.append(job)
-            stopping = None in jobs
+                else:
+                    retries.append(job)
             error = None
             if self.failure is None or retries:
                 error = self._fold_now(rows, fills, closed, probe=bool(retries))

@@ -123,11 +123,19 @@ from ult_actors.errors import ConfigError, Internal, JournalUnavailable
 from ult_actors.journal import changelog
 from ult_actors.journal.bodies import decode_order
 from ult_actors.journal.changelog import (
+    FILL_COID,
+    FILL_SYMBOL,
+    FILL_TS,
+    ORDER_BROKER,
+    ORDER_COID,
+    ORDER_ID,
+    ORDER_STATUS,
+    ORDER_UPDATED_AT,
+    BodyTexts,
     FillRow,
     JournalLog,
     LogRow,
     Record,
-    fill_logged,
     fill_row,
     log_row,
     seq_of,
@@ -437,6 +445,8 @@ class SqliteStore:
         #: An order's history as its reads say it (PostgreSQL's keeps an index by order).
         self.history_sql = HISTORY_SQL
         self._seen = SeenFilter(seen_filter_bits)
+        #: The decimals' texts of the news the fold encodes (its thread's, the replay's).
+        self._texts = BodyTexts()
         #: Every broker with an order in the journal: asking after another needs no read.
         self._brokers: set[str] = set()
         self._open: dict[str, Order] = {}  # re-inserted on every write: newest last
@@ -1265,16 +1275,14 @@ class SqliteStore:
         conn = self._wconn
         assert conn is not None
         kept, last = _kept(rows)
-        first: dict[str, int] = {}
+        first: dict[str, Any] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             # A statement round at a time: the news's encodes and the binds hold the GIL,
             # each statement's step lets go of it, so the trio thread waits at most for one
-            # round's Python (``_ROUND`` records), not for a whole fold's.
-            for start in range(0, len(kept), _ROUND):
-                events, latest = _table_rows(kept, last, start, start + _ROUND, first)
-                _APPEND.run(conn, events)
-                _UPSERT.run(conn, latest)
+            # round's Python (``_ROUND`` records and fills), not for a whole fold's.
+            for start in range(0, max(len(kept), len(fills)), _ROUND):
+                _round(conn, kept, last, start, start + _ROUND, first, fills, self._texts)
             # A record at or below the file's newest sequence number came after a newer one
             # of its order (news overtaking a record's append, a replay): its order's first
             # write may be older than the file says. ``kept`` is by sequence: they lead it.
@@ -1285,8 +1293,6 @@ class SqliteStore:
                     break
                 coid = _order_and_event_of(logged)[0]
                 conn.execute(_EARLIER_FIRST, (seq, coid))
-            for start in range(0, len(fills), _ROUND):
-                _ADD_FILL.run(conn, [_fill_logged(f) for f in fills[start : start + _ROUND]])
             if probe:
                 conn.execute(_PROBE, (self.probe_bytes,))
                 conn.execute(_UNPROBE)
@@ -1643,7 +1649,7 @@ def tables(rows: list[LogRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     """The ``events`` and ``orders`` rows (one per order, its latest state) of the records
     ``rows`` (in any order) as one transaction writes them."""
     kept, last = _kept(rows)
-    return _table_rows(kept, last, 0, len(kept), None)
+    return _table_rows(kept, last)
 
 
 def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[str, int]]:
@@ -1666,57 +1672,113 @@ def _kept(rows: Sequence[LogRow | Record]) -> tuple[list[LogRow | Record], dict[
                 kept[at] = row  # the later state wins, at the earlier's place (still its last)
                 continue
             runs[coid] = len(kept)
-        else:
-            runs.pop(coid, None)
+        elif coid in runs:  # a test, not ``pop``: a method call, and mostly there is none
+            del runs[coid]
         last[coid] = len(kept)
         kept.append(row)
     return kept, last
 
 
 def _table_rows(
+    kept: list[LogRow | Record], last: dict[str, int]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``events`` and ``orders`` rows of ``kept`` (``_kept``), a news record's body
+    encoded here, in the tables' column order (``tables``)."""
+    events: list[tuple[Any, ...]] = []
+    latest: list[tuple[Any, ...]] = []
+    for i, row in enumerate(kept):
+        logged: tuple[Any, ...] = row
+        if len(logged) == _NEWS_ITEMS:
+            logged = log_row(*logged)  # the brokers' news, encoded here
+        seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
+        events.append((seq, coid, event, ts, body))
+        if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
+            latest.append((coid, oid, broker, status, updated_at, seq))
+    return events, latest
+
+
+def _round(
+    conn: sqlite3.Connection,
     kept: list[LogRow | Record],
     last: dict[str, int],
     start: int,
     stop: int,
-    first: dict[str, int] | None,
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The ``events`` and ``orders`` rows of ``kept[start:stop]`` (``_kept``), a news
-    record's body encoded here, in the tables' column order. With ``first`` (each order's
-    first sequence number among ``kept``, filled in as its rows come, across calls): the
-    rows of the fold's statements (``_APPEND``, ``_UPSERT``, in their column order), an
-    ``orders`` row with its ``first_seq``."""
-    events: list[tuple[Any, ...]] = []
-    latest: list[tuple[Any, ...]] = []
-    for i in range(start, min(stop, len(kept))):
-        # Read as a tuple of anything: compiled, a typed row would be unboxed (each item's
-        # type checked, its integers converted) only to be boxed again into the table rows.
-        logged: tuple[Any, ...] = kept[i]
-        if len(logged) == _NEWS_ITEMS:
-            logged = log_row(*logged)  # the brokers' news, encoded here
-        seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
-        if first is None:
-            events.append((seq, coid, event, ts, body))
+    first: dict[str, Any],
+    fills: Sequence[FillRow | Fill],
+    texts: BodyTexts,
+) -> None:
+    """One statement round of ``SqliteStore._fold``: the ``events`` and ``orders`` rows of
+    ``kept[start:stop]`` (``_kept``), then the ``fills`` rows of ``fills[start:stop]``, the
+    brokers' news encoded here (``texts``: each decimal's text made once an object, and an
+    order's news and its fill carry the same ones: encoded one after the other). ``first``:
+    each order's first sequence number among ``kept``, filled in as its rows come, across
+    rounds. The rows go straight into each statement's parameter lists
+    (``ManyRowInsert.run_columns``), in its columns' order, the columns a round's rows
+    mostly share last."""
+    events: list[Any] = []
+    events_last: list[Any] = []
+    orders: list[Any] = []
+    orders_last: list[Any] = []
+    added: list[Any] = []
+    added_last: list[Any] = []
+    records = min(stop, len(kept))
+    executions = min(stop, len(fills))
+    for i in range(start, max(records, executions)):
+        if i < records:
+            # Read as a tuple of anything: compiled, a typed row would be unboxed (each
+            # item's type checked, its integers converted) only to be boxed again.
+            logged: tuple[Any, ...] = kept[i]
+            if len(logged) == _NEWS_ITEMS:  # the brokers' news, encoded here
+                fields, body = texts.order(logged[3])
+                seq = logged[0]
+                coid = fields[ORDER_COID]
+                events.append(seq)
+                events.append(coid)
+                events.append(logged[2])
+                events.append(body)
+                events_last.append(logged[1])
+                oid = fields[ORDER_ID]
+                updated_at = fields[ORDER_UPDATED_AT]
+                broker = fields[ORDER_BROKER]
+                status = fields[ORDER_STATUS]
+            else:
+                seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
+                events.append(seq)
+                events.append(coid)
+                events.append(ts)
+                events.append(body)
+                events_last.append(event)
+            began = first.get(coid)
+            if began is None:
+                began = first[coid] = seq
             if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
-                latest.append((coid, oid, broker, status, updated_at, seq))
-            continue
-        # The statements' column order (``_APPEND``, ``_UPSERT``): the columns a round's rows
-        # mostly share last.
-        events.append((seq, coid, ts, body, event))
-        if coid not in first:
-            first[coid] = seq
-        if last[coid] == i:
-            latest.append((coid, oid, updated_at, seq, first[coid], broker, status))
-    return events, latest
-
-
-def _fill_logged(fill: FillRow | Fill) -> tuple[Any, ...]:
-    """A fill's row of ``_ADD_FILL`` (client order id, time, body, symbol): the log's row's,
-    or one handed over as news, encoded here."""
-    if isinstance(fill, Fill):
-        return fill_logged(fill)
-    # Read as a tuple of anything, as in ``_table_rows``: no unboxing of a typed row.
-    logged: tuple[Any, ...] = fill
-    return (logged[2], logged[4], logged[5], logged[3])
+                orders.append(coid)
+                orders.append(oid)
+                orders.append(updated_at)
+                orders.append(seq)
+                orders.append(began)
+                orders_last.append(broker)
+                orders_last.append(status)
+        if i < executions:
+            fill = fills[i]
+            if isinstance(fill, tuple):  # the log's row
+                # Read as a tuple of anything, as above.
+                row: tuple[Any, ...] = fill
+                added.append(row[2])
+                added.append(row[4])
+                added.append(row[5])
+                added_last.append(row[3])
+            else:  # handed over as news: encoded here
+                fill_fields, fill_body = texts.fill(fill)
+                added.append(fill_fields[FILL_COID])
+                added.append(fill_fields[FILL_TS])
+                added.append(fill_body)
+                added_last.append(fill_fields[FILL_SYMBOL])
+    if events_last:
+        _APPEND.run_columns(conn, events, events_last)
+        _UPSERT.run_columns(conn, orders, orders_last)
+    if added_last:
+        _ADD_FILL.run_columns(conn, added, added_last)
 
 
 def _carries_news(order: Order, event: str) -> bool:
