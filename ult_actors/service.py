@@ -57,6 +57,7 @@ from ult_actors.brokers.base import Connector
 from ult_actors.brokers.budget import budget_for
 from ult_actors.brokers.registry import broker_kind
 from ult_actors.cluster.fencing import LeaseDeadline, fenced
+from ult_actors.collector import hold_while_starting
 from ult_actors.config import ServiceConfig, check_ranges, default_state_dir
 from ult_actors.fills import FillLedger, SharedAdvance
 from ult_actors.holding import SharedBooking
@@ -74,6 +75,7 @@ from ult_actors.messages import (
 )
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.health import HealthListener
+from ult_actors.runtime.jitter import SeededJitter
 from ult_actors.runtime.mailbox import Mailbox
 from ult_actors.runtime.pubsub import EventBus
 from ult_actors.runtime.supervisor import Backoff, ChildSpec, Supervisor
@@ -196,6 +198,7 @@ class Service:
         self.started_at = self.now_ns()
 
         def started() -> None:
+            release_collector()
             self.root.health.state = "running"
             self.root.health.started_at = self.now_ns()
             if self.adopted_unjournaled:
@@ -213,12 +216,16 @@ class Service:
             "ult", None, incarnation=1, on_started=started, on_failed=failed
         )
         self.root.health.state = "starting"
+        # Start-up's objects live as long as the service: no collector passes over them on
+        # the way (about a third of 1,000 paper connections' start to ready; ready5).
+        release_collector = hold_while_starting()
         try:
             await self.root.run(ctx)
         except BaseException:
             self.root.health.state = "failed"
             raise
         finally:
+            release_collector()
             if self.root.health.state != "failed":
                 self.root.health.state = "stopped"
 
@@ -408,7 +415,8 @@ def _broker_actors(
             journal=journal,
             bus=bus,
             retry=retry,
-            rng=random.Random(rng.random()),
+            # Its seed drawn now, as before, its generator made only if a submit retries.
+            rng=SeededJitter(rng.random()),
             now_ns=now_ns,
             # Submits in flight at once per broker. Paper too: one at a time, each order
             # waited for its own journal fsyncs and group commit had nothing to group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -333,3 +334,32 @@ async def test_one_unreachable_broker_keeps_being_tried_while_the_others_keep_tr
             while (await health.receive()).state != "running":  # type: ignore[union-attr]
                 pass
         assert (await submit(svc, broker="down")).status == "filled"
+
+
+@pytest.mark.usefixtures("collector_restored")
+async def test_the_collector_is_held_back_while_the_tree_starts_and_given_back_once_up(
+    tmp_path: Path,
+) -> None:
+    from ult_actors.collector import STARTING_YOUNG_THRESHOLD
+
+    seen: list[int] = []
+
+    class Probe(FakeConnector):
+        async def connect(self) -> None:
+            seen.append(gc.get_threshold()[0])
+            await super().connect()
+
+    before = gc.get_threshold()
+    venues = {n: FakeVenue(n) for n in ("a", "b")}
+    svc = build_service(
+        config(tmp_path, "a", "b"), env={}, rng=random.Random(5), reconcile=IN_PROCESS,
+        connector_factories={n: (lambda n=n: Probe(n, venues[n])) for n in venues},
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        await nursery.start(svc.run)
+        assert seen == [STARTING_YOUNG_THRESHOLD] * 2
+        assert gc.get_threshold() == before  # ready: CPython's (or serve's) settings again
+        order = await submit(svc, broker="b", client_order_id="c-gc")
+        assert order.status == "filled"
+        nursery.cancel_scope.cancel()
+    assert gc.get_threshold() == before

@@ -7,7 +7,14 @@ import weakref
 
 import pytest
 
-from ult_actors.collector import YOUNG_THRESHOLD, release_frozen, settle_after_start
+from ult_actors.collector import (
+    OLDER_THRESHOLDS,
+    STARTING_YOUNG_THRESHOLD,
+    YOUNG_THRESHOLD,
+    hold_while_starting,
+    release_frozen,
+    settle_after_start,
+)
 
 
 class Node:
@@ -49,3 +56,29 @@ def test_start_up_s_objects_are_left_alone_until_released() -> None:
     release_frozen()
     gc.collect()
     assert held() is None
+
+
+def test_a_start_holds_the_young_collections_back_and_gives_the_thresholds_back() -> None:
+    before = gc.get_threshold()
+    release = hold_while_starting()
+    assert gc.get_threshold() == (STARTING_YOUNG_THRESHOLD, *before[1:])
+    release()
+    assert gc.get_threshold() == before
+    release()  # twice: nothing more
+    assert gc.get_threshold() == before
+
+
+def test_starts_at_once_give_the_thresholds_back_when_the_last_is_up() -> None:
+    before = gc.get_threshold()
+    first, second = hold_while_starting(), hold_while_starting()
+    first()
+    assert gc.get_threshold()[0] == STARTING_YOUNG_THRESHOLD, "the second still starts"
+    second()
+    assert gc.get_threshold() == before
+
+
+def test_a_settled_collector_is_left_as_settled_when_a_start_lets_go() -> None:
+    release = hold_while_starting()
+    settle_after_start()  # another service of the process is ready meanwhile
+    release()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)

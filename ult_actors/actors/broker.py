@@ -23,7 +23,6 @@ flight and sweeps the broker's open orders for ones the journal lacks.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -112,6 +111,7 @@ from ult_actors.recent import Recent
 from ult_actors.report.arrival import ArrivalPrices, venue_fetch, venue_quotes
 from ult_actors.runtime import ActorContext, Envelope, EventBus, Mailbox
 from ult_actors.runtime.direct import StepEntry
+from ult_actors.runtime.jitter import Jitter
 from ult_actors.runtime.pubsub import AfterReply
 
 
@@ -124,7 +124,7 @@ class RetryPolicy:
     delay_s: float = 0.2
     max_delay_s: float = 5.0
 
-    def delay(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+    def delay(self, attempt: int, rng: Jitter, retry_after: float | None) -> float:
         """Full-jitter exponential delay before retry ``attempt`` (1-based)."""
         bound = min(self.max_delay_s, self.delay_s * 2 ** (attempt - 1))
         delay = rng.uniform(0.0, bound)
@@ -140,7 +140,8 @@ class BrokerActorDeps:
     journal: JournalSlot
     bus: EventBus[Event]
     retry: RetryPolicy
-    rng: random.Random
+    #: The retry delays' jitter (``service`` gives each connection a ``SeededJitter``).
+    rng: Jitter
     now_ns: Callable[[], int] = time.time_ns
     #: Submits handled at once (1: each in turn, inline in the mailbox loop).
     concurrency: int = 16

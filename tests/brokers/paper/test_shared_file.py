@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -120,6 +122,24 @@ async def test_every_connection_keeps_its_own_account_in_one_shared_file(tmp_pat
         assert (await desk.get_order_by_client_id("d-1")).status == "filled"
         with pytest.raises(Exception, match="no order"):
             await desk.get_order_by_client_id("f-1")  # the other account's order
+
+
+async def test_a_connection_makes_its_price_walk_only_when_its_account_opens(
+    tmp_path: Path,
+) -> None:
+    # A thousand configured connections that never trade hold no Mersenne Twister each.
+    idle = [placed(tmp_path, f"idle{i}", seed=i) for i in range(20)]
+
+    def walks() -> list[str]:
+        """The connections that hold a Random of their own (what each refers to)."""
+        return [c.name for c in idle if any(isinstance(o, random.Random) for o in gc.get_referents(c))]
+
+    async with streaming(*idle):
+        for connector in idle:
+            assert await connector.positions() == []
+        assert walks() == []
+        await idle[3].submit(buy("first", 2))  # first use opens the account and its walk
+        assert walks() == ["idle3"]
 
 
 async def test_a_connection_that_never_trades_writes_nothing_and_answers_as_a_fresh_account(

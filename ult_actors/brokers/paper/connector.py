@@ -107,8 +107,10 @@ class PaperConnector:
         #: The service's books' booking of fills, which the venue's account books through
         #: (``PaperAccount``); ``None``: a booking of its own.
         self._booking = booking
-        #: Drives the price walk; seeded from ``settings.seed`` unless injected.
-        self._rng = rng if rng is not None else random.Random(settings.seed)
+        #: Drives the price walk; seeded from ``settings.seed`` unless injected. Made with
+        #: the venue (``_walk``): a Random holds 2.5 KB of state, and most of a thousand
+        #: configured connections never open their account.
+        self._rng: random.Random | None = rng
         self._exchange: PaperExchange | None = None
         self._venue: PaperVenue | None = None
         self._stream_scope: trio.CancelScope | None = None
@@ -149,7 +151,7 @@ class PaperConnector:
         store = exchange.store
         try:
             feed = PriceFeed(
-                self._rng,
+                self._walk(),
                 start_prices=start_prices(self.settings),
                 default_start_price=self.settings.default_start_price,
                 volatility_bps=self.settings.volatility_bps,
@@ -174,6 +176,14 @@ class PaperConnector:
         if self._streaming:
             self._start_ticks(venue)
         return venue
+
+    def _walk(self) -> random.Random:
+        """The price walk's Random: the injected one, else made now from ``settings.seed``
+        and kept (a venue opened again continues the same walk)."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(self.settings.seed)
+        return rng
 
     def _opened(self) -> PaperVenue | None:
         """The venue if the account exists; ``None`` for one never used (fresh)."""
