@@ -158,8 +158,12 @@ class SqliteBackend:
     def events(self, coid: str) -> list[tuple[str, str]]:
         conn = sqlite3.connect(self.path)
         try:
-            query = "SELECT event, body FROM events WHERE client_order_id = ? ORDER BY seq"
-            return [(e, _status(b)) for e, b in conn.execute(query, (coid,))]
+            # Since schema 12 an event's row names no order: its body does.
+            query = "SELECT event, body FROM events ORDER BY seq"
+            return [
+                (e, _status(b)) for e, b in conn.execute(query)
+                if decode_order(b).client_order_id == coid
+            ]  # fmt: skip
         finally:
             conn.close()
 

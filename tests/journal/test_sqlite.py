@@ -362,3 +362,49 @@ def test_the_journal_path_follows_systemd_then_xdg_then_config(tmp_path: Path) -
     assert journal_path(cfg, svc.state_dir) == tmp_path / "elsewhere.db"
     cfg.journal.enabled = False
     assert journal_path(cfg, svc.state_dir) is None
+
+
+async def test_a_version_11_journal_reads_each_history_across_events_that_name_no_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=11)
+    # Version 11 wrote each event with its order's client order id; ``o-12``'s id holds
+    # ``o-1``'s bytes.
+    writes = [(1, order("o-1")), (2, order("o-12")), (3, order("o-1", "accepted", oid="b-1"))]
+    for seq, written in writes:
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
+            (seq, written.client_order_id, encode_body(written)),
+        )
+    conn.execute(
+        "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at,"
+        " seq, body, first_seq) VALUES ('o-1', 'b-1', 'paper', 'accepted', '', 0, 3, x'', 1),"
+        " ('o-12', '', 'paper', 'pending_new', '', 0, 2, x'', 2)"
+    )
+    conn.close()
+    async with open_sqlite_store(path) as store:
+        with trio.fail_after(10):
+            await store.record(order("o-12", "accepted", oid="b-12"))
+            # A replacement names ``o-1`` in its body (``replaces``): not o-1's history.
+            intent = msgspec.structs.replace(order("o-1.r1"), replaces="o-1")
+            await store.record(intent, event="replace")
+            await store.record(order("o-1", "filled", oid="b-1"))
+            await store.record(order("o-2"), event="submit")
+            await store.in_file()
+        assert [(e.seq, e.order.status) for e in await store.history("o-1")] == [
+            (1, "pending_new"), (3, "accepted"), (6, "filled"),
+        ]  # fmt: skip
+        assert [(e.seq, e.order.status) for e in await store.history("o-12")] == [
+            (2, "pending_new"), (4, "accepted"),
+        ]  # fmt: skip
+        assert [e.event for e in await store.history("o-1.r1")] == ["replace"]
+        assert [e.seq for e in await store.history("o-2")] == [7]
+    conn = sqlite3.connect(path)
+    assert schema_version(conn) == SCHEMA_VERSION >= 12  # a version-11 ult refuses the file
+    # What version 11 wrote keeps its client order id; what this one writes names none.
+    assert conn.execute("SELECT seq, client_order_id FROM events ORDER BY seq").fetchall() == [
+        (1, "o-1"), (2, "o-12"), (3, "o-1"), (4, ""), (5, ""), (6, ""), (7, ""),
+    ]  # fmt: skip
+    conn.close()

@@ -5,7 +5,7 @@ file). Each migration moves the file up by one version inside one
 transaction, so a crash mid-migration leaves the old version intact. A file
 written by a newer ``ult`` than this one is refused rather than guessed at.
 
-Tables (version 11):
+Tables (version 12):
 
 ``orders``
     The latest state of each order, keyed by client order id: the columns
@@ -22,6 +22,9 @@ Tables (version 11):
     ``reconcile``, ...) and the order as it stood after. The history of an
     order, for people; the service itself reads only ``orders``. Not indexed
     by client order id since version 10: a history is read by sequence range.
+    Its ``client_order_id`` is written empty since version 12 (the body has
+    it): a history keeps the rows of its range that name the order, or name
+    none and hold its id, and whose body is the order's (``HISTORY_SQL``).
 ``fills``
     Every execution as it was reported: ``body`` is the msgpack-encoded
     ``Fill`` (price, commission, fees, its broker and fill id). What cost
@@ -63,12 +66,15 @@ ORDER_BODY_SQL = (
 )
 #: An order's history, oldest first (the parameter: its client order id): the
 #: ``events`` rows between its first and last writes (``orders.first_seq`` and ``seq``), read
-#: by sequence, the table's own key (version 10 dropped the index by client order id).
+#: by sequence, the table's own key (version 10 dropped the index by client order id). A row
+#: written since version 12 names no order (its body does): such a row is read if its body
+#: holds the id's bytes, and kept if the body is the order's (``SqliteStore.history``).
 HISTORY_SQL = (
     "SELECT seq, event, ts, body FROM events WHERE seq BETWEEN"
     " (SELECT first_seq FROM orders WHERE client_order_id = ?1)"
     " AND (SELECT seq FROM orders WHERE client_order_id = ?1)"
-    " AND client_order_id = ?1 ORDER BY seq"
+    " AND (client_order_id = ?1"
+    " OR (client_order_id = '' AND instr(body, CAST(?1 AS BLOB)) > 0)) ORDER BY seq"
 )
 #: What version 1 counted as open (a migration is history: it never changes).
 _V1_OPEN_STATUS_SQL = "('pending_new','accepted','partially_filled','pending_cancel')"
@@ -189,8 +195,15 @@ _V11 = [
     "ALTER TABLE fills_v11 RENAME TO fills",
 ]
 
+# Version 12: ``events.client_order_id`` written empty (the body has the id): a text
+# parameter SQLite copied for every event the fold wrote, for a column only an order's
+# history read (docs/performance.md). No statement: the rows already written keep theirs,
+# and a history reads both (``HISTORY_SQL``). The version is raised so that an older ``ult``,
+# whose history reads the column alone, refuses the file instead of missing rows.
+_V12: list[str] = []
+
 #: ``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,7 +8,6 @@ thread) and for every new submit (``lacks``, on the trio thread).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import SupportsIndex
 
 from ult_actors.mypyc_hints import i64
 
@@ -51,9 +50,7 @@ class SeenFilter:
             h: i64 = hash(key)
             pos: i64 = h & mask
             step: i64 = ((h >> 32) & mask) | 1
-            # The byte's index made an object once, read and written by it: compiled, a
-            # ``bytearray``'s item goes through its protocol, which takes an object.
-            at: SupportsIndex = int(pos >> 3)
+            at = int(pos >> 3)
             byte = bits[at]
             bit = int(1 << (pos & 7))
             if not byte & bit:

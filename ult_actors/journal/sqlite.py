@@ -173,9 +173,11 @@ _encode = msgspec.msgpack.Encoder().encode
 # written empty (a constant, no parameter: each text parameter is ~800 instructions of
 # SQLite's own copy): nothing reads them, the body has both (``journal.schema``). So is
 # ``orders.body``: the order's body is its ``events`` row's of the same ``seq``, written
-# in the same transaction (``ORDER_BODY_SQL`` reads it). ``first_seq`` (the order's first
-# write, where its history begins) is written with the row and kept: a record folded
-# later than a newer one of its order (``_fold``) lowers it with ``_EARLIER_FIRST``.
+# in the same transaction (``ORDER_BODY_SQL`` reads it). And, since schema 12,
+# ``events.client_order_id``: the body has it (``HISTORY_SQL`` reads a history by both).
+# ``first_seq`` (the order's first write, where its history begins) is written with the
+# row and kept: a record folded later than a newer one of its order (``_fold``) lowers it
+# with ``_EARLIER_FIRST``.
 #
 # Each statement's last columns (an event's ``event``; an order's ``broker`` and ``status``; a
 # fill's ``symbol``) are bound once for all of its rows when they share them
@@ -195,8 +197,8 @@ _UPSERT = ManyRowInsert(
 _EARLIER_FIRST = "UPDATE orders SET first_seq = ?1 WHERE client_order_id = ?2 AND first_seq > ?1"
 _APPEND = ManyRowInsert(
     "INSERT OR IGNORE INTO events (seq, client_order_id, ts, body, status, event)",
-    5,
-    row="(?, ?, ?, ?, '', ?)",
+    4,
+    row="(?, '', ?, ?, '', ?)",
     shared=1,
 )
 # A recovery probe writes this much (and deletes it in the same transaction):
@@ -1626,9 +1628,12 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> list[JournalEvent]:
             rows = conn.execute(self.history_sql, (client_order_id,)).fetchall()
-            return [
+            events = [
                 JournalEvent(seq=s, event=e, ts=t, order=decode_order(b)) for s, e, t, b in rows
             ]
+            # A row naming no order (schema 12) is read if its body holds the id's bytes:
+            # another order's body may (a replacement's ``replaces``, a longer id).
+            return [e for e in events if e.order.client_order_id == client_order_id]
 
         return await self._read(read)
 
@@ -1733,7 +1738,6 @@ def _round(
                 seq = logged[0]
                 coid = fields[ORDER_COID]
                 events.append(seq)
-                events.append(coid)
                 events.append(logged[2])
                 events.append(body)
                 events_last.append(logged[1])
@@ -1744,14 +1748,16 @@ def _round(
             else:
                 seq, coid, event, status, ts, body, oid, broker, _, updated_at = logged
                 events.append(seq)
-                events.append(coid)
                 events.append(ts)
                 events.append(body)
                 events_last.append(event)
+            final = last[coid] == i
             began = first.get(coid)
             if began is None:
-                began = first[coid] = seq
-            if last[coid] == i:  # its body is the event's just made (``ORDER_BODY_SQL``)
+                began = seq
+                if not final:  # more of its rows follow (an order's one row: no entry)
+                    first[coid] = seq
+            if final:  # its body is the event's just made (``ORDER_BODY_SQL``)
                 orders.append(coid)
                 orders.append(oid)
                 orders.append(updated_at)

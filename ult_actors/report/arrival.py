@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import cast
 
 import msgspec
 
-from ult_actors.brokers.base import SupportsQuotes
+from ult_actors.brokers.base import SupportsQuotes, conforms
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.brokers.paper.settings import trades_symbol
 from ult_actors.messages import ArrivalSource, Fill, Order
@@ -74,8 +75,9 @@ class PaperQuotes:
 
 def venue_fetch(connector: object) -> FetchQuote | None:
     """How to ask ``connector``'s venue for a quote, if it can be asked."""
-    if isinstance(connector, SupportsQuotes) and venue_quotes(connector) is None:
-        return connector.quote
+    # ``conforms``: ``isinstance`` of a protocol walks its members, each connection's start.
+    if conforms(connector, SupportsQuotes) and venue_quotes(connector) is None:
+        return cast(SupportsQuotes, connector).quote
     return None
 
 

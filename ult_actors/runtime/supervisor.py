@@ -132,8 +132,10 @@ class _Child:
         self.last_delay: float | None = None
         #: Why the last incarnation ended (None: a normal exit).
         self.exit_error: BaseException | None = None
-        #: Restart times of this child alone (used when the supervisor parks).
-        self.restart_times: deque[float] = deque()
+        #: Restart times of this child alone (used when the supervisor parks): a list, not
+        #: a deque (624 bytes empty, 1,000 connections' children never restarted: 0.6 MB);
+        #: it holds at most ``max_restarts`` + 1 times.
+        self.restart_times: list[float] = []
         #: Whether the current incarnation called ``started()``.
         self.came_up = False
 
@@ -396,10 +398,12 @@ class Supervisor:
             self._retry_connect(child, error)
             return
 
-        for times in (child.restart_times, self._restart_times):
-            times.append(now)
-            while times and now - times[0] > self.period_s:
-                times.popleft()
+        times = self._restart_times
+        times.append(now)
+        while times and now - times[0] > self.period_s:
+            times.popleft()
+        child.restart_times = [t for t in child.restart_times if now - t <= self.period_s]
+        child.restart_times.append(now)
         window = child.restart_times if self.park_s is not None else self._restart_times
         if len(window) > self.max_restarts and self.park_s is not None:
             self._park(child, error)
