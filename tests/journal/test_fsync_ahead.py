@@ -22,7 +22,7 @@ from tests.journal.harness import (
     short_socket_path,
 )
 from ult_actors.client import AsyncClient, JournalUnavailable
-from ult_actors.journal.fsync_ahead import IdleSpin, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import IdleSpin, UringFsync, open_fsync_ahead
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 
 
@@ -161,51 +161,52 @@ async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
     assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new", "c-3": "pending_new"}
 
 
-async def test_the_io_uring_fdatasync_is_done_once_reported_and_reports_a_failure(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def uring(tmp_path: Path) -> Iterator[tuple[UringFsync, int]]:
+    """The io_uring fdatasync and a segment's descriptor to fsync (skipped without io_uring)."""
     ahead = open_fsync_ahead()
     if ahead is None:
         pytest.skip("no io_uring here")
+    assert isinstance(ahead, UringFsync)
     fd = os.open(tmp_path / "segment", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with trio.fail_after(10):
-            for i in range(3):
-                os.pwrite(fd, b"record", i * 6)
-                ahead.start(fd)
-                await ahead.done()
-            ahead.start(-1)
-            with pytest.raises(OSError) as failed:
-                await ahead.done()
-        assert failed.value.errno == errno.EBADF
+        yield ahead, fd
     finally:
         os.close(fd)
         ahead.close()
+
+
+async def test_the_io_uring_fdatasync_is_done_once_reported_and_reports_a_failure(
+    uring: tuple[UringFsync, int],
+) -> None:
+    ahead, fd = uring
+    with trio.fail_after(10):
+        for i in range(3):
+            os.pwrite(fd, b"record", i * 6)
+            ahead.start(fd)
+            await ahead.done()
+        ahead.start(-1)
+        with pytest.raises(OSError) as failed:
+            await ahead.done()
+    assert failed.value.errno == errno.EBADF
 
 
 async def test_the_io_uring_fdatasync_watched_to_its_end_needs_no_wait_after(
-    tmp_path: Path,
+    uring: tuple[UringFsync, int],
 ) -> None:
-    ahead = open_fsync_ahead()
-    if ahead is None:
-        pytest.skip("no io_uring here")
-    fd = os.open(tmp_path / "segment", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        with trio.fail_after(10):
-            assert ahead.spin(10**9)  # none running: nothing to watch
-            for i in range(3):
-                os.pwrite(fd, b"record", i * 6)
-                ahead.start(fd)
-                # Watched until it ended (a second at most: the disk answers long before).
-                assert ahead.spin(10**9)
-                with trio.testing.assert_no_checkpoints():
-                    await ahead.done()  # its completion is there: no wait for the loop
+    ahead, fd = uring
+    with trio.fail_after(10):
+        assert ahead.spin(10**9)  # none running: nothing to watch
+        for i in range(3):
+            os.pwrite(fd, b"record", i * 6)
             ahead.start(fd)
-            ahead.spin(0)  # a zero watch returns at once, whether it ended or not
-            await ahead.done()
-    finally:
-        os.close(fd)
-        ahead.close()
+            # Watched until it ended (a second at most: the disk answers long before).
+            assert ahead.spin(10**9)
+            with trio.testing.assert_no_checkpoints():
+                await ahead.done()  # its completion is there: no wait for the loop
+        ahead.start(fd)
+        ahead.spin(0)  # a zero watch returns at once, whether it ended or not
+        await ahead.done()
 
 
 class WatchedFsyncAhead(GatedFsyncAhead):
