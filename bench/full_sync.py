@@ -7,18 +7,20 @@ account file) and submits sequential orders through ``ServiceGateway.handle``,
 switching every ``--block`` orders between the ways a lone journal batch can
 be appended and fdatasynced: ``thread`` (always the journal writer's thread),
 ``loop`` (always the trio thread, when the loop has nothing else to run) and
-``route`` (``journal.fsync_route``'s choice) and ``ahead`` (the route, plus
+``route`` (``journal.fsync_route``'s choice), ``asleep`` (the route, plus
 the lone submit's fdatasync begun through io_uring while the order goes on,
-``journal.fsync_ahead``: the service's way where io_uring is offered). One
+``journal.fsync_ahead``, the loop sleeping until it ends) and ``ahead`` (the
+same, the trio thread watching for its end when nothing else is to run,
+``journal.fsync_ahead.IdleSpin``: the service's way where io_uring is offered). One
 service and one disk for all, blocks interleaved, so a busy disk or a busy
 machine weighs on every way alike. Per way: the order's p50 and p90, the
 journal's fdatasync p50 (timed around the call, on whichever thread made
-it; for ``ahead``, from its start to its end seen by the loop), the
+it; for ``asleep`` and ``ahead``, from its start to its end seen by the loop), the
 difference (what ``full`` costs an order beyond its fsync), and
 the process's CPU per order (every thread, the fsyncs' kernel time too).
 
     python -m bench.full_sync --orders 3000
-    python -m bench.full_sync --fake-fsync-us 135   # a sleep for the disk (no ``ahead``)
+    python -m bench.full_sync --fake-fsync-us 135   # a sleep for the disk (no io_uring)
 
 On a machine whose cores other processes keep busy the trio thread runs late
 after an fsync it made itself (``journal/fsync_route.py``); running it under
@@ -43,11 +45,11 @@ import trio
 
 from bench.common import short_tempdir
 from bench.instructions import _config_text
-from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import FsyncAhead, IdleSpin, open_fsync_ahead
 from ult_actors.journal.fsync_route import HAND_OVERS_NS, SLOW_WRITE_NS, FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore
 
-WAYS = ("thread", "loop", "route", "ahead")
+WAYS = ("thread", "loop", "route", "asleep", "ahead")
 
 
 class TimedFsync:
@@ -80,6 +82,9 @@ class TimedAhead:
     def start(self, fd: int) -> None:
         self.began = time.perf_counter_ns()
         self.ahead.start(fd)
+
+    def spin(self, limit_ns: int) -> bool:
+        return self.ahead.spin(limit_ns)
 
     async def done(self) -> None:
         try:
@@ -114,9 +119,10 @@ async def _drive(
     ring = None if fake_us else open_fsync_ahead()
     ahead = TimedAhead(ring, fsync) if ring is not None else None
     if ahead is None:
-        ways = tuple(way for way in ways if way != "ahead")
+        ways = tuple(way for way in ways if way not in ("asleep", "ahead"))
     latency: dict[str, list[int]] = {way: [] for way in WAYS}
     cpu = dict.fromkeys(WAYS, 0.0)
+    spin: IdleSpin | None = None  # the store's own, read once it is open
     loop_writes = dict.fromkeys(WAYS, 0)
     with short_tempdir("bfs-") as tmp:
         path = tmp / "ult.toml"
@@ -156,7 +162,9 @@ async def _drive(
                         _set_way(route, way)
                         store = await service.journal.get()
                         assert isinstance(store, SqliteStore)
-                        store.fsync_ahead = ahead if way == "ahead" else None
+                        spin = spin or store.idle_spin
+                        store.fsync_ahead = ahead if way in ("asleep", "ahead") else None
+                        store.idle_spin = spin if way == "ahead" else None
                         fsync.way = way
                         writes, began = route.loop_writes, time.process_time()
                         for _ in range(block):
@@ -178,6 +186,8 @@ async def _drive(
             "cpu_per_order_us": round(cpu[way] / len(done) * 1e6),
             "on_the_trio_thread": round(loop_writes[way] / len(done), 2),
         }
+    if spin is not None:
+        result["idle_spin"] = {"watches": spin.watches, "seen": spin.seen}
     return result
 
 
@@ -209,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{way:<8}{r['p50_us']:>8}{r['p90_us']:>8}{r['fsync_p50_us']:>11}"
             f"{r['beyond_fsync_us']:>14}{r['cpu_per_order_us']:>11}{r['on_the_trio_thread']:>16}"
+        )
+    if "idle_spin" in result:
+        watched = result["idle_spin"]
+        print(
+            f"ahead's idle loop watched {watched['watches']} fdatasyncs (warm-up too),"
+            f" saw {watched['seen']} of them end"
         )
     return 0
 

@@ -134,6 +134,8 @@ class ManyRowInsert:
         the same last values (equal, of one type) they are bound once a statement."""
         shared = self._shared
         count = len(last) // shared
+        if not count:
+            return  # no rows (a fold round whose orders are all newer in a later round)
         width = self._own
         same = self._all_same(last)
         at, left, size = 0, count, self.ROWS

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from tests.actors.harness import NOW_NS, PatchablePaper, journaled, paper_service, submit
 from tests.full_disk import FullLogDisk
@@ -36,8 +37,19 @@ from ult_actors.messages import Order, OrderRequest
 from ult_actors.runtime.mailbox import ReplySlot
 
 Submit = Callable[[PaperConnector, OrderRequest], Awaitable[SubmitAnswer]]
-#: A journal whose records wait for their fsync: a step with one cannot be begun plainly.
+#: A journal whose records wait for their fsync (``_waits_for_its_fsync``): a step with one
+#: cannot be begun plainly.
 FULL = JournalSection(synchronous="full")
+
+
+async def _waits_for_its_fsync(svc: Any) -> None:
+    """``FULL`` as on a machine without io_uring: no record's fdatasync is begun ahead, so
+    a record waits for its fsync (with io_uring a lone submit's step is begun plainly)."""
+    store = await svc.journal.get()
+    assert isinstance(store, SqliteStore)
+    if store.fsync_ahead is not None:
+        store.fsync_ahead.close()
+        store.fsync_ahead = None
 
 
 def _broker(svc: Any) -> Any:
@@ -142,12 +154,54 @@ async def test_a_step_whose_record_waits_for_its_fsync_runs_in_its_scope(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path, journal=FULL) as (svc, _made):
+        await _waits_for_its_fsync(svc)
         await submit(svc, qty=1)
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
         order = await submit(svc, qty=2)
         assert order.status == "filled"
         assert awaited == [(trio.lowlevel.current_task(), order.client_order_id)]
         assert plain == []
+
+
+async def test_with_full_and_its_fsync_begun_ahead_a_step_is_begun_plainly_and_acked_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path, journal=FULL) as (svc, _made):
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        if store.fsync_ahead is None:
+            pytest.skip("no io_uring here: every full record waits for its fsync")
+        await submit(svc, qty=1)
+        awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
+        began = store.fsync_ahead
+        starts: list[int] = []
+        monkeypatch.setattr(store, "fsync_ahead", _CountedStarts(began, starts))
+        await trio.testing.wait_all_tasks_blocked()  # the journal's writer idle again
+        order = await submit(svc, qty=2)
+        assert order.status == "filled"
+        assert [coid for _, coid in plain] == [order.client_order_id] and awaited == []
+        # Its record's fdatasync was begun ahead, and the ack came once it had ended.
+        assert len(starts) == 1 and not store.acks_wait()
+
+
+class _CountedStarts:
+    """An ``FsyncAhead`` that notes each fdatasync it begins."""
+
+    def __init__(self, ahead: Any, starts: list[int]) -> None:
+        self.ahead, self.starts = ahead, starts
+
+    def start(self, fd: int) -> None:
+        self.starts.append(fd)
+        self.ahead.start(fd)
+
+    async def done(self) -> None:
+        await self.ahead.done()
+
+    def spin(self, limit_ns: int) -> bool:
+        return bool(self.ahead.spin(limit_ns))
+
+    def close(self) -> None:
+        self.ahead.close()
 
 
 class _RoomAfterOneRefusal(FullLogDisk):
@@ -266,6 +320,8 @@ async def test_a_bug_in_the_step_crashes_the_broker_actor_and_the_order_is_place
     buggy: Callable[[pytest.MonkeyPatch], Sends],
 ) -> None:
     async with paper_service(tmp_path, journal=journal) as (svc, made):
+        if journal is FULL:
+            await _waits_for_its_fsync(svc)
         await submit(svc, qty=1)
         tasks = buggy(monkeypatch)
         with pytest.raises(Internal) as info:
@@ -288,6 +344,7 @@ async def test_a_reconnect_during_the_step_cancels_it_and_the_order_is_redeliver
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path, journal=FULL) as (svc, made):
+        await _waits_for_its_fsync(svc)
         await submit(svc, qty=1)
 
         async def dropped_while_sending(
@@ -314,6 +371,7 @@ async def test_the_asker_s_deadline_bounds_its_wait_for_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path, journal=FULL) as (svc, made):
+        await _waits_for_its_fsync(svc)
         await submit(svc, qty=1)
 
         async def stuck(
@@ -337,6 +395,7 @@ async def test_the_asker_s_cancellation_does_not_cut_its_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with paper_service(tmp_path, journal=FULL) as (svc, made):
+        await _waits_for_its_fsync(svc)
         await submit(svc, qty=1)
         parked, answer = trio.Event(), trio.Event()
 

@@ -146,3 +146,8 @@ def test_rows_given_as_columns_share_no_equal_values_of_another_type(
     assert db2.execute("SELECT k, typeof(v), v FROM kv2 ORDER BY k").fetchall() == [
         ("a", "text", "1"), ("b", "text", "1"), ("c", "text", "1.0"),
     ]  # fmt: skip
+
+
+def test_no_rows_given_as_columns_insert_nothing(db2: sqlite3.Connection) -> None:
+    SHARED.run_columns(db2, [], [])
+    assert db2.execute("SELECT count(*) FROM kv2").fetchone() == (0,)

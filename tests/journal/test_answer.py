@@ -146,3 +146,22 @@ async def test_an_answer_takes_its_record_s_place_in_memory(tmp_path: Path) -> N
             assert await store.get("c-2") == order("c-2", "filled", oid="b-2")
             assert rows_in_file(path) == {"c-0": "pending_new", "c-1": "accepted", "c-2": "filled"}
             assert await _history(store, "c-1") == [(2, "submit", "accepted")]
+
+
+async def test_a_fold_whose_first_round_of_orders_is_all_newer_later_writes_every_order(
+    tmp_path: Path,
+) -> None:
+    # Every order's submit, then every order's update, all in one fold: the fold's first
+    # round of records (32) holds only submits whose orders' rows the later rounds replace,
+    # so that round has events to write and no order row.
+    path = tmp_path / "journal.db"
+    coids = [f"c-{i}" for i in range(40)]
+    async with open_sqlite_store(path, fold_interval_s=NEVER) as store:
+        with trio.fail_after(10):
+            for coid in coids:
+                await store.record(order(coid), event="submit")
+            for i, coid in enumerate(coids):
+                await store.record(order(coid, "accepted", oid=f"b-{i}"))
+            await store.in_file()
+            assert store.unavailable is None
+    assert rows_in_file(path) == dict.fromkeys(coids, "accepted")

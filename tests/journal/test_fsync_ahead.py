@@ -22,7 +22,7 @@ from tests.journal.harness import (
     short_socket_path,
 )
 from ult_actors.client import AsyncClient, JournalUnavailable
-from ult_actors.journal.fsync_ahead import open_fsync_ahead
+from ult_actors.journal.fsync_ahead import IdleSpin, open_fsync_ahead
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 
 
@@ -40,6 +40,9 @@ class GatedFsyncAhead:
         assert not self.running
         self.begun.append(fd)
         self.running = True
+
+    def spin(self, limit_ns: int) -> bool:
+        return not self.running  # done only when the test says: never within a spin
 
     async def done(self) -> None:
         self.waited.set()
@@ -178,3 +181,110 @@ async def test_the_io_uring_fdatasync_is_done_once_reported_and_reports_a_failur
     finally:
         os.close(fd)
         ahead.close()
+
+
+async def test_the_io_uring_fdatasync_watched_to_its_end_needs_no_wait_after(
+    tmp_path: Path,
+) -> None:
+    ahead = open_fsync_ahead()
+    if ahead is None:
+        pytest.skip("no io_uring here")
+    fd = os.open(tmp_path / "segment", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with trio.fail_after(10):
+            assert ahead.spin(10**9)  # none running: nothing to watch
+            for i in range(3):
+                os.pwrite(fd, b"record", i * 6)
+                ahead.start(fd)
+                # Watched until it ended (a second at most: the disk answers long before).
+                assert ahead.spin(10**9)
+                with trio.testing.assert_no_checkpoints():
+                    await ahead.done()  # its completion is there: no wait for the loop
+            ahead.start(fd)
+            ahead.spin(0)  # a zero watch returns at once, whether it ended or not
+            await ahead.done()
+    finally:
+        os.close(fd)
+        ahead.close()
+
+
+class WatchedFsyncAhead(GatedFsyncAhead):
+    """A gated fdatasync whose watches (``spin``) are noted with the time they were allowed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches: list[int] = []
+
+    def spin(self, limit_ns: int) -> bool:
+        self.watches.append(limit_ns)
+        return False
+
+
+@pytest.mark.parametrize("spin_ns", [0, 300_000])
+async def test_with_full_the_loop_watches_for_a_running_fsync_once_when_idle(
+    tmp_path: Path, spin_ns: int
+) -> None:
+    ahead = WatchedFsyncAhead()
+    async with open_sqlite_store(
+        tmp_path / "journal.db",
+        synchronous="full",
+        fsync=lambda fd: None,
+        fsync_ahead=ahead,
+        fsync_spin_ns=spin_ns,
+    ) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()  # the writer idle
+            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
+            assert ahead.begun and ahead.watches == []  # the loop had other work: not yet
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.durable, "c-1")
+                await ahead.waited.wait()
+                # Let the loop sleep (``wait_all_tasks_blocked`` would keep it from it).
+                await trio.sleep(0.01)
+                # Watched once, as the loop was about to sleep, for at most its limit.
+                assert ahead.watches == ([spin_ns] if spin_ns else [])
+                ahead.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert ahead.watches == ([spin_ns] if spin_ns else [])  # not again once done
+
+
+class _Clocks:
+    """A wall clock and this thread's CPU clock, moved by the fake fdatasync's watch."""
+
+    def __init__(self) -> None:
+        self.wall = 0
+        self.cpu = 0
+
+    def watched(self, wall_ns: int, cpu_ns: int) -> None:
+        self.wall += wall_ns
+        self.cpu += cpu_ns
+
+
+class _Watched:
+    """A running fdatasync whose every watch takes ``wall`` ns, ``cpu`` of them on the CPU."""
+
+    def __init__(self, clocks: _Clocks, wall: int, cpu: int) -> None:
+        self.clocks, self.wall, self.cpu = clocks, wall, cpu
+        self.limits: list[int] = []
+
+    def spin(self, limit_ns: int) -> bool:
+        self.limits.append(limit_ns)
+        self.clocks.watched(self.wall, self.cpu)
+        return True
+
+
+def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again() -> None:
+    clocks = _Clocks()
+    spin = IdleSpin(
+        300_000, lost_ns=50_000, pause=3, wall_ns=lambda: clocks.wall, cpu_ns=lambda: clocks.cpu
+    )
+    alone = _Watched(clocks, wall=200_000, cpu=190_000)  # the core its own all along
+    for timeout_ns in (10**9, 100_000):
+        spin(alone, timeout_ns)
+    assert alone.limits == [300_000, 100_000]  # at most its limit, or the loop's next deadline
+    crowded = _Watched(clocks, wall=200_000, cpu=120_000)  # 80 us of it to another thread
+    for _ in range(5):
+        spin(crowded, 10**9)
+    # Watched once, then paused for three: the loop slept as without a watch.
+    assert crowded.limits == [300_000, 300_000]
+    assert (spin.watches, spin.seen) == (4, 4)

@@ -1045,7 +1045,7 @@ class _BrokerIncarnation:
         """
         msg = env.msg
         store = self.deps.journal.now
-        if not isinstance(msg, _PLACE_ORDER) or store is None or not store.records_now():
+        if not isinstance(msg, _PLACE_ORDER) or store is None or not store.records_now(True):
             return self._dispatch_order(env)
         request = msg.request
         coid = request.client_order_id
@@ -1057,15 +1057,20 @@ class _BrokerIncarnation:
         self.submitting[coid] = None
         placed: Order | None = None
         rest: Awaitable[Order] | None = None
+        acks_wait = False
         try:
             arrival = self.arrivals.arrival(request.symbol)
             known = _pending(request, self.name, self.deps.now_ns(), arrival)
             # On disk before it leaves; its answer, known before anything else runs, is
             # what the file gets of it (``record_answer``): one row, not two.
-            written = store.record_now(known, event="submit", answer_follows=True)
+            # With ``full`` its fdatasync runs meanwhile: the ack waits for it (``durable``).
+            written = store.record_now(
+                known, event="submit", fsync_by_ack=True, answer_follows=True
+            )
             if written is not None:  # its append failed here: the journal's writer retries it
                 rest = self._send_written(written, request, coid, known)
             else:
+                acks_wait = store.acks_wait()
                 self._unanswered = coid
                 try:
                     self._quote_beside(known)
@@ -1077,7 +1082,8 @@ class _BrokerIncarnation:
                         rest = self._send(request, coid, known, True, exc, trio.current_time())
                     else:
                         # No wait from here to the reply: its events may wait for its write.
-                        self._events_after_reply = self.after_reply.holds()
+                        # (One for its fsync: they go out meanwhile, as the step's would.)
+                        self._events_after_reply = not acks_wait and self.after_reply.holds()
                         try:
                             placed = self._answered(store, order, news, known)
                         finally:
@@ -1092,6 +1098,8 @@ class _BrokerIncarnation:
             return None
         if rest is not None:
             return self._place_rest(env, coid, rest)
+        if acks_wait:
+            return self._reply_when_durable(env, coid, placed)
         self._over(coid)
         self.ctx.reply(env, placed)
         return None
@@ -1121,6 +1129,21 @@ class _BrokerIncarnation:
         try:
             try:
                 placed = await rest
+                await (await self.deps.journal.get()).durable(coid)
+            finally:
+                self._over(coid)
+        except UltError as exc:
+            self._failed(env, exc)
+        else:
+            self.ctx.reply(env, placed)
+
+    async def _reply_when_durable(
+        self, env: Envelope[BrokerCommand], coid: str, placed: Order | None
+    ) -> None:
+        """A plain step's end whose record's fdatasync still runs (``full``): its ack once
+        it is done, as ``_place`` acks."""
+        try:
+            try:
                 await (await self.deps.journal.get()).durable(coid)
             finally:
                 self._over(coid)

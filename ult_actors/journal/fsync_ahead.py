@@ -31,6 +31,8 @@ import os
 import platform
 import struct
 import sys
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -47,6 +49,11 @@ _SQE_BYTES = 64  # an entry: the fields above, then zeros
 _CQE = struct.Struct("=QiI")  # user_data, res, flags
 _U32 = struct.Struct("=I")
 
+#: How long the trio thread, with nothing else to run, watches for an fdatasync begun
+#: ahead to end before it sleeps (``SqliteStore.fsync_spin_ns``): a little more than a
+#: usual one takes (docs/performance.md, "a `full` order's step begun plainly").
+FSYNC_SPIN_NS = 500_000
+
 
 class FsyncAhead(Protocol):
     """Begins an fdatasync without waiting for it; one at a time."""
@@ -57,6 +64,10 @@ class FsyncAhead(Protocol):
 
     async def done(self) -> None:
         """Return once the fdatasync begun last is done; ``OSError`` if it failed."""
+
+    def spin(self, limit_ns: int) -> bool:
+        """Watch, on this thread, for the fdatasync begun last to end, for at most
+        ``limit_ns``: True once it has (``done`` then returns without a wait)."""
 
     def close(self) -> None:
         """Release what it holds."""
@@ -130,6 +141,17 @@ class UringFsync:
             if res < 0:
                 raise OSError(-res, os.strerror(-res))
 
+    def spin(self, limit_ns: int) -> bool:
+        # The completion entry is posted before the eventfd is signalled: once the tail
+        # moved, the loop's next wait for I/O returns at once.
+        ring, head, tail = self._ring, self._cq_head, self._cq_tail
+        unpack = _U32.unpack_from
+        end = time.perf_counter_ns() + limit_ns
+        while self._running and unpack(ring, head)[0] == unpack(ring, tail)[0]:
+            if time.perf_counter_ns() >= end:
+                return False
+        return True
+
     def close(self) -> None:
         # Closing the ring waits for nothing: a running fdatasync finishes in the kernel.
         for name in ("_sqes", "_ring"):
@@ -140,6 +162,49 @@ class UringFsync:
             if fd >= 0:
                 os.close(fd)
         self._efd = self._fd = -1
+
+
+class IdleSpin:
+    """Watches for an fdatasync begun ahead to end, on the trio thread, as the loop is
+    about to sleep with nothing else to run: the task waiting for it then runs without
+    the wake-up of a sleeping thread (on a virtual machine, tens of microseconds of a
+    halted virtual CPU's exit), at the price of that core meanwhile.
+
+    That price is worth paying only while the machine has a core to spare: a watch
+    during which this thread lost its core for more than ``lost_ns`` (its CPU time fell
+    behind the wall clock: others wanted the core) means it has none, and the next
+    ``pause`` watches are skipped (the loop sleeps as without one)."""
+
+    def __init__(
+        self,
+        limit_ns: int = FSYNC_SPIN_NS,
+        *,
+        lost_ns: int = 50_000,
+        pause: int = 64,
+        wall_ns: Callable[[], int] = time.perf_counter_ns,
+        cpu_ns: Callable[[], int] = time.thread_time_ns,
+    ) -> None:
+        self.limit_ns = limit_ns
+        self.lost_ns = lost_ns
+        self.pause = pause
+        self._wall_ns = wall_ns
+        self._cpu_ns = cpu_ns
+        self._skip = 0
+        #: Watches made, and those whose fdatasync ended within them (for benchmarks).
+        self.watches = 0
+        self.seen = 0
+
+    def __call__(self, ahead: FsyncAhead, timeout_ns: int) -> None:
+        """Watch ``ahead``'s running fdatasync for at most ``limit_ns`` (and ``timeout_ns``,
+        when the loop would wake for a deadline sooner), unless paused."""
+        if self._skip:
+            self._skip -= 1
+            return
+        wall, cpu = self._wall_ns(), self._cpu_ns()
+        self.watches += 1
+        self.seen += ahead.spin(min(self.limit_ns, timeout_ns))
+        if (self._wall_ns() - wall) - (self._cpu_ns() - cpu) > self.lost_ns:
+            self._skip = self.pause
 
 
 def open_fsync_ahead() -> FsyncAhead | None:

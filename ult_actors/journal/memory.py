@@ -44,8 +44,11 @@ class MemoryStore:
     def record_answer(self, order: Order) -> None:
         self.record_soon(order)
 
-    def records_now(self) -> bool:
+    def records_now(self, fsync_by_ack: bool = False) -> bool:
         return True
+
+    def acks_wait(self) -> bool:
+        return False  # nothing is left to an fsync
 
     def lacks(self, client_order_id: str) -> bool:
         return client_order_id not in self._by_client_id

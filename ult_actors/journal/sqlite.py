@@ -38,7 +38,13 @@ returns at once; the order goes to the broker while the disk works, and
 the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
 (the append is in the page cache before the order leaves); a machine crash
 before the fsync ends takes no ack with it, and restart adopts an order
-the broker has and the journal lost.
+the broker has and the journal lost. Such a record is appended without a
+batch (``records_now(fsync_by_ack=True)``), so a paper order's step runs by
+plain calls as with ``"normal"``; and when the loop would sleep with its
+fdatasync still running, the trio thread watches the ring for its end for
+up to ``fsync_spin_ns`` instead: the ack then runs without the wake-up of a
+sleeping thread (tens of microseconds on a virtual machine), while the
+machine has a core to spare (``journal.fsync_ahead.IdleSpin``).
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -135,7 +141,12 @@ from ult_actors.journal.changelog import (
     seq_of,
 )
 from ult_actors.journal.costs import JournalCostInputs
-from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import (
+    FSYNC_SPIN_NS,
+    FsyncAhead,
+    IdleSpin,
+    open_fsync_ahead,
+)
 from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.journal_event import JournalEvent as JournalEvent
 from ult_actors.journal.log_sync import LogSyncer
@@ -320,12 +331,18 @@ class _RoundMark(trio.abc.Instrument):
     def __init__(self) -> None:
         self.appended = False
         self.round_end: Callable[[bool], None] | None = None
+        #: Runs once, the next time the loop has nothing to run (given how long it would
+        #: sleep), before it waits for I/O (``SqliteStore._spin_ahead``).
+        self.idle: Callable[[float], None] | None = None
 
     def before_io_wait(self, timeout: float) -> None:
         self.appended = False
         if self.round_end is not None:
             round_end, self.round_end = self.round_end, None
             round_end(timeout > 0)
+        if self.idle is not None and timeout > 0:
+            idle, self.idle = self.idle, None
+            idle(timeout)
 
 
 class _Batch:
@@ -386,10 +403,12 @@ class SqliteStore:
         fold_interval_s: float = changelog.FOLD_INTERVAL_S,
         fsync_route: FsyncRoute | None = None,
         fsync_ahead: FsyncAhead | None = None,
+        fsync_spin_ns: int = FSYNC_SPIN_NS,
     ) -> None:
         """``fsync_ahead``: how a ``full`` record's fdatasync is begun ahead (see
         ``record``); by default io_uring where it is offered and ``fsync`` is the real
-        one."""
+        one. ``fsync_spin_ns``: how long the trio thread, with nothing else to run,
+        watches for such an fdatasync to end before it sleeps (0: never)."""
         self.path = path
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
@@ -488,6 +507,8 @@ class SqliteStore:
         #: (-> why, until their ``durable``), why the last failed (an outage until a probe
         #: folds the log), and whether a task waits for it.
         self.fsync_ahead = fsync_ahead
+        #: How the trio thread watches for its end when the loop would sleep (None: never).
+        self.idle_spin = IdleSpin(fsync_spin_ns) if fsync_spin_ns > 0 else None
         self._ahead_begun = 0
         self._ahead_done = 0
         self._ahead_coid = ""
@@ -726,12 +747,10 @@ class SqliteStore:
         anything else runs; a record appended here alone then reaches the file in that
         state, as one row, and the log keeps it as made (a replay writes it).
         """
-        if self.unavailable is None and self.records_now():
+        if self.unavailable is None and self.records_now(fsync_by_ack):
             return self._append_now(order, event, answer_follows)
         batch = self._enqueue(order, event, waited=True)
         if batch is None:
-            return None
-        if fsync_by_ack and self._appends_ahead(batch, order.client_order_id):
             return None
         if self._commits_here(batch):
             return None
@@ -739,9 +758,18 @@ class SqliteStore:
             self._wake.set()
         return self._written(batch, order, event)
 
-    def records_now(self) -> bool:
-        """Whether a ``record_now`` made now would append here (``_append_now``)."""
-        return self._writer_idle and not self._queue and self._commits_inline
+    def records_now(self, fsync_by_ack: bool = False) -> bool:
+        """Whether a ``record_now`` made now would append here (``_append_now``): with
+        ``normal``, whenever the writer is idle with nothing queued; with ``full``, only a
+        record made ``fsync_by_ack`` whose fdatasync may be begun ahead (``_can_go_ahead``)."""
+        if not (self._writer_idle and not self._queue):
+            return False
+        return self._commits_inline or (fsync_by_ack and self._can_go_ahead())
+
+    def acks_wait(self) -> bool:
+        """Whether a record returned before its fdatasync ended (``fsync_by_ack``, ``full``):
+        the ack of the order it recorded awaits ``durable`` first."""
+        return self._ahead_done != self._ahead_begun
 
     def _append_now(
         self, order: Order, event: str, answer_follows: bool = False
@@ -753,8 +781,10 @@ class SqliteStore:
         row = self._row(order, event)
         assert row is not None  # held only while unavailable
         carries = _carries_news(order, event)
+        # With ``full`` (``records_now(fsync_by_ack=True)``): its fdatasync begun, not waited for.
+        ahead = not self._commits_inline
         if answer_follows and not carries:
-            return self._append_answered(row, order, event)
+            return self._append_answered(row, order, event, ahead)
         rows: list[_Row] = []
         fills: list[Fill] = []
         if carries:
@@ -764,32 +794,36 @@ class SqliteStore:
         answered = answer_follows and len(rows) == 1 and not fills
         try:
             if answered:
-                self._append_unfolded(row)
+                self._append_unfolded(row, ahead)
             else:
-                self._write_rows(rows, fills=fills)
+                self._write_rows(rows, fills=fills, ahead=ahead)
         except Exception:
             batch = self._open_batch(waited=True)
             batch.rows += rows
             batch.fills += fills
             self._wake.set()
             return self._written(batch, order, event)
+        if ahead:
+            self._went_ahead(order.client_order_id)
         self._committed(rows)
         if answered:
             self._answer_of = row
         return None
 
     def _append_answered(
-        self, row: _Row, order: Order, event: str
+        self, row: _Row, order: Order, event: str, ahead: bool
     ) -> Awaitable[None] | None:
         """``_append_now`` of a record alone (carrying no news) whose answer follows: no
         lists made for its rows and fills."""
         try:
-            self._append_unfolded(row)
+            self._append_unfolded(row, ahead)
         except Exception:
             batch = self._open_batch(waited=True)
             batch.rows.append(row)
             self._wake.set()
             return self._written(batch, order, event)
+        if ahead:
+            self._went_ahead(order.client_order_id)
         self.commits += 1  # ``_committed([row])``: with a log, memory keeps it until folded
         self.records += 1
         self._answer_of = row
@@ -830,24 +864,21 @@ class SqliteStore:
             return  # the broker's news: held by the writer, written on recovery
         raise self._refusal(order, event)
 
-    def _commits_here(self, batch: _Batch, *, ahead: bool = False) -> bool:
+    def _commits_here(self, batch: _Batch) -> bool:
         """Commit ``batch`` in the calling task if the writer is idle and nothing is queued
         before it (see the module doc); True if it is committed. A failure is left to the
         writer: the batch goes back to the head of the queue, and the writer's attempt
-        fails or succeeds as any other. ``ahead``: with ``full``, its fdatasync only begun
-        (``_appends_ahead``), once a scheduler round (``_RoundMark``)."""
+        fails or succeeds as any other."""
         if not (
             self._writer_idle
             and len(self._queue) == 1
             and self._queue[0] is batch
-            and (self._can_go_ahead() if ahead else self._commits_inline)
+            and self._commits_inline
         ):
             return False
         self._queue.popleft()
-        if ahead:
-            self._round.appended = True  # the rest of this round's records share a fsync
         try:
-            self._write_rows(batch.rows, fills=batch.fills, ahead=ahead)
+            self._write_rows(batch.rows, fills=batch.fills)
         except Exception:
             self._queue.appendleft(batch)
             return False
@@ -855,15 +886,21 @@ class SqliteStore:
         batch.finish()
         return True
 
-    def _appends_ahead(self, batch: _Batch, coid: str) -> bool:
-        """With ``full``: append ``batch`` (``coid``'s record) here, on the trio thread, and
-        begin its fdatasync (``fsync_ahead``) without waiting for it: the caller goes on
-        and ``durable`` waits for it. True if done so."""
-        if not self._commits_here(batch, ahead=True):
-            return False
+    def _went_ahead(self, coid: str) -> None:
+        """``coid``'s record was appended with its fdatasync begun, not waited for."""
+        self._round.appended = True  # the rest of this round's records share a fsync
         self._ahead_begun += 1
         self._ahead_coid = coid
-        return True
+        if self.idle_spin is not None:
+            self._round.idle = self._spin_ahead
+
+    def _spin_ahead(self, timeout: float) -> None:
+        """As the loop is about to sleep (for up to ``timeout`` s) with the fdatasync begun
+        ahead still running: watch for its end a while on this thread instead, so that
+        the ack waiting for it runs at once (``_RoundMark.idle``, ``IdleSpin``)."""
+        ahead, spin = self.fsync_ahead, self.idle_spin
+        if ahead is not None and spin is not None and self._ahead_done != self._ahead_begun:
+            spin(ahead, int(timeout * 1e9))
 
     def _can_go_ahead(self) -> bool:
         """Whether a lone record may return before its fdatasync: with ``full``, none went
@@ -1201,12 +1238,13 @@ class SqliteStore:
             log.retry()
             self._ahead_error = None  # the file holds what the log held, durably
 
-    def _append_unfolded(self, row: _Row) -> None:
+    def _append_unfolded(self, row: _Row, ahead: bool = False) -> None:
         """``_write_rows([row])`` whose row the fold takes later, from ``record_answer``."""
         log = self._writable_log(probe=False)
         seq, event, ts, order = row
         # Nothing to forget once folded: the answer's news does that (``_NOTHING``).
-        segment = log.append_one(seq, event, ts, order, _NOTHING, sync=self._sync(), fold=False)
+        sync = self._sync(ahead)
+        segment = log.append_one(seq, event, ts, order, _NOTHING, sync=sync, fold=False)
         if self._log_syncer is not None:
             self._log_syncer.appended(segment)
 
@@ -1856,6 +1894,7 @@ def open_sqlite_store(
     fold_interval_s: float = changelog.FOLD_INTERVAL_S,
     fsync_route: FsyncRoute | None = None,
     fsync_ahead: FsyncAhead | None = None,
+    fsync_spin_ns: int = FSYNC_SPIN_NS,
 ) -> AbstractAsyncContextManager[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
     return SqliteStore(
@@ -1875,6 +1914,7 @@ def open_sqlite_store(
         fold_interval_s=fold_interval_s,
         fsync_route=fsync_route,
         fsync_ahead=fsync_ahead,
+        fsync_spin_ns=fsync_spin_ns,
     ).running()
 
 

@@ -45,9 +45,14 @@ class OrderStore(Protocol):
         ``record_soon`` stores news; the store may write the record in this state instead
         of twice (the record as made stays durable until then)."""
 
-    def records_now(self) -> bool:
+    def records_now(self, fsync_by_ack: bool = False) -> bool:
         """Whether a ``record_now`` made now is likely to return ``None`` (nothing to wait
-        for: no writer's turn, no fsync before ``durable``)."""
+        for: no writer's turn); ``fsync_by_ack``: for a record whose ack awaits ``durable``
+        (its fsync may still run when it returns: ``acks_wait``)."""
+
+    def acks_wait(self) -> bool:
+        """Whether a record made ``fsync_by_ack`` returned before it was as durable as
+        ``record`` promises: its order's ack awaits ``durable`` first."""
 
     def lacks(self, client_order_id: str) -> bool:
         """Whether the store surely has no record of ``client_order_id``, told without a
