@@ -67,20 +67,25 @@ class ManyRowInsert:
         next row's), the shared ones after all of them, once."""
         text = self._shared_texts.get(rows)
         if text is None:
-            pieces = self._row.split("?")
-            own, shared = self._own, self._shared
-            values = []
-            for r in range(rows):
-                numbers = [r * own + k + 1 for k in range(own)]
-                numbers += [rows * own + k + 1 for k in range(shared)]
-                row = pieces[0]
-                for number, piece in zip(numbers, pieces[1:], strict=True):
-                    row += f"?{number}{piece}"
-                values.append(row)
-            text = self._shared_texts[rows] = (
-                f"{self._head} VALUES {', '.join(values)}{self._tail}"
-            )
+            text = self._shared_texts[rows] = self._numbered(rows, shared_per_row=False)
         return text
+
+    def _numbered(self, rows: int, *, shared_per_row: bool) -> str:
+        """The statement inserting ``rows`` rows with numbered parameters: every row's own
+        ones first, then the shared ones, once (``shared_sql``) or row after row
+        (``split_sql``)."""
+        pieces = self._row.split("?")
+        own, shared = self._own, self._shared
+        values = []
+        for r in range(rows):
+            first_shared = rows * own + (r * shared if shared_per_row else 0)
+            numbers = [r * own + k + 1 for k in range(own)]
+            numbers += [first_shared + k + 1 for k in range(shared)]
+            row = pieces[0]
+            for number, piece in zip(numbers, pieces[1:], strict=True):
+                row += f"?{number}{piece}"
+            values.append(row)
+        return f"{self._head} VALUES {', '.join(values)}{self._tail}"
 
     def run(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (each in the columns' order), in order."""
@@ -111,19 +116,7 @@ class ManyRowInsert:
         row's last ``shared`` ones, row after row (``run_columns``'s ``last``)."""
         text = self._split_texts.get(rows)
         if text is None:
-            pieces = self._row.split("?")
-            own, shared = self._own, self._shared
-            values = []
-            for r in range(rows):
-                numbers = [r * own + k + 1 for k in range(own)]
-                numbers += [rows * own + r * shared + k + 1 for k in range(shared)]
-                row = pieces[0]
-                for number, piece in zip(numbers, pieces[1:], strict=True):
-                    row += f"?{number}{piece}"
-                values.append(row)
-            text = self._split_texts[rows] = (
-                f"{self._head} VALUES {', '.join(values)}{self._tail}"
-            )
+            text = self._split_texts[rows] = self._numbered(rows, shared_per_row=True)
         return text
 
     def run_columns(self, conn: sqlite3.Connection, own: list[Any], last: list[Any]) -> None:

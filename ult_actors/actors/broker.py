@@ -1096,10 +1096,8 @@ class _BrokerIncarnation:
                 raise
             self._failed(env, exc)
             return None
-        if rest is not None:
-            return self._place_rest(env, coid, rest)
-        if acks_wait:
-            return self._reply_when_durable(env, coid, placed)
+        if rest is not None or acks_wait:
+            return self._place_rest(env, coid, rest, placed)
         self._over(coid)
         self.ctx.reply(env, placed)
         return None
@@ -1122,28 +1120,19 @@ class _BrokerIncarnation:
         return await self._send(request, coid, known, True)
 
     async def _place_rest(
-        self, env: Envelope[BrokerCommand], coid: str, rest: Awaitable[Order]
+        self,
+        env: Envelope[BrokerCommand],
+        coid: str,
+        rest: Awaitable[Order] | None,
+        placed: Order | None = None,
     ) -> None:
-        """The rest of a step ``_begin_step`` began, ended as ``_place`` and
-        ``_dispatch_charged`` end a new order's."""
+        """The rest of a step ``_begin_step`` began (``rest``; None: placed already, its
+        record's fdatasync still running with ``full``), ended as ``_place`` and
+        ``_dispatch_charged`` end a new order's: the ack once the record is durable."""
         try:
             try:
-                placed = await rest
-                await (await self.deps.journal.get()).durable(coid)
-            finally:
-                self._over(coid)
-        except UltError as exc:
-            self._failed(env, exc)
-        else:
-            self.ctx.reply(env, placed)
-
-    async def _reply_when_durable(
-        self, env: Envelope[BrokerCommand], coid: str, placed: Order | None
-    ) -> None:
-        """A plain step's end whose record's fdatasync still runs (``full``): its ack once
-        it is done, as ``_place`` acks."""
-        try:
-            try:
+                if rest is not None:
+                    placed = await rest
                 await (await self.deps.journal.get()).durable(coid)
             finally:
                 self._over(coid)
