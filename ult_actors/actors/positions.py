@@ -450,6 +450,8 @@ class _Positions:
                 await baseline_from_journal(deps.journal, self.book.applied)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.follow_events)
+                for name in deps.brokers:  # each pulled now, then when due (``sync_forever``)
+                    nursery.start_soon(self.sync_then_plan, name)
                 nursery.start_soon(self.sync_forever, nursery)
                 nursery.start_soon(self.sync_on_reconnect, nursery)
                 await serve_mailbox(self.ctx, self.handle)
@@ -482,12 +484,10 @@ class _Positions:
         return reported
 
     async def sync_forever(self, nursery: trio.Nursery) -> None:
-        """Pull every broker now, then each again when its next pull is due: every pull in
-        a task of its own (``sync_then_plan``), so a slow or failing broker holds up no
-        other's; this one task waits for whichever comes due first (1,000 connections:
-        one waiting task, not a thousand; ready6)."""
-        for name in self.deps.brokers:
-            nursery.start_soon(self.sync_then_plan, name)
+        """Pull each broker again when its next pull is due: every pull in a task of its
+        own (``sync_then_plan``), so a slow or failing broker holds up no other's; this one
+        task waits for whichever comes due first (1,000 connections: one waiting task, not
+        a thousand; ready6)."""
         due = self.due
         while True:
             if due and due[0][0] <= trio.current_time():
