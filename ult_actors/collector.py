@@ -48,6 +48,10 @@ OLDER_THRESHOLDS = (10, 10)
 #: runs long, or a larger tree, is still collected now and then).
 STARTING_YOUNG_THRESHOLD = 1_000_000
 
+#: Young containers above which a start's are aged unwalked when it is up
+#: (``_age_without_a_pass``); at or below, a young pass walks them, as CPython would.
+AGE_UNWALKED_ABOVE = 50_000
+
 # The collector's thresholds are the process's, and services may start at once in one
 # process (tests, a cluster's takeover): the first start to hold them keeps what they
 # were, the last to let go puts that back.
@@ -93,8 +97,11 @@ def _age_without_a_pass() -> None:
     the oldest one and zeroes the young count, in microseconds; those objects are then
     walked only by full passes, as they would be once promoted. Not while anything is
     frozen (``settle_after_start``): ``unfreeze`` would give that back to the collector.
+    Nor after a small start (``AGE_UNWALKED_ABOVE``): its young pass is short, and what
+    the move would take along, garbage of the process's past included, would wait for a
+    full pass (a test process starts thousands of small services).
     """
-    if gc.get_freeze_count() == 0:
+    if gc.get_count()[0] > AGE_UNWALKED_ABOVE and gc.get_freeze_count() == 0:
         gc.freeze()
         gc.unfreeze()
 

@@ -8,6 +8,7 @@ import weakref
 import pytest
 
 from ult_actors.collector import (
+    AGE_UNWALKED_ABOVE,
     OLDER_THRESHOLDS,
     STARTING_YOUNG_THRESHOLD,
     YOUNG_THRESHOLD,
@@ -86,8 +87,8 @@ def test_a_settled_collector_is_left_as_settled_when_a_start_lets_go() -> None:
 
 def test_what_a_start_built_is_aged_unwalked_when_it_lets_go() -> None:
     release = hold_while_starting()
-    built = [Node() for _ in range(1_000)]
-    assert gc.get_count()[0] >= 1_000, "still young while the start holds the collector"
+    built = [Node() for _ in range(AGE_UNWALKED_ABOVE + 1_000)]
+    assert gc.get_count()[0] > AGE_UNWALKED_ABOVE, "young while the start holds the collector"
     walked: list[int] = []
 
     def note(phase: str, info: dict[str, int]) -> None:
@@ -110,10 +111,21 @@ def test_what_a_start_built_is_aged_unwalked_when_it_lets_go() -> None:
 def test_a_cycle_a_start_made_is_still_collected_by_a_full_pass() -> None:
     release = hold_while_starting()
     gone = cycle()
+    built = [Node() for _ in range(AGE_UNWALKED_ABOVE + 1_000)]
     release()
     assert gone() is not None, "no pass walked it on the way"
     gc.collect()
     assert gone() is None
+    del built
+
+
+def test_a_small_start_is_walked_by_a_young_pass_as_before() -> None:
+    release = hold_while_starting()
+    gone = cycle()
+    release()
+    keep = [[] for _ in range(1_000)]  # past CPython's young threshold
+    assert gone() is None
+    del keep
 
 
 def test_nothing_frozen_is_given_back_when_a_start_lets_go() -> None:
@@ -123,7 +135,9 @@ def test_nothing_frozen_is_given_back_when_a_start_lets_go() -> None:
     frozen = gc.get_freeze_count()
     del node
     release = hold_while_starting()
+    built = [Node() for _ in range(AGE_UNWALKED_ABOVE + 1_000)]
     release()
     assert gc.get_freeze_count() == frozen
     gc.collect()
     assert held() is not None, "still frozen"
+    del built
