@@ -44,6 +44,9 @@ class GatedFsyncAhead:
     def spin(self, limit_ns: int) -> bool:
         return not self.running  # done only when the test says: never within a spin
 
+    def ended(self) -> bool:
+        return not self.running  # ended only by ``done``, once the test says
+
     async def done(self) -> None:
         self.waited.set()
         await self.gate.wait()

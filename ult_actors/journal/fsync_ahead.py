@@ -65,6 +65,10 @@ class FsyncAhead(Protocol):
     async def done(self) -> None:
         """Return once the fdatasync begun last is done; ``OSError`` if it failed."""
 
+    def ended(self) -> bool:
+        """Without a wait: True once the fdatasync begun last is done (``OSError`` if it
+        failed; either is told once), False while it runs."""
+
     def spin(self, limit_ns: int) -> bool:
         """Watch, on this thread, for the fdatasync begun last to end, for at most
         ``limit_ns``: True once it has (``done`` then returns without a wait)."""
@@ -128,18 +132,23 @@ class UringFsync:
         self._running = True
 
     async def done(self) -> None:
-        while self._running:
-            head = _U32.unpack_from(self._ring, self._cq_head)[0]
-            if head == _U32.unpack_from(self._ring, self._cq_tail)[0]:
-                await trio.lowlevel.wait_readable(self._efd)
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self._efd)
-                continue
-            res = _CQE.unpack_from(self._ring, self._cqes + _CQE.size * (head & self._cq_mask))[1]
-            _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
-            self._running = False
-            if res < 0:
-                raise OSError(-res, os.strerror(-res))
+        while not self.ended():
+            await trio.lowlevel.wait_readable(self._efd)
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._efd)
+
+    def ended(self) -> bool:
+        if not self._running:
+            return True
+        head = _U32.unpack_from(self._ring, self._cq_head)[0]
+        if head == _U32.unpack_from(self._ring, self._cq_tail)[0]:
+            return False
+        res = _CQE.unpack_from(self._ring, self._cqes + _CQE.size * (head & self._cq_mask))[1]
+        _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
+        self._running = False
+        if res < 0:
+            raise OSError(-res, os.strerror(-res))
+        return True
 
     def spin(self, limit_ns: int) -> bool:
         # The completion entry is posted before the eventfd is signalled: once the tail
