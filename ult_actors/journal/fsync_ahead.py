@@ -182,7 +182,12 @@ class IdleSpin:
     That price is worth paying only while the machine has a core to spare: a watch
     during which this thread lost its core for more than ``lost_ns`` (its CPU time fell
     behind the wall clock: others wanted the core) means it has none, and the next
-    ``pause`` watches are skipped (the loop sleeps as without one)."""
+    ``pause`` watches are skipped (the loop sleeps as without one). Nor is it while the
+    disk is slower than a watch: a watch that ran its whole limit without seeing the
+    end skips the next one, and each further such watch in a row twice as many (up to
+    ``pause``); one that sees an end watches at every chance again. So a disk that
+    takes milliseconds costs the loop a watch in ``pause``, and a rare slow fdatasync
+    one watch."""
 
     def __init__(
         self,
@@ -199,6 +204,7 @@ class IdleSpin:
         self._wall_ns = wall_ns
         self._cpu_ns = cpu_ns
         self._skip = 0
+        self._missed = 0  # the watches skipped after the last whole watch that saw no end
         #: Watches made, and those whose fdatasync ended within them (for benchmarks).
         self.watches = 0
         self.seen = 0
@@ -211,9 +217,15 @@ class IdleSpin:
             return
         wall, cpu = self._wall_ns(), self._cpu_ns()
         self.watches += 1
-        self.seen += ahead.spin(min(self.limit_ns, timeout_ns))
+        limit = min(self.limit_ns, timeout_ns)
+        seen = ahead.spin(limit)
+        self.seen += seen
         if (self._wall_ns() - wall) - (self._cpu_ns() - cpu) > self.lost_ns:
             self._skip = self.pause
+        elif seen:
+            self._missed = 0
+        elif limit == self.limit_ns:  # a whole watch: the disk was slower than it
+            self._missed = self._skip = min(2 * self._missed or 1, self.pause)
 
 
 def open_fsync_ahead() -> FsyncAhead | None:

@@ -949,6 +949,7 @@ class SqliteStore:
             if stats.tasks_runnable or stats.run_sync_soon_queue_size:
                 return False
             spin(ahead, max(0, int(stats.seconds_to_next_deadline * 1e9)))
+            self._round.idle = None  # watched here: not once more as the loop idles
             try:
                 if not ahead.ended():
                     return False
