@@ -228,7 +228,7 @@ async def test_with_full_a_fsync_failed_within_its_watch_answers_unknown_and_is_
     ahead = EndsInItsWatch()
     ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
     opener = sqlite_store_opener(
-        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.01
+        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.2
     )
     async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
         store = await svc.journal.get()
@@ -239,6 +239,8 @@ async def test_with_full_a_fsync_failed_within_its_watch_answers_unknown_and_is_
                 await client.submit("AAPL", "buy", 1, client_order_id="c-1")
             assert ahead.waits == 0
             # An outage until the probe has folded the log into the file, durably.
+            await trio.testing.wait_all_tasks_blocked()  # the writer has seen the failure
+            assert store.unavailable is not None
             while store.unavailable is not None:
                 await store.availability_changed()
             ahead.error = None
