@@ -427,7 +427,7 @@ def test_an_idle_spin_watches_ever_less_often_while_the_disk_is_slower_than_a_wa
     for _ in range(4):
         spin(slow, 10**9)  # the pause runs out; the fdatasync seen to end
     made.clear()
-    for chance in range(3):
+    for _ in range(3):
         before = len(slow.limits)
         spin(slow, 10**9)
         made.append(len(slow.limits) > before)
