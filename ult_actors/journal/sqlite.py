@@ -40,11 +40,14 @@ the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
 before the fsync ends takes no ack with it, and restart adopts an order
 the broker has and the journal lost. Such a record is appended without a
 batch (``records_now(fsync_by_ack=True)``), so a paper order's step runs by
-plain calls as with ``"normal"``; and when the loop would sleep with its
-fdatasync still running, the trio thread watches the ring for its end for
-up to ``fsync_spin_ns`` instead: the ack then runs without the wake-up of a
-sleeping thread (tens of microseconds on a virtual machine), while the
-machine has a core to spare (``journal.fsync_ahead.IdleSpin``).
+plain calls as with ``"normal"``. At its end, with no other task to run,
+the step watches the ring for that fdatasync's end for up to
+``fsync_spin_ns`` and acks the order right there (``durable_now``); else the
+ack awaits ``durable``, and when the loop would sleep with the fdatasync
+still running the trio thread watches the same way instead. Either way the
+ack runs without the wake-up of a sleeping thread (tens of microseconds on
+a virtual machine), while the machine has a core to spare and the disk is
+quicker than a watch (``journal.fsync_ahead.IdleSpin``).
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
