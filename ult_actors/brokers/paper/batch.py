@@ -144,7 +144,8 @@ class DecimalTexts:
     quantity as its ``qty``, its ``filled_qty`` and its fill's ``qty``, and its
     fill's price (kept by the venue until the next tick) as its
     ``avg_fill_price`` and the fill's ``price``, the same object order after
-    order. Each kind of decimal keeps its last object and its text (``LastText``).
+    order, and its fill's commission as its own. Each kind of decimal keeps its last
+    object and its text (``LastText``).
     """
 
     def __init__(self) -> None:
@@ -159,6 +160,9 @@ class DecimalTexts:
         self.arrival = LastText()
         #: An order's limit or stop price.
         self.terms = LastText()
+        #: A commission: an order filled whole in one call carries its fill's commission
+        #: object as its own, so the fill's body takes the order's text.
+        self.commission = LastText()
 
     def filled(self, value: object) -> str:
         """The text of an order's filled quantity: its quantity's (filled whole), or
@@ -196,7 +200,7 @@ def _order_body(parts: tuple[Any, ...], fields: list[Any], texts: DecimalTexts) 
     value = fields[_ORDER_STOP]
     if value is not None:
         fields[_ORDER_STOP] = texts.terms.of(value)
-    return _body((fields, parts[1], parts[2], str(parts[3])))
+    return _body((fields, parts[1], parts[2], texts.commission.of(parts[3])))
 
 
 def _fill_body(fields: list[Any], texts: DecimalTexts) -> bytearray:
@@ -204,7 +208,7 @@ def _fill_body(fields: list[Any], texts: DecimalTexts) -> bytearray:
     are ``fields``, its quantity and price as their text (``texts``)."""
     fields[_FILL_QTY] = texts.qty.of(fields[_FILL_QTY])
     fields[_FILL_PRICE] = texts.price.of(fields[_FILL_PRICE])
-    fields[_FILL_COMMISSION] = str(fields[_FILL_COMMISSION])
+    fields[_FILL_COMMISSION] = texts.commission.of(fields[_FILL_COMMISSION])
     return _body(fields)
 
 
