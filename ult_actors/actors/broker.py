@@ -502,7 +502,8 @@ class _BrokerIncarnation:
             # Not waited for: the order already left, and restart reconciliation asks the
             # broker about any order whose news a crash kept from the disk.
             store.record_soon(merged)
-        self._publish(_ORDER_UPDATE(order=merged, fill=execution, ts=self.deps.now_ns()))
+        # By position (``order_state`` checks the fields' order): no keywords matched.
+        self._publish(_ORDER_UPDATE(merged, execution, self.deps.now_ns()))
         if merged.leg is not None and merged.leg.emulated:
             self._count_emulated(merged)
             self.nursery.start_soon(self._react, merged)

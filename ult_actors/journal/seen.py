@@ -48,13 +48,14 @@ class SeenFilter:
             # looped over (this runs for every order a fold writes). The same positions as
             # ``int`` arithmetic gives, pure or compiled: the low bits of a negative hash
             # are its two's complement's either way. A byte's index is boxed once, for its
-            # read and its write (``at: Any``): an index past 256 is a new ``int`` object
-            # each time it is boxed.
+            # read and its write (``at: Any``; an index past 256 is a new ``int`` object each
+            # time it is boxed), and the byte read is typed (``byte: int``), so that its bit
+            # operations stay native.
             h: i64 = hash(key)
             pos: i64 = h & mask
             step: i64 = ((h >> 32) & mask) | 1
             at: Any = int(pos >> 3)
-            byte = bits[at]
+            byte: int = bits[at]
             bit = int(1 << (pos & 7))
             if not byte & bit:
                 bits[at] = byte | bit
