@@ -36,11 +36,11 @@ from ult_actors.messages import (
     Leg,
     Order,
     OrderListRequest,
+    OrderReply,
     OrderRequest,
     OrderStatus,
-    Side,
-    OrderReply,
     OrderUpdate,
+    Side,
     SubmitOutcome,
 )
 from ult_actors.validation import leg_roles
