@@ -91,6 +91,12 @@ class _WorkingKey(msgspec.Struct):
 
 #: An order row's ``fills`` with none.
 _NO_FILLS = bytearray()
+#: A body is encoded into this much room, copied, and cut to its length (an order's is
+#: ~200 bytes): into an empty ``bytearray`` msgspec grows it step by step, four or five
+#: resizes a body (~1,250 instructions more, ``/tmp/s40/cpu6/mb_body.py``), as the
+#: journal's bodies found (``journal.changelog``'s ``_ROOM``). Never written to itself.
+_BODY_ROOM: Final = 512
+_ROOM: Final = bytearray(_BODY_ROOM)
 
 
 def joined_bodies(rows: list[tuple[Any, ...]]) -> bytearray:
@@ -106,8 +112,8 @@ def joined_bodies(rows: list[tuple[Any, ...]]) -> bytearray:
 
 def _body(value: object) -> bytearray:
     """``value``'s msgpack as a ``bytearray``: what sqlite3 binds without looking for an
-    adapter (encoded into it, not copied from ``bytes``)."""
-    body = bytearray()
+    adapter (encoded into it, not copied from ``bytes``; into a copy of ``_ROOM``)."""
+    body = _ROOM.copy()
     _encode_into(value, body)
     return body
 
