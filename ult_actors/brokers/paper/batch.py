@@ -93,8 +93,8 @@ class _WorkingKey(msgspec.Struct):
 _NO_FILLS = bytearray()
 #: A body is encoded into this much room, copied, and cut to its length (an order's is
 #: ~200 bytes): into an empty ``bytearray`` msgspec grows it step by step, four or five
-#: resizes a body (~1,250 instructions more, ``/tmp/s40/cpu6/mb_body.py``), as the
-#: journal's bodies found (``journal.changelog``'s ``_ROOM``). Never written to itself.
+#: resizes a body (~1,250 instructions more), as the journal's bodies found
+#: (``journal.changelog``'s ``_ROOM``). Never written to itself.
 _BODY_ROOM: Final = 512
 _ROOM: Final = bytearray(_BODY_ROOM)
 
