@@ -90,8 +90,22 @@ class TimedAhead:
         try:
             await self.ahead.done()
         finally:
-            if self.fsync.way:
-                self.fsync.times[self.fsync.way].append(time.perf_counter_ns() - self.began)
+            self._timed()
+
+    def ended(self) -> bool:
+        try:
+            ended = self.ahead.ended()
+        except OSError:
+            self._timed()
+            raise
+        if ended:
+            self._timed()
+        return ended
+
+    def _timed(self) -> None:
+        if self.fsync.way and self.began:
+            self.fsync.times[self.fsync.way].append(time.perf_counter_ns() - self.began)
+            self.began = 0
 
     def close(self) -> None:
         self.ahead.close()

@@ -8,7 +8,8 @@ CPU per message: for pings that is the IPC layer's own cost per request.
 ``--instructions`` counts instead the server's instructions per request
 (valgrind, every thread), steady on a shared machine where CPU time is not:
 the service (journal off, paper account in memory; ``--setup default``: the
-default configuration, journal and paper account files) and its socket server
+default configuration, journal and paper account files; ``--setup full``: that with
+``journal.synchronous = "full"``, each fdatasync's time left out) and its socket server
 run in one process under valgrind, driven through the socket by a raw client
 in this process, for sequential and pipelined (window 128) pings and submits
 (``--only submit``: submits only). Each figure is two runs, ``--warmup``
@@ -40,7 +41,7 @@ from bench.common import (
     split_frames,
     submit_frame,
 )
-from bench.ult import VARIANTS, write_config
+from bench.ult import FULL_SYNC, VARIANTS, write_config
 from ult_actors.client import Client, order_request
 from ult_actors.ipc.framing import FrameReader, ReplyCodec
 from ult_actors.messages import Order, Ping
@@ -49,7 +50,11 @@ from ult_actors.testing.process import UltProcess
 #: What ``--instructions`` measures: (request kind, window); window 1 is sequential.
 KINDS = (("ping", 1), ("submit", 1), ("ping", 128), ("submit", 128))
 #: ``--setup``: the service's configuration under ``--instructions`` (``bench.ult``'s variants).
-SETUPS = {"memory": VARIANTS["journal off, paper account in memory"], "default": {}}
+SETUPS = {
+    "memory": VARIANTS["journal off, paper account in memory"],
+    "default": {},
+    "full": VARIANTS[FULL_SYNC],
+}
 
 
 def main() -> None:

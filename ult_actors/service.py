@@ -274,8 +274,39 @@ def build_service(
     ``ConfigError`` naming the key if a value is out of its range.
     """
     check_ranges(config)
-    env = dict(os.environ) if env is None else env
-    rng = rng or random.Random()
+    # What is built here lives as long as the service, as what ``Service.run`` starts does:
+    # no collector passes over it on the way (1,000 paper connections: a full pass of
+    # 30-35 ms within the build; ready6).
+    release_collector = hold_while_starting()
+    try:
+        return _build_service(
+            config,
+            env=dict(os.environ) if env is None else env,
+            now_ns=now_ns,
+            rng=rng or random.Random(),
+            connector_factories=connector_factories or {},
+            store_opener=store_opener,
+            extra_children=extra_children or [],
+            reconcile=reconcile or ReconcilePolicy(),
+            lease=lease,
+        )
+    finally:
+        release_collector()
+
+
+def _build_service(
+    config: ServiceConfig,
+    *,
+    env: dict[str, str],
+    now_ns: Callable[[], int],
+    rng: random.Random,
+    connector_factories: dict[str, Callable[[], Connector]],
+    store_opener: StoreOpener | None,
+    extra_children: list[ExtraChild],
+    reconcile: ReconcilePolicy,
+    lease: LeaseDeadline | None,
+) -> Service:
+    """``build_service``'s work, the collector held."""
     state_dir = (
         Path(config.service.state_dir) if config.service.state_dir else default_state_dir(env)
     )
@@ -295,8 +326,8 @@ def build_service(
         journal=slot,
         rng=rng,
         now_ns=now_ns,
-        connector_factories=connector_factories or {},
-        reconcile=reconcile or ReconcilePolicy(),
+        connector_factories=connector_factories,
+        reconcile=reconcile,
         lease=lease,
         booking=booking,
     )
@@ -358,7 +389,7 @@ def build_service(
         emulated_legs=brokers.emulated_legs,
         connections=brokers.connections,
     )
-    for extra in extra_children or []:
+    for extra in extra_children:
         root.add_child(extra(service))
     return service
 

@@ -169,7 +169,8 @@ class Child:
              "--faults-log", str(self.faults),
              "--seed", str(self.args.seed * 1000 + self.tally.starts),
              "--fault-rate", str(self.args.fault_rate),
-             "--stream-drop-every", str(self.args.stream_drop_every)],
+             "--stream-drop-every", str(self.args.stream_drop_every),
+             "--synchronous", self.args.synchronous],
             program=CHILD, home=self.base, env=self.env, cwd=ROOT, socket=self.socket,
         )  # fmt: skip
         try:
@@ -857,6 +858,13 @@ def main(argv: list[str] | None = None) -> int:
         help="shares of the kinds, e.g. order=0.4,replace=0.2 (default: "
         + ",".join(f"{k}={v}" for k, v in KINDS.items())
         + ")",
+    )
+    p.add_argument(
+        "--synchronous",
+        choices=("normal", "full"),
+        default="normal",
+        help="the journal's synchronous setting (default normal; full: each submit fsynced"
+        " before its ack)",
     )
     p.add_argument("--settle-timeout", type=float, default=120.0, help="max s to wait at the end")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, journal, account)")

@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--stale-after", type=float, default=2.0, help="Alpaca/OANDA/IB streams silent this long: lost"
     )
+    p.add_argument("--synchronous", choices=("normal", "full"), default="normal")
     args = p.parse_args(argv)
     cfg = load_config(None)
+    cfg.journal.synchronous = args.synchronous
     cfg.ipc.socket = args.socket
     cfg.service.state_dir = args.state_dir
     # Short retry delays: paper runs one order at a time, so a retry's sleep holds the line.

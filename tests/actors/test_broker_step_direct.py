@@ -197,6 +197,9 @@ class _CountedStarts:
     async def done(self) -> None:
         await self.ahead.done()
 
+    def ended(self) -> bool:
+        return bool(self.ahead.ended())
+
     def spin(self, limit_ns: int) -> bool:
         return bool(self.ahead.spin(limit_ns))
 

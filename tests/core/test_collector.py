@@ -8,6 +8,7 @@ import weakref
 import pytest
 
 from ult_actors.collector import (
+    AGE_UNWALKED_ABOVE,
     OLDER_THRESHOLDS,
     STARTING_YOUNG_THRESHOLD,
     YOUNG_THRESHOLD,
@@ -82,3 +83,61 @@ def test_a_settled_collector_is_left_as_settled_when_a_start_lets_go() -> None:
     settle_after_start()  # another service of the process is ready meanwhile
     release()
     assert gc.get_threshold() == (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
+
+
+def test_what_a_start_built_is_aged_unwalked_when_it_lets_go() -> None:
+    release = hold_while_starting()
+    built = [Node() for _ in range(AGE_UNWALKED_ABOVE + 1_000)]
+    assert gc.get_count()[0] > AGE_UNWALKED_ABOVE, "young while the start holds the collector"
+    walked: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            walked.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        release()
+        more = [Node() for _ in range(1_000)]  # past CPython's young threshold once again
+    finally:
+        gc.callbacks.remove(note)
+    # In the oldest generation without a pass over them: the young one starts afresh.
+    assert gc.is_tracked(built[0])
+    assert any(node is built[0] for node in gc.get_objects(generation=2))
+    assert all(generation == 0 for generation in walked)
+    del more
+
+
+def test_a_cycle_a_start_made_is_still_collected_by_a_full_pass() -> None:
+    release = hold_while_starting()
+    gone = cycle()
+    built = [Node() for _ in range(AGE_UNWALKED_ABOVE + 1_000)]
+    release()
+    assert gone() is not None, "no pass walked it on the way"
+    gc.collect()
+    assert gone() is None
+    del built
+
+
+def test_a_small_start_is_walked_by_a_young_pass_as_before() -> None:
+    release = hold_while_starting()
+    gone = cycle()
+    release()
+    keep = [[] for _ in range(1_000)]  # past CPython's young threshold
+    assert gone() is None
+    del keep
+
+
+def test_nothing_frozen_is_given_back_when_a_start_lets_go() -> None:
+    held = cycle()
+    node = held()
+    settle_after_start()  # another service of the process is ready: ``node`` frozen with it
+    frozen = gc.get_freeze_count()
+    del node
+    release = hold_while_starting()
+    built = [Node() for _ in range(AGE_UNWALKED_ABOVE + 1_000)]
+    release()
+    assert gc.get_freeze_count() == frozen
+    gc.collect()
+    assert held() is not None, "still frozen"
+    del built

@@ -22,7 +22,7 @@ from tests.journal.harness import (
     short_socket_path,
 )
 from ult_actors.client import AsyncClient, JournalUnavailable
-from ult_actors.journal.fsync_ahead import IdleSpin, UringFsync, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import FSYNC_SPIN_NS, IdleSpin, UringFsync, open_fsync_ahead
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 
 
@@ -43,6 +43,9 @@ class GatedFsyncAhead:
 
     def spin(self, limit_ns: int) -> bool:
         return not self.running  # done only when the test says: never within a spin
+
+    def ended(self) -> bool:
+        return not self.running  # ended only by ``done``, once the test says
 
     async def done(self) -> None:
         self.waited.set()
@@ -161,6 +164,118 @@ async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
     assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new", "c-3": "pending_new"}
 
 
+class EndsInItsWatch:
+    """An fdatasync that ends (or fails: ``error``) within the first watch of it; counts
+    the waits for it (``done``), which an order acked in its plain step never makes."""
+
+    def __init__(self) -> None:
+        self.begun: list[int] = []
+        self.watches: list[int] = []
+        self.waits = 0
+        self.error: OSError | None = None
+        self.running = False
+
+    def start(self, fd: int) -> None:
+        assert not self.running
+        self.begun.append(fd)
+        self.running = True
+
+    def spin(self, limit_ns: int) -> bool:
+        self.watches.append(limit_ns)
+        return True
+
+    def ended(self) -> bool:
+        if self.running:
+            self.running = False
+            if self.error is not None:
+                raise self.error
+        return True
+
+    async def done(self) -> None:
+        self.waits += 1
+        await trio.lowlevel.checkpoint()
+        self.ended()
+
+    def close(self) -> None:
+        pass
+
+
+async def test_with_full_a_lone_order_whose_fsync_ends_within_its_watch_is_acked_in_its_step(
+    tmp_path: Path, sock: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    ahead = EndsInItsWatch()
+    opener = sqlite_store_opener(path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead)
+    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()
+            placed = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+        assert placed.status == "filled"
+        # Its fdatasync was begun ahead and watched once, by its own step (never past the
+        # watch's limit); the ack waited for nothing else.
+        assert len(ahead.begun) == 1 and len(ahead.watches) == 1
+        assert 0 <= ahead.watches[0] <= FSYNC_SPIN_NS
+        assert ahead.waits == 0 and not store.acks_wait()
+    assert rows_on_disk(path) == {"c-1": "filled"}
+
+
+async def test_with_full_a_fsync_failed_within_its_watch_answers_unknown_and_is_an_outage(
+    tmp_path: Path, sock: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    ahead = EndsInItsWatch()
+    ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
+    opener = sqlite_store_opener(
+        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.2
+    )
+    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(JournalUnavailable, match="was sent and may be at the broker"):
+                await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+            assert ahead.waits == 0
+            # An outage until the probe has folded the log into the file, durably.
+            await trio.testing.wait_all_tasks_blocked()  # the writer has seen the failure
+            assert store.unavailable is not None
+            while store.unavailable is not None:
+                await store.availability_changed()
+            ahead.error = None
+            again = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+        assert again.status == "filled" and len(ahead.begun) == 1  # the same order, once
+    assert rows_on_disk(path) == {"c-1": "filled"}
+
+
+@pytest.mark.parametrize("spin_ns", [0, 300_000])
+async def test_with_full_an_ack_watches_for_its_fsync_only_while_no_other_task_is_runnable(
+    tmp_path: Path, spin_ns: int
+) -> None:
+    ahead = EndsInItsWatch()
+    async with open_sqlite_store(
+        tmp_path / "journal.db",
+        synchronous="full",
+        fsync=lambda fd: None,
+        fsync_ahead=ahead,
+        fsync_spin_ns=spin_ns,
+    ) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()  # the writer idle
+            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
+            assert store.acks_wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.lowlevel.checkpoint)  # another task to run
+                assert not store.durable_now("c-1") and ahead.watches == []
+            # Nothing else to run: watched here (unless watching is off), and durable.
+            assert store.durable_now("c-1") is bool(spin_ns)
+            assert len(ahead.watches) == (1 if spin_ns else 0)
+            await store.durable("c-1")
+            assert not store.acks_wait() and store.durable_now("c-1")
+            assert ahead.waits == (0 if spin_ns else 1)
+
+
 @pytest.fixture
 def uring(tmp_path: Path) -> Iterator[tuple[UringFsync, int]]:
     """The io_uring fdatasync and a segment's descriptor to fsync (skipped without io_uring)."""
@@ -268,10 +383,12 @@ class _Watched:
         self.clocks, self.wall, self.cpu = clocks, wall, cpu
         self.limits: list[int] = []
 
+        self.ends = True  # whether the fdatasync ends within a watch
+
     def spin(self, limit_ns: int) -> bool:
         self.limits.append(limit_ns)
         self.clocks.watched(self.wall, self.cpu)
-        return True
+        return self.ends
 
 
 def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again() -> None:
@@ -289,3 +406,34 @@ def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again
     # Watched once, then paused for three: the loop slept as without a watch.
     assert crowded.limits == [300_000, 300_000]
     assert (spin.watches, spin.seen) == (4, 4)
+
+
+def test_an_idle_spin_watches_ever_less_often_while_the_disk_is_slower_than_a_watch() -> None:
+    clocks = _Clocks()
+    spin = IdleSpin(
+        300_000, lost_ns=50_000, pause=4, wall_ns=lambda: clocks.wall, cpu_ns=lambda: clocks.cpu
+    )
+    slow = _Watched(clocks, wall=300_000, cpu=300_000)  # the core its own, the disk slow
+    slow.ends = False
+    made = []
+    for chance in range(20):
+        before = len(slow.limits)
+        spin(slow, 10**9)
+        if len(slow.limits) > before:
+            made.append(chance)
+    # Watched, then 1, 2, 4, 4, ... chances skipped after each whole watch that saw no end.
+    assert made == [0, 2, 5, 10, 15]
+    slow.ends = True
+    for _ in range(4):
+        spin(slow, 10**9)  # the pause runs out; the fdatasync seen to end
+    made.clear()
+    for _ in range(3):
+        before = len(slow.limits)
+        spin(slow, 10**9)
+        made.append(len(slow.limits) > before)
+    assert made == [True, True, True]  # every chance again
+    # A watch cut short by the loop's next deadline says nothing of the disk.
+    slow.ends = False
+    for _ in range(3):
+        spin(slow, 100_000)
+    assert slow.limits[-3:] == [100_000] * 3

@@ -1111,6 +1111,14 @@ class _BrokerIncarnation:
                 raise
             self._failed(env, exc)
             return None
+        if rest is None and acks_wait:
+            # Its fdatasync may end while the loop has nothing else to do: acked right here.
+            try:
+                acks_wait = not store.durable_now(coid)
+            except UltError as exc:
+                self._over(coid)
+                self._failed(env, exc)
+                return None
         if rest is not None or acks_wait:
             return self._place_rest(env, coid, rest, placed)
         self._over(coid)

@@ -20,6 +20,8 @@ the restriction that long after the venue answered again.
 
 from __future__ import annotations
 
+import heapq
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -430,6 +432,13 @@ class _Positions:
         # Set once a broker's first pull is over: an answer before it would show an empty
         # book as if it were the broker's (right after a start, say).
         self.first_pull = {name: trio.Event() for name in deps.brokers}
+        #: Each broker's next periodic pull, (trio time, broker), earliest first: waited for
+        #: by ``sync_forever``'s one task, not a sleeping task a broker.
+        self.due: list[tuple[float, str]] = []
+        #: Set to wake ``sync_forever`` when a pull comes due before the one it waits for.
+        self.sooner = trio.Event()
+        #: The trio time ``sync_forever`` waits until now.
+        self.waiting_until = math.inf
 
     async def run(self) -> None:
         deps = self.deps
@@ -441,8 +450,9 @@ class _Positions:
                 await baseline_from_journal(deps.journal, self.book.applied)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.follow_events)
-                for name in deps.brokers:
-                    nursery.start_soon(self.sync_forever, name)
+                for name in deps.brokers:  # each pulled now, then when due (``sync_forever``)
+                    nursery.start_soon(self.sync_then_plan, name)
+                nursery.start_soon(self.sync_forever, nursery)
                 nursery.start_soon(self.sync_on_reconnect, nursery)
                 await serve_mailbox(self.ctx, self.handle)
         finally:
@@ -473,13 +483,32 @@ class _Positions:
         self.first_pull[name].set()
         return reported
 
-    async def sync_forever(self, name: str) -> None:
+    async def sync_forever(self, nursery: trio.Nursery) -> None:
+        """Pull each broker again when its next pull is due: every pull in a task of its
+        own (``sync_then_plan``), so a slow or failing broker holds up no other's; this one
+        task waits for whichever comes due first (1,000 connections: one waiting task, not
+        a thousand; ready6)."""
+        due = self.due
         while True:
-            reported = await self.sync(name)
-            settled = not any(broker == name for broker, _ in self.book.unsettled)
-            await trio.sleep(
-                self.deps.sync_interval_s if reported and settled else self.deps.unreported_retry_s
-            )
+            if due and due[0][0] <= trio.current_time():
+                name = heapq.heappop(due)[1]
+                nursery.start_soon(self.sync_then_plan, name)
+                continue
+            self.waiting_until = due[0][0] if due else math.inf
+            self.sooner = trio.Event()
+            with trio.move_on_at(self.waiting_until):
+                await self.sooner.wait()
+
+    async def sync_then_plan(self, name: str) -> None:
+        """Pull ``name``, then plan its next pull: after ``sync_interval_s``, or after
+        ``unreported_retry_s`` when it gave no report or the book is unsettled."""
+        reported = await self.sync(name)
+        settled = not any(broker == name for broker, _ in self.book.unsettled)
+        wait = self.deps.sync_interval_s if reported and settled else self.deps.unreported_retry_s
+        at = trio.current_time() + wait
+        heapq.heappush(self.due, (at, name))
+        if at < self.waiting_until:
+            self.sooner.set()
 
     async def sync_on_reconnect(self, nursery: trio.Nursery) -> None:
         async for event in self.reconnects:

@@ -65,6 +65,10 @@ class FsyncAhead(Protocol):
     async def done(self) -> None:
         """Return once the fdatasync begun last is done; ``OSError`` if it failed."""
 
+    def ended(self) -> bool:
+        """Without a wait: True once the fdatasync begun last is done (``OSError`` if it
+        failed; either is told once), False while it runs."""
+
     def spin(self, limit_ns: int) -> bool:
         """Watch, on this thread, for the fdatasync begun last to end, for at most
         ``limit_ns``: True once it has (``done`` then returns without a wait)."""
@@ -128,18 +132,23 @@ class UringFsync:
         self._running = True
 
     async def done(self) -> None:
-        while self._running:
-            head = _U32.unpack_from(self._ring, self._cq_head)[0]
-            if head == _U32.unpack_from(self._ring, self._cq_tail)[0]:
-                await trio.lowlevel.wait_readable(self._efd)
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self._efd)
-                continue
-            res = _CQE.unpack_from(self._ring, self._cqes + _CQE.size * (head & self._cq_mask))[1]
-            _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
-            self._running = False
-            if res < 0:
-                raise OSError(-res, os.strerror(-res))
+        while not self.ended():
+            await trio.lowlevel.wait_readable(self._efd)
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._efd)
+
+    def ended(self) -> bool:
+        if not self._running:
+            return True
+        head = _U32.unpack_from(self._ring, self._cq_head)[0]
+        if head == _U32.unpack_from(self._ring, self._cq_tail)[0]:
+            return False
+        res = _CQE.unpack_from(self._ring, self._cqes + _CQE.size * (head & self._cq_mask))[1]
+        _U32.pack_into(self._ring, self._cq_head, (head + 1) & 0xFFFFFFFF)
+        self._running = False
+        if res < 0:
+            raise OSError(-res, os.strerror(-res))
+        return True
 
     def spin(self, limit_ns: int) -> bool:
         # The completion entry is posted before the eventfd is signalled: once the tail
@@ -173,7 +182,12 @@ class IdleSpin:
     That price is worth paying only while the machine has a core to spare: a watch
     during which this thread lost its core for more than ``lost_ns`` (its CPU time fell
     behind the wall clock: others wanted the core) means it has none, and the next
-    ``pause`` watches are skipped (the loop sleeps as without one)."""
+    ``pause`` watches are skipped (the loop sleeps as without one). Nor is it while the
+    disk is slower than a watch: a watch that ran its whole limit without seeing the
+    end skips the next one, and each further such watch in a row twice as many (up to
+    ``pause``); one that sees an end watches at every chance again. So a disk that
+    takes milliseconds costs the loop a watch in ``pause``, and a rare slow fdatasync
+    one watch."""
 
     def __init__(
         self,
@@ -190,6 +204,7 @@ class IdleSpin:
         self._wall_ns = wall_ns
         self._cpu_ns = cpu_ns
         self._skip = 0
+        self._missed = 0  # the watches skipped after the last whole watch that saw no end
         #: Watches made, and those whose fdatasync ended within them (for benchmarks).
         self.watches = 0
         self.seen = 0
@@ -202,9 +217,15 @@ class IdleSpin:
             return
         wall, cpu = self._wall_ns(), self._cpu_ns()
         self.watches += 1
-        self.seen += ahead.spin(min(self.limit_ns, timeout_ns))
+        limit = min(self.limit_ns, timeout_ns)
+        seen = ahead.spin(limit)
+        self.seen += seen
         if (self._wall_ns() - wall) - (self._cpu_ns() - cpu) > self.lost_ns:
             self._skip = self.pause
+        elif seen:
+            self._missed = 0
+        elif limit == self.limit_ns:  # a whole watch: the disk was slower than it
+            self._missed = self._skip = min(2 * self._missed or 1, self.pause)
 
 
 def open_fsync_ahead() -> FsyncAhead | None:

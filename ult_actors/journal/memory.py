@@ -56,6 +56,9 @@ class MemoryStore:
     async def durable(self, client_order_id: str) -> None:
         return None  # nothing is left to an fsync
 
+    def durable_now(self, client_order_id: str) -> bool:
+        return True  # nothing is left to an fsync
+
     def record_soon(self, order: Order, *, event: str = "update") -> None:
         self.writes += 1
         self._by_client_id.pop(order.client_order_id, None)  # re-insert: newest last

@@ -40,11 +40,14 @@ the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
 before the fsync ends takes no ack with it, and restart adopts an order
 the broker has and the journal lost. Such a record is appended without a
 batch (``records_now(fsync_by_ack=True)``), so a paper order's step runs by
-plain calls as with ``"normal"``; and when the loop would sleep with its
-fdatasync still running, the trio thread watches the ring for its end for
-up to ``fsync_spin_ns`` instead: the ack then runs without the wake-up of a
-sleeping thread (tens of microseconds on a virtual machine), while the
-machine has a core to spare (``journal.fsync_ahead.IdleSpin``).
+plain calls as with ``"normal"``. At its end, with no other task to run,
+the step watches the ring for that fdatasync's end for up to
+``fsync_spin_ns`` and acks the order right there (``durable_now``); else the
+ack awaits ``durable``, and when the loop would sleep with the fdatasync
+still running the trio thread watches the same way instead. Either way the
+ack runs without the wake-up of a sleeping thread (tens of microseconds on
+a virtual machine), while the machine has a core to spare and the disk is
+quicker than a watch (``journal.fsync_ahead.IdleSpin``).
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -926,6 +929,40 @@ class SqliteStore:
         begun = self._ahead_begun
         while self._ahead_done < begun:
             await self._reap_ahead()
+        self._raise_if_ahead_failed(client_order_id)
+
+    def durable_now(self, client_order_id: str) -> bool:
+        """``durable`` by a plain call, when the loop has nothing else to run: the trio
+        thread watches the fdatasync begun ahead for its end right here, for up to
+        ``fsync_spin_ns`` (``IdleSpin``, with its pause; never past the loop's next
+        deadline). True once durable (``JournalUnavailable`` as ``durable``), False if it
+        was not watched for or did not end meanwhile (then await ``durable``).
+
+        What it spares a lone ``full`` order is the awaited rest of its step: the step's
+        cancel scope, the task's sleep on the ring's eventfd and the wake-ups that end it
+        (docs/performance.md, "a `full` order acked in its plain step"). It watches only
+        while no other task is runnable (``tasks_runnable``), as the idle watch does only
+        as the loop would sleep: a request read with others, or any other task's work,
+        is never held up by it."""
+        ahead, spin = self.fsync_ahead, self.idle_spin
+        if self._ahead_done != self._ahead_begun:
+            if ahead is None or spin is None or self._reaping:
+                return False
+            stats = trio.lowlevel.current_statistics()
+            if stats.tasks_runnable or stats.run_sync_soon_queue_size:
+                return False
+            spin(ahead, max(0, int(stats.seconds_to_next_deadline * 1e9)))
+            self._round.idle = None  # watched here: not once more as the loop idles
+            try:
+                if not ahead.ended():
+                    return False
+            except OSError as exc:
+                self._ahead_failed_with(exc)
+            self._ahead_done = self._ahead_begun  # one at a time: this was the one running
+        self._raise_if_ahead_failed(client_order_id)
+        return True
+
+    def _raise_if_ahead_failed(self, client_order_id: str) -> None:
         why = self._ahead_failed.pop(client_order_id, None)
         if why is not None:
             raise JournalUnavailable(
@@ -933,6 +970,14 @@ class SqliteStore:
                 f" sent and may be at the broker, so its outcome is unknown; check with"
                 f" `ult order {client_order_id}`"
             )
+
+    def _ahead_failed_with(self, exc: OSError) -> None:
+        """The fdatasync begun ahead failed: its order's ack fails, and what it covered
+        may not be on the disk: an outage until a probe folds the log into the file
+        (durably), as after a failed fold."""
+        self._ahead_failed[self._ahead_coid] = self._outage_reason(exc)
+        self._ahead_error = exc
+        self._wake.set()
 
     async def _reap_ahead(self) -> None:
         """Wait for the fdatasync begun ahead (one task waits on it; the others for that)."""
@@ -946,11 +991,7 @@ class SqliteStore:
             try:
                 await self.fsync_ahead.done()
             except OSError as exc:
-                self._ahead_failed[self._ahead_coid] = self._outage_reason(exc)
-                # What it covered may not be on the disk: an outage until a probe folds the
-                # log into the file (durably), as after a failed fold.
-                self._ahead_error = exc
-                self._wake.set()
+                self._ahead_failed_with(exc)
             self._ahead_done = begun
         finally:
             self._reaping = False

@@ -63,6 +63,10 @@ class OrderStore(Protocol):
         as ``record`` promises; ``JournalUnavailable`` if it cannot be (the order
         ``client_order_id`` was sent)."""
 
+    def durable_now(self, client_order_id: str) -> bool:
+        """``durable`` by a plain call where it can be had without a wait of the loop's
+        (``JournalUnavailable`` likewise): True once durable, False to await ``durable``."""
+
     def record_soon(self, order: Order, *, event: str = "update") -> None:
         """Store ``order`` without waiting until it is durable (the brokers' news about an
         order already sent: a crash before it is durable leaves that order to restart

@@ -287,9 +287,13 @@ class Supervisor:
             self._nursery = nursery
             try:
                 if self.independent:
-                    async with trio.open_nursery() as starting:
-                        for child in self._children:
-                            starting.start_soon(self._start, child)
+                    # All at once, then waited for in turn: no task each to wait for one
+                    # (1,000 connections: 1,000 spawns fewer at start).
+                    for child in self._children:
+                        self._launch(child)
+                    for child in self._children:
+                        if not child.settled.is_set():  # (a set one's wait is a checkpoint)
+                            await child.settled.wait()
                 for child in self._children:
                     if not self.independent:
                         await self._start(child)
@@ -318,6 +322,11 @@ class Supervisor:
             await self._on_exit(child, error)
 
     async def _start(self, child: _Child) -> None:
+        self._launch(child)
+        await child.settled.wait()
+
+    def _launch(self, child: _Child) -> None:
+        """Start ``child``'s next incarnation; ``child.settled`` is set once it started or failed."""
         assert self._nursery is not None
         child.incarnation += 1
         child.stopping = False
@@ -328,7 +337,6 @@ class Supervisor:
         child.health.state = "starting"
         self._changed(child)
         self._nursery.start_soon(self._run_child, child, child.incarnation)
-        await child.settled.wait()
 
     async def _run_child(self, child: _Child, incarnation: int) -> None:
         spec = child.spec
