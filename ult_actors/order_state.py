@@ -36,8 +36,10 @@ from ult_actors.messages import (
     Leg,
     Order,
     OrderListRequest,
+    OrderReply,
     OrderRequest,
     OrderStatus,
+    OrderUpdate,
     Side,
     SubmitOutcome,
 )
@@ -107,10 +109,14 @@ _FILL_FIELDS: Final = (
     "ts",
 )
 # Checked at import, so a field added or moved fails at once, not as a wrong field later.
+# ``OrderUpdate`` and ``OrderReply`` are built by position per order too (the paper venue's
+# updates, the broker's published one, the gateway's reply): msgspec matches no keywords.
 for _struct, _fields in (
     (OrderRequest, _REQUEST_FIELDS),
     (Order, _ORDER_FIELDS),
     (Fill, _FILL_FIELDS),
+    (OrderUpdate, ("order", "fill", "ts")),
+    (OrderReply, ("id", "order")),
 ):
     if _struct.__struct_fields__[: len(_fields)] != _fields:
         raise ImportError(f"{_struct.__name__}'s fields changed: {_struct.__struct_fields__}")

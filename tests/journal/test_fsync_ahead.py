@@ -5,9 +5,10 @@ ack waits for the fdatasync; one that fails answers the submit with ``JournalUna
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,13 @@ from tests.journal.harness import (
     short_socket_path,
 )
 from ult_actors.client import AsyncClient, JournalUnavailable
-from ult_actors.journal.fsync_ahead import FSYNC_SPIN_NS, IdleSpin, UringFsync, open_fsync_ahead
+from ult_actors.journal.fsync_ahead import (
+    FSYNC_SPIN_NS,
+    FsyncAhead,
+    IdleSpin,
+    UringFsync,
+    open_fsync_ahead,
+)
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
 
 
@@ -164,6 +171,25 @@ async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
     assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new", "c-3": "pending_new"}
 
 
+@contextlib.asynccontextmanager
+async def _one_gone_ahead(
+    tmp_path: Path, ahead: FsyncAhead, spin_ns: int
+) -> AsyncIterator[SqliteStore]:
+    """A ``full`` store whose one ``submit`` record (``c-1``) returned before its fdatasync,
+    begun through ``ahead``; ``spin_ns``: how long the trio thread may watch for its end."""
+    async with open_sqlite_store(
+        tmp_path / "journal.db",
+        synchronous="full",
+        fsync=lambda fd: None,
+        fsync_ahead=ahead,
+        fsync_spin_ns=spin_ns,
+    ) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()  # the writer idle
+            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
+        yield store
+
+
 class EndsInItsWatch:
     """An fdatasync that ends (or fails: ``error``) within the first watch of it; counts
     the waits for it (``done``), which an order acked in its plain step never makes."""
@@ -254,16 +280,8 @@ async def test_with_full_an_ack_watches_for_its_fsync_only_while_no_other_task_i
     tmp_path: Path, spin_ns: int
 ) -> None:
     ahead = EndsInItsWatch()
-    async with open_sqlite_store(
-        tmp_path / "journal.db",
-        synchronous="full",
-        fsync=lambda fd: None,
-        fsync_ahead=ahead,
-        fsync_spin_ns=spin_ns,
-    ) as store:
+    async with _one_gone_ahead(tmp_path, ahead, spin_ns) as store:
         with trio.fail_after(10):
-            await trio.testing.wait_all_tasks_blocked()  # the writer idle
-            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
             assert store.acks_wait()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.lowlevel.checkpoint)  # another task to run
@@ -341,16 +359,8 @@ async def test_with_full_the_loop_watches_for_a_running_fsync_once_when_idle(
     tmp_path: Path, spin_ns: int
 ) -> None:
     ahead = WatchedFsyncAhead()
-    async with open_sqlite_store(
-        tmp_path / "journal.db",
-        synchronous="full",
-        fsync=lambda fd: None,
-        fsync_ahead=ahead,
-        fsync_spin_ns=spin_ns,
-    ) as store:
+    async with _one_gone_ahead(tmp_path, ahead, spin_ns) as store:
         with trio.fail_after(10):
-            await trio.testing.wait_all_tasks_blocked()  # the writer idle
-            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
             assert ahead.begun and ahead.watches == []  # the loop had other work: not yet
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store.durable, "c-1")

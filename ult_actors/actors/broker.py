@@ -258,6 +258,10 @@ class _BrokerIncarnation:
         #: Set once what the stream missed is applied: the gate for new orders opens.
         #: A stream lost later (``degraded``) puts a fresh, unset one in its place.
         self.ready = trio.Event()
+        #: Whether ``ready`` is set, as a plain field: every new order's ``_step_admitted``
+        #: reads it, and ``Event.is_set`` is interpreted Python (a call from compiled code,
+        #: ~750 instructions). Set and cleared with ``ready`` (``_open_gate``, ``_close_gate``).
+        self._gate_open = False
         self.state: ConnectionState = "connecting"
         #: Why the connector's own update stream is down now (``None``: it is up).
         self.stream_down: str | None = None
@@ -297,7 +301,7 @@ class _BrokerIncarnation:
                     nursery.start_soon(self.steps.guard)
                 if self.stream_down is None:
                     self._set_state("ready")
-                    self.ready.set()
+                    self._open_gate()
                 else:  # lost again meanwhile: the gate opens once it is back in step
                     self._set_state("degraded", self.stream_down)
                 self.ctx.started()
@@ -323,11 +327,21 @@ class _BrokerIncarnation:
         """
         self.stream_down = why
         if why is not None and self.state == "ready":
-            self.ready = trio.Event()
+            self._close_gate()
             self._set_state("degraded", why)
         elif why is None and self.state == "degraded":
             self._set_state("ready")
-            self.ready.set()
+            self._open_gate()
+
+    def _open_gate(self) -> None:
+        """Let new orders through: ``ready`` set (waking those held at the gate)."""
+        self._gate_open = True
+        self.ready.set()
+
+    def _close_gate(self) -> None:
+        """Hold new orders at the gate again: a fresh, unset ``ready`` in its place."""
+        self._gate_open = False
+        self.ready = trio.Event()
 
     async def _resync(self) -> None:
         """Apply what the stream missed while this connection was away, once each, in order.
@@ -488,7 +502,8 @@ class _BrokerIncarnation:
             # Not waited for: the order already left, and restart reconciliation asks the
             # broker about any order whose news a crash kept from the disk.
             store.record_soon(merged)
-        self._publish(_ORDER_UPDATE(order=merged, fill=execution, ts=self.deps.now_ns()))
+        # By position (``order_state`` checks the fields' order): no keywords matched.
+        self._publish(_ORDER_UPDATE(merged, execution, self.deps.now_ns()))
         if merged.leg is not None and merged.leg.emulated:
             self._count_emulated(merged)
             self.nursery.start_soon(self._react, merged)
@@ -689,7 +704,7 @@ class _BrokerIncarnation:
         a worker idle (it would take it at once) and a worker slot free."""
         return (
             isinstance(msg, _PLACE_ORDER)
-            and self.ready.is_set()
+            and self._gate_open  # ``ready.is_set()`` without its call
             and self.idle_workers > 0
             and self.order_workers < self.deps.concurrency
         )

@@ -154,7 +154,7 @@ def _order_reply(request: Submit, order: object) -> OrderReply:
         raise TypeError(
             f"Submit was answered with type {type(order).__name__}, not {Order.__name__}"
         )
-    return _ORDER_REPLY(id=request.id, order=order)
+    return _ORDER_REPLY(request.id, order)  # by position: ``order_state`` checks the order
 
 
 class ServiceGateway:

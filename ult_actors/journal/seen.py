@@ -8,6 +8,7 @@ thread) and for every new submit (``lacks``, on the trio thread).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ult_actors.mypyc_hints import i64
 
@@ -46,12 +47,15 @@ class SeenFilter:
             # written back only if its bit was not set; the four positions written out, not
             # looped over (this runs for every order a fold writes). The same positions as
             # ``int`` arithmetic gives, pure or compiled: the low bits of a negative hash
-            # are its two's complement's either way.
+            # are its two's complement's either way. A byte's index is boxed once, for its
+            # read and its write (``at: Any``; an index past 256 is a new ``int`` object each
+            # time it is boxed), and the byte read is typed (``byte: int``), so that its bit
+            # operations stay native.
             h: i64 = hash(key)
             pos: i64 = h & mask
             step: i64 = ((h >> 32) & mask) | 1
-            at = int(pos >> 3)
-            byte = bits[at]
+            at: Any = int(pos >> 3)
+            byte: int = bits[at]
             bit = int(1 << (pos & 7))
             if not byte & bit:
                 bits[at] = byte | bit

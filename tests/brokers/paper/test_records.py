@@ -136,8 +136,20 @@ def test_the_bodies_are_msgspec_s_bytes_whichever_decimals_one_call_or_the_last_
     texts = DecimalTexts()
     price, zero = Decimal("100.10"), Decimal(0)
     calls: list[tuple[list[WorkingOrder], list[Fill]]] = []
-    for i, (qty, kept_price) in enumerate(
-        [(Decimal("3"), price), (Decimal("3"), price), (Decimal("3.0"), Decimal("100.1"))]
+    # A commission is the order's and its fill's one object (``_fill_new``), or two equal
+    # ones; the next call's may be equal to the last with another exponent.
+    quarter, quarter_longer = Decimal("0.25"), Decimal("0.250")
+    commissions = [
+        (Decimal("0.00"), Decimal("0.00")),
+        (quarter, quarter),
+        (quarter_longer, quarter_longer),
+    ]
+    for i, ((qty, kept_price), (order_commission, fill_commission)) in enumerate(
+        zip(
+            [(Decimal("3"), price), (Decimal("3"), price), (Decimal("3.0"), Decimal("100.1"))],
+            commissions,
+            strict=True,
+        )
     ):
         order = Order(
             id=f"desk.abc.{i}", client_order_id=f"c-{i}", broker="desk", symbol="AAPL",
@@ -148,9 +160,9 @@ def test_the_bodies_are_msgspec_s_bytes_whichever_decimals_one_call_or_the_last_
         fill = Fill(
             fill_id=f"abc.f{i}", order_id=order.id, client_order_id=order.client_order_id,
             broker="desk", symbol="AAPL", side="buy", qty=qty, price=kept_price,
-            commission=Decimal("0.00"),
+            commission=fill_commission,
         )  # fmt: skip
-        working = WorkingOrder(order=order, commission=Decimal("0.00"))
+        working = WorkingOrder(order=order, commission=order_commission)
         resting = WorkingOrder(
             order=Order(
                 id=f"desk.abc.r{i}", client_order_id=f"r-{i}", broker="desk", symbol="AAPL",

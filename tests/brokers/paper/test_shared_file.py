@@ -538,8 +538,9 @@ async def test_the_writer_folds_each_call_as_it_ended_though_the_venue_moved_on(
     submitted = Rows()
     submitted.add(recorded[0])
     # Keys after 8: the order's row is keyed 9.
-    ((_, oid, coid, is_open, body, fills, nfills, key),) = submitted.orders(OrderKeys(8, {}))
+    (oid, coid, is_open, body, fills, nfills, key), accounts = submitted.orders(OrderKeys(8, {}))
     assert (oid, coid, is_open, fills, nfills, key) == (resting.id, "r-1", 1, b"", 0, 9)
+    assert accounts == [recorded[0].account[0]]
     assert order_body(bytes(body)).order.status == "accepted"
 
 

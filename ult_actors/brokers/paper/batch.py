@@ -91,6 +91,12 @@ class _WorkingKey(msgspec.Struct):
 
 #: An order row's ``fills`` with none.
 _NO_FILLS = bytearray()
+#: A body is encoded into this much room, copied, and cut to its length (an order's is
+#: ~200 bytes): into an empty ``bytearray`` msgspec grows it step by step, four or five
+#: resizes a body (~1,250 instructions more), as the journal's bodies found
+#: (``journal.changelog``'s ``_ROOM``). Never written to itself.
+_BODY_ROOM: Final = 512
+_ROOM: Final = bytearray(_BODY_ROOM)
 
 
 def joined_bodies(rows: list[tuple[Any, ...]]) -> bytearray:
@@ -106,8 +112,8 @@ def joined_bodies(rows: list[tuple[Any, ...]]) -> bytearray:
 
 def _body(value: object) -> bytearray:
     """``value``'s msgpack as a ``bytearray``: what sqlite3 binds without looking for an
-    adapter (encoded into it, not copied from ``bytes``)."""
-    body = bytearray()
+    adapter (encoded into it, not copied from ``bytes``; into a copy of ``_ROOM``)."""
+    body = _ROOM.copy()
     _encode_into(value, body)
     return body
 
@@ -144,7 +150,8 @@ class DecimalTexts:
     quantity as its ``qty``, its ``filled_qty`` and its fill's ``qty``, and its
     fill's price (kept by the venue until the next tick) as its
     ``avg_fill_price`` and the fill's ``price``, the same object order after
-    order. Each kind of decimal keeps its last object and its text (``LastText``).
+    order, and its fill's commission as its own. Each kind of decimal keeps its last
+    object and its text (``LastText``).
     """
 
     def __init__(self) -> None:
@@ -159,6 +166,9 @@ class DecimalTexts:
         self.arrival = LastText()
         #: An order's limit or stop price.
         self.terms = LastText()
+        #: A commission: an order filled whole in one call carries its fill's commission
+        #: object as its own, so the fill's body takes the order's text.
+        self.commission = LastText()
 
     def filled(self, value: object) -> str:
         """The text of an order's filled quantity: its quantity's (filled whole), or
@@ -196,7 +206,7 @@ def _order_body(parts: tuple[Any, ...], fields: list[Any], texts: DecimalTexts) 
     value = fields[_ORDER_STOP]
     if value is not None:
         fields[_ORDER_STOP] = texts.terms.of(value)
-    return _body((fields, parts[1], parts[2], str(parts[3])))
+    return _body((fields, parts[1], parts[2], texts.commission.of(parts[3])))
 
 
 def _fill_body(fields: list[Any], texts: DecimalTexts) -> bytearray:
@@ -204,7 +214,7 @@ def _fill_body(fields: list[Any], texts: DecimalTexts) -> bytearray:
     are ``fields``, its quantity and price as their text (``texts``)."""
     fields[_FILL_QTY] = texts.qty.of(fields[_FILL_QTY])
     fields[_FILL_PRICE] = texts.price.of(fields[_FILL_PRICE])
-    fields[_FILL_COMMISSION] = str(fields[_FILL_COMMISSION])
+    fields[_FILL_COMMISSION] = texts.commission.of(fields[_FILL_COMMISSION])
     return _body(fields)
 
 
@@ -377,23 +387,36 @@ class Rows:
         """Whether any record was folded in (each carries its account's row at least)."""
         return bool(self._accounts)
 
-    def orders(self, keys: OrderKeys) -> list[tuple[Any, ...]]:
-        """``(account, id, client_order_id, open, body, fills, nfills, key)`` of each order:
-        ``fills`` its new fills' bodies one after the other (``nfills`` of them), ``key``
-        its row's (``keys``: the file's, ``store``)."""
+    def orders(self, keys: OrderKeys) -> tuple[list[Any], list[Any]]:
+        """Each order's row as two runs of its columns (``ManyRowInsert.run_columns``'s):
+        ``(id, client_order_id, open, body, fills, nfills, key)`` of every order, one after
+        the other, then each one's ``account``; ``fills`` its new fills' bodies one after the
+        other (``nfills`` of them), ``key`` its row's (``keys``: the file's, ``store``).
+
+        The columns straight into the statement's lists, not a tuple a row that the
+        statement then copies; the account last, so that a statement binds it once for
+        rows of one account (a text bound is a copy SQLite makes, ~800 instructions)."""
         fills = self._fills
-        rows: list[tuple[Any, ...]] = []
-        # Each row's items by index, not ``*row``: a list made, extended and made a tuple.
+        own: list[Any] = []
+        accounts: list[Any] = []
         for pair, row in self._orders.items():
-            at = keys.key_of(pair, row[3])
+            is_open = row[3]
+            at = keys.key_of(pair, is_open)
+            own.append(row[1])
+            own.append(row[2])
+            own.append(is_open)
+            own.append(row[4])
             new = fills.get(pair)
             if new is None:
-                rows.append((row[0], row[1], row[2], row[3], row[4], _NO_FILLS, 0, at))
+                own.append(_NO_FILLS)
+                own.append(0)
             else:
                 del fills[pair]
-                joined = joined_bodies(new)
-                rows.append((row[0], row[1], row[2], row[3], row[4], joined, len(new), at))
-        return rows
+                own.append(joined_bodies(new))
+                own.append(len(new))
+            own.append(at)
+            accounts.append(row[0])
+        return own, accounts
 
     def fills(self) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
         """The new fills' rows ``(account, fill_id, order_id, body)`` by ``(account,

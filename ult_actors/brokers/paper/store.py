@@ -177,12 +177,14 @@ def _upsert(table: str, key: tuple[str, ...], rest: tuple[str, ...]) -> ManyRowI
 
 
 #: An order's row by its key, its new fills appended to those it has (``||`` makes text
-#: of two blobs, with their bytes as they are: cast back to a blob).
+#: of two blobs, with their bytes as they are: cast back to a blob). Its account last,
+#: bound once a statement when its rows share it (``Rows.orders``).
 _UPSERT_ORDER = ManyRowInsert(
-    "INSERT INTO orders (account, id, client_order_id, open, body, fills, nfills, key)",
+    "INSERT INTO orders (id, client_order_id, open, body, fills, nfills, key, account)",
     8,
     " ON CONFLICT(key) DO UPDATE SET open = excluded.open, body = excluded.body,"
     " fills = CAST(fills || excluded.fills AS BLOB), nfills = nfills + excluded.nfills",
+    shared=1,
 )
 #: New fills of the order of a rowid (``key`` in layout 5), whose row the commit does
 #: not write (no version of the venue records a fill without its order's new state; a
@@ -492,7 +494,7 @@ def _commit(
             _skip_filed(db, rows.fills(), keys)
         # Many rows a statement (``ManyRowInsert``): the loop waits for this thread's
         # GIL once a statement, not once a row.
-        _UPSERT_ORDER.run(db, rows.orders(keys))
+        _UPSERT_ORDER.run_columns(db, *rows.orders(keys))
         for (account, order_id), loose in rows.fills().items():
             key = _filed_key(db, keys, account, order_id) if loose else None
             if key is not None:

@@ -894,7 +894,9 @@ class PaperVenue:
         self._dirty_holdings.clear()
         for order, fill, ts in updates:
             try:
-                self.emit(OrderUpdate(order=order, fill=fill, ts=ts))
+                # By position (``order_state`` checks the fields' order): msgspec matches
+                # no keywords then.
+                self.emit(OrderUpdate(order, fill, ts))
             except Exception:  # a connector gone meanwhile: its successor reconciles
                 log.debug("paper update not delivered", broker=self.name, exc_info=True)
 
