@@ -10,6 +10,7 @@ import errno
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -112,7 +113,7 @@ async def test_with_full_a_failed_fsync_after_the_order_left_answers_unknown_and
     ahead = GatedFsyncAhead()
     ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
     opener = sqlite_store_opener(
-        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.01
+        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.2
     )
     async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
         store = await svc.journal.get()
@@ -127,15 +128,24 @@ async def test_with_full_a_failed_fsync_after_the_order_left_answers_unknown_and
                 nursery.start_soon(fail_the_fsync)
                 with pytest.raises(JournalUnavailable, match="was sent and may be at the broker"):
                     await client.submit("AAPL", "buy", 1, client_order_id="c-1")
-            # An outage until the probe has folded the log into the file, durably.
-            while store.unavailable is not None:
-                await store.availability_changed()
-            ahead.error = None
-            # The order is kept: asked again, the same order is answered, not a second.
-            again = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
-        assert again.status == "filled"
-        assert len(ahead.begun) == 1  # the second submit found it: nothing left again
+            await _an_outage_then_the_same_order(store, client, ahead)
     assert rows_on_disk(path) == {"c-1": "filled"}
+
+
+async def _an_outage_then_the_same_order(
+    store: SqliteStore, client: AsyncClient, ahead: Any
+) -> None:
+    """After ``ahead``'s failed fdatasync answered ``c-1``: an outage until the probe has
+    folded the log into the file, durably; then ``c-1`` asked again (the fdatasyncs
+    working) is the same order, kept, not a second one sent."""
+    await trio.testing.wait_all_tasks_blocked()  # the writer has seen the failure
+    assert store.unavailable is not None
+    while store.unavailable is not None:
+        await store.availability_changed()
+    ahead.error = None
+    again = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
+    assert again.status == "filled"
+    assert len(ahead.begun) == 1  # the second submit found it: nothing left again
 
 
 async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
@@ -264,14 +274,7 @@ async def test_with_full_a_fsync_failed_within_its_watch_answers_unknown_and_is_
             with pytest.raises(JournalUnavailable, match="was sent and may be at the broker"):
                 await client.submit("AAPL", "buy", 1, client_order_id="c-1")
             assert ahead.waits == 0
-            # An outage until the probe has folded the log into the file, durably.
-            await trio.testing.wait_all_tasks_blocked()  # the writer has seen the failure
-            assert store.unavailable is not None
-            while store.unavailable is not None:
-                await store.availability_changed()
-            ahead.error = None
-            again = await client.submit("AAPL", "buy", 1, client_order_id="c-1")
-        assert again.status == "filled" and len(ahead.begun) == 1  # the same order, once
+            await _an_outage_then_the_same_order(store, client, ahead)
     assert rows_on_disk(path) == {"c-1": "filled"}
 
 
