@@ -109,15 +109,8 @@ async def test_with_full_the_order_leaves_before_its_fsync_and_the_ack_waits_for
 async def test_with_full_a_failed_fsync_after_the_order_left_answers_unknown_and_keeps_it(
     tmp_path: Path, sock: Path
 ) -> None:
-    path = tmp_path / "journal.db"
     ahead = GatedFsyncAhead()
-    ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
-    opener = sqlite_store_opener(
-        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.2
-    )
-    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
-        store = await svc.journal.get()
-        assert isinstance(store, SqliteStore)
+    async with _full_service_whose_fsync_fails(tmp_path, sock, ahead) as (store, client):
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
 
@@ -129,7 +122,28 @@ async def test_with_full_a_failed_fsync_after_the_order_left_answers_unknown_and
                 with pytest.raises(JournalUnavailable, match="was sent and may be at the broker"):
                     await client.submit("AAPL", "buy", 1, client_order_id="c-1")
             await _an_outage_then_the_same_order(store, client, ahead)
-    assert rows_on_disk(path) == {"c-1": "filled"}
+    assert rows_on_disk(tmp_path / "journal.db") == {"c-1": "filled"}
+
+
+@contextlib.asynccontextmanager
+async def _full_service_whose_fsync_fails(
+    tmp_path: Path, sock: Path, ahead: Any
+) -> AsyncIterator[tuple[SqliteStore, AsyncClient]]:
+    """The paper service on a ``full`` journal (``tmp_path / "journal.db"``, its probe every
+    0.2 s) whose fdatasyncs begun through ``ahead`` fail (EIO) until ``ahead.error`` is
+    cleared; its store and a client."""
+    ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
+    opener = sqlite_store_opener(
+        tmp_path / "journal.db",
+        synchronous="full",
+        fsync=lambda fd: None,
+        fsync_ahead=ahead,
+        probe_interval_s=0.2,
+    )
+    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        yield store, client
 
 
 async def _an_outage_then_the_same_order(
@@ -200,21 +214,15 @@ async def _one_gone_ahead(
         yield store
 
 
-class EndsInItsWatch:
-    """An fdatasync that ends (or fails: ``error``) within the first watch of it; counts
-    the waits for it (``done``), which an order acked in its plain step never makes."""
+class EndsInItsWatch(GatedFsyncAhead):
+    """An fdatasync that ends (or fails: ``error``) within the first watch of it, without
+    the gate; counts the waits for it (``done``), which an order acked in its plain step
+    never makes."""
 
     def __init__(self) -> None:
-        self.begun: list[int] = []
+        super().__init__()
         self.watches: list[int] = []
         self.waits = 0
-        self.error: OSError | None = None
-        self.running = False
-
-    def start(self, fd: int) -> None:
-        assert not self.running
-        self.begun.append(fd)
-        self.running = True
 
     def spin(self, limit_ns: int) -> bool:
         self.watches.append(limit_ns)
@@ -231,9 +239,6 @@ class EndsInItsWatch:
         self.waits += 1
         await trio.lowlevel.checkpoint()
         self.ended()
-
-    def close(self) -> None:
-        pass
 
 
 async def test_with_full_a_lone_order_whose_fsync_ends_within_its_watch_is_acked_in_its_step(
@@ -260,22 +265,15 @@ async def test_with_full_a_lone_order_whose_fsync_ends_within_its_watch_is_acked
 async def test_with_full_a_fsync_failed_within_its_watch_answers_unknown_and_is_an_outage(
     tmp_path: Path, sock: Path
 ) -> None:
-    path = tmp_path / "journal.db"
     ahead = EndsInItsWatch()
-    ahead.error = OSError(errno.EIO, os.strerror(errno.EIO))
-    opener = sqlite_store_opener(
-        path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead, probe_interval_s=0.2
-    )
-    async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
-        store = await svc.journal.get()
-        assert isinstance(store, SqliteStore)
+    async with _full_service_whose_fsync_fails(tmp_path, sock, ahead) as (store, client):
         with trio.fail_after(10):
             await trio.testing.wait_all_tasks_blocked()
             with pytest.raises(JournalUnavailable, match="was sent and may be at the broker"):
                 await client.submit("AAPL", "buy", 1, client_order_id="c-1")
             assert ahead.waits == 0
             await _an_outage_then_the_same_order(store, client, ahead)
-    assert rows_on_disk(path) == {"c-1": "filled"}
+    assert rows_on_disk(tmp_path / "journal.db") == {"c-1": "filled"}
 
 
 @pytest.mark.parametrize("spin_ns", [0, 300_000])

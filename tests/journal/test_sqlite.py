@@ -96,11 +96,7 @@ async def test_a_version_9_journal_reads_each_order_s_history_without_an_index_b
         (3, order("o-1", "filled", oid="b-1")), (4, order("o-2", "accepted", oid="b-2")),
     ]  # fmt: skip
     for seq, written in writes:
-        body = encode_body(written)
-        conn.execute(
-            "INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
-            (seq, written.client_order_id, body),
-        )
+        _old_event(conn, seq, written)
         conn.execute(
             "INSERT OR REPLACE INTO orders VALUES (?, ?, 'paper', ?, '', 0, ?, x'')",
             (written.client_order_id, written.id, written.status, seq),
@@ -147,8 +143,7 @@ async def test_a_version_10_journal_keeps_its_fills_for_reports_and_writes_a_fil
             (old.broker, old.fill_id, old.client_order_id, old.symbol, old.ts, encode_fill(old)),
         )
     for seq, written in enumerate([order("o-1", "filled", oid="b-1"), order("o-2")], start=1):
-        conn.execute("INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
-                     (seq, written.client_order_id, encode_body(written)))  # fmt: skip
+        _old_event(conn, seq, written)
         conn.execute(
             "INSERT INTO orders VALUES (?, ?, 'paper', ?, '', 0, ?, x'', ?)",
             (written.client_order_id, written.id, written.status, seq, seq),
@@ -331,6 +326,14 @@ _V9_UPSERT = (
 )
 
 
+def _old_event(conn: sqlite3.Connection, seq: int, written: Order) -> None:
+    """``written``'s event as versions 9-11 wrote it: named by its client order id."""
+    conn.execute(
+        "INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
+        (seq, written.client_order_id, encode_body(written)),
+    )
+
+
 def encode_body(written: Order) -> bytes:
     """``written``'s body as version 9 writes it (the fields as an array)."""
     return bytes(log_row(0, "update", 0, written)[5])
@@ -374,10 +377,7 @@ async def test_a_version_11_journal_reads_each_history_across_events_that_name_n
     # ``o-1``'s bytes.
     writes = [(1, order("o-1")), (2, order("o-12")), (3, order("o-1", "accepted", oid="b-1"))]
     for seq, written in writes:
-        conn.execute(
-            "INSERT INTO events VALUES (?, ?, 'update', '', 0, ?)",
-            (seq, written.client_order_id, encode_body(written)),
-        )
+        _old_event(conn, seq, written)
     conn.execute(
         "INSERT INTO orders (client_order_id, order_id, broker, status, outcome, updated_at,"
         " seq, body, first_seq) VALUES ('o-1', 'b-1', 'paper', 'accepted', '', 0, 3, x'', 1),"
