@@ -32,6 +32,7 @@ from ult_actors.brokers.base import SubmitAnswer
 from ult_actors.brokers.paper.connector import PaperConnector
 from ult_actors.config import JournalSection
 from ult_actors.errors import BrokerUnavailable, Internal, Timeout
+from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore
 from ult_actors.messages import Order, OrderRequest
 from ult_actors.runtime.mailbox import ReplySlot
@@ -173,6 +174,7 @@ async def test_with_full_and_its_fsync_begun_ahead_a_step_is_begun_plainly_and_a
             pytest.skip("no io_uring here: every full record waits for its fsync")
         await submit(svc, qty=1)
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
+        store.fsync_route = FsyncRoute(use_loop=False)  # never on the trio thread
         began = store.fsync_ahead
         starts: list[int] = []
         monkeypatch.setattr(store, "fsync_ahead", _CountedStarts(began, starts))
@@ -182,6 +184,61 @@ async def test_with_full_and_its_fsync_begun_ahead_a_step_is_begun_plainly_and_a
         assert [coid for _, coid in plain] == [order.client_order_id] and awaited == []
         # Its record's fdatasync was begun ahead, and the ack came once it had ended.
         assert len(starts) == 1 and not store.acks_wait()
+
+
+class _NotedRoute(FsyncRoute):
+    """A route that writes on the trio thread while its thread runs again at once (no
+    wait by its figures), or never once ``waits_ns`` is raised; notes each write it times."""
+
+    def __init__(self, noted: list[str]) -> None:
+        self.waits_ns = 0
+        self.waited = 0
+        super().__init__(run_delay_ns=self._waited)
+        self.noted = noted
+
+    def _waited(self) -> int:
+        self.waited += self.waits_ns
+        return self.waited
+
+    def write_here(self, write: Callable[[], None]) -> None:
+        self.noted.append("fsync")
+        super().write_here(write)
+
+
+async def test_with_full_on_an_idle_loop_a_lone_order_is_fsynced_on_its_thread_before_it_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with paper_service(tmp_path, journal=FULL) as (svc, _made):
+        store = await svc.journal.get()
+        assert isinstance(store, SqliteStore)
+        if store.fsync_ahead is None:
+            pytest.skip("no io_uring here: every full record waits for its fsync")
+        await submit(svc, qty=1)
+        noted: list[str] = []
+        store.fsync_route = route = _NotedRoute(noted)
+
+        def sent(n: int, real: Now) -> Now:
+            noted.append("sent")
+            return real
+
+        awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch, sent)
+        starts: list[int] = []
+        monkeypatch.setattr(store, "fsync_ahead", _CountedStarts(store.fsync_ahead, starts))
+        await trio.testing.wait_all_tasks_blocked()  # the journal's writer idle again
+        order = await submit(svc, qty=2)
+        assert order.status == "filled"
+        # Its record was fdatasynced on the trio thread before the order left: nothing
+        # begun ahead, nothing for the ack to wait for, a step begun and ended plainly.
+        assert noted == ["fsync", "sent"] and starts == [] and not store.acks_wait()
+        assert [coid for _, coid in plain] == [order.client_order_id] and awaited == []
+        # Once this thread waits for a core after its I/O, the next goes ahead by the ring.
+        route.waits_ns = 1_000_000
+        await trio.testing.wait_all_tasks_blocked()
+        await submit(svc, qty=3)
+        await trio.testing.wait_all_tasks_blocked()
+        await submit(svc, qty=4)
+        assert noted == ["fsync", "sent", "fsync", "sent", "sent"] and len(starts) == 1
+        assert (route.loop_writes, route.thread_writes) == (2, 1)
 
 
 class _CountedStarts:

@@ -31,7 +31,14 @@ from ult_actors.journal.fsync_ahead import (
     UringFsync,
     open_fsync_ahead,
 )
+from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store, sqlite_store_opener
+
+
+def _by_the_ring() -> FsyncRoute:
+    """A route that never fdatasyncs a lone record on the trio thread: it goes ahead
+    through the ring (the tests of that path; the loop's own is tested below)."""
+    return FsyncRoute(use_loop=False)
 
 
 class GatedFsyncAhead:
@@ -80,7 +87,13 @@ async def test_with_full_the_order_leaves_before_its_fsync_and_the_ack_waits_for
     path = tmp_path / "journal.db"
     ahead = GatedFsyncAhead()
     fsynced: list[int] = []  # the fsyncs a record waits for before it returns
-    opener = sqlite_store_opener(path, synchronous="full", fsync=fsynced.append, fsync_ahead=ahead)
+    opener = sqlite_store_opener(
+        path,
+        synchronous="full",
+        fsync=fsynced.append,
+        fsync_ahead=ahead,
+        fsync_route=_by_the_ring(),
+    )
     async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
         store = await svc.journal.get()
         assert isinstance(store, SqliteStore)
@@ -138,6 +151,7 @@ async def _full_service_whose_fsync_fails(
         synchronous="full",
         fsync=lambda fd: None,
         fsync_ahead=ahead,
+        fsync_route=_by_the_ring(),
         probe_interval_s=0.2,
     )
     async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
@@ -169,7 +183,11 @@ async def test_with_full_a_record_while_an_fsync_ahead_runs_waits_for_its_own(
     ahead = GatedFsyncAhead()
     fsynced: list[int] = []
     async with open_sqlite_store(
-        path, synchronous="full", fsync=fsynced.append, fsync_ahead=ahead
+        path,
+        synchronous="full",
+        fsync=fsynced.append,
+        fsync_ahead=ahead,
+        fsync_route=_by_the_ring(),
     ) as store:
         with trio.fail_after(10):
             await trio.testing.wait_all_tasks_blocked()  # the writer idle
@@ -206,6 +224,7 @@ async def _one_gone_ahead(
         synchronous="full",
         fsync=lambda fd: None,
         fsync_ahead=ahead,
+        fsync_route=_by_the_ring(),
         fsync_spin_ns=spin_ns,
     ) as store:
         with trio.fail_after(10):
@@ -246,7 +265,13 @@ async def test_with_full_a_lone_order_whose_fsync_ends_within_its_watch_is_acked
 ) -> None:
     path = tmp_path / "journal.db"
     ahead = EndsInItsWatch()
-    opener = sqlite_store_opener(path, synchronous="full", fsync=lambda fd: None, fsync_ahead=ahead)
+    opener = sqlite_store_opener(
+        path,
+        synchronous="full",
+        fsync=lambda fd: None,
+        fsync_ahead=ahead,
+        fsync_route=_by_the_ring(),
+    )
     async with paper_service(tmp_path, sock, opener) as svc, AsyncClient(sock) as client:
         store = await svc.journal.get()
         assert isinstance(store, SqliteStore)
@@ -448,3 +473,42 @@ def test_an_idle_spin_watches_ever_less_often_while_the_disk_is_slower_than_a_wa
     for _ in range(3):
         spin(slow, 100_000)
     assert slow.limits[-3:] == [100_000] * 3
+
+
+async def test_with_full_a_lone_record_on_an_idle_loop_is_fsynced_here_and_returns_durable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    ahead = GatedFsyncAhead()
+    fsynced: list[int] = []
+    failures = [OSError(errno.EIO, os.strerror(errno.EIO))]
+
+    def fsync(fd: int) -> None:
+        fsynced.append(fd)
+        if failures:
+            raise failures.pop()
+
+    # By the route's figures this thread runs again at once after its I/O.
+    route = FsyncRoute(run_delay_ns=lambda: 0)
+    async with open_sqlite_store(
+        path, synchronous="full", fsync=fsync, fsync_ahead=ahead, fsync_route=route
+    ) as store:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked()  # the writer idle
+            await store.record(order("c-1"), event="submit", fsync_by_ack=True)
+            # Fdatasynced here, before it returned: its first fdatasync failed, so the
+            # writer wrote it again with its own; nothing was begun ahead or is waited for.
+            assert len(fsynced) == 2 and ahead.begun == [] and not store.acks_wait()
+            assert [row[1] for row in records_in_log(path)] == ["c-1"]
+            assert route.loop_writes == 1
+            await trio.testing.wait_all_tasks_blocked()
+            # Another task to run: the next lone record goes ahead through the ring.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.lowlevel.checkpoint)
+                await store.record(order("c-2"), event="submit", fsync_by_ack=True)
+                assert len(ahead.begun) == 1 and len(fsynced) == 2 and store.acks_wait()
+                nursery.start_soon(store.durable, "c-2")
+                await ahead.waited.wait()
+                ahead.gate.set()
+            assert not store.acks_wait()
+    assert rows_on_disk(path) == {"c-1": "pending_new", "c-2": "pending_new"}

@@ -232,6 +232,13 @@ _NEWS_ITEMS: Final = 4
 #: rounds shorten what a request waits for; each round costs a statement or two more.
 _ROUND = 32
 
+#: How a ``full`` append's fdatasync is made (``SqliteStore._sync``): before the append
+#: returns, on the thread that appends; begun ahead through io_uring, not waited for; or
+#: before it returns on the trio thread, timed for ``fsync_route`` (``_syncs_here``).
+_FSYNC: Final = 0
+_AHEAD: Final = 1
+_HERE: Final = 2
+
 #: Events recorded just before an order (re)leaves for the broker. While the
 #: journal cannot be written they are refused: nothing leaves that is not on disk.
 _BEFORE_SENDING = frozenset({"submit", "resend"})
@@ -784,10 +791,13 @@ class SqliteStore:
         row = self._row(order, event)
         assert row is not None  # held only while unavailable
         carries = _carries_news(order, event)
-        # With ``full`` (``records_now(fsync_by_ack=True)``): its fdatasync begun, not waited for.
-        ahead = not self._commits_inline
+        # With ``full`` (``records_now(fsync_by_ack=True)``): its fdatasync made here when
+        # the trio thread may (``_syncs_here``), else begun ahead, not waited for.
+        how = _FSYNC
+        if not self._commits_inline:
+            how = _HERE if self._syncs_here() else _AHEAD
         if answer_follows and not carries:
-            return self._append_answered(row, order, event, ahead)
+            return self._append_answered(row, order, event, how)
         rows: list[_Row] = []
         fills: list[Fill] = []
         if carries:
@@ -797,16 +807,16 @@ class SqliteStore:
         answered = answer_follows and len(rows) == 1 and not fills
         try:
             if answered:
-                self._append_unfolded(row, ahead)
+                self._append_unfolded(row, how)
             else:
-                self._write_rows(rows, fills=fills, ahead=ahead)
+                self._write_rows(rows, fills=fills, how=how)
         except Exception:
             batch = self._open_batch(waited=True)
             batch.rows += rows
             batch.fills += fills
             self._wake.set()
             return self._written(batch, order, event)
-        if ahead:
+        if how == _AHEAD:
             self._went_ahead(order.client_order_id)
         self._committed(rows)
         if answered:
@@ -814,18 +824,18 @@ class SqliteStore:
         return None
 
     def _append_answered(
-        self, row: _Row, order: Order, event: str, ahead: bool
+        self, row: _Row, order: Order, event: str, how: int
     ) -> Awaitable[None] | None:
         """``_append_now`` of a record alone (carrying no news) whose answer follows: no
         lists made for its rows and fills."""
         try:
-            self._append_unfolded(row, ahead)
+            self._append_unfolded(row, how)
         except Exception:
             batch = self._open_batch(waited=True)
             batch.rows.append(row)
             self._wake.set()
             return self._written(batch, order, event)
-        if ahead:
+        if how == _AHEAD:
             self._went_ahead(order.client_order_id)
         self.commits += 1  # ``_committed([row])``: with a log, memory keeps it until folded
         self.records += 1
@@ -888,6 +898,21 @@ class SqliteStore:
         self._committed(batch.rows)
         batch.finish()
         return True
+
+    def _syncs_here(self) -> bool:
+        """With ``full``, whether a lone record that may go ahead (``_can_go_ahead``) is
+        fdatasynced here instead, on the trio thread, before it returns: while the loop has
+        nothing else to run and ``fsync_route`` finds this thread runs again promptly after
+        its I/O. The thread would spend the disk's time watching the ring anyway
+        (``durable_now``), and the ring's fdatasync, run by a kernel worker woken on another
+        core, took ~60-110 us longer here than a plain one, more than the order's own work
+        it overlaps (docs/performance.md, "a lone `full` order's fdatasync made on the trio
+        thread"). The record is then durable before its order leaves, and the ack waits for
+        nothing. On a busy machine the ring goes on serving it (and ``IdleSpin`` its watch)."""
+        stats = trio.lowlevel.current_statistics()
+        if stats.tasks_runnable or stats.run_sync_soon_queue_size:
+            return False
+        return self.fsync_route.choose()
 
     def _went_ahead(self, coid: str) -> None:
         """``coid``'s record was appended with its fdatasync begun, not waited for."""
@@ -1252,15 +1277,15 @@ class SqliteStore:
         *,
         fills: list[Fill] | None = None,
         probe: bool = False,
-        ahead: bool = False,
+        how: int = _FSYNC,
     ) -> None:
         """Make ``rows`` and ``fills`` durable: one append to the change log (fsynced before
-        it returns with ``full``; with ``ahead``, its fdatasync only begun). ``probe`` (an
+        it returns with ``full``, as ``how`` says: ``_sync``). ``probe`` (an
         outage's probe): then fold everything into the file at once, with room to grow
         checked; the outage ends only if that works."""
         log = self._writable_log(probe)
         if rows or fills:
-            sync = self._sync(ahead)
+            sync = self._sync(how)
             # An order's reports in one batch (its answer, then the stream's) are folded
             # before they are encoded: the fold would keep only the last of them anyway.
             # (A lone record, an inline append's, has nothing to fold.)
@@ -1279,12 +1304,12 @@ class SqliteStore:
             log.retry()
             self._ahead_error = None  # the file holds what the log held, durably
 
-    def _append_unfolded(self, row: _Row, ahead: bool = False) -> None:
+    def _append_unfolded(self, row: _Row, how: int = _FSYNC) -> None:
         """``_write_rows([row])`` whose row the fold takes later, from ``record_answer``."""
         log = self._writable_log(probe=False)
         seq, event, ts, order = row
         # Nothing to forget once folded: the answer's news does that (``_NOTHING``).
-        sync = self._sync(ahead)
+        sync = self._sync(how)
         segment = log.append_one(seq, event, ts, order, _NOTHING, sync=sync, fold=False)
         if self._log_syncer is not None:
             self._log_syncer.appended(segment)
@@ -1303,11 +1328,20 @@ class SqliteStore:
             raise OSError(errno.EIO, self._log_syncer.last_error)
         return log
 
-    def _sync(self, ahead: bool = False) -> Callable[[int], None] | None:
-        """What an append fsyncs its segment with before it returns (None: nothing)."""
+    def _sync(self, how: int = _FSYNC) -> Callable[[int], None] | None:
+        """What an append fsyncs its segment with before it returns (None: nothing): with
+        ``full``, ``fsync``; the ring's start (``_AHEAD``: begun, not waited for); or
+        ``fsync`` timed for ``fsync_route`` (``_HERE``: on the trio thread)."""
         if self.synchronous != "full":
             return None
-        return self.fsync_ahead.start if ahead and self.fsync_ahead else self._fsync
+        if how == _AHEAD and self.fsync_ahead is not None:
+            return self.fsync_ahead.start
+        return self._fsync_here if how == _HERE else self._fsync
+
+    def _fsync_here(self, fd: int) -> None:
+        """A lone record's fdatasync made on the trio thread (``_syncs_here``), timed for
+        ``fsync_route``."""
+        self.fsync_route.write_here(functools.partial(self._fsync, fd))
 
     def _fold(
         self, rows: Sequence[LogRow | Record], fills: Sequence[FillRow | Fill], probe: bool
