@@ -21,6 +21,7 @@ import trio.testing
 from tests.actors.harness import journaled, paper_service, req, submit
 from ult_actors.config import JournalSection
 from ult_actors.errors import DuplicateOrder, Timeout
+from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore
 from ult_actors.messages import OrderReply, Reply, Submit
 
@@ -92,7 +93,9 @@ async def test_a_step_that_waits_for_its_fsync_is_the_rest_to_await(tmp_path: Pa
     async with paper_service(tmp_path, journal=JournalSection(synchronous="full")) as (svc, _):
         store = await svc.journal.get()
         assert isinstance(store, SqliteStore)
-        # Its fdatasync not watched for in the step (it would be acked there once it ended).
+        # Its fdatasync neither made on the trio thread nor watched for in the step (it
+        # would be acked there once it ended).
+        store.fsync_route = FsyncRoute(use_loop=False)
         store.idle_spin = None
         await submit(svc, qty=1)
         await trio.testing.wait_all_tasks_blocked()

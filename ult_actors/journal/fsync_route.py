@@ -28,6 +28,11 @@ Otherwise it goes to the writer's thread, with every ``probe_every``-th
 lone batch tried on the trio thread again, so that a quieter machine or
 disk is seen. Where the kernel does not tell the wait, every batch goes to
 the writer's thread.
+
+The same choice is made for a lone ``submit`` record that would otherwise
+go ahead with its fdatasync begun through io_uring
+(``SqliteStore._syncs_here``): on the trio thread it is fdatasynced before
+it returns; else the ring serves it.
 """
 
 from __future__ import annotations

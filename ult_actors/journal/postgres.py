@@ -232,10 +232,10 @@ class PostgresStore(SqliteStore):
         *,
         fills: list[Fill] | None = None,
         probe: bool = False,
-        ahead: bool = False,
+        how: int = 0,
     ) -> None:
         """One transaction: the lease check (with a fence), then the batch's rows (durable
-        as the server makes them: nothing is begun ``ahead``)."""
+        as the server makes them, whatever ``how`` says: nothing is begun ahead)."""
         events, latest, fill_rows = table_rows(rows, fills or [])
         conn = self._begin()
         try:

@@ -32,9 +32,11 @@ round ends with nothing else for the loop to run, the batch may be written
 right there, on the trio thread, sparing both thread hand-overs, while that
 thread runs again promptly after its fsync (``journal.fsync_route``).
 A lone ``submit`` made with ``fsync_by_ack`` (the broker's, as its order
-leaves) goes further: appended on the trio thread like a ``normal`` one,
-with its fdatasync begun through io_uring (``journal.fsync_ahead``), it
-returns at once; the order goes to the broker while the disk works, and
+leaves) goes further: appended on the trio thread like a ``normal`` one.
+With nothing else for the loop to run, while ``fsync_route`` keeps lone
+writes on the trio thread, its fdatasync is made right there and it returns
+durable (``_syncs_here``). Otherwise, with its fdatasync begun through
+io_uring (``journal.fsync_ahead``), it returns at once; the order goes to the broker while the disk works, and
 the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
 (the append is in the page cache before the order leaves); a machine crash
 before the fsync ends takes no ack with it, and restart adopts an order
