@@ -7,15 +7,18 @@ account file) and submits sequential orders through ``ServiceGateway.handle``,
 switching every ``--block`` orders between the ways a lone journal batch can
 be appended and fdatasynced: ``thread`` (always the journal writer's thread),
 ``loop`` (always the trio thread, when the loop has nothing else to run) and
-``route`` (``journal.fsync_route``'s choice), ``asleep`` (the route, plus
-the lone submit's fdatasync begun through io_uring while the order goes on,
-``journal.fsync_ahead``, the loop sleeping until it ends) and ``ahead`` (the
+``route`` (``journal.fsync_route``'s choice), ``asleep`` (the lone
+submit's fdatasync begun through io_uring while the order goes on,
+``journal.fsync_ahead``, the loop sleeping until it ends), ``ring`` (the
 same, the trio thread watching for its end when nothing else is to run,
-``journal.fsync_ahead.IdleSpin``: the service's way where io_uring is offered). One
+``journal.fsync_ahead.IdleSpin``) and ``ahead`` (the service's way where
+io_uring is offered: the lone submit fdatasynced on the trio thread before
+it leaves while the route keeps lone writes there, ``SqliteStore._syncs_here``,
+else as ``ring``). One
 service and one disk for all, blocks interleaved, so a busy disk or a busy
 machine weighs on every way alike. Per way: the order's p50 and p90, the
 journal's fdatasync p50 (timed around the call, on whichever thread made
-it; for ``asleep`` and ``ahead``, from its start to its end seen by the loop), the
+it; for ``asleep``, ``ring`` and ``ahead``, from the ring's start to its end seen), the
 difference (what ``full`` costs an order beyond its fsync), and
 the process's CPU per order (every thread, the fsyncs' kernel time too).
 
@@ -49,7 +52,9 @@ from ult_actors.journal.fsync_ahead import FsyncAhead, IdleSpin, open_fsync_ahea
 from ult_actors.journal.fsync_route import HAND_OVERS_NS, SLOW_WRITE_NS, FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore
 
-WAYS = ("thread", "loop", "route", "asleep", "ahead")
+WAYS = ("thread", "loop", "route", "asleep", "ring", "ahead")
+#: The ways whose lone submit may have its fdatasync begun through io_uring.
+_RING_WAYS = ("asleep", "ring", "ahead")
 
 
 class TimedFsync:
@@ -112,7 +117,8 @@ class TimedAhead:
 
 
 def _set_way(route: FsyncRoute, way: str) -> None:
-    route.use_loop = way != "thread"
+    # ``asleep`` and ``ring``: the lone submit never fdatasynced on the trio thread.
+    route.use_loop = way not in ("thread", "asleep", "ring")
     # The trio thread forced: no wait to run again, no write is too long for it.
     route.late_ns = 10**15 if way == "loop" else HAND_OVERS_NS
     route.slow_ns = 10**15 if way == "loop" else SLOW_WRITE_NS
@@ -133,7 +139,7 @@ async def _drive(
     ring = None if fake_us else open_fsync_ahead()
     ahead = TimedAhead(ring, fsync) if ring is not None else None
     if ahead is None:
-        ways = tuple(way for way in ways if way not in ("asleep", "ahead"))
+        ways = tuple(way for way in ways if way not in _RING_WAYS)
     latency: dict[str, list[int]] = {way: [] for way in WAYS}
     cpu = dict.fromkeys(WAYS, 0.0)
     spin: IdleSpin | None = None  # the store's own, read once it is open
@@ -177,8 +183,8 @@ async def _drive(
                         store = await service.journal.get()
                         assert isinstance(store, SqliteStore)
                         spin = spin or store.idle_spin
-                        store.fsync_ahead = ahead if way in ("asleep", "ahead") else None
-                        store.idle_spin = spin if way == "ahead" else None
+                        store.fsync_ahead = ahead if way in _RING_WAYS else None
+                        store.idle_spin = spin if way in ("ring", "ahead") else None
                         fsync.way = way
                         writes, began = route.loop_writes, time.process_time()
                         for _ in range(block):
