@@ -16,7 +16,8 @@ send retried) runs, or goes on, in its scope, where the rules above are tested.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,23 @@ async def test_a_step_whose_record_waits_for_its_fsync_runs_in_its_scope(
         assert plain == []
 
 
-async def test_with_full_and_its_fsync_begun_ahead_a_step_is_begun_plainly_and_acked_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@asynccontextmanager
+async def _full_with_its_ring(tmp_path: Path) -> AsyncIterator[tuple[Any, SqliteStore]]:
+    """The paper service on ``FULL`` where io_uring is offered (skipped where it is not),
+    one order placed; the service and its journal's store."""
     async with paper_service(tmp_path, journal=FULL) as (svc, _made):
         store = await svc.journal.get()
         assert isinstance(store, SqliteStore)
         if store.fsync_ahead is None:
             pytest.skip("no io_uring here: every full record waits for its fsync")
         await submit(svc, qty=1)
+        yield svc, store
+
+
+async def test_with_full_and_its_fsync_begun_ahead_a_step_is_begun_plainly_and_acked_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _full_with_its_ring(tmp_path) as (svc, store):
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch)
         store.fsync_route = FsyncRoute(use_loop=False)  # never on the trio thread
         began = store.fsync_ahead
@@ -208,12 +217,7 @@ class _NotedRoute(FsyncRoute):
 async def test_with_full_on_an_idle_loop_a_lone_order_is_fsynced_on_its_thread_before_it_leaves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with paper_service(tmp_path, journal=FULL) as (svc, _made):
-        store = await svc.journal.get()
-        assert isinstance(store, SqliteStore)
-        if store.fsync_ahead is None:
-            pytest.skip("no io_uring here: every full record waits for its fsync")
-        await submit(svc, qty=1)
+    async with _full_with_its_ring(tmp_path) as (svc, store):
         noted: list[str] = []
         store.fsync_route = route = _NotedRoute(noted)
 
