@@ -48,7 +48,13 @@ from ult_actors.errors import ConfigError, JournalUnavailable
 from ult_actors.journal.bodies import decode_fill
 from ult_actors.journal.costs import with_their_fills
 from ult_actors.journal.postgres_schema import migrate
-from ult_actors.journal.sqlite import SqliteStore, _DedicatedThreadCommitter, _Row, table_rows
+from ult_actors.journal.sqlite import (
+    _FSYNC,
+    SqliteStore,
+    _DedicatedThreadCommitter,
+    _Row,
+    table_rows,
+)
 from ult_actors.messages import Fill, Order, ReportQuery
 from ult_actors.report.inputs import CostInputs
 from ult_actors.secrets import read_secret
@@ -232,7 +238,7 @@ class PostgresStore(SqliteStore):
         *,
         fills: list[Fill] | None = None,
         probe: bool = False,
-        how: int = 0,
+        how: int = _FSYNC,
     ) -> None:
         """One transaction: the lease check (with a fence), then the batch's rows (durable
         as the server makes them, whatever ``how`` says: nothing is begun ahead)."""

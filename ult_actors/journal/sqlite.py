@@ -36,8 +36,8 @@ leaves) goes further: appended on the trio thread like a ``normal`` one.
 With nothing else for the loop to run, while ``fsync_route`` keeps lone
 writes on the trio thread, its fdatasync is made right there and it returns
 durable (``_syncs_here``). Otherwise, with its fdatasync begun through
-io_uring (``journal.fsync_ahead``), it returns at once; the order goes to the broker while the disk works, and
-the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
+io_uring (``journal.fsync_ahead``), it returns at once; the order goes to
+the broker while the disk works, and the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
 (the append is in the page cache before the order leaves); a machine crash
 before the fsync ends takes no ack with it, and restart adopts an order
 the broker has and the journal lost. Such a record is appended without a
