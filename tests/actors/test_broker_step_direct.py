@@ -228,21 +228,31 @@ async def test_with_full_on_an_idle_loop_a_lone_order_is_fsynced_on_its_thread_b
         awaited, plain = _watch_submits(monkeypatch), _watch_plain_submits(monkeypatch, sent)
         starts: list[int] = []
         monkeypatch.setattr(store, "fsync_ahead", _CountedStarts(store.fsync_ahead, starts))
-        await trio.testing.wait_all_tasks_blocked()  # the journal's writer idle again
-        order = await submit(svc, qty=2)
-        assert order.status == "filled"
-        # Its record was fdatasynced on the trio thread before the order left: nothing
-        # begun ahead, nothing for the ack to wait for, a step begun and ended plainly.
-        assert noted == ["fsync", "sent"] and starts == [] and not store.acks_wait()
-        assert [coid for _, coid in plain] == [order.client_order_id] and awaited == []
-        # Once this thread waits for a core after its I/O, the next goes ahead by the ring.
+        # A lone order on an idle loop. The loop is not idle while a helper thread's word
+        # waits for it (the paper file's writer, the fold's: its order goes by the ring
+        # then), which the test cannot rule out: up to five orders, one after another.
+        orders: list[str] = []
+        while "fsync" not in noted and len(orders) < 5:
+            await store.in_file()
+            await trio.testing.wait_all_tasks_blocked()  # the journal's writer idle again
+            order = await submit(svc, qty=2 + len(orders))
+            assert order.status == "filled"
+            orders.append(order.client_order_id or "")
+        # Its record was fdatasynced on the trio thread before the order left (every other
+        # went ahead by the ring): each step begun and ended plainly, no ack waiting.
+        assert noted.count("fsync") == route.loop_writes == 1
+        assert noted[-2:] == ["fsync", "sent"] and noted.count("sent") == len(orders)
+        assert len(starts) == len(orders) - 1 and not store.acks_wait()
+        assert [coid for _, coid in plain] == orders and awaited == []
+        # Once this thread waited for a core after its last writes, a lone order goes ahead
+        # by the ring, idle loop or not.
         route.waits_ns = 1_000_000
+        for _ in range(8):  # the route's whole window, not noted as the order's
+            FsyncRoute.write_here(route, lambda: None)
         await trio.testing.wait_all_tasks_blocked()
-        await submit(svc, qty=3)
-        await trio.testing.wait_all_tasks_blocked()
-        await submit(svc, qty=4)
-        assert noted == ["fsync", "sent", "fsync", "sent", "sent"] and len(starts) == 1
-        assert (route.loop_writes, route.thread_writes) == (2, 1)
+        await submit(svc, qty=9)
+        assert noted.count("fsync") == 1 and noted[-1] == "sent"
+        assert len(starts) == len(orders) and not store.acks_wait()
 
 
 class _CountedStarts:
