@@ -37,7 +37,8 @@ With nothing else for the loop to run, while ``fsync_route`` keeps lone
 writes on the trio thread, its fdatasync is made right there and it returns
 durable (``_syncs_here``). Otherwise, with its fdatasync begun through
 io_uring (``journal.fsync_ahead``), it returns at once; the order goes to
-the broker while the disk works, and the broker's ack waits for ``durable``. A ``kill -9`` keeps the record
+the broker while the disk works, and the broker's ack waits for ``durable``.
+A ``kill -9`` keeps the record
 (the append is in the page cache before the order leaves); a machine crash
 before the fsync ends takes no ack with it, and restart adopts an order
 the broker has and the journal lost. Such a record is appended without a
@@ -323,6 +324,16 @@ class _DedicatedThreadCommitter:
     async def aclose(self) -> None:
         self._jobs.put(None)
         await trio.to_thread.run_sync(self._worker.join)
+
+
+def _idle_loop() -> trio.lowlevel.RunStatistics | None:
+    """The loop's statistics if it has nothing else to run (no runnable task, nothing
+    queued by another thread), else None: the trio thread may then wait for the disk
+    itself (``_syncs_here``, ``durable_now``) without holding up anything ready."""
+    stats = trio.lowlevel.current_statistics()
+    if stats.tasks_runnable or stats.run_sync_soon_queue_size:
+        return None
+    return stats
 
 
 class _RoundMark(trio.abc.Instrument):
@@ -911,10 +922,7 @@ class SqliteStore:
         it overlaps (docs/performance.md, "a lone `full` order's fdatasync made on the trio
         thread"). The record is then durable before its order leaves, and the ack waits for
         nothing. On a busy machine the ring goes on serving it (and ``IdleSpin`` its watch)."""
-        stats = trio.lowlevel.current_statistics()
-        if stats.tasks_runnable or stats.run_sync_soon_queue_size:
-            return False
-        return self.fsync_route.choose()
+        return _idle_loop() is not None and self.fsync_route.choose()
 
     def _went_ahead(self, coid: str) -> None:
         """``coid``'s record was appended with its fdatasync begun, not waited for."""
@@ -975,8 +983,8 @@ class SqliteStore:
         if self._ahead_done != self._ahead_begun:
             if ahead is None or spin is None or self._reaping:
                 return False
-            stats = trio.lowlevel.current_statistics()
-            if stats.tasks_runnable or stats.run_sync_soon_queue_size:
+            stats = _idle_loop()
+            if stats is None:
                 return False
             spin(ahead, max(0, int(stats.seconds_to_next_deadline * 1e9)))
             self._round.idle = None  # watched here: not once more as the loop idles
