@@ -11,7 +11,7 @@ be appended and fdatasynced: ``thread`` (always the journal writer's thread),
 submit's fdatasync begun through io_uring while the order goes on,
 ``journal.fsync_ahead``, the loop sleeping until it ends), ``ring`` (the
 same, the trio thread watching for its end when nothing else is to run,
-``journal.fsync_ahead.IdleSpin``) and ``ahead`` (the service's way where
+``idle_spin.IdleSpin``) and ``ahead`` (the service's way where
 io_uring is offered: the lone submit fdatasynced on the trio thread before
 it leaves while the route keeps lone writes there, ``SqliteStore._syncs_here``,
 else as ``ring``). One
@@ -48,7 +48,8 @@ import trio
 
 from bench.common import short_tempdir
 from bench.instructions import _config_text
-from ult_actors.journal.fsync_ahead import FsyncAhead, IdleSpin, open_fsync_ahead
+from ult_actors.idle_spin import IdleSpin
+from ult_actors.journal.fsync_ahead import FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import HAND_OVERS_NS, SLOW_WRITE_NS, FsyncRoute
 from ult_actors.journal.sqlite import SqliteStore
 

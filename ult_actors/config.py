@@ -60,6 +60,9 @@ class ServiceSection(_Section):
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_timeout_s: Seconds = 10.0
     submit_timeout_s: Seconds = 30.0
+    #: Microseconds the loop watches its I/O before it sleeps, while that pays (0: never;
+    #: ``runtime.busy_poll``).
+    busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 200
 
 
 class IpcSection(_Section):

@@ -74,6 +74,7 @@ from ult_actors.messages import (
     TradingState,
 )
 from ult_actors.runtime.actor import ActorContext
+from ult_actors.runtime.busy_poll import busy_polling
 from ult_actors.runtime.health import HealthListener
 from ult_actors.runtime.jitter import SeededJitter
 from ult_actors.runtime.mailbox import Mailbox
@@ -220,7 +221,8 @@ class Service:
         # the way (about a third of 1,000 paper connections' start to ready; ready5).
         release_collector = hold_while_starting()
         try:
-            await self.root.run(ctx)
+            with busy_polling(self.config.service.busy_poll_us * 1000):
+                await self.root.run(ctx)
         except BaseException:
             self.root.health.state = "failed"
             raise

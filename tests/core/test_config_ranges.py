@@ -45,6 +45,8 @@ BAD: list[tuple[str, str]] = [
     ("[brokers.ib]\nport = 0", "brokers.ib.port: must be >= 1"),
     ("[brokers.alpaca]\nread_timeout_s = 0", "brokers.alpaca.read_timeout_s: must be > 0.0"),
     ("[brokers.oanda]\nmax_connections = 0", "brokers.oanda.max_connections: must be >= 1"),
+    ("[service]\nbusy_poll_us = -1", "service.busy_poll_us: must be >= 0"),
+    ("[service]\nbusy_poll_us = 10001", "service.busy_poll_us: must be <= 10000"),
 ]
 
 

@@ -32,7 +32,6 @@ import platform
 import struct
 import sys
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -171,61 +170,6 @@ class UringFsync:
             if fd >= 0:
                 os.close(fd)
         self._efd = self._fd = -1
-
-
-class IdleSpin:
-    """Watches for an fdatasync begun ahead to end, on the trio thread, as the loop is
-    about to sleep with nothing else to run: the task waiting for it then runs without
-    the wake-up of a sleeping thread (on a virtual machine, tens of microseconds of a
-    halted virtual CPU's exit), at the price of that core meanwhile.
-
-    That price is worth paying only while the machine has a core to spare: a watch
-    during which this thread lost its core for more than ``lost_ns`` (its CPU time fell
-    behind the wall clock: others wanted the core) means it has none, and the next
-    ``pause`` watches are skipped (the loop sleeps as without one). Nor is it while the
-    disk is slower than a watch: a watch that ran its whole limit without seeing the
-    end skips the next one, and each further such watch in a row twice as many (up to
-    ``pause``); one that sees an end watches at every chance again. So a disk that
-    takes milliseconds costs the loop a watch in ``pause``, and a rare slow fdatasync
-    one watch."""
-
-    def __init__(
-        self,
-        limit_ns: int = FSYNC_SPIN_NS,
-        *,
-        lost_ns: int = 50_000,
-        pause: int = 64,
-        wall_ns: Callable[[], int] = time.perf_counter_ns,
-        cpu_ns: Callable[[], int] = time.thread_time_ns,
-    ) -> None:
-        self.limit_ns = limit_ns
-        self.lost_ns = lost_ns
-        self.pause = pause
-        self._wall_ns = wall_ns
-        self._cpu_ns = cpu_ns
-        self._skip = 0
-        self._missed = 0  # the watches skipped after the last whole watch that saw no end
-        #: Watches made, and those whose fdatasync ended within them (for benchmarks).
-        self.watches = 0
-        self.seen = 0
-
-    def __call__(self, ahead: FsyncAhead, timeout_ns: int) -> None:
-        """Watch ``ahead``'s running fdatasync for at most ``limit_ns`` (and ``timeout_ns``,
-        when the loop would wake for a deadline sooner), unless paused."""
-        if self._skip:
-            self._skip -= 1
-            return
-        wall, cpu = self._wall_ns(), self._cpu_ns()
-        self.watches += 1
-        limit = min(self.limit_ns, timeout_ns)
-        seen = ahead.spin(limit)
-        self.seen += seen
-        if (self._wall_ns() - wall) - (self._cpu_ns() - cpu) > self.lost_ns:
-            self._skip = self.pause
-        elif seen:
-            self._missed = 0
-        elif limit == self.limit_ns:  # a whole watch: the disk was slower than it
-            self._missed = self._skip = min(2 * self._missed or 1, self.pause)
 
 
 def open_fsync_ahead() -> FsyncAhead | None:

@@ -50,7 +50,7 @@ ack awaits ``durable``, and when the loop would sleep with the fdatasync
 still running the trio thread watches the same way instead. Either way the
 ack runs without the wake-up of a sleeping thread (tens of microseconds on
 a virtual machine), while the machine has a core to spare and the disk is
-quicker than a watch (``journal.fsync_ahead.IdleSpin``).
+quicker than a watch (``idle_spin.IdleSpin``).
 ``record_soon()`` and ``record_fill()`` (the brokers' news about orders
 already sent) are not waited for and skip the log: the row goes, unencoded,
 to the fold's thread (``JournalLog.news``), which encodes it and writes it
@@ -126,6 +126,7 @@ import trio
 
 from ult_actors import segment_log
 from ult_actors.errors import ConfigError, Internal, JournalUnavailable
+from ult_actors.idle_spin import IdleSpin
 from ult_actors.journal import changelog
 from ult_actors.journal.bodies import decode_order
 from ult_actors.journal.changelog import (
@@ -147,12 +148,7 @@ from ult_actors.journal.changelog import (
     seq_of,
 )
 from ult_actors.journal.costs import JournalCostInputs
-from ult_actors.journal.fsync_ahead import (
-    FSYNC_SPIN_NS,
-    FsyncAhead,
-    IdleSpin,
-    open_fsync_ahead,
-)
+from ult_actors.journal.fsync_ahead import FSYNC_SPIN_NS, FsyncAhead, open_fsync_ahead
 from ult_actors.journal.fsync_route import FsyncRoute
 from ult_actors.journal.journal_event import JournalEvent as JournalEvent
 from ult_actors.journal.log_sync import LogSyncer
