@@ -36,6 +36,7 @@ import select
 import time
 from collections.abc import Callable, Iterator
 
+import structlog
 import trio
 
 from ult_actors.idle_spin import IdleSpin, Watched
@@ -123,6 +124,13 @@ def busy_polling(limit_ns: int) -> Iterator[BusyPoll | None]:
         running.users -= 1
         if not running.users:
             _RUNNING.set(None)
+            # What it bought, for an operator weighing its core against it.
+            structlog.get_logger().bind(actor="ult").info(
+                "the loop's busy poll ends",
+                limit_us=running.spin.limit_ns // 1_000,
+                watches=running.spin.watches,
+                saw_io=running.spin.seen,
+            )
             # Trio drops an instrument that raised: nothing is left to remove then.
             with contextlib.suppress(KeyError):
                 trio.lowlevel.remove_instrument(running)
