@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ult_actors.run_delay import RunDelay, open_run_delay
+
 
 class Watched(Protocol):
     """What an ``IdleSpin`` watches."""
@@ -30,14 +32,14 @@ class IdleSpin:
     at the price of that core meanwhile.
 
     That price is worth paying only while the machine has a core to spare: a watch
-    during which this thread lost its core for more than ``lost_ns`` (its CPU time fell
-    behind the wall clock: others wanted the core) means it has none, and the next
-    ``pause`` watches are skipped (the loop sleeps as without one). Nor is it while what
-    is watched for comes later than a watch: a watch that ran its whole limit without
-    seeing it skips the next one, and each further such watch in a row twice as many
-    (up to ``pause``); one that sees it watches at every chance again. So a disk that
-    takes milliseconds, or a service that nobody calls, costs the loop a watch in
-    ``pause``, and a rare slow one a watch."""
+    during which this thread waited for its core for more than ``lost_ns`` (runnable,
+    another task on the core) means it has none, and the next ``pause`` watches are
+    skipped (the loop sleeps as without one). Nor is it while what is watched for comes
+    later than a watch: a watch that ran its whole limit without seeing it skips the
+    next one, and each further such watch in a row twice as many (up to ``pause``); one
+    that sees it watches at every chance again. So a disk that takes milliseconds, or a
+    service that nobody calls, costs the loop a watch in ``pause``, and a rare slow one
+    a watch."""
 
     def __init__(
         self,
@@ -45,14 +47,18 @@ class IdleSpin:
         *,
         lost_ns: int = 50_000,
         pause: int = 64,
-        wall_ns: Callable[[], int] = time.perf_counter_ns,
-        cpu_ns: Callable[[], int] = time.thread_time_ns,
+        waited_ns: Callable[[], int] | None = None,
     ) -> None:
+        """``waited_ns``: this thread's time so far runnable but not running (ns); by
+        default the kernel's (``run_delay``) for the thread that first watches, else its
+        wall clock less its CPU time, which counts its sleeps too: a watch of the loop's
+        I/O lets the GIL go at each look, and a helper thread that takes it meanwhile
+        says nothing of the machine's cores."""
         self.limit_ns = limit_ns
         self.lost_ns = lost_ns
         self.pause = pause
-        self._wall_ns = wall_ns
-        self._cpu_ns = cpu_ns
+        self._waited_ns = waited_ns
+        self._run_delay: RunDelay | None = None
         self._skip = 0
         self._missed = 0  # the watches skipped after the last whole watch that saw nothing
         #: Watches made, and those that saw what they watched for (for benchmarks).
@@ -65,14 +71,29 @@ class IdleSpin:
         if self._skip:
             self._skip -= 1
             return
-        wall, cpu = self._wall_ns(), self._cpu_ns()
+        waited_ns = self._waited_ns
+        if waited_ns is None:
+            self._run_delay = open_run_delay()
+            waited_ns = self._waited_ns = self._run_delay or _off_cpu_ns
+        waited = waited_ns()
         self.watches += 1
         limit = min(self.limit_ns, timeout_ns)
         seen = watched.spin(limit)
         self.seen += seen
-        if (self._wall_ns() - wall) - (self._cpu_ns() - cpu) > self.lost_ns:
+        if waited_ns() - waited > self.lost_ns:
             self._skip = self.pause
         elif seen:
             self._missed = 0
         elif limit == self.limit_ns:  # a whole watch: what it watched for came later
             self._missed = self._skip = min(2 * self._missed or 1, self.pause)
+
+    def close(self) -> None:
+        """Release the kernel's figures it opened (opened again if it watches again)."""
+        if self._run_delay is not None:
+            self._run_delay.close()
+            self._run_delay = self._waited_ns = None
+
+
+def _off_cpu_ns() -> int:
+    """The calling thread's wall clock less its CPU time."""
+    return time.perf_counter_ns() - time.thread_time_ns()

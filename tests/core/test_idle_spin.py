@@ -3,11 +3,17 @@ pays for its core, and when the loop sleeps as without one."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from ult_actors.idle_spin import IdleSpin
+from ult_actors.run_delay import open_run_delay
 
 
 class _Clocks:
-    """A wall clock and this thread's CPU clock, moved by the watches."""
+    """A wall clock and this thread's CPU clock, moved by the watches: the thread waited for
+    its core whatever of the wall clock's time it did not run."""
 
     def __init__(self) -> None:
         self.wall = 0
@@ -37,7 +43,7 @@ class _Watched:
 def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again() -> None:
     clocks = _Clocks()
     spin = IdleSpin(
-        300_000, lost_ns=50_000, pause=3, wall_ns=lambda: clocks.wall, cpu_ns=lambda: clocks.cpu
+        300_000, lost_ns=50_000, pause=3, waited_ns=lambda: clocks.wall - clocks.cpu
     )
     alone = _Watched(clocks, wall=200_000, cpu=190_000)  # the core its own all along
     for timeout_ns in (10**9, 100_000):
@@ -54,7 +60,7 @@ def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again
 def test_an_idle_spin_watches_ever_less_often_while_the_disk_is_slower_than_a_watch() -> None:
     clocks = _Clocks()
     spin = IdleSpin(
-        300_000, lost_ns=50_000, pause=4, wall_ns=lambda: clocks.wall, cpu_ns=lambda: clocks.cpu
+        300_000, lost_ns=50_000, pause=4, waited_ns=lambda: clocks.wall - clocks.cpu
     )
     slow = _Watched(clocks, wall=300_000, cpu=300_000)  # the core its own, the disk slow
     slow.ends = False
@@ -80,3 +86,30 @@ def test_an_idle_spin_watches_ever_less_often_while_the_disk_is_slower_than_a_wa
     for _ in range(3):
         spin(slow, 100_000)
     assert slow.limits[-3:] == [100_000] * 3
+
+
+class _Sleeps:
+    """A watch that sleeps through its look (as the loop's does while a helper thread has
+    the GIL), then sees what it watched for."""
+
+    def __init__(self) -> None:
+        self.limits: list[int] = []
+
+    def spin(self, limit_ns: int) -> bool:
+        self.limits.append(limit_ns)
+        time.sleep(0.05)
+        return True
+
+
+@pytest.mark.skipif(open_run_delay() is None, reason="the kernel tells no run delay here")
+def test_a_watch_that_slept_did_not_lose_its_core() -> None:
+    # Only the kernel's run delay counts (runnable, another task on the core): 50 ms asleep
+    # in a watch is no sign of a busy machine, and the next chance is watched.
+    spin = IdleSpin(300_000, lost_ns=20_000_000, pause=4)
+    sleeps = _Sleeps()
+    try:
+        spin(sleeps, 10**9)
+        spin(sleeps, 10**9)
+    finally:
+        spin.close()
+    assert sleeps.limits == [300_000, 300_000]

@@ -38,11 +38,10 @@ it returns; else the ring serves it.
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
-import threading
 import time
 from collections.abc import Callable
+
+from ult_actors.run_delay import RunDelay, open_run_delay
 
 #: What a lone batch's two hand-overs to the writer's thread and back cost it (measured:
 #: docs/performance.md, "the `full` fsync's thread hand-overs").
@@ -79,7 +78,7 @@ class FsyncRoute:
         self._now_ns = now_ns
         self.use_loop = use_loop
         self._run_delay_ns = run_delay_ns
-        self._schedstat = -1  # the kernel's figures for the trio thread, once opened
+        self._schedstat: RunDelay | None = None  # the kernel's, for the trio thread, once opened
         self._opened = run_delay_ns is not None
         #: How long the trio thread waited to run while writing its last ``window`` batches,
         #: and how long those writes took.
@@ -94,7 +93,7 @@ class FsyncRoute:
         """Whether the lone batch about to be written goes on the trio thread."""
         self._lone += 1
         if not self._opened:
-            self._run_delay_ns = self._open_schedstat()
+            self._run_delay_ns = self._schedstat = open_run_delay()
             self._opened = True
         if not self.use_loop or self._run_delay_ns is None:
             on_loop = False
@@ -131,31 +130,11 @@ class FsyncRoute:
 
     def close(self) -> None:
         """Close what ``choose`` opened (it opens again if called again)."""
-        if self._schedstat >= 0:
-            os.close(self._schedstat)
-            self._schedstat = -1
+        if self._schedstat is not None:
+            self._schedstat.close()
+            self._schedstat = None
             self._run_delay_ns = None
             self._opened = False
-
-    def _open_schedstat(self) -> Callable[[], int] | None:
-        path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None  # not Linux, or a kernel without scheduler statistics
-
-        def read() -> int:
-            # "<time on the CPU> <time runnable, waiting for it> <time slices>", in ns.
-            return int(os.pread(fd, 64, 0).split()[1])
-
-        try:
-            read()
-        except (OSError, ValueError, IndexError):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            return None
-        self._schedstat = fd
-        return read
 
 
 def _upper_quartile(times: collections.deque[int]) -> int:

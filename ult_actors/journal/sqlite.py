@@ -692,6 +692,8 @@ class SqliteStore:
                 await trio.to_thread.run_sync(self._log_syncer.close)
             await trio.to_thread.run_sync(self._close_sync)
         self.fsync_route.close()
+        if self.idle_spin is not None:
+            self.idle_spin.close()
         if self.fsync_ahead is not None:
             self.fsync_ahead.close()  # one still running ends in the kernel; the log is folded
         error = Internal("the journal closed before this record was written")

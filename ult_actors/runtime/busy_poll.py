@@ -18,8 +18,10 @@ the process with its haltpoll cpuidle governor (off on this project's hosts:
 
 ``IdleSpin`` decides when that pays: a watch that sees nothing arrive backs
 off (1, 2, 4 ... up to 64 sleeps without one), so a service nobody calls
-watches once in 64 sleeps; a watch during which another thread wanted the
-core pauses for 64, so a busy machine keeps its cores.
+watches once in 64 sleeps; a watch during which another task had the core
+while this thread could have run (the kernel's run delay, not the GIL's
+waits: each look lets the GIL go, and a helper thread's turn says nothing of
+the cores) pauses for 64, so a busy machine keeps its cores.
 
 Trio keeps its epoll to itself: ``loop_epoll_fd`` reads it from trio's run
 context, the one private attribute of trio the service reads. It checks that
@@ -124,6 +126,7 @@ def busy_polling(limit_ns: int) -> Iterator[BusyPoll | None]:
         running.users -= 1
         if not running.users:
             _RUNNING.set(None)
+            running.spin.close()
             # What it bought, for an operator weighing its core against it.
             structlog.get_logger().bind(actor="ult").info(
                 "the loop's busy poll ends",
