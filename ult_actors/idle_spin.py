@@ -22,8 +22,8 @@ class Watched(Protocol):
     """What an ``IdleSpin`` watches."""
 
     def spin(self, limit_ns: int) -> bool:
-        """Watch on this thread for at most ``limit_ns``: True once what is watched for
-        has come (then, False if not)."""
+        """Watch on this thread for at most ``limit_ns``: True as soon as what is watched
+        for has come, False if it did not meanwhile."""
 
 
 class IdleSpin:
