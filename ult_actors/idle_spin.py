@@ -48,16 +48,21 @@ class IdleSpin:
         lost_ns: int = 50_000,
         pause: int = 64,
         waited_ns: Callable[[], int] | None = None,
+        off_cpu_ns: Callable[[], int] | None = None,
     ) -> None:
         """``waited_ns``: this thread's time so far runnable but not running (ns); by
-        default the kernel's (``run_delay``) for the thread that first watches, else its
-        wall clock less its CPU time, which counts its sleeps too: a watch of the loop's
-        I/O lets the GIL go at each look, and a helper thread that takes it meanwhile
-        says nothing of the machine's cores."""
+        default the kernel's (``run_delay``) for the thread that first watches, else
+        ``off_cpu_ns``: its wall clock less its CPU time, which counts its sleeps too (a
+        watch of the loop's I/O lets the GIL go at each look, and a helper thread that
+        takes it meanwhile says nothing of the machine's cores). After a watch,
+        ``waited_ns`` is read only if ``off_cpu_ns`` grew by over ``lost_ns`` (the run
+        delay is part of that time): the kernel's is a system call, and what follows a
+        watch that saw something is a request waiting to be served."""
         self.limit_ns = limit_ns
         self.lost_ns = lost_ns
         self.pause = pause
         self._waited_ns = waited_ns
+        self._off_cpu_ns = off_cpu_ns or _off_cpu_ns
         self._run_delay: RunDelay | None = None
         self._skip = 0
         self._missed = 0  # the watches skipped after the last whole watch that saw nothing
@@ -71,16 +76,16 @@ class IdleSpin:
         if self._skip:
             self._skip -= 1
             return
-        waited_ns = self._waited_ns
+        waited_ns, off_cpu_ns = self._waited_ns, self._off_cpu_ns
         if waited_ns is None:
             self._run_delay = open_run_delay()
-            waited_ns = self._waited_ns = self._run_delay or _off_cpu_ns
-        waited = waited_ns()
+            waited_ns = self._waited_ns = self._run_delay or off_cpu_ns
+        waited, off_cpu = waited_ns(), off_cpu_ns()
         self.watches += 1
         limit = min(self.limit_ns, timeout_ns)
         seen = watched.spin(limit)
         self.seen += seen
-        if waited_ns() - waited > self.lost_ns:
+        if off_cpu_ns() - off_cpu > self.lost_ns and waited_ns() - waited > self.lost_ns:
             self._skip = self.pause
         elif seen:
             self._missed = 0

@@ -19,6 +19,9 @@ class _Clocks:
         self.wall = 0
         self.cpu = 0
 
+    def off_cpu(self) -> int:
+        return self.wall - self.cpu
+
     def watched(self, wall_ns: int, cpu_ns: int) -> None:
         self.wall += wall_ns
         self.cpu += cpu_ns
@@ -43,7 +46,7 @@ class _Watched:
 def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again() -> None:
     clocks = _Clocks()
     spin = IdleSpin(
-        300_000, lost_ns=50_000, pause=3, waited_ns=lambda: clocks.wall - clocks.cpu
+        300_000, lost_ns=50_000, pause=3, waited_ns=clocks.off_cpu, off_cpu_ns=clocks.off_cpu
     )
     alone = _Watched(clocks, wall=200_000, cpu=190_000)  # the core its own all along
     for timeout_ns in (10**9, 100_000):
@@ -60,7 +63,7 @@ def test_an_idle_spin_pauses_after_a_watch_that_lost_its_core_then_watches_again
 def test_an_idle_spin_watches_ever_less_often_while_the_disk_is_slower_than_a_watch() -> None:
     clocks = _Clocks()
     spin = IdleSpin(
-        300_000, lost_ns=50_000, pause=4, waited_ns=lambda: clocks.wall - clocks.cpu
+        300_000, lost_ns=50_000, pause=4, waited_ns=clocks.off_cpu, off_cpu_ns=clocks.off_cpu
     )
     slow = _Watched(clocks, wall=300_000, cpu=300_000)  # the core its own, the disk slow
     slow.ends = False
@@ -113,3 +116,20 @@ def test_a_watch_that_slept_did_not_lose_its_core() -> None:
     finally:
         spin.close()
     assert sleeps.limits == [300_000, 300_000]
+
+
+def test_a_watch_on_its_core_throughout_asks_the_kernel_once() -> None:
+    # The run delay is read again after a watch only if the thread was off its core for
+    # longer than ``lost_ns``: a read is a system call on the way of what the watch saw.
+    clocks = _Clocks()
+    reads: list[int] = []
+
+    def waited() -> int:
+        reads.append(clocks.off_cpu())
+        return clocks.off_cpu()
+
+    spin = IdleSpin(300_000, lost_ns=50_000, waited_ns=waited, off_cpu_ns=clocks.off_cpu)
+    spin(_Watched(clocks, wall=200_000, cpu=190_000), 10**9)
+    assert len(reads) == 1
+    spin(_Watched(clocks, wall=200_000, cpu=100_000), 10**9)  # 100 us off its core
+    assert len(reads) == 3

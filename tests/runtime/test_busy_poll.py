@@ -34,6 +34,19 @@ async def test_the_loops_epoll_is_found() -> None:
     assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
 
 
+async def test_where_the_loops_epoll_cannot_be_had_the_loop_sleeps_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trio._core._run import GLOBAL_RUN_CONTEXT
+
+    with monkeypatch.context() as patched:  # no await inside: the loop never sees it
+        patched.setattr(GLOBAL_RUN_CONTEXT.runner, "io_manager", object())  # insides moved
+        found = loop_epoll_fd()
+        with busy_polling(200_000) as running:
+            pass
+    assert found is None and running is None
+
+
 class _Told(LoopPoll):
     """The real watch, telling another thread each time it begins."""
 
