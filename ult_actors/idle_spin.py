@@ -37,9 +37,10 @@ class IdleSpin:
     skipped (the loop sleeps as without one). Nor is it while what is watched for comes
     later than a watch: a watch that ran its whole limit without seeing it skips the
     next one, and each further such watch in a row twice as many (up to ``pause``); one
-    that sees it watches at every chance again. So a disk that takes milliseconds, or a
-    service that nobody calls, costs the loop a watch in ``pause``, and a rare slow one
-    a watch."""
+    that sees it watches at every chance again, and so does the next chance after one
+    skipped while backing off whose wait ended within a watch's limit (``came_soon``).
+    So a disk that takes milliseconds, or a service that nobody calls, costs the loop a
+    watch in ``pause``, and a rare slow one a watch."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class IdleSpin:
         self._run_delay: RunDelay | None = None
         self._skip = 0
         self._missed = 0  # the watches skipped after the last whole watch that saw nothing
+        self._for_core = False  # the chances skipped now are a pause for the core
         #: Watches made, and those that saw what they watched for (for benchmarks).
         self.watches = 0
         self.seen = 0
@@ -87,10 +89,19 @@ class IdleSpin:
         self.seen += seen
         if off_cpu_ns() - off_cpu > self.lost_ns and waited_ns() - waited > self.lost_ns:
             self._skip = self.pause
+            self._for_core = True
         elif seen:
             self._missed = 0
         elif limit == self.limit_ns:  # a whole watch: what it watched for came later
             self._missed = self._skip = min(2 * self._missed or 1, self.pause)
+            self._for_core = False
+
+    def came_soon(self) -> None:
+        """What it watches for came, within a watch's limit, after a chance skipped while
+        it backs off: a watch would have seen it (a burst after a quiet spell), so the next
+        chance is watched. A pause for the core stands."""
+        if not self._for_core:
+            self._skip = self._missed = 0
 
     def close(self) -> None:
         """Release the kernel's figures it opened (opened again if it watches again)."""

@@ -133,3 +133,28 @@ def test_a_watch_on_its_core_throughout_asks_the_kernel_once() -> None:
     assert len(reads) == 1
     spin(_Watched(clocks, wall=200_000, cpu=100_000), 10**9)  # 100 us off its core
     assert len(reads) == 3
+
+
+def test_what_came_soon_after_a_skipped_chance_ends_the_back_off_not_a_pause_for_the_core() -> (
+    None
+):
+    clocks = _Clocks()
+    spin = IdleSpin(
+        300_000, lost_ns=50_000, pause=8, waited_ns=clocks.off_cpu, off_cpu_ns=clocks.off_cpu
+    )
+    quiet = _Watched(clocks, wall=300_000, cpu=300_000)
+    quiet.ends = False
+    for _ in range(6):
+        spin(quiet, 10**9)  # watched, 1 skipped, watched, 2 skipped, watched: 4 to skip
+    assert len(quiet.limits) == 3
+    spin.came_soon()  # a burst: the loop woke within a watch's limit after a skip
+    spin(quiet, 10**9)
+    assert len(quiet.limits) == 4
+    spin.came_soon()  # (that watch saw nothing either: one chance to skip, ended)
+    crowded = _Watched(clocks, wall=200_000, cpu=100_000)  # 100 us waiting for a core
+    spin(crowded, 10**9)
+    assert len(crowded.limits) == 1
+    spin.came_soon()
+    for _ in range(9):
+        spin(crowded, 10**9)
+    assert len(crowded.limits) == 2  # the pause for the core stood: 8 chances skipped

@@ -155,3 +155,35 @@ async def test_a_service_polls_with_its_configured_limit_while_it_runs(
             assert await trio.to_thread.run_sync(submit_one_after_another) == ["filled"] * 20
     with busy_polling(1_000) as after:
         assert after is not None and after.users == 1  # the service's went with it
+
+
+class _Quiet:
+    """A watch that sees nothing, its limit as long as it takes (the clock moved by it)."""
+
+    def __init__(self, clock: list[int]) -> None:
+        self.clock = clock
+        self.watches = 0
+
+    def spin(self, limit_ns: int) -> bool:
+        self.watches += 1
+        self.clock[0] += limit_ns
+        return False
+
+
+def test_a_burst_after_a_quiet_spell_is_watched_again_from_its_second_wake() -> None:
+    clock = [0]
+    quiet = _Quiet(clock)
+    spin = IdleSpin(200_000, waited_ns=lambda: 0, off_cpu_ns=lambda: 0)
+    poll = BusyPoll(quiet, spin, clock_ns=lambda: clock[0])
+    for _ in range(40):  # a quiet spell: the loop wakes for its timers, 1 s apart
+        poll.before_io_wait(1.0)
+        clock[0] += 10**9
+        poll.after_io_wait(1.0)
+    backed_off = quiet.watches
+    assert backed_off < 10  # 1, 2, 4 ... chances skipped after each watch that saw nothing
+    # A burst: a request arrives 100 us into the loop's sleep, a chance it skipped.
+    poll.before_io_wait(1.0)
+    clock[0] += 100_000
+    poll.after_io_wait(1.0)
+    poll.before_io_wait(1.0)
+    assert quiet.watches == backed_off + 1  # the next chance is watched

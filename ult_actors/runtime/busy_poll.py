@@ -18,10 +18,12 @@ the process with its haltpoll cpuidle governor (off on this project's hosts:
 
 ``IdleSpin`` decides when that pays: a watch that sees nothing arrive backs
 off (1, 2, 4 ... up to 64 sleeps without one), so a service nobody calls
-watches once in 64 sleeps; a watch during which another task had the core
-while this thread could have run (the kernel's run delay, not the GIL's
-waits: each look lets the GIL go, and a helper thread's turn says nothing of
-the cores) pauses for 64, so a busy machine keeps its cores.
+watches once in 64 sleeps, until the loop, having skipped a watch, is woken
+by I/O within a watch's limit (a burst after a quiet spell: watched again).
+A watch during which another task had the core while this thread could have
+run (the kernel's run delay, not the GIL's waits: each look lets the GIL go,
+and a helper thread's turn says nothing of the cores) pauses for 64, so a
+busy machine keeps its cores.
 
 Trio keeps its epoll to itself: ``loop_epoll_fd`` reads it from trio's run
 context, the one private attribute of trio the service reads. It checks that
@@ -87,15 +89,36 @@ class BusyPoll(trio.abc.Instrument):
     """The loop's busy poll as a trio instrument: ``watched`` watched by ``spin`` each
     time the loop is about to sleep (``busy_polling`` adds one to the run)."""
 
-    def __init__(self, watched: Watched, spin: IdleSpin) -> None:
+    def __init__(
+        self,
+        watched: Watched,
+        spin: IdleSpin,
+        *,
+        clock_ns: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
         self.watched = watched
         self.spin = spin
         #: The services of this run that asked for it (it is removed with the last).
         self.users = 0
+        self._clock_ns = clock_ns
+        self._skipped_until = 0  # a chance skipped: a wake before this, a watch would have seen
 
     def before_io_wait(self, timeout: float) -> None:
         if timeout > 0:
-            self.spin(self.watched, int(timeout * 1e9))
+            spin = self.spin
+            watches = spin.watches
+            timeout_ns = int(timeout * 1e9)
+            spin(self.watched, timeout_ns)
+            if spin.watches == watches:
+                self._skipped_until = self._clock_ns() + min(spin.limit_ns, timeout_ns)
+
+    def after_io_wait(self, timeout: float) -> None:
+        # The first orders of a burst after a quiet spell find the watch backed off: the
+        # loop woken by I/O (before its deadline) within a watch's limit says it pays again.
+        if self._skipped_until:
+            if self._clock_ns() < self._skipped_until:
+                self.spin.came_soon()
+            self._skipped_until = 0
 
 
 _RUNNING: trio.lowlevel.RunVar[BusyPoll | None] = trio.lowlevel.RunVar(
