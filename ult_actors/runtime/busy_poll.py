@@ -16,14 +16,15 @@ the loop) is handled with no sleep and no wake-up. Linux does the same below
 the process with its haltpoll cpuidle governor (off on this project's hosts:
 ``guest_halt_poll_ns=0``) and ``net.core.busy_poll``.
 
-``IdleSpin`` decides when that pays: a watch that sees nothing arrive backs
-off (1, 2, 4 ... up to 64 sleeps without one), so a service nobody calls
-watches once in 64 sleeps, until the loop, having skipped a watch, is woken
-by I/O within a watch's limit (a burst after a quiet spell: watched again).
-A watch during which another task had the core while this thread could have
-run (the kernel's run delay, not the GIL's waits: each look lets the GIL go,
-and a helper thread's turn says nothing of the cores) pauses for 64, so a
-busy machine keeps its cores.
+``IdleSpin`` decides when that pays, with a pause of ``PAUSE`` chances: a
+watch that sees nothing arrive backs off (1, 2, 4 ... up to 8 sleeps without
+one), so a service nobody calls watches once in 9 sleeps (an idle paper
+service sleeps about once a second), and the loop, having skipped a watch,
+woken by I/O within a watch's limit (a burst after a quiet spell) watches
+again at once. A watch during which another task had the core while this
+thread could have run (the kernel's run delay, not the GIL's waits: each look
+lets the GIL go, and a helper thread's turn says nothing of the cores) pauses
+it for 8, so a core others want gets at most one watch in 9 from it.
 
 Trio keeps its epoll to itself: ``loop_epoll_fd`` reads it from trio's run
 context, the one private attribute of trio the service reads. It checks that
@@ -44,6 +45,13 @@ import structlog
 import trio
 
 from ult_actors.idle_spin import IdleSpin, Watched
+
+#: The chances skipped after a watch that lost its core, and at most after watches that
+#: saw nothing. Not the journal's 64: the loop's watches are short, and what takes its core
+#: is mostly its own helper threads (the fold, the log writer), which the kernel lets
+#: preempt a spinning thread at once; with 64, 7-24 such watches in 4,000 sequential
+#: orders left 10-35 % of them unwatched (docs/performance.md, "the loop's busy poll").
+PAUSE = 8
 
 
 def loop_epoll_fd() -> int | None:
@@ -136,7 +144,7 @@ def busy_polling(limit_ns: int) -> Iterator[BusyPoll | None]:
     if running is None and limit_ns > 0:
         fd = loop_epoll_fd()
         if fd is not None:
-            running = BusyPoll(LoopPoll(fd), IdleSpin(limit_ns))
+            running = BusyPoll(LoopPoll(fd), IdleSpin(limit_ns, pause=PAUSE))
             trio.lowlevel.add_instrument(running)
             _RUNNING.set(running)
     if running is None:
