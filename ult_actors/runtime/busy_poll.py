@@ -77,15 +77,12 @@ def loop_epoll_fd() -> int | None:
 class LoopPoll:
     """``Watched``: whether the loop's epoll has anything ready, by ``poll(2)`` on it."""
 
-    def __init__(
-        self, epoll_fd: int, *, clock_ns: Callable[[], int] = time.perf_counter_ns
-    ) -> None:
+    def __init__(self, epoll_fd: int) -> None:
         self._poll = select.poll()
         self._poll.register(epoll_fd, select.POLLIN)
-        self._clock_ns = clock_ns
 
     def spin(self, limit_ns: int) -> bool:
-        poll, clock = self._poll.poll, self._clock_ns
+        poll, clock = self._poll.poll, time.perf_counter_ns
         end = clock() + limit_ns
         while not poll(0):
             if clock() >= end:
