@@ -64,7 +64,6 @@ class IdleSpin:
         self.pause = pause
         self._waited_ns = waited_ns
         self._off_cpu_ns = off_cpu_ns or _off_cpu_ns
-        self._run_delay: RunDelay | None = None
         self._skip = 0
         self._missed = 0  # the watches skipped after the last whole watch that saw nothing
         self._for_core = False  # the chances skipped now are a pause for the core
@@ -80,8 +79,7 @@ class IdleSpin:
             return
         waited_ns, off_cpu_ns = self._waited_ns, self._off_cpu_ns
         if waited_ns is None:
-            self._run_delay = open_run_delay()
-            waited_ns = self._waited_ns = self._run_delay or off_cpu_ns
+            waited_ns = self._waited_ns = open_run_delay() or off_cpu_ns
         waited, off_cpu = waited_ns(), off_cpu_ns()
         self.watches += 1
         limit = min(self.limit_ns, timeout_ns)
@@ -105,9 +103,9 @@ class IdleSpin:
 
     def close(self) -> None:
         """Release the kernel's figures it opened (opened again if it watches again)."""
-        if self._run_delay is not None:
-            self._run_delay.close()
-            self._run_delay = self._waited_ns = None
+        if isinstance(self._waited_ns, RunDelay):
+            self._waited_ns.close()
+            self._waited_ns = None
 
 
 def _off_cpu_ns() -> int:

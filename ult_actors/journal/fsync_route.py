@@ -78,7 +78,6 @@ class FsyncRoute:
         self._now_ns = now_ns
         self.use_loop = use_loop
         self._run_delay_ns = run_delay_ns
-        self._schedstat: RunDelay | None = None  # the kernel's, for the trio thread, once opened
         self._opened = run_delay_ns is not None
         #: How long the trio thread waited to run while writing its last ``window`` batches,
         #: and how long those writes took.
@@ -93,7 +92,7 @@ class FsyncRoute:
         """Whether the lone batch about to be written goes on the trio thread."""
         self._lone += 1
         if not self._opened:
-            self._run_delay_ns = self._schedstat = open_run_delay()
+            self._run_delay_ns = open_run_delay()
             self._opened = True
         if not self.use_loop or self._run_delay_ns is None:
             on_loop = False
@@ -130,9 +129,8 @@ class FsyncRoute:
 
     def close(self) -> None:
         """Close what ``choose`` opened (it opens again if called again)."""
-        if self._schedstat is not None:
-            self._schedstat.close()
-            self._schedstat = None
+        if isinstance(self._run_delay_ns, RunDelay):  # the kernel's, opened by ``choose``
+            self._run_delay_ns.close()
             self._run_delay_ns = None
             self._opened = False
 

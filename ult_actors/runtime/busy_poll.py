@@ -137,16 +137,18 @@ def busy_polling(limit_ns: int) -> Iterator[BusyPoll | None]:
     None (no busy poll) with ``limit_ns`` 0 or where the loop's epoll cannot be had.
 
     One a run: the services of one run share the first one's (a test runs many)."""
-    running = _RUNNING.get() if limit_ns > 0 else None
-    if running is None and limit_ns > 0:
-        fd = loop_epoll_fd()
-        if fd is not None:
-            running = BusyPoll(LoopPoll(fd), IdleSpin(limit_ns, pause=PAUSE))
-            trio.lowlevel.add_instrument(running)
-            _RUNNING.set(running)
-    if running is None:
+    if limit_ns <= 0:  # asks for none, and joins none
         yield None
         return
+    running = _RUNNING.get()
+    if running is None:
+        fd = loop_epoll_fd()
+        if fd is None:
+            yield None
+            return
+        running = BusyPoll(LoopPoll(fd), IdleSpin(limit_ns, pause=PAUSE))
+        trio.lowlevel.add_instrument(running)
+        _RUNNING.set(running)
     running.users += 1
     try:
         yield running
