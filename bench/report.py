@@ -298,6 +298,7 @@ def render_table(doc: dict[str, Any]) -> str:
             f" - bare WAL commit p50 {_fmt(commit, 'us')}"
             f" (p99 {_fmt(dig(doc, 'ult', 'bare_commit', 'p99_us'), 'us')})"
         )
+    out += [f"  {g['note']}" for g in doc.get("goals") or [] if g.get("note")]
     return "\n".join(out)
 
 

@@ -90,7 +90,10 @@ def _measured(**changes: Any) -> dict[str, Any]:
     from bench.ult import FULL_SYNC
 
     doc: dict[str, Any] = {
-        "floor": {"sequential": {"p50_us": 100.0}, "pipelined": {"per_s": 10_000.0}},
+        "floor": {
+            "sequential": {"p50_us": 100.0},
+            "pipelined": {"per_s": 10_000.0, "server_cpu_us": 40.0},
+        },
         "ult": {
             "sequential": {"p50_us": 250.0},
             "pipelined": {"1": {"per_s": 4_000.0, "window": 128, "server_cpu_us": 100.0}},
@@ -173,6 +176,21 @@ def test_the_table_shows_now_must_aim_and_verdict_per_goal() -> None:
     assert "2.5x" in row and "<= 3x" in row and "<= 2x" in row
     # The full row's figure is shown with what it was computed from.
     assert any("650 us - floor p50 100 us - bare WAL commit p50 400 us" in line for line in table)
+    # The CPU row beside the floor's CPU of this run and of the goals' day: a host half as
+    # fast as that day's reads 100 us where that day's would have read ~58.
+    assert (
+        "  server CPU per pipelined order 100 us = 2.50x the floor's 40 us in this run;"
+        " the floor's was 23.2 us when the goals were set (120 us was 5.2x it, 60 us 2.6x)"
+    ) in table
+
+
+def test_the_cpu_note_needs_the_floors_cpu() -> None:
+    from bench.goals import goals
+
+    doc = _measured()
+    del doc["floor"]["pipelined"]["server_cpu_us"]
+    cpu = next(g for g in goals(doc) if g["goal"] == "server_cpu_pipelined")
+    assert cpu["note"] is None and cpu["verdict"] == "must met"
 
 
 def test_a_bare_commit_is_one_durable_row_per_sample(tmp_path: Path) -> None:
