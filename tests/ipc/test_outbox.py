@@ -123,3 +123,56 @@ async def test_what_the_socket_does_not_take_at_once_is_sent_by_the_writer() -> 
                 await trio.lowlevel.wait_readable(peer)
                 received.extend(peer.recv(1 << 16))
     assert bytes(received) == big
+
+
+async def test_queued_frames_are_written_in_groups_while_their_producer_keeps_on() -> None:
+    outbox = Outbox(write_after=16)
+    frames = [b"reply%03d;" % i for i in range(40)]
+    async with _writing(outbox) as peer:
+        for data in frames:  # as a batch's answers are queued: no pause between them
+            outbox.put(data)
+        # The first two groups of 16 are on the socket before this task yields.
+        assert peer.recv(4096) == b"".join(frames[:32])
+        assert outbox.queued_bytes == len(b"".join(frames[32:]))
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()
+        assert peer.recv(4096) == b"".join(frames[32:])  # the rest: the writer's one send
+    assert (outbox.frames_sent, outbox.sends) == (40, 3)
+
+
+async def test_a_group_never_overtakes_a_send_under_way() -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB: the writer's send blocks on the socket buffer
+    outbox = Outbox(high_water=1 << 22, write_after=4)
+    frames = [b"small%02d;" % i for i in range(12)]
+    received = bytearray()
+    async with _writing(outbox, sndbuf=4096) as peer:
+        outbox.put(big)
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()  # the writer is inside its send
+        for data in frames:
+            outbox.put(data)
+        assert outbox.queued_bytes > len(big)  # all queued behind the send: none written
+        expected = len(big) + len(b"".join(frames))
+        with trio.fail_after(10):
+            while len(received) < expected:
+                await trio.lowlevel.wait_readable(peer)
+                received.extend(peer.recv(1 << 16))
+    assert bytes(received) == big + b"".join(frames)
+
+
+async def test_a_group_the_socket_takes_in_part_leaves_the_rest_first_in_line() -> None:
+    outbox = Outbox(high_water=1 << 22, write_after=2)
+    first, second, third = b"a" * 300_000, b"b" * 300_000, b"c" * 10
+    received = bytearray()
+    async with _writing(outbox, sndbuf=4096) as peer:
+        outbox.put(first)
+        outbox.put(second)  # a group: written at once, the socket takes only part of it
+        assert 0 < outbox.queued_bytes < len(first) + len(second)
+        outbox.put(third)
+        expected = len(first) + len(second) + len(third)
+        with trio.fail_after(10):
+            while len(received) < expected:
+                await trio.lowlevel.wait_readable(peer)
+                received.extend(peer.recv(1 << 16))
+    assert bytes(received) == first + second + third
+    assert outbox.frames_sent == 3
