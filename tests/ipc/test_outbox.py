@@ -165,14 +165,24 @@ async def test_a_group_the_socket_takes_in_part_leaves_the_rest_first_in_line() 
     first, second, third = b"a" * 300_000, b"b" * 300_000, b"c" * 10
     received = bytearray()
     async with _writing(outbox, sndbuf=4096) as peer:
+        # Count the writes tried on the caller's task (the outbox's seam for them).
+        write, tried = outbox._write_now, []
+        assert write is not None
+        outbox._write_now = lambda data: (tried.append(len(data)), write(data))[1]
         outbox.put(first)
         outbox.put(second)  # a group: written at once, the socket takes only part of it
-        assert 0 < outbox.queued_bytes < len(first) + len(second)
-        outbox.put(third)
-        expected = len(first) + len(second) + len(third)
+        left = outbox.queued_bytes
+        assert 0 < left < len(first) + len(second)
+        # The socket is full: no group is tried again (its bytes joined again for a write
+        # that cannot go) until the writer task has sent what is queued.
+        for _ in range(3):
+            outbox.put(third)
+        assert outbox.queued_bytes == left + 3 * len(third)
+        assert tried == [len(first) + len(second)]
+        expected = len(first) + len(second) + 3 * len(third)
         with trio.fail_after(10):
             while len(received) < expected:
                 await trio.lowlevel.wait_readable(peer)
                 received.extend(peer.recv(1 << 16))
-    assert bytes(received) == first + second + third
-    assert outbox.frames_sent == 3
+    assert bytes(received) == first + second + third * 3
+    assert outbox.frames_sent == 5

@@ -104,6 +104,9 @@ class Outbox:
         #: has its stream); None: every frame goes through the writer task.
         self._write_now: Callable[[bytes], int] | None = None
         self._sending = False
+        #: A group's write found the socket full: the writer task sends what is queued
+        #: (waiting for the socket) before ``put`` writes a group again.
+        self._socket_full = False
         self._wake = trio.Event()
         self._room = trio.Event()
         self._room.set()
@@ -136,7 +139,12 @@ class Outbox:
         self.budget.add(size)
         if self.queued_bytes > self.high_water and self._room.is_set():
             self._room = trio.Event()
-        if len(chunks) >= self.write_after and not self._sending and self._write_now is not None:
+        if (
+            len(chunks) >= self.write_after
+            and not self._sending
+            and not self._socket_full
+            and self._write_now is not None
+        ):
             self._write_queued()
 
     def stalled_for(self) -> float:
@@ -180,12 +188,12 @@ class Outbox:
         data = b"".join(chunks)
         try:
             written = self._write_now(data)
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # full (``BlockingIOError``) or broken: the writer task's send
+            self._socket_full = True  # waits for room, or meets the error and ends it
             return
-        except OSError:
-            return  # a broken connection: the writer task's send meets the error and ends it
         self.sends += 1
         if written < len(data):
+            self._socket_full = True
             self._chunks = [data[written:]]
             self.frames_sent += len(chunks) - 1  # the one cut short counts once it is sent
         else:
@@ -223,6 +231,7 @@ class Outbox:
             finally:
                 self._sending = False
             self._progress_at = trio.current_time()
+            self._socket_full = False
             if self.queued_bytes:  # not discarded meanwhile
                 self._grow(-len(data))
             self.frames_sent += len(chunks)
