@@ -76,6 +76,7 @@ from ult_actors.messages import (
 from ult_actors.runtime.actor import ActorContext
 from ult_actors.runtime.busy_poll import busy_polling
 from ult_actors.runtime.health import HealthListener
+from ult_actors.runtime.intake import IntakeGate
 from ult_actors.runtime.jitter import SeededJitter
 from ult_actors.runtime.mailbox import Mailbox
 from ult_actors.runtime.pubsub import EventBus
@@ -353,7 +354,7 @@ def _build_service(
     router_deps = _router_deps(shared, risk_gate)
     book = PositionBook(booking=booking, applied=FillLedger(shared=advance))
     if store_opener is None:
-        store_opener = _default_store_opener(config, state_dir)
+        store_opener = _default_store_opener(config, state_dir, slot.intake)
 
     sup = config.supervision
     root = Supervisor(
@@ -594,7 +595,9 @@ def _health_publisher(bus: EventBus[Event], now_ns: Callable[[], int]) -> Health
     return publish
 
 
-def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener:
+def _default_store_opener(
+    config: ServiceConfig, state_dir: Path, intake: IntakeGate | None = None
+) -> StoreOpener:
     """The SQLite journal at ``journal.path`` (default ``<state dir>/journal.db``), or the
     PostgreSQL one at ``journal.url``.
 
@@ -613,6 +616,7 @@ def _default_store_opener(config: ServiceConfig, state_dir: Path) -> StoreOpener
         path,
         synchronous=config.journal.synchronous,
         sync_interval_s=config.journal.sync_interval_ms / 1000,
+        intake=intake,  # closed while the fold falls behind: the IPC stops reading
     )
 
 

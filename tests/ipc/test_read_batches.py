@@ -192,3 +192,33 @@ async def test_a_read_ending_inside_a_frame_answers_the_whole_ones_and_keeps_the
         assert sorted(r.id for r in first if isinstance(r, OkReply)) == list(range(1, 11))
         assert isinstance(rest, OkReply) and rest.id == 11
         await conn.aclose()
+
+
+async def test_a_closed_intake_leaves_new_requests_unread_until_it_opens(sock_dir: Path) -> None:
+    # The journal's fold too far behind closes the service's intake (``runtime/intake.py``):
+    # the socket reads no new requests meanwhile, and answers them once it opens.
+    async with ipc_service(sock_dir) as (svc, path):
+        store = await svc.journal.get()
+        intake = svc.journal.intake
+        # One gate: the journal the service opened closes the one the socket reads.
+        assert store.intake is intake and svc.gateway.intake is intake
+        with trio.fail_after(10):
+            conn = await _connection_up(path)
+            peer = socket.socket(fileno=socket.dup(conn.stream.socket.fileno()))
+            try:
+                intake.close()
+                await conn.send(Ping(id=2))  # the read already waiting takes it
+                assert (await conn.receive()).id == 2
+                await conn.send(Ping(id=3))
+                await trio.testing.wait_all_tasks_blocked()
+                try:
+                    unread = peer.recv(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    unread = b""
+                assert unread == b""  # not read, so not answered
+                intake.open()
+                reply = await conn.receive()
+            finally:
+                peer.close()
+        assert isinstance(reply, OkReply) and reply.id == 3
+        await conn.aclose()

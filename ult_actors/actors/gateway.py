@@ -73,6 +73,7 @@ from ult_actors.runtime import (
     Subscription,
     call,
 )
+from ult_actors.runtime.intake import IntakeGate
 from ult_actors.runtime.mailbox import Asked, InFlightUnanswered, ask
 from ult_actors.validation import with_leg_ids
 
@@ -185,6 +186,11 @@ class ServiceGateway:
         # Client order ids made here are unique per process start: pid + start time + counter.
         self._coid_prefix = f"ult-{os.getpid():x}{now_ns() // 1_000_000 % 0xFFFFFFFF:x}"
         self._coid_seq = itertools.count(1)
+
+    @property
+    def intake(self) -> IntakeGate:
+        """Closed while the journal's fold is too far behind: the IPC reads no requests."""
+        return self.journal.intake
 
     def new_client_order_id(self) -> str:
         return f"{self._coid_prefix}-{next(self._coid_seq)}"

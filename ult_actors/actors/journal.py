@@ -22,6 +22,7 @@ import trio
 from ult_actors.errors import JournalUnavailable
 from ult_actors.journal.store import OrderStore, StoreOpener
 from ult_actors.runtime.actor import ActorContext
+from ult_actors.runtime.intake import IntakeGate
 
 
 class JournalSlot:
@@ -30,13 +31,18 @@ class JournalSlot:
     def __init__(self) -> None:
         self._store: OrderStore | None = None
         self._ready = trio.Event()
+        #: Closed by the journal while its fold is too far behind (``runtime/intake.py``):
+        #: one gate for every store the journal actor opens, read by the IPC connections.
+        self.intake = IntakeGate()
 
     def set(self, store: OrderStore | None) -> None:
         self._store = store
         if store is not None:
             self._ready.set()
-        elif self._ready.is_set():
-            self._ready = trio.Event()
+        else:
+            self.intake.open()  # no store, no fold to wait for
+            if self._ready.is_set():
+                self._ready = trio.Event()
 
     @property
     def now(self) -> OrderStore | None:

@@ -18,8 +18,9 @@ what is left.
 Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
-mark of unsent bytes, and while all outboxes together are over the server's
-budget. A client that does not read its replies therefore costs at most the
+mark of unsent bytes, while all outboxes together are over the server's
+budget, and while the service's intake gate is closed (its journal's fold too far
+behind, ``runtime/intake.py``). A client that does not read its replies therefore costs at most the
 high-water mark plus the replies of the requests it had in flight.
 
 Past ``max_queued_bytes`` unsent (a client that pipelines requests with big
@@ -65,6 +66,7 @@ from ult_actors.messages import (
     Subscribe,
     SubscriptionDropped,
 )
+from ult_actors.runtime.intake import IntakeGate
 from ult_actors.runtime.pubsub import AfterReply, Subscription
 
 _READ_SIZE = 1 << 16
@@ -110,8 +112,11 @@ class Connection:
         max_queued_bytes: int = 16 << 20,
         budget: OutboxBudget | None = None,
         stalled_s: float = 5.0,
+        intake: IntakeGate | None = None,
     ) -> None:
         self.stream = stream
+        #: While closed, this connection reads no requests (``runtime/intake.py``).
+        self._intake = intake if intake is not None else IntakeGate()
         self.gateway = gateway
         self.peer = peer
         self.log = log.bind(peer_uid=peer.uid, peer_pid=peer.pid)
@@ -326,6 +331,7 @@ class Connection:
                 await self._capacity.wait()
                 await self.outbox.wait_for_room()
                 await budget.wait_for_room()
+                await self._intake.wait_open()
         finally:
             budget.paused_readers -= 1
 
@@ -335,6 +341,7 @@ class Connection:
             self._in_flight >= self.max_in_flight  # ``_capacity`` is clear
             or outbox.queued_bytes > outbox.high_water
             or outbox.budget.over
+            or self._intake.closed
         )
 
     def _dispatch_until_full(self, data: bytes | bytearray) -> None:

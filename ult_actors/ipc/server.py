@@ -36,6 +36,7 @@ from ult_actors.ipc.socketfile import (
     unlink_if_ours,
 )
 from ult_actors.messages import ErrorReply
+from ult_actors.runtime.intake import IntakeGate
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class IpcLoad:
         self.max_connections = max_connections
         self.connections = 0
         self.budget = OutboxBudget(max_queued_bytes_total)
+        #: While closed, no connection reads requests: the service's journal (a gateway's
+        #: ``intake``) closes it while its fold is too far behind (``runtime/intake.py``).
+        self.intake = IntakeGate()
         #: Connections turned away at ``max_connections``, and closed for not reading.
         self.refused = 0
         self.dropped = 0
@@ -144,6 +148,9 @@ async def serve_ipc(
             max_connections=settings.max_connections,
             max_queued_bytes_total=settings.max_queued_bytes_total,
         )
+    intake = getattr(gateway, "intake", None)
+    if isinstance(intake, IntakeGate):
+        load.intake = intake
     own_lock = lock is None
     lock = claim_socket_path(settings) if lock is None else lock
     path = settings.socket_path
@@ -208,6 +215,7 @@ async def _serve_connection(
         max_queued_bytes=settings.max_queued_bytes_per_connection,
         budget=load.budget,
         stalled_s=settings.stalled_s,
+        intake=load.intake,
     )
     load.connections += 1
     try:

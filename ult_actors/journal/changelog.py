@@ -53,9 +53,14 @@ from ult_actors.journal.log_record import LogRecord as LogRecord
 from ult_actors.journal.log_record import LogRow as LogRow
 from ult_actors.messages import Fill, Order
 from ult_actors.os_thread import name_os_thread
+from ult_actors.runtime.intake import IntakeGate
 
 #: Most time between a batch being appended and its fold into the file.
 FOLD_INTERVAL_S = 0.02
+#: Appends and news not yet folded above which the log closes its intake gate (reopened
+#: at half): ~7,000 orders of a pipelining client, ~1 s of the fold's work when it has
+#: the interpreter's lock, a few tens of MB (``runtime/intake.py``).
+MAX_UNFOLDED = 20_000
 
 #: One record as the store makes it: sequence number, event, time, the order's state.
 Record = tuple[int, str, int, Order]
@@ -304,9 +309,15 @@ class JournalLog:
         on_failed: Callable[[BaseException], None],
         interval_s: float = FOLD_INTERVAL_S,
         segment_bytes: int = segment_log.SEGMENT_BYTES,
+        intake: IntakeGate | None = None,
+        max_unfolded: int = MAX_UNFOLDED,
     ) -> None:
-        """Open a new segment (``OSError`` if it cannot be) and start the fold's thread."""
+        """Open a new segment (``OSError`` if it cannot be) and start the fold's thread.
+        ``intake``: closed while more than ``max_unfolded`` appends and news are not
+        folded yet, opened again at half (on the trio thread, as news comes and folds end)."""
         self._log = segment_log.SegmentLog(path)
+        self._intake = intake
+        self.max_unfolded = max_unfolded
         self._fold = fold
         self._on_folded = on_folded
         self._on_failed = on_failed
@@ -425,6 +436,14 @@ class JournalLog:
         self.news_handed += 1
         self._unfolded.append(item)
         self._jobs.put((item, self.news_handed))
+        # Not while the fold fails: that is the store's to report (unavailable), not a wait.
+        intake = self._intake
+        if intake is not None and self.unfolded() > self.max_unfolded and self.failure is None:
+            intake.close()
+
+    def unfolded(self) -> int:
+        """Appends and news not in the file yet (as the trio side knows)."""
+        return self.appends - self.folded_appends + self.news_handed - self.folded_news
 
     def take_unfolded_news(self) -> list[Record | Fill]:
         """The news handed over and not folded yet, oldest first, each piece once: a record
@@ -489,12 +508,17 @@ class JournalLog:
     def _folded(self, memos: list[Any], appends: int, news: int) -> None:
         self.folded_appends = appends
         self.folded_news = news
+        intake = self._intake
+        if intake is not None and intake.closed and self.unfolded() <= self.max_unfolded // 2:
+            intake.open()
         self._forget_folded()
         self.folds += 1
         self._wake()
         self._on_folded(memos)
 
     def _failed(self, error: BaseException) -> None:
+        if self._intake is not None:
+            self._intake.open()
         self._wake()
         self._on_failed(error)
 

@@ -161,6 +161,7 @@ from ult_actors.mypyc_hints import mypyc_attr
 from ult_actors.os_thread import name_os_thread
 from ult_actors.recent import Recent
 from ult_actors.report.inputs import CostInputs
+from ult_actors.runtime.intake import IntakeGate
 from ult_actors.sqlite_insert import ManyRowInsert
 
 T = TypeVar("T")
@@ -423,11 +424,17 @@ class SqliteStore:
         fsync_route: FsyncRoute | None = None,
         fsync_ahead: FsyncAhead | None = None,
         fsync_spin_ns: int = FSYNC_SPIN_NS,
+        intake: IntakeGate | None = None,
+        max_unfolded: int = changelog.MAX_UNFOLDED,
     ) -> None:
         """``fsync_ahead``: how a ``full`` record's fdatasync is begun ahead (see
         ``record``); by default io_uring where it is offered and ``fsync`` is the real
         one. ``fsync_spin_ns``: how long the trio thread, with nothing else to run,
-        watches for such an fdatasync to end before it sleeps (0: never)."""
+        watches for such an fdatasync to end before it sleeps (0: never). ``intake``:
+        closed while more than ``max_unfolded`` appends and news wait for the fold
+        (``runtime/intake.py``)."""
+        self.intake = intake
+        self.max_unfolded = max_unfolded
         self.path = path
         #: What messages call this journal (the file's path; a redacted URL for a server's).
         self.name = str(path)
@@ -654,6 +661,8 @@ class SqliteStore:
                 on_folded=self._in_file,
                 on_failed=self._fold_failed,
                 interval_s=self.fold_interval_s,
+                intake=self.intake,
+                max_unfolded=self.max_unfolded,
             )
         except OSError as exc:
             raise ConfigError(
@@ -1618,8 +1627,7 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> Order | None:
             row = conn.execute(
-                f"SELECT {ORDER_BODY_SQL} FROM orders WHERE order_id = ? ORDER BY seq DESC"
-                " LIMIT 1",
+                f"SELECT {ORDER_BODY_SQL} FROM orders WHERE order_id = ? ORDER BY seq DESC LIMIT 1",
                 (order_id,),
             ).fetchone()
             return decode_order(row[0]) if row else None
@@ -1978,6 +1986,8 @@ def open_sqlite_store(
     fsync_route: FsyncRoute | None = None,
     fsync_ahead: FsyncAhead | None = None,
     fsync_spin_ns: int = FSYNC_SPIN_NS,
+    intake: IntakeGate | None = None,
+    max_unfolded: int = changelog.MAX_UNFOLDED,
 ) -> AbstractAsyncContextManager[SqliteStore]:
     """Open (creating or migrating) the journal at ``path`` and run its writer."""
     return SqliteStore(
@@ -1998,6 +2008,8 @@ def open_sqlite_store(
         fsync_route=fsync_route,
         fsync_ahead=fsync_ahead,
         fsync_spin_ns=fsync_spin_ns,
+        intake=intake,
+        max_unfolded=max_unfolded,
     ).running()
 
 

@@ -1,0 +1,44 @@
+"""The journal closes the service's intake gate while its fold is too far behind, and opens
+it again at half; a journal that closes opens it (nothing left to wait for)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.journal.harness import fill
+from ult_actors.actors.journal import JournalSlot
+from ult_actors.journal.sqlite import open_sqlite_store
+from ult_actors.runtime.intake import IntakeGate
+
+
+async def test_the_intake_closes_past_the_unfolded_limit_and_opens_once_the_fold_caught_up(
+    tmp_path: Path,
+) -> None:
+    gate = IntakeGate()
+    # The fold runs only when hurried: what is handed over waits for it.
+    async with open_sqlite_store(
+        tmp_path / "j.db", fold_interval_s=3600, intake=gate, max_unfolded=10
+    ) as store:
+        for i in range(10):
+            store.record_fill(fill(f"f-{i}"))
+        assert not gate.closed  # 10 waiting: at the limit, not past it
+        store.record_fill(fill("f-10"))
+        assert gate.closed and gate.closings == 1
+        await store.in_file()  # the fold catches up: nothing waits, the gate opens
+        assert not gate.closed
+        store.record_fill(fill("f-11"))
+        assert not gate.closed and gate.closings == 1
+    # Nothing handed over was lost while the gate was closed: every fill is in the file.
+    conn = sqlite3.connect(tmp_path / "j.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 12
+    finally:
+        conn.close()
+
+
+def test_a_journal_gone_opens_the_intake() -> None:
+    slot = JournalSlot()
+    slot.intake.close()
+    slot.set(None)  # the journal actor closed its store (a restart): no fold to wait for
+    assert not slot.intake.closed
