@@ -1,9 +1,11 @@
 """The journal closes the service's intake gate while its fold is too far behind, and opens
-it again at half; a journal that closes opens it (nothing left to wait for)."""
+it again once the fold caught up a little; a journal that closes opens it (nothing left to
+wait for)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.journal.harness import fill
@@ -33,6 +35,46 @@ async def test_the_intake_closes_past_the_unfolded_limit_and_opens_once_the_fold
     conn = sqlite3.connect(tmp_path / "j.db")
     try:
         assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 12
+    finally:
+        conn.close()
+
+
+class _OpenedWith(IntakeGate):
+    """A gate that notes, each time it opens, what ``seen()`` says then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: Callable[[], int] = lambda: 0
+        self.opened_at: list[int] = []
+
+    def open(self) -> None:
+        if self.closed:
+            self.opened_at.append(self.seen())
+        super().open()
+
+
+async def test_a_fold_far_behind_reports_its_progress_and_the_intake_opens_before_its_end(
+    tmp_path: Path,
+) -> None:
+    gate = _OpenedWith()
+    async with open_sqlite_store(
+        tmp_path / "j.db", fold_interval_s=3600, intake=gate, max_unfolded=4_500
+    ) as store:
+        log = store._log  # the change log's count of news in the file, as the trio side knows
+        assert log is not None
+        gate.seen = lambda: log.folded_news
+        for i in range(5_000):
+            store.record_fill(fill(f"f-{i}"))
+        assert gate.closed
+        folds = store.folds
+        await store.in_file()
+        # At most 2,000 jobs a transaction: three for the 5,000, and the gate opened when
+        # the first was in (3,000 left: at or below 4,500 less a tenth), not once all were.
+        assert store.folds - folds == 3
+        assert gate.opened_at == [2_000]
+    conn = sqlite3.connect(tmp_path / "j.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 5_000
     finally:
         conn.close()
 

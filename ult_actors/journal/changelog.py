@@ -57,10 +57,13 @@ from ult_actors.runtime.intake import IntakeGate
 
 #: Most time between a batch being appended and its fold into the file.
 FOLD_INTERVAL_S = 0.02
-#: Appends and news not yet folded above which the log closes its intake gate (reopened
-#: at half): ~7,000 orders of a pipelining client, ~1 s of the fold's work when it has
-#: the interpreter's lock, a few tens of MB (``runtime/intake.py``).
+#: Appends and news not yet folded above which the log closes its intake gate (reopened a
+#: tenth lower, ``reopen_at``): ~7,000 orders of a pipelining client, a few tens of MB
+#: (``runtime/intake.py``).
 MAX_UNFOLDED = 20_000
+#: Jobs one fold takes at most: behind, the fold says how far it got every so many (and
+#: a closed intake opens as soon as that is far enough), not once it has caught up.
+MAX_FOLD_JOBS = 2_000
 
 #: One record as the store makes it: sequence number, event, time, the order's state.
 Record = tuple[int, str, int, Order]
@@ -314,10 +317,14 @@ class JournalLog:
     ) -> None:
         """Open a new segment (``OSError`` if it cannot be) and start the fold's thread.
         ``intake``: closed while more than ``max_unfolded`` appends and news are not
-        folded yet, opened again at half (on the trio thread, as news comes and folds end)."""
+        folded yet, opened again at ``reopen_at`` (on the trio thread, as news comes and
+        folds end)."""
         self._log = segment_log.SegmentLog(path)
         self._intake = intake
         self.max_unfolded = max_unfolded
+        #: Unfolded at or below this, a closed intake opens again: a narrow band keeps each
+        #: pause short (the fold's ~2,000 pieces, ~30 ms here), not one long stall.
+        self.reopen_at = max_unfolded - max_unfolded // 10
         self._fold = fold
         self._on_folded = on_folded
         self._on_failed = on_failed
@@ -509,7 +516,7 @@ class JournalLog:
         self.folded_appends = appends
         self.folded_news = news
         intake = self._intake
-        if intake is not None and intake.closed and self.unfolded() <= self.max_unfolded // 2:
+        if intake is not None and intake.closed and self.unfolded() <= self.reopen_at:
             intake.open()
         self._forget_folded()
         self.folds += 1
@@ -547,14 +554,19 @@ class JournalLog:
         appended = handed = told = 0
         jobs_queue = self._jobs
         take = jobs_queue.get_nowait  # bound once: not looked up per job
+        behind = False  # the last fold left jobs waiting: no time to wait for more
         while True:
             first = jobs_queue.get()
             jobs = [first]
-            if first is not None and not isinstance(first, _Retry):
+            if first is not None and not isinstance(first, _Retry) and not behind:
                 # Let the appends of the next few ms join this transaction.
                 self._hurry.wait(self.interval_s)
             self._hurry.clear()
+            behind = False
             while True:
+                if len(jobs) >= MAX_FOLD_JOBS:
+                    behind = True
+                    break
                 try:
                     jobs.append(take())
                 except queue.Empty:

@@ -7,8 +7,9 @@ loop that never runs out of work (a pipelining client keeping it busy) can outpa
 what is appended and not yet folded then grows without bound, and with it the memory and
 the collector's passes over it. So past ``max_unfolded`` pieces not yet folded the journal
 closes this gate, and the IPC connections stop reading requests (the clients' writes wait
-in their sockets) until the fold has caught up to half of that: the loop runs out of work,
-sleeps, and the fold has the lock. Nothing is refused or lost; new requests wait.
+in their sockets) until the fold has caught up by a tenth of that: the loop runs out of
+work, sleeps, and the fold has the lock. Nothing is refused or lost; new requests wait, in
+pauses of tens of milliseconds.
 
 Only the trio thread opens and closes it.
 """
