@@ -19,9 +19,10 @@ Back-pressure: the connection stops taking frames
 (and the client's writes block in the kernel) while ``max_in_flight``
 requests are being answered, while its outbox holds more than its high-water
 mark of unsent bytes, while all outboxes together are over the server's
-budget, and while the service's intake gate is closed (its journal's fold too far
-behind, ``runtime/intake.py``). A client that does not read its replies therefore costs at most the
-high-water mark plus the replies of the requests it had in flight.
+budget, and while the service's intake gate is closed (its journal's fold too
+far behind, ``runtime/intake.py``). A client that does not read its replies
+therefore costs at most the high-water mark plus the replies of the requests
+it had in flight.
 
 Past ``max_queued_bytes`` unsent (a client that pipelines requests with big
 answers, like order lists, and does not read them), or above the high-water

@@ -322,8 +322,8 @@ class JournalLog:
         self._log = segment_log.SegmentLog(path)
         self._intake = intake
         self.max_unfolded = max_unfolded
-        #: Unfolded at or below this, a closed intake opens again: a narrow band keeps each
-        #: pause short (the fold's ~2,000 pieces, ~30 ms here), not one long stall.
+        #: Unfolded at or below this, a closed intake opens again: a narrow band (a tenth)
+        #: keeps each pause short, not one long stall while the fold catches up.
         self.reopen_at = max_unfolded - max_unfolded // 10
         self._fold = fold
         self._on_folded = on_folded
