@@ -32,9 +32,13 @@ async def test_the_intake_closes_past_the_unfolded_limit_and_opens_once_the_fold
         store.record_fill(fill("f-11"))
         assert not gate.closed and gate.closings == 1
     # Nothing handed over was lost while the gate was closed: every fill is in the file.
-    conn = sqlite3.connect(tmp_path / "j.db")
+    assert _fills_in(tmp_path / "j.db") == 12
+
+
+def _fills_in(path: Path) -> int:
+    conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 12
+        return int(conn.execute("SELECT count(*) FROM fills").fetchone()[0])
     finally:
         conn.close()
 
@@ -72,11 +76,7 @@ async def test_a_fold_far_behind_reports_its_progress_and_the_intake_opens_befor
         # the first was in (3,000 left: at or below 4,500 less a tenth), not once all were.
         assert store.folds - folds == 3
         assert gate.opened_at == [2_000]
-    conn = sqlite3.connect(tmp_path / "j.db")
-    try:
-        assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 5_000
-    finally:
-        conn.close()
+    assert _fills_in(tmp_path / "j.db") == 5_000
 
 
 def test_a_journal_gone_opens_the_intake() -> None:
