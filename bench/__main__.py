@@ -85,6 +85,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The interpreter ``scripts/install-systemd`` builds the unit's virtualenv on, and
+#: ``scripts/bench`` its own when it is there.
+DEPLOYED_PYTHON = Path("/usr/bin/python3")
+
+
+def deployed_prefix(python: Path = DEPLOYED_PYTHON) -> str | None:
+    """The prefix of the interpreter the service is deployed on, or None where it is absent
+    (or does not answer): a run on another measures another interpreter's speed."""
+    try:
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print(sys.base_prefix)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
 def _meta(quick: bool) -> dict[str, Any]:
     import msgspec
 
@@ -105,6 +127,7 @@ def _meta(quick: bool) -> dict[str, Any]:
         # Which build: a distribution's (/usr: PGO, LTO) or a pyenv/source one runs the
         # service's Python at different speeds (docs/performance.md, "the interpreter").
         "python_prefix": sys.base_prefix,
+        "deployed_python_prefix": deployed_prefix(),
         "trio": trio.__version__,
         "msgspec": msgspec.__version__,
         # The service runs from this tree: its hot path compiled (mypyc) or pure Python.

@@ -102,6 +102,21 @@ def _status_line(doc: dict[str, Any], name: str) -> str | None:
     return f"  {status}: {why}"
 
 
+def _interpreter_note(meta: dict[str, Any]) -> list[str]:
+    """A line when the run is not on the interpreter the service is deployed on: its
+    microseconds (the CPU row above all) are then another interpreter's, not comparable
+    with a run on the deployed one (docs/performance.md, "the interpreter the bench
+    measures")."""
+    deployed, here = meta.get("deployed_python_prefix"), meta.get("python_prefix")
+    if not deployed or not here or deployed == here:
+        return []
+    return [
+        f"note: run on the Python in {here}, not the deployed one in {deployed}"
+        " (scripts/install-systemd, scripts/bench): its times and CPU are not comparable"
+        " with a run on that one"
+    ]
+
+
 def render_table(doc: dict[str, Any]) -> str:
     """The whole document as aligned text."""
     meta = doc.get("meta", {})
@@ -112,6 +127,7 @@ def render_table(doc: dict[str, Any]) -> str:
         f"  {meta.get('seconds', '?')} s",
         f"service build: {meta.get('build', '?')}"
         + (f" ({', '.join(meta['compiled_modules'])})" if meta.get("compiled_modules") else ""),
+        *_interpreter_note(meta),
         "",
         "round trips over a Unix socket",
     ]

@@ -222,3 +222,27 @@ def test_the_peer_services_alpaca_budget_never_holds_an_order_of_a_full_run(tmp_
     full = plan_for(quick=False)
     orders = 2 * full.peer.count + 100  # journal on and off, warm-ups, the connect's requests
     assert budget is None or budget.burst - budget.query_reserve >= orders
+
+
+def test_a_run_off_the_deployed_interpreter_says_so() -> None:
+    from bench.report import render_table
+
+    doc = _measured()
+    doc["meta"] = {"python_prefix": "/root/.pyenv/versions/3.11.7", "deployed_python_prefix": "/usr"}
+    table = render_table(doc).splitlines()
+    assert (
+        "note: run on the Python in /root/.pyenv/versions/3.11.7, not the deployed one in /usr"
+        " (scripts/install-systemd, scripts/bench): its times and CPU are not comparable"
+        " with a run on that one"
+    ) in table
+    # On the deployed interpreter, or where there is none to compare with: no note.
+    for deployed in ("/root/.pyenv/versions/3.11.7", None):
+        doc["meta"]["deployed_python_prefix"] = deployed
+        assert not any(line.startswith("note: run on") for line in render_table(doc).splitlines())
+
+
+def test_the_deployed_interpreter_is_asked_for_its_prefix(tmp_path: Path) -> None:
+    from bench.__main__ import deployed_prefix
+
+    assert deployed_prefix(Path(sys.executable)) == sys.base_prefix
+    assert deployed_prefix(tmp_path / "no-python") is None
