@@ -80,46 +80,6 @@ async def test_the_requests_of_one_read_are_answered_without_a_task_wake_up_each
         await conn.aclose()
 
 
-class _RepliesAfterSteps(trio.abc.Instrument):
-    """The reply bytes the client could read at the end of each of the connection's steps."""
-
-    def __init__(self, conn: RawConnection) -> None:
-        self.peer = socket.socket(fileno=socket.dup(conn.stream.socket.fileno()))
-        self.readable: list[int] = []
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name == _POOL_TASK:
-            try:
-                ready = self.peer.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                ready = b""
-            self.readable.append(len(ready))
-
-
-async def test_the_replies_of_a_long_read_leave_in_groups_while_it_is_answered(
-    sock_dir: Path,
-) -> None:
-    # A pipelining client gets its first replies, and can send more, while the server
-    # still answers the rest of what it read: not all of them once it is done.
-    async with ipc_service(sock_dir) as (_svc, path):
-        with trio.fail_after(10):
-            conn = await _connection_up(path)
-            steps = _RepliesAfterSteps(conn)
-            trio.lowlevel.add_instrument(steps)
-            try:
-                await conn.send_raw(_pings(2, 100))
-                replies = await _replies(conn, 100)
-            finally:
-                trio.lowlevel.remove_instrument(steps)
-                steps.peer.close()
-        assert sorted(r.id for r in replies if isinstance(r, OkReply)) == list(range(2, 102))
-        # The step that read the hundred answered them all; by its end six groups of 16
-        # replies were on the socket (the writer task sends the last four after it).
-        codec = ReplyCodec()
-        assert steps.readable[0] == sum(len(codec.encode(r)) for r in replies[:96])
-        await conn.aclose()
-
-
 async def test_a_lone_request_answered_at_once_costs_its_connection_one_task_step(
     sock_dir: Path,
 ) -> None:

@@ -17,12 +17,6 @@ finished it, when nothing is queued or being sent: a lone request's answer
 then leaves without waking the writer task and without the round it waits
 for company, so it goes out before the bookkeeping that finished beside it
 (the journal's news, the positions' update) rather than after.
-
-Replies do not wait for the writer task once ``write_after`` frames are queued: the
-task answering a pipelining client's batch answers it without a pause (``connection.py``),
-so without this its first reply would leave with its last, the client would sit idle
-while the server answers and the server while the client sends more. Written as they
-come in groups, the client's next requests arrive while the server still answers.
 """
 
 from __future__ import annotations
@@ -31,10 +25,6 @@ import os
 from collections.abc import Callable
 
 import trio
-
-#: Queued frames that are written at once by the task queuing the last of them (see above):
-#: a client's window of 128 gets its first replies after an eighth of the server's work.
-WRITE_AFTER_FRAMES = 16
 
 
 class OutboxBudget:
@@ -85,17 +75,10 @@ class OutboxBudget:
 class Outbox:
     """A byte queue with one writer task; ``put`` never blocks."""
 
-    def __init__(
-        self,
-        high_water: int = 1 << 20,
-        budget: OutboxBudget | None = None,
-        write_after: int = WRITE_AFTER_FRAMES,
-    ) -> None:
+    def __init__(self, high_water: int = 1 << 20, budget: OutboxBudget | None = None) -> None:
         #: Above this many queued bytes, ``wait_for_room`` blocks (the reader and the
         #: event forwarder use it).
         self.high_water = high_water
-        #: This many frames queued are written by ``put`` itself, unless a send is under way.
-        self.write_after = write_after
         self.budget = budget if budget is not None else OutboxBudget(cap=1 << 62)
         self._chunks: list[bytes] = []
         #: Bytes put and not yet taken by the kernel (those of a blocked send included).
@@ -104,9 +87,6 @@ class Outbox:
         #: has its stream); None: every frame goes through the writer task.
         self._write_now: Callable[[bytes], int] | None = None
         self._sending = False
-        #: A group's write found the socket full: the writer task sends what is queued
-        #: (waiting for the socket) before ``put`` writes a group again.
-        self._socket_full = False
         self._wake = trio.Event()
         self._room = trio.Event()
         self._room.set()
@@ -129,23 +109,15 @@ class Outbox:
                 if not data:
                     return
             self._progress_at = trio.current_time()
-        chunks = self._chunks
-        if not chunks:
+        if not self._chunks:
             self._wake.set()  # queued chunks mean the writer is woken already
-        chunks.append(data)
+        self._chunks.append(data)
         # What ``_grow`` does for a positive size, without the call: once per reply.
         size = len(data)
         self.queued_bytes += size
         self.budget.add(size)
         if self.queued_bytes > self.high_water and self._room.is_set():
             self._room = trio.Event()
-        if (
-            len(chunks) >= self.write_after
-            and not self._sending
-            and not self._socket_full
-            and self._write_now is not None
-        ):
-            self._write_queued()
 
     def stalled_for(self) -> float:
         """Seconds the client has taken none of the bytes queued for it (0 if none are)."""
@@ -180,28 +152,6 @@ class Outbox:
         self.sends += 1
         return data[written:]
 
-    def _write_queued(self) -> None:
-        """Write the queued frames on the caller's task without blocking; what the socket
-        does not take stays queued, first, for the writer task (already woken)."""
-        assert self._write_now is not None
-        chunks = self._chunks
-        data = b"".join(chunks)
-        try:
-            written = self._write_now(data)
-        except OSError:  # full (``BlockingIOError``) or broken: the writer task's send
-            self._socket_full = True  # waits for room, or meets the error and ends it
-            return
-        self.sends += 1
-        if written < len(data):
-            self._socket_full = True
-            self._chunks = [data[written:]]
-            self.frames_sent += len(chunks) - 1  # the one cut short counts once it is sent
-        else:
-            self._chunks = []
-            self.frames_sent += len(chunks)
-        self._grow(-written)
-        self._progress_at = trio.current_time()
-
     async def run(self, stream: trio.abc.SendStream) -> None:
         """The writer: send queued frames until closed and drained."""
         if isinstance(stream, trio.SocketStream):
@@ -231,7 +181,6 @@ class Outbox:
             finally:
                 self._sending = False
             self._progress_at = trio.current_time()
-            self._socket_full = False
             if self.queued_bytes:  # not discarded meanwhile
                 self._grow(-len(data))
             self.frames_sent += len(chunks)
