@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from tests.journal.harness import fill
 from ult_actors.actors.journal import JournalSlot
-from ult_actors.journal.sqlite import open_sqlite_store
+from ult_actors.journal.sqlite import SqliteStore, open_sqlite_store
 from ult_actors.runtime.intake import IntakeGate
 
 
@@ -18,10 +19,7 @@ async def test_the_intake_closes_past_the_unfolded_limit_and_opens_once_the_fold
     tmp_path: Path,
 ) -> None:
     gate = IntakeGate()
-    # The fold runs only when hurried: what is handed over waits for it.
-    async with open_sqlite_store(
-        tmp_path / "j.db", fold_interval_s=3600, intake=gate, max_unfolded=10
-    ) as store:
+    async with _fold_when_hurried(tmp_path, gate, max_unfolded=10) as store:
         for i in range(10):
             store.record_fill(fill(f"f-{i}"))
         assert not gate.closed  # 10 waiting: at the limit, not past it
@@ -33,6 +31,16 @@ async def test_the_intake_closes_past_the_unfolded_limit_and_opens_once_the_fold
         assert not gate.closed and gate.closings == 1
     # Nothing handed over was lost while the gate was closed: every fill is in the file.
     assert _fills_in(tmp_path / "j.db") == 12
+
+
+def _fold_when_hurried(
+    tmp_path: Path, gate: IntakeGate, *, max_unfolded: int
+) -> AbstractAsyncContextManager[SqliteStore]:
+    """A journal in ``tmp_path`` closing ``gate`` past ``max_unfolded``, whose fold runs
+    only when hurried: what is handed over waits for it."""
+    return open_sqlite_store(
+        tmp_path / "j.db", fold_interval_s=3600, intake=gate, max_unfolded=max_unfolded
+    )
 
 
 def _fills_in(path: Path) -> int:
@@ -61,9 +69,7 @@ async def test_a_fold_far_behind_reports_its_progress_and_the_intake_opens_befor
     tmp_path: Path,
 ) -> None:
     gate = _OpenedWith()
-    async with open_sqlite_store(
-        tmp_path / "j.db", fold_interval_s=3600, intake=gate, max_unfolded=4_500
-    ) as store:
+    async with _fold_when_hurried(tmp_path, gate, max_unfolded=4_500) as store:
         log = store._log  # the change log's count of news in the file, as the trio side knows
         assert log is not None
         gate.seen = lambda: log.folded_news
