@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.ult import FULL_SYNC
-
 
 def dig(doc: Any, *path: str | int) -> Any:
     """``doc[p0][p1]...`` or ``None`` when any step is missing."""
@@ -305,15 +303,6 @@ def render_table(doc: dict[str, Any]) -> str:
              _goal_cell(g["aim"], units), g["verdict"]]
         )
     out += _grid(rows)
-    full = dig(doc, "ult", "variants", FULL_SYNC, "sequential", "p50_us")
-    commit = dig(doc, "ult", "bare_commit", "p50_us")
-    floor = dig(doc, "floor", "sequential", "p50_us")
-    if full is not None and commit is not None:
-        out.append(
-            f'  synchronous="full": seq p50 {_fmt(full, "us")} - floor p50 {_fmt(floor, "us")}'
-            f" - bare WAL commit p50 {_fmt(commit, 'us')}"
-            f" (p99 {_fmt(dig(doc, 'ult', 'bare_commit', 'p99_us'), 'us')})"
-        )
     out += [f"  {g['note']}" for g in doc.get("goals") or [] if g.get("note")]
     return "\n".join(out)
 

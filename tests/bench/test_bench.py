@@ -144,6 +144,34 @@ def test_each_goal_is_judged_against_its_must_and_its_aim() -> None:
     assert _verdicts(_measured(ult__pipelined={"1": {"per_s": 6_000.0, "window": 128}}))[
         "pipelined_per_s"
     ] == "aim met"
+
+
+def test_the_full_row_takes_off_the_quicker_round_trip() -> None:
+    """Where the service's default sequential order is quicker than the floor's echo (its
+    loop polls, the floor's server sleeps), the row takes the service's own off: the
+    floor's would credit it with the floor's wake-up."""
+    from bench.goals import goals
+    from bench.ult import FULL_SYNC
+
+    # Floor 184 us, the service's own 92.8 us: 316 - 92.8 - 140 = 83.2 us (the floor's
+    # would read 316 - 184 - 140 < 0, "not measured").
+    doc = _measured(
+        floor__sequential={"p50_us": 184.0},
+        ult__sequential={"p50_us": 92.8},
+        ult__bare_commit={"p50_us": 140.0, "p99_us": 278.0},
+        ult__variants={FULL_SYNC: {"sequential": {"p50_us": 316.0}}},
+    )
+    (row,) = [g for g in goals(doc) if g["goal"] == "full_sync_overhead"]
+    assert row["now"] == {"overhead": 83.2}
+    assert row["verdict"] == "aim met"
+    assert row["note"] == (
+        'synchronous="full": seq p50 316 us - ult\'s default seq p50 92.8 us (quicker than'
+        " the floor's 184 us) - bare WAL commit p50 140 us (p99 278 us)"
+    )
+    # A slower service: the floor's round trip is the quicker, and is taken off.
+    (row,) = [g for g in goals(_measured()) if g["goal"] == "full_sync_overhead"]
+    assert row["now"] == {"overhead": 150.0}  # 650 - 100 - 400
+    assert row["note"].startswith('synchronous="full": seq p50 650 us - floor p50 100 us -')
     assert _verdicts(_measured(peer__via_ult={"p50_us": 1_600.0}))["peer_p50"] == "NOT met"
 
 
